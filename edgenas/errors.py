@@ -1,0 +1,71 @@
+"""The one small hierarchy of errors meant for users.
+
+Every error a user can cause or fix (bad input, an unreachable device, an impossible budget) is an
+``EdgenasError`` whose message says what is wrong and whose ``hint`` says what to do. The CLI prints
+``str(err)`` as one red line and exits non-zero; it never shows a traceback for these.
+"""
+
+from __future__ import annotations
+
+
+class EdgenasError(Exception):
+    """Base class: ``message`` says what is wrong, ``hint`` what to do about it."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class InputError(EdgenasError):
+    """Malformed or unknown user input: architecture, profile, LUT, ONNX file, space, device, flag."""
+
+    exit_code = 2
+
+
+class DeviceError(EdgenasError):
+    """Something went wrong on or on the way to a device; always names the device."""
+
+    exit_code = 3
+
+    def __init__(self, device: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(f"device '{device}': {message}", hint=hint)
+        self.device = device
+
+
+class HostKeyError(DeviceError):
+    """The device's SSH host key is unknown or changed."""
+
+
+class AgentError(DeviceError):
+    """The agent answered a call with a structured error ``{"type", "message"}``."""
+
+    def __init__(self, device: str, type_: str, message: str, *, hint: str | None = None) -> None:
+        super().__init__(device, f"agent error {type_}: {message}", hint=hint)
+        self.type = type_
+        self.agent_message = message
+
+
+class RuntimeMissingError(DeviceError):
+    """The requested runtime (onnxruntime, tensorrt, torch) is not available on the device."""
+
+
+class InfeasibleError(EdgenasError):
+    """A latency budget no architecture of the space can meet."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, *, min_latency_ms: float, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.min_latency_ms = min_latency_ms
+
+
+class ExportError(EdgenasError):
+    """Export failed a check (ONNX checker, parity with PyTorch beyond tolerance, TensorRT build)."""
+
+    exit_code = 5

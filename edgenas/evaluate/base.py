@@ -1,0 +1,92 @@
+"""The evaluator interface: score a batch of architectures of one space (higher is better).
+
+Evaluators plug in through ``EVALUATORS``, a registry of factories
+``factory(space, *, seed, **options) -> Evaluator``; each factory validates its own options and
+raises ``InputError`` for unknown or bad ones (no blind ``**kwargs`` pass-through).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from edgenas.registry import Registry
+
+
+class Evaluator(ABC):
+    """Scores architectures; ``evaluate`` takes a batch and returns one float per architecture.
+
+    Scores are "higher is better". A network whose score is NaN or infinite must come back as
+    ``-inf`` (never raise), so one broken candidate cannot crash a search.
+    """
+
+    name: str = ""
+    #: what the score means, e.g. "naswot score" or "cifar10_test accuracy (%)"
+    metric: str = ""
+
+    def __init__(self, space: Any) -> None:
+        self.space = space
+
+    @abstractmethod
+    def evaluate(self, archs: Sequence[Any]) -> np.ndarray:
+        """One score per architecture, float64, ``-inf`` for broken networks."""
+
+    def describe(self) -> dict[str, Any]:
+        """What a run records about its evaluator (name, metric, options)."""
+        return {"name": self.name, "metric": self.metric}
+
+
+class CachedEvaluator(Evaluator):
+    """Wraps an evaluator with a cache keyed by ``space.arch_id`` (each network scored once)."""
+
+    def __init__(self, inner: Evaluator) -> None:
+        super().__init__(inner.space)
+        self.inner = inner
+        self.name = inner.name
+        self.metric = inner.metric
+        self.cache: dict[str, float] = {}
+        self.calls = 0
+
+    def evaluate(self, archs: Sequence[Any]) -> np.ndarray:
+        ids = [self.space.arch_id(a) for a in archs]
+        todo: dict[str, Any] = {}
+        for i, a in zip(ids, archs):
+            if i not in self.cache and i not in todo:
+                todo[i] = a
+        if todo:
+            self.calls += len(todo)
+            scores = np.asarray(self.inner.evaluate(list(todo.values())), dtype=float)
+            for i, s in zip(todo, scores):
+                self.cache[i] = float(s) if np.isfinite(s) else float("-inf")
+        return np.array([self.cache[i] for i in ids], dtype=float)
+
+    def describe(self) -> dict[str, Any]:
+        return self.inner.describe()
+
+
+EvaluatorFactory = Callable[..., Evaluator]
+EVALUATORS: Registry[EvaluatorFactory] = Registry("evaluator")
+
+
+def _load_builtin() -> None:
+    import importlib
+
+    for mod in ("edgenas.evaluate.proxies", "edgenas.evaluate.tabular", "edgenas.evaluate.supernet_eval"):
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:  # a part not present in this build
+            if exc.name != mod:
+                raise
+
+
+def make_evaluator(name: str, space: Any, *, seed: int = 0, **options: Any) -> Evaluator:
+    """Build a registered evaluator by name, cached by architecture."""
+    _load_builtin()
+    return CachedEvaluator(EVALUATORS.get(name)(space, seed=seed, **options))
+
+
+def evaluator_names() -> list[str]:
+    _load_builtin()
+    return EVALUATORS.names()

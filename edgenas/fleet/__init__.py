@@ -1,0 +1,1 @@
+"""Devices: transports (local subprocess, SSH), agent install and RPC, profiles, inventory, refresh."""

@@ -1,0 +1,67 @@
+"""How the host reaches a device: the ``Transport`` and ``AgentChannel`` interfaces.
+
+A transport knows one device. It installs the agent zipapp in the device's work dir when the device
+lacks that version (the zipapp's SHA-256 is its version), starts ``PYTHON agent.pyz serve --workdir W``
+and hands back an ``AgentChannel``: the agent's stdin/stdout as JSON lines (stderr drained in the
+background so large outputs never deadlock). Files move with ``put_file``/``get_file``, always checked
+by SHA-256. ``LocalTransport`` (a subprocess, for the embedded ``local`` device) and ``SSHTransport``
+(paramiko, strict host keys) implement it; ``AgentClient`` (``edgenas.fleet.rpc``) speaks the protocol
+over any channel.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+
+class AgentChannel(ABC):
+    """A running agent's line streams."""
+
+    @abstractmethod
+    def send_line(self, line: str) -> None:
+        """Write one JSON line (a newline is appended) to the agent's stdin."""
+
+    @abstractmethod
+    def recv_line(self, timeout_s: float) -> str | None:
+        """Next stdout line without its newline; ``None`` on timeout. Raises ``DeviceError`` when the
+        agent has exited or the connection is lost (the message includes the stderr tail)."""
+
+    @abstractmethod
+    def stderr_tail(self) -> str:
+        """The last few KiB of the agent's stderr, for error messages."""
+
+    @abstractmethod
+    def alive(self) -> bool: ...
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop the agent (politely, then by force); idempotent."""
+
+
+class Transport(ABC):
+    """One device's connection; a context manager."""
+
+    device: str
+
+    @abstractmethod
+    def start_agent(self, zipapp: Path, version: str) -> AgentChannel:
+        """Install ``zipapp`` as ``agent/edgenas-agent-<version>.pyz`` in the work dir unless present
+        with that hash, then start it and return its channel."""
+
+    @abstractmethod
+    def put_file(self, local: Path, remote_rel: str) -> str:
+        """Copy a file into the work dir (path relative to it); verify and return its SHA-256."""
+
+    @abstractmethod
+    def get_file(self, remote_rel: str, local: Path) -> str:
+        """Copy a file out of the work dir into ``local`` (atomically); verify and return its SHA-256."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> "Transport":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""Latency look-up tables, the vectorised predictor and calibration from measurements."""

@@ -1,0 +1,175 @@
+"""The latency look-up table record (versioned JSON) and its strict reader.
+
+A LUT holds, for one (device, space, fingerprint), the measured statistics of every block key the
+space can produce, the fixed per-inference overhead of the runtime (timed on a trivial model, so the
+predictor can count it once per network instead of once per block), the measurement protocol used,
+and an optional calibration fitted from whole-model measurements.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from edgenas.errors import InputError
+from edgenas.io import atomic_write_json, read_json
+
+LUT_SCHEMA = 1
+
+_STAT_FIELDS = ("n", "median_ms", "mean_ms", "std_ms", "cov", "p90_ms", "p99_ms", "min_ms", "max_ms")
+
+
+@dataclass(frozen=True)
+class EntryStats:
+    """Statistics of one timed model, as the agent's measurement protocol reports them."""
+
+    n: int
+    median_ms: float
+    mean_ms: float
+    std_ms: float
+    cov: float
+    p90_ms: float
+    p99_ms: float
+    min_ms: float
+    max_ms: float
+    stable: bool = True
+    k: int = 1  # back-to-back runs per sample
+    warmup_n: int = 0
+    total_s: float = 0.0
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "entry") -> "EntryStats":
+        if not isinstance(d, Mapping):
+            raise InputError(f"{where}: expected an object of statistics")
+        missing = [f for f in _STAT_FIELDS if f not in d]
+        if missing:
+            raise InputError(f"{where}: missing {', '.join(missing)}")
+        vals: dict[str, Any] = {}
+        for f in _STAT_FIELDS:
+            v = d[f]
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise InputError(f"{where}: {f} must be a finite number >= 0, got {v!r}")
+            vals[f] = v
+        if int(vals["n"]) < 1:
+            raise InputError(f"{where}: n must be >= 1")
+        if not vals["min_ms"] <= vals["median_ms"] <= vals["max_ms"] + 1e-12:
+            raise InputError(f"{where}: median_ms outside [min_ms, max_ms]")
+        return cls(
+            n=int(vals["n"]), median_ms=float(vals["median_ms"]), mean_ms=float(vals["mean_ms"]),
+            std_ms=float(vals["std_ms"]), cov=float(vals["cov"]), p90_ms=float(vals["p90_ms"]),
+            p99_ms=float(vals["p99_ms"]), min_ms=float(vals["min_ms"]), max_ms=float(vals["max_ms"]),
+            stable=bool(d.get("stable", True)), k=int(d.get("k", 1)),
+            warmup_n=int(d.get("warmup_n", 0)), total_s=float(d.get("total_s", 0.0)),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A correction from LUT sums to measured whole-model latency, fitted on ``n_points``."""
+
+    model: str  # e.g. "loglinear": log(measured) = a + b * log(predicted)
+    params: dict[str, float]
+    n_points: int
+    fitted_at: float = field(default_factory=time.time)
+    residual: float = 0.0  # robust spread of the residuals (relative)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Calibration":
+        try:
+            return cls(model=str(d["model"]), params={k: float(v) for k, v in dict(d["params"]).items()},
+                       n_points=int(d["n_points"]), fitted_at=float(d.get("fitted_at", 0.0)),
+                       residual=float(d.get("residual", 0.0)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"malformed calibration in LUT: {exc}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Lut:
+    device: str
+    space: str
+    fingerprint: dict[str, Any]
+    fingerprint_hash: str
+    runtime: str
+    precision: str
+    threads: int
+    protocol: dict[str, Any]
+    overhead: EntryStats
+    entries: dict[str, EntryStats]
+    calibration: Calibration | None = None
+    created_at: float = field(default_factory=time.time)
+    schema: int = LUT_SCHEMA
+
+    @property
+    def overhead_ms(self) -> float:
+        return self.overhead.median_ms
+
+    @property
+    def unstable_keys(self) -> list[str]:
+        return sorted(k for k, e in self.entries.items() if not e.stable)
+
+    def with_calibration(self, calibration: Calibration | None) -> "Lut":
+        from dataclasses import replace
+
+        return replace(self, calibration=calibration)
+
+    # ------------------------------------------------------------------ JSON
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": self.schema,
+            "device": self.device,
+            "space": self.space,
+            "fingerprint_hash": self.fingerprint_hash,
+            "fingerprint": self.fingerprint,
+            "runtime": self.runtime,
+            "precision": self.precision,
+            "threads": self.threads,
+            "protocol": self.protocol,
+            "created_at": self.created_at,
+            "overhead": self.overhead.to_dict(),
+            "calibration": self.calibration.to_dict() if self.calibration else None,
+            "entries": {k: self.entries[k].to_dict() for k in sorted(self.entries)},
+        }
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str = "LUT") -> "Lut":
+        if not isinstance(d, Mapping):
+            raise InputError(f"{where}: expected a JSON object")
+        if d.get("schema") != LUT_SCHEMA:
+            raise InputError(f"{where}: unsupported schema {d.get('schema')!r} (expected {LUT_SCHEMA})",
+                             hint="re-profile the device with this edgenas version")
+        for key, typ in (("device", str), ("space", str), ("fingerprint_hash", str), ("runtime", str),
+                         ("precision", str), ("fingerprint", Mapping), ("entries", Mapping),
+                         ("protocol", Mapping)):
+            if not isinstance(d.get(key), typ):
+                raise InputError(f"{where}: missing or malformed '{key}'")
+        entries = {str(k): EntryStats.from_dict(v, f"{where}: entry '{k}'") for k, v in d["entries"].items()}
+        if not entries:
+            raise InputError(f"{where}: has no entries")
+        cal = d.get("calibration")
+        return cls(
+            device=d["device"], space=d["space"], fingerprint=dict(d["fingerprint"]),
+            fingerprint_hash=d["fingerprint_hash"], runtime=d["runtime"], precision=d["precision"],
+            threads=int(d.get("threads", 0)), protocol=dict(d["protocol"]),
+            overhead=EntryStats.from_dict(d.get("overhead"), f"{where}: overhead"),
+            entries=entries, calibration=Calibration.from_dict(cal) if cal else None,
+            created_at=float(d.get("created_at", 0.0)), schema=LUT_SCHEMA,
+        )
+
+    def save(self, path: str | Path) -> Path:
+        """Validate by round trip, then write atomically."""
+        data = self.to_dict()
+        Lut.from_dict(data, where=str(path))
+        return atomic_write_json(path, data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Lut":
+        return cls.from_dict(read_json(path, "LUT file"), where=f"LUT {path}")

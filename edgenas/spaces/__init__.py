@@ -1,0 +1,63 @@
+"""Search spaces: a registry of ``SearchSpace`` instances keyed by name.
+
+Each space module registers its presets at import; ``get_space`` imports them lazily.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from edgenas.errors import InputError
+from edgenas.registry import Registry
+from edgenas.spaces.base import SearchSpace
+
+SPACES: Registry[SearchSpace] = Registry("search space")
+
+_LOADED = False
+
+
+def _load_builtin() -> None:
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    from edgenas.spaces import mbv3  # noqa: F401  (registers mbv3-small, ofa-mbv3, ...)
+    try:
+        from edgenas.spaces import nb201  # noqa: F401
+    except ImportError:  # pragma: no cover - while nb201 is not yet present
+        pass
+
+
+def get_space(name: str) -> SearchSpace:
+    _load_builtin()
+    return SPACES.get(name)
+
+
+def space_names() -> list[str]:
+    _load_builtin()
+    return SPACES.names()
+
+
+def arch_from_dict(data: Any, *, source: str = "architecture") -> tuple[SearchSpace, Any]:
+    """Parse an architecture record of any registered space (its ``"space"`` key picks the space)."""
+    if not isinstance(data, Mapping):
+        raise InputError(f"{source}: expected a JSON object with a \"space\" key, got {type(data).__name__}")
+    name = data.get("space")
+    if not isinstance(name, str):
+        raise InputError(f"{source}: missing \"space\" key", hint='add e.g. "space": "mbv3-small"')
+    space = get_space(name)
+    try:
+        return space, space.from_dict(data)
+    except InputError as exc:
+        raise InputError(f"{source}: {exc.message}", hint=exc.hint) from None
+
+
+def load_arch(path: str | Path) -> tuple[SearchSpace, Any]:
+    """Read an architecture JSON file (also accepts a run's ``best.json`` with an ``"arch"`` key)."""
+    from edgenas.io import read_json
+
+    data = read_json(path, "architecture file")
+    if isinstance(data, Mapping) and "arch" in data and isinstance(data["arch"], Mapping):
+        data = data["arch"]
+    return arch_from_dict(data, source=str(path))

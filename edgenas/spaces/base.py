@@ -1,0 +1,186 @@
+"""The search-space interface every space implements.
+
+A space turns architectures (frozen dataclasses) into four things the rest of edgenas needs:
+
+* a **record**: ``to_dict``/``from_dict`` with ``{"space": NAME, "schema": 1, ...}`` and validation
+  that raises one clear ``InputError``;
+* a **discrete gene vector** (one integer choice per gene, ``gene_sizes()`` choices each) on which
+  every strategy works; sampling, mutation, crossover and the continuous codec in ``[0, 1)^D`` used by
+  continuous optimisers (WOA) are derived from it here, once;
+* **block keys**: canonical strings that fully determine a block's cost on a device; a network is the
+  ordered list of its blocks, and latency predictors sum per-key costs;
+* **PyTorch modules**: the whole network, and one block built from its key alone (so two blocks with
+  the same key export to the same ONNX subgraph).
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from typing import Any, Generic, Mapping, Sequence, TypeVar
+
+import numpy as np
+
+from edgenas.errors import InputError
+
+A = TypeVar("A")
+
+ARCH_SCHEMA = 1
+
+
+class SearchSpace(ABC, Generic[A]):
+    """Base class; subclasses set ``name`` and implement the abstract methods."""
+
+    name: str = ""
+    description: str = ""
+
+    # ----------------------------------------------------------------- records
+    @abstractmethod
+    def from_dict(self, data: Mapping[str, Any]) -> A:
+        """Parse and validate an architecture record; raise ``InputError`` on anything wrong."""
+
+    @abstractmethod
+    def to_dict(self, arch: A) -> dict[str, Any]:
+        """The JSON record, with ``"space"`` and ``"schema"`` keys."""
+
+    def validate(self, arch: A) -> None:
+        self.from_dict(self.to_dict(arch))
+
+    def canonical(self, arch: A) -> A:
+        """The canonical form: two archs that build the same network have the same canonical form."""
+        return arch
+
+    def arch_id(self, arch: A) -> str:
+        """A stable string identifying the network (used for caching and de-duplication)."""
+        return json.dumps(self.to_dict(self.canonical(arch)), sort_keys=True, separators=(",", ":"))
+
+    # ------------------------------------------------------------------- genes
+    @abstractmethod
+    def gene_sizes(self) -> tuple[int, ...]:
+        """Number of choices of each gene."""
+
+    @abstractmethod
+    def to_genes(self, arch: A) -> np.ndarray:
+        """Integer gene vector (dtype int64, shape ``(D,)``)."""
+
+    @abstractmethod
+    def from_genes(self, genes: Sequence[int] | np.ndarray) -> A:
+        """Inverse of ``to_genes``."""
+
+    @property
+    def dim(self) -> int:
+        return len(self.gene_sizes())
+
+    def sample(self, rng: np.random.Generator) -> A:
+        sizes = np.asarray(self.gene_sizes())
+        return self.from_genes(rng.integers(0, sizes))
+
+    def sample_genes(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        sizes = np.asarray(self.gene_sizes())
+        return rng.integers(0, sizes, size=(n, len(sizes)))
+
+    def mutate(self, arch: A, rng: np.random.Generator, rate: float | None = None) -> A:
+        """Resample each gene with probability ``rate`` (default 1/D); at least one gene changes."""
+        sizes = np.asarray(self.gene_sizes())
+        genes = self.to_genes(arch).copy()
+        rate = 1.0 / len(sizes) if rate is None else rate
+        mutable = np.flatnonzero(sizes > 1)
+        if mutable.size == 0:
+            return arch
+        mask = rng.random(len(sizes)) < rate
+        mask[sizes <= 1] = False
+        if not mask.any():
+            mask[rng.choice(mutable)] = True
+        for i in np.flatnonzero(mask):
+            choices = [c for c in range(sizes[i]) if c != genes[i]]
+            genes[i] = rng.choice(choices)
+        return self.from_genes(genes)
+
+    def crossover(self, a: A, b: A, rng: np.random.Generator) -> A:
+        """Uniform crossover of the gene vectors."""
+        ga, gb = self.to_genes(a), self.to_genes(b)
+        take_b = rng.random(len(ga)) < 0.5
+        return self.from_genes(np.where(take_b, gb, ga))
+
+    def encode(self, arch: A) -> np.ndarray:
+        """Continuous code in ``[0, 1)^D``: the centre of each gene's bin."""
+        sizes = np.asarray(self.gene_sizes(), dtype=float)
+        return (self.to_genes(arch) + 0.5) / sizes
+
+    def decode(self, x: Sequence[float] | np.ndarray) -> A:
+        """Map any real vector to an architecture (clipped into ``[0, 1)``, then binned)."""
+        sizes = np.asarray(self.gene_sizes())
+        x = np.clip(np.asarray(x, dtype=float), 0.0, np.nextafter(1.0, 0.0))
+        return self.from_genes(np.minimum((x * sizes).astype(np.int64), sizes - 1))
+
+    # ------------------------------------------------------------------ blocks
+    @abstractmethod
+    def block_keys(self, arch: A) -> list[str]:
+        """The ordered block keys of the whole network, stem and head included."""
+
+    @abstractmethod
+    def key_vocab(self) -> list[str]:
+        """Every block key any architecture of the space can produce (what profiling times)."""
+
+    def key_index_matrix(self, genes: np.ndarray) -> np.ndarray:
+        """Indices into ``key_vocab()`` of each network's blocks, ``-1``-padded: shape ``(n, B)``.
+
+        Spaces override this with a vectorised version; this fallback loops.
+        """
+        vocab = {k: i for i, k in enumerate(self.key_vocab())}
+        rows = [[vocab[k] for k in self.block_keys(self.from_genes(g))] for g in np.atleast_2d(genes)]
+        width = max(len(r) for r in rows)
+        out = np.full((len(rows), width), -1, dtype=np.int64)
+        for i, r in enumerate(rows):
+            out[i, : len(r)] = r
+        return out
+
+    def min_latency(self, key_cost: Mapping[str, float]) -> tuple[float, A]:
+        """The smallest summed cost over the space and an architecture reaching it.
+
+        Spaces override with an exact method; the fallback is a bounded greedy coordinate descent.
+        """
+        rng = np.random.default_rng(0)
+        sizes = self.gene_sizes()
+        best = self.sample(rng)
+        best_cost = sum(key_cost[k] for k in self.block_keys(best))
+        improved = True
+        rounds = 0
+        while improved and rounds < 50:
+            improved, rounds = False, rounds + 1
+            for i, n in enumerate(sizes):
+                for c in range(n):
+                    g = self.to_genes(best).copy()
+                    g[i] = c
+                    cand = self.from_genes(g)
+                    cost = sum(key_cost[k] for k in self.block_keys(cand))
+                    if cost < best_cost - 1e-12:
+                        best, best_cost, improved = cand, cost, True
+        return best_cost, best
+
+    # ------------------------------------------------------------------- torch
+    @abstractmethod
+    def input_shape(self, arch: A) -> tuple[int, ...]:
+        """Input tensor shape with batch 1, e.g. ``(1, 3, 32, 32)``."""
+
+    @abstractmethod
+    def build_model(self, arch: A) -> Any:
+        """A ``torch.nn.Module`` for the whole network (eval-ready, deterministic init)."""
+
+    @abstractmethod
+    def build_block(self, key: str) -> Any:
+        """A ``torch.nn.Module`` for one block, built from its key alone."""
+
+    @abstractmethod
+    def block_input_shape(self, key: str) -> tuple[int, ...]:
+        """Input shape (batch 1) of the block with this key."""
+
+    @property
+    def num_classes(self) -> int:
+        return 10
+
+
+def require(cond: bool, message: str, hint: str | None = None) -> None:
+    """Raise ``InputError(message)`` unless ``cond``."""
+    if not cond:
+        raise InputError(message, hint=hint)
