@@ -1,0 +1,245 @@
+"""The elastic MobileNetV3 search space (Once-for-All style): records, genes, block keys, models.
+
+Genes are ``[r] + ks(n_slots) + e(n_slots) + d(n_stages)``, each an index into the config's choice
+tuple. Block keys follow Once-for-All's LUT format (see ``mbv3_blocks``); all keys of the space are
+precomputed once per space into a table indexed by ``[resolution, slot, kernel, expand]``, which makes
+``block_keys``, ``key_index_matrix`` (vectorised) and the exact ``min_latency`` cheap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from edgenas.errors import InputError
+from edgenas.spaces import SPACES
+from edgenas.spaces.base import ARCH_SCHEMA, SearchSpace, require
+from edgenas.spaces.mbv3_blocks import BlockSpec, build_block, conv_out
+from edgenas.spaces.mbv3_config import MBV3_SMALL, MBV3_TINY, OFA_MBV3, OFA_MBV3_W12, MBV3Arch, MBV3Config, make_divisible
+
+_FIELDS = ("ks", "e", "d", "r")
+
+
+def _choices(values: Sequence[int]) -> str:
+    v = list(values)
+    if len(v) > 6 and len({b - a for a, b in zip(v, v[1:])}) == 1:
+        return f"{v[0]}, {v[1]}, ..., {v[-1]}"
+    return ", ".join(map(str, v))
+
+
+def _int(name: str, v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise InputError(f"{name}={v!r} is not an integer")
+    return int(v)
+
+
+@dataclass(frozen=True)
+class _Tables:
+    vocab: list[str]
+    slot: np.ndarray  # (n_r, n_slots, n_ks, n_e) -> vocab index
+    fixed: np.ndarray  # (n_r, 6): stem, first block, Conv_1, AvgPool2D, Conv_2, Logits
+
+
+class MBV3Space(SearchSpace[MBV3Arch]):
+    """Elastic MobileNetV3 from an ``MBV3Config``: per-slot kernel/expand, per-stage depth, resolution."""
+
+    def __init__(self, config: MBV3Config, *, aliases: tuple[str, ...] = (), description: str = "") -> None:
+        self.config = config
+        self.name = config.name
+        self.aliases = aliases
+        self.description = description
+        c = config
+        self._stage = np.arange(c.n_slots) // c.max_depth
+        self._pos = np.arange(c.n_slots) % c.max_depth
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
+
+    # ----------------------------------------------------------------- records
+    def from_dict(self, data: Mapping[str, Any]) -> MBV3Arch:
+        c = self.config
+        require(isinstance(data, Mapping), f"{self.name} architecture must be an object, got {type(data).__name__}")
+        unknown = sorted(set(map(str, data)) - {"space", "schema", "wid", *_FIELDS})
+        require(not unknown, f"unknown key(s) {', '.join(unknown)} in {self.name} architecture",
+                hint="expected ks, e, d, r (and optionally space, schema)")
+        if "space" in data:
+            require(data["space"] in (self.name, *self.aliases),
+                    f"architecture is for space {data['space']!r}, not {self.name!r}")
+        if "schema" in data:
+            require(data["schema"] == ARCH_SCHEMA, f"unsupported architecture schema {data['schema']!r}",
+                    hint=f"this edgenas reads schema {ARCH_SCHEMA}")
+        require(data.get("wid") is None, "only wid=None (no width choice) is supported")
+        missing = [f for f in _FIELDS if f not in data]
+        require(not missing, f"missing key(s) {', '.join(missing)} in {self.name} architecture",
+                hint='e.g. "r": 224')
+        r = data["r"]
+        if isinstance(r, (list, tuple)):
+            require(len(r) == 1, f"r must be an integer or a one-element list, got {len(r)} entries")
+            r = r[0]
+        arch = MBV3Arch(ks=self._seq("ks", data["ks"], c.n_slots), e=self._seq("e", data["e"], c.n_slots),
+                        d=self._seq("d", data["d"], c.n_stages), r=_int("r", r))
+        self._check(arch)
+        return arch
+
+    def _seq(self, name: str, v: Any, n: int) -> tuple[int, ...]:
+        require(isinstance(v, (list, tuple)), f"{name} must be a list, got {type(v).__name__}")
+        require(len(v) == n, f"{name} has {len(v)} entries, expected {n}",
+                hint="ks and e have one entry per block slot (n_stages * max_depth), d one per stage")
+        return tuple(_int(f"{name}[{i}]", x) for i, x in enumerate(v))
+
+    def _check(self, arch: MBV3Arch) -> None:
+        c = self.config
+        for name, vals, choices, n in (("ks", arch.ks, c.ks_choices, c.n_slots),
+                                       ("e", arch.e, c.e_choices, c.n_slots),
+                                       ("d", arch.d, c.d_choices, c.n_stages)):
+            require(len(vals) == n, f"{name} has {len(vals)} entries, expected {n}")
+            for i, v in enumerate(vals):
+                require(v in choices, f"{name}[{i}]={v} is not one of {_choices(choices)}")
+        require(arch.r in c.resolutions, f"r={arch.r} is not one of {_choices(c.resolutions)}")
+
+    def to_dict(self, arch: MBV3Arch) -> dict[str, Any]:
+        return {"space": self.name, "schema": ARCH_SCHEMA, "ks": list(arch.ks), "e": list(arch.e),
+                "d": list(arch.d), "r": arch.r}
+
+    def canonical(self, arch: MBV3Arch) -> MBV3Arch:
+        c = self.config
+        active = self._pos < np.asarray(arch.d)[self._stage]
+        ks = tuple(int(k) if a else min(c.ks_choices) for k, a in zip(arch.ks, active))
+        e = tuple(int(x) if a else min(c.e_choices) for x, a in zip(arch.e, active))
+        return MBV3Arch(ks=ks, e=e, d=tuple(arch.d), r=arch.r)
+
+    # ------------------------------------------------------------------- genes
+    def gene_sizes(self) -> tuple[int, ...]:
+        c = self.config
+        return (len(c.resolutions),) + (len(c.ks_choices),) * c.n_slots + (len(c.e_choices),) * c.n_slots \
+            + (len(c.d_choices),) * c.n_stages
+
+    def to_genes(self, arch: MBV3Arch) -> np.ndarray:
+        self._check(arch)
+        c = self.config
+        g = [c.resolutions.index(arch.r)] + [c.ks_choices.index(k) for k in arch.ks] \
+            + [c.e_choices.index(x) for x in arch.e] + [c.d_choices.index(d) for d in arch.d]
+        return np.asarray(g, dtype=np.int64)
+
+    def _check_genes(self, genes: Any) -> np.ndarray:
+        g = np.atleast_2d(np.asarray(genes))
+        sizes = np.asarray(self.gene_sizes())
+        require(g.ndim == 2 and g.shape[1] == len(sizes),
+                f"gene vectors must have {len(sizes)} entries, got shape {g.shape}")
+        require(np.issubdtype(g.dtype, np.integer), f"genes must be integers, got {g.dtype}")
+        bad = np.argwhere((g < 0) | (g >= sizes))
+        if bad.size:
+            i = int(bad[0, 1])
+            raise InputError(f"gene {i} = {int(g[bad[0, 0], i])} is outside 0..{sizes[i] - 1}")
+        return g.astype(np.int64)
+
+    def from_genes(self, genes: Sequence[int] | np.ndarray) -> MBV3Arch:
+        g = self._check_genes(genes)[0]
+        c, s = self.config, self.config.n_slots
+        return MBV3Arch(ks=tuple(c.ks_choices[i] for i in g[1:1 + s]),
+                        e=tuple(c.e_choices[i] for i in g[1 + s:1 + 2 * s]),
+                        d=tuple(c.d_choices[i] for i in g[1 + 2 * s:]), r=c.resolutions[g[0]])
+
+    # ------------------------------------------------------------------ blocks
+    def _keys_at(self, r: int) -> tuple[list[str], list[list[list[str]]]]:
+        """Fixed keys (stem, first block, Conv_1, AvgPool2D, Conv_2, Logits) and slot keys [slot][ks][e]."""
+        c = self.config
+        h = conv_out(r, c.stem_stride)
+        stem = BlockSpec("Conv", (r, r), c.in_channels, (h, h), c.stem_width)
+        first = BlockSpec("expanded_conv", (h, h), c.stem_width, (h, h), c.first_block_width, c.stem_width, 3, 1,
+                          idskip=c.stem_width == c.first_block_width)
+        slots, cin = [], c.first_block_width
+        for s in range(c.n_stages):
+            w, hs, se = c.stage_widths[s], c.stage_act[s] == "hswish", c.stage_se[s]
+            for p in range(c.max_depth):
+                stride = c.stage_strides[s] if p == 0 else 1
+                i_ch, ho = (cin if p == 0 else w), conv_out(h, stride)
+                slots.append([[BlockSpec("expanded_conv", (h, h), i_ch, (ho, ho), w,
+                                         make_divisible(round(i_ch * e), 8), k, stride,
+                                         stride == 1 and i_ch == w, se, hs).key
+                               for e in c.e_choices] for k in c.ks_choices])
+                h = ho
+            cin = w
+        head = [BlockSpec("Conv_1", (h, h), cin, (h, h), c.final_expand_width),
+                BlockSpec("AvgPool2D", (h, h), c.final_expand_width, (1, 1), c.final_expand_width),
+                BlockSpec("Conv_2", (1, 1), c.final_expand_width, (1, 1), c.feature_mix_width),
+                BlockSpec("Logits", (1, 1), c.feature_mix_width, (1, 1), c.num_classes)]
+        return [b.key for b in (stem, first, *head)], slots
+
+    @cached_property
+    def _tables(self) -> _Tables:
+        index: dict[str, int] = {}
+        fixed, slot = [], []
+        for r in self.config.resolutions:
+            fk, sk = self._keys_at(r)
+            fixed.append([index.setdefault(k, len(index)) for k in fk])
+            slot.append([[[index.setdefault(k, len(index)) for k in row] for row in s] for s in sk])
+        return _Tables(list(index), np.asarray(slot, dtype=np.int64), np.asarray(fixed, dtype=np.int64))
+
+    def key_vocab(self) -> list[str]:
+        return list(self._tables.vocab)
+
+    def key_index_matrix(self, genes: np.ndarray) -> np.ndarray:
+        g = self._check_genes(genes)
+        t, c, n = self._tables, self.config, self.config.n_slots
+        ri, ksi, ei = g[:, 0], g[:, 1:1 + n], g[:, 1 + n:1 + 2 * n]
+        depth = np.asarray(c.d_choices)[g[:, 1 + 2 * n:]]
+        active = self._pos[None, :] < depth[:, self._stage]
+        slots = np.where(active, t.slot[ri[:, None], np.arange(n)[None, :], ksi, ei], -1)
+        full = np.concatenate([t.fixed[ri, :2], slots, t.fixed[ri, 2:]], axis=1)
+        full = np.take_along_axis(full, np.argsort(full < 0, axis=1, kind="stable"), axis=1)
+        return full[:, : int((full >= 0).sum(axis=1).max())]
+
+    def block_keys(self, arch: MBV3Arch) -> list[str]:
+        vocab = self._tables.vocab
+        return [vocab[i] for i in self.key_index_matrix(self.to_genes(arch))[0] if i >= 0]
+
+    def min_latency(self, key_cost: Mapping[str, float]) -> tuple[float, MBV3Arch]:
+        """Exact: per resolution, fixed blocks + per stage the best depth over per-slot minima."""
+        t, c = self._tables, self.config
+        missing = [k for k in t.vocab if k not in key_cost]
+        if missing:
+            raise InputError(f"no cost for {len(missing)} of {len(t.vocab)} block keys of {self.name}, "
+                             f"e.g. '{missing[0]}'", hint="profile every key of the space (key_vocab())")
+        cost = np.asarray([float(key_cost[k]) for k in t.vocab])
+        n_r, n, nk, ne = t.slot.shape
+        per = cost[t.slot].reshape(n_r, n, nk * ne)
+        best_ke, slot_min = per.argmin(axis=2), per.min(axis=2)  # (n_r, n_slots)
+        cum = np.cumsum(slot_min.reshape(n_r, c.n_stages, c.max_depth), axis=2)
+        by_depth = cum[:, :, np.asarray(c.d_choices) - 1]  # (n_r, n_stages, n_d)
+        d_idx = by_depth.argmin(axis=2)
+        totals = cost[t.fixed].sum(axis=1) + by_depth.min(axis=2).sum(axis=1)
+        ri = int(totals.argmin())
+        ks = [c.ks_choices[i // ne] for i in best_ke[ri]]
+        e = [c.e_choices[i % ne] for i in best_ke[ri]]
+        arch = MBV3Arch(ks=tuple(ks), e=tuple(e), d=tuple(c.d_choices[i] for i in d_idx[ri]), r=c.resolutions[ri])
+        return float(totals[ri]), self.canonical(arch)
+
+    # ------------------------------------------------------------------- torch
+    def input_shape(self, arch: MBV3Arch) -> tuple[int, ...]:
+        return (1, self.config.in_channels, arch.r, arch.r)
+
+    def build_model(self, arch: MBV3Arch) -> Any:
+        """``nn.Sequential`` of ``build_block(key)`` per block key (eval mode)."""
+        from torch import nn
+
+        return nn.Sequential(*(build_block(k) for k in self.block_keys(arch))).eval()
+
+    def build_block(self, key: str) -> Any:
+        return build_block(key)
+
+    def block_input_shape(self, key: str) -> tuple[int, ...]:
+        return BlockSpec.parse(key).input_shape
+
+
+for _cfg, _aliases, _help in (
+    (OFA_MBV3, ("mbv3",), "Once-for-All elastic MobileNetV3 (width 1.0, r 128..224, ImageNet head)"),
+    (OFA_MBV3_W12, (), "OFA MobileNetV3 width 1.2: the network of OFA's published Note10 latency tables"),
+    (MBV3_SMALL, (), "small elastic MobileNetV3 for CPU demos on 24..32 px inputs, 10 classes"),
+    (MBV3_TINY, (), "two-stage elastic MobileNetV3 on 16 px inputs, for smoke tests (profiles in seconds)"),
+):
+    SPACES.register(_cfg.name, MBV3Space(_cfg, aliases=_aliases, description=_help), aliases=_aliases, help=_help)

@@ -1,0 +1,196 @@
+"""The mbv3 search spaces: records, validation, genes, operators, vocab, exact min latency, models."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from edgenas.errors import InputError
+from edgenas.spaces import SPACES, arch_from_dict, get_space
+from edgenas.spaces.base import SearchSpace
+from edgenas.spaces.mbv3 import MBV3Space
+from edgenas.spaces.mbv3_config import MBV3_SMALL, MBV3Arch
+
+torch.set_num_threads(1)
+PRESETS = ["mbv3-small", "ofa-mbv3", "ofa-mbv3-w12"]
+
+
+def ofa_dict(**over):
+    d = {"wid": None, "ks": [7] * 20, "e": [6] * 20, "d": [4] * 5, "r": [224]}
+    d.update(over)
+    return d
+
+
+def test_registered_presets_alias_and_help():
+    assert set(PRESETS) <= set(SPACES.names())
+    assert get_space("mbv3") is get_space("ofa-mbv3")
+    for name in PRESETS:
+        assert SPACES.describe()[name]
+        assert get_space(name).name == name
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_json_round_trip(name):
+    space = get_space(name)
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        arch = space.sample(rng)
+        rec = json.loads(json.dumps(space.to_dict(arch)))
+        assert rec["space"] == name and rec["schema"] == 1
+        assert space.from_dict(rec) == arch
+        assert arch_from_dict(rec)[1] == arch
+
+
+def test_ofa_dicts_accepted():
+    space = get_space("ofa-mbv3")
+    a = space.from_dict(ofa_dict())
+    b = space.from_dict({"ks": [7] * 20, "e": [6] * 20, "d": [4] * 5, "r": 224})
+    assert a == b == MBV3Arch(ks=(7,) * 20, e=(6,) * 20, d=(4,) * 5, r=224)
+    assert space.from_dict({**space.to_dict(a), "space": "mbv3"}) == a  # the alias names the space too
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"ks": [7, 7, 7, 4] + [7] * 16}, "ks[3]=4 is not one of 3, 5, 7"),
+    ({"e": [6] * 19 + [5]}, "e[19]=5 is not one of 3, 4, 6"),
+    ({"d": [4, 4, 1, 4, 4]}, "d[2]=1 is not one of 2, 3, 4"),
+    ({"r": 100}, "r=100 is not one of 128, 132, ..., 224"),
+    ({"r": [224, 160]}, "one-element list"),
+    ({"r": "224"}, "r='224' is not an integer"),
+    ({"ks": [7] * 19}, "ks has 19 entries, expected 20"),
+    ({"d": [4] * 6}, "d has 6 entries, expected 5"),
+    ({"ks": "7" * 20}, "ks must be a list"),
+    ({"e": [6] * 19 + [6.0]}, "e[19]=6.0 is not an integer"),
+    ({"ks": [True] * 20}, "ks[0]=True is not an integer"),
+    ({"depth": 3}, "unknown key(s) depth"),
+    ({"space": "nb201"}, "not 'ofa-mbv3'"),
+    ({"schema": 2}, "unsupported architecture schema 2"),
+    ({"wid": 1.2}, "wid=None"),
+])
+def test_validation_errors(change, message):
+    with pytest.raises(InputError) as err:
+        get_space("ofa-mbv3").from_dict(ofa_dict(**change))
+    assert message in str(err.value)
+
+
+def test_missing_key_and_non_mapping():
+    space = get_space("ofa-mbv3")
+    rec = ofa_dict()
+    del rec["r"]
+    with pytest.raises(InputError, match="missing key.*r"):
+        space.from_dict(rec)
+    with pytest.raises(InputError, match="must be an object"):
+        space.from_dict([1, 2])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_operators_valid_and_seeded(name):
+    space = get_space(name)
+
+    def run(seed):
+        rng = np.random.default_rng(seed)
+        out = []
+        for _ in range(30):
+            a, b = space.sample(rng), space.sample(rng)
+            m, c = space.mutate(a, rng), space.crossover(a, b, rng)
+            for x in (a, b, m, c):
+                space.validate(x)
+            assert m != a
+            out += [a, b, m, c]
+        return out
+
+    assert run(7) == run(7)
+    assert run(7) != run(8)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_genes_and_codec_round_trip(name):
+    space = get_space(name)
+    rng = np.random.default_rng(2)
+    assert space.dim == 1 + 2 * space.config.n_slots + space.config.n_stages
+    for _ in range(50):
+        arch = space.sample(rng)
+        g = space.to_genes(arch)
+        assert g.dtype == np.int64 and (g < np.asarray(space.gene_sizes())).all()
+        assert space.from_genes(g) == arch
+        assert space.decode(space.encode(arch)) == arch
+    with pytest.raises(InputError, match="outside"):
+        space.from_genes(np.full(space.dim, 5))
+    with pytest.raises(InputError, match="entries"):
+        space.from_genes([0, 1])
+
+
+def test_canonical_and_arch_id():
+    space = get_space("ofa-mbv3")
+    a = space.from_dict(ofa_dict(d=[2] * 5))
+    canon = space.canonical(a)
+    assert canon.ks == ((7, 7, 3, 3) * 5) and canon.e == ((6, 6, 3, 3) * 5)
+    b = dataclasses.replace(a, ks=(7, 7, 5, 5) * 5)  # differs only in inactive slots
+    assert space.arch_id(a) == space.arch_id(b)
+    assert space.block_keys(a) == space.block_keys(b)
+    c = dataclasses.replace(a, ks=(7, 5, 3, 3) * 5)  # differs in an active slot
+    assert space.arch_id(a) != space.arch_id(c)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_vocab_covers_and_vectorised_matrix_equals_loop(name):
+    space = get_space(name)
+    vocab = space.key_vocab()
+    assert len(vocab) == len(set(vocab))
+    genes = space.sample_genes(np.random.default_rng(3), 500)
+    have = set(vocab)
+    for g in genes[:500]:
+        keys = space.block_keys(space.from_genes(g))
+        assert set(keys) <= have
+        assert len(keys) == 6 + sum(space.from_genes(g).d)
+    fast = space.key_index_matrix(genes)
+    slow = SearchSpace.key_index_matrix(space, genes)
+    assert fast.shape == slow.shape and np.array_equal(fast, slow)
+
+
+def tiny_space() -> MBV3Space:
+    cfg = dataclasses.replace(MBV3_SMALL, name="tiny", stage_widths=(8, 16), stage_strides=(2, 1),
+                              stage_act=("relu", "hswish"), stage_se=(False, True), d_choices=(1, 2),
+                              ks_choices=(3, 5), e_choices=(3, 4), resolutions=(16,))
+    return MBV3Space(cfg)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_min_latency_exact_against_brute_force(seed):
+    space = tiny_space()
+    rng = np.random.default_rng(seed)
+    cost = {k: float(rng.uniform(0.1, 2.0)) for k in space.key_vocab()}
+    best, arch = space.min_latency(cost)
+    all_genes = np.array(list(itertools.product(*(range(n) for n in space.gene_sizes()))))
+    assert len(all_genes) == 2 ** 10
+    totals = [sum(cost[k] for k in space.block_keys(space.from_genes(g))) for g in all_genes]
+    assert best == pytest.approx(min(totals), abs=1e-9)
+    assert sum(cost[k] for k in space.block_keys(arch)) == pytest.approx(best, abs=1e-9)
+    assert space.canonical(arch) == arch
+
+
+def test_min_latency_prefers_resolution_and_depth():
+    space = get_space("mbv3-small")
+    cost = {k: 1.0 for k in space.key_vocab()}
+    best, arch = space.min_latency(cost)
+    assert best == 6 + 5 * 2 and arch.d == (2,) * 5  # every block costs 1: fewest blocks wins
+    with pytest.raises(InputError, match="no cost for 1 of"):
+        space.min_latency({k: 1.0 for k in space.key_vocab()[1:]})
+
+
+@pytest.mark.parametrize("name, resolutions", [("mbv3-small", (24, 28, 32)), ("ofa-mbv3", (160,)),
+                                               ("ofa-mbv3-w12", (160,))])
+def test_model_forward_shapes(name, resolutions):
+    space = get_space(name)
+    rng = np.random.default_rng(4)
+    for r in resolutions:
+        arch = dataclasses.replace(space.sample(rng), r=r)
+        model = space.build_model(arch)
+        assert space.input_shape(arch) == (1, 3, r, r)
+        with torch.no_grad():
+            y = model(torch.randn(space.input_shape(arch)))
+        assert y.shape == (1, space.num_classes) and torch.isfinite(y).all()
