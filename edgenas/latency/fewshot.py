@@ -1,0 +1,249 @@
+"""Few-shot latency prediction for a device that has no LUT yet, from k whole-model measurements.
+
+What is known about an architecture without measuring it on the target device: its latency on OTHER
+reference devices, and simple descriptors of the architecture (operation counts). Latency across
+devices is roughly multiplicative, so everything happens in log space:
+
+* **ridge**: ``log y = c + w . z`` where ``z`` are the standardised log reference latencies and the
+  descriptors; the regularisation ``alpha`` is picked by exact leave-one-out CV (ridge's hat-matrix
+  shortcut) on the k points;
+* **single**: the one reference device whose loglinear calibration (``edgenas.latency.calibration``,
+  slope shrunk toward 1, offset only for 1-2 points) predicts the held-out points best.
+
+``fit`` keeps whichever of the two has the smaller leave-one-out error (ridge needs ``MIN_K_RIDGE``
+points); nothing is tuned per column. With no reference device at all it falls back to ridge on the
+descriptors or, below 3 points, the geometric mean.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from edgenas.errors import InputError
+from edgenas.latency.calibration import apply_calibration, fit_calibration
+from edgenas.latency.lut import Calibration
+
+MIN_K_RIDGE = 5
+ALPHAS = tuple(float(a) for a in np.logspace(-4, 4, 33))
+
+
+class FewShotPredictor:
+    """``fit(features, y_ms)`` / ``predict(features) -> ms``; latency features are modelled in log."""
+
+    def __init__(self, is_latency: Sequence[bool] | None = None,
+                 feature_names: Sequence[str] | None = None) -> None:
+        self.is_latency = None if is_latency is None else np.asarray(is_latency, dtype=bool)
+        self.feature_names = None if feature_names is None else list(feature_names)
+        self.model: str = ""
+        self.loo_mse: float = float("nan")
+        self.alpha: float | None = None
+        self.reference: int | None = None
+        self._cal: Calibration | None = None
+
+    # ------------------------------------------------------------------ design
+    def _design(self, features) -> np.ndarray:
+        X = np.asarray(features, dtype=float)
+        if X.ndim != 2:
+            raise InputError(f"features must be a 2-D array (n, F), got shape {X.shape}")
+        lat = self.is_latency if self.is_latency is not None else np.ones(X.shape[1], dtype=bool)
+        if lat.size != X.shape[1]:
+            raise InputError(f"{X.shape[1]} feature columns but is_latency has {lat.size}")
+        if not np.isfinite(X).all() or (X[:, lat] <= 0).any():
+            raise InputError("features must be finite, and latency features > 0")
+        Z = X.copy()
+        Z[:, lat] = np.log(X[:, lat])
+        return Z
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, features_train, y_train) -> "FewShotPredictor":
+        Z = self._design(features_train)
+        y_ms = np.asarray(y_train, dtype=float).ravel()
+        if y_ms.size != Z.shape[0] or y_ms.size == 0:
+            raise InputError(f"need one target per row: {Z.shape[0]} rows, {y_ms.size} targets")
+        if not np.isfinite(y_ms).all() or (y_ms <= 0).any():
+            raise InputError("target latencies must be finite and > 0")
+        X = np.asarray(features_train, dtype=float)
+        y = np.log(y_ms)
+        k = y.size
+        lat = self.is_latency if self.is_latency is not None else np.ones(Z.shape[1], dtype=bool)
+        candidates = []
+        if lat.any():
+            candidates.append(self._single_candidate(X[:, lat], y_ms, np.flatnonzero(lat)))
+        if k >= MIN_K_RIDGE or (not lat.any() and k >= 3):
+            candidates.append(self._ridge_candidate(Z, y))
+        if not candidates:
+            self.model, self.loo_mse, self._mean = "mean", float("nan"), float(y.mean())
+            return self
+        best = min(candidates, key=lambda c: c["loo_mse"])
+        self.model, self.loo_mse = best["model"], best["loo_mse"]
+        for name in ("alpha", "reference"):
+            setattr(self, name, best.get(name))
+        self._cal, self._ridge = best.get("cal"), best.get("ridge")
+        return self
+
+    def _single_candidate(self, Xl: np.ndarray, y_ms: np.ndarray, cols: np.ndarray) -> dict:
+        k = y_ms.size
+        best = None
+        for j in range(Xl.shape[1]):
+            x = Xl[:, j]
+            if k >= 2:
+                err = [np.log(apply_calibration(fit_calibration(np.delete(x, i), np.delete(y_ms, i)),
+                                                x[i:i + 1])[0] / y_ms[i]) for i in range(k)]
+                mse = float(np.mean(np.square(err)))
+            else:
+                mse = float("inf")  # one point cannot rank references: keep the first
+            if best is None or mse < best[0]:
+                best = (mse, j)
+        mse, j = best
+        return {"model": "single", "loo_mse": mse, "reference": int(cols[j]),
+                "cal": fit_calibration(Xl[:, j], y_ms)}
+
+    def _ridge_candidate(self, Z: np.ndarray, y: np.ndarray) -> dict:
+        k = y.size
+        mu, sd = Z.mean(axis=0), Z.std(axis=0)
+        keep = sd > 1e-12
+        Zs = (Z[:, keep] - mu[keep]) / sd[keep]
+        ybar = y.mean()
+        yc = y - ybar
+        U, s, Vt = np.linalg.svd(Zs, full_matrices=False)
+        uty = U.T @ yc
+        best = None
+        for alpha in ALPHAS:
+            d = s**2 / (s**2 + alpha)
+            h = 1.0 / k + (U**2) @ d
+            fitted = ybar + U @ (d * uty)
+            loo = (y - fitted) / np.maximum(1.0 - h, 1e-9)
+            mse = float(np.mean(loo**2))
+            if best is None or mse < best[0]:
+                best = (mse, alpha)
+        mse, alpha = best
+        w = Vt.T @ (s / (s**2 + alpha) * uty)
+        return {"model": "ridge", "loo_mse": mse, "alpha": alpha,
+                "ridge": (mu, sd, keep, w, ybar)}
+
+    # ------------------------------------------------------------------ predict
+    def predict(self, features) -> np.ndarray:
+        if not self.model:
+            raise InputError("FewShotPredictor.predict called before fit")
+        Z = self._design(features)
+        if self.model == "mean":
+            return np.full(Z.shape[0], np.exp(self._mean))
+        if self.model == "single":
+            x = np.asarray(features, dtype=float)[:, self.reference]
+            return apply_calibration(self._cal, x)
+        mu, sd, keep, w, ybar = self._ridge
+        return np.exp(ybar + ((Z[:, keep] - mu[keep]) / sd[keep]) @ w)
+
+    def describe(self) -> dict:
+        name = (self.feature_names[self.reference] if self.feature_names and self.reference is not None
+                else self.reference)
+        return {"model": self.model, "loo_rmse_log": float(np.sqrt(self.loo_mse)), "alpha": self.alpha,
+                "reference": name}
+
+
+# ---------------------------------------------------------------------- hardware tables
+_FIXED = ("index", "arch")
+
+
+class HwTable:
+    """A CSV like ``nb201_hw.csv``: ``index, arch``, accuracy columns, then any ``*_ms`` columns."""
+
+    def __init__(self, path) -> None:
+        import csv
+        from pathlib import Path
+
+        self.path = Path(path)
+        try:
+            with open(self.path, newline="", encoding="utf-8") as fh:
+                reader = csv.reader(fh)
+                header = next(reader, None)
+                rows = list(reader)
+        except FileNotFoundError:
+            raise InputError(f"table not found: {self.path}", hint="check the path") from None
+        if not header or any(c not in header for c in _FIXED):
+            raise InputError(f"{self.path}: expected a header with columns {', '.join(_FIXED)}, ...")
+        self.ms_columns = [c for c in header if c.endswith("_ms")]
+        if not self.ms_columns:
+            raise InputError(f"{self.path}: no latency (*_ms) columns")
+        self.arch = [r[header.index("arch")] for r in rows]
+        self.latency = {}
+        for c in self.ms_columns:
+            i = header.index(c)
+            self.latency[c] = np.array([_num(r[i]) if i < len(r) else np.nan for r in rows])
+        self.descriptors, self.descriptor_names = op_counts(self.arch)
+
+    def column(self, name: str) -> np.ndarray:
+        if name not in self.latency:
+            raise InputError(f"{self.path}: no latency column '{name}'",
+                             hint=f"latency columns: {', '.join(self.ms_columns)}")
+        return self.latency[name]
+
+
+def _num(s: str) -> float:
+    try:
+        return float(s)
+    except ValueError:
+        return float("nan")
+
+
+def op_counts(archs: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """How often each operation occurs in cell strings like ``|nor_conv_3x3~0|+|...|``.
+
+    Rows that do not parse give no descriptors at all (an empty ``(n, 0)`` matrix).
+    """
+    parsed = []
+    for a in archs:
+        ops = [t.split("~")[0] for t in a.replace("+", "|").split("|") if "~" in t]
+        if not ops:
+            return np.zeros((len(archs), 0)), []
+        parsed.append(ops)
+    names = sorted({o for ops in parsed for o in ops})
+    index = {o: i for i, o in enumerate(names)}
+    out = np.zeros((len(archs), len(names)))
+    for r, ops in enumerate(parsed):
+        for o in ops:
+            out[r, index[o]] += 1
+    return out, [f"n_{o}" for o in names]
+
+
+def fewshot_from_table(table, column: str, k: int, seed: int) -> dict:
+    """Fit on ``k`` rows drawn with ``seed``, predict all other rows; rank and error metrics.
+
+    ``table`` is a CSV path or an ``HwTable``. The target column is never a feature; other latency
+    columns with a missing or non-positive value are dropped, as are rows without a target value.
+    ``mape`` is a fraction (0.05 = 5%); ``within10`` the share of predictions within 10%.
+    """
+    from scipy.stats import kendalltau, spearmanr
+
+    t = table if isinstance(table, HwTable) else HwTable(table)
+    y = t.column(column)
+    rows = np.flatnonzero(np.isfinite(y) & (y > 0))
+    refs = [c for c in t.ms_columns if c != column
+            and np.all(np.isfinite(t.latency[c][rows]) & (t.latency[c][rows] > 0))]
+    X = np.column_stack([t.latency[c][rows] for c in refs] + [t.descriptors[rows]]) if (
+        refs or t.descriptors.shape[1]) else np.zeros((rows.size, 0))
+    names = refs + t.descriptor_names
+    if X.shape[1] == 0:
+        raise InputError(f"{t.path}: nothing to predict '{column}' from (no other latency column, "
+                         "no parseable arch strings)")
+    if not 1 <= k < rows.size:
+        raise InputError(f"k must be between 1 and {rows.size - 1}, got {k}")
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(rows.size)
+    train, test = perm[:k], perm[k:]
+    model = FewShotPredictor(is_latency=[True] * len(refs) + [False] * len(t.descriptor_names),
+                             feature_names=names).fit(X[train], y[rows][train])
+    pred, meas = model.predict(X[test]), y[rows][test]
+    rel = np.abs(pred / meas - 1.0)
+    d = model.describe()
+    return {
+        "column": column, "k": int(k), "seed": int(seed), "n_test": int(test.size),
+        "spearman": float(spearmanr(pred, meas).statistic),
+        "kendall": float(kendalltau(pred, meas).statistic),
+        "within10": float(np.mean(rel <= 0.10)), "mape": float(np.mean(rel)),
+        "model": d["model"], "reference": d["reference"], "alpha": d["alpha"],
+        "loo_rmse_log": d["loo_rmse_log"],
+        "features": names if d["model"] == "ridge" else ([d["reference"]] if d["reference"] else []),
+    }

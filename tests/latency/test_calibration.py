@@ -1,0 +1,93 @@
+"""Calibration from LUT sums to measured latency: recovery, robustness, monotonicity, few points."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgenas.errors import InputError
+from edgenas.latency.calibration import B_MAX, B_MIN, apply_calibration, fit_calibration
+from edgenas.latency.lut import Calibration
+
+
+def test_recovers_a_power_law_exactly():
+    p = np.geomspace(2.0, 40.0, 20)
+    m = 1.7 * p**1.15
+    cal = fit_calibration(p, m)
+    assert cal.model == "loglinear" and cal.n_points == 20
+    assert cal.params["b"] == pytest.approx(1.15, abs=1e-3)
+    assert np.exp(cal.params["a"]) == pytest.approx(1.7, rel=5e-3)
+    np.testing.assert_allclose(apply_calibration(cal, p), m, rtol=2e-3)
+    assert cal.residual < 2e-3
+
+
+def test_one_outlier_does_not_move_the_fit():
+    rng = np.random.default_rng(0)
+    p = np.geomspace(1.0, 30.0, 12)
+    m = 1.25 * p * np.exp(rng.normal(0, 0.01, p.size))
+    m_bad = m.copy()
+    m_bad[5] *= 5.0  # e.g. a measurement taken while the board was throttling
+    clean, dirty = fit_calibration(p, m), fit_calibration(p, m_bad)
+    assert dirty.params["b"] == pytest.approx(clean.params["b"], abs=0.03)
+    np.testing.assert_allclose(apply_calibration(dirty, p), 1.25 * p, rtol=0.04)
+    # least squares on the same data is pulled far off: the robustness is real
+    b_ls = np.polyfit(np.log(p), np.log(m_bad), 1)[0]
+    assert abs(b_ls - 1.0) > 3 * abs(dirty.params["b"] - 1.0)
+
+
+def test_monotone_even_for_anti_correlated_data():
+    p = np.array([1.0, 2.0, 4.0, 8.0, 16.0])
+    cal = fit_calibration(p, 1.0 / p)  # nonsense data cannot make the correction decreasing
+    assert B_MIN <= cal.params["b"] <= B_MAX
+    grid = np.geomspace(0.1, 100, 200)
+    assert np.all(np.diff(apply_calibration(cal, grid)) > 0)
+
+
+def test_few_noisy_points_stay_close_to_a_ratio():
+    p = np.array([5.0, 5.5, 6.0])
+    m = np.array([6.0, 7.5, 6.4])  # a slope fitted freely on these would be wild
+    cal = fit_calibration(p, m)
+    assert abs(cal.params["b"] - 1.0) < 0.25
+
+
+def test_one_point_is_a_pure_ratio():
+    cal = fit_calibration([4.0], [5.0])
+    assert cal.n_points == 1 and cal.params["b"] == 1.0
+    np.testing.assert_allclose(apply_calibration(cal, [4.0, 8.0, 1.0]), [5.0, 10.0, 1.25])
+    assert cal.residual == pytest.approx(0.0, abs=1e-12)
+
+
+def test_two_points_fit_only_the_offset():
+    cal = fit_calibration([2.0, 10.0], [3.0, 30.0])  # ratios 1.5 and 3
+    assert cal.params["b"] == 1.0
+    assert np.exp(cal.params["a"]) == pytest.approx(np.sqrt(1.5 * 3.0))
+
+
+def test_zero_points_is_an_error():
+    with pytest.raises(InputError, match="no measurements"):
+        fit_calibration([], [])
+
+
+@pytest.mark.parametrize("p,m,what", [
+    ([1.0, np.nan], [1.0, 2.0], "predicted"),
+    ([1.0, 2.0], [1.0, -2.0], "measured"),
+    ([1.0, 0.0], [1.0, 2.0], "predicted"),
+    ([1.0, 2.0], [1.0, np.inf], "measured"),
+])
+def test_bad_values_are_input_errors(p, m, what):
+    with pytest.raises(InputError, match=what):
+        fit_calibration(p, m)
+
+
+def test_length_mismatch_is_an_input_error():
+    with pytest.raises(InputError, match="2 predictions but 3 measurements"):
+        fit_calibration([1.0, 2.0], [1.0, 2.0, 3.0])
+
+
+def test_identity_without_calibration_and_round_trip_of_the_record():
+    raw = np.array([1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(apply_calibration(None, raw), raw)
+    cal = fit_calibration([1.0, 2.0, 4.0, 8.0], [1.1, 2.3, 4.4, 9.1])
+    assert Calibration.from_dict(cal.to_dict()) == cal
+    with pytest.raises(InputError, match="unknown calibration model"):
+        apply_calibration(Calibration(model="spline", params={}, n_points=1), raw)

@@ -1,0 +1,114 @@
+"""Few-shot latency prediction from k measurements: synthetic laws, real NB201 tables, bad input."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgenas.errors import InputError
+from edgenas.latency.fewshot import FewShotPredictor, HwTable, fewshot_from_table, op_counts
+
+NB201 = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "nb201" / "nb201_hw.csv"
+OPS = ["none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"]
+
+
+def _arch(rng) -> str:
+    o = rng.choice(OPS, 6)
+    return f"|{o[0]}~0|+|{o[1]}~0|{o[2]}~1|+|{o[3]}~0|{o[4]}~1|{o[5]}~2|"
+
+
+def write_table(path: Path, columns: dict[str, np.ndarray], archs: list[str]) -> Path:
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["index", "arch", "cifar10_test", "cifar100_test", "imagenet16_test", *columns])
+        for i, a in enumerate(archs):
+            w.writerow([i, a, 90.0, 70.0, 40.0, *(f"{columns[c][i]:.6g}" for c in columns)])
+    return path
+
+
+def test_power_law_of_one_reference_is_recovered():
+    rng = np.random.default_rng(0)
+    ref = rng.uniform(1, 50, (200, 2))
+    y = 2.0 * ref[:, 0] ** 1.1
+    m = FewShotPredictor().fit(ref[:10], y[:10])
+    assert m.model in ("single", "ridge")
+    np.testing.assert_allclose(m.predict(ref[10:]), y[10:], rtol=0.01)
+
+
+def test_ridge_wins_when_references_combine():
+    rng = np.random.default_rng(1)
+    ref = rng.uniform(1, 20, (300, 3))
+    y = ref[:, 0] * ref[:, 1] * np.exp(rng.normal(0, 0.01, 300))  # neither reference alone suffices
+    m = FewShotPredictor().fit(ref[:20], y[:20])
+    assert m.model == "ridge"
+    rel = np.abs(m.predict(ref[20:]) / y[20:] - 1)
+    assert np.mean(rel <= 0.10) > 0.95
+    single = FewShotPredictor().fit(ref[:3], y[:3])  # too few points for ridge: one reference
+    assert single.model == "single" and single.reference in (0, 1, 2)
+
+
+def test_one_point_is_a_ratio_to_a_reference():
+    m = FewShotPredictor().fit([[4.0, 9.0]], [8.0])
+    assert m.model == "single"
+    np.testing.assert_allclose(m.predict([[1.0, 1.0], [3.0, 1.0]])[0] * 3, m.predict([[3.0, 1.0]])[0])
+
+
+def test_bad_features_and_targets_rejected():
+    with pytest.raises(InputError, match="finite"):
+        FewShotPredictor().fit([[1.0], [-1.0]], [1.0, 2.0])
+    with pytest.raises(InputError, match="target"):
+        FewShotPredictor().fit([[1.0], [2.0]], [1.0, 0.0])
+    with pytest.raises(InputError, match="before fit"):
+        FewShotPredictor().predict([[1.0]])
+
+
+def test_target_column_is_never_a_feature(tmp_path):
+    rng = np.random.default_rng(2)
+    n = 400
+    archs = [_arch(rng) for _ in range(n)]
+    target = rng.uniform(1, 10, n)
+    cols = {"a_ms": target * np.exp(rng.normal(0, 0.05, n)), "target_ms": target,
+            "b_ms": target ** 0.9 * np.exp(rng.normal(0, 0.05, n))}
+    path = write_table(tmp_path / "t.csv", cols, archs)
+    r = fewshot_from_table(path, "target_ms", 20, 0)
+    assert "target_ms" not in r["features"]
+    assert 0.8 < r["spearman"] < 0.999  # good, yet not the perfect score a leaked target would give
+    assert r["k"] == 20 and r["n_test"] == n - 20
+
+
+def test_descriptors_alone_when_no_other_device(tmp_path):
+    rng = np.random.default_rng(3)
+    archs = [_arch(rng) for _ in range(300)]
+    counts, names = op_counts(archs)
+    cost = {"n_nor_conv_3x3": 0.5, "n_nor_conv_1x1": 0.2, "n_avg_pool_3x3": 0.1}
+    y = np.exp(sum(cost.get(nm, 0.0) * counts[:, i] for i, nm in enumerate(names)))
+    path = write_table(tmp_path / "t.csv", {"only_ms": y}, archs)
+    r = fewshot_from_table(path, "only_ms", 15, 1)
+    assert r["model"] == "ridge" and r["within10"] > 0.95 and r["features"] == names
+
+
+def test_unknown_column_lists_the_latency_columns(tmp_path):
+    rng = np.random.default_rng(4)
+    path = write_table(tmp_path / "t.csv", {"x_ms": rng.uniform(1, 2, 10), "y_ms": rng.uniform(1, 2, 10)},
+                       [_arch(rng) for _ in range(10)])
+    with pytest.raises(InputError) as err:
+        fewshot_from_table(path, "cifar10_test", 3, 0)
+    assert "x_ms, y_ms" in str(err.value)
+    with pytest.raises(InputError, match="k must be between 1 and 9"):
+        fewshot_from_table(path, "x_ms", 10, 0)
+    with pytest.raises(InputError, match="not found"):
+        fewshot_from_table(tmp_path / "missing.csv", "x_ms", 3, 0)
+
+
+@pytest.mark.skipif(not NB201.exists(), reason=f"reference data not present: {NB201}")
+def test_nb201_ten_measurements_rank_well_and_are_reproducible():
+    table = HwTable(NB201)
+    r = fewshot_from_table(table, "gold_6226_ms", 10, 0)
+    assert r["spearman"] > 0.85 and r["n_test"] == 15625 - 10
+    assert fewshot_from_table(table, "gold_6226_ms", 10, 0) == r  # same seed, same answer
+    gpu = fewshot_from_table(table, "1080ti_1_ms", 10, 3)
+    assert gpu["spearman"] > 0.93 and gpu["within10"] > 0.8
+    assert "1080ti_1_ms" not in gpu["features"]

@@ -1,0 +1,65 @@
+"""What is specific to one back end: the JSONL journal's crash tolerance, SQLite's schema table."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from edgenas.errors import InputError
+from edgenas.store import JsonlStore, SQLiteStore
+
+
+def test_jsonl_ignores_then_removes_a_torn_last_line(tmp_path, make):
+    path = tmp_path / "m.jsonl"
+    s = JsonlStore(path)
+    a = make()
+    s.add(a)
+    with open(path, "ab") as fh:  # a writer crashed half-way through its line
+        fh.write(make().to_json().encode()[:57])
+    assert s.list() == [a]
+    b = make()
+    s.add(b)
+    assert s.list() == [a, b]
+    assert path.read_bytes().count(b"\n") == 2
+
+
+def test_jsonl_malformed_middle_line_is_named(tmp_path, make):
+    path = tmp_path / "m.jsonl"
+    s = JsonlStore(path)
+    s.add(make())
+    with open(path, "ab") as fh:
+        fh.write(b"{not json}\n")
+    s2 = JsonlStore(path)
+    with pytest.raises(InputError, match="line 2 is not valid JSON"):
+        s2.list()
+
+
+def test_jsonl_lines_are_complete_records(tmp_path, make):
+    path = tmp_path / "m.jsonl"
+    s = JsonlStore(path)
+    ms = [make(), make()]
+    for m in ms:
+        s.add(m)
+    lines = path.read_text().splitlines()
+    assert len(lines) == 2 and all(line.startswith("{") and line.endswith("}") for line in lines)
+
+
+def test_sqlite_uses_wal_and_records_its_schema(tmp_path, make):
+    path = tmp_path / "m.db"
+    SQLiteStore(path).add(make())
+    con = sqlite3.connect(path)
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert con.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+    con.execute("UPDATE schema_version SET version = 7")
+    con.commit()
+    con.close()
+    with pytest.raises(InputError, match=r"schema \[7\], this edgenas reads 1"):
+        SQLiteStore(path)
+
+
+def test_sqlite_not_a_database_is_a_clear_error(tmp_path):
+    path = tmp_path / "m.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(InputError, match="is unusable"):
+        SQLiteStore(path)
