@@ -1,0 +1,69 @@
+"""The ``edgenas`` command: a thin typer layer over the library.
+
+Every command parses its arguments and calls one library function. Errors meant for users
+(``EdgenasError``) become one red line on stderr and a non-zero exit code; no traceback is shown
+(set ``EDGENAS_DEBUG=1`` to see one for unexpected errors).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+try:  # typer >= 0.20 vendors click
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+except ImportError:  # pragma: no cover - older typer with click
+    from click.exceptions import ClickException  # type: ignore[no-redef]
+
+    NoArgsIsHelpError = ()  # type: ignore[assignment,misc]
+
+from edgenas.errors import EdgenasError
+
+app = typer.Typer(help="edgenas: hardware-aware NAS and deployment for edge devices.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  rich_markup_mode=None)
+
+
+def _register() -> None:
+    from edgenas.cli import cmd_deploy, cmd_device, cmd_fleet, cmd_lut, cmd_misc, cmd_profile, cmd_search
+    from edgenas.cli import cmd_supernet
+
+    for mod in (cmd_profile, cmd_search, cmd_deploy, cmd_device, cmd_lut, cmd_fleet, cmd_supernet, cmd_misc):
+        mod.register(app)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    from edgenas.cli._common import err
+
+    try:
+        app(args=argv, standalone_mode=False)
+    except EdgenasError as exc:
+        err.print(f"[bold red]error:[/bold red] [red]{exc}[/red]")
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("[red]aborted[/red]")
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except NoArgsIsHelpError as exc:
+        exc.show()
+        sys.exit(0)
+    except ClickException as exc:
+        err.print(f"[bold red]error:[/bold red] [red]{exc.format_message()}[/red]"
+                  + (f" (see: edgenas {exc.ctx.command_path.split(' ', 1)[-1]} --help)"
+                     if getattr(exc, "ctx", None) and exc.ctx and " " in exc.ctx.command_path else ""))
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err.print("[red]interrupted[/red] (files already written are complete; re-run to resume)")
+        sys.exit(130)
+    except Exception as exc:  # a bug: still one line, unless debugging
+        if os.environ.get("EDGENAS_DEBUG"):
+            raise
+        err.print(f"[bold red]internal error:[/bold red] [red]{type(exc).__name__}: {exc}[/red] "
+                  "(re-run with EDGENAS_DEBUG=1 for a traceback and report it)")
+        sys.exit(70)

@@ -1,0 +1,79 @@
+"""``edgenas export`` and ``edgenas deploy``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from edgenas.cli._common import emit_json, out, progress_bar, project
+from edgenas.errors import InputError
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("export")
+    def export(arch_file: Path = typer.Argument(..., help="architecture JSON (or a run's best.json)"),
+               out_dir: Path = typer.Option(None, "--out", help="export folder (default exports/SPACE-HASH)"),
+               fmt: str = typer.Option("onnx", "--format", help="onnx | trt (trt is built on --device)"),
+               device: str = typer.Option(None, "--device", help="device that builds the TensorRT engine"),
+               opset: int = typer.Option(17, "--opset", help="ONNX opset (17 or newer)"),
+               dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="export a dynamic batch axis"),
+               simplify: bool = typer.Option(False, "--simplify", help="simplify the graph (needs onnxslim)"),
+               json_out: bool = typer.Option(False, "--json", help="print the result as JSON")) -> None:
+        """Export an architecture to ONNX (checked, parity-tested vs PyTorch) with a manifest."""
+        from edgenas.export import default_export_dir, export_arch
+        from edgenas.spaces import load_arch
+
+        if fmt not in ("onnx", "trt"):
+            raise InputError(f"unknown format '{fmt}'", hint="use --format onnx or --format trt")
+        if fmt == "trt" and not device:
+            raise InputError("--format trt needs --device", hint="TensorRT engines are built on the device")
+        space, arch = load_arch(arch_file)
+        proj = project()
+        with progress_bar(quiet=json_out) as bar:
+            res = export_arch(space, arch, out_dir or default_export_dir(proj, space, arch), opset=opset,
+                              dynamic_batch=dynamic_batch, simplify=simplify, progress=bar)
+            engine = None
+            if fmt == "trt":
+                from edgenas.fleet.engine import build_engine_on_device
+
+                engine = build_engine_on_device(proj, device, res.onnx_path, out_dir=res.onnx_path.parent)
+        if json_out:
+            emit_json(dict(res.to_dict(), engine=engine))
+            return
+        out.print(f"ONNX: {res.onnx_path} ({'reused' if res.reused else 'exported'}, sha256 {res.sha256[:12]}…)")
+        p = res.parity
+        out.print(f"parity vs PyTorch: max |diff| {p.get('max_abs', float('nan')):.2e}, "
+                  f"median {p.get('median_abs', float('nan')):.2e} -> {'pass' if p.get('passed') else 'FAIL'}")
+        if engine:
+            out.print(f"TensorRT engine: {engine}")
+
+    @app.command("deploy")
+    def deploy(device: str = typer.Argument(..., help="profile name or 'local'"),
+               arch_file: Path = typer.Argument(..., help="architecture JSON (or a run's best.json)"),
+               runtime: str = typer.Option(None, "--runtime", help="override the profile's runtime"),
+               out_dir: Path = typer.Option(None, "--out", help="export folder"),
+               json_out: bool = typer.Option(False, "--json", help="print the result as JSON")) -> None:
+        """Export, push and measure an architecture on a device; compare with the prediction."""
+        from edgenas.fleet.deploy import deploy as run_deploy
+        from edgenas.spaces import load_arch
+
+        space, arch = load_arch(arch_file)
+        with progress_bar(quiet=json_out) as bar:
+            res = run_deploy(project(), device, space, arch, runtime=runtime, export_dir=out_dir, progress=bar)
+        if json_out:
+            emit_json(res.to_dict())
+            return
+        s = res.stats
+        out.print(f"[green]{res.device}[/green] ({res.runtime}): measured {res.measured_ms:.3f} ms "
+                  f"(median of window medians; CoV {s.get('cov', 0):.3f}, "
+                  f"{'stable' if s.get('stable', True) else 'UNSTABLE'})")
+        if res.predicted_ms is None:
+            out.print(f"[yellow]{res.note}[/yellow]")
+        else:
+            cal = f"calibrated on {res.calibration_points} measurements" if res.calibration_points else "raw LUT sum"
+            out.print(f"predicted {res.predicted_ms:.3f} ms ({cal}); error {100 * res.rel_error:+.1f}%")
+        cs = res.cold_start
+        if cs:
+            out.print(f"cold start: session {cs.get('session_ms', float('nan')):.1f} ms, "
+                      f"first run {cs.get('first_run_ms', float('nan')):.2f} ms")

@@ -1,0 +1,99 @@
+"""``edgenas device ...``: list profiles, trust a host key, show a device's fingerprint."""
+
+from __future__ import annotations
+
+import typer
+
+from edgenas.cli._common import emit_json, err, out, project
+from edgenas.errors import InputError
+
+
+def register(app: typer.Typer) -> None:
+    device_app = typer.Typer(help="Device profiles, host-key trust and fingerprints.", no_args_is_help=True)
+    app.add_typer(device_app, name="device", help="Device profiles, host-key trust and fingerprints.")
+
+    @device_app.command("list")
+    def list_(json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
+        """List the device profiles of this project (and the built-in 'local')."""
+        from edgenas.fleet.profiles import list_profiles, load_profile
+
+        proj = project()
+        rows = []
+        for name in list_profiles(proj):
+            p = load_profile(proj, name)
+            rows.append({"name": p.name, "host": getattr(p, "host", None) or "-", "runtime": p.runtime,
+                         "precision": p.precision, "threads": p.threads})
+        if json_out:
+            emit_json(rows)
+            return
+        for r in rows:
+            out.print(f"{r['name']:<16} {r['host']:<24} {r['runtime']:<12} {r['precision']:<5} threads={r['threads']}")
+
+    @device_app.command("trust")
+    def trust(name: str = typer.Argument(..., help="profile name"),
+              yes: bool = typer.Option(False, "--yes", help="trust without asking (for scripts)"),
+              json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
+        """Show a device's SSH host-key fingerprint and record it in the project's known_hosts."""
+        from edgenas.fleet.profiles import load_profile
+        from edgenas.fleet.trust import fetch_host_key, trust_host
+
+        proj = project()
+        prof = load_profile(proj, name)
+        key_type, fingerprint = fetch_host_key(prof)
+        err.print(f"{prof.name} ({prof.host}:{prof.port}) presents a {key_type} key {fingerprint}")
+        if not yes:
+            if not typer.confirm("Trust this key and record it in the project's known_hosts?", default=False,
+                                 err=True):
+                raise InputError("host key not trusted", hint="compare the fingerprint with the device's "
+                                 "(ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub on it) and re-run")
+        trust_host(proj, prof, expected_fingerprint=fingerprint)
+        if json_out:
+            emit_json({"device": prof.name, "key_type": key_type, "fingerprint": fingerprint,
+                       "known_hosts": str(proj.known_hosts)})
+        else:
+            out.print(f"[green]trusted[/green] {prof.name}: {fingerprint} -> {proj.known_hosts}")
+
+    @device_app.command("info")
+    def info(name: str = typer.Argument("local", help="profile name or 'local'"),
+             json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
+        """Print a device's fingerprint (identity, software, performance state) and runtimes."""
+        from edgenas.fleet.session import open_session
+
+        with open_session(project(), name) as s:
+            result = s.call("info", s.runtime_params(), timeout_s=120)
+            expected = getattr(s.profile, "power_mode", None)
+        fp = result.get("fingerprint", {})
+        mode = _find(fp, "nvpmodel")
+        if expected and mode and expected.lower() not in str(mode).lower():
+            result["power_mode_mismatch"] = {"expected": expected, "actual": mode}
+        if json_out:
+            emit_json(result)
+            return
+        out.print(f"[bold]{name}[/bold] fingerprint {str(result.get('fingerprint_hash'))[:16]}…  "
+                  f"agent {str(result.get('agent_version'))[:12]}")
+        _print_tree(fp, indent=1)
+        out.print("runtimes: " + ", ".join(f"{k} {v.get('version', '') if isinstance(v, dict) else ''}".strip()
+                                           for k, v in (result.get("runtimes") or {}).items() if v))
+        if "power_mode_mismatch" in result:
+            mm = result["power_mode_mismatch"]
+            out.print(f"[yellow]power mode is {mm['actual']}, profile expects {mm['expected']}[/yellow]")
+
+
+def _find(d: object, key: str) -> object:
+    if isinstance(d, dict):
+        for k, v in d.items():
+            if key in k.lower():
+                return v.get("mode", v) if isinstance(v, dict) else v
+            got = _find(v, key)
+            if got is not None:
+                return got
+    return None
+
+
+def _print_tree(d: dict, indent: int) -> None:
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.print("  " * indent + f"{k}:")
+            _print_tree(v, indent + 1)
+        else:
+            out.print("  " * indent + f"{k}: {v}")

@@ -1,0 +1,68 @@
+"""``edgenas fleet status`` and ``edgenas fleet refresh``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from edgenas.cli._common import emit_json, out, progress_bar, project
+
+
+def register(app: typer.Typer) -> None:
+    fleet_app = typer.Typer(help="Fleet inventory: status and parallel LUT refresh.", no_args_is_help=True)
+    app.add_typer(fleet_app, name="fleet", help="Fleet inventory: status and parallel LUT refresh.")
+
+    @fleet_app.command("status")
+    def status(inventory: Path = typer.Option(None, "--inventory", help="fleet.toml or Ansible YAML"),
+               group: str = typer.Option(None, "--group", help="only this group"),
+               space: list[str] = typer.Option(["mbv3-small"], "--space", help="spaces to check (repeatable)"),
+               json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
+        """Per device: reachable, agent version, fingerprint, LUT fresh/stale, last calibration."""
+        from edgenas.fleet.inventory import load_inventory
+        from edgenas.fleet.refresh import fleet_status
+
+        proj = project()
+        inv = load_inventory(proj, inventory)
+        rows = fleet_status(proj, inv.select(group), list(space))
+        if json_out:
+            emit_json([r.to_dict() for r in rows])
+            return
+        t = Table("device", "reachable", "agent", "fingerprint", *[f"LUT {s}" for s in space], "calibration")
+        for r in rows:
+            t.add_row(r.device, "yes" if r.reachable else f"[red]no[/red]", (r.agent_version or "-")[:12],
+                      (r.fingerprint_hash or "-")[:12], *[r.luts.get(s, "-") for s in space],
+                      ", ".join(f"{k}: {v['n_points']} pts" for k, v in r.last_calibration.items()) or "-")
+        out.print(t)
+        for r in rows:
+            if not r.reachable:
+                out.print(f"[red]{r.device}: {r.error}[/red]")
+
+    @fleet_app.command("refresh")
+    def refresh(inventory: Path = typer.Option(None, "--inventory", help="fleet.toml or Ansible YAML"),
+                group: str = typer.Option(None, "--group", help="only this group"),
+                space: str = typer.Option("mbv3-small", "--space", help="search space whose LUTs to refresh"),
+                concurrency: int = typer.Option(4, "--concurrency", help="devices refreshed at once"),
+                only_failed: bool = typer.Option(False, "--only-failed", help="retry the devices that failed last time"),
+                json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
+        """Refresh LUTs across the fleet: rebuild stale or drifted tables, verify the rest."""
+        from edgenas.fleet.inventory import load_inventory
+        from edgenas.fleet.refresh import refresh_fleet
+
+        proj = project()
+        inv = load_inventory(proj, inventory)
+        with progress_bar(quiet=json_out) as bar:
+            rows = refresh_fleet(proj, inv.select(group), space, concurrency=concurrency,
+                                 only_failed=only_failed, progress=bar)
+        failed = [r for r in rows if r.status == "failed"]
+        if json_out:
+            emit_json([r.to_dict() for r in rows])
+        else:
+            t = Table("device", "result", "reason", "time (s)")
+            colour = {"refreshed": "cyan", "verified": "green", "failed": "red"}
+            for r in rows:
+                t.add_row(r.device, f"[{colour[r.status]}]{r.status}[/{colour[r.status]}]", r.reason, f"{r.wall_s:.1f}")
+            out.print(t)
+        if failed:
+            raise typer.Exit(code=3)

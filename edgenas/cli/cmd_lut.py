@@ -1,0 +1,105 @@
+"""``edgenas lut ...``: list, pull, show, calibrate and import latency tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from edgenas.cli._common import emit_json, out, progress_bar, project
+
+
+def register(app: typer.Typer) -> None:
+    lut_app = typer.Typer(help="Latency look-up tables: list, pull, show, calibrate, import.",
+                          no_args_is_help=True)
+    app.add_typer(lut_app, name="lut", help="Latency look-up tables: list, pull, show, calibrate, import.")
+
+    @lut_app.command("list")
+    def list_(device: str = typer.Argument("local", help="profile name or 'local'"),
+              json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
+        """List the LUTs the device's agent holds, and those in the project's luts/."""
+        from edgenas.fleet.session import open_session
+        from edgenas.latency.store import LutStore
+
+        proj = project()
+        with open_session(proj, device) as s:
+            remote = s.call("lut.list", {}, timeout_s=60)
+        local = [str(p.relative_to(proj.root)) for p in LutStore(proj.luts_dir).list(device)]
+        if json_out:
+            emit_json({"device": device, "on_device": remote, "in_project": local})
+            return
+        out.print(f"[bold]on {device}[/bold]")
+        for e in remote:
+            out.print(f"  {e['name']:<40} {e.get('size', 0):>9} B  sha256 {str(e.get('sha256'))[:12]}…")
+        out.print("[bold]in project[/bold]")
+        for p in local:
+            out.print(f"  {p}")
+
+    @lut_app.command("pull")
+    def pull(device: str = typer.Argument(..., help="profile name"),
+             name: str = typer.Option(None, "--name", help="one table (default: all the device holds)"),
+             json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
+        """Copy the device's LUTs into the project's luts/ (hash-checked, validated)."""
+        from edgenas.fleet.lutsync import pull_luts
+
+        pulled = pull_luts(project(), device, name=name)
+        if json_out:
+            emit_json(pulled)
+            return
+        for p in pulled:
+            out.print(f"pulled {p['name']} -> {p['path']}")
+
+    @lut_app.command("show")
+    def show(path: Path = typer.Argument(..., help="a LUT JSON file"),
+             json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
+        """Validate a LUT file and summarise it."""
+        import numpy as np
+
+        from edgenas.latency.lut import Lut
+
+        lut = Lut.load(path)
+        med = np.array([e.median_ms for e in lut.entries.values()])
+        summary = {"device": lut.device, "space": lut.space, "fingerprint_hash": lut.fingerprint_hash,
+                   "runtime": lut.runtime, "precision": lut.precision, "threads": lut.threads,
+                   "entries": len(lut.entries), "unstable": len(lut.unstable_keys),
+                   "overhead_ms": lut.overhead_ms, "median_entry_ms": float(np.median(med)),
+                   "calibration": lut.calibration.to_dict() if lut.calibration else None}
+        if json_out:
+            emit_json(summary)
+            return
+        for k, v in summary.items():
+            out.print(f"{k:>18}: {v}")
+
+    @lut_app.command("calibrate")
+    def calibrate(device: str = typer.Argument("local", help="profile name or 'local'"),
+                  space: str = typer.Option("mbv3-small", "--space", help="search space"),
+                  measure: int = typer.Option(0, "--measure", help="first measure N diverse architectures"),
+                  seed: int = typer.Option(0, "--seed", help="seed for choosing the architectures"),
+                  json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
+        """Fit the LUT-sum -> measured correction from whole-model measurements."""
+        from edgenas.fleet.calibrate import calibrate_device
+
+        with progress_bar(quiet=json_out) as bar:
+            res = calibrate_device(project(), device, space, measure=measure, seed=seed, progress=bar)
+        if json_out:
+            emit_json(res.to_dict())
+            return
+        out.print(f"[green]{res.device}[/green] / {res.space}: calibrated on {res.n_points} measurements "
+                  f"({res.measured_now} new); within ±10%: raw {100 * res.within10_raw:.0f}% -> "
+                  f"calibrated {100 * res.within10_calibrated:.0f}%")
+        out.print(f"LUT: {res.lut_path}")
+
+    @lut_app.command("import-ofa")
+    def import_ofa(yaml_dir: Path = typer.Argument(..., help="folder of OFA's <res>_lookup_table.yaml"),
+                   device: str = typer.Option("note10", "--device", help="device name to file it under"),
+                   json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
+        """Import Once-for-All's published latency tables as a LUT for the ofa-mbv3-w12 space."""
+        from edgenas.latency.ofa_import import import_ofa_lut
+        from edgenas.latency.store import LutStore
+
+        lut = import_ofa_lut(yaml_dir, device=device)
+        path = LutStore(project().luts_dir).save(lut)
+        if json_out:
+            emit_json({"path": str(path), "entries": len(lut.entries), "space": lut.space})
+            return
+        out.print(f"imported {len(lut.entries)} entries for {lut.space} -> {path}")

@@ -1,0 +1,36 @@
+"""``edgenas list``: what is registered (spaces, strategies, evaluators, runtimes)."""
+
+from __future__ import annotations
+
+import typer
+
+from edgenas.cli._common import emit_json, out
+
+
+def registered() -> dict[str, dict[str, str]]:
+    from edgenas.evaluate.base import EVALUATORS, evaluator_names
+    from edgenas.spaces import SPACES, space_names
+
+    space_names(), evaluator_names()
+    result = {"spaces": SPACES.describe(), "evaluators": EVALUATORS.describe()}
+    try:
+        from edgenas.search import STRATEGIES
+
+        result["strategies"] = STRATEGIES.describe()
+    except ImportError:
+        pass
+    return result
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("list")
+    def list_(json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
+        """List the registered search spaces, strategies and evaluators."""
+        reg = registered()
+        if json_out:
+            emit_json(reg)
+            return
+        for kind, items in reg.items():
+            out.print(f"[bold]{kind}[/bold]")
+            for name, help_ in items.items():
+                out.print(f"  {name:<16} {help_}")

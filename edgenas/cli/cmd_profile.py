@@ -1,0 +1,28 @@
+"""``edgenas profile DEVICE``: build the device's LUT for a space."""
+
+from __future__ import annotations
+
+import typer
+
+from edgenas.cli._common import emit_json, out, progress_bar, project
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("profile")
+    def profile(device: str = typer.Argument("local", help="profile name (profiles/NAME.toml) or 'local'"),
+                space: str = typer.Option("mbv3-small", "--space", help="search space to profile"),
+                force: bool = typer.Option(False, "--force", help="re-time even if a LUT for this fingerprint exists"),
+                json_out: bool = typer.Option(False, "--json", help="print the result as JSON")) -> None:
+        """Time every block of a search space on a device and write its latency LUT."""
+        from edgenas.fleet.profiler import profile_device
+
+        with progress_bar(quiet=json_out) as bar:
+            res = profile_device(project(), device, space, force=force, progress=bar)
+        if json_out:
+            emit_json(res.to_dict())
+            return
+        what = "reused existing LUT" if res.reused_lut else (
+            f"measured {res.measured} blocks" + (f", resumed {res.resumed}" if res.resumed else ""))
+        out.print(f"[green]{res.device}[/green] / {res.space}: {res.n_entries} entries, {what}, "
+                  f"{res.unstable} unstable, {res.wall_s:.1f} s")
+        out.print(f"LUT: {res.lut_path}")

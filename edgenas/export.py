@@ -1,0 +1,92 @@
+"""Export an architecture: PyTorch model -> checked ONNX + parity report + manifest.
+
+The export folder holds ``model.onnx`` and ``manifest.json``; an export whose manifest names the same
+architecture, opset and batch mode and whose ONNX file still has the recorded SHA-256 is reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from edgenas.errors import ExportError, InputError
+from edgenas.project import Project
+from edgenas.spaces.base import SearchSpace
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    onnx_path: Path
+    manifest_path: Path
+    sha256: str
+    reused: bool
+    parity: dict[str, Any]
+    input_shape: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"onnx": str(self.onnx_path), "manifest": str(self.manifest_path), "sha256": self.sha256,
+                "reused": self.reused, "parity": self.parity, "input_shape": list(self.input_shape)}
+
+
+def arch_hash(space: SearchSpace, arch: Any) -> str:
+    return hashlib.sha256(space.arch_id(arch).encode()).hexdigest()
+
+
+def default_export_dir(project: Project, space: SearchSpace, arch: Any) -> Path:
+    return project.root / "exports" / f"{space.name}-{arch_hash(space, arch)[:12]}"
+
+
+def export_arch(space: SearchSpace, arch: Any, out_dir: Path, *, opset: int = 17,
+                dynamic_batch: bool = False, simplify: bool = False, precision: str = "fp32",
+                force: bool = False, progress: Callable[[str, int, int], None] | None = None) -> ExportResult:
+    """Export ``arch`` to ``out_dir/model.onnx`` (checked, parity-tested) with a manifest."""
+    from exporters.errors import ExportCheckError
+    from exporters.manifest import Manifest
+    from exporters.onnx_export import export_onnx
+    from exporters.parity import check_parity
+    from edgenas.io import sha256_file
+
+    out_dir = Path(out_dir)
+    onnx_path, manifest_path = out_dir / "model.onnx", out_dir / "manifest.json"
+    record = space.to_dict(arch)
+    if not force and onnx_path.exists() and manifest_path.exists():
+        try:
+            man = Manifest.load(manifest_path)
+            if (man.arch == record and man.opset == opset and man.dynamic_batch == dynamic_batch
+                    and man.onnx_sha256 == sha256_file(onnx_path)):
+                return ExportResult(onnx_path, manifest_path, man.onnx_sha256, True, dict(man.parity),
+                                    tuple(man.input_shape))
+        except (ExportCheckError, InputError, ValueError, KeyError, TypeError):
+            pass  # stale or foreign manifest: export again
+    step = progress or (lambda name, done, total: None)
+    step("export", 0, 3)
+    model = space.build_model(arch).eval()
+    shape = tuple(space.input_shape(arch))
+    # Export to a temporary name so a failed check never leaves a half-valid model.onnx behind.
+    tmp_path = out_dir / ".model.onnx.partial"
+    try:
+        info = export_onnx(model, shape, tmp_path, opset=opset, dynamic_batch=dynamic_batch,
+                           simplify=simplify)
+        step("export", 1, 3)
+        report = check_parity(model, tmp_path, precision=precision, batch=1)
+        step("export", 2, 3)
+        report.raise_if_failed()
+    except ExportCheckError as exc:
+        tmp_path.unlink(missing_ok=True)
+        raise ExportError(str(exc)) from None
+    tmp_path.replace(onnx_path)
+    man = Manifest.create(arch=record, space=space.name, opset=opset, input_shape=list(shape),
+                          dynamic_batch=dynamic_batch, onnx_path=onnx_path, parity=report.to_dict())
+    man.save(manifest_path)
+    step("export", 3, 3)
+    return ExportResult(onnx_path, manifest_path, info.sha256, False, report.to_dict(), shape)
+
+
+def parity_summary(parity: dict[str, Any]) -> str:
+    try:
+        return json.dumps({k: parity[k] for k in ("max_abs", "median_abs", "passed") if k in parity})
+    except TypeError:
+        return str(parity)

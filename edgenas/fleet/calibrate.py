@@ -1,0 +1,97 @@
+"""Calibrate a device's LUT from whole-model measurements (``edgenas lut calibrate``).
+
+Optionally measures N diverse architectures first (spread over the predicted-latency range: N
+quantiles of a large seeded sample), then fits the LUT-sum -> measured correction on every stored
+measurement for this (device, space, fingerprint, runtime) and saves it with the LUT (the previous
+table goes to history).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from edgenas.errors import InputError
+from edgenas.project import Project
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class CalibrationResult:
+    device: str
+    space: str
+    n_points: int
+    measured_now: int
+    params: dict[str, float]
+    residual: float
+    within10_raw: float
+    within10_calibrated: float
+    lut_path: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def diverse_archs(space: Any, predictor: Any, n: int, seed: int) -> list[Any]:
+    """``n`` architectures spread evenly over the predicted-latency range of a seeded sample."""
+    rng = np.random.default_rng(seed)
+    pool = [space.sample(rng) for _ in range(max(20 * n, 200))]
+    lat = predictor.predict_raw_many(pool)
+    order = np.argsort(lat)
+    picks = np.unique(np.linspace(0, len(pool) - 1, n).round().astype(int))
+    return [pool[order[i]] for i in picks]
+
+
+def calibrate_device(project: Project, device: str, space_name: str, *, measure: int = 0, seed: int = 0,
+                     progress: Progress | None = None) -> CalibrationResult:
+    from edgenas.export import default_export_dir, export_arch
+    from edgenas.fleet.deploy import measure_model
+    from edgenas.fleet.profiler import current_lut
+    from edgenas.fleet.session import open_session
+    from edgenas.latency.calibration import fit_calibration
+    from edgenas.latency.predictor import LatencyPredictor
+    from edgenas.latency.store import LutStore
+    from edgenas.spaces import get_space
+    from edgenas.store import Measurement, open_store
+
+    space = get_space(space_name)
+    store = open_store(project)
+    with open_session(project, device) as s:
+        info = s.call("info", s.runtime_params(), timeout_s=120)
+        fp_hash = str(info["fingerprint_hash"])
+        lut = current_lut(project, s.device, space.name, fp_hash)
+        pred = LatencyPredictor(lut, space)
+        archs = diverse_archs(space, pred, measure, seed) if measure > 0 else []
+        rt = s.runtime_params()
+        for i, arch in enumerate(archs):
+            exp = export_arch(space, arch, default_export_dir(project, space, arch))
+            out = measure_model(s, exp.onnx_path)
+            raw = float(pred.predict_raw_many([arch])[0])
+            store.add(Measurement(
+                device=s.device, space=space.name, arch=space.to_dict(arch), artifact_sha256=exp.sha256,
+                runtime=rt["runtime"], precision=rt["precision"], fingerprint_hash=fp_hash,
+                stats=dict(out["stats"]), cold_start=dict(out.get("cold_start") or {}),
+                state=dict(out.get("state") or {}), predicted_raw_ms=raw, predicted_ms=raw))
+            if progress:
+                progress(f"measure architectures on {s.device}", i + 1, len(archs))
+    ms = [m for m in store.list(device=s.device, space=space.name, fingerprint_hash=fp_hash)
+          if m.runtime == rt["runtime"]]
+    if not ms:
+        raise InputError(f"no measurements of '{space.name}' on '{s.device}' with the current fingerprint",
+                         hint=f"run: edgenas lut calibrate {s.device} --space {space.name} --measure 10")
+    archs_m = [space.from_dict(m.arch) for m in ms]
+    raw = pred.predict_raw_many(archs_m)
+    measured = np.array([float(m.stats["median_ms"]) for m in ms])
+    cal = fit_calibration(raw, measured)
+    new_lut = lut.with_calibration(cal)
+    path = LutStore(project.luts_dir).save(new_lut)
+    calibrated = LatencyPredictor(new_lut, space).predict_many(archs_m)
+
+    def within10(p: np.ndarray) -> float:
+        return float(np.mean(np.abs(p - measured) / measured <= 0.10))
+
+    return CalibrationResult(s.device, space.name, len(ms), len(archs), dict(cal.params), cal.residual,
+                             within10(raw), within10(calibrated), str(path))

@@ -1,0 +1,113 @@
+"""Deploy an architecture to a device and measure it: the closed loop's measuring half.
+
+export (or reuse the export) -> push the ONNX file (hash-checked) -> build a TensorRT engine on the
+device when its runtime is TensorRT -> time the whole model with the winner protocol (several
+windows, median of window medians, cold start apart) -> compare with the LUT prediction -> store a
+``Measurement`` record (the calibration fits on these).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from edgenas.project import Project
+from edgenas.spaces.base import SearchSpace
+
+Progress = Callable[[str, int, int], None]
+
+#: whole-model protocol for winners: longer windows than LUT entries
+WINNER_PROTOCOL: dict[str, Any] = {
+    "warmup_min_n": 20, "warmup_min_s": 0.3, "sample_target_ms": 1.0, "min_n": 30, "min_s": 0.4,
+    "max_cov": 0.05, "max_ci_rel": 0.01, "max_s": 4.0, "windows": 5,
+}
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    device: str
+    space: str
+    arch: dict[str, Any]
+    onnx_path: Path
+    artifact_sha256: str
+    runtime: str
+    measured_ms: float
+    predicted_ms: float | None
+    predicted_raw_ms: float | None
+    rel_error: float | None
+    calibration_points: int
+    stats: dict[str, Any]
+    cold_start: dict[str, Any]
+    measurement_id: str | None
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["onnx_path"] = str(self.onnx_path)
+        return d
+
+
+def predict_for(project: Project, device: str, space: SearchSpace, arch: Any,
+                fingerprint_hash: str) -> tuple[float | None, float | None, int, str]:
+    """(calibrated, raw, calibration points, note) from the device's current LUT, if there is one."""
+    from edgenas.errors import InputError
+    from edgenas.fleet.profiler import current_lut
+    from edgenas.latency.predictor import LatencyPredictor
+
+    try:
+        lut = current_lut(project, device, space.name, fingerprint_hash)
+    except InputError as exc:
+        return None, None, 0, f"no prediction: {exc}"
+    pred = LatencyPredictor(lut, space)
+    raw = float(pred.predict_raw_many([arch])[0])
+    return float(pred.predict_many([arch])[0]), raw, int(pred.calibration_points), ""
+
+
+def measure_model(session: Any, onnx_path: Path, *, runtime: str | None = None,
+                  protocol: dict[str, Any] | None = None, progress: Progress | None = None) -> dict[str, Any]:
+    """Push and time one ONNX model on an open session; builds a TensorRT engine when asked."""
+    params = session.runtime_params(runtime)
+    remote = session.push(onnx_path)
+    model = remote
+    if params["runtime"] == "tensorrt":
+        built = session.call("build_engine", {"model": remote, "precision": params["precision"]})
+        model = built["engine"]
+    if progress:
+        progress(f"measure on {session.device}", 0, 1)
+    out = session.call("bench", dict(params, model=model, protocol=dict(WINNER_PROTOCOL, **(protocol or {})),
+                                     winner=True))
+    if progress:
+        progress(f"measure on {session.device}", 1, 1)
+    return out
+
+
+def deploy(project: Project, device: Any, space: SearchSpace, arch: Any, *, runtime: str | None = None,
+           export_dir: Path | None = None, store: Any = None, progress: Progress | None = None) -> DeployResult:
+    from edgenas.export import default_export_dir, export_arch
+    from edgenas.fleet.session import open_session
+    from edgenas.store import Measurement, open_store
+
+    exp = export_arch(space, arch, export_dir or default_export_dir(project, space, arch), progress=progress)
+    with open_session(project, device) as s:
+        info = s.call("info", s.runtime_params(runtime), timeout_s=120)
+        fp_hash = str(info["fingerprint_hash"])
+        out = measure_model(s, exp.onnx_path, runtime=runtime, progress=progress)
+        rt = s.runtime_params(runtime)
+    stats = dict(out["stats"])
+    measured = float(stats["median_ms"])
+    predicted, raw, n_cal, note = predict_for(project, s.device, space, arch, fp_hash)
+    rel = None if predicted is None else (predicted - measured) / measured
+    m = Measurement(device=s.device, space=space.name, arch=space.to_dict(arch),
+                           artifact_sha256=exp.sha256, runtime=rt["runtime"], precision=rt["precision"],
+                           fingerprint_hash=fp_hash, stats=stats, cold_start=dict(out.get("cold_start") or {}),
+                           state=dict(out.get("state") or {}), predicted_raw_ms=raw, predicted_ms=predicted)
+    (store or open_store(project)).add(m)
+    return DeployResult(s.device, space.name, space.to_dict(arch), exp.onnx_path, exp.sha256, rt["runtime"],
+                        measured, predicted, raw, rel, n_cal, stats, dict(out.get("cold_start") or {}),
+                        m.id, note)
+
+
+def now() -> float:
+    return time.time()

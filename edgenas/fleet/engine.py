@@ -1,0 +1,37 @@
+"""TensorRT engines are built ON the device (they do not move between GPUs or TensorRT versions)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgenas.errors import AgentError, RuntimeMissingError
+from edgenas.project import Project
+
+
+def fallback_runtime(info: dict[str, Any]) -> str:
+    """The runtime a device without TensorRT uses instead (what ``info`` says it has)."""
+    rts = info.get("runtimes") or {}
+    for name in ("onnxruntime", "torch"):
+        if rts.get(name):
+            return name
+    return "none"
+
+
+def build_engine_on_device(project: Project, device: str, onnx_path: Path, *, out_dir: Path | None = None,
+                           precision: str | None = None) -> dict[str, Any]:
+    """Push ``onnx_path`` and build an engine on ``device``; returns the agent's answer."""
+    from edgenas.fleet.session import open_session
+
+    with open_session(project, device) as s:
+        remote = s.push(onnx_path)
+        try:
+            return s.call("build_engine", {"model": remote, "precision": precision or s.profile.precision,
+                                           "timing_cache": None})
+        except AgentError as exc:
+            if exc.type != "RuntimeMissing":
+                raise
+            info = s.call("info", s.runtime_params("onnxruntime"), timeout_s=120)
+            raise RuntimeMissingError(
+                s.device, f"TensorRT is missing on this device; deploy will use {fallback_runtime(info)} instead",
+                hint="install TensorRT (JetPack ships it) or export with --format onnx") from None

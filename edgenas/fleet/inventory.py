@@ -1,0 +1,171 @@
+"""Fleet inventories: which devices, in which groups, with which per-group settings.
+
+Two layouts are accepted:
+
+* ``profiles/fleet.toml`` (or any path via ``--inventory``)::
+
+      [fleet]
+      devices = ["orin-nano", "xavier-nx", "lab-laptop"]   # names of profiles/NAME.toml
+      [groups]
+      jetsons = ["orin-nano", "xavier-nx"]
+      [group_settings.jetsons]                             # optional: overrides profile fields
+      call_timeout_s = 900
+
+* an Ansible inventory in YAML (``all:`` / ``hosts`` / ``children`` / ``vars``): ``ansible_host``,
+  ``ansible_port``, ``ansible_user`` and ``ansible_ssh_private_key_file`` map onto the profile fields;
+  ``edgenas_*`` variables carry the rest (``edgenas_runtime``, ``edgenas_python``, ...). A host with a
+  ``profiles/NAME.toml`` starts from that profile; variables override it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgenas.errors import InputError
+from edgenas.fleet.profiles import DeviceProfile, load_profile, profile_fields, profile_from_dict
+from edgenas.io import read_toml
+from edgenas.project import Project
+
+_ANSIBLE_MAP = {"ansible_host": "host", "ansible_port": "port", "ansible_user": "user",
+                "ansible_ssh_private_key_file": "key_file", "ansible_python_interpreter": "python"}
+
+
+@dataclass(frozen=True)
+class Inventory:
+    devices: tuple[DeviceProfile, ...]
+    groups: dict[str, tuple[str, ...]]
+    source: str
+
+    def names(self) -> list[str]:
+        return [d.name for d in self.devices]
+
+    def select(self, group: str | None = None, names: list[str] | None = None) -> list[DeviceProfile]:
+        chosen = list(self.devices)
+        if group is not None:
+            if group not in self.groups:
+                raise InputError(f"unknown group '{group}' in {self.source}",
+                                 hint=f"groups: {', '.join(sorted(self.groups)) or 'none'}")
+            members = set(self.groups[group])
+            chosen = [d for d in chosen if d.name in members]
+        if names is not None:
+            chosen = [d for d in chosen if d.name in set(names)]
+        return chosen
+
+
+def default_inventory_path(project: Project) -> Path:
+    for name in ("fleet.toml", "fleet.yaml", "fleet.yml", "inventory.yaml", "inventory.yml"):
+        p = project.profiles_dir / name
+        if p.exists():
+            return p
+    return project.profiles_dir / "fleet.toml"
+
+
+def load_inventory(project: Project, path: str | Path | None = None) -> Inventory:
+    path = Path(path) if path else default_inventory_path(project)
+    if not path.exists():
+        raise InputError(f"fleet inventory not found: {path}",
+                         hint="create profiles/fleet.toml with [fleet] devices = [...] or pass --inventory")
+    if path.suffix in (".yaml", ".yml"):
+        return _load_ansible(project, path)
+    return _load_toml(project, path)
+
+
+def _override(profile: DeviceProfile, settings: dict[str, Any], where: str) -> DeviceProfile:
+    if not settings:
+        return profile
+    data = {f: getattr(profile, f) for f in profile_fields()}
+    data.update(settings)
+    data = {k: v for k, v in data.items() if v is not None}
+    return profile_from_dict(data, where=where)
+
+
+def _load_toml(project: Project, path: Path) -> Inventory:
+    data = read_toml(path, "fleet inventory")
+    where = str(path)
+    unknown = sorted(set(data) - {"fleet", "groups", "group_settings"})
+    if unknown:
+        raise InputError(f"{where}: unknown table(s) {', '.join(unknown)}",
+                         hint="allowed: [fleet], [groups], [group_settings.NAME]")
+    fleet = data.get("fleet")
+    if not isinstance(fleet, dict) or not isinstance(fleet.get("devices"), list) or not fleet["devices"]:
+        raise InputError(f"{where}: [fleet] needs devices = [\"name\", ...]")
+    names = fleet["devices"]
+    if not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+        raise InputError(f"{where}: devices must be distinct profile names")
+    groups_raw = data.get("groups", {})
+    if not isinstance(groups_raw, dict):
+        raise InputError(f"{where}: [groups] must map group names to lists of devices")
+    groups: dict[str, tuple[str, ...]] = {}
+    for g, members in groups_raw.items():
+        if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+            raise InputError(f"{where}: group '{g}' must be a list of device names")
+        stray = [m for m in members if m not in names]
+        if stray:
+            raise InputError(f"{where}: group '{g}' names devices not in [fleet]: {', '.join(stray)}")
+        groups[g] = tuple(members)
+    settings = data.get("group_settings", {})
+    if not isinstance(settings, dict) or any(g not in groups for g in settings):
+        raise InputError(f"{where}: [group_settings.NAME] must name a group of [groups]")
+    profiles = []
+    for n in names:
+        prof = load_profile(project, n)
+        for g, members in groups.items():
+            if n in members:
+                prof = _override(prof, dict(settings.get(g, {})), f"{where} [group_settings.{g}] for {n}")
+        profiles.append(prof)
+    return Inventory(tuple(profiles), groups, where)
+
+
+def _load_ansible(project: Project, path: Path) -> Inventory:
+    import yaml
+
+    where = str(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise InputError(f"malformed YAML inventory {where}: {exc}".splitlines()[0]) from None
+    if not isinstance(data, dict) or not isinstance(data.get("all"), dict):
+        raise InputError(f"{where}: expected an Ansible inventory with a top-level 'all:' group")
+    hosts: dict[str, dict[str, Any]] = {}
+    groups: dict[str, list[str]] = {}
+
+    def walk(name: str, node: Any, inherited: dict[str, Any]) -> list[str]:
+        if node is None:
+            node = {}
+        if not isinstance(node, dict):
+            raise InputError(f"{where}: group '{name}' must be a mapping")
+        vars_ = dict(inherited, **(node.get("vars") or {}))
+        members: list[str] = []
+        for h, hv in (node.get("hosts") or {}).items():
+            hosts.setdefault(str(h), {}).update(dict(vars_, **(hv or {})))
+            members.append(str(h))
+        for child, cnode in (node.get("children") or {}).items():
+            members += walk(str(child), cnode, vars_)
+        groups[name] = sorted(set(members))
+        return members
+
+    walk("all", data["all"], {})
+    profiles = []
+    for h, hv in hosts.items():
+        settings: dict[str, Any] = {}
+        for k, v in hv.items():
+            if k in _ANSIBLE_MAP:
+                settings[_ANSIBLE_MAP[k]] = v
+            elif k.startswith("edgenas_"):
+                settings[k[len("edgenas_"):]] = v
+        base_path = project.profiles_dir / f"{h}.toml"
+        base = load_profile(project, h) if base_path.exists() else None
+        if base is None:
+            settings.setdefault("host", h)
+            profiles.append(profile_from_dict(dict(settings, name=h), where=f"{where} host {h}"))
+        else:
+            profiles.append(_override(base, settings, f"{where} host {h}"))
+    groups.pop("all", None)
+    return Inventory(tuple(profiles), {g: tuple(m) for g, m in groups.items()}, where)
+
+
+def with_overrides(profile: DeviceProfile, **changes: Any) -> DeviceProfile:
+    return dataclasses.replace(profile, **changes)

@@ -1,0 +1,82 @@
+"""A live connection to one device: transport + running agent + RPC client.
+
+``open_session(project, "orin-nano")`` loads the profile, opens the transport (local subprocess or
+SSH), installs the agent if the device lacks this version, does the handshake, and gives a context
+manager with ``call`` and ``push`` (content-addressed upload into ``models/``, skipped when the device
+already has the file with that SHA-256).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from edgenas.errors import DeviceError
+from edgenas.io import sha256_file
+from edgenas.project import Project
+
+
+@dataclass
+class Session:
+    profile: Any  # DeviceProfile
+    transport: Any  # Transport
+    client: Any  # AgentClient
+    _pushed: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def device(self) -> str:
+        return self.profile.name
+
+    @property
+    def call_timeout_s(self) -> float:
+        return float(getattr(self.profile, "call_timeout_s", 600))
+
+    def call(self, method: str, params: dict[str, Any] | None = None, *, timeout_s: float | None = None,
+             on_progress: Callable[[dict[str, Any]], None] | None = None) -> Any:
+        return self.client.call(method, params or {}, timeout_s=timeout_s or self.call_timeout_s,
+                                on_progress=on_progress)
+
+    def runtime_params(self, runtime: str | None = None) -> dict[str, Any]:
+        p = self.profile
+        return {"runtime": runtime or p.runtime, "threads": p.threads, "precision": p.precision}
+
+    def push(self, local: Path, subdir: str = "models") -> str:
+        """Upload a file named by its SHA-256 unless the device has it; returns the remote path."""
+        digest = sha256_file(local)
+        remote = f"{subdir}/{digest}{Path(local).suffix}"
+        if remote in self._pushed.values():
+            return remote
+        stat = self.call("file.stat", {"path": remote}, timeout_s=60)
+        if not (stat.get("exists") and stat.get("sha256") == digest):
+            got = self.transport.put_file(Path(local), remote)
+            if got != digest:
+                raise DeviceError(self.device, f"upload of {local} arrived corrupted (sha256 {got[:12]}…)",
+                                  hint="check the device's disk and retry")
+        self._pushed[str(local)] = remote
+        return remote
+
+
+@contextmanager
+def open_session(project: Project, device: Any) -> Iterator[Session]:
+    """``device`` is a profile name or a ``DeviceProfile``."""
+    from edgenas.fleet.agent_bundle import agent_zipapp
+    from edgenas.fleet.connect import open_transport
+    from edgenas.fleet.profiles import DeviceProfile, load_profile
+    from edgenas.fleet.rpc import AgentClient
+
+    profile = device if isinstance(device, DeviceProfile) else load_profile(project, device)
+    zipapp, version = agent_zipapp(project)
+    transport = open_transport(project, profile)
+    client = None
+    try:
+        channel = transport.start_agent(zipapp, version)
+        client = AgentClient(channel, profile.name)
+        yield Session(profile, transport, client)
+    finally:
+        try:
+            if client is not None:
+                client.close()
+        finally:
+            transport.close()
