@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from exporters import parity
+from exporters.errors import ExportCheckError
+from exporters.onnx_export import export_onnx
+from exporters.parity import check_parity, compare_arrays
+
+torch = pytest.importorskip("torch")
+
+
+def test_parity_passes_fp32(net, exported):
+    report = check_parity(net, exported.path)
+    assert report.passed
+    assert report.n_inputs == 3 and report.seed == 0 and report.batch == 1
+    assert report.tolerances == {"atol": 1e-4, "rtol": 1e-3}
+    (out,) = report.outputs
+    assert out.name == "output" and out.n_elements == 3 * 10
+    assert 0 <= out.max_abs < 1e-4
+    assert out.median_abs <= out.max_abs
+    report.raise_if_failed()  # no exception
+
+
+def test_parity_is_reproducible(net, exported):
+    a = check_parity(net, exported.path, seed=5)
+    b = check_parity(net, exported.path, seed=5)
+    assert a.to_dict() == b.to_dict()
+
+
+def test_parity_dynamic_batch(net, exported_dynamic):
+    report = check_parity(net, exported_dynamic.path, batch=4, n_inputs=2)
+    assert report.passed and report.outputs[0].n_elements == 2 * 4 * 10
+
+
+def test_static_batch_mismatch_is_clear(net, exported):
+    with pytest.raises(ExportCheckError, match="static batch of 1.*batch 2"):
+        check_parity(net, exported.path, batch=2)
+
+
+def test_modified_weights_detected(fresh_net, tmp_path):
+    net = fresh_net()
+    info = export_onnx(net, (1, 3, 32, 32), tmp_path / "m.onnx")
+    with torch.no_grad():
+        net.head[2].weight.add_(0.05)  # change the module after export
+    report = check_parity(net, info.path)
+    assert not report.passed
+    assert report.max_abs > 1e-3
+    assert report.outputs[0].n_violations > 0
+    with pytest.raises(ExportCheckError) as err:
+        report.raise_if_failed()
+    text = str(err.value)
+    assert "m.onnx" in text and "max_abs=" in text and "atol=0.0001" in text and "rtol=0.001" in text
+    assert f"{report.max_abs:.3g}" in text
+
+
+def test_to_dict_is_json(net, exported):
+    d = check_parity(net, exported.path).to_dict()
+    again = json.loads(json.dumps(d))
+    assert again["passed"] is True and again["precision"] == "fp32"
+    assert again["outputs"][0]["max_abs"] == d["max_abs"]
+
+
+def test_fp16_judged_on_median():
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal(10_000) * 3
+    fp16_like = ref.astype(np.float16).astype(np.float64)
+    fp16_like[:5] += 0.05  # a few outliers: fine for FP16, fatal for FP32
+    assert compare_arrays("y", ref, fp16_like, "fp16").passed
+    assert not compare_arrays("y", ref, fp16_like, "fp32").passed
+    biased = ref + 0.02  # every element off by 2e-2: median error above FP16_MEDIAN_ATOL
+    res = compare_arrays("y", ref, biased, "fp16")
+    assert not res.passed and res.n_violations == 0 and res.median_abs > parity.FP16_MEDIAN_ATOL
+
+
+def test_fp16_loose_max_catches_gross_errors():
+    ref = np.linspace(-1, 1, 1000)
+    out = ref.copy()
+    out[0] = 5.0
+    res = compare_arrays("y", ref, out, "fp16")
+    assert not res.passed and res.n_violations == 1 and res.median_abs == 0.0
+
+
+def test_nan_is_a_failure():
+    ref = np.ones(10)
+    out = ref.copy()
+    out[3] = np.nan
+    res = compare_arrays("y", ref, out, "fp32")
+    assert not res.passed and res.max_abs == np.inf
+
+
+def test_fp32_bound_is_elementwise_relative():
+    ref = np.array([1000.0, 0.0])
+    assert compare_arrays("y", ref, ref + [0.5, 0.0], "fp32").passed  # 0.5 <= 1e-4 + 1e-3 * 1000
+    assert not compare_arrays("y", ref, ref + [0.0, 2e-4], "fp32").passed
+
+
+def test_fp16_end_to_end_on_fp32_graph(net, exported):
+    report = check_parity(net, exported.path, precision="fp16")
+    assert report.passed and "median_atol" in report.tolerances
+
+
+def test_unknown_precision(net, exported):
+    with pytest.raises(ExportCheckError, match="int8"):
+        check_parity(net, exported.path, precision="int8")
+
+
+def test_shape_mismatch_raises():
+    with pytest.raises(ExportCheckError, match="shape"):
+        compare_arrays("y", np.zeros((2, 3)), np.zeros((3, 2)), "fp32")
