@@ -32,6 +32,8 @@ def register(app: typer.Typer) -> None:
     @device_app.command("trust")
     def trust(name: str = typer.Argument(..., help="profile name"),
               yes: bool = typer.Option(False, "--yes", help="trust without asking (for scripts)"),
+              replace: bool = typer.Option(False, "--replace", help="replace a recorded key that changed"),
+              fingerprint: str = typer.Option(None, "--fingerprint", help="expected SHA256:... fingerprint"),
               json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
         """Show a device's SSH host-key fingerprint and record it in the project's known_hosts."""
         from edgenas.fleet.profiles import load_profile
@@ -39,19 +41,22 @@ def register(app: typer.Typer) -> None:
 
         proj = project()
         prof = load_profile(proj, name)
-        key_type, fingerprint = fetch_host_key(prof)
-        err.print(f"{prof.name} ({prof.host}:{prof.port}) presents a {key_type} key {fingerprint}")
+        key_type, seen = fetch_host_key(prof, proj)
+        err.print(f"{prof.name} ({prof.host}:{prof.port or 22}) presents a {key_type} key {seen}")
+        if fingerprint and fingerprint != seen:
+            raise InputError(f"device '{prof.name}' presents {seen}, not the expected {fingerprint}",
+                             hint="nothing was recorded; check that you reach the right machine")
         if not yes:
             if not typer.confirm("Trust this key and record it in the project's known_hosts?", default=False,
                                  err=True):
                 raise InputError("host key not trusted", hint="compare the fingerprint with the device's "
                                  "(ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub on it) and re-run")
-        trust_host(proj, prof, expected_fingerprint=fingerprint)
+        trust_host(proj, prof, expected_fingerprint=seen, replace=replace)
         if json_out:
-            emit_json({"device": prof.name, "key_type": key_type, "fingerprint": fingerprint,
+            emit_json({"device": prof.name, "key_type": key_type, "fingerprint": seen,
                        "known_hosts": str(proj.known_hosts)})
         else:
-            out.print(f"[green]trusted[/green] {prof.name}: {fingerprint} -> {proj.known_hosts}")
+            out.print(f"[green]trusted[/green] {prof.name}: {seen} -> {proj.known_hosts}")
 
     @device_app.command("info")
     def info(name: str = typer.Argument("local", help="profile name or 'local'"),

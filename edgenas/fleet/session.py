@@ -61,18 +61,18 @@ class Session:
 @contextmanager
 def open_session(project: Project, device: Any) -> Iterator[Session]:
     """``device`` is a profile name or a ``DeviceProfile``."""
-    from edgenas.fleet.agent_bundle import agent_zipapp
+    from edgenas.fleet.agent_bundle import ensure_agent_bundle
     from edgenas.fleet.connect import open_transport
     from edgenas.fleet.profiles import DeviceProfile, load_profile
     from edgenas.fleet.rpc import AgentClient
 
     profile = device if isinstance(device, DeviceProfile) else load_profile(project, device)
-    zipapp, version = agent_zipapp(project)
+    zipapp, version = ensure_agent_bundle(project)
     transport = open_transport(project, profile)
     client = None
     try:
-        channel = transport.start_agent(zipapp, version)
-        client = AgentClient(channel, profile.name)
+        channel = transport.start_agent(Path(zipapp), version)
+        client = AgentClient(channel, profile.name, expect_version=version)
         yield Session(profile, transport, client)
     finally:
         try:

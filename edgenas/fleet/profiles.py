@@ -1,0 +1,174 @@
+"""Device profiles: ``profiles/NAME.toml`` -> a validated, frozen ``DeviceProfile``.
+
+A profile says how to reach a device (host, port, user, key file or ssh-agent, optional ProxyJump) and
+how to measure on it (python, work dir, runtime, precision, threads, expected power mode, timeouts).
+Validation is strict: unknown keys, wrong types and out-of-range values are one ``InputError`` naming
+the file and the key. Passwords (or anything that looks like a secret) are refused outright.
+
+Without ``profiles/local.toml`` the built-in ``local`` profile (this machine, agent as a subprocess,
+ONNX Runtime on the CPU, fp32, one thread) is used, so everything works with no remote device.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from edgenas.errors import InputError
+from edgenas.io import read_toml
+from edgenas.project import Project
+
+RUNTIMES = ("onnxruntime", "tensorrt", "torch")
+PRECISIONS = ("fp32", "fp16", "int8")
+TRANSPORTS = ("ssh", "local")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_SECRET_RE = re.compile(r"pass|secret|token|credential|private_key", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    name: str
+    host: str = ""
+    port: int | None = None          # None: from ~/.ssh/config, else 22
+    user: str | None = None          # None: from ~/.ssh/config, else the local user
+    key_file: str | None = None      # None: ssh-agent (and the usual ~/.ssh/id_* keys)
+    proxy_jump: str | None = None    # "[user@]host[:port]"
+    python: str = "python3"
+    workdir: str = "~/.edgenas"
+    runtime: str = "onnxruntime"
+    precision: str = "fp32"
+    threads: int = 1
+    power_mode: str | None = None
+    connect_timeout_s: float = 10.0
+    call_timeout_s: float = 600.0
+    keepalive_s: float = 15.0
+    transport: str = "ssh"
+
+    @property
+    def is_local(self) -> bool:
+        return self.transport == "local"
+
+
+LOCAL_PROFILE = DeviceProfile(name="local", transport="local", runtime="onnxruntime",
+                              precision="fp32", threads=1, workdir="")
+
+# key -> (accepted python types, description for messages)
+_SCHEMA: dict[str, tuple[tuple[type, ...], str]] = {
+    "name": ((str,), "a string"), "host": ((str,), "a string"), "port": ((int,), "an integer"),
+    "user": ((str,), "a string"), "key_file": ((str,), "a path"), "proxy_jump": ((str,), "a string"),
+    "python": ((str,), "a string"), "workdir": ((str,), "a string"), "runtime": ((str,), "a string"),
+    "precision": ((str,), "a string"), "threads": ((int,), "an integer"),
+    "power_mode": ((str,), "a string"), "connect_timeout_s": ((int, float), "a number"),
+    "call_timeout_s": ((int, float), "a number"), "keepalive_s": ((int, float), "a number"),
+    "transport": ((str,), "a string"),
+}
+
+
+def _bad(where: str, msg: str, hint: str | None = None) -> InputError:
+    return InputError(f"profile {where}: {msg}", hint=hint)
+
+
+def profile_from_dict(data: dict[str, Any], *, where: str = "<dict>") -> DeviceProfile:
+    """Validate the ``[device]`` table of a profile and build the dataclass."""
+    if not isinstance(data, dict):
+        raise _bad(where, "[device] must be a table")
+    secrets = sorted(k for k in data if _SECRET_RE.search(k))
+    if secrets:
+        raise _bad(where, f"key(s) {', '.join(secrets)} not allowed: passwords and secrets are never "
+                   "stored in profiles", hint="use key_file = \"~/.ssh/id_ed25519\" or omit it to use ssh-agent")
+    unknown = sorted(set(data) - set(_SCHEMA))
+    if unknown:
+        raise _bad(where, f"unknown key(s) {', '.join(unknown)}",
+                   hint=f"allowed keys: {', '.join(sorted(_SCHEMA))}")
+    for key, value in data.items():
+        types, desc = _SCHEMA[key]
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise _bad(where, f"{key} must be {desc}, got {type(value).__name__} {value!r}")
+    values = dict(data)
+    name = values.get("name", "")
+    if not _NAME_RE.match(name):
+        raise _bad(where, f"name {name!r} must be 1-64 letters, digits, '.', '_' or '-'")
+    transport = values.setdefault("transport", "local" if name == "local" else "ssh")
+    _choice(where, "transport", transport, TRANSPORTS)
+    _choice(where, "runtime", values.get("runtime", "onnxruntime"), RUNTIMES)
+    _choice(where, "precision", values.get("precision", "fp32"), PRECISIONS)
+    if transport == "ssh":
+        host = values.get("host", "")
+        if not host or any(c.isspace() for c in host) or host.startswith("-"):
+            raise _bad(where, f"host {host!r} must be a host name or address",
+                       hint="use a name from ~/.ssh/config, a DNS name or an IP address")
+    port = values.get("port")
+    if port is not None and not 1 <= port <= 65535:
+        raise _bad(where, f"port {port} out of range 1-65535")
+    if not 1 <= values.get("threads", 1) <= 1024:
+        raise _bad(where, f"threads {values['threads']} out of range 1-1024")
+    for key in ("connect_timeout_s", "call_timeout_s", "keepalive_s"):
+        if key in values and not 0 < values[key] <= 86400:
+            raise _bad(where, f"{key} must be > 0 and at most 86400 seconds, got {values[key]}")
+    for key in ("python", "user"):
+        if key in values and (not values[key] or any(c.isspace() for c in values[key])
+                              or values[key].startswith("-")):
+            raise _bad(where, f"{key} {values[key]!r} must be one word without spaces")
+    workdir = values.get("workdir", "~/.edgenas")
+    if transport == "ssh" and (not workdir or "\n" in workdir or ".." in Path(workdir).parts
+                               or (workdir.startswith("~") and not re.match(r"^~(/|$)", workdir))):
+        raise _bad(where, f"workdir {workdir!r} must be '~/...', an absolute or a home-relative path "
+                   "without '..'")
+    for key in ("connect_timeout_s", "call_timeout_s", "keepalive_s"):
+        if key in values:
+            values[key] = float(values[key])
+    return DeviceProfile(**values)
+
+
+def _choice(where: str, key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise _bad(where, f"{key} {value!r} is not one of {', '.join(allowed)}")
+
+
+def load_profile_file(path: str | Path) -> DeviceProfile:
+    path = Path(path)
+    data = read_toml(path, what="device profile")
+    where = str(path)
+    extra = sorted(set(data) - {"device"})
+    if "device" not in data or extra:
+        raise _bad(where, "expected exactly one [device] table" + (f", found {', '.join(extra)}" if extra else ""))
+    device = dict(data["device"]) if isinstance(data["device"], dict) else data["device"]
+    if isinstance(device, dict):
+        device.setdefault("name", path.stem)
+        if device["name"] != path.stem:
+            raise _bad(where, f"name {device['name']!r} differs from the file name {path.stem!r}",
+                       hint=f"rename the file to {device['name']}.toml or fix the name")
+    return profile_from_dict(device, where=where)
+
+
+def list_profiles(project: Project) -> list[str]:
+    """Names of the devices this project knows (always includes ``local``)."""
+    names = {p.stem for p in project.profiles_dir.glob("*.toml") if _is_device_file(p)}
+    return sorted(names | {"local"})
+
+
+def _is_device_file(path: Path) -> bool:
+    try:
+        return re.search(r"^\[device\]", path.read_text(encoding="utf-8"), re.MULTILINE) is not None
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def load_profile(project: Project, name: str) -> DeviceProfile:
+    """The profile ``profiles/NAME.toml`` (or the built-in ``local``); an unknown name lists the others."""
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise InputError(f"invalid device name {name!r}", hint=f"known devices: {', '.join(list_profiles(project))}")
+    path = project.profiles_dir / f"{name}.toml"
+    if path.exists():
+        return load_profile_file(path)
+    if name == "local":
+        return LOCAL_PROFILE
+    raise InputError(f"unknown device {name!r}: no {path}",
+                     hint=f"known devices: {', '.join(list_profiles(project))}; "
+                          f"create profiles/{name}.toml (see profiles/orin-nano.toml)")
+
+
+def profile_fields() -> list[str]:
+    return [f.name for f in fields(DeviceProfile)]

@@ -1,0 +1,314 @@
+"""``SSHTransport``: a device over SSH: SFTP with SHA-256 checks, agent install, agent line streams.
+
+``SSHTransport(profile, project)`` logs in on construction (``connect.open_connection``: strict host
+keys, timeouts, key file or ssh-agent, optional ProxyJump). Files move by SFTP through a temporary name
+and are renamed only after the device itself hashed them; the agent zipapp is uploaded to
+``WORKDIR/agent/edgenas-agent-<version>.pyz`` only when the device lacks a file with its hash.
+``start_agent`` runs ``PYTHON PYZ serve --workdir WORKDIR`` on an exec channel (command line built with
+``shlex.quote``; a POSIX login shell is assumed) and returns an ``SSHAgentChannel`` whose stdout and
+stderr are drained by two threads, so neither stream can fill up and block the other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+import queue
+import re
+import shlex
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import paramiko
+
+from edgenas.errors import DeviceError, InputError
+from edgenas.fleet.connect import open_connection
+from edgenas.fleet.profiles import DeviceProfile
+from edgenas.fleet.transport import AgentChannel, Transport
+from edgenas.io import sha256_file
+from edgenas.project import Project
+
+_EOF = object()
+_HASH_SCRIPT = """import hashlib, json, sys
+out = {}
+for p in sys.argv[1:]:
+    try:
+        h = hashlib.sha256()
+        with open(p, 'rb') as f:
+            for b in iter(lambda: f.read(1 << 20), b''):
+                h.update(b)
+        out[p] = h.hexdigest()
+    except (IOError, OSError):
+        out[p] = None
+print(json.dumps(out))
+"""
+_LOST_HINT = "check that the device is up and reachable, then retry; finished results on the device are kept"
+
+
+class SSHAgentChannel(AgentChannel):
+    """The agent's stdin/stdout/stderr on a paramiko exec channel."""
+
+    def __init__(self, chan: paramiko.Channel, device: str, conn) -> None:
+        self.device, self._chan, self._conn = device, chan, conn
+        self._lines: queue.Queue = queue.Queue()
+        self._stderr = bytearray()
+        self._lock = threading.Lock()
+        self.remote_pid: int | None = None
+        chan.settimeout(30.0)  # bounds sendall; the readers just retry on timeouts
+        self._buf = b""
+        self._threads = [threading.Thread(target=self._pump, args=pump, daemon=True, name=f"edgenas-{device}")
+                         for pump in ((chan.recv, self._on_stdout), (chan.recv_stderr, self._on_stderr))]
+        for t in self._threads:
+            t.start()
+
+    def _pump(self, recv, sink) -> None:
+        try:
+            while True:
+                try:
+                    data = recv(65536)
+                except socket.timeout:
+                    continue
+                if not data:
+                    break
+                sink(data)
+        except (OSError, EOFError, paramiko.SSHException):
+            pass
+        finally:
+            sink(b"")
+
+    def _on_stdout(self, data: bytes) -> None:
+        if not data:
+            self._lines.put(_EOF)
+            return
+        self._buf += data
+        *lines, self._buf = self._buf.split(b"\n")
+        for line in lines:
+            self._lines.put(line.decode("utf-8", "replace").rstrip("\r"))
+
+    def _on_stderr(self, data: bytes) -> None:
+        with self._lock:
+            self._stderr += data
+            del self._stderr[:-8192]
+
+    def send_line(self, line: str) -> None:
+        try:
+            self._chan.sendall((line + "\n").encode("utf-8"))
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise self._ended_error(f"sending to the agent failed ({type(exc).__name__})") from None
+
+    def recv_line(self, timeout_s: float) -> str | None:
+        try:
+            item = self._lines.get(timeout=max(0.0, timeout_s))
+        except queue.Empty:
+            return None
+        if item is _EOF:
+            self._lines.put(_EOF)  # every later call fails the same way
+            raise self._ended_error("the agent's output ended")
+        return item
+
+    def _ended_error(self, what: str) -> DeviceError:
+        self._chan.status_event.wait(2.0)  # exit status, or the channel closing, follows EOF shortly
+        self._threads[1].join(1.0)
+        tail = self.stderr_tail().strip()[-1500:]
+        detail = f"; agent stderr:\n{tail}" if tail else ""
+        if not self._conn.is_active():
+            return DeviceError(self.device, f"lost the SSH connection to {self._conn.target} ({what}){detail}",
+                               hint=_LOST_HINT)
+        status = self._chan.recv_exit_status() if self._chan.exit_status_ready() else None
+        if status == 127:
+            return DeviceError(self.device, f"the agent could not start: command not found{detail}",
+                               hint="set python in the profile to a Python 3 on the device (e.g. /usr/bin/python3)")
+        how = "was killed by a signal" if status in (None, -1) else f"exited with status {status}"
+        return DeviceError(self.device, f"the agent {how} ({what}){detail}",
+                           hint="see the agent's stderr above; retry, and report it if it persists")
+
+    def stderr_tail(self) -> str:
+        with self._lock:
+            return bytes(self._stderr[-4096:]).decode("utf-8", "replace")
+
+    def alive(self) -> bool:
+        return self._conn.is_active() and not self._chan.closed and not self._chan.exit_status_ready()
+
+    def close(self) -> None:
+        """Close stdin (the agent exits on EOF), wait a little, then kill it by its pid and close."""
+        if self._chan.closed:
+            return
+        try:
+            self._chan.shutdown_write()
+            if not self._chan.status_event.wait(3.0) and self.remote_pid and self._conn.is_active():
+                chan = self._conn.transport.open_session(timeout=5.0)
+                chan.exec_command(f"kill -9 {int(self.remote_pid)}")
+                chan.status_event.wait(5.0)
+                chan.close()
+        except (OSError, EOFError, paramiko.SSHException):
+            pass
+        finally:
+            self._chan.close()
+
+
+class SSHTransport(Transport):
+    """One device reached over SSH; connects (and may raise ``DeviceError``) on construction."""
+
+    def __init__(self, profile: DeviceProfile, project: Project) -> None:
+        self.profile, self.project, self.device = profile, project, profile.name
+        self.uploads: list[str] = []  # remote paths written by put_file, in order
+        self._channels: list[SSHAgentChannel] = []
+        self._conn = open_connection(profile, project)
+        try:
+            with self._guard("opening SFTP"):
+                self._sftp = self._conn.client.open_sftp()
+                self._sftp.get_channel().settimeout(profile.call_timeout_s)
+                self.workdir = self._expand_workdir(profile.workdir)
+        except BaseException:
+            self._conn.close()
+            raise
+
+    @contextmanager
+    def _guard(self, action: str) -> Iterator[None]:
+        try:
+            yield
+        except DeviceError:
+            raise
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            if not self._conn.is_active():
+                raise DeviceError(self.device, f"lost the SSH connection to {self._conn.target} while {action}",
+                                  hint=_LOST_HINT) from None
+            if isinstance(exc, socket.timeout):
+                raise DeviceError(self.device, f"timed out while {action}",
+                                  hint="the device or network is slow; raise call_timeout_s") from None
+            raise DeviceError(self.device, f"{action} failed: {type(exc).__name__}: {exc}",
+                              hint="check free disk space and permissions of the work dir on the device") from None
+
+    def _expand_workdir(self, workdir: str) -> str:
+        home = self._sftp.normalize(".")  # OpenSSH's sftp-server starts in the user's home
+        if workdir in ("~", ""):
+            return home
+        return posixpath.normpath(posixpath.join(home, workdir[2:] if workdir.startswith("~/") else workdir))
+
+    def _remote(self, rel: str) -> str:
+        parts = Path(rel).parts
+        if not rel or rel.startswith("/") or ".." in parts or "\n" in rel:
+            raise InputError(f"remote path {rel!r} must be relative to the work dir, without '..'")
+        return posixpath.join(self.workdir, rel)
+
+    def _makedirs(self, path: str) -> None:
+        cur = ""
+        for part in path.strip("/").split("/"):
+            cur += "/" + part
+            try:
+                self._sftp.stat(cur)
+            except FileNotFoundError:
+                self._sftp.mkdir(cur)
+
+    def run(self, argv: list[str], timeout_s: float | None = None) -> tuple[int, str, str]:
+        """Run a command (each argument quoted) on the device; ``(status, stdout, stderr)``."""
+        timeout_s = timeout_s or self.profile.call_timeout_s
+        cmd = " ".join(shlex.quote(a) for a in argv)
+        with self._guard(f"running {argv[0]}"):
+            chan = self._conn.transport.open_session(timeout=self.profile.connect_timeout_s)
+            try:
+                chan.settimeout(timeout_s)
+                chan.exec_command(cmd)
+                out, err, deadline = bytearray(), bytearray(), time.monotonic() + timeout_s
+                while not (chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready()):
+                    if time.monotonic() > deadline:
+                        raise DeviceError(self.device, f"{argv[0]} did not finish within {timeout_s:g} s",
+                                          hint="raise call_timeout_s in the profile")
+                    if chan.recv_ready():
+                        out += chan.recv(65536)
+                    elif chan.recv_stderr_ready():
+                        err += chan.recv_stderr(65536)
+                    elif chan.closed and not chan.exit_status_ready():
+                        raise EOFError("channel closed")
+                    else:
+                        time.sleep(0.005)
+                return chan.recv_exit_status(), out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+            finally:
+                chan.close()
+
+    def remote_sha256(self, paths: list[str]) -> dict[str, str | None]:
+        """SHA-256 of absolute device paths, computed on the device (``None`` for missing files)."""
+        status, out, err = self.run([self.profile.python, "-S", "-c", _HASH_SCRIPT, *paths])
+        try:
+            result = json.loads(out) if status == 0 else None
+        except ValueError:
+            result = None
+        if not isinstance(result, dict):
+            raise DeviceError(self.device, f"hashing files with {self.profile.python} failed (status {status}): "
+                              f"{err.strip()[-500:]}",
+                              hint="set python in the profile to a Python 3 on the device")
+        return result
+
+    def put_file(self, local: Path, remote_rel: str) -> str:
+        remote = self._remote(remote_rel)
+        want = sha256_file(local)
+        tmp = f"{remote}.part-{uuid.uuid4().hex[:8]}"
+        with self._guard(f"uploading {Path(local).name} to {remote}"):
+            self._makedirs(posixpath.dirname(remote))
+            self._sftp.put(str(local), tmp)
+            got = self.remote_sha256([tmp])[tmp]
+            if got != want:
+                self._sftp.remove(tmp)
+                raise DeviceError(self.device, f"upload of {local} arrived corrupted (sha256 {got} != {want})",
+                                  hint="check the device's disk and retry")
+            self._sftp.posix_rename(tmp, remote)
+        self.uploads.append(remote)
+        return want
+
+    def get_file(self, remote_rel: str, local: Path) -> str:
+        remote, local = self._remote(remote_rel), Path(local)
+        want = self.remote_sha256([remote])[remote]
+        if want is None:
+            raise DeviceError(self.device, f"{remote} does not exist on the device", hint="check the path")
+        local.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{local.name}.", suffix=".part", dir=local.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh, self._guard(f"downloading {remote}"):
+                self._sftp.getfo(remote, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            got = sha256_file(tmp)
+            if got != want:
+                raise DeviceError(self.device, f"download of {remote} arrived corrupted (sha256 {got} != {want})",
+                                  hint="retry; if it persists the file changed on the device while copying")
+            os.replace(tmp, local)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return got
+
+    def start_agent(self, zipapp: Path, version: str) -> SSHAgentChannel:
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,128}", version):
+            raise InputError(f"agent version {version!r} is not a plain name")
+        rel = f"agent/edgenas-agent-{version}.pyz"
+        remote = self._remote(rel)
+        if self.remote_sha256([remote])[remote] != sha256_file(zipapp):
+            self.put_file(Path(zipapp), rel)
+        argv = [self.profile.python, remote, "serve", "--workdir", self.workdir]
+        cmd = "echo edgenas-pid $$ && exec " + " ".join(shlex.quote(a) for a in argv)
+        with self._guard("starting the agent"):
+            chan = self._conn.transport.open_session(timeout=self.profile.connect_timeout_s)
+            chan.exec_command(cmd)
+        channel = SSHAgentChannel(chan, self.device, self._conn)
+        self._channels.append(channel)
+        first = channel.recv_line(self.profile.connect_timeout_s)
+        if first is None or not first.startswith("edgenas-pid "):
+            channel.close()
+            raise DeviceError(self.device, f"the agent did not start (got {first!r})",
+                              hint="check that a POSIX shell is the login shell of the device user")
+        channel.remote_pid = int(first.split()[1])
+        return channel
+
+    def close(self) -> None:
+        for channel in self._channels:
+            channel.close()
+        self._channels.clear()
+        self._conn.close()

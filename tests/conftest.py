@@ -1,0 +1,180 @@
+"""Shared fixtures. The main one starts REAL OpenSSH servers on 127.0.0.1 (no mocks).
+
+``sshd_factory`` is a factory: ``server = sshd_factory()`` starts ``/usr/sbin/sshd -D -e -f CONFIG`` on
+a free port with a fresh host key, logging in as the current user with a client key made for the test
+session. ``server.profile(name)`` gives a ``DeviceProfile`` pointing at it (its own work dir under tmp,
+this interpreter as the device's python), ``server.trust(project)`` records its host key the way a user
+would, ``server.kill()`` kills the daemon and every session under it (a device dropping off the network),
+``server.restart(new_host_key=...)`` brings it back on the same port. ``sshd`` is one started server.
+Tests skip with a reason when ``/usr/sbin/sshd`` is absent (``.ci/run`` installs openssh-server).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+SSHD = Path("/usr/sbin/sshd")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+@dataclass
+class SshdServer:
+    dir: Path
+    port: int
+    client_key: Path
+    proc: subprocess.Popen | None = None
+    host_key: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.host_key = self.dir / "ssh_host_ed25519_key"
+
+    @property
+    def log(self) -> str:
+        return (self.dir / "sshd.log").read_text(errors="replace")
+
+    def new_host_key(self) -> None:
+        for p in (self.host_key, self.host_key.with_suffix(".pub")):
+            p.unlink(missing_ok=True)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.host_key)], check=True)
+
+    @property
+    def fingerprint(self) -> str:
+        out = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", str(self.host_key) + ".pub"],
+                             check=True, capture_output=True, text=True).stdout
+        return out.split()[1]
+
+    def start(self) -> "SshdServer":
+        if not self.host_key.exists():
+            self.new_host_key()
+        (self.dir / "authorized_keys").write_text(Path(str(self.client_key) + ".pub").read_text())
+        (self.dir / "sshd_config").write_text(f"""Port {self.port}
+ListenAddress 127.0.0.1
+HostKey {self.host_key}
+PidFile {self.dir}/sshd.pid
+AuthorizedKeysFile {self.dir}/authorized_keys
+StrictModes no
+UsePAM no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes
+PermitRootLogin prohibit-password
+AllowTcpForwarding yes
+MaxStartups 100
+Subsystem sftp internal-sftp
+LogLevel VERBOSE
+""")
+        log = open(self.dir / "sshd.log", "ab")
+        self.proc = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(self.dir / "sshd_config")],
+                                     stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"sshd exited with {self.proc.returncode}:\n{self.log}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    if s.recv(4).startswith(b"SSH-"):
+                        return self
+            except OSError:
+                time.sleep(0.05)
+        pytest.fail(f"sshd did not start on port {self.port}:\n{self.log}")
+
+    def kill(self) -> None:
+        """SIGKILL the daemon and every session process under it (connections drop at once)."""
+        if self.proc is None:
+            return
+        for pid in [self.proc.pid, *_descendants(self.proc.pid)]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait(timeout=10)
+        self.proc = None
+
+    def restart(self, *, new_host_key: bool = False) -> "SshdServer":
+        self.kill()
+        if new_host_key:
+            self.new_host_key()
+        return self.start()
+
+    def trust(self, project) -> None:
+        """Record this server's host key in the project's known_hosts (what a user does once)."""
+        key_type, b64 = Path(str(self.host_key) + ".pub").read_text().split()[:2]
+        Path(project.known_hosts).parent.mkdir(parents=True, exist_ok=True)
+        with open(project.known_hosts, "a") as fh:
+            fh.write(f"[127.0.0.1]:{self.port} {key_type} {b64}\n")
+
+    def profile(self, name: str = "dev", **overrides):
+        from edgenas.fleet.profiles import DeviceProfile
+        values = dict(name=name, host="127.0.0.1", port=self.port, user=getpass.getuser(),
+                      key_file=str(self.client_key), python=sys.executable,
+                      workdir=str(self.dir / f"device-{name}"), connect_timeout_s=5.0, call_timeout_s=60.0)
+        values.update(overrides)
+        return DeviceProfile(**values)
+
+
+@pytest.fixture(scope="session")
+def ssh_client_key(tmp_path_factory) -> Path:
+    if not SSHD.exists():
+        pytest.skip("needs OpenSSH's /usr/sbin/sshd (apt-get install openssh-server; .ci/run does it)")
+    key = tmp_path_factory.mktemp("sshkeys") / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    return key
+
+
+@pytest.fixture
+def sshd_factory(ssh_client_key, tmp_path_factory, monkeypatch):
+    """``start() -> SshdServer``: each call starts one more real sshd on its own free port."""
+    if os.geteuid() == 0 and not Path("/run/sshd").is_dir():
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege-separation dir
+    # Hermetic: the user's own ~/.ssh/known_hosts and ~/.ssh/config must not influence the tests.
+    monkeypatch.setenv("EDGENAS_USER_KNOWN_HOSTS", str(ssh_client_key.parent / "no_known_hosts"))
+    monkeypatch.setenv("EDGENAS_SSH_CONFIG", str(ssh_client_key.parent / "no_ssh_config"))
+    monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+    servers: list[SshdServer] = []
+
+    def start() -> SshdServer:
+        server = SshdServer(tmp_path_factory.mktemp("sshd"), _free_port(), ssh_client_key)
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        server.kill()
+
+
+@pytest.fixture
+def sshd(sshd_factory) -> SshdServer:
+    return sshd_factory()

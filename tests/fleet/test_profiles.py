@@ -1,0 +1,135 @@
+"""Device profiles: strict validation, the built-in local device, the shipped examples."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from edgenas.errors import InputError
+from edgenas.fleet.profiles import DeviceProfile, list_profiles, load_profile
+from edgenas.project import Project
+
+REPO_PROFILES = Path(__file__).resolve().parents[2] / "profiles"
+EXAMPLES = ["orin-nano", "xavier-nx", "laptop-gpu", "laptop-cpu"]
+
+GOOD = """[device]
+name = "board"
+host = "board.lab"
+port = 2222
+user = "nvidia"
+key_file = "~/.ssh/id_ed25519"
+python = "python3"
+workdir = "~/.edgenas"
+runtime = "tensorrt"
+precision = "fp16"
+threads = 4
+power_mode = "MAXN"
+connect_timeout_s = 10
+call_timeout_s = 600
+"""
+
+
+@pytest.fixture
+def project(tmp_path) -> Project:
+    (tmp_path / "profiles").mkdir()
+    return Project(tmp_path)
+
+
+def write(project: Project, name: str, text: str) -> None:
+    (project.profiles_dir / f"{name}.toml").write_text(text)
+
+
+def test_good_profile_loads_every_field(project):
+    write(project, "board", GOOD)
+    p = load_profile(project, "board")
+    assert p == DeviceProfile(name="board", host="board.lab", port=2222, user="nvidia",
+                              key_file="~/.ssh/id_ed25519", python="python3", workdir="~/.edgenas",
+                              runtime="tensorrt", precision="fp16", threads=4, power_mode="MAXN",
+                              connect_timeout_s=10.0, call_timeout_s=600.0)
+    assert isinstance(p.call_timeout_s, float) and not p.is_local
+    with pytest.raises(AttributeError):
+        p.host = "elsewhere"  # frozen
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_shipped_examples_load(name, project):
+    shutil.copy(REPO_PROFILES / f"{name}.toml", project.profiles_dir)
+    p = load_profile(project, name)
+    assert p.name == name and p.transport == "ssh" and p.host
+    assert p.runtime in ("onnxruntime", "tensorrt") and p.threads >= 1
+
+
+def test_builtin_local_profile_without_file(project):
+    p = load_profile(project, "local")
+    assert (p.transport, p.runtime, p.precision, p.threads) == ("local", "onnxruntime", "fp32", 1)
+    assert "local" in list_profiles(project)
+
+
+def test_local_toml_overrides_builtin(project):
+    write(project, "local", '[device]\nname = "local"\nthreads = 4\n')
+    p = load_profile(project, "local")
+    assert p.is_local and p.threads == 4
+
+
+def test_unknown_device_lists_existing(project):
+    write(project, "board", GOOD)
+    with pytest.raises(InputError) as exc:
+        load_profile(project, "nope")
+    assert "unknown device 'nope'" in str(exc.value)
+    assert "board" in str(exc.value) and "local" in str(exc.value)
+
+
+@pytest.mark.parametrize("key", ["password", "passphrase", "api_token", "sudo_pass"])
+def test_passwords_and_secrets_refused(project, key):
+    write(project, "board", GOOD + f'{key} = "hunter2"\n')
+    with pytest.raises(InputError) as exc:
+        load_profile(project, "board")
+    msg = str(exc.value)
+    assert key in msg and "passwords" in msg and "ssh-agent" in msg
+    assert "hunter2" not in msg
+
+
+@pytest.mark.parametrize("line,needle", [
+    ('colour = "red"', "unknown key(s) colour"),
+    ('runtime = "openvino"', "runtime 'openvino' is not one of onnxruntime, tensorrt, torch"),
+    ('precision = "fp8"', "precision 'fp8'"),
+    ("port = 70000", "port 70000 out of range"),
+    ("port = 0", "port 0 out of range"),
+    ('port = "22"', "port must be an integer"),
+    ("threads = true", "threads must be an integer"),
+    ("threads = 0", "threads 0 out of range"),
+    ("call_timeout_s = -1", "call_timeout_s must be > 0"),
+    ('python = "python3 -c evil"', "python 'python3 -c evil' must be one word"),
+    ('workdir = "~root/x"', "workdir"),
+    ('workdir = "/tmp/../etc"', "workdir"),
+])
+def test_invalid_values_give_one_clear_error(project, line, needle):
+    text = "\n".join(ln for ln in GOOD.splitlines() if not ln.startswith(line.split(" =")[0] + " "))
+    write(project, "board", text + "\n" + line + "\n")
+    with pytest.raises(InputError) as exc:
+        load_profile(project, "board")
+    assert needle in str(exc.value)
+    assert "board.toml" in str(exc.value)
+
+
+def test_missing_host_and_name_mismatch_and_bad_toml(project):
+    write(project, "a", '[device]\nname = "a"\n')
+    with pytest.raises(InputError, match="host"):
+        load_profile(project, "a")
+    write(project, "b", GOOD)  # says name = "board"
+    with pytest.raises(InputError, match="differs from the file name"):
+        load_profile(project, "b")
+    write(project, "c", "[device\nname=")
+    with pytest.raises(InputError, match="malformed device profile"):
+        load_profile(project, "c")
+    write(project, "d", GOOD.replace("[device]", "[board]"))
+    with pytest.raises(InputError, match=r"\[device\]"):
+        load_profile(project, "d")
+
+
+def test_list_profiles_ignores_non_device_toml(project):
+    write(project, "board", GOOD)
+    write(project, "fleet", '[fleet]\ndevices = ["board"]\n')
+    assert list_profiles(project) == ["board", "local"]

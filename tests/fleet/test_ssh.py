@@ -1,0 +1,230 @@
+"""SSHTransport against a real OpenSSH sshd: failures name the device, files are hash-checked, the agent
+is installed once and reused, and a dead connection or agent is reported promptly."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from edgenas.errors import DeviceError, HostKeyError, InputError
+from edgenas.fleet.connect import connect, jump_profile, open_transport
+from edgenas.fleet.profiles import DeviceProfile, load_profile
+from edgenas.fleet.ssh import SSHTransport
+from edgenas.project import Project
+
+pytestmark = pytest.mark.ssh
+
+
+@pytest.fixture
+def project(tmp_path) -> Project:
+    return Project(tmp_path / "proj")
+
+
+@pytest.fixture
+def device(sshd, project) -> DeviceProfile:
+    sshd.trust(project)
+    return sshd.profile()
+
+
+@pytest.fixture(scope="session")
+def agent_pyz(tmp_path_factory) -> tuple[Path, str]:
+    build = pytest.importorskip("device_agents.build", reason="the agent zipapp builder is not there yet")
+    path, sha = build.build_zipapp(tmp_path_factory.mktemp("agent"))
+    return Path(path), sha
+
+
+def client_for(transport, agent_pyz):
+    from edgenas.fleet.rpc import AgentClient
+    return AgentClient(transport.start_agent(*agent_pyz), transport.device)
+
+
+def tiny_model(path: Path, size: int = 64) -> Path:
+    import onnx
+    from onnx import TensorProto, helper
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, size])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, size])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], f"relu{size}", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    onnx.save(model, path)
+    return path
+
+
+# -- connection failures ----------------------------------------------------------------------------
+
+def test_wrong_user_key_is_an_auth_error_naming_the_device(sshd, project, tmp_path):
+    sshd.trust(project)
+    other = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    with pytest.raises(DeviceError) as exc:
+        SSHTransport(sshd.profile("orin", key_file=str(other)), project)
+    assert not isinstance(exc.value, HostKeyError) and exc.value.device == "orin"
+    assert "device 'orin': authentication failed" in str(exc.value) and str(other) in str(exc.value)
+    assert "authorized_keys" in exc.value.hint
+    with pytest.raises(DeviceError, match="key file .*missing_key not found"):
+        SSHTransport(sshd.profile("orin", key_file=str(tmp_path / "missing_key")), project)
+
+
+def test_connection_refused_is_clear_and_fast(project):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    t0 = time.monotonic()
+    with pytest.raises(DeviceError) as exc:
+        SSHTransport(DeviceProfile(name="gone", host="127.0.0.1", port=port, connect_timeout_s=5), project)
+    assert time.monotonic() - t0 < 3
+    assert f"device 'gone': connection refused by" in str(exc.value) and f"127.0.0.1:{port}" in str(exc.value)
+    assert "sshd running" in exc.value.hint
+
+
+def test_connect_timeout_when_nothing_answers(project):
+    with socket.socket() as server:  # accepts TCP (backlog) but never sends an SSH banner
+        server.bind(("127.0.0.1", 0))
+        server.listen(5)
+        profile = DeviceProfile(name="mute", host="127.0.0.1", port=server.getsockname()[1], connect_timeout_s=1)
+        t0 = time.monotonic()
+        with pytest.raises(DeviceError) as exc:
+            SSHTransport(profile, project)
+        elapsed = time.monotonic() - t0
+    assert 0.9 <= elapsed < 4, elapsed
+    assert "device 'mute': no SSH handshake from" in str(exc.value) and "within 1 s" in str(exc.value)
+
+
+def test_open_transport_picks_local_or_ssh(device, project):
+    assert load_profile(project, "local").is_local
+    with open_transport(project, device) as t:
+        assert isinstance(t, SSHTransport) and t.workdir == device.workdir
+    assert jump_profile(device.__class__(name="x", host="h", proxy_jump="bob@bastion:2200")).port == 2200
+
+
+# -- files ------------------------------------------------------------------------------------------
+
+def test_put_and_get_are_hash_checked_and_quoted(device, project, tmp_path):
+    data = os.urandom(300_000)
+    src = tmp_path / "blob.bin"
+    src.write_bytes(data)
+    with SSHTransport(device, project) as t:
+        sha = t.put_file(src, "models/with space/it's.bin")
+        assert sha == hashlib.sha256(data).hexdigest()
+        on_device = Path(device.workdir) / "models" / "with space" / "it's.bin"
+        assert on_device.read_bytes() == data
+        assert [p.name for p in on_device.parent.iterdir()] == ["it's.bin"]  # no temp files left
+        back = tmp_path / "back" / "blob.bin"
+        assert t.get_file("models/with space/it's.bin", back) == sha and back.read_bytes() == data
+        with pytest.raises(DeviceError, match="does not exist on the device"):
+            t.get_file("models/nope.bin", tmp_path / "nope.bin")
+        assert not (tmp_path / "nope.bin").exists() and not list(back.parent.glob(".*part"))
+        with pytest.raises(InputError):
+            t.put_file(src, "../escape.bin")
+        status, out, _ = t.run(["printf", "%s", "$(touch pwned); `id` 'q' \"x\""])
+        assert (status, out) == (0, "$(touch pwned); `id` 'q' \"x\"")
+        assert not Path(device.workdir, "pwned").exists()
+
+
+# -- the agent ------------------------------------------------------------------------------------
+
+def test_agent_installed_once_then_reused(sshd, project, agent_pyz):
+    sshd.trust(project)
+    profile = sshd.profile(workdir=str(sshd.dir / "work dir 'q'"))  # quoting of the start command
+    pyz, version = agent_pyz
+    installed = Path(profile.workdir) / "agent" / f"edgenas-agent-{version}.pyz"
+    with SSHTransport(profile, project) as t, client_for(t, agent_pyz) as client:
+        assert t.uploads == [str(installed)]
+        info = client.info()
+        assert len(info["fingerprint_hash"]) == 64 and info["fingerprint"]
+        assert info["workdir"] == profile.workdir
+    assert hashlib.sha256(installed.read_bytes()).hexdigest() == hashlib.sha256(pyz.read_bytes()).hexdigest()
+    os.utime(installed, (1_000_000, 1_000_000))
+    with SSHTransport(profile, project) as t, client_for(t, agent_pyz) as client:
+        assert client.ping() and t.uploads == []  # same hash on the device: no upload
+    assert installed.stat().st_mtime == 1_000_000
+    installed.write_bytes(b"corrupted")  # a different hash is replaced
+    with SSHTransport(profile, project) as t, client_for(t, agent_pyz) as client:
+        assert client.ping() and t.uploads == [str(installed)]
+    assert installed.read_bytes() == pyz.read_bytes()
+
+
+def test_connect_returns_a_client_that_owns_the_connection(device, project, monkeypatch):
+    pytest.importorskip("edgenas.fleet.agent_bundle", reason="the agent bundle is not there yet")
+    client = connect(project, device)
+    try:
+        assert client.info()["fingerprint_hash"]
+    finally:
+        client.close()
+    assert not client.channel.transport._conn.is_active()
+
+
+def test_sshd_killed_mid_call_is_reported_promptly(sshd, device, project, agent_pyz, tmp_path):
+    with SSHTransport(device, project) as t, client_for(t, agent_pyz) as client:
+        model = t.put_file(tiny_model(tmp_path / "m.onnx"), "models/m.onnx")
+        assert len(model) == 64
+        threading.Timer(1.0, sshd.kill).start()
+        t0 = time.monotonic()
+        with pytest.raises(DeviceError) as exc:
+            client.call("bench", {"model": "models/m.onnx", "runtime": "onnxruntime", "threads": 1,
+                                  "protocol": {"min_s": 30, "max_s": 30, "max_cov": 0.0}}, timeout_s=60)
+        assert time.monotonic() - t0 < 6
+    assert exc.value.device == "dev" and "lost the SSH connection" in str(exc.value)
+
+
+def test_agent_crash_is_a_device_error(device, project, agent_pyz):
+    with SSHTransport(device, project) as t:
+        channel = t.start_agent(*agent_pyz)
+        from edgenas.fleet.rpc import AgentClient
+        client = AgentClient(channel, "dev")
+        assert client.ping() and channel.alive()
+        os.kill(channel.remote_pid, signal.SIGKILL)
+        with pytest.raises(DeviceError) as exc:
+            client.ping(timeout_s=10)
+        assert "killed by a signal" in str(exc.value) and exc.value.device == "dev"
+        assert not channel.alive()
+
+
+def test_agent_that_dies_at_start_shows_its_stderr(device, project, tmp_path):
+    bad = tmp_path / "bad.pyz"
+    with zipfile.ZipFile(bad, "w") as zf:
+        zf.writestr("__main__.py", "import sys\nsys.stderr.write('boom: no runtime\\n')\nsys.exit(3)\n")
+    with SSHTransport(device, project) as t:
+        channel = t.start_agent(bad, "bad")
+        with pytest.raises(DeviceError) as exc:
+            channel.recv_line(10)
+    assert "exited with status 3" in str(exc.value) and "boom: no runtime" in str(exc.value)
+    with SSHTransport(device.__class__(**{**device.__dict__, "python": "/nonexistent/python3"}), project) as t:
+        with pytest.raises(DeviceError, match="set python in the profile"):
+            t.start_agent(bad, "bad")
+
+
+def test_bench_many_partial_file_survives_sshd_kill(sshd, device, project, agent_pyz, tmp_path):
+    items = [{"key": f"relu{n}", "model": f"models/relu{n}.onnx"} for n in (8, 16, 32)]
+    params = {"items": items, "runtime": "onnxruntime", "threads": 1, "partial": "partial/run.jsonl",
+              "protocol": {"warmup_min_n": 1, "warmup_min_s": 0, "min_n": 5, "min_s": 1.0, "max_s": 1.0}}
+    partial = Path(device.workdir) / "partial" / "run.jsonl"
+    with SSHTransport(device, project) as t, client_for(t, agent_pyz) as client:
+        for n in (8, 16, 32):
+            t.put_file(tiny_model(tmp_path / f"relu{n}.onnx", n), f"models/relu{n}.onnx")
+
+        def kill_after_first_entry() -> None:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not (partial.exists() and partial.read_text().count("\n")):
+                time.sleep(0.05)
+            sshd.kill()
+
+        threading.Thread(target=kill_after_first_entry, daemon=True).start()
+        with pytest.raises(DeviceError, match="lost the SSH connection"):
+            client.call("bench_many", params, timeout_s=60)
+    done = partial.read_text().count("\n")
+    assert 1 <= done < 3
+    sshd.start()  # same port, same host key
+    with SSHTransport(device, project) as t, client_for(t, agent_pyz) as client:
+        result = client.call("bench_many", params, timeout_s=60)
+    assert len(result["reused"]) >= 1 and set(result["reused"]) < {"relu8", "relu16", "relu32"}
+    assert set(result["results"]) == {"relu8", "relu16", "relu32"}
+    assert partial.read_text().count("\n") == 3
