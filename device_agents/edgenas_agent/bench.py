@@ -1,0 +1,143 @@
+"""``bench``, ``bench_many`` and ``build_engine``: a runtime opened on a model, timed by ``measure``.
+
+``bench_many`` appends every finished entry to its partial JSON-lines file (fsync per line) before the
+next starts; an entry already in that file with the same key, model and settings is reused, not
+measured again, so an interrupted profile resumes where it stopped. A torn last line (a crash while
+writing) is ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Callable, Dict, List, Mapping, Optional
+
+from . import files, fingerprint, measure, runtimes
+from .errors import AgentFault
+
+Progress = Callable[[Dict[str, Any]], None]
+_PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def settings_from(params: Mapping[str, Any]) -> Dict[str, Any]:
+    """The runtime settings a measurement depends on, checked."""
+    runtime = params.get("runtime", "onnxruntime")
+    if runtime not in runtimes.NAMES:
+        raise AgentFault("BadRequest", "unknown runtime %r (known: %s)" % (runtime, ", ".join(runtimes.NAMES)))
+    threads = params.get("threads", 1)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+        raise AgentFault("BadRequest", "threads must be an integer >= 0 (0 = runtime default), got %r" % (threads,))
+    precision = params.get("precision", "fp32")
+    if precision not in _PRECISIONS:
+        raise AgentFault("BadRequest", "precision must be one of %s, got %r" % (", ".join(_PRECISIONS), precision))
+    out = {"runtime": runtime, "threads": threads, "precision": precision,
+           "provider": params.get("provider"), "seed": params.get("seed", 0)}
+    if "input_shapes" in params:
+        out["input_shapes"] = params["input_shapes"]
+    return out
+
+
+def _protocol(params: Mapping[str, Any]) -> Dict[str, Any]:
+    try:
+        return measure.resolve_protocol(params.get("protocol"), bool(params.get("winner", False)))
+    except measure.ProtocolError as exc:
+        raise AgentFault("BadRequest", str(exc))
+
+
+def _model(workdir: str, path: Any) -> str:
+    model = files.resolve(workdir, path, "model")
+    if not os.path.isfile(model):
+        raise AgentFault("FileNotFoundError", "model not found on the device: %s" % model)
+    return model
+
+
+def _run_one(model: str, settings: Mapping[str, Any], protocol: Mapping[str, Any]) -> Dict[str, Any]:
+    runner = runtimes.open_runner(settings["runtime"], model, settings)
+    try:
+        stats = measure.measure(timer=runner.timer, protocol=protocol)
+    finally:
+        runner.close()
+    return {"stats": stats, "cold_start": runner.cold_start, "session": runner.session}
+
+
+def bench(workdir: str, params: Mapping[str, Any], progress: Optional[Progress] = None) -> Dict[str, Any]:
+    settings = settings_from(params)
+    protocol = _protocol(params)
+    model = _model(workdir, params.get("model"))
+    before = fingerprint.state()
+    out = _run_one(model, settings, protocol)
+    out["state"] = {"before": before, "after": fingerprint.state()}
+    out["protocol"] = protocol
+    return out
+
+
+def _load_partial(path: str) -> Dict[str, Dict[str, Any]]:
+    done: Dict[str, Dict[str, Any]] = {}
+    if not os.path.isfile(path):
+        return done
+    with open(path, "rb") as fh:
+        for raw in fh:
+            try:
+                rec = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError):
+                continue  # torn line from a crash
+            if isinstance(rec, dict) and isinstance(rec.get("key"), str) and isinstance(rec.get("stats"), dict):
+                done[rec["key"]] = rec
+    return done
+
+
+def bench_many(workdir: str, params: Mapping[str, Any], progress: Optional[Progress] = None) -> Dict[str, Any]:
+    settings = settings_from(params)
+    protocol = _protocol(params)
+    items = params.get("items")
+    if not isinstance(items, list) or not items:
+        raise AgentFault("BadRequest", "items must be a non-empty list of {key, model}")
+    keys: List[str] = []
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("key"), str) or "model" not in item:
+            raise AgentFault("BadRequest", "each item needs a string key and a model path, got %r" % (item,))
+        keys.append(item["key"])
+    if len(set(keys)) != len(keys):
+        raise AgentFault("BadRequest", "duplicate keys in items")
+    partial = files.resolve(workdir, params.get("partial") or "partial/bench_many.jsonl", "partial")
+    done = _load_partial(partial)
+    ident = {k: v for k, v in settings.items()}
+    ident["protocol"] = protocol
+    results: Dict[str, Any] = {}
+    cold: Dict[str, Any] = {}
+    reused: List[str] = []
+    measured: List[str] = []
+    t0 = time.perf_counter()
+    for i, item in enumerate(items):
+        key, model_rel = item["key"], item["model"]
+        rec = done.get(key)
+        if rec is not None and rec.get("model") == model_rel and rec.get("settings") == ident:
+            results[key] = rec["stats"]
+            reused.append(key)
+        else:
+            out = _run_one(_model(workdir, model_rel), settings, protocol)
+            results[key], cold[key] = out["stats"], out["cold_start"]
+            files.append_json_line(partial, {"key": key, "model": model_rel, "settings": ident,
+                                             "stats": out["stats"], "cold_start": out["cold_start"],
+                                             "at": time.time()})
+            measured.append(key)
+        if progress is not None:
+            progress({"done": i + 1, "total": len(items), "key": key, "reused": key in reused})
+    return {"results": results, "reused": reused, "measured": measured, "cold_start": cold,
+            "partial": os.path.relpath(partial, workdir), "protocol": protocol,
+            "total_s": time.perf_counter() - t0}
+
+
+def build_engine(workdir: str, params: Mapping[str, Any], progress: Optional[Progress] = None) -> Dict[str, Any]:
+    from .runtimes import tensorrt_rt
+
+    model = _model(workdir, params.get("model"))
+    options = {k: params[k] for k in ("precision", "workspace_mb", "opt_level") if k in params}
+    if params.get("timing_cache"):
+        options["timing_cache"] = files.resolve(workdir, params["timing_cache"], "timing_cache")
+    engine = os.path.join(workdir, "engines", files.sha256_file(model) + "-" + str(params.get("precision", "fp16")) + ".plan")
+    t0 = time.perf_counter()
+    tensorrt_rt.build_engine(model, engine, options)
+    return {"engine": os.path.relpath(engine, workdir), "sha256": files.sha256_file(engine),
+            "build_s": time.perf_counter() - t0}

@@ -1,0 +1,173 @@
+"""The measurement protocol: what makes one latency number trustworthy.
+
+``measure(fn, protocol)`` times any callable (or a ``timer(k) -> seconds`` that runs ``k`` back-to-back
+inferences and times them itself, e.g. with CUDA events):
+
+1. warm-up until both ``warmup_min_n`` runs and ``warmup_min_s`` seconds are done (at most half the
+   time cap, so a slow model still gets sampled);
+2. calibrate ``k`` so one sample (``k`` back-to-back runs) lasts at least ``sample_target_ms``;
+3. sample until ``min_n`` samples and ``min_s`` seconds are reached *and* the spread is small
+   (CoV <= ``max_cov`` or the 95% CI of the median, relative, <= ``max_ci_rel``); the hard cap
+   ``max_s`` (whole call, warm-up included) ends sampling with ``stable: false``;
+4. ``fixed_n``: exactly that many single runs after the warm-up (Once-for-All's protocol; ``max_s``
+   does not cut it short, the host's call timeout does);
+5. ``windows > 1`` (winner protocol): the sampling budget is split into windows; the reported median
+   is the median of the window medians, the other statistics pool all samples.
+
+All times come from ``time.perf_counter``; times are reported per single inference.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
+
+from . import stats
+
+LUT_PROTOCOL: Dict[str, Any] = {
+    "warmup_min_n": 10, "warmup_min_s": 0.1, "sample_target_ms": 1.0, "min_n": 20, "min_s": 0.2,
+    "max_cov": 0.05, "max_ci_rel": 0.02, "max_s": 3.0, "fixed_n": None, "windows": 1,
+}
+WINNER_PROTOCOL: Dict[str, Any] = {
+    "warmup_min_n": 20, "warmup_min_s": 0.5, "sample_target_ms": 1.0, "min_n": 50, "min_s": 1.0,
+    "max_cov": 0.05, "max_ci_rel": 0.01, "max_s": 20.0, "fixed_n": None, "windows": 5,
+}
+_INT_FIELDS = ("warmup_min_n", "min_n", "windows")
+K_MAX = 100000  # back-to-back runs per sample, upper bound (ops of ~10 ns)
+
+Timer = Callable[[int], float]
+
+
+class ProtocolError(ValueError):
+    """A malformed protocol (unknown field, wrong type, impossible value)."""
+
+
+def resolve_protocol(params: Optional[Mapping[str, Any]] = None, winner: bool = False) -> Dict[str, Any]:
+    """Defaults (LUT or winner) overridden by ``params``; every field checked."""
+    proto = dict(WINNER_PROTOCOL if winner else LUT_PROTOCOL)
+    if params is None:
+        return proto
+    if not isinstance(params, Mapping):
+        raise ProtocolError("protocol must be an object")
+    unknown = sorted(set(params) - set(proto))
+    if unknown:
+        raise ProtocolError("unknown protocol field(s): %s (known: %s)" % (", ".join(unknown), ", ".join(sorted(proto))))
+    for key, value in params.items():
+        if key == "fixed_n" and value is None:
+            proto[key] = None
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ProtocolError("protocol field %s must be a finite number, got %r" % (key, value))
+        if key in _INT_FIELDS or key == "fixed_n":
+            if int(value) != value or value < 1:
+                raise ProtocolError("protocol field %s must be an integer >= 1, got %r" % (key, value))
+            value = int(value)
+        elif value < 0:
+            raise ProtocolError("protocol field %s must be >= 0, got %r" % (key, value))
+        proto[key] = value
+    if proto["max_s"] <= 0:
+        raise ProtocolError("protocol field max_s must be > 0")
+    return proto
+
+
+def loop_timer(fn: Callable[[], Any], clock: Callable[[], float] = time.perf_counter) -> Timer:
+    """A timer that runs ``fn`` ``k`` times back to back between two clock readings."""
+
+    def timer(k: int) -> float:
+        t0 = clock()
+        for _ in range(k):
+            fn()
+        return clock() - t0
+
+    return timer
+
+
+def _spread_ok(samples: List[float], proto: Mapping[str, Any]) -> bool:
+    if len(samples) < 2:
+        return False
+    cov, rel = stats.spread(samples)
+    return cov <= proto["max_cov"] or (rel is not None and rel <= proto["max_ci_rel"])
+
+
+def _warm_up(timer: Timer, proto: Mapping[str, Any], start: float, clock: Callable[[], float]) -> List[float]:
+    times: List[float] = []
+    while True:
+        times.append(timer(1))
+        elapsed = clock() - start
+        if len(times) >= proto["warmup_min_n"] and elapsed >= proto["warmup_min_s"]:
+            return times
+        if elapsed >= 0.5 * proto["max_s"]:
+            return times
+
+
+def _calibrate_k(timer: Timer, proto: Mapping[str, Any], warm: List[float]) -> Tuple[int, int]:
+    """(k, runs spent calibrating): smallest k whose sample lasts >= sample_target_ms."""
+    target = proto["sample_target_ms"] / 1000.0
+    recent = sorted(warm[-10:])
+    single = recent[len(recent) // 2]
+    if single >= target:
+        return 1, 0
+    k = min(K_MAX, max(1, int(math.ceil(target / max(single, 1e-9)))))
+    spent = 0
+    for _ in range(4):
+        dt = timer(k)
+        spent += k
+        if dt >= target or k >= K_MAX:
+            break
+        k = min(K_MAX, max(k + 1, int(math.ceil(k * target * 1.1 / max(dt, 1e-9)))))
+    return k, spent
+
+
+def _sample_window(timer: Timer, k: int, proto: Mapping[str, Any], deadline: float,
+                   clock: Callable[[], float]) -> Tuple[List[float], bool]:
+    samples: List[float] = []
+    t0 = clock()
+    next_check = proto["min_n"]
+    while True:
+        samples.append(timer(k) / k)
+        n = len(samples)
+        now = clock()
+        if n >= next_check and now - t0 >= proto["min_s"]:
+            if _spread_ok(samples, proto):
+                return samples, True
+            next_check = n + max(1, n // 10)
+        if now >= deadline:
+            return samples, False
+
+
+def measure(fn: Optional[Callable[[], Any]] = None, protocol: Optional[Mapping[str, Any]] = None, *,
+            timer: Optional[Timer] = None, winner: bool = False,
+            clock: Callable[[], float] = time.perf_counter) -> Dict[str, Any]:
+    """Time ``fn`` (or ``timer``) under ``protocol`` (merged onto the LUT or winner defaults); STATS."""
+    if (fn is None) == (timer is None):
+        raise ValueError("pass exactly one of fn or timer")
+    proto = resolve_protocol(protocol, winner)
+    run_k = timer if timer is not None else loop_timer(fn, clock)  # type: ignore[arg-type]
+    start = clock()
+    warm = _warm_up(run_k, proto, start, clock)
+    warmup_n = len(warm)
+
+    if proto["fixed_n"] is not None:
+        samples = [run_k(1) for _ in range(proto["fixed_n"])]
+        return stats.summarize(samples, k=1, warmup_n=warmup_n, stable=_spread_ok(samples, proto),
+                               total_s=clock() - start)
+
+    k, spent = _calibrate_k(run_k, proto, warm)
+    warmup_n += spent
+    windows = proto["windows"]
+    all_samples: List[float] = []
+    medians: List[float] = []
+    stable = True
+    for w in range(windows):
+        remaining = start + proto["max_s"] - clock()
+        deadline = clock() + max(remaining, 0.0) / (windows - w)
+        samples, ok = _sample_window(run_k, k, proto, deadline, clock)
+        stable = stable and ok
+        all_samples.extend(samples)
+        medians.append(stats.median(samples))
+    result = stats.summarize(all_samples, k=k, warmup_n=warmup_n, stable=stable, total_s=clock() - start,
+                             median_s=stats.median(medians) if windows > 1 else None)
+    if windows > 1:
+        result["window_medians_ms"] = [m * 1000.0 for m in medians]
+    return result

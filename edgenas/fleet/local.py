@@ -1,0 +1,214 @@
+"""The embedded ``local`` device: the agent as a subprocess of this machine.
+
+``LocalTransport`` installs the zipapp by hash in ``<project>/.edgenas/devices/local/agent/`` and starts
+``PYTHON agent.pyz serve --workdir W``. Two background threads drain the agent's stdout (into a queue of
+lines) and stderr (into a bounded tail), so neither pipe can fill up and deadlock. Files move by
+atomic copy, checked by SHA-256.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edgenas.errors import DeviceError, InputError
+from edgenas.fleet.transport import AgentChannel, Transport
+from edgenas.io import sha256_file
+from edgenas.project import Project
+
+if TYPE_CHECKING:
+    from edgenas.fleet.rpc import AgentClient
+
+_EOF = object()
+_STDERR_KEEP = 16 * 1024
+
+
+class LocalChannel(AgentChannel):
+    """A local agent subprocess's line streams."""
+
+    def __init__(self, proc: subprocess.Popen, device: str) -> None:
+        self.proc = proc
+        self.device = device
+        self._lines: "queue.Queue[object]" = queue.Queue()
+        self._stderr: collections.deque[bytes] = collections.deque()
+        self._stderr_size = 0
+        self._stderr_lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._pump_stdout, daemon=True, name=f"{device}-stdout"),
+                         threading.Thread(target=self._pump_stderr, daemon=True, name=f"{device}-stderr")]
+        for t in self._threads:
+            t.start()
+
+    def _pump_stdout(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in iter(self.proc.stdout.readline, b""):
+            self._lines.put(raw.decode("utf-8", "replace").rstrip("\r\n"))
+        self._lines.put(_EOF)
+
+    def _pump_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for chunk in iter(lambda: self.proc.stderr.read1(65536), b""):  # type: ignore[union-attr]
+            with self._stderr_lock:
+                self._stderr.append(chunk)
+                self._stderr_size += len(chunk)
+                while self._stderr_size > _STDERR_KEEP and len(self._stderr) > 1:
+                    self._stderr_size -= len(self._stderr.popleft())
+
+    def _exited(self) -> DeviceError:
+        try:
+            code = self.proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            code = None
+        for t in self._threads[1:]:
+            t.join(timeout=1)
+        return DeviceError(self.device, "agent exited" + (f" with code {code}" if code is not None else "")
+                           + (f"; stderr: {self.stderr_tail()[-1500:]}" if self.stderr_tail() else ""))
+
+    def send_line(self, line: str) -> None:
+        if self.proc.stdin is None or self.proc.poll() is not None:
+            raise self._exited()
+        try:
+            self.proc.stdin.write(line.encode("utf-8") + b"\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            raise self._exited() from None
+
+    def recv_line(self, timeout_s: float) -> str | None:
+        try:
+            item = self._lines.get(timeout=max(timeout_s, 0.0))
+        except queue.Empty:
+            return None
+        if item is _EOF:
+            self._lines.put(_EOF)  # every later call sees the exit too
+            raise self._exited()
+        return item  # type: ignore[return-value]
+
+    def stderr_tail(self) -> str:
+        with self._stderr_lock:
+            data = b"".join(self._stderr)
+        return data[-_STDERR_KEEP:].decode("utf-8", "replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                if self.proc.stdin is not None:
+                    self.proc.stdin.close()  # EOF: the agent's loop ends by itself
+            except OSError:
+                pass
+            try:
+                self.proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                self.proc.terminate()
+                try:
+                    self.proc.wait(timeout=3)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            try:
+                if stream is not None:
+                    stream.close()
+            except OSError:
+                pass
+
+
+def _copy_verified(src: Path, dst: Path, device: str) -> str:
+    """Copy ``src`` to ``dst`` atomically (temp file, fsync, rename) and check both hashes."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    h = hashlib.sha256()
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    try:
+        with open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
+            for chunk in iter(lambda: fin.read(1 << 20), b""):
+                h.update(chunk)
+                fout.write(chunk)
+            fout.flush()
+            os.fsync(fout.fileno())
+        if sha256_file(tmp) != h.hexdigest():
+            raise DeviceError(device, f"copy of {src} to {dst} is corrupt (SHA-256 mismatch)")
+        os.replace(tmp, dst)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return h.hexdigest()
+
+
+class LocalTransport(Transport):
+    """This machine as a device: the agent runs as ``python zipapp serve`` in ``project.local_workdir``."""
+
+    def __init__(self, project: Project, device: str = "local", python: str = sys.executable) -> None:
+        self.project = project
+        self.device = device
+        self.python = python
+        self.workdir = project.local_workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._channels: list[LocalChannel] = []
+
+    def _inside(self, remote_rel: str) -> Path:
+        path = (self.workdir / remote_rel).resolve()
+        if path != self.workdir.resolve() and self.workdir.resolve() not in path.parents:
+            raise InputError(f"path {remote_rel!r} leaves the work dir of device '{self.device}'")
+        return path
+
+    def install_agent(self, zipapp: Path, version: str) -> Path:
+        dest = self.workdir / "agent" / f"edgenas-agent-{version}.pyz"
+        if dest.is_file() and sha256_file(dest) == version:
+            return dest
+        got = _copy_verified(Path(zipapp), dest, self.device)
+        if got != version:
+            dest.unlink(missing_ok=True)
+            raise DeviceError(self.device, f"agent zipapp {zipapp} has SHA-256 {got}, expected {version}",
+                              hint="rebuild the agent bundle")
+        return dest
+
+    def start_agent(self, zipapp: Path, version: str) -> LocalChannel:
+        dest = self.install_agent(zipapp, version)
+        if shutil.which(self.python) is None and not os.access(self.python, os.X_OK):
+            raise DeviceError(self.device, f"python {self.python!r} not found", hint="fix the device's python")
+        try:
+            proc = subprocess.Popen([self.python, str(dest), "serve", "--workdir", str(self.workdir)],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    cwd=str(self.workdir))
+        except OSError as exc:
+            raise DeviceError(self.device, f"cannot start the agent: {exc}") from None
+        channel = LocalChannel(proc, self.device)
+        self._channels.append(channel)
+        return channel
+
+    def put_file(self, local: Path, remote_rel: str) -> str:
+        return _copy_verified(Path(local), self._inside(remote_rel), self.device)
+
+    def get_file(self, remote_rel: str, local: Path) -> str:
+        src = self._inside(remote_rel)
+        if not src.is_file():
+            raise DeviceError(self.device, f"no file {remote_rel!r} in the work dir")
+        return _copy_verified(src, Path(local), self.device)
+
+    def close(self) -> None:
+        for channel in self._channels:
+            channel.close()
+        self._channels.clear()
+
+
+def connect_local(project: Project | None = None, *, device: str = "local",
+                  python: str = sys.executable) -> AgentClient:
+    """Build (once per content) and start the local agent; return a connected ``AgentClient``."""
+    from edgenas.fleet.agent_bundle import ensure_agent_bundle
+    from edgenas.fleet.rpc import AgentClient
+
+    project = project or Project.default()
+    path, version = ensure_agent_bundle(project)
+    transport = LocalTransport(project, device=device, python=python)
+    return AgentClient(transport.start_agent(path, version), device, expect_version=version)

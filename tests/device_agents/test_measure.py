@@ -1,0 +1,89 @@
+import random
+import statistics
+import time
+
+import pytest
+
+from device_agents.edgenas_agent import measure
+
+
+def busy(n: int = 300):
+    def op():
+        s = 0
+        for i in range(n):
+            s += i
+        return s
+
+    return op
+
+
+def test_stable_fast_op_gets_k_gt_1_and_is_stable():
+    # shared CI machines are noisy: the CI of the median (not the CoV) is what makes this stable
+    r = measure.measure(busy(), {"max_s": 5.0, "max_ci_rel": 0.1})
+    assert r["k"] > 1  # ~10 us per run, samples must be >= 1 ms
+    assert r["stable"] is True
+    assert r["median_ms"] * r["k"] >= 0.5  # per-run time x k ~ sample_target_ms (1 ms)
+    assert r["n"] >= 20 and r["total_s"] >= 0.2
+    assert r["min_ms"] <= r["median_ms"] <= r["max_ms"]
+
+
+def test_very_noisy_op_is_flagged_unstable_within_the_cap():
+    rng = random.Random(1)
+
+    def noisy():
+        time.sleep(rng.uniform(0.0005, 0.006))  # spread over a 12x range: no median settles in 0.6 s
+
+    r = measure.measure(noisy, {"max_s": 0.6, "min_n": 10, "min_s": 0.05, "warmup_min_n": 2,
+                                "warmup_min_s": 0.0})
+    assert r["ci_rel"] > 0.02
+    assert r["stable"] is False
+    assert r["total_s"] <= 0.6 + 0.1  # the cap holds (one sample may overrun it)
+    assert r["cov"] > 0.05
+
+
+def test_fixed_n_takes_exactly_n_single_runs():
+    calls = []
+    r = measure.measure(lambda: calls.append(1), {"fixed_n": 37, "warmup_min_n": 5, "warmup_min_s": 0.0})
+    assert r["n"] == 37 and r["k"] == 1
+    assert r["warmup_n"] == 5
+    assert len(calls) == 37 + 5
+
+
+def test_warmup_honours_count_and_time():
+    r = measure.measure(busy(50), {"warmup_min_n": 3, "warmup_min_s": 0.2, "max_s": 2.0})
+    assert r["warmup_n"] > 1000  # 0.2 s of a ~2 us op is far more than 3 runs
+    calls = []
+
+    def slow():
+        calls.append(1)
+        time.sleep(0.002)
+
+    r = measure.measure(slow, {"warmup_min_n": 15, "warmup_min_s": 0.0, "min_n": 5, "min_s": 0.0,
+                               "max_cov": 1.0, "max_s": 2.0})
+    assert r["warmup_n"] == 15 and r["k"] == 1  # 2 ms runs need no batching
+
+
+def test_window_mode_reports_median_of_window_medians():
+    rng = random.Random(7)
+    levels = iter([0.001] * 10**6)
+
+    def timer(k):
+        return k * next(levels) * (1.0 + 0.01 * rng.random())
+
+    r = measure.measure(timer=timer, protocol={"windows": 3, "min_n": 10, "min_s": 0.01, "max_s": 1.0},
+                        winner=True)
+    meds = r["window_medians_ms"]
+    assert len(meds) == 3
+    assert r["median_ms"] == pytest.approx(statistics.median(meds))
+    assert r["n"] >= 30
+
+
+def test_winner_defaults_are_longer_than_lut_defaults():
+    lut, win = measure.resolve_protocol(None), measure.resolve_protocol(None, winner=True)
+    assert win["min_n"] > lut["min_n"] and win["max_s"] > lut["max_s"] and win["windows"] > 1
+
+
+@pytest.mark.parametrize("bad", [{"nope": 1}, {"min_n": 0}, {"max_s": -1}, {"fixed_n": 2.5}, {"max_cov": "x"}])
+def test_bad_protocol_is_rejected(bad):
+    with pytest.raises(measure.ProtocolError):
+        measure.resolve_protocol(bad)
