@@ -68,12 +68,29 @@ def register(app: typer.Typer) -> None:
         out.print(f"[green]{res.device}[/green] ({res.runtime}): measured {res.measured_ms:.3f} ms "
                   f"(median of window medians; CoV {s.get('cov', 0):.3f}, "
                   f"{'stable' if s.get('stable', True) else 'UNSTABLE'})")
-        if res.predicted_ms is None:
+        if res.note:
             out.print(f"[yellow]{res.note}[/yellow]")
-        else:
+        if res.predicted_ms is not None:
             cal = f"calibrated on {res.calibration_points} measurements" if res.calibration_points else "raw LUT sum"
             out.print(f"predicted {res.predicted_ms:.3f} ms ({cal}); error {100 * res.rel_error:+.1f}%")
         cs = res.cold_start
         if cs:
             out.print(f"cold start: session {cs.get('session_ms', float('nan')):.1f} ms, "
                       f"first run {cs.get('first_run_ms', float('nan')):.2f} ms")
+
+    @app.command("measure")
+    def measure(device: str = typer.Argument(..., help="profile name or 'local'"),
+                model: Path = typer.Argument(..., help="an ONNX file"),
+                runtime: str = typer.Option(None, "--runtime", help="override the profile's runtime"),
+                json_out: bool = typer.Option(False, "--json", help="print the result as JSON")) -> None:
+        """Measure any ONNX model on a device with the whole-model protocol."""
+        from edgenas.fleet.deploy import measure_onnx
+
+        with progress_bar(quiet=json_out) as bar:
+            res = measure_onnx(project(), device, model, runtime=runtime, progress=bar)
+        if json_out:
+            emit_json(res)
+            return
+        s = res["stats"]
+        out.print(f"[green]{res['device']}[/green]: median {s['median_ms']:.4g} ms, p90 {s['p90_ms']:.4g} ms, "
+                  f"CoV {s['cov']:.3f} ({'stable' if s.get('stable', True) else 'UNSTABLE'}), n={s['n']}")

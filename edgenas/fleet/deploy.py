@@ -83,31 +83,69 @@ def measure_model(session: Any, onnx_path: Path, *, runtime: str | None = None,
     return out
 
 
+def choose_runtime(device: str, wanted: str, info: dict[str, Any]) -> tuple[str, str]:
+    """(runtime to use, note). TensorRT missing falls back (with a note); any other missing runtime is
+    an error listing what the device has."""
+    from edgenas.errors import RuntimeMissingError
+    from edgenas.fleet.engine import fallback_runtime
+
+    have = sorted(k for k, v in (info.get("runtimes") or {}).items() if v)
+    if wanted in have:
+        return wanted, ""
+    if wanted == "tensorrt" and fallback_runtime(info) != "none":
+        alt = fallback_runtime(info)
+        return alt, f"TensorRT is missing on device '{device}'; using {alt} instead"
+    raise RuntimeMissingError(device, f"runtime '{wanted}' is not available; the device has: "
+                              f"{', '.join(have) or 'none'}",
+                              hint="install it on the device or pass --runtime with one it has")
+
+
 def deploy(project: Project, device: Any, space: SearchSpace, arch: Any, *, runtime: str | None = None,
            export_dir: Path | None = None, store: Any = None, progress: Progress | None = None) -> DeployResult:
     from edgenas.export import default_export_dir, export_arch
     from edgenas.fleet.session import open_session
     from edgenas.store import Measurement, open_store
 
-    exp = export_arch(space, arch, export_dir or default_export_dir(project, space, arch), progress=progress)
-    with open_session(project, device) as s:
+    with open_session(project, device) as s:  # the device is checked before anything is written
         info = s.call("info", s.runtime_params(runtime), timeout_s=120)
+        rt_name, note = choose_runtime(s.device, runtime or s.profile.runtime, info)
+        if rt_name != (runtime or s.profile.runtime):
+            info = s.call("info", s.runtime_params(rt_name), timeout_s=120)
         fp_hash = str(info["fingerprint_hash"])
-        out = measure_model(s, exp.onnx_path, runtime=runtime, progress=progress)
-        rt = s.runtime_params(runtime)
+        exp = export_arch(space, arch, export_dir or default_export_dir(project, space, arch), progress=progress)
+        out = measure_model(s, exp.onnx_path, runtime=rt_name, progress=progress)
+        rt = s.runtime_params(rt_name)
     stats = dict(out["stats"])
     measured = float(stats["median_ms"])
-    predicted, raw, n_cal, note = predict_for(project, s.device, space, arch, fp_hash)
+    predicted, raw, n_cal, pnote = predict_for(project, s.device, space, arch, fp_hash)
     rel = None if predicted is None else (predicted - measured) / measured
     m = Measurement(device=s.device, space=space.name, arch=space.to_dict(arch),
-                           artifact_sha256=exp.sha256, runtime=rt["runtime"], precision=rt["precision"],
-                           fingerprint_hash=fp_hash, stats=stats, cold_start=dict(out.get("cold_start") or {}),
-                           state=dict(out.get("state") or {}), predicted_raw_ms=raw, predicted_ms=predicted)
+                    artifact_sha256=exp.sha256, runtime=rt["runtime"], precision=rt["precision"],
+                    fingerprint_hash=fp_hash, stats=stats, cold_start=dict(out.get("cold_start") or {}),
+                    state=dict(out.get("state") or {}), predicted_raw_ms=raw, predicted_ms=predicted)
     (store or open_store(project)).add(m)
     return DeployResult(s.device, space.name, space.to_dict(arch), exp.onnx_path, exp.sha256, rt["runtime"],
                         measured, predicted, raw, rel, n_cal, stats, dict(out.get("cold_start") or {}),
-                        m.id, note)
+                        m.id, "; ".join(x for x in (note, pnote) if x))
 
 
 def now() -> float:
     return time.time()
+
+
+def measure_onnx(project: Project, device: Any, model: Path, *, runtime: str | None = None,
+                 progress: Progress | None = None) -> dict[str, Any]:
+    """Check an ONNX file, then measure it on ``device`` (no prediction, no record)."""
+    from exporters.checks import load_checked
+    from exporters.errors import ExportCheckError
+
+    from edgenas.errors import InputError
+    from edgenas.fleet.session import open_session
+
+    try:
+        load_checked(model)
+    except ExportCheckError as exc:
+        raise InputError(str(exc)) from None
+    with open_session(project, device) as s:
+        out = measure_model(s, Path(model), runtime=runtime, progress=progress)
+        return {"device": s.device, "model": str(model), **out}

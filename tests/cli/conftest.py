@@ -1,0 +1,71 @@
+"""A project with a profiled ``mbv3-tiny`` LUT on ``local`` (made once per session) and a CLI runner."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+FAST = {"warmup_min_n": 3, "warmup_min_s": 0.01, "min_n": 5, "min_s": 0.02, "max_s": 0.3}
+
+
+@pytest.fixture(scope="session")
+def profiled_template(tmp_path_factory):
+    from edgenas.fleet.profiler import profile_device
+    from edgenas.project import Project
+
+    root = tmp_path_factory.mktemp("template")
+    res = profile_device(Project(root), "local", "mbv3-tiny", protocol=FAST)
+    assert res.n_entries > 0
+    return root
+
+
+@pytest.fixture
+def proj(profiled_template, tmp_path, monkeypatch):
+    root = tmp_path / "proj"
+    shutil.copytree(profiled_template, root, symlinks=True)
+    monkeypatch.setenv("EDGENAS_PROJECT", str(root))
+    monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
+    return root
+
+
+@pytest.fixture
+def snapshot():
+    return _snapshot
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    """Every file under ``root`` (but the host cache) -> SHA-256 of its bytes."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and ".edgenas" not in p.relative_to(root).parts:
+            out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+class Result:
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.code, self.out, self.err = code, out, err
+
+    def json(self):
+        return json.loads(self.out)
+
+
+@pytest.fixture
+def cli(capsys):
+    from edgenas.cli import main
+
+    def run(*args: str) -> Result:
+        capsys.readouterr()
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run

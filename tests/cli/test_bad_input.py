@@ -1,0 +1,138 @@
+"""Bad input: one clear red line, a non-zero exit, no traceback, and no file changed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+def one_line_error(res, *fragments: str) -> None:
+    assert res.code != 0, res.err
+    assert "Traceback" not in res.err and "Traceback" not in res.out
+    lines = [ln for ln in res.err.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, res.err
+    assert lines[0].startswith("error:"), lines[0]
+    for f in fragments:
+        assert f.lower() in lines[0].lower(), (f, lines[0])
+
+
+def good_arch(tmp_path):
+    from edgenas.spaces import get_space
+    import numpy as np
+
+    space = get_space("mbv3-tiny")
+    path = tmp_path / "arch.json"
+    path.write_text(json.dumps(space.to_dict(space.sample(np.random.default_rng(0)))))
+    return path
+
+
+@pytest.mark.parametrize("content, fragment", [
+    ("{not json", "malformed"),
+    ('{"space": "mbv9", "ks": [3]}', "unknown search space"),
+    ('{"ks": [3, 3]}', "space"),
+    ('[1, 2, 3]', "expected a JSON object"),
+])
+def test_malformed_or_unknown_arch(proj, cli, snapshot, tmp_path, content, fragment):
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    before = snapshot(proj)
+    for cmd in (["export", str(bad)], ["deploy", "local", str(bad)]):
+        one_line_error(cli(*cmd), fragment)
+    assert snapshot(proj) == before
+    assert not (proj / "exports").exists()
+
+
+def test_invalid_arch_values(proj, cli, snapshot, tmp_path):
+    arch = json.loads(good_arch(tmp_path).read_text())
+    arch["ks"][0] = 4
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(arch))
+    before = snapshot(proj)
+    one_line_error(cli("export", str(bad)), "ks[0]")
+    assert snapshot(proj) == before
+
+
+def test_unknown_device_and_space(proj, cli, snapshot, tmp_path):
+    before = snapshot(proj)
+    one_line_error(cli("deploy", "no-such-board", str(good_arch(tmp_path))), "unknown device", "no-such-board")
+    one_line_error(cli("profile", "local", "--space", "resnet9000"), "unknown search space")
+    one_line_error(cli("search", "--space", "mbv3-tiny", "--device", "nope", "--max-latency-ms", "1",
+                       "--out", str(tmp_path / "r")), "no LUT", "nope")
+    one_line_error(cli("search", "--space", "mbv3-tiny", "--strategy", "magic", "--out", str(tmp_path / "r")),
+                   "unknown strategy")
+    assert snapshot(proj) == before
+    assert not (tmp_path / "r").exists()
+
+
+def test_missing_lut(proj, cli, tmp_path):
+    import shutil
+
+    shutil.rmtree(proj / "luts")
+    one_line_error(cli("search", "--space", "mbv3-tiny", "--device", "local", "--max-latency-ms", "1",
+                       "--out", str(tmp_path / "r")), "no LUT", "edgenas profile local")
+    assert not (tmp_path / "r").exists()
+
+
+def test_corrupt_lut_is_reported_and_left_alone(proj, cli, snapshot, tmp_path):
+    lut = next((proj / "luts" / "local").glob("mbv3-tiny-*.json"))
+    lut.write_text(lut.read_text()[: len(lut.read_text()) // 2])
+    before = snapshot(proj)
+    one_line_error(cli("search", "--space", "mbv3-tiny", "--device", "local", "--max-latency-ms", "1",
+                       "--out", str(tmp_path / "r")), "malformed LUT")
+    one_line_error(cli("profile", "local", "--space", "mbv3-tiny"), "malformed LUT")
+    one_line_error(cli("lut", "show", str(lut)), "malformed LUT")
+    assert snapshot(proj) == before
+
+
+def test_lut_with_bad_entry(proj, cli, tmp_path):
+    lut = next((proj / "luts" / "local").glob("mbv3-tiny-*.json"))
+    data = json.loads(lut.read_text())
+    key = next(iter(data["entries"]))
+    data["entries"][key]["median_ms"] = -1
+    lut.write_text(json.dumps(data))
+    one_line_error(cli("lut", "show", str(lut)), "median_ms")
+
+
+def test_infeasible_budget_reports_minimum(proj, cli, tmp_path):
+    res = cli("search", "--space", "mbv3-tiny", "--device", "local", "--max-latency-ms", "0.00001",
+              "--out", str(tmp_path / "r"))
+    one_line_error(res, "fastest the space allows")
+    assert res.code == 4
+    assert not (tmp_path / "r").exists()
+
+
+def test_malformed_profile(proj, cli, tmp_path):
+    (proj / "profiles").mkdir(exist_ok=True)
+    (proj / "profiles" / "board.toml").write_text('[device]\nname = "board"\nhost = "h"\npassword = "x"\n')
+    one_line_error(cli("device", "info", "board"), "password")
+    (proj / "profiles" / "board.toml").write_text('[device\nname = "board"\n')
+    one_line_error(cli("device", "info", "board"), "malformed")
+
+
+def test_missing_runtime_names_what_the_device_has(proj, cli, snapshot, tmp_path):
+    """TensorRT is not on this machine: building an engine is one clear error naming the fallback."""
+    arch = good_arch(tmp_path)
+    res = cli("export", str(arch), "--format", "trt", "--device", "local", "--out", str(tmp_path / "e"))
+    one_line_error(res, "tensorrt is missing", "onnxruntime")
+
+
+def test_tensorrt_profile_falls_back_with_a_note(proj, cli, tmp_path):
+    (proj / "profiles").mkdir(exist_ok=True)
+    (proj / "profiles" / "local.toml").write_text(
+        '[device]\nname = "local"\ntransport = "local"\nruntime = "tensorrt"\nprecision = "fp16"\n')
+    res = cli("deploy", "local", str(good_arch(tmp_path)), "--json")
+    assert res.code == 0, res.err
+    data = res.json()
+    assert data["runtime"] == "onnxruntime"
+    assert "TensorRT is missing" in data["note"]
+
+
+def test_malformed_onnx(proj, cli, tmp_path):
+    bad = tmp_path / "model.onnx"
+    bad.write_bytes(b"\x08\x07garbage" * 10)
+    one_line_error(cli("measure", "local", str(bad)), "model.onnx")
+
+
+def test_bad_flags_are_one_line(proj, cli):
+    one_line_error(cli("search", "--bogus"), "no such option")
+    one_line_error(cli("export", "a.json", "--format", "tflite"), "unknown format")
