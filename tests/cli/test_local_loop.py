@@ -1,0 +1,84 @@
+"""The whole loop on the ``local`` device through the CLI: profile -> search -> export -> deploy -> calibrate."""
+
+from __future__ import annotations
+
+import json
+
+
+def test_profile_reuses_then_force_keeps_history(proj, cli):
+    res = cli("profile", "local", "--space", "mbv3-tiny", "--json")
+    assert res.code == 0, res.err
+    first = res.json()
+    assert first["reused_lut"] is True and first["n_entries"] == 22
+    lut_path = proj / first["lut_path"] if not first["lut_path"].startswith("/") else first["lut_path"]
+    old = open(lut_path).read()
+    from edgenas.fleet.profiler import profile_device
+    from edgenas.project import Project
+
+    res2 = profile_device(Project(proj), "local", "mbv3-tiny", force=True,
+                          protocol={"warmup_min_n": 3, "min_n": 5, "min_s": 0.02, "max_s": 0.3})
+    assert res2.reused_lut is False and res2.measured == 22
+    hist = list((proj / "luts" / "local" / "history").glob("mbv3-tiny-*.json"))
+    assert len(hist) == 1 and hist[0].read_text() == old
+
+
+def test_search_export_deploy_calibrate(proj, cli, tmp_path):
+    run = tmp_path / "run"
+    res = cli("search", "--space", "mbv3-tiny", "--device", "local", "--max-latency-quantile", "0.6",
+              "--strategy", "evolution", "--budget", "16", "--population", "8", "--seed", "1",
+              "--evaluator", "params", "--out", str(run), "--json")
+    assert res.code == 0, res.err
+    s = res.json()
+    assert s["evaluations"] == 16 and s["best"]["space"] == "mbv3-tiny"
+    assert s["latency_ms"]["local"] <= s["budgets_ms"]["local"] + 1e-9
+    for name in ("best.json", "pareto.json", "evaluations.jsonl", "checkpoint.json", "config.json", "request.json"):
+        assert (run / name).exists(), name
+    assert len((run / "evaluations.jsonl").read_text().splitlines()) == 16
+
+    res = cli("export", str(run / "best.json"), "--out", str(tmp_path / "exp"), "--json")
+    assert res.code == 0, res.err
+    e = res.json()
+    man = json.loads((tmp_path / "exp" / "manifest.json").read_text())
+    assert man["arch"] == s["best"] and e["parity"]["passed"] and e["parity"]["max_abs"] < 1e-4
+    again = cli("export", str(run / "best.json"), "--out", str(tmp_path / "exp"), "--json").json()
+    assert again["reused"] is True and again["sha256"] == e["sha256"]
+
+    res = cli("deploy", "local", str(run / "best.json"), "--out", str(tmp_path / "exp"), "--json")
+    assert res.code == 0, res.err
+    d = res.json()
+    assert d["measured_ms"] > 0 and d["predicted_ms"] > 0
+    assert abs(d["rel_error"] - (d["predicted_ms"] - d["measured_ms"]) / d["measured_ms"]) < 1e-9
+    assert d["stats"]["n"] >= 1 and "session_ms" in d["cold_start"]
+
+    from edgenas.project import Project
+    from edgenas.store import open_store
+
+    ms = open_store(Project(proj)).list(device="local", space="mbv3-tiny")
+    assert [m.id for m in ms] == [d["measurement_id"]]
+
+    res = cli("lut", "calibrate", "local", "--space", "mbv3-tiny", "--json")
+    assert res.code == 0, res.err
+    c = res.json()
+    assert c["n_points"] == 1
+    shown = cli("lut", "show", c["lut_path"], "--json").json()
+    assert shown["calibration"]["n_points"] == 1
+    # the predictor now applies it: the same arch is predicted (almost) exactly as measured
+    d2 = cli("deploy", "local", str(run / "best.json"), "--out", str(tmp_path / "exp"), "--json").json()
+    assert d2["calibration_points"] == 1
+    assert abs(d2["predicted_ms"] - d["measured_ms"]) / d["measured_ms"] < 1e-6
+
+
+def test_resume_cli(proj, cli, tmp_path):
+    run = tmp_path / "run"
+    args = ["search", "--space", "mbv3-tiny", "--device", "local", "--max-latency-quantile", "0.6",
+            "--budget", "12", "--population", "6", "--seed", "2", "--evaluator", "params", "--out", str(run)]
+    assert cli(*args, "--json").code == 0
+    full = (run / "evaluations.jsonl").read_text().splitlines()
+    lines = full[:5]
+    (run / "evaluations.jsonl").write_text("\n".join(lines) + "\n")
+    (run / "checkpoint.json").unlink()
+    again = cli("search", "--resume", str(run), "--json")
+    assert again.code == 0, again.err
+    assert (run / "evaluations.jsonl").read_text().splitlines() == full or \
+        [json.loads(x)["arch"] for x in (run / "evaluations.jsonl").read_text().splitlines()] == \
+        [json.loads(x)["arch"] for x in full]
