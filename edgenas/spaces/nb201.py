@@ -126,6 +126,21 @@ class NB201Space(SearchSpace[NB201Arch]):
         vocab = [k for k in dict.fromkeys(fixed) if "-op-" not in k]
         return vocab + [self.op_key(op, st) for st in range(len(STAGES)) for op in OPS]
 
+    def key_index_matrix(self, genes: np.ndarray) -> np.ndarray:
+        """Vectorised ``block_keys`` as indices into ``key_vocab()``: shape ``(n, 94)``."""
+        g = np.atleast_2d(np.asarray(genes, dtype=np.int64))
+        vocab = {k: i for i, k in enumerate(self.key_vocab())}
+        fixed = lambda k: np.full((len(g), 1), vocab[k], dtype=np.int64)  # noqa: E731
+        template = self.block_keys(NB201Arch(("none",) * 6))
+        cols = [fixed(template[0])]
+        for stage in range(len(STAGES)):
+            if stage:
+                cols.append(fixed(template[1 + stage * (N * 6 + 1) - 1]))
+            op_ids = np.array([vocab[self.op_key(op, stage)] for op in OPS])
+            cols.extend([op_ids[g]] * N)
+        cols.append(fixed(template[-1]))
+        return np.concatenate(cols, axis=1)
+
     def min_latency(self, key_cost: Mapping[str, float]) -> tuple[float, NB201Arch]:
         """Exact: the cost separates per edge (every edge's op appears N times in each stage)."""
         ops = []

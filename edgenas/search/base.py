@@ -1,0 +1,218 @@
+"""The strategy interface: a small ask/tell base class, the result and trial records, a registry.
+
+A strategy proposes architectures (``ask``) and learns from their results (``tell``); anything can drive
+it (``run_search``, a notebook, a benchmark). Strategies are deterministic functions of their seeded
+generator and of the sequence of results told, which is what makes an interrupted run resumable by
+replaying its evaluation log.
+
+Results reach strategies already in minimisation form (``Result.values``, accuracy negated) with a
+scalar constraint violation (``0`` = feasible), so strategies never need to know the objectives.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Mapping, Protocol, Sequence
+
+import numpy as np
+
+from edgenas.errors import InputError
+from edgenas.registry import Registry
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a strategy is told about one architecture: minimise ``values``; ``violation`` 0 = feasible."""
+
+    values: tuple[float, ...]
+    violation: float = 0.0
+
+    @property
+    def feasible(self) -> bool:
+        return self.violation <= 0.0
+
+    @property
+    def scalar(self) -> float:
+        """The primary objective (minimisation form), for single-objective strategies."""
+        return self.values[0]
+
+
+def rank_key(r: Result) -> tuple[float, float]:
+    """Deb's feasibility-first order for single-objective strategies: smaller is better."""
+    if r.feasible:
+        return (0.0, r.scalar if np.isfinite(r.scalar) else np.inf)
+    return (1.0, r.violation)
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One evaluated architecture of a run (immutable; a line of ``evaluations.jsonl``)."""
+
+    number: int
+    arch: Mapping[str, Any]                 # the space's JSON record
+    objectives: Mapping[str, float]          # accuracy, params, flops, ... (natural units)
+    latency_ms: Mapping[str, float]          # predicted latency per device
+    constraints: Mapping[str, float]         # per device: latency - budget (<= 0 is satisfied)
+    feasible: bool
+    wall_s: float = 0.0                      # seconds since the run started
+
+    def to_json(self) -> dict[str, Any]:
+        return {"number": self.number, "arch": dict(self.arch), "objectives": dict(self.objectives),
+                "latency_ms": dict(self.latency_ms), "constraints": dict(self.constraints),
+                "feasible": self.feasible, "wall_s": self.wall_s}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "Trial":
+        return cls(number=int(d["number"]), arch=d["arch"], objectives=d["objectives"],
+                   latency_ms=d["latency_ms"], constraints=d.get("constraints", {}),
+                   feasible=bool(d["feasible"]), wall_s=float(d.get("wall_s", 0.0)))
+
+
+class Feasibility(Protocol):
+    """Cheap pre-evaluation constraint check (predicted latency only), provided by a ``Problem``."""
+
+    def violation(self, archs: Sequence[Any]) -> np.ndarray: ...
+
+    def anchors(self) -> list[Any]: ...
+
+
+@dataclass(frozen=True)
+class Option:
+    """A declared strategy option: default, type and a check (message when it fails)."""
+
+    default: Any
+    type: type
+    check: Callable[[Any], bool] = field(default=lambda v: True)
+    message: str = ""
+
+
+class Strategy(ABC):
+    """Base class: ``ask(n)`` proposes ``n`` architectures, ``tell(archs, results)`` reports them."""
+
+    name: ClassVar[str] = ""
+    options: ClassVar[dict[str, Option]] = {}
+    #: how many architectures the run loop should ask for at a time (None = population)
+    batch_hint: ClassVar[int | None] = 1
+    #: max tries to find a novel, feasible candidate before repairing toward an anchor
+    max_tries: ClassVar[int] = 50
+
+    def __init__(self, space: Any, rng: np.random.Generator, *, feasibility: Feasibility | None = None,
+                 **options: Any) -> None:
+        self.space = space
+        self.rng = rng
+        self.feasibility = feasibility
+        self.opts = self.validate_options(options)
+        self.seen: set[str] = set()
+
+    @classmethod
+    def validate_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(options) - set(cls.options))
+        if unknown:
+            known = ", ".join(sorted(cls.options)) or "none"
+            raise InputError(f"strategy '{cls.name}': unknown option(s) {', '.join(unknown)}",
+                             hint=f"known options: {known}")
+        out: dict[str, Any] = {}
+        for key, opt in cls.options.items():
+            value = options.get(key, opt.default)
+            if value is not None and not isinstance(value, opt.type):
+                try:
+                    value = opt.type(value)
+                except (TypeError, ValueError):
+                    raise InputError(f"strategy '{cls.name}': option {key}={value!r} "
+                                     f"is not a {opt.type.__name__}") from None
+            if value is not None and not opt.check(value):
+                raise InputError(f"strategy '{cls.name}': option {key}={value!r} {opt.message}")
+            out[key] = value
+        return out
+
+    @abstractmethod
+    def ask(self, n: int) -> list[Any]:
+        """Propose ``n`` architectures to evaluate next."""
+
+    @abstractmethod
+    def tell(self, archs: Sequence[Any], results: Sequence[Result]) -> None:
+        """Report the results of architectures returned by ``ask`` (same order)."""
+
+    # ----------------------------------------------------------------- helpers
+    def mark_seen(self, archs: Sequence[Any]) -> None:
+        self.seen.update(self.space.arch_id(a) for a in archs)
+
+    def violation(self, arch: Any) -> float:
+        if self.feasibility is None:
+            return 0.0
+        return float(self.feasibility.violation([arch])[0])
+
+    def propose(self, make: Callable[[], Any], *, avoid: set[str] | None = None) -> Any:
+        """A candidate from ``make()``, preferring novel and feasible ones.
+
+        Bounded: at most ``max_tries`` calls of ``make``; then the least-violating candidate is repaired
+        toward the known minimum-latency architecture (``repair``). Never loops forever.
+        """
+        avoid = self.seen if avoid is None else avoid
+        if self.feasibility is None:
+            for _ in range(self.max_tries):
+                cand = make()
+                if self.space.arch_id(cand) not in avoid:
+                    return cand
+            return make()  # everything proposed was already seen: accept a duplicate
+        best, best_v = None, np.inf
+        chunk = 10  # feasibility is checked in batches: one predictor call per chunk of candidates
+        for _ in range(0, self.max_tries, chunk):
+            cands = [c for c in (make() for _ in range(chunk)) if self.space.arch_id(c) not in avoid]
+            if not cands:
+                continue
+            v = np.asarray(self.feasibility.violation(cands), dtype=float)
+            ok = np.flatnonzero(v <= 0.0)
+            if ok.size:
+                return cands[int(ok[0])]
+            i = int(np.argmin(v))
+            if v[i] < best_v:
+                best, best_v = cands[i], float(v[i])
+        if best is None:  # everything proposed was already seen: accept a duplicate
+            return make()
+        return self.repair(best)
+
+    def repair(self, arch: Any) -> Any:
+        """Move ``arch`` gene by gene toward the anchor (min-latency arch) until feasible: <= D steps."""
+        if self.feasibility is None:
+            return arch
+        anchors = self.feasibility.anchors()
+        if not anchors:
+            return arch
+        anchor = anchors[int(self.rng.integers(len(anchors)))]
+        genes, target = self.space.to_genes(arch).copy(), self.space.to_genes(anchor)
+        for i in self.rng.permutation(len(genes)):
+            if genes[i] == target[i]:
+                continue
+            genes[i] = target[i]
+            cand = self.space.from_genes(genes)
+            if self.violation(cand) <= 0.0:
+                return cand
+        return self.space.from_genes(genes)
+
+
+StrategyFactory = type[Strategy]
+STRATEGIES: Registry[StrategyFactory] = Registry("strategy")
+
+_LOADED = False
+
+
+def _load_builtin() -> None:
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    from edgenas.search import evolution, nsga2, random, riiwoa, woa  # noqa: F401
+
+
+def make_strategy(name: str, space: Any, rng: np.random.Generator, *,
+                  feasibility: Feasibility | None = None, **options: Any) -> Strategy:
+    """Build a registered strategy by name (aliases allowed) with validated options."""
+    _load_builtin()
+    return STRATEGIES.get(name)(space, rng, feasibility=feasibility, **options)
+
+
+def strategy_names() -> list[str]:
+    _load_builtin()
+    return STRATEGIES.names()

@@ -1,0 +1,57 @@
+"""Regularised evolution (REA, Real et al. 2019): an aging population, tournaments, mutation.
+
+The population is a queue of the last ``population`` evaluated architectures; each child is a mutation
+of the winner of a tournament of ``tournament`` members sampled without replacement; the oldest member
+dies when a child is told. Constraints follow Deb's rules (feasible first, then smaller violation).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Sequence
+
+from edgenas.search.base import STRATEGIES, Option, Result, Strategy, rank_key
+
+
+@STRATEGIES.register("evolution", aliases=("rea",),
+                     help="regularised (aging) evolution with tournament selection")
+class RegularizedEvolution(Strategy):
+    name = "evolution"
+    batch_hint = 1
+    options = {
+        "population": Option(20, int, lambda v: v >= 2, "must be >= 2"),
+        "tournament": Option(5, int, lambda v: v >= 1, "must be >= 1"),
+        "mutation_rate": Option(None, float, lambda v: 0.0 < v <= 1.0, "must be in (0, 1]"),
+    }
+
+    def __init__(self, space: Any, rng: Any, **kwargs: Any) -> None:
+        super().__init__(space, rng, **kwargs)
+        self.population: deque[tuple[Any, Result]] = deque()
+        self.pending = 0
+
+    def _child(self) -> Any:
+        members = list(self.population)
+        size = min(self.opts["tournament"], len(members))
+        idx = self.rng.choice(len(members), size=size, replace=False)
+        parent = min((members[i] for i in idx), key=lambda m: rank_key(m[1]))[0]
+        return self.propose(lambda: self.space.mutate(parent, self.rng, self.opts["mutation_rate"]))
+
+    def ask(self, n: int) -> list[Any]:
+        out = []
+        for _ in range(n):
+            if len(self.population) + self.pending < self.opts["population"] or not self.population:
+                arch = self.propose(lambda: self.space.sample(self.rng))
+            else:
+                arch = self._child()
+            self.pending += 1
+            self.mark_seen([arch])
+            out.append(arch)
+        return out
+
+    def tell(self, archs: Sequence[Any], results: Sequence[Result]) -> None:
+        self.mark_seen(archs)
+        for arch, res in zip(archs, results):
+            self.pending = max(0, self.pending - 1)
+            self.population.append((arch, res))
+            while len(self.population) > self.opts["population"]:
+                self.population.popleft()

@@ -1,0 +1,73 @@
+"""NSGA-II (Deb et al. 2002) assembled from operator objects, with constrained domination.
+
+Generation 0 is random; each later generation's offspring are made by tournament selection on
+(rank, crowding), crossover and mutation of the current parents; once ``population`` offspring have
+been told, parents and offspring compete in rank-and-crowding survival. ``ask`` may be called with any
+``n``: offspring are produced from the current parents on demand.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from edgenas.search.base import STRATEGIES, Option, Result, Strategy
+from edgenas.search.operators import (GeneMutation, RankCrowdingSurvival, TournamentSelection,
+                                      UniformCrossover, rank_and_crowding)
+
+
+@STRATEGIES.register("nsga2", help="NSGA-II: non-dominated sorting, crowding, constrained domination")
+class NSGA2(Strategy):
+    name = "nsga2"
+    batch_hint = None  # the population
+    options = {
+        "population": Option(20, int, lambda v: v >= 4, "must be >= 4"),
+        "tournament": Option(2, int, lambda v: v >= 1, "must be >= 1"),
+        "crossover_prob": Option(0.9, float, lambda v: 0.0 <= v <= 1.0, "must be in [0, 1]"),
+        "mutation_rate": Option(None, float, lambda v: 0.0 < v <= 1.0, "must be in (0, 1]"),
+    }
+
+    def __init__(self, space: Any, rng: Any, **kwargs: Any) -> None:
+        super().__init__(space, rng, **kwargs)
+        self.selection = TournamentSelection(self.opts["tournament"])
+        self.crossover = UniformCrossover(self.opts["crossover_prob"])
+        self.mutation = GeneMutation(self.opts["mutation_rate"])
+        self.survival = RankCrowdingSurvival()
+        self.parents: list[tuple[Any, Result]] = []
+        self.offspring: list[tuple[Any, Result]] = []
+        self._rank = self._crowd = None
+
+    @property
+    def population(self) -> int:
+        return self.opts["population"]
+
+    def _make_child(self) -> Any:
+        if not self.parents:
+            return self.propose(lambda: self.space.sample(self.rng))
+        if self._rank is None:
+            self._rank, self._crowd = rank_and_crowding([r for _, r in self.parents])
+
+        def make() -> Any:
+            i, j = self.selection(self._rank, self._crowd, 2, self.rng)
+            child = self.crossover(self.space, self.parents[i][0], self.parents[j][0], self.rng)
+            return self.mutation(self.space, child, self.rng)
+
+        return self.propose(make)
+
+    def ask(self, n: int) -> list[Any]:
+        out = []
+        for _ in range(n):
+            arch = self._make_child()
+            self.mark_seen([arch])
+            out.append(arch)
+        return out
+
+    def tell(self, archs: Sequence[Any], results: Sequence[Result]) -> None:
+        self.mark_seen(archs)
+        for arch, res in zip(archs, results):
+            self.offspring.append((arch, res))
+            if len(self.offspring) >= self.population:
+                pool = self.parents + self.offspring
+                keep = self.survival([r for _, r in pool], self.population)
+                self.parents = [pool[i] for i in keep]
+                self.offspring = []
+                self._rank = self._crowd = None

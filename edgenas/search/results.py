@@ -1,0 +1,78 @@
+"""What a finished run yields: the best feasible architecture and the Pareto fronts (pure data), and the
+writer of ``best.json`` / ``pareto.json``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgenas.io import atomic_write_json
+from edgenas.search.base import Trial
+from edgenas.search.pareto import pareto_mask
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """``best``: the feasible trial of highest accuracy (None when none was feasible); ``fronts``: per
+    device, the feasible trials non-dominated in (accuracy, that device's latency); ``pareto``: the
+    feasible trials non-dominated in all of the problem's objectives."""
+
+    best: Trial | None
+    best_arch: Any | None
+    fronts: dict[str, list[Trial]]
+    pareto: list[Trial]
+    n_evaluations: int
+    out_dir: Path
+    stopped: str                      # "budget" or "wall_time"
+    trials: list[Trial] = field(default_factory=list, repr=False)
+
+
+def _front(trials: list[Trial], columns: list[np.ndarray]) -> list[Trial]:
+    if not trials:
+        return []
+    F = np.column_stack(columns).astype(float)
+    F[~np.isfinite(F)] = np.inf
+    idx = np.flatnonzero(pareto_mask(F))
+    idx = sorted(idx, key=lambda i: (tuple(F[i]), trials[i].number))
+    return [trials[i] for i in idx]
+
+
+def summarise(trials: list[Trial], problem: Any, out_dir: Path, stopped: str) -> SearchResult:
+    acc = problem.accuracy_name
+    ok = [t for t in trials if t.feasible and np.isfinite(t.objectives[acc])]
+    best = max(ok, key=lambda t: (t.objectives[acc], -t.number)) if ok else None
+    neg_acc = np.array([-t.objectives[acc] for t in ok])
+    fronts = {d.name: _front(ok, [neg_acc, np.array([t.latency_ms[d.name] for t in ok])])
+              for d in problem.devices}
+    cols = [neg_acc]
+    cols += [np.array([t.latency_ms[d.name] for t in ok]) for d in problem.devices if d.is_objective]
+    cols += [np.array([t.objectives[k] for t in ok]) for k in problem.extra]
+    return SearchResult(best=best, best_arch=problem.space.from_dict(best.arch) if best else None,
+                        fronts=fronts, pareto=_front(ok, cols), n_evaluations=len(trials),
+                        out_dir=out_dir, stopped=stopped, trials=trials)
+
+
+def _point(t: Trial, acc: str) -> dict[str, Any]:
+    return {"number": t.number, "arch": dict(t.arch), "accuracy": t.objectives[acc],
+            "objectives": dict(t.objectives), "latency_ms": dict(t.latency_ms)}
+
+
+def write_results(result: SearchResult, problem: Any, out_dir: Path) -> None:
+    acc = problem.accuracy_name
+    atomic_write_json(out_dir / "pareto.json", {
+        "schema": 1, "objectives": problem.objective_names,
+        "devices": {name: [_point(t, acc) for t in front] for name, front in result.fronts.items()},
+        "front": [_point(t, acc) for t in result.pareto],
+    })
+    b = result.best
+    atomic_write_json(out_dir / "best.json", {
+        "arch": dict(b.arch) if b else None,
+        "objectives": dict(b.objectives) if b else None,
+        "latency_ms": dict(b.latency_ms) if b else None,
+        "number": b.number if b else None,
+        "evaluations": result.n_evaluations,
+        "stopped": result.stopped,
+    })

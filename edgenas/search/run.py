@@ -1,0 +1,189 @@
+"""The run loop: drive a strategy against a problem with budgets, a run folder and exact resume.
+
+A run folder holds ``config.json``, ``evaluations.jsonl`` (one line per evaluation, appended and
+flushed), ``checkpoint.json`` (atomic, every ``checkpoint_every`` evaluations), and at the end
+``pareto.json`` and ``best.json``. Strategies are deterministic functions of the seed and of the results
+told, so ``resume=True`` rebuilds the strategy and replays the log (results read from it, never
+recomputed) before evaluating anything new: a run killed at any point ends exactly like an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from edgenas.errors import InputError
+from edgenas.io import atomic_write_json, read_json
+from edgenas.search.base import STRATEGIES, Trial, _load_builtin, make_strategy
+from edgenas.search.problem import Problem
+from edgenas.search.results import SearchResult, summarise, write_results
+
+RUN_SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything that determines a search (what ``config.json`` records)."""
+
+    space: str
+    strategy: str = "evolution"
+    budget_evals: int = 100
+    max_wall_s: float | None = None
+    seed: int = 0
+    population: int | None = None
+    devices: tuple[tuple[str, float | None], ...] = ()   # (device, budget in ms or None)
+    objectives: tuple[str, ...] = ("accuracy",)
+    checkpoint_every: int = 10
+    batch_size: int | None = None                          # None: the strategy's preference
+    strategy_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _load_builtin()
+        object.__setattr__(self, "strategy", STRATEGIES.canonical(self.strategy))
+        object.__setattr__(self, "devices", tuple((str(n), None if b is None else float(b))
+                                                  for n, b in self.devices))
+        object.__setattr__(self, "objectives", tuple(self.objectives))
+        for name, value, low in (("budget_evals", self.budget_evals, 1),
+                                 ("checkpoint_every", self.checkpoint_every, 1),
+                                 ("population", self.population, 2), ("batch_size", self.batch_size, 1)):
+            if value is not None and (not isinstance(value, int) or value < low):
+                raise InputError(f"search config: {name} must be an integer >= {low}, got {value!r}")
+        if self.max_wall_s is not None and not self.max_wall_s > 0:
+            raise InputError(f"search config: max_wall_s must be > 0, got {self.max_wall_s!r}")
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["devices"] = [list(x) for x in self.devices]
+        d["objectives"] = list(self.objectives)
+        d["strategy_options"] = dict(self.strategy_options)
+        return {"schema": RUN_SCHEMA, **d}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "SearchConfig":
+        d = {k: v for k, v in d.items() if k != "schema"}
+        d["devices"] = tuple(tuple(x) for x in d.get("devices", ()))
+        d["objectives"] = tuple(d.get("objectives", ("accuracy",)))
+        try:
+            return cls(**d)
+        except TypeError as exc:
+            raise InputError(f"malformed search config: {exc}") from None
+
+
+def _read_log(path: Path) -> list[dict[str, Any]]:
+    """Complete lines of the evaluation log; a torn last line (kill -9) is cut off the file."""
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end < len(data):
+        with open(path, "r+b") as fh:
+            fh.truncate(end)
+    lines = []
+    for n, line in enumerate(data[:end].splitlines(), start=1):
+        try:
+            lines.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise InputError(f"malformed line {n} in {path}", hint="the run folder is damaged") from None
+    return lines
+
+
+def _strategy_options(config: SearchConfig, hooks: Mapping[str, Any] | None) -> dict[str, Any]:
+    spec = STRATEGIES.get(config.strategy).options
+    opts = dict(config.strategy_options)
+    if config.population is not None and "population" in spec:
+        opts.setdefault("population", config.population)
+    if "budget" in spec:
+        opts.setdefault("budget", config.budget_evals)
+    return {**opts, **(hooks or {})}
+
+
+def run_search(config: SearchConfig, problem: Problem, out_dir: str | os.PathLike, *,
+               resume: bool = False, progress: Callable[[int, int], None] | None = None,
+               strategy_hooks: Mapping[str, Any] | None = None) -> SearchResult:
+    """Run (or resume) a search; returns the best feasible architecture, the fronts and counts."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    log_path, ckpt_path, cfg_path = out / "evaluations.jsonl", out / "checkpoint.json", out / "config.json"
+    names = [n for n, _ in config.devices]
+    have = [d.name for d in problem.devices]
+    if names != have or any(b != d.budget_ms for (_, b), d in zip(config.devices, problem.devices)):
+        raise InputError(f"search config devices {config.devices} do not match the problem's "
+                         f"{[(d.name, d.budget_ms) for d in problem.devices]}")
+    if resume and cfg_path.exists():
+        old = read_json(cfg_path, "run config")
+        mine = config.to_json()
+        diff = sorted(k for k in set(old) | set(mine) if k != "max_wall_s" and old.get(k) != mine.get(k))
+        if diff:
+            raise InputError(f"cannot resume {out}: the config differs in {', '.join(diff)}",
+                             hint="resume with the original settings or use a new folder")
+        logged = _read_log(log_path)
+        prev = read_json(ckpt_path, "checkpoint") if ckpt_path.exists() else {}
+        elapsed0 = float(prev.get("elapsed_s", logged[-1]["wall_s"] if logged else 0.0))
+    else:
+        if log_path.exists() or ckpt_path.exists():
+            raise InputError(f"{out} already holds a search run",
+                             hint="pass resume=True (--resume) or choose a new folder")
+        logged, elapsed0 = [], 0.0
+    atomic_write_json(cfg_path, config.to_json())
+
+    space = problem.space
+    strategy = make_strategy(config.strategy, space, np.random.default_rng(config.seed),
+                             feasibility=problem if problem.constrained else None,
+                             **_strategy_options(config, strategy_hooks))
+    batch = config.batch_size or strategy.batch_hint or strategy.opts.get("population") or 1
+    t0 = time.monotonic() - elapsed0
+    trials: list[Trial] = []
+    stopped = "budget"
+
+    def checkpoint(status: str) -> None:
+        atomic_write_json(ckpt_path, {"schema": RUN_SCHEMA, "config": config.to_json(), "status": status,
+                                      "n_evaluations": len(trials), "log_bytes": log_path.stat().st_size,
+                                      "elapsed_s": time.monotonic() - t0})
+
+    with open(log_path, "a", encoding="utf-8") as log:
+        while len(trials) < config.budget_evals:
+            replaying = len(trials) < len(logged)
+            if not replaying and config.max_wall_s is not None and time.monotonic() - t0 >= config.max_wall_s:
+                stopped = "wall_time"
+                break
+            archs = strategy.ask(min(batch, config.budget_evals - len(trials)))
+            start = len(trials)
+            records: list[dict[str, Any]] = [None] * len(archs)  # type: ignore[list-item]
+            for j, arch in enumerate(archs):
+                if start + j < len(logged):
+                    rec = logged[start + j]
+                    if space.arch_id(space.from_dict(rec["arch"])) != space.arch_id(arch):
+                        raise InputError(f"cannot resume {out}: evaluation {start + j} in the log is not "
+                                         "what the strategy proposes on replay",
+                                         hint="the code or the seed changed; start a new run")
+                    records[j] = rec
+            todo = [j for j, r in enumerate(records) if r is None]
+            if todo:
+                fresh = problem.evaluate([archs[j] for j in todo])
+                for j, rec in zip(todo, fresh):
+                    rec = {"number": start + j, "arch": space.to_dict(archs[j]), **rec,
+                           "wall_s": round(time.monotonic() - t0, 6)}
+                    records[j] = rec
+                for j in todo:  # in order: the log is the evaluation sequence
+                    log.write(json.dumps(records[j]) + "\n")
+                log.flush()
+                os.fsync(log.fileno())
+            for rec in records:
+                trials.append(Trial.from_json(rec))
+                if not replaying and len(trials) % config.checkpoint_every == 0:
+                    checkpoint("running")
+            strategy.tell(archs, [problem.to_result(r) for r in records])
+            if progress is not None:
+                progress(len(trials), config.budget_evals)
+    checkpoint("complete" if stopped == "budget" else "stopped")
+    result = summarise(trials, problem, out, stopped)
+    write_results(result, problem, out)
+    return result

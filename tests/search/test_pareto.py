@@ -1,0 +1,86 @@
+"""Pareto utilities against brute force: grid counting and inclusion-exclusion."""
+
+from itertools import combinations, product
+
+import numpy as np
+import pytest
+
+from edgenas.search.pareto import (crowding_distance, dominates, hypervolume, non_dominated_sort,
+                                   pareto_mask)
+
+
+def grid_hv(P: np.ndarray, ref: np.ndarray) -> float:
+    """Count unit cells of the integer grid covered by the union of boxes [p, ref]."""
+    cells = 0
+    for c in product(*[range(int(r)) for r in ref]):
+        if any(np.all(np.asarray(c) >= p) for p in P):
+            cells += 1
+    return float(cells)
+
+
+def incl_excl_hv(P: np.ndarray, ref: np.ndarray) -> float:
+    total = 0.0
+    for k in range(1, len(P) + 1):
+        for sub in combinations(range(len(P)), k):
+            corner = P[list(sub)].max(axis=0)
+            total += (-1) ** (k + 1) * float(np.prod(np.maximum(ref - corner, 0)))
+    return total
+
+
+@pytest.mark.parametrize("m", [2, 3, 4])
+def test_hypervolume_matches_grid_count(m):
+    rng = np.random.default_rng(m)
+    ref = np.full(m, 6.0)
+    for _ in range(15):
+        P = rng.integers(0, 7, size=(int(rng.integers(1, 9)), m)).astype(float)
+        assert hypervolume(P, ref) == pytest.approx(grid_hv(P, ref))
+
+
+@pytest.mark.parametrize("m", [2, 3, 5])
+def test_hypervolume_matches_inclusion_exclusion_on_reals(m):
+    rng = np.random.default_rng(10 + m)
+    for _ in range(20):
+        P = rng.random((int(rng.integers(1, 8)), m))
+        ref = np.ones(m) * 1.1
+        assert hypervolume(P, ref) == pytest.approx(incl_excl_hv(P, ref), rel=1e-12, abs=1e-12)
+
+
+def test_hypervolume_edge_cases():
+    assert hypervolume(np.empty((0, 2)), np.array([1.0, 1.0])) == 0.0
+    assert hypervolume(np.array([[2.0, 0.0]]), np.array([1.0, 1.0])) == 0.0  # outside the box
+    assert hypervolume(np.array([[0.0, np.inf]]), np.array([1.0, 1.0])) == 0.0
+    assert hypervolume(np.array([[0.5, 0.5], [0.5, 0.5]]), np.array([1.0, 1.0])) == pytest.approx(0.25)
+    with pytest.raises(ValueError):
+        hypervolume(np.array([[0.0, 0.0]]), np.array([1.0, 1.0, 1.0]))
+
+
+def test_pareto_mask_and_sort_agree_with_pairwise_dominance():
+    rng = np.random.default_rng(3)
+    F = rng.integers(0, 5, size=(40, 3)).astype(float)
+    mask = pareto_mask(F)
+    for i in range(len(F)):
+        dominated = any(dominates(F[j], F[i]) for j in range(len(F)))
+        assert mask[i] == (not dominated)
+    fronts = non_dominated_sort(F)
+    assert sorted(np.concatenate(fronts).tolist()) == list(range(len(F)))
+    assert set(fronts[0].tolist()) == set(np.flatnonzero(mask).tolist())
+    rank = {int(i): r for r, fr in enumerate(fronts) for i in fr}
+    for i in range(len(F)):
+        for j in range(len(F)):
+            if dominates(F[i], F[j]):
+                assert rank[i] < rank[j]
+
+
+def test_constrained_domination_puts_feasible_first_then_by_violation():
+    F = np.array([[0.0, 0.0], [5.0, 5.0], [1.0, 1.0], [0.0, 0.0]])
+    v = np.array([0.3, 0.0, 0.1, 0.3])
+    fronts = non_dominated_sort(F, v)
+    assert [sorted(f.tolist()) for f in fronts] == [[1], [2], [0, 3]]
+
+
+def test_crowding_distance_boundaries_infinite_and_interior_exact():
+    F = np.array([[0.0, 4.0], [1.0, 2.0], [2.0, 1.0], [4.0, 0.0]])
+    d = crowding_distance(F)
+    assert np.isinf(d[0]) and np.isinf(d[3])
+    assert d[1] == pytest.approx((2 - 0) / 4 + (4 - 1) / 4)
+    assert d[2] == pytest.approx((4 - 1) / 4 + (2 - 0) / 4)

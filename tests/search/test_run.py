@@ -1,0 +1,181 @@
+"""The run loop: run folder contents, budgets, progress, and exact resume after kill -9."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgenas.errors import InputError
+from edgenas.evaluate.tabular import TableLatency, make_tabular
+from edgenas.search import DeviceTarget, Problem, SearchConfig, run_search
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def full_table(tmp_path_factory):
+    """A synthetic table over all 15,625 nb201 archs (accuracy and latency from fixed formulas)."""
+    from edgenas.spaces import SPACES
+    from edgenas.spaces import nb201  # noqa: F401
+
+    space = SPACES.get("nb201")
+    rng = np.random.default_rng(0)
+    w_acc, w_lat = rng.uniform(0, 3, size=(6, 5)), rng.uniform(0, 2, size=(6, 5))
+    path = tmp_path_factory.mktemp("table") / "t.csv"
+    lines = ["index,arch,cifar10_test,cifar100_test,imagenet16_test,dev_ms"]
+    for i, a in enumerate(space.all_archs()):
+        g = space.to_genes(a)
+        acc = 70 + w_acc[np.arange(6), g].sum() + 0.001 * i % 1
+        lat = 1 + w_lat[np.arange(6), g].sum()
+        lines.append(f"{i},{a.string},{acc:.4f},{acc - 20:.4f},{acc - 40:.4f},{lat:.5f}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def problem_for(table, budget_ms=None):
+    from edgenas.spaces import SPACES
+
+    space = SPACES.get("nb201")
+    return Problem(space, make_tabular(space, table=table),
+                   [DeviceTarget("dev", TableLatency(table, "dev_ms", space), budget_ms)])
+
+
+def config(strategy, budget=40, budget_ms=None, **kw):
+    return SearchConfig(space="nb201", strategy=strategy, budget_evals=budget, seed=3,
+                        devices=(("dev", budget_ms),), checkpoint_every=5, **kw)
+
+
+def log_seq(out):
+    rows = [json.loads(x) for x in (Path(out) / "evaluations.jsonl").read_text().splitlines()]
+    return [(r["number"], r["arch"]["arch"], r["objectives"], r["latency_ms"]) for r in rows]
+
+
+def test_run_folder_contents_and_progress(full_table, tmp_path):
+    seen = []
+    res = run_search(config("evolution", 30, budget_ms=8.0), problem_for(full_table, 8.0), tmp_path,
+                     progress=lambda d, t: seen.append((d, t)))
+    assert seen[-1] == (30, 30) and len(seen) == 30
+    assert res.n_evaluations == 30 and len(log_seq(tmp_path)) == 30
+    best = json.loads((tmp_path / "best.json").read_text())
+    assert best["evaluations"] == 30 and best["arch"]["space"] == "nb201"
+    assert best["latency_ms"]["dev"] <= 8.0
+    assert best["objectives"]["accuracy"] == max(t.objectives["accuracy"] for t in res.trials if t.feasible)
+    pareto = json.loads((tmp_path / "pareto.json").read_text())
+    front = pareto["devices"]["dev"]
+    assert front and all(p["latency_ms"]["dev"] <= 8.0 for p in front)
+    accs = [p["accuracy"] for p in front]
+    lats = [p["latency_ms"]["dev"] for p in front]
+    assert accs == sorted(accs, reverse=True) and lats == sorted(lats, reverse=True)  # a trade-off curve
+    ck = json.loads((tmp_path / "checkpoint.json").read_text())
+    assert ck["status"] == "complete" and ck["n_evaluations"] == 30
+    assert ck["log_bytes"] == (tmp_path / "evaluations.jsonl").stat().st_size
+    assert json.loads((tmp_path / "config.json").read_text())["strategy"] == "evolution"
+
+
+def test_existing_run_needs_resume_and_same_config(full_table, tmp_path):
+    run_search(config("random", 10), problem_for(full_table), tmp_path)
+    with pytest.raises(InputError, match="already holds a search run"):
+        run_search(config("random", 10), problem_for(full_table), tmp_path)
+    with pytest.raises(InputError, match="config differs in seed"):
+        run_search(SearchConfig(space="nb201", strategy="random", budget_evals=10, seed=4,
+                                devices=(("dev", None),), checkpoint_every=5),
+                   problem_for(full_table), tmp_path, resume=True)
+
+
+def test_wall_time_budget_stops_early(full_table, tmp_path):
+    from edgenas.evaluate.base import Evaluator
+
+    class Slow(Evaluator):
+        def __init__(self, inner):
+            super().__init__(inner.space)
+            self.inner = inner
+
+        def evaluate(self, archs):
+            time.sleep(0.05 * len(archs))
+            return self.inner.evaluate(archs)
+
+    p = problem_for(full_table)
+    p.evaluator = Slow(p.evaluator)
+    res = run_search(config("evolution", 1000, max_wall_s=0.5), p, tmp_path)
+    assert res.stopped == "wall_time" and 3 <= res.n_evaluations < 30
+
+
+@pytest.mark.parametrize("strategy", ["random", "evolution", "nsga2", "woa", "ri-iwoa"])
+def test_resume_from_torn_log_is_exact(full_table, tmp_path, strategy):
+    ref = run_search(config(strategy, 45, budget_ms=9.0), problem_for(full_table, 9.0), tmp_path / "ref")
+    part = tmp_path / "part"
+    part.mkdir()
+    lines = (tmp_path / "ref" / "evaluations.jsonl").read_bytes().splitlines(keepends=True)
+    (part / "evaluations.jsonl").write_bytes(b"".join(lines[:23]) + lines[23][:17])  # torn line
+    (part / "config.json").write_bytes((tmp_path / "ref" / "config.json").read_bytes())
+    res = run_search(config(strategy, 45, budget_ms=9.0), problem_for(full_table, 9.0), part, resume=True)
+    assert log_seq(part) == log_seq(tmp_path / "ref")
+    assert (part / "best.json").read_text() == (tmp_path / "ref" / "best.json").read_text()
+    assert (part / "pareto.json").read_text() == (tmp_path / "ref" / "pareto.json").read_text()
+    assert res.best.number == ref.best.number
+
+
+SCRIPT = textwrap.dedent("""
+    import sys, time
+    from edgenas.evaluate.base import Evaluator
+    from edgenas.evaluate.tabular import TableLatency, make_tabular
+    from edgenas.search import DeviceTarget, Problem, SearchConfig, run_search
+    from edgenas.spaces import SPACES
+    from edgenas.spaces import nb201
+
+    table, out, strategy, resume = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "1"
+
+    class Slow(Evaluator):
+        def __init__(self, inner):
+            super().__init__(inner.space)
+            self.inner = inner
+        def evaluate(self, archs):
+            time.sleep(0.03 * len(archs))
+            return self.inner.evaluate(archs)
+
+    space = SPACES.get("nb201")
+    problem = Problem(space, Slow(make_tabular(space, table=table)),
+                      [DeviceTarget("dev", TableLatency(table, "dev_ms", space), 9.0)])
+    cfg = SearchConfig(space="nb201", strategy=strategy, budget_evals=60, seed=11, population=10,
+                       devices=(("dev", 9.0),), checkpoint_every=4)
+    run_search(cfg, problem, out, resume=resume)
+""")
+
+
+@pytest.mark.parametrize("strategy", ["evolution", "ri-iwoa"])
+def test_resume_after_sigkill_matches_uninterrupted_run(full_table, tmp_path, strategy):
+    script = tmp_path / "search.py"
+    script.write_text(SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def run(out, resume):
+        return subprocess.run([sys.executable, str(script), str(full_table), str(out), strategy, resume],
+                              env=env, capture_output=True, text=True, timeout=120)
+
+    ref = run(tmp_path / "ref", "0")
+    assert ref.returncode == 0, ref.stderr
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, str(script), str(full_table), str(out), strategy, "0"], env=env)
+    log = out / "evaluations.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if log.exists() and log.read_bytes().count(b"\n") >= 27:
+            break
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    n_killed = log.read_bytes().count(b"\n")
+    assert 27 <= n_killed < 60 and not (out / "best.json").exists()
+    resumed = run(out, "1")
+    assert resumed.returncode == 0, resumed.stderr
+    assert log_seq(out) == log_seq(tmp_path / "ref")
+    for name in ("best.json", "pareto.json"):
+        assert (out / name).read_text() == (tmp_path / "ref" / name).read_text()

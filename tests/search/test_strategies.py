@@ -1,0 +1,144 @@
+"""Strategies: registry, options, determinism, constraint handling, WOA/RI-IWOA specifics."""
+
+import numpy as np
+import pytest
+
+from edgenas.errors import InfeasibleError, InputError
+from edgenas.search import DeviceTarget, Problem, make_strategy, strategy_names
+from edgenas.search.base import STRATEGIES, rank_key
+from edgenas.search.riiwoa import RIIWOA
+from edgenas.search.woa import WOA
+
+
+ALL = ["random", "evolution", "nsga2", "woa", "ri-iwoa"]
+
+
+def drive(strategy, problem, budget, batch=None):
+    """Plain ask/tell loop; returns the asked arch ids and results."""
+    asked, results = [], []
+    batch = batch or strategy.batch_hint or strategy.opts.get("population") or 1
+    while len(asked) < budget:
+        archs = strategy.ask(min(batch, budget - len(asked)))
+        recs = problem.evaluate(archs)
+        res = [problem.to_result(r) for r in recs]
+        strategy.tell(archs, res)
+        asked += [problem.space.arch_id(a) for a in archs]
+        results += res
+    return asked, results
+
+
+def test_registry_names_and_alias():
+    assert strategy_names() == sorted(ALL)
+    assert STRATEGIES.canonical("rea") == "evolution"
+    assert STRATEGIES.canonical("riiwoa") == "ri-iwoa"
+    with pytest.raises(InputError, match="unknown strategy"):
+        STRATEGIES.get("annealing")
+
+
+def test_options_are_validated(space):
+    rng = np.random.default_rng(0)
+    with pytest.raises(InputError, match="unknown option"):
+        make_strategy("evolution", space, rng, populaton=10)
+    with pytest.raises(InputError, match="must be >= 2"):
+        make_strategy("evolution", space, rng, population=1)
+    with pytest.raises(InputError, match="not a int"):
+        make_strategy("nsga2", space, rng, population="many")
+    assert make_strategy("evolution", space, rng, population="12").opts["population"] == 12
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_same_seed_same_search_and_different_seed_differs(space, name, formula, Lat):
+    problem = Problem(space, formula, [DeviceTarget("dev", Lat(space))])
+    opts = {"budget": 60} if name in ("woa", "ri-iwoa") else {}
+    runs = [drive(make_strategy(name, space, np.random.default_rng(s), **opts), problem, 60)[0]
+            for s in (7, 7, 8)]
+    assert runs[0] == runs[1]
+    assert runs[0] != runs[2]
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_constrained_search_proposes_only_feasible(space, name, formula, Lat):
+    lat = Lat(space, seed=2)
+    ms, _ = lat.min_latency()
+    budget = ms * 1.4  # tight: a small fraction of the space is feasible
+    problem = Problem(space, formula, [DeviceTarget("dev", lat, budget)])
+    frac = np.mean(problem.violation(space.all_archs()[::7]) <= 0)
+    assert 0 < frac < 0.2
+    opts = {"budget": 60} if name in ("woa", "ri-iwoa") else {}
+    strat = make_strategy(name, space, np.random.default_rng(0), feasibility=problem, **opts)
+    _, results = drive(strat, problem, 60)
+    assert all(r.feasible for r in results)
+
+
+def test_infeasible_budget_raises_at_once_naming_device(space, formula, Lat):
+    lat = Lat(space)
+    ms, _ = lat.min_latency()
+    with pytest.raises(InfeasibleError) as err:
+        Problem(space, formula, [DeviceTarget("fast", Lat(space, 5), None),
+                                                 DeviceTarget("orin-nano", lat, ms * 0.9)])
+    assert "orin-nano" in str(err.value) and f"{ms:.4g}" in str(err.value)
+    assert err.value.min_latency_ms == pytest.approx(ms)
+
+
+def test_repair_is_bounded_and_reaches_feasibility(space, formula, Lat):
+    lat = Lat(space, seed=4)
+    ms, anchor = lat.min_latency()
+    problem = Problem(space, formula, [DeviceTarget("dev", lat, ms)])  # only the optimum
+    strat = make_strategy("random", space, np.random.default_rng(0), feasibility=problem)
+    archs = strat.ask(3)
+    assert problem.violation(archs[:1])[0] == 0.0  # found by repair toward the min-latency arch
+    assert space.arch_id(archs[0]) == space.arch_id(anchor)
+
+
+def test_evolution_finds_formula_optimum_and_beats_random(space, formula):
+    problem = Problem(space, formula)
+    best = {}
+    for name in ("random", "evolution"):
+        scores = []
+        for seed in range(5):
+            _, res = drive(make_strategy(name, space, np.random.default_rng(seed)), problem, 150)
+            scores.append(-min(r.scalar for r in res))
+        best[name] = np.median(scores)
+    assert best["evolution"] >= 18.0  # optimum 18.03 (all nor_conv_3x3)
+    assert best["evolution"] > best["random"]
+
+
+def test_woa_a_decreases_linearly_from_2_to_0(space, formula):
+    w = WOA(space, np.random.default_rng(0), population=10, generations=4)
+    seen = []
+    problem = Problem(space, formula)
+    for _ in range(5):
+        archs = w.ask(10)
+        seen.append(w.a)
+        w.tell(archs, [problem.to_result(r) for r in problem.evaluate(archs)])
+    assert seen == pytest.approx([2.0, 1.5, 1.0, 0.5, 0.0])
+
+
+def test_riiwoa_frame_is_orthonormal_even_when_population_collapses(space, formula):
+    s = RIIWOA(space, np.random.default_rng(0), population=6, budget=60, rotate_every=1)
+    problem = Problem(space, formula)
+    archs = s.ask(6)
+    s.tell(archs, [problem.to_result(r) for r in problem.evaluate(archs)])
+    s.X[:] = s.X[0]  # singular covariance
+    s._update_frame()
+    B, centre = s.frame
+    assert np.allclose(B.T @ B, np.eye(space.dim), atol=1e-8)
+    assert np.all(np.isfinite(B)) and np.allclose(centre, s.X[0])
+
+
+def test_riiwoa_mutation_hook_runs_in_attack_phase_and_polish_is_in_budget(space, formula):
+    calls = []
+
+    def op(arch, rng):
+        calls.append(arch)
+        return space.mutate(arch, rng)
+
+    problem = Problem(space, formula)
+    s = make_strategy("ri-iwoa", space, np.random.default_rng(1), budget=100, population=10,
+                      polish_evals=20, mutation_operator=op)
+    assert s.generations == 8
+    asked, res = drive(s, problem, 100)
+    assert len(asked) == 100 and calls
+    polish = res[80:]
+    assert min(rank_key(r) for r in res) <= min(rank_key(r) for r in res[:80])
+    assert len(polish) == 20

@@ -1,0 +1,114 @@
+"""The nb201 space: exact arch strings, genes, block keys, exact min latency, the torch network."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgenas.errors import InputError
+from edgenas.spaces import SPACES
+from edgenas.spaces import nb201  # noqa: F401
+from edgenas.spaces.nb201 import OPS, NB201Arch
+
+TABLE = Path(__file__).resolve().parents[2].parent / "shared/data/nb201/nb201_hw.csv"
+S = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+
+
+@pytest.fixture
+def space():
+    return SPACES.get("nb201")
+
+
+def test_record_round_trip_is_exact(space):
+    arch = space.from_dict({"space": "nb201", "schema": 1, "arch": S})
+    assert arch.ops == ("nor_conv_3x3", "nor_conv_3x3", "avg_pool_3x3", "skip_connect", "nor_conv_3x3",
+                        "skip_connect")
+    assert space.to_dict(arch) == {"space": "nb201", "schema": 1, "arch": S}
+    assert space.to_genes(arch).tolist() == [3, 3, 4, 1, 3, 1]
+
+
+def test_every_table_string_round_trips(space):
+    if not TABLE.exists():
+        pytest.skip(f"reference table not found at {TABLE}")
+    import csv
+
+    with open(TABLE, newline="") as fh:
+        strings = [row["arch"] for row in csv.DictReader(fh)]
+    assert len(strings) == 15625
+    assert [space.from_string(s).string for s in strings] == strings
+    assert {space.from_string(s) for s in strings} == set(space.all_archs())
+
+
+@pytest.mark.parametrize("bad", [
+    "", "|nor_conv_3x3~0|", S.replace("~2|", "~1|"), S.replace("avg_pool_3x3", "max_pool_3x3"),
+    S[:-1], S.replace("+", "+ "), S + "+|none~0|", S.replace("~0", "0", 1),
+])
+def test_malformed_strings_are_input_errors(space, bad):
+    with pytest.raises(InputError, match="malformed NAS-Bench-201"):
+        space.from_dict({"space": "nb201", "schema": 1, "arch": bad})
+
+
+def test_bad_records(space):
+    with pytest.raises(InputError, match="schema"):
+        space.from_dict({"space": "nb201", "schema": 2, "arch": S})
+    with pytest.raises(InputError, match="unknown key"):
+        space.from_dict({"space": "nb201", "schema": 1, "arch": S, "ks": [3]})
+    with pytest.raises(InputError):
+        space.from_genes([0, 1, 2, 3, 4, 5])
+
+
+def test_genes_codec_and_operators_stay_in_space(space):
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        a = space.sample(rng)
+        assert space.from_genes(space.to_genes(a)) == a
+        assert space.decode(space.encode(a)) == a
+        m = space.mutate(a, rng)
+        assert m != a and (space.to_genes(m) != space.to_genes(a)).sum() >= 1
+
+
+def test_block_keys_are_in_vocab_and_count_cells(space):
+    arch = space.from_string(S)
+    keys = space.block_keys(arch)
+    assert len(keys) == 1 + 2 + 1 + 3 * 5 * 6
+    vocab = space.key_vocab()
+    assert len(vocab) == len(set(vocab)) == 4 + 3 * len(OPS)
+    assert set(keys) <= set(vocab)
+    assert keys.count("nb201-op-nor_conv_3x3-c32-s16") == 5 * 3
+
+
+def test_min_latency_is_exact_against_enumeration(space):
+    rng = np.random.default_rng(1)
+    vocab = space.key_vocab()
+    archs = space.all_archs()
+    genes = np.array([space.to_genes(a) for a in archs])
+    all_idx = space.key_index_matrix(genes)
+    assert all_idx.shape == (15625, 94)
+    for i in range(0, 15625, 997):  # the vectorised matrix is block_keys, in order
+        assert [vocab[j] for j in all_idx[i]] == space.block_keys(archs[i])
+    for _ in range(3):
+        cost = {k: float(rng.uniform(0, 1)) for k in vocab}
+        ms, arch = space.min_latency(cost)
+        c = np.array([cost[k] for k in vocab])
+        brute = c[all_idx].sum(axis=1)
+        assert ms == pytest.approx(brute.min())
+        assert sum(cost[k] for k in space.block_keys(arch)) == pytest.approx(ms)
+
+
+def test_build_model_is_the_nb201_network(space):
+    if importlib.util.find_spec("edgenas.spaces.nb201_net") is None:
+        pytest.skip("edgenas.spaces.nb201_net is not written yet")
+    import torch
+
+    none = sum(p.numel() for p in space.build_model(NB201Arch(("none",) * 6)).parameters())
+    conv = sum(p.numel() for p in space.build_model(NB201Arch(("nor_conv_3x3",) * 6)).parameters())
+    assert (none, conv) == (73306, 1531546)  # NAS-Bench-201: 0.073 M and 1.531 M
+    model = space.build_model(space.from_string(S))
+    assert model(torch.zeros(space.input_shape(None))).shape == (1, 10)
+    for key in space.key_vocab():
+        block = space.build_block(key)
+        y = block(torch.zeros(space.block_input_shape(key)))
+        assert torch.isfinite(y).all()
+        if "-op-" in key:
+            assert y.shape == space.block_input_shape(key)
