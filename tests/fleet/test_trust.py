@@ -25,7 +25,7 @@ def test_first_contact_rejected_until_trusted(sshd, project):
         SSHTransport(profile, project)
     err = exc.value
     assert "unknown SSH host key" in str(err) and sshd.fingerprint in str(err)
-    assert err.device == "dev" and err.fingerprint == sshd.fingerprint and "edgenas trust dev" in err.hint
+    assert err.device == "dev" and err.fingerprint == sshd.fingerprint and "edgenas device trust dev" in err.hint
     assert not project.known_hosts.exists()  # nothing was auto-added (unlike fabric)
 
     assert fetch_host_key(profile, project) == ("ssh-ed25519", sshd.fingerprint)
