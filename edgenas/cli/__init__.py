@@ -41,7 +41,9 @@ def main(argv: list[str] | None = None) -> None:
     from edgenas.cli._common import err
 
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except EdgenasError as exc:
         err.print(f"[bold red]error:[/bold red] [red]{exc}[/red]")
         sys.exit(exc.exit_code)

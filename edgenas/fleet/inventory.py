@@ -51,6 +51,10 @@ class Inventory:
             members = set(self.groups[group])
             chosen = [d for d in chosen if d.name in members]
         if names is not None:
+            stray = [n for n in names if n not in self.names()]
+            if stray:
+                raise InputError(f"device(s) not in the fleet {self.source}: {', '.join(stray)}",
+                                 hint=f"devices: {', '.join(self.names())}")
             chosen = [d for d in chosen if d.name in set(names)]
         return chosen
 

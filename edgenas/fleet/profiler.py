@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edgenas.errors import DeviceError, InputError
+from edgenas.io import sha256_file
 from edgenas.latency.lut import EntryStats, Lut
 from edgenas.latency.store import LutStore, lut_filename
 from edgenas.project import Project
@@ -114,8 +115,10 @@ def profile_device(project: Project, device: Any, space_name: str, *, force: boo
         keys = space.key_vocab()
         paths, exported = export_blocks(project, space, keys, progress)
         partial = f"partial/{space.name}-{fp_hash[:12]}.jsonl"
-        if force:
-            partial = f"partial/{space.name}-{fp_hash[:12]}-{int(time.time())}.jsonl"
+        if force and existing.exists():
+            # named after the table being replaced: a forced run that is interrupted resumes on the next
+            # forced run (the old table is still there), while a completed one makes the next start afresh
+            partial = f"partial/{space.name}-{fp_hash[:12]}-force-{sha256_file(existing)[:12]}.jsonl"
         results: dict[str, dict[str, Any]] = {}
         resumed = 0
         done = 0

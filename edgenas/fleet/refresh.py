@@ -5,7 +5,9 @@ For each device (bounded concurrency; every remote call has the profile's timeou
 1. fingerprint changed (or no LUT yet) -> rebuild the LUT;
 2. otherwise re-time a handful of sentinel entries; drift larger than ``max(5%, 3 x CoV)`` -> rebuild.
    The drift of the table is the median over sentinels of |new - old| / old; the CoV is the median
-   CoV the sentinels had when the table was built (a noisy table needs a larger change to count);
+   CoV the sentinels had when the table was built (a noisy table needs a larger change to count),
+   capped at ``DRIFT_CAP`` (heavy-tailed timing noise gives CoVs near 1, which must not hide a table
+   that is off by a factor of two or more);
 3. otherwise keep the table and record that it was verified (``luts/DEVICE/verified.jsonl``).
 
 A failing device never stops the others: its row says ``failed`` with the reason, and its previous
@@ -33,6 +35,7 @@ Progress = Callable[[str, int, int], None]
 
 DRIFT_FLOOR = 0.05
 DRIFT_COV_FACTOR = 3.0
+DRIFT_CAP = 0.5
 N_SENTINELS = 5
 
 
@@ -77,7 +80,7 @@ def measure_drift(session: Any, project: Project, lut: Lut, protocol: dict[str, 
                / max(lut.entries[k].median_ms, 1e-9) for k in keys}
     drift = float(np.median(list(changes.values())))
     cov = float(np.median([lut.entries[k].cov for k in keys]))
-    return drift, max(DRIFT_FLOOR, DRIFT_COV_FACTOR * cov), changes
+    return drift, min(max(DRIFT_FLOOR, DRIFT_COV_FACTOR * cov), DRIFT_CAP), changes
 
 
 def refresh_device(project: Project, profile: Any, space: str, *, protocol: dict[str, Any] | None = None

@@ -1,0 +1,209 @@
+"""Fleet inventories: ``profiles/fleet.toml`` (devices, groups, per-group overrides) and Ansible YAML
+(``all:`` / ``hosts`` / ``children`` / ``vars``), and one clear ``InputError`` for every bad input."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from edgenas.errors import InputError
+from edgenas.fleet.inventory import default_inventory_path, load_inventory, with_overrides
+from edgenas.project import Project
+
+
+@pytest.fixture
+def project(tmp_path) -> Project:
+    proj = Project(tmp_path / "proj")
+    proj.profiles_dir.mkdir(parents=True)
+    for name, host, threads in (("orin-nano", "orin.lab", 4), ("xavier-nx", "xavier.lab", 6),
+                                ("lab-laptop", "laptop.lab", 8)):
+        write(proj.profiles_dir / f"{name}.toml", f"""
+            [device]
+            name = "{name}"
+            host = "{host}"
+            user = "nvidia"
+            runtime = "onnxruntime"
+            threads = {threads}
+            call_timeout_s = 600
+            """)
+    return proj
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip())
+    return path
+
+
+FLEET_TOML = """
+    [fleet]
+    devices = ["orin-nano", "xavier-nx", "lab-laptop"]
+    [groups]
+    jetsons = ["orin-nano", "xavier-nx"]
+    laptops = ["lab-laptop"]
+    [group_settings.jetsons]
+    call_timeout_s = 900
+    runtime = "tensorrt"
+    precision = "fp16"
+    """
+
+
+# -- TOML -------------------------------------------------------------------------------------------
+
+def test_toml_inventory_devices_groups_and_group_settings(project):
+    path = write(project.profiles_dir / "fleet.toml", FLEET_TOML)
+    assert default_inventory_path(project) == path
+    inv = load_inventory(project)  # the default path
+    assert inv.names() == ["orin-nano", "xavier-nx", "lab-laptop"] and inv.source == str(path)
+    assert inv.groups == {"jetsons": ("orin-nano", "xavier-nx"), "laptops": ("lab-laptop",)}
+    by = {d.name: d for d in inv.devices}
+    # group settings override the profile; the rest of the profile is kept
+    assert by["orin-nano"].call_timeout_s == 900.0 and by["orin-nano"].runtime == "tensorrt"
+    assert by["orin-nano"].precision == "fp16" and by["orin-nano"].threads == 4
+    assert by["orin-nano"].host == "orin.lab" and by["xavier-nx"].threads == 6
+    assert by["lab-laptop"].call_timeout_s == 600.0 and by["lab-laptop"].runtime == "onnxruntime"
+    assert [d.name for d in inv.select("jetsons")] == ["orin-nano", "xavier-nx"]
+    assert [d.name for d in inv.select(names=["lab-laptop"])] == ["lab-laptop"]
+    assert [d.name for d in inv.select("jetsons", names=["xavier-nx"])] == ["xavier-nx"]
+    assert [d.name for d in inv.select()] == inv.names()
+    assert with_overrides(by["lab-laptop"], threads=2).threads == 2 and by["lab-laptop"].threads == 8
+
+
+def test_toml_inventory_by_explicit_path(project, tmp_path):
+    path = write(tmp_path / "elsewhere" / "my-fleet.toml", '[fleet]\ndevices = ["xavier-nx"]\n')
+    inv = load_inventory(project, path)
+    assert inv.names() == ["xavier-nx"] and inv.groups == {} and inv.devices[0].threads == 6
+
+
+@pytest.mark.parametrize("text, match", [
+    ('[fleet]\ndevices = ["orin-nano"\n', "malformed fleet inventory"),
+    ('[fleet]\ndevices = []\n', r"\[fleet\] needs devices"),
+    ('[fleet]\ndevices = ["orin-nano", "orin-nano"]\n', "distinct"),
+    ('[fleet]\ndevices = ["orin-nano"]\n[extras]\nx = 1\n', "unknown table.*extras"),
+    ('[fleet]\ndevices = ["orin-nano"]\n[groups]\njetsons = ["orin-nano", "tx2"]\n',
+     "group 'jetsons' names devices not in \\[fleet\\]: tx2"),
+    ('[fleet]\ndevices = ["orin-nano"]\n[groups]\njetsons = ["orin-nano"]\n[group_settings.gpus]\nthreads = 2\n',
+     "must name a group"),
+    ('[fleet]\ndevices = ["orin-nano"]\n[groups]\njetsons = ["orin-nano"]\n[group_settings.jetsons]\n'
+     'password = "hunter2"\n', "password.*not allowed"),
+    ('[fleet]\ndevices = ["orin-nano"]\n[groups]\njetsons = ["orin-nano"]\n[group_settings.jetsons]\n'
+     'threads = "four"\n', "threads must be an integer"),
+    ('[fleet]\ndevices = ["ghost"]\n', "unknown device 'ghost'"),
+])
+def test_bad_toml_inventory_is_one_clear_input_error(project, text, match):
+    path = write(project.profiles_dir / "fleet.toml", text)
+    before = sorted(p.name for p in project.profiles_dir.iterdir())
+    with pytest.raises(InputError, match=match):
+        load_inventory(project, path)
+    assert sorted(p.name for p in project.profiles_dir.iterdir()) == before  # nothing written
+
+
+def test_unknown_group_and_device_not_in_fleet(project):
+    write(project.profiles_dir / "fleet.toml", FLEET_TOML)
+    inv = load_inventory(project)
+    with pytest.raises(InputError, match="unknown group 'gpus'") as exc:
+        inv.select("gpus")
+    assert "jetsons" in exc.value.hint and "laptops" in exc.value.hint
+    with pytest.raises(InputError, match="not in the fleet.*ghost") as exc:
+        inv.select(names=["orin-nano", "ghost"])
+    assert "orin-nano" in exc.value.hint
+
+
+def test_missing_inventory(project, tmp_path):
+    with pytest.raises(InputError, match="fleet inventory not found") as exc:
+        load_inventory(project)
+    assert "profiles/fleet.toml" in exc.value.hint
+    with pytest.raises(InputError, match="not found.*nope.yaml"):
+        load_inventory(project, tmp_path / "nope.yaml")
+
+
+# -- Ansible YAML -----------------------------------------------------------------------------------
+
+ANSIBLE = """
+    all:
+      vars:
+        ansible_user: edge
+        edgenas_threads: 2
+      hosts:
+        lab-laptop:
+          ansible_host: 10.0.0.9
+      children:
+        jetsons:
+          vars:
+            edgenas_runtime: tensorrt
+            edgenas_python: /usr/bin/python3.10
+            edgenas_workdir: /data/edgenas
+          hosts:
+            orin-nano:
+              ansible_port: 2222
+              edgenas_threads: 4
+            jet-1:
+              ansible_host: 192.168.1.21
+              ansible_ssh_private_key_file: ~/.ssh/jetson_ed25519
+              ansible_python_interpreter: /usr/bin/python3
+        arm:
+          children:
+            jetsons2:
+              hosts:
+                jet-2:
+                  ansible_host: jet-2.lab
+                  ansible_user: ubuntu
+    """
+
+
+def test_ansible_yaml_inventory_maps_vars_onto_profiles(project):
+    path = write(project.profiles_dir / "inventory.yaml", ANSIBLE)
+    assert default_inventory_path(project) == path
+    inv = load_inventory(project)
+    by = {d.name: d for d in inv.devices}
+    assert set(by) == {"lab-laptop", "orin-nano", "jet-1", "jet-2"}
+    assert inv.groups == {"jetsons": ("jet-1", "orin-nano"), "arm": ("jet-2",), "jetsons2": ("jet-2",)}
+
+    laptop = by["lab-laptop"]  # has profiles/lab-laptop.toml: starts from it, variables override it
+    assert (laptop.host, laptop.user, laptop.threads) == ("10.0.0.9", "edge", 2)
+    assert laptop.runtime == "onnxruntime" and laptop.call_timeout_s == 600.0
+
+    orin = by["orin-nano"]  # profile + group vars + host vars (host wins over group wins over all)
+    assert (orin.host, orin.port, orin.user) == ("orin.lab", 2222, "edge")
+    assert (orin.runtime, orin.python, orin.workdir, orin.threads) == (
+        "tensorrt", "/usr/bin/python3.10", "/data/edgenas", 4)
+
+    jet1 = by["jet-1"]  # no profile file: built from the variables alone
+    assert (jet1.host, jet1.port, jet1.user) == ("192.168.1.21", None, "edge")
+    assert jet1.key_file == "~/.ssh/jetson_ed25519" and jet1.transport == "ssh"
+    assert jet1.python == "/usr/bin/python3"  # ansible_python_interpreter (host) beats the group's
+    assert (jet1.runtime, jet1.workdir, jet1.threads) == ("tensorrt", "/data/edgenas", 2)
+
+    jet2 = by["jet-2"]  # nested children; defaults where nothing is set
+    assert (jet2.host, jet2.user, jet2.runtime, jet2.threads) == ("jet-2.lab", "ubuntu", "onnxruntime", 2)
+    assert [d.name for d in inv.select("arm")] == ["jet-2"]
+    with pytest.raises(InputError, match="unknown group 'all'"):
+        inv.select("all")
+
+
+def test_ansible_host_without_ansible_host_uses_its_name(project, tmp_path):
+    path = write(tmp_path / "hosts.yml", "all:\n  hosts:\n    edge-box.lab:\n      edgenas_threads: 3\n")
+    inv = load_inventory(project, path)
+    assert [(d.name, d.host, d.threads) for d in inv.devices] == [("edge-box.lab", "edge-box.lab", 3)]
+
+
+@pytest.mark.parametrize("text, match", [
+    ("all:\n  hosts:\n    a: [1, 2\n", "malformed YAML inventory"),
+    ("just a string\n", "top-level 'all:'"),
+    ("ungrouped:\n  hosts:\n    a:\n", "top-level 'all:'"),
+    ("all:\n  children:\n    jetsons: [a, b]\n", "group 'jetsons' must be a mapping"),
+    ("all:\n  hosts:\n    a:\n      ansible_host: a.lab\n      edgenas_password: hunter2\n",
+     "password.*not allowed"),
+    ("all:\n  hosts:\n    a:\n      ansible_host: a.lab\n      edgenas_api_token: abc\n", "api_token.*not allowed"),
+    ("all:\n  hosts:\n    a:\n      ansible_host: a.lab\n      edgenas_runtime: tflite\n",
+     "runtime 'tflite' is not one of"),
+    ("all:\n  hosts:\n    a:\n      ansible_host: a.lab\n      edgenas_colour: red\n", "unknown key.*colour"),
+    ("all:\n  hosts:\n    a:\n      ansible_host: a.lab\n      ansible_port: 70000\n", "port 70000 out of range"),
+])
+def test_bad_ansible_inventory_is_one_clear_input_error(project, tmp_path, text, match):
+    path = write(tmp_path / "inv.yaml", text)
+    with pytest.raises(InputError, match=match) as exc:
+        load_inventory(project, path)
+    assert str(path) in str(exc.value)
