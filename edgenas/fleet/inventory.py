@@ -155,6 +155,10 @@ def _load_ansible(project: Project, path: Path) -> Inventory:
     profiles = []
     for h, hv in hosts.items():
         settings: dict[str, Any] = {}
+        secrets = sorted(k for k in hv if k.startswith("ansible_") and any(w in k for w in ("pass", "secret", "token")))
+        if secrets:
+            raise InputError(f"{where}: host {h} sets {', '.join(secrets)}: passwords are never used",
+                             hint="remove them and use ansible_ssh_private_key_file or ssh-agent")
         for k, v in hv.items():
             if k in _ANSIBLE_MAP:
                 settings[_ANSIBLE_MAP[k]] = v

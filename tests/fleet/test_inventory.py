@@ -207,3 +207,16 @@ def test_bad_ansible_inventory_is_one_clear_input_error(project, tmp_path, text,
     with pytest.raises(InputError, match=match) as exc:
         load_inventory(project, path)
     assert str(path) in str(exc.value)
+
+
+def test_ansible_password_variables_are_refused(tmp_path):
+    from edgenas.errors import InputError
+    from edgenas.fleet.inventory import load_inventory
+    from edgenas.project import Project
+
+    project = Project(tmp_path)
+    project.profiles_dir.mkdir()
+    inv = project.profiles_dir / "inventory.yaml"
+    inv.write_text("all:\n  hosts:\n    board:\n      ansible_host: 10.0.0.5\n      ansible_ssh_pass: hunter2\n")
+    with pytest.raises(InputError, match="ansible_ssh_pass"):
+        load_inventory(project, inv)
