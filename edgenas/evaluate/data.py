@@ -1,0 +1,169 @@
+"""Small image datasets for evaluators: scikit-learn's digits, ``.npz`` arrays, image folders.
+
+Every loader returns float32 NCHW tensors normalised per channel (zero mean, unit std over the
+dataset) and int64 labels, wrapped in a frozen ``ImageData`` record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from edgenas.errors import InputError
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """Images ``x`` (float32, NCHW, normalised), labels ``y`` (int64), class count and a name."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    num_classes: int
+    name: str
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def split(self, val_fraction: float = 0.2, seed: int = 0) -> tuple["ImageData", "ImageData"]:
+        """A (train, val) split by a seeded permutation; both parts are non-empty."""
+        if not 0.0 < val_fraction < 1.0:
+            raise InputError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        n = len(self)
+        if n < 2:
+            raise InputError(f"dataset '{self.name}' has {n} example(s); a split needs at least 2")
+        perm = torch.from_numpy(np.random.default_rng(seed).permutation(n))
+        n_val = min(n - 1, max(1, int(round(n * val_fraction))))
+        val, train = perm[:n_val], perm[n_val:]
+        return (ImageData(self.x[train], self.y[train], self.num_classes, f"{self.name}:train"),
+                ImageData(self.x[val], self.y[val], self.num_classes, f"{self.name}:val"))
+
+    def batch(self, batch_size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """A seeded random batch (without replacement; the whole set if it is smaller)."""
+        idx = np.random.default_rng(seed).permutation(len(self))[:batch_size]
+        idx_t = torch.from_numpy(np.sort(idx))
+        return self.x[idx_t], self.y[idx_t]
+
+
+def _normalise(x: torch.Tensor) -> torch.Tensor:
+    mean = x.mean(dim=(0, 2, 3), keepdim=True)
+    std = x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+    return ((x - mean) / std).contiguous()
+
+
+def _resize(x: torch.Tensor, resolution: int) -> torch.Tensor:
+    if resolution < 1:
+        raise InputError(f"resolution must be a positive integer, got {resolution}")
+    if x.shape[-2:] == (resolution, resolution):
+        return x
+    return F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False)
+
+
+def load_digits_images(resolution: int = 32, n: int | None = None, seed: int = 0,
+                       channels: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's 1,797 8x8 digits, upsampled (bilinear) and replicated to ``channels``.
+
+    ``n`` picks a seeded random subset. Returns ``(x, y)``: float32 NCHW normalised, int64.
+    """
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = digits.images.astype(np.float32) / 16.0
+    labels = digits.target.astype(np.int64)
+    if n is not None:
+        if n < 1:
+            raise InputError(f"n must be positive, got {n}")
+        idx = np.sort(np.random.default_rng(seed).permutation(len(labels))[:n])
+        images, labels = images[idx], labels[idx]
+    if channels < 1:
+        raise InputError(f"channels must be positive, got {channels}")
+    x = torch.from_numpy(images).unsqueeze(1)
+    x = _resize(x, resolution).repeat(1, channels, 1, 1)
+    return _normalise(x), torch.from_numpy(labels)
+
+
+def _to_nchw(x: np.ndarray, source: str) -> np.ndarray:
+    if x.ndim == 3:  # grey-scale N,H,W
+        return x[:, None]
+    if x.ndim != 4:
+        raise InputError(f"{source}: 'x' must be NCHW or NHWC (4-D), got shape {x.shape}")
+    if x.shape[1] in (1, 3, 4) and x.shape[-1] not in (1, 3, 4):
+        return x
+    if x.shape[-1] in (1, 3, 4):
+        return np.transpose(x, (0, 3, 1, 2))
+    if x.shape[1] in (1, 3, 4):
+        return x
+    raise InputError(f"{source}: cannot tell the channel axis of shape {x.shape}",
+                     hint="store 1, 3 or 4 channels, NCHW or NHWC")
+
+
+def load_npz(path: str | Path, resolution: int | None = None) -> ImageData:
+    """Arrays ``x`` (NCHW or NHWC, uint8 in 0..255 or float) and ``y`` (integer labels)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [k for k in ("x", "y") if k not in data.files]
+            if missing:
+                raise InputError(f"{path}: missing array(s) {', '.join(missing)}",
+                                 hint=f"found {', '.join(data.files) or 'none'}; expected 'x' and 'y'")
+            x, y = data["x"], data["y"]
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable .npz file ({exc})") from None
+    x = _to_nchw(x, str(path))
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) != len(x):
+        raise InputError(f"{path}: 'y' must be 1-D with one label per image "
+                         f"({len(x)} images, y shape {y.shape})")
+    if not np.issubdtype(y.dtype, np.integer) or (len(y) and y.min() < 0):
+        raise InputError(f"{path}: 'y' must hold non-negative integer labels, got {y.dtype}")
+    if len(x) == 0:
+        raise InputError(f"{path}: no images")
+    xf = x.astype(np.float32) / (255.0 if x.dtype == np.uint8 else 1.0)
+    if not np.isfinite(xf).all():
+        raise InputError(f"{path}: 'x' contains NaN or infinite values")
+    xt = torch.from_numpy(np.ascontiguousarray(xf))
+    if resolution is not None:
+        xt = _resize(xt, resolution)
+    return ImageData(_normalise(xt), torch.from_numpy(y.astype(np.int64)), int(y.max()) + 1, path.stem)
+
+
+def load_image_folder(path: str | Path, resolution: int = 32, limit: int | None = None) -> ImageData:
+    """A ``class_name/image.ext`` tree read with torchvision's ``ImageFolder``."""
+    try:
+        from torchvision import datasets, transforms
+    except ImportError:
+        raise InputError("reading an image folder needs torchvision",
+                         hint="pip install torchvision") from None
+    tf = transforms.Compose([transforms.Resize((resolution, resolution)), transforms.ToTensor()])
+    try:
+        ds = datasets.ImageFolder(str(path), transform=tf)
+    except (FileNotFoundError, RuntimeError) as exc:
+        raise InputError(f"{path}: not an image folder ({exc})",
+                         hint="expected one sub-folder per class holding images") from None
+    count = len(ds) if limit is None else min(limit, len(ds))
+    xs, ys = [], []
+    for i in range(count):
+        img, label = ds[i]
+        xs.append(img[:3] if img.shape[0] >= 3 else img.repeat(3, 1, 1))
+        ys.append(label)
+    return ImageData(_normalise(torch.stack(xs)), torch.tensor(ys, dtype=torch.int64),
+                     len(ds.classes), Path(path).name)
+
+
+def load_dataset(spec: str | Path, resolution: int = 32) -> ImageData:
+    """``"digits"``, a ``.npz`` file or an image folder, at ``resolution`` x ``resolution``."""
+    if str(spec) == "digits":
+        x, y = load_digits_images(resolution)
+        return ImageData(x, y, 10, "digits")
+    path = Path(spec)
+    if path.suffix == ".npz":
+        if not path.is_file():
+            raise InputError(f"dataset file {path} does not exist")
+        return load_npz(path, resolution)
+    if path.is_dir():
+        return load_image_folder(path, resolution)
+    raise InputError(f"unknown dataset {str(spec)!r}",
+                     hint="use 'digits', a .npz file with x and y, or an image folder")
