@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
                time_budget: float = typer.Option(None, "--time-budget", help="stop after this many seconds"),
                seed: int = typer.Option(0, "--seed", help="random seed (same seed, same search)"),
                population: int = typer.Option(None, "--population", help="population size"),
-               evaluator: str = typer.Option(None, "--evaluator", help="accuracy evaluator (default naswot; tabular with --table)"),
+               evaluator: str = typer.Option(None, "--evaluator", help="accuracy evaluator (default compression; tabular with --table)"),
                eval_opt: list[str] = typer.Option([], "--eval-opt", help="evaluator option KEY=VALUE (repeatable)"),
                table: str = typer.Option(None, "--table", help="benchmark CSV (nb201 format)"),
                objective: str = typer.Option("cifar10_test", "--objective", help="accuracy column of --table"),
