@@ -1,0 +1,120 @@
+"""Weight sharing of the elastic layers, the largest network against a plain one, channel sorting, BN."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from edgenas.supernet import MBV3Supernet, recalibrate_bn
+from edgenas.supernet.dynamic import DynamicPointConv2d, DynamicSeparableConv2d
+
+
+def test_smaller_kernel_is_transformed_centre_of_largest():
+    torch.manual_seed(0)
+    conv = DynamicSeparableConv2d(8, (3, 5, 7), stride=1)
+    w = conv.conv.weight
+    # identity transforms: the 5x5 and 3x3 filters are the centre crops of the 7x7 one
+    assert torch.equal(conv.active_filter(8, 5), w[:, :, 1:6, 1:6])
+    assert torch.equal(conv.active_filter(8, 3), w[:, :, 2:5, 2:5])
+    with torch.no_grad():
+        conv.get_parameter("7to5_matrix").add_(torch.randn(25, 25) * 0.1)
+        conv.get_parameter("5to3_matrix").add_(torch.randn(9, 9) * 0.1)
+    m75, m53 = conv.get_parameter("7to5_matrix"), conv.get_parameter("5to3_matrix")
+    f5 = (w[:, :, 1:6, 1:6].reshape(8, 25) @ m75.T).reshape(8, 1, 5, 5)
+    f3 = (f5[:, :, 1:4, 1:4].reshape(8, 9) @ m53.T).reshape(8, 1, 3, 3)
+    assert torch.allclose(conv.active_filter(8, 5), f5, atol=1e-6)
+    assert torch.allclose(conv.active_filter(8, 3), f3, atol=1e-6)
+    # a 3x3 forward trains the 5x5 centre of the stored 7x7 weight (3x3 <- 5to3(5x5 <- 7to5(centre)))
+    # and both matrices; the outer ring of the 7x7 weight gets no gradient
+    conv.active_kernel_size = 3
+    conv(torch.randn(2, 8, 9, 9)).sum().backward()
+    grad = w.grad.abs().sum((0, 1))
+    assert grad[1:6, 1:6].min() > 0 and grad.sum() == grad[1:6, 1:6].sum()
+    assert m75.grad is not None and m53.grad is not None
+
+
+def test_narrow_width_uses_the_same_parameters():
+    conv = DynamicPointConv2d(16, 32)
+    conv.active_out_channel = 12
+    w = conv.active_weight(10)
+    assert w.shape == (12, 10, 1, 1) and w.data_ptr() == conv.conv.weight.data_ptr()
+    conv(torch.randn(2, 10, 4, 4)).sum().backward()
+    g = conv.conv.weight.grad
+    assert g[:12, :10].abs().sum() > 0 and g[12:].abs().sum() == 0 and g[:, 10:].abs().sum() == 0
+
+
+def _plain_forward(net: MBV3Supernet, x: torch.Tensor) -> torch.Tensor:
+    """The largest network written out with full-size weights and plain torch functions."""
+    def bn(t, m):
+        return F.batch_norm(t, m.running_mean, m.running_var, m.weight, m.bias, False, 0.0, m.eps)
+
+    def act(t, name):
+        return F.relu(t) if name == "relu" else F.hardswish(t)
+
+    c = net.config
+    x = act(bn(F.conv2d(x, net.first_conv.conv.weight, None, c.stem_stride, 1), net.first_conv.bn), "hswish")
+    b0 = net.blocks[0].conv
+    y = act(bn(F.conv2d(x, b0.depth_conv.conv.weight, None, 1, 1, 1, x.shape[1]), b0.depth_conv.bn), "relu")
+    x = x + bn(F.conv2d(y, b0.point_linear.conv.weight), b0.point_linear.bn)
+    for block in net.blocks[1:]:
+        m = block.conv
+        y = act(bn(F.conv2d(x, m.inverted_bottleneck.conv.conv.weight), m.inverted_bottleneck.bn.bn), m.act_name)
+        dw = m.depth_conv.conv.conv
+        y = act(bn(F.conv2d(y, dw.weight, None, m.stride, 3, 1, y.shape[1]), m.depth_conv.bn.bn), m.act_name)
+        if m.use_se:
+            fc = m.depth_conv.se.fc
+            s = F.relu(F.conv2d(y.mean((2, 3), keepdim=True), fc.reduce.weight, fc.reduce.bias))
+            y = y * F.hardsigmoid(F.conv2d(s, fc.expand.weight, fc.expand.bias))
+        y = bn(F.conv2d(y, m.point_linear.conv.conv.weight), m.point_linear.bn.bn)
+        x = x + y if block.has_shortcut else y
+    x = act(bn(F.conv2d(x, net.final_expand_layer.conv.weight), net.final_expand_layer.bn), "hswish")
+    x = F.hardswish(F.conv2d(x.mean((2, 3), keepdim=True), net.feature_mix_layer.conv.weight))
+    return F.linear(x.flatten(1), net.classifier.linear.weight, net.classifier.linear.bias)
+
+
+def test_largest_arch_equals_plain_network(space, perturbed):
+    net = perturbed(1)
+    net.set_active(net.largest_arch())
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        out, ref = net(x), _plain_forward(net, x)
+    assert out.abs().max() > 0.1
+    assert (out - ref).abs().max() < 1e-5
+
+
+def test_sort_channels_keeps_largest_and_orders_importance(space, perturbed):
+    net = perturbed(2)
+    x = torch.randn(2, 3, 32, 32)
+    small = net.smallest_arch()
+    with torch.no_grad():
+        net.set_active(net.largest_arch())
+        before_large = net(x)
+        net.set_active(small)
+        before_small = net(x[..., :24, :24])
+        net.sort_channels()
+        after_small = net(x[..., :24, :24])
+        net.set_active(net.largest_arch())
+        after_large = net(x)
+    assert (before_large - after_large).abs().max() < 1e-5
+    assert (before_small - after_small).abs().max() > 1e-4  # narrow slices now keep other channels
+    for block in net.blocks[1:]:
+        imp = block.conv.point_linear.conv.conv.weight.abs().sum((0, 2, 3))
+        assert torch.all(imp[:-1] >= imp[1:])
+
+
+def test_bn_recalibration_sets_statistics_of_the_subnet(space, perturbed):
+    net = perturbed(3)
+    arch = net.random_arch(np.random.default_rng(0))
+    net.set_active(arch)
+    batches = [torch.randn(8, 3, 32, 32) * 2 + 1 for _ in range(2)]
+    old = net.first_conv.bn.running_mean.clone()
+    assert recalibrate_bn(net, batches, resolution=arch.r) == 2
+    assert not net.training
+    with torch.no_grad():  # the first BN's mean is now the average of the two batch means
+        conv = net.first_conv.conv
+        means = [conv(F.interpolate(b, size=(arch.r, arch.r), mode="bilinear")).mean((0, 2, 3))
+                 for b in batches]
+    new = net.first_conv.bn.running_mean
+    assert (new - old).abs().max() > 0.1
+    assert torch.allclose(new, (means[0] + means[1]) / 2, atol=1e-4)

@@ -1,0 +1,76 @@
+"""The ``supernet`` evaluator and ``evaluate_subnets``; loading OFA-named weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from edgenas.errors import InputError
+from edgenas.evaluate import make_evaluator
+from edgenas.spaces import get_space
+from edgenas.supernet import MBV3Supernet, evaluate_subnets, load_ofa_weights, load_supernet
+
+
+def _small_archs(space, n=3):
+    rng = np.random.default_rng(11)
+    archs = [space.sample(rng) for _ in range(n)]
+    return [type(a)(ks=a.ks, e=a.e, d=(2,) * len(a.d), r=24) for a in archs]  # cheap to evaluate
+
+
+def test_evaluator_is_deterministic_and_cached(trained, space):
+    path, _ = trained
+    archs = _small_archs(space, 2)
+    ev1 = make_evaluator("supernet", space, seed=0, checkpoint=str(path), calib_batches=2)
+    ev2 = make_evaluator("supernet", space, seed=0, checkpoint=str(path), calib_batches=2)
+    s1 = ev1.evaluate(archs)
+    s2 = ev2.evaluate(list(reversed(archs)))[::-1]
+    assert s1.dtype == np.float64 and s1.shape == (2,)
+    assert np.array_equal(s1, s2)
+    assert np.all((s1 > 10.0) & (s1 <= 100.0)), s1  # trained for 20 steps: better than chance
+    again = ev1.evaluate(archs + archs[:1])
+    assert np.array_equal(again[:2], s1) and again[2] == s1[0] and ev1.calls == 2
+    direct = evaluate_subnets(path, archs[1:], calib_batches=2)
+    assert np.array_equal(direct, s1[1:])
+    assert ev1.describe()["checkpoint"] == str(path)
+
+
+def test_bn_recalibration_matters_and_supernet_is_restored(trained, space):
+    path, _ = trained
+    net = load_supernet(path)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    arch = _small_archs(space, 1)[0]
+    recal = evaluate_subnets(net, [arch], space=space, calib_batches=2)
+    stale = evaluate_subnets(net, [arch], space=space, calib_batches=0)
+    assert recal[0] != stale[0]
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_evaluator_rejects_bad_checkpoints_and_options(trained, tmp_path, space):
+    path, _ = trained
+    with pytest.raises(InputError, match="no supernet checkpoint"):
+        make_evaluator("supernet", space, checkpoint=str(tmp_path / "none"))
+    with pytest.raises(InputError, match="needs checkpoint"):
+        make_evaluator("supernet", space)
+    with pytest.raises(InputError, match="unknown option"):
+        make_evaluator("supernet", space, checkpoint=str(path), epochs=3)
+    with pytest.raises(InputError, match="is for space 'mbv3-small'"):
+        make_evaluator("supernet", get_space("ofa-mbv3"), checkpoint=str(path))
+    with pytest.raises(InputError, match="is for space 'mbv3-small'"):
+        evaluate_subnets(path, [], space=get_space("ofa-mbv3"))
+
+
+def test_ofa_named_weights_load_by_name(space, tmp_path):
+    src = MBV3Supernet(space.config)
+    with torch.no_grad():
+        for p in src.parameters():
+            p.add_(0.01)
+    state = {f"module.{k}": v.contiguous() for k, v in src.state_dict().items()
+             if not k.endswith("num_batches_tracked")}
+    save_file(state, str(tmp_path / "ofa.safetensors"))
+    dst = load_ofa_weights(MBV3Supernet(space.config), tmp_path / "ofa.safetensors")
+    assert all(torch.equal(v, dst.state_dict()[k]) for k, v in src.state_dict().items()
+               if not k.endswith("num_batches_tracked"))
+    with pytest.raises(InputError, match="does not fit"):
+        load_ofa_weights(MBV3Supernet(get_space("ofa-mbv3").config), tmp_path / "ofa.safetensors")
