@@ -18,6 +18,9 @@ from pathlib import Path
 class Project:
     root: Path
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
     @classmethod
     def default(cls) -> "Project":
         return cls(Path(os.environ.get("EDGENAS_PROJECT") or Path.cwd()).resolve())
