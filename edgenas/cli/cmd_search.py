@@ -38,6 +38,7 @@ def register(app: typer.Typer) -> None:
                table: str = typer.Option(None, "--table", help="benchmark CSV (nb201 format)"),
                objective: str = typer.Option("cifar10_test", "--objective", help="accuracy column of --table"),
                latency_column: str = typer.Option(None, "--latency-column", help="*_ms column of --table"),
+               minimise: list[str] = typer.Option([], "--minimise", help="extra objective: params or flops (repeatable)"),
                out_dir: Path = typer.Option(None, "--out", help="run folder (default runs/SPACE-STRATEGY-sSEED)"),
                resume: Path = typer.Option(None, "--resume", help="resume the run in this folder"),
                json_out: bool = typer.Option(False, "--json", help="print the result as JSON")) -> None:
@@ -53,7 +54,7 @@ def register(app: typer.Typer) -> None:
                                 max_latency_quantile=max_latency_quantile, strategy=strategy, budget=budget,
                                 max_wall_s=time_budget, seed=seed, population=population, evaluator=evaluator,
                                 evaluator_options=_options(eval_opt), table=table, objective=objective,
-                                latency_column=latency_column)
+                                latency_column=latency_column, minimise=tuple(minimise))
         folder = resume or out_dir or proj.runs_dir / f"{space}-{strategy}-s{seed}"
         with progress_bar(quiet=json_out) as bar:
             problem, _, result = launch_search(proj, req, folder, resume=resume is not None,

@@ -41,10 +41,12 @@ class SearchRequest:
     objective: str = "cifar10_test"
     latency_column: str | None = None
     checkpoint_every: int = 10
+    minimise: tuple[str, ...] = ()                  # extra objectives: "params", "flops"
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["devices"], d["max_latency_ms"] = list(self.devices), list(self.max_latency_ms)
+        d["minimise"] = list(self.minimise)
         d["evaluator_options"] = dict(self.evaluator_options)
         return {"schema": REQUEST_SCHEMA, **d}
 
@@ -54,6 +56,7 @@ class SearchRequest:
             raise InputError(f"{where}: not a search request of schema {REQUEST_SCHEMA}")
         d = {k: v for k, v in d.items() if k != "schema"}
         d["devices"], d["max_latency_ms"] = tuple(d.get("devices", ())), tuple(d.get("max_latency_ms", ()))
+        d["minimise"] = tuple(d.get("minimise", ()))
         try:
             return cls(**d)
         except TypeError as exc:
@@ -116,7 +119,17 @@ def build_problem(project: Project, req: SearchRequest) -> tuple[Any, Any]:
         opts.update(table=req.table, objective=req.objective)
     evaluator = make_evaluator(name, space, seed=req.seed, **opts)
     targets = [DeviceTarget(n, m, b) for (n, m), b in zip(models, budgets)]
-    problem = Problem(space, evaluator, targets, accuracy_name=req.objective if name == "tabular" else name)
+    bad = sorted(set(req.minimise) - {"params", "flops"})
+    if bad:
+        raise InputError(f"unknown objective(s) to minimise: {', '.join(bad)}", hint="use params and/or flops")
+    extra = {}
+    if req.minimise:
+        from edgenas.evaluate.cost import cost_functions
+
+        fns = cost_functions(space)
+        extra = {k: fns[k] for k in req.minimise}
+    problem = Problem(space, evaluator, targets, accuracy_name=req.objective if name == "tabular" else name,
+                      params=extra.get("params"), flops=extra.get("flops"))
     config = SearchConfig(space=space.name, strategy=req.strategy, budget_evals=req.budget,
                           max_wall_s=req.max_wall_s, seed=req.seed, population=req.population,
                           devices=tuple((t.name, t.budget_ms) for t in targets),

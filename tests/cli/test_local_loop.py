@@ -82,3 +82,25 @@ def test_resume_cli(proj, cli, tmp_path):
     assert (run / "evaluations.jsonl").read_text().splitlines() == full or \
         [json.loads(x)["arch"] for x in (run / "evaluations.jsonl").read_text().splitlines()] == \
         [json.loads(x)["arch"] for x in full]
+
+
+def test_latency_and_params_as_objectives(proj, cli, tmp_path):
+    """No budget: latency is an objective; --minimise adds the parameter count; NSGA-II returns a front."""
+    run = tmp_path / "mo"
+    res = cli("search", "--space", "mbv3-tiny", "--device", "local", "--strategy", "nsga2", "--budget", "12",
+              "--population", "6", "--evaluator", "synflow", "--minimise", "params", "--out", str(run), "--json")
+    assert res.code == 0, res.err
+    pareto = json.loads((run / "pareto.json").read_text())
+    assert pareto["objectives"] == ["synflow", "latency_ms:local", "params"]
+    front = pareto["front"]
+    assert 1 <= len(front) <= 12
+    for p in front:  # no point of the front dominates another
+        for q in front:
+            better_eq = (q["accuracy"] >= p["accuracy"] and q["latency_ms"]["local"] <= p["latency_ms"]["local"]
+                         and q["objectives"]["params"] <= p["objectives"]["params"])
+            strictly = (q["accuracy"] > p["accuracy"] or q["latency_ms"]["local"] < p["latency_ms"]["local"]
+                        or q["objectives"]["params"] < p["objectives"]["params"])
+            assert not (better_eq and strictly)
+    bad = cli("search", "--space", "mbv3-tiny", "--device", "local", "--minimise", "energy",
+              "--out", str(tmp_path / "x"))
+    assert bad.code == 2 and "energy" in bad.err
