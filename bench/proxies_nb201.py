@@ -76,7 +76,14 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--groups", type=int, default=2, help="trainability micro-batches")
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--proxies", default=",".join(PROXY_NAMES),
+                        help="comma-separated subset (params is always included as the baseline)")
     args = parser.parse_args()
+    chosen = [p for p in args.proxies.split(",") if p]
+    unknown = sorted(set(chosen) - set(PROXY_NAMES))
+    if unknown:
+        parser.error(f"unknown proxies {unknown}; known: {PROXY_NAMES}")
+    PROXY_NAMES[:] = [p for p in PROXY_NAMES if p in set(chosen) | {"params"}]
 
     with open(args.table, newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -95,7 +102,8 @@ def main() -> None:
     wall = time.perf_counter() - start
 
     table = {name: np.array([s[name] for s, _ in results]) for name in PROXY_NAMES}
-    table["ct_prior"] = ct_prior_combine(table["compression"], table["trainability"])
+    if "compression" in table and "trainability" in table:
+        table["ct_prior"] = ct_prior_combine(table["compression"], table["trainability"])
     proxies = {}
     for name, scores in table.items():
         proxies[name] = _correlations(scores, acc)
