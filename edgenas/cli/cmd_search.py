@@ -71,5 +71,7 @@ def register(app: typer.Typer) -> None:
         else:
             lat = ", ".join(f"{k} {v:.4g} ms" for k, v in s["latency_ms"].items())
             out.print(f"[green]best[/green] {s['objective']} = {s['objective_value']:.4g}; predicted latency: {lat}")
-        out.print(f"{s['evaluations']} evaluations, Pareto front of {s['pareto_size']}; "
-                  f"run folder {s['out_dir']} (best.json, pareto.json, evaluations.jsonl)")
+        fronts = ", ".join(f"{n} {k}" for n, k in s["front_sizes"].items())
+        out.print(f"{s['evaluations']} evaluations; Pareto front ({s['objective']} vs predicted latency): "
+                  f"{fronts or s['pareto_size']} points; run folder {s['out_dir']} "
+                  "(best.json, pareto.json, evaluations.jsonl)")

@@ -171,6 +171,7 @@ def summary(problem: Any, result: Any) -> dict[str, Any]:
         "min_latency_ms": dict(problem.min_latency_ms),
         "evaluations": result.n_evaluations,
         "pareto_size": len(result.pareto),
+        "front_sizes": {name: len(front) for name, front in result.fronts.items()},
         "stopped": result.stopped,
         "out_dir": str(result.out_dir),
     }
