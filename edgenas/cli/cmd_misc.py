@@ -14,8 +14,9 @@ def registered() -> dict[str, dict[str, str]]:
     space_names(), evaluator_names()
     result = {"spaces": SPACES.describe(), "evaluators": EVALUATORS.describe()}
     try:
-        from edgenas.search import STRATEGIES
+        from edgenas.search import STRATEGIES, strategy_names
 
+        strategy_names()  # imports the built-in strategies
         result["strategies"] = STRATEGIES.describe()
     except ImportError:
         pass

@@ -136,3 +136,12 @@ def test_malformed_onnx(proj, cli, tmp_path):
 def test_bad_flags_are_one_line(proj, cli):
     one_line_error(cli("search", "--bogus"), "no such option")
     one_line_error(cli("export", "a.json", "--format", "tflite"), "unknown format")
+
+
+def test_list_names_every_registry(proj, cli):
+    res = cli("list", "--json")
+    assert res.code == 0
+    reg = res.json()
+    assert {"mbv3-small", "ofa-mbv3", "nb201"} <= set(reg["spaces"])
+    assert {"random", "evolution", "nsga2", "woa", "ri-iwoa"} <= set(reg["strategies"])
+    assert {"naswot", "synflow", "compression", "supernet", "tabular"} <= set(reg["evaluators"])
