@@ -20,7 +20,10 @@ def register(app: typer.Typer) -> None:
                dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="export a dynamic batch axis"),
                simplify: bool = typer.Option(False, "--simplify", help="simplify the graph (needs onnxslim)"),
                json_out: bool = typer.Option(False, "--json", help="print the result as JSON")) -> None:
-        """Export an architecture to ONNX (checked, parity-tested vs PyTorch) with a manifest."""
+        """Export an architecture to checked ONNX.
+
+        onnx.checker, shape inference, parity with PyTorch, and a manifest with the SHA-256.
+        """
         from edgenas.export import default_export_dir, export_arch
         from edgenas.spaces import load_arch
 
@@ -54,7 +57,11 @@ def register(app: typer.Typer) -> None:
                runtime: str = typer.Option(None, "--runtime", help="override the profile's runtime"),
                out_dir: Path = typer.Option(None, "--out", help="export folder"),
                json_out: bool = typer.Option(False, "--json", help="print the result as JSON")) -> None:
-        """Export, push and measure an architecture on a device; compare with the prediction."""
+        """Measure an architecture on a device vs its LUT.
+
+        Exports (or reuses the export), pushes, measures with the winner protocol, compares with the
+        prediction and stores the measurement (calibration uses it).
+        """
         from edgenas.fleet.deploy import deploy as run_deploy
         from edgenas.spaces import load_arch
 
@@ -83,7 +90,7 @@ def register(app: typer.Typer) -> None:
                 model: Path = typer.Argument(..., help="an ONNX file"),
                 runtime: str = typer.Option(None, "--runtime", help="override the profile's runtime"),
                 json_out: bool = typer.Option(False, "--json", help="print the result as JSON")) -> None:
-        """Measure any ONNX model on a device with the whole-model protocol."""
+        """Measure any ONNX model on a device."""
         from edgenas.fleet.deploy import measure_onnx
 
         with progress_bar(quiet=json_out) as bar:

@@ -9,8 +9,8 @@ from edgenas.errors import InputError
 
 
 def register(app: typer.Typer) -> None:
-    device_app = typer.Typer(help="Device profiles, host-key trust and fingerprints.", no_args_is_help=True)
-    app.add_typer(device_app, name="device", help="Device profiles, host-key trust and fingerprints.")
+    device_app = typer.Typer(help="Device profiles, host keys, fingerprints.", no_args_is_help=True)
+    app.add_typer(device_app, name="device", help="Device profiles, host keys, fingerprints.")
 
     @device_app.command("list")
     def list_(json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:

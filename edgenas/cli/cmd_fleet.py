@@ -11,8 +11,8 @@ from edgenas.cli._common import emit_json, out, progress_bar, project
 
 
 def register(app: typer.Typer) -> None:
-    fleet_app = typer.Typer(help="Fleet inventory: status and parallel LUT refresh.", no_args_is_help=True)
-    app.add_typer(fleet_app, name="fleet", help="Fleet inventory: status and parallel LUT refresh.")
+    fleet_app = typer.Typer(help="Fleet status and parallel LUT refresh.", no_args_is_help=True)
+    app.add_typer(fleet_app, name="fleet", help="Fleet status and parallel LUT refresh.")
 
     @fleet_app.command("status")
     def status(inventory: Path = typer.Option(None, "--inventory", help="fleet.toml or Ansible YAML"),

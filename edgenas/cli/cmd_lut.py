@@ -10,9 +10,9 @@ from edgenas.cli._common import emit_json, out, progress_bar, project
 
 
 def register(app: typer.Typer) -> None:
-    lut_app = typer.Typer(help="Latency look-up tables: list, pull, show, calibrate, import.",
+    lut_app = typer.Typer(help="LUTs: list, pull, show, calibrate, import.",
                           no_args_is_help=True)
-    app.add_typer(lut_app, name="lut", help="Latency look-up tables: list, pull, show, calibrate, import.")
+    app.add_typer(lut_app, name="lut", help="LUTs: list, pull, show, calibrate, import.")
 
     @lut_app.command("list")
     def list_(device: str = typer.Argument("local", help="profile name or 'local'"),

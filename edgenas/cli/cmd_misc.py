@@ -26,7 +26,7 @@ def registered() -> dict[str, dict[str, str]]:
 def register(app: typer.Typer) -> None:
     @app.command("list")
     def list_(json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
-        """List the registered search spaces, strategies and evaluators."""
+        """List spaces, strategies and evaluators."""
         reg = registered()
         if json_out:
             emit_json(reg)

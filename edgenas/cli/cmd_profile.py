@@ -13,7 +13,10 @@ def register(app: typer.Typer) -> None:
                 space: str = typer.Option("mbv3-small", "--space", help="search space to profile"),
                 force: bool = typer.Option(False, "--force", help="re-time even if a LUT for this fingerprint exists"),
                 json_out: bool = typer.Option(False, "--json", help="print the result as JSON")) -> None:
-        """Time every block of a search space on a device and write its latency LUT."""
+        """Build a device's latency LUT for a space.
+
+        Times every block the space can produce on the device and writes the LUT to luts/.
+        """
         from edgenas.fleet.profiler import profile_device
 
         with progress_bar(quiet=json_out) as bar:

@@ -42,7 +42,10 @@ def register(app: typer.Typer) -> None:
                out_dir: Path = typer.Option(None, "--out", help="run folder (default runs/SPACE-STRATEGY-sSEED)"),
                resume: Path = typer.Option(None, "--resume", help="resume the run in this folder"),
                json_out: bool = typer.Option(False, "--json", help="print the result as JSON")) -> None:
-        """Search a space for the most accurate architecture within latency budgets."""
+        """Search architectures under latency budgets.
+
+        Accuracy from an evaluator, latency from each device's LUT; writes best.json and pareto.json.
+        """
         from edgenas.search.launch import SearchRequest, launch_search, summary
 
         proj = project()

@@ -11,8 +11,8 @@ from edgenas.errors import InputError
 
 
 def register(app: typer.Typer) -> None:
-    sn_app = typer.Typer(help="Weight-sharing supernet: train it, score sub-networks with it.", no_args_is_help=True)
-    app.add_typer(sn_app, name="supernet", help="Weight-sharing supernet: train it, score sub-networks with it.")
+    sn_app = typer.Typer(help="Train a supernet; score sub-networks.", no_args_is_help=True)
+    app.add_typer(sn_app, name="supernet", help="Train a supernet; score sub-networks.")
 
     @sn_app.command("train")
     def train(space: str = typer.Option("mbv3-small", "--space", help="an mbv3 space"),
