@@ -14,7 +14,7 @@ def register(app: typer.Typer) -> None:
 
     @device_app.command("list")
     def list_(json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
-        """List the device profiles of this project (and the built-in 'local')."""
+        """List device profiles (and the built-in local)."""
         from edgenas.fleet.profiles import list_profiles, load_profile
 
         proj = project()
@@ -35,7 +35,10 @@ def register(app: typer.Typer) -> None:
               replace: bool = typer.Option(False, "--replace", help="replace a recorded key that changed"),
               fingerprint: str = typer.Option(None, "--fingerprint", help="expected SHA256:... fingerprint"),
               json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
-        """Show a device's SSH host-key fingerprint and record it in the project's known_hosts."""
+        """Trust a device's SSH host key explicitly.
+
+        Shows the key's fingerprint and records it in the project's known_hosts on confirmation.
+        """
         from edgenas.fleet.profiles import load_profile
         from edgenas.fleet.trust import fetch_host_key, trust_host
 
@@ -61,7 +64,7 @@ def register(app: typer.Typer) -> None:
     @device_app.command("info")
     def info(name: str = typer.Argument("local", help="profile name or 'local'"),
              json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
-        """Print a device's fingerprint (identity, software, performance state) and runtimes."""
+        """Print a device's fingerprint and runtimes."""
         from edgenas.fleet.session import open_session
 
         with open_session(project(), name) as s:

@@ -19,7 +19,10 @@ def register(app: typer.Typer) -> None:
                group: str = typer.Option(None, "--group", help="only this group"),
                space: list[str] = typer.Option(["mbv3-small"], "--space", help="spaces to check (repeatable)"),
                json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
-        """Per device: reachable, agent version, fingerprint, LUT fresh/stale, last calibration."""
+        """Per-device reachability and LUT freshness.
+
+        Reachable, agent version, fingerprint, LUT fresh/stale/missing per space, last calibration.
+        """
         from edgenas.fleet.inventory import load_inventory
         from edgenas.fleet.refresh import fleet_status
 
@@ -46,7 +49,11 @@ def register(app: typer.Typer) -> None:
                 concurrency: int = typer.Option(4, "--concurrency", help="devices refreshed at once"),
                 only_failed: bool = typer.Option(False, "--only-failed", help="retry the devices that failed last time"),
                 json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
-        """Refresh LUTs across the fleet: rebuild stale or drifted tables, verify the rest."""
+        """Rebuild stale or drifted LUTs, in parallel.
+
+        Fingerprint changed: rebuild; else sentinel entries re-timed, drift > max(5%, 3 x CoV)
+        rebuilds; else verified. One row per device; non-zero exit if any failed.
+        """
         from edgenas.fleet.inventory import load_inventory
         from edgenas.fleet.refresh import refresh_fleet
 

@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
     @lut_app.command("list")
     def list_(device: str = typer.Argument("local", help="profile name or 'local'"),
               json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
-        """List the LUTs the device's agent holds, and those in the project's luts/."""
+        """List the LUTs on the device and in luts/."""
         from edgenas.fleet.session import open_session
         from edgenas.latency.store import LutStore
 
@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
     def pull(device: str = typer.Argument(..., help="profile name"),
              name: str = typer.Option(None, "--name", help="one table (default: all the device holds)"),
              json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
-        """Copy the device's LUTs into the project's luts/ (hash-checked, validated)."""
+        """Copy the device's LUTs into luts/ (checked)."""
         from edgenas.fleet.lutsync import pull_luts
 
         pulled = pull_luts(project(), device, name=name)
@@ -76,7 +76,10 @@ def register(app: typer.Typer) -> None:
                   measure: int = typer.Option(0, "--measure", help="first measure N diverse architectures"),
                   seed: int = typer.Option(0, "--seed", help="seed for choosing the architectures"),
                   json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
-        """Fit the LUT-sum -> measured correction from whole-model measurements."""
+        """Fit the LUT from whole-model measurements.
+
+        A robust log-linear correction from LUT sums to measured latency, stored with the LUT.
+        """
         from edgenas.fleet.calibrate import calibrate_device
 
         with progress_bar(quiet=json_out) as bar:
@@ -93,7 +96,10 @@ def register(app: typer.Typer) -> None:
     def import_ofa(yaml_dir: Path = typer.Argument(..., help="folder of OFA's <res>_lookup_table.yaml"),
                    device: str = typer.Option("note10", "--device", help="device name to file it under"),
                    json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
-        """Import Once-for-All's published latency tables as a LUT for the ofa-mbv3-w12 space."""
+        """Import Once-for-All's published tables.
+
+        OFA's Note10 YAML tables become a LUT for the ofa-mbv3-w12 space.
+        """
         from edgenas.latency.ofa_import import import_ofa_lut
         from edgenas.latency.store import LutStore
 

@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
               out_dir: Path = typer.Option(Path("runs/supernet"), "--out", help="checkpoint folder"),
               resume: bool = typer.Option(False, "--resume", help="continue the training in --out"),
               json_out: bool = typer.Option(False, "--json", help="print the result as JSON")) -> None:
-        """Train a supernet with the sandwich rule and in-place distillation (checkpointed, resumable)."""
+        """Train a supernet (sandwich rule, resumable)."""
         from edgenas.supernet import TrainConfig, train_supernet
 
         if steps is None and epochs is None:
@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
               checkpoint: Path = typer.Option(Path("runs/supernet"), "--checkpoint", help="checkpoint folder"),
               data: str = typer.Option(None, "--data", help="dataset (default: the one it was trained on)"),
               json_out: bool = typer.Option(False, "--json", help="print the result as JSON")) -> None:
-        """Accuracy of architectures with weights inherited from the supernet (BN recalibrated)."""
+        """Score architectures with supernet weights."""
         from edgenas.spaces import load_arch
         from edgenas.supernet import evaluate_subnets
 
