@@ -72,7 +72,10 @@ def measure_model(session: Any, onnx_path: Path, *, runtime: str | None = None,
     remote = session.push(onnx_path)
     model = remote
     if params["runtime"] == "tensorrt":
-        built = session.call("build_engine", {"model": remote, "precision": params["precision"]})
+        from edgenas.fleet.engine import timing_cache_path
+
+        built = session.call("build_engine", {"model": remote, "precision": params["precision"],
+                                              "timing_cache": timing_cache_path(session)})
         model = built["engine"]
     if progress:
         progress(f"measure on {session.device}", 0, 1)

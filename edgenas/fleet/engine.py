@@ -18,6 +18,12 @@ def fallback_runtime(info: dict[str, Any]) -> str:
     return "none"
 
 
+def timing_cache_path(session: Any) -> str:
+    """TensorRT timing cache on the device, keyed by its fingerprint (stale when the device changes)."""
+    fp = str(session.call("info", session.runtime_params("tensorrt"), timeout_s=120)["fingerprint_hash"])
+    return f"cache/trt-timing-{fp[:16]}.cache"
+
+
 def build_engine_on_device(project: Project, device: str, onnx_path: Path, *, out_dir: Path | None = None,
                            precision: str | None = None) -> dict[str, Any]:
     """Push ``onnx_path`` and build an engine on ``device``; returns the agent's answer."""
@@ -27,7 +33,7 @@ def build_engine_on_device(project: Project, device: str, onnx_path: Path, *, ou
         remote = s.push(onnx_path)
         try:
             return s.call("build_engine", {"model": remote, "precision": precision or s.profile.precision,
-                                           "timing_cache": None})
+                                           "timing_cache": timing_cache_path(s)})
         except AgentError as exc:
             if exc.type != "RuntimeMissing":
                 raise

@@ -104,3 +104,26 @@ def test_latency_and_params_as_objectives(proj, cli, tmp_path):
     bad = cli("search", "--space", "mbv3-tiny", "--device", "local", "--minimise", "energy",
               "--out", str(tmp_path / "x"))
     assert bad.code == 2 and "energy" in bad.err
+
+
+def test_lut_list_and_pull_from_the_device(proj, cli):
+    """The agent keeps the LUTs it measured; pulling restores a lost host copy, byte for byte valid."""
+    import shutil
+
+    listed = cli("lut", "list", "local", "--json")
+    assert listed.code == 0, listed.err
+    names = [e["name"] for e in listed.json()["on_device"]]
+    assert any(n.startswith("mbv3-tiny-") for n in names)
+    original = {p.name: p.read_bytes() for p in (proj / "luts" / "local").glob("*.json")}
+    shutil.rmtree(proj / "luts")
+    pulled = cli("lut", "pull", "local", "--json")
+    assert pulled.code == 0, pulled.err
+    restored = {p.name: p.read_bytes() for p in (proj / "luts" / "local").glob("*.json")}
+    assert set(original) <= set(restored)
+    from edgenas.latency.lut import Lut
+
+    for name in original:
+        assert Lut.load(proj / "luts" / "local" / name).entries == Lut.load(proj / "luts" / "local" / name).entries
+        assert json.loads(restored[name])["entries"] == json.loads(original[name])["entries"]
+    missing = cli("lut", "pull", "local", "--name", "nope.json")
+    assert missing.code == 2 and "holds no LUT named" in missing.err
