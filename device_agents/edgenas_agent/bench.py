@@ -52,13 +52,26 @@ def _model(workdir: str, path: Any) -> str:
     return model
 
 
-def _run_one(model: str, settings: Mapping[str, Any], protocol: Mapping[str, Any]) -> Dict[str, Any]:
-    runner = runtimes.open_runner(settings["runtime"], model, settings)
+def _run_one(model: str, settings: Mapping[str, Any], protocol: Mapping[str, Any],
+             reference: Optional[str] = None) -> Dict[str, Any]:
+    """Time one model; with ``reference`` (a model path) interleave it as the speed reference."""
+    ref_runner = runtimes.open_runner(settings["runtime"], reference, settings) if reference else None
     try:
-        stats = measure.measure(timer=runner.timer, protocol=protocol)
+        runner = runtimes.open_runner(settings["runtime"], model, settings)
+        try:
+            stats = measure.measure(timer=runner.timer, protocol=protocol,
+                                    ref_timer=ref_runner.timer if ref_runner else None)
+        finally:
+            runner.close()
     finally:
-        runner.close()
+        if ref_runner is not None:
+            ref_runner.close()
     return {"stats": stats, "cold_start": runner.cold_start, "session": runner.session}
+
+
+def _reference(workdir: str, params: Mapping[str, Any]) -> Optional[str]:
+    ref = params.get("reference")
+    return None if ref is None else _model(workdir, ref)
 
 
 def bench(workdir: str, params: Mapping[str, Any], progress: Optional[Progress] = None) -> Dict[str, Any]:
@@ -66,7 +79,7 @@ def bench(workdir: str, params: Mapping[str, Any], progress: Optional[Progress] 
     protocol = _protocol(params)
     model = _model(workdir, params.get("model"))
     before = fingerprint.state()
-    out = _run_one(model, settings, protocol)
+    out = _run_one(model, settings, protocol, _reference(workdir, params))
     out["state"] = {"before": before, "after": fingerprint.state()}
     out["protocol"] = protocol
     return out
@@ -104,6 +117,9 @@ def bench_many(workdir: str, params: Mapping[str, Any], progress: Optional[Progr
     done = _load_partial(partial)
     ident = {k: v for k, v in settings.items()}
     ident["protocol"] = protocol
+    reference = _reference(workdir, params)
+    if reference is not None:
+        ident["reference"] = params.get("reference")
     results: Dict[str, Any] = {}
     cold: Dict[str, Any] = {}
     reused: List[str] = []
@@ -116,7 +132,7 @@ def bench_many(workdir: str, params: Mapping[str, Any], progress: Optional[Progr
             results[key] = rec["stats"]
             reused.append(key)
         else:
-            out = _run_one(_model(workdir, model_rel), settings, protocol)
+            out = _run_one(_model(workdir, model_rel), settings, protocol, reference)
             results[key], cold[key] = out["stats"], out["cold_start"]
             files.append_json_line(partial, {"key": key, "model": model_rel, "settings": ident,
                                              "stats": out["stats"], "cold_start": out["cold_start"],

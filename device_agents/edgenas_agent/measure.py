@@ -15,6 +15,13 @@ inferences and times them itself, e.g. with CUDA events):
    is the median of the window medians, the other statistics pool all samples.
 
 All times come from ``time.perf_counter``; times are reported per single inference.
+
+**Reference-normalised timing** (``ref_timer``): a fixed reference workload is timed right after every
+sample, and each sample also gives the ratio model time / reference time. A machine whose speed drifts
+(turbo, thermal throttling, a noisy neighbour on a shared VM) changes both alike, so the ratio stays
+put where raw milliseconds wander by tens of percent. With a reference, the stopping rule judges the
+spread of the ratios, and the result adds ``ratio`` (median; median of window medians in window mode),
+``ratio_cov``, ``ratio_ci_rel`` and ``ref_ms`` (the reference's median per-run time).
 """
 
 from __future__ import annotations
@@ -120,26 +127,35 @@ def _calibrate_k(timer: Timer, proto: Mapping[str, Any], warm: List[float]) -> T
 
 
 def _sample_window(timer: Timer, k: int, proto: Mapping[str, Any], deadline: float,
-                   clock: Callable[[], float]) -> Tuple[List[float], bool]:
+                   clock: Callable[[], float], ref: Optional[Tuple[Timer, int]] = None
+                   ) -> Tuple[List[float], bool, List[float], List[float]]:
+    """(samples, spread ok, reference samples, ratios); without ``ref`` the last two are empty."""
     samples: List[float] = []
+    refs: List[float] = []
+    ratios: List[float] = []
     t0 = clock()
     next_check = proto["min_n"]
     while True:
         samples.append(timer(k) / k)
+        if ref is not None:
+            refs.append(ref[0](ref[1]) / ref[1])
+            ratios.append(samples[-1] / max(refs[-1], 1e-12))
         n = len(samples)
         now = clock()
         if n >= next_check and now - t0 >= proto["min_s"]:
-            if _spread_ok(samples, proto):
-                return samples, True
+            if _spread_ok(ratios if ref is not None else samples, proto):
+                return samples, True, refs, ratios
             next_check = n + max(1, n // 10)
         if now >= deadline:
-            return samples, False
+            return samples, False, refs, ratios
 
 
 def measure(fn: Optional[Callable[[], Any]] = None, protocol: Optional[Mapping[str, Any]] = None, *,
             timer: Optional[Timer] = None, winner: bool = False,
-            clock: Callable[[], float] = time.perf_counter) -> Dict[str, Any]:
-    """Time ``fn`` (or ``timer``) under ``protocol`` (merged onto the LUT or winner defaults); STATS."""
+            clock: Callable[[], float] = time.perf_counter, ref_timer: Optional[Timer] = None) -> Dict[str, Any]:
+    """Time ``fn`` (or ``timer``) under ``protocol`` (merged onto the LUT or winner defaults); STATS.
+
+    With ``ref_timer`` every sample is followed by a sample of the reference workload (see above)."""
     if (fn is None) == (timer is None):
         raise ValueError("pass exactly one of fn or timer")
     proto = resolve_protocol(protocol, winner)
@@ -155,19 +171,34 @@ def measure(fn: Optional[Callable[[], Any]] = None, protocol: Optional[Mapping[s
 
     k, spent = _calibrate_k(run_k, proto, warm)
     warmup_n += spent
+    ref = None
+    if ref_timer is not None:
+        ref_warm = [ref_timer(1) for _ in range(max(3, int(proto["warmup_min_n"]) // 2))]
+        ref = (ref_timer, _calibrate_k(ref_timer, proto, ref_warm)[0])
     windows = proto["windows"]
     all_samples: List[float] = []
+    all_refs: List[float] = []
+    all_ratios: List[float] = []
     medians: List[float] = []
+    ratio_medians: List[float] = []
     stable = True
     for w in range(windows):
         remaining = start + proto["max_s"] - clock()
         deadline = clock() + max(remaining, 0.0) / (windows - w)
-        samples, ok = _sample_window(run_k, k, proto, deadline, clock)
+        samples, ok, refs, ratios = _sample_window(run_k, k, proto, deadline, clock, ref)
         stable = stable and ok
         all_samples.extend(samples)
         medians.append(stats.median(samples))
+        if ref is not None:
+            all_refs.extend(refs)
+            all_ratios.extend(ratios)
+            ratio_medians.append(stats.median(ratios))
     result = stats.summarize(all_samples, k=k, warmup_n=warmup_n, stable=stable, total_s=clock() - start,
                              median_s=stats.median(medians) if windows > 1 else None)
     if windows > 1:
         result["window_medians_ms"] = [m * 1000.0 for m in medians]
+    if ref is not None:
+        cov, rel = stats.spread(all_ratios)
+        result.update(ratio=stats.median(ratio_medians) if windows > 1 else stats.median(all_ratios),
+                      ratio_cov=cov, ratio_ci_rel=rel, ref_ms=stats.median(all_refs) * 1000.0, ref_k=ref[1])
     return result

@@ -75,6 +75,9 @@ def register(app: typer.Typer) -> None:
         out.print(f"[green]{res.device}[/green] ({res.runtime}): measured {res.measured_ms:.3f} ms "
                   f"(median of window medians; CoV {s.get('cov', 0):.3f}, "
                   f"{'stable' if s.get('stable', True) else 'UNSTABLE'})")
+        if res.measured_nominal_ms is not None:
+            out.print(f"at the device's nominal speed: {res.measured_nominal_ms:.3f} ms "
+                      f"(ratio {s['ratio']:.3f} to the reference, CoV {s.get('ratio_cov', 0):.3f})")
         if res.note:
             out.print(f"[yellow]{res.note}[/yellow]")
         if res.predicted_ms is not None:

@@ -48,8 +48,9 @@ def diverse_archs(space: Any, predictor: Any, n: int, seed: int) -> list[Any]:
 def calibrate_device(project: Project, device: str, space_name: str, *, measure: int = 0, seed: int = 0,
                      progress: Progress | None = None) -> CalibrationResult:
     from edgenas.export import default_export_dir, export_arch
-    from edgenas.fleet.deploy import measure_model
-    from edgenas.fleet.profiler import current_lut
+    from edgenas.fleet.deploy import measure_model, nominal_ms
+    from edgenas.fleet.profiler import current_lut, reference_model
+    from edgenas.io import sha256_file
     from edgenas.fleet.session import open_session
     from edgenas.latency.calibration import fit_calibration
     from edgenas.latency.predictor import LatencyPredictor
@@ -66,14 +67,20 @@ def calibrate_device(project: Project, device: str, space_name: str, *, measure:
         pred = LatencyPredictor(lut, space)
         archs = diverse_archs(space, pred, measure, seed) if measure > 0 else []
         rt = s.runtime_params()
+        ref_path = reference_model(project)
+        ref_sha = sha256_file(ref_path)
         for i, arch in enumerate(archs):
             exp = export_arch(space, arch, default_export_dir(project, space, arch))
-            out = measure_model(s, exp.onnx_path)
+            out = measure_model(s, exp.onnx_path, reference=ref_path)
             raw = float(pred.predict_raw_many([arch])[0])
+            stats = dict(out["stats"])
+            nominal = nominal_ms(stats, lut, ref_sha)
+            if nominal is not None:
+                stats["nominal_ms"] = nominal
             store.add(Measurement(
                 device=s.device, space=space.name, arch=space.to_dict(arch), artifact_sha256=exp.sha256,
                 runtime=rt["runtime"], precision=rt["precision"], fingerprint_hash=fp_hash,
-                stats=dict(out["stats"]), cold_start=dict(out.get("cold_start") or {}),
+                stats=stats, cold_start=dict(out.get("cold_start") or {}),
                 state=dict(out.get("state") or {}), predicted_raw_ms=raw, predicted_ms=raw))
             if progress:
                 progress(f"measure architectures on {s.device}", i + 1, len(archs))
@@ -84,7 +91,8 @@ def calibrate_device(project: Project, device: str, space_name: str, *, measure:
                          hint=f"run: edgenas lut calibrate {s.device} --space {space.name} --measure 10")
     archs_m = [space.from_dict(m.arch) for m in ms]
     raw = pred.predict_raw_many(archs_m)
-    measured = np.array([float(m.stats["median_ms"]) for m in ms])
+    # at the device's nominal speed where the measurement has it (LUT timed against the reference)
+    measured = np.array([float(m.stats.get("nominal_ms") or m.stats["median_ms"]) for m in ms])
     cal = fit_calibration(raw, measured)
     new_lut = lut.with_calibration(cal)
     path = LutStore(project.luts_dir).save(new_lut)

@@ -42,11 +42,33 @@ class DeployResult:
     cold_start: dict[str, Any]
     measurement_id: str | None
     note: str = ""
+    #: the measurement at the device's nominal speed (ratio to the reference x the LUT's reference
+    #: time); what the prediction is compared with when the LUT was timed against the reference
+    measured_nominal_ms: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d["onnx_path"] = str(self.onnx_path)
         return d
+
+
+def nominal_ms(stats: dict[str, Any], lut: Any, reference_sha: str) -> float | None:
+    """A measurement at the device's nominal speed: its reference ratio x the LUT's reference time.
+
+    None unless the LUT was timed against the same reference model (by SHA-256)."""
+    if lut is None or not lut.normalised or lut.reference.get("sha256") != reference_sha or not stats.get("ratio"):
+        return None
+    return float(stats["ratio"]) * float(lut.reference["ms"])
+
+
+def current_lut_or_none(project: Project, device: str, space: SearchSpace, fingerprint_hash: str) -> Any:
+    from edgenas.errors import InputError
+    from edgenas.fleet.profiler import current_lut
+
+    try:
+        return current_lut(project, device, space.name, fingerprint_hash)
+    except InputError:
+        return None
 
 
 def predict_for(project: Project, device: str, space: SearchSpace, arch: Any,
@@ -66,10 +88,16 @@ def predict_for(project: Project, device: str, space: SearchSpace, arch: Any,
 
 
 def measure_model(session: Any, onnx_path: Path, *, runtime: str | None = None,
-                  protocol: dict[str, Any] | None = None, progress: Progress | None = None) -> dict[str, Any]:
-    """Push and time one ONNX model on an open session; builds a TensorRT engine when asked."""
+                  protocol: dict[str, Any] | None = None, progress: Progress | None = None,
+                  reference: Path | None = None) -> dict[str, Any]:
+    """Push and time one ONNX model on an open session; builds a TensorRT engine when asked.
+
+    With ``reference`` (an ONNX model; for ONNX-based runtimes) it is timed in alternation, so the
+    stats also carry the model's ratio to it (see ``edgenas.fleet.profiler.reference_model``)."""
     params = session.runtime_params(runtime)
     remote = session.push(onnx_path)
+    if reference is not None and params["runtime"] != "tensorrt":
+        params["reference"] = session.push(reference)
     model = remote
     if params["runtime"] == "tensorrt":
         from edgenas.fleet.engine import timing_cache_path
@@ -106,9 +134,12 @@ def choose_runtime(device: str, wanted: str, info: dict[str, Any]) -> tuple[str,
 def deploy(project: Project, device: Any, space: SearchSpace, arch: Any, *, runtime: str | None = None,
            export_dir: Path | None = None, store: Any = None, progress: Progress | None = None) -> DeployResult:
     from edgenas.export import default_export_dir, export_arch
+    from edgenas.fleet.profiler import reference_model
     from edgenas.fleet.session import open_session
+    from edgenas.io import sha256_file
     from edgenas.store import Measurement, open_store
 
+    ref_path = reference_model(project)
     with open_session(project, device) as s:  # the device is checked before anything is written
         info = s.call("info", s.runtime_params(runtime), timeout_s=120)
         rt_name, note = choose_runtime(s.device, runtime or s.profile.runtime, info)
@@ -116,12 +147,16 @@ def deploy(project: Project, device: Any, space: SearchSpace, arch: Any, *, runt
             info = s.call("info", s.runtime_params(rt_name), timeout_s=120)
         fp_hash = str(info["fingerprint_hash"])
         exp = export_arch(space, arch, export_dir or default_export_dir(project, space, arch), progress=progress)
-        out = measure_model(s, exp.onnx_path, runtime=rt_name, progress=progress)
+        out = measure_model(s, exp.onnx_path, runtime=rt_name, progress=progress, reference=ref_path)
         rt = s.runtime_params(rt_name)
     stats = dict(out["stats"])
     measured = float(stats["median_ms"])
+    nominal = nominal_ms(stats, current_lut_or_none(project, s.device, space, fp_hash), sha256_file(ref_path))
+    if nominal is not None:
+        stats["nominal_ms"] = nominal
     predicted, raw, n_cal, pnote = predict_for(project, s.device, space, arch, fp_hash)
-    rel = None if predicted is None else (predicted - measured) / measured
+    compare = nominal if nominal is not None else measured
+    rel = None if predicted is None else (predicted - compare) / compare
     m = Measurement(device=s.device, space=space.name, arch=space.to_dict(arch),
                     artifact_sha256=exp.sha256, runtime=rt["runtime"], precision=rt["precision"],
                     fingerprint_hash=fp_hash, stats=stats, cold_start=dict(out.get("cold_start") or {}),
@@ -129,7 +164,7 @@ def deploy(project: Project, device: Any, space: SearchSpace, arch: Any, *, runt
     (store or open_store(project)).add(m)
     return DeployResult(s.device, space.name, space.to_dict(arch), exp.onnx_path, exp.sha256, rt["runtime"],
                         measured, predicted, raw, rel, n_cal, stats, dict(out.get("cold_start") or {}),
-                        m.id, "; ".join(x for x in (note, pnote) if x))
+                        m.id, "; ".join(x for x in (note, pnote) if x), nominal)
 
 
 def now() -> float:
@@ -149,6 +184,8 @@ def measure_onnx(project: Project, device: Any, model: Path, *, runtime: str | N
         load_checked(model)
     except ExportCheckError as exc:
         raise InputError(str(exc)) from None
+    from edgenas.fleet.profiler import reference_model
+
     with open_session(project, device) as s:
-        out = measure_model(s, Path(model), runtime=runtime, progress=progress)
+        out = measure_model(s, Path(model), runtime=runtime, progress=progress, reference=reference_model(project))
         return {"device": s.device, "model": str(model), **out}

@@ -94,6 +94,46 @@ def overhead_model(project: Project) -> Path:
     return path
 
 
+REFERENCE_DESCRIPTION = "Conv 3x3 16->16 on 1x16x16x16 + Relu (fixed weights)"
+
+
+def reference_model(project: Project) -> Path:
+    """The speed reference timed in alternation with every measurement (deterministic bytes).
+
+    A small convolution comparable to one block: ratios to it are immune to the speed drift of the
+    machine (turbo, throttling, noisy neighbours), see ``device_agents/edgenas_agent/measure.py``.
+    """
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    path = project.block_cache / "reference-conv16.onnx"
+    if not path.exists():
+        w = np.random.default_rng(12345).standard_normal((16, 16, 3, 3)).astype(np.float32) * 0.1
+        x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 16, 16, 16])
+        y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 16, 16, 16])
+        nodes = [helper.make_node("Conv", ["input", "w"], ["c"], pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
+                 helper.make_node("Relu", ["c"], ["output"])]
+        graph = helper.make_graph(nodes, "reference", [x], [y], [numpy_helper.from_array(w, "w")])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        from edgenas.io import atomic_write_bytes
+
+        atomic_write_bytes(path, model.SerializeToString())
+    return path
+
+
+def nominal_reference(results: list[dict[str, Any]], path: Path) -> dict[str, Any] | None:
+    """The LUT's reference record: the reference's median time over the whole profile."""
+    import statistics
+
+    from edgenas.io import sha256_file
+
+    times = [float(r["ref_ms"]) for r in results if r.get("ref_ms") and r.get("ratio")]
+    if len(times) < len(results):
+        return None
+    return {"sha256": sha256_file(path), "ms": statistics.median(times), "model": REFERENCE_DESCRIPTION}
+
+
 def profile_device(project: Project, device: Any, space_name: str, *, force: bool = False,
                    protocol: dict[str, Any] | None = None, batch_size: int = 24,
                    progress: Progress | None = None) -> ProfileResult:
@@ -122,6 +162,8 @@ def profile_device(project: Project, device: Any, space_name: str, *, force: boo
         results: dict[str, dict[str, Any]] = {}
         resumed = 0
         done = 0
+        ref_path = reference_model(project)
+        ref_remote = s.push(ref_path)
         for start in range(0, len(keys), batch_size):
             batch = keys[start:start + batch_size]
             items = [{"key": k, "model": s.push(paths[k])} for k in batch]
@@ -130,15 +172,15 @@ def profile_device(project: Project, device: Any, space_name: str, *, force: boo
                 if progress:
                     progress(f"time blocks on {s.device}", base + int(p.get("done", 0)), len(keys))
 
-            out = s.call("bench_many", dict(s.runtime_params(), items=items, protocol=proto, partial=partial),
-                         on_progress=on_progress)
+            out = s.call("bench_many", dict(s.runtime_params(), items=items, protocol=proto, partial=partial,
+                                            reference=ref_remote), on_progress=on_progress)
             results.update(out["results"])
             resumed += len(out.get("reused", []))
             done += len(batch)
             if progress:
                 progress(f"time blocks on {s.device}", done, len(keys))
         overhead = s.call("bench", dict(s.runtime_params(), model=s.push(overhead_model(project)),
-                                        protocol=proto))
+                                        protocol=proto, reference=ref_remote))
         entries = {k: EntryStats.from_dict(results[k], f"device {s.device}: entry {k}") for k in keys
                    if k in results}
         missing = [k for k in keys if k not in entries]
@@ -148,7 +190,8 @@ def profile_device(project: Project, device: Any, space_name: str, *, force: boo
         lut = Lut(device=s.device, space=space.name, fingerprint=dict(info["fingerprint"]),
                   fingerprint_hash=fp_hash, runtime=s.profile.runtime, precision=s.profile.precision,
                   threads=int(s.profile.threads), protocol=proto,
-                  overhead=EntryStats.from_dict(overhead["stats"], "overhead"), entries=entries)
+                  overhead=EntryStats.from_dict(overhead["stats"], "overhead"), entries=entries,
+                  reference=nominal_reference([results[k] for k in keys] + [overhead["stats"]], ref_path))
         path = store.save(lut)
         remote_tmp = s.transport.put_file(path, f"cache/{lut_filename(space.name, fp_hash)}.upload")
         s.call("lut.put", {"name": lut_filename(space.name, fp_hash),

@@ -39,6 +39,9 @@ class EntryStats:
     k: int = 1  # back-to-back runs per sample
     warmup_n: int = 0
     total_s: float = 0.0
+    #: median of (time of this model / time of the LUT's reference workload) over samples taken in
+    #: alternation: the entry's cost at the device's nominal speed, immune to speed drift
+    ratio: float | None = None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "entry") -> "EntryStats":
@@ -57,12 +60,17 @@ class EntryStats:
             raise InputError(f"{where}: n must be >= 1")
         if not vals["min_ms"] <= vals["median_ms"] <= vals["max_ms"] + 1e-12:
             raise InputError(f"{where}: median_ms outside [min_ms, max_ms]")
+        ratio = d.get("ratio")
+        if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float))
+                                  or not math.isfinite(ratio) or ratio <= 0):
+            raise InputError(f"{where}: ratio must be a finite number > 0, got {ratio!r}")
         return cls(
             n=int(vals["n"]), median_ms=float(vals["median_ms"]), mean_ms=float(vals["mean_ms"]),
             std_ms=float(vals["std_ms"]), cov=float(vals["cov"]), p90_ms=float(vals["p90_ms"]),
             p99_ms=float(vals["p99_ms"]), min_ms=float(vals["min_ms"]), max_ms=float(vals["max_ms"]),
             stable=bool(d.get("stable", True)), k=int(d.get("k", 1)),
             warmup_n=int(d.get("warmup_n", 0)), total_s=float(d.get("total_s", 0.0)),
+            ratio=None if ratio is None else float(ratio),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -107,10 +115,25 @@ class Lut:
     calibration: Calibration | None = None
     created_at: float = field(default_factory=time.time)
     schema: int = LUT_SCHEMA
+    #: the speed reference timed in alternation with every entry: {"sha256", "ms" (its median time
+    #: over the whole profile: the device's nominal speed), "model"}; None for tables without one
+    reference: dict[str, Any] | None = None
+
+    @property
+    def normalised(self) -> bool:
+        """True when every entry (and the overhead) carries a reference ratio."""
+        return (self.reference is not None and self.overhead.ratio is not None
+                and all(e.ratio is not None for e in self.entries.values()))
+
+    def value_ms(self, entry: EntryStats) -> float:
+        """An entry's cost in ms: ratio x the reference's nominal time if normalised, else the median."""
+        if self.normalised:
+            return float(entry.ratio) * float(self.reference["ms"])  # type: ignore[index,arg-type]
+        return entry.median_ms
 
     @property
     def overhead_ms(self) -> float:
-        return self.overhead.median_ms
+        return self.value_ms(self.overhead)
 
     @property
     def unstable_keys(self) -> list[str]:
@@ -136,6 +159,7 @@ class Lut:
             "created_at": self.created_at,
             "overhead": self.overhead.to_dict(),
             "calibration": self.calibration.to_dict() if self.calibration else None,
+            "reference": self.reference,
             "entries": {k: self.entries[k].to_dict() for k in sorted(self.entries)},
         }
 
@@ -155,6 +179,11 @@ class Lut:
         if not entries:
             raise InputError(f"{where}: has no entries")
         cal = d.get("calibration")
+        ref = d.get("reference")
+        if ref is not None and not (isinstance(ref, Mapping) and isinstance(ref.get("ms"), (int, float))
+                                    and not isinstance(ref.get("ms"), bool) and math.isfinite(ref["ms"])
+                                    and ref["ms"] > 0 and isinstance(ref.get("sha256"), str)):
+            raise InputError(f"{where}: malformed 'reference' (needs sha256 and ms > 0)")
         return cls(
             device=d["device"], space=d["space"], fingerprint=dict(d["fingerprint"]),
             fingerprint_hash=d["fingerprint_hash"], runtime=d["runtime"], precision=d["precision"],
@@ -162,6 +191,7 @@ class Lut:
             overhead=EntryStats.from_dict(d.get("overhead"), f"{where}: overhead"),
             entries=entries, calibration=Calibration.from_dict(cal) if cal else None,
             created_at=float(d.get("created_at", 0.0)), schema=LUT_SCHEMA,
+            reference=dict(ref) if ref is not None else None,
         )
 
     def save(self, path: str | Path) -> Path:

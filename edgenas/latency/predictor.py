@@ -1,6 +1,8 @@
 """The LUT latency predictor: a sum of per-block costs, vectorised over many architectures.
 
-Every LUT entry was timed as a stand-alone model, so its median includes the runtime's fixed
+Costs are the entries' medians, or, for a LUT timed against a speed reference, each entry's ratio to
+the reference times the reference's nominal time (``Lut.value_ms``). Every LUT entry was timed as a
+stand-alone model, so its median includes the runtime's fixed
 per-inference overhead (session dispatch, input/output copies), which the LUT records separately by
 timing a trivial model. The predictor therefore uses each block's NET cost
 ``max(median - overhead, 0)`` and adds the overhead once per network:
@@ -52,7 +54,7 @@ class LatencyPredictor:
         self.overhead_ms = float(lut.overhead_ms)
         self.vocab = vocab
         self.key_cost: dict[str, float] = {
-            k: max(lut.entries[k].median_ms - self.overhead_ms, 0.0) for k in vocab}
+            k: max(lut.value_ms(lut.entries[k]) - self.overhead_ms, 0.0) for k in vocab}
         # index -1 (padding) reads the trailing zero
         self._cost = np.array([self.key_cost[k] for k in vocab] + [0.0], dtype=np.float64)
 

@@ -65,13 +65,15 @@ def test_warmup_honours_count_and_time():
 
 def test_window_mode_reports_median_of_window_medians():
     rng = random.Random(7)
-    levels = iter([0.001] * 10**6)
+    now = [0.0]  # virtual time: the test does not depend on how busy the machine is
 
     def timer(k):
-        return k * next(levels) * (1.0 + 0.01 * rng.random())
+        dt = k * 0.001 * (1.0 + 0.01 * rng.random())
+        now[0] += dt
+        return dt
 
     r = measure.measure(timer=timer, protocol={"windows": 3, "min_n": 10, "min_s": 0.01, "max_s": 1.0},
-                        winner=True)
+                        winner=True, clock=lambda: now[0])
     meds = r["window_medians_ms"]
     assert len(meds) == 3
     assert r["median_ms"] == pytest.approx(statistics.median(meds))
@@ -87,3 +89,52 @@ def test_winner_defaults_are_longer_than_lut_defaults():
 def test_bad_protocol_is_rejected(bad):
     with pytest.raises(measure.ProtocolError):
         measure.resolve_protocol(bad)
+
+
+def test_reference_ratio_cancels_speed_drift():
+    """A machine whose speed swings by 2x: raw times wander, the ratio to the reference does not."""
+    from device_agents.edgenas_agent import measure as m
+
+    now = [0.0]
+
+    def clock():
+        return now[0]
+
+    def speed():  # slow and fast phases, each 0.05 s of virtual time
+        return 1.0 if int(now[0] / 0.05) % 2 == 0 else 2.0
+
+    def make(base_s):
+        def timer(k):
+            dt = k * base_s * speed()
+            now[0] += dt
+            return dt
+        return timer
+
+    proto = {"warmup_min_n": 5, "warmup_min_s": 0.01, "min_n": 20, "min_s": 0.2, "max_s": 2.0,
+             "sample_target_ms": 1.0, "max_cov": 0.02, "max_ci_rel": 0.005}
+    plain = m.measure(timer=make(0.0003), protocol=proto, clock=clock)
+    assert plain["cov"] > 0.2  # the drift shows in raw times
+    now[0] = 0.0
+    with_ref = m.measure(timer=make(0.0003), protocol=proto, clock=clock, ref_timer=make(0.0001))
+    assert with_ref["ratio"] == pytest.approx(3.0, rel=0.02)
+    # a sample pair that straddles a phase change is an outlier; the median's CI stays tight
+    assert with_ref["ratio_ci_rel"] < 0.01 and with_ref["stable"] is True
+    assert with_ref["ref_ms"] > 0
+
+
+def test_reference_ratio_in_window_mode():
+    from device_agents.edgenas_agent import measure as m
+
+    def busy(n):
+        def f():
+            s = 0
+            for i in range(n):
+                s += i
+            return s
+        return f
+
+    out = m.measure(busy(4000), {"windows": 3, "min_n": 5, "min_s": 0.02, "max_s": 1.5,
+                                 "max_ci_rel": 0.2, "max_cov": 0.3},
+                    ref_timer=m.loop_timer(busy(1000)))
+    assert 2.5 < out["ratio"] < 6.0
+    assert len(out["window_medians_ms"]) == 3
