@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
             return
         t = Table("device", "reachable", "agent", "fingerprint", *[f"LUT {s}" for s in space], "calibration")
         for r in rows:
-            t.add_row(r.device, "yes" if r.reachable else f"[red]no[/red]", (r.agent_version or "-")[:12],
+            t.add_row(r.device, "yes" if r.reachable else "[red]no[/red]", (r.agent_version or "-")[:12],
                       (r.fingerprint_hash or "-")[:12], *[r.luts.get(s, "-") for s in space],
                       ", ".join(f"{k}: {v['n_points']} pts" for k, v in r.last_calibration.items()) or "-")
         out.print(t)

@@ -8,7 +8,6 @@ windows, median of window medians, cold start apart) -> compare with the LUT pre
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -165,10 +164,6 @@ def deploy(project: Project, device: Any, space: SearchSpace, arch: Any, *, runt
     return DeployResult(s.device, space.name, space.to_dict(arch), exp.onnx_path, exp.sha256, rt["runtime"],
                         measured, predicted, raw, rel, n_cal, stats, dict(out.get("cold_start") or {}),
                         m.id, "; ".join(x for x in (note, pnote) if x), nominal)
-
-
-def now() -> float:
-    return time.time()
 
 
 def measure_onnx(project: Project, device: Any, model: Path, *, runtime: str | None = None,

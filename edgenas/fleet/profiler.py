@@ -78,7 +78,6 @@ def export_blocks(project: Project, space: SearchSpace, keys: list[str],
 
 def overhead_model(project: Project) -> Path:
     """A trivial ONNX model (one Relu on 8 floats) that times the runtime's per-call overhead."""
-    import onnx
     from onnx import TensorProto, helper
 
     path = project.block_cache / "overhead-relu8.onnx"
