@@ -17,12 +17,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+_KILL_LOCK = threading.Lock()
 SSHD = Path("/usr/sbin/sshd")
 
 
@@ -113,15 +115,17 @@ LogLevel VERBOSE
 
     def kill(self) -> None:
         """SIGKILL the daemon and every session process under it (connections drop at once)."""
-        if self.proc is None:
+        # a test may kill the daemon from a thread while teardown kills it too: take it once
+        with _KILL_LOCK:
+            proc, self.proc = self.proc, None
+        if proc is None:
             return
-        for pid in [self.proc.pid, *_descendants(self.proc.pid)]:
+        for pid in [proc.pid, *_descendants(proc.pid)]:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        self.proc.wait(timeout=10)
-        self.proc = None
+        proc.wait(timeout=10)
 
     def restart(self, *, new_host_key: bool = False) -> "SshdServer":
         self.kill()
