@@ -1,11 +1,8 @@
 """LocalTransport: install by hash, a real subprocess channel, verified atomic file copies."""
 
 import hashlib
-import io
 import os
 import time
-import zipfile
-from pathlib import Path
 
 import pytest
 
@@ -13,24 +10,6 @@ from edgenas.errors import DeviceError, InputError
 from edgenas.fleet.agent_bundle import ensure_agent_bundle
 from edgenas.fleet.local import LocalTransport, connect_local
 from edgenas.fleet.rpc import AgentClient
-from edgenas.project import Project
-
-
-def script_zipapp(folder: Path, main_py: str) -> tuple[Path, str]:
-    """A real zipapp running ``main_py``, for agents that misbehave on purpose."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("__main__.py", main_py)
-    data = buf.getvalue()
-    version = hashlib.sha256(data).hexdigest()
-    path = folder / f"script-{version[:8]}.pyz"
-    path.write_bytes(data)
-    return path, version
-
-
-@pytest.fixture()
-def project(tmp_path: Path) -> Project:
-    return Project(tmp_path / "proj")
 
 
 def test_connect_local_end_to_end(project):
@@ -73,7 +52,7 @@ def test_put_and_get_file_verify_sha(project, tmp_path):
             t.get_file("models/absent.bin", back)
 
 
-def test_large_stdout_and_stderr_do_not_deadlock(project, tmp_path):
+def test_large_stdout_and_stderr_do_not_deadlock(script_zipapp, project, tmp_path):
     agent = (
         "import sys, json\n"
         "sys.stderr.write('e' * (4 << 20)); sys.stderr.flush()\n"  # far more than a pipe buffer

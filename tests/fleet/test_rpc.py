@@ -1,12 +1,8 @@
 """AgentClient over a real local agent (and real misbehaving subprocesses): handshake, errors, timeouts."""
 
-import hashlib
-import io
 import os
 import signal
 import time
-import zipfile
-from pathlib import Path
 
 import pytest
 
@@ -14,23 +10,6 @@ from edgenas.errors import AgentError, DeviceError
 from edgenas.fleet.agent_bundle import ensure_agent_bundle
 from edgenas.fleet.local import LocalTransport
 from edgenas.fleet.rpc import AgentClient
-from edgenas.project import Project
-
-
-def script_zipapp(folder: Path, main_py: str) -> tuple[Path, str]:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        zf.writestr("__main__.py", main_py)
-    data = buf.getvalue()
-    version = hashlib.sha256(data).hexdigest()
-    path = folder / f"script-{version[:8]}.pyz"
-    path.write_bytes(data)
-    return path, version
-
-
-@pytest.fixture()
-def project(tmp_path: Path) -> Project:
-    return Project(tmp_path / "proj")
 
 
 @pytest.fixture()
@@ -64,7 +43,7 @@ def test_structured_error_is_agent_error_naming_device_and_call(client):
     assert client.ping()  # a structured error leaves the connection usable
 
 
-def test_protocol_mismatch_is_refused(transport, tmp_path):
+def test_protocol_mismatch_is_refused(script_zipapp, transport, tmp_path):
     path, version = script_zipapp(tmp_path, "import json\nprint(json.dumps({'hello': {'protocol': 2}}), flush=True)\n"
                                             "import sys\nsys.stdin.read()\n")
     with pytest.raises(DeviceError) as exc:
@@ -79,7 +58,7 @@ def test_version_mismatch_is_refused(transport, project):
     assert "expected " + "f" * 64 in str(exc.value)
 
 
-def test_agent_that_dies_before_hello_reports_stderr(transport, tmp_path):
+def test_agent_that_dies_before_hello_reports_stderr(script_zipapp, transport, tmp_path):
     path, version = script_zipapp(tmp_path, "import sys\nsys.stderr.write('ImportError: no module named foo\\n')\n"
                                             "sys.exit(3)\n")
     with pytest.raises(DeviceError) as exc:
@@ -88,7 +67,7 @@ def test_agent_that_dies_before_hello_reports_stderr(transport, tmp_path):
     assert "bench-box" in msg and "code 3" in msg and "no module named foo" in msg
 
 
-def test_agent_crash_mid_call_names_device_call_and_stderr(transport, tmp_path):
+def test_agent_crash_mid_call_names_device_call_and_stderr(script_zipapp, transport, tmp_path):
     agent = ("import sys, json\nprint(json.dumps({'hello': {'protocol': 1}}), flush=True)\n"
              "sys.stdin.readline()\n"
              "sys.stderr.write('Fatal Python error: Segmentation fault\\n'); sys.stderr.flush()\n"
