@@ -60,30 +60,27 @@ def nominal_ms(stats: dict[str, Any], lut: Any, reference_sha: str) -> float | N
     return float(stats["ratio"]) * float(lut.reference["ms"])
 
 
-def current_lut_or_none(project: Project, device: str, space: SearchSpace, fingerprint_hash: str) -> Any:
+def current_lut_or_none(project: Project, device: str, space: SearchSpace,
+                        fingerprint_hash: str) -> tuple[Any, str]:
+    """(the device's LUT for its current fingerprint or None, a note saying why there is none)."""
     from edgenas.errors import InputError
     from edgenas.fleet.profiler import current_lut
 
     try:
-        return current_lut(project, device, space.name, fingerprint_hash)
-    except InputError:
-        return None
+        return current_lut(project, device, space.name, fingerprint_hash), ""
+    except InputError as exc:
+        return None, f"no prediction: {exc}"
 
 
-def predict_for(project: Project, device: str, space: SearchSpace, arch: Any,
-                fingerprint_hash: str) -> tuple[float | None, float | None, int, str]:
-    """(calibrated, raw, calibration points, note) from the device's current LUT, if there is one."""
-    from edgenas.errors import InputError
-    from edgenas.fleet.profiler import current_lut
+def predict_for(lut: Any, space: SearchSpace, arch: Any) -> tuple[float | None, float | None, int]:
+    """(calibrated, raw, calibration points) from ``lut``; Nones when there is no LUT."""
     from edgenas.latency.predictor import LatencyPredictor
 
-    try:
-        lut = current_lut(project, device, space.name, fingerprint_hash)
-    except InputError as exc:
-        return None, None, 0, f"no prediction: {exc}"
+    if lut is None:
+        return None, None, 0
     pred = LatencyPredictor(lut, space)
     raw = float(pred.predict_raw_many([arch])[0])
-    return float(pred.predict_many([arch])[0]), raw, int(pred.calibration_points), ""
+    return float(pred.predict_many([arch])[0]), raw, int(pred.calibration_points)
 
 
 def measure_model(session: Any, onnx_path: Path, *, runtime: str | None = None,
@@ -150,10 +147,11 @@ def deploy(project: Project, device: Any, space: SearchSpace, arch: Any, *, runt
         rt = s.runtime_params(rt_name)
     stats = dict(out["stats"])
     measured = float(stats["median_ms"])
-    nominal = nominal_ms(stats, current_lut_or_none(project, s.device, space, fp_hash), sha256_file(ref_path))
+    lut, pnote = current_lut_or_none(project, s.device, space, fp_hash)
+    nominal = nominal_ms(stats, lut, sha256_file(ref_path))
     if nominal is not None:
         stats["nominal_ms"] = nominal
-    predicted, raw, n_cal, pnote = predict_for(project, s.device, space, arch, fp_hash)
+    predicted, raw, n_cal = predict_for(lut, space, arch)
     compare = nominal if nominal is not None else measured
     rel = None if predicted is None else (predicted - compare) / compare
     m = Measurement(device=s.device, space=space.name, arch=space.to_dict(arch),
