@@ -15,14 +15,11 @@ Usage: ``python bench/fleet_refresh.py [--sizes 1,2,4,8] [--space mbv3-tiny]``; 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -30,20 +27,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _sshd import ssh_bench_dir, sshd_helpers  # noqa: E402  (bench/ is on sys.path when run as a script)
+
 FAST = {"warmup_min_n": 2, "warmup_min_s": 0.0, "min_n": 5, "min_s": 0.01, "max_s": 0.05}
 
 
-def _sshd_helpers():
-    """The test suite's real-sshd helper (``tests/conftest.py``), imported by path."""
-    spec = importlib.util.spec_from_file_location("edgenas_test_conftest", ROOT / "tests" / "conftest.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up there
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def start_servers(n: int, base: Path, key: Path, project) -> list:
-    helpers = _sshd_helpers()
+    helpers = sshd_helpers()
     servers = []
     for i in range(n):
         d = base / f"sshd{i}"
@@ -82,14 +72,7 @@ def main() -> None:
     from edgenas.project import Project
     from edgenas.spaces import get_space
 
-    base = Path(tempfile.mkdtemp(prefix="edgenas-bench-fleet-"))
-    key = base / "id_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    os.environ["EDGENAS_USER_KNOWN_HOSTS"] = str(base / "no_known_hosts")
-    os.environ["EDGENAS_SSH_CONFIG"] = str(base / "no_ssh_config")
-    os.environ.pop("SSH_AUTH_SOCK", None)
-    if os.geteuid() == 0:
-        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+    base, key = ssh_bench_dir("edgenas-bench-fleet-")
     project = Project(base / "proj")
     servers = start_servers(max(sizes), base, key, project)
     profiles = [s.profile(f"dev{i}") for i, s in enumerate(servers)]

@@ -15,14 +15,11 @@ Usage: ``python bench/profile_transport.py [--space mbv3-small|mbv3-tiny]``; pri
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,6 +27,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _sshd import ssh_bench_dir, sshd_helpers  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 FAST = {"warmup_min_n": 3, "warmup_min_s": 0.01, "min_n": 5, "min_s": 0.02, "max_s": 0.3}
 
@@ -46,19 +45,8 @@ def main() -> None:
     from edgenas.project import Project
     from edgenas.spaces import get_space
 
-    spec = importlib.util.spec_from_file_location("edgenas_test_conftest", ROOT / "tests" / "conftest.py")
-    helpers = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = helpers  # dataclasses look their module up there
-    spec.loader.exec_module(helpers)
-
-    base = Path(tempfile.mkdtemp(prefix="edgenas-bench-profile-"))
-    key = base / "id_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-    os.environ["EDGENAS_USER_KNOWN_HOSTS"] = str(base / "no_known_hosts")
-    os.environ["EDGENAS_SSH_CONFIG"] = str(base / "no_ssh_config")
-    os.environ.pop("SSH_AUTH_SOCK", None)
-    if os.geteuid() == 0:
-        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+    helpers = sshd_helpers()
+    base, key = ssh_bench_dir("edgenas-bench-profile-")
     project = Project(base / "proj")
     (base / "sshd").mkdir()
     server = helpers.SshdServer(base / "sshd", helpers._free_port(), key).start()
