@@ -48,11 +48,15 @@ def register(app: typer.Typer) -> None:
                 space: str = typer.Option("mbv3-small", "--space", help="search space whose LUTs to refresh"),
                 concurrency: int = typer.Option(4, "--concurrency", help="devices refreshed at once"),
                 only_failed: bool = typer.Option(False, "--only-failed", help="retry the devices that failed last time"),
+                drift_floor: float = typer.Option(None, "--drift-floor",
+                                                  help="smallest shape drift that rebuilds a table, a fraction "
+                                                       "(default 0.1; 0.25 for shared or throttling machines)"),
                 json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
         """Rebuild stale or drifted LUTs, in parallel.
 
-        Fingerprint changed: rebuild; else sentinel entries re-timed, drift > max(5%, 3 x CoV)
-        rebuilds; else verified. One row per device; non-zero exit if any failed.
+        Fingerprint changed: rebuild; else sentinel entries re-timed against the speed reference:
+        shape drift > max(floor, 3 x CoV) twice rebuilds, a speed change seen twice in a row rescales,
+        else verified. One row per device; non-zero exit if any failed.
         """
         from edgenas.fleet.inventory import load_inventory
         from edgenas.fleet.refresh import refresh_fleet
@@ -61,13 +65,14 @@ def register(app: typer.Typer) -> None:
         inv = load_inventory(proj, inventory)
         with progress_bar(quiet=json_out) as bar:
             rows = refresh_fleet(proj, inv.select(group), space, concurrency=concurrency,
-                                 only_failed=only_failed, progress=bar)
+                                 only_failed=only_failed, progress=bar,
+                                 **({} if drift_floor is None else {"drift_floor": drift_floor}))
         failed = [r for r in rows if r.status == "failed"]
         if json_out:
             emit_json([r.to_dict() for r in rows])
         else:
             t = Table("device", "result", "reason", "time (s)")
-            colour = {"refreshed": "cyan", "verified": "green", "failed": "red"}
+            colour = {"refreshed": "cyan", "rescaled": "yellow", "verified": "green", "failed": "red"}
             for r in rows:
                 t.add_row(r.device, f"[{colour[r.status]}]{r.status}[/{colour[r.status]}]", r.reason, f"{r.wall_s:.1f}")
             out.print(t)

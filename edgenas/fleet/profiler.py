@@ -192,12 +192,17 @@ def profile_device(project: Project, device: Any, space_name: str, *, force: boo
                   overhead=EntryStats.from_dict(overhead["stats"], "overhead"), entries=entries,
                   reference=nominal_reference([results[k] for k in keys] + [overhead["stats"]], ref_path))
         path = store.save(lut)
-        remote_tmp = s.transport.put_file(path, f"cache/{lut_filename(space.name, fp_hash)}.upload")
-        s.call("lut.put", {"name": lut_filename(space.name, fp_hash),
-                           "path": f"cache/{lut_filename(space.name, fp_hash)}.upload", "sha256": remote_tmp})
+        keep_on_device(s, path, lut)
         return ProfileResult(s.device, space.name, path, fp_hash, len(entries), False,
                              len(entries) - resumed, resumed, exported, len(lut.unstable_keys),
                              time.perf_counter() - t0)
+
+
+def keep_on_device(session: Any, path: Path, lut: Lut) -> None:
+    """Hand the agent a copy of the host's table (hash-checked upload, then an atomic ``lut.put``)."""
+    name = lut_filename(lut.space, lut.fingerprint_hash)
+    sha = session.transport.put_file(path, f"cache/{name}.upload")
+    session.call("lut.put", {"name": name, "path": f"cache/{name}.upload", "sha256": sha})
 
 
 def current_lut(project: Project, device: str, space_name: str, fingerprint_hash: str | None = None) -> Lut:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgenas.errors import InputError
+from edgenas.io import sha256_file
 from edgenas.latency.lut import Lut
 
 
@@ -57,7 +58,8 @@ class LutStore:
             hist = path.parent / "history"
             hist.mkdir(parents=True, exist_ok=True)
             stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(path.stat().st_mtime))
-            target = hist / f"{path.stem}-{stamp}-{os.getpid()}.json"
+            # named by content too: two tables replaced within one second both stay in the history
+            target = hist / f"{path.stem}-{stamp}-{sha256_file(path)[:12]}.json"
             os.link(path, target) if not target.exists() else None
         return lut.save(path)
 

@@ -1,0 +1,104 @@
+"""Drift checks on the real ``local`` device: shape vs speed, rescaling only when a speed change
+persists, and the raw-time fallback for tables without a speed reference."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from edgenas.fleet.profiler import profile_device
+from edgenas.fleet.profiles import LOCAL_PROFILE
+from edgenas.errors import InputError
+from edgenas.fleet.refresh import SPEED_TOLERANCE, _same_sign_off, last_refresh_path, refresh_device, refresh_fleet
+from edgenas.latency.lut import Lut
+from edgenas.latency.store import LutStore
+
+SPACE = "mbv3-tiny"
+PROTO = {"warmup_min_n": 3, "warmup_min_s": 0.01, "min_n": 5, "min_s": 0.05, "max_s": 0.2}
+NOISE_FLOOR = 0.4  # a short protocol on a shared machine: see tests/fleet/test_refresh.py
+_MS = ("median_ms", "mean_ms", "std_ms", "p90_ms", "p99_ms", "min_ms", "max_ms")
+
+
+@pytest.fixture
+def profiled(project):
+    res = profile_device(project, LOCAL_PROFILE, SPACE, protocol=PROTO)
+    lut = Lut.load(res.lut_path)
+    assert lut.normalised
+    return res, lut
+
+
+def verified_lines(project) -> list[dict]:
+    return [json.loads(x) for x in (project.luts_dir / "local" / "verified.jsonl").read_text().splitlines()]
+
+
+def test_speed_change_is_reported_once_then_rescaled(project, profiled):
+    res, orig = profiled
+    store = LutStore(project.luts_dir)
+    # the table claims a device about 3x faster than this one: its shape (ratios) is right
+    fast = dataclasses.replace(orig, reference=dict(orig.reference, ms=orig.reference["ms"] * 0.3))
+    assert store.save(fast) == res.lut_path
+    before = res.lut_path.read_bytes()
+
+    first = refresh_device(project, LOCAL_PROFILE, SPACE, protocol=PROTO, drift_floor=NOISE_FLOOR)
+    assert first.status == "verified", first.reason
+    assert first.speed_change is not None and first.speed_change > 1.0
+    assert "speed" in first.reason and "not rescaled" in first.reason
+    assert res.lut_path.read_bytes() == before  # one sighting changes nothing
+
+    second = refresh_device(project, LOCAL_PROFILE, SPACE, protocol=PROTO, drift_floor=NOISE_FLOOR)
+    assert second.status == "rescaled", second.reason
+    assert second.speed_change > SPEED_TOLERANCE
+    new = Lut.load(res.lut_path)
+    lines = verified_lines(project)
+    assert [x["rescaled"] for x in lines] == [False, True]
+    assert new.reference["ms"] == pytest.approx((lines[0]["reference_ms"] + lines[1]["reference_ms"]) / 2)
+    assert 0.5 < new.reference["ms"] / orig.reference["ms"] < 2.0  # back near this machine's speed
+    assert new.entries == fast.entries and new.fingerprint_hash == fast.fingerprint_hash  # shape kept
+    assert len(list((project.luts_dir / "local" / "history").glob("*.json"))) >= 2  # the old table kept
+    on_device = project.local_workdir / "luts" / res.lut_path.name
+    assert Lut.load(on_device).reference["ms"] == new.reference["ms"]  # the agent's copy follows
+
+
+def test_shape_drift_rebuilds(project, profiled):
+    res, orig = profiled
+    skewed = dataclasses.replace(orig, entries={k: dataclasses.replace(e, ratio=e.ratio * 3.0)
+                                                for k, e in orig.entries.items()})
+    LutStore(project.luts_dir).save(skewed)
+    out = refresh_device(project, LOCAL_PROFILE, SPACE, protocol=PROTO, drift_floor=NOISE_FLOOR)
+    assert out.status == "refreshed" and out.reason.startswith("shape drift"), out.reason
+    assert out.drift > 0.5 and out.drift > out.threshold
+    rebuilt = Lut.load(res.lut_path)
+    ratios = sorted(rebuilt.entries[k].ratio / skewed.entries[k].ratio for k in orig.entries)
+    assert ratios[len(ratios) // 2] < 0.6  # the new table is far from the skewed numbers
+
+
+def test_table_without_reference_falls_back_to_raw_times(project, profiled):
+    res, orig = profiled
+    raw = dataclasses.replace(orig, reference=None, entries={
+        k: dataclasses.replace(e, ratio=None, **{f: getattr(e, f) * 0.2 for f in _MS})
+        for k, e in orig.entries.items()})
+    LutStore(project.luts_dir).save(raw)
+    out = refresh_device(project, LOCAL_PROFILE, SPACE, protocol=PROTO, drift_floor=NOISE_FLOOR)
+    assert out.status == "refreshed" and out.reason.startswith("drift "), out.reason
+    assert out.speed_change is None and out.drift > 1.0
+    assert Lut.load(res.lut_path).normalised  # rebuilt with the speed reference
+
+
+@pytest.mark.parametrize("prev, now, expected", [
+    ({"speed_change": 0.5, "reference_ms": 1.0}, 0.4, True),
+    ({"speed_change": -0.5, "reference_ms": 1.0}, -0.3, True),
+    ({"speed_change": 0.5, "reference_ms": 1.0}, -0.4, False),  # opposite signs: noise, not a trend
+    ({"speed_change": 0.1, "reference_ms": 1.0}, 0.4, False),  # the previous check was within tolerance
+    ({"speed_change": None, "reference_ms": None}, 0.4, False),  # previous check had no reference
+    (None, 0.4, False),
+])
+def test_rescale_needs_two_sightings_of_the_same_sign(prev, now, expected):
+    assert _same_sign_off(prev, now) is expected
+
+
+def test_drift_floor_out_of_range_is_one_clear_error(project):
+    with pytest.raises(InputError, match="--drift-floor"):
+        refresh_fleet(project, [LOCAL_PROFILE], SPACE, drift_floor=0.0)
+    assert not last_refresh_path(project).exists()

@@ -1,0 +1,43 @@
+"""LutStore: replacing a table keeps every previous version; a bad table changes nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from edgenas.errors import InputError
+from edgenas.latency.lut import EntryStats, Lut
+from edgenas.latency.store import LutStore
+
+
+def _stats(ms: float) -> EntryStats:
+    return EntryStats(n=10, median_ms=ms, mean_ms=ms, std_ms=0.0, cov=0.0, p90_ms=ms, p99_ms=ms,
+                      min_ms=ms, max_ms=ms)
+
+
+def _lut(scale: float) -> Lut:
+    return Lut(device="dev", space="mbv3-tiny", fingerprint={"m": 1}, fingerprint_hash="a" * 64,
+               runtime="onnxruntime", precision="fp32", threads=1, protocol={}, overhead=_stats(0.1),
+               entries={"k1": _stats(1.0 * scale), "k2": _stats(2.0 * scale)})
+
+
+def test_every_replaced_table_is_kept_even_within_one_second(tmp_path):
+    store = LutStore(tmp_path)
+    versions = [_lut(s) for s in (1.0, 2.0, 3.0)]
+    for v in versions:  # three saves well inside one second
+        path = store.save(v)
+    assert Lut.load(path).entries == versions[-1].entries
+    kept = sorted(Lut.load(p).entries["k1"].median_ms for p in (path.parent / "history").glob("*.json"))
+    assert kept == [1.0, 2.0]
+    assert store.list("dev", "mbv3-tiny") == [path]  # history is not a current table
+
+
+def test_invalid_table_changes_nothing(tmp_path):
+    store = LutStore(tmp_path)
+    path = store.save(_lut(1.0))
+    before = path.read_bytes()
+    bad = dataclasses.replace(_lut(2.0), entries={"k1": dataclasses.replace(_stats(1.0), median_ms=-1.0)})
+    with pytest.raises(InputError):
+        store.save(bad)
+    assert path.read_bytes() == before and not (path.parent / "history").exists()
