@@ -8,10 +8,10 @@ times in each condition and counts how often the table is judged drifted:
 * ``stale`` (loaded too): the table's ratios and times are 0.5x what the device does, so every verdict
   that is not "drifted" is a miss.
 
-Two rules judged on the same measurements: ``confirmed_ratio`` (what ``fleet refresh`` uses: the
-sentinels' ratios to the speed reference, threshold max(10%, 3 x CoV) capped at 50%, drifted only if a
-second pass agrees) and the named baseline ``raw_ms`` (what it used before: raw median times of one
-pass, threshold max(5%, 3 x CoV) capped at 50%).
+Two rules judged on the same measurements and the same threshold, max(5%, 3 x CoV) capped at 50%:
+``confirmed_ratio`` (what ``fleet refresh`` uses: the sentinels' ratios to the speed reference,
+drifted only if a second pass agrees) and the named baseline ``raw_ms`` (what it used before: raw
+median times of one pass).
 
     python bench/drift_check.py --space mbv3-tiny --repeats 10 --load 2
 

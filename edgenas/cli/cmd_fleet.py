@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
                 only_failed: bool = typer.Option(False, "--only-failed", help="retry the devices that failed last time"),
                 drift_floor: float = typer.Option(None, "--drift-floor",
                                                   help="smallest shape drift that rebuilds a table, a fraction "
-                                                       "(default 0.1; 0.25 for shared or throttling machines)"),
+                                                       "(default 0.05; raise it for shared or throttling machines)"),
                 json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
         """Rebuild stale or drifted LUTs, in parallel.
 
