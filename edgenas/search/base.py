@@ -182,14 +182,15 @@ class Strategy(ABC):
             return arch
         anchor = anchors[int(self.rng.integers(len(anchors)))]
         genes, target = self.space.to_genes(arch).copy(), self.space.to_genes(anchor)
+        steps = []  # the architecture after each gene moved, in a random order: one predictor call for all
         for i in self.rng.permutation(len(genes)):
-            if genes[i] == target[i]:
-                continue
-            genes[i] = target[i]
-            cand = self.space.from_genes(genes)
-            if self.violation(cand) <= 0.0:
-                return cand
-        return self.space.from_genes(genes)
+            if genes[i] != target[i]:
+                genes[i] = target[i]
+                steps.append(self.space.from_genes(genes))
+        if not steps:
+            return arch
+        ok = np.flatnonzero(np.asarray(self.feasibility.violation(steps), dtype=float) <= 0.0)
+        return steps[int(ok[0])] if ok.size else steps[-1]
 
 
 StrategyFactory = type[Strategy]

@@ -91,15 +91,24 @@ class MBV3Space(SearchSpace[MBV3Arch]):
                 hint="ks and e have one entry per block slot (n_stages * max_depth), d one per stage")
         return tuple(_int(f"{name}[{i}]", x) for i, x in enumerate(v))
 
-    def _check(self, arch: MBV3Arch) -> None:
+    @cached_property
+    def _index_of(self) -> dict[str, dict[int, int]]:
+        """Choice value -> gene value, per field (the gene codec's look-up tables)."""
         c = self.config
+        return {name: {v: i for i, v in enumerate(vals)} for name, vals in
+                (("ks", c.ks_choices), ("e", c.e_choices), ("d", c.d_choices), ("r", c.resolutions))}
+
+    def _check(self, arch: MBV3Arch) -> None:
+        c, idx = self.config, self._index_of
         for name, vals, choices, n in (("ks", arch.ks, c.ks_choices, c.n_slots),
                                        ("e", arch.e, c.e_choices, c.n_slots),
                                        ("d", arch.d, c.d_choices, c.n_stages)):
             require(len(vals) == n, f"{name} has {len(vals)} entries, expected {n}")
             for i, v in enumerate(vals):
-                require(v in choices, f"{name}[{i}]={v} is not one of {_choices(choices)}")
-        require(arch.r in c.resolutions, f"r={arch.r} is not one of {_choices(c.resolutions)}")
+                if v not in idx[name]:  # the message is only formatted for a bad value
+                    require(False, f"{name}[{i}]={v} is not one of {_choices(choices)}")
+        if arch.r not in idx["r"]:
+            require(False, f"r={arch.r} is not one of {_choices(c.resolutions)}")
 
     def to_dict(self, arch: MBV3Arch) -> dict[str, Any]:
         return {"space": self.name, "schema": ARCH_SCHEMA, "ks": list(arch.ks), "e": list(arch.e),
@@ -120,14 +129,18 @@ class MBV3Space(SearchSpace[MBV3Arch]):
 
     def to_genes(self, arch: MBV3Arch) -> np.ndarray:
         self._check(arch)
-        c = self.config
-        g = [c.resolutions.index(arch.r)] + [c.ks_choices.index(k) for k in arch.ks] \
-            + [c.e_choices.index(x) for x in arch.e] + [c.d_choices.index(d) for d in arch.d]
+        idx = self._index_of
+        ks, e, d = idx["ks"], idx["e"], idx["d"]
+        g = [idx["r"][arch.r], *(ks[k] for k in arch.ks), *(e[x] for x in arch.e), *(d[v] for v in arch.d)]
         return np.asarray(g, dtype=np.int64)
+
+    @cached_property
+    def _sizes(self) -> np.ndarray:
+        return np.asarray(self.gene_sizes())
 
     def _check_genes(self, genes: Any) -> np.ndarray:
         g = np.atleast_2d(np.asarray(genes))
-        sizes = np.asarray(self.gene_sizes())
+        sizes = self._sizes
         require(g.ndim == 2 and g.shape[1] == len(sizes),
                 f"gene vectors must have {len(sizes)} entries, got shape {g.shape}")
         require(np.issubdtype(g.dtype, np.integer), f"genes must be integers, got {g.dtype}")
