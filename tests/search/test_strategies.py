@@ -90,6 +90,31 @@ def test_repair_is_bounded_and_reaches_feasibility(space, formula, Lat):
     assert space.arch_id(archs[0]) == space.arch_id(anchor)
 
 
+def test_repair_takes_the_first_feasible_step_in_one_predictor_call(space, formula, Lat):
+    lat = Lat(space, seed=4)
+    ms, anchor = lat.min_latency()
+    problem = Problem(space, formula, [DeviceTarget("dev", lat, ms * 1.3)])
+    calls = []
+    real = problem.violation
+    problem.violation = lambda archs: calls.append(len(archs)) or real(archs)
+    strat = make_strategy("random", space, np.random.default_rng(3), feasibility=problem)
+    rng = np.random.default_rng(11)
+    start = max((space.sample(rng) for _ in range(50)), key=lambda a: float(real([a])[0]))
+    assert real([start])[0] > 0
+    out = strat.repair(start)
+    assert len(calls) == 1 and real([out])[0] == 0.0
+    # the same walk one gene at a time (same order), stopping at the first feasible architecture
+    order = np.random.default_rng(3).permutation(space.dim)
+    genes, target = space.to_genes(start).copy(), space.to_genes(anchor)
+    for i in order:
+        if genes[i] != target[i]:
+            genes[i] = target[i]
+            if real([space.from_genes(genes)])[0] <= 0:
+                break
+    assert space.arch_id(out) == space.arch_id(space.from_genes(genes))
+    assert 0 < int((space.to_genes(out) != space.to_genes(start)).sum()) <= int((target != space.to_genes(start)).sum())
+
+
 def test_evolution_finds_formula_optimum_and_beats_random(space, formula):
     problem = Problem(space, formula)
     best = {}
