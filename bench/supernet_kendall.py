@@ -5,7 +5,7 @@ distillation) for ``--steps``; sample ``--n-archs`` sub-networks with ``--seed``
 weights inherited from the supernet and (b) trained from scratch for ``--scratch-steps`` steps of the
 same batch size, learning rate and cosine schedule (standalone ``build_model`` networks). Both are
 BN-recalibrated on the same training batches and measured on the same held-out split. Reports Kendall
-tau and Spearman rho between (a) and (b), training throughput (sub-network images per second:
+tau and Spearman rho between (a) and (b), on accuracy and on validation cross-entropy, training throughput (sub-network images per second:
 forward + backward), and peak memory (``ru_maxrss``; tracemalloc is not used since it does not see
 torch's CPU tensor allocations).
 
@@ -29,6 +29,7 @@ from scipy import stats
 
 from edgenas.spaces import get_space
 from edgenas.supernet import SubnetScorer, TrainConfig, load_supernet, recalibrate_bn, train_supernet
+from edgenas.supernet.extract import extract_subnet
 from edgenas.supernet.model import resize
 from edgenas.supernet.train import cosine_lr, load_train_data
 
@@ -57,12 +58,15 @@ def train_scratch(space, arch, train, *, steps: int, batch_size: int, lr: float,
 
 
 @torch.no_grad()
-def accuracy(model, arch, val, calib) -> float:
+def accuracy(model, arch, val, calib) -> tuple[float, float]:
+    """(top-1 accuracy %, mean cross-entropy) on ``val`` after BN recalibration on ``calib``."""
     recalibrate_bn(model, calib, resolution=arch.r)
-    correct = 0
+    correct, loss = 0, 0.0
     for i in range(0, len(val), 256):
-        correct += int((model(resize(val.x[i:i + 256], arch.r)).argmax(1) == val.y[i:i + 256]).sum())
-    return 100.0 * correct / len(val)
+        logits = model(resize(val.x[i:i + 256], arch.r))
+        correct += int((logits.argmax(1) == val.y[i:i + 256]).sum())
+        loss += float(F.cross_entropy(logits, val.y[i:i + 256], reduction="sum"))
+    return 100.0 * correct / len(val), loss / len(val)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -100,20 +104,26 @@ def main(argv: list[str] | None = None) -> dict:
     inherited = scorer.score(archs)
     eval_time = time.perf_counter() - t0
     extremes = scorer.score([net.largest_arch(), net.smallest_arch()])
+    # the validation loss too: continuous, so it still ranks where accuracies saturate (digits)
+    inherited_loss = np.asarray([accuracy(extract_subnet(net, a, space).eval(), a, scorer.val, scorer.calib)[1]
+                                 for a in archs])
 
     train, val = load_train_data("digits", max(space.config.resolutions), 0.2)
-    scratch, scratch_time = [], 0.0
+    scratch, scratch_loss, scratch_time = [], [], 0.0
     for i, arch in enumerate(archs):
         t0 = time.perf_counter()
         model = train_scratch(space, arch, train, steps=scratch_steps, batch_size=args.batch_size,
                               lr=args.lr, seed=args.seed + i)
         scratch_time += time.perf_counter() - t0
-        scratch.append(accuracy(model, arch, val, scorer.calib))
+        acc, loss = accuracy(model, arch, val, scorer.calib)
+        scratch.append(acc)
+        scratch_loss.append(loss)
         print(f"[{i + 1}/{len(archs)}] inherited {inherited[i]:.1f}% scratch {scratch[-1]:.1f}%",
               file=sys.stderr, flush=True)
     scratch = np.asarray(scratch)
     tau = stats.kendalltau(inherited, scratch)
     rho = stats.spearmanr(inherited, scratch)
+    tau_loss = stats.kendalltau(inherited_loss, scratch_loss)
     result = {
         "bench": "supernet_kendall",
         "settings": {"space": space.name, "data": "digits", "steps": args.steps, "scratch_steps": scratch_steps,
@@ -122,7 +132,11 @@ def main(argv: list[str] | None = None) -> dict:
                      "calib_batches": args.calib_batches, "train_images": len(train), "val_images": len(val)},
         "kendall_tau": float(tau.statistic), "kendall_p": float(tau.pvalue),
         "spearman_rho": float(rho.statistic), "spearman_p": float(rho.pvalue),
+        "kendall_tau_val_loss": float(tau_loss.statistic), "kendall_p_val_loss": float(tau_loss.pvalue),
+        "spearman_rho_val_loss": float(stats.spearmanr(inherited_loss, scratch_loss).statistic),
         "inherited_acc": [round(float(a), 2) for a in inherited],
+        "inherited_val_loss": [round(float(v), 4) for v in inherited_loss],
+        "scratch_val_loss": [round(float(v), 4) for v in scratch_loss],
         "scratch_acc": [round(float(a), 2) for a in scratch],
         "largest_smallest_inherited_acc": [round(float(a), 2) for a in extremes],
         "supernet": {"train_s": round(sn_time, 1), "subnet_images_per_s": round(sn_images / sn_time, 1),
