@@ -9,8 +9,9 @@ For each device (bounded concurrency; every remote call has the profile's timeou
 
    * **shape drift**: the median over sentinels of |new ratio - old ratio| / old ratio. Larger than
      ``max(floor, 3 x CoV)`` (floor ``DRIFT_FLOOR`` unless given; the CoV the sentinels had when the
-     table was built; capped at ``DRIFT_CAP``) in two passes in a row -> rebuild. Ratios do not move when the device is merely busy, so a loaded device
-     is not rebuilt (and its rebuild would bake the load in);
+     table was built; capped at ``DRIFT_CAP``) in two passes in a row -> rebuild. Ratios do not move
+     when the device is merely busy, so a loaded device is not rebuilt (a rebuild would bake the load
+     in);
    * **speed drift**: the reference's time now vs ``reference.ms``. Beyond ``SPEED_TOLERANCE`` a single
      sighting is only reported (a busy device looks slower for a while); when the previous check of
      the same table saw a change of the same sign too, the table is *rescaled*: ``reference.ms`` takes
@@ -114,8 +115,8 @@ def measure_drift(session: Any, project: Project, lut: Lut, protocol: dict[str, 
     space = get_space(lut.space)
     keys = sentinel_keys(lut)
     paths, _ = export_blocks(project, space, keys)
-    params = dict(session.runtime_params(lut.runtime), items=[{"key": k, "model": session.push(paths[k])} for k in keys],
-                  protocol=dict(LUT_PROTOCOL, **(protocol or {})))
+    items = [{"key": k, "model": session.push(paths[k])} for k in keys]
+    params = dict(session.runtime_params(lut.runtime), items=items, protocol=dict(LUT_PROTOCOL, **(protocol or {})))
     ref_path = reference_model(project)
     if lut.normalised and lut.reference.get("sha256") == sha256_file(ref_path):  # type: ignore[union-attr]
         params["reference"] = session.push(ref_path)
@@ -151,7 +152,7 @@ def _sentinel_pass(session: Any, lut: Lut, keys: list[str], params: dict[str, An
 
 def refresh_device(project: Project, profile: Any, space: str, *, protocol: dict[str, Any] | None = None,
                    drift_floor: float = DRIFT_FLOOR) -> DeviceRefresh:
-    from edgenas.fleet.profiler import keep_on_device, profile_device
+    from edgenas.fleet.profiler import profile_device
     from edgenas.fleet.session import open_session
 
     t0 = time.perf_counter()
@@ -166,29 +167,9 @@ def refresh_device(project: Project, profile: Any, space: str, *, protocol: dict
                 reason = "fingerprint changed" if had_any else "no LUT yet"
             else:
                 check = measure_drift(s, project, lut, protocol, floor=drift_floor)
-                path = str(store.path_for(s.device, space, fp_hash))
                 shape = f"{'shape ' if check.basis == 'ratio' else ''}drift {check.drift:.1%}"
                 if not check.drifted:
-                    row = dict(space=space, fingerprint_hash=fp_hash, drift=check.drift,
-                               threshold=check.threshold, lut_path=path, speed_change=check.speed_change)
-                    speed_off = check.speed_change is not None and abs(check.speed_change) > SPEED_TOLERANCE
-                    previous = _last_verified(project, s.device, lut)
-                    if speed_off and _same_sign_off(previous, check.speed_change):
-                        nominal = (float(previous["reference_ms"]) + float(check.reference_ms)) / 2  # type: ignore[index,arg-type]
-                        rescaled = dataclasses.replace(lut, reference=dict(lut.reference or {}, ms=nominal),
-                                                       created_at=time.time())
-                        keep_on_device(s, store.save(rescaled), rescaled)
-                        _record_verified(project, s.device, lut, check, rescaled=True)
-                        return DeviceRefresh(s.device, "rescaled",
-                                             f"{shape} <= {check.threshold:.1%}; speed {check.speed_change:+.0%} "
-                                             f"twice in a row: nominal {float(lut.reference['ms']):.3f} -> "  # type: ignore[index]
-                                             f"{nominal:.3f} ms", wall_s=time.perf_counter() - t0, **row)
-                    _record_verified(project, s.device, lut, check)
-                    reason = f"{shape} <= {check.threshold:.1%}"
-                    if speed_off:
-                        reason += (f"; speed {check.speed_change:+.0%} vs nominal (not rescaled: seen once; "
-                                   "a busy device looks slower for a while)")
-                    return DeviceRefresh(s.device, "verified", reason, wall_s=time.perf_counter() - t0, **row)
+                    return _keep(project, s, store, lut, check, shape, t0)
                 reason = f"{shape} > {check.threshold:.1%}"
         res = profile_device(project, profile, space, force=lut is not None, protocol=protocol)
         return DeviceRefresh(res.device, "refreshed", reason, space, res.fingerprint_hash,
@@ -200,6 +181,33 @@ def refresh_device(project: Project, profile: Any, space: str, *, protocol: dict
     except Exception as exc:  # a bug on one device must not take the others down
         return DeviceRefresh(profile.name, "failed", f"internal error {type(exc).__name__}: {exc}", space,
                              wall_s=time.perf_counter() - t0)
+
+
+def _keep(project: Project, session: Any, store: LutStore, lut: Lut, check: DriftCheck, shape: str,
+          t0: float) -> DeviceRefresh:
+    """The table's shape held: record the check, and rescale its nominal speed if a change persisted."""
+    from edgenas.fleet.profiler import keep_on_device
+
+    row = dict(space=lut.space, fingerprint_hash=lut.fingerprint_hash, drift=check.drift,
+               threshold=check.threshold, speed_change=check.speed_change,
+               lut_path=str(store.path_for(session.device, lut.space, lut.fingerprint_hash)))
+    speed_off = check.speed_change is not None and abs(check.speed_change) > SPEED_TOLERANCE
+    previous = _last_verified(project, session.device, lut)
+    if speed_off and previous is not None and _same_sign_off(previous, check.speed_change):
+        old = float(lut.reference["ms"])  # type: ignore[index]
+        nominal = (float(previous["reference_ms"]) + float(check.reference_ms)) / 2  # type: ignore[arg-type]
+        rescaled = dataclasses.replace(lut, reference=dict(lut.reference or {}, ms=nominal), created_at=time.time())
+        keep_on_device(session, store.save(rescaled), rescaled)
+        _record_verified(project, session.device, lut, check, rescaled=True)
+        return DeviceRefresh(session.device, "rescaled",
+                             f"{shape} <= {check.threshold:.1%}; speed {check.speed_change:+.0%} twice in a row: "
+                             f"nominal {old:.3f} -> {nominal:.3f} ms", wall_s=time.perf_counter() - t0, **row)
+    _record_verified(project, session.device, lut, check)
+    reason = f"{shape} <= {check.threshold:.1%}"
+    if speed_off:
+        reason += (f"; speed {check.speed_change:+.0%} vs nominal (not rescaled: seen once; a busy device looks "
+                   "slower for a while)")
+    return DeviceRefresh(session.device, "verified", reason, wall_s=time.perf_counter() - t0, **row)
 
 
 def _verified_path(project: Project, device: str):
@@ -236,6 +244,7 @@ def _last_verified(project: Project, device: str, lut: Lut) -> dict[str, Any] | 
 
 
 def _same_sign_off(previous: dict[str, Any] | None, speed_change: float | None) -> bool:
+    """True when the previous check also saw the speed off by more than the tolerance, the same way."""
     if previous is None or speed_change is None or not isinstance(previous.get("speed_change"), (int, float)):
         return False
     if not isinstance(previous.get("reference_ms"), (int, float)):
@@ -256,6 +265,9 @@ def refresh_fleet(project: Project, profiles: list[Any], space: str, *, concurre
     if not 0.0 < drift_floor <= DRIFT_CAP:
         raise InputError(f"--drift-floor must be in (0, {DRIFT_CAP}], got {drift_floor}",
                          hint="a fraction: 0.1 rebuilds tables whose sentinels moved by more than 10%")
+    from edgenas.spaces import get_space
+
+    space = get_space(space).name  # unknown space: one clear error before any device is touched; aliases
     if only_failed:
         last = _read_last(project)
         failed = {r["device"] for r in last if r.get("status") == "failed" and r.get("space") == space}
