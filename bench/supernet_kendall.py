@@ -9,7 +9,10 @@ tau and Spearman rho between (a) and (b), on accuracy and on validation cross-en
 forward + backward), and peak memory (``ru_maxrss``; tracemalloc is not used since it does not see
 torch's CPU tensor allocations).
 
-    python bench/supernet_kendall.py --steps 80 --n-archs 20 --scratch-steps 40 --seed 0
+    python bench/supernet_kendall.py --steps 80 --n-archs 20 --scratch-steps 40 --seed 0 [--scratch-repeat]
+
+``--scratch-repeat`` trains each scratch network again with another seed: the tau between the two
+from-scratch rankings is the baseline (the ceiling) the supernet's tau is read against.
 """
 
 from __future__ import annotations
@@ -81,6 +84,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: the cores are shared)")
     ap.add_argument("--calib-batches", type=int, default=4)
     ap.add_argument("--out", default=None, help="supernet checkpoint folder (default: a temporary one)")
+    ap.add_argument("--scratch-repeat", action="store_true",
+                    help="train every scratch network a second time with another seed: the Kendall tau between "
+                         "the two is the ceiling for any ranking of these networks on this data")
     args = ap.parse_args(argv)
     scratch_steps = args.scratch_steps or args.steps
     torch.set_num_threads(args.threads)
@@ -120,6 +126,20 @@ def main(argv: list[str] | None = None) -> dict:
         scratch_loss.append(loss)
         print(f"[{i + 1}/{len(archs)}] inherited {inherited[i]:.1f}% scratch {scratch[-1]:.1f}%",
               file=sys.stderr, flush=True)
+    repeat = None
+    if args.scratch_repeat:
+        again = []
+        for i, arch in enumerate(archs):
+            model = train_scratch(space, arch, train, steps=scratch_steps, batch_size=args.batch_size,
+                                  lr=args.lr, seed=args.seed + 1000 + i)
+            again.append(accuracy(model, arch, val, scorer.calib)[0])
+            print(f"[repeat {i + 1}/{len(archs)}] scratch {again[-1]:.1f}%", file=sys.stderr, flush=True)
+        rt = stats.kendalltau(scratch, again)
+        repeat = {"scratch_acc_seed2": [round(float(a), 2) for a in again], "kendall_tau": float(rt.statistic),
+                  "kendall_p": float(rt.pvalue), "spearman_rho": float(stats.spearmanr(scratch, again).statistic),
+                  "inherited_vs_seed2_kendall_tau": float(stats.kendalltau(inherited, again).statistic),
+                  "inherited_vs_mean_kendall_tau": float(stats.kendalltau(
+                      inherited, (np.asarray(scratch) + np.asarray(again)) / 2).statistic)}
     scratch = np.asarray(scratch)
     tau = stats.kendalltau(inherited, scratch)
     rho = stats.spearmanr(inherited, scratch)
@@ -146,6 +166,7 @@ def main(argv: list[str] | None = None) -> dict:
         "scratch_train": {"total_s": round(scratch_time, 1),
                           "images_per_s": round(len(archs) * scratch_steps * args.batch_size / scratch_time, 1)},
         "inherited_eval_s_per_arch": round(eval_time / max(1, len(archs)), 2),
+        "scratch_repeatability": repeat,
         "peak_rss_mib": {"after_supernet_training": round(rss_after_supernet, 1), "end": round(peak_rss_mib(), 1)},
         "torch": torch.__version__,
     }
