@@ -47,7 +47,7 @@ Progress = Callable[[str, int, int], None]
 
 #: the smallest shape drift that rebuilds a table (3 x the CoV is used when larger). Re-checking an
 #: unchanged table on our shared 2-core VM moved the sentinels' ratios by up to 20% for a minute at a
-#: time (bench/drift_check.py; its CoV-based threshold was 19-23% there); a Jetson with fixed clocks
+#: time (bench/drift_check.py; its CoV-based threshold was 11-50% there); a Jetson with fixed clocks
 #: repeats within a few percent. ``--drift-floor`` raises it for a fleet of noisy machines.
 DRIFT_FLOOR = 0.05
 DRIFT_COV_FACTOR = 3.0
