@@ -95,3 +95,15 @@ def loss_and_output(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch
     out = model(x)
     y = y.to(out.device) % out.shape[1]
     return nn.functional.cross_entropy(out, y), out
+
+
+def backward_once(model: nn.Module, batch: Batch) -> bool:
+    """One forward/backward of the cross-entropy in train mode, gradients zeroed first; False (and no
+    backward) when the output or the loss is not finite."""
+    model.train()
+    model.zero_grad(set_to_none=True)
+    loss, out = loss_and_output(model, batch)
+    if not (torch.isfinite(out).all() and torch.isfinite(loss)):
+        return False
+    loss.backward()
+    return True

@@ -31,7 +31,7 @@ from scipy.stats import rankdata
 from torch import nn
 
 from edgenas.evaluate.proxies.base import (
-    NEG_INF, PROXIES, Batch, Proxy, finite_or_neg_inf, loss_and_output, positive_float,
+    NEG_INF, PROXIES, Batch, Proxy, backward_once, finite_or_neg_inf, loss_and_output, positive_float,
     positive_int, weight_layers,
 )
 
@@ -95,12 +95,8 @@ class Trainability(Proxy):
         groups = min(self.options["groups"], x.shape[0])
         if groups < 2:
             return NEG_INF
-        model.train()
-        model.zero_grad(set_to_none=True)
-        loss, out = loss_and_output(model, batch)
-        if not (torch.isfinite(out).all() and torch.isfinite(loss)):
+        if not backward_once(model, batch):
             return NEG_INF
-        loss.backward()
         with torch.no_grad():
             for p in model.parameters():
                 if p.grad is not None:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from edgenas.evaluate.proxies.base import (
-    ACTIVATIONS, NEG_INF, PROXIES, Batch, Proxy, finite_or_neg_inf, loss_and_output, weight_layers,
+    ACTIVATIONS, NEG_INF, PROXIES, Batch, Proxy, backward_once, finite_or_neg_inf, weight_layers,
 )
 
 
@@ -62,6 +62,13 @@ def _strip_batchnorm(model: nn.Module) -> None:
             _strip_batchnorm(child)
 
 
+def _abs_weight_times_grad(model: nn.Module) -> float:
+    """Sum over conv/linear weights of ``|w * dL/dw|`` (after a backward pass): synflow's and snip's score."""
+    with torch.no_grad():
+        return sum(float((m.weight * m.weight.grad).abs().sum())
+                   for m in weight_layers(model) if m.weight.grad is not None)
+
+
 @PROXIES.register("synflow", help="data-free synaptic flow, sum |w * dR/dw| (Tanaka 2020)")
 class SynFlow(Proxy):
     """SynFlow on a float64 copy with ``|w|`` weights, BatchNorm removed and an all-ones input.
@@ -86,23 +93,7 @@ class SynFlow(Proxy):
         if not torch.isfinite(out).all():
             return NEG_INF
         out.sum().backward()
-        total = 0.0
-        with torch.no_grad():
-            for layer in weight_layers(net):
-                if layer.weight.grad is not None:
-                    total += float((layer.weight * layer.weight.grad).abs().sum())
-        return finite_or_neg_inf(total)
-
-
-def _backward(model: nn.Module, batch: Batch) -> bool:
-    """One forward/backward of the cross-entropy; False when the output or loss is not finite."""
-    model.train()
-    model.zero_grad(set_to_none=True)
-    loss, out = loss_and_output(model, batch)
-    if not (torch.isfinite(out).all() and torch.isfinite(loss)):
-        return False
-    loss.backward()
-    return True
+        return finite_or_neg_inf(_abs_weight_times_grad(net))
 
 
 @PROXIES.register("snip", help="connection sensitivity, sum |w * dL/dw| (Lee 2019)")
@@ -110,12 +101,9 @@ class SNIP(Proxy):
     name = "snip"
 
     def score(self, model: nn.Module, batch: Batch) -> float:
-        if not _backward(model, batch):
+        if not backward_once(model, batch):
             return NEG_INF
-        with torch.no_grad():
-            total = sum(float((m.weight * m.weight.grad).abs().sum())
-                        for m in weight_layers(model) if m.weight.grad is not None)
-        return finite_or_neg_inf(total)
+        return finite_or_neg_inf(_abs_weight_times_grad(model))
 
 
 @PROXIES.register("grad_norm", help="sum of per-layer L2 norms of dL/dw (Abdelfattah 2021)")
@@ -123,7 +111,7 @@ class GradNorm(Proxy):
     name = "grad_norm"
 
     def score(self, model: nn.Module, batch: Batch) -> float:
-        if not _backward(model, batch):
+        if not backward_once(model, batch):
             return NEG_INF
         total = sum(float(m.weight.grad.norm()) for m in weight_layers(model) if m.weight.grad is not None)
         return finite_or_neg_inf(total)
