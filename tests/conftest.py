@@ -12,6 +12,7 @@ Tests skip with a reason when ``/usr/sbin/sshd`` is absent (``.ci/run`` installs
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import signal
 import socket
@@ -133,6 +134,19 @@ LogLevel VERBOSE
             self.new_host_key()
         return self.start()
 
+    def kill_after_first_partial_entry(self, folder: Path, existing: set[Path], timeout_s: float) -> Path | None:
+        """Wait until a ``*.jsonl`` in ``folder`` that is not in ``existing`` holds an entry, then kill this
+        sshd (also when ``timeout_s`` passes first); returns that file, or None if none appeared."""
+        deadline = time.monotonic() + timeout_s
+        fresh: list[Path] = []
+        while time.monotonic() < deadline:
+            fresh = [p for p in folder.glob("*.jsonl") if p not in existing]
+            if fresh and fresh[0].read_text().count("\n") >= 1:
+                break
+            time.sleep(0.02)
+        self.kill()
+        return fresh[0] if fresh else None
+
     def trust(self, project) -> None:
         """Record this server's host key in the project's known_hosts (what a user does once)."""
         key_type, b64 = Path(str(self.host_key) + ".pub").read_text().split()[:2]
@@ -182,3 +196,30 @@ def sshd_factory(ssh_client_key, tmp_path_factory, monkeypatch):
 @pytest.fixture
 def sshd(sshd_factory) -> SshdServer:
     return sshd_factory()
+
+
+class Result:
+    """What one in-process CLI run gave: exit code, stdout, stderr."""
+
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.code, self.out, self.err = code, out, err
+
+    def json(self):
+        return json.loads(self.out)
+
+
+@pytest.fixture
+def cli(capsys):
+    from edgenas.cli import main
+
+    def run(*args: str) -> Result:
+        capsys.readouterr()
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return run

@@ -1,9 +1,9 @@
-"""A project with a profiled ``mbv3-tiny`` LUT on ``local`` (made once per session) and a CLI runner."""
+"""A project with a profiled ``mbv3-tiny`` LUT on ``local`` (made once per session); the CLI runner
+``cli`` is in tests/conftest.py."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 from pathlib import Path
 
@@ -44,28 +44,3 @@ def _snapshot(root: Path) -> dict[str, str]:
         if p.is_file() and ".edgenas" not in p.relative_to(root).parts:
             out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
     return out
-
-
-class Result:
-    def __init__(self, code: int, out: str, err: str) -> None:
-        self.code, self.out, self.err = code, out, err
-
-    def json(self):
-        return json.loads(self.out)
-
-
-@pytest.fixture
-def cli(capsys):
-    from edgenas.cli import main
-
-    def run(*args: str) -> Result:
-        capsys.readouterr()
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return run

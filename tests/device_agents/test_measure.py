@@ -123,18 +123,8 @@ def test_reference_ratio_cancels_speed_drift():
 
 
 def test_reference_ratio_in_window_mode():
-    from device_agents.edgenas_agent import measure as m
-
-    def busy(n):
-        def f():
-            s = 0
-            for i in range(n):
-                s += i
-            return s
-        return f
-
-    out = m.measure(busy(4000), {"windows": 3, "min_n": 5, "min_s": 0.02, "max_s": 1.5,
-                                 "max_ci_rel": 0.2, "max_cov": 0.3},
-                    ref_timer=m.loop_timer(busy(1000)))
+    out = measure.measure(busy(4000), {"windows": 3, "min_n": 5, "min_s": 0.02, "max_s": 1.5,
+                                       "max_ci_rel": 0.2, "max_cov": 0.3},
+                          ref_timer=measure.loop_timer(busy(1000)))
     assert 2.5 < out["ratio"] < 6.0
     assert len(out["window_medians_ms"]) == 3

@@ -76,13 +76,7 @@ def test_sshd_killed_mid_profile_keeps_previous_lut_then_resumes(sshd, project):
     killed = threading.Event()
 
     def kill_after_first_entry() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            fresh = [p for p in partial_dir.glob("*.jsonl") if p not in existing]
-            if fresh and fresh[0].read_text().count("\n") >= 1:
-                break
-            time.sleep(0.02)
-        sshd.kill()
+        sshd.kill_after_first_partial_entry(partial_dir, existing, 60)
         killed.set()
 
     threading.Thread(target=kill_after_first_entry, daemon=True).start()

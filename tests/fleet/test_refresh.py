@@ -18,7 +18,6 @@ import dataclasses
 import hashlib
 import json
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -58,21 +57,13 @@ def profile_toml(project: Project, prof) -> None:
     (project.profiles_dir / f"{prof.name}.toml").write_text("\n".join(lines) + "\n")
 
 
-def run_cli(monkeypatch, capsys, project: Project, *argv: str) -> tuple[int, str]:
-    from edgenas.cli import main
-
+def use_project(monkeypatch, project: Project) -> None:
+    """Point the in-process CLI (the ``cli`` fixture) at ``project``, without progress bars."""
     monkeypatch.setenv("EDGENAS_PROJECT", str(project.root))
     monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
-    capsys.readouterr()
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    return code, capsys.readouterr().out
 
 
-def test_parallel_refresh_of_five_devices(sshd_factory, tmp_path, monkeypatch, capsys):
+def test_parallel_refresh_of_five_devices(sshd_factory, tmp_path, monkeypatch, cli):
     project = Project(tmp_path / "proj")
     project.profiles_dir.mkdir(parents=True)
     servers = {n: sshd_factory() for n in "abcde"}
@@ -113,14 +104,8 @@ def test_parallel_refresh_of_five_devices(sshd_factory, tmp_path, monkeypatch, c
     killed_at: list[int] = []
 
     def kill_b_mid_refresh() -> None:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            new = [p for p in partial_b.glob("*.jsonl") if p not in old_partials]
-            if new and new[0].read_text().count("\n") >= 1:
-                break
-            time.sleep(0.02)
-        servers["b"].kill()
-        killed_at.append(new[0].read_text().count("\n") if new else -1)
+        new = servers["b"].kill_after_first_partial_entry(partial_b, old_partials, 90)
+        killed_at.append(new.read_text().count("\n") if new else -1)
 
     killer = threading.Thread(target=kill_b_mid_refresh, daemon=True)
     killer.start()
@@ -204,10 +189,10 @@ def test_parallel_refresh_of_five_devices(sshd_factory, tmp_path, monkeypatch, c
     (project.profiles_dir / "fleet.toml").write_text(
         '[fleet]\ndevices = ["dev-a", "dev-b", "dev-c", "dev-d", "dev-e"]\n[groups]\ndown = ["dev-a"]\n')
     assert load_inventory(project).names() == [f"dev-{n}" for n in "abcde"]
-    code, out = run_cli(monkeypatch, capsys, project, "fleet", "status", "--space", SPACE,
-                        "--space", "mbv3-small", "--json")
-    assert code == 0
-    st = {r["device"]: r for r in json.loads(out)}
+    use_project(monkeypatch, project)
+    status = cli("fleet", "status", "--space", SPACE, "--space", "mbv3-small", "--json")
+    assert status.code == 0
+    st = {r["device"]: r for r in status.json()}
     assert not st["dev-a"]["reachable"] and "device 'dev-a'" in st["dev-a"]["error"]
     for n in "bcde":
         assert st[f"dev-{n}"]["reachable"] and st[f"dev-{n}"]["agent_version"]
@@ -217,15 +202,16 @@ def test_parallel_refresh_of_five_devices(sshd_factory, tmp_path, monkeypatch, c
         "b": "fresh", "c": "stale", "d": "fresh", "e": "fresh"}  # dev-c: threads 3 was never profiled
 
 
-def test_cli_refresh_exit_code_is_non_zero_when_a_device_failed(sshd, tmp_path, monkeypatch, capsys):
+def test_cli_refresh_exit_code_is_non_zero_when_a_device_failed(sshd, tmp_path, monkeypatch, cli):
     project = Project(tmp_path / "proj")
     project.profiles_dir.mkdir(parents=True)
     sshd.trust(project)
     profile_toml(project, sshd.profile("dev-gone"))
     (project.profiles_dir / "fleet.toml").write_text('[fleet]\ndevices = ["dev-gone"]\n')
     sshd.kill()
-    code, out = run_cli(monkeypatch, capsys, project, "fleet", "refresh", "--space", SPACE, "--json")
-    rows = json.loads(out)
+    use_project(monkeypatch, project)
+    res = cli("fleet", "refresh", "--space", SPACE, "--json")
+    rows = res.json()
     assert [(r["device"], r["status"]) for r in rows] == [("dev-gone", "failed")]
     assert "device 'dev-gone'" in rows[0]["reason"] and not list(project.luts_dir.glob("**/*.json"))
-    assert code == 3
+    assert res.code == 3
