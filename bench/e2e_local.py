@@ -42,7 +42,7 @@ def main() -> None:
     from edgenas.fleet.deploy import measure_model, nominal_ms
     from edgenas.fleet.profiler import profile_device, reference_model
     from edgenas.io import sha256_file
-    from edgenas.fleet.session import open_session
+    from edgenas.devices.session import open_session
     from edgenas.latency.calibration import apply_calibration, fit_calibration
     from edgenas.latency.lut import Lut
     from edgenas.latency.predictor import LatencyPredictor

@@ -45,7 +45,7 @@ def start_servers(n: int, base: Path, key: Path, project) -> list:
 
 
 def transport_job(project, profile, payload: Path) -> None:
-    from edgenas.fleet.session import open_session
+    from edgenas.devices.session import open_session
 
     with open_session(project, profile) as s:
         s.call("info", s.runtime_params(), timeout_s=60)
@@ -66,7 +66,7 @@ def main() -> None:
     args = ap.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
 
-    from edgenas.fleet.agent_bundle import ensure_agent_bundle
+    from edgenas.devices.agent_bundle import ensure_agent_bundle
     from edgenas.fleet.profiler import export_blocks, overhead_model
     from edgenas.fleet.refresh import device_status, fleet_status, refresh_fleet
     from edgenas.project import Project

@@ -38,9 +38,9 @@ def main() -> None:
     ap.add_argument("--space", default="mbv3-small")
     args = ap.parse_args()
 
-    from edgenas.fleet.agent_bundle import ensure_agent_bundle
+    from edgenas.devices.agent_bundle import ensure_agent_bundle
     from edgenas.fleet.profiler import LUT_PROTOCOL, export_blocks, overhead_model, profile_device
-    from edgenas.fleet.session import open_session
+    from edgenas.devices.session import open_session
     from edgenas.latency.lut import Lut
     from edgenas.project import Project
     from edgenas.spaces import get_space

@@ -6,7 +6,7 @@ the files ``exporters.DEVICE_FILES`` names (``exporters/__init__.py``, ``tensorr
 needs: the TensorRT engine builder and runner the agent imports lazily). The version is the archive's SHA-256; it is never written into the archive (that would change
 the hash): the agent hashes its own archive at start and reports it in its hello line.
 
-Host side use: ``edgenas.fleet.agent_bundle.ensure_agent_bundle(project)``. Standard library only.
+Host side use: ``edgenas.devices.agent_bundle.ensure_agent_bundle(project)``. Standard library only.
 """
 
 from __future__ import annotations

@@ -155,7 +155,7 @@ LogLevel VERBOSE
             fh.write(f"[127.0.0.1]:{self.port} {key_type} {b64}\n")
 
     def profile(self, name: str = "dev", **overrides):
-        from edgenas.fleet.profiles import DeviceProfile
+        from edgenas.devices.profiles import DeviceProfile
         values = dict(name=name, host="127.0.0.1", port=self.port, user=getpass.getuser(),
                       key_file=str(self.client_key), python=sys.executable,
                       workdir=str(self.dir / f"device-{name}"), connect_timeout_s=5.0, call_timeout_s=60.0)

@@ -15,7 +15,7 @@ def register(app: typer.Typer) -> None:
     @device_app.command("list")
     def list_(json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
         """List device profiles (and the built-in local)."""
-        from edgenas.fleet.profiles import list_profiles, load_profile
+        from edgenas.devices.profiles import list_profiles, load_profile
 
         proj = project()
         rows = []
@@ -39,8 +39,8 @@ def register(app: typer.Typer) -> None:
 
         Shows the key's fingerprint and records it in the project's known_hosts on confirmation.
         """
-        from edgenas.fleet.profiles import load_profile
-        from edgenas.fleet.trust import fetch_host_key, trust_host
+        from edgenas.devices.profiles import load_profile
+        from edgenas.devices.trust import fetch_host_key, trust_host
 
         proj = project()
         prof = load_profile(proj, name)
@@ -65,7 +65,7 @@ def register(app: typer.Typer) -> None:
     def info(name: str = typer.Argument("local", help="profile name or 'local'"),
              json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
         """Print a device's fingerprint and runtimes."""
-        from edgenas.fleet.session import open_session
+        from edgenas.devices.session import open_session
 
         with open_session(project(), name) as s:
             result = s.call("info", s.runtime_params(), timeout_s=120)

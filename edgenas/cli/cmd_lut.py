@@ -18,7 +18,7 @@ def register(app: typer.Typer) -> None:
     def list_(device: str = typer.Argument("local", help="profile name or 'local'"),
               json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
         """List the LUTs on the device and in luts/."""
-        from edgenas.fleet.session import open_session
+        from edgenas.devices.session import open_session
         from edgenas.latency.store import LutStore
 
         proj = project()

@@ -1,1 +1,1 @@
-"""Devices: transports (local subprocess, SSH), agent install and RPC, profiles, inventory, refresh."""
+"""Jobs on devices: profile, deploy, calibrate, LUT sync; the fleet inventory and refresh."""

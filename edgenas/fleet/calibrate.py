@@ -51,7 +51,7 @@ def calibrate_device(project: Project, device: str, space_name: str, *, measure:
     from edgenas.fleet.deploy import measure_model, nominal_ms
     from edgenas.fleet.profiler import current_lut, reference_model
     from edgenas.io import sha256_file
-    from edgenas.fleet.session import open_session
+    from edgenas.devices.session import open_session
     from edgenas.latency.calibration import fit_calibration
     from edgenas.latency.predictor import LatencyPredictor
     from edgenas.latency.store import LutStore

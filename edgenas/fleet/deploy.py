@@ -131,7 +131,7 @@ def deploy(project: Project, device: Any, space: SearchSpace, arch: Any, *, runt
            export_dir: Path | None = None, store: Any = None, progress: Progress | None = None) -> DeployResult:
     from edgenas.export import default_export_dir, export_arch
     from edgenas.fleet.profiler import reference_model
-    from edgenas.fleet.session import open_session
+    from edgenas.devices.session import open_session
     from edgenas.io import sha256_file
     from edgenas.store import Measurement, open_store
 
@@ -171,7 +171,7 @@ def measure_onnx(project: Project, device: Any, model: Path, *, runtime: str | N
     from exporters.errors import ExportCheckError
 
     from edgenas.errors import InputError
-    from edgenas.fleet.session import open_session
+    from edgenas.devices.session import open_session
 
     try:
         load_checked(model)

@@ -27,7 +27,7 @@ def timing_cache_path(session: Any) -> str:
 def build_engine_on_device(project: Project, device: str, onnx_path: Path, *, out_dir: Path | None = None,
                            precision: str | None = None) -> dict[str, Any]:
     """Push ``onnx_path`` and build an engine on ``device``; returns the agent's answer."""
-    from edgenas.fleet.session import open_session
+    from edgenas.devices.session import open_session
 
     with open_session(project, device) as s:
         remote = s.push(onnx_path)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from edgenas.errors import InputError
-from edgenas.fleet.profiles import DeviceProfile, load_profile, profile_fields, profile_from_dict
+from edgenas.devices.profiles import DeviceProfile, load_profile, profile_fields, profile_from_dict
 from edgenas.io import read_toml
 from edgenas.project import Project
 

@@ -13,7 +13,7 @@ from edgenas.project import Project
 
 
 def pull_luts(project: Project, device: str, *, name: str | None = None) -> list[dict[str, Any]]:
-    from edgenas.fleet.session import open_session
+    from edgenas.devices.session import open_session
 
     store = LutStore(project.luts_dir)
     pulled = []

@@ -137,7 +137,7 @@ def profile_device(project: Project, device: Any, space_name: str, *, force: boo
                    protocol: dict[str, Any] | None = None, batch_size: int = 24,
                    progress: Progress | None = None) -> ProfileResult:
     """Profile ``device`` (a name or a DeviceProfile) for ``space_name``; returns what happened."""
-    from edgenas.fleet.session import open_session
+    from edgenas.devices.session import open_session
 
     t0 = time.perf_counter()
     space = get_space(space_name)

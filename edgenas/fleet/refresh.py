@@ -153,7 +153,7 @@ def _sentinel_pass(session: Any, lut: Lut, keys: list[str], params: dict[str, An
 def refresh_device(project: Project, profile: Any, space: str, *, protocol: dict[str, Any] | None = None,
                    drift_floor: float = DRIFT_FLOOR) -> DeviceRefresh:
     from edgenas.fleet.profiler import profile_device
-    from edgenas.fleet.session import open_session
+    from edgenas.devices.session import open_session
 
     t0 = time.perf_counter()
     try:
@@ -312,7 +312,7 @@ class DeviceStatus:
 
 
 def device_status(project: Project, profile: Any, spaces: list[str]) -> DeviceStatus:
-    from edgenas.fleet.session import open_session
+    from edgenas.devices.session import open_session
 
     store = LutStore(project.luts_dir)
     try:

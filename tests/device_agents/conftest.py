@@ -9,9 +9,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from edgenas.fleet.agent_bundle import ensure_agent_bundle
-from edgenas.fleet.local import LocalTransport
-from edgenas.fleet.rpc import AgentClient
+from edgenas.devices.agent_bundle import ensure_agent_bundle
+from edgenas.devices.local import LocalTransport
+from edgenas.devices.rpc import AgentClient
 from edgenas.project import Project
 
 SAMPLES = Path(__file__).parent / "samples"

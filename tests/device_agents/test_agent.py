@@ -115,7 +115,7 @@ def test_bench_many_writes_partial_and_reuses_it(client, transport, tmp_path, pr
 
 def test_bench_many_resumes_after_the_agent_is_killed(client, transport, bundle, tmp_path, project, fast, make_onnx):
     from edgenas.errors import DeviceError
-    from edgenas.fleet.rpc import AgentClient
+    from edgenas.devices.rpc import AgentClient
 
     items = _items(transport, tmp_path, 4, make_onnx)
     params = {"items": items, "threads": 1, "protocol": fast, "partial": "partial/p2.jsonl"}

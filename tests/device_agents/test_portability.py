@@ -14,8 +14,8 @@ import pytest
 
 from device_agents import build
 from edgenas.errors import RuntimeMissingError
-from edgenas.fleet.local import LocalTransport
-from edgenas.fleet.rpc import AgentClient
+from edgenas.devices.local import LocalTransport
+from edgenas.devices.rpc import AgentClient
 
 AGENT = Path(build.__file__).parent / "edgenas_agent"
 RUNTIME_MODULES = {"onnxruntime_rt.py", "torch_rt.py", "tensorrt_rt.py"}  # import their library lazily

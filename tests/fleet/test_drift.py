@@ -10,7 +10,7 @@ import pytest
 
 from edgenas.errors import InputError
 from edgenas.fleet.profiler import profile_device
-from edgenas.fleet.profiles import LOCAL_PROFILE
+from edgenas.devices.profiles import LOCAL_PROFILE
 from edgenas.fleet.refresh import (SPEED_TOLERANCE, _same_sign_off, last_refresh_path, refresh_device,
                                    refresh_fleet)
 from edgenas.latency.lut import Lut

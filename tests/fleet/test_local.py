@@ -7,9 +7,9 @@ import time
 import pytest
 
 from edgenas.errors import DeviceError, InputError
-from edgenas.fleet.agent_bundle import ensure_agent_bundle
-from edgenas.fleet.local import LocalTransport, connect_local
-from edgenas.fleet.rpc import AgentClient
+from edgenas.devices.agent_bundle import ensure_agent_bundle
+from edgenas.devices.local import LocalTransport, connect_local
+from edgenas.devices.rpc import AgentClient
 
 
 def test_connect_local_end_to_end(project):

@@ -14,7 +14,7 @@ import pytest
 
 from edgenas.errors import DeviceError
 from edgenas.fleet.profiler import profile_device
-from edgenas.fleet.session import open_session
+from edgenas.devices.session import open_session
 from edgenas.latency.lut import Lut
 from edgenas.latency.store import LutStore, lut_filename
 from edgenas.project import Project

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edgenas.errors import InputError
-from edgenas.fleet.profiles import DeviceProfile, list_profiles, load_profile
+from edgenas.devices.profiles import DeviceProfile, list_profiles, load_profile
 from edgenas.project import Project
 
 REPO_PROFILES = Path(__file__).resolve().parents[2] / "profiles"

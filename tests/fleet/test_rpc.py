@@ -7,9 +7,9 @@ import time
 import pytest
 
 from edgenas.errors import AgentError, DeviceError
-from edgenas.fleet.agent_bundle import ensure_agent_bundle
-from edgenas.fleet.local import LocalTransport
-from edgenas.fleet.rpc import AgentClient
+from edgenas.devices.agent_bundle import ensure_agent_bundle
+from edgenas.devices.local import LocalTransport
+from edgenas.devices.rpc import AgentClient
 
 
 @pytest.fixture()

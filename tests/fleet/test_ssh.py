@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from edgenas.errors import DeviceError, HostKeyError, InputError
-from edgenas.fleet.connect import connect, jump_profile, open_transport
-from edgenas.fleet.profiles import DeviceProfile, load_profile
-from edgenas.fleet.ssh import SSHTransport
+from edgenas.devices.connect import connect, jump_profile, open_transport
+from edgenas.devices.profiles import DeviceProfile, load_profile
+from edgenas.devices.ssh import SSHTransport
 from edgenas.project import Project
 
 pytestmark = pytest.mark.ssh
@@ -43,7 +43,7 @@ def agent_pyz(tmp_path_factory) -> tuple[Path, str]:
 
 
 def client_for(transport, agent_pyz):
-    from edgenas.fleet.rpc import AgentClient
+    from edgenas.devices.rpc import AgentClient
     return AgentClient(transport.start_agent(*agent_pyz), transport.device)
 
 
@@ -153,7 +153,7 @@ def test_agent_installed_once_then_reused(sshd, project, agent_pyz):
 
 
 def test_connect_returns_a_client_that_owns_the_connection(device, project, monkeypatch):
-    pytest.importorskip("edgenas.fleet.agent_bundle", reason="the agent bundle is not there yet")
+    pytest.importorskip("edgenas.devices.agent_bundle", reason="the agent bundle is not there yet")
     client = connect(project, device)
     try:
         assert client.info()["fingerprint_hash"]
@@ -178,7 +178,7 @@ def test_sshd_killed_mid_call_is_reported_promptly(sshd, device, project, agent_
 def test_agent_crash_is_a_device_error(device, project, agent_pyz):
     with SSHTransport(device, project) as t:
         channel = t.start_agent(*agent_pyz)
-        from edgenas.fleet.rpc import AgentClient
+        from edgenas.devices.rpc import AgentClient
         client = AgentClient(channel, "dev")
         assert client.ping() and channel.alive()
         os.kill(channel.remote_pid, signal.SIGKILL)

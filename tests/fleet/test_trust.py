@@ -7,8 +7,8 @@ import getpass
 import pytest
 
 from edgenas.errors import DeviceError, HostKeyError
-from edgenas.fleet.ssh import SSHTransport
-from edgenas.fleet.trust import fetch_host_key, trust_host
+from edgenas.devices.ssh import SSHTransport
+from edgenas.devices.trust import fetch_host_key, trust_host
 from edgenas.project import Project
 
 pytestmark = pytest.mark.ssh

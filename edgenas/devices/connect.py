@@ -23,9 +23,9 @@ from pathlib import Path
 import paramiko
 
 from edgenas.errors import DeviceError, InputError
-from edgenas.fleet.profiles import DeviceProfile
-from edgenas.fleet.transport import AgentChannel, Transport
-from edgenas.fleet.trust import StrictHostKeyPolicy, changed_key_error, known_host_name, known_hosts_files
+from edgenas.devices.profiles import DeviceProfile
+from edgenas.devices.transport import AgentChannel, Transport
+from edgenas.devices.trust import StrictHostKeyPolicy, changed_key_error, known_host_name, known_hosts_files
 from edgenas.project import Project
 
 
@@ -213,16 +213,16 @@ def open_transport(project: Project, profile: DeviceProfile) -> Transport:
     """The transport for ``profile``: ``LocalTransport`` for ``local`` devices, else a connected
     ``SSHTransport`` (raises ``DeviceError``/``HostKeyError`` when the device cannot be reached)."""
     if profile.is_local:
-        from edgenas.fleet.local import LocalTransport
+        from edgenas.devices.local import LocalTransport
         return LocalTransport(project, device=profile.name)
-    from edgenas.fleet.ssh import SSHTransport
+    from edgenas.devices.ssh import SSHTransport
     return SSHTransport(profile, project)
 
 
 def connect(project: Project, name_or_profile: "str | DeviceProfile") -> "AgentClient":
     """Connect to a device, install/start the agent and handshake; closing the client closes it all."""
-    from edgenas.fleet.agent_bundle import ensure_agent_bundle
-    from edgenas.fleet.rpc import AgentClient
+    from edgenas.devices.agent_bundle import ensure_agent_bundle
+    from edgenas.devices.rpc import AgentClient
 
     profile = name_or_profile if isinstance(name_or_profile, DeviceProfile) else \
         _load_profile(project, name_or_profile)
@@ -237,7 +237,7 @@ def connect(project: Project, name_or_profile: "str | DeviceProfile") -> "AgentC
 
 
 def _load_profile(project: Project, name: str) -> DeviceProfile:
-    from edgenas.fleet.profiles import load_profile
+    from edgenas.devices.profiles import load_profile
     return load_profile(project, name)
 
 

@@ -53,7 +53,7 @@ def key_fingerprint(key: paramiko.PKey) -> str:
 def _trust_hint(device: str) -> str:
     return (f"check the fingerprint out of band (on the device: ssh-keygen -lf "
             f"/etc/ssh/ssh_host_ed25519_key.pub), then trust it explicitly: `edgenas device trust {device}` "
-            f"or edgenas.fleet.trust.trust_host(project, profile)")
+            f"or edgenas.devices.trust.trust_host(project, profile)")
 
 
 def unknown_key_error(device: str, name: str, key: paramiko.PKey) -> HostKeyError:
@@ -121,7 +121,7 @@ def fetch_host_key(profile, project: Project | None = None) -> tuple[str, str]:
 
 
 def _fetch(profile, project: Project) -> tuple[paramiko.PKey, str]:
-    from edgenas.fleet.connect import fetch_server_key  # connect imports this module
+    from edgenas.devices.connect import fetch_server_key  # connect imports this module
     return fetch_server_key(profile, project)
 
 

@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgenas.errors import DeviceError, InputError
-from edgenas.fleet.transport import AgentChannel, Transport
+from edgenas.devices.transport import AgentChannel, Transport
 from edgenas.io import sha256_file
 from edgenas.project import Project
 
 if TYPE_CHECKING:
-    from edgenas.fleet.rpc import AgentClient
+    from edgenas.devices.rpc import AgentClient
 
 _EOF = object()
 _STDERR_KEEP = 16 * 1024
@@ -205,8 +205,8 @@ class LocalTransport(Transport):
 def connect_local(project: Project | None = None, *, device: str = "local",
                   python: str = sys.executable) -> AgentClient:
     """Build (once per content) and start the local agent; return a connected ``AgentClient``."""
-    from edgenas.fleet.agent_bundle import ensure_agent_bundle
-    from edgenas.fleet.rpc import AgentClient
+    from edgenas.devices.agent_bundle import ensure_agent_bundle
+    from edgenas.devices.rpc import AgentClient
 
     project = project or Project.default()
     path, version = ensure_agent_bundle(project)

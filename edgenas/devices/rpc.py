@@ -16,7 +16,7 @@ import time
 from typing import Any, Callable, Mapping
 
 from edgenas.errors import AgentError, DeviceError, RuntimeMissingError
-from edgenas.fleet.transport import AgentChannel
+from edgenas.devices.transport import AgentChannel
 
 PROTOCOL = 1
 HELLO_TIMEOUT_S = 60.0

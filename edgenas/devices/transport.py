@@ -5,7 +5,7 @@ lacks that version (the zipapp's SHA-256 is its version), starts ``PYTHON agent.
 and hands back an ``AgentChannel``: the agent's stdin/stdout as JSON lines (stderr drained in the
 background so large outputs never deadlock). Files move with ``put_file``/``get_file``, always checked
 by SHA-256. ``LocalTransport`` (a subprocess, for the embedded ``local`` device) and ``SSHTransport``
-(paramiko, strict host keys) implement it; ``AgentClient`` (``edgenas.fleet.rpc``) speaks the protocol
+(paramiko, strict host keys) implement it; ``AgentClient`` (``edgenas.devices.rpc``) speaks the protocol
 over any channel.
 """
 

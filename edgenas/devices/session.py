@@ -61,10 +61,10 @@ class Session:
 @contextmanager
 def open_session(project: Project, device: Any) -> Iterator[Session]:
     """``device`` is a profile name or a ``DeviceProfile``."""
-    from edgenas.fleet.agent_bundle import ensure_agent_bundle
-    from edgenas.fleet.connect import open_transport
-    from edgenas.fleet.profiles import DeviceProfile, load_profile
-    from edgenas.fleet.rpc import AgentClient
+    from edgenas.devices.agent_bundle import ensure_agent_bundle
+    from edgenas.devices.connect import open_transport
+    from edgenas.devices.profiles import DeviceProfile, load_profile
+    from edgenas.devices.rpc import AgentClient
 
     profile = device if isinstance(device, DeviceProfile) else load_profile(project, device)
     zipapp, version = ensure_agent_bundle(project)

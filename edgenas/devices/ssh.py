@@ -29,9 +29,9 @@ from typing import Iterator
 import paramiko
 
 from edgenas.errors import DeviceError, InputError
-from edgenas.fleet.connect import open_connection
-from edgenas.fleet.profiles import DeviceProfile
-from edgenas.fleet.transport import AgentChannel, Transport
+from edgenas.devices.connect import open_connection
+from edgenas.devices.profiles import DeviceProfile
+from edgenas.devices.transport import AgentChannel, Transport
 from edgenas.io import sha256_file
 from edgenas.project import Project
 
