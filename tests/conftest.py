@@ -12,6 +12,8 @@ Tests skip with a reason when ``/usr/sbin/sshd`` is absent (``.ci/run`` installs
 from __future__ import annotations
 
 import getpass
+import hashlib
+import io
 import json
 import os
 import signal
@@ -20,8 +22,10 @@ import subprocess
 import sys
 import threading
 import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -223,3 +227,28 @@ def cli(capsys):
         return Result(code, captured.out, captured.err)
 
     return run
+
+
+@pytest.fixture()
+def project(tmp_path: Path):
+    """A fresh, empty project (tests that need files in it make their own)."""
+    from edgenas.project import Project
+    return Project(tmp_path / "proj")
+
+
+def _script_zipapp(folder: Path, main_py: str) -> tuple[Path, str]:
+    """A real zipapp running ``main_py``; its SHA-256 is its version, as for the real agent."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("__main__.py", main_py)
+    data = buf.getvalue()
+    version = hashlib.sha256(data).hexdigest()
+    path = folder / f"script-{version[:8]}.pyz"
+    path.write_bytes(data)
+    return path, version
+
+
+@pytest.fixture()
+def script_zipapp() -> Callable[[Path, str], tuple[Path, str]]:
+    """Agents that misbehave on purpose: ``script_zipapp(folder, main_py) -> (path, version)``."""
+    return _script_zipapp
