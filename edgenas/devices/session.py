@@ -62,7 +62,7 @@ class Session:
 def open_session(project: Project, device: Any) -> Iterator[Session]:
     """``device`` is a profile name or a ``DeviceProfile``."""
     from edgenas.devices.agent_bundle import ensure_agent_bundle
-    from edgenas.devices.connect import open_transport
+    from edgenas.devices.login import open_transport
     from edgenas.devices.profiles import DeviceProfile, load_profile
     from edgenas.devices.rpc import AgentClient
 

@@ -29,7 +29,7 @@ from typing import Iterator
 import paramiko
 
 from edgenas.errors import DeviceError, InputError
-from edgenas.devices.connect import open_connection
+from edgenas.devices.login import open_connection
 from edgenas.devices.profiles import DeviceProfile
 from edgenas.devices.transport import AgentChannel, Transport
 from edgenas.io import sha256_file

@@ -121,7 +121,7 @@ def fetch_host_key(profile, project: Project | None = None) -> tuple[str, str]:
 
 
 def _fetch(profile, project: Project) -> tuple[paramiko.PKey, str]:
-    from edgenas.devices.connect import fetch_server_key  # connect imports this module
+    from edgenas.devices.login import fetch_server_key  # connect imports this module
     return fetch_server_key(profile, project)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from edgenas.errors import DeviceError, HostKeyError, InputError
-from edgenas.devices.connect import connect, jump_profile, open_transport
+from edgenas.devices.login import connect, jump_profile, open_transport
 from edgenas.devices.profiles import DeviceProfile, load_profile
 from edgenas.devices.ssh import SSHTransport
 from edgenas.project import Project
