@@ -39,7 +39,14 @@ class DeviceError(EdgenasError):
 
 
 class HostKeyError(DeviceError):
-    """The device's SSH host key is unknown or changed."""
+    """The device's SSH host key is unknown or changed: ``host`` (its known_hosts name), the offered
+    ``key_type`` and ``fingerprint``, and the ``known_fingerprints`` recorded for that host (if any)."""
+
+    def __init__(self, device: str, message: str, *, host: str = "", key_type: str = "", fingerprint: str = "",
+                 known_fingerprints: tuple[str, ...] = (), hint: str | None = None) -> None:
+        super().__init__(device, message, hint=hint)
+        self.host, self.key_type, self.fingerprint = host, key_type, fingerprint
+        self.known_fingerprints = list(known_fingerprints)
 
 
 class AgentError(DeviceError):

@@ -18,15 +18,10 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 from edgenas.errors import DeviceError, InputError
 from edgenas.devices.transport import AgentChannel, Transport
 from edgenas.io import sha256_file
 from edgenas.project import Project
-
-if TYPE_CHECKING:
-    from edgenas.devices.rpc import AgentClient
 
 _EOF = object()
 _STDERR_KEEP = 16 * 1024
@@ -200,15 +195,3 @@ class LocalTransport(Transport):
         for channel in self._channels:
             channel.close()
         self._channels.clear()
-
-
-def connect_local(project: Project | None = None, *, device: str = "local",
-                  python: str = sys.executable) -> AgentClient:
-    """Build (once per content) and start the local agent; return a connected ``AgentClient``."""
-    from edgenas.devices.agent_bundle import ensure_agent_bundle
-    from edgenas.devices.rpc import AgentClient
-
-    project = project or Project.default()
-    path, version = ensure_agent_bundle(project)
-    transport = LocalTransport(project, device=device, python=python)
-    return AgentClient(transport.start_agent(path, version), device, expect_version=version)

@@ -1,14 +1,11 @@
-"""Getting connected to a device: ``open_transport``/``connect`` and the SSH login under them.
+"""The SSH login under ``SSHTransport`` (and under ``trust.trust_host``'s key fetch).
 
-``connect(project, "orin-nano")`` loads the profile, opens its transport (``LocalTransport`` for the
-embedded ``local`` device, ``SSHTransport`` otherwise), installs and starts the agent, and returns an
-``AgentClient`` after the handshake; closing the client closes the transport.
-
-The SSH login (``open_connection``) uses paramiko with strict host keys (``trust.StrictHostKeyPolicy``,
+The SSH login (``open_connection``) uses paramiko with strict host keys (``known_hosts.StrictHostKeyPolicy``,
 a ``RejectPolicy``), ``connect_timeout_s`` for TCP connect, banner, authentication and channel opens,
 the profile's key file or else ssh-agent, and optionally one ProxyJump host tunnelled in a
 ``direct-tcpip`` channel and checked by the same host-key rules. Every failure is a ``DeviceError``
 naming the device (``HostKeyError`` for host keys) that says what to do.
+To open an agent on a device, use ``session.open_session``.
 """
 
 from __future__ import annotations
@@ -24,8 +21,7 @@ import paramiko
 
 from edgenas.errors import DeviceError, InputError
 from edgenas.devices.profiles import DeviceProfile
-from edgenas.devices.transport import AgentChannel, Transport
-from edgenas.devices.trust import StrictHostKeyPolicy, changed_key_error, known_host_name, known_hosts_files
+from edgenas.devices.known_hosts import StrictHostKeyPolicy, changed_key_error, known_host_name, known_hosts_files
 from edgenas.project import Project
 
 
@@ -206,61 +202,3 @@ def fetch_server_key(profile: DeviceProfile, project: Project) -> tuple[paramiko
             sock.close()
         for hop in hops:
             hop.close()
-
-
-
-def open_transport(project: Project, profile: DeviceProfile) -> Transport:
-    """The transport for ``profile``: ``LocalTransport`` for ``local`` devices, else a connected
-    ``SSHTransport`` (raises ``DeviceError``/``HostKeyError`` when the device cannot be reached)."""
-    if profile.is_local:
-        from edgenas.devices.local import LocalTransport
-        return LocalTransport(project, device=profile.name)
-    from edgenas.devices.ssh import SSHTransport
-    return SSHTransport(profile, project)
-
-
-def connect(project: Project, name_or_profile: "str | DeviceProfile") -> "AgentClient":
-    """Connect to a device, install/start the agent and handshake; closing the client closes it all."""
-    from edgenas.devices.agent_bundle import ensure_agent_bundle
-    from edgenas.devices.rpc import AgentClient
-
-    profile = name_or_profile if isinstance(name_or_profile, DeviceProfile) else \
-        _load_profile(project, name_or_profile)
-    zipapp, version = ensure_agent_bundle(project)
-    transport = open_transport(project, profile)
-    try:
-        channel = _OwningChannel(transport.start_agent(Path(zipapp), version), transport)
-        return AgentClient(channel, profile.name, expect_version=version)
-    except BaseException:
-        transport.close()
-        raise
-
-
-def _load_profile(project: Project, name: str) -> DeviceProfile:
-    from edgenas.devices.profiles import load_profile
-    return load_profile(project, name)
-
-
-class _OwningChannel(AgentChannel):
-    """An agent channel that also closes its transport, so an ``AgentClient`` owns the connection."""
-
-    def __init__(self, channel: AgentChannel, transport: Transport) -> None:
-        self.channel, self.transport = channel, transport
-
-    def send_line(self, line: str) -> None:
-        self.channel.send_line(line)
-
-    def recv_line(self, timeout_s: float) -> str | None:
-        return self.channel.recv_line(timeout_s)
-
-    def stderr_tail(self) -> str:
-        return self.channel.stderr_tail()
-
-    def alive(self) -> bool:
-        return self.channel.alive()
-
-    def close(self) -> None:
-        try:
-            self.channel.close()
-        finally:
-            self.transport.close()

@@ -1,4 +1,4 @@
-"""A live connection to one device: transport + running agent + RPC client.
+"""A live connection to one device: transport + running agent + RPC client. The one way to open an agent.
 
 ``open_session(project, "orin-nano")`` loads the profile, opens the transport (local subprocess or
 SSH), installs the agent if the device lacks this version, does the handshake, and gives a context
@@ -13,6 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from edgenas.devices.agent_bundle import ensure_agent_bundle
+from edgenas.devices.local import LocalTransport
+from edgenas.devices.profiles import DeviceProfile, load_profile
+from edgenas.devices.rpc import AgentClient
+from edgenas.devices.ssh import SSHTransport
+from edgenas.devices.transport import Transport
 from edgenas.errors import DeviceError
 from edgenas.io import sha256_file
 from edgenas.project import Project
@@ -20,9 +26,9 @@ from edgenas.project import Project
 
 @dataclass
 class Session:
-    profile: Any  # DeviceProfile
-    transport: Any  # Transport
-    client: Any  # AgentClient
+    profile: DeviceProfile
+    transport: Transport
+    client: AgentClient
     _pushed: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -58,14 +64,17 @@ class Session:
         return remote
 
 
-@contextmanager
-def open_session(project: Project, device: Any) -> Iterator[Session]:
-    """``device`` is a profile name or a ``DeviceProfile``."""
-    from edgenas.devices.agent_bundle import ensure_agent_bundle
-    from edgenas.devices.login import open_transport
-    from edgenas.devices.profiles import DeviceProfile, load_profile
-    from edgenas.devices.rpc import AgentClient
+def open_transport(project: Project, profile: DeviceProfile) -> Transport:
+    """The transport for ``profile``: ``LocalTransport`` for ``local`` devices, else a connected
+    ``SSHTransport`` (raises ``DeviceError``/``HostKeyError`` when the device cannot be reached)."""
+    if profile.is_local:
+        return LocalTransport(project, device=profile.name)
+    return SSHTransport(profile, project)
 
+
+@contextmanager
+def open_session(project: Project, device: "str | DeviceProfile") -> Iterator[Session]:
+    """``device`` is a profile name or a ``DeviceProfile``."""
     profile = device if isinstance(device, DeviceProfile) else load_profile(project, device)
     zipapp, version = ensure_agent_bundle(project)
     transport = open_transport(project, profile)

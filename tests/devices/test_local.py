@@ -8,12 +8,14 @@ import pytest
 
 from edgenas.errors import DeviceError, InputError
 from edgenas.devices.agent_bundle import ensure_agent_bundle
-from edgenas.devices.local import LocalTransport, connect_local
+from edgenas.devices.local import LocalTransport
 from edgenas.devices.rpc import AgentClient
+from edgenas.devices.session import open_session
 
 
-def test_connect_local_end_to_end(project):
-    with connect_local(project) as client:
+def test_local_session_end_to_end(project):
+    with open_session(project, "local") as s:
+        client = s.client
         assert client.ping()
         path, version = ensure_agent_bundle(project)
         assert client.version == version

@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 
 from edgenas.errors import DeviceError, HostKeyError, InputError
-from edgenas.devices.login import connect, jump_profile, open_transport
+from edgenas.devices.login import jump_profile
 from edgenas.devices.profiles import DeviceProfile, load_profile
+from edgenas.devices.session import open_session, open_transport
 from edgenas.devices.ssh import SSHTransport
 from edgenas.project import Project
 
@@ -152,14 +153,10 @@ def test_agent_installed_once_then_reused(sshd, project, agent_pyz):
     assert installed.read_bytes() == pyz.read_bytes()
 
 
-def test_connect_returns_a_client_that_owns_the_connection(device, project, monkeypatch):
-    pytest.importorskip("edgenas.devices.agent_bundle", reason="the agent bundle is not there yet")
-    client = connect(project, device)
-    try:
-        assert client.info()["fingerprint_hash"]
-    finally:
-        client.close()
-    assert not client.channel.transport._conn.is_active()
+def test_session_closes_agent_and_connection(device, project):
+    with open_session(project, device) as s:
+        assert s.call("info", s.runtime_params())["fingerprint_hash"]
+    assert not s.client.channel.alive() and not s.transport._conn.is_active()
 
 
 def test_sshd_killed_mid_call_is_reported_promptly(sshd, device, project, agent_pyz, tmp_path):
