@@ -1,8 +1,15 @@
-"""A tiny name -> object registry for pluggable parts (spaces, strategies, evaluators, runtimes)."""
+"""A tiny name -> object registry for pluggable parts (spaces, strategies, evaluators, runtimes).
+
+A registry knows the modules that hold its built-in plug-ins (``builtins``, dotted module names) and
+imports them the first time it is asked anything, so a plug-in module registers itself at import and
+nobody writes a ``_load_builtin`` of their own. A plug-in class states its name once, in
+``@REG.register("name")``: the registry sets the class's ``name`` attribute.
+"""
 
 from __future__ import annotations
 
-from typing import Callable, Generic, Iterator, TypeVar
+import importlib
+from typing import Any, Callable, Generic, Iterator, TypeVar
 
 from edgenas.errors import InputError
 
@@ -12,28 +19,57 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """Maps names (and aliases) to objects; unknown names raise one clear ``InputError``."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, *, builtins: tuple[str, ...] = ()) -> None:
         self.kind = kind
+        self.builtins = tuple(builtins)
+        self._loaded = not self.builtins
         self._items: dict[str, T] = {}
         self._aliases: dict[str, str] = {}
         self._help: dict[str, str] = {}
 
-    def register(self, name: str, obj: T | None = None, *, aliases: tuple[str, ...] = (),
+    def load_builtins(self) -> None:
+        """Import the built-in plug-in modules once (each registers itself). A module missing from this
+        build is passed over; any other import error propagates."""
+        if self._loaded:
+            return
+        self._loaded = True  # first: a plug-in module that asks this registry while it loads is fine
+        for module in self.builtins:
+            try:
+                importlib.import_module(module)
+            except ModuleNotFoundError as exc:
+                if exc.name != module:
+                    raise
+
+    def register(self, name: Any = None, obj: T | None = None, *, aliases: tuple[str, ...] = (),
                  help: str = "") -> Callable[[T], T] | T:
-        """Register ``obj`` under ``name``; usable as a decorator when ``obj`` is omitted."""
+        """Register ``obj`` under ``name``; usable as a decorator when ``obj`` is omitted.
+
+        A class gets ``name`` as its ``name`` attribute (it may state the same name itself; a different
+        one is an error). Without a name (``@REG.register()``), the class's own ``name`` is used."""
+        if name is not None and not isinstance(name, str):  # bare ``@REG.register``
+            return self.register(None, name, aliases=aliases, help=help)
 
         def add(value: T) -> T:
-            if name in self._items or name in self._aliases:
-                raise ValueError(f"{self.kind} '{name}' is registered twice")
-            self._items[name] = value
-            self._help[name] = help or (getattr(value, "__doc__", "") or "").strip().split("\n")[0]
+            key = name if name is not None else getattr(value, "name", None)
+            if not isinstance(key, str) or not key:
+                raise ValueError(f"{self.kind} {value!r} has no name: give one to register()")
+            if key in self._items or key in self._aliases:
+                raise ValueError(f"{self.kind} '{key}' is registered twice")
+            if isinstance(value, type):
+                own = vars(value).get("name")
+                if own not in (None, "", key):
+                    raise ValueError(f"{self.kind} '{key}': class {value.__name__} says its name is {own!r}")
+                value.name = key  # type: ignore[attr-defined]
+            self._items[key] = value
+            self._help[key] = help or (getattr(value, "__doc__", "") or "").strip().split("\n")[0]
             for alias in aliases:
-                self._aliases[alias] = name
+                self._aliases[alias] = key
             return value
 
         return add(obj) if obj is not None else add
 
     def canonical(self, name: str) -> str:
+        self.load_builtins()
         name = self._aliases.get(name, name)
         if name not in self._items:
             known = ", ".join(self.names()) or "none"
@@ -44,6 +80,7 @@ class Registry(Generic[T]):
         return self._items[self.canonical(name)]
 
     def names(self) -> list[str]:
+        self.load_builtins()
         return sorted(self._items)
 
     def describe(self) -> dict[str, str]:
@@ -51,6 +88,7 @@ class Registry(Generic[T]):
         return {n: self._help[n] for n in self.names()}
 
     def __contains__(self, name: object) -> bool:
+        self.load_builtins()
         return name in self._items or name in self._aliases
 
     def __iter__(self) -> Iterator[str]:

@@ -8,25 +8,19 @@ from edgenas.cli._common import emit_json, out
 
 
 def registered() -> dict[str, dict[str, str]]:
-    from edgenas.evaluate.base import EVALUATORS, evaluator_names
-    from edgenas.spaces import SPACES, space_names
+    from edgenas.devices.runtimes import RUNTIMES
+    from edgenas.evaluate.base import EVALUATORS
+    from edgenas.search import STRATEGIES
+    from edgenas.spaces import SPACES
 
-    space_names(), evaluator_names()
-    result = {"spaces": SPACES.describe(), "evaluators": EVALUATORS.describe()}
-    try:
-        from edgenas.search import STRATEGIES, strategy_names
-
-        strategy_names()  # imports the built-in strategies
-        result["strategies"] = STRATEGIES.describe()
-    except ImportError:
-        pass
-    return result
+    return {"spaces": SPACES.describe(), "evaluators": EVALUATORS.describe(),
+            "strategies": STRATEGIES.describe(), "runtimes": RUNTIMES.describe()}
 
 
 def register(app: typer.Typer) -> None:
     @app.command("list")
     def list_(json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
-        """List spaces, strategies and evaluators."""
+        """List spaces, strategies, evaluators and runtimes."""
         reg = registered()
         if json_out:
             emit_json(reg)

@@ -16,11 +16,12 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from edgenas.devices.runtimes import runtime_names
 from edgenas.errors import InputError
 from edgenas.io import read_toml
 from edgenas.project import Project
 
-RUNTIMES = ("onnxruntime", "tensorrt", "torch")
+RUNTIMES = tuple(runtime_names())  # the names in ``runtimes.RUNTIMES``
 PRECISIONS = ("fp32", "fp16", "int8")
 TRANSPORTS = ("ssh", "local")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

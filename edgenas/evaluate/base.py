@@ -67,26 +67,15 @@ class CachedEvaluator(Evaluator):
 
 
 EvaluatorFactory = Callable[..., Evaluator]
-EVALUATORS: Registry[EvaluatorFactory] = Registry("evaluator")
-
-
-def _load_builtin() -> None:
-    import importlib
-
-    for mod in ("edgenas.evaluate.proxies", "edgenas.evaluate.tabular", "edgenas.evaluate.supernet_eval"):
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:  # a part not present in this build
-            if exc.name != mod:
-                raise
+EVALUATORS: Registry[EvaluatorFactory] = Registry("evaluator", builtins=(
+    "edgenas.evaluate.proxies", "edgenas.evaluate.tabular", "edgenas.evaluate.supernet_eval"))
+_load_builtin = EVALUATORS.load_builtins  # the name older callers use
 
 
 def make_evaluator(name: str, space: Any, *, seed: int = 0, **options: Any) -> Evaluator:
     """Build a registered evaluator by name, cached by architecture."""
-    _load_builtin()
     return CachedEvaluator(EVALUATORS.get(name)(space, seed=seed, **options))
 
 
 def evaluator_names() -> list[str]:
-    _load_builtin()
     return EVALUATORS.names()

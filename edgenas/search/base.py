@@ -194,26 +194,16 @@ class Strategy(ABC):
 
 
 StrategyFactory = type[Strategy]
-STRATEGIES: Registry[StrategyFactory] = Registry("strategy")
-
-_LOADED = False
-
-
-def _load_builtin() -> None:
-    global _LOADED
-    if _LOADED:
-        return
-    _LOADED = True
-    from edgenas.search import evolution, nsga2, random, riiwoa, woa  # noqa: F401
+STRATEGIES: Registry[StrategyFactory] = Registry("strategy", builtins=tuple(
+    f"edgenas.search.{m}" for m in ("evolution", "nsga2", "random", "riiwoa", "woa")))
+_load_builtin = STRATEGIES.load_builtins  # the name older callers use
 
 
 def make_strategy(name: str, space: Any, rng: np.random.Generator, *,
                   feasibility: Feasibility | None = None, **options: Any) -> Strategy:
     """Build a registered strategy by name (aliases allowed) with validated options."""
-    _load_builtin()
     return STRATEGIES.get(name)(space, rng, feasibility=feasibility, **options)
 
 
 def strategy_names() -> list[str]:
-    _load_builtin()
     return STRATEGIES.names()

@@ -16,7 +16,6 @@ from edgenas.search.base import STRATEGIES, Option, Result, Strategy, rank_key
 @STRATEGIES.register("evolution", aliases=("rea",),
                      help="regularised (aging) evolution with tournament selection")
 class RegularizedEvolution(Strategy):
-    name = "evolution"
     batch_hint = 1
     options = {
         "population": Option(20, int, lambda v: v >= 2, "must be >= 2"),

@@ -17,7 +17,6 @@ from edgenas.search.operators import (GeneMutation, RankCrowdingSurvival, Tourna
 
 @STRATEGIES.register("nsga2", help="NSGA-II: non-dominated sorting, crowding, constrained domination")
 class NSGA2(Strategy):
-    name = "nsga2"
     batch_hint = None  # the population
     options = {
         "population": Option(20, int, lambda v: v >= 4, "must be >= 4"),

@@ -11,7 +11,6 @@ from edgenas.search.base import STRATEGIES, Result, Strategy
 class RandomSearch(Strategy):
     """Uniform random sampling; the baseline every other strategy must beat."""
 
-    name = "random"
     batch_hint = 16
 
     def ask(self, n: int) -> list[Any]:

@@ -41,7 +41,6 @@ def _penalised(r: Result) -> float:
 @STRATEGIES.register("ri-iwoa", aliases=("riiwoa",),
                      help="rotation-invariant improved WOA with Nelder-Mead polish")
 class RIIWOA(WOA):
-    name = "ri-iwoa"
     options = {
         **WOA_OPTIONS,
         "rotate_every": Option(2, int, lambda v: v >= 1, "must be >= 1"),

@@ -22,7 +22,7 @@ import numpy as np
 
 from edgenas.errors import InputError
 from edgenas.io import atomic_write_json, read_json
-from edgenas.search.base import STRATEGIES, Trial, _load_builtin, make_strategy
+from edgenas.search.base import STRATEGIES, Trial, make_strategy
 from edgenas.search.problem import Problem
 from edgenas.search.results import SearchResult, summarise, write_results
 
@@ -46,7 +46,6 @@ class SearchConfig:
     strategy_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _load_builtin()
         object.__setattr__(self, "strategy", STRATEGIES.canonical(self.strategy))
         object.__setattr__(self, "devices", tuple((str(n), None if b is None else float(b))
                                                   for n, b in self.devices))

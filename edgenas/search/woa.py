@@ -32,7 +32,6 @@ WOA_OPTIONS = {
 
 @STRATEGIES.register("woa", help="whale optimisation algorithm on the continuous codec")
 class WOA(Strategy):
-    name = "woa"
     batch_hint = None
     options = WOA_OPTIONS
 

@@ -1,6 +1,6 @@
 """Search spaces: a registry of ``SearchSpace`` instances keyed by name.
 
-Each space module registers its presets at import; ``get_space`` imports them lazily.
+Each space module registers its presets at import; ``SPACES`` imports them the first time it is asked.
 """
 
 from __future__ import annotations
@@ -12,30 +12,18 @@ from edgenas.errors import InputError
 from edgenas.registry import Registry
 from edgenas.spaces.base import SearchSpace
 
-SPACES: Registry[SearchSpace] = Registry("search space")
-
-_LOADED = False
-
-
-def _load_builtin() -> None:
-    global _LOADED
-    if _LOADED:
-        return
-    _LOADED = True
-    from edgenas.spaces import mbv3  # noqa: F401  (registers mbv3-small, ofa-mbv3, ...)
-    try:
-        from edgenas.spaces import nb201  # noqa: F401
-    except ImportError:  # pragma: no cover - while nb201 is not yet present
-        pass
+SPACES: Registry[SearchSpace] = Registry("search space", builtins=(
+    "edgenas.spaces.mbv3",  # mbv3-small, ofa-mbv3, ...
+    "edgenas.spaces.nb201",
+))
+_load_builtin = SPACES.load_builtins  # the name older callers use
 
 
 def get_space(name: str) -> SearchSpace:
-    _load_builtin()
     return SPACES.get(name)
 
 
 def space_names() -> list[str]:
-    _load_builtin()
     return SPACES.names()
 
 

@@ -145,3 +145,4 @@ def test_list_names_every_registry(proj, cli):
     assert {"mbv3-small", "ofa-mbv3", "nb201"} <= set(reg["spaces"])
     assert {"random", "evolution", "nsga2", "woa", "ri-iwoa"} <= set(reg["strategies"])
     assert {"naswot", "synflow", "compression", "supernet", "tabular"} <= set(reg["evaluators"])
+    assert set(reg["runtimes"]) == {"onnxruntime", "tensorrt", "torch"}

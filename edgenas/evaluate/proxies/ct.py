@@ -40,7 +40,6 @@ CT_WEIGHTS = {"compression": 0.4, "trainability": 0.6}
 
 @PROXIES.register("compression", help="sum over conv layers of log effective rank of features")
 class Compression(Proxy):
-    name = "compression"
     OPTIONS = {"max_rows": 512}
 
     def check_options(self) -> None:
@@ -83,7 +82,6 @@ def _flat_grad(model: nn.Module) -> torch.Tensor:
 
 @PROXIES.register("trainability", help="gradient signal-to-noise ratio after one SGD step")
 class Trainability(Proxy):
-    name = "trainability"
     OPTIONS = {"groups": 4, "lr": 0.01}
 
     def check_options(self) -> None:

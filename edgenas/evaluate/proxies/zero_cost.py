@@ -29,7 +29,6 @@ class NASWOT(Proxy):
     splits its two regimes at its zero). Score: ``log|det K|`` (``slogdet``, float64).
     """
 
-    name = "naswot"
 
     def score(self, model: nn.Module, batch: Batch) -> float:
         x = batch[0]
@@ -78,7 +77,6 @@ class SynFlow(Proxy):
     ``-inf`` rather than a crash. The model passed in is not modified.
     """
 
-    name = "synflow"
     needs_data = False
 
     def score(self, model: nn.Module, batch: Batch) -> float:
@@ -98,7 +96,6 @@ class SynFlow(Proxy):
 
 @PROXIES.register("snip", help="connection sensitivity, sum |w * dL/dw| (Lee 2019)")
 class SNIP(Proxy):
-    name = "snip"
 
     def score(self, model: nn.Module, batch: Batch) -> float:
         if not backward_once(model, batch):
@@ -108,7 +105,6 @@ class SNIP(Proxy):
 
 @PROXIES.register("grad_norm", help="sum of per-layer L2 norms of dL/dw (Abdelfattah 2021)")
 class GradNorm(Proxy):
-    name = "grad_norm"
 
     def score(self, model: nn.Module, batch: Batch) -> float:
         if not backward_once(model, batch):
@@ -122,7 +118,6 @@ class JacobCov(Proxy):
     """``J`` = d sum(outputs) / d input per example; ``C`` = corrcoef of the rows of ``J``;
     score = ``-sum(log(v + k) + 1 / (v + k))`` over eigenvalues ``v`` of ``C``, ``k = 1e-5``."""
 
-    name = "jacob_cov"
 
     def score(self, model: nn.Module, batch: Batch) -> float:
         model.train()
@@ -142,7 +137,6 @@ class JacobCov(Proxy):
 
 @PROXIES.register("params", help="number of trainable parameters")
 class Params(Proxy):
-    name = "params"
     needs_data = False
 
     def score(self, model: nn.Module, batch: Batch) -> float:
@@ -182,7 +176,6 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
 
 @PROXIES.register("flops", help="multiply-accumulates per image (Conv2d + Linear, forward hooks)")
 class Flops(Proxy):
-    name = "flops"
     needs_data = False
 
     def score(self, model: nn.Module, batch: Batch) -> float:

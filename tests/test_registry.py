@@ -1,0 +1,93 @@
+"""Registry plumbing: built-in plug-in modules load on the first question, a class states its name once."""
+
+import sys
+import textwrap
+
+import pytest
+
+from edgenas.errors import InputError
+from edgenas.registry import Registry
+
+
+@pytest.fixture()
+def plugin_dir(tmp_path, monkeypatch):
+    """A folder on sys.path where a test writes plug-in modules; they are unloaded afterwards."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = set(sys.modules)
+    yield tmp_path
+    for name in set(sys.modules) - before:
+        del sys.modules[name]
+
+
+def test_builtins_load_once_on_first_question(plugin_dir):
+    reg = Registry("widget", builtins=("reg_plug_a", "reg_plug_missing"))
+    (plugin_dir / "reg_plug_a.py").write_text(textwrap.dedent("""
+        import test_registry_target as t
+        LOADS = t.LOADS = getattr(t, "LOADS", 0) + 1
+        @t.REG.register("alpha", aliases=("a",), help="first widget")
+        class Alpha:
+            pass
+        @t.REG.register()
+        class Beta:
+            '''second widget'''
+            name = "beta"
+    """))
+    target = type(sys)("test_registry_target")
+    target.REG = reg
+    sys.modules["test_registry_target"] = target
+    assert reg._items == {}  # nothing imported at construction
+    assert "a" in reg and reg.canonical("a") == "alpha"
+    assert reg.names() == ["alpha", "beta"] and target.LOADS == 1
+    assert reg.get("alpha").name == "alpha"  # the registry names the class
+    assert reg.describe() == {"alpha": "first widget", "beta": "second widget"}
+    reg.names()
+    assert target.LOADS == 1  # once; the missing module was passed over
+    with pytest.raises(InputError, match="unknown widget 'gamma'.*known: alpha, beta"):
+        reg.get("gamma")
+
+
+def test_broken_builtin_module_is_not_hidden(plugin_dir):
+    (plugin_dir / "reg_plug_broken.py").write_text("import reg_no_such_dependency\n")
+    reg = Registry("widget", builtins=("reg_plug_broken",))
+    with pytest.raises(ModuleNotFoundError, match="reg_no_such_dependency"):
+        reg.names()
+
+
+def test_today_api_and_name_conflicts():
+    reg: Registry = Registry("widget")
+
+    @reg.register("same")
+    class SaysItsName:
+        name = "same"
+
+    reg.register("obj", object(), help="an instance keeps its own attributes")
+    assert reg.names() == ["obj", "same"]
+    with pytest.raises(ValueError, match="registered twice"):
+        reg.register("same", object())
+    with pytest.raises(ValueError, match="says its name is 'other'"):
+        @reg.register("third")
+        class Other:
+            name = "other"
+    with pytest.raises(ValueError, match="has no name"):
+        reg.register()(object())
+
+
+def test_project_registries_need_no_loader_call():
+    from edgenas.devices.runtimes import RUNTIMES
+    from edgenas.evaluate.base import EVALUATORS
+    from edgenas.search.base import STRATEGIES
+    from edgenas.spaces import SPACES
+
+    assert {"nb201", "mbv3-small"} <= set(SPACES.names())
+    assert {"random", "nsga2", "ri-iwoa"} <= set(STRATEGIES.names())
+    assert STRATEGIES.get("rea").name == "evolution" and STRATEGIES.get("riiwoa").name == "ri-iwoa"
+    assert {"tabular", "synflow"} <= set(EVALUATORS.names())
+    assert RUNTIMES.get("tensorrt").builds_engine and not RUNTIMES.get("onnxruntime").builds_engine
+
+
+def test_host_runtimes_are_the_agents_runtimes():
+    from device_agents.edgenas_agent import runtimes as agent_runtimes
+    from edgenas.devices.profiles import RUNTIMES as PROFILE_RUNTIMES
+    from edgenas.devices.runtimes import RUNTIMES
+
+    assert tuple(RUNTIMES.names()) == agent_runtimes.NAMES == PROFILE_RUNTIMES
