@@ -1,44 +1,22 @@
-"""Atomic file writes, hashing and strict JSON/TOML reading with clear errors."""
+"""Atomic file writes, hashing and strict JSON/TOML reading with clear errors.
+
+The atomic write and the hashes are ``exporters._io``'s (stdlib, shipped to devices too); the agent
+keeps its own copy because it imports nothing of the host.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tempfile
 import tomllib
 from pathlib import Path
 from typing import Any
 
 from edgenas.errors import InputError
+from exporters._io import atomic_write_bytes, sha256_bytes, sha256_file  # one copy for the host (and the device)
 
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
-    return path
+__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text", "read_json", "read_toml",
+           "sha256_bytes", "sha256_file"]
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -47,18 +25,6 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:

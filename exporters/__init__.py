@@ -5,7 +5,7 @@ ships ``DEVICE_FILES`` in its zipapp (Python 3.8). Everything is loaded on first
 """
 
 # What the device agent must ship (stdlib + optional tensorrt/CUDA bindings/numpy, Python 3.8).
-# ``__init__.py`` and ``tensorrt.py`` alone can build engines; ``EngineRunner`` needs the others.
+# tensorrt.py builds engines; _trt_runner.py (imported by it) loads TensorRT and runs engines.
 DEVICE_FILES = ("__init__.py", "errors.py", "_io.py", "tensorrt.py", "_trt_runner.py")
 
 _LAZY = {

@@ -17,6 +17,23 @@ from typing import Dict, List, Optional
 from exporters.errors import ExportCheckError, TensorRTMissing
 
 CUDA_HINT = "pip install cuda-python (matching the CUDA version) or pip install pycuda"
+INSTALL_HINT = (
+    "on Jetson it comes with JetPack (sudo apt install python3-libnvinfer); elsewhere "
+    "pip install tensorrt; or use the onnxruntime runtime in the device profile"
+)
+
+
+def import_tensorrt():
+    """The ``tensorrt`` module, or ``TensorRTMissing`` with an install hint."""
+    try:
+        return importlib.import_module("tensorrt")
+    except Exception as exc:  # ImportError, or a broken install raising OSError on libnvinfer
+        raise TensorRTMissing(
+            "TensorRT is not installed on this device (import tensorrt failed: {}: {})".format(
+                type(exc).__name__, exc
+            ),
+            hint=INSTALL_HINT,
+        ) from exc
 
 
 class _CudaPython:
@@ -124,9 +141,7 @@ class EngineRunner:
     """Run and time one engine: ``with EngineRunner(path) as r: r.run(); r.time(100)``."""
 
     def __init__(self, engine_path, *, batch: Optional[int] = None) -> None:
-        from exporters.tensorrt import _import_trt
-
-        trt = _import_trt()
+        trt = import_tensorrt()
         try:
             import numpy as np
         except ImportError:

@@ -15,62 +15,17 @@ Precision by TensorRT major version (see ``builder_flags_for``):
 
 from __future__ import annotations
 
-import importlib
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-try:
-    from exporters._io import atomic_write_bytes, sha256_bytes
-    from exporters.errors import ExportCheckError, TensorRTMissing
-except ImportError:  # shipped without the rest of exporters/ (see exporters.DEVICE_FILES)
-    import hashlib
-    import os
-
-    class ExportCheckError(Exception):  # type: ignore[no-redef]  # same contract as errors.py
-        def __init__(self, message, hint=None):
-            super().__init__(" ".join(str(message).split()))
-            self.message, self.hint = " ".join(str(message).split()), hint
-
-        def __str__(self):
-            return "{} ({})".format(self.message, self.hint) if self.hint else self.message
-
-    class TensorRTMissing(ExportCheckError):  # type: ignore[no-redef]
-        pass
-
-    def sha256_bytes(data):  # type: ignore[misc]
-        return hashlib.sha256(data).hexdigest()
-
-    def atomic_write_bytes(path, data):  # type: ignore[misc]
-        path = Path(path)
-        tmp = path.with_name(".{}.{}.tmp".format(path.name, os.getpid()))
-        with open(str(tmp), "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(str(tmp), str(path))
-        return path
+from exporters._io import atomic_write_bytes, sha256_bytes
+from exporters._trt_runner import INSTALL_HINT, EngineRunner
+from exporters._trt_runner import import_tensorrt as _import_trt
+from exporters.errors import ExportCheckError, TensorRTMissing
 
 PRECISIONS = ("fp32", "fp16", "int8")
 MIN_VERSION = (8, 5)  # tensor-name I/O API (execute_async_v3), memory pool limits
-INSTALL_HINT = (
-    "on Jetson it comes with JetPack (sudo apt install python3-libnvinfer); elsewhere "
-    "pip install tensorrt; or use the onnxruntime runtime in the device profile"
-)
-
-
-def _import_trt():
-    try:
-        return importlib.import_module("tensorrt")
-    except Exception as exc:  # ImportError, or a broken install raising OSError on libnvinfer
-        raise TensorRTMissing(
-            "TensorRT is not installed on this device (import tensorrt failed: {}: {})".format(
-                type(exc).__name__, exc
-            ),
-            hint=INSTALL_HINT,
-        ) from exc
-
-
 def tensorrt_available() -> Tuple[bool, str]:
     """``(True, "TensorRT 10.3.0")`` or ``(False, why not)``; never raises."""
     try:
@@ -244,27 +199,10 @@ def build_engine(
     }
 
 
-def _runner_class():
-    try:
-        from exporters._trt_runner import EngineRunner
-    except ImportError as exc:
-        raise TensorRTMissing(
-            "exporters/_trt_runner.py is missing next to exporters/tensorrt.py ({})".format(exc),
-            hint="ship every file in exporters.DEVICE_FILES with the agent",
-        ) from exc
-    return EngineRunner
-
-
 def open_runner(model_path, settings=None):
     """The device agent's runtime entry point: an ``EngineRunner`` for a serialized engine.
 
     ``settings`` may give ``batch`` (for engines built with a dynamic batch profile).
     """
     settings = dict(settings or {})
-    return _runner_class()(model_path, batch=settings.get("batch"))
-
-
-def __getattr__(name: str):  # EngineRunner lives in _trt_runner.py; keep ``tensorrt.EngineRunner``
-    if name == "EngineRunner":
-        return _runner_class()
-    raise AttributeError(name)
+    return EngineRunner(model_path, batch=settings.get("batch"))
