@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from scipy.stats import kendalltau, spearmanr
 
-from edgenas.evaluate.data import load_digits_images
+from edgenas.datasets import load_digits_images
 from edgenas.evaluate.proxies import ct_prior_combine, make_proxy
 from edgenas.spaces.nb201_net import build_nb201_network, parse_nb201_string
 

@@ -90,7 +90,7 @@ def space_config(name: str) -> MBV3Config:
 
 def load_train_data(data: str, resolution: int, val_fraction: float) -> tuple[Any, Any]:
     """The (train, val) split every supernet tool uses: data at the space's largest resolution."""
-    from edgenas.evaluate.data import load_dataset
+    from edgenas.datasets import load_dataset
 
     return load_dataset(data, resolution).split(val_fraction, seed=0)
 

@@ -12,7 +12,7 @@ from torch import nn
 
 from edgenas.errors import InputError
 from edgenas.evaluate.base import EVALUATORS, make_evaluator
-from edgenas.evaluate.data import load_digits_images
+from edgenas.datasets import load_digits_images
 from edgenas.evaluate.proxies import (
     PROXIES, count_macs, ct_prior_combine, make_proxy, rank_normalise,
 )

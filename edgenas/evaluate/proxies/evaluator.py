@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from edgenas.errors import EdgenasError, InputError
 from edgenas.evaluate.base import EVALUATORS, Evaluator
-from edgenas.evaluate.data import ImageData, load_dataset, load_digits_images
+from edgenas.datasets import ImageData, load_dataset, load_digits_images
 from edgenas.evaluate.proxies.base import NEG_INF, PROXIES, Batch, Proxy, finite_or_neg_inf, make_proxy
 from edgenas.evaluate.proxies.ct import Compression, Trainability, ct_prior_combine
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from edgenas.errors import InputError
-from edgenas.evaluate.data import (
+from edgenas.datasets import (
     ImageData, load_dataset, load_digits_images, load_image_folder, load_npz,
 )
 
