@@ -68,12 +68,12 @@ def register(app: typer.Typer) -> None:
         from edgenas.devices.session import open_session
 
         with open_session(project(), name) as s:
-            result = s.call("info", s.runtime_params(), timeout_s=120)
-            expected = getattr(s.profile, "power_mode", None)
-        fp = result.get("fingerprint", {})
-        mode = _find(fp, "nvpmodel")
-        if expected and mode and expected.lower() not in str(mode).lower():
-            result["power_mode_mismatch"] = {"expected": expected, "actual": mode}
+            info = s.info()
+            mismatch = info.power_mode_mismatch(s.profile.power_mode)
+        result = info.to_dict()
+        fp = info.fingerprint
+        if mismatch:
+            result["power_mode_mismatch"] = mismatch
         if json_out:
             emit_json(result)
             return
@@ -85,17 +85,6 @@ def register(app: typer.Typer) -> None:
         if "power_mode_mismatch" in result:
             mm = result["power_mode_mismatch"]
             out.print(f"[yellow]power mode is {mm['actual']}, profile expects {mm['expected']}[/yellow]")
-
-
-def _find(d: object, key: str) -> object:
-    if isinstance(d, dict):
-        for k, v in d.items():
-            if key in k.lower():
-                return v.get("mode", v) if isinstance(v, dict) else v
-            got = _find(v, key)
-            if got is not None:
-                return got
-    return None
 
 
 def _print_tree(d: dict, indent: int) -> None:

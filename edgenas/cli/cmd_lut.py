@@ -18,12 +18,11 @@ def register(app: typer.Typer) -> None:
     def list_(device: str = typer.Argument("local", help="profile name or 'local'"),
               json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
         """List the LUTs on the device and in luts/."""
-        from edgenas.devices.session import open_session
+        from edgenas.fleet.lutsync import device_luts
         from edgenas.latency.store import LutStore
 
         proj = project()
-        with open_session(proj, device) as s:
-            remote = s.call("lut.list", {}, timeout_s=60)
+        remote = device_luts(proj, device)
         local = [str(p.relative_to(proj.root)) for p in LutStore(proj.luts_dir).list(device)]
         if json_out:
             emit_json({"device": device, "on_device": remote, "in_project": local})

@@ -3,7 +3,8 @@
 ``open_session(project, "orin-nano")`` loads the profile, opens the transport (local subprocess or
 SSH), installs the agent if the device lacks this version, does the handshake, and gives a context
 manager with ``call`` and ``push`` (content-addressed upload into ``models/``, skipped when the device
-already has the file with that SHA-256).
+already has the file with that SHA-256). ``info(runtime)`` asks the agent once per session and runtime
+and gives a typed ``DeviceInfo``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from edgenas.devices.agent_bundle import ensure_agent_bundle
+from edgenas.devices.answers import DeviceInfo
 from edgenas.devices.local import LocalTransport
 from edgenas.devices.profiles import DeviceProfile, load_profile
 from edgenas.devices.rpc import AgentClient
@@ -30,6 +32,7 @@ class Session:
     transport: Transport
     client: AgentClient
     _pushed: dict[str, str] = field(default_factory=dict)
+    _info: dict[str, DeviceInfo] = field(default_factory=dict)
 
     @property
     def device(self) -> str:
@@ -43,6 +46,15 @@ class Session:
              on_progress: Callable[[dict[str, Any]], None] | None = None) -> Any:
         return self.client.call(method, params or {}, timeout_s=timeout_s or self.call_timeout_s,
                                 on_progress=on_progress)
+
+    def info(self, runtime: str | None = None, *, timeout_s: float = 120) -> DeviceInfo:
+        """The device's fingerprint, state and runtimes as measured for ``runtime`` (the profile's by
+        default); asked once per session and runtime."""
+        params = self.runtime_params(runtime)
+        if params["runtime"] not in self._info:
+            answer = self.call("info", params, timeout_s=timeout_s)
+            self._info[params["runtime"]] = DeviceInfo.from_answer(self.device, answer)
+        return self._info[params["runtime"]]
 
     def runtime_params(self, runtime: str | None = None) -> dict[str, Any]:
         p = self.profile

@@ -61,8 +61,7 @@ def calibrate_device(project: Project, device: str, space_name: str, *, measure:
     space = get_space(space_name)
     store = open_store(project)
     with open_session(project, device) as s:
-        info = s.call("info", s.runtime_params(), timeout_s=120)
-        fp_hash = str(info["fingerprint_hash"])
+        fp_hash = s.info().fingerprint_hash
         lut = current_lut(project, s.device, space.name, fp_hash)
         pred = LatencyPredictor(lut, space)
         archs = diverse_archs(space, pred, measure, seed) if measure > 0 else []

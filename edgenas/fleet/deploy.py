@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from edgenas.devices.answers import DeviceInfo
 from edgenas.project import Project
 from edgenas.spaces.base import SearchSpace
 
@@ -110,13 +111,13 @@ def measure_model(session: Any, onnx_path: Path, *, runtime: str | None = None,
     return out
 
 
-def choose_runtime(device: str, wanted: str, info: dict[str, Any]) -> tuple[str, str]:
+def choose_runtime(device: str, wanted: str, info: DeviceInfo) -> tuple[str, str]:
     """(runtime to use, note). TensorRT missing falls back (with a note); any other missing runtime is
     an error listing what the device has."""
     from edgenas.errors import RuntimeMissingError
     from edgenas.fleet.engine import fallback_runtime
 
-    have = sorted(k for k, v in (info.get("runtimes") or {}).items() if v)
+    have = info.available_runtimes()
     if wanted in have:
         return wanted, ""
     if wanted == "tensorrt" and fallback_runtime(info) != "none":
@@ -137,11 +138,8 @@ def deploy(project: Project, device: Any, space: SearchSpace, arch: Any, *, runt
 
     ref_path = reference_model(project)
     with open_session(project, device) as s:  # the device is checked before anything is written
-        info = s.call("info", s.runtime_params(runtime), timeout_s=120)
-        rt_name, note = choose_runtime(s.device, runtime or s.profile.runtime, info)
-        if rt_name != (runtime or s.profile.runtime):
-            info = s.call("info", s.runtime_params(rt_name), timeout_s=120)
-        fp_hash = str(info["fingerprint_hash"])
+        rt_name, note = choose_runtime(s.device, runtime or s.profile.runtime, s.info(runtime))
+        fp_hash = s.info(rt_name).fingerprint_hash
         exp = export_arch(space, arch, export_dir or default_export_dir(project, space, arch), progress=progress)
         out = measure_model(s, exp.onnx_path, runtime=rt_name, progress=progress, reference=ref_path)
         rt = s.runtime_params(rt_name)

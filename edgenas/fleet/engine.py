@@ -5,22 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edgenas.devices.answers import DeviceInfo
 from edgenas.errors import AgentError, RuntimeMissingError
 from edgenas.project import Project
 
 
-def fallback_runtime(info: dict[str, Any]) -> str:
+def fallback_runtime(info: DeviceInfo) -> str:
     """The runtime a device without TensorRT uses instead (what ``info`` says it has)."""
-    rts = info.get("runtimes") or {}
+    have = info.available_runtimes()
     for name in ("onnxruntime", "torch"):
-        if rts.get(name):
+        if name in have:
             return name
     return "none"
 
 
 def timing_cache_path(session: Any) -> str:
     """TensorRT timing cache on the device, keyed by its fingerprint (stale when the device changes)."""
-    fp = str(session.call("info", session.runtime_params("tensorrt"), timeout_s=120)["fingerprint_hash"])
+    fp = session.info("tensorrt").fingerprint_hash
     return f"cache/trt-timing-{fp[:16]}.cache"
 
 
@@ -37,7 +38,7 @@ def build_engine_on_device(project: Project, device: str, onnx_path: Path, *, ou
         except AgentError as exc:
             if exc.type != "RuntimeMissing":
                 raise
-            info = s.call("info", s.runtime_params("onnxruntime"), timeout_s=120)
+            info = s.info("onnxruntime")
             raise RuntimeMissingError(
                 s.device, f"TensorRT is missing on this device; deploy will use {fallback_runtime(info)} instead",
                 hint="install TensorRT (JetPack ships it) or export with --format onnx") from None

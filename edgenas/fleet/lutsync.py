@@ -1,4 +1,5 @@
-"""Copy LUTs the agent holds on a device into the project's ``luts/`` (hash-checked, validated)."""
+"""LUTs between a device and the host: what the agent holds, and copying them into the project's ``luts/``
+(hash-checked, validated)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,19 @@ from edgenas.errors import DeviceError, InputError
 from edgenas.latency.lut import Lut
 from edgenas.latency.store import LutStore
 from edgenas.project import Project
+
+
+def device_luts(project: Project, device: str) -> list[dict[str, Any]]:
+    """The LUTs the agent holds on ``device``: ``[{"name", "size", "sha256"}, ...]``."""
+    from edgenas.devices.session import open_session
+
+    with open_session(project, device) as s:
+        answer = s.call("lut.list", {}, timeout_s=60)
+    if not isinstance(answer, list) or not all(isinstance(e, dict) and isinstance(e.get("name"), str)
+                                               for e in answer):
+        raise DeviceError(device, "the agent's lut.list answer is not a list of named tables",
+                          hint="reinstall the agent (it is replaced when its hash differs)")
+    return answer
 
 
 def pull_luts(project: Project, device: str, *, name: str | None = None) -> list[dict[str, Any]]:

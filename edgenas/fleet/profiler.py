@@ -144,8 +144,8 @@ def profile_device(project: Project, device: Any, space_name: str, *, force: boo
     store = LutStore(project.luts_dir)
     proto = dict(LUT_PROTOCOL, **(protocol or {}))
     with open_session(project, device) as s:
-        info = s.call("info", s.runtime_params(), timeout_s=120)
-        fp_hash = str(info["fingerprint_hash"])
+        info = s.info()
+        fp_hash = info.fingerprint_hash
         existing = store.path_for(s.device, space.name, fp_hash)
         if existing.exists() and not force:
             lut = Lut.load(existing)  # validates; a corrupt file is an error, not silently rebuilt
@@ -186,7 +186,7 @@ def profile_device(project: Project, device: Any, space_name: str, *, force: boo
         if missing:
             raise DeviceError(s.device, f"agent returned no result for {len(missing)} blocks (first: {missing[0]})",
                               hint="re-run the profile; measured entries are kept and not timed again")
-        lut = Lut(device=s.device, space=space.name, fingerprint=dict(info["fingerprint"]),
+        lut = Lut(device=s.device, space=space.name, fingerprint=dict(info.fingerprint),
                   fingerprint_hash=fp_hash, runtime=s.profile.runtime, precision=s.profile.precision,
                   threads=int(s.profile.threads), protocol=proto,
                   overhead=EntryStats.from_dict(overhead["stats"], "overhead"), entries=entries,

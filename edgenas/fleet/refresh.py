@@ -159,7 +159,7 @@ def refresh_device(project: Project, profile: Any, space: str, *, protocol: dict
     try:
         store = LutStore(project.luts_dir)
         with open_session(project, profile) as s:
-            fp_hash = str(s.call("info", s.runtime_params(), timeout_s=120)["fingerprint_hash"])
+            fp_hash = s.info().fingerprint_hash
             lut = store.find(s.device, space, fp_hash)
             check = None
             if lut is None:
@@ -317,17 +317,17 @@ def device_status(project: Project, profile: Any, spaces: list[str]) -> DeviceSt
     store = LutStore(project.luts_dir)
     try:
         with open_session(project, profile) as s:
-            info = s.call("info", s.runtime_params(), timeout_s=60)
+            info = s.info(timeout_s=60)
     except EdgenasError as exc:
         return DeviceStatus(profile.name, False, error=str(exc))
-    fp = str(info["fingerprint_hash"])
+    fp = info.fingerprint_hash
     luts, cal = {}, {}
     for sp in spaces:
         current = store.find(profile.name, sp, fp) if store.path_for(profile.name, sp, fp).exists() else None
         luts[sp] = "fresh" if current else ("stale" if store.list(profile.name, sp) else "missing")
         if current and current.calibration:
             cal[sp] = {"n_points": current.calibration.n_points, "fitted_at": current.calibration.fitted_at}
-    return DeviceStatus(profile.name, True, str(info.get("agent_version")), fp, luts, cal)
+    return DeviceStatus(profile.name, True, info.agent_version or None, fp, luts, cal)
 
 
 def fleet_status(project: Project, profiles: list[Any], spaces: list[str], *, concurrency: int = 8

@@ -1,0 +1,116 @@
+"""Typed records for what the agent answers, parsed once where the RPC answer arrives.
+
+The agent is untrusted input: ``DeviceInfo.from_answer`` checks the shape of an ``info`` answer (the
+fingerprint hash names LUT files on the host, so it must be 64 hex digits) and raises one
+``DeviceError`` naming the device when it is malformed. ``BenchAnswer`` does the same for ``bench``:
+its statistics become the LUT's ``EntryStats``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from edgenas.errors import DeviceError, InputError
+from edgenas.latency.lut import EntryStats
+
+_HASH_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _mapping(device: str, answer: Mapping[str, Any], key: str, what: str) -> dict[str, Any]:
+    value = answer.get(key, {})
+    if not isinstance(value, Mapping):
+        raise DeviceError(device, f"the agent's {what} answer has a malformed '{key}' ({type(value).__name__})",
+                          hint="reinstall the agent (it is replaced when its hash differs)")
+    return dict(value)
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """The agent's ``info`` answer: fingerprint (and its hash), performance state, runtimes."""
+
+    device: str
+    fingerprint: dict[str, Any]
+    fingerprint_hash: str
+    state: dict[str, Any] = field(default_factory=dict)
+    runtimes: dict[str, Any] = field(default_factory=dict)  # name -> version info, or None when absent
+    agent_version: str = ""
+    workdir: str = ""
+
+    @classmethod
+    def from_answer(cls, device: str, answer: Any) -> "DeviceInfo":
+        if not isinstance(answer, Mapping):
+            raise DeviceError(device, f"the agent's info answer is not an object ({type(answer).__name__})")
+        fp_hash = answer.get("fingerprint_hash")
+        if not isinstance(fp_hash, str) or not _HASH_RE.match(fp_hash):
+            raise DeviceError(device, f"the agent's fingerprint hash {str(fp_hash)[:80]!r} is not 64 hex digits",
+                              hint="reinstall the agent (it is replaced when its hash differs)")
+        return cls(device=device, fingerprint=_mapping(device, answer, "fingerprint", "info"),
+                   fingerprint_hash=fp_hash, state=_mapping(device, answer, "state", "info"),
+                   runtimes=_mapping(device, answer, "runtimes", "info"),
+                   agent_version=str(answer.get("agent_version") or ""), workdir=str(answer.get("workdir") or ""))
+
+    def available_runtimes(self) -> list[str]:
+        return sorted(name for name, have in self.runtimes.items() if have)
+
+    def power_mode(self) -> Any:
+        """The nvpmodel mode the fingerprint reports (None where the device has no nvpmodel)."""
+        return _find(self.fingerprint, "nvpmodel")
+
+    def power_mode_mismatch(self, expected: str | None) -> dict[str, Any] | None:
+        """``{"expected", "actual"}`` when the profile expects a power mode the device is not in."""
+        mode = self.power_mode()
+        if expected and mode and expected.lower() not in str(mode).lower():
+            return {"expected": expected, "actual": mode}
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The answer's JSON shape (what ``edgenas device info --json`` prints)."""
+        return {"fingerprint": self.fingerprint, "fingerprint_hash": self.fingerprint_hash, "state": self.state,
+                "runtimes": self.runtimes, "agent_version": self.agent_version, "workdir": self.workdir}
+
+
+def _find(d: object, key: str) -> object:
+    if isinstance(d, dict):
+        for k, v in d.items():
+            if key in k.lower():
+                return v.get("mode", v) if isinstance(v, dict) else v
+            got = _find(v, key)
+            if got is not None:
+                return got
+    return None
+
+
+@dataclass(frozen=True)
+class BenchAnswer:
+    """The agent's ``bench`` answer: validated statistics, cold start, the device's state while timing.
+
+    ``raw_stats`` is the agent's STATS object as sent (with ``ref_ms`` and whatever else it reports),
+    the form a ``Measurement`` stores."""
+
+    stats: EntryStats
+    raw_stats: dict[str, Any]
+    cold_start: dict[str, Any] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+    session: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_answer(cls, device: str, answer: Any, what: str = "bench") -> "BenchAnswer":
+        if not isinstance(answer, Mapping):
+            raise DeviceError(device, f"the agent's {what} answer is not an object ({type(answer).__name__})")
+        raw = _mapping(device, answer, "stats", what)
+        try:
+            stats = EntryStats.from_dict(raw, f"{what} statistics")
+        except InputError as exc:
+            raise DeviceError(device, f"the agent sent bad {exc.message}") from None
+        return cls(stats, raw, _mapping(device, answer, "cold_start", what), _mapping(device, answer, "state", what),
+                   _mapping(device, answer, "session", what))
+
+    @property
+    def median_ms(self) -> float:
+        return self.stats.median_ms
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stats": self.raw_stats, "cold_start": self.cold_start, "state": self.state,
+                "session": self.session}

@@ -1,0 +1,190 @@
+"""What the device jobs share to measure: protocols, block export, the speed reference and overhead
+models, timing one model on an open session, the nominal-speed conversion, and the host's and the
+device's copies of a LUT.
+
+``profiler`` (build a LUT), ``deploy`` (measure a winner), ``calibrate`` (fit the LUT to whole-model
+measurements) and ``refresh`` (re-time sentinels) stand side by side on this module instead of
+borrowing from each other.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import statistics
+from pathlib import Path
+from typing import Any, Callable
+
+from edgenas.devices.session import Session
+from edgenas.errors import InputError
+from edgenas.fleet.engine import timing_cache_path
+from edgenas.io import atomic_write_bytes, sha256_file
+from edgenas.latency.lut import Lut
+from edgenas.latency.store import LutStore, lut_filename
+from edgenas.project import Project
+from edgenas.spaces.base import SearchSpace
+
+Progress = Callable[[str, int, int], None]
+
+#: the LUT protocol the agent applies to each block (see device_agents/PROTOCOL.md)
+LUT_PROTOCOL: dict[str, Any] = {
+    "warmup_min_n": 10, "warmup_min_s": 0.05, "sample_target_ms": 1.0, "min_n": 15, "min_s": 0.1,
+    "max_cov": 0.05, "max_ci_rel": 0.02, "max_s": 1.5,
+}
+
+#: whole-model protocol for winners: longer windows than LUT entries
+WINNER_PROTOCOL: dict[str, Any] = {
+    "warmup_min_n": 20, "warmup_min_s": 0.3, "sample_target_ms": 1.0, "min_n": 30, "min_s": 0.4,
+    "max_cov": 0.05, "max_ci_rel": 0.01, "max_s": 4.0, "windows": 5,
+}
+
+
+def block_onnx_path(project: Project, space: SearchSpace, key: str) -> Path:
+    digest = hashlib.sha256(f"{space.name}\n{key}".encode()).hexdigest()[:24]
+    return project.block_cache / space.name / f"{digest}.onnx"
+
+
+def export_blocks(project: Project, space: SearchSpace, keys: list[str],
+                  progress: Progress | None = None) -> tuple[dict[str, Path], int]:
+    """Export each key once (cached on disk by key); returns key -> path and how many were new."""
+    from exporters.onnx_export import export_onnx
+
+    paths, new = {}, 0
+    for i, key in enumerate(keys):
+        path = block_onnx_path(project, space, key)
+        if not path.exists():
+            export_onnx(space.build_block(key).eval(), tuple(space.block_input_shape(key)), path)
+            new += 1
+        paths[key] = path
+        if progress:
+            progress("export blocks", i + 1, len(keys))
+    return paths, new
+
+
+def overhead_model(project: Project) -> Path:
+    """A trivial ONNX model (one Relu on 8 floats) that times the runtime's per-call overhead."""
+    from onnx import TensorProto, helper
+
+    path = project.block_cache / "overhead-relu8.onnx"
+    if not path.exists():
+        x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 8])
+        y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 8])
+        graph = helper.make_graph([helper.make_node("Relu", ["input"], ["output"])], "overhead", [x], [y])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        atomic_write_bytes(path, model.SerializeToString())
+    return path
+
+
+REFERENCE_DESCRIPTION = "Conv 3x3 16->16 on 1x16x16x16 + Relu (fixed weights)"
+
+
+def reference_model(project: Project) -> Path:
+    """The speed reference timed in alternation with every measurement (deterministic bytes).
+
+    A small convolution comparable to one block: ratios to it are immune to the speed drift of the
+    machine (turbo, throttling, noisy neighbours), see ``device_agents/edgenas_agent/measure.py``.
+    """
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    path = project.block_cache / "reference-conv16.onnx"
+    if not path.exists():
+        w = np.random.default_rng(12345).standard_normal((16, 16, 3, 3)).astype(np.float32) * 0.1
+        x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 16, 16, 16])
+        y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 16, 16, 16])
+        nodes = [helper.make_node("Conv", ["input", "w"], ["c"], pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
+                 helper.make_node("Relu", ["c"], ["output"])]
+        graph = helper.make_graph(nodes, "reference", [x], [y], [numpy_helper.from_array(w, "w")])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        model.ir_version = 8
+        atomic_write_bytes(path, model.SerializeToString())
+    return path
+
+
+def nominal_reference(results: list[dict[str, Any]], path: Path) -> dict[str, Any] | None:
+    """The LUT's reference record: the reference's median time over the whole profile."""
+    times = [float(r["ref_ms"]) for r in results if r.get("ref_ms") and r.get("ratio")]
+    if len(times) < len(results):
+        return None
+    return {"sha256": sha256_file(path), "ms": statistics.median(times), "model": REFERENCE_DESCRIPTION}
+
+
+def nominal_ms(stats: dict[str, Any], lut: Any, reference_sha: str) -> float | None:
+    """A measurement at the device's nominal speed: its reference ratio x the LUT's reference time.
+
+    None unless the LUT was timed against the same reference model (by SHA-256)."""
+    if lut is None or not lut.normalised or lut.reference.get("sha256") != reference_sha or not stats.get("ratio"):
+        return None
+    return float(stats["ratio"]) * float(lut.reference["ms"])
+
+
+def measurement_stats(stats: dict[str, Any], lut: Any, reference_sha: str) -> tuple[dict[str, Any], float | None]:
+    """The STATS a ``Measurement`` stores: the agent's, plus ``nominal_ms`` where the LUT allows it."""
+    nominal = nominal_ms(stats, lut, reference_sha)
+    return (dict(stats, nominal_ms=nominal) if nominal is not None else dict(stats)), nominal
+
+
+def measure_model(session: Session, onnx_path: Path, *, runtime: str | None = None,
+                  protocol: dict[str, Any] | None = None, progress: Progress | None = None,
+                  reference: Path | None = None) -> dict[str, Any]:
+    """Push and time one ONNX model on an open session; builds a TensorRT engine when asked.
+
+    With ``reference`` (an ONNX model; for ONNX-based runtimes) it is timed in alternation, so the
+    stats also carry the model's ratio to it (see ``reference_model``)."""
+    params = session.runtime_params(runtime)
+    remote = session.push(onnx_path)
+    if reference is not None and params["runtime"] != "tensorrt":
+        params["reference"] = session.push(reference)
+    model = remote
+    if params["runtime"] == "tensorrt":
+        built = session.call("build_engine", {"model": remote, "precision": params["precision"],
+                                              "timing_cache": timing_cache_path(session)})
+        model = built["engine"]
+    if progress:
+        progress(f"measure on {session.device}", 0, 1)
+    out = session.call("bench", dict(params, model=model, protocol=dict(WINNER_PROTOCOL, **(protocol or {})),
+                                     winner=True))
+    if progress:
+        progress(f"measure on {session.device}", 1, 1)
+    return out
+
+
+def keep_on_device(session: Session, path: Path, lut: Lut) -> None:
+    """Hand the agent a copy of the host's table (hash-checked upload, then an atomic ``lut.put``)."""
+    name = lut_filename(lut.space, lut.fingerprint_hash)
+    sha = session.transport.put_file(path, f"cache/{name}.upload")
+    session.call("lut.put", {"name": name, "path": f"cache/{name}.upload", "sha256": sha})
+
+
+def current_lut(project: Project, device: str, space_name: str, fingerprint_hash: str | None = None) -> Lut:
+    """The host's LUT for (device, space): the one matching ``fingerprint_hash`` when given."""
+    store = LutStore(project.luts_dir)
+    if fingerprint_hash:
+        lut = store.find(device, space_name, fingerprint_hash)
+        if lut is None:
+            raise InputError(f"no LUT for device '{device}', space '{space_name}' and the device's current "
+                             f"fingerprint {fingerprint_hash[:12]}",
+                             hint=f"the device changed since it was profiled; run: edgenas profile {device} "
+                                  f"--space {space_name}")
+        return lut
+    return store.latest(device, space_name)
+
+
+def current_lut_or_none(project: Project, device: str, space: SearchSpace,
+                        fingerprint_hash: str) -> tuple[Lut | None, str]:
+    """(the device's LUT for its current fingerprint or None, a note saying why there is none)."""
+    try:
+        return current_lut(project, device, space.name, fingerprint_hash), ""
+    except InputError as exc:
+        return None, f"no prediction: {exc}"
+
+
+def predict_for(lut: Lut | None, space: SearchSpace, arch: Any) -> tuple[float | None, float | None, int]:
+    """(calibrated, raw, calibration points) from ``lut``; Nones when there is no LUT."""
+    from edgenas.latency.predictor import LatencyPredictor
+
+    if lut is None:
+        return None, None, 0
+    pred = LatencyPredictor(lut, space)
+    raw = float(pred.predict_raw_many([arch])[0])
+    return float(pred.predict_many([arch])[0]), raw, int(pred.calibration_points)
