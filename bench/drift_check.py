@@ -46,7 +46,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from edgenas.fleet.profiler import profile_device
-    from edgenas.fleet.refresh import DRIFT_CAP, DRIFT_COV_FACTOR, measure_drift
+    from edgenas.fleet.drift import DRIFT_CAP, DRIFT_COV_FACTOR, measure_drift
     from edgenas.devices.session import open_session
     from edgenas.latency.lut import Lut
     from edgenas.project import Project

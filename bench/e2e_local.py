@@ -39,8 +39,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from edgenas.export import export_arch
-    from edgenas.fleet.deploy import measure_model, nominal_ms
-    from edgenas.fleet.profiler import profile_device, reference_model
+    from edgenas.fleet.measure import measure_model, nominal_ms, reference_model
+    from edgenas.fleet.profiler import profile_device
     from edgenas.io import sha256_file
     from edgenas.devices.session import open_session
     from edgenas.latency.calibration import apply_calibration, fit_calibration

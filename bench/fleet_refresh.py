@@ -67,8 +67,9 @@ def main() -> None:
     sizes = [int(x) for x in args.sizes.split(",")]
 
     from edgenas.devices.agent_bundle import ensure_agent_bundle
-    from edgenas.fleet.profiler import export_blocks, overhead_model
-    from edgenas.fleet.refresh import device_status, fleet_status, refresh_fleet
+    from edgenas.fleet.measure import export_blocks, overhead_model
+    from edgenas.fleet.refresh import refresh_fleet
+    from edgenas.fleet.status import device_status, fleet_status
     from edgenas.project import Project
     from edgenas.spaces import get_space
 

@@ -39,7 +39,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from edgenas.devices.agent_bundle import ensure_agent_bundle
-    from edgenas.fleet.profiler import LUT_PROTOCOL, export_blocks, overhead_model, profile_device
+    from edgenas.fleet.measure import LUT_PROTOCOL, export_blocks, overhead_model
+    from edgenas.fleet.profiler import profile_device
     from edgenas.devices.session import open_session
     from edgenas.latency.lut import Lut
     from edgenas.project import Project

@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
         Reachable, agent version, fingerprint, LUT fresh/stale/missing per space, last calibration.
         """
         from edgenas.fleet.inventory import load_inventory
-        from edgenas.fleet.refresh import fleet_status
+        from edgenas.fleet.status import fleet_status
 
         proj = project()
         inv = load_inventory(proj, inventory)
@@ -67,7 +67,7 @@ def register(app: typer.Typer) -> None:
             rows = refresh_fleet(proj, inv.select(group), space, concurrency=concurrency,
                                  only_failed=only_failed, progress=bar,
                                  **({} if drift_floor is None else {"drift_floor": drift_floor}))
-        failed = [r for r in rows if r.status == "failed"]
+        failed = [r for r in rows if r.failed]
         if json_out:
             emit_json([r.to_dict() for r in rows])
         else:

@@ -47,11 +47,10 @@ def diverse_archs(space: Any, predictor: Any, n: int, seed: int) -> list[Any]:
 
 def calibrate_device(project: Project, device: str, space_name: str, *, measure: int = 0, seed: int = 0,
                      progress: Progress | None = None) -> CalibrationResult:
-    from edgenas.export import default_export_dir, export_arch
-    from edgenas.fleet.deploy import measure_model, nominal_ms
-    from edgenas.fleet.profiler import current_lut, reference_model
-    from edgenas.io import sha256_file
     from edgenas.devices.session import open_session
+    from edgenas.export import default_export_dir, export_arch
+    from edgenas.fleet.measure import current_lut, measure_model, measurement_stats, reference_model
+    from edgenas.io import sha256_file
     from edgenas.latency.calibration import fit_calibration
     from edgenas.latency.predictor import LatencyPredictor
     from edgenas.latency.store import LutStore
@@ -72,10 +71,7 @@ def calibrate_device(project: Project, device: str, space_name: str, *, measure:
             exp = export_arch(space, arch, default_export_dir(project, space, arch))
             out = measure_model(s, exp.onnx_path, reference=ref_path)
             raw = float(pred.predict_raw_many([arch])[0])
-            stats = dict(out["stats"])
-            nominal = nominal_ms(stats, lut, ref_sha)
-            if nominal is not None:
-                stats["nominal_ms"] = nominal
+            stats, _ = measurement_stats(dict(out["stats"]), lut, ref_sha)
             store.add(Measurement(
                 device=s.device, space=space.name, arch=space.to_dict(arch), artifact_sha256=exp.sha256,
                 runtime=rt["runtime"], precision=rt["precision"], fingerprint_hash=fp_hash,

@@ -10,113 +10,60 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from edgenas.devices.answers import DeviceInfo
+from edgenas.devices.session import open_session
+from edgenas.errors import InputError, RuntimeMissingError
+from edgenas.fleet.engine import fallback_runtime
+from edgenas.fleet.measure import (  # noqa: F401  (measure_model, nominal_ms, WINNER_PROTOCOL: also read from here)
+    WINNER_PROTOCOL, Progress, current_lut_or_none, measure_model, measurement_stats, nominal_ms, predict_for,
+    reference_model)
+from edgenas.io import sha256_file
 from edgenas.project import Project
 from edgenas.spaces.base import SearchSpace
-
-Progress = Callable[[str, int, int], None]
-
-#: whole-model protocol for winners: longer windows than LUT entries
-WINNER_PROTOCOL: dict[str, Any] = {
-    "warmup_min_n": 20, "warmup_min_s": 0.3, "sample_target_ms": 1.0, "min_n": 30, "min_s": 0.4,
-    "max_cov": 0.05, "max_ci_rel": 0.01, "max_s": 4.0, "windows": 5,
-}
+from edgenas.store import Measurement
 
 
 @dataclass(frozen=True)
 class DeployResult:
-    device: str
-    space: str
-    arch: dict[str, Any]
+    """A deployment: the stored ``Measurement`` (what ran where, its statistics and the prediction), the
+    exported file, and how the prediction compares."""
+
+    measurement: Measurement
     onnx_path: Path
-    artifact_sha256: str
-    runtime: str
-    measured_ms: float
-    predicted_ms: float | None
-    predicted_raw_ms: float | None
     rel_error: float | None
     calibration_points: int
-    stats: dict[str, Any]
-    cold_start: dict[str, Any]
-    measurement_id: str | None
     note: str = ""
     #: the measurement at the device's nominal speed (ratio to the reference x the LUT's reference
     #: time); what the prediction is compared with when the LUT was timed against the reference
     measured_nominal_ms: float | None = None
 
+    device = property(lambda self: self.measurement.device)
+    space = property(lambda self: self.measurement.space)
+    arch = property(lambda self: self.measurement.arch)
+    artifact_sha256 = property(lambda self: self.measurement.artifact_sha256)
+    runtime = property(lambda self: self.measurement.runtime)
+    measured_ms = property(lambda self: self.measurement.measured_ms)
+    predicted_ms = property(lambda self: self.measurement.predicted_ms)
+    predicted_raw_ms = property(lambda self: self.measurement.predicted_raw_ms)
+    stats = property(lambda self: self.measurement.stats)
+    cold_start = property(lambda self: self.measurement.cold_start)
+    measurement_id = property(lambda self: self.measurement.id)
+
     def to_dict(self) -> dict[str, Any]:
-        d = dict(self.__dict__)
-        d["onnx_path"] = str(self.onnx_path)
-        return d
-
-
-def nominal_ms(stats: dict[str, Any], lut: Any, reference_sha: str) -> float | None:
-    """A measurement at the device's nominal speed: its reference ratio x the LUT's reference time.
-
-    None unless the LUT was timed against the same reference model (by SHA-256)."""
-    if lut is None or not lut.normalised or lut.reference.get("sha256") != reference_sha or not stats.get("ratio"):
-        return None
-    return float(stats["ratio"]) * float(lut.reference["ms"])
-
-
-def current_lut_or_none(project: Project, device: str, space: SearchSpace,
-                        fingerprint_hash: str) -> tuple[Any, str]:
-    """(the device's LUT for its current fingerprint or None, a note saying why there is none)."""
-    from edgenas.errors import InputError
-    from edgenas.fleet.profiler import current_lut
-
-    try:
-        return current_lut(project, device, space.name, fingerprint_hash), ""
-    except InputError as exc:
-        return None, f"no prediction: {exc}"
-
-
-def predict_for(lut: Any, space: SearchSpace, arch: Any) -> tuple[float | None, float | None, int]:
-    """(calibrated, raw, calibration points) from ``lut``; Nones when there is no LUT."""
-    from edgenas.latency.predictor import LatencyPredictor
-
-    if lut is None:
-        return None, None, 0
-    pred = LatencyPredictor(lut, space)
-    raw = float(pred.predict_raw_many([arch])[0])
-    return float(pred.predict_many([arch])[0]), raw, int(pred.calibration_points)
-
-
-def measure_model(session: Any, onnx_path: Path, *, runtime: str | None = None,
-                  protocol: dict[str, Any] | None = None, progress: Progress | None = None,
-                  reference: Path | None = None) -> dict[str, Any]:
-    """Push and time one ONNX model on an open session; builds a TensorRT engine when asked.
-
-    With ``reference`` (an ONNX model; for ONNX-based runtimes) it is timed in alternation, so the
-    stats also carry the model's ratio to it (see ``edgenas.fleet.profiler.reference_model``)."""
-    params = session.runtime_params(runtime)
-    remote = session.push(onnx_path)
-    if reference is not None and params["runtime"] != "tensorrt":
-        params["reference"] = session.push(reference)
-    model = remote
-    if params["runtime"] == "tensorrt":
-        from edgenas.fleet.engine import timing_cache_path
-
-        built = session.call("build_engine", {"model": remote, "precision": params["precision"],
-                                              "timing_cache": timing_cache_path(session)})
-        model = built["engine"]
-    if progress:
-        progress(f"measure on {session.device}", 0, 1)
-    out = session.call("bench", dict(params, model=model, protocol=dict(WINNER_PROTOCOL, **(protocol or {})),
-                                     winner=True))
-    if progress:
-        progress(f"measure on {session.device}", 1, 1)
-    return out
+        m = self.measurement
+        return {"device": m.device, "space": m.space, "arch": m.arch, "onnx_path": str(self.onnx_path),
+                "artifact_sha256": m.artifact_sha256, "runtime": m.runtime, "measured_ms": m.measured_ms,
+                "predicted_ms": m.predicted_ms, "predicted_raw_ms": m.predicted_raw_ms,
+                "rel_error": self.rel_error, "calibration_points": self.calibration_points, "stats": m.stats,
+                "cold_start": m.cold_start, "measurement_id": m.id, "note": self.note,
+                "measured_nominal_ms": self.measured_nominal_ms}
 
 
 def choose_runtime(device: str, wanted: str, info: DeviceInfo) -> tuple[str, str]:
     """(runtime to use, note). TensorRT missing falls back (with a note); any other missing runtime is
     an error listing what the device has."""
-    from edgenas.errors import RuntimeMissingError
-    from edgenas.fleet.engine import fallback_runtime
-
     have = info.available_runtimes()
     if wanted in have:
         return wanted, ""
@@ -131,10 +78,7 @@ def choose_runtime(device: str, wanted: str, info: DeviceInfo) -> tuple[str, str
 def deploy(project: Project, device: Any, space: SearchSpace, arch: Any, *, runtime: str | None = None,
            export_dir: Path | None = None, store: Any = None, progress: Progress | None = None) -> DeployResult:
     from edgenas.export import default_export_dir, export_arch
-    from edgenas.fleet.profiler import reference_model
-    from edgenas.devices.session import open_session
-    from edgenas.io import sha256_file
-    from edgenas.store import Measurement, open_store
+    from edgenas.store import open_store
 
     ref_path = reference_model(project)
     with open_session(project, device) as s:  # the device is checked before anything is written
@@ -143,23 +87,17 @@ def deploy(project: Project, device: Any, space: SearchSpace, arch: Any, *, runt
         exp = export_arch(space, arch, export_dir or default_export_dir(project, space, arch), progress=progress)
         out = measure_model(s, exp.onnx_path, runtime=rt_name, progress=progress, reference=ref_path)
         rt = s.runtime_params(rt_name)
-    stats = dict(out["stats"])
-    measured = float(stats["median_ms"])
     lut, pnote = current_lut_or_none(project, s.device, space, fp_hash)
-    nominal = nominal_ms(stats, lut, sha256_file(ref_path))
-    if nominal is not None:
-        stats["nominal_ms"] = nominal
+    stats, nominal = measurement_stats(dict(out["stats"]), lut, sha256_file(ref_path))
     predicted, raw, n_cal = predict_for(lut, space, arch)
-    compare = nominal if nominal is not None else measured
+    compare = nominal if nominal is not None else float(stats["median_ms"])
     rel = None if predicted is None else (predicted - compare) / compare
     m = Measurement(device=s.device, space=space.name, arch=space.to_dict(arch),
                     artifact_sha256=exp.sha256, runtime=rt["runtime"], precision=rt["precision"],
                     fingerprint_hash=fp_hash, stats=stats, cold_start=dict(out.get("cold_start") or {}),
                     state=dict(out.get("state") or {}), predicted_raw_ms=raw, predicted_ms=predicted)
     (store or open_store(project)).add(m)
-    return DeployResult(s.device, space.name, space.to_dict(arch), exp.onnx_path, exp.sha256, rt["runtime"],
-                        measured, predicted, raw, rel, n_cal, stats, dict(out.get("cold_start") or {}),
-                        m.id, "; ".join(x for x in (note, pnote) if x), nominal)
+    return DeployResult(m, exp.onnx_path, rel, n_cal, "; ".join(x for x in (note, pnote) if x), nominal)
 
 
 def measure_onnx(project: Project, device: Any, model: Path, *, runtime: str | None = None,
@@ -168,15 +106,10 @@ def measure_onnx(project: Project, device: Any, model: Path, *, runtime: str | N
     from exporters.checks import load_checked
     from exporters.errors import ExportCheckError
 
-    from edgenas.errors import InputError
-    from edgenas.devices.session import open_session
-
     try:
         load_checked(model)
     except ExportCheckError as exc:
         raise InputError(str(exc)) from None
-    from edgenas.fleet.profiler import reference_model
-
     with open_session(project, device) as s:
         out = measure_model(s, Path(model), runtime=runtime, progress=progress, reference=reference_model(project))
         return {"device": s.device, "model": str(model), **out}

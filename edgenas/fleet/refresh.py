@@ -29,37 +29,38 @@ last refresh is kept in ``.edgenas/fleet/last-refresh.json`` for ``--only-failed
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any
 
-import numpy as np
-
+from edgenas.devices.session import Session, open_session
 from edgenas.errors import EdgenasError, InputError
+from edgenas.fleet.drift import (  # noqa: F401  (the drift names callers read from here)
+    DRIFT_CAP, DRIFT_COV_FACTOR, DRIFT_FLOOR, N_SENTINELS, SPEED_TOLERANCE, DriftCheck, last_verified,
+    measure_drift, record_verified, same_sign_off, sentinel_keys)
+from edgenas.fleet.measure import Progress, keep_on_device
+from edgenas.fleet.profiler import profile_device
+from edgenas.fleet.status import DeviceStatus, device_status, fleet_status  # noqa: F401
 from edgenas.io import atomic_write_json
 from edgenas.latency.lut import Lut
 from edgenas.latency.store import LutStore
 from edgenas.project import Project
 
-Progress = Callable[[str, int, int], None]
 
-#: the smallest shape drift that rebuilds a table (3 x the CoV is used when larger). Re-checking an
-#: unchanged table on our shared 2-core VM moved the sentinels' ratios by up to 20% for a minute at a
-#: time (bench/drift_check.py; its CoV-based threshold was 11-50% there); a Jetson with fixed clocks
-#: repeats within a few percent. ``--drift-floor`` raises it for a fleet of noisy machines.
-DRIFT_FLOOR = 0.05
-DRIFT_COV_FACTOR = 3.0
-DRIFT_CAP = 0.5
-SPEED_TOLERANCE = 0.2
-N_SENTINELS = 5
+class RefreshStatus(enum.StrEnum):
+    REFRESHED = "refreshed"  # the LUT was rebuilt (fingerprint changed, no LUT yet, or shape drift)
+    RESCALED = "rescaled"    # the shape held; the nominal speed was rescaled after a persistent change
+    VERIFIED = "verified"    # the table was kept
+    FAILED = "failed"        # the device could not be refreshed; its previous LUT is untouched
 
 
 @dataclass(frozen=True)
 class DeviceRefresh:
     device: str
-    status: str  # refreshed | rescaled | verified | failed
+    status: RefreshStatus
     reason: str
     space: str
     fingerprint_hash: str | None = None
@@ -70,91 +71,16 @@ class DeviceRefresh:
     #: the reference's time now / the table's nominal ``reference.ms`` - 1 (None without a reference)
     speed_change: float | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-@dataclass(frozen=True)
-class DriftCheck:
-    """What re-timing the sentinels found."""
-
-    drift: float  # median relative change of the sentinels (of their ratios when ``basis`` is "ratio")
-    threshold: float
-    basis: str  # "ratio" | "ms"
-    changes: dict[str, float]
-    speed_change: float | None = None  # reference time now / table's nominal - 1
-    reference_ms: float | None = None  # the reference's time now
-    raw_drift: float = 0.0  # the same median on raw times, first pass (for diagnosis; load moves it)
-    passes: int = 1  # 2 when a first pass found drift and a second was timed to confirm it
-    cov: float = 0.0  # the sentinels' median CoV when the table was built
-
     @property
-    def drifted(self) -> bool:
-        return self.drift > self.threshold
+    def failed(self) -> bool:
+        return self.status is RefreshStatus.FAILED
 
-
-def sentinel_keys(lut: Lut, n: int = N_SENTINELS) -> list[str]:
-    """``n`` stable entries spread over the table's latency range (deterministic)."""
-    stable = sorted((e.median_ms, k) for k, e in lut.entries.items() if e.stable) or \
-        sorted((e.median_ms, k) for k, e in lut.entries.items())
-    idx = np.unique(np.linspace(0, len(stable) - 1, min(n, len(stable))).round().astype(int))
-    return [stable[i][1] for i in idx]
-
-
-def measure_drift(session: Any, project: Project, lut: Lut, protocol: dict[str, Any] | None = None, *,
-                  floor: float = DRIFT_FLOOR, confirm: bool = True) -> DriftCheck:
-    """Re-time the sentinels (against the table's speed reference when it has one).
-
-    With ``confirm``, a check that finds drift re-times the sentinels once more and keeps the pass with
-    the smaller drift: the table counts as drifted only when both passes say so (one busy moment on the
-    device must not trigger a rebuild)."""
-    from edgenas.fleet.profiler import LUT_PROTOCOL, export_blocks, reference_model
-    from edgenas.io import sha256_file
-    from edgenas.spaces import get_space
-
-    space = get_space(lut.space)
-    keys = sentinel_keys(lut)
-    paths, _ = export_blocks(project, space, keys)
-    items = [{"key": k, "model": session.push(paths[k])} for k in keys]
-    params = dict(session.runtime_params(lut.runtime), items=items, protocol=dict(LUT_PROTOCOL, **(protocol or {})))
-    ref_path = reference_model(project)
-    if lut.normalised and lut.reference.get("sha256") == sha256_file(ref_path):  # type: ignore[union-attr]
-        params["reference"] = session.push(ref_path)
-    cov = float(np.median([lut.entries[k].cov for k in keys]))
-    threshold = min(max(floor, DRIFT_COV_FACTOR * cov), DRIFT_CAP)
-    first = dataclasses.replace(_sentinel_pass(session, lut, keys, params, threshold), cov=cov)
-    if not (confirm and first.drifted):
-        return first
-    second = _sentinel_pass(session, lut, keys, params, threshold)
-    kept = min(first, second, key=lambda c: c.drift)
-    return dataclasses.replace(kept, passes=2, raw_drift=first.raw_drift, cov=cov)
-
-
-def _sentinel_pass(session: Any, lut: Lut, keys: list[str], params: dict[str, Any], threshold: float
-                   ) -> DriftCheck:
-    partial = f"partial/sentinels-{lut.space}-{lut.fingerprint_hash[:12]}-{time.time_ns()}.jsonl"
-    results = session.call("bench_many", dict(params, partial=partial))["results"]
-    by_ratio = "reference" in params and all(results[k].get("ratio") and results[k].get("ref_ms") for k in keys)
-    field_ = "ratio" if by_ratio else "median_ms"
-
-    def rel(k: str, f: str) -> float:
-        old = float(getattr(lut.entries[k], f))
-        return abs(float(results[k][f]) - old) / max(old, 1e-12)
-
-    changes = {k: rel(k, field_) for k in keys}
-    ref_now = speed = None
-    if by_ratio:
-        ref_now = float(np.median([float(results[k]["ref_ms"]) for k in keys]))
-        speed = ref_now / float(lut.reference["ms"]) - 1.0  # type: ignore[index]
-    return DriftCheck(float(np.median(list(changes.values()))), threshold, "ratio" if by_ratio else "ms",
-                      changes, speed, ref_now, float(np.median([rel(k, "median_ms") for k in keys])))
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__, status=str(self.status))
 
 
 def refresh_device(project: Project, profile: Any, space: str, *, protocol: dict[str, Any] | None = None,
                    drift_floor: float = DRIFT_FLOOR) -> DeviceRefresh:
-    from edgenas.fleet.profiler import profile_device
-    from edgenas.devices.session import open_session
-
     t0 = time.perf_counter()
     try:
         store = LutStore(project.luts_dir)
@@ -172,85 +98,40 @@ def refresh_device(project: Project, profile: Any, space: str, *, protocol: dict
                     return _keep(project, s, store, lut, check, shape, t0)
                 reason = f"{shape} > {check.threshold:.1%}"
         res = profile_device(project, profile, space, force=lut is not None, protocol=protocol)
-        return DeviceRefresh(res.device, "refreshed", reason, space, res.fingerprint_hash,
+        return DeviceRefresh(res.device, RefreshStatus.REFRESHED, reason, space, res.fingerprint_hash,
                              check.drift if check else None, check.threshold if check else None,
                              str(res.lut_path), time.perf_counter() - t0,
                              check.speed_change if check else None)
     except EdgenasError as exc:
-        return DeviceRefresh(profile.name, "failed", str(exc), space, wall_s=time.perf_counter() - t0)
+        return DeviceRefresh(profile.name, RefreshStatus.FAILED, str(exc), space, wall_s=time.perf_counter() - t0)
     except Exception as exc:  # a bug on one device must not take the others down
-        return DeviceRefresh(profile.name, "failed", f"internal error {type(exc).__name__}: {exc}", space,
-                             wall_s=time.perf_counter() - t0)
+        return DeviceRefresh(profile.name, RefreshStatus.FAILED, f"internal error {type(exc).__name__}: {exc}",
+                             space, wall_s=time.perf_counter() - t0)
 
 
-def _keep(project: Project, session: Any, store: LutStore, lut: Lut, check: DriftCheck, shape: str,
+def _keep(project: Project, session: Session, store: LutStore, lut: Lut, check: DriftCheck, shape: str,
           t0: float) -> DeviceRefresh:
     """The table's shape held: record the check, and rescale its nominal speed if a change persisted."""
-    from edgenas.fleet.profiler import keep_on_device
-
     row = dict(space=lut.space, fingerprint_hash=lut.fingerprint_hash, drift=check.drift,
                threshold=check.threshold, speed_change=check.speed_change,
                lut_path=str(store.path_for(session.device, lut.space, lut.fingerprint_hash)))
     speed_off = check.speed_change is not None and abs(check.speed_change) > SPEED_TOLERANCE
-    previous = _last_verified(project, session.device, lut)
-    if speed_off and previous is not None and _same_sign_off(previous, check.speed_change):
+    previous = last_verified(project, session.device, lut)
+    if speed_off and previous is not None and same_sign_off(previous, check.speed_change):
         old = float(lut.reference["ms"])  # type: ignore[index]
         nominal = (float(previous["reference_ms"]) + float(check.reference_ms)) / 2  # type: ignore[arg-type]
         rescaled = dataclasses.replace(lut, reference=dict(lut.reference or {}, ms=nominal), created_at=time.time())
         keep_on_device(session, store.save(rescaled), rescaled)
-        _record_verified(project, session.device, lut, check, rescaled=True)
-        return DeviceRefresh(session.device, "rescaled",
+        record_verified(project, session.device, lut, check, rescaled=True)
+        return DeviceRefresh(session.device, RefreshStatus.RESCALED,
                              f"{shape} <= {check.threshold:.1%}; speed {check.speed_change:+.0%} twice in a row: "
                              f"nominal {old:.3f} -> {nominal:.3f} ms", wall_s=time.perf_counter() - t0, **row)
-    _record_verified(project, session.device, lut, check)
+    record_verified(project, session.device, lut, check)
     reason = f"{shape} <= {check.threshold:.1%}"
     if speed_off:
         reason += (f"; speed {check.speed_change:+.0%} vs nominal (not rescaled: seen once; a busy device looks "
                    "slower for a while)")
-    return DeviceRefresh(session.device, "verified", reason, wall_s=time.perf_counter() - t0, **row)
-
-
-def _verified_path(project: Project, device: str):
-    return project.luts_dir / device / "verified.jsonl"
-
-
-def _record_verified(project: Project, device: str, lut: Lut, check: DriftCheck, rescaled: bool = False) -> None:
-    path = _verified_path(project, device)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps({"time": time.time(), "space": lut.space, "fingerprint_hash": lut.fingerprint_hash,
-                       "drift": check.drift, "threshold": check.threshold, "basis": check.basis,
-                       "speed_change": check.speed_change, "reference_ms": check.reference_ms,
-                       "nominal_ms": (lut.reference or {}).get("ms"), "rescaled": rescaled})
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(line + "\n")
-
-
-def _last_verified(project: Project, device: str, lut: Lut) -> dict[str, Any] | None:
-    """The previous check of this very table (same space, fingerprint and nominal speed), if any."""
-    try:
-        lines = _verified_path(project, device).read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return None
-    for line in reversed(lines):
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(rec, dict) and rec.get("space") == lut.space \
-                and rec.get("fingerprint_hash") == lut.fingerprint_hash:
-            same_table = rec.get("nominal_ms") == (lut.reference or {}).get("ms") and not rec.get("rescaled")
-            return rec if same_table else None
-    return None
-
-
-def _same_sign_off(previous: dict[str, Any] | None, speed_change: float | None) -> bool:
-    """True when the previous check also saw the speed off by more than the tolerance, the same way."""
-    if previous is None or speed_change is None or not isinstance(previous.get("speed_change"), (int, float)):
-        return False
-    if not isinstance(previous.get("reference_ms"), (int, float)):
-        return False
-    prev = float(previous["speed_change"])
-    return abs(prev) > SPEED_TOLERANCE and (prev > 0) == (speed_change > 0)
+    return DeviceRefresh(session.device, RefreshStatus.VERIFIED, reason, wall_s=time.perf_counter() - t0, **row)
 
 
 def last_refresh_path(project: Project):
@@ -270,7 +151,7 @@ def refresh_fleet(project: Project, profiles: list[Any], space: str, *, concurre
     space = get_space(space).name  # unknown space: one clear error before any device is touched; aliases
     if only_failed:
         last = _read_last(project)
-        failed = {r["device"] for r in last if r.get("status") == "failed" and r.get("space") == space}
+        failed = {r["device"] for r in last if r.get("status") == RefreshStatus.FAILED and r.get("space") == space}
         profiles = [p for p in profiles if p.name in failed]
     results: list[DeviceRefresh] = []
     if profiles:
@@ -295,44 +176,3 @@ def _read_last(project: Project) -> list[dict[str, Any]]:
         return data if isinstance(data, list) else []
     except (OSError, json.JSONDecodeError):
         return []
-
-
-@dataclass(frozen=True)
-class DeviceStatus:
-    device: str
-    reachable: bool
-    agent_version: str | None = None
-    fingerprint_hash: str | None = None
-    luts: dict[str, str] = field(default_factory=dict)  # space -> fresh | stale | missing
-    last_calibration: dict[str, Any] = field(default_factory=dict)
-    error: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
-
-def device_status(project: Project, profile: Any, spaces: list[str]) -> DeviceStatus:
-    from edgenas.devices.session import open_session
-
-    store = LutStore(project.luts_dir)
-    try:
-        with open_session(project, profile) as s:
-            info = s.info(timeout_s=60)
-    except EdgenasError as exc:
-        return DeviceStatus(profile.name, False, error=str(exc))
-    fp = info.fingerprint_hash
-    luts, cal = {}, {}
-    for sp in spaces:
-        current = store.find(profile.name, sp, fp) if store.path_for(profile.name, sp, fp).exists() else None
-        luts[sp] = "fresh" if current else ("stale" if store.list(profile.name, sp) else "missing")
-        if current and current.calibration:
-            cal[sp] = {"n_points": current.calibration.n_points, "fitted_at": current.calibration.fitted_at}
-    return DeviceStatus(profile.name, True, info.agent_version or None, fp, luts, cal)
-
-
-def fleet_status(project: Project, profiles: list[Any], spaces: list[str], *, concurrency: int = 8
-                 ) -> list[DeviceStatus]:
-    if not profiles:
-        return []
-    with ThreadPoolExecutor(max_workers=min(concurrency, len(profiles))) as pool:
-        return list(pool.map(lambda p: device_status(project, p, spaces), profiles))

@@ -11,8 +11,8 @@ import pytest
 from edgenas.errors import InputError
 from edgenas.fleet.profiler import profile_device
 from edgenas.devices.profiles import LOCAL_PROFILE
-from edgenas.fleet.refresh import (SPEED_TOLERANCE, _same_sign_off, last_refresh_path, refresh_device,
-                                   refresh_fleet)
+from edgenas.fleet.drift import SPEED_TOLERANCE, same_sign_off
+from edgenas.fleet.refresh import last_refresh_path, refresh_device, refresh_fleet
 from edgenas.latency.lut import Lut
 from edgenas.latency.store import LutStore
 
@@ -97,7 +97,7 @@ def test_table_without_reference_falls_back_to_raw_times(project, profiled):
     (None, 0.4, False),
 ])
 def test_rescale_needs_two_sightings_of_the_same_sign(prev, now, expected):
-    assert _same_sign_off(prev, now) is expected
+    assert same_sign_off(prev, now) is expected
 
 
 def test_drift_floor_out_of_range_is_one_clear_error(project):

@@ -26,7 +26,8 @@ import pytest
 
 from edgenas.fleet.inventory import load_inventory
 from edgenas.fleet.profiler import profile_device
-from edgenas.fleet.refresh import last_refresh_path, refresh_fleet, sentinel_keys
+from edgenas.fleet.drift import sentinel_keys
+from edgenas.fleet.refresh import last_refresh_path, refresh_fleet
 from edgenas.latency.lut import Lut
 from edgenas.latency.store import LutStore
 from edgenas.project import Project
@@ -118,6 +119,7 @@ def test_parallel_refresh_of_five_devices(sshd_factory, tmp_path, monkeypatch, c
     assert {d: r.status for d, r in res.items()} == {
         "dev-a": "failed", "dev-b": "failed", "dev-c": "refreshed", "dev-d": "refreshed", "dev-e": "verified"}, \
         {d: r.reason for d, r in res.items()}
+    assert sorted(d for d, r in res.items() if r.failed) == ["dev-a", "dev-b"]
 
     # (a) unreachable: the reason names the device; nothing of it touched
     assert "device 'dev-a'" in res["dev-a"].reason and "refused" in res["dev-a"].reason
