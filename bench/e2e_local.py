@@ -67,15 +67,15 @@ def main() -> None:
         for i, a in enumerate(archs):
             exp = export_arch(space, a, root / "exports" / f"e2e-{i:03d}")
             out = measure_model(s, exp.onnx_path, reference=ref_path)
-            measured.append(float(out["stats"]["median_ms"]))
-            nominal.append(nominal_ms(out["stats"], lut, ref_sha))
-            unstable += 0 if out["stats"].get("stable", True) else 1
+            measured.append(out.median_ms)
+            nominal.append(nominal_ms(out.raw_stats, lut, ref_sha))
+            unstable += 0 if out.stats.stable else 1
         second, second_nominal = [], []
         if args.repeat:
             for i in range(args.n):
                 out = measure_model(s, root / "exports" / f"e2e-{i:03d}" / "model.onnx", reference=ref_path)
-                second.append(float(out["stats"]["median_ms"]))
-                second_nominal.append(nominal_ms(out["stats"], lut, ref_sha))
+                second.append(out.median_ms)
+                second_nominal.append(nominal_ms(out.raw_stats, lut, ref_sha))
     measure_s = time.perf_counter() - t1
     measured = np.array(measured)
     raw_ms_measured = measured

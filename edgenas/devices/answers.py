@@ -94,6 +94,7 @@ class BenchAnswer:
     cold_start: dict[str, Any] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)
     session: dict[str, Any] = field(default_factory=dict)
+    protocol: dict[str, Any] = field(default_factory=dict)  # the protocol the agent applied
 
     @classmethod
     def from_answer(cls, device: str, answer: Any, what: str = "bench") -> "BenchAnswer":
@@ -104,13 +105,13 @@ class BenchAnswer:
             stats = EntryStats.from_dict(raw, f"{what} statistics")
         except InputError as exc:
             raise DeviceError(device, f"the agent sent bad {exc.message}") from None
-        return cls(stats, raw, _mapping(device, answer, "cold_start", what), _mapping(device, answer, "state", what),
-                   _mapping(device, answer, "session", what))
+        return cls(stats, raw, *(_mapping(device, answer, key, what)
+                                 for key in ("cold_start", "state", "session", "protocol")))
 
     @property
     def median_ms(self) -> float:
         return self.stats.median_ms
 
     def to_dict(self) -> dict[str, Any]:
-        return {"stats": self.raw_stats, "cold_start": self.cold_start, "state": self.state,
-                "session": self.session}
+        return {"stats": self.raw_stats, "cold_start": self.cold_start, "session": self.session,
+                "state": self.state, "protocol": self.protocol}

@@ -71,12 +71,12 @@ def calibrate_device(project: Project, device: str, space_name: str, *, measure:
             exp = export_arch(space, arch, default_export_dir(project, space, arch))
             out = measure_model(s, exp.onnx_path, reference=ref_path)
             raw = float(pred.predict_raw_many([arch])[0])
-            stats, _ = measurement_stats(dict(out["stats"]), lut, ref_sha)
+            stats, _ = measurement_stats(out.raw_stats, lut, ref_sha)
             store.add(Measurement(
                 device=s.device, space=space.name, arch=space.to_dict(arch), artifact_sha256=exp.sha256,
                 runtime=rt["runtime"], precision=rt["precision"], fingerprint_hash=fp_hash,
-                stats=stats, cold_start=dict(out.get("cold_start") or {}),
-                state=dict(out.get("state") or {}), predicted_raw_ms=raw, predicted_ms=raw))
+                stats=stats, cold_start=dict(out.cold_start),
+                state=dict(out.state), predicted_raw_ms=raw, predicted_ms=raw))
             if progress:
                 progress(f"measure architectures on {s.device}", i + 1, len(archs))
     ms = [m for m in store.list(device=s.device, space=space.name, fingerprint_hash=fp_hash)

@@ -88,14 +88,14 @@ def deploy(project: Project, device: Any, space: SearchSpace, arch: Any, *, runt
         out = measure_model(s, exp.onnx_path, runtime=rt_name, progress=progress, reference=ref_path)
         rt = s.runtime_params(rt_name)
     lut, pnote = current_lut_or_none(project, s.device, space, fp_hash)
-    stats, nominal = measurement_stats(dict(out["stats"]), lut, sha256_file(ref_path))
+    stats, nominal = measurement_stats(out.raw_stats, lut, sha256_file(ref_path))
     predicted, raw, n_cal = predict_for(lut, space, arch)
     compare = nominal if nominal is not None else float(stats["median_ms"])
     rel = None if predicted is None else (predicted - compare) / compare
     m = Measurement(device=s.device, space=space.name, arch=space.to_dict(arch),
                     artifact_sha256=exp.sha256, runtime=rt["runtime"], precision=rt["precision"],
-                    fingerprint_hash=fp_hash, stats=stats, cold_start=dict(out.get("cold_start") or {}),
-                    state=dict(out.get("state") or {}), predicted_raw_ms=raw, predicted_ms=predicted)
+                    fingerprint_hash=fp_hash, stats=stats, cold_start=dict(out.cold_start),
+                    state=dict(out.state), predicted_raw_ms=raw, predicted_ms=predicted)
     (store or open_store(project)).add(m)
     return DeployResult(m, exp.onnx_path, rel, n_cal, "; ".join(x for x in (note, pnote) if x), nominal)
 
@@ -112,4 +112,4 @@ def measure_onnx(project: Project, device: Any, model: Path, *, runtime: str | N
         raise InputError(str(exc)) from None
     with open_session(project, device) as s:
         out = measure_model(s, Path(model), runtime=runtime, progress=progress, reference=reference_model(project))
-        return {"device": s.device, "model": str(model), **out}
+        return {"device": s.device, "model": str(model), **out.to_dict()}

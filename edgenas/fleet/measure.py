@@ -14,6 +14,7 @@ import statistics
 from pathlib import Path
 from typing import Any, Callable
 
+from edgenas.devices.answers import BenchAnswer
 from edgenas.devices.session import Session
 from edgenas.errors import InputError
 from edgenas.fleet.engine import timing_cache_path
@@ -126,7 +127,7 @@ def measurement_stats(stats: dict[str, Any], lut: Any, reference_sha: str) -> tu
 
 def measure_model(session: Session, onnx_path: Path, *, runtime: str | None = None,
                   protocol: dict[str, Any] | None = None, progress: Progress | None = None,
-                  reference: Path | None = None) -> dict[str, Any]:
+                  reference: Path | None = None) -> BenchAnswer:
     """Push and time one ONNX model on an open session; builds a TensorRT engine when asked.
 
     With ``reference`` (an ONNX model; for ONNX-based runtimes) it is timed in alternation, so the
@@ -146,7 +147,7 @@ def measure_model(session: Session, onnx_path: Path, *, runtime: str | None = No
                                      winner=True))
     if progress:
         progress(f"measure on {session.device}", 1, 1)
-    return out
+    return BenchAnswer.from_answer(session.device, out)
 
 
 def keep_on_device(session: Session, path: Path, lut: Lut) -> None:

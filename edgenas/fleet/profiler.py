@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgenas.devices.answers import BenchAnswer
 from edgenas.devices.session import open_session
 from edgenas.errors import DeviceError
 from edgenas.fleet.measure import (  # noqa: F401  (block_onnx_path, current_lut: also read from here)
@@ -91,8 +92,9 @@ def profile_device(project: Project, device: Any, space_name: str, *, force: boo
             done += len(batch)
             if progress:
                 progress(f"time blocks on {s.device}", done, len(keys))
-        overhead = s.call("bench", dict(s.runtime_params(), model=s.push(overhead_model(project)),
-                                        protocol=proto, reference=ref_remote))
+        overhead = BenchAnswer.from_answer(s.device, s.call(
+            "bench", dict(s.runtime_params(), model=s.push(overhead_model(project)), protocol=proto,
+                          reference=ref_remote)), "overhead bench")
         entries = {k: EntryStats.from_dict(results[k], f"device {s.device}: entry {k}") for k in keys
                    if k in results}
         missing = [k for k in keys if k not in entries]
@@ -102,8 +104,8 @@ def profile_device(project: Project, device: Any, space_name: str, *, force: boo
         lut = Lut(device=s.device, space=space.name, fingerprint=dict(info.fingerprint),
                   fingerprint_hash=fp_hash, runtime=s.profile.runtime, precision=s.profile.precision,
                   threads=int(s.profile.threads), protocol=proto,
-                  overhead=EntryStats.from_dict(overhead["stats"], "overhead"), entries=entries,
-                  reference=nominal_reference([results[k] for k in keys] + [overhead["stats"]], ref_path))
+                  overhead=overhead.stats, entries=entries,
+                  reference=nominal_reference([results[k] for k in keys] + [overhead.raw_stats], ref_path))
         path = store.save(lut)
         keep_on_device(s, path, lut)
         return ProfileResult(s.device, space.name, path, fp_hash, len(entries), False,
