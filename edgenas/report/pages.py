@@ -76,3 +76,99 @@ def write_html(text: str, out: str | os.PathLike) -> Path:
     if out.exists() and out.is_dir():
         raise InputError(f"{out} is a folder", hint="give a file name, e.g. --out report.html")
     return atomic_write_text(out, text)
+
+
+def compare_page(runs: Sequence[RunData], *, plotly_src: str | None = None) -> str:
+    from edgenas.report.compare_data import compare_data
+
+    if len(runs) < 2:
+        raise InputError("--compare needs at least two runs", hint="edgenas report --compare RUN RUN ...")
+    spaces = {r.space for r in runs}
+    objectives = {r.objective for r in runs}
+    if len(objectives) > 1:
+        raise InputError(f"the runs optimise different objectives ({', '.join(sorted(objectives))})",
+                         hint="compare runs of the same objective")
+    c = compare_data(runs)
+    rows = [(r.id, r.space, r.config.get("strategy"), r.config.get("seed"), len(r.evaluations), r.status)
+            for r in runs]
+    sections = [Section("Runs", "" if len(spaces) == 1 else "Note: the runs search different spaces.",
+                        html=table_html(("run", "space", "strategy", "seed", "evaluations", "status"), rows))]
+    sections.append(Section("Convergence", "Best feasible accuracy after each evaluation, per run.",
+                            [F.compare_convergence_figure(c)]))
+    for d in c.devices:
+        sections.append(Section(f"Fronts on {d}", "Each run's feasible Pareto front.", [F.compare_fronts_figure(c, d)]))
+    if c.hypervolume:
+        ref = "; ".join(f"{d}: accuracy {a:.4g}, latency {lat:.4g} ms" for d, (a, lat) in c.reference.items())
+        hv_rows = [(r.run, r.device, f"{r.hypervolume:.4f}", r.n_front) for r in c.hypervolume]
+        sections.append(Section(
+            "Hypervolume per run",
+            "Fraction of the box between the worst point seen in any run (reference: " + ref + ") and the best "
+            "accuracy / lowest latency seen, dominated by each run's front. Higher is better.",
+            [F.hypervolume_figure(c)],
+            table_html(("run", "device", "hypervolume", "front size"), hv_rows, (False, False, True, True))))
+    return render_page("edgenas: comparing " + ", ".join(c.runs), f"{len(runs)} runs", sections,
+                       plotly_src=plotly_src)
+
+
+def device_page(source: DataSource, device: str, *, plotly_src: str | None = None) -> str:
+    from edgenas.report.device_data import calibration_data, drift_data, lut_entries, lut_heatmap
+
+    luts = source.luts(device)
+    if not luts:
+        raise InputError(f"device '{device}' has no LUT", hint=f"run: edgenas profile {device}")
+    sections = []
+    rows = [(t.space, t.fingerprint_hash[:12], t.runtime, t.precision, len(t.entries), len(t.unstable_keys),
+             "-" if t.reference is None else f"{t.reference['ms']:.4g}",
+             "-" if t.calibration is None else f"{t.calibration.n_points} pts, residual {t.calibration.residual:.1%}")
+            for t in luts]
+    sections.append(Section("Tables", html=table_html(
+        ("space", "fingerprint", "runtime", "precision", "entries", "unstable", "reference (ms)", "calibration"),
+        rows, (False, False, False, False, True, True, True, False))))
+    for t in luts:
+        h = lut_heatmap(t)
+        if h is not None:
+            sections.append(Section(
+                f"LUT {t.space}: kernel x expand per stage",
+                f"Mean cost (ms) of each stage's blocks with that kernel and expand ratio; {h.n_unstable} of "
+                f"{h.n_entries} entries unstable (red cross, count in the cell); the dropdown picks the input resolution.",
+                [F.heatmap_figure(h)]))
+        else:
+            sections.append(Section(f"LUT {t.space}: entries", "Every entry's cost, slowest first.",
+                                    [F.entries_figure(lut_entries(t), device)]))
+        cal = calibration_data(t, source)
+        if cal.raw_ms:
+            sections.append(Section(
+                f"Calibration of {t.space}",
+                f"{len(cal.raw_ms)} whole-model measurements with this fingerprint; the line is the table's "
+                "fitted correction" + ("" if cal.fit_x else " (none fitted yet: edgenas lut calibrate)") + ".",
+                [F.calibration_figure(cal)]))
+    dd = drift_data(device, source)
+    if dd.times:
+        sections.append(Section("Drift checks", f"{len(dd.times)} checks by edgenas fleet refresh "
+                                "(luts/DEVICE/verified.jsonl); diamonds: the table was rescaled.", [F.drift_figure(dd)]))
+    else:
+        sections.append(Section("Drift checks", "No drift check recorded yet (edgenas fleet refresh)."))
+    return render_page(f"edgenas device {device}", f"{len(luts)} table(s)", sections, plotly_src=plotly_src)
+
+
+def fleet_page(source: DataSource, devices: list[str] | None = None, probe: dict[str, Any] | None = None, *,
+               plotly_src: str | None = None) -> str:
+    from edgenas.report.device_data import fleet_rows
+
+    rows = fleet_rows(source, devices, probe=probe)
+    if not rows:
+        raise InputError("no device to report on", hint="profile a device first (edgenas profile local)")
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{100 * v:.1f}%"
+
+    table = table_html(
+        ("device", "reachable", "fingerprint", "LUT age (h)", "last drift", "threshold", "calibration error",
+         "spaces", "stale runs", "note"),
+        [(r.device, r.reachable, r.fingerprint, "-" if r.lut_age_h is None else f"{r.lut_age_h:.1f}",
+          pct(r.last_drift), pct(r.last_threshold), pct(r.calibration_error), ", ".join(r.spaces) or "-",
+          r.stale_runs, r.note) for r in rows],
+        (False, False, False, True, True, True, True, False, False, False))
+    return render_page("edgenas fleet", f"{len(rows)} device(s)",
+                       [Section("Devices", "One row per device.", [F.fleet_figure(rows)], table)],
+                       plotly_src=plotly_src)
