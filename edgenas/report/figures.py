@@ -199,16 +199,15 @@ def heatmap_figure(h: Any) -> Any:
             text = [[f"{v:.3g}" + (f"<br>{b} unstable" if b else "") for v, b in zip(row, brow)]
                     for row, brow in zip(p.ms, p.unstable)]
             fig.add_trace(go.Heatmap(
-                z=p.ms, x=[f"e={e}" for e in p.expands], y=[f"k={k}" for k in p.kernels], text=text,
+                z=p.ms, x=list(range(len(p.expands))), y=list(range(len(p.kernels))), text=text,
                 texttemplate="%{text}", zmin=zmin, zmax=zmax, colorscale="Viridis", visible=ri == 0,
                 showscale=p.stage == h.stages, colorbar=dict(title=dict(text="ms")),
                 customdata=[[f"{b} unstable" if b else "stable" for b in brow] for brow in p.unstable],
-                hovertemplate=(f"r={r}, stage {p.stage}<br>kernel %{{y}}, expand %{{x}}<br>"
+                hovertemplate=(f"r={r}, stage {p.stage}<br>kernel/expand cell (%{{y}}, %{{x}})<br>"
                                "mean cost %{z:.4g} ms<br>%{customdata}<extra></extra>")),
                 row=1, col=p.stage)
             idx.append(len(fig.data) - 1)
-            # a red cross in the top-right corner of each cell holding an unstable entry (category axes
-            # take numeric positions: index + offset)
+            # a red cross in the top-right corner of each cell holding an unstable entry
             bad = [(ei + 0.38, ki + 0.3) for ki in range(len(p.kernels)) for ei in range(len(p.expands))
                    if p.unstable[ki][ei]]
             fig.add_trace(go.Scatter(
@@ -223,7 +222,11 @@ def heatmap_figure(h: Any) -> Any:
                     args=[{"visible": [i in set(g) for i in range(n)]}]) for r, g in zip(h.resolutions, groups)]
     if len(buttons) > 1:
         fig.update_layout(updatemenus=[dict(buttons=buttons, x=1.0, xanchor="right", y=1.22, yanchor="top")])
-    fig.update_xaxes(title="expand ratio")
+    first = h.panels[0]
+    fig.update_xaxes(title="expand ratio", tickvals=list(range(len(first.expands))),
+                     ticktext=[str(e) for e in first.expands], showgrid=False, zeroline=False)
+    fig.update_yaxes(tickvals=list(range(len(first.kernels))), ticktext=[str(k) for k in first.kernels],
+                     showgrid=False, zeroline=False)
     fig.update_yaxes(title="kernel size", col=1)
     return _layout(fig, height=360, margin=dict(l=70, r=30, t=90, b=60))
 
@@ -268,14 +271,19 @@ def drift_figure(d: Any) -> Any:
     fig.add_trace(go.Scatter(x=t, y=[100 * v for v in d.drift], mode="lines+markers", name="drift",
                              line=dict(color=PALETTE[0]), customdata=d.spaces,
                              hovertemplate="%{x}<br>%{customdata}: drift %{y:.2f}%<extra></extra>"), row=1, col=1)
-    fig.add_trace(go.Scatter(x=t, y=[100 * v for v in d.threshold], mode="lines", name="rebuild threshold",
-                             line=dict(color="#b3261e", dash="dash"), hoverinfo="skip"), row=1, col=1)
+    fig.add_trace(go.Scatter(x=t, y=[100 * v for v in d.threshold], mode="lines+markers", name="rebuild threshold",
+                             line=dict(color="#b3261e", dash="dash"), marker=dict(symbol="line-ew-open", size=14),
+                             hoverinfo="skip"), row=1, col=1)
     fig.add_trace(go.Scatter(x=t, y=[None if v is None else 100 * v for v in d.speed_change], mode="lines+markers",
                              name="speed change", line=dict(color=PALETTE[2]),
                              marker=dict(symbol=["diamond" if r else "circle" for r in d.rescaled],
                                          size=[12 if r else 7 for r in d.rescaled]),
                              hovertemplate="%{x}<br>speed change %{y:+.1f}%<extra></extra>"), row=1, col=2)
     fig.update_xaxes(title="time of the check (UTC)")
+    if t and (max(d.times) - min(d.times)) < 600:   # a few checks close together: show an hour around them
+        from datetime import timedelta
+
+        fig.update_xaxes(range=[min(t) - timedelta(minutes=30), max(t) + timedelta(minutes=30)])
     fig.update_yaxes(title="median change of sentinel ratios (%)", row=1, col=1)
     fig.update_yaxes(title="reference time / nominal - 1 (%)", row=1, col=2)
     return _layout(fig, height=430, legend_below=True)

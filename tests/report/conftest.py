@@ -84,3 +84,15 @@ def browser():
     b = browser_mod.Browser()
     yield b
     b.close()
+
+
+@pytest.fixture
+def snapshot():
+    """``snapshot(root)``: every file under ``root`` -> its bytes' SHA-256 (to show nothing changed)."""
+    import hashlib
+
+    def snap(root: Path) -> dict[str, str]:
+        return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(root.rglob("*")) if p.is_file()}
+
+    return snap
