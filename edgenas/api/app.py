@@ -10,8 +10,7 @@ project); a missing or refused name is a 404 with ``{"error": ...}``. With a tok
 the plotly.js bundle must carry it (``Authorization: Bearer TOKEN`` or ``?token=TOKEN``).
 """
 
-from __future__ import annotations
-
+# no ``from __future__ import annotations``: FastAPI reads the route annotations at run time
 import dataclasses
 import hmac
 from typing import Any
@@ -134,7 +133,7 @@ def create_app(source: DataSource, token: str | None = None) -> Any:
             f"<td>{esc(s['strategy'])}</td><td>{esc(s['status'])}</td><td>{s['evaluations']}</td>"
             f"<td><a href='/runs/{esc(s['id'])}/live{tq}'>live</a></td></tr>" for s in runs())
         devs = "".join(f"<li><a href='/devices/{esc(d)}{tq}'>{esc(d)}</a></li>" for d in source.devices())
-        return html("<!DOCTYPE html><html><head><meta charset='utf-8'><title>edgenas</title></head><body>"
+        return html("<!DOCTYPE html><html><head><meta charset='utf-8'><title>edgenas</title><link rel='icon' href='data:,'></head><body>"
                     "<h1>edgenas</h1><h2>Runs</h2><table><tr><th>run</th><th>space</th><th>strategy</th>"
                     f"<th>status</th><th>evaluations</th><th></th></tr>{rows}</table><h2>Devices</h2><ul>{devs}</ul>"
                     f"<p><a href='/fleet{tq}'>fleet</a> · <a href='/docs'>API docs</a></p></body></html>")

@@ -70,7 +70,7 @@ def render_page(title: str, subtitle: str, sections: Sequence[Section], *, plotl
           else f"<script type='text/javascript'>{plotly_js()}</script>")
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{esc(title)}</title>"
-            f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<meta name='viewport' content='width=device-width, initial-scale=1'><link rel='icon' href='data:,'>"
             f"<style>{_CSS}</style>{js}{extra_head}</head><body><header><h1>{esc(title)}</h1>"
             f"<p>{esc(subtitle)} · generated {stamp} by edgenas</p></header><main>{''.join(parts)}</main>"
             f"{extra_body}</body></html>")

@@ -126,6 +126,15 @@ class Browser:
         self._drain(0.5)
         return PageResult(self.errors(), self.evaluate(PLOTS_JS) or [])
 
+    def open_wait(self, cond: str, timeout_s: float = 20.0) -> bool:
+        """Wait (on the page already open) until the JS expression ``cond`` is true."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.evaluate(cond):
+                return True
+            time.sleep(0.1)
+        return False
+
     def screenshot(self, path: Path, width: int = 1400) -> Path:
         h = int(self.evaluate("Math.ceil(document.documentElement.scrollHeight)") or 1000)
         self.call("Emulation.setDeviceMetricsOverride", width=width, height=min(h, 16000), deviceScaleFactor=1,
