@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from edgenas.cli._common import emit_json, out, project
 from edgenas.errors import InputError
@@ -67,7 +68,7 @@ def register(app: typer.Typer) -> None:
         if json_out:
             emit_json({"kind": kind, "path": str(path), "bytes": path.stat().st_size})
         else:
-            out.print(f"report written: {path}")
+            out.print(f"report written: {escape(str(path))}")
 
     @app.command("serve")
     def serve(host: str = typer.Option("127.0.0.1", "--host", help="address to bind (others need a token)"),
@@ -78,5 +79,6 @@ def register(app: typer.Typer) -> None:
 
         proj = project()
         tok = check_bind(host, port, token)
-        out.print(f"edgenas serving {proj.root} on http://{host}:{port}/ (API docs: /docs; Ctrl-C stops)")
+        out.print(f"edgenas serving {escape(str(proj.root))} on http://{escape(host)}:{port}/ "
+                  "(API docs: /docs; Ctrl-C stops)")
         run_server(proj, host, port, tok)
