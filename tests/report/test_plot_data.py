@@ -178,3 +178,51 @@ def test_calibration_drift_and_fleet_rows(rproj):
     assert r.reachable == "yes" and r.fingerprint == lut.fingerprint_hash[:12]
     assert r.last_drift == lines[-1]["drift"] and r.calibration_error == lut.calibration.residual
     assert 0 <= r.lut_age_h < 1
+
+
+def test_running_run_uses_the_best_so_far(rproj):
+    from edgenas.report.run_data import breakdown_data, pareto_data
+
+    short = rproj / "runs" / "evo-running"
+    shutil.copytree(rproj / "runs" / "evo", short)
+    full = (short / "evaluations.jsonl").read_text().splitlines()
+    lines = full[:12]
+    (short / "evaluations.jsonl").write_text("\n".join(lines) + "\n" + full[12][:15])  # torn last line
+    for f in ("best.json", "pareto.json", "checkpoint.json"):
+        (short / f).unlink()
+    src = FolderSource(Project(rproj))
+    run = src.run("evo-running")
+    assert run.status == "running" and len(run.evaluations) == 12
+    evs = [json.loads(x) for x in lines]
+    best = max((e for e in evs if e["feasible"]), key=lambda e: (e["objectives"]["params"], -e["number"]))
+    assert pareto_data(run, "local").chosen.number == best["number"]
+    assert breakdown_data(run, src).arch == best["arch"]
+    assert (short / "evaluations.jsonl").read_text().endswith(full[12][:15])   # readers never write
+
+
+def test_fleet_probe_reports_unreachable_devices(rproj, cli, monkeypatch):
+    import socket
+
+    from edgenas.fleet.inventory import load_inventory
+    from edgenas.fleet.refresh import fleet_status
+    from edgenas.report.device_data import fleet_rows
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]   # closed once the block ends: nothing listens there
+    (rproj / "profiles").mkdir(exist_ok=True)
+    (rproj / "profiles" / "fleet.toml").write_text('[fleet]\ndevices = ["local", "gone"]\n')
+    (rproj / "profiles" / "gone.toml").write_text(
+        f'[device]\nname = "gone"\nhost = "127.0.0.1"\nport = {port}\nuser = "nobody"\n'
+        'runtime = "onnxruntime"\nconnect_timeout_s = 3\ncall_timeout_s = 10\n')
+    project = Project(rproj)
+    profiles = load_inventory(project).select(None)
+    status = {s.device: s for s in fleet_status(project, profiles, [])}
+    rows = {r.device: r for r in fleet_rows(FolderSource(project), [p.name for p in profiles], probe=status)}
+    assert rows["local"].reachable == "yes" and rows["local"].fingerprint != "-"
+    assert rows["gone"].reachable == "no" and rows["gone"].note and rows["gone"].fingerprint == "-"
+    monkeypatch.chdir(rproj)
+    res = cli("report", "--fleet", "--probe", "--out", "fleet.html", "--json")
+    assert res.code == 0, res.err
+    html = (rproj / "fleet.html").read_text()
+    assert "<td>gone</td><td>no</td>" in html and "<td>local</td><td>yes</td>" in html
