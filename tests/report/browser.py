@@ -111,6 +111,9 @@ class Browser:
         return out
 
     def open(self, url: str, *, wait_js: str | None = None, timeout_s: float = 30.0) -> PageResult:
+        # leave the previous page first: a page still polling a stopped server must not log into this one
+        self.call("Page.navigate", url="about:blank")
+        self._drain(0.3)
         self.events.clear()
         self.call("Page.navigate", url=url)
         deadline = time.monotonic() + timeout_s
