@@ -31,13 +31,15 @@ _SCRIPT = """<script>
      hovertemplate: '#%%{text}<br>%%{x:.4g} ms<br>%%{y:.4g}<extra></extra>'},
     {x: [], y: [], mode: 'markers', name: 'over budget', marker: {color: '#d62728', size: 8}, text: [],
      hovertemplate: '#%%{text}<br>%%{x:.4g} ms<br>%%{y:.4g}<extra></extra>'}],
-    {template: 'plotly_white', height: 420, xaxis: L(cfg.xlabel), yaxis: L(cfg.ylabel),
-     legend: {orientation: 'h', y: 1.08},
+    {height: 420, xaxis: L(cfg.xlabel), yaxis: L(cfg.ylabel),
+     showlegend: true, legend: {orientation: 'h', y: 1.1}, margin: {t: 40},
+     annotations: cfg.budget === null ? [] : [{x: cfg.budget, xref: 'x', y: 1, yref: 'paper', yanchor: 'bottom',
+              text: 'budget ' + cfg.budget.toPrecision(4) + ' ms', showarrow: false, font: {color: '#b3261e'}}],
      shapes: cfg.budget === null ? [] : [{type: 'line', xref: 'x', yref: 'paper', x0: cfg.budget, x1: cfg.budget,
               y0: 0, y1: 1, line: {color: '#b3261e', dash: 'dash', width: 2}}]},
     {displaylogo: false, responsive: true});
   Plotly.newPlot('live-conv', [{x: [], y: [], mode: 'lines', line: {shape: 'hv'}, name: 'best feasible'}],
-    {template: 'plotly_white', height: 360, xaxis: L('evaluations (count)'), yaxis: L('best feasible ' + cfg.ylabel)},
+    {height: 360, margin: {t: 20}, xaxis: L('evaluations (count)'), yaxis: L('best feasible ' + cfg.ylabel)},
     {displaylogo: false, responsive: true});
   async function poll() {
     if (done) return;

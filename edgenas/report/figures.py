@@ -54,7 +54,7 @@ def pareto_figure(d: Any) -> Any:
             hovertemplate=f"chosen #{c.number}<br>%{{x:.4g}} ms<br>%{{y:.4g}}<br>{c.label}<extra></extra>"))
     if d.budget_ms is not None:
         fig.add_vline(x=d.budget_ms, line=dict(color="#b3261e", dash="dash", width=2),
-                      annotation_text=f"budget {d.budget_ms:.4g} ms", annotation_position="top left",
+                      annotation_text=f"budget {d.budget_ms:.4g} ms", annotation_position="bottom left",
                       annotation_font=dict(color="#b3261e"))
     fig.update_xaxes(title=f"predicted latency on {d.device} (ms)")
     fig.update_yaxes(title=acc_title(d.objective, d.unit))
