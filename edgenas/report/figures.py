@@ -128,7 +128,7 @@ def deployment_figure(deps: Sequence[Any]) -> Any:
     lo, hi = identity_range(vals)
     fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="predicted = measured",
                              line=dict(color="#888", dash="dot"), hoverinfo="skip"))
-    fig.update_xaxes(title="predicted latency (ms)", range=[lo, hi])
+    fig.update_xaxes(title="predicted latency when measured (ms)", range=[lo, hi])
     fig.update_yaxes(title="measured latency at nominal speed (ms)", range=[lo, hi])
     return _layout(fig, height=420)
 
