@@ -208,12 +208,12 @@ def heatmap_figure(h: Any) -> Any:
                 row=1, col=p.stage)
             idx.append(len(fig.data) - 1)
             # a red cross in the top-right corner of each cell holding an unstable entry
-            bad = [(ei + 0.38, ki + 0.3) for ki in range(len(p.kernels)) for ei in range(len(p.expands))
+            bad = [(ei + 0.32, ki + 0.3) for ki in range(len(p.kernels)) for ei in range(len(p.expands))
                    if p.unstable[ki][ei]]
             fig.add_trace(go.Scatter(
                 x=[b[0] for b in bad] or [None], y=[b[1] for b in bad] or [None], mode="markers",
                 marker=dict(symbol="x", size=14, color="#ff3b30", line=dict(width=1, color="white")),
-                name="unstable entry", showlegend=ri == 0 and p.stage == 1, visible=ri == 0, hoverinfo="skip"),
+                name="unstable entry", showlegend=False, visible=ri == 0, hoverinfo="skip", cliponaxis=False),
                 row=1, col=p.stage)
             idx.append(len(fig.data) - 1)
         groups.append(idx)
@@ -221,14 +221,14 @@ def heatmap_figure(h: Any) -> Any:
     buttons = [dict(label=f"resolution {r}", method="update",
                     args=[{"visible": [i in set(g) for i in range(n)]}]) for r, g in zip(h.resolutions, groups)]
     if len(buttons) > 1:
-        fig.update_layout(updatemenus=[dict(buttons=buttons, x=1.0, xanchor="right", y=1.22, yanchor="top")])
+        fig.update_layout(updatemenus=[dict(buttons=buttons, x=1.0, xanchor="right", y=1.45, yanchor="top")])
     first = h.panels[0]
     fig.update_xaxes(title="expand ratio", tickvals=list(range(len(first.expands))),
                      ticktext=[str(e) for e in first.expands], showgrid=False, zeroline=False)
     fig.update_yaxes(tickvals=list(range(len(first.kernels))), ticktext=[str(k) for k in first.kernels],
                      showgrid=False, zeroline=False)
     fig.update_yaxes(title="kernel size", col=1)
-    return _layout(fig, height=360, margin=dict(l=70, r=30, t=90, b=60))
+    return _layout(fig, height=380, margin=dict(l=70, r=30, t=100, b=60), showlegend=False)
 
 
 def entries_figure(entries: Sequence[tuple[str, float, bool]], device: str) -> Any:
