@@ -25,6 +25,10 @@ def _layout(fig: Any, height: int = 420, legend_below: bool = False, **kw: Any) 
 
 
 def acc_title(objective: str, unit: str) -> str:
+    """Axis title of the accuracy objective (its name comes from run files: plotly's pseudo-HTML escaped)."""
+    import html
+
+    objective = html.escape(objective)
     return f"{objective} ({unit})" if unit else f"{objective} (score, higher is better)"
 
 
