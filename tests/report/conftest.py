@@ -48,6 +48,7 @@ def report_template(tmp_path_factory):
     root = tmp_path_factory.mktemp("report-project")
     project = Project(root)
     profile_device(project, "local", "mbv3-tiny", protocol=FAST)
+    profile_device(project, "local", "nb201", protocol=FAST)   # a space without the kernel x expand layout
     _search(project, root / "runs" / "evo", strategy="evolution", budget=32, seed=1)
     _search(project, root / "runs" / "rnd", strategy="random", budget=32, seed=2)
     if NB201_CSV.exists():

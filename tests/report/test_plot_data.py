@@ -65,7 +65,7 @@ def test_breakdown_shares_sum_to_the_prediction(rproj):
     b = bd.devices[0]
     space = get_space("mbv3-tiny")
     arch = space.from_dict(bd.arch)
-    pred = LatencyPredictor(src.luts("local")[0], space)
+    pred = LatencyPredictor(next(t for t in src.luts("local") if t.space == "mbv3-tiny"), space)
     assert b.total_ms == pytest.approx(pred.predict_raw(arch))
     assert b.predicted_ms == pytest.approx(pred.predict(arch))
     assert sum(x.share for x in b.blocks) == pytest.approx(1.0)
@@ -138,7 +138,10 @@ def test_heatmap_cells_are_means_of_the_lut_entries(rproj):
     from edgenas.report.device_data import lut_heatmap
     from edgenas.spaces import get_space
 
-    lut = FolderSource(Project(rproj)).luts("local")[0]
+    luts = {t.space: t for t in FolderSource(Project(rproj)).luts("local")}
+    assert set(luts) == {"mbv3-tiny", "nb201"}
+    assert lut_heatmap(luts["nb201"]) is None   # no kernel x expand layout: the page lists its entries
+    lut = luts["mbv3-tiny"]
     h = lut_heatmap(lut)
     cfg = get_space("mbv3-tiny").config
     assert len(h.panels) == len(cfg.resolutions) * cfg.n_stages
@@ -157,12 +160,22 @@ def test_heatmap_cells_are_means_of_the_lut_entries(rproj):
     assert all(not k.startswith("expanded_conv") or "input:16x16x8-output:16x16x8" in k for k in fixed)
 
 
+def test_lut_entries_slowest_first(rproj):
+    from edgenas.report.device_data import lut_entries
+
+    lut = next(t for t in FolderSource(Project(rproj)).luts("local") if t.space == "nb201")
+    rows = lut_entries(lut)
+    assert [k for k, _, _ in rows] and sorted(k for k, _, _ in rows) == sorted(lut.entries)
+    assert [ms for _, ms, _ in rows] == sorted((lut.value_ms(e) for e in lut.entries.values()), reverse=True)
+    assert {k for k, _, stable in rows if not stable} == set(lut.unstable_keys)
+
+
 def test_calibration_drift_and_fleet_rows(rproj):
     from edgenas.latency.calibration import apply_calibration
     from edgenas.report.device_data import calibration_data, drift_data, fleet_rows
 
     src = FolderSource(Project(rproj))
-    lut = src.luts("local")[0]
+    lut = next(t for t in src.luts("local") if t.space == "mbv3-tiny")
     cal = calibration_data(lut, src)
     assert lut.calibration is not None and lut.calibration.n_points == 3
     assert len(cal.raw_ms) == len(cal.measured_ms) == 3
@@ -177,6 +190,7 @@ def test_calibration_drift_and_fleet_rows(rproj):
     r = rows[0]
     assert r.reachable == "yes" and r.fingerprint == lut.fingerprint_hash[:12]
     assert r.last_drift == lines[-1]["drift"] and r.calibration_error == lut.calibration.residual
+    assert r.spaces == ["mbv3-tiny", "nb201"]
     assert 0 <= r.lut_age_h < 1
 
 

@@ -21,7 +21,7 @@ def _check_offline(text: str) -> None:
 @pytest.mark.parametrize("kind, args, n_plots", [
     ("run", ["runs/evo"], 4),                         # front, convergence, breakdown, deployments
     ("compare", ["--compare", "runs/evo", "runs/rnd"], 3),
-    ("device", ["--device", "local"], 3),             # heat map, calibration, drift
+    ("device", ["--device", "local"], 4),             # mbv3-tiny heat map and calibration, nb201 entries, drift
     ("fleet", ["--fleet"], 1),
 ])
 def test_report_renders_in_chromium(rproj, cli, browser, tmp_path, monkeypatch, kind, args, n_plots):
