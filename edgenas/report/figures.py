@@ -241,8 +241,8 @@ def entries_figure(entries: Sequence[tuple[str, float, bool]], device: str) -> A
                            marker=dict(color=["#1f77b4" if e[2] else "#d62728" for e in entries]),
                            hovertemplate="%{y}<br>%{x:.4g} ms<extra></extra>"))
     fig.update_xaxes(title=f"cost on {device} (ms); red: unstable")
-    fig.update_yaxes(title="block key", automargin=True, showticklabels=False)
-    return _layout(fig, height=420)
+    fig.update_yaxes(title="block key", automargin=True, autorange="reversed", tickfont=dict(size=11))
+    return _layout(fig, height=max(300, 120 + 20 * len(entries)))
 
 
 def calibration_figure(c: Any) -> Any:

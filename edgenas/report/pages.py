@@ -133,8 +133,10 @@ def device_page(source: DataSource, device: str, *, plotly_src: str | None = Non
                 f"{h.n_entries} entries unstable (red cross, count in the cell); the dropdown picks the input resolution.",
                 [F.heatmap_figure(h)]))
         else:
-            sections.append(Section(f"LUT {t.space}: entries", "Every entry's cost, slowest first.",
-                                    [F.entries_figure(lut_entries(t), device)]))
+            rows = lut_entries(t)
+            sections.append(Section(f"LUT {t.space}: entries",
+                                    f"The {min(len(rows), 40)} slowest of {len(rows)} entries; hover for the cost.",
+                                    [F.entries_figure(rows[:40], device)]))
         cal = calibration_data(t, source)
         if cal.raw_ms:
             sections.append(Section(
