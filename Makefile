@@ -34,6 +34,7 @@ demo: $(VENV)/.installed
 		--strategy evolution --budget 120 --seed 0 --out $(RUN)
 	$(BIN)/edgenas export $(RUN)/best.json
 	$(BIN)/edgenas deploy local $(RUN)/best.json
+	$(BIN)/edgenas report $(RUN) --out $(RUN)/report.html
 
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q

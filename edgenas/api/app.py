@@ -1,0 +1,161 @@
+"""The read-only HTTP API and the report/live pages (FastAPI), over a ``DataSource``.
+
+JSON under ``/api/``: runs, a run, its evaluations (``?since=N`` for the new ones), its fronts,
+devices, their LUTs (summaries and one table), drift checks and measurements. HTML: ``/`` (index),
+``/runs/{id}`` (the run report), ``/runs/{id}/live`` (updates as evaluations arrive), ``/compare?run=A&run=B``,
+``/devices/{name}``, ``/fleet``. OpenAPI docs at ``/docs``.
+
+Nothing here writes. Names in paths are checked by the source (strict pattern, resolved inside the
+project); a missing or refused name is a 404 with ``{"error": ...}``. With a token, every request but
+the plotly.js bundle must carry it (``Authorization: Bearer TOKEN`` or ``?token=TOKEN``).
+"""
+
+# no ``from __future__ import annotations``: FastAPI reads the route annotations at run time
+import dataclasses
+import hmac
+from typing import Any
+
+from edgenas.errors import EdgenasError, InputError
+from edgenas.report.source import DataSource, NotFoundError
+
+PLOTLY_PATH = "/static/plotly.min.js"
+
+
+def _lut_summary(t: Any) -> dict[str, Any]:
+    return {"device": t.device, "space": t.space, "fingerprint_hash": t.fingerprint_hash, "runtime": t.runtime,
+            "precision": t.precision, "threads": t.threads, "created_at": t.created_at, "entries": len(t.entries),
+            "unstable": len(t.unstable_keys), "reference": t.reference,
+            "calibration": t.calibration.to_dict() if t.calibration else None}
+
+
+def create_app(source: DataSource, token: str | None = None) -> Any:
+    from fastapi import FastAPI, Query, Request
+    from fastapi.responses import HTMLResponse, JSONResponse, Response
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    from edgenas.api.live import live_page
+    from edgenas.report import pages
+    from edgenas.report.html import esc, plotly_js
+    from edgenas.report.run_data import pareto_data
+
+    app = FastAPI(title="edgenas", version="1", description="Read-only API over runs, devices, LUTs and "
+                  "measurements of an edgenas project, with report pages and a live view of running searches.")
+
+    @app.middleware("http")
+    async def require_token(request: Request, call_next):  # type: ignore[no-untyped-def]
+        if token and request.url.path != PLOTLY_PATH:
+            given = request.query_params.get("token") or ""
+            auth = request.headers.get("authorization", "")
+            if auth.lower().startswith("bearer "):
+                given = auth[7:].strip()
+            if not hmac.compare_digest(given.encode(), token.encode()):
+                return JSONResponse({"error": "missing or wrong token",
+                                     "hint": "send Authorization: Bearer TOKEN or ?token=TOKEN"}, status_code=401)
+        return await call_next(request)
+
+    @app.exception_handler(EdgenasError)
+    async def edgenas_error(request: Request, exc: EdgenasError):  # type: ignore[no-untyped-def]
+        code = 404 if isinstance(exc, NotFoundError) else (400 if isinstance(exc, InputError) else 500)
+        return JSONResponse({"error": exc.message, "hint": exc.hint}, status_code=code)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):  # type: ignore[no-untyped-def]
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+
+    def html(text: str) -> HTMLResponse:
+        return HTMLResponse(text, headers={"Content-Security-Policy": "default-src 'self' 'unsafe-inline' 'unsafe-eval' data: blob:"})
+
+    # ------------------------------------------------------------------ JSON
+    @app.get("/api/runs", tags=["runs"], summary="All runs with their status")
+    def runs() -> list[dict[str, Any]]:
+        return [source.run(r).summary() for r in source.run_ids()]
+
+    @app.get("/api/runs/{run_id}", tags=["runs"], summary="One run: config, request, best, status")
+    def run(run_id: str) -> dict[str, Any]:
+        r = source.run(run_id)
+        return {**r.summary(), "config": r.config, "request": r.request, "best": r.best,
+                "checkpoint": r.checkpoint}
+
+    @app.get("/api/runs/{run_id}/evaluations", tags=["runs"], summary="Evaluations, from line `since` on")
+    def evaluations(run_id: str, since: int = Query(0, ge=0)) -> dict[str, Any]:
+        evs = source.evaluations(run_id, since)
+        return {"run": run_id, "since": since, "next": since + len(evs), "evaluations": evs}
+
+    @app.get("/api/runs/{run_id}/fronts", tags=["runs"], summary="Per device: the feasible Pareto front")
+    def fronts(run_id: str) -> dict[str, Any]:
+        r = source.run(run_id)
+        out = {}
+        for d in r.budgets:
+            p = pareto_data(r, d)
+            out[d] = {"budget_ms": p.budget_ms, "objective": p.objective,
+                      "front": [dataclasses.asdict(x) for x in p.front],
+                      "chosen": dataclasses.asdict(p.chosen) if p.chosen else None}
+        return {"run": run_id, "devices": out, "pareto": r.pareto}
+
+    @app.get("/api/devices", tags=["devices"], summary="Devices with LUTs")
+    def devices() -> list[dict[str, Any]]:
+        return [{"device": d, "luts": [_lut_summary(t) for t in source.luts(d)]} for d in source.devices()]
+
+    @app.get("/api/devices/{device}/luts", tags=["devices"], summary="The device's current LUTs (summaries)")
+    def luts(device: str) -> list[dict[str, Any]]:
+        return [_lut_summary(t) for t in source.luts(device)]
+
+    @app.get("/api/devices/{device}/luts/{space}", tags=["devices"], summary="The device's newest LUT of a space")
+    def lut(device: str, space: str) -> dict[str, Any]:
+        t = next((t for t in source.luts(device) if t.space == space), None)
+        if t is None:
+            raise NotFoundError(f"device '{device}' has no LUT for space '{space}'")
+        return t.to_dict()
+
+    @app.get("/api/devices/{device}/verified", tags=["devices"], summary="Drift checks (fleet refresh)")
+    def verified(device: str) -> list[dict[str, Any]]:
+        return source.verified(device)
+
+    @app.get("/api/measurements", tags=["measurements"], summary="Whole-model measurements")
+    def measurements(device: str | None = None, space: str | None = None) -> list[dict[str, Any]]:
+        return [m.to_dict() for m in source.measurements(device=device, space=space)]
+
+    # ------------------------------------------------------------------ pages
+    @app.get(PLOTLY_PATH, include_in_schema=False)
+    def plotly_bundle() -> Response:
+        return Response(plotly_js(), media_type="application/javascript",
+                        headers={"Cache-Control": "public, max-age=86400"})
+
+    def q(request: Request) -> str:
+        t = request.query_params.get("token")
+        return f"?token={esc(t)}" if t else ""
+
+    @app.get("/", response_class=HTMLResponse, tags=["pages"], summary="Index of runs and devices")
+    def index(request: Request) -> HTMLResponse:
+        tq = q(request)
+        rows = "".join(
+            f"<tr><td><a href='/runs/{esc(s['id'])}{tq}'>{esc(s['id'])}</a></td><td>{esc(s['space'])}</td>"
+            f"<td>{esc(s['strategy'])}</td><td>{esc(s['status'])}</td><td>{s['evaluations']}</td>"
+            f"<td><a href='/runs/{esc(s['id'])}/live{tq}'>live</a></td></tr>" for s in runs())
+        devs = "".join(f"<li><a href='/devices/{esc(d)}{tq}'>{esc(d)}</a></li>" for d in source.devices())
+        return html("<!DOCTYPE html><html><head><meta charset='utf-8'><title>edgenas</title><link rel='icon' href='data:,'></head><body>"
+                    "<h1>edgenas</h1><h2>Runs</h2><table><tr><th>run</th><th>space</th><th>strategy</th>"
+                    f"<th>status</th><th>evaluations</th><th></th></tr>{rows}</table><h2>Devices</h2><ul>{devs}</ul>"
+                    f"<p><a href='/fleet{tq}'>fleet</a> · <a href='/docs'>API docs</a></p></body></html>")
+
+    @app.get("/runs/{run_id}", response_class=HTMLResponse, tags=["pages"], summary="Run report")
+    def run_report(run_id: str) -> HTMLResponse:
+        return html(pages.run_page(source.run(run_id), source, plotly_src=PLOTLY_PATH))
+
+    @app.get("/runs/{run_id}/live", response_class=HTMLResponse, tags=["pages"], summary="Live view of a run")
+    def run_live(run_id: str, request: Request, interval_ms: int = Query(1000, ge=200, le=60000)) -> HTMLResponse:
+        return html(live_page(source.run(run_id), PLOTLY_PATH, request.query_params.get("token"), interval_ms))
+
+    @app.get("/compare", response_class=HTMLResponse, tags=["pages"], summary="Compare runs (?run=A&run=B)")
+    def compare(run: list[str] = Query(...)) -> HTMLResponse:
+        return html(pages.compare_page([source.run(r) for r in run], plotly_src=PLOTLY_PATH))
+
+    @app.get("/devices/{device}", response_class=HTMLResponse, tags=["pages"], summary="Device report")
+    def device_report(device: str) -> HTMLResponse:
+        return html(pages.device_page(source, device, plotly_src=PLOTLY_PATH))
+
+    @app.get("/fleet", response_class=HTMLResponse, tags=["pages"], summary="Fleet report")
+    def fleet() -> HTMLResponse:
+        return html(pages.fleet_page(source, plotly_src=PLOTLY_PATH))
+
+    return app

@@ -1,0 +1,84 @@
+"""``edgenas report`` (one self-contained HTML file) and ``edgenas serve`` (API, pages, live view)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+
+from edgenas.cli._common import emit_json, out, project
+from edgenas.errors import InputError
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("report")
+    def report(runs: list[Path] = typer.Argument(None, help="run folder (several with --compare)"),
+               compare: bool = typer.Option(False, "--compare", help="compare the given runs"),
+               fleet: bool = typer.Option(False, "--fleet", help="the fleet: one row per device"),
+               device: str = typer.Option(None, "--device", help="a device: LUT heat maps, calibration, drift"),
+               probe: bool = typer.Option(False, "--probe", help="with --fleet: contact each device for reachability"),
+               inventory: Path = typer.Option(None, "--inventory", help="with --fleet: fleet.toml or Ansible YAML"),
+               out_path: Path = typer.Option(None, "--out", help="HTML file to write"),
+               json_out: bool = typer.Option(False, "--json", help="print the result as JSON")) -> None:
+        """Write an HTML report that opens offline (plotly.js inlined).
+
+        edgenas report RUN_DIR | --compare RUN RUN ... | --device NAME | --fleet
+        """
+        from edgenas.report import pages
+        from edgenas.report.source import FolderSource, check_name, load_run_dir
+
+        proj = project()
+        source = FolderSource(proj)
+        runs = list(runs or [])
+        kinds = [k for k, on in (("compare", compare), ("fleet", fleet), ("device", device is not None)) if on]
+        if len(kinds) > 1:
+            raise InputError(f"give one of --compare, --fleet, --device (got {', '.join(kinds)})")
+        kind = kinds[0] if kinds else "run"
+        if kind in ("fleet", "device") and runs:
+            raise InputError(f"--{kind} takes no run folder")
+        if kind == "run" and len(runs) != 1:
+            raise InputError("give one run folder (or --compare RUN RUN ..., --device NAME, --fleet)",
+                             hint="e.g. edgenas report demo-run")
+        if kind == "compare":
+            loaded = [load_run_dir(r) for r in runs]
+            if len({r.id for r in loaded}) < len(loaded):
+                loaded = [load_run_dir(r, str(r)) for r in runs]
+            text, default = pages.compare_page(loaded), Path("compare-report.html")
+        elif kind == "device":
+            check_name(device, "device")
+            text, default = pages.device_page(source, device), Path(f"device-{device}-report.html")
+        elif kind == "fleet":
+            names = None
+            status = None
+            if inventory is not None or probe:
+                from edgenas.fleet.inventory import load_inventory
+
+                profiles = load_inventory(proj, inventory).select(None)
+                names = [p.name for p in profiles]
+                if probe:
+                    from edgenas.fleet.refresh import fleet_status
+
+                    status = {s.device: s for s in fleet_status(proj, profiles, [])}
+            text, default = pages.fleet_page(source, names, status), Path("fleet-report.html")
+        else:
+            run = load_run_dir(runs[0])
+            text, default = pages.run_page(run, source), runs[0] / "report.html"
+        path = pages.write_html(text, out_path or default)
+        if json_out:
+            emit_json({"kind": kind, "path": str(path), "bytes": path.stat().st_size})
+        else:
+            out.print(f"report written: {escape(str(path))}")
+
+    @app.command("serve")
+    def serve(host: str = typer.Option("127.0.0.1", "--host", help="address to bind (others need a token)"),
+              port: int = typer.Option(8765, "--port", help="TCP port"),
+              token: str = typer.Option(None, "--token", help="require this token (or set EDGENAS_TOKEN)")) -> None:
+        """Serve the read-only API (/api/..., docs at /docs), the report pages and a live view of running searches."""
+        from edgenas.api.server import check_bind, serve as run_server
+
+        proj = project()
+        tok = check_bind(host, port, token)
+        out.print(f"edgenas serving {escape(str(proj.root))} on http://{escape(host)}:{port}/ "
+                  "(API docs: /docs; Ctrl-C stops)")
+        run_server(proj, host, port, tok)

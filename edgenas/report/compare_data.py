@@ -1,0 +1,66 @@
+"""Plot data of the comparison page: convergence curves and fronts of several runs, hypervolume per run.
+
+Hypervolume is taken per device in (accuracy up, latency down) over each run's feasible evaluations,
+against one reference box shared by all runs: the worst accuracy and the largest latency (or the
+budget, when every run has the same one) seen in any run, and the best of each as the ideal corner.
+It is reported as the fraction of that box a run's front dominates, so runs are comparable (0..1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from edgenas.report.run_data import ConvergenceData, ParetoData, convergence_data, pareto_data
+from edgenas.report.source import RunData
+from edgenas.search.pareto import hypervolume
+
+
+@dataclass(frozen=True)
+class HypervolumeRow:
+    run: str
+    device: str
+    hypervolume: float           # fraction of the shared box
+    n_front: int
+
+
+@dataclass(frozen=True)
+class CompareData:
+    runs: list[str]
+    objective: str
+    unit: str
+    devices: list[str]                           # devices every run has
+    convergence: dict[str, ConvergenceData]      # run -> curve
+    fronts: dict[str, dict[str, ParetoData]]     # device -> run -> data
+    hypervolume: list[HypervolumeRow]
+    reference: dict[str, tuple[float, float]]    # device -> (accuracy, latency) of the reference corner
+
+
+def compare_data(runs: Sequence[RunData]) -> CompareData:
+    if not runs:
+        raise ValueError("nothing to compare")
+    objective = runs[0].objective
+    common = [d for d in runs[0].budgets if all(d in r.budgets for r in runs[1:])]
+    conv = {r.id: convergence_data(r) for r in runs}
+    fronts = {d: {r.id: pareto_data(r, d) for r in runs} for d in common}
+    rows, refs = [], {}
+    for d in common:
+        feas = [p for pd in fronts[d].values() for p in pd.points if p.feasible]
+        if not feas:
+            continue
+        acc = np.array([p.accuracy for p in feas])
+        lat = np.array([p.latency_ms for p in feas])
+        budgets = {r.budgets.get(d) for r in runs}
+        lat_ref = budgets.pop() if len(budgets) == 1 and None not in budgets else float(lat.max())
+        lat_ref = max(lat_ref, float(lat.max()))
+        ref = np.array([-acc.min(), lat_ref])
+        box = (acc.max() - acc.min()) * (lat_ref - lat.min())
+        refs[d] = (float(acc.min()), float(lat_ref))
+        for r in runs:
+            pts = fronts[d][r.id].front
+            F = np.array([[-p.accuracy, p.latency_ms] for p in pts]).reshape(-1, 2)
+            hv = hypervolume(F, ref) / box if box > 0 else 0.0
+            rows.append(HypervolumeRow(r.id, d, float(hv), len(pts)))
+    return CompareData([r.id for r in runs], objective, runs[0].objective_unit, common, conv, fronts, rows, refs)

@@ -1,0 +1,176 @@
+"""The report pages: a run, a comparison of runs, a device, the fleet (data functions -> figures -> HTML)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from edgenas.errors import InputError
+from edgenas.io import atomic_write_text
+from edgenas.report import figures as F
+from edgenas.report.html import Section, esc, render_page, table_html
+from edgenas.report.run_data import (breakdown_data, convergence_data, deployment_data, pareto_data)
+from edgenas.report.source import DataSource, RunData
+
+
+def _fmt(v: Any, spec: str = ".4g") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def run_sections(run: RunData, source: DataSource) -> list[Section]:
+    sections = []
+    best = run.best or {}
+    rows = [("space", run.space), ("strategy", run.config.get("strategy")), ("seed", run.config.get("seed")),
+            ("status", run.status), ("evaluations", f"{len(run.evaluations)} of {run.config.get('budget_evals')}"),
+            ("objective", run.objective),
+            ("budgets", ", ".join(f"{d}: {_fmt(b)} ms" for d, b in run.budgets.items()) or "none"),
+            ("chosen", f"#{best.get('number')}: {run.objective} = {_fmt((best.get('objectives') or {}).get(run.objective))}, "
+                       + ", ".join(f"{d} {_fmt(v)} ms" for d, v in (best.get('latency_ms') or {}).items())
+             if best.get("number") is not None else "none feasible yet")]
+    sections.append(Section("Summary", html=table_html(("", ""), rows)))
+    for device in run.budgets:
+        d = pareto_data(run, device)
+        sections.append(Section(
+            f"Pareto front on {device}",
+            f"{len(d.points)} evaluations; {len(d.front)} on the front (feasible, no other feasible one is both "
+            "more accurate and faster); the star is the chosen architecture; hover for details.",
+            [F.pareto_figure(d)]))
+    sections.append(Section("Convergence", "The best feasible accuracy found so far.",
+                            [F.convergence_figure(convergence_data(run))]))
+    bd = breakdown_data(run, source)
+    if bd.devices:
+        rows = [(b.device, f"{b.total_ms:.4g}", f"{b.predicted_ms:.4g}", b.lut[:12]) for b in bd.devices]
+        sections.append(Section(
+            "Where the chosen network spends its time",
+            "Each block's share of the raw LUT prediction (overhead + block costs), in network order, coloured "
+            "by stage; hover a segment for its block key and time.",
+            [F.breakdown_figure(bd)],
+            table_html(("device", "raw LUT sum (ms)", "calibrated (ms)", "LUT"), rows, (False, True, True, False))
+            + "".join(f"<p class='note'>{esc(d)}: {esc(why)}</p>" for d, why in bd.missing.items())))
+    elif bd.missing:
+        sections.append(Section("Where the chosen network spends its time",
+                                "; ".join(f"{d}: {w}" for d, w in bd.missing.items())))
+    deps = deployment_data(run, source)
+    if deps:
+        rows = [(x.device, x.measurement_id[:12], "yes" if x.chosen else "", f"{x.predicted_ms:.4g}",
+                 f"{x.measured_ms:.4g}", f"{100 * x.error:+.1f}%") for x in deps]
+        sections.append(Section(
+            "Deployments: predicted vs measured",
+            f"Whole-model measurements of {run.space} architectures on this run's devices (stars: the chosen one).",
+            [F.deployment_figure(deps)],
+            table_html(("device", "measurement", "chosen", "predicted then (ms)", "measured (ms)", "error"), rows,
+                       (False, False, False, True, True, True))))
+    else:
+        sections.append(Section("Deployments: predicted vs measured",
+                                f"No measurement yet (edgenas deploy DEVICE {run.path}/best.json)."))
+    return sections
+
+
+def run_page(run: RunData, source: DataSource, *, plotly_src: str | None = None) -> str:
+    return render_page(f"edgenas run {run.id}", f"{run.path}", run_sections(run, source), plotly_src=plotly_src)
+
+
+def write_html(text: str, out: str | os.PathLike) -> Path:
+    out = Path(out)
+    if out.exists() and out.is_dir():
+        raise InputError(f"{out} is a folder", hint="give a file name, e.g. --out report.html")
+    return atomic_write_text(out, text)
+
+
+def compare_page(runs: Sequence[RunData], *, plotly_src: str | None = None) -> str:
+    from edgenas.report.compare_data import compare_data
+
+    if len(runs) < 2:
+        raise InputError("--compare needs at least two runs", hint="edgenas report --compare RUN RUN ...")
+    spaces = {r.space for r in runs}
+    objectives = {r.objective for r in runs}
+    if len(objectives) > 1:
+        raise InputError(f"the runs optimise different objectives ({', '.join(sorted(objectives))})",
+                         hint="compare runs of the same objective")
+    c = compare_data(runs)
+    rows = [(r.id, r.space, r.config.get("strategy"), r.config.get("seed"), len(r.evaluations), r.status)
+            for r in runs]
+    sections = [Section("Runs", "" if len(spaces) == 1 else "Note: the runs search different spaces.",
+                        html=table_html(("run", "space", "strategy", "seed", "evaluations", "status"), rows))]
+    sections.append(Section("Convergence", "Best feasible accuracy after each evaluation, per run.",
+                            [F.compare_convergence_figure(c)]))
+    for d in c.devices:
+        sections.append(Section(f"Fronts on {d}", "Each run's feasible Pareto front.", [F.compare_fronts_figure(c, d)]))
+    if c.hypervolume:
+        ref = "; ".join(f"{d}: accuracy {a:.4g}, latency {lat:.4g} ms" for d, (a, lat) in c.reference.items())
+        hv_rows = [(r.run, r.device, f"{r.hypervolume:.4f}", r.n_front) for r in c.hypervolume]
+        sections.append(Section(
+            "Hypervolume per run",
+            "Fraction of the box between the worst point seen in any run (reference: " + ref + ") and the best "
+            "accuracy / lowest latency seen, dominated by each run's front. Higher is better.",
+            [F.hypervolume_figure(c)],
+            table_html(("run", "device", "hypervolume", "front size"), hv_rows, (False, False, True, True))))
+    return render_page("edgenas: comparing " + ", ".join(c.runs), f"{len(runs)} runs", sections,
+                       plotly_src=plotly_src)
+
+
+def device_page(source: DataSource, device: str, *, plotly_src: str | None = None) -> str:
+    from edgenas.report.device_data import calibration_data, drift_data, lut_entries, lut_heatmap
+
+    luts = source.luts(device)
+    if not luts:
+        raise InputError(f"device '{device}' has no LUT", hint=f"run: edgenas profile {device}")
+    sections = []
+    rows = [(t.space, t.fingerprint_hash[:12], t.runtime, t.precision, len(t.entries), len(t.unstable_keys),
+             "-" if t.reference is None else f"{t.reference['ms']:.4g}",
+             "-" if t.calibration is None else f"{t.calibration.n_points} pts, residual {t.calibration.residual:.1%}")
+            for t in luts]
+    sections.append(Section("Tables", html=table_html(
+        ("space", "fingerprint", "runtime", "precision", "entries", "unstable", "reference (ms)", "calibration"),
+        rows, (False, False, False, False, True, True, True, False))))
+    for t in luts:
+        h = lut_heatmap(t)
+        if h is not None:
+            sections.append(Section(
+                f"LUT {t.space}: kernel x expand per stage",
+                f"Mean cost (ms) of each stage's blocks with that kernel and expand ratio; {h.n_unstable} of "
+                f"{h.n_entries} entries unstable (red cross, count in the cell); the dropdown picks the input resolution.",
+                [F.heatmap_figure(h)]))
+        else:
+            rows = lut_entries(t)
+            sections.append(Section(f"LUT {t.space}: entries",
+                                    f"The {min(len(rows), 40)} slowest of {len(rows)} entries; hover for the cost.",
+                                    [F.entries_figure(rows[:40], device)]))
+        cal = calibration_data(t, source)
+        if cal.raw_ms:
+            sections.append(Section(
+                f"Calibration of {t.space}",
+                f"{len(cal.raw_ms)} whole-model measurements with this fingerprint; the line is the table's "
+                "fitted correction" + ("" if cal.fit_x else " (none fitted yet: edgenas lut calibrate)") + ".",
+                [F.calibration_figure(cal)]))
+    dd = drift_data(device, source)
+    if dd.times:
+        sections.append(Section("Drift checks", f"{len(dd.times)} checks by edgenas fleet refresh "
+                                "(luts/DEVICE/verified.jsonl); diamonds: the table was rescaled.", [F.drift_figure(dd)]))
+    else:
+        sections.append(Section("Drift checks", "No drift check recorded yet (edgenas fleet refresh)."))
+    return render_page(f"edgenas device {device}", f"{len(luts)} table(s)", sections, plotly_src=plotly_src)
+
+
+def fleet_page(source: DataSource, devices: list[str] | None = None, probe: dict[str, Any] | None = None, *,
+               plotly_src: str | None = None) -> str:
+    from edgenas.report.device_data import fleet_rows
+
+    rows = fleet_rows(source, devices, probe=probe)
+    if not rows:
+        raise InputError("no device to report on", hint="profile a device first (edgenas profile local)")
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{100 * v:.1f}%"
+
+    table = table_html(
+        ("device", "reachable", "fingerprint", "LUT age (h)", "last drift", "threshold", "calibration error",
+         "spaces", "stale runs", "note"),
+        [(r.device, r.reachable, r.fingerprint, "-" if r.lut_age_h is None else f"{r.lut_age_h:.1f}",
+          pct(r.last_drift), pct(r.last_threshold), pct(r.calibration_error), ", ".join(r.spaces) or "-",
+          r.stale_runs, r.note) for r in rows],
+        (False, False, False, True, True, True, True, False, False, False))
+    return render_page("edgenas fleet", f"{len(rows)} device(s)",
+                       [Section("Devices", "One row per device.", [F.fleet_figure(rows)], table)],
+                       plotly_src=plotly_src)

@@ -1,0 +1,212 @@
+"""Plot data of a run page, computed apart from rendering (tested on values, as optuna's visualisation).
+
+Each function takes a parsed run (``RunData``) and returns a frozen record with plain numbers:
+
+* ``pareto_data``: per device, every evaluation (accuracy vs predicted latency), the feasible front,
+  the budget and the chosen architecture;
+* ``convergence_data``: the best feasible accuracy after each evaluation, against the evaluation
+  count and the wall time;
+* ``breakdown_data``: the chosen architecture's blocks in order, grouped by stage, each block's share
+  of the predicted (raw LUT) latency on each device with a LUT;
+* ``deployment_data``: measured vs predicted latency of the deployed architectures of the run's space.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edgenas.report.source import DataSource, RunData
+from edgenas.search.pareto import pareto_mask
+
+
+@dataclass(frozen=True)
+class Point:
+    number: int
+    latency_ms: float
+    accuracy: float
+    feasible: bool
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class ParetoData:
+    device: str
+    objective: str
+    unit: str
+    points: list[Point]
+    front: list[Point]           # feasible, non-dominated in (accuracy up, latency down), by latency
+    budget_ms: float | None
+    chosen: Point | None
+
+
+@dataclass(frozen=True)
+class ConvergenceData:
+    objective: str
+    unit: str
+    numbers: list[int]           # 1-based evaluation counts
+    wall_s: list[float]
+    best: list[float | None]     # best feasible accuracy so far (None before the first feasible one)
+
+
+@dataclass(frozen=True)
+class BlockShare:
+    index: int
+    stage: str
+    key: str
+    ms: float
+    share: float                 # of the raw predicted latency (overhead included as its own row)
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    device: str
+    total_ms: float              # raw LUT prediction (overhead + net block costs)
+    predicted_ms: float          # after the LUT's calibration
+    blocks: list[BlockShare]
+    lut: str                     # fingerprint hash of the table used
+
+
+@dataclass(frozen=True)
+class BreakdownData:
+    arch: dict[str, Any] | None
+    devices: list[Breakdown]
+    missing: dict[str, str] = field(default_factory=dict)   # device -> why no breakdown
+
+
+@dataclass(frozen=True)
+class Deployment:
+    device: str
+    predicted_ms: float
+    measured_ms: float
+    chosen: bool
+    measurement_id: str
+    error: float                 # predicted / measured - 1
+
+
+def arch_label(arch: Any) -> str:
+    if not isinstance(arch, dict):
+        return ""
+    if "arch" in arch:
+        return str(arch["arch"])
+    return " ".join(f"{k}={arch[k]}" for k in ("r", "d", "ks", "e") if k in arch)
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def pareto_data(run: RunData, device: str) -> ParetoData:
+    acc = run.objective
+    pts = []
+    for e in run.evaluations:
+        a, lat = e.get("objectives", {}).get(acc), e.get("latency_ms", {}).get(device)
+        if _finite(a) and _finite(lat):
+            pts.append(Point(int(e["number"]), float(lat), float(a), bool(e.get("feasible")), arch_label(e.get("arch"))))
+    ok = [p for p in pts if p.feasible]
+    front: list[Point] = []
+    if ok:
+        mask = pareto_mask(np.array([[-p.accuracy, p.latency_ms] for p in ok]))
+        front = sorted((p for p, m in zip(ok, mask) if m), key=lambda p: (p.latency_ms, -p.accuracy, p.number))
+    chosen = None
+    if run.best and run.best.get("number") is not None:
+        chosen = next((p for p in pts if p.number == run.best["number"]), None)
+    elif ok:  # a running search: the best so far
+        chosen = max(ok, key=lambda p: (p.accuracy, -p.number))
+    return ParetoData(device, acc, run.objective_unit, pts, front, run.budgets.get(device), chosen)
+
+
+def convergence_data(run: RunData) -> ConvergenceData:
+    acc = run.objective
+    best: float | None = None
+    numbers, wall, curve = [], [], []
+    for i, e in enumerate(run.evaluations):
+        a = e.get("objectives", {}).get(acc)
+        if e.get("feasible") and _finite(a) and (best is None or a > best):
+            best = float(a)
+        numbers.append(i + 1)
+        wall.append(float(e.get("wall_s", 0.0)))
+        curve.append(best)
+    return ConvergenceData(acc, run.objective_unit, numbers, wall, curve)
+
+
+def block_stages(space: Any, arch: Any) -> list[str]:
+    """A stage label for each of ``space.block_keys(arch)``, in order."""
+    keys = space.block_keys(arch)
+    cfg = getattr(space, "config", None)
+    if cfg is not None and hasattr(arch, "d"):      # elastic MobileNetV3
+        labels = ["stem", "first block"]
+        for s, depth in enumerate(arch.d):
+            labels += [f"stage {s + 1}"] * depth
+        labels += ["head"] * (len(keys) - len(labels))
+        return labels[: len(keys)]
+    out = []
+    for k in keys:                                    # nb201 and other spaces: from the key's kind
+        parts = k.split("-")
+        kind = parts[1] if len(parts) > 1 else "block"
+        if kind == "op":
+            s = next((p for p in parts if p.startswith("s") and p[1:].isdigit()), "")
+            out.append(f"cell {s[1:]}x{s[1:]}" if s else "cell")
+        else:
+            out.append(kind)
+    return out
+
+
+def breakdown_data(run: RunData, source: DataSource) -> BreakdownData:
+    from edgenas.errors import InputError
+    from edgenas.latency.predictor import LatencyPredictor
+    from edgenas.spaces import get_space
+
+    arch_rec = (run.best or {}).get("arch")
+    if arch_rec is None:
+        p = [pareto_data(run, d).chosen for d in run.budgets][:1]
+        num = p[0].number if p and p[0] else None
+        arch_rec = next((e["arch"] for e in run.evaluations if e.get("number") == num), None)
+    if arch_rec is None:
+        return BreakdownData(None, [], {d: "no feasible architecture yet" for d in run.budgets})
+    space = get_space(run.space)
+    arch = space.from_dict(arch_rec)
+    keys, stages = space.block_keys(arch), block_stages(space, arch)
+    out, missing = [], {}
+    for device in run.budgets:
+        lut = None
+        try:
+            lut = next((t for t in source.luts(device) if t.space == space.name), None)
+        except InputError:
+            pass
+        if lut is None:
+            missing[device] = "no LUT (a benchmark-table column or an unprofiled device)"
+            continue
+        try:
+            pred = LatencyPredictor(lut, space)
+        except InputError as exc:
+            missing[device] = str(exc)
+            continue
+        raw = pred.predict_raw(arch)
+        blocks = [BlockShare(0, "overhead", "runtime overhead (once per inference)", pred.overhead_ms,
+                             pred.overhead_ms / raw)]
+        blocks += [BlockShare(i + 1, st, k, pred.key_cost[k], pred.key_cost[k] / raw)
+                   for i, (k, st) in enumerate(zip(keys, stages))]
+        out.append(Breakdown(device, raw, pred.predict(arch), blocks, lut.fingerprint_hash))
+    return BreakdownData(dict(arch_rec), out, missing)
+
+
+def deployment_data(run: RunData, source: DataSource) -> list[Deployment]:
+    from edgenas.spaces import get_space
+
+    space = get_space(run.space)
+    chosen = (run.best or {}).get("arch")
+    chosen_id = space.arch_id(space.from_dict(chosen)) if chosen else None
+    out = []
+    for device in run.budgets:
+        for m in source.measurements(device=device, space=space.name):
+            measured = m.stats.get("nominal_ms") or m.stats.get("median_ms")
+            if m.predicted_ms is None or not _finite(measured) or measured <= 0:
+                continue
+            same = chosen_id is not None and space.arch_id(space.from_dict(m.arch)) == chosen_id
+            out.append(Deployment(device, float(m.predicted_ms), float(measured), same, m.id,
+                                  float(m.predicted_ms) / float(measured) - 1.0))
+    return out

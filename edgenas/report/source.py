@@ -1,0 +1,253 @@
+"""Where reports and the API read from: one small interface, run folders and ``luts/`` behind it today.
+
+``DataSource`` is what the report pages and the HTTP API need (runs, their evaluations, devices, LUTs,
+drift checks, measurements). ``FolderSource`` reads a project's files directly: run folders (under
+``runs/`` and any direct child of the project root holding a run, e.g. ``demo-run``), ``luts/DEVICE/``
+and the measurement store (``measurements/edgenas.db``, opened only when it exists, so reading never
+creates anything). The experiment database can plug in later as another ``DataSource``.
+
+Names are untrusted: a run id or device name must match ``NAME_RE`` and resolve inside the project, or
+the source answers ``NotFoundError`` (the API turns that into a 404); nothing outside the project is read.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgenas.errors import InputError
+from edgenas.project import Project
+
+#: run ids and device names: a letter or digit, then letters, digits, ``.``, ``_``, ``-`` (no ``..``)
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+class NotFoundError(InputError):
+    """A run, device or table that does not exist (or a name that may not be used)."""
+
+
+def check_name(name: str, what: str) -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
+        raise NotFoundError(f"invalid {what} name {name!r}",
+                            hint="names are letters, digits, '.', '_' and '-', starting with a letter or digit")
+    return name
+
+
+@dataclass(frozen=True)
+class RunData:
+    """Everything in one run folder, parsed (evaluations as the JSON records of ``evaluations.jsonl``)."""
+
+    id: str
+    path: Path
+    config: dict[str, Any]
+    request: dict[str, Any] | None
+    evaluations: list[dict[str, Any]]
+    pareto: dict[str, Any] | None
+    best: dict[str, Any] | None
+    checkpoint: dict[str, Any] | None
+
+    @property
+    def space(self) -> str:
+        return str(self.config.get("space", "?"))
+
+    @property
+    def budgets(self) -> dict[str, float | None]:
+        return {str(n): (None if b is None else float(b)) for n, b in self.config.get("devices", [])}
+
+    @property
+    def status(self) -> str:
+        if self.checkpoint and self.checkpoint.get("status") in ("complete", "stopped") and self.best is not None:
+            return str(self.checkpoint["status"])
+        return "running" if self.evaluations else "empty"
+
+    @property
+    def objective(self) -> str:
+        """The accuracy objective's name (the key in every evaluation's ``objectives``)."""
+        if self.pareto and self.pareto.get("objectives"):
+            return str(self.pareto["objectives"][0])
+        req = self.request or {}
+        if req.get("table") and (req.get("evaluator") in (None, "tabular")):
+            return str(req.get("objective", "cifar10_test"))
+        if req.get("evaluator"):
+            return str(req["evaluator"])
+        for e in self.evaluations:
+            keys = [k for k in e.get("objectives", {}) if k not in ("params", "flops")]
+            if keys:
+                return keys[0]
+        return "accuracy"
+
+    @property
+    def objective_unit(self) -> str:
+        """'%' for benchmark accuracies, '' for proxy scores."""
+        req = self.request or {}
+        return "%" if req.get("table") and req.get("evaluator") in (None, "tabular") else ""
+
+    def summary(self) -> dict[str, Any]:
+        return {"id": self.id, "space": self.space, "strategy": self.config.get("strategy"),
+                "status": self.status, "evaluations": len(self.evaluations),
+                "budget_evals": self.config.get("budget_evals"), "devices": self.budgets,
+                "objective": self.objective, "seed": self.config.get("seed")}
+
+
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"cannot read {path}: {exc}", hint="the run folder is damaged") from None
+
+
+def read_jsonl(path: Path, since: int = 0) -> list[dict[str, Any]]:
+    """Complete JSON lines of ``path`` from line ``since`` on (a torn last line of a running search is
+    skipped, never truncated: readers must not write)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return []
+    out = []
+    for n, line in enumerate(data[: data.rfind(b"\n") + 1].splitlines()):
+        if n < since or not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            raise InputError(f"malformed line {n + 1} in {path}", hint="the file is damaged") from None
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out
+
+
+def load_run_dir(path: str | Path, run_id: str | None = None) -> RunData:
+    """Parse a run folder (any path the user names; the API goes through ``FolderSource.run``)."""
+    path = Path(path)
+    config = _read_json(path / "config.json")
+    if not isinstance(config, dict):
+        raise NotFoundError(f"{path} is not a search run (no config.json)",
+                            hint="give the folder passed to edgenas search --out")
+    return RunData(id=run_id or path.name, path=path, config=config, request=_read_json(path / "request.json"),
+                   evaluations=read_jsonl(path / "evaluations.jsonl"), pareto=_read_json(path / "pareto.json"),
+                   best=_read_json(path / "best.json"), checkpoint=_read_json(path / "checkpoint.json"))
+
+
+class DataSource(ABC):
+    """What the report and the API read. Implementations: ``FolderSource`` (files), later the database."""
+
+    @abstractmethod
+    def run_ids(self) -> list[str]: ...
+
+    @abstractmethod
+    def run(self, run_id: str) -> RunData: ...
+
+    @abstractmethod
+    def evaluations(self, run_id: str, since: int = 0) -> list[dict[str, Any]]: ...
+
+    @abstractmethod
+    def devices(self) -> list[str]: ...
+
+    @abstractmethod
+    def luts(self, device: str) -> list[Any]:
+        """The device's current tables (``Lut``), newest first; history excluded."""
+
+    @abstractmethod
+    def verified(self, device: str) -> list[dict[str, Any]]:
+        """The device's drift checks (``luts/DEVICE/verified.jsonl``), oldest first."""
+
+    @abstractmethod
+    def measurements(self, device: str | None = None, space: str | None = None) -> list[Any]: ...
+
+    def last_refresh(self) -> list[dict[str, Any]]:
+        return []
+
+
+@dataclass(frozen=True)
+class FolderSource(DataSource):
+    project: Project
+    extra_runs: tuple[Path, ...] = field(default=())
+
+    @property
+    def root(self) -> Path:
+        return Path(self.project.root).resolve()
+
+    def _inside(self, p: Path) -> bool:
+        try:
+            p.resolve().relative_to(self.root)
+            return True
+        except (ValueError, OSError):
+            return False
+
+    def _run_dirs(self) -> dict[str, Path]:
+        found: dict[str, Path] = {}
+        for base in (self.root, self.project.runs_dir):
+            if not base.is_dir():
+                continue
+            for p in sorted(base.iterdir()):
+                if NAME_RE.match(p.name) and ".." not in p.name and (p / "config.json").is_file() \
+                        and (p / "evaluations.jsonl").exists() and self._inside(p):
+                    found[p.name] = p   # runs/ (scanned second) wins a name clash
+        return found
+
+    def run_ids(self) -> list[str]:
+        return sorted(self._run_dirs())
+
+    def _run_path(self, run_id: str) -> Path:
+        check_name(run_id, "run")
+        path = self._run_dirs().get(run_id)
+        if path is None:
+            raise NotFoundError(f"no run '{run_id}' in {self.root}", hint="GET /api/runs lists the runs")
+        return path
+
+    def run(self, run_id: str) -> RunData:
+        return load_run_dir(self._run_path(run_id), run_id)
+
+    def evaluations(self, run_id: str, since: int = 0) -> list[dict[str, Any]]:
+        return read_jsonl(self._run_path(run_id) / "evaluations.jsonl", since=max(int(since), 0))
+
+    def devices(self) -> list[str]:
+        d = Path(self.project.luts_dir)
+        if not d.is_dir():
+            return []
+        return sorted(p.name for p in d.iterdir()
+                      if p.is_dir() and NAME_RE.match(p.name) and ".." not in p.name and self._inside(p))
+
+    def _device_dir(self, device: str) -> Path:
+        check_name(device, "device")
+        if device not in self.devices():
+            raise NotFoundError(f"no device '{device}' in {self.project.luts_dir}",
+                                hint="GET /api/devices lists the devices with LUTs")
+        return Path(self.project.luts_dir) / device
+
+    def luts(self, device: str) -> list[Any]:
+        from edgenas.latency.lut import Lut
+
+        d = self._device_dir(device)
+        tables = []
+        for p in sorted(d.glob("*.json")):
+            if p.is_file() and self._inside(p):
+                try:
+                    tables.append(Lut.load(p))
+                except InputError:
+                    continue  # a damaged table is skipped, not shown
+        return sorted(tables, key=lambda t: -t.created_at)
+
+    def verified(self, device: str) -> list[dict[str, Any]]:
+        path = self._device_dir(device) / "verified.jsonl"
+        return read_jsonl(path) if self._inside(path) else []
+
+    def measurements(self, device: str | None = None, space: str | None = None) -> list[Any]:
+        db = Path(self.project.measurements_dir) / "edgenas.db"
+        if not db.is_file():
+            return []  # never create the database by reading
+        from edgenas.store import open_store
+
+        return open_store(self.project).list(device=device, space=space)
+
+    def last_refresh(self) -> list[dict[str, Any]]:
+        from edgenas.fleet.refresh import last_refresh_path
+
+        data = _read_json(last_refresh_path(self.project))
+        return [r for r in data if isinstance(r, dict)] if isinstance(data, list) else []

@@ -1,0 +1,195 @@
+"""The API and pages on a real uvicorn server (a thread, a free port), over HTTP with httpx."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+httpx = pytest.importorskip("httpx", reason="needs httpx (the test extra)")
+pytest.importorskip("fastapi", reason="needs fastapi (the test extra)")
+uvicorn = pytest.importorskip("uvicorn", reason="needs uvicorn (the test extra)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def serving(root: Path, token: str | None = None):
+    from edgenas.api.server import build_app
+    from edgenas.project import Project
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(build_app(Project(root), token), host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="off"))
+    t = threading.Thread(target=server.run, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline and t.is_alive(), "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        t.join(timeout=10)
+
+
+@pytest.fixture
+def api(rproj):
+    with serving(rproj) as base, httpx.Client(base_url=base, timeout=30) as client:
+        yield client
+
+
+def test_every_json_endpoint(api, rproj):
+    runs = api.get("/api/runs").json()
+    ids = {r["id"] for r in runs}
+    assert {"evo", "rnd"} <= ids and all(r["status"] == "complete" for r in runs)
+    evo = api.get("/api/runs/evo").json()
+    assert evo["config"] == json.loads((rproj / "runs/evo/config.json").read_text())
+    assert evo["best"] == json.loads((rproj / "runs/evo/best.json").read_text()) and evo["evaluations"] == 32
+    lines = [json.loads(x) for x in (rproj / "runs/evo/evaluations.jsonl").read_text().splitlines()]
+    ev = api.get("/api/runs/evo/evaluations").json()
+    assert ev["evaluations"] == lines and ev["next"] == 32
+    tail = api.get("/api/runs/evo/evaluations", params={"since": 30}).json()
+    assert tail["evaluations"] == lines[30:] and tail["next"] == 32
+    assert api.get("/api/runs/evo/evaluations", params={"since": -1}).status_code == 422
+    fronts = api.get("/api/runs/evo/fronts").json()
+    saved = json.loads((rproj / "runs/evo/pareto.json").read_text())
+    assert sorted(p["number"] for p in fronts["devices"]["local"]["front"]) == \
+        sorted(p["number"] for p in saved["devices"]["local"])
+    assert fronts["devices"]["local"]["chosen"]["number"] == evo["best"]["number"]
+    devs = api.get("/api/devices").json()
+    assert [d["device"] for d in devs] == ["local"] and {t["space"] for t in devs[0]["luts"]} == {"mbv3-tiny", "nb201"}
+    luts = api.get("/api/devices/local/luts").json()
+    assert luts == devs[0]["luts"]
+    lut_file = next((rproj / "luts/local").glob("mbv3-tiny-*.json"))
+    assert api.get("/api/devices/local/luts/mbv3-tiny").json()["entries"] == json.loads(lut_file.read_text())["entries"]
+    ver = api.get("/api/devices/local/verified").json()
+    assert ver == [json.loads(x) for x in (rproj / "luts/local/verified.jsonl").read_text().splitlines()]
+    ms = api.get("/api/measurements", params={"device": "local"}).json()
+    assert len(ms) == 3 and all(m["device"] == "local" for m in ms)
+    assert api.get("/api/measurements", params={"device": "elsewhere"}).json() == []
+    spec = api.get("/openapi.json").json()
+    for path in ("/api/runs", "/api/runs/{run_id}", "/api/runs/{run_id}/evaluations", "/api/runs/{run_id}/fronts",
+                 "/api/devices", "/api/devices/{device}/luts", "/api/devices/{device}/luts/{space}",
+                 "/api/devices/{device}/verified", "/api/measurements"):
+        assert path in spec["paths"], path
+    assert api.get("/docs").status_code == 200 and "swagger" in api.get("/docs").text.lower()
+
+
+def test_pages(api):
+    idx = api.get("/")
+    assert idx.status_code == 200 and "/runs/evo/live" in idx.text and "/devices/local" in idx.text
+    for url in ("/runs/evo", "/runs/evo/live", "/compare?run=evo&run=rnd", "/devices/local", "/fleet"):
+        r = api.get(url)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html"), url
+        assert "/static/plotly.min.js" in r.text and "cdn" not in r.text.lower(), url
+    js = api.get("/static/plotly.min.js")
+    assert js.status_code == 200 and len(js.content) > 1_000_000 and "javascript" in js.headers["content-type"]
+
+
+def test_missing_and_refused_names(api, rproj, tmp_path):
+    r = api.get("/api/runs/no-such-run")
+    assert r.status_code == 404 and "no run 'no-such-run'" in r.json()["error"]
+    assert api.get("/api/devices/nope/luts").status_code == 404
+    assert api.get("/api/devices/local/luts/ofa-mbv3").status_code == 404
+    assert api.get("/runs/no-such-run").status_code == 404
+    assert api.get("/compare", params={"run": ["evo", "nope"]}).status_code == 404
+    # a run folder outside the project, linked into runs/: neither listed nor served
+    outside = tmp_path / "outside-run"
+    outside.mkdir()
+    (outside / "config.json").write_text(json.dumps({"space": "mbv3-tiny", "secret": "TOPSECRET"}))
+    (outside / "evaluations.jsonl").write_text("")
+    (rproj / "runs" / "linked").symlink_to(outside)
+    (rproj / "luts" / "linkdev").symlink_to(outside)
+    assert "linked" not in {r["id"] for r in api.get("/api/runs").json()}
+    for url in ("/api/runs/linked", "/api/devices/linkdev/luts", "/api/runs/..", "/api/runs/...",
+                "/api/runs/..%2F..%2Fetc%2Fpasswd", "/api/runs/%2e%2e%2f%2e%2e", "/api/devices/..%2Fruns/luts",
+                "/api/runs/evo%2F..%2F..%2F..%2Fetc/evaluations", "/runs/..%2F..%2Fetc%2Fpasswd",
+                "/api/runs/.hidden", "/api/devices/%2e%2e/luts"):
+        r = api.get(url)
+        assert r.status_code in (400, 404), (url, r.status_code)
+        assert "TOPSECRET" not in r.text and "root:" not in r.text
+        assert r.headers["content-type"].startswith("application/json"), url
+
+
+def test_token_required(rproj):
+    with serving(rproj, token="s3cret-token") as base, httpx.Client(base_url=base, timeout=30) as c:
+        for url in ("/api/runs", "/api/runs/evo", "/", "/docs", "/openapi.json", "/runs/evo"):
+            r = c.get(url)
+            assert r.status_code == 401 and "token" in r.json()["error"], url
+        assert c.get("/api/runs", headers={"Authorization": "Bearer wrong-token"}).status_code == 401
+        assert c.get("/api/runs", params={"token": "s3cret-token!"}).status_code == 401
+        ok = c.get("/api/runs", headers={"Authorization": "Bearer s3cret-token"})
+        assert ok.status_code == 200 and {"evo", "rnd"} <= {r["id"] for r in ok.json()}
+        assert c.get("/api/runs/evo", params={"token": "s3cret-token"}).status_code == 200
+        assert c.get("/static/plotly.min.js").status_code == 200   # public library code only
+
+
+def test_cli_serve_binds_loopback_and_answers(rproj, tmp_path):
+    """``edgenas serve`` as a real process: it answers on 127.0.0.1 with the token it was given."""
+    import os
+    import subprocess
+    import sys
+
+    port = _free_port()
+    env = dict(os.environ, EDGENAS_PROJECT=str(rproj), EDGENAS_TOKEN="env-token-123",
+               PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    proc = subprocess.Popen([sys.executable, "-c", "from edgenas.cli import main; main()", "serve", "--port", str(port)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/api/runs", timeout=5)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read().decode()
+                time.sleep(0.2)
+        assert r.status_code == 401
+        r = httpx.get(f"http://127.0.0.1:{port}/api/runs", headers={"Authorization": "Bearer env-token-123"})
+        assert r.status_code == 200 and "evo" in {x["id"] for x in r.json()}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+@pytest.mark.slow
+def test_live_page_follows_a_running_search(rproj, browser, tmp_path):
+    """A run whose evaluations arrive while the page is open: the page's plots grow with them."""
+    src = rproj / "runs" / "evo"
+    live = rproj / "runs" / "live"
+    live.mkdir()
+    for f in ("config.json", "request.json"):
+        (live / f).write_text((src / f).read_text())
+    lines = (src / "evaluations.jsonl").read_text().splitlines(keepends=True)
+    (live / "evaluations.jsonl").write_text("".join(lines[:10]))
+    with serving(rproj) as base:
+        page = browser.open(f"{base}/runs/live/live?interval_ms=300",
+                            wait_js="document.body.dataset.evaluations === '10'")
+        assert page.errors == [] and len(page.plots) == 2
+        with open(live / "evaluations.jsonl", "a") as fh:
+            fh.write("".join(lines[10:25]))
+            fh.write(lines[25][:20])              # a torn line being written: not shown yet
+        page = browser.open_wait("document.body.dataset.evaluations === '25'")
+        assert page, "the page did not pick up the new evaluations"
+        n = browser.evaluate("document.getElementById('live-front').data.map(t => t.x.length)")
+        feas = sum(json.loads(x)["feasible"] for x in lines[:25])
+        assert n == [feas, 25 - feas]
+        status = browser.evaluate("document.getElementById('live-status').textContent")
+        assert status.startswith("25 evaluations") and "running" in status
+        shot = browser.screenshot(tmp_path / "live.png")
+        if os.environ.get("EDGENAS_SCREENSHOT_DIR"):
+            Path(os.environ["EDGENAS_SCREENSHOT_DIR"]).mkdir(parents=True, exist_ok=True)
+            shutil.copy(shot, Path(os.environ["EDGENAS_SCREENSHOT_DIR"]) / shot.name)

@@ -1,0 +1,242 @@
+"""The plot-data functions, checked on values against independent computations from the run files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from edgenas.project import Project
+from edgenas.report.source import FolderSource
+
+
+def _evals(run_dir):
+    return [json.loads(x) for x in (run_dir / "evaluations.jsonl").read_text().splitlines()]
+
+
+def test_pareto_front_matches_the_run_and_is_non_dominated(rproj):
+    from edgenas.report.run_data import pareto_data
+
+    src = FolderSource(Project(rproj))
+    run = src.run("evo")
+    d = pareto_data(run, "local")
+    evs = _evals(rproj / "runs" / "evo")
+    assert len(d.points) == len(evs) == 32
+    assert d.budget_ms == pytest.approx(json.loads((rproj / "runs/evo/config.json").read_text())["devices"][0][1])
+    saved = json.loads((rproj / "runs/evo/pareto.json").read_text())["devices"]["local"]
+    assert sorted(p.number for p in d.front) == sorted(p["number"] for p in saved)
+    feas = [(e["objectives"]["params"], e["latency_ms"]["local"]) for e in evs if e["feasible"]]
+    for p in d.front:  # brute force: nothing feasible is at least as good in both and better in one
+        assert p.feasible and p.latency_ms <= d.budget_ms + 1e-12
+        assert not any(a >= p.accuracy and lat <= p.latency_ms and (a > p.accuracy or lat < p.latency_ms)
+                       for a, lat in feas)
+    assert [p.latency_ms for p in d.front] == sorted(p.latency_ms for p in d.front)
+    best = json.loads((rproj / "runs/evo/best.json").read_text())
+    assert d.chosen is not None and d.chosen.number == best["number"]
+    assert d.chosen.accuracy == best["objectives"]["params"]
+
+
+def test_convergence_is_the_running_best_feasible(rproj):
+    from edgenas.report.run_data import convergence_data
+
+    run = FolderSource(Project(rproj)).run("rnd")
+    c = convergence_data(run)
+    evs = _evals(rproj / "runs" / "rnd")
+    expect, best = [], None
+    for e in evs:
+        if e["feasible"]:
+            best = e["objectives"]["params"] if best is None else max(best, e["objectives"]["params"])
+        expect.append(best)
+    assert c.best == expect and c.numbers == list(range(1, len(evs) + 1))
+    assert c.wall_s == [e["wall_s"] for e in evs] and c.wall_s == sorted(c.wall_s)
+    assert c.best[-1] == json.loads((rproj / "runs/rnd/best.json").read_text())["objectives"]["params"]
+
+
+def test_breakdown_shares_sum_to_the_prediction(rproj):
+    from edgenas.latency.predictor import LatencyPredictor
+    from edgenas.report.run_data import breakdown_data
+    from edgenas.spaces import get_space
+
+    src = FolderSource(Project(rproj))
+    bd = breakdown_data(src.run("evo"), src)
+    assert [b.device for b in bd.devices] == ["local"] and not bd.missing
+    b = bd.devices[0]
+    space = get_space("mbv3-tiny")
+    arch = space.from_dict(bd.arch)
+    pred = LatencyPredictor(next(t for t in src.luts("local") if t.space == "mbv3-tiny"), space)
+    assert b.total_ms == pytest.approx(pred.predict_raw(arch))
+    assert b.predicted_ms == pytest.approx(pred.predict(arch))
+    assert sum(x.share for x in b.blocks) == pytest.approx(1.0)
+    assert sum(x.ms for x in b.blocks) == pytest.approx(b.total_ms)
+    assert [x.key for x in b.blocks[1:]] == space.block_keys(arch)
+    stages = [x.stage for x in b.blocks]
+    for s, depth in enumerate(arch.d):
+        assert stages.count(f"stage {s + 1}") == depth
+    assert stages[:3] == ["overhead", "stem", "first block"] and stages[-1] == "head"
+
+
+def test_tabular_run_has_percent_units_and_no_lut_breakdown(rproj):
+    from edgenas.report.run_data import breakdown_data, pareto_data
+
+    src = FolderSource(Project(rproj))
+    if "nb201" not in src.run_ids():
+        pytest.skip("needs ../shared/data/nb201/nb201_hw.csv")
+    run = src.run("nb201")
+    assert run.objective == "cifar10_test" and run.objective_unit == "%"
+    d = pareto_data(run, "raspi4_ms")
+    assert d.budget_ms == 20.0 and all(p.latency_ms <= 20.0 for p in d.front)
+    assert all(0 < p.accuracy <= 100 for p in d.points)
+    bd = breakdown_data(run, src)
+    assert bd.devices == [] and "raspi4_ms" in bd.missing
+
+
+def test_deployments_mark_the_chosen_architecture(rproj):
+    from edgenas.report.run_data import deployment_data
+    from edgenas.store import open_store
+
+    src = FolderSource(Project(rproj))
+    deps = deployment_data(src.run("evo"), src)
+    stored = open_store(Project(rproj)).list(device="local", space="mbv3-tiny")
+    assert {x.measurement_id for x in deps} == {m.id for m in stored} and len(deps) == 3  # 1 deploy + 2 calibrate
+    chosen = [x for x in deps if x.chosen]
+    best = json.loads((rproj / "runs/evo/best.json").read_text())["arch"]
+    assert [m.id for m in stored if m.arch == best] == [x.measurement_id for x in chosen]
+    for x in deps:
+        assert x.error == pytest.approx(x.predicted_ms / x.measured_ms - 1)
+
+
+def test_hypervolume_grows_with_more_evaluations(rproj):
+    from edgenas.report.compare_data import compare_data
+    from edgenas.report.source import load_run_dir
+    from edgenas.search.pareto import hypervolume
+
+    short = rproj / "runs" / "evo-short"
+    shutil.copytree(rproj / "runs" / "evo", short)
+    lines = (short / "evaluations.jsonl").read_text().splitlines()[:8]
+    (short / "evaluations.jsonl").write_text("\n".join(lines) + "\n")
+    for f in ("best.json", "pareto.json", "checkpoint.json"):
+        (short / f).unlink()
+    runs = [load_run_dir(rproj / "runs" / "evo"), load_run_dir(short), load_run_dir(rproj / "runs" / "rnd")]
+    assert runs[1].status == "running"
+    c = compare_data(runs)
+    hv = {r.run: r.hypervolume for r in c.hypervolume}
+    assert set(hv) == {"evo", "evo-short", "rnd"}
+    assert 0 <= hv["evo-short"] <= hv["evo"] <= 1 and hv["evo"] > 0
+    # independently: the same reference box from all runs' feasible points
+    pts = np.array([[e["objectives"]["params"], e["latency_ms"]["local"]]
+                    for r in runs for e in r.evaluations if e["feasible"]])
+    acc_ref, lat_ref = c.reference["local"]
+    assert acc_ref == pts[:, 0].min() and lat_ref >= pts[:, 1].max()
+    own = np.array([[-e["objectives"]["params"], e["latency_ms"]["local"]] for e in runs[2].evaluations if e["feasible"]])
+    box = (pts[:, 0].max() - acc_ref) * (lat_ref - pts[:, 1].min())
+    assert hv["rnd"] == pytest.approx(hypervolume(own, np.array([-acc_ref, lat_ref])) / box)
+
+
+def test_heatmap_cells_are_means_of_the_lut_entries(rproj):
+    from edgenas.report.device_data import lut_heatmap
+    from edgenas.spaces import get_space
+
+    luts = {t.space: t for t in FolderSource(Project(rproj)).luts("local")}
+    assert set(luts) == {"mbv3-tiny", "nb201"}
+    assert lut_heatmap(luts["nb201"]) is None   # no kernel x expand layout: the page lists its entries
+    lut = luts["mbv3-tiny"]
+    h = lut_heatmap(lut)
+    cfg = get_space("mbv3-tiny").config
+    assert len(h.panels) == len(cfg.resolutions) * cfg.n_stages
+    assert h.n_entries == len(lut.entries) and h.n_unstable == len(lut.unstable_keys)
+    seen = set()
+    for p in h.panels:
+        assert p.kernels == list(cfg.ks_choices) and p.expands == list(cfg.e_choices)
+        for ki in range(len(p.kernels)):
+            for ei in range(len(p.expands)):
+                keys = p.keys[ki][ei]
+                assert len(keys) == cfg.max_depth
+                assert p.ms[ki][ei] == pytest.approx(np.mean([lut.value_ms(lut.entries[k]) for k in keys]))
+                assert p.unstable[ki][ei] == sum(not lut.entries[k].stable for k in keys)
+                seen.update(keys)
+    fixed = [k for k in lut.entries if k not in seen]
+    assert all(not k.startswith("expanded_conv") or "input:16x16x8-output:16x16x8" in k for k in fixed)
+
+
+def test_lut_entries_slowest_first(rproj):
+    from edgenas.report.device_data import lut_entries
+
+    lut = next(t for t in FolderSource(Project(rproj)).luts("local") if t.space == "nb201")
+    rows = lut_entries(lut)
+    assert [k for k, _, _ in rows] and sorted(k for k, _, _ in rows) == sorted(lut.entries)
+    assert [ms for _, ms, _ in rows] == sorted((lut.value_ms(e) for e in lut.entries.values()), reverse=True)
+    assert {k for k, _, stable in rows if not stable} == set(lut.unstable_keys)
+
+
+def test_calibration_drift_and_fleet_rows(rproj):
+    from edgenas.latency.calibration import apply_calibration
+    from edgenas.report.device_data import calibration_data, drift_data, fleet_rows
+
+    src = FolderSource(Project(rproj))
+    lut = next(t for t in src.luts("local") if t.space == "mbv3-tiny")
+    cal = calibration_data(lut, src)
+    assert lut.calibration is not None and lut.calibration.n_points == 3
+    assert len(cal.raw_ms) == len(cal.measured_ms) == 3
+    assert cal.fit_y == pytest.approx(list(apply_calibration(lut.calibration, cal.fit_x)))
+    assert min(cal.fit_x) <= min(cal.raw_ms) and max(cal.fit_x) >= max(cal.raw_ms)
+    lines = [json.loads(x) for x in (rproj / "luts/local/verified.jsonl").read_text().splitlines()]
+    d = drift_data("local", src)
+    assert d.drift == [x["drift"] for x in lines] and d.threshold == [x["threshold"] for x in lines]
+    assert len(d.times) >= 1
+    rows = fleet_rows(src)
+    assert [r.device for r in rows] == ["local"]
+    r = rows[0]
+    assert r.reachable == "yes" and r.fingerprint == lut.fingerprint_hash[:12]
+    assert r.last_drift == lines[-1]["drift"] and r.calibration_error == lut.calibration.residual
+    assert r.spaces == ["mbv3-tiny", "nb201"]
+    assert 0 <= r.lut_age_h < 1
+
+
+def test_running_run_uses_the_best_so_far(rproj):
+    from edgenas.report.run_data import breakdown_data, pareto_data
+
+    short = rproj / "runs" / "evo-running"
+    shutil.copytree(rproj / "runs" / "evo", short)
+    full = (short / "evaluations.jsonl").read_text().splitlines()
+    lines = full[:12]
+    (short / "evaluations.jsonl").write_text("\n".join(lines) + "\n" + full[12][:15])  # torn last line
+    for f in ("best.json", "pareto.json", "checkpoint.json"):
+        (short / f).unlink()
+    src = FolderSource(Project(rproj))
+    run = src.run("evo-running")
+    assert run.status == "running" and len(run.evaluations) == 12
+    evs = [json.loads(x) for x in lines]
+    best = max((e for e in evs if e["feasible"]), key=lambda e: (e["objectives"]["params"], -e["number"]))
+    assert pareto_data(run, "local").chosen.number == best["number"]
+    assert breakdown_data(run, src).arch == best["arch"]
+    assert (short / "evaluations.jsonl").read_text().endswith(full[12][:15])   # readers never write
+
+
+def test_fleet_probe_reports_unreachable_devices(rproj, cli, monkeypatch):
+    import socket
+
+    from edgenas.fleet.inventory import load_inventory
+    from edgenas.fleet.refresh import fleet_status
+    from edgenas.report.device_data import fleet_rows
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]   # closed once the block ends: nothing listens there
+    (rproj / "profiles").mkdir(exist_ok=True)
+    (rproj / "profiles" / "fleet.toml").write_text('[fleet]\ndevices = ["local", "gone"]\n')
+    (rproj / "profiles" / "gone.toml").write_text(
+        f'[device]\nname = "gone"\nhost = "127.0.0.1"\nport = {port}\nuser = "nobody"\n'
+        'runtime = "onnxruntime"\nconnect_timeout_s = 3\ncall_timeout_s = 10\n')
+    project = Project(rproj)
+    profiles = load_inventory(project).select(None)
+    status = {s.device: s for s in fleet_status(project, profiles, [])}
+    rows = {r.device: r for r in fleet_rows(FolderSource(project), [p.name for p in profiles], probe=status)}
+    assert rows["local"].reachable == "yes" and rows["local"].fingerprint != "-"
+    assert rows["gone"].reachable == "no" and rows["gone"].note and rows["gone"].fingerprint == "-"
+    monkeypatch.chdir(rproj)
+    res = cli("report", "--fleet", "--probe", "--out", "fleet.html", "--json")
+    assert res.code == 0, res.err
+    html = (rproj / "fleet.html").read_text()
+    assert "<td>gone</td><td>no</td>" in html and "<td>local</td><td>yes</td>" in html
