@@ -119,8 +119,12 @@ def test_layers_point_down():
     """Inside edgenas: devices never imports the jobs (fleet) or anything above; latency, supernet, spaces and
     datasets never import evaluate or above; exporters and the agent import no host code."""
     graph = import_graph()
-    above = ("edgenas.fleet", "edgenas.cli", "edgenas.search")
+    above = ("edgenas.fleet", "edgenas.cli", "edgenas.search", "edgenas.report", "edgenas.api")
     for mod, targets in graph.items():
+        if mod.startswith(("edgenas.fleet", "edgenas.search")):
+            assert not [t for t in targets if t.startswith(("edgenas.cli", "edgenas.report", "edgenas.api"))], mod
+        if mod.startswith(("edgenas.report", "edgenas.api")):
+            assert not [t for t in targets if t.startswith("edgenas.cli")], mod
         if mod.startswith("edgenas.devices"):
             assert not [t for t in targets if t.startswith(above)], mod
         if mod.startswith(("edgenas.latency", "edgenas.supernet", "edgenas.spaces", "edgenas.datasets")):

@@ -40,7 +40,7 @@ def report_template(tmp_path_factory):
     from edgenas.fleet.calibrate import calibrate_device
     from edgenas.fleet.deploy import deploy
     from edgenas.fleet.profiler import profile_device
-    from edgenas.fleet.profiles import LOCAL_PROFILE
+    from edgenas.devices.profiles import LOCAL_PROFILE
     from edgenas.fleet.refresh import refresh_fleet
     from edgenas.project import Project
     from edgenas.spaces import get_space
