@@ -12,6 +12,7 @@ last step the previous LUT is untouched.
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,11 @@ def block_onnx_path(project: Project, space: SearchSpace, key: str) -> Path:
     return project.block_cache / space.name / f"{digest}.onnx"
 
 
+#: ``torch.onnx.export`` keeps global state and is not thread-safe: exports in one process are serialised
+#: (``fleet refresh`` also exports every block before its parallel phase, see ``refresh.prepare_blocks``)
+_EXPORT_LOCK = threading.Lock()
+
+
 def export_blocks(project: Project, space: SearchSpace, keys: list[str],
                   progress: Progress | None = None) -> tuple[dict[str, Path], int]:
     """Export each key once (cached on disk by key); returns key -> path and how many were new."""
@@ -68,8 +74,10 @@ def export_blocks(project: Project, space: SearchSpace, keys: list[str],
     for i, key in enumerate(keys):
         path = block_onnx_path(project, space, key)
         if not path.exists():
-            export_onnx(space.build_block(key).eval(), tuple(space.block_input_shape(key)), path)
-            new += 1
+            with _EXPORT_LOCK:
+                if not path.exists():
+                    export_onnx(space.build_block(key).eval(), tuple(space.block_input_shape(key)), path)
+                    new += 1
         paths[key] = path
         if progress:
             progress("export blocks", i + 1, len(keys))

@@ -274,6 +274,7 @@ def refresh_fleet(project: Project, profiles: list[Any], space: str, *, concurre
         profiles = [p for p in profiles if p.name in failed]
     results: list[DeviceRefresh] = []
     if profiles:
+        prepare_blocks(project, space, progress)
         with ThreadPoolExecutor(max_workers=min(concurrency, len(profiles))) as pool:
             futures = [pool.submit(refresh_device, project, p, space, protocol=protocol, drift_floor=drift_floor)
                        for p in profiles]
@@ -286,6 +287,20 @@ def refresh_fleet(project: Project, profiles: list[Any], space: str, *, concurre
     others = [r for r in _read_last(project) if r.get("space") != space]
     atomic_write_json(last_refresh_path(project), others + list(merged.values()))
     return results
+
+
+def prepare_blocks(project: Project, space: str, progress: Progress | None = None) -> int:
+    """Export every block of ``space`` (and the reference and overhead models) into the shared block
+    cache, in this thread, before devices are handled in parallel: ``torch.onnx.export`` is not
+    thread-safe, so device threads must only ever read the cache. Returns how many were new."""
+    from edgenas.fleet.profiler import export_blocks, overhead_model, reference_model
+    from edgenas.spaces import get_space
+
+    sp = get_space(space)
+    _, new = export_blocks(project, sp, sp.key_vocab(), progress)
+    reference_model(project)
+    overhead_model(project)
+    return new
 
 
 def _read_last(project: Project) -> list[dict[str, Any]]:
