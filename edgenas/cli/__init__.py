@@ -39,13 +39,14 @@ _register()
 
 def main(argv: list[str] | None = None) -> None:
     from edgenas.cli._common import err
+    from edgenas.textsafe import esc
 
     try:
         code = app(args=argv, standalone_mode=False)
         if isinstance(code, int) and code:
             sys.exit(code)
     except EdgenasError as exc:
-        err.print(f"[bold red]error:[/bold red] [red]{exc}[/red]")
+        err.print(f"[bold red]error:[/bold red] [red]{esc(exc)}[/red]")
         sys.exit(exc.exit_code)
     except typer.Abort:
         err.print("[red]aborted[/red]")
@@ -56,8 +57,8 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         sys.exit(0)
     except ClickException as exc:
-        err.print(f"[bold red]error:[/bold red] [red]{exc.format_message()}[/red]"
-                  + (f" (see: edgenas {exc.ctx.command_path.split(' ', 1)[-1]} --help)"
+        err.print(f"[bold red]error:[/bold red] [red]{esc(exc.format_message())}[/red]"
+                  + (f" (see: edgenas {esc(exc.ctx.command_path.split(' ', 1)[-1])} --help)"
                      if getattr(exc, "ctx", None) and exc.ctx and " " in exc.ctx.command_path else ""))
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
@@ -66,6 +67,6 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # a bug: still one line, unless debugging
         if os.environ.get("EDGENAS_DEBUG"):
             raise
-        err.print(f"[bold red]internal error:[/bold red] [red]{type(exc).__name__}: {exc}[/red] "
+        err.print(f"[bold red]internal error:[/bold red] [red]{type(exc).__name__}: {esc(exc)}[/red] "
                   "(re-run with EDGENAS_DEBUG=1 for a traceback and report it)")
         sys.exit(70)

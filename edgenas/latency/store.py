@@ -14,6 +14,7 @@ from pathlib import Path
 from edgenas.errors import InputError
 from edgenas.io import sha256_file
 from edgenas.latency.lut import Lut
+from edgenas.safenames import check_hash, check_name
 
 
 def lut_filename(space: str, fingerprint_hash: str) -> str:
@@ -25,9 +26,12 @@ class LutStore:
     root: Path
 
     def device_dir(self, device: str) -> Path:
-        return Path(self.root) / device
+        return Path(self.root) / check_name(device, "device name")
 
     def path_for(self, device: str, space: str, fingerprint_hash: str) -> Path:
+        """Every part is checked: a device's answers never become a path outside ``luts/DEVICE/``."""
+        check_name(space, "space name")
+        check_hash(fingerprint_hash)
         return self.device_dir(device) / lut_filename(space, fingerprint_hash)
 
     def find(self, device: str, space: str, fingerprint_hash: str) -> Lut | None:
