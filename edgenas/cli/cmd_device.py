@@ -43,6 +43,11 @@ def register(app: typer.Typer) -> None:
         from edgenas.fleet.profiles import load_profile
         from edgenas.fleet.trust import fetch_host_key, trust_host
 
+        if replace and yes and not fingerprint:
+            raise InputError("--replace --yes replaces a changed host key without showing it to you: "
+                             "it needs --fingerprint SHA256:... of the new key",
+                             hint="get the fingerprint from the device's owner (ssh-keygen -lf "
+                                  "/etc/ssh/ssh_host_ed25519_key.pub on it), or drop --yes to confirm it yourself")
         proj = project()
         prof = load_profile(proj, name)
         key_type, seen = fetch_host_key(prof, proj)
