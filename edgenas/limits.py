@@ -89,3 +89,16 @@ def load_yaml_limited(path: str | os.PathLike, what: str, hint: str = "fix the Y
         at = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
         raise InputError(f"malformed {what} {path}{at}: {problem}", hint=hint) from None
     return check_depth(obj, f"{what} {path}")
+
+
+def check_seed(seed: object, flag: str = "--seed") -> int:
+    """Seeds are integers in [0, 2**63): numpy's generators refuse negative ones."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 63:
+        raise InputError(f"{flag} must be an integer from 0 to 2**63-1, got {seed!r}", hint="e.g. --seed 0")
+    return seed
+
+
+def check_count(value: object, flag: str, low: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise InputError(f"{flag} must be an integer >= {low}, got {value!r}")
+    return value

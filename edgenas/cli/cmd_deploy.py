@@ -20,6 +20,7 @@ def register(app: typer.Typer) -> None:
                opset: int = typer.Option(17, "--opset", help="ONNX opset (17 or newer)"),
                dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="export a dynamic batch axis"),
                simplify: bool = typer.Option(False, "--simplify", help="simplify the graph (needs onnxslim)"),
+               force: bool = typer.Option(False, "--force", help="overwrite a folder that is not this architecture's export"),
                json_out: bool = typer.Option(False, "--json", help="print the result as JSON")) -> None:
         """Export an architecture to checked ONNX.
 
@@ -36,7 +37,7 @@ def register(app: typer.Typer) -> None:
         proj = project()
         with progress_bar(quiet=json_out) as bar:
             res = export_arch(space, arch, out_dir or default_export_dir(proj, space, arch), opset=opset,
-                              dynamic_batch=dynamic_batch, simplify=simplify, progress=bar)
+                              dynamic_batch=dynamic_batch, simplify=simplify, force=force, progress=bar)
             engine = None
             if fmt == "trt":
                 from edgenas.fleet.engine import build_engine_on_device

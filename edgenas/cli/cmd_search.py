@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from edgenas.cli._common import emit_json, out, progress_bar, project
+from edgenas.cli._common import emit_json, out, progress_bar, project, warn
 from edgenas.errors import InputError
 from edgenas.textsafe import esc
 
@@ -62,7 +62,7 @@ def register(app: typer.Typer) -> None:
         folder = resume or out_dir or proj.runs_dir / f"{space}-{strategy}-s{seed}"
         with progress_bar(quiet=json_out) as bar:
             problem, _, result = launch_search(proj, req, folder, resume=resume is not None,
-                                               progress=lambda d, t: bar("search", d, t))
+                                               progress=lambda d, t: bar("search", d, t), note=warn)
         s = summary(problem, result)
         if json_out:
             emit_json(s)

@@ -27,6 +27,9 @@ from edgenas.fleet.profiles import DeviceProfile
 from edgenas.fleet.transport import AgentChannel, Transport
 from edgenas.fleet.trust import StrictHostKeyPolicy, changed_key_error, known_host_name, known_hosts_files
 from edgenas.project import Project
+from edgenas.quiet import silence_library_logs
+
+silence_library_logs()  # paramiko logs handshake failures with tracebacks; ours is one line
 
 
 @dataclass(frozen=True)

@@ -144,11 +144,28 @@ def nominal_reference(results: list[dict[str, Any]], path: Path) -> dict[str, An
 def profile_device(project: Project, device: Any, space_name: str, *, force: bool = False,
                    protocol: dict[str, Any] | None = None, batch_size: int = 24,
                    progress: Progress | None = None) -> ProfileResult:
-    """Profile ``device`` (a name or a DeviceProfile) for ``space_name``; returns what happened."""
+    """Profile ``device`` (a name or a DeviceProfile) for ``space_name``; returns what happened.
+
+    One profile of a (device, space) at a time: a second one is refused at once (an OS file lock)."""
+    from edgenas.locks import file_lock
+    from edgenas.safenames import check_name
+
+    space = get_space(space_name)
+    name = check_name(getattr(device, "name", device), "device name")
+    locks = project.state_dir / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    with file_lock(locks / f"profile-{name}-{space.name}.lock", f"the profile of '{name}' for '{space.name}'",
+                   hint="another `edgenas profile` (or fleet refresh) of this device and space is running; "
+                        "wait for it to finish"):
+        return _profile_device(project, device, space, force=force, protocol=protocol, batch_size=batch_size,
+                               progress=progress)
+
+
+def _profile_device(project: Project, device: Any, space: SearchSpace, *, force: bool,
+                    protocol: dict[str, Any] | None, batch_size: int, progress: Progress | None) -> ProfileResult:
     from edgenas.fleet.session import open_session
 
     t0 = time.perf_counter()
-    space = get_space(space_name)
     store = LutStore(project.luts_dir)
     proto = dict(LUT_PROTOCOL, **(protocol or {}))
     with open_session(project, device) as s:
@@ -156,7 +173,12 @@ def profile_device(project: Project, device: Any, space_name: str, *, force: boo
         fp_hash = str(info["fingerprint_hash"])
         existing = store.path_for(s.device, space.name, fp_hash)
         if existing.exists() and not force:
-            lut = Lut.load(existing)  # validates; a corrupt file is an error, not silently rebuilt
+            try:
+                lut = Lut.load(existing)  # validates; a corrupt file is an error, not silently rebuilt
+            except InputError as exc:
+                raise InputError(f"the LUT {existing} is damaged: {exc.message}",
+                                 hint=f"rebuild it with: edgenas profile {s.device} --space {space.name} --force "
+                                      "(the damaged file is kept in history/)") from None
             return ProfileResult(s.device, space.name, existing, fp_hash, len(lut.entries), True, 0, 0, 0,
                                  len(lut.unstable_keys), time.perf_counter() - t0)
         keys = space.key_vocab()
