@@ -147,18 +147,23 @@ def profile_device(project: Project, device: Any, space_name: str, *, force: boo
     """Profile ``device`` (a name or a DeviceProfile) for ``space_name``; returns what happened.
 
     One profile of a (device, space) at a time: a second one is refused at once (an OS file lock)."""
+    space = get_space(space_name)
+    with profile_lock(project, getattr(device, "name", device), space.name):
+        return _profile_device(project, device, space, force=force, protocol=protocol, batch_size=batch_size,
+                               progress=progress)
+
+
+def profile_lock(project: Project, device: str, space_name: str) -> Any:
+    """The OS lock one profile of (device, space) holds for its whole run (``edgenas.locks``)."""
     from edgenas.locks import file_lock
     from edgenas.safenames import check_name
 
-    space = get_space(space_name)
-    name = check_name(getattr(device, "name", device), "device name")
+    name = check_name(device, "device name")
     locks = project.state_dir / "locks"
     locks.mkdir(parents=True, exist_ok=True)
-    with file_lock(locks / f"profile-{name}-{space.name}.lock", f"the profile of '{name}' for '{space.name}'",
-                   hint="another `edgenas profile` (or fleet refresh) of this device and space is running; "
-                        "wait for it to finish"):
-        return _profile_device(project, device, space, force=force, protocol=protocol, batch_size=batch_size,
-                               progress=progress)
+    return file_lock(locks / f"profile-{name}-{space_name}.lock", f"the profile of '{name}' for '{space_name}'",
+                     hint="another `edgenas profile` (or fleet refresh) of this device and space is running; "
+                          "wait for it to finish")
 
 
 def _profile_device(project: Project, device: Any, space: SearchSpace, *, force: bool,

@@ -20,6 +20,6 @@ def cap_budget(space: Any, budget: int) -> tuple[int, str | None]:
     """``(budget to use, note or None)``."""
     size = space_size(space)
     if budget > size:
-        return size, (f"--budget {budget} is more than the {size} architectures space '{space.name}' holds: "
+        return size, (f"--budget {budget} is more than space '{space.name}' has architectures ({size} at most): "
                       f"capped at {size}")
     return budget, None
