@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from edgenas.cli._common import emit_json, out, progress_bar, project, warn
+from edgenas.cli._common import emit_json, note, out, progress_bar, project, warn
 from edgenas.errors import InputError
 from edgenas.textsafe import esc
 
@@ -19,6 +19,14 @@ def _options(pairs: list[str]) -> dict[str, object]:
         k, v = p.split("=", 1)
         opts[k] = int(v) if v.lstrip("-").isdigit() else v
     return opts
+
+
+def _say(message: str) -> None:
+    """Notes of the library (which LUT, a capped budget) on stderr; ``warning: ...`` ones in yellow."""
+    if message.startswith("warning: "):
+        warn(esc(message[len("warning: "):]))
+    else:
+        note(esc(message))
 
 
 def register(app: typer.Typer) -> None:
@@ -62,7 +70,7 @@ def register(app: typer.Typer) -> None:
         folder = resume or out_dir or proj.runs_dir / f"{space}-{strategy}-s{seed}"
         with progress_bar(quiet=json_out) as bar:
             problem, _, result = launch_search(proj, req, folder, resume=resume is not None,
-                                               progress=lambda d, t: bar("search", d, t), note=warn)
+                                               progress=lambda d, t: bar("search", d, t), note=_say)
         s = summary(problem, result)
         if json_out:
             emit_json(s)

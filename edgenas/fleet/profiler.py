@@ -177,6 +177,7 @@ def _profile_device(project: Project, device: Any, space: SearchSpace, *, force:
         info = s.call("info", s.runtime_params(), timeout_s=120)
         fp_hash = str(info["fingerprint_hash"])
         existing = store.path_for(s.device, space.name, fp_hash)
+        store.remember_fingerprint(s.device, fp_hash)
         if existing.exists() and not force:
             try:
                 lut = Lut.load(existing)  # validates; a corrupt file is an error, not silently rebuilt
@@ -244,11 +245,5 @@ def current_lut(project: Project, device: str, space_name: str, fingerprint_hash
     """The host's LUT for (device, space): the one matching ``fingerprint_hash`` when given."""
     store = LutStore(project.luts_dir)
     if fingerprint_hash:
-        lut = store.find(device, space_name, fingerprint_hash)
-        if lut is None:
-            raise InputError(f"no LUT for device '{device}', space '{space_name}' and the device's current "
-                             f"fingerprint {fingerprint_hash[:12]}",
-                             hint=f"the device changed since it was profiled; run: edgenas profile {device} "
-                                  f"--space {space_name}")
-        return lut
-    return store.latest(device, space_name)
+        store.remember_fingerprint(device, fingerprint_hash)
+    return store.choose(device, space_name, fingerprint_hash or None).lut  # the one policy (latency/store.py)

@@ -160,6 +160,7 @@ def refresh_device(project: Project, profile: Any, space: str, *, protocol: dict
         store = LutStore(project.luts_dir)
         with open_session(project, profile) as s:
             fp_hash = str(s.call("info", s.runtime_params(), timeout_s=120)["fingerprint_hash"])
+            store.remember_fingerprint(s.device, fp_hash)
             lut = store.find(s.device, space, fp_hash)
             check = None
             if lut is None:
@@ -336,6 +337,7 @@ def device_status(project: Project, profile: Any, spaces: list[str]) -> DeviceSt
     except EdgenasError as exc:
         return DeviceStatus(profile.name, False, error=str(exc))
     fp = str(info["fingerprint_hash"])
+    store.remember_fingerprint(profile.name, fp)
     luts, cal = {}, {}
     for sp in spaces:
         current = store.find(profile.name, sp, fp) if store.path_for(profile.name, sp, fp).exists() else None

@@ -92,7 +92,7 @@ def build_problem(project: Project, req: SearchRequest, note: Callable[[str], No
     check_count(req.budget, "--budget", 1)
     budget_evals, capped = cap_budget(space, req.budget)
     if capped and note:
-        note(capped)
+        note("warning: " + capped)
     models: list[tuple[str, Any]] = []
     if req.table:
         from edgenas.evaluate.tabular import TableLatency, load_table
@@ -108,7 +108,12 @@ def build_problem(project: Project, req: SearchRequest, note: Callable[[str], No
 
         store = LutStore(project.luts_dir)
         for d in req.devices:
-            models.append((d, LatencyPredictor(store.latest(d, space.name), space)))
+            choice = store.choose(d, space.name)  # the same policy as deploy's (latency/store.py)
+            if note:
+                note(choice.describe())
+                if choice.warning:
+                    note("warning: " + choice.warning)
+            models.append((d, LatencyPredictor(choice.lut, space)))
     names = [n for n, _ in models]
     budgets = _budgets(req, names)
     if req.max_latency_quantile is not None:
