@@ -36,7 +36,8 @@ demo: $(VENV)/.installed
 	$(BIN)/edgenas deploy local $(RUN)/best.json
 
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -q
+	@bash .ci/need-sshd
+	EDGENAS_REQUIRE_SSHD=1 $(BIN)/python -m pytest -q
 
 clean:
 	rm -rf $(RUN) exports .edgenas
