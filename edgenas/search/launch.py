@@ -176,11 +176,14 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
         raise InputError("nothing to search: give --space (or --resume RUN_DIR)")
     elif (out_dir / "evaluations.jsonl").exists() or req_path.exists():
         raise InputError(f"{out_dir} already holds a search run", hint="use --resume or another --out folder")
-    problem, config = build_problem(project, req, note)  # validates everything before the folder is touched
+    notes: list[str] = []  # said once the run has started: a refused run prints its one error line only
+    problem, config = build_problem(project, req, notes.append)  # validates everything before the folder is touched
     resume_hint = f"resume with: edgenas search --resume {out_dir}"
     with new_out_dir(out_dir, "--out") as folder, run_lock(folder, f"run folder {folder}"):
         if not resume and ((folder / "evaluations.jsonl").exists() or req_path.exists()):
             raise InputError(f"{out_dir} already holds a search run", hint="use --resume or another --out folder")
+        for n in notes if note else ():
+            note(n)
         try:
             if not resume:
                 atomic_write_json(req_path, req.to_json())
