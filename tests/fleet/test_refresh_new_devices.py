@@ -19,6 +19,7 @@ SPACE = "mbv3-tiny"
 PROTO = {"warmup_min_n": 2, "warmup_min_s": 0.005, "min_n": 3, "min_s": 0.01, "max_s": 0.05}
 
 
+@pytest.mark.slow
 def test_parallel_refresh_of_three_new_devices_from_an_empty_project(sshd_factory, tmp_path):
     project = Project(tmp_path / "proj")
     servers = [sshd_factory() for _ in range(3)]
