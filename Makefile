@@ -37,7 +37,8 @@ demo: $(VENV)/.installed
 	$(BIN)/edgenas report $(RUN) --out $(RUN)/report.html
 
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -q
+	@bash .ci/need-sshd
+	EDGENAS_REQUIRE_SSHD=1 $(BIN)/python -m pytest -q
 
 clean:
 	rm -rf $(RUN) exports .edgenas

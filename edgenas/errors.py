@@ -76,3 +76,16 @@ class ExportError(EdgenasError):
     """Export failed a check (ONNX checker, parity with PyTorch beyond tolerance, TensorRT build)."""
 
     exit_code = 5
+
+
+class OutputError(EdgenasError):
+    """An output path cannot be written: it is a file, lies under one, is not writable, the disk is full,
+    or another edgenas process holds it."""
+
+    exit_code = 6
+
+
+class SearchInterrupted(EdgenasError):
+    """Ctrl-C during a search: the run folder is complete up to the last evaluation and resumable."""
+
+    exit_code = 130

@@ -42,16 +42,23 @@ def default_export_dir(project: Project, space: SearchSpace, arch: Any) -> Path:
 def export_arch(space: SearchSpace, arch: Any, out_dir: Path, *, opset: int = 17,
                 dynamic_batch: bool = False, simplify: bool = False, precision: str = "fp32",
                 force: bool = False, progress: Callable[[str, int, int], None] | None = None) -> ExportResult:
-    """Export ``arch`` to ``out_dir/model.onnx`` (checked, parity-tested) with a manifest."""
+    """Export ``arch`` to ``out_dir/model.onnx`` (checked, parity-tested) with a manifest.
+
+    A non-empty ``out_dir`` that is not an export of this architecture is refused unless ``force``;
+    a failed export (check, parity, full disk) leaves no file and no folder it created behind."""
     from exporters.errors import ExportCheckError
     from exporters.manifest import Manifest
-    from exporters.onnx_export import export_onnx
-    from exporters.parity import check_parity
+
     from edgenas.io import sha256_file
+    from edgenas.outdirs import DISK_ERRNOS, check_out_dir, disk_error, new_out_dir
 
     out_dir = Path(out_dir)
     onnx_path, manifest_path = out_dir / "model.onnx", out_dir / "manifest.json"
     record = space.to_dict(arch)
+
+    check_out_dir(out_dir)
+    if not force:
+        _refuse_foreign_folder(out_dir, record)
     if not force and onnx_path.exists() and manifest_path.exists():
         try:
             man = Manifest.load(manifest_path)
@@ -62,6 +69,44 @@ def export_arch(space: SearchSpace, arch: Any, out_dir: Path, *, opset: int = 17
         except (ExportCheckError, InputError, ValueError, KeyError, TypeError):
             pass  # stale or foreign manifest: export again
     step = progress or (lambda name, done, total: None)
+    try:
+        with new_out_dir(out_dir):
+            return _export(space, arch, record, out_dir, opset, dynamic_batch, simplify, precision, step)
+    except OSError as exc:
+        if exc.errno not in DISK_ERRNOS:
+            raise
+        raise disk_error(exc, f"the export to {out_dir}") from None
+
+
+def _refuse_foreign_folder(out_dir: Path, record: dict[str, Any]) -> None:
+    """An existing, non-empty folder is written only when it holds an export of this very architecture."""
+    if not out_dir.is_dir() or not any(out_dir.iterdir()):
+        return
+    from exporters.errors import ExportCheckError
+    from exporters.manifest import Manifest
+
+    from edgenas.errors import OutputError
+
+    manifest = out_dir / "manifest.json"
+    try:
+        same = manifest.is_file() and Manifest.load(manifest).arch == record
+    except (ExportCheckError, InputError, ValueError, KeyError, TypeError, OSError):
+        same = False
+    if not same:
+        raise OutputError(f"--out {out_dir} is not empty and holds no edgenas export of this architecture",
+                          hint="choose an empty or new folder, or pass --force to overwrite model.onnx and "
+                               "manifest.json there")
+
+
+def _export(space: SearchSpace, arch: Any, record: dict[str, Any], out_dir: Path, opset: int,
+            dynamic_batch: bool, simplify: bool, precision: str, step: Callable[[str, int, int], None]
+            ) -> ExportResult:
+    from exporters.errors import ExportCheckError
+    from exporters.manifest import Manifest
+    from exporters.onnx_export import export_onnx
+    from exporters.parity import check_parity
+
+    onnx_path, manifest_path = out_dir / "model.onnx", out_dir / "manifest.json"
     step("export", 0, 3)
     model = space.build_model(arch).eval()
     shape = tuple(space.input_shape(arch))
@@ -77,10 +122,17 @@ def export_arch(space: SearchSpace, arch: Any, out_dir: Path, *, opset: int = 17
     except ExportCheckError as exc:
         tmp_path.unlink(missing_ok=True)
         raise ExportError(str(exc)) from None
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
     tmp_path.replace(onnx_path)
-    man = Manifest.create(arch=record, space=space.name, opset=opset, input_shape=list(shape),
-                          dynamic_batch=dynamic_batch, onnx_path=onnx_path, parity=report.to_dict())
-    man.save(manifest_path)
+    try:
+        man = Manifest.create(arch=record, space=space.name, opset=opset, input_shape=list(shape),
+                              dynamic_batch=dynamic_batch, onnx_path=onnx_path, parity=report.to_dict())
+        man.save(manifest_path)
+    except BaseException:
+        onnx_path.unlink(missing_ok=True)  # a model without its manifest is no export
+        raise
     step("export", 3, 3)
     return ExportResult(onnx_path, manifest_path, info.sha256, False, report.to_dict(), shape)
 

@@ -27,29 +27,27 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-def read_json(path: str | os.PathLike, what: str = "JSON file") -> Any:
-    """Read JSON; a missing or malformed file is one ``InputError`` naming the file."""
+def read_json(path: str | os.PathLike, what: str = "JSON file", *, limit: int | None = None) -> Any:
+    """Read JSON; a missing, oversized, too deeply nested or malformed file is one ``InputError``."""
+    from edgenas.limits import MAX_JSON_BYTES, loads_json_limited, read_bytes_limited
+
     path = Path(path)
+    data = read_bytes_limited(path, what, limit or MAX_JSON_BYTES)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{what} not found: {path}", hint="check the path") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read {what} {path}: {exc}") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"malformed {what} {path}: {exc.msg} at line {exc.lineno}",
-                         hint="fix the JSON syntax") from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"cannot read {what} {path}: not UTF-8 text") from None
+    return loads_json_limited(text, f"{what} {path}")
 
 
 def read_toml(path: str | os.PathLike, what: str = "TOML file") -> dict[str, Any]:
+    from edgenas.limits import read_bytes_limited
+
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{what} not found: {path}", hint="check the path") from None
+    data = read_bytes_limited(path, what)
     try:
         return tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"malformed {what} {path}: {exc}", hint="fix the TOML syntax") from None
+    except RecursionError:
+        raise InputError(f"malformed {what} {path}: nested too deeply") from None

@@ -158,6 +158,14 @@ def _input_shape(model: Any, batch: int, path: Path) -> tuple[str, tuple[int, ..
     return inputs[0].name, tuple(shape)
 
 
+def no_telemetry(ort: Any) -> None:
+    """Turn ONNX Runtime's telemetry events off (they can carry model file names, paths and the OS);
+    nothing edgenas runs may write outside the project."""
+    off = getattr(ort, "disable_telemetry_events", None)
+    if off is not None:
+        off()
+
+
 def check_parity(
     module: Any,
     onnx_path: str | Path,
@@ -176,6 +184,7 @@ def check_parity(
     import onnxruntime as ort
     import torch
 
+    no_telemetry(ort)
     tol = tolerances(precision)
     if n_inputs < 1 or batch < 1:
         raise ExportCheckError(f"n_inputs and batch must be >= 1, got {n_inputs} and {batch}")

@@ -40,13 +40,18 @@ _register()
 
 def main(argv: list[str] | None = None) -> None:
     from edgenas.cli._common import err
+    from edgenas.quiet import install_thread_hook, silence_library_logs
+    from edgenas.textsafe import esc
+
+    silence_library_logs()
+    install_thread_hook()
 
     try:
         code = app(args=argv, standalone_mode=False)
         if isinstance(code, int) and code:
             sys.exit(code)
     except EdgenasError as exc:
-        err.print(f"[bold red]error:[/bold red] [red]{exc}[/red]")
+        err.print(f"[bold red]error:[/bold red] [red]{esc(exc)}[/red]")
         sys.exit(exc.exit_code)
     except typer.Abort:
         err.print("[red]aborted[/red]")
@@ -57,16 +62,28 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         sys.exit(0)
     except ClickException as exc:
-        err.print(f"[bold red]error:[/bold red] [red]{exc.format_message()}[/red]"
-                  + (f" (see: edgenas {exc.ctx.command_path.split(' ', 1)[-1]} --help)"
+        err.print(f"[bold red]error:[/bold red] [red]{esc(exc.format_message())}[/red]"
+                  + (f" (see: edgenas {esc(exc.ctx.command_path.split(' ', 1)[-1])} --help)"
                      if getattr(exc, "ctx", None) and exc.ctx and " " in exc.ctx.command_path else ""))
         sys.exit(exc.exit_code)
+    except OSError as exc:  # the disk or the file system, not a bug: one line (issue 10)
+        from edgenas.outdirs import DISK_ERRNOS, disk_error
+
+        if exc.errno not in DISK_ERRNOS or os.environ.get("EDGENAS_DEBUG"):
+            _internal(err, exc, esc)
+        e = disk_error(exc, exc.filename or "a file")
+        err.print(f"[bold red]error:[/bold red] [red]{esc(e)}[/red]")
+        sys.exit(e.exit_code)
     except KeyboardInterrupt:
         err.print("[red]interrupted[/red] (files already written are complete; re-run to resume)")
         sys.exit(130)
     except Exception as exc:  # a bug: still one line, unless debugging
-        if os.environ.get("EDGENAS_DEBUG"):
-            raise
-        err.print(f"[bold red]internal error:[/bold red] [red]{type(exc).__name__}: {exc}[/red] "
-                  "(re-run with EDGENAS_DEBUG=1 for a traceback and report it)")
-        sys.exit(70)
+        _internal(err, exc, esc)
+
+
+def _internal(err, exc: BaseException, esc) -> None:
+    if os.environ.get("EDGENAS_DEBUG"):
+        raise exc
+    err.print(f"[bold red]internal error:[/bold red] [red]{type(exc).__name__}: {esc(exc)}[/red] "
+              "(re-run with EDGENAS_DEBUG=1 for a traceback and report it)")
+    sys.exit(70)

@@ -1,4 +1,7 @@
-"""What every command shares: consoles, JSON output, progress bars, the one-red-line error rule."""
+"""What every command shares: consoles, JSON output, progress bars, the one-red-line error rule.
+
+Values interpolated into printed markup go through ``esc`` (``edgenas.textsafe``); the consoles also
+strip control characters from every string they print."""
 
 from __future__ import annotations
 
@@ -13,10 +16,11 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColum
                            TimeElapsedColumn, TimeRemainingColumn)
 
 from edgenas.project import Project
+from edgenas.textsafe import SafeConsole, esc
 
 #: results go to stdout; progress, notes and errors to stderr (so ``--json`` output stays clean)
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = SafeConsole(highlight=False, soft_wrap=True)
+err = SafeConsole(stderr=True, highlight=False, soft_wrap=True)
 
 
 def project() -> Project:
@@ -62,7 +66,7 @@ def progress_bar(quiet: bool = False) -> Iterator[Callable[[str, int, int], None
 
     def update(name: str, done: int, total: int) -> None:
         if name not in tasks:
-            tasks[name] = prog.add_task(name, total=total)
+            tasks[name] = prog.add_task(esc(name), total=total)
         prog.update(tasks[name], completed=done, total=total)
 
     with prog:

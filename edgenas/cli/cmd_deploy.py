@@ -8,6 +8,7 @@ import typer
 
 from edgenas.cli._common import emit_json, out, progress_bar, project
 from edgenas.errors import InputError
+from edgenas.textsafe import esc
 
 
 def register(app: typer.Typer) -> None:
@@ -19,6 +20,7 @@ def register(app: typer.Typer) -> None:
                opset: int = typer.Option(17, "--opset", help="ONNX opset (17 or newer)"),
                dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="export a dynamic batch axis"),
                simplify: bool = typer.Option(False, "--simplify", help="simplify the graph (needs onnxslim)"),
+               force: bool = typer.Option(False, "--force", help="overwrite a folder that is not this architecture's export"),
                json_out: bool = typer.Option(False, "--json", help="print the result as JSON")) -> None:
         """Export an architecture to checked ONNX.
 
@@ -35,7 +37,7 @@ def register(app: typer.Typer) -> None:
         proj = project()
         with progress_bar(quiet=json_out) as bar:
             res = export_arch(space, arch, out_dir or default_export_dir(proj, space, arch), opset=opset,
-                              dynamic_batch=dynamic_batch, simplify=simplify, progress=bar)
+                              dynamic_batch=dynamic_batch, simplify=simplify, force=force, progress=bar)
             engine = None
             if fmt == "trt":
                 from edgenas.fleet.engine import build_engine_on_device
@@ -44,12 +46,12 @@ def register(app: typer.Typer) -> None:
         if json_out:
             emit_json(dict(res.to_dict(), engine=engine))
             return
-        out.print(f"ONNX: {res.onnx_path} ({'reused' if res.reused else 'exported'}, sha256 {res.sha256[:12]}…)")
+        out.print(f"ONNX: {esc(res.onnx_path)} ({'reused' if res.reused else 'exported'}, sha256 {res.sha256[:12]}…)")
         p = res.parity
         out.print(f"parity vs PyTorch: max |diff| {p.get('max_abs', float('nan')):.2e}, "
                   f"median {p.get('median_abs', float('nan')):.2e} -> {'pass' if p.get('passed') else 'FAIL'}")
         if engine:
-            out.print(f"TensorRT engine: {engine}")
+            out.print(f"TensorRT engine: {esc(engine)}")
 
     @app.command("deploy")
     def deploy(device: str = typer.Argument(..., help="profile name or 'local'"),
@@ -72,14 +74,14 @@ def register(app: typer.Typer) -> None:
             emit_json(res.to_dict())
             return
         s = res.stats
-        out.print(f"[green]{res.device}[/green] ({res.runtime}): measured {res.measured_ms:.3f} ms "
+        out.print(f"[green]{esc(res.device)}[/green] ({esc(res.runtime)}): measured {res.measured_ms:.3f} ms "
                   f"(median of window medians; CoV {s.get('cov', 0):.3f}, "
                   f"{'stable' if s.get('stable', True) else 'UNSTABLE'})")
         if res.measured_nominal_ms is not None:
             out.print(f"at the device's nominal speed: {res.measured_nominal_ms:.3f} ms "
                       f"(ratio {s['ratio']:.3f} to the reference, CoV {s.get('ratio_cov', 0):.3f})")
         if res.note:
-            out.print(f"[yellow]{res.note}[/yellow]")
+            out.print(f"[yellow]{esc(res.note)}[/yellow]")
         if res.predicted_ms is not None:
             cal = f"calibrated on {res.calibration_points} measurements" if res.calibration_points else "raw LUT sum"
             out.print(f"predicted {res.predicted_ms:.3f} ms ({cal}); error {100 * res.rel_error:+.1f}%")
@@ -102,5 +104,5 @@ def register(app: typer.Typer) -> None:
             emit_json(res)
             return
         s = res["stats"]
-        out.print(f"[green]{res['device']}[/green]: median {s['median_ms']:.4g} ms, p90 {s['p90_ms']:.4g} ms, "
+        out.print(f"[green]{esc(res['device'])}[/green]: median {s['median_ms']:.4g} ms, p90 {s['p90_ms']:.4g} ms, "
                   f"CoV {s['cov']:.3f} ({'stable' if s.get('stable', True) else 'UNSTABLE'}), n={s['n']}")

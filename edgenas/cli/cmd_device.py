@@ -6,6 +6,7 @@ import typer
 
 from edgenas.cli._common import emit_json, err, out, project
 from edgenas.errors import InputError
+from edgenas.textsafe import esc
 
 
 def register(app: typer.Typer) -> None:
@@ -27,7 +28,7 @@ def register(app: typer.Typer) -> None:
             emit_json(rows)
             return
         for r in rows:
-            out.print(f"{r['name']:<16} {r['host']:<24} {r['runtime']:<12} {r['precision']:<5} threads={r['threads']}")
+            out.print(esc(f"{r['name']:<16} {r['host']:<24} {r['runtime']:<12} {r['precision']:<5} threads={r['threads']}"))
 
     @device_app.command("trust")
     def trust(name: str = typer.Argument(..., help="profile name"),
@@ -42,10 +43,15 @@ def register(app: typer.Typer) -> None:
         from edgenas.devices.profiles import load_profile
         from edgenas.devices.trust import fetch_host_key, trust_host
 
+        if replace and yes and not fingerprint:
+            raise InputError("--replace --yes replaces a changed host key without showing it to you: "
+                             "it needs --fingerprint SHA256:... of the new key",
+                             hint="get the fingerprint from the device's owner (ssh-keygen -lf "
+                                  "/etc/ssh/ssh_host_ed25519_key.pub on it), or drop --yes to confirm it yourself")
         proj = project()
         prof = load_profile(proj, name)
         key_type, seen = fetch_host_key(prof, proj)
-        err.print(f"{prof.name} ({prof.host}:{prof.port or 22}) presents a {key_type} key {seen}")
+        err.print(esc(f"{prof.name} ({prof.host}:{prof.port or 22}) presents a {key_type} key {seen}"))
         if fingerprint and fingerprint != seen:
             raise InputError(f"device '{prof.name}' presents {seen}, not the expected {fingerprint}",
                              hint="nothing was recorded; check that you reach the right machine")
@@ -59,7 +65,7 @@ def register(app: typer.Typer) -> None:
             emit_json({"device": prof.name, "key_type": key_type, "fingerprint": seen,
                        "known_hosts": str(proj.known_hosts)})
         else:
-            out.print(f"[green]trusted[/green] {prof.name}: {seen} -> {proj.known_hosts}")
+            out.print(f"[green]trusted[/green] {esc(prof.name)}: {esc(seen)} -> {esc(proj.known_hosts)}")
 
     @device_app.command("info")
     def info(name: str = typer.Argument("local", help="profile name or 'local'"),
@@ -77,20 +83,20 @@ def register(app: typer.Typer) -> None:
         if json_out:
             emit_json(result)
             return
-        out.print(f"[bold]{name}[/bold] fingerprint {str(result.get('fingerprint_hash'))[:16]}…  "
-                  f"agent {str(result.get('agent_version'))[:12]}")
+        out.print(f"[bold]{esc(name)}[/bold] fingerprint {esc(str(result.get('fingerprint_hash'))[:16])}…  "
+                  f"agent {esc(str(result.get('agent_version'))[:12])}")
         _print_tree(fp, indent=1)
-        out.print("runtimes: " + ", ".join(f"{k} {v.get('version', '') if isinstance(v, dict) else ''}".strip()
-                                           for k, v in (result.get("runtimes") or {}).items() if v))
+        out.print("runtimes: " + esc(", ".join(f"{k} {v.get('version', '') if isinstance(v, dict) else ''}".strip()
+                                           for k, v in (result.get("runtimes") or {}).items() if v)))
         if "power_mode_mismatch" in result:
             mm = result["power_mode_mismatch"]
-            out.print(f"[yellow]power mode is {mm['actual']}, profile expects {mm['expected']}[/yellow]")
+            out.print(f"[yellow]power mode is {esc(mm['actual'])}, profile expects {esc(mm['expected'])}[/yellow]")
 
 
 def _print_tree(d: dict, indent: int) -> None:
     for k, v in d.items():
         if isinstance(v, dict):
-            out.print("  " * indent + f"{k}:")
+            out.print("  " * indent + esc(f"{k}:", 300))
             _print_tree(v, indent + 1)
         else:
-            out.print("  " * indent + f"{k}: {v}")
+            out.print("  " * indent + esc(f"{k}: {v}", 1000))

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from edgenas.cli._common import emit_json, out, progress_bar, project
+from edgenas.textsafe import esc
 
 
 def register(app: typer.Typer) -> None:
@@ -34,13 +35,13 @@ def register(app: typer.Typer) -> None:
             return
         t = Table("device", "reachable", "agent", "fingerprint", *[f"LUT {s}" for s in space], "calibration")
         for r in rows:
-            t.add_row(r.device, "yes" if r.reachable else "[red]no[/red]", (r.agent_version or "-")[:12],
-                      (r.fingerprint_hash or "-")[:12], *[r.luts.get(s, "-") for s in space],
-                      ", ".join(f"{k}: {v['n_points']} pts" for k, v in r.last_calibration.items()) or "-")
+            t.add_row(esc(r.device), "yes" if r.reachable else "[red]no[/red]", esc((r.agent_version or "-")[:12]),
+                      esc((r.fingerprint_hash or "-")[:12]), *[esc(r.luts.get(s, "-")) for s in space],
+                      esc(", ".join(f"{k}: {v['n_points']} pts" for k, v in r.last_calibration.items()) or "-"))
         out.print(t)
         for r in rows:
             if not r.reachable:
-                out.print(f"[red]{r.device}: {r.error}[/red]")
+                out.print(f"[red]{esc(r.device)}: {esc(r.error)}[/red]")
 
     @fleet_app.command("refresh")
     def refresh(inventory: Path = typer.Option(None, "--inventory", help="fleet.toml or Ansible YAML"),
@@ -74,7 +75,7 @@ def register(app: typer.Typer) -> None:
             t = Table("device", "result", "reason", "time (s)")
             colour = {"refreshed": "cyan", "rescaled": "yellow", "verified": "green", "failed": "red"}
             for r in rows:
-                t.add_row(r.device, f"[{colour[r.status]}]{r.status}[/{colour[r.status]}]", r.reason, f"{r.wall_s:.1f}")
+                t.add_row(esc(r.device), f"[{colour[r.status]}]{r.status}[/{colour[r.status]}]", esc(r.reason), f"{r.wall_s:.1f}")
             out.print(t)
         if failed:
             raise typer.Exit(code=3)

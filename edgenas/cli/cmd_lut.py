@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from edgenas.cli._common import emit_json, out, progress_bar, project
+from edgenas.textsafe import esc
 
 
 def register(app: typer.Typer) -> None:
@@ -27,12 +28,12 @@ def register(app: typer.Typer) -> None:
         if json_out:
             emit_json({"device": device, "on_device": remote, "in_project": local})
             return
-        out.print(f"[bold]on {device}[/bold]")
+        out.print(f"[bold]on {esc(device)}[/bold]")
         for e in remote:
-            out.print(f"  {e['name']:<40} {e.get('size', 0):>9} B  sha256 {str(e.get('sha256'))[:12]}…")
+            out.print(esc(f"  {e.get('name')!s:<40} {e.get('size', 0)!s:>9} B  sha256 {str(e.get('sha256'))[:12]}…", 300))
         out.print("[bold]in project[/bold]")
         for p in local:
-            out.print(f"  {p}")
+            out.print(f"  {esc(p)}")
 
     @lut_app.command("pull")
     def pull(device: str = typer.Argument(..., help="profile name"),
@@ -46,7 +47,7 @@ def register(app: typer.Typer) -> None:
             emit_json(pulled)
             return
         for p in pulled:
-            out.print(f"pulled {p['name']} -> {p['path']}")
+            out.print(f"pulled {esc(p['name'])} -> {esc(p['path'])}")
 
     @lut_app.command("show")
     def show(path: Path = typer.Argument(..., help="a LUT JSON file"),
@@ -67,7 +68,7 @@ def register(app: typer.Typer) -> None:
             emit_json(summary)
             return
         for k, v in summary.items():
-            out.print(f"{k:>18}: {v}")
+            out.print(esc(f"{k:>18}: {v}", 1000))
 
     @lut_app.command("calibrate")
     def calibrate(device: str = typer.Argument("local", help="profile name or 'local'"),
@@ -86,10 +87,10 @@ def register(app: typer.Typer) -> None:
         if json_out:
             emit_json(res.to_dict())
             return
-        out.print(f"[green]{res.device}[/green] / {res.space}: calibrated on {res.n_points} measurements "
+        out.print(f"[green]{esc(res.device)}[/green] / {esc(res.space)}: calibrated on {res.n_points} measurements "
                   f"({res.measured_now} new); within ±10%: raw {100 * res.within10_raw:.0f}% -> "
                   f"calibrated {100 * res.within10_calibrated:.0f}%")
-        out.print(f"LUT: {res.lut_path}")
+        out.print(f"LUT: {esc(res.lut_path)}")
 
     @lut_app.command("import-ofa")
     def import_ofa(yaml_dir: Path = typer.Argument(..., help="folder of OFA's <res>_lookup_table.yaml"),
@@ -107,4 +108,4 @@ def register(app: typer.Typer) -> None:
         if json_out:
             emit_json({"path": str(path), "entries": len(lut.entries), "space": lut.space})
             return
-        out.print(f"imported {len(lut.entries)} entries for {lut.space} -> {path}")
+        out.print(f"imported {len(lut.entries)} entries for {esc(lut.space)} -> {esc(path)}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from edgenas.cli._common import emit_json, out
+from edgenas.textsafe import esc
 
 
 def registered() -> dict[str, dict[str, str]]:
@@ -28,4 +29,4 @@ def register(app: typer.Typer) -> None:
         for kind, items in reg.items():
             out.print(f"[bold]{kind}[/bold]")
             for name, help_ in items.items():
-                out.print(f"  {name:<16} {help_}")
+                out.print(esc(f"  {name:<16} {help_}"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from edgenas.cli._common import emit_json, out, progress_bar, project
+from edgenas.textsafe import esc
 
 
 def register(app: typer.Typer) -> None:
@@ -26,6 +27,6 @@ def register(app: typer.Typer) -> None:
             return
         what = "reused existing LUT" if res.reused_lut else (
             f"measured {res.measured} blocks" + (f", resumed {res.resumed}" if res.resumed else ""))
-        out.print(f"[green]{res.device}[/green] / {res.space}: {res.n_entries} entries, {what}, "
+        out.print(f"[green]{esc(res.device)}[/green] / {esc(res.space)}: {res.n_entries} entries, {what}, "
                   f"{res.unstable} unstable, {res.wall_s:.1f} s")
-        out.print(f"LUT: {res.lut_path}")
+        out.print(f"LUT: {esc(res.lut_path)}")

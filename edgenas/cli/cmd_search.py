@@ -6,8 +6,9 @@ from pathlib import Path
 
 import typer
 
-from edgenas.cli._common import emit_json, out, progress_bar, project
+from edgenas.cli._common import emit_json, note, out, progress_bar, project, warn
 from edgenas.errors import InputError
+from edgenas.textsafe import esc
 
 
 def _options(pairs: list[str]) -> dict[str, object]:
@@ -18,6 +19,14 @@ def _options(pairs: list[str]) -> dict[str, object]:
         k, v = p.split("=", 1)
         opts[k] = int(v) if v.lstrip("-").isdigit() else v
     return opts
+
+
+def _say(message: str) -> None:
+    """Notes of the library (which LUT, a capped budget) on stderr; ``warning: ...`` ones in yellow."""
+    if message.startswith("warning: "):
+        warn(esc(message[len("warning: "):]))
+    else:
+        note(esc(message))
 
 
 def register(app: typer.Typer) -> None:
@@ -61,20 +70,20 @@ def register(app: typer.Typer) -> None:
         folder = resume or out_dir or proj.runs_dir / f"{space}-{strategy}-s{seed}"
         with progress_bar(quiet=json_out) as bar:
             problem, _, result = launch_search(proj, req, folder, resume=resume is not None,
-                                               progress=lambda d, t: bar("search", d, t))
+                                               progress=lambda d, t: bar("search", d, t), note=_say)
         s = summary(problem, result)
         if json_out:
             emit_json(s)
             return
         for name, b in s["budgets_ms"].items():
             if b is not None:
-                out.print(f"budget on {name}: {b:.4g} ms (fastest possible {s['min_latency_ms'].get(name, float('nan')):.4g} ms)")
+                out.print(f"budget on {esc(name)}: {b:.4g} ms (fastest possible {s['min_latency_ms'].get(name, float('nan')):.4g} ms)")
         if s["best"] is None:
             out.print("[yellow]no feasible architecture found; raise the budget or the number of evaluations[/yellow]")
         else:
-            lat = ", ".join(f"{k} {v:.4g} ms" for k, v in s["latency_ms"].items())
-            out.print(f"[green]best[/green] {s['objective']} = {s['objective_value']:.4g}; predicted latency: {lat}")
-        fronts = ", ".join(f"{n} {k}" for n, k in s["front_sizes"].items())
-        out.print(f"{s['evaluations']} evaluations; Pareto front ({s['objective']} vs predicted latency): "
-                  f"{fronts or s['pareto_size']} points; run folder {s['out_dir']} "
+            lat = esc(", ".join(f"{k} {v:.4g} ms" for k, v in s["latency_ms"].items()))
+            out.print(f"[green]best[/green] {esc(s['objective'])} = {s['objective_value']:.4g}; predicted latency: {lat}")
+        fronts = esc(", ".join(f"{n} {k}" for n, k in s["front_sizes"].items()))
+        out.print(f"{s['evaluations']} evaluations; Pareto front ({esc(s['objective'])} vs predicted latency): "
+                  f"{fronts or s['pareto_size']} points; run folder {esc(s['out_dir'])} "
                   "(best.json, pareto.json, evaluations.jsonl)")

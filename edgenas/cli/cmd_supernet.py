@@ -8,6 +8,7 @@ import typer
 
 from edgenas.cli._common import emit_json, out, progress_bar
 from edgenas.errors import InputError
+from edgenas.textsafe import esc
 
 
 def register(app: typer.Typer) -> None:
@@ -39,7 +40,7 @@ def register(app: typer.Typer) -> None:
         if json_out:
             emit_json({"checkpoint": str(path), "config": cfg.to_dict()})
             return
-        out.print(f"supernet checkpoint: {path}")
+        out.print(f"supernet checkpoint: {esc(path)}")
 
     @sn_app.command("eval")
     def eval_(arch_file: list[Path] = typer.Argument(..., help="architecture JSON file(s)"),
@@ -61,4 +62,4 @@ def register(app: typer.Typer) -> None:
             emit_json(rows)
             return
         for r in rows:
-            out.print(f"{r['accuracy']:6.2f}%  {r['arch_file']}")
+            out.print(f"{r['accuracy']:6.2f}%  {esc(r['arch_file'])}")

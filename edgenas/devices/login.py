@@ -23,6 +23,9 @@ from edgenas.errors import DeviceError, InputError
 from edgenas.devices.profiles import DeviceProfile
 from edgenas.devices.known_hosts import StrictHostKeyPolicy, changed_key_error, known_host_name, known_hosts_files
 from edgenas.project import Project
+from edgenas.quiet import silence_library_logs
+
+silence_library_logs()  # paramiko logs handshake failures with tracebacks; ours is one line
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,12 @@ def trust_host(project: Project, profile, *, expected_fingerprint: str | None = 
         return TrustedKey(profile.name, name, key.get_name(), fp, newly_recorded=False)
     if known and not any(k == key for k in known) and not replace:
         raise changed_key_error(profile.name, name, key, known, project.known_hosts)
+    if known and not any(k == key for k in known) and expected_fingerprint is None:
+        # replacing a changed key is only ever done against the fingerprint the owner gave (or the user saw)
+        raise HostKeyError(profile.name, f"replacing the changed host key of {name} needs the new key's "
+                           f"fingerprint; nothing was recorded",
+                           hint=f"compare it with the device's own (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub) "
+                                f"and pass --fingerprint {fp}")
     _record(project.known_hosts, name, key, replace=replace)
     return TrustedKey(profile.name, name, key.get_name(), fp, newly_recorded=True)
 

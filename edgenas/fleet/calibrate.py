@@ -57,11 +57,18 @@ def calibrate_device(project: Project, device: str, space_name: str, *, measure:
     from edgenas.spaces import get_space
     from edgenas.store import Measurement, open_store
 
+    from edgenas.limits import check_count, check_seed
+
+    check_count(measure, "--measure", 0)  # before anything (the measurement database) is created
+    check_seed(seed)
     space = get_space(space_name)
-    store = open_store(project)
     with open_session(project, device) as s:
         fp_hash = s.info().fingerprint_hash
         lut = current_lut(project, s.device, space.name, fp_hash)
+        if measure == 0 and not (project.measurements_dir / "edgenas.db").exists():
+            raise InputError(f"no measurements of '{space.name}' on '{s.device}' yet",
+                             hint=f"run: edgenas lut calibrate {s.device} --space {space.name} --measure 10")
+        store = open_store(project)  # only now: a failed start creates no database
         pred = LatencyPredictor(lut, space)
         archs = diverse_archs(space, pred, measure, seed) if measure > 0 else []
         rt = s.runtime_params()

@@ -124,13 +124,10 @@ def _load_toml(project: Project, path: Path) -> Inventory:
 
 
 def _load_ansible(project: Project, path: Path) -> Inventory:
-    import yaml
+    from edgenas.limits import load_yaml_limited
 
     where = str(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise InputError(f"malformed YAML inventory {where}: {exc}".splitlines()[0]) from None
+    data = load_yaml_limited(path, "YAML inventory")
     if not isinstance(data, dict) or not isinstance(data.get("all"), dict):
         raise InputError(f"{where}: expected an Ansible inventory with a top-level 'all:' group")
     hosts: dict[str, dict[str, Any]] = {}

@@ -1,5 +1,10 @@
-"""LUTs between a device and the host: what the agent holds, and copying them into the project's ``luts/``
-(hash-checked, validated)."""
+"""LUTs between a device and the host: what the agent holds, and copying them on a device into the project's ``luts/`` (hash-checked, validated).
+
+The device is untrusted: the names it lists are accepted only when they match the LUT file-name
+pattern (``SPACE-FPHASH12.json``), each file is downloaded into a private temporary folder under a name
+of our choosing, checked (SHA-256, size, structure) in memory, and must belong to the device it came
+from (its ``device`` field) and match its own name; only then is it stored under ``luts/DEVICE/``.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +14,11 @@ from typing import Any
 
 from edgenas.errors import DeviceError, InputError
 from edgenas.latency.lut import Lut
-from edgenas.latency.store import LutStore
+from edgenas.latency.store import LutStore, lut_filename
+from edgenas.limits import MAX_JSON_BYTES, loads_json_limited
 from edgenas.project import Project
+from edgenas.safenames import LUT_FILE_RE
+from edgenas.textsafe import clean
 
 
 def device_luts(project: Project, device: str) -> list[dict[str, Any]]:
@@ -32,7 +40,14 @@ def pull_luts(project: Project, device: str, *, name: str | None = None) -> list
     store = LutStore(project.luts_dir)
     pulled = []
     with open_session(project, device) as s:
-        names = [e["name"] for e in s.call("lut.list", {}, timeout_s=60)]
+        listed = s.call("lut.list", {}, timeout_s=60)
+        if not isinstance(listed, list):
+            raise DeviceError(s.device, "lut.list answered with something that is not a list")
+        names = [e.get("name") if isinstance(e, dict) else e for e in listed]
+        bad = [n for n in names if not (isinstance(n, str) and LUT_FILE_RE.match(n))]
+        if bad:
+            raise DeviceError(s.device, f"lut.list sent {len(bad)} invalid LUT name(s), first {clean(repr(bad[0]), 80)}",
+                              hint="LUT names are SPACE-FPHASH12.json; nothing was written")
         if name is not None:
             if name not in names:
                 raise InputError(f"device '{s.device}' holds no LUT named '{name}'",
@@ -40,12 +55,31 @@ def pull_luts(project: Project, device: str, *, name: str | None = None) -> list
             names = [name]
         for n in names:
             meta = s.call("lut.get", {"name": n}, timeout_s=60)
-            with tempfile.TemporaryDirectory() as tmp:
-                local = Path(tmp) / n
+            where = f"device '{s.device}': LUT {n}"
+            if not isinstance(meta, dict) or meta.get("path") != f"luts/{n}" or not isinstance(meta.get("sha256"), str):
+                raise DeviceError(s.device, f"lut.get {n}: unexpected answer (path must be luts/{n})")
+            if isinstance(meta.get("size"), int) and meta["size"] > MAX_JSON_BYTES:
+                raise DeviceError(s.device, f"LUT {n} is {meta['size']} bytes, over the {MAX_JSON_BYTES} limit")
+            with tempfile.TemporaryDirectory(prefix="edgenas-pull-") as tmp:
+                local = Path(tmp) / "pulled.json"  # our name, never the device's
                 got = s.transport.get_file(meta["path"], local)
                 if got != meta["sha256"]:
                     raise DeviceError(s.device, f"LUT {n} arrived corrupted", hint="retry the pull")
-                lut = Lut.load(local)
+                raw = local.read_bytes()
+            try:
+                lut = Lut.from_dict(loads_json_limited(raw, where), where=where)
+            except InputError as exc:
+                raise DeviceError(s.device, f"LUT {meta['path']} on the device is invalid: {exc.message}",
+                                  hint="re-profile the device (edgenas profile --force)") from None
+            if lut.device != s.device:
+                raise DeviceError(s.device, f"LUT {n} says it belongs to device {clean(repr(lut.device), 80)}",
+                                  hint="a table is stored only under the device it was pulled from; nothing was written")
+            if lut_filename(lut.space, lut.fingerprint_hash) != n:
+                raise DeviceError(s.device, f"LUT {n} holds space '{lut.space}' and fingerprint "
+                                            f"{lut.fingerprint_hash[:12]}, which do not match its name")
             path = store.save(lut)
             pulled.append({"name": n, "path": str(path), "sha256": got})
     return pulled
+
+
+__all__ = ["pull_luts"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import statistics
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -44,6 +45,11 @@ def block_onnx_path(project: Project, space: SearchSpace, key: str) -> Path:
     return project.block_cache / space.name / f"{digest}.onnx"
 
 
+#: ``torch.onnx.export`` keeps global state and is not thread-safe: exports in one process are serialised
+#: (``fleet refresh`` also exports every block before its parallel phase, see ``refresh.prepare_blocks``)
+_EXPORT_LOCK = threading.Lock()
+
+
 def export_blocks(project: Project, space: SearchSpace, keys: list[str],
                   progress: Progress | None = None) -> tuple[dict[str, Path], int]:
     """Export each key once (cached on disk by key); returns key -> path and how many were new."""
@@ -53,8 +59,10 @@ def export_blocks(project: Project, space: SearchSpace, keys: list[str],
     for i, key in enumerate(keys):
         path = block_onnx_path(project, space, key)
         if not path.exists():
-            export_onnx(space.build_block(key).eval(), tuple(space.block_input_shape(key)), path)
-            new += 1
+            with _EXPORT_LOCK:
+                if not path.exists():
+                    export_onnx(space.build_block(key).eval(), tuple(space.block_input_shape(key)), path)
+                    new += 1
         paths[key] = path
         if progress:
             progress("export blocks", i + 1, len(keys))
@@ -161,14 +169,8 @@ def current_lut(project: Project, device: str, space_name: str, fingerprint_hash
     """The host's LUT for (device, space): the one matching ``fingerprint_hash`` when given."""
     store = LutStore(project.luts_dir)
     if fingerprint_hash:
-        lut = store.find(device, space_name, fingerprint_hash)
-        if lut is None:
-            raise InputError(f"no LUT for device '{device}', space '{space_name}' and the device's current "
-                             f"fingerprint {fingerprint_hash[:12]}",
-                             hint=f"the device changed since it was profiled; run: edgenas profile {device} "
-                                  f"--space {space_name}")
-        return lut
-    return store.latest(device, space_name)
+        store.remember_fingerprint(device, fingerprint_hash)
+    return store.choose(device, space_name, fingerprint_hash or None).lut  # the one policy (latency/store.py)
 
 
 def current_lut_or_none(project: Project, device: str, space: SearchSpace,

@@ -18,7 +18,7 @@ from typing import Any
 
 from edgenas.devices.answers import BenchAnswer
 from edgenas.devices.session import open_session
-from edgenas.errors import DeviceError
+from edgenas.errors import DeviceError, InputError
 from edgenas.fleet.measure import (  # noqa: F401  (block_onnx_path, current_lut: also read from here)
     LUT_PROTOCOL, Progress, block_onnx_path, current_lut, export_blocks, keep_on_device, nominal_reference,
     overhead_model, reference_model)
@@ -27,6 +27,7 @@ from edgenas.latency.lut import EntryStats, Lut
 from edgenas.latency.store import LutStore
 from edgenas.project import Project
 from edgenas.spaces import get_space
+from edgenas.spaces.base import SearchSpace
 
 
 @dataclass(frozen=True)
@@ -52,17 +53,45 @@ class ProfileResult:
 def profile_device(project: Project, device: Any, space_name: str, *, force: bool = False,
                    protocol: dict[str, Any] | None = None, batch_size: int = 24,
                    progress: Progress | None = None) -> ProfileResult:
-    """Profile ``device`` (a name or a DeviceProfile) for ``space_name``; returns what happened."""
-    t0 = time.perf_counter()
+    """Profile ``device`` (a name or a DeviceProfile) for ``space_name``; returns what happened.
+
+    One profile of a (device, space) at a time: a second one is refused at once (an OS file lock)."""
     space = get_space(space_name)
+    with profile_lock(project, getattr(device, "name", device), space.name):
+        return _profile_device(project, device, space, force=force, protocol=protocol, batch_size=batch_size,
+                               progress=progress)
+
+
+def profile_lock(project: Project, device: str, space_name: str) -> Any:
+    """The OS lock one profile of (device, space) holds for its whole run (``edgenas.locks``)."""
+    from edgenas.locks import file_lock
+    from edgenas.safenames import check_name
+
+    name = check_name(device, "device name")
+    locks = project.state_dir / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    return file_lock(locks / f"profile-{name}-{space_name}.lock", f"the profile of '{name}' for '{space_name}'",
+                     hint="another `edgenas profile` (or fleet refresh) of this device and space is running; "
+                          "wait for it to finish")
+
+
+def _profile_device(project: Project, device: Any, space: SearchSpace, *, force: bool,
+                    protocol: dict[str, Any] | None, batch_size: int, progress: Progress | None) -> ProfileResult:
+    t0 = time.perf_counter()
     store = LutStore(project.luts_dir)
     proto = dict(LUT_PROTOCOL, **(protocol or {}))
     with open_session(project, device) as s:
         info = s.info()
         fp_hash = info.fingerprint_hash
         existing = store.path_for(s.device, space.name, fp_hash)
+        store.remember_fingerprint(s.device, fp_hash)
         if existing.exists() and not force:
-            lut = Lut.load(existing)  # validates; a corrupt file is an error, not silently rebuilt
+            try:
+                lut = Lut.load(existing)  # validates; a corrupt file is an error, not silently rebuilt
+            except InputError as exc:
+                raise InputError(f"the LUT {existing} is damaged: {exc.message}",
+                                 hint=f"rebuild it with: edgenas profile {s.device} --space {space.name} --force "
+                                      "(the damaged file is kept in history/)") from None
             return ProfileResult(s.device, space.name, existing, fp_hash, len(lut.entries), True, 0, 0, 0,
                                  len(lut.unstable_keys), time.perf_counter() - t0)
         keys = space.key_vocab()

@@ -86,6 +86,7 @@ def refresh_device(project: Project, profile: Any, space: str, *, protocol: dict
         store = LutStore(project.luts_dir)
         with open_session(project, profile) as s:
             fp_hash = s.info().fingerprint_hash
+            store.remember_fingerprint(s.device, fp_hash)
             lut = store.find(s.device, space, fp_hash)
             check = None
             if lut is None:
@@ -155,6 +156,7 @@ def refresh_fleet(project: Project, profiles: list[Any], space: str, *, concurre
         profiles = [p for p in profiles if p.name in failed]
     results: list[DeviceRefresh] = []
     if profiles:
+        prepare_blocks(project, space, progress)
         with ThreadPoolExecutor(max_workers=min(concurrency, len(profiles))) as pool:
             futures = [pool.submit(refresh_device, project, p, space, protocol=protocol, drift_floor=drift_floor)
                        for p in profiles]
@@ -167,6 +169,20 @@ def refresh_fleet(project: Project, profiles: list[Any], space: str, *, concurre
     others = [r for r in _read_last(project) if r.get("space") != space]
     atomic_write_json(last_refresh_path(project), others + list(merged.values()))
     return results
+
+
+def prepare_blocks(project: Project, space: str, progress: Progress | None = None) -> int:
+    """Export every block of ``space`` (and the reference and overhead models) into the shared block
+    cache, in this thread, before devices are handled in parallel: ``torch.onnx.export`` is not
+    thread-safe, so device threads must only ever read the cache. Returns how many were new."""
+    from edgenas.fleet.measure import export_blocks, overhead_model, reference_model
+    from edgenas.spaces import get_space
+
+    sp = get_space(space)
+    _, new = export_blocks(project, sp, sp.key_vocab(), progress)
+    reference_model(project)
+    overhead_model(project)
+    return new
 
 
 def _read_last(project: Project) -> list[dict[str, Any]]:

@@ -34,6 +34,10 @@ def device_status(project: Project, profile: Any, spaces: list[str]) -> DeviceSt
     except EdgenasError as exc:
         return DeviceStatus(profile.name, False, error=str(exc))
     fp = info.fingerprint_hash
+    try:
+        store.remember_fingerprint(profile.name, fp)  # also checks the device's answer is a hex hash
+    except EdgenasError as exc:
+        return DeviceStatus(profile.name, False, error=f"device '{profile.name}': {exc}")
     luts, cal = {}, {}
     for sp in spaces:
         current = store.find(profile.name, sp, fp) if store.path_for(profile.name, sp, fp).exists() else None

@@ -29,14 +29,9 @@ _FILE = re.compile(r"([0-9]+)_lookup_table\.ya?ml")
 
 
 def _read_table(path: Path) -> dict[str, tuple[int, float, float]]:
-    import yaml
+    from edgenas.limits import load_yaml_limited
 
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read OFA table {path}: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise InputError(f"malformed YAML in OFA table {path}: {exc}", hint="re-download the table") from None
+    data = load_yaml_limited(path, "YAML in OFA table", hint="re-download the table")
     if not isinstance(data, dict) or not data:
         raise InputError(f"OFA table {path} must map block keys to {{count, mean, std}}", hint="is it an OFA table?")
     out = {}

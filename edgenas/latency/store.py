@@ -2,10 +2,18 @@
 
 Replacing a table moves the previous file to ``luts/DEVICE/history/`` first (tables are never
 deleted), and the new one is written atomically, so a crash at any point leaves a valid table.
+
+**One lookup policy for every command** (``LutStore.choose``): with the device's current fingerprint
+(a command connected to it: deploy, calibrate, refresh) the table of that fingerprint, or an error;
+without one (search, offline) the table of the device's *last known* fingerprint (recorded in
+``.edgenas/fingerprints/DEVICE.json`` whenever edgenas talks to the device), and when that one has no table,
+the newest table by its own ``created_at`` (never by file time) with a warning that deploy will not
+use it. The choice says which table it is (fingerprint, age) so the CLI can print it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -14,6 +22,7 @@ from pathlib import Path
 from edgenas.errors import InputError
 from edgenas.io import sha256_file
 from edgenas.latency.lut import Lut
+from edgenas.safenames import HASH_RE, LUT_FILE_RE, check_hash, check_name
 
 
 def lut_filename(space: str, fingerprint_hash: str) -> str:
@@ -25,9 +34,12 @@ class LutStore:
     root: Path
 
     def device_dir(self, device: str) -> Path:
-        return Path(self.root) / device
+        return Path(self.root) / check_name(device, "device name")
 
     def path_for(self, device: str, space: str, fingerprint_hash: str) -> Path:
+        """Every part is checked: a device's answers never become a path outside ``luts/DEVICE/``."""
+        check_name(space, "space name")
+        check_hash(fingerprint_hash)
         return self.device_dir(device) / lut_filename(space, fingerprint_hash)
 
     def find(self, device: str, space: str, fingerprint_hash: str) -> Lut | None:
@@ -39,16 +51,58 @@ class LutStore:
         if not d.is_dir():
             return []
         pat = f"{space}-*.json" if space else "*.json"
-        return sorted(p for p in d.glob(pat) if p.is_file() and _space_of(p) == (space or _space_of(p)))
+        return sorted(p for p in d.glob(pat) if p.is_file() and LUT_FILE_RE.match(p.name)
+                      and _space_of(p) == (space or _space_of(p)))
 
     def latest(self, device: str, space: str) -> Lut:
-        """The newest table for (device, space), whatever its fingerprint; clear error if none."""
+        """The table ``choose`` picks without a current fingerprint (kept for older callers)."""
+        return self.choose(device, space).lut
+
+    # ------------------------------------------------------------------ the one lookup policy
+    def fingerprint_record(self, device: str) -> Path:
+        """Host state next to ``luts/``: ``.edgenas/fingerprints/DEVICE.json`` (the project's state dir)."""
+        return Path(self.root).parent / ".edgenas" / "fingerprints" / f"{check_name(device, 'device name')}.json"
+
+    def remember_fingerprint(self, device: str, fingerprint_hash: str) -> None:
+        """Record the fingerprint the device reported just now (its *last known* one)."""
+        from edgenas.io import atomic_write_json
+
+        check_hash(fingerprint_hash)
+        path = self.fingerprint_record(device)
+        try:
+            if json.loads(path.read_text()).get("fingerprint_hash") == fingerprint_hash:
+                return
+        except (OSError, ValueError, AttributeError):
+            pass
+        atomic_write_json(path, {"fingerprint_hash": fingerprint_hash, "seen_at": time.time()})
+
+    def last_fingerprint(self, device: str) -> str | None:
+        try:
+            fp = json.loads(self.fingerprint_record(device).read_text()).get("fingerprint_hash")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return fp if isinstance(fp, str) and HASH_RE.match(fp) else None
+
+    def choose(self, device: str, space: str, fingerprint_hash: str | None = None) -> "LutChoice":
+        """The table every command uses for (device, space); see the module docstring."""
+        if fingerprint_hash is not None:
+            lut = self.find(device, space, fingerprint_hash)
+            if lut is None:
+                raise InputError(f"no LUT for device '{device}', space '{space}' and the device's current "
+                                 f"fingerprint {fingerprint_hash[:12]}",
+                                 hint=f"the device changed since it was profiled; run: edgenas profile {device} "
+                                      f"--space {space}")
+            return LutChoice(lut, self.path_for(device, space, fingerprint_hash), fingerprint_hash)
+        known = self.last_fingerprint(device)
+        if known is not None and self.path_for(device, space, known).exists():
+            return LutChoice(Lut.load(self.path_for(device, space, known)), self.path_for(device, space, known), known)
         paths = self.list(device, space)
         if not paths:
             raise InputError(f"no LUT for device '{device}' and space '{space}' in {self.root}",
                              hint=f"run: edgenas profile {device} --space {space}")
-        paths.sort(key=lambda p: p.stat().st_mtime)
-        return Lut.load(paths[-1])
+        luts = [(Lut.load(p), p) for p in paths]
+        lut, path = max(luts, key=lambda lp: (lp[0].created_at, lp[1].name))
+        return LutChoice(lut, path, known)
 
     def save(self, lut: Lut) -> Path:
         """Keep the previous table with the same name in ``history/``, then write atomically."""
@@ -62,6 +116,47 @@ class LutStore:
             target = hist / f"{path.stem}-{stamp}-{sha256_file(path)[:12]}.json"
             os.link(path, target) if not target.exists() else None
         return lut.save(path)
+
+
+@dataclass(frozen=True)
+class LutChoice:
+    """The table chosen for a command, and what the device last reported."""
+
+    lut: Lut
+    path: Path
+    last_known: str | None  # the device's last known fingerprint hash (None: never recorded)
+
+    @property
+    def age_s(self) -> float:
+        return max(0.0, time.time() - self.lut.created_at)
+
+    @property
+    def current(self) -> bool:
+        """False when the device last reported another fingerprint than the table's."""
+        return self.last_known is None or self.last_known == self.lut.fingerprint_hash
+
+    def describe(self) -> str:
+        return (f"LUT for {self.lut.device}: {self.path.name} (fingerprint {self.lut.fingerprint_hash[:12]}, "
+                f"made {_age(self.age_s)} ago)")
+
+    @property
+    def warning(self) -> str | None:
+        if self.current:
+            return None
+        return (f"device '{self.lut.device}' last reported fingerprint {self.last_known[:12]}, which has no "  # type: ignore[index]
+                f"'{self.lut.space}' table: using {self.lut.fingerprint_hash[:12]}; deploy will not predict with "
+                f"it (run: edgenas profile {self.lut.device} --space {self.lut.space})")
+
+    def to_dict(self) -> dict[str, object]:
+        return {"path": str(self.path), "fingerprint_hash": self.lut.fingerprint_hash, "age_s": round(self.age_s, 1),
+                "last_known_fingerprint": self.last_known, "current": self.current}
+
+
+def _age(s: float) -> str:
+    for unit, n in (("d", 86400), ("h", 3600), ("min", 60)):
+        if s >= n:
+            return f"{s / n:.1f} {unit}"
+    return f"{s:.0f} s"
 
 
 def _space_of(path: Path) -> str:

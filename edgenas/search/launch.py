@@ -77,13 +77,22 @@ def _budgets(req: SearchRequest, names: list[str]) -> list[float | None]:
     return b
 
 
-def build_problem(project: Project, req: SearchRequest) -> tuple[Any, Any]:
+def build_problem(project: Project, req: SearchRequest, note: Callable[[str], None] | None = None
+                  ) -> tuple[Any, Any]:
     """(problem, config) for a request; raises InputError/InfeasibleError before anything runs."""
     from edgenas.evaluate import make_evaluator
     from edgenas.search import DeviceTarget, Problem, SearchConfig
     from edgenas.spaces import get_space
 
+    from edgenas.limits import check_count, check_seed
+    from edgenas.search.budget import cap_budget
+
     space = get_space(req.space)
+    check_seed(req.seed)
+    check_count(req.budget, "--budget", 1)
+    budget_evals, capped = cap_budget(space, req.budget)
+    if capped and note:
+        note("warning: " + capped)
     models: list[tuple[str, Any]] = []
     if req.table:
         from edgenas.evaluate.tabular import TableLatency, load_table
@@ -99,7 +108,12 @@ def build_problem(project: Project, req: SearchRequest) -> tuple[Any, Any]:
 
         store = LutStore(project.luts_dir)
         for d in req.devices:
-            models.append((d, LatencyPredictor(store.latest(d, space.name), space)))
+            choice = store.choose(d, space.name)  # the same policy as deploy's (latency/store.py)
+            if note:
+                note(choice.describe())
+                if choice.warning:
+                    note("warning: " + choice.warning)
+            models.append((d, LatencyPredictor(choice.lut, space)))
     names = [n for n, _ in models]
     budgets = _budgets(req, names)
     if req.max_latency_quantile is not None:
@@ -130,7 +144,7 @@ def build_problem(project: Project, req: SearchRequest) -> tuple[Any, Any]:
         extra = {k: fns[k] for k in req.minimise}
     problem = Problem(space, evaluator, targets, accuracy_name=req.objective if name == "tabular" else name,
                       params=extra.get("params"), flops=extra.get("flops"))
-    config = SearchConfig(space=space.name, strategy=req.strategy, budget_evals=req.budget,
+    config = SearchConfig(space=space.name, strategy=req.strategy, budget_evals=budget_evals,
                           max_wall_s=req.max_wall_s, seed=req.seed, population=req.population,
                           devices=tuple((t.name, t.budget_ms) for t in targets),
                           checkpoint_every=req.checkpoint_every)
@@ -138,12 +152,21 @@ def build_problem(project: Project, req: SearchRequest) -> tuple[Any, Any]:
 
 
 def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *, resume: bool = False,
-                  progress: Callable[[int, int], None] | None = None) -> Any:
-    """Run a new search into ``out_dir`` or resume the one there (``req`` None: read request.json)."""
+                  progress: Callable[[int, int], None] | None = None,
+                  note: Callable[[str], None] | None = None) -> Any:
+    """Run a new search into ``out_dir`` or resume the one there (``req`` None: read request.json).
+
+    Everything is validated before the folder is touched; the folder is then locked (an OS file lock)
+    for the whole run, so a second search into it is refused before it writes anything. A disk that
+    fills up or a Ctrl-C end with one line saying how to resume."""
+    from edgenas.errors import SearchInterrupted
+    from edgenas.locks import run_lock
+    from edgenas.outdirs import check_out_dir, disk_error, new_out_dir
     from edgenas.search import run_search
 
     out_dir = Path(out_dir)
     req_path = out_dir / "request.json"
+    check_out_dir(out_dir, "--resume" if resume else "--out")
     if resume:
         if not req_path.exists():
             raise InputError(f"{out_dir} holds no search to resume (no request.json)",
@@ -151,12 +174,30 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
         req = SearchRequest.from_json(read_json(req_path, "search request"), str(req_path))
     elif req is None:
         raise InputError("nothing to search: give --space (or --resume RUN_DIR)")
-    elif (out_dir / "evaluations.jsonl").exists():
+    elif (out_dir / "evaluations.jsonl").exists() or req_path.exists():
         raise InputError(f"{out_dir} already holds a search run", hint="use --resume or another --out folder")
-    problem, config = build_problem(project, req)  # validates everything before the folder is touched
-    if not resume:
-        atomic_write_json(req_path, req.to_json())
-    result = run_search(config, problem, out_dir, resume=resume, progress=progress)
+    notes: list[str] = []  # said once the run has started: a refused run prints its one error line only
+    problem, config = build_problem(project, req, notes.append)  # validates everything before the folder is touched
+    resume_hint = f"resume with: edgenas search --resume {out_dir}"
+    with new_out_dir(out_dir, "--out") as folder, run_lock(folder, f"run folder {folder}"):
+        if not resume and ((folder / "evaluations.jsonl").exists() or req_path.exists()):
+            raise InputError(f"{out_dir} already holds a search run", hint="use --resume or another --out folder")
+        for n in notes if note else ():
+            note(n)
+        try:
+            if not resume:
+                atomic_write_json(req_path, req.to_json())
+            result = run_search(config, problem, folder, resume=resume, progress=progress)
+        except KeyboardInterrupt:
+            raise SearchInterrupted(f"search interrupted; every finished evaluation is kept in {out_dir}",
+                                    hint=resume_hint) from None
+        except OSError as exc:
+            from edgenas.outdirs import DISK_ERRNOS
+
+            if exc.errno not in DISK_ERRNOS:
+                raise
+            raise disk_error(exc, f"the run folder {out_dir}",
+                             hint="free some space, then " + resume_hint if req_path.exists() else None) from None
     return problem, config, result
 
 

@@ -55,6 +55,9 @@ class SearchConfig:
                                  ("population", self.population, 2), ("batch_size", self.batch_size, 1)):
             if value is not None and (not isinstance(value, int) or value < low):
                 raise InputError(f"search config: {name} must be an integer >= {low}, got {value!r}")
+        from edgenas.limits import check_seed
+
+        check_seed(self.seed, "search config: seed")
         if self.max_wall_s is not None and not self.max_wall_s > 0:
             raise InputError(f"search config: max_wall_s must be > 0, got {self.max_wall_s!r}")
 

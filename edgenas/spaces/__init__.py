@@ -44,8 +44,9 @@ def arch_from_dict(data: Any, *, source: str = "architecture") -> tuple[SearchSp
 def load_arch(path: str | Path) -> tuple[SearchSpace, Any]:
     """Read an architecture JSON file (also accepts a run's ``best.json`` with an ``"arch"`` key)."""
     from edgenas.io import read_json
+    from edgenas.limits import MAX_ARCH_BYTES
 
-    data = read_json(path, "architecture file")
+    data = read_json(path, "architecture file", limit=MAX_ARCH_BYTES)
     if isinstance(data, Mapping) and "arch" in data and isinstance(data["arch"], Mapping):
         data = data["arch"]
     return arch_from_dict(data, source=str(path))

@@ -49,6 +49,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         space_config(self.space)  # raises InputError for unknown or non-mbv3 spaces
+        from edgenas.limits import check_seed
+
+        check_seed(self.seed)
         if (self.steps is None) == (self.epochs is None):
             raise InputError("give exactly one of steps and epochs")
         if (self.steps is not None and self.steps < 1) or (self.epochs is not None and self.epochs <= 0):

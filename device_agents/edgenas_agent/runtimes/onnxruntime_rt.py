@@ -20,11 +20,19 @@ _DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(dou
            "tensor(uint8)": "uint8", "tensor(bool)": "bool"}
 
 
+def no_telemetry(ort: Any) -> None:
+    """ONNX Runtime's telemetry events off: the agent writes nothing outside its work dir."""
+    off = getattr(ort, "disable_telemetry_events", None)
+    if off is not None:
+        off()
+
+
 def probe() -> Any:
     try:
         import onnxruntime as ort
     except ImportError:
         return None
+    no_telemetry(ort)
     return {"version": ort.__version__, "providers": list(ort.get_available_providers())}
 
 
@@ -79,6 +87,7 @@ class OrtRunner:
             import onnxruntime as ort
         except ImportError as exc:
             raise runtime_missing("onnxruntime", str(exc))
+        no_telemetry(ort)
         threads = int(settings.get("threads") or 0)
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads

@@ -1,0 +1,104 @@
+"""Limits on input files read into memory: size and nesting depth, each one clear error.
+
+A 60 MB architecture file used to be read whole (934 MB of memory); a JSON file nested 200,000 deep
+raised RecursionError. Every file edgenas reads into memory goes through ``read_bytes_limited`` and
+JSON through ``loads_json_limited``. ``EDGENAS_MAX_INPUT_MB`` raises the size limit for unusual tables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from edgenas.errors import InputError
+
+#: the largest JSON/TOML/YAML input read into memory (the largest LUT we know, ofa-mbv3's, is < 2 MB)
+MAX_JSON_BYTES = int(float(os.environ.get("EDGENAS_MAX_INPUT_MB", "32")) * (1 << 20))
+#: an architecture record is a few hundred bytes
+MAX_ARCH_BYTES = 1 << 20
+#: deeper nesting than this is not an edgenas record
+MAX_DEPTH = 64
+
+
+def read_bytes_limited(path: str | os.PathLike, what: str, limit: int = MAX_JSON_BYTES) -> bytes:
+    """The bytes of ``path``, refusing (without reading it) a file larger than ``limit``."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > limit:
+                raise InputError(f"{what} {path} is {size / (1 << 20):.1f} MB, over the {limit / (1 << 20):g} MB "
+                                 f"limit for {what}s", hint="check the path; this is not an edgenas record")
+            data = fh.read(limit + 1)
+    except FileNotFoundError:
+        raise InputError(f"{what} not found: {path}", hint="check the path") from None
+    except IsADirectoryError:
+        raise InputError(f"{what} {path} is a folder, not a file", hint="check the path") from None
+    except PermissionError:
+        raise InputError(f"cannot read {what} {path}: permission denied") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    if len(data) > limit:  # grew while we read, or a special file
+        raise InputError(f"{what} {path} is over the {limit / (1 << 20):g} MB limit for {what}s")
+    return data
+
+
+def check_depth(obj: Any, where: str, max_depth: int = MAX_DEPTH) -> Any:
+    """Walk ``obj`` iteratively; nesting deeper than ``max_depth`` is an ``InputError``."""
+    stack = [(obj, 1)]
+    while stack:
+        o, d = stack.pop()
+        if isinstance(o, (dict, list)):
+            if d > max_depth:
+                raise InputError(f"{where}: nested more than {max_depth} levels deep",
+                                 hint="this is not an edgenas record")
+            stack.extend((v, d + 1) for v in (o.values() if isinstance(o, dict) else o))
+    return obj
+
+
+def loads_json_limited(data: bytes | str, where: str, max_depth: int = MAX_DEPTH) -> Any:
+    """``json.loads`` with the depth limit; malformed JSON is one ``InputError`` naming ``where``."""
+    try:
+        obj = json.loads(data)
+    except RecursionError:
+        raise InputError(f"{where}: nested too deeply", hint="this is not an edgenas record") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{where}: not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"malformed {where}: {exc.msg} at line {exc.lineno} column {exc.colno}",
+                         hint="fix the JSON syntax") from None
+    return check_depth(obj, where, max_depth)
+
+
+def load_yaml_limited(path: str | os.PathLike, what: str, hint: str = "fix the YAML syntax") -> Any:
+    """``yaml.safe_load`` of a size-limited file; a syntax error names the line and column."""
+    import yaml
+
+    data = read_bytes_limited(path, what)
+    try:
+        obj = yaml.safe_load(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InputError(f"cannot read {what} {path}: not UTF-8 text") from None
+    except RecursionError:
+        raise InputError(f"malformed {what} {path}: nested too deeply", hint=hint) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        at = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+        raise InputError(f"malformed {what} {path}{at}: {problem}", hint=hint) from None
+    return check_depth(obj, f"{what} {path}")
+
+
+def check_seed(seed: object, flag: str = "--seed") -> int:
+    """Seeds are integers in [0, 2**63): numpy's generators refuse negative ones."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 63:
+        raise InputError(f"{flag} must be an integer from 0 to 2**63-1, got {seed!r}", hint="e.g. --seed 0")
+    return seed
+
+
+def check_count(value: object, flag: str, low: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise InputError(f"{flag} must be an integer >= {low}, got {value!r}")
+    return value

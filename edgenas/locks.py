@@ -1,0 +1,55 @@
+"""OS file locks for things one process at a time may write: a search run folder, a device's profile.
+
+Two ``search --out X`` at once used to overwrite each other's ``request.json``. ``run_lock`` takes an
+exclusive, non-blocking ``fcntl.flock`` on a lock file for the whole command; a second writer is refused
+at once, before it writes anything, with the holder's pid. The kernel drops the lock when the holder
+exits, even on ``kill -9``, so a stale lock file never blocks anyone.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from edgenas.errors import OutputError
+
+LOCK_NAME = ".edgenas.lock"
+
+
+@contextmanager
+def file_lock(lock_path: str | os.PathLike, what: str, hint: str | None = None) -> Iterator[Path]:
+    """Hold an exclusive lock on ``lock_path`` (created if missing) or raise ``OutputError`` at once."""
+    path = Path(lock_path)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        from edgenas.outdirs import disk_error
+
+        raise disk_error(exc, f"lock file {path}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            raise OutputError(f"{what} is in use by another edgenas process (pid {holder})",
+                              hint=hint or "wait for it to finish, or use another folder") from None
+        try:  # who holds it, for the message above (best effort)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except OSError:
+            pass
+        try:
+            yield path
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def run_lock(folder: str | os.PathLike, what: str | None = None) -> "contextmanager[Path]":  # type: ignore[valid-type]
+    """Lock a run folder (``folder/.edgenas.lock``); the folder must exist."""
+    folder = Path(folder)
+    return file_lock(folder / LOCK_NAME, what or f"run folder {folder}")

@@ -1,0 +1,73 @@
+"""Output folders: checked before anything is written, created only for good, and never left empty.
+
+``check_out_dir`` refuses an ``--out`` that is a file, lies under a file or sits in a folder we cannot
+write. ``new_out_dir`` creates the folder (and missing parents) and, if the block fails, removes the
+folders it created as long as they are empty again, so a failed command leaves nothing behind.
+``disk_error`` turns an ``OSError`` from writing (disk full, file too large, read-only, permission)
+into one clear ``OutputError``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from edgenas.errors import OutputError
+
+#: write failures that are the user's environment, not a bug
+DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM,
+               errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.ELOOP}
+
+
+def check_out_dir(path: str | os.PathLike, flag: str = "--out") -> Path:
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise OutputError(f"{flag} {p} is an existing file, not a folder", hint="choose a folder path")
+    a = p
+    while not a.exists() and a != a.parent:
+        a = a.parent
+    if not a.is_dir():
+        raise OutputError(f"{flag} {p} lies under {a}, which is a file", hint="choose a folder path")
+    if not os.access(a, os.W_OK | os.X_OK):
+        raise OutputError(f"{flag} {p}: folder {a} is not writable", hint="choose a folder you can write to")
+    return p
+
+
+def disk_error(exc: OSError, what: str, hint: str | None = None) -> OutputError:
+    full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    reason = "the disk is full (or the file size limit was reached)" if full else (exc.strerror or str(exc))
+    return OutputError(f"cannot write {what}: {reason}" + (f" ({exc.filename})" if exc.filename else ""),
+                       hint=hint or ("free some space and run it again" if full else "check the path and its permissions"))
+
+
+@contextmanager
+def new_out_dir(path: str | os.PathLike, flag: str = "--out") -> Iterator[Path]:
+    """Create ``path`` for a command's output; on failure remove what was created if empty again."""
+    p = check_out_dir(path, flag)
+    created: list[Path] = []
+    a = p
+    while not a.exists() and a != a.parent:
+        created.append(a)
+        a = a.parent
+    try:
+        for d in reversed(created):
+            d.mkdir()
+    except OSError as exc:
+        _remove_empty(created)
+        raise disk_error(exc, f"{flag} folder {p}") from None
+    try:
+        yield p
+    except BaseException:
+        _remove_empty(created)
+        raise
+
+
+def _remove_empty(created: list[Path]) -> None:
+    for d in created:  # deepest first
+        try:
+            d.rmdir()
+        except OSError:
+            return

@@ -1,0 +1,43 @@
+"""Names that become parts of host paths: what a device, a file or a user may send, checked before use.
+
+A device is untrusted input. A device name, a space name, a fingerprint hash or a LUT file name that
+reaches ``Path(...) / name`` must be one plain path component of a known shape: no ``/``, never ``..`` or ``.``,
+no leading dot, no absolute path, nothing but letters, digits, ``.``, ``_`` and ``-``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from edgenas.errors import InputError
+
+#: profile / device names and space names (the same rule ``profiles.py`` applies to profile names)
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+#: a fingerprint hash: hex (the agent sends a SHA-256 hexdigest; LUT file names use its first 12)
+HASH_RE = re.compile(r"^[0-9a-f]{12,128}$")
+#: a LUT file name: ``SPACE-FPHASH12.json`` (see ``latency.store.lut_filename``)
+LUT_FILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}-[0-9a-f]{12}\.json$")
+
+
+def _plain(value: object) -> bool:
+    return isinstance(value, str)
+
+
+def check_name(value: object, what: str = "name") -> str:
+    if not (_plain(value) and NAME_RE.match(value)):  # type: ignore[arg-type]
+        raise InputError(f"invalid {what} {value!r}",
+                         hint="letters, digits, '.', '_' and '-' only, starting with a letter or digit, "
+                              "at most 64 characters")
+    return value  # type: ignore[return-value]
+
+
+def check_hash(value: object, what: str = "fingerprint hash") -> str:
+    if not (isinstance(value, str) and HASH_RE.match(value)):
+        raise InputError(f"invalid {what} {value!r}", hint="expected a lower-case hex digest")
+    return value
+
+
+def check_lut_file_name(value: object, what: str = "LUT file name") -> str:
+    if not (_plain(value) and LUT_FILE_RE.match(value)):  # type: ignore[arg-type]
+        raise InputError(f"invalid {what} {value!r}", hint="expected SPACE-FPHASH12.json")
+    return value  # type: ignore[return-value]

@@ -1,0 +1,41 @@
+"""Text from devices, files and arguments, made safe to print on a terminal through rich.
+
+Two dangers: rich *markup* (a device string or file name holding ``[/x]`` crashed the CLI with a
+MarkupError; ``[bold]..[/bold]`` was silently swallowed) and terminal *control sequences* (ANSI escapes,
+carriage returns, bells, OSC titles) that let a device drive the user's terminal. ``esc`` does both for a
+value interpolated into markup; ``clean`` only strips controls (for plain text, JSON-free output).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape as _escape_markup
+
+#: CSI (ESC [ ... final), OSC (ESC ] ... BEL or ST), other two-byte ESC sequences, and 8-bit CSI
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]|\x9b[0-?]*[ -/]*[@-~]")
+#: C0 controls but tab and newline, DEL, C1 controls; plus the bidi overrides that can reorder text
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def clean(value: Any, max_len: int | None = None) -> str:
+    """``str(value)`` without ANSI escape sequences and control characters (tab and newline kept)."""
+    text = _CONTROL.sub("", _ANSI.sub("", str(value)))
+    if max_len is not None and len(text) > max_len:
+        text = text[: max(0, max_len - 1)] + "…"
+    return text
+
+
+def esc(value: Any, max_len: int | None = None) -> str:
+    """``value`` cleaned of control characters and escaped for rich markup: prints exactly as it is."""
+    return _escape_markup(clean(value, max_len))
+
+
+class SafeConsole(Console):
+    """A rich console that strips control characters and ANSI sequences from every string it is given
+    (a safety net under ``esc``: markup in interpolated values must still be escaped by the caller)."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        super().print(*(clean(o) if isinstance(o, str) else o for o in objects), **kwargs)

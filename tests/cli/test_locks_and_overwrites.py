@@ -1,0 +1,101 @@
+"""Issue 10: concurrency and overwrites. A run folder (and a device's profile of a space) is held by an
+OS file lock for the whole command: a second writer, here a real second process, is refused before it
+writes anything. ``export --out`` refuses a non-empty folder that is not this architecture's export."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgenas.errors import OutputError
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = {"space": "mbv3-tiny", "schema": 1, "ks": [3] * 4, "e": [3] * 4, "d": [2, 2], "r": 16}
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from edgenas.project import Project
+kind, where = sys.argv[1], sys.argv[2]
+if kind == "run":
+    from edgenas.locks import run_lock
+    lock = run_lock(Path(where))
+else:
+    from edgenas.fleet.profiler import profile_lock
+    lock = profile_lock(Project(where), "local", "mbv3-tiny")
+with lock:
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+def hold(kind: str, where: Path) -> subprocess.Popen:
+    """Another edgenas process holding the lock until its stdin closes."""
+    p = subprocess.Popen([sys.executable, "-c", HOLDER, kind, str(where)], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, text=True, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert p.stdout.readline().strip() == "held"
+    return p
+
+
+def release(p: subprocess.Popen) -> None:
+    p.stdin.close()
+    p.wait(timeout=30)
+
+
+def test_second_search_into_a_locked_run_folder_is_refused_before_writing(cli, proj, snapshot):
+    run = proj / "run"
+    run.mkdir()
+    holder = hold("run", run)
+    try:
+        before = snapshot(proj)
+        args = ("search", "--space", "mbv3-tiny", "--device", "local", "--budget", "4", "--evaluator", "params",
+                "--out", str(run), "--json")
+        res = cli(*args)
+        assert res.code == OutputError.exit_code, res.err
+        assert "in use by another edgenas process" in res.err and f"pid {holder.pid}" in res.err
+        assert snapshot(proj) == before and not (run / "request.json").exists()
+    finally:
+        release(holder)
+    res = cli(*args)  # the lock went with its holder: the folder is free again
+    assert res.code == 0, res.err
+    assert json.loads(res.out)["evaluations"] == 4
+
+
+def test_second_profile_of_a_device_and_space_is_refused(cli, proj, snapshot):
+    holder = hold("profile", proj)
+    try:
+        before = snapshot(proj)
+        res = cli("profile", "local", "--space", "mbv3-tiny", "--force")
+        assert res.code == OutputError.exit_code, res.err
+        assert "profile of 'local' for 'mbv3-tiny' is in use" in res.err
+        assert snapshot(proj) == before
+    finally:
+        release(holder)
+
+
+def test_export_refuses_a_folder_that_is_not_this_architectures_export(cli, proj):
+    arch = proj / "arch.json"
+    arch.write_text(json.dumps(TINY))
+    foreign = proj / "foreign"
+    foreign.mkdir()
+    (foreign / "model.onnx").write_bytes(b"someone else's model")
+    (foreign / "manifest.json").write_text('{"not": "an edgenas manifest"}')
+    res = cli("export", str(arch), "--out", str(foreign))
+    assert res.code == OutputError.exit_code and "--force" in res.err
+    assert (foreign / "model.onnx").read_bytes() == b"someone else's model"
+    other = dict(TINY, ks=[5, 3, 3, 3])
+    (proj / "other.json").write_text(json.dumps(other))
+    mine = proj / "mine"
+    assert cli("export", str(proj / "other.json"), "--out", str(mine)).code == 0
+    manifest = (mine / "manifest.json").read_bytes()
+    res = cli("export", str(arch), "--out", str(mine))  # an export, but of another architecture
+    assert res.code == OutputError.exit_code and (mine / "manifest.json").read_bytes() == manifest
+    res = cli("export", str(proj / "other.json"), "--out", str(mine), "--json")  # the same one: reused
+    assert res.code == 0 and res.json()["reused"]
+    res = cli("export", str(arch), "--out", str(foreign), "--force", "--json")
+    assert res.code == 0, res.err
+    assert (foreign / "model.onnx").read_bytes() != b"someone else's model"

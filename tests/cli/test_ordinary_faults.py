@@ -1,0 +1,193 @@
+"""Issue 10: ordinary faults are user errors: one clear line, a distinct non-zero exit, nothing
+created or changed on disk; no traceback from any thread. Real CLI (in-process ``cli`` fixture, or a
+real subprocess where signals, resource limits or other threads matter), real files, real agent."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from edgenas.errors import InputError, OutputError, SearchInterrupted
+
+ROOT = Path(__file__).resolve().parents[2]
+TABLE = ROOT.parent / "shared" / "data" / "nb201" / "nb201_hw.csv"
+TINY = {"space": "mbv3-tiny", "schema": 1, "ks": [3] * 4, "e": [3] * 4, "d": [2, 2], "r": 16}
+
+
+def one_line(err: str) -> bool:
+    return len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def edgenas_proc(args, cwd, *, fsize: int | None = None, **kw) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), EDGENAS_PROJECT=str(cwd), EDGENAS_NO_PROGRESS="1")
+
+    def limit() -> None:
+        if fsize is not None:  # writes past fsize bytes fail with EFBIG, as on a full disk
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+
+    return subprocess.Popen([sys.executable, "-c", "from edgenas.cli import main; main()", *args], cwd=cwd,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=limit,
+                            **kw)
+
+
+def run_edgenas(args, cwd, timeout=240, **kw) -> tuple[int, str, str]:
+    p = edgenas_proc(args, cwd, **kw)
+    out, err = p.communicate(timeout=timeout)
+    return p.returncode, out, err
+
+
+@pytest.fixture
+def arch(proj) -> Path:
+    path = proj / "arch.json"
+    path.write_text(json.dumps(TINY))
+    return path
+
+
+# ------------------------------------------------------------------ output paths
+def test_out_that_is_a_file_or_under_a_file_or_unwritable(cli, proj, arch, snapshot):
+    (proj / "afile").write_text("keep me")
+    before = snapshot(proj)
+    for out in (proj / "afile", proj / "afile" / "sub", Path("/sys/edgenas-test-out/x")):
+        for args in (("export", str(arch), "--out", str(out)),
+                     ("search", "--space", "mbv3-tiny", "--device", "local", "--budget", "3", "--out", str(out))):
+            res = cli(*args)
+            assert res.code == OutputError.exit_code, (args, res.err)
+            assert one_line(res.err) and "internal error" not in res.err and str(out) in res.err
+    assert snapshot(proj) == before
+    assert not Path("/sys/edgenas-test-out").exists()
+
+
+@pytest.mark.slow
+def test_disk_full_during_export_leaves_nothing(proj, arch, snapshot):
+    before = snapshot(proj)
+    code, _, err = run_edgenas(["export", str(arch), "--out", str(proj / "new" / "exp")], proj, fsize=8000)
+    assert code == OutputError.exit_code, err
+    assert one_line(err) and "disk is full" in err
+    assert not (proj / "new").exists() and snapshot(proj) == before
+
+
+@pytest.mark.slow
+def test_disk_full_during_search_stays_resumable(tmp_path):
+    run = tmp_path / "run"
+    args = ["search", "--space", "nb201", "--table", str(TABLE), "--strategy", "random", "--budget", "300",
+            "--seed", "1", "--out", str(run), "--json"]
+    code, _, err = run_edgenas(args, tmp_path, fsize=30_000)
+    assert code == OutputError.exit_code, err
+    assert one_line(err) and "disk is full" in err and f"edgenas search --resume {run}" in err
+    n_before = len((run / "evaluations.jsonl").read_text().splitlines())
+    assert 0 < n_before < 300
+    code, out, err = run_edgenas(["search", "--resume", str(run), "--json"], tmp_path)
+    assert code == 0, err
+    assert json.loads(out)["evaluations"] == 300
+
+
+# ------------------------------------------------------------------ numbers
+def test_negative_seed_and_measure_change_nothing(cli, proj, arch, snapshot):
+    before = snapshot(proj)
+    res = cli("search", "--space", "mbv3-tiny", "--device", "local", "--seed", "-1", "--out", str(proj / "r"))
+    assert res.code == InputError.exit_code and one_line(res.err) and "--seed" in res.err
+    res = cli("lut", "calibrate", "local", "--space", "mbv3-tiny", "--measure", "-3")
+    assert res.code == InputError.exit_code and one_line(res.err) and "--measure" in res.err
+    res = cli("lut", "calibrate", "local", "--space", "mbv3-tiny", "--seed", "-5", "--measure", "1")
+    assert res.code == InputError.exit_code and "--seed" in res.err
+    res = cli("supernet", "train", "--space", "mbv3-tiny", "--steps", "1", "--seed", "-1", "--out", str(proj / "sn"))
+    assert res.code == InputError.exit_code and one_line(res.err) and "--seed" in res.err
+    assert snapshot(proj) == before and not (proj / "measurements").exists() and not (proj / "r").exists()
+    assert not (proj / "sn").exists()
+
+
+def test_budget_beyond_a_finite_space_is_capped_and_said(cli, proj):
+    res = cli("search", "--space", "mbv3-tiny", "--device", "local", "--budget", "1000000000000",
+              "--time-budget", "1", "--evaluator", "params", "--out", str(proj / "r"), "--json")
+    assert res.code == 0, res.err
+    assert "capped at 1024" in res.err
+    assert json.loads((proj / "r" / "config.json").read_text())["budget_evals"] == 1024
+
+
+# ------------------------------------------------------------------ input files
+def test_deep_and_huge_input_files(cli, proj, snapshot):
+    deep = proj / "deep.json"
+    deep.write_text("[" * 200_000 + "]" * 200_000)
+    huge = proj / "huge.json"
+    with open(huge, "w") as fh:
+        fh.write('{"space": "mbv3-tiny", "pad": "')
+        fh.write("x" * (60 << 20))
+        fh.write('"}')
+    before = snapshot(proj)
+    res = cli("export", str(deep))
+    assert res.code == InputError.exit_code and one_line(res.err) and "nested too deeply" in res.err
+    t0 = time.monotonic()
+    res = cli("export", str(huge))
+    assert res.code == InputError.exit_code and one_line(res.err) and "over the 1 MB limit" in res.err
+    assert time.monotonic() - t0 < 5
+    res = cli("lut", "show", str(deep))
+    assert res.code == InputError.exit_code and "nested" in res.err
+    assert snapshot(proj) == before
+
+
+def test_truncated_local_lut_says_profile_force_rebuilds_it(cli, proj):
+    from edgenas.fleet.profiler import profile_device
+    from edgenas.project import Project
+
+    from tests.cli.conftest import FAST  # noqa: I001
+
+    (lut,) = (proj / "luts" / "local").glob("mbv3-tiny-*.json")
+    lut.write_bytes(lut.read_bytes()[:200])
+    res = cli("profile", "local", "--space", "mbv3-tiny")
+    assert res.code == InputError.exit_code and one_line(res.err)
+    assert "damaged" in res.err and "edgenas profile local --space mbv3-tiny --force" in res.err
+    assert "fix the JSON syntax" not in res.err
+    res = profile_device(Project(proj), "local", "mbv3-tiny", force=True, protocol=FAST)
+    assert res.n_entries == 22 and json.loads(lut.read_text())["entries"]
+
+
+def test_malformed_yaml_inventory_gives_line_and_column(cli, proj):
+    inv = proj / "inv.yaml"
+    inv.write_text("all:\n  hosts:\n    a: {ansible_host: x\n    b:\n")
+    res = cli("fleet", "status", "--inventory", str(inv))
+    assert res.code == InputError.exit_code and one_line(res.err)
+    assert "line 4 column" in res.err and str(inv) in res.err
+
+
+# ------------------------------------------------------------------ interrupts and threads
+@pytest.mark.slow
+def test_ctrl_c_during_search_says_how_to_resume(proj):
+    run = proj / "run"
+    p = edgenas_proc(["search", "--space", "mbv3-tiny", "--device", "local", "--budget", "200", "--out", str(run)],
+                     proj)
+    log = run / "evaluations.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (log.exists() and log.read_text().count("\n") >= 2):
+        time.sleep(0.05)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == SearchInterrupted.exit_code, err
+    lines = err.strip().splitlines()  # notes (which LUT) may come first; the interrupt is one last line
+    assert "Traceback" not in err and lines[-1].startswith("error: search interrupted")
+    assert f"resume with: edgenas search --resume {run}" in lines[-1]
+    assert (run / "request.json").exists()
+
+
+def test_port_that_never_speaks_ssh_gives_one_line_every_time(tmp_path):
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        port = server.getsockname()[1]
+        (tmp_path / "profiles").mkdir()
+        (tmp_path / "profiles" / "mute.toml").write_text(
+            f'[device]\nname = "mute"\nhost = "127.0.0.1"\nport = {port}\nconnect_timeout_s = 1\n')
+        procs = [edgenas_proc(["device", "info", "mute"], tmp_path) for _ in range(4)]
+        results = [(p.wait(timeout=60), p.stderr.read()) for p in procs]
+    for code, err in results:
+        assert code == 3 and one_line(err), err
+        assert "no SSH handshake" in err

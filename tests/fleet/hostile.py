@@ -1,0 +1,49 @@
+"""A hostile device for tests: the REAL agent zipapp with some of its methods replaced.
+
+``hostile_agent(folder, patch)`` builds the real agent archive (``device_agents.build``) with a
+``__main__.py`` that first runs ``patch`` (Python source that may rebind entries of
+``edgenas_agent.server.METHODS``), then the real agent. Its SHA-256 is its version, like the real one,
+so the host's version check passes: only what the device *answers* is hostile; the host code under test
+(session, transports, lut pull, CLI) is the real one, and the device sits behind a real sshd.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from pathlib import Path
+
+from device_agents.build import zipapp_bytes
+
+PRELUDE = "import sys, json\nimport edgenas_agent.server as server\nM = server.METHODS\n"
+MAIN = "\nfrom edgenas_agent.__main__ import main\nsys.exit(main())\n"
+
+
+def hostile_agent(folder: Path, patch: str) -> tuple[Path, str]:
+    src = zipfile.ZipFile(io.BytesIO(zipapp_bytes()))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for info in src.infolist():
+            data = (PRELUDE + patch + MAIN).encode() if info.filename == "__main__.py" else src.read(info)
+            zf.writestr(info, data)
+    data = buf.getvalue()
+    version = hashlib.sha256(data).hexdigest()
+    path = Path(folder) / f"edgenas-agent-{version}.pyz"
+    path.write_bytes(data)
+    return path, version
+
+
+def use_agent(monkeypatch, agent: tuple[Path, str]) -> None:
+    """Make every session of this test start ``agent`` instead of the real build."""
+    monkeypatch.setattr("edgenas.devices.session.ensure_agent_bundle", lambda project=None: agent)
+
+
+def write_profile(project, prof) -> None:
+    lines = ["[device]"]
+    for f in ("name", "host", "port", "user", "key_file", "python", "workdir", "threads",
+              "connect_timeout_s", "call_timeout_s"):
+        lines.append(f"{f} = {json.dumps(getattr(prof, f))}")
+    project.profiles_dir.mkdir(parents=True, exist_ok=True)
+    (project.profiles_dir / f"{prof.name}.toml").write_text("\n".join(lines) + "\n")

@@ -1,0 +1,54 @@
+"""Issue 10: one LUT lookup policy (``LutStore.choose``) for every command.
+
+``search`` used to take the newest table by FILE TIME whatever its fingerprint, while ``deploy``
+insisted on the device's current fingerprint: after a JetPack or power-mode change a search optimised
+against a table deploy then refused. Now both go through ``choose``; search prints which table it used
+and warns when the device last reported another fingerprint."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from edgenas.errors import InputError
+from edgenas.fleet.profiler import current_lut
+from edgenas.latency.lut import EntryStats, Lut
+from edgenas.latency.store import LutStore
+from edgenas.project import Project
+
+A, B, C = "a" * 64, "b" * 64, "c" * 64
+
+
+def _stats(ms: float) -> EntryStats:
+    return EntryStats(n=10, median_ms=ms, mean_ms=ms, std_ms=0.0, cov=0.0, p90_ms=ms, p99_ms=ms, min_ms=ms, max_ms=ms)
+
+
+def _lut(fp: str, created_at: float) -> Lut:
+    return Lut(device="dev", space="mbv3-tiny", fingerprint={"m": fp[0]}, fingerprint_hash=fp, runtime="onnxruntime",
+               precision="fp32", threads=1, protocol={}, overhead=_stats(0.1), entries={"k": _stats(1.0)},
+               created_at=created_at)
+
+
+def test_one_policy_for_search_and_deploy(tmp_path):
+    project = Project(tmp_path)
+    store = LutStore(project.luts_dir)
+    path_a, path_b = store.save(_lut(A, 1000.0)), store.save(_lut(B, 2000.0))
+    os.utime(path_a, (9e9, 9e9))  # A's FILE is newer (copied, touched): it must not matter
+    assert store.choose("dev", "mbv3-tiny").lut.fingerprint_hash == B  # newest by its own created_at
+    assert store.latest("dev", "mbv3-tiny").fingerprint_hash == B
+
+    store.remember_fingerprint("dev", A)  # the device last reported A: its table, as deploy would use
+    choice = store.choose("dev", "mbv3-tiny")
+    assert choice.lut.fingerprint_hash == A and choice.current and choice.warning is None
+    assert choice.path == path_a and "fingerprint aaaaaaaaaaaa" in choice.describe()
+    assert current_lut(project, "dev", "mbv3-tiny", A).fingerprint_hash == A
+
+    store.remember_fingerprint("dev", C)  # then C (a JetPack update): no table for it
+    choice = store.choose("dev", "mbv3-tiny")
+    assert not choice.current and choice.lut.fingerprint_hash == B
+    assert "cccccccccccc" in choice.warning and "deploy will not predict" in choice.warning
+    with pytest.raises(InputError, match="current fingerprint cccccccccccc"):
+        current_lut(project, "dev", "mbv3-tiny", C)  # what deploy and calibrate ask for
+    assert store.last_fingerprint("dev") == C
+    assert not any(p.name.startswith("fingerprint") for p in (project.luts_dir / "dev").iterdir())
