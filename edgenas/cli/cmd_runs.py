@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
 from edgenas.cli._common import emit_json, out, project
 
@@ -55,7 +55,8 @@ def register(app: typer.Typer) -> None:
         if json_out:
             emit_json([{k: v for k, v in r.items() if k != "budgets"} for r in rows])
             return
-        t = Table("run", "space", "dataset", "strategy", "seed", "status", "evals", "best", "budgets", "warm")
+        t = Table(Column("run", no_wrap=True, min_width=12), "space", "dataset", "strategy", "seed", "status",
+                  "evals", "best", "budgets", "warm")
         for r in rows:
             t.add_row(r["id"], escape(r["space"]), _fmt(r["dataset"]), escape(r["strategy"]), str(r["seed"]),
                       escape(r["status"]), str(r["evaluations"]), _fmt(r["best_value"]), r["budgets"],
@@ -107,7 +108,8 @@ def register(app: typer.Typer) -> None:
         if json_out:
             emit_json(rows)
             return
-        t = Table("run", "dataset", "strategy", "evals", "best", "reached at", "budgets", "transferred")
+        t = Table(Column("run", no_wrap=True, min_width=12), "dataset", "strategy", "evals", "best", "reached at",
+                  "budgets", "transferred")
         for r in rows:
             t.add_row(r["id"], _fmt(r["dataset"]), escape(r["strategy"]), str(r["evaluations"]),
                       _fmt(r["best_value"]), _fmt(r["best_reached_at"]),

@@ -336,3 +336,27 @@ def fleet_status(project: Project, profiles: list[Any], spaces: list[str], *, co
         return []
     with ThreadPoolExecutor(max_workers=min(concurrency, len(profiles))) as pool:
         return list(pool.map(lambda p: device_status(project, p, spaces), profiles))
+
+
+def stale_runs_after(project: Project, results: list[DeviceRefresh], db_url: str | None = None) -> int | None:
+    """How many recorded search runs are stale on the devices this refresh rebuilt or rescaled.
+
+    ``None`` when there is no experiment database yet (none is created here) or it cannot be read."""
+    import os
+
+    from edgenas.store.db import ENV_VAR, resolve_url
+
+    changed = sorted({r.device for r in results if r.status in ("refreshed", "rescaled")})
+    url = resolve_url(db_url, project)
+    if not changed:
+        return 0
+    if not (db_url or os.environ.get(ENV_VAR)) and not (project.state_dir / "edgenas.db").exists():
+        return None
+    from edgenas.search.stale import find_stale
+    from edgenas.store import open_db
+
+    try:
+        db = open_db(url, project)
+        return sum(len(find_stale(db, project, device=d)[0]) for d in changed)
+    except EdgenasError:
+        return None
