@@ -30,12 +30,14 @@ class ExperimentDB:
         if check:
             with self.guard():
                 with self.engine.connect() as con:
-                    rev = dbmod.check_revision(con, allow_old=True, url=self.url)
-                if rev is None and migrate:
+                    rev = dbmod.current_revision(con)
+                if rev in (None, "?") and migrate:
+                    # fresh (or being migrated by another process right now): migrate under the lock,
+                    # which checks again once the other process is done
                     dbmod.upgrade(self.engine)
                 elif rev != dbmod.head_revision():
                     with self.engine.connect() as con:
-                        dbmod.check_revision(con, url=self.url)  # raises: run `edgenas db upgrade`
+                        dbmod.check_revision(con, url=self.url)  # raises: newer, or run `edgenas db upgrade`
 
     @property
     def dialect(self) -> str:

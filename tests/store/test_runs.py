@@ -101,6 +101,7 @@ def _search(url: str, root: str, seed: int) -> None:
     launch_search(Project(Path(root)), _req(seed=seed, budget=40), Path(root) / f"s{seed}", db_url=url)
 
 
+@pytest.mark.slow
 def test_two_searches_writing_at_once_lose_nothing(db_url, tmp_path):
     ExperimentDB(db_url)  # created first, as a user's first command would
     ctx = mp.get_context("spawn")
