@@ -9,7 +9,8 @@ a benchmark table's column, recorded with its SHA-256). When a device's table is
   accurate than the chosen one (the front moved under the new table).
 
 Runs whose tables are unchanged (same hash) are not stale; runs whose table is no longer at hand are
-reported as ``unknown``, not guessed.
+reported as ``unknown``, not guessed; a run already repeated (``search --rerun``, finished) is not
+listed again (its re-run is checked instead).
 """
 
 from __future__ import annotations
@@ -118,8 +119,12 @@ def check_run(db: ExperimentDB, project: Project, run: RunRecord) -> StaleRun | 
 
 def find_stale(db: ExperimentDB, project: Project, *, device: str | None = None,
                space: str | None = None) -> tuple[list[StaleRun], int]:
-    """(stale runs, number of runs checked): finished runs with budgets, on ``device`` if given."""
+    """(stale runs, number of runs checked): finished runs with a latency budget and a chosen
+    architecture (on ``device`` if given)."""
     runs = [r for r in list_runs(db, space=space, device=device) if r.status == "complete"]
+    rerun = {r.rerun_of for r in runs if r.rerun_of}
+    runs = [r for r in runs if r.id not in rerun and r.best_arch is not None
+            and any(d.budget_ms is not None for d in r.devices)]
     out = []
     for r in runs:
         s = check_run(db, project, r)
