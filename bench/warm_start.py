@@ -104,6 +104,7 @@ def main() -> None:
     ap.add_argument("--hw", required=True)
     ap.add_argument("--valid", required=True)
     ap.add_argument("--seeds", type=int, default=30)
+    ap.add_argument("--first-seed", type=int, default=0)
     ap.add_argument("--budget", type=int, default=300)
     ap.add_argument("--workdir", default="/dev/shm" if os.path.isdir("/dev/shm") else None)
     args = ap.parse_args()
@@ -122,7 +123,7 @@ def main() -> None:
     curves = {k: {"cold": [], "warm": []} for k in tasks}
     similarity = {k: [] for k in tasks}
     transferred = {k: [] for k in tasks}
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         d = root / f"s{seed}"
         proj = Project(d)
         db = open_db(f"sqlite:///{d / 'edgenas.db'}", proj)
@@ -178,6 +179,7 @@ def main() -> None:
     shutil.rmtree(root, ignore_errors=True)
     print(json.dumps({
         "bench": "warm_start", "machine": platform.platform(), "cpus": os.cpu_count(), "seeds": args.seeds,
+        "first_seed": args.first_seed,
         "budget": args.budget, "strategy": "evolution (REA), population 20, tournament 5",
         "source_runs": "REA, 100 queries, cifar10_valid (nb201_valid.csv); latency source under pixel3_ms <= "
                        f"{pixel_budget} ms; target raspi4_ms <= {raspi_budget} ms",
@@ -192,7 +194,7 @@ def stale_check(root: Path, hw: str, _budget: float) -> dict:
     shutil.copy(hw, table)
     proj = Project(d)
     db = open_db(f"sqlite:///{d / 'edgenas.db'}", proj)
-    budgets = [5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0, 70.0, 100.0]
+    budgets = [5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0, 70.0, 100.0, 150.0]
     for i, b in enumerate(budgets):
         launch_search(proj, SearchRequest(space="nb201", table=str(table), objective="cifar10_test",
                                           latency_column="raspi4_ms", max_latency_ms=(b,), budget=100, seed=i),

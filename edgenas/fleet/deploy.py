@@ -157,7 +157,8 @@ def deploy(project: Project, device: Any, space: SearchSpace, arch: Any, *, runt
     m = Measurement(device=s.device, space=space.name, arch=space.to_dict(arch),
                     artifact_sha256=exp.sha256, runtime=rt["runtime"], precision=rt["precision"],
                     fingerprint_hash=fp_hash, stats=stats, cold_start=dict(out.get("cold_start") or {}),
-                    state=dict(out.get("state") or {}), predicted_raw_ms=raw, predicted_ms=predicted)
+                    state=dict(out.get("state") or {}), predicted_raw_ms=raw, predicted_ms=predicted,
+                    lut_fingerprint=lut.fingerprint_hash if lut is not None else None)
     (store or open_store(project)).add(m)
     return DeployResult(s.device, space.name, space.to_dict(arch), exp.onnx_path, exp.sha256, rt["runtime"],
                         measured, predicted, raw, rel, n_cal, stats, dict(out.get("cold_start") or {}),

@@ -94,8 +94,9 @@ def hamming(space: Any, a: Any, b: Any) -> int:
     return int(np.sum(space.to_genes(a) != space.to_genes(b)))
 
 
-def diverse(space: Any, ranked: list[Any], n: int, min_distance: int = MIN_DISTANCE) -> list[int]:
+def diverse(space: Any, ranked: list[Any], n: int, min_distance: int | None = None) -> list[int]:
     """Indices of up to ``n`` of ``ranked`` (best first): at least ``min_distance`` genes apart, then filled."""
+    min_distance = MIN_DISTANCE if min_distance is None else min_distance
     keep: list[int] = []
     for i, a in enumerate(ranked):
         if len(keep) >= n:
