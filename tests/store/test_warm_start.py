@@ -4,6 +4,7 @@ guard refuses unrelated runs and says so; a warm-started run resumes exactly."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -15,7 +16,8 @@ from edgenas.search.base import Result
 from edgenas.search.launch import SearchRequest, launch_search
 from edgenas.search.warmstart import diverse, hamming, plan_warm_start
 from edgenas.spaces import get_space
-from edgenas.store.runs import get_run, list_runs
+from edgenas.search.task import _card
+from edgenas.store.runs import get_run, list_runs, run_evaluations, save_run
 
 from .conftest import TABLE
 
@@ -81,12 +83,7 @@ def test_the_similarity_guard_refuses_an_unrelated_run_and_says_so(db, tmp_path,
     proj = Project(tmp_path)
     # a past run on a 30x smaller grey-scale dataset (digits): similarity 0.44 < 0.6
     launch_search(proj, _req(objective="cifar10_test", budget=20), tmp_path / "digits", db=db)
-    from edgenas.store.runs import RunRecord, save_run, run_evaluations
-    import dataclasses
-
     src = list_runs(db)[0]
-    from edgenas.search.task import _card
-
     save_run(db, dataclasses.replace(src, task=_card("digits")), run_evaluations(db, src.id))
     monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
     r = cli("search", "--space", "nb201", "--table", str(TABLE), "--budget", "20", "--seed", "3",
