@@ -33,6 +33,8 @@ def _register() -> None:
     for mod in (cmd_profile, cmd_search, cmd_deploy, cmd_device, cmd_lut, cmd_fleet, cmd_supernet, cmd_misc):
         mod.register(app)
     from edgenas.cli import cmd_report; cmd_report.register(app)  # noqa: E702  (issue 16: report, serve)
+    from edgenas.cli import cmd_runs
+    cmd_runs.register(app)
 
 
 _register()

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from edgenas.cli._common import emit_json, out, progress_bar, project
+from edgenas.cli._common import emit_json, err, out, progress_bar, project
 from edgenas.textsafe import esc
 
 
@@ -77,5 +77,11 @@ def register(app: typer.Typer) -> None:
             for r in rows:
                 t.add_row(esc(r.device), f"[{colour[r.status]}]{r.status}[/{colour[r.status]}]", esc(r.reason), f"{r.wall_s:.1f}")
             out.print(t)
+        from edgenas.fleet.refresh import stale_runs_after
+
+        n_stale = stale_runs_after(proj, rows)
+        if n_stale:
+            (err if json_out else out).print(f"[yellow]{n_stale} search run(s) went stale[/yellow] on the devices "
+                                             "whose tables changed (see: edgenas runs stale)")
         if failed:
             raise typer.Exit(code=3)

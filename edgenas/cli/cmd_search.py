@@ -50,15 +50,35 @@ def register(app: typer.Typer) -> None:
                minimise: list[str] = typer.Option([], "--minimise", help="extra objective: params or flops (repeatable)"),
                out_dir: Path = typer.Option(None, "--out", help="run folder (default runs/SPACE-STRATEGY-sSEED)"),
                resume: Path = typer.Option(None, "--resume", help="resume the run in this folder"),
+               warm_start: list[str] = typer.Option([], "--warm-start",
+                                                    help="seed from past runs: auto, or a run id / run folder (repeatable)"),
+               transfer_ratio: float = typer.Option(0.5, "--transfer-ratio",
+                                                    help="share of the first population transferred by --warm-start"),
+               min_similarity: float = typer.Option(0.6, "--min-similarity",
+                                                    help="past runs less similar than this are not used"),
+               rerun: str = typer.Option(None, "--rerun", help="repeat this run (id), warm-started from it "
+                                                               "(after its device's table changed: edgenas runs stale)"),
+               db: str = typer.Option(None, "--db", help="experiment database URL (default $EDGENAS_DB, "
+                                                         "else .edgenas/edgenas.db)"),
                json_out: bool = typer.Option(False, "--json", help="print the result as JSON")) -> None:
         """Search architectures under latency budgets.
 
         Accuracy from an evaluator, latency from each device's LUT; writes best.json and pareto.json.
         """
-        from edgenas.search.launch import SearchRequest, launch_search, summary
+        from edgenas.search.launch import SearchRequest, launch_search
 
         proj = project()
         req = None
+        if rerun is not None:
+            if resume is not None or space:
+                raise InputError("--rerun repeats a recorded search; give no --space or --resume with it")
+            from edgenas.search.rerun import rerun_request
+
+            req, folder = rerun_request(proj, rerun, db_url=db, out_dir=out_dir)
+            with progress_bar(quiet=json_out) as bar:
+                problem, _, result = launch_search(proj, req, folder, db_url=db, rerun_of=req.warm_start[0],
+                                                   progress=lambda d, t: bar("search", d, t), note=_say)
+            return _print(problem, result, json_out)
         if resume is None:
             if not space:
                 raise InputError("missing --space", hint="e.g. --space mbv3-small (edgenas list shows all)")
@@ -66,24 +86,34 @@ def register(app: typer.Typer) -> None:
                                 max_latency_quantile=max_latency_quantile, strategy=strategy, budget=budget,
                                 max_wall_s=time_budget, seed=seed, population=population, evaluator=evaluator,
                                 evaluator_options=_options(eval_opt), table=table, objective=objective,
-                                latency_column=latency_column, minimise=tuple(minimise))
+                                latency_column=latency_column, minimise=tuple(minimise),
+                                warm_start=tuple(warm_start), transfer_ratio=transfer_ratio,
+                                min_similarity=min_similarity)
         folder = resume or out_dir or proj.runs_dir / f"{space}-{strategy}-s{seed}"
         with progress_bar(quiet=json_out) as bar:
-            problem, _, result = launch_search(proj, req, folder, resume=resume is not None,
+            problem, _, result = launch_search(proj, req, folder, resume=resume is not None, db_url=db,
                                                progress=lambda d, t: bar("search", d, t), note=_say)
-        s = summary(problem, result)
-        if json_out:
-            emit_json(s)
-            return
-        for name, b in s["budgets_ms"].items():
-            if b is not None:
-                out.print(f"budget on {esc(name)}: {b:.4g} ms (fastest possible {s['min_latency_ms'].get(name, float('nan')):.4g} ms)")
-        if s["best"] is None:
-            out.print("[yellow]no feasible architecture found; raise the budget or the number of evaluations[/yellow]")
-        else:
-            lat = esc(", ".join(f"{k} {v:.4g} ms" for k, v in s["latency_ms"].items()))
-            out.print(f"[green]best[/green] {esc(s['objective'])} = {s['objective_value']:.4g}; predicted latency: {lat}")
-        fronts = esc(", ".join(f"{n} {k}" for n, k in s["front_sizes"].items()))
-        out.print(f"{s['evaluations']} evaluations; Pareto front ({esc(s['objective'])} vs predicted latency): "
-                  f"{fronts or s['pareto_size']} points; run folder {esc(s['out_dir'])} "
-                  "(best.json, pareto.json, evaluations.jsonl)")
+        _print(problem, result, json_out)
+
+
+def _print(problem, result, json_out: bool) -> None:
+    from edgenas.search.launch import summary
+
+    s = summary(problem, result)
+    if json_out:
+        emit_json(s)
+        return
+    for name, b in s["budgets_ms"].items():
+        if b is not None:
+            out.print(f"budget on {esc(name)}: {b:.4g} ms (fastest possible {s['min_latency_ms'].get(name, float('nan')):.4g} ms)")
+    if s["best"] is None:
+        out.print("[yellow]no feasible architecture found; raise the budget or the number of evaluations[/yellow]")
+    else:
+        lat = esc(", ".join(f"{k} {v:.4g} ms" for k, v in s["latency_ms"].items()))
+        out.print(f"[green]best[/green] {esc(s['objective'])} = {s['objective_value']:.4g}; predicted latency: {lat}")
+    if s.get("warm_start"):
+        out.print(f"warm start: {esc(s['warm_start'])}")
+    fronts = esc(", ".join(f"{n} {k}" for n, k in s["front_sizes"].items()))
+    out.print(f"{s['evaluations']} evaluations; Pareto front ({esc(s['objective'])} vs predicted latency): "
+              f"{fronts or s['pareto_size']} points; run folder {esc(s['out_dir'])} "
+              "(best.json, pareto.json, evaluations.jsonl)")

@@ -83,7 +83,8 @@ def calibrate_device(project: Project, device: str, space_name: str, *, measure:
                 device=s.device, space=space.name, arch=space.to_dict(arch), artifact_sha256=exp.sha256,
                 runtime=rt["runtime"], precision=rt["precision"], fingerprint_hash=fp_hash,
                 stats=stats, cold_start=dict(out.cold_start),
-                state=dict(out.state), predicted_raw_ms=raw, predicted_ms=raw))
+                state=dict(out.state), predicted_raw_ms=raw, predicted_ms=raw,
+                lut_fingerprint=lut.fingerprint_hash))
             if progress:
                 progress(f"measure architectures on {s.device}", i + 1, len(archs))
     ms = [m for m in store.list(device=s.device, space=space.name, fingerprint_hash=fp_hash)

@@ -95,7 +95,8 @@ def deploy(project: Project, device: Any, space: SearchSpace, arch: Any, *, runt
     m = Measurement(device=s.device, space=space.name, arch=space.to_dict(arch),
                     artifact_sha256=exp.sha256, runtime=rt["runtime"], precision=rt["precision"],
                     fingerprint_hash=fp_hash, stats=stats, cold_start=dict(out.cold_start),
-                    state=dict(out.state), predicted_raw_ms=raw, predicted_ms=predicted)
+                    state=dict(out.state), predicted_raw_ms=raw, predicted_ms=predicted,
+                    lut_fingerprint=lut.fingerprint_hash if lut is not None else None)
     (store or open_store(project)).add(m)
     return DeployResult(m, exp.onnx_path, rel, n_cal, "; ".join(x for x in (note, pnote) if x), nominal)
 

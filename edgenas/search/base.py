@@ -98,12 +98,14 @@ class Strategy(ABC):
     max_tries: ClassVar[int] = 50
 
     def __init__(self, space: Any, rng: np.random.Generator, *, feasibility: Feasibility | None = None,
-                 **options: Any) -> None:
+                 initial_population: Sequence[Any] = (), **options: Any) -> None:
         self.space = space
         self.rng = rng
         self.feasibility = feasibility
         self.opts = self.validate_options(options)
         self.seen: set[str] = set()
+        #: architectures proposed before any sampled one (a warm start); each is asked for once, in order
+        self.initial: list[Any] = list(initial_population)
 
     @classmethod
     def validate_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -135,6 +137,17 @@ class Strategy(ABC):
         """Report the results of architectures returned by ``ask`` (same order)."""
 
     # ----------------------------------------------------------------- helpers
+    def initial_or_sample(self) -> Any:
+        """The next architecture of the initial population not yet seen, else a (novel, feasible) sample.
+
+        Every strategy draws the members of its first population through this, so each accepts an
+        initial population (a warm start) without changing ask/tell."""
+        while self.initial:
+            arch = self.initial.pop(0)
+            if self.space.arch_id(arch) not in self.seen:
+                return arch
+        return self.propose(lambda: self.space.sample(self.rng))
+
     def mark_seen(self, archs: Sequence[Any]) -> None:
         self.seen.update(self.space.arch_id(a) for a in archs)
 
@@ -175,22 +188,30 @@ class Strategy(ABC):
 
     def repair(self, arch: Any) -> Any:
         """Move ``arch`` gene by gene toward the anchor (min-latency arch) until feasible: <= D steps."""
-        if self.feasibility is None:
-            return arch
-        anchors = self.feasibility.anchors()
-        if not anchors:
-            return arch
-        anchor = anchors[int(self.rng.integers(len(anchors)))]
-        genes, target = self.space.to_genes(arch).copy(), self.space.to_genes(anchor)
-        steps = []  # the architecture after each gene moved, in a random order: one predictor call for all
-        for i in self.rng.permutation(len(genes)):
-            if genes[i] != target[i]:
-                genes[i] = target[i]
-                steps.append(self.space.from_genes(genes))
-        if not steps:
-            return arch
-        ok = np.flatnonzero(np.asarray(self.feasibility.violation(steps), dtype=float) <= 0.0)
-        return steps[int(ok[0])] if ok.size else steps[-1]
+        return repair_toward_anchor(self.space, self.feasibility, arch, self.rng)
+
+
+def repair_toward_anchor(space: Any, feasibility: Feasibility | None, arch: Any, rng: np.random.Generator) -> Any:
+    """Move ``arch`` gene by gene (random order) toward a min-latency anchor; the first feasible step.
+
+    At most D predictor evaluations in one call; never loops. Returns ``arch`` unchanged without
+    constraints or anchors."""
+    if feasibility is None:
+        return arch
+    anchors = feasibility.anchors()
+    if not anchors:
+        return arch
+    anchor = anchors[int(rng.integers(len(anchors)))]
+    genes, target = space.to_genes(arch).copy(), space.to_genes(anchor)
+    steps = []  # the architecture after each gene moved, in a random order: one predictor call for all
+    for i in rng.permutation(len(genes)):
+        if genes[i] != target[i]:
+            genes[i] = target[i]
+            steps.append(space.from_genes(genes))
+    if not steps:
+        return arch
+    ok = np.flatnonzero(np.asarray(feasibility.violation(steps), dtype=float) <= 0.0)
+    return steps[int(ok[0])] if ok.size else steps[-1]
 
 
 StrategyFactory = type[Strategy]

@@ -39,7 +39,7 @@ class RegularizedEvolution(Strategy):
         out = []
         for _ in range(n):
             if len(self.population) + self.pending < self.opts["population"] or not self.population:
-                arch = self.propose(lambda: self.space.sample(self.rng))
+                arch = self.initial_or_sample()
             else:
                 arch = self._child()
             self.pending += 1

@@ -8,6 +8,7 @@ their latency budgets (LUT-based), or a benchmark table with a latency column. I
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -42,11 +43,15 @@ class SearchRequest:
     latency_column: str | None = None
     checkpoint_every: int = 10
     minimise: tuple[str, ...] = ()                  # extra objectives: "params", "flops"
+    warm_start: tuple[str, ...] = ()                # ("auto",) or run ids / run folders
+    transfer_ratio: float = 0.5                     # share of the first population transferred
+    min_similarity: float = 0.6                     # past runs less similar are not used
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["devices"], d["max_latency_ms"] = list(self.devices), list(self.max_latency_ms)
         d["minimise"] = list(self.minimise)
+        d["warm_start"] = list(self.warm_start)
         d["evaluator_options"] = dict(self.evaluator_options)
         return {"schema": REQUEST_SCHEMA, **d}
 
@@ -57,6 +62,7 @@ class SearchRequest:
         d = {k: v for k, v in d.items() if k != "schema"}
         d["devices"], d["max_latency_ms"] = tuple(d.get("devices", ())), tuple(d.get("max_latency_ms", ()))
         d["minimise"] = tuple(d.get("minimise", ()))
+        d["warm_start"] = tuple(d.get("warm_start", ()))
         try:
             return cls(**d)
         except TypeError as exc:
@@ -153,12 +159,18 @@ def build_problem(project: Project, req: SearchRequest, note: Callable[[str], No
 
 def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *, resume: bool = False,
                   progress: Callable[[int, int], None] | None = None,
-                  note: Callable[[str], None] | None = None) -> Any:
+                  note: Callable[[str], None] | None = None, db: Any = None, db_url: str | None = None,
+                  rerun_of: str | None = None, record: bool = True) -> Any:
     """Run a new search into ``out_dir`` or resume the one there (``req`` None: read request.json).
 
     Everything is validated before the folder is touched; the folder is then locked (an OS file lock)
     for the whole run, so a second search into it is refused before it writes anything. A disk that
-    fills up or a Ctrl-C end with one line saying how to resume."""
+    fills up or a Ctrl-C end with one line saying how to resume.
+
+    The run folder is the resumable record; the experiment database (``db``, or the one ``db_url`` /
+    ``$EDGENAS_DB`` / the project names; ``record=False``: none) indexes it when the search ends, is
+    interrupted or fails. A warm start (``req.warm_start``) is planned before anything runs and
+    written to ``warm_start.json``; resuming reads it back."""
     from edgenas.errors import SearchInterrupted
     from edgenas.locks import run_lock
     from edgenas.outdirs import check_out_dir, disk_error, new_out_dir
@@ -176,29 +188,111 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
         raise InputError("nothing to search: give --space (or --resume RUN_DIR)")
     elif (out_dir / "evaluations.jsonl").exists() or req_path.exists():
         raise InputError(f"{out_dir} already holds a search run", hint="use --resume or another --out folder")
+    if not 0.0 <= req.transfer_ratio <= 1.0:
+        raise InputError(f"--transfer-ratio must be in [0, 1], got {req.transfer_ratio}")
     notes: list[str] = []  # said once the run has started: a refused run prints its one error line only
     problem, config = build_problem(project, req, notes.append)  # validates everything before the folder is touched
+    if record and db is None:
+        from edgenas.store import open_db
+
+        db = open_db(db_url, project)  # an unreachable database fails here, before anything is written
+    initial, warm = _warm_start(project, db, req, problem, config, out_dir, resume, rerun_of)
     resume_hint = f"resume with: edgenas search --resume {out_dir}"
     with new_out_dir(out_dir, "--out") as folder, run_lock(folder, f"run folder {folder}"):
         if not resume and ((folder / "evaluations.jsonl").exists() or req_path.exists()):
             raise InputError(f"{out_dir} already holds a search run", hint="use --resume or another --out folder")
         for n in notes if note else ():
             note(n)
+        started = time.time()
         try:
             if not resume:
                 atomic_write_json(req_path, req.to_json())
-            result = run_search(config, problem, folder, resume=resume, progress=progress)
+                if warm is not None:
+                    atomic_write_json(folder / "warm_start.json", warm)
+            result = run_search(config, problem, folder, resume=resume, progress=progress,
+                                initial_population=initial)
         except KeyboardInterrupt:
+            _index_stopped(db, project, folder, problem, rerun_of, started)
             raise SearchInterrupted(f"search interrupted; every finished evaluation is kept in {out_dir}",
                                     hint=resume_hint) from None
         except OSError as exc:
             from edgenas.outdirs import DISK_ERRNOS
 
+            _index_stopped(db, project, folder, problem, rerun_of, started)
             if exc.errno not in DISK_ERRNOS:
                 raise
             raise disk_error(exc, f"the run folder {out_dir}",
                              hint="free some space, then " + resume_hint if req_path.exists() else None) from None
+        except BaseException:
+            _index_stopped(db, project, folder, problem, rerun_of, started)
+            raise
+        if db is not None:
+            _index(db, project, folder, problem, None, rerun_of, started)
     return problem, config, result
+
+
+def _index_stopped(db: Any, project: Project, folder: Path, problem: Any, rerun_of: str | None,
+                   started: float) -> None:
+    """Index a run that stopped early (interrupted, failed), quietly: the run folder stays the record."""
+    if db is not None and (folder / "evaluations.jsonl").exists():
+        try:
+            _index(db, project, folder, problem, "stopped", rerun_of, started, quiet=True)
+        except Exception:  # the original error is the one to report
+            pass
+
+
+def _population(req: SearchRequest, config: Any) -> int:
+    from edgenas.search.base import STRATEGIES
+
+    opt = STRATEGIES.get(config.strategy).options.get("population")
+    return int(req.population or (opt.default if opt is not None else 0) or 20)
+
+
+def _warm_start(project: Project, db: Any, req: SearchRequest, problem: Any, config: Any, out_dir: Path,
+                resume: bool, rerun_of: str | None) -> tuple[list[Any], dict[str, Any] | None]:
+    path = out_dir / "warm_start.json"
+    if resume:
+        if not path.exists():
+            return [], None
+        warm = read_json(path, "warm start")
+        return [problem.space.from_dict(t["arch"]) for t in warm.get("transferred", [])], warm
+    if not req.warm_start:
+        return [], None
+    if db is None:
+        raise InputError("a warm start needs the experiment database", hint="do not disable it for --warm-start")
+    from edgenas.search.record import index_run
+    from edgenas.search.warmstart import plan_warm_start
+
+    sources = []
+    for s in req.warm_start:  # a run folder is indexed first (older folders were never in the database)
+        if s != "auto" and Path(s).is_dir():
+            sources.append(index_run(db, project, Path(s)).id)
+        else:
+            sources.append(s)
+    n = min(config.budget_evals, max(1, round(req.transfer_ratio * _population(req, config)))) \
+        if req.transfer_ratio > 0 else 0
+    archs, warm = plan_warm_start(db, project, problem, req, sources, n=n, min_similarity=req.min_similarity,
+                                  transfer_ratio=req.transfer_ratio, seed=req.seed)
+    if rerun_of:
+        warm["rerun_of"] = rerun_of
+    return archs, warm
+
+
+def _index(db: Any, project: Project, out_dir: Path, problem: Any, status: str | None, rerun_of: str | None,
+           started: float, quiet: bool = False) -> None:
+    from edgenas.search.record import index_run
+    from edgenas.store import DatabaseError
+
+    try:
+        index_run(db, project, out_dir, problem=problem, status=status, rerun_of=rerun_of, created_at=started)
+    except Exception as exc:  # noqa: BLE001 - while another error propagates, it wins
+        if quiet:
+            return
+        if not isinstance(exc, DatabaseError):
+            raise
+        raise DatabaseError(f"the search finished and its run folder {out_dir} is complete, but recording it in "
+                            f"the experiment database failed: {exc.message}",
+                            hint=f"fix the database, then: edgenas runs import {out_dir}") from None
 
 
 def summary(problem: Any, result: Any) -> dict[str, Any]:
@@ -215,4 +309,15 @@ def summary(problem: Any, result: Any) -> dict[str, Any]:
         "front_sizes": {name: len(front) for name, front in result.fronts.items()},
         "stopped": result.stopped,
         "out_dir": str(result.out_dir),
+        "warm_start": _warm_note(result.out_dir),
     }
+
+
+def _warm_note(out_dir: Path) -> str | None:
+    path = Path(out_dir) / "warm_start.json"
+    if not path.exists():
+        return None
+    try:
+        return str(read_json(path, "warm start").get("note"))
+    except InputError:
+        return None

@@ -41,7 +41,7 @@ class NSGA2(Strategy):
 
     def _make_child(self) -> Any:
         if not self.parents:
-            return self.propose(lambda: self.space.sample(self.rng))
+            return self.initial_or_sample()
         if self._rank is None:
             self._rank, self._crowd = rank_and_crowding([r for _, r in self.parents])
 

@@ -16,7 +16,7 @@ class RandomSearch(Strategy):
     def ask(self, n: int) -> list[Any]:
         out = []
         for _ in range(n):
-            arch = self.propose(lambda: self.space.sample(self.rng))
+            arch = self.initial_or_sample()
             self.mark_seen([arch])
             out.append(arch)
         return out

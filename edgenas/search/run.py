@@ -16,7 +16,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -109,8 +109,11 @@ def _strategy_options(config: SearchConfig, hooks: Mapping[str, Any] | None) -> 
 
 def run_search(config: SearchConfig, problem: Problem, out_dir: str | os.PathLike, *,
                resume: bool = False, progress: Callable[[int, int], None] | None = None,
-               strategy_hooks: Mapping[str, Any] | None = None) -> SearchResult:
-    """Run (or resume) a search; returns the best feasible architecture, the fronts and counts."""
+               strategy_hooks: Mapping[str, Any] | None = None,
+               initial_population: Sequence[Any] = ()) -> SearchResult:
+    """Run (or resume) a search; returns the best feasible architecture, the fronts and counts.
+
+    ``initial_population`` (a warm start) is proposed first; pass the same list again to resume."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     log_path, ckpt_path, cfg_path = out / "evaluations.jsonl", out / "checkpoint.json", out / "config.json"
@@ -139,6 +142,7 @@ def run_search(config: SearchConfig, problem: Problem, out_dir: str | os.PathLik
     space = problem.space
     strategy = make_strategy(config.strategy, space, np.random.default_rng(config.seed),
                              feasibility=problem if problem.constrained else None,
+                             initial_population=initial_population,
                              **_strategy_options(config, strategy_hooks))
     batch = config.batch_size or strategy.batch_hint or strategy.opts.get("population") or 1
     t0 = time.monotonic() - elapsed0

@@ -94,7 +94,7 @@ class WOA(Strategy):
         self.gen += 1
         if self.gen == 0 or self.best is None:
             for i in range(self.N):
-                arch = self.propose(lambda: self.space.sample(self.rng))
+                arch = self.initial_or_sample()
                 x = (self.space.to_genes(arch) + self.rng.random(len(self.sizes))) / self.sizes
                 self.mark_seen([arch])
                 self.queue.append((i, np.clip(x, 0.0, 1.0), arch))

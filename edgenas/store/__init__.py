@@ -1,7 +1,10 @@
-"""The experiment database: measurements of deployed models (SQLite by default).
+"""The experiment database (SQLAlchemy + Alembic; SQLite by default, PostgreSQL by URL).
 
-``open_store(project)`` opens ``<project>/measurements/edgenas.db``; ``kind="jsonl"`` opens the
-journal ``<project>/measurements/measurements.jsonl`` instead and ``kind="memory"`` a throw-away store.
+``open_db(url, project)`` opens it (``--db`` / ``$EDGENAS_DB`` / ``.edgenas/edgenas.db``); search runs
+are in ``edgenas.store.runs``; ``open_store(project)`` is its measurement store. ``kind="jsonl"``
+opens the journal ``<project>/measurements/measurements.jsonl`` instead, ``kind="memory"`` a
+throw-away store, and ``kind="sqlite"`` the measurement file of edgenas before the experiment
+database (``<project>/measurements/edgenas.db``; ``edgenas db upgrade`` imports it).
 """
 
 from __future__ import annotations
@@ -9,19 +12,29 @@ from __future__ import annotations
 from edgenas.errors import InputError
 from edgenas.project import Project
 from edgenas.store.base import InMemoryStore, MeasurementStore
+from edgenas.store.db import DatabaseError
+from edgenas.store.experiment import DbMeasurementStore, ExperimentDB
 from edgenas.store.jsonl import JsonlStore
 from edgenas.store.record import MEASUREMENT_SCHEMA, Measurement, new_measurement_id
 from edgenas.store.sqlite import SQLiteStore
 
-STORE_KINDS = ("sqlite", "jsonl", "memory")
+STORE_KINDS = ("db", "sqlite", "jsonl", "memory")
 
-__all__ = ["InMemoryStore", "JsonlStore", "MEASUREMENT_SCHEMA", "Measurement", "MeasurementStore",
-           "SQLiteStore", "STORE_KINDS", "new_measurement_id", "open_store"]
+__all__ = ["DatabaseError", "DbMeasurementStore", "ExperimentDB", "InMemoryStore", "JsonlStore",
+           "MEASUREMENT_SCHEMA", "Measurement", "MeasurementStore", "SQLiteStore", "STORE_KINDS",
+           "import_legacy_measurements", "new_measurement_id", "open_db", "open_store"]
 
 
-def open_store(project: Project | None = None, kind: str = "sqlite") -> MeasurementStore:
+def open_db(url: str | None = None, project: Project | None = None) -> ExperimentDB:
+    """The experiment database (migrated on first use of a fresh one)."""
+    return ExperimentDB(url, project or Project.default())
+
+
+def open_store(project: Project | None = None, kind: str = "db", url: str | None = None) -> MeasurementStore:
     """The project's measurement store (``Project.default()`` when ``project`` is None)."""
     project = project or Project.default()
+    if kind == "db":
+        return open_db(url, project).measurements
     if kind == "sqlite":
         return SQLiteStore(project.measurements_dir / "edgenas.db")
     if kind == "jsonl":
@@ -29,3 +42,22 @@ def open_store(project: Project | None = None, kind: str = "sqlite") -> Measurem
     if kind == "memory":
         return InMemoryStore()
     raise InputError(f"unknown measurement store kind '{kind}'", hint=f"known: {', '.join(STORE_KINDS)}")
+
+
+def import_legacy_measurements(db: ExperimentDB, project: Project) -> int:
+    """Copy measurements from the pre-database files of ``project`` into ``db`` (those not there yet)."""
+    sources: list[MeasurementStore] = []
+    if (project.measurements_dir / "edgenas.db").exists():
+        sources.append(SQLiteStore(project.measurements_dir / "edgenas.db"))
+    if (project.measurements_dir / "measurements.jsonl").exists():
+        sources.append(JsonlStore(project.measurements_dir / "measurements.jsonl"))
+    store = db.measurements
+    have = {m.id for m in store.list()}
+    n = 0
+    for src in sources:
+        for m in src.list():
+            if m.id not in have:
+                store.add(m)
+                have.add(m.id)
+                n += 1
+    return n

@@ -62,6 +62,7 @@ def test_search_export_deploy_calibrate(proj, cli, tmp_path):
 
     ms = open_store(Project(proj)).list(device="local", space="mbv3-tiny")
     assert [m.id for m in ms] == [d["measurement_id"]]
+    assert ms[0].lut_fingerprint == lut["fingerprint_hash"]  # which LUT made the prediction
 
     res = cli("lut", "calibrate", "local", "--space", "mbv3-tiny", "--json")
     assert res.code == 0, res.err

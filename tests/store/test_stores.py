@@ -1,4 +1,5 @@
-"""The MeasurementStore contract, run against every implementation (memory, SQLite, JSONL)."""
+"""The MeasurementStore contract, run against every implementation (memory, the experiment database on
+SQLite and on PostgreSQL, JSONL)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from edgenas.errors import InputError
 from edgenas.project import Project
-from edgenas.store import JsonlStore, SQLiteStore, open_store
+from edgenas.store import DbMeasurementStore, ExperimentDB, JsonlStore, open_store
 
 
 def test_add_then_list_returns_equal_records(store, make):
@@ -79,10 +80,10 @@ def test_concurrent_writers_from_threads(store, make):
         assert store.list(device=f"d{t}") == batch
 
 
-def _proc_write(kind: str, path: str, tag: int, n: int) -> None:
+def _proc_write(kind: str, where: str, tag: int, n: int) -> None:
     from edgenas.store.record import Measurement
 
-    store = SQLiteStore(path) if kind == "sqlite" else JsonlStore(path)
+    store = ExperimentDB(where).measurements if kind == "db" else JsonlStore(where)
     stats = {"n": 1, "median_ms": 1.0, "mean_ms": 1.0, "std_ms": 0.0, "cov": 0.0, "p90_ms": 1.0,
              "p99_ms": 1.0, "min_ms": 1.0, "max_ms": 1.0}
     for i in range(n):
@@ -95,7 +96,7 @@ def test_concurrent_writers_from_processes(factory):
         pytest.skip("an in-memory store lives in one process; nothing to share across processes")
     factory.reopen()  # create the file / schema first, as open_store does
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_proc_write, args=(factory.kind, str(factory.path), t, 20)) for t in range(3)]
+    procs = [ctx.Process(target=_proc_write, args=(factory.kind, factory.url or str(factory.path), t, 20)) for t in range(3)]
     for p in procs:
         p.start()
     for p in procs:
@@ -107,12 +108,21 @@ def test_concurrent_writers_from_processes(factory):
         assert [m.arch["i"] for m in store.list(device=f"p{t}")] == list(range(20))
 
 
-def test_open_store_default_is_sqlite_in_the_project(tmp_path, make):
+def test_open_store_default_is_the_experiment_db_in_the_project(tmp_path, make, no_env_db):
     project = Project(tmp_path)
     s = open_store(project)
-    assert isinstance(s, SQLiteStore) and s.path == tmp_path / "measurements" / "edgenas.db"
+    assert isinstance(s, DbMeasurementStore) and s.db.url == f"sqlite:///{tmp_path / '.edgenas' / 'edgenas.db'}"
     s.add(make())
     assert open_store(project).count() == 1
     assert isinstance(open_store(project, kind="jsonl"), JsonlStore)
     with pytest.raises(InputError, match="unknown measurement store kind 'csv'"):
         open_store(project, kind="csv")
+
+
+def test_edgenas_db_env_var_picks_the_database(tmp_path, make, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    monkeypatch.setenv("EDGENAS_DB", url)
+    s = open_store(Project(tmp_path))
+    s.add(make())
+    assert s.db.url == url and (tmp_path / "elsewhere.db").exists()
+    assert not (tmp_path / ".edgenas" / "edgenas.db").exists()

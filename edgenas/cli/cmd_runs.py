@@ -1,0 +1,177 @@
+"""``edgenas runs list|show|compare|import|stale`` and ``edgenas db upgrade``: the experiment database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.markup import escape
+from rich.table import Column, Table
+
+from edgenas.cli._common import emit_json, out, project
+
+DB_HELP = "experiment database URL (default $EDGENAS_DB, else .edgenas/edgenas.db)"
+
+
+def _fmt(v: object, spec: str = ".4g") -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, int) and not isinstance(v, bool):
+        return str(v)
+    return format(v, spec) if isinstance(v, float) else escape(str(v))
+
+
+def _budgets(run) -> str:
+    return ", ".join(f"{escape(d.device)}<={d.budget_ms:g}ms" for d in run.devices if d.budget_ms is not None) or "-"
+
+
+def _summary(run) -> dict:
+    warm = run.warm_start or {}
+    return {"id": run.id, "space": run.space, "dataset": run.task.get("dataset"), "strategy": run.strategy,
+            "seed": run.seed, "status": run.status, "evaluations": run.n_evaluations, "objective": run.objective,
+            "best_value": run.best_value, "best_number": run.best_number,
+            "budgets_ms": {d.device: d.budget_ms for d in run.devices if d.budget_ms is not None},
+            "transferred": len(warm.get("transferred", [])), "rerun_of": run.rerun_of, "out_dir": run.out_dir,
+            "created_at": run.created_at}
+
+
+def register(app: typer.Typer) -> None:
+    runs_app = typer.Typer(help="Past search runs in the experiment database.", no_args_is_help=True)
+    app.add_typer(runs_app, name="runs", help="Past search runs in the experiment database.")
+    db_app = typer.Typer(help="The experiment database itself.", no_args_is_help=True)
+    app.add_typer(db_app, name="db", help="The experiment database itself.")
+
+    @runs_app.command("list")
+    def list_(space: str = typer.Option(None, "--space", help="only runs of this space"),
+              device: str = typer.Option(None, "--device", help="only runs on this device"),
+              db: str = typer.Option(None, "--db", help=DB_HELP),
+              json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
+        """Search runs, oldest first."""
+        from edgenas.store import open_db
+        from edgenas.store.runs import list_runs
+
+        rows = [_summary(r) | {"budgets": _budgets(r)} for r in list_runs(open_db(db, project()), space=space,
+                                                                           device=device)]
+        if json_out:
+            emit_json([{k: v for k, v in r.items() if k != "budgets"} for r in rows])
+            return
+        t = Table(Column("run", no_wrap=True, min_width=12), "space", "dataset", "strategy", "seed", "status",
+                  "evals", "best", "budgets", "warm")
+        for r in rows:
+            t.add_row(r["id"], escape(r["space"]), _fmt(r["dataset"]), escape(r["strategy"]), str(r["seed"]),
+                      escape(r["status"]), str(r["evaluations"]), _fmt(r["best_value"]), r["budgets"],
+                      str(r["transferred"] or "-"))
+        out.print(t)
+
+    @runs_app.command("show")
+    def show(run: str = typer.Argument(..., help="run id (or a unique prefix)"),
+             db: str = typer.Option(None, "--db", help=DB_HELP),
+             json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
+        """One run: task, devices and tables, best architecture, fronts, warm start."""
+        from edgenas.store import open_db
+        from edgenas.store.runs import get_run, run_fronts
+
+        handle = open_db(db, project())
+        r = get_run(handle, run)
+        fronts = run_fronts(handle, r.id)
+        if json_out:
+            emit_json(dict(r.to_dict(), fronts=fronts))
+            return
+        out.print(f"run [bold]{r.id}[/bold] ({escape(r.status)}): {escape(r.space)} / {escape(r.strategy)} "
+                  f"seed {r.seed}, {r.n_evaluations} evaluations; folder {escape(r.out_dir)}")
+        task = r.task
+        out.print(f"task: {_fmt(task.get('dataset'))} ({_fmt(task.get('classes'))} classes, "
+                  f"{_fmt(task.get('input_size'))} px, {_fmt(task.get('samples'))} samples)")
+        for d in r.devices:
+            out.print(f"device {escape(d.device)} ({escape(d.kind)}): budget {_fmt(d.budget_ms)} ms, "
+                      f"fingerprint {_fmt((d.fingerprint_hash or '-')[:16])}, table {_fmt((d.lut_hash or '-')[:12])}")
+        out.print(f"best: {escape(r.objective)} = {_fmt(r.best_value)} (#{_fmt(r.best_number)}) "
+                  f"{escape(str((r.best_arch or {}).get('arch', r.best_arch)))}")
+        out.print("fronts: " + (", ".join(f"{escape(k)} {len(v)}" for k, v in fronts.items()) or "-"))
+        if r.warm_start:
+            out.print(f"warm start: {escape(str(r.warm_start.get('note', '')))}")
+            for c in r.warm_start.get("candidates", []):
+                out.print(f"  {c['run_id']}: similarity {c['similarity']:.2f} (task {c['task_similarity']:.2f}, "
+                          f"device {c['device_similarity']:.2f}) {'used' if c['used'] else 'not used'}")
+        if r.rerun_of:
+            out.print(f"re-run of {escape(r.rerun_of)}")
+
+    @runs_app.command("compare")
+    def compare(run: list[str] = typer.Argument(..., help="two or more run ids"),
+                db: str = typer.Option(None, "--db", help=DB_HELP),
+                json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
+        """Runs side by side: best value, when it was reached, budgets, warm start."""
+        from edgenas.search.history import compare_runs
+        from edgenas.store import open_db
+
+        rows = compare_runs(open_db(db, project()), run)
+        if json_out:
+            emit_json(rows)
+            return
+        t = Table(Column("run", no_wrap=True, min_width=12), "dataset", "strategy", "evals", "best", "reached at",
+                  "budgets", "transferred")
+        for r in rows:
+            t.add_row(r["id"], _fmt(r["dataset"]), escape(r["strategy"]), str(r["evaluations"]),
+                      _fmt(r["best_value"]), _fmt(r["best_reached_at"]),
+                      ", ".join(f"{escape(k)}<={v:g}" for k, v in r["budgets_ms"].items()) or "-",
+                      str(r["transferred"] or "-"))
+        out.print(t)
+
+    @runs_app.command("import")
+    def import_(folder: list[Path] = typer.Argument(..., help="run folders (the --out of a search)"),
+                db: str = typer.Option(None, "--db", help=DB_HELP),
+                json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
+        """Index run folders (e.g. made before the database) into the experiment database."""
+        from edgenas.search.record import index_run
+        from edgenas.store import open_db
+
+        proj = project()
+        handle = open_db(db, proj)
+        recs = [index_run(handle, proj, f) for f in folder]
+        if json_out:
+            emit_json([_summary(r) for r in recs])
+            return
+        for r in recs:
+            out.print(f"imported run {r.id}: {escape(r.space)} / {escape(r.strategy)}, {r.n_evaluations} "
+                      f"evaluations, from {escape(r.out_dir)}")
+
+    @runs_app.command("stale")
+    def stale(device: str = typer.Option(None, "--device", help="only runs on this device"),
+              space: str = typer.Option(None, "--space", help="only runs of this space"),
+              db: str = typer.Option(None, "--db", help=DB_HELP),
+              json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
+        """Runs whose chosen architecture a device's new table invalidates.
+
+        Over budget under the current table, or no longer the best feasible one it evaluated.
+        Repeat one warm-started from itself with: edgenas search --rerun RUN_ID.
+        """
+        from edgenas.search.stale import find_stale
+        from edgenas.store import open_db
+
+        proj = project()
+        rows, checked = find_stale(open_db(db, proj), proj, device=device, space=space)
+        if json_out:
+            emit_json({"checked": checked, "stale": [s.to_dict() for s in rows]})
+            return
+        out.print(f"{len(rows)} of {checked} finished runs are stale")
+        for s in rows:
+            out.print(f"[yellow]{s.run_id}[/yellow] ({escape(s.status)}): {escape(s.reason)}")
+        if rows:
+            out.print("re-run one with: edgenas search --rerun RUN_ID")
+
+    @db_app.command("upgrade")
+    def upgrade(db: str = typer.Option(None, "--db", help=DB_HELP),
+                json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
+        """Migrate the database to this edgenas's schema; import measurements kept in older files."""
+        from edgenas.store import ExperimentDB, import_legacy_measurements
+
+        proj = project()
+        handle = ExperimentDB(db, proj, migrate=False, check=False)
+        before, after = handle.upgrade()
+        n = import_legacy_measurements(handle, proj)
+        res = {"database": handle.where, "revision_before": before, "revision": after, "imported_measurements": n}
+        if json_out:
+            emit_json(res)
+            return
+        what = "already at" if before == after else f"upgraded from {before or 'empty'} to"
+        out.print(f"{escape(handle.where)}: {what} schema {after}" + (f"; imported {n} measurements" if n else ""))

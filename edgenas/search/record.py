@@ -1,0 +1,131 @@
+"""A run folder as a record of the experiment database (what a search writes, what ``runs import`` reads).
+
+The run folder stays the resumable record of a run; the database indexes it: ``index_run`` reads
+``config.json``, ``request.json``, ``evaluations.jsonl``, ``pareto.json``, ``best.json`` and
+``warm_start.json`` and saves them as one ``RunRecord`` with its evaluations and fronts. A run's id is
+derived from its folder and config, so indexing the same folder again replaces the earlier copy.
+
+Devices are recorded with what predicted their latency: for a LUT its fingerprint hash and the
+SHA-256 of the table's content (a rebuilt, rescaled or re-calibrated table has another hash); for a
+benchmark table column ``table:COLUMN`` and the SHA-256 of that column.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from edgenas.errors import EdgenasError, InputError
+from edgenas.io import read_json
+from edgenas.project import Project
+from edgenas.search.task import describe_task
+from edgenas.store.experiment import ExperimentDB
+from edgenas.store.runs import Evaluation, RunDevice, RunRecord, save_run
+
+RUN_FILES = ("config.json", "evaluations.jsonl")
+
+
+def run_id_for(out_dir: Path, config: Mapping[str, Any]) -> str:
+    text = str(Path(out_dir).resolve()) + "\n" + json.dumps(config, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def lut_hash(lut: Any) -> str:
+    return hashlib.sha256(json.dumps(lut.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+def column_hash(values: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(values, dtype=np.float64).tobytes()).hexdigest()
+
+
+def describe_device(project: Project, target: Any) -> RunDevice:
+    """How ``target`` (a ``DeviceTarget``) predicts latency, for the record."""
+    from edgenas.evaluate.tabular import TableLatency
+
+    model = target.model
+    if isinstance(model, TableLatency):
+        return RunDevice(target.name, "table", f"table:{model.column}", column_hash(model.values),
+                         f"{model.table.path}#{model.column}", target.budget_ms)
+    lut = getattr(model, "lut", None)
+    if lut is not None:
+        from edgenas.latency.store import LutStore
+
+        path = LutStore(project.luts_dir).path_for(lut.device, lut.space, lut.fingerprint_hash)
+        return RunDevice(target.name, "lut", lut.fingerprint_hash, lut_hash(lut), str(path), target.budget_ms)
+    return RunDevice(target.name, "other", None, None, None, target.budget_ms)
+
+
+def _read_log(path: Path) -> list[dict[str, Any]]:
+    out = []
+    try:
+        data = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return out
+    for n, line in enumerate(data.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            if n == len(data.splitlines()):
+                break  # a torn last line (the run was killed): ignored, as resume does
+            raise InputError(f"{path}: line {n} is not valid JSON", hint="the run folder is damaged") from None
+    return out
+
+
+def index_run(db: ExperimentDB, project: Project, out_dir: str | os.PathLike, *, problem: Any = None,
+              status: str | None = None, rerun_of: str | None = None,
+              created_at: float | None = None) -> RunRecord:
+    """Save the run in ``out_dir`` into ``db`` (replacing an earlier copy); returns its record."""
+    from edgenas.search.launch import SearchRequest, build_problem
+
+    out = Path(out_dir)
+    missing = [f for f in RUN_FILES if not (out / f).exists()]
+    if missing:
+        raise InputError(f"{out} is not a search run folder (no {', '.join(missing)})",
+                         hint="give the --out folder of an edgenas search")
+    config = read_json(out / "config.json", "run config")
+    request = read_json(out / "request.json", "search request") if (out / "request.json").exists() else None
+    if not isinstance(config, Mapping) or "space" not in config:
+        raise InputError(f"{out / 'config.json'} is not a search config")
+    if problem is None and request is not None:
+        try:
+            problem, _ = build_problem(project, SearchRequest.from_json(request, str(out / "request.json")))
+        except EdgenasError:
+            problem = None  # its table or LUT is gone: the devices are recorded without hashes
+    if problem is not None:
+        devices = tuple(describe_device(project, t) for t in problem.devices)
+        objective = problem.accuracy_name
+    else:
+        devices = tuple(RunDevice(str(n), "unknown", budget_ms=b) for n, b in config.get("devices", []))
+        pareto = read_json(out / "pareto.json", "pareto") if (out / "pareto.json").exists() else {}
+        objective = (pareto.get("objectives") or [None])[0] or (request or {}).get("objective") or "accuracy"
+    logged = _read_log(out / "evaluations.jsonl")
+    evals = [Evaluation(int(r["number"]), r["arch"], r["objectives"], r["latency_ms"], r.get("constraints", {}),
+                        bool(r["feasible"]), float(r.get("wall_s", 0.0))) for r in logged]
+    best = read_json(out / "best.json", "best") if (out / "best.json").exists() else {}
+    ckpt = read_json(out / "checkpoint.json", "checkpoint") if (out / "checkpoint.json").exists() else {}
+    fronts: dict[str, list[int]] = {}
+    if (out / "pareto.json").exists():
+        pareto = read_json(out / "pareto.json", "pareto")
+        fronts = {str(k): [int(p["number"]) for p in v] for k, v in (pareto.get("devices") or {}).items()}
+        fronts["*"] = [int(p["number"]) for p in pareto.get("front") or []]
+    warm = read_json(out / "warm_start.json", "warm start") if (out / "warm_start.json").exists() else None
+    run_status = status or ("complete" if ckpt.get("status") == "complete" else ckpt.get("status") or "running")
+    best_obj = best.get("objectives") or {}
+    rec = RunRecord(
+        id=run_id_for(out, config), created_at=created_at or (out / "config.json").stat().st_mtime,
+        status=run_status, space=str(config["space"]), strategy=str(config.get("strategy", "?")),
+        seed=int(config.get("seed", 0)), objective=str(objective), out_dir=str(out.resolve()), config=config,
+        task=describe_task(request or {"table": None}), request=request, devices=devices,
+        finished_at=time.time() if run_status != "running" else None, n_evaluations=len(evals),
+        best_number=best.get("number"), best_value=best_obj.get(objective), best_arch=best.get("arch"),
+        warm_start=warm, rerun_of=rerun_of if rerun_of is not None else (warm or {}).get("rerun_of"))
+    save_run(db, rec, evals, fronts)
+    return rec

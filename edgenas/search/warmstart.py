@@ -1,0 +1,193 @@
+"""Warm start: seed a search's first population with the best architectures of similar past runs.
+
+1. **candidates**: past runs of the same space (``auto``: all of them in the experiment database;
+   else the runs named), each scored by ``similarity = task similarity x device similarity``
+   (``edgenas.search.task``; devices: 1 for the same fingerprint, else the Spearman rank correlation
+   of the two latency models over 256 random architectures of the space, 0.5 when a past model is no
+   longer at hand; 1 when either run has no latency budget). Runs below ``min_similarity`` (default 0.6)
+   are not used, and the record says why;
+2. **best architectures**: from each run used, its evaluations by the primary objective, best first,
+   taken in turn from the runs in order of similarity;
+3. **diverse set**: greedily keep architectures at least ``MIN_DISTANCE`` genes apart (Hamming distance
+   on the space's genes), filling up with the next best when that leaves too few;
+4. **repair** to the new latency budgets: an architecture that now violates one is moved gene by gene
+   toward the fastest architecture until it fits (``repair_toward_anchor``).
+
+``transfer_ratio`` (default 0.5) x the population size architectures are transferred; the rest of the
+first population is sampled as usual. Transferred architectures are evaluated again on the new task and
+count in the budget. The plan is a JSON record (``warm_start.json`` in the run folder, ``warm_start``
+in the database) naming every source run, its similarity and what was taken from where.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+from edgenas.errors import EdgenasError, InputError
+from edgenas.project import Project
+from edgenas.search.base import repair_toward_anchor
+from edgenas.search.task import task_similarity
+from edgenas.store.experiment import ExperimentDB
+from edgenas.store.runs import RunDevice, RunRecord, get_run, list_runs, run_evaluations
+
+WARM_SCHEMA = 1
+TRANSFER_RATIO = 0.5
+MIN_SIMILARITY = 0.6
+MIN_DISTANCE = 2
+N_PROBE = 256
+UNKNOWN_DEVICE_SIMILARITY = 0.5
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    if np.std(ra) == 0 or np.std(rb) == 0:
+        return 0.0
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def past_model(project: Project, space: Any, dev: RunDevice) -> Any | None:
+    """The latency model a past run used for ``dev``, if it is still at hand."""
+    try:
+        if dev.kind == "table" and dev.lut_ref and "#" in dev.lut_ref:
+            from edgenas.evaluate.tabular import TableLatency
+
+            path, column = dev.lut_ref.rsplit("#", 1)
+            return TableLatency(path, column, space)
+        if dev.kind == "lut" and dev.lut_ref:
+            from edgenas.latency.lut import Lut
+            from edgenas.latency.predictor import LatencyPredictor
+
+            return LatencyPredictor(Lut.load(dev.lut_ref), space)
+    except EdgenasError:
+        return None
+    return None
+
+
+def device_similarity(project: Project, problem: Any, mine: Sequence[RunDevice], past: RunRecord) -> float:
+    new = [(d, t) for d, t in zip(mine, problem.devices) if d.budget_ms is not None]
+    old = [d for d in past.devices if d.budget_ms is not None]
+    if not new or not old:
+        return 1.0
+    probe = [problem.space.sample(r) for r in [np.random.default_rng(0)] for _ in range(N_PROBE)]
+    scores = []
+    for d, target in new:
+        best = 0.0
+        for o in old:
+            if d.fingerprint_hash and d.fingerprint_hash == o.fingerprint_hash:
+                best = 1.0
+                break
+            model = past_model(project, problem.space, o)
+            if model is None:
+                best = max(best, UNKNOWN_DEVICE_SIMILARITY)
+                continue
+            rho = _spearman(np.asarray(target.model.predict_many(probe), float),
+                            np.asarray(model.predict_many(probe), float))
+            best = max(best, max(rho, 0.0))
+        scores.append(best)
+    return float(min(scores))
+
+
+def hamming(space: Any, a: Any, b: Any) -> int:
+    return int(np.sum(space.to_genes(a) != space.to_genes(b)))
+
+
+def diverse(space: Any, ranked: list[Any], n: int, min_distance: int | None = None) -> list[int]:
+    """Indices of up to ``n`` of ``ranked`` (best first): at least ``min_distance`` genes apart, then filled."""
+    min_distance = MIN_DISTANCE if min_distance is None else min_distance
+    keep: list[int] = []
+    for i, a in enumerate(ranked):
+        if len(keep) >= n:
+            break
+        if all(hamming(space, a, ranked[j]) >= min_distance for j in keep):
+            keep.append(i)
+    for i in range(len(ranked)):
+        if len(keep) >= n:
+            break
+        if i not in keep:
+            keep.append(i)
+    return keep
+
+
+def plan_warm_start(db: ExperimentDB, project: Project, problem: Any, request: Any, sources: Sequence[str],
+                    *, n: int, min_similarity: float = MIN_SIMILARITY, transfer_ratio: float = TRANSFER_RATIO,
+                    seed: int = 0, exclude: Sequence[str] = ()) -> tuple[list[Any], dict[str, Any]]:
+    """(architectures to seed the first population with, the JSON record of the plan)."""
+    from edgenas.search.record import describe_device
+    from edgenas.search.task import describe_task
+
+    if not 0.0 <= min_similarity <= 1.0:
+        raise InputError(f"--min-similarity must be in [0, 1], got {min_similarity}")
+    space = problem.space
+    auto = list(sources) == ["auto"]
+    runs = list_runs(db, space=space.name) if auto else [get_run(db, s) for s in sources]
+    for r in runs:
+        if r.space != space.name:
+            raise InputError(f"run {r.id} searched space '{r.space}', not '{space.name}'",
+                             hint="warm-start from runs of the same space")
+    runs = [r for r in runs if r.id not in set(exclude) and r.n_evaluations > 0]
+    task = describe_task(request)
+    mine = [describe_device(project, t) for t in problem.devices]
+    scored = []
+    for r in runs:
+        ts = task_similarity(task, r.task)
+        ds = device_similarity(project, problem, mine, r) if ts > 0 else 0.0
+        scored.append((ts * ds, ts, ds, r))
+    scored.sort(key=lambda x: (-x[0], -x[3].created_at))
+    used = [x for x in scored if x[0] >= min_similarity]
+    record: dict[str, Any] = {
+        "schema": WARM_SCHEMA, "mode": "auto" if auto else "runs", "min_similarity": min_similarity,
+        "transfer_ratio": transfer_ratio, "slots": n,
+        "candidates": [{"run_id": r.id, "similarity": round(s, 4), "task_similarity": round(ts, 4),
+                        "device_similarity": round(ds, 4), "dataset": r.task.get("dataset"),
+                        "used": s >= min_similarity} for s, ts, ds, r in scored],
+        "transferred": [],
+    }
+    if not used or n <= 0:
+        record["note"] = ("no past run of this space" if not scored else
+                          f"no past run is similar enough (best {scored[0][0]:.2f} < {min_similarity}); "
+                          "nothing transferred, the search starts from scratch")
+        return [], record
+    per_run = []
+    for _, _, _, r in used:
+        evs = [e for e in run_evaluations(db, r.id)
+               if math.isfinite(float(e.objectives.get(r.objective, -math.inf)))]
+        evs.sort(key=lambda e: (-float(e.objectives[r.objective]), e.number))
+        per_run.append((r, evs[: 5 * n]))
+    order, seen = [], set()
+    for k in range(max(len(evs) for _, evs in per_run)):
+        for r, evs in per_run:
+            if k < len(evs):
+                arch = space.from_dict(evs[k].arch)
+                key = space.arch_id(arch)
+                if key not in seen:
+                    seen.add(key)
+                    order.append((arch, r, evs[k]))
+    archs = [a for a, _, _ in order]
+    if problem.constrained and archs:  # feasible under the new budgets first, keeping the order
+        v = np.asarray(problem.violation(archs), dtype=float)
+        idx = [i for i in range(len(order)) if v[i] <= 0] + [i for i in range(len(order)) if v[i] > 0]
+        order, archs = [order[i] for i in idx], [archs[i] for i in idx]
+    rng = np.random.default_rng([seed, 7013])
+    out: list[Any] = []
+    taken: set[str] = set()
+    for i in diverse(space, archs, len(archs)):
+        if len(out) >= n:
+            break
+        arch, r, e = order[i]
+        fixed = arch
+        if problem.constrained and float(problem.violation([arch])[0]) > 0:
+            fixed = repair_toward_anchor(space, problem, arch, rng)
+        key = space.arch_id(fixed)
+        if key in taken:
+            continue
+        taken.add(key)
+        out.append(fixed)
+        record["transferred"].append({"arch": space.to_dict(fixed), "from_run": r.id, "from_number": e.number,
+                                      "source_value": float(e.objectives[r.objective]),
+                                      "repaired": key != space.arch_id(arch)})
+    record["note"] = (f"{len(out)} architectures from {len({t['from_run'] for t in record['transferred']})} "
+                      f"past run(s) seed the first population")
+    return out, record

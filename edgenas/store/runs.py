@@ -1,0 +1,171 @@
+"""Search runs in the experiment database: the ``RunRecord`` and its reads and writes.
+
+A run is saved whole, in one transaction (``save_run``: the run row, its devices, every evaluation and
+its fronts), replacing any earlier copy with the same id, so indexing a run folder twice (a search
+that writes while it runs, then ``edgenas runs import``) never duplicates anything. Run ids are short
+hex strings; any unique prefix names a run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping, Sequence
+
+import sqlalchemy as sa
+
+from edgenas.errors import InputError
+from edgenas.store.experiment import ExperimentDB
+from edgenas.store.schema import evaluations, fronts, run_devices, runs
+
+
+@dataclass(frozen=True)
+class RunDevice:
+    """A device of a run: what predicted its latency (a LUT file, or a table column) and its budget."""
+
+    device: str
+    kind: str                         # "lut" | "table"
+    fingerprint_hash: str | None = None
+    lut_hash: str | None = None
+    lut_ref: str | None = None        # the LUT file, or "TABLE#COLUMN"
+    budget_ms: float | None = None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: str
+    created_at: float
+    status: str
+    space: str
+    strategy: str
+    seed: int
+    objective: str
+    out_dir: str
+    config: Mapping[str, Any]
+    task: Mapping[str, Any]
+    request: Mapping[str, Any] | None = None
+    devices: tuple[RunDevice, ...] = ()
+    finished_at: float | None = None
+    n_evaluations: int = 0
+    best_number: int | None = None
+    best_value: float | None = None
+    best_arch: Mapping[str, Any] | None = None
+    warm_start: Mapping[str, Any] | None = None
+    rerun_of: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["devices"] = [dict(x.__dict__) for x in self.devices]
+        return d
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    number: int
+    arch: Mapping[str, Any]
+    objectives: Mapping[str, float]
+    latency_ms: Mapping[str, float]
+    constraints: Mapping[str, float] = field(default_factory=dict)
+    feasible: bool = True
+    wall_s: float = 0.0
+
+
+def _finite(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if f == f and abs(f) != float("inf") else None
+
+
+def _clean(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON columns hold no NaN/inf (PostgreSQL's JSON refuses them): those become None."""
+    return {str(k): (_finite(v) if isinstance(v, float) else v) for k, v in obj.items()}
+
+
+def save_run(db: ExperimentDB, rec: RunRecord, evals: Sequence[Evaluation] = (),
+             run_fronts: Mapping[str, Sequence[int]] | None = None) -> None:
+    row = {f.name: getattr(rec, f.name) for f in fields(rec) if f.name != "devices"}
+    row["best_value"] = _finite(rec.best_value)
+    with db.begin() as con:
+        for t in (fronts, evaluations, run_devices):
+            con.execute(t.delete().where(t.c.run_id == rec.id))
+        con.execute(runs.delete().where(runs.c.id == rec.id))
+        con.execute(runs.insert().values(**row))
+        if rec.devices:
+            con.execute(run_devices.insert(), [dict(run_id=rec.id, position=i, **d.__dict__)
+                                               for i, d in enumerate(rec.devices)])
+        if evals:
+            con.execute(evaluations.insert(), [
+                dict(run_id=rec.id, number=e.number, arch=dict(e.arch), objectives=_clean(e.objectives),
+                     latency_ms=_clean(e.latency_ms), constraints=_clean(e.constraints), feasible=e.feasible,
+                     value=_finite(e.objectives.get(rec.objective)), wall_s=e.wall_s) for e in evals])
+        rows = [dict(run_id=rec.id, front=name, position=i, number=n)
+                for name, numbers in (run_fronts or {}).items() for i, n in enumerate(numbers)]
+        if rows:
+            con.execute(fronts.insert(), rows)
+
+
+def _record(r: Any, devs: list[Any]) -> RunRecord:
+    d = dict(r._mapping)
+    return RunRecord(**d, devices=tuple(RunDevice(x.device, x.kind, x.fingerprint_hash, x.lut_hash, x.lut_ref,
+                                                  x.budget_ms) for x in devs))
+
+
+def list_runs(db: ExperimentDB, *, space: str | None = None, device: str | None = None,
+              status: str | None = None) -> list[RunRecord]:
+    """Runs, oldest first, filtered by space, device and status."""
+    q = sa.select(runs)
+    if space is not None:
+        q = q.where(runs.c.space == space)
+    if status is not None:
+        q = q.where(runs.c.status == status)
+    if device is not None:
+        q = q.where(runs.c.id.in_(sa.select(run_devices.c.run_id).where(run_devices.c.device == device)))
+    with db.read() as con:
+        rows = con.execute(q.order_by(runs.c.created_at, runs.c.id)).all()
+        devs = con.execute(sa.select(run_devices).order_by(run_devices.c.run_id, run_devices.c.position)).all()
+    by_run: dict[str, list[Any]] = {}
+    for x in devs:
+        by_run.setdefault(x.run_id, []).append(x)
+    return [_record(r, by_run.get(r.id, [])) for r in rows]
+
+
+def resolve_run_id(db: ExperimentDB, ref: str) -> str:
+    """The full id of the run named by ``ref`` (an id or a unique prefix of one)."""
+    if not ref or not all(c in "0123456789abcdef" for c in ref):
+        raise InputError(f"'{ref}' is not a run id", hint="run ids are hex strings; see: edgenas runs list")
+    with db.read() as con:
+        ids = con.execute(sa.select(runs.c.id).where(runs.c.id.like(f"{ref}%")).limit(3)).scalars().all()
+    if not ids:
+        raise InputError(f"no run '{ref}' in the experiment database {db.where}",
+                         hint="see: edgenas runs list (older run folders: edgenas runs import DIR)")
+    if len(ids) > 1:
+        raise InputError(f"run id prefix '{ref}' is ambiguous ({', '.join(ids)}, ...)", hint="give more characters")
+    return ids[0]
+
+
+def get_run(db: ExperimentDB, ref: str) -> RunRecord:
+    rid = resolve_run_id(db, ref)
+    with db.read() as con:
+        r = con.execute(sa.select(runs).where(runs.c.id == rid)).one()
+        devs = con.execute(sa.select(run_devices).where(run_devices.c.run_id == rid)
+                           .order_by(run_devices.c.position)).all()
+    return _record(r, devs)
+
+
+def run_evaluations(db: ExperimentDB, run_id: str) -> list[Evaluation]:
+    with db.read() as con:
+        rows = con.execute(sa.select(evaluations).where(evaluations.c.run_id == run_id)
+                           .order_by(evaluations.c.number)).all()
+    return [Evaluation(r.number, r.arch, {k: (-float("inf") if v is None else v) for k, v in r.objectives.items()},
+                       r.latency_ms, r.constraints, bool(r.feasible), r.wall_s) for r in rows]
+
+
+def run_fronts(db: ExperimentDB, run_id: str) -> dict[str, list[int]]:
+    with db.read() as con:
+        rows = con.execute(sa.select(fronts).where(fronts.c.run_id == run_id)
+                           .order_by(fronts.c.front, fronts.c.position)).all()
+    out: dict[str, list[int]] = {}
+    for r in rows:
+        out.setdefault(r.front, []).append(r.number)
+    return out

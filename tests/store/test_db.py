@@ -1,0 +1,165 @@
+"""The experiment database itself, on SQLite and on a real PostgreSQL: migrations, schema checks, and
+bad input (unreachable server, newer schema, corrupt or locked SQLite file, two writers)."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import sqlite3
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from edgenas.store import DatabaseError, ExperimentDB, open_store
+from edgenas.store import db as dbmod
+from edgenas.store.schema import metadata
+
+from .pgserver import _free_port
+
+
+def test_fresh_database_is_migrated_to_the_newest_revision(db):
+    assert db.revision() == dbmod.head_revision() == "0001"
+    with db.read() as con:
+        names = set(sa.inspect(con).get_table_names())
+    assert {"runs", "run_devices", "evaluations", "fronts", "measurements", "alembic_version"} <= names
+
+
+def test_migrations_build_exactly_the_declared_schema(db):
+    """Alembic's autogenerate finds nothing to change: the migration and schema.py agree."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    with db.read() as con:
+        diff = compare_metadata(MigrationContext.configure(con), metadata)
+    assert diff == []
+
+
+def test_db_upgrade_is_idempotent_and_reports_the_revision(db_url, cli, monkeypatch, tmp_path):
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
+    r = cli("db", "upgrade", "--db", db_url, "--json")
+    assert r.code == 0, r.err
+    import json
+
+    first = json.loads(r.out)
+    assert first["revision_before"] is None and first["revision"] == "0001"
+    second = json.loads(cli("db", "upgrade", "--db", db_url, "--json").out)
+    assert second["revision_before"] == "0001" and second["revision"] == "0001"
+
+
+def test_a_newer_schema_is_a_clear_error_and_nothing_changes(db, db_url):
+    with db.begin() as con:
+        con.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    with pytest.raises(DatabaseError, match=r"schema revision 9999, newer than this edgenas knows \(newest 0001\)"):
+        ExperimentDB(db_url)
+    with pytest.raises(DatabaseError, match="newer than this edgenas"):
+        ExperimentDB(db_url, migrate=False, check=False).upgrade()  # db upgrade refuses too
+    with db.read() as con:
+        assert con.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "9999"
+
+
+def test_cli_newer_schema_is_one_red_line(db, db_url, cli, monkeypatch, tmp_path):
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
+    with db.begin() as con:
+        con.execute(sa.text("UPDATE alembic_version SET version_num = 'abcd'"))
+    r = cli("runs", "list", "--db", db_url)
+    assert r.code == 6 and "newer than this edgenas knows" in r.err and "upgrade edgenas" in r.err
+    assert "Traceback" not in r.err and len(r.err.strip().splitlines()) == 1
+
+
+def test_unreachable_postgresql_is_one_clear_error(tmp_path, cli, monkeypatch):
+    url = f"postgresql+psycopg://edgenas@127.0.0.1:{_free_port()}/nothing"
+    t0 = time.monotonic()
+    with pytest.raises(DatabaseError, match="cannot reach database postgresql"):
+        ExperimentDB(url)
+    assert time.monotonic() - t0 < 15
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
+    r = cli("runs", "list", "--db", url)
+    assert r.code == 6 and "cannot reach database" in r.err and "Traceback" not in r.err
+    assert list(tmp_path.iterdir()) == []  # nothing created
+
+
+def test_password_is_hidden_in_messages(tmp_path):
+    url = f"postgresql+psycopg://edgenas:s3cret@127.0.0.1:{_free_port()}/x"
+    with pytest.raises(DatabaseError) as info:
+        ExperimentDB(url)
+    assert "s3cret" not in str(info.value) and "***" in str(info.value)
+
+
+@pytest.mark.parametrize("url,match", [("nonsense", "not a database URL"),
+                                       ("mysql://u@h/db", "unsupported database")])
+def test_bad_urls(url, match):
+    with pytest.raises(DatabaseError, match=match):
+        ExperimentDB(url)
+
+
+def test_corrupt_sqlite_file_is_reported_and_left_alone(tmp_path, cli, monkeypatch):
+    path = tmp_path / "edgenas.db"
+    junk = b"this is not sqlite at all " * 200
+    path.write_bytes(junk)
+    with pytest.raises(DatabaseError, match="damaged or not a SQLite file"):
+        ExperimentDB(f"sqlite:///{path}")
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
+    r = cli("runs", "list", "--db", f"sqlite:///{path}")
+    assert r.code == 6 and "move the file aside" in r.err and "Traceback" not in r.err
+    assert path.read_bytes() == junk
+
+
+def test_locked_sqlite_is_one_clear_error_and_nothing_is_lost(tmp_path, monkeypatch, make):
+    url = f"sqlite:///{tmp_path / 'edgenas.db'}"
+    store = ExperimentDB(url).measurements
+    kept = make()
+    store.add(kept)
+    monkeypatch.setattr(dbmod, "BUSY_TIMEOUT_S", 0.3)
+    blocker = sqlite3.connect(tmp_path / "edgenas.db", isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # another process holds the write lock and does not let go
+    try:
+        locked = ExperimentDB(url, check=False).measurements
+        with pytest.raises(DatabaseError, match="is locked by another writer"):
+            locked.add(make())
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert ExperimentDB(url).measurements.list() == [kept]
+
+
+def test_sqlite_uses_wal_and_a_busy_timeout(tmp_path):
+    db = ExperimentDB(f"sqlite:///{tmp_path / 'e.db'}")
+    with db.read() as con:
+        assert con.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert con.exec_driver_sql("PRAGMA busy_timeout").scalar() == int(dbmod.BUSY_TIMEOUT_S * 1000)
+
+
+def _open_fresh(url: str, q) -> None:
+    try:
+        ExperimentDB(url)
+        q.put("ok")
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        q.put(repr(exc))
+
+
+@pytest.mark.slow
+def test_processes_opening_a_fresh_database_at_once_migrate_it_once(db_url):
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_open_fresh, args=(db_url, q)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert sorted(q.get(timeout=5) for _ in procs) == ["ok"] * 2
+    assert ExperimentDB(db_url).revision() == "0001"
+
+
+def test_legacy_measurement_file_is_imported_by_db_upgrade(tmp_path, make, no_env_db):
+    from edgenas.project import Project
+    from edgenas.store import import_legacy_measurements
+
+    project = Project(tmp_path)
+    legacy = open_store(project, kind="sqlite")
+    ms = [make(), make()]
+    for m in ms:
+        legacy.add(m)
+    db = ExperimentDB(project=project)
+    assert import_legacy_measurements(db, project) == 2
+    assert import_legacy_measurements(db, project) == 0  # only once
+    assert db.measurements.list() == ms

@@ -1,0 +1,142 @@
+"""Search runs in the experiment database (SQLite and PostgreSQL): what a search writes, import of run
+folders, list/show/compare, and two searches writing at once."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import shutil
+
+import pytest
+
+from edgenas.errors import InputError
+from edgenas.project import Project
+from edgenas.search.launch import SearchRequest, launch_search
+from edgenas.search.record import index_run
+from edgenas.store import ExperimentDB
+from edgenas.store.runs import get_run, list_runs, run_evaluations, run_fronts
+
+from .conftest import TABLE
+
+
+def _req(**kw) -> SearchRequest:
+    base = dict(space="nb201", table=str(TABLE), objective="cifar10_test", budget=30, seed=0)
+    return SearchRequest(**{**base, **kw})
+
+
+def test_a_search_writes_run_evaluations_front_and_choice(db, tmp_path):
+    out = tmp_path / "r1"
+    problem, _, result = launch_search(Project(tmp_path), _req(latency_column="raspi4_ms", max_latency_ms=(20.0,)),
+                                       out, db=db)
+    [run] = list_runs(db)
+    assert run.status == "complete" and run.n_evaluations == 30 and run.out_dir == str(out.resolve())
+    assert run.best_arch == dict(result.best.arch) and run.best_number == result.best.number
+    assert run.best_value == pytest.approx(result.best.objectives["cifar10_test"])
+    assert run.task["dataset"] == "cifar10" and run.task["classes"] == 10
+    [dev] = run.devices
+    assert (dev.device, dev.kind, dev.budget_ms, dev.fingerprint_hash) == ("raspi4_ms", "table", 20.0, "table:raspi4_ms")
+    assert len(dev.lut_hash) == 64 and dev.lut_ref.endswith("nb201_hw.csv#raspi4_ms")
+    evals = run_evaluations(db, run.id)
+    logged = [json.loads(line) for line in (out / "evaluations.jsonl").read_text().splitlines()]
+    assert [e.arch for e in evals] == [x["arch"] for x in logged]
+    assert [e.latency_ms for e in evals] == [x["latency_ms"] for x in logged]
+    fronts = run_fronts(db, run.id)
+    pareto = json.loads((out / "pareto.json").read_text())
+    assert fronts["raspi4_ms"] == [p["number"] for p in pareto["devices"]["raspi4_ms"]]
+    assert fronts["*"] == [p["number"] for p in pareto["front"]]
+
+
+def test_import_is_idempotent_and_ids_resolve_by_prefix(db, tmp_path):
+    out = tmp_path / "old"
+    launch_search(Project(tmp_path), _req(), out, record=False)  # a run folder from before the database
+    assert list_runs(db) == []
+    a = index_run(db, Project(tmp_path), out)
+    b = index_run(db, Project(tmp_path), out)
+    assert a.id == b.id and len(list_runs(db)) == 1 and len(run_evaluations(db, a.id)) == 30
+    assert get_run(db, a.id[:5]).id == a.id
+    with pytest.raises(InputError, match="no run 'fff"):
+        get_run(db, "fff")  # (a collision with a 12-hex id is possible, but not with this one)
+    with pytest.raises(InputError, match="not a run id"):
+        get_run(db, "x; drop table runs")
+    with pytest.raises(InputError, match="not a search run folder"):
+        index_run(db, Project(tmp_path), tmp_path)
+
+
+def test_cli_list_show_compare_import(db_url, cli, monkeypatch, tmp_path):
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
+    monkeypatch.setenv("EDGENAS_DB", db_url)
+    r = cli("search", "--space", "nb201", "--table", str(TABLE), "--budget", "20", "--out", str(tmp_path / "a"),
+            "--json")
+    assert r.code == 0, r.err
+    launch_search(Project(tmp_path), _req(objective="cifar100_test", seed=3, budget=20), tmp_path / "b",
+                  record=False)
+    assert cli("runs", "import", str(tmp_path / "b")).code == 0
+    rows = json.loads(cli("runs", "list", "--json").out)
+    assert [(x["dataset"], x["evaluations"]) for x in rows] == [("cifar10", 20), ("cifar100", 20)]
+    shown = json.loads(cli("runs", "show", rows[1]["id"], "--json").out)
+    assert shown["objective"] == "cifar100_test" and shown["fronts"]["*"]
+    cmp = json.loads(cli("runs", "compare", rows[0]["id"], rows[1]["id"], "--json").out)
+    assert [c["id"] for c in cmp] == [x["id"] for x in rows]
+    assert all(1 <= c["best_reached_at"] <= 20 for c in cmp)
+    text = cli("runs", "list").out
+    assert rows[0]["id"] in text
+    bad = cli("runs", "show", "0123456789ab")
+    assert bad.code == 2 and "no run '0123456789ab'" in bad.err
+
+
+def test_unreachable_database_fails_the_search_before_anything_is_written(tmp_path, cli, monkeypatch):
+    from .pgserver import _free_port
+
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
+    out = tmp_path / "run"
+    r = cli("search", "--space", "nb201", "--table", str(TABLE), "--budget", "5", "--out", str(out),
+            "--db", f"postgresql+psycopg://edgenas@127.0.0.1:{_free_port()}/x")
+    assert r.code == 6 and "cannot reach database" in r.err and "Traceback" not in r.err
+    assert not out.exists()
+
+
+def _search(url: str, root: str, seed: int) -> None:
+    from pathlib import Path
+
+    launch_search(Project(Path(root)), _req(seed=seed, budget=40), Path(root) / f"s{seed}", db_url=url)
+
+
+@pytest.mark.slow
+def test_two_searches_writing_at_once_lose_nothing(db_url, tmp_path):
+    ExperimentDB(db_url)  # created first, as a user's first command would
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_search, args=(db_url, str(tmp_path), s)) for s in (1, 2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(180)
+    assert [p.exitcode for p in procs] == [0, 0]
+    db = ExperimentDB(db_url)
+    runs = list_runs(db)
+    assert sorted(r.seed for r in runs) == [1, 2]
+    for r in runs:
+        assert len(run_evaluations(db, r.id)) == 40 == r.n_evaluations
+
+
+def test_an_interrupted_search_is_recorded_as_stopped(db, tmp_path):
+    calls = []
+
+    def progress(done, total):
+        calls.append(done)
+        if done == 12:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        launch_search(Project(tmp_path), _req(), tmp_path / "r", db=db, progress=progress)
+    [run] = list_runs(db)
+    assert run.status == "stopped" and run.n_evaluations == 12
+    launch_search(Project(tmp_path), None, tmp_path / "r", db=db, resume=True)
+    [run] = list_runs(db)
+    assert run.status == "complete" and run.n_evaluations == 30
+
+
+def test_a_moved_folder_imports_as_another_run(db, tmp_path):
+    launch_search(Project(tmp_path), _req(budget=10), tmp_path / "a", db=db)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    index_run(db, Project(tmp_path), tmp_path / "b")
+    assert len(list_runs(db)) == 2

@@ -1,0 +1,155 @@
+"""Warm start from the experiment database (SQLite and PostgreSQL): every strategy takes an initial
+population; similar past runs seed it (diverse, repaired to the new budgets, recorded); the similarity
+guard refuses unrelated runs and says so; a warm-started run resumes exactly."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from edgenas.project import Project
+from edgenas.search import make_strategy, strategy_names
+from edgenas.search.base import Result
+from edgenas.search.launch import SearchRequest, launch_search
+from edgenas.search.warmstart import diverse, hamming, plan_warm_start
+from edgenas.spaces import get_space
+from edgenas.search.task import _card
+from edgenas.store.runs import get_run, list_runs, run_evaluations, save_run
+
+from .conftest import TABLE
+
+
+def _req(**kw) -> SearchRequest:
+    base = dict(space="nb201", table=str(TABLE), objective="cifar10_test", budget=40, seed=0)
+    return SearchRequest(**{**base, **kw})
+
+
+@pytest.mark.parametrize("name", strategy_names())
+def test_every_strategy_asks_its_initial_population_first(name):
+    space = get_space("nb201")
+    rng = np.random.default_rng(5)
+    init = [space.sample(rng) for _ in range(4)]
+    from edgenas.search.base import STRATEGIES
+
+    opts = {"population": 8} if "population" in STRATEGIES.get(name).options else {}
+    s = make_strategy(name, space, np.random.default_rng(0), initial_population=init, **opts)
+    asked = []
+    while len(asked) < 8:
+        batch = s.ask(min(4, 8 - len(asked)))
+        s.tell(batch, [Result((-float(i),)) for i in range(len(batch))])
+        asked += batch
+    ids = [space.arch_id(a) for a in asked]
+    assert ids[:4] == [space.arch_id(a) for a in init]
+    assert len(set(ids)) == 8  # the rest are new samples, not repeats
+
+
+def test_diverse_keeps_architectures_apart_then_fills():
+    space = get_space("nb201")
+    base = space.from_genes([1, 2, 3, 1, 2, 3])
+    near = space.from_genes([1, 2, 3, 1, 2, 4])        # 1 gene from base
+    far = space.from_genes([0, 0, 0, 1, 2, 3])         # 3 genes from base
+    ranked = [base, near, far]
+    assert diverse(space, ranked, 2) == [0, 2]
+    assert diverse(space, ranked, 3) == [0, 2, 1]
+    assert hamming(space, base, far) == 3
+
+
+def test_auto_warm_start_from_a_similar_run(db, tmp_path):
+    proj = Project(tmp_path)
+    launch_search(proj, _req(budget=60), tmp_path / "c10", db=db)
+    src = list_runs(db)[0]
+    _, _, res = launch_search(proj, _req(objective="cifar100_test", warm_start=("auto",), seed=4),
+                              tmp_path / "c100", db=db)
+    warm = json.loads((tmp_path / "c100" / "warm_start.json").read_text())
+    assert warm["candidates"][0]["run_id"] == src.id and warm["candidates"][0]["used"]
+    assert 0.8 < warm["candidates"][0]["task_similarity"] < 0.95 and warm["candidates"][0]["device_similarity"] == 1
+    transferred = [t["arch"] for t in warm["transferred"]]
+    assert len(transferred) == 10  # transfer_ratio 0.5 x evolution's population 20
+    logged = [json.loads(x)["arch"] for x in (tmp_path / "c100" / "evaluations.jsonl").read_text().splitlines()]
+    assert logged[:10] == transferred and len(logged) == 40  # evaluated again, inside the budget
+    src_best = max(t["source_value"] for t in warm["transferred"])
+    assert src_best == pytest.approx(src.best_value)  # the source's best is among them
+    space = get_space("nb201")
+    genes = [space.to_genes(space.from_dict(a)) for a in transferred]
+    assert min(int(np.sum(a != b)) for i, a in enumerate(genes) for b in genes[i + 1:]) >= 2
+    rec = get_run(db, list_runs(db)[1].id)
+    assert rec.warm_start["transferred"][0]["from_run"] == src.id
+
+
+def test_the_similarity_guard_refuses_an_unrelated_run_and_says_so(db, tmp_path, cli, monkeypatch, db_url):
+    proj = Project(tmp_path)
+    # a past run on a 30x smaller grey-scale dataset (digits): similarity 0.44 < 0.6
+    launch_search(proj, _req(objective="cifar10_test", budget=20), tmp_path / "digits", db=db)
+    src = list_runs(db)[0]
+    save_run(db, dataclasses.replace(src, task=_card("digits")), run_evaluations(db, src.id))
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
+    r = cli("search", "--space", "nb201", "--table", str(TABLE), "--budget", "20", "--seed", "3",
+            "--warm-start", src.id, "--out", str(tmp_path / "new"), "--db", db_url)
+    assert r.code == 0, r.err
+    assert "no past run is similar enough (best 0.44 < 0.6)" in r.out
+    warm = json.loads((tmp_path / "new" / "warm_start.json").read_text())
+    assert warm["transferred"] == [] and not warm["candidates"][0]["used"]
+    cold = launch_search(proj, _req(budget=20, seed=3), tmp_path / "cold", db=db)[2]
+    new = [json.loads(x)["arch"] for x in (tmp_path / "new" / "evaluations.jsonl").read_text().splitlines()]
+    assert new == [dict(t.arch) for t in cold.trials]  # no transfer: exactly the cold search
+
+
+def test_transfer_across_devices_repairs_to_the_new_budget(db, tmp_path):
+    proj = Project(tmp_path)
+    launch_search(proj, _req(latency_column="pixel3_ms", max_latency_ms=(30.0,), budget=60), tmp_path / "a", db=db)
+    budget = 12.0
+    problem, _, _ = launch_search(proj, _req(latency_column="raspi4_ms", max_latency_ms=(budget,),
+                                             warm_start=("auto",), seed=2), tmp_path / "b", db=db)
+    warm = json.loads((tmp_path / "b" / "warm_start.json").read_text())
+    c = warm["candidates"][0]
+    assert c["used"] and c["task_similarity"] == 1.0 and 0.6 < c["device_similarity"] < 1.0  # Spearman
+    space = problem.space
+    archs = [space.from_dict(t["arch"]) for t in warm["transferred"]]
+    assert archs and np.all(problem.violation(archs) == 0)  # every transferred one meets the new budget
+    assert any(t["repaired"] for t in warm["transferred"])
+
+
+def test_warm_started_run_resumes_exactly(db, tmp_path):
+    proj = Project(tmp_path)
+    launch_search(proj, _req(budget=40), tmp_path / "src", db=db)
+    # the source named (with auto, the second run would also draw on the first one's evaluations)
+    req = _req(objective="cifar100_test", warm_start=(list_runs(db)[0].id,), seed=9, budget=30)
+    full = launch_search(proj, req, tmp_path / "full", db=db)[2]
+
+    def stop(done, total):
+        if done == 7:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        launch_search(proj, req, tmp_path / "part", db=db, progress=stop)
+    resumed = launch_search(proj, None, tmp_path / "part", db=db, resume=True)[2]
+    assert [dict(t.arch) for t in resumed.trials] == [dict(t.arch) for t in full.trials]
+
+
+def test_warm_start_from_a_run_folder_indexes_it(db, tmp_path):
+    proj = Project(tmp_path)
+    launch_search(proj, _req(budget=20), tmp_path / "old", record=False)
+    launch_search(proj, _req(objective="imagenet16_test", warm_start=(str(tmp_path / "old"),), budget=20),
+                  tmp_path / "new", db=db)
+    warm = json.loads((tmp_path / "new" / "warm_start.json").read_text())
+    assert warm["candidates"][0]["dataset"] == "cifar10" and warm["candidates"][0]["used"]
+    assert 0.7 < warm["candidates"][0]["similarity"] < 0.8  # CIFAR-10 -> ImageNet16-120: 0.74
+    assert len(list_runs(db)) == 2
+
+
+def test_bad_warm_start_settings(db, tmp_path):
+    from edgenas.errors import InputError
+
+    proj = Project(tmp_path)
+    with pytest.raises(InputError, match="transfer-ratio must be in"):
+        launch_search(proj, _req(warm_start=("auto",), transfer_ratio=1.5), tmp_path / "x", db=db)
+    with pytest.raises(InputError, match="no run 'abcdef'"):
+        launch_search(proj, _req(warm_start=("abcdef",)), tmp_path / "y", db=db)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+    launch_search(proj, _req(budget=5), tmp_path / "mb", db=db)
+    with pytest.raises(InputError, match="searched space 'nb201', not 'mbv3-small'"):
+        problem = type("P", (), {"space": get_space("mbv3-small"), "devices": []})()
+        plan_warm_start(db, proj, problem, _req(), [list_runs(db)[0].id], n=5)
