@@ -60,7 +60,7 @@ def describe_task(request: Any) -> dict[str, Any]:
 def _measure(spec: str) -> dict[str, Any]:
     """Classes, samples, size and channels read from the data itself (nothing when unreadable)."""
     try:
-        from edgenas.evaluate.data import load_dataset
+        from edgenas.datasets import load_dataset
 
         d = load_dataset(spec)
     except Exception:  # noqa: BLE001 - the task is then known by name only
