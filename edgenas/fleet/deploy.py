@@ -152,13 +152,26 @@ def deploy(project: Project, device: Any, space: SearchSpace, arch: Any, *, runt
     if nominal is not None:
         stats["nominal_ms"] = nominal
     predicted, raw, n_cal = predict_for(lut, space, arch)
+    if lut is None:
+        from edgenas.fleet.fewshot import latency_model
+
+        fewshot = latency_model(project, s.device, space)
+        if fewshot is not None:
+            predicted, n_cal = fewshot.predict(arch), fewshot.calibration_points
+            pnote = f"predicted by the few-shot model ({n_cal} measurements; no LUT yet)"
     compare = nominal if nominal is not None else measured
     rel = None if predicted is None else (predicted - compare) / compare
     m = Measurement(device=s.device, space=space.name, arch=space.to_dict(arch),
                     artifact_sha256=exp.sha256, runtime=rt["runtime"], precision=rt["precision"],
                     fingerprint_hash=fp_hash, stats=stats, cold_start=dict(out.get("cold_start") or {}),
                     state=dict(out.get("state") or {}), predicted_raw_ms=raw, predicted_ms=predicted)
-    (store or open_store(project)).add(m)
+    store = store or open_store(project)
+    store.add(m)
+    if lut is None:  # no LUT yet: a few-shot model (if any) learns from this measurement
+        from edgenas.fleet.fewshot import refit_after_deploy
+
+        if refit_after_deploy(project, s.device, space, fp_hash, rt["runtime"], store):
+            pnote = "no LUT yet; the few-shot model was refitted with this measurement"
     return DeployResult(s.device, space.name, space.to_dict(arch), exp.onnx_path, exp.sha256, rt["runtime"],
                         measured, predicted, raw, rel, n_cal, stats, dict(out.get("cold_start") or {}),
                         m.id, "; ".join(x for x in (note, pnote) if x), nominal)

@@ -267,10 +267,11 @@ def _num(s: str) -> float:
         return float("nan")
 
 
-def op_counts(archs: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+def op_counts(archs: Sequence[str], ops: Sequence[str] | None = None) -> tuple[np.ndarray, list[str]]:
     """How often each operation occurs in cell strings like ``|nor_conv_3x3~0|+|...|``.
 
-    Rows that do not parse give no descriptors at all (an empty ``(n, 0)`` matrix).
+    The columns are ``ops`` when given (fixed across calls), else the operations seen. Rows that do
+    not parse give no descriptors at all (an empty ``(n, 0)`` matrix).
     """
     parsed = []
     for a in archs:
@@ -278,12 +279,13 @@ def op_counts(archs: Sequence[str]) -> tuple[np.ndarray, list[str]]:
         if not ops:
             return np.zeros((len(archs), 0)), []
         parsed.append(ops)
-    names = sorted({o for ops in parsed for o in ops})
+    names = sorted(ops) if ops is not None else sorted({o for p in parsed for o in p})
     index = {o: i for i, o in enumerate(names)}
     out = np.zeros((len(archs), len(names)))
-    for r, ops in enumerate(parsed):
-        for o in ops:
-            out[r, index[o]] += 1
+    for r, p in enumerate(parsed):
+        for o in p:
+            if o in index:
+                out[r, index[o]] += 1
     return out, [f"n_{o}" for o in names]
 
 
@@ -299,18 +301,20 @@ def _cell_edges(a: str) -> list[tuple[int, int, str]] | None:
     return edges or None
 
 
-def graph_descriptors(archs: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+def graph_descriptors(archs: Sequence[str], ops: Sequence[str] | None = None) -> tuple[np.ndarray, list[str]]:
     """Graph-aware counts of a cell: per operation, how many edges are live (on a path from the
     input node to the output node through non-``none`` edges) and how many are dead, and whether
     the output is reachable at all. Runtimes that prune unused branches (TFLite on the Raspberry
     Pi 4 and Pixel 3 of HW-NAS-Bench) pay only for live edges, others pay for all.
 
-    Rows that do not parse as cells give no descriptors (an empty ``(n, 0)`` matrix).
+    The operations are ``ops`` when given (fixed columns across calls), else those seen. Rows that
+    do not parse as cells give no descriptors (an empty ``(n, 0)`` matrix).
     """
     parsed = [_cell_edges(a) for a in archs]
     if not parsed or any(p is None for p in parsed):
         return np.zeros((len(archs), 0)), []
-    names = sorted({op for p in parsed for _, _, op in p if op != "none"})
+    seen = ops if ops is not None else {op for p in parsed for _, _, op in p}
+    names = sorted(o for o in seen if o != "none")
     index = {o: i for i, o in enumerate(names)}
     out = np.zeros((len(archs), 2 * len(names) + 1))
     for r, edges in enumerate(parsed):
@@ -323,7 +327,7 @@ def graph_descriptors(archs: Sequence[str]) -> tuple[np.ndarray, list[str]]:
             if op != "none" and d in bw:
                 bw.add(s_)
         for s_, d, op in edges:
-            if op != "none":
+            if op in index:
                 out[r, index[op] + (0 if (s_ in fw and d in bw) else len(names))] += 1
         out[r, -1] = float(last in fw)
     return out, [f"live_{o}" for o in names] + [f"dead_{o}" for o in names] + ["output_reachable"]

@@ -99,6 +99,13 @@ def build_problem(project: Project, req: SearchRequest) -> tuple[Any, Any]:
 
         store = LutStore(project.luts_dir)
         for d in req.devices:
+            if not store.list(d, space.name):  # no LUT yet: the few-shot model, if the device has one
+                from edgenas.fleet.fewshot import latency_model
+
+                fewshot = latency_model(project, d, space)
+                if fewshot is not None:
+                    models.append((d, fewshot))
+                    continue
             models.append((d, LatencyPredictor(store.latest(d, space.name), space)))
     names = [n for n, _ in models]
     budgets = _budgets(req, names)
