@@ -32,6 +32,8 @@ LUT_PROTOCOL: dict[str, Any] = {
     "warmup_min_n": 10, "warmup_min_s": 0.05, "sample_target_ms": 1.0, "min_n": 15, "min_s": 0.1,
     "max_cov": 0.05, "max_ci_rel": 0.02, "max_s": 1.5,
 }
+#: the adaptive protocol before issue 17 (kept for bench/lut_protocol.py's before/after)
+LUT_PROTOCOL_BEFORE: dict[str, Any] = dict(LUT_PROTOCOL)
 
 
 @dataclass(frozen=True)
