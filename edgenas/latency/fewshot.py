@@ -275,11 +275,11 @@ def op_counts(archs: Sequence[str], ops: Sequence[str] | None = None) -> tuple[n
     """
     parsed = []
     for a in archs:
-        ops = [t.split("~")[0] for t in a.replace("+", "|").split("|") if "~" in t]
-        if not ops:
+        row = [t.split("~")[0] for t in a.replace("+", "|").split("|") if "~" in t]
+        if not row:
             return np.zeros((len(archs), 0)), []
-        parsed.append(ops)
-    names = sorted(ops) if ops is not None else sorted({o for p in parsed for o in p})
+        parsed.append(row)
+    names = sorted(set(ops)) if ops is not None else sorted({o for p in parsed for o in p})
     index = {o: i for i, o in enumerate(names)}
     out = np.zeros((len(archs), len(names)))
     for r, p in enumerate(parsed):

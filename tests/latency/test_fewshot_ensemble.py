@@ -108,3 +108,13 @@ def test_nb201_raspi4_left_out_ensemble_beats_the_old_predictor_on_its_worst_see
         pb = b.fit(Xb[rnd[:20]], y[rnd[:20]]).predict(Xb[rnd[20:]])
         worst_before = min(worst_before, float(np.mean(np.abs(pb / y[rnd[20:]] - 1) <= 0.10)))
     assert worst > worst_before + 0.05, (worst, worst_before)
+
+
+def test_op_counts_columns_are_the_ops_seen_or_the_ops_given():
+    from edgenas.latency.fewshot import op_counts
+
+    cells = [_cell(["nor_conv_3x3"] * 6), _cell(["none", "skip_connect", "none", "none", "none", "none"])]
+    X, names = op_counts(cells)
+    assert names == ["n_none", "n_nor_conv_3x3", "n_skip_connect"] and X.sum() == 12
+    X2, names2 = op_counts(cells[:1], OPS)
+    assert names2 == [f"n_{o}" for o in sorted(OPS)] and X2[0, names2.index("n_nor_conv_3x3")] == 6
