@@ -155,25 +155,13 @@ def refit_after_deploy(project: Project, device: str, space: Any, fp_hash: str, 
 
 
 def _matching_refs(project: Project, space: Any, model: Any) -> list[tuple[str, str, Any]]:
-    from edgenas.latency.predictor import LatencyPredictor
-    from edgenas.latency.store import LutStore
+    from edgenas.latency.fewshot_model import matching_references
 
-    store, out = LutStore(project.luts_dir), []
-    for dev, fph in model.references:
-        lut = store.find(dev, space.name, fph)
-        if lut is None:
-            raise InputError(f"few-shot model of '{model.device}' rests on the LUT of '{dev}' "
-                             f"({fph[:12]}), which is gone",
-                             hint=f"refit: edgenas device add {model.device} --fewshot 20 --space {space.name}")
-        out.append((dev, fph, LatencyPredictor(lut, space)))
-    return out
+    return matching_references(project.luts_dir, space, model)
 
 
 def latency_model(project: Project, device: str, space: Any) -> Any | None:
     """The device's few-shot latency model for ``space`` (``FewShotLatency``), or None if it has none."""
-    from edgenas.latency.fewshot_model import FewShotLatency, load_model
+    from edgenas.latency.fewshot_model import load_latency_model
 
-    model = load_model(project.luts_dir, device, space.name)
-    if model is None:
-        return None
-    return FewShotLatency(model, space, [r[2] for r in _matching_refs(project, space, model)])
+    return load_latency_model(project.luts_dir, device, space)

@@ -173,3 +173,27 @@ class FewShotLatency:
         pred = self.predict_many(archs)
         i = int(np.argmin(pred))
         return float(pred[i]), archs[i]
+
+
+def matching_references(luts_dir: Path, space: Any, model: FewShotModel) -> list[tuple[str, str, Any]]:
+    """(device, fingerprint hash, predictor) of the exact reference LUTs ``model`` was fitted with."""
+    from edgenas.latency.predictor import LatencyPredictor
+    from edgenas.latency.store import LutStore
+
+    store, out = LutStore(Path(luts_dir)), []
+    for dev, fph in model.references:
+        lut = store.find(dev, space.name, fph)
+        if lut is None:
+            raise InputError(f"few-shot model of '{model.device}' rests on the LUT of '{dev}' "
+                             f"({fph[:12]}), which is gone",
+                             hint=f"refit: edgenas device add {model.device} --fewshot 20 --space {space.name}")
+        out.append((dev, fph, LatencyPredictor(lut, space)))
+    return out
+
+
+def load_latency_model(luts_dir: Path, device: str, space: Any) -> FewShotLatency | None:
+    """The device's few-shot latency model for ``space``, or None if it has none."""
+    model = load_model(luts_dir, device, space.name)
+    if model is None:
+        return None
+    return FewShotLatency(model, space, [r[2] for r in matching_references(luts_dir, space, model)])

@@ -100,9 +100,9 @@ def build_problem(project: Project, req: SearchRequest) -> tuple[Any, Any]:
         store = LutStore(project.luts_dir)
         for d in req.devices:
             if not store.list(d, space.name):  # no LUT yet: the few-shot model, if the device has one
-                from edgenas.fleet.fewshot import latency_model
+                from edgenas.latency.fewshot_model import load_latency_model
 
-                fewshot = latency_model(project, d, space)
+                fewshot = load_latency_model(project.luts_dir, d, space)
                 if fewshot is not None:
                     models.append((d, fewshot))
                     continue
