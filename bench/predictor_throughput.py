@@ -2,6 +2,10 @@
 
     python bench/predictor_throughput.py [--lut PATH] [--ofa-dir ../shared/data/ofa_note10_lut]
 
+"before" is the batch path as it was before issue 17 (``bench/_predictor_v0.py``, timed in the same
+run); ``bit_identical`` compares its outputs with today's ``predict_many`` with ``np.array_equal``
+on the full gene matrix, the architecture objects and batches of 1, 7, 50 and 333.
+
 ``mbv3-small`` uses the LUT given with ``--lut`` or, without one, a LUT whose entries are synthetic
 (deterministic, derived from a hash of each key) - the JSON says which. ``ofa-mbv3-w12`` uses
 Once-for-All's Note10 tables through ``import_ofa_lut`` when the folder exists.
@@ -10,7 +14,9 @@ Once-for-All's Note10 tables through ``import_ofa_lut`` when the folder exists.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
+import sys
 import json
 import platform
 import time
@@ -21,6 +27,9 @@ import numpy as np
 from edgenas.latency.lut import EntryStats, Lut
 from edgenas.latency.predictor import LatencyPredictor
 from edgenas.spaces import get_space
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _predictor_v0 import predict_many_v0  # noqa: E402
 
 
 def synthetic_lut(space, overhead_ms: float = 0.05) -> Lut:
@@ -49,23 +58,39 @@ def _rate(fn, n: int, min_s: float) -> float:
     return n / best
 
 
-def bench_space(space, lut: Lut, lut_source: str, n_vec: int, n_loop: int, seed: int) -> dict:
+def bench_space(space, lut: Lut, lut_source: str, n_vec: int, n_obj: int, n_loop: int, seed: int) -> dict:
     pred = LatencyPredictor(lut, space)
     genes = space.sample_genes(np.random.default_rng(seed), n_vec)
-    archs = [space.from_genes(g) for g in genes[:n_loop]]
-    fast, slow = pred.predict_many(genes[:n_loop]), pred.predict_loop(archs)
-    vec_genes = _rate(lambda: pred.predict_many(genes), n_vec, 1.0)
-    vec_archs = _rate(lambda: pred.predict_many(archs), n_loop, 1.0)
-    loop = _rate(lambda: pred.predict_loop(archs), n_loop, 1.0)
+    archs = [space.from_genes(g) for g in genes[:n_obj]]  # as search samples them: genes kept
+    fresh = [dataclasses.replace(a) for a in archs]  # equal objects without kept genes (e.g. parsed)
+    fast, slow = pred.predict_many(genes[:n_loop]), pred.predict_loop(archs[:n_loop])
+    same = bool(np.array_equal(pred.predict_many(genes), predict_many_v0(pred, genes))
+                and np.array_equal(pred.predict_many(archs), predict_many_v0(pred, archs))
+                and all(np.array_equal(pred.predict_many(archs[:k]), predict_many_v0(pred, archs[:k]))
+                        and np.array_equal(pred.predict_many(genes[k:2 * k]), predict_many_v0(pred, genes[k:2 * k]))
+                        for k in (1, 7, 50, 333)))
+    genes_before = _rate(lambda: predict_many_v0(pred, genes), n_vec, 1.0)
+    genes_after = _rate(lambda: pred.predict_many(genes), n_vec, 1.0)
+    archs_before = _rate(lambda: predict_many_v0(pred, archs), n_obj, 1.0)
+    archs_after = _rate(lambda: pred.predict_many(archs), n_obj, 1.0)
+    t0 = time.perf_counter()
+    pred.predict_many(fresh)  # first call converts and keeps the genes
+    fresh_first = n_obj / (time.perf_counter() - t0)
+    loop = _rate(lambda: pred.predict_loop(archs[:n_loop]), n_loop, 1.0)
     return {
         "space": space.name, "lut": lut_source, "n_keys": len(set(space.key_vocab())),
-        "n_vectorised": n_vec, "n_loop": n_loop,
-        "vectorised_genes_arch_per_s": round(vec_genes),
-        "vectorised_archs_arch_per_s": round(vec_archs),
+        "n_genes": n_vec, "n_archs": n_obj, "n_loop": n_loop,
+        "genes_before_arch_per_s": round(genes_before),
+        "genes_after_arch_per_s": round(genes_after),
+        "archs_before_arch_per_s": round(archs_before),
+        "archs_after_arch_per_s": round(archs_after),
+        "archs_without_kept_genes_first_call_arch_per_s": round(fresh_first),
         "loop_arch_per_s": round(loop),
-        "ratio_genes_vs_loop": round(vec_genes / loop, 1),
-        "ratio_archs_vs_loop": round(vec_archs / loop, 1),
-        "max_abs_diff_ms": float(np.max(np.abs(fast - slow))),
+        "ratio_genes_after_vs_before": round(genes_after / genes_before, 2),
+        "ratio_archs_after_vs_before": round(archs_after / archs_before, 2),
+        "ratio_archs_after_vs_loop": round(archs_after / loop, 1),
+        "bit_identical_to_before": same,
+        "max_abs_diff_vs_loop_ms": float(np.max(np.abs(fast - slow))),
     }
 
 
@@ -74,6 +99,7 @@ def main() -> None:
     ap.add_argument("--lut", help="a measured mbv3-small LUT (JSON); synthetic if omitted")
     ap.add_argument("--ofa-dir", default="../shared/data/ofa_note10_lut")
     ap.add_argument("--n", type=int, default=100_000, help="architectures for the vectorised path")
+    ap.add_argument("--n-archs", type=int, default=50_000, help="architecture objects (before/after)")
     ap.add_argument("--n-loop", type=int, default=5_000, help="architectures for the loop")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
@@ -81,12 +107,13 @@ def main() -> None:
                        "cpu": platform.processor() or platform.machine()}, "results": []}
     space = get_space("mbv3-small")
     lut, src = (Lut.load(a.lut), a.lut) if a.lut else (synthetic_lut(space), "synthetic (deterministic)")
-    out["results"].append(bench_space(space, lut, src, a.n, a.n_loop, a.seed))
+    out["results"].append(bench_space(space, lut, src, a.n, a.n_archs, a.n_loop, a.seed))
     if Path(a.ofa_dir).is_dir():
         from edgenas.latency.ofa_import import import_ofa_lut
 
         out["results"].append(bench_space(get_space("ofa-mbv3-w12"), import_ofa_lut(a.ofa_dir),
-                                          f"OFA Note10 tables ({a.ofa_dir})", a.n, a.n_loop, a.seed))
+                                          f"OFA Note10 tables ({a.ofa_dir})", a.n, a.n_archs, a.n_loop,
+                                          a.seed))
     else:
         out["skipped"] = f"ofa-mbv3-w12: no OFA tables at {a.ofa_dir}"
     print(json.dumps(out, indent=2))

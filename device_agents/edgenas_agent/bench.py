@@ -53,19 +53,23 @@ def _model(workdir: str, path: Any) -> str:
 
 
 def _run_one(model: str, settings: Mapping[str, Any], protocol: Mapping[str, Any],
-             reference: Optional[str] = None) -> Dict[str, Any]:
-    """Time one model; with ``reference`` (a model path) interleave it as the speed reference."""
-    ref_runner = runtimes.open_runner(settings["runtime"], reference, settings) if reference else None
+             reference: Optional[str] = None, shared_ref: Optional[Any] = None) -> Dict[str, Any]:
+    """Time one model; with ``reference`` (a model path) interleave it as the speed reference.
+
+    ``shared_ref`` is ``(runner, k)`` of a reference already open and calibrated (``bench_many``
+    opens it once for all its entries instead of once per entry)."""
+    timed_ref = reference is not None and protocol.get("fixed_n") is None  # fixed_n never reads it
+    own = runtimes.open_runner(settings["runtime"], reference, settings) if timed_ref and not shared_ref else None
+    ref_timer, ref_k = (shared_ref[0].timer, shared_ref[1]) if shared_ref else (own.timer if own else None, None)
     try:
         runner = runtimes.open_runner(settings["runtime"], model, settings)
         try:
-            stats = measure.measure(timer=runner.timer, protocol=protocol,
-                                    ref_timer=ref_runner.timer if ref_runner else None)
+            stats = measure.measure(timer=runner.timer, protocol=protocol, ref_timer=ref_timer, ref_k=ref_k)
         finally:
             runner.close()
     finally:
-        if ref_runner is not None:
-            ref_runner.close()
+        if own is not None:
+            own.close()
     return {"stats": stats, "cold_start": runner.cold_start, "session": runner.session}
 
 
@@ -120,6 +124,23 @@ def bench_many(workdir: str, params: Mapping[str, Any], progress: Optional[Progr
     reference = _reference(workdir, params)
     if reference is not None:
         ident["reference"] = params.get("reference")
+    return _bench_items(workdir, items, settings, protocol, partial, done, ident, reference, progress)
+
+
+def _bench_items(workdir: str, items: List[Any], settings: Mapping[str, Any], protocol: Mapping[str, Any],
+                 partial: str, done: Dict[str, Any], ident: Dict[str, Any], reference: Optional[str],
+                 progress: Optional[Progress]) -> Dict[str, Any]:
+    shared: List[Any] = []  # [(runner, k)]: the reference, opened and calibrated once when first needed
+    try:
+        return _bench_loop(workdir, items, settings, protocol, partial, done, ident, reference, progress, shared)
+    finally:
+        for runner, _ in shared:
+            runner.close()
+
+
+def _bench_loop(workdir: str, items: List[Any], settings: Mapping[str, Any], protocol: Mapping[str, Any],
+                partial: str, done: Dict[str, Any], ident: Dict[str, Any], reference: Optional[str],
+                progress: Optional[Progress], shared: List[Any]) -> Dict[str, Any]:
     results: Dict[str, Any] = {}
     cold: Dict[str, Any] = {}
     reused: List[str] = []
@@ -132,7 +153,11 @@ def bench_many(workdir: str, params: Mapping[str, Any], progress: Optional[Progr
             results[key] = rec["stats"]
             reused.append(key)
         else:
-            out = _run_one(_model(workdir, model_rel), settings, protocol, reference)
+            if reference is not None and not shared and protocol["fixed_n"] is None:
+                runner = runtimes.open_runner(settings["runtime"], reference, settings)
+                shared.append((runner, measure.reference_k(runner.timer, protocol)))
+            out = _run_one(_model(workdir, model_rel), settings, protocol, reference,
+                           shared[0] if shared else None)
             results[key], cold[key] = out["stats"], out["cold_start"]
             files.append_json_line(partial, {"key": key, "model": model_rel, "settings": ident,
                                              "stats": out["stats"], "cold_start": out["cold_start"],

@@ -22,6 +22,9 @@ sample, and each sample also gives the ratio model time / reference time. A mach
 put where raw milliseconds wander by tens of percent. With a reference, the stopping rule judges the
 spread of the ratios, and the result adds ``ratio`` (median; median of window medians in window mode),
 ``ratio_cov``, ``ratio_ci_rel`` and ``ref_ms`` (the reference's median per-run time).
+``ref_every`` (default 1) times the reference after every ``ref_every``-th sample only; each ratio
+uses the latest reference sample. A caller timing many models against the same reference (the
+agent's ``bench_many``) warms and calibrates the reference once and passes ``ref_k``.
 """
 
 from __future__ import annotations
@@ -34,13 +37,13 @@ from . import stats
 
 LUT_PROTOCOL: Dict[str, Any] = {
     "warmup_min_n": 10, "warmup_min_s": 0.1, "sample_target_ms": 1.0, "min_n": 20, "min_s": 0.2,
-    "max_cov": 0.05, "max_ci_rel": 0.02, "max_s": 3.0, "fixed_n": None, "windows": 1,
+    "max_cov": 0.05, "max_ci_rel": 0.02, "max_s": 3.0, "fixed_n": None, "windows": 1, "ref_every": 1,
 }
 WINNER_PROTOCOL: Dict[str, Any] = {
     "warmup_min_n": 20, "warmup_min_s": 0.5, "sample_target_ms": 1.0, "min_n": 50, "min_s": 1.0,
-    "max_cov": 0.05, "max_ci_rel": 0.01, "max_s": 20.0, "fixed_n": None, "windows": 5,
+    "max_cov": 0.05, "max_ci_rel": 0.01, "max_s": 20.0, "fixed_n": None, "windows": 5, "ref_every": 1,
 }
-_INT_FIELDS = ("warmup_min_n", "min_n", "windows")
+_INT_FIELDS = ("warmup_min_n", "min_n", "windows", "ref_every")
 K_MAX = 100000  # back-to-back runs per sample, upper bound (ops of ~10 ns)
 
 Timer = Callable[[int], float]
@@ -135,10 +138,12 @@ def _sample_window(timer: Timer, k: int, proto: Mapping[str, Any], deadline: flo
     ratios: List[float] = []
     t0 = clock()
     next_check = proto["min_n"]
+    every = int(proto.get("ref_every", 1))
     while True:
         samples.append(timer(k) / k)
         if ref is not None:
-            refs.append(ref[0](ref[1]) / ref[1])
+            if (len(samples) - 1) % every == 0:
+                refs.append(ref[0](ref[1]) / ref[1])
             ratios.append(samples[-1] / max(refs[-1], 1e-12))
         n = len(samples)
         now = clock()
@@ -150,9 +155,16 @@ def _sample_window(timer: Timer, k: int, proto: Mapping[str, Any], deadline: flo
             return samples, False, refs, ratios
 
 
+def reference_k(ref_timer: Timer, proto: Mapping[str, Any]) -> int:
+    """Warm the reference workload up and calibrate its back-to-back count (once per reference)."""
+    ref_warm = [ref_timer(1) for _ in range(max(3, int(proto["warmup_min_n"]) // 2))]
+    return _calibrate_k(ref_timer, proto, ref_warm)[0]
+
+
 def measure(fn: Optional[Callable[[], Any]] = None, protocol: Optional[Mapping[str, Any]] = None, *,
             timer: Optional[Timer] = None, winner: bool = False,
-            clock: Callable[[], float] = time.perf_counter, ref_timer: Optional[Timer] = None) -> Dict[str, Any]:
+            clock: Callable[[], float] = time.perf_counter, ref_timer: Optional[Timer] = None,
+            ref_k: Optional[int] = None) -> Dict[str, Any]:
     """Time ``fn`` (or ``timer``) under ``protocol`` (merged onto the LUT or winner defaults); STATS.
 
     With ``ref_timer`` every sample is followed by a sample of the reference workload (see above)."""
@@ -173,8 +185,7 @@ def measure(fn: Optional[Callable[[], Any]] = None, protocol: Optional[Mapping[s
     warmup_n += spent
     ref = None
     if ref_timer is not None:
-        ref_warm = [ref_timer(1) for _ in range(max(3, int(proto["warmup_min_n"]) // 2))]
-        ref = (ref_timer, _calibrate_k(ref_timer, proto, ref_warm)[0])
+        ref = (ref_timer, ref_k if ref_k is not None else reference_k(ref_timer, proto))
     windows = proto["windows"]
     all_samples: List[float] = []
     all_refs: List[float] = []

@@ -29,12 +29,14 @@ app = typer.Typer(help="edgenas: hardware-aware NAS and deployment for edge devi
 def _register() -> None:
     from edgenas.cli import cmd_deploy, cmd_device, cmd_fleet, cmd_lut, cmd_misc, cmd_profile, cmd_search
     from edgenas.cli import cmd_supernet
+    from edgenas.cli import cmd_fewshot  # after cmd_device: adds `device add`
 
     for mod in (cmd_profile, cmd_search, cmd_deploy, cmd_device, cmd_lut, cmd_fleet, cmd_supernet, cmd_misc):
         mod.register(app)
     from edgenas.cli import cmd_report; cmd_report.register(app)  # noqa: E702  (issue 16: report, serve)
     from edgenas.cli import cmd_runs
     cmd_runs.register(app)
+    cmd_fewshot.register(app)
 
 
 _register()

@@ -90,6 +90,13 @@ def deploy(project: Project, device: Any, space: SearchSpace, arch: Any, *, runt
     lut, pnote = current_lut_or_none(project, s.device, space, fp_hash)
     stats, nominal = measurement_stats(out.raw_stats, lut, sha256_file(ref_path))
     predicted, raw, n_cal = predict_for(lut, space, arch)
+    if lut is None:
+        from edgenas.fleet.fewshot import latency_model
+
+        fewshot = latency_model(project, s.device, space)
+        if fewshot is not None:
+            predicted, n_cal = fewshot.predict(arch), fewshot.calibration_points
+            pnote = f"predicted by the few-shot model ({n_cal} measurements; no LUT yet)"
     compare = nominal if nominal is not None else float(stats["median_ms"])
     rel = None if predicted is None else (predicted - compare) / compare
     m = Measurement(device=s.device, space=space.name, arch=space.to_dict(arch),
@@ -97,7 +104,13 @@ def deploy(project: Project, device: Any, space: SearchSpace, arch: Any, *, runt
                     fingerprint_hash=fp_hash, stats=stats, cold_start=dict(out.cold_start),
                     state=dict(out.state), predicted_raw_ms=raw, predicted_ms=predicted,
                     lut_fingerprint=lut.fingerprint_hash if lut is not None else None)
-    (store or open_store(project)).add(m)
+    store = store or open_store(project)
+    store.add(m)
+    if lut is None:  # no LUT yet: a few-shot model (if any) learns from this measurement
+        from edgenas.fleet.fewshot import refit_after_deploy
+
+        if refit_after_deploy(project, s.device, space, fp_hash, rt["runtime"], store):
+            pnote = "no LUT yet; the few-shot model was refitted with this measurement"
     return DeployResult(m, exp.onnx_path, rel, n_cal, "; ".join(x for x in (note, pnote) if x), nominal)
 
 

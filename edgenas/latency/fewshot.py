@@ -8,10 +8,15 @@ devices is roughly multiplicative, so everything happens in log space:
   descriptors; the regularisation ``alpha`` is picked by exact leave-one-out CV (ridge's hat-matrix
   shortcut) on the k points;
 * **single**: the one reference device whose loglinear calibration (``edgenas.latency.calibration``,
-  slope shrunk toward 1, offset only for 1-2 points) predicts the held-out points best.
+  slope shrunk toward 1, offset only for 1-2 points) predicts the held-out points best;
+* **additive** (issue 17): ``y = c + w . x`` in milliseconds on the raw reference latencies and
+  descriptors - a per-operation cost model, which suits descriptors that count the operations a
+  device actually runs (``graph_descriptors``: live and dead operations of a cell); its
+  leave-one-out error is measured in log space too, so it competes with the others on equal terms.
 
-``fit`` keeps whichever of the two has the smaller leave-one-out error (ridge needs ``MIN_K_RIDGE``
-points); nothing is tuned per column. With no reference device at all it falls back to ridge on the
+``fit`` keeps whichever has the smaller leave-one-out error (ridge and additive need
+``MIN_K_RIDGE`` points); nothing is tuned per column. ``to_dict``/``from_dict`` give a JSON record
+(schema ``FEWSHOT_SCHEMA``); no pickle. With no reference device at all it falls back to ridge on the
 descriptors or, below 3 points, the geometric mean.
 """
 
@@ -26,6 +31,7 @@ from edgenas.latency.calibration import apply_calibration, fit_calibration
 from edgenas.latency.lut import Calibration
 
 MIN_K_RIDGE = 5
+FEWSHOT_SCHEMA = 1
 ALPHAS = tuple(float(a) for a in np.logspace(-4, 4, 33))
 
 
@@ -33,7 +39,8 @@ class FewShotPredictor:
     """``fit(features, y_ms)`` / ``predict(features) -> ms``; latency features are modelled in log."""
 
     def __init__(self, is_latency: Sequence[bool] | None = None,
-                 feature_names: Sequence[str] | None = None) -> None:
+                 feature_names: Sequence[str] | None = None, additive: bool = True) -> None:
+        self.additive = additive  # False: the pre-issue-17 candidates only (ridge, single)
         self.is_latency = None if is_latency is None else np.asarray(is_latency, dtype=bool)
         self.feature_names = None if feature_names is None else list(feature_names)
         self.model: str = ""
@@ -73,6 +80,8 @@ class FewShotPredictor:
             candidates.append(self._single_candidate(X[:, lat], y_ms, np.flatnonzero(lat)))
         if k >= MIN_K_RIDGE or (not lat.any() and k >= 3):
             candidates.append(self._ridge_candidate(Z, y))
+        if self.additive and k >= MIN_K_RIDGE:
+            candidates.append(self._ridge_candidate(X, y_ms, additive=True))
         if not candidates:
             self.model, self.loo_mse, self._mean = "mean", float("nan"), float(y.mean())
             return self
@@ -80,7 +89,7 @@ class FewShotPredictor:
         self.model, self.loo_mse = best["model"], best["loo_mse"]
         for name in ("alpha", "reference"):
             setattr(self, name, best.get(name))
-        self._cal, self._ridge = best.get("cal"), best.get("ridge")
+        self._cal, self._ridge, self._floor = best.get("cal"), best.get("ridge"), best.get("floor", 0.0)
         return self
 
     def _single_candidate(self, Xl: np.ndarray, y_ms: np.ndarray, cols: np.ndarray) -> dict:
@@ -100,7 +109,9 @@ class FewShotPredictor:
         return {"model": "single", "loo_mse": mse, "reference": int(cols[j]),
                 "cal": fit_calibration(Xl[:, j], y_ms)}
 
-    def _ridge_candidate(self, Z: np.ndarray, y: np.ndarray) -> dict:
+    def _ridge_candidate(self, Z: np.ndarray, y: np.ndarray, additive: bool = False) -> dict:
+        """Ridge on standardised columns, alpha by exact leave-one-out; ``additive``: ``y`` in ms,
+        the leave-one-out error still measured as a log ratio (predictions floored at ``floor``)."""
         k = y.size
         mu, sd = Z.mean(axis=0), Z.std(axis=0)
         keep = sd > 1e-12
@@ -109,19 +120,22 @@ class FewShotPredictor:
         yc = y - ybar
         U, s, Vt = np.linalg.svd(Zs, full_matrices=False)
         uty = U.T @ yc
+        floor = float(y.min()) / 10.0 if additive else 0.0
         best = None
         for alpha in ALPHAS:
             d = s**2 / (s**2 + alpha)
             h = 1.0 / k + (U**2) @ d
             fitted = ybar + U @ (d * uty)
             loo = (y - fitted) / np.maximum(1.0 - h, 1e-9)
+            if additive:
+                loo = np.log(np.maximum(y - loo, floor) / y)
             mse = float(np.mean(loo**2))
             if best is None or mse < best[0]:
                 best = (mse, alpha)
         mse, alpha = best
         w = Vt.T @ (s / (s**2 + alpha) * uty)
-        return {"model": "ridge", "loo_mse": mse, "alpha": alpha,
-                "ridge": (mu, sd, keep, w, ybar)}
+        return {"model": "additive" if additive else "ridge", "loo_mse": mse, "alpha": alpha,
+                "ridge": (mu, sd, keep, w, ybar), "floor": floor}
 
     # ------------------------------------------------------------------ predict
     def predict(self, features) -> np.ndarray:
@@ -134,13 +148,76 @@ class FewShotPredictor:
             x = np.asarray(features, dtype=float)[:, self.reference]
             return apply_calibration(self._cal, x)
         mu, sd, keep, w, ybar = self._ridge
+        if self.model == "additive":
+            X = np.asarray(features, dtype=float)
+            return np.maximum(ybar + ((X[:, keep] - mu[keep]) / sd[keep]) @ w, self._floor)
         return np.exp(ybar + ((Z[:, keep] - mu[keep]) / sd[keep]) @ w)
+
+    # ------------------------------------------------------------------ records
+    def to_dict(self) -> dict:
+        """A JSON-serialisable record of the fitted model (schema ``FEWSHOT_SCHEMA``)."""
+        if not self.model:
+            raise InputError("FewShotPredictor.to_dict called before fit")
+        d: dict = {"schema": FEWSHOT_SCHEMA, "model": self.model, "loo_mse": _num_or_none(self.loo_mse),
+                   "alpha": self.alpha, "reference": self.reference,
+                   "is_latency": None if self.is_latency is None else [bool(b) for b in self.is_latency],
+                   "feature_names": self.feature_names}
+        if self.model == "mean":
+            d["mean"] = float(self._mean)
+        elif self.model == "single":
+            d["calibration"] = self._cal.to_dict()
+        else:
+            mu, sd, keep, w, ybar = self._ridge
+            d.update(mu=mu.tolist(), sd=sd.tolist(), keep=keep.tolist(), w=w.tolist(), ybar=float(ybar),
+                     floor=float(self._floor))
+        return d
+
+    @classmethod
+    def from_dict(cls, d) -> "FewShotPredictor":
+        """Rebuild from ``to_dict``'s record; a malformed record is one ``InputError``."""
+        try:
+            if d["schema"] != FEWSHOT_SCHEMA:
+                raise InputError(f"unsupported few-shot model schema {d['schema']!r}",
+                                 hint=f"this edgenas reads schema {FEWSHOT_SCHEMA}")
+            m = cls(is_latency=d.get("is_latency"), feature_names=d.get("feature_names"))
+            m.model = str(d["model"])
+            m.loo_mse = float("nan") if d.get("loo_mse") is None else float(d["loo_mse"])
+            m.alpha = None if d.get("alpha") is None else float(d["alpha"])
+            m.reference = None if d.get("reference") is None else int(d["reference"])
+            if m.model == "mean":
+                m._mean = float(d["mean"])
+            elif m.model == "single":
+                from edgenas.latency.lut import Calibration
+
+                m._cal = Calibration.from_dict(d["calibration"])
+                if m.reference is None or m.reference < 0:
+                    raise ValueError("single model without a reference column")
+            elif m.model in ("ridge", "additive"):
+                mu, sd, w = (np.asarray(d[n], dtype=float) for n in ("mu", "sd", "w"))
+                keep = np.asarray(d["keep"], dtype=bool)
+                if not (mu.shape == sd.shape == keep.shape and w.size == int(keep.sum())):
+                    raise ValueError("inconsistent ridge parameter lengths")
+                if not (np.isfinite(mu).all() and np.isfinite(sd).all() and np.isfinite(w).all()):
+                    raise ValueError("non-finite parameters")
+                m._ridge, m._floor = (mu, sd, keep, w, float(d["ybar"])), float(d.get("floor", 0.0))
+            else:
+                raise ValueError(f"unknown model {m.model!r}")
+        except InputError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"malformed few-shot latency model: {exc}",
+                             hint="refit it (edgenas device add NAME --fewshot K)") from None
+        return m
 
     def describe(self) -> dict:
         name = (self.feature_names[self.reference] if self.feature_names and self.reference is not None
                 else self.reference)
         return {"model": self.model, "loo_rmse_log": float(np.sqrt(self.loo_mse)), "alpha": self.alpha,
                 "reference": name}
+
+
+def _num_or_none(x: float) -> float | None:
+    return None if not np.isfinite(x) else float(x)
 
 
 # ---------------------------------------------------------------------- hardware tables
@@ -172,7 +249,9 @@ class HwTable:
         for c in self.ms_columns:
             i = header.index(c)
             self.latency[c] = np.array([_num(r[i]) if i < len(r) else np.nan for r in rows])
-        self.descriptors, self.descriptor_names = op_counts(self.arch)
+        counts, names = op_counts(self.arch)
+        graph, gnames = graph_descriptors(self.arch)
+        self.descriptors, self.descriptor_names = np.hstack([counts, graph]), names + gnames
 
     def column(self, name: str) -> np.ndarray:
         if name not in self.latency:
@@ -188,24 +267,70 @@ def _num(s: str) -> float:
         return float("nan")
 
 
-def op_counts(archs: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+def op_counts(archs: Sequence[str], ops: Sequence[str] | None = None) -> tuple[np.ndarray, list[str]]:
     """How often each operation occurs in cell strings like ``|nor_conv_3x3~0|+|...|``.
 
-    Rows that do not parse give no descriptors at all (an empty ``(n, 0)`` matrix).
+    The columns are ``ops`` when given (fixed across calls), else the operations seen. Rows that do
+    not parse give no descriptors at all (an empty ``(n, 0)`` matrix).
     """
     parsed = []
     for a in archs:
-        ops = [t.split("~")[0] for t in a.replace("+", "|").split("|") if "~" in t]
-        if not ops:
+        row = [t.split("~")[0] for t in a.replace("+", "|").split("|") if "~" in t]
+        if not row:
             return np.zeros((len(archs), 0)), []
-        parsed.append(ops)
-    names = sorted({o for ops in parsed for o in ops})
+        parsed.append(row)
+    names = sorted(set(ops)) if ops is not None else sorted({o for p in parsed for o in p})
     index = {o: i for i, o in enumerate(names)}
     out = np.zeros((len(archs), len(names)))
-    for r, ops in enumerate(parsed):
-        for o in ops:
-            out[r, index[o]] += 1
+    for r, p in enumerate(parsed):
+        for o in p:
+            if o in index:
+                out[r, index[o]] += 1
     return out, [f"n_{o}" for o in names]
+
+
+def _cell_edges(a: str) -> list[tuple[int, int, str]] | None:
+    """``(src, dst, op)`` of a cell string ``|op~j|+|op~j|op~j|+...`` (group i is node i + 1)."""
+    edges = []
+    for i, group in enumerate(a.strip().strip("|").split("|+|")):
+        for tok in group.split("|"):
+            op, sep, src = tok.partition("~")
+            if not sep or not src.isdigit() or int(src) > i:
+                return None
+            edges.append((int(src), i + 1, op))
+    return edges or None
+
+
+def graph_descriptors(archs: Sequence[str], ops: Sequence[str] | None = None) -> tuple[np.ndarray, list[str]]:
+    """Graph-aware counts of a cell: per operation, how many edges are live (on a path from the
+    input node to the output node through non-``none`` edges) and how many are dead, and whether
+    the output is reachable at all. Runtimes that prune unused branches (TFLite on the Raspberry
+    Pi 4 and Pixel 3 of HW-NAS-Bench) pay only for live edges, others pay for all.
+
+    The operations are ``ops`` when given (fixed columns across calls), else those seen. Rows that
+    do not parse as cells give no descriptors (an empty ``(n, 0)`` matrix).
+    """
+    parsed = [_cell_edges(a) for a in archs]
+    if not parsed or any(p is None for p in parsed):
+        return np.zeros((len(archs), 0)), []
+    seen = ops if ops is not None else {op for p in parsed for _, _, op in p}
+    names = sorted(o for o in seen if o != "none")
+    index = {o: i for i, o in enumerate(names)}
+    out = np.zeros((len(archs), 2 * len(names) + 1))
+    for r, edges in enumerate(parsed):
+        last = max(d for _, d, _ in edges)
+        fw, bw = {0}, {last}
+        for s_, d, op in edges:  # edges are listed in topological order of their destination
+            if op != "none" and s_ in fw:
+                fw.add(d)
+        for s_, d, op in reversed(edges):
+            if op != "none" and d in bw:
+                bw.add(s_)
+        for s_, d, op in edges:
+            if op in index:
+                out[r, index[op] + (0 if (s_ in fw and d in bw) else len(names))] += 1
+        out[r, -1] = float(last in fw)
+    return out, [f"live_{o}" for o in names] + [f"dead_{o}" for o in names] + ["output_reachable"]
 
 
 def fewshot_from_table(table, column: str, k: int, seed: int) -> dict:

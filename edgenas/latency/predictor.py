@@ -57,6 +57,7 @@ class LatencyPredictor:
             k: max(lut.value_ms(lut.entries[k]) - self.overhead_ms, 0.0) for k in vocab}
         # index -1 (padding) reads the trailing zero
         self._cost = np.array([self.key_cost[k] for k in vocab] + [0.0], dtype=np.float64)
+        self._sizes = np.asarray(space.gene_sizes())
 
     # ---------------------------------------------------------------- properties
     @property
@@ -74,14 +75,11 @@ class LatencyPredictor:
             if genes.ndim != 2 or genes.shape[1] != self.space.dim:
                 raise InputError(f"genes matrix must have shape (n, {self.space.dim}), "
                                  f"got {archs.shape}")
-            sizes = np.asarray(self.space.gene_sizes())
-            if genes.size and ((genes < 0).any() or (genes >= sizes).any()):
+            if genes.size and (genes.min() < 0 or (genes >= self._sizes).any()):
                 raise InputError("genes matrix has a choice outside a gene's range")
-            return genes.astype(np.int64, copy=False)
-        rows = [self.space.to_genes(self._as_arch(a)) for a in archs]
-        if not rows:
-            return np.zeros((0, self.space.dim), dtype=np.int64)
-        return np.stack(rows).astype(np.int64, copy=False)
+            return genes
+        # architecture objects (or records): genes kept from sampling, see ``SearchSpace.genes_matrix``
+        return self.space.genes_matrix(archs)
 
     def _calibrate(self, raw: np.ndarray) -> np.ndarray:
         return apply_calibration(self.lut.calibration, raw)

@@ -114,6 +114,15 @@ def build_problem(project: Project, req: SearchRequest, note: Callable[[str], No
 
         store = LutStore(project.luts_dir)
         for d in req.devices:
+            if not store.list(d, space.name):  # no LUT yet: the few-shot model, if the device has one
+                from edgenas.latency.fewshot_model import load_latency_model
+
+                fewshot = load_latency_model(project.luts_dir, d, space)
+                if fewshot is not None:
+                    if note:
+                        note(f"device '{d}' has no LUT for {space.name} yet: latency from its few-shot model")
+                    models.append((d, fewshot))
+                    continue
             choice = store.choose(d, space.name)  # the same policy as deploy's (latency/store.py)
             if note:
                 note(choice.describe())

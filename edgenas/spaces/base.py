@@ -16,8 +16,10 @@ A space turns architectures (frozen dataclasses) into four things the rest of ed
 from __future__ import annotations
 
 import json
+import uuid
 from abc import ABC, abstractmethod
-from typing import Any, Generic, Mapping, Sequence, TypeVar
+from functools import cached_property
+from typing import Any, Generic, Iterable, Mapping, Sequence, TypeVar
 
 import numpy as np
 
@@ -70,6 +72,53 @@ class SearchSpace(ABC, Generic[A]):
     @property
     def dim(self) -> int:
         return len(self.gene_sizes())
+
+    # Genes kept from sampling to prediction: ``from_genes`` (and ``to_genes``) stamp the architecture
+    # object with its gene vector as bytes, under an attribute name unique to this space instance
+    # (a uuid, so a stamp that travelled through pickle from another process never matches). The
+    # stamp is not a dataclass field: equality, hashing, repr and records are unchanged. Frozen
+    # architectures cannot change after the stamp, so it stays true. ``genes_matrix`` joins stamps
+    # into a matrix at C speed and computes (and stamps) only the architectures that lack one.
+    @cached_property
+    def _gene_attr(self) -> str:
+        return "_edgenas_genes_" + uuid.uuid4().hex
+
+    @cached_property
+    def _gene_dtype(self) -> np.dtype:
+        return np.dtype(np.uint8 if max(self.gene_sizes(), default=1) <= 256 else np.int32)
+
+    def _stamp(self, arch: A, genes: np.ndarray) -> A:
+        """Record ``genes`` (already valid for ``arch``) on the object; a no-op for slotted types."""
+        try:
+            object.__setattr__(arch, self._gene_attr, np.asarray(genes).astype(self._gene_dtype).tobytes())
+        except (AttributeError, TypeError):
+            pass
+        return arch
+
+    def _gene_bytes(self, arch: A | Mapping[str, Any]) -> bytes:
+        if isinstance(arch, Mapping):  # a record: parsed and validated, nothing to stamp
+            return np.asarray(self.to_genes(self.from_dict(arch))).astype(self._gene_dtype).tobytes()
+        stamp = getattr(arch, "__dict__", {}).get(self._gene_attr)
+        if stamp is None:
+            genes = self.to_genes(arch)
+            self._stamp(arch, genes)
+            stamp = np.asarray(genes).astype(self._gene_dtype).tobytes()
+        return stamp
+
+    def genes_matrix(self, archs: Iterable[A]) -> np.ndarray:
+        """Gene vectors of many architectures, shape ``(n, D)`` (read-only, small integer dtype).
+
+        Fast for architectures made by ``from_genes``/``to_genes`` of this space (sampling, mutation,
+        crossover, decoding); others are converted with ``to_genes`` once and stamped; records
+        (mappings) are parsed with ``from_dict``.
+        """
+        archs = archs if isinstance(archs, list) else list(archs)
+        attr = self._gene_attr
+        try:
+            blob = b"".join([a.__dict__[attr] for a in archs])
+        except (AttributeError, KeyError, TypeError):
+            blob = b"".join([self._gene_bytes(a) for a in archs])
+        return np.frombuffer(blob, dtype=self._gene_dtype).reshape(len(archs), self.dim)
 
     def sample(self, rng: np.random.Generator) -> A:
         sizes = np.asarray(self.gene_sizes())

@@ -132,7 +132,9 @@ class MBV3Space(SearchSpace[MBV3Arch]):
         idx = self._index_of
         ks, e, d = idx["ks"], idx["e"], idx["d"]
         g = [idx["r"][arch.r], *(ks[k] for k in arch.ks), *(e[x] for x in arch.e), *(d[v] for v in arch.d)]
-        return np.asarray(g, dtype=np.int64)
+        genes = np.asarray(g, dtype=np.int64)
+        self._stamp(arch, genes)
+        return genes
 
     @cached_property
     def _sizes(self) -> np.ndarray:
@@ -144,8 +146,8 @@ class MBV3Space(SearchSpace[MBV3Arch]):
         require(g.ndim == 2 and g.shape[1] == len(sizes),
                 f"gene vectors must have {len(sizes)} entries, got shape {g.shape}")
         require(np.issubdtype(g.dtype, np.integer), f"genes must be integers, got {g.dtype}")
-        bad = np.argwhere((g < 0) | (g >= sizes))
-        if bad.size:
+        if g.size and (g.min() < 0 or (g >= sizes).any()):
+            bad = np.argwhere((g < 0) | (g >= sizes))
             i = int(bad[0, 1])
             raise InputError(f"gene {i} = {int(g[bad[0, 0], i])} is outside 0..{sizes[i] - 1}")
         return g.astype(np.int64)
@@ -153,9 +155,10 @@ class MBV3Space(SearchSpace[MBV3Arch]):
     def from_genes(self, genes: Sequence[int] | np.ndarray) -> MBV3Arch:
         g = self._check_genes(genes)[0]
         c, s = self.config, self.config.n_slots
-        return MBV3Arch(ks=tuple(c.ks_choices[i] for i in g[1:1 + s]),
+        arch = MBV3Arch(ks=tuple(c.ks_choices[i] for i in g[1:1 + s]),
                         e=tuple(c.e_choices[i] for i in g[1 + s:1 + 2 * s]),
                         d=tuple(c.d_choices[i] for i in g[1 + 2 * s:]), r=c.resolutions[g[0]])
+        return self._stamp(arch, g)
 
     # ------------------------------------------------------------------ blocks
     def _keys_at(self, r: int) -> tuple[list[str], list[list[list[str]]]]:
@@ -196,8 +199,47 @@ class MBV3Space(SearchSpace[MBV3Arch]):
     def key_vocab(self) -> list[str]:
         return list(self._tables.vocab)
 
+    @cached_property
+    def _compaction(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Per depth pattern (``d`` genes read as a mixed-radix number): where each output column of
+        ``key_index_matrix`` comes from in ``[fixed0, fixed1, slots..., fixed2..5, pad]``, and how many
+        columns are real. ``None`` when there are too many patterns to tabulate (then: argsort)."""
+        c, n = self.config, self.config.n_slots
+        nd = len(c.d_choices)
+        if nd ** c.n_stages > 50_000:
+            return None
+        radix = nd ** np.arange(c.n_stages, dtype=np.int64)
+        pad, width = n + 6, n + 6
+        cols = np.full((nd ** c.n_stages, width), pad, dtype=np.int64)
+        count = np.zeros(nd ** c.n_stages, dtype=np.int64)
+        for pid in range(nd ** c.n_stages):
+            depth = np.asarray(c.d_choices)[(pid // radix) % nd]
+            active = np.flatnonzero(self._pos < depth[self._stage]) + 2
+            src = np.concatenate([[0, 1], active, np.arange(n + 2, n + 6)])
+            cols[pid, :len(src)], count[pid] = src, len(src)
+        return radix, cols, count
+
     def key_index_matrix(self, genes: np.ndarray) -> np.ndarray:
         g = self._check_genes(genes)
+        comp = self._compaction
+        if comp is None:
+            return self._key_index_matrix_argsort(g)
+        t, n = self._tables, self.config.n_slots
+        _, _, nk, ne = t.slot.shape
+        radix, cols, count = comp
+        ri = g[:, 0]
+        flat = (ri[:, None] * (n * nk) + np.arange(n)[None, :] * nk + g[:, 1:1 + n]) * ne + g[:, 1 + n:1 + 2 * n]
+        full = np.empty((len(g), n + 7), dtype=np.int64)
+        full[:, :2] = t.fixed[ri, :2]
+        full[:, 2:n + 2] = t.slot.reshape(-1)[flat]
+        full[:, n + 2:n + 6] = t.fixed[ri, 2:]
+        full[:, n + 6] = -1
+        pid = g[:, 1 + 2 * n:] @ radix
+        width = int(count[pid].max()) if len(g) else 0
+        return np.take_along_axis(full, cols[pid, :width], axis=1)
+
+    def _key_index_matrix_argsort(self, g: np.ndarray) -> np.ndarray:
+        """The general path (any number of depth patterns): mask inactive slots, stable-sort them last."""
         t, c, n = self._tables, self.config, self.config.n_slots
         ri, ksi, ei = g[:, 0], g[:, 1:1 + n], g[:, 1 + n:1 + 2 * n]
         depth = np.asarray(c.d_choices)[g[:, 1 + 2 * n:]]

@@ -199,3 +199,31 @@ def test_info_hash_depends_on_settings(client):
     assert a["fingerprint_hash"] == b["fingerprint_hash"] != c["fingerprint_hash"]
     assert a["fingerprint"]["software"]["agent_version"] == client.version
     assert a["runtimes"]["onnxruntime"]["version"] and a["runtimes"]["tensorrt"] is None
+
+
+def test_bench_many_opens_the_speed_reference_once(tmp_path, fast, make_onnx, monkeypatch):
+    """Issue 17: one reference session per bench_many (not one per entry); fixed_n opens none."""
+    from device_agents.edgenas_agent import bench, runtimes
+
+    work = tmp_path / "work"
+    (work / "models").mkdir(parents=True)
+    for i in range(3):
+        make_onnx(work / "models" / f"m{i}.onnx", channels=4 + i, size=8, seed=i)
+    make_onnx(work / "models" / "ref.onnx", channels=16, size=16, seed=9)
+    opened = []
+    real = runtimes.open_runner
+
+    def counting(runtime, model, settings):
+        opened.append(model.rsplit("/", 1)[-1])
+        return real(runtime, model, settings)
+
+    monkeypatch.setattr(runtimes, "open_runner", counting)
+    items = [{"key": f"b{i}", "model": f"models/m{i}.onnx"} for i in range(3)]
+    out = bench.bench_many(str(work), {"items": items, "protocol": dict(fast, ref_every=4),
+                                       "reference": "models/ref.onnx", "partial": "partial/a.jsonl"})
+    assert opened.count("ref.onnx") == 1 and len(opened) == 4
+    assert all(r["ratio"] > 0 and r["ref_ms"] > 0 for r in out["results"].values())
+    opened.clear()
+    bench.bench_many(str(work), {"items": items, "protocol": dict(fast, fixed_n=20),
+                                 "reference": "models/ref.onnx", "partial": "partial/b.jsonl"})
+    assert "ref.onnx" not in opened and len(opened) == 3

@@ -128,3 +128,26 @@ def test_reference_ratio_in_window_mode():
                           ref_timer=measure.loop_timer(busy(1000)))
     assert 2.5 < out["ratio"] < 6.0
     assert len(out["window_medians_ms"]) == 3
+
+
+def test_ref_every_times_the_reference_less_often_and_ref_k_skips_its_warmup():
+    """Issue 17: the reference after every N-th sample only; a pre-calibrated reference is not re-warmed."""
+    calls = {"model": 0, "ref": 0}
+
+    def make(name, base_s):
+        def timer(k):
+            calls[name] += k
+            return k * base_s
+        return timer
+
+    proto = {"warmup_min_n": 3, "warmup_min_s": 0.0, "sample_target_ms": 0.0, "min_n": 40, "min_s": 0.0,
+             "max_s": 5.0, "ref_every": 10}
+    out = measure.measure(timer=make("model", 0.0003), protocol=proto, ref_timer=make("ref", 0.0001), ref_k=1)
+    assert out["k"] == 1 and out["ratio"] == pytest.approx(3.0)
+    assert calls["ref"] == -(-out["n"] // 10)  # one reference sample per 10 model samples, no warm-up
+    calls["ref"] = 0
+    every = measure.measure(timer=make("model", 0.0003), protocol=dict(proto, ref_every=1),
+                            ref_timer=make("ref", 0.0001))
+    assert calls["ref"] > every["n"]  # every sample, plus the reference's own warm-up
+    with pytest.raises(measure.ProtocolError):
+        measure.resolve_protocol({"ref_every": 0})

@@ -87,7 +87,7 @@ def test_descriptors_alone_when_no_other_device(tmp_path):
     y = np.exp(sum(cost.get(nm, 0.0) * counts[:, i] for i, nm in enumerate(names)))
     path = write_table(tmp_path / "t.csv", {"only_ms": y}, archs)
     r = fewshot_from_table(path, "only_ms", 15, 1)
-    assert r["model"] == "ridge" and r["within10"] > 0.95 and r["features"] == names
+    assert r["model"] in ("ridge", "additive") and r["within10"] > 0.95 and r["features"][:len(names)] == names
 
 
 def test_unknown_column_lists_the_latency_columns(tmp_path):

@@ -1,0 +1,164 @@
+"""Add a device from a few whole-model measurements (``edgenas device add NAME --fewshot K``).
+
+1. the **references**: every other device with a LUT for the space (their newest table each);
+2. a seeded pool of architectures; ``select_stratified`` picks ``K`` of them spread over the range
+   of a cheap latency score (mean log latency predicted by the references, else log MACs);
+3. each is exported and measured on the device through its agent with the whole-model protocol
+   (real ONNX Runtime runs on ``local``), and stored as a ``Measurement`` like a deploy;
+4. a ``FewShotEnsemble`` is fitted on every stored measurement of (device, space, fingerprint,
+   runtime) and saved as ``luts/DEVICE/fewshot/SPACE.json``.
+
+Search uses the model for a device that has no LUT yet (``latency_model``), and every ``deploy``
+refits it with the new measurement (``refit_after_deploy``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edgenas.errors import InputError
+from edgenas.project import Project
+
+Progress = Callable[[str, int, int], None]
+POOL = 2000
+
+
+@dataclass(frozen=True)
+class FewShotResult:
+    device: str
+    space: str
+    measured_now: int
+    n_points: int
+    references: list[str]
+    model_path: str
+    loo_within10: float  # share of the measured points predicted within 10% with the point left out
+    members: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def reference_predictors(project: Project, space: Any, exclude: str) -> list[tuple[str, str, Any]]:
+    """(device, fingerprint hash, predictor) for every other device with a usable LUT for ``space``."""
+    from edgenas.latency.predictor import LatencyPredictor
+    from edgenas.latency.store import LutStore
+
+    store, out = LutStore(project.luts_dir), []
+    root = Path(project.luts_dir)
+    for d in sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+        if d == exclude or not store.list(d, space.name):
+            continue
+        try:
+            lut = store.latest(d, space.name)
+            out.append((d, lut.fingerprint_hash, LatencyPredictor(lut, space)))
+        except InputError:
+            continue  # a broken or incomplete table is not a reference
+    return out
+
+
+def _fit(space: Any, archs: list[Any], y: np.ndarray, refs: list[tuple[str, str, Any]]) -> tuple[Any, float]:
+    from edgenas.latency.fewshot_ensemble import FewShotEnsemble
+    from edgenas.latency.fewshot_model import arch_descriptors
+
+    desc, names = arch_descriptors(space, archs)
+    X = np.column_stack([r[2].predict_many(archs) for r in refs] + [desc])
+    graph = [len(refs) + i for i, n in enumerate(names) if not n.startswith("n_")]
+    e = FewShotEnsemble([True] * len(refs) + [False] * len(names), [r[0] for r in refs] + names, graph)
+    e.fit(X, y)
+    loo = []
+    if len(y) >= 3:
+        for i in range(len(y)):
+            keep = np.arange(len(y)) != i
+            p = FewShotEnsemble(e.is_latency, e.feature_names, graph).fit(X[keep], y[keep]).predict(X[i:i + 1])
+            loo.append(abs(p[0] / y[i] - 1.0) <= 0.10)
+    return e, float(np.mean(loo)) if loo else float("nan")
+
+
+def _measurements(store: Any, device: str, space: Any, fp_hash: str, runtime: str) -> tuple[list[Any], np.ndarray]:
+    ms = [m for m in store.list(device=device, space=space.name, fingerprint_hash=fp_hash) if m.runtime == runtime]
+    return [space.from_dict(m.arch) for m in ms], np.array([float(m.stats["median_ms"]) for m in ms])
+
+
+def _save(project: Project, device: str, space: Any, fp_hash: str, runtime: str, archs: list[Any],
+          y: np.ndarray, refs: list[tuple[str, str, Any]]) -> tuple[Path, float, dict]:
+    from edgenas.latency.fewshot_model import FewShotModel, arch_descriptors, save_model
+
+    if len(y) < 1:
+        raise InputError(f"no measurements of '{space.name}' on '{device}' to fit a few-shot model on")
+    ens, loo = _fit(space, archs, y, refs)
+    names = tuple(arch_descriptors(space, archs[:1])[1])
+    model = FewShotModel(device=device, space=space.name, fingerprint_hash=fp_hash, runtime=runtime,
+                         references=tuple((r[0], r[1]) for r in refs), descriptor_names=names,
+                         ensemble=ens.to_dict(), n_points=int(len(y)))
+    return save_model(project.luts_dir, model), loo, ens.describe()["members"]
+
+
+def add_fewshot(project: Project, device: str, space_name: str, k: int, *, seed: int = 0,
+                protocol: dict[str, Any] | None = None, progress: Progress | None = None) -> FewShotResult:
+    from edgenas.export import default_export_dir, export_arch
+    from edgenas.devices.session import open_session
+    from edgenas.fleet.measure import measure_model, reference_model
+    from edgenas.latency.fewshot_ensemble import select_stratified
+    from edgenas.latency.fewshot_model import arch_descriptors
+    from edgenas.spaces import get_space
+    from edgenas.store import Measurement, open_store
+
+    space = get_space(space_name)
+    if not 1 <= k <= 500:
+        raise InputError(f"--fewshot must be between 1 and 500 architectures, got {k}")
+    ref_path = reference_model(project)
+    with open_session(project, device) as s:  # the device is checked before anything is written
+        fp_hash, rt = s.info().fingerprint_hash, s.runtime_params()
+        refs = reference_predictors(project, space, exclude=s.device)
+        pool = [space.from_genes(g) for g in space.sample_genes(np.random.default_rng(seed), POOL)]
+        if refs:
+            score = np.mean([np.log(r[2].predict_many(pool)) for r in refs], axis=0)
+        else:
+            desc, _ = arch_descriptors(space, pool)
+            score = np.log(desc[:, 0] + 1e-9) if desc.shape[1] else np.zeros(len(pool))
+        chosen = [pool[i] for i in select_stratified(score, k, seed)]
+        store = open_store(project)
+        for i, arch in enumerate(chosen):
+            exp = export_arch(space, arch, default_export_dir(project, space, arch))
+            out = measure_model(s, exp.onnx_path, reference=ref_path, protocol=protocol)
+            store.add(Measurement(
+                device=s.device, space=space.name, arch=space.to_dict(arch), artifact_sha256=exp.sha256,
+                runtime=rt["runtime"], precision=rt["precision"], fingerprint_hash=fp_hash,
+                stats=dict(out.raw_stats), cold_start=dict(out.cold_start), state=dict(out.state)))
+            if progress:
+                progress(f"measure architectures on {s.device}", i + 1, len(chosen))
+        name = s.device
+    archs, y = _measurements(store, name, space, fp_hash, rt["runtime"])
+    path, loo, members = _save(project, name, space, fp_hash, rt["runtime"], archs, y, refs)
+    return FewShotResult(name, space.name, len(chosen), int(len(y)), [r[0] for r in refs], str(path), loo, members)
+
+
+def refit_after_deploy(project: Project, device: str, space: Any, fp_hash: str, runtime: str, store: Any) -> bool:
+    """Refit the device's few-shot model (if it has one for this fingerprint and runtime) on every
+    stored measurement, the new one included. Returns whether a model was refitted."""
+    from edgenas.latency.fewshot_model import load_model
+
+    model = load_model(project.luts_dir, device, space.name)
+    if model is None or model.fingerprint_hash != fp_hash or model.runtime != runtime:
+        return False
+    refs = _matching_refs(project, space, model)
+    archs, y = _measurements(store, device, space, fp_hash, runtime)
+    _save(project, device, space, fp_hash, runtime, archs, y, refs)
+    return True
+
+
+def _matching_refs(project: Project, space: Any, model: Any) -> list[tuple[str, str, Any]]:
+    from edgenas.latency.fewshot_model import matching_references
+
+    return matching_references(project.luts_dir, space, model)
+
+
+def latency_model(project: Project, device: str, space: Any) -> Any | None:
+    """The device's few-shot latency model for ``space`` (``FewShotLatency``), or None if it has none."""
+    from edgenas.latency.fewshot_model import load_latency_model
+
+    return load_latency_model(project.luts_dir, device, space)

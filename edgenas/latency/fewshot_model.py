@@ -1,0 +1,199 @@
+"""A device's few-shot latency model over a search space: features, the JSON record, the predictor.
+
+Before a device has a LUT, its latency is predicted from ``k`` whole architectures measured on it
+(``edgenas device add NAME --fewshot K``). The features of an architecture are what is known without
+measuring it on the new device:
+
+* the predictions of every **reference device** that has a LUT for the space (the fleet's other
+  devices): the new device as a calibrated combination of devices already profiled;
+* **descriptors** of the architecture itself (``arch_descriptors``): for the MobileNetV3 spaces the
+  multiply-accumulates, activation volume and block count summed over its block keys; for NAS-Bench-201
+  cells the operation counts and the graph-aware live/dead counts of ``graph_descriptors``.
+
+``FewShotLatency`` serves the model to search like a ``LatencyPredictor`` (``predict_many`` and
+``min_latency``). The record (``FewShotModel``) is JSON with a schema number; no pickle.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from edgenas.errors import InputError
+from edgenas.latency.fewshot import graph_descriptors, op_counts
+from edgenas.latency.fewshot_ensemble import FewShotEnsemble
+
+MODEL_SCHEMA = 1
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def _block_costs(space: Any) -> tuple[np.ndarray, list[str]] | None:
+    """Per vocabulary key: MACs (millions), output activations (thousands), 1 - for MBV3-style keys."""
+    from edgenas.spaces.mbv3_blocks import BlockSpec
+
+    rows = []
+    for key in space.key_vocab():
+        try:
+            b = BlockSpec.parse(key)
+        except InputError:
+            return None
+        ih, oh = b.in_hw[0] * b.in_hw[1], b.out_hw[0] * b.out_hw[1]
+        if b.kind == "expanded_conv":
+            mid = b.expand or b.in_ch
+            macs = (ih * b.in_ch * mid if mid != b.in_ch else 0) + oh * mid * b.kernel ** 2 + oh * mid * b.out_ch
+        elif b.kind == "Conv":
+            macs = oh * b.in_ch * b.out_ch * 9
+        elif b.kind == "AvgPool2D":
+            macs = ih * b.in_ch
+        else:  # Conv_1, Conv_2, Logits: 1x1
+            macs = oh * b.in_ch * b.out_ch
+        rows.append((macs / 1e6, oh * b.out_ch / 1e3, 1.0))
+    rows.append((0.0, 0.0, 0.0))  # the -1 padding of key_index_matrix
+    return np.asarray(rows), ["macs_m", "activations_k", "n_blocks"]
+
+
+def arch_descriptors(space: Any, archs: Sequence[Any]) -> tuple[np.ndarray, list[str]]:
+    """Device-independent descriptors of ``archs`` (see the module doc); ``(n, 0)`` if none apply."""
+    if space.name == "nb201":
+        from edgenas.spaces.nb201 import OPS
+
+        strings = [space.to_dict(a)["arch"] for a in archs]
+        (c, cn), (g, gn) = op_counts(strings, OPS), graph_descriptors(strings, OPS)
+        return np.hstack([c, g]), cn + gn
+    costs = _block_costs(space)
+    if costs is None:
+        return np.zeros((len(archs), 0)), []
+    table, names = costs
+    idx = space.key_index_matrix(space.genes_matrix(list(archs)))
+    return table[idx].sum(axis=1), names
+
+
+@dataclass(frozen=True)
+class FewShotModel:
+    """The record: which device and space, which reference LUTs feed it, the fitted ensemble."""
+
+    device: str
+    space: str
+    fingerprint_hash: str
+    runtime: str
+    references: tuple[tuple[str, str], ...]  # (device, LUT fingerprint hash) in feature order
+    descriptor_names: tuple[str, ...]
+    ensemble: dict[str, Any]
+    n_points: int
+    created_at: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": MODEL_SCHEMA, "kind": "fewshot-latency", "device": self.device, "space": self.space,
+                "fingerprint_hash": self.fingerprint_hash, "runtime": self.runtime,
+                "references": [list(r) for r in self.references], "descriptor_names": list(self.descriptor_names),
+                "ensemble": self.ensemble, "n_points": self.n_points, "created_at": self.created_at}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "few-shot model") -> "FewShotModel":
+        try:
+            if d.get("schema") != MODEL_SCHEMA or d.get("kind") != "fewshot-latency":
+                raise ValueError(f"not a few-shot latency model of schema {MODEL_SCHEMA}")
+            refs = tuple((str(a), str(b)) for a, b in d["references"])
+            m = cls(device=str(d["device"]), space=str(d["space"]), fingerprint_hash=str(d["fingerprint_hash"]),
+                    runtime=str(d["runtime"]), references=refs,
+                    descriptor_names=tuple(str(n) for n in d["descriptor_names"]), ensemble=dict(d["ensemble"]),
+                    n_points=int(d["n_points"]), created_at=float(d.get("created_at", 0.0)))
+            for name in (m.device, *(r[0] for r in refs)):
+                if not _NAME.match(name):
+                    raise ValueError(f"bad device name {name!r}")
+            FewShotEnsemble.from_dict(m.ensemble)
+        except InputError as exc:
+            raise InputError(f"{where}: {exc}") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise InputError(f"{where}: malformed few-shot latency model ({exc})",
+                             hint="refit it: edgenas device add DEVICE --fewshot 20") from None
+        return m
+
+
+def model_path(luts_dir: Path, device: str, space: str) -> Path:
+    """``luts/DEVICE/fewshot/SPACE.json`` (a sub-folder: LUT listings never see it)."""
+    for what, v in (("device", device), ("space", space)):
+        if not _NAME.match(v):
+            raise InputError(f"invalid {what} name {v!r}", hint="letters, digits, '.', '_' and '-' only")
+    return Path(luts_dir) / device / "fewshot" / f"{space}.json"
+
+
+def save_model(luts_dir: Path, model: FewShotModel) -> Path:
+    from edgenas.io import atomic_write_json
+
+    path = model_path(luts_dir, model.device, model.space)
+    FewShotModel.from_dict(model.to_dict())  # validate before touching anything
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, model.to_dict())
+    return path
+
+
+def load_model(luts_dir: Path, device: str, space: str) -> FewShotModel | None:
+    from edgenas.io import read_json
+
+    path = model_path(luts_dir, device, space)
+    return FewShotModel.from_dict(read_json(path), where=str(path)) if path.exists() else None
+
+
+class FewShotLatency:
+    """``predict_many``/``min_latency`` from a ``FewShotModel`` and its reference predictors."""
+
+    def __init__(self, model: FewShotModel, space: Any, references: Sequence[Any]) -> None:
+        if len(references) != len(model.references):
+            raise InputError(f"few-shot model of '{model.device}' needs {len(model.references)} reference "
+                             f"LUTs, got {len(references)}")
+        self.model, self.space, self.references = model, space, list(references)
+        self.ensemble = FewShotEnsemble.from_dict(model.ensemble)
+        self.calibration_points = model.n_points
+
+    def features(self, archs: Sequence[Any]) -> np.ndarray:
+        archs = list(archs)
+        refs = [np.asarray(r.predict_many(archs), dtype=float) for r in self.references]
+        desc, _ = arch_descriptors(self.space, archs)
+        return np.column_stack(refs + [desc]) if refs or desc.shape[1] else np.zeros((len(archs), 0))
+
+    def predict_many(self, archs: Sequence[Any]) -> np.ndarray:
+        return self.ensemble.predict(self.features(archs))
+
+    def predict(self, arch: Any) -> float:
+        return float(self.predict_many([arch])[0])
+
+    def min_latency(self, n: int = 4096, seed: int = 0) -> tuple[float, Any]:
+        """The smallest prediction over a seeded sample and the references' fastest architectures.
+
+        An estimate (the ensemble has no exact minimiser): it can be above the true minimum."""
+        rng = np.random.default_rng(seed)
+        archs = [self.space.from_genes(g) for g in self.space.sample_genes(rng, n)]
+        archs += [r.min_latency()[1] for r in self.references if hasattr(r, "min_latency")]
+        pred = self.predict_many(archs)
+        i = int(np.argmin(pred))
+        return float(pred[i]), archs[i]
+
+
+def matching_references(luts_dir: Path, space: Any, model: FewShotModel) -> list[tuple[str, str, Any]]:
+    """(device, fingerprint hash, predictor) of the exact reference LUTs ``model`` was fitted with."""
+    from edgenas.latency.predictor import LatencyPredictor
+    from edgenas.latency.store import LutStore
+
+    store, out = LutStore(Path(luts_dir)), []
+    for dev, fph in model.references:
+        lut = store.find(dev, space.name, fph)
+        if lut is None:
+            raise InputError(f"few-shot model of '{model.device}' rests on the LUT of '{dev}' "
+                             f"({fph[:12]}), which is gone",
+                             hint=f"refit: edgenas device add {model.device} --fewshot 20 --space {space.name}")
+        out.append((dev, fph, LatencyPredictor(lut, space)))
+    return out
+
+
+def load_latency_model(luts_dir: Path, device: str, space: Any) -> FewShotLatency | None:
+    """The device's few-shot latency model for ``space``, or None if it has none."""
+    model = load_model(luts_dir, device, space.name)
+    if model is None:
+        return None
+    return FewShotLatency(model, space, [r[2] for r in matching_references(luts_dir, space, model)])

@@ -1,0 +1,83 @@
+"""Issue 17: ``device add local --fewshot K`` on the real local agent, then search and deploy use it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+QUICK = {"warmup_min_n": 3, "warmup_min_s": 0.01, "min_n": 5, "min_s": 0.02, "max_s": 0.3, "windows": 2}
+
+
+def _only_reference_lut(proj):
+    """The template's local LUT becomes the LUT of another device; local itself has none."""
+    from edgenas.latency.lut import Lut
+    from edgenas.latency.store import LutStore
+
+    (path,) = (proj / "luts" / "local").glob("mbv3-tiny-*.json")
+    LutStore(proj / "luts").save(dataclasses.replace(Lut.load(path), device="ref-a"))
+    path.unlink()
+
+
+@pytest.mark.slow
+def test_fewshot_add_then_search_and_deploy_use_it(proj, cli, tmp_path):
+    from edgenas.fleet.fewshot import add_fewshot, latency_model
+    from edgenas.project import Project
+    from edgenas.spaces import get_space
+    from edgenas.store import open_store
+
+    _only_reference_lut(proj)
+    project, space = Project(proj), get_space("mbv3-tiny")
+    res = add_fewshot(project, "local", "mbv3-tiny", 5, seed=1, protocol=QUICK)
+    assert res.measured_now == 5 and res.n_points == 5 and res.references == ["ref-a"]
+    rec = json.loads(open(res.model_path).read())
+    assert rec["kind"] == "fewshot-latency" and rec["references"][0][0] == "ref-a" and rec["n_points"] == 5
+    ms = open_store(project).list(device="local", space="mbv3-tiny")
+    assert len(ms) == 5 and all(m.stats["median_ms"] > 0 for m in ms)
+    model = latency_model(project, "local", space)
+    measured = np.array([m.stats["median_ms"] for m in ms])
+    pred = model.predict_many([space.from_dict(m.arch) for m in ms])
+    # fitted on these 5 (noisy, shared machine) points: in-sample within a factor of 2
+    assert np.all(np.isfinite(pred)) and np.all(np.abs(np.log(pred / measured)) < np.log(2.0))
+
+    run = tmp_path / "run"  # search on a device without a LUT: the few-shot model serves
+    res = cli("search", "--space", "mbv3-tiny", "--device", "local", "--max-latency-quantile", "0.6",
+              "--budget", "8", "--population", "4", "--seed", "1", "--evaluator", "params",
+              "--out", str(run), "--json")
+    assert res.code == 0, res.err
+    s = res.json()
+    assert s["latency_ms"]["local"] <= s["budgets_ms"]["local"] + 1e-9
+
+    d = cli("deploy", "local", str(run / "best.json"), "--out", str(tmp_path / "exp"), "--json")
+    assert d.code == 0, d.err
+    dep = d.json()
+    assert dep["predicted_ms"] > 0 and "few-shot" in dep["note"]
+    assert json.loads(open(res_path := model_path_of(proj)).read())["n_points"] == 6, res_path
+
+
+def model_path_of(proj):
+    return proj / "luts" / "local" / "fewshot" / "mbv3-tiny.json"
+
+
+def test_fewshot_bad_input_is_one_red_line_and_changes_nothing(proj, cli, snapshot):
+    before = snapshot(proj)
+    res = cli("device", "add", "no-such-device", "--fewshot", "3", "--space", "mbv3-tiny")
+    assert res.code != 0 and "no-such-device" in res.err and "Traceback" not in res.err
+    res = cli("device", "add", "local", "--fewshot", "0", "--space", "mbv3-tiny")
+    assert res.code != 0 and "between 1 and 500" in res.err
+    assert snapshot(proj) == before
+
+
+def test_malformed_fewshot_model_is_an_input_error(proj):
+    from edgenas.errors import InputError
+    from edgenas.fleet.fewshot import latency_model
+    from edgenas.project import Project
+    from edgenas.spaces import get_space
+
+    p = model_path_of(proj)
+    p.parent.mkdir(parents=True)
+    p.write_text(json.dumps({"schema": 1, "kind": "fewshot-latency", "device": "../x"}))
+    with pytest.raises(InputError, match="malformed few-shot latency model"):
+        latency_model(Project(proj), "local", get_space("mbv3-tiny"))
