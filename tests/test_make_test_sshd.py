@@ -30,11 +30,11 @@ def test_make_test_runs_pytest_with_sshd_required():
 def test_ssh_tests_fail_instead_of_skipping_when_sshd_is_required(tmp_path):
     env = dict(os.environ, EDGENAS_SSHD="/nonexistent/sshd", EDGENAS_REQUIRE_SSHD="1", PYTHONPATH=str(ROOT))
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                        "tests/fleet/test_trust.py::test_first_contact_rejected_until_trusted"],
+                        "tests/devices/test_trust.py::test_first_contact_rejected_until_trusted"],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode != 0 and "1 error" in r.stdout and "/nonexistent/sshd not found" in r.stdout
     env.pop("EDGENAS_REQUIRE_SSHD")
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                        "tests/fleet/test_trust.py::test_first_contact_rejected_until_trusted"],
+                        "tests/devices/test_trust.py::test_first_contact_rejected_until_trusted"],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "1 skipped" in r.stdout  # plain pytest, outside make test: skipped, with the reason

@@ -9,6 +9,8 @@ import shutil
 
 import pytest
 
+from edgenas.errors import SearchInterrupted
+
 from edgenas.errors import InputError
 from edgenas.project import Project
 from edgenas.search.launch import SearchRequest, launch_search
@@ -126,7 +128,7 @@ def test_an_interrupted_search_is_recorded_as_stopped(db, tmp_path):
         if done == 12:
             raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(SearchInterrupted):  # Ctrl-C becomes one line saying how to resume
         launch_search(Project(tmp_path), _req(), tmp_path / "r", db=db, progress=progress)
     [run] = list_runs(db)
     assert run.status == "stopped" and run.n_evaluations == 12
