@@ -9,9 +9,7 @@ import shutil
 
 import pytest
 
-from edgenas.errors import SearchInterrupted
-
-from edgenas.errors import InputError
+from edgenas.errors import InputError, SearchInterrupted
 from edgenas.project import Project
 from edgenas.search.launch import SearchRequest, launch_search
 from edgenas.search.record import index_run
