@@ -69,3 +69,9 @@ class ExportError(EdgenasError):
     """Export failed a check (ONNX checker, parity with PyTorch beyond tolerance, TensorRT build)."""
 
     exit_code = 5
+
+
+class LLMError(EdgenasError):
+    """The language model could not be found, loaded or run (bad path, wrong adapter, out of memory)."""
+
+    exit_code = 6

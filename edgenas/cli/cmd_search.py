@@ -20,6 +20,25 @@ def _options(pairs: list[str]) -> dict[str, object]:
     return opts
 
 
+def _llm_settings(model: str | None, adapter: str | None, fallback: bool, pairs: list[str]) -> dict[str, object]:
+    opts: dict[str, object] = {}
+    for p in pairs:
+        if "=" not in p:
+            raise InputError(f"LLM option '{p}' is not KEY=VALUE", hint="e.g. --llm-opt think_tokens=16")
+        k, v = p.split("=", 1)
+        try:
+            opts[k] = int(v) if v.lstrip("-").isdigit() else float(v)
+        except ValueError:
+            opts[k] = v
+    if model is not None:
+        opts["model"] = model
+    if adapter is not None:
+        opts["adapter"] = adapter
+    if fallback:
+        opts["fallback"] = True
+    return opts
+
+
 def register(app: typer.Typer) -> None:
     @app.command("search")
     def search(space: str = typer.Option(None, "--space", help="search space (edgenas list)"),
@@ -28,7 +47,7 @@ def register(app: typer.Typer) -> None:
                                                           help="latency budget per --device (or one for all)"),
                max_latency_quantile: float = typer.Option(None, "--max-latency-quantile",
                                                           help="budget = this quantile of random architectures' latency"),
-               strategy: str = typer.Option("evolution", "--strategy", help="random | evolution | nsga2 | woa | ri-iwoa"),
+               strategy: str = typer.Option("evolution", "--strategy", help="random | evolution | nsga2 | woa | ri-iwoa | llm-evolution"),
                budget: int = typer.Option(100, "--budget", help="number of evaluations"),
                time_budget: float = typer.Option(None, "--time-budget", help="stop after this many seconds"),
                seed: int = typer.Option(0, "--seed", help="random seed (same seed, same search)"),
@@ -39,6 +58,13 @@ def register(app: typer.Typer) -> None:
                objective: str = typer.Option("cifar10_test", "--objective", help="accuracy column of --table"),
                latency_column: str = typer.Option(None, "--latency-column", help="*_ms column of --table"),
                minimise: list[str] = typer.Option([], "--minimise", help="extra objective: params or flops (repeatable)"),
+               llm_share: float = typer.Option(None, "--llm-share",
+                                               help="share of children the language model proposes (evolution, ri-iwoa)"),
+               llm_model: str = typer.Option(None, "--llm-model", help="model folder, .gguf file or smollm2 (default)"),
+               llm_adapter: str = typer.Option(None, "--llm-adapter", help="LoRA adapter folder to start from"),
+               llm_fallback: bool = typer.Option(False, "--llm-fallback",
+                                                 help="if the model fails, go on with the usual operators"),
+               llm_opt: list[str] = typer.Option([], "--llm-opt", help="LLM option KEY=VALUE, e.g. think_tokens=16 (repeatable)"),
                out_dir: Path = typer.Option(None, "--out", help="run folder (default runs/SPACE-STRATEGY-sSEED)"),
                resume: Path = typer.Option(None, "--resume", help="resume the run in this folder"),
                json_out: bool = typer.Option(False, "--json", help="print the result as JSON")) -> None:
@@ -57,7 +83,8 @@ def register(app: typer.Typer) -> None:
                                 max_latency_quantile=max_latency_quantile, strategy=strategy, budget=budget,
                                 max_wall_s=time_budget, seed=seed, population=population, evaluator=evaluator,
                                 evaluator_options=_options(eval_opt), table=table, objective=objective,
-                                latency_column=latency_column, minimise=tuple(minimise))
+                                latency_column=latency_column, minimise=tuple(minimise),
+                                llm_share=llm_share, llm=_llm_settings(llm_model, llm_adapter, llm_fallback, llm_opt))
         folder = resume or out_dir or proj.runs_dir / f"{space}-{strategy}-s{seed}"
         with progress_bar(quiet=json_out) as bar:
             problem, _, result = launch_search(proj, req, folder, resume=resume is not None,

@@ -42,12 +42,15 @@ class SearchRequest:
     latency_column: str | None = None
     checkpoint_every: int = 10
     minimise: tuple[str, ...] = ()                  # extra objectives: "params", "flops"
+    llm_share: float | None = None                  # share of children from the language model
+    llm: Mapping[str, Any] = field(default_factory=dict)   # edgenas.llm.operator.LLMSettings fields
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["devices"], d["max_latency_ms"] = list(self.devices), list(self.max_latency_ms)
         d["minimise"] = list(self.minimise)
         d["evaluator_options"] = dict(self.evaluator_options)
+        d["llm"] = dict(self.llm)
         return {"schema": REQUEST_SCHEMA, **d}
 
     @classmethod
@@ -133,8 +136,37 @@ def build_problem(project: Project, req: SearchRequest) -> tuple[Any, Any]:
     config = SearchConfig(space=space.name, strategy=req.strategy, budget_evals=req.budget,
                           max_wall_s=req.max_wall_s, seed=req.seed, population=req.population,
                           devices=tuple((t.name, t.budget_ms) for t in targets),
-                          checkpoint_every=req.checkpoint_every)
+                          checkpoint_every=req.checkpoint_every,
+                          strategy_options={} if req.llm_share is None else {"llm_share": float(req.llm_share)})
     return problem, config
+
+
+def uses_llm(req: SearchRequest, config: Any) -> bool:
+    """Whether the search needs a language model (checks ``--llm-share`` against the strategy)."""
+    from edgenas.search.base import STRATEGIES
+
+    spec = STRATEGIES.get(config.strategy).options
+    if req.llm_share is not None and "llm_share" not in spec:
+        llm_ones = ", ".join(n for n in STRATEGIES.names() if "llm_share" in STRATEGIES.get(n).options)
+        raise InputError(f"strategy {config.strategy} has no language-model operator", hint=f"use one of {llm_ones}")
+    if "llm_share" not in spec:
+        if req.llm:
+            raise InputError(f"--llm-* options given but strategy {config.strategy} uses no language model",
+                             hint="add --llm-share, or use --strategy llm-evolution")
+        return False
+    share = config.strategy_options.get("llm_share", spec["llm_share"].default)
+    return share > 0
+
+
+def build_llm_operator(req: SearchRequest, problem: Any, out_dir: Path) -> Any:
+    """The LLM operator of a search (validates the model path and adapter; loads nothing yet)."""
+    from edgenas.llm.operator import LLMOperator, LLMSettings
+    from edgenas.llm.prompt import DeviceInfo
+
+    settings = LLMSettings.from_json(req.llm)
+    devices = [DeviceInfo(d.name, d.model, d.budget_ms) for d in problem.devices]
+    return LLMOperator(problem.space, settings, out_dir, seed=req.seed, objective=problem.accuracy_name,
+                       devices=devices)
 
 
 def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *, resume: bool = False,
@@ -154,9 +186,14 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
     elif (out_dir / "evaluations.jsonl").exists():
         raise InputError(f"{out_dir} already holds a search run", hint="use --resume or another --out folder")
     problem, config = build_problem(project, req)  # validates everything before the folder is touched
+    hooks = {}
+    if uses_llm(req, config):
+        hooks["llm_operator"] = op = build_llm_operator(req, problem, out_dir)
+        if resume:
+            op.load_log()
     if not resume:
         atomic_write_json(req_path, req.to_json())
-    result = run_search(config, problem, out_dir, resume=resume, progress=progress)
+    result = run_search(config, problem, out_dir, resume=resume, progress=progress, strategy_hooks=hooks)
     return problem, config, result
 
 
