@@ -110,6 +110,7 @@ class LLMOperator:
         self.source = resolve_model(settings.model)           # bad paths fail here, before any file is written
         self.user_adapter = check_adapter(settings.adapter, self.source) if settings.adapter else None
         self.rng = np.random.default_rng([int(seed), 14])
+        self.init_seed = int(np.random.default_rng([int(seed), 15]).integers(2**31 - 1))  # LoRA's initial A
         self.log = JsonlLog(self.dir / "proposals.jsonl")
         self.outcome_log = JsonlLog(self.dir / "outcomes.jsonl")
         self.replay: list[dict[str, Any]] = []
@@ -124,6 +125,17 @@ class LLMOperator:
         self.disabled = False                                 # the model failed and fallback was allowed
         self.engine: Any = None
         self.engine_round = -1
+        self.preload_error: LLMError | None = None
+
+    def preload(self) -> None:
+        """Load the model now (a new run: a bad model fails before anything is written). With fallback
+        allowed, a failure is remembered and logged at the first proposal instead."""
+        try:
+            self._engine()
+        except LLMError as exc:
+            if not self.settings.fallback:
+                raise
+            self.preload_error = exc
 
     def load_log(self) -> None:
         """Read what an interrupted run logged (resume); call before the search starts."""
@@ -172,6 +184,9 @@ class LLMOperator:
                 adapter = self.dir / f"adapter-{self.round}" if self.round else self.user_adapter
                 if self.round and not adapter.is_dir():
                     raise InputError(f"cannot resume: {adapter} is missing", hint="the run folder is damaged")
+                import torch
+
+                torch.manual_seed(self.init_seed)   # a new adapter's random A matrices: seeded too
                 model = attach(model, adapter)
             s = self.settings
             self.engine = Engine(model, tok, threads=s.threads, temperature=s.temperature,
@@ -188,6 +203,9 @@ class LLMOperator:
         pid = self.space.arch_id(parent)
         rec = self._next_logged("proposal")
         if rec is None:
+            if self.preload_error is not None:
+                self._fail(self.preload_error)
+                return None
             rec = self._propose(parent, result, seed, seen or set())
             if rec is None:
                 return None

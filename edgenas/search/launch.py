@@ -190,7 +190,9 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
     if uses_llm(req, config):
         hooks["llm_operator"] = op = build_llm_operator(req, problem, out_dir)
         if resume:
-            op.load_log()
+            op.load_log()   # replayed events never load the model; it is loaded when first needed
+        else:
+            op.preload()    # a model that does not load fails before the run folder is written
     if not resume:
         atomic_write_json(req_path, req.to_json())
     result = run_search(config, problem, out_dir, resume=resume, progress=progress, strategy_hooks=hooks)
