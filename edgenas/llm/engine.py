@@ -1,9 +1,9 @@
 """The loaded model with its LoRA adapter: one proposal = free reasoning, then a constrained mutation.
 
-``Engine.propose`` wraps the prompt in the model's chat template, lets the model write up to
-``think_tokens`` tokens of reasoning after ``Reasoning:`` (sampled, cut at the first line break), then
-appends ``Mutation: {"gene": "`` and decodes the rest under a ``ChoiceConstraint`` over every valid
-mutation of the parent. Torch's thread count is set explicitly around every call (the default pool made
+``Engine.propose`` wraps the prompt in the model's chat template and, in one ``generate`` call (the
+prompt is read once), lets the model write up to ``think_tokens`` tokens of reasoning after
+``Reasoning:`` (one line, sampled), then constrains the rest to ``Mutation: {"gene": "`` and one of the
+parent's valid mutations (``ChoiceConstraint``). Torch's thread count is set explicitly around every call (the default pool made
 small CPU ops hundreds of times slower under load) and seeded from the operator's generator.
 """
 
@@ -52,7 +52,9 @@ class Engine:
         return text + ANSWER_HEAD
 
     def middle(self, think: str) -> str:
-        return (f" {think}" if think else "") + MUTATION_HEAD
+        """The text between the head and the mutation's choice: the reasoning as generated, then the
+        fixed mutation head (so training sees exactly what the model wrote)."""
+        return think + MUTATION_HEAD
 
     def encode(self, text: str) -> Any:
         return self.tok(text, return_tensors="pt", add_special_tokens=False).input_ids.to(self.device)
@@ -74,18 +76,12 @@ class Engine:
         common = {"do_sample": True, "temperature": self.temperature, "top_p": 0.95, "top_k": 0,
                   "pad_token_id": self.tok.pad_token_id, "eos_token_id": eos}
         self.model.eval()
+        tail = [MUTATION_HEAD + c for c in choices]
         try:
             with torch.no_grad():
-                think, n_tok = "", 0
-                if self.think_tokens > 0:
-                    ids = self.encode(head)
-                    out = self.model.generate(ids, max_new_tokens=self.think_tokens, **common)
-                    n_tok += out.shape[1] - ids.shape[1]
-                    think = self.tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
-                    think = " ".join("".join(c for c in think.split("\n")[0] if c.isprintable()).split())
-                    think = think.split("Mutation")[0].strip()
-                ids = self.encode(head + self.middle(think))
-                cons = ChoiceConstraint(self.tok, ids.shape[1], choices, eos)
+                ids = self.encode(head)
+                cons = ChoiceConstraint(self.tok, ids.shape[1], tail, eos, think_tokens=self.think_tokens,
+                                        think_end=MUTATION_HEAD[0])
                 out = self.model.generate(ids, max_new_tokens=cons.max_new_tokens(),
                                           prefix_allowed_tokens_fn=cons, **common)
         except Exception as exc:  # noqa: BLE001 - the search sees one clear error
@@ -96,5 +92,6 @@ class Engine:
                                hint="use a smaller model, fewer think tokens, or --llm-fallback") from None
             raise LLMError(f"the model failed to generate: {_short(exc)}") from None
         gen = [int(i) for i in out[0, ids.shape[1]:] if int(i) != eos]
-        n_tok += len(gen)
-        return Proposal(think, cons.text_of(gen), time.perf_counter() - t0, n_tok, cons.dead_ends)
+        think, rest = cons.split(cons.text_of(gen))
+        completion = rest[len(MUTATION_HEAD):] if rest.startswith(MUTATION_HEAD) else rest
+        return Proposal(think, completion, time.perf_counter() - t0, len(gen), cons.dead_ends)

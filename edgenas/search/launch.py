@@ -149,13 +149,13 @@ def uses_llm(req: SearchRequest, config: Any) -> bool:
     if req.llm_share is not None and "llm_share" not in spec:
         llm_ones = ", ".join(n for n in STRATEGIES.names() if "llm_share" in STRATEGIES.get(n).options)
         raise InputError(f"strategy {config.strategy} has no language-model operator", hint=f"use one of {llm_ones}")
-    if "llm_share" not in spec:
-        if req.llm:
-            raise InputError(f"--llm-* options given but strategy {config.strategy} uses no language model",
-                             hint="add --llm-share, or use --strategy llm-evolution")
-        return False
-    share = config.strategy_options.get("llm_share", spec["llm_share"].default)
-    return share > 0
+    if "llm_share" in spec:
+        STRATEGIES.get(config.strategy).validate_options(config.strategy_options)  # before the folder exists
+    share = config.strategy_options.get("llm_share", spec["llm_share"].default) if "llm_share" in spec else 0
+    if req.llm and not share:
+        raise InputError(f"--llm-* options given but strategy {config.strategy} uses no language model",
+                         hint="add --llm-share, or use --strategy llm-evolution")
+    return bool(share)
 
 
 def build_llm_operator(req: SearchRequest, problem: Any, out_dir: Path) -> Any:
