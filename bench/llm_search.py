@@ -94,6 +94,9 @@ def main():
     ap.add_argument("--log", default=None, help="append one JSON line per run here (partial results)")
     ap.add_argument("--llm-queries", type=int, default=50, help="queries of the LLM runs (50 or 100)")
     ap.add_argument("--only-baselines", action="store_true")
+    ap.add_argument("--no-baselines", action="store_true")
+    ap.add_argument("--first-seed", type=int, default=0, help="LLM runs use seeds first-seed .. +seeds-1")
+    ap.add_argument("--report-from", default=None, help="only print the report of the runs in this log")
     args = ap.parse_args()
     import torch
 
@@ -107,6 +110,10 @@ def main():
     for task, col in TASKS:
         acc = table.column(task)
         optimum[(task, col)] = float(np.max(acc if col is None else acc[lat <= budget_ms]))
+    if args.report_from:
+        runs = [json.loads(x) for x in open(args.report_from)]
+        print(json.dumps(report(runs, optimum, budget_ms, args), indent=1))
+        return
     log = open(args.log, "a") if args.log else None
     runs = []
 
@@ -119,14 +126,14 @@ def main():
     llm = {"model": args.model, "threads": args.threads}
     # the LLM runs first (the expensive part), round-robin over seeds so partial logs stay balanced
     if not args.only_baselines:
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             for task, col in TASKS:
                 for strat, share in (("evolution", 0.5), ("llm-evolution", None)):
                     r = run(args.table, task, col, budget_ms if col else None, strat, seed, args.llm_queries,
                             share, llm)
                     record(task=task, latency=col, strategy=f"{strat}+llm" if share else strat, seed=seed,
                            budget=args.llm_queries, **r)
-    for task, col in TASKS:
+    for task, col in ([] if args.no_baselines else TASKS):
         for seed in range(args.baseline_seeds):
             for strat in BASELINES:
                 for budget in ((100,) if strat in ("random", "evolution") else (50, 100)):
@@ -137,7 +144,7 @@ def main():
 
 def report(runs, optimum, budget_ms, args):
     out = {"machine": platform.platform(), "cpus": os.cpu_count(), "budget_raspi4_ms": round(budget_ms, 3),
-           "llm_seeds": args.seeds, "llm_queries": args.llm_queries, "threads": args.threads, "baseline_seeds": args.baseline_seeds, "results": {}}
+           "llm_seeds": sorted({r["seed"] for r in runs if r.get("llm")}), "llm_queries": args.llm_queries, "threads": args.threads, "baseline_seeds": args.baseline_seeds, "results": {}}
     keys = sorted({(r["task"], r["latency"], r["strategy"]) for r in runs}, key=str)
     for task, col, strat in keys:
         rs = [r for r in runs if (r["task"], r["latency"], r["strategy"]) == (task, col, strat)]
