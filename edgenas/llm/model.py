@@ -134,7 +134,9 @@ def _short(exc: BaseException) -> str:
 def is_oom(exc: BaseException) -> bool:
     import torch
 
-    return isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or "out of memory" in str(exc).lower()
+    text = str(exc).lower()
+    return (isinstance(exc, (MemoryError, torch.OutOfMemoryError)) or "out of memory" in text
+            or "can't allocate memory" in text)
 
 
 _CACHE: dict[tuple, tuple[Any, Any]] = {}
