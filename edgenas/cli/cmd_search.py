@@ -101,6 +101,12 @@ def register(app: typer.Typer) -> None:
         else:
             lat = ", ".join(f"{k} {v:.4g} ms" for k, v in s["latency_ms"].items())
             out.print(f"[green]best[/green] {s['objective']} = {s['objective_value']:.4g}; predicted latency: {lat}")
+        if s.get("llm"):
+            m = s["llm"]
+            pct = lambda v: "n/a" if v is None else f"{100 * v:.0f}%"  # noqa: E731
+            out.print(f"language model: {m['proposals']} proposals (valid {pct(m['valid'])}, novel "
+                      f"{pct(m['novel'])}, improving {pct(m['improving'])}), {m['lora_updates']} LoRA updates"
+                      + (", fell back to the usual operators" if m["fallbacks"] else ""))
         fronts = ", ".join(f"{n} {k}" for n, k in s["front_sizes"].items())
         out.print(f"{s['evaluations']} evaluations; Pareto front ({s['objective']} vs predicted latency): "
                   f"{fronts or s['pareto_size']} points; run folder {s['out_dir']} "

@@ -119,3 +119,16 @@ def read_all(run_dir: str | os.PathLike) -> dict[str, Any]:
 def share(xs: Iterable[bool]) -> float | None:
     xs = list(xs)
     return sum(map(bool, xs)) / len(xs) if xs else None
+
+
+def summary(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """Counts and shares of a run's LLM proposals (None when the run used no language model)."""
+    if not (Path(run_dir) / "llm").is_dir():
+        return None
+    d = read_all(run_dir)
+    props = [p for p in d["proposals"] if p.get("kind") == "proposal"]
+    return {"proposals": len(props), "valid": share(p.get("valid") for p in props),
+            "novel": share(p.get("novel") for p in props),
+            "improving": share(o.get("improved") for o in d["outcomes"]),
+            "lora_updates": sum(p.get("kind") == "lora" for p in d["proposals"]),
+            "fallbacks": sum(p.get("kind") == "fallback" for p in d["proposals"])}

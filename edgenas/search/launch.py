@@ -213,4 +213,13 @@ def summary(problem: Any, result: Any) -> dict[str, Any]:
         "front_sizes": {name: len(front) for name, front in result.fronts.items()},
         "stopped": result.stopped,
         "out_dir": str(result.out_dir),
+        **({"llm": llm} if (llm := _llm_summary(result.out_dir)) else {}),
     }
+
+
+def _llm_summary(out_dir: Any) -> dict[str, Any] | None:
+    if not (Path(out_dir) / "llm").is_dir():
+        return None
+    from edgenas.llm.experience import summary as llm_summary
+
+    return llm_summary(out_dir)

