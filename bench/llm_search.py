@@ -95,6 +95,8 @@ def main():
     ap.add_argument("--llm-queries", type=int, default=50, help="queries of the LLM runs (50 or 100)")
     ap.add_argument("--only-baselines", action="store_true")
     ap.add_argument("--no-baselines", action="store_true")
+    ap.add_argument("--llm-tasks", type=int, nargs="*", default=None,
+                    help="indices into TASKS for the LLM runs (default all: 0 cifar100, 1 imagenet16, 2 cifar100@raspi4)")
     ap.add_argument("--first-seed", type=int, default=0, help="LLM runs use seeds first-seed .. +seeds-1")
     ap.add_argument("--report-from", default=None, help="only print the report of the runs in this log")
     args = ap.parse_args()
@@ -126,8 +128,9 @@ def main():
     llm = {"model": args.model, "threads": args.threads}
     # the LLM runs first (the expensive part), round-robin over seeds so partial logs stay balanced
     if not args.only_baselines:
+        tasks = TASKS if args.llm_tasks is None else [TASKS[i] for i in args.llm_tasks]
         for seed in range(args.first_seed, args.first_seed + args.seeds):
-            for task, col in TASKS:
+            for task, col in tasks:
                 for strat, share in (("evolution", 0.5), ("llm-evolution", None)):
                     r = run(args.table, task, col, budget_ms if col else None, strat, seed, args.llm_queries,
                             share, llm)

@@ -22,11 +22,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def request(table, model, strategy="llm-evolution", budget=30, share=None, **llm):
+    settings = {} if model is None else {"model": str(model), "think_tokens": 6, "lora_every": 1,
+                                         "lora_steps": 1, "lora_lr": 0.05, **llm}
     return SearchRequest(space="nb201", strategy=strategy, budget=budget, seed=4, population=8, table=str(table),
                          objective="cifar100_test", latency_column="dev_ms", max_latency_ms=(6.5,),
-                         checkpoint_every=3, llm_share=share,
-                         llm={"model": str(model), "think_tokens": 6, "lora_every": 1, "lora_steps": 1,
-                              "lora_lr": 0.05, **llm})
+                         checkpoint_every=3, llm_share=share, llm=settings)
 
 
 def evaluations(run):
@@ -130,8 +130,8 @@ def test_kill9_then_resume_is_exact(tiny_model, table, tmp_path):
 def test_share_in_evolution_and_ri_iwoa(tiny_model, table, tmp_path):
     plain = tmp_path / "plain"
     zero = tmp_path / "zero"
-    launch_search(Project(tmp_path), request(table, tiny_model, "evolution", budget=20, share=None), plain)
-    launch_search(Project(tmp_path), request(table, tiny_model, "evolution", budget=20, share=0.0), zero)
+    launch_search(Project(tmp_path), request(table, None, "evolution", budget=20, share=None), plain)
+    launch_search(Project(tmp_path), request(table, None, "evolution", budget=20, share=0.0), zero)
     assert strip(evaluations(plain)) == strip(evaluations(zero))   # share 0 = the strategy unchanged
     assert not (zero / "llm").exists()
     half = tmp_path / "half"
