@@ -177,6 +177,17 @@ def report(runs, optimum, budget_ms, args):
                 "peak_rss_mb": max(x["peak_rss_mb"] or 0 for x in ll), "fallbacks": sum(x["fallbacks"] for x in ll),
                 "median_run_wall_s": med([r["wall_s"] for r in rs])}
         out["results"][f"{task}{'@' + col if col else ''}/{strat}"] = entry
+    # the LLM runs next to every strategy's run with the same seed and query count (paired)
+    paired = {}
+    for r in runs:
+        if not r.get("llm"):
+            continue
+        q = r["budget"]
+        key = f"{r['task']}{'@' + r['latency'] if r['latency'] else ''}/seed{r['seed']}/q{q}"
+        same = [x for x in runs if (x["task"], x["latency"], x["seed"]) == (r["task"], r["latency"], r["seed"])
+                and len(x["curve"]) >= q and (x["budget"] == q or x["strategy"] in ("random", "evolution"))]
+        paired[key] = {x["strategy"]: x["curve"][q - 1] for x in sorted(same, key=lambda x: x["budget"], reverse=True)}
+    out["paired_best"] = paired
     return out
 
 
