@@ -95,6 +95,9 @@ def main():
     ap.add_argument("--llm-queries", type=int, default=50, help="queries of the LLM runs (50 or 100)")
     ap.add_argument("--only-baselines", action="store_true")
     ap.add_argument("--no-baselines", action="store_true")
+    ap.add_argument("--lora-every", type=int, default=None,
+                    help="LoRA update every N successes (default: the CLI default, 4); labels the runs")
+    ap.add_argument("--llm-strategies", nargs="*", default=["evolution+llm", "llm-evolution"])
     ap.add_argument("--llm-tasks", type=int, nargs="*", default=None,
                     help="indices into TASKS for the LLM runs (default all: 0 cifar100, 1 imagenet16, 2 cifar100@raspi4)")
     ap.add_argument("--first-seed", type=int, default=0, help="LLM runs use seeds first-seed .. +seeds-1")
@@ -126,16 +129,21 @@ def main():
             log.flush()
 
     llm = {"model": args.model, "threads": args.threads}
+    tag = ""
+    if args.lora_every is not None:
+        llm["lora_every"] = args.lora_every
+        tag = f"[lora_every={args.lora_every}]"
+    plan = [(s, 0.5) if s == "evolution+llm" else (s, None) for s in args.llm_strategies]
     # the LLM runs first (the expensive part), round-robin over seeds so partial logs stay balanced
     if not args.only_baselines:
         tasks = TASKS if args.llm_tasks is None else [TASKS[i] for i in args.llm_tasks]
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             for task, col in tasks:
-                for strat, share in (("evolution", 0.5), ("llm-evolution", None)):
+                for label, share in plan:
+                    strat = label.replace("+llm", "")
                     r = run(args.table, task, col, budget_ms if col else None, strat, seed, args.llm_queries,
                             share, llm)
-                    record(task=task, latency=col, strategy=f"{strat}+llm" if share else strat, seed=seed,
-                           budget=args.llm_queries, **r)
+                    record(task=task, latency=col, strategy=label + tag, seed=seed, budget=args.llm_queries, **r)
     for task, col in ([] if args.no_baselines else TASKS):
         for seed in range(args.baseline_seeds):
             for strat in BASELINES:
