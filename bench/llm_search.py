@@ -50,6 +50,9 @@ def run(table, task, lat_col, budget_ms, strategy, seed, budget, llm_share=None,
         wall = time.perf_counter() - t0
         rows = [json.loads(x) for x in (Path(d) / "run" / "evaluations.jsonl").read_text().splitlines()]
         llm_stats = summarise_llm(Path(d) / "run") if (Path(d) / "run" / "llm").exists() else None
+    import gc
+
+    gc.collect()   # the previous run's model copy (peft wraps it in reference cycles)
     curve = []
     best = -np.inf
     for r in rows:
