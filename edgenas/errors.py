@@ -89,3 +89,9 @@ class SearchInterrupted(EdgenasError):
     """Ctrl-C during a search: the run folder is complete up to the last evaluation and resumable."""
 
     exit_code = 130
+
+
+class LLMError(EdgenasError):
+    """The language model could not be found, loaded or run (bad path, wrong adapter, out of memory)."""
+
+    exit_code = 6

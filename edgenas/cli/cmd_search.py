@@ -29,6 +29,25 @@ def _say(message: str) -> None:
         note(esc(message))
 
 
+def _llm_settings(model: str | None, adapter: str | None, fallback: bool, pairs: list[str]) -> dict[str, object]:
+    opts: dict[str, object] = {}
+    for p in pairs:
+        if "=" not in p:
+            raise InputError(f"LLM option '{p}' is not KEY=VALUE", hint="e.g. --llm-opt think_tokens=16")
+        k, v = p.split("=", 1)
+        try:
+            opts[k] = int(v) if v.lstrip("-").isdigit() else float(v)
+        except ValueError:
+            opts[k] = v
+    if model is not None:
+        opts["model"] = model
+    if adapter is not None:
+        opts["adapter"] = adapter
+    if fallback:
+        opts["fallback"] = True
+    return opts
+
+
 def register(app: typer.Typer) -> None:
     @app.command("search")
     def search(space: str = typer.Option(None, "--space", help="search space (edgenas list)"),
@@ -37,7 +56,7 @@ def register(app: typer.Typer) -> None:
                                                           help="latency budget per --device (or one for all)"),
                max_latency_quantile: float = typer.Option(None, "--max-latency-quantile",
                                                           help="budget = this quantile of random architectures' latency"),
-               strategy: str = typer.Option("evolution", "--strategy", help="random | evolution | nsga2 | woa | ri-iwoa"),
+               strategy: str = typer.Option("evolution", "--strategy", help="random | evolution | nsga2 | woa | ri-iwoa | llm-evolution"),
                budget: int = typer.Option(100, "--budget", help="number of evaluations"),
                time_budget: float = typer.Option(None, "--time-budget", help="stop after this many seconds"),
                seed: int = typer.Option(0, "--seed", help="random seed (same seed, same search)"),
@@ -48,6 +67,13 @@ def register(app: typer.Typer) -> None:
                objective: str = typer.Option("cifar10_test", "--objective", help="accuracy column of --table"),
                latency_column: str = typer.Option(None, "--latency-column", help="*_ms column of --table"),
                minimise: list[str] = typer.Option([], "--minimise", help="extra objective: params or flops (repeatable)"),
+               llm_share: float = typer.Option(None, "--llm-share",
+                                               help="share of children the language model proposes (evolution, ri-iwoa)"),
+               llm_model: str = typer.Option(None, "--llm-model", help="model folder, .gguf file or smollm2 (default)"),
+               llm_adapter: str = typer.Option(None, "--llm-adapter", help="LoRA adapter folder to start from"),
+               llm_fallback: bool = typer.Option(False, "--llm-fallback",
+                                                 help="if the model fails, go on with the usual operators"),
+               llm_opt: list[str] = typer.Option([], "--llm-opt", help="LLM option KEY=VALUE, e.g. think_tokens=16 (repeatable)"),
                out_dir: Path = typer.Option(None, "--out", help="run folder (default runs/SPACE-STRATEGY-sSEED)"),
                resume: Path = typer.Option(None, "--resume", help="resume the run in this folder"),
                warm_start: list[str] = typer.Option([], "--warm-start",
@@ -88,7 +114,8 @@ def register(app: typer.Typer) -> None:
                                 evaluator_options=_options(eval_opt), table=table, objective=objective,
                                 latency_column=latency_column, minimise=tuple(minimise),
                                 warm_start=tuple(warm_start), transfer_ratio=transfer_ratio,
-                                min_similarity=min_similarity)
+                                min_similarity=min_similarity,
+                                llm_share=llm_share, llm=_llm_settings(llm_model, llm_adapter, llm_fallback, llm_opt))
         folder = resume or out_dir or proj.runs_dir / f"{space}-{strategy}-s{seed}"
         with progress_bar(quiet=json_out) as bar:
             problem, _, result = launch_search(proj, req, folder, resume=resume is not None, db_url=db,
@@ -113,6 +140,12 @@ def _print(problem, result, json_out: bool) -> None:
         out.print(f"[green]best[/green] {esc(s['objective'])} = {s['objective_value']:.4g}; predicted latency: {lat}")
     if s.get("warm_start"):
         out.print(f"warm start: {esc(s['warm_start'])}")
+    if s.get("llm"):
+        m = s["llm"]
+        pct = lambda v: "n/a" if v is None else f"{100 * v:.0f}%"  # noqa: E731
+        out.print(f"language model: {m['proposals']} proposals (valid {pct(m['valid'])}, novel "
+                  f"{pct(m['novel'])}, improving {pct(m['improving'])}), {m['lora_updates']} LoRA updates"
+                  + (", fell back to the usual operators" if m["fallbacks"] else ""))
     fronts = esc(", ".join(f"{n} {k}" for n, k in s["front_sizes"].items()))
     out.print(f"{s['evaluations']} evaluations; Pareto front ({esc(s['objective'])} vs predicted latency): "
               f"{fronts or s['pareto_size']} points; run folder {esc(s['out_dir'])} "

@@ -216,7 +216,7 @@ def repair_toward_anchor(space: Any, feasibility: Feasibility | None, arch: Any,
 
 StrategyFactory = type[Strategy]
 STRATEGIES: Registry[StrategyFactory] = Registry("strategy", builtins=tuple(
-    f"edgenas.search.{m}" for m in ("evolution", "nsga2", "random", "riiwoa", "woa")))
+    f"edgenas.search.{m}" for m in ("evolution", "llm_evolution", "nsga2", "random", "riiwoa", "woa")))
 _load_builtin = STRATEGIES.load_builtins  # the name older callers use
 
 

@@ -3,6 +3,10 @@
 The population is a queue of the last ``population`` evaluated architectures; each child is a mutation
 of the winner of a tournament of ``tournament`` members sampled without replacement; the oldest member
 dies when a child is told. Constraints follow Deb's rules (feasible first, then smaller violation).
+
+With a language-model operator (``llm_operator``, see ``edgenas.llm``) a share ``llm_share`` of the
+children are the model's mutation of the tournament winner (a proposal that is not novel or not
+feasible falls back to the usual mutation); every child's result is reported back to the operator.
 """
 
 from __future__ import annotations
@@ -21,19 +25,30 @@ class RegularizedEvolution(Strategy):
         "population": Option(20, int, lambda v: v >= 2, "must be >= 2"),
         "tournament": Option(5, int, lambda v: v >= 1, "must be >= 1"),
         "mutation_rate": Option(None, float, lambda v: 0.0 < v <= 1.0, "must be in (0, 1]"),
+        "llm_share": Option(0.0, float, lambda v: 0.0 <= v <= 1.0, "must be in [0, 1]"),
     }
 
-    def __init__(self, space: Any, rng: Any, **kwargs: Any) -> None:
+    def __init__(self, space: Any, rng: Any, *, llm_operator: Any = None, **kwargs: Any) -> None:
         super().__init__(space, rng, **kwargs)
         self.population: deque[tuple[Any, Result]] = deque()
         self.pending = 0
+        self.llm = llm_operator
+        self.origin: dict[str, tuple[Any, Result, str]] = {}   # child id -> (parent, its result, source)
 
     def _child(self) -> Any:
         members = list(self.population)
         size = min(self.opts["tournament"], len(members))
         idx = self.rng.choice(len(members), size=size, replace=False)
-        parent = min((members[i] for i in idx), key=lambda m: rank_key(m[1]))[0]
-        return self.propose(lambda: self.space.mutate(parent, self.rng, self.opts["mutation_rate"]))
+        parent, res = min((members[i] for i in idx), key=lambda m: rank_key(m[1]))
+        share = self.opts["llm_share"]
+        if self.llm is not None and share > 0 and self.rng.random() < share:
+            child = self.llm.mutate(parent, res, self.seen)
+            if child is not None and self.space.arch_id(child) not in self.seen and self.violation(child) <= 0:
+                self.origin[self.space.arch_id(child)] = (parent, res, "llm")
+                return child
+        child = self.propose(lambda: self.space.mutate(parent, self.rng, self.opts["mutation_rate"]))
+        self.origin[self.space.arch_id(child)] = (parent, res, "usual")
+        return child
 
     def ask(self, n: int) -> list[Any]:
         out = []
@@ -50,6 +65,9 @@ class RegularizedEvolution(Strategy):
     def tell(self, archs: Sequence[Any], results: Sequence[Result]) -> None:
         self.mark_seen(archs)
         for arch, res in zip(archs, results):
+            origin = self.origin.pop(self.space.arch_id(arch), None)
+            if origin is not None and self.llm is not None:
+                self.llm.observe(origin[0], arch, origin[1], res, origin[2])
             self.pending = max(0, self.pending - 1)
             self.population.append((arch, res))
             while len(self.population) > self.opts["population"]:

@@ -46,6 +46,8 @@ class SearchRequest:
     warm_start: tuple[str, ...] = ()                # ("auto",) or run ids / run folders
     transfer_ratio: float = 0.5                     # share of the first population transferred
     min_similarity: float = 0.6                     # past runs less similar are not used
+    llm_share: float | None = None                  # share of children from the language model
+    llm: Mapping[str, Any] = field(default_factory=dict)   # edgenas.llm.operator.LLMSettings fields
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -53,6 +55,7 @@ class SearchRequest:
         d["minimise"] = list(self.minimise)
         d["warm_start"] = list(self.warm_start)
         d["evaluator_options"] = dict(self.evaluator_options)
+        d["llm"] = dict(self.llm)
         return {"schema": REQUEST_SCHEMA, **d}
 
     @classmethod
@@ -162,8 +165,37 @@ def build_problem(project: Project, req: SearchRequest, note: Callable[[str], No
     config = SearchConfig(space=space.name, strategy=req.strategy, budget_evals=budget_evals,
                           max_wall_s=req.max_wall_s, seed=req.seed, population=req.population,
                           devices=tuple((t.name, t.budget_ms) for t in targets),
-                          checkpoint_every=req.checkpoint_every)
+                          checkpoint_every=req.checkpoint_every,
+                          strategy_options={} if req.llm_share is None else {"llm_share": float(req.llm_share)})
     return problem, config
+
+
+def uses_llm(req: SearchRequest, config: Any) -> bool:
+    """Whether the search needs a language model (checks ``--llm-share`` against the strategy)."""
+    from edgenas.search.base import STRATEGIES
+
+    spec = STRATEGIES.get(config.strategy).options
+    if req.llm_share is not None and "llm_share" not in spec:
+        llm_ones = ", ".join(n for n in STRATEGIES.names() if "llm_share" in STRATEGIES.get(n).options)
+        raise InputError(f"strategy {config.strategy} has no language-model operator", hint=f"use one of {llm_ones}")
+    if "llm_share" in spec:
+        STRATEGIES.get(config.strategy).validate_options(config.strategy_options)  # before the folder exists
+    share = config.strategy_options.get("llm_share", spec["llm_share"].default) if "llm_share" in spec else 0
+    if req.llm and not share:
+        raise InputError(f"--llm-* options given but strategy {config.strategy} uses no language model",
+                         hint="add --llm-share, or use --strategy llm-evolution")
+    return bool(share)
+
+
+def build_llm_operator(req: SearchRequest, problem: Any, out_dir: Path) -> Any:
+    """The LLM operator of a search (validates the model path and adapter; loads nothing yet)."""
+    from edgenas.llm.operator import LLMOperator, LLMSettings
+    from edgenas.llm.prompt import DeviceInfo
+
+    settings = LLMSettings.from_json(req.llm)
+    devices = [DeviceInfo(d.name, d.model, d.budget_ms) for d in problem.devices]
+    return LLMOperator(problem.space, settings, out_dir, seed=req.seed, objective=problem.accuracy_name,
+                       devices=devices)
 
 
 def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *, resume: bool = False,
@@ -201,6 +233,13 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
         raise InputError(f"--transfer-ratio must be in [0, 1], got {req.transfer_ratio}")
     notes: list[str] = []  # said once the run has started: a refused run prints its one error line only
     problem, config = build_problem(project, req, notes.append)  # validates everything before the folder is touched
+    hooks = {}
+    if uses_llm(req, config):
+        hooks["llm_operator"] = op = build_llm_operator(req, problem, out_dir)
+        if resume:
+            op.load_log()   # replayed events never load the model; it is loaded when first needed
+        else:
+            op.preload()    # a model that does not load fails before the run folder is written
     if record and db is None:
         from edgenas.store import open_db
 
@@ -219,7 +258,7 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
                 if warm is not None:
                     atomic_write_json(folder / "warm_start.json", warm)
             result = run_search(config, problem, folder, resume=resume, progress=progress,
-                                initial_population=initial)
+                                initial_population=initial, strategy_hooks=hooks)
         except KeyboardInterrupt:
             _index_stopped(db, project, folder, problem, rerun_of, started)
             raise SearchInterrupted(f"search interrupted; every finished evaluation is kept in {out_dir}",
@@ -319,6 +358,7 @@ def summary(problem: Any, result: Any) -> dict[str, Any]:
         "stopped": result.stopped,
         "out_dir": str(result.out_dir),
         "warm_start": _warm_note(result.out_dir),
+        **({"llm": llm} if (llm := _llm_summary(result.out_dir)) else {}),
     }
 
 
@@ -330,3 +370,11 @@ def _warm_note(out_dir: Path) -> str | None:
         return str(read_json(path, "warm start").get("note"))
     except InputError:
         return None
+
+
+def _llm_summary(out_dir: Any) -> dict[str, Any] | None:
+    if not (Path(out_dir) / "llm").is_dir():
+        return None
+    from edgenas.llm.experience import summary as llm_summary
+
+    return llm_summary(out_dir)

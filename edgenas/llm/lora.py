@@ -1,0 +1,102 @@
+"""Online LoRA: peft adapters (rank 8, alpha 16, on ``q_proj``/``v_proj``) trained on successful mutations.
+
+``attach`` wraps the base model (a fresh adapter, or one from a past run: ``--llm-adapter``);
+``train`` takes a few AdamW steps over the experience buffer, the loss on the answer only (reasoning and
+JSON, not the prompt); ``save`` writes the adapter atomically (a temporary folder renamed) with
+``edgenas_base.json`` naming the base model it belongs to. The optimiser is new at every update, so
+an update is a function of the buffer, the adapter before it and the seed: replay is exact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from edgenas.errors import LLMError
+from edgenas.llm.model import ADAPTER_META, _short, base_signature, is_oom
+
+RANK, ALPHA, TARGETS = 8, 16, ("q_proj", "v_proj")
+
+
+def attach(model: Any, adapter: str | os.PathLike | None = None) -> Any:
+    """The model with a trainable LoRA adapter (new, or loaded from ``adapter``)."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    missing = [t for t in TARGETS if t not in names]
+    if missing:
+        raise LLMError(f"the model has no {', '.join(missing)} modules for LoRA",
+                       hint="use a Llama-style model, or turn LoRA off (--llm-opt lora_every=0)")
+    try:
+        if adapter is not None:
+            return PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
+        cfg = LoraConfig(r=RANK, lora_alpha=ALPHA, target_modules=list(TARGETS), lora_dropout=0.0,
+                         bias="none", task_type="CAUSAL_LM")
+        return get_peft_model(model, cfg)
+    except Exception as exc:  # noqa: BLE001 - a mismatched adapter is the usual cause
+        raise LLMError(f"cannot load adapter {str(adapter)!r} onto this model: {_short(exc)}",
+                       hint="the adapter was probably trained for another base model") from None
+
+
+def train(engine: Any, examples: Sequence[tuple[str, str, str]], *, steps: int, lr: float, batch: int,
+          seed: int) -> dict[str, float]:
+    """``steps`` AdamW steps on (prompt, think, completion) examples; returns losses and seconds."""
+    import torch
+
+    engine._setup(seed)
+    model, tok = engine.model, engine.tok
+    rows = []
+    for prompt, think, completion in examples:
+        a = engine.encode(engine.head(prompt))[0]
+        b = engine.encode(engine.middle(think) + completion)[0]
+        b = torch.cat([b, torch.tensor([tok.eos_token_id], device=b.device)])
+        ids = torch.cat([a, b])
+        labels = ids.clone()
+        labels[: len(a)] = -100
+        rows.append((ids, labels))
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    gen = torch.Generator().manual_seed(seed)
+    losses = []
+    t0 = time.perf_counter()
+    model.train()
+    try:
+        for _ in range(steps):
+            pick = torch.randperm(len(rows), generator=gen)[:batch].tolist()
+            width = max(len(rows[i][0]) for i in pick)
+            ids = torch.full((len(pick), width), tok.pad_token_id, dtype=torch.long, device=engine.device)
+            labels = torch.full_like(ids, -100)
+            mask = torch.zeros_like(ids)
+            for r, i in enumerate(pick):
+                n = len(rows[i][0])
+                ids[r, :n], labels[r, :n], mask[r, :n] = rows[i][0], rows[i][1], 1
+            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+    except Exception as exc:  # noqa: BLE001
+        if is_oom(exc):
+            raise LLMError("out of memory during a LoRA update",
+                           hint="lower --llm-opt lora_batch, or turn LoRA off (lora_every=0)") from None
+        raise
+    finally:
+        model.eval()
+    return {"loss_first": losses[0], "loss_last": losses[-1], "seconds": time.perf_counter() - t0,
+            "steps": steps}
+
+
+def save(model: Any, folder: Path) -> Path:
+    """Write the adapter to ``folder`` atomically, with the base model's signature."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp))
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    (tmp / ADAPTER_META).write_text(json.dumps(base_signature(base.config), sort_keys=True))
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+    return folder

