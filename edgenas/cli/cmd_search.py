@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from edgenas.cli._common import emit_json, out, progress_bar, project
 from edgenas.errors import InputError
@@ -39,6 +40,11 @@ def register(app: typer.Typer) -> None:
                objective: str = typer.Option("cifar10_test", "--objective", help="accuracy column of --table"),
                latency_column: str = typer.Option(None, "--latency-column", help="*_ms column of --table"),
                minimise: list[str] = typer.Option([], "--minimise", help="extra objective: params or flops (repeatable)"),
+               ladder: list[str] = typer.Option([], "--ladder", help="multi-fidelity rung EVAL[:k=v,...,keep=N,cost=C], cheapest first (repeatable; --strategy sh|hyperband)"),
+               eta: int = typer.Option(3, "--eta", help="multi-fidelity: keep 1/eta of each rung unless keep= is given"),
+               executor: str = typer.Option("inprocess", "--executor", help="where evaluations run: inprocess | process | ray"),
+               workers: int = typer.Option(None, "--workers", help="worker processes (process executor) or local Ray CPUs"),
+               ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster address (ray executor), e.g. 127.0.0.1:6379"),
                out_dir: Path = typer.Option(None, "--out", help="run folder (default runs/SPACE-STRATEGY-sSEED)"),
                resume: Path = typer.Option(None, "--resume", help="resume the run in this folder"),
                json_out: bool = typer.Option(False, "--json", help="print the result as JSON")) -> None:
@@ -46,7 +52,9 @@ def register(app: typer.Typer) -> None:
 
         Accuracy from an evaluator, latency from each device's LUT; writes best.json and pareto.json.
         """
+        from edgenas.evaluate.executor import make_executor
         from edgenas.search.launch import SearchRequest, launch_search, summary
+        from edgenas.search.mf_launch import MFResult, mf_summary
 
         proj = project()
         req = None
@@ -57,12 +65,20 @@ def register(app: typer.Typer) -> None:
                                 max_latency_quantile=max_latency_quantile, strategy=strategy, budget=budget,
                                 max_wall_s=time_budget, seed=seed, population=population, evaluator=evaluator,
                                 evaluator_options=_options(eval_opt), table=table, objective=objective,
-                                latency_column=latency_column, minimise=tuple(minimise))
+                                latency_column=latency_column, minimise=tuple(minimise),
+                                ladder=tuple(ladder), eta=eta)
         folder = resume or out_dir or proj.runs_dir / f"{space}-{strategy}-s{seed}"
-        with progress_bar(quiet=json_out) as bar:
-            problem, _, result = launch_search(proj, req, folder, resume=resume is not None,
-                                               progress=lambda d, t: bar("search", d, t))
-        s = summary(problem, result)
+        if ray_address is not None and executor != "ray":
+            raise InputError("--ray-address needs --executor ray")
+        opts = {"address": ray_address} if executor == "ray" else {}
+        ex = make_executor(executor, workers=workers, **opts)
+        try:
+            with progress_bar(quiet=json_out) as bar:
+                problem, config, result = launch_search(proj, req, folder, resume=resume is not None,
+                                                        progress=lambda d, t: bar("search", d, t), executor=ex)
+        finally:
+            ex.close()
+        s = mf_summary(problem, config, result) if isinstance(result, MFResult) else summary(problem, result)
         if json_out:
             emit_json(s)
             return
@@ -73,7 +89,11 @@ def register(app: typer.Typer) -> None:
             out.print("[yellow]no feasible architecture found; raise the budget or the number of evaluations[/yellow]")
         else:
             lat = ", ".join(f"{k} {v:.4g} ms" for k, v in s["latency_ms"].items())
-            out.print(f"[green]best[/green] {s['objective']} = {s['objective_value']:.4g}; predicted latency: {lat}")
+            what = escape(s["metric"]) if "metric" in s else s["objective"]
+            out.print(f"[green]best[/green] {what} = {s['objective_value']:.4g}; predicted latency: {lat}")
+        if "ladder" in s:
+            rungs = ", ".join(f"{escape(r)}: {n}" for r, n in zip(s["ladder"], s["evaluations_per_rung"]))
+            out.print(f"{s['mode']} over the ladder (evaluations per rung) {rungs}; cost {s['cost']:.4g}")
         fronts = ", ".join(f"{n} {k}" for n, k in s["front_sizes"].items())
         out.print(f"{s['evaluations']} evaluations; Pareto front ({s['objective']} vs predicted latency): "
                   f"{fronts or s['pareto_size']} points; run folder {s['out_dir']} "

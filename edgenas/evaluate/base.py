@@ -73,7 +73,8 @@ EVALUATORS: Registry[EvaluatorFactory] = Registry("evaluator")
 def _load_builtin() -> None:
     import importlib
 
-    for mod in ("edgenas.evaluate.proxies", "edgenas.evaluate.tabular", "edgenas.evaluate.supernet_eval"):
+    for mod in ("edgenas.evaluate.proxies", "edgenas.evaluate.tabular", "edgenas.evaluate.supernet_eval",
+                "edgenas.evaluate.short_train", "edgenas.evaluate.fidelity"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:  # a part not present in this build

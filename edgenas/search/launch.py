@@ -42,11 +42,14 @@ class SearchRequest:
     latency_column: str | None = None
     checkpoint_every: int = 10
     minimise: tuple[str, ...] = ()                  # extra objectives: "params", "flops"
+    ladder: tuple[str, ...] = ()                    # multi-fidelity rungs (strategy sh / hyperband)
+    eta: int = 3                                    # multi-fidelity: keep 1/eta per rung by default
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["devices"], d["max_latency_ms"] = list(self.devices), list(self.max_latency_ms)
         d["minimise"] = list(self.minimise)
+        d["ladder"] = list(self.ladder)
         d["evaluator_options"] = dict(self.evaluator_options)
         return {"schema": REQUEST_SCHEMA, **d}
 
@@ -57,6 +60,7 @@ class SearchRequest:
         d = {k: v for k, v in d.items() if k != "schema"}
         d["devices"], d["max_latency_ms"] = tuple(d.get("devices", ())), tuple(d.get("max_latency_ms", ()))
         d["minimise"] = tuple(d.get("minimise", ()))
+        d["ladder"] = tuple(d.get("ladder", ()))
         try:
             return cls(**d)
         except TypeError as exc:
@@ -77,8 +81,11 @@ def _budgets(req: SearchRequest, names: list[str]) -> list[float | None]:
     return b
 
 
-def build_problem(project: Project, req: SearchRequest) -> tuple[Any, Any]:
-    """(problem, config) for a request; raises InputError/InfeasibleError before anything runs."""
+def build_problem(project: Project, req: SearchRequest, executor: Any = None) -> tuple[Any, Any]:
+    """(problem, config) for a request; raises InputError/InfeasibleError before anything runs.
+
+    With an ``executor`` (``edgenas.evaluate.executor``) the evaluations run through it.
+    """
     from edgenas.evaluate import make_evaluator
     from edgenas.search import DeviceTarget, Problem, SearchConfig
     from edgenas.spaces import get_space
@@ -117,7 +124,13 @@ def build_problem(project: Project, req: SearchRequest) -> tuple[Any, Any]:
         if not req.table:
             raise InputError("the tabular evaluator needs --table")
         opts.update(table=req.table, objective=req.objective)
-    evaluator = make_evaluator(name, space, seed=req.seed, **opts)
+    if executor is None:
+        evaluator = make_evaluator(name, space, seed=req.seed, **opts)
+    else:
+        from edgenas.evaluate import CachedEvaluator
+        from edgenas.evaluate.executor import EvalSpec, ExecutorEvaluator
+
+        evaluator = CachedEvaluator(ExecutorEvaluator(EvalSpec.make(name, space.name, req.seed, opts), executor))
     targets = [DeviceTarget(n, m, b) for (n, m), b in zip(models, budgets)]
     bad = sorted(set(req.minimise) - {"params", "flops"})
     if bad:
@@ -138,8 +151,11 @@ def build_problem(project: Project, req: SearchRequest) -> tuple[Any, Any]:
 
 
 def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *, resume: bool = False,
-                  progress: Callable[[int, int], None] | None = None) -> Any:
-    """Run a new search into ``out_dir`` or resume the one there (``req`` None: read request.json)."""
+                  progress: Callable[[int, int], None] | None = None, executor: Any = None) -> Any:
+    """Run a new search into ``out_dir`` or resume the one there (``req`` None: read request.json).
+
+    Strategies ``sh`` / ``hyperband`` climb ``req.ladder`` (``edgenas.search.mf_launch``).
+    """
     from edgenas.search import run_search
 
     out_dir = Path(out_dir)
@@ -153,7 +169,11 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
         raise InputError("nothing to search: give --space (or --resume RUN_DIR)")
     elif (out_dir / "evaluations.jsonl").exists():
         raise InputError(f"{out_dir} already holds a search run", hint="use --resume or another --out folder")
-    problem, config = build_problem(project, req)  # validates everything before the folder is touched
+    if req.strategy in ("sh", "hyperband") or req.ladder:
+        from edgenas.search.mf_launch import launch_multifidelity
+
+        return launch_multifidelity(project, req, out_dir, resume=resume, progress=progress, executor=executor)
+    problem, config = build_problem(project, req, executor)  # validates everything before the folder is touched
     if not resume:
         atomic_write_json(req_path, req.to_json())
     result = run_search(config, problem, out_dir, resume=resume, progress=progress)
