@@ -45,6 +45,10 @@ def register(app: typer.Typer) -> None:
                executor: str = typer.Option("inprocess", "--executor", help="where evaluations run: inprocess | process | ray"),
                workers: int = typer.Option(None, "--workers", help="worker processes (process executor) or local Ray CPUs"),
                ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster address (ray executor), e.g. 127.0.0.1:6379"),
+               data: str = typer.Option("digits", "--data", help="darts: training data (digits, a .npz file or an image folder)"),
+               epochs: int = typer.Option(10, "--epochs", help="darts: training epochs"),
+               latency_weight: float = typer.Option(0.0, "--latency-weight", help="darts without a budget: loss penalty per ms of expected latency"),
+               skip_dropout: float = typer.Option(0.0, "--skip-dropout", help="darts: P-DARTS dropout on skip connections (collapse remedy)"),
                out_dir: Path = typer.Option(None, "--out", help="run folder (default runs/SPACE-STRATEGY-sSEED)"),
                resume: Path = typer.Option(None, "--resume", help="resume the run in this folder"),
                json_out: bool = typer.Option(False, "--json", help="print the result as JSON")) -> None:
@@ -57,6 +61,12 @@ def register(app: typer.Typer) -> None:
         from edgenas.search.mf_launch import MFResult, mf_summary
 
         proj = project()
+        from edgenas.search.darts_launch import is_darts_run
+
+        if strategy == "darts" or (resume is not None and is_darts_run(resume)):
+            _darts(proj, space, device, max_latency_ms, data, epochs, seed, latency_weight, skip_dropout,
+                   resume or out_dir or proj.runs_dir / f"{space}-darts-s{seed}", resume is not None, json_out)
+            return
         req = None
         if resume is None:
             if not space:
@@ -98,3 +108,25 @@ def register(app: typer.Typer) -> None:
         out.print(f"{s['evaluations']} evaluations; Pareto front ({s['objective']} vs predicted latency): "
                   f"{fronts or s['pareto_size']} points; run folder {s['out_dir']} "
                   "(best.json, pareto.json, evaluations.jsonl)")
+
+
+def _darts(proj, space, device, budgets, data, epochs, seed, latency_weight, skip_dropout, folder, resume,
+           json_out) -> None:
+    from edgenas.search.darts_launch import darts_config, launch_darts
+
+    cfg = None
+    if not resume:
+        if not space:
+            raise InputError("missing --space", hint="--strategy darts supports --space nb201")
+        cfg = darts_config(space, device, budgets, data=data, epochs=epochs, seed=seed,
+                           latency_weight=latency_weight, skip_dropout=skip_dropout)
+    with progress_bar(quiet=json_out) as bar:
+        rec = launch_darts(proj, cfg, folder, resume=resume, progress=lambda d, t: bar("darts epochs", d, t))
+    if json_out:
+        emit_json({**rec, "out_dir": str(folder)})
+        return
+    lat = ", ".join(f"{k} {v:.4g} ms" + (f" (budget {rec['budgets_ms'][k]:.4g})" if rec["budgets_ms"].get(k) else "")
+                    for k, v in rec["latency_ms"].items())
+    out.print(f"[green]derived[/green] {escape(rec['arch']['arch'])}; skip edges {rec['skip_edges']}; "
+              f"predicted latency: {lat or 'n/a'}{' [yellow](earlier epoch: the last one missed the budget)[/yellow]' if rec['fallback'] else ''}")
+    out.print(f"run folder {escape(str(folder))} (best.json, history.json, checkpoint)")

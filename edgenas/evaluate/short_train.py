@@ -31,7 +31,7 @@ class ShortTrainEvaluator(Evaluator):
     name = "train"
 
     def __init__(self, space: Any, *, seed: int = 0, data: str = "digits", epochs: float = 2.0,
-                 batch_size: int = 64, lr: float = 0.05, val_fraction: float = 0.2,
+                 batch_size: int = 32, lr: float = 0.1, val_fraction: float = 0.2,
                  limit: int | None = None) -> None:
         super().__init__(space)
         for key, value, ok in (("epochs", epochs, isinstance(epochs, (int, float)) and 0 < epochs <= 1000),

@@ -1,11 +1,11 @@
 """A ladder of evaluators ordered by cost, for multi-fidelity search (what ``--ladder`` parses).
 
 A rung is ``EVALUATOR[:key=value,...]``; besides the evaluator's own options two keys belong to the
-rung: ``cost=`` (relative cost of one evaluation, default 1 for the first rung) and ``keep=`` (how many
-candidates go on to the next rung: a count >= 1, or a fraction in (0, 1); default 1/eta). Examples::
+rung: ``cost=`` (relative cost of one evaluation, default 1) and ``keep=`` (how many of the candidates
+evaluated on this rung go on to the next: a count >= 1, or a fraction in (0, 1); default 1/eta). Example::
 
-    compression                         # zero-cost proxy for all candidates
-    train:epochs=2,keep=3,cost=40       # short training on digits for the best 3
+    compression:keep=3                  # zero-cost proxy for all candidates; the best 3 go on
+    train:epochs=2,cost=40              # short training on digits for those 3
     nb201-fidelity:table=../shared/data/nb201/nb201_valid.csv,column=cifar10_valid,cost=16.67
 
 The ladder is recorded in the run's ``config.json`` (``to_json``) so a resumed run climbs the same one.
