@@ -125,5 +125,7 @@ def _print_accuracy(arch_file: Path, res: object) -> None:
         return
     pred = getattr(res, "predicted_ms", None)
     pred_s = f"predicted {pred:.3f} ms, " if pred is not None else ""
-    out.print(f"[bold]chosen network:[/bold] {escape(metric)} = {acc:.1f}; "
+    pct = metric.endswith(" (%)")
+    metric = metric[:-4] if pct else metric
+    out.print(f"[bold]chosen network:[/bold] {escape(metric)} {acc:.1f}{'%' if pct else ''}; "
               f"latency {pred_s}measured {getattr(res, 'measured_ms'):.3f} ms")

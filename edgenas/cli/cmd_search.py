@@ -100,7 +100,9 @@ def register(app: typer.Typer) -> None:
         else:
             lat = ", ".join(f"{k} {v:.4g} ms" for k, v in s["latency_ms"].items())
             what = escape(s["metric"]) if "metric" in s else s["objective"]
-            out.print(f"[green]best[/green] {what} = {s['objective_value']:.4g}; predicted latency: {lat}")
+            pct = what.endswith(" (%)")
+            value = f"{s['objective_value']:.4g}" + ("%" if pct else "")
+            out.print(f"[green]best[/green] {what[:-4] if pct else what} = {value}; predicted latency: {lat}")
         if "ladder" in s:
             rungs = ", ".join(f"{escape(r)}: {n}" for r, n in zip(s["ladder"], s["evaluations_per_rung"]))
             out.print(f"{s['mode']} over the ladder (evaluations per rung) {rungs}; cost {s['cost']:.4g}")

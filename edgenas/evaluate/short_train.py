@@ -46,7 +46,7 @@ class ShortTrainEvaluator(Evaluator):
                                       "limit >= 10")
         self.seed, self.data, self.epochs = int(seed), str(data), float(epochs)
         self.batch_size, self.lr, self.val_fraction, self.limit = batch_size, float(lr), val_fraction, limit
-        self.metric = f"{self.data} validation accuracy (%) after {self.epochs:g} epochs"
+        self.metric = f"{self.data} validation accuracy after {self.epochs:g} epochs (%)"
         self._splits: dict[tuple[int, int], tuple[ImageData, ImageData]] = {}
         self._dataset(space.input_shape(space.sample(np.random.default_rng(0))))  # bad --data fails now
 
