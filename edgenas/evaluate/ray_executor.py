@@ -25,6 +25,20 @@ def _ray():
     return ray
 
 
+def _init_with_retries(ray, kwargs: dict[str, Any], tries: int = 3) -> None:
+    """``ray.init``; a busy head can miss the first connection deadline, so try again briefly."""
+    import time
+
+    for attempt in range(tries):
+        try:
+            ray.init(**kwargs)
+            return
+        except ConnectionError:
+            if attempt == tries - 1:
+                raise
+            time.sleep(2.0)
+
+
 def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
     """Fail at once (not after Ray's minutes of retries) when nothing listens at ``host:port``."""
     import socket
@@ -68,7 +82,7 @@ class RayExecutor(Executor):
             if address is None and workers is not None:
                 kwargs["num_cpus"] = workers
             try:
-                ray.init(**kwargs)
+                _init_with_retries(ray, kwargs)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise ExecutorError(f"cannot connect to the Ray cluster at {address or 'a new local one'}: "
                                     f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",

@@ -121,5 +121,10 @@ class ExpectedLatency:
         ratio = self._cal(float(raw.detach())) / max(float(raw.detach()), 1e-12)
         return raw * ratio
 
+    def of_argmax(self, probs: torch.Tensor) -> float:
+        """The same sum for the derived cell (argmax per edge), not differentiable."""
+        onehot = torch.nn.functional.one_hot(probs.detach().argmax(dim=-1), probs.shape[-1])
+        return float(self(onehot.double()))
+
     def of_arch(self, arch: NB201Arch) -> float:
         return float(self.model.predict_many([arch])[0])

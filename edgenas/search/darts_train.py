@@ -7,9 +7,10 @@ the other half, minimising
     cross-entropy + sum_devices lambda_d * E[latency_d] / budget_d      (budget: Lagrange multiplier)
     cross-entropy + latency_weight * sum_devices E[latency_d] / ms      (no budget: fixed penalty)
 
-With a budget, ``lambda_d`` rises by ``lambda_lr * (E[latency_d] / budget_d - 1)`` after every step
-(dual ascent, floored at 0), so it grows while the relaxed network is over budget and decays when it
-is under. At the end the derived cell (argmax per edge) is checked against every budget with the
+With a budget, ``lambda_d`` rises by ``lambda_lr * (L_d / budget_d - 1)`` after every step (dual
+ascent, floored at 0), where ``L_d`` is the larger of E[latency_d] and the latency of the cell derived
+at that moment (argmax per edge): the relaxed mixture can be under budget while its derived cell is
+over (the discretisation gap), so the multiplier keeps rising until the cell itself fits. At the end the derived cell (argmax per edge) is checked against every budget with the
 predictor; when it misses one, the epoch-wise derived cells are searched backwards for the last one
 that met all budgets (``fallback``), and the record says so.
 
@@ -183,9 +184,11 @@ def run_darts(config: DartsConfig, latency: Sequence[tuple[str, Any]], out_dir: 
                 a_opt.zero_grad(set_to_none=True)
                 a_loss.backward()
                 a_opt.step()
-                for i, (e, b) in enumerate(zip(exp_ms, budgets)):
-                    if b is not None:
-                        lam[i] = max(0.0, lam[i] + config.lambda_lr * (float(e.detach()) / b - 1.0))
+                p = net.probs()
+                for i, (t, e, b) in enumerate(zip(terms, exp_ms, budgets)):
+                    if b is not None:  # over budget = the relaxed network OR its derived cell is over
+                        worst = max(float(e.detach()), t.of_argmax(p))
+                        lam[i] = max(0.0, lam[i] + config.lambda_lr * (worst / b - 1.0))
                 ce_sum += float(loss.detach())
                 steps += 1
             arch = derive(net.alpha)

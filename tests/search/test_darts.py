@@ -99,7 +99,11 @@ def test_lagrange_budget_drives_the_derived_cell_under_budget(nb201_project, tmp
 
     pred = _predictor(nb201_project)
     lo, _ = pred.min_latency()
-    budget = lo * 1.1
+    free = DartsConfig(data=str(nb201_project / "small.npz"), epochs=6, arch_lr=0.05, seed=1,
+                       devices=(("local", None),))
+    unconstrained = run_darts(free, [("local", pred)], tmp_path / "free")["latency_ms"]["local"]
+    budget = lo + 0.5 * (unconstrained - lo)  # half way from the fastest cell to the unconstrained result
+    assert budget < unconstrained
     cfg = DartsConfig(data=str(nb201_project / "small.npz"), epochs=6, arch_lr=0.05, lambda_lr=20.0,
                       seed=1, devices=(("local", budget),))
     rec = run_darts(cfg, [("local", pred)], tmp_path / "run")
