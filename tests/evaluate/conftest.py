@@ -34,7 +34,9 @@ class RayHead:
                "--disable-usage-stats", "--temp-dir", str(tmp),
                "--dashboard-agent-listen-port", str(_free_port()),
                "--min-worker-port", "30000", "--max-worker-port", "30999"]
-        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+        # token auth off for this private head (and for the test's driver, see ray_head): a shared
+        # ~/.ray token written by another local Ray instance must not lock the test out
+        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
         self.log = open(tmp / "head.log", "wb")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env,
                                      start_new_session=True)
@@ -70,6 +72,8 @@ class RayHead:
 @pytest.fixture(scope="session")
 def ray_head(tmp_path_factory):
     pytest.importorskip("ray", reason="Ray is not installed (pip install 'edgenas[ray]')")
+    old_auth = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
     head = RayHead(Path(tmp_path_factory.mktemp("ray")))
     try:
         head.wait_ready()
@@ -80,3 +84,7 @@ def ray_head(tmp_path_factory):
         if ray.is_initialized():
             ray.shutdown()
         head.stop()
+        if old_auth is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = old_auth
