@@ -32,7 +32,7 @@ install-test: $(VENV)/.installed-test
 demo: $(VENV)/.installed
 	$(BIN)/edgenas profile local --space mbv3-small
 	$(BIN)/edgenas search --space mbv3-small --device local --max-latency-quantile 0.5 \
-		--strategy evolution --budget 120 --seed 0 --out $(RUN)
+		--strategy sh --budget 100 --ladder compression:keep=3 --ladder train:epochs=2,cost=40 --seed 0 --out $(RUN)
 	$(BIN)/edgenas export $(RUN)/best.json
 	$(BIN)/edgenas deploy local $(RUN)/best.json
 	$(BIN)/edgenas report $(RUN) --out $(RUN)/report.html

@@ -68,7 +68,7 @@ def main() -> None:
     a = ap.parse_args()
 
     from edgenas.fleet.measure import LUT_PROTOCOL, LUT_PROTOCOL_BEFORE, export_blocks, reference_model
-    from edgenas.fleet.session import open_session
+    from edgenas.devices.session import open_session
     from edgenas.project import Project
     from edgenas.spaces import get_space
 

@@ -89,6 +89,7 @@ def register(app: typer.Typer) -> None:
         if cs:
             out.print(f"cold start: session {cs.get('session_ms', float('nan')):.1f} ms, "
                       f"first run {cs.get('first_run_ms', float('nan')):.2f} ms")
+        _print_accuracy(arch_file, res)
 
     @app.command("measure")
     def measure(device: str = typer.Argument(..., help="profile name or 'local'"),
@@ -106,3 +107,27 @@ def register(app: typer.Typer) -> None:
         s = res["stats"]
         out.print(f"[green]{esc(res['device'])}[/green]: median {s['median_ms']:.4g} ms, p90 {s['p90_ms']:.4g} ms, "
                   f"CoV {s['cov']:.3f} ({'stable' if s.get('stable', True) else 'UNSTABLE'}), n={s['n']}")
+
+
+def _print_accuracy(arch_file: Path, res: object) -> None:
+    """For a multi-fidelity run's best.json: the measured accuracy next to predicted/measured latency."""
+    import math
+
+    from rich.markup import escape
+
+    from edgenas.io import read_json
+
+    try:
+        best = read_json(arch_file, "architecture file")
+        acc = float(best["objectives"][best["accuracy_name"]])
+        metric = str(best["metric"])[:200]
+    except (Exception,):  # not a multi-fidelity best.json: nothing to add
+        return
+    if not math.isfinite(acc):
+        return
+    pred = getattr(res, "predicted_ms", None)
+    pred_s = f"predicted {pred:.3f} ms, " if pred is not None else ""
+    pct = metric.endswith(" (%)")
+    metric = metric[:-4] if pct else metric
+    out.print(f"[bold]chosen network:[/bold] {escape(metric)} {acc:.1f}{'%' if pct else ''}; "
+              f"latency {pred_s}measured {getattr(res, 'measured_ms'):.3f} ms")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from edgenas.cli._common import emit_json, note, out, progress_bar, project, warn
 from edgenas.errors import InputError
@@ -74,6 +75,15 @@ def register(app: typer.Typer) -> None:
                llm_fallback: bool = typer.Option(False, "--llm-fallback",
                                                  help="if the model fails, go on with the usual operators"),
                llm_opt: list[str] = typer.Option([], "--llm-opt", help="LLM option KEY=VALUE, e.g. think_tokens=16 (repeatable)"),
+               ladder: list[str] = typer.Option([], "--ladder", help="multi-fidelity rung EVAL[:k=v,...,keep=N,cost=C], cheapest first (repeatable; --strategy sh|hyperband)"),
+               eta: int = typer.Option(3, "--eta", help="multi-fidelity: keep 1/eta of each rung unless keep= is given"),
+               executor: str = typer.Option("inprocess", "--executor", help="where evaluations run: inprocess | process | ray"),
+               workers: int = typer.Option(None, "--workers", help="worker processes (process executor) or local Ray CPUs"),
+               ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster address (ray executor), e.g. 127.0.0.1:6379"),
+               data: str = typer.Option("digits", "--data", help="darts: training data (digits, a .npz file or an image folder)"),
+               epochs: int = typer.Option(10, "--epochs", help="darts: training epochs"),
+               latency_weight: float = typer.Option(0.0, "--latency-weight", help="darts without a budget: loss penalty per ms of expected latency"),
+               skip_dropout: float = typer.Option(0.0, "--skip-dropout", help="darts: P-DARTS dropout on skip connections (collapse remedy)"),
                out_dir: Path = typer.Option(None, "--out", help="run folder (default runs/SPACE-STRATEGY-sSEED)"),
                resume: Path = typer.Option(None, "--resume", help="resume the run in this folder"),
                warm_start: list[str] = typer.Option([], "--warm-start",
@@ -91,9 +101,16 @@ def register(app: typer.Typer) -> None:
 
         Accuracy from an evaluator, latency from each device's LUT; writes best.json and pareto.json.
         """
+        from edgenas.evaluate.executor import make_executor
         from edgenas.search.launch import SearchRequest, launch_search
 
         proj = project()
+        from edgenas.search.darts_launch import is_darts_run
+
+        if strategy == "darts" or (resume is not None and is_darts_run(resume)):
+            _darts(proj, space, device, max_latency_ms, data, epochs, seed, latency_weight, skip_dropout,
+                   resume or out_dir or proj.runs_dir / f"{space}-darts-s{seed}", resume is not None, json_out)
+            return
         req = None
         if rerun is not None:
             if resume is not None or space:
@@ -102,9 +119,9 @@ def register(app: typer.Typer) -> None:
 
             req, folder = rerun_request(proj, rerun, db_url=db, out_dir=out_dir)
             with progress_bar(quiet=json_out) as bar:
-                problem, _, result = launch_search(proj, req, folder, db_url=db, rerun_of=req.warm_start[0],
+                problem, config, result = launch_search(proj, req, folder, db_url=db, rerun_of=req.warm_start[0],
                                                    progress=lambda d, t: bar("search", d, t), note=_say)
-            return _print(problem, result, json_out)
+            return _print(problem, config, result, json_out)
         if resume is None:
             if not space:
                 raise InputError("missing --space", hint="e.g. --space mbv3-small (edgenas list shows all)")
@@ -115,18 +132,28 @@ def register(app: typer.Typer) -> None:
                                 latency_column=latency_column, minimise=tuple(minimise),
                                 warm_start=tuple(warm_start), transfer_ratio=transfer_ratio,
                                 min_similarity=min_similarity,
-                                llm_share=llm_share, llm=_llm_settings(llm_model, llm_adapter, llm_fallback, llm_opt))
+                                llm_share=llm_share, llm=_llm_settings(llm_model, llm_adapter, llm_fallback, llm_opt),
+                                ladder=tuple(ladder), eta=eta)
         folder = resume or out_dir or proj.runs_dir / f"{space}-{strategy}-s{seed}"
-        with progress_bar(quiet=json_out) as bar:
-            problem, _, result = launch_search(proj, req, folder, resume=resume is not None, db_url=db,
-                                               progress=lambda d, t: bar("search", d, t), note=_say)
-        _print(problem, result, json_out)
+        if ray_address is not None and executor != "ray":
+            raise InputError("--ray-address needs --executor ray")
+        opts = {"address": ray_address} if executor == "ray" else {}
+        ex = make_executor(executor, workers=workers, **opts)
+        try:
+            with progress_bar(quiet=json_out) as bar:
+                problem, config, result = launch_search(proj, req, folder, resume=resume is not None, db_url=db,
+                                                        progress=lambda d, t: bar("search", d, t), note=_say,
+                                                        executor=ex)
+        finally:
+            ex.close()
+        _print(problem, config, result, json_out)
 
 
-def _print(problem, result, json_out: bool) -> None:
+def _print(problem, config, result, json_out: bool) -> None:
     from edgenas.search.launch import summary
+    from edgenas.search.mf_launch import MFResult, mf_summary
 
-    s = summary(problem, result)
+    s = mf_summary(problem, config, result) if isinstance(result, MFResult) else summary(problem, result)
     if json_out:
         emit_json(s)
         return
@@ -137,7 +164,13 @@ def _print(problem, result, json_out: bool) -> None:
         out.print("[yellow]no feasible architecture found; raise the budget or the number of evaluations[/yellow]")
     else:
         lat = esc(", ".join(f"{k} {v:.4g} ms" for k, v in s["latency_ms"].items()))
-        out.print(f"[green]best[/green] {esc(s['objective'])} = {s['objective_value']:.4g}; predicted latency: {lat}")
+        what = s["metric"] if "metric" in s else s["objective"]
+        pct = what.endswith(" (%)")
+        value = f"{s['objective_value']:.4g}" + ("%" if pct else "")
+        out.print(f"[green]best[/green] {esc(what[:-4] if pct else what)} = {value}; predicted latency: {lat}")
+    if "ladder" in s:
+        rungs = ", ".join(f"{esc(r)}: {n}" for r, n in zip(s["ladder"], s["evaluations_per_rung"]))
+        out.print(f"{esc(s['mode'])} over the ladder (evaluations per rung) {rungs}; cost {s['cost']:.4g}")
     if s.get("warm_start"):
         out.print(f"warm start: {esc(s['warm_start'])}")
     if s.get("llm"):
@@ -150,3 +183,25 @@ def _print(problem, result, json_out: bool) -> None:
     out.print(f"{s['evaluations']} evaluations; Pareto front ({esc(s['objective'])} vs predicted latency): "
               f"{fronts or s['pareto_size']} points; run folder {esc(s['out_dir'])} "
               "(best.json, pareto.json, evaluations.jsonl)")
+
+
+def _darts(proj, space, device, budgets, data, epochs, seed, latency_weight, skip_dropout, folder, resume,
+           json_out) -> None:
+    from edgenas.search.darts_launch import darts_config, launch_darts
+
+    cfg = None
+    if not resume:
+        if not space:
+            raise InputError("missing --space", hint="--strategy darts supports --space nb201")
+        cfg = darts_config(space, device, budgets, data=data, epochs=epochs, seed=seed,
+                           latency_weight=latency_weight, skip_dropout=skip_dropout)
+    with progress_bar(quiet=json_out) as bar:
+        rec = launch_darts(proj, cfg, folder, resume=resume, progress=lambda d, t: bar("darts epochs", d, t))
+    if json_out:
+        emit_json({**rec, "out_dir": str(folder)})
+        return
+    lat = ", ".join(f"{k} {v:.4g} ms" + (f" (budget {rec['budgets_ms'][k]:.4g})" if rec["budgets_ms"].get(k) else "")
+                    for k, v in rec["latency_ms"].items())
+    out.print(f"[green]derived[/green] {escape(rec['arch']['arch'])}; skip edges {rec['skip_edges']}; "
+              f"predicted latency: {lat or 'n/a'}{' [yellow](earlier epoch: the last one missed the budget)[/yellow]' if rec['fallback'] else ''}")
+    out.print(f"run folder {escape(str(folder))} (best.json, history.json, checkpoint)")

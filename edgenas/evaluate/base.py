@@ -68,7 +68,8 @@ class CachedEvaluator(Evaluator):
 
 EvaluatorFactory = Callable[..., Evaluator]
 EVALUATORS: Registry[EvaluatorFactory] = Registry("evaluator", builtins=(
-    "edgenas.evaluate.proxies", "edgenas.evaluate.tabular", "edgenas.evaluate.supernet_eval"))
+    "edgenas.evaluate.proxies", "edgenas.evaluate.tabular", "edgenas.evaluate.supernet_eval",
+    "edgenas.evaluate.short_train", "edgenas.evaluate.fidelity"))
 _load_builtin = EVALUATORS.load_builtins  # the name older callers use
 
 

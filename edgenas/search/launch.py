@@ -48,12 +48,15 @@ class SearchRequest:
     min_similarity: float = 0.6                     # past runs less similar are not used
     llm_share: float | None = None                  # share of children from the language model
     llm: Mapping[str, Any] = field(default_factory=dict)   # edgenas.llm.operator.LLMSettings fields
+    ladder: tuple[str, ...] = ()                    # multi-fidelity rungs (strategy sh / hyperband)
+    eta: int = 3                                    # multi-fidelity: keep 1/eta per rung by default
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["devices"], d["max_latency_ms"] = list(self.devices), list(self.max_latency_ms)
         d["minimise"] = list(self.minimise)
         d["warm_start"] = list(self.warm_start)
+        d["ladder"] = list(self.ladder)
         d["evaluator_options"] = dict(self.evaluator_options)
         d["llm"] = dict(self.llm)
         return {"schema": REQUEST_SCHEMA, **d}
@@ -66,6 +69,7 @@ class SearchRequest:
         d["devices"], d["max_latency_ms"] = tuple(d.get("devices", ())), tuple(d.get("max_latency_ms", ()))
         d["minimise"] = tuple(d.get("minimise", ()))
         d["warm_start"] = tuple(d.get("warm_start", ()))
+        d["ladder"] = tuple(d.get("ladder", ()))
         try:
             return cls(**d)
         except TypeError as exc:
@@ -86,9 +90,12 @@ def _budgets(req: SearchRequest, names: list[str]) -> list[float | None]:
     return b
 
 
-def build_problem(project: Project, req: SearchRequest, note: Callable[[str], None] | None = None
-                  ) -> tuple[Any, Any]:
-    """(problem, config) for a request; raises InputError/InfeasibleError before anything runs."""
+def build_problem(project: Project, req: SearchRequest, note: Callable[[str], None] | None = None,
+                  executor: Any = None) -> tuple[Any, Any]:
+    """(problem, config) for a request; raises InputError/InfeasibleError before anything runs.
+
+    With an ``executor`` (``edgenas.evaluate.executor``) the evaluations run through it.
+    """
     from edgenas.evaluate import make_evaluator
     from edgenas.search import DeviceTarget, Problem, SearchConfig
     from edgenas.spaces import get_space
@@ -149,7 +156,13 @@ def build_problem(project: Project, req: SearchRequest, note: Callable[[str], No
         if not req.table:
             raise InputError("the tabular evaluator needs --table")
         opts.update(table=req.table, objective=req.objective)
-    evaluator = make_evaluator(name, space, seed=req.seed, **opts)
+    if executor is None:
+        evaluator = make_evaluator(name, space, seed=req.seed, **opts)
+    else:
+        from edgenas.evaluate import CachedEvaluator
+        from edgenas.evaluate.executor import EvalSpec, ExecutorEvaluator
+
+        evaluator = CachedEvaluator(ExecutorEvaluator(EvalSpec.make(name, space.name, req.seed, opts), executor))
     targets = [DeviceTarget(n, m, b) for (n, m), b in zip(models, budgets)]
     bad = sorted(set(req.minimise) - {"params", "flops"})
     if bad:
@@ -201,7 +214,7 @@ def build_llm_operator(req: SearchRequest, problem: Any, out_dir: Path) -> Any:
 def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *, resume: bool = False,
                   progress: Callable[[int, int], None] | None = None,
                   note: Callable[[str], None] | None = None, db: Any = None, db_url: str | None = None,
-                  rerun_of: str | None = None, record: bool = True) -> Any:
+                  rerun_of: str | None = None, record: bool = True, executor: Any = None) -> Any:
     """Run a new search into ``out_dir`` or resume the one there (``req`` None: read request.json).
 
     Everything is validated before the folder is touched; the folder is then locked (an OS file lock)
@@ -211,7 +224,8 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
     The run folder is the resumable record; the experiment database (``db``, or the one ``db_url`` /
     ``$EDGENAS_DB`` / the project names; ``record=False``: none) indexes it when the search ends, is
     interrupted or fails. A warm start (``req.warm_start``) is planned before anything runs and
-    written to ``warm_start.json``; resuming reads it back."""
+    written to ``warm_start.json``; resuming reads it back. Strategies ``sh`` / ``hyperband`` climb
+    ``req.ladder`` (``edgenas.search.mf_launch``)."""
     from edgenas.errors import SearchInterrupted
     from edgenas.locks import run_lock
     from edgenas.outdirs import check_out_dir, disk_error, new_out_dir
@@ -229,10 +243,14 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
         raise InputError("nothing to search: give --space (or --resume RUN_DIR)")
     elif (out_dir / "evaluations.jsonl").exists() or req_path.exists():
         raise InputError(f"{out_dir} already holds a search run", hint="use --resume or another --out folder")
+    if req.strategy in ("sh", "hyperband") or req.ladder:
+        from edgenas.search.mf_launch import launch_multifidelity
+
+        return launch_multifidelity(project, req, out_dir, resume=resume, progress=progress, executor=executor)
     if not 0.0 <= req.transfer_ratio <= 1.0:
         raise InputError(f"--transfer-ratio must be in [0, 1], got {req.transfer_ratio}")
     notes: list[str] = []  # said once the run has started: a refused run prints its one error line only
-    problem, config = build_problem(project, req, notes.append)  # validates everything before the folder is touched
+    problem, config = build_problem(project, req, notes.append, executor)  # validates before the folder is touched
     hooks = {}
     if uses_llm(req, config):
         hooks["llm_operator"] = op = build_llm_operator(req, problem, out_dir)

@@ -107,6 +107,8 @@ class CTPriorEvaluator(ProxyEvaluator):
     uncached architectures among themselves. Score whole populations in one call.
     """
 
+    batch_relative = True  # executors send a whole batch as one task
+
     def __init__(self, space: Any, *, max_rows: int = 512, groups: int = 4, lr: float = 0.01,
                  **kwargs: Any) -> None:
         self.compression = Compression(max_rows=max_rows)

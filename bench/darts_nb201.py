@@ -1,0 +1,106 @@
+"""DARTS on nb201 trained on digits, with and without a latency budget on ``local``: prints JSON.
+
+For each seed, first-order DARTS (``edgenas.search.darts_train``) runs twice: without a latency term
+(the baseline) and with ``--budget-quantile`` of random cells' predicted latency as a Lagrange budget.
+Reported per variant: the derived cells' CIFAR-10 / CIFAR-100 test accuracy looked up in
+nb201_hw.csv (median over seeds), the derived cell's predicted latency vs the budget, the number of
+skip-connect edges (collapse check), seconds per epoch and the peak RSS of the run (each run in a fresh
+process). The nb201 LUT of ``local`` is profiled into ``--project`` first if it is missing.
+
+Usage: python bench/darts_nb201.py --table ../shared/data/nb201/nb201_hw.csv --seeds 5 --epochs 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import platform
+import resource
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+
+def one(project: str, cfg_json: dict) -> dict:
+    import torch
+
+    torch.set_num_threads(1)
+    from edgenas.latency.predictor import LatencyPredictor
+    from edgenas.latency.store import LutStore
+    from edgenas.search.darts_train import DartsConfig, run_darts
+    from edgenas.spaces import get_space
+
+    cfg = DartsConfig.from_json(cfg_json)
+    pred = LatencyPredictor(LutStore(Path(project) / "luts").latest("local", "nb201"), get_space("nb201"))
+    with tempfile.TemporaryDirectory() as d:
+        t0 = time.perf_counter()
+        rec = run_darts(cfg, [("local", pred)], Path(d) / "run")
+        hist = json.loads((Path(d) / "run" / "history.json").read_text())["history"]
+    return {"arch": rec["arch"]["arch"], "latency_ms": rec["latency_ms"]["local"],
+            "within_budget": rec["within_budget"], "fallback": rec["fallback"], "skip_edges": rec["skip_edges"],
+            "skip_edges_per_epoch": [h["skip_edges"] for h in hist],
+            "epoch_s": float(np.median([h["epoch_s"] for h in hist])), "wall_s": time.perf_counter() - t0,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--table", required=True)
+    ap.add_argument("--project", default=".edgenas-bench")
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--budget-quantile", type=float, default=0.3)
+    args = ap.parse_args()
+    from edgenas.evaluate.tabular import load_table
+    from edgenas.latency.predictor import LatencyPredictor
+    from edgenas.latency.store import LutStore
+    from edgenas.project import Project
+    from edgenas.search.darts_train import DartsConfig
+    from edgenas.spaces import get_space
+
+    proj = Project(Path(args.project))
+    space = get_space("nb201")
+    store = LutStore(proj.luts_dir)
+    try:
+        lut = store.latest("local", "nb201")
+    except Exception:
+        from edgenas.fleet.profiler import profile_device
+
+        profile_device(proj, "local", "nb201")
+        lut = store.latest("local", "nb201")
+    pred = LatencyPredictor(lut, space)
+    rng = np.random.default_rng(0)
+    budget = float(np.quantile(pred.predict_many([space.sample(rng) for _ in range(2000)]), args.budget_quantile))
+    table = load_table(args.table)
+    out: dict[str, dict] = {}
+    ctx = multiprocessing.get_context("spawn")
+    for label, devices in (("no-budget", (("local", None),)), ("budget", (("local", budget),))):
+        runs = []
+        for seed in range(args.seeds):
+            cfg = DartsConfig(epochs=args.epochs, seed=seed, devices=devices).to_json()
+            with ProcessPoolExecutor(1, mp_context=ctx) as pool:  # a fresh process: its own peak RSS
+                runs.append(pool.submit(one, str(proj.root), cfg).result())
+        rows = table.lookup(runs_archs := [r["arch"] for r in runs])
+        c10 = table.column("cifar10_test")[rows]
+        c100 = table.column("cifar100_test")[rows]
+        out[label] = {"cifar10_test_median": float(np.median(c10)), "cifar100_test_median": float(np.median(c100)),
+                      "cifar10_test": c10.tolist(), "archs": runs_archs,
+                      "latency_ms": [r["latency_ms"] for r in runs],
+                      "all_within_budget": all(r["within_budget"] for r in runs) if label == "budget" else None,
+                      "fallbacks": sum(r["fallback"] for r in runs),
+                      "skip_edges": [r["skip_edges"] for r in runs],
+                      "skip_edges_per_epoch": [r["skip_edges_per_epoch"] for r in runs],
+                      "epoch_s_median": float(np.median([r["epoch_s"] for r in runs])),
+                      "peak_rss_mb_median": float(np.median([r["peak_rss_mb"] for r in runs]))}
+    print(json.dumps({"bench": "darts_nb201", "data": "digits (sklearn, 32x32)", "epochs": args.epochs,
+                      "seeds": args.seeds, "budget_ms": budget, "budget_quantile": args.budget_quantile,
+                      "baseline": "no-budget", "min_latency_ms": pred.min_latency()[0], "variants": out,
+                      "python": platform.python_version()}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

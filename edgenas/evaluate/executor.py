@@ -1,0 +1,204 @@
+"""Where evaluations run: in this process (default), a local process pool, or a Ray cluster.
+
+An executor maps one evaluator, described by an ``EvalSpec`` (registered name, space, seed, options:
+plain JSON, never pickled objects), over architectures given as the space's JSON records, and returns
+one float per architecture **in submission order**. Workers rebuild the evaluator from its spec once
+per process and evaluate one architecture per task with one torch thread, so a seeded search gives
+exactly the same numbers on every executor. Batch-relative evaluators (``ct_prior``, whose score ranks
+within the batch) are sent as one task.
+
+``ExecutorEvaluator`` puts an executor behind the ``Evaluator`` interface, so the search loop, the
+multi-fidelity driver and benchmarks use it unchanged. Ray is imported lazily (``pip install
+edgenas[ray]``); Ray retries a task whose worker died (``max_retries``), so a killed worker costs that
+task only, and every ``ray.get`` has a timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from abc import ABC, abstractmethod
+from concurrent.futures import ProcessPoolExecutor as _Pool
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from edgenas.errors import EdgenasError, InputError
+from edgenas.evaluate.base import Evaluator
+from edgenas.registry import Registry
+
+
+class ExecutorError(EdgenasError):
+    """An executor could not run the evaluations (cluster unreachable, task failed after retries)."""
+
+    exit_code = 6
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    """What a worker needs to rebuild an evaluator: plain, hashable, JSON-able."""
+
+    evaluator: str
+    space: str
+    seed: int = 0
+    options_json: str = "{}"
+
+    @classmethod
+    def make(cls, evaluator: str, space: str, seed: int = 0,
+             options: Mapping[str, Any] | None = None) -> "EvalSpec":
+        try:
+            text = json.dumps(dict(options or {}), sort_keys=True)
+        except TypeError as exc:
+            raise InputError(f"evaluator '{evaluator}': options must be plain JSON values ({exc})") from None
+        return cls(evaluator, space, int(seed), text)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return json.loads(self.options_json)
+
+    def build(self) -> Evaluator:
+        from edgenas.evaluate.base import EVALUATORS
+        from edgenas.spaces import get_space
+
+        EVALUATORS.load_builtins()
+        return EVALUATORS.get(self.evaluator)(get_space(self.space), seed=self.seed, **self.options)
+
+
+_BUILT: dict[EvalSpec, Evaluator] = {}
+
+
+def evaluate_records(spec: EvalSpec, records: Sequence[Mapping[str, Any]]) -> list[float]:
+    """Evaluate architectures (JSON records) with the spec's evaluator, one torch thread; the worker side."""
+    import torch
+
+    ev = _BUILT.get(spec)
+    if ev is None:
+        ev = _BUILT[spec] = spec.build()
+    archs = [ev.space.from_dict(dict(r)) for r in records]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        scores = np.asarray(ev.evaluate(archs), dtype=float)
+    finally:
+        torch.set_num_threads(threads)
+    return [float(s) if np.isfinite(s) else float("-inf") for s in scores]
+
+
+def _tasks(spec: EvalSpec, records: list[dict[str, Any]], batch_relative: bool) -> list[list[dict[str, Any]]]:
+    return [records] if batch_relative else [[r] for r in records]
+
+
+class Executor(ABC):
+    """Runs ``evaluate_records`` over architectures; results in submission order."""
+
+    name: str = ""
+
+    @abstractmethod
+    def map(self, spec: EvalSpec, records: Sequence[Mapping[str, Any]], *,
+            batch_relative: bool = False) -> list[float]:
+        """One score per record, in the order given."""
+
+    def close(self) -> None:
+        """Release workers (idempotent)."""
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+EXECUTORS: Registry[type[Executor]] = Registry("executor")
+
+
+@EXECUTORS.register("inprocess", help="evaluate in this process (default)")
+class InProcessExecutor(Executor):
+    name = "inprocess"
+
+    def __init__(self, **_: Any) -> None:
+        pass
+
+    def map(self, spec: EvalSpec, records: Sequence[Mapping[str, Any]], *,
+            batch_relative: bool = False) -> list[float]:
+        out: list[float] = []
+        for task in _tasks(spec, [dict(r) for r in records], batch_relative):
+            out.extend(evaluate_records(spec, task))
+        return out
+
+
+@EXECUTORS.register("process", help="a local pool of worker processes (--workers N)")
+class ProcessExecutor(Executor):
+    name = "process"
+
+    def __init__(self, workers: int | None = None, **_: Any) -> None:
+        import multiprocessing
+
+        self.workers = _check_workers(workers)
+        # spawn: no forked torch thread pools; children get this interpreter's sys.path
+        self._pool = _Pool(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"))
+
+    def map(self, spec: EvalSpec, records: Sequence[Mapping[str, Any]], *,
+            batch_relative: bool = False) -> list[float]:
+        futures = [self._pool.submit(evaluate_records, spec, t)
+                   for t in _tasks(spec, [dict(r) for r in records], batch_relative)]
+        out: list[float] = []
+        for f in futures:  # submission order
+            try:
+                out.extend(f.result())
+            except EdgenasError:
+                raise
+            except Exception as exc:  # a worker crashed (BrokenProcessPool) or raised
+                raise ExecutorError(f"process pool: an evaluation failed ({type(exc).__name__}: {exc})",
+                                    hint="re-run with --resume; finished evaluations are kept") from None
+        return out
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "workers": self.workers}
+
+
+def _check_workers(workers: int | None) -> int:
+    if workers is None:
+        return max(1, min(4, os.cpu_count() or 1))
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise InputError(f"--workers must be an integer >= 1, got {workers!r}")
+    return workers
+
+
+def make_executor(name: str = "inprocess", **options: Any) -> Executor:
+    """Build a registered executor (``inprocess``, ``process``, ``ray``) with validated options."""
+    from edgenas.evaluate import ray_executor  # noqa: F401  (registers "ray"; imports ray lazily)
+
+    return EXECUTORS.get(name)(**options)
+
+
+def executor_names() -> list[str]:
+    from edgenas.evaluate import ray_executor  # noqa: F401
+
+    return EXECUTORS.names()
+
+
+class ExecutorEvaluator(Evaluator):
+    """An evaluator whose scores are computed through an executor (rebuilt in the workers from ``spec``)."""
+
+    def __init__(self, spec: EvalSpec, executor: Executor, local: Evaluator | None = None) -> None:
+        self.local = local if local is not None else spec.build()  # validates options here, at once
+        _BUILT.setdefault(spec, self.local)  # the in-process executor reuses it
+        super().__init__(self.local.space)
+        self.spec, self.executor = spec, executor
+        self.name, self.metric = self.local.name, self.local.metric
+        self.batch_relative = bool(getattr(self.local, "batch_relative", False))
+
+    def evaluate(self, archs: Sequence[Any]) -> np.ndarray:
+        records = [self.space.to_dict(a) for a in archs]
+        return np.asarray(self.executor.map(self.spec, records, batch_relative=self.batch_relative),
+                          dtype=float)
+
+    def describe(self) -> dict[str, Any]:
+        return self.local.describe()

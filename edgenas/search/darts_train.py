@@ -1,0 +1,234 @@
+"""First-order DARTS on ``nb201`` with the devices' latency in the loss; checkpoints and exact resume.
+
+Each step alternates (first-order DARTS, Liu et al. 2019): an SGD step on the network weights with a
+batch of the training half, then an Adam step on the architecture weights ``alpha`` with a batch of
+the other half, minimising
+
+    cross-entropy + sum_devices lambda_d * E[latency_d] / budget_d      (budget: Lagrange multiplier)
+    cross-entropy + latency_weight * sum_devices E[latency_d] / ms      (no budget: fixed penalty)
+
+With a budget, ``lambda_d`` rises by ``lambda_lr * (L_d / budget_d - 1)`` after every step (dual
+ascent, floored at 0), where ``L_d`` is the larger of E[latency_d] and the latency of the cell derived
+at that moment (argmax per edge): the relaxed mixture can be under budget while its derived cell is
+over (the discretisation gap), so the multiplier keeps rising until the cell itself fits. At the end the derived cell (argmax per edge) is checked against every budget with the
+predictor; when it misses one, the epoch-wise derived cells are searched backwards for the last one
+that met all budgets (``fallback``), and the record says so.
+
+Skip-connection collapse (DARTS's known failure) is measured: the history holds the derived cell's
+number of ``skip_connect`` edges per epoch. ``skip_dropout`` applies P-DARTS's remedy (Chen et al.,
+2019: operation-level dropout on skip connections).
+
+Checkpoints at every epoch end: weights, alphas and optimiser state in ``checkpoint.safetensors``,
+the rest in ``checkpoint.json``; batch order is seeded per epoch, so ``resume`` continues to exactly
+what an uninterrupted run reaches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from edgenas.errors import InputError
+from edgenas.io import atomic_write_json, read_json
+from edgenas.search.darts_nb201 import DartsNB201, ExpectedLatency, derive
+
+DARTS_SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class DartsConfig:
+    space: str = "nb201"
+    data: str = "digits"
+    epochs: int = 10
+    batch_size: int = 64
+    C: int = 8
+    N: int = 1
+    lr: float = 0.025
+    arch_lr: float = 3e-3
+    latency_weight: float = 0.0                       # penalty per ms when no budget is given
+    lambda_lr: float = 0.05
+    skip_dropout: float = 0.0
+    seed: int = 0
+    devices: tuple[tuple[str, float | None], ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.space != "nb201":
+            raise InputError(f"--strategy darts supports the nb201 space, not '{self.space}'",
+                             hint="the mbv3 relaxation (ProxylessNAS/FBNet style) is not implemented yet")
+        for k in ("epochs", "batch_size", "C", "N"):
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise InputError(f"darts: {k} must be an integer >= 1, got {v!r}")
+        if not (self.lr > 0 and self.arch_lr > 0 and self.lambda_lr >= 0 and self.latency_weight >= 0
+                and 0 <= self.skip_dropout < 1):
+            raise InputError("darts: need lr, arch_lr > 0; lambda_lr, latency_weight >= 0; 0 <= skip_dropout < 1")
+        object.__setattr__(self, "devices", tuple((str(n), None if b is None else float(b))
+                                                  for n, b in self.devices))
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["devices"] = [list(x) for x in self.devices]
+        return {"schema": DARTS_SCHEMA, "kind": "darts", **d}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "DartsConfig":
+        d = {k: v for k, v in d.items() if k not in ("schema", "kind")}
+        d["devices"] = tuple(tuple(x) for x in d.get("devices", ()))
+        return cls(**d)
+
+
+def _batches(n: int, bs: int, seed: int, epoch: int) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(int(seed) * 100003 + epoch)
+    perm = torch.randperm(n, generator=g)
+    return [perm[i:i + bs] for i in range(0, n - bs + 1, bs)] or [perm]
+
+
+def _opt_state(opt: torch.optim.Optimizer, prefix: str) -> dict[str, torch.Tensor]:
+    out = {}
+    for i, st in opt.state_dict()["state"].items():
+        for k, v in st.items():
+            out[f"{prefix}.{i}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    return out
+
+
+def _load_opt_state(opt: torch.optim.Optimizer, prefix: str, tensors: dict[str, torch.Tensor]) -> None:
+    sd = opt.state_dict()
+    state: dict[int, dict[str, Any]] = {}
+    for key, v in tensors.items():
+        if key.startswith(prefix + "."):
+            _, i, k = key.split(".", 2)
+            state.setdefault(int(i), {})[k] = v
+    sd["state"] = state
+    opt.load_state_dict(sd)
+
+
+def run_darts(config: DartsConfig, latency: Sequence[tuple[str, Any]], out_dir: str | Path, *,
+              resume: bool = False, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Train, derive, write ``best.json`` (a normal architecture record) and ``history.json``."""
+    from safetensors.torch import load_file, save_file
+
+    from edgenas.datasets import load_dataset
+    from edgenas.spaces import get_space
+
+    space = get_space("nb201")
+    names = [n for n, _ in latency]
+    if names != [n for n, _ in config.devices]:
+        raise InputError(f"darts: latency models {names} do not match the config's devices")
+    terms = [ExpectedLatency(n, m) for n, m in latency]
+    budgets = [b for _, b in config.devices]
+    out = Path(out_dir)
+    cfg_path, ck_json, ck_tensors = out / "config.json", out / "checkpoint.json", out / "checkpoint.safetensors"
+    if resume:
+        if not cfg_path.exists():
+            raise InputError(f"{out} holds no DARTS run to resume")
+        if read_json(cfg_path, "run config") != config.to_json():
+            raise InputError(f"cannot resume {out}: the config differs", hint="resume with the original settings")
+    elif cfg_path.exists():
+        raise InputError(f"{out} already holds a search run", hint="use --resume or another --out folder")
+    data = load_dataset(config.data, 32)
+    if data.num_classes > 10:
+        raise InputError(f"dataset {config.data!r} has {data.num_classes} classes; the nb201 network has 10")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(cfg_path, config.to_json())
+    train, val = data.split(0.5, seed=config.seed)
+    torch.manual_seed(config.seed)
+    net = DartsNB201(config.C, config.N, 10, config.skip_dropout)
+    w_opt = torch.optim.SGD(net.weights(), lr=config.lr, momentum=0.9, weight_decay=3e-4)
+    a_opt = torch.optim.Adam([net.alpha], lr=config.arch_lr, betas=(0.5, 0.999), weight_decay=1e-3)
+    lam = [0.0] * len(terms)
+    history: list[dict[str, Any]] = []
+    start = 0
+    if resume and ck_json.exists():
+        meta = read_json(ck_json, "checkpoint")
+        tensors = load_file(str(ck_tensors))
+        net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        _load_opt_state(w_opt, "w_opt", tensors)
+        _load_opt_state(a_opt, "a_opt", tensors)
+        start, lam, history = int(meta["epoch"]), list(meta["lambda"]), list(meta["history"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for epoch in range(start, config.epochs):
+            t0 = time.perf_counter()
+            torch.manual_seed(config.seed * 100003 + epoch)  # dropout masks
+            lr = 0.5 * config.lr * (1 + math.cos(math.pi * epoch / config.epochs))
+            for g in w_opt.param_groups:
+                g["lr"] = lr
+            tb, vb = _batches(len(train), config.batch_size, config.seed, epoch), \
+                _batches(len(val), config.batch_size, config.seed + 7919, epoch)
+            net.train()
+            ce_sum, steps = 0.0, 0
+            for ti, vi in zip(tb, vb):
+                loss = F.cross_entropy(net(train.x[ti]), train.y[ti])
+                w_opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(net.weights(), 5.0)
+                w_opt.step()
+                a_loss = F.cross_entropy(net(val.x[vi]), val.y[vi])
+                p = net.probs()
+                exp_ms = [t(p) for t in terms]
+                for i, (e, b) in enumerate(zip(exp_ms, budgets)):
+                    if b is not None:
+                        a_loss = a_loss + lam[i] * e / b
+                    elif config.latency_weight > 0:
+                        a_loss = a_loss + config.latency_weight * e
+                a_opt.zero_grad(set_to_none=True)
+                a_loss.backward()
+                a_opt.step()
+                p = net.probs()
+                for i, (t, e, b) in enumerate(zip(terms, exp_ms, budgets)):
+                    if b is not None:  # over budget = the relaxed network OR its derived cell is over
+                        worst = max(float(e.detach()), t.of_argmax(p))
+                        lam[i] = max(0.0, lam[i] + config.lambda_lr * (worst / b - 1.0))
+                ce_sum += float(loss.detach())
+                steps += 1
+            arch = derive(net.alpha)
+            history.append({"epoch": epoch + 1, "train_loss": ce_sum / max(steps, 1),
+                            "arch": space.to_dict(arch)["arch"],
+                            "skip_edges": sum(op == "skip_connect" for op in arch.ops),
+                            "expected_ms": {t.name: float(t(net.probs()).detach()) for t in terms},
+                            "derived_ms": {t.name: t.of_arch(arch) for t in terms},
+                            "lambda": list(lam), "epoch_s": round(time.perf_counter() - t0, 3)})
+            tensors = {f"net.{k}": v.detach().clone().contiguous() for k, v in net.state_dict().items()}
+            tensors.update(_opt_state(w_opt, "w_opt"))
+            tensors.update(_opt_state(a_opt, "a_opt"))
+            tmp = ck_tensors.with_suffix(".tmp")
+            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+            tmp.replace(ck_tensors)
+            atomic_write_json(ck_json, {"schema": DARTS_SCHEMA, "epoch": epoch + 1, "lambda": lam,
+                                        "history": history})
+            if progress is not None:
+                progress(epoch + 1, config.epochs)
+    finally:
+        torch.set_num_threads(threads)
+    return _finish(config, space, terms, budgets, history, net, out)
+
+
+def _finish(config, space, terms, budgets, history, net, out: Path) -> dict[str, Any]:
+    def ok(h: dict[str, Any]) -> bool:
+        return all(b is None or h["derived_ms"][t.name] <= b for t, b in zip(terms, budgets))
+
+    chosen, fallback = history[-1], False
+    if not ok(chosen):
+        earlier = [h for h in reversed(history) if ok(h)]
+        if earlier:
+            chosen, fallback = earlier[0], True
+    arch = space.from_string(chosen["arch"])
+    with torch.no_grad():
+        probs = net.probs().tolist()
+    record = {"arch": space.to_dict(arch), "objectives": {}, "latency_ms": dict(chosen["derived_ms"]),
+              "budgets_ms": {t.name: b for t, b in zip(terms, budgets)}, "within_budget": ok(chosen),
+              "epoch": chosen["epoch"], "fallback": fallback, "skip_edges": chosen["skip_edges"],
+              "alpha_softmax": probs, "strategy": "darts", "evaluations": len(history), "stopped": "budget"}
+    atomic_write_json(out / "best.json", record)
+    atomic_write_json(out / "history.json", {"schema": DARTS_SCHEMA, "history": history})
+    return record

@@ -1,0 +1,124 @@
+"""A ladder of evaluators ordered by cost, for multi-fidelity search (what ``--ladder`` parses).
+
+A rung is ``EVALUATOR[:key=value,...]``; besides the evaluator's own options two keys belong to the
+rung: ``cost=`` (relative cost of one evaluation, default 1) and ``keep=`` (how many of the candidates
+evaluated on this rung go on to the next: a count >= 1, or a fraction in (0, 1); default 1/eta). Example::
+
+    compression:keep=3                  # zero-cost proxy for all candidates; the best 3 go on
+    train:epochs=2,cost=40              # short training on digits for those 3
+    nb201-fidelity:table=../shared/data/nb201/nb201_valid.csv,column=cifar10_valid,cost=16.67
+
+The ladder is recorded in the run's ``config.json`` (``to_json``) so a resumed run climbs the same one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+from edgenas.errors import InputError
+
+
+def _value(text: str) -> Any:
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    return text
+
+
+@dataclass(frozen=True)
+class Rung:
+    evaluator: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    cost: float = 1.0
+    keep: float | None = None          # count (>= 1) or fraction (< 1); None: 1/eta
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.evaluator, str) or not self.evaluator:
+            raise InputError(f"ladder rung: evaluator name missing in {self!r}")
+        if not (isinstance(self.cost, (int, float)) and math.isfinite(self.cost) and self.cost > 0):
+            raise InputError(f"ladder rung '{self.evaluator}': cost must be > 0, got {self.cost!r}")
+        if self.keep is not None and not (isinstance(self.keep, (int, float)) and self.keep > 0
+                                          and (self.keep < 1 or float(self.keep).is_integer())):
+            raise InputError(f"ladder rung '{self.evaluator}': keep must be a count >= 1 or a fraction "
+                             f"in (0, 1), got {self.keep!r}")
+        object.__setattr__(self, "options", dict(self.options))
+
+    @classmethod
+    def parse(cls, text: str) -> "Rung":
+        name, _, rest = text.strip().partition(":")
+        opts: dict[str, Any] = {}
+        for part in filter(None, (p.strip() for p in rest.split(","))):
+            if "=" not in part:
+                raise InputError(f"ladder rung '{text}': '{part}' is not KEY=VALUE",
+                                 hint="e.g. --ladder compression --ladder train:epochs=2,keep=3")
+            k, v = part.split("=", 1)
+            opts[k.strip()] = _value(v.strip())
+        cost, keep = opts.pop("cost", None), opts.pop("keep", None)
+        if cost is not None and not isinstance(cost, (int, float)):
+            raise InputError(f"ladder rung '{text}': cost={cost!r} is not a number")
+        if keep is not None and not isinstance(keep, (int, float)):
+            raise InputError(f"ladder rung '{text}': keep={keep!r} is not a number")
+        return cls(name.strip(), opts, 1.0 if cost is None else float(cost), keep)
+
+    def label(self) -> str:
+        opts = ",".join(f"{k}={v}" for k, v in self.options.items())
+        return self.evaluator + (f":{opts}" if opts else "")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"evaluator": self.evaluator, "options": dict(self.options), "cost": self.cost, "keep": self.keep}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "Rung":
+        try:
+            return cls(d["evaluator"], d.get("options", {}), float(d.get("cost", 1.0)), d.get("keep"))
+        except (KeyError, TypeError) as exc:
+            raise InputError(f"malformed ladder rung {d!r}: {exc}") from None
+
+    def survivors(self, n: int, eta: int) -> int:
+        """How many of ``n`` candidates evaluated on this rung go on to the next (at least 1)."""
+        if self.keep is None:
+            k = n // eta
+        elif self.keep < 1:
+            k = int(math.floor(n * self.keep))
+        else:
+            k = int(self.keep)
+        return max(1, min(n, k))
+
+
+def parse_ladder(texts: Sequence[str]) -> tuple[Rung, ...]:
+    rungs = tuple(Rung.parse(t) for t in texts)
+    if not rungs:
+        raise InputError("an empty ladder", hint="give --ladder at least twice, cheapest first")
+    costs = [r.cost for r in rungs]
+    if any(b < a for a, b in zip(costs, costs[1:])):
+        raise InputError(f"ladder costs must not decrease from rung to rung, got {costs}",
+                         hint="order the rungs cheapest first and give each its cost=")
+    return rungs
+
+
+@dataclass(frozen=True)
+class Bracket:
+    """One successive-halving bracket: ``n`` fresh candidates entering at rung ``start``."""
+
+    index: int
+    start: int
+    n: int
+
+
+def brackets(mode: str, rungs: Sequence[Rung], n: int, eta: int) -> list[Bracket]:
+    """``sh``: one bracket of ``n`` candidates from the first rung. ``hyperband``: Li et al. (2018) —
+    brackets s = S..0 (S = rungs - 1), bracket s starts at rung S - s with ceil(n (S+1)/(s+1) / eta^(S-s))
+    candidates, so every bracket spends about the same budget."""
+    if not isinstance(eta, int) or eta < 2:
+        raise InputError(f"eta must be an integer >= 2, got {eta!r}")
+    if mode == "sh":
+        return [Bracket(0, 0, n)]
+    if mode != "hyperband":
+        raise InputError(f"unknown multi-fidelity mode '{mode}'", hint="use sh or hyperband")
+    S = len(rungs) - 1
+    return [Bracket(i, S - s, max(1, math.ceil(n * (S + 1) / (s + 1) / eta ** (S - s))))
+            for i, s in enumerate(range(S, -1, -1))]

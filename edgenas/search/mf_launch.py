@@ -1,0 +1,74 @@
+"""Build and run a multi-fidelity search from a ``SearchRequest`` (``--strategy sh|hyperband --ladder ...``).
+
+Each rung becomes its own ``Problem`` (same space, devices and budgets; that rung's evaluator), built
+by ``launch.build_problem`` so latency models, budgets and evaluator options are validated exactly as
+for a single-fidelity search, before the run folder is touched. ``--budget`` is the number of
+candidates of the (first) bracket.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Callable
+
+from edgenas.errors import InputError
+from edgenas.io import atomic_write_json
+from edgenas.project import Project
+from edgenas.search.ladder import parse_ladder
+from edgenas.search.multifidelity import MODES, MFConfig, MFResult, run_multifidelity
+
+
+def build_problems(project: Project, req: Any, executor: Any = None) -> tuple[list[Any], MFConfig]:
+    from edgenas.search.launch import build_problem
+
+    mode = req.strategy
+    if mode not in MODES:
+        raise InputError(f"--ladder needs --strategy sh or hyperband, not '{mode}'")
+    if req.evaluator is not None:
+        raise InputError("give the evaluators as --ladder rungs, not --evaluator, with a multi-fidelity strategy")
+    rungs = parse_ladder(req.ladder)
+    problems = []
+    for rung in rungs:
+        sub = dataclasses.replace(req, strategy="random", evaluator=rung.evaluator,
+                                  evaluator_options=rung.options, ladder=())
+        problem, _ = build_problem(project, sub, executor=executor)
+        if rung.evaluator == "nb201-fidelity":
+            problem.accuracy_name = str(rung.options.get("column", "cifar10_valid_12ep"))
+        problems.append(problem)
+    config = MFConfig(space=problems[0].space.name, rungs=rungs, mode=mode, candidates=req.budget,
+                      eta=req.eta, seed=req.seed,
+                      devices=tuple((d.name, d.budget_ms) for d in problems[0].devices))
+    return problems, config
+
+
+def launch_multifidelity(project: Project, req: Any, out_dir: Path, *, resume: bool = False,
+                         progress: Callable[[int, int], None] | None = None,
+                         executor: Any = None) -> tuple[Any, MFConfig, MFResult]:
+    from edgenas.errors import SearchInterrupted
+    from edgenas.locks import run_lock
+    from edgenas.outdirs import new_out_dir
+
+    problems, config = build_problems(project, req, executor)  # validated before the folder is touched
+    with new_out_dir(Path(out_dir), "--out") as folder, run_lock(folder, f"run folder {folder}"):
+        if not resume:
+            atomic_write_json(folder / "request.json", req.to_json())
+        try:
+            result = run_multifidelity(config, problems, folder, resume=resume, progress=progress)
+        except KeyboardInterrupt:
+            raise SearchInterrupted(f"search interrupted; every finished evaluation is kept in {out_dir}",
+                                    hint=f"resume with: edgenas search --resume {out_dir}") from None
+    return problems[-1], config, result
+
+
+def mf_summary(problem: Any, config: MFConfig, res: MFResult) -> dict[str, Any]:
+    from edgenas.io import read_json
+    from edgenas.search.launch import summary
+
+    s = summary(problem, res.result)
+    best = read_json(Path(res.result.out_dir) / "best.json", "best.json")
+    s.update({"mode": config.mode, "ladder": [r.label() for r in config.rungs],
+              "metric": problem.evaluator.metric, "evaluations": sum(res.rung_counts),
+              "evaluations_per_rung": list(res.rung_counts), "cost": res.cost,
+              "best_rungs": best.get("rungs")})
+    return s

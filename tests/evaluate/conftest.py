@@ -1,0 +1,90 @@
+"""A REAL local Ray head on 127.0.0.1 (``ray start --head --block``, 2 CPUs), started once per session.
+
+The head runs in its own process group; teardown stops that group (SIGTERM, then SIGKILL) and never
+touches other Ray processes on the machine. Tests skip with the reason when Ray is not installed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RayHead:
+    def __init__(self, tmp: Path) -> None:
+        self.port = _free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.temp_dir = tmp
+        ray_bin = Path(sys.executable).with_name("ray")
+        cmd = [str(ray_bin), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
+               "--port", str(self.port), "--num-cpus", "2", "--include-dashboard=false",
+               "--disable-usage-stats", "--temp-dir", str(tmp),
+               "--dashboard-agent-listen-port", str(_free_port()),
+               "--min-worker-port", "30000", "--max-worker-port", "30999"]
+        # token auth off for this private head (and for the test's driver, see ray_head): a shared
+        # ~/.ray token written by another local Ray instance must not lock the test out
+        env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+        self.log = open(tmp / "head.log", "wb")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env,
+                                     start_new_session=True)
+
+    def wait_ready(self, timeout_s: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ray head exited: {(self.temp_dir / 'head.log').read_text()[-2000:]}")
+            if b"Ray runtime started" in (self.temp_dir / "head.log").read_bytes():
+                return
+            time.sleep(0.5)
+        raise RuntimeError("ray head did not start in time")
+
+    def stop(self) -> None:
+        for sig, wait in ((signal.SIGTERM, 8), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.proc.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        try:  # children that outlived the head, in its group only
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.log.close()
+
+
+@pytest.fixture(scope="session")
+def ray_head(tmp_path_factory):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'edgenas[ray]')")
+    old_auth = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    head = RayHead(Path(tmp_path_factory.mktemp("ray")))
+    try:
+        head.wait_ready()
+        yield head
+    finally:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+        head.stop()
+        if old_auth is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = old_auth

@@ -1,0 +1,110 @@
+"""Executors: the same scores, in submission order, in-process, in a process pool and on a real Ray head."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgenas.errors import InputError
+from edgenas.evaluate.executor import EvalSpec, ExecutorEvaluator, make_executor
+from edgenas.spaces import get_space
+
+
+def _archs(space, n, seed=0):
+    rng = np.random.default_rng(seed)
+    return [space.sample(rng) for _ in range(n)]
+
+
+@pytest.mark.slow
+def test_process_pool_gives_the_in_process_scores_in_submission_order():
+    space = get_space("mbv3-tiny")
+    archs = _archs(space, 3)
+    spec = EvalSpec.make("compression", "mbv3-tiny", 0, {"batch_size": 16})
+    with make_executor("inprocess") as ex:
+        base = ExecutorEvaluator(spec, ex).evaluate(archs)
+    assert len(set(base.tolist())) == 3  # distinct scores, so the order below is checked
+    with make_executor("process", workers=2) as ex:
+        ev = ExecutorEvaluator(spec, ex)
+        assert ev.evaluate(archs).tolist() == base.tolist()
+        assert ev.evaluate(archs[::-1]).tolist() == base[::-1].tolist()
+
+
+def test_bad_executor_options_are_one_clear_error():
+    with pytest.raises(InputError, match="unknown executor 'nope'"):
+        make_executor("nope")
+    with pytest.raises(InputError, match="--workers"):
+        make_executor("process", workers=0)
+    with pytest.raises(InputError, match="options must be plain JSON"):
+        EvalSpec.make("compression", "mbv3-tiny", 0, {"x": object()})
+
+
+def _evaluating_workers() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if cmd.startswith(b"ray::evaluate_records"):
+                pids.append(int(entry.name))
+    return pids
+
+
+def _log(run: Path) -> list[dict]:
+    lines = [json.loads(x) for x in (run / "evaluations.jsonl").read_text().splitlines()]
+    for rec in lines:
+        rec.pop("wall_s")
+    return lines
+
+
+@pytest.mark.slow
+def test_ray_search_survives_a_killed_worker_and_matches_in_process(ray_head, cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path / "proj"))
+    monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
+    args = ["search", "--space", "mbv3-tiny", "--strategy", "random", "--budget", "4", "--seed", "1",
+            "--evaluator", "train", "--eval-opt", "epochs=1", "--eval-opt", "limit=400", "--json"]
+    r = cli(*args, "--out", str(tmp_path / "local"))
+    assert r.code == 0, r.err
+
+    killed: list[int] = []
+
+    def killer() -> None:  # kill -9 the first worker seen running an evaluation
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            for pid in _evaluating_workers():
+                time.sleep(0.3)  # well into the evaluation
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+                except ProcessLookupError:
+                    continue
+                break
+            time.sleep(0.05)
+
+    t = threading.Thread(target=killer, daemon=True)
+    t.start()
+    r = cli(*args, "--out", str(tmp_path / "ray"), "--executor", "ray", "--ray-address", ray_head.address)
+    t.join(timeout=5)
+    assert r.code == 0, r.err
+    assert killed, "no Ray worker was seen evaluating"
+    assert _log(tmp_path / "ray") == _log(tmp_path / "local")
+    assert json.loads((tmp_path / "ray" / "best.json").read_text())["arch"] == \
+        json.loads((tmp_path / "local" / "best.json").read_text())["arch"]
+
+
+def test_unreachable_ray_address_is_one_red_line(cli, tmp_path, monkeypatch):
+    pytest.importorskip("ray", reason="Ray is not installed")
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path / "proj"))
+    r = cli("search", "--space", "mbv3-tiny", "--budget", "2", "--executor", "ray",
+            "--ray-address", "127.0.0.1:1", "--out", str(tmp_path / "run"))
+    assert r.code != 0
+    assert "Ray cluster at 127.0.0.1:1" in r.err and "Traceback" not in r.err
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,123 @@
+"""DARTS on nb201 with a real LUT of this machine: exact resume, the Lagrange budget, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from edgenas.errors import InputError
+from edgenas.search.darts_nb201 import DartsNB201, ExpectedLatency
+
+FAST = {"warmup_min_n": 3, "warmup_min_s": 0.01, "min_n": 5, "min_s": 0.02, "max_s": 0.3}
+
+
+@pytest.fixture(scope="module")
+def nb201_project(tmp_path_factory):
+    from edgenas.datasets import load_digits_images
+    from edgenas.fleet.profiler import profile_device
+    from edgenas.project import Project
+
+    root = tmp_path_factory.mktemp("darts")
+    res = profile_device(Project(root), "local", "nb201", protocol=FAST)
+    assert res.n_entries == 19
+    x, y = load_digits_images(32, n=128, seed=0)
+    np.savez(root / "small.npz", x=x.numpy(), y=y.numpy())
+    return root
+
+
+def _predictor(root):
+    from edgenas.latency.predictor import LatencyPredictor
+    from edgenas.latency.store import LutStore
+    from edgenas.spaces import get_space
+
+    space = get_space("nb201")
+    return LatencyPredictor(LutStore(root / "luts").latest("local", "nb201"), space)
+
+
+def test_expected_latency_is_the_lut_sum_at_one_hot_and_differentiable(nb201_project):
+    from edgenas.spaces import get_space
+
+    pred = _predictor(nb201_project)
+    term = ExpectedLatency("local", pred)
+    space = get_space("nb201")
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        arch = space.sample(rng)
+        onehot = torch.nn.functional.one_hot(torch.tensor(space.to_genes(arch)), 5).double()
+        assert float(term(onehot)) == pytest.approx(float(pred.predict_many([arch])[0]), rel=1e-9)
+    alpha = torch.zeros(6, 5, requires_grad=True)
+    term(torch.softmax(alpha, -1)).backward()
+    g = alpha.grad[0]
+    assert g[3] > g[0]  # a 3x3 conv costs more than none
+    assert DartsNB201(C=4, N=1)(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+def _run(cli, root, out, *extra):
+    return cli("search", "--space", "nb201", "--strategy", "darts", "--device", "local",
+               "--data", str(root / "small.npz"), "--seed", "3", "--out", str(out), "--json", *extra)
+
+
+@pytest.mark.slow
+def test_darts_resume_is_exact(cli, nb201_project, tmp_path, monkeypatch):
+    from edgenas.search import darts_train
+
+    monkeypatch.setenv("EDGENAS_PROJECT", str(nb201_project))
+    monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
+    r = _run(cli, nb201_project, tmp_path / "full", "--epochs", "3")
+    assert r.code == 0, r.err
+    full = r.json()
+    calls = {"n": 0}
+    real = darts_train.atomic_write_json
+
+    def interrupt_after_two(path, obj):  # kill the run right after epoch 2's checkpoint
+        real(path, obj)
+        if path.name == "checkpoint.json" and obj["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(darts_train, "atomic_write_json", interrupt_after_two)
+    r = _run(cli, nb201_project, tmp_path / "part", "--epochs", "3")
+    assert r.code == 130
+    monkeypatch.setattr(darts_train, "atomic_write_json", real)
+    r = cli("search", "--resume", str(tmp_path / "part"), "--json")
+    assert r.code == 0, r.err
+    again = r.json()
+    assert again["arch"] == full["arch"] and again["alpha_softmax"] == full["alpha_softmax"]
+    strip = lambda p: [{k: v for k, v in h.items() if k != "epoch_s"}
+                       for h in json.loads((p / "history.json").read_text())["history"]]
+    assert strip(tmp_path / "part") == strip(tmp_path / "full")
+    from edgenas.spaces import load_arch
+
+    assert load_arch(tmp_path / "full" / "best.json")[0].name == "nb201"  # export/deploy take it
+
+
+@pytest.mark.slow
+def test_lagrange_budget_drives_the_derived_cell_under_budget(nb201_project, tmp_path):
+    from edgenas.search.darts_train import DartsConfig, run_darts
+
+    pred = _predictor(nb201_project)
+    lo, _ = pred.min_latency()
+    free = DartsConfig(data=str(nb201_project / "small.npz"), epochs=6, arch_lr=0.05, seed=1,
+                       devices=(("local", None),))
+    unconstrained = run_darts(free, [("local", pred)], tmp_path / "free")["latency_ms"]["local"]
+    budget = lo + 0.5 * (unconstrained - lo)  # half way from the fastest cell to the unconstrained result
+    assert budget < unconstrained
+    cfg = DartsConfig(data=str(nb201_project / "small.npz"), epochs=6, arch_lr=0.05, lambda_lr=20.0,
+                      seed=1, devices=(("local", budget),))
+    rec = run_darts(cfg, [("local", pred)], tmp_path / "run")
+    hist = json.loads((tmp_path / "run" / "history.json").read_text())["history"]
+    assert hist[0]["lambda"][0] > 0  # the multiplier rose while the relaxed network was over budget
+    assert rec["within_budget"] and rec["latency_ms"]["local"] <= budget
+
+
+def test_darts_bad_input_is_one_red_line(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path / "proj"))
+    r = cli("search", "--space", "mbv3-small", "--strategy", "darts", "--out", str(tmp_path / "run"))
+    assert r.code == 2 and "supports the nb201 space" in r.err and "Traceback" not in r.err
+    r = cli("search", "--space", "nb201", "--strategy", "darts", "--epochs", "0", "--out", str(tmp_path / "run"))
+    assert r.code == 2 and "epochs must be" in r.err
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(InputError, match="per-block LUT"):
+        ExpectedLatency("x", object())

@@ -1,0 +1,123 @@
+"""Multi-fidelity search on NAS-Bench-201's real fidelities (12 -> 200 epochs): schedule, cost, exact resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgenas.errors import InputError
+from edgenas.evaluate import make_evaluator
+from edgenas.search import Problem
+from edgenas.search.ladder import Rung, brackets, parse_ladder
+from edgenas.search.multifidelity import MFConfig, run_multifidelity
+
+VALID = Path(__file__).resolve().parents[2].parent / "shared/data/nb201/nb201_valid.csv"
+
+
+@pytest.fixture
+def valid():
+    if not VALID.exists():
+        pytest.skip(f"reference table not found at {VALID}")
+    return str(VALID)
+
+
+def _ladder(valid):
+    return parse_ladder([f"nb201-fidelity:table={valid},column=cifar10_valid_12ep",
+                         f"nb201-fidelity:table={valid},column=cifar10_valid,cost=16.6667"])
+
+
+def _problems(space, rungs):
+    out = []
+    for r in rungs:
+        p = Problem(space, make_evaluator(r.evaluator, space, **r.options), [],
+                    accuracy_name=r.options["column"])
+        out.append(p)
+    return out
+
+
+def test_ladder_parsing_and_hyperband_brackets():
+    rungs = parse_ladder(["compression", "train:epochs=2,keep=3,cost=40"])
+    assert rungs[1] == Rung("train", {"epochs": 2}, 40.0, 3)
+    assert rungs[0].survivors(120, 3) == 40 and rungs[1].survivors(120, 3) == 3
+    assert [(b.start, b.n) for b in brackets("hyperband", rungs, 81, 3)] == [(0, 81), (1, 54)]
+    assert [(b.start, b.n) for b in brackets("sh", rungs, 81, 3)] == [(0, 81)]
+    for bad, msg in ((["train:epochs"], "not KEY=VALUE"), (["train:keep=2.5"], "keep must be"),
+                     (["train:cost=9", "compression:cost=1"], "must not decrease"), ([], "empty ladder")):
+        with pytest.raises(InputError, match=msg):
+            parse_ladder(bad)
+
+
+def test_successive_halving_climbs_to_200_epochs(space, valid, tmp_path):
+    rungs = _ladder(valid)
+    cfg = MFConfig(space="nb201", rungs=rungs, mode="sh", candidates=27, eta=3, seed=4)
+    res = run_multifidelity(cfg, _problems(space, rungs), tmp_path / "run")
+    assert res.rung_counts == (27, 9)
+    assert res.cost == pytest.approx(27 + 9 * 16.6667)
+    log = [json.loads(x) for x in (tmp_path / "run" / "evaluations.jsonl").read_text().splitlines()]
+    screened = {json.dumps(r["arch"]): r["objectives"]["cifar10_valid_12ep"] for r in log if r["rung"] == 0}
+    promoted = [json.dumps(r["arch"]) for r in log if r["rung"] == 1]
+    # the 9 promoted are exactly the 9 best on the 12-epoch rung
+    assert sorted(promoted) == sorted(sorted(screened, key=screened.get, reverse=True)[:9])
+    best = json.loads((tmp_path / "run" / "best.json").read_text())
+    top = max((r for r in log if r["rung"] == 1), key=lambda r: r["objectives"]["cifar10_valid"])
+    assert best["arch"] == top["arch"] and best["rung"] == 1
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["ladder"][1]["cost"] == 16.6667
+
+
+def test_hyperband_resume_is_exact_and_checks_the_ladder(space, valid, tmp_path):
+    rungs = _ladder(valid)
+    cfg = MFConfig(space="nb201", rungs=rungs, mode="hyperband", candidates=27, eta=3, seed=2)
+    full = run_multifidelity(cfg, _problems(space, rungs), tmp_path / "full")
+    log = (tmp_path / "full" / "evaluations.jsonl").read_text().splitlines(keepends=True)
+    assert full.rung_counts == (27, 9 + 18)
+    part = tmp_path / "part"
+    part.mkdir()
+    (part / "config.json").write_text((tmp_path / "full" / "config.json").read_text())
+    (part / "evaluations.jsonl").write_text("".join(log[:31]) + log[31][:20])  # killed mid-line
+    problems = _problems(space, rungs)
+    again = run_multifidelity(cfg, problems, part, resume=True)
+    strip = lambda p: [{k: v for k, v in json.loads(x).items() if k != "wall_s"}
+                       for x in (p / "evaluations.jsonl").read_text().splitlines()]
+    assert strip(part) == strip(tmp_path / "full")
+    assert again.cost == full.cost
+    assert problems[0].evaluator.calls == len({json.dumps(json.loads(x)["arch"]) for x in log[31:]
+                                                 if json.loads(x)["rung"] == 0})
+    other = MFConfig(space="nb201", rungs=rungs, mode="sh", candidates=27, eta=3, seed=2)
+    with pytest.raises(InputError, match="config differs in mode"):
+        run_multifidelity(other, _problems(space, rungs), part, resume=True)
+
+
+def test_fidelity_table_joins_the_two_files(space, valid):
+    ev = make_evaluator("nb201-fidelity", space, table=valid, column="cifar10_valid")
+    arch = space.from_string("|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|")
+    assert ev.evaluate([arch])[0] == pytest.approx(90.7693)
+    assert ev.inner.lookup([arch], "cifar10_test_12ep")[0] == pytest.approx(88.22)
+    assert np.isfinite(ev.inner.lookup([arch], "cifar10_test")[0])  # from nb201_hw.csv
+    with pytest.raises(InputError, match="no column 'nope'"):
+        make_evaluator("nb201-fidelity", space, table=valid, column="nope")
+
+
+def test_cli_multifidelity_search_and_bad_ladder(cli, valid, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path / "proj"))
+    monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
+    hw = str(Path(valid).with_name("nb201_hw.csv"))
+    base = ["search", "--space", "nb201", "--table", hw, "--latency-column", "raspi4_ms",
+            "--max-latency-ms", "20", "--strategy", "hyperband", "--budget", "9", "--seed", "1"]
+    rungs = ["--ladder", f"nb201-fidelity:table={valid},column=cifar10_valid_12ep",
+             "--ladder", f"nb201-fidelity:table={valid},column=cifar10_valid,cost=16.67"]
+    r = cli(*base, *rungs, "--out", str(tmp_path / "run"), "--json")
+    assert r.code == 0, r.err
+    s = r.json()
+    assert s["evaluations_per_rung"] == [9, 3 + 6] and s["objective"] == "cifar10_valid"
+    assert s["latency_ms"]["raspi4_ms"] <= 20
+    from edgenas.spaces import load_arch
+
+    assert load_arch(tmp_path / "run" / "best.json")[0].name == "nb201"
+    r2 = cli("search", "--resume", str(tmp_path / "run"), "--json")
+    assert r2.code == 0 and r2.json()["best"] == s["best"]
+    r = cli(*base, "--ladder", "nb201-fidelity:column", "--out", str(tmp_path / "bad"))
+    assert r.code == 2 and "not KEY=VALUE" in r.err and "Traceback" not in r.err
+    assert not (tmp_path / "bad").exists()
