@@ -122,12 +122,12 @@ def register(app: typer.Typer) -> None:
                 db: str = typer.Option(None, "--db", help=DB_HELP),
                 json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
         """Index run folders (e.g. made before the database) into the experiment database."""
-        from edgenas.search.record import index_run
+        from edgenas.search.launch import import_run
         from edgenas.store import open_db
 
         proj = project()
         handle = open_db(db, proj)
-        recs = [index_run(handle, proj, f) for f in folder]
+        recs = [import_run(handle, proj, f) for f in folder]
         if json_out:
             emit_json([_summary(r) for r in recs])
             return

@@ -65,7 +65,7 @@ def calibrate_device(project: Project, device: str, space_name: str, *, measure:
     with open_session(project, device) as s:
         fp_hash = s.info().fingerprint_hash
         lut = current_lut(project, s.device, space.name, fp_hash)
-        if measure == 0 and not (project.measurements_dir / "edgenas.db").exists():
+        if measure == 0 and not _has_database(project):
             raise InputError(f"no measurements of '{space.name}' on '{s.device}' yet",
                              hint=f"run: edgenas lut calibrate {s.device} --space {space.name} --measure 10")
         store = open_store(project)  # only now: a failed start creates no database
@@ -106,3 +106,13 @@ def calibrate_device(project: Project, device: str, space_name: str, *, measure:
 
     return CalibrationResult(s.device, space.name, len(ms), len(archs), dict(cal.params), cal.residual,
                              within10(raw), within10(calibrated), str(path))
+
+
+def _has_database(project: Project) -> bool:
+    """Whether measurements can exist: a database named by $EDGENAS_DB, or the project's own file
+    (checked without creating it: a failing calibrate changes nothing on disk)."""
+    import os
+
+    from edgenas.store.db import ENV_VAR
+
+    return bool(os.environ.get(ENV_VAR)) or (project.state_dir / "edgenas.db").exists()

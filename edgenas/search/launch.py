@@ -252,6 +252,8 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
     notes: list[str] = []  # said once the run has started: a refused run prints its one error line only
     problem, config = build_problem(project, req, notes.append, executor)  # validates before the folder is touched
     hooks = {}
+    if record and db is None:
+        import edgenas.store  # noqa: F401  (loaded before a language model takes the memory)
     if uses_llm(req, config):
         hooks["llm_operator"] = op = build_llm_operator(req, problem, out_dir)
         if resume:
@@ -295,6 +297,23 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
         if db is not None:
             _index(db, project, folder, problem, None, rerun_of, started)
     return problem, config, result
+
+
+def import_run(db: Any, project: Project, out_dir: Path | str) -> Any:
+    """Index a run folder (e.g. one made before the database): its problem is rebuilt from its
+    ``request.json`` where the table or LUT it used still exists, so devices carry their hashes."""
+    from edgenas.errors import EdgenasError
+    from edgenas.search.record import index_run
+
+    problem = None
+    req_path = Path(out_dir) / "request.json"
+    if req_path.exists():
+        try:
+            req = SearchRequest.from_json(read_json(req_path, "search request"), str(req_path))
+            problem, _ = build_problem(project, req)
+        except EdgenasError:
+            problem = None  # its table or LUT is gone: the devices are recorded without hashes
+    return index_run(db, project, out_dir, problem=problem)
 
 
 def _index_stopped(db: Any, project: Project, folder: Path, problem: Any, rerun_of: str | None,

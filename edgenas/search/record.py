@@ -21,7 +21,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from edgenas.errors import EdgenasError, InputError
+from edgenas.errors import InputError
 from edgenas.io import read_json
 from edgenas.project import Project
 from edgenas.search.task import describe_task
@@ -82,9 +82,10 @@ def _read_log(path: Path) -> list[dict[str, Any]]:
 def index_run(db: ExperimentDB, project: Project, out_dir: str | os.PathLike, *, problem: Any = None,
               status: str | None = None, rerun_of: str | None = None,
               created_at: float | None = None) -> RunRecord:
-    """Save the run in ``out_dir`` into ``db`` (replacing an earlier copy); returns its record."""
-    from edgenas.search.launch import SearchRequest, build_problem
+    """Save the run in ``out_dir`` into ``db`` (replacing an earlier copy); returns its record.
 
+    Without ``problem`` the devices are recorded without table hashes (``launch.import_run`` rebuilds
+    the problem from the folder's request first)."""
     out = Path(out_dir)
     missing = [f for f in RUN_FILES if not (out / f).exists()]
     if missing:
@@ -94,11 +95,6 @@ def index_run(db: ExperimentDB, project: Project, out_dir: str | os.PathLike, *,
     request = read_json(out / "request.json", "search request") if (out / "request.json").exists() else None
     if not isinstance(config, Mapping) or "space" not in config:
         raise InputError(f"{out / 'config.json'} is not a search config")
-    if problem is None and request is not None:
-        try:
-            problem, _ = build_problem(project, SearchRequest.from_json(request, str(out / "request.json")))
-        except EdgenasError:
-            problem = None  # its table or LUT is gone: the devices are recorded without hashes
     if problem is not None:
         devices = tuple(describe_device(project, t) for t in problem.devices)
         objective = problem.accuracy_name

@@ -200,6 +200,9 @@ def translate(exc: BaseException, url: str) -> DatabaseError:
     if "file is not a database" in low or "malformed" in low or "disk image" in low:
         return DatabaseError(f"database {where} is damaged or not a SQLite file ({text})",
                              hint="move the file aside (a new one is created) or restore it from a backup")
+    if "disk i/o error" in low or "database or disk is full" in low:
+        return DatabaseError(f"cannot write database {where}: the disk is full or failing ({text})",
+                             hint="free some space, then retry")
     if "unable to open" in low or "readonly" in low or "read-only" in low:
         return DatabaseError(f"cannot open database {where} ({text})", hint="check the path and its permissions")
     if isinstance(exc, sa.exc.OperationalError) or "connection" in low:

@@ -81,6 +81,8 @@ def test_disk_full_during_search_stays_resumable(tmp_path):
     run = tmp_path / "run"
     args = ["search", "--space", "nb201", "--table", str(TABLE), "--strategy", "random", "--budget", "300",
             "--seed", "1", "--out", str(run), "--json"]
+    code, _, err = run_edgenas(["db", "upgrade"], tmp_path)  # the experiment database exists before the disk fills
+    assert code == 0, err
     code, _, err = run_edgenas(args, tmp_path, fsize=30_000)
     assert code == OutputError.exit_code, err
     assert one_line(err) and "disk is full" in err and f"edgenas search --resume {run}" in err

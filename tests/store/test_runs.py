@@ -12,7 +12,7 @@ import pytest
 from edgenas.errors import InputError, SearchInterrupted
 from edgenas.project import Project
 from edgenas.search.launch import SearchRequest, launch_search
-from edgenas.search.record import index_run
+from edgenas.search.launch import import_run as index_run
 from edgenas.store import ExperimentDB
 from edgenas.store.runs import get_run, list_runs, run_evaluations, run_fronts
 
