@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from edgenas.cli._common import emit_json, out, progress_bar, project
 from edgenas.errors import InputError
@@ -35,8 +36,11 @@ def register(app: typer.Typer) -> None:
                population: int = typer.Option(None, "--population", help="population size"),
                evaluator: str = typer.Option(None, "--evaluator", help="accuracy evaluator (default compression; tabular with --table)"),
                eval_opt: list[str] = typer.Option([], "--eval-opt", help="evaluator option KEY=VALUE (repeatable)"),
-               table: str = typer.Option(None, "--table", help="benchmark CSV (nb201 format)"),
-               objective: str = typer.Option("cifar10_test", "--objective", help="accuracy column of --table"),
+               table: list[str] = typer.Option([], "--table", help="benchmark CSV (nb201 format); repeat to join "
+                                                                    "tables on index (arch checked)"),
+               objective: str = typer.Option("cifar10_test", "--objective", help="accuracy column of --table to optimise"),
+               report: list[str] = typer.Option([], "--report", help="column of --table to record and report "
+                                                                     "(not optimised; repeatable), e.g. cifar10_test"),
                latency_column: str = typer.Option(None, "--latency-column", help="*_ms column of --table"),
                minimise: list[str] = typer.Option([], "--minimise", help="extra objective: params or flops (repeatable)"),
                out_dir: Path = typer.Option(None, "--out", help="run folder (default runs/SPACE-STRATEGY-sSEED)"),
@@ -56,7 +60,9 @@ def register(app: typer.Typer) -> None:
             req = SearchRequest(space=space, devices=tuple(device), max_latency_ms=tuple(max_latency_ms),
                                 max_latency_quantile=max_latency_quantile, strategy=strategy, budget=budget,
                                 max_wall_s=time_budget, seed=seed, population=population, evaluator=evaluator,
-                                evaluator_options=_options(eval_opt), table=table, objective=objective,
+                                evaluator_options=_options(eval_opt),
+                                table=(table[0] if len(table) == 1 else tuple(table)) or None, objective=objective,
+                                report=tuple(report),
                                 latency_column=latency_column, minimise=tuple(minimise))
         folder = resume or out_dir or proj.runs_dir / f"{space}-{strategy}-s{seed}"
         with progress_bar(quiet=json_out) as bar:
@@ -73,7 +79,8 @@ def register(app: typer.Typer) -> None:
             out.print("[yellow]no feasible architecture found; raise the budget or the number of evaluations[/yellow]")
         else:
             lat = ", ".join(f"{k} {v:.4g} ms" for k, v in s["latency_ms"].items())
-            out.print(f"[green]best[/green] {s['objective']} = {s['objective_value']:.4g}; predicted latency: {lat}")
+            rep = "".join(f"; {escape(k)} = {v:.4g}" for k, v in s["report"].items() if v is not None)
+            out.print(f"[green]best[/green] {s['objective']} = {s['objective_value']:.4g}{rep}; predicted latency: {lat}")
         fronts = ", ".join(f"{n} {k}" for n, k in s["front_sizes"].items())
         out.print(f"{s['evaluations']} evaluations; Pareto front ({s['objective']} vs predicted latency): "
                   f"{fronts or s['pareto_size']} points; run folder {s['out_dir']} "

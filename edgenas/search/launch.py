@@ -37,8 +37,9 @@ class SearchRequest:
     population: int | None = None
     evaluator: str | None = None                    # default: tabular with --table, else compression
     evaluator_options: Mapping[str, Any] = field(default_factory=dict)
-    table: str | None = None
+    table: str | tuple[str, ...] | None = None      # one benchmark CSV, or several joined on index
     objective: str = "cifar10_test"
+    report: tuple[str, ...] = ()                    # table columns recorded, not optimised
     latency_column: str | None = None
     checkpoint_every: int = 10
     minimise: tuple[str, ...] = ()                  # extra objectives: "params", "flops"
@@ -46,7 +47,9 @@ class SearchRequest:
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["devices"], d["max_latency_ms"] = list(self.devices), list(self.max_latency_ms)
-        d["minimise"] = list(self.minimise)
+        d["minimise"], d["report"] = list(self.minimise), list(self.report)
+        if isinstance(self.table, tuple):
+            d["table"] = list(self.table)
         d["evaluator_options"] = dict(self.evaluator_options)
         return {"schema": REQUEST_SCHEMA, **d}
 
@@ -56,7 +59,9 @@ class SearchRequest:
             raise InputError(f"{where}: not a search request of schema {REQUEST_SCHEMA}")
         d = {k: v for k, v in d.items() if k != "schema"}
         d["devices"], d["max_latency_ms"] = tuple(d.get("devices", ())), tuple(d.get("max_latency_ms", ()))
-        d["minimise"] = tuple(d.get("minimise", ()))
+        d["minimise"], d["report"] = tuple(d.get("minimise", ())), tuple(d.get("report", ()))
+        if isinstance(d.get("table"), list):
+            d["table"] = tuple(d["table"])
         try:
             return cls(**d)
         except TypeError as exc:
@@ -86,9 +91,9 @@ def build_problem(project: Project, req: SearchRequest) -> tuple[Any, Any]:
     space = get_space(req.space)
     models: list[tuple[str, Any]] = []
     if req.table:
-        from edgenas.evaluate.tabular import TableLatency, load_table
+        from edgenas.evaluate.tabular import TableLatency, join_tables
 
-        table = load_table(req.table)
+        table = join_tables(req.table)
         if req.latency_column:
             models.append((req.latency_column, TableLatency(table, req.latency_column, space)))
     elif req.latency_column:
@@ -116,7 +121,9 @@ def build_problem(project: Project, req: SearchRequest) -> tuple[Any, Any]:
     if name == "tabular":
         if not req.table:
             raise InputError("the tabular evaluator needs --table")
-        opts.update(table=req.table, objective=req.objective)
+        opts.update(table=req.table, objective=req.objective, report=list(req.report))
+    elif req.report:
+        raise InputError("--report needs the tabular evaluator (--table)")
     evaluator = make_evaluator(name, space, seed=req.seed, **opts)
     targets = [DeviceTarget(n, m, b) for (n, m), b in zip(models, budgets)]
     bad = sorted(set(req.minimise) - {"params", "flops"})
@@ -166,6 +173,7 @@ def summary(problem: Any, result: Any) -> dict[str, Any]:
         "best": dict(b.arch) if b else None,
         "objective": problem.accuracy_name,
         "objective_value": b.objectives[problem.accuracy_name] if b else None,
+        "report": dict(b.report) if b else {},
         "latency_ms": dict(b.latency_ms) if b else None,
         "budgets_ms": {d.name: d.budget_ms for d in problem.devices},
         "min_latency_ms": dict(problem.min_latency_ms),
