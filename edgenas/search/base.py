@@ -209,7 +209,7 @@ def _load_builtin() -> None:
     if _LOADED:
         return
     _LOADED = True
-    from edgenas.search import evolution, nsga2, optuna_samplers, random, riiwoa, woa  # noqa: F401
+    from edgenas.search import evolution, hgm, nsga2, optuna_samplers, random, riiwoa, woa  # noqa: F401
 
 
 def make_strategy(name: str, space: Any, rng: np.random.Generator, *,
