@@ -206,19 +206,21 @@ def summarise(results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def markdown(summary: Mapping[str, Any]) -> str:
-    tasks = summary["tasks"]
-    head = "| strategy | median rank (mean) | ms/eval | " + " | ".join(tasks) + " |"
-    lines = [head, "|" + " --- |" * (len(tasks) + 3),
-             "| optimum | | | " + " | ".join(f"{summary['optima'][t]:.2f}" for t in tasks) + " |"]
-    for n in summary["order"]:
-        r = summary["strategies"][n]
+    """Tasks as rows, strategies (best median rank first) as columns: median (IQR) of the reported value."""
+    order, rows = summary["order"], summary["strategies"]
+    head = ["task", "optimum"] + [n + ("" if rows[n]["n_seeds"] == 30 else f" ({rows[n]['n_seeds']} seeds)")
+                                  for n in order]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for t in summary["tasks"]:
         cells = []
-        for t in tasks:
-            c = r["tasks"][t]
+        for n in order:
+            c = rows[n]["tasks"][t]
             cells.append("-" if c["median"] is None else f"{c['median']:.2f} ({c['iqr'][0]:.2f}-{c['iqr'][1]:.2f})")
-        seeds = "" if r["n_seeds"] == 30 else f" [{r['n_seeds']} seeds]"
-        lines.append(f"| {n}{seeds} | {r['median_rank']:g} ({r['mean_rank']:.2f}) | {r['ms_per_eval']:.2f} | "
-                     + " | ".join(cells) + " |")
+        lines.append(f"| {t} | {summary['optima'][t]:.2f} | " + " | ".join(cells) + " |")
+    for label, key, fmt in (("median rank", "median_rank", "{:g}"), ("mean rank", "mean_rank", "{:.2f}"),
+                            ("CPU ms per evaluation (ask+tell)", "ms_per_eval", "{:.2f}"),
+                            ("CPU ms per ask/tell round", "ms_per_round", "{:.2f}")):
+        lines.append(f"| **{label}** | | " + " | ".join(fmt.format(rows[n][key]) for n in order) + " |")
     return "\n".join(lines)
 
 
@@ -236,6 +238,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     t = sub.add_parser("table", help="ranks and a markdown table from `run` JSON files")
     t.add_argument("files", nargs="+")
     t.add_argument("--markdown", action="store_true")
+    t.add_argument("--out", help="write the summary JSON here and the markdown table next to it (.md)")
     args = ap.parse_args(argv)
     if args.cmd == "run":
         try:  # the GP sampler runs torch: one thread, as everywhere torch runs in a loop here
@@ -264,6 +267,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             d = json.loads(Path(f).read_text())
             results[d.get("label", d["strategy"])] = d
         s = summarise(results)
+        if args.out:
+            Path(args.out).write_text(json.dumps(s, indent=1) + "\n")
+            Path(args.out).with_suffix(".md").write_text(markdown(s) + "\n")
         print(markdown(s) if args.markdown else json.dumps(s, indent=1))
 
 

@@ -9,6 +9,7 @@ from rich.markup import escape
 
 from edgenas.cli._common import emit_json, out, progress_bar, project
 from edgenas.errors import InputError
+from edgenas.search.launch import DEFAULT_STRATEGY
 
 
 def _options(pairs: list[str]) -> dict[str, object]:
@@ -29,7 +30,8 @@ def register(app: typer.Typer) -> None:
                                                           help="latency budget per --device (or one for all)"),
                max_latency_quantile: float = typer.Option(None, "--max-latency-quantile",
                                                           help="budget = this quantile of random architectures' latency"),
-               strategy: str = typer.Option("evolution", "--strategy", help="random | evolution | nsga2 | woa | ri-iwoa"),
+               strategy: str = typer.Option(DEFAULT_STRATEGY, "--strategy",
+                                            help="search strategy (edgenas list), e.g. evolution, hgm, tpe, gp, cmaes"),
                budget: int = typer.Option(100, "--budget", help="number of evaluations"),
                time_budget: float = typer.Option(None, "--time-budget", help="stop after this many seconds"),
                seed: int = typer.Option(0, "--seed", help="random seed (same seed, same search)"),

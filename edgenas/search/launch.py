@@ -22,6 +22,8 @@ REQUEST_SCHEMA = 1
 QUANTILE_SAMPLES = 2000
 #: the proxy with the best rank correlation in bench/proxies_nb201.py, and it beats the parameter count
 DEFAULT_EVALUATOR = "compression"
+#: the strategy with the best median rank over bench/search_suite.py (see bench/RESULTS.md)
+DEFAULT_STRATEGY = "evolution"
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,7 @@ class SearchRequest:
     devices: tuple[str, ...] = ()
     max_latency_ms: tuple[float, ...] = ()          # none, one for all devices, or one per device
     max_latency_quantile: float | None = None       # budget = this quantile of random archs' latency
-    strategy: str = "evolution"
+    strategy: str = DEFAULT_STRATEGY
     budget: int = 100
     max_wall_s: float | None = None
     seed: int = 0

@@ -63,3 +63,26 @@ def test_report_errors_are_one_line(bare, cli):
         lines = [ln for ln in res.err.strip().splitlines() if ln.strip()]
         assert len(lines) == 1 and frag.lower() in lines[0].lower(), res.err
         assert not (bare / "r").exists()
+
+
+@pytest.mark.parametrize("strategy", ["hgm", "tpe", "cmaes"])
+def test_new_strategies_from_the_cli_and_resume(bare, cli, strategy):
+    run = bare / strategy
+    args = ["search", "--space", "nb201", "--table", str(HW), "--table", str(VALID), "--objective",
+            "cifar10_valid", "--report", "cifar10_test", "--latency-column", "pixel3_ms", "--max-latency-ms", "8",
+            "--strategy", strategy, "--budget", "20", "--seed", "2", "--out", str(run), "--json"]
+    res = cli(*args)
+    assert res.code == 0, res.err
+    s = json.loads(res.out)
+    assert s["evaluations"] == 20 and s["latency_ms"]["pixel3_ms"] <= 8
+    log = (run / "evaluations.jsonl").read_text()
+    # cut the run after 11 evaluations (a torn 12th line) and resume: the same 20 evaluations
+    lines = log.splitlines(keepends=True)
+    (run / "evaluations.jsonl").write_text("".join(lines[:11]) + lines[11][:20])
+    (run / "checkpoint.json").unlink()
+    res2 = cli("search", "--resume", str(run), "--json")
+    assert res2.code == 0, res2.err
+    assert (run / "evaluations.jsonl").read_text() == log or \
+        [json.loads(x)["arch"] for x in (run / "evaluations.jsonl").read_text().splitlines()] == \
+        [json.loads(x)["arch"] for x in lines]
+    assert json.loads(res2.out)["best"] == s["best"]
