@@ -9,7 +9,13 @@ keeps the counts ``s``, ``f`` of its clade, and every told node adds one to itse
 
 Each step draws ``theta ~ Beta(tau (1 + s), tau (1 + f))`` for every node (Thompson sampling on the clade
 posterior; ``tau = 1 + tau_growth * step`` narrows the posteriors as the search goes on, from exploring
-to exploiting) and expands the node with the largest draw by one mutation.
+to exploiting) and expands the clade with the largest draw by one mutation of its best architecture
+(``expand="best"``; ``"node"`` mutates the clade's root node itself).
+
+Defaults were tuned once on seeds 1000-1009 over five tasks of ``bench/search_suite.py`` (c100-test-100,
+c10-12ep, c10-valid@raspi4, in16-test-50, c10-valid@raspi4+pixel3): ``tau_growth`` 0 (plain Thompson
+sampling, which explores too much), 0.05, 0.3, 2, 10; ``init`` 10/20; ``explore`` 0.2/0.5; ``expand``
+node/best. ``expand="best"`` with ``tau_growth=2`` was best.
 
 **Mutation learning**: the mutation changes ``genes`` genes, each chosen from a learned distribution
 over genes and its new value from a learned distribution over that gene's values (Dirichlet counts,
@@ -40,12 +46,12 @@ class HGM(Strategy):
     batch_hint = 1
     options = {
         "init": Option(10, int, lambda v: v >= 1, "must be >= 1"),
-        # tuned once on seeds 1000-1009 over five suite tasks (0, 0.05, 0.3, 2, 10): plain Thompson sampling
-        # (0) explores too much; 2 and 10 were best (bench/search_suite.py)
         "tau_growth": Option(2.0, float, lambda v: v >= 0, "must be >= 0"),
         "genes": Option(1, int, lambda v: v >= 1, "must be >= 1"),
         "learn_rate": Option(1.0, float, lambda v: v >= 0, "must be >= 0"),
         "explore": Option(0.2, float, lambda v: 0.0 <= v <= 1.0, "must be in [0, 1]"),
+        # which member of the sampled clade is mutated: its best architecture, or the clade's root node
+        "expand": Option("best", str, lambda v: v in ("best", "node"), "must be best or node"),
     }
 
     def __init__(self, space: Any, rng: Any, **kwargs: Any) -> None:
@@ -57,6 +63,7 @@ class HGM(Strategy):
         self.succ: list[bool] = []
         self.s = np.zeros(0)                        # clade successes per node
         self.f = np.zeros(0)                        # clade failures per node
+        self.best: list[int] = []                   # best member (Deb's order) of each node's clade
         self.gene_counts = np.ones(len(self.sizes))
         self.value_counts = [np.ones(int(n)) for n in self.sizes]
         self.pending: dict[str, tuple[int, tuple[tuple[int, int], ...]]] = {}
@@ -111,6 +118,8 @@ class HGM(Strategy):
                 meta: tuple[int, tuple[tuple[int, int], ...]] = (-1, ())
             else:
                 parent = self.select()
+                if self.opts["expand"] == "best":
+                    parent = self.best[parent]
                 made: dict[str, tuple[tuple[int, int], ...]] = {}
 
                 def make() -> Any:
@@ -148,12 +157,16 @@ class HGM(Strategy):
             self.succ.append(ok)
             self.s = np.append(self.s, 0.0)
             self.f = np.append(self.f, 0.0)
+            self.best.append(node)
+            key = rank_key(r)
             a = node
             while a >= 0:  # the node's outcome counts in its own clade and in every ancestor's
                 if ok:
                     self.s[a] += 1
                 else:
                     self.f[a] += 1
+                if key < rank_key(self.results[self.best[a]]):
+                    self.best[a] = node
                 a = self.parent[a]
             if ok and parent >= 0:
                 for i, v in ops:

@@ -141,3 +141,33 @@ def test_hgm_unknown_option_and_bad_values(space):
     with pytest.raises(InputError, match="must be in"):
         make_strategy("hgm", space, np.random.default_rng(0), explore=1.5)
     assert Result((1.0,)).feasible
+
+
+def test_hgm_expands_the_best_member_of_the_sampled_clade(space, formula):
+    from edgenas.search.base import rank_key
+
+    problem = Problem(space, formula)
+    s = make_strategy("hgm", space, np.random.default_rng(3), init=4)
+    assert s.opts["expand"] == "best"
+    drive(s, problem, 40)
+    n = len(s.archs)
+
+    def descendants(i, before):
+        out = []
+        for j in range(before):
+            a = s.parent[j]
+            while a >= 0 and a != i:
+                a = s.parent[a]
+            if a == i:
+                out.append(j)
+        return out
+
+    for j in range(n):
+        p = s.parent[j]
+        if p < 0:
+            continue
+        # the mutated parent was the best of a clade that holds p's own subtree at that time
+        assert all(rank_key(s.results[d]) >= rank_key(s.results[p]) for d in descendants(p, j))
+    for i in range(n):   # best[i]: the best member of i's clade
+        members = [i] + descendants(i, n)
+        assert rank_key(s.results[s.best[i]]) == min(rank_key(s.results[m]) for m in members)
