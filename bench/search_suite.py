@@ -180,6 +180,24 @@ def run_strategy(strategy: str | Callable[..., Any], options: Mapping[str, Any] 
     return out
 
 
+def merge(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    """Two ``run_strategy`` results of the same strategy on other seeds, as one (values concatenated)."""
+    if a["strategy"] != b["strategy"] or a["options"] != b["options"]:
+        raise ValueError("merge runs of the same strategy and options only")
+    out = {**a, "n_seeds": a["n_seeds"] + b["n_seeds"], "seeds": [a["seeds"], b["seeds"]], "tasks": {}}
+    na, nb = a["n_seeds"], b["n_seeds"]
+    for t in a["tasks"]:
+        if t not in b["tasks"]:
+            continue
+        ta, tb = a["tasks"][t], b["tasks"][t]
+        v = np.array(ta["values"] + tb["values"], dtype=float)
+        out["tasks"][t] = {**ta, "values": list(ta["values"]) + list(tb["values"]), "reported": stats(v),
+                           "regret": stats(ta["optimum"] - v),
+                           "ms_per_round": round((na * ta["ms_per_round"] + nb * tb["ms_per_round"]) / (na + nb), 3),
+                           "ms_per_eval": round((na * ta["ms_per_eval"] + nb * tb["ms_per_eval"]) / (na + nb), 3)}
+    return out
+
+
 def summarise(results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """Ranks per task (1 = best median reported value, ties share the mean rank) and over the suite."""
     names = list(results)
@@ -263,9 +281,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(text)
     else:
         results = {}
-        for f in args.files:
+        for f in args.files:   # files of the same strategy (other seeds) are merged
             d = json.loads(Path(f).read_text())
-            results[d.get("label", d["strategy"])] = d
+            key = d.get("label", d["strategy"])
+            results[key] = merge(results[key], d) if key in results else d
         s = summarise(results)
         if args.out:
             Path(args.out).write_text(json.dumps(s, indent=1) + "\n")

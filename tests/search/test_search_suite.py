@@ -61,3 +61,15 @@ def test_summarise_ranks():
     assert s["strategies"]["a"]["median_rank"] == 1.5 and s["strategies"]["b"]["median_rank"] == 2.0
     assert s["order"] == ["a", "b", "c"]
     assert "| x | 9.00 |" in suite.markdown(s)
+
+
+def test_merge_runs_of_other_seeds():
+    def run(values):
+        return {"strategy": "x", "options": {}, "n_seeds": len(values), "seeds": [0, len(values) - 1],
+                "tasks": {"t": {"values": values, "optimum": 10.0, "ms_per_eval": 1.0, "ms_per_round": 2.0}}}
+
+    m = suite.merge(run([1.0, 2.0]), run([3.0, 4.0, 5.0]))
+    assert m["n_seeds"] == 5 and m["tasks"]["t"]["values"] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert m["tasks"]["t"]["reported"]["median"] == 3.0 and m["tasks"]["t"]["regret"]["median"] == 7.0
+    with pytest.raises(ValueError):
+        suite.merge(run([1.0]), {**run([2.0]), "strategy": "y"})
