@@ -23,7 +23,7 @@ QUANTILE_SAMPLES = 2000
 #: the proxy with the best rank correlation in bench/proxies_nb201.py, and it beats the parameter count
 DEFAULT_EVALUATOR = "compression"
 #: the strategy with the best median rank over bench/search_suite.py (see bench/RESULTS.md)
-DEFAULT_STRATEGY = "evolution"
+DEFAULT_STRATEGY = "tpe"
 
 
 @dataclass(frozen=True)
