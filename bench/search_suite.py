@@ -56,6 +56,7 @@ from edgenas.spaces import nb201  # noqa: E402,F401
 DATA = Path(__file__).resolve().parents[2] / "shared/data/nb201"
 DEVICES = ("raspi4_ms", "pixel3_ms", "gold_6226_ms", "1080ti_1_ms", "titan_rtx_1_ms")
 QUANTILE = 0.30
+MIN_SEEDS_FOR_DEFAULT = 10
 
 
 @dataclass(frozen=True)
@@ -181,20 +182,21 @@ def run_strategy(strategy: str | Callable[..., Any], options: Mapping[str, Any] 
 
 
 def merge(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
-    """Two ``run_strategy`` results of the same strategy on other seeds, as one (values concatenated)."""
+    """Two ``run_strategy`` results of the same strategy (other seeds and/or other tasks), as one: the
+    values of a task run in both are concatenated, a task run in one only is kept as it is."""
     if a["strategy"] != b["strategy"] or a["options"] != b["options"]:
         raise ValueError("merge runs of the same strategy and options only")
-    out = {**a, "n_seeds": a["n_seeds"] + b["n_seeds"], "seeds": [a["seeds"], b["seeds"]], "tasks": {}}
-    na, nb = a["n_seeds"], b["n_seeds"]
-    for t in a["tasks"]:
-        if t not in b["tasks"]:
-            continue
+    out = {**a, "n_seeds": max(a["n_seeds"], b["n_seeds"]), "seeds": [a["seeds"], b["seeds"]],
+           "tasks": {**b["tasks"], **a["tasks"]}}
+    for t in set(a["tasks"]) & set(b["tasks"]):
         ta, tb = a["tasks"][t], b["tasks"][t]
+        na, nb = len(ta["values"]), len(tb["values"])
         v = np.array(ta["values"] + tb["values"], dtype=float)
         out["tasks"][t] = {**ta, "values": list(ta["values"]) + list(tb["values"]), "reported": stats(v),
                            "regret": stats(ta["optimum"] - v),
                            "ms_per_round": round((na * ta["ms_per_round"] + nb * tb["ms_per_round"]) / (na + nb), 3),
                            "ms_per_eval": round((na * ta["ms_per_eval"] + nb * tb["ms_per_eval"]) / (na + nb), 3)}
+    out["n_seeds"] = max(len(x["values"]) for x in out["tasks"].values())
     return out
 
 
@@ -211,8 +213,10 @@ def summarise(results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     for n in names:
         r = np.array([ranks[n][t] for t in tasks])
         ms = [results[n]["tasks"][t]["ms_per_eval"] for t in tasks]
+        seeds = [len(results[n]["tasks"][t].get("values", ())) or results[n]["n_seeds"] for t in tasks]
         rows[n] = {"median_rank": float(np.median(r)), "mean_rank": round(float(r.mean()), 3),
-                   "ranks": ranks[n], "n_seeds": results[n]["n_seeds"], "options": results[n]["options"],
+                   "ranks": ranks[n], "n_seeds": max(seeds), "min_seeds": min(seeds),
+                   "options": results[n]["options"],
                    "ms_per_eval": round(float(np.median(ms)), 3),
                    "ms_per_round": round(float(np.median([results[n]["tasks"][t]["ms_per_round"] for t in tasks])), 3),
                    "tasks": {t: {"median": results[n]["tasks"][t]["reported"]["median"],
@@ -220,14 +224,21 @@ def summarise(results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
                                  "regret": results[n]["tasks"][t]["regret"]["median"]} for t in tasks}}
     order = sorted(names, key=lambda n: (rows[n]["median_rank"], rows[n]["mean_rank"]))
     optima = {t: results[names[0]]["tasks"][t]["optimum"] for t in tasks}
-    return {"tasks": tasks, "optima": optima, "order": order, "best": order[0], "strategies": rows}
+    # the default of `edgenas search` is picked among strategies measured on enough seeds on every task
+    enough = [n for n in order if rows[n]["min_seeds"] >= MIN_SEEDS_FOR_DEFAULT] or order
+    return {"tasks": tasks, "optima": optima, "order": order, "best": enough[0],
+            "best_rule": f"best median rank (then mean rank) among strategies with >= {MIN_SEEDS_FOR_DEFAULT} "
+                         "seeds on every task", "strategies": rows}
 
 
 def markdown(summary: Mapping[str, Any]) -> str:
     """Tasks as rows, strategies (best median rank first) as columns: median (IQR) of the reported value."""
     order, rows = summary["order"], summary["strategies"]
-    head = ["task", "optimum"] + [n + ("" if rows[n]["n_seeds"] == 30 else f" ({rows[n]['n_seeds']} seeds)")
-                                  for n in order]
+    def label(n: str) -> str:
+        lo, hi = rows[n].get("min_seeds", rows[n]["n_seeds"]), rows[n]["n_seeds"]
+        return n if lo == hi == 30 else f"{n} ({hi} seeds)" if lo == hi else f"{n} ({lo}-{hi} seeds)"
+
+    head = ["task", "optimum"] + [label(n) for n in order]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for t in summary["tasks"]:
         cells = []

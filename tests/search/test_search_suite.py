@@ -70,6 +70,9 @@ def test_merge_runs_of_other_seeds():
 
     m = suite.merge(run([1.0, 2.0]), run([3.0, 4.0, 5.0]))
     assert m["n_seeds"] == 5 and m["tasks"]["t"]["values"] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    other = run([9.0])
+    other["tasks"] = {"u": other["tasks"]["t"]}
+    assert set(suite.merge(m, other)["tasks"]) == {"t", "u"}          # tasks run apart are kept
     assert m["tasks"]["t"]["reported"]["median"] == 3.0 and m["tasks"]["t"]["regret"]["median"] == 7.0
     with pytest.raises(ValueError):
         suite.merge(run([1.0]), {**run([2.0]), "strategy": "y"})
