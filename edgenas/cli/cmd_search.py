@@ -10,6 +10,7 @@ from rich.markup import escape
 from edgenas.cli._common import emit_json, note, out, progress_bar, project, warn
 from edgenas.errors import InputError
 from edgenas.textsafe import esc
+from edgenas.search.launch import DEFAULT_STRATEGY
 
 
 def _options(pairs: list[str]) -> dict[str, object]:
@@ -57,15 +58,20 @@ def register(app: typer.Typer) -> None:
                                                           help="latency budget per --device (or one for all)"),
                max_latency_quantile: float = typer.Option(None, "--max-latency-quantile",
                                                           help="budget = this quantile of random architectures' latency"),
-               strategy: str = typer.Option("evolution", "--strategy", help="random | evolution | nsga2 | woa | ri-iwoa | llm-evolution"),
+               strategy: str = typer.Option(DEFAULT_STRATEGY, "--strategy",
+                                            help="search strategy (edgenas list), e.g. evolution, hgm, tpe, gp, cmaes, "
+                                                 "llm-evolution; sh | hyperband (multi-fidelity); darts"),
                budget: int = typer.Option(100, "--budget", help="number of evaluations"),
                time_budget: float = typer.Option(None, "--time-budget", help="stop after this many seconds"),
                seed: int = typer.Option(0, "--seed", help="random seed (same seed, same search)"),
                population: int = typer.Option(None, "--population", help="population size"),
                evaluator: str = typer.Option(None, "--evaluator", help="accuracy evaluator (default compression; tabular with --table)"),
                eval_opt: list[str] = typer.Option([], "--eval-opt", help="evaluator option KEY=VALUE (repeatable)"),
-               table: str = typer.Option(None, "--table", help="benchmark CSV (nb201 format)"),
-               objective: str = typer.Option("cifar10_test", "--objective", help="accuracy column of --table"),
+               table: list[str] = typer.Option([], "--table", help="benchmark CSV (nb201 format); repeat to join "
+                                                                    "tables on index (arch checked)"),
+               objective: str = typer.Option("cifar10_test", "--objective", help="accuracy column of --table to optimise"),
+               report: list[str] = typer.Option([], "--report", help="column of --table to record and report "
+                                                                     "(not optimised; repeatable), e.g. cifar10_test"),
                latency_column: str = typer.Option(None, "--latency-column", help="*_ms column of --table"),
                minimise: list[str] = typer.Option([], "--minimise", help="extra objective: params or flops (repeatable)"),
                llm_share: float = typer.Option(None, "--llm-share",

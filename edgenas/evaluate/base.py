@@ -33,6 +33,10 @@ class Evaluator(ABC):
     def evaluate(self, archs: Sequence[Any]) -> np.ndarray:
         """One score per architecture, float64, ``-inf`` for broken networks."""
 
+    def report(self, archs: Sequence[Any]) -> dict[str, np.ndarray]:
+        """Numbers recorded with each evaluation but never optimised (e.g. a table's test accuracy)."""
+        return {}
+
     def describe(self) -> dict[str, Any]:
         """What a run records about its evaluator (name, metric, options)."""
         return {"name": self.name, "metric": self.metric}
@@ -61,6 +65,9 @@ class CachedEvaluator(Evaluator):
             for i, s in zip(todo, scores):
                 self.cache[i] = float(s) if np.isfinite(s) else float("-inf")
         return np.array([self.cache[i] for i in ids], dtype=float)
+
+    def report(self, archs: Sequence[Any]) -> dict[str, np.ndarray]:
+        return self.inner.report(archs)
 
     def describe(self) -> dict[str, Any]:
         return self.inner.describe()

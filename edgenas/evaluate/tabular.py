@@ -1,9 +1,12 @@
-"""Tabular benchmarks: accuracy and measured latency looked up in a CSV (NAS-Bench-201 style).
+"""Tabular benchmarks: accuracy and measured latency looked up in CSVs (NAS-Bench-201 style).
 
-The table's first five columns are ``index, arch, cifar10_test, cifar100_test, imagenet16_test``;
-any number of ``*_ms`` latency columns follow. ``tabular`` (an ``EVALUATORS`` entry) scores an
-architecture by one accuracy column; ``TableLatency`` serves one ``*_ms`` column as a latency model
-(``predict_many`` / exact ``min_latency``), e.g. for ``--latency-column raspi4_ms``.
+A table's first two columns are ``index, arch``; every other column is a number: ``*_ms`` columns are
+latencies, the rest metrics (``cifar10_test``, ``cifar10_valid_12ep``, ...). Several tables of the same
+architectures (e.g. ``nb201_hw.csv`` and ``nb201_valid.csv``) are joined on ``index`` and checked on
+``arch`` (``join_tables``). ``tabular`` (an ``EVALUATORS`` entry) scores an architecture by one column
+(``objective``, what the search optimises) and can look up others it does not optimise (``report``, e.g.
+the test accuracy of a search run on validation accuracy); ``TableLatency`` serves one ``*_ms`` column as
+a latency model (``predict_many`` / exact ``min_latency``), e.g. for ``--latency-column raspi4_ms``.
 """
 
 from __future__ import annotations
@@ -20,17 +23,23 @@ import numpy as np
 from edgenas.errors import InputError
 from edgenas.evaluate.base import EVALUATORS, Evaluator
 
-REQUIRED = ("index", "arch", "cifar10_test", "cifar100_test", "imagenet16_test")
+REQUIRED = ("index", "arch")
 
 
 class Table:
-    """A parsed benchmark table: arch string -> row number, and float columns."""
+    """A parsed benchmark table (or several joined): arch string -> row number, and float columns."""
 
-    def __init__(self, path: Path, archs: list[str], columns: dict[str, np.ndarray]) -> None:
+    def __init__(self, path: Path, archs: list[str], columns: dict[str, np.ndarray],
+                 paths: tuple[Path, ...] | None = None) -> None:
         self.path = path
+        self.paths = paths or (path,)
         self.archs = archs
         self.columns = columns
         self.row = {a: i for i, a in enumerate(archs)}
+
+    @property
+    def name(self) -> str:
+        return " + ".join(p.name for p in self.paths)
 
     @property
     def metric_columns(self) -> list[str]:
@@ -44,7 +53,7 @@ class Table:
         names = self.latency_columns if latency else self.metric_columns
         if name not in names:
             kind = "latency column" if latency else "column"
-            raise InputError(f"table {self.path}: no {kind} '{name}'",
+            raise InputError(f"table {self.name}: no {kind} '{name}'",
                              hint=f"columns: {', '.join(names) or 'none'}")
         return self.columns[name]
 
@@ -65,15 +74,11 @@ def _load(path: str, mtime: float) -> Table:
     with fh:
         reader = csv.reader(fh)
         header = next(reader, None)
-        if not header or tuple(header[:5]) != REQUIRED:
-            missing = [c for c in REQUIRED if c not in (header or [])]
-            raise InputError(f"benchmark table {p}: the first columns must be {', '.join(REQUIRED)}"
-                             + (f" (missing: {', '.join(missing)})" if missing else ""))
-        extra = header[5:]
-        bad = [c for c in extra if not c.endswith("_ms")]
-        if bad:
-            raise InputError(f"benchmark table {p}: extra columns must be latencies named *_ms, "
-                             f"got {', '.join(bad)}")
+        if not header or tuple(header[:2]) != REQUIRED or len(header) < 3:
+            raise InputError(f"benchmark table {p}: the first columns must be index, arch, followed by "
+                             f"at least one number column (got {', '.join(header or []) or 'nothing'})")
+        if len(set(header)) != len(header) or any(not c.strip() for c in header):
+            raise InputError(f"benchmark table {p}: column names must be unique and non-empty")
         archs: list[str] = []
         values: list[list[float]] = []
         for n, row in enumerate(reader, start=2):
@@ -108,6 +113,46 @@ def load_table(path: str | os.PathLike) -> Table:
     return _load(str(p), mtime)
 
 
+def join_tables(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> Table:
+    """Load one table, or several joined on ``index`` (checked: the same ``arch`` for every index).
+
+    Columns other than ``index`` must not repeat across tables. One path returns ``load_table``'s table.
+    """
+    items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    if not items:
+        raise InputError("no benchmark table given", hint="pass --table PATH (repeatable)")
+    tables = [load_table(p) for p in items]
+    if len(tables) == 1:
+        return tables[0]
+    base = tables[0]
+    index = base.columns["index"]
+    pos = {int(v): i for i, v in enumerate(index)}
+    if len(pos) != len(index):
+        raise InputError(f"benchmark table {base.path}: an index appears twice")
+    columns = dict(base.columns)
+    for t in tables[1:]:
+        other = t.columns["index"]
+        if len(other) != len(index) or set(int(v) for v in other) != set(pos):
+            raise InputError(f"benchmark tables {base.path.name} and {t.path.name} do not hold the same "
+                             "indices", hint="join tables of the same architectures (one row per index)")
+        order = np.array([pos[int(v)] for v in other])   # row of t -> row of base
+        for i, r in enumerate(order):
+            if t.archs[i] != base.archs[r]:
+                raise InputError(f"benchmark tables {base.path.name} and {t.path.name} disagree on "
+                                 f"index {int(other[i])}: {t.archs[i]!r} vs {base.archs[r]!r}",
+                                 hint="the tables must list the same architecture for each index")
+        for name, col in t.columns.items():
+            if name == "index":
+                continue
+            if name in columns:
+                raise InputError(f"column '{name}' appears in more than one table ({t.path.name})",
+                                 hint="join tables with distinct columns")
+            joined = np.empty_like(col)
+            joined[order] = col
+            columns[name] = joined
+    return Table(base.path, base.archs, columns, tuple(t.path for t in tables))
+
+
 def _arch_strings(space: Any, archs: Sequence[Any]) -> list[str]:
     return [space.to_dict(a)["arch"] for a in archs]
 
@@ -117,42 +162,55 @@ class TabularEvaluator(Evaluator):
 
     name = "tabular"
 
-    def __init__(self, space: Any, table: Table, objective: str) -> None:
+    def __init__(self, space: Any, table: Table, objective: str, report: Sequence[str] = ()) -> None:
         super().__init__(space)
         if getattr(space, "name", None) != "nb201":
             raise InputError(f"the tabular evaluator needs the nb201 space, not '{getattr(space, 'name', space)}'")
         self.table = table
         self.objective = objective
         self.values = table.column(objective)
-        self.metric = f"{objective} ({table.path.name})"
+        self.report_columns = {c: table.column(c) for c in dict.fromkeys(report) if c != objective}
+        self.metric = f"{objective} ({table.name})"
 
-    def evaluate(self, archs: Sequence[Any]) -> np.ndarray:
+    def _lookup(self, archs: Sequence[Any], values: np.ndarray) -> np.ndarray:
         rows = self.table.lookup(_arch_strings(self.space, archs))
         out = np.full(len(rows), -np.inf)
-        out[rows >= 0] = self.values[rows[rows >= 0]]
+        out[rows >= 0] = values[rows[rows >= 0]]
         return out
+
+    def evaluate(self, archs: Sequence[Any]) -> np.ndarray:
+        return self._lookup(archs, self.values)
+
+    def report(self, archs: Sequence[Any]) -> dict[str, np.ndarray]:
+        """The ``report`` columns (recorded with each evaluation, never optimised)."""
+        return {c: self._lookup(archs, v) for c, v in self.report_columns.items()}
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "metric": self.metric, "table": str(self.table.path),
-                "objective": self.objective}
+                "tables": [str(p) for p in self.table.paths], "objective": self.objective,
+                "report": list(self.report_columns)}
 
 
-@EVALUATORS.register("tabular", help="look accuracy up in a NAS-Bench-201 style CSV (table=, objective=)")
-def make_tabular(space: Any, *, seed: int = 0, table: str | os.PathLike | None = None,
-                 objective: str = "cifar10_test") -> TabularEvaluator:
-    if table is None:
+@EVALUATORS.register("tabular", help="look accuracy up in NAS-Bench-201 style CSVs "
+                                     "(table=PATH or list, objective=COLUMN, report=COLUMN or list)")
+def make_tabular(space: Any, *, seed: int = 0,
+                 table: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+                 objective: str = "cifar10_test", report: str | Sequence[str] | None = None) -> TabularEvaluator:
+    if table is None or (not isinstance(table, (str, os.PathLike)) and not list(table)):
         raise InputError("the tabular evaluator needs a table", hint="pass table=PATH (--table)")
-    return TabularEvaluator(space, load_table(table), objective)
+    cols = [] if report is None else [report] if isinstance(report, str) else list(report)
+    return TabularEvaluator(space, join_tables(table), objective, cols)
 
 
 class TableLatency:
     """One ``*_ms`` column of a benchmark table as a latency model (exact ``min_latency``)."""
 
-    def __init__(self, table: str | os.PathLike | Table, column: str, space: Any | None = None) -> None:
+    def __init__(self, table: str | os.PathLike | Sequence[str | os.PathLike] | Table, column: str,
+                 space: Any | None = None) -> None:
         from edgenas.spaces import SPACES
         from edgenas.spaces import nb201  # noqa: F401  (registers the space)
 
-        self.table = table if isinstance(table, Table) else load_table(table)
+        self.table = table if isinstance(table, Table) else join_tables(table)
         self.column = column
         self.values = self.table.column(column, latency=True)
         self.space = space if space is not None else SPACES.get("nb201")

@@ -56,17 +56,22 @@ class Trial:
     constraints: Mapping[str, float]         # per device: latency - budget (<= 0 is satisfied)
     feasible: bool
     wall_s: float = 0.0                      # seconds since the run started
+    report: Mapping[str, float | None] = field(default_factory=dict)  # recorded, not optimised
 
     def to_json(self) -> dict[str, Any]:
-        return {"number": self.number, "arch": dict(self.arch), "objectives": dict(self.objectives),
-                "latency_ms": dict(self.latency_ms), "constraints": dict(self.constraints),
-                "feasible": self.feasible, "wall_s": self.wall_s}
+        d = {"number": self.number, "arch": dict(self.arch), "objectives": dict(self.objectives),
+             "latency_ms": dict(self.latency_ms), "constraints": dict(self.constraints),
+             "feasible": self.feasible, "wall_s": self.wall_s}
+        if self.report:
+            d["report"] = dict(self.report)
+        return d
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> "Trial":
         return cls(number=int(d["number"]), arch=d["arch"], objectives=d["objectives"],
                    latency_ms=d["latency_ms"], constraints=d.get("constraints", {}),
-                   feasible=bool(d["feasible"]), wall_s=float(d.get("wall_s", 0.0)))
+                   feasible=bool(d["feasible"]), wall_s=float(d.get("wall_s", 0.0)),
+                   report=d.get("report", {}))
 
 
 class Feasibility(Protocol):
@@ -216,7 +221,8 @@ def repair_toward_anchor(space: Any, feasibility: Feasibility | None, arch: Any,
 
 StrategyFactory = type[Strategy]
 STRATEGIES: Registry[StrategyFactory] = Registry("strategy", builtins=tuple(
-    f"edgenas.search.{m}" for m in ("evolution", "llm_evolution", "nsga2", "random", "riiwoa", "woa")))
+    f"edgenas.search.{m}" for m in ("evolution", "hgm", "llm_evolution", "nsga2", "optuna_samplers", "random",
+                                    "riiwoa", "woa")))
 _load_builtin = STRATEGIES.load_builtins  # the name older callers use
 
 

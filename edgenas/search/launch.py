@@ -23,6 +23,8 @@ REQUEST_SCHEMA = 1
 QUANTILE_SAMPLES = 2000
 #: the proxy with the best rank correlation in bench/proxies_nb201.py, and it beats the parameter count
 DEFAULT_EVALUATOR = "compression"
+#: the strategy with the best median rank over bench/search_suite.py (see bench/RESULTS.md)
+DEFAULT_STRATEGY = "tpe"
 
 
 @dataclass(frozen=True)
@@ -31,15 +33,16 @@ class SearchRequest:
     devices: tuple[str, ...] = ()
     max_latency_ms: tuple[float, ...] = ()          # none, one for all devices, or one per device
     max_latency_quantile: float | None = None       # budget = this quantile of random archs' latency
-    strategy: str = "evolution"
+    strategy: str = DEFAULT_STRATEGY
     budget: int = 100
     max_wall_s: float | None = None
     seed: int = 0
     population: int | None = None
     evaluator: str | None = None                    # default: tabular with --table, else compression
     evaluator_options: Mapping[str, Any] = field(default_factory=dict)
-    table: str | None = None
+    table: str | tuple[str, ...] | None = None      # one benchmark CSV, or several joined on index
     objective: str = "cifar10_test"
+    report: tuple[str, ...] = ()                    # table columns recorded, not optimised
     latency_column: str | None = None
     checkpoint_every: int = 10
     minimise: tuple[str, ...] = ()                  # extra objectives: "params", "flops"
@@ -54,7 +57,9 @@ class SearchRequest:
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["devices"], d["max_latency_ms"] = list(self.devices), list(self.max_latency_ms)
-        d["minimise"] = list(self.minimise)
+        d["minimise"], d["report"] = list(self.minimise), list(self.report)
+        if isinstance(self.table, tuple):
+            d["table"] = list(self.table)
         d["warm_start"] = list(self.warm_start)
         d["ladder"] = list(self.ladder)
         d["evaluator_options"] = dict(self.evaluator_options)
@@ -67,7 +72,9 @@ class SearchRequest:
             raise InputError(f"{where}: not a search request of schema {REQUEST_SCHEMA}")
         d = {k: v for k, v in d.items() if k != "schema"}
         d["devices"], d["max_latency_ms"] = tuple(d.get("devices", ())), tuple(d.get("max_latency_ms", ()))
-        d["minimise"] = tuple(d.get("minimise", ()))
+        d["minimise"], d["report"] = tuple(d.get("minimise", ())), tuple(d.get("report", ()))
+        if isinstance(d.get("table"), list):
+            d["table"] = tuple(d["table"])
         d["warm_start"] = tuple(d.get("warm_start", ()))
         d["ladder"] = tuple(d.get("ladder", ()))
         try:
@@ -111,9 +118,9 @@ def build_problem(project: Project, req: SearchRequest, note: Callable[[str], No
         note("warning: " + capped)
     models: list[tuple[str, Any]] = []
     if req.table:
-        from edgenas.evaluate.tabular import TableLatency, load_table
+        from edgenas.evaluate.tabular import TableLatency, join_tables
 
-        table = load_table(req.table)
+        table = join_tables(req.table)
         if req.latency_column:
             models.append((req.latency_column, TableLatency(table, req.latency_column, space)))
     elif req.latency_column:
@@ -155,7 +162,9 @@ def build_problem(project: Project, req: SearchRequest, note: Callable[[str], No
     if name == "tabular":
         if not req.table:
             raise InputError("the tabular evaluator needs --table")
-        opts.update(table=req.table, objective=req.objective)
+        opts.update(table=req.table, objective=req.objective, report=list(req.report))
+    elif req.report:
+        raise InputError("--report needs the tabular evaluator (--table)")
     if executor is None:
         evaluator = make_evaluator(name, space, seed=req.seed, **opts)
     else:
@@ -386,6 +395,7 @@ def summary(problem: Any, result: Any) -> dict[str, Any]:
         "best": dict(b.arch) if b else None,
         "objective": problem.accuracy_name,
         "objective_value": b.objectives[problem.accuracy_name] if b else None,
+        "report": dict(b.report) if b else {},
         "latency_ms": dict(b.latency_ms) if b else None,
         "budgets_ms": {d.name: d.budget_ms for d in problem.devices},
         "min_latency_ms": dict(problem.min_latency_ms),

@@ -122,8 +122,10 @@ class Problem:
 
     # ------------------------------------------------------------ evaluation
     def evaluate(self, archs: Sequence[Any]) -> list[dict[str, Any]]:
-        """One record per architecture: ``objectives``, ``latency_ms``, ``constraints``, ``feasible``."""
+        """One record per architecture: ``objectives``, ``latency_ms``, ``constraints``, ``feasible`` and,
+        when the evaluator reports columns it does not optimise, ``report``."""
         acc = np.asarray(self.evaluator.evaluate(list(archs)), dtype=float)
+        reported = self.evaluator.report(list(archs)) if hasattr(self.evaluator, "report") else {}
         lat = self.latencies(archs)
         extra = {k: [float(fn(a)) for a in archs] for k, fn in self.extra.items()}
         out = []
@@ -132,8 +134,11 @@ class Problem:
             objectives = {self.accuracy_name: a, **{k: v[i] for k, v in extra.items()}}
             latency = {name: float(v[i]) for name, v in lat.items()}
             cons = {d.name: latency[d.name] - d.budget_ms for d in self.devices if d.budget_ms is not None}
-            out.append({"objectives": objectives, "latency_ms": latency, "constraints": cons,
-                        "feasible": all(c <= 0 for c in cons.values())})
+            rec = {"objectives": objectives, "latency_ms": latency, "constraints": cons,
+                   "feasible": all(c <= 0 for c in cons.values())}
+            if reported:  # looked up, recorded, never optimised (e.g. the test accuracy of a valid search)
+                rec["report"] = {k: float(v[i]) if np.isfinite(v[i]) else None for k, v in reported.items()}
+            out.append(rec)
         return out
 
     def to_result(self, record: Mapping[str, Any]) -> Result:

@@ -56,8 +56,11 @@ def summarise(trials: list[Trial], problem: Any, out_dir: Path, stopped: str) ->
 
 
 def _point(t: Trial, acc: str) -> dict[str, Any]:
-    return {"number": t.number, "arch": dict(t.arch), "accuracy": t.objectives[acc],
-            "objectives": dict(t.objectives), "latency_ms": dict(t.latency_ms)}
+    d = {"number": t.number, "arch": dict(t.arch), "accuracy": t.objectives[acc],
+         "objectives": dict(t.objectives), "latency_ms": dict(t.latency_ms)}
+    if t.report:
+        d["report"] = dict(t.report)
+    return d
 
 
 def write_results(result: SearchResult, problem: Any, out_dir: Path) -> None:
@@ -72,6 +75,7 @@ def write_results(result: SearchResult, problem: Any, out_dir: Path) -> None:
         "arch": dict(b.arch) if b else None,
         "objectives": dict(b.objectives) if b else None,
         "latency_ms": dict(b.latency_ms) if b else None,
+        "report": dict(b.report) if b else None,
         "number": b.number if b else None,
         "evaluations": result.n_evaluations,
         "stopped": result.stopped,

@@ -107,6 +107,21 @@ def _strategy_options(config: SearchConfig, hooks: Mapping[str, Any] | None) -> 
     return {**opts, **(hooks or {})}
 
 
+def build_strategy(config: SearchConfig, problem: Problem, hooks: Mapping[str, Any] | None = None,
+                   initial_population: Sequence[Any] = ()) -> tuple[Any, int]:
+    """The strategy a run uses (seeded, with the config's and the strategy's default options) and the
+    number of architectures asked for per round. Benchmarks call this to drive strategies exactly as
+    ``run_search`` (and so ``edgenas search``) does."""
+    opts = _strategy_options(config, hooks)
+    if "n_objectives" in STRATEGIES.get(config.strategy).options:
+        opts.setdefault("n_objectives", len(problem.objective_names))
+    strategy = make_strategy(config.strategy, problem.space, np.random.default_rng(config.seed),
+                             feasibility=problem if problem.constrained else None,
+                             initial_population=initial_population, **opts)
+    batch = config.batch_size or strategy.batch_hint or strategy.opts.get("population") or 1
+    return strategy, int(batch)
+
+
 def run_search(config: SearchConfig, problem: Problem, out_dir: str | os.PathLike, *,
                resume: bool = False, progress: Callable[[int, int], None] | None = None,
                strategy_hooks: Mapping[str, Any] | None = None,
@@ -140,11 +155,7 @@ def run_search(config: SearchConfig, problem: Problem, out_dir: str | os.PathLik
     atomic_write_json(cfg_path, config.to_json())
 
     space = problem.space
-    strategy = make_strategy(config.strategy, space, np.random.default_rng(config.seed),
-                             feasibility=problem if problem.constrained else None,
-                             initial_population=initial_population,
-                             **_strategy_options(config, strategy_hooks))
-    batch = config.batch_size or strategy.batch_hint or strategy.opts.get("population") or 1
+    strategy, batch = build_strategy(config, problem, strategy_hooks, initial_population)
     t0 = time.monotonic() - elapsed0
     trials: list[Trial] = []
     stopped = "budget"

@@ -7,7 +7,7 @@ import pytest
 
 from edgenas.errors import InputError
 from edgenas.evaluate.base import EVALUATORS, make_evaluator
-from edgenas.evaluate.tabular import TableLatency, load_table
+from edgenas.evaluate.tabular import TableLatency, join_tables, load_table
 from edgenas.spaces import SPACES
 from edgenas.spaces import nb201  # noqa: F401
 
@@ -66,9 +66,12 @@ def test_errors_are_clear(tmp_path, space):
         make_evaluator("tabular", space, table=p, objective="top1")
     with pytest.raises(InputError, match=r"no latency column 'y_ms'.*x_ms"):
         TableLatency(p, "y_ms", space)
-    bad_head = small(tmp_path, f"index,arch,cifar10_test\n0,{A},93.5\n", "h.csv")
-    with pytest.raises(InputError, match="missing: cifar100_test, imagenet16_test"):
+    bad_head = small(tmp_path, f"arch,index,cifar10_test\n{A},0,93.5\n", "h.csv")
+    with pytest.raises(InputError, match="first columns must be index, arch"):
         load_table(bad_head)
+    twice = small(tmp_path, f"index,arch,x,x\n0,{A},1,2\n", "tw.csv")
+    with pytest.raises(InputError, match="unique"):
+        load_table(twice)
     short = small(tmp_path, f"{HEAD}\n0,{A},93.5,70\n", "s.csv")
     with pytest.raises(InputError, match="line 2: 4 fields, expected 5"):
         load_table(short)
@@ -76,7 +79,47 @@ def test_errors_are_clear(tmp_path, space):
     with pytest.raises(InputError, match="line 2: a value is not a number"):
         load_table(nan)
     odd = small(tmp_path, f"{HEAD},power_w\n0,{A},93.5,70,40,3\n", "o.csv")
-    with pytest.raises(InputError, match=r"\*_ms"):
-        load_table(odd)
+    assert load_table(odd).metric_columns[-1] == "power_w"   # any number column is a metric
+    with pytest.raises(InputError, match=r"no latency column 'power_w'"):
+        TableLatency(odd, "power_w", space)
     with pytest.raises(InputError, match="needs a table"):
         make_evaluator("tabular", space)
+
+
+VALID = TABLE.parent / "nb201_valid.csv"
+
+
+def test_join_tables_on_index_checked_on_arch(tmp_path, space):
+    hw = small(tmp_path, f"{HEAD},dev_ms\n0,{A},93.5,70,40,12.5\n1,{B},10.0,1,1,0.5\n", "hw.csv")
+    # same architectures, other row order, other columns
+    va = small(tmp_path, f"index,arch,c10_valid\n1,{B},9.0\n0,{A},91.0\n", "va.csv")
+    t = join_tables([hw, va])
+    assert t.name == "hw.csv + va.csv"
+    assert t.columns["c10_valid"].tolist() == [91.0, 9.0]            # aligned on index, not row order
+    ev = make_evaluator("tabular", space, table=[hw, va], objective="c10_valid", report="cifar10_test")
+    archs = [space.from_string(A), space.from_string(B)]
+    assert ev.evaluate(archs).tolist() == [91.0, 9.0]
+    assert {k: v.tolist() for k, v in ev.report(archs).items()} == {"cifar10_test": [93.5, 10.0]}
+    assert TableLatency([hw, va], "dev_ms", space).predict_many(archs).tolist() == [12.5, 0.5]
+    wrong = small(tmp_path, f"index,arch,c10_valid\n0,{B},9.0\n1,{A},91.0\n", "wrong.csv")
+    with pytest.raises(InputError, match="disagree on index 0"):
+        join_tables([hw, wrong])
+    fewer = small(tmp_path, f"index,arch,c10_valid\n0,{A},91.0\n", "fewer.csv")
+    with pytest.raises(InputError, match="same indices"):
+        join_tables([hw, fewer])
+    dup = small(tmp_path, f"index,arch,cifar10_test\n0,{A},1\n1,{B},2\n", "dup.csv")
+    with pytest.raises(InputError, match="'cifar10_test' appears in more than one table"):
+        join_tables([hw, dup])
+    with pytest.raises(InputError, match=r"no column 'nope'.*c10_valid"):
+        make_evaluator("tabular", space, table=[hw, va], objective="c10_valid", report="nope")
+
+
+def test_join_real_tables(space):
+    if not VALID.exists():
+        pytest.skip(f"reference table not found at {VALID}")
+    t = join_tables([TABLE, VALID])
+    assert len(t.archs) == 15625
+    assert {"cifar10_valid", "cifar10_test", "raspi4_ms", "imagenet16_valid_12ep"} <= set(t.columns)
+    best_valid = int(np.argmax(t.columns["cifar10_valid"]))
+    assert 91.0 < t.columns["cifar10_valid"][best_valid] < 92.0
+    assert t.columns["cifar10_test"][best_valid] == pytest.approx(94.37, abs=0.01)  # the test optimum

@@ -107,7 +107,7 @@ def test_wall_time_budget_stops_early(full_table, tmp_path):
     assert res.stopped == "wall_time" and 3 <= res.n_evaluations < 30
 
 
-@pytest.mark.parametrize("strategy", ["random", "evolution", "nsga2", "woa", "ri-iwoa"])
+@pytest.mark.parametrize("strategy", ["random", "evolution", "nsga2", "woa", "ri-iwoa", "hgm", "tpe", "cmaes"])
 def test_resume_from_torn_log_is_exact(full_table, tmp_path, strategy):
     ref = run_search(config(strategy, 45, budget_ms=9.0), problem_for(full_table, 9.0), tmp_path / "ref")
     part = tmp_path / "part"

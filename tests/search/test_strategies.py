@@ -28,7 +28,7 @@ def drive(strategy, problem, budget, batch=None):
 
 
 def test_registry_names_and_alias():
-    assert strategy_names() == sorted(ALL + ["llm-evolution"])  # llm-evolution: tests/llm
+    assert strategy_names() == sorted(ALL + ["hgm", "tpe", "gp", "cmaes", "optuna-nsga2", "llm-evolution"])  # llm-evolution: tests/llm
     assert STRATEGIES.canonical("rea") == "evolution"
     assert STRATEGIES.canonical("riiwoa") == "ri-iwoa"
     with pytest.raises(InputError, match="unknown strategy"):

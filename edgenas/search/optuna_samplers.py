@@ -1,0 +1,222 @@
+"""optuna's samplers as edgenas strategies, through optuna's own ask/tell interface (no optimiser of ours).
+
+``tpe`` (TPESampler), ``gp`` (GPSampler, Gaussian-process Bayesian optimisation), ``cmaes`` (CmaEsSampler
+on the continuous codec ``space.encode``/``space.decode``) and ``optuna-nsga2`` (NSGAIISampler, for
+comparison with our ``nsga2``). TPE, GP and NSGA-II see each gene as a categorical parameter ``g{i}``.
+
+Each ``ask`` asks the study for a trial and decodes it; edgenas only does the bookkeeping optuna cannot
+know about:
+
+* **constraints** reach the samplers the way optuna defines them: each trial's summed relative budget
+  excess (``<= 0`` feasible) is set with ``Trial.set_constraint("violation", v)`` before it is told
+  (optuna >= 5, which deprecated ``constraints_func`` for it) or returned by the sampler's
+  ``constraints_func`` from the trial's user attribute ``violation`` (older optuna). TPE, GP and
+  NSGA-II then use optuna's constrained variants. CMA-ES takes no constraints; it is told a penalised
+  value (worst feasible value seen + 1 + violation), which keeps its rank-based update feasibility-first.
+* **known architectures**: a trial that decodes to an architecture already evaluated is told its known
+  result at once and the study is asked again, so no evaluation is spent twice (the cache is the run
+  log, replayed on resume).
+* **cheap pre-check**: with latency budgets, a trial whose predicted latency breaks a budget is told
+  (violation from the predictor, the worst value seen as its objective) without being evaluated, as every
+  edgenas strategy filters candidates before evaluation.
+* **bounded**: after ``max_tries`` such trials in a row, a novel feasible-first random architecture
+  (``Strategy.propose``) is enqueued into the study and asked for, so ``ask`` never spins.
+
+Studies are in memory and seeded from the strategy's generator, so a run is a deterministic function of
+its seed and results: resume replays the log (``run_search``) and ends exactly where an uninterrupted
+run does. optuna is imported when a strategy is built, not when edgenas is.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+
+from edgenas.errors import InputError
+from edgenas.search.base import STRATEGIES, Option, Result, Strategy
+
+
+def _optuna() -> Any:
+    try:
+        import optuna
+    except ImportError:  # pragma: no cover - optuna is a main dependency
+        raise InputError("the optuna strategies need optuna", hint="pip install 'optuna>=4'") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    return optuna
+
+
+def _violation(trial: Any) -> Sequence[float]:
+    """optuna's ``constraints_func``: one value, feasible when <= 0."""
+    return (float(trial.user_attrs.get("violation", 0.0)),)
+
+
+class OptunaStrategy(Strategy):
+    """Base: a study over the gene vector; subclasses pick the sampler and the codec."""
+
+    batch_hint = 1
+    max_tries: ClassVar[int] = 20
+    codec: ClassVar[str] = "categorical"          # or "continuous" (space.encode / decode)
+    single_objective: ClassVar[bool] = False
+    base_options: ClassVar[dict[str, Option]] = {
+        "n_objectives": Option(1, int, lambda v: v >= 1, "must be >= 1"),
+    }
+
+    def __init__(self, space: Any, rng: Any, **kwargs: Any) -> None:
+        super().__init__(space, rng, **kwargs)
+        self.optuna = _optuna()
+        self.n_obj = 1 if self.single_objective else self.opts["n_objectives"]
+        seed = int(self.rng.integers(2**31 - 1))
+        self.constrained = self.feasibility is not None and not self.single_objective
+        self.set_constraint = hasattr(self.optuna.trial.Trial, "set_constraint")   # optuna >= 5
+        cons = _violation if self.constrained and not self.set_constraint else None
+        self.study = self.optuna.create_study(directions=["minimize"] * self.n_obj,
+                                              sampler=self.make_sampler(seed, cons))
+        self.sizes = list(space.gene_sizes())
+        self.known: dict[str, Result] = {}
+        self.pending: dict[str, Any] = {}          # arch id -> optuna trial awaiting its result
+        self.worst: float | None = None           # worst feasible primary value told (minimisation)
+
+    def make_sampler(self, seed: int, constraints_func: Any) -> Any:
+        raise NotImplementedError
+
+    # ---------------------------------------------------------------- codec
+    def decode(self, trial: Any) -> Any:
+        if self.codec == "continuous":
+            return self.space.decode([trial.suggest_float(f"x{i}", 0.0, 1.0) for i in range(len(self.sizes))])
+        return self.space.from_genes([trial.suggest_categorical(f"g{i}", list(range(n)))
+                                      for i, n in enumerate(self.sizes)])
+
+    def params(self, arch: Any) -> dict[str, Any]:
+        if self.codec == "continuous":
+            return {f"x{i}": float(v) for i, v in enumerate(self.space.encode(arch))}
+        return {f"g{i}": int(v) for i, v in enumerate(self.space.to_genes(arch))}
+
+    # ------------------------------------------------------------ telling
+    def _values(self, r: Result) -> list[float] | None:
+        """What the study is told for a result (None: the trial failed, e.g. a broken network)."""
+        vals = list(r.values[: self.n_obj]) if not self.single_objective else [r.scalar]
+        if len(vals) != self.n_obj or not all(np.isfinite(vals)):
+            return None
+        if self.single_objective and self.feasibility is not None and not r.feasible:
+            return [(self.worst if self.worst is not None else 0.0) + 1.0 + r.violation]
+        return vals
+
+    def _tell(self, trial: Any, r: Result) -> None:
+        trial.set_user_attr("violation", float(r.violation))
+        if self.constrained and self.set_constraint:
+            trial.set_constraint("violation", float(r.violation))
+        vals = self._values(r)
+        if vals is None:
+            self.study.tell(trial, state=self.optuna.trial.TrialState.FAIL)
+        else:
+            self.study.tell(trial, vals if self.n_obj > 1 else vals[0])
+
+    def _placeholder(self, violation: float) -> Result:
+        """An infeasible architecture rejected by the predictor: its violation and the worst value seen."""
+        worst = self.worst if self.worst is not None else 0.0
+        return Result(tuple([worst] * max(self.n_obj, 1)), violation)
+
+    # ---------------------------------------------------------------- ask/tell
+    def _next(self) -> tuple[Any, Any]:
+        while self.initial:  # a warm start: its architectures are the first trials, in order
+            arch = self.initial.pop(0)
+            aid = self.space.arch_id(arch)
+            if aid not in self.known and aid not in self.pending:
+                self.study.enqueue_trial(self.params(arch))
+                trial = self.study.ask()
+                return trial, self.decode(trial)
+        for _ in range(self.max_tries):
+            trial = self.study.ask()
+            arch = self.decode(trial)
+            aid = self.space.arch_id(arch)
+            if aid in self.known:
+                self._tell(trial, self.known[aid])
+                continue
+            if aid in self.pending:
+                self.study.tell(trial, state=self.optuna.trial.TrialState.FAIL)
+                continue
+            v = self.violation(arch)
+            if v > 0:
+                self._tell(trial, self._placeholder(v))
+                continue
+            return trial, arch
+        avoid = set(self.known) | set(self.pending)
+        arch = self.propose(lambda: self.space.sample(self.rng), avoid=avoid)
+        self.study.enqueue_trial(self.params(arch))
+        trial = self.study.ask()
+        return trial, self.decode(trial)
+
+    def ask(self, n: int) -> list[Any]:
+        out = []
+        for _ in range(n):
+            trial, arch = self._next()
+            self.pending[self.space.arch_id(arch)] = trial
+            out.append(arch)
+        self.mark_seen(out)
+        return out
+
+    def tell(self, archs: Sequence[Any], results: Sequence[Result]) -> None:
+        self.mark_seen(archs)
+        for arch, r in zip(archs, results):
+            aid = self.space.arch_id(arch)
+            if r.feasible and np.isfinite(r.scalar):
+                self.worst = r.scalar if self.worst is None else max(self.worst, r.scalar)
+            trial = self.pending.pop(aid, None)
+            if trial is not None:
+                self._tell(trial, r)
+            self.known[aid] = r
+
+
+@STRATEGIES.register("tpe", help="optuna TPESampler (multivariate) on the genes; constraints_func")
+class TPE(OptunaStrategy):
+    name = "tpe"
+    options = {**OptunaStrategy.base_options,
+               "n_startup_trials": Option(10, int, lambda v: v >= 0, "must be >= 0"),
+               "multivariate": Option(True, bool)}
+
+    def make_sampler(self, seed: int, constraints_func: Any) -> Any:
+        return self.optuna.samplers.TPESampler(seed=seed, constraints_func=constraints_func,
+                                               n_startup_trials=self.opts["n_startup_trials"],
+                                               multivariate=self.opts["multivariate"])
+
+
+@STRATEGIES.register("gp", aliases=("bayesian",),
+                     help="optuna GPSampler: Gaussian-process Bayesian optimisation; constraints_func")
+class GP(OptunaStrategy):
+    name = "gp"
+    options = {**OptunaStrategy.base_options,
+               "n_startup_trials": Option(10, int, lambda v: v >= 0, "must be >= 0")}
+
+    def make_sampler(self, seed: int, constraints_func: Any) -> Any:
+        return self.optuna.samplers.GPSampler(seed=seed, constraints_func=constraints_func,
+                                              n_startup_trials=self.opts["n_startup_trials"],
+                                              deterministic_objective=True)
+
+
+@STRATEGIES.register("cmaes", aliases=("cma-es",),
+                     help="optuna CmaEsSampler on the continuous codec (penalised constraints)")
+class CMAES(OptunaStrategy):
+    name = "cmaes"
+    codec = "continuous"
+    single_objective = True
+    options = {**OptunaStrategy.base_options,
+               "sigma0": Option(None, float, lambda v: v > 0, "must be > 0"),
+               "popsize": Option(None, int, lambda v: v >= 2, "must be >= 2")}
+
+    def make_sampler(self, seed: int, constraints_func: Any) -> Any:
+        return self.optuna.samplers.CmaEsSampler(seed=seed, sigma0=self.opts["sigma0"],
+                                                 popsize=self.opts["popsize"])
+
+
+@STRATEGIES.register("optuna-nsga2", help="optuna NSGAIISampler on the genes (for comparison with nsga2)")
+class OptunaNSGA2(OptunaStrategy):
+    name = "optuna-nsga2"
+    options = {**OptunaStrategy.base_options,
+               "population": Option(20, int, lambda v: v >= 2, "must be >= 2")}
+
+    def make_sampler(self, seed: int, constraints_func: Any) -> Any:
+        return self.optuna.samplers.NSGAIISampler(seed=seed, constraints_func=constraints_func,
+                                                  population_size=self.opts["population"])

@@ -1,0 +1,173 @@
+"""optuna samplers as strategies (tpe, gp, cmaes, optuna-nsga2) and HGM lineage search."""
+
+import numpy as np
+import pytest
+
+from edgenas.search import DeviceTarget, Problem, make_strategy
+from edgenas.search.base import Result
+from edgenas.search.hgm import HGM
+
+OPTUNA = ["tpe", "cmaes", "optuna-nsga2"]   # gp: below, with a smaller budget (it is slow)
+
+
+def drive(strategy, problem, budget):
+    asked, results = [], []
+    batch = strategy.batch_hint or strategy.opts.get("population") or 1
+    while len(asked) < budget:
+        archs = strategy.ask(min(batch, budget - len(asked)))
+        res = [problem.to_result(r) for r in problem.evaluate(archs)]
+        strategy.tell(archs, res)
+        asked += [problem.space.arch_id(a) for a in archs]
+        results += res
+    return asked, results
+
+
+@pytest.mark.parametrize("name", OPTUNA + ["hgm"])
+def test_deterministic_novel_and_better_than_random(space, formula, name):
+    problem = Problem(space, formula)
+    runs = [drive(make_strategy(name, space, np.random.default_rng(s)), problem, 60) for s in (5, 5, 6)]
+    assert runs[0][0] == runs[1][0] and runs[0][0] != runs[2][0]
+    asked, results = runs[0]
+    assert len(set(asked)) == len(asked)             # the run log is the cache: nothing evaluated twice
+    rnd = drive(make_strategy("random", space, np.random.default_rng(5)), problem, 60)[1]
+    best = min(r.scalar for r in results)
+    assert best <= min(r.scalar for r in rnd)        # at least as good as random with the same budget
+    assert best <= -15.0                             # optimum -18.03 (all nor_conv_3x3)
+
+
+@pytest.mark.parametrize("name", OPTUNA + ["hgm"])
+def test_constrained_proposals_are_feasible(space, formula, Lat, name):
+    lat = Lat(space)
+    sample = [space.sample(np.random.default_rng(i)) for i in range(300)]
+    budget = float(np.quantile(lat.predict_many(sample), 0.3))
+    problem = Problem(space, formula, [DeviceTarget("dev", lat, budget)])
+    s = make_strategy(name, space, np.random.default_rng(1), feasibility=problem)
+    asked, results = drive(s, problem, 40)
+    assert all(r.feasible for r in results)
+    if name in ("tpe", "optuna-nsga2"):   # optuna's constrained samplers see every trial's violation
+        assert all("violation" in t.constraints
+                   for t in s.study.trials if t.state.name == "COMPLETE")
+        assert any(t.constraints.get("violation", 0) > 0 for t in s.study.trials
+                   if t.state.name == "COMPLETE")   # infeasible trials were rejected by the pre-check
+
+
+def test_optuna_multi_objective_gets_all_objectives(space, formula, Lat):
+    problem = Problem(space, formula, [DeviceTarget("dev", Lat(space))])   # accuracy and latency
+    from edgenas.search import SearchConfig
+    from edgenas.search.run import build_strategy
+
+    cfg = SearchConfig(space="nb201", strategy="optuna-nsga2", budget_evals=30, devices=(("dev", None),))
+    s, batch = build_strategy(cfg, problem)
+    assert s.opts["n_objectives"] == 2 and batch == 1
+    drive(s, problem, 30)
+    done = [t for t in s.study.trials if t.state.name == "COMPLETE"]
+    assert len(done) >= 30 and all(len(t.values) == 2 for t in done)
+
+
+@pytest.mark.slow
+def test_gp_sampler_small_budget(space, formula):
+    problem = Problem(space, formula)
+    s = make_strategy("gp", space, np.random.default_rng(0), n_startup_trials=5)
+    asked, results = drive(s, problem, 15)
+    assert len(set(asked)) == 15
+    assert s.study.sampler.__class__.__name__ == "GPSampler"
+    again = drive(make_strategy("gp", space, np.random.default_rng(0), n_startup_trials=5), problem, 15)[0]
+    assert again == asked
+
+
+# ------------------------------------------------------------------ HGM
+def test_hgm_clade_counts_and_posteriors(space, formula):
+    problem = Problem(space, formula)
+    s = make_strategy("hgm", space, np.random.default_rng(2), init=5)
+    drive(s, problem, 50)
+    n = len(s.archs)
+    children = {i: [j for j in range(n) if s.parent[j] == i] for i in range(n)}
+
+    def clade(i):
+        out = [i]
+        for c in children[i]:
+            out += clade(c)
+        return out
+
+    for i in range(n):
+        members = clade(i)
+        assert s.s[i] == sum(s.succ[j] for j in members)         # CMP counts: successes of the clade
+        assert s.s[i] + s.f[i] == len(members)
+        assert s.clade_posterior(i) == (1 + s.s[i], 1 + s.f[i])
+    assert sum(p < 0 for p in s.parent) == 5                    # the random roots
+    for j in range(n):                                           # success = better than the parent or new front
+        p = s.parent[j]
+        if p >= 0 and s.results[j].scalar < s.results[p].scalar:
+            assert s.succ[j]
+
+
+def test_hgm_thompson_sampling_prefers_productive_clades(space):
+    s = HGM(space, np.random.default_rng(0), tau_growth=1.0)
+    s.archs = [space.sample(np.random.default_rng(i)) for i in range(3)]
+    s.s, s.f = np.array([9.0, 1.0, 0.0]), np.array([1.0, 9.0, 0.0])
+    s.step = 20
+    picks = np.bincount([s.select() for _ in range(300)], minlength=3)
+    assert picks[0] > 250                        # Beta(210, 42) vs Beta(42, 210) and Beta(21, 21)
+    s.opts["tau_growth"], s.step = 0.0, 0        # tau = 1: plain Thompson sampling still explores
+    picks = np.bincount([s.select() for _ in range(300)], minlength=3)
+    assert picks[0] > picks[1] and picks[2] > 0
+
+
+class OnlyFirstGene:
+    """Accuracy depends on gene 0 alone: mutations of other genes never succeed."""
+
+    def __init__(self, space):
+        self.space = space
+
+    def evaluate(self, archs):
+        return np.array([float(self.space.to_genes(a)[0]) for a in archs])
+
+
+def test_hgm_learns_which_gene_to_mutate(space):
+    problem = Problem(space, OnlyFirstGene(space))
+    s = make_strategy("hgm", space, np.random.default_rng(4), init=5, explore=0.2)
+    before = s.gene_probs()
+    drive(s, problem, 80)
+    after = s.gene_probs()
+    assert np.allclose(before, 1 / 6)
+    assert after[0] > 0.3 and after[0] == after.max()
+
+
+def test_hgm_unknown_option_and_bad_values(space):
+    from edgenas.errors import InputError
+
+    with pytest.raises(InputError, match="unknown option"):
+        make_strategy("hgm", space, np.random.default_rng(0), temperature=2)
+    with pytest.raises(InputError, match="must be in"):
+        make_strategy("hgm", space, np.random.default_rng(0), explore=1.5)
+    assert Result((1.0,)).feasible
+
+
+def test_hgm_expands_the_best_member_of_the_sampled_clade(space, formula):
+    from edgenas.search.base import rank_key
+
+    problem = Problem(space, formula)
+    s = make_strategy("hgm", space, np.random.default_rng(3), init=4)
+    assert s.opts["expand"] == "best"
+    drive(s, problem, 40)
+    n = len(s.archs)
+
+    def descendants(i, before):
+        out = []
+        for j in range(before):
+            a = s.parent[j]
+            while a >= 0 and a != i:
+                a = s.parent[a]
+            if a == i:
+                out.append(j)
+        return out
+
+    for j in range(n):
+        p = s.parent[j]
+        if p < 0:
+            continue
+        # the mutated parent was the best of a clade that holds p's own subtree at that time
+        assert all(rank_key(s.results[d]) >= rank_key(s.results[p]) for d in descendants(p, j))
+    for i in range(n):   # best[i]: the best member of i's clade
+        members = [i] + descendants(i, n)
+        assert rank_key(s.results[s.best[i]]) == min(rank_key(s.results[m]) for m in members)
