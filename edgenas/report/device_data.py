@@ -74,7 +74,7 @@ class FleetRow:
     last_threshold: float | None
     calibration_error: float | None   # median relative residual of the calibration fit
     spaces: list[str]
-    stale_runs: str                   # listed once the experiment database records runs
+    stale_runs: str                   # runs whose choice no longer fits the device's table (edgenas runs stale)
     note: str = ""
 
 
@@ -148,6 +148,11 @@ def drift_data(device: str, source: DataSource) -> DriftData:
                      [bool(r.get("rescaled")) for r in rows], [str(r.get("space", "")) for r in rows])
 
 
+def _stale(source: DataSource, device: str) -> str:
+    n = source.stale_runs(device)
+    return "n/a (no experiment database)" if n is None else str(n)
+
+
 def fleet_rows(source: DataSource, devices: list[str] | None = None, *, now: float | None = None,
                probe: dict[str, Any] | None = None) -> list[FleetRow]:
     """One row per device. Reachability comes from ``probe`` (device -> ``DeviceStatus``) when given,
@@ -175,5 +180,5 @@ def fleet_rows(source: DataSource, devices: list[str] | None = None, *, now: flo
             checks.drift[-1] if checks and checks.drift else None,
             checks.threshold[-1] if checks and checks.threshold else None,
             float(max(errs)) if errs else None, sorted({t.space for t in luts}),
-            "n/a (needs the experiment database)", note))
+            _stale(source, d), note))
     return out

@@ -163,6 +163,10 @@ class DataSource(ABC):
     def last_refresh(self) -> list[dict[str, Any]]:
         return []
 
+    def stale_runs(self, device: str) -> int | None:
+        """How many recorded search runs are stale on ``device`` (None: no experiment database)."""
+        return None
+
 
 @dataclass(frozen=True)
 class FolderSource(DataSource):
@@ -238,13 +242,32 @@ class FolderSource(DataSource):
         path = self._device_dir(device) / "verified.jsonl"
         return read_jsonl(path) if self._inside(path) else []
 
+    def _has_db(self) -> bool:
+        """Whether an experiment database exists (never created by reading): $EDGENAS_DB or the project's."""
+        import os
+
+        from edgenas.store.db import ENV_VAR
+
+        return bool(os.environ.get(ENV_VAR)) or (Path(self.project.state_dir) / "edgenas.db").is_file()
+
     def measurements(self, device: str | None = None, space: str | None = None) -> list[Any]:
-        db = Path(self.project.measurements_dir) / "edgenas.db"
-        if not db.is_file():
-            return []  # never create the database by reading
+        if not self._has_db():
+            return []
         from edgenas.store import open_store
 
         return open_store(self.project).list(device=device, space=space)
+
+    def stale_runs(self, device: str) -> int | None:
+        if not self._has_db():
+            return None
+        from edgenas.errors import EdgenasError
+        from edgenas.search.stale import find_stale
+        from edgenas.store import open_db
+
+        try:
+            return len(find_stale(open_db(None, self.project), self.project, device=device)[0])
+        except EdgenasError:
+            return None
 
     def last_refresh(self) -> list[dict[str, Any]]:
         from edgenas.fleet.refresh import last_refresh_path

@@ -192,6 +192,11 @@ def test_calibration_drift_and_fleet_rows(rproj):
     assert r.last_drift == lines[-1]["drift"] and r.calibration_error == lut.calibration.residual
     assert r.spaces == ["mbv3-tiny", "nb201"]
     assert 0 <= r.lut_age_h < 1
+    # the searches above were recorded in the experiment database: the row counts its stale runs
+    from edgenas.search.stale import find_stale
+    from edgenas.store import open_db
+
+    assert r.stale_runs == str(len(find_stale(open_db(None, Project(rproj)), Project(rproj), device="local")[0]))
 
 
 def test_running_run_uses_the_best_so_far(rproj):
