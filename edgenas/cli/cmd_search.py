@@ -134,7 +134,9 @@ def register(app: typer.Typer) -> None:
             req = SearchRequest(space=space, devices=tuple(device), max_latency_ms=tuple(max_latency_ms),
                                 max_latency_quantile=max_latency_quantile, strategy=strategy, budget=budget,
                                 max_wall_s=time_budget, seed=seed, population=population, evaluator=evaluator,
-                                evaluator_options=_options(eval_opt), table=table, objective=objective,
+                                evaluator_options=_options(eval_opt),
+                                table=(table[0] if len(table) == 1 else tuple(table)) or None, objective=objective,
+                                report=tuple(report),
                                 latency_column=latency_column, minimise=tuple(minimise),
                                 warm_start=tuple(warm_start), transfer_ratio=transfer_ratio,
                                 min_similarity=min_similarity,
@@ -173,7 +175,8 @@ def _print(problem, config, result, json_out: bool) -> None:
         what = s["metric"] if "metric" in s else s["objective"]
         pct = what.endswith(" (%)")
         value = f"{s['objective_value']:.4g}" + ("%" if pct else "")
-        out.print(f"[green]best[/green] {esc(what[:-4] if pct else what)} = {value}; predicted latency: {lat}")
+        rep = "".join(f"; {esc(k)} = {v:.4g}" for k, v in (s.get("report") or {}).items() if v is not None)
+        out.print(f"[green]best[/green] {esc(what[:-4] if pct else what)} = {value}{rep}; predicted latency: {lat}")
     if "ladder" in s:
         rungs = ", ".join(f"{esc(r)}: {n}" for r, n in zip(s["ladder"], s["evaluations_per_rung"]))
         out.print(f"{esc(s['mode'])} over the ladder (evaluations per rung) {rungs}; cost {s['cost']:.4g}")
