@@ -31,7 +31,14 @@ def read_bytes_limited(path: str | os.PathLike, what: str, limit: int = MAX_JSON
             if size > limit:
                 raise InputError(f"{what} {path} is {size / (1 << 20):.1f} MB, over the {limit / (1 << 20):g} MB "
                                  f"limit for {what}s", hint="check the path; this is not an edgenas record")
-            data = fh.read(limit + 1)
+            chunks, total = [], 0  # in steps: fh.read(limit + 1) would allocate the whole limit each time
+            while total <= limit:
+                chunk = fh.read(min(1 << 20, limit + 1 - total))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                total += len(chunk)
+            data = b"".join(chunks)
     except FileNotFoundError:
         raise InputError(f"{what} not found: {path}", hint="check the path") from None
     except IsADirectoryError:

@@ -261,8 +261,6 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
     notes: list[str] = []  # said once the run has started: a refused run prints its one error line only
     problem, config = build_problem(project, req, notes.append, executor)  # validates before the folder is touched
     hooks = {}
-    if record and db is None:
-        import edgenas.store  # noqa: F401  (loaded before a language model takes the memory)
     if uses_llm(req, config):
         hooks["llm_operator"] = op = build_llm_operator(req, problem, out_dir)
         if resume:

@@ -83,7 +83,8 @@ def test_disk_full_during_search_stays_resumable(tmp_path):
             "--seed", "1", "--out", str(run), "--json"]
     code, _, err = run_edgenas(["db", "upgrade"], tmp_path)  # the experiment database exists before the disk fills
     assert code == 0, err
-    code, _, err = run_edgenas(args, tmp_path, fsize=30_000)
+    # 64 kB: above SQLite's 32 kB shared-memory file, below what 300 evaluations write
+    code, _, err = run_edgenas(args, tmp_path, fsize=64_000)
     assert code == OutputError.exit_code, err
     assert one_line(err) and "disk is full" in err and f"edgenas search --resume {run}" in err
     n_before = len((run / "evaluations.jsonl").read_text().splitlines())

@@ -20,9 +20,11 @@ SCRIPT = textwrap.dedent("""
     import peft, transformers.models.llama.modeling_llama  # noqa: F401  (imported before the cap)
     from edgenas.cli import main
     import edgenas.search.launch, edgenas.llm.operator, edgenas.llm.engine, edgenas.llm.lora  # noqa: F401
-    import edgenas.evaluate.tabular, edgenas.cli.cmd_search  # noqa: F401
+    import edgenas.evaluate.tabular, edgenas.cli.cmd_search, edgenas.evaluate.executor  # noqa: F401
+    import edgenas.store, edgenas.search.record, edgenas.search.stale  # noqa: F401,E401  (the experiment database)
+    import alembic.command, alembic.config, alembic.script, alembic.operations, alembic.runtime.migration  # noqa: F401,E401
     vm = int(open("/proc/self/status").read().split("VmSize:")[1].split()[0]) * 1024
-    cap = vm + 40 * 2**20
+    cap = vm + 60 * 2**20  # the 16M-parameter model needs 64 MB (float32)
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     main(sys.argv[1:])
 """)
