@@ -112,7 +112,7 @@ class Executor(ABC):
         self.close()
 
 
-EXECUTORS: Registry[type[Executor]] = Registry("executor")
+EXECUTORS: Registry[type[Executor]] = Registry("executor", builtins=("edgenas.evaluate.ray_executor",))
 
 
 @EXECUTORS.register("inprocess", help="evaluate in this process (default)")
@@ -173,14 +173,10 @@ def _check_workers(workers: int | None) -> int:
 
 def make_executor(name: str = "inprocess", **options: Any) -> Executor:
     """Build a registered executor (``inprocess``, ``process``, ``ray``) with validated options."""
-    from edgenas.evaluate import ray_executor  # noqa: F401  (registers "ray"; imports ray lazily)
-
-    return EXECUTORS.get(name)(**options)
+    return EXECUTORS.get(name)(**options)  # the registry loads ray_executor ("ray"; imports ray lazily)
 
 
 def executor_names() -> list[str]:
-    from edgenas.evaluate import ray_executor  # noqa: F401
-
     return EXECUTORS.names()
 
 
@@ -194,6 +190,10 @@ class ExecutorEvaluator(Evaluator):
         self.spec, self.executor = spec, executor
         self.name, self.metric = self.local.name, self.local.metric
         self.batch_relative = bool(getattr(self.local, "batch_relative", False))
+
+    def report(self, archs: Sequence[Any]) -> dict[str, np.ndarray]:
+        """Columns recorded but not optimised (a table lookup): answered in this process."""
+        return self.local.report(archs)
 
     def evaluate(self, archs: Sequence[Any]) -> np.ndarray:
         records = [self.space.to_dict(a) for a in archs]

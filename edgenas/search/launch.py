@@ -18,6 +18,7 @@ import numpy as np
 from edgenas.errors import InputError
 from edgenas.io import atomic_write_json, read_json
 from edgenas.project import Project
+from edgenas.search.summary import summary  # noqa: F401  (callers read it from here too)
 
 REQUEST_SCHEMA = 1
 QUANTILE_SAMPLES = 2000
@@ -255,7 +256,8 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
     if req.strategy in ("sh", "hyperband") or req.ladder:
         from edgenas.search.mf_launch import launch_multifidelity
 
-        return launch_multifidelity(project, req, out_dir, resume=resume, progress=progress, executor=executor)
+        return launch_multifidelity(project, req, out_dir, build_problem, resume=resume, progress=progress,
+                                    executor=executor)
     if not 0.0 <= req.transfer_ratio <= 1.0:
         raise InputError(f"--transfer-ratio must be in [0, 1], got {req.transfer_ratio}")
     notes: list[str] = []  # said once the run has started: a refused run prints its one error line only
@@ -385,41 +387,3 @@ def _index(db: Any, project: Project, out_dir: Path, problem: Any, status: str |
         raise DatabaseError(f"the search finished and its run folder {out_dir} is complete, but recording it in "
                             f"the experiment database failed: {exc.message}",
                             hint=f"fix the database, then: edgenas runs import {out_dir}") from None
-
-
-def summary(problem: Any, result: Any) -> dict[str, Any]:
-    b = result.best
-    return {
-        "best": dict(b.arch) if b else None,
-        "objective": problem.accuracy_name,
-        "objective_value": b.objectives[problem.accuracy_name] if b else None,
-        "report": dict(b.report) if b else {},
-        "latency_ms": dict(b.latency_ms) if b else None,
-        "budgets_ms": {d.name: d.budget_ms for d in problem.devices},
-        "min_latency_ms": dict(problem.min_latency_ms),
-        "evaluations": result.n_evaluations,
-        "pareto_size": len(result.pareto),
-        "front_sizes": {name: len(front) for name, front in result.fronts.items()},
-        "stopped": result.stopped,
-        "out_dir": str(result.out_dir),
-        "warm_start": _warm_note(result.out_dir),
-        **({"llm": llm} if (llm := _llm_summary(result.out_dir)) else {}),
-    }
-
-
-def _warm_note(out_dir: Path) -> str | None:
-    path = Path(out_dir) / "warm_start.json"
-    if not path.exists():
-        return None
-    try:
-        return str(read_json(path, "warm start").get("note"))
-    except InputError:
-        return None
-
-
-def _llm_summary(out_dir: Any) -> dict[str, Any] | None:
-    if not (Path(out_dir) / "llm").is_dir():
-        return None
-    from edgenas.llm.experience import summary as llm_summary
-
-    return llm_summary(out_dir)

@@ -19,9 +19,9 @@ from edgenas.search.ladder import parse_ladder
 from edgenas.search.multifidelity import MODES, MFConfig, MFResult, run_multifidelity
 
 
-def build_problems(project: Project, req: Any, executor: Any = None) -> tuple[list[Any], MFConfig]:
-    from edgenas.search.launch import build_problem
-
+def build_problems(project: Project, req: Any, build_problem: Callable[..., Any],
+                   executor: Any = None) -> tuple[list[Any], MFConfig]:
+    """One problem per rung, each built by ``build_problem`` (``launch.build_problem``, passed in)."""
     mode = req.strategy
     if mode not in MODES:
         raise InputError(f"--ladder needs --strategy sh or hyperband, not '{mode}'")
@@ -42,14 +42,15 @@ def build_problems(project: Project, req: Any, executor: Any = None) -> tuple[li
     return problems, config
 
 
-def launch_multifidelity(project: Project, req: Any, out_dir: Path, *, resume: bool = False,
+def launch_multifidelity(project: Project, req: Any, out_dir: Path, build_problem: Callable[..., Any], *,
+                         resume: bool = False,
                          progress: Callable[[int, int], None] | None = None,
                          executor: Any = None) -> tuple[Any, MFConfig, MFResult]:
     from edgenas.errors import SearchInterrupted
     from edgenas.locks import run_lock
     from edgenas.outdirs import new_out_dir
 
-    problems, config = build_problems(project, req, executor)  # validated before the folder is touched
+    problems, config = build_problems(project, req, build_problem, executor)  # validated before the folder is touched
     with new_out_dir(Path(out_dir), "--out") as folder, run_lock(folder, f"run folder {folder}"):
         if not resume:
             atomic_write_json(folder / "request.json", req.to_json())
@@ -63,7 +64,7 @@ def launch_multifidelity(project: Project, req: Any, out_dir: Path, *, resume: b
 
 def mf_summary(problem: Any, config: MFConfig, res: MFResult) -> dict[str, Any]:
     from edgenas.io import read_json
-    from edgenas.search.launch import summary
+    from edgenas.search.summary import summary
 
     s = summary(problem, res.result)
     best = read_json(Path(res.result.out_dir) / "best.json", "best.json")

@@ -1,0 +1,47 @@
+"""The summary of a finished (or stopped) search that ``edgenas search`` prints and ``--json`` shows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgenas.errors import InputError
+from edgenas.io import read_json
+
+
+def summary(problem: Any, result: Any) -> dict[str, Any]:
+    b = result.best
+    return {
+        "best": dict(b.arch) if b else None,
+        "objective": problem.accuracy_name,
+        "objective_value": b.objectives[problem.accuracy_name] if b else None,
+        "report": dict(b.report) if b else {},
+        "latency_ms": dict(b.latency_ms) if b else None,
+        "budgets_ms": {d.name: d.budget_ms for d in problem.devices},
+        "min_latency_ms": dict(problem.min_latency_ms),
+        "evaluations": result.n_evaluations,
+        "pareto_size": len(result.pareto),
+        "front_sizes": {name: len(front) for name, front in result.fronts.items()},
+        "stopped": result.stopped,
+        "out_dir": str(result.out_dir),
+        "warm_start": _warm_note(result.out_dir),
+        **({"llm": llm} if (llm := _llm_summary(result.out_dir)) else {}),
+    }
+
+
+def _warm_note(out_dir: Path) -> str | None:
+    path = Path(out_dir) / "warm_start.json"
+    if not path.exists():
+        return None
+    try:
+        return str(read_json(path, "warm start").get("note"))
+    except InputError:
+        return None
+
+
+def _llm_summary(out_dir: Any) -> dict[str, Any] | None:
+    if not (Path(out_dir) / "llm").is_dir():
+        return None
+    from edgenas.llm.experience import summary as llm_summary
+
+    return llm_summary(out_dir)
