@@ -13,12 +13,14 @@ the plotly.js bundle must carry it (``Authorization: Bearer TOKEN`` or ``?token=
 # no ``from __future__ import annotations``: FastAPI reads the route annotations at run time
 import dataclasses
 import hmac
+from pathlib import Path
 from typing import Any
 
 from edgenas.errors import EdgenasError, InputError
 from edgenas.report.source import DataSource, NotFoundError
 
 PLOTLY_PATH = "/static/plotly.min.js"
+SWAGGER_PATH = "/static/swagger"  # Swagger UI's own files, served from the swagger-ui-bundle package (no CDN)
 
 
 def _lut_summary(t: Any) -> dict[str, Any]:
@@ -38,12 +40,14 @@ def create_app(source: DataSource, token: str | None = None) -> Any:
     from edgenas.report.html import esc, plotly_js
     from edgenas.report.run_data import pareto_data
 
-    app = FastAPI(title="edgenas", version="1", description="Read-only API over runs, devices, LUTs and "
+    app = FastAPI(docs_url=None, title="edgenas", version="1", description="Read-only API over runs, devices, LUTs and "
                   "measurements of an edgenas project, with report pages and a live view of running searches.")
+
+    app.openapi_version = "3.0.3"  # Swagger UI 4 (the bundled one) reads 3.0; the schema uses nothing of 3.1
 
     @app.middleware("http")
     async def require_token(request: Request, call_next):  # type: ignore[no-untyped-def]
-        if token and request.url.path != PLOTLY_PATH:
+        if token and request.url.path != PLOTLY_PATH and not request.url.path.startswith(SWAGGER_PATH + "/"):
             given = request.query_params.get("token") or ""
             auth = request.headers.get("authorization", "")
             if auth.lower().startswith("bearer "):
@@ -120,6 +124,32 @@ def create_app(source: DataSource, token: str | None = None) -> Any:
     def plotly_bundle() -> Response:
         return Response(plotly_js(), media_type="application/javascript",
                         headers={"Cache-Control": "public, max-age=86400"})
+
+    @app.get(SWAGGER_PATH + "/{name}", include_in_schema=False)
+    def swagger_file(name: str) -> Response:
+        """Swagger UI's JavaScript and CSS (public library code), so /docs works offline."""
+        files = {"swagger-ui-bundle.js": "application/javascript", "swagger-ui.css": "text/css"}
+        if name not in files:
+            raise StarletteHTTPException(404, f"no such file: {name}")
+        try:
+            from swagger_ui_bundle import swagger_ui_path
+        except ImportError:
+            raise StarletteHTTPException(404, "Swagger UI is not installed: pip install 'edgenas[serve]'") from None
+        return Response((Path(str(swagger_ui_path)) / name).read_bytes(), media_type=files[name],
+                        headers={"Cache-Control": "public, max-age=86400"})
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(request: Request) -> HTMLResponse:
+        """OpenAPI docs (Swagger UI) from local files; with a token, the spec is fetched with it."""
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        from urllib.parse import quote
+
+        t = request.query_params.get("token")
+        return get_swagger_ui_html(openapi_url="/openapi.json" + (f"?token={quote(t, safe='')}" if t else ""),
+                                   title="edgenas API",
+                                   swagger_js_url=f"{SWAGGER_PATH}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{SWAGGER_PATH}/swagger-ui.css", swagger_favicon_url="")
 
     def q(request: Request) -> str:
         t = request.query_params.get("token")

@@ -85,7 +85,14 @@ def test_every_json_endpoint(api, rproj):
                  "/api/devices", "/api/devices/{device}/luts", "/api/devices/{device}/luts/{space}",
                  "/api/devices/{device}/verified", "/api/measurements"):
         assert path in spec["paths"], path
-    assert api.get("/docs").status_code == 200 and "swagger" in api.get("/docs").text.lower()
+    docs = api.get("/docs")
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+    assert "cdn" not in docs.text.lower()  # works offline: Swagger UI's files come from this server
+    for name in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        assert f"/static/swagger/{name}" in docs.text
+        r = api.get(f"/static/swagger/{name}")
+        assert r.status_code == 200 and len(r.content) > 10_000
+    assert api.get("/static/swagger/..%2Fswagger-ui-bundle.js.map").status_code == 404
 
 
 def test_pages(api):
@@ -135,6 +142,8 @@ def test_token_required(rproj):
         assert ok.status_code == 200 and {"evo", "rnd"} <= {r["id"] for r in ok.json()}
         assert c.get("/api/runs/evo", params={"token": "s3cret-token"}).status_code == 200
         assert c.get("/static/plotly.min.js").status_code == 200   # public library code only
+        assert c.get("/static/swagger/swagger-ui.css").status_code == 200
+        assert "/openapi.json?token=s3cret-token" in c.get("/docs", params={"token": "s3cret-token"}).text
 
 
 def test_cli_serve_binds_loopback_and_answers(rproj, tmp_path):
