@@ -10,7 +10,6 @@ from rich.markup import escape
 from edgenas.cli._common import emit_json, note, out, progress_bar, project, warn
 from edgenas.errors import InputError
 from edgenas.textsafe import esc
-from edgenas.search.launch import DEFAULT_STRATEGY
 
 
 def _options(pairs: list[str]) -> dict[str, object]:
@@ -58,9 +57,10 @@ def register(app: typer.Typer) -> None:
                                                           help="latency budget per --device (or one for all)"),
                max_latency_quantile: float = typer.Option(None, "--max-latency-quantile",
                                                           help="budget = this quantile of random architectures' latency"),
-               strategy: str = typer.Option(DEFAULT_STRATEGY, "--strategy",
-                                            help="search strategy (edgenas list), e.g. evolution, hgm, tpe, gp, cmaes, "
-                                                 "llm-evolution; sh | hyperband (multi-fidelity); darts"),
+               strategy: str = typer.Option(None, "--strategy", show_default=False,
+                                            help="search strategy (edgenas list; default tpe, the search suite's "
+                                                 "best), e.g. evolution, hgm, gp, cmaes, llm-evolution; "
+                                                 "sh | hyperband (multi-fidelity); darts"),
                budget: int = typer.Option(100, "--budget", help="number of evaluations"),
                time_budget: float = typer.Option(None, "--time-budget", help="stop after this many seconds"),
                seed: int = typer.Option(0, "--seed", help="random seed (same seed, same search)"),
@@ -108,8 +108,9 @@ def register(app: typer.Typer) -> None:
         Accuracy from an evaluator, latency from each device's LUT; writes best.json and pareto.json.
         """
         from edgenas.evaluate.executor import make_executor
-        from edgenas.search.launch import SearchRequest, launch_search
+        from edgenas.search.launch import DEFAULT_STRATEGY, SearchRequest, launch_search
 
+        strategy = strategy or DEFAULT_STRATEGY  # resolved here: the CLI's start-up does not import the search stack
         proj = project()
         from edgenas.search.darts_launch import is_darts_run
 

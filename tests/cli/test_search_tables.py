@@ -86,3 +86,20 @@ def test_new_strategies_from_the_cli_and_resume(bare, cli, strategy):
         [json.loads(x)["arch"] for x in (run / "evaluations.jsonl").read_text().splitlines()] == \
         [json.loads(x)["arch"] for x in lines]
     assert json.loads(res2.out)["best"] == s["best"]
+
+
+def test_default_strategy_is_the_one_help_names_and_the_cli_starts_light(bare, cli):
+    import subprocess
+    import sys
+
+    from edgenas.search.launch import DEFAULT_STRATEGY
+
+    assert f"default {DEFAULT_STRATEGY}" in cli("search", "--help").out
+    res = cli("search", "--space", "nb201", "--table", str(HW), "--budget", "5", "--out", str(bare / "r"), "--json")
+    assert res.code == 0, res.err
+    assert json.loads((bare / "r" / "config.json").read_text())["strategy"] == DEFAULT_STRATEGY
+    # loading the CLI (e.g. for --help) does not import the search stack
+    code = "import sys, edgenas.cli; print('edgenas.search.launch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2]).stdout
+    assert out.strip() == "False"
