@@ -58,6 +58,7 @@ def calibrate_device(project: Project, device: str, space_name: str, *, measure:
     from edgenas.store import Measurement, open_store
 
     from edgenas.limits import check_count, check_seed
+    from edgenas.store.db import database_exists
 
     check_count(measure, "--measure", 0)  # before anything (the measurement database) is created
     check_seed(seed)
@@ -65,7 +66,7 @@ def calibrate_device(project: Project, device: str, space_name: str, *, measure:
     with open_session(project, device) as s:
         fp_hash = s.info().fingerprint_hash
         lut = current_lut(project, s.device, space.name, fp_hash)
-        if measure == 0 and not _has_database(project):
+        if measure == 0 and not database_exists(project):  # checked without creating it: nothing changes on disk
             raise InputError(f"no measurements of '{space.name}' on '{s.device}' yet",
                              hint=f"run: edgenas lut calibrate {s.device} --space {space.name} --measure 10")
         store = open_store(project)  # only now: a failed start creates no database
@@ -106,13 +107,3 @@ def calibrate_device(project: Project, device: str, space_name: str, *, measure:
 
     return CalibrationResult(s.device, space.name, len(ms), len(archs), dict(cal.params), cal.residual,
                              within10(raw), within10(calibrated), str(path))
-
-
-def _has_database(project: Project) -> bool:
-    """Whether measurements can exist: a database named by $EDGENAS_DB, or the project's own file
-    (checked without creating it: a failing calibrate changes nothing on disk)."""
-    import os
-
-    from edgenas.store.db import ENV_VAR
-
-    return bool(os.environ.get(ENV_VAR)) or (project.state_dir / "edgenas.db").exists()

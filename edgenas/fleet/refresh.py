@@ -198,21 +198,18 @@ def stale_runs_after(project: Project, results: list[DeviceRefresh], db_url: str
     """How many recorded search runs are stale on the devices this refresh rebuilt or rescaled.
 
     ``None`` when there is no experiment database yet (none is created here) or it cannot be read."""
-    import os
-
-    from edgenas.store.db import ENV_VAR, resolve_url
+    from edgenas.store.db import database_exists
 
     changed = sorted({r.device for r in results if r.status in ("refreshed", "rescaled")})
-    url = resolve_url(db_url, project)
     if not changed:
         return 0
-    if not (db_url or os.environ.get(ENV_VAR)) and not (project.state_dir / "edgenas.db").exists():
+    if not database_exists(project, db_url):
         return None
     from edgenas.search.stale import find_stale
     from edgenas.store import open_db
 
     try:
-        db = open_db(url, project)
+        db = open_db(db_url, project)
         return sum(len(find_stale(db, project, device=d)[0]) for d in changed)
     except EdgenasError:
         return None

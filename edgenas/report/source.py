@@ -243,12 +243,10 @@ class FolderSource(DataSource):
         return read_jsonl(path) if self._inside(path) else []
 
     def _has_db(self) -> bool:
-        """Whether an experiment database exists (never created by reading): $EDGENAS_DB or the project's."""
-        import os
+        """Whether an experiment database exists (never created by reading)."""
+        from edgenas.store.db import database_exists
 
-        from edgenas.store.db import ENV_VAR
-
-        return bool(os.environ.get(ENV_VAR)) or (Path(self.project.state_dir) / "edgenas.db").is_file()
+        return database_exists(self.project)
 
     def measurements(self, device: str | None = None, space: str | None = None) -> list[Any]:
         if not self._has_db():

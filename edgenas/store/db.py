@@ -50,6 +50,12 @@ def resolve_url(url: str | None = None, project: Project | None = None) -> str:
     return url or os.environ.get(ENV_VAR) or default_url(project)
 
 
+def database_exists(project: Project, url: str | None = None) -> bool:
+    """Whether there is an experiment database to read, checked without creating one: a URL given (or
+    ``$EDGENAS_DB``), or the project's own SQLite file."""
+    return bool(url or os.environ.get(ENV_VAR)) or (project.state_dir / "edgenas.db").is_file()
+
+
 def describe(url: str) -> str:
     """The URL with any password masked (for messages)."""
     try:
