@@ -288,20 +288,16 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
                     atomic_write_json(folder / "warm_start.json", warm)
             result = run_search(config, problem, folder, resume=resume, progress=progress,
                                 initial_population=initial, strategy_hooks=hooks)
-        except KeyboardInterrupt:
-            _index_stopped(db, project, folder, problem, rerun_of, started)
-            raise SearchInterrupted(f"search interrupted; every finished evaluation is kept in {out_dir}",
-                                    hint=resume_hint) from None
-        except OSError as exc:
+        except BaseException as exc:
             from edgenas.outdirs import DISK_ERRNOS
 
             _index_stopped(db, project, folder, problem, rerun_of, started)
-            if exc.errno not in DISK_ERRNOS:
-                raise
-            raise disk_error(exc, f"the run folder {out_dir}",
-                             hint="free some space, then " + resume_hint if req_path.exists() else None) from None
-        except BaseException:
-            _index_stopped(db, project, folder, problem, rerun_of, started)
+            if isinstance(exc, KeyboardInterrupt):
+                raise SearchInterrupted(f"search interrupted; every finished evaluation is kept in {out_dir}",
+                                        hint=resume_hint) from None
+            if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
+                raise disk_error(exc, f"the run folder {out_dir}",
+                                 hint="free some space, then " + resume_hint if req_path.exists() else None) from None
             raise
         if db is not None:
             _index(db, project, folder, problem, None, rerun_of, started)
