@@ -91,7 +91,7 @@ def register(app: typer.Typer) -> None:
         if r.warm_start:
             out.print(f"warm start: {escape(str(r.warm_start.get('note', '')))}")
             for c in r.warm_start.get("candidates", []):
-                out.print(f"  {c['run_id']}: similarity {c['similarity']:.2f} (task {c['task_similarity']:.2f}, "
+                out.print(f"  {escape(str(c['run_id']))}: similarity {c['similarity']:.2f} (task {c['task_similarity']:.2f}, "
                           f"device {c['device_similarity']:.2f}) {'used' if c['used'] else 'not used'}")
         if r.rerun_of:
             out.print(f"re-run of {escape(r.rerun_of)}")
