@@ -202,7 +202,7 @@ def _darts(proj, space, device, budgets, data, epochs, seed, latency_weight, ski
     cfg = None
     if not resume:
         if not space:
-            raise InputError("missing --space", hint="--strategy darts supports --space nb201")
+            raise InputError("missing --space", hint="--strategy darts supports nb201 and the mbv3 spaces")
         cfg = darts_config(space, device, budgets, data=data, epochs=epochs, seed=seed,
                            latency_weight=latency_weight, skip_dropout=skip_dropout)
     with progress_bar(quiet=json_out) as bar:
@@ -212,6 +212,13 @@ def _darts(proj, space, device, budgets, data, epochs, seed, latency_weight, ski
         return
     lat = ", ".join(f"{k} {v:.4g} ms" + (f" (budget {rec['budgets_ms'][k]:.4g})" if rec["budgets_ms"].get(k) else "")
                     for k, v in rec["latency_ms"].items())
-    out.print(f"[green]derived[/green] {escape(rec['arch']['arch'])}; skip edges {rec['skip_edges']}; "
-              f"predicted latency: {lat or 'n/a'}{' [yellow](earlier epoch: the last one missed the budget)[/yellow]' if rec['fallback'] else ''}")
+    if "skip_edges" not in rec:  # an mbv3 space: ProxylessNAS-style relaxation
+        a = rec["arch"]
+        desc = escape(f"r={a['r']} d={a['d']} ks={a['ks']} e={a['e']}")
+        how = "" if rec["derivation"] == "argmax" else f" [yellow]({escape(rec['derivation'])}, {rec['repair_steps']} steps)[/yellow]"
+        out.print(f"[green]derived[/green] {desc}; "
+                  f"predicted latency: {lat or 'n/a'}{how}")
+    else:
+        out.print(f"[green]derived[/green] {escape(rec['arch']['arch'])}; skip edges {rec['skip_edges']}; "
+                  f"predicted latency: {lat or 'n/a'}{' [yellow](earlier epoch: the last one missed the budget)[/yellow]' if rec['fallback'] else ''}")
     out.print(f"run folder {escape(str(folder))} (best.json, history.json, checkpoint)")

@@ -8,6 +8,7 @@ from typing import Any, Callable, Sequence
 from edgenas.errors import InputError
 from edgenas.io import read_json
 from edgenas.project import Project
+from edgenas.search.darts_mbv3_train import MbDartsConfig
 from edgenas.search.darts_train import DartsConfig, run_darts
 
 
@@ -16,15 +17,20 @@ def is_darts_run(folder: Path) -> bool:
     return cfg.exists() and read_json(cfg, "run config").get("kind") == "darts"
 
 
-def launch_darts(project: Project, config: DartsConfig | None, out_dir: Path, *, resume: bool = False,
+def launch_darts(project: Project, config: DartsConfig | MbDartsConfig | None, out_dir: Path, *, resume: bool = False,
                  progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     from edgenas.latency.predictor import LatencyPredictor
     from edgenas.latency.store import LutStore
     from edgenas.spaces import get_space
 
     if resume:
-        config = DartsConfig.from_json(read_json(Path(out_dir) / "config.json", "run config"))
+        saved = read_json(Path(out_dir) / "config.json", "run config")
+        config = MbDartsConfig.from_json(saved) if saved.get("space") != "nb201" else DartsConfig.from_json(saved)
     assert config is not None
+    if isinstance(config, MbDartsConfig):
+        from edgenas.search.darts_mbv3_launch import launch_mbv3_darts
+
+        return launch_mbv3_darts(project, config, out_dir, resume=resume, progress=progress)
     space = get_space(config.space)
     store = LutStore(project.luts_dir)
     models = [(name, LatencyPredictor(store.latest(name, space.name), space)) for name, _ in config.devices]
@@ -40,12 +46,17 @@ def launch_darts(project: Project, config: DartsConfig | None, out_dir: Path, *,
 
 
 def darts_config(space: str, devices: Sequence[str], budgets: Sequence[float], *, data: str, epochs: int,
-                 seed: int, latency_weight: float, skip_dropout: float) -> DartsConfig:
+                 seed: int, latency_weight: float, skip_dropout: float) -> DartsConfig | MbDartsConfig:
     b = list(budgets)
     if b and len(b) not in (1, len(devices)):
         raise InputError(f"{len(b)} latency budgets for {len(devices)} devices")
     if b and not devices:
         raise InputError("a latency budget needs a device (--device) with an nb201 LUT")
     per = [None] * len(devices) if not b else (b * len(devices) if len(b) == 1 else b)
+    if space != "nb201":
+        if skip_dropout:
+            raise InputError("--skip-dropout applies to nb201's skip connections, not to the mbv3 spaces")
+        return MbDartsConfig(space=space, data=data, epochs=epochs, seed=seed, latency_weight=latency_weight,
+                             devices=tuple(zip(devices, per)))
     return DartsConfig(space=space, data=data, epochs=epochs, seed=seed, latency_weight=latency_weight,
                        skip_dropout=skip_dropout, devices=tuple(zip(devices, per)))
