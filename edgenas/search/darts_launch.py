@@ -51,7 +51,7 @@ def darts_config(space: str, devices: Sequence[str], budgets: Sequence[float], *
     if b and len(b) not in (1, len(devices)):
         raise InputError(f"{len(b)} latency budgets for {len(devices)} devices")
     if b and not devices:
-        raise InputError("a latency budget needs a device (--device) with an nb201 LUT")
+        raise InputError("a latency budget needs a device (--device) with a LUT for the space")
     per = [None] * len(devices) if not b else (b * len(devices) if len(b) == 1 else b)
     if space != "nb201":
         if skip_dropout:

@@ -149,3 +149,18 @@ def test_bad_input_is_one_red_line_and_creates_nothing(cli, tiny_project, tmp_pa
     r = _run(cli, tiny_project, out, "--skip-dropout", "0.2")
     assert r.code == 2 and "applies to nb201" in r.err
     assert not out.exists()
+
+
+def test_two_devices_give_two_terms_and_both_budgets_hold(tiny_project, tmp_path):
+    from edgenas.search.darts_mbv3_train import MbDartsConfig, run_mbv3_darts
+
+    pred = _predictor(tiny_project)
+    lo = pred.min_latency()[0]
+    rng = np.random.default_rng(1)
+    med = float(np.median(pred.predict_many([pred.space.sample(rng) for _ in range(300)])))
+    budgets = (("local", med), ("local-b", lo + 0.25 * (med - lo)))  # the same LUT under a second name
+    cfg = MbDartsConfig(space=SPACE, data=str(tiny_project / "small.npz"), epochs=1, seed=0, devices=budgets)
+    rec = run_mbv3_darts(cfg, [("local", pred), ("local-b", pred)], tmp_path / "run")
+    hist = json.loads((tmp_path / "run" / "history.json").read_text())["history"]
+    assert len(hist[0]["lambda"]) == 2 and hist[0]["lambda"][1] >= hist[0]["lambda"][0]
+    assert rec["within_budget"] and all(rec["latency_ms"][n] <= b for n, b in budgets)
