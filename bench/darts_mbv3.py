@@ -11,7 +11,10 @@ measured latency (at the device's nominal speed when the LUT has a speed referen
 also trained from scratch for ``--train-epochs`` on digits (``ShortTrainEvaluator``: split seed 0,
 held-out 20%) so the two variants' accuracies can be compared.
 
-Usage: nice -n 10 python bench/darts_mbv3.py --seeds 2 --epochs 5 [--project DIR]
+With ``--calibrate N`` the LUT is first calibrated on N measured random networks, so the budget, the
+search and the prediction are in calibrated milliseconds.
+
+Usage: nice -n 10 python bench/darts_mbv3.py --seeds 2 --epochs 5 [--calibrate 10] [--project DIR]
 """
 
 from __future__ import annotations
@@ -81,6 +84,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--budget-quantile", type=float, default=0.5)
+    ap.add_argument("--calibrate", type=int, default=0,
+                    help="first calibrate the LUT on this many measured random networks (edgenas lut calibrate)")
     ap.add_argument("--repeat", type=int, default=2, help="deploy every derived network this many times (rounds)")
     ap.add_argument("--train-epochs", type=float, default=3.0,
                     help="each derived network is trained from scratch this long on digits (held-out accuracy)")
@@ -103,6 +108,12 @@ def main() -> None:
 
         profile_device(proj, "local", space.name)
     profile_s = time.perf_counter() - t0
+    cal = None
+    if args.calibrate:
+        from edgenas.fleet.calibrate import calibrate_device
+
+        cal = calibrate_device(proj, "local", space.name, measure=args.calibrate, seed=0)
+        cal = cal.to_dict()
     pred = LatencyPredictor(store.latest("local", space.name), space)
     rng = np.random.default_rng(0)
     random_ms = pred.predict_many([space.sample(rng) for _ in range(2000)])
@@ -158,7 +169,7 @@ def main() -> None:
                       "budget_ms": budget, "budget_quantile": args.budget_quantile,
                       "random_ms": {"min": float(random_ms.min()), "median": float(np.median(random_ms)),
                                     "max": float(random_ms.max())},
-                      "fastest_ms": pred.min_latency()[0], "profile_s": round(profile_s, 1),
+                      "fastest_ms": pred.min_latency()[0], "profile_s": round(profile_s, 1), "calibration": cal,
                       "baseline": "no-budget", "train_epochs": args.train_epochs, "variants": variants, "torch_threads": 1,
                       "load_avg": os.getloadavg(), "python": platform.python_version()}, indent=2))
 
