@@ -164,3 +164,30 @@ def test_two_devices_give_two_terms_and_both_budgets_hold(tiny_project, tmp_path
     hist = json.loads((tmp_path / "run" / "history.json").read_text())["history"]
     assert len(hist[0]["lambda"]) == 2 and hist[0]["lambda"][1] >= hist[0]["lambda"][0]
     assert rec["within_budget"] and all(rec["latency_ms"][n] <= b for n, b in budgets)
+
+
+def test_ofa_w12_relaxation_on_the_published_note10_table():
+    from pathlib import Path
+
+    from edgenas.latency.ofa_import import import_ofa_lut
+    from edgenas.latency.predictor import LatencyPredictor
+    from edgenas.search.darts_mbv3 import MBV3Relaxation, sampled_forward
+    from edgenas.search.darts_mbv3_latency import ExpectedLatencyMBV3
+    from edgenas.spaces import get_space
+    from edgenas.supernet.model import MBV3Supernet
+
+    folder = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ofa_note10_lut"
+    if not folder.is_dir():
+        pytest.skip(f"needs the reference data {folder}")
+    space = get_space("ofa-mbv3-w12")
+    pred = LatencyPredictor(import_ofa_lut(folder), space)
+    term = ExpectedLatencyMBV3("note10", pred, space)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        arch = space.sample(rng)
+        assert float(term(*_one_hot(space, arch))) == pytest.approx(float(pred.predict_many([arch])[0]), rel=1e-9)
+    relax = MBV3Relaxation(space.config)
+    assert pred.min_latency()[0] < float(term(*relax.probs()).detach()) < float(pred.predict_many([space.sample(rng)])[0]) * 3
+    path = relax.gumbel_sample(torch.Generator().manual_seed(0), 1.0)
+    sampled_forward(MBV3Supernet(space.config), relax, torch.randn(1, 3, 160, 160), path).sum().backward()
+    assert relax.alpha_r.grad is not None and relax.alpha_ke.grad.abs().sum() > 0
