@@ -19,7 +19,9 @@ Methods, all in this run:
 
 ``ceiling``: gradient-boosted trees (scikit-learn ``HistGradientBoostingRegressor``, 300 iterations,
 log target) on one-hot edge operations fitted on 5,000 of the device's OWN rows, scored on the rest
-(median over ``--ceiling-seeds`` random splits). Metrics: Spearman, Kendall tau, share within +-10%
+(median over ``--ceiling-seeds`` random splits). ``lut_combination_all_rows``: least squares of the
+device's column on the reference LUTs over ALL its rows (in-sample): the best a linear combination of
+the references can do, an upper bound for ``meta`` without its correction. Metrics: Spearman, Kendall tau, share within +-10%
 (``within10``), median over seeds, and the worst seed's ``within10`` (``within10_min``).
 """
 
@@ -135,6 +137,10 @@ def run(table: HwTable, seeds: list[int], n_ceiling: int, ceiling_seeds: int) ->
             print(f"{col} k={k} done", file=sys.stderr)
         if ceiling_seeds:
             dev["ceiling_5000_own_rows"] = ceiling(onehot, y, seeds[:ceiling_seeds], n_ceiling)
+        # what a linear combination of the reference LUTs can do at best: least squares on ALL the
+        # device's rows (in-sample; an upper bound for meta without its descriptor correction)
+        A = np.column_stack([RL, np.ones(len(y))])
+        dev["lut_combination_all_rows"] = _summary([_metrics(A @ np.linalg.lstsq(A, y, rcond=None)[0], y)])
         out["devices"][col] = dev
         print(f"{col} done", file=sys.stderr)
     return out

@@ -10,8 +10,10 @@ measuring it on the new device:
   multiply-accumulates, activation volume and block count summed over its block keys; for NAS-Bench-201
   cells the operation counts and the graph-aware live/dead counts of ``graph_descriptors``.
 
-``FewShotLatency`` serves the model to search like a ``LatencyPredictor`` (``predict_many`` and
-``min_latency``). The record (``FewShotModel``) is JSON with a schema number; no pickle.
+The regressor is ``MetaFewShot`` (``fewshot_meta``; older records hold a ``FewShotEnsemble``, and
+``REGRESSORS`` loads either by its ``kind``). ``FewShotLatency`` serves the model to search like a
+``LatencyPredictor`` (``predict_many`` and ``min_latency``). The record (``FewShotModel``) is JSON with
+a schema number; no pickle.
 """
 
 from __future__ import annotations
