@@ -21,8 +21,9 @@ Methods, all in this run:
 log target) on one-hot edge operations fitted on 5,000 of the device's OWN rows, scored on the rest
 (median over ``--ceiling-seeds`` random splits). ``lut_combination_all_rows``: least squares of the
 device's column on the reference LUTs over ALL its rows (in-sample): the best a linear combination of
-the references can do, an upper bound for ``meta`` without its correction. Metrics: Spearman, Kendall tau, share within +-10%
-(``within10``), median over seeds, and the worst seed's ``within10`` (``within10_min``).
+the references can do, an upper bound for ``meta`` without its correction. Metrics: Spearman, Kendall
+tau, share within +-10% (``within10``), median over seeds, and the worst seed's ``within10``
+(``within10_min``).
 """
 
 from __future__ import annotations

@@ -240,7 +240,8 @@ def choose_config(pool, n_refs: int, k: int, *, targets=None, configs: Sequence[
         raise InputError(f"inner targets must be finite, > 0 and of shape {R.shape}, got {T.shape}")
     if n_refs < 2 or k < MIN_K:
         return DEFAULT, {"tasks": 0, "reason": "fewer than 2 references" if n_refs < 2 else f"k < {MIN_K}"}
-    rows = np.random.default_rng(12345).permutation(X.shape[0])[:n_pool] if X.shape[0] > n_pool else np.arange(X.shape[0])
+    n = X.shape[0]
+    rows = np.random.default_rng(12345).permutation(n)[:n_pool] if n > n_pool else np.arange(n)
     if k >= rows.size:
         return DEFAULT, {"tasks": 0, "reason": "pool too small"}
     Xs, Ts = X[rows], T[rows]
