@@ -87,20 +87,43 @@ def protocols(long_n: int, with_before: bool, skip: list[str], candidates: list[
     return protos
 
 
-def agreement(protos: dict, keys: list[str], medians: dict, total: dict, own: dict, unstable: dict) -> dict:
+def rel_diffs(protos: dict, keys: list[str], medians: dict) -> dict[str, dict[str, float]]:
+    """Per protocol: median / p90 / largest of |entry median / long reference - 1| over the keys."""
     longm = np.array([medians["long"][k] for k in keys])
-    res = {}
+    out = {}
     for label in protos:
-        if label == "long":
-            continue
-        m = np.array([medians[label][k] for k in keys])
-        rel = np.abs(m / longm - 1.0)
-        res[label] = {"timing_s": round(total[label], 2), "warmup_and_sampling_s": round(own[label], 2),
-                      "speedup_vs_fixed_500": round(total["fixed_500"] / total[label], 2),
-                      "median_rel_diff_vs_long": round(float(np.median(rel)), 4),
-                      "p90_rel_diff_vs_long": round(float(np.quantile(rel, 0.9)), 4),
-                      "max_rel_diff_vs_long": round(float(rel.max()), 4), "unstable": unstable[label]}
-    return res
+        if label != "long":
+            rel = np.abs(np.array([medians[label][k] for k in keys]) / longm - 1.0)
+            out[label] = {"median": round(float(np.median(rel)), 4), "p90": round(float(np.quantile(rel, 0.9)), 4),
+                          "max": round(float(rel.max()), 4)}
+    return out
+
+
+def agreement(protos: dict, keys: list[str], medians: dict, corrected: dict, total: dict, own: dict,
+              unstable: dict) -> dict:
+    raw, cor = rel_diffs(protos, keys, medians), rel_diffs(protos, keys, corrected)
+    return {label: {"timing_s": round(total[label], 2), "warmup_and_sampling_s": round(own[label], 2),
+                    "speedup_vs_fixed_500": round(total["fixed_500"] / total[label], 2),
+                    "median_rel_diff_vs_long": raw[label]["median"], "p90_rel_diff_vs_long": raw[label]["p90"],
+                    "max_rel_diff_vs_long": raw[label]["max"], "unstable": unstable[label],
+                    "drift_corrected_rel_diff_vs_long": cor[label]} for label in raw}
+
+
+#: the speed probe around every call (drift correction of the agreement only; no protocol is changed)
+SPEED_PROBE = {"warmup_min_n": 10, "warmup_min_s": 0.005, "fixed_n": 200}
+
+
+def drift_corrected(calls: list, keys: list[str], n_passes: int) -> dict[str, dict[str, float]]:
+    """Every call's medians scaled by (the space's median speed probe) / (the mean of the probes
+    right before and after the call): the same correction for every protocol and for the long passes."""
+    nominal = float(np.median([c[3] for c in calls] + [calls[-1][4]]))
+    out: dict[str, dict[str, float]] = {}
+    passes: list[dict[str, float]] = [{} for _ in range(n_passes)]
+    for label, j, got, before, after in calls:
+        scaled = {k: v * nominal / ((before + after) / 2.0) for k, v in got.items()}
+        (passes[j] if label == "long" else out.setdefault(label, {})).update(scaled)
+    out["long"] = {k: float(np.median([p[k] for p in passes])) for k in keys}
+    return out
 
 
 def schedule(labels: list[str], passes: int) -> list[tuple[str, int]]:
@@ -181,6 +204,7 @@ def main() -> None:
                 medians: dict[str, dict[str, float]] = {p: {} for p in protos}
                 unstable = {p: 0 for p in protos}
                 passes: list[dict[str, float]] = [{} for _ in range(a.long_passes)]
+                calls: list[tuple[str, int, dict[str, float], float, float]] = []  # label, pass, medians, speed before/after
                 loads = [load()]
                 labels = [p for p in protos if p != "long"]
                 t_space = time.perf_counter()
@@ -195,26 +219,41 @@ def main() -> None:
                         unstable[label] += 0 if st.get("stable", True) else 1
                     return {k: float(st["median_ms"]) for k, st in out["results"].items()}
 
+                def speed(tag: str) -> float:
+                    """The machine's speed now: the reference model's median over 200 runs (fixed_n)."""
+                    out = s.call("bench_many", dict(s.runtime_params(), items=[{"key": "speed", "model": ref}],
+                                                    protocol=SPEED_PROBE, partial=f"partial/{name}-speed-{tag}.jsonl"))
+                    return float(out["results"]["speed"]["median_ms"])
+
                 for c in range(0, len(keys), a.chunk):
                     chunk = keys[c:c + a.chunk]
                     items = [{"key": k, "model": remote[k]} for k in chunk]
                     turn = (c // a.chunk) % len(labels)  # rotate who goes first, chunk by chunk
-                    for label, j in schedule(labels[turn:] + labels[:turn], a.long_passes):
+                    before = speed(f"{c}-0")
+                    for i, (label, j) in enumerate(schedule(labels[turn:] + labels[:turn], a.long_passes)):
                         if label == "long":
-                            passes[j].update(timed("long", protos["long"], items, f"long{j}-{c}"))
+                            got = timed("long", protos["long"], items, f"long{j}-{c}")
+                            passes[j].update(got)
                         else:
-                            medians[label].update(timed(label, protos[label], items, f"{label}-{c}"))
+                            got = timed(label, protos[label], items, f"{label}-{c}")
+                            medians[label].update(got)
+                        after = speed(f"{c}-{i + 1}")
+                        calls.append((label, j, got, before, after))
+                        before = after
                     loads.append(load())
                     print(f"{name}: {min(c + a.chunk, len(keys))}/{len(keys)} (load {loads[-1]})", file=sys.stderr)
                 medians["long"] = {k: float(np.median([p[k] for p in passes])) for k in keys}
+                corrected = drift_corrected(calls, keys, a.long_passes)
                 longm = [medians["long"][k] for k in keys]
-                dumps[f"{name}@{resolution}"] = dict(medians, passes=passes)
+                dumps[f"{name}@{resolution}"] = dict(medians, passes=passes, corrected=corrected,
+                                                     speed=[c[3] for c in calls])
                 out_spaces.append({
                     "space": name, "resolution": resolution, "n_keys": len(keys),
                     "subset": f"{n_blocks} keys, seed {a.seed}" if n_blocks else "all keys",
                     "long_timing_s": round(total["long"], 2),
                     "long_pass_to_pass_median_rel_diff": pass_noise(passes, keys),
-                    "results": agreement(protos, keys, medians, total, own, unstable),
+                    "results": agreement(protos, keys, medians, corrected, total, own, unstable),
+                    "speed_probe_ms_range": [round(min(c[3] for c in calls), 4), round(max(c[3] for c in calls), 4)],
                     "block_ms_range_long": [round(min(longm), 4), round(max(longm), 4)],
                     "load_avg_1m": {"start": loads[0], "end": loads[-1], "max": max(loads),
                                     "mean": round(sum(loads) / len(loads), 2)},
