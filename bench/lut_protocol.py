@@ -27,8 +27,13 @@ Per space and protocol: the agent's total timing seconds (``bench_many``'s ``tot
 sessions, warm-up, sampling, partial-file writes; transfers are identical and excluded), the part of it
 spent warming up and sampling (sum of the entries' own ``total_s``), speed-up over fixed-500, and the
 relative difference of each entry's median from the long run's (median, 90th percentile, largest).
-The machine's 1-minute load average is read before and after each space and between chunks. This
-machine is shared and noisy: compare the ratios within one run, not absolute figures across runs.
+The same agreement is also given drift-corrected: every call is bracketed by a speed probe (the
+speed reference model, 200 fixed runs) and its medians are scaled by the space's median probe over the
+mean of the two probes around the call - one correction for every protocol and every long pass.
+``long_pass_to_pass_median_rel_diff`` (each pass against the median of the others) is the noise floor
+of the reference itself. The machine's 1-minute load average is read before and after each space and
+between chunks. This machine is shared and noisy: compare within one run, not absolute figures across
+runs.
 """
 
 from __future__ import annotations
