@@ -209,7 +209,8 @@ def main() -> None:
                 medians: dict[str, dict[str, float]] = {p: {} for p in protos}
                 unstable = {p: 0 for p in protos}
                 passes: list[dict[str, float]] = [{} for _ in range(a.long_passes)]
-                calls: list[tuple[str, int, dict[str, float], float, float]] = []  # label, pass, medians, speed before/after
+                # (label, long pass or -1, medians, speed probe before, speed probe after), one per call
+                calls: list[tuple[str, int, dict[str, float], float, float]] = []
                 loads = [load()]
                 labels = [p for p in protos if p != "long"]
                 t_space = time.perf_counter()
@@ -267,8 +268,9 @@ def main() -> None:
         shutil.rmtree(base, ignore_errors=True)
     if a.dump:
         a.dump.write_text(json.dumps(dumps))
-    print(json.dumps({"bench": "lut_protocol", "long": f"{a.long_n} single runs per block in {a.long_passes} pass(es) of {a.long_n // a.long_passes} "
-                              "(each after the 10-run/50 ms warm-up), spread among the protocols; median of pass medians",
+    long_desc = (f"{a.long_n} single runs per block in {a.long_passes} pass(es) of {a.long_n // a.long_passes} "
+                 "(each after the 10-run/50 ms warm-up), spread among the protocols; median of pass medians")
+    print(json.dumps({"bench": "lut_protocol", "long": long_desc,
                       "chunk": a.chunk, "protocols": protos, "spaces": out_spaces,
                       "wall_s": round(time.perf_counter() - t_start, 1),
                       "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),

@@ -2,9 +2,9 @@
 
 ``bench_many`` times its models one after the other, or with ``interleave`` >= 2 in round-robin groups
 (``interleave.py``). It appends every finished entry to its partial JSON-lines file (fsync per line;
-entries finishing in the same round of a group together, one fsync) before the next starts; an entry already in that file with the same key, model and settings is reused, not
-measured again, so an interrupted profile resumes where it stopped. A torn last line (a crash while
-writing) is ignored.
+the entries finishing in the same round of a group together, one fsync) before going on; an entry
+already in that file with the same key, model and settings is reused, not measured again, so an
+interrupted profile resumes where it stopped. A torn last line (a crash while writing) is ignored.
 """
 
 from __future__ import annotations
