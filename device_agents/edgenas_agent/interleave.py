@@ -6,7 +6,7 @@ session, and times them side by side instead of one after the other:
 1. **warm-up by time**: each model runs until ``warmup_min_n`` runs and ``warmup_min_s`` seconds of its
    own are done (at most half of ``max_s``);
 2. **rounds**: in each round every model still active takes one *turn*: ``burst_warmup_n`` runs that
-   re-warm its caches and are not kept (the first run after another model ran is 1.5-3x as slow than
+   re-warm its caches and are not kept (the first run after another model ran takes 1.5-3x as long as
    back-to-back runs), then ``burst`` single runs, each one sample. With a speed reference, the
    reference takes one turn per round before the models (it is sampled once per round, not after every
    sample), and each sample's ratio divides it by the median of that round's reference turn;
