@@ -213,5 +213,5 @@ def _darts(proj, space, device, budgets, data, epochs, seed, latency_weight, ski
     lat = ", ".join(f"{k} {v:.4g} ms" + (f" (budget {rec['budgets_ms'][k]:.4g})" if rec["budgets_ms"].get(k) else "")
                     for k, v in rec["latency_ms"].items())
     out.print(f"[green]derived[/green] {escape(rec['arch']['arch'])}; skip edges {rec['skip_edges']}; "
-              f"predicted latency: {lat or 'n/a'}{' [yellow](earlier epoch: the last one missed the budget)[/yellow]' if rec['fallback'] else ''}")
+              f"predicted latency: {lat or 'n/a'}{' [yellow](the most probable cell missed the budget: the most probable one within it)[/yellow]' if rec['derivation'] == 'budget' else ''}")
     out.print(f"run folder {escape(str(folder))} (best.json, history.json, checkpoint)")

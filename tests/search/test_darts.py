@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from edgenas.errors import InputError
-from edgenas.search.darts_nb201 import DartsNB201, ExpectedLatency
+from edgenas.search.darts_nb201 import BudgetDerivation, DartsNB201, ExpectedLatency, derivable_probs, derive
 
 FAST = {"warmup_min_n": 3, "warmup_min_s": 0.01, "min_n": 5, "min_s": 0.02, "max_s": 0.3}
 
@@ -53,6 +53,49 @@ def test_expected_latency_is_the_lut_sum_at_one_hot_and_differentiable(nb201_pro
     g = alpha.grad[0]
     assert g[3] > g[0]  # a 3x3 conv costs more than none
     assert DartsNB201(C=4, N=1)(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_derivation_excludes_none_and_the_latency_term_cannot_push_towards_it(nb201_project):
+    pred = _predictor(nb201_project)
+    term = ExpectedLatency("local", pred)
+    alpha = torch.zeros(6, 5)
+    alpha[:, 0] = 5.0                      # `none` strongest on every edge
+    alpha[:, 3] = 1.0                      # then the 3x3 conv
+    assert derive(alpha).ops == ("nor_conv_3x3",) * 6
+    a = alpha.clone().requires_grad_(True)
+    term(derivable_probs(a)).backward()
+    assert torch.all(a.grad[:, 0] == 0)    # raising `none` no longer lowers the expected latency
+    assert torch.all(a.grad[:, 3] > 0) and torch.all(a.grad[:, 1] < 0)  # conv costs, skip saves
+    assert float(derivable_probs(alpha)[:, 0].sum()) == 0.0
+
+
+def test_budget_derivation_is_the_most_probable_cell_within_budget(nb201_project):
+    from edgenas.spaces import get_space
+
+    space = get_space("nb201")
+    pred = _predictor(nb201_project)
+    rng = torch.Generator().manual_seed(0)
+    alpha = torch.randn(6, 5, generator=rng)
+    assert BudgetDerivation([("local", pred)], [None])(alpha) == derive(alpha)  # no budget: the argmax
+    archs = [a for a in space.all_archs() if "none" not in a.ops]
+    ms = pred.predict_many(archs)
+    logp = torch.log(derivable_probs(alpha)).numpy()
+    score = np.array([sum(logp[e, space.to_genes(a)[e]] for e in range(6)) for a in archs])
+    budget = float(np.quantile(ms, 0.2))
+    assert pred.predict(derive(alpha)) > budget  # the argmax does not fit: the derivation has work to do
+    chosen = BudgetDerivation([("local", pred)], [budget])(alpha)
+    best = max((i for i in range(len(archs)) if ms[i] <= budget), key=lambda i: score[i])
+    assert chosen.ops == archs[best].ops and "none" not in chosen.ops
+    lo, _ = pred.min_latency()
+    assert BudgetDerivation([("local", pred)], [lo * 0.5])(alpha) is None  # nothing fits
+
+    class OneMsPerOp:  # this LUT's costs plus 1 ms per op that is not `none`: `none` now clearly cheapest
+        def predict_many(self, genes):
+            return pred.predict_many(genes) + (np.asarray(genes) != 0).sum(axis=1)
+
+    tight = BudgetDerivation([("slow", OneMsPerOp())], [lo + 3.5])  # at most 3 ops besides `none` fit
+    cell = tight(alpha)
+    assert tight.includes_none and 3 <= cell.ops.count("none") <= 6
 
 
 def _run(cli, root, out, *extra):
@@ -108,8 +151,11 @@ def test_lagrange_budget_drives_the_derived_cell_under_budget(nb201_project, tmp
                       seed=1, devices=(("local", budget),))
     rec = run_darts(cfg, [("local", pred)], tmp_path / "run")
     hist = json.loads((tmp_path / "run" / "history.json").read_text())["history"]
-    assert hist[0]["lambda"][0] > 0  # the multiplier rose while the relaxed network was over budget
+    assert hist[0]["lambda"][0] == 0  # warm-up epoch: no latency term yet
+    assert hist[1]["lambda"][0] > 0  # then the multiplier rose while the relaxed network was over budget
     assert rec["within_budget"] and rec["latency_ms"]["local"] <= budget
+    assert rec["none_edges"] == 0 and rec["derivation"] in ("argmax", "budget")
+    assert all("none" not in h["arch"] for h in hist)
 
 
 def test_darts_bad_input_is_one_red_line(cli, tmp_path, monkeypatch):
