@@ -9,11 +9,16 @@ the other half, minimising
 
 E[latency] is taken under ``derivable_probs`` (the softmax without ``none``), the distribution the
 derivation picks from. With a budget, ``lambda_d`` rises by ``lambda_lr * clip(L_d / budget_d - 1,
--1, 1)`` after every step (dual ascent with clipped steps, floored at 0), where ``L_d`` is the larger
-of E[latency_d] and the latency of the argmax cell at that moment: the relaxed mixture can be under
-budget while its derived cell is over (the discretisation gap). The latency term (penalty or
-multiplier) is off for the first ``latency_warmup`` fraction of the epochs, so the architecture
-weights first learn what the ops are worth for accuracy (warm-up as in ProxylessNAS / P-DARTS).
+-1, 1)`` after every step (dual ascent with clipped steps, floored at 0), where ``L_d`` is the
+latency of the cell derived at that moment (argmax per edge without ``none``): the budget is on the
+derived cell, E[latency] only carries the gradient. (The first version used max(E, L_d): a relaxed
+mixture near uniform is far slower than its argmax cell, so the multiplier kept rising after the
+cell fitted and drove every edge to the cheapest ops.)
+
+Warm-ups (PC-DARTS, P-DARTS, ProxylessNAS): for the first ``arch_warmup`` fraction of the epochs only
+the network weights train (the architecture weights stay at their initial values), so parameter-free
+ops (pooling, skip) do not win the edges only because they help before the convolutions have
+learned anything; the latency term (penalty or multiplier) starts after ``latency_warmup``.
 
 The derived cell at each epoch end is ``BudgetDerivation``'s: the most probable ``none``-free cell
 that meets every budget by the predictor (the argmax cell when it fits: ``derivation`` "argmax",
@@ -62,7 +67,8 @@ class DartsConfig:
     arch_lr: float = 3e-3
     latency_weight: float = 0.0                       # penalty per ms when no budget is given
     lambda_lr: float = 0.05
-    latency_warmup: float = 0.2                       # fraction of the epochs without a latency term
+    arch_warmup: float = 0.2                          # fraction of the epochs with the alphas frozen
+    latency_warmup: float = 0.4                       # fraction of the epochs without a latency term
     skip_dropout: float = 0.0
     seed: int = 0
     devices: tuple[tuple[str, float | None], ...] = ()
@@ -76,9 +82,9 @@ class DartsConfig:
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise InputError(f"darts: {k} must be an integer >= 1, got {v!r}")
         if not (self.lr > 0 and self.arch_lr > 0 and self.lambda_lr >= 0 and self.latency_weight >= 0
-                and 0 <= self.skip_dropout < 1 and 0 <= self.latency_warmup < 1):
+                and 0 <= self.skip_dropout < 1 and 0 <= self.arch_warmup < 1 and 0 <= self.latency_warmup < 1):
             raise InputError("darts: need lr, arch_lr > 0; lambda_lr, latency_weight >= 0; "
-                             "0 <= skip_dropout < 1; 0 <= latency_warmup < 1")
+                             "0 <= skip_dropout, arch_warmup, latency_warmup < 1")
         object.__setattr__(self, "devices", tuple((str(n), None if b is None else float(b))
                                                   for n, b in self.devices))
 
@@ -135,6 +141,7 @@ def run_darts(config: DartsConfig, latency: Sequence[tuple[str, Any]], out_dir: 
     budgets = [b for _, b in config.devices]
     derivation = BudgetDerivation(latency, budgets)
     warmup = int(config.latency_warmup * config.epochs)
+    frozen = int(config.arch_warmup * config.epochs)
     out = Path(out_dir)
     cfg_path, ck_json, ck_tensors = out / "config.json", out / "checkpoint.json", out / "checkpoint.safetensors"
     if resume:
@@ -183,6 +190,10 @@ def run_darts(config: DartsConfig, latency: Sequence[tuple[str, Any]], out_dir: 
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(net.weights(), 5.0)
                 w_opt.step()
+                ce_sum += float(loss.detach())
+                steps += 1
+                if epoch < frozen:
+                    continue
                 a_loss = F.cross_entropy(net(val.x[vi]), val.y[vi])
                 p = derivable_probs(net.alpha)
                 exp_ms = [t(p) for t in terms]
@@ -198,12 +209,9 @@ def run_darts(config: DartsConfig, latency: Sequence[tuple[str, Any]], out_dir: 
                 a_opt.step()
                 p = derivable_probs(net.alpha)
                 for i, (t, e, b) in enumerate(zip(terms, exp_ms, budgets)):
-                    if b is not None and epoch >= warmup:  # over = the relaxed network OR its argmax cell
-                        worst = max(float(e.detach()), t.of_argmax(p))
-                        step = min(1.0, max(-1.0, worst / b - 1.0))
+                    if b is not None and epoch >= warmup:  # over = the derived (argmax) cell is over
+                        step = min(1.0, max(-1.0, t.of_argmax(p) / b - 1.0))
                         lam[i] = max(0.0, lam[i] + config.lambda_lr * step)
-                ce_sum += float(loss.detach())
-                steps += 1
             top = derive(net.alpha)
             arch = derivation(net.alpha) or top
             history.append({"epoch": epoch + 1, "train_loss": ce_sum / max(steps, 1),

@@ -151,8 +151,8 @@ def test_lagrange_budget_drives_the_derived_cell_under_budget(nb201_project, tmp
                       seed=1, devices=(("local", budget),))
     rec = run_darts(cfg, [("local", pred)], tmp_path / "run")
     hist = json.loads((tmp_path / "run" / "history.json").read_text())["history"]
-    assert hist[0]["lambda"][0] == 0  # warm-up epoch: no latency term yet
-    assert hist[1]["lambda"][0] > 0  # then the multiplier rose while the relaxed network was over budget
+    assert hist[0]["lambda"][0] == hist[1]["lambda"][0] == 0  # warm-up epochs: no latency term yet
+    assert any(h["lambda"][0] > 0 for h in hist[2:])  # then the multiplier rose while the cell was over budget
     assert rec["within_budget"] and rec["latency_ms"]["local"] <= budget
     assert rec["none_edges"] == 0 and rec["derivation"] in ("argmax", "budget")
     assert all("none" not in h["arch"] for h in hist)
