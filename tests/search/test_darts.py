@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -109,6 +110,7 @@ def test_darts_resume_is_exact(cli, nb201_project, tmp_path, monkeypatch):
 
     monkeypatch.setenv("EDGENAS_PROJECT", str(nb201_project))
     monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
+    monkeypatch.setenv("EDGENAS_DB", f"sqlite:///{tmp_path / 'edgenas.db'}")
     r = _run(cli, nb201_project, tmp_path / "full", "--epochs", "3")
     assert r.code == 0, r.err
     full = r.json()
@@ -122,11 +124,20 @@ def test_darts_resume_is_exact(cli, nb201_project, tmp_path, monkeypatch):
 
     monkeypatch.setattr(darts_train, "atomic_write_json", interrupt_after_two)
     r = _run(cli, nb201_project, tmp_path / "part", "--epochs", "3")
-    assert r.code == 130
+    assert r.code == 130 and "edgenas search --resume" in r.err
+    runs = lambda: {Path(x["out_dir"]).name: x for x in json.loads(cli("runs", "list", "--json").out)}  # noqa: E731
+    assert runs()["part"]["status"] == "stopped" and runs()["part"]["evaluations"] == 2  # two epochs' cells
     monkeypatch.setattr(darts_train, "atomic_write_json", real)
     r = cli("search", "--resume", str(tmp_path / "part"), "--json")
     assert r.code == 0, r.err
     again = r.json()
+    indexed = runs()
+    assert set(indexed) == {"full", "part"}  # the resumed run replaced its stopped copy
+    for name in ("full", "part"):
+        assert indexed[name]["strategy"] == "darts" and indexed[name]["status"] == "complete"
+        assert indexed[name]["evaluations"] == 3 and indexed[name]["best_number"] == 2
+    shown = json.loads(cli("runs", "show", indexed["part"]["id"], "--json").out)
+    assert shown["best_arch"]["arch"] == again["arch"]["arch"]
     assert again["arch"] == full["arch"] and again["alpha_softmax"] == full["alpha_softmax"]
     strip = lambda p: [{k: v for k, v in h.items() if k != "epoch_s"}
                        for h in json.loads((p / "history.json").read_text())["history"]]
@@ -163,7 +174,7 @@ def test_darts_bad_input_is_one_red_line(cli, tmp_path, monkeypatch):
     r = cli("search", "--space", "mbv3-small", "--strategy", "darts", "--out", str(tmp_path / "run"))
     assert r.code == 2 and "supports the nb201 space" in r.err and "Traceback" not in r.err
     r = cli("search", "--space", "nb201", "--strategy", "darts", "--epochs", "0", "--out", str(tmp_path / "run"))
-    assert r.code == 2 and "epochs must be" in r.err
+    assert r.code == 2 and "epochs=0 must be >= 1" in r.err
     assert not (tmp_path / "run").exists()
     with pytest.raises(InputError, match="per-block LUT"):
         ExpectedLatency("x", object())
