@@ -12,29 +12,29 @@ from edgenas.errors import InputError
 from edgenas.textsafe import esc
 
 
-def _options(pairs: list[str]) -> dict[str, object]:
+def _key_values(pairs: list[str], what: str, example: str, floats: bool = True) -> dict[str, object]:
+    """``KEY=VALUE`` flags as a dict: integers, floats (when ``floats``), else strings."""
     opts: dict[str, object] = {}
     for p in pairs:
         if "=" not in p:
-            raise InputError(f"evaluator option '{p}' is not KEY=VALUE", hint="e.g. --eval-opt batch_size=32")
+            raise InputError(f"{what} option '{p}' is not KEY=VALUE", hint=f"e.g. {example}")
         k, v = p.split("=", 1)
-        opts[k] = int(v) if v.lstrip("-").isdigit() else v
-    return opts
-
-
-def _strategy_options(pairs: list[str]) -> dict[str, object]:
-    opts: dict[str, object] = {}
-    for p in pairs:
-        if "=" not in p:
-            raise InputError(f"strategy option '{p}' is not KEY=VALUE", hint="e.g. --strategy-opt lambda_lr=0.01")
-        k, v = p.split("=", 1)
-        for conv in (int, float):
+        opts[k] = v
+        for conv in (int, float) if floats else (int,):
             try:
                 opts[k] = conv(v)
                 break
             except ValueError:
-                opts[k] = v
+                pass
     return opts
+
+
+def _options(pairs: list[str]) -> dict[str, object]:
+    return _key_values(pairs, "evaluator", "--eval-opt batch_size=32", floats=False)
+
+
+def _strategy_options(pairs: list[str]) -> dict[str, object]:
+    return _key_values(pairs, "strategy", "--strategy-opt lambda_lr=0.01")
 
 
 def _say(message: str) -> None:
@@ -46,15 +46,7 @@ def _say(message: str) -> None:
 
 
 def _llm_settings(model: str | None, adapter: str | None, fallback: bool, pairs: list[str]) -> dict[str, object]:
-    opts: dict[str, object] = {}
-    for p in pairs:
-        if "=" not in p:
-            raise InputError(f"LLM option '{p}' is not KEY=VALUE", hint="e.g. --llm-opt think_tokens=16")
-        k, v = p.split("=", 1)
-        try:
-            opts[k] = int(v) if v.lstrip("-").isdigit() else float(v)
-        except ValueError:
-            opts[k] = v
+    opts = _key_values(pairs, "LLM", "--llm-opt think_tokens=16")
     if model is not None:
         opts["model"] = model
     if adapter is not None:

@@ -13,14 +13,6 @@ from edgenas.errors import InputError
 from edgenas.search import make_strategy, strategy_names
 from edgenas.search.base import STRATEGIES, driver_names
 
-VALID = Path(__file__).resolve().parents[2].parent / "shared/data/nb201/nb201_valid.csv"
-
-
-@pytest.fixture
-def valid():
-    if not VALID.exists():
-        pytest.skip(f"reference table not found at {VALID}")
-    return str(VALID)
 
 
 def test_drivers_are_listed_with_their_options_and_have_no_ask_tell(cli, tmp_path, monkeypatch):
