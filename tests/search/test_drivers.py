@@ -90,6 +90,9 @@ def test_multifidelity_run_is_indexed_interrupted_resumed_and_warm_starts(cli, v
     best = json.loads((tmp_path / "mf" / "best.json").read_text())
     assert rows[0]["best_value"] == pytest.approx(best["objectives"]["cifar10_valid"])
     assert s["objective_value"] == pytest.approx(best["objectives"]["cifar10_valid"])
+    from edgenas.report.source import load_run_dir
+
+    assert load_run_dir(tmp_path / "mf").summary()["strategy"] == "hyperband"  # the report names it too
     # a later ask/tell search on the same task warm-starts from the multi-fidelity run
     r = cli(*base, "--table", valid, "--objective", "cifar10_valid", "--strategy", "evolution", "--budget", "10",
             "--warm-start", "auto", "--out", str(tmp_path / "evo"), "--json")
