@@ -9,7 +9,9 @@ less probable cell ("budget"), the number of skip-connect and none edges (collap
 per epoch and the peak RSS of the run (each run in a fresh process). The nb201 LUT of ``local`` is
 profiled into ``--project`` first if it is missing. The two variants alternate seed by seed, and
 each finished run is appended to ``--jsonl`` (a rerun skips the runs already there), so a partial
-benchmark still compares both variants on the same seeds.
+benchmark still compares both variants on the same seeds. A third row costs no training: the
+no-budget runs' architecture weights derived under the budget (``BudgetDerivation``), i.e. what the
+budget-aware derivation alone gives without a latency term in the loss.
 
 Usage: python bench/darts_nb201.py --table ../shared/data/nb201/nb201_hw.csv --seeds 5 --epochs 5
 """
@@ -49,6 +51,7 @@ def one(project: str, cfg_json: dict) -> dict:
             "argmax_arch": rec["argmax_arch"], "argmax_ms": rec["argmax_ms"]["local"],
             "skip_edges": rec["skip_edges"], "none_edges": rec["none_edges"],
             "skip_edges_per_epoch": [h["skip_edges"] for h in hist], "lambda_final": hist[-1]["lambda"][0],
+            "alpha_softmax": rec["alpha_softmax"],
             "epoch_s": float(np.median([h["epoch_s"] for h in hist])), "wall_s": time.perf_counter() - t0,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -123,7 +126,35 @@ def main() -> None:
                       "skip_edges_per_epoch": [r["skip_edges_per_epoch"] for r in runs],
                       "epoch_s_median": float(np.median([r["epoch_s"] for r in runs])),
                       "peak_rss_mb_median": float(np.median([r["peak_rss_mb"] for r in runs]))}
+    nb = [done[("no-budget", seed)] for seed in range(args.seeds)]
+    if all("alpha_softmax" in r for r in nb):  # the unconstrained alphas, derived under the budget: no training
+        import torch
+
+        from edgenas.search.darts_nb201 import BudgetDerivation
+
+        derive = BudgetDerivation([("local", pred)], [budget])
+        cells = [derive(torch.log(torch.tensor(r["alpha_softmax"], dtype=torch.float64))) for r in nb]
+        archs = [space.to_dict(a)["arch"] for a in cells]
+        rows = table.lookup(archs)
+        out["no-budget alphas, budget derivation"] = {
+            "cifar10_test_median": float(np.median(table.column("cifar10_test")[rows])),
+            "cifar100_test_median": float(np.median(table.column("cifar100_test")[rows])),
+            "cifar10_test": table.column("cifar10_test")[rows].tolist(), "archs": archs,
+            "latency_ms": pred.predict_many(cells).tolist(),
+            "all_within_budget": bool(np.all(pred.predict_many(cells) <= budget)),
+            "skip_edges": [a.ops.count("skip_connect") for a in cells]}
+    every = space.all_archs()  # context: what a uniformly random cell within the budget scores
+    ms_all = pred.predict_many(every)
+    rows = table.lookup([space.to_dict(a)["arch"] for a in every])
+    c10_all = table.column("cifar10_test")[rows]
+    fits = ms_all <= budget
+    no_none = np.array(["none" not in a.ops for a in every])
+    reference = {"cells_within_budget": int(fits.sum()),
+                 "cifar10_test_median_within_budget": float(np.median(c10_all[fits])),
+                 "cifar10_test_median_within_budget_no_none": float(np.median(c10_all[fits & no_none])),
+                 "cifar10_test_best_within_budget": float(c10_all[fits].max())}
     print(json.dumps({"bench": "darts_nb201", "data": "digits (sklearn, 32x32)", "epochs": args.epochs,
+                      "reference": reference,
                       "seeds": args.seeds, "budget_ms": budget, "budget_quantile": args.budget_quantile,
                       "baseline": "no-budget", "min_latency_ms": pred.min_latency()[0], "variants": out,
                       "python": platform.python_version()}, indent=2))
