@@ -95,6 +95,9 @@ class DartsConfig:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "DartsConfig":
+        if d.get("schema") != DARTS_SCHEMA:
+            raise InputError(f"a DARTS run of schema {d.get('schema')!r}; this edgenas resumes schema {DARTS_SCHEMA}",
+                             hint="the derivation and the multiplier changed: start a new run")
         d = {k: v for k, v in d.items() if k not in ("schema", "kind")}
         d["devices"] = tuple(tuple(x) for x in d.get("devices", ()))
         return cls(**d)

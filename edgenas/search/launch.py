@@ -252,11 +252,7 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
     out_dir = Path(out_dir)
     req_path = out_dir / "request.json"
     check_out_dir(out_dir, "--resume" if resume else "--out")
-    if resume and not req_path.exists() and (out_dir / "config.json").exists() \
-            and read_json(out_dir / "config.json", "run config").get("kind") == "darts":
-        old = read_json(out_dir / "config.json", "run config")  # a DARTS run from before request.json
-        req = SearchRequest(space=str(old.get("space")), strategy="darts", seed=int(old.get("seed", 0)))
-    elif resume:
+    if resume:
         if not req_path.exists():
             raise InputError(f"{out_dir} holds no search to resume (no request.json)",
                              hint="check the folder, or start a new search with --out")

@@ -178,3 +178,7 @@ def test_darts_bad_input_is_one_red_line(cli, tmp_path, monkeypatch):
     assert not (tmp_path / "run").exists()
     with pytest.raises(InputError, match="per-block LUT"):
         ExpectedLatency("x", object())
+    from edgenas.search.darts_train import DartsConfig
+
+    with pytest.raises(InputError, match="schema 1"):
+        DartsConfig.from_json({**DartsConfig().to_json(), "schema": 1})
