@@ -1,30 +1,54 @@
-"""``edgenas search --strategy darts``: build the latency terms from the devices' LUTs and run DARTS."""
+"""``edgenas search --strategy darts``: build the latency terms from the devices' LUTs, validate, run DARTS.
+
+``prepare_darts`` is what the ``darts`` driver (``edgenas.search.drivers``) calls: it turns a
+``SearchRequest`` and the driver's options into a ``DartsConfig`` (read back from ``config.json`` on
+resume), loads each device's nb201 LUT and refuses a budget below the fastest cell, all before the
+run folder is touched; ``launch_search`` then runs it under the usual lock and indexes it.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from edgenas.errors import InputError
 from edgenas.io import read_json
 from edgenas.project import Project
+from edgenas.search.base import DriverRun
 from edgenas.search.darts_train import DartsConfig, run_darts
+from edgenas.search.problem import DeviceTarget
 
 
-def is_darts_run(folder: Path) -> bool:
-    cfg = Path(folder) / "config.json"
-    return cfg.exists() and read_json(cfg, "run config").get("kind") == "darts"
+@dataclass(frozen=True)
+class DartsProblem:
+    """What the experiment database records of a DARTS run: its devices (LUT, budget) and objective."""
+
+    devices: tuple[DeviceTarget, ...]
+    accuracy_name: str = "accuracy"   # DARTS measures no accuracy of the derived cell: none is recorded
 
 
-def launch_darts(project: Project, config: DartsConfig | None, out_dir: Path, *, resume: bool = False,
-                 progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+def darts_config(space: str, devices: Sequence[str], budgets: Sequence[float], *, seed: int,
+                 **options: Any) -> DartsConfig:
+    b = list(budgets)
+    if b and len(b) not in (1, len(devices)):
+        raise InputError(f"{len(b)} latency budgets for {len(devices)} devices")
+    if b and not devices:
+        raise InputError("a latency budget needs a device (--device) with an nb201 LUT")
+    per = [None] * len(devices) if not b else (b * len(devices) if len(b) == 1 else b)
+    return DartsConfig(space=space, seed=seed, devices=tuple(zip(devices, per)), **options)
+
+
+def prepare_darts(project: Project, req: Any, options: Mapping[str, Any], out_dir: Path, *,
+                  resume: bool = False) -> DriverRun:
     from edgenas.latency.predictor import LatencyPredictor
     from edgenas.latency.store import LutStore
     from edgenas.spaces import get_space
 
     if resume:
         config = DartsConfig.from_json(read_json(Path(out_dir) / "config.json", "run config"))
-    assert config is not None
+    else:
+        config = darts_config(req.space, req.devices, req.max_latency_ms, seed=req.seed, **options)
     space = get_space(config.space)
     store = LutStore(project.luts_dir)
     models = [(name, LatencyPredictor(store.latest(name, space.name), space)) for name, _ in config.devices]
@@ -36,16 +60,9 @@ def launch_darts(project: Project, config: DartsConfig | None, out_dir: Path, *,
 
                 raise InfeasibleError(f"device '{name}': no nb201 cell meets {budget:g} ms; the fastest is {ms:.4g} ms",
                                       min_latency_ms=ms, hint=f"raise the budget to at least {ms:.4g} ms")
-    return run_darts(config, models, out_dir, resume=resume, progress=progress)
+    problem = DartsProblem(tuple(DeviceTarget(n, m, b) for (n, b), (_, m) in zip(config.devices, models)))
 
+    def run(folder: Path, resume: bool, progress: Callable[[int, int], None] | None) -> dict[str, Any]:
+        return {**run_darts(config, models, folder, resume=resume, progress=progress), "out_dir": str(folder)}
 
-def darts_config(space: str, devices: Sequence[str], budgets: Sequence[float], *, data: str, epochs: int,
-                 seed: int, latency_weight: float, skip_dropout: float) -> DartsConfig:
-    b = list(budgets)
-    if b and len(b) not in (1, len(devices)):
-        raise InputError(f"{len(b)} latency budgets for {len(devices)} devices")
-    if b and not devices:
-        raise InputError("a latency budget needs a device (--device) with an nb201 LUT")
-    per = [None] * len(devices) if not b else (b * len(devices) if len(b) == 1 else b)
-    return DartsConfig(space=space, data=data, epochs=epochs, seed=seed, latency_weight=latency_weight,
-                       skip_dropout=skip_dropout, devices=tuple(zip(devices, per)))
+    return DriverRun(problem, config, run)
