@@ -3,9 +3,15 @@
 For each seed, first-order DARTS (``edgenas.search.darts_train``) runs twice: without a latency term
 (the baseline) and with ``--budget-quantile`` of random cells' predicted latency as a Lagrange budget.
 Reported per variant: the derived cells' CIFAR-10 / CIFAR-100 test accuracy looked up in
-nb201_hw.csv (median over seeds), the derived cell's predicted latency vs the budget, the number of
-skip-connect edges (collapse check), seconds per epoch and the peak RSS of the run (each run in a fresh
-process). The nb201 LUT of ``local`` is profiled into ``--project`` first if it is missing.
+nb201_hw.csv (median over seeds), the derived cell's predicted latency vs the budget, how often the
+argmax cell already met it (``derivation`` "argmax") or the budget-aware derivation had to pick a
+less probable cell ("budget"), the number of skip-connect and none edges (collapse checks), seconds
+per epoch and the peak RSS of the run (each run in a fresh process). The nb201 LUT of ``local`` is
+profiled into ``--project`` first if it is missing. The two variants alternate seed by seed, and
+each finished run is appended to ``--jsonl`` (a rerun skips the runs already there), so a partial
+benchmark still compares both variants on the same seeds. A third row costs no training: the
+no-budget runs' architecture weights derived under the budget (``BudgetDerivation``), i.e. what the
+budget-aware derivation alone gives without a latency term in the loss.
 
 Usage: python bench/darts_nb201.py --table ../shared/data/nb201/nb201_hw.csv --seeds 5 --epochs 5
 """
@@ -41,8 +47,11 @@ def one(project: str, cfg_json: dict) -> dict:
         rec = run_darts(cfg, [("local", pred)], Path(d) / "run")
         hist = json.loads((Path(d) / "run" / "history.json").read_text())["history"]
     return {"arch": rec["arch"]["arch"], "latency_ms": rec["latency_ms"]["local"],
-            "within_budget": rec["within_budget"], "fallback": rec["fallback"], "skip_edges": rec["skip_edges"],
-            "skip_edges_per_epoch": [h["skip_edges"] for h in hist],
+            "within_budget": rec["within_budget"], "derivation": rec["derivation"],
+            "argmax_arch": rec["argmax_arch"], "argmax_ms": rec["argmax_ms"]["local"],
+            "skip_edges": rec["skip_edges"], "none_edges": rec["none_edges"],
+            "skip_edges_per_epoch": [h["skip_edges"] for h in hist], "lambda_final": hist[-1]["lambda"][0],
+            "alpha_softmax": rec["alpha_softmax"],
             "epoch_s": float(np.median([h["epoch_s"] for h in hist])), "wall_s": time.perf_counter() - t0,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -54,6 +63,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--budget-quantile", type=float, default=0.3)
+    ap.add_argument("--jsonl", default=None, help="append each finished run here; runs already there are skipped")
     args = ap.parse_args()
     from edgenas.evaluate.tabular import load_table
     from edgenas.latency.predictor import LatencyPredictor
@@ -78,12 +88,28 @@ def main() -> None:
     table = load_table(args.table)
     out: dict[str, dict] = {}
     ctx = multiprocessing.get_context("spawn")
-    for label, devices in (("no-budget", (("local", None),)), ("budget", (("local", budget),))):
-        runs = []
-        for seed in range(args.seeds):
+    variants = (("no-budget", (("local", None),)), ("budget", (("local", budget),)))
+    done: dict[tuple[str, int], dict] = {}
+    log = Path(args.jsonl) if args.jsonl else None
+    if log is not None and log.exists():
+        for line in log.read_text().splitlines():
+            r = json.loads(line)
+            if r["epochs"] == args.epochs and r["budget_ms"] == budget:
+                done[(r["variant"], r["seed"])] = r
+    for seed in range(args.seeds):
+        for label, devices in variants:
+            if (label, seed) in done:
+                continue
             cfg = DartsConfig(epochs=args.epochs, seed=seed, devices=devices).to_json()
             with ProcessPoolExecutor(1, mp_context=ctx) as pool:  # a fresh process: its own peak RSS
-                runs.append(pool.submit(one, str(proj.root), cfg).result())
+                r = {"variant": label, "seed": seed, "epochs": args.epochs, "budget_ms": budget,
+                     **pool.submit(one, str(proj.root), cfg).result()}
+            done[(label, seed)] = r
+            if log is not None:
+                with log.open("a") as f:
+                    f.write(json.dumps(r) + "\n")
+    for label, _ in variants:
+        runs = [done[(label, seed)] for seed in range(args.seeds)]
         rows = table.lookup(runs_archs := [r["arch"] for r in runs])
         c10 = table.column("cifar10_test")[rows]
         c100 = table.column("cifar100_test")[rows]
@@ -91,12 +117,44 @@ def main() -> None:
                       "cifar10_test": c10.tolist(), "archs": runs_archs,
                       "latency_ms": [r["latency_ms"] for r in runs],
                       "all_within_budget": all(r["within_budget"] for r in runs) if label == "budget" else None,
-                      "fallbacks": sum(r["fallback"] for r in runs),
-                      "skip_edges": [r["skip_edges"] for r in runs],
+                      "argmax_within_budget": sum(r["argmax_ms"] <= budget for r in runs),
+                      "derivations": [r["derivation"] for r in runs],
+                      "argmax_archs": [r["argmax_arch"] for r in runs],
+                      "lambda_final": [r["lambda_final"] for r in runs],
+                      "cifar100_test": c100.tolist(),
+                      "skip_edges": [r["skip_edges"] for r in runs], "none_edges": [r["none_edges"] for r in runs],
                       "skip_edges_per_epoch": [r["skip_edges_per_epoch"] for r in runs],
                       "epoch_s_median": float(np.median([r["epoch_s"] for r in runs])),
                       "peak_rss_mb_median": float(np.median([r["peak_rss_mb"] for r in runs]))}
+    nb = [done[("no-budget", seed)] for seed in range(args.seeds)]
+    if all("alpha_softmax" in r for r in nb):  # the unconstrained alphas, derived under the budget: no training
+        import torch
+
+        from edgenas.search.darts_nb201 import BudgetDerivation
+
+        derive = BudgetDerivation([("local", pred)], [budget])
+        cells = [derive(torch.log(torch.tensor(r["alpha_softmax"], dtype=torch.float64))) for r in nb]
+        archs = [space.to_dict(a)["arch"] for a in cells]
+        rows = table.lookup(archs)
+        out["no-budget alphas, budget derivation"] = {
+            "cifar10_test_median": float(np.median(table.column("cifar10_test")[rows])),
+            "cifar100_test_median": float(np.median(table.column("cifar100_test")[rows])),
+            "cifar10_test": table.column("cifar10_test")[rows].tolist(), "archs": archs,
+            "latency_ms": pred.predict_many(cells).tolist(),
+            "all_within_budget": bool(np.all(pred.predict_many(cells) <= budget)),
+            "skip_edges": [a.ops.count("skip_connect") for a in cells]}
+    every = space.all_archs()  # context: what a uniformly random cell within the budget scores
+    ms_all = pred.predict_many(every)
+    rows = table.lookup([space.to_dict(a)["arch"] for a in every])
+    c10_all = table.column("cifar10_test")[rows]
+    fits = ms_all <= budget
+    no_none = np.array(["none" not in a.ops for a in every])
+    reference = {"cells_within_budget": int(fits.sum()),
+                 "cifar10_test_median_within_budget": float(np.median(c10_all[fits])),
+                 "cifar10_test_median_within_budget_no_none": float(np.median(c10_all[fits & no_none])),
+                 "cifar10_test_best_within_budget": float(c10_all[fits].max())}
     print(json.dumps({"bench": "darts_nb201", "data": "digits (sklearn, 32x32)", "epochs": args.epochs,
+                      "reference": reference,
                       "seeds": args.seeds, "budget_ms": budget, "budget_quantile": args.budget_quantile,
                       "baseline": "no-budget", "min_latency_ms": pred.min_latency()[0], "variants": out,
                       "python": platform.python_version()}, indent=2))

@@ -2,21 +2,28 @@
 
     OMP_NUM_THREADS=1 python bench/fewshot_lodo.py --table ../shared/data/nb201/nb201_hw.csv [--seeds 5]
 
-For every ``*_ms`` column (the "new device") and k = 10, 20, 50: fit on k of its rows, score on all
-its other rows. The device's column is never used to fit anything scored on it; the other columns
-are the reference devices (known for every architecture). Methods, all in this run:
+For every ``*_ms`` column (the "new device") and k = 10, 20, 50, seeds 0..N-1: fit on k of its rows,
+score on all its other rows. The device's column is never used to fit or choose anything scored on
+it (hyper-parameters and the selection rule of ``meta`` are chosen by inner leave-one-out over the
+OTHER devices only); the other columns are the reference devices, known for every architecture.
+Methods, all in this run:
 
-* ``before``: ``FewShotPredictor`` as it was (ridge or single reference, chosen by leave-one-out;
-  op-count descriptors), k drawn at random - the named baseline;
-* ``ensemble_random``: ``FewShotEnsemble`` (all / references / graph-aware additive members,
-  geometric mean) with op counts and ``graph_descriptors``, k drawn at random;
-* ``ensemble_stratified``: the same, the k chosen by ``select_stratified`` on the mean log latency of
-  the reference devices (active selection; no target value is looked at).
+* ``before``: ``FewShotPredictor`` as it was before issue 17 (ridge or single reference, chosen by
+  leave-one-out; op-count descriptors), raw reference columns, k drawn at random - the named baseline;
+* ``ensemble``: ``FewShotEnsemble`` (the first issue-17 model), raw references, stratified k;
+* ``meta_raw``: ``MetaFewShot`` (``edgenas.latency.fewshot_meta``) on the raw reference columns;
+* ``meta``: ``MetaFewShot`` on the reference devices' LUTs: each reference column is replaced by its
+  own least-squares fit on ``cell_encoding`` (a per-edge cost table, what a LUT is; fitted on that
+  reference column alone), as in the product, where references are LUT predictions;
+* ``before_lut``: the ``before`` model on the same LUT references (separates features from model).
 
 ``ceiling``: gradient-boosted trees (scikit-learn ``HistGradientBoostingRegressor``, 300 iterations,
 log target) on one-hot edge operations fitted on 5,000 of the device's OWN rows, scored on the rest
-(median over the seeds). Metrics: Spearman, Kendall tau, share within +-10% (``within10``), median
-over seeds (and min over seeds for ``within10``).
+(median over ``--ceiling-seeds`` random splits). ``lut_combination_all_rows``: least squares of the
+device's column on the reference LUTs over ALL its rows (in-sample): the best a linear combination of
+the references can do, an upper bound for ``meta`` without its correction. Metrics: Spearman, Kendall
+tau, share within +-10% (``within10``), median over seeds, and the worst seed's ``within10``
+(``within10_min``).
 """
 
 from __future__ import annotations
@@ -32,8 +39,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 from scipy.stats import kendalltau, spearmanr  # noqa: E402
 
-from edgenas.latency.fewshot import FewShotPredictor, HwTable, op_counts  # noqa: E402
+from edgenas.latency.fewshot import FewShotPredictor, HwTable, cell_encoding, op_counts  # noqa: E402
 from edgenas.latency.fewshot_ensemble import FewShotEnsemble, select_stratified  # noqa: E402
+from edgenas.latency.fewshot_meta import fit_new_device  # noqa: E402
+
+OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 
 KS = (10, 20, 50)
 
@@ -74,37 +84,64 @@ def ceiling(X: np.ndarray, y: np.ndarray, seeds: list[int], n_fit: int) -> dict:
     return _summary(runs)
 
 
+def lut_references(table: HwTable) -> dict[str, np.ndarray]:
+    """Each latency column's own LUT: least squares on ``cell_encoding`` (that column only)."""
+    E, _ = cell_encoding(table.arch, OPS)
+    E1 = np.column_stack([E, np.ones(len(E))])
+    out = {}
+    for c in table.ms_columns:
+        w = np.linalg.lstsq(E1, table.latency[c], rcond=None)[0]
+        out[c] = np.maximum(E1 @ w, 1e-3 * float(np.median(table.latency[c])))
+    return out
+
+
 def run(table: HwTable, seeds: list[int], n_ceiling: int, ceiling_seeds: int) -> dict:
     counts, count_names = op_counts(table.arch)
     D, dnames = table.descriptors, table.descriptor_names
     graph = [i for i, n in enumerate(dnames) if not n.startswith("n_")]
     onehot = one_hot_edges(table)
+    lut = lut_references(table)
     out: dict = {"table": str(table.path), "ks": list(KS), "seeds": seeds, "aggregate": "median over seeds",
                  "devices": {}}
     for col in table.ms_columns:
         refs = [c for c in table.ms_columns if c != col]
         R = np.column_stack([table.latency[c] for c in refs])
+        RL = np.column_stack([lut[c] for c in refs])
         y = table.latency[col]
         score = np.log(R).mean(axis=1)
-        Xb = np.column_stack([R, counts])
-        Xe = np.column_stack([R, D])
         lat = [True] * len(refs)
-        dev: dict = {"references": refs}
+        dev: dict = {"references": refs, "meta_config": {}, "meta_raw_config": {}}
         for k in KS:
-            res: dict = {"before": [], "ensemble_random": [], "ensemble_stratified": []}
+            res: dict = {m: [] for m in ("before", "before_lut", "ensemble", "meta_raw", "meta")}
             for s in seeds:
-                perm = np.random.default_rng(s).permutation(len(y))
-                for name, train in (("random", perm[:k]), ("stratified", select_stratified(score, k, s))):
-                    test = np.setdiff1d(np.arange(len(y)), train)
-                    if name == "random":
-                        b = FewShotPredictor(is_latency=lat + [False] * counts.shape[1], additive=False)
-                        b.fit(Xb[train], y[train])
-                        res["before"].append(_metrics(b.predict(Xb[test]), y[test]))
-                    e = FewShotEnsemble(lat + [False] * D.shape[1], refs + dnames, [len(refs) + g for g in graph])
-                    e.fit(Xe[train], y[train])
-                    res[f"ensemble_{name}"].append(_metrics(e.predict(Xe[test]), y[test]))
+                train = np.random.default_rng(s).permutation(len(y))[:k]
+                test = np.setdiff1d(np.arange(len(y)), train)
+                for name, refm in (("before", R), ("before_lut", RL)):
+                    Xb = np.column_stack([refm, counts])
+                    b = FewShotPredictor(is_latency=lat + [False] * counts.shape[1], additive=False)
+                    b.fit(Xb[train], y[train])
+                    res[name].append(_metrics(b.predict(Xb[test]), y[test]))
+                st = select_stratified(score, k, s)
+                te = np.setdiff1d(np.arange(len(y)), st)
+                Xe = np.column_stack([R, D])
+                e = FewShotEnsemble(lat + [False] * D.shape[1], refs + dnames, [len(refs) + g for g in graph])
+                e.fit(Xe[st], y[st])
+                res["ensemble"].append(_metrics(e.predict(Xe[te]), y[te]))
+                for name, refm in (("meta_raw", R), ("meta", RL)):
+                    pool = np.column_stack([refm, D])
+                    # the target column reaches the model only through measure(), for the k chosen rows
+                    m, idx = fit_new_device(pool, len(refs), k, s, lambda i: y[i], targets=R)
+                    te = np.setdiff1d(np.arange(len(y)), idx)
+                    res[name].append(_metrics(m.predict(pool[te]), y[te]))
+                    dev[f"{name}_config"][str(k)] = {**m.config.to_dict(), **m.inner}
             dev[str(k)] = {m: _summary(r) for m, r in res.items()}
-        dev["ceiling_5000_own_rows"] = ceiling(onehot, y, seeds[:ceiling_seeds], n_ceiling)
+            print(f"{col} k={k} done", file=sys.stderr)
+        if ceiling_seeds:
+            dev["ceiling_5000_own_rows"] = ceiling(onehot, y, seeds[:ceiling_seeds], n_ceiling)
+        # what a linear combination of the reference LUTs can do at best: least squares on ALL the
+        # device's rows (in-sample; an upper bound for meta without its descriptor correction)
+        A = np.column_stack([RL, np.ones(len(y))])
+        dev["lut_combination_all_rows"] = _summary([_metrics(A @ np.linalg.lstsq(A, y, rcond=None)[0], y)])
         out["devices"][col] = dev
         print(f"{col} done", file=sys.stderr)
     return out

@@ -1,28 +1,39 @@
 """LUT protocol cost and agreement: adaptive vs Once-for-All's fixed 500 repetitions vs a long run (JSON).
 
-    python bench/lut_protocol.py --space mbv3-small
-    python bench/lut_protocol.py --space ofa-mbv3 --resolution 128 [--n-blocks 60] [--long-n 5000]
+    python bench/lut_protocol.py --space mbv3-small --space ofa-mbv3@128 [--long-n 2000]
+    python bench/lut_protocol.py --space ofa-mbv3@128:60      # a seeded subset of 60 keys
 
-Every block key of the space (at one input resolution for the OFA space; optionally a seeded subset)
-is exported once, then timed on the ``local`` device through the real agent (``bench_many``, ONNX
-Runtime, the profile's settings and speed reference) with each protocol, in chunks of 10 keys with
-the protocols interleaved per chunk, so that the machine's drift falls on all of them alike:
+``--space NAME[@RES][:N]`` (repeatable; all spaces are timed in one run, one agent): every block key
+of the space (only those of input size RES for the OFA space; a seeded subset of N keys), exported
+once, then timed on the ``local`` device through the real agent (``bench_many``, ONNX Runtime, the
+profile's settings and speed reference) with each protocol, in chunks of ``--chunk`` keys (default
+24, the profiler's batch) with the protocols interleaved per chunk and their order rotating from
+chunk to chunk, so that the machine's drift falls on all of them alike:
 
 * ``fixed_500``: Once-for-All's protocol, 500 single runs after the profiler's previous warm-up
-  (10 runs and 50 ms) - the named baseline, as ``bench/profile_transport.py`` measured it;
+  (10 runs and 50 ms), one block after the other - the named baseline, as
+  ``bench/profile_transport.py`` measured it in the issue;
 * ``fixed_500_short_warmup``: the same 500 runs after today's short warm-up (10 runs, 2 ms);
-* ``adaptive_before``: the profiler's adaptive protocol as it was (``LUT_PROTOCOL_BEFORE``);
-* ``adaptive``: today's ``LUT_PROTOCOL``;
-* ``long``: the reference measurement, ``--long-n`` single runs (default 5,000, 10x OFA's) after
+* ``adaptive_sequential``: issue 17's first adaptive protocol (one block after the other);
+* ``adaptive``: today's ``LUT_PROTOCOL`` (blocks timed round-robin in groups, see
+  ``device_agents/edgenas_agent/interleave.py``);
+* ``adaptive_before`` (``--with-before``): the adaptive protocol from before issue 17 (slow);
+* ``long``: the reference measurement, ``--long-n`` single runs (default 2,000, 4x OFA's) after
   the previous, longer warm-up.
 
-A throw-away call first takes the agent's one-time runtime start-up; the order of the protocols
-rotates from chunk to chunk.
+A throw-away call first takes the agent's one-time runtime start-up.
 
-Per protocol: the agent's total timing seconds (``bench_many``'s ``total_s``: runtime sessions,
-warm-up, sampling; transfers are identical and excluded), seconds over fixed-500, and the relative
-difference of each entry's median from the long run's (median, 90th percentile, largest). This
-machine is shared and noisy: compare the ratios within one run, not absolute figures across runs.
+Per space and protocol: the agent's total timing seconds (``bench_many``'s ``total_s``: runtime
+sessions, warm-up, sampling, partial-file writes; transfers are identical and excluded), the part of it
+spent warming up and sampling (sum of the entries' own ``total_s``), speed-up over fixed-500, and the
+relative difference of each entry's median from the long run's (median, 90th percentile, largest).
+The same agreement is also given drift-corrected: every call is bracketed by a speed probe (the
+speed reference model, 200 fixed runs) and its medians are scaled by the space's median probe over the
+mean of the two probes around the call - one correction for every protocol and every long pass.
+``long_pass_to_pass_median_rel_diff`` (each pass against the median of the others) is the noise floor
+of the reference itself. The machine's 1-minute load average is read before and after each space and
+between chunks. This machine is shared and noisy: compare within one run, not absolute figures across
+runs.
 """
 
 from __future__ import annotations
@@ -55,86 +66,215 @@ def keys_for(space, resolution: int | None, n_blocks: int | None, seed: int) -> 
     return keys
 
 
+def parse_space(spec: str) -> tuple[str, int | None, int | None]:
+    """``NAME[@RES][:N]`` -> (name, resolution or None, n_blocks or None)."""
+    rest, _, n = spec.partition(":")
+    name, _, res = rest.partition("@")
+    return name, int(res) if res else None, int(n) if n else None
+
+
+def protocols(long_n: int, with_before: bool, skip: list[str], candidates: list[str]) -> dict[str, dict]:
+    from edgenas.fleet.measure import LUT_PROTOCOL, LUT_PROTOCOL_BEFORE, LUT_PROTOCOL_SEQUENTIAL
+
+    protos = {"fixed_500": dict(LUT_PROTOCOL_BEFORE, fixed_n=500),
+              "fixed_500_short_warmup": dict(LUT_PROTOCOL, fixed_n=500),
+              "adaptive_sequential": dict(LUT_PROTOCOL_SEQUENTIAL), "adaptive": dict(LUT_PROTOCOL),
+              "long": dict(LUT_PROTOCOL_BEFORE, fixed_n=long_n)}
+    if with_before:
+        protos["adaptive_before"] = dict(LUT_PROTOCOL_BEFORE)
+    for spec in candidates:
+        name, _, body = spec.partition("=")
+        protos[name] = dict(LUT_PROTOCOL, **json.loads(body))
+    for name in skip:
+        if name in ("fixed_500", "long", "adaptive"):
+            raise SystemExit(f"--skip {name}: the baseline, the reference and the product's protocol are always timed")
+        protos.pop(name, None)
+    return protos
+
+
+def rel_diffs(protos: dict, keys: list[str], medians: dict) -> dict[str, dict[str, float]]:
+    """Per protocol: median / p90 / largest of |entry median / long reference - 1| over the keys."""
+    longm = np.array([medians["long"][k] for k in keys])
+    out = {}
+    for label in protos:
+        if label != "long":
+            rel = np.abs(np.array([medians[label][k] for k in keys]) / longm - 1.0)
+            out[label] = {"median": round(float(np.median(rel)), 4), "p90": round(float(np.quantile(rel, 0.9)), 4),
+                          "max": round(float(rel.max()), 4)}
+    return out
+
+
+def agreement(protos: dict, keys: list[str], medians: dict, corrected: dict, total: dict, own: dict,
+              unstable: dict) -> dict:
+    raw, cor = rel_diffs(protos, keys, medians), rel_diffs(protos, keys, corrected)
+    return {label: {"timing_s": round(total[label], 2), "warmup_and_sampling_s": round(own[label], 2),
+                    "speedup_vs_fixed_500": round(total["fixed_500"] / total[label], 2),
+                    "median_rel_diff_vs_long": raw[label]["median"], "p90_rel_diff_vs_long": raw[label]["p90"],
+                    "max_rel_diff_vs_long": raw[label]["max"], "unstable": unstable[label],
+                    "drift_corrected_rel_diff_vs_long": cor[label]} for label in raw}
+
+
+#: the speed probe around every call (drift correction of the agreement only; no protocol is changed)
+SPEED_PROBE = {"warmup_min_n": 10, "warmup_min_s": 0.005, "fixed_n": 200}
+
+
+def drift_corrected(calls: list, keys: list[str], n_passes: int) -> dict[str, dict[str, float]]:
+    """Every call's medians scaled by (the space's median speed probe) / (the mean of the probes
+    right before and after the call): the same correction for every protocol and for the long passes."""
+    nominal = float(np.median([c[3] for c in calls] + [calls[-1][4]]))
+    out: dict[str, dict[str, float]] = {}
+    passes: list[dict[str, float]] = [{} for _ in range(n_passes)]
+    for label, j, got, before, after in calls:
+        scaled = {k: v * nominal / ((before + after) / 2.0) for k, v in got.items()}
+        (passes[j] if label == "long" else out.setdefault(label, {})).update(scaled)
+    out["long"] = {k: float(np.median([p[k] for p in passes])) for k in keys}
+    return out
+
+
+def schedule(labels: list[str], passes: int) -> list[tuple[str, int]]:
+    """The calls of one chunk: the protocols in ``labels`` order, with the long reference's passes
+    spread evenly among them (the first before the first protocol, the last after the last)."""
+    if passes == 1:
+        return [("long", 0)] + [(label, -1) for label in labels]
+    at: dict[int, list[int]] = {}
+    for j in range(passes):
+        at.setdefault(round(j * len(labels) / (passes - 1)), []).append(j)
+    out: list[tuple[str, int]] = []
+    for i in range(len(labels) + 1):
+        out.extend(("long", j) for j in at.get(i, []))
+        if i < len(labels):
+            out.append((labels[i], -1))
+    return out
+
+
+def pass_noise(passes: list[dict[str, float]], keys: list[str]) -> float | None:
+    """Median over keys and passes of |pass median / median of the other passes - 1|: the long
+    reference's own noise from one time to another."""
+    if len(passes) < 2:
+        return None
+    rel = [abs(p[k] / float(np.median([q[k] for q in passes if q is not p])) - 1.0) for p in passes for k in keys]
+    return round(float(np.median(rel)), 4)
+
+
+def load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--space", default="mbv3-small")
-    ap.add_argument("--resolution", type=int, default=None, help="only the keys of this input size")
-    ap.add_argument("--n-blocks", type=int, default=None, help="a seeded subset of the keys")
-    ap.add_argument("--long-n", type=int, default=5000)
+    ap.add_argument("--space", action="append", default=[], help="NAME[@RES][:N] (repeatable)")
+    ap.add_argument("--long-n", type=int, default=2000, help="single runs per block of the long reference, in all")
+    ap.add_argument("--long-passes", type=int, default=4,
+                    help="the long reference is taken in this many passes of long-n/passes runs, spread among "
+                         "the protocols of each chunk; its value is the median of the pass medians (1: one run)")
+    ap.add_argument("--chunk", type=int, default=24, help="keys per bench_many call (the profiler's batch)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--skip-before", action="store_true", help="do not time adaptive_before")
+    ap.add_argument("--with-before", action="store_true", help="also time adaptive_before (slow)")
+    ap.add_argument("--skip", action="append", default=[], help="a protocol not to time")
+    ap.add_argument("--dump", type=Path, default=None, help="also write every entry's median per protocol (JSON)")
     ap.add_argument("--candidate", action="append", default=[],
                     help="NAME=JSON: another protocol (fields over LUT_PROTOCOL) to time alongside")
     a = ap.parse_args()
 
-    from edgenas.fleet.measure import LUT_PROTOCOL, LUT_PROTOCOL_BEFORE, export_blocks, reference_model
+    from edgenas.fleet.measure import LUT_PROTOCOL, export_blocks, reference_model
     from edgenas.devices.session import open_session
     from edgenas.project import Project
     from edgenas.spaces import get_space
 
-    space = get_space(a.space)
-    keys = keys_for(space, a.resolution, a.n_blocks, a.seed)
-    protos = {"fixed_500": dict(LUT_PROTOCOL_BEFORE, fixed_n=500),
-              "fixed_500_short_warmup": dict(LUT_PROTOCOL, fixed_n=500), "adaptive": dict(LUT_PROTOCOL),
-              "long": dict(LUT_PROTOCOL_BEFORE, fixed_n=a.long_n)}
-    if not a.skip_before:
-        protos["adaptive_before"] = dict(LUT_PROTOCOL_BEFORE)
-    for spec in a.candidate:
-        name, _, body = spec.partition("=")
-        protos[name] = dict(LUT_PROTOCOL, **json.loads(body))
+    specs = [parse_space(x) for x in (a.space or ["mbv3-small"])]
+    if a.long_passes < 1 or a.long_n % a.long_passes:
+        raise SystemExit("--long-passes must be >= 1 and divide --long-n")
+    protos = protocols(a.long_n // a.long_passes, a.with_before, a.skip, a.candidate)
     base = Path(tempfile.mkdtemp(prefix="edgenas-bench-lutproto-"))
     project = Project(base / "proj")
-    total = {p: 0.0 for p in protos}
-    medians: dict[str, dict[str, float]] = {p: {} for p in protos}
-    unstable = {p: 0 for p in protos}
+    out_spaces = []
+    dumps: dict[str, dict] = {}
     t_start = time.perf_counter()
     try:
-        paths, _ = export_blocks(project, space, keys)
         with open_session(project, "local") as s:
             ref = s.push(reference_model(project))
-            remote = {k: s.push(paths[k]) for k in keys}
-            # one-time runtime start-up (first session of the agent process) on nobody's account
-            s.call("bench_many", dict(s.runtime_params(), items=[{"key": keys[0], "model": remote[keys[0]]}],
-                                      protocol=dict(LUT_PROTOCOL, fixed_n=50), partial="partial/warm.jsonl",
-                                      reference=ref))
-            labels = list(protos)
-            for c in range(0, len(keys), 10):
-                chunk = keys[c:c + 10]
-                items = [{"key": k, "model": remote[k]} for k in chunk]
-                turn = (c // 10) % len(labels)  # rotate who goes first, chunk by chunk
-                for label in labels[turn:] + labels[:turn]:
-                    proto = protos[label]
+            warmed = False
+            for name, resolution, n_blocks in specs:
+                space = get_space(name)
+                keys = keys_for(space, resolution, n_blocks, a.seed)
+                paths, _ = export_blocks(project, space, keys)
+                remote = {k: s.push(paths[k]) for k in keys}
+                if not warmed:  # one-time runtime start-up (the agent's first session) on nobody's account
+                    s.call("bench_many", dict(s.runtime_params(), items=[{"key": keys[0], "model": remote[keys[0]]}],
+                                              protocol=dict(LUT_PROTOCOL, fixed_n=50),
+                                              partial="partial/warm.jsonl", reference=ref))
+                    warmed = True
+                total = {p: 0.0 for p in protos}
+                own = {p: 0.0 for p in protos}
+                medians: dict[str, dict[str, float]] = {p: {} for p in protos}
+                unstable = {p: 0 for p in protos}
+                passes: list[dict[str, float]] = [{} for _ in range(a.long_passes)]
+                # (label, long pass or -1, medians, speed probe before, speed probe after), one per call
+                calls: list[tuple[str, int, dict[str, float], float, float]] = []
+                loads = [load()]
+                labels = [p for p in protos if p != "long"]
+                t_space = time.perf_counter()
+
+                def timed(label: str, proto: dict, items: list, tag: str) -> dict:
                     out = s.call("bench_many", dict(s.runtime_params(), items=items, protocol=proto,
-                                                    partial=f"partial/{label}-{c}.jsonl", reference=ref),
+                                                    partial=f"partial/{name}-{tag}.jsonl", reference=ref),
                                  timeout_s=3600)
                     total[label] += float(out["total_s"])
-                    for k, st in out["results"].items():
-                        medians[label][k] = float(st["median_ms"])
+                    for st in out["results"].values():
+                        own[label] += float(st.get("total_s", 0.0))
                         unstable[label] += 0 if st.get("stable", True) else 1
-                print(f"{min(c + 10, len(keys))}/{len(keys)}", file=sys.stderr)
+                    return {k: float(st["median_ms"]) for k, st in out["results"].items()}
+
+                def speed(tag: str) -> float:
+                    """The machine's speed now: the reference model's median over 200 runs (fixed_n)."""
+                    out = s.call("bench_many", dict(s.runtime_params(), items=[{"key": "speed", "model": ref}],
+                                                    protocol=SPEED_PROBE, partial=f"partial/{name}-speed-{tag}.jsonl"))
+                    return float(out["results"]["speed"]["median_ms"])
+
+                for c in range(0, len(keys), a.chunk):
+                    chunk = keys[c:c + a.chunk]
+                    items = [{"key": k, "model": remote[k]} for k in chunk]
+                    turn = (c // a.chunk) % len(labels)  # rotate who goes first, chunk by chunk
+                    before = speed(f"{c}-0")
+                    for i, (label, j) in enumerate(schedule(labels[turn:] + labels[:turn], a.long_passes)):
+                        if label == "long":
+                            got = timed("long", protos["long"], items, f"long{j}-{c}")
+                            passes[j].update(got)
+                        else:
+                            got = timed(label, protos[label], items, f"{label}-{c}")
+                            medians[label].update(got)
+                        after = speed(f"{c}-{i + 1}")
+                        calls.append((label, j, got, before, after))
+                        before = after
+                    loads.append(load())
+                    print(f"{name}: {min(c + a.chunk, len(keys))}/{len(keys)} (load {loads[-1]})", file=sys.stderr)
+                medians["long"] = {k: float(np.median([p[k] for p in passes])) for k in keys}
+                corrected = drift_corrected(calls, keys, a.long_passes)
+                longm = [medians["long"][k] for k in keys]
+                dumps[f"{name}@{resolution}"] = dict(medians, passes=passes, corrected=corrected,
+                                                     speed=[c[3] for c in calls])
+                out_spaces.append({
+                    "space": name, "resolution": resolution, "n_keys": len(keys),
+                    "subset": f"{n_blocks} keys, seed {a.seed}" if n_blocks else "all keys",
+                    "long_timing_s": round(total["long"], 2),
+                    "long_pass_to_pass_median_rel_diff": pass_noise(passes, keys),
+                    "results": agreement(protos, keys, medians, corrected, total, own, unstable),
+                    "speed_probe_ms_range": [round(min(c[3] for c in calls), 4), round(max(c[3] for c in calls), 4)],
+                    "block_ms_range_long": [round(min(longm), 4), round(max(longm), 4)],
+                    "load_avg_1m": {"start": loads[0], "end": loads[-1], "max": max(loads),
+                                    "mean": round(sum(loads) / len(loads), 2)},
+                    "wall_s": round(time.perf_counter() - t_space, 1)})
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    longm = np.array([medians["long"][k] for k in keys])
-    res = {}
-    for label in protos:
-        if label == "long":
-            continue
-        m = np.array([medians[label][k] for k in keys])
-        rel = np.abs(m / longm - 1.0)
-        res[label] = {"timing_s": round(total[label], 2),
-                      "over_fixed_500": round(total[label] / total["fixed_500"], 3),
-                      "speedup_vs_fixed_500": round(total["fixed_500"] / total[label], 2),
-                      "median_rel_diff_vs_long": round(float(np.median(rel)), 4),
-                      "p90_rel_diff_vs_long": round(float(np.quantile(rel, 0.9)), 4),
-                      "max_rel_diff_vs_long": round(float(rel.max()), 4), "unstable": unstable[label]}
-    print(json.dumps({"bench": "lut_protocol", "space": a.space, "resolution": a.resolution, "n_keys": len(keys),
-                      "long": f"fixed_n={a.long_n} single runs after the LUT warm-up",
-                      "long_timing_s": round(total["long"], 2),
-                      "protocols": {k: v for k, v in protos.items()}, "results": res,
-                      "block_ms_range_long": [round(float(longm.min()), 4), round(float(longm.max()), 4)],
+    if a.dump:
+        a.dump.write_text(json.dumps(dumps))
+    long_desc = (f"{a.long_n} single runs per block in {a.long_passes} pass(es) of {a.long_n // a.long_passes} "
+                 "(each after the 10-run/50 ms warm-up), spread among the protocols; median of pass medians")
+    print(json.dumps({"bench": "lut_protocol", "long": long_desc,
+                      "chunk": a.chunk, "protocols": protos, "spaces": out_spaces,
                       "wall_s": round(time.perf_counter() - t_start, 1),
                       "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                  "load_avg_1m": round(os.getloadavg()[0], 2)}}, indent=2))
+                                  "load_avg_1m_end": load()}}, indent=2))
 
 
 if __name__ == "__main__":

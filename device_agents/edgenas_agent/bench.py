@@ -1,9 +1,10 @@
 """``bench``, ``bench_many`` and ``build_engine``: a runtime opened on a model, timed by ``measure``.
 
-``bench_many`` appends every finished entry to its partial JSON-lines file (fsync per line) before the
-next starts; an entry already in that file with the same key, model and settings is reused, not
-measured again, so an interrupted profile resumes where it stopped. A torn last line (a crash while
-writing) is ignored.
+``bench_many`` times its models one after the other, or with ``interleave`` >= 2 in round-robin groups
+(``interleave.py``). It appends every finished entry to its partial JSON-lines file (fsync per line;
+the entries finishing in the same round of a group together, one fsync) before going on; an entry
+already in that file with the same key, model and settings is reused, not measured again, so an
+interrupted profile resumes where it stopped. A torn last line (a crash while writing) is ignored.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
-from . import files, fingerprint, measure, runtimes
+from . import files, fingerprint, interleave, measure, runtimes
 from .errors import AgentFault
 
 Progress = Callable[[Dict[str, Any]], None]
@@ -146,28 +147,76 @@ def _bench_loop(workdir: str, items: List[Any], settings: Mapping[str, Any], pro
     reused: List[str] = []
     measured: List[str] = []
     t0 = time.perf_counter()
-    for i, item in enumerate(items):
+
+    def tick(key: str) -> None:
+        if progress is not None:
+            progress({"done": len(reused) + len(measured), "total": len(items), "key": key,
+                      "reused": key in reused})
+
+    def finish(entries: List[Any]) -> None:
+        """Record finished entries ``(key, model, stats, cold_start)``: one appended line each, one fsync."""
+        files.append_json_lines(partial, [{"key": key, "model": model_rel, "settings": ident, "stats": st,
+                                           "cold_start": cs, "at": time.time()}
+                                          for key, model_rel, st, cs in entries])
+        for key, _, st, cs in entries:
+            results[key], cold[key] = st, cs
+            measured.append(key)
+            tick(key)
+
+    todo: List[Any] = []
+    for item in items:
         key, model_rel = item["key"], item["model"]
         rec = done.get(key)
         if rec is not None and rec.get("model") == model_rel and rec.get("settings") == ident:
             results[key] = rec["stats"]
             reused.append(key)
+            tick(key)
         else:
-            if reference is not None and not shared and protocol["fixed_n"] is None:
-                runner = runtimes.open_runner(settings["runtime"], reference, settings)
-                shared.append((runner, measure.reference_k(runner.timer, protocol)))
-            out = _run_one(_model(workdir, model_rel), settings, protocol, reference,
+            todo.append(item)
+    if todo and reference is not None and not shared and protocol["fixed_n"] is None:
+        runner = runtimes.open_runner(settings["runtime"], reference, settings)
+        shared.append((runner, measure.reference_k(runner.timer, protocol)))
+    if protocol["interleave"] > 1 and protocol["fixed_n"] is None:
+        _time_interleaved(workdir, todo, settings, protocol, shared[0][0].timer if shared else None, finish)
+    else:
+        for item in todo:
+            out = _run_one(_model(workdir, item["model"]), settings, protocol, reference,
                            shared[0] if shared else None)
-            results[key], cold[key] = out["stats"], out["cold_start"]
-            files.append_json_line(partial, {"key": key, "model": model_rel, "settings": ident,
-                                             "stats": out["stats"], "cold_start": out["cold_start"],
-                                             "at": time.time()})
-            measured.append(key)
-        if progress is not None:
-            progress({"done": i + 1, "total": len(items), "key": key, "reused": key in reused})
+            finish([(item["key"], item["model"], out["stats"], out["cold_start"])])
     return {"results": results, "reused": reused, "measured": measured, "cold_start": cold,
             "partial": os.path.relpath(partial, workdir), "protocol": protocol,
             "total_s": time.perf_counter() - t0}
+
+
+def _time_interleaved(workdir: str, todo: List[Any], settings: Mapping[str, Any], protocol: Mapping[str, Any],
+                      ref_timer: Optional[Callable[[int], float]], finish: Callable[[List[Any]], None]) -> None:
+    """Groups of ``interleave`` models, all open at once, timed round-robin (``interleave.run_group``).
+
+    Each model's session is closed as soon as it has its verdict; the group's finished entries are
+    recorded together after each round."""
+    size = int(protocol["interleave"])
+    for start in range(0, len(todo), size):
+        group = todo[start:start + size]
+        runners: Dict[str, Any] = {}
+        try:
+            for item in group:
+                runners[item["key"]] = runtimes.open_runner(settings["runtime"], _model(workdir, item["model"]),
+                                                            settings)
+            models = {item["key"]: item["model"] for item in group}
+
+            def on_done(tracks: List[interleave.Track]) -> None:
+                entries = []
+                for track in tracks:
+                    runner = runners.pop(track.key)
+                    runner.close()
+                    entries.append((track.key, models[track.key], track.result(), runner.cold_start))
+                finish(entries)
+
+            tracks = [interleave.Track(item["key"], runners[item["key"]].timer) for item in group]
+            interleave.run_group(tracks, protocol, ref_timer, on_done)
+        finally:
+            for runner in runners.values():
+                runner.close()
 
 
 def build_engine(workdir: str, params: Mapping[str, Any], progress: Optional[Progress] = None) -> Dict[str, Any]:

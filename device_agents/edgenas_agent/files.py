@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 import tempfile
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 from .errors import AgentFault
 
@@ -67,9 +67,15 @@ def atomic_write(path: str, data: bytes) -> None:
 
 def append_json_line(path: str, obj: Dict[str, Any]) -> None:
     """Append one JSON line and fsync it, so a crash loses at most the entry being written."""
+    append_json_lines(path, [obj])
+
+
+def append_json_lines(path: str, objs: List[Dict[str, Any]]) -> None:
+    """Append one JSON line per object with one fsync (entries finished together are kept together)."""
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    data = "".join(json.dumps(obj, sort_keys=True, separators=(",", ":")) + "\n" for obj in objs)
     with open(path, "ab") as fh:
-        fh.write((json.dumps(obj, sort_keys=True, separators=(",", ":")) + "\n").encode("utf-8"))
+        fh.write(data.encode("utf-8"))
         fh.flush()
         os.fsync(fh.fileno())
 

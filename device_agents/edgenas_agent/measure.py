@@ -25,6 +25,10 @@ spread of the ratios, and the result adds ``ratio`` (median; median of window me
 ``ref_every`` (default 1) times the reference after every ``ref_every``-th sample only; each ratio
 uses the latest reference sample. A caller timing many models against the same reference (the
 agent's ``bench_many``) warms and calibrates the reference once and passes ``ref_k``.
+
+``interleave`` >= 2 (``bench_many`` only; ``bench`` times one model and ignores it): groups of that
+many models are timed round-robin in turns of ``burst_warmup_n`` re-warming runs and ``burst``
+single-run samples, each with its own stopping rule and time cap, see ``interleave.py``.
 """
 
 from __future__ import annotations
@@ -38,12 +42,15 @@ from . import stats
 LUT_PROTOCOL: Dict[str, Any] = {
     "warmup_min_n": 10, "warmup_min_s": 0.1, "sample_target_ms": 1.0, "min_n": 20, "min_s": 0.2,
     "max_cov": 0.05, "max_ci_rel": 0.02, "max_s": 3.0, "fixed_n": None, "windows": 1, "ref_every": 1,
+    "interleave": 1, "burst": 10, "burst_warmup_n": 1,
 }
 WINNER_PROTOCOL: Dict[str, Any] = {
     "warmup_min_n": 20, "warmup_min_s": 0.5, "sample_target_ms": 1.0, "min_n": 50, "min_s": 1.0,
     "max_cov": 0.05, "max_ci_rel": 0.01, "max_s": 20.0, "fixed_n": None, "windows": 5, "ref_every": 1,
+    "interleave": 1, "burst": 10, "burst_warmup_n": 1,
 }
-_INT_FIELDS = ("warmup_min_n", "min_n", "windows", "ref_every")
+_INT_FIELDS = ("warmup_min_n", "min_n", "windows", "ref_every", "interleave", "burst")
+_COUNT_FIELDS = ("burst_warmup_n",)  # integers that may be 0
 K_MAX = 100000  # back-to-back runs per sample, upper bound (ops of ~10 ns)
 
 Timer = Callable[[int], float]
@@ -72,6 +79,10 @@ def resolve_protocol(params: Optional[Mapping[str, Any]] = None, winner: bool = 
         if key in _INT_FIELDS or key == "fixed_n":
             if int(value) != value or value < 1:
                 raise ProtocolError("protocol field %s must be an integer >= 1, got %r" % (key, value))
+            value = int(value)
+        elif key in _COUNT_FIELDS:
+            if int(value) != value or value < 0:
+                raise ProtocolError("protocol field %s must be an integer >= 0, got %r" % (key, value))
             value = int(value)
         elif value < 0:
             raise ProtocolError("protocol field %s must be >= 0, got %r" % (key, value))

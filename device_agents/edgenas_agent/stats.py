@@ -11,6 +11,7 @@ and the tests can check them against numpy. Conventions (documented in PROTOCOL.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Dict, Optional, Sequence, Tuple
 
@@ -32,6 +33,7 @@ def median(xs: Sequence[float]) -> float:
     return percentile(sorted(xs), 50.0)
 
 
+@functools.lru_cache(maxsize=4096)
 def _median_ci_rank(n: int, confidence: float) -> Optional[int]:
     """1-based rank ``r`` of the lower CI bound, or None when ``n`` is too small."""
     tail = (1.0 - confidence) / 2.0

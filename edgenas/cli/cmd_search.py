@@ -12,14 +12,29 @@ from edgenas.errors import InputError
 from edgenas.textsafe import esc
 
 
-def _options(pairs: list[str]) -> dict[str, object]:
+def _key_values(pairs: list[str], what: str, example: str, floats: bool = True) -> dict[str, object]:
+    """``KEY=VALUE`` flags as a dict: integers, floats (when ``floats``), else strings."""
     opts: dict[str, object] = {}
     for p in pairs:
         if "=" not in p:
-            raise InputError(f"evaluator option '{p}' is not KEY=VALUE", hint="e.g. --eval-opt batch_size=32")
+            raise InputError(f"{what} option '{p}' is not KEY=VALUE", hint=f"e.g. {example}")
         k, v = p.split("=", 1)
-        opts[k] = int(v) if v.lstrip("-").isdigit() else v
+        opts[k] = v
+        for conv in (int, float) if floats else (int,):
+            try:
+                opts[k] = conv(v)
+                break
+            except ValueError:
+                pass
     return opts
+
+
+def _options(pairs: list[str]) -> dict[str, object]:
+    return _key_values(pairs, "evaluator", "--eval-opt batch_size=32", floats=False)
+
+
+def _strategy_options(pairs: list[str]) -> dict[str, object]:
+    return _key_values(pairs, "strategy", "--strategy-opt lambda_lr=0.01")
 
 
 def _say(message: str) -> None:
@@ -31,15 +46,7 @@ def _say(message: str) -> None:
 
 
 def _llm_settings(model: str | None, adapter: str | None, fallback: bool, pairs: list[str]) -> dict[str, object]:
-    opts: dict[str, object] = {}
-    for p in pairs:
-        if "=" not in p:
-            raise InputError(f"LLM option '{p}' is not KEY=VALUE", hint="e.g. --llm-opt think_tokens=16")
-        k, v = p.split("=", 1)
-        try:
-            opts[k] = int(v) if v.lstrip("-").isdigit() else float(v)
-        except ValueError:
-            opts[k] = v
+    opts = _key_values(pairs, "LLM", "--llm-opt think_tokens=16")
     if model is not None:
         opts["model"] = model
     if adapter is not None:
@@ -90,6 +97,8 @@ def register(app: typer.Typer) -> None:
                epochs: int = typer.Option(10, "--epochs", help="darts: training epochs"),
                latency_weight: float = typer.Option(0.0, "--latency-weight", help="darts without a budget: loss penalty per ms of expected latency"),
                skip_dropout: float = typer.Option(0.0, "--skip-dropout", help="darts: P-DARTS dropout on skip connections (collapse remedy)"),
+               strategy_opt: list[str] = typer.Option([], "--strategy-opt", help="strategy option KEY=VALUE "
+                                                      "(repeatable; edgenas list shows each strategy's options)"),
                out_dir: Path = typer.Option(None, "--out", help="run folder (default runs/SPACE-STRATEGY-sSEED)"),
                resume: Path = typer.Option(None, "--resume", help="resume the run in this folder"),
                warm_start: list[str] = typer.Option([], "--warm-start",
@@ -112,12 +121,10 @@ def register(app: typer.Typer) -> None:
 
         strategy = strategy or DEFAULT_STRATEGY  # resolved here: the CLI's start-up does not import the search stack
         proj = project()
-        from edgenas.search.darts_launch import is_darts_run
-
-        if strategy == "darts" or (resume is not None and is_darts_run(resume)):
-            _darts(proj, space, device, max_latency_ms, data, epochs, seed, latency_weight, skip_dropout,
-                   resume or out_dir or proj.runs_dir / f"{space}-darts-s{seed}", resume is not None, json_out)
-            return
+        sopts = _strategy_options(strategy_opt)
+        if strategy == "darts":  # its flags are options of the darts strategy
+            sopts = {"data": data, "epochs": epochs, "latency_weight": latency_weight, "skip_dropout": skip_dropout,
+                     **sopts}
         req = None
         if rerun is not None:
             if resume is not None or space:
@@ -142,7 +149,7 @@ def register(app: typer.Typer) -> None:
                                 warm_start=tuple(warm_start), transfer_ratio=transfer_ratio,
                                 min_similarity=min_similarity,
                                 llm_share=llm_share, llm=_llm_settings(llm_model, llm_adapter, llm_fallback, llm_opt),
-                                ladder=tuple(ladder), eta=eta)
+                                ladder=tuple(ladder), eta=eta, strategy_options=sopts)
         folder = resume or out_dir or proj.runs_dir / f"{space}-{strategy}-s{seed}"
         if ray_address is not None and executor != "ray":
             raise InputError("--ray-address needs --executor ray")
@@ -162,6 +169,8 @@ def _print(problem, config, result, json_out: bool) -> None:
     from edgenas.search.launch import summary
     from edgenas.search.mf_launch import MFResult, mf_summary
 
+    if getattr(config, "to_json", lambda: {})().get("kind") == "darts":
+        return _print_darts(result, json_out)
     s = mf_summary(problem, config, result) if isinstance(result, MFResult) else summary(problem, result)
     if json_out:
         emit_json(s)
@@ -195,30 +204,25 @@ def _print(problem, config, result, json_out: bool) -> None:
               "(best.json, pareto.json, evaluations.jsonl)")
 
 
-def _darts(proj, space, device, budgets, data, epochs, seed, latency_weight, skip_dropout, folder, resume,
-           json_out) -> None:
-    from edgenas.search.darts_launch import darts_config, launch_darts
-
-    cfg = None
-    if not resume:
-        if not space:
-            raise InputError("missing --space", hint="--strategy darts supports nb201 and the mbv3 spaces")
-        cfg = darts_config(space, device, budgets, data=data, epochs=epochs, seed=seed,
-                           latency_weight=latency_weight, skip_dropout=skip_dropout)
-    with progress_bar(quiet=json_out) as bar:
-        rec = launch_darts(proj, cfg, folder, resume=resume, progress=lambda d, t: bar("darts epochs", d, t))
+def _print_darts(rec, json_out: bool) -> None:
     if json_out:
-        emit_json({**rec, "out_dir": str(folder)})
+        emit_json(rec)
         return
     lat = ", ".join(f"{k} {v:.4g} ms" + (f" (budget {rec['budgets_ms'][k]:.4g})" if rec["budgets_ms"].get(k) else "")
                     for k, v in rec["latency_ms"].items())
-    if "skip_edges" not in rec:  # an mbv3 space: ProxylessNAS-style relaxation
+    if "skip_edges" not in rec:  # an mbv3 space: ProxylessNAS-style relaxation (darts_mbv3_train)
         a = rec["arch"]
         desc = escape(f"r={a['r']} d={a['d']} ks={a['ks']} e={a['e']}")
-        how = "" if rec["derivation"] == "argmax" else f" [yellow]({escape(rec['derivation'])}, {rec['repair_steps']} steps)[/yellow]"
-        out.print(f"[green]derived[/green] {desc}; "
-                  f"predicted latency: {lat or 'n/a'}{how}")
+        how = ("" if rec["derivation"] == "argmax" else
+               f" [yellow](the argmax network missed the budget: {escape(rec['derivation'])}, "
+               f"{rec['repair_steps']} steps)[/yellow]")
+        out.print(f"[green]derived[/green] {desc}; predicted latency: {lat or 'n/a'}{how}")
     else:
+        how = ("" if rec["derivation"] == "argmax" else
+               f" [yellow](the most probable cell, {escape(rec['argmax_arch'])}, missed the budget: the most "
+               "probable one within it)[/yellow]")
         out.print(f"[green]derived[/green] {escape(rec['arch']['arch'])}; skip edges {rec['skip_edges']}; "
-                  f"predicted latency: {lat or 'n/a'}{' [yellow](earlier epoch: the last one missed the budget)[/yellow]' if rec['fallback'] else ''}")
-    out.print(f"run folder {escape(str(folder))} (best.json, history.json, checkpoint)")
+                  f"predicted latency: {lat or 'n/a'}{how}")
+    if not rec["within_budget"]:
+        out.print("[yellow]no cell meets every budget[/yellow]")
+    out.print(f"run folder {escape(str(rec['out_dir']))} (best.json, history.json, checkpoint)")

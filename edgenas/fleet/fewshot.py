@@ -1,12 +1,14 @@
 """Add a device from a few whole-model measurements (``edgenas device add NAME --fewshot K``).
 
 1. the **references**: every other device with a LUT for the space (their newest table each);
-2. a seeded pool of architectures; ``select_stratified`` picks ``K`` of them spread over the range
-   of a cheap latency score (mean log latency predicted by the references, else log MACs);
-3. each is exported and measured on the device through its agent with the whole-model protocol
-   (real ONNX Runtime runs on ``local``), and stored as a ``Measurement`` like a deploy;
-4. a ``FewShotEnsemble`` is fitted on every stored measurement of (device, space, fingerprint,
-   runtime) and saved as ``luts/DEVICE/fewshot/SPACE.json``.
+2. a seeded pool of architectures with the references' predictions and descriptors; the model's
+   configuration and the rule that picks which ``K`` to measure (random, or one per quantile stratum
+   of the references' mean log latency) are meta-learned on the references (``choose_config``:
+   each reference in turn plays the new device);
+3. each chosen architecture is exported and measured on the device through its agent with the
+   whole-model protocol (real ONNX Runtime runs on ``local``), and stored as a ``Measurement``;
+4. a ``MetaFewShot`` is fitted on every stored measurement of (device, space, fingerprint, runtime)
+   and saved as ``luts/DEVICE/fewshot/SPACE.json``.
 
 Search uses the model for a device that has no LUT yet (``latency_model``), and every ``deploy``
 refits it with the new measurement (``refit_after_deploy``).
@@ -36,7 +38,7 @@ class FewShotResult:
     references: list[str]
     model_path: str
     loo_within10: float  # share of the measured points predicted within 10% with the point left out
-    members: dict[str, Any]
+    model: dict[str, Any]  # the fitted model's configuration (MetaFewShot.describe)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -60,22 +62,38 @@ def reference_predictors(project: Project, space: Any, exclude: str) -> list[tup
     return out
 
 
-def _fit(space: Any, archs: list[Any], y: np.ndarray, refs: list[tuple[str, str, Any]]) -> tuple[Any, float]:
-    from edgenas.latency.fewshot_ensemble import FewShotEnsemble
+def _pool(space: Any, refs: list[tuple[str, str, Any]], seed: int, n: int = POOL) -> tuple[list[Any], np.ndarray]:
+    """A seeded pool of architectures and their features (reference predictions, descriptors)."""
+    archs = [space.from_genes(g) for g in space.sample_genes(np.random.default_rng(seed), n)]
+    return archs, _features(space, archs, refs)
+
+
+def _features(space: Any, archs: list[Any], refs: list[tuple[str, str, Any]]) -> np.ndarray:
     from edgenas.latency.fewshot_model import arch_descriptors
 
-    desc, names = arch_descriptors(space, archs)
-    X = np.column_stack([r[2].predict_many(archs) for r in refs] + [desc])
-    graph = [len(refs) + i for i, n in enumerate(names) if not n.startswith("n_")]
-    e = FewShotEnsemble([True] * len(refs) + [False] * len(names), [r[0] for r in refs] + names, graph)
-    e.fit(X, y)
+    desc, _ = arch_descriptors(space, archs)
+    return np.column_stack([r[2].predict_many(archs) for r in refs] + [desc])
+
+
+def _fit(space: Any, archs: list[Any], y: np.ndarray, refs: list[tuple[str, str, Any]]) -> tuple[Any, float]:
+    """The meta-learned model on every measurement (configuration chosen on the references for
+    ``k = len(y)`` over a seeded pool) and its leave-one-out share within 10%."""
+    from edgenas.latency.fewshot_meta import MetaFewShot, choose_config
+    from edgenas.latency.fewshot_model import arch_descriptors
+
+    names = [r[0] for r in refs] + arch_descriptors(space, archs[:1])[1]
+    _, pool = _pool(space, refs, seed=0)
+    config, inner = choose_config(pool, len(refs), len(y))
+    X = _features(space, archs, refs)
+    m = MetaFewShot(len(refs), names, config).fit(X, y)
+    m.inner = inner
     loo = []
     if len(y) >= 3:
         for i in range(len(y)):
             keep = np.arange(len(y)) != i
-            p = FewShotEnsemble(e.is_latency, e.feature_names, graph).fit(X[keep], y[keep]).predict(X[i:i + 1])
+            p = MetaFewShot(len(refs), names, config).fit(X[keep], y[keep]).predict(X[i:i + 1])
             loo.append(abs(p[0] / y[i] - 1.0) <= 0.10)
-    return e, float(np.mean(loo)) if loo else float("nan")
+    return m, float(np.mean(loo)) if loo else float("nan")
 
 
 def _measurements(store: Any, device: str, space: Any, fp_hash: str, runtime: str) -> tuple[list[Any], np.ndarray]:
@@ -89,12 +107,12 @@ def _save(project: Project, device: str, space: Any, fp_hash: str, runtime: str,
 
     if len(y) < 1:
         raise InputError(f"no measurements of '{space.name}' on '{device}' to fit a few-shot model on")
-    ens, loo = _fit(space, archs, y, refs)
+    reg, loo = _fit(space, archs, y, refs)
     names = tuple(arch_descriptors(space, archs[:1])[1])
     model = FewShotModel(device=device, space=space.name, fingerprint_hash=fp_hash, runtime=runtime,
                          references=tuple((r[0], r[1]) for r in refs), descriptor_names=names,
-                         ensemble=ens.to_dict(), n_points=int(len(y)))
-    return save_model(project.luts_dir, model), loo, ens.describe()["members"]
+                         ensemble=reg.to_dict(), n_points=int(len(y)))
+    return save_model(project.luts_dir, model), loo, reg.describe()
 
 
 def add_fewshot(project: Project, device: str, space_name: str, k: int, *, seed: int = 0,
@@ -102,8 +120,7 @@ def add_fewshot(project: Project, device: str, space_name: str, k: int, *, seed:
     from edgenas.export import default_export_dir, export_arch
     from edgenas.devices.session import open_session
     from edgenas.fleet.measure import measure_model, reference_model
-    from edgenas.latency.fewshot_ensemble import select_stratified
-    from edgenas.latency.fewshot_model import arch_descriptors
+    from edgenas.latency.fewshot_meta import choose_config, select_architectures
     from edgenas.spaces import get_space
     from edgenas.store import Measurement, open_store
 
@@ -114,13 +131,9 @@ def add_fewshot(project: Project, device: str, space_name: str, k: int, *, seed:
     with open_session(project, device) as s:  # the device is checked before anything is written
         fp_hash, rt = s.info().fingerprint_hash, s.runtime_params()
         refs = reference_predictors(project, space, exclude=s.device)
-        pool = [space.from_genes(g) for g in space.sample_genes(np.random.default_rng(seed), POOL)]
-        if refs:
-            score = np.mean([np.log(r[2].predict_many(pool)) for r in refs], axis=0)
-        else:
-            desc, _ = arch_descriptors(space, pool)
-            score = np.log(desc[:, 0] + 1e-9) if desc.shape[1] else np.zeros(len(pool))
-        chosen = [pool[i] for i in select_stratified(score, k, seed)]
+        pool, X = _pool(space, refs, seed)
+        config, _ = choose_config(X, len(refs), k)  # what to measure: chosen on the references alone
+        chosen = [pool[i] for i in select_architectures(X, len(refs), k, seed, config.selection)]
         store = open_store(project)
         for i, arch in enumerate(chosen):
             exp = export_arch(space, arch, default_export_dir(project, space, arch))
@@ -133,8 +146,8 @@ def add_fewshot(project: Project, device: str, space_name: str, k: int, *, seed:
                 progress(f"measure architectures on {s.device}", i + 1, len(chosen))
         name = s.device
     archs, y = _measurements(store, name, space, fp_hash, rt["runtime"])
-    path, loo, members = _save(project, name, space, fp_hash, rt["runtime"], archs, y, refs)
-    return FewShotResult(name, space.name, len(chosen), int(len(y)), [r[0] for r in refs], str(path), loo, members)
+    path, loo, described = _save(project, name, space, fp_hash, rt["runtime"], archs, y, refs)
+    return FewShotResult(name, space.name, len(chosen), int(len(y)), [r[0] for r in refs], str(path), loo, described)
 
 
 def refit_after_deploy(project: Project, device: str, space: Any, fp_hash: str, runtime: str, store: Any) -> bool:

@@ -27,16 +27,25 @@ from edgenas.spaces.base import SearchSpace
 
 Progress = Callable[[str, int, int], None]
 
-#: the LUT protocol the agent applies to each block (see device_agents/PROTOCOL.md)
-#: Issue 17: single-run samples (``sample_target_ms`` 0: the estimator of Once-for-All's fixed 500
-#: runs and of the long reference run), a short warm-up (20 runs, 3 ms), at least 150 samples, stop
-#: when the median's 95% CI is within 2% (or CoV <= 5%), 0.4 s cap; the speed reference (opened once
-#: per ``bench_many``) after every 10th sample. Figures: bench/lut_protocol.py, bench/RESULTS.md.
+#: the LUT protocol the agent applies to the blocks (see device_agents/PROTOCOL.md)
+#: Issue 17, part 3: blocks are timed in groups of ``interleave`` sessions open at once, round-robin
+#: (a turn = ``burst_warmup_n`` re-warming runs + ``burst`` single-run samples; the speed reference one
+#: turn per round),
+#: after a warm-up by time; each block stops on its own once it has ``min_n`` samples and the
+#: distribution-free 95% CI of its median (samples and reference ratios) is within 2% (or CoV <= 5%),
+#: or when its own time reaches the ``max_s`` cap (``stable: false``). Figures: bench/lut_protocol.py,
+#: bench/RESULTS.md.
 LUT_PROTOCOL: dict[str, Any] = {
+    "warmup_min_n": 10, "warmup_min_s": 0.002, "sample_target_ms": 0.0, "min_n": 100, "min_s": 0.0,
+    "max_cov": 0.05, "max_ci_rel": 0.02, "max_s": 0.05, "interleave": 24, "burst": 20, "burst_warmup_n": 3,
+}
+#: the first issue-17 protocol: one block after the other, one session each (kept for the bench)
+LUT_PROTOCOL_SEQUENTIAL: dict[str, Any] = {
     "warmup_min_n": 20, "warmup_min_s": 0.003, "sample_target_ms": 0.0, "min_n": 150, "min_s": 0.003,
     "max_cov": 0.05, "max_ci_rel": 0.02, "max_s": 0.4, "ref_every": 10,
 }
-#: the adaptive protocol before issue 17 (kept for bench/lut_protocol.py's before/after)
+#: the adaptive protocol before issue 17; its warm-up (10 runs, 50 ms) is the one the fixed-500 baseline
+#: of bench/lut_protocol.py and bench/profile_transport.py uses
 LUT_PROTOCOL_BEFORE: dict[str, Any] = {
     "warmup_min_n": 10, "warmup_min_s": 0.05, "sample_target_ms": 1.0, "min_n": 15, "min_s": 0.1,
     "max_cov": 0.05, "max_ci_rel": 0.02, "max_s": 1.5,

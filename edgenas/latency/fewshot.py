@@ -333,6 +333,40 @@ def graph_descriptors(archs: Sequence[str], ops: Sequence[str] | None = None) ->
     return out, [f"live_{o}" for o in names] + [f"dead_{o}" for o in names] + ["output_reachable"]
 
 
+def cell_encoding(archs: Sequence[str], ops: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """A graph-aware one-hot encoding of cells: per edge position the operation on it, per edge position
+    the operation if the edge is live (on an input-to-output path, see ``graph_descriptors``), and
+    whether the output is reachable. Linear in it, a latency is a per-edge cost table that knows which
+    edges a pruning runtime skips. Every cell must parse and have the same edges."""
+    parsed = [_cell_edges(a) for a in archs]
+    if not parsed or any(p is None or len(p) != len(parsed[0]) for p in parsed):
+        raise InputError("cell_encoding needs cells of one shape, e.g. '|op~0|+|op~0|op~1|+|...|'")
+    ops = list(ops)
+    live_ops = [o for o in ops if o != "none"]
+    n_e = len(parsed[0])
+    out = np.zeros((len(archs), n_e * (len(ops) + len(live_ops)) + 1))
+    base = n_e * len(ops)
+    for r, edges in enumerate(parsed):
+        last = max(d for _, d, _ in edges)
+        fw, bw = {0}, {last}
+        for s_, d, op in edges:
+            if op != "none" and s_ in fw:
+                fw.add(d)
+        for s_, d, op in reversed(edges):
+            if op != "none" and d in bw:
+                bw.add(s_)
+        for j, (s_, d, op) in enumerate(edges):
+            if op not in ops:
+                raise InputError(f"unknown operation {op!r} in a cell", hint=f"operations: {', '.join(ops)}")
+            out[r, j * len(ops) + ops.index(op)] = 1.0
+            if op != "none" and s_ in fw and d in bw:
+                out[r, base + j * len(live_ops) + live_ops.index(op)] = 1.0
+        out[r, -1] = float(last in fw)
+    names = ([f"e{j}_{o}" for j in range(n_e) for o in ops] + [f"e{j}_live_{o}" for j in range(n_e) for o in live_ops]
+             + ["output_reachable"])
+    return out, names
+
+
 def fewshot_from_table(table, column: str, k: int, seed: int) -> dict:
     """Fit on ``k`` rows drawn with ``seed``, predict all other rows; rank and error metrics.
 

@@ -19,7 +19,9 @@ cheap latency score known for every candidate (the mean log latency on the refer
 LUT/FLOPs proxy), each jittered within its stratum by a seeded generator, so the k measurements span
 the range the model must cover instead of clustering where random draws fall.
 
-Everything serialises to JSON (``to_dict``/``from_dict``); no pickle.
+Everything serialises to JSON (``to_dict``/``from_dict``); no pickle. ``device add --fewshot`` now
+fits ``fewshot_meta.MetaFewShot`` (meta-learned on the reference devices); records of this ensemble
+still load (``fewshot_model.REGRESSORS``), and ``bench/fewshot_lodo.py`` keeps it as a baseline.
 """
 
 from __future__ import annotations

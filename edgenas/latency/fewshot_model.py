@@ -10,8 +10,10 @@ measuring it on the new device:
   multiply-accumulates, activation volume and block count summed over its block keys; for NAS-Bench-201
   cells the operation counts and the graph-aware live/dead counts of ``graph_descriptors``.
 
-``FewShotLatency`` serves the model to search like a ``LatencyPredictor`` (``predict_many`` and
-``min_latency``). The record (``FewShotModel``) is JSON with a schema number; no pickle.
+The regressor is ``MetaFewShot`` (``fewshot_meta``; older records hold a ``FewShotEnsemble``, and
+``REGRESSORS`` loads either by its ``kind``). ``FewShotLatency`` serves the model to search like a
+``LatencyPredictor`` (``predict_many`` and ``min_latency``). The record (``FewShotModel``) is JSON with
+a schema number; no pickle.
 """
 
 from __future__ import annotations
@@ -27,8 +29,21 @@ import numpy as np
 from edgenas.errors import InputError
 from edgenas.latency.fewshot import graph_descriptors, op_counts
 from edgenas.latency.fewshot_ensemble import FewShotEnsemble
+from edgenas.latency.fewshot_meta import MetaFewShot
 
 MODEL_SCHEMA = 1
+# the fitted regressor inside a record, by its ``kind``: the meta-learned model (issue 17, part 1)
+# and the first issue-17 ensemble, whose records still load
+REGRESSORS: dict[str, Any] = {"fewshot-meta": MetaFewShot, "fewshot-ensemble": FewShotEnsemble}
+
+
+def regressor_from_dict(d: Mapping[str, Any]) -> Any:
+    """The fitted regressor of a record (``predict(features) -> ms``); an unknown kind is an InputError."""
+    kind = d.get("kind") if isinstance(d, Mapping) else None
+    if kind not in REGRESSORS:
+        raise InputError(f"malformed few-shot latency model: unknown regressor kind {kind!r}",
+                         hint="refit it: edgenas device add DEVICE --fewshot 20")
+    return REGRESSORS[kind].from_dict(d)
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -83,7 +98,7 @@ class FewShotModel:
     runtime: str
     references: tuple[tuple[str, str], ...]  # (device, LUT fingerprint hash) in feature order
     descriptor_names: tuple[str, ...]
-    ensemble: dict[str, Any]
+    ensemble: dict[str, Any]  # the regressor's record (kind "fewshot-meta"; "fewshot-ensemble" before)
     n_points: int
     created_at: float = field(default_factory=time.time)
 
@@ -106,7 +121,7 @@ class FewShotModel:
             for name in (m.device, *(r[0] for r in refs)):
                 if not _NAME.match(name):
                     raise ValueError(f"bad device name {name!r}")
-            FewShotEnsemble.from_dict(m.ensemble)
+            regressor_from_dict(m.ensemble)
         except InputError as exc:
             raise InputError(f"{where}: {exc}") from None
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -148,7 +163,7 @@ class FewShotLatency:
             raise InputError(f"few-shot model of '{model.device}' needs {len(model.references)} reference "
                              f"LUTs, got {len(references)}")
         self.model, self.space, self.references = model, space, list(references)
-        self.ensemble = FewShotEnsemble.from_dict(model.ensemble)
+        self.ensemble = regressor_from_dict(model.ensemble)
         self.calibration_points = model.n_points
 
     def features(self, archs: Sequence[Any]) -> np.ndarray:

@@ -87,7 +87,8 @@ class RunData:
         return "%" if req.get("table") and req.get("evaluator") in (None, "tabular") else ""
 
     def summary(self) -> dict[str, Any]:
-        return {"id": self.id, "space": self.space, "strategy": self.config.get("strategy"),
+        strategy = self.config.get("strategy") or self.config.get("mode") or self.config.get("kind")  # mf: mode
+        return {"id": self.id, "space": self.space, "strategy": strategy,
                 "status": self.status, "evaluations": len(self.evaluations),
                 "budget_evals": self.config.get("budget_evals"), "devices": self.budgets,
                 "objective": self.objective, "seed": self.config.get("seed")}

@@ -219,18 +219,65 @@ def repair_toward_anchor(space: Any, feasibility: Feasibility | None, arch: Any,
     return steps[int(ok[0])] if ok.size else steps[-1]
 
 
-StrategyFactory = type[Strategy]
+@dataclass(frozen=True)
+class DriverRun:
+    """A driver's validated run: what the database records and how to run it into the run folder.
+
+    ``problem`` needs ``devices`` (``DeviceTarget``s) and ``accuracy_name`` (what ``index_run`` reads);
+    ``run(folder, resume, progress)`` runs (or resumes) the search in the locked folder and returns
+    its result (it writes its own ``config.json``)."""
+
+    problem: Any
+    config: Any
+    run: Callable[..., Any]
+
+
+class Driver:
+    """A strategy that runs its own search loop instead of being asked and told (multi-fidelity, DARTS).
+
+    Registered in ``STRATEGIES`` like every strategy (name, help, declared ``options``: ``edgenas
+    list`` shows them); ``launch_search`` hands a request whose strategy is a driver to its ``launch``
+    (``edgenas.search.drivers``) after ``prepare`` has validated it, with the same lock, Ctrl-C /
+    disk-full handling and database index as every search.
+    """
+
+    name: ClassVar[str] = ""
+    options: ClassVar[dict[str, Option]] = {}
+    validate_options = classmethod(Strategy.validate_options.__func__)  # type: ignore[attr-defined]
+
+    @classmethod
+    def prepare(cls, project: Any, req: Any, out_dir: Any, *, resume: bool = False, executor: Any = None,
+                note: Callable[[str], None] | None = None) -> DriverRun:  # pragma: no cover - abstract
+        """Validate ``req`` (a ``SearchRequest``) and build the run; touches no file."""
+        raise NotImplementedError
+
+
+StrategyFactory = type[Strategy] | type[Driver]
 STRATEGIES: Registry[StrategyFactory] = Registry("strategy", builtins=tuple(
-    f"edgenas.search.{m}" for m in ("evolution", "hgm", "llm_evolution", "nsga2", "optuna_samplers", "random",
-                                    "riiwoa", "woa")))
+    f"edgenas.search.{m}" for m in ("drivers", "evolution", "hgm", "llm_evolution", "nsga2", "optuna_samplers",
+                                    "random", "riiwoa", "woa")))
 _load_builtin = STRATEGIES.load_builtins  # the name older callers use
+
+
+def is_driver(name: str) -> bool:
+    """Whether the registered strategy ``name`` runs its own loop (a ``Driver``) rather than ask/tell."""
+    return issubclass(STRATEGIES.get(name), Driver)
 
 
 def make_strategy(name: str, space: Any, rng: np.random.Generator, *,
                   feasibility: Feasibility | None = None, **options: Any) -> Strategy:
-    """Build a registered strategy by name (aliases allowed) with validated options."""
-    return STRATEGIES.get(name)(space, rng, feasibility=feasibility, **options)
+    """Build a registered ask/tell strategy by name (aliases allowed) with validated options."""
+    cls = STRATEGIES.get(name)
+    if issubclass(cls, Driver):
+        raise InputError(f"strategy '{cls.name}' runs its own search loop and has no ask/tell",
+                         hint="run it with edgenas search (launch_search)")
+    return cls(space, rng, feasibility=feasibility, **options)
 
 
 def strategy_names() -> list[str]:
-    return STRATEGIES.names()
+    """The ask/tell strategies (what ``make_strategy`` builds); ``STRATEGIES.names()`` adds the drivers."""
+    return [n for n in STRATEGIES.names() if not is_driver(n)]
+
+
+def driver_names() -> list[str]:
+    return [n for n in STRATEGIES.names() if is_driver(n)]

@@ -1,36 +1,60 @@
-"""``edgenas search --strategy darts``: build the latency terms from the devices' LUTs and run DARTS."""
+"""``edgenas search --strategy darts``: build the latency terms from the devices' LUTs, validate, run DARTS.
+
+``prepare_darts`` is what the ``darts`` driver (``edgenas.search.drivers``) calls: it turns a
+``SearchRequest`` and the driver's options into a ``DartsConfig`` (read back from ``config.json`` on
+resume), loads each device's nb201 LUT and refuses a budget below the fastest cell, all before the
+run folder is touched; ``launch_search`` then runs it under the usual lock and indexes it.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from edgenas.errors import InputError
 from edgenas.io import read_json
 from edgenas.project import Project
+from edgenas.search.base import DriverRun
 from edgenas.search.darts_mbv3_train import MbDartsConfig
 from edgenas.search.darts_train import DartsConfig, run_darts
+from edgenas.search.problem import DeviceTarget
 
 
-def is_darts_run(folder: Path) -> bool:
-    cfg = Path(folder) / "config.json"
-    return cfg.exists() and read_json(cfg, "run config").get("kind") == "darts"
+@dataclass(frozen=True)
+class DartsProblem:
+    """What the experiment database records of a DARTS run: its devices (LUT, budget) and objective."""
+
+    devices: tuple[DeviceTarget, ...]
+    accuracy_name: str = "accuracy"   # DARTS measures no accuracy of the derived cell: none is recorded
 
 
-def launch_darts(project: Project, config: DartsConfig | MbDartsConfig | None, out_dir: Path, *, resume: bool = False,
-                 progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+def darts_config(space: str, devices: Sequence[str], budgets: Sequence[float], *, seed: int,
+                 **options: Any) -> DartsConfig:
+    b = list(budgets)
+    if b and len(b) not in (1, len(devices)):
+        raise InputError(f"{len(b)} latency budgets for {len(devices)} devices")
+    if b and not devices:
+        raise InputError("a latency budget needs a device (--device) with a LUT for the space")
+    per = [None] * len(devices) if not b else (b * len(devices) if len(b) == 1 else b)
+    return DartsConfig(space=space, seed=seed, devices=tuple(zip(devices, per)), **options)
+
+
+def prepare_darts(project: Project, req: Any, options: Mapping[str, Any], out_dir: Path, *,
+                  resume: bool = False) -> DriverRun:
     from edgenas.latency.predictor import LatencyPredictor
     from edgenas.latency.store import LutStore
     from edgenas.spaces import get_space
 
     if resume:
         saved = read_json(Path(out_dir) / "config.json", "run config")
-        config = MbDartsConfig.from_json(saved) if saved.get("space") != "nb201" else DartsConfig.from_json(saved)
-    assert config is not None
-    if isinstance(config, MbDartsConfig):
-        from edgenas.search.darts_mbv3_launch import launch_mbv3_darts
-
-        return launch_mbv3_darts(project, config, out_dir, resume=resume, progress=progress)
+        if saved.get("space", "nb201") != "nb201":
+            return _prepare_mbv3(project, MbDartsConfig.from_json(saved))
+        config = DartsConfig.from_json(saved)
+    elif req.space != "nb201":
+        return _prepare_mbv3(project, mbv3_darts_config(req, options))
+    else:
+        config = darts_config(req.space, req.devices, req.max_latency_ms, seed=req.seed, **options)
     space = get_space(config.space)
     store = LutStore(project.luts_dir)
     models = [(name, LatencyPredictor(store.latest(name, space.name), space)) for name, _ in config.devices]
@@ -42,21 +66,43 @@ def launch_darts(project: Project, config: DartsConfig | MbDartsConfig | None, o
 
                 raise InfeasibleError(f"device '{name}': no nb201 cell meets {budget:g} ms; the fastest is {ms:.4g} ms",
                                       min_latency_ms=ms, hint=f"raise the budget to at least {ms:.4g} ms")
-    return run_darts(config, models, out_dir, resume=resume, progress=progress)
+    problem = DartsProblem(tuple(DeviceTarget(n, m, b) for (n, b), (_, m) in zip(config.devices, models)))
+
+    def run(folder: Path, resume: bool, progress: Callable[[int, int], None] | None) -> dict[str, Any]:
+        return {**run_darts(config, models, folder, resume=resume, progress=progress), "out_dir": str(folder)}
+
+    return DriverRun(problem, config, run)
 
 
-def darts_config(space: str, devices: Sequence[str], budgets: Sequence[float], *, data: str, epochs: int,
-                 seed: int, latency_weight: float, skip_dropout: float) -> DartsConfig | MbDartsConfig:
-    b = list(budgets)
-    if b and len(b) not in (1, len(devices)):
-        raise InputError(f"{len(b)} latency budgets for {len(devices)} devices")
-    if b and not devices:
+_NB201_ONLY = ("skip_dropout", "arch_warmup", "latency_warmup")
+_MBV3_KEYS = ("lr", "arch_lr", "batch_size", "lambda_lr")  # the mbv3 defaults unless given (--strategy-opt)
+
+
+def mbv3_darts_config(req: Any, options: Mapping[str, Any]) -> MbDartsConfig:
+    """The mbv3 relaxation's config (``darts_mbv3_train``) from a request and the driver's options."""
+    given = dict(req.strategy_options)
+    for key in _NB201_ONLY:
+        if given.get(key):
+            raise InputError(f"darts: {key} applies to the nb201 cell, not to the mbv3 spaces")
+    b = list(req.max_latency_ms)
+    if b and len(b) not in (1, len(req.devices)):
+        raise InputError(f"{len(b)} latency budgets for {len(req.devices)} devices")
+    if b and not req.devices:
         raise InputError("a latency budget needs a device (--device) with a LUT for the space")
-    per = [None] * len(devices) if not b else (b * len(devices) if len(b) == 1 else b)
-    if space != "nb201":
-        if skip_dropout:
-            raise InputError("--skip-dropout applies to nb201's skip connections, not to the mbv3 spaces")
-        return MbDartsConfig(space=space, data=data, epochs=epochs, seed=seed, latency_weight=latency_weight,
-                             devices=tuple(zip(devices, per)))
-    return DartsConfig(space=space, data=data, epochs=epochs, seed=seed, latency_weight=latency_weight,
-                       skip_dropout=skip_dropout, devices=tuple(zip(devices, per)))
+    per = [None] * len(req.devices) if not b else (b * len(req.devices) if len(b) == 1 else b)
+    extra = {k: options[k] for k in _MBV3_KEYS if k in given}
+    return MbDartsConfig(space=req.space, data=options["data"], epochs=options["epochs"], seed=req.seed,
+                         latency_weight=options["latency_weight"], devices=tuple(zip(req.devices, per)), **extra)
+
+
+def _prepare_mbv3(project: Project, config: MbDartsConfig) -> DriverRun:
+    from edgenas.search.darts_mbv3_launch import latency_models
+    from edgenas.search.darts_mbv3_train import run_mbv3_darts
+
+    models = latency_models(project, config)  # no LUT, or a budget below the fastest network: refused here
+    problem = DartsProblem(tuple(DeviceTarget(n, m, b) for (n, b), (_, m) in zip(config.devices, models)))
+
+    def run(folder: Path, resume: bool, progress: Callable[[int, int], None] | None) -> dict[str, Any]:
+        return {**run_mbv3_darts(config, models, folder, resume=resume, progress=progress), "out_dir": str(folder)}
+
+    return DriverRun(problem, config, run)

@@ -7,9 +7,10 @@ on the architecture weights with ONE hard Gumbel-softmax path (the other half), 
     cross-entropy + sum_devices lambda_d * E[latency_d] / budget_d      (budget: Lagrange multiplier)
     cross-entropy + latency_weight * sum_devices E[latency_d]           (no budget: fixed penalty)
 
-The multiplier follows nb201's rule: ``lambda_d += lambda_lr * (L_d / budget_d - 1)`` after every step,
-floored at 0, with ``L_d`` the larger of E[latency_d] and the latency of the network derived at that
-moment. The Gumbel temperature anneals geometrically from ``tau_start`` to ``tau_end``.
+The multiplier follows the first nb201 rule: ``lambda_d += lambda_lr * (L_d / budget_d - 1)`` after every
+step, floored at 0, with ``L_d`` the larger of E[latency_d] and the latency of the network derived at
+that moment (nb201 has since moved to the derived cell's latency alone, clipped steps and warm-ups;
+``darts_train``). Only the small helpers (batches, optimiser state) are shared with ``darts_train``. The Gumbel temperature anneals geometrically from ``tau_start`` to ``tau_end``.
 
 At the end the derived network (argmax of every decision) is checked against every budget with the
 LUT predictor and, if it misses one, repaired greedily (``darts_mbv3_latency.repair_to_budget``).

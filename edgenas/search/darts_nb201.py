@@ -8,13 +8,21 @@ always that of the real network (C=16, N=5) on the device:
 
     E[latency] = fixed blocks + N * sum_stages sum_edges sum_ops p_e(op) * LUT(op, stage)
 
-which is differentiable in ``alpha`` (a sum of probabilities times LUT entries). ``derive`` takes the
-argmax op per edge (the standard NAS-Bench-201 DARTS derivation).
+which is differentiable in ``alpha`` (a sum of probabilities times LUT entries).
+
+Derivation (the remedy for the budgeted collapse onto the all-``none`` cell, see bench/RESULTS.md):
+``derive`` takes the most probable op per edge *excluding* ``none``, as the original DARTS derivation
+does (Liu et al. 2019, sec. 2.4: "zero operations are excluded"), and the latency term is the
+expectation under that same distribution (``derivable_probs``: the softmax over the other four ops),
+so the latency gradient can no longer make an edge cheaper by raising ``none`` (which costs 0 ms in
+the LUT). ``BudgetDerivation`` then picks the most probable such cell whose predicted latency meets
+every budget (all 4^6 = 4,096 cells are scored from the edges' log-probabilities), so the derived
+cell fits whenever any ``none``-free cell does; only when none fits are cells with ``none`` allowed.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -88,8 +96,51 @@ class DartsNB201(nn.Module):
         return self.classifier(x)
 
 
+NONE = OPS.index("none")
+
+
+def derivable_probs(alpha: torch.Tensor) -> torch.Tensor:
+    """Per-edge softmax over the ops a derivation may pick (all but ``none``); ``none``'s column is 0."""
+    mask = torch.zeros(alpha.shape[-1], dtype=torch.bool)
+    mask[NONE] = True
+    return torch.softmax(alpha.masked_fill(mask, float("-inf")), dim=-1)
+
+
 def derive(alpha: torch.Tensor) -> NB201Arch:
-    return NB201Arch(tuple(OPS[int(i)] for i in alpha.detach().argmax(dim=-1)))
+    """The original DARTS derivation: the strongest op per edge, ``none`` excluded."""
+    return NB201Arch(tuple(OPS[int(i)] for i in derivable_probs(alpha.detach()).argmax(dim=-1)))
+
+
+class BudgetDerivation:
+    """The most probable cell that meets every latency budget by the devices' LUT predictions.
+
+    ``predictors`` are ``(name, model)`` pairs with ``predict_many`` (over gene arrays); ``budgets``
+    the matching budgets in ms (None: no budget). The latencies of all 15,625 cells are computed once.
+    A cell's score is the sum over edges of log p_e(op) with p = ``derivable_probs``; ``none``-free
+    cells come first, cells with ``none`` only when no ``none``-free cell fits.
+    """
+
+    def __init__(self, predictors: Sequence[tuple[str, Any]], budgets: Sequence[float | None]) -> None:
+        grid = np.stack(np.meshgrid(*[np.arange(len(OPS))] * len(EDGES), indexing="ij"), -1)
+        self.genes = grid.reshape(-1, len(EDGES))
+        fits = np.ones(len(self.genes), dtype=bool)
+        for (_, model), b in zip(predictors, budgets):
+            if b is not None:
+                fits &= np.asarray(model.predict_many(self.genes)) <= b
+        no_none = (self.genes != NONE).all(axis=1)
+        self.candidates = np.flatnonzero(fits & no_none) if (fits & no_none).any() else np.flatnonzero(fits)
+        self.includes_none = not bool((fits & no_none).any())
+
+    def __call__(self, alpha: torch.Tensor) -> NB201Arch | None:
+        """The chosen cell, or None when no cell meets the budgets."""
+        if not len(self.candidates):
+            return None
+        logp = torch.log_softmax(alpha.detach().double(), dim=-1).numpy()
+        if not self.includes_none:  # renormalise over the four derivable ops
+            logp = torch.log(derivable_probs(alpha.detach().double())).numpy()
+        g = self.genes[self.candidates]
+        score = logp[np.arange(len(EDGES)), g].sum(axis=1)
+        return NB201Arch(tuple(OPS[int(i)] for i in g[int(np.argmax(score))]))
 
 
 class ExpectedLatency:
@@ -122,7 +173,7 @@ class ExpectedLatency:
         return raw * ratio
 
     def of_argmax(self, probs: torch.Tensor) -> float:
-        """The same sum for the derived cell (argmax per edge), not differentiable."""
+        """The same sum for the cell of the argmax per edge of ``probs``, not differentiable."""
         onehot = torch.nn.functional.one_hot(probs.detach().argmax(dim=-1), probs.shape[-1])
         return float(self(onehot.double()))
 

@@ -7,12 +7,23 @@ the other half, minimising
     cross-entropy + sum_devices lambda_d * E[latency_d] / budget_d      (budget: Lagrange multiplier)
     cross-entropy + latency_weight * sum_devices E[latency_d] / ms      (no budget: fixed penalty)
 
-With a budget, ``lambda_d`` rises by ``lambda_lr * (L_d / budget_d - 1)`` after every step (dual
-ascent, floored at 0), where ``L_d`` is the larger of E[latency_d] and the latency of the cell derived
-at that moment (argmax per edge): the relaxed mixture can be under budget while its derived cell is
-over (the discretisation gap), so the multiplier keeps rising until the cell itself fits. At the end the derived cell (argmax per edge) is checked against every budget with the
-predictor; when it misses one, the epoch-wise derived cells are searched backwards for the last one
-that met all budgets (``fallback``), and the record says so.
+E[latency] is taken under ``derivable_probs`` (the softmax without ``none``), the distribution the
+derivation picks from. With a budget, ``lambda_d`` rises by ``lambda_lr * clip(L_d / budget_d - 1,
+-1, 1)`` after every step (dual ascent with clipped steps, floored at 0), where ``L_d`` is the
+latency of the cell derived at that moment (argmax per edge without ``none``): the budget is on the
+derived cell, E[latency] only carries the gradient. (The first version used max(E, L_d): a relaxed
+mixture near uniform is far slower than its argmax cell, so the multiplier kept rising after the
+cell fitted and drove every edge to the cheapest ops.)
+
+Warm-ups (PC-DARTS, P-DARTS, ProxylessNAS): for the first ``arch_warmup`` fraction of the epochs only
+the network weights train (the architecture weights stay at their initial values), so parameter-free
+ops (pooling, skip) do not win the edges only because they help before the convolutions have
+learned anything; the latency term (penalty or multiplier) starts after ``latency_warmup``.
+
+The derived cell at each epoch end is ``BudgetDerivation``'s: the most probable ``none``-free cell
+that meets every budget by the predictor (the argmax cell when it fits: ``derivation`` "argmax",
+otherwise "budget"). These four changes are the remedy for the collapse seen in the first version
+(every budgeted run derived the all-``none`` cell: within budget, 10% accuracy; bench/RESULTS.md).
 
 Skip-connection collapse (DARTS's known failure) is measured: the history holds the derived cell's
 number of ``skip_connect`` edges per epoch. ``skip_dropout`` applies P-DARTS's remedy (Chen et al.,
@@ -39,9 +50,9 @@ import torch.nn.functional as F
 
 from edgenas.errors import InputError
 from edgenas.io import atomic_write_json, read_json
-from edgenas.search.darts_nb201 import DartsNB201, ExpectedLatency, derive
+from edgenas.search.darts_nb201 import BudgetDerivation, DartsNB201, ExpectedLatency, derivable_probs, derive
 
-DARTS_SCHEMA = 1
+DARTS_SCHEMA = 2
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,8 @@ class DartsConfig:
     arch_lr: float = 3e-3
     latency_weight: float = 0.0                       # penalty per ms when no budget is given
     lambda_lr: float = 0.05
+    arch_warmup: float = 0.2                          # fraction of the epochs with the alphas frozen
+    latency_warmup: float = 0.4                       # fraction of the epochs without a latency term
     skip_dropout: float = 0.0
     seed: int = 0
     devices: tuple[tuple[str, float | None], ...] = ()
@@ -69,8 +82,9 @@ class DartsConfig:
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise InputError(f"darts: {k} must be an integer >= 1, got {v!r}")
         if not (self.lr > 0 and self.arch_lr > 0 and self.lambda_lr >= 0 and self.latency_weight >= 0
-                and 0 <= self.skip_dropout < 1):
-            raise InputError("darts: need lr, arch_lr > 0; lambda_lr, latency_weight >= 0; 0 <= skip_dropout < 1")
+                and 0 <= self.skip_dropout < 1 and 0 <= self.arch_warmup < 1 and 0 <= self.latency_warmup < 1):
+            raise InputError("darts: need lr, arch_lr > 0; lambda_lr, latency_weight >= 0; "
+                             "0 <= skip_dropout, arch_warmup, latency_warmup < 1")
         object.__setattr__(self, "devices", tuple((str(n), None if b is None else float(b))
                                                   for n, b in self.devices))
 
@@ -81,6 +95,9 @@ class DartsConfig:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "DartsConfig":
+        if d.get("schema") != DARTS_SCHEMA:
+            raise InputError(f"a DARTS run of schema {d.get('schema')!r}; this edgenas resumes schema {DARTS_SCHEMA}",
+                             hint="the derivation and the multiplier changed: start a new run")
         d = {k: v for k, v in d.items() if k not in ("schema", "kind")}
         d["devices"] = tuple(tuple(x) for x in d.get("devices", ()))
         return cls(**d)
@@ -125,6 +142,9 @@ def run_darts(config: DartsConfig, latency: Sequence[tuple[str, Any]], out_dir: 
         raise InputError(f"darts: latency models {names} do not match the config's devices")
     terms = [ExpectedLatency(n, m) for n, m in latency]
     budgets = [b for _, b in config.devices]
+    derivation = BudgetDerivation(latency, budgets)
+    warmup = int(config.latency_warmup * config.epochs)
+    frozen = int(config.arch_warmup * config.epochs)
     out = Path(out_dir)
     cfg_path, ck_json, ck_tensors = out / "config.json", out / "checkpoint.json", out / "checkpoint.safetensors"
     if resume:
@@ -173,10 +193,16 @@ def run_darts(config: DartsConfig, latency: Sequence[tuple[str, Any]], out_dir: 
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(net.weights(), 5.0)
                 w_opt.step()
+                ce_sum += float(loss.detach())
+                steps += 1
+                if epoch < frozen:
+                    continue
                 a_loss = F.cross_entropy(net(val.x[vi]), val.y[vi])
-                p = net.probs()
+                p = derivable_probs(net.alpha)
                 exp_ms = [t(p) for t in terms]
                 for i, (e, b) in enumerate(zip(exp_ms, budgets)):
+                    if epoch < warmup:
+                        break
                     if b is not None:
                         a_loss = a_loss + lam[i] * e / b
                     elif config.latency_weight > 0:
@@ -184,18 +210,20 @@ def run_darts(config: DartsConfig, latency: Sequence[tuple[str, Any]], out_dir: 
                 a_opt.zero_grad(set_to_none=True)
                 a_loss.backward()
                 a_opt.step()
-                p = net.probs()
+                p = derivable_probs(net.alpha)
                 for i, (t, e, b) in enumerate(zip(terms, exp_ms, budgets)):
-                    if b is not None:  # over budget = the relaxed network OR its derived cell is over
-                        worst = max(float(e.detach()), t.of_argmax(p))
-                        lam[i] = max(0.0, lam[i] + config.lambda_lr * (worst / b - 1.0))
-                ce_sum += float(loss.detach())
-                steps += 1
-            arch = derive(net.alpha)
+                    if b is not None and epoch >= warmup:  # over = the derived (argmax) cell is over
+                        step = min(1.0, max(-1.0, t.of_argmax(p) / b - 1.0))
+                        lam[i] = max(0.0, lam[i] + config.lambda_lr * step)
+            top = derive(net.alpha)
+            arch = derivation(net.alpha) or top
             history.append({"epoch": epoch + 1, "train_loss": ce_sum / max(steps, 1),
-                            "arch": space.to_dict(arch)["arch"],
+                            "arch": space.to_dict(arch)["arch"], "argmax_arch": space.to_dict(top)["arch"],
+                            "derivation": "argmax" if arch == top else "budget",
                             "skip_edges": sum(op == "skip_connect" for op in arch.ops),
-                            "expected_ms": {t.name: float(t(net.probs()).detach()) for t in terms},
+                            "none_edges": sum(op == "none" for op in arch.ops),
+                            "expected_ms": {t.name: float(t(derivable_probs(net.alpha)).detach()) for t in terms},
+                            "argmax_ms": {t.name: t.of_arch(top) for t in terms},
                             "derived_ms": {t.name: t.of_arch(arch) for t in terms},
                             "lambda": list(lam), "epoch_s": round(time.perf_counter() - t0, 3)})
             tensors = {f"net.{k}": v.detach().clone().contiguous() for k, v in net.state_dict().items()}
@@ -217,17 +245,15 @@ def _finish(config, space, terms, budgets, history, net, out: Path) -> dict[str,
     def ok(h: dict[str, Any]) -> bool:
         return all(b is None or h["derived_ms"][t.name] <= b for t, b in zip(terms, budgets))
 
-    chosen, fallback = history[-1], False
-    if not ok(chosen):
-        earlier = [h for h in reversed(history) if ok(h)]
-        if earlier:
-            chosen, fallback = earlier[0], True
+    chosen = history[-1]
     arch = space.from_string(chosen["arch"])
     with torch.no_grad():
         probs = net.probs().tolist()
     record = {"arch": space.to_dict(arch), "objectives": {}, "latency_ms": dict(chosen["derived_ms"]),
               "budgets_ms": {t.name: b for t, b in zip(terms, budgets)}, "within_budget": ok(chosen),
-              "epoch": chosen["epoch"], "fallback": fallback, "skip_edges": chosen["skip_edges"],
+              "epoch": chosen["epoch"], "derivation": chosen["derivation"], "argmax_arch": chosen["argmax_arch"],
+              "argmax_ms": dict(chosen["argmax_ms"]), "skip_edges": chosen["skip_edges"],
+              "none_edges": chosen["none_edges"],
               "alpha_softmax": probs, "strategy": "darts", "evaluations": len(history), "stopped": "budget"}
     atomic_write_json(out / "best.json", record)
     atomic_write_json(out / "history.json", {"schema": DARTS_SCHEMA, "history": history})

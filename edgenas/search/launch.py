@@ -54,6 +54,7 @@ class SearchRequest:
     llm: Mapping[str, Any] = field(default_factory=dict)   # edgenas.llm.operator.LLMSettings fields
     ladder: tuple[str, ...] = ()                    # multi-fidelity rungs (strategy sh / hyperband)
     eta: int = 3                                    # multi-fidelity: keep 1/eta per rung by default
+    strategy_options: Mapping[str, Any] = field(default_factory=dict)  # declared options of the strategy
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -65,6 +66,7 @@ class SearchRequest:
         d["ladder"] = list(self.ladder)
         d["evaluator_options"] = dict(self.evaluator_options)
         d["llm"] = dict(self.llm)
+        d["strategy_options"] = dict(self.strategy_options)
         return {"schema": REQUEST_SCHEMA, **d}
 
     @classmethod
@@ -189,7 +191,12 @@ def build_problem(project: Project, req: SearchRequest, note: Callable[[str], No
                           max_wall_s=req.max_wall_s, seed=req.seed, population=req.population,
                           devices=tuple((t.name, t.budget_ms) for t in targets),
                           checkpoint_every=req.checkpoint_every,
-                          strategy_options={} if req.llm_share is None else {"llm_share": float(req.llm_share)})
+                          strategy_options={**req.strategy_options,
+                                            **({} if req.llm_share is None else {"llm_share": float(req.llm_share)})})
+    if req.strategy_options:  # unknown or bad options fail here, before the run folder is touched
+        from edgenas.search.base import STRATEGIES
+
+        STRATEGIES.get(config.strategy).validate_options(config.strategy_options)
     return problem, config
 
 
@@ -234,8 +241,9 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
     The run folder is the resumable record; the experiment database (``db``, or the one ``db_url`` /
     ``$EDGENAS_DB`` / the project names; ``record=False``: none) indexes it when the search ends, is
     interrupted or fails. A warm start (``req.warm_start``) is planned before anything runs and
-    written to ``warm_start.json``; resuming reads it back. Strategies ``sh`` / ``hyperband`` climb
-    ``req.ladder`` (``edgenas.search.mf_launch``)."""
+    written to ``warm_start.json``; resuming reads it back. A strategy that runs its own loop (a
+    ``Driver``: ``sh`` / ``hyperband`` climbing ``req.ladder``, ``darts``; ``edgenas.search.drivers``)
+    is prepared by its driver and then run, locked, interrupted and indexed exactly like the others."""
     from edgenas.errors import SearchInterrupted
     from edgenas.locks import run_lock
     from edgenas.outdirs import check_out_dir, disk_error, new_out_dir
@@ -251,32 +259,37 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
         req = SearchRequest.from_json(read_json(req_path, "search request"), str(req_path))
     elif req is None:
         raise InputError("nothing to search: give --space (or --resume RUN_DIR)")
-    elif (out_dir / "evaluations.jsonl").exists() or req_path.exists():
+    elif _holds_run(out_dir):
         raise InputError(f"{out_dir} already holds a search run", hint="use --resume or another --out folder")
-    if req.strategy in ("sh", "hyperband") or req.ladder:
-        from edgenas.search.mf_launch import launch_multifidelity
+    from edgenas.search.base import STRATEGIES, is_driver
 
-        return launch_multifidelity(project, req, out_dir, build_problem, resume=resume, progress=progress,
-                                    executor=executor)
-    if not 0.0 <= req.transfer_ratio <= 1.0:
-        raise InputError(f"--transfer-ratio must be in [0, 1], got {req.transfer_ratio}")
     notes: list[str] = []  # said once the run has started: a refused run prints its one error line only
-    problem, config = build_problem(project, req, notes.append, executor)  # validates before the folder is touched
-    hooks = {}
-    if uses_llm(req, config):
-        hooks["llm_operator"] = op = build_llm_operator(req, problem, out_dir)
-        if resume:
-            op.load_log()   # replayed events never load the model; it is loaded when first needed
-        else:
-            op.preload()    # a model that does not load fails before the run folder is written
+    initial, warm, hooks = [], None, {}
+    if is_driver(req.strategy):
+        prepared = STRATEGIES.get(req.strategy).prepare(project, req, out_dir, resume=resume, executor=executor,
+                                                        note=notes.append)
+        problem, config = prepared.problem, prepared.config
+    else:
+        if req.ladder:
+            raise InputError(f"--ladder needs --strategy sh or hyperband, not '{req.strategy}'")
+        if not 0.0 <= req.transfer_ratio <= 1.0:
+            raise InputError(f"--transfer-ratio must be in [0, 1], got {req.transfer_ratio}")
+        problem, config = build_problem(project, req, notes.append, executor)  # validates before the folder is touched
+        if uses_llm(req, config):
+            hooks["llm_operator"] = op = build_llm_operator(req, problem, out_dir)
+            if resume:
+                op.load_log()   # replayed events never load the model; it is loaded when first needed
+            else:
+                op.preload()    # a model that does not load fails before the run folder is written
     if record and db is None:
         from edgenas.store import open_db
 
         db = open_db(db_url, project)  # an unreachable database fails here, before anything is written
-    initial, warm = _warm_start(project, db, req, problem, config, out_dir, resume, rerun_of)
+    if not is_driver(req.strategy):
+        initial, warm = _warm_start(project, db, req, problem, config, out_dir, resume, rerun_of)
     resume_hint = f"resume with: edgenas search --resume {out_dir}"
     with new_out_dir(out_dir, "--out") as folder, run_lock(folder, f"run folder {folder}"):
-        if not resume and ((folder / "evaluations.jsonl").exists() or req_path.exists()):
+        if not resume and _holds_run(folder):
             raise InputError(f"{out_dir} already holds a search run", hint="use --resume or another --out folder")
         for n in notes if note else ():
             note(n)
@@ -286,8 +299,11 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
                 atomic_write_json(req_path, req.to_json())
                 if warm is not None:
                     atomic_write_json(folder / "warm_start.json", warm)
-            result = run_search(config, problem, folder, resume=resume, progress=progress,
-                                initial_population=initial, strategy_hooks=hooks)
+            if is_driver(req.strategy):
+                result = prepared.run(folder, resume, progress)
+            else:
+                result = run_search(config, problem, folder, resume=resume, progress=progress,
+                                    initial_population=initial, strategy_hooks=hooks)
         except BaseException as exc:
             from edgenas.outdirs import DISK_ERRNOS
 
@@ -302,6 +318,10 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
         if db is not None:
             _index(db, project, folder, problem, None, rerun_of, started)
     return problem, config, result
+
+
+def _holds_run(folder: Path) -> bool:
+    return any((folder / f).exists() for f in ("evaluations.jsonl", "request.json", "config.json"))
 
 
 def import_run(db: Any, project: Project, out_dir: Path | str) -> Any:
@@ -324,7 +344,7 @@ def import_run(db: Any, project: Project, out_dir: Path | str) -> Any:
 def _index_stopped(db: Any, project: Project, folder: Path, problem: Any, rerun_of: str | None,
                    started: float) -> None:
     """Index a run that stopped early (interrupted, failed), quietly: the run folder stays the record."""
-    if db is not None and (folder / "evaluations.jsonl").exists():
+    if db is not None and (folder / "config.json").exists():
         try:
             _index(db, project, folder, problem, "stopped", rerun_of, started, quiet=True)
         except Exception:  # the original error is the one to report

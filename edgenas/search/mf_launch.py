@@ -1,9 +1,10 @@
-"""Build and run a multi-fidelity search from a ``SearchRequest`` (``--strategy sh|hyperband --ladder ...``).
+"""Build a multi-fidelity search from a ``SearchRequest`` (``--strategy sh|hyperband --ladder ...``).
 
 Each rung becomes its own ``Problem`` (same space, devices and budgets; that rung's evaluator), built
 by ``launch.build_problem`` so latency models, budgets and evaluator options are validated exactly as
 for a single-fidelity search, before the run folder is touched. ``--budget`` is the number of
-candidates of the (first) bracket.
+candidates of the (first) bracket. The ``sh`` / ``hyperband`` drivers (``edgenas.search.drivers``)
+call ``build_problems``; ``launch_search`` runs the search under its lock and indexes it.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edgenas.errors import InputError
-from edgenas.io import atomic_write_json
 from edgenas.project import Project
 from edgenas.search.ladder import parse_ladder
-from edgenas.search.multifidelity import MODES, MFConfig, MFResult, run_multifidelity
+from edgenas.search.multifidelity import MODES, MFConfig, MFResult
 
 
 def build_problems(project: Project, req: Any, build_problem: Callable[..., Any],
@@ -31,7 +31,7 @@ def build_problems(project: Project, req: Any, build_problem: Callable[..., Any]
     problems = []
     for rung in rungs:
         sub = dataclasses.replace(req, strategy="random", evaluator=rung.evaluator,
-                                  evaluator_options=rung.options, ladder=())
+                                  evaluator_options=rung.options, ladder=(), strategy_options={})
         problem, _ = build_problem(project, sub, executor=executor)
         if rung.evaluator == "nb201-fidelity":
             problem.accuracy_name = str(rung.options.get("column", "cifar10_valid_12ep"))
@@ -40,26 +40,6 @@ def build_problems(project: Project, req: Any, build_problem: Callable[..., Any]
                       eta=req.eta, seed=req.seed,
                       devices=tuple((d.name, d.budget_ms) for d in problems[0].devices))
     return problems, config
-
-
-def launch_multifidelity(project: Project, req: Any, out_dir: Path, build_problem: Callable[..., Any], *,
-                         resume: bool = False,
-                         progress: Callable[[int, int], None] | None = None,
-                         executor: Any = None) -> tuple[Any, MFConfig, MFResult]:
-    from edgenas.errors import SearchInterrupted
-    from edgenas.locks import run_lock
-    from edgenas.outdirs import new_out_dir
-
-    problems, config = build_problems(project, req, build_problem, executor)  # validated before the folder is touched
-    with new_out_dir(Path(out_dir), "--out") as folder, run_lock(folder, f"run folder {folder}"):
-        if not resume:
-            atomic_write_json(folder / "request.json", req.to_json())
-        try:
-            result = run_multifidelity(config, problems, folder, resume=resume, progress=progress)
-        except KeyboardInterrupt:
-            raise SearchInterrupted(f"search interrupted; every finished evaluation is kept in {out_dir}",
-                                    hint=f"resume with: edgenas search --resume {out_dir}") from None
-    return problems[-1], config, result
 
 
 def mf_summary(problem: Any, config: MFConfig, res: MFResult) -> dict[str, Any]:

@@ -16,7 +16,6 @@ killed at any point ends exactly like an uninterrupted one.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from edgenas.search.base import Trial, make_strategy, rank_key
 from edgenas.search.ladder import Bracket, Rung, brackets
 from edgenas.search.problem import Problem
 from edgenas.search.results import SearchResult, summarise, write_results
-from edgenas.search.run import _read_log
+from edgenas.search.run import _read_log, replay_or_evaluate
 
 MF_SCHEMA = 1
 MODES = ("sh", "hyperband")
@@ -129,26 +128,8 @@ def run_multifidelity(config: MFConfig, problems: Sequence[Problem], out_dir: st
     with open(log_path, "a", encoding="utf-8") as log:
         def evaluate(bracket: int, rung: int, archs: list[Any]) -> list[dict[str, Any]]:
             nonlocal cost
-            start = len(trials)
-            recs: list[dict[str, Any] | None] = [None] * len(archs)
-            for j, arch in enumerate(archs):
-                if start + j < len(logged):
-                    rec = logged[start + j]
-                    if (rec.get("bracket"), rec.get("rung")) != (bracket, rung) or \
-                            space.arch_id(space.from_dict(rec["arch"])) != space.arch_id(arch):
-                        raise InputError(f"cannot resume {out}: evaluation {start + j} in the log is not what "
-                                         "the schedule proposes on replay",
-                                         hint="the code or the seed changed; start a new run")
-                    recs[j] = rec
-            todo = [j for j, r in enumerate(recs) if r is None]
-            if todo:
-                fresh = problems[rung].evaluate([archs[j] for j in todo])
-                for j, rec in zip(todo, fresh):
-                    recs[j] = {"number": start + j, "bracket": bracket, "rung": rung,
-                               "arch": space.to_dict(archs[j]), **rec, "wall_s": round(time.monotonic() - t0, 6)}
-                    log.write(json.dumps(recs[j]) + "\n")
-                log.flush()
-                os.fsync(log.fileno())
+            recs, todo = replay_or_evaluate(problems[rung], archs, len(trials), logged, log, t0, out, "the schedule",
+                                            {"bracket": bracket, "rung": rung})
             for arch, rec in zip(archs, recs):
                 trials.append((rung, Trial.from_json(rec)))
                 key = (rung, space.arch_id(arch))

@@ -4,6 +4,10 @@ The run folder stays the resumable record of a run; the database indexes it: ``i
 ``config.json``, ``request.json``, ``evaluations.jsonl``, ``pareto.json``, ``best.json`` and
 ``warm_start.json`` and saves them as one ``RunRecord`` with its evaluations and fronts. A run's id is
 derived from its folder and config, so indexing the same folder again replaces the earlier copy.
+A multi-fidelity run is indexed the same way (every rung's evaluations; its strategy is the config's
+``mode``); a DARTS run has no evaluation log: its evaluations are the cells derived at each epoch's end
+(``checkpoint.json``'s history: the derived cell, its predicted latency, the training loss), and no
+accuracy is recorded because DARTS measures none.
 
 Devices are recorded with what predicted their latency: for a LUT its fingerprint hash and the
 SHA-256 of the table's content (a rebuilt, rescaled or re-calibrated table has another hash); for a
@@ -87,7 +91,8 @@ def index_run(db: ExperimentDB, project: Project, out_dir: str | os.PathLike, *,
     Without ``problem`` the devices are recorded without table hashes (``launch.import_run`` rebuilds
     the problem from the folder's request first)."""
     out = Path(out_dir)
-    missing = [f for f in RUN_FILES if not (out / f).exists()]
+    darts = (out / "config.json").exists() and read_json(out / "config.json", "run config").get("kind") == "darts"
+    missing = [f for f in RUN_FILES if not (out / f).exists() and not (darts and f == "evaluations.jsonl")]
     if missing:
         raise InputError(f"{out} is not a search run folder (no {', '.join(missing)})",
                          hint="give the --out folder of an edgenas search")
@@ -102,7 +107,7 @@ def index_run(db: ExperimentDB, project: Project, out_dir: str | os.PathLike, *,
         devices = tuple(RunDevice(str(n), "unknown", budget_ms=b) for n, b in config.get("devices", []))
         pareto = read_json(out / "pareto.json", "pareto") if (out / "pareto.json").exists() else {}
         objective = (pareto.get("objectives") or [None])[0] or (request or {}).get("objective") or "accuracy"
-    logged = _read_log(out / "evaluations.jsonl")
+    logged = _darts_log(out, config) if darts else _read_log(out / "evaluations.jsonl")
     evals = [Evaluation(int(r["number"]), r["arch"], r["objectives"], r["latency_ms"], r.get("constraints", {}),
                         bool(r["feasible"]), float(r.get("wall_s", 0.0))) for r in logged]
     best = read_json(out / "best.json", "best") if (out / "best.json").exists() else {}
@@ -113,15 +118,40 @@ def index_run(db: ExperimentDB, project: Project, out_dir: str | os.PathLike, *,
         fronts = {str(k): [int(p["number"]) for p in v] for k, v in (pareto.get("devices") or {}).items()}
         fronts["*"] = [int(p["number"]) for p in pareto.get("front") or []]
     warm = read_json(out / "warm_start.json", "warm start") if (out / "warm_start.json").exists() else None
+    if darts:
+        ckpt = {"status": "complete"} if best else {}
     run_status = status or ("complete" if ckpt.get("status") == "complete" else ckpt.get("status") or "running")
     best_obj = best.get("objectives") or {}
     rec = RunRecord(
         id=run_id_for(out, config), created_at=created_at or (out / "config.json").stat().st_mtime,
-        status=run_status, space=str(config["space"]), strategy=str(config.get("strategy", "?")),
+        status=run_status, space=str(config["space"]),
+        strategy=str(config.get("strategy") or config.get("mode") or config.get("kind") or "?"),
         seed=int(config.get("seed", 0)), objective=str(objective), out_dir=str(out.resolve()), config=config,
         task=describe_task(request or {"table": None}), request=request, devices=devices,
         finished_at=time.time() if run_status != "running" else None, n_evaluations=len(evals),
-        best_number=best.get("number"), best_value=best_obj.get(objective), best_arch=best.get("arch"),
+        best_number=best.get("number", best["epoch"] - 1 if darts and best else None), best_value=best_obj.get(objective), best_arch=best.get("arch"),
         warm_start=warm, rerun_of=rerun_of if rerun_of is not None else (warm or {}).get("rerun_of"))
     save_run(db, rec, evals, fronts)
     return rec
+
+
+def _darts_log(out: Path, config: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A DARTS run's epochs as evaluation records: the cell derived at each epoch's end."""
+    from edgenas.spaces import get_space
+
+    src = out / "checkpoint.json" if (out / "checkpoint.json").exists() else out / "history.json"
+    history = read_json(src, "DARTS history").get("history", []) if src.exists() else []
+    space = get_space(str(config["space"]))
+    budgets = {str(n): b for n, b in config.get("devices", [])}
+    recs, wall = [], 0.0
+    for h in history:
+        wall += float(h.get("epoch_s", 0.0))
+        ms = {str(k): float(v) for k, v in h["derived_ms"].items()}
+        cons = {k: v - budgets[k] for k, v in ms.items() if budgets.get(k) is not None}
+        a = h["arch"]  # nb201: the cell's string; mbv3 (darts_mbv3_train): the architecture record
+        arch = space.from_dict(a) if isinstance(a, Mapping) else space.from_string(a)
+        recs.append({"number": int(h["epoch"]) - 1, "arch": space.to_dict(arch),
+                     "objectives": {"train_loss": float(h["train_loss"])}, "latency_ms": ms,
+                     "constraints": cons, "feasible": all(v <= 0 for v in cons.values()),
+                     "wall_s": wall})
+    return recs

@@ -16,7 +16,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import IO, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -122,6 +122,40 @@ def build_strategy(config: SearchConfig, problem: Problem, hooks: Mapping[str, A
     return strategy, int(batch)
 
 
+def replay_or_evaluate(problem: Problem, archs: Sequence[Any], start: int, logged: Sequence[Mapping[str, Any]],
+                       log: IO[str], t0: float, out: Path, proposer: str,
+                       tags: Mapping[str, Any] | None = None) -> tuple[list[dict[str, Any]], list[int]]:
+    """The log records of ``archs``, evaluations ``start``, ``start + 1``, ... of a run.
+
+    Those already in ``logged`` (a resumed run's log) are checked against what is proposed now (the
+    architecture and the ``tags``, e.g. a multi-fidelity bracket and rung; a mismatch means the code or
+    the seed changed) and reused, never recomputed; the others are evaluated with ``problem``, appended
+    to ``log`` in order and fsynced. Returns the records and the indices of the fresh ones. Shared by
+    the run loop and the multi-fidelity driver, so both resume by the same rule."""
+    space, tags = problem.space, dict(tags or {})
+    records: list[dict[str, Any]] = [None] * len(archs)  # type: ignore[list-item]
+    for j, arch in enumerate(archs):
+        if start + j < len(logged):
+            rec = logged[start + j]
+            if any(rec.get(k) != v for k, v in tags.items()) or \
+                    space.arch_id(space.from_dict(rec["arch"])) != space.arch_id(arch):
+                raise InputError(f"cannot resume {out}: evaluation {start + j} in the log is not "
+                                 f"what {proposer} proposes on replay",
+                                 hint="the code or the seed changed; start a new run")
+            records[j] = dict(rec)
+    todo = [j for j, r in enumerate(records) if r is None]
+    if todo:
+        fresh = problem.evaluate([archs[j] for j in todo])
+        for j, rec in zip(todo, fresh):
+            records[j] = {"number": start + j, **tags, "arch": space.to_dict(archs[j]), **rec,
+                          "wall_s": round(time.monotonic() - t0, 6)}
+        for j in todo:  # in order: the log is the evaluation sequence
+            log.write(json.dumps(records[j]) + "\n")
+        log.flush()
+        os.fsync(log.fileno())
+    return records, todo
+
+
 def run_search(config: SearchConfig, problem: Problem, out_dir: str | os.PathLike, *,
                resume: bool = False, progress: Callable[[int, int], None] | None = None,
                strategy_hooks: Mapping[str, Any] | None = None,
@@ -154,7 +188,6 @@ def run_search(config: SearchConfig, problem: Problem, out_dir: str | os.PathLik
         logged, elapsed0 = [], 0.0
     atomic_write_json(cfg_path, config.to_json())
 
-    space = problem.space
     strategy, batch = build_strategy(config, problem, strategy_hooks, initial_population)
     t0 = time.monotonic() - elapsed0
     trials: list[Trial] = []
@@ -172,27 +205,7 @@ def run_search(config: SearchConfig, problem: Problem, out_dir: str | os.PathLik
                 stopped = "wall_time"
                 break
             archs = strategy.ask(min(batch, config.budget_evals - len(trials)))
-            start = len(trials)
-            records: list[dict[str, Any]] = [None] * len(archs)  # type: ignore[list-item]
-            for j, arch in enumerate(archs):
-                if start + j < len(logged):
-                    rec = logged[start + j]
-                    if space.arch_id(space.from_dict(rec["arch"])) != space.arch_id(arch):
-                        raise InputError(f"cannot resume {out}: evaluation {start + j} in the log is not "
-                                         "what the strategy proposes on replay",
-                                         hint="the code or the seed changed; start a new run")
-                    records[j] = rec
-            todo = [j for j, r in enumerate(records) if r is None]
-            if todo:
-                fresh = problem.evaluate([archs[j] for j in todo])
-                for j, rec in zip(todo, fresh):
-                    rec = {"number": start + j, "arch": space.to_dict(archs[j]), **rec,
-                           "wall_s": round(time.monotonic() - t0, 6)}
-                    records[j] = rec
-                for j in todo:  # in order: the log is the evaluation sequence
-                    log.write(json.dumps(records[j]) + "\n")
-                log.flush()
-                os.fsync(log.fileno())
+            records, _ = replay_or_evaluate(problem, archs, len(trials), logged, log, t0, out, "the strategy")
             for rec in records:
                 trials.append(Trial.from_json(rec))
                 if not replaying and len(trials) % config.checkpoint_every == 0:

@@ -34,6 +34,7 @@ def test_fewshot_add_then_search_and_deploy_use_it(proj, cli, tmp_path):
     assert res.measured_now == 5 and res.n_points == 5 and res.references == ["ref-a"]
     rec = json.loads(open(res.model_path).read())
     assert rec["kind"] == "fewshot-latency" and rec["references"][0][0] == "ref-a" and rec["n_points"] == 5
+    assert rec["ensemble"]["kind"] == "fewshot-meta" and res.model["model"] == "meta"
     ms = open_store(project).list(device="local", space="mbv3-tiny")
     assert len(ms) == 5 and all(m.stats["median_ms"] > 0 for m in ms)
     model = latency_model(project, "local", space)

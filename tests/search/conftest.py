@@ -10,6 +10,14 @@ from edgenas.spaces import SPACES
 from edgenas.spaces import nb201  # noqa: F401
 
 TABLE = Path(__file__).resolve().parents[2].parent / "shared/data/nb201/nb201_hw.csv"
+VALID = TABLE.with_name("nb201_valid.csv")
+
+
+@pytest.fixture
+def valid():
+    if not VALID.exists():
+        pytest.skip(f"reference table not found at {VALID}")
+    return str(VALID)
 
 
 class KeyCostLatency:

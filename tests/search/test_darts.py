@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from edgenas.errors import InputError
-from edgenas.search.darts_nb201 import DartsNB201, ExpectedLatency
+from edgenas.search.darts_nb201 import BudgetDerivation, DartsNB201, ExpectedLatency, derivable_probs, derive
 
 FAST = {"warmup_min_n": 3, "warmup_min_s": 0.01, "min_n": 5, "min_s": 0.02, "max_s": 0.3}
 
@@ -55,6 +56,49 @@ def test_expected_latency_is_the_lut_sum_at_one_hot_and_differentiable(nb201_pro
     assert DartsNB201(C=4, N=1)(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
 
 
+def test_derivation_excludes_none_and_the_latency_term_cannot_push_towards_it(nb201_project):
+    pred = _predictor(nb201_project)
+    term = ExpectedLatency("local", pred)
+    alpha = torch.zeros(6, 5)
+    alpha[:, 0] = 5.0                      # `none` strongest on every edge
+    alpha[:, 3] = 1.0                      # then the 3x3 conv
+    assert derive(alpha).ops == ("nor_conv_3x3",) * 6
+    a = alpha.clone().requires_grad_(True)
+    term(derivable_probs(a)).backward()
+    assert torch.all(a.grad[:, 0] == 0)    # raising `none` no longer lowers the expected latency
+    assert torch.all(a.grad[:, 3] > 0) and torch.all(a.grad[:, 1] < 0)  # conv costs, skip saves
+    assert float(derivable_probs(alpha)[:, 0].sum()) == 0.0
+
+
+def test_budget_derivation_is_the_most_probable_cell_within_budget(nb201_project):
+    from edgenas.spaces import get_space
+
+    space = get_space("nb201")
+    pred = _predictor(nb201_project)
+    rng = torch.Generator().manual_seed(0)
+    alpha = torch.randn(6, 5, generator=rng)
+    assert BudgetDerivation([("local", pred)], [None])(alpha) == derive(alpha)  # no budget: the argmax
+    archs = [a for a in space.all_archs() if "none" not in a.ops]
+    ms = pred.predict_many(archs)
+    logp = torch.log(derivable_probs(alpha)).numpy()
+    score = np.array([sum(logp[e, space.to_genes(a)[e]] for e in range(6)) for a in archs])
+    budget = float(np.quantile(ms, 0.2))
+    assert pred.predict(derive(alpha)) > budget  # the argmax does not fit: the derivation has work to do
+    chosen = BudgetDerivation([("local", pred)], [budget])(alpha)
+    best = max((i for i in range(len(archs)) if ms[i] <= budget), key=lambda i: score[i])
+    assert chosen.ops == archs[best].ops and "none" not in chosen.ops
+    lo, _ = pred.min_latency()
+    assert BudgetDerivation([("local", pred)], [lo * 0.5])(alpha) is None  # nothing fits
+
+    class OneMsPerOp:  # this LUT's costs plus 1 ms per op that is not `none`: `none` now clearly cheapest
+        def predict_many(self, genes):
+            return pred.predict_many(genes) + (np.asarray(genes) != 0).sum(axis=1)
+
+    tight = BudgetDerivation([("slow", OneMsPerOp())], [lo + 3.5])  # at most 3 ops besides `none` fit
+    cell = tight(alpha)
+    assert tight.includes_none and 3 <= cell.ops.count("none") <= 6
+
+
 def _run(cli, root, out, *extra):
     return cli("search", "--space", "nb201", "--strategy", "darts", "--device", "local",
                "--data", str(root / "small.npz"), "--seed", "3", "--out", str(out), "--json", *extra)
@@ -66,6 +110,7 @@ def test_darts_resume_is_exact(cli, nb201_project, tmp_path, monkeypatch):
 
     monkeypatch.setenv("EDGENAS_PROJECT", str(nb201_project))
     monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
+    monkeypatch.setenv("EDGENAS_DB", f"sqlite:///{tmp_path / 'edgenas.db'}")
     r = _run(cli, nb201_project, tmp_path / "full", "--epochs", "3")
     assert r.code == 0, r.err
     full = r.json()
@@ -79,11 +124,20 @@ def test_darts_resume_is_exact(cli, nb201_project, tmp_path, monkeypatch):
 
     monkeypatch.setattr(darts_train, "atomic_write_json", interrupt_after_two)
     r = _run(cli, nb201_project, tmp_path / "part", "--epochs", "3")
-    assert r.code == 130
+    assert r.code == 130 and "edgenas search --resume" in r.err
+    runs = lambda: {Path(x["out_dir"]).name: x for x in json.loads(cli("runs", "list", "--json").out)}  # noqa: E731
+    assert runs()["part"]["status"] == "stopped" and runs()["part"]["evaluations"] == 2  # two epochs' cells
     monkeypatch.setattr(darts_train, "atomic_write_json", real)
     r = cli("search", "--resume", str(tmp_path / "part"), "--json")
     assert r.code == 0, r.err
     again = r.json()
+    indexed = runs()
+    assert set(indexed) == {"full", "part"}  # the resumed run replaced its stopped copy
+    for name in ("full", "part"):
+        assert indexed[name]["strategy"] == "darts" and indexed[name]["status"] == "complete"
+        assert indexed[name]["evaluations"] == 3 and indexed[name]["best_number"] == 2
+    shown = json.loads(cli("runs", "show", indexed["part"]["id"], "--json").out)
+    assert shown["best_arch"]["arch"] == again["arch"]["arch"]
     assert again["arch"] == full["arch"] and again["alpha_softmax"] == full["alpha_softmax"]
     strip = lambda p: [{k: v for k, v in h.items() if k != "epoch_s"}
                        for h in json.loads((p / "history.json").read_text())["history"]]
@@ -108,16 +162,23 @@ def test_lagrange_budget_drives_the_derived_cell_under_budget(nb201_project, tmp
                       seed=1, devices=(("local", budget),))
     rec = run_darts(cfg, [("local", pred)], tmp_path / "run")
     hist = json.loads((tmp_path / "run" / "history.json").read_text())["history"]
-    assert hist[0]["lambda"][0] > 0  # the multiplier rose while the relaxed network was over budget
+    assert hist[0]["lambda"][0] == hist[1]["lambda"][0] == 0  # warm-up epochs: no latency term yet
+    assert any(h["lambda"][0] > 0 for h in hist[2:])  # then the multiplier rose while the cell was over budget
     assert rec["within_budget"] and rec["latency_ms"]["local"] <= budget
+    assert rec["none_edges"] == 0 and rec["derivation"] in ("argmax", "budget")
+    assert all("none" not in h["arch"] for h in hist)
 
 
 def test_darts_bad_input_is_one_red_line(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path / "proj"))
     r = cli("search", "--space", "mbv3-small", "--strategy", "darts", "--skip-dropout", "0.2", "--out", str(tmp_path / "run"))
-    assert r.code == 2 and "applies to nb201" in r.err and "Traceback" not in r.err  # mbv3: see test_darts_mbv3
+    assert r.code == 2 and "applies to the nb201 cell" in r.err and "Traceback" not in r.err  # mbv3: see test_darts_mbv3
     r = cli("search", "--space", "nb201", "--strategy", "darts", "--epochs", "0", "--out", str(tmp_path / "run"))
-    assert r.code == 2 and "epochs must be" in r.err
+    assert r.code == 2 and "epochs=0 must be >= 1" in r.err
     assert not (tmp_path / "run").exists()
     with pytest.raises(InputError, match="per-block LUT"):
         ExpectedLatency("x", object())
+    from edgenas.search.darts_train import DartsConfig
+
+    with pytest.raises(InputError, match="schema 1"):
+        DartsConfig.from_json({**DartsConfig().to_json(), "schema": 1})

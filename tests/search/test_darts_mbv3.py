@@ -147,7 +147,7 @@ def test_bad_input_is_one_red_line_and_creates_nothing(cli, tiny_project, tmp_pa
     assert r.code != 0 and "no LUT for the mbv3-small space" in r.err and "Traceback" not in r.err
     assert len(r.err.strip().splitlines()) <= 2  # the message and its hint
     r = _run(cli, tiny_project, out, "--skip-dropout", "0.2")
-    assert r.code == 2 and "applies to nb201" in r.err
+    assert r.code == 2 and "applies to the nb201 cell" in r.err
     assert not out.exists()
 
 

@@ -14,14 +14,6 @@ from edgenas.search import Problem
 from edgenas.search.ladder import Rung, brackets, parse_ladder
 from edgenas.search.multifidelity import MFConfig, run_multifidelity
 
-VALID = Path(__file__).resolve().parents[2].parent / "shared/data/nb201/nb201_valid.csv"
-
-
-@pytest.fixture
-def valid():
-    if not VALID.exists():
-        pytest.skip(f"reference table not found at {VALID}")
-    return str(VALID)
 
 
 def _ladder(valid):

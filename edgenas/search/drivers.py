@@ -1,0 +1,89 @@
+"""The strategies that run their own loop, in the strategy registry: ``sh``, ``hyperband``, ``darts``.
+
+Each is a ``Driver`` (``edgenas.search.base``): it declares its options (``edgenas list`` shows them)
+and ``prepare`` turns a ``SearchRequest`` into a validated ``DriverRun``; ``launch_search`` then runs
+it under the same folder lock, Ctrl-C / disk-full handling and experiment-database index as an
+ask/tell search. The heavy modules (torch for DARTS) are imported only when a run is prepared.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from edgenas.errors import InputError
+from edgenas.search.base import STRATEGIES, Driver, DriverRun, Option
+
+
+def _no_warm_start(req: Any) -> None:
+    if req.warm_start:
+        raise InputError(f"--warm-start is not supported with --strategy {req.strategy}",
+                         hint="warm-start an ask/tell strategy (edgenas list), e.g. --strategy evolution")
+
+
+class _MultiFidelity(Driver):
+    options = {
+        "ladder": Option((), tuple, lambda v: len(v) >= 1 and all(isinstance(x, str) for x in v),
+                         "needs at least one rung EVAL[:key=value,...] (--ladder, cheapest first)"),
+        "eta": Option(3, int, lambda v: v >= 2, "must be >= 2 (--eta)"),
+    }
+
+    @classmethod
+    def prepare(cls, project: Any, req: Any, out_dir: Any, *, resume: bool = False, executor: Any = None,
+                note: Callable[[str], None] | None = None) -> DriverRun:
+        from edgenas.search.launch import build_problem
+        from edgenas.search.mf_launch import build_problems
+        from edgenas.search.multifidelity import run_multifidelity
+
+        _no_warm_start(req)
+        if req.strategy_options:
+            raise InputError(f"strategy {cls.name}: give the rungs as --ladder and --eta, not as strategy options")
+        if not req.ladder:
+            raise InputError(f"--strategy {cls.name} needs a --ladder of evaluators, cheapest first",
+                             hint="e.g. --ladder compression:keep=3 --ladder train:epochs=2,cost=40")
+        cls.validate_options({"ladder": tuple(req.ladder), "eta": req.eta})
+        problems, config = build_problems(project, req, build_problem, executor)
+
+        def run(folder: Path, resume: bool, progress: Callable[[int, int], None] | None) -> Any:
+            return run_multifidelity(config, problems, folder, resume=resume, progress=progress)
+
+        return DriverRun(problems[-1], config, run)
+
+
+@STRATEGIES.register("sh", help="successive halving over a --ladder of evaluators (multi-fidelity)")
+class SuccessiveHalving(_MultiFidelity):
+    pass
+
+
+@STRATEGIES.register("hyperband", help="Hyperband: brackets of successive halving over a --ladder")
+class Hyperband(_MultiFidelity):
+    pass
+
+
+@STRATEGIES.register("darts", help="first-order DARTS on nb201 with the LUT's expected latency in the loss")
+class Darts(Driver):
+    options = {
+        "data": Option("digits", str, message=""),
+        "epochs": Option(10, int, lambda v: v >= 1, "must be >= 1"),
+        "latency_weight": Option(0.0, float, lambda v: v >= 0, "must be >= 0"),
+        "skip_dropout": Option(0.0, float, lambda v: 0 <= v < 1, "must be in [0, 1)"),
+        "lambda_lr": Option(0.05, float, lambda v: v >= 0, "must be >= 0"),
+        "arch_warmup": Option(0.2, float, lambda v: 0 <= v < 1, "must be in [0, 1)"),
+        "latency_warmup": Option(0.4, float, lambda v: 0 <= v < 1, "must be in [0, 1)"),
+        "arch_lr": Option(3e-3, float, lambda v: v > 0, "must be > 0"),
+        "lr": Option(0.025, float, lambda v: v > 0, "must be > 0"),
+        "batch_size": Option(64, int, lambda v: v >= 1, "must be >= 1"),
+    }
+
+    @classmethod
+    def prepare(cls, project: Any, req: Any, out_dir: Any, *, resume: bool = False, executor: Any = None,
+                note: Callable[[str], None] | None = None) -> DriverRun:
+        from edgenas.search.darts_launch import prepare_darts
+
+        _no_warm_start(req)
+        if req.ladder:
+            raise InputError("--ladder needs --strategy sh or hyperband, not 'darts'")
+        if req.max_latency_quantile is not None:
+            raise InputError("--strategy darts takes --max-latency-ms budgets, not --max-latency-quantile")
+        opts = cls.validate_options(dict(req.strategy_options))
+        return prepare_darts(project, req, opts, Path(out_dir), resume=resume)

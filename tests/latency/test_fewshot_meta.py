@@ -1,0 +1,134 @@
+"""Issue 17, part 1: the meta-learned few-shot model - JSON records, no leak of the new device, seeded choice."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgenas.errors import InputError
+from edgenas.latency.fewshot import HwTable, cell_encoding
+from edgenas.latency.fewshot_meta import (CONFIGS, DEFAULT, MetaConfig, MetaFewShot, choose_config,
+                                          fit_new_device, select_architectures)
+
+NB201 = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "nb201" / "nb201_hw.csv"
+OPS = ["none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"]
+
+
+def _devices(n=1500, seed=0):
+    """Five devices that are per-operation cost tables over one set of cells, with 2% noise."""
+    rng = np.random.default_rng(seed)
+    ops = rng.choice(OPS, (n, 6))
+    cells = [f"|{o[0]}~0|+|{o[1]}~0|{o[2]}~1|+|{o[3]}~0|{o[4]}~1|{o[5]}~2|" for o in ops]
+    E, _ = cell_encoding(cells, OPS)
+    costs = rng.uniform(0.1, 2.0, (E.shape[1], 3))
+    base = 1.0 + E @ costs  # three "kinds" of hardware
+    mix = np.array([[1, 0, 0], [0.9, 0.1, 0], [0, 1, 0], [0, 0.8, 0.2], [0.5, 0.5, 0.5]])
+    clean = base @ mix.T
+    return clean * np.exp(rng.normal(0, 0.02, clean.shape)), E
+
+
+@pytest.mark.parametrize("config", [DEFAULT, MetaConfig("log", 0.1, 10.0, "random"),
+                                    MetaConfig("ms", 1.0, 1.0, "stratified")])
+@pytest.mark.parametrize("k", [1, 2, 20])
+def test_json_round_trip_gives_identical_predictions(config, k):
+    lat, E = _devices()
+    X = np.column_stack([lat[:, 1:], E[:, :8]])
+    m = MetaFewShot(4, [f"f{i}" for i in range(X.shape[1])], config).fit(X[:k], lat[:k, 0])
+    m.inner = {"tasks": 3}
+    rec = json.loads(json.dumps(m.to_dict()))
+    back = MetaFewShot.from_dict(rec)
+    assert np.array_equal(back.predict(X), m.predict(X))
+    assert back.config == config and back.describe() == m.describe()
+    assert m.kind == ("ridge" if k >= 3 else "ratio")
+
+
+def test_without_references_it_uses_descriptors_or_the_mean():
+    lat, E = _devices()
+    m = MetaFewShot(0).fit(E[:30], lat[:30, 0])
+    assert m.kind == "ridge" and np.array_equal(MetaFewShot.from_dict(m.to_dict()).predict(E), m.predict(E))
+    empty = np.zeros((30, 0))
+    m0 = MetaFewShot(0).fit(empty, lat[:30, 0])
+    assert m0.kind == "mean" and np.allclose(m0.predict(np.zeros((3, 0))), np.exp(np.log(lat[:30, 0]).mean()))
+
+
+def test_a_mix_of_references_is_recovered_from_twenty_points():
+    lat, E = _devices()
+    X = np.column_stack([lat[:, 1:], E])
+    m, idx = fit_new_device(X, 4, 20, 0, lambda i: lat[i, 0])
+    test = np.setdiff1d(np.arange(len(lat)), idx)
+    assert np.mean(np.abs(m.predict(X[test]) / lat[test, 0] - 1) <= 0.10) > 0.9
+
+
+def test_bad_records_and_inputs_are_input_errors():
+    lat, E = _devices(n=200)
+    X = np.column_stack([lat[:, 1:], E[:, :4]])
+    m = MetaFewShot(4).fit(X[:20], lat[:20, 0])
+    rec = m.to_dict()
+    for broken in ({**rec, "w": rec["w"][:-1]}, {**rec, "schema": 9}, {**rec, "fit": "magic"},
+                   {k: v for k, v in rec.items() if k != "mu"}, {**rec, "config": {"space": "cubic"}}):
+        with pytest.raises(InputError):
+            MetaFewShot.from_dict(broken)
+    with pytest.raises(InputError, match="shape"):
+        m.predict(X[:, :3])
+    with pytest.raises(InputError, match="> 0"):
+        MetaFewShot(4).fit(X[:20], -lat[:20, 0])
+    with pytest.raises(InputError, match="cannot choose"):
+        select_architectures(X, 4, 0, 0, "random")
+    with pytest.raises(InputError, match="unknown selection"):
+        select_architectures(X, 4, 5, 0, "psychic")
+
+
+def test_selection_and_configuration_are_deterministic_per_seed():
+    lat, E = _devices()
+    X = np.column_stack([lat[:, 1:], E[:, :8]])
+    for rule in ("random", "stratified"):
+        a, b = select_architectures(X, 4, 20, 3, rule), select_architectures(X, 4, 20, 3, rule)
+        assert np.array_equal(a, b) and len(set(a.tolist())) == 20
+        assert not np.array_equal(a, select_architectures(X, 4, 20, 4, rule))
+    strat = select_architectures(X, 4, 10, 0, "stratified")
+    ranks = np.argsort(np.argsort(np.log(X[:, :4]).mean(axis=1)))[strat]
+    assert sorted(r // 150 for r in ranks) == list(range(10))  # one per decile of the score
+    c1, i1 = choose_config(X, 4, 20)
+    c2, i2 = choose_config(X, 4, 20)
+    assert c1 == c2 and i1 == i2 and c1 in CONFIGS and i1["tasks"] == 12
+    assert choose_config(X[:, [0] + list(range(4, X.shape[1]))], 1, 20)[0] == DEFAULT  # one reference
+
+
+def test_the_new_device_is_seen_only_through_the_k_measured_rows():
+    """Leave-one-device-out leak check on the real NB-201 table: everything but the k measured
+    values of the scored column may change and the chosen rows, configuration and predictions do not."""
+    t = HwTable(NB201)
+    rows = np.random.default_rng(0).permutation(len(t.arch))[:3000]
+    col, refs = t.ms_columns[0], t.ms_columns[1:]
+    X = np.column_stack([np.column_stack([t.latency[c][rows] for c in refs]), t.descriptors[rows]])
+    y = t.latency[col][rows]
+    asked: list[np.ndarray] = []
+
+    def measure(idx):
+        asked.append(np.asarray(idx))
+        return y[idx]
+
+    m1, idx1 = fit_new_device(X, len(refs), 20, 0, measure)
+    assert len(asked) == 1 and np.array_equal(asked[0], idx1) and len(idx1) == 20
+    y2 = y * np.exp(np.random.default_rng(1).normal(0, 0.5, y.size))  # a different device...
+    y2[idx1] = y[idx1]  # ...that agrees on the k measured rows
+    m2, idx2 = fit_new_device(X, len(refs), 20, 0, lambda i: y2[i])
+    assert np.array_equal(idx1, idx2) and m1.config == m2.config
+    assert np.array_equal(m1.predict(X), m2.predict(X))
+
+
+def test_records_of_either_regressor_load_and_unknown_kinds_do_not():
+    from edgenas.latency.fewshot_ensemble import FewShotEnsemble
+    from edgenas.latency.fewshot_model import regressor_from_dict
+
+    lat, E = _devices(n=200)
+    X = np.column_stack([lat[:, 1:], E[:, :4]])
+    meta = MetaFewShot(4).fit(X[:20], lat[:20, 0])
+    old = FewShotEnsemble([True] * 4 + [False] * 4).fit(X[:20], lat[:20, 0])  # records written before
+    for m in (meta, old):
+        assert np.array_equal(regressor_from_dict(json.loads(json.dumps(m.to_dict()))).predict(X), m.predict(X))
+    with pytest.raises(InputError, match="unknown regressor kind"):
+        regressor_from_dict({**meta.to_dict(), "kind": "pickle"})

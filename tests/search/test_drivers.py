@@ -1,0 +1,101 @@
+"""sh, hyperband and darts are registered strategies (Drivers): listed with their options, dispatched
+through the registry by launch_search, and indexed in a real SQLite experiment database."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgenas.errors import InputError
+from edgenas.search import make_strategy, strategy_names
+from edgenas.search.base import STRATEGIES, driver_names
+
+
+
+def test_drivers_are_listed_with_their_options_and_have_no_ask_tell(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
+    r = cli("list", "--json")
+    assert r.code == 0
+    reg = r.json()
+    assert {"sh", "hyperband", "darts", "evolution"} <= set(reg["strategies"])
+    assert reg["strategy_options"]["sh"] == {"ladder": [], "eta": 3}
+    assert reg["strategy_options"]["darts"]["latency_warmup"] == 0.4
+    assert reg["strategy_options"]["evolution"]["population"] == 20
+    text = cli("list").out
+    assert "hyperband" in text and "options: ladder=[], eta=3" in text
+    assert driver_names() == ["darts", "hyperband", "sh"]
+    assert not set(driver_names()) & set(strategy_names())
+    assert STRATEGIES.get("sh").name == "sh"
+    with pytest.raises(InputError, match="runs its own search loop"):
+        make_strategy("hyperband", None, np.random.default_rng(0))
+
+
+def test_driver_options_are_checked_before_anything_is_written(cli, valid, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path / "proj"))
+    out = tmp_path / "run"
+    rung = f"nb201-fidelity:table={valid},column=cifar10_valid_12ep"
+    cases = [
+        (["--space", "nb201", "--strategy", "darts", "--strategy-opt", "bogus=1"], "unknown option(s) bogus"),
+        (["--space", "nb201", "--strategy", "darts", "--strategy-opt", "lambda_lr=-1"], "lambda_lr=-1.0 must be >= 0"),
+        (["--space", "nb201", "--strategy", "sh"], "needs a --ladder"),
+        (["--space", "nb201", "--strategy", "sh", "--ladder", rung, "--eta", "1"], "eta=1 must be >= 2"),
+        (["--space", "nb201", "--strategy", "hyperband", "--ladder", rung, "--warm-start", "auto"],
+         "--warm-start is not supported"),
+        (["--space", "nb201", "--strategy", "evolution", "--ladder", rung], "--ladder needs --strategy sh"),
+        (["--space", "nb201", "--strategy", "random", "--strategy-opt", "population=3"],
+         "unknown option(s) population"),
+    ]
+    for args, message in cases:
+        r = cli("search", *args, "--out", str(out))
+        assert r.code == 2 and message in r.err and "Traceback" not in r.err, (args, r.err)
+        assert not out.exists()
+
+
+def test_multifidelity_run_is_indexed_interrupted_resumed_and_warm_starts(cli, valid, tmp_path, monkeypatch):
+    from edgenas.search import multifidelity
+
+    db = tmp_path / "edgenas.db"
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path / "proj"))
+    monkeypatch.setenv("EDGENAS_DB", f"sqlite:///{db}")
+    monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
+    hw = str(Path(valid).with_name("nb201_hw.csv"))
+    base = ["search", "--space", "nb201", "--table", hw, "--latency-column", "raspi4_ms",
+            "--max-latency-ms", "20", "--seed", "1"]
+    run = ["--strategy", "hyperband", "--budget", "9",
+           "--ladder", f"nb201-fidelity:table={valid},column=cifar10_valid_12ep",
+           "--ladder", f"nb201-fidelity:table={valid},column=cifar10_valid,cost=16.67"]
+    real = multifidelity.atomic_write_json
+
+    def interrupt_after_a_rung(path, obj):
+        real(path, obj)
+        if path.name == "checkpoint.json" and obj["status"] == "running" and obj["n_evaluations"] >= 9:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(multifidelity, "atomic_write_json", interrupt_after_a_rung)
+    r = cli(*base, *run, "--out", str(tmp_path / "mf"))
+    assert r.code == 130 and "edgenas search --resume" in r.err
+    rows = json.loads(cli("runs", "list", "--json").out)
+    assert [(x["strategy"], x["status"]) for x in rows] == [("hyperband", "stopped")]
+    assert 9 <= rows[0]["evaluations"] < 18
+    monkeypatch.setattr(multifidelity, "atomic_write_json", real)
+    r = cli("search", "--resume", str(tmp_path / "mf"), "--json")
+    assert r.code == 0, r.err
+    s = r.json()
+    rows = json.loads(cli("runs", "list", "--json").out)
+    assert len(rows) == 1 and rows[0]["id"] and rows[0]["status"] == "complete"
+    assert rows[0]["evaluations"] == 18 and rows[0]["objective"] == "cifar10_valid"
+    best = json.loads((tmp_path / "mf" / "best.json").read_text())
+    assert rows[0]["best_value"] == pytest.approx(best["objectives"]["cifar10_valid"])
+    assert s["objective_value"] == pytest.approx(best["objectives"]["cifar10_valid"])
+    from edgenas.report.source import load_run_dir
+
+    assert load_run_dir(tmp_path / "mf").summary()["strategy"] == "hyperband"  # the report names it too
+    # a later ask/tell search on the same task warm-starts from the multi-fidelity run
+    r = cli(*base, "--table", valid, "--objective", "cifar10_valid", "--strategy", "evolution", "--budget", "10",
+            "--warm-start", "auto", "--out", str(tmp_path / "evo"), "--json")
+    assert r.code == 0, r.err
+    warm = json.loads((tmp_path / "evo" / "warm_start.json").read_text())
+    assert warm["transferred"] and {t["from_run"] for t in warm["transferred"]} == {rows[0]["id"]}
