@@ -210,11 +210,19 @@ def _print_darts(rec, json_out: bool) -> None:
         return
     lat = ", ".join(f"{k} {v:.4g} ms" + (f" (budget {rec['budgets_ms'][k]:.4g})" if rec["budgets_ms"].get(k) else "")
                     for k, v in rec["latency_ms"].items())
-    how = ("" if rec["derivation"] == "argmax" else
-           f" [yellow](the most probable cell, {escape(rec['argmax_arch'])}, missed the budget: the most "
-           "probable one within it)[/yellow]")
-    out.print(f"[green]derived[/green] {escape(rec['arch']['arch'])}; skip edges {rec['skip_edges']}; "
-              f"predicted latency: {lat or 'n/a'}{how}")
+    if "skip_edges" not in rec:  # an mbv3 space: ProxylessNAS-style relaxation (darts_mbv3_train)
+        a = rec["arch"]
+        desc = escape(f"r={a['r']} d={a['d']} ks={a['ks']} e={a['e']}")
+        how = ("" if rec["derivation"] == "argmax" else
+               f" [yellow](the argmax network missed the budget: {escape(rec['derivation'])}, "
+               f"{rec['repair_steps']} steps)[/yellow]")
+        out.print(f"[green]derived[/green] {desc}; predicted latency: {lat or 'n/a'}{how}")
+    else:
+        how = ("" if rec["derivation"] == "argmax" else
+               f" [yellow](the most probable cell, {escape(rec['argmax_arch'])}, missed the budget: the most "
+               "probable one within it)[/yellow]")
+        out.print(f"[green]derived[/green] {escape(rec['arch']['arch'])}; skip edges {rec['skip_edges']}; "
+                  f"predicted latency: {lat or 'n/a'}{how}")
     if not rec["within_budget"]:
         out.print("[yellow]no cell meets every budget[/yellow]")
     out.print(f"run folder {escape(str(rec['out_dir']))} (best.json, history.json, checkpoint)")

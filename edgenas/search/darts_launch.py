@@ -16,6 +16,7 @@ from edgenas.errors import InputError
 from edgenas.io import read_json
 from edgenas.project import Project
 from edgenas.search.base import DriverRun
+from edgenas.search.darts_mbv3_train import MbDartsConfig
 from edgenas.search.darts_train import DartsConfig, run_darts
 from edgenas.search.problem import DeviceTarget
 
@@ -34,7 +35,7 @@ def darts_config(space: str, devices: Sequence[str], budgets: Sequence[float], *
     if b and len(b) not in (1, len(devices)):
         raise InputError(f"{len(b)} latency budgets for {len(devices)} devices")
     if b and not devices:
-        raise InputError("a latency budget needs a device (--device) with an nb201 LUT")
+        raise InputError("a latency budget needs a device (--device) with a LUT for the space")
     per = [None] * len(devices) if not b else (b * len(devices) if len(b) == 1 else b)
     return DartsConfig(space=space, seed=seed, devices=tuple(zip(devices, per)), **options)
 
@@ -46,7 +47,12 @@ def prepare_darts(project: Project, req: Any, options: Mapping[str, Any], out_di
     from edgenas.spaces import get_space
 
     if resume:
-        config = DartsConfig.from_json(read_json(Path(out_dir) / "config.json", "run config"))
+        saved = read_json(Path(out_dir) / "config.json", "run config")
+        if saved.get("space", "nb201") != "nb201":
+            return _prepare_mbv3(project, MbDartsConfig.from_json(saved))
+        config = DartsConfig.from_json(saved)
+    elif req.space != "nb201":
+        return _prepare_mbv3(project, mbv3_darts_config(req, options))
     else:
         config = darts_config(req.space, req.devices, req.max_latency_ms, seed=req.seed, **options)
     space = get_space(config.space)
@@ -64,5 +70,39 @@ def prepare_darts(project: Project, req: Any, options: Mapping[str, Any], out_di
 
     def run(folder: Path, resume: bool, progress: Callable[[int, int], None] | None) -> dict[str, Any]:
         return {**run_darts(config, models, folder, resume=resume, progress=progress), "out_dir": str(folder)}
+
+    return DriverRun(problem, config, run)
+
+
+_NB201_ONLY = ("skip_dropout", "arch_warmup", "latency_warmup")
+_MBV3_KEYS = ("lr", "arch_lr", "batch_size", "lambda_lr")  # the mbv3 defaults unless given (--strategy-opt)
+
+
+def mbv3_darts_config(req: Any, options: Mapping[str, Any]) -> MbDartsConfig:
+    """The mbv3 relaxation's config (``darts_mbv3_train``) from a request and the driver's options."""
+    given = dict(req.strategy_options)
+    for key in _NB201_ONLY:
+        if given.get(key):
+            raise InputError(f"darts: {key} applies to the nb201 cell, not to the mbv3 spaces")
+    b = list(req.max_latency_ms)
+    if b and len(b) not in (1, len(req.devices)):
+        raise InputError(f"{len(b)} latency budgets for {len(req.devices)} devices")
+    if b and not req.devices:
+        raise InputError("a latency budget needs a device (--device) with a LUT for the space")
+    per = [None] * len(req.devices) if not b else (b * len(req.devices) if len(b) == 1 else b)
+    extra = {k: options[k] for k in _MBV3_KEYS if k in given}
+    return MbDartsConfig(space=req.space, data=options["data"], epochs=options["epochs"], seed=req.seed,
+                         latency_weight=options["latency_weight"], devices=tuple(zip(req.devices, per)), **extra)
+
+
+def _prepare_mbv3(project: Project, config: MbDartsConfig) -> DriverRun:
+    from edgenas.search.darts_mbv3_launch import latency_models
+    from edgenas.search.darts_mbv3_train import run_mbv3_darts
+
+    models = latency_models(project, config)  # no LUT, or a budget below the fastest network: refused here
+    problem = DartsProblem(tuple(DeviceTarget(n, m, b) for (n, b), (_, m) in zip(config.devices, models)))
+
+    def run(folder: Path, resume: bool, progress: Callable[[int, int], None] | None) -> dict[str, Any]:
+        return {**run_mbv3_darts(config, models, folder, resume=resume, progress=progress), "out_dir": str(folder)}
 
     return DriverRun(problem, config, run)

@@ -148,7 +148,9 @@ def _darts_log(out: Path, config: Mapping[str, Any]) -> list[dict[str, Any]]:
         wall += float(h.get("epoch_s", 0.0))
         ms = {str(k): float(v) for k, v in h["derived_ms"].items()}
         cons = {k: v - budgets[k] for k, v in ms.items() if budgets.get(k) is not None}
-        recs.append({"number": int(h["epoch"]) - 1, "arch": space.to_dict(space.from_string(h["arch"])),
+        a = h["arch"]  # nb201: the cell's string; mbv3 (darts_mbv3_train): the architecture record
+        arch = space.from_dict(a) if isinstance(a, Mapping) else space.from_string(a)
+        recs.append({"number": int(h["epoch"]) - 1, "arch": space.to_dict(arch),
                      "objectives": {"train_loss": float(h["train_loss"])}, "latency_ms": ms,
                      "constraints": cons, "feasible": all(v <= 0 for v in cons.values()),
                      "wall_s": wall})

@@ -253,6 +253,18 @@ class MBV3Space(SearchSpace[MBV3Arch]):
         vocab = self._tables.vocab
         return [vocab[i] for i in self.key_index_matrix(self.to_genes(arch))[0] if i >= 0]
 
+    def cost_tables(self, key_cost: Mapping[str, float]) -> tuple[np.ndarray, np.ndarray]:
+        """Per-block costs laid out by choice: ``fixed`` (n_r,) = the sum of the fixed blocks at each
+        resolution, ``slot`` (n_r, n_slots, n_ks, n_e) = the cost of slot i with kernel k, expand e.
+        A network's cost is ``fixed[r] + sum over its active slots of slot[r, i, k, e]``."""
+        t = self._tables
+        missing = [k for k in t.vocab if k not in key_cost]
+        if missing:
+            raise InputError(f"no cost for {len(missing)} of {len(t.vocab)} block keys of {self.name}, "
+                             f"e.g. '{missing[0]}'", hint="profile every key of the space (key_vocab())")
+        cost = np.asarray([float(key_cost[k]) for k in t.vocab])
+        return cost[t.fixed].sum(axis=1), cost[t.slot]
+
     def min_latency(self, key_cost: Mapping[str, float]) -> tuple[float, MBV3Arch]:
         """Exact: per resolution, fixed blocks + per stage the best depth over per-slot minima."""
         t, c = self._tables, self.config

@@ -194,3 +194,23 @@ def test_model_forward_shapes(name, resolutions):
         with torch.no_grad():
             y = model(torch.randn(space.input_shape(arch)))
         assert y.shape == (1, space.num_classes) and torch.isfinite(y).all()
+
+
+@pytest.mark.parametrize("name", ["mbv3-tiny", "mbv3-small"])
+def test_cost_tables_add_up_to_the_block_key_sum(name):
+    space = get_space(name)
+    c = space.config
+    rng = np.random.default_rng(0)
+    cost = {k: float(v) for k, v in zip(space.key_vocab(), rng.random(len(space.key_vocab())))}
+    fixed, slot = space.cost_tables(cost)
+    assert fixed.shape == (len(c.resolutions),) and slot.shape == (len(c.resolutions), c.n_slots,
+                                                                   len(c.ks_choices), len(c.e_choices))
+    for _ in range(20):
+        a = space.sample(rng)
+        ri = c.resolutions.index(a.r)
+        total = fixed[ri] + sum(slot[ri, s * c.max_depth + j, c.ks_choices.index(a.ks[s * c.max_depth + j]),
+                                     c.e_choices.index(a.e[s * c.max_depth + j])]
+                                for s, d in enumerate(a.d) for j in range(d))
+        assert total == pytest.approx(sum(cost[k] for k in space.block_keys(a)), rel=1e-12)
+    with pytest.raises(InputError, match="no cost for 1 of"):
+        space.cost_tables({k: v for k, v in list(cost.items())[1:]})

@@ -1,0 +1,42 @@
+"""``edgenas search --strategy darts`` on an mbv3 space: load each device's LUT, check the budgets, run.
+
+Everything is checked before the run folder is created: a device without a LUT for the space, or a
+budget below the fastest network of the space on that device (exact, ``min_latency``), is refused.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from edgenas.errors import InfeasibleError, InputError
+from edgenas.project import Project
+from edgenas.search.darts_mbv3_train import MbDartsConfig, run_mbv3_darts
+
+
+def latency_models(project: Project, config: MbDartsConfig) -> list[tuple[str, Any]]:
+    from edgenas.latency.predictor import LatencyPredictor
+    from edgenas.latency.store import LutStore
+    from edgenas.spaces import get_space
+
+    space = get_space(config.space)
+    store = LutStore(project.luts_dir)
+    models = []
+    for name, budget in config.devices:
+        if not store.list(name, space.name):
+            raise InputError(f"device '{name}' has no LUT for the {space.name} space",
+                             hint=f"profile it first: edgenas profile {name} --space {space.name}")
+        m = LatencyPredictor(store.latest(name, space.name), space)
+        if budget is not None:
+            ms, _ = m.min_latency()
+            if budget < ms:
+                raise InfeasibleError(f"device '{name}': no {space.name} network meets {budget:g} ms; "
+                                      f"the fastest is {ms:.4g} ms", min_latency_ms=ms,
+                                      hint=f"raise the budget to at least {ms:.4g} ms")
+        models.append((name, m))
+    return models
+
+
+def launch_mbv3_darts(project: Project, config: MbDartsConfig, out_dir: Path, *, resume: bool = False,
+                      progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    return run_mbv3_darts(config, latency_models(project, config), out_dir, resume=resume, progress=progress)

@@ -1,0 +1,222 @@
+"""DARTS on the mbv3 spaces (ProxylessNAS / FBNet relaxation, path sampling); checkpoints, exact resume.
+
+Each step alternates, as first-order DARTS on nb201 (``darts_train``): an SGD step on the supernet's
+weights for ONE sub-network sampled from the current probabilities (training half), then an Adam step
+on the architecture weights with ONE hard Gumbel-softmax path (the other half), minimising
+
+    cross-entropy + sum_devices lambda_d * E[latency_d] / budget_d      (budget: Lagrange multiplier)
+    cross-entropy + latency_weight * sum_devices E[latency_d]           (no budget: fixed penalty)
+
+The multiplier follows the first nb201 rule: ``lambda_d += lambda_lr * (L_d / budget_d - 1)`` after every
+step, floored at 0, with ``L_d`` the larger of E[latency_d] and the latency of the network derived at
+that moment (nb201 has since moved to the derived cell's latency alone, clipped steps and warm-ups;
+``darts_train``). Only the small helpers (batches, optimiser state) are shared with ``darts_train``. The Gumbel temperature anneals geometrically from ``tau_start`` to ``tau_end``.
+
+At the end the derived network (argmax of every decision) is checked against every budget with the
+LUT predictor and, if it misses one, repaired greedily (``darts_mbv3_latency.repair_to_budget``).
+
+Checkpoints at every epoch end (tensors in ``checkpoint.safetensors``, the rest in
+``checkpoint.json``); batch order and every sample come from generators seeded per epoch, so
+``resume`` continues to exactly what an uninterrupted run reaches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from edgenas.errors import InputError
+from edgenas.io import atomic_write_json, read_json
+from edgenas.search.darts_mbv3 import MBV3Relaxation, sampled_forward
+from edgenas.search.darts_mbv3_latency import ExpectedLatencyMBV3, repair_to_budget
+from edgenas.search.darts_train import DARTS_SCHEMA, _batches, _load_opt_state, _opt_state
+
+
+@dataclass(frozen=True)
+class MbDartsConfig:
+    space: str = "mbv3-small"
+    data: str = "digits"
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 0.05
+    arch_lr: float = 0.01
+    latency_weight: float = 0.0
+    lambda_lr: float = 0.05
+    tau_start: float = 5.0
+    tau_end: float = 0.5
+    seed: int = 0
+    devices: tuple[tuple[str, float | None], ...] = ()
+
+    def __post_init__(self) -> None:
+        from edgenas.supernet.train import space_config
+
+        space_config(self.space)  # an mbv3 space, else InputError
+        for k in ("epochs", "batch_size"):
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise InputError(f"darts: {k} must be an integer >= 1, got {v!r}")
+        if not (self.lr > 0 and self.arch_lr > 0 and self.lambda_lr >= 0 and self.latency_weight >= 0
+                and 0 < self.tau_end <= self.tau_start):
+            raise InputError("darts: need lr, arch_lr > 0; lambda_lr, latency_weight >= 0; 0 < tau_end <= tau_start")
+        object.__setattr__(self, "devices", tuple((str(n), None if b is None else float(b))
+                                                  for n, b in self.devices))
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["devices"] = [list(x) for x in self.devices]
+        return {"schema": DARTS_SCHEMA, "kind": "darts", "relaxation": "mbv3-path-sampling", **d}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "MbDartsConfig":
+        d = {k: v for k, v in d.items() if k not in ("schema", "kind", "relaxation")}
+        d["devices"] = tuple(tuple(x) for x in d.get("devices", ()))
+        return cls(**d)
+
+    def tau(self, epoch: int) -> float:
+        return self.tau_start * (self.tau_end / self.tau_start) ** (epoch / max(self.epochs - 1, 1))
+
+
+def _logp(relax: MBV3Relaxation) -> dict[str, np.ndarray]:
+    with torch.no_grad():
+        return {k: torch.log_softmax(a, -1).numpy().astype(np.float64)
+                for k, a in (("ke", relax.alpha_ke), ("d", relax.alpha_d), ("r", relax.alpha_r))}
+
+
+def run_mbv3_darts(config: MbDartsConfig, latency: Sequence[tuple[str, Any]], out_dir: str | Path, *,
+                   resume: bool = False, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Train, derive (and repair), write ``best.json`` (a normal architecture record) and ``history.json``."""
+    from safetensors.torch import load_file, save_file
+
+    from edgenas.datasets import load_dataset
+    from edgenas.spaces import get_space
+    from edgenas.supernet.model import MBV3Supernet
+
+    space = get_space(config.space)
+    c = space.config
+    names = [n for n, _ in latency]
+    if names != [n for n, _ in config.devices]:
+        raise InputError(f"darts: latency models {names} do not match the config's devices")
+    terms = [ExpectedLatencyMBV3(n, m, space) for n, m in latency]
+    budgets = [b for _, b in config.devices]
+    out = Path(out_dir)
+    cfg_path, ck_json, ck_tensors = out / "config.json", out / "checkpoint.json", out / "checkpoint.safetensors"
+    if resume:
+        if not cfg_path.exists():
+            raise InputError(f"{out} holds no DARTS run to resume")
+        if read_json(cfg_path, "run config") != config.to_json():
+            raise InputError(f"cannot resume {out}: the config differs", hint="resume with the original settings")
+    elif cfg_path.exists():
+        raise InputError(f"{out} already holds a search run", hint="use --resume or another --out folder")
+    data = load_dataset(config.data, max(c.resolutions))
+    if data.num_classes > c.num_classes:
+        raise InputError(f"dataset {config.data!r} has {data.num_classes} classes; the {c.name} head has {c.num_classes}")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(cfg_path, config.to_json())
+    train, val = data.split(0.5, seed=config.seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(config.seed)
+        net = MBV3Supernet(c)
+    relax = MBV3Relaxation(c)
+    arch_params = list(relax.parameters())
+    w_opt = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=0.9, nesterov=True, weight_decay=3e-5)
+    a_opt = torch.optim.Adam(arch_params, lr=config.arch_lr, betas=(0.5, 0.999))
+    lam = [0.0] * len(terms)
+    history: list[dict[str, Any]] = []
+    start = 0
+    if resume and ck_json.exists():
+        meta = read_json(ck_json, "checkpoint")
+        tensors = load_file(str(ck_tensors))
+        net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        relax.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("alpha.")})
+        _load_opt_state(w_opt, "w_opt", tensors)
+        _load_opt_state(a_opt, "a_opt", tensors)
+        start, lam, history = int(meta["epoch"]), list(meta["lambda"]), list(meta["history"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for epoch in range(start, config.epochs):
+            t0 = time.perf_counter()
+            gen = torch.Generator().manual_seed(config.seed * 100003 + epoch)
+            tau = config.tau(epoch)
+            for g in w_opt.param_groups:
+                g["lr"] = 0.5 * config.lr * (1 + math.cos(math.pi * epoch / config.epochs))
+            tb = _batches(len(train), config.batch_size, config.seed, epoch)
+            vb = _batches(len(val), config.batch_size, config.seed + 7919, epoch)
+            net.train()
+            ce_sum, steps = 0.0, 0
+            for ti, vi in zip(tb, vb):
+                loss = F.cross_entropy(sampled_forward(net, relax, train.x[ti], relax.sample(gen)), train.y[ti])
+                w_opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+                w_opt.step()
+                a_loss = F.cross_entropy(sampled_forward(net, relax, val.x[vi], relax.gumbel_sample(gen, tau)),
+                                         val.y[vi])
+                probs = relax.probs()
+                exp_ms = [t(*probs) for t in terms]
+                for i, (e, b) in enumerate(zip(exp_ms, budgets)):
+                    if b is not None:
+                        a_loss = a_loss + lam[i] * e / b
+                    elif config.latency_weight > 0:
+                        a_loss = a_loss + config.latency_weight * e
+                a_opt.zero_grad(set_to_none=True)
+                a_loss.backward()
+                a_opt.step()
+                if any(b is not None for b in budgets):
+                    am = relax.argmax()
+                    now = relax.to_arch(am.ke, am.d, am.r)
+                    for i, (t, e, b) in enumerate(zip(terms, exp_ms, budgets)):
+                        if b is not None:  # over budget = the relaxed network OR its derived one is over
+                            worst = max(float(e.detach()), t.of_arch(now))
+                            lam[i] = max(0.0, lam[i] + config.lambda_lr * (worst / b - 1.0))
+                ce_sum += float(loss.detach())
+                steps += 1
+            am = relax.argmax()
+            arch = space.canonical(relax.to_arch(am.ke, am.d, am.r))
+            with torch.no_grad():
+                probs = relax.probs()
+                exp_now = {t.name: float(t(*probs)) for t in terms}
+            history.append({"epoch": epoch + 1, "train_loss": ce_sum / max(steps, 1), "tau": tau,
+                            "arch": space.to_dict(arch), "expected_ms": exp_now,
+                            "derived_ms": {t.name: t.of_arch(arch) for t in terms},
+                            "lambda": list(lam), "epoch_s": round(time.perf_counter() - t0, 3)})
+            tensors = {f"net.{k}": v.detach().clone() for k, v in net.state_dict().items()}
+            tensors.update({f"alpha.{k}": v.detach().clone() for k, v in relax.state_dict().items()})
+            tensors.update(_opt_state(w_opt, "w_opt"))
+            tensors.update(_opt_state(a_opt, "a_opt"))
+            tmp = ck_tensors.with_suffix(".tmp")
+            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+            tmp.replace(ck_tensors)
+            atomic_write_json(ck_json, {"schema": DARTS_SCHEMA, "epoch": epoch + 1, "lambda": lam,
+                                        "history": history})
+            if progress is not None:
+                progress(epoch + 1, config.epochs)
+    finally:
+        torch.set_num_threads(threads)
+    return _finish(space, terms, budgets, history, relax, out)
+
+
+def _finish(space, terms, budgets, history, relax: MBV3Relaxation, out: Path) -> dict[str, Any]:
+    argmax = space.from_dict(history[-1]["arch"])
+    arch, steps, how = repair_to_budget(space, argmax, _logp(relax), [t.model for t in terms], budgets)
+    lat = {t.name: t.of_arch(arch) for t in terms}
+    within = all(b is None or lat[t.name] <= b for t, b in zip(terms, budgets))
+    with torch.no_grad():
+        pk, pd, pr = (p.tolist() for p in relax.probs())
+    record = {"arch": space.to_dict(arch), "objectives": {}, "latency_ms": lat,
+              "budgets_ms": {t.name: b for t, b in zip(terms, budgets)}, "within_budget": within,
+              "argmax_arch": history[-1]["arch"], "argmax_latency_ms": dict(history[-1]["derived_ms"]),
+              "derivation": how, "repair_steps": steps, "epoch": history[-1]["epoch"],
+              "probs": {"ke": pk, "d": pd, "r": pr}, "strategy": "darts",
+              "relaxation": "mbv3-path-sampling", "evaluations": len(history), "stopped": "budget"}
+    atomic_write_json(out / "best.json", record)
+    atomic_write_json(out / "history.json", {"schema": DARTS_SCHEMA, "history": history})
+    return record

@@ -1,0 +1,193 @@
+"""DARTS on the mbv3 spaces (path sampling) with a real ``local`` LUT of this machine (``mbv3-tiny``):
+the expected latency, the budget repair, a budgeted run whose best.json export takes, exact resume,
+bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+FAST = {"warmup_min_n": 3, "warmup_min_s": 0.01, "min_n": 5, "min_s": 0.02, "max_s": 0.3}
+SPACE = "mbv3-tiny"
+
+
+@pytest.fixture(scope="module")
+def tiny_project(tmp_path_factory):
+    from edgenas.datasets import load_digits_images
+    from edgenas.fleet.profiler import profile_device
+    from edgenas.project import Project
+
+    root = tmp_path_factory.mktemp("darts-mbv3")
+    res = profile_device(Project(root), "local", SPACE, protocol=FAST)
+    assert res.n_entries > 0
+    x, y = load_digits_images(16, n=96, seed=0)
+    np.savez(root / "small.npz", x=x.numpy(), y=y.numpy())
+    return root
+
+
+def _predictor(root):
+    from edgenas.latency.predictor import LatencyPredictor
+    from edgenas.latency.store import LutStore
+    from edgenas.spaces import get_space
+
+    return LatencyPredictor(LutStore(root / "luts").latest("local", SPACE), get_space(SPACE))
+
+
+def _one_hot(space, arch):
+    c, n_e = space.config, len(space.config.e_choices)
+    ke = [c.ks_choices.index(k) * n_e + c.e_choices.index(e) for k, e in zip(arch.ks, arch.e)]
+    oh = torch.nn.functional.one_hot
+    return (oh(torch.tensor(ke), len(c.ks_choices) * n_e).double(),
+            oh(torch.tensor([c.d_choices.index(d) for d in arch.d]), len(c.d_choices)).double(),
+            oh(torch.tensor(c.resolutions.index(arch.r)), len(c.resolutions)).double())
+
+
+def test_expected_latency_is_the_lut_sum_at_one_hot_and_differentiable(tiny_project):
+    from edgenas.search.darts_mbv3 import MBV3Relaxation
+    from edgenas.search.darts_mbv3_latency import ExpectedLatencyMBV3
+
+    pred = _predictor(tiny_project)
+    space = pred.space
+    term = ExpectedLatencyMBV3("local", pred, space)
+    rng = np.random.default_rng(0)
+    for _ in range(8):
+        arch = space.sample(rng)
+        assert float(term(*_one_hot(space, arch))) == pytest.approx(float(pred.predict_many([arch])[0]), rel=1e-9)
+    relax = MBV3Relaxation(space.config)
+    term(*relax.probs()).backward()
+    assert relax.alpha_d.grad[0, -1] > relax.alpha_d.grad[0, 0]  # a deeper stage costs more
+    assert relax.alpha_ke.grad.abs().sum() > 0
+
+
+def test_repair_brings_the_largest_network_under_budget(tiny_project):
+    from edgenas.search.darts_mbv3 import MBV3Relaxation
+    from edgenas.search.darts_mbv3_latency import repair_to_budget
+    from edgenas.search.darts_mbv3_train import _logp
+
+    pred = _predictor(tiny_project)
+    space = pred.space
+    c = space.config
+    largest = space.from_dict({"ks": [max(c.ks_choices)] * c.n_slots, "e": [max(c.e_choices)] * c.n_slots,
+                               "d": [max(c.d_choices)] * c.n_stages, "r": max(c.resolutions)})
+    lo, hi = pred.min_latency()[0], float(pred.predict_many([largest])[0])
+    budget = lo + 0.5 * (hi - lo)
+    arch, steps, how = repair_to_budget(space, largest, _logp(MBV3Relaxation(c)), [pred], [budget])
+    assert how == "greedy repair" and steps > 0
+    assert float(pred.predict_many([arch])[0]) <= budget
+    assert space.from_dict(space.to_dict(arch)) == arch  # a valid network of the space
+    same, steps, how = repair_to_budget(space, largest, _logp(MBV3Relaxation(c)), [pred], [hi + 1])
+    assert (how, steps) == ("argmax", 0) and same == space.canonical(largest)
+
+
+def _run(cli, root, out, *extra):
+    return cli("search", "--space", SPACE, "--strategy", "darts", "--device", "local",
+               "--data", str(root / "small.npz"), "--seed", "3", "--out", str(out), "--json", *extra)
+
+
+def test_budgeted_run_meets_the_budget_and_exports(cli, tiny_project, tmp_path, monkeypatch):
+    from edgenas.spaces import load_arch
+
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tiny_project))
+    monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
+    pred = _predictor(tiny_project)
+    rng = np.random.default_rng(0)
+    budget = float(np.quantile(pred.predict_many([pred.space.sample(rng) for _ in range(300)]), 0.3))
+    r = _run(cli, tiny_project, tmp_path / "run", "--epochs", "1", "--max-latency-ms", f"{budget:.6f}")
+    assert r.code == 0, r.err
+    rec = r.json()
+    space, arch = load_arch(tmp_path / "run" / "best.json")
+    assert space.name == SPACE
+    assert float(pred.predict_many([arch])[0]) <= budget + 1e-6 and rec["within_budget"]
+    assert rec["latency_ms"]["local"] == pytest.approx(float(pred.predict_many([arch])[0]))
+    hist = json.loads((tmp_path / "run" / "history.json").read_text())["history"]
+    assert len(hist) == 1 and hist[0]["lambda"][0] >= 0
+    r = cli("export", str(tmp_path / "run" / "best.json"), "--out", str(tmp_path / "exp"), "--json")
+    assert r.code == 0, r.err
+    assert (tmp_path / "exp" / "model.onnx").is_file()
+
+
+def test_resume_is_exact(cli, tiny_project, tmp_path, monkeypatch):
+    from edgenas.search import darts_mbv3_train
+
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tiny_project))
+    monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
+    extra = ("--epochs", "2", "--max-latency-ms", "1000")
+    r = _run(cli, tiny_project, tmp_path / "full", *extra)
+    assert r.code == 0, r.err
+    full = r.json()
+    real = darts_mbv3_train.atomic_write_json
+
+    def interrupt_after_one(path, obj):  # kill the run right after epoch 1's checkpoint
+        real(path, obj)
+        if path.name == "checkpoint.json" and obj["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(darts_mbv3_train, "atomic_write_json", interrupt_after_one)
+    r = _run(cli, tiny_project, tmp_path / "part", *extra)
+    assert r.code == 130 and not (tmp_path / "part" / "best.json").exists()
+    monkeypatch.setattr(darts_mbv3_train, "atomic_write_json", real)
+    r = cli("search", "--resume", str(tmp_path / "part"), "--json")
+    assert r.code == 0, r.err
+    again = r.json()
+    assert again["arch"] == full["arch"] and again["probs"] == full["probs"]
+    strip = lambda p: [{k: v for k, v in h.items() if k != "epoch_s"}
+                       for h in json.loads((p / "history.json").read_text())["history"]]
+    assert strip(tmp_path / "part") == strip(tmp_path / "full")
+
+
+def test_bad_input_is_one_red_line_and_creates_nothing(cli, tiny_project, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tiny_project))
+    out = tmp_path / "run"
+    r = _run(cli, tiny_project, out, "--epochs", "1", "--max-latency-ms", "1e-6")
+    assert r.code == 4 and "fastest is" in r.err and "Traceback" not in r.err
+    r = cli("search", "--space", "mbv3-small", "--strategy", "darts", "--device", "local", "--out", str(out))
+    assert r.code != 0 and "no LUT for the mbv3-small space" in r.err and "Traceback" not in r.err
+    assert len(r.err.strip().splitlines()) <= 2  # the message and its hint
+    r = _run(cli, tiny_project, out, "--skip-dropout", "0.2")
+    assert r.code == 2 and "applies to the nb201 cell" in r.err
+    assert not out.exists()
+
+
+def test_two_devices_give_two_terms_and_both_budgets_hold(tiny_project, tmp_path):
+    from edgenas.search.darts_mbv3_train import MbDartsConfig, run_mbv3_darts
+
+    pred = _predictor(tiny_project)
+    lo = pred.min_latency()[0]
+    rng = np.random.default_rng(1)
+    med = float(np.median(pred.predict_many([pred.space.sample(rng) for _ in range(300)])))
+    budgets = (("local", med), ("local-b", lo + 0.25 * (med - lo)))  # the same LUT under a second name
+    cfg = MbDartsConfig(space=SPACE, data=str(tiny_project / "small.npz"), epochs=1, seed=0, devices=budgets)
+    rec = run_mbv3_darts(cfg, [("local", pred), ("local-b", pred)], tmp_path / "run")
+    hist = json.loads((tmp_path / "run" / "history.json").read_text())["history"]
+    assert len(hist[0]["lambda"]) == 2 and hist[0]["lambda"][1] >= hist[0]["lambda"][0]
+    assert rec["within_budget"] and all(rec["latency_ms"][n] <= b for n, b in budgets)
+
+
+def test_ofa_w12_relaxation_on_the_published_note10_table():
+    from pathlib import Path
+
+    from edgenas.latency.ofa_import import import_ofa_lut
+    from edgenas.latency.predictor import LatencyPredictor
+    from edgenas.search.darts_mbv3 import MBV3Relaxation, sampled_forward
+    from edgenas.search.darts_mbv3_latency import ExpectedLatencyMBV3
+    from edgenas.spaces import get_space
+    from edgenas.supernet.model import MBV3Supernet
+
+    folder = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ofa_note10_lut"
+    if not folder.is_dir():
+        pytest.skip(f"needs the reference data {folder}")
+    space = get_space("ofa-mbv3-w12")
+    pred = LatencyPredictor(import_ofa_lut(folder), space)
+    term = ExpectedLatencyMBV3("note10", pred, space)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        arch = space.sample(rng)
+        assert float(term(*_one_hot(space, arch))) == pytest.approx(float(pred.predict_many([arch])[0]), rel=1e-9)
+    relax = MBV3Relaxation(space.config)
+    assert pred.min_latency()[0] < float(term(*relax.probs()).detach()) < float(pred.predict_many([space.sample(rng)])[0]) * 3
+    path = relax.gumbel_sample(torch.Generator().manual_seed(0), 1.0)
+    sampled_forward(MBV3Supernet(space.config), relax, torch.randn(1, 3, 160, 160), path).sum().backward()
+    assert relax.alpha_r.grad is not None and relax.alpha_ke.grad.abs().sum() > 0
