@@ -1,4 +1,4 @@
-"""``edgenas search --strategy darts`` on an mbv3 space: load each device's LUT, check the budgets, run.
+"""``edgenas search --strategy darts`` on an mbv3 space: load each device's LUT and check the budgets.
 
 Everything is checked before the run folder is created: a device without a LUT for the space, or a
 budget below the fastest network of the space on that device (exact, ``min_latency``), is refused.
@@ -6,12 +6,11 @@ budget below the fastest network of the space on that device (exact, ``min_laten
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from edgenas.errors import InfeasibleError, InputError
 from edgenas.project import Project
-from edgenas.search.darts_mbv3_train import MbDartsConfig, run_mbv3_darts
+from edgenas.search.darts_mbv3_train import MbDartsConfig
 
 
 def latency_models(project: Project, config: MbDartsConfig) -> list[tuple[str, Any]]:
@@ -36,7 +35,3 @@ def latency_models(project: Project, config: MbDartsConfig) -> list[tuple[str, A
         models.append((name, m))
     return models
 
-
-def launch_mbv3_darts(project: Project, config: MbDartsConfig, out_dir: Path, *, resume: bool = False,
-                      progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    return run_mbv3_darts(config, latency_models(project, config), out_dir, resume=resume, progress=progress)

@@ -60,7 +60,8 @@ class Hyperband(_MultiFidelity):
     pass
 
 
-@STRATEGIES.register("darts", help="first-order DARTS on nb201 with the LUT's expected latency in the loss")
+@STRATEGIES.register("darts", help="first-order DARTS (nb201 cell; mbv3: ProxylessNAS-style sampled paths) "
+                                   "with the LUT's expected latency in the loss")
 class Darts(Driver):
     options = {
         "data": Option("digits", str, message=""),
