@@ -25,6 +25,12 @@ that meets every budget by the predictor (the argmax cell when it fits: ``deriva
 otherwise "budget"). These four changes are the remedy for the collapse seen in the first version
 (every budgeted run derived the all-``none`` cell: within budget, 10% accuracy; bench/RESULTS.md).
 
+Final selection (``selection``): "pt" (default) re-scores the ops after training with DARTS-PT
+(``darts_pt``: the drop of held-out accuracy when an op is masked out of the trained supernet, on
+``pt_samples`` images of the alpha half) and ``BudgetDerivation.pick``s the best-scoring cell within
+budget; "alpha" keeps the epoch-end cell (log-probabilities). ``best.json`` records both
+(``arch`` and ``alpha_arch``); the per-epoch cells in the history are always alpha-selected.
+
 Skip-connection collapse (DARTS's known failure) is measured: the history holds the derived cell's
 number of ``skip_connect`` edges per epoch. ``skip_dropout`` applies P-DARTS's remedy (Chen et al.,
 2019: operation-level dropout on skip connections).
