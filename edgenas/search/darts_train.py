@@ -272,12 +272,14 @@ def _finish(config, space, terms, budgets, history, net, out: Path, derivation: 
               "budgets_ms": {t.name: b for t, b in zip(terms, budgets)},
               "within_budget": all(b is None or ms[t.name] <= b for t, b in zip(terms, budgets)),
               "epoch": chosen["epoch"], "selection": config.selection, "derivation": derived_by,
+              "number": len(history) if pt is not None else len(history) - 1,  # PT's pick: one more evaluation
               "alpha_arch": chosen["arch"], "alpha_ms": dict(chosen["derived_ms"]),
               "argmax_arch": chosen["argmax_arch"],
               "argmax_ms": dict(chosen["argmax_ms"]), "skip_edges": arch.ops.count("skip_connect"),
               "none_edges": arch.ops.count("none"), "pool_edges": arch.ops.count("avg_pool_3x3"),
               "pt_scores": None if pt is None else pt[0].tolist(), "pt_s": None if pt is None else round(pt[1], 3),
-              "alpha_softmax": probs, "strategy": "darts", "evaluations": len(history), "stopped": "budget"}
+              "alpha_softmax": probs, "strategy": "darts", "evaluations": len(history) + (pt is not None),
+              "stopped": "budget"}
     atomic_write_json(out / "best.json", record)
     atomic_write_json(out / "history.json", {"schema": DARTS_SCHEMA, "history": history})
     return record

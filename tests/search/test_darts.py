@@ -180,9 +180,10 @@ def test_darts_resume_is_exact(cli, nb201_project, tmp_path, monkeypatch):
     assert set(indexed) == {"full", "part"}  # the resumed run replaced its stopped copy
     for name in ("full", "part"):
         assert indexed[name]["strategy"] == "darts" and indexed[name]["status"] == "complete"
-        assert indexed[name]["evaluations"] == 3 and indexed[name]["best_number"] == 2
+        assert indexed[name]["evaluations"] == 4 and indexed[name]["best_number"] == 3  # 3 epochs + PT's pick
     shown = json.loads(cli("runs", "show", indexed["part"]["id"], "--json").out)
     assert shown["best_arch"]["arch"] == again["arch"]["arch"]
+    assert again["number"] == 3 and again["evaluations"] == 4
     assert again["arch"] == full["arch"] and again["alpha_softmax"] == full["alpha_softmax"]
     assert full["selection"] == "pt" and again["pt_scores"] == full["pt_scores"]  # DARTS-PT by default
     strip = lambda p: [{k: v for k, v in h.items() if k != "epoch_s"}
