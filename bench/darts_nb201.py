@@ -11,7 +11,13 @@ profiled into ``--project`` first if it is missing. The two variants alternate s
 each finished run is appended to ``--jsonl`` (a rerun skips the runs already there), so a partial
 benchmark still compares both variants on the same seeds. A third row costs no training: the
 no-budget runs' architecture weights derived under the budget (``BudgetDerivation``), i.e. what the
-budget-aware derivation alone gives without a latency term in the loss.
+budget-aware derivation alone gives without a latency term in the loss (and the same for their PT
+scores).
+
+Every run uses ``selection="pt"``; its ``best.json`` also records the alpha selection from the same
+trained supernet, so each arm is reported twice ("alpha selection" / "pt selection") at the cost of
+one training, with the avg_pool / skip / none edge counts of each derived cell and the PT time.
+Runs in ``--jsonl`` from before the PT selection are not reused.
 
 Usage: python bench/darts_nb201.py --table ../shared/data/nb201/nb201_hw.csv --seeds 5 --epochs 5
 """
