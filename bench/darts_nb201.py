@@ -11,7 +11,13 @@ profiled into ``--project`` first if it is missing. The two variants alternate s
 each finished run is appended to ``--jsonl`` (a rerun skips the runs already there), so a partial
 benchmark still compares both variants on the same seeds. A third row costs no training: the
 no-budget runs' architecture weights derived under the budget (``BudgetDerivation``), i.e. what the
-budget-aware derivation alone gives without a latency term in the loss.
+budget-aware derivation alone gives without a latency term in the loss (and the same for their PT
+scores).
+
+Every run uses ``selection="pt"``; its ``best.json`` also records the alpha selection from the same
+trained supernet, so each arm is reported twice ("alpha selection" / "pt selection") at the cost of
+one training, with the avg_pool / skip / none edge counts of each derived cell and the PT time.
+Runs in ``--jsonl`` from before the PT selection are not reused.
 
 Usage: python bench/darts_nb201.py --table ../shared/data/nb201/nb201_hw.csv --seeds 5 --epochs 5
 """
@@ -46,7 +52,9 @@ def one(project: str, cfg_json: dict) -> dict:
         t0 = time.perf_counter()
         rec = run_darts(cfg, [("local", pred)], Path(d) / "run")
         hist = json.loads((Path(d) / "run" / "history.json").read_text())["history"]
-    return {"arch": rec["arch"]["arch"], "latency_ms": rec["latency_ms"]["local"],
+    return {"arch": rec["arch"]["arch"], "latency_ms": rec["latency_ms"]["local"], "selection": rec["selection"],
+            "alpha_arch": rec["alpha_arch"], "alpha_ms": rec["alpha_ms"]["local"], "pt_s": rec["pt_s"],
+            "pt_scores": rec["pt_scores"],
             "within_budget": rec["within_budget"], "derivation": rec["derivation"],
             "argmax_arch": rec["argmax_arch"], "argmax_ms": rec["argmax_ms"]["local"],
             "skip_edges": rec["skip_edges"], "none_edges": rec["none_edges"],
@@ -94,13 +102,13 @@ def main() -> None:
     if log is not None and log.exists():
         for line in log.read_text().splitlines():
             r = json.loads(line)
-            if r["epochs"] == args.epochs and r["budget_ms"] == budget:
+            if r["epochs"] == args.epochs and r["budget_ms"] == budget and r.get("selection") == "pt":
                 done[(r["variant"], r["seed"])] = r
     for seed in range(args.seeds):
         for label, devices in variants:
             if (label, seed) in done:
                 continue
-            cfg = DartsConfig(epochs=args.epochs, seed=seed, devices=devices).to_json()
+            cfg = DartsConfig(epochs=args.epochs, seed=seed, devices=devices, selection="pt").to_json()
             with ProcessPoolExecutor(1, mp_context=ctx) as pool:  # a fresh process: its own peak RSS
                 r = {"variant": label, "seed": seed, "epochs": args.epochs, "budget_ms": budget,
                      **pool.submit(one, str(proj.root), cfg).result()}
@@ -108,24 +116,32 @@ def main() -> None:
             if log is not None:
                 with log.open("a") as f:
                     f.write(json.dumps(r) + "\n")
-    for label, _ in variants:
+    every = space.all_archs()  # context: what a uniformly random cell within the budget scores
+    ms_all = pred.predict_many(every)
+    rows_all = table.lookup([space.to_dict(a)["arch"] for a in every])
+
+    def row(archs: list[str], runs: list[dict], label: str) -> dict:
+        rows = table.lookup(archs)
+        c10, c100 = table.column("cifar10_test")[rows], table.column("cifar100_test")[rows]
+        cells = [space.from_string(a) for a in archs]
+        ms = pred.predict_many(cells)
+        return {"cifar10_test_median": float(np.median(c10)), "cifar100_test_median": float(np.median(c100)),
+                "cifar10_test": c10.tolist(), "cifar100_test": c100.tolist(), "archs": archs,
+                "latency_ms": ms.tolist(), "within_budget": int((ms <= budget).sum()),
+                "avg_pool_edges": [c.ops.count("avg_pool_3x3") for c in cells],
+                "skip_edges": [c.ops.count("skip_connect") for c in cells],
+                "none_edges": [c.ops.count("none") for c in cells],
+                "argmax_within_budget": sum(r["argmax_ms"] <= budget for r in runs),
+                "lambda_final": [r["lambda_final"] for r in runs],
+                "epoch_s_median": float(np.median([r["epoch_s"] for r in runs])),
+                "pt_s_median": float(np.median([r["pt_s"] for r in runs])),
+                "wall_s_median": float(np.median([r["wall_s"] for r in runs])),
+                "peak_rss_mb_median": float(np.median([r["peak_rss_mb"] for r in runs]))}
+
+    for label, _ in variants:  # one training per seed and arm, two selections on the same supernet
         runs = [done[(label, seed)] for seed in range(args.seeds)]
-        rows = table.lookup(runs_archs := [r["arch"] for r in runs])
-        c10 = table.column("cifar10_test")[rows]
-        c100 = table.column("cifar100_test")[rows]
-        out[label] = {"cifar10_test_median": float(np.median(c10)), "cifar100_test_median": float(np.median(c100)),
-                      "cifar10_test": c10.tolist(), "archs": runs_archs,
-                      "latency_ms": [r["latency_ms"] for r in runs],
-                      "all_within_budget": all(r["within_budget"] for r in runs) if label == "budget" else None,
-                      "argmax_within_budget": sum(r["argmax_ms"] <= budget for r in runs),
-                      "derivations": [r["derivation"] for r in runs],
-                      "argmax_archs": [r["argmax_arch"] for r in runs],
-                      "lambda_final": [r["lambda_final"] for r in runs],
-                      "cifar100_test": c100.tolist(),
-                      "skip_edges": [r["skip_edges"] for r in runs], "none_edges": [r["none_edges"] for r in runs],
-                      "skip_edges_per_epoch": [r["skip_edges_per_epoch"] for r in runs],
-                      "epoch_s_median": float(np.median([r["epoch_s"] for r in runs])),
-                      "peak_rss_mb_median": float(np.median([r["peak_rss_mb"] for r in runs]))}
+        out[f"{label}, alpha selection"] = row([r["alpha_arch"] for r in runs], runs, label)
+        out[f"{label}, pt selection"] = row([r["arch"] for r in runs], runs, label)
     nb = [done[("no-budget", seed)] for seed in range(args.seeds)]
     if all("alpha_softmax" in r for r in nb):  # the unconstrained alphas, derived under the budget: no training
         import torch
@@ -143,10 +159,9 @@ def main() -> None:
             "latency_ms": pred.predict_many(cells).tolist(),
             "all_within_budget": bool(np.all(pred.predict_many(cells) <= budget)),
             "skip_edges": [a.ops.count("skip_connect") for a in cells]}
-    every = space.all_archs()  # context: what a uniformly random cell within the budget scores
-    ms_all = pred.predict_many(every)
-    rows = table.lookup([space.to_dict(a)["arch"] for a in every])
-    c10_all = table.column("cifar10_test")[rows]
+        pt_cells = [derive.pick(np.array(r["pt_scores"])) for r in nb]  # the no-budget PT scores, budget pick
+        out["no-budget pt scores, budget derivation"] = row([space.to_dict(a)["arch"] for a in pt_cells], nb, "")
+    c10_all = table.column("cifar10_test")[rows_all]
     fits = ms_all <= budget
     no_none = np.array(["none" not in a.ops for a in every])
     reference = {"cells_within_budget": int(fits.sum()),

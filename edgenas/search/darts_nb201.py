@@ -18,6 +18,9 @@ so the latency gradient can no longer make an edge cheaper by raising ``none`` (
 the LUT). ``BudgetDerivation`` then picks the most probable such cell whose predicted latency meets
 every budget (all 4^6 = 4,096 cells are scored from the edges' log-probabilities), so the derived
 cell fits whenever any ``none``-free cell does; only when none fits are cells with ``none`` allowed.
+``BudgetDerivation.pick`` takes any per-(edge, op) score in place of the log-probabilities: the
+perturbation scores of DARTS-PT (``darts_pt``) are the default selection, since ranking by alpha
+collapses onto ``avg_pool_3x3`` here (bench/RESULTS.md, issue 15).
 """
 
 from __future__ import annotations
@@ -138,8 +141,15 @@ class BudgetDerivation:
         logp = torch.log_softmax(alpha.detach().double(), dim=-1).numpy()
         if not self.includes_none:  # renormalise over the four derivable ops
             logp = torch.log(derivable_probs(alpha.detach().double())).numpy()
+        return self.pick(logp)
+
+    def pick(self, scores: np.ndarray) -> NB201Arch | None:
+        """The candidate cell with the largest sum over edges of ``scores[edge, op]`` (any per-op score:
+        log-probabilities for the alpha selection, DARTS-PT's perturbation scores); ties: the first."""
+        if not len(self.candidates):
+            return None
         g = self.genes[self.candidates]
-        score = logp[np.arange(len(EDGES)), g].sum(axis=1)
+        score = np.asarray(scores, dtype=np.float64)[np.arange(len(EDGES)), g].sum(axis=1)
         return NB201Arch(tuple(OPS[int(i)] for i in g[int(np.argmax(score))]))
 
 

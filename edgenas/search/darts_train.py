@@ -25,6 +25,12 @@ that meets every budget by the predictor (the argmax cell when it fits: ``deriva
 otherwise "budget"). These four changes are the remedy for the collapse seen in the first version
 (every budgeted run derived the all-``none`` cell: within budget, 10% accuracy; bench/RESULTS.md).
 
+Final selection (``selection``): "pt" (default) re-scores the ops after training with DARTS-PT
+(``darts_pt``: the drop of held-out accuracy when an op is masked out of the trained supernet, on
+``pt_samples`` images of the alpha half) and ``BudgetDerivation.pick``s the best-scoring cell within
+budget; "alpha" keeps the epoch-end cell (log-probabilities). ``best.json`` records both
+(``arch`` and ``alpha_arch``); the per-epoch cells in the history are always alpha-selected.
+
 Skip-connection collapse (DARTS's known failure) is measured: the history holds the derived cell's
 number of ``skip_connect`` edges per epoch. ``skip_dropout`` applies P-DARTS's remedy (Chen et al.,
 2019: operation-level dropout on skip connections).
@@ -51,8 +57,9 @@ import torch.nn.functional as F
 from edgenas.errors import InputError
 from edgenas.io import atomic_write_json, read_json
 from edgenas.search.darts_nb201 import BudgetDerivation, DartsNB201, ExpectedLatency, derivable_probs, derive
+from edgenas.search.darts_pt import SELECTIONS, perturbation_scores, pt_subset
 
-DARTS_SCHEMA = 2
+DARTS_SCHEMA = 3
 
 
 @dataclass(frozen=True)
@@ -70,6 +77,8 @@ class DartsConfig:
     arch_warmup: float = 0.2                          # fraction of the epochs with the alphas frozen
     latency_warmup: float = 0.4                       # fraction of the epochs without a latency term
     skip_dropout: float = 0.0
+    selection: str = "pt"                             # final op choice: DARTS-PT perturbation or alpha
+    pt_samples: int = 256                             # held-out images DARTS-PT scores on
     seed: int = 0
     devices: tuple[tuple[str, float | None], ...] = ()
 
@@ -77,7 +86,9 @@ class DartsConfig:
         if self.space != "nb201":
             raise InputError(f"--strategy darts supports the nb201 space, not '{self.space}'",
                              hint="the mbv3 relaxation (ProxylessNAS/FBNet style) is not implemented yet")
-        for k in ("epochs", "batch_size", "C", "N"):
+        if self.selection not in SELECTIONS:
+            raise InputError(f"darts: selection must be one of {', '.join(SELECTIONS)}, got {self.selection!r}")
+        for k in ("epochs", "batch_size", "C", "N", "pt_samples"):
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise InputError(f"darts: {k} must be an integer >= 1, got {v!r}")
@@ -97,7 +108,7 @@ class DartsConfig:
     def from_json(cls, d: dict[str, Any]) -> "DartsConfig":
         if d.get("schema") != DARTS_SCHEMA:
             raise InputError(f"a DARTS run of schema {d.get('schema')!r}; this edgenas resumes schema {DARTS_SCHEMA}",
-                             hint="the derivation and the multiplier changed: start a new run")
+                             hint="the derivation (now DARTS-PT selection) changed: start a new run")
         d = {k: v for k, v in d.items() if k not in ("schema", "kind")}
         d["devices"] = tuple(tuple(x) for x in d.get("devices", ()))
         return cls(**d)
@@ -236,25 +247,39 @@ def run_darts(config: DartsConfig, latency: Sequence[tuple[str, Any]], out_dir: 
                                         "history": history})
             if progress is not None:
                 progress(epoch + 1, config.epochs)
+        pt = None
+        if config.selection == "pt":  # DARTS-PT on the trained supernet, held-out half, fixed subset
+            t0 = time.perf_counter()
+            idx = pt_subset(len(val), config.pt_samples, config.seed)
+            pt = (perturbation_scores(net, val.x[idx], val.y[idx]), time.perf_counter() - t0)
     finally:
         torch.set_num_threads(threads)
-    return _finish(config, space, terms, budgets, history, net, out)
+    return _finish(config, space, terms, budgets, history, net, out, derivation, pt)
 
 
-def _finish(config, space, terms, budgets, history, net, out: Path) -> dict[str, Any]:
-    def ok(h: dict[str, Any]) -> bool:
-        return all(b is None or h["derived_ms"][t.name] <= b for t, b in zip(terms, budgets))
-
+def _finish(config, space, terms, budgets, history, net, out: Path, derivation: BudgetDerivation,
+            pt: tuple[np.ndarray, float] | None) -> dict[str, Any]:
     chosen = history[-1]
-    arch = space.from_string(chosen["arch"])
+    alpha_arch = space.from_string(chosen["arch"])  # the alpha selection (log-probabilities)
+    arch, derived_by = alpha_arch, chosen["derivation"]
+    if pt is not None:
+        arch = derivation.pick(pt[0]) or alpha_arch
+        derived_by = "pt" if arch == BudgetDerivation([], []).pick(pt[0]) else "pt-budget"
+    ms = {t.name: t.of_arch(arch) for t in terms}
     with torch.no_grad():
         probs = net.probs().tolist()
-    record = {"arch": space.to_dict(arch), "objectives": {}, "latency_ms": dict(chosen["derived_ms"]),
-              "budgets_ms": {t.name: b for t, b in zip(terms, budgets)}, "within_budget": ok(chosen),
-              "epoch": chosen["epoch"], "derivation": chosen["derivation"], "argmax_arch": chosen["argmax_arch"],
-              "argmax_ms": dict(chosen["argmax_ms"]), "skip_edges": chosen["skip_edges"],
-              "none_edges": chosen["none_edges"],
-              "alpha_softmax": probs, "strategy": "darts", "evaluations": len(history), "stopped": "budget"}
+    record = {"arch": space.to_dict(arch), "objectives": {}, "latency_ms": ms,
+              "budgets_ms": {t.name: b for t, b in zip(terms, budgets)},
+              "within_budget": all(b is None or ms[t.name] <= b for t, b in zip(terms, budgets)),
+              "epoch": chosen["epoch"], "selection": config.selection, "derivation": derived_by,
+              "number": len(history) if pt is not None else len(history) - 1,  # PT's pick: one more evaluation
+              "alpha_arch": chosen["arch"], "alpha_ms": dict(chosen["derived_ms"]),
+              "argmax_arch": chosen["argmax_arch"],
+              "argmax_ms": dict(chosen["argmax_ms"]), "skip_edges": arch.ops.count("skip_connect"),
+              "none_edges": arch.ops.count("none"), "pool_edges": arch.ops.count("avg_pool_3x3"),
+              "pt_scores": None if pt is None else pt[0].tolist(), "pt_s": None if pt is None else round(pt[1], 3),
+              "alpha_softmax": probs, "strategy": "darts", "evaluations": len(history) + (pt is not None),
+              "stopped": "budget"}
     atomic_write_json(out / "best.json", record)
     atomic_write_json(out / "history.json", {"schema": DARTS_SCHEMA, "history": history})
     return record

@@ -107,10 +107,10 @@ def index_run(db: ExperimentDB, project: Project, out_dir: str | os.PathLike, *,
         devices = tuple(RunDevice(str(n), "unknown", budget_ms=b) for n, b in config.get("devices", []))
         pareto = read_json(out / "pareto.json", "pareto") if (out / "pareto.json").exists() else {}
         objective = (pareto.get("objectives") or [None])[0] or (request or {}).get("objective") or "accuracy"
-    logged = _darts_log(out, config) if darts else _read_log(out / "evaluations.jsonl")
+    best = read_json(out / "best.json", "best") if (out / "best.json").exists() else {}
+    logged = _darts_log(out, config, best) if darts else _read_log(out / "evaluations.jsonl")
     evals = [Evaluation(int(r["number"]), r["arch"], r["objectives"], r["latency_ms"], r.get("constraints", {}),
                         bool(r["feasible"]), float(r.get("wall_s", 0.0))) for r in logged]
-    best = read_json(out / "best.json", "best") if (out / "best.json").exists() else {}
     ckpt = read_json(out / "checkpoint.json", "checkpoint") if (out / "checkpoint.json").exists() else {}
     fronts: dict[str, list[int]] = {}
     if (out / "pareto.json").exists():
@@ -135,8 +135,9 @@ def index_run(db: ExperimentDB, project: Project, out_dir: str | os.PathLike, *,
     return rec
 
 
-def _darts_log(out: Path, config: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """A DARTS run's epochs as evaluation records: the cell derived at each epoch's end."""
+def _darts_log(out: Path, config: Mapping[str, Any], best: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A DARTS run's epochs as evaluation records: the cell derived at each epoch's end (by alpha), then,
+    for a finished run with the DARTS-PT selection, the cell PT chose (``best.json``'s ``number``)."""
     from edgenas.spaces import get_space
 
     src = out / "checkpoint.json" if (out / "checkpoint.json").exists() else out / "history.json"
@@ -154,4 +155,11 @@ def _darts_log(out: Path, config: Mapping[str, Any]) -> list[dict[str, Any]]:
                      "objectives": {"train_loss": float(h["train_loss"])}, "latency_ms": ms,
                      "constraints": cons, "feasible": all(v <= 0 for v in cons.values()),
                      "wall_s": wall})
+    if history and best.get("selection") == "pt" and "number" in best:
+        ms = {str(k): float(v) for k, v in best["latency_ms"].items()}
+        cons = {k: v - budgets[k] for k, v in ms.items() if budgets.get(k) is not None}
+        recs.append({"number": int(best["number"]), "arch": best["arch"],
+                     "objectives": {"train_loss": float(history[-1]["train_loss"])}, "latency_ms": ms,
+                     "constraints": cons, "feasible": all(v <= 0 for v in cons.values()),
+                     "wall_s": wall + float(best.get("pt_s") or 0.0)})
     return recs

@@ -99,6 +99,51 @@ def test_budget_derivation_is_the_most_probable_cell_within_budget(nb201_project
     assert tight.includes_none and 3 <= cell.ops.count("none") <= 6
 
 
+def test_pt_scores_pick_the_op_whose_removal_hurts_most_and_the_budget_still_holds(nb201_project):
+    from edgenas.search.darts_nb201 import NONE
+    from edgenas.search.darts_pt import perturbation_scores, pt_subset
+    from edgenas.spaces.nb201 import OPS
+
+    torch.manual_seed(0)
+    net = DartsNB201(C=4, N=1)
+    conv3, pool = OPS.index("nor_conv_3x3"), OPS.index("avg_pool_3x3")
+    with torch.no_grad():
+        net.alpha.zero_()
+        net.alpha[:, pool] = 3.0        # alpha ranks avg_pool first on every edge (the collapse)
+        for cell in net.cells:          # but edge 0's 3x3 conv carries the signal (x1000 in every cell)
+            if hasattr(cell, "edges"):
+                cell.edges[0].ops[conv3][1].weight.mul_(1000.0)
+    x = torch.randn(48, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    net.eval()
+    with torch.no_grad():
+        y = net(x).argmax(dim=-1)       # labels = the supernet's own predictions: accuracy 1
+    net.train()
+    scores = perturbation_scores(net, x, y, batch=16)
+    assert scores.shape == (6, 5) and np.all(scores[:, NONE] == 0)  # removing `none` changes nothing
+    assert np.unravel_index(np.argmax(scores), scores.shape) == (0, conv3)
+    assert scores[0, conv3] > 0.9      # removing it costs (nearly) all the accuracy
+    assert net.training                 # the mode is restored
+    again = perturbation_scores(net, x, y, batch=16)
+    assert np.array_equal(scores, again)  # deterministic
+    assert derive(net.alpha).ops[0] == "avg_pool_3x3"  # the alpha selection keeps the pool
+    pred = _predictor(nb201_project)
+    free = BudgetDerivation([("local", pred)], [None])
+    assert free.pick(scores).ops[0] == "nor_conv_3x3"
+    from edgenas.spaces import get_space
+
+    space = get_space("nb201")
+    archs = [a for a in space.all_archs() if "none" not in a.ops]
+    ms = pred.predict_many(archs)
+    budget = float(np.quantile(ms, 0.1))
+    chosen = BudgetDerivation([("local", pred)], [budget]).pick(scores)
+    total = np.array([sum(scores[e, space.to_genes(a)[e]] for e in range(6)) for a in archs])
+    best = max((i for i in range(len(archs)) if ms[i] <= budget), key=lambda i: total[i])
+    assert pred.predict(chosen) <= budget and chosen.ops == archs[best].ops
+    assert torch.equal(pt_subset(100, 30, 5), pt_subset(100, 30, 5)) and len(pt_subset(100, 30, 5)) == 30
+    assert not torch.equal(pt_subset(100, 30, 5), pt_subset(100, 30, 6))
+    assert torch.equal(pt_subset(10, 30, 5), torch.arange(10))
+
+
 def _run(cli, root, out, *extra):
     return cli("search", "--space", "nb201", "--strategy", "darts", "--device", "local",
                "--data", str(root / "small.npz"), "--seed", "3", "--out", str(out), "--json", *extra)
@@ -135,10 +180,12 @@ def test_darts_resume_is_exact(cli, nb201_project, tmp_path, monkeypatch):
     assert set(indexed) == {"full", "part"}  # the resumed run replaced its stopped copy
     for name in ("full", "part"):
         assert indexed[name]["strategy"] == "darts" and indexed[name]["status"] == "complete"
-        assert indexed[name]["evaluations"] == 3 and indexed[name]["best_number"] == 2
+        assert indexed[name]["evaluations"] == 4 and indexed[name]["best_number"] == 3  # 3 epochs + PT's pick
     shown = json.loads(cli("runs", "show", indexed["part"]["id"], "--json").out)
     assert shown["best_arch"]["arch"] == again["arch"]["arch"]
+    assert again["number"] == 3 and again["evaluations"] == 4
     assert again["arch"] == full["arch"] and again["alpha_softmax"] == full["alpha_softmax"]
+    assert full["selection"] == "pt" and again["pt_scores"] == full["pt_scores"]  # DARTS-PT by default
     strip = lambda p: [{k: v for k, v in h.items() if k != "epoch_s"}
                        for h in json.loads((p / "history.json").read_text())["history"]]
     assert strip(tmp_path / "part") == strip(tmp_path / "full")
@@ -165,7 +212,8 @@ def test_lagrange_budget_drives_the_derived_cell_under_budget(nb201_project, tmp
     assert hist[0]["lambda"][0] == hist[1]["lambda"][0] == 0  # warm-up epochs: no latency term yet
     assert any(h["lambda"][0] > 0 for h in hist[2:])  # then the multiplier rose while the cell was over budget
     assert rec["within_budget"] and rec["latency_ms"]["local"] <= budget
-    assert rec["none_edges"] == 0 and rec["derivation"] in ("argmax", "budget")
+    assert rec["none_edges"] == 0 and rec["selection"] == "pt" and rec["derivation"] in ("pt", "pt-budget")
+    assert rec["alpha_ms"]["local"] <= budget and all(h["derivation"] in ("argmax", "budget") for h in hist)
     assert all("none" not in h["arch"] for h in hist)
 
 
@@ -180,5 +228,11 @@ def test_darts_bad_input_is_one_red_line(cli, tmp_path, monkeypatch):
         ExpectedLatency("x", object())
     from edgenas.search.darts_train import DartsConfig
 
-    with pytest.raises(InputError, match="schema 1"):
-        DartsConfig.from_json({**DartsConfig().to_json(), "schema": 1})
+    for old in (1, 2):  # schema 2: no `selection` (alpha-magnitude derivation)
+        with pytest.raises(InputError, match=f"schema {old}"):
+            DartsConfig.from_json({**DartsConfig().to_json(), "schema": old})
+    with pytest.raises(InputError, match="selection must be one of alpha, pt"):
+        DartsConfig(selection="magnitude")
+    r = cli("search", "--space", "nb201", "--strategy", "darts", "--strategy-opt", "selection=size",
+            "--out", str(tmp_path / "run"))
+    assert r.code == 2 and "selection" in r.err and "Traceback" not in r.err and not (tmp_path / "run").exists()
