@@ -52,7 +52,7 @@ class ChoiceConstraint:
     """
 
     def __init__(self, tokenizer: Any, prompt_len: int, choices: Sequence[str], eos_id: int,
-                 *, think_tokens: int = 0, think_end: str = "") -> None:
+                 *, think_tokens: int = 0, think_end: str = "", stop_ids: set[int] | None = None) -> None:
         if not choices:
             raise ValueError("no valid choices to decode")
         if think_tokens and (not think_end or not all(c.startswith(think_end) for c in choices)):
@@ -65,6 +65,8 @@ class ChoiceConstraint:
         self.prompt_len = prompt_len
         self.choices = list(dict.fromkeys(choices))
         self.eos_id = int(eos_id)
+        #: ids that end a row (eos, and the pad id ``generate`` writes after it in a batch)
+        self.stop_ids = {self.eos_id} | set(stop_ids or ())
         self.max_len = max(len(c) for c in self.choices)
         #: steps at which no token could extend the text (should stay 0: a vocabulary without the characters)
         self.dead_ends = 0
@@ -94,15 +96,27 @@ class ChoiceConstraint:
         k = text.find(self.think_end)
         return (text, "") if k < 0 else (text[:k], text[k:])
 
-    def __call__(self, batch_id: int, input_ids: Any) -> list[int]:
-        ids = input_ids[self.prompt_len:].tolist()
+    def cut(self, ids: Sequence[int]) -> list[int]:
+        """The generated ids up to (without) the first end id."""
+        for k, i in enumerate(ids):
+            if int(i) in self.stop_ids:
+                return [int(x) for x in ids[:k]]
+        return [int(x) for x in ids]
+
+    def __call__(self, batch_id: int, input_ids: Any) -> Any:
+        raw = input_ids[self.prompt_len:].tolist()
+        ids = self.cut(raw)
+        if len(ids) < len(raw):          # this row has ended (a batch goes on): anything, it is discarded
+            return [self.eos_id]
         think, rest = self.split(self.text_of(ids))
         if self.think_tokens and not rest:
             start = self.allowed("")
             if len(ids) >= self.think_tokens:
                 return start
             if self._free_or_start is None:
-                self._free_or_start = sorted(set(self.free) | set(start))
+                import torch   # a tensor indexes the logits mask without converting a long list each step
+
+                self._free_or_start = torch.tensor(sorted(set(self.free) | set(start)), dtype=torch.long)
             return self._free_or_start
         return self.allowed(rest)
 
