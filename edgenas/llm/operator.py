@@ -24,9 +24,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from edgenas.errors import EdgenasError, InputError, LLMError
-from edgenas.llm.codec import Mutation, gene_specs, mutation_prefix, valid_mutations
+from edgenas.llm.codec import Change, Mutation, gene_specs, mutation_prefix, valid_mutations
 from edgenas.llm.experience import Experience, ExperienceBuffer, JsonlLog
-from edgenas.llm.prompt import DeviceInfo, Outcome, build_prompt, static_prompt
+from edgenas.llm.prompt import DeviceInfo, Outcome, build_prompt, shared_prompt, static_prompt
 
 
 @dataclass(frozen=True)
@@ -45,12 +45,14 @@ class LLMSettings:
     lora_batch: int = 4
     buffer_size: int = 32
     history: int = 3
+    max_genes: int = 3           # genes one proposal may change (1..3)
     dtype: str = "float32"
 
     def __post_init__(self) -> None:
         checks = {"think_tokens": lambda v: v >= 0, "temperature": lambda v: v > 0, "threads": lambda v: v >= 1,
                   "lora_every": lambda v: v >= 0, "lora_steps": lambda v: v >= 1, "lora_lr": lambda v: v > 0,
-                  "lora_batch": lambda v: v >= 1, "buffer_size": lambda v: v >= 1, "history": lambda v: v >= 0}
+                  "lora_batch": lambda v: v >= 1, "buffer_size": lambda v: v >= 1, "history": lambda v: v >= 0,
+                  "max_genes": lambda v: 1 <= v <= 3}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             if f.name in checks:
@@ -89,9 +91,9 @@ def describe_change(space: Any, parent: Any, child: Any) -> str:
     specs = gene_specs(space)
     gp, gc = space.to_genes(parent), space.to_genes(child)
     diff = np.flatnonzero(gp != gc)
-    if len(diff) == 1:
-        i = int(diff[0])
-        return Mutation(specs[i].name, specs[i].values[int(gc[i])]).to_text()
+    if 1 <= len(diff) <= 3:
+        return Change(tuple(Mutation(specs[int(i)].name, specs[int(i)].values[int(gc[int(i)])])
+                            for i in diff)).to_text()
     return f"{len(diff)} genes changed"
 
 
@@ -198,7 +200,7 @@ class LLMOperator:
                 model = attach(model, adapter)
             s = self.settings
             self.engine = Engine(model, tok, threads=s.threads, temperature=s.temperature,
-                                 think_tokens=s.think_tokens)
+                                 think_tokens=s.think_tokens, max_genes=s.max_genes)
             self.engine_round = self.round
         return self.engine
 
@@ -245,19 +247,21 @@ class LLMOperator:
 
     def _propose(self, parents: Sequence[Any], results: Sequence[Any], seed: int,
                  seen: set[str]) -> list[dict[str, Any]] | None:
-        static = static_prompt(self.space, self.objective)
+        static = static_prompt(self.space, self.objective, self.settings.max_genes)
         prompts, choices, muts_all = [], [], []
         for parent, result in zip(parents, results):
             objectives = {self.objective: -result.values[0]} if np.isfinite(result.values[0]) else {}
             prompts.append(build_prompt(self.space, parent, objective=self.objective, objectives=objectives,
                                         devices=self.devices, history=list(self.history),
-                                        n_history=self.settings.history))
+                                        n_history=self.settings.history, max_genes=self.settings.max_genes))
             muts = valid_mutations(self.space, parent)
             muts_all.append(muts)
             head = len(mutation_prefix())
             choices.append([m.to_text()[head:] for m in muts])
         try:
-            props = self._engine().propose_many(prompts, choices, seed, static=static)
+            shared = shared_prompt(self.space, self.objective, history=list(self.history),
+                                   n_history=self.settings.history, max_genes=self.settings.max_genes)
+            props = self._engine().propose_many(prompts, choices, seed, static=static, shared=shared)
         except LLMError as exc:
             self._fail(exc)
             return None
@@ -266,7 +270,7 @@ class LLMOperator:
         for k, (parent, prompt, p) in enumerate(zip(parents, prompts, props)):
             text = mutation_prefix() + p.completion
             try:
-                child = Mutation.parse(self.space, text).apply(self.space, parent)
+                child = Change.parse(self.space, text, self.settings.max_genes).apply(self.space, parent)
                 valid = self.space.arch_id(child) != self.space.arch_id(parent)
             except InputError:
                 child, valid = parent, False

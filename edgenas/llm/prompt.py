@@ -102,25 +102,23 @@ def latency_lines(space: Any, arch: Any, devices: Sequence[DeviceInfo], top: int
     return lines
 
 
-def static_prompt(space: Any, objective: str) -> str:
+def static_prompt(space: Any, objective: str, max_genes: int = 1) -> str:
     """The part of every prompt of a run that never changes (first, so its KV cache is computed once)."""
+    ask = ('Think briefly, then give one mutation as JSON {"gene": NAME, "value": VALUE} '
+           "that changes the architecture.")
+    if max_genes > 1:
+        ask = ask[:-1] + (f'; to change up to {max_genes} genes add "and": [{{"gene": NAME, "value": VALUE}}, ...] '
+                          "in gene order.")
     return "\n".join([f"You improve a neural network architecture of the search space {space.name}: raise "
                       f"{objective} while keeping every latency budget.",
-                      f"Genes and their choices: {genes_line(space)}.",
-                      'Think briefly, then give one mutation as JSON {"gene": NAME, "value": VALUE} '
-                      "that changes the architecture."])
+                      f"Genes and their choices: {genes_line(space)}.", ask])
 
 
-def build_prompt(space: Any, arch: Any, *, objective: str, objectives: Mapping[str, float],
-                 devices: Sequence[DeviceInfo] = (), history: Sequence[Outcome] = (),
-                 n_history: int = 3) -> str:
-    """The user message for one proposal (``history``: oldest first): ``static_prompt``, then this
-    architecture, its objectives, where its latency goes and the recent mutations."""
-    genes = arch_to_json(space, arch)["genes"]
-    lines = [static_prompt(space, objective), f"Architecture: {json.dumps(genes)}"]
-    if objectives:
-        lines.append("Objectives: " + ", ".join(f"{k} {v:.4g}" for k, v in objectives.items()))
-    lines += [f"Latency on {x}" for x in latency_lines(space, arch, devices)]
+def shared_prompt(space: Any, objective: str, *, history: Sequence[Outcome] = (), n_history: int = 3,
+                  max_genes: int = 1) -> str:
+    """What every prompt of one batch shares: ``static_prompt`` and the recent mutations (so its KV is
+    computed once per batch, not once per row)."""
+    lines = [static_prompt(space, objective, max_genes)]
     good = [h for h in history if h.improved][-n_history:]
     bad = [h for h in history if not h.improved][-n_history:]
     if good:
@@ -130,14 +128,31 @@ def build_prompt(space: Any, arch: Any, *, objective: str, objectives: Mapping[s
     return "\n".join(lines)
 
 
+def build_prompt(space: Any, arch: Any, *, objective: str, objectives: Mapping[str, float],
+                 devices: Sequence[DeviceInfo] = (), history: Sequence[Outcome] = (),
+                 n_history: int = 3, max_genes: int = 1) -> str:
+    """The user message for one proposal (``history``: oldest first): ``shared_prompt`` (the fixed
+    instructions and the recent mutations), then this architecture, its objectives and where its latency
+    goes."""
+    genes = arch_to_json(space, arch)["genes"]
+    lines = [shared_prompt(space, objective, history=history, n_history=n_history, max_genes=max_genes),
+             f"Architecture: {json.dumps(genes)}"]
+    if objectives:
+        lines.append("Objectives: " + ", ".join(f"{k} {v:.4g}" for k, v in objectives.items()))
+    lines += [f"Latency on {x}" for x in latency_lines(space, arch, devices)]
+    return "\n".join(lines)
+
+
 def _short(mutation: str) -> str:
     """A mutation JSON as ``gene="value"`` pairs (half the tokens of the JSON); other text unchanged."""
     try:
         obj = json.loads(mutation)
     except json.JSONDecodeError:
         return mutation
-    if isinstance(obj, dict) and set(obj) == {"gene", "value"}:
-        return f"{obj['gene']}={json.dumps(obj['value'])}"
+    if isinstance(obj, dict) and {"gene", "value"} <= set(obj) <= {"gene", "value", "and"}:
+        items = [obj, *(obj.get("and") or [])]
+        if all(isinstance(x, dict) and "gene" in x and "value" in x for x in items):
+            return " + ".join(f"{x['gene']}={json.dumps(x['value'])}" for x in items)
     return mutation
 
 

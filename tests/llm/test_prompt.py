@@ -9,7 +9,7 @@ import pytest
 
 from edgenas.latency.predictor import LatencyPredictor
 from edgenas.llm.codec import mutation_prefix, valid_mutations
-from edgenas.llm.prompt import DeviceInfo, Outcome, build_prompt, static_prompt
+from edgenas.llm.prompt import DeviceInfo, Outcome, build_prompt, shared_prompt, static_prompt
 from edgenas.spaces import get_space
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "latency"))
@@ -75,6 +75,14 @@ def test_batched_proposals_match_single_ones_and_stay_valid(tiny_model):
     a = eng.propose(prompts[0], choices[0], 7)
     b = eng.propose(prompts[0], choices[0], 7, static=static)
     assert eng._cache is not None and (a.think, a.completion) == (b.think, b.completion)
+    # the batch's shared history computed once on top of the cached prefix: the same answer again
+    history = [Outcome(m.to_text(), "llm", i == 0, 0.5) for i, m in enumerate(valid_mutations(space, parents[1])[:3])]
+    with_h = build_prompt(space, parents[0], objective="cifar100_test", objectives={}, history=history)
+    shared = shared_prompt(space, "cifar100_test", history=history)
+    assert with_h.startswith(shared + "\n") and "Mutations that helped" in shared
+    c = eng.propose(with_h, choices[0], 5)
+    d = eng.propose(with_h, choices[0], 5, static=static, shared=shared)
+    assert (c.think, c.completion) == (d.think, d.completion)
     out = eng.propose_many(prompts, choices, 11, static=static)
     assert len(out) == 5 and all(o.completion in c and o.dead_ends == 0 for o, c in zip(out, choices))
     again = eng.propose_many(prompts, choices, 11, static=static)

@@ -191,3 +191,22 @@ def test_llm_evolution_needs_a_model():
 
     with pytest.raises(InputError, match="needs a language model"):
         make_strategy("llm-evolution", get_space("nb201"), np.random.default_rng(0))
+
+
+def test_multi_gene_proposals_in_a_search(tiny_model, table, tmp_path):
+    from edgenas.llm.codec import Change
+    from edgenas.spaces import get_space
+
+    space = get_space("nb201")
+    out = tmp_path / "multi"
+    launch_search(Project(tmp_path), request(table, tiny_model, budget=24, max_genes=3, lora_every=0,
+                                             temperature=1.5), out)
+    props = [p for p in read_all(out)["proposals"] if p["kind"] == "proposal"]
+    assert props and all(p["valid"] and p["dead_ends"] == 0 for p in props)
+    sizes = []
+    for p in props:
+        change = Change.parse(space, p["completion"], max_genes=3)
+        assert space.arch_id(space.from_dict(p["child"])) != p["parent"]
+        sizes.append(len(change.mutations))
+    assert set(sizes) - {1} and max(sizes) <= 3      # some proposals change several genes
+    assert "add \"and\"" in props[0]["prompt"]
