@@ -5,7 +5,8 @@ told mutations and a device budget), same think tokens, torch threads set explic
 alternate so machine load hits both alike. Prints JSON (seconds per proposal per mode and repeat,
 medians, speed-up, validity of every proposal, prompt tokens, peak RSS).
 
-Usage: nice -n 10 python bench/llm_proposal_cost.py --table ../shared/data/nb201/nb201_hw.csv --repeats 3
+Usage: nice -n 10 python bench/llm_proposal_cost.py --table ../shared/data/nb201/nb201_hw.csv --repeats 2
+       (``--lora-steps 2``: also seconds per LoRA step on the batch's proposals, the CLI's LoRA settings)
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--think-tokens", type=int, default=None, help="default: the CLI default")
+    ap.add_argument("--lora-steps", type=int, default=0,
+                    help="then time this many LoRA steps (the CLI's batch and rate) on the batched proposals")
     args = ap.parse_args()
     import torch
 
@@ -86,6 +89,17 @@ def main() -> None:
         out = eng.propose_many(prompts, choices, 100 * r, static=static, shared=shared)
         runs["batched_cached_prefix"].append((time.perf_counter() - t) / len(prompts))
         valid["batched_cached_prefix"] += [ok(o, p) for o, p in zip(out, parents)]
+    lora_s = None
+    if args.lora_steps:
+        from edgenas.llm import lora
+
+        settings = LLMSettings()
+        eng.model = lora.attach(eng.model)
+        eng.invalidate()
+        stats = lora.train(eng, [(p, o.think, o.completion) for p, o in zip(prompts, out)], steps=args.lora_steps,
+                           lr=settings.lora_lr, batch=settings.lora_batch, seed=0)
+        lora_s = {"steps": args.lora_steps, "batch": settings.lora_batch,
+                  "s_per_step": round(stats["seconds"] / args.lora_steps, 2)}
     med = {k: round(float(np.median(v)), 3) for k, v in runs.items()}
     print(json.dumps({
         "machine": platform.platform(), "cpus": os.cpu_count(), "load_avg": os.getloadavg(),
@@ -95,7 +109,7 @@ def main() -> None:
         "batch_shared_prefix_tokens": len(eng.encode(eng.head(shared))[0]), "model_load_s": round(load_s, 2),
         "s_per_proposal": {k: [round(x, 3) for x in v] for k, v in runs.items()}, "median_s_per_proposal": med,
         "speedup": round(med["one_per_call"] / med["batched_cached_prefix"], 2),
-        "valid": {k: f"{sum(v)}/{len(v)}" for k, v in valid.items()},
+        "valid": {k: f"{sum(v)}/{len(v)}" for k, v in valid.items()}, "lora": lora_s,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}, indent=1))
 
 
