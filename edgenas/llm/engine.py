@@ -9,12 +9,13 @@ small CPU ops hundreds of times slower under load) and seeded from the operator'
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 from edgenas.errors import LLMError
-from edgenas.llm.decoding import ChoiceConstraint
+from edgenas.llm.decoding import ChoiceConstraint, MultiGeneConstraint
 from edgenas.llm.prompt import ANSWER_HEAD, MUTATION_HEAD
 
 
@@ -33,13 +34,16 @@ class Engine:
     """A causal LM (peft-wrapped when LoRA is on) and its tokenizer."""
 
     def __init__(self, model: Any, tokenizer: Any, *, threads: int = 1, temperature: float = 0.8,
-                 think_tokens: int = 24) -> None:
+                 think_tokens: int = 24, max_genes: int = 1) -> None:
         self.model = model
         self.tok = tokenizer
         self.threads = threads
         self.temperature = temperature
         self.think_tokens = think_tokens
+        self.max_genes = max_genes
         self.device = next(model.parameters()).device
+        self._cache_key: tuple[int, ...] | None = None
+        self._cache: Any = None
 
     # ----------------------------------------------------------------- text
     def head(self, prompt: str) -> str:
@@ -66,24 +70,89 @@ class Engine:
         torch.set_num_threads(self.threads)
         torch.manual_seed(seed)
 
-    def propose(self, prompt: str, choices: Sequence[str], seed: int) -> Proposal:
+    def propose(self, prompt: str, choices: Sequence[str], seed: int, static: str = "",
+                shared: str = "") -> Proposal:
+        """One proposal (a batch of one)."""
+        return self.propose_many([prompt], [choices], seed, static=static, shared=shared)[0]
+
+    def _ids_upto(self, text: str, heads: Sequence[str], rows: Sequence[list[int]]) -> list[int] | None:
+        """The token prefix every row shares up to ``text`` (less its last token, which could merge with
+        what follows), or None when the rows do not all start with it."""
+        if not text or not all(text in h for h in heads):
+            return None
+        ids = self.encode(heads[0][: heads[0].index(text) + len(text)])[0].tolist()[:-1]
+        if len(ids) < 2 or any(r[: len(ids)] != ids or len(r) <= len(ids) for r in rows):
+            return None
+        return ids
+
+    def _prefix(self, static: str, shared: str, heads: Sequence[str], rows: Sequence[list[int]]) -> tuple[int, Any]:
+        """(length, KV cache) of the token prefix every row shares. ``static``: the run's fixed
+        instructions (with the chat template's opening), cached once and reused until the adapter changes
+        (``invalidate``); ``shared``: a longer text the rows of this batch share (the history), its
+        KV computed once per batch on top of the cached one. (0, None) when the rows share neither."""
+        import torch
+
+        base = self._ids_upto(static, heads, rows)
+        if base is None:
+            return 0, None
+        if self._cache_key != tuple(base):
+            from transformers import DynamicCache
+
+            cache = DynamicCache()
+            with torch.no_grad():
+                self.model(input_ids=torch.tensor([base], device=self.device), cache=cache, use_cache=True)
+            self._cache_key, self._cache = tuple(base), cache
+        longer = self._ids_upto(shared, heads, rows) if shared else None
+        if longer is None or len(longer) <= len(base) or longer[: len(base)] != base:
+            return len(base), copy.deepcopy(self._cache)
+        cache = copy.deepcopy(self._cache)
+        with torch.no_grad():
+            self.model(input_ids=torch.tensor([longer[len(base):]], device=self.device), cache=cache, use_cache=True)
+        return len(longer), cache
+
+    def invalidate(self) -> None:
+        """Forget the cached prefix (the weights changed: a LoRA update)."""
+        self._cache_key, self._cache = None, None
+
+    def propose_many(self, prompts: Sequence[str], choices: Sequence[Sequence[str]], seed: int,
+                     static: str = "", shared: str = "") -> list[Proposal]:
+        """One proposal per prompt in ONE ``generate`` call: the rows share the cached KV of their common
+        prefix, their own parts are padded in the middle (attention mask and positions skip the padding),
+        and each row decodes under its own ``ChoiceConstraint``. ``seconds`` is the call's time / rows."""
         import torch
 
         self._setup(seed)
         t0 = time.perf_counter()
-        head = self.head(prompt)
+        heads = [self.head(p) for p in prompts]
         eos = self.tok.eos_token_id
+        pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else eos
         common = {"do_sample": True, "temperature": self.temperature, "top_p": 0.95, "top_k": 0,
-                  "pad_token_id": self.tok.pad_token_id, "eos_token_id": eos}
+                  "pad_token_id": pad, "eos_token_id": eos}
         self.model.eval()
-        tail = [MUTATION_HEAD + c for c in choices]
         try:
             with torch.no_grad():
-                ids = self.encode(head)
-                cons = ChoiceConstraint(self.tok, ids.shape[1], tail, eos, think_tokens=self.think_tokens,
-                                        think_end=MUTATION_HEAD[0])
-                out = self.model.generate(ids, max_new_tokens=cons.max_new_tokens(),
-                                          prefix_allowed_tokens_fn=cons, **common)
+                rows = [self.encode(h)[0].tolist() for h in heads]
+                n_pre, cache = self._prefix(static, shared, heads, rows)
+                width = max(len(r) for r in rows)
+                ids = torch.full((len(rows), width), pad, dtype=torch.long, device=self.device)
+                mask = torch.zeros_like(ids)
+                for i, r in enumerate(rows):
+                    own = r[n_pre:]
+                    ids[i, :n_pre], mask[i, :n_pre] = torch.tensor(r[:n_pre], dtype=torch.long), 1
+                    ids[i, width - len(own):], mask[i, width - len(own):] = torch.tensor(own, dtype=torch.long), 1
+                opts = {"think_tokens": self.think_tokens, "think_end": MUTATION_HEAD[0], "stop_ids": {eos, pad}}
+                cons = [ChoiceConstraint(self.tok, width, [MUTATION_HEAD + c for c in ch], eos, **opts)
+                        if self.max_genes == 1 else
+                        MultiGeneConstraint(self.tok, width, ch, eos, head=MUTATION_HEAD, max_genes=self.max_genes, **opts)
+                        for ch in choices]
+                kw: dict[str, Any] = {}
+                if cache is not None:
+                    past = cache                      # a copy: generate extends it
+                    if len(rows) > 1:
+                        past.batch_repeat_interleave(len(rows))
+                    kw["cache"] = past
+                out = self.model.generate(ids, attention_mask=mask, max_new_tokens=max(c.max_new_tokens() for c in cons),
+                                          prefix_allowed_tokens_fn=lambda b, x: cons[b](b, x), **common, **kw)
         except Exception as exc:  # noqa: BLE001 - the search sees one clear error
             from edgenas.llm.model import _short, is_oom
 
@@ -91,7 +160,11 @@ class Engine:
                 raise LLMError("out of memory while the model generated a proposal",
                                hint="use a smaller model, fewer think tokens, or --llm-fallback") from None
             raise LLMError(f"the model failed to generate: {_short(exc)}") from None
-        gen = [int(i) for i in out[0, ids.shape[1]:] if int(i) != eos]
-        think, rest = cons.split(cons.text_of(gen))
-        completion = rest[len(MUTATION_HEAD):] if rest.startswith(MUTATION_HEAD) else rest
-        return Proposal(think, completion, time.perf_counter() - t0, len(gen), cons.dead_ends)
+        seconds = (time.perf_counter() - t0) / len(rows)
+        props = []
+        for i, c in enumerate(cons):
+            gen = c.cut([int(t) for t in out[i, width:]])
+            think, rest = c.split(c.text_of(gen))
+            completion = rest[len(MUTATION_HEAD):] if rest.startswith(MUTATION_HEAD) else rest
+            props.append(Proposal(think, completion, seconds, len(gen), c.dead_ends))
+        return props

@@ -49,11 +49,24 @@ class JsonlLog:
         return out
 
     def append(self, rec: dict[str, Any]) -> None:
+        self.append_many([rec])
+
+    def append_many(self, recs: list[dict[str, Any]]) -> None:
+        """Append records in one write (one fsync)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(rec, sort_keys=True) + "\n")
+            fh.write("".join(json.dumps(rec, sort_keys=True) + "\n" for rec in recs))
             fh.flush()
             os.fsync(fh.fileno())
+
+    def rewrite(self, recs: list[dict[str, Any]]) -> None:
+        """Replace the file by ``recs`` atomically (a torn batch dropped on resume)."""
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write("".join(json.dumps(rec, sort_keys=True) + "\n" for rec in recs))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path)
 
 
 @dataclass(frozen=True)

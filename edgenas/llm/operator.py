@@ -24,9 +24,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from edgenas.errors import EdgenasError, InputError, LLMError
-from edgenas.llm.codec import Mutation, gene_specs, mutation_prefix, valid_mutations
+from edgenas.llm.codec import Change, Mutation, gene_specs, mutation_prefix, valid_mutations
 from edgenas.llm.experience import Experience, ExperienceBuffer, JsonlLog
-from edgenas.llm.prompt import DeviceInfo, Outcome, build_prompt
+from edgenas.llm.prompt import DeviceInfo, Outcome, build_prompt, shared_prompt, static_prompt
 
 
 @dataclass(frozen=True)
@@ -45,12 +45,14 @@ class LLMSettings:
     lora_batch: int = 4
     buffer_size: int = 32
     history: int = 3
+    max_genes: int = 3           # genes one proposal may change (1..3)
     dtype: str = "float32"
 
     def __post_init__(self) -> None:
         checks = {"think_tokens": lambda v: v >= 0, "temperature": lambda v: v > 0, "threads": lambda v: v >= 1,
                   "lora_every": lambda v: v >= 0, "lora_steps": lambda v: v >= 1, "lora_lr": lambda v: v > 0,
-                  "lora_batch": lambda v: v >= 1, "buffer_size": lambda v: v >= 1, "history": lambda v: v >= 0}
+                  "lora_batch": lambda v: v >= 1, "buffer_size": lambda v: v >= 1, "history": lambda v: v >= 0,
+                  "max_genes": lambda v: 1 <= v <= 3}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             if f.name in checks:
@@ -89,9 +91,9 @@ def describe_change(space: Any, parent: Any, child: Any) -> str:
     specs = gene_specs(space)
     gp, gc = space.to_genes(parent), space.to_genes(child)
     diff = np.flatnonzero(gp != gc)
-    if len(diff) == 1:
-        i = int(diff[0])
-        return Mutation(specs[i].name, specs[i].values[int(gc[i])]).to_text()
+    if 1 <= len(diff) <= 3:
+        return Change(tuple(Mutation(specs[int(i)].name, specs[int(i)].values[int(gc[int(i)])])
+                            for i in diff)).to_text()
     return f"{len(diff)} genes changed"
 
 
@@ -140,13 +142,21 @@ class LLMOperator:
     def load_log(self) -> None:
         """Read what an interrupted run logged (resume); call before the search starts."""
         self.replay = self.log.read()
+        # a batch of proposals cut short (kill -9 while it was written) is dropped: it is made again
+        tail = self.replay[-1] if self.replay else None
+        if tail and tail.get("kind") == "proposal" and "batch" in tail:
+            first = int(tail["batch"])
+            have = [r for r in self.replay if r.get("batch") == first]
+            if len(have) < int(tail["of"]):
+                self.replay = self.replay[: len(self.replay) - len(have)]
+                self.log.rewrite(self.replay)
         self.logged_outcomes = {int(r["proposal"]) for r in self.outcome_log.read()}
 
     # ----------------------------------------------------------------- events
-    def _next_logged(self, kind: str) -> dict[str, Any] | None:
+    def _next_logged(self, kind: str, offset: int = 0) -> dict[str, Any] | None:
         if self.cursor < len(self.replay):
             rec = self.replay[self.cursor]
-            if rec.get("kind") != kind or rec.get("event") != self.n_events:
+            if rec.get("kind") != kind or rec.get("event") != self.n_events + offset:
                 raise InputError(f"cannot resume: LLM event {self.n_events} in {self.log.path} is not a "
                                  f"{kind} as the search expects on replay", hint="the code or the seed changed")
             self.cursor += 1
@@ -190,58 +200,88 @@ class LLMOperator:
                 model = attach(model, adapter)
             s = self.settings
             self.engine = Engine(model, tok, threads=s.threads, temperature=s.temperature,
-                                 think_tokens=s.think_tokens)
+                                 think_tokens=s.think_tokens, max_genes=s.max_genes)
             self.engine_round = self.round
         return self.engine
 
     # ---------------------------------------------------------------- mutate
     def mutate(self, parent: Any, result: Any, seen: set[str] | None = None) -> Any | None:
         """A child of ``parent`` (told ``result``) written by the model, or None (fallback)."""
+        return self.mutate_many([parent], [result], seen)[0]
+
+    def mutate_many(self, parents: Sequence[Any], results: Sequence[Any],
+                    seen: set[str] | None = None) -> list[Any | None]:
+        """One child per parent, all from ONE batched ``generate`` call (None: use the usual operator).
+
+        The batch is logged as consecutive ``proposal`` records that share ``batch`` (the first one's
+        event number) and ``of`` (their count), written in one append; a batch cut short by kill -9 is
+        dropped on resume (``load_log``), so a resumed run makes it again exactly as the first run did."""
         seed = int(self.rng.integers(2**31 - 1))
+        out: list[Any | None] = [None] * len(parents)
         if self._replay_fallback():
-            return None
-        pid = self.space.arch_id(parent)
-        rec = self._next_logged("proposal")
-        if rec is None:
+            return out
+        rows = [i for i, p in enumerate(parents) if valid_mutations(self.space, p)]
+        if not rows:
+            return out
+        pids = [self.space.arch_id(parents[i]) for i in rows]
+        first = self._next_logged("proposal")
+        if first is not None:
+            recs = [first] + [self._next_logged("proposal", offset=k) for k in range(1, len(rows))]
+            if any(r is None for r in recs) or [r.get("parent") for r in recs] != pids:
+                raise InputError(f"cannot resume: LLM proposals {self.n_events}.. were made for other parents",
+                                 hint="the code or the seed changed")
+        else:
             if self.preload_error is not None:
                 self._fail(self.preload_error)
-                return None
-            rec = self._propose(parent, result, seed, seen or set())
-            if rec is None:
-                return None
-        elif rec.get("parent") != pid:
-            raise InputError(f"cannot resume: LLM proposal {self.n_events} was made for another parent",
-                             hint="the code or the seed changed")
-        self.n_events += 1
-        child = self.space.from_dict(rec["child"])
-        self.pending[self.space.arch_id(child)] = rec
-        return child
+                return out
+            made = self._propose([parents[i] for i in rows], [results[i] for i in rows], seed, seen or set())
+            if made is None:
+                return out
+            recs = made
+        for i, rec in zip(rows, recs):
+            child = self.space.from_dict(rec["child"])
+            self.pending[self.space.arch_id(child)] = rec
+            out[i] = child
+        self.n_events += len(recs)
+        return out
 
-    def _propose(self, parent: Any, result: Any, seed: int, seen: set[str]) -> dict[str, Any] | None:
-        objectives = {self.objective: -result.values[0]} if np.isfinite(result.values[0]) else {}
-        prompt = build_prompt(self.space, parent, objective=self.objective, objectives=objectives,
-                              devices=self.devices, history=list(self.history), n_history=self.settings.history)
-        muts = valid_mutations(self.space, parent)
-        if not muts:
-            return None
-        head = len(mutation_prefix())
+    def _propose(self, parents: Sequence[Any], results: Sequence[Any], seed: int,
+                 seen: set[str]) -> list[dict[str, Any]] | None:
+        static = static_prompt(self.space, self.objective, self.settings.max_genes)
+        prompts, choices, muts_all = [], [], []
+        for parent, result in zip(parents, results):
+            objectives = {self.objective: -result.values[0]} if np.isfinite(result.values[0]) else {}
+            prompts.append(build_prompt(self.space, parent, objective=self.objective, objectives=objectives,
+                                        devices=self.devices, history=list(self.history),
+                                        n_history=self.settings.history, max_genes=self.settings.max_genes))
+            muts = valid_mutations(self.space, parent)
+            muts_all.append(muts)
+            head = len(mutation_prefix())
+            choices.append([m.to_text()[head:] for m in muts])
         try:
-            p = self._engine().propose(prompt, [m.to_text()[head:] for m in muts], seed)
+            shared = shared_prompt(self.space, self.objective, history=list(self.history),
+                                   n_history=self.settings.history, max_genes=self.settings.max_genes)
+            props = self._engine().propose_many(prompts, choices, seed, static=static, shared=shared)
         except LLMError as exc:
             self._fail(exc)
             return None
-        text = mutation_prefix() + p.completion
-        try:
-            child = Mutation.parse(self.space, text).apply(self.space, parent)
-            valid = self.space.arch_id(child) != self.space.arch_id(parent)
-        except InputError:
-            child, valid = parent, False
-        return self._record({"kind": "proposal", "parent": self.space.arch_id(parent), "seed": seed,
-                             "round": self.round, "prompt": prompt, "think": p.think, "completion": text,
-                             "valid": valid, "novel": valid and self.space.arch_id(child) not in seen,
-                             "child": self.space.to_dict(child), "seconds": round(p.seconds, 4),
-                             "tokens": p.tokens, "dead_ends": p.dead_ends,
-                             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)})
+        recs = []
+        rss = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        for k, (parent, prompt, p) in enumerate(zip(parents, prompts, props)):
+            text = mutation_prefix() + p.completion
+            try:
+                child = Change.parse(self.space, text, self.settings.max_genes).apply(self.space, parent)
+                valid = self.space.arch_id(child) != self.space.arch_id(parent)
+            except InputError:
+                child, valid = parent, False
+            recs.append({"event": self.n_events + k, "kind": "proposal", "batch": self.n_events, "of": len(parents),
+                         "parent": self.space.arch_id(parent), "seed": seed, "round": self.round, "prompt": prompt,
+                         "think": p.think, "completion": text, "valid": valid,
+                         "novel": valid and self.space.arch_id(child) not in seen,
+                         "child": self.space.to_dict(child), "seconds": round(p.seconds, 4), "tokens": p.tokens,
+                         "dead_ends": p.dead_ends, "peak_rss_mb": rss})
+        self.log.append_many(recs)
+        return recs
 
     # --------------------------------------------------------------- observe
     def observe(self, parent: Any, child: Any, parent_result: Any, child_result: Any, source: str) -> None:
@@ -278,6 +318,7 @@ class LLMOperator:
             s = self.settings
             try:
                 engine = self._engine()
+                engine.invalidate()   # the cached prompt prefix belongs to the old weights
                 stats = lora.train(engine, [(e.prompt, e.think, e.completion) for e in self.buffer],
                                    steps=s.lora_steps, lr=s.lora_lr, batch=s.lora_batch, seed=seed)
             except LLMError as exc:

@@ -52,11 +52,28 @@ def genes_line(space: Any) -> str:
     return "; ".join(parts)
 
 
-def latency_lines(space: Any, arch: Any, devices: Sequence[DeviceInfo], top: int = 3) -> list[str]:
-    """Per device: predicted latency, distance to the budget, and the genes whose choice costs most.
+def block_entries(space: Any, arch: Any, model: Any, top: int = 4) -> str | None:
+    """The device LUT's entries for this architecture's costliest blocks, labelled with the genes that
+    choose them (``ks_3/e_3 1.2 ms``), when the latency model is a per-block LUT predictor and the space
+    names its blocks (the MobileNetV3 spaces); None otherwise."""
+    cost = getattr(model, "key_cost", None)
+    labels = getattr(space, "block_labels", None)
+    if cost is None or labels is None:
+        return None
+    blocks = [(label, float(cost[key])) for label, key in labels(arch) if key in cost]
+    worst = sorted(blocks, key=lambda b: -b[1])[:top]
+    return (f"LUT blocks (net ms; {len(blocks)} blocks + {float(getattr(model, 'overhead_ms', 0.0)):.3g} ms "
+            "overhead): " + ", ".join(f"{label} {ms:.3g}" for label, ms in worst))
 
-    A gene's cost is how many ms its current choice adds over its cheapest alternative (one vectorised
-    prediction over every single-gene variant, from the device's LUT or table).
+
+def latency_lines(space: Any, arch: Any, devices: Sequence[DeviceInfo], top: int = 3) -> list[str]:
+    """Per device: predicted latency, distance to the budget, where the latency goes.
+
+    With a per-block LUT (MobileNetV3 spaces) the costliest blocks' LUT entries are given
+    (``block_entries``). Always given: the genes whose current choice costs most, as the ms it adds over
+    that gene's cheapest alternative (one vectorised prediction over every single-gene variant: from the
+    LUT, or for NAS-Bench-201's whole-network latency table, from table look-ups: that table has no
+    per-block entries, which the line says).
     """
     lines = []
     muts = valid_mutations(space, arch)
@@ -68,6 +85,11 @@ def latency_lines(space: Any, arch: Any, devices: Sequence[DeviceInfo], top: int
             gap = ms - d.budget_ms
             text += (f", budget {d.budget_ms:.3g} ms ({gap:.3g} ms over)" if gap > 0
                      else f", budget {d.budget_ms:.3g} ms ({-gap:.3g} ms to spare)")
+        blocks = block_entries(space, arch, d.model)
+        if blocks:
+            text += "; " + blocks
+        elif getattr(d.model, "key_cost", None) is None:
+            text += " (whole-network table, no per-block entries)"
         if variants:
             lat = np.asarray(d.model.predict_many(variants), dtype=float)
             saving: dict[str, float] = {}
@@ -80,27 +102,58 @@ def latency_lines(space: Any, arch: Any, devices: Sequence[DeviceInfo], top: int
     return lines
 
 
+def static_prompt(space: Any, objective: str, max_genes: int = 1) -> str:
+    """The part of every prompt of a run that never changes (first, so its KV cache is computed once)."""
+    ask = ('Think briefly, then give one mutation as JSON {"gene": NAME, "value": VALUE} '
+           "that changes the architecture.")
+    if max_genes > 1:
+        ask = ask[:-1] + (f'; to change up to {max_genes} genes add "and": [{{"gene": NAME, "value": VALUE}}, ...] '
+                          "in gene order.")
+    return "\n".join([f"You improve a neural network architecture of the search space {space.name}: raise "
+                      f"{objective} while keeping every latency budget.",
+                      f"Genes and their choices: {genes_line(space)}.", ask])
+
+
+def shared_prompt(space: Any, objective: str, *, history: Sequence[Outcome] = (), n_history: int = 3,
+                  max_genes: int = 1) -> str:
+    """What every prompt of one batch shares: ``static_prompt`` and the recent mutations (so its KV is
+    computed once per batch, not once per row)."""
+    lines = [static_prompt(space, objective, max_genes)]
+    good = [h for h in history if h.improved][-n_history:]
+    bad = [h for h in history if not h.improved][-n_history:]
+    if good:
+        lines.append("Mutations that helped: " + "; ".join(f"{_short(h.mutation)} ({_delta(h)})" for h in good))
+    if bad:
+        lines.append("Mutations that did not: " + "; ".join(f"{_short(h.mutation)} ({_delta(h)})" for h in bad))
+    return "\n".join(lines)
+
+
 def build_prompt(space: Any, arch: Any, *, objective: str, objectives: Mapping[str, float],
                  devices: Sequence[DeviceInfo] = (), history: Sequence[Outcome] = (),
-                 n_history: int = 3) -> str:
-    """The user message for one proposal (``history``: oldest first)."""
+                 n_history: int = 3, max_genes: int = 1) -> str:
+    """The user message for one proposal (``history``: oldest first): ``shared_prompt`` (the fixed
+    instructions and the recent mutations), then this architecture, its objectives and where its latency
+    goes."""
     genes = arch_to_json(space, arch)["genes"]
-    lines = [f"You improve a neural network architecture of the search space {space.name}: raise "
-             f"{objective} while keeping every latency budget.",
-             f"Genes and their choices: {genes_line(space)}.",
+    lines = [shared_prompt(space, objective, history=history, n_history=n_history, max_genes=max_genes),
              f"Architecture: {json.dumps(genes)}"]
     if objectives:
         lines.append("Objectives: " + ", ".join(f"{k} {v:.4g}" for k, v in objectives.items()))
     lines += [f"Latency on {x}" for x in latency_lines(space, arch, devices)]
-    good = [h for h in history if h.improved][-n_history:]
-    bad = [h for h in history if not h.improved][-n_history:]
-    if good:
-        lines.append("Mutations that helped: " + "; ".join(f"{h.mutation} ({_delta(h)})" for h in good))
-    if bad:
-        lines.append("Mutations that did not: " + "; ".join(f"{h.mutation} ({_delta(h)})" for h in bad))
-    lines.append('Think briefly, then give one mutation as JSON {"gene": NAME, "value": VALUE} '
-                 "that changes the architecture.")
     return "\n".join(lines)
+
+
+def _short(mutation: str) -> str:
+    """A mutation JSON as ``gene="value"`` pairs (half the tokens of the JSON); other text unchanged."""
+    try:
+        obj = json.loads(mutation)
+    except json.JSONDecodeError:
+        return mutation
+    if isinstance(obj, dict) and {"gene", "value"} <= set(obj) <= {"gene", "value", "and"}:
+        items = [obj, *(obj.get("and") or [])]
+        if all(isinstance(x, dict) and "gene" in x and "value" in x for x in items):
+            return " + ".join(f"{x['gene']}={json.dumps(x['value'])}" for x in items)
+    return mutation
 
 
 def _delta(h: Outcome) -> str:

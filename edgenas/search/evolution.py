@@ -7,6 +7,8 @@ dies when a child is told. Constraints follow Deb's rules (feasible first, then 
 With a language-model operator (``llm_operator``, see ``edgenas.llm``) a share ``llm_share`` of the
 children are the model's mutation of the tournament winner (a proposal that is not novel or not
 feasible falls back to the usual mutation); every child's result is reported back to the operator.
+With the model on, ``llm_batch`` children are asked at a time (one generation), and the model writes
+its share of them in one batched call.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class RegularizedEvolution(Strategy):
         "tournament": Option(5, int, lambda v: v >= 1, "must be >= 1"),
         "mutation_rate": Option(None, float, lambda v: 0.0 < v <= 1.0, "must be in (0, 1]"),
         "llm_share": Option(0.0, float, lambda v: 0.0 <= v <= 1.0, "must be in [0, 1]"),
+        "llm_batch": Option(8, int, lambda v: v >= 1, "must be >= 1"),
     }
 
     def __init__(self, space: Any, rng: Any, *, llm_operator: Any = None, **kwargs: Any) -> None:
@@ -34,32 +37,49 @@ class RegularizedEvolution(Strategy):
         self.pending = 0
         self.llm = llm_operator
         self.origin: dict[str, tuple[Any, Result, str]] = {}   # child id -> (parent, its result, source)
+        if self.llm is not None and self.opts["llm_share"] > 0:
+            self.batch_hint = self.opts["llm_batch"]   # a generation's model children come from one call
 
-    def _child(self) -> Any:
+    def _tournament(self) -> tuple[Any, Result]:
         members = list(self.population)
         size = min(self.opts["tournament"], len(members))
         idx = self.rng.choice(len(members), size=size, replace=False)
-        parent, res = min((members[i] for i in idx), key=lambda m: rank_key(m[1]))
-        share = self.opts["llm_share"]
-        if self.llm is not None and share > 0 and self.rng.random() < share:
-            child = self.llm.mutate(parent, res, self.seen)
-            if child is not None and self.space.arch_id(child) not in self.seen and self.violation(child) <= 0:
-                self.origin[self.space.arch_id(child)] = (parent, res, "llm")
-                return child
+        return min((members[i] for i in idx), key=lambda m: rank_key(m[1]))
+
+    def _usual(self, parent: Any, res: Result) -> Any:
         child = self.propose(lambda: self.space.mutate(parent, self.rng, self.opts["mutation_rate"]))
         self.origin[self.space.arch_id(child)] = (parent, res, "usual")
         return child
 
     def ask(self, n: int) -> list[Any]:
-        out = []
-        for _ in range(n):
+        """``n`` children. With the model on, every slot first draws its parent and whether the model
+        writes it; the model's children are then made in one batched call (``mutate_many``); a proposal
+        that is not novel or not feasible falls back to the usual mutation."""
+        use_llm = self.llm is not None and self.opts["llm_share"] > 0
+        out: list[Any] = [None] * n
+        asked: list[tuple[int, Any, Result]] = []
+        for k in range(n):
             if len(self.population) + self.pending < self.opts["population"] or not self.population:
                 arch = self.initial_or_sample()
             else:
-                arch = self._child()
+                parent, res = self._tournament()
+                if use_llm and self.rng.random() < self.opts["llm_share"]:
+                    asked.append((k, parent, res))
+                    self.pending += 1
+                    continue
+                arch = self._usual(parent, res)
             self.pending += 1
             self.mark_seen([arch])
-            out.append(arch)
+            out[k] = arch
+        if asked:
+            children = self.llm.mutate_many([p for _, p, _ in asked], [r for _, _, r in asked], self.seen)
+            for (k, parent, res), child in zip(asked, children):
+                if child is not None and self.space.arch_id(child) not in self.seen and self.violation(child) <= 0:
+                    self.origin[self.space.arch_id(child)] = (parent, res, "llm")
+                else:
+                    child = self._usual(parent, res)
+                self.mark_seen([child])
+                out[k] = child
         return out
 
     def tell(self, archs: Sequence[Any], results: Sequence[Result]) -> None:

@@ -52,6 +52,7 @@ class SearchRequest:
     min_similarity: float = 0.6                     # past runs less similar are not used
     llm_share: float | None = None                  # share of children from the language model
     llm: Mapping[str, Any] = field(default_factory=dict)   # edgenas.llm.operator.LLMSettings fields
+    batch_size: int | None = None                   # architectures asked at a time (None: the strategy's)
     ladder: tuple[str, ...] = ()                    # multi-fidelity rungs (strategy sh / hyperband)
     eta: int = 3                                    # multi-fidelity: keep 1/eta per rung by default
     strategy_options: Mapping[str, Any] = field(default_factory=dict)  # declared options of the strategy
@@ -190,7 +191,7 @@ def build_problem(project: Project, req: SearchRequest, note: Callable[[str], No
     config = SearchConfig(space=space.name, strategy=req.strategy, budget_evals=budget_evals,
                           max_wall_s=req.max_wall_s, seed=req.seed, population=req.population,
                           devices=tuple((t.name, t.budget_ms) for t in targets),
-                          checkpoint_every=req.checkpoint_every,
+                          checkpoint_every=req.checkpoint_every, batch_size=req.batch_size,
                           strategy_options={**req.strategy_options,
                                             **({} if req.llm_share is None else {"llm_share": float(req.llm_share)})})
     if req.strategy_options:  # unknown or bad options fail here, before the run folder is touched

@@ -249,6 +249,20 @@ class MBV3Space(SearchSpace[MBV3Arch]):
         full = np.take_along_axis(full, np.argsort(full < 0, axis=1, kind="stable"), axis=1)
         return full[:, : int((full >= 0).sum(axis=1).max())]
 
+    def block_labels(self, arch: MBV3Arch) -> list[tuple[str, str]]:
+        """(label, LUT block key) of every block in network order; a slot's label names its genes
+        (``ks_3/e_3``), fixed blocks are named (``stem``, ``first``, ``Conv_1`` ...). The keys are
+        ``block_keys(arch)``, in a different order."""
+        c = self.config
+        fk, sk = self._keys_at(arch.r)
+        ks, e = self._index_of["ks"], self._index_of["e"]
+        out = list(zip(("stem", "first"), fk[:2]))
+        for s in range(c.n_stages):
+            for p in range(arch.d[s]):
+                i = s * c.max_depth + p
+                out.append((f"ks_{i}/e_{i}", sk[i][ks[arch.ks[i]]][e[arch.e[i]]]))
+        return out + list(zip(("Conv_1", "AvgPool2D", "Conv_2", "Logits"), fk[2:]))
+
     def block_keys(self, arch: MBV3Arch) -> list[str]:
         vocab = self._tables.vocab
         return [vocab[i] for i in self.key_index_matrix(self.to_genes(arch))[0] if i >= 0]

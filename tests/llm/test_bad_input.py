@@ -97,4 +97,5 @@ def test_cli_reports_llm_shares(search, tiny_model, tmp_path):
     res = search("--llm-model", str(tiny_model), "--llm-opt", "think_tokens=4", out="ok")
     assert res.code == 0, res.err
     m = json.loads(res.out)["llm"]
-    assert m["proposals"] == 12 - 6 and m["valid"] == 1.0 and m["fallbacks"] == 0
+    # generations of llm_batch = 8: the first 8 are sampled (nothing is evaluated yet), the last 4 are the model's
+    assert m["proposals"] == 12 - 8 and m["valid"] == 1.0 and m["fallbacks"] == 0

@@ -76,3 +76,32 @@ def test_bad_architecture_json():
         json_to_arch(space, {"space": "nb201", "genes": good["genes"]})
     with pytest.raises(InputError, match="does not parse"):
         json_to_arch(space, "{")
+
+
+@pytest.mark.parametrize("text, why", [
+    ('{"gene": "edge_2_0", "value": "none", "and": [{"gene": "edge_1_0", "value": "none"}]}', "gene order"),
+    ('{"gene": "edge_1_0", "value": "none", "and": [{"gene": "edge_1_0", "value": "skip_connect"}]}', "gene order"),
+    ('{"gene": "edge_1_0", "value": "none", "and": []}', "non-empty list"),
+    ('{"gene": "edge_1_0", "value": "none", "and": [{"gene": "edge_2_0", "value": "none"}, '
+     '{"gene": "edge_2_1", "value": "none"}, {"gene": "edge_3_0", "value": "none"}]}', "at most 3"),
+    ('{"gene": "edge_1_0", "value": "none", "and": [{"gene": "edge_2_0", "value": "conv"}]}', "is not one of"),
+])
+def test_bad_multi_gene_changes_are_one_clear_error(text, why):
+    from edgenas.llm.codec import Change
+
+    with pytest.raises(InputError, match=why):
+        Change.parse(get_space("nb201"), text)
+
+
+def test_multi_gene_change_round_trips():
+    from edgenas.llm.codec import Change, Mutation
+
+    space = get_space("nb201")
+    arch = space.from_string("|nor_conv_3x3~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_1x1~1|none~2|")
+    change = Change((Mutation("edge_1_0", "none"), Mutation("edge_3_2", "nor_conv_3x3")))
+    assert Change.parse(space, change.to_text()) == change
+    child = change.apply(space, arch)
+    assert list(space.to_genes(child) != space.to_genes(arch)).count(True) == 2
+    assert Change.parse(space, '{"gene": "edge_1_0", "value": "none"}').mutations == (Mutation("edge_1_0", "none"),)
+    with pytest.raises(InputError, match="at most 1"):
+        Change.parse(space, change.to_text(), max_genes=1)

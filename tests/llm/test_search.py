@@ -58,7 +58,12 @@ def test_llm_evolution_proposals_are_valid_logged_and_trained_on(tiny_model, tab
 
     weights = load_file(str(last / "adapter_model.safetensors"))
     assert any("lora_B" in k and float(v.abs().max()) > 0 for k, v in weights.items())  # B starts at 0
-    assert {p["round"] for p in props} >= {0, 1}  # proposals before and after an update
+    rounds = {p["round"] for p in props}
+    assert min(rounds) == 0 and max(rounds) >= 1   # proposals before and after an update
+    # a generation's proposals come from one batched call: consecutive events sharing "batch" and "of"
+    batches = {p["batch"]: p["of"] for p in props}
+    assert max(batches.values()) > 1
+    assert all(sum(p["batch"] == b for p in props) == n for b, n in batches.items())
 
 
 def test_same_seed_same_run(tiny_model, table, tmp_path):
@@ -87,6 +92,29 @@ def test_resume_replays_the_log_without_the_model(tiny_model, table, tmp_path, m
     assert strip(evaluations(cut)) == strip(evaluations(full))
     assert read_all(cut)["proposals"] == read_all(full)["proposals"]
     assert read_all(cut)["experience"] == read_all(full)["experience"]
+
+
+def test_a_batch_cut_short_by_kill9_is_made_again(tiny_model, table, tmp_path):
+    full = tmp_path / "full"
+    launch_search(Project(tmp_path), request(table, tiny_model, lora_every=0), full)
+    recs = read_all(full)["proposals"]
+    b = max(p["batch"] for p in recs if p["of"] > 1)          # the last batch of several proposals
+    first = min(i for i, p in enumerate(recs) if p["batch"] == b)
+    children = {json.dumps(p["child"], sort_keys=True) for p in recs if p["batch"] == b}
+    k = min(i for i, e in enumerate(evaluations(full)) if json.dumps(e["arch"], sort_keys=True) in children)
+    cut = tmp_path / "cut"
+    shutil.copytree(full, cut)
+    lines = (cut / "evaluations.jsonl").read_text().splitlines(keepends=True)
+    (cut / "evaluations.jsonl").write_text("".join(lines[:k]))
+    (cut / "checkpoint.json").unlink()
+    plines = (cut / "llm" / "proposals.jsonl").read_text().splitlines(keepends=True)
+    # killed while the batch was written: its first record whole, the second torn
+    (cut / "llm" / "proposals.jsonl").write_text("".join(plines[:first + 1]) + plines[first + 1][:25])
+    olines = (cut / "llm" / "outcomes.jsonl").read_text().splitlines(keepends=True)
+    (cut / "llm" / "outcomes.jsonl").write_text("".join(x for x in olines if json.loads(x)["proposal"] < b))
+    launch_search(Project(tmp_path), None, cut, resume=True)
+    assert strip(evaluations(cut)) == strip(evaluations(full))
+    assert strip(read_all(cut)["proposals"]) == strip(read_all(full)["proposals"])
 
 
 SCRIPT = textwrap.dedent("""
@@ -163,3 +191,22 @@ def test_llm_evolution_needs_a_model():
 
     with pytest.raises(InputError, match="needs a language model"):
         make_strategy("llm-evolution", get_space("nb201"), np.random.default_rng(0))
+
+
+def test_multi_gene_proposals_in_a_search(tiny_model, table, tmp_path):
+    from edgenas.llm.codec import Change
+    from edgenas.spaces import get_space
+
+    space = get_space("nb201")
+    out = tmp_path / "multi"
+    launch_search(Project(tmp_path), request(table, tiny_model, budget=24, max_genes=3, lora_every=0,
+                                             temperature=1.5), out)
+    props = [p for p in read_all(out)["proposals"] if p["kind"] == "proposal"]
+    assert props and all(p["valid"] and p["dead_ends"] == 0 for p in props)
+    sizes = []
+    for p in props:
+        change = Change.parse(space, p["completion"], max_genes=3)
+        assert space.arch_id(space.from_dict(p["child"])) != p["parent"]
+        sizes.append(len(change.mutations))
+    assert set(sizes) - {1} and max(sizes) <= 3      # some proposals change several genes
+    assert "add \"and\"" in props[0]["prompt"]

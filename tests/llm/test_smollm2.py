@@ -33,11 +33,13 @@ def test_smollm2_proposes_valid_mutations_and_learns(smollm2, table, tmp_path):
     op.preload()
     assert type(op.engine.model.get_base_model()).__name__ == "LlamaForCausalLM"
     rng = np.random.default_rng(0)
-    parent = space.sample(rng)
-    child = op.mutate(parent, Result((-60.0,), 0.0), set())
-    assert child is not None
-    assert int(np.sum(space.to_genes(child) != space.to_genes(parent))) == 1
+    parents = [space.sample(rng) for _ in range(3)]
+    children = op.mutate_many(parents, [Result((-60.0,), 0.0)] * 3, set())   # one batched generate call
+    for parent, child in zip(parents, children):
+        assert child is not None
+        assert 1 <= int(np.sum(space.to_genes(child) != space.to_genes(parent))) <= 3   # max_genes=3
     props = op.log.read()
+    assert len(props) == 3 and {(p["batch"], p["of"]) for p in props} == {(0, 3)}
     assert all(p["valid"] and p["dead_ends"] == 0 for p in props)
     before = {k: v.clone() for k, v in op.engine.model.named_parameters() if "lora_B" in k}
     stats = lora.train(op.engine, [(p["prompt"], p["think"], p["completion"][len('{"gene": "'):]) for p in props],
