@@ -129,7 +129,8 @@ def index_run(db: ExperimentDB, project: Project, out_dir: str | os.PathLike, *,
         seed=int(config.get("seed", 0)), objective=str(objective), out_dir=str(out.resolve()), config=config,
         task=describe_task(request or {"table": None}), request=request, devices=devices,
         finished_at=time.time() if run_status != "running" else None, n_evaluations=len(evals),
-        best_number=best.get("number", best["epoch"] - 1 if darts and best else None), best_value=best_obj.get(objective), best_arch=best.get("arch"),
+        best_number=best.get("number", best["epoch"] - 1 if darts and best else None),
+        best_value=best_obj.get(objective), best_arch=best.get("arch"),
         warm_start=warm, rerun_of=rerun_of if rerun_of is not None else (warm or {}).get("rerun_of"))
     save_run(db, rec, evals, fronts)
     return rec
