@@ -54,7 +54,10 @@ def prepare_darts(project: Project, req: Any, options: Mapping[str, Any], out_di
     elif req.space != "nb201":
         return _prepare_mbv3(project, mbv3_darts_config(req, options))
     else:
-        config = darts_config(req.space, req.devices, req.max_latency_ms, seed=req.seed, **options)
+        if dict(req.strategy_options).get("lambda_rule") not in (None, "derived"):
+            raise InputError("darts: lambda_rule applies to the mbv3 spaces; nb201 uses the derived rule")
+        nb = {k: v for k, v in options.items() if k != "lambda_rule"}
+        config = darts_config(req.space, req.devices, req.max_latency_ms, seed=req.seed, **nb)
     space = get_space(config.space)
     store = LutStore(project.luts_dir)
     models = [(name, LatencyPredictor(store.latest(name, space.name), space)) for name, _ in config.devices]
@@ -74,8 +77,8 @@ def prepare_darts(project: Project, req: Any, options: Mapping[str, Any], out_di
     return DriverRun(problem, config, run)
 
 
-_NB201_ONLY = ("skip_dropout", "arch_warmup", "latency_warmup")
-_MBV3_KEYS = ("lr", "arch_lr", "batch_size", "lambda_lr")  # the mbv3 defaults unless given (--strategy-opt)
+_NB201_ONLY = ("skip_dropout",)
+_MBV3_KEYS = ("lr", "arch_lr", "batch_size", "lambda_lr", "arch_warmup", "latency_warmup", "lambda_rule")  # the mbv3 defaults unless given (--strategy-opt)
 
 
 def mbv3_darts_config(req: Any, options: Mapping[str, Any]) -> MbDartsConfig:

@@ -7,10 +7,14 @@ on the architecture weights with ONE hard Gumbel-softmax path (the other half), 
     cross-entropy + sum_devices lambda_d * E[latency_d] / budget_d      (budget: Lagrange multiplier)
     cross-entropy + latency_weight * sum_devices E[latency_d]           (no budget: fixed penalty)
 
-The multiplier follows the first nb201 rule: ``lambda_d += lambda_lr * (L_d / budget_d - 1)`` after every
-step, floored at 0, with ``L_d`` the larger of E[latency_d] and the latency of the network derived at
-that moment (nb201 has since moved to the derived cell's latency alone, clipped steps and warm-ups;
-``darts_train``). Only the small helpers (batches, optimiser state) are shared with ``darts_train``. The Gumbel temperature anneals geometrically from ``tau_start`` to ``tau_end``.
+The multiplier follows nb201's rule (``darts_train.multiplier_step``, shared): after every step
+``lambda_d += lambda_lr * clip(L_d / budget_d - 1, -1, 1)``, floored at 0, with ``L_d`` the latency of
+the network derived at that moment (argmax of every decision); E[latency] only carries the gradient.
+Warm-ups as nb201 (``darts_train.warmup_epochs``): the first ``arch_warmup`` fraction of the epochs
+trains the weights only (uniformly sampled paths), the latency term (penalty or multiplier) starts
+after ``latency_warmup``. ``lambda_rule="max"`` with both warm-ups 0 is the first rule (schema 3):
+``L_d`` = max(E[latency_d], derived), unclipped steps, which collapsed every stage to its minimum
+depth (bench/RESULTS.md). The Gumbel temperature anneals geometrically from ``tau_start`` to ``tau_end``.
 
 At the end the derived network (argmax of every decision) is checked against every budget with the
 LUT predictor and, if it misses one, repaired greedily (``darts_mbv3_latency.repair_to_budget``).
@@ -37,7 +41,10 @@ from edgenas.errors import InputError
 from edgenas.io import atomic_write_json, read_json
 from edgenas.search.darts_mbv3 import MBV3Relaxation, sampled_forward
 from edgenas.search.darts_mbv3_latency import ExpectedLatencyMBV3, repair_to_budget
-from edgenas.search.darts_train import DARTS_SCHEMA, _batches, _load_opt_state, _opt_state
+from edgenas.search.darts_train import _batches, _load_opt_state, _opt_state, multiplier_step, warmup_epochs
+
+MB_DARTS_SCHEMA = 4  # 3: the first multiplier rule, no warm-ups
+LAMBDA_RULES = ("derived", "max")
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,9 @@ class MbDartsConfig:
     arch_lr: float = 0.01
     latency_weight: float = 0.0
     lambda_lr: float = 0.05
+    arch_warmup: float = 0.2                          # fraction of the epochs with the alphas frozen
+    latency_warmup: float = 0.4                       # fraction of the epochs without a latency term
+    lambda_rule: str = "derived"                      # derived: nb201's; max: the first (collapsing) rule
     tau_start: float = 5.0
     tau_end: float = 0.5
     seed: int = 0
@@ -66,22 +76,33 @@ class MbDartsConfig:
         if not (self.lr > 0 and self.arch_lr > 0 and self.lambda_lr >= 0 and self.latency_weight >= 0
                 and 0 < self.tau_end <= self.tau_start):
             raise InputError("darts: need lr, arch_lr > 0; lambda_lr, latency_weight >= 0; 0 < tau_end <= tau_start")
+        if not (0 <= self.arch_warmup < 1 and 0 <= self.latency_warmup < 1):
+            raise InputError("darts: need 0 <= arch_warmup, latency_warmup < 1")
+        if self.lambda_rule not in LAMBDA_RULES:
+            raise InputError(f"darts: lambda_rule must be one of {', '.join(LAMBDA_RULES)}, got {self.lambda_rule!r}")
         object.__setattr__(self, "devices", tuple((str(n), None if b is None else float(b))
                                                   for n, b in self.devices))
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["devices"] = [list(x) for x in self.devices]
-        return {"schema": DARTS_SCHEMA, "kind": "darts", "relaxation": "mbv3-path-sampling", **d}
+        return {"schema": MB_DARTS_SCHEMA, "kind": "darts", "relaxation": "mbv3-path-sampling", **d}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "MbDartsConfig":
+        _check_schema(d)
         d = {k: v for k, v in d.items() if k not in ("schema", "kind", "relaxation")}
         d["devices"] = tuple(tuple(x) for x in d.get("devices", ()))
         return cls(**d)
 
     def tau(self, epoch: int) -> float:
         return self.tau_start * (self.tau_end / self.tau_start) ** (epoch / max(self.epochs - 1, 1))
+
+
+def _check_schema(d: dict[str, Any]) -> None:
+    if d.get("schema") != MB_DARTS_SCHEMA:
+        raise InputError(f"an mbv3 DARTS run of schema {d.get('schema')!r}; this edgenas resumes schema {MB_DARTS_SCHEMA}",
+                         hint="the multiplier rule and warm-ups changed: start a new run")
 
 
 def _logp(relax: MBV3Relaxation) -> dict[str, np.ndarray]:
@@ -111,6 +132,7 @@ def run_mbv3_darts(config: MbDartsConfig, latency: Sequence[tuple[str, Any]], ou
     if resume:
         if not cfg_path.exists():
             raise InputError(f"{out} holds no DARTS run to resume")
+        _check_schema(read_json(cfg_path, "run config"))
         if read_json(cfg_path, "run config") != config.to_json():
             raise InputError(f"cannot resume {out}: the config differs", hint="resume with the original settings")
     elif cfg_path.exists():
@@ -128,6 +150,7 @@ def run_mbv3_darts(config: MbDartsConfig, latency: Sequence[tuple[str, Any]], ou
     arch_params = list(relax.parameters())
     w_opt = torch.optim.SGD(net.parameters(), lr=config.lr, momentum=0.9, nesterov=True, weight_decay=3e-5)
     a_opt = torch.optim.Adam(arch_params, lr=config.arch_lr, betas=(0.5, 0.999))
+    frozen, warmup = warmup_epochs(config.epochs, config.arch_warmup, config.latency_warmup)
     lam = [0.0] * len(terms)
     history: list[dict[str, Any]] = []
     start = 0
@@ -158,11 +181,17 @@ def run_mbv3_darts(config: MbDartsConfig, latency: Sequence[tuple[str, Any]], ou
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
                 w_opt.step()
+                ce_sum += float(loss.detach())
+                steps += 1
+                if epoch < frozen:
+                    continue
                 a_loss = F.cross_entropy(sampled_forward(net, relax, val.x[vi], relax.gumbel_sample(gen, tau)),
                                          val.y[vi])
                 probs = relax.probs()
                 exp_ms = [t(*probs) for t in terms]
                 for i, (e, b) in enumerate(zip(exp_ms, budgets)):
+                    if epoch < warmup:
+                        break
                     if b is not None:
                         a_loss = a_loss + lam[i] * e / b
                     elif config.latency_weight > 0:
@@ -170,15 +199,17 @@ def run_mbv3_darts(config: MbDartsConfig, latency: Sequence[tuple[str, Any]], ou
                 a_opt.zero_grad(set_to_none=True)
                 a_loss.backward()
                 a_opt.step()
-                if any(b is not None for b in budgets):
+                if epoch >= warmup and any(b is not None for b in budgets):
                     am = relax.argmax()
                     now = relax.to_arch(am.ke, am.d, am.r)
                     for i, (t, e, b) in enumerate(zip(terms, exp_ms, budgets)):
-                        if b is not None:  # over budget = the relaxed network OR its derived one is over
+                        if b is None:
+                            continue
+                        if config.lambda_rule == "derived":  # over budget = the derived network is over
+                            lam[i] = multiplier_step(lam[i], t.of_arch(now), b, config.lambda_lr)
+                        else:  # the first rule: the relaxed network OR its derived one, unclipped
                             worst = max(float(e.detach()), t.of_arch(now))
                             lam[i] = max(0.0, lam[i] + config.lambda_lr * (worst / b - 1.0))
-                ce_sum += float(loss.detach())
-                steps += 1
             am = relax.argmax()
             arch = space.canonical(relax.to_arch(am.ke, am.d, am.r))
             with torch.no_grad():
@@ -195,7 +226,7 @@ def run_mbv3_darts(config: MbDartsConfig, latency: Sequence[tuple[str, Any]], ou
             tmp = ck_tensors.with_suffix(".tmp")
             save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
             tmp.replace(ck_tensors)
-            atomic_write_json(ck_json, {"schema": DARTS_SCHEMA, "epoch": epoch + 1, "lambda": lam,
+            atomic_write_json(ck_json, {"schema": MB_DARTS_SCHEMA, "epoch": epoch + 1, "lambda": lam,
                                         "history": history})
             if progress is not None:
                 progress(epoch + 1, config.epochs)
@@ -218,5 +249,5 @@ def _finish(space, terms, budgets, history, relax: MBV3Relaxation, out: Path) ->
               "probs": {"ke": pk, "d": pd, "r": pr}, "strategy": "darts",
               "relaxation": "mbv3-path-sampling", "evaluations": len(history), "stopped": "budget"}
     atomic_write_json(out / "best.json", record)
-    atomic_write_json(out / "history.json", {"schema": DARTS_SCHEMA, "history": history})
+    atomic_write_json(out / "history.json", {"schema": MB_DARTS_SCHEMA, "history": history})
     return record

@@ -114,6 +114,17 @@ class DartsConfig:
         return cls(**d)
 
 
+def multiplier_step(lam: float, derived_ms: float, budget: float, lambda_lr: float) -> float:
+    """The budget's dual ascent, shared by nb201 and the mbv3 relaxation: the multiplier rises by
+    ``lambda_lr * clip(derived_ms / budget - 1, -1, 1)`` (the DERIVED network's latency), floored at 0."""
+    return max(0.0, lam + lambda_lr * min(1.0, max(-1.0, derived_ms / budget - 1.0)))
+
+
+def warmup_epochs(epochs: int, arch_warmup: float, latency_warmup: float) -> tuple[int, int]:
+    """(epochs with the architecture frozen, epochs without a latency term), from the two fractions."""
+    return int(arch_warmup * epochs), int(latency_warmup * epochs)
+
+
 def _batches(n: int, bs: int, seed: int, epoch: int) -> list[torch.Tensor]:
     g = torch.Generator().manual_seed(int(seed) * 100003 + epoch)
     perm = torch.randperm(n, generator=g)
@@ -154,8 +165,7 @@ def run_darts(config: DartsConfig, latency: Sequence[tuple[str, Any]], out_dir: 
     terms = [ExpectedLatency(n, m) for n, m in latency]
     budgets = [b for _, b in config.devices]
     derivation = BudgetDerivation(latency, budgets)
-    warmup = int(config.latency_warmup * config.epochs)
-    frozen = int(config.arch_warmup * config.epochs)
+    frozen, warmup = warmup_epochs(config.epochs, config.arch_warmup, config.latency_warmup)
     out = Path(out_dir)
     cfg_path, ck_json, ck_tensors = out / "config.json", out / "checkpoint.json", out / "checkpoint.safetensors"
     if resume:
@@ -224,8 +234,7 @@ def run_darts(config: DartsConfig, latency: Sequence[tuple[str, Any]], out_dir: 
                 p = derivable_probs(net.alpha)
                 for i, (t, e, b) in enumerate(zip(terms, exp_ms, budgets)):
                     if b is not None and epoch >= warmup:  # over = the derived (argmax) cell is over
-                        step = min(1.0, max(-1.0, t.of_argmax(p) / b - 1.0))
-                        lam[i] = max(0.0, lam[i] + config.lambda_lr * step)
+                        lam[i] = multiplier_step(lam[i], t.of_argmax(p), b, config.lambda_lr)
             top = derive(net.alpha)
             arch = derivation(net.alpha) or top
             history.append({"epoch": epoch + 1, "train_loss": ce_sum / max(steps, 1),

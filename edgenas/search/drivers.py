@@ -74,6 +74,8 @@ class Darts(Driver):
         "lambda_lr": Option(0.05, float, lambda v: v >= 0, "must be >= 0"),
         "arch_warmup": Option(0.2, float, lambda v: 0 <= v < 1, "must be in [0, 1)"),
         "latency_warmup": Option(0.4, float, lambda v: 0 <= v < 1, "must be in [0, 1)"),
+        "lambda_rule": Option("derived", str, lambda v: v in ("derived", "max"),
+                              "must be derived (nb201's multiplier rule) or max (mbv3's first rule)"),
         "arch_lr": Option(3e-3, float, lambda v: v > 0, "must be > 0"),
         "lr": Option(0.025, float, lambda v: v > 0, "must be > 0"),
         "batch_size": Option(64, int, lambda v: v >= 1, "must be >= 1"),

@@ -191,3 +191,42 @@ def test_ofa_w12_relaxation_on_the_published_note10_table():
     path = relax.gumbel_sample(torch.Generator().manual_seed(0), 1.0)
     sampled_forward(MBV3Supernet(space.config), relax, torch.randn(1, 3, 160, 160), path).sum().backward()
     assert relax.alpha_r.grad is not None and relax.alpha_ke.grad.abs().sum() > 0
+
+
+def test_multiplier_follows_the_derived_network_with_clipped_steps_and_warmups(cli, tiny_project, tmp_path,
+                                                                            monkeypatch):
+    from edgenas.search.darts_mbv3 import MBV3Relaxation
+    from edgenas.search.darts_mbv3_latency import ExpectedLatencyMBV3
+    from edgenas.search.darts_mbv3_train import MbDartsConfig, run_mbv3_darts
+    from edgenas.search.darts_train import multiplier_step, warmup_epochs
+
+    # the rule shared with nb201: the derived latency's relative excess, clipped to [-1, 1], floored at 0
+    assert multiplier_step(0.0, 3.0, 1.0, 0.05) == pytest.approx(0.05)      # +200% excess: one clipped step
+    assert multiplier_step(0.1, 0.5, 1.0, 0.05) == pytest.approx(0.075)     # 50% under: lowered
+    assert multiplier_step(0.01, 0.0, 1.0, 0.05) == 0.0                     # floored
+    assert warmup_epochs(5, 0.2, 0.4) == (1, 2)
+    pred = _predictor(tiny_project)
+    lo = pred.min_latency()[0]
+    cfg = MbDartsConfig(space=SPACE, data=str(tiny_project / "small.npz"), epochs=5, seed=0,
+                        devices=(("local", lo * 1.0001),))  # only the fastest networks meet it
+    run_mbv3_darts(cfg, [("local", pred)], tmp_path / "run")
+    hist = json.loads((tmp_path / "run" / "history.json").read_text())["history"]
+    with torch.no_grad():
+        uniform = float(ExpectedLatencyMBV3("local", pred, pred.space)(*MBV3Relaxation(pred.space.config).probs()))
+    assert hist[0]["expected_ms"]["local"] == pytest.approx(uniform)  # epoch 1: weights only, alphas untouched
+    assert hist[0]["lambda"] == [0.0] and hist[1]["lambda"] == [0.0]  # epochs 1-2: no latency term
+    for h in hist[2:]:  # after the warm-up the multiplier moves at most lambda_lr per step
+        assert 0.0 <= h["lambda"][0] <= cfg.lambda_lr * 3 * (h["epoch"] - 2)  # <= 3 steps per epoch (48 images)
+    # a run of the first rule's schema is refused on resume with one line, nothing more written
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tiny_project))
+    monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
+    old = tmp_path / "old"
+    assert _run(cli, tiny_project, old, "--epochs", "1").code == 0
+    saved = json.loads((old / "config.json").read_text())
+    assert saved["schema"] == 4 and saved["lambda_rule"] == "derived"
+    (old / "config.json").write_text(json.dumps({**saved, "schema": 3}))
+    (old / "best.json").unlink()
+    before = sorted(p.name for p in old.iterdir())
+    r = cli("search", "--resume", str(old), "--json")
+    assert r.code == 2 and "schema 3" in r.err and "Traceback" not in r.err
+    assert sorted(p.name for p in old.iterdir()) == before and not (old / "best.json").exists()
