@@ -41,7 +41,8 @@ from edgenas.errors import InputError
 from edgenas.io import atomic_write_json, read_json
 from edgenas.search.darts_mbv3 import MBV3Relaxation, sampled_forward
 from edgenas.search.darts_mbv3_latency import ExpectedLatencyMBV3, repair_to_budget
-from edgenas.search.darts_train import _batches, _load_opt_state, _opt_state, multiplier_step, warmup_epochs
+from edgenas.search.darts_train import (_batches, load_checkpoint, multiplier_step, save_checkpoint,
+                                         warmup_epochs)
 
 MB_DARTS_SCHEMA = 4  # 3: the first multiplier rule, no warm-ups
 LAMBDA_RULES = ("derived", "max")
@@ -114,8 +115,6 @@ def _logp(relax: MBV3Relaxation) -> dict[str, np.ndarray]:
 def run_mbv3_darts(config: MbDartsConfig, latency: Sequence[tuple[str, Any]], out_dir: str | Path, *,
                    resume: bool = False, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Train, derive (and repair), write ``best.json`` (a normal architecture record) and ``history.json``."""
-    from safetensors.torch import load_file, save_file
-
     from edgenas.datasets import load_dataset
     from edgenas.spaces import get_space
     from edgenas.supernet.model import MBV3Supernet
@@ -155,12 +154,8 @@ def run_mbv3_darts(config: MbDartsConfig, latency: Sequence[tuple[str, Any]], ou
     history: list[dict[str, Any]] = []
     start = 0
     if resume and ck_json.exists():
-        meta = read_json(ck_json, "checkpoint")
-        tensors = load_file(str(ck_tensors))
-        net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
-        relax.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("alpha.")})
-        _load_opt_state(w_opt, "w_opt", tensors)
-        _load_opt_state(a_opt, "a_opt", tensors)
+        meta = load_checkpoint(ck_json, ck_tensors, {"net": net, "alpha": relax},
+                               {"w_opt": w_opt, "a_opt": a_opt})
         start, lam, history = int(meta["epoch"]), list(meta["lambda"]), list(meta["history"])
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -219,15 +214,9 @@ def run_mbv3_darts(config: MbDartsConfig, latency: Sequence[tuple[str, Any]], ou
                             "arch": space.to_dict(arch), "expected_ms": exp_now,
                             "derived_ms": {t.name: t.of_arch(arch) for t in terms},
                             "lambda": list(lam), "epoch_s": round(time.perf_counter() - t0, 3)})
-            tensors = {f"net.{k}": v.detach().clone() for k, v in net.state_dict().items()}
-            tensors.update({f"alpha.{k}": v.detach().clone() for k, v in relax.state_dict().items()})
-            tensors.update(_opt_state(w_opt, "w_opt"))
-            tensors.update(_opt_state(a_opt, "a_opt"))
-            tmp = ck_tensors.with_suffix(".tmp")
-            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-            tmp.replace(ck_tensors)
-            atomic_write_json(ck_json, {"schema": MB_DARTS_SCHEMA, "epoch": epoch + 1, "lambda": lam,
-                                        "history": history})
+            save_checkpoint(ck_json, ck_tensors, {"schema": MB_DARTS_SCHEMA, "epoch": epoch + 1, "lambda": lam,
+                                                  "history": history},
+                            {"net": net, "alpha": relax}, {"w_opt": w_opt, "a_opt": a_opt})
             if progress is not None:
                 progress(epoch + 1, config.epochs)
     finally:

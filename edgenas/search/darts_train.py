@@ -150,11 +150,39 @@ def _load_opt_state(opt: torch.optim.Optimizer, prefix: str, tensors: dict[str, 
     opt.load_state_dict(sd)
 
 
+def save_checkpoint(ck_json: Path, ck_tensors: Path, meta: dict[str, Any], modules: dict[str, torch.nn.Module],
+                    opts: dict[str, torch.optim.Optimizer]) -> None:
+    """One epoch's checkpoint: every module's state under ``PREFIX.`` and every optimiser's, written to a
+    temporary file then renamed; the JSON (epoch, multipliers, history) last, so it never names
+    tensors that are not there."""
+    from safetensors.torch import save_file
+
+    tensors = {f"{p}.{k}": v.detach().clone() for p, m in modules.items() for k, v in m.state_dict().items()}
+    for p, opt in opts.items():
+        tensors.update(_opt_state(opt, p))
+    tmp = ck_tensors.with_suffix(".tmp")
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+    tmp.replace(ck_tensors)
+    atomic_write_json(ck_json, meta)
+
+
+def load_checkpoint(ck_json: Path, ck_tensors: Path, modules: dict[str, torch.nn.Module],
+                    opts: dict[str, torch.optim.Optimizer]) -> dict[str, Any]:
+    """Restore what ``save_checkpoint`` wrote into ``modules`` and ``opts``; returns its JSON."""
+    from safetensors.torch import load_file
+
+    meta = read_json(ck_json, "checkpoint")
+    tensors = load_file(str(ck_tensors))
+    for p, m in modules.items():
+        m.load_state_dict({k[len(p) + 1:]: v for k, v in tensors.items() if k.startswith(p + ".")})
+    for p, opt in opts.items():
+        _load_opt_state(opt, p, tensors)
+    return meta
+
+
 def run_darts(config: DartsConfig, latency: Sequence[tuple[str, Any]], out_dir: str | Path, *,
               resume: bool = False, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Train, derive, write ``best.json`` (a normal architecture record) and ``history.json``."""
-    from safetensors.torch import load_file, save_file
-
     from edgenas.datasets import load_dataset
     from edgenas.spaces import get_space
 
@@ -189,11 +217,7 @@ def run_darts(config: DartsConfig, latency: Sequence[tuple[str, Any]], out_dir: 
     history: list[dict[str, Any]] = []
     start = 0
     if resume and ck_json.exists():
-        meta = read_json(ck_json, "checkpoint")
-        tensors = load_file(str(ck_tensors))
-        net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
-        _load_opt_state(w_opt, "w_opt", tensors)
-        _load_opt_state(a_opt, "a_opt", tensors)
+        meta = load_checkpoint(ck_json, ck_tensors, {"net": net}, {"w_opt": w_opt, "a_opt": a_opt})
         start, lam, history = int(meta["epoch"]), list(meta["lambda"]), list(meta["history"])
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -246,14 +270,9 @@ def run_darts(config: DartsConfig, latency: Sequence[tuple[str, Any]], out_dir: 
                             "argmax_ms": {t.name: t.of_arch(top) for t in terms},
                             "derived_ms": {t.name: t.of_arch(arch) for t in terms},
                             "lambda": list(lam), "epoch_s": round(time.perf_counter() - t0, 3)})
-            tensors = {f"net.{k}": v.detach().clone().contiguous() for k, v in net.state_dict().items()}
-            tensors.update(_opt_state(w_opt, "w_opt"))
-            tensors.update(_opt_state(a_opt, "a_opt"))
-            tmp = ck_tensors.with_suffix(".tmp")
-            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
-            tmp.replace(ck_tensors)
-            atomic_write_json(ck_json, {"schema": DARTS_SCHEMA, "epoch": epoch + 1, "lambda": lam,
-                                        "history": history})
+            save_checkpoint(ck_json, ck_tensors, {"schema": DARTS_SCHEMA, "epoch": epoch + 1, "lambda": lam,
+                                                  "history": history},
+                            {"net": net}, {"w_opt": w_opt, "a_opt": a_opt})
             if progress is not None:
                 progress(epoch + 1, config.epochs)
         pt = None

@@ -110,7 +110,7 @@ def test_budgeted_run_meets_the_budget_and_exports(cli, tiny_project, tmp_path, 
 
 
 def test_resume_is_exact(cli, tiny_project, tmp_path, monkeypatch):
-    from edgenas.search import darts_mbv3_train
+    from edgenas.search import darts_train  # writes both relaxations' checkpoints
 
     monkeypatch.setenv("EDGENAS_PROJECT", str(tiny_project))
     monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
@@ -118,17 +118,17 @@ def test_resume_is_exact(cli, tiny_project, tmp_path, monkeypatch):
     r = _run(cli, tiny_project, tmp_path / "full", *extra)
     assert r.code == 0, r.err
     full = r.json()
-    real = darts_mbv3_train.atomic_write_json
+    real = darts_train.atomic_write_json
 
     def interrupt_after_one(path, obj):  # kill the run right after epoch 1's checkpoint
         real(path, obj)
         if path.name == "checkpoint.json" and obj["epoch"] == 1:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(darts_mbv3_train, "atomic_write_json", interrupt_after_one)
+    monkeypatch.setattr(darts_train, "atomic_write_json", interrupt_after_one)
     r = _run(cli, tiny_project, tmp_path / "part", *extra)
     assert r.code == 130 and not (tmp_path / "part" / "best.json").exists()
-    monkeypatch.setattr(darts_mbv3_train, "atomic_write_json", real)
+    monkeypatch.setattr(darts_train, "atomic_write_json", real)
     r = cli("search", "--resume", str(tmp_path / "part"), "--json")
     assert r.code == 0, r.err
     again = r.json()
