@@ -21,7 +21,9 @@ Methods, all in this run:
 log target) on one-hot edge operations fitted on 5,000 of the device's OWN rows, scored on the rest
 (median over ``--ceiling-seeds`` random splits). ``lut_combination_all_rows``: least squares of the
 device's column on the reference LUTs over ALL its rows (in-sample): the best a linear combination of
-the references can do, an upper bound for ``meta`` without its correction. Metrics: Spearman, Kendall
+the references can do, an upper bound for ``meta`` without its correction. ``own_lut_all_rows``: the
+device's own LUT (the same per-edge least squares, on ALL its rows, in-sample): what an additive
+per-block table of the device itself reaches. Metrics: Spearman, Kendall
 tau, share within +-10% (``within10``), median over seeds, and the worst seed's ``within10``
 (``within10_min``).
 """
@@ -142,6 +144,9 @@ def run(table: HwTable, seeds: list[int], n_ceiling: int, ceiling_seeds: int) ->
         # device's rows (in-sample; an upper bound for meta without its descriptor correction)
         A = np.column_stack([RL, np.ones(len(y))])
         dev["lut_combination_all_rows"] = _summary([_metrics(A @ np.linalg.lstsq(A, y, rcond=None)[0], y)])
+        # the device's OWN LUT (per-edge least squares on all its rows, in-sample): the best any per-block
+        # additive table of this device reaches; what few-shot on LUT references can approach at most
+        dev["own_lut_all_rows"] = _summary([_metrics(lut[col], y)])
         out["devices"][col] = dev
         print(f"{col} done", file=sys.stderr)
     return out

@@ -22,7 +22,8 @@ descriptors or, below 3 points, the geometric mean.
 
 from __future__ import annotations
 
-from typing import Sequence
+from contextlib import contextmanager
+from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -33,6 +34,24 @@ from edgenas.latency.lut import Calibration
 MIN_K_RIDGE = 5
 FEWSHOT_SCHEMA = 1
 ALPHAS = tuple(float(a) for a in np.logspace(-4, 4, 33))
+
+
+
+@contextmanager
+def reading_model(where: str = "") -> Iterator[None]:
+    """Read a few-shot model record inside this: a missing key, a wrong type or an inconsistent value
+    (``KeyError``, ``TypeError``, ``ValueError``, ``AttributeError``) becomes one ``InputError`` naming
+    ``where`` (the file) with the hint to refit; an ``InputError`` raised inside gets the same prefix."""
+    prefix = f"{where}: " if where else ""
+    try:
+        yield
+    except InputError as exc:
+        if not prefix:
+            raise
+        raise InputError(f"{prefix}{exc.message}", hint=exc.hint) from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InputError(f"{prefix}malformed few-shot latency model ({exc})",
+                         hint="refit it: edgenas device add DEVICE --fewshot 20") from None
 
 
 class FewShotPredictor:
@@ -175,7 +194,7 @@ class FewShotPredictor:
     @classmethod
     def from_dict(cls, d) -> "FewShotPredictor":
         """Rebuild from ``to_dict``'s record; a malformed record is one ``InputError``."""
-        try:
+        with reading_model():
             if d["schema"] != FEWSHOT_SCHEMA:
                 raise InputError(f"unsupported few-shot model schema {d['schema']!r}",
                                  hint=f"this edgenas reads schema {FEWSHOT_SCHEMA}")
@@ -202,11 +221,6 @@ class FewShotPredictor:
                 m._ridge, m._floor = (mu, sd, keep, w, float(d["ybar"])), float(d.get("floor", 0.0))
             else:
                 raise ValueError(f"unknown model {m.model!r}")
-        except InputError:
-            raise
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(f"malformed few-shot latency model: {exc}",
-                             hint="refit it (edgenas device add NAME --fewshot K)") from None
         return m
 
     def describe(self) -> dict:

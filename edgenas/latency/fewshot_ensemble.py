@@ -31,7 +31,7 @@ from typing import Sequence
 import numpy as np
 
 from edgenas.errors import InputError
-from edgenas.latency.fewshot import MIN_K_RIDGE, FewShotPredictor
+from edgenas.latency.fewshot import MIN_K_RIDGE, FewShotPredictor, reading_model
 
 ENSEMBLE_SCHEMA = 1
 
@@ -94,7 +94,7 @@ class FewShotEnsemble:
 
     @classmethod
     def from_dict(cls, d) -> "FewShotEnsemble":
-        try:
+        with reading_model():
             if d["schema"] != ENSEMBLE_SCHEMA or d.get("kind") != "fewshot-ensemble":
                 raise InputError(f"not a few-shot ensemble of schema {ENSEMBLE_SCHEMA} "
                                  f"(schema={d['schema']!r}, kind={d.get('kind')!r})")
@@ -111,11 +111,6 @@ class FewShotEnsemble:
                 e.members.append((str(mem["name"]), cols, m))
             if not e.members:
                 raise ValueError("no members")
-        except InputError:
-            raise
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(f"malformed few-shot latency model: {exc}",
-                             hint="refit it (edgenas device add NAME --fewshot K)") from None
         return e
 
 

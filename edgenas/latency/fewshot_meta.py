@@ -33,6 +33,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edgenas.errors import InputError
+from edgenas.latency.fewshot import reading_model
 
 META_SCHEMA = 1
 MIN_K = 3
@@ -163,7 +164,7 @@ class MetaFewShot:
     @classmethod
     def from_dict(cls, d) -> "MetaFewShot":
         """Rebuild from ``to_dict``'s record; a malformed record is one ``InputError``."""
-        try:
+        with reading_model():
             if d["schema"] != META_SCHEMA or d.get("kind") != "fewshot-meta":
                 raise InputError(f"not a meta few-shot model of schema {META_SCHEMA} "
                                  f"(schema={d['schema']!r}, kind={d.get('kind')!r})")
@@ -182,11 +183,6 @@ class MetaFewShot:
                 raise ValueError("weights do not match the configuration")
             if not all(np.isfinite(a).all() for a in (m._scale_r, m._mu, m._w)) or m._scale_y <= 0:
                 raise ValueError("non-finite parameters")
-        except InputError:
-            raise
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(f"malformed few-shot latency model: {exc}",
-                             hint="refit it (edgenas device add NAME --fewshot K)") from None
         return m
 
     def describe(self) -> dict[str, Any]:

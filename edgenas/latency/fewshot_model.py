@@ -27,7 +27,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from edgenas.errors import InputError
-from edgenas.latency.fewshot import graph_descriptors, op_counts
+from edgenas.latency.fewshot import graph_descriptors, op_counts, reading_model
 from edgenas.latency.fewshot_ensemble import FewShotEnsemble
 from edgenas.latency.fewshot_meta import MetaFewShot
 
@@ -110,7 +110,7 @@ class FewShotModel:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "few-shot model") -> "FewShotModel":
-        try:
+        with reading_model(where):
             if d.get("schema") != MODEL_SCHEMA or d.get("kind") != "fewshot-latency":
                 raise ValueError(f"not a few-shot latency model of schema {MODEL_SCHEMA}")
             refs = tuple((str(a), str(b)) for a, b in d["references"])
@@ -122,11 +122,6 @@ class FewShotModel:
                 if not _NAME.match(name):
                     raise ValueError(f"bad device name {name!r}")
             regressor_from_dict(m.ensemble)
-        except InputError as exc:
-            raise InputError(f"{where}: {exc}") from None
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise InputError(f"{where}: malformed few-shot latency model ({exc})",
-                             hint="refit it: edgenas device add DEVICE --fewshot 20") from None
         return m
 
 

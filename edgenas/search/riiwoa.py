@@ -11,6 +11,7 @@ Changes to plain WOA (``woa.py``):
   architectures produced by the attack (exploitation) moves; ``None`` (default) = off; with a
   language-model operator (``llm_operator``, ``edgenas.llm``) a share ``llm_share`` of the attack moves
   are replaced by the model's mutation of the best architecture so far (its result is reported back);
+  a generation's model moves are written in one batched call (``mutate_many``), as in evolution;
 * **polish**: after the last generation a Nelder-Mead search (scipy) on the continuous code starts from
   the best; its function values come from what was evaluated, and every new point it needs is asked
   for (so it is part of the budget and replays exactly on resume). When it converges early the rest of
@@ -90,19 +91,40 @@ class RIIWOA(WOA):
     def _next_generation(self) -> None:
         if self.gen >= 0 and (self.gen + 1) % self.opts["rotate_every"] == 0:
             self._update_frame()
-        super()._next_generation()
+        if self.llm is None or self.opts["llm_share"] <= 0 or self.best is None or self.gen < 0:
+            super()._next_generation()
+            return
+        self._llm_generation()
 
     def post_attack(self, arch: Any) -> Any:
         if self.mutation_operator is not None:
             arch = self.mutation_operator(arch, self.rng)
-        share = self.opts["llm_share"]
-        if self.llm is not None and share > 0 and self.best is not None and self.rng.random() < share:
-            parent, res = self.best[1], self.best[2]
-            child = self.llm.mutate(parent, res, self.seen)
-            if child is not None and self.space.arch_id(child) not in self.seen and self.violation(child) <= 0:
-                self.origin[self.space.arch_id(child)] = (parent, res)
-                return child
         return arch
+
+    def _llm_generation(self) -> None:
+        """A generation with the model on: every whale moves and each attack move is, with probability
+        ``llm_share``, given to the model; the model writes all of them in ONE batched call (the best
+        architecture so far is every one's parent), then the whales are queued in order. A proposal that
+        is not novel (also among this generation's earlier whales) or not feasible keeps the move."""
+        self.gen += 1
+        star, parent, res = self.best
+        moves = []
+        for i in range(self.N):
+            x, attack = self.move(i, star)
+            arch = self.space.decode(x)
+            if attack:
+                arch = self.post_attack(arch)
+            moves.append((i, x, arch, attack and self.rng.random() < self.opts["llm_share"]))
+        asked = [m for m in moves if m[3]]
+        children = iter(self.llm.mutate_many([parent] * len(asked), [res] * len(asked), self.seen)
+                        if asked else [])
+        for i, x, arch, by_model in moves:
+            if by_model:
+                child = next(children)
+                if child is not None and self.space.arch_id(child) not in self.seen and self.violation(child) <= 0:
+                    self.origin[self.space.arch_id(child)] = (parent, res)
+                    arch = child
+            self._enqueue(i, x, arch)
 
     def accept(self, i: int, res: Result) -> bool:
         return rank_key(res) <= rank_key(self.fit[i])

@@ -83,6 +83,10 @@ class WOA(Strategy):
         arch = self.space.decode(x)
         if attack:
             arch = self.post_attack(arch)
+        self._enqueue(i, x, arch)
+
+    def _enqueue(self, i: int, x: np.ndarray, arch: Any) -> None:
+        """Queue whale ``i``'s next position (``arch``; a seen or infeasible one is mutated first)."""
         if self.space.arch_id(arch) in self.seen or self.violation(arch) > 0:
             arch = self.propose(lambda: self.space.mutate(arch, self.rng))
         if self.space.arch_id(arch) != self.space.arch_id(self.space.decode(x)):

@@ -171,6 +171,13 @@ def test_share_in_evolution_and_ri_iwoa(tiny_model, table, tmp_path):
                                              lora_every=0), ri)
     props = [p for p in read_all(ri)["proposals"] if p["kind"] == "proposal"]
     assert props and all(p["valid"] for p in props)
+    # a generation's model moves come from one batched call (several proposals share a batch)
+    assert max(p["of"] for p in props) > 1
+    assert len({p["batch"] for p in props}) < len(props)
+    again = tmp_path / "ri-again"
+    launch_search(Project(tmp_path), request(table, tiny_model, "ri-iwoa", budget=30, share=1.0,
+                                             lora_every=0), again)
+    assert strip(evaluations(again)) == strip(evaluations(ri))   # the same seed, the same run
     assert not list((ri / "llm").glob("adapter-*"))
 
 
