@@ -41,8 +41,8 @@ from edgenas.errors import InputError
 from edgenas.io import atomic_write_json, read_json
 from edgenas.search.darts_mbv3 import MBV3Relaxation, sampled_forward
 from edgenas.search.darts_mbv3_latency import ExpectedLatencyMBV3, repair_to_budget
-from edgenas.search.darts_train import (_batches, load_checkpoint, multiplier_step, save_checkpoint,
-                                         warmup_epochs)
+from edgenas.search.darts_train import (_batches, latency_terms, load_checkpoint, multiplier_step,
+                                         save_checkpoint, warmup_epochs)
 
 MB_DARTS_SCHEMA = 4  # 3: the first multiplier rule, no warm-ups
 LAMBDA_RULES = ("derived", "max")
@@ -184,13 +184,8 @@ def run_mbv3_darts(config: MbDartsConfig, latency: Sequence[tuple[str, Any]], ou
                                          val.y[vi])
                 probs = relax.probs()
                 exp_ms = [t(*probs) for t in terms]
-                for i, (e, b) in enumerate(zip(exp_ms, budgets)):
-                    if epoch < warmup:
-                        break
-                    if b is not None:
-                        a_loss = a_loss + lam[i] * e / b
-                    elif config.latency_weight > 0:
-                        a_loss = a_loss + config.latency_weight * e
+                if epoch >= warmup:
+                    a_loss = latency_terms(a_loss, exp_ms, budgets, lam, config.latency_weight)
                 a_opt.zero_grad(set_to_none=True)
                 a_loss.backward()
                 a_opt.step()

@@ -120,6 +120,18 @@ def multiplier_step(lam: float, derived_ms: float, budget: float, lambda_lr: flo
     return max(0.0, lam + lambda_lr * min(1.0, max(-1.0, derived_ms / budget - 1.0)))
 
 
+def latency_terms(loss: Any, expected_ms: Sequence[Any], budgets: Sequence[float | None], lam: Sequence[float],
+                  latency_weight: float) -> Any:
+    """The architecture loss plus its latency part, shared by nb201 and the mbv3 relaxation: per device,
+    ``lam_i * E[ms]_i / budget_i`` with a budget, else ``latency_weight * E[ms]_i`` (when > 0)."""
+    for i, (e, b) in enumerate(zip(expected_ms, budgets)):
+        if b is not None:
+            loss = loss + lam[i] * e / b
+        elif latency_weight > 0:
+            loss = loss + latency_weight * e
+    return loss
+
+
 def warmup_epochs(epochs: int, arch_warmup: float, latency_warmup: float) -> tuple[int, int]:
     """(epochs with the architecture frozen, epochs without a latency term), from the two fractions."""
     return int(arch_warmup * epochs), int(latency_warmup * epochs)
@@ -245,13 +257,8 @@ def run_darts(config: DartsConfig, latency: Sequence[tuple[str, Any]], out_dir: 
                 a_loss = F.cross_entropy(net(val.x[vi]), val.y[vi])
                 p = derivable_probs(net.alpha)
                 exp_ms = [t(p) for t in terms]
-                for i, (e, b) in enumerate(zip(exp_ms, budgets)):
-                    if epoch < warmup:
-                        break
-                    if b is not None:
-                        a_loss = a_loss + lam[i] * e / b
-                    elif config.latency_weight > 0:
-                        a_loss = a_loss + config.latency_weight * e
+                if epoch >= warmup:
+                    a_loss = latency_terms(a_loss, exp_ms, budgets, lam, config.latency_weight)
                 a_opt.zero_grad(set_to_none=True)
                 a_loss.backward()
                 a_opt.step()
