@@ -18,7 +18,8 @@ seeds all LLM strategies completed (paired medians); two processes can split the
 (``--first-seed 0/1 --seed-step 2``) and ``--report-from A.jsonl B.jsonl ...`` joins their logs. Reported: median best test accuracy
 and regret (table optimum minus best found; feasible optimum under the budget), share of proposals valid
 / novel / improving before vs after the first LoRA update, seconds per proposal and per LoRA update,
-peak RSS. The model runs on ``--threads`` CPU threads.
+peak RSS, and paired tests by seed (``paired_tests``: better / equal / worse, median difference,
+Wilcoxon signed-rank p) of the LLM strategies against their LLM-off twins and the baselines. The model runs on ``--threads`` CPU threads.
 
 Usage: nice -n 10 python bench/llm_search.py --table ../shared/data/nb201/nb201_hw.csv --seeds 2 \
            --baseline-seeds 30 --log /tmp/llm_bench.jsonl
@@ -218,9 +219,42 @@ def report(runs, optimum, budget_ms, args):
         q = r["budget"]
         key = f"{r['task']}{'@' + r['latency'] if r['latency'] else ''}/seed{r['seed']}/q{q}"
         same = [x for x in runs if (x["task"], x["latency"], x["seed"]) == (r["task"], r["latency"], r["seed"])
-                and len(x["curve"]) >= q and (x["budget"] == q or x["strategy"] in ("random", "evolution"))]
+                and len(x["curve"]) >= q and (x["budget"] == q or x["strategy"] in BUDGET_FREE)]
         paired[key] = {x["strategy"]: x["curve"][q - 1] for x in sorted(same, key=lambda x: x["budget"], reverse=True)}
     out["paired_best"] = paired
+    out["paired_tests"] = paired_tests(paired)
+    return out
+
+
+#: strategies whose first q evaluations do not depend on the budget (their q-query figure is read off a
+#: longer run); woa and ri-iwoa plan their generations from the budget
+BUDGET_FREE = ("random", "evolution", "evolution@b8")
+PAIRS = [("evolution+llm", "evolution@b8"), ("evolution+llm", "evolution"), ("llm-evolution", "random"),
+         ("llm-evolution", "evolution"), ("llm-evolution", "woa")]
+
+
+def paired_tests(paired):
+    """Per pair (A, B) of strategies, over the task-seeds both ran: how often A's best is above, equal to
+    or below B's, the median difference, and the two-sided Wilcoxon signed-rank p (ties dropped), per task
+    and over all tasks."""
+    from scipy.stats import wilcoxon
+
+    out = {}
+    for a, b in PAIRS:
+        groups: dict = {}
+        for key, v in paired.items():
+            if a in v and b in v:
+                task = key.split("/seed")[0]
+                for g in (task, "all"):
+                    groups.setdefault(g, []).append(v[a] - v[b])
+        res = {}
+        for g, d in sorted(groups.items()):
+            d = np.asarray(d)
+            nz = d[np.abs(d) > 1e-9]
+            res[g] = {"n": int(d.size), "better": int((d > 1e-9).sum()), "equal": int((np.abs(d) <= 1e-9).sum()),
+                      "worse": int((d < -1e-9).sum()), "median_diff": round(float(np.median(d)), 3),
+                      "wilcoxon_p": round(float(wilcoxon(nz).pvalue), 4) if nz.size >= 6 else None}
+        out[f"{a} vs {b}"] = res
     return out
 
 
