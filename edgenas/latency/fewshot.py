@@ -36,7 +36,6 @@ FEWSHOT_SCHEMA = 1
 ALPHAS = tuple(float(a) for a in np.logspace(-4, 4, 33))
 
 
-
 @contextmanager
 def reading_model(where: str = "") -> Iterator[None]:
     """Read a few-shot model record inside this: a missing key, a wrong type or an inconsistent value
