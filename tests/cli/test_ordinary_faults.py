@@ -166,7 +166,9 @@ def test_malformed_yaml_inventory_gives_line_and_column(cli, proj):
 @pytest.mark.slow
 def test_ctrl_c_during_search_says_how_to_resume(proj):
     run = proj / "run"
-    p = edgenas_proc(["search", "--space", "mbv3-tiny", "--device", "local", "--budget", "200", "--out", str(run)],
+    # the whole space (1,024 architectures): long enough that the search cannot end between the second
+    # evaluation line and the signal, even when the machine is loaded (200 did once, in CI)
+    p = edgenas_proc(["search", "--space", "mbv3-tiny", "--device", "local", "--budget", "1000", "--out", str(run)],
                      proj)
     log = run / "evaluations.jsonl"
     deadline = time.monotonic() + 120
