@@ -63,7 +63,8 @@ def register(app: typer.Typer) -> None:
                max_latency_ms: list[float] = typer.Option([], "--max-latency-ms",
                                                           help="latency budget per --device (or one for all)"),
                max_latency_quantile: float = typer.Option(None, "--max-latency-quantile",
-                                                          help="budget = this quantile of random architectures' latency"),
+                                                          help="budget = this quantile of random "
+                                                               "architectures' latency"),
                strategy: str = typer.Option(None, "--strategy", show_default=False,
                                             help="search strategy (edgenas list; default tpe, the search suite's "
                                                  "best), e.g. evolution, hgm, gp, cmaes, llm-evolution; "
@@ -72,43 +73,60 @@ def register(app: typer.Typer) -> None:
                time_budget: float = typer.Option(None, "--time-budget", help="stop after this many seconds"),
                seed: int = typer.Option(0, "--seed", help="random seed (same seed, same search)"),
                population: int = typer.Option(None, "--population", help="population size"),
-               evaluator: str = typer.Option(None, "--evaluator", help="accuracy evaluator (default compression; tabular with --table)"),
+               evaluator: str = typer.Option(None, "--evaluator",
+                                             help="accuracy evaluator (default compression; tabular with --table)"),
                eval_opt: list[str] = typer.Option([], "--eval-opt", help="evaluator option KEY=VALUE (repeatable)"),
                table: list[str] = typer.Option([], "--table", help="benchmark CSV (nb201 format); repeat to join "
                                                                     "tables on index (arch checked)"),
-               objective: str = typer.Option("cifar10_test", "--objective", help="accuracy column of --table to optimise"),
+               objective: str = typer.Option("cifar10_test", "--objective",
+                                             help="accuracy column of --table to optimise"),
                report: list[str] = typer.Option([], "--report", help="column of --table to record and report "
                                                                      "(not optimised; repeatable), e.g. cifar10_test"),
                latency_column: str = typer.Option(None, "--latency-column", help="*_ms column of --table"),
-               minimise: list[str] = typer.Option([], "--minimise", help="extra objective: params or flops (repeatable)"),
+               minimise: list[str] = typer.Option([], "--minimise",
+                                                  help="extra objective: params or flops (repeatable)"),
                llm_share: float = typer.Option(None, "--llm-share",
-                                               help="share of children the language model proposes (evolution, ri-iwoa)"),
+                                               help="share of children the language model proposes "
+                                                    "(evolution, ri-iwoa)"),
                llm_model: str = typer.Option(None, "--llm-model", help="model folder, .gguf file or smollm2 (default)"),
                llm_adapter: str = typer.Option(None, "--llm-adapter", help="LoRA adapter folder to start from"),
                llm_fallback: bool = typer.Option(False, "--llm-fallback",
                                                  help="if the model fails, go on with the usual operators"),
-               llm_opt: list[str] = typer.Option([], "--llm-opt", help="LLM option KEY=VALUE, e.g. think_tokens=16 (repeatable)"),
-               ladder: list[str] = typer.Option([], "--ladder", help="multi-fidelity rung EVAL[:k=v,...,keep=N,cost=C], cheapest first (repeatable; --strategy sh|hyperband)"),
-               eta: int = typer.Option(3, "--eta", help="multi-fidelity: keep 1/eta of each rung unless keep= is given"),
-               executor: str = typer.Option("inprocess", "--executor", help="where evaluations run: inprocess | process | ray"),
-               workers: int = typer.Option(None, "--workers", help="worker processes (process executor) or local Ray CPUs"),
-               ray_address: str = typer.Option(None, "--ray-address", help="Ray cluster address (ray executor), e.g. 127.0.0.1:6379"),
-               data: str = typer.Option("digits", "--data", help="darts: training data (digits, a .npz file or an image folder)"),
+               llm_opt: list[str] = typer.Option([], "--llm-opt",
+                                                 help="LLM option KEY=VALUE, e.g. think_tokens=16 (repeatable)"),
+               ladder: list[str] = typer.Option([], "--ladder",
+                                                help="multi-fidelity rung EVAL[:k=v,...,keep=N,cost=C], cheapest "
+                                                     "first (repeatable; --strategy sh|hyperband)"),
+               eta: int = typer.Option(3, "--eta",
+                                       help="multi-fidelity: keep 1/eta of each rung unless keep= is given"),
+               executor: str = typer.Option("inprocess", "--executor",
+                                            help="where evaluations run: inprocess | process | ray"),
+               workers: int = typer.Option(None, "--workers",
+                                           help="worker processes (process executor) or local Ray CPUs"),
+               ray_address: str = typer.Option(None, "--ray-address",
+                                               help="Ray cluster address (ray executor), e.g. 127.0.0.1:6379"),
+               data: str = typer.Option("digits", "--data",
+                                        help="darts: training data (digits, a .npz file or an image folder)"),
                epochs: int = typer.Option(10, "--epochs", help="darts: training epochs"),
-               latency_weight: float = typer.Option(0.0, "--latency-weight", help="darts without a budget: loss penalty per ms of expected latency"),
-               skip_dropout: float = typer.Option(0.0, "--skip-dropout", help="darts: P-DARTS dropout on skip connections (collapse remedy)"),
+               latency_weight: float = typer.Option(0.0, "--latency-weight",
+                                                    help="darts without a budget: loss penalty per ms of expected "
+                                                         "latency"),
+               skip_dropout: float = typer.Option(0.0, "--skip-dropout",
+                                                  help="darts: P-DARTS dropout on skip connections (collapse remedy)"),
                strategy_opt: list[str] = typer.Option([], "--strategy-opt", help="strategy option KEY=VALUE "
                                                       "(repeatable; edgenas list shows each strategy's options)"),
                out_dir: Path = typer.Option(None, "--out", help="run folder (default runs/SPACE-STRATEGY-sSEED)"),
                resume: Path = typer.Option(None, "--resume", help="resume the run in this folder"),
                warm_start: list[str] = typer.Option([], "--warm-start",
-                                                    help="seed from past runs: auto, or a run id / run folder (repeatable)"),
+                                                    help="seed from past runs: auto, or a run id / run folder "
+                                                         "(repeatable)"),
                transfer_ratio: float = typer.Option(0.5, "--transfer-ratio",
                                                     help="share of the first population transferred by --warm-start"),
                min_similarity: float = typer.Option(0.6, "--min-similarity",
                                                     help="past runs less similar than this are not used"),
-               rerun: str = typer.Option(None, "--rerun", help="repeat this run (id), warm-started from it "
-                                                               "(after its device's table changed: edgenas runs stale)"),
+               rerun: str = typer.Option(None, "--rerun",
+                                         help="repeat this run (id), warm-started from it (after its device's "
+                                              "table changed: edgenas runs stale)"),
                db: str = typer.Option(None, "--db", help="experiment database URL (default $EDGENAS_DB, "
                                                          "else .edgenas/edgenas.db)"),
                json_out: bool = typer.Option(False, "--json", help="print the result as JSON")) -> None:
@@ -177,7 +195,8 @@ def _print(problem, config, result, json_out: bool) -> None:
         return
     for name, b in s["budgets_ms"].items():
         if b is not None:
-            out.print(f"budget on {esc(name)}: {b:.4g} ms (fastest possible {s['min_latency_ms'].get(name, float('nan')):.4g} ms)")
+            fastest = s["min_latency_ms"].get(name, float("nan"))
+            out.print(f"budget on {esc(name)}: {b:.4g} ms (fastest possible {fastest:.4g} ms)")
     if s["best"] is None:
         out.print("[yellow]no feasible architecture found; raise the budget or the number of evaluations[/yellow]")
     else:
