@@ -26,12 +26,11 @@ Checkpoints at every epoch end (tensors in ``checkpoint.safetensors``, the rest 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 import torch
@@ -41,15 +40,15 @@ from edgenas.errors import InputError
 from edgenas.io import atomic_write_json, read_json
 from edgenas.search.darts_mbv3 import MBV3Relaxation, sampled_forward
 from edgenas.search.darts_mbv3_latency import ExpectedLatencyMBV3, repair_to_budget
-from edgenas.search.darts_train import (_batches, latency_terms, load_checkpoint, multiplier_step,
-                                         save_checkpoint, warmup_epochs)
+from edgenas.search.darts_train import (RunConfig, _batches, latency_terms, load_checkpoint,
+                                         multiplier_step, save_checkpoint, warmup_epochs)
 
 MB_DARTS_SCHEMA = 4  # 3: the first multiplier rule, no warm-ups
 LAMBDA_RULES = ("derived", "max")
 
 
 @dataclass(frozen=True)
-class MbDartsConfig:
+class MbDartsConfig(RunConfig):
     space: str = "mbv3-small"
     data: str = "digits"
     epochs: int = 10
@@ -65,15 +64,14 @@ class MbDartsConfig:
     tau_end: float = 0.5
     seed: int = 0
     devices: tuple[tuple[str, float | None], ...] = ()
+    HEADER: ClassVar[dict[str, Any]] = {"schema": MB_DARTS_SCHEMA, "kind": "darts",
+                                        "relaxation": "mbv3-path-sampling"}
 
     def __post_init__(self) -> None:
         from edgenas.supernet.train import space_config
 
         space_config(self.space)  # an mbv3 space, else InputError
-        for k in ("epochs", "batch_size"):
-            v = getattr(self, k)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise InputError(f"darts: {k} must be an integer >= 1, got {v!r}")
+        self._check_ints(("epochs", "batch_size"))
         if not (self.lr > 0 and self.arch_lr > 0 and self.lambda_lr >= 0 and self.latency_weight >= 0
                 and 0 < self.tau_end <= self.tau_start):
             raise InputError("darts: need lr, arch_lr > 0; lambda_lr, latency_weight >= 0; 0 < tau_end <= tau_start")
@@ -81,20 +79,12 @@ class MbDartsConfig:
             raise InputError("darts: need 0 <= arch_warmup, latency_warmup < 1")
         if self.lambda_rule not in LAMBDA_RULES:
             raise InputError(f"darts: lambda_rule must be one of {', '.join(LAMBDA_RULES)}, got {self.lambda_rule!r}")
-        object.__setattr__(self, "devices", tuple((str(n), None if b is None else float(b))
-                                                  for n, b in self.devices))
-
-    def to_json(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["devices"] = [list(x) for x in self.devices]
-        return {"schema": MB_DARTS_SCHEMA, "kind": "darts", "relaxation": "mbv3-path-sampling", **d}
+        self._normalise_devices()
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "MbDartsConfig":
         _check_schema(d)
-        d = {k: v for k, v in d.items() if k not in ("schema", "kind", "relaxation")}
-        d["devices"] = tuple(tuple(x) for x in d.get("devices", ()))
-        return cls(**d)
+        return cls._from_fields(d)
 
     def tau(self, epoch: int) -> float:
         return self.tau_start * (self.tau_end / self.tau_start) ** (epoch / max(self.epochs - 1, 1))

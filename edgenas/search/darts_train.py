@@ -48,7 +48,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 import torch
@@ -62,8 +62,38 @@ from edgenas.search.darts_pt import SELECTIONS, perturbation_scores, pt_subset
 DARTS_SCHEMA = 3
 
 
+
+class RunConfig:
+    """What the nb201 and mbv3 DARTS configs share: integer fields >= 1, the (device, budget) pairs, and
+    the JSON record with its header (``HEADER``: schema, kind, ...) in front of the fields."""
+
+    HEADER: ClassVar[dict[str, Any]] = {}
+
+    def _check_ints(self, keys: Sequence[str]) -> None:
+        for k in keys:
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise InputError(f"darts: {k} must be an integer >= 1, got {v!r}")
+
+    def _normalise_devices(self) -> None:
+        object.__setattr__(self, "devices", tuple((str(n), None if b is None else float(b))
+                                                  for n, b in self.devices))  # type: ignore[attr-defined]
+
+    def to_json(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)  # type: ignore[call-overload]
+        d["devices"] = [list(x) for x in d["devices"]]
+        return {**self.HEADER, **d}
+
+    @classmethod
+    def _from_fields(cls, d: dict[str, Any]) -> Any:
+        """The config from a record whose schema the caller has checked."""
+        d = {k: v for k, v in d.items() if k not in cls.HEADER}
+        d["devices"] = tuple(tuple(x) for x in d.get("devices", ()))
+        return cls(**d)
+
+
 @dataclass(frozen=True)
-class DartsConfig:
+class DartsConfig(RunConfig):
     space: str = "nb201"
     data: str = "digits"
     epochs: int = 10
@@ -81,6 +111,7 @@ class DartsConfig:
     pt_samples: int = 256                             # held-out images DARTS-PT scores on
     seed: int = 0
     devices: tuple[tuple[str, float | None], ...] = ()
+    HEADER: ClassVar[dict[str, Any]] = {"schema": DARTS_SCHEMA, "kind": "darts"}
 
     def __post_init__(self) -> None:
         if self.space != "nb201":
@@ -88,30 +119,19 @@ class DartsConfig:
                              hint="the mbv3 relaxation (ProxylessNAS/FBNet style) is not implemented yet")
         if self.selection not in SELECTIONS:
             raise InputError(f"darts: selection must be one of {', '.join(SELECTIONS)}, got {self.selection!r}")
-        for k in ("epochs", "batch_size", "C", "N", "pt_samples"):
-            v = getattr(self, k)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise InputError(f"darts: {k} must be an integer >= 1, got {v!r}")
+        self._check_ints(("epochs", "batch_size", "C", "N", "pt_samples"))
         if not (self.lr > 0 and self.arch_lr > 0 and self.lambda_lr >= 0 and self.latency_weight >= 0
                 and 0 <= self.skip_dropout < 1 and 0 <= self.arch_warmup < 1 and 0 <= self.latency_warmup < 1):
             raise InputError("darts: need lr, arch_lr > 0; lambda_lr, latency_weight >= 0; "
                              "0 <= skip_dropout, arch_warmup, latency_warmup < 1")
-        object.__setattr__(self, "devices", tuple((str(n), None if b is None else float(b))
-                                                  for n, b in self.devices))
-
-    def to_json(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["devices"] = [list(x) for x in self.devices]
-        return {"schema": DARTS_SCHEMA, "kind": "darts", **d}
+        self._normalise_devices()
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "DartsConfig":
         if d.get("schema") != DARTS_SCHEMA:
             raise InputError(f"a DARTS run of schema {d.get('schema')!r}; this edgenas resumes schema {DARTS_SCHEMA}",
                              hint="the derivation (now DARTS-PT selection) changed: start a new run")
-        d = {k: v for k, v in d.items() if k not in ("schema", "kind")}
-        d["devices"] = tuple(tuple(x) for x in d.get("devices", ()))
-        return cls(**d)
+        return cls._from_fields(d)
 
 
 def multiplier_step(lam: float, derived_ms: float, budget: float, lambda_lr: float) -> float:
