@@ -70,3 +70,24 @@ def Lat():
 @pytest.fixture
 def formula(space):
     return FormulaEvaluator(space)
+
+
+@pytest.fixture
+def interrupt_darts_after(monkeypatch):
+    """``interrupt_darts_after(epoch)`` makes the DARTS trainers (both relaxations write their checkpoints
+    through ``darts_train``) raise KeyboardInterrupt right after that epoch's checkpoint; the function it
+    returns undoes that."""
+    from edgenas.search import darts_train
+
+    real = darts_train.atomic_write_json
+
+    def arm(epoch: int):
+        def write(path, obj):
+            real(path, obj)
+            if path.name == "checkpoint.json" and obj["epoch"] == epoch:
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(darts_train, "atomic_write_json", write)
+        return lambda: monkeypatch.setattr(darts_train, "atomic_write_json", real)
+
+    return arm

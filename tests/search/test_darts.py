@@ -150,29 +150,19 @@ def _run(cli, root, out, *extra):
 
 
 @pytest.mark.slow
-def test_darts_resume_is_exact(cli, nb201_project, tmp_path, monkeypatch):
-    from edgenas.search import darts_train
-
+def test_darts_resume_is_exact(cli, nb201_project, tmp_path, monkeypatch, interrupt_darts_after):
     monkeypatch.setenv("EDGENAS_PROJECT", str(nb201_project))
     monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
     monkeypatch.setenv("EDGENAS_DB", f"sqlite:///{tmp_path / 'edgenas.db'}")
     r = _run(cli, nb201_project, tmp_path / "full", "--epochs", "3")
     assert r.code == 0, r.err
     full = r.json()
-    calls = {"n": 0}
-    real = darts_train.atomic_write_json
-
-    def interrupt_after_two(path, obj):  # kill the run right after epoch 2's checkpoint
-        real(path, obj)
-        if path.name == "checkpoint.json" and obj["epoch"] == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(darts_train, "atomic_write_json", interrupt_after_two)
+    disarm = interrupt_darts_after(2)  # kill the run right after epoch 2's checkpoint
     r = _run(cli, nb201_project, tmp_path / "part", "--epochs", "3")
     assert r.code == 130 and "edgenas search --resume" in r.err
     runs = lambda: {Path(x["out_dir"]).name: x for x in json.loads(cli("runs", "list", "--json").out)}  # noqa: E731
     assert runs()["part"]["status"] == "stopped" and runs()["part"]["evaluations"] == 2  # two epochs' cells
-    monkeypatch.setattr(darts_train, "atomic_write_json", real)
+    disarm()
     r = cli("search", "--resume", str(tmp_path / "part"), "--json")
     assert r.code == 0, r.err
     again = r.json()

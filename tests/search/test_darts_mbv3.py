@@ -45,6 +45,13 @@ def _one_hot(space, arch):
             oh(torch.tensor(c.resolutions.index(arch.r)), len(c.resolutions)).double())
 
 
+
+def _assert_lut_sum_at_one_hot(term, pred, space, rng, n):
+    """At a one-hot relaxation the expected latency is the LUT prediction of that architecture."""
+    for _ in range(n):
+        arch = space.sample(rng)
+        assert float(term(*_one_hot(space, arch))) == pytest.approx(float(pred.predict_many([arch])[0]), rel=1e-9)
+
 def test_expected_latency_is_the_lut_sum_at_one_hot_and_differentiable(tiny_project):
     from edgenas.search.darts_mbv3 import MBV3Relaxation
     from edgenas.search.darts_mbv3_latency import ExpectedLatencyMBV3
@@ -53,9 +60,7 @@ def test_expected_latency_is_the_lut_sum_at_one_hot_and_differentiable(tiny_proj
     space = pred.space
     term = ExpectedLatencyMBV3("local", pred, space)
     rng = np.random.default_rng(0)
-    for _ in range(8):
-        arch = space.sample(rng)
-        assert float(term(*_one_hot(space, arch))) == pytest.approx(float(pred.predict_many([arch])[0]), rel=1e-9)
+    _assert_lut_sum_at_one_hot(term, pred, space, rng, 8)
     relax = MBV3Relaxation(space.config)
     term(*relax.probs()).backward()
     assert relax.alpha_d.grad[0, -1] > relax.alpha_d.grad[0, 0]  # a deeper stage costs more
@@ -109,26 +114,17 @@ def test_budgeted_run_meets_the_budget_and_exports(cli, tiny_project, tmp_path, 
     assert (tmp_path / "exp" / "model.onnx").is_file()
 
 
-def test_resume_is_exact(cli, tiny_project, tmp_path, monkeypatch):
-    from edgenas.search import darts_train  # writes both relaxations' checkpoints
-
+def test_resume_is_exact(cli, tiny_project, tmp_path, monkeypatch, interrupt_darts_after):
     monkeypatch.setenv("EDGENAS_PROJECT", str(tiny_project))
     monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
     extra = ("--epochs", "2", "--max-latency-ms", "1000")
     r = _run(cli, tiny_project, tmp_path / "full", *extra)
     assert r.code == 0, r.err
     full = r.json()
-    real = darts_train.atomic_write_json
-
-    def interrupt_after_one(path, obj):  # kill the run right after epoch 1's checkpoint
-        real(path, obj)
-        if path.name == "checkpoint.json" and obj["epoch"] == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(darts_train, "atomic_write_json", interrupt_after_one)
+    disarm = interrupt_darts_after(1)  # kill the run right after epoch 1's checkpoint
     r = _run(cli, tiny_project, tmp_path / "part", *extra)
     assert r.code == 130 and not (tmp_path / "part" / "best.json").exists()
-    monkeypatch.setattr(darts_train, "atomic_write_json", real)
+    disarm()
     r = cli("search", "--resume", str(tmp_path / "part"), "--json")
     assert r.code == 0, r.err
     again = r.json()
@@ -183,9 +179,7 @@ def test_ofa_w12_relaxation_on_the_published_note10_table():
     pred = LatencyPredictor(import_ofa_lut(folder), space)
     term = ExpectedLatencyMBV3("note10", pred, space)
     rng = np.random.default_rng(0)
-    for _ in range(3):
-        arch = space.sample(rng)
-        assert float(term(*_one_hot(space, arch))) == pytest.approx(float(pred.predict_many([arch])[0]), rel=1e-9)
+    _assert_lut_sum_at_one_hot(term, pred, space, rng, 3)
     relax = MBV3Relaxation(space.config)
     assert pred.min_latency()[0] < float(term(*relax.probs()).detach()) < float(pred.predict_many([space.sample(rng)])[0]) * 3
     path = relax.gumbel_sample(torch.Generator().manual_seed(0), 1.0)
