@@ -145,22 +145,21 @@ def _darts_log(out: Path, config: Mapping[str, Any], best: Mapping[str, Any]) ->
     history = read_json(src, "DARTS history").get("history", []) if src.exists() else []
     space = get_space(str(config["space"]))
     budgets = {str(n): b for n, b in config.get("devices", [])}
+
+    def record(number: Any, arch: Any, train_loss: Any, latency_ms: Mapping[str, Any], wall_s: float) -> dict:
+        ms = {str(k): float(v) for k, v in latency_ms.items()}
+        cons = {k: v - budgets[k] for k, v in ms.items() if budgets.get(k) is not None}
+        return {"number": int(number), "arch": arch, "objectives": {"train_loss": float(train_loss)},
+                "latency_ms": ms, "constraints": cons, "feasible": all(v <= 0 for v in cons.values()),
+                "wall_s": wall_s}
+
     recs, wall = [], 0.0
     for h in history:
         wall += float(h.get("epoch_s", 0.0))
-        ms = {str(k): float(v) for k, v in h["derived_ms"].items()}
-        cons = {k: v - budgets[k] for k, v in ms.items() if budgets.get(k) is not None}
         a = h["arch"]  # nb201: the cell's string; mbv3 (darts_mbv3_train): the architecture record
         arch = space.from_dict(a) if isinstance(a, Mapping) else space.from_string(a)
-        recs.append({"number": int(h["epoch"]) - 1, "arch": space.to_dict(arch),
-                     "objectives": {"train_loss": float(h["train_loss"])}, "latency_ms": ms,
-                     "constraints": cons, "feasible": all(v <= 0 for v in cons.values()),
-                     "wall_s": wall})
+        recs.append(record(int(h["epoch"]) - 1, space.to_dict(arch), h["train_loss"], h["derived_ms"], wall))
     if history and best.get("selection") == "pt" and "number" in best:
-        ms = {str(k): float(v) for k, v in best["latency_ms"].items()}
-        cons = {k: v - budgets[k] for k, v in ms.items() if budgets.get(k) is not None}
-        recs.append({"number": int(best["number"]), "arch": best["arch"],
-                     "objectives": {"train_loss": float(history[-1]["train_loss"])}, "latency_ms": ms,
-                     "constraints": cons, "feasible": all(v <= 0 for v in cons.values()),
-                     "wall_s": wall + float(best.get("pt_s") or 0.0)})
+        recs.append(record(best["number"], best["arch"], history[-1]["train_loss"], best["latency_ms"],
+                           wall + float(best.get("pt_s") or 0.0)))
     return recs

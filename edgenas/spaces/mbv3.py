@@ -281,19 +281,15 @@ class MBV3Space(SearchSpace[MBV3Arch]):
 
     def min_latency(self, key_cost: Mapping[str, float]) -> tuple[float, MBV3Arch]:
         """Exact: per resolution, fixed blocks + per stage the best depth over per-slot minima."""
-        t, c = self._tables, self.config
-        missing = [k for k in t.vocab if k not in key_cost]
-        if missing:
-            raise InputError(f"no cost for {len(missing)} of {len(t.vocab)} block keys of {self.name}, "
-                             f"e.g. '{missing[0]}'", hint="profile every key of the space (key_vocab())")
-        cost = np.asarray([float(key_cost[k]) for k in t.vocab])
-        n_r, n, nk, ne = t.slot.shape
-        per = cost[t.slot].reshape(n_r, n, nk * ne)
+        c = self.config
+        fixed, slot = self.cost_tables(key_cost)
+        n_r, n, nk, ne = slot.shape
+        per = slot.reshape(n_r, n, nk * ne)
         best_ke, slot_min = per.argmin(axis=2), per.min(axis=2)  # (n_r, n_slots)
         cum = np.cumsum(slot_min.reshape(n_r, c.n_stages, c.max_depth), axis=2)
         by_depth = cum[:, :, np.asarray(c.d_choices) - 1]  # (n_r, n_stages, n_d)
         d_idx = by_depth.argmin(axis=2)
-        totals = cost[t.fixed].sum(axis=1) + by_depth.min(axis=2).sum(axis=1)
+        totals = fixed + by_depth.min(axis=2).sum(axis=1)
         ri = int(totals.argmin())
         ks = [c.ks_choices[i // ne] for i in best_ke[ri]]
         e = [c.e_choices[i % ne] for i in best_ke[ri]]
