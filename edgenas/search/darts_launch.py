@@ -29,15 +29,20 @@ class DartsProblem:
     accuracy_name: str = "accuracy"   # DARTS measures no accuracy of the derived cell: none is recorded
 
 
-def darts_config(space: str, devices: Sequence[str], budgets: Sequence[float], *, seed: int,
-                 **options: Any) -> DartsConfig:
+def device_budgets(devices: Sequence[str], budgets: Sequence[float]) -> tuple[tuple[str, float | None], ...]:
+    """(device, budget or None) pairs: no budget, one for every device, or one per device."""
     b = list(budgets)
     if b and len(b) not in (1, len(devices)):
         raise InputError(f"{len(b)} latency budgets for {len(devices)} devices")
     if b and not devices:
         raise InputError("a latency budget needs a device (--device) with a LUT for the space")
     per = [None] * len(devices) if not b else (b * len(devices) if len(b) == 1 else b)
-    return DartsConfig(space=space, seed=seed, devices=tuple(zip(devices, per)), **options)
+    return tuple(zip(devices, per))
+
+
+def darts_config(space: str, devices: Sequence[str], budgets: Sequence[float], *, seed: int,
+                 **options: Any) -> DartsConfig:
+    return DartsConfig(space=space, seed=seed, devices=device_budgets(devices, budgets), **options)
 
 
 def prepare_darts(project: Project, req: Any, options: Mapping[str, Any], out_dir: Path, *,
@@ -78,7 +83,8 @@ def prepare_darts(project: Project, req: Any, options: Mapping[str, Any], out_di
 
 
 _NB201_ONLY = ("skip_dropout",)
-_MBV3_KEYS = ("lr", "arch_lr", "batch_size", "lambda_lr", "arch_warmup", "latency_warmup", "lambda_rule")  # the mbv3 defaults unless given (--strategy-opt)
+#: options the mbv3 relaxation takes from --strategy-opt only when given (else its own defaults)
+_MBV3_KEYS = ("lr", "arch_lr", "batch_size", "lambda_lr", "arch_warmup", "latency_warmup", "lambda_rule")
 
 
 def mbv3_darts_config(req: Any, options: Mapping[str, Any]) -> MbDartsConfig:
@@ -87,15 +93,10 @@ def mbv3_darts_config(req: Any, options: Mapping[str, Any]) -> MbDartsConfig:
     for key in _NB201_ONLY:
         if given.get(key):
             raise InputError(f"darts: {key} applies to the nb201 cell, not to the mbv3 spaces")
-    b = list(req.max_latency_ms)
-    if b and len(b) not in (1, len(req.devices)):
-        raise InputError(f"{len(b)} latency budgets for {len(req.devices)} devices")
-    if b and not req.devices:
-        raise InputError("a latency budget needs a device (--device) with a LUT for the space")
-    per = [None] * len(req.devices) if not b else (b * len(req.devices) if len(b) == 1 else b)
+    devices = device_budgets(req.devices, req.max_latency_ms)
     extra = {k: options[k] for k in _MBV3_KEYS if k in given}
     return MbDartsConfig(space=req.space, data=options["data"], epochs=options["epochs"], seed=req.seed,
-                         latency_weight=options["latency_weight"], devices=tuple(zip(req.devices, per)), **extra)
+                         latency_weight=options["latency_weight"], devices=devices, **extra)
 
 
 def _prepare_mbv3(project: Project, config: MbDartsConfig) -> DriverRun:
