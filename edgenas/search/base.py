@@ -161,6 +161,10 @@ class Strategy(ABC):
             return 0.0
         return float(self.feasibility.violation([arch])[0])
 
+    def takes(self, child: Any) -> bool:
+        """Whether a proposed child (a language model's; None = no proposal) is novel and feasible."""
+        return child is not None and self.space.arch_id(child) not in self.seen and self.violation(child) <= 0
+
     def propose(self, make: Callable[[], Any], *, avoid: set[str] | None = None) -> Any:
         """A candidate from ``make()``, preferring novel and feasible ones.
 

@@ -74,7 +74,7 @@ class RegularizedEvolution(Strategy):
         if asked:
             children = self.llm.mutate_many([p for _, p, _ in asked], [r for _, _, r in asked], self.seen)
             for (k, parent, res), child in zip(asked, children):
-                if child is not None and self.space.arch_id(child) not in self.seen and self.violation(child) <= 0:
+                if self.takes(child):
                     self.origin[self.space.arch_id(child)] = (parent, res, "llm")
                 else:
                     child = self._usual(parent, res)

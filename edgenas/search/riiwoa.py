@@ -121,7 +121,7 @@ class RIIWOA(WOA):
         for i, x, arch, by_model in moves:
             if by_model:
                 child = next(children)
-                if child is not None and self.space.arch_id(child) not in self.seen and self.violation(child) <= 0:
+                if self.takes(child):
                     self.origin[self.space.arch_id(child)] = (parent, res)
                     arch = child
             self._enqueue(i, x, arch)
