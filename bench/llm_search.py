@@ -12,14 +12,19 @@ share of them in one batched call), on:
 * ``cifar100_test`` under a Raspberry Pi 4 latency budget (``raspi4_ms`` <= the median of the table).
 
 Compared in the same run: LLM operator on vs off inside evolution (``--llm-share 0.5``; off: evolution,
-and ``evolution@b8``, evolution asking 8 children at a time like the LLM runs), llm-evolution (share 1),
+and ``evolution@b8``, evolution asking 8 children at a time like the LLM runs) and inside RI-IWOA
+(``ri-iwoa+llm``, share 0.5, when asked for with ``--llm-strategies``), llm-evolution (share 1),
 random search, WOA, regularised evolution and RI-IWOA. ``--same-seeds`` reports every strategy on the
 seeds all LLM strategies completed (paired medians); two processes can split the LLM seeds
-(``--first-seed 0/1 --seed-step 2``) and ``--report-from A.jsonl B.jsonl ...`` joins their logs. Reported: median best test accuracy
-and regret (table optimum minus best found; feasible optimum under the budget), share of proposals valid
-/ novel / improving before vs after the first LoRA update, seconds per proposal and per LoRA update,
-peak RSS, and paired tests by seed (``paired_tests``: better / equal / worse, median difference,
-Wilcoxon signed-rank p) of the LLM strategies against their LLM-off twins and the baselines. The model runs on ``--threads`` CPU threads.
+(``--first-seed 0/1 --seed-step 2``) and ``--report-from A.jsonl B.jsonl ...`` joins their logs.
+
+Reported: median best test accuracy and regret (table optimum minus best found; feasible optimum under
+the budget), share of proposals valid / novel / improving before vs after the first LoRA update, seconds
+per proposal and per LoRA update, peak RSS, paired tests by seed (``paired_tests``: better / equal /
+worse, median difference, Wilcoxon signed-rank p) of the LLM strategies against their LLM-off twins and
+the baselines, and online LoRA on vs off, controlled (``lora_on_vs_off``): ``--lora-off-twins A.jsonl
+...`` reruns every LLM run of those logs that made a LoRA update with ``lora_every 0`` and the same seed
+(``--twin-part K N`` splits them over processes). The model runs on ``--threads`` CPU threads.
 
 Usage: nice -n 10 python bench/llm_search.py --table ../shared/data/nb201/nb201_hw.csv --seeds 2 \
            --baseline-seeds 30 --log /tmp/llm_bench.jsonl
@@ -88,7 +93,11 @@ def summarise_llm(run_dir):
         phases[name] = {"proposals": len(ps), "valid": share(p["valid"] for p in ps),
                         "novel": share(p["novel"] for p in ps),
                         "improving": share(o["improved"] for o in used), "evaluated": len(used)}
-    return {"proposals": len(props), "lora_updates": len(loras), "phases": phases,
+    # in order, per proposal: valid, novel, improved (None: not evaluated) -- splits a LoRA-off twin's
+    # proposals at the point where its LoRA-on run made its first update
+    sequence = [[bool(p["valid"]), bool(p["novel"]),
+                 out_by[p["event"]]["improved"] if p["event"] in out_by else None] for p in props]
+    return {"proposals": len(props), "lora_updates": len(loras), "phases": phases, "sequence": sequence,
             "s_per_proposal": [p["seconds"] for p in props], "s_per_lora_update": [x["seconds"] for x in loras],
             "lora_steps_per_update": loras[0]["steps"] if loras else None,
             "peak_rss_mb": max([p["peak_rss_mb"] for p in d["proposals"]], default=None),
@@ -114,10 +123,16 @@ def main():
                     help="LoRA update every N successes (default: the CLI default, 4); labels the runs")
     ap.add_argument("--llm-strategies", nargs="*", default=["evolution+llm", "llm-evolution"])
     ap.add_argument("--llm-tasks", type=int, nargs="*", default=None,
-                    help="indices into TASKS for the LLM runs (default all: 0 cifar100, 1 imagenet16, 2 cifar100@raspi4)")
+                    help="indices into TASKS for the LLM runs "
+                         "(default all: 0 cifar100, 1 imagenet16, 2 cifar100@raspi4)")
     ap.add_argument("--first-seed", type=int, default=0, help="LLM runs use seeds first-seed .. +seeds-1")
     ap.add_argument("--seed-step", type=int, default=1, help="LLM seeds first-seed + k * seed-step (split runs)")
     ap.add_argument("--report-from", nargs="*", default=None, help="only print the report of the runs in these logs")
+    ap.add_argument("--lora-off-twins", nargs="*", default=None, metavar="LOG",
+                    help="run the LoRA-off twin (lora_every 0, same task, strategy and seed) of every LLM run in "
+                         "these logs that made a LoRA update (runs without one are their own twin)")
+    ap.add_argument("--twin-part", type=int, nargs=2, default=(0, 1), metavar=("K", "N"),
+                    help="with --lora-off-twins: only every N-th twin, starting at the K-th (split processes)")
     ap.add_argument("--same-seeds", action="store_true",
                     help="report: medians over the seeds every LLM strategy completed on the task, for every strategy")
     args = ap.parse_args()
@@ -151,7 +166,21 @@ def main():
     if args.lora_every is not None:
         llm["lora_every"] = args.lora_every
         tag = f"[lora_every={args.lora_every}]"
-    plan = [(s, 0.5) if s == "evolution+llm" else (s, None) for s in args.llm_strategies]
+    plan = [(s, 0.5) if s.endswith("+llm") else (s, None) for s in args.llm_strategies]
+    if args.lora_off_twins is not None:
+        llm["lora_every"] = 0
+        ons = [r for r in (json.loads(x) for f in args.lora_off_twins for x in open(f))
+               if r.get("llm") and r["llm"]["lora_updates"] > 0 and "[" not in r["strategy"]
+               and r["budget"] == args.llm_queries]
+        k, n = args.twin_part
+        for r in sorted(ons, key=lambda r: (r["seed"], str(r["latency"]), r["task"], r["strategy"]))[k::n]:
+            col = r["latency"]
+            out = run(args.table, r["task"], col, budget_ms if col else None, r["strategy"].replace("+llm", ""),
+                      r["seed"], r["budget"], 0.5 if r["strategy"].endswith("+llm") else None, llm)
+            record(task=r["task"], latency=col, strategy=r["strategy"] + "[lora_every=0]", seed=r["seed"],
+                   budget=r["budget"], **out)
+        print(json.dumps(report(runs, optimum, budget_ms, args), indent=1))
+        return
     # the LLM runs first (the expensive part), round-robin over seeds so partial logs stay balanced
     if not args.only_baselines:
         tasks = TASKS if args.llm_tasks is None else [TASKS[i] for i in args.llm_tasks]
@@ -173,12 +202,13 @@ def main():
 
 def report(runs, optimum, budget_ms, args):
     out = {"machine": platform.platform(), "cpus": os.cpu_count(), "budget_raspi4_ms": round(budget_ms, 3),
-           "llm_seeds": sorted({r["seed"] for r in runs if r.get("llm")}), "llm_queries": args.llm_queries, "threads": args.threads, "baseline_seeds": args.baseline_seeds, "results": {}}
+           "llm_seeds": sorted({r["seed"] for r in runs if r.get("llm")}), "llm_queries": args.llm_queries,
+           "threads": args.threads, "baseline_seeds": args.baseline_seeds, "results": {}}
     keys = sorted({(r["task"], r["latency"], r["strategy"]) for r in runs}, key=str)
     llm_seeds: dict = {}
     for task, col in {(r["task"], r["latency"]) for r in runs if r.get("llm")}:
         per = [{r["seed"] for r in runs if r.get("llm") and (r["task"], r["latency"], r["strategy"]) == (task, col, s)}
-               for s in {r["strategy"] for r in runs if r.get("llm")}]
+               for s in {r["strategy"] for r in runs if r.get("llm") and "[" not in r["strategy"]}]
         llm_seeds[(task, col)] = set.intersection(*per) if per else set()
     out["same_seeds"] = bool(args.same_seeds)
     for task, col, strat in keys:
@@ -191,7 +221,8 @@ def report(runs, optimum, budget_ms, args):
                 src = [r for r in src if r["seed"] in llm_seeds.get((task, col), set())]
             best = [r["curve"][q - 1] for r in src if len(r["curve"]) >= q]
             if best:
-                entry[f"q{q}"] = {"median_best": med(best), "median_regret": med([optimum[(task, col)] - b for b in best]),
+                entry[f"q{q}"] = {"median_best": med(best),
+                                  "median_regret": med([optimum[(task, col)] - b for b in best]),
                                   "n": len(best)}
         ll = [r["llm"] for r in rs if r.get("llm")]
         if ll:
@@ -204,10 +235,12 @@ def report(runs, optimum, budget_ms, args):
             entry["llm"] = {
                 "proposals": sum(x["proposals"] for x in ll), "lora_updates": sum(x["lora_updates"] for x in ll),
                 **{ph: {k: pool(ph, k) for k in ("valid", "novel", "improving")} |
-                   {"proposals": sum(x["phases"][ph]["proposals"] for x in ll)} for ph in ("before_lora", "after_lora")},
+                   {"proposals": sum(x["phases"][ph]["proposals"] for x in ll)}
+                   for ph in ("before_lora", "after_lora")},
                 "median_s_per_proposal": med([s for x in ll for s in x["s_per_proposal"]]),
                 "median_s_per_lora_update": med([s for x in ll for s in x["s_per_lora_update"]]),
-                "lora_steps_per_update": next((x["lora_steps_per_update"] for x in ll if x["lora_steps_per_update"]), None),
+                "lora_steps_per_update": next((x["lora_steps_per_update"] for x in ll if x["lora_steps_per_update"]),
+                                              None),
                 "peak_rss_mb": max(x["peak_rss_mb"] or 0 for x in ll), "fallbacks": sum(x["fallbacks"] for x in ll),
                 "median_run_wall_s": med([r["wall_s"] for r in rs])}
         out["results"][f"{task}{'@' + col if col else ''}/{strat}"] = entry
@@ -223,22 +256,90 @@ def report(runs, optimum, budget_ms, args):
         paired[key] = {x["strategy"]: x["curve"][q - 1] for x in sorted(same, key=lambda x: x["budget"], reverse=True)}
     out["paired_best"] = paired
     out["paired_tests"] = paired_tests(paired)
+    out["lora_on_vs_off"] = lora_on_vs_off(runs)
     return out
+
+
+def counts(seq):
+    """Proposals, valid, novel, evaluated and improving counts of a run's proposal ``sequence``."""
+    ev = [i for _, _, i in seq if i is not None]
+    return {"proposals": len(seq), "valid": sum(v for v, _, _ in seq), "novel": sum(n for _, n, _ in seq),
+            "evaluated": len(ev), "improving": sum(map(bool, ev))}
+
+
+def phase_counts(phase):
+    """The same counts from a ``phases`` entry of ``summarise_llm`` (shares times their denominators)."""
+    n, e = phase["proposals"], phase["evaluated"]
+    return {"proposals": n, "valid": round((phase["valid"] or 0) * n), "novel": round((phase["novel"] or 0) * n),
+            "evaluated": e, "improving": round((phase["improving"] or 0) * e)}
+
+
+def pooled_shares(cs):
+    """Valid / novel / improving shares pooled over several ``counts``."""
+    tot = {k: sum(c[k] for c in cs) for k in ("proposals", "valid", "novel", "evaluated", "improving")}
+    share = lambda k, of: round(tot[k] / tot[of], 3) if tot[of] else None    # noqa: E731
+    return {"proposals": tot["proposals"], "valid": share("valid", "proposals"),
+            "novel": share("novel", "proposals"), "improving": share("improving", "evaluated")}
+
+
+def paired_summary(d):
+    """Better / equal / worse, median (and mean) difference, two-sided Wilcoxon p (ties dropped, n >= 6)."""
+    from scipy.stats import wilcoxon
+
+    d = np.asarray(d)
+    nz = d[np.abs(d) > 1e-9]
+    return {"n": int(d.size), "better": int((d > 1e-9).sum()), "equal": int((np.abs(d) <= 1e-9).sum()),
+            "worse": int((d < -1e-9).sum()), "median_diff": round(float(np.median(d)), 3),
+            "mean_diff": round(float(np.mean(d)), 3),
+            "wilcoxon_p": round(float(wilcoxon(nz).pvalue), 4) if nz.size >= 6 else None}
+
+
+def lora_on_vs_off(runs):
+    """Online LoRA on vs off, controlled: each LLM run that made a LoRA update next to its twin with
+    ``lora_every=0`` (same task, strategy, seed, query count; a run without an update is its own twin).
+    Until the first update the twins are the same run (the fresh adapter's B matrix is zero); from there
+    on only the adapter differs. Per task/strategy and over all: paired best at the end (better / equal /
+    worse, median difference, Wilcoxon p), and the shares of valid / novel / improving proposals made
+    after the on-run's first update, in the on-run vs in its twin at the same point."""
+    offs = {(r["task"], r["latency"], r["strategy"].split("[")[0], r["seed"], r["budget"]): r for r in runs
+            if r["strategy"].endswith("[lora_every=0]")}
+    if not offs:
+        return None
+    groups: dict = {}
+    for r in runs:
+        key = (r["task"], r["latency"], r["strategy"], r["seed"], r["budget"])
+        if key not in offs or not r.get("llm"):
+            continue
+        off = offs[key]
+        cut = r["llm"]["phases"]["before_lora"]["proposals"]
+        row = {"diff": r["curve"][-1] - off["curve"][-1], "cut": cut,
+               "on": phase_counts(r["llm"]["phases"]["after_lora"]), "off": counts(off["llm"]["sequence"][cut:]),
+               # the twins must be one run until the update: same counts before it, curves apart only later
+               "same_before": counts(off["llm"]["sequence"][:cut]) == phase_counts(r["llm"]["phases"]["before_lora"]),
+               "part_at": next((i for i, (a, b) in enumerate(zip(r["curve"], off["curve"])) if a != b), None)}
+        name = f"{r['task']}{'@' + r['latency'] if r['latency'] else ''}/{r['strategy']}/q{r['budget']}"
+        for g in (name, f"all/q{r['budget']}"):
+            groups.setdefault(g, []).append(row)
+    return {g: {**paired_summary([x["diff"] for x in rows]),
+                "after_first_update": {"lora_on": pooled_shares([x["on"] for x in rows]),
+                                       "lora_off": pooled_shares([x["off"] for x in rows])},
+                "same_before_update": sum(x["same_before"] for x in rows),
+                "curves_part_at": [x["part_at"] for x in rows],      # evaluation index (None: never)
+                "proposals_before_update": [x["cut"] for x in rows]}
+            for g, rows in sorted(groups.items())}
 
 
 #: strategies whose first q evaluations do not depend on the budget (their q-query figure is read off a
 #: longer run); woa and ri-iwoa plan their generations from the budget
 BUDGET_FREE = ("random", "evolution", "evolution@b8")
-PAIRS = [("evolution+llm", "evolution@b8"), ("evolution+llm", "evolution"), ("llm-evolution", "random"),
-         ("llm-evolution", "evolution"), ("llm-evolution", "woa")]
+PAIRS = [("evolution+llm", "evolution@b8"), ("evolution+llm", "evolution"), ("ri-iwoa+llm", "ri-iwoa"),
+         ("llm-evolution", "random"), ("llm-evolution", "evolution"), ("llm-evolution", "woa")]
 
 
 def paired_tests(paired):
     """Per pair (A, B) of strategies, over the task-seeds both ran: how often A's best is above, equal to
     or below B's, the median difference, and the two-sided Wilcoxon signed-rank p (ties dropped), per task
     and over all tasks."""
-    from scipy.stats import wilcoxon
-
     out = {}
     for a, b in PAIRS:
         groups: dict = {}
@@ -247,14 +348,7 @@ def paired_tests(paired):
                 task = key.split("/seed")[0]
                 for g in (task, "all"):
                     groups.setdefault(g, []).append(v[a] - v[b])
-        res = {}
-        for g, d in sorted(groups.items()):
-            d = np.asarray(d)
-            nz = d[np.abs(d) > 1e-9]
-            res[g] = {"n": int(d.size), "better": int((d > 1e-9).sum()), "equal": int((np.abs(d) <= 1e-9).sum()),
-                      "worse": int((d < -1e-9).sum()), "median_diff": round(float(np.median(d)), 3),
-                      "wilcoxon_p": round(float(wilcoxon(nz).pvalue), 4) if nz.size >= 6 else None}
-        out[f"{a} vs {b}"] = res
+        out[f"{a} vs {b}"] = {g: paired_summary(d) for g, d in sorted(groups.items())}
     return out
 
 
