@@ -62,7 +62,6 @@ from edgenas.search.darts_pt import SELECTIONS, perturbation_scores, pt_subset
 DARTS_SCHEMA = 3
 
 
-
 class RunConfig:
     """What the nb201 and mbv3 DARTS configs share: integer fields >= 1, the (device, budget) pairs, and
     the JSON record with its header (``HEADER``: schema, kind, ...) in front of the fields."""

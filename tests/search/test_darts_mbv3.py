@@ -45,12 +45,12 @@ def _one_hot(space, arch):
             oh(torch.tensor(c.resolutions.index(arch.r)), len(c.resolutions)).double())
 
 
-
 def _assert_lut_sum_at_one_hot(term, pred, space, rng, n):
     """At a one-hot relaxation the expected latency is the LUT prediction of that architecture."""
     for _ in range(n):
         arch = space.sample(rng)
         assert float(term(*_one_hot(space, arch))) == pytest.approx(float(pred.predict_many([arch])[0]), rel=1e-9)
+
 
 def test_expected_latency_is_the_lut_sum_at_one_hot_and_differentiable(tiny_project):
     from edgenas.search.darts_mbv3 import MBV3Relaxation
