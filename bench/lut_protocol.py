@@ -2,6 +2,7 @@
 
     python bench/lut_protocol.py --space mbv3-small --space ofa-mbv3@128 [--long-n 2000]
     python bench/lut_protocol.py --space ofa-mbv3@128:60      # a seeded subset of 60 keys
+    python bench/lut_protocol.py --space mbv3-small --space ofa-mbv3@128 --whole-models 40 --seed 1
 
 ``--space NAME[@RES][:N]`` (repeatable; all spaces are timed in one run, one agent): every block key
 of the space (only those of input size RES for the OFA space; a seeded subset of N keys), exported
@@ -31,9 +32,18 @@ The same agreement is also given drift-corrected: every call is bracketed by a s
 speed reference model, 200 fixed runs) and its medians are scaled by the space's median probe over the
 mean of the two probes around the call - one correction for every protocol and every long pass.
 ``long_pass_to_pass_median_rel_diff`` (each pass against the median of the others) is the noise floor
-of the reference itself. The machine's 1-minute load average is read before and after each space and
-between chunks. This machine is shared and noisy: compare within one run, not absolute figures across
-runs.
+of the reference itself. ``lut_value_rel_diff_vs_long`` scores what the product's LUT stores instead of
+the entry median: for a protocol timed against the speed reference, the entry's reference ratio x the
+reference's median time over the space (``nominal_reference``, ``Lut.value_ms``); fixed counts never
+read the reference, so theirs is the median.
+
+``--whole-models N`` adds what a LUT is for: N seeded architectures of each space, exported and timed
+whole twice with the winner protocol (raw milliseconds, the median of the two), against each
+protocol's LUT-sum prediction (one overhead for all, ``LatencyPredictor``'s sum): median relative
+error, the same after one fitted scale, share within +-10% after it, and Spearman.
+
+The machine's 1-minute load average is read before and after each space and between chunks. This
+machine is shared and noisy: compare within one run, not absolute figures across runs.
 """
 
 from __future__ import annotations
@@ -104,14 +114,30 @@ def rel_diffs(protos: dict, keys: list[str], medians: dict) -> dict[str, dict[st
     return out
 
 
+def lut_values(protos: dict, keys: list[str], medians: dict, ratios: dict) -> dict[str, dict[str, float]]:
+    """What the product's LUT would store per protocol: with a reference ratio for every entry, the
+    ratio x the reference's median time over the space (``nominal_reference``, ``Lut.value_ms``);
+    without (fixed counts never read the reference), the entry's median."""
+    out = {}
+    for label in protos:
+        got = ratios.get(label, {})
+        if label != "long" and all(k in got for k in keys):
+            nominal = float(np.median([got[k][1] for k in keys]))
+            out[label] = {k: got[k][0] * nominal for k in keys}
+        else:
+            out[label] = dict(medians[label])
+    return out
+
+
 def agreement(protos: dict, keys: list[str], medians: dict, corrected: dict, total: dict, own: dict,
-              unstable: dict) -> dict:
-    raw, cor = rel_diffs(protos, keys, medians), rel_diffs(protos, keys, corrected)
+              unstable: dict, lut: dict) -> dict:
+    raw, cor, lutd = rel_diffs(protos, keys, medians), rel_diffs(protos, keys, corrected), rel_diffs(protos, keys, lut)
     return {label: {"timing_s": round(total[label], 2), "warmup_and_sampling_s": round(own[label], 2),
                     "speedup_vs_fixed_500": round(total["fixed_500"] / total[label], 2),
                     "median_rel_diff_vs_long": raw[label]["median"], "p90_rel_diff_vs_long": raw[label]["p90"],
                     "max_rel_diff_vs_long": raw[label]["max"], "unstable": unstable[label],
-                    "drift_corrected_rel_diff_vs_long": cor[label]} for label in raw}
+                    "drift_corrected_rel_diff_vs_long": cor[label],
+                    "lut_value_rel_diff_vs_long": lutd[label]} for label in raw}
 
 
 #: the speed probe around every call (drift correction of the agreement only; no protocol is changed)
@@ -156,6 +182,57 @@ def pass_noise(passes: list[dict[str, float]], keys: list[str]) -> float | None:
     return round(float(np.median(rel)), 4)
 
 
+def whole_model_check(s, project, space, resolution: int | None, keys: list[str], values: dict, lut: dict,
+                      n: int, seed: int, workdir: Path) -> dict:
+    """The LUT's use: ``n`` seeded architectures of the space (at ``resolution``), exported and timed
+    whole, twice (the winner protocol, raw milliseconds), against each protocol's LUT-sum prediction
+    ``overhead + sum of max(entry - overhead, 0)`` (as ``LatencyPredictor`` adds them) with one overhead
+    for all (the runtime's per-call overhead model, 2,000 runs). Per protocol: the median relative
+    error and its sign, the same after one scale fitted on all ``n`` (the calibration's slope), and
+    Spearman, from the entry medians and from the values the product's LUT stores."""
+    from dataclasses import replace
+
+    from scipy.stats import spearmanr
+
+    from edgenas.export import export_arch
+    from edgenas.fleet.measure import LUT_PROTOCOL_BEFORE, measure_model, overhead_model
+
+    rng = np.random.default_rng(seed)
+    archs = [space.sample(rng) for _ in range(n)]
+    if resolution is not None:
+        archs = [replace(arch, r=resolution) for arch in archs]
+    if any(k not in values["long"] for arch in archs for k in space.block_keys(arch)):
+        return {"skipped": "the architectures use keys outside the timed subset"}
+    got = s.call("bench", dict(s.runtime_params(), model=s.push(overhead_model(project)),
+                               protocol=dict(LUT_PROTOCOL_BEFORE, fixed_n=2000)))
+    overhead = float(got["stats"]["median_ms"])
+    paths = [export_arch(space, arch, workdir / f"wm-{space.name}-{i:03d}").onnx_path for i, arch in enumerate(archs)]
+    passes = [[measure_model(s, path).median_ms for path in paths] for _ in range(2)]
+    measured = np.median(np.array(passes), axis=0)
+
+    def scores(table: dict[str, float]) -> dict[str, float]:
+        pred = np.array([overhead + sum(max(table[k] - overhead, 0.0) for k in space.block_keys(arch))
+                         for arch in archs])
+        rel = pred / measured - 1.0
+        scaled = pred * float(np.median(measured / pred)) / measured - 1.0
+        return {"median_abs_rel_err": round(float(np.median(np.abs(rel))), 4),
+                "median_rel_err": round(float(np.median(rel)), 4),
+                "median_abs_rel_err_one_scale": round(float(np.median(np.abs(scaled))), 4),
+                "within10_one_scale": round(float(np.mean(np.abs(scaled) <= 0.10)), 3),
+                "spearman": round(float(spearmanr(pred, measured).statistic), 4)}
+
+    out = {"n": n, "seed": seed, "overhead_ms": round(overhead, 5),
+           "measured_ms_range": [round(float(measured.min()), 4), round(float(measured.max()), 4)],
+           "pass_to_pass_median_abs_rel_diff": round(float(np.median(np.abs(np.divide(*passes) - 1))), 4),
+           "protocols": {}}
+    for label in values:
+        entry = {"entry_medians": scores(values[label])}
+        if lut[label] != values[label]:
+            entry["lut_values"] = scores(lut[label])
+        out["protocols"][label] = entry
+    return out
+
+
 def load() -> float:
     return round(os.getloadavg()[0], 2)
 
@@ -172,6 +249,9 @@ def main() -> None:
     ap.add_argument("--with-before", action="store_true", help="also time adaptive_before (slow)")
     ap.add_argument("--skip", action="append", default=[], help="a protocol not to time")
     ap.add_argument("--dump", type=Path, default=None, help="also write every entry's median per protocol (JSON)")
+    ap.add_argument("--whole-models", type=int, default=0, metavar="N",
+                    help="also export and time N seeded architectures of each space whole and score every "
+                         "protocol's LUT-sum prediction of them (what a LUT is for)")
     ap.add_argument("--candidate", action="append", default=[],
                     help="NAME=JSON: another protocol (fields over LUT_PROTOCOL) to time alongside")
     a = ap.parse_args()
@@ -207,6 +287,7 @@ def main() -> None:
                 total = {p: 0.0 for p in protos}
                 own = {p: 0.0 for p in protos}
                 medians: dict[str, dict[str, float]] = {p: {} for p in protos}
+                ratios: dict[str, dict[str, tuple[float, float]]] = {p: {} for p in protos}  # (ratio, ref_ms)
                 unstable = {p: 0 for p in protos}
                 passes: list[dict[str, float]] = [{} for _ in range(a.long_passes)]
                 # (label, long pass or -1, medians, speed probe before, speed probe after), one per call
@@ -223,6 +304,9 @@ def main() -> None:
                     for st in out["results"].values():
                         own[label] += float(st.get("total_s", 0.0))
                         unstable[label] += 0 if st.get("stable", True) else 1
+                    for k, st in out["results"].items():
+                        if st.get("ratio") and st.get("ref_ms"):
+                            ratios[label][k] = (float(st["ratio"]), float(st["ref_ms"]))
                     return {k: float(st["median_ms"]) for k, st in out["results"].items()}
 
                 def speed(tag: str) -> float:
@@ -251,14 +335,20 @@ def main() -> None:
                 medians["long"] = {k: float(np.median([p[k] for p in passes])) for k in keys}
                 corrected = drift_corrected(calls, keys, a.long_passes)
                 longm = [medians["long"][k] for k in keys]
+                lut = lut_values(protos, keys, medians, ratios)
+                whole = None
+                if a.whole_models:
+                    whole = whole_model_check(s, project, space, resolution, keys, medians, lut, a.whole_models,
+                                              a.seed, base / "whole")
                 dumps[f"{name}@{resolution}"] = dict(medians, passes=passes, corrected=corrected,
-                                                     speed=[c[3] for c in calls])
+                                                     speed=[c[3] for c in calls], ratios=ratios)
                 out_spaces.append({
                     "space": name, "resolution": resolution, "n_keys": len(keys),
                     "subset": f"{n_blocks} keys, seed {a.seed}" if n_blocks else "all keys",
                     "long_timing_s": round(total["long"], 2),
                     "long_pass_to_pass_median_rel_diff": pass_noise(passes, keys),
-                    "results": agreement(protos, keys, medians, corrected, total, own, unstable),
+                    "results": agreement(protos, keys, medians, corrected, total, own, unstable, lut),
+                    "whole_models": whole,
                     "speed_probe_ms_range": [round(min(c[3] for c in calls), 4), round(max(c[3] for c in calls), 4)],
                     "block_ms_range_long": [round(min(longm), 4), round(max(longm), 4)],
                     "load_avg_1m": {"start": loads[0], "end": loads[-1], "max": max(loads),
