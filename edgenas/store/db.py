@@ -28,6 +28,7 @@ from sqlalchemy.engine import Engine, make_url
 
 from edgenas.errors import EdgenasError
 from edgenas.project import Project
+from edgenas.store.sqlite_wal import enable_wal
 
 ENV_VAR = "EDGENAS_DB"
 BUSY_TIMEOUT_S = 30.0
@@ -85,7 +86,7 @@ def create_engine(url: str) -> Engine:
         def _pragmas(dbapi_con, _record) -> None:  # noqa: ANN001
             cur = dbapi_con.cursor()
             cur.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            cur.execute("PRAGMA journal_mode = WAL")
+            enable_wal(cur, BUSY_TIMEOUT_S)
             cur.execute("PRAGMA foreign_keys = ON")
             cur.execute("PRAGMA synchronous = NORMAL")
             cur.close()

@@ -16,6 +16,7 @@ from pathlib import Path
 from edgenas.errors import InputError
 from edgenas.store.base import MeasurementStore, duplicate
 from edgenas.store.record import Measurement
+from edgenas.store.sqlite_wal import enable_wal
 
 DB_SCHEMA = 1
 BUSY_TIMEOUT_S = 60.0
@@ -47,7 +48,7 @@ class SQLiteStore(MeasurementStore):
                              hint="move the file aside; a new one is created") from None
         with closing(con):
             try:
-                con.execute("PRAGMA journal_mode=WAL")
+                enable_wal(con, BUSY_TIMEOUT_S)
                 con.execute("BEGIN IMMEDIATE")  # one process creates the schema, others wait
                 for stmt in filter(None, (s.strip() for s in _DDL.split(";"))):
                     con.execute(stmt)
