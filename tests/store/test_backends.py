@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import sqlite3
 
 import pytest
 
 from edgenas.errors import InputError
 from edgenas.store import JsonlStore, SQLiteStore
+
+from .races import races
 
 
 def test_jsonl_ignores_then_removes_a_torn_last_line(tmp_path, make):
@@ -66,25 +67,14 @@ def test_sqlite_not_a_database_is_a_clear_error(tmp_path):
         SQLiteStore(path)
 
 
-def _open_at_once(path, barrier, q) -> None:
-    try:
-        barrier.wait()
-        SQLiteStore(path)
-        q.put("ok")
-    except Exception as exc:  # noqa: BLE001 - reported to the test
-        q.put(repr(exc))
+def _open(path) -> str:
+    SQLiteStore(path)
+    return "ok"
 
 
 @pytest.mark.slow
 def test_processes_opening_a_fresh_sqlite_store_at_once_all_get_in(tmp_path):
     """The measurement store's file switched to WAL by two processes at the same moment (see
     ``edgenas/store/sqlite_wal.py``): 100 races, every opener gets in."""
-    ctx = mp.get_context("fork")
-    for i in range(100):
-        barrier, q = ctx.Barrier(2), ctx.Queue()
-        procs = [ctx.Process(target=_open_at_once, args=(tmp_path / f"race{i}.db", barrier, q)) for _ in range(2)]
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join(60)
-        assert [q.get(timeout=5) for _ in procs] == ["ok", "ok"], f"race {i}"
+    for i, got in races(_open, lambda i: (tmp_path / f"race{i}.db",)):
+        assert got == ["ok", "ok"], f"race {i}"

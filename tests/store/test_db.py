@@ -15,6 +15,7 @@ from edgenas.store import db as dbmod
 from edgenas.store.schema import metadata
 
 from .pgserver import _free_port
+from .races import races
 
 
 def test_fresh_database_is_migrated_to_the_newest_revision(db):
@@ -165,14 +166,10 @@ def test_legacy_measurement_file_is_imported_by_db_upgrade(tmp_path, make, no_en
     assert db.measurements.list() == ms
 
 
-def _connect_at_once(url: str, barrier, q) -> None:
-    try:
-        engine = dbmod.create_engine(url)
-        barrier.wait()
-        with engine.connect() as con:
-            q.put(con.exec_driver_sql("PRAGMA journal_mode").scalar())
-    except Exception as exc:  # noqa: BLE001 - reported to the test
-        q.put(repr(exc))
+
+def _connect(url: str) -> str:
+    with dbmod.create_engine(url).connect() as con:
+        return con.exec_driver_sql("PRAGMA journal_mode").scalar()
 
 
 @pytest.mark.slow
@@ -180,13 +177,5 @@ def test_processes_switching_a_fresh_sqlite_file_to_wal_at_once_all_get_in(tmp_p
     """Two connections switching a fresh file to WAL at the same moment: SQLite answers one of them
     "database is locked" at once, without the busy timeout (about 1 race in 20 here; it failed a CI
     run). 100 races, each of two processes released together: every connection gets in, in WAL."""
-    ctx = mp.get_context("fork")
-    for i in range(100):
-        url = f"sqlite:///{tmp_path / f'race{i}.db'}"
-        barrier, q = ctx.Barrier(2), ctx.Queue()
-        procs = [ctx.Process(target=_connect_at_once, args=(url, barrier, q)) for _ in range(2)]
-        for p in procs:
-            p.start()
-        for p in procs:
-            p.join(60)
-        assert [q.get(timeout=5) for _ in procs] == ["wal", "wal"], f"race {i}"
+    for i, got in races(_connect, lambda i: (f"sqlite:///{tmp_path / f'race{i}.db'}",)):
+        assert got == ["wal", "wal"], f"race {i}"
