@@ -301,10 +301,9 @@ def main() -> None:
                                                     partial=f"partial/{name}-{tag}.jsonl", reference=ref),
                                  timeout_s=3600)
                     total[label] += float(out["total_s"])
-                    for st in out["results"].values():
+                    for k, st in out["results"].items():
                         own[label] += float(st.get("total_s", 0.0))
                         unstable[label] += 0 if st.get("stable", True) else 1
-                    for k, st in out["results"].items():
                         if st.get("ratio") and st.get("ref_ms"):
                             ratios[label][k] = (float(st["ratio"]), float(st["ref_ms"]))
                     return {k: float(st["median_ms"]) for k, st in out["results"].items()}

@@ -166,7 +166,6 @@ def test_legacy_measurement_file_is_imported_by_db_upgrade(tmp_path, make, no_en
     assert db.measurements.list() == ms
 
 
-
 def _connect(url: str) -> str:
     with dbmod.create_engine(url).connect() as con:
         return con.exec_driver_sql("PRAGMA journal_mode").scalar()
