@@ -14,10 +14,12 @@ chunk to chunk, so that the machine's drift falls on all of them alike:
 * ``fixed_500``: Once-for-All's protocol, 500 single runs after the profiler's previous warm-up
   (10 runs and 50 ms), one block after the other - the named baseline, as
   ``bench/profile_transport.py`` measured it in the issue;
-* ``fixed_500_short_warmup``: the same 500 runs after today's short warm-up (10 runs, 2 ms);
+* ``fixed_500_short_warmup``: the same 500 runs after today's short warm-up (10 runs, 1 ms);
 * ``adaptive_sequential``: issue 17's first adaptive protocol (one block after the other);
-* ``adaptive``: today's ``LUT_PROTOCOL`` (blocks timed round-robin in groups, see
-  ``device_agents/edgenas_agent/interleave.py``);
+* ``adaptive_interleaved``: issue 17's second (blocks timed round-robin in groups of 24 open
+  sessions, see ``device_agents/edgenas_agent/interleave.py``);
+* ``adaptive``: today's ``LUT_PROTOCOL`` (every block in at least 3 fresh sessions, one sweep over
+  the chunk per session, see ``device_agents/edgenas_agent/sweeps.py``);
 * ``adaptive_before`` (``--with-before``): the adaptive protocol from before issue 17 (slow);
 * ``long``: the reference measurement, ``--long-n`` single runs (default 2,000, 4x OFA's) after
   the previous, longer warm-up.
@@ -84,11 +86,13 @@ def parse_space(spec: str) -> tuple[str, int | None, int | None]:
 
 
 def protocols(long_n: int, with_before: bool, skip: list[str], candidates: list[str]) -> dict[str, dict]:
-    from edgenas.fleet.measure import LUT_PROTOCOL, LUT_PROTOCOL_BEFORE, LUT_PROTOCOL_SEQUENTIAL
+    from edgenas.fleet.measure import (LUT_PROTOCOL, LUT_PROTOCOL_BEFORE, LUT_PROTOCOL_INTERLEAVED,
+                                       LUT_PROTOCOL_SEQUENTIAL)
 
     protos = {"fixed_500": dict(LUT_PROTOCOL_BEFORE, fixed_n=500),
               "fixed_500_short_warmup": dict(LUT_PROTOCOL, fixed_n=500),
-              "adaptive_sequential": dict(LUT_PROTOCOL_SEQUENTIAL), "adaptive": dict(LUT_PROTOCOL),
+              "adaptive_sequential": dict(LUT_PROTOCOL_SEQUENTIAL),
+              "adaptive_interleaved": dict(LUT_PROTOCOL_INTERLEAVED), "adaptive": dict(LUT_PROTOCOL),
               "long": dict(LUT_PROTOCOL_BEFORE, fixed_n=long_n)}
     if with_before:
         protos["adaptive_before"] = dict(LUT_PROTOCOL_BEFORE)

@@ -1,10 +1,11 @@
 """``bench``, ``bench_many`` and ``build_engine``: a runtime opened on a model, timed by ``measure``.
 
-``bench_many`` times its models one after the other, or with ``interleave`` >= 2 in round-robin groups
-(``interleave.py``). It appends every finished entry to its partial JSON-lines file (fsync per line;
-the entries finishing in the same round of a group together, one fsync) before going on; an entry
-already in that file with the same key, model and settings is reused, not measured again, so an
-interrupted profile resumes where it stopped. A torn last line (a crash while writing) is ignored.
+``bench_many`` times its models one after the other, with ``interleave`` >= 2 in round-robin groups
+(``interleave.py``), or with ``sessions`` >= 2 in sweeps of fresh sessions (``sweeps.py``). It appends
+every finished entry to its partial JSON-lines file (fsync per line; the entries finishing in the same
+round of a group or the same sweep together, one fsync) before going on; an entry already in that
+file with the same key, model and settings is reused, not measured again, so an interrupted profile
+resumes where it stopped. A torn last line (a crash while writing) is ignored.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
-from . import files, fingerprint, interleave, measure, runtimes
+from . import files, fingerprint, interleave, measure, runtimes, sweeps
 from .errors import AgentFault
 
 Progress = Callable[[Dict[str, Any]], None]
@@ -173,10 +174,14 @@ def _bench_loop(workdir: str, items: List[Any], settings: Mapping[str, Any], pro
             tick(key)
         else:
             todo.append(item)
-    if todo and reference is not None and not shared and protocol["fixed_n"] is None:
+    sweep_mode = protocol["sessions"] > 1 and protocol["fixed_n"] is None
+    if todo and reference is not None and not shared and protocol["fixed_n"] is None and not sweep_mode:
+        # one reference session for all items (sweeps open a fresh one per sweep instead)
         runner = runtimes.open_runner(settings["runtime"], reference, settings)
         shared.append((runner, measure.reference_k(runner.timer, protocol)))
-    if protocol["interleave"] > 1 and protocol["fixed_n"] is None:
+    if sweep_mode:
+        _time_sweeps(workdir, todo, settings, protocol, reference, finish)
+    elif protocol["interleave"] > 1 and protocol["fixed_n"] is None:
         _time_interleaved(workdir, todo, settings, protocol, shared[0][0].timer if shared else None, finish)
     else:
         for item in todo:
@@ -217,6 +222,30 @@ def _time_interleaved(workdir: str, todo: List[Any], settings: Mapping[str, Any]
         finally:
             for runner in runners.values():
                 runner.close()
+
+
+def _time_sweeps(workdir: str, todo: List[Any], settings: Mapping[str, Any], protocol: Mapping[str, Any],
+                 reference: Optional[str], finish: Callable[[List[Any]], None]) -> None:
+    """All of ``todo`` in sweeps of fresh sessions (``sweeps.run_sweeps``), the reference (a model path)
+    in a fresh session of its own before each sweep; the entries finishing after the same sweep are
+    recorded together. ``cold_start`` is that of a model's first session."""
+    models = {item["key"]: _model(workdir, item["model"]) for item in todo}
+    rel = {item["key"]: item["model"] for item in todo}
+    cold: Dict[str, Any] = {}
+
+    def open_session(key: str) -> Any:
+        runner = runtimes.open_runner(settings["runtime"], models[key], settings)
+        cold.setdefault(key, runner.cold_start)
+        return runner
+
+    def on_done(tracks: List[sweeps.SweepTrack]) -> None:
+        finish([(t.key, rel[t.key], t.result(), cold[t.key]) for t in tracks])
+
+    def open_reference() -> Any:
+        return runtimes.open_runner(settings["runtime"], reference, settings)
+
+    sweeps.run_sweeps([item["key"] for item in todo], open_session, protocol,
+                      open_reference if reference is not None else None, on_done)
 
 
 def build_engine(workdir: str, params: Mapping[str, Any], progress: Optional[Progress] = None) -> Dict[str, Any]:

@@ -29,6 +29,8 @@ agent's ``bench_many``) warms and calibrates the reference once and passes ``ref
 ``interleave`` >= 2 (``bench_many`` only; ``bench`` times one model and ignores it): groups of that
 many models are timed round-robin in turns of ``burst_warmup_n`` re-warming runs and ``burst``
 single-run samples, each with its own stopping rule and time cap, see ``interleave.py``.
+``sessions`` >= 2 (``bench_many`` only): every model is timed in that many fresh runtime sessions (or
+more, until stable), one sweep over the models per session, see ``sweeps.py``.
 """
 
 from __future__ import annotations
@@ -42,14 +44,14 @@ from . import stats
 LUT_PROTOCOL: Dict[str, Any] = {
     "warmup_min_n": 10, "warmup_min_s": 0.1, "sample_target_ms": 1.0, "min_n": 20, "min_s": 0.2,
     "max_cov": 0.05, "max_ci_rel": 0.02, "max_s": 3.0, "fixed_n": None, "windows": 1, "ref_every": 1,
-    "interleave": 1, "burst": 10, "burst_warmup_n": 1,
+    "interleave": 1, "burst": 10, "burst_warmup_n": 1, "sessions": 1, "session_min_n": 1, "session_min_s": 0.0,
 }
 WINNER_PROTOCOL: Dict[str, Any] = {
     "warmup_min_n": 20, "warmup_min_s": 0.5, "sample_target_ms": 1.0, "min_n": 50, "min_s": 1.0,
     "max_cov": 0.05, "max_ci_rel": 0.01, "max_s": 20.0, "fixed_n": None, "windows": 5, "ref_every": 1,
-    "interleave": 1, "burst": 10, "burst_warmup_n": 1,
+    "interleave": 1, "burst": 10, "burst_warmup_n": 1, "sessions": 1, "session_min_n": 1, "session_min_s": 0.0,
 }
-_INT_FIELDS = ("warmup_min_n", "min_n", "windows", "ref_every", "interleave", "burst")
+_INT_FIELDS = ("warmup_min_n", "min_n", "windows", "ref_every", "interleave", "burst", "sessions", "session_min_n")
 _COUNT_FIELDS = ("burst_warmup_n",)  # integers that may be 0
 K_MAX = 100000  # back-to-back runs per sample, upper bound (ops of ~10 ns)
 
@@ -89,6 +91,8 @@ def resolve_protocol(params: Optional[Mapping[str, Any]] = None, winner: bool = 
         proto[key] = value
     if proto["max_s"] <= 0:
         raise ProtocolError("protocol field max_s must be > 0")
+    if proto["interleave"] > 1 and proto["sessions"] > 1:
+        raise ProtocolError("protocol fields interleave and sessions are two modes; set at most one above 1")
     return proto
 
 

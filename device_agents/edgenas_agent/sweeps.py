@@ -1,0 +1,145 @@
+"""Timing many models over several fresh sessions each: the LUT protocol's sweep mode (``sessions`` >= 2).
+
+A runtime session's speed for a block is fixed when the session is created and differs from one
+session to the next: within a session, windows of 100 runs agree to a few tenths of a percent, but the
+same block opened again runs 1-15% faster or slower for as long as that session lives (memory
+placement; bench/RESULTS.md, issue 17). One session timed for long, as Once-for-All's 500 runs do,
+measures that session, not the block. So ``bench_many`` in this mode takes its models in *sweeps*:
+
+1. in each sweep every model still active is opened in a **fresh** runtime session, warmed up
+   (``warmup_min_n`` runs and ``warmup_min_s`` seconds), timed back to back until the session has
+   ``session_min_n`` single-run samples and ``session_min_s`` seconds of them, and closed again;
+   with a speed reference, the reference is timed the same way (a fresh session of its own, warm-up,
+   the session's minimums) before each sweep, and each sample's ratio divides it by the median of that
+   sweep's reference session: the reference's session effect is averaged over the sweeps as well;
+2. **stopping rule** (``interleave.verdict``, after each sweep from the ``sessions``-th on, per model):
+   stable once the pooled samples number ``min_n``, its own time is ``min_s`` and the spread rule holds
+   for the samples and (with a reference) the ratios; unstable when its own time (session opening,
+   warm-up and samples) reaches ``max_s``; otherwise one more sweep.
+
+A model's median is that of its pooled samples: over ``sessions`` sessions, spread over the whole
+call's time (a sweep of 24 blocks takes 0.1-0.3 s), so neither one session's placement nor a passing
+slow spell decides it. Samples are single runs (``k`` = 1; ``sample_target_ms`` is not used).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol
+
+from . import interleave, stats
+from .interleave import Timer, Track
+
+
+#: single runs taken back to back between two clock readings while a session samples
+_CHUNK = 10
+
+
+class SweepTrack(Track):
+    """A model during the sweeps: a ``Track`` whose timer changes with each fresh session."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key, _no_session)
+        self.sessions = 0
+
+    def result(self) -> Dict[str, Any]:
+        """``Track.result`` plus ``sessions``: how many fresh sessions the samples came from."""
+        out = super().result()
+        out["sessions"] = self.sessions
+        return out
+
+
+def _no_session(k: int) -> float:
+    raise RuntimeError("a sweep track is timed only through a session")
+
+
+class Session(Protocol):
+    """What the sweep needs of an open runtime session (``runtimes.open_runner`` returns one)."""
+
+    timer: Timer
+
+    def close(self) -> None: ...
+
+
+def time_session(track: SweepTrack, timer: Timer, proto: Mapping[str, Any], ref_value: Optional[float],
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+    """Warm ``timer`` (a fresh session) up, then sample it into ``track`` until the session's minimums."""
+    track.timer = timer
+    t0 = clock()
+    runs = 0
+    while True:  # the warm-up, counted per session (``interleave.warm_up`` counts per track)
+        last = timer(1)
+        runs += 1
+        elapsed = clock() - t0
+        if (runs >= proto["warmup_min_n"] and elapsed >= proto["warmup_min_s"]) or elapsed >= 0.5 * proto["max_s"]:
+            break
+    track.warmup_n += runs
+    track.spent_s += elapsed
+    t0 = clock()
+    n0 = len(track.samples)
+    # samples in tight runs of up to _CHUNK (about 1 ms) with the clock read between them, as fixed_n
+    # takes its runs: Python work between two runs of a 10-20 us block shows in its time
+    chunk = max(1, min(int(proto["session_min_n"]), _CHUNK, int(0.001 / max(last, 1e-9))))
+    while True:
+        track.samples.extend([timer(1) for _ in range(chunk)])
+        elapsed = clock() - t0
+        if (len(track.samples) - n0 >= proto["session_min_n"] and elapsed >= proto["session_min_s"]) \
+                or len(track.samples) >= interleave.MAX_SAMPLES or track.spent_s + elapsed >= proto["max_s"]:
+            break
+    track.spent_s += elapsed
+    if ref_value is not None:
+        track.ratios.extend(s / ref_value for s in track.samples[n0:])
+        track.refs.append(ref_value)
+
+
+def _timed_in(track: SweepTrack, open_session: Callable[[], Session], proto: Mapping[str, Any],
+              ref_value: Optional[float], clock: Callable[[], float]) -> None:
+    """Open a fresh session, time ``track`` in it (opening counts as its own time), close it."""
+    t0 = clock()
+    session = open_session()
+    try:
+        track.spent_s += clock() - t0
+        time_session(track, session.timer, proto, ref_value, clock)
+    finally:
+        session.close()
+    track.sessions += 1
+
+
+def run_sweeps(keys: List[str], open_session: Callable[[str], Session], proto: Mapping[str, Any],
+               open_reference: Optional[Callable[[], Session]] = None,
+               on_done: Optional[Callable[[List[SweepTrack]], None]] = None,
+               clock: Callable[[], float] = time.perf_counter) -> List[SweepTrack]:
+    """Sweeps over ``keys`` until each has a verdict; ``on_done`` gets each sweep's finished tracks.
+
+    ``open_session(key)`` opens a fresh runtime session on that model, ``open_reference()`` one on the
+    speed reference; each is closed before the next is opened. Returns the tracks in the order they
+    finished."""
+    active = [SweepTrack(key) for key in keys]
+    finished: List[SweepTrack] = []
+    sweep = 0
+    while active:
+        sweep += 1
+        ref_value = None
+        if open_reference is not None:
+            ref = SweepTrack("reference")
+            _timed_in(ref, open_reference, proto, None, clock)
+            ref_value = max(stats.median(ref.samples), 1e-12)
+        for track in active:
+            _timed_in(track, functools.partial(open_session, track.key), proto, ref_value, clock)
+        done = []
+        for track in active:
+            if sweep >= proto["sessions"]:
+                v = interleave.verdict(track.samples, track.ratios, track.spent_s, proto)
+            else:  # too few sessions yet to judge; only the per-entry time cap ends it early
+                v = False if track.spent_s >= proto["max_s"] else None
+            if v is not None:
+                track.stable = v
+                done.append(track)
+        if done:
+            active = [t for t in active if t not in done]
+            finished.extend(done)
+            if on_done is not None:
+                on_done(done)
+    return finished
+
