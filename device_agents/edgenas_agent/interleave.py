@@ -26,7 +26,7 @@ through the runners' ``timer(k)`` and are per single inference.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, TypeVar
 
 from . import stats
 
@@ -124,15 +124,25 @@ def run_group(tracks: List[Track], proto: Mapping[str, Any], ref_timer: Optional
             if ref_value is not None:
                 track.ratios.extend(s / ref_value for s in samples)
                 track.refs.append(ref_value)
-        done = []
-        for track in active:
-            v = verdict(track.samples, track.ratios, track.spent_s, proto)
-            if v is not None:
-                track.stable = v
-                done.append(track)
-        if done:
-            active = [t for t in active if t not in done]
-            finished.extend(done)
-            if on_done is not None:
-                on_done(done)
+        active = retire(active, finished, lambda t: verdict(t.samples, t.ratios, t.spent_s, proto), on_done)
     return finished
+
+
+T = TypeVar("T", bound=Track)
+
+
+def retire(active: List[T], finished: List[T], judge: Callable[[T], Optional[bool]],
+           on_done: Optional[Callable[[List[T]], None]] = None) -> List[T]:
+    """Judge every active track (``judge``: None to go on, else its ``stable``); the decided ones join
+    ``finished`` and go to ``on_done`` together. Returns the tracks still active."""
+    done = []
+    for track in active:
+        v = judge(track)
+        if v is not None:
+            track.stable = v
+            done.append(track)
+    if done:
+        finished.extend(done)
+        if on_done is not None:
+            on_done(done)
+    return [t for t in active if t not in done]

@@ -127,19 +127,13 @@ def run_sweeps(keys: List[str], open_session: Callable[[str], Session], proto: M
             ref_value = max(stats.median(ref.samples), 1e-12)
         for track in active:
             _timed_in(track, functools.partial(open_session, track.key), proto, ref_value, clock)
-        done = []
-        for track in active:
-            if sweep >= proto["sessions"]:
-                v = interleave.verdict(track.samples, track.ratios, track.spent_s, proto)
-            else:  # too few sessions yet to judge; only the per-entry time cap ends it early
-                v = False if track.spent_s >= proto["max_s"] else None
-            if v is not None:
-                track.stable = v
-                done.append(track)
-        if done:
-            active = [t for t in active if t not in done]
-            finished.extend(done)
-            if on_done is not None:
-                on_done(done)
+        active = interleave.retire(active, finished, functools.partial(_judge, proto=proto, sweep=sweep), on_done)
     return finished
+
+
+def _judge(track: SweepTrack, proto: Mapping[str, Any], sweep: int) -> Optional[bool]:
+    """The stopping rule after a sweep; before the ``sessions``-th only the time cap ends a track."""
+    if sweep >= proto["sessions"]:
+        return interleave.verdict(track.samples, track.ratios, track.spent_s, proto)
+    return False if track.spent_s >= proto["max_s"] else None
 

@@ -80,6 +80,38 @@ def make_onnx():
 
 
 @pytest.fixture()
+def bench_models(tmp_path: Path, monkeypatch):
+    """``bench_models(n) -> (work, opened, closed)``: a work dir with ``models/m0..m{n-1}.onnx`` and a
+    speed reference ``models/ref.onnx``, tiny real models; ``opened`` / ``closed`` list the file name of
+    every runtime session the agent opens and closes from then on."""
+    from device_agents.edgenas_agent import runtimes
+
+    opened: list[str] = []
+    closed: list[str] = []
+    real = runtimes.open_runner
+
+    def counting(runtime, model, settings):
+        runner = real(runtime, model, settings)
+        name = model.rsplit("/", 1)[-1]
+        opened.append(name)
+        close = runner.close
+        runner.close = lambda: (closed.append(name), close())[1]
+        return runner
+
+    monkeypatch.setattr(runtimes, "open_runner", counting)
+
+    def make(n: int):
+        work = tmp_path / "work"
+        (work / "models").mkdir(parents=True)
+        for i in range(n):
+            tiny_conv_onnx(work / "models" / f"m{i}.onnx", channels=4 + i, size=8, seed=i)
+        tiny_conv_onnx(work / "models" / "ref.onnx", channels=16, size=16, seed=9)
+        return work, opened, closed
+
+    return make
+
+
+@pytest.fixture()
 def fast() -> dict:
     """A short measurement protocol for tests (loose spread limits, 0.6 s cap)."""
     return dict(FAST)

@@ -122,26 +122,11 @@ def test_sessions_fields_are_checked():
             measure.resolve_protocol(bad)
 
 
-def test_bench_many_in_sweeps_on_onnxruntime(tmp_path, fast, make_onnx, monkeypatch):
+def test_bench_many_in_sweeps_on_onnxruntime(fast, bench_models):
     """Real sessions: each model opened once per sweep, one partial line per entry, reused after."""
-    from device_agents.edgenas_agent import bench, runtimes
+    from device_agents.edgenas_agent import bench
 
-    work = tmp_path / "work"
-    (work / "models").mkdir(parents=True)
-    for i in range(4):
-        make_onnx(work / "models" / f"m{i}.onnx", channels=4 + i, size=8, seed=i)
-    make_onnx(work / "models" / "ref.onnx", channels=16, size=16, seed=9)
-    opened, closed = [], []
-    real = runtimes.open_runner
-
-    def counting(runtime, model, settings):
-        runner = real(runtime, model, settings)
-        opened.append(model.rsplit("/", 1)[-1])
-        close = runner.close
-        runner.close = lambda: (closed.append(model.rsplit("/", 1)[-1]), close())[1]
-        return runner
-
-    monkeypatch.setattr(runtimes, "open_runner", counting)
+    work, opened, closed = bench_models(4)
     items = [{"key": f"b{i}", "model": f"models/m{i}.onnx"} for i in range(4)]
     proto = dict(fast, sessions=3, session_min_n=5, session_min_s=0.0, min_n=15, max_ci_rel=1.0,
                  burst=3, burst_warmup_n=1, sample_target_ms=0.0)
