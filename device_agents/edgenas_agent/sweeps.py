@@ -2,8 +2,9 @@
 
 A runtime session's speed for a block is fixed when the session is created and differs from one
 session to the next: within a session, windows of 100 runs agree to a few tenths of a percent, but the
-same block opened again runs 1-15% faster or slower for as long as that session lives (memory
-placement; bench/RESULTS.md, issue 17). One session timed for long, as Once-for-All's 500 runs do,
+same block opened again runs a few percent (for single blocks up to 20-50%) faster or slower for as
+long as that session lives (measured under ONNX Runtime, bench/RESULTS.md, issue 17; the cause, likely
+memory placement, was not measured). One session timed for long, as Once-for-All's 500 runs do,
 measures that session, not the block. So ``bench_many`` in this mode takes its models in *sweeps*:
 
 1. in each sweep every model still active is opened in a **fresh** runtime session, warmed up
@@ -136,4 +137,3 @@ def _judge(track: SweepTrack, proto: Mapping[str, Any], sweep: int) -> Optional[
     if sweep >= proto["sessions"]:
         return interleave.verdict(track.samples, track.ratios, track.spent_s, proto)
     return False if track.spent_s >= proto["max_s"] else None
-
