@@ -71,6 +71,13 @@ class Track:
         self.refs: List[float] = []  # the reference value of each round this model took part in
         self.stable = False
 
+    def record(self, samples: List[float], ref_value: Optional[float]) -> None:
+        """Keep ``samples``; with a reference, also their ratios to ``ref_value`` and the value itself."""
+        self.samples.extend(samples)
+        if ref_value is not None:
+            self.ratios.extend(s / ref_value for s in samples)
+            self.refs.append(ref_value)
+
     def result(self) -> Dict[str, Any]:
         """STATS (``stats.summarize``, k = 1) plus the ratio fields when a reference was timed."""
         out = stats.summarize(self.samples, k=1, warmup_n=self.warmup_n, stable=self.stable,
@@ -82,17 +89,20 @@ class Track:
         return out
 
 
-def warm_up(track: Track, proto: Mapping[str, Any], clock: Callable[[], float] = time.perf_counter) -> None:
-    """Single runs until ``warmup_min_n`` runs and ``warmup_min_s`` seconds (at most half the cap)."""
+def warm_up(track: Track, proto: Mapping[str, Any], clock: Callable[[], float] = time.perf_counter) -> float:
+    """Single runs of ``track.timer`` until ``warmup_min_n`` runs and ``warmup_min_s`` seconds of this
+    warm-up (at most half the cap); counted into the track's ``warmup_n`` and own time. Returns the
+    last run's time."""
     t0 = clock()
+    runs = 0
     while True:
-        track.timer(1)
-        track.warmup_n += 1
+        last = track.timer(1)
+        runs += 1
         elapsed = clock() - t0
-        if (track.warmup_n >= proto["warmup_min_n"] and elapsed >= proto["warmup_min_s"]) \
-                or elapsed >= 0.5 * proto["max_s"]:
+        if (runs >= proto["warmup_min_n"] and elapsed >= proto["warmup_min_s"]) or elapsed >= 0.5 * proto["max_s"]:
+            track.warmup_n += runs
             track.spent_s += elapsed
-            return
+            return last
 
 
 def turn(timer: Timer, proto: Mapping[str, Any]) -> List[float]:
@@ -120,10 +130,7 @@ def run_group(tracks: List[Track], proto: Mapping[str, Any], ref_timer: Optional
             t0 = clock()
             samples = turn(track.timer, proto)
             track.spent_s += clock() - t0
-            track.samples.extend(samples)
-            if ref_value is not None:
-                track.ratios.extend(s / ref_value for s in samples)
-                track.refs.append(ref_value)
+            track.record(samples, ref_value)
         active = retire(active, finished, lambda t: verdict(t.samples, t.ratios, t.spent_s, proto), on_done)
     return finished
 

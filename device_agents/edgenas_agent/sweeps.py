@@ -67,31 +67,21 @@ def time_session(track: SweepTrack, timer: Timer, proto: Mapping[str, Any], ref_
                  clock: Callable[[], float] = time.perf_counter) -> None:
     """Warm ``timer`` (a fresh session) up, then sample it into ``track`` until the session's minimums."""
     track.timer = timer
+    last = interleave.warm_up(track, proto, clock)
     t0 = clock()
-    runs = 0
-    while True:  # the warm-up, counted per session (``interleave.warm_up`` counts per track)
-        last = timer(1)
-        runs += 1
-        elapsed = clock() - t0
-        if (runs >= proto["warmup_min_n"] and elapsed >= proto["warmup_min_s"]) or elapsed >= 0.5 * proto["max_s"]:
-            break
-    track.warmup_n += runs
-    track.spent_s += elapsed
-    t0 = clock()
-    n0 = len(track.samples)
+    samples: List[float] = []
     # samples in tight runs of up to _CHUNK (about 1 ms) with the clock read between them, as fixed_n
     # takes its runs: Python work between two runs of a 10-20 us block shows in its time
     chunk = max(1, min(int(proto["session_min_n"]), _CHUNK, int(0.001 / max(last, 1e-9))))
     while True:
-        track.samples.extend([timer(1) for _ in range(chunk)])
+        samples.extend([timer(1) for _ in range(chunk)])
         elapsed = clock() - t0
-        if (len(track.samples) - n0 >= proto["session_min_n"] and elapsed >= proto["session_min_s"]) \
-                or len(track.samples) >= interleave.MAX_SAMPLES or track.spent_s + elapsed >= proto["max_s"]:
+        if (len(samples) >= proto["session_min_n"] and elapsed >= proto["session_min_s"]) \
+                or len(track.samples) + len(samples) >= interleave.MAX_SAMPLES \
+                or track.spent_s + elapsed >= proto["max_s"]:
             break
     track.spent_s += elapsed
-    if ref_value is not None:
-        track.ratios.extend(s / ref_value for s in track.samples[n0:])
-        track.refs.append(ref_value)
+    track.record(samples, ref_value)
 
 
 def _timed_in(track: SweepTrack, open_session: Callable[[], Session], proto: Mapping[str, Any],
