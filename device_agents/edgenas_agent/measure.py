@@ -30,7 +30,8 @@ agent's ``bench_many``) warms and calibrates the reference once and passes ``ref
 many models are timed round-robin in turns of ``burst_warmup_n`` re-warming runs and ``burst``
 single-run samples, each with its own stopping rule and time cap, see ``interleave.py``.
 ``sessions`` >= 2 (``bench_many`` only): every model is timed in that many fresh runtime sessions (or
-more, until stable), one sweep over the models per session, see ``sweeps.py``.
+more, until stable, within the ``extra_share`` budget), one sweep over the models per session, see
+``sweeps.py``.
 """
 
 from __future__ import annotations
@@ -45,11 +46,13 @@ LUT_PROTOCOL: Dict[str, Any] = {
     "warmup_min_n": 10, "warmup_min_s": 0.1, "sample_target_ms": 1.0, "min_n": 20, "min_s": 0.2,
     "max_cov": 0.05, "max_ci_rel": 0.02, "max_s": 3.0, "fixed_n": None, "windows": 1, "ref_every": 1,
     "interleave": 1, "burst": 10, "burst_warmup_n": 1, "sessions": 1, "session_min_n": 1, "session_min_s": 0.0,
+    "extra_share": 1.0,
 }
 WINNER_PROTOCOL: Dict[str, Any] = {
     "warmup_min_n": 20, "warmup_min_s": 0.5, "sample_target_ms": 1.0, "min_n": 50, "min_s": 1.0,
     "max_cov": 0.05, "max_ci_rel": 0.01, "max_s": 20.0, "fixed_n": None, "windows": 5, "ref_every": 1,
     "interleave": 1, "burst": 10, "burst_warmup_n": 1, "sessions": 1, "session_min_n": 1, "session_min_s": 0.0,
+    "extra_share": 1.0,
 }
 _INT_FIELDS = ("warmup_min_n", "min_n", "windows", "ref_every", "interleave", "burst", "sessions", "session_min_n")
 _COUNT_FIELDS = ("burst_warmup_n",)  # integers that may be 0

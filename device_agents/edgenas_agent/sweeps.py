@@ -16,7 +16,14 @@ measures that session, not the block. So ``bench_many`` in this mode takes its m
 2. **stopping rule** (``interleave.verdict``, after each sweep from the ``sessions``-th on, per model):
    stable once the pooled samples number ``min_n``, its own time is ``min_s`` and the spread rule holds
    for the samples and (with a reference) the ratios; unstable when its own time (session opening,
-   warm-up and samples) reaches ``max_s``; otherwise one more sweep.
+   warm-up and samples) reaches ``max_s``; otherwise one more sweep;
+3. **budget for the extra sweeps**: the sweeps after the ``sessions``-th may take at most
+   ``extra_share`` x the time the first ``sessions`` sweeps took (reference sessions included). In
+   each extra sweep the models whose pooled median is least certain (the wider relative 95% CI of
+   samples and ratios) go first; a model whose next session would not fit in what is left ends there
+   (``stable: false`` unless the rule already holds). Where sessions disagree a lot, nearly every
+   model wants more sessions, and without the budget the call takes up to ``max_s`` per model instead
+   of about ``sessions`` sessions' worth (bench/RESULTS.md, issue 17).
 
 A model's median is that of its pooled samples: over ``sessions`` sessions, spread over the whole
 call's time (a sweep of 24 blocks takes 0.1-0.3 s), so neither one session's placement nor a passing
@@ -27,7 +34,7 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol
+from typing import Any, Callable, Dict, List, Mapping, Optional, Protocol, Set
 
 from . import interleave, stats
 from .interleave import Timer, Track
@@ -43,6 +50,14 @@ class SweepTrack(Track):
     def __init__(self, key: str) -> None:
         super().__init__(key, _no_session)
         self.sessions = 0
+        self.last_session_s = 0.0  # the own time of its latest session (opening, warm-up, samples)
+
+    def ci_width(self) -> float:
+        """The wider relative 95% CI of the pooled median, of samples and of ratios (inf if unknown)."""
+        widths = [stats.spread(xs)[1] for xs in (self.samples, self.ratios) if len(xs) >= 2]
+        if not widths or any(w is None for w in widths):
+            return float("inf")
+        return max(widths)
 
     def result(self) -> Dict[str, Any]:
         """``Track.result`` plus ``sessions``: how many fresh sessions the samples came from."""
@@ -87,6 +102,7 @@ def time_session(track: SweepTrack, timer: Timer, proto: Mapping[str, Any], ref_
 def _timed_in(track: SweepTrack, open_session: Callable[[], Session], proto: Mapping[str, Any],
               ref_value: Optional[float], clock: Callable[[], float]) -> None:
     """Open a fresh session, time ``track`` in it (opening counts as its own time), close it."""
+    before = track.spent_s
     t0 = clock()
     session = open_session()
     try:
@@ -95,6 +111,7 @@ def _timed_in(track: SweepTrack, open_session: Callable[[], Session], proto: Map
     finally:
         session.close()
     track.sessions += 1
+    track.last_session_s = track.spent_s - before
 
 
 def run_sweeps(keys: List[str], open_session: Callable[[str], Session], proto: Mapping[str, Any],
@@ -109,21 +126,44 @@ def run_sweeps(keys: List[str], open_session: Callable[[str], Session], proto: M
     active = [SweepTrack(key) for key in keys]
     finished: List[SweepTrack] = []
     sweep = 0
+    t_start = clock()
+    extra_until: Optional[float] = None  # the clock reading by which the extra sweeps must end
+    ref_s = 0.0  # the own time of the latest reference session
     while active:
         sweep += 1
+        if sweep == proto["sessions"] + 1:
+            now = clock()
+            extra_until = now + proto["extra_share"] * (now - t_start)
+        if extra_until is not None:
+            active.sort(key=SweepTrack.ci_width, reverse=True)  # the least certain first
+        fits = functools.partial(_fits, extra_until=extra_until, clock=clock)
         ref_value = None
-        if open_reference is not None:
+        can_time = any(fits(track, ref_s) for track in active)  # the reference's session, then one model's
+        if open_reference is not None and can_time:
             ref = SweepTrack("reference")
             _timed_in(ref, open_reference, proto, None, clock)
-            ref_value = max(stats.median(ref.samples), 1e-12)
+            ref_value, ref_s = max(stats.median(ref.samples), 1e-12), ref.last_session_s
+        left_out: Set[str] = set()
         for track in active:
+            if not (can_time and fits(track, 0.0)):
+                left_out.add(track.key)
+                continue
             _timed_in(track, functools.partial(open_session, track.key), proto, ref_value, clock)
-        active = interleave.retire(active, finished, functools.partial(_judge, proto=proto, sweep=sweep), on_done)
+        judge = functools.partial(_judge, proto=proto, sweep=sweep, left_out=left_out)
+        active = interleave.retire(active, finished, judge, on_done)
     return finished
 
 
-def _judge(track: SweepTrack, proto: Mapping[str, Any], sweep: int) -> Optional[bool]:
-    """The stopping rule after a sweep; before the ``sessions``-th only the time cap ends a track."""
+def _fits(track: SweepTrack, before_s: float, extra_until: Optional[float], clock: Callable[[], float]) -> bool:
+    """Whether another session of ``track`` as long as its latest, after ``before_s`` of other work, ends
+    by ``extra_until`` (None: no budget yet)."""
+    return extra_until is None or clock() + before_s + track.last_session_s <= extra_until
+
+
+def _judge(track: SweepTrack, proto: Mapping[str, Any], sweep: int, left_out: Set[str]) -> Optional[bool]:
+    """The stopping rule after a sweep; before the ``sessions``-th only the time cap ends a track. A
+    track the budget left out of this sweep ends now (stable only if the rule holds already)."""
     if sweep >= proto["sessions"]:
-        return interleave.verdict(track.samples, track.ratios, track.spent_s, proto)
+        v = interleave.verdict(track.samples, track.ratios, track.spent_s, proto)
+        return bool(v) if track.key in left_out else v
     return False if track.spent_s >= proto["max_s"] else None

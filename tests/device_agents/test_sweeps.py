@@ -89,13 +89,54 @@ def test_a_model_whose_sessions_disagree_gets_more_sessions_until_the_cap():
     clock = FakeClock()
     # sessions alternate 1 ms and 3 ms: the pooled median's CI never gets within 2%
     fs = FakeSessions(clock, {"wide": [0.001, 0.003], "tight": [0.001]})
-    finished = sweeps.run_sweeps(["wide", "tight"], fs.open, PROTO, clock=clock)
+    finished = sweeps.run_sweeps(["wide", "tight"], fs.open, dict(PROTO, extra_share=100.0), clock=clock)
     tight, wide = finished  # tight finishes at the third sweep, wide later
     assert tight.key == "tight" and tight.sessions == 3 and tight.stable is True
     assert wide.key == "wide" and wide.stable is False and wide.sessions > 3
     assert wide.spent_s >= PROTO["max_s"]
     assert fs.opened.count("tight") == 3  # a finished model is not opened again
     assert "ratio" not in wide.result()  # no reference, no ratio fields
+
+
+SPEEDS = {"wide": [0.001, 0.003], "mid": [0.001, 0.0012], "tight": [0.001], "ref": [0.002]}
+
+
+def _budgeted(share):
+    clock = FakeClock()
+    fs = FakeSessions(clock, SPEEDS)
+    finished = sweeps.run_sweeps(["tight", "mid", "wide"], fs.open, dict(PROTO, extra_share=share),
+                                 open_reference=lambda: fs.open("ref"), clock=clock)
+    return {t.key: t for t in finished}, fs, clock.t
+
+
+def test_without_a_budget_for_extra_sweeps_unsettled_models_end_after_the_sessions():
+    got, fs, _ = _budgeted(0.0)
+    assert all(t.sessions == 3 for t in got.values())
+    assert got["tight"].stable is True and got["mid"].stable is False and got["wide"].stable is False
+    assert fs.opened.count("ref") == 3  # no fourth sweep, not even its reference session
+
+
+def test_the_budget_bounds_the_extra_sweeps_and_serves_the_least_certain_first():
+    base, _, t_base = _budgeted(0.0)
+    got, fs, t_total = _budgeted(0.5)
+    # the extra sweeps took at most half the first three sweeps' time, plus one session that ran longer
+    # than the model's previous one (a wide model alternates 1 ms and 3 ms sessions)
+    longest = max(t.last_session_s for t in got.values())
+    assert t_base < t_total <= 1.5 * t_base + longest
+    assert got["tight"].sessions == 3 and got["tight"].stable is True  # settled models take no extra
+    assert got["wide"].sessions > 3 and got["mid"].sessions > 3
+    assert got["wide"].stable is False and got["mid"].stable is False
+    # every extra sweep (after 3 x the reference and three models) opens the wide model (the widest
+    # CI) before the mid one, though the keys came in the order tight, mid, wide; once a 3 ms session
+    # of the wide model no longer fits in what is left, the cheaper mid model still gets sessions
+    assert fs.opened[:4] == ["ref", "tight", "mid", "wide"] and fs.opened[12] == "ref"
+    sweeps_after = [s.split() for s in " ".join(fs.opened[12:]).split("ref")[1:]]
+    assert sweeps_after[0] == ["wide", "mid"]
+    assert all(s == ["wide", "mid"] or s == ["mid"] for s in sweeps_after)
+    assert got["wide"].ci_width() > got["mid"].ci_width() > base["tight"].ci_width()
+    # a sweep whose reference session would not leave room for a model times neither: every sample
+    # has its ratio to the reference session of its own sweep
+    assert all(len(t.ratios) == len(t.samples) for t in got.values())
 
 
 def test_the_time_cap_ends_a_slow_model_before_the_sessions_are_reached():
@@ -117,7 +158,7 @@ def test_session_minimums_count_per_session():
 def test_sessions_fields_are_checked():
     assert measure.resolve_protocol(None)["sessions"] == 1  # the agent's default: one session
     for bad in ({"sessions": 0}, {"session_min_n": 0}, {"session_min_s": -1}, {"sessions": 2.5},
-                {"sessions": 3, "interleave": 4}):
+                {"sessions": 3, "interleave": 4}, {"extra_share": -0.1}, {"extra_share": float("inf")}):
         with pytest.raises(measure.ProtocolError):
             measure.resolve_protocol(bad)
 
