@@ -37,8 +37,10 @@ def verified_lines(project) -> list[dict]:
 def test_speed_change_is_reported_once_then_rescaled(project, profiled):
     res, orig = profiled
     store = LutStore(project.luts_dir)
-    # the table claims a device about 3x faster than this one: its shape (ratios) is right
-    fast = dataclasses.replace(orig, reference=dict(orig.reference, ms=orig.reference["ms"] * 0.3))
+    # the table claims a device 10x faster than this one: its shape (ratios) is right. (3x was too
+    # little: on a VM whose runtime sessions ran 2x apart, the reference timed 1.7x faster at the
+    # refresh than at the profile, bench/RESULTS.md, issue 17)
+    fast = dataclasses.replace(orig, reference=dict(orig.reference, ms=orig.reference["ms"] * 0.1))
     assert store.save(fast) == res.lut_path
     before = res.lut_path.read_bytes()
 

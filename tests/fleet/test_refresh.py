@@ -35,7 +35,10 @@ from edgenas.project import Project
 pytestmark = pytest.mark.ssh
 
 SPACE = "mbv3-tiny"
-PROTO = {"warmup_min_n": 3, "warmup_min_s": 0.01, "min_n": 5, "min_s": 0.05, "max_s": 0.2}
+# one block after the other (``sessions`` 1): each entry reaches the device's partial file on its own,
+# so a device killed after the first entry is killed mid-rebuild (the sweeps write a sweep's entries
+# together, and all 22 blocks can finish in the same sweep)
+PROTO = {"warmup_min_n": 3, "warmup_min_s": 0.01, "min_n": 5, "min_s": 0.05, "max_s": 0.2, "sessions": 1}
 # five "devices" share this machine's cores and the protocol is short: an unchanged table's sentinel
 # ratios move by up to ~20% here (bench/drift_check.py), the faked drift below by 230%
 NOISE_FLOOR = 0.4
