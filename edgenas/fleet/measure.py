@@ -36,9 +36,9 @@ Progress = Callable[[str, int, int], None]
 #: stops on its own once the distribution-free 95% CI of its pooled median (samples and reference
 #: ratios) is within 2% (or CoV <= 5%); otherwise it gets another session, until its own time reaches
 #: the ``max_s`` cap (``stable: false``), within a budget: a batch's extra sweeps take at most
-#: ``extra_share`` (15%) of the time of its first three (on a VM whose sessions disagreed by 7-34%,
-#: unbudgeted extra sessions made the protocol only 1.3-2.7x faster than fixed-500). Figures:
-#: bench/lut_protocol.py, bench/RESULTS.md.
+#: ``extra_share`` (15%) of the time of its first three (on a VM whose long-reference passes
+#: disagreed by 6-35%, unbudgeted extra sessions made the protocol only 1.3-2.7x faster than
+#: fixed-500). Figures: bench/lut_protocol.py, bench/RESULTS.md.
 LUT_PROTOCOL: dict[str, Any] = {
     "warmup_min_n": 10, "warmup_min_s": 0.001, "sample_target_ms": 0.0, "min_n": 150, "min_s": 0.0,
     "max_cov": 0.05, "max_ci_rel": 0.02, "max_s": 0.1, "sessions": 3, "session_min_n": 50, "session_min_s": 0.003,
