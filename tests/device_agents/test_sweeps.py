@@ -109,7 +109,7 @@ def _budgeted(share):
     return {t.key: t for t in finished}, fs, clock.t
 
 
-def test_without_a_budget_for_extra_sweeps_unsettled_models_end_after_the_sessions():
+def test_a_zero_budget_for_extra_sweeps_ends_unsettled_models_after_the_sessions():
     got, fs, _ = _budgeted(0.0)
     assert all(t.sessions == 3 for t in got.values())
     assert got["tight"].stable is True and got["mid"].stable is False and got["wide"].stable is False
