@@ -20,8 +20,8 @@ measures that session, not the block. So ``bench_many`` in this mode takes its m
 3. **budget for the extra sweeps**: the sweeps after the ``sessions``-th may take at most
    ``extra_share`` x the time the first ``sessions`` sweeps took (reference sessions included). In
    each extra sweep the models whose pooled median is least certain (the wider relative 95% CI of
-   samples and ratios) go first; a model whose next session would not fit in what is left ends there
-   (``stable: false`` unless the rule already holds). Where sessions disagree a lot, nearly every
+   samples and ratios) go first; a model whose next session would not fit in what is left ends there,
+   ``stable: false``. Where sessions disagree a lot, nearly every
    model wants more sessions, and without the budget the call takes up to ``max_s`` per model instead
    of about ``sessions`` sessions' worth (bench/RESULTS.md, issue 17).
 
@@ -162,8 +162,10 @@ def _fits(track: SweepTrack, before_s: float, extra_until: Optional[float], cloc
 
 def _judge(track: SweepTrack, proto: Mapping[str, Any], sweep: int, left_out: Set[str]) -> Optional[bool]:
     """The stopping rule after a sweep; before the ``sessions``-th only the time cap ends a track. A
-    track the budget left out of this sweep ends now (stable only if the rule holds already)."""
+    track the budget left out of this sweep ends unstable: it has no new samples since the rule last
+    said "go on" (left out only in extra sweeps, after that judgement)."""
+    if track.key in left_out:
+        return False
     if sweep >= proto["sessions"]:
-        v = interleave.verdict(track.samples, track.ratios, track.spent_s, proto)
-        return bool(v) if track.key in left_out else v
+        return interleave.verdict(track.samples, track.ratios, track.spent_s, proto)
     return False if track.spent_s >= proto["max_s"] else None

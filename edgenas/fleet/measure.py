@@ -31,8 +31,8 @@ Progress = Callable[[str, int, int], None]
 #: Issue 17, part 3: blocks are timed in ``sessions`` sweeps, a fresh runtime session per block per
 #: sweep: a session's speed for a block is fixed when it is created and differs between sessions by a
 #: few percent on these blocks (up to 20-50% for single blocks), so one long session (Once-for-All's 500
-#: runs) measures the session, not the block. Each session: a warm-up of 10 runs and 1 ms, then at least 50 single runs and 3 ms; the
-#: speed reference in a fresh session of its own before each sweep. After the third sweep each block
+#: runs) measures the session, not the block. Each session: a warm-up of 10 runs and 1 ms, then at
+#: least 50 single runs and 3 ms; the speed reference in a fresh session of its own before each sweep. After the third sweep each block
 #: stops on its own once the distribution-free 95% CI of its pooled median (samples and reference
 #: ratios) is within 2% (or CoV <= 5%); otherwise it gets another session, until its own time reaches
 #: the ``max_s`` cap (``stable: false``), within a budget: a batch's extra sweeps take at most
