@@ -16,11 +16,13 @@ Methods, all in this run:
   own least-squares fit on ``cell_encoding`` (a per-edge cost table, what a LUT is; fitted on that
   reference column alone), as in the product, where references are LUT predictions;
 * ``before_lut``: the ``before`` model on the same LUT references (separates features from model);
-* ``meta_table``: ``meta`` (the same k rows and configuration) with a correction for what is not
-  additive, for a user who has a table of the other devices (whole models measured): each reference
-  column's log ratio to its own LUT, smoothed by gradient-boosted trees on one-hot edges over all its
-  rows (``reference_residuals``; that reference's column only), enters as ``exp(sum_j w_j r_j)``, with
-  ``w`` (ridge, 0.05) and the additive model fitted in turn on the k rows, three times each (``with_table_correction``).
+* ``meta_table``: what ``device add --fewshot K --table CSV`` fits, for a user who has a table of the
+  other devices (whole models measured), on the table without the scored column
+  (``edgenas.latency.fewshot_table``): each reference column's additive part (its own LUT, as above)
+  and its non-additive part (log ratio to that LUT smoothed by gradient-boosted trees on one-hot
+  edges, fitted on that column alone); ``MetaFewShot`` on the additive parts times
+  ``exp(sum_j w_j r_j)``, fitted in turn on the k rows; configuration and k rows chosen on the
+  references with their measured values as targets (``table_references``, ``table_corrected``).
 
 ``ceiling``: gradient-boosted trees (scikit-learn ``HistGradientBoostingRegressor``, 300 iterations,
 log target) on one-hot edge operations fitted on 5,000 of the device's OWN rows, scored on the rest
@@ -102,29 +104,32 @@ def lut_references(table: HwTable) -> dict[str, np.ndarray]:
     return out
 
 
-def reference_residuals(table: HwTable, onehot: np.ndarray, lut: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Each latency column's non-additive part, smoothed: gradient-boosted trees (300 iterations) on
-    one-hot edge operations fitted to log(measured / own LUT) over all rows of that column only."""
-    from sklearn.ensemble import HistGradientBoostingRegressor
+def table_references(table: HwTable, refs: list[str]):
+    """What ``device add --fewshot K --table CSV`` makes of a table without the scored column: the
+    ``refs`` columns as ``TableReferences``, and their features (additive parts, descriptors,
+    non-additive parts) for every row."""
+    from edgenas.latency.fewshot_model import model_features
+    from edgenas.latency.fewshot_table import TableReferences
+    from edgenas.spaces import get_space
 
-    return {c: HistGradientBoostingRegressor(max_iter=300, random_state=0).fit(
-        onehot, np.log(table.latency[c] / lut[c])).predict(onehot) for c in table.ms_columns}
+    space = get_space("nb201")
+    tref = TableReferences.build(table.path, space, columns=refs)
+    return tref, model_features(space, [space.from_string(a) for a in table.arch], [], tref)
 
 
-def with_table_correction(pool: np.ndarray, n_refs: int, config, residuals: np.ndarray, idx: np.ndarray,
-                          y_idx: np.ndarray, lam: float = 0.05, rounds: int = 2) -> np.ndarray:
-    """``meta`` times exp(residuals @ w): the references' smoothed non-additive parts (``reference_residuals``,
-    one column per reference) as a multiplicative correction, fitted jointly with the additive model on the
-    ``k`` measured rows ``idx``: the additive model on y / correction (none at first), then w by ridge (``lam``)
-    on log(y / additive model), ``rounds`` + 1 times each. Predictions for every row of ``pool``."""
-    from edgenas.latency.fewshot_meta import MetaFewShot
+def table_corrected(tref, X: np.ndarray, k: int, seed: int, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The model ``device add --table`` fits: the configuration chosen on the references
+    (``fleet.fewshot.table_config``), ``k`` rows chosen, ``TableCorrected`` fitted on them. Returns
+    the predictions of every row of ``X`` and the measured rows."""
+    from edgenas.fleet.fewshot import table_config
+    from edgenas.latency.fewshot_meta import select_architectures
+    from edgenas.latency.fewshot_table import TableCorrected
+    from edgenas.spaces import get_space
 
-    A, eye = residuals[idx], np.eye(residuals.shape[1])
-    corr = np.zeros(pool.shape[0])
-    for _ in range(rounds + 1):  # the additive model given the correction, then the correction given it
-        pred = MetaFewShot(n_refs, config=config).fit(pool[idx], y_idx / np.exp(corr[idx])).predict(pool)
-        corr = residuals @ np.linalg.solve(A.T @ A + lam * eye, A.T @ np.log(y_idx / pred[idx]))
-    return pred * np.exp(corr)
+    n = len(tref.columns)
+    config, _ = table_config(get_space("nb201"), tref, k)
+    idx = select_architectures(X[:, :-n], n, k, seed, config.selection)
+    return TableCorrected(n, None, config).fit(X[idx], y[idx]).predict(X), idx
 
 
 def run(table: HwTable, seeds: list[int], n_ceiling: int, ceiling_seeds: int) -> dict:
@@ -133,14 +138,13 @@ def run(table: HwTable, seeds: list[int], n_ceiling: int, ceiling_seeds: int) ->
     graph = [i for i, n in enumerate(dnames) if not n.startswith("n_")]
     onehot = one_hot_edges(table)
     lut = lut_references(table)
-    resid = reference_residuals(table, onehot, lut)
     out: dict = {"table": str(table.path), "ks": list(KS), "seeds": seeds, "aggregate": "median over seeds",
                  "devices": {}}
     for col in table.ms_columns:
         refs = [c for c in table.ms_columns if c != col]
         R = np.column_stack([table.latency[c] for c in refs])
         RL = np.column_stack([lut[c] for c in refs])
-        RH = np.column_stack([resid[c] for c in refs])
+        tref, XT = table_references(table, refs)
         y = table.latency[col]
         score = np.log(R).mean(axis=1)
         lat = [True] * len(refs)
@@ -168,9 +172,9 @@ def run(table: HwTable, seeds: list[int], n_ceiling: int, ceiling_seeds: int) ->
                     te = np.setdiff1d(np.arange(len(y)), idx)
                     res[name].append(_metrics(m.predict(pool[te]), y[te]))
                     dev[f"{name}_config"][str(k)] = {**m.config.to_dict(), **m.inner}
-                    if name == "meta":  # the same k rows and configuration, plus the references' tables
-                        p = with_table_correction(pool, len(refs), m.config, RH, idx, y[idx])
-                        res["meta_table"].append(_metrics(p[te], y[te]))
+                p, idx = table_corrected(tref, XT, k, s, y)  # the column reaches it only through y[idx]
+                te = np.setdiff1d(np.arange(len(y)), idx)
+                res["meta_table"].append(_metrics(p[te], y[te]))
             dev[str(k)] = {m: _summary(r) for m, r in res.items()}
             print(f"{col} k={k} done", file=sys.stderr)
         if ceiling_seeds:

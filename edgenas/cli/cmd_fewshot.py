@@ -1,6 +1,9 @@
-"""``edgenas device add NAME --fewshot K``: a latency model for a device from K measured architectures."""
+"""``edgenas device add NAME --fewshot K [--table CSV]``: a latency model for a device from K measured architectures."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -17,6 +20,9 @@ def register(app: typer.Typer) -> None:
             fewshot: int = typer.Option(20, "--fewshot", help="whole architectures to measure on the device"),
             space: str = typer.Option("mbv3-small", "--space", help="search space"),
             seed: int = typer.Option(0, "--seed", help="seed of the candidate pool and the choice"),
+            table: Optional[Path] = typer.Option(
+                None, "--table", help="a CSV of other devices' whole-model latencies (index, arch, *_ms "
+                "columns, e.g. nb201_hw.csv) as the references instead of the fleet's LUTs (nb201 only)"),
             json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
         """Measure K chosen architectures on a device and fit its few-shot latency model (minutes, not a
         full profile); search uses it until the device has a LUT, and deploys keep refining it."""
@@ -25,7 +31,7 @@ def register(app: typer.Typer) -> None:
         from edgenas.fleet.fewshot import add_fewshot
 
         with progress_bar(quiet=json_out) as cb:
-            res = add_fewshot(project(), name, space, fewshot, seed=seed, progress=cb)
+            res = add_fewshot(project(), name, space, fewshot, seed=seed, progress=cb, table=table)
         if json_out:
             emit_json(res.to_dict())
             return

@@ -1,6 +1,8 @@
 """Add a device from a few whole-model measurements (``edgenas device add NAME --fewshot K``).
 
-1. the **references**: every other device with a LUT for the space (their newest table each);
+1. the **references**: every other device with a LUT for the space (their newest table each), or
+   with ``--table`` the latency columns of a table of other devices (``fewshot_table``: their
+   additive and non-additive parts; NAS-Bench-201 only);
 2. a seeded pool of architectures with the references' predictions and descriptors; the model's
    configuration and the rule that picks which ``K`` to measure (random, or one per quantile stratum
    of the references' mean log latency) are meta-learned on the references (``choose_config``:
@@ -62,36 +64,67 @@ def reference_predictors(project: Project, space: Any, exclude: str) -> list[tup
     return out
 
 
-def _pool(space: Any, refs: list[tuple[str, str, Any]], seed: int, n: int = POOL) -> tuple[list[Any], np.ndarray]:
-    """A seeded pool of architectures and their features (reference predictions, descriptors)."""
+def _pool(space: Any, refs: list[tuple[str, str, Any]], seed: int, n: int = POOL,
+          table: Any = None) -> tuple[list[Any], np.ndarray]:
+    """A seeded pool of architectures and their features (``fewshot_model.model_features``)."""
+    from edgenas.latency.fewshot_model import model_features
+
     archs = [space.from_genes(g) for g in space.sample_genes(np.random.default_rng(seed), n)]
-    return archs, _features(space, archs, refs)
+    return archs, model_features(space, archs, [r[2] for r in refs], table)
 
 
-def _features(space: Any, archs: list[Any], refs: list[tuple[str, str, Any]]) -> np.ndarray:
-    from edgenas.latency.fewshot_model import arch_descriptors
+def _choose(space: Any, pool: np.ndarray | None, refs: list[tuple[str, str, Any]], k: int,
+            table: Any = None) -> tuple[Any, dict]:
+    """The configuration for ``k`` points, meta-learned on the references alone: ``choose_config`` on
+    ``pool`` (LUT references), or ``table_config`` (table references; ``pool`` is not used)."""
+    from edgenas.latency.fewshot_meta import choose_config
 
-    desc, _ = arch_descriptors(space, archs)
-    return np.column_stack([r[2].predict_many(archs) for r in refs] + [desc])
+    return choose_config(pool, len(refs), k) if table is None else table_config(space, table, k)
 
 
-def _fit(space: Any, archs: list[Any], y: np.ndarray, refs: list[tuple[str, str, Any]]) -> tuple[Any, float]:
+def table_config(space: Any, table: Any, k: int) -> tuple[Any, dict]:
+    """``choose_config`` for table references: over the cells the table measured, each column plays the
+    new device on the other columns' additive parts and the descriptors, its measured values the
+    target (their noise is what a new device's k points have too: smoothed targets chose too little
+    shrinkage, bench/RESULTS.md)."""
+    from edgenas.latency.fewshot_meta import choose_config
+    from edgenas.latency.fewshot_model import model_features
+
+    cells, measured = table.measured_cells(space)
+    X = model_features(space, cells, [], table)
+    return choose_config(X[:, :-len(table.columns)], len(table.columns), k, targets=measured)
+
+
+def _fit(space: Any, archs: list[Any], y: np.ndarray, refs: list[tuple[str, str, Any]],
+         table: Any = None) -> tuple[Any, float]:
     """The meta-learned model on every measurement (configuration chosen on the references for
-    ``k = len(y)`` over a seeded pool) and its leave-one-out share within 10%."""
-    from edgenas.latency.fewshot_meta import MetaFewShot, choose_config
-    from edgenas.latency.fewshot_model import arch_descriptors
+    ``k = len(y)`` over a seeded pool) and its leave-one-out share within 10%; with a table, the
+    table-corrected model (``fewshot_table.TableCorrected``)."""
+    from edgenas.latency.fewshot_meta import MetaFewShot
+    from edgenas.latency.fewshot_model import arch_descriptors, model_features
+    from edgenas.latency.fewshot_table import TableCorrected
 
-    names = [r[0] for r in refs] + arch_descriptors(space, archs[:1])[1]
-    _, pool = _pool(space, refs, seed=0)
-    config, inner = choose_config(pool, len(refs), len(y))
-    X = _features(space, archs, refs)
-    m = MetaFewShot(len(refs), names, config).fit(X, y)
+    desc_names = arch_descriptors(space, archs[:1])[1]
+    pool = None if table is not None else _pool(space, refs, seed=0)[1]
+    config, inner = _choose(space, pool, refs, len(y), table)
+    X = model_features(space, archs, [r[2] for r in refs], table)
+    if table is None:
+        names = [r[0] for r in refs] + desc_names
+
+        def make() -> Any:
+            return MetaFewShot(len(refs), names, config)
+    else:
+        names = list(table.columns) + desc_names + [f"{c}:non-additive" for c in table.columns]
+
+        def make() -> Any:
+            return TableCorrected(len(table.columns), names, config)
+    m = make().fit(X, y)
     m.inner = inner
     loo = []
     if len(y) >= 3:
         for i in range(len(y)):
             keep = np.arange(len(y)) != i
-            p = MetaFewShot(len(refs), names, config).fit(X[keep], y[keep]).predict(X[i:i + 1])
+            p = make().fit(X[keep], y[keep]).predict(X[i:i + 1])
             loo.append(abs(p[0] / y[i] - 1.0) <= 0.10)
     return m, float(np.mean(loo)) if loo else float("nan")
 
@@ -102,38 +135,47 @@ def _measurements(store: Any, device: str, space: Any, fp_hash: str, runtime: st
 
 
 def _save(project: Project, device: str, space: Any, fp_hash: str, runtime: str, archs: list[Any],
-          y: np.ndarray, refs: list[tuple[str, str, Any]]) -> tuple[Path, float, dict]:
+          y: np.ndarray, refs: list[tuple[str, str, Any]], table: Any = None) -> tuple[Path, float, dict]:
     from edgenas.latency.fewshot_model import FewShotModel, arch_descriptors, save_model
 
     if len(y) < 1:
         raise InputError(f"no measurements of '{space.name}' on '{device}' to fit a few-shot model on")
-    reg, loo = _fit(space, archs, y, refs)
+    reg, loo = _fit(space, archs, y, refs, table)
     names = tuple(arch_descriptors(space, archs[:1])[1])
     model = FewShotModel(device=device, space=space.name, fingerprint_hash=fp_hash, runtime=runtime,
                          references=tuple((r[0], r[1]) for r in refs), descriptor_names=names,
-                         ensemble=reg.to_dict(), n_points=int(len(y)))
+                         ensemble=reg.to_dict(), n_points=int(len(y)),
+                         table=None if table is None else table.to_dict())
     return save_model(project.luts_dir, model), loo, reg.describe()
 
 
 def add_fewshot(project: Project, device: str, space_name: str, k: int, *, seed: int = 0,
-                protocol: dict[str, Any] | None = None, progress: Progress | None = None) -> FewShotResult:
+                protocol: dict[str, Any] | None = None, progress: Progress | None = None,
+                table: Path | None = None) -> FewShotResult:
+    """Measure ``k`` chosen architectures on ``device`` and fit its few-shot model. The references are
+    the fleet's other LUTs for the space, or with ``table`` the latency columns of that CSV
+    (``fewshot_table.TableReferences``, nb201 only), read and checked before anything is measured."""
     from edgenas.export import default_export_dir, export_arch
     from edgenas.devices.session import open_session
     from edgenas.fleet.measure import measure_model, reference_model
-    from edgenas.latency.fewshot_meta import choose_config, select_architectures
+    from edgenas.latency.fewshot_meta import select_architectures
+    from edgenas.latency.fewshot_table import TableReferences
     from edgenas.spaces import get_space
     from edgenas.store import Measurement, open_store
 
     space = get_space(space_name)
     if not 1 <= k <= 500:
         raise InputError(f"--fewshot must be between 1 and 500 architectures, got {k}")
+    tref = None if table is None else TableReferences.build(table, space)
     ref_path = reference_model(project)
     with open_session(project, device) as s:  # the device is checked before anything is written
         fp_hash, rt = s.info().fingerprint_hash, s.runtime_params()
-        refs = reference_predictors(project, space, exclude=s.device)
-        pool, X = _pool(space, refs, seed)
-        config, _ = choose_config(X, len(refs), k)  # what to measure: chosen on the references alone
-        chosen = [pool[i] for i in select_architectures(X, len(refs), k, seed, config.selection)]
+        refs = [] if tref else reference_predictors(project, space, exclude=s.device)
+        pool, X = _pool(space, refs, seed, table=tref)
+        config, _ = _choose(space, X, refs, k, tref)  # what to measure: chosen on the references alone
+        n_refs = len(tref.columns) if tref else len(refs)
+        X = X[:, :-n_refs] if tref else X  # the additive parts and descriptors choose
+        chosen = [pool[i] for i in select_architectures(X, n_refs, k, seed, config.selection)]
         store = open_store(project)
         for i, arch in enumerate(chosen):
             exp = export_arch(space, arch, default_export_dir(project, space, arch))
@@ -146,21 +188,24 @@ def add_fewshot(project: Project, device: str, space_name: str, k: int, *, seed:
                 progress(f"measure architectures on {s.device}", i + 1, len(chosen))
         name = s.device
     archs, y = _measurements(store, name, space, fp_hash, rt["runtime"])
-    path, loo, described = _save(project, name, space, fp_hash, rt["runtime"], archs, y, refs)
-    return FewShotResult(name, space.name, len(chosen), int(len(y)), [r[0] for r in refs], str(path), loo, described)
+    path, loo, described = _save(project, name, space, fp_hash, rt["runtime"], archs, y, refs, tref)
+    names = [f"{tref.source}:{c}" for c in tref.columns] if tref else [r[0] for r in refs]
+    return FewShotResult(name, space.name, len(chosen), int(len(y)), names, str(path), loo, described)
 
 
 def refit_after_deploy(project: Project, device: str, space: Any, fp_hash: str, runtime: str, store: Any) -> bool:
     """Refit the device's few-shot model (if it has one for this fingerprint and runtime) on every
     stored measurement, the new one included. Returns whether a model was refitted."""
     from edgenas.latency.fewshot_model import load_model
+    from edgenas.latency.fewshot_table import TableReferences
 
     model = load_model(project.luts_dir, device, space.name)
     if model is None or model.fingerprint_hash != fp_hash or model.runtime != runtime:
         return False
+    table = None if model.table is None else TableReferences.from_dict(model.table, space)
     refs = _matching_refs(project, space, model)
     archs, y = _measurements(store, device, space, fp_hash, runtime)
-    _save(project, device, space, fp_hash, runtime, archs, y, refs)
+    _save(project, device, space, fp_hash, runtime, archs, y, refs, table)
     return True
 
 

@@ -30,11 +30,13 @@ from edgenas.errors import InputError
 from edgenas.latency.fewshot import graph_descriptors, op_counts, reading_model
 from edgenas.latency.fewshot_ensemble import FewShotEnsemble
 from edgenas.latency.fewshot_meta import MetaFewShot
+from edgenas.latency.fewshot_table import TableCorrected, TableReferences
 
 MODEL_SCHEMA = 1
 # the fitted regressor inside a record, by its ``kind``: the meta-learned model (issue 17, part 1)
 # and the first issue-17 ensemble, whose records still load
-REGRESSORS: dict[str, Any] = {"fewshot-meta": MetaFewShot, "fewshot-ensemble": FewShotEnsemble}
+REGRESSORS: dict[str, Any] = {"fewshot-meta": MetaFewShot, "fewshot-ensemble": FewShotEnsemble,
+                              TableCorrected.kind_name: TableCorrected}
 
 
 def regressor_from_dict(d: Mapping[str, Any]) -> Any:
@@ -88,6 +90,19 @@ def arch_descriptors(space: Any, archs: Sequence[Any]) -> tuple[np.ndarray, list
     return table[idx].sum(axis=1), names
 
 
+def model_features(space: Any, archs: Sequence[Any], references: Sequence[Any],
+                   table: TableReferences | None = None) -> np.ndarray:
+    """The features of ``archs``: reference LUT predictions then descriptors; with ``table``, its
+    additive parts, descriptors, then its non-additive parts (``TableCorrected``'s layout)."""
+    archs = list(archs)
+    desc, _ = arch_descriptors(space, archs)
+    if table is not None:
+        add, nonadd = table.parts(space, archs)
+        return np.column_stack([add, desc, nonadd])
+    refs = [np.asarray(r.predict_many(archs), dtype=float) for r in references]
+    return np.column_stack(refs + [desc]) if refs or desc.shape[1] else np.zeros((len(archs), 0))
+
+
 @dataclass(frozen=True)
 class FewShotModel:
     """The record: which device and space, which reference LUTs feed it, the fitted ensemble."""
@@ -101,12 +116,18 @@ class FewShotModel:
     ensemble: dict[str, Any]  # the regressor's record (kind "fewshot-meta"; "fewshot-ensemble" before)
     n_points: int
     created_at: float = field(default_factory=time.time)
+    #: the references from a latency table instead of fleet LUTs (``TableReferences.to_dict``; then
+    #: ``references`` is empty)
+    table: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": MODEL_SCHEMA, "kind": "fewshot-latency", "device": self.device, "space": self.space,
-                "fingerprint_hash": self.fingerprint_hash, "runtime": self.runtime,
-                "references": [list(r) for r in self.references], "descriptor_names": list(self.descriptor_names),
-                "ensemble": self.ensemble, "n_points": self.n_points, "created_at": self.created_at}
+        out = {"schema": MODEL_SCHEMA, "kind": "fewshot-latency", "device": self.device, "space": self.space,
+               "fingerprint_hash": self.fingerprint_hash, "runtime": self.runtime,
+               "references": [list(r) for r in self.references], "descriptor_names": list(self.descriptor_names),
+               "ensemble": self.ensemble, "n_points": self.n_points, "created_at": self.created_at}
+        if self.table is not None:
+            out["table"] = self.table
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "few-shot model") -> "FewShotModel":
@@ -117,10 +138,13 @@ class FewShotModel:
             m = cls(device=str(d["device"]), space=str(d["space"]), fingerprint_hash=str(d["fingerprint_hash"]),
                     runtime=str(d["runtime"]), references=refs,
                     descriptor_names=tuple(str(n) for n in d["descriptor_names"]), ensemble=dict(d["ensemble"]),
-                    n_points=int(d["n_points"]), created_at=float(d.get("created_at", 0.0)))
+                    n_points=int(d["n_points"]), created_at=float(d.get("created_at", 0.0)),
+                    table=None if d.get("table") is None else dict(d["table"]))
             for name in (m.device, *(r[0] for r in refs)):
                 if not _NAME.match(name):
                     raise ValueError(f"bad device name {name!r}")
+            if m.table is not None and (refs or m.table.get("kind") != "table-references"):
+                raise ValueError("table references come instead of reference LUTs")
             regressor_from_dict(m.ensemble)
         return m
 
@@ -134,12 +158,18 @@ def model_path(luts_dir: Path, device: str, space: str) -> Path:
 
 
 def save_model(luts_dir: Path, model: FewShotModel) -> Path:
-    from edgenas.io import atomic_write_json
+    """Write the record (indented JSON; compact when it carries table references, 1-2 MB)."""
+    import json
+
+    from edgenas.io import atomic_write_json, atomic_write_text
 
     path = model_path(luts_dir, model.device, model.space)
     FewShotModel.from_dict(model.to_dict())  # validate before touching anything
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path, model.to_dict())
+    if model.table is None:
+        atomic_write_json(path, model.to_dict())
+    else:
+        atomic_write_text(path, json.dumps(model.to_dict(), separators=(",", ":")) + "\n")
     return path
 
 
@@ -159,13 +189,11 @@ class FewShotLatency:
                              f"LUTs, got {len(references)}")
         self.model, self.space, self.references = model, space, list(references)
         self.ensemble = regressor_from_dict(model.ensemble)
+        self.table = None if model.table is None else TableReferences.from_dict(model.table, space)
         self.calibration_points = model.n_points
 
     def features(self, archs: Sequence[Any]) -> np.ndarray:
-        archs = list(archs)
-        refs = [np.asarray(r.predict_many(archs), dtype=float) for r in self.references]
-        desc, _ = arch_descriptors(self.space, archs)
-        return np.column_stack(refs + [desc]) if refs or desc.shape[1] else np.zeros((len(archs), 0))
+        return model_features(self.space, archs, self.references, self.table)
 
     def predict_many(self, archs: Sequence[Any]) -> np.ndarray:
         return self.ensemble.predict(self.features(archs))

@@ -21,12 +21,26 @@ def _only_reference_lut(proj):
     path.unlink()
 
 
+def _fits_its_measurements(project, space, n):
+    """The device's ``n`` stored measurements are real runs, and its few-shot model, fitted on these
+    (noisy, shared machine) points, predicts them in-sample within a factor of 2. (model, measurements)"""
+    from edgenas.fleet.fewshot import latency_model
+    from edgenas.store import open_store
+
+    ms = open_store(project).list(device="local", space=space.name)
+    assert len(ms) == n and all(m.stats["median_ms"] > 0 for m in ms)
+    model = latency_model(project, "local", space)
+    measured = np.array([m.stats["median_ms"] for m in ms])
+    pred = model.predict_many([space.from_dict(m.arch) for m in ms])
+    assert np.all(np.isfinite(pred)) and np.all(np.abs(np.log(pred / measured)) < np.log(2.0))
+    return model, ms
+
+
 @pytest.mark.slow
 def test_fewshot_add_then_search_and_deploy_use_it(proj, cli, tmp_path):
-    from edgenas.fleet.fewshot import add_fewshot, latency_model
+    from edgenas.fleet.fewshot import add_fewshot
     from edgenas.project import Project
     from edgenas.spaces import get_space
-    from edgenas.store import open_store
 
     _only_reference_lut(proj)
     project, space = Project(proj), get_space("mbv3-tiny")
@@ -35,13 +49,7 @@ def test_fewshot_add_then_search_and_deploy_use_it(proj, cli, tmp_path):
     rec = json.loads(open(res.model_path).read())
     assert rec["kind"] == "fewshot-latency" and rec["references"][0][0] == "ref-a" and rec["n_points"] == 5
     assert rec["ensemble"]["kind"] == "fewshot-meta" and res.model["model"] == "meta"
-    ms = open_store(project).list(device="local", space="mbv3-tiny")
-    assert len(ms) == 5 and all(m.stats["median_ms"] > 0 for m in ms)
-    model = latency_model(project, "local", space)
-    measured = np.array([m.stats["median_ms"] for m in ms])
-    pred = model.predict_many([space.from_dict(m.arch) for m in ms])
-    # fitted on these 5 (noisy, shared machine) points: in-sample within a factor of 2
-    assert np.all(np.isfinite(pred)) and np.all(np.abs(np.log(pred / measured)) < np.log(2.0))
+    _fits_its_measurements(project, space, 5)
 
     run = tmp_path / "run"  # search on a device without a LUT: the few-shot model serves
     res = cli("search", "--space", "mbv3-tiny", "--device", "local", "--max-latency-quantile", "0.6",
@@ -82,3 +90,40 @@ def test_malformed_fewshot_model_is_an_input_error(proj):
     p.write_text(json.dumps({"schema": 1, "kind": "fewshot-latency", "device": "../x"}))
     with pytest.raises(InputError, match="malformed few-shot latency model"):
         latency_model(Project(proj), "local", get_space("mbv3-tiny"))
+
+
+@pytest.mark.slow
+def test_fewshot_from_a_table_of_other_devices(proj, cli, tmp_path, snapshot):
+    """``device add local --fewshot K --space nb201 --table CSV``: the table's columns are the references
+    (no fleet LUT of nb201 exists), measured cells are real local runs, deploys refit the model."""
+    from edgenas.fleet.fewshot import add_fewshot, refit_after_deploy
+    from edgenas.project import Project
+    from edgenas.spaces import get_space
+    from edgenas.store import open_store
+    from tests.latency.test_fewshot_table import make_table
+
+    table, _, _ = make_table(tmp_path / "hw.csv", n=400)
+    project, space = Project(proj), get_space("nb201")
+    res = add_fewshot(project, "local", "nb201", 4, seed=2, protocol=QUICK, table=table)
+    assert res.measured_now == 4 and res.n_points == 4
+    assert res.references == ["hw.csv:arm_a_ms", "hw.csv:arm_b_ms", "hw.csv:gpu_ms"]
+    rec = json.loads(open(res.model_path).read())
+    assert rec["references"] == [] and rec["table"]["columns"] == ["arm_a_ms", "arm_b_ms", "gpu_ms"]
+    assert rec["ensemble"]["kind"] == "fewshot-meta-table" and res.model["model"] == "meta-table"
+    model, ms = _fits_its_measurements(project, space, 4)
+    every = model.predict_many(space.all_archs())  # the table has 400 cells; every cell is served
+    assert every.shape == (15625,) and np.all(np.isfinite(every)) and np.all(every > 0)
+    table.unlink()  # the record carries the references: a refit needs no table
+    assert refit_after_deploy(project, "local", space, ms[0].fingerprint_hash, ms[0].runtime, open_store(project))
+    assert json.loads(open(res.model_path).read())["table"]["sha256"] == rec["table"]["sha256"]
+
+    before = snapshot(proj)  # bad tables: one red line, nothing changed
+    res = cli("device", "add", "local", "--fewshot", "3", "--space", "nb201", "--table", str(tmp_path / "no.csv"))
+    assert res.code != 0 and "table not found" in res.err and "Traceback" not in res.err
+    bad = tmp_path / "bad.csv"
+    bad.write_text("index,arch,a_ms\n0,|conv~0|+|x|,1.0\n")
+    res = cli("device", "add", "local", "--fewshot", "3", "--space", "nb201", "--table", str(bad))
+    assert res.code != 0 and "row 1" in res.err and "not a nb201 cell" in res.err and "Traceback" not in res.err
+    res = cli("device", "add", "local", "--fewshot", "3", "--space", "mbv3-tiny", "--table", str(bad))
+    assert res.code != 0 and "nb201 space only" in res.err
+    assert snapshot(proj) == before

@@ -1,0 +1,254 @@
+"""Few-shot references from a table of other devices' whole-model latencies (issue 17, part 1).
+
+A fleet LUT is additive (a cost per block), so a few-shot model whose references are LUTs cannot
+predict what is not: on NAS-Bench-201 the Raspberry Pi 4's own per-edge table, fitted on every cell,
+is within +-10% for 56.5% of them where trees on 5,000 of its cells reach 62%. A table of other
+devices' measured cells (``nb201_hw.csv``: ``index, arch, ..., *_ms``) has that part, and the ARM
+devices share it (their smoothed parts correlate 0.95; bench/RESULTS.md). ``TableReferences`` turns
+each ``*_ms`` column into a reference in two parts, over every architecture of the space:
+
+* **additive**: the column's own per-edge least squares on ``cell_encoding`` (what a LUT of that
+  device would predict, in ms);
+* **non-additive**: log(measured / additive) smoothed by gradient-boosted trees on one-hot edges
+  (scikit-learn ``HistGradientBoostingRegressor``, 300 iterations), fitted on that column's rows.
+
+``TableCorrected`` is the new device's model: ``MetaFewShot`` on the additive parts (and the
+descriptors) times ``exp(sum_j w_j r_j)``, where ``r_j`` are the non-additive parts; the additive model
+and ``w`` (ridge on the log ratio) are fitted in turn on the measured points, three times each.
+
+Both are JSON (no pickle): the references store both parts for every architecture of the space (a
+dense array over its gene grid, so a table that misses cells still serves them) and the table's own
+values (the targets on which the configuration is meta-learned, again at every refit), the model its
+``MetaFewShot`` record and ``w``. Only the NAS-Bench-201 space (cells as strings) is supported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from edgenas.errors import InputError
+from edgenas.latency.fewshot import HwTable, cell_encoding, reading_model
+from edgenas.latency.fewshot_meta import DEFAULT, MIN_K, MetaConfig, MetaFewShot
+
+TABLE_SCHEMA = 1
+_COLUMN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}_ms$")
+MIN_ROWS = 50  # table rows with every column measured, at least
+TREE_ITERATIONS = 300
+RIDGE = 0.05  # on the correction weights
+ROUNDS = 3  # fits of the additive model and of the correction, each
+
+
+def _space_ops(space: Any) -> tuple[str, ...]:
+    if space.name != "nb201":
+        raise InputError(f"a latency table can serve as few-shot references for the nb201 space only, "
+                         f"not '{space.name}'", hint="use --space nb201, or leave out --table")
+    from edgenas.spaces.nb201 import OPS
+
+    return OPS
+
+
+def _grid_strings(space: Any) -> list[str]:
+    """Every architecture of ``space`` as a cell string, in gene order (first gene slowest)."""
+    sizes = tuple(int(s) for s in space.gene_sizes())
+    genes = np.stack(np.unravel_index(np.arange(math.prod(sizes)), sizes), axis=1)
+    return [space.to_dict(space.from_genes(g))["arch"] for g in genes]
+
+
+@dataclass(frozen=True)
+class TableReferences:
+    """The ``*_ms`` columns of a latency table as references: additive and non-additive parts, per
+    architecture of the space (rows in gene order), ``columns`` in feature order."""
+
+    space: str
+    source: str  # the table's file name, for messages
+    sha256: str  # of the table file
+    columns: tuple[str, ...]
+    rows: int  # table rows used (every column measured)
+    additive: np.ndarray  # (architectures, columns), ms
+    nonadditive: np.ndarray  # (architectures, columns), log ratio
+    measured: np.ndarray  # (architectures, columns), ms as the table has it, nan for cells it lacks
+
+    @classmethod
+    def build(cls, path: str | Path, space: Any, columns: Sequence[str] | None = None) -> "TableReferences":
+        """From the table at ``path``: every ``*_ms`` column, or only ``columns``. Rows where one of them
+        is missing or not > 0 are left out; a row whose ``arch`` is not a cell of ``space`` is an error."""
+        from sklearn.ensemble import HistGradientBoostingRegressor
+
+        ops = _space_ops(space)
+        table = HwTable(path)
+        cols = list(table.ms_columns if columns is None else columns)
+        _check_names(table.path.name, cols)
+        unknown = [c for c in cols if c not in table.ms_columns]
+        if not cols or unknown:
+            raise InputError(f"{table.path.name}: no latency column {', '.join(unknown)}" if unknown
+                             else f"{table.path.name}: no latency columns to use",
+                             hint=f"its latency columns: {', '.join(table.ms_columns)}")
+        cells = []
+        for i, text in enumerate(table.arch):
+            try:
+                cells.append(space.from_string(text))
+            except (InputError, ValueError):
+                raise InputError(f"{table.path.name}: row {i + 1}: {text[:80]!r} is not a {space.name} cell",
+                                 hint="arch must read like '|op~0|+|op~0|op~1|+|op~0|op~1|op~2|'") from None
+        Y = np.column_stack([table.latency[c] for c in cols])
+        ok = np.isfinite(Y).all(axis=1) & (Y > 0).all(axis=1)
+        if ok.sum() < MIN_ROWS:
+            raise InputError(f"{table.path.name}: only {int(ok.sum())} rows have every latency column "
+                             f"measured, at least {MIN_ROWS} are needed")
+        strings = _grid_strings(space)
+        grid, _ = cell_encoding(strings, ops)
+        rows, _ = cell_encoding([a for a, keep in zip(table.arch, ok) if keep], ops)
+        one_hot = slice(0, 6 * len(ops))  # per edge position, the operation on it
+        add, nonadd = np.empty((len(strings), len(cols))), np.empty((len(strings), len(cols)))
+        A, G = np.column_stack([rows, np.ones(len(rows))]), np.column_stack([grid, np.ones(len(grid))])
+        for j in range(len(cols)):
+            y = Y[ok, j]
+            w = np.linalg.lstsq(A, y, rcond=None)[0]
+            floor = 1e-3 * float(np.median(y))
+            trees = HistGradientBoostingRegressor(max_iter=TREE_ITERATIONS, random_state=0).fit(
+                rows[:, one_hot], np.log(y / np.maximum(A @ w, floor)))
+            add[:, j] = np.maximum(G @ w, floor)
+            nonadd[:, j] = trees.predict(grid[:, one_hot])
+        measured = np.full(add.shape, np.nan)
+        sizes = tuple(int(s) for s in space.gene_sizes())
+        kept = [c for c, keep in zip(cells, ok) if keep]
+        measured[np.ravel_multi_index(space.genes_matrix(kept).T, sizes)] = Y[ok]
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        return cls(space.name, table.path.name, digest, tuple(cols), int(ok.sum()), _sig6(add),
+                   np.round(nonadd, 5), _sig6(measured))
+
+    def parts(self, space: Any, archs: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
+        """(additive, non-additive) of ``archs``, each ``(len(archs), len(columns))``."""
+        if space.name != self.space:
+            raise InputError(f"table references of '{self.space}' cannot serve '{space.name}'")
+        sizes = tuple(int(s) for s in space.gene_sizes())
+        idx = np.ravel_multi_index(space.genes_matrix(list(archs)).T, sizes) if len(archs) else np.zeros(0, int)
+        return self.additive[idx], self.nonadditive[idx]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": TABLE_SCHEMA, "kind": "table-references", "space": self.space, "source": self.source,
+                "sha256": self.sha256, "columns": list(self.columns), "rows": self.rows,
+                "additive": self.additive.T.tolist(), "nonadditive": self.nonadditive.T.tolist(),
+                "measured": [[None if math.isnan(v) else v for v in col] for col in self.measured.T.tolist()]}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], space: Any) -> "TableReferences":
+        """Checked against ``space``: one value per architecture of it and column, finite, additive > 0."""
+        with reading_model("table references"):
+            if d.get("schema") != TABLE_SCHEMA or d.get("kind") != "table-references":
+                raise ValueError(f"not table references of schema {TABLE_SCHEMA}")
+            if d["space"] != space.name:
+                raise ValueError(f"table references of {d['space']!r}, not {space.name!r}")
+            columns = tuple(str(c) for c in d["columns"])
+            _check_names(str(d["source"]), columns)
+            n = math.prod(int(s) for s in space.gene_sizes())
+            add = np.asarray(d["additive"], dtype=float).T
+            nonadd = np.asarray(d["nonadditive"], dtype=float).T
+            measured = np.array([[np.nan if v is None else float(v) for v in col] for col in d["measured"]]).T
+            if not columns or add.shape != (n, len(columns)) or nonadd.shape != add.shape \
+                    or measured.shape != add.shape:
+                raise ValueError(f"expected {len(columns)} columns of {n} values")
+            known = measured[~np.isnan(measured)]
+            if not (np.isfinite(add).all() and np.isfinite(nonadd).all() and (add > 0).all()
+                    and np.isfinite(known).all() and (known > 0).all()):
+                raise ValueError("values must be finite, latencies > 0")
+            return cls(str(d["space"]), str(d["source"]), str(d["sha256"]), columns, int(d["rows"]), add, nonadd,
+                       measured)
+
+    def measured_cells(self, space: Any) -> tuple[list[Any], np.ndarray]:
+        """The cells the table measured in every column, and those measurements (ms)."""
+        rows = np.flatnonzero(np.isfinite(self.measured).all(axis=1))
+        sizes = tuple(int(s) for s in space.gene_sizes())
+        genes = np.stack(np.unravel_index(rows, sizes), axis=1)
+        return [space.from_genes(g) for g in genes], self.measured[rows]
+
+
+def _check_names(source: str, columns: Sequence[str]) -> None:
+    """Column names like device names, a file name of printable characters: both end up in records
+    and on the terminal."""
+    bad = [c for c in columns if not _COLUMN.match(c)]
+    if bad:
+        raise InputError(f"{source[:80]!r}: bad latency column name {bad[0][:80]!r}",
+                         hint="column names: letters, digits, '.', '_' and '-', ending in _ms")
+    if not source or len(source) > 255 or not source.isprintable():
+        raise InputError(f"the table's file name {source[:80]!r} is not printable", hint="rename the file")
+
+
+def _sig6(a: np.ndarray) -> np.ndarray:
+    """``a`` rounded to 6 significant digits (nan stays nan), as stored."""
+    return np.array([float(f"{v:.6g}") for v in a.ravel()]).reshape(a.shape)
+
+
+class TableCorrected:
+    """``fit(features, y_ms)`` / ``predict(features)``; features are ``[additive | descriptors | non-additive]``
+    with ``n_refs`` columns in each reference part. Record kind ``fewshot-meta-table``."""
+
+    kind_name = "fewshot-meta-table"
+
+    def __init__(self, n_refs: int, feature_names: Sequence[str] | None = None, config: MetaConfig = DEFAULT) -> None:
+        if n_refs < 1:
+            raise InputError("a table-corrected few-shot model needs at least one reference column")
+        self.n_refs, self.config = int(n_refs), config
+        self.feature_names = None if feature_names is None else list(feature_names)
+        self.meta = MetaFewShot(self.n_refs, None, config)
+        self.w = np.zeros(self.n_refs)
+        self.inner: dict[str, Any] = {}
+
+    def _split(self, features: Any) -> tuple[np.ndarray, np.ndarray]:
+        X = np.asarray(features, dtype=float)
+        if X.ndim != 2 or X.shape[1] < 2 * self.n_refs:
+            raise InputError(f"features must have at least {2 * self.n_refs} columns, got shape {X.shape}")
+        H = X[:, -self.n_refs:]
+        if not np.isfinite(H).all():
+            raise InputError("non-additive parts must be finite")
+        return X[:, :-self.n_refs], H
+
+    def fit(self, features: Any, y_ms: Any) -> "TableCorrected":
+        X, H = self._split(features)
+        y = np.asarray(y_ms, dtype=float).ravel()
+        if y.size != X.shape[0] or y.size == 0 or not np.isfinite(y).all() or (y <= 0).any():
+            raise InputError("need one finite target latency > 0 per row")
+        corr = np.zeros(y.size)
+        eye = np.eye(self.n_refs)
+        for _ in range(ROUNDS):  # the additive model given the correction, then the correction given it
+            self.meta = MetaFewShot(self.n_refs, None, self.config).fit(X, y / np.exp(corr))
+            if y.size < MIN_K:  # too few points to weigh the references' non-additive parts
+                self.w = np.zeros(self.n_refs)
+                break
+            self.w = np.linalg.solve(H.T @ H + RIDGE * eye, H.T @ np.log(y / self.meta.predict(X)))
+            corr = H @ self.w
+        return self
+
+    def predict(self, features: Any) -> np.ndarray:
+        X, H = self._split(features)
+        return self.meta.predict(X) * np.exp(H @ self.w)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind_name, "n_refs": self.n_refs, "meta": self.meta.to_dict(),
+                "w": [float(v) for v in self.w], "inner": self.inner,
+                "feature_names": self.feature_names}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TableCorrected":
+        with reading_model():
+            if d.get("kind") != cls.kind_name:
+                raise ValueError(f"not a {cls.kind_name} record")
+            meta = MetaFewShot.from_dict(d["meta"])
+            m = cls(int(d["n_refs"]), d.get("feature_names"), meta.config)
+            w = np.asarray(d["w"], dtype=float)
+            if w.shape != (m.n_refs,) or not np.isfinite(w).all() or meta.n_refs != m.n_refs:
+                raise ValueError("correction weights do not match the references")
+            m.meta, m.w, m.inner = meta, w, dict(d.get("inner") or {})
+            return m
+
+    def describe(self) -> dict[str, Any]:
+        out = dict(self.meta.describe())
+        out.update(model="meta-table", correction_weights=[round(float(v), 4) for v in self.w], inner=self.inner)
+        return out

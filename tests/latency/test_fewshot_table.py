@@ -1,0 +1,125 @@
+"""Issue 17, part 1: a latency table of other devices as few-shot references, with what is not additive."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edgenas.errors import InputError
+from edgenas.latency.fewshot import cell_encoding
+from edgenas.latency.fewshot_meta import DEFAULT, MetaFewShot, select_architectures
+from edgenas.latency.fewshot_model import model_features
+from edgenas.latency.fewshot_table import TableCorrected, TableReferences
+from edgenas.spaces import get_space
+from edgenas.spaces.nb201 import OPS
+
+SPACE = get_space("nb201")
+
+
+def _shared_part(ops: np.ndarray) -> np.ndarray:
+    """A non-additive effect all "ARM" devices share: a 3x3 convolution on the first edge AND the
+    last one costs 30% more, a cell without any 1x1 convolution 15% less."""
+    conv3 = OPS.index("nor_conv_3x3")
+    both = (ops[:, 0] == conv3) & (ops[:, 5] == conv3)
+    no_1x1 = ~(ops == OPS.index("nor_conv_1x1")).any(axis=1)
+    return 0.3 * both - 0.15 * no_1x1
+
+
+def make_table(path, n=3000, seed=0, devices=("arm_a_ms", "arm_b_ms", "gpu_ms"), strength=(1.0, 0.8, 0.0)):
+    """A CSV of ``n`` cells: per device a per-edge cost table (additive; a random mix of three kinds of
+    hardware) times exp(strength x the shared part), 1% noise. Returns (path, the cells' genes, a new
+    ARM device's latencies for them)."""
+    rng = np.random.default_rng(seed)
+    genes = rng.integers(0, len(OPS), (n, 6))
+    cells = [SPACE.to_dict(SPACE.from_genes(g))["arch"] for g in genes]
+    E, _ = cell_encoding(cells, OPS)
+    shared = _shared_part(genes)
+    kinds = rng.uniform(0.05, 1.0, (E.shape[1], 3))
+
+    def device(s: float) -> np.ndarray:
+        return (1.0 + E @ kinds @ rng.uniform(0.2, 1.0, 3)) * np.exp(s * shared + rng.normal(0, 0.01, n))
+
+    cols = {d: device(s) for d, s in zip(devices, strength)}
+    lines = ["index,arch," + ",".join(devices)]
+    lines += [f"{i},{c}," + ",".join(f"{cols[d][i]:.6f}" for d in devices) for i, c in enumerate(cells)]
+    path.write_text("\n".join(lines) + "\n")
+    return path, genes, device(1.1)
+
+
+def _within10(p, y):
+    return float(np.mean(np.abs(p / y - 1) <= 0.10))
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    path, genes, target = make_table(tmp_path_factory.mktemp("t") / "hw.csv")
+    return TableReferences.build(path, SPACE), [SPACE.from_genes(g) for g in genes], target
+
+
+def test_the_non_additive_part_carries_over_to_a_new_device(table):
+    tref, archs, y = table
+    X = model_features(SPACE, archs, [], tref)
+    n = len(tref.columns)
+    idx = select_architectures(X[:, :-n], n, 20, 0, "stratified")
+    rest = np.setdiff1d(np.arange(len(y)), idx)
+    plain = MetaFewShot(n, config=DEFAULT).fit(X[idx, :-n], y[idx]).predict(X[rest, :-n])
+    model = TableCorrected(n, config=DEFAULT).fit(X[idx], y[idx])
+    corrected = model.predict(X[rest])
+    # the ARM columns' smoothed parts find the shared effect; the GPU column, which has none, gets ~0
+    assert _within10(corrected, y[rest]) > _within10(plain, y[rest]) + 0.15
+    assert abs(model.w[2]) < max(abs(model.w[0]), abs(model.w[1]))
+    again = TableCorrected.from_dict(json.loads(json.dumps(model.to_dict())))
+    assert np.array_equal(again.predict(X[rest]), corrected)
+
+
+def test_references_cover_every_cell_and_round_trip_as_json(table):
+    tref, archs, _ = table
+    assert tref.columns == ("arm_a_ms", "arm_b_ms", "gpu_ms") and tref.rows == 3000
+    assert tref.additive.shape == (15625, 3) and (tref.additive > 0).all()
+    back = TableReferences.from_dict(json.loads(json.dumps(tref.to_dict())), SPACE)
+    every = SPACE.all_archs()
+    for a, b in zip(tref.parts(SPACE, every), back.parts(SPACE, every)):
+        assert np.array_equal(a, b)
+    # cells the table does not have are served too (the parts are functions of the cell)
+    add, _ = tref.parts(SPACE, [SPACE.from_genes([3] * 6), SPACE.from_genes([0] * 6)])
+    assert add[0, 0] > add[1, 0]
+
+
+def test_bad_tables_and_records_are_one_input_error(tmp_path, table):
+    tref, _, _ = table
+    with pytest.raises(InputError, match="nb201 space only"):
+        TableReferences.build(tmp_path / "x.csv", get_space("mbv3-tiny"))
+    path, _, _ = make_table(tmp_path / "t.csv", n=60)
+    lines = path.read_text().splitlines()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("\n".join(lines[:5] + ["9,|conv~0|+|x|,1,2,3"] + lines[6:]) + "\n")
+    with pytest.raises(InputError, match="row 5: .* is not a nb201 cell"):
+        TableReferences.build(bad, SPACE)
+    with pytest.raises(InputError, match="no latency column nope_ms"):
+        TableReferences.build(path, SPACE, columns=["nope_ms"])
+    short = tmp_path / "short.csv"
+    short.write_text("\n".join(lines[:30]) + "\n")
+    with pytest.raises(InputError, match="at least 50"):
+        TableReferences.build(short, SPACE)
+    rec = tref.to_dict()
+    rec["additive"] = rec["additive"][:1]
+    with pytest.raises(InputError, match="malformed"):
+        TableReferences.from_dict(rec, SPACE)
+    rec = dict(tref.to_dict(), space="mbv3-tiny")
+    with pytest.raises(InputError, match="malformed"):
+        TableReferences.from_dict(rec, SPACE)
+
+
+def test_column_and_file_names_are_checked_before_use(tmp_path, table):
+    tref, _, _ = table
+    path, _, _ = make_table(tmp_path / "t.csv", n=60, devices=("a_ms", "\x1b[31mred_ms", "c_ms"))
+    with pytest.raises(InputError, match="bad latency column name"):
+        TableReferences.build(path, SPACE)
+    rec = dict(tref.to_dict(), columns=["../x_ms", "b_ms", "c_ms"])
+    with pytest.raises(InputError, match="bad latency column name"):
+        TableReferences.from_dict(rec, SPACE)
+    rec = dict(tref.to_dict(), source="a\nb.csv")
+    with pytest.raises(InputError, match="not printable"):
+        TableReferences.from_dict(rec, SPACE)
