@@ -123,3 +123,18 @@ def test_column_and_file_names_are_checked_before_use(tmp_path, table):
     rec = dict(tref.to_dict(), source="a\nb.csv")
     with pytest.raises(InputError, match="not printable"):
         TableReferences.from_dict(rec, SPACE)
+
+
+def test_a_column_left_out_is_never_read(tmp_path):
+    """Leave one device out: the references built without column c are the same whatever c holds."""
+    path, _, _ = make_table(tmp_path / "a.csv", n=300)
+    rows = [line.split(",") for line in path.read_text().splitlines()]
+    for r in rows[1:]:
+        r[-1] = f"{float(r[-1]) * 7.3 + 1.0:.6f}"  # gpu_ms, the left-out column, changed everywhere
+    other = tmp_path / "b.csv"
+    other.write_text("\n".join(",".join(r) for r in rows) + "\n")
+    a, b = (TableReferences.build(p, SPACE, columns=["arm_a_ms", "arm_b_ms"]) for p in (path, other))
+    assert a.columns == b.columns == ("arm_a_ms", "arm_b_ms")
+    for x, y in ((a.additive, b.additive), (a.nonadditive, b.nonadditive), (a.measured, b.measured)):
+        assert np.array_equal(x, y, equal_nan=True)
+    assert a.sha256 != b.sha256
