@@ -5,13 +5,15 @@ Before a device has a LUT, its latency is predicted from ``k`` whole architectur
 measuring it on the new device:
 
 * the predictions of every **reference device** that has a LUT for the space (the fleet's other
-  devices): the new device as a calibrated combination of devices already profiled;
+  devices): the new device as a calibrated combination of devices already profiled; or, with
+  ``--table``, the additive and non-additive parts of a latency table's columns (``fewshot_table``);
 * **descriptors** of the architecture itself (``arch_descriptors``): for the MobileNetV3 spaces the
   multiply-accumulates, activation volume and block count summed over its block keys; for NAS-Bench-201
   cells the operation counts and the graph-aware live/dead counts of ``graph_descriptors``.
 
-The regressor is ``MetaFewShot`` (``fewshot_meta``; older records hold a ``FewShotEnsemble``, and
-``REGRESSORS`` loads either by its ``kind``). ``FewShotLatency`` serves the model to search like a
+The regressor is ``MetaFewShot`` (``fewshot_meta``), with table references ``TableCorrected``
+(``fewshot_table``); older records hold a ``FewShotEnsemble``; ``REGRESSORS`` loads each by its
+``kind``. ``FewShotLatency`` serves the model to search like a
 ``LatencyPredictor`` (``predict_many`` and ``min_latency``). The record (``FewShotModel``) is JSON with
 a schema number; no pickle.
 """
@@ -145,6 +147,8 @@ class FewShotModel:
                     raise ValueError(f"bad device name {name!r}")
             if m.table is not None and (refs or m.table.get("kind") != "table-references"):
                 raise ValueError("table references come instead of reference LUTs")
+            if (m.table is not None) != (m.ensemble.get("kind") == TableCorrected.kind_name):
+                raise ValueError("a table-corrected regressor goes with table references, and only with them")
             regressor_from_dict(m.ensemble)
         return m
 
