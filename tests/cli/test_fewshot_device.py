@@ -96,7 +96,8 @@ def test_malformed_fewshot_model_is_an_input_error(proj):
 def test_fewshot_from_a_table_of_other_devices(proj, cli, tmp_path, snapshot):
     """``device add local --fewshot K --space nb201 --table CSV``: the table's columns are the references
     (no fleet LUT of nb201 exists), measured cells are real local runs, deploys refit the model."""
-    from edgenas.fleet.fewshot import add_fewshot, refit_after_deploy
+    from edgenas.errors import InputError
+    from edgenas.fleet.fewshot import add_fewshot, latency_model, refit_after_deploy
     from edgenas.project import Project
     from edgenas.spaces import get_space
     from edgenas.store import open_store
@@ -116,6 +117,13 @@ def test_fewshot_from_a_table_of_other_devices(proj, cli, tmp_path, snapshot):
     table.unlink()  # the record carries the references: a refit needs no table
     assert refit_after_deploy(project, "local", space, ms[0].fingerprint_hash, ms[0].runtime, open_store(project))
     assert json.loads(open(res.model_path).read())["table"]["sha256"] == rec["table"]["sha256"]
+    good = open(res.model_path).read()  # a table-corrected regressor without its references
+    broken = json.loads(good)
+    del broken["table"]
+    open(res.model_path, "w").write(json.dumps(broken))
+    with pytest.raises(InputError, match="goes with table references"):
+        latency_model(project, "local", space)
+    open(res.model_path, "w").write(good)
 
     before = snapshot(proj)  # bad tables: one red line, nothing changed
     res = cli("device", "add", "local", "--fewshot", "3", "--space", "nb201", "--table", str(tmp_path / "no.csv"))
