@@ -50,7 +50,9 @@ from scipy.stats import kendalltau, spearmanr  # noqa: E402
 
 from edgenas.latency.fewshot import FewShotPredictor, HwTable, cell_encoding, op_counts  # noqa: E402
 from edgenas.latency.fewshot_ensemble import FewShotEnsemble, select_stratified  # noqa: E402
+from edgenas.fleet.fewshot import table_config  # noqa: E402
 from edgenas.latency.fewshot_meta import fit_new_device  # noqa: E402
+from edgenas.spaces import get_space  # noqa: E402
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 
@@ -110,24 +112,20 @@ def table_references(table: HwTable, refs: list[str]):
     non-additive parts) for every row."""
     from edgenas.latency.fewshot_model import model_features
     from edgenas.latency.fewshot_table import TableReferences
-    from edgenas.spaces import get_space
 
     space = get_space("nb201")
     tref = TableReferences.build(table.path, space, columns=refs)
     return tref, model_features(space, [space.from_string(a) for a in table.arch], [], tref)
 
 
-def table_corrected(tref, X: np.ndarray, k: int, seed: int, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The model ``device add --table`` fits: the configuration chosen on the references
-    (``fleet.fewshot.table_config``), ``k`` rows chosen, ``TableCorrected`` fitted on them. Returns
-    the predictions of every row of ``X`` and the measured rows."""
-    from edgenas.fleet.fewshot import table_config
+def table_corrected(tref, X: np.ndarray, k: int, seed: int, y: np.ndarray, config) -> tuple[np.ndarray, np.ndarray]:
+    """The model ``device add --table`` fits, given the configuration chosen on the references
+    (``fleet.fewshot.table_config``, the same for every seed): ``k`` rows chosen, ``TableCorrected``
+    fitted on them. Returns the predictions of every row of ``X`` and the measured rows."""
     from edgenas.latency.fewshot_meta import select_architectures
     from edgenas.latency.fewshot_table import TableCorrected
-    from edgenas.spaces import get_space
 
     n = len(tref.columns)
-    config, _ = table_config(get_space("nb201"), tref, k)
     idx = select_architectures(X[:, :-n], n, k, seed, config.selection)
     return TableCorrected(n, None, config).fit(X[idx], y[idx]).predict(X), idx
 
@@ -150,6 +148,7 @@ def run(table: HwTable, seeds: list[int], n_ceiling: int, ceiling_seeds: int) ->
         lat = [True] * len(refs)
         dev: dict = {"references": refs, "meta_config": {}, "meta_raw_config": {}}
         for k in KS:
+            tconfig, _ = table_config(get_space("nb201"), tref, k)
             res: dict = {m: [] for m in ("before", "before_lut", "ensemble", "meta_raw", "meta", "meta_table")}
             for s in seeds:
                 train = np.random.default_rng(s).permutation(len(y))[:k]
@@ -172,7 +171,7 @@ def run(table: HwTable, seeds: list[int], n_ceiling: int, ceiling_seeds: int) ->
                     te = np.setdiff1d(np.arange(len(y)), idx)
                     res[name].append(_metrics(m.predict(pool[te]), y[te]))
                     dev[f"{name}_config"][str(k)] = {**m.config.to_dict(), **m.inner}
-                p, idx = table_corrected(tref, XT, k, s, y)  # the column reaches it only through y[idx]
+                p, idx = table_corrected(tref, XT, k, s, y, tconfig)  # the column reaches it only through y[idx]
                 te = np.setdiff1d(np.arange(len(y)), idx)
                 res["meta_table"].append(_metrics(p[te], y[te]))
             dev[str(k)] = {m: _summary(r) for m, r in res.items()}
