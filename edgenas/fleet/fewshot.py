@@ -84,15 +84,17 @@ def _choose(space: Any, pool: np.ndarray | None, refs: list[tuple[str, str, Any]
 
 def table_config(space: Any, table: Any, k: int) -> tuple[Any, dict]:
     """``choose_config`` for table references: over the cells the table measured, each column plays the
-    new device on the other columns' additive parts and the descriptors, its measured values the
-    target (their noise is what a new device's k points have too: smoothed targets chose too little
-    shrinkage, bench/RESULTS.md)."""
+    new device for ``TableCorrected`` on the other columns' parts and the descriptors, its measured
+    values the target (their noise is what a new device's k points have too: smoothed targets chose
+    too little shrinkage, bench/RESULTS.md)."""
     from edgenas.latency.fewshot_meta import choose_config
     from edgenas.latency.fewshot_model import model_features
+    from edgenas.latency.fewshot_table import TableCorrected
 
     cells, measured = table.measured_cells(space)
     X = model_features(space, cells, [], table)
-    return choose_config(X[:, :-len(table.columns)], len(table.columns), k, targets=measured)
+    return choose_config(X, len(table.columns), k, targets=measured, paired=True,
+                         model=lambda n, config: TableCorrected(n, None, config))
 
 
 def _fit(space: Any, archs: list[Any], y: np.ndarray, refs: list[tuple[str, str, Any]],

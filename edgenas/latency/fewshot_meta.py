@@ -220,7 +220,9 @@ def _within10(pred: np.ndarray, y: np.ndarray) -> float:
 
 
 def choose_config(pool, n_refs: int, k: int, *, targets=None, configs: Sequence[MetaConfig] = CONFIGS,
-                  seeds: Sequence[int] = INNER_SEEDS, n_pool: int = INNER_POOL) -> tuple[MetaConfig, dict]:
+                  seeds: Sequence[int] = INNER_SEEDS, n_pool: int = INNER_POOL,
+                  model: Callable[[int, MetaConfig], Any] | None = None,
+                  paired: bool = False) -> tuple[MetaConfig, dict]:
     """The configuration with the best mean within-10% share over inner leave-one-reference-out tasks.
 
     ``pool``: ``(n, n_refs + d)`` features of candidate architectures (reference latencies, then
@@ -228,6 +230,11 @@ def choose_config(pool, n_refs: int, k: int, *, targets=None, configs: Sequence[
     (default: the reference column itself), the other references are its references, ``k`` rows
     are chosen with each configuration's selection rule and seed, the rest of the (sub-sampled)
     pool is scored. Needs two references; otherwise ``DEFAULT``. Deterministic.
+
+    ``model(n_refs, config)`` makes the regressor the inner tasks fit (default ``MetaFewShot``): the
+    one that will be fitted on the new device. ``paired``: the pool's last ``n_refs`` columns belong
+    to the references, one each (``fewshot_table``'s non-additive parts); a task drops its
+    reference's pair too.
     """
     X = np.asarray(pool, dtype=float)
     R, _ = _split(X, n_refs)
@@ -242,8 +249,9 @@ def choose_config(pool, n_refs: int, k: int, *, targets=None, configs: Sequence[
         return DEFAULT, {"tasks": 0, "reason": "pool too small"}
     Xs, Ts = X[rows], T[rows]
     per_task = np.zeros((n_refs, len(configs)))
+    make = model or (lambda n, c: MetaFewShot(n, config=c))
     for j in range(n_refs):
-        Xj = np.delete(Xs, j, axis=1)
+        Xj = np.delete(Xs, [j, Xs.shape[1] - n_refs + j] if paired else j, axis=1)
         yj = Ts[:, j]
         for rule in sorted({c.selection for c in configs}):
             for s in seeds:
@@ -251,7 +259,7 @@ def choose_config(pool, n_refs: int, k: int, *, targets=None, configs: Sequence[
                 test = np.setdiff1d(np.arange(rows.size), train)
                 for i, c in enumerate(configs):
                     if c.selection == rule:
-                        m = MetaFewShot(n_refs - 1, config=c).fit(Xj[train], yj[train])
+                        m = make(n_refs - 1, c).fit(Xj[train], yj[train])
                         per_task[j, i] += _within10(m.predict(Xj[test]), yj[test]) / len(seeds)
     scores = per_task.mean(axis=0)
     best = int(np.argmax(scores))  # first of equals: CONFIGS is ordered from the simplest
