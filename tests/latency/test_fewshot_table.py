@@ -138,3 +138,29 @@ def test_a_column_left_out_is_never_read(tmp_path):
     for x, y in ((a.additive, b.additive), (a.nonadditive, b.nonadditive), (a.measured, b.measured)):
         assert np.array_equal(x, y, equal_nan=True)
     assert a.sha256 != b.sha256
+
+
+def test_inner_tasks_fit_the_corrected_model_without_the_left_out_pair(table):
+    """``choose_config(paired=True, model=...)``: a reference playing the new device leaves the
+    references with its additive AND its non-additive column, and the inner tasks fit that model."""
+    from edgenas.latency.fewshot_meta import CONFIGS, choose_config
+
+    tref, archs, _ = table
+    X = model_features(SPACE, archs[:400], [], tref)
+    n, seen = len(tref.columns), []
+
+    def model(n_refs, config):
+        reg = TableCorrected(n_refs, config=config)
+        fit = reg.fit
+
+        def checked(F, y):
+            seen.append((n_refs, F.shape[1]))
+            return fit(F, y)
+        reg.fit = checked
+        return reg
+
+    targets = X[:, :n] * np.exp(X[:, -n:])
+    config, inner = choose_config(X, n, 10, targets=targets, configs=CONFIGS[:2], seeds=(0,), paired=True,
+                                  model=model)
+    assert config in CONFIGS[:2] and inner["tasks"] == n
+    assert seen and set(seen) == {(n - 1, X.shape[1] - 2)}
