@@ -63,7 +63,21 @@ def test_expected_latency_is_the_lut_sum_at_one_hot_and_differentiable(tiny_proj
     _assert_lut_sum_at_one_hot(term, pred, space, rng, 8)
     relax = MBV3Relaxation(space.config)
     term(*relax.probs()).backward()
-    assert relax.alpha_d.grad[0, -1] > relax.alpha_d.grad[0, 0]  # a deeper stage costs more
+    # a deeper first stage costs what its extra blocks cost: the gradient says so. (Their net cost is
+    # the measured time less the runtime's overhead, floored at 0: on a loaded machine the overhead of
+    # a short profile can exceed a small block's time, and then a deeper stage costs the same.)
+    p_ke, p_d, p_r = (p.detach() for p in relax.probs())
+
+    def first_stage_at(i):
+        q = p_d.clone()
+        q[0] = 0.0
+        q[0, i] = 1.0
+        return float(term(p_ke, q, p_r))
+
+    extra = first_stage_at(-1) - first_stage_at(0)
+    g = relax.alpha_d.grad[0]
+    assert extra >= 0.0
+    assert (g[-1] > g[0]) if extra > 1e-12 else torch.isclose(g[-1], g[0])
     assert relax.alpha_ke.grad.abs().sum() > 0
 
 
