@@ -22,7 +22,8 @@ Methods, all in this run:
   and its non-additive part (log ratio to that LUT smoothed by gradient-boosted trees on one-hot
   edges, fitted on that column alone); ``MetaFewShot`` on the additive parts times
   ``exp(sum_j w_j r_j)``, fitted in turn on the k rows; configuration and k rows chosen on the
-  references with their measured values as targets (``table_references``, ``table_corrected``).
+  references, each column in turn the new device for the same model with its measured values as
+  the target (``table_references``, ``fleet.fewshot.table_config``, ``table_corrected``).
 
 ``ceiling``: gradient-boosted trees (scikit-learn ``HistGradientBoostingRegressor``, 300 iterations,
 log target) on one-hot edge operations fitted on 5,000 of the device's OWN rows, scored on the rest
@@ -48,9 +49,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 from scipy.stats import kendalltau, spearmanr  # noqa: E402
 
+from edgenas.fleet.fewshot import table_config  # noqa: E402
 from edgenas.latency.fewshot import FewShotPredictor, HwTable, cell_encoding, op_counts  # noqa: E402
 from edgenas.latency.fewshot_ensemble import FewShotEnsemble, select_stratified  # noqa: E402
-from edgenas.fleet.fewshot import table_config  # noqa: E402
 from edgenas.latency.fewshot_meta import fit_new_device  # noqa: E402
 from edgenas.spaces import get_space  # noqa: E402
 
