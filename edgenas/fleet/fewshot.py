@@ -82,19 +82,30 @@ def _choose(space: Any, pool: np.ndarray | None, refs: list[tuple[str, str, Any]
     return choose_config(pool, len(refs), k) if table is None else table_config(space, table, k)
 
 
+#: ``table_config``'s answers by (table SHA-256, columns, space, k): ``add_fewshot`` asks twice for the
+#: same k (what to measure, then the fit), and each answer takes tens of seconds
+_TABLE_CONFIGS: dict[tuple[Any, ...], tuple[Any, dict]] = {}
+
+
 def table_config(space: Any, table: Any, k: int) -> tuple[Any, dict]:
     """``choose_config`` for table references: over the cells the table measured, each column plays the
     new device for ``TableCorrected`` on the other columns' parts and the descriptors, its measured
     values the target (their noise is what a new device's k points have too: smoothed targets chose
-    too little shrinkage, bench/RESULTS.md)."""
+    too little shrinkage, bench/RESULTS.md). Deterministic, so remembered for the process."""
     from edgenas.latency.fewshot_meta import choose_config
     from edgenas.latency.fewshot_model import model_features
     from edgenas.latency.fewshot_table import TableCorrected
 
-    cells, measured = table.measured_cells(space)
-    X = model_features(space, cells, [], table)
-    return choose_config(X, len(table.columns), k, targets=measured, paired=True,
-                         model=lambda n, config: TableCorrected(n, None, config))
+    key = (table.sha256, table.columns, space.name, int(k))
+    if key not in _TABLE_CONFIGS:
+        cells, measured = table.measured_cells(space)
+        X = model_features(space, cells, [], table)
+        if len(_TABLE_CONFIGS) >= 64:
+            _TABLE_CONFIGS.clear()
+        _TABLE_CONFIGS[key] = choose_config(X, len(table.columns), k, targets=measured, paired=True,
+                                            model=lambda n, config: TableCorrected(n, None, config))
+    config, inner = _TABLE_CONFIGS[key]
+    return config, dict(inner)
 
 
 def _fit(space: Any, archs: list[Any], y: np.ndarray, refs: list[tuple[str, str, Any]],
