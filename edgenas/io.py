@@ -23,8 +23,10 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+def atomic_write_json(path: str | os.PathLike, obj: Any, *, compact: bool = False) -> Path:
+    """``obj`` as JSON, indented, or without any whitespace (``compact``, for large records)."""
+    text = json.dumps(obj, separators=(",", ":")) if compact else json.dumps(obj, indent=2, sort_keys=False)
+    return atomic_write_text(path, text + "\n")
 
 
 def read_json(path: str | os.PathLike, what: str = "JSON file", *, limit: int | None = None) -> Any:

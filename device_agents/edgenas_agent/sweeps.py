@@ -21,9 +21,9 @@ measures that session, not the block. So ``bench_many`` in this mode takes its m
    ``extra_share`` x the time the first ``sessions`` sweeps took (reference sessions included). In
    each extra sweep the models whose pooled median is least certain (the wider relative 95% CI of
    samples and ratios) go first; a model whose next session would not fit in what is left ends there,
-   ``stable: false``. Where sessions disagree a lot, nearly every
-   model wants more sessions, and without the budget the call takes up to ``max_s`` per model instead
-   of about ``sessions`` sessions' worth (bench/RESULTS.md, issue 17).
+   ``stable: false``. Where sessions disagree a lot, nearly every model wants more sessions, and
+   without the budget the call takes up to ``max_s`` per model instead of about ``sessions``
+   sessions' worth (bench/RESULTS.md, issue 17).
 
 A model's median is that of its pooled samples: over ``sessions`` sessions, spread over the whole
 call's time (a sweep of 24 blocks takes 0.1-0.3 s), so neither one session's placement nor a passing

@@ -32,13 +32,13 @@ Progress = Callable[[str, int, int], None]
 #: sweep: a session's speed for a block is fixed when it is created and differs between sessions by a
 #: few percent on these blocks (up to 20-50% for single blocks), so one long session (Once-for-All's 500
 #: runs) measures the session, not the block. Each session: a warm-up of 10 runs and 1 ms, then at
-#: least 50 single runs and 3 ms; the speed reference in a fresh session of its own before each sweep. After the third sweep each block
-#: stops on its own once the distribution-free 95% CI of its pooled median (samples and reference
-#: ratios) is within 2% (or CoV <= 5%); otherwise it gets another session, until its own time reaches
-#: the ``max_s`` cap (``stable: false``), within a budget: a batch's extra sweeps take at most
-#: ``extra_share`` (15%) of the time of its first three (on a VM whose long-reference passes
-#: disagreed by 6-35%, unbudgeted extra sessions made the protocol only 1.3-2.7x faster than
-#: fixed-500). Figures: bench/lut_protocol.py, bench/RESULTS.md.
+#: least 50 single runs and 3 ms; the speed reference in a fresh session of its own before each
+#: sweep. After the third sweep each block stops on its own once the distribution-free 95% CI of its
+#: pooled median (samples and reference ratios) is within 2% (or CoV <= 5%); otherwise it gets
+#: another session, until its own time reaches the ``max_s`` cap (``stable: false``), within a
+#: budget: a batch's extra sweeps take at most ``extra_share`` (15%) of the time of its first three
+#: (on a VM whose long-reference passes disagreed by 6-35%, unbudgeted extra sessions made the
+#: protocol only 1.3-2.7x faster than fixed-500). Figures: bench/lut_protocol.py, bench/RESULTS.md.
 LUT_PROTOCOL: dict[str, Any] = {
     "warmup_min_n": 10, "warmup_min_s": 0.001, "sample_target_ms": 0.0, "min_n": 150, "min_s": 0.0,
     "max_cov": 0.05, "max_ci_rel": 0.02, "max_s": 0.1, "sessions": 3, "session_min_n": 50, "session_min_s": 0.003,

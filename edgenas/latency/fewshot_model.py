@@ -163,17 +163,12 @@ def model_path(luts_dir: Path, device: str, space: str) -> Path:
 
 def save_model(luts_dir: Path, model: FewShotModel) -> Path:
     """Write the record (indented JSON; compact when it carries table references, 1-2 MB)."""
-    import json
-
-    from edgenas.io import atomic_write_json, atomic_write_text
+    from edgenas.io import atomic_write_json
 
     path = model_path(luts_dir, model.device, model.space)
     FewShotModel.from_dict(model.to_dict())  # validate before touching anything
     path.parent.mkdir(parents=True, exist_ok=True)
-    if model.table is None:
-        atomic_write_json(path, model.to_dict())
-    else:
-        atomic_write_text(path, json.dumps(model.to_dict(), separators=(",", ":")) + "\n")
+    atomic_write_json(path, model.to_dict(), compact=model.table is not None)
     return path
 
 

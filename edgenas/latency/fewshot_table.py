@@ -54,11 +54,15 @@ def _space_ops(space: Any) -> tuple[str, ...]:
     return OPS
 
 
-def _grid_strings(space: Any) -> list[str]:
-    """Every architecture of ``space`` as a cell string, in gene order (first gene slowest)."""
-    sizes = tuple(int(s) for s in space.gene_sizes())
-    genes = np.stack(np.unravel_index(np.arange(math.prod(sizes)), sizes), axis=1)
-    return [space.to_dict(space.from_genes(g))["arch"] for g in genes]
+def _sizes(space: Any) -> tuple[int, ...]:
+    return tuple(int(s) for s in space.gene_sizes())
+
+
+def _rows(space: Any, archs: Sequence[Any]) -> np.ndarray:
+    """The row of each of ``archs`` in the references' arrays: its place in gene order (``all_archs``)."""
+    if not len(archs):
+        return np.zeros(0, dtype=np.int64)
+    return np.ravel_multi_index(space.genes_matrix(list(archs)).T, _sizes(space))
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,7 @@ class TableReferences:
         if ok.sum() < MIN_ROWS:
             raise InputError(f"{table.path.name}: only {int(ok.sum())} rows have every latency column "
                              f"measured, at least {MIN_ROWS} are needed")
-        strings = _grid_strings(space)
+        strings = [space.to_dict(a)["arch"] for a in space.all_archs()]  # in gene order
         grid, _ = cell_encoding(strings, ops)
         rows, _ = cell_encoding([a for a, keep in zip(table.arch, ok) if keep], ops)
         one_hot = slice(0, 6 * len(ops))  # per edge position, the operation on it
@@ -117,9 +121,7 @@ class TableReferences:
             add[:, j] = np.maximum(G @ w, floor)
             nonadd[:, j] = trees.predict(grid[:, one_hot])
         measured = np.full(add.shape, np.nan)
-        sizes = tuple(int(s) for s in space.gene_sizes())
-        kept = [c for c, keep in zip(cells, ok) if keep]
-        measured[np.ravel_multi_index(space.genes_matrix(kept).T, sizes)] = Y[ok]
+        measured[_rows(space, [c for c, keep in zip(cells, ok) if keep])] = Y[ok]
         digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
         return cls(space.name, table.path.name, digest, tuple(cols), int(ok.sum()), _sig6(add),
                    np.round(nonadd, 5), _sig6(measured))
@@ -128,8 +130,7 @@ class TableReferences:
         """(additive, non-additive) of ``archs``, each ``(len(archs), len(columns))``."""
         if space.name != self.space:
             raise InputError(f"table references of '{self.space}' cannot serve '{space.name}'")
-        sizes = tuple(int(s) for s in space.gene_sizes())
-        idx = np.ravel_multi_index(space.genes_matrix(list(archs)).T, sizes) if len(archs) else np.zeros(0, int)
+        idx = _rows(space, archs)
         return self.additive[idx], self.nonadditive[idx]
 
     def to_dict(self) -> dict[str, Any]:
@@ -148,7 +149,7 @@ class TableReferences:
                 raise ValueError(f"table references of {d['space']!r}, not {space.name!r}")
             columns = tuple(str(c) for c in d["columns"])
             _check_names(str(d["source"]), columns)
-            n = math.prod(int(s) for s in space.gene_sizes())
+            n = math.prod(_sizes(space))
             add = np.asarray(d["additive"], dtype=float).T
             nonadd = np.asarray(d["nonadditive"], dtype=float).T
             measured = np.array([[np.nan if v is None else float(v) for v in col] for col in d["measured"]]).T
@@ -165,8 +166,7 @@ class TableReferences:
     def measured_cells(self, space: Any) -> tuple[list[Any], np.ndarray]:
         """The cells the table measured in every column, and those measurements (ms)."""
         rows = np.flatnonzero(np.isfinite(self.measured).all(axis=1))
-        sizes = tuple(int(s) for s in space.gene_sizes())
-        genes = np.stack(np.unravel_index(rows, sizes), axis=1)
+        genes = np.stack(np.unravel_index(rows, _sizes(space)), axis=1)
         return [space.from_genes(g) for g in genes], self.measured[rows]
 
 
