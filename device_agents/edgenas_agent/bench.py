@@ -66,13 +66,14 @@ def _run_one(model: str, settings: Mapping[str, Any], protocol: Mapping[str, Any
     try:
         runner = runtimes.open_runner(settings["runtime"], model, settings)
         try:
+            session = runner.session  # read while the session is open, as the measurement found it
             stats = measure.measure(timer=runner.timer, protocol=protocol, ref_timer=ref_timer, ref_k=ref_k)
         finally:
             runner.close()
     finally:
         if own is not None:
             own.close()
-    return {"stats": stats, "cold_start": runner.cold_start, "session": runner.session}
+    return {"stats": stats, "cold_start": runner.cold_start, "session": session}
 
 
 def _reference(workdir: str, params: Mapping[str, Any]) -> Optional[str]:

@@ -32,16 +32,19 @@ Progress = Callable[[str, int, int], None]
 #: sweep: a session's speed for a block is fixed when it is created and differs between sessions by a
 #: few percent on these blocks (up to 20-50% for single blocks), so one long session (Once-for-All's 500
 #: runs) measures the session, not the block. Each session: a warm-up of 10 runs and 1 ms, then at
-#: least 50 single runs and 3 ms; the speed reference in a fresh session of its own before each
-#: sweep. After the third sweep each block stops on its own once the distribution-free 95% CI of its
+#: least 30 single runs and 3 ms (within a session 100-run windows agree to 0.3%, sessions differ
+#: by 0.8-1.6%, so runs beyond that buy little; with 50, three sessions and the extra budget cost more
+#: than a third of fixed-500 on blocks over about 0.2 ms, most of ofa-mbv3's on a slow VM); the speed
+#: reference in a fresh session of its own before each sweep. After the
+#: third sweep each block stops on its own once it has 90 samples and the distribution-free 95% CI of its
 #: pooled median (samples and reference ratios) is within 2% (or CoV <= 5%); otherwise it gets
 #: another session, until its own time reaches the ``max_s`` cap (``stable: false``), within a
 #: budget: a batch's extra sweeps take at most ``extra_share`` (15%) of the time of its first three
 #: (on a VM whose long-reference passes disagreed by 6-35%, unbudgeted extra sessions made the
 #: protocol only 1.3-2.7x faster than fixed-500). Figures: bench/lut_protocol.py, bench/RESULTS.md.
 LUT_PROTOCOL: dict[str, Any] = {
-    "warmup_min_n": 10, "warmup_min_s": 0.001, "sample_target_ms": 0.0, "min_n": 150, "min_s": 0.0,
-    "max_cov": 0.05, "max_ci_rel": 0.02, "max_s": 0.1, "sessions": 3, "session_min_n": 50, "session_min_s": 0.003,
+    "warmup_min_n": 10, "warmup_min_s": 0.001, "sample_target_ms": 0.0, "min_n": 90, "min_s": 0.0,
+    "max_cov": 0.05, "max_ci_rel": 0.02, "max_s": 0.1, "sessions": 3, "session_min_n": 30, "session_min_s": 0.003,
     "extra_share": 0.15,
 }
 #: the interleaved protocol of issue 17's second pass (one session per block, 24 open at once, timed

@@ -41,3 +41,31 @@ def test_runtime_missing_message_lists_available_runtimes():
     fault = runtimes.runtime_missing("tensorrt")
     assert fault.type == "RuntimeMissing"
     assert "tensorrt" in fault.message and "onnxruntime" in fault.message and "torch" in fault.message
+
+
+def test_onnxruntime_inputs_are_drawn_once_per_signature_and_seed(tmp_path, make_onnx):
+    """Sessions on models with the same inputs share one seeded draw, equal to a fresh one; another
+    shape or seed draws its own; the session info is read from the open session."""
+    import numpy as np
+
+    from device_agents.edgenas_agent.runtimes import onnxruntime_rt as ort_rt
+
+    for name, channels, size in (("a", 8, 16), ("b", 8, 16), ("c", 8, 12)):
+        make_onnx(tmp_path / f"{name}.onnx", channels=channels, size=size, seed=len(name))
+    ort_rt._FEEDS.clear()
+    a = ort_rt.open_runner(str(tmp_path / "a.onnx"), {"threads": 1})
+    b = ort_rt.open_runner(str(tmp_path / "b.onnx"), {"threads": 1})
+    c = ort_rt.open_runner(str(tmp_path / "c.onnx"), {"threads": 1})
+    b7 = ort_rt.open_runner(str(tmp_path / "b.onnx"), {"threads": 1, "seed": 7})
+    (name, x), = a._feeds.items()
+    assert b._feeds[name] is x and len(ort_rt._FEEDS) == 3
+    fresh = np.random.default_rng(0).standard_normal(x.shape).astype("float32")
+    assert np.array_equal(x, fresh)
+    assert c._feeds[name].shape != x.shape
+    assert np.array_equal(b7._feeds[name], np.random.default_rng(7).standard_normal(x.shape).astype("float32"))
+    assert a.session["intra_op_num_threads"] == 1 and a.session["providers"] == ["CPUExecutionProvider"]
+    assert a.timer(3) > 0
+    for runner in (a, b, c, b7):
+        runner.close()
+    with pytest.raises(RuntimeError):
+        b.session  # never read while open: closed, it can no longer say what it was
