@@ -35,9 +35,9 @@ Progress = Callable[[str, int, int], None]
 #: least 30 single runs and 3 ms (within a session 100-run windows agree to 0.3%, sessions differ
 #: by 0.8-1.6%, so runs beyond that buy little; with 50, three sessions and the extra budget cost more
 #: than a third of fixed-500 on blocks over about 0.2 ms, most of ofa-mbv3's on a slow VM); the speed
-#: reference in a fresh session of its own before each sweep. After the
-#: third sweep each block stops on its own once it has 90 samples and the distribution-free 95% CI of its
-#: pooled median (samples and reference ratios) is within 2% (or CoV <= 5%); otherwise it gets
+#: reference in a fresh session of its own before each sweep. After the third sweep each block stops
+#: on its own once it has 90 samples and the distribution-free 95% CI of its pooled median (samples
+#: and reference ratios) is within 2% (or CoV <= 5%); otherwise it gets
 #: another session, until its own time reaches the ``max_s`` cap (``stable: false``), within a
 #: budget: a batch's extra sweeps take at most ``extra_share`` (15%) of the time of its first three
 #: (on a VM whose long-reference passes disagreed by 6-35%, unbudgeted extra sessions made the

@@ -50,8 +50,8 @@ def test_onnxruntime_inputs_are_drawn_once_per_signature_and_seed(tmp_path, make
 
     from device_agents.edgenas_agent.runtimes import onnxruntime_rt as ort_rt
 
-    for name, channels, size in (("a", 8, 16), ("b", 8, 16), ("c", 8, 12)):
-        make_onnx(tmp_path / f"{name}.onnx", channels=channels, size=size, seed=len(name))
+    for weights, (name, channels, size) in enumerate((("a", 8, 16), ("b", 8, 16), ("c", 8, 12))):
+        make_onnx(tmp_path / f"{name}.onnx", channels=channels, size=size, seed=weights)  # different models
     ort_rt._FEEDS.clear()
     a = ort_rt.open_runner(str(tmp_path / "a.onnx"), {"threads": 1})
     b = ort_rt.open_runner(str(tmp_path / "b.onnx"), {"threads": 1})
