@@ -86,10 +86,10 @@ def parse_space(spec: str) -> tuple[str, int | None, int | None]:
 
 
 def protocols(long_n: int, with_before: bool, skip: list[str], candidates: list[str]) -> dict[str, dict]:
-    from edgenas.fleet.measure import (LUT_PROTOCOL, LUT_PROTOCOL_BEFORE, LUT_PROTOCOL_INTERLEAVED,
-                                       LUT_PROTOCOL_SEQUENTIAL)
+    from edgenas.fleet.measure import (LUT_PROTOCOL, LUT_PROTOCOL_BEFORE, LUT_PROTOCOL_FIXED_500,
+                                       LUT_PROTOCOL_INTERLEAVED, LUT_PROTOCOL_SEQUENTIAL)
 
-    protos = {"fixed_500": dict(LUT_PROTOCOL_BEFORE, fixed_n=500),
+    protos = {"fixed_500": dict(LUT_PROTOCOL_FIXED_500),
               "fixed_500_short_warmup": dict(LUT_PROTOCOL, fixed_n=500),
               "adaptive_sequential": dict(LUT_PROTOCOL_SEQUENTIAL),
               "adaptive_interleaved": dict(LUT_PROTOCOL_INTERLEAVED), "adaptive": dict(LUT_PROTOCOL),

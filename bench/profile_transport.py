@@ -5,7 +5,7 @@
   transport's overhead.
 * ``protocol``: LUT build time on ``local`` with the adaptive ``LUT_PROTOCOL`` vs Once-for-All's fixed
   500 repetitions (the baseline: 500 single runs after a warm-up of 10 runs and 50 ms,
-  ``LUT_PROTOCOL_BEFORE``'s, as when issue 17 measured it at 21.4 s; ``bench/lut_protocol.py``'s
+  ``LUT_PROTOCOL_FIXED_500``, as when issue 17 measured it at 21.4 s; ``bench/lut_protocol.py``'s
   ``fixed_500``), and the largest and median relative difference between the two tables' medians.
 * ``agent``: time of the first connect to a fresh work dir (zipapp uploaded) vs a second connect
   (already installed, baseline), and the zipapp's size.
@@ -40,7 +40,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from edgenas.devices.agent_bundle import ensure_agent_bundle
-    from edgenas.fleet.measure import LUT_PROTOCOL, LUT_PROTOCOL_BEFORE, export_blocks, overhead_model
+    from edgenas.fleet.measure import LUT_PROTOCOL, LUT_PROTOCOL_FIXED_500, export_blocks, overhead_model
     from edgenas.fleet.profiler import profile_device
     from edgenas.devices.session import open_session
     from edgenas.latency.lut import Lut
@@ -99,7 +99,7 @@ def main() -> None:
 
         # -- adaptive protocol vs fixed 500 repetitions, both on the local device
         luts = {}
-        for label, proto in (("fixed_500", dict(LUT_PROTOCOL_BEFORE, fixed_n=500)), ("adaptive", None)):
+        for label, proto in (("fixed_500", LUT_PROTOCOL_FIXED_500), ("adaptive", None)):
             fresh("local", project.local_workdir)
             res = profile_device(project, "local", args.space, protocol=proto)
             luts[label] = (res.wall_s, Lut.load(res.lut_path))
@@ -107,7 +107,7 @@ def main() -> None:
         rel = np.array([abs(a.entries[k].median_ms - f.entries[k].median_ms) / f.entries[k].median_ms
                         for k in f.entries])
         out["protocol"] = {
-            "adaptive_protocol": LUT_PROTOCOL, "fixed_500_protocol": dict(LUT_PROTOCOL_BEFORE, fixed_n=500),
+            "adaptive_protocol": LUT_PROTOCOL, "fixed_500_protocol": LUT_PROTOCOL_FIXED_500,
             "adaptive_build_s": round(luts["adaptive"][0], 3),
             "fixed_500_build_s (baseline)": round(luts["fixed_500"][0], 3),
             "adaptive_over_fixed_time": round(luts["adaptive"][0] / luts["fixed_500"][0], 3),

@@ -59,11 +59,15 @@ LUT_PROTOCOL_SEQUENTIAL: dict[str, Any] = {
     "max_cov": 0.05, "max_ci_rel": 0.02, "max_s": 0.4, "ref_every": 10,
 }
 #: the adaptive protocol before issue 17; its warm-up (10 runs, 50 ms) is the one the fixed-500 baseline
-#: of bench/lut_protocol.py and bench/profile_transport.py uses
+#: uses
 LUT_PROTOCOL_BEFORE: dict[str, Any] = {
     "warmup_min_n": 10, "warmup_min_s": 0.05, "sample_target_ms": 1.0, "min_n": 15, "min_s": 0.1,
     "max_cov": 0.05, "max_ci_rel": 0.02, "max_s": 1.5,
 }
+#: Once-for-All's fixed 500 repetitions after that warm-up: the baseline of bench/lut_protocol.py and
+#: bench/profile_transport.py (issue 17 measured it at 21.4 s on mbv3-small), defined once so that the
+#: two cannot drift apart
+LUT_PROTOCOL_FIXED_500: dict[str, Any] = dict(LUT_PROTOCOL_BEFORE, fixed_n=500)
 
 #: whole-model protocol for winners: longer windows than LUT entries
 WINNER_PROTOCOL: dict[str, Any] = {
