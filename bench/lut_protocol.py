@@ -3,6 +3,7 @@
     python bench/lut_protocol.py --space mbv3-small --space ofa-mbv3@128 [--long-n 2000]
     python bench/lut_protocol.py --space ofa-mbv3@128:60      # a seeded subset of 60 keys
     python bench/lut_protocol.py --space mbv3-small --space ofa-mbv3@128 --whole-models 40 --seed 1
+    python bench/lut_protocol.py --space mbv3-small --space ofa-mbv3@128 --repeat 5   # pooled summary
 
 ``--space NAME[@RES][:N]`` (repeatable; all spaces are timed in one run, one agent): every block key
 of the space (only those of input size RES for the OFA space; a seeded subset of N keys), exported
@@ -43,6 +44,12 @@ read the reference, so theirs is the median.
 whole twice with the winner protocol (raw milliseconds, the median of the two), against each
 protocol's LUT-sum prediction (one overhead for all, ``LatencyPredictor``'s sum): median relative
 error, the same after one fitted scale, share within +-10% after it, and Spearman.
+
+``--repeat N`` measures everything N times, back to back in one run, and adds a ``summary`` per space
+and protocol: in how many repeats its median and its largest difference from the long reference were
+below fixed-500's, its speed-up range, and the differences of all blocks of all repeats pooled (median,
+90th percentile, mean, shares within 2% and 5%). On a machine with slow spells (the speed probe
+doubling for a second or two), one repeat's median is decided by which calls a spell hit.
 
 The machine's 1-minute load average is read before and after each space and between chunks. This
 machine is shared and noisy: compare within one run, not absolute figures across runs.
@@ -237,6 +244,33 @@ def whole_model_check(s, project, space, resolution: int | None, keys: list[str]
     return out
 
 
+def summary(pooled: dict[str, list[dict[str, np.ndarray]]], spaces: list[dict]) -> dict:
+    """Per space and protocol over the repeats: in how many the median and the largest relative
+    difference from the long reference were below fixed-500's, the speed-up range, and the relative
+    differences of all blocks of all repeats pooled (median, 90th percentile, mean, shares within 2%
+    and 5%). On a noisy machine one run's median is decided by which calls a slow spell hit; the
+    pooled figures and the counts are what to compare."""
+    out: dict[str, dict] = {}
+    for tag, reps in pooled.items():
+        runs = [sp for sp in spaces if f"{sp['space']}@{sp['resolution']}" == tag]
+        out[tag] = {}
+        for label in reps[0]:
+            errs = np.concatenate([r[label] for r in reps])
+            speed = [sp["results"][label]["speedup_vs_fixed_500"] for sp in runs]
+            out[tag][label] = {"repeats": len(reps)} if label == "fixed_500" else {
+                "repeats": len(reps),
+                "median_below_fixed_500": sum(float(np.median(r[label])) < float(np.median(r["fixed_500"]))
+                                              for r in reps),
+                "max_below_fixed_500": sum(float(r[label].max()) < float(r["fixed_500"].max()) for r in reps),
+                "speedup_vs_fixed_500_range": [min(speed), max(speed)]}
+            out[tag][label].update({
+                "pooled_rel_diff_vs_long": {
+                    "median": round(float(np.median(errs)), 4), "p90": round(float(np.quantile(errs, 0.9)), 4),
+                    "mean": round(float(errs.mean()), 4), "within_2pct": round(float(np.mean(errs <= 0.02)), 3),
+                    "within_5pct": round(float(np.mean(errs <= 0.05)), 3)}})
+    return out
+
+
 def load() -> float:
     return round(os.getloadavg()[0], 2)
 
@@ -256,6 +290,8 @@ def main() -> None:
     ap.add_argument("--whole-models", type=int, default=0, metavar="N",
                     help="also export and time N seeded architectures of each space whole and score every "
                          "protocol's LUT-sum prediction of them (what a LUT is for)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="measure everything this many times in one run (the summary pools them)")
     ap.add_argument("--candidate", action="append", default=[],
                     help="NAME=JSON: another protocol (fields over LUT_PROTOCOL) to time alongside")
     a = ap.parse_args()
@@ -266,6 +302,8 @@ def main() -> None:
     from edgenas.spaces import get_space
 
     specs = [parse_space(x) for x in (a.space or ["mbv3-small"])]
+    if a.repeat < 1:
+        raise SystemExit("--repeat must be >= 1")
     if a.long_passes < 1 or a.long_n % a.long_passes:
         raise SystemExit("--long-passes must be >= 1 and divide --long-n")
     protos = protocols(a.long_n // a.long_passes, a.with_before, a.skip, a.candidate)
@@ -273,12 +311,13 @@ def main() -> None:
     project = Project(base / "proj")
     out_spaces = []
     dumps: dict[str, dict] = {}
+    pooled: dict[str, list[dict[str, np.ndarray]]] = {}  # per space, per repeat: |rel diff| per protocol
     t_start = time.perf_counter()
     try:
         with open_session(project, "local") as s:
             ref = s.push(reference_model(project))
             warmed = False
-            for name, resolution, n_blocks in specs:
+            for rep, (name, resolution, n_blocks) in [(r, spec) for r in range(a.repeat) for spec in specs]:
                 space = get_space(name)
                 keys = keys_for(space, resolution, n_blocks, a.seed)
                 paths, _ = export_blocks(project, space, keys)
@@ -302,7 +341,7 @@ def main() -> None:
 
                 def timed(label: str, proto: dict, items: list, tag: str) -> dict:
                     out = s.call("bench_many", dict(s.runtime_params(), items=items, protocol=proto,
-                                                    partial=f"partial/{name}-{tag}.jsonl", reference=ref),
+                                                    partial=f"partial/{name}-r{rep}-{tag}.jsonl", reference=ref),
                                  timeout_s=3600)
                     total[label] += float(out["total_s"])
                     for k, st in out["results"].items():
@@ -315,7 +354,8 @@ def main() -> None:
                 def speed(tag: str) -> float:
                     """The machine's speed now: the reference model's median over 200 runs (fixed_n)."""
                     out = s.call("bench_many", dict(s.runtime_params(), items=[{"key": "speed", "model": ref}],
-                                                    protocol=SPEED_PROBE, partial=f"partial/{name}-speed-{tag}.jsonl"))
+                                                    protocol=SPEED_PROBE,
+                                                    partial=f"partial/{name}-r{rep}-speed-{tag}.jsonl"))
                     return float(out["results"]["speed"]["median_ms"])
 
                 for c in range(0, len(keys), a.chunk):
@@ -342,11 +382,15 @@ def main() -> None:
                 whole = None
                 if a.whole_models:
                     whole = whole_model_check(s, project, space, resolution, keys, medians, lut, a.whole_models,
-                                              a.seed, base / "whole")
-                dumps[f"{name}@{resolution}"] = dict(medians, passes=passes, corrected=corrected,
-                                                     speed=[c[3] for c in calls], ratios=ratios)
+                                              a.seed, base / f"whole-{rep}")
+                tag = f"{name}@{resolution}" + (f"#{rep}" if a.repeat > 1 else "")
+                dumps[tag] = dict(medians, passes=passes, corrected=corrected, speed=[c[3] for c in calls],
+                                  ratios=ratios)
+                pooled.setdefault(f"{name}@{resolution}", []).append(
+                    {label: np.abs(np.array([medians[label][k] for k in keys]) / np.array(longm) - 1.0)
+                     for label in protos if label != "long"})
                 out_spaces.append({
-                    "space": name, "resolution": resolution, "n_keys": len(keys),
+                    "space": name, "resolution": resolution, "repeat": rep, "n_keys": len(keys),
                     "subset": f"{n_blocks} keys, seed {a.seed}" if n_blocks else "all keys",
                     "long_timing_s": round(total["long"], 2),
                     "long_pass_to_pass_median_rel_diff": pass_noise(passes, keys),
@@ -364,7 +408,8 @@ def main() -> None:
     long_desc = (f"{a.long_n} single runs per block in {a.long_passes} pass(es) of {a.long_n // a.long_passes} "
                  "(each after the 10-run/50 ms warm-up), spread among the protocols; median of pass medians")
     print(json.dumps({"bench": "lut_protocol", "long": long_desc,
-                      "chunk": a.chunk, "protocols": protos, "spaces": out_spaces,
+                      "chunk": a.chunk, "protocols": protos, "repeat": a.repeat,
+                      "summary": summary(pooled, out_spaces), "spaces": out_spaces,
                       "wall_s": round(time.perf_counter() - t_start, 1),
                       "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                   "load_avg_1m_end": load()}}, indent=2))
