@@ -9,8 +9,8 @@
    each reference in turn plays the new device);
 3. each chosen architecture is exported and measured on the device through its agent with the
    whole-model protocol (real ONNX Runtime runs on ``local``), and stored as a ``Measurement``;
-4. a ``MetaFewShot`` is fitted on every stored measurement of (device, space, fingerprint, runtime)
-   and saved as ``luts/DEVICE/fewshot/SPACE.json``.
+4. a ``MetaFewShot`` (with a table: ``TableCorrected``) is fitted on every stored measurement of
+   (device, space, fingerprint, runtime) and saved as ``luts/DEVICE/fewshot/SPACE.json``.
 
 Search uses the model for a device that has no LUT yet (``latency_model``), and every ``deploy``
 refits it with the new measurement (``refit_after_deploy``).
@@ -82,28 +82,32 @@ def _choose(space: Any, pool: np.ndarray | None, refs: list[tuple[str, str, Any]
     return choose_config(pool, len(refs), k) if table is None else table_config(space, table, k)
 
 
-#: ``table_config``'s answers by (table SHA-256, columns, space, k): ``add_fewshot`` asks twice for the
-#: same k (what to measure, then the fit), and each answer takes tens of seconds
+#: ``table_config``'s answers by (model, table SHA-256, columns, space, k): ``add_fewshot`` asks twice for
+#: the same k (what to measure, then the fit), and each answer takes tens of seconds
 _TABLE_CONFIGS: dict[tuple[Any, ...], tuple[Any, dict]] = {}
 
 
-def table_config(space: Any, table: Any, k: int) -> tuple[Any, dict]:
+def table_config(space: Any, table: Any, k: int, *, plain: bool = False) -> tuple[Any, dict]:
     """``choose_config`` for table references: over the cells the table measured, each column plays the
     new device for ``TableCorrected`` on the other columns' parts and the descriptors, its measured
     values the target (their noise is what a new device's k points have too: smoothed targets chose
-    too little shrinkage, bench/RESULTS.md). Deterministic, so remembered for the process."""
+    too little shrinkage, bench/RESULTS.md). ``plain``: the configuration of the uncorrected
+    ``MetaFewShot`` averaged into it (additive parts and descriptors only), chosen the same way for
+    that model. Deterministic, so remembered for the process."""
     from edgenas.latency.fewshot_meta import choose_config
     from edgenas.latency.fewshot_model import model_features
     from edgenas.latency.fewshot_table import TableCorrected
 
-    key = (table.sha256, table.columns, space.name, int(k))
+    key = (plain, table.sha256, table.columns, space.name, int(k))
     if key not in _TABLE_CONFIGS:
         cells, measured = table.measured_cells(space)
         X = model_features(space, cells, [], table)
+        n = len(table.columns)
         if len(_TABLE_CONFIGS) >= 64:
             _TABLE_CONFIGS.clear()
-        _TABLE_CONFIGS[key] = choose_config(X, len(table.columns), k, targets=measured, paired=True,
-                                            model=lambda n, config: TableCorrected(n, None, config))
+        _TABLE_CONFIGS[key] = (choose_config(X[:, :-n], n, k, targets=measured) if plain else
+                               choose_config(X, n, k, targets=measured, paired=True,
+                                             model=lambda n, config: TableCorrected(n, None, config)))
     config, inner = _TABLE_CONFIGS[key]
     return config, dict(inner)
 
@@ -112,7 +116,7 @@ def _fit(space: Any, archs: list[Any], y: np.ndarray, refs: list[tuple[str, str,
          table: Any = None) -> tuple[Any, float]:
     """The meta-learned model on every measurement (configuration chosen on the references for
     ``k = len(y)`` over a seeded pool) and its leave-one-out share within 10%; with a table, the
-    table-corrected model (``fewshot_table.TableCorrected``)."""
+    table-corrected model averaged with a plain one (``fewshot_table.TableCorrected``)."""
     from edgenas.latency.fewshot_meta import MetaFewShot
     from edgenas.latency.fewshot_model import arch_descriptors, model_features
     from edgenas.latency.fewshot_table import TableCorrected
@@ -128,9 +132,11 @@ def _fit(space: Any, archs: list[Any], y: np.ndarray, refs: list[tuple[str, str,
             return MetaFewShot(len(refs), names, config)
     else:
         names = list(table.columns) + desc_names + [f"{c}:non-additive" for c in table.columns]
+        plain, plain_inner = table_config(space, table, len(y), plain=True)
+        inner = dict(inner, plain=plain_inner)
 
         def make() -> Any:
-            return TableCorrected(len(table.columns), names, config)
+            return TableCorrected(len(table.columns), names, config, plain)
     m = make().fit(X, y)
     m.inner = inner
     loo = []

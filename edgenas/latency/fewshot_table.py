@@ -14,7 +14,12 @@ each ``*_ms`` column into a reference in two parts, over every architecture of t
 
 ``TableCorrected`` is the new device's model: ``MetaFewShot`` on the additive parts (and the
 descriptors) times ``exp(sum_j w_j r_j)``, where ``r_j`` are the non-additive parts; the additive model
-and ``w`` (ridge on the log ratio) are fitted in turn on the measured points, three times each.
+and ``w`` (ridge on the log ratio) are fitted in turn on the measured points, three times each. With a
+``plain_config`` its prediction is the geometric mean of that corrected model and a plain
+``MetaFewShot`` on the same points, each with the configuration meta-learned for it: over 20 seeds of
+leave one device out on ``nb201_hw.csv`` the average gained 0.006-0.024 within +-10% in 9 of 15
+(device, k) cells and lost at most 0.003 (bench/RESULTS.md); the configuration choice is fragile, and
+two models configured apart hedge it.
 
 Both are JSON (no pickle): the references store both parts for every architecture of the space (a
 dense array over its gene grid, so a table that misses cells still serves them) and the table's own
@@ -192,12 +197,15 @@ class TableCorrected:
 
     kind_name = "fewshot-meta-table"
 
-    def __init__(self, n_refs: int, feature_names: Sequence[str] | None = None, config: MetaConfig = DEFAULT) -> None:
+    def __init__(self, n_refs: int, feature_names: Sequence[str] | None = None, config: MetaConfig = DEFAULT,
+                 plain_config: MetaConfig | None = None) -> None:
         if n_refs < 1:
             raise InputError("a table-corrected few-shot model needs at least one reference column")
-        self.n_refs, self.config = int(n_refs), config
+        self.n_refs, self.config, self.plain_config = int(n_refs), config, plain_config
         self.feature_names = None if feature_names is None else list(feature_names)
         self.meta = MetaFewShot(self.n_refs, None, config)
+        #: the uncorrected model averaged in (log space) when ``plain_config`` is given, else None
+        self.plain: MetaFewShot | None = None
         self.w = np.zeros(self.n_refs)
         self.inner: dict[str, Any] = {}
 
@@ -224,15 +232,18 @@ class TableCorrected:
                 break
             self.w = np.linalg.solve(H.T @ H + RIDGE * eye, H.T @ np.log(y / self.meta.predict(X)))
             corr = H @ self.w
+        self.plain = None if self.plain_config is None else MetaFewShot(self.n_refs, None, self.plain_config).fit(X, y)
         return self
 
     def predict(self, features: Any) -> np.ndarray:
         X, H = self._split(features)
-        return self.meta.predict(X) * np.exp(H @ self.w)
+        corrected = self.meta.predict(X) * np.exp(H @ self.w)
+        return corrected if self.plain is None else np.sqrt(corrected * self.plain.predict(X))
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind_name, "n_refs": self.n_refs, "meta": self.meta.to_dict(),
                 "w": [float(v) for v in self.w], "inner": self.inner,
+                "plain": None if self.plain is None else self.plain.to_dict(),
                 "feature_names": self.feature_names}
 
     @classmethod
@@ -241,14 +252,19 @@ class TableCorrected:
             if d.get("kind") != cls.kind_name:
                 raise ValueError(f"not a {cls.kind_name} record")
             meta = MetaFewShot.from_dict(d["meta"])
-            m = cls(int(d["n_refs"]), d.get("feature_names"), meta.config)
+            plain = None if d.get("plain") is None else MetaFewShot.from_dict(d["plain"])  # absent before the average
+            m = cls(int(d["n_refs"]), d.get("feature_names"), meta.config, None if plain is None else plain.config)
             w = np.asarray(d["w"], dtype=float)
             if w.shape != (m.n_refs,) or not np.isfinite(w).all() or meta.n_refs != m.n_refs:
                 raise ValueError("correction weights do not match the references")
-            m.meta, m.w, m.inner = meta, w, dict(d.get("inner") or {})
+            if plain is not None and (plain.n_refs != m.n_refs or plain._width != meta._width):
+                raise ValueError("the plain model does not match the corrected one")
+            m.meta, m.plain, m.w, m.inner = meta, plain, w, dict(d.get("inner") or {})
             return m
 
     def describe(self) -> dict[str, Any]:
         out = dict(self.meta.describe())
         out.update(model="meta-table", correction_weights=[round(float(v), 4) for v in self.w], inner=self.inner)
+        if self.plain is not None:
+            out["averaged_with"] = self.plain.describe()
         return out

@@ -111,6 +111,9 @@ def test_fewshot_from_a_table_of_other_devices(proj, cli, tmp_path, snapshot):
     rec = json.loads(open(res.model_path).read())
     assert rec["references"] == [] and rec["table"]["columns"] == ["arm_a_ms", "arm_b_ms", "gpu_ms"]
     assert rec["ensemble"]["kind"] == "fewshot-meta-table" and res.model["model"] == "meta-table"
+    # averaged with a plain model, configured for itself on the table (inner tasks recorded for both)
+    assert rec["ensemble"]["plain"]["kind"] == "fewshot-meta" and res.model["averaged_with"]["model"] == "meta"
+    assert rec["ensemble"]["inner"]["plain"]["k"] == 4 and rec["ensemble"]["inner"]["k"] == 4
     model, ms = _fits_its_measurements(project, space, 4)
     every = model.predict_many(space.all_archs())  # the table has 400 cells; every cell is served
     assert every.shape == (15625,) and np.all(np.isfinite(every)) and np.all(every > 0)

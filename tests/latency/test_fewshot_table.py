@@ -74,6 +74,38 @@ def test_the_non_additive_part_carries_over_to_a_new_device(table):
     assert np.array_equal(again.predict(X[rest]), corrected)
 
 
+def test_the_average_with_a_plain_model_is_their_geometric_mean_and_round_trips(table):
+    """``plain_config``: the corrected model averaged in log space with a plain ``MetaFewShot`` fitted on
+    the same points with its own configuration; records without it (before the average) still load."""
+    from edgenas.latency.fewshot_meta import MetaConfig
+
+    tref, archs, y = table
+    X = model_features(SPACE, archs, [], tref)
+    n = len(tref.columns)
+    idx = select_architectures(X[:, :-n], n, 20, 1, "stratified")
+    plain_config = MetaConfig("log", 0.1, 10.0, "random")
+    model = TableCorrected(n, config=DEFAULT, plain_config=plain_config).fit(X[idx], y[idx])
+    corrected = TableCorrected(n, config=DEFAULT).fit(X[idx], y[idx]).predict(X)
+    plain = MetaFewShot(n, config=plain_config).fit(X[idx, :-n], y[idx]).predict(X[:, :-n])
+    averaged = model.predict(X)
+    assert np.array_equal(averaged, np.sqrt(corrected * plain))
+    assert not np.allclose(averaged, corrected) and model.describe()["averaged_with"]["space"] == "log"
+    rec = json.loads(json.dumps(model.to_dict()))
+    assert np.array_equal(TableCorrected.from_dict(rec).predict(X), averaged)
+    old = dict(rec, plain=None)  # a record of the corrected model alone
+    assert np.array_equal(TableCorrected.from_dict(old).predict(X), model.meta.predict(X[:, :-n]) * np.exp(
+        X[:, -n:] @ model.w))
+    del old["plain"]
+    assert TableCorrected.from_dict(old).plain is None
+    bad = json.loads(json.dumps(rec))
+    bad["plain"]["width"] = bad["plain"]["width"] + 1
+    with pytest.raises(InputError, match="malformed"):
+        TableCorrected.from_dict(bad)
+    bad["plain"] = {"kind": "fewshot-meta"}
+    with pytest.raises(InputError, match="malformed"):
+        TableCorrected.from_dict(bad)
+
+
 def test_references_cover_every_cell_and_round_trip_as_json(table):
     tref, archs, _ = table
     assert tref.columns == ("arm_a_ms", "arm_b_ms", "gpu_ms") and tref.rows == 3000
