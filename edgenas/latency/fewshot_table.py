@@ -17,9 +17,9 @@ descriptors) times ``exp(sum_j w_j r_j)``, where ``r_j`` are the non-additive pa
 and ``w`` (ridge on the log ratio) are fitted in turn on the measured points, three times each. With a
 ``plain_config`` its prediction is the geometric mean of that corrected model and a plain
 ``MetaFewShot`` on the same points, each with the configuration meta-learned for it: over 20 seeds of
-leave one device out on ``nb201_hw.csv`` the average gained 0.006-0.024 within +-10% in 9 of 15
-(device, k) cells and lost at most 0.003 (bench/RESULTS.md); the configuration choice is fragile, and
-two models configured apart hedge it.
+leave one device out on ``nb201_hw.csv`` the mean share within +-10% rose in 13 of 15 (device, k)
+cells, by up to 0.024, and fell by at most 0.003 (bench/RESULTS.md); the configuration choice is
+fragile, and two models configured apart hedge it.
 
 Both are JSON (no pickle): the references store both parts for every architecture of the space (a
 dense array over its gene grid, so a table that misses cells still serves them) and the table's own
