@@ -152,11 +152,16 @@ LogLevel VERBOSE
         return fresh[0] if fresh else None
 
     def trust(self, project) -> None:
-        """Record this server's host key in the project's known_hosts (what a user does once)."""
+        """Record this server's host key in the project's known_hosts (what a user does once). A line
+        for the same port from an earlier server is replaced: a project shared by several tests (module
+        scope) can meet the same free port twice, and the first matching line is the one that counts."""
         key_type, b64 = Path(str(self.host_key) + ".pub").read_text().split()[:2]
-        Path(project.known_hosts).parent.mkdir(parents=True, exist_ok=True)
-        with open(project.known_hosts, "a") as fh:
-            fh.write(f"[127.0.0.1]:{self.port} {key_type} {b64}\n")
+        path = Path(project.known_hosts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        host = f"[127.0.0.1]:{self.port}"
+        kept = [line for line in (path.read_text().splitlines() if path.exists() else [])
+                if line.split(" ", 1)[0] != host]
+        path.write_text("".join(f"{line}\n" for line in kept + [f"{host} {key_type} {b64}"]))
 
     def profile(self, name: str = "dev", **overrides):
         from edgenas.devices.profiles import DeviceProfile
