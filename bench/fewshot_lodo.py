@@ -35,7 +35,7 @@ log target) on one-hot edge operations fitted on 5,000 of the device's OWN rows,
 device's column on the reference LUTs over ALL its rows (in-sample): the best a linear combination of
 the references can do, an upper bound for ``meta`` without its correction. ``own_lut_all_rows``: the
 device's own LUT (the same per-edge least squares, on ALL its rows, in-sample): what an additive
-per-block additive table of this device itself reaches. Metrics: Spearman, Kendall tau, share
+per-block table of the device itself reaches. Metrics: Spearman, Kendall tau, share
 within +-10% (``within10``), median over seeds, and the worst seed's and the mean ``within10``
 (``within10_min``, ``within10_mean``).
 """
