@@ -10,7 +10,8 @@
 3. each chosen architecture is exported and measured on the device through its agent with the
    whole-model protocol (real ONNX Runtime runs on ``local``), and stored as a ``Measurement``;
 4. a ``MetaFewShot`` (with a table: ``TableCorrected``) is fitted on every stored measurement of
-   (device, space, fingerprint, runtime) and saved as ``luts/DEVICE/fewshot/SPACE.json``.
+   (device, space, fingerprint, runtime), with Huber's loss (a slow reading among them counts
+   linearly, not squared), and saved as ``luts/DEVICE/fewshot/SPACE.json``.
 
 Search uses the model for a device that has no LUT yet (``latency_model``), and every ``deploy``
 refits it with the new measurement (``refit_after_deploy``).
@@ -87,26 +88,28 @@ def _choose(space: Any, pool: np.ndarray | None, refs: list[tuple[str, str, Any]
 _TABLE_CONFIGS: dict[tuple[Any, ...], tuple[Any, dict]] = {}
 
 
-def table_config(space: Any, table: Any, k: int, *, plain: bool = False) -> tuple[Any, dict]:
+def table_config(space: Any, table: Any, k: int, *, plain: bool = False, loss: str = "huber") -> tuple[Any, dict]:
     """``choose_config`` for table references: over the cells the table measured, each column plays the
     new device for ``TableCorrected`` on the other columns' parts and the descriptors, its measured
     values the target (their noise is what a new device's k points have too: smoothed targets chose
     too little shrinkage, bench/RESULTS.md). ``plain``: the configuration of the uncorrected
     ``MetaFewShot`` averaged into it (additive parts and descriptors only), chosen the same way for
-    that model. Deterministic, so remembered for the process."""
-    from edgenas.latency.fewshot_meta import choose_config
+    that model. ``loss``: the loss of every configuration tried (``fewshot_meta.config_grid``).
+    Deterministic, so remembered for the process."""
+    from edgenas.latency.fewshot_meta import choose_config, config_grid
     from edgenas.latency.fewshot_model import model_features
     from edgenas.latency.fewshot_table import TableCorrected
 
-    key = (plain, table.sha256, table.columns, space.name, int(k))
+    key = (plain, loss, table.sha256, table.columns, space.name, int(k))
     if key not in _TABLE_CONFIGS:
         cells, measured = table.measured_cells(space)
         X = model_features(space, cells, [], table)
         n = len(table.columns)
         if len(_TABLE_CONFIGS) >= 64:
             _TABLE_CONFIGS.clear()
-        _TABLE_CONFIGS[key] = (choose_config(X[:, :-n], n, k, targets=measured) if plain else
-                               choose_config(X, n, k, targets=measured, paired=True,
+        grid = config_grid(loss)
+        _TABLE_CONFIGS[key] = (choose_config(X[:, :-n], n, k, targets=measured, configs=grid) if plain else
+                               choose_config(X, n, k, targets=measured, paired=True, configs=grid,
                                              model=lambda n, config: TableCorrected(n, None, config)))
     config, inner = _TABLE_CONFIGS[key]
     return config, dict(inner)

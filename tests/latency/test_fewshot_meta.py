@@ -11,7 +11,7 @@ import pytest
 from edgenas.errors import InputError
 from edgenas.latency.fewshot import HwTable, cell_encoding
 from edgenas.latency.fewshot_meta import (CONFIGS, DEFAULT, MetaConfig, MetaFewShot, choose_config,
-                                          fit_new_device, select_architectures)
+                                          config_grid, fit_new_device, huber_weights, select_architectures)
 
 NB201 = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "nb201" / "nb201_hw.csv"
 OPS = ["none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3"]
@@ -60,6 +60,48 @@ def test_a_mix_of_references_is_recovered_from_twenty_points():
     m, idx = fit_new_device(X, 4, 20, 0, lambda i: lat[i, 0])
     test = np.setdiff1d(np.arange(len(lat)), idx)
     assert np.mean(np.abs(m.predict(X[test]) / lat[test, 0] - 1) <= 0.10) > 0.9
+
+
+def test_huber_loss_keeps_the_fit_on_the_bulk_when_a_few_readings_are_slow():
+    """Heavy-tailed measurements (an edge device's slow spells): 3 of 20 points read 1.6-2.5x slow.
+    The squared loss is pulled towards them; Huber's (the default) stays on the other 17."""
+    lat, E = _devices()
+    X = np.column_stack([lat[:, 1:], E[:, :8]])
+    y = lat[:20, 0].copy()
+    y[[3, 9, 15]] *= (1.6, 2.5, 1.9)
+    rest = np.arange(20, len(lat))
+
+    def share_within(config, tol):
+        p = MetaFewShot(4, config=config).fit(X[:20], y).predict(X[rest])
+        return float(np.mean(np.abs(p / lat[rest, 0] - 1) <= tol))
+
+    for space in ("ms", "log"):
+        huber, squared = MetaConfig(space, 1e-2, 10.0), MetaConfig(space, 1e-2, 10.0, loss="squared")
+        assert share_within(huber, 0.10) > 0.95  # 0.999 without the slow readings, either loss
+        assert share_within(squared, 0.10) < 0.4
+    w = huber_weights(np.array([0.0, 0.01, -0.02, 0.5, -0.4]))
+    assert np.array_equal(w[:3], [1.0, 1.0, 1.0]) and 0 < w[3] < w[4] < 0.2
+
+
+def test_the_loss_is_part_of_the_configuration_and_old_records_were_squared():
+    lat, E = _devices(n=300)
+    X = np.column_stack([lat[:, 1:], E[:, :4]])
+    assert all(c.loss == "huber" for c in CONFIGS) and DEFAULT.loss == "huber"
+    squared = config_grid("squared")
+    assert len(squared) == len(CONFIGS) and all(c.loss == "squared" for c in squared)
+    assert [c.space for c in squared] == [c.space for c in CONFIGS]
+    m = MetaFewShot(4, config=MetaConfig(loss="squared")).fit(X[:20], lat[:20, 0])
+    rec = json.loads(json.dumps(m.to_dict()))
+    assert rec["config"]["loss"] == "squared" and m.describe()["loss"] == "squared"
+    del rec["config"]["loss"]  # a record written before the loss was a choice
+    old = MetaFewShot.from_dict(rec)
+    assert old.config.loss == "squared" and np.array_equal(old.predict(X), m.predict(X))
+    # too little to meta-learn on: the default configuration, with the grid's loss
+    assert choose_config(X[:, [0] + list(range(4, X.shape[1]))], 1, 10, configs=squared)[0].loss == "squared"
+    with pytest.raises(InputError, match="loss"):
+        MetaConfig(loss="absolute")
+    with pytest.raises(InputError, match="loss in"):
+        MetaFewShot.from_dict({**m.to_dict(), "config": {**m.to_dict()["config"], "loss": "l1"}})
 
 
 def test_bad_records_and_inputs_are_input_errors():

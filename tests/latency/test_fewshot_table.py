@@ -106,6 +106,28 @@ def test_the_average_with_a_plain_model_is_their_geometric_mean_and_round_trips(
         TableCorrected.from_dict(bad)
 
 
+def test_huber_loss_holds_the_corrected_model_when_a_few_readings_are_slow(table):
+    """Both fits of ``TableCorrected`` (the additive model and the correction weights) use the
+    configuration's loss: with 3 of 20 readings 1.5-2.4x slow, Huber's (the default) keeps most
+    predictions within 10%, the squared loss does not; on clean readings they agree."""
+    from edgenas.latency.fewshot_meta import MetaConfig
+
+    tref, archs, y = table
+    X = model_features(SPACE, archs, [], tref)
+    n = len(tref.columns)
+    idx = select_architectures(X[:, :-n], n, 20, 0, "stratified")
+    rest = np.setdiff1d(np.arange(len(y)), idx)
+    slow = y[idx].copy()
+    slow[[2, 7, 13]] *= (1.7, 2.4, 1.5)
+    share = {}
+    for loss in ("huber", "squared"):
+        model = TableCorrected(n, config=MetaConfig(loss=loss))
+        share[loss] = (_within10(model.fit(X[idx], y[idx]).predict(X[rest]), y[rest]),
+                       _within10(model.fit(X[idx], slow).predict(X[rest]), y[rest]))
+    assert min(share["huber"][0], share["squared"][0]) > 0.99
+    assert share["huber"][1] > 0.7 and share["squared"][1] < share["huber"][1] - 0.3
+
+
 def test_references_cover_every_cell_and_round_trip_as_json(table):
     tref, archs, _ = table
     assert tref.columns == ("arm_a_ms", "arm_b_ms", "gpu_ms") and tref.rows == 3000
