@@ -18,7 +18,7 @@ and ``w`` (ridge on the log ratio) are fitted in turn on the measured points, th
 with the configuration's loss (Huber's by default, ``fewshot_meta.huber_irls``). With a
 ``plain_config`` its prediction is the geometric mean of that corrected model and a plain
 ``MetaFewShot`` on the same points, each with the configuration meta-learned for it: over 20 seeds of
-leave one device out on ``nb201_hw.csv`` the mean share within +-10% rose in 13 of 15 (device, k)
+leave one device out on ``nb201_hw.csv`` (squared loss) the mean share within +-10% rose in 13 of 15 (device, k)
 cells, by up to 0.024, and fell by at most 0.003 (bench/RESULTS.md); the configuration choice is
 fragile, and two models configured apart hedge it.
 
