@@ -86,6 +86,20 @@ def _choose(space: Any, pool: np.ndarray | None, refs: list[tuple[str, str, Any]
 #: ``table_config``'s answers by (model, table SHA-256, columns, space, k): ``add_fewshot`` asks twice for
 #: the same k (what to measure, then the fit), and each answer takes tens of seconds
 _TABLE_CONFIGS: dict[tuple[Any, ...], tuple[Any, dict]] = {}
+_TABLE_FEATURES: dict[tuple[Any, ...], tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _table_features(space: Any, table: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The features (``model_features``) and measured values of the cells the table measured, built
+    once per table and space for every ``table_config`` call (both models, every k)."""
+    from edgenas.latency.fewshot_model import model_features
+
+    key = (table.sha256, table.columns, space.name)
+    if key not in _TABLE_FEATURES:
+        cells, measured = table.measured_cells(space)
+        _TABLE_FEATURES.clear()  # one table at a time: the arrays are large
+        _TABLE_FEATURES[key] = (model_features(space, cells, [], table), measured)
+    return _TABLE_FEATURES[key]
 
 
 def table_config(space: Any, table: Any, k: int, *, plain: bool = False, loss: str = "huber") -> tuple[Any, dict]:
@@ -97,13 +111,11 @@ def table_config(space: Any, table: Any, k: int, *, plain: bool = False, loss: s
     that model. ``loss``: the loss of every configuration tried (``fewshot_meta.config_grid``).
     Deterministic, so remembered for the process."""
     from edgenas.latency.fewshot_meta import choose_config, config_grid
-    from edgenas.latency.fewshot_model import model_features
     from edgenas.latency.fewshot_table import TableCorrected
 
     key = (plain, loss, table.sha256, table.columns, space.name, int(k))
     if key not in _TABLE_CONFIGS:
-        cells, measured = table.measured_cells(space)
-        X = model_features(space, cells, [], table)
+        X, measured = _table_features(space, table)
         n = len(table.columns)
         if len(_TABLE_CONFIGS) >= 64:
             _TABLE_CONFIGS.clear()

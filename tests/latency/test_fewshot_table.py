@@ -218,3 +218,28 @@ def test_inner_tasks_fit_the_corrected_model_without_the_left_out_pair(table):
                                   model=model)
     assert config in CONFIGS[:2] and inner["tasks"] == n
     assert seen and set(seen) == {(n - 1, X.shape[1] - 2)}
+
+
+def test_table_config_builds_the_table_features_once_for_both_models_and_every_k(table, monkeypatch):
+    """``fleet.fewshot.table_config``: the corrected and the plain model, at two k, share one build of the
+    table's features, and that build is ``model_features`` of the cells the table measured."""
+    import edgenas.fleet.fewshot as ff
+    import edgenas.latency.fewshot_model as fmod
+
+    tref, _, _ = table
+    calls = []
+    real = fmod.model_features
+
+    def counted(*a, **kw):
+        calls.append(1)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(fmod, "model_features", counted)
+    monkeypatch.setattr(ff, "_TABLE_CONFIGS", {})
+    monkeypatch.setattr(ff, "_TABLE_FEATURES", {})
+    answers = [ff.table_config(SPACE, tref, k, plain=p)[0] for k in (5, 8) for p in (False, True)]
+    assert len(calls) == 1 and all(a.loss == "huber" for a in answers)
+    X, measured = next(iter(ff._TABLE_FEATURES.values()))
+    cells, want = tref.measured_cells(SPACE)
+    np.testing.assert_array_equal(measured, want)
+    np.testing.assert_array_equal(X, real(SPACE, cells, [], tref))
