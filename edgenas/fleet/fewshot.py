@@ -97,8 +97,11 @@ def _table_features(space: Any, table: Any) -> tuple[np.ndarray, np.ndarray]:
     key = (table.sha256, table.columns, space.name)
     if key not in _TABLE_FEATURES:
         cells, measured = table.measured_cells(space)
+        X, measured = model_features(space, cells, [], table), np.array(measured, dtype=float)
+        for a in (X, measured):
+            a.setflags(write=False)  # shared by every later call: nobody may change them
         _TABLE_FEATURES.clear()  # one table at a time: the arrays are large
-        _TABLE_FEATURES[key] = (model_features(space, cells, [], table), measured)
+        _TABLE_FEATURES[key] = (X, measured)
     return _TABLE_FEATURES[key]
 
 

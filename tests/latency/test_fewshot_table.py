@@ -243,3 +243,4 @@ def test_table_config_builds_the_table_features_once_for_both_models_and_every_k
     cells, want = tref.measured_cells(SPACE)
     np.testing.assert_array_equal(measured, want)
     np.testing.assert_array_equal(X, real(SPACE, cells, [], tref))
+    assert not X.flags.writeable and not measured.flags.writeable  # shared: read-only
