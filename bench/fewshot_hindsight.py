@@ -36,15 +36,11 @@ import numpy as np  # noqa: E402
 
 from edgenas.fleet.fewshot import table_config  # noqa: E402
 from edgenas.latency.fewshot import HwTable  # noqa: E402
-from edgenas.latency.fewshot_meta import CONFIGS  # noqa: E402
+from edgenas.latency.fewshot_meta import CONFIGS, _within10  # noqa: E402 (the inner tasks' score)
 from edgenas.spaces import get_space  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fewshot_lodo import KS, table_corrected, table_references  # noqa: E402
-
-
-def _within10(pred: np.ndarray, y: np.ndarray) -> float:
-    return float(np.mean(np.abs(pred / y - 1.0) <= 0.10))
 
 
 def _agg(x) -> dict:
