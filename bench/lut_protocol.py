@@ -24,6 +24,11 @@ chunk to chunk, so that the machine's drift falls on all of them alike:
 * ``adaptive_before`` (``--with-before``): the adaptive protocol from before issue 17 (slow);
 * ``long``: the reference measurement, ``--long-n`` single runs (default 2,000, 4x OFA's) after
   the previous, longer warm-up.
+* ``spread`` (``--spread N``, a probe): every block in N fresh sessions of 30 single runs (fixed
+  count, today's short warm-up) in N different chunk turns (its call at chunk c's turn times chunk c's
+  first session, chunk c-1's second, ...), its value the median of its N session medians: a block's
+  sessions lie a whole chunk turn apart instead of within one call, so a spell over one call hits one
+  of them (not drift-corrected, since its sessions lie in different calls).
 
 A throw-away call first takes the agent's one-time runtime start-up.
 
@@ -292,6 +297,9 @@ def main() -> None:
                          "protocol's LUT-sum prediction of them (what a LUT is for)")
     ap.add_argument("--repeat", type=int, default=1,
                     help="measure everything this many times in one run (the summary pools them)")
+    ap.add_argument("--spread", type=int, default=0, metavar="N",
+                    help="also time 'spread': every block in N fresh sessions of 30 runs (fixed_n) in N different "
+                         "chunk turns, its value the median of the session medians (a one-off probe)")
     ap.add_argument("--candidate", action="append", default=[],
                     help="NAME=JSON: another protocol (fields over LUT_PROTOCOL) to time alongside")
     a = ap.parse_args()
@@ -307,6 +315,8 @@ def main() -> None:
     if a.long_passes < 1 or a.long_n % a.long_passes:
         raise SystemExit("--long-passes must be >= 1 and divide --long-n")
     protos = protocols(a.long_n // a.long_passes, a.with_before, a.skip, a.candidate)
+    if a.spread:
+        protos["spread"] = dict(LUT_PROTOCOL, fixed_n=30)
     base = Path(tempfile.mkdtemp(prefix="edgenas-bench-lutproto-"))
     project = Project(base / "proj")
     out_spaces = []
@@ -337,6 +347,10 @@ def main() -> None:
                 calls: list[tuple[str, int, dict[str, float], float, float]] = []
                 loads = [load()]
                 labels = [p for p in protos if p != "long"]
+                chunks = [keys[c:c + a.chunk] for c in range(0, len(keys), a.chunk)]
+                if a.spread and len(chunks) < a.spread:
+                    raise SystemExit(f"--spread {a.spread} needs at least that many chunks")
+                rounds: dict[str, list[float]] = {k: [] for k in keys}
                 t_space = time.perf_counter()
 
                 def timed(label: str, proto: dict, items: list, tag: str) -> dict:
@@ -367,6 +381,13 @@ def main() -> None:
                         if label == "long":
                             got = timed("long", protos["long"], items, f"long{j}-{c}")
                             passes[j].update(got)
+                        elif label == "spread":  # chunk c's round 0, chunk c-1's round 1, ...
+                            ci = c // a.chunk
+                            mixed = [{"key": k, "model": remote[k]}
+                                     for r in range(a.spread) for k in chunks[(ci - r) % len(chunks)]]
+                            for k, v in timed(label, protos[label], mixed, f"{label}-{c}").items():
+                                rounds[k].append(v)
+                            got = {}
                         else:
                             got = timed(label, protos[label], items, f"{label}-{c}")
                             medians[label].update(got)
@@ -376,7 +397,11 @@ def main() -> None:
                     loads.append(load())
                     print(f"{name}: {min(c + a.chunk, len(keys))}/{len(keys)} (load {loads[-1]})", file=sys.stderr)
                 medians["long"] = {k: float(np.median([p[k] for p in passes])) for k in keys}
+                if a.spread:
+                    medians["spread"] = {k: float(np.median(v)) for k, v in rounds.items()}
                 corrected = drift_corrected(calls, keys, a.long_passes)
+                if a.spread:  # its sessions lie in different calls: not drift-corrected
+                    corrected["spread"] = dict(medians["spread"])
                 longm = [medians["long"][k] for k in keys]
                 lut = lut_values(protos, keys, medians, ratios)
                 whole = None
