@@ -18,9 +18,12 @@ from edgenas.errors import InputError
 from edgenas.spaces import SPACES
 from edgenas.spaces.base import ARCH_SCHEMA, SearchSpace, require
 from edgenas.spaces.mbv3_blocks import BlockSpec, build_block, conv_out
-from edgenas.spaces.mbv3_config import MBV3_SMALL, MBV3_TINY, OFA_MBV3, OFA_MBV3_W12, MBV3Arch, MBV3Config, make_divisible
+from edgenas.spaces.mbv3_config import (MBV3_SMALL, MBV3_TINY, OFA_MBV3, OFA_MBV3_W12, MBV3Arch, MBV3Config,
+                                         make_divisible)
 
 _FIELDS = ("ks", "e", "d", "r")
+#: gene dtypes kept as they are for index arithmetic (with int32 offsets it stays integer and exact)
+_INDEX_SAFE = frozenset(np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16))
 
 
 def _choices(values: Sequence[int]) -> str:
@@ -140,7 +143,9 @@ class MBV3Space(SearchSpace[MBV3Arch]):
     def _sizes(self) -> np.ndarray:
         return np.asarray(self.gene_sizes())
 
-    def _check_genes(self, genes: Any) -> np.ndarray:
+    def _check_genes(self, genes: Any, cast: bool = True) -> np.ndarray:
+        """Gene vectors as a 2-D array, range-checked; as int64 unless ``cast`` is false (then in the
+        caller's dtype where index arithmetic on it cannot overflow or turn to floats, else int64)."""
         g = np.atleast_2d(np.asarray(genes))
         sizes = self._sizes
         require(g.ndim == 2 and g.shape[1] == len(sizes),
@@ -150,7 +155,9 @@ class MBV3Space(SearchSpace[MBV3Arch]):
             bad = np.argwhere((g < 0) | (g >= sizes))
             i = int(bad[0, 1])
             raise InputError(f"gene {i} = {int(g[bad[0, 0], i])} is outside 0..{sizes[i] - 1}")
-        return g.astype(np.int64)
+        if cast or g.dtype not in _INDEX_SAFE:
+            return g.astype(np.int64)
+        return g
 
     def from_genes(self, genes: Sequence[int] | np.ndarray) -> MBV3Arch:
         g = self._check_genes(genes)[0]
@@ -219,22 +226,35 @@ class MBV3Space(SearchSpace[MBV3Arch]):
             cols[pid, :len(src)], count[pid] = src, len(src)
         return radix, cols, count
 
+    @cached_property
+    def _slot_base(self) -> tuple[np.ndarray, np.ndarray, np.dtype]:
+        """Where slot ``s`` of resolution ``ri`` starts in the flattened slot table (``[ri, s]``), the
+        depth radix, and the narrowest index dtype that holds every offset (int32 in practice)."""
+        nr, n, nk, ne = self._tables.slot.shape
+        dtype = np.dtype(np.int32 if nr * n * nk * ne < 2**31 else np.int64)
+        base = (np.arange(nr)[:, None] * n + np.arange(n)[None, :]) * (nk * ne)
+        radix = len(self.config.d_choices) ** np.arange(self.config.n_stages)
+        return base.astype(dtype), radix.astype(dtype), dtype
+
     def key_index_matrix(self, genes: np.ndarray) -> np.ndarray:
-        g = self._check_genes(genes)
         comp = self._compaction
         if comp is None:
-            return self._key_index_matrix_argsort(g)
+            return self._key_index_matrix_argsort(self._check_genes(genes))
+        # the genes stay in their small dtype (objects keep uint8), offsets in int32: issue 17, part 2
+        g = self._check_genes(genes, cast=False)
         t, n = self._tables, self.config.n_slots
-        _, _, nk, ne = t.slot.shape
-        radix, cols, count = comp
+        ne = t.slot.shape[3]
+        _, cols, count = comp
+        base, radix, dtype = self._slot_base
         ri = g[:, 0]
-        flat = (ri[:, None] * (n * nk) + np.arange(n)[None, :] * nk + g[:, 1:1 + n]) * ne + g[:, 1 + n:1 + 2 * n]
+        flat = base[ri] + g[:, 1:1 + n] * dtype.type(ne) + g[:, 1 + n:1 + 2 * n]
+        fixed = t.fixed[ri]
         full = np.empty((len(g), n + 7), dtype=np.int64)
-        full[:, :2] = t.fixed[ri, :2]
+        full[:, :2] = fixed[:, :2]
         full[:, 2:n + 2] = t.slot.reshape(-1)[flat]
-        full[:, n + 2:n + 6] = t.fixed[ri, 2:]
+        full[:, n + 2:n + 6] = fixed[:, 2:]
         full[:, n + 6] = -1
-        pid = g[:, 1 + 2 * n:] @ radix
+        pid = g[:, 1 + 2 * n:].astype(dtype) @ radix
         width = int(count[pid].max()) if len(g) else 0
         return np.take_along_axis(full, cols[pid, :width], axis=1)
 

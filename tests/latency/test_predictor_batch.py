@@ -48,6 +48,21 @@ def test_key_index_matrix_equals_argsort_path_for_every_depth_pattern(name):
                               space._key_index_matrix_argsort(space._check_genes(genes[k:2 * k])))
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, np.int16, np.int32, np.uint32, np.uint64, np.int64])
+def test_key_index_matrix_is_the_same_for_every_integer_dtype(dtype):
+    """Genes stay in their own dtype for the index arithmetic where that is exact (objects keep
+    uint8); any other integer dtype is widened first, so no caller's dtype changes a key."""
+    space = get_space("ofa-mbv3")
+    genes = space.sample_genes(np.random.default_rng(2), 500)
+    old = space._key_index_matrix_argsort(space._check_genes(genes))
+    new = space.key_index_matrix(genes.astype(dtype))
+    assert new.dtype == np.int64 and np.array_equal(new, old)
+    bad = genes.astype(dtype)
+    bad[3, 5] = space.gene_sizes()[5]
+    with pytest.raises(InputError, match="gene 5"):
+        space.key_index_matrix(bad)
+
+
 @pytest.mark.parametrize("name", ["mbv3-small", "ofa-mbv3"])
 def test_predictions_bit_identical_from_genes_objects_and_records(name):
     space = get_space(name)
