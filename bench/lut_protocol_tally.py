@@ -7,8 +7,9 @@
 Reads the JSON that ``bench/lut_protocol.py`` printed, as committed: one run per file, or several
 under ``runs`` (a list of ``{run, output}`` or a mapping of name to ``{result}``). It keeps the runs
 whose recorded ``adaptive`` protocol equals today's ``LUT_PROTOCOL`` in every setting and whose calls
-held ``--chunk`` 24 blocks (the profiler's batch); runs of earlier protocols and of candidate batches
-are listed under ``left_out`` with the reason. Nothing is timed.
+held ``--chunk`` 24 blocks (the profiler's batch), timed against today's fixed-500 and the default long
+reference (2,000 runs per block in 4 passes); runs of earlier protocols, of candidate batches or with
+another baseline are listed under ``left_out`` with the reason. Nothing is timed.
 
 Per space, over every repeat of those runs: in how many the product's median, 90th-percentile and
 largest relative difference of the entry medians from the long reference were below fixed-500's (ties
@@ -39,6 +40,8 @@ CALM_PASS_TO_PASS = 0.005
 #: the profiler's batch: the product is timed as it profiles only in calls of this many blocks
 PRODUCT_CHUNK = 24
 FIGURES = ("median", "p90", "max")
+#: how bench/lut_protocol.py describes the default long reference
+LONG = "2000 single runs per block in 4 pass(es) of 500"
 
 
 def runs_of(doc: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -55,9 +58,12 @@ def runs_of(doc: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
             yield str(name), run.get("result") or run.get("output") or {}
 
 
-def why_left_out(output: dict[str, Any], protocol: dict[str, Any]) -> str | None:
-    """None if ``output`` timed today's protocol as the profiler does; otherwise the reason."""
-    adaptive = (output.get("protocols") or {}).get("adaptive")
+def why_left_out(output: dict[str, Any], protocol: dict[str, Any], baseline: dict[str, Any],
+                 long_pass: dict[str, Any]) -> str | None:
+    """None if ``output`` timed today's protocol as the profiler does, against today's fixed-500 and a
+    long reference of 2,000 runs in 4 passes of ``long_pass``; otherwise the reason."""
+    protos = output.get("protocols") or {}
+    adaptive = protos.get("adaptive")
     if not isinstance(adaptive, dict):
         return "no adaptive protocol recorded"
     differ = sorted(k for k, v in protocol.items() if adaptive.get(k) != v)
@@ -65,6 +71,10 @@ def why_left_out(output: dict[str, Any], protocol: dict[str, Any]) -> str | None
         return "an earlier protocol (" + ", ".join(f"{k} {adaptive.get(k)}" for k in differ) + ")"
     if output.get("chunk") != PRODUCT_CHUNK:
         return f"calls of {output.get('chunk')} blocks (a candidate batch)"
+    if protos.get("fixed_500") != baseline:
+        return "another fixed-500 baseline"
+    if protos.get("long") != long_pass or not str(output.get("long", "")).startswith(LONG):
+        return "another long reference"
     return None
 
 
@@ -83,12 +93,16 @@ def tally(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def collect(paths: list[str], protocol: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+def collect(paths: list[str]) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """One row per repeat and space of the runs that timed today's protocol; the other runs, with why."""
+    from edgenas.fleet.measure import LUT_PROTOCOL, LUT_PROTOCOL_BEFORE, LUT_PROTOCOL_FIXED_500
+
+    long_pass = dict(LUT_PROTOCOL_BEFORE, fixed_n=500)
     rows, left_out = [], []
     for path in paths:
         doc = json.loads(Path(path).read_text())
         for name, output in runs_of(doc):
-            reason = why_left_out(output, protocol)
+            reason = why_left_out(output, LUT_PROTOCOL, LUT_PROTOCOL_FIXED_500, long_pass)
             if reason:
                 left_out.append({"file": Path(path).name, "run": name, "why": reason})
                 continue
@@ -113,7 +127,7 @@ def main() -> None:
 
     paths = a.files or sorted(p for p in glob.glob(str(ROOT / "bench" / "lut_protocol*_results.json"))
                               if Path(p).name != "lut_protocol_tally_results.json")
-    rows, left_out = collect(paths, LUT_PROTOCOL)
+    rows, left_out = collect(paths)
     spaces: dict[str, Any] = {}
     for space in sorted({r["space"] for r in rows}):
         mine = [r for r in rows if r["space"] == space]
