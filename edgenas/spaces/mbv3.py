@@ -227,14 +227,13 @@ class MBV3Space(SearchSpace[MBV3Arch]):
         return radix, cols, count
 
     @cached_property
-    def _slot_base(self) -> tuple[np.ndarray, np.ndarray, np.dtype]:
-        """Where slot ``s`` of resolution ``ri`` starts in the flattened slot table (``[ri, s]``), the
-        depth radix, and the narrowest index dtype that holds every offset (int32 in practice)."""
+    def _slot_base(self) -> tuple[np.ndarray, np.dtype]:
+        """Where slot ``s`` of resolution ``ri`` starts in the flattened slot table (``[ri, s]``), and the
+        narrowest index dtype that holds every offset (int32 in practice)."""
         nr, n, nk, ne = self._tables.slot.shape
         dtype = np.dtype(np.int32 if nr * n * nk * ne < 2**31 else np.int64)
         base = (np.arange(nr)[:, None] * n + np.arange(n)[None, :]) * (nk * ne)
-        radix = len(self.config.d_choices) ** np.arange(self.config.n_stages)
-        return base.astype(dtype), radix.astype(dtype), dtype
+        return base.astype(dtype), dtype
 
     def key_index_matrix(self, genes: np.ndarray) -> np.ndarray:
         comp = self._compaction
@@ -244,8 +243,8 @@ class MBV3Space(SearchSpace[MBV3Arch]):
         g = self._check_genes(genes, cast=False)
         t, n = self._tables, self.config.n_slots
         ne = t.slot.shape[3]
-        _, cols, count = comp
-        base, radix, dtype = self._slot_base
+        radix, cols, count = comp
+        base, dtype = self._slot_base
         ri = g[:, 0]
         flat = base[ri] + g[:, 1:1 + n] * dtype.type(ne) + g[:, 1 + n:1 + 2 * n]
         fixed = t.fixed[ri]
@@ -254,7 +253,7 @@ class MBV3Space(SearchSpace[MBV3Arch]):
         full[:, 2:n + 2] = t.slot.reshape(-1)[flat]
         full[:, n + 2:n + 6] = fixed[:, 2:]
         full[:, n + 6] = -1
-        pid = g[:, 1 + 2 * n:].astype(dtype) @ radix
+        pid = g[:, 1 + 2 * n:] @ radix
         width = int(count[pid].max()) if len(g) else 0
         return np.take_along_axis(full, cols[pid, :width], axis=1)
 
