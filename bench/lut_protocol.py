@@ -372,17 +372,16 @@ def main() -> None:
                                                     partial=f"partial/{name}-r{rep}-speed-{tag}.jsonl"))
                     return float(out["results"]["speed"]["median_ms"])
 
-                for c in range(0, len(keys), a.chunk):
-                    chunk = keys[c:c + a.chunk]
+                for ci, chunk in enumerate(chunks):
+                    c = ci * a.chunk  # the chunk's first key: names its calls and progress
                     items = [{"key": k, "model": remote[k]} for k in chunk]
-                    turn = (c // a.chunk) % len(labels)  # rotate who goes first, chunk by chunk
+                    turn = ci % len(labels)  # rotate who goes first, chunk by chunk
                     before = speed(f"{c}-0")
                     for i, (label, j) in enumerate(schedule(labels[turn:] + labels[:turn], a.long_passes)):
                         if label == "long":
                             got = timed("long", protos["long"], items, f"long{j}-{c}")
                             passes[j].update(got)
-                        elif label == "spread":  # chunk c's round 0, chunk c-1's round 1, ...
-                            ci = c // a.chunk
+                        elif label == "spread":  # chunk ci's round 0, chunk ci-1's round 1, ...
                             mixed = [{"key": k, "model": remote[k]}
                                      for r in range(a.spread) for k in chunks[(ci - r) % len(chunks)]]
                             for k, v in timed(label, protos[label], mixed, f"{label}-{c}").items():
