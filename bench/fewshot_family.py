@@ -2,10 +2,10 @@
 
     OMP_NUM_THREADS=1 python bench/fewshot_family.py --table ../shared/data/nb201/nb201_hw.csv [--splits 5]
 
-For every ``*_ms`` column (the "new device"): the model ``device add --fewshot K --table CSV`` fits
-(``TableCorrected`` averaged with a plain ``MetaFewShot``, the configurations meta-learned on the
-other columns for k = 50, as ``bench/fewshot_lodo.py`` does), fitted on n = 20, 50, 200, 1,000 and
-5,000 random cells of the device and scored on the rest; splits as the ceiling's
+For every ``*_ms`` column (the "new device"): the model ``device add --fewshot K --table CSV`` fitted
+before the nearest-reference anchor (``TableCorrected`` averaged with a plain ``MetaFewShot``, the
+configurations meta-learned on the other columns for k = 50, as ``bench/fewshot_lodo.py`` does),
+fitted on n = 20, 50, 200, 1,000 and 5,000 random cells of the device and scored on the rest; splits as the ceiling's
 (``ceiling_5000_own_rows`` in ``fewshot_lodo.py``: the same permutations), median (mean) over
 ``--splits``. Beside it, that ceiling (trees on one-hot edges, 5,000 own cells). Where the model
 reaches the ceiling with enough cells, what keeps it below from 20 is the sample, not the model.

@@ -4,12 +4,13 @@
 
 For every ``*_ms`` column (the "new device"), k = 10, 20, 50 and seeds 0..N-1, the table path's model
 (``TableCorrected`` averaged with a plain ``MetaFewShot``, as ``device add --fewshot K --table CSV``
-fits and ``bench/fewshot_lodo.py``'s ``meta_table`` scores), the plain model's configuration as the
+fitted before the nearest-reference anchor and ``bench/fewshot_lodo.py``'s ``meta_table_no_anchor``
+scores), the plain model's configuration as the
 product chooses it, with every configuration of the grid (``fewshot_meta.CONFIGS``) for the corrected
 model in turn. Within +-10% on the device's other rows:
 
 * ``product``: the configuration the inner tasks choose on the other columns (``table_config``): the
-  product, equal to ``fewshot_lodo.py``'s ``meta_table``;
+  product without its anchor, equal to ``fewshot_lodo.py``'s ``meta_table_no_anchor``;
 * ``best_fixed_in_hindsight``: the one configuration with the best mean over the seeds, chosen WITH
   the scored column (not a predictor anyone can build: what a perfect meta-learner of one
   configuration per device would reach);

@@ -26,9 +26,14 @@ Methods, all in this run:
   references, each column in turn the new device for the same model with its measured values as
   the target (``table_references``, ``fleet.fewshot.table_config``, ``table_corrected``); the
   prediction is the geometric mean of that corrected model and a plain ``MetaFewShot`` on the same
-  rows, its configuration chosen the same way for it (``table_config(..., plain=True)``);
-* ``meta_squared`` and ``meta_table_squared``: ``meta`` and ``meta_table`` with the squared loss
-  (every configuration of the grid, inner tasks included): the product before Huber's loss, the
+  rows, its configuration chosen the same way for it (``table_config(..., plain=True)``), and that
+  average averaged again with the nearest reference's anchor (``fewshot_anchor.Anchor``: the
+  reference whose log ratio to the k rows varies least, its smoothed latency times a Huber ridge
+  correction on the descriptors, shrinkage chosen by leave-one-out on the k rows);
+* ``meta_table_no_anchor``: ``meta_table`` without the anchor, on the same rows (the product before
+  the anchor, the baseline for it in the same run);
+* ``meta_squared`` and ``meta_table_squared``: ``meta`` and ``meta_table_no_anchor`` with the squared
+  loss (every configuration of the grid, inner tasks included): the product before Huber's loss, the
   baseline for it in the same run.
 
 ``ceiling``: gradient-boosted trees (scikit-learn ``HistGradientBoostingRegressor``, 300 iterations,
@@ -128,7 +133,7 @@ def table_references(table: HwTable, refs: list[str]):
 
 
 def table_corrected(tref, X: np.ndarray, k: int, seed: int, y: np.ndarray, config,
-                    plain=None) -> tuple[np.ndarray, np.ndarray]:
+                    plain=None, anchor: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """The model ``device add --table`` fits, given the configurations chosen on the references
     (``fleet.fewshot.table_config``, the same for every seed): ``k`` rows chosen, ``TableCorrected``
     fitted on them (averaged with a plain model configured by ``plain``, as the product does; without
@@ -139,7 +144,7 @@ def table_corrected(tref, X: np.ndarray, k: int, seed: int, y: np.ndarray, confi
 
     n = len(tref.columns)
     idx = select_architectures(X[:, :-n], n, k, seed, config.selection)
-    return TableCorrected(n, None, config, plain).fit(X[idx], y[idx]).predict(X), idx
+    return TableCorrected(n, None, config, plain, anchor=anchor).fit(X[idx], y[idx]).predict(X), idx
 
 
 def run(table: HwTable, seeds: list[int], n_ceiling: int, ceiling_seeds: int) -> dict:
@@ -167,7 +172,7 @@ def run(table: HwTable, seeds: list[int], n_ceiling: int, ceiling_seeds: int) ->
                 dev["meta_table_config" + ("" if loss == "huber" else "_squared")][str(k)] = {
                     "corrected": tables[loss][0].to_dict(), "plain": tables[loss][1].to_dict()}
             res: dict = {m: [] for m in ("before", "before_lut", "ensemble", "meta_raw", "meta", "meta_squared",
-                                         "meta_table", "meta_table_squared")}
+                                         "meta_table", "meta_table_no_anchor", "meta_table_squared")}
             for s in seeds:
                 train = np.random.default_rng(s).permutation(len(y))[:k]
                 test = np.setdiff1d(np.arange(len(y)), train)
@@ -190,8 +195,9 @@ def run(table: HwTable, seeds: list[int], n_ceiling: int, ceiling_seeds: int) ->
                     te = np.setdiff1d(np.arange(len(y)), idx)
                     res[name].append(_metrics(m.predict(pool[te]), y[te]))
                     dev[f"{name}_config"][str(k)] = {**m.config.to_dict(), **m.inner}
-                for name, loss in (("meta_table", "huber"), ("meta_table_squared", "squared")):
-                    p, idx = table_corrected(tref, XT, k, s, y, *tables[loss])  # the column: only y[idx]
+                for name, loss, anchor in (("meta_table", "huber", True), ("meta_table_no_anchor", "huber", False),
+                                           ("meta_table_squared", "squared", False)):
+                    p, idx = table_corrected(tref, XT, k, s, y, *tables[loss], anchor=anchor)  # the column: only y[idx]
                     te = np.setdiff1d(np.arange(len(y)), idx)
                     res[name].append(_metrics(p[te], y[te]))
             dev[str(k)] = {m: _summary(r) for m, r in res.items()}

@@ -9,9 +9,10 @@
    each reference in turn plays the new device);
 3. each chosen architecture is exported and measured on the device through its agent with the
    whole-model protocol (real ONNX Runtime runs on ``local``), and stored as a ``Measurement``;
-4. a ``MetaFewShot`` (with a table: ``TableCorrected``) is fitted on every stored measurement of
-   (device, space, fingerprint, runtime), with Huber's loss (a slow reading among them counts
-   linearly, not squared), and saved as ``luts/DEVICE/fewshot/SPACE.json``.
+4. a ``MetaFewShot`` (with a table: ``TableCorrected``, averaged with the nearest reference's
+   ``Anchor``) is fitted on every stored measurement of (device, space, fingerprint, runtime), with
+   Huber's loss (a slow reading among them counts linearly, not squared), and saved as
+   ``luts/DEVICE/fewshot/SPACE.json``.
 
 Search uses the model for a device that has no LUT yet (``latency_model``), and every ``deploy``
 refits it with the new measurement (``refit_after_deploy``).
@@ -19,6 +20,7 @@ refits it with the new measurement (``refit_after_deploy``).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -134,7 +136,8 @@ def _fit(space: Any, archs: list[Any], y: np.ndarray, refs: list[tuple[str, str,
          table: Any = None) -> tuple[Any, float]:
     """The meta-learned model on every measurement (configuration chosen on the references for
     ``k = len(y)`` over a seeded pool) and its leave-one-out share within 10%; with a table, the
-    table-corrected model averaged with a plain one (``fewshot_table.TableCorrected``)."""
+    table-corrected model averaged with a plain one and with the nearest reference's anchor
+    (``fewshot_table.TableCorrected``, ``fewshot_anchor.Anchor``)."""
     from edgenas.latency.fewshot_meta import MetaFewShot
     from edgenas.latency.fewshot_model import arch_descriptors, model_features
     from edgenas.latency.fewshot_table import TableCorrected
@@ -153,10 +156,12 @@ def _fit(space: Any, archs: list[Any], y: np.ndarray, refs: list[tuple[str, str,
         plain, plain_inner = table_config(space, table, len(y), plain=True)
         inner = dict(inner, plain=plain_inner)
 
-        def make() -> Any:
-            return TableCorrected(len(table.columns), names, config, plain)
+        def make(anchor_lam: float | None = None) -> Any:
+            return TableCorrected(len(table.columns), names, config, plain, anchor=True, anchor_lam=anchor_lam)
     m = make().fit(X, y)
     m.inner = inner
+    if getattr(m, "anchor", None) is not None:  # the leave-one-out refits keep the anchor's shrinkage
+        make = functools.partial(make, m.anchor.lam)
     loo = []
     if len(y) >= 3:
         for i in range(len(y)):

@@ -20,12 +20,17 @@ with the configuration's loss (Huber's by default, ``fewshot_meta.huber_irls``).
 ``MetaFewShot`` on the same points, each with the configuration meta-learned for it: over 20 seeds of
 leave one device out on ``nb201_hw.csv`` (squared loss) the mean share within +-10% rose in 13 of 15 (device, k)
 cells, by up to 0.024, and fell by at most 0.003 (bench/RESULTS.md); the configuration choice is
-fragile, and two models configured apart hedge it.
+fragile, and two models configured apart hedge it. With ``anchor`` (what ``device add --table`` fits)
+that prediction is averaged again (geometric mean) with the nearest reference's ``Anchor``
+(``fewshot_anchor``): its smoothed latency (log additive plus non-additive part) times a correction on
+the descriptors, the reference and the shrinkage chosen from the measured points alone (from
+``fewshot_anchor.MIN_LOO`` points on; below, none). The inner tasks that choose the configurations fit
+the model without it.
 
 Both are JSON (no pickle): the references store both parts for every architecture of the space (a
 dense array over its gene grid, so a table that misses cells still serves them) and the table's own
 values (the targets on which the configuration is meta-learned, again at every refit), the model its
-``MetaFewShot`` record and ``w``. Only the NAS-Bench-201 space (cells as strings) is supported.
+``MetaFewShot`` records, ``w`` and the anchor's record. Only the NAS-Bench-201 space (cells as strings) is supported.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ import numpy as np
 
 from edgenas.errors import InputError
 from edgenas.latency.fewshot import HwTable, cell_encoding, reading_model
+from edgenas.latency.fewshot_anchor import MIN_LOO as ANCHOR_MIN_K, Anchor
 from edgenas.latency.fewshot_meta import DEFAULT, MIN_K, MetaConfig, MetaFewShot, huber_irls
 
 TABLE_SCHEMA = 1
@@ -199,14 +205,18 @@ class TableCorrected:
     kind_name = "fewshot-meta-table"
 
     def __init__(self, n_refs: int, feature_names: Sequence[str] | None = None, config: MetaConfig = DEFAULT,
-                 plain_config: MetaConfig | None = None) -> None:
+                 plain_config: MetaConfig | None = None, anchor: bool = False,
+                 anchor_lam: float | None = None) -> None:
         if n_refs < 1:
             raise InputError("a table-corrected few-shot model needs at least one reference column")
         self.n_refs, self.config, self.plain_config = int(n_refs), config, plain_config
+        self.use_anchor, self.anchor_lam = bool(anchor), anchor_lam
         self.feature_names = None if feature_names is None else list(feature_names)
         self.meta = MetaFewShot(self.n_refs, None, config)
         #: the uncorrected model averaged in (log space) when ``plain_config`` is given, else None
         self.plain: MetaFewShot | None = None
+        #: the nearest reference's model averaged in (log space) with ``anchor``, else None
+        self.anchor: Anchor | None = None
         self.w = np.zeros(self.n_refs)
         self.inner: dict[str, Any] = {}
 
@@ -240,17 +250,29 @@ class TableCorrected:
                 huber_irls(solve, lambda w: target - H @ w, y.size)
             corr = H @ self.w
         self.plain = None if self.plain_config is None else MetaFewShot(self.n_refs, None, self.plain_config).fit(X, y)
+        # below MIN_LOO points neither the anchor's reference nor its shrinkage can be checked on held-out
+        # points: with 4 real measurements and references unlike the device, it put one 2.2x off in-sample
+        self.anchor = Anchor(self.anchor_lam).fit(*self._anchor_features(X, H), y) \
+            if self.use_anchor and y.size >= ANCHOR_MIN_K else None
         return self
+
+    def _anchor_features(self, X: np.ndarray, H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(the references' smoothed log latencies, the descriptors): log additive part plus non-additive."""
+        if (X[:, :self.n_refs] <= 0).any():
+            raise InputError("additive parts must be > 0")
+        return np.log(X[:, :self.n_refs]) + H, X[:, self.n_refs:]
 
     def predict(self, features: Any) -> np.ndarray:
         X, H = self._split(features)
         corrected = self.meta.predict(X) * np.exp(H @ self.w)
-        return corrected if self.plain is None else np.sqrt(corrected * self.plain.predict(X))
+        out = corrected if self.plain is None else np.sqrt(corrected * self.plain.predict(X))
+        return out if self.anchor is None else np.sqrt(out * self.anchor.predict(*self._anchor_features(X, H)))
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind_name, "n_refs": self.n_refs, "meta": self.meta.to_dict(),
                 "w": [float(v) for v in self.w], "inner": self.inner,
                 "plain": None if self.plain is None else self.plain.to_dict(),
+                "anchor": None if self.anchor is None else self.anchor.to_dict(),
                 "feature_names": self.feature_names}
 
     @classmethod
@@ -267,6 +289,11 @@ class TableCorrected:
             if plain is not None and (plain.n_refs != m.n_refs or plain._width != meta._width):
                 raise ValueError("the plain model does not match the corrected one")
             m.meta, m.plain, m.w, m.inner = meta, plain, w, dict(d.get("inner") or {})
+            if d.get("anchor") is not None:  # absent before the anchor
+                m.anchor = Anchor.from_dict(d["anchor"], m.n_refs)
+                m.use_anchor, m.anchor_lam = True, m.anchor.lam
+                if m.anchor._mu.size != meta._width - m.n_refs:
+                    raise ValueError("the anchor's descriptors do not match the model's")
             return m
 
     def describe(self) -> dict[str, Any]:
@@ -274,4 +301,6 @@ class TableCorrected:
         out.update(model="meta-table", correction_weights=[round(float(v), 4) for v in self.w], inner=self.inner)
         if self.plain is not None:
             out["averaged_with"] = self.plain.describe()
+        if self.anchor is not None:
+            out.update(self.anchor.describe())
         return out

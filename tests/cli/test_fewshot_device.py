@@ -114,7 +114,15 @@ def test_fewshot_from_a_table_of_other_devices(proj, cli, tmp_path, snapshot):
     # averaged with a plain model, configured for itself on the table (inner tasks recorded for both)
     assert rec["ensemble"]["plain"]["kind"] == "fewshot-meta" and res.model["averaged_with"]["model"] == "meta"
     assert rec["ensemble"]["inner"]["plain"]["k"] == 4 and rec["ensemble"]["inner"]["k"] == 4
-    model, ms = _fits_its_measurements(project, space, 4)
+    # no nearest-reference anchor from 4 points: too few to check it on held-out points
+    assert rec["ensemble"]["anchor"] is None and "anchor_lam" not in res.model
+    _fits_its_measurements(project, space, 4)
+    res = add_fewshot(project, "local", "nb201", 2, seed=3, protocol=QUICK, table=table)
+    assert res.measured_now == 2 and res.n_points == 6
+    rec = json.loads(open(res.model_path).read())
+    assert rec["ensemble"]["anchor"]["kind"] == "fewshot-anchor" and res.model["anchor_source"] in (0, 1, 2)
+    assert res.model["anchor_lam"] in (3.0, 10.0, 30.0, 100.0)
+    model, ms = _fits_its_measurements(project, space, 6)
     every = model.predict_many(space.all_archs())  # the table has 400 cells; every cell is served
     assert every.shape == (15625,) and np.all(np.isfinite(every)) and np.all(every > 0)
     table.unlink()  # the record carries the references: a refit needs no table
