@@ -21,8 +21,8 @@ not need. The anchor is the one-relative model:
 
 ``TableCorrected`` averages its prediction with the anchor's (geometric mean). The anchor alone is
 worse where a device has no relative (the Xeon's nearest reference is a GPU); averaged, it lifted the
-share within +-10% on four of five devices at every k and cost the Xeon 0.005-0.011
-(bench/RESULTS.md). JSON record (kind ``fewshot-anchor``), no pickle.
+median share within +-10% over 20 draws on four of five devices at every k and cost the Xeon 0.5-1.4
+points (bench/RESULTS.md). JSON record (kind ``fewshot-anchor``), no pickle.
 """
 
 from __future__ import annotations
