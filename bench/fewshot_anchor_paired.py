@@ -28,11 +28,8 @@ from fewshot_lodo import KS, table_corrected, table_references  # noqa: E402
 
 from edgenas.fleet.fewshot import table_config  # noqa: E402
 from edgenas.latency.fewshot import HwTable  # noqa: E402
+from edgenas.latency.fewshot_meta import _within10  # noqa: E402  the share the inner tasks score
 from edgenas.spaces import get_space  # noqa: E402
-
-
-def _within10(pred: np.ndarray, y: np.ndarray) -> float:
-    return float(np.mean(np.abs(pred / y - 1.0) <= 0.10))
 
 
 def run(table: HwTable, seeds: list[int]) -> dict:

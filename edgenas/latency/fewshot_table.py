@@ -257,9 +257,8 @@ class TableCorrected:
         return self
 
     def _anchor_features(self, X: np.ndarray, H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(the references' smoothed log latencies, the descriptors): log additive part plus non-additive."""
-        if (X[:, :self.n_refs] <= 0).any():
-            raise InputError("additive parts must be > 0")
+        """(the references' smoothed log latencies, the descriptors): log additive part plus non-additive.
+        The additive parts are > 0: ``MetaFewShot`` checked them in ``fit``/``predict`` before."""
         return np.log(X[:, :self.n_refs]) + H, X[:, self.n_refs:]
 
     def predict(self, features: Any) -> np.ndarray:
