@@ -133,18 +133,19 @@ def table_references(table: HwTable, refs: list[str]):
 
 
 def table_corrected(tref, X: np.ndarray, k: int, seed: int, y: np.ndarray, config,
-                    plain=None, anchor: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                    plain=None, anchor: bool = True, model_class=None) -> tuple[np.ndarray, np.ndarray]:
     """The model ``device add --table`` fits, given the configurations chosen on the references
     (``fleet.fewshot.table_config``, the same for every seed): ``k`` rows chosen, ``TableCorrected``
     fitted on them (averaged with a plain model configured by ``plain``, as the product does; without
-    it, the corrected model alone, the product before). Returns the predictions of every row of ``X``
-    and the measured rows."""
+    it, the corrected model alone, the product before; ``model_class``: a variant of ``TableCorrected``).
+    Returns the predictions of every row of ``X`` and the measured rows."""
     from edgenas.latency.fewshot_meta import select_architectures
     from edgenas.latency.fewshot_table import TableCorrected
 
     n = len(tref.columns)
     idx = select_architectures(X[:, :-n], n, k, seed, config.selection)
-    return TableCorrected(n, None, config, plain, anchor=anchor).fit(X[idx], y[idx]).predict(X), idx
+    cls = model_class or TableCorrected
+    return cls(n, None, config, plain, anchor=anchor).fit(X[idx], y[idx]).predict(X), idx
 
 
 def run(table: HwTable, seeds: list[int], n_ceiling: int, ceiling_seeds: int) -> dict:

@@ -19,10 +19,11 @@ not need. The anchor is the one-relative model:
   ``k`` points (``DEFAULT_LAM`` below ``MIN_LOO`` points), unless given. ``TableCorrected`` fits no
   anchor below ``MIN_LOO`` points.
 
-``TableCorrected`` averages its prediction with the anchor's (geometric mean). The anchor alone is
-worse where a device has no relative (the Xeon's nearest reference is a GPU); averaged, it lifted the
-median share within +-10% over 20 draws on four of five devices at every k and cost the Xeon 0.5-1.4
-points (bench/RESULTS.md). JSON record (kind ``fewshot-anchor``), no pickle.
+``TableCorrected`` averages its prediction with the anchor's (geometric mean), and shrinks its own
+weights on the references' non-additive parts toward the same reference (``nearest_reference``). The
+anchor alone is worse where a device has no relative (the Xeon's nearest reference is a GPU); averaged,
+it lifted the median share within +-10% over 20 draws on four of five devices at every k and cost the
+Xeon 0.5-1.4 points (bench/RESULTS.md). JSON record (kind ``fewshot-anchor``), no pickle.
 """
 
 from __future__ import annotations
@@ -43,6 +44,14 @@ MIN_LOO = 5  # points at least to choose lam by leave-one-out
 
 def _mad(x: np.ndarray) -> float:
     return float(np.median(np.abs(x - np.median(x))))
+
+
+def nearest_reference(log_refs: np.ndarray, y: np.ndarray) -> int:
+    """The reference whose log ratio to the measured latencies ``y`` varies least (median absolute
+    deviation around its median): the new device's nearest relative, judged from the measured points
+    alone."""
+    logr = np.log(y)[:, None] - log_refs
+    return int(np.argmin([_mad(logr[:, j]) for j in range(log_refs.shape[1])]))
 
 
 class Anchor:
@@ -88,12 +97,11 @@ class Anchor:
         y = np.asarray(y_ms, dtype=float).ravel()
         if y.size != L.shape[0] or y.size == 0 or not np.isfinite(y).all() or (y <= 0).any():
             raise InputError("need one finite target latency > 0 per row")
-        logr = np.log(y)[:, None] - L
-        self.source = int(np.argmin([_mad(logr[:, j]) for j in range(L.shape[1])]))
+        self.source = nearest_reference(L, y)
         self._mu = D.mean(axis=0)
         sd = D.std(axis=0)
         self._scale = np.where(sd > 0, sd, 1.0)
-        Z, t = (D - self._mu) / self._scale, logr[:, self.source]
+        Z, t = (D - self._mu) / self._scale, np.log(y) - L[:, self.source]
         if self.lam is None:
             self.lam = self._choose_lam(Z, t)
         self.ratio = self._ratio_model(Z, t, self.lam)

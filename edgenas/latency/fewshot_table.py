@@ -24,8 +24,9 @@ fragile, and two models configured apart hedge it. With ``anchor`` (what ``devic
 that prediction is averaged again (geometric mean) with the nearest reference's ``Anchor``
 (``fewshot_anchor``): its smoothed latency (log additive plus non-additive part) times a correction on
 the descriptors, the reference and the shrinkage chosen from the measured points alone (from
-``fewshot_anchor.MIN_LOO`` points on; below, none). The inner tasks that choose the configurations fit
-the model without it.
+``fewshot_anchor.MIN_LOO`` points on; below, none), and the correction weights ``w`` are shrunk toward 1
+on that reference instead of 0 (``_correction_prior``). The inner tasks that choose the configurations
+fit the model without either.
 
 Both are JSON (no pickle): the references store both parts for every architecture of the space (a
 dense array over its gene grid, so a table that misses cells still serves them) and the table's own
@@ -46,7 +47,7 @@ import numpy as np
 
 from edgenas.errors import InputError
 from edgenas.latency.fewshot import HwTable, cell_encoding, reading_model
-from edgenas.latency.fewshot_anchor import MIN_LOO as ANCHOR_MIN_K, Anchor
+from edgenas.latency.fewshot_anchor import MIN_LOO as ANCHOR_MIN_K, Anchor, nearest_reference
 from edgenas.latency.fewshot_meta import DEFAULT, MIN_K, MetaConfig, MetaFewShot, huber_irls
 
 TABLE_SCHEMA = 1
@@ -236,6 +237,8 @@ class TableCorrected:
             raise InputError("need one finite target latency > 0 per row")
         corr = np.zeros(y.size)
         eye = np.eye(self.n_refs)
+        anchored = self.use_anchor and y.size >= ANCHOR_MIN_K
+        prior = self._correction_prior(X, H, y) if anchored else np.zeros(self.n_refs)
         for _ in range(ROUNDS):  # the additive model given the correction, then the correction given it
             self.meta = MetaFewShot(self.n_refs, None, self.config).fit(X, y / np.exp(corr))
             if y.size < MIN_K:  # too few points to weigh the references' non-additive parts
@@ -244,7 +247,8 @@ class TableCorrected:
             target = np.log(y / self.meta.predict(X))
 
             def solve(weights: np.ndarray) -> np.ndarray:
-                return np.linalg.solve(H.T @ (H * weights[:, None]) + RIDGE * eye, H.T @ (weights * target))
+                return np.linalg.solve(H.T @ (H * weights[:, None]) + RIDGE * eye,
+                                       H.T @ (weights * target) + RIDGE * prior)
 
             self.w = solve(np.ones(y.size)) if self.config.loss == "squared" else \
                 huber_irls(solve, lambda w: target - H @ w, y.size)
@@ -252,13 +256,20 @@ class TableCorrected:
         self.plain = None if self.plain_config is None else MetaFewShot(self.n_refs, None, self.plain_config).fit(X, y)
         # below MIN_LOO points neither the anchor's reference nor its shrinkage can be checked on held-out
         # points: with 4 real measurements and references unlike the device, it put one 2.2x off in-sample
-        self.anchor = Anchor(self.anchor_lam).fit(*self._anchor_features(X, H), y) \
-            if self.use_anchor and y.size >= ANCHOR_MIN_K else None
+        self.anchor = Anchor(self.anchor_lam).fit(*self._anchor_features(X, H), y) if anchored else None
         return self
 
+    def _correction_prior(self, X: np.ndarray, H: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """The prior mean of the correction weights with the anchor: 1 on the nearest reference, 0 elsewhere
+        (without it, all 0). The new device's non-additive part is its relative's unless the measured
+        points say otherwise: where the references' parts are too faint for ``k`` points to weigh (the
+        GPUs' on NAS-Bench-201, about 1%), the ridge keeps the relative's."""
+        return np.eye(self.n_refs)[nearest_reference(self._anchor_features(X, H)[0], y)]
+
     def _anchor_features(self, X: np.ndarray, H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(the references' smoothed log latencies, the descriptors): log additive part plus non-additive.
-        The additive parts are > 0: ``MetaFewShot`` checked them in ``fit``/``predict`` before."""
+        """(the references' smoothed log latencies, the descriptors): log additive part plus non-additive."""
+        if not np.isfinite(X).all() or (X[:, :self.n_refs] <= 0).any():
+            raise InputError("features must be finite, and additive parts > 0")
         return np.log(X[:, :self.n_refs]) + H, X[:, self.n_refs:]
 
     def predict(self, features: Any) -> np.ndarray:

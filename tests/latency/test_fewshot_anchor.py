@@ -79,8 +79,8 @@ def table(tmp_path_factory):
 
 
 def test_table_corrected_averages_the_anchor_and_older_records_still_load(table):
-    """``anchor=True``: the prediction is the geometric mean of the model without it and the anchor
-    on the references' smoothed parts (log additive + non-additive); records without it load as before."""
+    """``anchor=True``: the prediction is the geometric mean of the model's own and the anchor on the
+    references' smoothed parts (log additive + non-additive); records without it load as before."""
     tref, archs, y = table
     X = model_features(SPACE, archs, [], tref)
     n = len(tref.columns)
@@ -90,13 +90,17 @@ def test_table_corrected_averages_the_anchor_and_older_records_still_load(table)
     without = TableCorrected(n, config=DEFAULT, plain_config=plain).fit(X[idx], y[idx]).predict(X)
     anchor = Anchor().fit(np.log(X[idx, :n]) + X[idx, -n:], X[idx, n:-n], y[idx])
     both = model.predict(X)
-    assert np.allclose(both, np.sqrt(without * anchor.predict(np.log(X[:, :n]) + X[:, -n:], X[:, n:-n])), rtol=1e-12)
-    assert model.anchor.source == anchor.source and model.describe()["anchor_lam"] == anchor.lam
     rec = json.loads(json.dumps(model.to_dict()))
     assert np.array_equal(TableCorrected.from_dict(rec).predict(X), both)
     old = dict(rec)
-    del old["anchor"]  # a record from before the anchor
-    assert np.array_equal(TableCorrected.from_dict(old).predict(X), without)
+    del old["anchor"]  # a record from before the anchor: its own prediction, without the average
+    own = TableCorrected.from_dict(old).predict(X)
+    assert np.allclose(both, np.sqrt(own * anchor.predict(np.log(X[:, :n]) + X[:, -n:], X[:, n:-n])), rtol=1e-12)
+    assert model.anchor.source == anchor.source and model.describe()["anchor_lam"] == anchor.lam
+    # the model's own part differs from the one fitted without the anchor only by its correction weights
+    # (pulled toward the nearest reference, next test)
+    assert not np.array_equal(model.w, TableCorrected(n, config=DEFAULT, plain_config=plain).fit(X[idx], y[idx]).w)
+    assert np.median(np.abs(np.log(own / without))) < 0.05
     fixed = TableCorrected(n, config=DEFAULT, plain_config=plain, anchor=True, anchor_lam=100.0).fit(X[idx], y[idx])
     assert fixed.anchor.lam == 100.0
     # from 4 points there is nothing to check the anchor on: none, and the prediction is the one without it
@@ -108,3 +112,29 @@ def test_table_corrected_averages_the_anchor_and_older_records_still_load(table)
     bad["anchor"]["mu"], bad["anchor"]["scale"] = [0.0], [1.0]
     with pytest.raises(InputError, match="malformed"):
         TableCorrected.from_dict(bad)
+
+
+def test_the_anchor_pulls_the_correction_toward_the_nearest_references_non_additive_part(table):
+    """With the anchor, the correction weights are shrunk toward 1 on the nearest reference instead of 0:
+    where the references' non-additive parts are too small for the points to weigh (as the GPUs' on
+    NAS-Bench-201), they keep the relative's; where the points speak, they decide."""
+    tref, archs, y = table
+    X = model_features(SPACE, archs, [], tref)
+    n = len(tref.columns)
+    idx = select_architectures(X[:, :-n], n, 20, 0, "stratified")
+    model = TableCorrected(n, config=DEFAULT, anchor=True).fit(X[idx], y[idx])
+    src = model.anchor.source
+    faint = X.copy()
+    faint[:, -n:] *= 1e-3  # non-additive parts of a tenth of a percent: 20 points cannot weigh them
+    pulled = TableCorrected(n, config=DEFAULT, anchor=True).fit(faint[idx], y[idx])
+    assert pulled.anchor.source == src
+    assert abs(pulled.w[src] - 1.0) < 0.01 and np.abs(np.delete(pulled.w, src)).max() < 0.01
+    assert np.abs(TableCorrected(n, config=DEFAULT).fit(faint[idx], y[idx]).w).max() < 0.01  # without: 0
+    # from 4 points no anchor and no pull
+    assert np.abs(TableCorrected(n, config=DEFAULT, anchor=True).fit(faint[idx[:4]], y[idx[:4]]).w).max() < 0.01
+    # parts large enough to weigh: the fit follows the points, not the prior. A new device with about twice
+    # the first ARM column's non-additive effect (the two ARM columns share it; the GPU column has none)
+    strong = y * np.exp(X[:, -n])
+    pulled = TableCorrected(n, config=DEFAULT, anchor=True).fit(X[idx], strong[idx])
+    assert pulled.anchor.source == 0 and pulled.w[:2].sum() > 1.8
+    assert TableCorrected(n, config=DEFAULT).fit(X[idx], strong[idx]).w[:2].sum() > 1.8
