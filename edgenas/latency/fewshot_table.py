@@ -261,7 +261,7 @@ class TableCorrected:
 
     def _correction_prior(self, X: np.ndarray, H: np.ndarray, y: np.ndarray) -> np.ndarray:
         """The prior mean of the correction weights with the anchor: 1 on the nearest reference, 0 elsewhere
-        (without it, all 0). The new device's non-additive part is its relative's unless the measured
+        (without the anchor ``fit`` uses 0 throughout). The new device's non-additive part is its relative's unless the measured
         points say otherwise: where the references' parts are too faint for ``k`` points to weigh (the
         GPUs' on NAS-Bench-201, about 1%), the ridge keeps the relative's."""
         return np.eye(self.n_refs)[nearest_reference(self._anchor_features(X, H)[0], y)]

@@ -97,8 +97,8 @@ def test_table_corrected_averages_the_anchor_and_older_records_still_load(table)
     own = TableCorrected.from_dict(old).predict(X)
     assert np.allclose(both, np.sqrt(own * anchor.predict(np.log(X[:, :n]) + X[:, -n:], X[:, n:-n])), rtol=1e-12)
     assert model.anchor.source == anchor.source and model.describe()["anchor_lam"] == anchor.lam
-    # the model's own part differs from the one fitted without the anchor only by its correction weights
-    # (pulled toward the nearest reference, next test)
+    # the model's own part differs from the one fitted without the anchor through its correction weights
+    # (pulled toward the nearest reference, next test) and the additive fit that follows them: a little
     assert not np.array_equal(model.w, TableCorrected(n, config=DEFAULT, plain_config=plain).fit(X[idx], y[idx]).w)
     assert np.median(np.abs(np.log(own / without))) < 0.05
     fixed = TableCorrected(n, config=DEFAULT, plain_config=plain, anchor=True, anchor_lam=100.0).fit(X[idx], y[idx])
