@@ -38,7 +38,7 @@ from edgenas.spaces import get_space  # noqa: E402
 class NoPrior(TableCorrected):
     """The product before the prior: with the anchor, the correction weights shrunk toward 0."""
 
-    def _correction_prior(self, X: np.ndarray, H: np.ndarray, y: np.ndarray) -> np.ndarray:
+    def _correction_prior(self) -> np.ndarray:
         return np.zeros(self.n_refs)
 
 

@@ -20,7 +20,7 @@ not need. The anchor is the one-relative model:
   anchor below ``MIN_LOO`` points.
 
 ``TableCorrected`` averages its prediction with the anchor's (geometric mean), and shrinks its own
-weights on the references' non-additive parts toward the same reference (``nearest_reference``). The
+weights on the references' non-additive parts toward the same reference (``Anchor.source``). The
 anchor alone is worse where a device has no relative (the Xeon's nearest reference is a GPU); averaged,
 it lifted the median share within +-10% over 20 draws on four of five devices at every k and cost the
 Xeon 0.5-1.4 points (bench/RESULTS.md). JSON record (kind ``fewshot-anchor``), no pickle.

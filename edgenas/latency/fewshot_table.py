@@ -47,7 +47,7 @@ import numpy as np
 
 from edgenas.errors import InputError
 from edgenas.latency.fewshot import HwTable, cell_encoding, reading_model
-from edgenas.latency.fewshot_anchor import MIN_LOO as ANCHOR_MIN_K, Anchor, nearest_reference
+from edgenas.latency.fewshot_anchor import MIN_LOO as ANCHOR_MIN_K, Anchor
 from edgenas.latency.fewshot_meta import DEFAULT, MIN_K, MetaConfig, MetaFewShot, huber_irls
 
 TABLE_SCHEMA = 1
@@ -237,8 +237,11 @@ class TableCorrected:
             raise InputError("need one finite target latency > 0 per row")
         corr = np.zeros(y.size)
         eye = np.eye(self.n_refs)
-        anchored = self.use_anchor and y.size >= ANCHOR_MIN_K
-        prior = self._correction_prior(X, H, y) if anchored else np.zeros(self.n_refs)
+        # below MIN_LOO points neither the anchor's reference nor its shrinkage can be checked on held-out
+        # points: with 4 real measurements and references unlike the device, it put one 2.2x off in-sample
+        self.anchor = Anchor(self.anchor_lam).fit(*self._anchor_features(X, H), y) \
+            if self.use_anchor and y.size >= ANCHOR_MIN_K else None
+        prior = self._correction_prior()
         for _ in range(ROUNDS):  # the additive model given the correction, then the correction given it
             self.meta = MetaFewShot(self.n_refs, None, self.config).fit(X, y / np.exp(corr))
             if y.size < MIN_K:  # too few points to weigh the references' non-additive parts
@@ -254,17 +257,17 @@ class TableCorrected:
                 huber_irls(solve, lambda w: target - H @ w, y.size)
             corr = H @ self.w
         self.plain = None if self.plain_config is None else MetaFewShot(self.n_refs, None, self.plain_config).fit(X, y)
-        # below MIN_LOO points neither the anchor's reference nor its shrinkage can be checked on held-out
-        # points: with 4 real measurements and references unlike the device, it put one 2.2x off in-sample
-        self.anchor = Anchor(self.anchor_lam).fit(*self._anchor_features(X, H), y) if anchored else None
         return self
 
-    def _correction_prior(self, X: np.ndarray, H: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """The prior mean of the correction weights with the anchor: 1 on the nearest reference, 0 elsewhere
-        (without the anchor ``fit`` uses 0 throughout). The new device's non-additive part is its relative's unless the measured
+    def _correction_prior(self) -> np.ndarray:
+        """The prior mean of the correction weights: with the anchor, 1 on its reference (the nearest) and 0
+        elsewhere; without it, 0. The new device's non-additive part is its relative's unless the measured
         points say otherwise: where the references' parts are too faint for ``k`` points to weigh (the
         GPUs' on NAS-Bench-201, about 1%), the ridge keeps the relative's."""
-        return np.eye(self.n_refs)[nearest_reference(self._anchor_features(X, H)[0], y)]
+        prior = np.zeros(self.n_refs)
+        if self.anchor is not None:
+            prior[self.anchor.source] = 1.0
+        return prior
 
     def _anchor_features(self, X: np.ndarray, H: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(the references' smoothed log latencies, the descriptors): log additive part plus non-additive."""
