@@ -23,7 +23,10 @@ def _only_reference_lut(proj):
 
 def _fits_its_measurements(project, space, n):
     """The device's ``n`` stored measurements are real runs, and its few-shot model, fitted on these
-    (noisy, shared machine) points, predicts them in-sample within a factor of 2. (model, measurements)"""
+    (noisy, shared machine) points, follows them in-sample: their median within a factor of 1.5, every
+    one within a factor of 2 but, from 5 points on, one at most: Huber's loss is meant to leave a
+    reading taken in a slow spell off the fit (a cell read 4.25 and 6.56 ms in two runs while two
+    benches held both cores, and this check, then on every point, failed once). (model, measurements)"""
     from edgenas.fleet.fewshot import latency_model
     from edgenas.store import open_store
 
@@ -32,7 +35,10 @@ def _fits_its_measurements(project, space, n):
     model = latency_model(project, "local", space)
     measured = np.array([m.stats["median_ms"] for m in ms])
     pred = model.predict_many([space.from_dict(m.arch) for m in ms])
-    assert np.all(np.isfinite(pred)) and np.all(np.abs(np.log(pred / measured)) < np.log(2.0))
+    assert np.all(np.isfinite(pred)) and np.all(pred > 0)
+    off = np.abs(np.log(pred / measured))
+    assert np.median(off) < np.log(1.5)
+    assert np.sum(off >= np.log(2.0)) <= (1 if n >= 5 else 0), (pred, measured)
     return model, ms
 
 
