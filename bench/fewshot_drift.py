@@ -125,8 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--permutations", type=int, default=20, help="random row orders for the null")
     ap.add_argument("--ceiling-seeds", type=int, default=5)
     a = ap.parse_args(argv)
-    if a.block < 2:
-        ap.error("--block must be at least 2")
+    if a.block < 2 or min(a.seeds, a.permutations, a.ceiling_seeds) < 1 or a.ceiling_seeds > a.seeds:
+        ap.error("--block must be at least 2, --seeds, --permutations and --ceiling-seeds at least 1, "
+                 "--ceiling-seeds at most --seeds")
     t0 = time.perf_counter()
     result = run(HwTable(a.table), list(range(a.seeds)), a.block, a.permutations, a.ceiling_seeds)
     result["elapsed_s"] = round(time.perf_counter() - t0, 1)
