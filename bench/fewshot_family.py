@@ -1,6 +1,7 @@
 """How far the table path's model goes with more of the device's own cells: sample size or model (JSON).
 
-    OMP_NUM_THREADS=1 python bench/fewshot_family.py --table ../shared/data/nb201/nb201_hw.csv [--splits 5]
+    OMP_NUM_THREADS=1 python bench/fewshot_family.py [--table ../shared/data/nb201/nb201_hw.csv] [--splits 5]
+        [--loss squared]
 
 For every ``*_ms`` column (the "new device"): the model ``device add --fewshot K --table CSV`` fitted
 before the nearest-reference anchor (``TableCorrected`` averaged with a plain ``MetaFewShot``, the
@@ -9,6 +10,8 @@ fitted on n = 20, 50, 200, 1,000 and 5,000 random cells of the device and scored
 (``ceiling_5000_own_rows`` in ``fewshot_lodo.py``: the same permutations), median (mean) over
 ``--splits``. Beside it, that ceiling (trees on one-hot edges, 5,000 own cells). Where the model
 reaches the ceiling with enough cells, what keeps it below from 20 is the sample, not the model.
+``--loss squared``: the same model with the squared loss in every fit and configuration choice (the
+product fits Huber's; ``table_config(..., loss=)``), to tell the model family from its loss.
 """
 
 from __future__ import annotations
@@ -35,15 +38,15 @@ SIZES = (20, 50, 200, 1000, 5000)
 CONFIG_K = 50  # the configurations chosen for this k (inner tasks cap at the pool; larger k adds nothing)
 
 
-def run(table: HwTable, splits: int) -> dict:
+def run(table: HwTable, splits: int, loss: str = "huber") -> dict:
     onehot = one_hot_edges(table)
-    out: dict = {"table": str(table.path), "sizes": list(SIZES), "splits": splits, "config_k": CONFIG_K,
+    out: dict = {"table": str(table.path), "sizes": list(SIZES), "splits": splits, "config_k": CONFIG_K, "loss": loss,
                  "aggregate": "median (and mean) over splits", "devices": {}}
     for col in table.ms_columns:
         refs = [c for c in table.ms_columns if c != col]
         tref, X = table_references(table, refs)
         y = table.latency[col]
-        config, plain = (table_config(get_space("nb201"), tref, CONFIG_K, plain=p)[0] for p in (False, True))
+        config, plain = (table_config(get_space("nb201"), tref, CONFIG_K, plain=p, loss=loss)[0] for p in (False, True))
         dev: dict = {"config": {"corrected": config.to_dict(), "plain": plain.to_dict()}}
         for n in SIZES:
             shares = []
@@ -64,9 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--table", default="../shared/data/nb201/nb201_hw.csv")
     ap.add_argument("--splits", type=int, default=5)
+    ap.add_argument("--loss", choices=("huber", "squared"), default="huber",
+                    help="the loss of every fit and configuration choice (the product: huber)")
     a = ap.parse_args(argv)
+    if a.splits < 1:
+        ap.error("--splits must be at least 1")
     t0 = time.perf_counter()
-    result = run(HwTable(a.table), a.splits)
+    result = run(HwTable(a.table), a.splits, a.loss)
     result["elapsed_s"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(result, indent=2))
     return 0
