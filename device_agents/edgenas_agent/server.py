@@ -18,7 +18,7 @@ import platform
 import sys
 import threading
 import traceback
-from typing import Any, BinaryIO, Callable, Dict, Mapping, Optional
+from typing import Any, BinaryIO, Callable, Dict, Mapping
 
 from . import AGENT_NAME, PROTOCOL, agent_version, bench, files, fingerprint, luts, runtimes
 from .errors import AgentFault

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from edgenas.report.figures import acc_title
-from edgenas.report.html import Section, esc, render_page
+from edgenas.report.html import Section, render_page
 
 
 def _js_json(v: Any) -> str:
@@ -82,8 +82,8 @@ def live_page(run: Any, plotly_src: str, token: str | None, interval_ms: int = 1
            "objective": run.objective, "device": device, "budget": run.budgets.get(device) if device else None,
            "interval": interval_ms, "xlabel": f"predicted latency on {device} (ms)",
            "ylabel": acc_title(run.objective, run.objective_unit)}
-    body = (f"<p id='live-status' class='note'>connecting…</p><div id='live-front' class='plotly-graph-div live-plot'></div>"
-            f"<div id='live-conv' class='plotly-graph-div live-plot'></div>")
+    body = ("<p id='live-status' class='note'>connecting…</p><div id='live-front' class='plotly-graph-div live-plot'></div>"
+            "<div id='live-conv' class='plotly-graph-div live-plot'></div>")
     return render_page(f"edgenas live: {run.id}", f"{run.space}, {run.config.get('strategy')}, "
                        f"device {device or '-'}",
                        [Section("Evaluations as they arrive", f"Polls every {interval_ms} ms.", html=body)],

@@ -11,7 +11,6 @@ import sys
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
-from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 

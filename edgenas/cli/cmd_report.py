@@ -57,7 +57,7 @@ def register(app: typer.Typer) -> None:
                 profiles = load_inventory(proj, inventory).select(None)
                 names = [p.name for p in profiles]
                 if probe:
-                    from edgenas.fleet.refresh import fleet_status
+                    from edgenas.fleet.status import fleet_status
 
                     status = {s.device: s for s in fleet_status(proj, profiles, [])}
             text, default = pages.fleet_page(source, names, status), Path("fleet-report.html")

@@ -184,7 +184,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _print(problem, config, result, json_out: bool) -> None:
-    from edgenas.search.launch import summary
+    from edgenas.search.summary import summary
     from edgenas.search.mf_launch import MFResult, mf_summary
 
     if getattr(config, "to_json", lambda: {})().get("kind") == "darts":

@@ -16,9 +16,8 @@ from edgenas.devices.answers import DeviceInfo
 from edgenas.devices.session import open_session
 from edgenas.errors import InputError, RuntimeMissingError
 from edgenas.fleet.engine import fallback_runtime
-from edgenas.fleet.measure import (  # noqa: F401  (measure_model, nominal_ms, WINNER_PROTOCOL: also read from here)
-    WINNER_PROTOCOL, Progress, current_lut_or_none, measure_model, measurement_stats, nominal_ms, predict_for,
-    reference_model)
+from edgenas.fleet.measure import (
+    Progress, current_lut_or_none, measure_model, measurement_stats, predict_for, reference_model)
 from edgenas.io import sha256_file
 from edgenas.project import Project
 from edgenas.spaces.base import SearchSpace

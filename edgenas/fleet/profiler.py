@@ -19,9 +19,8 @@ from typing import Any
 from edgenas.devices.answers import BenchAnswer
 from edgenas.devices.session import open_session
 from edgenas.errors import DeviceError, InputError
-from edgenas.fleet.measure import (  # noqa: F401  (block_onnx_path, current_lut: also read from here)
-    LUT_PROTOCOL, Progress, block_onnx_path, current_lut, export_blocks, keep_on_device, nominal_reference,
-    overhead_model, reference_model)
+from edgenas.fleet.measure import (
+    LUT_PROTOCOL, Progress, export_blocks, keep_on_device, nominal_reference, overhead_model, reference_model)
 from edgenas.io import sha256_file
 from edgenas.latency.lut import EntryStats, Lut
 from edgenas.latency.store import LutStore

@@ -38,12 +38,10 @@ from typing import Any
 
 from edgenas.devices.session import Session, open_session
 from edgenas.errors import EdgenasError, InputError
-from edgenas.fleet.drift import (  # noqa: F401  (the drift names callers read from here)
-    DRIFT_CAP, DRIFT_COV_FACTOR, DRIFT_FLOOR, N_SENTINELS, SPEED_TOLERANCE, DriftCheck, last_verified,
-    measure_drift, record_verified, same_sign_off, sentinel_keys)
+from edgenas.fleet.drift import (
+    DRIFT_CAP, DRIFT_FLOOR, SPEED_TOLERANCE, DriftCheck, last_verified, measure_drift, record_verified, same_sign_off)
 from edgenas.fleet.measure import Progress, keep_on_device
 from edgenas.fleet.profiler import profile_device
-from edgenas.fleet.status import DeviceStatus, device_status, fleet_status  # noqa: F401
 from edgenas.io import atomic_write_json
 from edgenas.latency.lut import Lut
 from edgenas.latency.store import LutStore

@@ -85,7 +85,7 @@ def lut_heatmap(lut: Any) -> LutHeatmap | None:
     cfg = getattr(space, "config", None)
     if cfg is None or not hasattr(space, "_keys_at"):
         return None
-    panels, n_bad = [], 0
+    panels = []
     for r in cfg.resolutions:
         _, slots = space._keys_at(r)
         for s in range(cfg.n_stages):

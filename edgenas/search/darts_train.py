@@ -43,7 +43,6 @@ what an uninterrupted run reaches.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import time
 from dataclasses import dataclass

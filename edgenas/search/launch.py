@@ -18,7 +18,6 @@ import numpy as np
 from edgenas.errors import InputError
 from edgenas.io import atomic_write_json, read_json
 from edgenas.project import Project
-from edgenas.search.summary import summary  # noqa: F401  (callers read it from here too)
 
 REQUEST_SCHEMA = 1
 QUANTILE_SAMPLES = 2000

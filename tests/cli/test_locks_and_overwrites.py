@@ -9,8 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from edgenas.errors import OutputError
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -82,7 +82,7 @@ def test_connection_refused_is_clear_and_fast(project):
     with pytest.raises(DeviceError) as exc:
         SSHTransport(DeviceProfile(name="gone", host="127.0.0.1", port=port, connect_timeout_s=5), project)
     assert time.monotonic() - t0 < 3
-    assert f"device 'gone': connection refused by" in str(exc.value) and f"127.0.0.1:{port}" in str(exc.value)
+    assert "device 'gone': connection refused by" in str(exc.value) and f"127.0.0.1:{port}" in str(exc.value)
     assert "sshd running" in exc.value.hint
 
 

@@ -12,7 +12,7 @@ import os
 import pytest
 
 from edgenas.errors import InputError
-from edgenas.fleet.profiler import current_lut
+from edgenas.fleet.measure import current_lut
 from edgenas.latency.lut import EntryStats, Lut
 from edgenas.latency.store import LutStore
 from edgenas.project import Project
@@ -35,7 +35,8 @@ def test_one_policy_for_search_and_deploy(tmp_path):
     store = LutStore(project.luts_dir)
     path_a, path_b = store.save(_lut(A, 1000.0)), store.save(_lut(B, 2000.0))
     os.utime(path_a, (9e9, 9e9))  # A's FILE is newer (copied, touched): it must not matter
-    assert store.choose("dev", "mbv3-tiny").lut.fingerprint_hash == B  # newest by its own created_at
+    newest = store.choose("dev", "mbv3-tiny")  # newest by its own created_at
+    assert newest.lut.fingerprint_hash == B and newest.path == path_b
     assert store.latest("dev", "mbv3-tiny").fingerprint_hash == B
 
     store.remember_fingerprint("dev", A)  # the device last reported A: its table, as deploy would use

@@ -223,7 +223,7 @@ def test_fleet_probe_reports_unreachable_devices(rproj, cli, monkeypatch):
     import socket
 
     from edgenas.fleet.inventory import load_inventory
-    from edgenas.fleet.refresh import fleet_status
+    from edgenas.fleet.status import fleet_status
     from edgenas.report.device_data import fleet_rows
 
     with socket.socket() as s:
