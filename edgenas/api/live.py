@@ -82,7 +82,8 @@ def live_page(run: Any, plotly_src: str, token: str | None, interval_ms: int = 1
            "objective": run.objective, "device": device, "budget": run.budgets.get(device) if device else None,
            "interval": interval_ms, "xlabel": f"predicted latency on {device} (ms)",
            "ylabel": acc_title(run.objective, run.objective_unit)}
-    body = ("<p id='live-status' class='note'>connecting…</p><div id='live-front' class='plotly-graph-div live-plot'></div>"
+    body = ("<p id='live-status' class='note'>connecting…</p>"
+            "<div id='live-front' class='plotly-graph-div live-plot'></div>"
             "<div id='live-conv' class='plotly-graph-div live-plot'></div>")
     return render_page(f"edgenas live: {run.id}", f"{run.space}, {run.config.get('strategy')}, "
                        f"device {device or '-'}",
