@@ -12,11 +12,13 @@ import re
 from edgenas.errors import InputError
 
 #: profile / device names and space names (the same rule ``profiles.py`` applies to profile names)
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 #: a fingerprint hash: hex (the agent sends a SHA-256 hexdigest; LUT file names use its first 12)
-HASH_RE = re.compile(r"^[0-9a-f]{12,128}$")
+HASH_RE = re.compile(r"^[0-9a-f]{12,128}\Z")
+#: a LUT entry's block key (``SearchSpace.key_vocab``, OFA's tables): printable, no spaces or markup
+BLOCK_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+=,-]{0,255}\Z")
 #: a LUT file name: ``SPACE-FPHASH12.json`` (see ``latency.store.lut_filename``)
-LUT_FILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}-[0-9a-f]{12}\.json$")
+LUT_FILE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}-[0-9a-f]{12}\.json\Z")
 
 
 def _plain(value: object) -> bool:

@@ -18,7 +18,7 @@ from typing import Any, Dict, List
 from . import files
 from .errors import AgentFault
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.json$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.json\Z")
 _STATS = ("n", "median_ms", "mean_ms", "std_ms", "cov", "p90_ms", "p99_ms", "min_ms", "max_ms")
 
 

@@ -64,9 +64,14 @@ def progress_bar(quiet: bool = False) -> Iterator[Callable[[str, int, int], None
     tasks: dict[str, Any] = {}
 
     def update(name: str, done: int, total: int) -> None:
+        if not tasks:  # shown from the first report on: a command that fails before it prints no empty bar line
+            prog.start()
         if name not in tasks:
             tasks[name] = prog.add_task(esc(name), total=total)
         prog.update(tasks[name], completed=done, total=total)
 
-    with prog:
+    try:
         yield update
+    finally:
+        if tasks:
+            prog.stop()

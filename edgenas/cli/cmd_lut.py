@@ -48,6 +48,8 @@ def register(app: typer.Typer) -> None:
             return
         for p in pulled:
             out.print(f"pulled {esc(p['name'])} -> {esc(p['path'])}")
+        if not pulled:
+            out.print(f"{esc(device)} holds no LUT to pull (build one there with: edgenas profile {esc(device)})")
 
     @lut_app.command("show")
     def show(path: Path = typer.Argument(..., help="a LUT JSON file"),

@@ -50,8 +50,8 @@ def register(app: typer.Typer) -> None:
         from edgenas.store import open_db
         from edgenas.store.runs import list_runs
 
-        rows = [_summary(r) | {"budgets": _budgets(r)} for r in list_runs(open_db(db, project()), space=space,
-                                                                           device=device)]
+        handle = open_db(db, project(), readonly=True)
+        rows = [_summary(r) | {"budgets": _budgets(r)} for r in list_runs(handle, space=space, device=device)]
         if json_out:
             emit_json([{k: v for k, v in r.items() if k != "budgets"} for r in rows])
             return
@@ -71,7 +71,7 @@ def register(app: typer.Typer) -> None:
         from edgenas.store import open_db
         from edgenas.store.runs import get_run, run_fronts
 
-        handle = open_db(db, project())
+        handle = open_db(db, project(), readonly=True)
         r = get_run(handle, run)
         fronts = run_fronts(handle, r.id)
         if json_out:
@@ -91,8 +91,9 @@ def register(app: typer.Typer) -> None:
         if r.warm_start:
             out.print(f"warm start: {escape(str(r.warm_start.get('note', '')))}")
             for c in r.warm_start.get("candidates", []):
-                out.print(f"  {escape(str(c['run_id']))}: similarity {c['similarity']:.2f} (task {c['task_similarity']:.2f}, "
-                          f"device {c['device_similarity']:.2f}) {'used' if c['used'] else 'not used'}")
+                out.print(f"  {escape(str(c['run_id']))}: similarity {c['similarity']:.2f} "
+                          f"(task {c['task_similarity']:.2f}, device {c['device_similarity']:.2f}) "
+                          f"{'used' if c['used'] else 'not used'}")
         if r.rerun_of:
             out.print(f"re-run of {escape(r.rerun_of)}")
 
@@ -104,7 +105,7 @@ def register(app: typer.Typer) -> None:
         from edgenas.search.history import compare_runs
         from edgenas.store import open_db
 
-        rows = compare_runs(open_db(db, project()), run)
+        rows = compare_runs(open_db(db, project(), readonly=True), run)
         if json_out:
             emit_json(rows)
             return
@@ -123,8 +124,11 @@ def register(app: typer.Typer) -> None:
                 json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
         """Index run folders (e.g. made before the database) into the experiment database."""
         from edgenas.search.launch import import_run
+        from edgenas.search.record import check_run_folder
         from edgenas.store import open_db
 
+        for f in folder:  # every folder is checked before the database is opened (or created)
+            check_run_folder(f)
         proj = project()
         handle = open_db(db, proj)
         recs = [import_run(handle, proj, f) for f in folder]
@@ -149,7 +153,7 @@ def register(app: typer.Typer) -> None:
         from edgenas.store import open_db
 
         proj = project()
-        rows, checked = find_stale(open_db(db, proj), proj, device=device, space=space)
+        rows, checked = find_stale(open_db(db, proj, readonly=True), proj, device=device, space=space)
         if json_out:
             emit_json({"checked": checked, "stale": [s.to_dict() for s in rows]})
             return

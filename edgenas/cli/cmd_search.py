@@ -205,7 +205,8 @@ def _print(problem, config, result, json_out: bool) -> None:
         pct = what.endswith(" (%)")
         value = f"{s['objective_value']:.4g}" + ("%" if pct else "")
         rep = "".join(f"; {esc(k)} = {v:.4g}" for k, v in (s.get("report") or {}).items() if v is not None)
-        out.print(f"[green]best[/green] {esc(what[:-4] if pct else what)} = {value}{rep}; predicted latency: {lat}")
+        out.print(f"[green]best[/green] {esc(what[:-4] if pct else what)} = {value}{rep}; "
+                  f"predicted latency: {lat or 'n/a (no --device)'}")
     if "ladder" in s:
         rungs = ", ".join(f"{esc(r)}: {n}" for r, n in zip(s["ladder"], s["evaluations_per_rung"]))
         out.print(f"{esc(s['mode'])} over the ladder (evaluations per rung) {rungs}; cost {s['cost']:.4g}")

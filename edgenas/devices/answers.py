@@ -15,7 +15,7 @@ from typing import Any, Mapping
 from edgenas.errors import DeviceError, InputError
 from edgenas.latency.lut import EntryStats
 
-_HASH_RE = re.compile(r"^[0-9a-f]{64}$")
+_HASH_RE = re.compile(r"^[0-9a-f]{64}\Z")
 
 
 def _mapping(device: str, answer: Mapping[str, Any], key: str, what: str) -> dict[str, Any]:

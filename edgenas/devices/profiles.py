@@ -24,7 +24,7 @@ from edgenas.project import Project
 RUNTIMES = tuple(runtime_names())  # the names in ``runtimes.RUNTIMES``
 PRECISIONS = ("fp32", "fp16", "int8")
 TRANSPORTS = ("ssh", "local")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 _SECRET_RE = re.compile(r"pass|secret|token|credential|private_key", re.IGNORECASE)
 
 

@@ -14,7 +14,7 @@ import paramiko
 
 from edgenas.devices.known_hosts import changed_key_error, key_fingerprint, known_hosts_files, load_host_keys
 from edgenas.devices.login import fetch_server_key
-from edgenas.errors import HostKeyError
+from edgenas.errors import HostKeyError, InputError
 from edgenas.io import atomic_write_text
 from edgenas.project import Project
 
@@ -32,10 +32,17 @@ class TrustedKey:
         return f"device '{self.device}': {state} {self.host} {self.key_type} {self.fingerprint}"
 
 
+def _ssh_only(profile) -> None:
+    if profile.is_local:
+        raise InputError(f"device '{profile.name}' runs on this machine (transport local): it has no SSH host key "
+                         "to trust", hint="trust applies to SSH devices (profiles/NAME.toml with a host)")
+
+
 def fetch_host_key(profile, project: Project | None = None) -> tuple[str, str]:
     """Ask the device for its host key (nothing is authenticated or trusted): ``(key_type, "SHA256:...")``.
 
     ``project`` is needed only for a ProxyJump host, whose own key must already be trusted."""
+    _ssh_only(profile)
     key, _ = fetch_server_key(profile, project or Project.default())
     return key.get_name(), key_fingerprint(key)
 
@@ -46,6 +53,7 @@ def trust_host(project: Project, profile, *, expected_fingerprint: str | None = 
 
     With ``expected_fingerprint`` the key must match it (compare it with the one the device's owner
     gives you). A key that differs from the recorded one is refused unless ``replace=True``."""
+    _ssh_only(profile)
     key, name = fetch_server_key(profile, project)
     fp = key_fingerprint(key)
     if expected_fingerprint is not None and expected_fingerprint.strip() != fp:

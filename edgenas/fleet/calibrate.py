@@ -47,6 +47,7 @@ def diverse_archs(space: Any, predictor: Any, n: int, seed: int) -> list[Any]:
 
 def calibrate_device(project: Project, device: str, space_name: str, *, measure: int = 0, seed: int = 0,
                      progress: Progress | None = None) -> CalibrationResult:
+    from edgenas.devices.profiles import load_profile
     from edgenas.devices.session import open_session
     from edgenas.export import default_export_dir, export_arch
     from edgenas.fleet.measure import current_lut, measure_model, measurement_stats, reference_model
@@ -63,12 +64,17 @@ def calibrate_device(project: Project, device: str, space_name: str, *, measure:
     check_count(measure, "--measure", 0)  # before anything (the measurement database) is created
     check_seed(seed)
     space = get_space(space_name)
-    with open_session(project, device) as s:
+    profile = load_profile(project, device)
+    # what can be checked without the device is, so that bad input starts no agent and writes nothing
+    if not LutStore(project.luts_dir).list(profile.name, space.name):
+        raise InputError(f"no LUT for device '{profile.name}' and space '{space.name}' in {project.luts_dir}",
+                         hint=f"run: edgenas profile {profile.name} --space {space.name}")
+    if measure == 0 and not database_exists(project):  # checked without creating it: nothing changes on disk
+        raise InputError(f"no measurements of '{space.name}' on '{profile.name}' yet",
+                         hint=f"run: edgenas lut calibrate {profile.name} --space {space.name} --measure 10")
+    with open_session(project, profile) as s:
         fp_hash = s.info().fingerprint_hash
         lut = current_lut(project, s.device, space.name, fp_hash)
-        if measure == 0 and not database_exists(project):  # checked without creating it: nothing changes on disk
-            raise InputError(f"no measurements of '{space.name}' on '{s.device}' yet",
-                             hint=f"run: edgenas lut calibrate {s.device} --space {space.name} --measure 10")
         store = open_store(project)  # only now: a failed start creates no database
         pred = LatencyPredictor(lut, space)
         archs = diverse_archs(space, pred, measure, seed) if measure > 0 else []

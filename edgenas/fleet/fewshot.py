@@ -198,6 +198,7 @@ def add_fewshot(project: Project, device: str, space_name: str, k: int, *, seed:
     the fleet's other LUTs for the space, or with ``table`` the latency columns of that CSV
     (``fewshot_table.TableReferences``, nb201 only), read and checked before anything is measured."""
     from edgenas.export import default_export_dir, export_arch
+    from edgenas.devices.profiles import load_profile
     from edgenas.devices.session import open_session
     from edgenas.fleet.measure import measure_model, reference_model
     from edgenas.latency.fewshot_meta import select_architectures
@@ -209,8 +210,9 @@ def add_fewshot(project: Project, device: str, space_name: str, k: int, *, seed:
     if not 1 <= k <= 500:
         raise InputError(f"--fewshot must be between 1 and 500 architectures, got {k}")
     tref = None if table is None else TableReferences.build(table, space)
+    profile = load_profile(project, device)  # an unknown device is refused before anything is written
     ref_path = reference_model(project)
-    with open_session(project, device) as s:  # the device is checked before anything is written
+    with open_session(project, profile) as s:
         fp_hash, rt = s.info().fingerprint_hash, s.runtime_params()
         refs = [] if tref else reference_predictors(project, space, exclude=s.device)
         pool, X = _pool(space, refs, seed, table=tref)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edgenas.devices.answers import BenchAnswer
+from edgenas.devices.profiles import DeviceProfile, load_profile
 from edgenas.devices.session import open_session
 from edgenas.errors import DeviceError, InputError
 from edgenas.fleet.measure import (
@@ -56,7 +57,9 @@ def profile_device(project: Project, device: Any, space_name: str, *, force: boo
 
     One profile of a (device, space) at a time: a second one is refused at once (an OS file lock)."""
     space = get_space(space_name)
-    with profile_lock(project, getattr(device, "name", device), space.name):
+    if not isinstance(device, DeviceProfile):  # an unknown device is refused before the lock file is made
+        device = load_profile(project, device)
+    with profile_lock(project, device.name, space.name):
         return _profile_device(project, device, space, force=force, protocol=protocol, batch_size=batch_size,
                                progress=progress)
 

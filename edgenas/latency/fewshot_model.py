@@ -48,7 +48,7 @@ def regressor_from_dict(d: Mapping[str, Any]) -> Any:
         raise InputError(f"malformed few-shot latency model: unknown regressor kind {kind!r}",
                          hint="refit it: edgenas device add DEVICE --fewshot 20")
     return REGRESSORS[kind].from_dict(d)
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 
 
 def _block_costs(space: Any) -> tuple[np.ndarray, list[str]] | None:

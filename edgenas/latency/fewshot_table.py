@@ -51,7 +51,7 @@ from edgenas.latency.fewshot_anchor import MIN_LOO as ANCHOR_MIN_K, Anchor
 from edgenas.latency.fewshot_meta import DEFAULT, MIN_K, MetaConfig, MetaFewShot, huber_irls
 
 TABLE_SCHEMA = 1
-_COLUMN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}_ms$")
+_COLUMN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}_ms\Z")
 MIN_ROWS = 50  # table rows with every column measured, at least
 TREE_ITERATIONS = 300
 RIDGE = 0.05  # on the correction weights

@@ -175,13 +175,18 @@ class Lut:
                          ("protocol", Mapping)):
             if not isinstance(d.get(key), typ):
                 raise InputError(f"{where}: missing or malformed '{key}'")
-        from edgenas.safenames import HASH_RE, NAME_RE
+        from edgenas.safenames import BLOCK_KEY_RE, HASH_RE, NAME_RE
 
         for key, rx in (("device", NAME_RE), ("space", NAME_RE), ("fingerprint_hash", HASH_RE)):
             if not rx.match(d[key]):
                 raise InputError(f"{where}: malformed '{key}' {d[key][:80]!r}",
                                  hint="a plain name (letters, digits, '.', '_', '-') or a hex hash")
-        entries = {str(k): EntryStats.from_dict(v, f"{where}: entry '{k}'") for k, v in d["entries"].items()}
+        bad = next((k for k in d["entries"] if not BLOCK_KEY_RE.match(k)), None)
+        if bad is not None:
+            raise InputError(f"{where}: malformed block key {bad[:80]!r}",
+                             hint="keys are the space's block keys (letters, digits and '._:+=,-'); "
+                                  "re-profile the device or re-import the table")
+        entries = {k: EntryStats.from_dict(v, f"{where}: entry '{k}'") for k, v in d["entries"].items()}
         if not entries:
             raise InputError(f"{where}: has no entries")
         cal = d.get("calibration")

@@ -23,7 +23,7 @@ from edgenas.errors import InputError
 from edgenas.project import Project
 
 #: run ids and device names: a letter or digit, then letters, digits, ``.``, ``_``, ``-`` (no ``..``)
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
 
 
 class NotFoundError(InputError):

@@ -259,8 +259,8 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
         req = SearchRequest.from_json(read_json(req_path, "search request"), str(req_path))
     elif req is None:
         raise InputError("nothing to search: give --space (or --resume RUN_DIR)")
-    elif _holds_run(out_dir):
-        raise InputError(f"{out_dir} already holds a search run", hint="use --resume or another --out folder")
+    else:
+        _check_new_run_folder(out_dir)
     from edgenas.search.base import STRATEGIES, is_driver
 
     notes: list[str] = []  # said once the run has started: a refused run prints its one error line only
@@ -289,8 +289,8 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
         initial, warm = _warm_start(project, db, req, problem, config, out_dir, resume, rerun_of)
     resume_hint = f"resume with: edgenas search --resume {out_dir}"
     with new_out_dir(out_dir, "--out") as folder, run_lock(folder, f"run folder {folder}"):
-        if not resume and _holds_run(folder):
-            raise InputError(f"{out_dir} already holds a search run", hint="use --resume or another --out folder")
+        if not resume:
+            _check_new_run_folder(folder)
         for n in notes if note else ():
             note(n)
         started = time.time()
@@ -320,8 +320,14 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
     return problem, config, result
 
 
-def _holds_run(folder: Path) -> bool:
-    return any((folder / f).exists() for f in ("evaluations.jsonl", "request.json", "config.json"))
+def _check_new_run_folder(folder: Path) -> None:
+    """A new run does not go where a run is, nor replace files of the names a run writes."""
+    if any((folder / f).exists() for f in ("evaluations.jsonl", "request.json", "config.json")):
+        raise InputError(f"{folder} already holds a search run", hint="use --resume or another --out folder")
+    theirs = [f for f in ("best.json", "pareto.json", "checkpoint.json", "warm_start.json") if (folder / f).exists()]
+    if theirs:
+        raise InputError(f"{folder} holds {', '.join(theirs)}, not from a search run (a new run would replace "
+                         f"{'them' if len(theirs) > 1 else 'it'})", hint="choose another --out folder")
 
 
 def import_run(db: Any, project: Project, out_dir: Path | str) -> Any:

@@ -83,6 +83,18 @@ def _read_log(path: Path) -> list[dict[str, Any]]:
     return out
 
 
+def check_run_folder(out_dir: str | os.PathLike) -> Path:
+    """``out_dir`` as a Path, if it holds a search run's files (else one ``InputError``)."""
+    out = Path(out_dir)
+    config = read_json(out / "config.json", "run config") if (out / "config.json").exists() else None
+    darts = isinstance(config, Mapping) and config.get("kind") == "darts"
+    missing = [f for f in RUN_FILES if not (out / f).exists() and not (darts and f == "evaluations.jsonl")]
+    if missing:
+        raise InputError(f"{out} is not a search run folder (no {', '.join(missing)})",
+                         hint="give the --out folder of an edgenas search")
+    return out
+
+
 def index_run(db: ExperimentDB, project: Project, out_dir: str | os.PathLike, *, problem: Any = None,
               status: str | None = None, rerun_of: str | None = None,
               created_at: float | None = None) -> RunRecord:
@@ -90,16 +102,12 @@ def index_run(db: ExperimentDB, project: Project, out_dir: str | os.PathLike, *,
 
     Without ``problem`` the devices are recorded without table hashes (``launch.import_run`` rebuilds
     the problem from the folder's request first)."""
-    out = Path(out_dir)
-    darts = (out / "config.json").exists() and read_json(out / "config.json", "run config").get("kind") == "darts"
-    missing = [f for f in RUN_FILES if not (out / f).exists() and not (darts and f == "evaluations.jsonl")]
-    if missing:
-        raise InputError(f"{out} is not a search run folder (no {', '.join(missing)})",
-                         hint="give the --out folder of an edgenas search")
+    out = check_run_folder(out_dir)
     config = read_json(out / "config.json", "run config")
     request = read_json(out / "request.json", "search request") if (out / "request.json").exists() else None
     if not isinstance(config, Mapping) or "space" not in config:
         raise InputError(f"{out / 'config.json'} is not a search config")
+    darts = config.get("kind") == "darts"
     if problem is not None:
         devices = tuple(describe_device(project, t) for t in problem.devices)
         objective = problem.accuracy_name

@@ -20,7 +20,7 @@ def rerun_request(project: Project, ref: str, *, db_url: str | None = None,
     from edgenas.store import open_db
     from edgenas.store.runs import get_run
 
-    run = get_run(open_db(db_url, project), ref)
+    run = get_run(open_db(db_url, project, readonly=True), ref)
     if not run.request:
         raise InputError(f"run {run.id} has no recorded search request (request.json)",
                          hint="re-run it by hand with the same settings and --warm-start " + run.id)

@@ -24,7 +24,7 @@ EDGES: tuple[tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3
 C, N, NUM_CLASSES, RES = 16, 5, 10, 32
 STAGES = ((C, RES), (2 * C, RES // 2), (4 * C, RES // 4))  # (channels, spatial size)
 
-_KEY = re.compile(r"^nb201-(stem|op|reduction|head)-(.+)$")
+_KEY = re.compile(r"^nb201-(stem|op|reduction|head)-(.+)\Z")
 
 
 @dataclass(frozen=True)

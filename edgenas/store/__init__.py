@@ -25,9 +25,17 @@ __all__ = ["DatabaseError", "DbMeasurementStore", "ExperimentDB", "InMemoryStore
            "import_legacy_measurements", "new_measurement_id", "open_db", "open_store"]
 
 
-def open_db(url: str | None = None, project: Project | None = None) -> ExperimentDB:
-    """The experiment database (migrated on first use of a fresh one)."""
-    return ExperimentDB(url, project or Project.default())
+def open_db(url: str | None = None, project: Project | None = None, *, readonly: bool = False) -> ExperimentDB:
+    """The experiment database (migrated on first use of a fresh one). ``readonly`` (for commands that only
+    read it): where the project has none yet, an empty one in memory, so that nothing is created on disk."""
+    from edgenas.store import db as dbmod
+
+    project = project or Project.default()
+    if readonly and not dbmod.database_exists(project, url):
+        empty = ExperimentDB("sqlite://", project)
+        empty.where = dbmod.describe(dbmod.resolve_url(url, project))  # messages name the database it would be
+        return empty
+    return ExperimentDB(url, project)
 
 
 def open_store(project: Project | None = None, kind: str = "db", url: str | None = None) -> MeasurementStore:

@@ -65,6 +65,22 @@ def test_report_errors_are_one_line(bare, cli):
         assert not (bare / "r").exists()
 
 
+def test_a_new_run_does_not_replace_files_it_did_not_write(bare, cli):
+    folder = bare / "mine"
+    folder.mkdir()
+    (folder / "best.json").write_text("my own notes\n")
+    (folder / "notes.txt").write_text("kept\n")
+    res = cli("search", "--space", "nb201", "--table", str(HW), "--budget", "5", "--out", str(folder))
+    assert res.code != 0 and "Traceback" not in res.err
+    lines = res.err.rstrip("\n").splitlines()
+    assert len(lines) == 1 and "holds best.json, not from a search run" in lines[0], res.err
+    assert sorted(p.name for p in folder.iterdir()) == ["best.json", "notes.txt"]
+    assert (folder / "best.json").read_text() == "my own notes\n"
+    (folder / "best.json").unlink()  # other files are no obstacle: the run goes beside them
+    assert cli("search", "--space", "nb201", "--table", str(HW), "--budget", "5", "--out", str(folder)).code == 0
+    assert (folder / "notes.txt").read_text() == "kept\n" and (folder / "best.json").exists()
+
+
 @pytest.mark.parametrize("strategy", ["hgm", "tpe", "cmaes"])
 def test_new_strategies_from_the_cli_and_resume(bare, cli, strategy):
     run = bare / strategy

@@ -165,9 +165,10 @@ def test_lut_put_validates_keeps_previous_and_history(client, transport, tmp_pat
     with pytest.raises(AgentError) as exc:
         client.call("lut.put", {"name": "mbv3-local.json", "path": "cache/upload.json", "sha256": "0" * 64})
     assert exc.value.type == "HashMismatch"
-    with pytest.raises(AgentError) as exc:
-        client.call("lut.put", {"name": "../escape.json", "path": "cache/upload.json"})
-    assert exc.value.type == "BadRequest"
+    for evil in ("../escape.json", "mbv3-local.json\n"):
+        with pytest.raises(AgentError) as exc:
+            client.call("lut.put", {"name": evil, "path": "cache/upload.json"})
+        assert exc.value.type == "BadRequest"
 
     newer = tmp_path / "newer.json"
     newer.write_text(json.dumps(_lut(2)))

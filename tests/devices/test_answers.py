@@ -24,6 +24,7 @@ def test_device_info_parses_and_checks_power_mode():
 @pytest.mark.parametrize("bad, needle", [
     ({**GOOD, "fingerprint_hash": "../../etc"}, "not 64 hex digits"),
     ({**GOOD, "fingerprint_hash": None}, "not 64 hex digits"),
+    ({**GOOD, "fingerprint_hash": "ab" * 32 + "\n"}, "not 64 hex digits"),  # `$` would let a newline through
     ({**GOOD, "runtimes": ["onnxruntime"]}, "malformed 'runtimes'"),
     ([1, 2], "not an object"),
 ])

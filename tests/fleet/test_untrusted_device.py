@@ -54,7 +54,7 @@ def setup(sshd, tmp_path):
     return project, sshd.profile("dev")
 
 
-@pytest.mark.parametrize("evil", ["../../escaped.json", "ABS"])
+@pytest.mark.parametrize("evil", ["../../escaped.json", "ABS", f"{NAME}\n"])
 def test_lut_pull_refuses_names_that_are_paths(setup, tmp_path, monkeypatch, evil):
     project, prof = setup
     on_device(prof, NAME, lut_dict("dev"))

@@ -41,3 +41,21 @@ def test_invalid_table_changes_nothing(tmp_path):
     with pytest.raises(InputError):
         store.save(bad)
     assert path.read_bytes() == before and not (path.parent / "history").exists()
+
+
+@pytest.mark.parametrize("key", ["\x1b[2Jk1", "k1[link=http://x]", "../k1", "", "k 1", "k1\n", "x" * 300])
+def test_a_malformed_block_key_is_refused_with_the_key_escaped(tmp_path, key):
+    data = _lut(1.0).to_dict()
+    data["entries"][key] = data["entries"]["k1"]
+    with pytest.raises(InputError, match="malformed block key") as exc:
+        Lut.from_dict(data, where="LUT t.json")
+    assert "\x1b" not in str(exc.value) and "\n" not in str(exc.value)
+    data["entries"].pop(key)
+    assert set(Lut.from_dict(data).entries) == {"k1", "k2"}
+
+
+@pytest.mark.parametrize("field, value", [("device", "dev\n"), ("space", "mbv3-tiny\n"),
+                                          ("fingerprint_hash", "a" * 64 + "\n")])
+def test_a_trailing_newline_is_not_a_name(field, value):
+    with pytest.raises(InputError, match=f"malformed '{field}'"):
+        Lut.from_dict(dict(_lut(1.0).to_dict(), **{field: value}))
