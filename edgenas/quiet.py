@@ -34,11 +34,11 @@ def install_thread_hook() -> None:
             return threading.__excepthook__(args)
         if args.exc_type is SystemExit:
             return None
-        from edgenas.textsafe import clean
+        from edgenas.textsafe import one_line
 
         name = args.thread.name if args.thread is not None else "?"
-        sys.stderr.write(clean(f"edgenas: background thread {name} stopped: {args.exc_type.__name__}: "
-                               f"{args.exc_value}", 300) + "\n")
+        sys.stderr.write(one_line(f"edgenas: background thread {name} stopped: {args.exc_type.__name__}: "
+                                  f"{args.exc_value}", 300) + "\n")
         return None
 
     threading.excepthook = hook

@@ -28,6 +28,19 @@ def clean(value: Any, max_len: int | None = None) -> str:
     return text
 
 
+#: the most characters of a message (and of its hint) an error line shows
+LINE_MAX = 1000
+
+
+def one_line(value: Any, max_len: int = LINE_MAX) -> str:
+    """``clean(value)`` on one line (newlines and tabs become spaces), cut after ``max_len`` characters
+    with a note of how many were cut: an error line that echoes an 80,000-character value stays a line."""
+    text = " ".join(clean(value).split())
+    if len(text) > max_len:
+        text = f"{text[:max_len]}… ({len(text) - max_len} more characters)"
+    return text
+
+
 def esc(value: Any, max_len: int | None = None) -> str:
     """``value`` cleaned of control characters and escaped for rich markup: prints exactly as it is."""
     return _escape_markup(clean(value, max_len))

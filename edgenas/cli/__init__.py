@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(code, int) and code:
             sys.exit(code)
     except EdgenasError as exc:
-        err.print(f"[bold red]error:[/bold red] [red]{esc(exc)}[/red]")
+        err.print(f"[bold red]error:[/bold red] [red]{_line(exc)}[/red]")
         sys.exit(exc.exit_code)
     except typer.Abort:
         err.print("[red]aborted[/red]")
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         sys.exit(0)
     except ClickException as exc:
-        err.print(f"[bold red]error:[/bold red] [red]{esc(exc.format_message())}[/red]"
+        err.print(f"[bold red]error:[/bold red] [red]{_line(exc.format_message())}[/red]"
                   + (f" (see: edgenas {esc(exc.ctx.command_path.split(' ', 1)[-1])} --help)"
                      if getattr(exc, "ctx", None) and exc.ctx and " " in exc.ctx.command_path else ""))
         sys.exit(exc.exit_code)
@@ -74,20 +74,32 @@ def main(argv: list[str] | None = None) -> None:
         from edgenas.outdirs import DISK_ERRNOS, disk_error
 
         if exc.errno not in DISK_ERRNOS or os.environ.get("EDGENAS_DEBUG"):
-            _internal(err, exc, esc)
+            _internal(err, exc)
         e = disk_error(exc, exc.filename or "a file")
-        err.print(f"[bold red]error:[/bold red] [red]{esc(e)}[/red]")
+        err.print(f"[bold red]error:[/bold red] [red]{_line(e)}[/red]")
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         err.print("[red]interrupted[/red] (files already written are complete; re-run to resume)")
         sys.exit(130)
     except Exception as exc:  # a bug: still one line, unless debugging
-        _internal(err, exc, esc)
+        _internal(err, exc)
 
 
-def _internal(err, exc: BaseException, esc) -> None:
+def _line(exc: BaseException | str) -> str:
+    """An error as one escaped line: its message and its hint, each cut to ``textsafe.LINE_MAX`` characters
+    (a message may echo a huge or multi-line value from a file or a device)."""
+    from rich.markup import escape
+
+    from edgenas.textsafe import one_line
+
+    if isinstance(exc, EdgenasError):
+        return escape(one_line(exc.message) + (f" ({one_line(exc.hint)})" if exc.hint else ""))
+    return escape(one_line(exc))
+
+
+def _internal(err, exc: BaseException) -> None:
     if os.environ.get("EDGENAS_DEBUG"):
         raise exc
-    err.print(f"[bold red]internal error:[/bold red] [red]{type(exc).__name__}: {esc(exc)}[/red] "
+    err.print(f"[bold red]internal error:[/bold red] [red]{type(exc).__name__}: {_line(exc)}[/red] "
               "(re-run with EDGENAS_DEBUG=1 for a traceback and report it)")
     sys.exit(70)

@@ -6,6 +6,7 @@ strip control characters from every string they print."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from contextlib import contextmanager
@@ -27,8 +28,22 @@ def project() -> Project:
 
 
 def emit_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, default=_json_default) + "\n")
+    """``obj`` as standard JSON on stdout: NaN and infinities (no JSON values; jq rejects them) become null."""
+    text = json.dumps(obj, indent=2, default=_json_default)
+    if "NaN" in text or "Infinity" in text:  # (or only inside a string: then this changes nothing)
+        text = json.dumps(_finite(json.loads(text)), indent=2, allow_nan=False)
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()
+
+
+def _finite(o: Any) -> Any:
+    if isinstance(o, float):
+        return o if math.isfinite(o) else None
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, list):
+        return [_finite(v) for v in o]
+    return o
 
 
 def _json_default(o: Any) -> Any:

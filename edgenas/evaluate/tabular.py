@@ -66,11 +66,26 @@ class Table:
 def _load(path: str, mtime: float) -> Table:
     p = Path(path)
     try:
-        fh = open(p, newline="", encoding="utf-8")
+        fh = open(p, newline="", encoding="utf-8-sig")  # a BOM (spreadsheet exports) is not a column name
     except FileNotFoundError:
         raise InputError(f"benchmark table not found: {p}", hint="check the --table path") from None
     except OSError as exc:
         raise InputError(f"cannot read benchmark table {p}: {exc}") from None
+    try:
+        header, archs, values = _read_rows(p, fh)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"benchmark table {p} is not a UTF-8 CSV file ({exc.__class__.__name__}: "
+                         f"{str(exc)[:120]})", hint="check the --table path") from None
+    if not archs:
+        raise InputError(f"benchmark table {p} has no rows")
+    if len(set(archs)) != len(archs):
+        raise InputError(f"benchmark table {p}: an architecture appears twice")
+    arr = np.asarray(values, dtype=float)
+    names = [header[0], *header[2:]]
+    return Table(p, archs, {c: arr[:, i] for i, c in enumerate(names)})
+
+
+def _read_rows(p: Path, fh: Any) -> tuple[list[str], list[str], list[list[float]]]:
     with fh:
         reader = csv.reader(fh)
         header = next(reader, None)
@@ -94,13 +109,7 @@ def _load(path: str, mtime: float) -> Table:
                 raise InputError(f"benchmark table {p}, line {n}: a value is not finite")
             archs.append(row[1])
             values.append(nums)
-    if not archs:
-        raise InputError(f"benchmark table {p} has no rows")
-    if len(set(archs)) != len(archs):
-        raise InputError(f"benchmark table {p}: an architecture appears twice")
-    arr = np.asarray(values, dtype=float)
-    names = [header[0], *header[2:]]
-    return Table(p, archs, {c: arr[:, i] for i, c in enumerate(names)})
+    return header, archs, values
 
 
 def load_table(path: str | os.PathLike) -> Table:

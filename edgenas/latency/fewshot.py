@@ -246,12 +246,17 @@ class HwTable:
 
         self.path = Path(path)
         try:
-            with open(self.path, newline="", encoding="utf-8") as fh:
+            with open(self.path, newline="", encoding="utf-8-sig") as fh:
                 reader = csv.reader(fh)
                 header = next(reader, None)
                 rows = list(reader)
         except FileNotFoundError:
             raise InputError(f"table not found: {self.path}", hint="check the path") from None
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise InputError(f"{self.path} is not a UTF-8 CSV file ({exc.__class__.__name__}: {str(exc)[:120]})",
+                             hint="check the --table path") from None
+        except OSError as exc:
+            raise InputError(f"cannot read table {self.path}: {exc.strerror or exc}") from None
         if not header or any(c not in header for c in _FIXED):
             raise InputError(f"{self.path}: expected a header with columns {', '.join(_FIXED)}, ...")
         self.ms_columns = [c for c in header if c.endswith("_ms")]

@@ -208,3 +208,23 @@ def test_trusting_local_is_one_line_and_pulling_from_an_empty_local_says_so(tmp_
     assert res.code == 0 and "local holds no LUT to pull" in res.out, (res.out, res.err)
     assert cli("lut", "pull", "local", "--json").json() == []
     assert not (tmp_path / "luts").exists()
+
+
+def test_an_error_echoing_a_huge_or_multi_line_value_is_still_one_short_line(proj, cli, snapshot, tmp_path):
+    bad = tmp_path / "huge.json"
+    arch = "|nor_conv_3x3~0|\n" * 5000  # 85,000 characters over 5,000 lines, echoed by the error
+    bad.write_text(json.dumps({"space": "nb201", "schema": 1, "arch": arch}))
+    before = snapshot(proj)
+    res = cli("export", str(bad))
+    one_line_error(res, "malformed NAS-Bench-201 architecture string", "more characters)",
+                   "expected |op~0|")  # the hint survives the cut
+    assert len(res.err) < 1300, len(res.err)
+    assert snapshot(proj) == before
+
+
+def test_one_line_cuts_and_joins():
+    from edgenas.textsafe import one_line
+
+    assert one_line("a\n  b\tc\x1b[31m d") == "a b c d"
+    assert one_line("x" * 12, 10) == "x" * 10 + "… (2 more characters)"
+    assert one_line("short", 10) == "short"

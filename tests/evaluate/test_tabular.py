@@ -86,6 +86,22 @@ def test_errors_are_clear(tmp_path, space):
         make_evaluator("tabular", space)
 
 
+def test_a_spreadsheet_bom_is_read_and_a_binary_file_is_a_clear_error(tmp_path):
+    from edgenas.latency.fewshot import HwTable
+
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbf" + f"{HEAD},x_ms\n0,{A},93.5,70,40,12.5\n".encode())
+    assert load_table(bom).metric_columns[0] == "cifar10_test"  # not '\ufeffindex' refused as a header
+    assert HwTable(bom).ms_columns == ["x_ms"]
+    binary = tmp_path / "model.onnx"
+    binary.write_bytes(b"\x08\x07\xd0\xff" * 64)
+    for read in (load_table, HwTable):
+        with pytest.raises(InputError, match="is not a UTF-8 CSV file"):
+            read(binary)
+        with pytest.raises(InputError, match="cannot read"):
+            read(tmp_path)  # a folder
+
+
 VALID = TABLE.parent / "nb201_valid.csv"
 
 
