@@ -153,6 +153,27 @@ def load_image_folder(path: str | Path, resolution: int = 32, limit: int | None 
                      len(ds.classes), Path(path).name)
 
 
+def check_dataset(spec: str | Path) -> None:
+    """Refuse a dataset that will not load, before a run starts (an image folder is only listed, not read)."""
+    if str(spec) == "digits":
+        return
+    path = Path(spec)
+    if path.suffix == ".npz":
+        load_dataset(path)
+        return
+    if not path.is_dir():
+        load_dataset(path)  # raises: unknown dataset
+    try:
+        from torchvision import datasets
+    except ImportError:
+        raise InputError("reading an image folder needs torchvision", hint="pip install torchvision") from None
+    try:
+        datasets.ImageFolder(str(path))
+    except (FileNotFoundError, RuntimeError) as exc:
+        raise InputError(f"{path}: not an image folder ({exc})",
+                         hint="expected one sub-folder per class holding images") from None
+
+
 def load_dataset(spec: str | Path, resolution: int = 32) -> ImageData:
     """``"digits"``, a ``.npz`` file or an image folder, at ``resolution`` x ``resolution``."""
     if str(spec) == "digits":

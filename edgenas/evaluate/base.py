@@ -12,6 +12,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from edgenas.errors import InputError
 from edgenas.registry import Registry
 
 
@@ -82,7 +83,24 @@ _load_builtin = EVALUATORS.load_builtins  # the name older callers use
 
 def make_evaluator(name: str, space: Any, *, seed: int = 0, **options: Any) -> Evaluator:
     """Build a registered evaluator by name, cached by architecture."""
-    return CachedEvaluator(EVALUATORS.get(name)(space, seed=seed, **options))
+    return CachedEvaluator(build_evaluator(name, space, seed, options))
+
+
+def build_evaluator(name: str, space: Any, seed: int, options: dict[str, Any]) -> Evaluator:
+    """The registered factory called with ``options``; an option it does not take is an ``InputError``
+    (factories with ``**options`` check theirs themselves)."""
+    import inspect
+
+    factory = EVALUATORS.get(name)
+    params = inspect.signature(factory).parameters.values()
+    if not any(p.kind is p.VAR_KEYWORD for p in params):
+        known = sorted(p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+                       and p.name not in ("space", "seed"))
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise InputError(f"evaluator '{name}': unknown option(s) {', '.join(unknown)}",
+                             hint=f"its options: {', '.join(known) or 'none'}")
+    return factory(space, seed=seed, **options)
 
 
 def evaluator_names() -> list[str]:

@@ -58,11 +58,11 @@ class EvalSpec:
         return json.loads(self.options_json)
 
     def build(self) -> Evaluator:
-        from edgenas.evaluate.base import EVALUATORS
+        from edgenas.evaluate.base import EVALUATORS, build_evaluator
         from edgenas.spaces import get_space
 
         EVALUATORS.load_builtins()
-        return EVALUATORS.get(self.evaluator)(get_space(self.space), seed=self.seed, **self.options)
+        return build_evaluator(self.evaluator, get_space(self.space), self.seed, self.options)
 
 
 _BUILT: dict[EvalSpec, Evaluator] = {}

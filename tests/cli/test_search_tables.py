@@ -119,3 +119,25 @@ def test_default_strategy_is_the_one_help_names_and_the_cli_starts_light(bare, c
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[2]).stdout
     assert out.strip() == "False"
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--space", "nb201", "--table", str(HW), "--eval-opt", "a=1"], "evaluator 'tabular': unknown option(s) a"),
+    (["--space", "nb201", "--table", str(HW), "--eval-opt", "a=1", "--executor", "process", "--workers", "1"],
+     "evaluator 'tabular': unknown option(s) a"),
+    (["--space", "nb201", "--evaluator", "nb201-fidelity", "--eval-opt", "colum=x"], "unknown option(s) colum"),
+    # zero-cost proxies: a dataset that will not load and a torch device that cannot run a network were
+    # found at the first evaluation (a run folder left behind) or not at all (every network scored -inf)
+    (["--space", "mbv3-tiny", "--eval-opt", "data=DATA"], "not an image folder"),
+    (["--space", "mbv3-tiny", "--eval-opt", "device=meta"], "cannot run a network"),
+    (["--space", "mbv3-tiny", "--eval-opt", "device=xpu"], "is not available on this machine"),
+])
+def test_bad_evaluator_options_are_one_line_before_the_run_folder(bare, cli, args, fragment):
+    data = bare / "images"
+    (data / "cat").mkdir(parents=True)  # a class folder without images
+    args = [a.replace("DATA", str(data)) for a in args]
+    res = cli("search", *args, "--budget", "3", "--out", str(bare / "r"))
+    assert res.code == 2 and "Traceback" not in res.err, res.err
+    lines = res.err.rstrip("\n").splitlines()
+    assert len(lines) == 1 and fragment in lines[0], res.err
+    assert not (bare / "r").exists()

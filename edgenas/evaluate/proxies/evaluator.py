@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from edgenas.errors import EdgenasError, InputError
 from edgenas.evaluate.base import EVALUATORS, Evaluator
-from edgenas.datasets import ImageData, load_dataset, load_digits_images
+from edgenas.datasets import ImageData, check_dataset, load_dataset, load_digits_images
 from edgenas.evaluate.proxies.base import NEG_INF, PROXIES, Batch, Proxy, finite_or_neg_inf, make_proxy
 from edgenas.evaluate.proxies.ct import Compression, Trainability, ct_prior_combine
 
@@ -43,10 +43,18 @@ class ProxyEvaluator(Evaluator):
         if data != "digits" and not Path(data).exists():
             raise InputError(f"dataset {data!r} does not exist",
                              hint="use 'digits', a .npz file with x and y, or an image folder")
+        check_dataset(data)  # now, not at the first evaluation: a bad dataset leaves no run folder behind
         try:
             self.device = torch.device(device)
         except (RuntimeError, TypeError):
             raise InputError(f"unknown torch device {device!r}") from None
+        if self.device.type not in ("cpu", "cuda", "mps", "xpu"):  # e.g. 'meta': tensors without values
+            raise InputError(f"torch device {device!r} cannot run a network", hint="use device=cpu or cuda")
+        try:  # else every network would fail to move there and score -inf: a run of nothing but failures
+            torch.zeros(1).to(self.device)
+        except (RuntimeError, AssertionError, AttributeError) as exc:
+            raise InputError(f"torch device {device!r} is not available on this machine "
+                             f"({type(exc).__name__}: {str(exc)[:120]})", hint="use device=cpu") from None
         self.proxy = proxy
         self.name = proxy.name
         self.metric = f"{proxy.name} zero-cost proxy score"
