@@ -38,7 +38,8 @@ class Rung:
 
     def __post_init__(self) -> None:
         if not isinstance(self.evaluator, str) or not self.evaluator:
-            raise InputError(f"ladder rung: evaluator name missing in {self!r}")
+            raise InputError("ladder rung: the evaluator name is missing",
+                             hint="write EVAL[:k=v,...,keep=N,cost=C], e.g. --ladder compression:keep=3")
         if not (isinstance(self.cost, (int, float)) and math.isfinite(self.cost) and self.cost > 0):
             raise InputError(f"ladder rung '{self.evaluator}': cost must be > 0, got {self.cost!r}")
         if self.keep is not None and not (isinstance(self.keep, (int, float)) and self.keep > 0

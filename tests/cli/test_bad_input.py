@@ -228,3 +228,21 @@ def test_one_line_cuts_and_joins():
     assert one_line("a\n  b\tc\x1b[31m d") == "a b c d"
     assert one_line("x" * 12, 10) == "x" * 10 + "… (2 more characters)"
     assert one_line("short", 10) == "short"
+
+
+def test_an_unknown_run_to_warm_start_from_creates_no_database(tmp_path, monkeypatch, cli):
+    table = tmp_path / "hw.csv"
+    arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+    table.write_text(f"index,arch,acc\n0,{arch},93.5\n")
+    root = tmp_path / "fresh"
+    root.mkdir()
+    monkeypatch.setenv("EDGENAS_PROJECT", str(root))
+    monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
+    monkeypatch.delenv("EDGENAS_DB", raising=False)
+    res = cli("search", "--space", "nb201", "--table", str(table), "--objective", "acc", "--budget", "1",
+              "--warm-start", "abc123", "--out", str(root / "r"))
+    one_line_error(res, "no run 'abc123'")
+    assert list(root.iterdir()) == []
+    one_line_error(cli("search", "--space", "nb201", "--table", str(table), "--objective", "acc", "--budget", "1",
+                       "--strategy", "sh", "--ladder", ":", "--out", str(root / "r")), "evaluator name is missing")
+    assert list(root.iterdir()) == []
