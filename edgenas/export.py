@@ -48,10 +48,15 @@ def export_arch(space: SearchSpace, arch: Any, out_dir: Path, *, opset: int = 17
     a failed export (check, parity, full disk) leaves no file and no folder it created behind."""
     from exporters.errors import ExportCheckError
     from exporters.manifest import Manifest
+    from exporters.onnx_export import check_opset
 
     from edgenas.io import sha256_file
     from edgenas.outdirs import DISK_ERRNOS, check_out_dir, disk_error, new_out_dir
 
+    try:
+        check_opset(opset)
+    except ExportCheckError as exc:
+        raise InputError(exc.message, hint=exc.hint) from None
     out_dir = Path(out_dir)
     onnx_path, manifest_path = out_dir / "model.onnx", out_dir / "manifest.json"
     record = space.to_dict(arch)

@@ -100,6 +100,24 @@ def _count_outputs(out: Any) -> int:
     return 1
 
 
+def max_opset() -> int:
+    """The newest opset the TorchScript exporter writes (torch's own constant; 20 in torch 2.14)."""
+    import torch.onnx._constants as constants  # private, hence the fallback
+
+    return int(getattr(constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", MIN_OPSET))
+
+
+def check_opset(opset: int) -> None:
+    """Refuse an opset outside [MIN_OPSET, max_opset()] before anything is exported."""
+    if isinstance(opset, bool) or not isinstance(opset, int):
+        raise ExportCheckError(f"opset must be an integer, got {opset!r}")
+    if opset < MIN_OPSET:
+        raise ExportCheckError(f"opset {opset} is too old", hint=f"use opset >= {MIN_OPSET} (the default)")
+    if opset > max_opset():
+        raise ExportCheckError(f"opset {opset} is newer than this torch's exporter writes ({max_opset()})",
+                               hint=f"use an opset from {MIN_OPSET} to {max_opset()}")
+
+
 def export_onnx(
     module: Any,
     input_shape: tuple[int, ...],
@@ -122,10 +140,7 @@ def export_onnx(
     """
     import torch
 
-    if int(opset) < MIN_OPSET:
-        raise ExportCheckError(
-            f"opset {opset} is too old", hint=f"use opset >= {MIN_OPSET} (the default)"
-        )
+    check_opset(opset)
     if not isinstance(module, torch.nn.Module):
         raise ExportCheckError(f"expected a torch.nn.Module, got {type(module).__name__}")
     shape = _validate_shape(input_shape)

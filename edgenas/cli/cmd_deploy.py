@@ -35,6 +35,10 @@ def register(app: typer.Typer) -> None:
             raise InputError("--format trt needs --device", hint="TensorRT engines are built on the device")
         space, arch = load_arch(arch_file)
         proj = project()
+        if fmt == "trt":
+            from edgenas.fleet.engine import require_tensorrt
+
+            require_tensorrt(proj, device)  # a device without TensorRT: one error and no export folder
         with progress_bar(quiet=json_out) as bar:
             res = export_arch(space, arch, out_dir or default_export_dir(proj, space, arch), opset=opset,
                               dynamic_batch=dynamic_batch, simplify=simplify, force=force, progress=bar)

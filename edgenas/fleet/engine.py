@@ -25,6 +25,22 @@ def timing_cache_path(session: Any) -> str:
     return f"cache/trt-timing-{fp[:16]}.cache"
 
 
+def require_tensorrt(project: Project, device: str) -> None:
+    """Refuse, before anything is exported, a device whose agent reports no TensorRT."""
+    from edgenas.devices.session import open_session
+
+    with open_session(project, device) as s:
+        info = s.info("tensorrt")
+        if "tensorrt" not in info.available_runtimes():
+            raise _missing(s.device, info)
+
+
+def _missing(device: str, info: DeviceInfo) -> RuntimeMissingError:
+    return RuntimeMissingError(device, f"TensorRT is missing on this device; deploy will use "
+                                       f"{fallback_runtime(info)} instead",
+                               hint="install TensorRT (JetPack ships it) or export with --format onnx")
+
+
 def build_engine_on_device(project: Project, device: str, onnx_path: Path, *, out_dir: Path | None = None,
                            precision: str | None = None) -> dict[str, Any]:
     """Push ``onnx_path`` and build an engine on ``device``; returns the agent's answer."""
@@ -38,7 +54,4 @@ def build_engine_on_device(project: Project, device: str, onnx_path: Path, *, ou
         except AgentError as exc:
             if exc.type != "RuntimeMissing":
                 raise
-            info = s.info("onnxruntime")
-            raise RuntimeMissingError(
-                s.device, f"TensorRT is missing on this device; deploy will use {fallback_runtime(info)} instead",
-                hint="install TensorRT (JetPack ships it) or export with --format onnx") from None
+            raise _missing(s.device, s.info("onnxruntime")) from None

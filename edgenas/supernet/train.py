@@ -54,13 +54,15 @@ class TrainConfig:
         check_seed(self.seed)
         if (self.steps is None) == (self.epochs is None):
             raise InputError("give exactly one of steps and epochs")
-        if (self.steps is not None and self.steps < 1) or (self.epochs is not None and self.epochs <= 0):
-            raise InputError("steps/epochs must be positive")
+        if (self.steps is not None and self.steps < 1) or (self.epochs is not None and not 0 < self.epochs <= 1e6):
+            raise InputError(f"steps must be >= 1 and epochs in (0, 1e6], got steps {self.steps}, "
+                             f"epochs {self.epochs}")
         for name in ("batch_size", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.n_random < 0 or self.lr <= 0 or not 0.0 < self.val_fraction < 1.0:
-            raise InputError("need n_random >= 0, lr > 0 and 0 < val_fraction < 1")
+        if self.n_random < 0 or not 0 < self.lr < math.inf or not 0.0 < self.val_fraction < 1.0:
+            raise InputError("need n_random >= 0, a finite lr > 0 and 0 < val_fraction < 1",
+                             hint=f"got n_random {self.n_random}, lr {self.lr}, val_fraction {self.val_fraction}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

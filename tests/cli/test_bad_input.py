@@ -246,3 +246,29 @@ def test_an_unknown_run_to_warm_start_from_creates_no_database(tmp_path, monkeyp
     one_line_error(cli("search", "--space", "nb201", "--table", str(table), "--objective", "acc", "--budget", "1",
                        "--strategy", "sh", "--ladder", ":", "--out", str(root / "r")), "evaluator name is missing")
     assert list(root.iterdir()) == []
+
+
+def test_export_refuses_before_it_writes(proj, cli, snapshot, tmp_path):
+    arch = good_arch(tmp_path)
+    before = snapshot(proj)
+    one_line_error(cli("export", str(arch), "--opset", "999"), "opset 999 is newer than this torch's exporter")
+    one_line_error(cli("export", str(arch), "--opset", "5"), "opset 5 is too old")
+    assert snapshot(proj) == before and not (proj / "exports").exists()
+    from exporters.tensorrt import tensorrt_available
+
+    res = cli("export", str(arch), "--format", "trt", "--device", "local")
+    if tensorrt_available()[0]:  # where TensorRT exists the engine is built
+        assert res.code == 0 and "TensorRT engine:" in res.out, res.err
+        return
+    # without it the ONNX export used to be written before the engine build failed
+    one_line_error(res, "TensorRT is missing on this device")
+    assert snapshot(proj) == before and not (proj / "exports").exists()
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (["--lr", "nan"], "a finite lr > 0"), (["--lr", "inf"], "a finite lr > 0"),
+    (["--epochs", "inf"], "epochs in (0, 1e6]"), (["--epochs", "nan"], "epochs in (0, 1e6]"),
+])
+def test_supernet_training_refuses_non_finite_settings(proj, cli, tmp_path, flags, fragment):
+    one_line_error(cli("supernet", "train", "--space", "mbv3-tiny", *flags, "--out", str(tmp_path / "sn")), fragment)
+    assert not (tmp_path / "sn").exists()
