@@ -105,7 +105,9 @@ def check_seed(seed: object, flag: str = "--seed") -> int:
     return seed
 
 
-def check_count(value: object, flag: str, low: int = 0) -> int:
+def check_count(value: object, flag: str, low: int = 0, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise InputError(f"{flag} must be an integer >= {low}, got {value!r}")
+    if high is not None and value > high:
+        raise InputError(f"{flag} must be at most {high}, got {value}")
     return value

@@ -16,6 +16,9 @@ import numpy as np
 from edgenas.errors import InputError
 from edgenas.project import Project
 
+#: whole models one `lut calibrate --measure` times (a few seconds each; more is a profile's job)
+MAX_MEASURE = 1000
+
 Progress = Callable[[str, int, int], None]
 
 
@@ -61,7 +64,7 @@ def calibrate_device(project: Project, device: str, space_name: str, *, measure:
     from edgenas.limits import check_count, check_seed
     from edgenas.store.db import database_exists
 
-    check_count(measure, "--measure", 0)  # before anything (the measurement database) is created
+    check_count(measure, "--measure", 0, MAX_MEASURE)  # before anything (the measurement database) is created
     check_seed(seed)
     space = get_space(space_name)
     profile = load_profile(project, device)

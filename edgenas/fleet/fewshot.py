@@ -206,6 +206,9 @@ def add_fewshot(project: Project, device: str, space_name: str, k: int, *, seed:
     from edgenas.spaces import get_space
     from edgenas.store import Measurement, open_store
 
+    from edgenas.limits import check_seed
+
+    check_seed(seed)
     space = get_space(space_name)
     if not 1 <= k <= 500:
         raise InputError(f"--fewshot must be between 1 and 500 architectures, got {k}")

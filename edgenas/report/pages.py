@@ -75,7 +75,12 @@ def write_html(text: str, out: str | os.PathLike) -> Path:
     out = Path(out)
     if out.exists() and out.is_dir():
         raise InputError(f"{out} is a folder", hint="give a file name, e.g. --out report.html")
-    return atomic_write_text(out, text)
+    try:
+        return atomic_write_text(out, text)
+    except OSError as exc:  # any reason the file system gives (e.g. ENOENT in /proc): one line, nothing left
+        from edgenas.outdirs import disk_error
+
+        raise disk_error(exc, f"the report {out}", hint="choose a --out path in a folder you can write to") from None
 
 
 def compare_page(runs: Sequence[RunData], *, plotly_src: str | None = None) -> str:

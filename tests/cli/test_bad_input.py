@@ -272,3 +272,13 @@ def test_export_refuses_before_it_writes(proj, cli, snapshot, tmp_path):
 def test_supernet_training_refuses_non_finite_settings(proj, cli, tmp_path, flags, fragment):
     one_line_error(cli("supernet", "train", "--space", "mbv3-tiny", *flags, "--out", str(tmp_path / "sn")), fragment)
     assert not (tmp_path / "sn").exists()
+
+
+def test_counts_seeds_and_unwritable_outputs_are_one_line(proj, cli, snapshot, tmp_path):
+    before = snapshot(proj)
+    one_line_error(cli("lut", "calibrate", "local", "--space", "mbv3-tiny", "--measure", "100000"),
+                   "--measure must be at most 1000")  # ran for days before
+    one_line_error(cli("device", "add", "local", "--fewshot", "5", "--seed", "-1"), "--seed must be an integer")
+    assert snapshot(proj) == before
+    # a path the file system refuses for a reason other than a full disk or permissions (ENOENT in /proc)
+    one_line_error(cli("report", "--fleet", "--out", "/proc/edgenas-report.html"), "cannot write the report")
