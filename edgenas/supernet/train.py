@@ -198,10 +198,24 @@ def train_supernet(cfg: TrainConfig, *, resume: bool = False, progress: Progress
             net = MBV3Supernet(config)
         opt = _optimizer(net, cfg)
 
+    from edgenas.outdirs import DISK_ERRNOS, check_out_dir, disk_error
+
+    check_out_dir(out)
+    try:  # now, not at the first checkpoint (100 steps in by default)
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise disk_error(exc, f"--out folder {out}") from None
+
     def save() -> Path:
         meta = {"train_config": cfg.to_dict(), "step": step, "total_steps": total,
                 "rng": rng.bit_generator.state, "history": history, "num_classes": train.num_classes}
-        return ckpt.save_checkpoint(out, net, meta, _momentum_tensors(net, opt))
+        try:
+            return ckpt.save_checkpoint(out, net, meta, _momentum_tensors(net, opt))
+        except OSError as exc:
+            if exc.errno not in DISK_ERRNOS:
+                raise
+            raise disk_error(exc, f"the supernet checkpoint in {out}",
+                             hint="free some space, then continue with --resume") from None
 
     net.train()
     path = out / ckpt.META

@@ -282,3 +282,10 @@ def test_counts_seeds_and_unwritable_outputs_are_one_line(proj, cli, snapshot, t
     assert snapshot(proj) == before
     # a path the file system refuses for a reason other than a full disk or permissions (ENOENT in /proc)
     one_line_error(cli("report", "--fleet", "--out", "/proc/edgenas-report.html"), "cannot write the report")
+
+
+@pytest.mark.parametrize("out, fragment", [("/proc/edgenas-sn", "cannot write --out folder"),
+                                           ("/dev/null/sn", "which is a file")])
+def test_supernet_training_checks_its_out_folder_before_it_trains(proj, cli, out, fragment):
+    # it found out at the first checkpoint (100 steps in), as an internal error
+    one_line_error(cli("supernet", "train", "--space", "mbv3-tiny", "--steps", "1", "--out", out), fragment)
