@@ -75,12 +75,52 @@ def _read_log(path: Path) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            out.append(json.loads(line))
+            rec = json.loads(line)
         except json.JSONDecodeError:
-            if n == len(data.splitlines()):
-                break  # a torn last line (the run was killed): ignored, as resume does
+            if n == len(data.splitlines()) and not data.endswith("\n"):
+                break  # a torn last line (the run was killed mid-write): ignored, as resume and the report do
             raise InputError(f"{path}: line {n} is not valid JSON", hint="the run folder is damaged") from None
+        bad = _bad_field(rec)
+        if bad:
+            raise InputError(f"{path}: line {n} is not an evaluation record (malformed {bad})",
+                             hint="the run folder is damaged")
+        out.append(rec)
     return out
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _bad_field(rec: Any) -> str | None:
+    """The first field of an evaluations.jsonl record that is missing or of the wrong type, else None."""
+    if not isinstance(rec, Mapping):
+        return "record (not a JSON object)"
+    if not (_number(rec.get("number")) and float(rec["number"]).is_integer() and rec["number"] >= 0):
+        return "'number'"
+    if not isinstance(rec.get("arch"), Mapping):
+        return "'arch'"
+    for key in ("objectives", "latency_ms"):
+        v = rec.get(key)
+        if not (isinstance(v, Mapping) and all(x is None or _number(x) for x in v.values())):
+            return f"'{key}'"
+    if not isinstance(rec.get("constraints", {}), Mapping):
+        return "'constraints'"
+    if not isinstance(rec.get("feasible"), bool):
+        return "'feasible'"
+    if not _number(rec.get("wall_s", 0.0)):
+        return "'wall_s'"
+    return None
+
+
+def _object(path: Path, what: str) -> dict[str, Any]:
+    """A run file holding one JSON object ({} when the file is absent)."""
+    if not path.exists():
+        return {}
+    obj = read_json(path, what)
+    if not isinstance(obj, Mapping):
+        raise InputError(f"{path}: expected a JSON object", hint="the run folder is damaged")
+    return dict(obj)
 
 
 def check_run_folder(out_dir: str | os.PathLike) -> Path:
@@ -104,7 +144,7 @@ def index_run(db: ExperimentDB, project: Project, out_dir: str | os.PathLike, *,
     the problem from the folder's request first)."""
     out = check_run_folder(out_dir)
     config = read_json(out / "config.json", "run config")
-    request = read_json(out / "request.json", "search request") if (out / "request.json").exists() else None
+    request = _object(out / "request.json", "search request") or None
     if not isinstance(config, Mapping) or "space" not in config:
         raise InputError(f"{out / 'config.json'} is not a search config")
     darts = config.get("kind") == "darts"
@@ -112,24 +152,39 @@ def index_run(db: ExperimentDB, project: Project, out_dir: str | os.PathLike, *,
         devices = tuple(describe_device(project, t) for t in problem.devices)
         objective = problem.accuracy_name
     else:
-        devices = tuple(RunDevice(str(n), "unknown", budget_ms=b) for n, b in config.get("devices", []))
-        pareto = read_json(out / "pareto.json", "pareto") if (out / "pareto.json").exists() else {}
-        objective = (pareto.get("objectives") or [None])[0] or (request or {}).get("objective") or "accuracy"
-    best = read_json(out / "best.json", "best") if (out / "best.json").exists() else {}
+        try:
+            devices = tuple(RunDevice(str(n), "unknown", budget_ms=None if b is None else float(b))
+                            for n, b in config.get("devices", []))
+        except (TypeError, ValueError):
+            raise InputError(f"{out / 'config.json'}: malformed 'devices' (pairs of name and budget)",
+                             hint="the run folder is damaged") from None
+        pareto = _object(out / "pareto.json", "pareto")
+        objective = str((pareto.get("objectives") or [None])[0] or (request or {}).get("objective") or "accuracy")
+    best = _object(out / "best.json", "best")
     logged = _darts_log(out, config, best) if darts else _read_log(out / "evaluations.jsonl")
     evals = [Evaluation(int(r["number"]), r["arch"], r["objectives"], r["latency_ms"], r.get("constraints", {}),
                         bool(r["feasible"]), float(r.get("wall_s", 0.0))) for r in logged]
-    ckpt = read_json(out / "checkpoint.json", "checkpoint") if (out / "checkpoint.json").exists() else {}
+    ckpt = _object(out / "checkpoint.json", "checkpoint")
     fronts: dict[str, list[int]] = {}
     if (out / "pareto.json").exists():
-        pareto = read_json(out / "pareto.json", "pareto")
-        fronts = {str(k): [int(p["number"]) for p in v] for k, v in (pareto.get("devices") or {}).items()}
-        fronts["*"] = [int(p["number"]) for p in pareto.get("front") or []]
-    warm = read_json(out / "warm_start.json", "warm start") if (out / "warm_start.json").exists() else None
+        pareto = _object(out / "pareto.json", "pareto")
+        try:
+            fronts = {str(k): [int(p["number"]) for p in v] for k, v in (pareto.get("devices") or {}).items()}
+            fronts["*"] = [int(p["number"]) for p in pareto.get("front") or []]
+        except (AttributeError, KeyError, TypeError, ValueError):
+            raise InputError(f"{out / 'pareto.json'}: malformed front (lists of points with a 'number')",
+                             hint="the run folder is damaged") from None
+    warm = _object(out / "warm_start.json", "warm start") or None
     if darts:
         ckpt = {"status": "complete"} if best else {}
     run_status = status or ("complete" if ckpt.get("status") == "complete" else ckpt.get("status") or "running")
     best_obj = best.get("objectives") or {}
+    best_number = best.get("number", best.get("epoch", 0) - 1 if darts and best else None)
+    if not (isinstance(best_obj, Mapping) and (best_obj.get(objective) is None or _number(best_obj[objective]))
+            and (best_number is None or _number(best_number))):
+        raise InputError(f"{out / 'best.json'}: malformed 'objectives' or 'number'", hint="the run folder is damaged")
+    if not isinstance(ckpt.get("status", ""), str) or not _number(config.get("seed", 0)):
+        raise InputError(f"{out}: malformed run status or seed", hint="the run folder is damaged")
     rec = RunRecord(
         id=run_id_for(out, config), created_at=created_at or (out / "config.json").stat().st_mtime,
         status=run_status, space=str(config["space"]),
@@ -137,7 +192,7 @@ def index_run(db: ExperimentDB, project: Project, out_dir: str | os.PathLike, *,
         seed=int(config.get("seed", 0)), objective=str(objective), out_dir=str(out.resolve()), config=config,
         task=describe_task(request or {"table": None}), request=request, devices=devices,
         finished_at=time.time() if run_status != "running" else None, n_evaluations=len(evals),
-        best_number=best.get("number", best["epoch"] - 1 if darts and best else None),
+        best_number=best_number,
         best_value=best_obj.get(objective), best_arch=best.get("arch"),
         warm_start=warm, rerun_of=rerun_of if rerun_of is not None else (warm or {}).get("rerun_of"))
     save_run(db, rec, evals, fronts)

@@ -62,6 +62,50 @@ def test_import_is_idempotent_and_ids_resolve_by_prefix(db, tmp_path):
         index_run(db, Project(tmp_path), tmp_path)
 
 
+def test_import_skips_a_torn_last_line_but_not_a_damaged_one(db, tmp_path):
+    out = tmp_path / "old"
+    launch_search(Project(tmp_path), _req(budget=5), out, record=False)
+    log = out / "evaluations.jsonl"
+    whole = log.read_text()
+    log.write_text(whole + '{"number": 5, "arch"')  # killed mid-write: no newline yet
+    assert len(run_evaluations(db, index_run(db, Project(tmp_path), out).id)) == 5
+    log.write_text(whole + "garbage\n")  # a complete line that is not JSON: the folder is damaged
+    with pytest.raises(InputError, match="line 6 is not valid JSON"):
+        index_run(db, Project(tmp_path), out)
+
+
+@pytest.mark.parametrize("change, field", [
+    (lambda r: r.pop("objectives"), "'objectives'"), (lambda r: r.update(number="x"), "'number'"),
+    (lambda r: r.update(arch=5), "'arch'"), (lambda r: r.update(latency_ms=[1]), "'latency_ms'"),
+    (lambda r: r.update(objectives={"cifar10_test": "<b>"}), "'objectives'"),
+    (lambda r: r.update(feasible="yes"), "'feasible'"),
+])
+def test_import_of_a_malformed_record_is_one_error_naming_it(db, tmp_path, change, field):
+    # each of these was an internal KeyError/TypeError/ValueError/AttributeError
+    out = tmp_path / "old"
+    launch_search(Project(tmp_path), _req(budget=3), out, record=False)
+    log = out / "evaluations.jsonl"
+    lines = log.read_text().splitlines()
+    rec = json.loads(lines[0])
+    change(rec)
+    log.write_text("\n".join([*lines, json.dumps(rec)]) + "\n")
+    with pytest.raises(InputError, match=f"line 4 is not an evaluation record \\(malformed {field}"):
+        index_run(db, Project(tmp_path), out)
+    assert list_runs(db) == []
+
+
+@pytest.mark.parametrize("name, text, match", [
+    ("best.json", "[1, 2]", "expected a JSON object"), ("pareto.json", '{"front": [5]}', "malformed front"),
+    ("best.json", '{"objectives": {"cifar10_test": "x"}}', "malformed 'objectives'"),
+])
+def test_import_of_malformed_run_files_is_one_error(db, tmp_path, name, text, match):
+    out = tmp_path / "old"
+    launch_search(Project(tmp_path), _req(budget=3), out, record=False)
+    (out / name).write_text(text)
+    with pytest.raises(InputError, match=match):
+        index_run(db, Project(tmp_path), out)
+
+
 def test_cli_list_show_compare_import(db_url, cli, monkeypatch, tmp_path):
     monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
     monkeypatch.setenv("EDGENAS_DB", db_url)
