@@ -159,7 +159,9 @@ def index_run(db: ExperimentDB, project: Project, out_dir: str | os.PathLike, *,
             raise InputError(f"{out / 'config.json'}: malformed 'devices' (pairs of name and budget)",
                              hint="the run folder is damaged") from None
         pareto = _object(out / "pareto.json", "pareto")
-        objective = str((pareto.get("objectives") or [None])[0] or (request or {}).get("objective") or "accuracy")
+        objs = pareto.get("objectives")
+        first = objs[0] if isinstance(objs, list) and objs else None
+        objective = str(first or (request or {}).get("objective") or "accuracy")
     best = _object(out / "best.json", "best")
     logged = _darts_log(out, config, best) if darts else _read_log(out / "evaluations.jsonl")
     evals = [Evaluation(int(r["number"]), r["arch"], r["objectives"], r["latency_ms"], r.get("constraints", {}),
@@ -179,7 +181,8 @@ def index_run(db: ExperimentDB, project: Project, out_dir: str | os.PathLike, *,
         ckpt = {"status": "complete"} if best else {}
     run_status = status or ("complete" if ckpt.get("status") == "complete" else ckpt.get("status") or "running")
     best_obj = best.get("objectives") or {}
-    best_number = best.get("number", best.get("epoch", 0) - 1 if darts and best else None)
+    epoch = best.get("epoch")
+    best_number = best.get("number", epoch - 1 if darts and _number(epoch) else None)
     if not (isinstance(best_obj, Mapping) and (best_obj.get(objective) is None or _number(best_obj[objective]))
             and (best_number is None or _number(best_number))):
         raise InputError(f"{out / 'best.json'}: malformed 'objectives' or 'number'", hint="the run folder is damaged")
