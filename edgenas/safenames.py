@@ -11,7 +11,7 @@ import re
 
 from edgenas.errors import InputError
 
-#: profile / device names and space names (the same rule ``profiles.py`` applies to profile names)
+#: profile / device names and space names (``profiles.py`` and the few-shot model records use it too)
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 #: a fingerprint hash: hex (the agent sends a SHA-256 hexdigest; LUT file names use its first 12)
 HASH_RE = re.compile(r"^[0-9a-f]{12,128}\Z")

@@ -20,11 +20,11 @@ from edgenas.devices.runtimes import runtime_names
 from edgenas.errors import InputError
 from edgenas.io import read_toml
 from edgenas.project import Project
+from edgenas.safenames import NAME_RE
 
 RUNTIMES = tuple(runtime_names())  # the names in ``runtimes.RUNTIMES``
 PRECISIONS = ("fp32", "fp16", "int8")
 TRANSPORTS = ("ssh", "local")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 _SECRET_RE = re.compile(r"pass|secret|token|credential|private_key", re.IGNORECASE)
 
 
@@ -89,7 +89,7 @@ def profile_from_dict(data: dict[str, Any], *, where: str = "<dict>") -> DeviceP
             raise _bad(where, f"{key} must be {desc}, got {type(value).__name__} {value!r}")
     values = dict(data)
     name = values.get("name", "")
-    if not _NAME_RE.match(name):
+    if not NAME_RE.match(name):
         raise _bad(where, f"name {name!r} must be 1-64 letters, digits, '.', '_' or '-'")
     transport = values.setdefault("transport", "local" if name == "local" else "ssh")
     _choice(where, "transport", transport, TRANSPORTS)
@@ -159,7 +159,7 @@ def _is_device_file(path: Path) -> bool:
 
 def load_profile(project: Project, name: str) -> DeviceProfile:
     """The profile ``profiles/NAME.toml`` (or the built-in ``local``); an unknown name lists the others."""
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.match(name):
         raise InputError(f"invalid device name {name!r}", hint=f"known devices: {', '.join(list_profiles(project))}")
     path = project.profiles_dir / f"{name}.toml"
     if path.exists():

@@ -69,9 +69,7 @@ def calibrate_device(project: Project, device: str, space_name: str, *, measure:
     space = get_space(space_name)
     profile = load_profile(project, device)
     # what can be checked without the device is, so that bad input starts no agent and writes nothing
-    if not LutStore(project.luts_dir).list(profile.name, space.name):
-        raise InputError(f"no LUT for device '{profile.name}' and space '{space.name}' in {project.luts_dir}",
-                         hint=f"run: edgenas profile {profile.name} --space {space.name}")
+    LutStore(project.luts_dir).require_any(profile.name, space.name)
     if measure == 0 and not database_exists(project):  # checked without creating it: nothing changes on disk
         raise InputError(f"no measurements of '{space.name}' on '{profile.name}' yet",
                          hint=f"run: edgenas lut calibrate {profile.name} --space {space.name} --measure 10")

@@ -20,7 +20,6 @@ a schema number; no pickle.
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from edgenas.latency.fewshot import graph_descriptors, op_counts, reading_model
 from edgenas.latency.fewshot_ensemble import FewShotEnsemble
 from edgenas.latency.fewshot_meta import MetaFewShot
 from edgenas.latency.fewshot_table import TableCorrected, TableReferences
+from edgenas.safenames import NAME_RE
 
 MODEL_SCHEMA = 1
 # the fitted regressor inside a record, by its ``kind``: the meta-learned model (issue 17, part 1)
@@ -48,7 +48,6 @@ def regressor_from_dict(d: Mapping[str, Any]) -> Any:
         raise InputError(f"malformed few-shot latency model: unknown regressor kind {kind!r}",
                          hint="refit it: edgenas device add DEVICE --fewshot 20")
     return REGRESSORS[kind].from_dict(d)
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 
 
 def _block_costs(space: Any) -> tuple[np.ndarray, list[str]] | None:
@@ -143,7 +142,7 @@ class FewShotModel:
                     n_points=int(d["n_points"]), created_at=float(d.get("created_at", 0.0)),
                     table=None if d.get("table") is None else dict(d["table"]))
             for name in (m.device, *(r[0] for r in refs)):
-                if not _NAME.match(name):
+                if not NAME_RE.match(name):
                     raise ValueError(f"bad device name {name!r}")
             if m.table is not None and (refs or m.table.get("kind") != "table-references"):
                 raise ValueError("table references come instead of reference LUTs")
@@ -156,7 +155,7 @@ class FewShotModel:
 def model_path(luts_dir: Path, device: str, space: str) -> Path:
     """``luts/DEVICE/fewshot/SPACE.json`` (a sub-folder: LUT listings never see it)."""
     for what, v in (("device", device), ("space", space)):
-        if not _NAME.match(v):
+        if not NAME_RE.match(v):
             raise InputError(f"invalid {what} name {v!r}", hint="letters, digits, '.', '_' and '-' only")
     return Path(luts_dir) / device / "fewshot" / f"{space}.json"
 

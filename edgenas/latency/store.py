@@ -54,6 +54,14 @@ class LutStore:
         return sorted(p for p in d.glob(pat) if p.is_file() and LUT_FILE_RE.match(p.name)
                       and _space_of(p) == (space or _space_of(p)))
 
+    def require_any(self, device: str, space: str) -> list[Path]:
+        """``list(device, space)``, or one ``InputError`` saying to profile the device when it is empty."""
+        paths = self.list(device, space)
+        if not paths:
+            raise InputError(f"no LUT for device '{device}' and space '{space}' in {self.root}",
+                             hint=f"run: edgenas profile {device} --space {space}")
+        return paths
+
     def latest(self, device: str, space: str) -> Lut:
         """The table ``choose`` picks without a current fingerprint (kept for older callers)."""
         return self.choose(device, space).lut
@@ -96,10 +104,7 @@ class LutStore:
         known = self.last_fingerprint(device)
         if known is not None and self.path_for(device, space, known).exists():
             return LutChoice(Lut.load(self.path_for(device, space, known)), self.path_for(device, space, known), known)
-        paths = self.list(device, space)
-        if not paths:
-            raise InputError(f"no LUT for device '{device}' and space '{space}' in {self.root}",
-                             hint=f"run: edgenas profile {device} --space {space}")
+        paths = self.require_any(device, space)
         luts = [(Lut.load(p), p) for p in paths]
         lut, path = max(luts, key=lambda lp: (lp[0].created_at, lp[1].name))
         return LutChoice(lut, path, known)

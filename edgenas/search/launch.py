@@ -283,13 +283,12 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
                 op.preload()    # a model that does not load fails before the run folder is written
     if record and db is None:
         from edgenas.store import open_db
+        from edgenas.store.db import database_exists
         from edgenas.store.runs import resolve_run_id
 
         refs = [] if resume else [s for s in req.warm_start if s != "auto" and not Path(s).is_dir()]
-        if refs:  # an unknown run to warm-start from is refused before a fresh project gets a database
-            ro = open_db(db_url, project, readonly=True)
-            for ref in refs:
-                resolve_run_id(ro, ref)
+        if refs and not database_exists(project, db_url):  # no database, no such run: refused before one is made
+            resolve_run_id(open_db(db_url, project, readonly=True), refs[0])
         db = open_db(db_url, project)  # an unreachable database fails here, before anything is written
     if not is_driver(req.strategy):
         initial, warm = _warm_start(project, db, req, problem, config, out_dir, resume, rerun_of)
