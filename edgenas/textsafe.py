@@ -3,7 +3,8 @@
 Two dangers: rich *markup* (a device string or file name holding ``[/x]`` crashed the CLI with a
 MarkupError; ``[bold]..[/bold]`` was silently swallowed) and terminal *control sequences* (ANSI escapes,
 carriage returns, bells, OSC titles) that let a device drive the user's terminal. ``esc`` does both for a
-value interpolated into markup; ``clean`` only strips controls (for plain text, JSON-free output).
+value interpolated into markup (and keeps it on one line); ``clean`` only strips controls (for plain text,
+JSON-free output).
 """
 
 from __future__ import annotations
@@ -42,8 +43,9 @@ def one_line(value: Any, max_len: int = LINE_MAX) -> str:
 
 
 def esc(value: Any, max_len: int | None = None) -> str:
-    """``value`` cleaned of control characters and escaped for rich markup: prints exactly as it is."""
-    return _escape_markup(clean(value, max_len))
+    """``value`` cleaned of control characters, on one line (a newline or tab becomes a space, so a device
+    cannot forge lines of output such as a ``runtimes:`` line), escaped for rich markup: prints as it is."""
+    return _escape_markup(clean(value, max_len).replace("\n", " ").replace("\t", " "))
 
 
 class SafeConsole(Console):

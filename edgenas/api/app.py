@@ -39,6 +39,7 @@ def create_app(source: DataSource, token: str | None = None) -> Any:
     from edgenas.report import pages
     from edgenas.report.html import esc, plotly_js
     from edgenas.report.run_data import pareto_data
+    from edgenas.textsafe import one_line
 
     app = FastAPI(docs_url=None, title="edgenas", version="1", description="Read-only API over runs, devices, LUTs and "
                   "measurements of an edgenas project, with report pages and a live view of running searches.")
@@ -60,11 +61,12 @@ def create_app(source: DataSource, token: str | None = None) -> Any:
     @app.exception_handler(EdgenasError)
     async def edgenas_error(request: Request, exc: EdgenasError):  # type: ignore[no-untyped-def]
         code = 404 if isinstance(exc, NotFoundError) else (400 if isinstance(exc, InputError) else 500)
-        return JSONResponse({"error": exc.message, "hint": exc.hint}, status_code=code)
+        return JSONResponse({"error": one_line(exc.message), "hint": one_line(exc.hint) if exc.hint else exc.hint},
+                            status_code=code)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):  # type: ignore[no-untyped-def]
-        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+        return JSONResponse({"error": one_line(exc.detail)}, status_code=exc.status_code)
 
     def html(text: str) -> HTMLResponse:
         return HTMLResponse(text, headers={"Content-Security-Policy": "default-src 'self' 'unsafe-inline' 'unsafe-eval' data: blob:"})

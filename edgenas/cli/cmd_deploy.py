@@ -117,7 +117,6 @@ def _print_accuracy(arch_file: Path, res: object) -> None:
     """For a multi-fidelity run's best.json: the measured accuracy next to predicted/measured latency."""
     import math
 
-    from rich.markup import escape
 
     from edgenas.io import read_json
 
@@ -133,5 +132,5 @@ def _print_accuracy(arch_file: Path, res: object) -> None:
     pred_s = f"predicted {pred:.3f} ms, " if pred is not None else ""
     pct = metric.endswith(" (%)")
     metric = metric[:-4] if pct else metric
-    out.print(f"[bold]chosen network:[/bold] {escape(metric)} {acc:.1f}{'%' if pct else ''}; "
+    out.print(f"[bold]chosen network:[/bold] {esc(metric)} {acc:.1f}{'%' if pct else ''}; "
               f"latency {pred_s}measured {getattr(res, 'measured_ms'):.3f} ms")

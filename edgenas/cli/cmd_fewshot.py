@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from edgenas.cli._common import emit_json, out, progress_bar, project
+from edgenas.textsafe import esc
 
 
 def register(app: typer.Typer) -> None:
@@ -26,7 +27,6 @@ def register(app: typer.Typer) -> None:
             json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
         """Measure K chosen architectures on a device and fit its few-shot latency model (minutes, not a
         full profile); search uses it until the device has a LUT, and deploys keep refining it."""
-        from rich.markup import escape
 
         from edgenas.fleet.fewshot import add_fewshot
 
@@ -36,6 +36,6 @@ def register(app: typer.Typer) -> None:
             emit_json(res.to_dict())
             return
         refs = ", ".join(res.references) or "none (architecture descriptors only)"
-        out.print(f"{escape(res.device)}: few-shot model for {escape(res.space)} on {res.n_points} measurements "
-                  f"({res.measured_now} new); references: {escape(refs)}")
-        out.print(f"leave-one-out within 10%: {res.loo_within10:.0%}; saved {escape(res.model_path)}")
+        out.print(f"{esc(res.device)}: few-shot model for {esc(res.space)} on {res.n_points} measurements "
+                  f"({res.measured_now} new); references: {esc(refs)}")
+        out.print(f"leave-one-out within 10%: {res.loo_within10:.0%}; saved {esc(res.model_path)}")

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 
 from edgenas.cli._common import emit_json, out, project
 from edgenas.errors import InputError
+from edgenas.textsafe import esc
 
 
 def register(app: typer.Typer) -> None:
@@ -68,7 +68,7 @@ def register(app: typer.Typer) -> None:
         if json_out:
             emit_json({"kind": kind, "path": str(path), "bytes": path.stat().st_size})
         else:
-            out.print(f"report written: {escape(str(path))}")
+            out.print(f"report written: {esc(str(path))}")
 
     @app.command("serve")
     def serve(host: str = typer.Option("127.0.0.1", "--host", help="address to bind (others need a token)"),
@@ -79,6 +79,6 @@ def register(app: typer.Typer) -> None:
 
         proj = project()
         tok = check_bind(host, port, token)
-        out.print(f"edgenas serving {escape(str(proj.root))} on http://{escape(host)}:{port}/ "
+        out.print(f"edgenas serving {esc(str(proj.root))} on http://{esc(host)}:{port}/ "
                   "(API docs: /docs; Ctrl-C stops)")
         run_server(proj, host, port, tok)

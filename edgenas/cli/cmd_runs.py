@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 from rich.table import Column, Table
 
 from edgenas.cli._common import emit_json, out, project
+from edgenas.textsafe import esc
 
 DB_HELP = "experiment database URL (default $EDGENAS_DB, else .edgenas/edgenas.db)"
 
@@ -18,11 +18,11 @@ def _fmt(v: object, spec: str = ".4g") -> str:
         return "-"
     if isinstance(v, int) and not isinstance(v, bool):
         return str(v)
-    return format(v, spec) if isinstance(v, float) else escape(str(v))
+    return format(v, spec) if isinstance(v, float) else esc(str(v))
 
 
 def _budgets(run) -> str:
-    return ", ".join(f"{escape(d.device)}<={d.budget_ms:g}ms" for d in run.devices if d.budget_ms is not None) or "-"
+    return ", ".join(f"{esc(d.device)}<={d.budget_ms:g}ms" for d in run.devices if d.budget_ms is not None) or "-"
 
 
 def _summary(run) -> dict:
@@ -58,8 +58,8 @@ def register(app: typer.Typer) -> None:
         t = Table(Column("run", no_wrap=True, min_width=12), "space", "dataset", "strategy", "seed", "status",
                   "evals", "best", "budgets", "warm")
         for r in rows:
-            t.add_row(r["id"], escape(r["space"]), _fmt(r["dataset"]), escape(r["strategy"]), str(r["seed"]),
-                      escape(r["status"]), str(r["evaluations"]), _fmt(r["best_value"]), r["budgets"],
+            t.add_row(r["id"], esc(r["space"]), _fmt(r["dataset"]), esc(r["strategy"]), str(r["seed"]),
+                      esc(r["status"]), str(r["evaluations"]), _fmt(r["best_value"]), r["budgets"],
                       str(r["transferred"] or "-"))
         out.print(t)
 
@@ -77,25 +77,25 @@ def register(app: typer.Typer) -> None:
         if json_out:
             emit_json(dict(r.to_dict(), fronts=fronts))
             return
-        out.print(f"run [bold]{r.id}[/bold] ({escape(r.status)}): {escape(r.space)} / {escape(r.strategy)} "
-                  f"seed {r.seed}, {r.n_evaluations} evaluations; folder {escape(r.out_dir)}")
+        out.print(f"run [bold]{r.id}[/bold] ({esc(r.status)}): {esc(r.space)} / {esc(r.strategy)} "
+                  f"seed {r.seed}, {r.n_evaluations} evaluations; folder {esc(r.out_dir)}")
         task = r.task
         out.print(f"task: {_fmt(task.get('dataset'))} ({_fmt(task.get('classes'))} classes, "
                   f"{_fmt(task.get('input_size'))} px, {_fmt(task.get('samples'))} samples)")
         for d in r.devices:
-            out.print(f"device {escape(d.device)} ({escape(d.kind)}): budget {_fmt(d.budget_ms)} ms, "
+            out.print(f"device {esc(d.device)} ({esc(d.kind)}): budget {_fmt(d.budget_ms)} ms, "
                       f"fingerprint {_fmt((d.fingerprint_hash or '-')[:16])}, table {_fmt((d.lut_hash or '-')[:12])}")
-        out.print(f"best: {escape(r.objective)} = {_fmt(r.best_value)} (#{_fmt(r.best_number)}) "
-                  f"{escape(str((r.best_arch or {}).get('arch', r.best_arch)))}")
-        out.print("fronts: " + (", ".join(f"{escape(k)} {len(v)}" for k, v in fronts.items()) or "-"))
+        out.print(f"best: {esc(r.objective)} = {_fmt(r.best_value)} (#{_fmt(r.best_number)}) "
+                  f"{esc(str((r.best_arch or {}).get('arch', r.best_arch)))}")
+        out.print("fronts: " + (", ".join(f"{esc(k)} {len(v)}" for k, v in fronts.items()) or "-"))
         if r.warm_start:
-            out.print(f"warm start: {escape(str(r.warm_start.get('note', '')))}")
+            out.print(f"warm start: {esc(str(r.warm_start.get('note', '')))}")
             for c in r.warm_start.get("candidates", []):
-                out.print(f"  {escape(str(c['run_id']))}: similarity {c['similarity']:.2f} "
+                out.print(f"  {esc(str(c['run_id']))}: similarity {c['similarity']:.2f} "
                           f"(task {c['task_similarity']:.2f}, device {c['device_similarity']:.2f}) "
                           f"{'used' if c['used'] else 'not used'}")
         if r.rerun_of:
-            out.print(f"re-run of {escape(r.rerun_of)}")
+            out.print(f"re-run of {esc(r.rerun_of)}")
 
     @runs_app.command("compare")
     def compare(run: list[str] = typer.Argument(..., help="two or more run ids"),
@@ -112,9 +112,9 @@ def register(app: typer.Typer) -> None:
         t = Table(Column("run", no_wrap=True, min_width=12), "dataset", "strategy", "evals", "best", "reached at",
                   "budgets", "transferred")
         for r in rows:
-            t.add_row(r["id"], _fmt(r["dataset"]), escape(r["strategy"]), str(r["evaluations"]),
+            t.add_row(r["id"], _fmt(r["dataset"]), esc(r["strategy"]), str(r["evaluations"]),
                       _fmt(r["best_value"]), _fmt(r["best_reached_at"]),
-                      ", ".join(f"{escape(k)}<={v:g}" for k, v in r["budgets_ms"].items()) or "-",
+                      ", ".join(f"{esc(k)}<={v:g}" for k, v in r["budgets_ms"].items()) or "-",
                       str(r["transferred"] or "-"))
         out.print(t)
 
@@ -136,8 +136,8 @@ def register(app: typer.Typer) -> None:
             emit_json([_summary(r) for r in recs])
             return
         for r in recs:
-            out.print(f"imported run {r.id}: {escape(r.space)} / {escape(r.strategy)}, {r.n_evaluations} "
-                      f"evaluations, from {escape(r.out_dir)}")
+            out.print(f"imported run {r.id}: {esc(r.space)} / {esc(r.strategy)}, {r.n_evaluations} "
+                      f"evaluations, from {esc(r.out_dir)}")
 
     @runs_app.command("stale")
     def stale(device: str = typer.Option(None, "--device", help="only runs on this device"),
@@ -159,7 +159,7 @@ def register(app: typer.Typer) -> None:
             return
         out.print(f"{len(rows)} of {checked} finished runs are stale")
         for s in rows:
-            out.print(f"[yellow]{s.run_id}[/yellow] ({escape(s.status)}): {escape(s.reason)}")
+            out.print(f"[yellow]{s.run_id}[/yellow] ({esc(s.status)}): {esc(s.reason)}")
         if rows:
             out.print("re-run one with: edgenas search --rerun RUN_ID")
 
@@ -178,4 +178,4 @@ def register(app: typer.Typer) -> None:
             emit_json(res)
             return
         what = "already at" if before == after else f"upgraded from {before or 'empty'} to"
-        out.print(f"{escape(handle.where)}: {what} schema {after}" + (f"; imported {n} measurements" if n else ""))
+        out.print(f"{esc(handle.where)}: {what} schema {after}" + (f"; imported {n} measurements" if n else ""))

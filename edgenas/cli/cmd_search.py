@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.markup import escape
 
 from edgenas.cli._common import emit_json, note, out, progress_bar, project, warn
 from edgenas.errors import InputError
@@ -232,17 +231,17 @@ def _print_darts(rec, json_out: bool) -> None:
                     for k, v in rec["latency_ms"].items())
     if "skip_edges" not in rec:  # an mbv3 space: ProxylessNAS-style relaxation (darts_mbv3_train)
         a = rec["arch"]
-        desc = escape(f"r={a['r']} d={a['d']} ks={a['ks']} e={a['e']}")
+        desc = esc(f"r={a['r']} d={a['d']} ks={a['ks']} e={a['e']}")
         how = ("" if rec["derivation"] == "argmax" else
-               f" [yellow](the argmax network missed the budget: {escape(rec['derivation'])}, "
+               f" [yellow](the argmax network missed the budget: {esc(rec['derivation'])}, "
                f"{rec['repair_steps']} steps)[/yellow]")
         out.print(f"[green]derived[/green] {desc}; predicted latency: {lat or 'n/a'}{how}")
     else:
         how = ("" if rec["derivation"] == "argmax" else
-               f" [yellow](the most probable cell, {escape(rec['argmax_arch'])}, missed the budget: the most "
+               f" [yellow](the most probable cell, {esc(rec['argmax_arch'])}, missed the budget: the most "
                "probable one within it)[/yellow]")
-        out.print(f"[green]derived[/green] {escape(rec['arch']['arch'])}; skip edges {rec['skip_edges']}; "
+        out.print(f"[green]derived[/green] {esc(rec['arch']['arch'])}; skip edges {rec['skip_edges']}; "
                   f"predicted latency: {lat or 'n/a'}{how}")
     if not rec["within_budget"]:
         out.print("[yellow]no cell meets every budget[/yellow]")
-    out.print(f"run folder {escape(str(rec['out_dir']))} (best.json, history.json, checkpoint)")
+    out.print(f"run folder {esc(str(rec['out_dir']))} (best.json, history.json, checkpoint)")

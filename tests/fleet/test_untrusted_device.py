@@ -113,6 +113,7 @@ def test_device_text_is_escaped_and_stripped_of_controls(setup, tmp_path, monkey
              "    r = real_info(w, p, pr)\n"
              "    r['fingerprint']['evil'] = EVIL\n"
              "    r['agent_version'] = EVIL\n"
+             "    r['fingerprint']['model'] = 'Orin\\nruntimes: tensorrt 99 (forged)'\n"
              "    return r\n"
              "M['info'] = info\n")
     use_agent(monkeypatch, hostile_agent(tmp_path, patch))
@@ -121,6 +122,9 @@ def test_device_text_is_escaped_and_stripped_of_controls(setup, tmp_path, monkey
     assert res.code == 0, res.err
     assert "evil: [/x][bold]evil[/bold]X\n" in res.out  # markup printed as it is, controls gone
     assert not any(c in res.out for c in "\x1b\x07\r\x9b")
+    # a newline in a value cannot forge a line of output
+    assert "model: Orin runtimes: tensorrt 99 (forged)\n" in res.out
+    assert not any(line.startswith("runtimes: tensorrt 99") for line in res.out.splitlines())
 
 
 @pytest.mark.parametrize("name", ["x[/x].json", "[bold]b[/bold].json"])

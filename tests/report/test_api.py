@@ -129,6 +129,12 @@ def test_missing_and_refused_names(api, rproj, tmp_path):
         assert r.status_code in (400, 404), (url, r.status_code)
         assert "TOPSECRET" not in r.text and "root:" not in r.text
         assert r.headers["content-type"].startswith("application/json"), url
+    # a long or multi-line name is echoed on one line of bounded length
+    for url in ("/api/devices/local/luts/" + "x" * 20_000, "/api/runs/a%0Ab%0D%0Ac" + "y" * 5_000):
+        r = api.get(url)
+        err = r.json()["error"]
+        assert r.status_code in (400, 404) and len(err) < 1_100 and "\n" not in err and "\r" not in err, (url, err)
+        assert "more characters" in err
 
 
 def test_token_required(rproj):
