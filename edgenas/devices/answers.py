@@ -8,14 +8,18 @@ its statistics become the LUT's ``EntryStats``.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from edgenas.errors import DeviceError, InputError
 from edgenas.latency.lut import EntryStats
+from edgenas.textsafe import clean
 
 _HASH_RE = re.compile(r"^[0-9a-f]{64}\Z")
+#: a cold-start field: ``session_ms``, ``first_run_ms``, ...
+_COLD_KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")
 
 
 def _mapping(device: str, answer: Mapping[str, Any], key: str, what: str) -> dict[str, Any]:
@@ -86,8 +90,9 @@ def _find(d: object, key: str) -> object:
 class BenchAnswer:
     """The agent's ``bench`` answer: validated statistics, cold start, the device's state while timing.
 
-    ``raw_stats`` is the agent's STATS object as sent (with ``ref_ms`` and whatever else it reports),
-    the form a ``Measurement`` stores."""
+    ``raw_stats`` is the agent's STATS object with every field edgenas knows (``ref_ms``, ``ratio_cov``,
+    window medians, ...) checked and unknown ones dropped, the form a ``Measurement`` stores; the cold
+    start is a few named, finite, non-negative numbers."""
 
     stats: EntryStats
     raw_stats: dict[str, Any]
@@ -102,11 +107,19 @@ class BenchAnswer:
             raise DeviceError(device, f"the agent's {what} answer is not an object ({type(answer).__name__})")
         raw = _mapping(device, answer, "stats", what)
         try:
+            raw = EntryStats.check(raw, f"{what} statistics")  # the known fields, checked; the rest dropped
             stats = EntryStats.from_dict(raw, f"{what} statistics")
         except InputError as exc:
             raise DeviceError(device, f"the agent sent bad {exc.message}") from None
-        return cls(stats, raw, *(_mapping(device, answer, key, what)
-                                 for key in ("cold_start", "state", "session", "protocol")))
+        cold = _mapping(device, answer, "cold_start", what)
+        bad = next((k for k, v in cold.items() if not _COLD_KEY_RE.match(str(k)) or isinstance(v, bool)
+                    or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0), None)
+        if bad is not None or len(cold) > 16:
+            raise DeviceError(device, f"the agent's {what} answer has a malformed cold start "
+                                      + (f"({clean(repr(bad), 40)}: {clean(repr(cold[bad]), 40)})" if bad is not None
+                                         else f"({len(cold)} fields)"),
+                              hint="cold-start times are numbers of milliseconds; reinstall the agent")
+        return cls(stats, raw, cold, *(_mapping(device, answer, key, what) for key in ("state", "session", "protocol")))
 
     @property
     def median_ms(self) -> float:
@@ -115,3 +128,21 @@ class BenchAnswer:
     def to_dict(self) -> dict[str, Any]:
         return {"stats": self.raw_stats, "cold_start": self.cold_start, "session": self.session,
                 "state": self.state, "protocol": self.protocol}
+
+
+#: where the agent keeps the engines it builds (relative to its work dir)
+_ENGINE_RE = re.compile(r"^engines/[A-Za-z0-9][A-Za-z0-9._-]{0,199}\.plan\Z")
+
+
+def engine_answer(device: str, answer: Any) -> dict[str, Any]:
+    """The agent's ``build_engine`` answer checked: the engine's path in the device's work dir
+    (``engines/NAME.plan``, it is handed back to the agent to time it), its SHA-256 and build time."""
+    ok = isinstance(answer, Mapping)
+    engine, sha, build_s = (answer.get(k) for k in ("engine", "sha256", "build_s")) if ok else (None, None, None)
+    if not (isinstance(engine, str) and _ENGINE_RE.match(engine) and ".." not in engine
+            and isinstance(sha, str) and _HASH_RE.match(sha) and not isinstance(build_s, bool)
+            and isinstance(build_s, (int, float)) and math.isfinite(build_s) and build_s >= 0):
+        raise DeviceError(device, "the agent's build_engine answer is malformed (engine must be "
+                                  "engines/NAME.plan, with its SHA-256 and build time)",
+                          hint="reinstall the agent (it is replaced when its hash differs)")
+    return {"engine": engine, "sha256": sha, "build_s": float(build_s)}

@@ -19,11 +19,13 @@ import tempfile
 import threading
 from pathlib import Path
 from edgenas.errors import DeviceError, InputError
+from edgenas.devices import transport
 from edgenas.devices.transport import AgentChannel, Transport
 from edgenas.io import sha256_file
 from edgenas.project import Project
 
 _EOF = object()
+_TOO_LONG = object()
 _STDERR_KEEP = 16 * 1024
 
 
@@ -44,7 +46,11 @@ class LocalChannel(AgentChannel):
 
     def _pump_stdout(self) -> None:
         assert self.proc.stdout is not None
-        for raw in iter(self.proc.stdout.readline, b""):
+        limit = transport.MAX_LINE_BYTES
+        for raw in iter(lambda: self.proc.stdout.readline(limit + 1), b""):  # type: ignore[union-attr]
+            if len(raw) > limit:  # the rest is not read: the agent is stopped when the channel closes
+                self._lines.put(_TOO_LONG)
+                return
             self._lines.put(raw.decode("utf-8", "replace").rstrip("\r\n"))
         self._lines.put(_EOF)
 
@@ -84,6 +90,9 @@ class LocalChannel(AgentChannel):
         if item is _EOF:
             self._lines.put(_EOF)  # every later call sees the exit too
             raise self._exited()
+        if item is _TOO_LONG:
+            self._lines.put(_TOO_LONG)
+            raise transport.line_too_long(self.device)
         return item  # type: ignore[return-value]
 
     def stderr_tail(self) -> str:

@@ -15,8 +15,9 @@ import threading
 import time
 from typing import Any, Callable, Mapping
 
-from edgenas.errors import AgentError, DeviceError, RuntimeMissingError
+from edgenas.errors import AgentError, DeviceError, InputError, RuntimeMissingError
 from edgenas.devices.transport import AgentChannel
+from edgenas.limits import MAX_DEPTH, check_depth
 
 PROTOCOL = 1
 HELLO_TIMEOUT_S = 60.0
@@ -25,6 +26,18 @@ _POLL_S = 0.5
 
 class AgentRuntimeMissingError(AgentError, RuntimeMissingError):
     """The agent answered ``RuntimeMissing``: the requested runtime or provider is absent."""
+
+
+_TOO_DEEP = object()
+
+
+def _within_depth(msg: Any) -> bool:
+    """Whether ``msg`` nests at most ``MAX_DEPTH`` levels (no edgenas answer comes close)."""
+    try:
+        check_depth(msg, "answer")
+        return True
+    except InputError:
+        return False
 
 
 def _tail(text: str, limit: int = 1500) -> str:
@@ -124,12 +137,20 @@ class AgentClient:
                     continue
                 try:
                     msg = json.loads(line)
+                except RecursionError:
+                    msg = _TOO_DEEP
                 except ValueError:
                     continue
+                if msg is _TOO_DEEP or (isinstance(msg, dict) and msg.get("id") == req_id
+                                        and not _within_depth(msg)):
+                    self._broken = "the agent sent a malformed answer"
+                    err = self._fail(what, f"the agent sent an answer nested more than {MAX_DEPTH} levels deep")
+                    self.channel.close()
+                    raise err
                 if not isinstance(msg, dict) or msg.get("id") != req_id:
                     continue  # a stray line or a late answer to an earlier call
                 if "progress" in msg:
-                    if on_progress is not None:
+                    if on_progress is not None and isinstance(msg["progress"], dict):  # other shapes: ignored
                         on_progress(msg["progress"])
                     continue
                 if "error" in msg:

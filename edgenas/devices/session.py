@@ -67,7 +67,7 @@ class Session:
         if remote in self._pushed.values():
             return remote
         stat = self.call("file.stat", {"path": remote}, timeout_s=60)
-        if not (stat.get("exists") and stat.get("sha256") == digest):
+        if not (isinstance(stat, dict) and stat.get("exists") is True and stat.get("sha256") == digest):
             got = self.transport.put_file(Path(local), remote)
             if got != digest:
                 raise DeviceError(self.device, f"upload of {local} arrived corrupted (sha256 {got[:12]}…)",

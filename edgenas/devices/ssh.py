@@ -31,11 +31,13 @@ import paramiko
 from edgenas.errors import DeviceError, InputError
 from edgenas.devices.login import open_connection
 from edgenas.devices.profiles import DeviceProfile
+from edgenas.devices import transport
 from edgenas.devices.transport import AgentChannel, Transport
 from edgenas.io import sha256_file
 from edgenas.project import Project
 
 _EOF = object()
+_TOO_LONG = object()
 _HASH_SCRIPT = """import hashlib, json, sys
 out = {}
 for p in sys.argv[1:]:
@@ -62,7 +64,8 @@ class SSHAgentChannel(AgentChannel):
         self._lock = threading.Lock()
         self.remote_pid: int | None = None
         chan.settimeout(30.0)  # bounds sendall; the readers just retry on timeouts
-        self._buf = b""
+        self._buf = bytearray()  # the line being received
+        self._too_long = False
         self._threads = [threading.Thread(target=self._pump, args=pump, daemon=True, name=f"edgenas-{device}")
                          for pump in ((chan.recv, self._on_stdout), (chan.recv_stderr, self._on_stderr))]
         for t in self._threads:
@@ -87,10 +90,25 @@ class SSHAgentChannel(AgentChannel):
         if not data:
             self._lines.put(_EOF)
             return
-        self._buf += data
-        *lines, self._buf = self._buf.split(b"\n")
+        if self._too_long:
+            return
+        limit = transport.MAX_LINE_BYTES
+        end = data.rfind(b"\n")
+        if end < 0:  # a long line arrives in many chunks: appended, never split again (no quadratic cost)
+            self._buf += data
+            lines: list[bytes] = []
+        else:
+            self._buf += data[:end]
+            lines = bytes(self._buf).split(b"\n")
+            self._buf = bytearray(data[end + 1:])
         for line in lines:
+            if len(line) > limit:
+                break
             self._lines.put(line.decode("utf-8", "replace").rstrip("\r"))
+        if len(self._buf) > limit or any(len(line) > limit for line in lines):
+            self._too_long = True
+            self._buf = bytearray()
+            self._lines.put(_TOO_LONG)
 
     def _on_stderr(self, data: bytes) -> None:
         with self._lock:
@@ -111,6 +129,9 @@ class SSHAgentChannel(AgentChannel):
         if item is _EOF:
             self._lines.put(_EOF)  # every later call fails the same way
             raise self._ended_error("the agent's output ended")
+        if item is _TOO_LONG:
+            self._lines.put(_TOO_LONG)
+            raise transport.line_too_long(self.device)
         return item
 
     def _ended_error(self, what: str) -> DeviceError:

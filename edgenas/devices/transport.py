@@ -14,6 +14,20 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from pathlib import Path
 
+from edgenas.errors import DeviceError
+from edgenas.limits import MAX_JSON_BYTES
+
+#: the longest line an agent may send (every answer is one line): longer is a broken or hostile agent,
+#: and reading on would only fill the host's memory; ``EDGENAS_MAX_INPUT_MB`` raises it
+MAX_LINE_BYTES = MAX_JSON_BYTES
+
+
+def line_too_long(device: str) -> DeviceError:
+    """The error a channel raises once its agent has sent a line over ``MAX_LINE_BYTES``."""
+    return DeviceError(device, f"the agent sent a line of more than {MAX_LINE_BYTES / (1 << 20):g} MB, "
+                               "the limit for one answer; the connection is closed",
+                       hint="reinstall the agent; if its answers are really this large, raise EDGENAS_MAX_INPUT_MB")
+
 
 class AgentChannel(ABC):
     """A running agent's line streams."""

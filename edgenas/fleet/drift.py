@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from edgenas.devices.session import Session
-from edgenas.fleet.measure import LUT_PROTOCOL, export_blocks, reference_model
+from edgenas.errors import DeviceError
+from edgenas.fleet.measure import LUT_PROTOCOL, bench_many_results, export_blocks, reference_model
 from edgenas.io import sha256_file
 from edgenas.latency.lut import Lut
 from edgenas.project import Project
@@ -92,7 +93,11 @@ def measure_drift(session: Session, project: Project, lut: Lut, protocol: dict[s
 def _sentinel_pass(session: Session, lut: Lut, keys: list[str], params: dict[str, Any], threshold: float
                    ) -> DriftCheck:
     partial = f"partial/sentinels-{lut.space}-{lut.fingerprint_hash[:12]}-{time.time_ns()}.jsonl"
-    results = session.call("bench_many", dict(params, partial=partial))["results"]
+    results, _ = bench_many_results(session.device, session.call("bench_many", dict(params, partial=partial)), keys)
+    missing = [k for k in keys if k not in results]
+    if missing:
+        raise DeviceError(session.device, f"the agent returned no result for {len(missing)} sentinel blocks "
+                                          f"(first: {missing[0]})", hint="retry the refresh")
     by_ratio = "reference" in params and all(results[k].get("ratio") and results[k].get("ref_ms") for k in keys)
     field_ = "ratio" if by_ratio else "median_ms"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgenas.devices.answers import DeviceInfo
+from edgenas.devices.answers import DeviceInfo, engine_answer
 from edgenas.errors import AgentError, RuntimeMissingError
 from edgenas.project import Project
 
@@ -49,8 +49,8 @@ def build_engine_on_device(project: Project, device: str, onnx_path: Path, *, ou
     with open_session(project, device) as s:
         remote = s.push(onnx_path)
         try:
-            return s.call("build_engine", {"model": remote, "precision": precision or s.profile.precision,
-                                           "timing_cache": timing_cache_path(s)})
+            return engine_answer(s.device, s.call("build_engine", {
+                "model": remote, "precision": precision or s.profile.precision, "timing_cache": timing_cache_path(s)}))
         except AgentError as exc:
             if exc.type != "RuntimeMissing":
                 raise

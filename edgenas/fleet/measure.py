@@ -15,12 +15,12 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
-from edgenas.devices.answers import BenchAnswer
+from edgenas.devices.answers import BenchAnswer, engine_answer
 from edgenas.devices.session import Session
-from edgenas.errors import InputError
+from edgenas.errors import DeviceError, InputError
 from edgenas.fleet.engine import timing_cache_path
 from edgenas.io import atomic_write_bytes, sha256_file
-from edgenas.latency.lut import Lut
+from edgenas.latency.lut import EntryStats, Lut
 from edgenas.latency.store import LutStore, lut_filename
 from edgenas.project import Project
 from edgenas.spaces.base import SearchSpace
@@ -163,6 +163,26 @@ def nominal_ms(stats: dict[str, Any], lut: Any, reference_sha: str) -> float | N
     return float(stats["ratio"]) * float(lut.reference["ms"])
 
 
+def bench_many_results(device: str, out: Any, batch: list[str]) -> tuple[dict[str, dict[str, Any]], int]:
+    """A ``bench_many`` answer checked: the STATS of the batch's keys (each checked, unknown fields and
+    keys that were not asked for dropped) and how many of them the agent reused from an earlier run.
+    A key the agent did not answer is absent: the caller decides whether that is an error."""
+    results = out.get("results") if isinstance(out, dict) else None
+    reused = out.get("reused", []) if isinstance(out, dict) else None
+    if not isinstance(results, dict) or not isinstance(reused, list):
+        raise DeviceError(device, "the agent's bench_many answer is malformed (no 'results' object or no "
+                                  "'reused' list)", hint="reinstall the agent (it is replaced when its hash differs)")
+    got: dict[str, dict[str, Any]] = {}
+    for key in batch:
+        if key in results:
+            try:
+                got[key] = EntryStats.check(results[key], f"entry {key}")
+            except InputError as exc:
+                raise DeviceError(device, f"the agent sent bad statistics for {exc.message}",
+                                  hint="re-run the profile; if it persists, reinstall the agent") from None
+    return got, sum(1 for key in set(batch) if key in reused and key in got)
+
+
 def measurement_stats(stats: dict[str, Any], lut: Any, reference_sha: str) -> tuple[dict[str, Any], float | None]:
     """The STATS a ``Measurement`` stores: the agent's, plus ``nominal_ms`` where the LUT allows it."""
     nominal = nominal_ms(stats, lut, reference_sha)
@@ -182,8 +202,8 @@ def measure_model(session: Session, onnx_path: Path, *, runtime: str | None = No
         params["reference"] = session.push(reference)
     model = remote
     if params["runtime"] == "tensorrt":
-        built = session.call("build_engine", {"model": remote, "precision": params["precision"],
-                                              "timing_cache": timing_cache_path(session)})
+        built = engine_answer(session.device, session.call("build_engine", {
+            "model": remote, "precision": params["precision"], "timing_cache": timing_cache_path(session)}))
         model = built["engine"]
     if progress:
         progress(f"measure on {session.device}", 0, 1)

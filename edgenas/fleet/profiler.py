@@ -21,7 +21,8 @@ from edgenas.devices.profiles import DeviceProfile, load_profile
 from edgenas.devices.session import open_session
 from edgenas.errors import DeviceError, InputError
 from edgenas.fleet.measure import (
-    LUT_PROTOCOL, Progress, export_blocks, keep_on_device, nominal_reference, overhead_model, reference_model)
+    LUT_PROTOCOL, Progress, bench_many_results, export_blocks, keep_on_device, nominal_reference, overhead_model,
+    reference_model)
 from edgenas.io import sha256_file
 from edgenas.latency.lut import EntryStats, Lut
 from edgenas.latency.store import LutStore
@@ -48,6 +49,7 @@ class ProfileResult:
         d = dict(self.__dict__)
         d["lut_path"] = str(self.lut_path)
         return d
+
 
 
 def profile_device(project: Project, device: Any, space_name: str, *, force: bool = False,
@@ -112,22 +114,23 @@ def _profile_device(project: Project, device: Any, space: SearchSpace, *, force:
             batch = keys[start:start + batch_size]
             items = [{"key": k, "model": s.push(paths[k])} for k in batch]
 
-            def on_progress(p: dict[str, Any], base: int = done) -> None:
-                if progress:
-                    progress(f"time blocks on {s.device}", base + int(p.get("done", 0)), len(keys))
+            def on_progress(p: dict[str, Any], base: int = done, n: int = len(batch)) -> None:
+                got = p.get("done")
+                if progress and isinstance(got, int) and not isinstance(got, bool) and 0 <= got <= n:
+                    progress(f"time blocks on {s.device}", base + got, len(keys))
 
             out = s.call("bench_many", dict(s.runtime_params(), items=items, protocol=proto, partial=partial,
                                             reference=ref_remote), on_progress=on_progress)
-            results.update(out["results"])
-            resumed += len(out.get("reused", []))
+            got, reused = bench_many_results(s.device, out, batch)
+            results.update(got)
+            resumed += reused
             done += len(batch)
             if progress:
                 progress(f"time blocks on {s.device}", done, len(keys))
         overhead = BenchAnswer.from_answer(s.device, s.call(
             "bench", dict(s.runtime_params(), model=s.push(overhead_model(project)), protocol=proto,
                           reference=ref_remote)), "overhead bench")
-        entries = {k: EntryStats.from_dict(results[k], f"device {s.device}: entry {k}") for k in keys
-                   if k in results}
+        entries = {k: EntryStats.from_dict(results[k], f"entry {k}") for k in keys if k in results}
         missing = [k for k in keys if k not in entries]
         if missing:
             raise DeviceError(s.device, f"agent returned no result for {len(missing)} blocks (first: {missing[0]})",

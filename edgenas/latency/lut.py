@@ -20,6 +20,25 @@ from edgenas.io import atomic_write_json, read_json
 LUT_SCHEMA = 1
 
 _STAT_FIELDS = ("n", "median_ms", "mean_ms", "std_ms", "cov", "p90_ms", "p99_ms", "min_ms", "max_ms")
+#: the optional STATS fields and what each must be: a whole number >= 0 ("count"), a finite number > 0
+#: ("positive"), >= 0 ("number"), >= 0 or infinite ("spread": a CoV of a zero mean), a list of numbers
+_OPTIONAL_FIELDS = {"k": "count", "warmup_n": "count", "total_s": "number", "ci_rel": "spread",
+                    "ratio": "positive", "ratio_cov": "spread", "ratio_ci_rel": "spread", "ref_ms": "positive",
+                    "ref_k": "count", "sessions": "count", "nominal_ms": "positive", "window_medians_ms": "list"}
+#: the most window medians a STATS object may list
+MAX_WINDOWS = 1000
+
+
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 80 else text[:79] + "…"
+
+
+def _number(v: Any, where: str, allow_inf: bool = False) -> float | int:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v) or v < 0 \
+            or (math.isinf(v) and not allow_inf):
+        raise InputError(f"{where} must be a finite number >= 0, got {_short(v)}")
+    return v
 
 
 @dataclass(frozen=True)
@@ -43,34 +62,52 @@ class EntryStats:
     #: alternation: the entry's cost at the device's nominal speed, immune to speed drift
     ratio: float | None = None
 
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any], where: str = "entry") -> "EntryStats":
+    @staticmethod
+    def check(d: Any, where: str = "entry") -> dict[str, Any]:
+        """The STATS object ``d`` (an agent's answer, a LUT entry, a stored measurement) checked field by
+        field and returned as a new dict of the fields edgenas knows: the required numbers, then the
+        optional ones (``None`` where the agent reports none). Unknown fields are dropped, so a device
+        cannot store arbitrary data through them; a wrong type is one ``InputError``, never a crash."""
         if not isinstance(d, Mapping):
             raise InputError(f"{where}: expected an object of statistics")
         missing = [f for f in _STAT_FIELDS if f not in d]
         if missing:
             raise InputError(f"{where}: missing {', '.join(missing)}")
-        vals: dict[str, Any] = {}
-        for f in _STAT_FIELDS:
-            v = d[f]
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise InputError(f"{where}: {f} must be a finite number >= 0, got {v!r}")
-            vals[f] = v
-        if int(vals["n"]) < 1:
-            raise InputError(f"{where}: n must be >= 1")
-        if not vals["min_ms"] <= vals["median_ms"] <= vals["max_ms"] + 1e-12:
+        out: dict[str, Any] = {f: _number(d[f], f"{where}: {f}") for f in _STAT_FIELDS}
+        if out["n"] < 1 or out["n"] != int(out["n"]):
+            raise InputError(f"{where}: n must be a whole number >= 1, got {out['n']!r}")
+        if not out["min_ms"] <= out["median_ms"] <= out["max_ms"] + 1e-12:
             raise InputError(f"{where}: median_ms outside [min_ms, max_ms]")
-        ratio = d.get("ratio")
-        if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float))
-                                  or not math.isfinite(ratio) or ratio <= 0):
-            raise InputError(f"{where}: ratio must be a finite number > 0, got {ratio!r}")
+        if "stable" in d:
+            if not isinstance(d["stable"], bool):
+                raise InputError(f"{where}: stable must be true or false, got {_short(d['stable'])}")
+            out["stable"] = d["stable"]
+        for f, kind in _OPTIONAL_FIELDS.items():
+            v = d.get(f)
+            if v is None:
+                continue
+            if kind == "list":
+                if not isinstance(v, list) or len(v) > MAX_WINDOWS:
+                    raise InputError(f"{where}: {f} must be a list of at most {MAX_WINDOWS} numbers")
+                out[f] = [_number(x, f"{where}: {f}") for x in v]
+                continue
+            out[f] = _number(v, f"{where}: {f}", allow_inf=kind == "spread")
+            if kind == "count" and out[f] != int(out[f]):
+                raise InputError(f"{where}: {f} must be a whole number, got {_short(v)}")
+            if kind == "positive" and out[f] <= 0:
+                raise InputError(f"{where}: {f} must be a finite number > 0, got {_short(v)}")
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], where: str = "entry") -> "EntryStats":
+        c = cls.check(d, where)
         return cls(
-            n=int(vals["n"]), median_ms=float(vals["median_ms"]), mean_ms=float(vals["mean_ms"]),
-            std_ms=float(vals["std_ms"]), cov=float(vals["cov"]), p90_ms=float(vals["p90_ms"]),
-            p99_ms=float(vals["p99_ms"]), min_ms=float(vals["min_ms"]), max_ms=float(vals["max_ms"]),
-            stable=bool(d.get("stable", True)), k=int(d.get("k", 1)),
-            warmup_n=int(d.get("warmup_n", 0)), total_s=float(d.get("total_s", 0.0)),
-            ratio=None if ratio is None else float(ratio),
+            n=int(c["n"]), median_ms=float(c["median_ms"]), mean_ms=float(c["mean_ms"]),
+            std_ms=float(c["std_ms"]), cov=float(c["cov"]), p90_ms=float(c["p90_ms"]),
+            p99_ms=float(c["p99_ms"]), min_ms=float(c["min_ms"]), max_ms=float(c["max_ms"]),
+            stable=c.get("stable", True), k=int(c.get("k", 1)),
+            warmup_n=int(c.get("warmup_n", 0)), total_s=float(c.get("total_s", 0.0)),
+            ratio=None if c.get("ratio") is None else float(c["ratio"]),
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from edgenas.devices.answers import BenchAnswer, DeviceInfo
+from edgenas.devices.answers import BenchAnswer, DeviceInfo, engine_answer
 from edgenas.devices.session import open_session
 from edgenas.errors import DeviceError
 
@@ -50,3 +50,58 @@ def test_info_is_asked_once_per_session_and_runtime(project):
         assert s.info() is first and len(first.fingerprint_hash) == 64
         assert s.info("torch").fingerprint_hash != first.fingerprint_hash  # runtime settings are in it
         assert calls == ["info", "info"]
+
+
+def test_bench_answer_keeps_known_fields_checked_and_drops_the_rest():
+    sent = {**STATS, "k": 4, "ci_rel": None, "ratio_cov": float("inf"), "window_medians_ms": [1.0, 1.1],
+            "sessions": 3, "junk": "A" * 100_000, "nested": {"x": [1, 2]}}
+    ans = BenchAnswer.from_answer("jet", {"stats": sent, "cold_start": {"session_ms": 12.5, "first_run_ms": 3}})
+    assert set(ans.raw_stats) == set(STATS) | {"k", "ratio_cov", "window_medians_ms", "sessions"}
+    assert ans.raw_stats["k"] == 4 and ans.stats.k == 4 and ans.raw_stats["window_medians_ms"] == [1.0, 1.1]
+    assert ans.cold_start == {"session_ms": 12.5, "first_run_ms": 3}
+
+
+@pytest.mark.parametrize("change, needle", [
+    ({"k": "abc"}, "k must be a finite number"),           # was int('abc'): a ValueError, not a device error
+    ({"k": 2.5}, "k must be a whole number"),
+    ({"warmup_n": [1]}, "warmup_n must be a finite number"),
+    ({"total_s": float("nan")}, "total_s must be a finite number"),
+    ({"stable": "yes"}, "stable must be true or false"),
+    ({"ref_ms": 0}, "ref_ms must be a finite number > 0"),
+    ({"ratio_cov": -1}, "ratio_cov must be a finite number >= 0"),
+    ({"window_medians_ms": [1.0] * 1001}, "at most 1000 numbers"),
+    ({"window_medians_ms": [1.0, "x"]}, "window_medians_ms must be a finite number"),
+    ({"n": 0.5}, "n must be a whole number >= 1"),
+])
+def test_bench_answer_refuses_a_bad_optional_field(change, needle):
+    with pytest.raises(DeviceError, match=needle) as exc:
+        BenchAnswer.from_answer("jet", {"stats": {**STATS, **change}})
+    assert exc.value.device == "jet"
+
+
+@pytest.mark.parametrize("cold", [{"session_ms": "x"}, {"session_ms": -1.0}, {"Bad Key": 1.0},
+                                  {"session_ms": float("inf")}, {f"f{i}": 1.0 for i in range(17)}])
+def test_bench_answer_refuses_a_malformed_cold_start(cold):
+    with pytest.raises(DeviceError, match="malformed cold start"):
+        BenchAnswer.from_answer("jet", {"stats": STATS, "cold_start": cold})
+
+
+SHA = "cd" * 32
+
+
+@pytest.mark.parametrize("answer", [
+    {"engine": "../../etc/passwd.plan", "sha256": SHA, "build_s": 1.0},
+    {"engine": "/abs/e.plan", "sha256": SHA, "build_s": 1.0},
+    {"engine": "engines/x.plan\n", "sha256": SHA, "build_s": 1.0},
+    {"engine": "engines/x.plan", "sha256": "zz", "build_s": 1.0},
+    {"engine": "engines/x.plan", "sha256": SHA, "build_s": "slow"},
+    ["engines/x.plan"],
+])
+def test_engine_answer_refuses_paths_outside_engines_and_malformed_fields(answer):
+    with pytest.raises(DeviceError, match="build_engine answer is malformed"):
+        engine_answer("jet", answer)
+
+
+def test_engine_answer_keeps_a_good_answer():
+    good = {"engine": f"engines/{SHA}-fp16.plan", "sha256": SHA, "build_s": 12, "extra": "dropped"}
+    assert engine_answer("jet", good) == {"engine": good["engine"], "sha256": SHA, "build_s": 12.0}

@@ -152,3 +152,74 @@ def test_replacing_a_changed_host_key_needs_its_fingerprint(sshd, tmp_path, monk
     res = cli("device", "trust", "dev", "--replace", "--yes", "--fingerprint", sshd.fingerprint)
     assert res.code == 0, res.err
     assert project.known_hosts.read_text() != before
+
+
+FAST = {"warmup_min_n": 3, "warmup_min_s": 0.01, "min_n": 5, "min_s": 0.02, "max_s": 0.3}
+JUNK_PROGRESS = ("real_bm = M['bench_many']\n"
+                 "def bench_many(w, p, pr):\n"
+                 "    for junk in ('x', [1], {'done': 'x'}, {'done': -5}, {'done': 10**9}, {'done': True}):\n"
+                 "        pr(junk)\n"
+                 "    return FINISH(real_bm(w, p, pr))\n"
+                 "M['bench_many'] = bench_many\n")
+
+
+def _profile_with(setup, tmp_path, monkeypatch, finish: str):
+    from edgenas.fleet.profiler import profile_device
+
+    project, prof = setup
+    use_agent(monkeypatch, hostile_agent(tmp_path, finish + JUNK_PROGRESS))
+    seen = []
+    return project, lambda: profile_device(project, prof, "mbv3-tiny", protocol=FAST,
+                                           progress=lambda name, done, total: seen.append((done, total))), seen
+
+
+def test_junk_progress_from_a_device_is_ignored(setup, tmp_path, monkeypatch):
+    project, run, seen = _profile_with(setup, tmp_path, monkeypatch, "FINISH = lambda r: r\n")
+    res = run()  # was an AttributeError ('str' object has no attribute 'get') on the first junk line
+    assert res.measured == 22 and all(0 <= d <= t == 22 for d, t in seen)
+
+
+@pytest.mark.parametrize("finish, needle", [
+    ("def FINISH(r):\n    k = sorted(r['results'])[0]\n    r['results'][k]['k'] = 'abc'\n    return r\n",
+     "bad statistics for entry .*: k must be a finite number"),
+    ("def FINISH(r):\n    k = sorted(r['results'])[0]\n    r['results'][k]['ref_ms'] = -1.0\n    return r\n",
+     "bad statistics for entry .*: ref_ms must be a finite number"),
+    ("def FINISH(r):\n    r['results'] = list(r['results'])\n    return r\n", "bench_many answer is malformed"),
+    ("def FINISH(r):\n    return [r]\n", "bench_many answer is malformed"),
+])
+def test_malformed_block_statistics_are_one_device_error_and_write_no_lut(setup, tmp_path, monkeypatch,
+                                                                          finish, needle):
+    project, run, _ = _profile_with(setup, tmp_path, monkeypatch, finish)
+    with pytest.raises(DeviceError, match=needle) as exc:
+        run()
+    assert exc.value.device == "dev"
+    assert files_under(project.luts_dir) == []
+
+
+def _raw_answer(line_expr: str) -> str:
+    """A patch whose ``lut.list`` answer is the raw line ``line_expr`` (Python, with the request id ``i``)."""
+    return ("real_send = server.Server.send\n"
+            "def send(self, obj):\n"
+            "    if isinstance(obj, dict) and obj.get('result') == 'RAW':\n"
+            "        i = obj['id']\n"
+            f"        self._out.write(({line_expr}).encode() + b'\\n'); self._out.flush(); return\n"
+            "    real_send(self, obj)\n"
+            "server.Server.send = send\n"
+            "M['lut.list'] = lambda w, p, pr: 'RAW'\n")
+
+
+@pytest.mark.parametrize("line, needle", [
+    ("'{\"id\":%d,\"result\":\"%s\"}' % (i, 'A' * 300_000)", "a line of more than 0.25 MB"),
+    ("'{\"id\":%d,\"result\":%s}' % (i, '[' * 100_000 + ']' * 100_000)", "nested more than 64 levels"),
+    ("'{\"id\":%d,\"result\":%s}' % (i, '[' * 100 + ']' * 100)", "nested more than 64 levels"),
+])
+def test_an_oversized_or_deeply_nested_answer_is_one_error(setup, tmp_path, monkeypatch, cli, line, needle):
+    project, prof = setup
+    write_profile(project, prof)
+    monkeypatch.setattr("edgenas.devices.transport.MAX_LINE_BYTES", 1 << 18)
+    use_agent(monkeypatch, hostile_agent(tmp_path, _raw_answer(line)))
+    monkeypatch.setenv("EDGENAS_PROJECT", str(project.root))
+    res = cli("lut", "list", "dev")
+    assert res.code == DeviceError.exit_code, res.err
+    assert needle in res.err and "internal error" not in res.err and "Traceback" not in res.err
+    assert len(res.err.strip().splitlines()) == 1
