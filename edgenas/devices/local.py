@@ -127,14 +127,21 @@ class LocalChannel(AgentChannel):
                 pass
 
 
-def _copy_verified(src: Path, dst: Path, device: str) -> str:
-    """Copy ``src`` to ``dst`` atomically (temp file, fsync, rename) and check both hashes."""
+def _copy_verified(src: Path, dst: Path, device: str, max_bytes: int | None = None) -> str:
+    """Copy ``src`` to ``dst`` atomically (temp file, fsync, rename) and check both hashes; a source
+    over ``max_bytes`` is refused (before and while copying)."""
+    if max_bytes is not None and src.stat().st_size > max_bytes:
+        raise transport.file_too_large(device, str(src), max_bytes)
     dst.parent.mkdir(parents=True, exist_ok=True)
     h = hashlib.sha256()
     fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
     try:
         with open(src, "rb") as fin, os.fdopen(fd, "wb") as fout:
+            done = 0
             for chunk in iter(lambda: fin.read(1 << 20), b""):
+                done += len(chunk)
+                if max_bytes is not None and done > max_bytes:
+                    raise transport.file_too_large(device, str(src), max_bytes)
                 h.update(chunk)
                 fout.write(chunk)
             fout.flush()
@@ -194,11 +201,11 @@ class LocalTransport(Transport):
     def put_file(self, local: Path, remote_rel: str) -> str:
         return _copy_verified(Path(local), self._inside(remote_rel), self.device)
 
-    def get_file(self, remote_rel: str, local: Path) -> str:
+    def get_file(self, remote_rel: str, local: Path, max_bytes: int | None = None) -> str:
         src = self._inside(remote_rel)
         if not src.is_file():
             raise DeviceError(self.device, f"no file {remote_rel!r} in the work dir")
-        return _copy_verified(src, Path(local), self.device)
+        return _copy_verified(src, Path(local), self.device, max_bytes)
 
     def close(self) -> None:
         for channel in self._channels:

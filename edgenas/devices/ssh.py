@@ -35,6 +35,7 @@ from edgenas.devices import transport
 from edgenas.devices.transport import AgentChannel, Transport
 from edgenas.io import sha256_file
 from edgenas.project import Project
+from edgenas.textsafe import clean
 
 _EOF = object()
 _TOO_LONG = object()
@@ -51,6 +52,10 @@ for p in sys.argv[1:]:
         out[p] = None
 print(json.dumps(out))
 """
+_SHA_RE = re.compile(r"^[0-9a-f]{64}\Z")
+_PID_RE = re.compile(r"^edgenas-pid ([0-9]{1,10})\Z")
+#: the most output of a helper command (``run``) kept: enough for any hash listing, bounded against a flood
+_RUN_OUTPUT_MAX = 1 << 20
 _LOST_HINT = "check that the device is up and reachable, then retry; finished results on the device are kept"
 
 
@@ -244,8 +249,10 @@ class SSHTransport(Transport):
                                           hint="raise call_timeout_s in the profile")
                     if chan.recv_ready():
                         out += chan.recv(65536)
+                        del out[_RUN_OUTPUT_MAX:]  # read on (the command must not block), keep the start
                     elif chan.recv_stderr_ready():
                         err += chan.recv_stderr(65536)
+                        del err[:-_RUN_OUTPUT_MAX]  # the end of stderr says what went wrong
                     elif chan.closed and not chan.exit_status_ready():
                         raise EOFError("channel closed")
                     else:
@@ -259,8 +266,13 @@ class SSHTransport(Transport):
         status, out, err = self.run([self.profile.python, "-S", "-c", _HASH_SCRIPT, *paths])
         try:
             result = json.loads(out) if status == 0 else None
-        except ValueError:
+        except (ValueError, RecursionError):
             result = None
+        if isinstance(result, dict):  # a hash is 64 hex digits or None (no such file); anything else: no answer
+            result = {p: h if isinstance(h, str) and _SHA_RE.match(h) else None for p, h in result.items()
+                      if p in paths}
+            if len(result) != len(set(paths)):
+                result = None
         if not isinstance(result, dict):
             raise DeviceError(self.device, f"hashing files with {self.profile.python} failed (status {status}): "
                               f"{err.strip()[-500:]}",
@@ -274,7 +286,7 @@ class SSHTransport(Transport):
         with self._guard(f"uploading {Path(local).name} to {remote}"):
             self._makedirs(posixpath.dirname(remote))
             self._sftp.put(str(local), tmp)
-            got = self.remote_sha256([tmp])[tmp]
+            got = self.remote_sha256([tmp]).get(tmp)
             if got != want:
                 self._sftp.remove(tmp)
                 raise DeviceError(self.device, f"upload of {local} arrived corrupted (sha256 {got} != {want})",
@@ -283,16 +295,25 @@ class SSHTransport(Transport):
         self.uploads.append(remote)
         return want
 
-    def get_file(self, remote_rel: str, local: Path) -> str:
+    def get_file(self, remote_rel: str, local: Path, max_bytes: int | None = None) -> str:
         remote, local = self._remote(remote_rel), Path(local)
-        want = self.remote_sha256([remote])[remote]
+        want = self.remote_sha256([remote]).get(remote)
         if want is None:
             raise DeviceError(self.device, f"{remote} does not exist on the device", hint="check the path")
+        if max_bytes is not None:
+            with self._guard(f"reading the size of {remote}"):
+                if (self._sftp.stat(remote).st_size or 0) > max_bytes:
+                    raise transport.file_too_large(self.device, remote, max_bytes)
+
+        def stop_when_over(done: int, total: int) -> None:  # the file may grow while it is copied
+            if max_bytes is not None and done > max_bytes:
+                raise transport.file_too_large(self.device, remote, max_bytes)
+
         local.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{local.name}.", suffix=".part", dir=local.parent)
         try:
             with os.fdopen(fd, "wb") as fh, self._guard(f"downloading {remote}"):
-                self._sftp.getfo(remote, fh)
+                self._sftp.getfo(remote, fh, callback=stop_when_over)
                 fh.flush()
                 os.fsync(fh.fileno())
             got = sha256_file(tmp)
@@ -311,7 +332,7 @@ class SSHTransport(Transport):
             raise InputError(f"agent version {version!r} is not a plain name")
         rel = f"agent/edgenas-agent-{version}.pyz"
         remote = self._remote(rel)
-        if self.remote_sha256([remote])[remote] != sha256_file(zipapp):
+        if self.remote_sha256([remote]).get(remote) != sha256_file(zipapp):
             self.put_file(Path(zipapp), rel)
         argv = [self.profile.python, remote, "serve", "--workdir", self.workdir]
         cmd = "echo edgenas-pid $$ && exec " + " ".join(shlex.quote(a) for a in argv)
@@ -321,11 +342,12 @@ class SSHTransport(Transport):
         channel = SSHAgentChannel(chan, self.device, self._conn)
         self._channels.append(channel)
         first = channel.recv_line(self.profile.connect_timeout_s)
-        if first is None or not first.startswith("edgenas-pid "):
+        pid = _PID_RE.match(first) if first is not None else None
+        if pid is None:
             channel.close()
-            raise DeviceError(self.device, f"the agent did not start (got {first!r})",
+            raise DeviceError(self.device, f"the agent did not start (got {clean(repr(first), 200)})",
                               hint="check that a POSIX shell is the login shell of the device user")
-        channel.remote_pid = int(first.split()[1])
+        channel.remote_pid = int(pid.group(1))
         return channel
 
     def close(self) -> None:

@@ -22,6 +22,13 @@ from edgenas.limits import MAX_JSON_BYTES
 MAX_LINE_BYTES = MAX_JSON_BYTES
 
 
+def file_too_large(device: str, remote: str, max_bytes: int) -> DeviceError:
+    """The error ``get_file`` raises for a file over its ``max_bytes`` (nothing is kept on the host)."""
+    return DeviceError(device, f"{remote} on the device is larger than {max_bytes / (1 << 20):g} MB, the limit "
+                               "for this file; nothing was copied",
+                       hint="check the file on the device; if it is really this large, raise EDGENAS_MAX_INPUT_MB")
+
+
 def line_too_long(device: str) -> DeviceError:
     """The error a channel raises once its agent has sent a line over ``MAX_LINE_BYTES``."""
     return DeviceError(device, f"the agent sent a line of more than {MAX_LINE_BYTES / (1 << 20):g} MB, "
@@ -68,8 +75,9 @@ class Transport(ABC):
         """Copy a file into the work dir (path relative to it); verify and return its SHA-256."""
 
     @abstractmethod
-    def get_file(self, remote_rel: str, local: Path) -> str:
-        """Copy a file out of the work dir into ``local`` (atomically); verify and return its SHA-256."""
+    def get_file(self, remote_rel: str, local: Path, max_bytes: int | None = None) -> str:
+        """Copy a file out of the work dir into ``local`` (atomically); verify and return its SHA-256.
+        A file larger than ``max_bytes`` (checked before and while copying) is a ``DeviceError``."""
 
     @abstractmethod
     def close(self) -> None: ...

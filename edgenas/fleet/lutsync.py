@@ -62,7 +62,7 @@ def pull_luts(project: Project, device: str, *, name: str | None = None) -> list
                 raise DeviceError(s.device, f"LUT {n} is {meta['size']} bytes, over the {MAX_JSON_BYTES} limit")
             with tempfile.TemporaryDirectory(prefix="edgenas-pull-") as tmp:
                 local = Path(tmp) / "pulled.json"  # our name, never the device's
-                got = s.transport.get_file(meta["path"], local)
+                got = s.transport.get_file(meta["path"], local, max_bytes=MAX_JSON_BYTES)
                 if got != meta["sha256"]:
                     raise DeviceError(s.device, f"LUT {n} arrived corrupted", hint="retry the pull")
                 raw = local.read_bytes()

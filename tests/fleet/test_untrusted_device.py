@@ -223,3 +223,33 @@ def test_an_oversized_or_deeply_nested_answer_is_one_error(setup, tmp_path, monk
     assert res.code == DeviceError.exit_code, res.err
     assert needle in res.err and "internal error" not in res.err and "Traceback" not in res.err
     assert len(res.err.strip().splitlines()) == 1
+
+
+def test_lut_pull_stops_at_the_size_limit_whatever_size_the_device_claims(setup, tmp_path, monkeypatch):
+    project, prof = setup
+    big = on_device(prof, NAME, dict(lut_dict("dev"), padding="x" * 400_000))
+    monkeypatch.setattr("edgenas.fleet.lutsync.MAX_JSON_BYTES", 1 << 18)
+    patch = (f"real_get = M['lut.get']\n"
+             "def get(w, p, pr):\n"
+             "    r = real_get(w, p, pr)\n"
+             "    r['size'] = 10\n"  # the device lies about the size; the file is 400 KB
+             "    return r\n"
+             "M['lut.get'] = get\n")
+    use_agent(monkeypatch, hostile_agent(tmp_path, patch))
+    with pytest.raises(DeviceError, match="larger than 0.25 MB.*nothing was copied") as exc:
+        pull_luts(project, prof)
+    assert exc.value.device == "dev" and big.stat().st_size > 400_000
+    assert files_under(project.luts_dir) == []
+
+
+def test_a_device_python_that_answers_garbage_to_the_hash_helper_is_one_error(sshd, tmp_path, monkeypatch, cli):
+    project = Project(tmp_path / "proj")
+    sshd.trust(project)
+    fake = tmp_path / "fakepython"
+    fake.write_text("#!/bin/sh\necho '{}'\n")  # valid JSON, but no hash for the file asked about
+    fake.chmod(0o755)
+    write_profile(project, sshd.profile("dev", python=str(fake)))
+    monkeypatch.setenv("EDGENAS_PROJECT", str(project.root))
+    res = cli("device", "info", "dev")
+    assert res.code == DeviceError.exit_code, res.err
+    assert "hashing files with" in res.err and "internal error" not in res.err  # was a KeyError
