@@ -102,6 +102,10 @@ def apply_calibration(cal: Calibration | None, raw_ms) -> np.ndarray:
         return raw.copy()
     check_calibration(cal)
     a, b = cal.params["a"], cal.params["b"]
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", over="ignore"):
         out = np.exp(a + b * np.log(np.maximum(raw, 0.0)))
-    return np.where(raw > 0, out, 0.0)
+    out = np.where(raw > 0, out, 0.0)
+    if not np.all(np.isfinite(out[np.isfinite(raw)])):  # a fitted correction never does this; an edited one can
+        raise InputError(f"the LUT's calibration (a={a:g}, b={b:g}) gives an infinite latency",
+                         hint="refit it: edgenas lut calibrate DEVICE")
+    return out

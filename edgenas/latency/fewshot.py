@@ -39,7 +39,7 @@ ALPHAS = tuple(float(a) for a in np.logspace(-4, 4, 33))
 @contextmanager
 def reading_model(where: str = "") -> Iterator[None]:
     """Read a few-shot model record inside this: a missing key, a wrong type or an inconsistent value
-    (``KeyError``, ``TypeError``, ``ValueError``, ``AttributeError``) becomes one ``InputError`` naming
+    (``KeyError``, ``TypeError``, ``ValueError``, ``AttributeError``, an overflow) becomes one ``InputError`` naming
     ``where`` (the file) with the hint to refit; an ``InputError`` raised inside gets the same prefix."""
     prefix = f"{where}: " if where else ""
     try:
@@ -48,7 +48,7 @@ def reading_model(where: str = "") -> Iterator[None]:
         if not prefix:
             raise
         raise InputError(f"{prefix}{exc.message}", hint=exc.hint) from None
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError) as exc:
         raise InputError(f"{prefix}malformed few-shot latency model ({exc})",
                          hint="refit it: edgenas device add DEVICE --fewshot 20") from None
 

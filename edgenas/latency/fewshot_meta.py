@@ -237,11 +237,12 @@ class MetaFewShot:
                 raise ValueError(f"unknown fit {m.kind!r}")
             if m._scale_r.size != m.n_refs or m.n_refs > m._width or m._mu.size != m._w.size:
                 raise ValueError("inconsistent parameter lengths")
+            if not all(np.isfinite(a).all() for a in (m._scale_r, m._mu, m._w, (m._scale_y, m._floor, m._ym))) \
+                    or m._scale_y <= 0 or (m._scale_r <= 0).any():
+                raise ValueError("non-finite parameters, or scales that are not > 0")
             if m.kind == "ridge" and m._w.size != m._design(np.ones((1, m.n_refs)),
                                                              np.zeros((1, m._width - m.n_refs)))[0].shape[1]:
                 raise ValueError("weights do not match the configuration")
-            if not all(np.isfinite(a).all() for a in (m._scale_r, m._mu, m._w)) or m._scale_y <= 0:
-                raise ValueError("non-finite parameters")
         return m
 
     def describe(self) -> dict[str, Any]:

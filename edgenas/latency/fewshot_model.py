@@ -194,7 +194,13 @@ class FewShotLatency:
         return model_features(self.space, archs, self.references, self.table)
 
     def predict_many(self, archs: Sequence[Any]) -> np.ndarray:
-        return self.ensemble.predict(self.features(archs))
+        with np.errstate(all="ignore"):
+            out = np.asarray(self.ensemble.predict(self.features(archs)), dtype=float)
+        if not np.all(np.isfinite(out) & (out > 0)):  # a fitted model never does this; an edited record can
+            raise InputError(f"the few-shot model of '{self.model.device}' predicts a latency that is not a "
+                             "finite positive number", hint=f"refit it: edgenas device add {self.model.device} "
+                                                            f"--fewshot 20 --space {self.space.name}")
+        return out
 
     def predict(self, arch: Any) -> float:
         return float(self.predict_many([arch])[0])

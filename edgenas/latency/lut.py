@@ -126,12 +126,20 @@ class Calibration:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Calibration":
+        where = "malformed calibration in LUT:"
         try:
-            return cls(model=str(d["model"]), params={k: float(v) for k, v in dict(d["params"]).items()},
-                       n_points=int(d["n_points"]), fitted_at=float(d.get("fitted_at", 0.0)),
-                       residual=float(d.get("residual", 0.0)))
+            params = dict(d["params"])
+            bad = next((k for k, v in params.items() if isinstance(v, bool) or not isinstance(v, (int, float))
+                        or not math.isfinite(v)), None)
+            if bad is not None:
+                raise InputError(f"{where} parameter {_short(bad)} must be a finite number, got {_short(params[bad])}",
+                                 hint="recalibrate: edgenas lut calibrate DEVICE")
+            return cls(model=str(d["model"]), params={k: float(v) for k, v in params.items()},
+                       n_points=int(_number(d["n_points"], f"{where} n_points")),
+                       fitted_at=float(_number(d.get("fitted_at", 0.0), f"{where} fitted_at")),
+                       residual=float(_number(d.get("residual", 0.0), f"{where} residual")))
         except (KeyError, TypeError, ValueError) as exc:
-            raise InputError(f"malformed calibration in LUT: {exc}") from None
+            raise InputError(f"{where} {exc}") from None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -227,6 +235,8 @@ class Lut:
         if not entries:
             raise InputError(f"{where}: has no entries")
         cal = d.get("calibration")
+        if cal is not None and not isinstance(cal, Mapping):
+            raise InputError(f"{where}: malformed 'calibration' (an object or null)")
         ref = d.get("reference")
         if ref is not None and not (isinstance(ref, Mapping) and isinstance(ref.get("ms"), (int, float))
                                     and not isinstance(ref.get("ms"), bool) and math.isfinite(ref["ms"])
@@ -235,10 +245,10 @@ class Lut:
         return cls(
             device=d["device"], space=d["space"], fingerprint=dict(d["fingerprint"]),
             fingerprint_hash=d["fingerprint_hash"], runtime=d["runtime"], precision=d["precision"],
-            threads=int(d.get("threads", 0)), protocol=dict(d["protocol"]),
+            threads=int(_number(d.get("threads", 0), f"{where}: threads")), protocol=dict(d["protocol"]),
             overhead=EntryStats.from_dict(d.get("overhead"), f"{where}: overhead"),
             entries=entries, calibration=Calibration.from_dict(cal) if cal else None,
-            created_at=float(d.get("created_at", 0.0)), schema=LUT_SCHEMA,
+            created_at=float(_number(d.get("created_at", 0.0), f"{where}: created_at")), schema=LUT_SCHEMA,
             reference=dict(ref) if ref is not None else None,
         )
 

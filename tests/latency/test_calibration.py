@@ -91,3 +91,28 @@ def test_identity_without_calibration_and_round_trip_of_the_record():
     assert Calibration.from_dict(cal.to_dict()) == cal
     with pytest.raises(InputError, match="unknown calibration model"):
         apply_calibration(Calibration(model="spline", params={}, n_points=1), raw)
+
+
+def test_an_edited_calibration_or_lut_record_is_one_input_error():
+    from edgenas.latency.lut import EntryStats, Lut
+
+    e = EntryStats(n=5, median_ms=1.0, mean_ms=1.0, std_ms=0.0, cov=0.0, p90_ms=1.0, p99_ms=1.0, min_ms=1.0,
+                   max_ms=1.0)
+    good = Lut(device="d", space="mbv3-tiny", fingerprint={}, fingerprint_hash="ab" * 32, runtime="onnxruntime",
+               precision="fp32", threads=1, protocol={}, overhead=e, entries={"k": e},
+               calibration=Calibration(model="loglinear", params={"a": 0.1, "b": 1.0}, n_points=3)).to_dict()
+    assert Lut.from_dict(good).threads == 1
+    cal = good["calibration"]
+    # each was a TypeError, ValueError or OverflowError out of int()/float() (an internal error)
+    for broken in ({**good, "threads": "x"}, {**good, "threads": None}, {**good, "threads": float("inf")},
+                   {**good, "threads": [1]}, {**good, "created_at": "x"}, {**good, "created_at": {}},
+                   {**good, "calibration": {**cal, "n_points": float("inf")}},
+                   {**good, "calibration": {**cal, "params": {"a": "x", "b": 1.0}}},
+                   {**good, "calibration": {**cal, "params": {"a": float("nan"), "b": 1.0}}},
+                   {**good, "calibration": [1]}):
+        with pytest.raises(InputError):
+            Lut.from_dict(broken)
+    # finite but absurd: loads, and the first prediction says what is wrong instead of an infinite latency
+    huge = Lut.from_dict({**good, "calibration": {**cal, "params": {"a": 1e308, "b": 1.0}}})
+    with pytest.raises(InputError, match="infinite latency"):
+        apply_calibration(huge.calibration, np.array([1.0, 2.0]))

@@ -110,7 +110,11 @@ def test_bad_records_and_inputs_are_input_errors():
     m = MetaFewShot(4).fit(X[:20], lat[:20, 0])
     rec = m.to_dict()
     for broken in ({**rec, "w": rec["w"][:-1]}, {**rec, "schema": 9}, {**rec, "fit": "magic"},
-                   {k: v for k, v in rec.items() if k != "mu"}, {**rec, "config": {"space": "cubic"}}):
+                   {k: v for k, v in rec.items() if k != "mu"}, {**rec, "config": {"space": "cubic"}},
+                   # an edited record: a zero or negative scale divided by (was a RuntimeWarning and NaN
+                   # latencies), an infinite width (was an OverflowError, not an InputError)
+                   {**rec, "scale_r": [0.0] * 4}, {**rec, "scale_r": [-1.0] * 4}, {**rec, "width": float("inf")},
+                   {**rec, "floor": float("nan")}):
         with pytest.raises(InputError):
             MetaFewShot.from_dict(broken)
     with pytest.raises(InputError, match="shape"):
