@@ -103,9 +103,10 @@ def _read_json(path: Path) -> Any:
         raise InputError(f"cannot read {path}: {exc}", hint="the run folder is damaged") from None
 
 
-def read_jsonl(path: Path, since: int = 0) -> list[dict[str, Any]]:
+def read_jsonl(path: Path, since: int = 0, strict: bool = False) -> list[dict[str, Any]]:
     """Complete JSON lines of ``path`` from line ``since`` on (a torn last line of a running search is
-    skipped, never truncated: readers must not write)."""
+    skipped, never truncated: readers must not write). Lines that are not objects are skipped, or, with
+    ``strict``, handed on (for the caller's check to refuse)."""
     try:
         data = path.read_bytes()
     except OSError:
@@ -118,21 +119,40 @@ def read_jsonl(path: Path, since: int = 0) -> list[dict[str, Any]]:
             rec = json.loads(line)
         except json.JSONDecodeError:
             raise InputError(f"malformed line {n + 1} in {path}", hint="the file is damaged") from None
-        if isinstance(rec, dict):
+        if isinstance(rec, dict) or strict:
             out.append(rec)
     return out
 
 
+def read_evaluations(path: Path, since: int = 0) -> list[dict[str, Any]]:
+    """A run's evaluation records from line ``since`` on, each checked (``run_files``)."""
+    from edgenas.search.run_files import check_evaluation
+
+    return [check_evaluation(rec, path, since + n) for n, rec in enumerate(read_jsonl(path, since, strict=True), 1)]
+
+
 def load_run_dir(path: str | Path, run_id: str | None = None) -> RunData:
-    """Parse a run folder (any path the user names; the API goes through ``FolderSource.run``)."""
+    """Parse a run folder (any path the user names; the API goes through ``FolderSource.run``); the
+    files' fields are checked where ``runs import`` checks them (``edgenas.search.run_files``)."""
+    from edgenas.search import run_files as rf
+
     path = Path(path)
     config = _read_json(path / "config.json")
-    if not isinstance(config, dict):
+    if config is None:
         raise NotFoundError(f"{path} is not a search run (no config.json)",
                             hint="give the folder passed to edgenas search --out")
-    return RunData(id=run_id or path.name, path=path, config=config, request=_read_json(path / "request.json"),
-                   evaluations=read_jsonl(path / "evaluations.jsonl"), pareto=_read_json(path / "pareto.json"),
-                   best=_read_json(path / "best.json"), checkpoint=_read_json(path / "checkpoint.json"))
+
+    def read(name: str, check: Any) -> dict[str, Any] | None:
+        data = _read_json(path / name)
+        return None if data is None else check(data, path / name)
+
+    request = _read_json(path / "request.json")
+    if request is not None and not isinstance(request, dict):
+        raise InputError(f"{path / 'request.json'}: expected a JSON object", hint="the run folder is damaged")
+    return RunData(id=run_id or path.name, path=path, config=rf.check_config(config, path / "config.json"),
+                   request=request, evaluations=read_evaluations(path / "evaluations.jsonl"),
+                   pareto=read("pareto.json", rf.check_pareto), best=read("best.json", rf.check_best),
+                   checkpoint=read("checkpoint.json", rf.check_checkpoint))
 
 
 class DataSource(ABC):
@@ -210,7 +230,7 @@ class FolderSource(DataSource):
         return load_run_dir(self._run_path(run_id), run_id)
 
     def evaluations(self, run_id: str, since: int = 0) -> list[dict[str, Any]]:
-        return read_jsonl(self._run_path(run_id) / "evaluations.jsonl", since=max(int(since), 0))
+        return read_evaluations(self._run_path(run_id) / "evaluations.jsonl", since=max(int(since), 0))
 
     def devices(self) -> list[str]:
         d = Path(self.project.luts_dir)

@@ -28,6 +28,7 @@ import numpy as np
 from edgenas.errors import InputError
 from edgenas.io import read_json
 from edgenas.project import Project
+from edgenas.search.run_files import check_best, check_checkpoint, check_config, check_evaluation, check_pareto
 from edgenas.search.task import describe_task
 from edgenas.store.experiment import ExperimentDB
 from edgenas.store.runs import Evaluation, RunDevice, RunRecord, save_run
@@ -80,37 +81,8 @@ def _read_log(path: Path) -> list[dict[str, Any]]:
             if n == len(data.splitlines()) and not data.endswith("\n"):
                 break  # a torn last line (the run was killed mid-write): ignored, as resume and the report do
             raise InputError(f"{path}: line {n} is not valid JSON", hint="the run folder is damaged") from None
-        bad = _bad_field(rec)
-        if bad:
-            raise InputError(f"{path}: line {n} is not an evaluation record (malformed {bad})",
-                             hint="the run folder is damaged")
-        out.append(rec)
+        out.append(check_evaluation(rec, path, n))
     return out
-
-
-def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _bad_field(rec: Any) -> str | None:
-    """The first field of an evaluations.jsonl record that is missing or of the wrong type, else None."""
-    if not isinstance(rec, Mapping):
-        return "record (not a JSON object)"
-    if not (_number(rec.get("number")) and float(rec["number"]).is_integer() and rec["number"] >= 0):
-        return "'number'"
-    if not isinstance(rec.get("arch"), Mapping):
-        return "'arch'"
-    for key in ("objectives", "latency_ms"):
-        v = rec.get(key)
-        if not (isinstance(v, Mapping) and all(x is None or _number(x) for x in v.values())):
-            return f"'{key}'"
-    if not isinstance(rec.get("constraints", {}), Mapping):
-        return "'constraints'"
-    if not isinstance(rec.get("feasible"), bool):
-        return "'feasible'"
-    if not _number(rec.get("wall_s", 0.0)):
-        return "'wall_s'"
-    return None
 
 
 def _object(path: Path, what: str) -> dict[str, Any]:
@@ -143,56 +115,40 @@ def index_run(db: ExperimentDB, project: Project, out_dir: str | os.PathLike, *,
     Without ``problem`` the devices are recorded without table hashes (``launch.import_run`` rebuilds
     the problem from the folder's request first)."""
     out = check_run_folder(out_dir)
-    config = read_json(out / "config.json", "run config")
+    config = check_config(read_json(out / "config.json", "run config"), out / "config.json")
     request = _object(out / "request.json", "search request") or None
-    if not isinstance(config, Mapping) or "space" not in config:
-        raise InputError(f"{out / 'config.json'} is not a search config")
     darts = config.get("kind") == "darts"
     if problem is not None:
         devices = tuple(describe_device(project, t) for t in problem.devices)
         objective = problem.accuracy_name
     else:
-        try:
-            devices = tuple(RunDevice(str(n), "unknown", budget_ms=None if b is None else float(b))
-                            for n, b in config.get("devices", []))
-        except (TypeError, ValueError):
-            raise InputError(f"{out / 'config.json'}: malformed 'devices' (pairs of name and budget)",
-                             hint="the run folder is damaged") from None
-        pareto = _object(out / "pareto.json", "pareto")
-        objs = pareto.get("objectives")
-        first = objs[0] if isinstance(objs, list) and objs else None
+        devices = tuple(RunDevice(n, "unknown", budget_ms=None if b is None else float(b))
+                        for n, b in config.get("devices", []))
+        pareto = check_pareto(_object(out / "pareto.json", "pareto"), out / "pareto.json")
+        first = (pareto.get("objectives") or [None])[0]
         objective = str(first or (request or {}).get("objective") or "accuracy")
-    best = _object(out / "best.json", "best")
+    best = check_best(_object(out / "best.json", "best"), out / "best.json")
     logged = _darts_log(out, config, best) if darts else _read_log(out / "evaluations.jsonl")
     evals = [Evaluation(int(r["number"]), r["arch"], r["objectives"], r["latency_ms"], r.get("constraints", {}),
                         bool(r["feasible"]), float(r.get("wall_s", 0.0))) for r in logged]
-    ckpt = _object(out / "checkpoint.json", "checkpoint")
+    ckpt = check_checkpoint(_object(out / "checkpoint.json", "checkpoint"), out / "checkpoint.json")
     fronts: dict[str, list[int]] = {}
     if (out / "pareto.json").exists():
-        pareto = _object(out / "pareto.json", "pareto")
-        try:
-            fronts = {str(k): [int(p["number"]) for p in v] for k, v in (pareto.get("devices") or {}).items()}
-            fronts["*"] = [int(p["number"]) for p in pareto.get("front") or []]
-        except (AttributeError, KeyError, TypeError, ValueError):
-            raise InputError(f"{out / 'pareto.json'}: malformed front (lists of points with a 'number')",
-                             hint="the run folder is damaged") from None
+        pareto = check_pareto(_object(out / "pareto.json", "pareto"), out / "pareto.json")
+        fronts = {str(k): [int(p["number"]) for p in v] for k, v in (pareto.get("devices") or {}).items()}
+        fronts["*"] = [int(p["number"]) for p in pareto.get("front") or []]
     warm = _object(out / "warm_start.json", "warm start") or None
     if darts:
         ckpt = {"status": "complete"} if best else {}
     run_status = status or ("complete" if ckpt.get("status") == "complete" else ckpt.get("status") or "running")
     best_obj = best.get("objectives") or {}
     epoch = best.get("epoch")
-    best_number = best.get("number", epoch - 1 if darts and _number(epoch) else None)
-    if not (isinstance(best_obj, Mapping) and (best_obj.get(objective) is None or _number(best_obj[objective]))
-            and (best_number is None or _number(best_number))):
-        raise InputError(f"{out / 'best.json'}: malformed 'objectives' or 'number'", hint="the run folder is damaged")
-    if not isinstance(ckpt.get("status", ""), str) or not _number(config.get("seed", 0)):
-        raise InputError(f"{out}: malformed run status or seed", hint="the run folder is damaged")
+    best_number = best.get("number", epoch - 1 if darts and epoch else None)
     rec = RunRecord(
         id=run_id_for(out, config), created_at=created_at or (out / "config.json").stat().st_mtime,
         status=run_status, space=str(config["space"]),
         strategy=str(config.get("strategy") or config.get("mode") or config.get("kind") or "?"),
-        seed=int(config.get("seed", 0)), objective=str(objective), out_dir=str(out.resolve()), config=config,
+        seed=int(config.get("seed") or 0), objective=str(objective), out_dir=str(out.resolve()), config=config,
         task=describe_task(request or {"table": None}), request=request, devices=devices,
         finished_at=time.time() if run_status != "running" else None, n_evaluations=len(evals),
         best_number=best_number,
@@ -208,7 +164,7 @@ def _darts_log(out: Path, config: Mapping[str, Any], best: Mapping[str, Any]) ->
     from edgenas.spaces import get_space
 
     src = out / "checkpoint.json" if (out / "checkpoint.json").exists() else out / "history.json"
-    history = read_json(src, "DARTS history").get("history", []) if src.exists() else []
+    history = _object(src, "DARTS history").get("history", [])
     space = get_space(str(config["space"]))
     budgets = {str(n): b for n, b in config.get("devices", [])}
 
@@ -219,6 +175,14 @@ def _darts_log(out: Path, config: Mapping[str, Any], best: Mapping[str, Any]) ->
                 "latency_ms": ms, "constraints": cons, "feasible": all(v <= 0 for v in cons.values()),
                 "wall_s": wall_s}
 
+    try:
+        return [check_evaluation(r, src, n) for n, r in enumerate(_darts_records(space, history, best, record), 1)]
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, IndexError):
+        raise InputError(f"{src}: malformed DARTS history (epochs with arch, train_loss, derived_ms)",
+                         hint="the run folder is damaged") from None
+
+
+def _darts_records(space: Any, history: Any, best: Mapping[str, Any], record: Any) -> list[dict[str, Any]]:
     recs, wall = [], 0.0
     for h in history:
         wall += float(h.get("epoch_s", 0.0))

@@ -1,0 +1,130 @@
+"""The files of a search run folder, checked once for everyone who reads them.
+
+A run folder is a file a user can edit, copy or damage: ``runs import`` (``search/record.py``), the
+report and the API (``report/source.py``) read the same ``config.json``, ``best.json``,
+``pareto.json``, ``checkpoint.json`` and ``evaluations.jsonl`` records, and check them here, so a field
+of the wrong type is one ``InputError`` naming the file and the field, never a TypeError deep in a
+plot or a number SQLite cannot store. Only the fields these readers use are checked; values a search
+writes (NaN or -inf scores, ``null`` latencies) stay valid.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+from edgenas.errors import InputError
+
+#: the largest evaluation number, seed or count a run file may hold (SQLite's INTEGER is 64-bit)
+MAX_INT = 2 ** 63 - 1
+
+_DAMAGED = "the run folder is damaged"
+
+
+def is_number(v: Any) -> bool:
+    """An int or float (not a bool): what a score, latency or time may be (NaN and infinities too)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def is_count(v: Any) -> bool:
+    """A whole number from 0 to ``MAX_INT`` (an int, or a float such as ``3.0``)."""
+    return is_number(v) and math.isfinite(v) and float(v).is_integer() and 0 <= v <= MAX_INT
+
+
+def _scores(v: Any) -> bool:
+    return isinstance(v, Mapping) and all(isinstance(k, str) and (x is None or is_number(x)) for k, x in v.items())
+
+
+def bad_evaluation_field(rec: Any) -> str | None:
+    """The first field of an ``evaluations.jsonl`` record that is missing or of the wrong type, else None."""
+    if not isinstance(rec, Mapping):
+        return "record (not a JSON object)"
+    if not is_count(rec.get("number")):
+        return "'number'"
+    if not isinstance(rec.get("arch"), Mapping):
+        return "'arch'"
+    for key in ("objectives", "latency_ms"):
+        if not _scores(rec.get(key)):
+            return f"'{key}'"
+    if not isinstance(rec.get("constraints", {}), Mapping):
+        return "'constraints'"
+    if not isinstance(rec.get("feasible"), bool):
+        return "'feasible'"
+    if not (is_number(rec.get("wall_s", 0.0)) and math.isfinite(rec.get("wall_s", 0.0))):
+        return "'wall_s'"
+    return None
+
+
+def check_evaluation(rec: Any, path: Path, line: int) -> dict[str, Any]:
+    bad = bad_evaluation_field(rec)
+    if bad:
+        raise InputError(f"{path}: line {line} is not an evaluation record (malformed {bad})", hint=_DAMAGED)
+    return rec
+
+
+def _fail(path: Path, what: str) -> InputError:
+    return InputError(f"{path}: malformed {what}", hint=_DAMAGED)
+
+
+def check_config(config: Any, path: Path) -> dict[str, Any]:
+    """``config.json``: an object with a ``space`` name; ``seed``, ``budget_evals`` whole numbers;
+    ``devices`` pairs of a name and a budget (a number or null); ``strategy``/``mode``/``kind`` names."""
+    if not isinstance(config, Mapping) or not isinstance(config.get("space"), str):
+        raise InputError(f"{path} is not a search config (no 'space' name)", hint=_DAMAGED)
+    for key in ("seed", "budget_evals"):
+        if config.get(key) is not None and not is_count(config[key]):
+            raise _fail(path, f"'{key}' (a whole number from 0)")
+    devices = config.get("devices", [])
+    if not (isinstance(devices, list) and all(
+            isinstance(d, list) and len(d) == 2 and isinstance(d[0], str)
+            and (d[1] is None or (is_number(d[1]) and math.isfinite(d[1]))) for d in devices)):
+        raise _fail(path, "'devices' (pairs of a name and a budget in ms or null)")
+    for key in ("strategy", "mode", "kind"):
+        if config.get(key) is not None and not isinstance(config[key], str):
+            raise _fail(path, f"'{key}' (a name)")
+    return dict(config)
+
+
+def check_best(best: Any, path: Path) -> dict[str, Any]:
+    """``best.json``: ``number`` (or a DARTS ``epoch``) a whole number or null, ``objectives`` and
+    ``latency_ms`` objects of numbers, ``arch`` an architecture record or a cell string."""
+    if not isinstance(best, Mapping):
+        raise InputError(f"{path}: expected a JSON object", hint=_DAMAGED)
+    for key in ("number", "epoch"):
+        if best.get(key) is not None and not is_count(best[key]):
+            raise _fail(path, f"'{key}' (a whole number from 0)")
+    for key in ("objectives", "latency_ms"):
+        if best.get(key) is not None and not _scores(best[key]):
+            raise _fail(path, f"'{key}' (an object of numbers)")
+    if best.get("arch") is not None and not isinstance(best["arch"], (Mapping, str)):
+        raise _fail(path, "'arch' (an architecture record)")
+    return dict(best)
+
+
+def _points(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(p, Mapping) and is_count(p.get("number")) for p in v)
+
+
+def check_pareto(pareto: Any, path: Path) -> dict[str, Any]:
+    """``pareto.json``: ``objectives`` a list of names; ``front`` and each of ``devices`` lists of points
+    with a whole ``number``."""
+    if not isinstance(pareto, Mapping):
+        raise InputError(f"{path}: expected a JSON object", hint=_DAMAGED)
+    objs = pareto.get("objectives")
+    if objs is not None and not (isinstance(objs, list) and all(isinstance(o, str) for o in objs)):
+        raise _fail(path, "'objectives' (a list of names)")
+    devices = pareto.get("devices")
+    if (pareto.get("front") is not None and not _points(pareto["front"])) or (devices is not None and not (
+            isinstance(devices, Mapping) and all(_points(v) for v in devices.values()))):
+        raise _fail(path, "front (lists of points with a 'number')")
+    return dict(pareto)
+
+
+def check_checkpoint(ckpt: Any, path: Path) -> dict[str, Any]:
+    """``checkpoint.json``: an object whose ``status``, if any, is a word."""
+    if not isinstance(ckpt, Mapping):
+        raise InputError(f"{path}: expected a JSON object", hint=_DAMAGED)
+    if not isinstance(ckpt.get("status", ""), str):
+        raise _fail(path, "'status'")
+    return dict(ckpt)
