@@ -31,6 +31,7 @@ from edgenas.search.ladder import Bracket, Rung, brackets
 from edgenas.search.problem import Problem
 from edgenas.search.results import SearchResult, summarise, write_results
 from edgenas.search.run import _read_log, replay_or_evaluate
+from edgenas.search.run_files import check_config
 
 MF_SCHEMA = 1
 MODES = ("sh", "hyperband")
@@ -103,7 +104,7 @@ def run_multifidelity(config: MFConfig, problems: Sequence[Problem], out_dir: st
     out.mkdir(parents=True, exist_ok=True)
     log_path, ckpt_path, cfg_path = out / "evaluations.jsonl", out / "checkpoint.json", out / "config.json"
     if resume and cfg_path.exists():
-        old = read_json(cfg_path, "run config")
+        old = check_config(read_json(cfg_path, "run config"), cfg_path)
         if old != config.to_json():
             diff = sorted(k for k in set(old) | set(config.to_json()) if old.get(k) != config.to_json().get(k))
             raise InputError(f"cannot resume {out}: the config differs in {', '.join(diff)}",

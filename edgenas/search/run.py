@@ -25,6 +25,7 @@ from edgenas.io import atomic_write_json, read_json
 from edgenas.search.base import STRATEGIES, Trial, make_strategy
 from edgenas.search.problem import Problem
 from edgenas.search.results import SearchResult, summarise, write_results
+from edgenas.search.run_files import check_checkpoint, check_config, check_evaluation, is_number
 
 RUN_SCHEMA = 1
 
@@ -91,9 +92,10 @@ def _read_log(path: Path) -> list[dict[str, Any]]:
     lines = []
     for n, line in enumerate(data[:end].splitlines(), start=1):
         try:
-            lines.append(json.loads(line))
-        except json.JSONDecodeError:
+            rec = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
             raise InputError(f"malformed line {n} in {path}", hint="the run folder is damaged") from None
+        lines.append(check_evaluation(rec, path, n))
     return lines
 
 
@@ -142,6 +144,10 @@ def replay_or_evaluate(problem: Problem, archs: Sequence[Any], start: int, logge
                 raise InputError(f"cannot resume {out}: evaluation {start + j} in the log is not "
                                  f"what {proposer} proposes on replay",
                                  hint="the code or the seed changed; start a new run")
+            missing = _unreplayable(problem, rec)
+            if missing:
+                raise InputError(f"cannot resume {out}: evaluation {start + j} in the log has no {missing}",
+                                 hint="the run folder is damaged; start a new run")
             records[j] = dict(rec)
     todo = [j for j, r in enumerate(records) if r is None]
     if todo:
@@ -154,6 +160,15 @@ def replay_or_evaluate(problem: Problem, archs: Sequence[Any], start: int, logge
         log.flush()
         os.fsync(log.fileno())
     return records, todo
+
+
+def _unreplayable(problem: Problem, rec: Mapping[str, Any]) -> str | None:
+    """What a logged record lacks that the problem reads from it (a number per objective and device)."""
+    obj, lat = rec["objectives"], rec["latency_ms"]
+    for k in (problem.accuracy_name, *problem.extra):
+        if not is_number(obj.get(k)):
+            return f"number for objective '{k}'"
+    return next((f"latency on '{d.name}'" for d in problem.devices if not is_number(lat.get(d.name))), None)
 
 
 def run_search(config: SearchConfig, problem: Problem, out_dir: str | os.PathLike, *,
@@ -172,14 +187,14 @@ def run_search(config: SearchConfig, problem: Problem, out_dir: str | os.PathLik
         raise InputError(f"search config devices {config.devices} do not match the problem's "
                          f"{[(d.name, d.budget_ms) for d in problem.devices]}")
     if resume and cfg_path.exists():
-        old = read_json(cfg_path, "run config")
+        old = check_config(read_json(cfg_path, "run config"), cfg_path)
         mine = config.to_json()
         diff = sorted(k for k in set(old) | set(mine) if k != "max_wall_s" and old.get(k) != mine.get(k))
         if diff:
             raise InputError(f"cannot resume {out}: the config differs in {', '.join(diff)}",
                              hint="resume with the original settings or use a new folder")
         logged = _read_log(log_path)
-        prev = read_json(ckpt_path, "checkpoint") if ckpt_path.exists() else {}
+        prev = check_checkpoint(read_json(ckpt_path, "checkpoint"), ckpt_path) if ckpt_path.exists() else {}
         elapsed0 = float(prev.get("elapsed_s", logged[-1]["wall_s"] if logged else 0.0))
     else:
         if log_path.exists() or ckpt_path.exists():

@@ -122,9 +122,13 @@ def check_pareto(pareto: Any, path: Path) -> dict[str, Any]:
 
 
 def check_checkpoint(ckpt: Any, path: Path) -> dict[str, Any]:
-    """``checkpoint.json``: an object whose ``status``, if any, is a word."""
+    """``checkpoint.json``: an object whose ``status``, if any, is a word and whose ``elapsed_s``, if any,
+    a finite number of seconds >= 0."""
     if not isinstance(ckpt, Mapping):
         raise InputError(f"{path}: expected a JSON object", hint=_DAMAGED)
     if not isinstance(ckpt.get("status", ""), str):
         raise _fail(path, "'status'")
+    elapsed = ckpt.get("elapsed_s", 0.0)
+    if not (is_number(elapsed) and math.isfinite(elapsed) and elapsed >= 0):
+        raise _fail(path, "'elapsed_s' (seconds)")
     return dict(ckpt)

@@ -1,8 +1,9 @@
 """A run folder is a set of files a user can edit, copy or damage. One-field edits of each of them
 (a field set to null, a string, a huge number, NaN, a list, or deleted) must each be one ``InputError``
-or an import and a report that work: ``runs import`` once stored seeds of 1e308 (SQLite overflow) and
+or an import, a report and a resume that work: ``runs import`` once stored seeds of 1e308 (SQLite overflow) and
 crashed on a ``strategy_options`` that was not an object; the report crashed on budgets, scores and
-evaluation numbers of the wrong type. Both now check the files in one place (``search/run_files.py``)."""
+evaluation numbers of the wrong type; a resume on a log record without its score. All now check the files
+in one place (``search/run_files.py``)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from .conftest import TABLE
 
 VALUES = [None, "x", 1e308, float("nan"), [], "DELETE"]
 FILES = ("config.json", "request.json", "best.json", "pareto.json", "checkpoint.json", "evaluations.jsonl")
+#: the files ``search --resume`` reads (the others it writes anew)
+RESUMED = ("config.json", "request.json", "checkpoint.json", "evaluations.jsonl")
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +71,11 @@ def test_each_edit_is_one_input_error_or_imports_and_reports(run, tmp_path, name
         (out / name).write_text("\n".join([text] + lines[1:]) + "\n" if name.endswith(".jsonl") else text)
         db = ExperimentDB(f"sqlite:///{tmp_path / f'db{n}.sqlite'}")
         n += 1
-        for what, job in (("import", lambda: import_run(db, Project(run), out)),
-                          ("report", lambda: pages.run_page(load_run_dir(out), FolderSource(Project(run))))):
+        jobs = [("import", lambda: import_run(db, Project(run), out)),
+                ("report", lambda: pages.run_page(load_run_dir(out), FolderSource(Project(run))))]
+        if name in RESUMED:  # last: a resume may finish the run
+            jobs.append(("resume", lambda: launch_search(Project(run), None, out, resume=True, db=None)))
+        for what, job in jobs:
             try:
                 job()
             except InputError:
