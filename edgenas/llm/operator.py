@@ -29,6 +29,33 @@ from edgenas.llm.experience import Experience, ExperienceBuffer, JsonlLog
 from edgenas.llm.prompt import DeviceInfo, Outcome, build_prompt, shared_prompt, static_prompt
 
 
+def _whole(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+#: the fields a replayed event must carry, by kind, and what each must be
+_EVENT_FIELDS: dict[str, dict[str, Any]] = {
+    "proposal": {"batch": _whole, "of": lambda v: _whole(v) and v >= 1, "round": _whole,
+                 "parent": lambda v: isinstance(v, str), "prompt": lambda v: isinstance(v, str),
+                 "think": lambda v: isinstance(v, str), "completion": lambda v: isinstance(v, str),
+                 "child": lambda v: isinstance(v, dict)},
+    "lora": {"round": _whole},
+    "fallback": {},
+}
+
+
+def _check_event(rec: dict[str, Any], path: Path, line: int) -> dict[str, Any]:
+    """A line of ``proposals.jsonl`` checked before it is replayed (one error naming the line)."""
+    kind = rec.get("kind")
+    fields = _EVENT_FIELDS.get(kind) if isinstance(kind, str) else None
+    bad = "kind" if fields is None else ("event" if not _whole(rec.get("event")) else
+                                         next((k for k, ok in fields.items() if not ok(rec.get(k))), None))
+    if bad is not None:
+        raise InputError(f"line {line} of {path}: malformed '{bad}' of a language-model event",
+                         hint="the run folder is damaged; start a new run")
+    return rec
+
+
 @dataclass(frozen=True)
 class LLMSettings:
     """Everything that shapes the operator (recorded in the run's request.json)."""
@@ -141,7 +168,7 @@ class LLMOperator:
 
     def load_log(self) -> None:
         """Read what an interrupted run logged (resume); call before the search starts."""
-        self.replay = self.log.read()
+        self.replay = [_check_event(rec, self.log.path, n) for n, rec in enumerate(self.log.read(), 1)]
         # a batch of proposals cut short (kill -9 while it was written) is dropped: it is made again
         tail = self.replay[-1] if self.replay else None
         if tail and tail.get("kind") == "proposal" and "batch" in tail:
@@ -150,7 +177,12 @@ class LLMOperator:
             if len(have) < int(tail["of"]):
                 self.replay = self.replay[: len(self.replay) - len(have)]
                 self.log.rewrite(self.replay)
-        self.logged_outcomes = {int(r["proposal"]) for r in self.outcome_log.read()}
+        outcomes = self.outcome_log.read()
+        bad = next((n for n, r in enumerate(outcomes, 1) if not _whole(r.get("proposal"))), None)
+        if bad is not None:
+            raise InputError(f"line {bad} of {self.outcome_log.path} has no proposal number",
+                             hint="the run folder is damaged")
+        self.logged_outcomes = {int(r["proposal"]) for r in outcomes}
 
     # ----------------------------------------------------------------- events
     def _next_logged(self, kind: str, offset: int = 0) -> dict[str, Any] | None:

@@ -217,3 +217,26 @@ def test_multi_gene_proposals_in_a_search(tiny_model, table, tmp_path):
         sizes.append(len(change.mutations))
     assert set(sizes) - {1} and max(sizes) <= 3      # some proposals change several genes
     assert "add \"and\"" in props[0]["prompt"]
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda r: r.update(kind="magic"), "malformed 'kind'"),
+    (lambda r: r.update(event="x"), "malformed 'event'"),
+    (lambda r: r.update(batch=None), "malformed 'batch'"),       # was int(None): a TypeError
+    (lambda r: r.update(of=[2]), "malformed 'of'"),
+    (lambda r: r.pop("child"), "malformed 'child'"),             # was a KeyError on replay
+    (lambda r: r.update(completion=7), "malformed 'completion'"),
+])
+def test_an_edited_language_model_log_is_one_error_on_resume(tiny_model, table, tmp_path, edit, needle):
+    run = tmp_path / "run"
+    launch_search(Project(tmp_path), request(table, tiny_model, budget=12, lora_every=0), run)
+    log = run / "llm" / "proposals.jsonl"
+    recs = [json.loads(line) for line in log.read_text().splitlines()]
+    first = next(r for r in recs if r["kind"] == "proposal")
+    edit(first)
+    log.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    (run / "checkpoint.json").unlink()
+    before = log.read_bytes()
+    with pytest.raises(InputError, match=needle):
+        launch_search(Project(tmp_path), None, run, resume=True)
+    assert log.read_bytes() == before
