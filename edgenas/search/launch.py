@@ -19,6 +19,7 @@ import numpy as np
 from edgenas.errors import InputError
 from edgenas.io import atomic_write_json, read_json
 from edgenas.project import Project
+from edgenas.search.run_files import check_warm_start
 
 REQUEST_SCHEMA = 1
 QUANTILE_SAMPLES = 2000
@@ -409,7 +410,7 @@ def _warm_start(project: Project, db: Any, req: SearchRequest, problem: Any, con
     if resume:
         if not path.exists():
             return [], None
-        warm = read_json(path, "warm start")
+        warm = check_warm_start(read_json(path, "warm start"), path)
         return [problem.space.from_dict(t["arch"]) for t in warm.get("transferred", [])], warm
     if not req.warm_start:
         return [], None

@@ -28,7 +28,8 @@ import numpy as np
 from edgenas.errors import InputError
 from edgenas.io import read_json
 from edgenas.project import Project
-from edgenas.search.run_files import check_best, check_checkpoint, check_config, check_evaluation, check_pareto
+from edgenas.search.run_files import (
+    check_best, check_checkpoint, check_config, check_evaluation, check_pareto, check_warm_start)
 from edgenas.search.task import describe_task
 from edgenas.store.experiment import ExperimentDB
 from edgenas.store.runs import Evaluation, RunDevice, RunRecord, save_run
@@ -137,7 +138,7 @@ def index_run(db: ExperimentDB, project: Project, out_dir: str | os.PathLike, *,
         pareto = check_pareto(_object(out / "pareto.json", "pareto"), out / "pareto.json")
         fronts = {str(k): [int(p["number"]) for p in v] for k, v in (pareto.get("devices") or {}).items()}
         fronts["*"] = [int(p["number"]) for p in pareto.get("front") or []]
-    warm = _object(out / "warm_start.json", "warm start") or None
+    warm = check_warm_start(_object(out / "warm_start.json", "warm start"), out / "warm_start.json") or None
     if darts:
         ckpt = {"status": "complete"} if best else {}
     run_status = status or ("complete" if ckpt.get("status") == "complete" else ckpt.get("status") or "running")

@@ -132,3 +132,18 @@ def check_checkpoint(ckpt: Any, path: Path) -> dict[str, Any]:
     if not (is_number(elapsed) and math.isfinite(elapsed) and elapsed >= 0):
         raise _fail(path, "'elapsed_s' (seconds)")
     return dict(ckpt)
+
+
+def check_warm_start(warm: Any, path: Path) -> dict[str, Any]:
+    """``warm_start.json``: an object; ``transferred`` a list of objects with an ``arch`` record (a resume
+    proposes them again); ``note`` and ``rerun_of`` text or null."""
+    if not isinstance(warm, Mapping):
+        raise InputError(f"{path}: expected a JSON object", hint=_DAMAGED)
+    moved = warm.get("transferred", [])
+    if not (isinstance(moved, list) and all(isinstance(t, Mapping) and isinstance(t.get("arch"), Mapping)
+                                            for t in moved)):
+        raise _fail(path, "'transferred' (a list of objects with an 'arch')")
+    for key in ("note", "rerun_of"):
+        if warm.get(key) is not None and not isinstance(warm[key], str):
+            raise _fail(path, f"'{key}' (text)")
+    return dict(warm)

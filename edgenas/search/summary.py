@@ -33,8 +33,10 @@ def _warm_note(out_dir: Path) -> str | None:
     path = Path(out_dir) / "warm_start.json"
     if not path.exists():
         return None
+    from edgenas.search.run_files import check_warm_start
+
     try:
-        return str(read_json(path, "warm start").get("note"))
+        return str(check_warm_start(read_json(path, "warm start"), path).get("note"))
     except InputError:
         return None
 

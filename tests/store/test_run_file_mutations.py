@@ -23,9 +23,10 @@ from edgenas.store import ExperimentDB
 from .conftest import TABLE
 
 VALUES = [None, "x", 1e308, float("nan"), [], "DELETE"]
-FILES = ("config.json", "request.json", "best.json", "pareto.json", "checkpoint.json", "evaluations.jsonl")
+FILES = ("config.json", "request.json", "best.json", "pareto.json", "checkpoint.json", "evaluations.jsonl",
+         "warm_start.json")
 #: the files ``search --resume`` reads (the others it writes anew)
-RESUMED = ("config.json", "request.json", "checkpoint.json", "evaluations.jsonl")
+RESUMED = ("config.json", "request.json", "checkpoint.json", "evaluations.jsonl", "warm_start.json")
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +62,10 @@ def _edits(good):
 @pytest.mark.parametrize("name", FILES)
 def test_each_edit_is_one_input_error_or_imports_and_reports(run, tmp_path, name):
     src = run / "runs" / "r1"
+    if name == "warm_start.json":  # what a warm-started search writes (this one was not)
+        first = json.loads((src / "evaluations.jsonl").read_text().splitlines()[0])
+        (src / name).write_text(json.dumps({"note": "1 transferred", "rerun_of": None,
+                                            "transferred": [{"arch": first["arch"], "from": "abc"}]}))
     lines = (src / name).read_text().splitlines()
     good = json.loads(lines[0] if name.endswith(".jsonl") else (src / name).read_text())
     bad, n = [], 0
@@ -84,4 +89,5 @@ def test_each_edit_is_one_input_error_or_imports_and_reports(run, tmp_path, name
                 bad.append(f"{what} {p} = {v!r}: {type(exc).__name__}: {str(exc)[:80]}")
         db.close()
         shutil.rmtree(out)
+    (src / "warm_start.json").unlink(missing_ok=True)
     assert n > 20 and bad == []
