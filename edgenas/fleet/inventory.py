@@ -28,6 +28,7 @@ from edgenas.errors import InputError
 from edgenas.devices.profiles import DeviceProfile, load_profile, profile_fields, profile_from_dict
 from edgenas.io import read_toml
 from edgenas.project import Project
+from edgenas.safenames import NAME_RE
 
 _ANSIBLE_MAP = {"ansible_host": "host", "ansible_port": "port", "ansible_user": "user",
                 "ansible_ssh_private_key_file": "key_file", "ansible_python_interpreter": "python"}
@@ -113,6 +114,10 @@ def _load_toml(project: Project, path: Path) -> Inventory:
     settings = data.get("group_settings", {})
     if not isinstance(settings, dict) or any(g not in groups for g in settings):
         raise InputError(f"{where}: [group_settings.NAME] must name a group of [groups]")
+    bad = next((g for g, v in settings.items() if not isinstance(v, dict)), None)
+    if bad is not None:
+        raise InputError(f"{where}: [group_settings.{bad}] must be a table of profile fields",
+                         hint="e.g. [group_settings.jetsons] then call_timeout_s = 900")
     profiles = []
     for n in names:
         prof = load_profile(project, n)
@@ -133,18 +138,23 @@ def _load_ansible(project: Project, path: Path) -> Inventory:
     hosts: dict[str, dict[str, Any]] = {}
     groups: dict[str, list[str]] = {}
 
-    def walk(name: str, node: Any, inherited: dict[str, Any]) -> list[str]:
+    def mapping(node: Any, what: str) -> dict[str, Any]:
+        """``node`` (null: empty) as a mapping with text keys, else one error naming ``what``."""
         if node is None:
-            node = {}
-        if not isinstance(node, dict):
-            raise InputError(f"{where}: group '{name}' must be a mapping")
-        vars_ = dict(inherited, **(node.get("vars") or {}))
+            return {}
+        if not isinstance(node, dict) or not all(isinstance(k, str) for k in node):
+            raise InputError(f"{where}: {what} must be a mapping of names", hint="see profiles/inventory.example.yaml")
+        return node
+
+    def walk(name: str, node: Any, inherited: dict[str, Any]) -> list[str]:
+        node = mapping(node, f"group '{name}'")
+        vars_ = dict(inherited, **mapping(node.get("vars"), f"the vars of group '{name}'"))
         members: list[str] = []
-        for h, hv in (node.get("hosts") or {}).items():
-            hosts.setdefault(str(h), {}).update(dict(vars_, **(hv or {})))
-            members.append(str(h))
-        for child, cnode in (node.get("children") or {}).items():
-            members += walk(str(child), cnode, vars_)
+        for h, hv in mapping(node.get("hosts"), f"the hosts of group '{name}'").items():
+            hosts.setdefault(h, {}).update(dict(vars_, **mapping(hv, f"host '{h}'")))
+            members.append(h)
+        for child, cnode in mapping(node.get("children"), f"the children of group '{name}'").items():
+            members += walk(child, cnode, vars_)
         groups[name] = sorted(set(members))
         return members
 
@@ -161,6 +171,9 @@ def _load_ansible(project: Project, path: Path) -> Inventory:
                 settings[_ANSIBLE_MAP[k]] = v
             elif k.startswith("edgenas_"):
                 settings[k[len("edgenas_"):]] = v
+        if not NAME_RE.match(h):
+            raise InputError(f"{where}: invalid host name {h!r}",
+                             hint="host names are device names: letters, digits, '.', '_' and '-'")
         base_path = project.profiles_dir / f"{h}.toml"
         base = load_profile(project, h) if base_path.exists() else None
         if base is None:

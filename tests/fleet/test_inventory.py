@@ -91,6 +91,8 @@ def test_toml_inventory_by_explicit_path(project, tmp_path):
     ('[fleet]\ndevices = ["orin-nano"]\n[groups]\njetsons = ["orin-nano"]\n[group_settings.jetsons]\n'
      'threads = "four"\n', "threads must be an integer"),
     ('[fleet]\ndevices = ["ghost"]\n', "unknown device 'ghost'"),
+    ('[fleet]\ndevices = ["orin-nano"]\n[groups]\njetsons = ["orin-nano"]\n[group_settings]\njetsons = "x"\n',
+     r"\[group_settings.jetsons\] must be a table"),  # was a ValueError out of dict("x")
 ])
 def test_bad_toml_inventory_is_one_clear_input_error(project, text, match):
     path = write(project.profiles_dir / "fleet.toml", text)
@@ -201,6 +203,12 @@ def test_ansible_host_without_ansible_host_uses_its_name(project, tmp_path):
      "runtime 'tflite' is not one of"),
     ("all:\n  hosts:\n    a:\n      ansible_host: a.lab\n      edgenas_colour: red\n", "unknown key.*colour"),
     ("all:\n  hosts:\n    a:\n      ansible_host: a.lab\n      ansible_port: 70000\n", "port 70000 out of range"),
+    # each was a TypeError or AttributeError (dict(**"x"), "x".items())
+    ("all:\n  vars: x\n  hosts:\n    a:\n", "the vars of group 'all' must be a mapping"),
+    ("all:\n  hosts: [a, b]\n", "the hosts of group 'all' must be a mapping"),
+    ("all:\n  children: 3\n", "the children of group 'all' must be a mapping"),
+    ("all:\n  hosts:\n    a: 7\n", "host 'a' must be a mapping"),
+    ("all:\n  hosts:\n    ../x:\n      ansible_host: a.lab\n", "invalid host name '../x'"),
 ])
 def test_bad_ansible_inventory_is_one_clear_input_error(project, tmp_path, text, match):
     path = write(tmp_path / "inv.yaml", text)
