@@ -58,9 +58,9 @@ class Problem:
         for d in devices:
             if not isinstance(d.model, LatencyModel):
                 raise InputError(f"device '{d.name}': latency model lacks predict_many/min_latency")
-            if d.budget_ms is not None and not (isinstance(d.budget_ms, (int, float)) and d.budget_ms > 0):
+            if d.budget_ms is not None and not (isinstance(d.budget_ms, (int, float)) and 0 < d.budget_ms < math.inf):
                 raise InputError(f"device '{d.name}': latency budget must be a positive number of ms, "
-                                 f"got {d.budget_ms!r}")
+                                 f"got {d.budget_ms!r}", hint="for no budget, leave out --max-latency-ms")
         self.space = space
         self.evaluator = evaluator
         self.devices = list(devices)

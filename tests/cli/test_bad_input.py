@@ -107,6 +107,15 @@ def test_infeasible_budget_reports_minimum(proj, cli, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("budget", ["inf", "nan", "-1", "0"])
+def test_a_budget_that_is_not_a_positive_finite_number_is_refused_before_the_run(proj, cli, tmp_path, budget):
+    # inf was accepted: the run finished, and its config.json was then refused by runs import and the report
+    res = cli("search", "--space", "mbv3-tiny", "--device", "local", "--max-latency-ms", budget,
+              "--evaluator", "params", "--budget", "4", "--out", str(tmp_path / "r"))
+    one_line_error(res, "latency budget must be a positive number of ms")
+    assert not (tmp_path / "r").exists()
+
+
 def test_malformed_profile(proj, cli, tmp_path):
     (proj / "profiles").mkdir(exist_ok=True)
     (proj / "profiles" / "board.toml").write_text('[device]\nname = "board"\nhost = "h"\npassword = "x"\n')
