@@ -55,7 +55,7 @@ def register(app: typer.Typer) -> None:
         out.print(f"parity vs PyTorch: max |diff| {p.get('max_abs', float('nan')):.2e}, "
                   f"median {p.get('median_abs', float('nan')):.2e} -> {'pass' if p.get('passed') else 'FAIL'}")
         if engine:
-            out.print(f"TensorRT engine on {esc(device)}: {esc(engine['engine'])} (sha256 {engine['sha256'][:12]}…, "
+            out.print(f"TensorRT engine: {esc(engine['engine'])} on {esc(device)} (sha256 {engine['sha256'][:12]}…, "
                       f"built in {engine['build_s']:.1f} s)")
 
     @app.command("deploy")

@@ -57,7 +57,13 @@ class Session:
         return self._info[params["runtime"]]
 
     def runtime_params(self, runtime: str | None = None) -> dict[str, Any]:
+        """The runtime settings of a call: the profile's, or ``runtime`` (a registered name, checked
+        before anything is pushed to the device)."""
         p = self.profile
+        if runtime is not None:
+            from edgenas.devices.runtimes import RUNTIMES
+
+            runtime = RUNTIMES.canonical(runtime)
         return {"runtime": runtime or p.runtime, "threads": p.threads, "precision": p.precision}
 
     def push(self, local: Path, subdir: str = "models") -> str:

@@ -31,6 +31,10 @@ from edgenas.supernet.model import MBV3Supernet, resize
 ProgressFn = Callable[[int, int, dict[str, float]], None]
 
 
+#: bounds that no real training run reaches; beyond them a run never ends or overflows float32
+MAX_STEPS, MAX_RANDOM, MAX_LR = 10 ** 9, 64, 10.0
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     space: str = "mbv3-small"
@@ -54,14 +58,15 @@ class TrainConfig:
         check_seed(self.seed)
         if (self.steps is None) == (self.epochs is None):
             raise InputError("give exactly one of steps and epochs")
-        if (self.steps is not None and self.steps < 1) or (self.epochs is not None and not 0 < self.epochs <= 1e6):
-            raise InputError(f"steps must be >= 1 and epochs in (0, 1e6], got steps {self.steps}, "
+        if (self.steps is not None and not 1 <= self.steps <= MAX_STEPS) or \
+                (self.epochs is not None and not 0 < self.epochs <= 1e6):
+            raise InputError(f"steps must be in [1, {MAX_STEPS:,}] and epochs in (0, 1e6], got steps {self.steps}, "
                              f"epochs {self.epochs}")
         for name in ("batch_size", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.n_random < 0 or not 0 < self.lr < math.inf or not 0.0 < self.val_fraction < 1.0:
-            raise InputError("need n_random >= 0, a finite lr > 0 and 0 < val_fraction < 1",
+        if not 0 <= self.n_random <= MAX_RANDOM or not 0 < self.lr <= MAX_LR or not 0.0 < self.val_fraction < 1.0:
+            raise InputError(f"need n_random in [0, {MAX_RANDOM}], lr in (0, {MAX_LR:g}] and 0 < val_fraction < 1",
                              hint=f"got n_random {self.n_random}, lr {self.lr}, val_fraction {self.val_fraction}")
 
     def to_dict(self) -> dict[str, Any]:

@@ -142,6 +142,25 @@ def test_tensorrt_profile_falls_back_with_a_note(proj, cli, tmp_path):
     assert "TensorRT is missing" in data["note"]
 
 
+@pytest.mark.parametrize("command", ["measure", "deploy"])
+def test_an_unknown_runtime_is_refused_before_anything_reaches_the_device(proj, cli, snapshot, tmp_path, command):
+    # measure pushed the model into the device's work dir before the agent refused the runtime
+    import onnx
+
+    m = onnx.load(next((proj / ".edgenas" / "blocks").glob("overhead-*.onnx")))
+    m.doc_string = "a model the device has not seen"
+    model = tmp_path / "m.onnx"
+    onnx.save(m, model)
+    device_dir = proj / ".edgenas" / "devices"  # the local device's work dir (the snapshot leaves out .edgenas)
+    on_device = sorted(device_dir.rglob("*"))
+    before = snapshot(proj)
+    target = str(model) if command == "measure" else str(good_arch(tmp_path))
+    one_line_error(cli(command, "local", target, "--runtime", "bogus", "--out" if command == "deploy" else "--json",
+                       *([str(tmp_path / "exp")] if command == "deploy" else [])), "unknown runtime 'bogus'")
+    assert snapshot(proj) == before and not (tmp_path / "exp").exists()
+    assert sorted(device_dir.rglob("*")) == on_device
+
+
 def test_malformed_onnx(proj, cli, tmp_path):
     bad = tmp_path / "model.onnx"
     bad.write_bytes(b"\x08\x07garbage" * 10)
@@ -275,8 +294,11 @@ def test_export_refuses_before_it_writes(proj, cli, snapshot, tmp_path):
 
 
 @pytest.mark.parametrize("flags, fragment", [
-    (["--lr", "nan"], "a finite lr > 0"), (["--lr", "inf"], "a finite lr > 0"),
+    (["--lr", "nan"], "lr in (0, 10]"), (["--lr", "inf"], "lr in (0, 10]"),
     (["--epochs", "inf"], "epochs in (0, 1e6]"), (["--epochs", "nan"], "epochs in (0, 1e6]"),
+    # each ran (for ever, or into a float32 overflow as an internal error) before
+    (["--lr", "1e308"], "lr in (0, 10]"), (["--n-random", "100000000000"], "n_random in [0, 64]"),
+    (["--steps", "99999999999999999999"], "steps must be in [1, 1,000,000,000]"),
 ])
 def test_supernet_training_refuses_non_finite_settings(proj, cli, tmp_path, flags, fragment):
     one_line_error(cli("supernet", "train", "--space", "mbv3-tiny", *flags, "--out", str(tmp_path / "sn")), fragment)
