@@ -229,7 +229,7 @@ def test_lut_pull_stops_at_the_size_limit_whatever_size_the_device_claims(setup,
     project, prof = setup
     big = on_device(prof, NAME, dict(lut_dict("dev"), padding="x" * 400_000))
     monkeypatch.setattr("edgenas.fleet.lutsync.MAX_JSON_BYTES", 1 << 18)
-    patch = (f"real_get = M['lut.get']\n"
+    patch = ("real_get = M['lut.get']\n"
              "def get(w, p, pr):\n"
              "    r = real_get(w, p, pr)\n"
              "    r['size'] = 10\n"  # the device lies about the size; the file is 400 KB
