@@ -15,6 +15,8 @@ from edgenas.errors import InputError
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 #: a fingerprint hash: hex (the agent sends a SHA-256 hexdigest; LUT file names use its first 12)
 HASH_RE = re.compile(r"^[0-9a-f]{12,128}\Z")
+#: a whole SHA-256 in hex
+SHA256_RE = re.compile(r"^[0-9a-f]{64}\Z")
 #: a LUT entry's block key (``SearchSpace.key_vocab``, OFA's tables): printable, no spaces or markup
 BLOCK_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+=,-]{0,255}\Z")
 #: a LUT file name: ``SPACE-FPHASH12.json`` (see ``latency.store.lut_filename``)

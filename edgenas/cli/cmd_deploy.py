@@ -118,7 +118,6 @@ def _print_accuracy(arch_file: Path, res: object) -> None:
     """For a multi-fidelity run's best.json: the measured accuracy next to predicted/measured latency."""
     import math
 
-
     from edgenas.io import read_json
 
     try:

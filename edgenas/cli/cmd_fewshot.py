@@ -27,7 +27,6 @@ def register(app: typer.Typer) -> None:
             json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
         """Measure K chosen architectures on a device and fit its few-shot latency model (minutes, not a
         full profile); search uses it until the device has a LUT, and deploys keep refining it."""
-
         from edgenas.fleet.fewshot import add_fewshot
 
         with progress_bar(quiet=json_out) as cb:

@@ -15,9 +15,9 @@ from typing import Any, Mapping
 
 from edgenas.errors import DeviceError, InputError
 from edgenas.latency.lut import EntryStats
+from edgenas.safenames import SHA256_RE
 from edgenas.textsafe import clean
 
-_HASH_RE = re.compile(r"^[0-9a-f]{64}\Z")
 #: a cold-start field: ``session_ms``, ``first_run_ms``, ...
 _COLD_KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")
 
@@ -47,7 +47,7 @@ class DeviceInfo:
         if not isinstance(answer, Mapping):
             raise DeviceError(device, f"the agent's info answer is not an object ({type(answer).__name__})")
         fp_hash = answer.get("fingerprint_hash")
-        if not isinstance(fp_hash, str) or not _HASH_RE.match(fp_hash):
+        if not isinstance(fp_hash, str) or not SHA256_RE.match(fp_hash):
             raise DeviceError(device, f"the agent's fingerprint hash {str(fp_hash)[:80]!r} is not 64 hex digits",
                               hint="reinstall the agent (it is replaced when its hash differs)")
         return cls(device=device, fingerprint=_mapping(device, answer, "fingerprint", "info"),
@@ -108,7 +108,7 @@ class BenchAnswer:
         raw = _mapping(device, answer, "stats", what)
         try:
             raw = EntryStats.check(raw, f"{what} statistics")  # the known fields, checked; the rest dropped
-            stats = EntryStats.from_dict(raw, f"{what} statistics")
+            stats = EntryStats.from_checked(raw)
         except InputError as exc:
             raise DeviceError(device, f"the agent sent bad {exc.message}") from None
         cold = _mapping(device, answer, "cold_start", what)
@@ -140,7 +140,7 @@ def engine_answer(device: str, answer: Any) -> dict[str, Any]:
     ok = isinstance(answer, Mapping)
     engine, sha, build_s = (answer.get(k) for k in ("engine", "sha256", "build_s")) if ok else (None, None, None)
     if not (isinstance(engine, str) and _ENGINE_RE.match(engine) and ".." not in engine
-            and isinstance(sha, str) and _HASH_RE.match(sha) and not isinstance(build_s, bool)
+            and isinstance(sha, str) and SHA256_RE.match(sha) and not isinstance(build_s, bool)
             and isinstance(build_s, (int, float)) and math.isfinite(build_s) and build_s >= 0):
         raise DeviceError(device, "the agent's build_engine answer is malformed (engine must be "
                                   "engines/NAME.plan, with its SHA-256 and build time)",

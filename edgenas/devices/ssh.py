@@ -35,6 +35,7 @@ from edgenas.devices import transport
 from edgenas.devices.transport import AgentChannel, Transport
 from edgenas.io import sha256_file
 from edgenas.project import Project
+from edgenas.safenames import SHA256_RE
 from edgenas.textsafe import clean
 
 _EOF = object()
@@ -52,7 +53,6 @@ for p in sys.argv[1:]:
         out[p] = None
 print(json.dumps(out))
 """
-_SHA_RE = re.compile(r"^[0-9a-f]{64}\Z")
 _PID_RE = re.compile(r"^edgenas-pid ([0-9]{1,10})\Z")
 #: the most output of a helper command (``run``) kept: enough for any hash listing, bounded against a flood
 _RUN_OUTPUT_MAX = 1 << 20
@@ -269,7 +269,7 @@ class SSHTransport(Transport):
         except (ValueError, RecursionError):
             result = None
         if isinstance(result, dict):  # a hash is 64 hex digits or None (no such file); anything else: no answer
-            result = {p: h if isinstance(h, str) and _SHA_RE.match(h) else None for p, h in result.items()
+            result = {p: h if isinstance(h, str) and SHA256_RE.match(h) else None for p, h in result.items()
                       if p in paths}
             if len(result) != len(set(paths)):
                 result = None

@@ -51,7 +51,6 @@ class ProfileResult:
         return d
 
 
-
 def profile_device(project: Project, device: Any, space_name: str, *, force: bool = False,
                    protocol: dict[str, Any] | None = None, batch_size: int = 24,
                    progress: Progress | None = None) -> ProfileResult:
@@ -130,7 +129,7 @@ def _profile_device(project: Project, device: Any, space: SearchSpace, *, force:
         overhead = BenchAnswer.from_answer(s.device, s.call(
             "bench", dict(s.runtime_params(), model=s.push(overhead_model(project)), protocol=proto,
                           reference=ref_remote)), "overhead bench")
-        entries = {k: EntryStats.from_dict(results[k], f"entry {k}") for k in keys if k in results}
+        entries = {k: EntryStats.from_checked(results[k]) for k in keys if k in results}  # checked on arrival
         missing = [k for k in keys if k not in entries]
         if missing:
             raise DeviceError(s.device, f"agent returned no result for {len(missing)} blocks (first: {missing[0]})",

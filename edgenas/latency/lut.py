@@ -100,7 +100,11 @@ class EntryStats:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "entry") -> "EntryStats":
-        c = cls.check(d, where)
+        return cls.from_checked(cls.check(d, where))
+
+    @classmethod
+    def from_checked(cls, c: Mapping[str, Any]) -> "EntryStats":
+        """The record of a STATS object ``check`` has already returned (not checked again)."""
         return cls(
             n=int(c["n"]), median_ms=float(c["median_ms"]), mean_ms=float(c["mean_ms"]),
             std_ms=float(c["std_ms"]), cov=float(c["cov"]), p90_ms=float(c["p90_ms"]),
