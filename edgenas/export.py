@@ -1,7 +1,8 @@
 """Export an architecture: PyTorch model -> checked ONNX + parity report + manifest.
 
 The export folder holds ``model.onnx`` and ``manifest.json``; an export whose manifest names the same
-architecture, opset and batch mode and whose ONNX file still has the recorded SHA-256 is reused.
+architecture, opset and batch mode and whose ONNX file still has the recorded SHA-256 is reused. For
+devices whose runtime is ``torch``, ``model.pt`` (TorchScript) is traced beside it when first needed.
 """
 
 from __future__ import annotations
@@ -147,3 +148,22 @@ def parity_summary(parity: dict[str, Any]) -> str:
         return json.dumps({k: parity[k] for k in ("max_abs", "median_abs", "passed") if k in parity})
     except TypeError:
         return str(parity)
+
+
+def torchscript_beside(space: SearchSpace, arch: Any, exp: ExportResult) -> Path:
+    """``model.pt`` beside the export's ``model.onnx``: the same model traced to TorchScript, with its input
+    shape and the ONNX file's SHA-256 inside (what the devices' ``torch`` runtime times). Made again when
+    the file is missing or was traced for another ONNX file."""
+    from exporters.errors import ExportCheckError
+    from exporters.torchscript_export import export_torchscript, stored_meta
+
+    path = exp.onnx_path.with_name("model.pt")
+    meta = stored_meta(path) if path.is_file() else None
+    if meta is not None and meta.get("onnx_sha256") == exp.sha256:
+        return path
+    try:
+        export_torchscript(space.build_model(arch).eval(), tuple(exp.input_shape), path,
+                           meta={"onnx_sha256": exp.sha256, "space": space.name})
+    except ExportCheckError as exc:
+        raise ExportError(str(exc)) from None
+    return path

@@ -1,4 +1,5 @@
-"""torch -> ONNX export, ONNX checks and parity, ONNX -> TensorRT (see DESIGN.md).
+"""torch -> ONNX export (and TorchScript for the torch runtime), ONNX checks and parity, ONNX -> TensorRT
+(see DESIGN.md).
 
 Importing ``exporters`` (and ``exporters.tensorrt``) needs neither torch nor onnx: the device agent
 ships ``DEVICE_FILES`` in its zipapp (Python 3.8). Everything is loaded on first attribute access.
@@ -13,6 +14,7 @@ _LAZY = {
     "TensorRTMissing": "exporters.errors",
     "ExportInfo": "exporters.onnx_export",
     "export_onnx": "exporters.onnx_export",
+    "export_torchscript": "exporters.torchscript_export",
     "load_checked": "exporters.checks",
     "ParityReport": "exporters.parity",
     "check_parity": "exporters.parity",

@@ -15,22 +15,23 @@ def register(app: typer.Typer) -> None:
     @app.command("export")
     def export(arch_file: Path = typer.Argument(..., help="architecture JSON (or a run's best.json)"),
                out_dir: Path = typer.Option(None, "--out", help="export folder (default exports/SPACE-HASH)"),
-               fmt: str = typer.Option("onnx", "--format", help="onnx | trt (trt is built on --device)"),
+               fmt: str = typer.Option("onnx", "--format", help="onnx | torchscript (model.pt beside model.onnx) | "
+                                                                "trt (built on --device)"),
                device: str = typer.Option(None, "--device", help="device that builds the TensorRT engine"),
                opset: int = typer.Option(17, "--opset", help="ONNX opset (17 or newer)"),
                dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="export a dynamic batch axis"),
                simplify: bool = typer.Option(False, "--simplify", help="simplify the graph (needs onnxslim)"),
                force: bool = typer.Option(False, "--force", help="overwrite a folder that is not this architecture's export"),
                json_out: bool = typer.Option(False, "--json", help="print the result as JSON")) -> None:
-        """Export an architecture to checked ONNX.
+        """Export an architecture to checked ONNX (and TorchScript or a TensorRT engine).
 
         onnx.checker, shape inference, parity with PyTorch, and a manifest with the SHA-256.
         """
         from edgenas.export import default_export_dir, export_arch
         from edgenas.spaces import load_arch
 
-        if fmt not in ("onnx", "trt"):
-            raise InputError(f"unknown format '{fmt}'", hint="use --format onnx or --format trt")
+        if fmt not in ("onnx", "torchscript", "trt"):
+            raise InputError(f"unknown format '{fmt}'", hint="use --format onnx, torchscript or trt")
         if fmt == "trt" and not device:
             raise InputError("--format trt needs --device", hint="TensorRT engines are built on the device")
         space, arch = load_arch(arch_file)
@@ -42,15 +43,21 @@ def register(app: typer.Typer) -> None:
         with progress_bar(quiet=json_out) as bar:
             res = export_arch(space, arch, out_dir or default_export_dir(proj, space, arch), opset=opset,
                               dynamic_batch=dynamic_batch, simplify=simplify, force=force, progress=bar)
-            engine = None
+            engine = torchscript = None
+            if fmt == "torchscript":
+                from edgenas.export import torchscript_beside
+
+                torchscript = torchscript_beside(space, arch, res)
             if fmt == "trt":
                 from edgenas.fleet.engine import build_engine_on_device
 
                 engine = build_engine_on_device(proj, device, res.onnx_path, out_dir=res.onnx_path.parent)
         if json_out:
-            emit_json(dict(res.to_dict(), engine=engine))
+            emit_json(dict(res.to_dict(), engine=engine, torchscript=str(torchscript) if torchscript else None))
             return
         out.print(f"ONNX: {esc(res.onnx_path)} ({'reused' if res.reused else 'exported'}, sha256 {res.sha256[:12]}…)")
+        if torchscript:
+            out.print(f"TorchScript: {esc(torchscript)} (input shape {list(res.input_shape)} stored inside)")
         p = res.parity
         out.print(f"parity vs PyTorch: max |diff| {p.get('max_abs', float('nan')):.2e}, "
                   f"median {p.get('median_abs', float('nan')):.2e} -> {'pass' if p.get('passed') else 'FAIL'}")
@@ -98,10 +105,10 @@ def register(app: typer.Typer) -> None:
 
     @app.command("measure")
     def measure(device: str = typer.Argument(..., help="profile name or 'local'"),
-                model: Path = typer.Argument(..., help="an ONNX file"),
+                model: Path = typer.Argument(..., help="an ONNX file (a TorchScript .pt for --runtime torch)"),
                 runtime: str = typer.Option(None, "--runtime", help="override the profile's runtime"),
                 json_out: bool = typer.Option(False, "--json", help="print the result as JSON")) -> None:
-        """Measure any ONNX model on a device."""
+        """Measure any ONNX model (or an exported TorchScript file) on a device."""
         from edgenas.fleet.deploy import measure_onnx
 
         with progress_bar(quiet=json_out) as bar:

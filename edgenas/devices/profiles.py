@@ -1,7 +1,8 @@
 """Device profiles: ``profiles/NAME.toml`` -> a validated, frozen ``DeviceProfile``.
 
 A profile says how to reach a device (host, port, user, key file or ssh-agent, optional ProxyJump) and
-how to measure on it (python, work dir, runtime, precision, threads, expected power mode, timeouts).
+how to measure on it (python, work dir, runtime and its provider, precision, threads, expected power
+mode, timeouts).
 Validation is strict: unknown keys, wrong types and out-of-range values are one ``InputError`` naming
 the file and the key. Passwords (or anything that looks like a secret) are refused outright.
 
@@ -16,7 +17,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from edgenas.devices.runtimes import runtime_names
+from edgenas.devices.runtimes import RUNTIMES as RUNTIME_REGISTRY, runtime_names
 from edgenas.errors import InputError
 from edgenas.io import read_toml
 from edgenas.project import Project
@@ -39,6 +40,7 @@ class DeviceProfile:
     python: str = "python3"
     workdir: str = "~/.edgenas"
     runtime: str = "onnxruntime"
+    provider: str | None = None      # where the runtime runs: cpu (None) | cuda | tensorrt (onnxruntime only)
     precision: str = "fp32"
     threads: int = 1
     power_mode: str | None = None
@@ -60,7 +62,7 @@ _SCHEMA: dict[str, tuple[tuple[type, ...], str]] = {
     "name": ((str,), "a string"), "host": ((str,), "a string"), "port": ((int,), "an integer"),
     "user": ((str,), "a string"), "key_file": ((str,), "a path"), "proxy_jump": ((str,), "a string"),
     "python": ((str,), "a string"), "workdir": ((str,), "a string"), "runtime": ((str,), "a string"),
-    "precision": ((str,), "a string"), "threads": ((int,), "an integer"),
+    "provider": ((str,), "a string"), "precision": ((str,), "a string"), "threads": ((int,), "an integer"),
     "power_mode": ((str,), "a string"), "connect_timeout_s": ((int, float), "a number"),
     "call_timeout_s": ((int, float), "a number"), "keepalive_s": ((int, float), "a number"),
     "transport": ((str,), "a string"),
@@ -94,6 +96,13 @@ def profile_from_dict(data: dict[str, Any], *, where: str = "<dict>") -> DeviceP
     transport = values.setdefault("transport", "local" if name == "local" else "ssh")
     _choice(where, "transport", transport, TRANSPORTS)
     _choice(where, "runtime", values.get("runtime", "onnxruntime"), RUNTIMES)
+    if "provider" in values:
+        runtime = values.get("runtime", "onnxruntime")
+        providers = get_runtime(runtime).providers
+        if not providers:
+            raise _bad(where, f"provider is not a setting of runtime {runtime!r} (it always runs on the GPU)",
+                       hint="remove the provider line")
+        _choice(where, "provider", values["provider"], providers)
     _choice(where, "precision", values.get("precision", "fp32"), PRECISIONS)
     if transport == "ssh":
         host = values.get("host", "")
@@ -121,6 +130,10 @@ def profile_from_dict(data: dict[str, Any], *, where: str = "<dict>") -> DeviceP
         if key in values:
             values[key] = float(values[key])
     return DeviceProfile(**values)
+
+
+def get_runtime(name: str) -> Any:
+    return RUNTIME_REGISTRY.get(name)
 
 
 def _choice(where: str, key: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -17,17 +17,30 @@ class Runtime:
     name: str
     builds_engine: bool  # the device builds an engine from the ONNX file before it can measure
     description: str
+    providers: tuple[str, ...] = ()  # where it can run (a profile's ``provider``); the first is the default
 
 
 RUNTIMES: Registry[Runtime] = Registry("runtime")
 
 for _rt in (
-    Runtime("onnxruntime", False, "ONNX Runtime (CPU, or CUDA/TensorRT execution providers where present)"),
+    Runtime("onnxruntime", False, "ONNX Runtime on the CPU, or its CUDA/TensorRT execution provider "
+                                  "(profile: provider = \"cuda\")", ("cpu", "cuda", "tensorrt")),
     Runtime("tensorrt", True, "TensorRT engine built on the device from the ONNX file (NVIDIA devices)"),
-    Runtime("torch", False, "PyTorch eager, on the device's CPU or CUDA"),
+    Runtime("torch", False, "PyTorch, a TorchScript file traced on the host, on the device's CPU or CUDA "
+                            "(profile: provider = \"cuda\")", ("cpu", "cuda")),
 ):
     RUNTIMES.register(_rt.name, _rt, help=_rt.description)
 
 
 def runtime_names() -> list[str]:
     return RUNTIMES.names()
+
+
+def provider_for(runtime: str, provider: str | None) -> str | None:
+    """What a call with ``runtime`` sends as ``provider`` for a profile's ``provider``: None for the CPU
+    (so a CPU profile's fingerprint is the same with or without ``provider = "cpu"``) and for TensorRT
+    (always the GPU); a GPU provider a runtime lacks becomes its GPU (torch: ``tensorrt`` -> ``cuda``)."""
+    providers = RUNTIMES.get(runtime).providers
+    if provider in (None, "cpu") or not providers:
+        return None
+    return provider if provider in providers else "cuda"

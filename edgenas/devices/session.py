@@ -57,14 +57,8 @@ class Session:
         return self._info[params["runtime"]]
 
     def runtime_params(self, runtime: str | None = None) -> dict[str, Any]:
-        """The runtime settings of a call: the profile's, or ``runtime`` (a registered name, checked
-        before anything is pushed to the device)."""
-        p = self.profile
-        if runtime is not None:
-            from edgenas.devices.runtimes import RUNTIMES
-
-            runtime = RUNTIMES.canonical(runtime)
-        return {"runtime": runtime or p.runtime, "threads": p.threads, "precision": p.precision}
+        """The runtime settings of a call: the profile's, or ``runtime`` (see ``runtime_params``)."""
+        return runtime_params(self.profile, runtime)
 
     def push(self, local: Path, subdir: str = "models") -> str:
         """Upload a file named by its SHA-256 unless the device has it; returns the remote path."""
@@ -80,6 +74,20 @@ class Session:
                                   hint="check the device's disk and retry")
         self._pushed[str(local)] = remote
         return remote
+
+
+def runtime_params(profile: DeviceProfile, runtime: str | None = None) -> dict[str, Any]:
+    """The runtime settings of ``profile``'s calls, or of ``runtime`` (a registered name; an unknown one is
+    an ``InputError`` before anything is pushed to the device). ``provider`` is sent only when it is not
+    the CPU, so CPU profiles keep their fingerprints (the settings are hashed into it)."""
+    from edgenas.devices.runtimes import RUNTIMES, provider_for
+
+    name = RUNTIMES.canonical(runtime) if runtime is not None else profile.runtime
+    params: dict[str, Any] = {"runtime": name, "threads": profile.threads, "precision": profile.precision}
+    provider = provider_for(name, profile.provider)
+    if provider is not None:
+        params["provider"] = provider
+    return params
 
 
 def open_transport(project: Project, profile: DeviceProfile) -> Transport:

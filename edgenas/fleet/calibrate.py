@@ -53,7 +53,7 @@ def calibrate_device(project: Project, device: str, space_name: str, *, measure:
     from edgenas.devices.profiles import load_profile
     from edgenas.devices.session import open_session
     from edgenas.export import default_export_dir, export_arch
-    from edgenas.fleet.measure import current_lut, measure_model, measurement_stats, reference_model
+    from edgenas.fleet.measure import current_lut, measure_model, measurement_stats, model_file, reference_model
     from edgenas.io import sha256_file
     from edgenas.latency.calibration import fit_calibration
     from edgenas.latency.predictor import LatencyPredictor
@@ -80,11 +80,11 @@ def calibrate_device(project: Project, device: str, space_name: str, *, measure:
         pred = LatencyPredictor(lut, space)
         archs = diverse_archs(space, pred, measure, seed) if measure > 0 else []
         rt = s.runtime_params()
-        ref_path = reference_model(project)
+        ref_path = reference_model(project, rt["runtime"])
         ref_sha = sha256_file(ref_path)
         for i, arch in enumerate(archs):
             exp = export_arch(space, arch, default_export_dir(project, space, arch))
-            out = measure_model(s, exp.onnx_path, reference=ref_path)
+            out = measure_model(s, model_file(rt["runtime"], space, arch, exp), reference=ref_path)
             raw = float(pred.predict_raw_many([arch])[0])
             stats, _ = measurement_stats(out.raw_stats, lut, ref_sha)
             store.add(Measurement(

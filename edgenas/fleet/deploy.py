@@ -17,7 +17,8 @@ from edgenas.devices.session import open_session
 from edgenas.errors import InputError, RuntimeMissingError
 from edgenas.fleet.engine import fallback_runtime
 from edgenas.fleet.measure import (
-    Progress, current_lut_or_none, measure_model, measurement_stats, predict_for, reference_model)
+    Progress, check_model_suffix, current_lut_or_none, measure_model, measurement_stats, model_file, predict_for,
+    reference_model)
 from edgenas.io import sha256_file
 from edgenas.project import Project
 from edgenas.spaces.base import SearchSpace
@@ -79,12 +80,13 @@ def deploy(project: Project, device: Any, space: SearchSpace, arch: Any, *, runt
     from edgenas.export import default_export_dir, export_arch
     from edgenas.store import open_store
 
-    ref_path = reference_model(project)
     with open_session(project, device) as s:  # the device is checked before anything is written
         rt_name, note = choose_runtime(s.device, runtime or s.profile.runtime, s.info(runtime))
         fp_hash = s.info(rt_name).fingerprint_hash
+        ref_path = reference_model(project, rt_name)
         exp = export_arch(space, arch, export_dir or default_export_dir(project, space, arch), progress=progress)
-        out = measure_model(s, exp.onnx_path, runtime=rt_name, progress=progress, reference=ref_path)
+        out = measure_model(s, model_file(rt_name, space, arch, exp), runtime=rt_name, progress=progress,
+                            reference=ref_path)
         rt = s.runtime_params(rt_name)
     lut, pnote = current_lut_or_none(project, s.device, space, fp_hash)
     stats, nominal = measurement_stats(out.raw_stats, lut, sha256_file(ref_path))
@@ -115,14 +117,37 @@ def deploy(project: Project, device: Any, space: SearchSpace, arch: Any, *, runt
 
 def measure_onnx(project: Project, device: Any, model: Path, *, runtime: str | None = None,
                  progress: Progress | None = None) -> dict[str, Any]:
-    """Check an ONNX file, then measure it on ``device`` (no prediction, no record)."""
+    """Check a model file (ONNX, or TorchScript with its input shapes for the torch runtime), then measure
+    it on ``device`` (no prediction, no record)."""
+    from edgenas.devices.profiles import DeviceProfile, load_profile
+    from edgenas.devices.session import runtime_params
+
+    profile = device if isinstance(device, DeviceProfile) else load_profile(project, device)
+    rt = runtime_params(profile, runtime)["runtime"]  # an unknown runtime or a file of the other format is
+    check_model_suffix(rt, Path(model))                # refused before the device is touched
+    check_model_file(Path(model))
+    with open_session(project, profile) as s:
+        out = measure_model(s, Path(model), runtime=rt, progress=progress, reference=reference_model(project, rt))
+        return {"device": s.device, "model": str(model), **out.to_dict()}
+
+
+def check_model_file(model: Path) -> None:
+    """An ONNX file must pass ``onnx.checker``; a ``.pt`` file must be TorchScript that holds its input
+    shapes (as ``edgenas export --format torchscript`` and the deploy exports write it)."""
     from exporters.checks import load_checked
     from exporters.errors import ExportCheckError
 
+    if model.suffix == ".pt":
+        from exporters.torchscript_export import stored_meta
+
+        if not model.is_file():
+            raise InputError(f"model file not found: {model}", hint="check the path")
+        meta = stored_meta(model)
+        if meta is None or "input_shapes" not in meta:
+            raise InputError(f"{model} is not a TorchScript file with its input shapes (edgenas.json inside)",
+                             hint="export it with: edgenas export ARCH.json --format torchscript")
+        return
     try:
         load_checked(model)
     except ExportCheckError as exc:
         raise InputError(str(exc)) from None
-    with open_session(project, device) as s:
-        out = measure_model(s, Path(model), runtime=runtime, progress=progress, reference=reference_model(project))
-        return {"device": s.device, "model": str(model), **out.to_dict()}

@@ -74,10 +74,10 @@ def measure_drift(session: Session, project: Project, lut: Lut, protocol: dict[s
     device must not trigger a rebuild)."""
     space = get_space(lut.space)
     keys = sentinel_keys(lut)
-    paths, _ = export_blocks(project, space, keys)
+    paths, _ = export_blocks(project, space, keys, runtime=lut.runtime)
     items = [{"key": k, "model": session.push(paths[k])} for k in keys]
     params = dict(session.runtime_params(lut.runtime), items=items, protocol=dict(LUT_PROTOCOL, **(protocol or {})))
-    ref_path = reference_model(project)
+    ref_path = reference_model(project, lut.runtime)
     if lut.normalised and lut.reference.get("sha256") == sha256_file(ref_path):  # type: ignore[union-attr]
         params["reference"] = session.push(ref_path)
     cov = float(np.median([lut.entries[k].cov for k in keys]))

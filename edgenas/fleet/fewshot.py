@@ -200,7 +200,7 @@ def add_fewshot(project: Project, device: str, space_name: str, k: int, *, seed:
     from edgenas.export import default_export_dir, export_arch
     from edgenas.devices.profiles import load_profile
     from edgenas.devices.session import open_session
-    from edgenas.fleet.measure import measure_model, reference_model
+    from edgenas.fleet.measure import measure_model, model_file, reference_model
     from edgenas.latency.fewshot_meta import select_architectures
     from edgenas.latency.fewshot_table import TableReferences
     from edgenas.spaces import get_space
@@ -214,9 +214,9 @@ def add_fewshot(project: Project, device: str, space_name: str, k: int, *, seed:
         raise InputError(f"--fewshot must be between 1 and 500 architectures, got {k}")
     tref = None if table is None else TableReferences.build(table, space)
     profile = load_profile(project, device)  # an unknown device is refused before anything is written
-    ref_path = reference_model(project)
     with open_session(project, profile) as s:
         fp_hash, rt = s.info().fingerprint_hash, s.runtime_params()
+        ref_path = reference_model(project, rt["runtime"])
         refs = [] if tref else reference_predictors(project, space, exclude=s.device)
         pool, X = _pool(space, refs, seed, table=tref)
         config, _ = _choose(space, X, refs, k, tref)  # what to measure: chosen on the references alone
@@ -226,7 +226,7 @@ def add_fewshot(project: Project, device: str, space_name: str, k: int, *, seed:
         store = open_store(project)
         for i, arch in enumerate(chosen):
             exp = export_arch(space, arch, default_export_dir(project, space, arch))
-            out = measure_model(s, exp.onnx_path, reference=ref_path, protocol=protocol)
+            out = measure_model(s, model_file(rt["runtime"], space, arch, exp), reference=ref_path, protocol=protocol)
             store.add(Measurement(
                 device=s.device, space=space.name, arch=space.to_dict(arch), artifact_sha256=exp.sha256,
                 runtime=rt["runtime"], precision=rt["precision"], fingerprint_hash=fp_hash,

@@ -76,9 +76,15 @@ WINNER_PROTOCOL: dict[str, Any] = {
 }
 
 
-def block_onnx_path(project: Project, space: SearchSpace, key: str) -> Path:
+def model_suffix(runtime: str) -> str:
+    """The file a runtime times: TorchScript for ``torch``, else ONNX (TensorRT builds its engine on the
+    device from the ONNX file)."""
+    return ".pt" if runtime == "torch" else ".onnx"
+
+
+def block_model_path(project: Project, space: SearchSpace, key: str, runtime: str = "onnxruntime") -> Path:
     digest = hashlib.sha256(f"{space.name}\n{key}".encode()).hexdigest()[:24]
-    return project.block_cache / space.name / f"{digest}.onnx"
+    return project.block_cache / space.name / f"{digest}{model_suffix(runtime)}"
 
 
 #: ``torch.onnx.export`` keeps global state and is not thread-safe: exports in one process are serialised
@@ -87,17 +93,20 @@ _EXPORT_LOCK = threading.Lock()
 
 
 def export_blocks(project: Project, space: SearchSpace, keys: list[str],
-                  progress: Progress | None = None) -> tuple[dict[str, Path], int]:
-    """Export each key once (cached on disk by key); returns key -> path and how many were new."""
+                  progress: Progress | None = None, runtime: str = "onnxruntime") -> tuple[dict[str, Path], int]:
+    """Export each key once for ``runtime`` (ONNX, or TorchScript for torch; cached on disk by key);
+    returns key -> path and how many were new."""
     from exporters.onnx_export import export_onnx
+    from exporters.torchscript_export import export_torchscript
 
+    write = export_torchscript if runtime == "torch" else export_onnx
     paths, new = {}, 0
     for i, key in enumerate(keys):
-        path = block_onnx_path(project, space, key)
+        path = block_model_path(project, space, key, runtime)
         if not path.exists():
             with _EXPORT_LOCK:
                 if not path.exists():
-                    export_onnx(space.build_block(key).eval(), tuple(space.block_input_shape(key)), path)
+                    write(space.build_block(key).eval(), tuple(space.block_input_shape(key)), path)
                     new += 1
         paths[key] = path
         if progress:
@@ -105,26 +114,34 @@ def export_blocks(project: Project, space: SearchSpace, keys: list[str],
     return paths, new
 
 
-def overhead_model(project: Project) -> Path:
-    """A trivial ONNX model (one Relu on 8 floats) that times the runtime's per-call overhead."""
+def overhead_model(project: Project, runtime: str = "onnxruntime") -> Path:
+    """A trivial model (one Relu on 8 floats) that times the runtime's per-call overhead."""
     from onnx import TensorProto, helper
 
-    path = project.block_cache / "overhead-relu8.onnx"
-    if not path.exists():
-        x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 8])
-        y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 8])
-        graph = helper.make_graph([helper.make_node("Relu", ["input"], ["output"])], "overhead", [x], [y])
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-        model.ir_version = 8
-        atomic_write_bytes(path, model.SerializeToString())
+    path = project.block_cache / f"overhead-relu8{model_suffix(runtime)}"
+    if path.exists():
+        return path
+    if runtime == "torch":
+        import torch
+        from exporters.torchscript_export import export_torchscript
+
+        export_torchscript(torch.nn.ReLU(), (1, 8), path)
+        return path
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 8])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 8])
+    graph = helper.make_graph([helper.make_node("Relu", ["input"], ["output"])], "overhead", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    atomic_write_bytes(path, model.SerializeToString())
     return path
 
 
 REFERENCE_DESCRIPTION = "Conv 3x3 16->16 on 1x16x16x16 + Relu (fixed weights)"
 
 
-def reference_model(project: Project) -> Path:
-    """The speed reference timed in alternation with every measurement (deterministic bytes).
+def reference_model(project: Project, runtime: str = "onnxruntime") -> Path:
+    """The speed reference timed in alternation with every measurement (deterministic weights; the ONNX
+    file's bytes are deterministic too), as the file ``runtime`` times.
 
     A small convolution comparable to one block: ratios to it are immune to the speed drift of the
     machine (turbo, throttling, noisy neighbours), see ``device_agents/edgenas_agent/measure.py``.
@@ -132,18 +149,38 @@ def reference_model(project: Project) -> Path:
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
 
-    path = project.block_cache / "reference-conv16.onnx"
-    if not path.exists():
-        w = np.random.default_rng(12345).standard_normal((16, 16, 3, 3)).astype(np.float32) * 0.1
-        x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 16, 16, 16])
-        y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 16, 16, 16])
-        nodes = [helper.make_node("Conv", ["input", "w"], ["c"], pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
-                 helper.make_node("Relu", ["c"], ["output"])]
-        graph = helper.make_graph(nodes, "reference", [x], [y], [numpy_helper.from_array(w, "w")])
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-        model.ir_version = 8
-        atomic_write_bytes(path, model.SerializeToString())
+    path = project.block_cache / f"reference-conv16{model_suffix(runtime)}"
+    if path.exists():
+        return path
+    w = np.random.default_rng(12345).standard_normal((16, 16, 3, 3)).astype(np.float32) * 0.1
+    if runtime == "torch":
+        import torch
+        from exporters.torchscript_export import export_torchscript
+
+        conv = torch.nn.Conv2d(16, 16, 3, padding=1, bias=False)
+        with torch.no_grad():
+            conv.weight.copy_(torch.from_numpy(w))
+        export_torchscript(torch.nn.Sequential(conv, torch.nn.ReLU()), (1, 16, 16, 16), path)
+        return path
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 16, 16, 16])
+    y = helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 16, 16, 16])
+    nodes = [helper.make_node("Conv", ["input", "w"], ["c"], pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
+             helper.make_node("Relu", ["c"], ["output"])]
+    graph = helper.make_graph(nodes, "reference", [x], [y], [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    atomic_write_bytes(path, model.SerializeToString())
     return path
+
+
+def model_file(runtime: str, space: SearchSpace, arch: Any, exp: Any) -> Path:
+    """The file ``runtime`` times for an export (``edgenas.export.ExportResult``) of ``arch``: its ONNX
+    file, or for torch the TorchScript file traced beside it."""
+    if runtime != "torch":
+        return exp.onnx_path
+    from edgenas.export import torchscript_beside
+
+    return torchscript_beside(space, arch, exp)
 
 
 def nominal_reference(results: list[dict[str, Any]], path: Path) -> dict[str, Any] | None:
@@ -189,15 +226,29 @@ def measurement_stats(stats: dict[str, Any], lut: Any, reference_sha: str) -> tu
     return (dict(stats, nominal_ms=nominal) if nominal is not None else dict(stats)), nominal
 
 
-def measure_model(session: Session, onnx_path: Path, *, runtime: str | None = None,
+def check_model_suffix(runtime: str, path: Path) -> None:
+    """Refuse a file of the other format (ONNX for torch, TorchScript for the others)."""
+    want = model_suffix(runtime)
+    if path.suffix != want:
+        hint = ("measure it with --runtime torch" if path.suffix == ".pt" else
+                "export the TorchScript file with: edgenas export ARCH.json --format torchscript")
+        raise InputError(f"runtime {runtime} times {'TorchScript' if want == '.pt' else 'ONNX'} ({want}) files, "
+                         f"not {path.name}", hint=hint)
+
+
+def measure_model(session: Session, model_path: Path, *, runtime: str | None = None,
                   protocol: dict[str, Any] | None = None, progress: Progress | None = None,
                   reference: Path | None = None) -> BenchAnswer:
-    """Push and time one ONNX model on an open session; builds a TensorRT engine when asked.
+    """Push and time one model file on an open session (ONNX, or TorchScript for the torch runtime: see
+    ``model_file``); builds a TensorRT engine when asked.
 
-    With ``reference`` (an ONNX model; for ONNX-based runtimes) it is timed in alternation, so the
-    stats also carry the model's ratio to it (see ``reference_model``)."""
+    With ``reference`` (``reference_model`` for the same runtime; not for TensorRT) it is timed in
+    alternation, so the stats also carry the model's ratio to it."""
     params = session.runtime_params(runtime)
-    remote = session.push(onnx_path)
+    for path in (model_path, reference):
+        if path is not None:
+            check_model_suffix(params["runtime"], Path(path))
+    remote = session.push(model_path)
     if reference is not None and params["runtime"] != "tensorrt":
         params["reference"] = session.push(reference)
     model = remote

@@ -98,7 +98,8 @@ def _profile_device(project: Project, device: Any, space: SearchSpace, *, force:
             return ProfileResult(s.device, space.name, existing, fp_hash, len(lut.entries), True, 0, 0, 0,
                                  len(lut.unstable_keys), time.perf_counter() - t0)
         keys = space.key_vocab()
-        paths, exported = export_blocks(project, space, keys, progress)
+        runtime = s.runtime_params()["runtime"]
+        paths, exported = export_blocks(project, space, keys, progress, runtime)
         partial = f"partial/{space.name}-{fp_hash[:12]}.jsonl"
         if force and existing.exists():
             # named after the table being replaced: a forced run that is interrupted resumes on the next
@@ -107,7 +108,7 @@ def _profile_device(project: Project, device: Any, space: SearchSpace, *, force:
         results: dict[str, dict[str, Any]] = {}
         resumed = 0
         done = 0
-        ref_path = reference_model(project)
+        ref_path = reference_model(project, runtime)
         ref_remote = s.push(ref_path)
         for start in range(0, len(keys), batch_size):
             batch = keys[start:start + batch_size]
@@ -127,7 +128,7 @@ def _profile_device(project: Project, device: Any, space: SearchSpace, *, force:
             if progress:
                 progress(f"time blocks on {s.device}", done, len(keys))
         overhead = BenchAnswer.from_answer(s.device, s.call(
-            "bench", dict(s.runtime_params(), model=s.push(overhead_model(project)), protocol=proto,
+            "bench", dict(s.runtime_params(), model=s.push(overhead_model(project, runtime)), protocol=proto,
                           reference=ref_remote)), "overhead bench")
         entries = {k: EntryStats.from_checked(results[k]) for k in keys if k in results}  # checked on arrival
         missing = [k for k in keys if k not in entries]

@@ -34,7 +34,7 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 from edgenas.devices.session import Session, open_session
 from edgenas.errors import EdgenasError, InputError
@@ -154,7 +154,7 @@ def refresh_fleet(project: Project, profiles: list[Any], space: str, *, concurre
         profiles = [p for p in profiles if p.name in failed]
     results: list[DeviceRefresh] = []
     if profiles:
-        prepare_blocks(project, space, progress)
+        prepare_blocks(project, space, progress, runtimes={p.runtime for p in profiles})
         with ThreadPoolExecutor(max_workers=min(concurrency, len(profiles))) as pool:
             futures = [pool.submit(refresh_device, project, p, space, protocol=protocol, drift_floor=drift_floor)
                        for p in profiles]
@@ -169,17 +169,21 @@ def refresh_fleet(project: Project, profiles: list[Any], space: str, *, concurre
     return results
 
 
-def prepare_blocks(project: Project, space: str, progress: Progress | None = None) -> int:
-    """Export every block of ``space`` (and the reference and overhead models) into the shared block
-    cache, in this thread, before devices are handled in parallel: ``torch.onnx.export`` is not
-    thread-safe, so device threads must only ever read the cache. Returns how many were new."""
-    from edgenas.fleet.measure import export_blocks, overhead_model, reference_model
+def prepare_blocks(project: Project, space: str, progress: Progress | None = None,
+                   runtimes: Iterable[str] = ("onnxruntime",)) -> int:
+    """Export every block of ``space`` (and the reference and overhead models) for each of ``runtimes``
+    into the shared block cache, in this thread, before devices are handled in parallel:
+    ``torch.onnx.export`` and tracing are not thread-safe, so device threads must only ever read the cache.
+    Returns how many were new."""
+    from edgenas.fleet.measure import export_blocks, model_suffix, overhead_model, reference_model
     from edgenas.spaces import get_space
 
     sp = get_space(space)
-    _, new = export_blocks(project, sp, sp.key_vocab(), progress)
-    reference_model(project)
-    overhead_model(project)
+    new = 0
+    for runtime in sorted({model_suffix(r): r for r in runtimes}.values()):  # one export per file format
+        new += export_blocks(project, sp, sp.key_vocab(), progress, runtime)[1]
+        reference_model(project, runtime)
+        overhead_model(project, runtime)
     return new
 
 

@@ -28,6 +28,57 @@ def test_torchscript_bench(client, transport, tmp_path, fast):
     assert exc.value.type == "BadRequest" and "input_shapes" in exc.value.agent_message
 
 
+def _exported(tmp_path, transport, name="e.pt", shape=(1, 4, 8, 8)):
+    from exporters.torchscript_export import export_torchscript
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(shape[1], 4, 3, padding=1), torch.nn.ReLU())
+    export_torchscript(model, shape, tmp_path / name)
+    transport.put_file(tmp_path / name, f"models/{name}")
+    return f"models/{name}"
+
+
+def test_shapes_stored_in_the_file(client, transport, tmp_path, fast):
+    """Files exported by the host carry their shapes: blocks of two shapes and no input_shapes in one call."""
+    a = _exported(tmp_path, transport, "a.pt", (1, 4, 8, 8))
+    b = _exported(tmp_path, transport, "b.pt", (1, 3, 16, 16))
+    out = client.call("bench_many", {"items": [{"key": "a", "model": a}, {"key": "b", "model": b}],
+                                     "runtime": "torch", "threads": 1, "protocol": fast,
+                                     "partial": "partial/shapes.jsonl"}, timeout_s=300)
+    assert set(out["results"]) == {"a", "b"} and all(r["median_ms"] > 0 for r in out["results"].values())
+
+
+@pytest.mark.parametrize("params, kind, text", [
+    ({"provider": "rocm"}, "BadRequest", "unknown torch provider"),
+    ({"input_shapes": [[1, 0, 8, 8]]}, "BadRequest", "input_shapes"),
+    ({"input_shapes": [[1, 4, 8, 8.5]]}, "BadRequest", "input_shapes"),
+    ({"input_shapes": [[1 << 20, 1 << 20]]}, "BadRequest", "input_shapes"),
+    ({"input_shapes": "1,4,8,8"}, "BadRequest", "input_shapes"),
+])
+def test_bad_settings_are_refused(client, transport, tmp_path, fast, params, kind, text):
+    rel = _exported(tmp_path, transport)
+    with pytest.raises(AgentError) as exc:
+        client.call("bench", dict({"model": rel, "runtime": "torch", "protocol": fast}, **params), timeout_s=300)
+    assert exc.value.type == kind and text in exc.value.agent_message
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the answer of a machine without CUDA")
+def test_cuda_missing(client, transport, tmp_path, fast):
+    rel = _exported(tmp_path, transport)
+    with pytest.raises(AgentError) as exc:
+        client.call("bench", {"model": rel, "runtime": "torch", "provider": "cuda", "protocol": fast}, timeout_s=300)
+    assert exc.value.type == "RuntimeMissing" and "no CUDA device" in exc.value.agent_message
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU with CUDA")
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_torch_on_cuda(client, transport, tmp_path, fast, precision):
+    rel = _exported(tmp_path, transport)
+    r = client.call("bench", {"model": rel, "runtime": "torch", "provider": "cuda", "precision": precision,
+                              "protocol": fast}, timeout_s=300)
+    assert r["session"]["device"].startswith("cuda") and r["session"]["precision"] == precision
+    assert r["stats"]["n"] >= fast["min_n"] and 0 < r["stats"]["median_ms"] < 100
+
+
 def test_registry_names_and_unknown_runtime():
     assert runtimes.NAMES == ("onnxruntime", "tensorrt", "torch")
     probed = runtimes.probe_all()

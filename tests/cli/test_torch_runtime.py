@@ -1,0 +1,133 @@
+"""The ``torch`` runtime and the ``provider`` setting end to end on local devices: TorchScript blocks and
+models are traced on the host (with their input shapes inside), profiled, deployed and calibrated; a
+file of the other format, or a GPU the machine lacks, is one clear error that changes nothing."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.cli.conftest import FAST
+
+torch = pytest.importorskip("torch")
+
+
+def _profile(proj, name: str, **settings: str) -> None:
+    lines = ["[device]", f'name = "{name}"', 'transport = "local"'] + [f'{k} = "{v}"' for k, v in settings.items()]
+    (proj / "profiles").mkdir(exist_ok=True)
+    (proj / "profiles" / f"{name}.toml").write_text("\n".join(lines) + "\n")
+
+
+def _arch_file(tmp_path, seed: int = 3):
+    from edgenas.spaces import get_space
+
+    space = get_space("mbv3-tiny")
+    path = tmp_path / "arch.json"
+    path.write_text(json.dumps(space.to_dict(space.sample(np.random.default_rng(seed)))))
+    return path
+
+
+def test_torch_profile_deploy_calibrate(proj, cli, tmp_path):
+    from edgenas.fleet.profiler import profile_device
+    from edgenas.latency.lut import Lut
+    from edgenas.project import Project
+    from edgenas.store import open_store
+    from exporters.torchscript_export import stored_meta
+
+    _profile(proj, "cpu-torch", runtime="torch")
+    res = profile_device(Project(proj), "cpu-torch", "mbv3-tiny", protocol=FAST)
+    assert res.n_entries == 22 and res.measured == 22
+    lut = Lut.load(res.lut_path)
+    assert lut.runtime == "torch" and lut.fingerprint["settings"]["runtime"] == "torch"
+    assert "provider" not in lut.fingerprint["settings"]  # the CPU: no provider sent, fingerprints unchanged
+    blocks = list((proj / ".edgenas" / "blocks" / "mbv3-tiny").glob("*.pt"))
+    assert len(blocks) == 22 and all(stored_meta(p)["input_shapes"] for p in blocks)
+    assert lut.reference["ms"] > 0  # timed against the TorchScript copy of the speed reference
+    onnx_lut = next((proj / "luts" / "local").glob("mbv3-tiny-*.json"))
+    assert Lut.load(onnx_lut).fingerprint_hash != lut.fingerprint_hash
+
+    arch = _arch_file(tmp_path)
+    d = cli("deploy", "cpu-torch", str(arch), "--out", str(tmp_path / "exp"), "--json")
+    assert d.code == 0, d.err
+    d = d.json()
+    assert d["measured_ms"] > 0 and d["predicted_ms"] > 0 and d["stats"]["n"] >= 1
+    meta = stored_meta(tmp_path / "exp" / "model.pt")
+    manifest = json.loads((tmp_path / "exp" / "manifest.json").read_text())
+    assert meta["onnx_sha256"] == manifest["onnx_sha256"] and meta["input_shapes"] == [manifest["input_shape"]]
+    (m,) = open_store(Project(proj)).list(device="cpu-torch")
+    assert m.runtime == "torch" and m.fingerprint_hash == lut.fingerprint_hash
+
+    c = cli("lut", "calibrate", "cpu-torch", "--space", "mbv3-tiny", "--json")
+    assert c.code == 0, c.err
+    assert c.json()["n_points"] == 1
+
+
+def test_deploy_runtime_override_and_export_format(proj, cli, tmp_path):
+    arch = _arch_file(tmp_path, seed=5)
+    e = cli("export", str(arch), "--out", str(tmp_path / "exp"), "--format", "torchscript", "--json")
+    assert e.code == 0, e.err
+    pt = tmp_path / "exp" / "model.pt"
+    assert e.json()["torchscript"] == str(pt) and pt.is_file()
+    before = pt.stat().st_mtime_ns
+    again = cli("export", str(arch), "--out", str(tmp_path / "exp"), "--format", "torchscript", "--json")
+    assert again.code == 0 and pt.stat().st_mtime_ns == before  # traced once per ONNX file
+
+    d = cli("deploy", "local", str(arch), "--out", str(tmp_path / "exp"), "--runtime", "torch", "--json")
+    assert d.code == 0, d.err
+    assert d.json()["runtime"] == "torch" and d.json()["measured_ms"] > 0
+    m = cli("measure", "local", str(pt), "--runtime", "torch", "--json")
+    assert m.code == 0, m.err
+    assert m.json()["session"]["runtime"] == "torch" and m.json()["stats"]["median_ms"] > 0
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_wrong_format_is_one_error_and_changes_nothing(proj, cli, tmp_path, snapshot):
+    arch = _arch_file(tmp_path, seed=7)
+    assert cli("export", str(arch), "--out", str(tmp_path / "exp"), "--format", "torchscript").code == 0
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a TorchScript archive")
+    plain = tmp_path / "plain.pt"  # TorchScript without the shapes edgenas stores
+    torch.jit.trace(torch.nn.ReLU(), torch.randn(1, 4)).save(str(plain))
+    cases = [
+        (("measure", "local", str(tmp_path / "exp" / "model.pt")), "runtime onnxruntime times ONNX"),
+        (("measure", "local", str(tmp_path / "exp" / "model.onnx"), "--runtime", "torch"), "TorchScript (.pt)"),
+        (("measure", "local", str(junk), "--runtime", "torch"), "not a TorchScript file"),
+        (("measure", "local", str(plain), "--runtime", "torch"), "with its input shapes"),
+    ]
+    before = snapshot(proj)
+    for args, text in cases:
+        res = cli(*args)
+        assert res.code != 0 and text in res.err, (args, res.err)
+        assert len(res.err.strip().splitlines()) == 1 and "Traceback" not in res.err
+    assert snapshot(proj) == before
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error of a machine without CUDA")
+def test_cuda_missing_is_one_error(proj, cli):
+    _profile(proj, "gpu", runtime="torch", provider="cuda")
+    res = cli("profile", "gpu", "--space", "mbv3-tiny")
+    assert res.code != 0 and "torch has no CUDA device here" in res.err
+    assert len(res.err.strip().splitlines()) == 1
+    assert not (proj / "luts" / "gpu").exists()
+
+
+def test_provider_setting():
+    from edgenas.devices.profiles import profile_from_dict
+    from edgenas.devices.session import runtime_params
+    from edgenas.errors import InputError
+
+    cpu = profile_from_dict({"name": "a", "transport": "local", "provider": "cpu"})
+    assert runtime_params(cpu) == runtime_params(profile_from_dict({"name": "a", "transport": "local"}))
+    gpu = profile_from_dict({"name": "b", "transport": "local", "provider": "cuda", "precision": "fp16"})
+    assert runtime_params(gpu) == {"runtime": "onnxruntime", "threads": 1, "precision": "fp16", "provider": "cuda"}
+    trt_ep = profile_from_dict({"name": "c", "transport": "local", "provider": "tensorrt"})
+    assert runtime_params(trt_ep, "torch")["provider"] == "cuda"  # torch's GPU
+    assert "provider" not in runtime_params(trt_ep, "tensorrt")   # an engine always runs on the GPU
+    for bad, text in (({"provider": "rocm"}, "provider 'rocm' is not one of cpu, cuda, tensorrt"),
+                      ({"runtime": "torch", "provider": "tensorrt"}, "is not one of cpu, cuda"),
+                      ({"runtime": "tensorrt", "provider": "cuda"}, "not a setting of runtime 'tensorrt'"),
+                      ({"provider": 1}, "provider must be a string")):
+        with pytest.raises(InputError, match=text):
+            profile_from_dict(dict({"name": "d", "transport": "local"}, **bad))
