@@ -1,0 +1,184 @@
+"""The GPU paths end to end on a machine with an NVIDIA GPU: profile, deploy and calibrate per runtime.
+
+For each device profile (all ``transport = "local"``, so the agent runs as a subprocess of this machine):
+``cpu-ort`` (ONNX Runtime on the CPU: the default ``local`` device, the baseline), ``cpu-torch``,
+``gpu-torch`` (TorchScript on CUDA, fp32), ``gpu-torch-fp16`` and ``gpu-ort`` (ONNX Runtime's CUDA
+provider): build the LUT of the space (time and entries), deploy ``--n`` seeded random architectures
+(whole-model winner protocol), and compare the LUT-sum prediction with the measurement (share within
+±10%, Spearman), raw and after ``lut calibrate`` on those measurements (in-sample: the calibration is
+fitted on the same architectures). A runtime the machine lacks is reported with the device's one-line
+error. Also: the environment (GPU, driver, torch, ONNX Runtime providers, TensorRT), and zero-cost
+proxy scores on ``cuda`` vs ``cpu`` (agreement and time).
+
+    python bench/gpu_runtimes.py --space mbv3-small --n 8 --seed 0 [--out FILE]
+
+Prints JSON. On a machine without CUDA the GPU profiles report the error and the CPU ones still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+PROFILES = {
+    "cpu-ort": {"runtime": "onnxruntime"},
+    "cpu-torch": {"runtime": "torch"},
+    "gpu-torch": {"runtime": "torch", "provider": "cuda"},
+    "gpu-torch-fp16": {"runtime": "torch", "provider": "cuda", "precision": "fp16"},
+    "gpu-ort": {"runtime": "onnxruntime", "provider": "cuda"},
+}
+
+
+def environment() -> dict[str, Any]:
+    env: dict[str, Any] = {}
+    try:
+        env["nvidia_smi"] = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        env["nvidia_smi"] = f"unavailable: {exc}"
+    import torch
+
+    env["torch"] = torch.__version__
+    env["torch_cuda"] = torch.version.cuda
+    env["cuda_device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    import onnxruntime as ort
+
+    env["onnxruntime"] = ort.__version__
+    env["onnxruntime_providers"] = ort.get_available_providers()
+    try:
+        import tensorrt
+
+        env["tensorrt"] = tensorrt.__version__
+    except Exception as exc:  # noqa: BLE001 - report whatever stops it
+        env["tensorrt"] = f"unavailable: {type(exc).__name__}: {exc}"
+    return env
+
+
+def write_profiles(root: Path, threads: int) -> None:
+    (root / "profiles").mkdir(parents=True, exist_ok=True)
+    for name, settings in PROFILES.items():
+        lines = ["[device]", f'name = "{name}"', 'transport = "local"', f"threads = {threads}"]
+        lines += [f'{k} = "{v}"' for k, v in settings.items()]
+        (root / "profiles" / f"{name}.toml").write_text("\n".join(lines) + "\n")
+
+
+def within10(pred: np.ndarray, measured: np.ndarray) -> float:
+    return float(np.mean(np.abs(pred - measured) / measured <= 0.10))
+
+
+def run_device(proj: Any, name: str, space: Any, archs: list[Any]) -> dict[str, Any]:
+    from scipy.stats import spearmanr
+
+    from edgenas.errors import EdgenasError
+    from edgenas.fleet.calibrate import calibrate_device
+    from edgenas.fleet.deploy import deploy
+    from edgenas.fleet.profiler import profile_device
+    from edgenas.latency.lut import Lut
+
+    out: dict[str, Any] = {"profile": PROFILES[name]}
+    try:
+        t0 = time.perf_counter()
+        prof = profile_device(proj, name, space.name)
+        out["lut_build_s"] = round(time.perf_counter() - t0, 2)
+        lut = Lut.load(prof.lut_path)
+        out["lut"] = {"entries": prof.n_entries, "unstable": prof.unstable, "overhead_ms": lut.overhead_ms,
+                      "settings": lut.fingerprint.get("settings"),
+                      "block_median_ms": float(np.median([e.median_ms for e in lut.entries.values()]))}
+        measured, predicted, cold = [], [], []
+        t0 = time.perf_counter()
+        for arch in archs:
+            res = deploy(proj, name, space, arch)
+            stats = res.measurement.stats
+            measured.append(float(stats.get("nominal_ms") or stats["median_ms"]))
+            predicted.append(float(res.measurement.predicted_raw_ms))
+            cold.append(float(res.measurement.cold_start.get("session_ms", float("nan"))))
+        out["deploy_s"] = round(time.perf_counter() - t0, 2)
+        m, p = np.array(measured), np.array(predicted)
+        cal = calibrate_device(proj, name, space.name)
+        out.update({
+            "measured_ms": [round(x, 4) for x in measured], "lut_sum_ms": [round(x, 4) for x in predicted],
+            "within10_raw": within10(p, m), "spearman": float(spearmanr(p, m)[0]),
+            "median_ratio_lut_sum_to_measured": float(np.median(p / m)),
+            "within10_calibrated_in_sample": cal.within10_calibrated, "calibration": cal.params,
+            "cold_start_session_ms_median": float(np.median(cold)),
+        })
+    except EdgenasError as exc:
+        out["error"] = str(exc).splitlines()[0][:300]
+    return out
+
+
+def proxies(space: Any, n: int, seed: int) -> dict[str, Any]:
+    import torch
+
+    from edgenas.evaluate.base import make_evaluator
+
+    if not torch.cuda.is_available():
+        return {"error": "no CUDA device"}
+    torch.set_num_threads(4)
+    archs = [space.sample(np.random.default_rng(seed + i)) for i in range(n)]
+    out: dict[str, Any] = {}
+    for proxy in ("synflow", "naswot"):
+        row: dict[str, Any] = {}
+        scores = {}
+        for device in ("cpu", "cuda"):
+            ev = make_evaluator(proxy, space, seed=seed, device=device)
+            ev.evaluate(archs[:1])  # warm-up (CUDA context, cuDNN)
+            t0 = time.perf_counter()
+            scores[device] = np.array(ev.evaluate(archs), dtype=float)
+            row[f"{device}_s"] = round(time.perf_counter() - t0, 3)
+        rel = np.abs(scores["cuda"] - scores["cpu"]) / np.maximum(np.abs(scores["cpu"]), 1e-12)
+        from scipy.stats import spearmanr
+
+        row.update({"max_rel_diff": float(rel.max()), "spearman_cpu_cuda": float(spearmanr(scores["cpu"],
+                                                                                              scores["cuda"])[0])})
+        out[proxy] = row
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--space", default="mbv3-small")
+    ap.add_argument("--n", type=int, default=8, help="architectures deployed per device")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1, help="CPU threads of every profile (local's default: 1)")
+    ap.add_argument("--devices", nargs="*", default=list(PROFILES))
+    ap.add_argument("--proxies", type=int, default=16, help="architectures scored per proxy on cpu and cuda")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+
+    from edgenas.project import Project
+    from edgenas.spaces import get_space
+
+    t_all = time.perf_counter()
+    result: dict[str, Any] = {"bench": "gpu_runtimes", "space": args.space, "n": args.n, "seed": args.seed,
+                              "threads": args.threads, "environment": environment(), "devices": {}}
+    root = Path(tempfile.mkdtemp(prefix="edgenas-gpu-"))
+    write_profiles(root, args.threads)
+    proj = Project(root)
+    space = get_space(args.space)
+    archs = [space.sample(np.random.default_rng(args.seed * 1000 + i)) for i in range(args.n)]
+    for name in args.devices:
+        result["devices"][name] = run_device(proj, name, space, archs)
+        print(json.dumps({name: result["devices"][name]}), file=sys.stderr, flush=True)
+    if args.proxies:
+        result["proxies_cpu_vs_cuda"] = proxies(space, args.proxies, args.seed)
+    result["total_s"] = round(time.perf_counter() - t_all, 1)
+    text = json.dumps(result, indent=1)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
