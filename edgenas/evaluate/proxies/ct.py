@@ -77,7 +77,7 @@ class Compression(Proxy):
 
 def _flat_grad(model: nn.Module) -> torch.Tensor:
     parts = [m.weight.grad.reshape(-1) for m in weight_layers(model) if m.weight.grad is not None]
-    return torch.cat(parts).double() if parts else torch.zeros(1, dtype=torch.float64)
+    return torch.cat(parts).double().cpu() if parts else torch.zeros(1, dtype=torch.float64)
 
 
 @PROXIES.register("trainability", help="gradient signal-to-noise ratio after one SGD step")

@@ -33,7 +33,7 @@ class NASWOT(Proxy):
     def score(self, model: nn.Module, batch: Batch) -> float:
         x = batch[0]
         n = x.shape[0]
-        kernel = torch.zeros(n, n, dtype=torch.float64)
+        kernel = torch.zeros(n, n, dtype=torch.float64, device=x.device)
 
         def hook(_module: nn.Module, inputs: tuple[torch.Tensor, ...], _out: torch.Tensor) -> None:
             code = (inputs[0].detach() > 0).reshape(n, -1).to(torch.float64)
@@ -86,7 +86,7 @@ class SynFlow(Proxy):
             for p in net.parameters():
                 p.abs_()
         net.zero_grad(set_to_none=True)
-        ones = torch.ones((1, *batch[0].shape[1:]), dtype=torch.float64)
+        ones = torch.ones((1, *batch[0].shape[1:]), dtype=torch.float64, device=batch[0].device)
         out = net(ones)
         if not torch.isfinite(out).all():
             return NEG_INF
@@ -127,7 +127,7 @@ class JacobCov(Proxy):
         if not torch.isfinite(out).all():
             return NEG_INF
         out.backward(torch.ones_like(out))
-        jac = x.grad.reshape(x.shape[0], -1).double().numpy()
+        jac = x.grad.reshape(x.shape[0], -1).double().cpu().numpy()
         if not np.isfinite(jac).all() or np.any(jac.std(axis=1) == 0):
             return NEG_INF
         eig = np.clip(np.linalg.eigvalsh(np.corrcoef(jac)), 0.0, None)  # clip round-off negatives
@@ -141,6 +141,11 @@ class Params(Proxy):
 
     def score(self, model: nn.Module, batch: Batch) -> float:
         return float(sum(p.numel() for p in model.parameters() if p.requires_grad))
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    """Where the model's parameters are (the CPU for a model without any)."""
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
 def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
@@ -166,7 +171,7 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     try:
         model.eval()
         with torch.no_grad():
-            model(torch.zeros((1, *input_shape[1:])))
+            model(torch.zeros((1, *input_shape[1:]), device=_device_of(model)))
     finally:
         for h in handles:
             h.remove()
