@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from edgenas.devices.runtimes import RUNTIMES as RUNTIME_REGISTRY, runtime_names
+from edgenas.devices.runtimes import RUNTIMES as RUNTIME_REGISTRY, precisions_for, provider_for, runtime_names
 from edgenas.errors import InputError
 from edgenas.io import read_toml
 from edgenas.project import Project
@@ -103,6 +103,14 @@ def profile_from_dict(data: dict[str, Any], *, where: str = "<dict>") -> DeviceP
             raise _bad(where, f"provider is not a setting of runtime {runtime!r} (it always runs on the GPU)",
                        hint="remove the provider line")
         _choice(where, "provider", values["provider"], providers)
+    runtime = values.get("runtime", "onnxruntime")
+    allowed = precisions_for(runtime, provider_for(runtime, values.get("provider")))
+    if values.get("precision", "fp32") not in allowed:
+        hint = ('use precision = "fp32", or provider = "tensorrt" (or runtime = "tensorrt") to measure fp16'
+                if runtime == "onnxruntime" else 'use precision = "fp32" or "fp16"')
+        raise _bad(where, f"precision {values['precision']!r} is not measured by runtime {runtime!r}"
+                   + (f" on provider {values['provider']!r}" if values.get("provider") else "")
+                   + f" (it measures {', '.join(allowed)})", hint=hint)
     _choice(where, "precision", values.get("precision", "fp32"), PRECISIONS)
     if transport == "ssh":
         host = values.get("host", "")

@@ -44,3 +44,14 @@ def provider_for(runtime: str, provider: str | None) -> str | None:
     if provider in (None, "cpu") or not providers:
         return None
     return provider if provider in providers else "cuda"
+
+
+def precisions_for(runtime: str, provider: str | None) -> tuple[str, ...]:
+    """The precisions ``runtime`` on ``provider`` (as ``provider_for`` gives it) really measures: ONNX
+    Runtime runs the exported fp32 graph as it is, except through its TensorRT provider (fp16 too); torch
+    halves model and inputs for fp16; a TensorRT engine is built in any of the three."""
+    if runtime == "tensorrt":
+        return ("fp32", "fp16", "int8")
+    if runtime == "torch" or provider == "tensorrt":
+        return ("fp32", "fp16")
+    return ("fp32",)

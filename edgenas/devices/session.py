@@ -79,12 +79,16 @@ class Session:
 def runtime_params(profile: DeviceProfile, runtime: str | None = None) -> dict[str, Any]:
     """The runtime settings of ``profile``'s calls, or of ``runtime`` (a registered name; an unknown one is
     an ``InputError`` before anything is pushed to the device). ``provider`` is sent only when it is not
-    the CPU, so CPU profiles keep their fingerprints (the settings are hashed into it)."""
-    from edgenas.devices.runtimes import RUNTIMES, provider_for
+    the CPU, so CPU profiles keep their fingerprints (the settings are hashed into it); the precision is
+    the profile's where the runtime measures it, else fp32."""
+    from edgenas.devices.runtimes import RUNTIMES, precisions_for, provider_for
 
     name = RUNTIMES.canonical(runtime) if runtime is not None else profile.runtime
-    params: dict[str, Any] = {"runtime": name, "threads": profile.threads, "precision": profile.precision}
     provider = provider_for(name, profile.provider)
+    # another runtime than the profile's (--runtime, or deploy's fallback when TensorRT is missing) measures
+    # in fp32 where it cannot measure the profile's precision; the records say which precision was measured
+    precision = profile.precision if profile.precision in precisions_for(name, provider) else "fp32"
+    params: dict[str, Any] = {"runtime": name, "threads": profile.threads, "precision": precision}
     if provider is not None:
         params["provider"] = provider
     return params

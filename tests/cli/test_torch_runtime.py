@@ -120,14 +120,24 @@ def test_provider_setting():
 
     cpu = profile_from_dict({"name": "a", "transport": "local", "provider": "cpu"})
     assert runtime_params(cpu) == runtime_params(profile_from_dict({"name": "a", "transport": "local"}))
-    gpu = profile_from_dict({"name": "b", "transport": "local", "provider": "cuda", "precision": "fp16"})
-    assert runtime_params(gpu) == {"runtime": "onnxruntime", "threads": 1, "precision": "fp16", "provider": "cuda"}
-    trt_ep = profile_from_dict({"name": "c", "transport": "local", "provider": "tensorrt"})
-    assert runtime_params(trt_ep, "torch")["provider"] == "cuda"  # torch's GPU
+    gpu = profile_from_dict({"name": "b", "transport": "local", "provider": "cuda"})
+    assert runtime_params(gpu) == {"runtime": "onnxruntime", "threads": 1, "precision": "fp32", "provider": "cuda"}
+    half = profile_from_dict({"name": "b", "transport": "local", "runtime": "torch", "provider": "cuda",
+                              "precision": "fp16"})
+    assert runtime_params(half) == {"runtime": "torch", "threads": 1, "precision": "fp16", "provider": "cuda"}
+    assert runtime_params(half, "onnxruntime")["precision"] == "fp32"  # what ONNX Runtime on CUDA measures
+    trt_ep = profile_from_dict({"name": "c", "transport": "local", "provider": "tensorrt", "precision": "fp16"})
+    assert runtime_params(trt_ep, "torch") == {"runtime": "torch", "threads": 1, "precision": "fp16",
+                                               "provider": "cuda"}  # torch's GPU
     assert "provider" not in runtime_params(trt_ep, "tensorrt")   # an engine always runs on the GPU
+    int8 = profile_from_dict({"name": "e", "transport": "local", "runtime": "tensorrt", "precision": "int8"})
+    assert runtime_params(int8, "torch")["precision"] == "fp32"  # deploy's fallback measures what it can
     for bad, text in (({"provider": "rocm"}, "provider 'rocm' is not one of cpu, cuda, tensorrt"),
                       ({"runtime": "torch", "provider": "tensorrt"}, "is not one of cpu, cuda"),
                       ({"runtime": "tensorrt", "provider": "cuda"}, "not a setting of runtime 'tensorrt'"),
-                      ({"provider": 1}, "provider must be a string")):
+                      ({"provider": 1}, "provider must be a string"),
+                      ({"precision": "fp16"}, "precision 'fp16' is not measured by runtime 'onnxruntime'"),
+                      ({"provider": "cuda", "precision": "fp16"}, "on provider 'cuda'"),
+                      ({"runtime": "torch", "precision": "int8"}, "it measures fp32, fp16")):
         with pytest.raises(InputError, match=text):
             profile_from_dict(dict({"name": "d", "transport": "local"}, **bad))

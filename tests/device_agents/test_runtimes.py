@@ -49,6 +49,7 @@ def test_shapes_stored_in_the_file(client, transport, tmp_path, fast):
 
 @pytest.mark.parametrize("params, kind, text", [
     ({"provider": "rocm"}, "BadRequest", "unknown torch provider"),
+    ({"precision": "int8"}, "BadRequest", "measures fp32 or fp16"),
     ({"input_shapes": [[1, 0, 8, 8]]}, "BadRequest", "input_shapes"),
     ({"input_shapes": [[1, 4, 8, 8.5]]}, "BadRequest", "input_shapes"),
     ({"input_shapes": [[1 << 20, 1 << 20]]}, "BadRequest", "input_shapes"),
@@ -120,3 +121,11 @@ def test_onnxruntime_inputs_are_drawn_once_per_signature_and_seed(tmp_path, make
         runner.close()
     with pytest.raises(RuntimeError):
         b.session  # never read while open: closed, it can no longer say what it was
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_onnxruntime_refuses_precisions_it_does_not_measure(client, model_rel, fast, precision):
+    """ONNX Runtime on the CPU runs the fp32 graph: a table labelled fp16 would be fp32 times."""
+    with pytest.raises(AgentError) as exc:
+        client.call("bench", {"model": model_rel, "precision": precision, "protocol": fast})
+    assert exc.value.type == "BadRequest" and "fp32 graph" in exc.value.agent_message

@@ -58,6 +58,9 @@ def _providers(ort: Any, provider: Any, precision: str) -> List[Any]:
     if want not in have:
         raise AgentFault("RuntimeMissing", "onnxruntime provider %s is not available (available: %s)"
                          % (want, ", ".join(have)))
+    if precision not in ("fp32", "fp16" if want == "TensorrtExecutionProvider" else "fp32"):
+        raise AgentFault("BadRequest", "onnxruntime runs the model's own fp32 graph on %s, not %s (use fp32, or "
+                                       "provider tensorrt for fp16)" % (want, precision))
     chain: List[Any] = []
     if want == "TensorrtExecutionProvider":
         chain.append((want, {"trt_fp16_enable": precision == "fp16"}))

@@ -78,7 +78,10 @@ class TorchRunner:
         if settings.get("threads"):
             torch.set_num_threads(int(settings["threads"]))
         device = torch.device("cuda" if cuda else "cpu")
-        half = settings.get("precision") == "fp16"
+        precision = settings.get("precision") or "fp32"
+        if precision not in ("fp32", "fp16"):
+            raise AgentFault("BadRequest", "runtime torch measures fp32 or fp16, not %r" % (precision,))
+        half = precision == "fp16"
         t0 = time.perf_counter()
         extra = {EXTRA_FILE: ""}
         try:
