@@ -88,14 +88,19 @@ def deploy(project: Project, device: Any, space: SearchSpace, arch: Any, *, runt
         out = measure_model(s, model_file(rt_name, space, arch, exp), runtime=rt_name, progress=progress,
                             reference=ref_path)
         rt = s.runtime_params(rt_name)
-    lut, pnote = current_lut_or_none(project, s.device, space, fp_hash)
+        other = rt != s.runtime_params()  # --runtime or the TensorRT fallback: the device did not change
+    lut, pnote = current_lut_or_none(project, s.device, space, fp_hash, remember=not other)
+    if lut is None and other:
+        pnote = (f"no prediction: the LUTs of '{s.device}' are per runtime and none was profiled with "
+                 f"{rt['runtime']} ({rt['precision']}); profile a device whose profile says runtime = "
+                 f"\"{rt['runtime']}\" to predict it")
     stats, nominal = measurement_stats(out.raw_stats, lut, sha256_file(ref_path))
     predicted, raw, n_cal = predict_for(lut, space, arch)
     if lut is None:
         from edgenas.fleet.fewshot import latency_model
 
         fewshot = latency_model(project, s.device, space)
-        if fewshot is not None:
+        if fewshot is not None and (fewshot.model.fingerprint_hash, fewshot.model.runtime) == (fp_hash, rt["runtime"]):
             predicted, n_cal = fewshot.predict(arch), fewshot.calibration_points
             pnote = f"predicted by the few-shot model ({n_cal} measurements; no LUT yet)"
     compare = nominal if nominal is not None else float(stats["median_ms"])

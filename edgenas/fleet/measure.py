@@ -272,19 +272,22 @@ def keep_on_device(session: Session, path: Path, lut: Lut) -> None:
     session.call("lut.put", {"name": name, "path": f"cache/{name}.upload", "sha256": sha})
 
 
-def current_lut(project: Project, device: str, space_name: str, fingerprint_hash: str | None = None) -> Lut:
-    """The host's LUT for (device, space): the one matching ``fingerprint_hash`` when given."""
+def current_lut(project: Project, device: str, space_name: str, fingerprint_hash: str | None = None, *,
+                remember: bool = True) -> Lut:
+    """The host's LUT for (device, space): the one matching ``fingerprint_hash`` when given, which is
+    remembered as the device's last known fingerprint unless ``remember`` is false (a measurement with
+    another runtime than the profile's: the device did not change, the settings did)."""
     store = LutStore(project.luts_dir)
-    if fingerprint_hash:
+    if fingerprint_hash and remember:
         store.remember_fingerprint(device, fingerprint_hash)
     return store.choose(device, space_name, fingerprint_hash or None).lut  # the one policy (latency/store.py)
 
 
 def current_lut_or_none(project: Project, device: str, space: SearchSpace,
-                        fingerprint_hash: str) -> tuple[Lut | None, str]:
+                        fingerprint_hash: str, *, remember: bool = True) -> tuple[Lut | None, str]:
     """(the device's LUT for its current fingerprint or None, a note saying why there is none)."""
     try:
-        return current_lut(project, device, space.name, fingerprint_hash), ""
+        return current_lut(project, device, space.name, fingerprint_hash, remember=remember), ""
     except InputError as exc:
         return None, f"no prediction: {exc}"
 

@@ -74,9 +74,14 @@ def test_deploy_runtime_override_and_export_format(proj, cli, tmp_path):
     again = cli("export", str(arch), "--out", str(tmp_path / "exp"), "--format", "torchscript", "--json")
     assert again.code == 0 and pt.stat().st_mtime_ns == before  # traced once per ONNX file
 
+    remembered = proj / ".edgenas" / "fingerprints" / "local.json"
+    before_fp = json.loads(remembered.read_text())["fingerprint_hash"]
     d = cli("deploy", "local", str(arch), "--out", str(tmp_path / "exp"), "--runtime", "torch", "--json")
     assert d.code == 0, d.err
     assert d.json()["runtime"] == "torch" and d.json()["measured_ms"] > 0
+    # the onnxruntime LUT does not predict a torch measurement, and the override is not a device change
+    assert d.json()["predicted_ms"] is None and "per runtime" in d.json()["note"]
+    assert json.loads(remembered.read_text())["fingerprint_hash"] == before_fp
     m = cli("measure", "local", str(pt), "--runtime", "torch", "--json")
     assert m.code == 0, m.err
     assert m.json()["session"]["runtime"] == "torch" and m.json()["stats"]["median_ms"] > 0
