@@ -1,4 +1,5 @@
-"""Limits on input files read into memory: size and nesting depth, each one clear error.
+"""Limits on input files read into memory: size and nesting depth, each one clear error; and the type
+predicates the readers of edited files share (``is_number``, ``is_finite``, ``is_whole``, ``is_count``).
 
 A 60 MB architecture file used to be read whole (934 MB of memory); a JSON file nested 200,000 deep
 raised RecursionError. Every file edgenas reads into memory goes through ``read_bytes_limited`` and
@@ -8,6 +9,7 @@ JSON through ``loads_json_limited``. ``EDGENAS_MAX_INPUT_MB`` raises the size li
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,28 @@ MAX_JSON_BYTES = int(float(os.environ.get("EDGENAS_MAX_INPUT_MB", "32")) * (1 <<
 MAX_ARCH_BYTES = 1 << 20
 #: deeper nesting than this is not an edgenas record
 MAX_DEPTH = 64
+#: the largest evaluation number, seed or count a record may hold (SQLite's INTEGER is 64-bit)
+MAX_INT = 2 ** 63 - 1
+
+
+def is_number(v: Any) -> bool:
+    """An int or float (not a bool): what a score, latency or time may be (NaN and infinities too)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def is_finite(v: Any) -> bool:
+    """A number that is neither NaN nor infinite."""
+    return is_number(v) and math.isfinite(v)
+
+
+def is_whole(v: Any) -> bool:
+    """An int (not a bool, not a float) >= 0."""
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def is_count(v: Any) -> bool:
+    """A whole number from 0 to ``MAX_INT`` (an int, or a float such as ``3.0``)."""
+    return is_finite(v) and float(v).is_integer() and 0 <= v <= MAX_INT
 
 
 def read_bytes_limited(path: str | os.PathLike, what: str, limit: int = MAX_JSON_BYTES) -> bytes:

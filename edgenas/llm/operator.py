@@ -24,22 +24,19 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from edgenas.errors import EdgenasError, InputError, LLMError
+from edgenas.limits import is_whole
 from edgenas.llm.codec import Change, Mutation, gene_specs, mutation_prefix, valid_mutations
 from edgenas.llm.experience import Experience, ExperienceBuffer, JsonlLog
 from edgenas.llm.prompt import DeviceInfo, Outcome, build_prompt, shared_prompt, static_prompt
 
 
-def _whole(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
-
-
 #: the fields a replayed event must carry, by kind, and what each must be
 _EVENT_FIELDS: dict[str, dict[str, Any]] = {
-    "proposal": {"batch": _whole, "of": lambda v: _whole(v) and v >= 1, "round": _whole,
+    "proposal": {"batch": is_whole, "of": lambda v: is_whole(v) and v >= 1, "round": is_whole,
                  "parent": lambda v: isinstance(v, str), "prompt": lambda v: isinstance(v, str),
                  "think": lambda v: isinstance(v, str), "completion": lambda v: isinstance(v, str),
                  "child": lambda v: isinstance(v, dict)},
-    "lora": {"round": _whole},
+    "lora": {"round": is_whole},
     "fallback": {},
 }
 
@@ -48,7 +45,7 @@ def _check_event(rec: dict[str, Any], path: Path, line: int) -> dict[str, Any]:
     """A line of ``proposals.jsonl`` checked before it is replayed (one error naming the line)."""
     kind = rec.get("kind")
     fields = _EVENT_FIELDS.get(kind) if isinstance(kind, str) else None
-    bad = "kind" if fields is None else ("event" if not _whole(rec.get("event")) else
+    bad = "kind" if fields is None else ("event" if not is_whole(rec.get("event")) else
                                          next((k for k, ok in fields.items() if not ok(rec.get(k))), None))
     if bad is not None:
         raise InputError(f"line {line} of {path}: malformed '{bad}' of a language-model event",
@@ -178,7 +175,7 @@ class LLMOperator:
                 self.replay = self.replay[: len(self.replay) - len(have)]
                 self.log.rewrite(self.replay)
         outcomes = self.outcome_log.read()
-        bad = next((n for n, r in enumerate(outcomes, 1) if not _whole(r.get("proposal"))), None)
+        bad = next((n for n, r in enumerate(outcomes, 1) if not is_whole(r.get("proposal"))), None)
         if bad is not None:
             raise InputError(f"line {bad} of {self.outcome_log.path} has no proposal number",
                              hint="the run folder is damaged")

@@ -13,12 +13,12 @@ Each function takes a parsed run (``RunData``) and returns a frozen record with 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from edgenas.limits import is_finite
 from edgenas.report.source import DataSource, RunData
 from edgenas.search.pareto import pareto_mask
 
@@ -95,16 +95,12 @@ def arch_label(arch: Any) -> str:
     return " ".join(f"{k}={arch[k]}" for k in ("r", "d", "ks", "e") if k in arch)
 
 
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def pareto_data(run: RunData, device: str) -> ParetoData:
     acc = run.objective
     pts = []
     for e in run.evaluations:
         a, lat = e.get("objectives", {}).get(acc), e.get("latency_ms", {}).get(device)
-        if _finite(a) and _finite(lat):
+        if is_finite(a) and is_finite(lat):
             pts.append(Point(int(e["number"]), float(lat), float(a), bool(e.get("feasible")), arch_label(e.get("arch"))))
     ok = [p for p in pts if p.feasible]
     front: list[Point] = []
@@ -125,7 +121,7 @@ def convergence_data(run: RunData) -> ConvergenceData:
     numbers, wall, curve = [], [], []
     for i, e in enumerate(run.evaluations):
         a = e.get("objectives", {}).get(acc)
-        if e.get("feasible") and _finite(a) and (best is None or a > best):
+        if e.get("feasible") and is_finite(a) and (best is None or a > best):
             best = float(a)
         numbers.append(i + 1)
         wall.append(float(e.get("wall_s", 0.0)))
@@ -204,7 +200,7 @@ def deployment_data(run: RunData, source: DataSource) -> list[Deployment]:
     for device in run.budgets:
         for m in source.measurements(device=device, space=space.name):
             measured = m.stats.get("nominal_ms") or m.stats.get("median_ms")
-            if m.predicted_ms is None or not _finite(measured) or measured <= 0:
+            if m.predicted_ms is None or not is_finite(measured) or measured <= 0:
                 continue
             same = chosen_id is not None and space.arch_id(space.from_dict(m.arch)) == chosen_id
             out.append(Deployment(device, float(m.predicted_ms), float(measured), same, m.id,

@@ -8,7 +8,6 @@ their latency budgets (LUT-based), or a benchmark table with a latency column. I
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 
 from edgenas.errors import InputError
 from edgenas.io import atomic_write_json, read_json
+from edgenas.limits import is_finite
 from edgenas.project import Project
 from edgenas.search.run_files import check_warm_start
 
@@ -96,10 +96,6 @@ def _is(*types: type) -> Callable[[Any], bool]:
     return lambda v: isinstance(v, types) and not isinstance(v, bool)
 
 
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
     return lambda v: v is None or check(v)
 
@@ -111,11 +107,11 @@ def _list_of(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
 #: what each field of a request.json must be (the values themselves are checked when the problem is built)
 _REQUEST_KINDS: dict[str, Callable[[Any], bool]] = {
     "space": _is(str), "strategy": _is(str), "objective": _is(str), "budget": _is(int), "seed": _is(int),
-    "checkpoint_every": _is(int), "eta": _is(int), "transfer_ratio": _finite, "min_similarity": _finite,
-    "max_latency_quantile": _optional(_finite), "max_wall_s": _optional(_finite), "llm_share": _optional(_finite),
+    "checkpoint_every": _is(int), "eta": _is(int), "transfer_ratio": is_finite, "min_similarity": is_finite,
+    "max_latency_quantile": _optional(is_finite), "max_wall_s": _optional(is_finite), "llm_share": _optional(is_finite),
     "population": _optional(_is(int)), "batch_size": _optional(_is(int)), "evaluator": _optional(_is(str)),
     "latency_column": _optional(_is(str)), "table": _optional(lambda v: isinstance(v, str) or _list_of(_is(str))(v)),
-    "devices": _list_of(_is(str)), "max_latency_ms": _list_of(_finite), "report": _list_of(_is(str)),
+    "devices": _list_of(_is(str)), "max_latency_ms": _list_of(is_finite), "report": _list_of(_is(str)),
     "minimise": _list_of(_is(str)), "warm_start": _list_of(_is(str)), "ladder": _list_of(_is(str)),
     "evaluator_options": _is(Mapping), "llm": _is(Mapping), "strategy_options": _is(Mapping),
 }

@@ -22,10 +22,11 @@ import numpy as np
 
 from edgenas.errors import InputError
 from edgenas.io import atomic_write_json, read_json
+from edgenas.limits import is_number
 from edgenas.search.base import STRATEGIES, Trial, make_strategy
 from edgenas.search.problem import Problem
 from edgenas.search.results import SearchResult, summarise, write_results
-from edgenas.search.run_files import check_checkpoint, check_config, check_evaluation, is_number
+from edgenas.search.run_files import check_checkpoint, check_config, check_evaluation
 
 RUN_SCHEMA = 1
 

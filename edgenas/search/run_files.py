@@ -10,26 +10,13 @@ writes (NaN or -inf scores, ``null`` latencies) stay valid.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Mapping
 
 from edgenas.errors import InputError
-
-#: the largest evaluation number, seed or count a run file may hold (SQLite's INTEGER is 64-bit)
-MAX_INT = 2 ** 63 - 1
+from edgenas.limits import is_count, is_finite, is_number
 
 _DAMAGED = "the run folder is damaged"
-
-
-def is_number(v: Any) -> bool:
-    """An int or float (not a bool): what a score, latency or time may be (NaN and infinities too)."""
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def is_count(v: Any) -> bool:
-    """A whole number from 0 to ``MAX_INT`` (an int, or a float such as ``3.0``)."""
-    return is_number(v) and math.isfinite(v) and float(v).is_integer() and 0 <= v <= MAX_INT
 
 
 def _scores(v: Any) -> bool:
@@ -51,7 +38,7 @@ def bad_evaluation_field(rec: Any) -> str | None:
         return "'constraints'"
     if not isinstance(rec.get("feasible"), bool):
         return "'feasible'"
-    if not (is_number(rec.get("wall_s", 0.0)) and math.isfinite(rec.get("wall_s", 0.0))):
+    if not (is_finite(rec.get("wall_s", 0.0))):
         return "'wall_s'"
     return None
 
@@ -78,7 +65,7 @@ def check_config(config: Any, path: Path) -> dict[str, Any]:
     devices = config.get("devices", [])
     if not (isinstance(devices, list) and all(
             isinstance(d, list) and len(d) == 2 and isinstance(d[0], str)
-            and (d[1] is None or (is_number(d[1]) and math.isfinite(d[1]))) for d in devices)):
+            and (d[1] is None or is_finite(d[1])) for d in devices)):
         raise _fail(path, "'devices' (pairs of a name and a budget in ms or null)")
     for key in ("strategy", "mode", "kind"):
         if config.get(key) is not None and not isinstance(config[key], str):
@@ -129,7 +116,7 @@ def check_checkpoint(ckpt: Any, path: Path) -> dict[str, Any]:
     if not isinstance(ckpt.get("status", ""), str):
         raise _fail(path, "'status'")
     elapsed = ckpt.get("elapsed_s", 0.0)
-    if not (is_number(elapsed) and math.isfinite(elapsed) and elapsed >= 0):
+    if not (is_finite(elapsed) and elapsed >= 0):
         raise _fail(path, "'elapsed_s' (seconds)")
     return dict(ckpt)
 
