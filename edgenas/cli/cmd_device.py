@@ -23,12 +23,13 @@ def register(app: typer.Typer) -> None:
         for name in list_profiles(proj):
             p = load_profile(proj, name)
             rows.append({"name": p.name, "host": getattr(p, "host", None) or "-", "runtime": p.runtime,
-                         "precision": p.precision, "threads": p.threads})
+                         "provider": p.provider or "cpu", "precision": p.precision, "threads": p.threads})
         if json_out:
             emit_json(rows)
             return
         for r in rows:
-            out.print(esc(f"{r['name']:<16} {r['host']:<24} {r['runtime']:<12} {r['precision']:<5} threads={r['threads']}"))
+            where = f"{r['runtime']}/{r['provider']}" if r["runtime"] != "tensorrt" else r["runtime"]
+            out.print(esc(f"{r['name']:<16} {r['host']:<24} {where:<18} {r['precision']:<5} threads={r['threads']}"))
 
     @device_app.command("trust")
     def trust(name: str = typer.Argument(..., help="profile name"),

@@ -95,15 +95,14 @@ def profile_from_dict(data: dict[str, Any], *, where: str = "<dict>") -> DeviceP
         raise _bad(where, f"name {name!r} must be 1-64 letters, digits, '.', '_' or '-'")
     transport = values.setdefault("transport", "local" if name == "local" else "ssh")
     _choice(where, "transport", transport, TRANSPORTS)
-    _choice(where, "runtime", values.get("runtime", "onnxruntime"), RUNTIMES)
+    runtime = values.get("runtime", "onnxruntime")
+    _choice(where, "runtime", runtime, RUNTIMES)
     if "provider" in values:
-        runtime = values.get("runtime", "onnxruntime")
-        providers = get_runtime(runtime).providers
+        providers = RUNTIME_REGISTRY.get(runtime).providers
         if not providers:
             raise _bad(where, f"provider is not a setting of runtime {runtime!r} (it always runs on the GPU)",
                        hint="remove the provider line")
         _choice(where, "provider", values["provider"], providers)
-    runtime = values.get("runtime", "onnxruntime")
     allowed = precisions_for(runtime, provider_for(runtime, values.get("provider")))
     if values.get("precision", "fp32") not in allowed:
         hint = ('use precision = "fp32", or provider = "tensorrt" (or runtime = "tensorrt") to measure fp16'
@@ -138,10 +137,6 @@ def profile_from_dict(data: dict[str, Any], *, where: str = "<dict>") -> DeviceP
         if key in values:
             values[key] = float(values[key])
     return DeviceProfile(**values)
-
-
-def get_runtime(name: str) -> Any:
-    return RUNTIME_REGISTRY.get(name)
 
 
 def _choice(where: str, key: str, value: str, allowed: tuple[str, ...]) -> None:

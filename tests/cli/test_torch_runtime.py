@@ -37,6 +37,11 @@ def test_torch_profile_deploy_calibrate(proj, cli, tmp_path):
     from exporters.torchscript_export import stored_meta
 
     _profile(proj, "cpu-torch", runtime="torch")
+    _profile(proj, "gpu-half", runtime="torch", provider="cuda", precision="fp16")
+    listed = {r["name"]: r for r in cli("device", "list", "--json").json()}
+    assert (listed["cpu-torch"]["runtime"], listed["cpu-torch"]["provider"]) == ("torch", "cpu")
+    assert (listed["gpu-half"]["provider"], listed["gpu-half"]["precision"]) == ("cuda", "fp16")
+    assert listed["local"]["provider"] == "cpu"
     res = profile_device(Project(proj), "cpu-torch", "mbv3-tiny", protocol=FAST)
     assert res.n_entries == 22 and res.measured == 22
     lut = Lut.load(res.lut_path)
