@@ -10,7 +10,7 @@ fitted on the same architectures). A runtime the machine lacks is reported with 
 error. Also: the environment (GPU, driver, torch, ONNX Runtime providers, TensorRT), and zero-cost
 proxy scores on ``cuda`` vs ``cpu`` (agreement and time).
 
-    python bench/gpu_runtimes.py --space mbv3-small --n 8 --seed 0 [--out FILE]
+    python bench/gpu_runtimes.py --space mbv3-small --n 8 --seed 0 [--lut-protocol KEY=VALUE ...] [--out FILE]
 
 Prints JSON. On a machine without CUDA the GPU profiles report the error and the CPU ones still run.
 """
@@ -77,7 +77,8 @@ def within10(pred: np.ndarray, measured: np.ndarray) -> float:
     return float(np.mean(np.abs(pred - measured) / measured <= 0.10))
 
 
-def run_device(proj: Any, name: str, space: Any, archs: list[Any]) -> dict[str, Any]:
+def run_device(proj: Any, name: str, space: Any, archs: list[Any],
+               protocol: dict[str, Any] | None = None) -> dict[str, Any]:
     from scipy.stats import spearmanr
 
     from edgenas.errors import EdgenasError
@@ -89,7 +90,7 @@ def run_device(proj: Any, name: str, space: Any, archs: list[Any]) -> dict[str, 
     out: dict[str, Any] = {"profile": PROFILES[name]}
     try:
         t0 = time.perf_counter()
-        prof = profile_device(proj, name, space.name)
+        prof = profile_device(proj, name, space.name, protocol=protocol)
         out["lut_build_s"] = round(time.perf_counter() - t0, 2)
         lut = Lut.load(prof.lut_path)
         out["lut"] = {"entries": prof.n_entries, "unstable": prof.unstable, "overhead_ms": lut.overhead_ms,
@@ -154,22 +155,25 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="CPU threads of every profile (local's default: 1)")
     ap.add_argument("--devices", nargs="*", default=list(PROFILES))
     ap.add_argument("--proxies", type=int, default=16, help="architectures scored per proxy on cpu and cuda")
+    ap.add_argument("--lut-protocol", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="LUT protocol overrides (numbers), e.g. sample_target_ms=1.0 (k runs a sample)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    protocol = {k: float(v) for k, v in (kv.split("=", 1) for kv in args.lut_protocol)}
 
     from edgenas.project import Project
     from edgenas.spaces import get_space
 
     t_all = time.perf_counter()
     result: dict[str, Any] = {"bench": "gpu_runtimes", "space": args.space, "n": args.n, "seed": args.seed,
-                              "threads": args.threads, "environment": environment(), "devices": {}}
+                              "threads": args.threads, "lut_protocol": protocol, "environment": environment(), "devices": {}}
     root = Path(tempfile.mkdtemp(prefix="edgenas-gpu-"))
     write_profiles(root, args.threads)
     proj = Project(root)
     space = get_space(args.space)
     archs = [space.sample(np.random.default_rng(args.seed * 1000 + i)) for i in range(args.n)]
     for name in args.devices:
-        result["devices"][name] = run_device(proj, name, space, archs)
+        result["devices"][name] = run_device(proj, name, space, archs, protocol or None)
         print(json.dumps({name: result["devices"][name]}), file=sys.stderr, flush=True)
     if args.proxies:
         result["proxies_cpu_vs_cuda"] = proxies(space, args.proxies, args.seed)
