@@ -151,3 +151,26 @@ def test_provider_setting():
                       ({"runtime": "torch", "precision": "int8"}, "it measures fp32, fp16")):
         with pytest.raises(InputError, match=text):
             profile_from_dict(dict({"name": "d", "transport": "local"}, **bad))
+
+
+def test_refresh_of_a_torch_device_uses_torchscript(proj):
+    """fleet refresh exports each file format its devices need before the parallel phase, and the drift
+    check of a torch table re-times TorchScript sentinels against the TorchScript reference."""
+    from edgenas.devices.profiles import load_profile
+    from edgenas.fleet.profiler import profile_device
+    from edgenas.fleet.refresh import RefreshStatus, prepare_blocks, refresh_device
+    from edgenas.project import Project
+
+    project = Project(proj)
+    blocks = proj / ".edgenas" / "blocks" / "mbv3-tiny"
+    assert prepare_blocks(project, "mbv3-tiny", runtimes={"torch", "onnxruntime"}) == 22  # the ONNX ones exist
+    assert len(list(blocks.glob("*.pt"))) == 22 and len(list(blocks.glob("*.onnx"))) == 22
+    assert prepare_blocks(project, "mbv3-tiny", runtimes={"torch", "tensorrt"}) == 0  # cached; TensorRT: ONNX
+    for name in ("reference-conv16", "overhead-relu8"):
+        assert (proj / ".edgenas" / "blocks" / f"{name}.pt").is_file()
+
+    _profile(proj, "cpu-torch", runtime="torch")
+    profile_device(project, "cpu-torch", "mbv3-tiny", protocol=FAST)
+    res = refresh_device(project, load_profile(project, "cpu-torch"), "mbv3-tiny", protocol=FAST, drift_floor=10.0)
+    assert res.status is RefreshStatus.VERIFIED, res.reason
+    assert res.drift is not None and res.speed_change is not None  # timed against the reference
