@@ -62,8 +62,8 @@ def register(app: typer.Typer) -> None:
         lut = Lut.load(path)
         med = np.array([e.median_ms for e in lut.entries.values()])
         summary = {"device": lut.device, "space": lut.space, "fingerprint_hash": lut.fingerprint_hash,
-                   "runtime": lut.runtime, "precision": lut.precision, "threads": lut.threads,
-                   "entries": len(lut.entries), "unstable": len(lut.unstable_keys),
+                   "runtime": lut.runtime, "provider": _provider(lut), "precision": lut.precision,
+                   "threads": lut.threads, "entries": len(lut.entries), "unstable": len(lut.unstable_keys),
                    "overhead_ms": lut.overhead_ms, "median_entry_ms": float(np.median(med)),
                    "calibration": lut.calibration.to_dict() if lut.calibration else None}
         if json_out:
@@ -111,3 +111,13 @@ def register(app: typer.Typer) -> None:
             emit_json({"path": str(path), "entries": len(lut.entries), "space": lut.space})
             return
         out.print(f"imported {len(lut.entries)} entries for {esc(lut.space)} -> {esc(path)}")
+
+
+def _provider(lut: object) -> str | None:
+    """Where the table was measured, from its fingerprint's settings (a file value: only the known names);
+    None for TensorRT engines, which always run on the GPU."""
+    if getattr(lut, "runtime", None) == "tensorrt":
+        return None
+    settings = getattr(lut, "fingerprint", {}).get("settings")
+    provider = settings.get("provider") if isinstance(settings, dict) else None
+    return "cpu" if provider in (None, "cpu") else provider if provider in ("cuda", "tensorrt") else "unknown"

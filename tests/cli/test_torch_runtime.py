@@ -64,6 +64,8 @@ def test_torch_profile_deploy_calibrate(proj, cli, tmp_path):
     (m,) = open_store(Project(proj)).list(device="cpu-torch")
     assert m.runtime == "torch" and m.fingerprint_hash == lut.fingerprint_hash
 
+    shown = cli("lut", "show", str(res.lut_path), "--json").json()
+    assert (shown["runtime"], shown["provider"], shown["precision"]) == ("torch", "cpu", "fp32")
     c = cli("lut", "calibrate", "cpu-torch", "--space", "mbv3-tiny", "--json")
     assert c.code == 0, c.err
     assert c.json()["n_points"] == 1
@@ -174,3 +176,15 @@ def test_refresh_of_a_torch_device_uses_torchscript(proj):
     res = refresh_device(project, load_profile(project, "cpu-torch"), "mbv3-tiny", protocol=FAST, drift_floor=10.0)
     assert res.status is RefreshStatus.VERIFIED, res.reason
     assert res.drift is not None and res.speed_change is not None  # timed against the reference
+
+
+@pytest.mark.parametrize("provider, shown", [("cuda", "cuda"), (None, "cpu"), ("../../x\nfake: 1", "unknown"),
+                                             (["cuda"], "unknown")])
+def test_lut_show_names_the_provider(proj, cli, tmp_path, provider, shown):
+    lut = json.loads(next((proj / "luts" / "local").glob("mbv3-tiny-*.json")).read_text())
+    lut["fingerprint"]["settings"]["provider"] = provider
+    path = tmp_path / "lut.json"
+    path.write_text(json.dumps(lut))
+    res = cli("lut", "show", str(path), "--json")
+    assert res.code == 0, res.err
+    assert res.json()["provider"] == shown
