@@ -16,6 +16,7 @@ longer referenced are removed after the JSON is in place.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,11 +62,85 @@ def config_from_dict(data: Any, source: str) -> MBV3Config:
     unknown = set(data) - names
     if unknown or "name" not in data:
         raise InputError(f"{source}: bad supernet config (unknown keys {sorted(unknown)})")
+    bad = _config_problem(data)
+    if bad:
+        raise InputError(f"{source}: bad supernet config: {bad}",
+                         hint="the checkpoint's supernet.json was edited or damaged; train again or restore it")
     try:
         cfg = MBV3Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
     except TypeError as exc:
         raise InputError(f"{source}: bad supernet config ({exc})") from None
     return PRESETS[cfg.name] if PRESETS.get(cfg.name) == cfg else cfg
+
+
+#: what a supernet config may hold: (low, high) for each whole number, and per list the element range,
+#: the longest list and whether its length is the number of stages. Tight enough that a file cannot ask
+#: for a network that does not fit in memory (a width of 10^6 is a 10^12-weight convolution).
+_CONFIG_INTS = {"stem_width": (1, 4096), "stem_stride": (1, 4), "first_block_width": (1, 4096),
+                "final_expand_width": (1, 8192), "feature_mix_width": (1, 8192), "num_classes": (1, 100_000),
+                "in_channels": (1, 64)}
+_CONFIG_LISTS = {"stage_widths": ((1, 4096), 16, True), "stage_strides": ((1, 4), 16, True),
+                 "ks_choices": ((1, 15), 8, False), "e_choices": ((1, 16), 8, False),
+                 "d_choices": ((1, 16), 8, False), "resolutions": ((8, 1024), 256, False)}
+_ACTIVATIONS = ("relu", "hswish")
+
+
+def _config_problem(data: dict[str, Any]) -> str | None:
+    """What is wrong with a supernet config record (None when nothing is)."""
+    from edgenas.limits import is_whole
+    from edgenas.safenames import NAME_RE
+
+    if not isinstance(data.get("name"), str) or not NAME_RE.match(data["name"]):
+        return "'name' must be 1-64 letters, digits, '.', '_' or '-'"
+    for key, (low, high) in _CONFIG_INTS.items():
+        if key in data and not (is_whole(data[key]) and low <= data[key] <= high):
+            return f"'{key}' must be a whole number from {low} to {high}"
+    stages = data.get("stage_widths", list(MBV3Config.stage_widths))
+    n_stages = len(stages) if isinstance(stages, list) else None
+    for key, ((low, high), longest, per_stage) in _CONFIG_LISTS.items():
+        v = data.get(key)
+        if v is None and key not in data:
+            continue
+        if not (isinstance(v, list) and 0 < len(v) <= longest and all(is_whole(x) and low <= x <= high for x in v)):
+            return f"'{key}' must be a list of 1-{longest} whole numbers from {low} to {high}"
+        if per_stage and len(v) != n_stages:
+            return f"'{key}' must have one entry per stage ({n_stages})"
+    if "ks_choices" in data and any(k % 2 == 0 for k in data["ks_choices"]):
+        return "'ks_choices' must be odd kernel sizes"
+    if "stage_act" in data and not (isinstance(data["stage_act"], list) and len(data["stage_act"]) == n_stages
+                                    and all(a in _ACTIVATIONS for a in data["stage_act"])):
+        return f"'stage_act' must name one activation per stage ({', '.join(_ACTIVATIONS)})"
+    if "stage_se" in data and not (isinstance(data["stage_se"], list) and len(data["stage_se"]) == n_stages
+                                   and all(isinstance(x, bool) for x in data["stage_se"])):
+        return "'stage_se' must be one true/false per stage"
+    return None
+
+
+_FILE_RE = re.compile(r"^(weights|optimizer)-\d{1,19}\.safetensors$")
+
+
+def _meta_problem(meta: dict[str, Any]) -> str | None:
+    """What is wrong with the fields of a checkpoint record that training and evaluation read."""
+    from edgenas.limits import MAX_INT, is_finite, is_whole
+
+    tc = meta.get("train_config", {})
+    for key in ("step", "total_steps"):
+        if key in meta and not (is_whole(meta[key]) and meta[key] <= MAX_INT):
+            return f"'{key}' must be a whole number"
+    if not isinstance(meta.get("space"), str):
+        return "'space' must be a space name"
+    if not isinstance(tc, dict):
+        return "'train_config' must be an object"
+    if "data" in tc and not (isinstance(tc["data"], str) and tc["data"]):
+        return "'train_config.data' must be 'digits', a .npz file or an image folder"
+    if "val_fraction" in tc and not (is_finite(tc["val_fraction"]) and 0 < tc["val_fraction"] < 1):
+        return "'train_config.val_fraction' must be a number between 0 and 1"
+    if "rng" in meta and not isinstance(meta["rng"], dict):
+        return "'rng' must be an object (numpy's generator state)"
+    history = meta.get("history", [])
+    if not (isinstance(history, list) and all(isinstance(h, dict) for h in history)):
+        return "'history' must be a list of objects"
+    return None
 
 
 def save_checkpoint(out: str | Path, supernet: MBV3Supernet, meta: dict[str, Any],
@@ -117,9 +192,13 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise InputError(f"{d / META}: unsupported checkpoint schema {meta.get('schema')!r}",
                          hint=f"this edgenas reads schema {SCHEMA}")
     config = config_from_dict(meta.get("config"), str(d / META))
+    bad = _meta_problem(meta)
+    if bad:
+        raise InputError(f"{d / META}: {bad}", hint="the checkpoint's supernet.json was edited or damaged; "
+                                                     "train again or restore it")
     shas = meta.get("sha256") if isinstance(meta.get("sha256"), dict) else {}
     files = meta.get("files")
-    if not isinstance(files, dict) or not all(isinstance(files.get(k), str) and "/" not in files[k]
+    if not isinstance(files, dict) or not all(isinstance(files.get(k), str) and _FILE_RE.match(files[k])
                                                for k in ("weights", "optimizer")):
         raise InputError(f"{d / META}: missing or bad 'files' entry")
     weights = _read_tensors(d / files["weights"], shas.get("weights"))

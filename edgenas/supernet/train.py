@@ -193,7 +193,11 @@ def train_supernet(cfg: TrainConfig, *, resume: bool = False, progress: Progress
         net = state.supernet
         opt = _optimizer(net, cfg)
         _restore_momentum(net, opt, state.optimizer_tensors)
-        rng.bit_generator.state = state.meta["rng"]
+        try:
+            rng.bit_generator.state = state.meta["rng"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"{out / ckpt.META}: 'rng' is not a numpy generator state ({exc})",
+                             hint="the checkpoint's supernet.json was edited or damaged") from None
         if ckpt.TORCH_RNG in state.optimizer_tensors:
             torch.set_rng_state(state.optimizer_tensors[ckpt.TORCH_RNG])
         step, history = int(state.meta["step"]), list(state.meta.get("history", []))
