@@ -17,9 +17,8 @@ import numpy as np
 
 from edgenas.errors import InputError
 from edgenas.io import atomic_write_json, read_json
-from edgenas.limits import is_finite
 from edgenas.project import Project
-from edgenas.search.run_files import check_warm_start
+from edgenas.search.run_files import check_request_fields, check_warm_start
 
 REQUEST_SCHEMA = 1
 QUANTILE_SAMPLES = 2000
@@ -75,11 +74,7 @@ class SearchRequest:
     def from_json(cls, d: Mapping[str, Any], where: str = "request.json") -> "SearchRequest":
         if not isinstance(d, Mapping) or d.get("schema") != REQUEST_SCHEMA:
             raise InputError(f"{where}: not a search request of schema {REQUEST_SCHEMA}")
-        d = {k: v for k, v in d.items() if k != "schema"}
-        bad = next((k for k, v in d.items() if k in _REQUEST_KINDS and not _REQUEST_KINDS[k](v)), None)
-        if bad is not None:
-            raise InputError(f"{where}: malformed '{bad}' ({str(d[bad])[:60]!r})",
-                             hint="the run folder is damaged; start a new search with the options you want")
+        d = {k: v for k, v in check_request_fields(d, where).items() if k != "schema"}
         d["devices"], d["max_latency_ms"] = tuple(d.get("devices", ())), tuple(d.get("max_latency_ms", ()))
         d["minimise"], d["report"] = tuple(d.get("minimise", ())), tuple(d.get("report", ()))
         if isinstance(d.get("table"), list):
@@ -90,31 +85,6 @@ class SearchRequest:
             return cls(**d)
         except TypeError as exc:
             raise InputError(f"{where}: {exc}") from None
-
-
-def _is(*types: type) -> Callable[[Any], bool]:
-    return lambda v: isinstance(v, types) and not isinstance(v, bool)
-
-
-def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    return lambda v: v is None or check(v)
-
-
-def _list_of(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    return lambda v: isinstance(v, (list, tuple)) and all(check(x) for x in v)
-
-
-#: what each field of a request.json must be (the values themselves are checked when the problem is built)
-_REQUEST_KINDS: dict[str, Callable[[Any], bool]] = {
-    "space": _is(str), "strategy": _is(str), "objective": _is(str), "budget": _is(int), "seed": _is(int),
-    "checkpoint_every": _is(int), "eta": _is(int), "transfer_ratio": is_finite, "min_similarity": is_finite,
-    "max_latency_quantile": _optional(is_finite), "max_wall_s": _optional(is_finite), "llm_share": _optional(is_finite),
-    "population": _optional(_is(int)), "batch_size": _optional(_is(int)), "evaluator": _optional(_is(str)),
-    "latency_column": _optional(_is(str)), "table": _optional(lambda v: isinstance(v, str) or _list_of(_is(str))(v)),
-    "devices": _list_of(_is(str)), "max_latency_ms": _list_of(is_finite), "report": _list_of(_is(str)),
-    "minimise": _list_of(_is(str)), "warm_start": _list_of(_is(str)), "ladder": _list_of(_is(str)),
-    "evaluator_options": _is(Mapping), "llm": _is(Mapping), "strategy_options": _is(Mapping),
-}
 
 
 def _budgets(req: SearchRequest, names: list[str]) -> list[float | None]:

@@ -29,7 +29,7 @@ from edgenas.errors import InputError
 from edgenas.io import read_json
 from edgenas.project import Project
 from edgenas.search.run_files import (
-    check_best, check_checkpoint, check_config, check_evaluation, check_pareto, check_warm_start)
+    check_best, check_checkpoint, check_config, check_evaluation, check_pareto, check_request_fields, check_warm_start)
 from edgenas.search.task import describe_task
 from edgenas.store.experiment import ExperimentDB
 from edgenas.store.runs import Evaluation, RunDevice, RunRecord, save_run
@@ -118,6 +118,8 @@ def index_run(db: ExperimentDB, project: Project, out_dir: str | os.PathLike, *,
     out = check_run_folder(out_dir)
     config = check_config(read_json(out / "config.json", "run config"), out / "config.json")
     request = _object(out / "request.json", "search request") or None
+    if request is not None:
+        check_request_fields(request, out / "request.json")
     darts = config.get("kind") == "darts"
     if problem is not None:
         devices = tuple(describe_device(project, t) for t in problem.devices)

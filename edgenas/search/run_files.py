@@ -11,7 +11,7 @@ writes (NaN or -inf scores, ``null`` latencies) stay valid.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from edgenas.errors import InputError
 from edgenas.limits import is_count, is_finite, is_number
@@ -134,3 +134,38 @@ def check_warm_start(warm: Any, path: Path) -> dict[str, Any]:
         if warm.get(key) is not None and not isinstance(warm[key], str):
             raise _fail(path, f"'{key}' (text)")
     return dict(warm)
+
+
+def _is(*types: type) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, types) and not isinstance(v, bool)
+
+
+def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or check(v)
+
+
+def _list_of(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, (list, tuple)) and all(check(x) for x in v)
+
+
+#: what each field of a request.json must be (the values themselves are checked when the problem is built)
+_REQUEST_KINDS: dict[str, Callable[[Any], bool]] = {
+    "space": _is(str), "strategy": _is(str), "objective": _is(str), "budget": _is(int), "seed": _is(int),
+    "checkpoint_every": _is(int), "eta": _is(int), "transfer_ratio": is_finite, "min_similarity": is_finite,
+    "max_latency_quantile": _optional(is_finite), "max_wall_s": _optional(is_finite), "llm_share": _optional(is_finite),
+    "population": _optional(_is(int)), "batch_size": _optional(_is(int)), "evaluator": _optional(_is(str)),
+    "latency_column": _optional(_is(str)), "table": _optional(lambda v: isinstance(v, str) or _list_of(_is(str))(v)),
+    "devices": _list_of(_is(str)), "max_latency_ms": _list_of(is_finite), "report": _list_of(_is(str)),
+    "minimise": _list_of(_is(str)), "warm_start": _list_of(_is(str)), "ladder": _list_of(_is(str)),
+    "evaluator_options": _is(Mapping), "llm": _is(Mapping), "strategy_options": _is(Mapping),
+}
+
+
+def check_request_fields(d: Mapping[str, Any], where: Any) -> Mapping[str, Any]:
+    """The fields of a ``request.json`` that are present have the types a ``SearchRequest`` has (for
+    ``SearchRequest.from_json`` and for ``runs import`` of any run, DARTS included)."""
+    bad = next((k for k, v in d.items() if k in _REQUEST_KINDS and not _REQUEST_KINDS[k](v)), None)
+    if bad is not None:
+        raise InputError(f"{where}: malformed '{bad}' ({str(d[bad])[:60]!r})",
+                         hint="the run folder is damaged; start a new search with the options you want")
+    return d

@@ -182,6 +182,14 @@ def test_darts_resume_is_exact(cli, nb201_project, tmp_path, monkeypatch, interr
     from edgenas.spaces import load_arch
 
     assert load_arch(tmp_path / "full" / "best.json")[0].name == "nb201"  # export/deploy take it
+    import shutil
+
+    damaged = tmp_path / "damaged"  # a DARTS run's request.json is checked on import like any run's
+    shutil.copytree(tmp_path / "full", damaged)
+    req = json.loads((damaged / "request.json").read_text())
+    (damaged / "request.json").write_text(json.dumps(dict(req, evaluator_options="x")))
+    r = cli("runs", "import", str(damaged))
+    assert r.code == 2 and "malformed 'evaluator_options'" in r.err and len(r.err.strip().splitlines()) == 1
 
 
 @pytest.mark.slow
