@@ -71,6 +71,7 @@ class MbDartsConfig(RunConfig):
         from edgenas.supernet.train import space_config
 
         space_config(self.space)  # an mbv3 space, else InputError
+        self._check_seed()
         self._check_ints(("epochs", "batch_size"))
         if not (self.lr > 0 and self.arch_lr > 0 and self.lambda_lr >= 0 and self.latency_weight >= 0
                 and 0 < self.tau_end <= self.tau_start):
@@ -144,9 +145,9 @@ def run_mbv3_darts(config: MbDartsConfig, latency: Sequence[tuple[str, Any]], ou
     history: list[dict[str, Any]] = []
     start = 0
     if resume and ck_json.exists():
-        meta = load_checkpoint(ck_json, ck_tensors, {"net": net, "alpha": relax},
-                               {"w_opt": w_opt, "a_opt": a_opt})
-        start, lam, history = int(meta["epoch"]), list(meta["lambda"]), list(meta["history"])
+        start, lam, history = load_checkpoint(ck_json, ck_tensors, {"net": net, "alpha": relax},
+                                              {"w_opt": w_opt, "a_opt": a_opt}, len(terms),
+                                              ("epoch", "arch", "derived_ms"))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -55,6 +55,7 @@ import torch.nn.functional as F
 
 from edgenas.errors import InputError
 from edgenas.io import atomic_write_json, read_json
+from edgenas.limits import is_finite, is_whole
 from edgenas.search.darts_nb201 import BudgetDerivation, DartsNB201, ExpectedLatency, derivable_probs, derive
 from edgenas.search.darts_pt import SELECTIONS, perturbation_scores, pt_subset
 
@@ -69,9 +70,15 @@ class RunConfig:
 
     def _check_ints(self, keys: Sequence[str]) -> None:
         for k in keys:
-            v = getattr(self, k)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise InputError(f"darts: {k} must be an integer >= 1, got {v!r}")
+            v, high = getattr(self, k), _INT_MAX.get(k, 1_000_000)
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= high:
+                raise InputError(f"darts: {k} must be an integer from 1 to {high:,}, got {v!r}")
+
+    def _check_seed(self) -> None:
+        """Epoch seeds are ``seed * 100003 + epoch`` and must stay within torch's 64 bits."""
+        seed = getattr(self, "seed")
+        if not (is_whole(seed) and seed <= MAX_SEED):
+            raise InputError(f"darts: seed must be an integer from 0 to {MAX_SEED:,}, got {seed!r}")
 
     def _normalise_devices(self) -> None:
         object.__setattr__(self, "devices", tuple((str(n), None if b is None else float(b))
@@ -84,10 +91,41 @@ class RunConfig:
 
     @classmethod
     def _from_fields(cls, d: dict[str, Any]) -> Any:
-        """The config from a record whose schema the caller has checked."""
+        """The config from a record whose schema the caller has checked; every field is checked for its
+        type here (a run folder is a file a user can edit) and for its range by the constructor."""
         d = {k: v for k, v in d.items() if k not in cls.HEADER}
-        d["devices"] = tuple(tuple(x) for x in d.get("devices", ()))
+        fields = {f.name: str(f.type).replace(" ", "") for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(d) - set(fields))
+        if unknown:
+            raise InputError(f"config.json: unknown field(s) {', '.join(unknown)}", hint=_DAMAGED)
+        for name, v in d.items():
+            if name != "devices" and not _of_type(fields[name], v):
+                raise InputError(f"config.json: malformed '{name}' ({str(v)[:40]!r})", hint=_DAMAGED)
+        devices = d.get("devices", [])
+        if not (isinstance(devices, list) and all(
+                isinstance(x, list) and len(x) == 2 and isinstance(x[0], str) and (x[1] is None or is_finite(x[1]))
+                for x in devices)):
+            raise InputError("config.json: malformed 'devices'", hint=_DAMAGED)
+        d["devices"] = tuple(tuple(x) for x in devices)
         return cls(**d)
+
+
+_DAMAGED = "the run folder is damaged; start a new search with the options you want"
+MAX_SEED = 2 ** 32 - 1
+#: the largest value of each integer setting (others: 10^6); wider networks than this do not fit in memory
+_INT_MAX = {"C": 1024, "N": 32, "batch_size": 65_536, "epochs": 100_000}
+
+
+def _of_type(annotation: str, v: Any) -> bool:
+    """Whether ``v`` is of a config field's annotated type (``int``, ``float``, ``str``, ``bool``, each
+    optionally ``| None``); other annotations are left to the constructor."""
+    optional = annotation.endswith("|None")
+    base = annotation[:-5] if optional else annotation
+    if v is None:
+        return optional
+    check = {"int": is_whole, "float": is_finite, "str": lambda x: isinstance(x, str),
+             "bool": lambda x: isinstance(x, bool)}.get(base)
+    return check is None or check(v)
 
 
 @dataclass(frozen=True)
@@ -118,6 +156,7 @@ class DartsConfig(RunConfig):
         if self.selection not in SELECTIONS:
             raise InputError(f"darts: selection must be one of {', '.join(SELECTIONS)}, got {self.selection!r}")
         self._check_ints(("epochs", "batch_size", "C", "N", "pt_samples"))
+        self._check_seed()
         if not (self.lr > 0 and self.arch_lr > 0 and self.lambda_lr >= 0 and self.latency_weight >= 0
                 and 0 <= self.skip_dropout < 1 and 0 <= self.arch_warmup < 1 and 0 <= self.latency_warmup < 1):
             raise InputError("darts: need lr, arch_lr > 0; lambda_lr, latency_weight >= 0; "
@@ -196,18 +235,46 @@ def save_checkpoint(ck_json: Path, ck_tensors: Path, meta: dict[str, Any], modul
     atomic_write_json(ck_json, meta)
 
 
+#: what each epoch of a checkpoint's history must hold, and what each field must be (nb201's records; the
+#: mbv3 relaxation's hold ``epoch``, ``arch`` and ``derived_ms`` of these)
+HISTORY_FIELDS: dict[str, Callable[[Any], bool]] = {
+    "epoch": is_whole, "arch": lambda v: isinstance(v, (str, dict)), "derived_ms": lambda v: _ms(v),
+    "derivation": lambda v: isinstance(v, str), "argmax_arch": lambda v: isinstance(v, str),
+    "argmax_ms": lambda v: _ms(v)}
+
+
+def _ms(v: Any) -> bool:
+    return isinstance(v, dict) and all(isinstance(k, str) and is_finite(x) for k, x in v.items())
+
+
 def load_checkpoint(ck_json: Path, ck_tensors: Path, modules: dict[str, torch.nn.Module],
-                    opts: dict[str, torch.optim.Optimizer]) -> dict[str, Any]:
-    """Restore what ``save_checkpoint`` wrote into ``modules`` and ``opts``; returns its JSON."""
+                    opts: dict[str, torch.optim.Optimizer], n_multipliers: int,
+                    history_fields: Sequence[str] = tuple(HISTORY_FIELDS)) -> tuple[int, list[float], list[Any]]:
+    """Restore what ``save_checkpoint`` wrote into ``modules`` and ``opts``; returns the epoch to start
+    from, the budget multipliers (``n_multipliers`` of them) and the history (one record per finished
+    epoch, each with ``history_fields``), checked: one ``InputError`` for a damaged checkpoint, JSON or
+    tensors."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     meta = read_json(ck_json, "checkpoint")
-    tensors = load_file(str(ck_tensors))
-    for p, m in modules.items():
-        m.load_state_dict({k[len(p) + 1:]: v for k, v in tensors.items() if k.startswith(p + ".")})
-    for p, opt in opts.items():
-        _load_opt_state(opt, p, tensors)
-    return meta
+    meta = meta if isinstance(meta, dict) else {}
+    epoch, lam, history = meta.get("epoch"), meta.get("lambda"), meta.get("history")
+    if not (is_whole(epoch) and epoch >= 1 and isinstance(lam, list) and len(lam) == n_multipliers
+            and all(is_finite(x) for x in lam) and isinstance(history, list) and len(history) == epoch
+            and all(isinstance(h, dict) and all(f in h and HISTORY_FIELDS[f](h[f]) for f in history_fields)
+                    for h in history)):
+        raise InputError(f"{ck_json}: malformed checkpoint (epoch, lambda or history)", hint=_DAMAGED)
+    try:
+        tensors = load_file(str(ck_tensors))
+        for p, m in modules.items():
+            m.load_state_dict({k[len(p) + 1:]: v for k, v in tensors.items() if k.startswith(p + ".")})
+        for p, opt in opts.items():
+            _load_opt_state(opt, p, tensors)
+    except (OSError, SafetensorError, RuntimeError, ValueError, KeyError) as exc:
+        raise InputError(f"{ck_tensors}: cannot restore the checkpoint ({type(exc).__name__})",
+                         hint=_DAMAGED) from None
+    return epoch, [float(x) for x in lam], history
 
 
 def run_darts(config: DartsConfig, latency: Sequence[tuple[str, Any]], out_dir: str | Path, *,
@@ -247,8 +314,8 @@ def run_darts(config: DartsConfig, latency: Sequence[tuple[str, Any]], out_dir: 
     history: list[dict[str, Any]] = []
     start = 0
     if resume and ck_json.exists():
-        meta = load_checkpoint(ck_json, ck_tensors, {"net": net}, {"w_opt": w_opt, "a_opt": a_opt})
-        start, lam, history = int(meta["epoch"]), list(meta["lambda"]), list(meta["history"])
+        start, lam, history = load_checkpoint(ck_json, ck_tensors, {"net": net}, {"w_opt": w_opt, "a_opt": a_opt},
+                                              len(terms))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

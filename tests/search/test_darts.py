@@ -190,6 +190,23 @@ def test_darts_resume_is_exact(cli, nb201_project, tmp_path, monkeypatch, interr
     (damaged / "request.json").write_text(json.dumps(dict(req, evaluator_options="x")))
     r = cli("runs", "import", str(damaged))
     assert r.code == 2 and "malformed 'evaluator_options'" in r.err and len(r.err.strip().splitlines()) == 1
+    # resuming a run whose config or checkpoint was edited: one error, the files as they were
+    for name, field, value, text in (("checkpoint.json", "lambda", "x", "malformed checkpoint"),
+                                     ("checkpoint.json", "epoch", None, "malformed checkpoint"),
+                                     ("checkpoint.json", "history", [], "malformed checkpoint"),
+                                     ("config.json", "seed", 10**30, "seed must be an integer from 0"),
+                                     ("config.json", "data", None, "malformed 'data'"),
+                                     ("config.json", "C", 10**9, "C must be an integer from 1 to 1,024"),
+                                     ("config.json", "bogus", 1, "unknown field(s) bogus")):
+        edited = tmp_path / "edited"
+        shutil.rmtree(edited, ignore_errors=True)
+        shutil.copytree(tmp_path / "part", edited)
+        rec = json.loads((edited / name).read_text())
+        (edited / name).write_text(json.dumps(dict(rec, **{field: value})))
+        before = {f.name: f.read_bytes() for f in edited.iterdir()}
+        r = cli("search", "--resume", str(edited), "--json")
+        assert r.code == 2 and text in r.err and len(r.err.strip().splitlines()) == 1, (name, field, r.err)
+        assert {f.name: f.read_bytes() for f in edited.iterdir()} == before
 
 
 @pytest.mark.slow
