@@ -235,16 +235,16 @@ def save_checkpoint(ck_json: Path, ck_tensors: Path, meta: dict[str, Any], modul
     atomic_write_json(ck_json, meta)
 
 
+def _ms(v: Any) -> bool:
+    """Latencies by device name."""
+    return isinstance(v, dict) and all(isinstance(k, str) and is_finite(x) for k, x in v.items())
+
+
 #: what each epoch of a checkpoint's history must hold, and what each field must be (nb201's records; the
 #: mbv3 relaxation's hold ``epoch``, ``arch`` and ``derived_ms`` of these)
 HISTORY_FIELDS: dict[str, Callable[[Any], bool]] = {
-    "epoch": is_whole, "arch": lambda v: isinstance(v, (str, dict)), "derived_ms": lambda v: _ms(v),
-    "derivation": lambda v: isinstance(v, str), "argmax_arch": lambda v: isinstance(v, str),
-    "argmax_ms": lambda v: _ms(v)}
-
-
-def _ms(v: Any) -> bool:
-    return isinstance(v, dict) and all(isinstance(k, str) and is_finite(x) for k, x in v.items())
+    "epoch": is_whole, "arch": lambda v: isinstance(v, (str, dict)), "derived_ms": _ms,
+    "derivation": lambda v: isinstance(v, str), "argmax_arch": lambda v: isinstance(v, str), "argmax_ms": _ms}
 
 
 def load_checkpoint(ck_json: Path, ck_tensors: Path, modules: dict[str, torch.nn.Module],
