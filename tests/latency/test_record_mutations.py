@@ -11,7 +11,6 @@ covered the same way by hand: about 2,500 edits, none bad, but a minute of CPU.)
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import warnings
@@ -25,6 +24,7 @@ from edgenas.latency.lut import Calibration, EntryStats, Lut
 from edgenas.latency.predictor import LatencyPredictor
 from edgenas.spaces import get_space
 from edgenas.store.record import Measurement
+from tests.mutations import DELETE, one_field_edits
 
 SPACE = get_space("mbv3-tiny")
 VALUES = [None, "x", -1, 0, 1e308, float("nan"), float("inf"), [], {}, True, [1.0, 2.0], [[1.0]], 3]
@@ -63,30 +63,8 @@ def world():
     return luts, refs, model, m, test_archs
 
 
-def _paths(o, p=()):
-    yield p
-    if isinstance(o, dict):
-        for k, v in o.items():
-            yield from _paths(v, p + (k,))
-    elif isinstance(o, list):
-        for i, v in enumerate(o[:3]):
-            yield from _paths(v, p + (i,))
-
-
 def _edits(good: dict):
-    for p in list(_paths(good))[1:]:
-        for v in VALUES + ["DELETE"]:
-            d = copy.deepcopy(good)
-            target = d
-            for k in p[:-1]:
-                target = target[k]
-            if v == "DELETE":
-                if not isinstance(target, dict):
-                    continue
-                del target[p[-1]]
-            else:
-                target[p[-1]] = copy.deepcopy(v)
-            yield p, v, d
+    return one_field_edits(good, VALUES + [DELETE])
 
 
 def _bad_edits(good: dict, use) -> list[str]:

@@ -4,7 +4,6 @@ grew past 15 GB before anything failed, a negative one was a RuntimeError deep i
 
 from __future__ import annotations
 
-import copy
 import json
 import shutil
 
@@ -12,32 +11,9 @@ import pytest
 
 from edgenas.errors import InputError
 from edgenas.supernet import TrainConfig, load_checkpoint, train_supernet
+from tests.mutations import DELETE, field_paths, one_field_edits
 
 VALUES = [None, "x", -1, 10**30, 1e308, [], {}, True, 0.5, "../weights-00000002.safetensors"]
-DELETE = object()
-
-
-def _leaves(obj, path=()):
-    if path:
-        yield path
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            yield from _leaves(v, path + (k,))
-    elif isinstance(obj, list):
-        for i, v in enumerate(obj[:2]):
-            yield from _leaves(v, path + (i,))
-
-
-def _edit(meta, path, value):
-    meta = copy.deepcopy(meta)
-    node = meta
-    for k in path[:-1]:
-        node = node[k]
-    if value is DELETE:
-        del node[path[-1]]
-    else:
-        node[path[-1]] = value
-    return meta
 
 
 @pytest.fixture(scope="module")
@@ -51,23 +27,20 @@ def checkpoint(tmp_path_factory):
 def test_every_one_field_edit_is_an_input_error_or_loads(checkpoint, tmp_path):
     src, cfg = checkpoint
     meta0 = json.loads((src / "supernet.json").read_text())
-    paths = [p for p in _leaves(meta0) if p[0] not in ("history", "sha256") or len(p) == 1]
+    paths = [p for p in field_paths(meta0, 2) if p[0] not in ("history", "sha256") or len(p) == 1]
     loaded = refused = 0
-    for path in paths:
-        for value in VALUES + [DELETE]:
-            if value is DELETE and isinstance(path[-1], int):
-                continue
-            d = tmp_path / "edit"
-            shutil.rmtree(d, ignore_errors=True)
-            shutil.copytree(src, d)
-            (d / "supernet.json").write_text(json.dumps(_edit(meta0, path, value)))
-            try:
-                state = load_checkpoint(d)
-            except InputError:
-                refused += 1
-                continue
-            loaded += 1
-            assert sum(p.numel() for p in state.supernet.parameters()) < 10**7, (path, value)
+    for path, value, meta in one_field_edits(meta0, VALUES + [DELETE], paths=paths):
+        d = tmp_path / "edit"
+        shutil.rmtree(d, ignore_errors=True)
+        shutil.copytree(src, d)
+        (d / "supernet.json").write_text(json.dumps(meta))
+        try:
+            state = load_checkpoint(d)
+        except InputError:
+            refused += 1
+            continue
+        loaded += 1
+        assert sum(p.numel() for p in state.supernet.parameters()) < 10**7, (path, value)
     assert refused > 300 and loaded > 20, (refused, loaded)
 
 
