@@ -12,7 +12,16 @@ proxy scores on ``cuda`` vs ``cpu`` (agreement and time).
 
     python bench/gpu_runtimes.py --space mbv3-small --n 8 --seed 0 [--lut-protocol KEY=VALUE ...] [--out FILE]
 
-Prints JSON. On a machine without CUDA the GPU profiles report the error and the CPU ones still run.
+``--compare-single``: for each device whose runtime's calls overlap on the device (torch on CUDA,
+TensorRT), also build the table the way it was built before ``runs_per_sample`` (every sample one call,
+no ``sync`` entry: the protocol override ``SINGLE_CALL``) under a twin profile ``<name>-single``, and
+score its LUT sums on the same deployed measurements. ``--variant LABEL:KEY=VALUE,...`` (repeatable)
+does the same for any protocol overrides, under ``<name>-LABEL`` (after the deployments, in order). Every
+table also gets a leave-one-out calibrated figure: the log-linear calibration fitted on the other ``n - 1``
+deployments, scored on the one left out.
+
+Prints JSON (``--out`` rewrites the file after every device). On a machine without CUDA the GPU profiles
+report the error and the CPU ones still run.
 """
 
 from __future__ import annotations
@@ -65,12 +74,50 @@ def environment() -> dict[str, Any]:
     return env
 
 
-def write_profiles(root: Path, threads: int) -> None:
+def write_profiles(root: Path, threads: int, labels: list[str]) -> None:
+    from edgenas.devices.runtimes import calls_overlap, provider_for
+
     (root / "profiles").mkdir(parents=True, exist_ok=True)
-    for name, settings in PROFILES.items():
+    twins = {f"{n}-{label}": s for n, s in PROFILES.items()
+             if calls_overlap(s["runtime"], provider_for(s["runtime"], s.get("provider"))) for label in labels}
+    for name, settings in dict(PROFILES, **twins).items():
         lines = ["[device]", f'name = "{name}"', 'transport = "local"', f"threads = {threads}"]
         lines += [f'{k} = "{v}"' for k, v in settings.items()]
         (root / "profiles" / f"{name}.toml").write_text("\n".join(lines) + "\n")
+
+
+#: the LUT protocol of overlapping runtimes before ``runs_per_sample`` (``fleet.measure.LUT_PROTOCOL``'s
+#: counts, one call per sample): the baseline of ``--compare-single``
+SINGLE_CALL = {"runs_per_sample": 1, "min_n": 90, "session_min_n": 30, "max_s": 0.1}
+
+
+def loo_within10(pred: np.ndarray, measured: np.ndarray) -> float:
+    """Share within ±10% of the log-linear calibration fitted on the other points (leave one out)."""
+    from edgenas.latency.calibration import apply_calibration, fit_calibration
+
+    hits = []
+    for i in range(len(pred)):
+        keep = np.arange(len(pred)) != i
+        cal = fit_calibration(pred[keep], measured[keep])
+        hits.append(abs(float(apply_calibration(cal, pred[i:i + 1])[0]) / measured[i] - 1) <= 0.10)
+    return float(np.mean(hits))
+
+
+def table_figures(lut: Any, space: Any, archs: list[Any], measured: np.ndarray) -> dict[str, Any]:
+    """A table's LUT sums on the deployed architectures against their measurements."""
+    from scipy.stats import spearmanr
+
+    from edgenas.fleet.measure import runs_per_sample
+    from edgenas.latency.predictor import LatencyPredictor
+
+    p = LatencyPredictor(lut.with_calibration(None), space).predict_many(archs)
+    return {"runs_per_sample": runs_per_sample(lut.protocol), "overhead_ms": lut.overhead_ms,
+            "sync_extra_ms": lut.sync_extra_ms, "unstable": len(lut.unstable_keys),
+            "block_median_ms": float(np.median([lut.value_ms(e) for e in lut.entries.values()])),
+            "lut_sum_ms": [round(float(x), 4) for x in p], "within10_raw": within10(p, measured),
+            "spearman": float(spearmanr(p, measured)[0]),
+            "median_ratio_lut_sum_to_measured": float(np.median(p / measured)),
+            "within10_calibrated_leave_one_out": loo_within10(p, measured)}
 
 
 def within10(pred: np.ndarray, measured: np.ndarray) -> float:
@@ -78,7 +125,8 @@ def within10(pred: np.ndarray, measured: np.ndarray) -> float:
 
 
 def run_device(proj: Any, name: str, space: Any, archs: list[Any],
-               protocol: dict[str, Any] | None = None) -> dict[str, Any]:
+               protocol: dict[str, Any] | None = None, variants: dict[str, dict[str, Any]] | None = None
+               ) -> dict[str, Any]:
     from scipy.stats import spearmanr
 
     from edgenas.errors import EdgenasError
@@ -106,6 +154,16 @@ def run_device(proj: Any, name: str, space: Any, archs: list[Any],
             cold.append(float(res.measurement.cold_start.get("session_ms", float("nan"))))
         out["deploy_s"] = round(time.perf_counter() - t0, 2)
         m, p = np.array(measured), np.array(predicted)
+        out["table"] = table_figures(lut, space, archs, m)
+        for label, overrides in (variants or {}).items():
+            twin = f"{name}-{label}"
+            if not (proj.root / "profiles" / f"{twin}.toml").is_file():
+                continue  # not a runtime whose calls overlap
+            t0 = time.perf_counter()
+            built = profile_device(proj, twin, space.name, protocol=dict(protocol or {}, **overrides))
+            other = Lut.load(built.lut_path)
+            out[f"{label}_table"] = dict(table_figures(other, space, archs, m), overrides=overrides,
+                                         lut_build_s=round(time.perf_counter() - t0, 2))
         cal = calibrate_device(proj, name, space.name)
         out.update({
             "measured_ms": [round(x, 4) for x in measured], "lut_sum_ms": [round(x, 4) for x in predicted],
@@ -147,6 +205,11 @@ def proxies(space: Any, n: int, seed: int) -> dict[str, Any]:
     return out
 
 
+def _number(text: str) -> int | float:
+    value = float(text)
+    return int(value) if value.is_integer() else value
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--space", default="mbv3-small")
@@ -157,24 +220,35 @@ def main() -> None:
     ap.add_argument("--proxies", type=int, default=16, help="architectures scored per proxy on cpu and cuda")
     ap.add_argument("--lut-protocol", nargs="*", default=[], metavar="KEY=VALUE",
                     help="LUT protocol overrides (numbers), e.g. sample_target_ms=1.0 (k runs a sample)")
+    ap.add_argument("--compare-single", action="store_true",
+                    help="also build overlapping runtimes' tables one call per sample, as before (see above)")
+    ap.add_argument("--variant", action="append", default=[], metavar="LABEL:KEY=VALUE,...",
+                    help="also build overlapping runtimes' tables with these protocol overrides (see above)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    protocol = {k: float(v) for k, v in (kv.split("=", 1) for kv in args.lut_protocol)}
+    protocol = {k: _number(v) for k, v in (kv.split("=", 1) for kv in args.lut_protocol)}
+    variants = {"single": dict(SINGLE_CALL)} if args.compare_single else {}
+    for spec in args.variant:
+        label, _, pairs = spec.partition(":")
+        variants[label] = {k: _number(v) for k, v in (kv.split("=", 1) for kv in pairs.split(",") if kv)}
 
     from edgenas.project import Project
     from edgenas.spaces import get_space
 
     t_all = time.perf_counter()
     result: dict[str, Any] = {"bench": "gpu_runtimes", "space": args.space, "n": args.n, "seed": args.seed,
-                              "threads": args.threads, "lut_protocol": protocol, "environment": environment(), "devices": {}}
+                              "threads": args.threads, "lut_protocol": protocol, "variants": variants,
+                              "environment": environment(), "devices": {}}
     root = Path(tempfile.mkdtemp(prefix="edgenas-gpu-"))
-    write_profiles(root, args.threads)
+    write_profiles(root, args.threads, list(variants))
     proj = Project(root)
     space = get_space(args.space)
     archs = [space.sample(np.random.default_rng(args.seed * 1000 + i)) for i in range(args.n)]
     for name in args.devices:
-        result["devices"][name] = run_device(proj, name, space, archs, protocol or None)
+        result["devices"][name] = run_device(proj, name, space, archs, protocol or None, variants)
         print(json.dumps({name: result["devices"][name]}), file=sys.stderr, flush=True)
+        if args.out:
+            Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     if args.proxies:
         result["proxies_cpu_vs_cuda"] = proxies(space, args.proxies, args.seed)
     result["total_s"] = round(time.perf_counter() - t_all, 1)

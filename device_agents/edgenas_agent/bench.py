@@ -215,7 +215,8 @@ def _time_interleaved(workdir: str, todo: List[Any], settings: Mapping[str, Any]
                 for track in tracks:
                     runner = runners.pop(track.key)
                     runner.close()
-                    entries.append((track.key, models[track.key], track.result(), runner.cold_start))
+                    stats_ = track.result(protocol["runs_per_sample"])
+                    entries.append((track.key, models[track.key], stats_, runner.cold_start))
                 finish(entries)
 
             tracks = [interleave.Track(item["key"], runners[item["key"]].timer) for item in group]
@@ -240,7 +241,7 @@ def _time_sweeps(workdir: str, todo: List[Any], settings: Mapping[str, Any], pro
         return runner
 
     def on_done(tracks: List[sweeps.SweepTrack]) -> None:
-        finish([(t.key, rel[t.key], t.result(), cold[t.key]) for t in tracks])
+        finish([(t.key, rel[t.key], t.result(protocol["runs_per_sample"]), cold[t.key]) for t in tracks])
 
     def open_reference() -> Any:
         return runtimes.open_runner(settings["runtime"], reference, settings)

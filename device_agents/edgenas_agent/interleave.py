@@ -78,14 +78,15 @@ class Track:
             self.ratios.extend(s / ref_value for s in samples)
             self.refs.append(ref_value)
 
-    def result(self) -> Dict[str, Any]:
-        """STATS (``stats.summarize``, k = 1) plus the ratio fields when a reference was timed."""
-        out = stats.summarize(self.samples, k=1, warmup_n=self.warmup_n, stable=self.stable,
+    def result(self, k: int = 1) -> Dict[str, Any]:
+        """STATS (``stats.summarize``; ``k``: runs per sample) plus the ratio fields when a reference was
+        timed (the reference's samples had as many runs)."""
+        out = stats.summarize(self.samples, k=k, warmup_n=self.warmup_n, stable=self.stable,
                               total_s=self.spent_s)
         if self.ratios:
             cov, rel = stats.spread(self.ratios)
             out.update(ratio=stats.median(self.ratios), ratio_cov=cov, ratio_ci_rel=rel,
-                       ref_ms=stats.median(self.refs) * 1000.0, ref_k=1)
+                       ref_ms=stats.median(self.refs) * 1000.0, ref_k=k)
         return out
 
 
@@ -106,10 +107,12 @@ def warm_up(track: Track, proto: Mapping[str, Any], clock: Callable[[], float] =
 
 
 def turn(timer: Timer, proto: Mapping[str, Any]) -> List[float]:
-    """One turn: ``burst_warmup_n`` re-warming runs (not kept), then ``burst`` single-run samples."""
+    """One turn: ``burst_warmup_n`` re-warming runs (not kept), then ``burst`` samples of
+    ``runs_per_sample`` runs (single runs by default)."""
     for _ in range(int(proto["burst_warmup_n"])):
         timer(1)
-    return [timer(1) for _ in range(int(proto["burst"]))]
+    runs = int(proto.get("runs_per_sample", 1))
+    return [timer(runs) / runs for _ in range(int(proto["burst"]))]
 
 
 def run_group(tracks: List[Track], proto: Mapping[str, Any], ref_timer: Optional[Timer] = None,

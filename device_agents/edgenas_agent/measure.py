@@ -5,16 +5,24 @@ inferences and times them itself, e.g. with CUDA events):
 
 1. warm-up until both ``warmup_min_n`` runs and ``warmup_min_s`` seconds are done (at most half the
    time cap, so a slow model still gets sampled);
-2. calibrate ``k`` so one sample (``k`` back-to-back runs) lasts at least ``sample_target_ms``;
+2. calibrate ``k`` so one sample (``k`` back-to-back runs) lasts at least ``sample_target_ms``, and is at
+   least ``runs_per_sample`` runs (the reference's samples too);
 3. sample until ``min_n`` samples and ``min_s`` seconds are reached *and* the spread is small
    (CoV <= ``max_cov`` or the 95% CI of the median, relative, <= ``max_ci_rel``); the hard cap
    ``max_s`` (whole call, warm-up included) ends sampling with ``stable: false``;
-4. ``fixed_n``: exactly that many single runs after the warm-up (Once-for-All's protocol; ``max_s``
-   does not cut it short, the host's call timeout does);
+4. ``fixed_n``: exactly that many samples of ``runs_per_sample`` runs (default 1) after the warm-up
+   (Once-for-All's protocol; ``max_s`` does not cut it short, the host's call timeout does);
 5. ``windows > 1`` (winner protocol): the sampling budget is split into windows; the reported median
    is the median of the window medians, the other statistics pool all samples.
 
-All times come from ``time.perf_counter``; times are reported per single inference.
+All times come from ``time.perf_counter`` (or the runner's CUDA events); times are reported per single
+inference.
+
+``runs_per_sample`` (default 1) is for runtimes whose calls overlap on the device (torch on CUDA,
+TensorRT): a call only launches work, and the timer waits for it, so one call timed alone includes that
+wait while a block inside a network does not pay it (the next block's launches overlap it). In every
+mode a sample is then that many back-to-back runs, divided by their number, and the wait is paid once
+per sample; warm-up runs stay single.
 
 **Reference-normalised timing** (``ref_timer``): a fixed reference workload is timed right after every
 sample, and each sample also gives the ratio model time / reference time. A machine whose speed drifts
@@ -46,15 +54,16 @@ LUT_PROTOCOL: Dict[str, Any] = {
     "warmup_min_n": 10, "warmup_min_s": 0.1, "sample_target_ms": 1.0, "min_n": 20, "min_s": 0.2,
     "max_cov": 0.05, "max_ci_rel": 0.02, "max_s": 3.0, "fixed_n": None, "windows": 1, "ref_every": 1,
     "interleave": 1, "burst": 10, "burst_warmup_n": 1, "sessions": 1, "session_min_n": 1, "session_min_s": 0.0,
-    "extra_share": 1.0,
+    "extra_share": 1.0, "runs_per_sample": 1,
 }
 WINNER_PROTOCOL: Dict[str, Any] = {
     "warmup_min_n": 20, "warmup_min_s": 0.5, "sample_target_ms": 1.0, "min_n": 50, "min_s": 1.0,
     "max_cov": 0.05, "max_ci_rel": 0.01, "max_s": 20.0, "fixed_n": None, "windows": 5, "ref_every": 1,
     "interleave": 1, "burst": 10, "burst_warmup_n": 1, "sessions": 1, "session_min_n": 1, "session_min_s": 0.0,
-    "extra_share": 1.0,
+    "extra_share": 1.0, "runs_per_sample": 1,
 }
-_INT_FIELDS = ("warmup_min_n", "min_n", "windows", "ref_every", "interleave", "burst", "sessions", "session_min_n")
+_INT_FIELDS = ("warmup_min_n", "min_n", "windows", "ref_every", "interleave", "burst", "sessions", "session_min_n",
+               "runs_per_sample")
 _COUNT_FIELDS = ("burst_warmup_n",)  # integers that may be 0
 K_MAX = 100000  # back-to-back runs per sample, upper bound (ops of ~10 ns)
 
@@ -94,6 +103,9 @@ def resolve_protocol(params: Optional[Mapping[str, Any]] = None, winner: bool = 
         proto[key] = value
     if proto["max_s"] <= 0:
         raise ProtocolError("protocol field max_s must be > 0")
+    if proto["runs_per_sample"] > K_MAX:
+        raise ProtocolError("protocol field runs_per_sample must be <= %d, got %r"
+                            % (K_MAX, proto["runs_per_sample"]))
     if proto["interleave"] > 1 and proto["sessions"] > 1:
         raise ProtocolError("protocol fields interleave and sessions are two modes; set at most one above 1")
     return proto
@@ -134,9 +146,10 @@ def _calibrate_k(timer: Timer, proto: Mapping[str, Any], warm: List[float]) -> T
     target = proto["sample_target_ms"] / 1000.0
     recent = sorted(warm[-10:])
     single = recent[len(recent) // 2]
-    if single >= target:
-        return 1, 0
-    k = min(K_MAX, max(1, int(math.ceil(target / max(single, 1e-9)))))
+    least = int(proto.get("runs_per_sample", 1))
+    if single * least >= target:
+        return least, 0
+    k = min(K_MAX, max(least, int(math.ceil(target / max(single, 1e-9)))))
     spent = 0
     for _ in range(4):
         dt = timer(k)
@@ -195,8 +208,9 @@ def measure(fn: Optional[Callable[[], Any]] = None, protocol: Optional[Mapping[s
     warmup_n = len(warm)
 
     if proto["fixed_n"] is not None:
-        samples = [run_k(1) for _ in range(proto["fixed_n"])]
-        return stats.summarize(samples, k=1, warmup_n=warmup_n, stable=_spread_ok(samples, proto),
+        runs = proto["runs_per_sample"]
+        samples = [run_k(runs) / runs for _ in range(proto["fixed_n"])]
+        return stats.summarize(samples, k=runs, warmup_n=warmup_n, stable=_spread_ok(samples, proto),
                                total_s=clock() - start)
 
     k, spent = _calibrate_k(run_k, proto, warm)

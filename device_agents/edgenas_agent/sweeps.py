@@ -27,7 +27,8 @@ measures that session, not the block. So ``bench_many`` in this mode takes its m
 
 A model's median is that of its pooled samples: over ``sessions`` sessions, spread over the whole
 call's time (a sweep of 24 blocks takes 0.1-0.3 s), so neither one session's placement nor a passing
-slow spell decides it. Samples are single runs (``k`` = 1; ``sample_target_ms`` is not used).
+slow spell decides it. Samples are single runs, or ``runs_per_sample`` back-to-back runs each where a
+runtime's calls overlap on the device (``measure.py``); ``sample_target_ms`` is not used.
 """
 
 from __future__ import annotations
@@ -59,9 +60,9 @@ class SweepTrack(Track):
             return float("inf")
         return max(widths)
 
-    def result(self) -> Dict[str, Any]:
+    def result(self, k: int = 1) -> Dict[str, Any]:
         """``Track.result`` plus ``sessions``: how many fresh sessions the samples came from."""
-        out = super().result()
+        out = super().result(k)
         out["sessions"] = self.sessions
         return out
 
@@ -87,9 +88,10 @@ def time_session(track: SweepTrack, timer: Timer, proto: Mapping[str, Any], ref_
     samples: List[float] = []
     # samples in tight runs of up to _CHUNK (about 1 ms) with the clock read between them, as fixed_n
     # takes its runs: Python work between two runs of a 10-20 us block shows in its time
-    chunk = max(1, min(int(proto["session_min_n"]), _CHUNK, int(0.001 / max(last, 1e-9))))
+    runs = int(proto.get("runs_per_sample", 1))
+    chunk = max(1, min(int(proto["session_min_n"]), _CHUNK, int(0.001 / max(last * runs, 1e-9))))
     while True:
-        samples.extend([timer(1) for _ in range(chunk)])
+        samples.extend([timer(runs) / runs for _ in range(chunk)])
         elapsed = clock() - t0
         if (len(samples) >= proto["session_min_n"] and elapsed >= proto["session_min_s"]) \
                 or len(track.samples) + len(samples) >= interleave.MAX_SAMPLES \

@@ -57,6 +57,7 @@ def register(app: typer.Typer) -> None:
         """Validate a LUT file and summarise it."""
         import numpy as np
 
+        from edgenas.fleet.measure import runs_per_sample
         from edgenas.latency.lut import Lut
 
         lut = Lut.load(path)
@@ -64,7 +65,8 @@ def register(app: typer.Typer) -> None:
         summary = {"device": lut.device, "space": lut.space, "fingerprint_hash": lut.fingerprint_hash,
                    "runtime": lut.runtime, "provider": _provider(lut), "precision": lut.precision,
                    "threads": lut.threads, "entries": len(lut.entries), "unstable": len(lut.unstable_keys),
-                   "overhead_ms": lut.overhead_ms, "median_entry_ms": float(np.median(med)),
+                   "overhead_ms": lut.overhead_ms, "runs_per_sample": runs_per_sample(lut.protocol),
+                   "sync_extra_ms": lut.sync_extra_ms, "median_entry_ms": float(np.median(med)),
                    "calibration": lut.calibration.to_dict() if lut.calibration else None}
         if json_out:
             emit_json(summary)

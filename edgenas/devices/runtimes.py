@@ -18,6 +18,10 @@ class Runtime:
     builds_engine: bool  # the device builds an engine from the ONNX file before it can measure
     description: str
     providers: tuple[str, ...] = ()  # where it can run (a profile's ``provider``); the first is the default
+    #: where its calls overlap on the device (``provider_for``'s value; None: the runtime's only place): a
+    #: call launches GPU work and returns, so a model timed one call at a time includes the wait for its
+    #: last kernel, which a block inside a network does not pay (``fleet.measure.lut_protocol_for``)
+    overlaps_on: tuple[str | None, ...] = ()
 
 
 RUNTIMES: Registry[Runtime] = Registry("runtime")
@@ -25,9 +29,10 @@ RUNTIMES: Registry[Runtime] = Registry("runtime")
 for _rt in (
     Runtime("onnxruntime", False, "ONNX Runtime on the CPU, or its CUDA/TensorRT execution provider "
                                   "(profile: provider = \"cuda\")", ("cpu", "cuda", "tensorrt")),
-    Runtime("tensorrt", True, "TensorRT engine built on the device from the ONNX file (NVIDIA devices)"),
+    Runtime("tensorrt", True, "TensorRT engine built on the device from the ONNX file (NVIDIA devices)",
+            overlaps_on=(None,)),
     Runtime("torch", False, "PyTorch, a TorchScript file traced on the host, on the device's CPU or CUDA "
-                            "(profile: provider = \"cuda\")", ("cpu", "cuda")),
+                            "(profile: provider = \"cuda\")", ("cpu", "cuda"), overlaps_on=("cuda",)),
 ):
     RUNTIMES.register(_rt.name, _rt, help=_rt.description)
 
@@ -44,6 +49,13 @@ def provider_for(runtime: str, provider: str | None) -> str | None:
     if provider in (None, "cpu") or not providers:
         return None
     return provider if provider in providers else "cuda"
+
+
+def calls_overlap(runtime: str, provider: str | None) -> bool:
+    """Whether ``runtime``'s calls on ``provider`` (as ``provider_for`` gives it) overlap on the device:
+    torch on CUDA and TensorRT launch work and return; ONNX Runtime's ``run`` copies its outputs back to
+    the host, so each call ends when the device is done, on any provider."""
+    return provider in RUNTIMES.get(runtime).overlaps_on
 
 
 def precisions_for(runtime: str, provider: str | None) -> tuple[str, ...]:

@@ -21,7 +21,8 @@ import numpy as np
 
 from edgenas.devices.session import Session
 from edgenas.errors import DeviceError
-from edgenas.fleet.measure import LUT_PROTOCOL, bench_many_results, export_blocks, reference_model
+from edgenas.fleet.measure import (
+    bench_many_results, export_blocks, lut_protocol_for, reference_model, runs_per_sample)
 from edgenas.io import sha256_file
 from edgenas.latency.lut import Lut
 from edgenas.project import Project
@@ -76,7 +77,10 @@ def measure_drift(session: Session, project: Project, lut: Lut, protocol: dict[s
     keys = sentinel_keys(lut)
     paths, _ = export_blocks(project, space, keys, runtime=lut.runtime)
     items = [{"key": k, "model": session.push(paths[k])} for k in keys]
-    params = dict(session.runtime_params(lut.runtime), items=items, protocol=dict(LUT_PROTOCOL, **(protocol or {})))
+    params = dict(session.runtime_params(lut.runtime), items=items)
+    # timed as the table was: in runs where its entries were (a table's protocol is file data, checked)
+    params["protocol"] = {**lut_protocol_for(params), "runs_per_sample": runs_per_sample(lut.protocol),
+                          **(protocol or {})}
     ref_path = reference_model(project, lut.runtime)
     if lut.normalised and lut.reference.get("sha256") == sha256_file(ref_path):  # type: ignore[union-attr]
         params["reference"] = session.push(ref_path)

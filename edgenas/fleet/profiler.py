@@ -4,7 +4,8 @@ Flow: connect -> ``info`` gives the fingerprint hash that names the LUT -> reuse
 unless ``force`` -> export every block key of the space to ONNX on the host (cached by key under
 ``.edgenas/blocks/``) -> push the files (content-addressed, skipped when present) -> ``bench_many`` in
 batches; the agent appends each finished entry to a partial file on the device, so an interrupted run
-resumes where it stopped -> time the runtime's fixed per-inference overhead on a trivial model ->
+resumes where it stopped -> time the runtime's fixed per-inference overhead on a trivial model (and,
+where the runtime's calls overlap on the device, the same model one call at a time: ``Lut.sync``) ->
 assemble, validate and write the LUT atomically on the host (``luts/``) and on the device. Until that
 last step the previous LUT is untouched.
 """
@@ -21,8 +22,8 @@ from edgenas.devices.profiles import DeviceProfile, load_profile
 from edgenas.devices.session import open_session
 from edgenas.errors import DeviceError, InputError
 from edgenas.fleet.measure import (
-    LUT_PROTOCOL, Progress, bench_many_results, export_blocks, keep_on_device, nominal_reference, overhead_model,
-    reference_model)
+    Progress, bench_many_results, export_blocks, keep_on_device, lut_protocol_for, nominal_reference,
+    overhead_model, reference_model, runs_per_sample)
 from edgenas.io import sha256_file
 from edgenas.latency.lut import EntryStats, Lut
 from edgenas.latency.store import LutStore
@@ -82,8 +83,8 @@ def _profile_device(project: Project, device: Any, space: SearchSpace, *, force:
                     protocol: dict[str, Any] | None, batch_size: int, progress: Progress | None) -> ProfileResult:
     t0 = time.perf_counter()
     store = LutStore(project.luts_dir)
-    proto = dict(LUT_PROTOCOL, **(protocol or {}))
     with open_session(project, device) as s:
+        proto = dict(lut_protocol_for(s.runtime_params()), **(protocol or {}))
         info = s.info()
         fp_hash = info.fingerprint_hash
         existing = store.path_for(s.device, space.name, fp_hash)
@@ -127,9 +128,14 @@ def _profile_device(project: Project, device: Any, space: SearchSpace, *, force:
             done += len(batch)
             if progress:
                 progress(f"time blocks on {s.device}", done, len(keys))
+        trivial = s.push(overhead_model(project, runtime))
         overhead = BenchAnswer.from_answer(s.device, s.call(
-            "bench", dict(s.runtime_params(), model=s.push(overhead_model(project, runtime)), protocol=proto,
-                          reference=ref_remote)), "overhead bench")
+            "bench", dict(s.runtime_params(), model=trivial, protocol=proto, reference=ref_remote)), "overhead bench")
+        sync = None
+        if runs_per_sample(proto) > 1:  # the wait one inference pays once: the trivial model one call at a time
+            sync = BenchAnswer.from_answer(s.device, s.call(
+                "bench", dict(s.runtime_params(), model=trivial, protocol=dict(proto, runs_per_sample=1, min_n=200))),
+                "sync bench").stats
         entries = {k: EntryStats.from_checked(results[k]) for k in keys if k in results}  # checked on arrival
         missing = [k for k in keys if k not in entries]
         if missing:
@@ -138,7 +144,7 @@ def _profile_device(project: Project, device: Any, space: SearchSpace, *, force:
         lut = Lut(device=s.device, space=space.name, fingerprint=dict(info.fingerprint),
                   fingerprint_hash=fp_hash, runtime=s.profile.runtime, precision=s.profile.precision,
                   threads=int(s.profile.threads), protocol=proto,
-                  overhead=overhead.stats, entries=entries,
+                  overhead=overhead.stats, entries=entries, sync=sync,
                   reference=nominal_reference([results[k] for k in keys] + [overhead.raw_stats], ref_path))
         path = store.save(lut)
         keep_on_device(s, path, lut)

@@ -4,6 +4,10 @@ A LUT holds, for one (device, space, fingerprint), the measured statistics of ev
 space can produce, the fixed per-inference overhead of the runtime (timed on a trivial model, so the
 predictor can count it once per network instead of once per block), the measurement protocol used,
 and an optional calibration fitted from whole-model measurements.
+
+Where the runtime's calls overlap on the device (torch on CUDA, TensorRT), entries and overhead are
+timed in runs of ``protocol["runs_per_sample"]`` calls, and ``sync`` holds the trivial model timed one
+call at a time: what one inference pays once for waiting on the device (``sync_extra_ms``).
 """
 
 from __future__ import annotations
@@ -167,6 +171,8 @@ class Lut:
     #: the speed reference timed in alternation with every entry: {"sha256", "ms" (its median time
     #: over the whole profile: the device's nominal speed), "model"}; None for tables without one
     reference: dict[str, Any] | None = None
+    #: the overhead model timed one call at a time (no reference), for tables timed in runs; else None
+    sync: EntryStats | None = None
 
     @property
     def normalised(self) -> bool:
@@ -182,7 +188,22 @@ class Lut:
 
     @property
     def overhead_ms(self) -> float:
+        """The per-call overhead as the entries include it (timed like them): what each entry's net cost
+        subtracts."""
         return self.value_ms(self.overhead)
+
+    @property
+    def sync_extra_ms(self) -> float:
+        """What one inference pays beyond ``overhead_ms`` for waiting on the device: the overhead model
+        timed one call at a time minus timed in runs (raw medians of one profile), 0 without ``sync``."""
+        if self.sync is None:
+            return 0.0
+        return max(self.sync.median_ms - self.overhead.median_ms, 0.0)
+
+    @property
+    def per_inference_ms(self) -> float:
+        """The fixed cost of one inference: ``overhead_ms`` plus ``sync_extra_ms``."""
+        return self.overhead_ms + self.sync_extra_ms
 
     @property
     def unstable_keys(self) -> list[str]:
@@ -195,7 +216,7 @@ class Lut:
 
     # ------------------------------------------------------------------ JSON
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "schema": self.schema,
             "device": self.device,
             "space": self.space,
@@ -211,6 +232,9 @@ class Lut:
             "reference": self.reference,
             "entries": {k: self.entries[k].to_dict() for k in sorted(self.entries)},
         }
+        if self.sync is not None:  # absent, not null, in tables without it: their files stay as they were
+            out["sync"] = self.sync.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, d: Any, where: str = "LUT") -> "Lut":
@@ -246,6 +270,7 @@ class Lut:
                                     and not isinstance(ref.get("ms"), bool) and math.isfinite(ref["ms"])
                                     and ref["ms"] > 0 and isinstance(ref.get("sha256"), str)):
             raise InputError(f"{where}: malformed 'reference' (needs sha256 and ms > 0)")
+        sync = EntryStats.from_dict(d["sync"], f"{where}: sync") if "sync" in d else None
         return cls(
             device=d["device"], space=d["space"], fingerprint=dict(d["fingerprint"]),
             fingerprint_hash=d["fingerprint_hash"], runtime=d["runtime"], precision=d["precision"],
@@ -253,7 +278,7 @@ class Lut:
             overhead=EntryStats.from_dict(d.get("overhead"), f"{where}: overhead"),
             entries=entries, calibration=Calibration.from_dict(cal) if cal else None,
             created_at=float(_number(d.get("created_at", 0.0), f"{where}: created_at")), schema=LUT_SCHEMA,
-            reference=dict(ref) if ref is not None else None,
+            reference=dict(ref) if ref is not None else None, sync=sync,
         )
 
     def save(self, path: str | Path) -> Path:

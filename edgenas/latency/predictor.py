@@ -7,8 +7,13 @@ per-inference overhead (session dispatch, input/output copies), which the LUT re
 timing a trivial model. The predictor therefore uses each block's NET cost
 ``max(median - overhead, 0)`` and adds the overhead once per network:
 
-    raw(arch)  = overhead + sum over blocks of net(key)
+    raw(arch)  = overhead + sync extra + sum over blocks of net(key)
     pred(arch) = calibration(raw(arch))        (identity when the LUT has no calibration)
+
+The sync extra is 0 except for tables timed in runs of several calls (runtimes whose calls overlap on
+the device: torch on CUDA, TensorRT). There entries and overhead are per-call costs inside a stream of
+calls, as a block pays inside a network, and one inference also waits once for the device to finish:
+the overhead model timed one call at a time minus timed in runs (``Lut.sync_extra_ms``).
 
 ``predict_many`` turns architectures into a ``(n, B)`` matrix of indices into the space's key
 vocabulary (``space.key_index_matrix``, ``-1``-padded) and does one gather and one sum; ``-1`` lands
@@ -51,10 +56,11 @@ class LatencyPredictor:
             check_calibration(lut.calibration)
         self.lut = lut
         self.space = space
-        self.overhead_ms = float(lut.overhead_ms)
+        #: what one inference pays once, whatever its blocks (overhead and sync extra)
+        self.overhead_ms = float(lut.per_inference_ms)
         self.vocab = vocab
         self.key_cost: dict[str, float] = {
-            k: max(lut.value_ms(lut.entries[k]) - self.overhead_ms, 0.0) for k in vocab}
+            k: max(lut.value_ms(lut.entries[k]) - lut.overhead_ms, 0.0) for k in vocab}
         # index -1 (padding) reads the trailing zero
         self._cost = np.array([self.key_cost[k] for k in vocab] + [0.0], dtype=np.float64)
         self._sizes = np.asarray(space.gene_sizes())
@@ -130,6 +136,7 @@ class LatencyPredictor:
             "precision": lut.precision,
             "n_keys": len(self.key_cost),
             "overhead_ms": self.overhead_ms,
+            "sync_extra_ms": lut.sync_extra_ms,
             "unstable_keys": len(unstable),
             "calibration": None if cal is None else {
                 "model": cal.model, "params": dict(cal.params), "n_points": cal.n_points,

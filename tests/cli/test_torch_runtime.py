@@ -188,3 +188,49 @@ def test_lut_show_names_the_provider(proj, cli, tmp_path, provider, shown):
     res = cli("lut", "show", str(path), "--json")
     assert res.code == 0, res.err
     assert res.json()["provider"] == shown
+
+
+def test_which_runtimes_overlap_their_calls():
+    from edgenas.devices.runtimes import calls_overlap
+    from edgenas.fleet.measure import LUT_PROTOCOL, OVERLAP_RUNS_PER_SAMPLE, lut_protocol_for, runs_per_sample
+
+    assert calls_overlap("torch", "cuda") and calls_overlap("tensorrt", None)
+    assert not calls_overlap("torch", None) and not calls_overlap("onnxruntime", "cuda")
+    assert not calls_overlap("onnxruntime", "tensorrt")  # ONNX Runtime's run() returns host outputs
+    assert lut_protocol_for({"runtime": "onnxruntime"}) == LUT_PROTOCOL  # CPU tables: unchanged
+    assert lut_protocol_for({"runtime": "torch", "provider": "cuda"})["runs_per_sample"] == OVERLAP_RUNS_PER_SAMPLE
+    assert lut_protocol_for({"runtime": "tensorrt"})["runs_per_sample"] == OVERLAP_RUNS_PER_SAMPLE
+    for bad in ("10", 0, -3, 2.5, True, None, 10 ** 9, [10]):  # a table's protocol is file data
+        assert runs_per_sample({"runs_per_sample": bad}) == 1
+    assert runs_per_sample({}) == 1 and runs_per_sample({"runs_per_sample": 7}) == 7
+
+
+def test_a_table_timed_in_runs(proj, cli, monkeypatch):
+    """A profile timed in runs (what torch on CUDA and TensorRT get; forced here on the CPU) times the
+    entries and the overhead in runs, the overhead model once more one call at a time (``sync``), and the
+    drift check of that table re-times its sentinels in runs too."""
+    from edgenas.devices.profiles import load_profile
+    from edgenas.fleet import drift
+    from edgenas.fleet.profiler import profile_device
+    from edgenas.fleet.refresh import refresh_device
+    from edgenas.latency.lut import Lut
+    from edgenas.project import Project
+
+    project = Project(proj)
+    _profile(proj, "runs")
+    res = profile_device(project, "runs", "mbv3-tiny", protocol=dict(FAST, runs_per_sample=3))
+    lut = Lut.load(res.lut_path)
+    assert lut.protocol["runs_per_sample"] == 3
+    assert all(e.k == 3 for e in lut.entries.values()) and lut.overhead.k == 3
+    assert lut.sync is not None and lut.sync.k == 1 and lut.sync.n >= 200 and lut.sync.ratio is None
+    shown = cli("lut", "show", str(res.lut_path), "--json").json()
+    assert shown["runs_per_sample"] == 3 and shown["sync_extra_ms"] == pytest.approx(lut.sync_extra_ms)
+
+    sent = []
+    real = drift._sentinel_pass
+    monkeypatch.setattr(drift, "_sentinel_pass",
+                        lambda s, t, k, params, th: sent.append(params) or real(s, t, k, params, th))
+    refresh_device(project, load_profile(project, "runs"), "mbv3-tiny", protocol=FAST, drift_floor=10.0)
+    assert sent and sent[0]["protocol"]["runs_per_sample"] == 3
+    plain = profile_device(project, "local", "mbv3-tiny", protocol=FAST, force=True)
+    assert Lut.load(plain.lut_path).sync is None and "runs_per_sample" not in Lut.load(plain.lut_path).protocol

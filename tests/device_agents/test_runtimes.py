@@ -80,6 +80,18 @@ def test_torch_on_cuda(client, transport, tmp_path, fast, precision):
     assert r["stats"]["n"] >= fast["min_n"] and 0 < r["stats"]["median_ms"] < 100
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU with CUDA")
+def test_torch_calls_overlap_on_cuda(client, transport, tmp_path, fast):
+    """On the GPU a call only launches work: one call at a time pays the wait for the device each time,
+    runs of 10 pay it once, so a sample of 10 runs is cheaper per run (the reason for ``runs_per_sample``)."""
+    rel = _exported(tmp_path, transport)
+    params = {"model": rel, "runtime": "torch", "provider": "cuda"}
+    one, ten = (client.call("bench", dict(params, protocol=dict(fast, runs_per_sample=runs, sample_target_ms=0.0)),
+                            timeout_s=300)["stats"] for runs in (1, 10))
+    assert one["k"] == 1 and ten["k"] == 10
+    assert ten["median_ms"] < one["median_ms"]
+
+
 def test_registry_names_and_unknown_runtime():
     assert runtimes.NAMES == ("onnxruntime", "tensorrt", "torch")
     probed = runtimes.probe_all()

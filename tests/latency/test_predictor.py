@@ -179,3 +179,37 @@ def test_bad_genes_matrix_rejected():
     with pytest.raises(InputError, match="outside"):
         pred.predict_many(np.full((2, space.dim), 7, dtype=np.int64))
     assert pred.predict_many(np.zeros((0, space.dim), dtype=np.int64)).shape == (0,)
+
+
+def test_a_table_timed_in_runs_adds_the_wait_once_per_inference(space):
+    """Entries and overhead timed in runs (torch on CUDA, TensorRT) are per-call costs inside a stream of
+    calls; ``sync`` (the overhead model one call at a time) adds the wait for the device once."""
+    import dataclasses
+
+    plain = make_lut(space)
+    timed = dataclasses.replace(plain, protocol={"runs_per_sample": 10}, sync=_stats(OVERHEAD + 0.03))
+    archs = [space.from_genes(g) for g in space.sample_genes(np.random.default_rng(1), 50)]
+    a, b = LatencyPredictor(plain, space), LatencyPredictor(timed, space)
+    assert timed.sync_extra_ms == pytest.approx(0.03) and plain.sync_extra_ms == 0.0
+    assert b.key_cost == a.key_cost  # the blocks' net costs do not change
+    np.testing.assert_allclose(b.predict_many(archs), a.predict_many(archs) + 0.03)
+    np.testing.assert_allclose(b.predict_loop(archs), b.predict_many(archs))
+    assert b.min_latency()[0] == pytest.approx(a.min_latency()[0] + 0.03)
+    assert b.describe()["sync_extra_ms"] == pytest.approx(0.03)
+    # a sync faster than the overhead in runs (noise) adds nothing, never a negative
+    fast = dataclasses.replace(timed, sync=_stats(OVERHEAD * 0.5))
+    np.testing.assert_allclose(LatencyPredictor(fast, space).predict_many(archs), a.predict_many(archs))
+
+
+def test_the_sync_entry_round_trips_and_is_absent_without_it(space, tmp_path):
+    import dataclasses
+
+    plain = make_lut(space)
+    assert "sync" not in plain.to_dict()
+    timed = dataclasses.replace(plain, sync=_stats(0.2))
+    back = Lut.load(timed.save(tmp_path / "t.json"))
+    assert back.sync == timed.sync and back.sync_extra_ms == pytest.approx(0.2 - OVERHEAD)
+    bad = timed.to_dict()
+    bad["sync"] = {"n": 3}
+    with pytest.raises(InputError, match="sync"):
+        Lut.from_dict(bad)

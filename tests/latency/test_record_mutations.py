@@ -91,6 +91,18 @@ def test_lut_edits(world):
     assert _bad_edits(good, lambda d: LatencyPredictor(Lut.from_dict(d), SPACE).predict_many(archs)) == []
 
 
+def test_lut_timed_in_runs_edits(world):
+    """A table of a runtime whose calls overlap on the device: runs_per_sample and the sync entry."""
+    import dataclasses
+
+    luts, _, _, _, archs = world
+    lut = dataclasses.replace(luts[0], protocol={"runs_per_sample": 10}, sync=_stats(0.13))
+    good = json.loads(json.dumps(lut.to_dict()))
+    assert LatencyPredictor(Lut.from_dict(good), SPACE).overhead_ms == pytest.approx(0.13)
+    assert len([e for e in _edits(good) if e[0][0] == "sync"]) > 100
+    assert _bad_edits(good, lambda d: LatencyPredictor(Lut.from_dict(d), SPACE).predict_many(archs)) == []
+
+
 def test_fewshot_model_edits(world):
     _, refs, model, _, archs = world
     good = json.loads(json.dumps(model.to_dict()))
