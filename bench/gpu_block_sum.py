@@ -97,7 +97,7 @@ def run(space_name: str, n: int, seed: int, runs: int, samples: int, provider: s
     import torch
 
     from edgenas.spaces import get_space
-    from exporters.torchscript_export import export_torchscript
+    from exporters.torchscript_export import export_torchscript, quiet
 
     torch.set_num_threads(threads)
     space = get_space(space_name)
@@ -114,13 +114,14 @@ def run(space_name: str, n: int, seed: int, runs: int, samples: int, provider: s
         export_torchscript(torch.nn.ReLU().eval(), (1, 8), relu)
         out["relu8"] = _time_file(relu, settings, runs, samples)
         block_time: dict[str, dict[str, float]] = {}
+        block_file: dict[str, Path] = {}
         t_start = time.perf_counter()
         for i in range(n):
             arch = space.sample(np.random.default_rng(seed + i))
             keys = space.block_keys(arch)
             for key in keys:
                 if key not in block_time:
-                    path = root / f"b{len(block_time)}.pt"
+                    path = block_file[key] = root / f"b{len(block_time)}.pt"
                     export_torchscript(space.build_block(key).eval(), tuple(space.block_input_shape(key)), path)
                     block_time[key] = _time_file(path, settings, runs, samples)
             model = root / f"m{i}.pt"
@@ -131,11 +132,8 @@ def run(space_name: str, n: int, seed: int, runs: int, samples: int, provider: s
             row["single_ms"] = rl["T1_ms"] + sum(block_time[k]["T1_ms"] - rl["T1_ms"] for k in keys)
             row["runs_ms"] = rl["T1_ms"] + sum(block_time[k]["P_ms"] - rl["P_ms"] for k in keys)
             try:  # the blocks chained: each loaded module fed the previous one's output
-                mods = []
-                for key in keys:
-                    path = root / f"c{i}-{len(mods)}.pt"
-                    export_torchscript(space.build_block(key).eval(), tuple(space.block_input_shape(key)), path)
-                    mods.append(torch.jit.load(str(path), map_location=dev).to(dtype).eval())
+                with quiet():
+                    mods = [torch.jit.load(str(block_file[key]), map_location=dev).to(dtype).eval() for key in keys]
                 x = torch.randn(*space.input_shape(arch)).to(dev, dtype)
                 row["chain"] = _time(_chain_timer(mods, x, cuda), runs, samples)
             except Exception as exc:  # noqa: BLE001 - a space whose blocks do not chain says so
@@ -206,12 +204,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.warmup_curve:
         res = warmup_curve(args.space, args.warmup_curve, args.seed, args.provider, args.precision, args.threads)
-        text = json.dumps(res, indent=1)
-        if args.out:
-            Path(args.out).write_text(text + "\n")
-        print(text)
-        return
-    res = run(args.space, args.n, args.seed, args.runs, args.samples, args.provider, args.precision, args.threads)
+    else:
+        res = run(args.space, args.n, args.seed, args.runs, args.samples, args.provider, args.precision,
+                  args.threads)
     text = json.dumps(res, indent=1)
     if args.out:
         Path(args.out).write_text(text + "\n")
