@@ -106,11 +106,13 @@ class SSHAgentChannel(AgentChannel):
             self._buf += data[:end]
             lines = bytes(self._buf).split(b"\n")
             self._buf = bytearray(data[end + 1:])
+        too_long = len(self._buf) > limit  # the unfinished line, after the complete ones are delivered
         for line in lines:
             if len(line) > limit:
+                too_long = True
                 break
             self._lines.put(line.decode("utf-8", "replace").rstrip("\r"))
-        if len(self._buf) > limit or any(len(line) > limit for line in lines):
+        if too_long:
             self._too_long = True
             self._buf = bytearray()
             self._lines.put(_TOO_LONG)
