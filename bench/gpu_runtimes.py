@@ -86,9 +86,9 @@ def write_profiles(root: Path, threads: int, labels: list[str]) -> None:
         (root / "profiles" / f"{name}.toml").write_text("\n".join(lines) + "\n")
 
 
-#: the LUT protocol of overlapping runtimes before ``runs_per_sample`` (``fleet.measure.LUT_PROTOCOL``'s
-#: counts, one call per sample): the baseline of ``--compare-single``
-SINGLE_CALL = {"runs_per_sample": 1, "min_n": 90, "session_min_n": 30, "max_s": 0.1}
+#: the LUT protocol of overlapping runtimes before ``runs_per_sample`` (``fleet.measure.LUT_PROTOCOL``,
+#: one call per sample): the baseline of ``--compare-single``, as overrides of ``LUT_PROTOCOL_OVERLAPPING``
+SINGLE_CALL = {"runs_per_sample": 1, "warmup_min_n": 10, "min_n": 90, "session_min_n": 30, "max_s": 0.1}
 
 
 def loo_within10(pred: np.ndarray, measured: np.ndarray) -> float:
