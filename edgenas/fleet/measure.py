@@ -73,11 +73,15 @@ def lut_protocol_for(params: Mapping[str, Any]) -> dict[str, Any]:
     return dict(LUT_PROTOCOL_OVERLAPPING if overlap else LUT_PROTOCOL)
 
 
+#: the most runs per sample the agent accepts (its ``measure.K_MAX``)
+MAX_RUNS_PER_SAMPLE = 100000
+
+
 def runs_per_sample(protocol: Mapping[str, Any]) -> int:
-    """A protocol's ``runs_per_sample`` (1 when absent or not a whole number in 1..100000, as a LUT file
-    may say anything)."""
+    """A protocol's ``runs_per_sample`` (1 when absent or not a whole number in 1..``MAX_RUNS_PER_SAMPLE``,
+    as a LUT file may say anything)."""
     value = protocol.get("runs_per_sample", 1)
-    return int(value) if is_whole(value) and 1 <= value <= 100000 else 1
+    return int(value) if is_whole(value) and 1 <= value <= MAX_RUNS_PER_SAMPLE else 1
 
 
 #: the interleaved protocol of issue 17's second pass (one session per block, 24 open at once, timed

@@ -203,6 +203,10 @@ def test_which_runtimes_overlap_their_calls():
     for bad in ("10", 0, -3, 2.5, True, None, 10 ** 9, [10]):  # a table's protocol is file data
         assert runs_per_sample({"runs_per_sample": bad}) == 1
     assert runs_per_sample({}) == 1 and runs_per_sample({"runs_per_sample": 7}) == 7
+    from device_agents.edgenas_agent.measure import K_MAX
+    from edgenas.fleet.measure import MAX_RUNS_PER_SAMPLE
+
+    assert MAX_RUNS_PER_SAMPLE == K_MAX  # the host reads back what the agent accepts, no more
 
 
 def test_a_table_timed_in_runs(proj, cli, monkeypatch):
