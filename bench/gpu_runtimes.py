@@ -18,7 +18,10 @@ no ``sync`` entry: the protocol override ``SINGLE_CALL``) under a twin profile `
 score its LUT sums on the same deployed measurements. ``--variant LABEL:KEY=VALUE,...`` (repeatable)
 does the same for any protocol overrides, under ``<name>-LABEL`` (after the deployments, in order). Every
 table also gets a leave-one-out calibrated figure: the log-linear calibration fitted on the other ``n - 1``
-deployments, scored on the one left out.
+deployments, scored on the one left out, and the figures of its LUT sums from the entries' own medians
+(``from_entry_medians``: without the speed reference's scaling) beside the reference's nominal time and
+the median of its times during the entries (an entry's median over its ratio): where two builds' levels differ, these say whether the
+blocks' timings or the reference's moved.
 
 Prints JSON (``--out`` rewrites the file after every device). On a machine without CUDA the GPU profiles
 report the error and the CPU ones still run.
@@ -32,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +115,18 @@ def table_figures(lut: Any, space: Any, archs: list[Any], measured: np.ndarray) 
     from edgenas.latency.predictor import LatencyPredictor
 
     p = LatencyPredictor(lut.with_calibration(None), space).predict_many(archs)
+    # the same table without the speed reference's scaling (each entry's own median): where two builds'
+    # levels differ, this says whether the blocks' timings or the reference's moved
+    raw = LatencyPredictor(replace(lut.with_calibration(None), reference=None), space).predict_many(archs)
+    # the reference's time during each entry, as its ratio implies (median / ratio)
+    ref_ms = [e.median_ms / e.ratio for e in lut.entries.values() if e.ratio]
     return {"runs_per_sample": runs_per_sample(lut.protocol), "overhead_ms": lut.overhead_ms,
+            "reference_nominal_ms": lut.reference["ms"] if lut.reference else None,
+            "reference_entry_median_ms": float(np.median(ref_ms)) if ref_ms else None,
+            "entry_median_ms": float(np.median([e.median_ms for e in lut.entries.values()])),
+            "from_entry_medians": {"median_ratio_lut_sum_to_measured": float(np.median(raw / measured)),
+                                   "within10_raw": within10(raw, measured),
+                                   "spearman": float(spearmanr(raw, measured)[0])},
             "sync_extra_ms": lut.sync_extra_ms, "unstable": len(lut.unstable_keys),
             "block_median_ms": float(np.median([lut.value_ms(e) for e in lut.entries.values()])),
             "lut_sum_ms": [round(float(x), 4) for x in p], "within10_raw": within10(p, measured),
