@@ -20,8 +20,8 @@ does the same for any protocol overrides, under ``<name>-LABEL`` (after the depl
 table also gets a leave-one-out calibrated figure: the log-linear calibration fitted on the other ``n - 1``
 deployments, scored on the one left out, and the figures of its LUT sums from the entries' own medians
 (``from_entry_medians``: without the speed reference's scaling) beside the reference's nominal time and
-the median of its times during the entries (an entry's median over its ratio): where two builds' levels differ, these say whether the
-blocks' timings or the reference's moved.
+the median of its times during the entries (an entry's median over its ratio): where two builds' levels
+differ, these say whether the blocks' timings or the reference's moved.
 
 Prints JSON (``--out`` rewrites the file after every device). On a machine without CUDA the GPU profiles
 report the error and the CPU ones still run.
