@@ -7,6 +7,10 @@ import typer
 from edgenas.cli._common import emit_json, out, progress_bar, project
 from edgenas.textsafe import esc
 
+#: whole models to measure for the calibration the hint after a GPU profile suggests (the H200 runs of
+#: bench/RESULTS.md calibrated on five to seven)
+CALIBRATE_N = 8
+
 
 def register(app: typer.Typer) -> None:
     @app.command("profile")
@@ -30,3 +34,9 @@ def register(app: typer.Typer) -> None:
         out.print(f"[green]{esc(res.device)}[/green] / {esc(res.space)}: {res.n_entries} entries, {what}, "
                   f"{res.unstable} unstable, {res.wall_s:.1f} s")
         out.print(f"LUT: {esc(res.lut_path)}")
+        if res.runs_per_sample > 1 and not res.calibrated:
+            # a GPU table's level moved by tens of percent between builds on an H200 (bench/RESULTS.md)
+            out.print(f"[yellow]timed in runs of {res.runs_per_sample} calls (this runtime's calls overlap on the "
+                      "device): the level of such a table can move by tens of percent from one build to the next; "
+                      f"fit it to whole models: edgenas lut calibrate {esc(res.device)} --space {esc(res.space)} "
+                      f"--measure {CALIBRATE_N}[/yellow]")

@@ -45,6 +45,10 @@ class ProfileResult:
     exported: int
     unstable: int
     wall_s: float
+    #: back-to-back calls per sample (> 1 where the runtime's calls overlap on the device: a GPU)
+    runs_per_sample: int = 1
+    #: whether the table carries a calibration to whole-model measurements
+    calibrated: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -97,7 +101,8 @@ def _profile_device(project: Project, device: Any, space: SearchSpace, *, force:
                                  hint=f"rebuild it with: edgenas profile {s.device} --space {space.name} --force "
                                       "(the damaged file is kept in history/)") from None
             return ProfileResult(s.device, space.name, existing, fp_hash, len(lut.entries), True, 0, 0, 0,
-                                 len(lut.unstable_keys), time.perf_counter() - t0)
+                                 len(lut.unstable_keys), time.perf_counter() - t0,
+                                 runs_per_sample(lut.protocol), lut.calibration is not None)
         keys = space.key_vocab()
         runtime = s.runtime_params()["runtime"]
         paths, exported = export_blocks(project, space, keys, progress, runtime)
@@ -150,4 +155,4 @@ def _profile_device(project: Project, device: Any, space: SearchSpace, *, force:
         keep_on_device(s, path, lut)
         return ProfileResult(s.device, space.name, path, fp_hash, len(entries), False,
                              len(entries) - resumed, resumed, exported, len(lut.unstable_keys),
-                             time.perf_counter() - t0)
+                             time.perf_counter() - t0, runs_per_sample(proto))

@@ -217,7 +217,8 @@ def test_a_table_timed_in_runs(proj, cli, monkeypatch):
     from edgenas.fleet import drift
     from edgenas.fleet.profiler import profile_device
     from edgenas.fleet.refresh import refresh_device
-    from edgenas.latency.lut import Lut
+    from edgenas.latency.lut import Calibration, Lut
+    from edgenas.latency.store import LutStore
     from edgenas.project import Project
 
     project = Project(proj)
@@ -230,6 +231,15 @@ def test_a_table_timed_in_runs(proj, cli, monkeypatch):
     shown = cli("lut", "show", str(res.lut_path), "--json").json()
     assert shown["runs_per_sample"] == 3 and shown["sync_extra_ms"] == pytest.approx(lut.sync_extra_ms)
 
+    # the CLI's profile (here reusing that table) says to fit such a table to whole models, until it is
+    said = cli("profile", "runs", "--space", "mbv3-tiny")
+    assert said.code == 0 and "lut calibrate runs --space mbv3-tiny --measure 8" in " ".join(said.out.split())
+    assert cli("profile", "runs", "--space", "mbv3-tiny", "--json").json()["runs_per_sample"] == 3
+    LutStore(project.luts_dir).save(lut.with_calibration(Calibration("loglinear", {"a": 0.0, "b": 1.0}, 8)))
+    said = cli("profile", "runs", "--space", "mbv3-tiny")
+    assert said.code == 0 and "entries" in said.out and "lut calibrate" not in said.out
+    assert cli("profile", "runs", "--space", "mbv3-tiny", "--json").json()["calibrated"] is True
+
     sent = []
     real = drift._sentinel_pass
     monkeypatch.setattr(drift, "_sentinel_pass",
@@ -238,3 +248,5 @@ def test_a_table_timed_in_runs(proj, cli, monkeypatch):
     assert sent and sent[0]["protocol"]["runs_per_sample"] == 3
     plain = profile_device(project, "local", "mbv3-tiny", protocol=FAST, force=True)
     assert Lut.load(plain.lut_path).sync is None and "runs_per_sample" not in Lut.load(plain.lut_path).protocol
+    said = cli("profile", "local", "--space", "mbv3-tiny")
+    assert said.code == 0 and "entries" in said.out and "lut calibrate" not in said.out
