@@ -70,18 +70,22 @@ def register(app: typer.Typer) -> None:
                arch_file: Path = typer.Argument(..., help="architecture JSON (or a run's best.json)"),
                runtime: str = typer.Option(None, "--runtime", help="override the profile's runtime"),
                out_dir: Path = typer.Option(None, "--out", help="export folder"),
+               no_calibrate: bool = typer.Option(False, "--no-calibrate",
+                                                 help="store the measurement without refitting the LUT's calibration "
+                                                      "(or the few-shot model)"),
                json_out: bool = typer.Option(False, "--json", help="print the result as JSON")) -> None:
         """Measure an architecture on a device vs its LUT.
 
         Exports (or reuses the export), pushes, measures with the winner protocol, compares with the
-        prediction and stores the measurement (calibration uses it).
+        prediction, stores the measurement and refits the LUT's calibration on the device's measurements.
         """
         from edgenas.fleet.deploy import deploy as run_deploy
         from edgenas.spaces import load_arch
 
         space, arch = load_arch(arch_file)
         with progress_bar(quiet=json_out) as bar:
-            res = run_deploy(project(), device, space, arch, runtime=runtime, export_dir=out_dir, progress=bar)
+            res = run_deploy(project(), device, space, arch, runtime=runtime, export_dir=out_dir, progress=bar,
+                             calibrate=not no_calibrate)
         if json_out:
             emit_json(res.to_dict())
             return
@@ -97,6 +101,10 @@ def register(app: typer.Typer) -> None:
         if res.predicted_ms is not None:
             cal = f"calibrated on {res.calibration_points} measurements" if res.calibration_points else "raw LUT sum"
             out.print(f"predicted {res.predicted_ms:.3f} ms ({cal}); error {100 * res.rel_error:+.1f}%")
+        if res.recalibrated is not None:
+            r = res.recalibrated
+            out.print(f"LUT calibration refitted on {r.n_points} measurement{'s' if r.n_points != 1 else ''}: "
+                      f"within ±10% {100 * r.within10_raw:.0f}% raw, {100 * r.within10_calibrated:.0f}% calibrated")
         cs = res.cold_start
         if cs:
             out.print(f"cold start: session {cs.get('session_ms', float('nan')):.1f} ms, "

@@ -8,7 +8,7 @@ table goes to history).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -55,7 +55,6 @@ def calibrate_device(project: Project, device: str, space_name: str, *, measure:
     from edgenas.export import default_export_dir, export_arch
     from edgenas.fleet.measure import current_lut, measure_model, measurement_stats, model_file, reference_model
     from edgenas.io import sha256_file
-    from edgenas.latency.calibration import fit_calibration
     from edgenas.latency.predictor import LatencyPredictor
     from edgenas.latency.store import LutStore
     from edgenas.spaces import get_space
@@ -95,22 +94,42 @@ def calibrate_device(project: Project, device: str, space_name: str, *, measure:
                 lut_fingerprint=lut.fingerprint_hash))
             if progress:
                 progress(f"measure architectures on {s.device}", i + 1, len(archs))
-    ms = [m for m in store.list(device=s.device, space=space.name, fingerprint_hash=fp_hash)
-          if m.runtime == rt["runtime"]]
+    res = refit_calibration(project, s.device, space, fp_hash, rt["runtime"], store)
+    return replace(res, measured_now=len(archs))
+
+
+def refit_calibration(project: Project, device: str, space: Any, fp_hash: str, runtime: str,
+                      store: Any) -> CalibrationResult:
+    """Fit the correction of the (device, space) table of fingerprint ``fp_hash`` on every stored
+    measurement of that fingerprint and runtime, and save the table with it (the previous one goes to
+    history/): ``lut calibrate`` after its measurements, ``deploy`` after each one.
+
+    The table is read and rewritten under the profile's lock of (device, space), so a profile that
+    finishes meanwhile is never overwritten by the table it replaced; while one runs this raises
+    ``OutputError`` at once and changes nothing."""
+    from edgenas.fleet.measure import current_lut
+    from edgenas.fleet.profiler import profile_lock
+    from edgenas.latency.calibration import fit_calibration
+    from edgenas.latency.predictor import LatencyPredictor
+    from edgenas.latency.store import LutStore
+
+    ms = [m for m in store.list(device=device, space=space.name, fingerprint_hash=fp_hash) if m.runtime == runtime]
     if not ms:
-        raise InputError(f"no measurements of '{space.name}' on '{s.device}' with the current fingerprint",
-                         hint=f"run: edgenas lut calibrate {s.device} --space {space.name} --measure 10")
+        raise InputError(f"no measurements of '{space.name}' on '{device}' with the current fingerprint",
+                         hint=f"run: edgenas lut calibrate {device} --space {space.name} --measure 10")
     archs_m = [space.from_dict(m.arch) for m in ms]
-    raw = pred.predict_raw_many(archs_m)
     # at the device's nominal speed where the measurement has it (LUT timed against the reference)
     measured = np.array([float(m.stats.get("nominal_ms") or m.stats["median_ms"]) for m in ms])
-    cal = fit_calibration(raw, measured)
-    new_lut = lut.with_calibration(cal)
-    path = LutStore(project.luts_dir).save(new_lut)
+    with profile_lock(project, device, space.name, what=f"the LUT of '{device}' for '{space.name}'"):
+        lut = current_lut(project, device, space.name, fp_hash, remember=False)
+        raw = LatencyPredictor(lut, space).predict_raw_many(archs_m)
+        cal = fit_calibration(raw, measured)
+        new_lut = lut.with_calibration(cal)
+        path = LutStore(project.luts_dir).save(new_lut)
     calibrated = LatencyPredictor(new_lut, space).predict_many(archs_m)
 
     def within10(p: np.ndarray) -> float:
         return float(np.mean(np.abs(p - measured) / measured <= 0.10))
 
-    return CalibrationResult(s.device, space.name, len(ms), len(archs), dict(cal.params), cal.residual,
+    return CalibrationResult(device, space.name, len(ms), 0, dict(cal.params), cal.residual,
                              within10(raw), within10(calibrated), str(path))

@@ -14,7 +14,8 @@ from typing import Any
 
 from edgenas.devices.answers import DeviceInfo
 from edgenas.devices.session import open_session
-from edgenas.errors import InputError, RuntimeMissingError
+from edgenas.errors import EdgenasError, InputError, RuntimeMissingError
+from edgenas.fleet.calibrate import CalibrationResult
 from edgenas.fleet.engine import fallback_runtime
 from edgenas.fleet.measure import (
     Progress, check_model_suffix, current_lut_or_none, measure_model, measurement_stats, model_file, predict_for,
@@ -38,6 +39,8 @@ class DeployResult:
     #: the measurement at the device's nominal speed (ratio to the reference x the LUT's reference
     #: time); what the prediction is compared with when the LUT was timed against the reference
     measured_nominal_ms: float | None = None
+    #: the LUT's calibration refitted with this measurement (``lut calibrate``'s result), if it was
+    recalibrated: CalibrationResult | None = None
 
     device = property(lambda self: self.measurement.device)
     space = property(lambda self: self.measurement.space)
@@ -58,7 +61,8 @@ class DeployResult:
                 "predicted_ms": m.predicted_ms, "predicted_raw_ms": m.predicted_raw_ms,
                 "rel_error": self.rel_error, "calibration_points": self.calibration_points, "stats": m.stats,
                 "cold_start": m.cold_start, "measurement_id": m.id, "note": self.note,
-                "measured_nominal_ms": self.measured_nominal_ms}
+                "measured_nominal_ms": self.measured_nominal_ms,
+                "recalibrated": self.recalibrated.to_dict() if self.recalibrated is not None else None}
 
 
 def choose_runtime(device: str, wanted: str, info: DeviceInfo) -> tuple[str, str]:
@@ -76,7 +80,11 @@ def choose_runtime(device: str, wanted: str, info: DeviceInfo) -> tuple[str, str
 
 
 def deploy(project: Project, device: Any, space: SearchSpace, arch: Any, *, runtime: str | None = None,
-           export_dir: Path | None = None, store: Any = None, progress: Progress | None = None) -> DeployResult:
+           export_dir: Path | None = None, store: Any = None, progress: Progress | None = None,
+           calibrate: bool = True) -> DeployResult:
+    """Measure ``arch`` on ``device`` and store the measurement; with ``calibrate`` (the default) the
+    latency model learns from it: the LUT's calibration is refitted on every measurement of the device's
+    fingerprint and runtime (as ``lut calibrate`` does), or, without a LUT, the few-shot model is."""
     from edgenas.export import default_export_dir, export_arch
     from edgenas.store import open_store
 
@@ -112,12 +120,22 @@ def deploy(project: Project, device: Any, space: SearchSpace, arch: Any, *, runt
                     lut_fingerprint=lut.fingerprint_hash if lut is not None else None)
     store = store or open_store(project)
     store.add(m)
-    if lut is None:  # no LUT yet: a few-shot model (if any) learns from this measurement
+    recalibrated = None
+    if calibrate and lut is not None:  # the closed loop: the table's calibration learns from this measurement
+        from edgenas.fleet.calibrate import refit_calibration
+
+        try:
+            recalibrated = refit_calibration(project, s.device, space, fp_hash, rt["runtime"], store)
+        except EdgenasError as exc:  # a profile rewriting the table, a full disk: the measurement is kept
+            pnote = (f"the calibration was not refitted: {exc.message}; the measurement is stored, so "
+                     f"`edgenas lut calibrate {s.device} --space {space.name}` fits it later")
+    elif calibrate:  # no LUT yet: a few-shot model (if any) learns from this measurement
         from edgenas.fleet.fewshot import refit_after_deploy
 
         if refit_after_deploy(project, s.device, space, fp_hash, rt["runtime"], store):
             pnote = "no LUT yet; the few-shot model was refitted with this measurement"
-    return DeployResult(m, exp.onnx_path, rel, n_cal, "; ".join(x for x in (note, pnote) if x), nominal)
+    return DeployResult(m, exp.onnx_path, rel, n_cal, "; ".join(x for x in (note, pnote) if x), nominal,
+                        recalibrated)
 
 
 def measure_onnx(project: Project, device: Any, model: Path, *, runtime: str | None = None,

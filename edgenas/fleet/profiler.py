@@ -70,17 +70,18 @@ def profile_device(project: Project, device: Any, space_name: str, *, force: boo
                                progress=progress)
 
 
-def profile_lock(project: Project, device: str, space_name: str) -> Any:
-    """The OS lock one profile of (device, space) holds for its whole run (``edgenas.locks``)."""
+def profile_lock(project: Project, device: str, space_name: str, *, what: str | None = None) -> Any:
+    """The OS lock one profile of (device, space) holds for its whole run (``edgenas.locks``); a
+    calibration holds it while it rewrites the table (``what`` names it in the message)."""
     from edgenas.locks import file_lock
     from edgenas.safenames import check_name
 
     name = check_name(device, "device name")
     locks = project.state_dir / "locks"
     locks.mkdir(parents=True, exist_ok=True)
-    return file_lock(locks / f"profile-{name}-{space_name}.lock", f"the profile of '{name}' for '{space_name}'",
-                     hint="another `edgenas profile` (or fleet refresh) of this device and space is running; "
-                          "wait for it to finish")
+    return file_lock(locks / f"profile-{name}-{space_name}.lock", what or f"the profile of '{name}' for '{space_name}'",
+                     hint="another `edgenas profile` (or fleet refresh, or calibration) of this device and space is "
+                          "running; wait for it to finish")
 
 
 def _profile_device(project: Project, device: Any, space: SearchSpace, *, force: bool,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 
@@ -45,12 +46,17 @@ def test_search_export_deploy_calibrate(proj, cli, tmp_path):
     again = cli("export", str(run / "best.json"), "--out", str(tmp_path / "exp"), "--json").json()
     assert again["reused"] is True and again["sha256"] == e["sha256"]
 
-    res = cli("deploy", "local", str(run / "best.json"), "--out", str(tmp_path / "exp"), "--json")
+    lut_file = next((proj / "luts" / "local").glob("mbv3-tiny-*.json"))
+    before = lut_file.read_bytes()
+    res = cli("deploy", "local", str(run / "best.json"), "--out", str(tmp_path / "exp"), "--no-calibrate", "--json")
     assert res.code == 0, res.err
     d = res.json()
     assert d["measured_ms"] > 0 and d["predicted_ms"] > 0
+    # --no-calibrate stores the measurement and leaves the table as it was
+    assert d["recalibrated"] is None and lut_file.read_bytes() == before
+    assert not (proj / "luts" / "local" / "history").exists()
     # the LUT was timed against the speed reference, so the comparison is at the nominal speed
-    lut = json.loads(next((proj / "luts" / "local").glob("mbv3-tiny-*.json")).read_text())
+    lut = json.loads(lut_file.read_text())
     assert lut["reference"]["ms"] > 0
     assert d["measured_nominal_ms"] == pytest.approx(d["stats"]["ratio"] * lut["reference"]["ms"])
     cmp = d["measured_nominal_ms"]
@@ -74,6 +80,37 @@ def test_search_export_deploy_calibrate(proj, cli, tmp_path):
     d2 = cli("deploy", "local", str(run / "best.json"), "--out", str(tmp_path / "exp"), "--json").json()
     assert d2["calibration_points"] == 1
     assert abs(d2["predicted_ms"] - cmp) / cmp < 1e-6
+    # and deploy refits the calibration with each new measurement (the closed loop), as lut calibrate would
+    assert d2["recalibrated"]["n_points"] == 2 and d2["recalibrated"]["lut_path"] == c["lut_path"]
+    shown = cli("lut", "show", c["lut_path"], "--json").json()
+    assert shown["calibration"]["n_points"] == 2
+    again = cli("lut", "calibrate", "local", "--space", "mbv3-tiny", "--json").json()
+    assert again["n_points"] == 2 and again["params"] == pytest.approx(d2["recalibrated"]["params"])
+    said = cli("deploy", "local", str(run / "best.json"), "--out", str(tmp_path / "exp"))
+    assert said.code == 0 and "LUT calibration refitted on 3 measurements" in " ".join(said.out.split())
+
+
+def test_deploy_while_the_table_is_being_rebuilt(proj, cli, tmp_path):
+    """A deploy while a profile of the device holds the table keeps its measurement and leaves the table to
+    the profile: one yellow note, exit 0, the LUT file untouched."""
+    from edgenas.fleet.profiler import profile_lock
+    from edgenas.project import Project
+    from edgenas.spaces import get_space
+
+    space = get_space("mbv3-tiny")
+    arch = tmp_path / "arch.json"
+    arch.write_text(json.dumps(space.to_dict(space.sample(np.random.default_rng(0)))))
+    lut_file = next((proj / "luts" / "local").glob("mbv3-tiny-*.json"))
+    before = lut_file.read_bytes()
+    with profile_lock(Project(proj), "local", "mbv3-tiny"):
+        res = cli("deploy", "local", str(arch), "--out", str(tmp_path / "exp"), "--json")
+    assert res.code == 0, res.err
+    d = res.json()
+    assert d["recalibrated"] is None and "calibration was not refitted" in d["note"] and "lut calibrate" in d["note"]
+    assert lut_file.read_bytes() == before
+    from edgenas.store import open_store
+
+    assert [m.id for m in open_store(Project(proj)).list(device="local", space="mbv3-tiny")] == [d["measurement_id"]]
 
 
 def test_resume_cli(proj, cli, tmp_path):
