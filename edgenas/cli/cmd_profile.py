@@ -39,4 +39,4 @@ def register(app: typer.Typer) -> None:
             out.print(f"[yellow]timed in runs of {res.runs_per_sample} calls (this runtime's calls overlap on the "
                       "device): the level of such a table can move by tens of percent from one build to the next; "
                       f"fit it to whole models: edgenas lut calibrate {esc(res.device)} --space {esc(res.space)} "
-                      f"--measure {CALIBRATE_N}[/yellow]")
+                      f"--measure {CALIBRATE_N} (each deploy refits it too)[/yellow]")
