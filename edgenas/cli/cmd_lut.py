@@ -47,7 +47,8 @@ def register(app: typer.Typer) -> None:
             emit_json(pulled)
             return
         for p in pulled:
-            out.print(f"pulled {esc(p['name'])} -> {esc(p['path'])}")
+            kept = " (kept the host's calibration: same timings, newer fit)" if p["kept_calibration"] else ""
+            out.print(f"pulled {esc(p['name'])} -> {esc(p['path'])}{kept}")
         if not pulled:
             out.print(f"{esc(device)} holds no LUT to pull (build one there with: edgenas profile {esc(device)})")
 

@@ -77,9 +77,27 @@ def pull_luts(project: Project, device: str, *, name: str | None = None) -> list
             if lut_filename(lut.space, lut.fingerprint_hash) != n:
                 raise DeviceError(s.device, f"LUT {n} holds space '{lut.space}' and fingerprint "
                                             f"{lut.fingerprint_hash[:12]}, which do not match its name")
+            lut, kept = keep_host_calibration(lut, store.find(s.device, lut.space, lut.fingerprint_hash))
             path = store.save(lut)
-            pulled.append({"name": n, "path": str(path), "sha256": got})
+            pulled.append({"name": n, "path": str(path), "sha256": got, "kept_calibration": kept})
     return pulled
 
 
-__all__ = ["pull_luts"]
+def keep_host_calibration(pulled: Lut, host: Lut | None) -> tuple[Lut, bool]:
+    """The pulled table, with the host copy's calibration where the host fitted one on the same timings.
+
+    A calibration is fitted on the host (``deploy``, ``lut calibrate``) from measurements the host keeps,
+    so the device's copy of a table lacks it or holds an older one. Pulling must not undo it: when the
+    host's copy has the same entries, overhead, sync and reference and a newer calibration, that calibration
+    stays. A table timed anew (other entries) arrives as the device has it: the old fit was for other sums.
+    """
+    mine = host.calibration if host is not None else None
+    timings = (pulled.entries, pulled.overhead, pulled.sync, pulled.reference)
+    if mine is None or timings != (host.entries, host.overhead, host.sync, host.reference):
+        return pulled, False
+    if pulled.calibration is not None and pulled.calibration.fitted_at >= mine.fitted_at:
+        return pulled, False
+    return pulled.with_calibration(mine), True
+
+
+__all__ = ["keep_host_calibration", "pull_luts"]

@@ -172,3 +172,30 @@ def test_lut_list_and_pull_from_the_device(proj, cli):
         assert json.loads(restored[name])["entries"] == json.loads(original[name])["entries"]
     missing = cli("lut", "pull", "local", "--name", "nope.json")
     assert missing.code == 2 and "holds no LUT named" in missing.err
+
+
+def test_pull_keeps_the_hosts_calibration_of_the_same_table(proj, cli):
+    """The device's copy of a table lacks the calibration the host fitted (deploy, lut calibrate): pulling it
+    keeps the host's fit when the timings are the same, and drops it when the device holds other timings."""
+    import dataclasses
+
+    from edgenas.latency.lut import Calibration, Lut
+    from edgenas.latency.store import LutStore
+
+    store = LutStore(proj / "luts")
+    path = next((proj / "luts" / "local").glob("mbv3-tiny-*.json"))
+    lut = Lut.load(path)
+    assert lut.calibration is None
+    cal = Calibration("loglinear", {"a": 0.1, "b": 0.95}, 4)
+    store.save(lut.with_calibration(cal))
+    pulled = {p["name"]: p for p in cli("lut", "pull", "local", "--json").json()}
+    assert pulled[path.name]["kept_calibration"] is True
+    assert Lut.load(path).calibration == cal and Lut.load(path).entries == lut.entries
+
+    key = next(iter(lut.entries))  # the host's table now holds other timings than the device's copy
+    other = dataclasses.replace(lut, entries=dict(lut.entries, **{key: dataclasses.replace(
+        lut.entries[key], median_ms=lut.entries[key].median_ms * 2)}))
+    store.save(other.with_calibration(cal))
+    said = cli("lut", "pull", "local", "--name", path.name)
+    assert said.code == 0 and "kept the host's calibration" not in said.out
+    assert Lut.load(path).calibration is None and Lut.load(path).entries == lut.entries
