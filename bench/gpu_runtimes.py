@@ -162,7 +162,7 @@ def run_device(proj: Any, name: str, space: Any, archs: list[Any],
         measured, predicted, cold = [], [], []
         t0 = time.perf_counter()
         for arch in archs:
-            res = deploy(proj, name, space, arch)
+            res = deploy(proj, name, space, arch, calibrate=False)  # calibrated below, on all of them
             stats = res.measurement.stats
             measured.append(float(stats.get("nominal_ms") or stats["median_ms"]))
             predicted.append(float(res.measurement.predicted_raw_ms))
