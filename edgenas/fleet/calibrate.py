@@ -98,6 +98,18 @@ def calibrate_device(project: Project, device: str, space_name: str, *, measure:
     return replace(res, measured_now=len(archs))
 
 
+def nominal_now(stats: dict[str, Any], lut: Any) -> float:
+    """A stored measurement in the units of ``lut``'s predictions: at the table's nominal speed now.
+
+    A measurement timed against the table's speed reference stored ``nominal_ms`` (its ratio to the
+    reference x the table's reference time then); a ``fleet refresh`` may since have rescaled that time,
+    so the ratio is taken times today's. Without a ratio, the stored nominal or raw median."""
+    ratio = stats.get("ratio")
+    if lut.normalised and stats.get("nominal_ms") is not None and ratio:
+        return float(ratio) * float(lut.reference["ms"])
+    return float(stats.get("nominal_ms") or stats["median_ms"])
+
+
 def refit_calibration(project: Project, device: str, space: Any, fp_hash: str, runtime: str,
                       store: Any) -> CalibrationResult:
     """Fit the correction of the (device, space) table of fingerprint ``fp_hash`` on every stored
@@ -118,10 +130,9 @@ def refit_calibration(project: Project, device: str, space: Any, fp_hash: str, r
         raise InputError(f"no measurements of '{space.name}' on '{device}' with the current fingerprint",
                          hint=f"run: edgenas lut calibrate {device} --space {space.name} --measure 10")
     archs_m = [space.from_dict(m.arch) for m in ms]
-    # at the device's nominal speed where the measurement has it (LUT timed against the reference)
-    measured = np.array([float(m.stats.get("nominal_ms") or m.stats["median_ms"]) for m in ms])
     with profile_lock(project, device, space.name, what=f"the LUT of '{device}' for '{space.name}'"):
         lut = current_lut(project, device, space.name, fp_hash, remember=False)
+        measured = np.array([nominal_now(m.stats, lut) for m in ms])
         raw = LatencyPredictor(lut, space).predict_raw_many(archs_m)
         cal = fit_calibration(raw, measured)
         new_lut = lut.with_calibration(cal)

@@ -199,3 +199,27 @@ def test_pull_keeps_the_hosts_calibration_of_the_same_table(proj, cli):
     said = cli("lut", "pull", "local", "--name", path.name)
     assert said.code == 0 and "kept the host's calibration" not in said.out
     assert Lut.load(path).calibration is None and Lut.load(path).entries == lut.entries
+
+
+def test_calibration_counts_measurements_at_the_tables_nominal_speed_now(proj, cli, tmp_path):
+    """After the table's nominal speed is rescaled (``fleet refresh`` after a persistent change), a stored
+    measurement counts as its ratio to the reference x the table's reference time now, like the table's own
+    entries: the fit on one measurement does not move."""
+    import dataclasses
+
+    from edgenas.latency.lut import Lut
+    from edgenas.latency.store import LutStore
+    from edgenas.spaces import get_space
+
+    space = get_space("mbv3-tiny")
+    arch = tmp_path / "arch.json"
+    arch.write_text(json.dumps(space.to_dict(space.sample(np.random.default_rng(1)))))
+    d = cli("deploy", "local", str(arch), "--out", str(tmp_path / "exp"), "--no-calibrate", "--json").json()
+    assert d["stats"]["ratio"] > 0 and d["measured_nominal_ms"] > 0
+    first = cli("lut", "calibrate", "local", "--space", "mbv3-tiny", "--json").json()
+    lut = Lut.load(first["lut_path"])
+    LutStore(proj / "luts").save(dataclasses.replace(lut, reference=dict(lut.reference, ms=lut.reference["ms"] * 1.5)))
+    again = cli("lut", "calibrate", "local", "--space", "mbv3-tiny", "--json").json()
+    # one point: b = 1 and exp(a) = measured / LUT sum, both 1.5x the nominal time of before
+    assert again["params"]["b"] == first["params"]["b"] == 1.0
+    assert again["params"]["a"] == pytest.approx(first["params"]["a"], abs=1e-9)
