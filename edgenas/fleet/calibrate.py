@@ -1,4 +1,5 @@
-"""Calibrate a device's LUT from whole-model measurements (``edgenas lut calibrate``).
+"""Calibrate a device's LUT from whole-model measurements (``edgenas lut calibrate``, and ``deploy``
+after each measurement it stores).
 
 Optionally measures N diverse architectures first (spread over the predicted-latency range: N
 quantiles of a large seeded sample), then fits the LUT-sum -> measured correction on every stored
@@ -8,12 +9,14 @@ table goes to history).
 
 from __future__ import annotations
 
+import time
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from edgenas.errors import InputError
+from edgenas.errors import InputError, OutputError
 from edgenas.project import Project
 
 #: whole models one `lut calibrate --measure` times (a few seconds each; more is a profile's job)
@@ -98,6 +101,30 @@ def calibrate_device(project: Project, device: str, space_name: str, *, measure:
     return replace(res, measured_now=len(archs))
 
 
+#: how long a refit waits for the table's lock: another refit holds it for milliseconds, a profile for minutes
+LOCK_WAIT_S = 3.0
+
+
+@contextmanager
+def table_lock(project: Project, device: str, space_name: str, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
+    """The profile's lock of (device, space), waited for up to ``wait_s`` (two deploys that finish together
+    both refit); past that, the holder's ``OutputError`` (a profile or fleet refresh is running)."""
+    from edgenas.fleet.profiler import profile_lock
+
+    deadline = time.monotonic() + wait_s
+    with ExitStack() as stack:
+        while True:
+            try:
+                stack.enter_context(profile_lock(project, device, space_name,
+                                                 what=f"the LUT of '{device}' for '{space_name}'"))
+                break
+            except OutputError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)
+        yield
+
+
 def nominal_now(stats: dict[str, Any], lut: Any) -> float:
     """A stored measurement in the units of ``lut``'s predictions: at the table's nominal speed now.
 
@@ -120,7 +147,6 @@ def refit_calibration(project: Project, device: str, space: Any, fp_hash: str, r
     finishes meanwhile is never overwritten by the table it replaced; while one runs this raises
     ``OutputError`` at once and changes nothing."""
     from edgenas.fleet.measure import current_lut
-    from edgenas.fleet.profiler import profile_lock
     from edgenas.latency.calibration import fit_calibration
     from edgenas.latency.predictor import LatencyPredictor
     from edgenas.latency.store import LutStore
@@ -130,7 +156,7 @@ def refit_calibration(project: Project, device: str, space: Any, fp_hash: str, r
         raise InputError(f"no measurements of '{space.name}' on '{device}' with the current fingerprint",
                          hint=f"run: edgenas lut calibrate {device} --space {space.name} --measure 10")
     archs_m = [space.from_dict(m.arch) for m in ms]
-    with profile_lock(project, device, space.name, what=f"the LUT of '{device}' for '{space.name}'"):
+    with table_lock(project, device, space.name):
         lut = current_lut(project, device, space.name, fp_hash, remember=False)
         measured = np.array([nominal_now(m.stats, lut) for m in ms])
         raw = LatencyPredictor(lut, space).predict_raw_many(archs_m)
