@@ -145,7 +145,7 @@ def refit_calibration(project: Project, device: str, space: Any, fp_hash: str, r
 
     The table is read and rewritten under the profile's lock of (device, space), so a profile that
     finishes meanwhile is never overwritten by the table it replaced; while one runs this raises
-    ``OutputError`` at once and changes nothing."""
+    ``OutputError`` after ``LOCK_WAIT_S`` and changes nothing."""
     from edgenas.fleet.measure import current_lut
     from edgenas.latency.calibration import fit_calibration
     from edgenas.latency.predictor import LatencyPredictor

@@ -77,7 +77,11 @@ def pull_luts(project: Project, device: str, *, name: str | None = None) -> list
             if lut_filename(lut.space, lut.fingerprint_hash) != n:
                 raise DeviceError(s.device, f"LUT {n} holds space '{lut.space}' and fingerprint "
                                             f"{lut.fingerprint_hash[:12]}, which do not match its name")
-            lut, kept = keep_host_calibration(lut, store.find(s.device, lut.space, lut.fingerprint_hash))
+            try:
+                host = store.find(s.device, lut.space, lut.fingerprint_hash)
+            except InputError:  # a damaged host copy is what a pull restores
+                host = None
+            lut, kept = keep_host_calibration(lut, host)
             path = store.save(lut)
             pulled.append({"name": n, "path": str(path), "sha256": got, "kept_calibration": kept})
     return pulled

@@ -199,6 +199,8 @@ def test_pull_keeps_the_hosts_calibration_of_the_same_table(proj, cli):
     said = cli("lut", "pull", "local", "--name", path.name)
     assert said.code == 0 and "kept the host's calibration" not in said.out
     assert Lut.load(path).calibration is None and Lut.load(path).entries == lut.entries
+    path.write_text("{ damaged")  # and a damaged host copy is simply restored
+    assert cli("lut", "pull", "local", "--name", path.name).code == 0 and Lut.load(path).entries == lut.entries
 
 
 def test_calibration_counts_measurements_at_the_tables_nominal_speed_now(proj, cli, tmp_path):
