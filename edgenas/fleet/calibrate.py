@@ -3,8 +3,8 @@ after each measurement it stores).
 
 Optionally measures N diverse architectures first (spread over the predicted-latency range: N
 quantiles of a large seeded sample), then fits the LUT-sum -> measured correction on every stored
-measurement for this (device, space, fingerprint, runtime) and saves it with the LUT (the previous
-table goes to history).
+measurement for this (device, space, fingerprint, runtime) and saves it with the LUT (the timings
+unchanged, so without a history copy).
 """
 
 from __future__ import annotations
@@ -140,8 +140,8 @@ def nominal_now(stats: dict[str, Any], lut: Any) -> float:
 def refit_calibration(project: Project, device: str, space: Any, fp_hash: str, runtime: str,
                       store: Any) -> CalibrationResult:
     """Fit the correction of the (device, space) table of fingerprint ``fp_hash`` on every stored
-    measurement of that fingerprint and runtime, and save the table with it (the previous one goes to
-    history/): ``lut calibrate`` after its measurements, ``deploy`` after each one.
+    measurement of that fingerprint and runtime, and save the table with it (no copy in history/: the
+    timings are unchanged): ``lut calibrate`` after its measurements, ``deploy`` after each one.
 
     The table is read and rewritten under the profile's lock of (device, space), so a profile that
     finishes meanwhile is never overwritten by the table it replaced; while one runs this raises
@@ -162,7 +162,9 @@ def refit_calibration(project: Project, device: str, space: Any, fp_hash: str, r
         raw = LatencyPredictor(lut, space).predict_raw_many(archs_m)
         cal = fit_calibration(raw, measured)
         new_lut = lut.with_calibration(cal)
-        path = LutStore(project.luts_dir).save(new_lut)
+        # the timings are the same, only the fit changes (and is fitted again from the database at will):
+        # no history copy, or a device deployed to a thousand times would keep a thousand tables
+        path = LutStore(project.luts_dir).save(new_lut, keep_previous=False)
     calibrated = LatencyPredictor(new_lut, space).predict_many(archs_m)
 
     def within10(p: np.ndarray) -> float:

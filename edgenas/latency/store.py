@@ -109,11 +109,13 @@ class LutStore:
         lut, path = max(luts, key=lambda lp: (lp[0].created_at, lp[1].name))
         return LutChoice(lut, path, known)
 
-    def save(self, lut: Lut) -> Path:
-        """Keep the previous table with the same name in ``history/``, then write atomically."""
+    def save(self, lut: Lut, *, keep_previous: bool = True) -> Path:
+        """Keep the previous table with the same name in ``history/`` (unless ``keep_previous`` is false: a
+        calibration refit, which changes nothing the measurement database cannot fit again), then write
+        atomically."""
         path = self.path_for(lut.device, lut.space, lut.fingerprint_hash)
         Lut.from_dict(lut.to_dict())  # validate before touching anything
-        if path.exists():
+        if path.exists() and keep_previous:
             hist = path.parent / "history"
             hist.mkdir(parents=True, exist_ok=True)
             stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(path.stat().st_mtime))

@@ -88,6 +88,9 @@ def test_search_export_deploy_calibrate(proj, cli, tmp_path):
     assert again["n_points"] == 2 and again["params"] == pytest.approx(d2["recalibrated"]["params"])
     said = cli("deploy", "local", str(run / "best.json"), "--out", str(tmp_path / "exp"))
     assert said.code == 0 and "LUT calibration refitted on 3 measurements" in " ".join(said.out.split())
+    # a refit changes only the calibration: no copy of the table in history/ per deploy
+    assert not (proj / "luts" / "local" / "history").exists()
+    assert json.loads(lut_file.read_text())["entries"] == json.loads(before)["entries"]
 
 
 def test_deploy_while_the_table_is_being_rebuilt(proj, cli, tmp_path):
