@@ -99,7 +99,8 @@ def register(app: typer.Typer) -> None:
         if res.note:
             out.print(f"[yellow]{esc(res.note)}[/yellow]")
         if res.predicted_ms is not None:
-            cal = f"calibrated on {res.calibration_points} measurements" if res.calibration_points else "raw LUT sum"
+            n = res.calibration_points
+            cal = f"calibrated on {n} measurement{'s' if n != 1 else ''}" if n else "raw LUT sum"
             out.print(f"predicted {res.predicted_ms:.3f} ms ({cal}); error {100 * res.rel_error:+.1f}%")
         if res.recalibrated is not None:
             r = res.recalibrated
