@@ -282,6 +282,9 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
                 op.load_log()   # replayed events never load the model; it is loaded when first needed
             else:
                 op.preload()    # a model that does not load fails before the run folder is written
+    tables = table_hashes(project, problem)
+    if resume:
+        notes.extend(changed_tables_notes(out_dir / TABLES_FILE, tables))
     if record and db is None:
         from edgenas.store import open_db
         from edgenas.store.db import database_exists
@@ -303,6 +306,7 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
         try:
             if not resume:
                 atomic_write_json(req_path, req.to_json())
+                atomic_write_json(folder / TABLES_FILE, {"schema": 1, "tables": tables})
                 if warm is not None:
                     atomic_write_json(folder / "warm_start.json", warm)
             if is_driver(req.strategy):
@@ -324,6 +328,36 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
         if db is not None:
             _index(db, project, folder, problem, None, rerun_of, started)
     return problem, config, result
+
+
+#: the run folder's record of each device's latency table when the run started (its SHA-256), so that a
+#: resume can say which tables changed meanwhile (a deploy's calibration refit, `lut calibrate`, a refresh)
+TABLES_FILE = "tables.json"
+
+
+def table_hashes(project: Project, problem: Any) -> dict[str, str | None]:
+    """Each device's latency table as a hash (a LUT's, with its calibration; a benchmark column's)."""
+    from edgenas.search.record import describe_device
+
+    return {t.name: describe_device(project, t).lut_hash for t in problem.devices}
+
+
+def changed_tables_notes(path: Path, now: dict[str, str | None]) -> list[str]:
+    """Warnings for a resume: the devices whose table differs from the one the run started with. A run
+    made before this record, or an unreadable one, says so once rather than guessing."""
+    if not path.exists():
+        return []
+    try:
+        recorded = read_json(path, "the run's table record")["tables"]
+        if not isinstance(recorded, dict):
+            raise TypeError
+    except (InputError, KeyError, TypeError):
+        return [f"warning: {path} is unreadable, so whether the latency tables changed since the run started "
+                "is unknown"]
+    return [f"warning: the latency table of '{d}' changed since this run started (a deploy's calibration refit, "
+            "`lut calibrate`, a fleet refresh or a new profile): the evaluations left are predicted with today's "
+            "table, so the result can differ from an uninterrupted run"
+            for d, h in now.items() if d in recorded and recorded[d] != h]
 
 
 def _check_new_run_folder(folder: Path) -> None:

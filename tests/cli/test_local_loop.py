@@ -130,6 +130,31 @@ def test_resume_cli(proj, cli, tmp_path):
     assert (run / "evaluations.jsonl").read_text().splitlines() == full or \
         [json.loads(x)["arch"] for x in (run / "evaluations.jsonl").read_text().splitlines()] == \
         [json.loads(x)["arch"] for x in full]
+    assert "changed since this run started" not in again.err  # the same table as at the start
+
+
+def test_resume_after_the_table_changed(proj, cli, tmp_path):
+    """The run folder records each device's table as the run started; a resume after one changed (here a
+    calibration, as a deploy's refit makes) says so once per device and goes on (a budget in ms does not
+    depend on the table; a quantile budget would, and such a run refuses to resume, as before)."""
+    from edgenas.latency.lut import Calibration, Lut
+    from edgenas.latency.store import LutStore
+
+    run = tmp_path / "run"
+    args = ["search", "--space", "mbv3-tiny", "--device", "local", "--max-latency-ms", "50",
+            "--budget", "12", "--population", "6", "--seed", "2", "--evaluator", "params", "--out", str(run)]
+    assert cli(*args, "--json").code == 0
+    assert set(json.loads((run / "tables.json").read_text())["tables"]) == {"local"}
+    lines = (run / "evaluations.jsonl").read_text().splitlines()[:5]
+    lut_file = next((proj / "luts" / "local").glob("mbv3-tiny-*.json"))
+    LutStore(proj / "luts").save(Lut.load(lut_file).with_calibration(Calibration("loglinear", {"a": 0.1, "b": 1.0}, 3)))
+    (run / "evaluations.jsonl").write_text("\n".join(lines) + "\n")
+    (run / "checkpoint.json").unlink()
+    changed = cli("search", "--resume", str(run), "--json")
+    assert changed.code == 0, changed.err
+    said = " ".join(changed.err.split())
+    assert said.count("the latency table of 'local' changed since this run started") == 1
+    assert len((run / "evaluations.jsonl").read_text().splitlines()) == 12
 
 
 def test_latency_and_params_as_objectives(proj, cli, tmp_path):
