@@ -344,7 +344,7 @@ def table_hashes(project: Project, problem: Any) -> dict[str, str | None]:
 
 def changed_tables_notes(path: Path, now: dict[str, str | None]) -> list[str]:
     """Warnings for a resume: the devices whose table differs from the one the run started with. A run
-    made before this record, or an unreadable one, says so once rather than guessing."""
+    made before this record gets none; an unreadable record gets one saying so, not a guess."""
     if not path.exists():
         return []
     try:
@@ -364,7 +364,8 @@ def _check_new_run_folder(folder: Path) -> None:
     """A new run does not go where a run is, nor replace files of the names a run writes."""
     if any((folder / f).exists() for f in ("evaluations.jsonl", "request.json", "config.json")):
         raise InputError(f"{folder} already holds a search run", hint="use --resume or another --out folder")
-    theirs = [f for f in ("best.json", "pareto.json", "checkpoint.json", "warm_start.json") if (folder / f).exists()]
+    theirs = [f for f in ("best.json", "pareto.json", "checkpoint.json", "warm_start.json", TABLES_FILE)
+              if (folder / f).exists()]
     if theirs:
         raise InputError(f"{folder} holds {', '.join(theirs)}, not from a search run (a new run would replace "
                          f"{'them' if len(theirs) > 1 else 'it'})", hint="choose another --out folder")
