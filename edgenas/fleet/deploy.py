@@ -15,7 +15,7 @@ from typing import Any
 from edgenas.devices.answers import DeviceInfo
 from edgenas.devices.session import open_session
 from edgenas.errors import EdgenasError, InputError, RuntimeMissingError
-from edgenas.fleet.calibrate import CalibrationResult
+from edgenas.fleet.calibrate import CalibrationResult, refit_calibration
 from edgenas.fleet.engine import fallback_runtime
 from edgenas.fleet.measure import (
     Progress, check_model_suffix, current_lut_or_none, measure_model, measurement_stats, model_file, predict_for,
@@ -122,8 +122,6 @@ def deploy(project: Project, device: Any, space: SearchSpace, arch: Any, *, runt
     store.add(m)
     recalibrated = None
     if calibrate and lut is not None:  # the closed loop: the table's calibration learns from this measurement
-        from edgenas.fleet.calibrate import refit_calibration
-
         try:
             recalibrated = refit_calibration(project, s.device, space, fp_hash, rt["runtime"], store)
         except EdgenasError as exc:  # a profile rewriting the table, a full disk: the measurement is kept

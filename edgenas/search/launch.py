@@ -18,7 +18,7 @@ import numpy as np
 from edgenas.errors import InputError
 from edgenas.io import atomic_write_json, read_json
 from edgenas.project import Project
-from edgenas.search.run_files import check_request_fields, check_warm_start
+from edgenas.search.run_files import check_request_fields, check_tables, check_warm_start
 
 REQUEST_SCHEMA = 1
 QUANTILE_SAMPLES = 2000
@@ -348,10 +348,8 @@ def changed_tables_notes(path: Path, now: dict[str, str | None]) -> list[str]:
     if not path.exists():
         return []
     try:
-        recorded = read_json(path, "the run's table record")["tables"]
-        if not isinstance(recorded, dict):
-            raise TypeError
-    except (InputError, KeyError, TypeError):
+        recorded = check_tables(read_json(path, "the run's table record"), path)
+    except InputError:
         return [f"warning: {path} is unreadable, so whether the latency tables changed since the run started "
                 "is unknown"]
     return [f"warning: the latency table of '{d}' changed since this run started (a deploy's calibration refit, "

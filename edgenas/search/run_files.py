@@ -5,7 +5,8 @@ report and the API (``report/source.py``) read the same ``config.json``, ``best.
 ``pareto.json``, ``checkpoint.json`` and ``evaluations.jsonl`` records, and check them here, so a field
 of the wrong type is one ``InputError`` naming the file and the field, never a TypeError deep in a
 plot or a number SQLite cannot store. Only the fields these readers use are checked; values a search
-writes (NaN or -inf scores, ``null`` latencies) stay valid.
+writes (NaN or -inf scores, ``null`` latencies) stay valid. ``tables.json`` (``check_tables``) is read by a
+resume only, which warns rather than refuses when it is damaged.
 """
 
 from __future__ import annotations
@@ -134,6 +135,15 @@ def check_warm_start(warm: Any, path: Path) -> dict[str, Any]:
         if warm.get(key) is not None and not isinstance(warm[key], str):
             raise _fail(path, f"'{key}' (text)")
     return dict(warm)
+
+
+def check_tables(record: Any, path: Path) -> dict[str, str | None]:
+    """``tables.json``: ``{"tables": {device: the SHA-256 of its latency table, or null}}`` (what a resume
+    compares today's tables with)."""
+    tables = record.get("tables") if isinstance(record, Mapping) else None
+    if not (isinstance(tables, Mapping) and all(v is None or isinstance(v, str) for v in tables.values())):
+        raise _fail(path, "'tables' (an object of device names to text or null)")
+    return dict(tables)
 
 
 def _is(*types: type) -> Callable[[Any], bool]:
