@@ -21,7 +21,11 @@ table also gets a leave-one-out calibrated figure: the log-linear calibration fi
 deployments, scored on the one left out, and the figures of its LUT sums from the entries' own medians
 (``from_entry_medians``: without the speed reference's scaling) beside the reference's nominal time and
 the median of its times during the entries (an entry's median over its ratio): where two builds' levels
-differ, these say whether the blocks' timings or the reference's moved.
+differ, these say whether the blocks' timings or the reference's moved. ``--redeploy`` deploys the same
+models once more after the twins and scores every table on that round too (``against_redeploy``): did the
+machine's speed move, or the tables? A deployment is stored at the nominal speed of the table current then
+(its ratio to the reference x that table's reference time), a twin's values at its own: ``in_own_units``
+scores a twin on the deployments re-expressed in its units, as the product compares a rebuilt table.
 
 Prints JSON (``--out`` rewrites the file after every device). On a machine without CUDA the GPU profiles
 report the error and the CPU ones still run.
@@ -107,8 +111,15 @@ def loo_within10(pred: np.ndarray, measured: np.ndarray) -> float:
     return float(np.mean(hits))
 
 
-def table_figures(lut: Any, space: Any, archs: list[Any], measured: np.ndarray) -> dict[str, Any]:
-    """A table's LUT sums on the deployed architectures against their measurements."""
+def table_figures(lut: Any, space: Any, archs: list[Any], measured: np.ndarray,
+                  again: np.ndarray | None = None, basis_ms: float | None = None) -> dict[str, Any]:
+    """A table's LUT sums on the deployed architectures against their measurements (and, given ``again``,
+    against the same architectures deployed once more at the end).
+
+    A deployment's ``nominal_ms`` is its ratio to the speed reference x the nominal reference time of the
+    table current at the deploy (``basis_ms``), and a table's values are ratios x its own nominal time: a
+    twin built later has its own. ``in_own_units`` re-expresses the measurements in the twin's units, as
+    the product does for a rebuilt table (``fleet.calibrate.nominal_now``)."""
     from scipy.stats import spearmanr
 
     from edgenas.fleet.measure import runs_per_sample
@@ -120,7 +131,21 @@ def table_figures(lut: Any, space: Any, archs: list[Any], measured: np.ndarray) 
     raw = LatencyPredictor(replace(lut.with_calibration(None), reference=None), space).predict_many(archs)
     # the reference's time during each entry, as its ratio implies (median / ratio)
     ref_ms = [e.median_ms / e.ratio for e in lut.entries.values() if e.ratio]
-    return {"runs_per_sample": runs_per_sample(lut.protocol), "overhead_ms": lut.overhead_ms,
+    extra: dict[str, Any] = {}
+    if basis_ms and lut.reference:
+        own = float(lut.reference["ms"]) / basis_ms
+        extra["in_own_units"] = {"measured_scale": own, "median_ratio_lut_sum_to_measured":
+                                 float(np.median(p / (own * measured))), "within10_raw": within10(p, own * measured)}
+        if again is not None:
+            extra["in_own_units"]["against_redeploy"] = {
+                "median_ratio_lut_sum_to_measured": float(np.median(p / (own * again))),
+                "within10_raw": within10(p, own * again)}
+    if again is not None:
+        extra["against_redeploy"] = {
+            "median_ratio_lut_sum_to_measured": float(np.median(p / again)), "within10_raw": within10(p, again),
+            "from_entry_medians": {"median_ratio_lut_sum_to_measured": float(np.median(raw / again)),
+                                   "within10_raw": within10(raw, again)}}
+    return extra | {"runs_per_sample": runs_per_sample(lut.protocol), "overhead_ms": lut.overhead_ms,
             "reference_nominal_ms": lut.reference["ms"] if lut.reference else None,
             "reference_entry_median_ms": float(np.median(ref_ms)) if ref_ms else None,
             "entry_median_ms": float(np.median([e.median_ms for e in lut.entries.values()])),
@@ -140,8 +165,8 @@ def within10(pred: np.ndarray, measured: np.ndarray) -> float:
 
 
 def run_device(proj: Any, name: str, space: Any, archs: list[Any],
-               protocol: dict[str, Any] | None = None, variants: dict[str, dict[str, Any]] | None = None
-               ) -> dict[str, Any]:
+               protocol: dict[str, Any] | None = None, variants: dict[str, dict[str, Any]] | None = None,
+               redeploy: bool = False) -> dict[str, Any]:
     from scipy.stats import spearmanr
 
     from edgenas.errors import EdgenasError
@@ -159,29 +184,41 @@ def run_device(proj: Any, name: str, space: Any, archs: list[Any],
         out["lut"] = {"entries": prof.n_entries, "unstable": prof.unstable, "overhead_ms": lut.overhead_ms,
                       "settings": lut.fingerprint.get("settings"),
                       "block_median_ms": float(np.median([e.median_ms for e in lut.entries.values()]))}
-        measured, predicted, cold = [], [], []
+        measured, measured_raw, predicted, cold = [], [], [], []
         t0 = time.perf_counter()
         for arch in archs:
             res = deploy(proj, name, space, arch, calibrate=False)  # calibrated below, on all of them
             stats = res.measurement.stats
             measured.append(float(stats.get("nominal_ms") or stats["median_ms"]))
+            measured_raw.append(float(stats["median_ms"]))
             predicted.append(float(res.measurement.predicted_raw_ms))
             cold.append(float(res.measurement.cold_start.get("session_ms", float("nan"))))
         out["deploy_s"] = round(time.perf_counter() - t0, 2)
         m, p = np.array(measured), np.array(predicted)
-        out["table"] = table_figures(lut, space, archs, m)
+        twins = {}
         for label, overrides in (variants or {}).items():
             twin = f"{name}-{label}"
             if not (proj.root / "profiles" / f"{twin}.toml").is_file():
                 continue  # not a runtime whose calls overlap
             t0 = time.perf_counter()
             built = profile_device(proj, twin, space.name, protocol=dict(protocol or {}, **overrides))
-            other = Lut.load(built.lut_path)
-            out[f"{label}_table"] = dict(table_figures(other, space, archs, m), overrides=overrides,
-                                         lut_build_s=round(time.perf_counter() - t0, 2))
+            twins[label] = (Lut.load(built.lut_path), overrides, round(time.perf_counter() - t0, 2))
+        again = None
+        if redeploy:  # the same models once more, after the twins: did the machine or the tables move?
+            stats2 = [deploy(proj, name, space, a, calibrate=False).measurement.stats for a in archs]
+            again = np.array([float(s.get("nominal_ms") or s["median_ms"]) for s in stats2])
+            out["measured_again_ms"] = [round(float(x), 4) for x in again]
+            out["measured_again_raw_ms"] = [round(float(s["median_ms"]), 4) for s in stats2]
+            out["median_ratio_again_to_first"] = float(np.median(again / m))
+        basis = float(lut.reference["ms"]) if lut.reference else None  # the deployments' nominal units
+        out["table"] = table_figures(lut, space, archs, m, again, basis)
+        for label, (other, overrides, build_s) in twins.items():
+            out[f"{label}_table"] = dict(table_figures(other, space, archs, m, again, basis), overrides=overrides,
+                                         lut_build_s=build_s)
         cal = calibrate_device(proj, name, space.name)
         out.update({
-            "measured_ms": [round(x, 4) for x in measured], "lut_sum_ms": [round(x, 4) for x in predicted],
+            "measured_ms": [round(x, 4) for x in measured], "measured_raw_ms": [round(x, 4) for x in measured_raw],
+            "lut_sum_ms": [round(x, 4) for x in predicted],
             "within10_raw": within10(p, m), "spearman": float(spearmanr(p, m)[0]),
             "median_ratio_lut_sum_to_measured": float(np.median(p / m)),
             "within10_calibrated_in_sample": cal.within10_calibrated, "calibration": cal.params,
@@ -239,6 +276,8 @@ def main() -> None:
                     help="also build overlapping runtimes' tables one call per sample, as before (see above)")
     ap.add_argument("--variant", action="append", default=[], metavar="LABEL:KEY=VALUE,...",
                     help="also build overlapping runtimes' tables with these protocol overrides (see above)")
+    ap.add_argument("--redeploy", action="store_true",
+                    help="deploy the same models again at the end and score every table on both rounds")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     protocol = {k: _number(v) for k, v in (kv.split("=", 1) for kv in args.lut_protocol)}
@@ -260,7 +299,8 @@ def main() -> None:
     space = get_space(args.space)
     archs = [space.sample(np.random.default_rng(args.seed * 1000 + i)) for i in range(args.n)]
     for name in args.devices:
-        result["devices"][name] = run_device(proj, name, space, archs, protocol or None, variants)
+        result["devices"][name] = run_device(proj, name, space, archs, protocol or None, variants,
+                                             args.redeploy)
         print(json.dumps({name: result["devices"][name]}), file=sys.stderr, flush=True)
         if args.out:
             Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
