@@ -34,9 +34,18 @@ def register(app: typer.Typer) -> None:
         out.print(f"[green]{esc(res.device)}[/green] / {esc(res.space)}: {res.n_entries} entries, {what}, "
                   f"{res.unstable} unstable, {res.wall_s:.1f} s")
         out.print(f"LUT: {esc(res.lut_path)}")
+        if res.recalibrated:
+            r = res.recalibrated
+            out.print(f"LUT calibration fitted on the device's {r['n_points']} stored measurement"
+                      f"{'s' if r['n_points'] != 1 else ''}: within ±10% {100 * r['within10_raw']:.0f}% raw, "
+                      f"{100 * r['within10_calibrated']:.0f}% calibrated")
+        if res.calibration_note:
+            out.print(f"[yellow]not fitted on the stored measurements ({esc(res.calibration_note)}); "
+                      f"fit it later: edgenas lut calibrate {esc(res.device)} --space {esc(res.space)}[/yellow]")
         if res.runs_per_sample > 1 and not res.calibrated:
-            # a GPU table's level moved by tens of percent between builds on an H200 (bench/RESULTS.md)
+            # on an H200 such tables summed 0.86-1.06x the whole models (bench/RESULTS.md); a profile fits
+            # the table at once when the device has stored measurements, so this is a first profile's line
             out.print(f"[yellow]timed in runs of {res.runs_per_sample} calls (this runtime's calls overlap on the "
-                      "device): the level of such a table can move by tens of percent from one build to the next; "
+                      "device): the blocks of such a table can sum to 10% or more off whole models; "
                       f"fit it to whole models: edgenas lut calibrate {esc(res.device)} --space {esc(res.space)} "
                       f"--measure {CALIBRATE_N} (each deploy refits it too)[/yellow]")

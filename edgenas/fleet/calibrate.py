@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from edgenas.errors import InputError, OutputError
+from edgenas.errors import EdgenasError, InputError, OutputError
 from edgenas.project import Project
 
 #: whole models one `lut calibrate --measure` times (a few seconds each; more is a profile's job)
@@ -137,6 +137,61 @@ def nominal_now(stats: dict[str, Any], lut: Any) -> float:
     return float(stats.get("nominal_ms") or stats["median_ms"])
 
 
+def stored_measurements(store: Any, device: str, space_name: str, fp_hash: str, runtime: str) -> list[Any]:
+    """Every stored whole-model measurement of the (device, space) table of fingerprint ``fp_hash`` on
+    ``runtime``: what a calibration is fitted on."""
+    return [m for m in store.list(device=device, space=space_name, fingerprint_hash=fp_hash) if m.runtime == runtime]
+
+
+@dataclass(frozen=True)
+class Fit:
+    """A table with the correction fitted on stored measurements, and how well it and the raw sums fit."""
+
+    lut: Any
+    n_points: int
+    params: dict[str, float]
+    residual: float
+    within10_raw: float
+    within10_calibrated: float
+
+
+def fit_to_measurements(lut: Any, space: Any, ms: list[Any]) -> Fit:
+    """``lut`` with the log-linear LUT-sum -> measured correction fitted on the measurements ``ms``."""
+    from edgenas.latency.calibration import fit_calibration
+    from edgenas.latency.predictor import LatencyPredictor
+
+    archs = [space.from_dict(m.arch) for m in ms]
+    measured = np.array([nominal_now(m.stats, lut) for m in ms])
+    raw = LatencyPredictor(lut, space).predict_raw_many(archs)
+    cal = fit_calibration(raw, measured)
+    fitted = lut.with_calibration(cal)
+    calibrated = LatencyPredictor(fitted, space).predict_many(archs)
+
+    def within10(p: np.ndarray) -> float:
+        return float(np.mean(np.abs(p - measured) / measured <= 0.10))
+
+    return Fit(fitted, len(ms), dict(cal.params), cal.residual, within10(raw), within10(calibrated))
+
+
+def fit_new_table(project: Project, lut: Any, space: Any) -> tuple[Fit | None, str | None]:
+    """A table a profile has just built, fitted on the device's stored measurements of its fingerprint and
+    runtime (none stored: ``(None, None)``), so a rebuilt table is not used raw until the next deploy or
+    ``lut calibrate``: the measurements count at the new table's nominal speed (``nominal_now``), and on an
+    H200 a table fitted on one round of deployments put the same models measured again after two more
+    builds within ±10%, 6 of 6 for every table, against 0-5 of 6 raw (bench/RESULTS.md). A database that
+    cannot be read is ``(None, why)``: the profile keeps its table."""
+    from edgenas.store import open_store
+    from edgenas.store.db import database_exists
+
+    if not database_exists(project):  # checked without creating one
+        return None, None
+    try:
+        ms = stored_measurements(open_store(project), lut.device, space.name, lut.fingerprint_hash, lut.runtime)
+        return (fit_to_measurements(lut, space, ms) if ms else None), None
+    except EdgenasError as exc:
+        return None, exc.message
+
+
 def refit_calibration(project: Project, device: str, space: Any, fp_hash: str, runtime: str,
                       store: Any) -> CalibrationResult:
     """Fit the correction of the (device, space) table of fingerprint ``fp_hash`` on every stored
@@ -147,28 +202,16 @@ def refit_calibration(project: Project, device: str, space: Any, fp_hash: str, r
     finishes meanwhile is never overwritten by the table it replaced; while one runs this raises
     ``OutputError`` after ``LOCK_WAIT_S`` and changes nothing."""
     from edgenas.fleet.measure import current_lut
-    from edgenas.latency.calibration import fit_calibration
-    from edgenas.latency.predictor import LatencyPredictor
     from edgenas.latency.store import LutStore
 
-    ms = [m for m in store.list(device=device, space=space.name, fingerprint_hash=fp_hash) if m.runtime == runtime]
+    ms = stored_measurements(store, device, space.name, fp_hash, runtime)
     if not ms:
         raise InputError(f"no measurements of '{space.name}' on '{device}' with the current fingerprint",
                          hint=f"run: edgenas lut calibrate {device} --space {space.name} --measure 10")
-    archs_m = [space.from_dict(m.arch) for m in ms]
     with table_lock(project, device, space.name):
-        lut = current_lut(project, device, space.name, fp_hash, remember=False)
-        measured = np.array([nominal_now(m.stats, lut) for m in ms])
-        raw = LatencyPredictor(lut, space).predict_raw_many(archs_m)
-        cal = fit_calibration(raw, measured)
-        new_lut = lut.with_calibration(cal)
+        fit = fit_to_measurements(current_lut(project, device, space.name, fp_hash, remember=False), space, ms)
         # the timings are the same, only the fit changes (and is fitted again from the database at will):
         # no history copy, or a device deployed to a thousand times would keep a thousand tables
-        path = LutStore(project.luts_dir).save(new_lut, keep_previous=False)
-    calibrated = LatencyPredictor(new_lut, space).predict_many(archs_m)
-
-    def within10(p: np.ndarray) -> float:
-        return float(np.mean(np.abs(p - measured) / measured <= 0.10))
-
-    return CalibrationResult(device, space.name, len(ms), 0, dict(cal.params), cal.residual,
-                             within10(raw), within10(calibrated), str(path))
+        path = LutStore(project.luts_dir).save(fit.lut, keep_previous=False)
+    return CalibrationResult(device, space.name, fit.n_points, 0, fit.params, fit.residual,
+                             fit.within10_raw, fit.within10_calibrated, str(path))

@@ -6,8 +6,9 @@ unless ``force`` -> export every block key of the space to ONNX on the host (cac
 batches; the agent appends each finished entry to a partial file on the device, so an interrupted run
 resumes where it stopped -> time the runtime's fixed per-inference overhead on a trivial model (and,
 where the runtime's calls overlap on the device, the same model one call at a time: ``Lut.sync``) ->
-assemble, validate and write the LUT atomically on the host (``luts/``) and on the device. Until that
-last step the previous LUT is untouched.
+assemble and validate the LUT, fit its calibration on the device's stored whole-model measurements of
+that fingerprint if there are any (``fleet.calibrate.fit_new_table``), and write it atomically on the
+host (``luts/``) and on the device. Until that last step the previous LUT is untouched.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from edgenas.devices.answers import BenchAnswer
 from edgenas.devices.profiles import DeviceProfile, load_profile
 from edgenas.devices.session import open_session
 from edgenas.errors import DeviceError, InputError
+from edgenas.fleet.calibrate import fit_new_table
 from edgenas.fleet.measure import (
     Progress, bench_many_results, export_blocks, keep_on_device, lut_protocol_for, nominal_reference,
     overhead_model, reference_model, runs_per_sample)
@@ -49,6 +51,10 @@ class ProfileResult:
     runs_per_sample: int = 1
     #: whether the table carries a calibration to whole-model measurements
     calibrated: bool = False
+    #: a new table fitted on the device's stored measurements: n_points, within10_raw, within10_calibrated
+    recalibrated: dict[str, Any] | None = None
+    #: why a new table could not be fitted on the stored measurements (the database could not be read)
+    calibration_note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -152,8 +158,14 @@ def _profile_device(project: Project, device: Any, space: SearchSpace, *, force:
                   threads=int(s.profile.threads), protocol=proto,
                   overhead=overhead.stats, entries=entries, sync=sync,
                   reference=nominal_reference([results[k] for k in keys] + [overhead.raw_stats], ref_path))
+        # the device's whole-model measurements fit the new table at once, so a rebuilt table whose level
+        # moved is not used raw until the next deploy or `lut calibrate`
+        fit, note = fit_new_table(project, lut, space)
+        lut = fit.lut if fit else lut
         path = store.save(lut)
         keep_on_device(s, path, lut)
+        refit = None if fit is None else {"n_points": fit.n_points, "within10_raw": fit.within10_raw,
+                                          "within10_calibrated": fit.within10_calibrated}
         return ProfileResult(s.device, space.name, path, fp_hash, len(entries), False,
                              len(entries) - resumed, resumed, exported, len(lut.unstable_keys),
-                             time.perf_counter() - t0, runs_per_sample(proto))
+                             time.perf_counter() - t0, runs_per_sample(proto), fit is not None, refit, note)

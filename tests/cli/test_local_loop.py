@@ -21,6 +21,9 @@ def test_profile_reuses_then_force_keeps_history(proj, cli):
     res2 = profile_device(Project(proj), "local", "mbv3-tiny", force=True,
                           protocol={"warmup_min_n": 3, "min_n": 5, "min_s": 0.02, "max_s": 0.3})
     assert res2.reused_lut is False and res2.measured == 22
+    # no measurements: the table is not calibrated, and no database is created to look for them
+    assert res2.calibrated is False and res2.recalibrated is None
+    assert not (proj / ".edgenas" / "edgenas.db").exists()
     hist = list((proj / "luts" / "local" / "history").glob("mbv3-tiny-*.json"))
     assert len(hist) == 1 and hist[0].read_text() == old
 
@@ -253,3 +256,60 @@ def test_calibration_counts_measurements_at_the_tables_nominal_speed_now(proj, c
     # one point: b = 1 and exp(a) = measured / LUT sum, both 1.5x the nominal time of before
     assert again["params"]["b"] == first["params"]["b"] == 1.0
     assert again["params"]["a"] == pytest.approx(first["params"]["a"], abs=1e-9)
+
+
+FAST = {"warmup_min_n": 3, "min_n": 5, "min_s": 0.02, "max_s": 0.3}
+
+
+def test_a_rebuilt_table_is_fitted_on_the_stored_measurements(proj, cli, tmp_path):
+    """A profile that builds a table fits its calibration on the device's stored whole-model measurements
+    at once, as `lut calibrate` would, so it is not used raw until the next deploy; the replaced table goes
+    to history/ as before."""
+    from edgenas.fleet.profiler import profile_device
+    from edgenas.latency.lut import Lut
+    from edgenas.project import Project
+    from edgenas.spaces import get_space
+
+    space = get_space("mbv3-tiny")
+    for seed in (3, 4):
+        arch = tmp_path / f"arch{seed}.json"
+        arch.write_text(json.dumps(space.to_dict(space.sample(np.random.default_rng(seed)))))
+        assert cli("deploy", "local", str(arch), "--out", str(tmp_path / f"exp{seed}"), "--no-calibrate").code == 0
+    lut_file = next((proj / "luts" / "local").glob("mbv3-tiny-*.json"))
+    assert Lut.load(lut_file).calibration is None
+    res = profile_device(Project(proj), "local", "mbv3-tiny", force=True, protocol=FAST)
+    assert res.reused_lut is False and res.calibrated is True and res.calibration_note is None
+    assert res.recalibrated["n_points"] == 2
+    rebuilt = Lut.load(lut_file)
+    assert rebuilt.calibration is not None and rebuilt.calibration.n_points == 2
+    # the same fit as `lut calibrate` makes on the new table from the same measurements
+    fitted = cli("lut", "calibrate", "local", "--space", "mbv3-tiny", "--json").json()
+    assert fitted["params"] == pytest.approx(rebuilt.calibration.params, rel=1e-12)
+    assert fitted["within10_raw"] == res.recalibrated["within10_raw"]
+    hist = list((proj / "luts" / "local" / "history").glob("mbv3-tiny-*.json"))
+    assert len(hist) == 1 and Lut.load(hist[0]).calibration is None  # the table it replaced, as it was
+
+    said = cli("profile", "local", "--space", "mbv3-tiny", "--force")
+    assert said.code == 0, said.err
+    assert "LUT calibration fitted on the device's 2 stored measurements" in " ".join(said.out.split())
+
+
+def test_a_profile_with_an_unreadable_database_keeps_its_table_uncalibrated(proj, cli):
+    """The measurements cannot be read (a damaged database): the profile still writes its new table,
+    uncalibrated, says why, and leaves the database file alone."""
+    from edgenas.fleet.profiler import profile_device
+    from edgenas.latency.lut import Lut
+    from edgenas.project import Project
+
+    db = proj / ".edgenas" / "edgenas.db"
+    db.parent.mkdir(parents=True, exist_ok=True)
+    db.write_bytes(b"not a database" * 100)
+    res = profile_device(Project(proj), "local", "mbv3-tiny", force=True, protocol=FAST)
+    assert res.reused_lut is False and res.calibrated is False and res.recalibrated is None
+    assert res.calibration_note and "database" in res.calibration_note
+    assert Lut.load(res.lut_path).calibration is None
+    assert db.read_bytes() == b"not a database" * 100
+    said = cli("profile", "local", "--space", "mbv3-tiny", "--force")
+    assert said.code == 0, said.err
+    assert "not fitted on the stored measurements" in " ".join(said.out.split()) and "Traceback" not in said.err
+    assert db.read_bytes() == b"not a database" * 100

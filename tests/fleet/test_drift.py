@@ -66,14 +66,23 @@ def test_speed_change_is_reported_once_then_rescaled(project, profiled):
 
 
 def test_shape_drift_rebuilds(project, profiled):
+    import numpy as np
+
+    from edgenas.fleet.deploy import deploy
+    from edgenas.spaces import get_space
+
     res, orig = profiled
+    space = get_space(SPACE)  # one whole-model measurement of the device, which the rebuilt table is fitted on
+    deploy(project, "local", space, space.sample(np.random.default_rng(0)), calibrate=False)
     skewed = dataclasses.replace(orig, entries={k: dataclasses.replace(e, ratio=e.ratio * 4.0)
                                                 for k, e in orig.entries.items()})
     LutStore(project.luts_dir).save(skewed)
     out = refresh_device(project, LOCAL_PROFILE, SPACE, protocol=PROTO, drift_floor=NOISE_FLOOR)
     assert out.status == "refreshed" and out.reason.startswith("shape drift"), out.reason
     assert out.drift > 0.5 and out.drift > out.threshold
+    assert out.reason.endswith("; calibrated on 1 stored measurement"), out.reason
     rebuilt = Lut.load(res.lut_path)
+    assert rebuilt.calibration is not None and rebuilt.calibration.n_points == 1
     ratios = sorted(rebuilt.entries[k].ratio / skewed.entries[k].ratio for k in orig.entries)
     assert ratios[len(ratios) // 2] < 0.6  # the new table is far from the skewed numbers
 
