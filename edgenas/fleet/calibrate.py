@@ -9,14 +9,13 @@ unchanged, so without a history copy).
 
 from __future__ import annotations
 
-import time
-from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
-from edgenas.errors import EdgenasError, InputError, OutputError
+from edgenas.errors import EdgenasError, InputError
+from edgenas.fleet.table_lock import table_lock
 from edgenas.project import Project
 
 #: whole models one `lut calibrate --measure` times (a few seconds each; more is a profile's job)
@@ -99,30 +98,6 @@ def calibrate_device(project: Project, device: str, space_name: str, *, measure:
                 progress(f"measure architectures on {s.device}", i + 1, len(archs))
     res = refit_calibration(project, s.device, space, fp_hash, rt["runtime"], store)
     return replace(res, measured_now=len(archs))
-
-
-#: how long a refit waits for the table's lock: another refit holds it for milliseconds, a profile for minutes
-LOCK_WAIT_S = 3.0
-
-
-@contextmanager
-def table_lock(project: Project, device: str, space_name: str, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
-    """The profile's lock of (device, space), waited for up to ``wait_s`` (two deploys that finish together
-    both refit); past that, the holder's ``OutputError`` (a profile or fleet refresh is running)."""
-    from edgenas.fleet.profiler import profile_lock
-
-    deadline = time.monotonic() + wait_s
-    with ExitStack() as stack:
-        while True:
-            try:
-                stack.enter_context(profile_lock(project, device, space_name,
-                                                 what=f"the LUT of '{device}' for '{space_name}'"))
-                break
-            except OutputError:
-                if time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.05)
-        yield
 
 
 def nominal_now(stats: dict[str, Any], lut: Any) -> float:

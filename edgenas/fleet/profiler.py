@@ -23,6 +23,7 @@ from edgenas.devices.profiles import DeviceProfile, load_profile
 from edgenas.devices.session import open_session
 from edgenas.errors import DeviceError, InputError
 from edgenas.fleet.calibrate import fit_new_table
+from edgenas.fleet.table_lock import profile_lock
 from edgenas.fleet.measure import (
     Progress, bench_many_results, export_blocks, keep_on_device, lut_protocol_for, nominal_reference,
     overhead_model, reference_model, runs_per_sample)
@@ -74,20 +75,6 @@ def profile_device(project: Project, device: Any, space_name: str, *, force: boo
     with profile_lock(project, device.name, space.name):
         return _profile_device(project, device, space, force=force, protocol=protocol, batch_size=batch_size,
                                progress=progress)
-
-
-def profile_lock(project: Project, device: str, space_name: str, *, what: str | None = None) -> Any:
-    """The OS lock one profile of (device, space) holds for its whole run (``edgenas.locks``); a
-    calibration holds it while it rewrites the table (``what`` names it in the message)."""
-    from edgenas.locks import file_lock
-    from edgenas.safenames import check_name
-
-    name = check_name(device, "device name")
-    locks = project.state_dir / "locks"
-    locks.mkdir(parents=True, exist_ok=True)
-    return file_lock(locks / f"profile-{name}-{space_name}.lock", what or f"the profile of '{name}' for '{space_name}'",
-                     hint="another `edgenas profile` (or fleet refresh, or calibration) of this device and space is "
-                          "running; wait for it to finish")
 
 
 def _profile_device(project: Project, device: Any, space: SearchSpace, *, force: bool,

@@ -99,7 +99,7 @@ def test_search_export_deploy_calibrate(proj, cli, tmp_path):
 def test_deploy_while_the_table_is_being_rebuilt(proj, cli, tmp_path):
     """A deploy while a profile of the device holds the table keeps its measurement and leaves the table to
     the profile: one yellow note, exit 0, the LUT file untouched."""
-    from edgenas.fleet.profiler import profile_lock
+    from edgenas.fleet.table_lock import profile_lock
     from edgenas.project import Project
     from edgenas.spaces import get_space
 

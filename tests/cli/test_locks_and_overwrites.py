@@ -23,7 +23,7 @@ if kind == "run":
     from edgenas.locks import run_lock
     lock = run_lock(Path(where))
 else:
-    from edgenas.fleet.profiler import profile_lock
+    from edgenas.fleet.table_lock import profile_lock
     lock = profile_lock(Project(where), "local", "mbv3-tiny")
 with lock:
     print("held", flush=True)

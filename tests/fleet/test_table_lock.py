@@ -9,8 +9,7 @@ import threading
 import pytest
 
 from edgenas.errors import OutputError
-from edgenas.fleet.calibrate import table_lock
-from edgenas.fleet.profiler import profile_lock
+from edgenas.fleet.table_lock import profile_lock, table_lock
 
 
 def _hold(project, until: threading.Event, held: threading.Event) -> threading.Thread:
