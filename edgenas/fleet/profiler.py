@@ -145,8 +145,8 @@ def _profile_device(project: Project, device: Any, space: SearchSpace, *, force:
                   threads=int(s.profile.threads), protocol=proto,
                   overhead=overhead.stats, entries=entries, sync=sync,
                   reference=nominal_reference([results[k] for k in keys] + [overhead.raw_stats], ref_path))
-        # the device's whole-model measurements fit the new table at once, so a rebuilt table whose level
-        # moved is not used raw until the next deploy or `lut calibrate`
+        # the device's whole-model measurements fit the new table at once, so a rebuilt table is not used
+        # raw until the next deploy or `lut calibrate`
         fit, note = fit_new_table(project, lut, space)
         lut = fit.lut if fit else lut
         path = store.save(lut)
