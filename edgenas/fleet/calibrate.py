@@ -153,7 +153,7 @@ def fit_new_table(project: Project, lut: Any, space: Any) -> tuple[Fit | None, s
     runtime (none stored: ``(None, None)``), so a rebuilt table is not used raw until the next deploy or
     ``lut calibrate``: the measurements count at the new table's nominal speed (``nominal_now``), and on an
     H200 a table fitted on one round of deployments put the same models measured again after two more
-    builds within ±10%, 6 of 6 for every table, against 0-5 of 6 raw (bench/RESULTS.md). A database that
+    builds within ±10%, 6 of 6 for every table, against 2-5 of 6 raw (bench/RESULTS.md). A database that
     cannot be read is ``(None, why)``: the profile keeps its table."""
     from edgenas.store import open_store
     from edgenas.store.db import database_exists
