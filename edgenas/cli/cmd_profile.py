@@ -36,9 +36,9 @@ def register(app: typer.Typer) -> None:
         out.print(f"LUT: {esc(res.lut_path)}")
         if res.recalibrated:
             r = res.recalibrated
-            out.print(f"LUT calibration fitted on the device's {r['n_points']} stored measurement"
-                      f"{'s' if r['n_points'] != 1 else ''}: within ±10% {100 * r['within10_raw']:.0f}% raw, "
-                      f"{100 * r['within10_calibrated']:.0f}% calibrated")
+            out.print(f"LUT calibration fitted on the device's {r.n_points} stored measurement"
+                      f"{'s' if r.n_points != 1 else ''}: within ±10% {100 * r.within10_raw:.0f}% raw, "
+                      f"{100 * r.within10_calibrated:.0f}% calibrated")
         if res.calibration_note:
             out.print(f"[yellow]not fitted on the stored measurements ({esc(res.calibration_note)}); "
                       f"fit it later: edgenas lut calibrate {esc(res.device)} --space {esc(res.space)}[/yellow]")

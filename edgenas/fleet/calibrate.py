@@ -129,6 +129,12 @@ class Fit:
     within10_raw: float
     within10_calibrated: float
 
+    def result(self, device: str, space: str, lut_path: str) -> CalibrationResult:
+        """The record of this fit once its table is saved at ``lut_path`` (what deploy, ``lut calibrate``
+        and a profile report)."""
+        return CalibrationResult(device, space, self.n_points, 0, self.params, self.residual, self.within10_raw,
+                                 self.within10_calibrated, lut_path)
+
 
 def fit_to_measurements(lut: Any, space: Any, ms: list[Any]) -> Fit:
     """``lut`` with the log-linear LUT-sum -> measured correction fitted on the measurements ``ms``."""
@@ -188,5 +194,4 @@ def refit_calibration(project: Project, device: str, space: Any, fp_hash: str, r
         # the timings are the same, only the fit changes (and is fitted again from the database at will):
         # no history copy, or a device deployed to a thousand times would keep a thousand tables
         path = LutStore(project.luts_dir).save(fit.lut, keep_previous=False)
-    return CalibrationResult(device, space.name, fit.n_points, 0, fit.params, fit.residual,
-                             fit.within10_raw, fit.within10_calibrated, str(path))
+    return fit.result(device, space.name, str(path))

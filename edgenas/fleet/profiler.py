@@ -22,7 +22,7 @@ from edgenas.devices.answers import BenchAnswer
 from edgenas.devices.profiles import DeviceProfile, load_profile
 from edgenas.devices.session import open_session
 from edgenas.errors import DeviceError, InputError
-from edgenas.fleet.calibrate import fit_new_table
+from edgenas.fleet.calibrate import CalibrationResult, fit_new_table
 from edgenas.fleet.table_lock import profile_lock
 from edgenas.fleet.measure import (
     Progress, bench_many_results, export_blocks, keep_on_device, lut_protocol_for, nominal_reference,
@@ -52,14 +52,15 @@ class ProfileResult:
     runs_per_sample: int = 1
     #: whether the table carries a calibration to whole-model measurements
     calibrated: bool = False
-    #: a new table fitted on the device's stored measurements: n_points, within10_raw, within10_calibrated
-    recalibrated: dict[str, Any] | None = None
+    #: a new table's calibration fitted on the device's stored measurements (as deploy reports its refit)
+    recalibrated: CalibrationResult | None = None
     #: why a new table could not be fitted on the stored measurements (the database could not be read)
     calibration_note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d["lut_path"] = str(self.lut_path)
+        d["recalibrated"] = self.recalibrated.to_dict() if self.recalibrated is not None else None
         return d
 
 
@@ -151,8 +152,7 @@ def _profile_device(project: Project, device: Any, space: SearchSpace, *, force:
         lut = fit.lut if fit else lut
         path = store.save(lut)
         keep_on_device(s, path, lut)
-        refit = None if fit is None else {"n_points": fit.n_points, "within10_raw": fit.within10_raw,
-                                          "within10_calibrated": fit.within10_calibrated}
+        refit = fit.result(s.device, space.name, str(path)) if fit is not None else None
         return ProfileResult(s.device, space.name, path, fp_hash, len(entries), False,
                              len(entries) - resumed, resumed, exported, len(lut.unstable_keys),
                              time.perf_counter() - t0, runs_per_sample(proto), fit is not None, refit, note)

@@ -98,7 +98,7 @@ def refresh_device(project: Project, profile: Any, space: str, *, protocol: dict
                 reason = f"{shape} > {check.threshold:.1%}"
         res = profile_device(project, profile, space, force=lut is not None, protocol=protocol)
         if res.recalibrated:
-            n = res.recalibrated["n_points"]
+            n = res.recalibrated.n_points
             reason += f"; calibrated on {n} stored measurement{'s' if n != 1 else ''}"
         return DeviceRefresh(res.device, RefreshStatus.REFRESHED, reason, space, res.fingerprint_hash,
                              check.drift if check else None, check.threshold if check else None,

@@ -279,19 +279,24 @@ def test_a_rebuilt_table_is_fitted_on_the_stored_measurements(proj, cli, tmp_pat
     assert Lut.load(lut_file).calibration is None
     res = profile_device(Project(proj), "local", "mbv3-tiny", force=True, protocol=FAST)
     assert res.reused_lut is False and res.calibrated is True and res.calibration_note is None
-    assert res.recalibrated["n_points"] == 2
+    assert res.recalibrated.n_points == 2 and res.recalibrated.lut_path == str(lut_file)
     rebuilt = Lut.load(lut_file)
     assert rebuilt.calibration is not None and rebuilt.calibration.n_points == 2
     # the same fit as `lut calibrate` makes on the new table from the same measurements
     fitted = cli("lut", "calibrate", "local", "--space", "mbv3-tiny", "--json").json()
     assert fitted["params"] == pytest.approx(rebuilt.calibration.params, rel=1e-12)
-    assert fitted["within10_raw"] == res.recalibrated["within10_raw"]
+    assert fitted["within10_raw"] == res.recalibrated.within10_raw
     hist = list((proj / "luts" / "local" / "history").glob("mbv3-tiny-*.json"))
     assert len(hist) == 1 and Lut.load(hist[0]).calibration is None  # the table it replaced, as it was
 
     said = cli("profile", "local", "--space", "mbv3-tiny", "--force")
     assert said.code == 0, said.err
     assert "LUT calibration fitted on the device's 2 stored measurements" in " ".join(said.out.split())
+    as_json = cli("profile", "local", "--space", "mbv3-tiny", "--force", "--json")
+    assert as_json.code == 0, as_json.err
+    got = as_json.json()  # the same record as deploy's `recalibrated`
+    assert got["calibrated"] is True and got["recalibrated"]["n_points"] == 2
+    assert got["recalibrated"]["lut_path"] == got["lut_path"] and set(got["recalibrated"]["params"]) == {"a", "b"}
 
 
 def test_a_profile_with_an_unreadable_database_keeps_its_table_uncalibrated(proj, cli):
