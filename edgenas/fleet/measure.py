@@ -56,9 +56,9 @@ OVERLAP_RUNS_PER_SAMPLE = 10
 #: the LUT protocol for those runtimes: the same sweeps, with fewer samples of 10 runs each (30 samples
 #: pooled over at least 3 sessions: 300 runs a block, against 90 single runs), a warm-up of 100 calls per
 #: session (a fresh TorchScript session on CUDA ran its first 5 calls a median 1.35x slower, some up to
-#: call 100). On an H200 (mbv3-small, TorchScript, bench/RESULTS.md) the single-call protocol's LUT sums
-#: were 1.32-2.31x the measured models in three builds; this one's (with a 0.15 s cap) 1.06x, within ±10%
-#: for 4 of 6. The cap is 0.5 s: a session is 200 runs, so at 0.15 s blocks over about 0.25 ms (a
+#: call 100). On an H200 (mbv3-small, TorchScript, bench/RESULTS.md) the single-call protocol's LUT sum
+#: was 1.32x the measured models (two more builds, scored in another table's nominal units, 1.73x and
+#: 2.31x); this one's (with a 0.15 s cap) 1.06x, within ±10% for 4 of 6, and 0.87-0.94x since. The cap is 0.5 s: a session is 200 runs, so at 0.15 s blocks over about 0.25 ms (a
 #: Jetson's TensorRT blocks) lost their later sessions; the extra sweeps stay bounded by ``extra_share``.
 LUT_PROTOCOL_OVERLAPPING: dict[str, Any] = dict(
     LUT_PROTOCOL, runs_per_sample=OVERLAP_RUNS_PER_SAMPLE, warmup_min_n=100, min_n=30, session_min_n=10, max_s=0.5)
