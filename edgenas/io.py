@@ -6,17 +6,20 @@ keeps its own copy because it imports nothing of the host.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from edgenas.errors import InputError
+from edgenas.limits import MAX_JSON_BYTES
 from exporters._io import atomic_write_bytes, sha256_bytes, sha256_file  # one copy for the host (and the device)
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text", "read_json", "read_toml",
-           "sha256_bytes", "sha256_file"]
+__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text", "open_log_for_append", "read_json",
+           "read_log_bytes", "read_toml", "sha256_bytes", "sha256_file"]
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -53,3 +56,49 @@ def read_toml(path: str | os.PathLike, what: str = "TOML file") -> dict[str, Any
         raise InputError(f"malformed {what} {path}: {exc}", hint="fix the TOML syntax") from None
     except RecursionError:
         raise InputError(f"malformed {what} {path}: nested too deeply") from None
+
+
+_LOG_DAMAGED = "the folder is damaged; move the file aside"
+#: an append-only log may hold far more than a record: a million evaluations are about 1 GB
+MAX_LOG_BYTES = 32 * MAX_JSON_BYTES
+
+
+def _link_error(path: Path, exc: OSError) -> InputError:
+    if exc.errno == errno.ELOOP:
+        return InputError(f"{path} is a symbolic link; a log is a file of its own folder",
+                          hint="replace the link with the file itself, or use another folder")
+    return InputError(f"cannot open {path}: {exc.strerror or exc}", hint=_LOG_DAMAGED)
+
+
+def read_log_bytes(path: Path) -> bytes | None:
+    """The bytes of an append-only log (``evaluations.jsonl``, a device's ``verified.jsonl``); None when
+    there is none. A link, a device file (``/dev/zero`` never ends) or a file over ``MAX_LOG_BYTES`` is
+    one ``InputError`` before anything is read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise _link_error(path, exc) from None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError(f"{path} is not a regular file", hint=_LOG_DAMAGED)
+        if st.st_size > MAX_LOG_BYTES:
+            raise InputError(f"{path} is {st.st_size / (1 << 20):.0f} MB, over the "
+                             f"{MAX_LOG_BYTES / (1 << 20):g} MB limit for logs",
+                             hint="check the folder; EDGENAS_MAX_INPUT_MB raises the limit (logs get 32 times it)")
+        return fh.read()
+
+
+def open_log_for_append(path: Path) -> IO[str]:
+    """``path`` opened to append lines, created if missing; never through a link (a planted
+    ``evaluations.jsonl -> /elsewhere`` would have the search write outside its folder)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as exc:
+        raise _link_error(path, exc) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise InputError(f"{path} is not a regular file", hint=_LOG_DAMAGED)
+    return os.fdopen(fd, "a", encoding="utf-8")

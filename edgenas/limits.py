@@ -11,19 +11,45 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 from pathlib import Path
 from typing import Any
 
 from edgenas.errors import InputError
 
+
+def _limit_mb() -> tuple[float, str | None]:
+    """``EDGENAS_MAX_INPUT_MB`` (default 32), and what is wrong with it if it is not a size: then the
+    default holds and ``check_env`` (the CLI calls it first) says so, instead of an import failing."""
+    raw = os.environ.get("EDGENAS_MAX_INPUT_MB")
+    if raw is None:
+        return 32.0, None
+    try:
+        mb = float(raw)
+    except ValueError:
+        mb = math.nan
+    if not (math.isfinite(mb) and 0 < mb <= 1 << 20):
+        return 32.0, f"EDGENAS_MAX_INPUT_MB must be a number of MB above 0 and at most 1048576, got {raw!r}"
+    return mb, None
+
+
+_LIMIT_MB, _ENV_PROBLEM = _limit_mb()
 #: the largest JSON/TOML/YAML input read into memory (the largest LUT we know, ofa-mbv3's, is < 2 MB)
-MAX_JSON_BYTES = int(float(os.environ.get("EDGENAS_MAX_INPUT_MB", "32")) * (1 << 20))
+MAX_JSON_BYTES = int(_LIMIT_MB * (1 << 20))
 #: an architecture record is a few hundred bytes
 MAX_ARCH_BYTES = 1 << 20
 #: deeper nesting than this is not an edgenas record
 MAX_DEPTH = 64
+#: more lists and tables than this are not an edgenas record (ofa-mbv3's LUT, the largest, has about 10,000)
+MAX_NODES = 1_000_000
 #: the largest evaluation number, seed or count a record may hold (SQLite's INTEGER is 64-bit)
 MAX_INT = 2 ** 63 - 1
+
+
+def check_env() -> None:
+    """One ``InputError`` for a malformed ``EDGENAS_MAX_INPUT_MB``."""
+    if _ENV_PROBLEM:
+        raise InputError(_ENV_PROBLEM, hint="unset it, or set e.g. EDGENAS_MAX_INPUT_MB=64")
 
 
 def is_number(v: Any) -> bool:
@@ -49,9 +75,12 @@ def is_count(v: Any) -> bool:
 def read_bytes_limited(path: str | os.PathLike, what: str, limit: int = MAX_JSON_BYTES) -> bytes:
     """The bytes of ``path``, refusing (without reading it) a file larger than ``limit``."""
     path = Path(path)
-    try:
-        with open(path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
+    try:  # O_NONBLOCK: a FIFO must not hang the command before the check below sees what it is
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:
+            st = os.fstat(fh.fileno())
+            if not stat.S_ISREG(st.st_mode):  # a FIFO, a device (/dev/zero never ends), a socket
+                raise InputError(f"{what} {path} is not a regular file", hint="check the path")
+            size = st.st_size
             if size > limit:
                 raise InputError(f"{what} {path} is {size / (1 << 20):.1f} MB, over the {limit / (1 << 20):g} MB "
                                  f"limit for {what}s", hint="check the path; this is not an edgenas record")
@@ -76,14 +105,23 @@ def read_bytes_limited(path: str | os.PathLike, what: str, limit: int = MAX_JSON
     return data
 
 
-def check_depth(obj: Any, where: str, max_depth: int = MAX_DEPTH) -> Any:
-    """Walk ``obj`` iteratively; nesting deeper than ``max_depth`` is an ``InputError``."""
+def check_depth(obj: Any, where: str, max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NODES) -> Any:
+    """Walk ``obj`` iteratively; nesting deeper than ``max_depth`` is an ``InputError``. A container met
+    again no deeper is not walked again: YAML aliases share one object, and a 561-byte file of nine levels of ten
+    aliases each (a "billion laughs") is 10^9 nodes when walked as a tree, which hung the command."""
+    deepest: dict[int, int] = {}  # id -> the deepest level a container was walked at
     stack = [(obj, 1)]
     while stack:
         o, d = stack.pop()
         if isinstance(o, (dict, list)):
             if d > max_depth:
                 raise InputError(f"{where}: nested more than {max_depth} levels deep",
+                                 hint="this is not an edgenas record")
+            if deepest.get(id(o), 0) >= d:
+                continue
+            deepest[id(o)] = d
+            if len(deepest) > max_nodes:
+                raise InputError(f"{where}: more than {max_nodes:,} lists and tables",
                                  hint="this is not an edgenas record")
             stack.extend((v, d + 1) for v in (o.values() if isinstance(o, dict) else o))
     return obj
@@ -100,6 +138,8 @@ def loads_json_limited(data: bytes | str, where: str, max_depth: int = MAX_DEPTH
     except json.JSONDecodeError as exc:
         raise InputError(f"malformed {where}: {exc.msg} at line {exc.lineno} column {exc.colno}",
                          hint="fix the JSON syntax") from None
+    except ValueError:  # an integer of more than 4,300 digits (Python's limit on int parsing)
+        raise InputError(f"{where}: a number too long to read", hint="this is not an edgenas record") from None
     return check_depth(obj, where, max_depth)
 
 

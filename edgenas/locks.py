@@ -8,8 +8,10 @@ exits, even on ``kill -9``, so a stale lock file never blocks anyone.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import stat
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -23,13 +25,19 @@ LOCK_NAME = ".edgenas.lock"
 def file_lock(lock_path: str | os.PathLike, what: str, hint: str | None = None) -> Iterator[Path]:
     """Hold an exclusive lock on ``lock_path`` (created if missing) or raise ``OutputError`` at once."""
     path = Path(lock_path)
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:  # never through a link: the pid written below must not land in a file the link points at
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OutputError(f"lock file {path} is a symbolic link",
+                              hint="remove it (edgenas makes its own lock file there)") from None
         from edgenas.outdirs import disk_error
 
         raise disk_error(exc, f"lock file {path}") from None
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OutputError(f"lock file {path} is not a regular file",
+                              hint="remove it (edgenas makes its own lock file there)")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -50,7 +50,12 @@ def esc(value: Any, max_len: int | None = None) -> str:
 
 class SafeConsole(Console):
     """A rich console that strips control characters and ANSI sequences from every string it is given
-    (a safety net under ``esc``: markup in interpolated values must still be escaped by the caller)."""
+    (a safety net under ``esc``: markup in interpolated values must still be escaped by the caller), and
+    prints emoji codes as they are: ``:x:`` in a column name or ``/etc/passwd`` is text, not an emoji."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("emoji", False)
+        super().__init__(*args, **kwargs)
 
     def print(self, *objects: Any, **kwargs: Any) -> None:  # type: ignore[override]
         super().print(*(clean(o) if isinstance(o, str) else o for o in objects), **kwargs)

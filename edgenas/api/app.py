@@ -16,6 +16,7 @@ import hmac
 from pathlib import Path
 from typing import Any
 
+from edgenas.api.hosts import host_is_loopback
 from edgenas.errors import EdgenasError, InputError
 from edgenas.report.source import DataSource, NotFoundError
 
@@ -30,7 +31,9 @@ def _lut_summary(t: Any) -> dict[str, Any]:
             "calibration": t.calibration.to_dict() if t.calibration else None}
 
 
-def create_app(source: DataSource, token: str | None = None) -> Any:
+def create_app(source: DataSource, token: str | None = None, *, local_only: bool = False) -> Any:
+    """The API. ``local_only`` (served on a loopback address without a token): a request whose ``Host``
+    header names another machine is refused, so a web page cannot reach the API through DNS rebinding."""
     from fastapi import FastAPI, Query, Request
     from fastapi.responses import HTMLResponse, JSONResponse, Response
     from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -48,6 +51,10 @@ def create_app(source: DataSource, token: str | None = None) -> Any:
 
     @app.middleware("http")
     async def require_token(request: Request, call_next):  # type: ignore[no-untyped-def]
+        if local_only and not host_is_loopback(request.headers.get("host", "")):
+            return JSONResponse({"error": "this server answers requests to this machine only",
+                                 "hint": "open it as http://127.0.0.1:PORT/ or http://localhost:PORT/"},
+                                status_code=421)
         if token and request.url.path != PLOTLY_PATH and not request.url.path.startswith(SWAGGER_PATH + "/"):
             given = request.query_params.get("token") or ""
             auth = request.headers.get("authorization", "")
@@ -74,7 +81,13 @@ def create_app(source: DataSource, token: str | None = None) -> Any:
     # ------------------------------------------------------------------ JSON
     @app.get("/api/runs", tags=["runs"], summary="All runs with their status")
     def runs() -> list[dict[str, Any]]:
-        return [source.run(r).summary() for r in source.run_ids()]
+        out = []
+        for r in source.run_ids():  # one damaged folder is listed as such, not a failed listing
+            try:
+                out.append(source.run(r).summary())
+            except InputError as exc:
+                out.append({"id": r, "status": "damaged", "error": one_line(exc.message)})
+        return out
 
     @app.get("/api/runs/{run_id}", tags=["runs"], summary="One run: config, request, best, status")
     def run(run_id: str) -> dict[str, Any]:

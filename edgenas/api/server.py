@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import ipaddress
+import errno
 import os
-from typing import Any
+import re
+import socket
+from typing import Any, Callable
 
+from edgenas.api.hosts import is_loopback
 from edgenas.errors import InputError
 from edgenas.project import Project
-
-LOOPBACK_NAMES = {"localhost"}
-
-
-def is_loopback(host: str) -> bool:
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
 
 def check_bind(host: str, port: int, token: str | None) -> str | None:
     """The token to require (None: none); refuses a non-loopback address without one."""
@@ -28,23 +19,57 @@ def check_bind(host: str, port: int, token: str | None) -> str | None:
     token = token or os.environ.get("EDGENAS_TOKEN") or None
     if token is not None and len(token) < 8:
         raise InputError("the token is too short (fewer than 8 characters)", hint="use e.g. `openssl rand -hex 16`")
+    if token is not None and not re.fullmatch(r"[!-~]+", token):
+        raise InputError("the token holds spaces or characters other than printable ASCII",
+                         hint="use e.g. `openssl rand -hex 16`")
     if not is_loopback(host) and not token:
         raise InputError(f"serving on {host} (not this machine only) needs a token",
                          hint="pass --token or set EDGENAS_TOKEN; every request must then carry it")
     return token
 
 
-def build_app(project: Project, token: str | None = None) -> Any:
+def build_app(project: Project, token: str | None = None, host: str | None = None) -> Any:
+    """The app for ``project``; served on a loopback ``host`` without a token, it answers local names only."""
     from edgenas.api.app import create_app
     from edgenas.report.source import FolderSource
 
-    return create_app(FolderSource(project), token)
+    return create_app(FolderSource(project), token, local_only=token is None and host is not None and is_loopback(host))
 
 
-def serve(project: Project, host: str = "127.0.0.1", port: int = 8765, token: str | None = None) -> None:
+def bind(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port``, or one ``InputError`` (a port in use, an unknown address), so the
+    command fails before it says it serves and before uvicorn logs an error of its own."""
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                          flags=socket.AI_PASSIVE)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise InputError(f"--host {host} is not an address of this machine ({getattr(exc, 'strerror', exc)})",
+                         hint="e.g. --host 127.0.0.1, or --host 0.0.0.0 with --token") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise InputError(f"port {port} is in use on {host}",
+                             hint="choose another --port, or stop what listens there") from None
+        raise InputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                         hint="check --host (an address of this machine) and --port") from None
+    return sock
+
+
+def serve(project: Project, host: str = "127.0.0.1", port: int = 8765, token: str | None = None,
+          ready: Callable[[], None] | None = None) -> None:
+    """Serve until Ctrl-C; ``ready`` is called once the address is bound (the CLI says where it serves)."""
     token = check_bind(host, port, token)
     try:
         import uvicorn
     except ImportError:
         raise InputError("edgenas serve needs uvicorn and fastapi", hint="pip install 'edgenas[serve]'") from None
-    uvicorn.run(build_app(project, token), host=host, port=port, log_level="warning")
+    app = build_app(project, token, host)
+    sock = bind(host, port)
+    if ready is not None:
+        ready()
+    with sock:
+        uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).run(sockets=[sock])

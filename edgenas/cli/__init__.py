@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> None:
     install_thread_hook()
 
     try:
+        from edgenas.limits import check_env
+
+        check_env()
         code = app(args=argv, standalone_mode=False)
         if isinstance(code, int) and code:
             sys.exit(code)
@@ -66,9 +69,10 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         sys.exit(0)
     except ClickException as exc:
+        ctx = getattr(exc, "ctx", None)
+        sub = ctx.command_path.split(" ", 1)[-1] if ctx and " " in ctx.command_path else ""
         err.print(f"[bold red]error:[/bold red] [red]{_line(exc.format_message())}[/red]"
-                  + (f" (see: edgenas {esc(exc.ctx.command_path.split(' ', 1)[-1])} --help)"
-                     if getattr(exc, "ctx", None) and exc.ctx and " " in exc.ctx.command_path else ""))
+                  f" (see: edgenas {esc(sub + ' ' if sub else '')}--help)")
         sys.exit(exc.exit_code)
     except OSError as exc:  # the disk or the file system, not a bug: one line (issue 10)
         from edgenas.outdirs import DISK_ERRNOS, disk_error

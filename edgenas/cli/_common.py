@@ -10,11 +10,13 @@ import math
 import os
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
+from edgenas.errors import InputError
 from edgenas.project import Project
 from edgenas.textsafe import SafeConsole, esc
 
@@ -24,6 +26,17 @@ err = SafeConsole(stderr=True, highlight=False, soft_wrap=True)
 
 
 def project() -> Project:
+    """The project of this command: ``$EDGENAS_PROJECT`` or the current folder. The variable may name a new
+    folder (created as ``mkdir`` would, when the command writes), not one under a missing or non-folder
+    parent: a typo such as ``/nonexistent/x`` must not become a new tree."""
+    named = os.environ.get("EDGENAS_PROJECT")
+    if named:
+        path = Path(named).expanduser().absolute()
+        if path.exists() and not path.is_dir():
+            raise InputError(f"EDGENAS_PROJECT names {named}, which is not a folder", hint="fix or unset the variable")
+        if not path.exists() and not path.parent.is_dir():
+            raise InputError(f"EDGENAS_PROJECT names {named}, whose parent folder does not exist",
+                             hint="create the project folder, or fix or unset the variable")
     return Project.default()
 
 
@@ -87,6 +100,9 @@ def progress_bar(quiet: bool = False) -> Iterator[Callable[[str, int, int], None
 
     try:
         yield update
+    except BaseException:  # a failure (or Ctrl-C) after the bar started: the bar is erased, the error line stays
+        prog.live.transient = True  # the only line on stderr
+        raise
     finally:
         if tasks:
             prog.stop()

@@ -20,6 +20,7 @@ def register(app: typer.Typer) -> None:
                probe: bool = typer.Option(False, "--probe", help="with --fleet: contact each device for reachability"),
                inventory: Path = typer.Option(None, "--inventory", help="with --fleet: fleet.toml or Ansible YAML"),
                out_path: Path = typer.Option(None, "--out", help="HTML file to write"),
+               force: bool = typer.Option(False, "--force", help="replace --out even if it is not an edgenas report"),
                json_out: bool = typer.Option(False, "--json", help="print the result as JSON")) -> None:
         """Write an HTML report that opens offline (plotly.js inlined).
 
@@ -64,7 +65,7 @@ def register(app: typer.Typer) -> None:
         else:
             run = load_run_dir(runs[0])
             text, default = pages.run_page(run, source), runs[0] / "report.html"
-        path = pages.write_html(text, out_path or default)
+        path = pages.write_html(text, out_path or default, force=force)
         if json_out:
             emit_json({"kind": kind, "path": str(path), "bytes": path.stat().st_size})
         else:
@@ -79,6 +80,6 @@ def register(app: typer.Typer) -> None:
 
         proj = project()
         tok = check_bind(host, port, token)
-        out.print(f"edgenas serving {esc(str(proj.root))} on http://{esc(host)}:{port}/ "
-                  "(API docs: /docs; Ctrl-C stops)")
-        run_server(proj, host, port, tok)
+        run_server(proj, host, port, tok,
+                   ready=lambda: out.print(f"edgenas serving {esc(str(proj.root))} on http://{esc(host)}:{port}/ "
+                                           "(API docs: /docs; Ctrl-C stops)"))

@@ -55,9 +55,44 @@ def _llm_settings(model: str | None, adapter: str | None, fallback: bool, pairs:
     return opts
 
 
+#: what ``--resume`` or ``--rerun`` may still set: where the evaluations run, the database, the output
+_ANY_RUN = frozenset({"resume", "rerun", "db", "json_out", "executor", "workers", "ray_address"})
+#: options of one strategy only (the rest of its options come through --strategy-opt)
+_OWN_FLAGS = {"data": "darts", "epochs": "darts", "latency_weight": "darts", "skip_dropout": "darts",
+              "eta": "sh or hyperband"}
+
+
+def _given(ctx: typer.Context) -> list[str]:
+    """The options the user set (command line or environment), as their first flag, in declared order."""
+    # by name: the enum is click's or the copy of click that typer ships, whichever built the context
+    return [p.opts[0] for p in ctx.command.params
+            if getattr(ctx.get_parameter_source(p.name), "name", None) in ("COMMANDLINE", "ENVIRONMENT")]
+
+
+def _check_flags(ctx: typer.Context, strategy: str) -> None:
+    """Refuse options that would be silently ignored: with ``--resume`` or ``--rerun`` the settings are
+    the recorded run's; a strategy's own flags with another strategy."""
+    names = {p.opts[0]: p.name for p in ctx.command.params}
+    given = _given(ctx)
+    for mode, flag, allowed in (("resume", "--resume", _ANY_RUN), ("rerun", "--rerun", _ANY_RUN | {"out_dir"})):
+        if flag in given:
+            extra = [f for f in given if names[f] not in allowed]
+            if extra:
+                what = ("resumes with the settings in the run folder's request.json" if mode == "resume"
+                        else "repeats a recorded search with its settings")
+                raise InputError(f"{flag} {what}; {', '.join(extra)} cannot change them",
+                                 hint=f"drop {', '.join(extra)}, or start a new search with --space and --out")
+    for f in given:
+        owner = _OWN_FLAGS.get(names[f])
+        if owner is not None and strategy not in owner.split(" or "):
+            raise InputError(f"{f} is an option of --strategy {owner}, not '{strategy}'",
+                             hint=f"drop {f}, or use --strategy {owner.split(' or ')[0]}")
+
+
 def register(app: typer.Typer) -> None:
     @app.command("search")
-    def search(space: str = typer.Option(None, "--space", help="search space (edgenas list)"),
+    def search(ctx: typer.Context,
+               space: str = typer.Option(None, "--space", help="search space (edgenas list)"),
                device: list[str] = typer.Option([], "--device", help="device whose LUT predicts latency (repeatable)"),
                max_latency_ms: list[float] = typer.Option([], "--max-latency-ms",
                                                           help="latency budget per --device (or one for all)"),
@@ -137,6 +172,7 @@ def register(app: typer.Typer) -> None:
         from edgenas.search.launch import DEFAULT_STRATEGY, SearchRequest, launch_search
 
         strategy = strategy or DEFAULT_STRATEGY  # resolved here: the CLI's start-up does not import the search stack
+        _check_flags(ctx, strategy)
         proj = project()
         sopts = _strategy_options(strategy_opt)
         if strategy == "darts":  # its flags are options of the darts strategy

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor as _Pool
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
@@ -139,12 +142,14 @@ class ProcessExecutor(Executor):
 
         self.workers = _check_workers(workers)
         # spawn: no forked torch thread pools; children get this interpreter's sys.path
-        self._pool = _Pool(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"))
+        self._pool = _Pool(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                           initializer=_quiet_worker)
 
     def map(self, spec: EvalSpec, records: Sequence[Mapping[str, Any]], *,
             batch_relative: bool = False) -> list[float]:
-        futures = [self._pool.submit(evaluate_records, spec, t)
-                   for t in _tasks(spec, [dict(r) for r in records], batch_relative)]
+        with _sigint_ignored():  # the pool starts its workers here
+            futures = [self._pool.submit(evaluate_records, spec, t)
+                       for t in _tasks(spec, [dict(r) for r in records], batch_relative)]
         out: list[float] = []
         for f in futures:  # submission order
             try:
@@ -161,6 +166,26 @@ class ProcessExecutor(Executor):
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "workers": self.workers}
+
+
+def _quiet_worker() -> None:
+    """In a worker: Ctrl-C (the terminal sends it to the whole process group) ends the worker at once and
+    without a traceback; the parent says how to resume."""
+    signal.signal(signal.SIGINT, lambda *_: os._exit(130))
+
+
+@contextmanager
+def _sigint_ignored():  # type: ignore[no-untyped-def]
+    """Ignore Ctrl-C while workers are spawned: an ignored signal stays ignored across exec, so a worker
+    still importing (before ``_quiet_worker`` runs) does not die with a KeyboardInterrupt traceback."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def _check_workers(workers: int | None) -> int:

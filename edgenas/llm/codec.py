@@ -69,8 +69,8 @@ def json_to_arch(space: Any, obj: Any) -> Any:
     if isinstance(obj, str):
         try:
             obj = json.loads(obj)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"architecture JSON does not parse: {exc.msg}") from None
+        except ValueError as exc:  # JSONDecodeError, or a 4,300-digit int
+            raise InputError(f"architecture JSON does not parse: {getattr(exc, 'msg', exc)}") from None
     if not isinstance(obj, Mapping) or not isinstance(obj.get("genes"), Mapping):
         raise InputError('architecture JSON must be an object with a "genes" object')
     if obj.get("space", space.name) != space.name:
@@ -120,8 +120,8 @@ class Mutation:
         """Parse and validate a model's JSON mutation; raise ``InputError`` when it is not valid."""
         try:
             obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"mutation JSON does not parse: {exc.msg}") from None
+        except ValueError as exc:  # JSONDecodeError, or a 4,300-digit int
+            raise InputError(f"mutation JSON does not parse: {getattr(exc, 'msg', exc)}") from None
         if not isinstance(obj, Mapping) or set(obj) != {"gene", "value"}:
             raise InputError('a mutation is an object with exactly the keys "gene" and "value"')
         specs = {s.name: s for s in gene_specs(space)}
@@ -157,8 +157,8 @@ class Change:
         """Parse and validate a model's JSON; ``InputError`` when it is not a valid change."""
         try:
             obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"mutation JSON does not parse: {exc.msg}") from None
+        except ValueError as exc:  # JSONDecodeError, or a 4,300-digit int
+            raise InputError(f"mutation JSON does not parse: {getattr(exc, 'msg', exc)}") from None
         if not isinstance(obj, Mapping) or not {"gene", "value"} <= set(obj) <= {"gene", "value", "and"}:
             raise InputError('a mutation is an object with the keys "gene" and "value" (and optionally "and")')
         more = obj.get("and", [])

@@ -30,9 +30,11 @@ class JsonlLog:
         self.path = Path(path)
 
     def read(self) -> list[dict[str, Any]]:
-        if not self.path.exists():
+        from edgenas.io import read_log_bytes
+
+        data = read_log_bytes(self.path)
+        if data is None:
             return []
-        data = self.path.read_bytes()
         end = data.rfind(b"\n") + 1
         if end < len(data):
             with open(self.path, "r+b") as fh:
@@ -41,7 +43,7 @@ class JsonlLog:
         for n, line in enumerate(data[:end].splitlines(), start=1):
             try:
                 rec = json.loads(line)
-            except json.JSONDecodeError:
+            except ValueError:  # JSONDecodeError, or a 4,300-digit int
                 raise InputError(f"malformed line {n} in {self.path}", hint="the run folder is damaged") from None
             if not isinstance(rec, dict):
                 raise InputError(f"line {n} of {self.path} is not a JSON object", hint="the run folder is damaged")

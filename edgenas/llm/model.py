@@ -116,7 +116,7 @@ def check_adapter(path: str, source: ModelSource) -> Path:
     if meta.is_file():
         try:
             want = json.loads(meta.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except ValueError:  # bad JSON, bad UTF-8, a 4,300-digit int
             raise LLMError(f"{meta} is damaged") from None
         have = model_signature(source)
         if want != have:

@@ -147,7 +147,7 @@ def _short(mutation: str) -> str:
     """A mutation JSON as ``gene="value"`` pairs (half the tokens of the JSON); other text unchanged."""
     try:
         obj = json.loads(mutation)
-    except json.JSONDecodeError:
+    except ValueError:  # JSONDecodeError, or a 4,300-digit int
         return mutation
     if isinstance(obj, dict) and {"gene", "value"} <= set(obj) <= {"gene", "value", "and"}:
         items = [obj, *(obj.get("and") or [])]

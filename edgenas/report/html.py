@@ -24,6 +24,10 @@ th{background:#f0f2f5} td.num{text-align:right;font-variant-numeric:tabular-nums
 """
 
 
+#: marks a page as edgenas's own, so ``report --out`` replaces a report but no other file (``pages.write_html``)
+GENERATOR_META = "<meta name='generator' content='edgenas'>"
+
+
 def esc(v: Any) -> str:
     return html.escape(str(v), quote=True)
 
@@ -69,7 +73,7 @@ def render_page(title: str, subtitle: str, sections: Sequence[Section], *, plotl
     js = (f"<script src='{esc(plotly_src)}'></script>" if plotly_src
           else f"<script type='text/javascript'>{plotly_js()}</script>")
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{esc(title)}</title>"
+    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>{GENERATOR_META}<title>{esc(title)}</title>"
             f"<meta name='viewport' content='width=device-width, initial-scale=1'><link rel='icon' href='data:,'>"
             f"<style>{_CSS}</style>{js}{extra_head}</head><body><header><h1>{esc(title)}</h1>"
             f"<p>{esc(subtitle)} · generated {stamp} by edgenas</p></header><main>{''.join(parts)}</main>"

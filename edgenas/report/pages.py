@@ -71,16 +71,34 @@ def run_page(run: RunData, source: DataSource, *, plotly_src: str | None = None)
     return render_page(f"edgenas run {run.id}", f"{run.path}", run_sections(run, source), plotly_src=plotly_src)
 
 
-def write_html(text: str, out: str | os.PathLike) -> Path:
+def write_html(text: str, out: str | os.PathLike, *, force: bool = False) -> Path:
+    """Write a page to ``out``, replacing an earlier edgenas report there but no other file unless ``force``
+    (``--out best.json`` once turned a run's record into 5 MB of HTML)."""
     out = Path(out)
     if out.exists() and out.is_dir():
         raise InputError(f"{out} is a folder", hint="give a file name, e.g. --out report.html")
+    if (out.exists() or out.is_symlink()) and not force and not _is_report(out):
+        raise InputError(f"{out} exists and is not an edgenas report", hint="choose another --out, or add --force")
     try:
         return atomic_write_text(out, text)
     except OSError as exc:  # any reason the file system gives (e.g. ENOENT in /proc): one line, nothing left
         from edgenas.outdirs import disk_error
 
         raise disk_error(exc, f"the report {out}", hint="choose a --out path in a folder you can write to") from None
+
+
+def _is_report(path: Path) -> bool:
+    """Whether ``path`` is a regular file that starts as an edgenas page does."""
+    from edgenas.report.html import GENERATOR_META
+
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(256)
+    except OSError:
+        return False
+    return head.startswith(b"<!DOCTYPE html>") and GENERATOR_META.encode() in head
 
 
 def compare_page(runs: Sequence[RunData], *, plotly_src: str | None = None) -> str:

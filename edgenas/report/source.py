@@ -12,7 +12,6 @@ the source answers ``NotFoundError`` (the API turns that into a 404); nothing ou
 
 from __future__ import annotations
 
-import json
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edgenas.errors import InputError
+from edgenas.io import read_json
 from edgenas.project import Project
 
 #: run ids and device names: a letter or digit, then letters, digits, ``.``, ``_``, ``-`` (no ``..``)
@@ -95,40 +95,29 @@ class RunData:
 
 
 def _read_json(path: Path) -> Any:
+    """A record of a run folder (None when absent), read within the size and depth limits; never
+    through a link, so the API serves nothing from outside the folder."""
+    if path.is_symlink():
+        raise InputError(f"{path} is a symbolic link; a run's records are files of their own folder",
+                         hint="replace the link with the file itself")
     if not path.is_file():
         return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"cannot read {path}: {exc}", hint="the run folder is damaged") from None
+    return read_json(path, "run record")
 
 
-def read_jsonl(path: Path, since: int = 0, strict: bool = False) -> list[dict[str, Any]]:
-    """Complete JSON lines of ``path`` from line ``since`` on (a torn last line of a running search is
-    skipped, never truncated: readers must not write). Lines that are not objects are skipped, or, with
-    ``strict``, handed on (for the caller's check to refuse)."""
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return []
-    out = []
-    for n, line in enumerate(data[: data.rfind(b"\n") + 1].splitlines()):
-        if n < since or not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            raise InputError(f"malformed line {n + 1} in {path}", hint="the file is damaged") from None
-        if isinstance(rec, dict) or strict:
-            out.append(rec)
-    return out
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of the complete lines of an append-only log such as ``verified.jsonl`` (lines
+    that are not objects are skipped; see ``run_files.read_jsonl``)."""
+    from edgenas.search.run_files import read_jsonl as read_lines
+
+    return [rec for rec in read_lines(path)[0] if isinstance(rec, dict)]
 
 
 def read_evaluations(path: Path, since: int = 0) -> list[dict[str, Any]]:
-    """A run's evaluation records from line ``since`` on, each checked (``run_files``)."""
-    from edgenas.search.run_files import check_evaluation
+    """A run's evaluation records from number ``since`` on, each checked (``run_files``)."""
+    from edgenas.search.run_files import read_evaluations as read_checked
 
-    return [check_evaluation(rec, path, since + n) for n, rec in enumerate(read_jsonl(path, since, strict=True), 1)]
+    return read_checked(path, since)[0]
 
 
 def load_run_dir(path: str | Path, run_id: str | None = None) -> RunData:
@@ -243,7 +232,7 @@ class FolderSource(DataSource):
         check_name(device, "device")
         if device not in self.devices():
             raise NotFoundError(f"no device '{device}' in {self.project.luts_dir}",
-                                hint="GET /api/devices lists the devices with LUTs")
+                                hint="edgenas lut list (or GET /api/devices) shows the devices with LUTs")
         return Path(self.project.luts_dir) / device
 
     def luts(self, device: str) -> list[Any]:

@@ -17,6 +17,7 @@ import numpy as np
 
 from edgenas.errors import InputError
 from edgenas.io import atomic_write_json, read_json
+from edgenas.limits import is_finite, is_number
 from edgenas.project import Project
 from edgenas.search.run_files import check_request_fields, check_tables, check_warm_start
 
@@ -85,6 +86,17 @@ class SearchRequest:
             return cls(**d)
         except TypeError as exc:
             raise InputError(f"{where}: {exc}") from None
+
+
+def _check_numbers(req: SearchRequest) -> None:
+    """The request's plain numbers, each against its flag, before anything runs (a NaN similarity used to
+    be found only when the finished run's request.json was read back)."""
+    for flag, v in (("--transfer-ratio", req.transfer_ratio), ("--min-similarity", req.min_similarity)):
+        if not (is_number(v) and 0.0 <= v <= 1.0):
+            raise InputError(f"{flag} must be in [0, 1], got {v!r}", hint=f"e.g. {flag} 0.5")
+    if req.max_wall_s is not None and not (is_finite(req.max_wall_s) and req.max_wall_s > 0):
+        raise InputError(f"--time-budget must be a number of seconds > 0, got {req.max_wall_s!r}",
+                         hint="e.g. --time-budget 600")
 
 
 def _budgets(req: SearchRequest, names: list[str]) -> list[float | None]:
@@ -253,6 +265,7 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
     out_dir = Path(out_dir)
     req_path = out_dir / "request.json"
     check_out_dir(out_dir, "--resume" if resume else "--out")
+    _check_no_links(out_dir)
     if resume:
         if not req_path.exists():
             raise InputError(f"{out_dir} holds no search to resume (no request.json)",
@@ -264,6 +277,7 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
         _check_new_run_folder(out_dir)
     from edgenas.search.base import STRATEGIES, is_driver
 
+    _check_numbers(req)
     notes: list[str] = []  # said once the run has started: a refused run prints its one error line only
     initial, warm, hooks = [], None, {}
     if is_driver(req.strategy):
@@ -273,8 +287,6 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
     else:
         if req.ladder:
             raise InputError(f"--ladder needs --strategy sh or hyperband, not '{req.strategy}'")
-        if not 0.0 <= req.transfer_ratio <= 1.0:
-            raise InputError(f"--transfer-ratio must be in [0, 1], got {req.transfer_ratio}")
         problem, config = build_problem(project, req, notes.append, executor)  # validates before the folder is touched
         if uses_llm(req, config):
             hooks["llm_operator"] = op = build_llm_operator(req, problem, out_dir)
@@ -287,12 +299,13 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
         notes.extend(changed_tables_notes(out_dir / TABLES_FILE, tables))
     if record and db is None:
         from edgenas.store import open_db
-        from edgenas.store.db import database_exists
+        from edgenas.store.db import check_writable, database_exists, resolve_url
         from edgenas.store.runs import resolve_run_id
 
         refs = [] if resume else [s for s in req.warm_start if s != "auto" and not Path(s).is_dir()]
         if refs and not database_exists(project, db_url):  # no database, no such run: refused before one is made
             resolve_run_id(open_db(db_url, project, readonly=True), refs[0])
+        check_writable(resolve_url(db_url, project))
         db = open_db(db_url, project)  # an unreachable database fails here, before anything is written
     if not is_driver(req.strategy):
         initial, warm = _warm_start(project, db, req, problem, config, out_dir, resume, rerun_of)
@@ -356,6 +369,25 @@ def changed_tables_notes(path: Path, now: dict[str, str | None]) -> list[str]:
             "`lut calibrate`, a fleet refresh or a new profile): the evaluations left are predicted with today's "
             "table, so the result can differ from an uninterrupted run"
             for d, h in now.items() if d in recorded and recorded[d] != h]
+
+
+#: what a search writes in its folder (DARTS's weights and history; the language model's ``llm/``)
+RUN_FOLDER_NAMES = ("config.json", "request.json", "evaluations.jsonl", "checkpoint.json", "best.json",
+                    "pareto.json", "warm_start.json", TABLES_FILE, "history.json", "checkpoint.safetensors",
+                    "report.html", "llm")
+
+
+def _check_no_links(folder: Path) -> None:
+    """None of the names a run writes may be a link in its folder: the run would write through it, outside
+    the folder (a planted ``.edgenas.lock`` once received the pid). Checked before anything is written."""
+    from edgenas.locks import LOCK_NAME
+
+    links = [n for n in (LOCK_NAME, *RUN_FOLDER_NAMES) if (folder / n).is_symlink()]
+    if links:
+        what = "lock file" if links == [LOCK_NAME] else "run folder"
+        verb = "is a symbolic link" if len(links) == 1 else "are symbolic links"
+        raise InputError(f"{what} {folder}: {', '.join(links)} {verb} (the run would write through it)",
+                         hint="replace each link with the file itself, or use another folder")
 
 
 def _check_new_run_folder(folder: Path) -> None:

@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from edgenas.errors import InputError
-from edgenas.io import atomic_write_json, read_json
+from edgenas.io import atomic_write_json, open_log_for_append, read_json
 from edgenas.search.base import Trial, make_strategy, rank_key
 from edgenas.search.ladder import Bracket, Rung, brackets
 from edgenas.search.problem import Problem
@@ -126,7 +126,7 @@ def run_multifidelity(config: MFConfig, problems: Sequence[Problem], out_dir: st
         atomic_write_json(ckpt_path, {"schema": MF_SCHEMA, "status": status, "n_evaluations": len(trials),
                                       "cost": cost, "elapsed_s": time.monotonic() - t0})
 
-    with open(log_path, "a", encoding="utf-8") as log:
+    with open_log_for_append(log_path) as log:
         def evaluate(bracket: int, rung: int, archs: list[Any]) -> list[dict[str, Any]]:
             nonlocal cost
             recs, todo = replay_or_evaluate(problems[rung], archs, len(trials), logged, log, t0, out, "the schedule",

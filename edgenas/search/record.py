@@ -29,7 +29,8 @@ from edgenas.errors import InputError
 from edgenas.io import read_json
 from edgenas.project import Project
 from edgenas.search.run_files import (
-    check_best, check_checkpoint, check_config, check_evaluation, check_pareto, check_request_fields, check_warm_start)
+    check_best, check_checkpoint, check_config, check_evaluation, check_pareto, check_request_fields, check_warm_start,
+    read_evaluations)
 from edgenas.search.task import describe_task
 from edgenas.store.experiment import ExperimentDB
 from edgenas.store.runs import Evaluation, RunDevice, RunRecord, save_run
@@ -65,25 +66,6 @@ def describe_device(project: Project, target: Any) -> RunDevice:
         path = LutStore(project.luts_dir).path_for(lut.device, lut.space, lut.fingerprint_hash)
         return RunDevice(target.name, "lut", lut.fingerprint_hash, lut_hash(lut), str(path), target.budget_ms)
     return RunDevice(target.name, "other", None, None, None, target.budget_ms)
-
-
-def _read_log(path: Path) -> list[dict[str, Any]]:
-    out = []
-    try:
-        data = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return out
-    for n, line in enumerate(data.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            if n == len(data.splitlines()) and not data.endswith("\n"):
-                break  # a torn last line (the run was killed mid-write): ignored, as resume and the report do
-            raise InputError(f"{path}: line {n} is not valid JSON", hint="the run folder is damaged") from None
-        out.append(check_evaluation(rec, path, n))
-    return out
 
 
 def _object(path: Path, what: str) -> dict[str, Any]:
@@ -131,7 +113,7 @@ def index_run(db: ExperimentDB, project: Project, out_dir: str | os.PathLike, *,
         first = (pareto.get("objectives") or [None])[0]
         objective = str(first or (request or {}).get("objective") or "accuracy")
     best = check_best(_object(out / "best.json", "best"), out / "best.json")
-    logged = _darts_log(out, config, best) if darts else _read_log(out / "evaluations.jsonl")
+    logged = _darts_log(out, config, best) if darts else read_evaluations(out / "evaluations.jsonl")[0]
     evals = [Evaluation(int(r["number"]), r["arch"], r["objectives"], r["latency_ms"], r.get("constraints", {}),
                         bool(r["feasible"]), float(r.get("wall_s", 0.0))) for r in logged]
     ckpt = check_checkpoint(_object(out / "checkpoint.json", "checkpoint"), out / "checkpoint.json")

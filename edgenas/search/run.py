@@ -21,12 +21,12 @@ from typing import IO, Any, Callable, Mapping, Sequence
 import numpy as np
 
 from edgenas.errors import InputError
-from edgenas.io import atomic_write_json, read_json
+from edgenas.io import atomic_write_json, open_log_for_append, read_json
 from edgenas.limits import is_number
 from edgenas.search.base import STRATEGIES, Trial, make_strategy
 from edgenas.search.problem import Problem
 from edgenas.search.results import SearchResult, summarise, write_results
-from edgenas.search.run_files import check_checkpoint, check_config, check_evaluation
+from edgenas.search.run_files import check_checkpoint, check_config, read_evaluations
 
 RUN_SCHEMA = 1
 
@@ -82,22 +82,12 @@ class SearchConfig:
 
 
 def _read_log(path: Path) -> list[dict[str, Any]]:
-    """Complete lines of the evaluation log; a torn last line (kill -9) is cut off the file."""
-    if not path.exists():
-        return []
-    data = path.read_bytes()
-    end = data.rfind(b"\n") + 1
-    if end < len(data):
-        with open(path, "r+b") as fh:
-            fh.truncate(end)
-    lines = []
-    for n, line in enumerate(data[:end].splitlines(), start=1):
-        try:
-            rec = json.loads(line)
-        except (json.JSONDecodeError, RecursionError):
-            raise InputError(f"malformed line {n} in {path}", hint="the run folder is damaged") from None
-        lines.append(check_evaluation(rec, path, n))
-    return lines
+    """The checked records of the evaluation log's complete lines; a torn last line (kill -9) is cut
+    off the file, so the next record starts on a line of its own."""
+    logged, end = read_evaluations(path)
+    if path.exists() and path.stat().st_size > end:
+        os.truncate(path, end)
+    return logged
 
 
 def _strategy_options(config: SearchConfig, hooks: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -144,7 +134,7 @@ def replay_or_evaluate(problem: Problem, archs: Sequence[Any], start: int, logge
                     space.arch_id(space.from_dict(rec["arch"])) != space.arch_id(arch):
                 raise InputError(f"cannot resume {out}: evaluation {start + j} in the log is not "
                                  f"what {proposer} proposes on replay",
-                                 hint="the code or the seed changed; start a new run")
+                                 hint="the code or the seed changed, or the log was edited; start a new run")
             missing = _unreplayable(problem, rec)
             if missing:
                 raise InputError(f"cannot resume {out}: evaluation {start + j} in the log has no {missing}",
@@ -214,7 +204,7 @@ def run_search(config: SearchConfig, problem: Problem, out_dir: str | os.PathLik
                                       "n_evaluations": len(trials), "log_bytes": log_path.stat().st_size,
                                       "elapsed_s": time.monotonic() - t0})
 
-    with open(log_path, "a", encoding="utf-8") as log:
+    with open_log_for_append(log_path) as log:
         while len(trials) < config.budget_evals:
             replaying = len(trials) < len(logged)
             if not replaying and config.max_wall_s is not None and time.monotonic() - t0 >= config.max_wall_s:

@@ -11,13 +11,48 @@ resume only, which warns rather than refuses when it is damaged.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from edgenas.errors import InputError
+from edgenas.io import read_log_bytes
 from edgenas.limits import is_count, is_finite, is_number
 
 _DAMAGED = "the run folder is damaged"
+
+
+def read_jsonl(path: Path, since: int = 0) -> tuple[list[Any], int]:
+    """The JSON values of the complete lines of ``path`` from line ``since`` on (blank lines skipped),
+    and the length in bytes of those complete lines: a torn last line (a writer killed mid-line) is
+    left out, for the writer to cut off; readers must not write. ``([], 0)`` when there is no file."""
+    data = read_log_bytes(path)
+    if data is None:
+        return [], 0
+    end = data.rfind(b"\n") + 1
+    out = []
+    for n, line in enumerate(data[:end].splitlines()):
+        if n < since or not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except (ValueError, RecursionError):  # ValueError: bad JSON, bad UTF-8, a 4,300-digit int
+            raise InputError(f"malformed line {n + 1} in {path}", hint=_DAMAGED) from None
+    return out, end
+
+
+def read_evaluations(path: Path, since: int = 0) -> tuple[list[dict[str, Any]], int]:
+    """A run's evaluation records from number ``since`` on (the live view polls with the next number; the
+    lines before it are not parsed again), each checked and numbered in order (evaluation ``i`` on line
+    ``i + 1``: resume replays them by position and the database keys them by number), and the byte length
+    of the complete lines (``read_jsonl``)."""
+    recs, end = read_jsonl(path, since)
+    for i, rec in enumerate(recs, since):
+        check_evaluation(rec, path, i + 1)
+        if rec["number"] != i:
+            raise InputError(f"{path}: record {i + 1} is evaluation number {rec['number']}, expected {i} "
+                             "(the numbers must run 0, 1, 2, ... in order)", hint=_DAMAGED)
+    return recs, end
 
 
 def _scores(v: Any) -> bool:

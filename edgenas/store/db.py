@@ -52,9 +52,16 @@ def resolve_url(url: str | None = None, project: Project | None = None) -> str:
 
 
 def database_exists(project: Project, url: str | None = None) -> bool:
-    """Whether there is an experiment database to read, checked without creating one: a URL given (or
-    ``$EDGENAS_DB``), or the project's own SQLite file."""
-    return bool(url or os.environ.get(ENV_VAR)) or (project.state_dir / "edgenas.db").is_file()
+    """Whether there is an experiment database to read, checked without creating one: a server URL given
+    (or ``$EDGENAS_DB``), or an SQLite file that exists (the URL's, else the project's own)."""
+    given = url or os.environ.get(ENV_VAR)
+    if not given:
+        return (project.state_dir / "edgenas.db").is_file()
+    try:
+        path = _sqlite_path(make_url(given))
+    except Exception:  # noqa: BLE001 - an unparsable URL: opening it gives the one clear error
+        return True
+    return path is None or path.is_file()
 
 
 def describe(url: str) -> str:
@@ -63,6 +70,21 @@ def describe(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - an unparsable URL is shown as given
         return url
+
+
+def check_writable(url: str) -> None:
+    """Refuse an SQLite database file this process cannot write (read-only or immutable, or its folder, where
+    SQLite keeps its journal), so a search fails before it runs, not when it records its result. Servers
+    are checked by their first write."""
+    try:
+        path = _sqlite_path(make_url(url))
+    except Exception:  # noqa: BLE001 - create_engine has refused a bad URL already
+        return
+    if path is None or not path.is_file():  # a new file: creating it (open_db) fails first where it cannot be
+        return
+    if not (os.access(path, os.R_OK | os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)):  # SQLite's journal
+        raise DatabaseError(f"database {describe(url)} is read-only for edgenas (the file or its folder)",
+                            hint="check their permissions, or give another --db")
 
 
 def _sqlite_path(u: sa.URL) -> Path | None:
@@ -212,6 +234,10 @@ def translate(exc: BaseException, url: str) -> DatabaseError:
                              hint="free some space, then retry")
     if "unable to open" in low or "readonly" in low or "read-only" in low:
         return DatabaseError(f"cannot open database {where} ({text})", hint="check the path and its permissions")
+    if "no such table" in low or "no such column" in low or ("relation" in low and "does not exist" in low):
+        return DatabaseError(f"database {where} lacks part of the edgenas schema ({text})",
+                             hint="it was damaged or edited: restore it from a backup, or move it aside "
+                                  "(a new one is created)")
     if isinstance(exc, sa.exc.OperationalError) or "connection" in low:
         return DatabaseError(f"cannot reach database {where} ({text})",
                              hint=f"check the server, the URL in --db / ${ENV_VAR}, and the network")

@@ -35,14 +35,14 @@ class JsonlStore(MeasurementStore):
                 json.loads(tail)
                 lines.append(tail)
                 complete = len(data)
-            except (json.JSONDecodeError, UnicodeDecodeError):
+            except ValueError:  # bad JSON, bad UTF-8, a 4,300-digit int
                 pass  # torn write from a crash: ignored
         for no, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
                 obj = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            except ValueError as exc:  # bad JSON, bad UTF-8, a 4,300-digit int
                 raise InputError(f"{self.path}: line {no} is not valid JSON ({exc})",
                                  hint="fix or remove that line") from None
             out.append(Measurement.from_dict(obj, where=f"{self.path} line {no}"))

@@ -87,8 +87,8 @@ class SQLiteStore(MeasurementStore):
         for seq, text in rows:
             try:
                 data = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{self.path}: row {seq} holds malformed JSON: {exc.msg}") from None
+            except ValueError as exc:  # JSONDecodeError, or a 4,300-digit int
+                raise InputError(f"{self.path}: row {seq} holds malformed JSON: {getattr(exc, 'msg', exc)}") from None
             out.append(Measurement.from_dict(data, where=f"{self.path} row {seq}"))
         return out
 

@@ -28,6 +28,7 @@ from safetensors.torch import save as st_save
 
 from edgenas.errors import InputError
 from edgenas.io import atomic_write_bytes, atomic_write_json, read_json, sha256_bytes
+from edgenas.limits import read_bytes_limited
 from edgenas.spaces.mbv3_config import PRESETS, MBV3Config
 from edgenas.supernet.model import MBV3Supernet
 
@@ -165,11 +166,14 @@ def save_checkpoint(out: str | Path, supernet: MBV3Supernet, meta: dict[str, Any
     return path
 
 
+#: the largest weights or optimizer file read (an mbv3 supernet's are tens of MB)
+MAX_TENSOR_BYTES = 1 << 30
+
+
 def _read_tensors(path: Path, expected_sha: Any) -> dict[str, torch.Tensor]:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"supernet checkpoint file missing: {path}") from None
+    if not path.exists() and not path.is_symlink():
+        raise InputError(f"supernet checkpoint file missing: {path}")
+    data = read_bytes_limited(path, "supernet checkpoint file", MAX_TENSOR_BYTES)
     if expected_sha is not None and sha256_bytes(data) != expected_sha:
         raise InputError(f"{path} does not match its checkpoint record (SHA-256 differs)",
                          hint="the checkpoint was interrupted mid-save or edited; use another one")

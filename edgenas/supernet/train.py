@@ -182,7 +182,10 @@ def train_supernet(cfg: TrainConfig, *, resume: bool = False, progress: Progress
     if (out / ckpt.META).exists() and not resume:
         raise InputError(f"a supernet checkpoint already exists in {out}",
                          hint="pass resume=True (--resume) or choose another output folder")
-    if resume and (out / ckpt.META).exists():
+    if resume and not (out / ckpt.META).exists():
+        raise InputError(f"nothing to resume in {out} (no {ckpt.META})",
+                         hint="check --out, or drop --resume to start a new training")
+    if resume:
         state = ckpt.load_checkpoint(out)
         saved = state.meta.get("train_config")
         free = ("out", "checkpoint_every")  # settings that do not change the weights

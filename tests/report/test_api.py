@@ -25,12 +25,12 @@ def _free_port() -> int:
 
 
 @contextmanager
-def serving(root: Path, token: str | None = None):
+def serving(root: Path, token: str | None = None, host: str | None = None):
     from edgenas.api.server import build_app
     from edgenas.project import Project
 
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(build_app(Project(root), token), host="127.0.0.1", port=port,
+    server = uvicorn.Server(uvicorn.Config(build_app(Project(root), token, host), host="127.0.0.1", port=port,
                                            log_level="warning", lifespan="off"))
     t = threading.Thread(target=server.run, daemon=True)
     t.start()
@@ -208,3 +208,40 @@ def test_live_page_follows_a_running_search(rproj, browser, tmp_path):
         if os.environ.get("EDGENAS_SCREENSHOT_DIR"):
             Path(os.environ["EDGENAS_SCREENSHOT_DIR"]).mkdir(parents=True, exist_ok=True)
             shutil.copy(shot, Path(os.environ["EDGENAS_SCREENSHOT_DIR"]) / shot.name)
+
+
+def test_served_on_loopback_without_a_token_it_answers_local_names_only(rproj):
+    # DNS rebinding: a web page whose name resolves to 127.0.0.1 reaches the port with its own Host header
+    with serving(rproj, host="127.0.0.1") as base, httpx.Client(base_url=base, timeout=30) as client:
+        port = base.rsplit(":", 1)[1]
+        for host in (f"127.0.0.1:{port}", f"localhost:{port}", "LOCALHOST", f"[::1]:{port}"):
+            assert client.get("/api/runs", headers={"Host": host}).status_code == 200, host
+        for host in (f"evil.example:{port}", "127.0.0.1.evil.example", f"[::2]:{port}"):
+            r = client.get("/api/runs", headers={"Host": host})
+            assert r.status_code == 421 and "this machine only" in r.json()["error"], host
+    with serving(rproj, token="s3cret-token", host="127.0.0.1") as base, httpx.Client(base_url=base) as client:
+        r = client.get("/api/runs", headers={"Host": "evil.example", "Authorization": "Bearer s3cret-token"})
+        assert r.status_code == 200  # with a token the token is the guard (and a proxy may name the host)
+
+
+def test_a_damaged_run_is_listed_as_damaged_not_a_failed_listing(api, rproj):
+    (rproj / "runs/rnd/evaluations.jsonl").unlink()
+    (rproj / "runs/rnd/evaluations.jsonl").symlink_to("/dev/zero")  # read whole, it would never end
+    runs = {r["id"]: r for r in api.get("/api/runs").json()}
+    assert runs["evo"]["status"] == "complete"
+    assert runs["rnd"]["status"] == "damaged" and "symbolic link" in runs["rnd"]["error"]
+    assert api.get("/api/runs/rnd/evaluations").status_code == 400
+
+
+def test_serve_on_a_busy_port_or_a_bad_address_is_one_line_and_says_nothing_of_serving(rproj, cli):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        res = cli("serve", "--port", str(port))
+    assert res.code == 2 and res.out == "" and "Traceback" not in res.err
+    assert res.err.count("\n") == 1 and f"port {port} is in use" in res.err
+    res = cli("serve", "--host", "no such host!", "--token", "abcdefghijkl")
+    assert res.code == 2 and res.out == "" and res.err.count("\n") == 1 and "not an address" in res.err
+    res = cli("serve", "--token", "with spaces in it")
+    assert res.code == 2 and "printable ASCII" in res.err

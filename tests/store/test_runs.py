@@ -70,7 +70,7 @@ def test_import_skips_a_torn_last_line_but_not_a_damaged_one(db, tmp_path):
     log.write_text(whole + '{"number": 5, "arch"')  # killed mid-write: no newline yet
     assert len(run_evaluations(db, index_run(db, Project(tmp_path), out).id)) == 5
     log.write_text(whole + "garbage\n")  # a complete line that is not JSON: the folder is damaged
-    with pytest.raises(InputError, match="line 6 is not valid JSON"):
+    with pytest.raises(InputError, match="malformed line 6"):
         index_run(db, Project(tmp_path), out)
 
 
