@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from edgenas.errors import ExportError, InputError
+from edgenas.errors import ExportError, InputError, OutputError
 from edgenas.project import Project
 from edgenas.spaces.base import SearchSpace
 
@@ -49,22 +49,14 @@ def export_arch(space: SearchSpace, arch: Any, out_dir: Path, *, opset: int = 17
     a failed export (check, parity, full disk) leaves no file and no folder it created behind."""
     from exporters.errors import ExportCheckError
     from exporters.manifest import Manifest
-    from exporters.onnx_export import check_opset
 
     from edgenas.io import sha256_file
-    from edgenas.outdirs import DISK_ERRNOS, check_out_dir, disk_error, new_out_dir
+    from edgenas.outdirs import DISK_ERRNOS, disk_error, new_out_dir
 
-    try:
-        check_opset(opset)
-    except ExportCheckError as exc:
-        raise InputError(exc.message, hint=exc.hint) from None
     out_dir = Path(out_dir)
+    check_export(space, arch, out_dir, opset=opset, force=force)
     onnx_path, manifest_path = out_dir / "model.onnx", out_dir / "manifest.json"
     record = space.to_dict(arch)
-
-    check_out_dir(out_dir)
-    if not force:
-        _refuse_foreign_folder(out_dir, record)
     if not force and onnx_path.exists() and manifest_path.exists():
         try:
             man = Manifest.load(manifest_path)
@@ -82,6 +74,38 @@ def export_arch(space: SearchSpace, arch: Any, out_dir: Path, *, opset: int = 17
         if exc.errno not in DISK_ERRNOS:
             raise
         raise disk_error(exc, f"the export to {out_dir}") from None
+
+
+def check_export(space: SearchSpace, arch: Any, out_dir: Path, *, opset: int = 17, force: bool = False) -> None:
+    """Refuse what ``export_arch`` would refuse (the opset, a folder it could not or must not write) before
+    anything is written: commands that export after other work (``deploy`` opens a device session first,
+    ``export --format trt`` may ask the device) call it up front, so bad input starts no session."""
+    from exporters.errors import ExportCheckError
+    from exporters.onnx_export import check_opset
+
+    from edgenas.outdirs import check_out_dir
+
+    try:
+        check_opset(opset)
+    except ExportCheckError as exc:
+        raise InputError(exc.message, hint=exc.hint) from None
+    out_dir = Path(out_dir)
+    _refuse_dangling_link(out_dir)
+    check_out_dir(out_dir)
+    if not force:
+        _refuse_foreign_folder(out_dir, space.to_dict(arch))
+
+
+def _refuse_dangling_link(out_dir: Path) -> None:
+    """A symlink to nothing (or a loop) looks absent to ``Path.exists`` and then fails ``mkdir`` with a bare
+    "File exists": say what it is instead."""
+    for p in (out_dir, *out_dir.parents):
+        if p.exists():
+            return
+        if p.is_symlink():
+            what = f"--out {p}" if p == out_dir else f"--out {out_dir}: {p}"
+            raise OutputError(f"{what} is a symbolic link to a missing target or a link loop",
+                              hint="remove or fix the link, or choose another folder")
 
 
 def _refuse_foreign_folder(out_dir: Path, record: dict[str, Any]) -> None:

@@ -27,21 +27,26 @@ def register(app: typer.Typer) -> None:
 
         onnx.checker, shape inference, parity with PyTorch, and a manifest with the SHA-256.
         """
-        from edgenas.export import default_export_dir, export_arch
+        from edgenas.export import check_export, default_export_dir, export_arch
         from edgenas.spaces import load_arch
 
         if fmt not in ("onnx", "torchscript", "trt"):
             raise InputError(f"unknown format '{fmt}'", hint="use --format onnx, torchscript or trt")
         if fmt == "trt" and not device:
             raise InputError("--format trt needs --device", hint="TensorRT engines are built on the device")
+        if device and fmt != "trt":
+            raise InputError(f"--device is only used with --format trt, to build the TensorRT engine there; not "
+                             f"with --format {fmt}", hint="drop --device, or pass --format trt to build an engine")
         space, arch = load_arch(arch_file)
         proj = project()
+        dest = out_dir or default_export_dir(proj, space, arch)
         if fmt == "trt":
             from edgenas.fleet.engine import require_tensorrt
 
+            check_export(space, arch, dest, opset=opset, force=force)  # bad flags start no device session
             require_tensorrt(proj, device)  # a device without TensorRT: one error and no export folder
         with progress_bar(quiet=json_out) as bar:
-            res = export_arch(space, arch, out_dir or default_export_dir(proj, space, arch), opset=opset,
+            res = export_arch(space, arch, dest, opset=opset,
                               dynamic_batch=dynamic_batch, simplify=simplify, force=force, progress=bar)
             engine = torchscript = None
             if fmt == "torchscript":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from edgenas.devices.answers import DeviceInfo
 from edgenas.devices.session import open_session
@@ -85,14 +85,22 @@ def deploy(project: Project, device: Any, space: SearchSpace, arch: Any, *, runt
     """Measure ``arch`` on ``device`` and store the measurement; with ``calibrate`` (the default) the
     latency model learns from it: the LUT's calibration is refitted on every measurement of the device's
     fingerprint and runtime (as ``lut calibrate`` does), or, without a LUT, the few-shot model is."""
-    from edgenas.export import default_export_dir, export_arch
+    from edgenas.devices.profiles import DeviceProfile, load_profile
+    from edgenas.devices.session import runtime_params
+    from edgenas.export import check_export, default_export_dir, export_arch
     from edgenas.store import open_store
 
-    with open_session(project, device) as s:  # the device is checked before anything is written
-        rt_name, note = choose_runtime(s.device, runtime or s.profile.runtime, s.info(runtime))
+    # what the host can refuse (device name, runtime, export folder) is refused before a session starts: bad
+    # input writes nothing, not even the agent's install in .edgenas/
+    profile = device if isinstance(device, DeviceProfile) else load_profile(project, device)
+    wanted = runtime_params(profile, runtime)["runtime"]
+    out_dir = export_dir or default_export_dir(project, space, arch)
+    check_export(space, arch, out_dir)
+    with open_session(project, profile) as s:  # the device is checked before anything is written
+        rt_name, note = choose_runtime(s.device, wanted, s.info(wanted))
         fp_hash = s.info(rt_name).fingerprint_hash
         ref_path = reference_model(project, rt_name)
-        exp = export_arch(space, arch, export_dir or default_export_dir(project, space, arch), progress=progress)
+        exp = export_arch(space, arch, out_dir, progress=progress)
         out = measure_model(s, model_file(rt_name, space, arch, exp), runtime=rt_name, progress=progress,
                             reference=ref_path)
         rt = s.runtime_params(rt_name)
@@ -145,16 +153,32 @@ def measure_onnx(project: Project, device: Any, model: Path, *, runtime: str | N
 
     profile = device if isinstance(device, DeviceProfile) else load_profile(project, device)
     rt = runtime_params(profile, runtime)["runtime"]  # an unknown runtime or a file of the other format is
-    check_model_suffix(rt, Path(model))                # refused before the device is touched
-    check_model_file(Path(model))
+    check_model_suffix(rt, Path(model))                # refused before the device is touched, and so is a
+    check_model_file(Path(model), rt)                  # model the device could not feed or load
     with open_session(project, profile) as s:
         out = measure_model(s, Path(model), runtime=rt, progress=progress, reference=reference_model(project, rt))
         return {"device": s.device, "model": str(model), **out.to_dict()}
 
 
-def check_model_file(model: Path) -> None:
-    """An ONNX file must pass ``onnx.checker``; a ``.pt`` file must be TorchScript that holds its input
-    shapes (as ``edgenas export --format torchscript`` and the deploy exports write it)."""
+#: the most input elements (all inputs together, dynamic sizes counted as 1, as the agent draws them) a model
+#: may ask the device to draw and hold for one inference: 2^28, 1 GiB as float32, the agent's own cap per input
+#: of the torch runtime (``torch_rt._MAX_ELEMENTS``). An edge model takes an image or a few: a 4K RGB frame is
+#: 25M elements, a batch of eight of them 200M. More is a mistyped size, which the device would only fail to
+#: allocate (a Jetson Orin Nano has 8 GiB for CPU and GPU together) after the model was pushed to it.
+MAX_INPUT_ELEMENTS = 1 << 28
+#: the input types the agent can draw (``onnxruntime_rt._DTYPES``): floats from a seeded generator, the others 0
+_FEEDABLE = ("FLOAT", "FLOAT16", "DOUBLE", "INT64", "INT32", "INT8", "UINT8", "BOOL")
+#: the operator domains onnxruntime runs: standard ONNX, ONNX-ML and its own contrib ops (TensorRT may load
+#: other domains' operators as plugins, so the check is onnxruntime's alone)
+_ORT_DOMAINS = ("", "ai.onnx", "ai.onnx.ml", "com.microsoft")
+#: how to put external weights back inside an ONNX file
+_RESAVE = "python -c \"import onnx; onnx.save_model(onnx.load('{model}'), '{out}')\""
+
+
+def check_model_file(model: Path, runtime: str = "onnxruntime") -> None:
+    """An ONNX file must pass ``onnx.checker`` and be one the device can load and feed for ``runtime`` (see
+    ``check_onnx_for_device``); a ``.pt`` file must be TorchScript that holds its input shapes (as ``edgenas
+    export --format torchscript`` and the deploy exports write it), shapes the agent can draw."""
     from exporters.checks import load_checked
     from exporters.errors import ExportCheckError
 
@@ -167,8 +191,144 @@ def check_model_file(model: Path) -> None:
         if meta is None or "input_shapes" not in meta:
             raise InputError(f"{model} is not a TorchScript file with its input shapes (edgenas.json inside)",
                              hint="export it with: edgenas export ARCH.json --format torchscript")
+        check_input_shapes(meta["input_shapes"], model)
         return
+    check_onnx_for_device(model, runtime)
     try:
         load_checked(model)
     except ExportCheckError as exc:
         raise InputError(str(exc)) from None
+
+
+def check_input_shapes(shapes: Any, model: Path) -> None:
+    """TorchScript input shapes as the agent takes them (a list of 1-64 shapes, each 1-8 positive whole
+    numbers), together within ``MAX_INPUT_ELEMENTS``."""
+    why = _bad_shapes(shapes)
+    if why:
+        import json
+
+        shown = json.dumps(shapes)
+        shown = shown if len(shown) <= 80 else shown[:80] + "…"
+        raise InputError(f"{model.name} stores input_shapes {shown}: {why}",
+                         hint="re-export it with: edgenas export ARCH.json --format torchscript, which stores "
+                              "shapes such as [[1, 3, 224, 224]]")
+
+
+def _bad_shapes(shapes: Any) -> str:
+    """Why ``shapes`` cannot be drawn ("" when they can)."""
+    if not isinstance(shapes, list) or not 1 <= len(shapes) <= 64:
+        return "expected a list of 1 to 64 shapes"
+    total = 0
+    for shape in shapes:
+        if not isinstance(shape, list) or not 1 <= len(shape) <= 8:
+            return "each shape must be a list of 1 to 8 sizes"
+        if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape):
+            return "each size must be a whole number of at least 1"
+        total += _product(shape)
+    if total > MAX_INPUT_ELEMENTS:
+        return f"{total:.3g} input elements, over the limit of {MAX_INPUT_ELEMENTS:,} (1 GiB as float32)"
+    return ""
+
+
+def _product(sizes: Any) -> int:
+    n = 1
+    for d in sizes:
+        n *= d
+    return n
+
+
+def check_onnx_for_device(model: Path, runtime: str = "onnxruntime") -> None:
+    """Refuse on the host an ONNX file the device could only fail on after it was pushed: weights in external
+    data files (only the .onnx file is sent), inputs the agent cannot draw (not a tensor, a type it does not
+    feed, a size of 0, more than ``MAX_INPUT_ELEMENTS`` in all) and, for onnxruntime, operators of a custom
+    domain. A file that does not even parse is left to ``load_checked``, whose error says so."""
+    import onnx
+
+    try:
+        proto = onnx.load(str(model), load_external_data=False)
+    except Exception:  # noqa: BLE001 - unreadable: load_checked names the reason
+        return
+    _refuse_external_data(proto, model)
+    _check_inputs(proto, model)
+    if runtime == "onnxruntime":
+        _check_domains(proto, model)
+
+
+def _graphs(graph: Any) -> Iterator[Any]:
+    """``graph`` and every subgraph in it (If/Loop/Scan bodies), depth first."""
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                yield from _graphs(sub)
+
+
+def _refuse_external_data(proto: Any, model: Path) -> None:
+    """The transport pushes one file, named by its SHA-256, and the agent loads it by that name: external data
+    (found next to the model by its relative name) would be missing there, and the hash would not cover the
+    weights, so two models with other weights would share a cache entry. Refused, with the one-line fix: an
+    edge model's weights fit inside the .onnx file (protobuf's limit is 2 GiB)."""
+    from onnx import TensorProto
+
+    for graph in _graphs(proto.graph):
+        tensors = list(graph.initializer) + [a.t for n in graph.node for a in n.attribute if a.HasField("t")]
+        for t in tensors:
+            if t.data_location == TensorProto.EXTERNAL:
+                where = next((e.value for e in t.external_data if e.key == "location"), "?")
+                inline = model.with_name(f"{model.stem}-inline.onnx")
+                raise InputError(f"{model.name} keeps weights in an external data file ({where[:80]}); only the "
+                                 f".onnx file is sent to the device",
+                                 hint="save it with the weights inside: " + _RESAVE.format(model=model, out=inline))
+
+
+def _check_inputs(proto: Any, model: Path) -> None:
+    """Every input the agent must draw is a tensor of a type it feeds, with no size 0, and all of them together
+    hold at most ``MAX_INPUT_ELEMENTS`` (dynamic sizes are drawn as 1)."""
+    from onnx import TensorProto
+
+    fed = {t.name for t in proto.graph.initializer}
+    total, biggest = 0, ("", 0, [])
+    for inp in proto.graph.input:
+        if inp.name in fed:
+            continue
+        name = inp.name[:60]
+        if not inp.type.HasField("tensor_type"):
+            raise InputError(f"{model.name}: input '{name}' is a {inp.type.WhichOneof('value') or 'value'} "
+                             f"of no tensor type; the device feeds tensors only",
+                             hint="measure a model whose inputs are tensors")
+        tt = inp.type.tensor_type
+        kind = TensorProto.DataType.Name(tt.elem_type) if tt.elem_type in TensorProto.DataType.values() else "?"
+        if kind not in _FEEDABLE:
+            raise InputError(f"{model.name}: input '{name}' has type {kind}, which the device cannot feed",
+                             hint=f"give the model inputs of type {', '.join(_FEEDABLE).lower()}; cast inside "
+                                  f"the model")
+        sizes = [d.dim_value if d.HasField("dim_value") else -1 for d in tt.shape.dim]
+        if 0 in sizes:
+            raise InputError(f"{model.name}: input '{name}' has a size 0 (shape {_shape_text(sizes)}), so it holds "
+                             f"no data", hint="give that dimension a size, or a name for a dynamic size, drawn as 1")
+        size = _product(max(d, 1) for d in sizes)
+        total += size
+        biggest = max(biggest, (name, size, sizes), key=lambda b: b[1])
+    if total > MAX_INPUT_ELEMENTS:
+        raise InputError(f"{model.name}: its inputs hold {total:.3g} elements per inference (input '{biggest[0]}' "
+                         f"has shape {_shape_text(biggest[2])}), over the limit of {MAX_INPUT_ELEMENTS:,} "
+                         f"(1 GiB as float32)",
+                         hint="check the input sizes: an edge model takes an image or a few; dynamic sizes, given "
+                              "as names, are drawn as 1")
+
+
+def _shape_text(sizes: list[int]) -> str:
+    text = "[" + ", ".join("?" if d < 0 else str(d) for d in sizes) + "]"
+    return text if len(text) <= 80 else text[:80] + "…]"
+
+
+def _check_domains(proto: Any, model: Path) -> None:
+    """onnxruntime on the device loads no custom-op library: an operator outside its domains (and not a
+    function the model defines itself) could only fail there."""
+    local = {(f.domain, f.name) for f in proto.functions}
+    for graph in _graphs(proto.graph):
+        for node in graph.node:
+            if node.domain not in _ORT_DOMAINS and (node.domain, node.op_type) not in local:
+                raise InputError(f"{model.name} uses operator {node.op_type[:60]} of the custom domain "
+                                 f"'{node.domain[:60]}', which onnxruntime cannot run",
+                                 hint="export the model with standard ONNX operators only")

@@ -26,19 +26,32 @@ def timing_cache_path(session: Any) -> str:
 
 
 def require_tensorrt(project: Project, device: str) -> None:
-    """Refuse, before anything is exported, a device whose agent reports no TensorRT."""
+    """Refuse, before anything is exported or written, a device that cannot build a TensorRT engine.
+
+    The local device's agent runs on this machine's Python, so the agent's own probe (is the ``tensorrt``
+    package importable?) answers without starting it, and a refusal creates nothing, ``.edgenas/``
+    included; any other device is asked over a session."""
+    from edgenas.devices.profiles import load_profile
     from edgenas.devices.session import open_session
 
-    with open_session(project, device) as s:
-        info = s.info("tensorrt")
-        if "tensorrt" not in info.available_runtimes():
-            raise _missing(s.device, info)
+    profile = load_profile(project, device)
+    if profile.is_local:
+        import importlib.util
+
+        if importlib.util.find_spec("tensorrt") is None:
+            raise no_tensorrt(profile.name)
+        return
+    with open_session(project, profile) as s:
+        if "tensorrt" not in s.info("tensorrt").available_runtimes():
+            raise no_tensorrt(s.device)
 
 
-def _missing(device: str, info: DeviceInfo) -> RuntimeMissingError:
-    return RuntimeMissingError(device, f"TensorRT is missing on this device; deploy will use "
-                                       f"{fallback_runtime(info)} instead",
-                               hint="install TensorRT (JetPack ships it) or export with --format onnx")
+def no_tensorrt(device: str) -> RuntimeMissingError:
+    """The error of an engine asked of a device without TensorRT: what to do instead."""
+    return RuntimeMissingError(device, "cannot build a TensorRT engine: TensorRT (with its CUDA binding) is not "
+                                       "installed on this device",
+                               hint="export ONNX instead with --format onnx, which deploy and measure time with "
+                                    "onnxruntime, or build the engine on a device that has TensorRT, e.g. a Jetson")
 
 
 def build_engine_on_device(project: Project, device: str, onnx_path: Path, *, out_dir: Path | None = None,
@@ -54,4 +67,4 @@ def build_engine_on_device(project: Project, device: str, onnx_path: Path, *, ou
         except AgentError as exc:
             if exc.type != "RuntimeMissing":
                 raise
-            raise _missing(s.device, s.info("onnxruntime")) from None
+            raise no_tensorrt(s.device) from None

@@ -264,13 +264,37 @@ def measurement_stats(stats: dict[str, Any], lut: Any, reference_sha: str) -> tu
 
 
 def check_model_suffix(runtime: str, path: Path) -> None:
-    """Refuse a file of the other format (ONNX for torch, TorchScript for the others)."""
+    """Refuse a file whose suffix is not the one ``runtime`` times (``.pt`` for torch, ``.onnx`` for the others),
+    with a hint that fits the file: another runtime for the other format, a rename for an odd suffix."""
     want = model_suffix(runtime)
     if path.suffix != want:
-        hint = ("measure it with --runtime torch" if path.suffix == ".pt" else
-                "export the TorchScript file with: edgenas export ARCH.json --format torchscript")
         raise InputError(f"runtime {runtime} times {'TorchScript' if want == '.pt' else 'ONNX'} ({want}) files, "
-                         f"not {path.name}", hint=hint)
+                         f"not {path.name}", hint=_suffix_hint(runtime, path))
+
+
+#: the first bytes of a TorchScript file (a zip archive)
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+def _suffix_hint(runtime: str, path: Path) -> str:
+    """What to do with a file of the wrong suffix: the other format's runtime, or the suffix its content calls
+    for (a TorchScript archive starts like a zip file; anything else may be ONNX)."""
+    if path.suffix == ".pt":
+        return "measure TorchScript files with --runtime torch"
+    if path.suffix == ".onnx":
+        return ("measure ONNX files with --runtime onnxruntime, or export TorchScript with: edgenas export "
+                "ARCH.json --format torchscript")
+    try:
+        with open(path, "rb") as fh:
+            zipped = fh.read(4) == _ZIP_MAGIC
+    except OSError:
+        zipped = False
+    if zipped:
+        return f"it looks like TorchScript: rename it to {path.stem}.pt" + (
+            "" if runtime == "torch" else " and measure it with --runtime torch")
+    if runtime == "torch":
+        return f"if it is a TorchScript file, rename it to {path.stem}.pt"
+    return f"if it is an ONNX model, rename it to {path.stem}.onnx"
 
 
 def measure_model(session: Session, model_path: Path, *, runtime: str | None = None,

@@ -125,10 +125,10 @@ def test_malformed_profile(proj, cli, tmp_path):
 
 
 def test_missing_runtime_names_what_the_device_has(proj, cli, snapshot, tmp_path):
-    """TensorRT is not on this machine: building an engine is one clear error naming the fallback."""
+    """TensorRT is not on this machine: building an engine is one clear error saying what to do instead."""
     arch = good_arch(tmp_path)
     res = cli("export", str(arch), "--format", "trt", "--device", "local", "--out", str(tmp_path / "e"))
-    one_line_error(res, "tensorrt is missing", "onnxruntime")
+    one_line_error(res, "TensorRT (with its CUDA binding) is not installed", "--format onnx", "onnxruntime")
 
 
 def test_tensorrt_profile_falls_back_with_a_note(proj, cli, tmp_path):
@@ -289,7 +289,7 @@ def test_export_refuses_before_it_writes(proj, cli, snapshot, tmp_path):
         assert res.code == 0 and "TensorRT engine:" in res.out, res.err
         return
     # without it the ONNX export used to be written before the engine build failed
-    one_line_error(res, "TensorRT is missing on this device")
+    one_line_error(res, "cannot build a TensorRT engine")
     assert snapshot(proj) == before and not (proj / "exports").exists()
 
 

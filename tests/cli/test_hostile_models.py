@@ -1,0 +1,201 @@
+"""Models and flags the host can refuse itself, before a device session: huge or empty inputs, types and
+operators the device cannot run, weights in external files, bad TorchScript shapes, misleading suffixes,
+deploy and export flags checked too late. Each is one error line, and the project (``.edgenas/`` included:
+the agent's install, the device's work dir, the block cache) is left as it was."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.cli.test_bad_input import one_line_error
+
+ARCH = {"space": "mbv3-tiny", "schema": 1, "ks": [3, 3, 3, 3], "e": [3, 3, 3, 3], "d": [1, 1], "r": 16}
+
+
+def tree(root: Path) -> list[Path]:
+    """Every path under ``root``, ``.edgenas/`` included."""
+    return sorted(p.relative_to(root) for p in root.rglob("*"))
+
+
+@pytest.fixture
+def fresh(tmp_path, monkeypatch):
+    """An empty project; the files handed to the CLI lie outside it, in ``tmp_path / "in"``."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    (tmp_path / "in").mkdir()
+    monkeypatch.setenv("EDGENAS_PROJECT", str(root))
+    monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
+    monkeypatch.delenv("EDGENAS_DB", raising=False)
+    monkeypatch.chdir(root)
+    return root
+
+
+def arch_file(folder: Path) -> Path:
+    path = folder / "a.json"
+    path.write_text(json.dumps(ARCH))
+    return path
+
+
+def onnx_model(path: Path, shape: list, *, elem: str = "FLOAT", op: str = "Relu", domain: str = "",
+               external: bool = False) -> Path:
+    """A one-node model ``input -> op -> output``; with ``external`` an Add of a weight kept in ``m.data``."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    kind = getattr(TensorProto, elem)
+    x = helper.make_tensor_value_info("input", kind, shape)
+    y = helper.make_tensor_value_info("output", kind, shape)
+    nodes, inits = [helper.make_node(op, ["input"], ["output"], domain=domain)], []
+    if external:
+        inits = [numpy_helper.from_array(np.ones(shape, np.float32), "w")]
+        nodes = [helper.make_node("Add", ["input", "w"], ["output"])]
+    opsets = [helper.make_opsetid("", 17)] + ([helper.make_opsetid(domain, 1)] if domain else [])
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits), opset_imports=opsets)
+    model.ir_version = 8
+    if external:
+        onnx.save_model(model, str(path), save_as_external_data=True, location="m.data", size_threshold=0)
+    else:
+        onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("shape, kw, fragments", [
+    ([100000, 100000, 1000], {}, ("1e+13 elements", "shape [100000, 100000, 1000]", "268,435,456")),
+    ([2 ** 62, 2 ** 62], {}, ("over the limit", "1 GiB as float32")),
+    (["n", 100000, 100000], {}, ("over the limit",)),  # a dynamic size is drawn as 1: still 1e10
+    ([1, 3], {"elem": "STRING", "op": "Identity"}, ("type STRING", "cannot feed", "cast inside the model")),
+    ([0, 3], {}, ("size 0", "shape [0, 3]", "give that dimension a size")),
+    ([1, 3], {"op": "Foo", "domain": "my.custom"}, ("operator Foo", "custom domain 'my.custom'",
+                                                    "standard ONNX operators")),
+    ([64, 64], {"external": True}, ("external data file (m.data)", "onnx.save_model(onnx.load(")),
+])
+def test_measure_refuses_a_model_the_device_could_not_run_on_the_host(fresh, cli, tmp_path, shape, kw, fragments):
+    # each passed the host's check and failed on the device (MemoryError for 72.8 TiB, an unsupported type,
+    # an unregistered op, a missing data file) as a raw agent error, exit 3, after .edgenas/ was set up
+    model = onnx_model(tmp_path / "in" / "m.onnx", shape, **kw)
+    res = cli("measure", "local", str(model))
+    one_line_error(res, "m.onnx", *fragments)
+    assert res.code == 2
+    assert tree(fresh) == []
+
+
+def test_a_model_with_dynamic_sizes_is_still_measured(fresh, cli, tmp_path):
+    # named and negative sizes are drawn as 1, and the inputs' check leaves them alone
+    res = cli("measure", "local", str(onnx_model(tmp_path / "in" / "m.onnx", ["batch", -1, 8])), "--json")
+    assert res.code == 0, res.err
+    assert res.json()["stats"]["n"] > 0
+
+
+@pytest.fixture(scope="module")
+def traced_relu():
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.jit.trace(torch.nn.ReLU(), torch.randn(1, 8))
+
+
+@pytest.mark.parametrize("shapes, fragment", [
+    ([[100000, 100000, 1000]], "1e+13 input elements, over the limit of 268,435,456"),
+    ([[-1, 3, 16, 16]], "each size must be a whole number of at least 1"),
+    ([[True, 3]], "each size must be a whole number of at least 1"),
+    ([[2.0, 3]], "each size must be a whole number of at least 1"),
+    ([], "expected a list of 1 to 64 shapes"),
+    (["x"], "each shape must be a list of 1 to 8 sizes"),
+    ([[1] * 9], "each shape must be a list of 1 to 8 sizes"),
+    ([[100000, 10000]] * 3, "3e+09 input elements"),  # each under the agent's per-input cap, too many together
+])
+def test_measure_refuses_torchscript_with_bad_input_shapes(fresh, cli, tmp_path, traced_relu, shapes, fragment):
+    import warnings
+
+    import torch
+
+    model = tmp_path / "in" / "m.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(traced_relu, str(model), _extra_files={"edgenas.json": json.dumps({"input_shapes": shapes})})
+    res = cli("measure", "local", str(model), "--runtime", "torch")
+    one_line_error(res, "m.pt stores input_shapes", fragment, "edgenas export ARCH.json --format torchscript")
+    assert res.code == 2
+    assert tree(fresh) == []
+
+
+def test_a_file_of_the_wrong_suffix_gets_a_hint_that_fits_it(fresh, cli, tmp_path, traced_relu):
+    # an ONNX file named model.bin was told to export a TorchScript file
+    import shutil
+
+    onnx_file = onnx_model(tmp_path / "in" / "m.onnx", [1, 8])
+    shutil.copy(onnx_file, tmp_path / "in" / "model.bin")
+    res = cli("measure", "local", str(tmp_path / "in" / "model.bin"))
+    one_line_error(res, "not model.bin", "if it is an ONNX model, rename it to model.onnx")
+    assert "TorchScript" not in res.err and res.code == 2
+    traced_relu.save(str(tmp_path / "in" / "ts.bin"))
+    one_line_error(cli("measure", "local", str(tmp_path / "in" / "ts.bin")),
+                   "it looks like TorchScript: rename it to ts.pt and measure it with --runtime torch")
+    one_line_error(cli("measure", "local", str(tmp_path / "in" / "model.bin"), "--runtime", "torch"),
+                   "times TorchScript (.pt) files", "if it is a TorchScript file, rename it to model.pt")
+    one_line_error(cli("measure", "local", str(onnx_file), "--runtime", "torch"),
+                   "measure ONNX files with --runtime onnxruntime")
+    assert tree(fresh) == []
+
+
+def _dangling(folder: Path) -> Path:
+    os.symlink(folder / "nowhere", folder / "dangling")
+    return folder / "dangling"
+
+
+@pytest.mark.parametrize("flags, code, fragments", [
+    (lambda d: ["--runtime", "bogus"], 2, ("unknown runtime 'bogus'",)),
+    (lambda d: ["--out", str(d / "afile")], 6, ("afile is an existing file",)),
+    (lambda d: ["--out", str(_dangling(d))], 6, ("dangling is a symbolic link to a missing target",)),
+    (lambda d: ["--out", str(d / "full")], 6, ("is not empty and holds no edgenas export",)),
+])
+def test_deploy_refuses_its_flags_before_it_opens_a_session(fresh, cli, tmp_path, flags, code, fragments):
+    # the session came first: the agent's install, the device's work dir and the reference model were written
+    # before the runtime or the --out folder was checked
+    (fresh / "afile").write_text("x\n")
+    (fresh / "full").mkdir()
+    (fresh / "full" / "notes.txt").write_text("mine\n")
+    before = tree(fresh)
+    res = cli("deploy", "local", str(arch_file(tmp_path / "in")), *flags(fresh))
+    one_line_error(res, *fragments)
+    assert res.code == code
+    assert tree(fresh) == sorted(before + ([Path("dangling")] if "dangling" in res.err else []))
+    assert not (fresh / ".edgenas").exists()
+
+
+def test_export_trt_on_a_device_without_tensorrt_says_what_to_do_and_creates_nothing(fresh, cli, tmp_path):
+    # it wrote .edgenas/ (the agent, the device's work dir) and then said "TensorRT is missing on this device;
+    # deploy will use onnxruntime instead", an odd thing for an export to say
+    from exporters.tensorrt import tensorrt_available
+
+    if tensorrt_available()[0]:
+        pytest.skip("TensorRT is installed here: the engine is built")
+    res = cli("export", str(arch_file(tmp_path / "in")), "--format", "trt", "--device", "local")
+    one_line_error(res, "device 'local': cannot build a TensorRT engine", "not installed on this device",
+                   "export ONNX instead with --format onnx", "a device that has TensorRT")
+    assert "deploy will use" not in res.err and res.code == 3
+    assert tree(fresh) == []
+
+
+def test_export_refuses_a_device_without_trt_and_an_out_link_to_nothing(fresh, cli, tmp_path):
+    arch = str(arch_file(tmp_path / "in"))
+    res = cli("export", arch, "--device", "local")  # was silently ignored: an ONNX export, no engine
+    one_line_error(res, "--device is only used with --format trt", "not with --format onnx")
+    assert res.code == 2
+    link = _dangling(fresh)
+    loop = fresh / "loop"
+    os.symlink(loop, loop)
+    before = tree(fresh)
+    for out, what in ((link, "--out"), (loop, "--out"), (link / "sub", "--out")):  # was "File exists"
+        res = cli("export", arch, "--out", str(out))
+        one_line_error(res, what, "is a symbolic link to a missing target or a link loop", "remove or fix the link")
+        assert res.code == 6 and "File exists" not in res.err
+    assert tree(fresh) == before
