@@ -52,10 +52,10 @@ def register(app: typer.Typer) -> None:
         proj = project()
         prof = load_profile(proj, name)
         key_type, seen = fetch_host_key(prof, proj)
-        err.print(esc(f"{prof.name} ({prof.host}:{prof.port or 22}) presents a {key_type} key {seen}"))
-        if fingerprint and fingerprint != seen:
-            raise InputError(f"device '{prof.name}' presents {seen}, not the expected {fingerprint}",
+        if fingerprint and fingerprint != seen:  # before the key is shown: an error is one line
+            raise InputError(f"device '{prof.name}' presents a {key_type} key {seen}, not the expected {fingerprint}",
                              hint="nothing was recorded; check that you reach the right machine")
+        err.print(esc(f"{prof.name} ({prof.host}:{prof.port or 22}) presents a {key_type} key {seen}"))
         if not yes:
             if not typer.confirm("Trust this key and record it in the project's known_hosts?", default=False,
                                  err=True):

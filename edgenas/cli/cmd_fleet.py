@@ -42,6 +42,9 @@ def register(app: typer.Typer) -> None:
         for r in rows:
             if not r.reachable:
                 out.print(f"[red]{esc(r.device)}: {esc(r.error)}[/red]")
+            for s in (s for s in space if r.luts.get(s) == "damaged"):
+                out.print(f"[red]{esc(r.device)}: its LUT for {esc(s)} is damaged[/red] (rebuild it: edgenas profile "
+                          f"{esc(r.device)} --space {esc(s)} --force)")
 
     @fleet_app.command("refresh")
     def refresh(inventory: Path = typer.Option(None, "--inventory", help="fleet.toml or Ansible YAML"),

@@ -27,6 +27,9 @@ RUNTIMES = tuple(runtime_names())  # the names in ``runtimes.RUNTIMES``
 PRECISIONS = ("fp32", "fp16", "int8")
 TRANSPORTS = ("ssh", "local")
 _SECRET_RE = re.compile(r"pass|secret|token|credential|private_key", re.IGNORECASE)
+#: control characters (ESC, newline, ...) and bidirectional overrides: a profile value ends up in commands,
+#: paths and terminal lines, where they would run, hide or rewrite text
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,9 @@ def profile_from_dict(data: dict[str, Any], *, where: str = "<dict>") -> DeviceP
         types, desc = _SCHEMA[key]
         if isinstance(value, bool) or not isinstance(value, types):
             raise _bad(where, f"{key} must be {desc}, got {type(value).__name__} {value!r}")
+        if isinstance(value, str) and _CONTROL_RE.search(value):
+            raise _bad(where, f"{key} {value[:80]!r} contains a control character",
+                       hint=f"write {key} as plain text")
     values = dict(data)
     name = values.get("name", "")
     if not NAME_RE.match(name):

@@ -106,10 +106,12 @@ def open_transport(project: Project, profile: DeviceProfile) -> Transport:
 def open_session(project: Project, device: "str | DeviceProfile") -> Iterator[Session]:
     """``device`` is a profile name or a ``DeviceProfile``."""
     profile = device if isinstance(device, DeviceProfile) else load_profile(project, device)
-    zipapp, version = ensure_agent_bundle(project)
+    # connect first: an unreachable device (no key file, unknown host key, unknown name) leaves the
+    # project as it was, without an agent build in .edgenas/
     transport = open_transport(project, profile)
     client = None
     try:
+        zipapp, version = ensure_agent_bundle(project)
         channel = transport.start_agent(Path(zipapp), version)
         client = AgentClient(channel, profile.name, expect_version=version)
         yield Session(profile, transport, client)

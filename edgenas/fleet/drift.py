@@ -142,7 +142,7 @@ def last_verified(project: Project, device: str, lut: Lut) -> dict[str, Any] | N
     for line in reversed(lines):
         try:
             rec = json.loads(line)
-        except json.JSONDecodeError:
+        except ValueError:  # JSONDecodeError, or a 4,300-digit int
             continue
         if isinstance(rec, dict) and rec.get("space") == lut.space \
                 and rec.get("fingerprint_hash") == lut.fingerprint_hash:

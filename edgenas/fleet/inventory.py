@@ -30,6 +30,9 @@ from edgenas.io import read_toml
 from edgenas.project import Project
 from edgenas.safenames import NAME_RE
 
+#: profile fields a group (or an Ansible variable) may not set: a device's name and transport say which
+#: machine it is, so overriding them would file one machine's fingerprint and tables under another's name
+_IDENTITY_FIELDS = ("name", "transport")
 _ANSIBLE_MAP = {"ansible_host": "host", "ansible_port": "port", "ansible_user": "user",
                 "ansible_ssh_private_key_file": "key_file", "ansible_python_interpreter": "python"}
 
@@ -87,6 +90,14 @@ def _override(profile: DeviceProfile, settings: dict[str, Any], where: str) -> D
     return profile_from_dict(data, where=where)
 
 
+def _no_identity(settings: dict[str, Any], where: str, prefix: str = "") -> None:
+    """Refuse a setting of ``_IDENTITY_FIELDS`` (one ``InputError`` naming ``where`` and the key)."""
+    key = next((f for f in _IDENTITY_FIELDS if f in settings), None)
+    if key is not None:
+        raise InputError(f"{where} sets {prefix}{key}, which says which machine a device is and cannot be "
+                         "overridden", hint=f"remove {prefix}{key}; set it in the device's own profiles/NAME.toml")
+
+
 def _load_toml(project: Project, path: Path) -> Inventory:
     data = read_toml(path, "fleet inventory")
     where = str(path)
@@ -118,6 +129,8 @@ def _load_toml(project: Project, path: Path) -> Inventory:
     if bad is not None:
         raise InputError(f"{where}: [group_settings.{bad}] must be a table of profile fields",
                          hint="e.g. [group_settings.jetsons] then call_timeout_s = 900")
+    for g, values in settings.items():
+        _no_identity(values, f"{where}: [group_settings.{g}]")
     profiles = []
     for n in names:
         prof = load_profile(project, n)
@@ -171,6 +184,7 @@ def _load_ansible(project: Project, path: Path) -> Inventory:
                 settings[_ANSIBLE_MAP[k]] = v
             elif k.startswith("edgenas_"):
                 settings[k[len("edgenas_"):]] = v
+        _no_identity(settings, f"{where}: host {h}", prefix="edgenas_")
         if not NAME_RE.match(h):
             raise InputError(f"{where}: invalid host name {h!r}",
                              hint="host names are device names: letters, digits, '.', '_' and '-'")

@@ -35,56 +35,76 @@ def device_luts(project: Project, device: str) -> list[dict[str, Any]]:
 
 
 def pull_luts(project: Project, device: str, *, name: str | None = None) -> list[dict[str, Any]]:
+    """Copy the device's tables (or the one called ``name``) into ``luts/DEVICE/``: all or nothing.
+
+    Every table is fetched and validated before the first is stored, so an invalid one (another device's,
+    a corrupted download) is an error that leaves the project's tables as they were."""
     from edgenas.devices.session import open_session
 
     store = LutStore(project.luts_dir)
-    pulled = []
     with open_session(project, device) as s:
-        listed = s.call("lut.list", {}, timeout_s=60)
-        if not isinstance(listed, list):
-            raise DeviceError(s.device, "lut.list answered with something that is not a list")
-        names = [e.get("name") if isinstance(e, dict) else e for e in listed]
-        bad = [n for n in names if not (isinstance(n, str) and LUT_FILE_RE.match(n))]
-        if bad:
-            raise DeviceError(s.device, f"lut.list sent {len(bad)} invalid LUT name(s), first {clean(repr(bad[0]), 80)}",
-                              hint="LUT names are SPACE-FPHASH12.json; nothing was written")
-        if name is not None:
-            if name not in names:
-                raise InputError(f"device '{s.device}' holds no LUT named '{name}'",
-                                 hint=f"it holds: {', '.join(names) or 'none'}")
-            names = [name]
-        for n in names:
-            meta = s.call("lut.get", {"name": n}, timeout_s=60)
-            where = f"device '{s.device}': LUT {n}"
-            if not isinstance(meta, dict) or meta.get("path") != f"luts/{n}" or not isinstance(meta.get("sha256"), str):
-                raise DeviceError(s.device, f"lut.get {n}: unexpected answer (path must be luts/{n})")
-            if isinstance(meta.get("size"), int) and meta["size"] > MAX_JSON_BYTES:
-                raise DeviceError(s.device, f"LUT {n} is {meta['size']} bytes, over the {MAX_JSON_BYTES} limit")
-            with tempfile.TemporaryDirectory(prefix="edgenas-pull-") as tmp:
-                local = Path(tmp) / "pulled.json"  # our name, never the device's
-                got = s.transport.get_file(meta["path"], local, max_bytes=MAX_JSON_BYTES)
-                if got != meta["sha256"]:
-                    raise DeviceError(s.device, f"LUT {n} arrived corrupted", hint="retry the pull")
-                raw = local.read_bytes()
-            try:
-                lut = Lut.from_dict(loads_json_limited(raw, where), where=where)
-            except InputError as exc:
-                raise DeviceError(s.device, f"LUT {meta['path']} on the device is invalid: {exc.message}",
-                                  hint="re-profile the device (edgenas profile --force)") from None
-            if lut.device != s.device:
-                raise DeviceError(s.device, f"LUT {n} says it belongs to device {clean(repr(lut.device), 80)}",
-                                  hint="a table is stored only under the device it was pulled from; nothing was written")
-            if lut_filename(lut.space, lut.fingerprint_hash) != n:
-                raise DeviceError(s.device, f"LUT {n} holds space '{lut.space}' and fingerprint "
-                                            f"{lut.fingerprint_hash[:12]}, which do not match its name")
-            try:
-                host = store.find(s.device, lut.space, lut.fingerprint_hash)
-            except InputError:  # a damaged host copy is what a pull restores
-                host = None
-            lut, kept = keep_host_calibration(lut, host)
-            path = store.save(lut)
-            pulled.append({"name": n, "path": str(path), "sha256": got, "kept_calibration": kept})
+        names = _listed_names(s, name)
+        store.check_writable(s.device)
+        fetched = [_fetch_one(s, store, n) for n in names]
+    pulled = []
+    for n, lut, got in fetched:
+        try:
+            host = store.find(s.device, lut.space, lut.fingerprint_hash)
+        except InputError:  # a damaged host copy is what a pull restores
+            host = None
+        lut, kept = keep_host_calibration(lut, host)
+        path = store.save(lut)
+        pulled.append({"name": n, "path": str(path), "sha256": got, "kept_calibration": kept})
     return pulled
+
+
+def _listed_names(s: Any, name: str | None) -> list[str]:
+    """The table names ``lut.list`` sent (all of them valid LUT file names), or just ``name``."""
+    listed = s.call("lut.list", {}, timeout_s=60)
+    if not isinstance(listed, list):
+        raise DeviceError(s.device, "lut.list answered with something that is not a list")
+    names = [e.get("name") if isinstance(e, dict) else e for e in listed]
+    bad = [n for n in names if not (isinstance(n, str) and LUT_FILE_RE.match(n))]
+    if bad:
+        raise DeviceError(s.device, f"lut.list sent {len(bad)} invalid LUT name(s), first {clean(repr(bad[0]), 80)}",
+                          hint="LUT names are SPACE-FPHASH12.json; nothing was written")
+    if name is not None:
+        if name not in names:
+            raise InputError(f"device '{s.device}' holds no LUT named '{name}'",
+                             hint=f"it holds: {', '.join(names) or 'none'}")
+        names = [name]
+    return names
+
+
+def _fetch_one(s: Any, store: LutStore, n: str) -> tuple[str, Lut, str]:
+    """Table ``n`` downloaded into a private folder and checked (hash, size, structure, owner, name);
+    nothing is written to the project here."""
+    meta = s.call("lut.get", {"name": n}, timeout_s=60)
+    where = f"device '{s.device}': LUT {n}"
+    if not isinstance(meta, dict) or meta.get("path") != f"luts/{n}" or not isinstance(meta.get("sha256"), str):
+        raise DeviceError(s.device, f"lut.get {n}: unexpected answer (path must be luts/{n}); nothing was written")
+    if isinstance(meta.get("size"), int) and meta["size"] > MAX_JSON_BYTES:
+        raise DeviceError(s.device, f"LUT {n} is {meta['size']} bytes, over the {MAX_JSON_BYTES} limit; "
+                                    "nothing was written")
+    with tempfile.TemporaryDirectory(prefix="edgenas-pull-") as tmp:
+        local = Path(tmp) / "pulled.json"  # our name, never the device's
+        got = s.transport.get_file(meta["path"], local, max_bytes=MAX_JSON_BYTES)
+        if got != meta["sha256"]:
+            raise DeviceError(s.device, f"LUT {n} arrived corrupted", hint="retry the pull; nothing was written")
+        raw = local.read_bytes()
+    try:
+        lut = Lut.from_dict(loads_json_limited(raw, where), where=where)
+    except InputError as exc:
+        raise DeviceError(s.device, f"LUT {meta['path']} on the device is invalid: {exc.message}",
+                          hint="re-profile the device (edgenas profile --force); nothing was written") from None
+    if lut.device != s.device:
+        raise DeviceError(s.device, f"LUT {n} says it belongs to device {clean(repr(lut.device), 80)}",
+                          hint="a table is stored only under the device it was pulled from; nothing was written")
+    if lut_filename(lut.space, lut.fingerprint_hash) != n:
+        raise DeviceError(s.device, f"LUT {n} holds space '{lut.space}' and fingerprint "
+                                    f"{lut.fingerprint_hash[:12]}, which do not match its name; nothing was written")
+    store.path_for(s.device, lut.space, lut.fingerprint_hash)  # the names it gives are valid path parts
+    return n, lut, got
 
 
 def keep_host_calibration(pulled: Lut, host: Lut | None) -> tuple[Lut, bool]:

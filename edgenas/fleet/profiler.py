@@ -20,7 +20,7 @@ from typing import Any
 
 from edgenas.devices.answers import BenchAnswer
 from edgenas.devices.profiles import DeviceProfile, load_profile
-from edgenas.devices.session import open_session
+from edgenas.devices.session import Session, open_session
 from edgenas.errors import DeviceError, InputError
 from edgenas.fleet.calibrate import CalibrationResult, fit_new_table
 from edgenas.fleet.table_lock import profile_lock
@@ -69,90 +69,92 @@ def profile_device(project: Project, device: Any, space_name: str, *, force: boo
                    progress: Progress | None = None) -> ProfileResult:
     """Profile ``device`` (a name or a DeviceProfile) for ``space_name``; returns what happened.
 
-    One profile of a (device, space) at a time: a second one is refused at once (an OS file lock)."""
+    One profile of a (device, space) at a time: a second one is refused as soon as it has connected (an
+    OS file lock). The lock is taken only once the device answered, so a device that cannot be reached
+    leaves no lock file behind."""
     space = get_space(space_name)
-    if not isinstance(device, DeviceProfile):  # an unknown device is refused before the lock file is made
+    if not isinstance(device, DeviceProfile):  # an unknown device is refused before anything is written
         device = load_profile(project, device)
-    with profile_lock(project, device.name, space.name):
-        return _profile_device(project, device, space, force=force, protocol=protocol, batch_size=batch_size,
+    LutStore(project.luts_dir).check_writable(device.name)  # a planted link is refused before minutes of timing
+    with open_session(project, device) as s, profile_lock(project, device.name, space.name):
+        return _profile_device(project, s, space, force=force, protocol=protocol, batch_size=batch_size,
                                progress=progress)
 
 
-def _profile_device(project: Project, device: Any, space: SearchSpace, *, force: bool,
+def _profile_device(project: Project, s: Session, space: SearchSpace, *, force: bool,
                     protocol: dict[str, Any] | None, batch_size: int, progress: Progress | None) -> ProfileResult:
     t0 = time.perf_counter()
     store = LutStore(project.luts_dir)
-    with open_session(project, device) as s:
-        proto = dict(lut_protocol_for(s.runtime_params()), **(protocol or {}))
-        info = s.info()
-        fp_hash = info.fingerprint_hash
-        existing = store.path_for(s.device, space.name, fp_hash)
-        store.remember_fingerprint(s.device, fp_hash)
-        if existing.exists() and not force:
-            try:
-                lut = Lut.load(existing)  # validates; a corrupt file is an error, not silently rebuilt
-            except InputError as exc:
-                raise InputError(f"the LUT {existing} is damaged: {exc.message}",
-                                 hint=f"rebuild it with: edgenas profile {s.device} --space {space.name} --force "
-                                      "(the damaged file is kept in history/)") from None
-            return ProfileResult(s.device, space.name, existing, fp_hash, len(lut.entries), True, 0, 0, 0,
-                                 len(lut.unstable_keys), time.perf_counter() - t0,
-                                 runs_per_sample(lut.protocol), lut.calibration is not None)
-        keys = space.key_vocab()
-        runtime = s.runtime_params()["runtime"]
-        paths, exported = export_blocks(project, space, keys, progress, runtime)
-        partial = f"partial/{space.name}-{fp_hash[:12]}.jsonl"
-        if force and existing.exists():
-            # named after the table being replaced: a forced run that is interrupted resumes on the next
-            # forced run (the old table is still there), while a completed one makes the next start afresh
-            partial = f"partial/{space.name}-{fp_hash[:12]}-force-{sha256_file(existing)[:12]}.jsonl"
-        results: dict[str, dict[str, Any]] = {}
-        resumed = 0
-        done = 0
-        ref_path = reference_model(project, runtime)
-        ref_remote = s.push(ref_path)
-        for start in range(0, len(keys), batch_size):
-            batch = keys[start:start + batch_size]
-            items = [{"key": k, "model": s.push(paths[k])} for k in batch]
+    proto = dict(lut_protocol_for(s.runtime_params()), **(protocol or {}))
+    info = s.info()
+    fp_hash = info.fingerprint_hash
+    existing = store.path_for(s.device, space.name, fp_hash)
+    store.remember_fingerprint(s.device, fp_hash)
+    if existing.exists() and not force:
+        try:
+            lut = Lut.load(existing)  # validates; a corrupt file is an error, not silently rebuilt
+        except InputError as exc:
+            raise InputError(f"the LUT {existing} is damaged: {exc.message}",
+                             hint=f"rebuild it with: edgenas profile {s.device} --space {space.name} --force "
+                                  "(the damaged file is kept in history/)") from None
+        return ProfileResult(s.device, space.name, existing, fp_hash, len(lut.entries), True, 0, 0, 0,
+                             len(lut.unstable_keys), time.perf_counter() - t0,
+                             runs_per_sample(lut.protocol), lut.calibration is not None)
+    keys = space.key_vocab()
+    runtime = s.runtime_params()["runtime"]
+    paths, exported = export_blocks(project, space, keys, progress, runtime)
+    partial = f"partial/{space.name}-{fp_hash[:12]}.jsonl"
+    if force and existing.exists():
+        # named after the table being replaced: a forced run that is interrupted resumes on the next
+        # forced run (the old table is still there), while a completed one makes the next start afresh
+        partial = f"partial/{space.name}-{fp_hash[:12]}-force-{sha256_file(existing)[:12]}.jsonl"
+    results: dict[str, dict[str, Any]] = {}
+    resumed = 0
+    done = 0
+    ref_path = reference_model(project, runtime)
+    ref_remote = s.push(ref_path)
+    for start in range(0, len(keys), batch_size):
+        batch = keys[start:start + batch_size]
+        items = [{"key": k, "model": s.push(paths[k])} for k in batch]
 
-            def on_progress(p: dict[str, Any], base: int = done, n: int = len(batch)) -> None:
-                got = p.get("done")
-                if progress and isinstance(got, int) and not isinstance(got, bool) and 0 <= got <= n:
-                    progress(f"time blocks on {s.device}", base + got, len(keys))
+        def on_progress(p: dict[str, Any], base: int = done, n: int = len(batch)) -> None:
+            got = p.get("done")
+            if progress and isinstance(got, int) and not isinstance(got, bool) and 0 <= got <= n:
+                progress(f"time blocks on {s.device}", base + got, len(keys))
 
-            out = s.call("bench_many", dict(s.runtime_params(), items=items, protocol=proto, partial=partial,
-                                            reference=ref_remote), on_progress=on_progress)
-            got, reused = bench_many_results(s.device, out, batch)
-            results.update(got)
-            resumed += reused
-            done += len(batch)
-            if progress:
-                progress(f"time blocks on {s.device}", done, len(keys))
-        trivial = s.push(overhead_model(project, runtime))
-        overhead = BenchAnswer.from_answer(s.device, s.call(
-            "bench", dict(s.runtime_params(), model=trivial, protocol=proto, reference=ref_remote)), "overhead bench")
-        sync = None
-        if runs_per_sample(proto) > 1:  # the wait one inference pays once: the trivial model one call at a time
-            sync = BenchAnswer.from_answer(s.device, s.call(
-                "bench", dict(s.runtime_params(), model=trivial, protocol=dict(proto, runs_per_sample=1, min_n=200))),
-                "sync bench").stats
-        entries = {k: EntryStats.from_checked(results[k]) for k in keys if k in results}  # checked on arrival
-        missing = [k for k in keys if k not in entries]
-        if missing:
-            raise DeviceError(s.device, f"agent returned no result for {len(missing)} blocks (first: {missing[0]})",
-                              hint="re-run the profile; measured entries are kept and not timed again")
-        lut = Lut(device=s.device, space=space.name, fingerprint=dict(info.fingerprint),
-                  fingerprint_hash=fp_hash, runtime=s.profile.runtime, precision=s.profile.precision,
-                  threads=int(s.profile.threads), protocol=proto,
-                  overhead=overhead.stats, entries=entries, sync=sync,
-                  reference=nominal_reference([results[k] for k in keys] + [overhead.raw_stats], ref_path))
-        # the device's whole-model measurements fit the new table at once, so a rebuilt table is not used
-        # raw until the next deploy or `lut calibrate`
-        fit, note = fit_new_table(project, lut, space)
-        lut = fit.lut if fit else lut
-        path = store.save(lut)
-        keep_on_device(s, path, lut)
-        refit = fit.result(s.device, space.name, str(path)) if fit is not None else None
-        return ProfileResult(s.device, space.name, path, fp_hash, len(entries), False,
-                             len(entries) - resumed, resumed, exported, len(lut.unstable_keys),
-                             time.perf_counter() - t0, runs_per_sample(proto), fit is not None, refit, note)
+        out = s.call("bench_many", dict(s.runtime_params(), items=items, protocol=proto, partial=partial,
+                                        reference=ref_remote), on_progress=on_progress)
+        got, reused = bench_many_results(s.device, out, batch)
+        results.update(got)
+        resumed += reused
+        done += len(batch)
+        if progress:
+            progress(f"time blocks on {s.device}", done, len(keys))
+    trivial = s.push(overhead_model(project, runtime))
+    overhead = BenchAnswer.from_answer(s.device, s.call(
+        "bench", dict(s.runtime_params(), model=trivial, protocol=proto, reference=ref_remote)), "overhead bench")
+    sync = None
+    if runs_per_sample(proto) > 1:  # the wait one inference pays once: the trivial model one call at a time
+        sync = BenchAnswer.from_answer(s.device, s.call(
+            "bench", dict(s.runtime_params(), model=trivial, protocol=dict(proto, runs_per_sample=1, min_n=200))),
+            "sync bench").stats
+    entries = {k: EntryStats.from_checked(results[k]) for k in keys if k in results}  # checked on arrival
+    missing = [k for k in keys if k not in entries]
+    if missing:
+        raise DeviceError(s.device, f"agent returned no result for {len(missing)} blocks (first: {missing[0]})",
+                          hint="re-run the profile; measured entries are kept and not timed again")
+    lut = Lut(device=s.device, space=space.name, fingerprint=dict(info.fingerprint),
+              fingerprint_hash=fp_hash, runtime=s.profile.runtime, precision=s.profile.precision,
+              threads=int(s.profile.threads), protocol=proto,
+              overhead=overhead.stats, entries=entries, sync=sync,
+              reference=nominal_reference([results[k] for k in keys] + [overhead.raw_stats], ref_path))
+    # the device's whole-model measurements fit the new table at once, so a rebuilt table is not used
+    # raw until the next deploy or `lut calibrate`
+    fit, note = fit_new_table(project, lut, space)
+    lut = fit.lut if fit else lut
+    path = store.save(lut)
+    keep_on_device(s, path, lut)
+    refit = fit.result(s.device, space.name, str(path)) if fit is not None else None
+    return ProfileResult(s.device, space.name, path, fp_hash, len(entries), False,
+                         len(entries) - resumed, resumed, exported, len(lut.unstable_keys),
+                         time.perf_counter() - t0, runs_per_sample(proto), fit is not None, refit, note)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -42,7 +41,7 @@ from edgenas.fleet.drift import (
     DRIFT_CAP, DRIFT_FLOOR, SPEED_TOLERANCE, DriftCheck, last_verified, measure_drift, record_verified, same_sign_off)
 from edgenas.fleet.measure import Progress, keep_on_device
 from edgenas.fleet.profiler import profile_device
-from edgenas.io import atomic_write_json
+from edgenas.io import atomic_write_json, read_json
 from edgenas.latency.lut import Lut
 from edgenas.latency.store import LutStore
 from edgenas.project import Project
@@ -192,11 +191,13 @@ def prepare_blocks(project: Project, space: str, progress: Progress | None = Non
 
 def _read_last(project: Project) -> list[dict[str, Any]]:
     path = last_refresh_path(project)
-    try:
-        data = json.loads(path.read_text())
-        return data if isinstance(data, list) else []
-    except (OSError, json.JSONDecodeError):
+    if not path.exists():
         return []
+    try:
+        data = read_json(path, "last refresh record")
+    except InputError:  # damaged, a FIFO, too large: as if there were none
+        return []
+    return data if isinstance(data, list) else []
 
 
 def stale_runs_after(project: Project, results: list[DeviceRefresh], db_url: str | None = None) -> int | None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgenas.devices.session import open_session
-from edgenas.errors import EdgenasError
+from edgenas.errors import EdgenasError, InputError
 from edgenas.latency.store import LutStore
 from edgenas.project import Project
 
@@ -27,6 +27,8 @@ class DeviceStatus:
 
 
 def device_status(project: Project, profile: Any, spaces: list[str]) -> DeviceStatus:
+    from edgenas.spaces import get_space
+
     store = LutStore(project.luts_dir)
     try:
         with open_session(project, profile) as s:
@@ -39,9 +41,14 @@ def device_status(project: Project, profile: Any, spaces: list[str]) -> DeviceSt
     except EdgenasError as exc:
         return DeviceStatus(profile.name, False, error=f"device '{profile.name}': {exc}")
     luts, cal = {}, {}
-    for sp in spaces:
-        current = store.find(profile.name, sp, fp) if store.path_for(profile.name, sp, fp).exists() else None
-        luts[sp] = "fresh" if current else ("stale" if store.list(profile.name, sp) else "missing")
+    for sp in spaces:  # keyed as the caller spelled them; looked up by the space's own name (not an alias)
+        name = get_space(sp).name
+        try:
+            current = store.find(profile.name, name, fp)
+        except InputError:  # one damaged table is this device's row, not the whole command's error
+            luts[sp] = "damaged"
+            continue
+        luts[sp] = "fresh" if current else ("stale" if store.list(profile.name, name) else "missing")
         if current and current.calibration:
             cal[sp] = {"n_points": current.calibration.n_points, "fitted_at": current.calibration.fitted_at}
     return DeviceStatus(profile.name, True, info.agent_version or None, fp, luts, cal)
@@ -49,6 +56,12 @@ def device_status(project: Project, profile: Any, spaces: list[str]) -> DeviceSt
 
 def fleet_status(project: Project, profiles: list[Any], spaces: list[str], *, concurrency: int = 8
                  ) -> list[DeviceStatus]:
+    """One row per device. The spaces are checked (an unknown one is one ``InputError``) before any
+    device is contacted or anything is written, as ``refresh_fleet`` does."""
+    from edgenas.spaces import get_space
+
+    for sp in spaces:
+        get_space(sp)
     if not profiles:
         return []
     with ThreadPoolExecutor(max_workers=min(concurrency, len(profiles))) as pool:

@@ -26,6 +26,10 @@ from edgenas.latency.lut import EntryStats, Lut
 FINGERPRINT = {"source": "once-for-all note10 tables"}
 _Z90, _Z99, _ZMAX = 1.2816, 2.3263, 3.0
 _FILE = re.compile(r"([0-9]+)_lookup_table\.ya?ml")
+#: an hour: a block "latency" above this is garbage, and bounding it keeps the pooling arithmetic finite
+MAX_MS = 3_600_000.0
+#: the most measurements one entry may claim: bounds the pooled sums (OFA's tables hold a few hundred)
+MAX_COUNT = 10 ** 9
 
 
 def _read_table(path: Path) -> dict[str, tuple[int, float, float]]:
@@ -38,13 +42,25 @@ def _read_table(path: Path) -> dict[str, tuple[int, float, float]]:
     for key, v in data.items():
         if not isinstance(key, str) or not isinstance(v, dict) or not {"count", "mean", "std"} <= set(v):
             raise InputError(f"OFA table {path}: entry {key!r} must have count, mean and std")
-        vals = [v["count"], v["mean"], v["std"]]
-        if any(isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or x < 0 for x in vals):
-            raise InputError(f"OFA table {path}: entry {key!r} has non-numeric or negative statistics {vals}")
-        if int(vals[0]) < 1:
-            raise InputError(f"OFA table {path}: entry {key!r} has count {vals[0]} (needs >= 1)")
-        out[key] = (int(vals[0]), float(vals[1]), float(vals[2]))
+        out[key] = _entry(path, key, [v["count"], v["mean"], v["std"]])
     return out
+
+
+def _entry(path: Path, key: str, vals: list[Any]) -> tuple[int, float, float]:
+    """One entry's ``(count, mean, std)``, range-checked so that pooling and the normal approximations
+    stay finite: a file is untrusted, and a huge value must be one ``InputError``, not an overflow."""
+    where = f"OFA table {path}: entry {key[:160]!r}"
+    if any(isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or x < 0 for x in vals):
+        raise InputError(f"{where} has non-numeric or negative statistics {str(vals)[:120]}",
+                         hint="each of count, mean and std must be a finite number >= 0")
+    count, mean, std = vals
+    if count != int(count) or not 1 <= count <= MAX_COUNT:
+        raise InputError(f"{where} has count {count} (needs a whole number from 1 to {MAX_COUNT})",
+                         hint="fix or re-download the table")
+    if mean > MAX_MS or std > MAX_MS:
+        raise InputError(f"{where} has mean {mean} / std {std} ms (a block latency is at most {MAX_MS:.0f} ms)",
+                         hint="fix or re-download the table")
+    return int(count), float(mean), float(std)
 
 
 def _pool(parts: list[tuple[int, float, float]]) -> tuple[int, float, float]:

@@ -13,14 +13,13 @@ use it. The choice says which table it is (fingerprint, age) so the CLI can prin
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from edgenas.errors import InputError
-from edgenas.io import sha256_file
+from edgenas.io import read_json, sha256_file
 from edgenas.latency.lut import Lut
 from edgenas.safenames import HASH_RE, LUT_FILE_RE, check_hash, check_name
 
@@ -77,18 +76,24 @@ class LutStore:
 
         check_hash(fingerprint_hash)
         path = self.fingerprint_record(device)
-        try:
-            if json.loads(path.read_text()).get("fingerprint_hash") == fingerprint_hash:
-                return
-        except (OSError, ValueError, AttributeError):
-            pass
+        if self._recorded_fingerprint(path) == fingerprint_hash:
+            return
         atomic_write_json(path, {"fingerprint_hash": fingerprint_hash, "seen_at": time.time()})
 
     def last_fingerprint(self, device: str) -> str | None:
-        try:
-            fp = json.loads(self.fingerprint_record(device).read_text()).get("fingerprint_hash")
-        except (OSError, ValueError, AttributeError):
+        return self._recorded_fingerprint(self.fingerprint_record(device))
+
+    @staticmethod
+    def _recorded_fingerprint(path: Path) -> str | None:
+        """The hash a fingerprint record holds; None when it is absent or damaged (a FIFO, too large,
+        not JSON, not a hash)."""
+        if not path.exists():
             return None
+        try:
+            rec = read_json(path, "fingerprint record")
+        except InputError:
+            return None
+        fp = rec.get("fingerprint_hash") if isinstance(rec, dict) else None
         return fp if isinstance(fp, str) and HASH_RE.match(fp) else None
 
     def choose(self, device: str, space: str, fingerprint_hash: str | None = None) -> "LutChoice":
@@ -109,12 +114,27 @@ class LutStore:
         lut, path = max(luts, key=lambda lp: (lp[0].created_at, lp[1].name))
         return LutChoice(lut, path, known)
 
+    def check_writable(self, device: str) -> None:
+        """Refuse (one ``InputError``, nothing written) when ``luts/``, ``luts/DEVICE/``, its ``history/`` or
+        a table file in it is a symbolic link or lies outside the project: a planted link would have a save
+        write the new table, or move the old one, outside the project. Commands call it before their work
+        (a profile takes minutes), and ``save`` again before writing."""
+        d = self.device_dir(device)
+        project_root = Path(self.root).parent.resolve()
+        for p in (Path(self.root), d, d / "history"):
+            _check_not_linked(p, project_root, "folder")
+        if d.is_dir():
+            for p in sorted(d.iterdir()):
+                if LUT_FILE_RE.match(p.name):
+                    _check_not_linked(p, project_root, "LUT file")
+
     def save(self, lut: Lut, *, keep_previous: bool = True) -> Path:
         """Keep the previous table with the same name in ``history/`` (unless ``keep_previous`` is false: a
         calibration refit, which changes nothing the measurement database cannot fit again), then write
         atomically."""
         path = self.path_for(lut.device, lut.space, lut.fingerprint_hash)
         Lut.from_dict(lut.to_dict())  # validate before touching anything
+        self.check_writable(lut.device)
         if path.exists() and keep_previous:
             hist = path.parent / "history"
             hist.mkdir(parents=True, exist_ok=True)
@@ -164,6 +184,13 @@ def _age(s: float) -> str:
         if s >= n:
             return f"{s / n:.1f} {unit}"
     return f"{s:.0f} s"
+
+
+def _check_not_linked(path: Path, project_root: Path, what: str) -> None:
+    """``path`` (which need not exist) is no symbolic link and resolves inside ``project_root``."""
+    if path.is_symlink() or (path.exists() and not path.resolve().is_relative_to(project_root)):
+        raise InputError(f"the LUT {what} {path} is a symbolic link or lies outside the project {project_root}",
+                         hint="replace the link with a real folder or file inside the project; nothing was written")
 
 
 def _space_of(path: Path) -> str:

@@ -104,6 +104,12 @@ def test_passwords_and_secrets_refused(project, key):
     ('python = "python3 -c evil"', "python 'python3 -c evil' must be one word"),
     ('workdir = "~root/x"', "workdir"),
     ('workdir = "/tmp/../etc"', "workdir"),
+    # control characters would reach commands, paths and the terminal
+    ('host = "jetson\\u001b[2J"', "host 'jetson\\x1b[2J' contains a control character"),
+    ('user = "me\\u0007"', "user 'me\\x07' contains a control character"),
+    ('power_mode = "MAXN\\u001b]0;x\\u0007"', "power_mode 'MAXN\\x1b]0;x\\x07' contains a control character"),
+    ('workdir = "~/w\\u001b"', "workdir '~/w\\x1b' contains a control character"),
+    ('key_file = "~/.ssh/k\\u009b"', "key_file '~/.ssh/k\\x9b' contains a control character"),
 ])
 def test_invalid_values_give_one_clear_error(project, line, needle):
     text = "\n".join(ln for ln in GOOD.splitlines() if not ln.startswith(line.split(" =")[0] + " "))

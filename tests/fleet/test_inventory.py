@@ -93,6 +93,11 @@ def test_toml_inventory_by_explicit_path(project, tmp_path):
     ('[fleet]\ndevices = ["ghost"]\n', "unknown device 'ghost'"),
     ('[fleet]\ndevices = ["orin-nano"]\n[groups]\njetsons = ["orin-nano"]\n[group_settings]\njetsons = "x"\n',
      r"\[group_settings.jetsons\] must be a table"),  # was a ValueError out of dict("x")
+    # a group renaming its members filed one machine's fingerprint and tables under another device's name
+    ('[fleet]\ndevices = ["orin-nano"]\n[groups]\njetsons = ["orin-nano"]\n[group_settings.jetsons]\n'
+     'name = "xavier-nx"\n', r"\[group_settings.jetsons\] sets name"),
+    ('[fleet]\ndevices = ["orin-nano"]\n[groups]\njetsons = ["orin-nano"]\n[group_settings.jetsons]\n'
+     'transport = "local"\n', r"\[group_settings.jetsons\] sets transport"),
 ])
 def test_bad_toml_inventory_is_one_clear_input_error(project, text, match):
     path = write(project.profiles_dir / "fleet.toml", text)
@@ -209,6 +214,8 @@ def test_ansible_host_without_ansible_host_uses_its_name(project, tmp_path):
     ("all:\n  children: 3\n", "the children of group 'all' must be a mapping"),
     ("all:\n  hosts:\n    a: 7\n", "host 'a' must be a mapping"),
     ("all:\n  hosts:\n    ../x:\n      ansible_host: a.lab\n", "invalid host name '../x'"),
+    ("all:\n  hosts:\n    a:\n      ansible_host: a.lab\n      edgenas_name: b\n", "host a sets edgenas_name"),
+    ("all:\n  vars:\n    edgenas_transport: local\n  hosts:\n    a:\n", "host a sets edgenas_transport"),
 ])
 def test_bad_ansible_inventory_is_one_clear_input_error(project, tmp_path, text, match):
     path = write(tmp_path / "inv.yaml", text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -71,3 +72,15 @@ def test_malformed_tables(tmp_path):
         bad.write_text("k:\n  count: 5\n  mean: 1.0\n  std: 0.1\n")
         import_ofa_lut(tmp_path, space="no-such-space")
     assert import_ofa_lut(tmp_path).entries["k"].median_ms == 1.0
+
+
+@pytest.mark.parametrize("stats, msg", [("{count: 10, mean: 1.0e+308, std: 1.0e+308}", "mean 1e+308"),
+                                        ("{count: 10, mean: 1.5, std: 1.0e+200}", "std 1e+200"),
+                                        ("{count: 1.0e+308, mean: 1.5, std: 0.1}", "count 1e+308"),
+                                        ("{count: 2.5, mean: 1.5, std: 0.1}", "count 2.5")])
+def test_statistics_out_of_range_are_one_input_error_not_an_overflow(tmp_path, stats, msg):
+    for res in (160, 192):  # pooled across files, where the sums overflowed
+        (tmp_path / f"{res}_lookup_table.yaml").write_text(f"blk-a: {stats}\n")
+    with pytest.raises(InputError, match=re.escape(msg)) as exc:
+        import_ofa_lut(tmp_path)
+    assert "160_lookup_table.yaml" in str(exc.value) and "'blk-a'" in str(exc.value)

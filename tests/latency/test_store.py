@@ -59,3 +59,25 @@ def test_a_malformed_block_key_is_refused_with_the_key_escaped(tmp_path, key):
 def test_a_trailing_newline_is_not_a_name(field, value):
     with pytest.raises(InputError, match=f"malformed '{field}'"):
         Lut.from_dict(dict(_lut(1.0).to_dict(), **{field: value}))
+
+
+@pytest.mark.parametrize("link", ["history", "device folder", "table"])
+def test_a_linked_folder_or_table_is_refused_and_nothing_moves_out(tmp_path, link):
+    store = LutStore(tmp_path / "proj" / "luts")
+    path = store.save(_lut(1.0))
+    outside = tmp_path / "outside"
+    if link == "history":
+        outside.mkdir()
+        (path.parent / "history").symlink_to(outside)
+    elif link == "device folder":
+        path.parent.rename(outside)
+        path.parent.symlink_to(outside)
+    else:
+        path.rename(outside)
+        path.symlink_to(outside)
+    seen = sorted(p.name for p in outside.iterdir()) if outside.is_dir() else outside.read_bytes()
+    with pytest.raises(InputError, match="symbolic link"):
+        store.check_writable("dev")
+    with pytest.raises(InputError, match="symbolic link"):
+        store.save(_lut(2.0))
+    assert (sorted(p.name for p in outside.iterdir()) if outside.is_dir() else outside.read_bytes()) == seen
