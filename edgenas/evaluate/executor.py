@@ -148,7 +148,7 @@ class ProcessExecutor(Executor):
     def map(self, spec: EvalSpec, records: Sequence[Mapping[str, Any]], *,
             batch_relative: bool = False) -> list[float]:
         with _sigint_ignored():  # the pool starts its workers here
-            futures = [self._pool.submit(evaluate_records, spec, t)
+            futures = [self._pool.submit(_run_task, spec, t)
                        for t in _tasks(spec, [dict(r) for r in records], batch_relative)]
         out: list[float] = []
         for f in futures:  # submission order
@@ -168,10 +168,30 @@ class ProcessExecutor(Executor):
         return {"name": self.name, "workers": self.workers}
 
 
+#: in a worker process: whether a task is running (Ctrl-C interrupts a task, never an idle worker)
+_RUNNING = False
+
+
 def _quiet_worker() -> None:
-    """In a worker: Ctrl-C (the terminal sends it to the whole process group) ends the worker at once and
-    without a traceback; the parent says how to resume."""
-    signal.signal(signal.SIGINT, lambda *_: os._exit(130))
+    """In a worker: Ctrl-C (the terminal sends it to the whole process group) interrupts the running task;
+    the pool sends the KeyboardInterrupt back to the parent as the task's outcome, which prints nothing, and
+    the parent says how to resume. An idle worker ignores it: interrupted while waiting for work, it printed
+    a traceback; ended at once, it broke the pool before the parent's own interrupt arrived."""
+    signal.signal(signal.SIGINT, _on_sigint)
+
+
+def _on_sigint(*_: Any) -> None:
+    if _RUNNING:
+        raise KeyboardInterrupt
+
+
+def _run_task(spec: EvalSpec, records: Sequence[Mapping[str, Any]]) -> list[float]:
+    global _RUNNING
+    _RUNNING = True
+    try:
+        return evaluate_records(spec, records)
+    finally:
+        _RUNNING = False
 
 
 @contextmanager
