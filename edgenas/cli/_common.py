@@ -100,8 +100,8 @@ def progress_bar(quiet: bool = False) -> Iterator[Callable[[str, int, int], None
 
     try:
         yield update
-    except BaseException:  # a failure (or Ctrl-C) after the bar started: the bar is erased, the error line stays
-        prog.live.transient = True  # the only line on stderr
+    except BaseException:  # a failure (or Ctrl-C) after the bar started: on a terminal the bar is erased, so
+        prog.live.transient = err.is_terminal  # the error is the only line (a log file keeps the bar's last state)
         raise
     finally:
         if tasks:

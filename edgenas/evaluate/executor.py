@@ -144,12 +144,14 @@ class ProcessExecutor(Executor):
         # spawn: no forked torch thread pools; children get this interpreter's sys.path
         self._pool = _Pool(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
                            initializer=_quiet_worker)
+        self._started = False
 
     def map(self, spec: EvalSpec, records: Sequence[Mapping[str, Any]], *,
             batch_relative: bool = False) -> list[float]:
-        with _sigint_ignored():  # the pool starts its workers here
-            futures = [self._pool.submit(_run_task, spec, t)
-                       for t in _tasks(spec, [dict(r) for r in records], batch_relative)]
+        if not self._started:
+            self._start_workers()
+        futures = [self._pool.submit(_run_task, spec, t)
+                   for t in _tasks(spec, [dict(r) for r in records], batch_relative)]
         out: list[float] = []
         for f in futures:  # submission order
             try:
@@ -160,6 +162,21 @@ class ProcessExecutor(Executor):
                 raise ExecutorError(f"process pool: an evaluation failed ({type(exc).__name__}: {exc})",
                                     hint="re-run with --resume; finished evaluations are kept") from None
         return out
+
+    def _start_workers(self) -> None:
+        """Start every worker now, with Ctrl-C ignored only while they are spawned (a few milliseconds, once
+        per run; a Ctrl-C in them is lost): an ignored signal stays ignored across exec, so a worker still
+        importing, before ``_quiet_worker`` runs, does not die with a traceback. The pool spawns no more
+        workers later (a worker that dies breaks it), so nothing else runs with Ctrl-C ignored."""
+        with _sigint_ignored():
+            warm = [self._pool.submit(os.getpid) for _ in range(self.workers)]
+        try:
+            for f in warm:
+                f.result()
+        except Exception as exc:  # a worker that cannot start (BrokenProcessPool)
+            raise ExecutorError(f"process pool: a worker did not start ({type(exc).__name__}: {exc})",
+                                hint="check that this Python can start subprocesses") from None
+        self._started = True
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -196,8 +213,7 @@ def _run_task(spec: EvalSpec, records: Sequence[Mapping[str, Any]]) -> list[floa
 
 @contextmanager
 def _sigint_ignored():  # type: ignore[no-untyped-def]
-    """Ignore Ctrl-C while workers are spawned: an ignored signal stays ignored across exec, so a worker
-    still importing (before ``_quiet_worker`` runs) does not die with a KeyboardInterrupt traceback."""
+    """Ignore Ctrl-C in this process for the block (from the main thread only: Python sets handlers there)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
