@@ -10,6 +10,8 @@ borrowing from each other.
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 import statistics
 import threading
 from pathlib import Path
@@ -284,9 +286,9 @@ def _suffix_hint(runtime: str, path: Path) -> str:
     if path.suffix == ".onnx":
         return ("measure ONNX files with --runtime onnxruntime, or export TorchScript with: edgenas export "
                 "ARCH.json --format torchscript")
-    try:
-        with open(path, "rb") as fh:
-            zipped = fh.read(4) == _ZIP_MAGIC
+    try:  # O_NONBLOCK and a regular file only: a FIFO named model.bin must not hang the hint
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:
+            zipped = stat.S_ISREG(os.fstat(fh.fileno()).st_mode) and fh.read(4) == _ZIP_MAGIC
     except OSError:
         zipped = False
     if zipped:

@@ -233,3 +233,10 @@ def test_a_malformed_input_limit_is_one_line_not_an_internal_error(value):
                          env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
     assert f"EDGENAS_MAX_INPUT_MB must be a number of MB above 0 and at most 1048576, got '{value}'" in res.stderr
+
+
+def test_a_fifo_with_the_wrong_suffix_gets_its_hint_without_a_hang(fresh, cli, tmp_path):
+    model = tmp_path / "model.bin"
+    os.mkfifo(model)  # the hint looks at the file's first bytes; opened plainly, a FIFO blocked for ever
+    one_line_error(cli("measure", "local", str(model)), "not model.bin", "rename it to model.onnx")
+    assert list(fresh.iterdir()) == []
