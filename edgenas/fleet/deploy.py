@@ -244,6 +244,8 @@ def check_onnx_for_device(model: Path, runtime: str = "onnxruntime") -> None:
     domain. A file that does not even parse is left to ``load_checked``, whose error says so."""
     import onnx
 
+    if not model.is_file():  # missing, a folder, a FIFO (read, it would block): load_checked names it
+        return
     try:
         proto = onnx.load(str(model), load_external_data=False)
     except Exception:  # noqa: BLE001 - unreadable: load_checked names the reason

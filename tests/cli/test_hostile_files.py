@@ -235,8 +235,12 @@ def test_a_malformed_input_limit_is_one_line_not_an_internal_error(value):
     assert f"EDGENAS_MAX_INPUT_MB must be a number of MB above 0 and at most 1048576, got '{value}'" in res.stderr
 
 
-def test_a_fifo_with_the_wrong_suffix_gets_its_hint_without_a_hang(fresh, cli, tmp_path):
-    model = tmp_path / "model.bin"
-    os.mkfifo(model)  # the hint looks at the file's first bytes; opened plainly, a FIFO blocked for ever
-    one_line_error(cli("measure", "local", str(model)), "not model.bin", "rename it to model.onnx")
+@pytest.mark.parametrize("name, fragment", [
+    ("model.bin", "rename it to model.onnx"),  # the suffix hint looks at the file's first bytes
+    ("model.onnx", "is not a file"),            # the host-side model check reads it before onnx.checker
+])
+def test_a_fifo_given_to_measure_is_one_line_not_a_hang(fresh, cli, tmp_path, name, fragment):
+    model = tmp_path / name
+    os.mkfifo(model)  # opened plainly, a FIFO blocks for ever
+    one_line_error(cli("measure", "local", str(model)), fragment)
     assert list(fresh.iterdir()) == []
