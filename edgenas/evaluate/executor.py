@@ -142,8 +142,11 @@ class ProcessExecutor(Executor):
 
         self.workers = _check_workers(workers)
         # spawn: no forked torch thread pools; children get this interpreter's sys.path
+        # a command started with Ctrl-C ignored (a background job of a script) keeps it ignored in its workers
+        ignored = threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGINT) is signal.SIG_IGN
         self._pool = _Pool(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                           initializer=_quiet_worker)
+                           initializer=_quiet_worker, initargs=(ignored,))
         self._started = False
 
     def map(self, spec: EvalSpec, records: Sequence[Mapping[str, Any]], *,
@@ -189,12 +192,14 @@ class ProcessExecutor(Executor):
 _RUNNING = False
 
 
-def _quiet_worker() -> None:
+def _quiet_worker(ignored: bool = False) -> None:
     """In a worker: Ctrl-C (the terminal sends it to the whole process group) interrupts the running task;
     the pool sends the KeyboardInterrupt back to the parent as the task's outcome, which prints nothing, and
     the parent says how to resume. An idle worker ignores it: interrupted while waiting for work, it printed
-    a traceback; ended at once, it broke the pool before the parent's own interrupt arrived."""
-    signal.signal(signal.SIGINT, _on_sigint)
+    a traceback; ended at once, it broke the pool before the parent's own interrupt arrived. ``ignored``:
+    the parent ignores Ctrl-C, and so does the worker."""
+    if not ignored:
+        signal.signal(signal.SIGINT, _on_sigint)
 
 
 def _on_sigint(*_: Any) -> None:

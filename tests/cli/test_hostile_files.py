@@ -184,7 +184,9 @@ def test_ctrl_c_during_a_process_pool_search_prints_no_worker_traceback(fresh):
     env = dict(os.environ, EDGENAS_PROJECT=str(fresh), EDGENAS_NO_PROGRESS="1")
     proc = subprocess.Popen([sys.executable, "-c", "from edgenas.cli import main; main()", *SEARCH, "--budget",
                              "15000", "--executor", "process", "--workers", "2", "--out", "runs/c"], cwd=fresh, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            # as from a terminal: a test run started in the background inherits Ctrl-C ignored
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     log = fresh / "runs/c/evaluations.jsonl"
     deadline = time.monotonic() + 120
     while not (log.exists() and log.stat().st_size > 1_000_000):  # a few thousand evaluations in: the workers
@@ -196,6 +198,27 @@ def test_ctrl_c_during_a_process_pool_search_prints_no_worker_traceback(fresh):
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert "search --resume runs/c" in err
+
+
+def test_a_search_started_with_ctrl_c_ignored_keeps_its_workers_ignoring_it(fresh):
+    # a background job of a script (`edgenas search ... &`) inherits Ctrl-C ignored: the workers must not
+    # start to answer it (they would stop their tasks while the search goes on)
+    env = dict(os.environ, EDGENAS_PROJECT=str(fresh), EDGENAS_NO_PROGRESS="1")
+    proc = subprocess.Popen([sys.executable, "-c", "from edgenas.cli import main; main()", *SEARCH, "--budget",
+                             "3000", "--executor", "process", "--workers", "2", "--out", "runs/c", "--json"],
+                            cwd=fresh, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    log = fresh / "runs/c/evaluations.jsonl"
+    deadline = time.monotonic() + 120
+    while not (log.exists() and log.stat().st_size > 100_000):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    for _ in range(3):
+        os.killpg(proc.pid, signal.SIGINT)
+        time.sleep(0.2)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert json.loads(out)["evaluations"] == 3000
 
 
 def test_a_yaml_alias_bomb_is_read_at_once_not_walked_a_billion_times(fresh, cli):
