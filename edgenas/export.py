@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from edgenas.errors import ExportError, InputError, OutputError
+from edgenas.errors import ExportError, InputError
 from edgenas.project import Project
 from edgenas.spaces.base import SearchSpace
 
@@ -90,22 +90,9 @@ def check_export(space: SearchSpace, arch: Any, out_dir: Path, *, opset: int = 1
     except ExportCheckError as exc:
         raise InputError(exc.message, hint=exc.hint) from None
     out_dir = Path(out_dir)
-    _refuse_dangling_link(out_dir)
     check_out_dir(out_dir)
     if not force:
         _refuse_foreign_folder(out_dir, space.to_dict(arch))
-
-
-def _refuse_dangling_link(out_dir: Path) -> None:
-    """A symlink to nothing (or a loop) looks absent to ``Path.exists`` and then fails ``mkdir`` with a bare
-    "File exists": say what it is instead."""
-    for p in (out_dir, *out_dir.parents):
-        if p.exists():
-            return
-        if p.is_symlink():
-            what = f"--out {p}" if p == out_dir else f"--out {out_dir}: {p}"
-            raise OutputError(f"{what} is a symbolic link to a missing target or a link loop",
-                              hint="remove or fix the link, or choose another folder")
 
 
 def _refuse_foreign_folder(out_dir: Path, record: dict[str, Any]) -> None:

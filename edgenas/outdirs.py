@@ -28,6 +28,10 @@ def check_out_dir(path: str | os.PathLike, flag: str = "--out") -> Path:
         raise OutputError(f"{flag} {p} is an existing file, not a folder", hint="choose a folder path")
     a = p
     while not a.exists() and a != a.parent:
+        if a.is_symlink():  # to nothing, or a loop: absent to exists(), mkdir would say a bare "File exists"
+            what = f"{flag} {a}" if a == p else f"{flag} {p}: {a}"
+            raise OutputError(f"{what} is a symbolic link to a missing target or a link loop",
+                              hint="remove or fix the link, or choose another folder")
         a = a.parent
     if not a.is_dir():
         raise OutputError(f"{flag} {p} lies under {a}, which is a file", hint="choose a folder path")

@@ -8,6 +8,7 @@ windows, median of window medians, cold start apart) -> compare with the LUT pre
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -224,17 +225,10 @@ def _bad_shapes(shapes: Any) -> str:
             return "each shape must be a list of 1 to 8 sizes"
         if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in shape):
             return "each size must be a whole number of at least 1"
-        total += _product(shape)
+        total += math.prod(shape)
     if total > MAX_INPUT_ELEMENTS:
         return f"{total:.3g} input elements, over the limit of {MAX_INPUT_ELEMENTS:,} (1 GiB as float32)"
     return ""
-
-
-def _product(sizes: Any) -> int:
-    n = 1
-    for d in sizes:
-        n *= d
-    return n
 
 
 def check_onnx_for_device(model: Path, runtime: str = "onnxruntime") -> None:
@@ -308,7 +302,7 @@ def _check_inputs(proto: Any, model: Path) -> None:
         if 0 in sizes:
             raise InputError(f"{model.name}: input '{name}' has a size 0 (shape {_shape_text(sizes)}), so it holds "
                              f"no data", hint="give that dimension a size, or a name for a dynamic size, drawn as 1")
-        size = _product(max(d, 1) for d in sizes)
+        size = math.prod(max(d, 1) for d in sizes)
         total += size
         biggest = max(biggest, (name, size, sizes), key=lambda b: b[1])
     if total > MAX_INPUT_ELEMENTS:

@@ -39,17 +39,6 @@ def tree(root: Path) -> dict[str, bytes | str]:
 
 
 @pytest.fixture
-def fresh(tmp_path, monkeypatch):
-    root = tmp_path / "proj"
-    root.mkdir()
-    monkeypatch.setenv("EDGENAS_PROJECT", str(root))
-    monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
-    monkeypatch.delenv("EDGENAS_DB", raising=False)
-    monkeypatch.chdir(root)
-    return root
-
-
-@pytest.fixture
 def run10(fresh, cli):
     """A finished 10-evaluation run in runs/r (the project holds it and its database)."""
     res = cli(*SEARCH, "--budget", "10", "--out", "runs/r")
@@ -267,3 +256,13 @@ def test_a_fifo_given_to_measure_is_one_line_not_a_hang(fresh, cli, tmp_path, na
     os.mkfifo(model)  # opened plainly, a FIFO blocks for ever
     one_line_error(cli("measure", "local", str(model)), fragment)
     assert list(fresh.iterdir()) == []
+
+
+def test_an_out_folder_that_is_a_link_to_nothing_is_named_as_such_by_every_command(fresh, cli, tmp_path):
+    os.symlink(tmp_path / "nowhere", fresh / "dangling")  # check_out_dir, shared by export, search, supernet
+    before = tree(fresh)
+    one_line_error(cli(*SEARCH, "--budget", "5", "--out", "dangling"), "--out dangling",
+                   "symbolic link to a missing target")
+    one_line_error(cli("supernet", "train", "--space", "mbv3-tiny", "--steps", "1", "--out", "dangling/sn"),
+                   "dangling is a symbolic link to a missing target")
+    assert tree(fresh) == before
