@@ -33,6 +33,19 @@ def proj(profiled_template, tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def fresh(tmp_path, monkeypatch):
+    """An empty project (``tmp_path / "proj"``, the current folder) and no ``$EDGENAS_DB``: what bad input
+    must leave exactly as it was, ``.edgenas/`` included."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    monkeypatch.setenv("EDGENAS_PROJECT", str(root))
+    monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
+    monkeypatch.delenv("EDGENAS_DB", raising=False)
+    monkeypatch.chdir(root)
+    return root
+
+
+@pytest.fixture
 def snapshot():
     return _snapshot
 

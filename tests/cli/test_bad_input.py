@@ -204,16 +204,10 @@ def test_error_inside_a_progress_block_is_the_only_line_in_a_real_process(tmp_pa
     (("runs", "import", "."), "not a search run folder"),
     (("search", "--rerun", "abc123"), "no run"),
 ])
-def test_bad_input_on_a_fresh_project_creates_nothing(tmp_path, monkeypatch, cli, args, fragment):
+def test_bad_input_on_a_fresh_project_creates_nothing(fresh, cli, args, fragment):
     # the state folder (.edgenas: locks, the experiment database, the agent's work dir) included
-    root = tmp_path / "fresh"
-    root.mkdir()
-    monkeypatch.setenv("EDGENAS_PROJECT", str(root))
-    monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
-    monkeypatch.delenv("EDGENAS_DB", raising=False)
-    monkeypatch.chdir(root)
     one_line_error(cli(*args), fragment)
-    assert sorted(p.relative_to(root) for p in root.rglob("*")) == []
+    assert sorted(p.relative_to(fresh) for p in fresh.rglob("*")) == []
 
 
 def test_reading_runs_of_a_fresh_project_lists_none_and_creates_nothing(tmp_path, monkeypatch, cli):
@@ -258,15 +252,11 @@ def test_one_line_cuts_and_joins():
     assert one_line("short", 10) == "short"
 
 
-def test_an_unknown_run_to_warm_start_from_creates_no_database(tmp_path, monkeypatch, cli):
+def test_an_unknown_run_to_warm_start_from_creates_no_database(fresh, cli, tmp_path):
     table = tmp_path / "hw.csv"
     arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
     table.write_text(f"index,arch,acc\n0,{arch},93.5\n")
-    root = tmp_path / "fresh"
-    root.mkdir()
-    monkeypatch.setenv("EDGENAS_PROJECT", str(root))
-    monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
-    monkeypatch.delenv("EDGENAS_DB", raising=False)
+    root = fresh
     res = cli("search", "--space", "nb201", "--table", str(table), "--objective", "acc", "--budget", "1",
               "--warm-start", "abc123", "--out", str(root / "r"))
     one_line_error(res, "no run 'abc123'")

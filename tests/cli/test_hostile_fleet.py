@@ -31,13 +31,10 @@ def state(root: Path) -> tuple[dict[str, str], list[Path]]:
 
 
 @pytest.fixture
-def fresh(tmp_path, monkeypatch):
-    root = tmp_path / "proj"
-    (root / "profiles").mkdir(parents=True)
-    monkeypatch.setenv("EDGENAS_PROJECT", str(root))
-    monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
-    monkeypatch.chdir(root)
-    return root
+def fresh(fresh):
+    """The empty project of tests/cli/conftest.py, with a ``profiles/`` folder."""
+    (fresh / "profiles").mkdir()
+    return fresh
 
 
 def _profile_toml(root: Path, name: str, **device: object) -> None:

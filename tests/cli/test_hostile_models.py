@@ -22,16 +22,11 @@ def tree(root: Path) -> list[Path]:
 
 
 @pytest.fixture
-def fresh(tmp_path, monkeypatch):
-    """An empty project; the files handed to the CLI lie outside it, in ``tmp_path / "in"``."""
-    root = tmp_path / "proj"
-    root.mkdir()
+def fresh(fresh, tmp_path):
+    """The empty project of tests/cli/conftest.py; the files handed to the CLI lie outside it, in
+    ``tmp_path / "in"``."""
     (tmp_path / "in").mkdir()
-    monkeypatch.setenv("EDGENAS_PROJECT", str(root))
-    monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
-    monkeypatch.delenv("EDGENAS_DB", raising=False)
-    monkeypatch.chdir(root)
-    return root
+    return fresh
 
 
 def arch_file(folder: Path) -> Path:
