@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
 
 from edgenas.errors import InputError
 from edgenas.datasets import (
-    ImageData, load_dataset, load_digits_images, load_image_folder, load_npz,
+    ImageData, _normalise, check_dataset, load_dataset, load_digits_images, load_image_folder, load_npz,
 )
 
 
@@ -96,3 +98,69 @@ def test_split_and_batch_are_seeded_and_disjoint():
     tiny = ImageData(data.x[:1], data.y[:1], 10, "tiny")
     with pytest.raises(InputError):
         tiny.split()
+
+
+def _folder(root, classes=("cat", "dog"), n=3):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls in classes:
+        (root / cls).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 256, size=(10, 14, 3), dtype=np.uint8)).save(root / cls / f"{i}.png")
+    return root
+
+
+def test_an_image_folder_reads_as_torchvision_reads_it(tmp_path):
+    """Same files in the same order, same pixels: grey, RGBA and nested images included."""
+    from PIL import Image
+    from torchvision import datasets, transforms
+
+    root = _folder(tmp_path / "imgs")
+    (root / "dog" / "sub").mkdir()
+    Image.fromarray(np.full((9, 13), 7, np.uint8)).save(root / "dog" / "sub" / "grey.png")
+    Image.fromarray(np.full((9, 13, 4), 200, np.uint8)).save(root / "cat" / "rgba.png")
+    tf = transforms.Compose([transforms.Resize((16, 16)), transforms.ToTensor()])
+    ref = datasets.ImageFolder(str(root), transform=tf)
+    data = load_image_folder(root, resolution=16)
+    x = torch.stack([ref[i][0] for i in range(len(ref))])
+    assert len(data) == len(ref) == 8
+    assert data.y.tolist() == [ref[i][1] for i in range(len(ref))]
+    assert torch.equal(data.x, _normalise(x))
+
+
+@pytest.mark.parametrize("plant, fragment, before_a_run", [
+    (lambda d: os.mkfifo(d / "cat" / "x.png"), "not a regular file", True),
+    (lambda d: (d / "cat" / "loop").symlink_to(".."), "a folder met twice", True),
+    (lambda d: (d / "cat" / "x.jpg").write_bytes(b"junk"), "not an image", True),
+    (lambda d: (d / "cat" / "x.png").symlink_to(d / "nothing"), "a link to nothing", True),
+    (lambda d: __import__("PIL.Image").Image.new("1", (8193, 8192)).save(d / "cat" / "big.png"),
+     "over the limit of 67,108,864 pixels", True),
+    (lambda d: (d / "bird").mkdir(), "class folder 'bird' holds no", True),
+    # a truncated image has a valid header: found when its pixels are read
+    (lambda d: (d / "cat" / "t.png").write_bytes((d / "dog" / "0.png").read_bytes()[:200]),
+     "not a readable image", False),
+])
+def test_a_hostile_image_folder_is_one_error(tmp_path, plant, fragment, before_a_run):
+    """torchvision's ImageFolder hung on the FIFO and let PIL's errors out as tracebacks."""
+    root = _folder(tmp_path / "imgs")
+    plant(root)
+    with pytest.raises(InputError, match=fragment):
+        load_image_folder(root, resolution=8)
+    if before_a_run:
+        with pytest.raises(InputError, match=fragment):
+            check_dataset(root)  # listing and headers only, before a run folder exists
+    else:
+        check_dataset(root)
+
+
+def test_an_image_folder_too_large_for_memory_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    import edgenas.image_folder as image_folder
+
+    root = _folder(tmp_path / "imgs")
+    with pytest.raises(InputError, match="more than 5 images"):
+        image_folder.list_image_folder(root, max_images=5)
+    monkeypatch.setattr(image_folder, "MAX_DATASET_BYTES", 6 * 3 * 16 * 16 * 4 - 1)
+    assert len(load_image_folder(root, resolution=15)) == 6
+    with pytest.raises(InputError, match="need 0.0 GB of memory"):
+        load_image_folder(root, resolution=16)

@@ -266,3 +266,17 @@ def test_an_out_folder_that_is_a_link_to_nothing_is_named_as_such_by_every_comma
     one_line_error(cli("supernet", "train", "--space", "mbv3-tiny", "--steps", "1", "--out", "dangling/sn"),
                    "dangling is a symbolic link to a missing target")
     assert tree(fresh) == before
+
+
+def test_a_fifo_in_an_image_folder_is_one_line_not_a_hang(fresh, cli, tmp_path):
+    """torchvision's ImageFolder opened it and waited for a writer for ever."""
+    from PIL import Image
+
+    for cls in ("a", "b"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / "imgs" / cls / "0.png")
+    os.mkfifo(tmp_path / "imgs" / "a" / "1.png")
+    res = cli("supernet", "train", "--space", "mbv3-tiny", "--data", str(tmp_path / "imgs"), "--steps", "1",
+              "--out", "sn")
+    one_line_error(res, "1.png: not a regular file")
+    assert not (fresh / "sn").exists()
