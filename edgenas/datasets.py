@@ -6,13 +6,19 @@ dataset) and int64 labels, wrapped in a frozen ``ImageData`` record.
 
 from __future__ import annotations
 
+import math
+import os
+import stat
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from edgenas import limits
 from edgenas.errors import InputError
 from edgenas.image_folder import FolderListing, check_headers, check_size, list_image_folder, open_rgb
 
@@ -101,18 +107,50 @@ def _to_nchw(x: np.ndarray, source: str) -> np.ndarray:
                      hint="store 1, 3 or 4 channels, NCHW or NHWC")
 
 
+def _check_npz_member(data: Any, key: str, path: Path) -> None:
+    """Refuse an array whose header declares more than ``limits.MAX_DATASET_BYTES`` (as float32), before
+    it is decompressed: a 10 MB .npz of zeros can declare 10 GB."""
+    names = data.zip.namelist()
+    member = f"{key}.npy" if f"{key}.npy" in names else key
+    with data.zip.open(member) as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+        else:
+            raise InputError(f"{path}: array {key!r} is in .npy format {version[0]}.{version[1]}",
+                             hint="save it with numpy.savez (format 1.0 or 2.0)")
+    need = math.prod(shape) * max(dtype.itemsize, 4)
+    if need > limits.MAX_DATASET_BYTES:
+        raise InputError(f"{path}: array {key!r} of shape {shape} needs {need / (1 << 30):.1f} GB of memory, "
+                         f"over the {limits.MAX_DATASET_BYTES >> 30} GB limit", hint="use a subset of the dataset")
+
+
 def load_npz(path: str | Path, resolution: int | None = None) -> ImageData:
     """Arrays ``x`` (NCHW or NHWC, uint8 in 0..255 or float) and ``y`` (integer labels)."""
     path = Path(path)
     try:
-        with np.load(path, allow_pickle=False) as data:
-            missing = [k for k in ("x", "y") if k not in data.files]
-            if missing:
-                raise InputError(f"{path}: missing array(s) {', '.join(missing)}",
-                                 hint=f"found {', '.join(data.files) or 'none'}; expected 'x' and 'y'")
-            x, y = data["x"], data["y"]
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: not a readable .npz file ({exc})") from None
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not hang the command
+    except OSError as exc:
+        raise InputError(f"cannot read dataset {path}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise InputError(f"dataset {path} is not a regular file", hint="check the path")
+        if not zipfile.is_zipfile(fh):
+            raise InputError(f"{path}: not a .npz file (not a zip archive)", hint="save it with numpy.savez")
+        fh.seek(0)
+        try:
+            with np.load(fh, allow_pickle=False) as data:
+                missing = [k for k in ("x", "y") if k not in data.files]
+                if missing:
+                    raise InputError(f"{path}: missing array(s) {', '.join(missing)}",
+                                     hint=f"found {', '.join(data.files) or 'none'}; expected 'x' and 'y'")
+                for key in ("x", "y"):
+                    _check_npz_member(data, key, path)
+                x, y = data["x"], data["y"]
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            raise InputError(f"{path}: not a readable .npz file ({exc})") from None
     x = _to_nchw(x, str(path))
     y = np.asarray(y)
     if y.ndim != 1 or len(y) != len(x):
@@ -170,8 +208,6 @@ def load_dataset(spec: str | Path, resolution: int = 32) -> ImageData:
         return ImageData(x, y, 10, "digits")
     path = Path(spec)
     if path.suffix == ".npz":
-        if not path.is_file():
-            raise InputError(f"dataset file {path} does not exist")
         return load_npz(path, resolution)
     if path.is_dir():
         return load_image_folder(path, resolution)

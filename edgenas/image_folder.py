@@ -8,7 +8,7 @@ listed once, in ``ImageFolder``'s order (classes sorted, then folders and files 
 * anything with an image extension that is not a regular file (a FIFO, a device, a link to nothing) is
   one ``InputError``, found while listing, before anything is read;
 * a file PIL cannot read, or an image of more than ``MAX_IMAGE_PIXELS``, is one ``InputError`` naming it;
-* more than ``MAX_IMAGES`` files, or more than ``MAX_DATASET_BYTES`` of tensors at the resolution asked
+* more than ``MAX_IMAGES`` files, or more than ``limits.MAX_DATASET_BYTES`` of tensors at the resolution asked
   for, is refused before the images are read.
 
 Links are followed, as ``ImageFolder`` follows them: a subset of a large dataset made of links to its
@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgenas import limits
 from edgenas.errors import InputError
 
 #: the extensions torchvision's ImageFolder reads
@@ -32,8 +33,6 @@ IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tif
 MAX_IMAGES = 1_000_000
 #: 8192 x 8192: larger images are refused before they are decoded (PIL warns from about 89 million)
 MAX_IMAGE_PIXELS = 1 << 26
-#: the float32 tensors of the whole folder at the resolution asked for
-MAX_DATASET_BYTES = 8 << 30
 
 _HINT = "expected one sub-folder per class holding images"
 _BAD_IMAGE = "remove the file or replace it with a valid image"
@@ -129,9 +128,9 @@ def _check_regular(path: Path) -> None:
 def check_size(listing: FolderListing, resolution: int, root: str | Path) -> None:
     """Refuse a folder whose tensors at ``resolution`` would not fit the memory limit."""
     need = len(listing.files) * 3 * resolution * resolution * 4
-    if need > MAX_DATASET_BYTES:
+    if need > limits.MAX_DATASET_BYTES:
         raise InputError(f"{root}: {len(listing.files):,} images at {resolution}x{resolution} need "
-                         f"{need / (1 << 30):.1f} GB of memory, over the {MAX_DATASET_BYTES >> 30} GB limit",
+                         f"{need / (1 << 30):.1f} GB of memory, over the {limits.MAX_DATASET_BYTES >> 30} GB limit",
                          hint="use a subset of the dataset or a lower resolution")
 
 

@@ -62,6 +62,38 @@ def test_npz_errors(tmp_path, arrays, message):
         load_npz(tmp_path / "bad.npz")
 
 
+def test_an_npz_declaring_more_than_memory_is_refused_before_it_is_decompressed(tmp_path):
+    """A 300 KB archive whose header declares 13.7 GB of float32 (zeros compress 1,000 to 1)."""
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "bomb.npz", "w", compression=zipfile.ZIP_DEFLATED) as z:
+        with z.open("x.npy", "w", force_zip64=True) as f:
+            np.lib.format.write_array_header_1_0(
+                f, {"descr": "<f4", "fortran_order": False, "shape": (300_000, 3, 64, 64)})
+            f.write(bytes(1 << 24))
+        with z.open("y.npy", "w") as f:
+            np.lib.format.write_array(f, np.zeros(300_000, np.int64))
+    with pytest.raises(InputError, match=r"array 'x' of shape \(300000, 3, 64, 64\) needs 13.7 GB"):
+        load_npz(tmp_path / "bomb.npz")
+
+
+def _save_npy(path, array):
+    with open(path, "wb") as fh:
+        np.save(fh, array)
+
+
+@pytest.mark.parametrize("make, fragment", [
+    (lambda p: _save_npy(p, np.zeros(3)), "not a zip archive"),  # a .npy file named .npz
+    (lambda p: p.write_text("hello"), "not a zip archive"),
+    (lambda p: os.mkfifo(p), "not a regular file"),
+    (lambda p: None, "No such file"),
+])
+def test_a_file_that_is_not_an_npz_is_one_error(tmp_path, make, fragment):
+    make(tmp_path / "d.npz")
+    with pytest.raises(InputError, match=fragment):
+        load_dataset(tmp_path / "d.npz")
+
+
 def test_image_folder_and_dispatch(tmp_path):
     from PIL import Image
 
@@ -156,11 +188,12 @@ def test_a_hostile_image_folder_is_one_error(tmp_path, plant, fragment, before_a
 
 def test_an_image_folder_too_large_for_memory_is_refused_before_it_is_read(tmp_path, monkeypatch):
     import edgenas.image_folder as image_folder
+    import edgenas.limits as limits
 
     root = _folder(tmp_path / "imgs")
     with pytest.raises(InputError, match="more than 5 images"):
         image_folder.list_image_folder(root, max_images=5)
-    monkeypatch.setattr(image_folder, "MAX_DATASET_BYTES", 6 * 3 * 16 * 16 * 4 - 1)
+    monkeypatch.setattr(limits, "MAX_DATASET_BYTES", 6 * 3 * 16 * 16 * 4 - 1)
     assert len(load_image_folder(root, resolution=15)) == 6
     with pytest.raises(InputError, match="need 0.0 GB of memory"):
         load_image_folder(root, resolution=16)
