@@ -18,6 +18,8 @@ def _key_values(pairs: list[str], what: str, example: str, floats: bool = True) 
         if "=" not in p:
             raise InputError(f"{what} option '{p}' is not KEY=VALUE", hint=f"e.g. {example}")
         k, v = p.split("=", 1)
+        if not k.strip():
+            raise InputError(f"{what} option '{p}' has no KEY before '='", hint=f"e.g. {example}")
         opts[k] = v
         for conv in (int, float) if floats else (int,):
             try:

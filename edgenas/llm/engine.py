@@ -110,6 +110,19 @@ class Engine:
             self.model(input_ids=torch.tensor([longer[len(base):]], device=self.device), cache=cache, use_cache=True)
         return len(longer), cache
 
+    def check_finite(self) -> None:
+        """One forward pass on a short prompt: a model (or adapter) with NaN or infinite weights or settings
+        is one ``LLMError`` before a run folder is written, not at the first generation."""
+        import torch
+
+        self._setup(0)
+        ids = self.encode(self.head("Propose a mutation."))
+        with torch.no_grad():
+            logits = self.model(input_ids=ids).logits[0, -1]
+        if not bool(torch.isfinite(logits).all()):
+            raise LLMError("the model's outputs are not finite (NaN or infinite)",
+                           hint="the model or the adapter is damaged (e.g. a NaN in config.json)")
+
     def invalidate(self) -> None:
         """Forget the cached prefix (the weights changed: a LoRA update)."""
         self._cache_key, self._cache = None, None

@@ -10,6 +10,7 @@ an update is a function of the buffer, the adapter before it and the seed: repla
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import time
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from edgenas.errors import LLMError
-from edgenas.llm.model import ADAPTER_META, _short, base_signature, is_oom
+from edgenas.llm.model import ADAPTER_META, _short, base_signature, check_regular_files, is_oom, quiet
 
 RANK, ALPHA, TARGETS = 8, 16, ("q_proj", "v_proj")
 
@@ -31,12 +32,15 @@ def attach(model: Any, adapter: str | os.PathLike | None = None) -> Any:
     if missing:
         raise LLMError(f"the model has no {', '.join(missing)} modules for LoRA",
                        hint="use a Llama-style model, or turn LoRA off (--llm-opt lora_every=0)")
+    if adapter is not None:
+        check_regular_files(Path(adapter), f"adapter {str(adapter)!r}")  # a FIFO hung peft's loader
     try:
-        if adapter is not None:
-            return PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
-        cfg = LoraConfig(r=RANK, lora_alpha=ALPHA, target_modules=list(TARGETS), lora_dropout=0.0,
-                         bias="none", task_type="CAUSAL_LM")
-        return get_peft_model(model, cfg)
+        with quiet():
+            if adapter is not None:
+                return PeftModel.from_pretrained(model, str(adapter), is_trainable=True)
+            cfg = LoraConfig(r=RANK, lora_alpha=ALPHA, target_modules=list(TARGETS), lora_dropout=0.0,
+                             bias="none", task_type="CAUSAL_LM")
+            return get_peft_model(model, cfg)
     except Exception as exc:  # noqa: BLE001 - a mismatched adapter is the usual cause
         raise LLMError(f"cannot load adapter {str(adapter)!r} onto this model: {_short(exc)}",
                        hint="the adapter was probably trained for another base model") from None
@@ -63,22 +67,28 @@ def train(engine: Any, examples: Sequence[tuple[str, str, str]], *, steps: int, 
     gen = torch.Generator().manual_seed(seed)
     losses = []
     t0 = time.perf_counter()
-    model.train()
     try:
-        for _ in range(steps):
-            pick = torch.randperm(len(rows), generator=gen)[:batch].tolist()
-            width = max(len(rows[i][0]) for i in pick)
-            ids = torch.full((len(pick), width), tok.pad_token_id, dtype=torch.long, device=engine.device)
-            labels = torch.full_like(ids, -100)
-            mask = torch.zeros_like(ids)
-            for r, i in enumerate(pick):
-                n = len(rows[i][0])
-                ids[r, :n], labels[r, :n], mask[r, :n] = rows[i][0], rows[i][1], 1
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses.append(float(loss.detach()))
+        with quiet():  # peft and transformers warn about their own deprecations on every update
+            model.train()
+            for _ in range(steps):
+                pick = torch.randperm(len(rows), generator=gen)[:batch].tolist()
+                width = max(len(rows[i][0]) for i in pick)
+                ids = torch.full((len(pick), width), tok.pad_token_id, dtype=torch.long, device=engine.device)
+                labels = torch.full_like(ids, -100)
+                mask = torch.zeros_like(ids)
+                for r, i in enumerate(pick):
+                    n = len(rows[i][0])
+                    ids[r, :n], labels[r, :n], mask[r, :n] = rows[i][0], rows[i][1], 1
+                loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                losses.append(float(loss.detach()))
+            if not (all(math.isfinite(v) for v in losses) and all(bool(torch.isfinite(p).all()) for p in params)):
+                raise LLMError("a LoRA update diverged (its loss or weights are not finite)",
+                               hint="lower --llm-opt lora_lr, or turn LoRA off (lora_every=0)")
+    except LLMError:
+        raise
     except Exception as exc:  # noqa: BLE001
         if is_oom(exc):
             raise LLMError("out of memory during a LoRA update",
@@ -91,12 +101,22 @@ def train(engine: Any, examples: Sequence[tuple[str, str, str]], *, steps: int, 
 
 
 def save(model: Any, folder: Path) -> Path:
-    """Write the adapter to ``folder`` atomically, with the base model's signature."""
+    """Write the adapter to ``folder`` atomically, with the base model's signature. Whatever stands at
+    ``folder`` or its temporary name is removed first, a link as a link (never what it points at):
+    ``shutil.rmtree`` refuses a link, and ``save_pretrained`` then wrote through one planted there."""
     tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp))
+    _remove(tmp)
+    with quiet():
+        model.save_pretrained(str(tmp))
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     (tmp / ADAPTER_META).write_text(json.dumps(base_signature(base.config), sort_keys=True))
-    shutil.rmtree(folder, ignore_errors=True)
+    _remove(folder)
     os.replace(tmp, folder)
     return folder
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink()
+    elif path.is_dir():
+        shutil.rmtree(path)

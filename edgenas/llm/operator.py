@@ -14,6 +14,7 @@ Seeds come from the operator's own generator, drawn the same way whether an even
 from __future__ import annotations
 
 import dataclasses
+import math
 import resource
 import shutil
 from collections import deque
@@ -53,6 +54,16 @@ def _check_event(rec: dict[str, Any], path: Path, line: int) -> dict[str, Any]:
     return rec
 
 
+#: the numeric settings' ranges (inclusive; ``_ABOVE_ZERO``: the low end excluded): a temperature of 1e-300
+#: or a learning rate of 1e300 made the model's probabilities NaN at the first generation or update
+_RANGES: dict[str, tuple[float, float]] = {
+    "think_tokens": (0, 4096), "temperature": (0.01, 100.0), "threads": (1, 1024), "lora_every": (0, 1_000_000),
+    "lora_steps": (1, 10_000), "lora_lr": (0.0, 1.0), "lora_batch": (1, 1024), "buffer_size": (1, 1_000_000),
+    "history": (0, 1000), "max_genes": (1, 3)}
+_ABOVE_ZERO = frozenset({"lora_lr"})
+DTYPES = ("float32", "bfloat16", "float16")
+
+
 @dataclass(frozen=True)
 class LLMSettings:
     """Everything that shapes the operator (recorded in the run's request.json)."""
@@ -73,18 +84,24 @@ class LLMSettings:
     dtype: str = "float32"
 
     def __post_init__(self) -> None:
-        checks = {"think_tokens": lambda v: v >= 0, "temperature": lambda v: v > 0, "threads": lambda v: v >= 1,
-                  "lora_every": lambda v: v >= 0, "lora_steps": lambda v: v >= 1, "lora_lr": lambda v: v > 0,
-                  "lora_batch": lambda v: v >= 1, "buffer_size": lambda v: v >= 1, "history": lambda v: v >= 0,
-                  "max_genes": lambda v: 1 <= v <= 3}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if f.name in checks:
+            if f.name in _RANGES:
+                low, high = _RANGES[f.name]
                 want = float if f.type == "float" else int
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or (want is int and not isinstance(v, int)):
                     raise InputError(f"LLM option {f.name}={v!r} is not {'a number' if want is float else 'an integer'}")
-                if not checks[f.name](v):
-                    raise InputError(f"LLM option {f.name}={v!r} is out of range")
+                if not (math.isfinite(v) and low <= v <= high) or (f.name in _ABOVE_ZERO and v <= 0):
+                    raise InputError(f"LLM option {f.name}={v!r} is out of range",
+                                     hint=f"from {'above ' if f.name in _ABOVE_ZERO else ''}{low:g} to {high:g}")
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise InputError(f"--llm-model must name a model folder, a .gguf file or smollm2, got {self.model!r}")
+        if self.adapter is not None and (not isinstance(self.adapter, str) or not self.adapter.strip()):
+            raise InputError(f"--llm-adapter must name an adapter folder, got {self.adapter!r}")
+        if not isinstance(self.fallback, bool):
+            raise InputError(f"LLM option fallback={self.fallback!r} is not true or false", hint="use --llm-fallback")
+        if self.dtype not in DTYPES:
+            raise InputError(f"LLM option dtype={self.dtype!r} is not one of {', '.join(DTYPES)}")
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> "LLMSettings":
@@ -157,7 +174,7 @@ class LLMOperator:
         """Load the model now (a new run: a bad model fails before anything is written). With fallback
         allowed, a failure is remembered and logged at the first proposal instead."""
         try:
-            self._engine()
+            self._engine().check_finite()
         except LLMError as exc:
             if not self.settings.fallback:
                 raise
@@ -221,8 +238,9 @@ class LLMOperator:
             model, tok = load_model(self.source, dtype=self.settings.dtype)
             if self.settings.lora_every > 0 or self.user_adapter is not None:
                 adapter = self.dir / f"adapter-{self.round}" if self.round else self.user_adapter
-                if self.round and not adapter.is_dir():
-                    raise InputError(f"cannot resume: {adapter} is missing", hint="the run folder is damaged")
+                if self.round and (adapter.is_symlink() or not adapter.is_dir()):
+                    raise InputError(f"cannot resume: {adapter} is {'a link' if adapter.is_symlink() else 'missing'}",
+                                     hint="the run folder is damaged")
                 import torch
 
                 torch.manual_seed(self.init_seed)   # a new adapter's random A matrices: seeded too

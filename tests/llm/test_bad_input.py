@@ -99,3 +99,82 @@ def test_cli_reports_llm_shares(search, tiny_model, tmp_path):
     m = json.loads(res.out)["llm"]
     # generations of llm_batch = 8: the first 8 are sampled (nothing is evaluated yet), the last 4 are the model's
     assert m["proposals"] == 12 - 8 and m["valid"] == 1.0 and m["fallbacks"] == 0
+
+
+def _copy_model(tiny_model, tmp_path, name, edit=None):
+    import shutil
+
+    folder = tmp_path / name
+    shutil.copytree(tiny_model, folder)
+    if edit is not None:
+        cfg = json.loads((folder / "config.json").read_text())
+        edit(cfg)
+        (folder / "config.json").write_text(json.dumps(cfg))
+    return folder
+
+
+def test_hostile_models_adapters_and_options_are_one_line_before_the_run_folder(search, tiny_model, tmp_path):
+    """Found by a hostile-input probe (4 December, second sweep): each hung, ran a folder's own code,
+    was an internal error, was taken silently or failed only at the first generation, after the run
+    folder was written."""
+    import os
+
+    fifo_model = tmp_path / "fifo.gguf"
+    os.mkfifo(fifo_model)
+    adapter = lora_adapter(tiny_model, tmp_path / "adapter")
+    fifo_adapter = _copy_model(adapter, tmp_path, "fifo-adapter")
+    (fifo_adapter / "adapter_model.safetensors").unlink()
+    os.mkfifo(fifo_adapter / "adapter_model.safetensors")
+    list_meta = _copy_model(adapter, tmp_path, "list-meta")
+    (list_meta / "edgenas_base.json").write_text("[1]")
+    remote = _copy_model(tiny_model, tmp_path, "remote", lambda c: c.update(
+        model_type="evil", auto_map={"AutoConfig": "evil.Cfg", "AutoModelForCausalLM": "evil.Model"}))
+    (remote / "evil.py").write_text(f"open({str(tmp_path / 'PWNED')!r}, 'w').write('x')\n")
+    nan_model = _copy_model(tiny_model, tmp_path, "nan", lambda c: c.update(rms_norm_eps=float("nan")))
+    m = ["--llm-model", str(tiny_model)]
+    cases = [
+        (["--llm-model", str(fifo_model)], "not a regular file"),
+        (m + ["--llm-adapter", str(fifo_adapter)], "'adapter_model.safetensors' in adapter"),
+        (m + ["--llm-adapter", str(list_meta)], "edgenas_base.json is damaged"),
+        (["--llm-model", str(remote)], "needs its own python code"),
+        (["--llm-model", str(nan_model)], "outputs are not finite"),
+        (m + ["--llm-opt", "adapter=5"], "--llm-adapter must name"),
+        (["--llm-opt", "model=5"], "--llm-model must name"),
+        (m + ["--llm-adapter", ""], "--llm-adapter must name"),
+        (m + ["--llm-opt", "fallback=no"], "fallback='no' is not true or false"),
+        (m + ["--llm-opt", "lora_lr=1e300"], "lora_lr=1e+300 is out of range"),
+        (m + ["--llm-opt", "temperature=inf"], "temperature=inf is out of range"),
+        (m + ["--llm-opt", "temperature=1e-300"], "out of range"),
+        (m + ["--llm-opt", "=5"], "has no key"),
+    ]
+    for args, fragment in cases:
+        res = search(*args)
+        one_line_error(res, fragment)
+        assert res.out == "", res.out   # transformers printed its remote-code notice on stdout
+    assert not (tmp_path / "run").exists() and not (tmp_path / "PWNED").exists()
+
+
+def lora_adapter(tiny_model, folder):
+    """An adapter edgenas saved for the tiny model."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from edgenas.llm import lora
+
+    torch.manual_seed(0)
+    return lora.save(lora.attach(LlamaForCausalLM.from_pretrained(tiny_model)), folder)
+
+
+def test_saving_an_adapter_removes_a_planted_link_and_writes_nothing_through_it(tiny_model, tmp_path):
+    """``shutil.rmtree(ignore_errors=True)`` left a linked ``adapter-K.tmp`` in place and
+    ``save_pretrained`` wrote the adapter into the folder it pointed at."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    run = tmp_path / "llm"
+    run.mkdir()
+    (run / "adapter-2.tmp").symlink_to(victim)
+    (run / "adapter-2").symlink_to(victim)
+    saved = lora_adapter(tiny_model, run / "adapter-2")
+    assert list(victim.iterdir()) == []
+    assert not saved.is_symlink() and (saved / "adapter_config.json").is_file()
+    assert not (run / "adapter-2.tmp").exists()
