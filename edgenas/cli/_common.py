@@ -30,14 +30,19 @@ def project() -> Project:
     folder (created as ``mkdir`` would, when the command writes), not one under a missing or non-folder
     parent: a typo such as ``/nonexistent/x`` must not become a new tree."""
     named = os.environ.get("EDGENAS_PROJECT")
-    if named:
+    if not named:
+        return Project.default()
+    try:  # '~nobody/x' names no home; a link loop has no real path: each is the variable's fault
         path = Path(named).expanduser().absolute()
         if path.exists() and not path.is_dir():
             raise InputError(f"EDGENAS_PROJECT names {named}, which is not a folder", hint="fix or unset the variable")
         if not path.exists() and not path.parent.is_dir():
             raise InputError(f"EDGENAS_PROJECT names {named}, whose parent folder does not exist",
                              hint="create the project folder, or fix or unset the variable")
-    return Project.default()
+        return Project(path.resolve(strict=False))
+    except (RuntimeError, OSError) as exc:
+        raise InputError(f"EDGENAS_PROJECT names {named}, which is not a usable folder ({exc})",
+                         hint="fix or unset the variable") from None
 
 
 def emit_json(obj: Any) -> None:

@@ -158,6 +158,10 @@ def test_a_project_folder_under_a_missing_parent_is_not_created(tmp_path, monkey
     (tmp_path / "afile").write_text("x")
     monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path / "afile"))
     one_line_error(cli("runs", "list"), "not a folder")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")  # these two were internal errors (RuntimeError)
+    for value in (str(tmp_path / "loop"), "~no-such-user-here/x"):
+        monkeypatch.setenv("EDGENAS_PROJECT", value)
+        one_line_error(cli("device", "list"), "EDGENAS_PROJECT names", "not a usable folder")
 
 
 def test_supernet_resume_with_nothing_to_resume_is_refused(tmp_path):
