@@ -121,6 +121,9 @@ def _check_npz_member(data: Any, key: str, path: Path) -> None:
         else:
             raise InputError(f"{path}: array {key!r} is in .npy format {version[0]}.{version[1]}",
                              hint="save it with numpy.savez (format 1.0 or 2.0)")
+    if dtype.kind not in "biuf":  # complex numbers, strings, dates, records: not pixels or labels
+        raise InputError(f"{path}: array {key!r} holds {dtype} values", hint="store numbers (uint8 or float pixels, "
+                                                                               "integer labels)")
     need = math.prod(shape) * max(dtype.itemsize, 4)
     if need > limits.MAX_DATASET_BYTES:
         raise InputError(f"{path}: array {key!r} of shape {shape} needs {need / (1 << 30):.1f} GB of memory, "
@@ -160,7 +163,8 @@ def load_npz(path: str | Path, resolution: int | None = None) -> ImageData:
         raise InputError(f"{path}: 'y' must hold non-negative integer labels, got {y.dtype}")
     if len(x) == 0:
         raise InputError(f"{path}: no images")
-    xf = x.astype(np.float32) / (255.0 if x.dtype == np.uint8 else 1.0)
+    with np.errstate(over="ignore", invalid="ignore"):  # 1e300 in float64 becomes inf, refused below
+        xf = x.astype(np.float32) / (255.0 if x.dtype == np.uint8 else 1.0)
     if not np.isfinite(xf).all():
         raise InputError(f"{path}: 'x' contains NaN or infinite values")
     xt = torch.from_numpy(np.ascontiguousarray(xf))

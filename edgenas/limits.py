@@ -42,8 +42,9 @@ MAX_ARCH_BYTES = 1 << 20
 MAX_DEPTH = 64
 #: more lists and tables than this are not an edgenas record (ofa-mbv3's LUT, the largest, has about 10,000)
 MAX_NODES = 1_000_000
-#: the float32 tensors of a dataset (an image folder at the resolution asked for, a .npz file's arrays)
-MAX_DATASET_BYTES = 8 << 30
+#: the float32 tensors of a dataset (an image folder at the resolution asked for, a .npz file's arrays);
+#: loading holds two or three copies at its peak
+MAX_DATASET_BYTES = 4 << 30
 #: the largest evaluation number, seed or count a record may hold (SQLite's INTEGER is 64-bit)
 MAX_INT = 2 ** 63 - 1
 

@@ -55,11 +55,18 @@ def test_npz_nhwc_uint8_and_nchw_float(tmp_path):
     ({"x": np.zeros((4, 8)), "y": np.zeros(4, dtype=int)}, "4-D"),
     ({"x": np.zeros((4, 3, 8, 8)), "y": np.zeros(3, dtype=int)}, "one label per image"),
     ({"x": np.zeros((4, 3, 8, 8)), "y": np.zeros(4)}, "integer"),
+    ({"x": np.full((4, 3, 8, 8), "a"), "y": np.zeros(4, np.int64)}, "holds <U1 values"),  # an internal error
+    ({"x": np.ones((4, 3, 8, 8), np.complex64), "y": np.zeros(4, np.int64)}, "holds complex64 values"),
+    ({"x": np.full((4, 3, 8, 8), 1e300), "y": np.zeros(4, np.int64)}, "NaN or infinite"),  # no overflow warning
 ])
 def test_npz_errors(tmp_path, arrays, message):
+    import warnings
+
     np.savez(tmp_path / "bad.npz", **arrays)
-    with pytest.raises(InputError, match=message):
-        load_npz(tmp_path / "bad.npz")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's casting warnings reached stderr
+        with pytest.raises(InputError, match=message):
+            load_npz(tmp_path / "bad.npz")
 
 
 def test_an_npz_declaring_more_than_memory_is_refused_before_it_is_decompressed(tmp_path):

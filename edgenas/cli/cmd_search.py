@@ -84,6 +84,9 @@ def _check_flags(ctx: typer.Context, strategy: str) -> None:
                         else "repeats a recorded search with its settings")
                 raise InputError(f"{flag} {what}; {', '.join(extra)} cannot change them",
                                  hint=f"drop {', '.join(extra)}, or start a new search with --space and --out")
+    if "--objective" in given and "--table" not in given:
+        raise InputError("--objective names an accuracy column of --table; without --table it would be ignored",
+                         hint="add --table, or drop --objective")
     for f in given:
         owner = _OWN_FLAGS.get(names[f])
         if owner is not None and strategy not in owner.split(" or "):

@@ -229,11 +229,18 @@ def _sigint_ignored():  # type: ignore[no-untyped-def]
         signal.signal(signal.SIGINT, old)
 
 
+def max_workers() -> int:
+    """The most worker processes on this machine: 4 per core (10,000 spawned interpreters, each
+    importing torch, ran the machine out of time and memory)."""
+    return 4 * (os.cpu_count() or 1)
+
+
 def _check_workers(workers: int | None) -> int:
     if workers is None:
         return max(1, min(4, os.cpu_count() or 1))
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise InputError(f"--workers must be an integer >= 1, got {workers!r}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= max_workers():
+        raise InputError(f"--workers must be an integer from 1 to {max_workers()} (4 per core) on this machine, "
+                         f"got {workers!r}")
     return workers
 
 

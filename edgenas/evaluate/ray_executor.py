@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from edgenas.errors import InputError
-from edgenas.evaluate.executor import EXECUTORS, EvalSpec, Executor, ExecutorError, _tasks, evaluate_records
+from edgenas.evaluate.executor import (
+    EXECUTORS, EvalSpec, Executor, ExecutorError, _tasks, evaluate_records, max_workers,
+)
 
 
 def _ray():
@@ -48,11 +50,29 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
     if not sep or not port.isdigit() or not host:
         raise InputError(f"--ray-address {address!r} is not HOST:PORT", hint="e.g. 127.0.0.1:6379")
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout_s):
-            pass
+        with socket.create_connection((host, int(port)), timeout=timeout_s) as sock:
+            sock.sendall(_H2_PREFACE)
+            head = _read(sock, 9)
     except OSError as exc:
         raise ExecutorError(f"cannot connect to the Ray cluster at {address}: {exc.strerror or exc}",
                             hint="start one with 'ray start --head' and pass its address") from None
+    if len(head) < 9 or head[3] != 0x04:  # a gRPC (HTTP/2) server answers the preface with its SETTINGS
+        raise ExecutorError(f"{address} answers, but not as a Ray cluster (its GCS speaks gRPC; this does not)",
+                            hint="pass the address 'ray start --head' printed (port 6379 by default)")
+
+
+#: the HTTP/2 client connection preface and an empty SETTINGS frame (RFC 9113, section 3.4)
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
+def _read(sock: Any, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 @EXECUTORS.register("ray", help="Ray tasks on a cluster (--ray-address ADDR; local if omitted)")
@@ -65,8 +85,10 @@ class RayExecutor(Executor):
         if address is not None and (not isinstance(address, str) or not address.strip()
                                     or any(c.isspace() for c in address)):
             raise InputError(f"--ray-address {address!r} is not an address", hint="e.g. 127.0.0.1:6379 or auto")
-        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-            raise InputError(f"--workers must be an integer >= 1, got {workers!r}")
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
+                                    or (address is None and workers > max_workers())):
+            raise InputError(f"--workers must be an integer >= 1 (for a local Ray head at most {max_workers()}, "
+                             f"4 per core), got {workers!r}")
         if not timeout_s > 0 or max_retries < 0:
             raise InputError("the ray executor needs timeout_s > 0 and max_retries >= 0")
         self.address, self.workers, self.max_retries, self.timeout_s = address, workers, max_retries, timeout_s

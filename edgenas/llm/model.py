@@ -119,7 +119,8 @@ def check_regular_files(folder: Path, what: str) -> None:
         try:
             mode = os.stat(entry.path).st_mode
         except OSError:
-            raise LLMError(f"{entry.name!r} in {what} is a link to nothing", hint="remove it or mend the link") from None
+            raise LLMError(f"{entry.name!r} in {what} is a link to nothing",
+                           hint="remove it or mend the link") from None
         if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
             raise LLMError(f"{entry.name!r} in {what} is not a regular file (a FIFO, a socket or a device)",
                            hint="remove it")

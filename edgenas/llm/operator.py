@@ -90,7 +90,8 @@ class LLMSettings:
                 low, high = _RANGES[f.name]
                 want = float if f.type == "float" else int
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or (want is int and not isinstance(v, int)):
-                    raise InputError(f"LLM option {f.name}={v!r} is not {'a number' if want is float else 'an integer'}")
+                    kind = "a number" if want is float else "an integer"
+                    raise InputError(f"LLM option {f.name}={v!r} is not {kind}")
                 if not (math.isfinite(v) and low <= v <= high) or (f.name in _ABOVE_ZERO and v <= 0):
                     raise InputError(f"LLM option {f.name}={v!r} is out of range",
                                      hint=f"from {'above ' if f.name in _ABOVE_ZERO else ''}{low:g} to {high:g}")

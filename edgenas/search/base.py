@@ -11,6 +11,7 @@ scalar constraint violation (``0`` = feasible), so strategies never need to know
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Mapping, Protocol, Sequence
@@ -92,6 +93,38 @@ class Option:
     message: str = ""
 
 
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def _convert(strategy: str, key: str, value: Any, kind: type) -> Any:
+    """An option's value as its declared type: ``bool("false")`` is True and ``int(5.5)`` is 5, so both are
+    spelled out; a float must be finite (inf or 1e308 made strategies fail mid-run)."""
+    want = {bool: "true or false", float: "a finite number", int: "an integer", str: "a string",
+            tuple: "a list"}.get(kind, f"a {kind.__name__}")
+    bad = InputError(f"strategy '{strategy}': option {key}={value!r} is not {want}")
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text not in _TRUE + _FALSE:
+            raise bad
+        return text in _TRUE
+    if isinstance(value, bool) and kind in (int, float):
+        raise bad
+    if kind is int and isinstance(value, float):
+        if not (math.isfinite(value) and value.is_integer()):
+            raise bad
+        return int(value)
+    if not isinstance(value, kind):
+        try:
+            value = kind(value)
+        except (TypeError, ValueError, OverflowError):
+            raise bad from None
+    if kind is float and not math.isfinite(value):
+        raise bad
+    return value
+
+
 class Strategy(ABC):
     """Base class: ``ask(n)`` proposes ``n`` architectures, ``tell(archs, results)`` reports them."""
 
@@ -122,12 +155,8 @@ class Strategy(ABC):
         out: dict[str, Any] = {}
         for key, opt in cls.options.items():
             value = options.get(key, opt.default)
-            if value is not None and not isinstance(value, opt.type):
-                try:
-                    value = opt.type(value)
-                except (TypeError, ValueError):
-                    raise InputError(f"strategy '{cls.name}': option {key}={value!r} "
-                                     f"is not a {opt.type.__name__}") from None
+            if value is not None:
+                value = _convert(cls.name, key, value, opt.type)
             if value is not None and not opt.check(value):
                 raise InputError(f"strategy '{cls.name}': option {key}={value!r} {opt.message}")
             out[key] = value

@@ -47,6 +47,7 @@ def darts_config(space: str, devices: Sequence[str], budgets: Sequence[float], *
 
 def prepare_darts(project: Project, req: Any, options: Mapping[str, Any], out_dir: Path, *,
                   resume: bool = False) -> DriverRun:
+    from edgenas.datasets import check_dataset
     from edgenas.latency.predictor import LatencyPredictor
     from edgenas.latency.store import LutStore
     from edgenas.spaces import get_space
@@ -63,6 +64,7 @@ def prepare_darts(project: Project, req: Any, options: Mapping[str, Any], out_di
             raise InputError("darts: lambda_rule applies to the mbv3 spaces; nb201 uses the derived rule")
         nb = {k: v for k, v in options.items() if k != "lambda_rule"}
         config = darts_config(req.space, req.devices, req.max_latency_ms, seed=req.seed, **nb)
+    check_dataset(config.data)  # a bad --data is refused before the run folder exists
     space = get_space(config.space)
     store = LutStore(project.luts_dir)
     models = [(name, LatencyPredictor(store.latest(name, space.name), space)) for name, _ in config.devices]
@@ -100,9 +102,11 @@ def mbv3_darts_config(req: Any, options: Mapping[str, Any]) -> MbDartsConfig:
 
 
 def _prepare_mbv3(project: Project, config: MbDartsConfig) -> DriverRun:
+    from edgenas.datasets import check_dataset
     from edgenas.search.darts_mbv3_launch import latency_models
     from edgenas.search.darts_mbv3_train import run_mbv3_darts
 
+    check_dataset(config.data)  # a bad --data is refused before the run folder exists
     models = latency_models(project, config)  # no LUT, or a budget below the fastest network: refused here
     problem = DartsProblem(tuple(DeviceTarget(n, m, b) for (n, b), (_, m) in zip(config.devices, models)))
 

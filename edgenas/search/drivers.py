@@ -25,7 +25,7 @@ class _MultiFidelity(Driver):
     options = {
         "ladder": Option((), tuple, lambda v: len(v) >= 1 and all(isinstance(x, str) for x in v),
                          "needs at least one rung EVAL[:key=value,...] (--ladder, cheapest first)"),
-        "eta": Option(3, int, lambda v: v >= 2, "must be >= 2 (--eta)"),
+        "eta": Option(3, int, lambda v: 2 <= v <= 1000, "must be from 2 to 1000 (--eta)"),
     }
 
     @classmethod

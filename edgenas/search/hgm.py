@@ -46,9 +46,9 @@ class HGM(Strategy):
     batch_hint = 1
     options = {
         "init": Option(10, int, lambda v: v >= 1, "must be >= 1"),
-        "tau_growth": Option(2.0, float, lambda v: v >= 0, "must be >= 0"),
+        "tau_growth": Option(2.0, float, lambda v: 0 <= v <= 1e6, "must be from 0 to 1e6"),
         "genes": Option(1, int, lambda v: v >= 1, "must be >= 1"),
-        "learn_rate": Option(1.0, float, lambda v: v >= 0, "must be >= 0"),
+        "learn_rate": Option(1.0, float, lambda v: 0 <= v <= 1e6, "must be from 0 to 1e6"),
         "explore": Option(0.2, float, lambda v: 0.0 <= v <= 1.0, "must be in [0, 1]"),
         # which member of the sampled clade is mutated: its best architecture, or the clade's root node
         "expand": Option("best", str, lambda v: v in ("best", "node"), "must be best or node"),

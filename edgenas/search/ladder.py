@@ -114,8 +114,8 @@ def brackets(mode: str, rungs: Sequence[Rung], n: int, eta: int) -> list[Bracket
     """``sh``: one bracket of ``n`` candidates from the first rung. ``hyperband``: Li et al. (2018) —
     brackets s = S..0 (S = rungs - 1), bracket s starts at rung S - s with ceil(n (S+1)/(s+1) / eta^(S-s))
     candidates, so every bracket spends about the same budget."""
-    if not isinstance(eta, int) or eta < 2:
-        raise InputError(f"eta must be an integer >= 2, got {eta!r}")
+    if not isinstance(eta, int) or not 2 <= eta <= 1000:
+        raise InputError(f"eta must be an integer from 2 to 1000, got {eta!r}")
     if mode == "sh":
         return [Bracket(0, 0, n)]
     if mode != "hyperband":

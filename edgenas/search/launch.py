@@ -178,6 +178,10 @@ def build_problem(project: Project, req: SearchRequest, note: Callable[[str], No
     if name == "tabular":
         if not req.table:
             raise InputError("the tabular evaluator needs --table")
+        taken = sorted({"table", "objective", "report"} & set(opts))
+        if taken:  # they were overwritten by the flags below, and recorded as if used
+            raise InputError(f"--eval-opt {', '.join(taken)} of the tabular evaluator come from --table, --objective "
+                             "and --report", hint=f"drop --eval-opt {taken[0]}=..., and use the flags")
         opts.update(table=req.table, objective=req.objective, report=list(req.report))
     elif req.report:
         raise InputError("--report needs the tabular evaluator (--table)")

@@ -26,7 +26,7 @@ WOA_OPTIONS = {
     "population": Option(20, int, lambda v: v >= 2, "must be >= 2"),
     "budget": Option(None, int, lambda v: v >= 1, "must be >= 1"),
     "generations": Option(None, int, lambda v: v >= 1, "must be >= 1"),
-    "b": Option(1.0, float, lambda v: v > 0, "must be > 0"),
+    "b": Option(1.0, float, lambda v: 0 < v <= 100, "must be in (0, 100]"),  # exp(b l) for l in [-1, 1]
 }
 
 

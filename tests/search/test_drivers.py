@@ -41,7 +41,7 @@ def test_driver_options_are_checked_before_anything_is_written(cli, valid, tmp_p
         (["--space", "nb201", "--strategy", "darts", "--strategy-opt", "bogus=1"], "unknown option(s) bogus"),
         (["--space", "nb201", "--strategy", "darts", "--strategy-opt", "lambda_lr=-1"], "lambda_lr=-1.0 must be >= 0"),
         (["--space", "nb201", "--strategy", "sh"], "needs a --ladder"),
-        (["--space", "nb201", "--strategy", "sh", "--ladder", rung, "--eta", "1"], "eta=1 must be >= 2"),
+        (["--space", "nb201", "--strategy", "sh", "--ladder", rung, "--eta", "1"], "eta=1 must be from 2 to 1000"),
         (["--space", "nb201", "--strategy", "hyperband", "--ladder", rung, "--warm-start", "auto"],
          "--warm-start is not supported"),
         (["--space", "nb201", "--strategy", "evolution", "--ladder", rung], "--ladder needs --strategy sh"),

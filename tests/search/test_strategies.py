@@ -41,7 +41,7 @@ def test_options_are_validated(space):
         make_strategy("evolution", space, rng, populaton=10)
     with pytest.raises(InputError, match="must be >= 2"):
         make_strategy("evolution", space, rng, population=1)
-    with pytest.raises(InputError, match="not a int"):
+    with pytest.raises(InputError, match="not an integer"):
         make_strategy("nsga2", space, rng, population="many")
     assert make_strategy("evolution", space, rng, population="12").opts["population"] == 12
 

@@ -1,0 +1,89 @@
+"""Search options and data a hostile-input probe found getting through (4 December, second sweep):
+infinite or absurd strategy options that failed mid-run, 'false' read as true, a 401-digit --eta,
+10,000 worker processes, a port that answers but is no Ray cluster, a bad DARTS --data found after
+the run folder was written. Each is now one error line, exit 2 (or 6), and nothing created."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.cli.test_bad_input import one_line_error
+
+SHARED = Path(__file__).resolve().parents[2].parent / "shared/data/nb201"
+TABLE = ["--space", "nb201", "--table", str(SHARED / "nb201_hw.csv"), "--budget", "40"]
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--strategy", "hgm", "--strategy-opt", "learn_rate=inf"], "learn_rate=inf is not a finite number"),
+    (["--strategy", "woa", "--strategy-opt", "b=1e308"], "b=1e+308 must be in (0, 100]"),
+    (["--strategy", "ri-iwoa", "--strategy-opt", "b=inf"], "is not a finite number"),
+    (["--strategy", "tpe", "--strategy-opt", "multivariate=maybe"], "multivariate='maybe' is not true or false"),
+    (["--strategy", "evolution", "--strategy-opt", "population=5.5"], "population=5.5 is not an integer"),
+    (["--executor", "process", "--workers", "10000"], "--workers must be an integer from 1 to"),
+])
+def test_a_strategy_or_executor_option_that_would_fail_mid_run_is_refused_first(fresh, cli, args, fragment):
+    one_line_error(cli("search", *TABLE, *args, "--out", "r"), fragment)
+    assert sorted(p.name for p in fresh.iterdir()) == []
+
+
+def test_false_spelled_out_turns_a_flag_off(fresh):
+    from edgenas.search.optuna_samplers import TPE
+
+    for text, want in (("false", False), ("0", False), ("no", False), ("True", True), ("1", True)):
+        assert TPE.validate_options({"multivariate": text})["multivariate"] is want
+
+
+def test_an_eta_of_401_digits_is_one_line(fresh, cli):
+    valid = SHARED / "nb201_valid.csv"
+    ladder = ["--ladder", f"nb201-fidelity:table={valid},column=cifar10_valid_12ep",
+              "--ladder", f"nb201-fidelity:table={valid},column=cifar10_valid,cost=2"]
+    res = cli("search", "--space", "nb201", "--strategy", "hyperband", "--budget", "9", *ladder,
+              "--eta", "1" + "0" * 400, "--out", "r")
+    one_line_error(res, "must be from 2 to 1000")
+    assert not (fresh / "r").exists()
+
+
+def test_a_port_that_answers_but_is_no_ray_cluster_is_one_line_at_once(fresh, cli):
+    """An HTTP server: Ray retried for minutes and printed dozens of its C++ log lines."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def answer():
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(64)
+            conn.sendall(b"HTTP/1.0 400 Bad request\r\n\r\n")
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    res = cli("search", *TABLE[:4], "--budget", "5", "--executor", "ray", "--ray-address", f"127.0.0.1:{port}",
+              "--out", "r")
+    server.close()
+    one_line_error(res, "answers, but not as a ray cluster")
+    assert not (fresh / "r").exists()
+
+
+def test_a_bad_darts_dataset_is_refused_before_the_run_folder(fresh, cli, tmp_path):
+    """The run folder was written first, and then blocked the same --out."""
+    np.savez(tmp_path / "mm.npz", x=np.zeros((40, 8, 8, 3), np.uint8), y=np.zeros(30, np.int64))
+    for data, fragment in ((tmp_path / "mm.npz", "one label per image"), (tmp_path / "nope.npz", "No such file")):
+        res = cli("search", "--space", "nb201", "--strategy", "darts", "--data", str(data), "--epochs", "1",
+                  "--out", "d")
+        one_line_error(res, fragment)
+        assert sorted(p.name for p in fresh.iterdir()) == []
+
+
+@pytest.mark.parametrize("args, fragment", [
+    # the flags overwrote these, and request.json recorded them as if they were used
+    (TABLE + ["--eval-opt", "objective=cifar100_test"], "--eval-opt objective of the tabular evaluator"),
+    (TABLE + ["--eval-opt", "table=/dev/zero"], "--eval-opt table of the tabular evaluator"),
+    (["--space", "nb201", "--objective", "cifar100_test", "--budget", "3"], "without --table it would be ignored"),
+])
+def test_settings_a_search_would_ignore_are_refused(fresh, cli, args, fragment):
+    one_line_error(cli("search", *args, "--out", "r"), fragment)
+    assert sorted(p.name for p in fresh.iterdir()) == []
