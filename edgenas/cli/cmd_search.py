@@ -278,9 +278,11 @@ def _print_darts(rec, json_out: bool) -> None:
                f"{rec['repair_steps']} steps)[/yellow]")
         out.print(f"[green]derived[/green] {desc}; predicted latency: {lat or 'n/a'}{how}")
     else:
-        how = ("" if rec["derivation"] == "argmax" else
-               f" [yellow](the most probable cell, {esc(rec['argmax_arch'])}, missed the budget: the most "
-               "probable one within it)[/yellow]")
+        how = {"budget": f" [yellow](the most probable cell, {esc(rec['argmax_arch'])}, missed the budget: the "
+                         "most probable one within it)[/yellow]",
+               "pt": " (chosen by perturbation, DARTS-PT)",
+               "pt-budget": " [yellow](chosen by perturbation, DARTS-PT; the first choice missed the budget: the "
+                            "best one within it)[/yellow]"}.get(rec["derivation"], "")
         out.print(f"[green]derived[/green] {esc(rec['arch']['arch'])}; skip edges {rec['skip_edges']}; "
                   f"predicted latency: {lat or 'n/a'}{how}")
     if not rec["within_budget"]:

@@ -251,3 +251,25 @@ def test_darts_bad_input_is_one_red_line(cli, tmp_path, monkeypatch):
     r = cli("search", "--space", "nb201", "--strategy", "darts", "--strategy-opt", "selection=size",
             "--out", str(tmp_path / "run"))
     assert r.code == 2 and "selection" in r.err and "Traceback" not in r.err and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("derivation, says, not_says", [
+    ("pt", "chosen by perturbation", "missed the budget"),  # it said "missed the budget" with no budget at all
+    ("pt-budget", "the first choice missed the budget", "most probable cell"),
+    ("budget", "the most probable cell, |skip_connect~0|, missed the budget", "perturbation"),
+    ("argmax", "derived", "missed"),
+])
+def test_the_darts_summary_says_how_the_cell_was_chosen(monkeypatch, derivation, says, not_says):
+    import io
+
+    from rich.console import Console
+
+    from edgenas.cli import cmd_search
+
+    buf = io.StringIO()
+    monkeypatch.setattr(cmd_search, "out", Console(file=buf, width=300, color_system=None))
+    rec = {"arch": {"arch": "|none~0|"}, "skip_edges": 0, "latency_ms": {}, "budgets_ms": {},
+           "derivation": derivation, "argmax_arch": "|skip_connect~0|", "within_budget": True, "out_dir": "r"}
+    cmd_search._print_darts(rec, json_out=False)
+    text = buf.getvalue()
+    assert says in text and not_says not in text, text
