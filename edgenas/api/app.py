@@ -13,6 +13,7 @@ the plotly.js bundle must carry it (``Authorization: Bearer TOKEN`` or ``?token=
 # no ``from __future__ import annotations``: FastAPI reads the route annotations at run time
 import dataclasses
 import hmac
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from edgenas.errors import EdgenasError, InputError
 from edgenas.report.source import DataSource, NotFoundError
 
 PLOTLY_PATH = "/static/plotly.min.js"
+#: the most runs one /compare page shows (each is read and plotted)
+MAX_COMPARE = 20
 SWAGGER_PATH = "/static/swagger"  # Swagger UI's own files, served from the swagger-ui-bundle package (no CDN)
 
 
@@ -63,7 +66,14 @@ def create_app(source: DataSource, token: str | None = None, *, local_only: bool
             if not hmac.compare_digest(given.encode(), token.encode()):
                 return JSONResponse({"error": "missing or wrong token",
                                      "hint": "send Authorization: Bearer TOKEN or ?token=TOKEN"}, status_code=401)
-        return await call_next(request)
+        try:
+            return await call_next(request)
+        except Exception as exc:  # noqa: BLE001 - a bug: one line in the log and a JSON 500, not a traceback
+            line = f"{type(exc).__name__}: {one_line(exc, 300)}"
+            print(f"edgenas serve: internal error on {request.method} {one_line(request.url.path, 200)}: {line}",
+                  file=sys.stderr, flush=True)
+            return JSONResponse({"error": f"internal error: {line}",
+                                 "hint": "please report it with the request that caused it"}, status_code=500)
 
     @app.exception_handler(EdgenasError)
     async def edgenas_error(request: Request, exc: EdgenasError):  # type: ignore[no-untyped-def]
@@ -193,6 +203,9 @@ def create_app(source: DataSource, token: str | None = None, *, local_only: bool
 
     @app.get("/compare", response_class=HTMLResponse, tags=["pages"], summary="Compare runs (?run=A&run=B)")
     def compare(run: list[str] = Query(...)) -> HTMLResponse:
+        if len(run) > MAX_COMPARE:
+            raise InputError(f"too many runs to compare ({len(run)}); at most {MAX_COMPARE}",
+                             hint="pick fewer run= parameters")
         return html(pages.compare_page([source.run(r) for r in run], plotly_src=PLOTLY_PATH))
 
     @app.get("/devices/{device}", response_class=HTMLResponse, tags=["pages"], summary="Device report")

@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 from rich.table import Column, Table
 
-from edgenas.cli._common import emit_json, out, project
-from edgenas.textsafe import esc
+from edgenas.cli._common import emit_json, out, project, warn
+from edgenas.textsafe import esc, one_line
 
 DB_HELP = "experiment database URL (default $EDGENAS_DB, else .edgenas/edgenas.db)"
 
@@ -18,11 +18,12 @@ def _fmt(v: object, spec: str = ".4g") -> str:
         return "-"
     if isinstance(v, int) and not isinstance(v, bool):
         return str(v)
-    return format(v, spec) if isinstance(v, float) else esc(str(v))
+    return format(v, spec) if isinstance(v, float) else esc(v)
 
 
 def _budgets(run) -> str:
-    return ", ".join(f"{esc(d.device)}<={d.budget_ms:g}ms" for d in run.devices if d.budget_ms is not None) or "-"
+    return ", ".join(f"{esc(d.device)}<={_fmt(d.budget_ms, 'g')}ms" for d in run.devices
+                     if d.budget_ms is not None) or "-"
 
 
 def _summary(run) -> dict:
@@ -46,22 +47,28 @@ def register(app: typer.Typer) -> None:
               device: str = typer.Option(None, "--device", help="only runs on this device"),
               db: str = typer.Option(None, "--db", help=DB_HELP),
               json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
-        """Search runs, oldest first."""
+        """Search runs, oldest first (a damaged record is listed as damaged, with what is wrong)."""
         from edgenas.store import open_db
-        from edgenas.store.runs import list_runs
+        from edgenas.store.runs import scan_runs
 
         handle = open_db(db, project(), readonly=True)
-        rows = [_summary(r) | {"budgets": _budgets(r)} for r in list_runs(handle, space=space, device=device)]
-        if json_out:
-            emit_json([{k: v for k, v in r.items() if k != "budgets"} for r in rows])
+        good, damaged = scan_runs(handle, space=space, device=device)
+        rows = [_summary(r) | {"budgets": _budgets(r)} for r in good]
+        if json_out:  # as GET /api/runs lists a damaged run folder
+            emit_json([{k: v for k, v in r.items() if k != "budgets"} for r in rows]
+                      + [{"id": rid, "status": "damaged", "error": one_line(exc)} for rid, exc in damaged])
             return
         t = Table(Column("run", no_wrap=True, min_width=12), "space", "dataset", "strategy", "seed", "status",
                   "evals", "best", "budgets", "warm")
         for r in rows:
-            t.add_row(r["id"], esc(r["space"]), _fmt(r["dataset"]), esc(r["strategy"]), str(r["seed"]),
-                      esc(r["status"]), str(r["evaluations"]), _fmt(r["best_value"]), r["budgets"],
-                      str(r["transferred"] or "-"))
+            t.add_row(esc(r["id"]), esc(r["space"]), _fmt(r["dataset"]), esc(r["strategy"]), _fmt(r["seed"]),
+                      esc(r["status"]), _fmt(r["evaluations"]), _fmt(r["best_value"]), r["budgets"],
+                      _fmt(r["transferred"] or "-"))
+        for rid, _ in damaged:
+            t.add_row(esc(rid), *["-"] * 4, "[red]damaged[/red]", *["-"] * 4)
         out.print(t)
+        for _, exc in damaged:
+            warn(esc(one_line(exc)))
 
     @runs_app.command("show")
     def show(run: str = typer.Argument(..., help="run id (or a unique prefix)"),
@@ -77,21 +84,21 @@ def register(app: typer.Typer) -> None:
         if json_out:
             emit_json(dict(r.to_dict(), fronts=fronts))
             return
-        out.print(f"run [bold]{r.id}[/bold] ({esc(r.status)}): {esc(r.space)} / {esc(r.strategy)} "
-                  f"seed {r.seed}, {r.n_evaluations} evaluations; folder {esc(r.out_dir)}")
+        out.print(f"run [bold]{esc(r.id)}[/bold] ({esc(r.status)}): {esc(r.space)} / {esc(r.strategy)} "
+                  f"seed {_fmt(r.seed)}, {_fmt(r.n_evaluations)} evaluations; folder {esc(r.out_dir)}")
         task = r.task
         out.print(f"task: {_fmt(task.get('dataset'))} ({_fmt(task.get('classes'))} classes, "
                   f"{_fmt(task.get('input_size'))} px, {_fmt(task.get('samples'))} samples)")
         for d in r.devices:
             out.print(f"device {esc(d.device)} ({esc(d.kind)}): budget {_fmt(d.budget_ms)} ms, "
                       f"fingerprint {_fmt((d.fingerprint_hash or '-')[:16])}, table {_fmt((d.lut_hash or '-')[:12])}")
-        out.print(f"best: {esc(r.objective)} = {_fmt(r.best_value)} (#{_fmt(r.best_number)}) "
-                  f"{esc(str((r.best_arch or {}).get('arch', r.best_arch)))}")
+        arch = r.best_arch.get("arch", r.best_arch) if isinstance(r.best_arch, dict) else r.best_arch
+        out.print(f"best: {esc(r.objective)} = {_fmt(r.best_value)} (#{_fmt(r.best_number)}) {_fmt(arch)}")
         out.print("fronts: " + (", ".join(f"{esc(k)} {len(v)}" for k, v in fronts.items()) or "-"))
         if r.warm_start:
-            out.print(f"warm start: {esc(str(r.warm_start.get('note', '')))}")
-            for c in r.warm_start.get("candidates", []):
-                out.print(f"  {esc(str(c['run_id']))}: similarity {c['similarity']:.2f} "
+            out.print(f"warm start: {esc(r.warm_start.get('note') or '')}")
+            for c in r.warm_start.get("candidates", []):  # checked where the record is read (store.rows)
+                out.print(f"  {esc(c['run_id'])}: similarity {c['similarity']:.2f} "
                           f"(task {c['task_similarity']:.2f}, device {c['device_similarity']:.2f}) "
                           f"{'used' if c['used'] else 'not used'}")
         if r.rerun_of:
@@ -112,10 +119,10 @@ def register(app: typer.Typer) -> None:
         t = Table(Column("run", no_wrap=True, min_width=12), "dataset", "strategy", "evals", "best", "reached at",
                   "budgets", "transferred")
         for r in rows:
-            t.add_row(r["id"], _fmt(r["dataset"]), esc(r["strategy"]), str(r["evaluations"]),
+            t.add_row(esc(r["id"]), _fmt(r["dataset"]), esc(r["strategy"]), _fmt(r["evaluations"]),
                       _fmt(r["best_value"]), _fmt(r["best_reached_at"]),
-                      ", ".join(f"{esc(k)}<={v:g}" for k, v in r["budgets_ms"].items()) or "-",
-                      str(r["transferred"] or "-"))
+                      ", ".join(f"{esc(k)}<={_fmt(v, 'g')}" for k, v in r["budgets_ms"].items()) or "-",
+                      _fmt(r["transferred"] or "-"))
         out.print(t)
 
     @runs_app.command("import")
@@ -136,7 +143,7 @@ def register(app: typer.Typer) -> None:
             emit_json([_summary(r) for r in recs])
             return
         for r in recs:
-            out.print(f"imported run {r.id}: {esc(r.space)} / {esc(r.strategy)}, {r.n_evaluations} "
+            out.print(f"imported run {esc(r.id)}: {esc(r.space)} / {esc(r.strategy)}, {_fmt(r.n_evaluations)} "
                       f"evaluations, from {esc(r.out_dir)}")
 
     @runs_app.command("stale")
@@ -159,7 +166,7 @@ def register(app: typer.Typer) -> None:
             return
         out.print(f"{len(rows)} of {checked} finished runs are stale")
         for s in rows:
-            out.print(f"[yellow]{s.run_id}[/yellow] ({esc(s.status)}): {esc(s.reason)}")
+            out.print(f"[yellow]{esc(s.run_id)}[/yellow] ({esc(s.status)}): {esc(s.reason)}")
         if rows:
             out.print("re-run one with: edgenas search --rerun RUN_ID")
 

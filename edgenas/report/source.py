@@ -261,9 +261,10 @@ class FolderSource(DataSource):
     def measurements(self, device: str | None = None, space: str | None = None) -> list[Any]:
         if not self._has_db():
             return []
-        from edgenas.store import open_store
+        from edgenas.store import open_db
 
-        return open_store(self.project).list(device=device, space=space)
+        with open_db(None, self.project, readonly=True) as db:
+            return db.measurements.list(device=device, space=space)
 
     def stale_runs(self, device: str) -> int | None:
         if not self._has_db():
@@ -273,7 +274,7 @@ class FolderSource(DataSource):
         from edgenas.store import open_db
 
         try:
-            return len(find_stale(open_db(None, self.project), self.project, device=device)[0])
+            return len(find_stale(open_db(None, self.project, readonly=True), self.project, device=device)[0])
         except EdgenasError:
             return None
 

@@ -87,7 +87,20 @@ def check_run_folder(out_dir: str | os.PathLike) -> Path:
     if missing:
         raise InputError(f"{out} is not a search run folder (no {', '.join(missing)})",
                          hint="give the --out folder of an edgenas search")
+    _check_space(check_config(config, out / "config.json")["space"], out / "config.json")
     return out
+
+
+def _check_space(name: str, path: Path) -> None:
+    """A run of a space this edgenas does not know is refused: indexed, it failed every later ``runs
+    stale`` and its report page."""
+    from edgenas.spaces import get_space
+
+    try:
+        get_space(name)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc.message}", hint="the run folder is damaged, or made by a plugin that is "
+                         "not installed") from None
 
 
 def index_run(db: ExperimentDB, project: Project, out_dir: str | os.PathLike, *, problem: Any = None,

@@ -27,15 +27,21 @@ __all__ = ["DatabaseError", "DbMeasurementStore", "ExperimentDB", "InMemoryStore
 
 def open_db(url: str | None = None, project: Project | None = None, *, readonly: bool = False) -> ExperimentDB:
     """The experiment database (migrated on first use of a fresh one). ``readonly`` (for commands that only
-    read it): where the project has none yet, an empty one in memory, so that nothing is created on disk."""
+    read it): nothing is created or migrated; where there is no database yet, or a fresh (empty) one, an
+    empty one in memory stands in for it."""
     from edgenas.store import db as dbmod
 
     project = project or Project.default()
-    if readonly and not dbmod.database_exists(project, url):
-        empty = ExperimentDB("sqlite://", project)
-        empty.where = dbmod.describe(dbmod.resolve_url(url, project))  # messages name the database it would be
-        return empty
-    return ExperimentDB(url, project)
+    if not readonly:
+        return ExperimentDB(url, project)
+    if dbmod.database_exists(project, url):
+        handle = ExperimentDB(url, project, migrate=False)
+        if handle.opened_revision is not None:
+            return handle
+        handle.close()
+    empty = ExperimentDB("sqlite://", project)
+    empty.where = dbmod.describe(dbmod.resolve_url(url, project))  # messages name the database it would be
+    return empty
 
 
 def open_store(project: Project | None = None, kind: str = "db", url: str | None = None) -> MeasurementStore:

@@ -9,7 +9,13 @@ On open the schema revision is compared with the newest migration this code ship
 
 * a fresh database (no tables) is migrated to the newest revision at once;
 * an older revision is an error that says to run ``edgenas db upgrade``;
-* a revision this code does not know (written by a newer edgenas) is an error: nothing is changed.
+* a revision this code does not know (written by a newer edgenas) is an error: nothing is changed;
+* tables without an edgenas revision (another application's database) are an error, found through a
+  read-only connection before anything is written, so the file is left exactly as it was.
+
+An SQLite path is checked before anything is opened or created next to it (``check_sqlite_target``): a
+folder, a FIFO, a device, a link loop or a new file in a missing folder is refused (only the project's
+own ``.edgenas/`` is created); a failed migration removes the ``.migrate.lock`` it created.
 
 Every failure to reach or read the database is one ``DatabaseError`` naming the database (the
 password, if the URL has one, is hidden).
@@ -20,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import stat
 from pathlib import Path
 from typing import Iterator
 
@@ -53,15 +60,77 @@ def resolve_url(url: str | None = None, project: Project | None = None) -> str:
 
 def database_exists(project: Project, url: str | None = None) -> bool:
     """Whether there is an experiment database to read, checked without creating one: a server URL given
-    (or ``$EDGENAS_DB``), or an SQLite file that exists (the URL's, else the project's own)."""
+    (or ``$EDGENAS_DB``), or anything at the SQLite path (the URL's, else the project's own): a folder, a
+    FIFO or a link there is not "no database" but one that opening it refuses with a clear error."""
     given = url or os.environ.get(ENV_VAR)
     if not given:
-        return (project.state_dir / "edgenas.db").is_file()
+        return os.path.lexists(project.state_dir / "edgenas.db")
     try:
         path = _sqlite_path(make_url(given))
     except Exception:  # noqa: BLE001 - an unparsable URL: opening it gives the one clear error
         return True
-    return path is None or path.is_file()
+    return path is None or os.path.lexists(path)
+
+
+def is_default(url: str | None) -> bool:
+    """Whether ``url`` leaves the choice to the project (no URL, no ``$EDGENAS_DB``): its own ``.edgenas/``."""
+    return not (url or os.environ.get(ENV_VAR))
+
+
+def check_sqlite_target(path: Path, where: str, *, create_parent: bool = False) -> bool:
+    """Refuse an SQLite path that cannot be a database file, before anything is opened or created next to
+    it: a folder, a FIFO or a device (``/dev/zero`` never ends), a link loop, a link to nothing, a path
+    through a file, or a new file in a folder that does not exist (a typo in ``--db`` must not create a
+    tree of folders; the project's own ``.edgenas/`` is made when ``create_parent``). Returns whether the
+    file exists."""
+    hint = "give --db sqlite:///PATH of an edgenas database file, or of a new file in an existing folder"
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise DatabaseError(f"database {where} is a symbolic link to a file that does not exist",
+                                hint=hint) from None
+        if create_parent:
+            return False
+        if not path.parent.is_dir():
+            raise DatabaseError(f"database {where}: the folder {path.parent} does not exist",
+                                hint="create it first, or check the path in --db / $EDGENAS_DB") from None
+        return False
+    except OSError as exc:  # ELOOP, ENOTDIR, EACCES, ENAMETOOLONG
+        raise DatabaseError(f"cannot open database {where}: {exc.strerror or exc}", hint=hint) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise DatabaseError(f"database {where} is a folder, not a database file", hint=hint)
+    if not stat.S_ISREG(st.st_mode):
+        raise DatabaseError(f"database {where} is not a regular file (a FIFO, a device or a socket)", hint=hint)
+    return True
+
+
+#: the tables of the edgenas schema (and alembic's stamp): a database holding others is not edgenas's
+EDGENAS_TABLES = frozenset({"runs", "run_devices", "evaluations", "fronts", "measurements", "alembic_version"})
+
+
+def peek_sqlite(path: Path, url: str) -> tuple[str | None, set[str]]:
+    """(revision, table names) of an existing SQLite file, read through a read-only connection without
+    the pragmas of ``create_engine`` (which switch the file to WAL mode): nothing in the file changes,
+    so another application's database can be refused as it is."""
+    import sqlite3
+    from urllib.parse import quote
+
+    try:
+        con = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+    except sqlite3.Error as exc:
+        raise translate(exc, url) from None
+    try:
+        names = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        rev = None
+        if "alembic_version" in names:
+            row = con.execute("SELECT version_num FROM alembic_version").fetchone()
+            rev = row[0] if row else None
+        return rev, names
+    except sqlite3.Error as exc:
+        raise translate(exc, url) from None
+    finally:
+        con.close()
 
 
 def describe(url: str) -> str:
@@ -87,11 +156,29 @@ def check_writable(url: str) -> None:
                             hint="check their permissions, or give another --db")
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The file of an SQLite URL (None: a server, an in-memory database or an unparsable URL)."""
+    try:
+        return _sqlite_path(make_url(url))
+    except Exception:  # noqa: BLE001 - create_engine refuses a bad URL with the clear error
+        return None
+
+
 def _sqlite_path(u: sa.URL) -> Path | None:
     return Path(u.database) if u.get_backend_name() == "sqlite" and u.database not in (None, "", ":memory:") else None
 
 
-def create_engine(url: str) -> Engine:
+def _text(data: bytes) -> str | bytes:
+    """SQLite text as str; text that is not UTF-8 (written by something else) as its bytes."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data
+
+
+def create_engine(url: str, *, create_parent: bool = False) -> Engine:
+    """The engine for ``url``; an SQLite path is checked first (``check_sqlite_target``), and its folder
+    created only when ``create_parent`` (the project's own database)."""
     try:
         u = make_url(url)
     except Exception as exc:  # noqa: BLE001 - sqlalchemy raises ArgumentError and others
@@ -100,8 +187,13 @@ def create_engine(url: str) -> Engine:
     backend = u.get_backend_name()
     if backend == "sqlite":
         path = _sqlite_path(u)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+        if path is not None and not check_sqlite_target(path, describe(url), create_parent=create_parent) \
+                and create_parent:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DatabaseError(f"cannot create the folder of database {describe(url)}: {exc.strerror or exc}",
+                                    hint="check the project folder and its permissions") from None
         engine = sa.create_engine(u, connect_args={"timeout": BUSY_TIMEOUT_S})
 
         @sa.event.listens_for(engine, "connect")
@@ -112,6 +204,7 @@ def create_engine(url: str) -> Engine:
             cur.execute("PRAGMA foreign_keys = ON")
             cur.execute("PRAGMA synchronous = NORMAL")
             cur.close()
+            dbapi_con.text_factory = _text  # a damaged row's bad text is a value store.rows names, not a fetch error
 
         return engine
     if backend == "postgresql":
@@ -159,10 +252,13 @@ def current_revision(connection: sa.Connection) -> str | None:
 
     rev = MigrationContext.configure(connection).get_current_revision()
     if rev is None and sa.inspect(connection).get_table_names():
-        names = set(sa.inspect(connection).get_table_names())
-        if names & {"runs", "evaluations", "measurements"}:
-            return "?"
+        return "?"  # another application's tables, or edgenas's while another process migrates a fresh file
     return rev
+
+
+def foreign_tables(connection: sa.Connection) -> set[str]:
+    """Tables that are not edgenas's (another application's database)."""
+    return set(sa.inspect(connection).get_table_names()) - EDGENAS_TABLES
 
 
 @contextlib.contextmanager
@@ -170,12 +266,20 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
     """One process migrates at a time: a lock file next to a SQLite file, an advisory lock on PostgreSQL."""
     path = _sqlite_path(engine.url)
     if path is not None:
-        with open(str(path) + ".migrate.lock", "a") as fh:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        lock, created = _open_lock(Path(str(path) + ".migrate.lock"), describe(str(engine.url)))
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield
             finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+                fcntl.flock(lock, fcntl.LOCK_UN)
+        except BaseException:
+            if created:  # a failed migration leaves nothing of ours behind
+                with contextlib.suppress(OSError):
+                    os.unlink(str(path) + ".migrate.lock")
+            raise
+        finally:
+            os.close(lock)
         return
     if engine.dialect.name == "postgresql":
         with engine.connect() as con:
@@ -187,6 +291,24 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
                 con.commit()
         return
     yield
+
+
+def _open_lock(lock: Path, where: str) -> tuple[int, bool]:
+    """(descriptor, created): the lock file, opened without following a link or blocking on a FIFO."""
+    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        try:
+            fd, created = os.open(lock, flags | os.O_CREAT | os.O_EXCL, 0o644), True
+        except FileExistsError:
+            fd, created = os.open(lock, flags), False
+    except OSError as exc:
+        raise DatabaseError(f"cannot open the migration lock {lock} of database {where}: {exc.strerror or exc}",
+                            hint="move it aside if it is not a plain file; check the folder's permissions") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise DatabaseError(f"the migration lock {lock} of database {where} is not a regular file",
+                            hint="move it aside")
+    return fd, created
 
 
 def upgrade(engine: Engine) -> tuple[str | None, str]:
@@ -229,6 +351,9 @@ def translate(exc: BaseException, url: str) -> DatabaseError:
     if "file is not a database" in low or "malformed" in low or "disk image" in low:
         return DatabaseError(f"database {where} is damaged or not a SQLite file ({text})",
                              hint="move the file aside (a new one is created) or restore it from a backup")
+    if "could not decode to utf-8" in low:
+        return DatabaseError(f"database {where} holds text that is not UTF-8 ({text})",
+                             hint="it was edited or damaged: restore it from a backup")
     if "disk i/o error" in low or "database or disk is full" in low:
         return DatabaseError(f"cannot write database {where}: the disk is full or failing ({text})",
                              hint="free some space, then retry")

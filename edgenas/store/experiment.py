@@ -9,7 +9,7 @@ live in ``edgenas.store.runs``; ``DbMeasurementStore`` is the ``MeasurementStore
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from typing import Any, Iterator
 
 import sqlalchemy as sa
 
@@ -18,6 +18,7 @@ from edgenas.project import Project
 from edgenas.store import db as dbmod
 from edgenas.store.base import MeasurementStore, duplicate
 from edgenas.store.record import Measurement
+from edgenas.store.rows import DamagedRowError, decode_row, raw_columns
 from edgenas.store.schema import measurements
 
 
@@ -26,11 +27,23 @@ class ExperimentDB:
                  check: bool = True) -> None:
         self.url = dbmod.resolve_url(url, project)
         self.where = dbmod.describe(self.url)
-        self.engine = dbmod.create_engine(self.url)
+        self.engine = dbmod.create_engine(self.url, create_parent=dbmod.is_default(url))
+        #: the revision found on opening ("?": tables without edgenas's stamp; None: fresh)
+        self.opened_revision: str | None = None
+        path = dbmod.sqlite_path(self.url)
+        if path is not None and path.is_file():  # checked before the engine switches the file to WAL mode
+            rev, names = dbmod.peek_sqlite(path, self.url)
+            if rev is None and names - dbmod.EDGENAS_TABLES:
+                raise self._foreign()
+            if rev is None and not names and not migrate:  # fresh: nothing to read, and nothing is written
+                return
         if check:
             with self.guard():
                 with self.engine.connect() as con:
                     rev = dbmod.current_revision(con)
+                    if rev == "?" and dbmod.foreign_tables(con):
+                        raise self._foreign()
+                self.opened_revision = rev
                 if rev in (None, "?") and migrate:
                     # fresh (or being migrated by another process right now): migrate under the lock,
                     # which checks again once the other process is done
@@ -38,6 +51,11 @@ class ExperimentDB:
                 elif rev != dbmod.head_revision():
                     with self.engine.connect() as con:
                         dbmod.check_revision(con, url=self.url)  # raises: newer, or run `edgenas db upgrade`
+
+    def _foreign(self) -> dbmod.DatabaseError:
+        return dbmod.DatabaseError(f"database {self.where} holds tables but no edgenas schema revision; "
+                                   "nothing was changed",
+                                   hint="point --db / EDGENAS_DB at an edgenas database or a new one")
 
     @property
     def dialect(self) -> str:
@@ -118,11 +136,27 @@ class DbMeasurementStore(MeasurementStore):
                 q = q.where(measurements.c[col] == v)
         return q
 
+    def _select(self) -> Any:
+        """seq and record, the record as its JSON text (``rows.raw_columns``): decoded by ``_decode``."""
+        record = next(c for c in raw_columns(measurements, self.db.dialect) if c.name == "record")
+        return sa.select(measurements.c.seq, record)
+
+    def _decode(self, row: Any) -> Measurement:
+        """A measurement row, checked: a damaged one is one ``DamagedRowError`` naming its row."""
+        hint = ("the experiment database was edited or damaged: delete that measurement row, "
+                "or restore the database from a backup")
+        key = f"row {row.seq}"
+        rec = decode_row({"record": row.record}, "measurements", where=self.db.where, key=key, hint=hint)["record"]
+        try:
+            return Measurement.from_dict(rec, where="measurement record")
+        except InputError as exc:
+            raise DamagedRowError(self.db.where, "measurements", key, "record", exc.message, hint=hint) from None
+
     def list(self, device=None, space=None, fingerprint_hash=None) -> list[Measurement]:
-        q = self._where(sa.select(measurements.c.seq, measurements.c.record), device, space, fingerprint_hash)
+        q = self._where(self._select(), device, space, fingerprint_hash)
         with self.db.read() as con:
             rows = con.execute(q.order_by(measurements.c.seq)).all()
-        return [Measurement.from_dict(r.record, where=f"{self.db.where} measurement {r.seq}") for r in rows]
+        return [self._decode(r) for r in rows]
 
     def count(self, device=None, space=None, fingerprint_hash=None) -> int:
         q = self._where(sa.select(sa.func.count()).select_from(measurements), device, space, fingerprint_hash)
@@ -131,11 +165,10 @@ class DbMeasurementStore(MeasurementStore):
 
     def get(self, id: str) -> Measurement:
         with self.db.read() as con:
-            row = con.execute(sa.select(measurements.c.seq, measurements.c.record)
-                              .where(measurements.c.id == id)).first()
+            row = con.execute(self._select().where(measurements.c.id == id)).first()
         if row is None:
             raise InputError(f"no measurement with id '{id}' in {self!r}")
-        return Measurement.from_dict(row.record, where=f"{self.db.where} measurement {row.seq}")
+        return self._decode(row)
 
     def close(self) -> None:
         self.db.close()

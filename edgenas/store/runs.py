@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from edgenas.errors import InputError
 from edgenas.store.experiment import ExperimentDB
+from edgenas.store.rows import DamagedRowError, decode_row, key_of, raw_columns, run_hint
 from edgenas.store.schema import evaluations, fronts, run_devices, runs
 
 
@@ -105,16 +106,32 @@ def save_run(db: ExperimentDB, rec: RunRecord, evals: Sequence[Evaluation] = (),
             con.execute(fronts.insert(), rows)
 
 
-def _record(r: Any, devs: list[Any]) -> RunRecord:
-    d = dict(r._mapping)
-    return RunRecord(**d, devices=tuple(RunDevice(x.device, x.kind, x.fingerprint_hash, x.lut_hash, x.lut_ref,
-                                                  x.budget_ms) for x in devs))
+def _decode_run(db: ExperimentDB, r: Any, devs: Sequence[Any]) -> RunRecord:
+    """The run row ``r`` and its device rows (``raw_columns``), checked (``rows.decode_row``)."""
+    key, hint = key_of(r), run_hint(r._mapping.get("out_dir"))
+    d = decode_row(r, "runs", where=db.where, key=key, hint=hint)
+    devices = []
+    for x in devs:
+        dev = decode_row(x, "run_devices", where=db.where, key=key, hint=hint)
+        devices.append(RunDevice(dev["device"], dev["kind"], dev["fingerprint_hash"], dev["lut_hash"], dev["lut_ref"],
+                                 None if dev["budget_ms"] is None else float(dev["budget_ms"])))
+    return RunRecord(**d, devices=tuple(devices))
 
 
-def list_runs(db: ExperimentDB, *, space: str | None = None, device: str | None = None,
-              status: str | None = None) -> list[RunRecord]:
-    """Runs, oldest first, filtered by space, device and status."""
-    q = sa.select(runs)
+def _runs_query(db: ExperimentDB) -> Any:
+    return sa.select(*raw_columns(runs, db.dialect))
+
+
+def _devices_query(db: ExperimentDB) -> Any:
+    return sa.select(*raw_columns(run_devices, db.dialect))
+
+
+def scan_runs(db: ExperimentDB, *, space: str | None = None, device: str | None = None,
+              status: str | None = None) -> tuple[list[RunRecord], list[tuple[str, DamagedRowError]]]:
+    """(runs, damaged runs): the runs, oldest first, filtered by space, device and status, and each run
+    whose row (or a row of its devices) is damaged, as (its id as stored, the error): what a listing
+    shows as damaged instead of failing whole."""
+    q = _runs_query(db)
     if space is not None:
         q = q.where(runs.c.space == space)
     if status is not None:
@@ -123,11 +140,26 @@ def list_runs(db: ExperimentDB, *, space: str | None = None, device: str | None 
         q = q.where(runs.c.id.in_(sa.select(run_devices.c.run_id).where(run_devices.c.device == device)))
     with db.read() as con:
         rows = con.execute(q.order_by(runs.c.created_at, runs.c.id)).all()
-        devs = con.execute(sa.select(run_devices).order_by(run_devices.c.run_id, run_devices.c.position)).all()
-    by_run: dict[str, list[Any]] = {}
+        devs = con.execute(_devices_query(db).order_by(run_devices.c.run_id, run_devices.c.position)).all()
+    by_run: dict[Any, list[Any]] = {}
     for x in devs:
         by_run.setdefault(x.run_id, []).append(x)
-    return [_record(r, by_run.get(r.id, [])) for r in rows]
+    good, damaged = [], []
+    for r in rows:
+        try:
+            good.append(_decode_run(db, r, by_run.get(r.id, [])))
+        except DamagedRowError as exc:
+            damaged.append((str(r.id), exc))
+    return good, damaged
+
+
+def list_runs(db: ExperimentDB, *, space: str | None = None, device: str | None = None,
+              status: str | None = None) -> list[RunRecord]:
+    """Runs, oldest first, filtered by space, device and status; a damaged row is one ``DamagedRowError``."""
+    good, damaged = scan_runs(db, space=space, device=device, status=status)
+    if damaged:
+        raise damaged[0][1]
+    return good
 
 
 def resolve_run_id(db: ExperimentDB, ref: str) -> str:
@@ -147,25 +179,33 @@ def resolve_run_id(db: ExperimentDB, ref: str) -> str:
 def get_run(db: ExperimentDB, ref: str) -> RunRecord:
     rid = resolve_run_id(db, ref)
     with db.read() as con:
-        r = con.execute(sa.select(runs).where(runs.c.id == rid)).one()
-        devs = con.execute(sa.select(run_devices).where(run_devices.c.run_id == rid)
+        r = con.execute(_runs_query(db).where(runs.c.id == rid)).one()
+        devs = con.execute(_devices_query(db).where(run_devices.c.run_id == rid)
                            .order_by(run_devices.c.position)).all()
-    return _record(r, devs)
+    return _decode_run(db, r, devs)
+
+
+def _children(db: ExperimentDB, table: sa.Table, run_id: str, order: Sequence[Any]) -> list[dict[str, Any]]:
+    """The rows of ``table`` (evaluations, fronts) of run ``run_id``, checked; a damaged one names the run."""
+    with db.read() as con:
+        rows = con.execute(sa.select(*raw_columns(table, db.dialect)).where(table.c.run_id == run_id)
+                           .order_by(*order)).all()
+        out_dir = con.execute(sa.select(runs.c.out_dir).where(runs.c.id == run_id)).scalar() if rows else None
+    hint = run_hint(out_dir)
+    what = "evaluation" if table is evaluations else "front row"
+    return [decode_row(r, table.name, where=db.where, hint=hint,
+                       key=f"run {run_id}, {what} {r.number if table is evaluations else r.position}") for r in rows]
 
 
 def run_evaluations(db: ExperimentDB, run_id: str) -> list[Evaluation]:
-    with db.read() as con:
-        rows = con.execute(sa.select(evaluations).where(evaluations.c.run_id == run_id)
-                           .order_by(evaluations.c.number)).all()
-    return [Evaluation(r.number, r.arch, {k: (-float("inf") if v is None else v) for k, v in r.objectives.items()},
-                       r.latency_ms, r.constraints, bool(r.feasible), r.wall_s) for r in rows]
+    rows = _children(db, evaluations, run_id, [evaluations.c.number])
+    return [Evaluation(r["number"], r["arch"], {k: (-float("inf") if v is None else v)
+                                                for k, v in r["objectives"].items()},
+                       r["latency_ms"], r["constraints"], r["feasible"], float(r["wall_s"])) for r in rows]
 
 
 def run_fronts(db: ExperimentDB, run_id: str) -> dict[str, list[int]]:
-    with db.read() as con:
-        rows = con.execute(sa.select(fronts).where(fronts.c.run_id == run_id)
-                           .order_by(fronts.c.front, fronts.c.position)).all()
     out: dict[str, list[int]] = {}
-    for r in rows:
-        out.setdefault(r.front, []).append(r.number)
+    for r in _children(db, fronts, run_id, [fronts.c.front, fronts.c.position]):
+        out.setdefault(r["front"], []).append(r["number"])
     return out

@@ -1,0 +1,72 @@
+"""Rows of the experiment database that were edited or damaged, and databases that are not edgenas's, on
+SQLite and on a real PostgreSQL: one ``DamagedRowError`` naming table, run and column (``store.rows``),
+and another application's tables refused with nothing changed."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import sqlalchemy as sa
+
+from edgenas.project import Project
+from edgenas.store import DatabaseError, ExperimentDB
+from edgenas.store.rows import DamagedRowError
+from edgenas.store.runs import get_run, list_runs, run_evaluations, save_run, scan_runs
+
+from .test_runs import _req
+
+
+@pytest.fixture
+def one_run(db, tmp_path):
+    from edgenas.search.launch import launch_search
+
+    launch_search(Project(tmp_path), _req(budget=6), tmp_path / "r1", db=db)
+    [run] = list_runs(db)
+    return run
+
+
+@pytest.mark.parametrize("change,column", [
+    ("task = '[1, 2]'", "task"), ("config = 'null'", "config"), ("best_arch = '7'", "best_arch"),
+    ("warm_start = '{\"transferred\": 3}'", "warm_start"),
+])
+def test_a_run_row_of_the_wrong_shape_is_one_error_on_every_back_end(db, one_run, change, column):
+    with db.begin() as con:
+        con.execute(sa.text(f"UPDATE runs SET {change}"))
+    for read in (lambda: list_runs(db), lambda: get_run(db, one_run.id[:6])):
+        with pytest.raises(DamagedRowError) as info:
+            read()
+        assert (info.value.table, info.value.key, info.value.column) == ("runs", f"run {one_run.id}", column)
+        assert "runs import" in str(info.value) and one_run.out_dir in str(info.value)
+    good, damaged = scan_runs(db)
+    assert good == [] and [rid for rid, _ in damaged] == [one_run.id]
+
+
+def test_a_damaged_evaluation_names_the_run_and_its_number(db, one_run):
+    with db.begin() as con:
+        con.execute(sa.text("UPDATE evaluations SET latency_ms = '[1]' WHERE number = 3"))
+    with pytest.raises(DamagedRowError, match=f"table evaluations, run {one_run.id}, evaluation 3, column latency_ms"):
+        run_evaluations(db, one_run.id)
+
+
+def test_a_cell_string_as_the_chosen_architecture_reads_back_on_every_back_end(db, one_run):
+    """A DARTS run records its cell as a JSON string: read back as text, not as JSON to decode again."""
+    cell = "|nor_conv_3x3~0|+|skip_connect~0|none~1|+|none~0|none~1|none~2|"
+    save_run(db, dataclasses.replace(one_run, best_arch=cell, warm_start={"note": "[x]", "transferred": []}),
+             run_evaluations(db, one_run.id))
+    run = get_run(db, one_run.id)
+    assert run.best_arch == cell and run.warm_start == {"note": "[x]", "transferred": []}
+
+
+def test_another_applications_tables_are_refused_and_nothing_is_added(db_url):
+    eng = sa.create_engine(db_url)
+    with eng.begin() as con:
+        con.execute(sa.text("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)"))
+    eng.dispose()
+    for open_it in (lambda: ExperimentDB(db_url), lambda: ExperimentDB(db_url, migrate=False, check=False).upgrade()):
+        with pytest.raises(DatabaseError, match="holds tables but no edgenas schema revision"):
+            open_it()
+    eng = sa.create_engine(db_url)
+    with eng.connect() as con:
+        assert set(sa.inspect(con).get_table_names()) == {"users"}
+    eng.dispose()
