@@ -108,6 +108,22 @@ def read_bytes_limited(path: str | os.PathLike, what: str, limit: int = MAX_JSON
     return data
 
 
+def read_table_bytes(path: str | os.PathLike, what: str = "benchmark table") -> bytes:
+    """The bytes of a CSV table: a regular file of at most ``MAX_JSON_BYTES`` (``EDGENAS_MAX_INPUT_MB``),
+    opened without blocking (``limits.read_bytes_limited``): a FIFO, a device or a folder is one
+    ``InputError``, never a hang or a read without end."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except OSError:
+        st = None  # read_bytes_limited says what is wrong
+    if st is not None and stat.S_ISREG(st.st_mode) and st.st_size > MAX_JSON_BYTES:
+        mb = MAX_JSON_BYTES / (1 << 20)
+        raise InputError(f"{what} {p} is {st.st_size / (1 << 20):.1f} MB, over the {mb:g} MB limit for tables",
+                         hint=f"check the path; a larger table needs EDGENAS_MAX_INPUT_MB above {mb:g}")
+    return read_bytes_limited(p, what, MAX_JSON_BYTES)
+
+
 def check_depth(obj: Any, where: str, max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NODES) -> Any:
     """Walk ``obj`` iteratively; nesting deeper than ``max_depth`` is an ``InputError``. A container met
     again no deeper is not walked again: YAML aliases share one object, and a 561-byte file of nine levels of ten

@@ -12,6 +12,7 @@ a latency model (``predict_many`` / exact ``min_latency``), e.g. for ``--latency
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 from functools import lru_cache
@@ -22,6 +23,7 @@ import numpy as np
 
 from edgenas.errors import InputError
 from edgenas.evaluate.base import EVALUATORS, Evaluator
+from edgenas.limits import read_table_bytes
 
 REQUIRED = ("index", "arch")
 
@@ -65,14 +67,11 @@ class Table:
 @lru_cache(maxsize=8)
 def _load(path: str, mtime: float) -> Table:
     p = Path(path)
+    data = read_table_bytes(p, "benchmark table")
     try:
-        fh = open(p, newline="", encoding="utf-8-sig")  # a BOM (spreadsheet exports) is not a column name
-    except FileNotFoundError:
-        raise InputError(f"benchmark table not found: {p}", hint="check the --table path") from None
-    except OSError as exc:
-        raise InputError(f"cannot read benchmark table {p}: {exc}") from None
-    try:
-        header, archs, values = _read_rows(p, fh)
+        text = data.decode("utf-8-sig")  # a BOM (spreadsheet exports) is not a column name
+        del data
+        header, archs, values = _read_rows(p, io.StringIO(text, newline=""))
     except (UnicodeDecodeError, csv.Error) as exc:
         raise InputError(f"benchmark table {p} is not a UTF-8 CSV file ({exc.__class__.__name__}: "
                          f"{str(exc)[:120]})", hint="check the --table path") from None
@@ -107,6 +106,9 @@ def _read_rows(p: Path, fh: Any) -> tuple[list[str], list[str], list[list[float]
                 raise InputError(f"benchmark table {p}, line {n}: a value is not a number") from None
             if not all(math.isfinite(v) for v in nums):
                 raise InputError(f"benchmark table {p}, line {n}: a value is not finite")
+            if not (nums[0].is_integer() and 0 <= nums[0] < 2 ** 53):  # 5.5 was joined as 5
+                raise InputError(f"benchmark table {p}, line {n}: index {row[0]!r} is not a whole number from 0",
+                                 hint="the first column numbers the architectures 0, 1, 2, ...")
             archs.append(row[1])
             values.append(nums)
     return header, archs, values
@@ -114,11 +116,14 @@ def _read_rows(p: Path, fh: Any) -> tuple[list[str], list[str], list[list[float]
 
 def load_table(path: str | os.PathLike) -> Table:
     """Parse (once per file version) a benchmark table; bad input is one clear ``InputError``."""
-    p = Path(path).resolve()
     try:
+        p = Path(path).resolve()
         mtime = p.stat().st_mtime
     except FileNotFoundError:
-        raise InputError(f"benchmark table not found: {p}", hint="check the --table path") from None
+        raise InputError(f"benchmark table not found: {Path(path)}", hint="check the --table path") from None
+    except (OSError, RuntimeError) as exc:  # a symbolic link loop (RuntimeError before Python 3.13)
+        raise InputError(f"cannot read benchmark table {Path(path)}: {getattr(exc, 'strerror', None) or exc}",
+                         hint="check the --table path") from None
     return _load(str(p), mtime)
 
 
@@ -164,6 +169,20 @@ def join_tables(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> Table
 
 def _arch_strings(space: Any, archs: Sequence[Any]) -> list[str]:
     return [space.to_dict(a)["arch"] for a in archs]
+
+
+_ALL: dict[str, list[str]] = {}
+
+
+def _all_arch_strings(space: Any) -> list[str] | None:
+    """Every architecture of a space that can list them (nb201's 15,625), as table strings; made once per
+    process. None for a space too large to list."""
+    everything = getattr(space, "all_archs", None)
+    if everything is None:
+        return None
+    if space.name not in _ALL:
+        _ALL[space.name] = _arch_strings(space, everything())
+    return _ALL[space.name]
 
 
 class TabularEvaluator(Evaluator):
@@ -223,6 +242,21 @@ class TableLatency:
         self.column = column
         self.values = self.table.column(column, latency=True)
         self.space = space if space is not None else SPACES.get("nb201")
+
+    def check_covers(self) -> "TableLatency":
+        """Every architecture of the space has a row (a search calls this before it starts: it samples any
+        of them, and one the table lacked stopped it mid-run, its run folder written)."""
+        strings = _all_arch_strings(self.space)
+        if strings is None:
+            return
+        rows = self.table.lookup(strings)
+        if np.any(rows < 0):
+            first = strings[int(np.argmax(rows < 0))]
+            raise InputError(f"latency column '{self.column}': {int(np.sum(rows < 0)):,} of the space's "
+                             f"{len(strings):,} architectures are not in the table (e.g. {first}); a search "
+                             "samples any of them",
+                             hint="use a table of every architecture of the space, such as nb201_hw.csv")
+        return self
 
     def predict_many(self, archs: Sequence[Any]) -> np.ndarray:
         rows = self.table.lookup(_arch_strings(self.space, archs))

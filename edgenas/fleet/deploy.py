@@ -97,6 +97,9 @@ def deploy(project: Project, device: Any, space: SearchSpace, arch: Any, *, runt
     wanted = runtime_params(profile, runtime)["runtime"]
     out_dir = export_dir or default_export_dir(project, space, arch)
     check_export(space, arch, out_dir)
+    from edgenas.fleet.fewshot import check_record
+
+    check_record(project, profile.name, space)  # a damaged or linked few-shot record: refused before any file
     with open_session(project, profile) as s:  # the device is checked before anything is written
         rt_name, note = choose_runtime(s.device, wanted, s.info(wanted))
         fp_hash = s.info(rt_name).fingerprint_hash

@@ -34,6 +34,16 @@ Progress = Callable[[str, int, int], None]
 POOL = 2000
 
 
+def _quiet(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` under ``np.errstate(all="ignore")``: an overflow inside a fit is no numpy warning on the
+    terminal; what comes out is checked (``_fit``: a model whose predictions are not finite is an error)."""
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with np.errstate(all="ignore"):
+            return fn(*args, **kwargs)
+    return run
+
+
 @dataclass(frozen=True)
 class FewShotResult:
     device: str
@@ -76,6 +86,7 @@ def _pool(space: Any, refs: list[tuple[str, str, Any]], seed: int, n: int = POOL
     return archs, model_features(space, archs, [r[2] for r in refs], table)
 
 
+@_quiet
 def _choose(space: Any, pool: np.ndarray | None, refs: list[tuple[str, str, Any]], k: int,
             table: Any = None) -> tuple[Any, dict]:
     """The configuration for ``k`` points, meta-learned on the references alone: ``choose_config`` on
@@ -107,6 +118,7 @@ def _table_features(space: Any, table: Any) -> tuple[np.ndarray, np.ndarray]:
     return _TABLE_FEATURES[key]
 
 
+@_quiet
 def table_config(space: Any, table: Any, k: int, *, plain: bool = False, loss: str = "huber") -> tuple[Any, dict]:
     """``choose_config`` for table references: over the cells the table measured, each column plays the
     new device for ``TableCorrected`` on the other columns' parts and the descriptors, its measured
@@ -132,6 +144,7 @@ def table_config(space: Any, table: Any, k: int, *, plain: bool = False, loss: s
     return config, dict(inner)
 
 
+@_quiet
 def _fit(space: Any, archs: list[Any], y: np.ndarray, refs: list[tuple[str, str, Any]],
          table: Any = None) -> tuple[Any, float]:
     """The meta-learned model on every measurement (configuration chosen on the references for
@@ -160,6 +173,11 @@ def _fit(space: Any, archs: list[Any], y: np.ndarray, refs: list[tuple[str, str,
             return TableCorrected(len(table.columns), names, config, plain, anchor=True, anchor_lam=anchor_lam)
     m = make().fit(X, y)
     m.inner = inner
+    fitted = np.asarray(m.predict(X), dtype=float)
+    if not (np.isfinite(fitted).all() and (fitted > 0).all()):
+        source = f"the table {table.source}" if table is not None else "the reference LUTs"
+        raise InputError(f"the few-shot model fitted on {len(y)} measurements with {source} predicts latencies "
+                         "that are not finite positive numbers", hint="check the references' latencies")
     if getattr(m, "anchor", None) is not None:  # the leave-one-out refits keep the anchor's shrinkage
         make = functools.partial(make, m.anchor.lam)
     loo = []
@@ -202,6 +220,7 @@ def add_fewshot(project: Project, device: str, space_name: str, k: int, *, seed:
     from edgenas.devices.session import open_session
     from edgenas.fleet.measure import measure_model, model_file, reference_model
     from edgenas.latency.fewshot_meta import select_architectures
+    from edgenas.latency.fewshot_model import check_not_linked, model_path
     from edgenas.latency.fewshot_table import TableReferences
     from edgenas.spaces import get_space
     from edgenas.store import Measurement, open_store
@@ -214,6 +233,8 @@ def add_fewshot(project: Project, device: str, space_name: str, k: int, *, seed:
         raise InputError(f"--fewshot must be between 1 and 500 architectures, got {k}")
     tref = None if table is None else TableReferences.build(table, space)
     profile = load_profile(project, device)  # an unknown device is refused before anything is written
+    luts = Path(project.luts_dir)  # a planted link where the record goes: refused now, not after the measurements
+    check_not_linked(luts, model_path(luts, profile.name, space.name))
     with open_session(project, profile) as s:
         fp_hash, rt = s.info().fingerprint_hash, s.runtime_params()
         ref_path = reference_model(project, rt["runtime"])
@@ -260,6 +281,15 @@ def _matching_refs(project: Project, space: Any, model: Any) -> list[tuple[str, 
     from edgenas.latency.fewshot_model import matching_references
 
     return matching_references(project.luts_dir, space, model)
+
+
+def check_record(project: Project, device: str, space: Any) -> None:
+    """Read and check the device's few-shot record for ``space``, if it has one: a damaged, misplaced or
+    linked record is one ``InputError``. A command that would use it after writing (``deploy``: its export
+    and measurement) calls this first, so that such a record refuses it before anything is written."""
+    from edgenas.latency.fewshot_model import load_model
+
+    load_model(project.luts_dir, device, space.name)
 
 
 def latency_model(project: Project, device: str, space: Any) -> Any | None:

@@ -22,35 +22,20 @@ descriptors or, below 3 points, the geometric mean.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from edgenas.errors import InputError
 from edgenas.latency.calibration import apply_calibration, fit_calibration
+from edgenas.latency.fewshot_records import (
+    is_schema, reading_model, record_count, record_number, record_strings, record_vector,
+)
 from edgenas.latency.lut import Calibration
 
 MIN_K_RIDGE = 5
 FEWSHOT_SCHEMA = 1
 ALPHAS = tuple(float(a) for a in np.logspace(-4, 4, 33))
-
-
-@contextmanager
-def reading_model(where: str = "") -> Iterator[None]:
-    """Read a few-shot model record inside this: a missing key, a wrong type or an inconsistent value
-    (``KeyError``, ``TypeError``, ``ValueError``, ``AttributeError``, an overflow) becomes one ``InputError`` naming
-    ``where`` (the file) with the hint to refit; an ``InputError`` raised inside gets the same prefix."""
-    prefix = f"{where}: " if where else ""
-    try:
-        yield
-    except InputError as exc:
-        if not prefix:
-            raise
-        raise InputError(f"{prefix}{exc.message}", hint=exc.hint) from None
-    except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError) as exc:
-        raise InputError(f"{prefix}malformed few-shot latency model ({exc})",
-                         hint="refit it: edgenas device add DEVICE --fewshot 20") from None
 
 
 class FewShotPredictor:
@@ -194,32 +179,38 @@ class FewShotPredictor:
     def from_dict(cls, d) -> "FewShotPredictor":
         """Rebuild from ``to_dict``'s record; a malformed record is one ``InputError``."""
         with reading_model():
-            if d["schema"] != FEWSHOT_SCHEMA:
-                raise InputError(f"unsupported few-shot model schema {d['schema']!r}",
+            if not is_schema(d["schema"], FEWSHOT_SCHEMA):
+                raise InputError(f"unsupported few-shot model schema {d['schema']!r:.40}",
                                  hint=f"this edgenas reads schema {FEWSHOT_SCHEMA}")
-            m = cls(is_latency=d.get("is_latency"), feature_names=d.get("feature_names"))
+            lat = d.get("is_latency")
+            if lat is not None and (not isinstance(lat, list) or not all(isinstance(b, bool) for b in lat)):
+                raise ValueError("is_latency must be a list of true/false")
+            names = d.get("feature_names")
+            m = cls(is_latency=lat, feature_names=None if names is None else record_strings(names, "feature_names"))
             m.model = str(d["model"])
-            m.loo_mse = float("nan") if d.get("loo_mse") is None else float(d["loo_mse"])
-            m.alpha = None if d.get("alpha") is None else float(d["alpha"])
-            m.reference = None if d.get("reference") is None else int(d["reference"])
+            m.loo_mse = float("nan") if d.get("loo_mse") is None else record_number(d["loo_mse"], "loo_mse", low=0)
+            m.alpha = None if d.get("alpha") is None else record_number(d["alpha"], "alpha", positive=True)
+            m.reference = None if d.get("reference") is None else record_count(d["reference"], "reference")
             if m.model == "mean":
-                m._mean = float(d["mean"])
+                m._mean = record_number(d["mean"], "mean")
             elif m.model == "single":
-                from edgenas.latency.lut import Calibration
-
                 m._cal = Calibration.from_dict(d["calibration"])
-                if m.reference is None or m.reference < 0:
-                    raise ValueError("single model without a reference column")
+                if m.reference is None or (lat is not None and (m.reference >= len(lat) or not lat[m.reference])):
+                    raise ValueError("single model without a reference latency column")
             elif m.model in ("ridge", "additive"):
-                mu, sd, w = (np.asarray(d[n], dtype=float) for n in ("mu", "sd", "w"))
-                keep = np.asarray(d["keep"], dtype=bool)
-                if not (mu.shape == sd.shape == keep.shape and w.size == int(keep.sum())):
-                    raise ValueError("inconsistent ridge parameter lengths")
-                if not (np.isfinite(mu).all() and np.isfinite(sd).all() and np.isfinite(w).all()):
-                    raise ValueError("non-finite parameters")
-                m._ridge, m._floor = (mu, sd, keep, w, float(d["ybar"])), float(d.get("floor", 0.0))
+                mu = record_vector(d["mu"], "mu")
+                sd = record_vector(d["sd"], "sd", mu.size)
+                keep = d["keep"]
+                if not isinstance(keep, list) or len(keep) != mu.size or not all(isinstance(b, bool) for b in keep):
+                    raise ValueError(f"keep must be a list of {mu.size} true/false")
+                keep = np.array(keep, dtype=bool).reshape(mu.size)
+                w = record_vector(d["w"], "w", int(keep.sum()))
+                if (sd[keep] <= 0).any() or (lat is not None and len(lat) != mu.size):
+                    raise ValueError("inconsistent ridge parameters")
+                m._ridge = (mu, sd, keep, w, record_number(d["ybar"], "ybar"))
+                m._floor = record_number(d.get("floor", 0.0), "floor", low=0)
             else:
-                raise ValueError(f"unknown model {m.model!r}")
+                raise ValueError(f"unknown model {m.model[:40]!r}")
         return m
 
     def describe(self) -> dict:
@@ -235,38 +226,62 @@ def _num_or_none(x: float) -> float | None:
 
 # ---------------------------------------------------------------------- hardware tables
 _FIXED = ("index", "arch")
+#: reference devices a table may hold (``nb201_hw.csv`` has 5; every one costs a fit per candidate
+#: configuration and about 0.4 MB in the few-shot record)
+MAX_LATENCY_COLUMNS = 16
+#: a plausible whole-model latency (ms): a value outside is left out like a missing one. It bounds what the
+#: fits see, so that nothing in them overflows: 1e300 or 1e-320 ms is a broken table, not a device
+MIN_MS, MAX_MS = 1e-6, 1e7
 
 
 class HwTable:
-    """A CSV like ``nb201_hw.csv``: ``index, arch``, accuracy columns, then any ``*_ms`` columns."""
+    """A CSV like ``nb201_hw.csv``: ``index, arch``, accuracy columns, then any ``*_ms`` columns.
+
+    Read through ``limits.read_table_bytes`` (a regular file of at most ``EDGENAS_MAX_INPUT_MB``:
+    a FIFO or a device is refused, not read); column names unique and non-empty, at most ``MAX_LATENCY_COLUMNS``
+    latency columns. A latency value that is empty, not a number, or outside ``MIN_MS``..``MAX_MS`` reads as
+    missing (nan): rows missing a column are left out where it is used. ``sha256``: of the bytes read."""
 
     def __init__(self, path) -> None:
         import csv
+        import hashlib
+        import io
+        from collections import Counter
         from pathlib import Path
 
+        from edgenas.limits import read_table_bytes
+
         self.path = Path(path)
+        data = read_table_bytes(self.path, "table")
+        self.sha256 = hashlib.sha256(data).hexdigest()
         try:
-            with open(self.path, newline="", encoding="utf-8-sig") as fh:
-                reader = csv.reader(fh)
-                header = next(reader, None)
-                rows = list(reader)
-        except FileNotFoundError:
-            raise InputError(f"table not found: {self.path}", hint="check the path") from None
+            reader = csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""))
+            header = next(reader, None)
+            rows = list(reader)
         except (UnicodeDecodeError, csv.Error) as exc:
             raise InputError(f"{self.path} is not a UTF-8 CSV file ({exc.__class__.__name__}: {str(exc)[:120]})",
                              hint="check the --table path") from None
-        except OSError as exc:
-            raise InputError(f"cannot read table {self.path}: {exc.strerror or exc}") from None
+        del data
         if not header or any(c not in header for c in _FIXED):
             raise InputError(f"{self.path}: expected a header with columns {', '.join(_FIXED)}, ...")
+        if len(set(header)) != len(header) or any(not c.strip() for c in header):
+            twice = next((c for c, n in Counter(header).items() if n > 1), "")
+            raise InputError(f"{self.path}: column names must be unique and non-empty"
+                             + (f" ({twice[:80]!r} appears twice)" if twice.strip() else ""),
+                             hint="rename or remove the repeated or empty column")
         self.ms_columns = [c for c in header if c.endswith("_ms")]
         if not self.ms_columns:
             raise InputError(f"{self.path}: no latency (*_ms) columns")
-        self.arch = [r[header.index("arch")] for r in rows]
+        if len(self.ms_columns) > MAX_LATENCY_COLUMNS:
+            raise InputError(f"{self.path}: {len(self.ms_columns)} latency (*_ms) columns, more than the "
+                             f"{MAX_LATENCY_COLUMNS} a table of reference devices may have",
+                             hint=f"keep at most {MAX_LATENCY_COLUMNS}, e.g. cut -d, -f1,2,COLUMNS TABLE > smaller.csv")
+        ia = header.index("arch")
+        self.arch = [r[ia] if ia < len(r) else "" for r in rows]
         self.latency = {}
         for c in self.ms_columns:
             i = header.index(c)
-            self.latency[c] = np.array([_num(r[i]) if i < len(r) else np.nan for r in rows])
+            self.latency[c] = np.array([_latency(r[i]) if i < len(r) else np.nan for r in rows])
         counts, names = op_counts(self.arch)
         graph, gnames = graph_descriptors(self.arch)
         self.descriptors, self.descriptor_names = np.hstack([counts, graph]), names + gnames
@@ -278,11 +293,13 @@ class HwTable:
         return self.latency[name]
 
 
-def _num(s: str) -> float:
+def _latency(s: str) -> float:
+    """A table's latency cell in ms; nan (missing) unless a number from ``MIN_MS`` to ``MAX_MS``."""
     try:
-        return float(s)
+        v = float(s)
     except ValueError:
         return float("nan")
+    return v if MIN_MS <= v <= MAX_MS else float("nan")
 
 
 def op_counts(archs: Sequence[str], ops: Sequence[str] | None = None) -> tuple[np.ndarray, list[str]]:

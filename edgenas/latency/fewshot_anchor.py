@@ -33,7 +33,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from edgenas.errors import InputError
-from edgenas.latency.fewshot import reading_model
+from edgenas.latency.fewshot_records import is_schema, reading_model, record_count, record_number, record_vector
 from edgenas.latency.fewshot_meta import MetaConfig, MetaFewShot
 
 ANCHOR_SCHEMA = 1
@@ -125,19 +125,17 @@ class Anchor:
     def from_dict(cls, d: Mapping[str, Any], n_refs: int) -> "Anchor":
         """Rebuild from ``to_dict``'s record, checked against ``n_refs`` references."""
         with reading_model("few-shot anchor"):
-            if d.get("schema") != ANCHOR_SCHEMA or d.get("kind") != cls.kind_name:
+            if not is_schema(d.get("schema"), ANCHOR_SCHEMA) or d.get("kind") != cls.kind_name:
                 raise ValueError(f"not a {cls.kind_name} record of schema {ANCHOR_SCHEMA}")
-            a = cls(float(d["lam"]))
-            a.source = int(d["source"])
-            a._mu, a._scale = np.asarray(d["mu"], dtype=float), np.asarray(d["scale"], dtype=float)
-            a.ratio = MetaFewShot.from_dict(d["ratio"])
-            if not 0 <= a.source < n_refs:
+            a = cls(record_number(d["lam"], "lam", positive=True))
+            a.source = record_count(d["source"], "source")
+            if not a.source < n_refs:
                 raise ValueError(f"source {a.source} is not one of {n_refs} references")
-            if a._mu.ndim != 1 or a._scale.shape != a._mu.shape or a.ratio.n_refs != 0 \
-                    or a.ratio._width != a._mu.size:
+            a._mu = record_vector(d["mu"], "mu")
+            a._scale = record_vector(d["scale"], "scale", a._mu.size, positive=True)
+            a.ratio = MetaFewShot.from_dict(d["ratio"])
+            if a.ratio.n_refs != 0 or a.ratio._width != a._mu.size:
                 raise ValueError("descriptor statistics do not match the ratio model")
-            if not (np.isfinite(a._mu).all() and np.isfinite(a._scale).all() and (a._scale > 0).all()):
-                raise ValueError("descriptor statistics must be finite, scales > 0")
         return a
 
     def describe(self) -> dict[str, Any]:

@@ -31,7 +31,8 @@ from typing import Sequence
 import numpy as np
 
 from edgenas.errors import InputError
-from edgenas.latency.fewshot import MIN_K_RIDGE, FewShotPredictor, reading_model
+from edgenas.latency.fewshot import MIN_K_RIDGE, FewShotPredictor
+from edgenas.latency.fewshot_records import is_schema, reading_model, record_count, record_strings
 
 ENSEMBLE_SCHEMA = 1
 
@@ -95,20 +96,29 @@ class FewShotEnsemble:
     @classmethod
     def from_dict(cls, d) -> "FewShotEnsemble":
         with reading_model():
-            if d["schema"] != ENSEMBLE_SCHEMA or d.get("kind") != "fewshot-ensemble":
+            if not is_schema(d["schema"], ENSEMBLE_SCHEMA) or d.get("kind") != "fewshot-ensemble":
                 raise InputError(f"not a few-shot ensemble of schema {ENSEMBLE_SCHEMA} "
-                                 f"(schema={d['schema']!r}, kind={d.get('kind')!r})")
-            e = cls(d["is_latency"], d.get("feature_names"), d.get("graph_columns", ()))
+                                 f"(schema={d['schema']!r:.40}, kind={d.get('kind')!r:.40})")
+            lat, names, graph = d["is_latency"], d.get("feature_names"), d.get("graph_columns", [])
+            if not isinstance(lat, list) or not all(isinstance(b, bool) for b in lat):
+                raise ValueError("is_latency must be a list of true/false")
+            if not isinstance(graph, list) or not isinstance(d["members"], list):
+                raise ValueError("graph_columns and members must be lists")
+            e = cls(lat, None if names is None else record_strings(names, "feature_names"),
+                    [record_count(c, "a graph column") for c in graph])
             n = e.is_latency.size
             for mem in d["members"]:
-                cols = [int(c) for c in mem["columns"]]
+                if not isinstance(mem, dict) or not isinstance(mem.get("name"), str) \
+                        or not isinstance(mem.get("columns"), list):
+                    raise ValueError("a member must have a name and columns")
+                cols = [record_count(c, f"a column of member {mem['name'][:40]!r}") for c in mem["columns"]]
                 if not cols or any(not 0 <= c < n for c in cols):
-                    raise ValueError(f"member {mem.get('name')!r} has columns outside 0..{n - 1}")
+                    raise ValueError(f"member {mem['name'][:40]!r} has columns outside 0..{n - 1}")
                 m = FewShotPredictor.from_dict(mem["model"])
-                if m.is_latency is not None and m.is_latency.size != len(cols):
-                    raise ValueError(f"member {mem.get('name')!r}: {len(cols)} columns, "
-                                     f"{m.is_latency.size} flags")
-                e.members.append((str(mem["name"]), cols, m))
+                if m.is_latency is None or m.is_latency.size != len(cols) \
+                        or not np.array_equal(m.is_latency, e.is_latency[cols]):
+                    raise ValueError(f"member {mem['name'][:40]!r}: its latency flags do not match its columns")
+                e.members.append((mem["name"], cols, m))
             if not e.members:
                 raise ValueError("no members")
         return e

@@ -41,7 +41,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edgenas.errors import InputError
-from edgenas.latency.fewshot import reading_model
+from edgenas.latency.fewshot_records import (
+    is_schema, reading_model, record_count, record_number, record_strings, record_table, record_vector,
+)
 
 META_SCHEMA = 1
 MIN_K = 3
@@ -55,6 +57,7 @@ LAM_REF = (1e-3, 1e-2, 1e-1, 1.0)
 LAM_DESC = (None, 1.0, 10.0, 100.0)
 INNER_SEEDS = (0, 1, 2)
 INNER_POOL = 2000
+MAX_FEATURES = 10_000  # columns of a record's features, at most (a fitted one has tens)
 
 
 @dataclass(frozen=True)
@@ -77,10 +80,15 @@ class MetaConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "MetaConfig":
+        d = record_table(d, "config")
         lam_desc = d.get("lam_desc")
+        words = [d["space"], d["selection"], d.get("loss", "squared")]
+        if not all(isinstance(w, str) for w in words):
+            raise ValueError("config: space, selection and loss must be strings")
         # records written before the loss was a choice were fitted with the squared loss
-        return cls(str(d["space"]), float(d["lam_ref"]), None if lam_desc is None else float(lam_desc),
-                   str(d["selection"]), str(d.get("loss", "squared")))
+        return cls(words[0], record_number(d["lam_ref"], "config lam_ref", positive=True),
+                   None if lam_desc is None else record_number(lam_desc, "config lam_desc", positive=True),
+                   words[1], words[2])
 
 
 DEFAULT = MetaConfig()
@@ -222,28 +230,35 @@ class MetaFewShot:
 
     @classmethod
     def from_dict(cls, d) -> "MetaFewShot":
-        """Rebuild from ``to_dict``'s record; a malformed record is one ``InputError``."""
+        """Rebuild from ``to_dict``'s record; a malformed record is one ``InputError``. Every array is a flat
+        list of finite numbers of the length the configuration implies, every count a whole number."""
         with reading_model():
-            if d["schema"] != META_SCHEMA or d.get("kind") != "fewshot-meta":
+            if not is_schema(d["schema"], META_SCHEMA) or d.get("kind") != "fewshot-meta":
                 raise InputError(f"not a meta few-shot model of schema {META_SCHEMA} "
-                                 f"(schema={d['schema']!r}, kind={d.get('kind')!r})")
-            m = cls(int(d["n_refs"]), d.get("feature_names"), MetaConfig.from_dict(d["config"]))
-            m.kind = str(d["fit"])
-            m._scale_r, m._mu, m._w = (np.asarray(d[n], dtype=float) for n in ("scale_r", "mu", "w"))
-            m._scale_y, m._floor, m._ym = float(d["scale_y"]), float(d["floor"]), float(d["ym"])
-            m._width = int(d["width"])
-            m.inner = dict(d.get("inner") or {})
+                                 f"(schema={d['schema']!r:.40}, kind={d.get('kind')!r:.40})")
+            n_refs = record_count(d["n_refs"], "n_refs", high=MAX_FEATURES)
+            names = d.get("feature_names")
+            m = cls(n_refs, None if names is None else record_strings(names, "feature_names"),
+                    MetaConfig.from_dict(d["config"]))
+            m.kind = d["fit"] if isinstance(d["fit"], str) else ""
             if m.kind not in ("ridge", "ratio", "mean"):
-                raise ValueError(f"unknown fit {m.kind!r}")
-            if m._scale_r.size != m.n_refs or m.n_refs > m._width or m._mu.size != m._w.size:
-                raise ValueError("inconsistent parameter lengths")
-            if not all(np.isfinite(a).all() for a in (m._scale_r, m._mu, m._w, (m._scale_y, m._floor, m._ym))) \
-                    or m._scale_y <= 0 or (m._scale_r <= 0).any():
-                raise ValueError("non-finite parameters, or scales that are not > 0")
-            if m.kind == "ridge" and m._w.size != m._design(np.ones((1, m.n_refs)),
-                                                             np.zeros((1, m._width - m.n_refs)))[0].shape[1]:
-                raise ValueError("weights do not match the configuration")
+                raise ValueError(f"unknown fit {d['fit']!r:.40}")
+            if (m.kind == "ratio") != (n_refs > 0) and m.kind != "ridge":
+                raise ValueError(f"a {m.kind} fit with {n_refs} references")
+            m._width = record_count(d["width"], "width", low=n_refs, high=MAX_FEATURES)
+            m._scale_r = record_vector(d["scale_r"], "scale_r", n_refs, positive=True)
+            size = m._design_width() if m.kind == "ridge" else 0
+            m._mu, m._w = record_vector(d["mu"], "mu", size), record_vector(d["w"], "w", size)
+            m._scale_y = record_number(d["scale_y"], "scale_y", positive=True)
+            m._floor = record_number(d["floor"], "floor", low=0)
+            m._ym = record_number(d["ym"], "ym", positive=m.kind != "ridge")
+            m.inner = record_table(d.get("inner"), "inner")
         return m
+
+    def _design_width(self) -> int:
+        """Columns of ``_design``: the references, then the descriptors if corrected (or no references)."""
+        n_desc = self._width - self.n_refs
+        return self.n_refs + (n_desc if self.config.lam_desc is not None or not self.n_refs else 0)
 
     def describe(self) -> dict[str, Any]:
         return {"model": "meta", "fit": self.kind, **self.config.to_dict(), "inner": self.inner}

@@ -28,7 +28,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from edgenas.errors import InputError
-from edgenas.latency.fewshot import graph_descriptors, op_counts, reading_model
+from edgenas.latency.fewshot import graph_descriptors, op_counts
+from edgenas.latency.fewshot_records import is_schema, reading_model, record_count, record_number, record_strings
 from edgenas.latency.fewshot_ensemble import FewShotEnsemble
 from edgenas.latency.fewshot_meta import MetaFewShot
 from edgenas.latency.fewshot_table import TableCorrected, TableReferences
@@ -133,23 +134,48 @@ class FewShotModel:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "few-shot model") -> "FewShotModel":
         with reading_model(where):
-            if d.get("schema") != MODEL_SCHEMA or d.get("kind") != "fewshot-latency":
+            if not is_schema(d.get("schema"), MODEL_SCHEMA) or d.get("kind") != "fewshot-latency":
                 raise ValueError(f"not a few-shot latency model of schema {MODEL_SCHEMA}")
-            refs = tuple((str(a), str(b)) for a, b in d["references"])
-            m = cls(device=str(d["device"]), space=str(d["space"]), fingerprint_hash=str(d["fingerprint_hash"]),
-                    runtime=str(d["runtime"]), references=refs,
-                    descriptor_names=tuple(str(n) for n in d["descriptor_names"]), ensemble=dict(d["ensemble"]),
-                    n_points=int(d["n_points"]), created_at=float(d.get("created_at", 0.0)),
+            words = [d[k] for k in ("device", "space", "fingerprint_hash", "runtime")]
+            if not all(isinstance(w, str) for w in words):
+                raise ValueError("device, space, fingerprint_hash and runtime must be strings")
+            pairs = d["references"]
+            if not isinstance(pairs, list) or not all(
+                    isinstance(r, list) and len(r) == 2 and all(isinstance(x, str) for x in r) for r in pairs):
+                raise ValueError("references must be a list of [device, LUT fingerprint hash] pairs")
+            refs = tuple((a, b) for a, b in d["references"])
+            if not isinstance(d["ensemble"], dict) or not (d.get("table") is None or isinstance(d["table"], dict)):
+                raise ValueError("ensemble and table must be JSON objects")
+            m = cls(device=words[0], space=words[1], fingerprint_hash=words[2], runtime=words[3], references=refs,
+                    descriptor_names=tuple(record_strings(d["descriptor_names"], "descriptor_names")),
+                    ensemble=dict(d["ensemble"]), n_points=record_count(d["n_points"], "n_points", low=1),
+                    created_at=record_number(d.get("created_at", 0.0), "created_at", low=0),
                     table=None if d.get("table") is None else dict(d["table"]))
-            for name in (m.device, *(r[0] for r in refs)):
+            for name in (m.device, m.space, *(r[0] for r in refs)):
                 if not NAME_RE.match(name):
-                    raise ValueError(f"bad device name {name!r}")
+                    raise ValueError(f"bad device or space name {name[:40]!r}")
             if m.table is not None and (refs or m.table.get("kind") != "table-references"):
                 raise ValueError("table references come instead of reference LUTs")
             if (m.table is not None) != (m.ensemble.get("kind") == TableCorrected.kind_name):
                 raise ValueError("a table-corrected regressor goes with table references, and only with them")
-            regressor_from_dict(m.ensemble)
+            _check_width(m, regressor_from_dict(m.ensemble))
         return m
+
+
+def _check_width(model: FewShotModel, reg: Any) -> None:
+    """The regressor takes the features the record's references and descriptors make (``model_features``)."""
+    n_desc = len(model.descriptor_names)
+    if isinstance(reg, TableCorrected):
+        columns = model.table.get("columns") if model.table is not None else None
+        n = len(columns) if isinstance(columns, list) else -1
+        ok = reg.n_refs == n and reg.meta._width == n + n_desc
+    elif isinstance(reg, MetaFewShot):
+        ok = reg.n_refs == len(model.references) and reg._width == len(model.references) + n_desc
+    else:  # FewShotEnsemble
+        ok = reg.is_latency.size == len(model.references) + n_desc
+    if not ok:
+        raise ValueError(f"the regressor does not take the features of {len(model.references)} reference LUTs "
+                         f"or table columns and {n_desc} descriptors")
 
 
 def model_path(luts_dir: Path, device: str, space: str) -> Path:
@@ -160,22 +186,58 @@ def model_path(luts_dir: Path, device: str, space: str) -> Path:
     return Path(luts_dir) / device / "fewshot" / f"{space}.json"
 
 
+def check_not_linked(luts_dir: Path, path: Path) -> None:
+    """Neither the record ``path`` nor a folder between it and ``luts_dir`` is a symbolic link, and it resolves
+    inside the project (the folder above ``luts_dir``): as ``LutStore`` refuses for LUT files, a planted link
+    must neither feed search a record from elsewhere nor have a refit write outside the project."""
+    root = Path(luts_dir)
+    project_root = root.parent.resolve()
+    for p in (root, path.parent.parent, path.parent, path):
+        try:
+            outside = p.is_symlink() or (p.exists() and not p.resolve().is_relative_to(project_root))
+        except (OSError, RuntimeError):  # a link loop
+            outside = True
+        if outside:
+            raise InputError(f"the few-shot model {'file' if p == path else 'folder'} {p} is a symbolic link or "
+                             f"lies outside the project {project_root}",
+                             hint="replace the link with a real folder or file inside the project; nothing was written")
+
+
 def save_model(luts_dir: Path, model: FewShotModel) -> Path:
     """Write the record (indented JSON; compact when it carries table references, 1-2 MB)."""
     from edgenas.io import atomic_write_json
 
     path = model_path(luts_dir, model.device, model.space)
     FewShotModel.from_dict(model.to_dict())  # validate before touching anything
+    check_not_linked(luts_dir, path)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, model.to_dict(), compact=model.table is not None)
     return path
 
 
 def load_model(luts_dir: Path, device: str, space: str) -> FewShotModel | None:
+    """The record of ``device`` and ``space`` (None if there is none), checked: a link, a record of another
+    device or space, or a malformed one is one ``InputError``."""
     from edgenas.io import read_json
 
+    from edgenas.spaces import get_space
+
     path = model_path(luts_dir, device, space)
-    return FewShotModel.from_dict(read_json(path), where=str(path)) if path.exists() else None
+    check_not_linked(luts_dir, path)
+    if not path.exists():
+        return None
+    refit = f"refit it: edgenas device add {device} --fewshot 20 --space {space}, or remove {path}"
+    try:
+        model = FewShotModel.from_dict(read_json(path, "few-shot model"), where=str(path))
+        if (model.device, model.space) != (device, space):
+            raise InputError(f"{path}: the few-shot model of device '{model.device[:40]}' and space "
+                             f"'{model.space[:40]}' lies where that of '{device}' and '{space}' belongs")
+        if model.table is not None:  # checked here too, where the file is known
+            with reading_model(str(path)):
+                TableReferences.from_dict(model.table, get_space(space))
+    except InputError as exc:
+        raise InputError(exc.message, hint=refit) from None
+    return model
 
 
 class FewShotLatency:

@@ -36,7 +36,6 @@ values (the targets on which the configuration is meta-learned, again at every r
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from dataclasses import dataclass
@@ -46,12 +45,16 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from edgenas.errors import InputError
-from edgenas.latency.fewshot import HwTable, cell_encoding, reading_model
+from edgenas.latency.fewshot import MAX_LATENCY_COLUMNS, MAX_MS, MIN_MS, HwTable, cell_encoding
+from edgenas.latency.fewshot_records import (
+    is_schema, reading_model, record_count, record_strings, record_table, record_vector,
+)
 from edgenas.latency.fewshot_anchor import MIN_LOO as ANCHOR_MIN_K, Anchor
 from edgenas.latency.fewshot_meta import DEFAULT, MIN_K, MetaConfig, MetaFewShot, huber_irls
 
 TABLE_SCHEMA = 1
 _COLUMN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}_ms\Z")
+_SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
 MIN_ROWS = 50  # table rows with every column measured, at least
 TREE_ITERATIONS = 300
 RIDGE = 0.05  # on the correction weights
@@ -95,7 +98,8 @@ class TableReferences:
     @classmethod
     def build(cls, path: str | Path, space: Any, columns: Sequence[str] | None = None) -> "TableReferences":
         """From the table at ``path``: every ``*_ms`` column, or only ``columns``. Rows where one of them
-        is missing or not > 0 are left out; a row whose ``arch`` is not a cell of ``space`` is an error."""
+        is missing, or not a latency from ``MIN_MS`` to ``MAX_MS`` ms (``HwTable``), are left out; a row whose
+        ``arch`` is not a cell of ``space`` is an error."""
         from sklearn.ensemble import HistGradientBoostingRegressor
 
         ops = _space_ops(space)
@@ -118,25 +122,31 @@ class TableReferences:
         ok = np.isfinite(Y).all(axis=1) & (Y > 0).all(axis=1)
         if ok.sum() < MIN_ROWS:
             raise InputError(f"{table.path.name}: only {int(ok.sum())} rows have every latency column "
-                             f"measured, at least {MIN_ROWS} are needed")
+                             f"measured, at least {MIN_ROWS} are needed",
+                             hint=f"a latency is a number of ms from {MIN_MS:g} to {MAX_MS:g}; others count as missing")
         strings = [space.to_dict(a)["arch"] for a in space.all_archs()]  # in gene order
         grid, _ = cell_encoding(strings, ops)
         rows, _ = cell_encoding([a for a, keep in zip(table.arch, ok) if keep], ops)
         one_hot = slice(0, 6 * len(ops))  # per edge position, the operation on it
         add, nonadd = np.empty((len(strings), len(cols))), np.empty((len(strings), len(cols)))
         A, G = np.column_stack([rows, np.ones(len(rows))]), np.column_stack([grid, np.ones(len(grid))])
-        for j in range(len(cols)):
-            y = Y[ok, j]
-            w = np.linalg.lstsq(A, y, rcond=None)[0]
-            floor = 1e-3 * float(np.median(y))
-            trees = HistGradientBoostingRegressor(max_iter=TREE_ITERATIONS, random_state=0).fit(
-                rows[:, one_hot], np.log(y / np.maximum(A @ w, floor)))
-            add[:, j] = np.maximum(G @ w, floor)
-            nonadd[:, j] = trees.predict(grid[:, one_hot])
+        with np.errstate(all="ignore"):  # values are MIN_MS..MAX_MS (HwTable); the parts are checked below
+            for j in range(len(cols)):
+                y = Y[ok, j]
+                w = np.linalg.lstsq(A, y, rcond=None)[0]
+                floor = 1e-3 * float(np.median(y))
+                trees = HistGradientBoostingRegressor(max_iter=TREE_ITERATIONS, random_state=0).fit(
+                    rows[:, one_hot], np.log(y / np.maximum(A @ w, floor)))
+                add[:, j] = np.maximum(G @ w, floor)
+                nonadd[:, j] = trees.predict(grid[:, one_hot])
+        bad = [c for j, c in enumerate(cols) if not (np.isfinite(add[:, j]).all() and np.isfinite(nonadd[:, j]).all()
+                                                     and (add[:, j] > 0).all())]
+        if bad:
+            raise InputError(f"{table.path.name}: latency column {bad[0]} gives no usable per-edge model",
+                             hint=f"check its values (whole-model latencies in ms, {MIN_MS:g} to {MAX_MS:g})")
         measured = np.full(add.shape, np.nan)
         measured[_rows(space, [c for c, keep in zip(cells, ok) if keep])] = Y[ok]
-        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-        return cls(space.name, table.path.name, digest, tuple(cols), int(ok.sum()), _sig6(add),
+        return cls(space.name, table.path.name, table.sha256, tuple(cols), int(ok.sum()), _sig6(add),
                    np.round(nonadd, 5), _sig6(measured))
 
     def parts(self, space: Any, archs: Sequence[Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -154,33 +164,48 @@ class TableReferences:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], space: Any) -> "TableReferences":
-        """Checked against ``space``: one value per architecture of it and column, finite, additive > 0."""
+        """Checked against ``space``: one value per architecture of it and column, finite, additive > 0,
+        measured values (null where the table lacks the cell) from ``MIN_MS`` to ``MAX_MS``."""
         with reading_model("table references"):
-            if d.get("schema") != TABLE_SCHEMA or d.get("kind") != "table-references":
+            if not is_schema(d.get("schema"), TABLE_SCHEMA) or d.get("kind") != "table-references":
                 raise ValueError(f"not table references of schema {TABLE_SCHEMA}")
             if d["space"] != space.name:
-                raise ValueError(f"table references of {d['space']!r}, not {space.name!r}")
-            columns = tuple(str(c) for c in d["columns"])
-            _check_names(str(d["source"]), columns)
+                raise ValueError(f"table references of {d['space']!r:.40}, not {space.name!r}")
+            columns = tuple(record_strings(d["columns"], "columns"))
+            source, digest = d["source"], d["sha256"]
+            if not isinstance(source, str) or not isinstance(digest, str) or not _SHA256.match(digest):
+                raise ValueError("source must be a file name and sha256 a SHA-256 in hex")
+            _check_names(source, columns)
+            if not 1 <= len(columns) <= MAX_LATENCY_COLUMNS or len(set(columns)) != len(columns):
+                raise ValueError(f"expected 1 to {MAX_LATENCY_COLUMNS} distinct columns, got {len(columns)}")
             n = math.prod(_sizes(space))
-            add = np.asarray(d["additive"], dtype=float).T
-            nonadd = np.asarray(d["nonadditive"], dtype=float).T
-            measured = np.array([[np.nan if v is None else float(v) for v in col] for col in d["measured"]]).T
-            if not columns or add.shape != (n, len(columns)) or nonadd.shape != add.shape \
-                    or measured.shape != add.shape:
-                raise ValueError(f"expected {len(columns)} columns of {n} values")
+            add = _columns(d["additive"], "additive", len(columns), n, positive=True)
+            nonadd = _columns(d["nonadditive"], "nonadditive", len(columns), n)
+            measured = d["measured"]
+            if not isinstance(measured, list) or len(measured) != len(columns) or any(
+                    not isinstance(col, list) or len(col) != n for col in measured):
+                raise ValueError(f"measured: expected {len(columns)} lists of {n} values")
+            if not all(v is None or type(v) is float or type(v) is int for col in measured for v in col):
+                raise ValueError("measured: values must be numbers or null")
+            measured = np.array([[np.nan if v is None else v for v in col] for col in measured], dtype=float).T
             known = measured[~np.isnan(measured)]
-            if not (np.isfinite(add).all() and np.isfinite(nonadd).all() and (add > 0).all()
-                    and np.isfinite(known).all() and (known > 0).all()):
-                raise ValueError("values must be finite, latencies > 0")
-            return cls(str(d["space"]), str(d["source"]), str(d["sha256"]), columns, int(d["rows"]), add, nonadd,
-                       measured)
+            if not ((known >= MIN_MS) & (known <= MAX_MS)).all():
+                raise ValueError(f"measured values must be latencies from {MIN_MS:g} to {MAX_MS:g} ms")
+            rows = record_count(d["rows"], "rows", low=1, high=n)
+            return cls(space.name, source, digest, columns, rows, add, nonadd, measured)
 
     def measured_cells(self, space: Any) -> tuple[list[Any], np.ndarray]:
         """The cells the table measured in every column, and those measurements (ms)."""
         rows = np.flatnonzero(np.isfinite(self.measured).all(axis=1))
         genes = np.stack(np.unravel_index(rows, _sizes(space)), axis=1)
         return [space.from_genes(g) for g in genes], self.measured[rows]
+
+
+def _columns(value: Any, what: str, n_columns: int, n: int, positive: bool = False) -> np.ndarray:
+    """A record's ``n_columns`` lists of ``n`` finite numbers as an ``(n, n_columns)`` array."""
+    if not isinstance(value, list) or len(value) != n_columns:
+        raise ValueError(f"{what}: expected {n_columns} lists of {n} numbers")
+    return np.column_stack([record_vector(col, what, n, positive=positive) for col in value])
 
 
 def _check_names(source: str, columns: Sequence[str]) -> None:
@@ -293,15 +318,18 @@ class TableCorrected:
         with reading_model():
             if d.get("kind") != cls.kind_name:
                 raise ValueError(f"not a {cls.kind_name} record")
+            n_refs = record_count(d["n_refs"], "n_refs", low=1, high=MAX_LATENCY_COLUMNS)
             meta = MetaFewShot.from_dict(d["meta"])
             plain = None if d.get("plain") is None else MetaFewShot.from_dict(d["plain"])  # absent before the average
-            m = cls(int(d["n_refs"]), d.get("feature_names"), meta.config, None if plain is None else plain.config)
-            w = np.asarray(d["w"], dtype=float)
-            if w.shape != (m.n_refs,) or not np.isfinite(w).all() or meta.n_refs != m.n_refs:
+            names = d.get("feature_names")
+            m = cls(n_refs, None if names is None else record_strings(names, "feature_names"), meta.config,
+                    None if plain is None else plain.config)
+            w = record_vector(d["w"], "w", m.n_refs)
+            if meta.n_refs != m.n_refs:
                 raise ValueError("correction weights do not match the references")
             if plain is not None and (plain.n_refs != m.n_refs or plain._width != meta._width):
                 raise ValueError("the plain model does not match the corrected one")
-            m.meta, m.plain, m.w, m.inner = meta, plain, w, dict(d.get("inner") or {})
+            m.meta, m.plain, m.w, m.inner = meta, plain, w, record_table(d.get("inner"), "inner")
             if d.get("anchor") is not None:  # absent before the anchor
                 m.anchor = Anchor.from_dict(d["anchor"], m.n_refs)
                 m.use_anchor, m.anchor_lam = True, m.anchor.lam

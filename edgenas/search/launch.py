@@ -138,7 +138,7 @@ def build_problem(project: Project, req: SearchRequest, note: Callable[[str], No
 
         table = join_tables(req.table)
         if req.latency_column:
-            models.append((req.latency_column, TableLatency(table, req.latency_column, space)))
+            models.append((req.latency_column, TableLatency(table, req.latency_column, space).check_covers()))
     elif req.latency_column:
         raise InputError("--latency-column needs --table")
     if req.devices:

@@ -71,6 +71,14 @@ def test_fewshot_add_then_search_and_deploy_use_it(proj, cli, tmp_path):
     assert dep["predicted_ms"] > 0 and "few-shot" in dep["note"]
     assert json.loads(open(res_path := model_path_of(proj)).read())["n_points"] == 6, res_path
 
+    # a tampered record refuses the deploy before its export and measurement are written (it was an
+    # internal error after them)
+    rec = json.loads(res_path.read_text())
+    res_path.write_text(json.dumps(dict(rec, n_points=-5)))
+    d = cli("deploy", "local", str(run / "best.json"), "--out", str(tmp_path / "exp2"))
+    assert d.code == 2 and "n_points" in d.err and len(d.err.strip().splitlines()) == 1, d.err
+    assert not (tmp_path / "exp2").exists()
+
 
 def model_path_of(proj):
     return proj / "luts" / "local" / "fewshot" / "mbv3-tiny.json"

@@ -71,7 +71,7 @@ def test_a_port_that_answers_but_is_no_ray_cluster_is_one_line_at_once(fresh, cl
 def test_a_bad_darts_dataset_is_refused_before_the_run_folder(fresh, cli, tmp_path):
     """The run folder was written first, and then blocked the same --out."""
     np.savez(tmp_path / "mm.npz", x=np.zeros((40, 8, 8, 3), np.uint8), y=np.zeros(30, np.int64))
-    for data, fragment in ((tmp_path / "mm.npz", "one label per image"), (tmp_path / "nope.npz", "No such file")):
+    for data, fragment in ((tmp_path / "mm.npz", "one label per image"), (tmp_path / "nope.npz", "does not exist")):
         res = cli("search", "--space", "nb201", "--strategy", "darts", "--data", str(data), "--epochs", "1",
                   "--out", "d")
         one_line_error(res, fragment)
@@ -86,4 +86,15 @@ def test_a_bad_darts_dataset_is_refused_before_the_run_folder(fresh, cli, tmp_pa
 ])
 def test_settings_a_search_would_ignore_are_refused(fresh, cli, args, fragment):
     one_line_error(cli("search", *args, "--out", "r"), fragment)
+    assert sorted(p.name for p in fresh.iterdir()) == []
+
+
+def test_a_latency_column_of_a_partial_table_is_refused_before_the_run(fresh, cli, tmp_path):
+    """29 rows: the search stopped at the first architecture the table lacked, its run folder and
+    database row written."""
+    part = tmp_path / "part.csv"
+    part.write_text("".join((SHARED / "nb201_hw.csv").read_text().splitlines(keepends=True)[:30]))
+    res = cli("search", "--space", "nb201", "--table", str(part), "--latency-column", "raspi4_ms", "--budget", "5",
+              "--out", "r")
+    one_line_error(res, "15,596 of the space's 15,625 architectures are not in the table")
     assert sorted(p.name for p in fresh.iterdir()) == []

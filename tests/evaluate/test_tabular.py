@@ -78,6 +78,10 @@ def test_errors_are_clear(tmp_path, space):
     nan = small(tmp_path, f"{HEAD}\n0,{A},abc,70,40\n", "n.csv")
     with pytest.raises(InputError, match="line 2: a value is not a number"):
         load_table(nan)
+    for index in ("5.5", "-1"):  # 5.5 was joined as row 5
+        frac = small(tmp_path, f"{HEAD}\n{index},{A},93.5,70,40\n", "f.csv")
+        with pytest.raises(InputError, match=f"line 2: index '{index}' is not a whole number from 0"):
+            load_table(frac)
     odd = small(tmp_path, f"{HEAD},power_w\n0,{A},93.5,70,40,3\n", "o.csv")
     assert load_table(odd).metric_columns[-1] == "power_w"   # any number column is a metric
     with pytest.raises(InputError, match=r"no latency column 'power_w'"):
@@ -98,8 +102,8 @@ def test_a_spreadsheet_bom_is_read_and_a_binary_file_is_a_clear_error(tmp_path):
     for read in (load_table, HwTable):
         with pytest.raises(InputError, match="is not a UTF-8 CSV file"):
             read(binary)
-        with pytest.raises(InputError, match="cannot read"):
-            read(tmp_path)  # a folder
+        with pytest.raises(InputError, match="is a folder, not a file"):
+            read(tmp_path)
 
 
 VALID = TABLE.parent / "nb201_valid.csv"
