@@ -135,6 +135,8 @@ def load_npz(path: str | Path, resolution: int | None = None) -> ImageData:
     path = Path(path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not hang the command
+    except FileNotFoundError:
+        raise InputError(f"dataset file {path} does not exist") from None
     except OSError as exc:
         raise InputError(f"cannot read dataset {path}: {exc.strerror or exc}") from None
     with os.fdopen(fd, "rb") as fh:
