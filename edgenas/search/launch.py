@@ -422,6 +422,22 @@ def import_run(db: Any, project: Project, out_dir: Path | str) -> Any:
     return index_run(db, project, out_dir, problem=problem)
 
 
+def _folder_run_id(db: Any, project: Project, folder: Path) -> str:
+    """The id of the run in ``folder``: as indexed when it ran, or indexed now as ``runs import`` does (an
+    older folder was never in the database). Re-indexing an indexed run without its problem recorded its
+    devices as unknown, and the warm start then found it too dissimilar to transfer from."""
+    from edgenas.search.record import check_run_folder, run_id_for
+    from edgenas.search.run_files import check_config
+    from edgenas.store.runs import resolve_run_id
+
+    out = check_run_folder(folder)
+    rid = run_id_for(out, check_config(read_json(out / "config.json", "run config"), out / "config.json"))
+    try:
+        return resolve_run_id(db, rid)
+    except InputError:
+        return import_run(db, project, out).id
+
+
 def _index_stopped(db: Any, project: Project, folder: Path, problem: Any, rerun_of: str | None,
                    started: float) -> None:
     """Index a run that stopped early (interrupted, failed), quietly: the run folder stays the record."""
@@ -451,15 +467,10 @@ def _warm_start(project: Project, db: Any, req: SearchRequest, problem: Any, con
         return [], None
     if db is None:
         raise InputError("a warm start needs the experiment database", hint="do not disable it for --warm-start")
-    from edgenas.search.record import index_run
     from edgenas.search.warmstart import plan_warm_start
 
-    sources = []
-    for s in req.warm_start:  # a run folder is indexed first (older folders were never in the database)
-        if s != "auto" and Path(s).is_dir():
-            sources.append(index_run(db, project, Path(s)).id)
-        else:
-            sources.append(s)
+    sources = [_folder_run_id(db, project, Path(s)) if s != "auto" and Path(s).is_dir() else s
+               for s in req.warm_start]
     n = min(config.budget_evals, max(1, round(req.transfer_ratio * _population(req, config)))) \
         if req.transfer_ratio > 0 else 0
     archs, warm = plan_warm_start(db, project, problem, req, sources, n=n, min_similarity=req.min_similarity,

@@ -144,6 +144,20 @@ def test_warm_start_from_a_run_folder_indexes_it(db, tmp_path):
     assert len(list_runs(db)) == 2
 
 
+def test_warm_start_from_an_indexed_run_folder_keeps_its_devices(db, tmp_path):
+    """The folder was indexed again without its problem: its device became 'unknown' (similarity 0.5,
+    under the 0.6 guard), so nothing was transferred and the stored record stayed damaged."""
+    proj = Project(tmp_path)
+    lat = dict(latency_column="pixel3_ms", max_latency_ms=(10.0,))
+    launch_search(proj, _req(budget=20, **lat), tmp_path / "old", db=db)
+    (old,) = list_runs(db)
+    launch_search(proj, _req(objective="cifar100_test", warm_start=(str(tmp_path / "old"),), budget=20, **lat),
+                  tmp_path / "new", db=db)
+    cand = json.loads((tmp_path / "new" / "warm_start.json").read_text())["candidates"][0]
+    assert cand["run_id"] == old.id and cand["device_similarity"] == 1.0 and cand["used"]
+    assert get_run(db, old.id).devices == old.devices
+
+
 def test_bad_warm_start_settings(db, tmp_path):
     from edgenas.errors import InputError
 
