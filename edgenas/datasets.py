@@ -131,7 +131,8 @@ def _check_npz_member(data: Any, key: str, path: Path) -> None:
 
 
 def load_npz(path: str | Path, resolution: int | None = None) -> ImageData:
-    """Arrays ``x`` (NCHW or NHWC, uint8 in 0..255 or float) and ``y`` (integer labels)."""
+    """Arrays ``x`` (NCHW or NHWC, uint8 in 0..255 or float; grey or RGBA become RGB) and ``y`` (integer
+    labels)."""
     path = Path(path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not hang the command
@@ -157,6 +158,8 @@ def load_npz(path: str | Path, resolution: int | None = None) -> ImageData:
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise InputError(f"{path}: not a readable .npz file ({exc})") from None
     x = _to_nchw(x, str(path))
+    if x.shape[1] != 3:  # RGB, as an image folder's and the digits' images: grey repeated, alpha dropped
+        x = np.repeat(x, 3, axis=1) if x.shape[1] == 1 else x[:, :3]
     y = np.asarray(y)
     if y.ndim != 1 or len(y) != len(x):
         raise InputError(f"{path}: 'y' must be 1-D with one label per image "

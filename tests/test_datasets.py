@@ -48,6 +48,13 @@ def test_npz_nhwc_uint8_and_nchw_float(tmp_path):
     assert np.allclose(data.x[0, 1].numpy(), expect, atol=1e-4)
     np.savez(tmp_path / "b.npz", x=x.transpose(0, 3, 1, 2).astype(np.float32), y=y)
     assert load_dataset(tmp_path / "b.npz", resolution=8).x.shape == (20, 3, 8, 8)
+    # grey (N, H, W) and RGBA become RGB, as an image folder's images do: a grey file was an internal
+    # error in a 3-channel network (supernet, DARTS)
+    np.savez(tmp_path / "g.npz", x=x[..., 0], y=y)
+    grey = load_npz(tmp_path / "g.npz")
+    assert grey.x.shape == (20, 3, 12, 12) and torch.equal(grey.x[:, 0], grey.x[:, 2])
+    np.savez(tmp_path / "rgba.npz", x=np.concatenate([x, x[..., :1]], axis=-1), y=y)
+    assert torch.equal(load_npz(tmp_path / "rgba.npz").x, data.x)
 
 
 @pytest.mark.parametrize("arrays, message", [
