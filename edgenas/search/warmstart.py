@@ -61,6 +61,10 @@ def past_model(project: Project, space: Any, dev: RunDevice) -> Any | None:
             from edgenas.latency.predictor import LatencyPredictor
 
             return LatencyPredictor(Lut.load(dev.lut_ref), space)
+        if dev.kind == "fewshot":
+            from edgenas.latency.fewshot_model import load_latency_model
+
+            return load_latency_model(project.luts_dir, dev.device, space)
     except EdgenasError:
         return None
     return None

@@ -24,7 +24,7 @@ class RunDevice:
     """A device of a run: what predicted its latency (a LUT file, or a table column) and its budget."""
 
     device: str
-    kind: str                         # "lut" | "table"
+    kind: str                         # "lut" | "table" | "fewshot" | "other" | "unknown"
     fingerprint_hash: str | None = None
     lut_hash: str | None = None
     lut_ref: str | None = None        # the LUT file, or "TABLE#COLUMN"

@@ -70,6 +70,13 @@ def test_fewshot_add_then_search_and_deploy_use_it(proj, cli, tmp_path):
     dep = d.json()
     assert dep["predicted_ms"] > 0 and "few-shot" in dep["note"]
     assert json.loads(open(res_path := model_path_of(proj)).read())["n_points"] == 6, res_path
+    # the run records the few-shot model (its hash), so `runs stale` re-checks the run with the refitted
+    # model instead of calling its latency table "no longer at hand"
+    shown = json.loads(cli("runs", "show", _only_run(cli), "--json").out)
+    assert [(d["device"], d["kind"]) for d in shown["devices"]] == [("local", "fewshot")]
+    stale = cli("runs", "stale", "--json")
+    assert stale.code == 0 and stale.json()["checked"] == 1, stale.out
+    assert all(r["status"] != "unknown" for r in stale.json()["stale"]), stale.out
 
     # a tampered record refuses the deploy before its export and measurement are written (it was an
     # internal error after them)
@@ -78,6 +85,11 @@ def test_fewshot_add_then_search_and_deploy_use_it(proj, cli, tmp_path):
     d = cli("deploy", "local", str(run / "best.json"), "--out", str(tmp_path / "exp2"))
     assert d.code == 2 and "n_points" in d.err and len(d.err.strip().splitlines()) == 1, d.err
     assert not (tmp_path / "exp2").exists()
+
+
+def _only_run(cli):
+    (run,) = json.loads(cli("runs", "list", "--json").out)
+    return run["id"]
 
 
 def model_path_of(proj):
