@@ -409,6 +409,7 @@ def import_run(db: Any, project: Project, out_dir: Path | str) -> Any:
     """Index a run folder (e.g. one made before the database): its problem is rebuilt from its
     ``request.json`` where the table or LUT it used still exists, so devices carry their hashes."""
     from edgenas.errors import EdgenasError
+    from edgenas.search.base import STRATEGIES, is_driver
     from edgenas.search.record import index_run
 
     problem = None
@@ -416,7 +417,11 @@ def import_run(db: Any, project: Project, out_dir: Path | str) -> Any:
     if req_path.exists():
         try:
             req = SearchRequest.from_json(read_json(req_path, "search request"), str(req_path))
-            problem, _ = build_problem(project, req)
+            if is_driver(req.strategy):  # sh, hyperband (the last rung's problem), darts: as the run built it
+                problem = STRATEGIES.get(req.strategy).prepare(project, req, out_dir, resume=True,
+                                                               note=lambda _: None).problem
+            else:
+                problem, _ = build_problem(project, req)
         except EdgenasError:
             problem = None  # its table or LUT is gone: the devices are recorded without hashes
     return index_run(db, project, out_dir, problem=problem)

@@ -50,7 +50,15 @@ def describe_task(request: Any) -> dict[str, Any]:
         (lambda k, d=None: getattr(request, k, d))
     if get("table"):
         return _card(dataset_of_column(str(get("objective") or "cifar10_test")), source="table")
-    data = (get("evaluator_options") or {}).get("data", "digits")
+    options = get("evaluator_options") or {}
+    if get("ladder"):  # multi-fidelity: the last rung's evaluator says what the run is about
+        from edgenas.search.ladder import Rung
+
+        last = Rung.parse(str(list(get("ladder"))[-1]))
+        if last.evaluator == "nb201-fidelity":  # NAS-Bench-201's CIFAR-10 validation columns: not digits
+            return _card(dataset_of_column(str(last.options.get("column", "cifar10_valid_12ep"))), source="table")
+        options = last.options
+    data = options.get("data", "digits")
     name = Path(str(data)).stem if str(data) not in CARDS else str(data)
     if str(data) in CARDS:
         return _card(str(data), source="card")

@@ -99,3 +99,20 @@ def test_multifidelity_run_is_indexed_interrupted_resumed_and_warm_starts(cli, v
     assert r.code == 0, r.err
     warm = json.loads((tmp_path / "evo" / "warm_start.json").read_text())
     assert warm["transferred"] and {t["from_run"] for t in warm["transferred"]} == {rows[0]["id"]}
+
+
+def test_a_multi_fidelity_run_keeps_its_task_and_objective_when_imported_again(cli, valid, tmp_path, monkeypatch):
+    """Its task was recorded as scikit-learn's digits (no --table: the evaluators' default data), and
+    `runs import` rebuilt its problem as a plain search's, so its objective became 'compression' (best: -)."""
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path / "proj"))
+    ladder = ["--ladder", f"nb201-fidelity:table={valid},column=cifar10_valid_12ep",
+              "--ladder", f"nb201-fidelity:table={valid},column=cifar10_valid,cost=2"]
+    r = cli("search", "--space", "nb201", "--strategy", "sh", "--budget", "9", *ladder, "--out", str(tmp_path / "sh"))
+    assert r.code == 0, r.err
+    (run,) = json.loads(cli("runs", "list", "--json").out)
+    before = json.loads(cli("runs", "show", run["id"], "--json").out)
+    assert before["task"]["dataset"] == "cifar10" and before["objective"] == "cifar10_valid"
+    assert cli("runs", "import", str(tmp_path / "sh")).code == 0
+    after = json.loads(cli("runs", "show", run["id"], "--json").out)
+    assert (after["objective"], after["best_value"], after["task"]) == ("cifar10_valid", before["best_value"],
+                                                                        before["task"])
