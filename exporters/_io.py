@@ -9,6 +9,17 @@ from typing import Union
 PathLike = Union[str, "os.PathLike[str]"]
 
 
+def _read_umask() -> int:
+    mask = os.umask(0o022)  # read once, at import (single-threaded): os.umask has no read-only form
+    os.umask(mask)
+    return mask
+
+
+#: the mode ``open(path, "w")`` would give a new file (mkstemp's own is 0600: reports and exports that
+#: others should read came out private)
+NEW_FILE_MODE = 0o666 & ~_read_umask()
+
+
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, ``os.replace``.
 
@@ -19,6 +30,11 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=str(path.parent))
     try:
+        try:  # a replaced file keeps its mode; a new one gets the umask's, as open() would give it
+            mode = os.stat(str(path)).st_mode & 0o7777
+        except OSError:
+            mode = NEW_FILE_MODE
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
