@@ -108,8 +108,9 @@ def _budgets(req: SearchRequest, names: list[str]) -> list[float | None]:
     if len(b) == 1:
         return b * len(names)
     if len(b) != len(names):
+        what = "--device (and --latency-column, which is one table column)" if req.latency_column else "--device"
         raise InputError(f"{len(b)} latency budgets for {len(names)} devices",
-                         hint="give one --max-latency-ms per --device, in the same order, or one for all")
+                         hint=f"give one --max-latency-ms per {what}, in the same order, or one for all")
     return b
 
 
