@@ -7,8 +7,6 @@ dataset) and int64 labels, wrapped in a frozen ``ImageData`` record.
 from __future__ import annotations
 
 import math
-import os
-import stat
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from edgenas import limits
+from edgenas.limits import open_regular
 from edgenas.errors import InputError
 from edgenas.image_folder import FolderListing, check_headers, check_size, list_image_folder, open_rgb
 
@@ -135,14 +134,12 @@ def load_npz(path: str | Path, resolution: int | None = None) -> ImageData:
     labels)."""
     path = Path(path)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not hang the command
+        fh = open_regular(path, "dataset")  # a FIFO must not hang the command
     except FileNotFoundError:
         raise InputError(f"dataset file {path} does not exist") from None
     except OSError as exc:
         raise InputError(f"cannot read dataset {path}: {exc.strerror or exc}") from None
-    with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise InputError(f"dataset {path} is not a regular file", hint="check the path")
+    with fh:
         if not zipfile.is_zipfile(fh):
             raise InputError(f"{path}: not a .npz file (not a zip archive)", hint="save it with numpy.savez")
         fh.seek(0)

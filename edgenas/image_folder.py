@@ -139,13 +139,11 @@ def _opened(path: Path):
     """``path`` opened by PIL (header read, pixels not), its size checked; every failure one ``InputError``."""
     from PIL import Image
 
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO put there after listing must not hang
+    try:  # a FIFO put there after listing must not hang
+        fh = limits.open_regular(path, "image", hint="remove it from the image folder")
     except OSError as exc:
         raise InputError(f"{path}: cannot read this image ({exc.strerror or exc})") from None
-    with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-            raise InputError(f"{path}: not a regular file", hint="remove it from the image folder")
+    with fh:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size is checked below

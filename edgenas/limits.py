@@ -8,12 +8,13 @@ JSON through ``loads_json_limited``. ``EDGENAS_MAX_INPUT_MB`` raises the size li
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
 import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from edgenas.errors import InputError
 
@@ -75,18 +76,37 @@ def is_count(v: Any) -> bool:
     return is_finite(v) and float(v).is_integer() and 0 <= v <= MAX_INT
 
 
-def read_bytes_limited(path: str | os.PathLike, what: str, limit: int = MAX_JSON_BYTES) -> bytes:
-    """The bytes of ``path``, refusing (without reading it) a file larger than ``limit``."""
+def open_regular(path: str | os.PathLike, what: str, hint: str = "check the path") -> BinaryIO:
+    """``path`` opened for reading if it is a regular file, else one ``InputError``. It is opened with
+    ``O_NONBLOCK``, so a FIFO is seen for what it is instead of blocking the command, and a device
+    (``/dev/zero`` never ends) is refused before it is read. A folder raises ``IsADirectoryError``, and a
+    missing or unreadable file its ``OSError``, for the caller to name."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        if not stat.S_ISREG(mode):
+            raise InputError(f"{what} {path} is not a regular file (a FIFO, a device or a socket)", hint=hint)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_bytes_limited(path: str | os.PathLike, what: str, limit: int = MAX_JSON_BYTES, *,
+                       limit_of: str | None = None, hint: str = "check the path; this is not an edgenas record"
+                       ) -> bytes:
+    """The bytes of ``path`` (``open_regular``), refusing (without reading it) a file larger than ``limit``:
+    "over the limit for ``limit_of``" (default: ``what`` + s), with ``hint``."""
     path = Path(path)
-    try:  # O_NONBLOCK: a FIFO must not hang the command before the check below sees what it is
-        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:
-            st = os.fstat(fh.fileno())
-            if not stat.S_ISREG(st.st_mode):  # a FIFO, a device (/dev/zero never ends), a socket
-                raise InputError(f"{what} {path} is not a regular file", hint="check the path")
-            size = st.st_size
+    limit_of = limit_of or f"{what}s"
+    try:
+        with open_regular(path, what) as fh:
+            size = os.fstat(fh.fileno()).st_size
             if size > limit:
                 raise InputError(f"{what} {path} is {size / (1 << 20):.1f} MB, over the {limit / (1 << 20):g} MB "
-                                 f"limit for {what}s", hint="check the path; this is not an edgenas record")
+                                 f"limit for {limit_of}", hint=hint)
             chunks, total = [], 0  # in steps: fh.read(limit + 1) would allocate the whole limit each time
             while total <= limit:
                 chunk = fh.read(min(1 << 20, limit + 1 - total))
@@ -104,24 +124,17 @@ def read_bytes_limited(path: str | os.PathLike, what: str, limit: int = MAX_JSON
     except OSError as exc:
         raise InputError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     if len(data) > limit:  # grew while we read, or a special file
-        raise InputError(f"{what} {path} is over the {limit / (1 << 20):g} MB limit for {what}s")
+        raise InputError(f"{what} {path} is over the {limit / (1 << 20):g} MB limit for {limit_of}")
     return data
 
 
 def read_table_bytes(path: str | os.PathLike, what: str = "benchmark table") -> bytes:
     """The bytes of a CSV table: a regular file of at most ``MAX_JSON_BYTES`` (``EDGENAS_MAX_INPUT_MB``),
-    opened without blocking (``limits.read_bytes_limited``): a FIFO, a device or a folder is one
-    ``InputError``, never a hang or a read without end."""
-    p = Path(path)
-    try:
-        st = p.stat()
-    except OSError:
-        st = None  # read_bytes_limited says what is wrong
-    if st is not None and stat.S_ISREG(st.st_mode) and st.st_size > MAX_JSON_BYTES:
-        mb = MAX_JSON_BYTES / (1 << 20)
-        raise InputError(f"{what} {p} is {st.st_size / (1 << 20):.1f} MB, over the {mb:g} MB limit for tables",
-                         hint=f"check the path; a larger table needs EDGENAS_MAX_INPUT_MB above {mb:g}")
-    return read_bytes_limited(p, what, MAX_JSON_BYTES)
+    read by ``read_bytes_limited``: a FIFO, a device or a folder is one ``InputError``, never a hang or a
+    read without end."""
+    mb = MAX_JSON_BYTES / (1 << 20)
+    return read_bytes_limited(path, what, MAX_JSON_BYTES, limit_of="tables",
+                              hint=f"check the path; a larger table needs EDGENAS_MAX_INPUT_MB above {mb:g}")
 
 
 def check_depth(obj: Any, where: str, max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NODES) -> Any:

