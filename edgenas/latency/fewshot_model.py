@@ -188,19 +188,15 @@ def model_path(luts_dir: Path, device: str, space: str) -> Path:
 
 def check_not_linked(luts_dir: Path, path: Path) -> None:
     """Neither the record ``path`` nor a folder between it and ``luts_dir`` is a symbolic link, and it resolves
-    inside the project (the folder above ``luts_dir``): as ``LutStore`` refuses for LUT files, a planted link
-    must neither feed search a record from elsewhere nor have a refit write outside the project."""
+    inside the project (the folder above ``luts_dir``): as for LUT files (``store.check_inside``), a planted
+    link must neither feed search a record from elsewhere nor have a refit write outside the project."""
+    from edgenas.latency.store import check_inside
+
     root = Path(luts_dir)
     project_root = root.parent.resolve()
-    for p in (root, path.parent.parent, path.parent, path):
-        try:
-            outside = p.is_symlink() or (p.exists() and not p.resolve().is_relative_to(project_root))
-        except (OSError, RuntimeError):  # a link loop
-            outside = True
-        if outside:
-            raise InputError(f"the few-shot model {'file' if p == path else 'folder'} {p} is a symbolic link or "
-                             f"lies outside the project {project_root}",
-                             hint="replace the link with a real folder or file inside the project; nothing was written")
+    for p in (root, path.parent.parent, path.parent):
+        check_inside(p, project_root, "few-shot model folder")
+    check_inside(path, project_root, "few-shot model file")
 
 
 def save_model(luts_dir: Path, model: FewShotModel) -> Path:

@@ -122,11 +122,11 @@ class LutStore:
         d = self.device_dir(device)
         project_root = Path(self.root).parent.resolve()
         for p in (Path(self.root), d, d / "history"):
-            _check_not_linked(p, project_root, "folder")
+            check_inside(p, project_root, "LUT folder")
         if d.is_dir():
             for p in sorted(d.iterdir()):
                 if LUT_FILE_RE.match(p.name):
-                    _check_not_linked(p, project_root, "LUT file")
+                    check_inside(p, project_root, "LUT file")
 
     def save(self, lut: Lut, *, keep_previous: bool = True) -> Path:
         """Keep the previous table with the same name in ``history/`` (unless ``keep_previous`` is false: a
@@ -186,10 +186,15 @@ def _age(s: float) -> str:
     return f"{s:.0f} s"
 
 
-def _check_not_linked(path: Path, project_root: Path, what: str) -> None:
-    """``path`` (which need not exist) is no symbolic link and resolves inside ``project_root``."""
-    if path.is_symlink() or (path.exists() and not path.resolve().is_relative_to(project_root)):
-        raise InputError(f"the LUT {what} {path} is a symbolic link or lies outside the project {project_root}",
+def check_inside(path: Path, project_root: Path, what: str) -> None:
+    """``path`` (which need not exist) is no symbolic link and resolves inside ``project_root`` (a link loop
+    resolves nowhere); else one ``InputError`` naming it as ``what``. LUT files and few-shot records share it."""
+    try:
+        outside = path.is_symlink() or (path.exists() and not path.resolve().is_relative_to(project_root))
+    except (OSError, RuntimeError):  # a link loop
+        outside = True
+    if outside:
+        raise InputError(f"the {what} {path} is a symbolic link or lies outside the project {project_root}",
                          hint="replace the link with a real folder or file inside the project; nothing was written")
 
 
