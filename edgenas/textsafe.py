@@ -29,6 +29,11 @@ def clean(value: Any, max_len: int | None = None) -> str:
     return text
 
 
+def brief(value: Any, max_len: int = 60) -> str:
+    """``repr(value)`` cleaned and cut after ``max_len`` characters: a bad value named in an error message."""
+    return clean(repr(value), max_len)
+
+
 #: the most characters of a message (and of its hint) an error line shows
 LINE_MAX = 1000
 

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
+from functools import partial
 from typing import Any, Iterator
 
 import numpy as np
 
 from edgenas.errors import InputError
 from edgenas.limits import MAX_INT, is_finite, is_whole
+from edgenas.textsafe import brief
+
+_short = partial(brief, max_len=40)  # a bad value as an error names it
 
 
 @contextmanager
@@ -98,7 +102,3 @@ def is_schema(value: Any, number: int) -> bool:
     """A record's ``schema`` is ``number`` (an int: ``true`` is not 1)."""
     return type(value) is int and value == number
 
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."

@@ -15,11 +15,13 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Mapping
 
 from edgenas.errors import InputError
 from edgenas.io import atomic_write_json, read_json
+from edgenas.textsafe import brief
 
 LUT_SCHEMA = 1
 
@@ -33,9 +35,7 @@ _OPTIONAL_FIELDS = {"k": "count", "warmup_n": "count", "total_s": "number", "ci_
 MAX_WINDOWS = 1000
 
 
-def _short(v: Any) -> str:
-    text = repr(v)
-    return text if len(text) <= 80 else text[:79] + "…"
+_short = partial(brief, max_len=80)
 
 
 def _number(v: Any, where: str, allow_inf: bool = False) -> float | int:

@@ -43,8 +43,10 @@ def run_id_for(out_dir: Path, config: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def lut_hash(lut: Any) -> str:
-    return hashlib.sha256(json.dumps(lut.to_dict(), sort_keys=True).encode()).hexdigest()
+def record_hash(record: Any) -> str:
+    """The hash of a latency model's record (``to_dict``): a LUT's with its calibration, a few-shot model's.
+    A refit (``lut calibrate``, a deploy) changes it, so ``runs stale`` knows to look again."""
+    return hashlib.sha256(json.dumps(record.to_dict(), sort_keys=True).encode()).hexdigest()
 
 
 def column_hash(values: np.ndarray) -> str:
@@ -64,19 +66,14 @@ def describe_device(project: Project, target: Any) -> RunDevice:
         from edgenas.latency.store import LutStore
 
         path = LutStore(project.luts_dir).path_for(lut.device, lut.space, lut.fingerprint_hash)
-        return RunDevice(target.name, "lut", lut.fingerprint_hash, lut_hash(lut), str(path), target.budget_ms)
+        return RunDevice(target.name, "lut", lut.fingerprint_hash, record_hash(lut), str(path), target.budget_ms)
     from edgenas.latency.fewshot_model import FewShotLatency, model_path
 
     if isinstance(model, FewShotLatency):  # `runs stale` and warm start find it again by device and space
         m = model.model
-        return RunDevice(target.name, "fewshot", m.fingerprint_hash, fewshot_hash(m),
+        return RunDevice(target.name, "fewshot", m.fingerprint_hash, record_hash(m),
                          str(model_path(project.luts_dir, m.device, m.space)), target.budget_ms)
     return RunDevice(target.name, "other", None, None, None, target.budget_ms)
-
-
-def fewshot_hash(model: Any) -> str:
-    """A few-shot record's hash (``FewShotModel``): a deploy's refit changes it, as a calibration a LUT's."""
-    return hashlib.sha256(json.dumps(model.to_dict(), sort_keys=True).encode()).hexdigest()
 
 
 def _object(path: Path, what: str) -> dict[str, Any]:

@@ -46,7 +46,7 @@ class StaleRun:
 
 def current_model(project: Project, space: Any, dev: RunDevice) -> tuple[Any | None, str | None]:
     """(the device's latency model now, its hash); (None, None) when it is no longer at hand."""
-    from edgenas.search.record import column_hash, fewshot_hash, lut_hash
+    from edgenas.search.record import column_hash, record_hash
 
     try:
         if dev.kind == "table" and dev.lut_ref and "#" in dev.lut_ref:
@@ -60,12 +60,12 @@ def current_model(project: Project, space: Any, dev: RunDevice) -> tuple[Any | N
             from edgenas.latency.store import LutStore
 
             lut = LutStore(project.luts_dir).latest(dev.device, space.name)
-            return LatencyPredictor(lut, space), lut_hash(lut)
+            return LatencyPredictor(lut, space), record_hash(lut)
         if dev.kind == "fewshot":
             from edgenas.latency.fewshot_model import load_latency_model
 
             model = load_latency_model(project.luts_dir, dev.device, space)
-            return (None, None) if model is None else (model, fewshot_hash(model.model))
+            return (None, None) if model is None else (model, record_hash(model.model))
     except EdgenasError:
         return None, None
     return None, None

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from edgenas.errors import InputError
 from edgenas.limits import is_count, is_finite, is_number, loads_json_limited
+from edgenas.textsafe import brief as _short
 
 #: what a run id is (``search.record.run_id_for``: 12 hex digits; any length up to the column's)
 RUN_ID_RE = re.compile(r"[0-9a-f]{1,64}\Z")
@@ -118,11 +119,6 @@ COLUMNS: dict[str, dict[str, str]] = {
     "fronts": {"run_id": "run_id", "front": "text", "position": "count", "number": "count"},
     "measurements": {"record": "object"},
 }
-
-
-def _short(v: Any) -> str:
-    text = repr(v)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def decode_row(row: Any, table: str, *, where: str, key: str, hint: str) -> dict[str, Any]:
