@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from edgenas import limits
 from edgenas.limits import open_regular
 from edgenas.errors import InputError
-from edgenas.image_folder import FolderListing, check_headers, check_size, list_image_folder, open_rgb
+from edgenas.image_folder import check_headers, check_size, list_image_folder, open_rgb
 
 
 @dataclass(frozen=True)
@@ -185,7 +185,7 @@ def load_image_folder(path: str | Path, resolution: int = 32, limit: int | None 
                          hint="pip install torchvision") from None
     listing = list_image_folder(path)
     files = listing.files if limit is None else listing.files[:limit]
-    check_size(FolderListing(listing.classes, files), resolution, path)
+    check_size(len(files), resolution, path)
     tf = transforms.Compose([transforms.Resize((resolution, resolution)), transforms.ToTensor()])
     xs = [tf(open_rgb(file)) for file, _ in files]
     ys = [label for _, label in files]

@@ -125,11 +125,11 @@ def _check_regular(path: Path) -> None:
                          hint="remove it from the image folder")
 
 
-def check_size(listing: FolderListing, resolution: int, root: str | Path) -> None:
-    """Refuse a folder whose tensors at ``resolution`` would not fit the memory limit."""
-    need = len(listing.files) * 3 * resolution * resolution * 4
+def check_size(n_images: int, resolution: int, root: str | Path) -> None:
+    """Refuse ``n_images`` whose tensors at ``resolution`` would not fit the memory limit."""
+    need = n_images * 3 * resolution * resolution * 4
     if need > limits.MAX_DATASET_BYTES:
-        raise InputError(f"{root}: {len(listing.files):,} images at {resolution}x{resolution} need "
+        raise InputError(f"{root}: {n_images:,} images at {resolution}x{resolution} need "
                          f"{need / (1 << 30):.1f} GB of memory, over the {limits.MAX_DATASET_BYTES >> 30} GB limit",
                          hint="use a subset of the dataset or a lower resolution")
 

@@ -52,7 +52,7 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
     try:
         with socket.create_connection((host, int(port)), timeout=timeout_s) as sock:
             sock.sendall(_H2_PREFACE)
-            head = _read(sock, 9)
+            head = sock.recv(9, socket.MSG_WAITALL)  # fewer only if the peer closes
     except OSError as exc:
         raise ExecutorError(f"cannot connect to the Ray cluster at {address}: {exc.strerror or exc}",
                             hint="start one with 'ray start --head' and pass its address") from None
@@ -63,16 +63,6 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
 
 #: the HTTP/2 client connection preface and an empty SETTINGS frame (RFC 9113, section 3.4)
 _H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
-
-
-def _read(sock: Any, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 @EXECUTORS.register("ray", help="Ray tasks on a cluster (--ray-address ADDR; local if omitted)")
