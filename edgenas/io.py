@@ -6,20 +6,24 @@ keeps its own copy because it imports nothing of the host.
 
 from __future__ import annotations
 
+import csv
 import errno
+import hashlib
+import io
 import json
 import os
 import stat
 import tomllib
+from collections import Counter
 from pathlib import Path
 from typing import IO, Any
 
 from edgenas.errors import InputError
-from edgenas.limits import MAX_JSON_BYTES
+from edgenas.limits import MAX_JSON_BYTES, read_table_bytes
 from exporters._io import atomic_write_bytes, sha256_bytes, sha256_file  # one copy for the host (and the device)
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text", "open_log_for_append", "read_json",
-           "read_log_bytes", "read_toml", "sha256_bytes", "sha256_file"]
+__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text", "open_log_for_append", "read_csv",
+           "read_json", "read_log_bytes", "read_toml", "sha256_bytes", "sha256_file"]
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
@@ -56,6 +60,33 @@ def read_toml(path: str | os.PathLike, what: str = "TOML file") -> dict[str, Any
         raise InputError(f"malformed {what} {path}: {exc}", hint="fix the TOML syntax") from None
     except RecursionError:
         raise InputError(f"malformed {what} {path}: nested too deeply") from None
+
+
+def read_csv(path: str | os.PathLike, what: str) -> tuple[list[str], list[list[str]], str]:
+    """A CSV table's header, its rows (lists of strings; a blank line is an empty one, so that a row's line
+    number is its index + 2) and the SHA-256 of its bytes.
+
+    Read through ``limits.read_table_bytes`` (a regular file of at most ``EDGENAS_MAX_INPUT_MB``); a file
+    that is not UTF-8 CSV, or whose column names are not unique and non-empty, is one ``InputError``. An
+    empty file gives an empty header: which columns a table needs is the caller's to say."""
+    path = Path(path)
+    data = read_table_bytes(path, what)
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        text = data.decode("utf-8-sig")  # a BOM (spreadsheet exports) is not a column name
+        del data
+        reader = csv.reader(io.StringIO(text, newline=""))
+        header = next(reader, None) or []
+        rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputError(f"{what} {path} is not a UTF-8 CSV file ({exc.__class__.__name__}: {str(exc)[:120]})",
+                         hint="check the --table path") from None
+    if len(set(header)) != len(header) or any(not c.strip() for c in header):
+        twice = next((c for c, n in Counter(header).items() if n > 1), "")
+        raise InputError(f"{what} {path}: column names must be unique and non-empty"
+                         + (f" ({twice[:80]!r} appears twice)" if twice.strip() else ""),
+                         hint="rename or remove the repeated or empty column")
+    return header, rows, digest
 
 
 _LOG_DAMAGED = "the folder is damaged; move the file aside"

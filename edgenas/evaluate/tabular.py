@@ -11,8 +11,6 @@ a latency model (``predict_many`` / exact ``min_latency``), e.g. for ``--latency
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import os
 from functools import lru_cache
@@ -23,7 +21,7 @@ import numpy as np
 
 from edgenas.errors import InputError
 from edgenas.evaluate.base import EVALUATORS, Evaluator
-from edgenas.limits import read_table_bytes
+from edgenas.io import read_csv
 
 REQUIRED = ("index", "arch")
 
@@ -67,14 +65,12 @@ class Table:
 @lru_cache(maxsize=8)
 def _load(path: str, mtime: float) -> Table:
     p = Path(path)
-    data = read_table_bytes(p, "benchmark table")
-    try:
-        text = data.decode("utf-8-sig")  # a BOM (spreadsheet exports) is not a column name
-        del data
-        header, archs, values = _read_rows(p, io.StringIO(text, newline=""))
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(f"benchmark table {p} is not a UTF-8 CSV file ({exc.__class__.__name__}: "
-                         f"{str(exc)[:120]})", hint="check the --table path") from None
+    header, rows, _ = read_csv(p, "benchmark table")
+    if len(header) < 3 or tuple(header[:2]) != REQUIRED:
+        raise InputError(f"benchmark table {p}: the first columns must be index, arch, followed by "
+                         f"at least one number column (got {', '.join(header) or 'nothing'})")
+    archs, values = _parse_rows(p, header, rows)
+    del rows
     if not archs:
         raise InputError(f"benchmark table {p} has no rows")
     if len(set(archs)) != len(archs):
@@ -84,34 +80,28 @@ def _load(path: str, mtime: float) -> Table:
     return Table(p, archs, {c: arr[:, i] for i, c in enumerate(names)})
 
 
-def _read_rows(p: Path, fh: Any) -> tuple[list[str], list[str], list[list[float]]]:
-    with fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if not header or tuple(header[:2]) != REQUIRED or len(header) < 3:
-            raise InputError(f"benchmark table {p}: the first columns must be index, arch, followed by "
-                             f"at least one number column (got {', '.join(header or []) or 'nothing'})")
-        if len(set(header)) != len(header) or any(not c.strip() for c in header):
-            raise InputError(f"benchmark table {p}: column names must be unique and non-empty")
-        archs: list[str] = []
-        values: list[list[float]] = []
-        for n, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            if len(row) != len(header):
-                raise InputError(f"benchmark table {p}, line {n}: {len(row)} fields, expected {len(header)}")
-            try:
-                nums = [float(v) for v in [row[0], *row[2:]]]
-            except ValueError:
-                raise InputError(f"benchmark table {p}, line {n}: a value is not a number") from None
-            if not all(math.isfinite(v) for v in nums):
-                raise InputError(f"benchmark table {p}, line {n}: a value is not finite")
-            if not (nums[0].is_integer() and 0 <= nums[0] < 2 ** 53):  # 5.5 was joined as 5
-                raise InputError(f"benchmark table {p}, line {n}: index {row[0]!r} is not a whole number from 0",
-                                 hint="the first column numbers the architectures 0, 1, 2, ...")
-            archs.append(row[1])
-            values.append(nums)
-    return header, archs, values
+def _parse_rows(p: Path, header: list[str], rows: list[list[str]]) -> tuple[list[str], list[list[float]]]:
+    """Each row's arch string and its numbers (``index`` first); a row that is not whole numbers and
+    finite values is one ``InputError`` naming its line."""
+    archs: list[str] = []
+    values: list[list[float]] = []
+    for n, row in enumerate(rows, start=2):
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise InputError(f"benchmark table {p}, line {n}: {len(row)} fields, expected {len(header)}")
+        try:
+            nums = [float(v) for v in [row[0], *row[2:]]]
+        except ValueError:
+            raise InputError(f"benchmark table {p}, line {n}: a value is not a number") from None
+        if not all(math.isfinite(v) for v in nums):
+            raise InputError(f"benchmark table {p}, line {n}: a value is not finite")
+        if not (nums[0].is_integer() and 0 <= nums[0] < 2 ** 53):  # 5.5 was joined as 5
+            raise InputError(f"benchmark table {p}, line {n}: index {row[0]!r} is not a whole number from 0",
+                             hint="the first column numbers the architectures 0, 1, 2, ...")
+        archs.append(row[1])
+        values.append(nums)
+    return archs, values
 
 
 def load_table(path: str | os.PathLike) -> Table:

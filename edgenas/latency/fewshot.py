@@ -237,38 +237,19 @@ MIN_MS, MAX_MS = 1e-6, 1e7
 class HwTable:
     """A CSV like ``nb201_hw.csv``: ``index, arch``, accuracy columns, then any ``*_ms`` columns.
 
-    Read through ``limits.read_table_bytes`` (a regular file of at most ``EDGENAS_MAX_INPUT_MB``:
-    a FIFO or a device is refused, not read); column names unique and non-empty, at most ``MAX_LATENCY_COLUMNS``
-    latency columns. A latency value that is empty, not a number, or outside ``MIN_MS``..``MAX_MS`` reads as
+    Read by ``io.read_csv``, as a benchmark table for search is (a regular file of at most
+    ``EDGENAS_MAX_INPUT_MB``, column names unique and non-empty); at most ``MAX_LATENCY_COLUMNS`` latency columns. A latency value that is empty, not a number, or outside ``MIN_MS``..``MAX_MS`` reads as
     missing (nan): rows missing a column are left out where it is used. ``sha256``: of the bytes read."""
 
     def __init__(self, path) -> None:
-        import csv
-        import hashlib
-        import io
-        from collections import Counter
         from pathlib import Path
 
-        from edgenas.limits import read_table_bytes
+        from edgenas.io import read_csv
 
         self.path = Path(path)
-        data = read_table_bytes(self.path, "table")
-        self.sha256 = hashlib.sha256(data).hexdigest()
-        try:
-            reader = csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""))
-            header = next(reader, None)
-            rows = list(reader)
-        except (UnicodeDecodeError, csv.Error) as exc:
-            raise InputError(f"{self.path} is not a UTF-8 CSV file ({exc.__class__.__name__}: {str(exc)[:120]})",
-                             hint="check the --table path") from None
-        del data
+        header, rows, self.sha256 = read_csv(self.path, "table")
         if not header or any(c not in header for c in _FIXED):
             raise InputError(f"{self.path}: expected a header with columns {', '.join(_FIXED)}, ...")
-        if len(set(header)) != len(header) or any(not c.strip() for c in header):
-            twice = next((c for c, n in Counter(header).items() if n > 1), "")
-            raise InputError(f"{self.path}: column names must be unique and non-empty"
-                             + (f" ({twice[:80]!r} appears twice)" if twice.strip() else ""),
-                             hint="rename or remove the repeated or empty column")
         self.ms_columns = [c for c in header if c.endswith("_ms")]
         if not self.ms_columns:
             raise InputError(f"{self.path}: no latency (*_ms) columns")
