@@ -1,8 +1,9 @@
 """A tiny name -> object registry for pluggable parts (spaces, strategies, evaluators, runtimes).
 
 A registry knows the modules that hold its built-in plug-ins (``builtins``, dotted module names) and
-imports them the first time it is asked anything, so a plug-in module registers itself at import and
-nobody writes a ``_load_builtin`` of their own. A plug-in class states its name once, in
+imports them when it is asked, so a plug-in module registers itself at import and nobody writes a
+``_load_builtin`` of their own. A lookup by name imports them in their order until the name is known
+(``search --table`` then never imports the torch of the proxies); a listing imports them all. A plug-in class states its name once, in
 ``@REG.register("name")``: the registry sets the class's ``name`` attribute.
 """
 
@@ -22,7 +23,7 @@ class Registry(Generic[T]):
     def __init__(self, kind: str, *, builtins: tuple[str, ...] = ()) -> None:
         self.kind = kind
         self.builtins = tuple(builtins)
-        self._loaded = not self.builtins
+        self._next = 0  # builtins[:_next] are imported (or being imported)
         self._items: dict[str, T] = {}
         self._aliases: dict[str, str] = {}
         self._help: dict[str, str] = {}
@@ -30,15 +31,21 @@ class Registry(Generic[T]):
     def load_builtins(self) -> None:
         """Import the built-in plug-in modules once (each registers itself). A module missing from this
         build is passed over; any other import error propagates."""
-        if self._loaded:
-            return
-        self._loaded = True  # first: a plug-in module that asks this registry while it loads is fine
-        for module in self.builtins:
+        self._load_until(None)
+
+    def _load_until(self, name: str | None) -> None:
+        """Import the next built-in modules until ``name`` is registered (all of them for None)."""
+        while self._next < len(self.builtins) and (name is None or not self._known(name)):
+            module = self.builtins[self._next]
+            self._next += 1  # first: a plug-in module that asks this registry while it loads is fine
             try:
                 importlib.import_module(module)
             except ModuleNotFoundError as exc:
                 if exc.name != module:
                     raise
+
+    def _known(self, name: object) -> bool:
+        return name in self._items or name in self._aliases
 
     def register(self, name: Any = None, obj: T | None = None, *, aliases: tuple[str, ...] = (),
                  help: str = "") -> Callable[[T], T] | T:
@@ -69,7 +76,7 @@ class Registry(Generic[T]):
         return add(obj) if obj is not None else add
 
     def canonical(self, name: str) -> str:
-        self.load_builtins()
+        self._load_until(name)
         name = self._aliases.get(name, name)
         if name not in self._items:
             known = ", ".join(self.names()) or "none"
@@ -88,8 +95,8 @@ class Registry(Generic[T]):
         return {n: self._help[n] for n in self.names()}
 
     def __contains__(self, name: object) -> bool:
-        self.load_builtins()
-        return name in self._items or name in self._aliases
+        self._load_until(name if isinstance(name, str) else None)
+        return self._known(name)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

@@ -158,3 +158,28 @@ def test_each_module_imports_first():
     res = subprocess.run([sys.executable, "-c", _IMPORT_EACH, *names], cwd=ROOT, capture_output=True,
                          text=True, timeout=600, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert res.returncode == 0, res.stdout + res.stderr[-3000:]
+
+
+_NO_TORCH = """
+import sys
+from edgenas.cli import main
+for args in (["search", "--space", "nb201", "--table", sys.argv[1], "--strategy", "evolution", "--budget", "30",
+              "--out", "run", "--json"], ["report", "run", "--out", "run/report.html", "--json"]):
+    try:
+        main(args)
+    except SystemExit as exc:
+        assert not exc.code, (args, exc.code)
+print(sorted(m for m in ("torch", "scipy", "optuna", "sklearn") if m in sys.modules))
+"""
+
+
+def test_a_table_search_and_its_report_never_import_torch(tmp_path):
+    """A search that looks accuracy and latency up in a table, and its report, start in a fraction of a
+    second: torch (about 0.8 s to import), scipy and scikit-learn are for the evaluators that compute."""
+    table = ROOT.parent / "shared" / "data" / "nb201" / "nb201_hw.csv"
+    res = subprocess.run([sys.executable, "-c", _NO_TORCH, str(table)], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin",
+                                                      "EDGENAS_PROJECT": str(tmp_path), "EDGENAS_NO_PROGRESS": "1"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.strip().splitlines()[-1] == "[]", res.stdout[-500:]
+    assert (tmp_path / "run" / "report.html").is_file()

@@ -1,4 +1,5 @@
-"""Registry plumbing: built-in plug-in modules load on the first question, a class states its name once."""
+"""Registry plumbing: built-in plug-in modules load when asked (a lookup only as far as its name), a class
+states its name once."""
 
 import sys
 import textwrap
@@ -44,6 +45,28 @@ def test_builtins_load_once_on_first_question(plugin_dir):
     assert target.LOADS == 1  # once; the missing module was passed over
     with pytest.raises(InputError, match="unknown widget 'gamma'.*known: alpha, beta"):
         reg.get("gamma")
+
+
+def test_a_lookup_imports_builtins_only_until_the_name_is_known(plugin_dir):
+    """``search --table`` looks up ``tabular`` and must not pay for the torch of the modules after it."""
+    reg = Registry("widget", builtins=("reg_lazy_a", "reg_lazy_b", "reg_lazy_c"))
+    target = type(sys)("test_registry_lazy")
+    target.REG = reg
+    sys.modules["test_registry_lazy"] = target
+    for mod, name, body in (("reg_lazy_a", "alpha", ""), ("reg_lazy_b", "beta", "t.REG.get('alpha')"),
+                            ("reg_lazy_c", "gamma", "")):
+        (plugin_dir / f"{mod}.py").write_text(textwrap.dedent(f"""
+            import test_registry_lazy as t
+            {body}
+            t.REG.register("{name}", object(), aliases=("{name[0]}",))
+        """))
+    assert reg.get("alpha") is not None
+    assert "reg_lazy_a" in sys.modules and "reg_lazy_b" not in sys.modules
+    assert "b" in reg  # an alias is a name too; b asks the registry while it loads, which is fine
+    assert "reg_lazy_b" in sys.modules and "reg_lazy_c" not in sys.modules
+    with pytest.raises(InputError, match="unknown widget 'delta'.*known: alpha, beta, gamma"):
+        reg.get("delta")  # an unknown name has looked everywhere
+    assert 42 not in reg and reg.names() == ["alpha", "beta", "gamma"]
 
 
 def test_broken_builtin_module_is_not_hidden(plugin_dir):

@@ -75,9 +75,9 @@ class CachedEvaluator(Evaluator):
 
 
 EvaluatorFactory = Callable[..., Evaluator]
-EVALUATORS: Registry[EvaluatorFactory] = Registry("evaluator", builtins=(
-    "edgenas.evaluate.proxies", "edgenas.evaluate.tabular", "edgenas.evaluate.supernet_eval",
-    "edgenas.evaluate.short_train", "edgenas.evaluate.fidelity"))
+EVALUATORS: Registry[EvaluatorFactory] = Registry("evaluator", builtins=(  # torch-free ones first (see registry)
+    "edgenas.evaluate.tabular", "edgenas.evaluate.fidelity", "edgenas.evaluate.proxies",
+    "edgenas.evaluate.supernet_eval", "edgenas.evaluate.short_train"))
 _load_builtin = EVALUATORS.load_builtins  # the name older callers use
 
 

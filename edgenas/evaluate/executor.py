@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import threading
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
@@ -61,10 +62,9 @@ class EvalSpec:
         return json.loads(self.options_json)
 
     def build(self) -> Evaluator:
-        from edgenas.evaluate.base import EVALUATORS, build_evaluator
+        from edgenas.evaluate.base import build_evaluator
         from edgenas.spaces import get_space
 
-        EVALUATORS.load_builtins()
         return build_evaluator(self.evaluator, get_space(self.space), self.seed, self.options)
 
 
@@ -72,19 +72,21 @@ _BUILT: dict[EvalSpec, Evaluator] = {}
 
 
 def evaluate_records(spec: EvalSpec, records: Sequence[Mapping[str, Any]]) -> list[float]:
-    """Evaluate architectures (JSON records) with the spec's evaluator, one torch thread; the worker side."""
-    import torch
-
+    """Evaluate architectures (JSON records) with the spec's evaluator, one torch thread; the worker side.
+    An evaluator that runs torch has imported it by the time it is built; a table lookup never loads it."""
     ev = _BUILT.get(spec)
     if ev is None:
         ev = _BUILT[spec] = spec.build()
     archs = [ev.space.from_dict(dict(r)) for r in records]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch else 0
+    if torch:
+        torch.set_num_threads(1)
     try:
         scores = np.asarray(ev.evaluate(archs), dtype=float)
     finally:
-        torch.set_num_threads(threads)
+        if torch:
+            torch.set_num_threads(threads)
     return [float(s) if np.isfinite(s) else float("-inf") for s in scores]
 
 

@@ -53,7 +53,7 @@ def regressor_from_dict(d: Mapping[str, Any]) -> Any:
 
 def _block_costs(space: Any) -> tuple[np.ndarray, list[str]] | None:
     """Per vocabulary key: MACs (millions), output activations (thousands), 1 - for MBV3-style keys."""
-    from edgenas.spaces.mbv3_blocks import BlockSpec
+    from edgenas.spaces.mbv3_keys import BlockSpec
 
     rows = []
     for key in space.key_vocab():

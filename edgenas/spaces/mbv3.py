@@ -1,7 +1,7 @@
 """The elastic MobileNetV3 search space (Once-for-All style): records, genes, block keys, models.
 
 Genes are ``[r] + ks(n_slots) + e(n_slots) + d(n_stages)``, each an index into the config's choice
-tuple. Block keys follow Once-for-All's LUT format (see ``mbv3_blocks``); all keys of the space are
+tuple. Block keys follow Once-for-All's LUT format (see ``mbv3_keys``); all keys of the space are
 precomputed once per space into a table indexed by ``[resolution, slot, kernel, expand]``, which makes
 ``block_keys``, ``key_index_matrix`` (vectorised) and the exact ``min_latency`` cheap.
 """
@@ -17,7 +17,7 @@ import numpy as np
 from edgenas.errors import InputError
 from edgenas.spaces import SPACES
 from edgenas.spaces.base import ARCH_SCHEMA, SearchSpace, require
-from edgenas.spaces.mbv3_blocks import BlockSpec, build_block, conv_out
+from edgenas.spaces.mbv3_keys import BlockSpec, conv_out
 from edgenas.spaces.mbv3_config import (MBV3_SMALL, MBV3_TINY, OFA_MBV3, OFA_MBV3_W12, MBV3Arch, MBV3Config,
                                          make_divisible)
 
@@ -323,9 +323,11 @@ class MBV3Space(SearchSpace[MBV3Arch]):
         """``nn.Sequential`` of ``build_block(key)`` per block key (eval mode)."""
         from torch import nn
 
-        return nn.Sequential(*(build_block(k) for k in self.block_keys(arch))).eval()
+        return nn.Sequential(*(self.build_block(k) for k in self.block_keys(arch))).eval()
 
     def build_block(self, key: str) -> Any:
+        from edgenas.spaces.mbv3_blocks import build_block  # torch, imported when a network is built
+
         return build_block(key)
 
     def block_input_shape(self, key: str) -> tuple[int, ...]:
