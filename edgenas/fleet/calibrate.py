@@ -86,13 +86,15 @@ def calibrate_device(project: Project, device: str, space_name: str, *, measure:
         for i, arch in enumerate(archs):
             exp = export_arch(space, arch, default_export_dir(project, space, arch))
             out = measure_model(s, model_file(rt["runtime"], space, arch, exp), reference=ref_path)
-            raw = float(pred.predict_raw_many([arch])[0])
+            # the raw sum and the prediction of the table as calibrated then, as deploy records them (the
+            # report's predicted vs measured)
+            raw, predicted = float(pred.predict_raw_many([arch])[0]), float(pred.predict_many([arch])[0])
             stats, _ = measurement_stats(out.raw_stats, lut, ref_sha)
             store.add(Measurement(
                 device=s.device, space=space.name, arch=space.to_dict(arch), artifact_sha256=exp.sha256,
                 runtime=rt["runtime"], precision=rt["precision"], fingerprint_hash=fp_hash,
                 stats=stats, cold_start=dict(out.cold_start),
-                state=dict(out.state), predicted_raw_ms=raw, predicted_ms=raw,
+                state=dict(out.state), predicted_raw_ms=raw, predicted_ms=predicted,
                 lut_fingerprint=lut.fingerprint_hash))
             if progress:
                 progress(f"measure architectures on {s.device}", i + 1, len(archs))

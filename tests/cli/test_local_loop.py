@@ -89,8 +89,20 @@ def test_search_export_deploy_calibrate(proj, cli, tmp_path):
     assert shown["calibration"]["n_points"] == 2
     again = cli("lut", "calibrate", "local", "--space", "mbv3-tiny", "--json").json()
     assert again["n_points"] == 2 and again["params"] == pytest.approx(d2["recalibrated"]["params"])
+    # a measurement lut calibrate --measure takes is recorded with the prediction of the table as calibrated
+    # then, as deploy records its own (the report compares them): it stored the raw sum as both before
+    from edgenas.latency.calibration import apply_calibration
+    from edgenas.latency.lut import Calibration
+
+    cal_then = Calibration.from_dict(cli("lut", "show", c["lut_path"], "--json").json()["calibration"])
+    known = {m.id for m in open_store(Project(proj)).list(device="local", space="mbv3-tiny")}
+    assert cli("lut", "calibrate", "local", "--space", "mbv3-tiny", "--measure", "1", "--json").code == 0
+    new = [m for m in open_store(Project(proj)).list(device="local", space="mbv3-tiny") if m.id not in known]
+    assert len(new) == 1 and new[0].predicted_raw_ms > 0
+    assert new[0].predicted_ms == pytest.approx(float(apply_calibration(cal_then, [new[0].predicted_raw_ms])[0]))
+    assert abs(new[0].predicted_ms / new[0].predicted_raw_ms - 1) > 1e-6  # the calibration moved it
     said = cli("deploy", "local", str(run / "best.json"), "--out", str(tmp_path / "exp"))
-    assert said.code == 0 and "LUT calibration refitted on 3 measurements" in " ".join(said.out.split())
+    assert said.code == 0 and "LUT calibration refitted on 4 measurements" in " ".join(said.out.split())
     # a refit changes only the calibration: no copy of the table in history/ per deploy
     assert not (proj / "luts" / "local" / "history").exists()
     assert json.loads(lut_file.read_text())["entries"] == json.loads(before)["entries"]
