@@ -205,7 +205,9 @@ def _save(project: Project, device: str, space: Any, fp_hash: str, runtime: str,
     model = FewShotModel(device=device, space=space.name, fingerprint_hash=fp_hash, runtime=runtime,
                          references=tuple((r[0], r[1]) for r in refs), descriptor_names=names,
                          ensemble=reg.to_dict(), n_points=int(len(y)),
-                         table=None if table is None else table.to_dict())
+                         table=None if table is None else table.to_dict(),
+                         reference_calibrations=None if table is not None else tuple(
+                             None if r[2].lut.calibration is None else r[2].lut.calibration.to_dict() for r in refs))
     return save_model(project.luts_dir, model), loo, reg.describe()
 
 

@@ -121,6 +121,11 @@ class FewShotModel:
     #: the references from a latency table instead of fleet LUTs (``TableReferences.to_dict``; then
     #: ``references`` is empty)
     table: dict[str, Any] | None = None
+    #: each reference LUT's calibration when the model was fitted (``Calibration.to_dict`` or None), in
+    #: feature order: the features are those predictions, so a later refit of a reference's calibration
+    #: (a deploy on it) does not move this device's. None in records from before it was kept: their
+    #: references' calibrations of the day are used
+    reference_calibrations: tuple[dict[str, Any] | None, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = {"schema": MODEL_SCHEMA, "kind": "fewshot-latency", "device": self.device, "space": self.space,
@@ -129,6 +134,8 @@ class FewShotModel:
                "ensemble": self.ensemble, "n_points": self.n_points, "created_at": self.created_at}
         if self.table is not None:
             out["table"] = self.table
+        if self.reference_calibrations is not None:
+            out["reference_calibrations"] = list(self.reference_calibrations)
         return out
 
     @classmethod
@@ -150,7 +157,8 @@ class FewShotModel:
                     descriptor_names=tuple(record_strings(d["descriptor_names"], "descriptor_names")),
                     ensemble=dict(d["ensemble"]), n_points=record_count(d["n_points"], "n_points", low=1),
                     created_at=record_number(d.get("created_at", 0.0), "created_at", low=0),
-                    table=None if d.get("table") is None else dict(d["table"]))
+                    table=None if d.get("table") is None else dict(d["table"]),
+                    reference_calibrations=_calibrations(d.get("reference_calibrations"), len(refs)))
             for name in (m.device, m.space, *(r[0] for r in refs)):
                 if not NAME_RE.match(name):
                     raise ValueError(f"bad device or space name {name[:40]!r}")
@@ -160,6 +168,23 @@ class FewShotModel:
                 raise ValueError("a table-corrected regressor goes with table references, and only with them")
             _check_width(m, regressor_from_dict(m.ensemble))
         return m
+
+
+def _calibrations(value: Any, n: int) -> tuple[dict[str, Any] | None, ...] | None:
+    """A record's ``reference_calibrations``: absent, or one checked calibration (or null) per reference."""
+    from edgenas.latency.lut import Calibration
+
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != n:
+        raise ValueError(f"reference_calibrations must be a list of {n} calibrations (or nulls), one per reference")
+    out = []
+    for i, c in enumerate(value):
+        try:
+            out.append(None if c is None else Calibration.from_dict(c).to_dict())
+        except InputError as exc:  # its words are a LUT's
+            raise ValueError(f"reference_calibrations[{i}] is not a calibration ({exc.message[:120]})") from None
+    return tuple(out)
 
 
 def _check_width(model: FewShotModel, reg: Any) -> None:
@@ -276,17 +301,24 @@ class FewShotLatency:
 
 
 def matching_references(luts_dir: Path, space: Any, model: FewShotModel) -> list[tuple[str, str, Any]]:
-    """(device, fingerprint hash, predictor) of the exact reference LUTs ``model`` was fitted with."""
+    """(device, fingerprint hash, predictor) of the exact reference LUTs ``model`` was fitted with, each
+    with the calibration it had then (``FewShotModel.reference_calibrations``) where the record keeps it."""
+    from dataclasses import replace
+
+    from edgenas.latency.lut import Calibration
     from edgenas.latency.predictor import LatencyPredictor
     from edgenas.latency.store import LutStore
 
     store, out = LutStore(Path(luts_dir)), []
-    for dev, fph in model.references:
+    kept = model.reference_calibrations or (None,) * len(model.references)
+    for (dev, fph), cal in zip(model.references, kept):
         lut = store.find(dev, space.name, fph)
         if lut is None:
             raise InputError(f"few-shot model of '{model.device}' rests on the LUT of '{dev}' "
                              f"({fph[:12]}), which is gone",
                              hint=f"refit: edgenas device add {model.device} --fewshot 20 --space {space.name}")
+        if model.reference_calibrations is not None:
+            lut = replace(lut, calibration=None if cal is None else Calibration.from_dict(cal))
         out.append((dev, fph, LatencyPredictor(lut, space)))
     return out
 

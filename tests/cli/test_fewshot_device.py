@@ -55,7 +55,23 @@ def test_fewshot_add_then_search_and_deploy_use_it(proj, cli, tmp_path):
     rec = json.loads(open(res.model_path).read())
     assert rec["kind"] == "fewshot-latency" and rec["references"][0][0] == "ref-a" and rec["n_points"] == 5
     assert rec["ensemble"]["kind"] == "fewshot-meta" and res.model["model"] == "meta"
-    _fits_its_measurements(project, space, 5)
+    assert rec["reference_calibrations"] == [None]  # ref-a's table was not calibrated when it was fitted
+    model, _ = _fits_its_measurements(project, space, 5)
+
+    # a deploy on ref-a refits ref-a's calibration: local's predictions, made from ref-a's as they were at
+    # the fit, do not move (they moved by the new correction, about 28% here, before it was kept)
+    from edgenas.fleet.fewshot import latency_model
+    from edgenas.latency.lut import Calibration, Lut
+    from edgenas.latency.store import LutStore
+
+    probe = [space.from_genes(g) for g in space.sample_genes(np.random.default_rng(7), 6)]
+    before = model.predict_many(probe)
+    store = LutStore(proj / "luts")
+    (ref_path,) = store.list("ref-a", "mbv3-tiny")
+    store.save(dataclasses.replace(Lut.load(ref_path), calibration=Calibration("loglinear", {"a": 0.3, "b": 1.0}, 3)),
+               keep_previous=False)
+    assert Lut.load(ref_path).calibration is not None
+    assert np.array_equal(latency_model(project, "local", space).predict_many(probe), before)
 
     run = tmp_path / "run"  # search on a device without a LUT: the few-shot model serves
     res = cli("search", "--space", "mbv3-tiny", "--device", "local", "--max-latency-quantile", "0.6",
