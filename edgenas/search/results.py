@@ -40,9 +40,22 @@ def _front(trials: list[Trial], columns: list[np.ndarray]) -> list[Trial]:
     return [trials[i] for i in idx]
 
 
+def _first_of_each(trials: list[Trial], space: Any) -> list[Trial]:
+    """The first evaluation of each architecture: one evaluated twice (a search may repeat one when its
+    budget leaves few unseen) is one point of a front, not two (its values are the first's, cached)."""
+    seen: set[str] = set()
+    out = []
+    for t in trials:
+        key = space.arch_id(space.from_dict(t.arch))
+        if key not in seen:
+            seen.add(key)
+            out.append(t)
+    return out
+
+
 def summarise(trials: list[Trial], problem: Any, out_dir: Path, stopped: str) -> SearchResult:
     acc = problem.accuracy_name
-    ok = [t for t in trials if t.feasible and np.isfinite(t.objectives[acc])]
+    ok = _first_of_each([t for t in trials if t.feasible and np.isfinite(t.objectives[acc])], problem.space)
     best = max(ok, key=lambda t: (t.objectives[acc], -t.number)) if ok else None
     neg_acc = np.array([-t.objectives[acc] for t in ok])
     fronts = {d.name: _front(ok, [neg_acc, np.array([t.latency_ms[d.name] for t in ok])])
