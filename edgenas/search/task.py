@@ -44,6 +44,12 @@ def dataset_of_column(column: str) -> str:
     return column.split("_", 1)[0]
 
 
+def is_test_column(column: str) -> bool:
+    """``cifar10_test`` / ``cifar100_test_12ep``: a benchmark table's test accuracy, which the standard
+    protocol (optimise a validation column, report the test one) must never let choose an architecture."""
+    return "_test" in column
+
+
 def describe_task(request: Any) -> dict[str, Any]:
     """The task of a ``SearchRequest`` (or its JSON) as a record with meta-features."""
     get = (lambda k, d=None: request.get(k, d)) if isinstance(request, Mapping) else \

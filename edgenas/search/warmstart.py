@@ -115,6 +115,21 @@ def diverse(space: Any, ranked: list[Any], n: int, min_distance: int | None = No
     return keep
 
 
+#: why a past run is not used by a search that optimises a validation column (``_ranks_by_test``)
+TEST_LEAK = ("optimised a test column; its best architectures would let test accuracy choose this run's "
+             "(it optimises validation accuracy and reports the test one)")
+
+
+def _ranks_by_test(request: Any, run: RunRecord) -> bool:
+    """Whether ``run``'s evaluations, best first by its objective, rank by a test column while the new
+    search optimises a table's validation column: transferring them would leak test accuracy into it."""
+    from edgenas.search.task import is_test_column
+
+    get = request.get if isinstance(request, dict) else (lambda k, d=None: getattr(request, k, d))
+    objective = str(get("objective") or "")
+    return bool(get("table")) and not is_test_column(objective) and is_test_column(run.objective)
+
+
 def plan_warm_start(db: ExperimentDB, project: Project, problem: Any, request: Any, sources: Sequence[str],
                     *, n: int, min_similarity: float = MIN_SIMILARITY, transfer_ratio: float = TRANSFER_RATIO,
                     seed: int = 0, exclude: Sequence[str] = ()) -> tuple[list[Any], dict[str, Any]]:
@@ -140,18 +155,22 @@ def plan_warm_start(db: ExperimentDB, project: Project, problem: Any, request: A
         ds = device_similarity(project, problem, mine, r) if ts > 0 else 0.0
         scored.append((ts * ds, ts, ds, r))
     scored.sort(key=lambda x: (-x[0], -x[3].created_at))
-    used = [x for x in scored if x[0] >= min_similarity]
+    leaks = {r.id for _, _, _, r in scored if _ranks_by_test(request, r)}
+    used = [x for x in scored if x[0] >= min_similarity and x[3].id not in leaks]
     record: dict[str, Any] = {
         "schema": WARM_SCHEMA, "mode": "auto" if auto else "runs", "min_similarity": min_similarity,
         "transfer_ratio": transfer_ratio, "slots": n,
         "candidates": [{"run_id": r.id, "similarity": round(s, 4), "task_similarity": round(ts, 4),
                         "device_similarity": round(ds, 4), "dataset": r.task.get("dataset"),
-                        "used": s >= min_similarity} for s, ts, ds, r in scored],
+                        "used": s >= min_similarity and r.id not in leaks,
+                        **({"excluded": TEST_LEAK} if r.id in leaks else {})} for s, ts, ds, r in scored],
         "transferred": [],
     }
     if not used or n <= 0:
+        best = max((s for s, _, _, r in scored if r.id not in leaks), default=None)
         record["note"] = ("no past run of this space" if not scored else
-                          f"no past run is similar enough (best {scored[0][0]:.2f} < {min_similarity}); "
+                          f"no past run to transfer from: every one {TEST_LEAK}" if best is None else
+                          f"no past run is similar enough (best {best:.2f} < {min_similarity}); "
                           "nothing transferred, the search starts from scratch")
         return [], record
     per_run = []

@@ -83,6 +83,30 @@ def test_auto_warm_start_from_a_similar_run(db, tmp_path):
     assert rec.warm_start["transferred"][0]["from_run"] == src.id
 
 
+def test_a_validation_search_takes_nothing_from_a_run_ranked_by_test_accuracy(db, tmp_path):
+    """The standard protocol (optimise cifar10_valid, report cifar10_test): `auto` took the ten best
+    architectures by cifar10_test of a past run of the same dataset (similarity 1), so test accuracy chose
+    the new run's first population. Such a run is now left out and says why; a validation run still serves."""
+    proj = Project(tmp_path)
+    tables = (str(TABLE), str(TABLE.parent / "nb201_valid.csv"))
+    launch_search(proj, _req(budget=40), tmp_path / "by-test", db=db)
+    by_test = list_runs(db)[0]
+    launch_search(proj, _req(table=tables, objective="cifar10_valid_12ep", budget=40, seed=1), tmp_path / "v12", db=db)
+    by_valid = next(r for r in list_runs(db) if r.id != by_test.id)
+    launch_search(proj, _req(table=tables, objective="cifar10_valid", report=("cifar10_test",), warm_start=("auto",),
+                             seed=2), tmp_path / "new", db=db)
+    warm = json.loads((tmp_path / "new" / "warm_start.json").read_text())
+    cand = {c["run_id"]: c for c in warm["candidates"]}
+    assert cand[by_test.id]["task_similarity"] == 1 and not cand[by_test.id]["used"]
+    assert "optimised a test column" in cand[by_test.id]["excluded"]
+    assert cand[by_valid.id]["used"] and "excluded" not in cand[by_valid.id]
+    assert warm["transferred"] and {t["from_run"] for t in warm["transferred"]} == {by_valid.id}
+    # a search that optimises the test column itself may still take from it (nothing is reported apart)
+    launch_search(proj, _req(objective="cifar10_test", warm_start=(by_test.id,), seed=3), tmp_path / "t2", db=db)
+    again = json.loads((tmp_path / "t2" / "warm_start.json").read_text())
+    assert again["candidates"][0]["used"] and again["transferred"]
+
+
 def test_the_similarity_guard_refuses_an_unrelated_run_and_says_so(db, tmp_path, cli, monkeypatch, db_url):
     proj = Project(tmp_path)
     # a past run on a 30x smaller grey-scale dataset (digits): similarity 0.44 < 0.6
