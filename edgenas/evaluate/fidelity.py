@@ -3,7 +3,9 @@ joined (on ``index``, with ``arch`` checked equal) with the 200-epoch test colum
 
 ``nb201-fidelity`` (an ``EVALUATORS`` entry) looks one column of the joined table up, e.g.
 ``column=cifar10_valid_12ep`` (cheap rung) or ``column=cifar10_valid`` (200 epochs); a multi-fidelity
-search optimises validation columns and reports the test column of what it chose.
+search optimises validation columns, and with ``report=cifar10_test`` on its last rung records the test
+column of every architecture that rung scored, so ``best.json`` carries the test accuracy of the one
+it chose (as ``--report`` does for a ``--table`` search).
 """
 
 from __future__ import annotations
@@ -36,12 +38,15 @@ class FidelityEvaluator(Evaluator):
 
     name = "nb201-fidelity"
 
-    def __init__(self, space: Any, table: Table, column: str) -> None:
+    def __init__(self, space: Any, table: Table, column: str, report: Sequence[str] = ()) -> None:
         super().__init__(space)
         if getattr(space, "name", None) != "nb201":
             raise InputError(f"the nb201-fidelity evaluator needs the nb201 space, not '{space.name}'")
         self.table, self.column = table, column
         self.values = table.column(column)
+        self.report_columns = [c for c in dict.fromkeys(report) if c != column]
+        for c in self.report_columns:
+            table.column(c)  # an unknown column is one InputError now, not at the first evaluation
         self.metric = f"{column} (%)"
 
     def lookup(self, archs: Sequence[Any], column: str | None = None) -> np.ndarray:
@@ -54,15 +59,23 @@ class FidelityEvaluator(Evaluator):
     def evaluate(self, archs: Sequence[Any]) -> np.ndarray:
         return self.lookup(archs)
 
+    def report(self, archs: Sequence[Any]) -> dict[str, np.ndarray]:
+        """The ``report`` columns (recorded with each evaluation, never optimised)."""
+        return {c: self.lookup(archs, c) for c in self.report_columns}
+
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "metric": self.metric, "column": self.column,
-                "tables": [str(p) for p in self.table.paths]}
+                "tables": [str(p) for p in self.table.paths], "report": list(self.report_columns)}
 
 
 @EVALUATORS.register("nb201-fidelity", help="a column of nb201_valid.csv joined with nb201_hw.csv "
-                                            "(table=PATH, column=cifar10_valid_12ep|cifar10_valid|...)")
+                                            "(table=PATH, column=cifar10_valid_12ep|cifar10_valid|..., "
+                                            "report=cifar10_test: recorded, not optimised)")
 def make_fidelity(space: Any, *, seed: int = 0, table: str | None = None, hw: str | None = "auto",
-                  column: str = "cifar10_valid_12ep") -> FidelityEvaluator:
+                  column: str = "cifar10_valid_12ep", report: str | Sequence[str] | None = None) -> FidelityEvaluator:
     if table is None:
         raise InputError("the nb201-fidelity evaluator needs table=PATH to nb201_valid.csv")
-    return FidelityEvaluator(space, load_fidelity_table(table, hw), column)
+    cols = [] if report is None else [report] if isinstance(report, str) else list(report)
+    if not all(isinstance(c, str) for c in cols):
+        raise InputError("nb201-fidelity: report= takes column names", hint="e.g. report=cifar10_test")
+    return FidelityEvaluator(space, load_fidelity_table(table, hw), column, cols)

@@ -185,7 +185,9 @@ def build_problem(project: Project, req: SearchRequest, note: Callable[[str], No
                              "and --report", hint=f"drop --eval-opt {taken[0]}=..., and use the flags")
         opts.update(table=req.table, objective=req.objective, report=list(req.report))
     elif req.report:
-        raise InputError("--report needs the tabular evaluator (--table)")
+        raise InputError("--report needs the tabular evaluator (--table)",
+                         hint="a multi-fidelity ladder records a column with report=COLUMN on its last "
+                              "nb201-fidelity rung")
     if executor is None:
         evaluator = make_evaluator(name, space, seed=req.seed, **opts)
     else:

@@ -13,6 +13,7 @@ from edgenas.evaluate import make_evaluator
 from edgenas.search import Problem
 from edgenas.search.ladder import Rung, brackets, parse_ladder
 from edgenas.search.multifidelity import MFConfig, run_multifidelity
+from edgenas.spaces import get_space as space_of
 
 
 
@@ -99,11 +100,19 @@ def test_cli_multifidelity_search_and_bad_ladder(cli, valid, tmp_path, monkeypat
     base = ["search", "--space", "nb201", "--table", hw, "--latency-column", "raspi4_ms",
             "--max-latency-ms", "20", "--strategy", "hyperband", "--budget", "9", "--seed", "1"]
     rungs = ["--ladder", f"nb201-fidelity:table={valid},column=cifar10_valid_12ep",
-             "--ladder", f"nb201-fidelity:table={valid},column=cifar10_valid,cost=16.67"]
+             "--ladder", f"nb201-fidelity:table={valid},column=cifar10_valid,cost=16.67,report=cifar10_test"]
     r = cli(*base, *rungs, "--out", str(tmp_path / "run"), "--json")
     assert r.code == 0, r.err
     s = r.json()
     assert s["evaluations_per_rung"] == [9, 3 + 6] and s["objective"] == "cifar10_valid"
+    # the last rung records the test column of what it scored, so best.json says the chosen cell's (the
+    # module promised it; best.json's report was empty and --report was refused for a ladder)
+    ev = make_evaluator("nb201-fidelity", space_of("nb201"), table=valid, column="cifar10_test")
+    best = json.loads((tmp_path / "run" / "best.json").read_text())
+    chosen = space_of("nb201").from_dict(best["arch"])
+    assert best["report"] == s["report"] == {"cifar10_test": pytest.approx(ev.evaluate([chosen])[0])}
+    with pytest.raises(InputError, match="no column 'cifar10_tset'"):
+        make_evaluator("nb201-fidelity", space_of("nb201"), table=valid, column="cifar10_valid", report="cifar10_tset")
     assert s["latency_ms"]["raspi4_ms"] <= 20
     from edgenas.spaces import load_arch
 
