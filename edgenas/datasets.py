@@ -47,6 +47,21 @@ class ImageData:
         return (ImageData(self.x[train], self.y[train], self.num_classes, f"{self.name}:train"),
                 ImageData(self.x[val], self.y[val], self.num_classes, f"{self.name}:val"))
 
+    def subset(self, n: int, seed: int = 0) -> "ImageData":
+        """``n`` examples in their order, each class in proportion to its size (seeded within a class).
+
+        Not the first ``n``: an image folder lists one class after another, so those were a class or two."""
+        if n >= len(self):
+            return self
+        order = np.random.default_rng(seed).permutation(len(self))
+        y = self.y.numpy()[order]
+        rank = np.empty(len(y))  # the position of each example among its class in the seeded order
+        for c in np.unique(y):
+            at = np.flatnonzero(y == c)
+            rank[at] = (np.arange(at.size) + 0.5) / at.size
+        keep = torch.from_numpy(np.sort(order[np.argsort(rank, kind="stable")[:n]]))
+        return ImageData(self.x[keep], self.y[keep], self.num_classes, self.name)
+
     def batch(self, batch_size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """A seeded random batch (without replacement; the whole set if it is smaller)."""
         idx = np.random.default_rng(seed).permutation(len(self))[:batch_size]
@@ -175,7 +190,7 @@ def load_npz(path: str | Path, resolution: int | None = None) -> ImageData:
     return ImageData(_normalise(xt), torch.from_numpy(y.astype(np.int64)), int(y.max()) + 1, path.stem)
 
 
-def load_image_folder(path: str | Path, resolution: int = 32, limit: int | None = None) -> ImageData:
+def load_image_folder(path: str | Path, resolution: int = 32) -> ImageData:
     """A ``class_name/image.ext`` tree, in torchvision ``ImageFolder``'s order, read as untrusted input
     (``edgenas.image_folder``: no FIFO, loop, damaged image or oversized folder gets past one error)."""
     try:
@@ -184,7 +199,7 @@ def load_image_folder(path: str | Path, resolution: int = 32, limit: int | None 
         raise InputError("reading an image folder needs torchvision",
                          hint="pip install torchvision") from None
     listing = list_image_folder(path)
-    files = listing.files if limit is None else listing.files[:limit]
+    files = listing.files
     check_size(len(files), resolution, path)
     tf = transforms.Compose([transforms.Resize((resolution, resolution)), transforms.ToTensor()])
     xs = [tf(open_rgb(file)) for file, _ in files]

@@ -59,8 +59,8 @@ class ShortTrainEvaluator(Evaluator):
         c, h = int(shape[1]), int(shape[2])
         if (c, h) not in self._splits:
             data = load_dataset(self.data, h)
-            if self.limit is not None and len(data) > self.limit:
-                data = ImageData(data.x[:self.limit], data.y[:self.limit], data.num_classes, data.name)
+            if self.limit is not None:  # every class in proportion, not the first classes listed
+                data = data.subset(self.limit, seed=0)
             if data.num_classes > self.space.num_classes:
                 raise InputError(f"dataset {self.data!r} has {data.num_classes} classes; space "
                                  f"'{self.space.name}' has a {self.space.num_classes}-class head")
