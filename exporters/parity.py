@@ -2,13 +2,17 @@
 
 Tolerances (module constants, recorded in every report):
 
-FP32 -- elementwise ``|onnx - torch| <= FP32_ATOL + FP32_RTOL * |torch|`` (numpy ``allclose``
-semantics). Both sides compute in float32 but with different kernels (oneDNN/ATen vs. MLAS), a
+FP32 -- elementwise ``|onnx - torch| <= FP32_ATOL * min(1, scale) + FP32_RTOL * |torch|`` (numpy
+``allclose`` semantics, the absolute floor scaled down for small outputs; ``scale`` is the output's
+largest ``|torch|``). Both sides compute in float32 but with different kernels (oneDNN/ATen vs. MLAS), a
 different summation order in Conv/GEMM reductions (K up to a few thousand) and BatchNorm folded into
 the Conv by constant folding. That noise is ~1e-7 * sqrt(K) * |activation|, i.e. 1e-6..1e-5 on the
 O(1..10) activations of a classifier. ``atol = 1e-4`` keeps a 10-100x margin above it while a real
 export bug (wrong padding, stale weights, wrong BN epsilon, a swapped activation) moves outputs by
-1e-2 or more. ``rtol = 1e-3`` covers large logits, whose absolute rounding grows with magnitude.
+1e-2 or more. ``rtol = 1e-3`` covers large logits, whose absolute rounding grows with magnitude. The
+networks a search exports before training have logits of about 1e-3 (a classifier initialised at
+N(0, 0.01)), where a fixed 1e-4 was a tenth of the output: an ONNX HardSigmoid with the wrong slope
+(4.5% off) passed. Their noise scales with them (1e-9 measured), so the floor does too.
 
 FP16 -- half precision has ~1e-3 relative resolution and errors accumulate layer by layer, so a
 few elements can be far off while the model is fine. It is judged on the MEDIAN absolute error
@@ -69,7 +73,8 @@ def compare_arrays(name: str, ref: np.ndarray, out: np.ndarray, precision: str) 
     diff = np.where(np.isnan(out) & np.isnan(ref), 0.0, diff)  # NaN on both sides agrees
     diff = np.where(np.isnan(diff), np.inf, diff)  # NaN on one side only is an infinite error
     if precision == "fp32":
-        bound = tol["atol"] + tol["rtol"] * np.abs(ref)
+        scale = float(np.abs(ref[np.isfinite(ref)]).max()) if np.isfinite(ref).any() else 1.0
+        bound = tol["atol"] * min(1.0, scale) + tol["rtol"] * np.abs(ref)
     else:
         bound = tol["max_atol"] + tol["max_rtol"] * np.abs(ref)
     n_viol = int(np.count_nonzero(~(diff <= bound)))

@@ -111,3 +111,36 @@ def test_unknown_precision(net, exported):
 def test_shape_mismatch_raises():
     with pytest.raises(ExportCheckError, match="shape"):
         compare_arrays("y", np.zeros((2, 3)), np.zeros((3, 2)), "fp32")
+
+
+def test_fp32_floor_scales_with_small_outputs():
+    """The networks a search exports untrained have logits of about 1e-3, where a fixed floor of 1e-4 was
+    a tenth of the output; the floor is now 1e-4 times the output's scale below 1, unchanged above."""
+    ref = np.array([1e-3, -5e-4, 2e-4])
+    assert compare_arrays("y", ref, ref + 1e-9, "fp32").passed  # float32 noise at this scale
+    assert not compare_arrays("y", ref, ref * 1.045, "fp32").passed  # 4.5% off: was within 1e-4
+    big = np.array([3.0, -2.0, 0.0])
+    assert compare_arrays("y", big, big + [0.0, 0.0, 9e-5], "fp32").passed  # outputs from 1 up: as before
+
+
+def test_a_wrong_hardsigmoid_slope_in_an_export_is_caught(tmp_path):
+    """ONNX's HardSigmoid defaults to slope 0.2, PyTorch's is 1/6: an exporter that dropped the attribute
+    moves an untrained mbv3-small's logits by about 4.5%, which the fixed floor let pass."""
+    onnx = pytest.importorskip("onnx")
+    from edgenas.spaces import get_space
+
+    space = get_space("mbv3-small")
+    arch = space.sample(np.random.default_rng(0))
+    net = space.build_model(arch).eval()
+    info = export_onnx(net, tuple(space.input_shape(arch)), tmp_path / "m.onnx")
+    assert check_parity(net, info.path).passed
+    graph = onnx.load(str(info.path))
+    gates = [n for n in graph.graph.node if n.op_type == "HardSigmoid"]
+    assert gates, "mbv3-small's squeeze-excite gates export as HardSigmoid"
+    for n in gates:
+        for a in n.attribute:
+            if a.name == "alpha":
+                a.f = 0.2
+    onnx.save(graph, str(tmp_path / "bad.onnx"))
+    report = check_parity(net, tmp_path / "bad.onnx")
+    assert not report.passed and report.outputs[0].ref_max_abs < 1e-2
