@@ -111,11 +111,12 @@ def _to_nchw(x: np.ndarray, source: str) -> np.ndarray:
         return x[:, None]
     if x.ndim != 4:
         raise InputError(f"{source}: 'x' must be NCHW or NHWC (4-D), got shape {x.shape}")
-    if x.shape[1] in (1, 3, 4) and x.shape[-1] not in (1, 3, 4):
-        return x
-    if x.shape[-1] in (1, 3, 4):
+    first, last = x.shape[1] in (1, 3, 4), x.shape[-1] in (1, 3, 4)
+    if first and last:  # images 1, 3 or 4 pixels wide: the layout whose image is square, if only one is
+        first, last = x.shape[2] == x.shape[3], x.shape[1] == x.shape[2]
+    if last and not first:
         return np.transpose(x, (0, 3, 1, 2))
-    if x.shape[1] in (1, 3, 4):
+    if first and not last:
         return x
     raise InputError(f"{source}: cannot tell the channel axis of shape {x.shape}",
                      hint="store 1, 3 or 4 channels, NCHW or NHWC")

@@ -57,6 +57,23 @@ def test_npz_nhwc_uint8_and_nchw_float(tmp_path):
     assert torch.equal(load_npz(tmp_path / "rgba.npz").x, data.x)
 
 
+def test_npz_of_images_as_narrow_as_their_channels(tmp_path):
+    """Images 3 or 4 pixels wide: both axes 1 and 3 could hold the channels. NCHW (20, 3, 4, 4) was read as
+    NHWC, its pixels shuffled and a channel dropped; the square layout decides, and a tie is one error."""
+    rng = np.random.default_rng(0)
+    x = rng.random((20, 3, 4, 4), dtype=np.float32)
+    y = rng.integers(0, 4, size=20)
+    np.savez(tmp_path / "nchw.npz", x=x, y=y)
+    np.savez(tmp_path / "nhwc.npz", x=x.transpose(0, 2, 3, 1), y=y)
+    a, b = load_npz(tmp_path / "nchw.npz"), load_npz(tmp_path / "nhwc.npz")
+    assert a.x.shape == b.x.shape == (20, 3, 4, 4) and torch.equal(a.x, b.x)
+    flat = a.x[:, 0].numpy()  # channel 0 normalised over the dataset: x[:, 0]'s own pixels
+    assert np.allclose(flat, (x[:, 0] - x[:, 0].mean()) / x[:, 0].std(ddof=1), atol=1e-5)
+    np.savez(tmp_path / "cube.npz", x=rng.random((20, 3, 3, 3), dtype=np.float32), y=y)
+    with pytest.raises(InputError, match="cannot tell the channel axis of shape"):
+        load_npz(tmp_path / "cube.npz")
+
+
 @pytest.mark.parametrize("arrays, message", [
     ({"x": np.zeros((4, 3, 8, 8))}, "missing"),
     ({"x": np.zeros((4, 8)), "y": np.zeros(4, dtype=int)}, "4-D"),
