@@ -2,8 +2,9 @@
 
 The ``train`` evaluator (an ``EVALUATORS`` entry) is the expensive, readable rung of a multi-fidelity
 ladder: ``train:epochs=2`` on scikit-learn's digits (default) or the user's ``data`` (``.npz`` / image
-folder, the supernet's loaders). Each architecture is trained with its own seeded generator (weights,
-batch order), SGD with momentum and a cosine learning rate, and scored on a fixed held-out split
+folder, the supernet's loaders). Each architecture is trained with its own seeded generator (batch
+order; the weights start as the space builds them: mbv3 blocks from their block keys whatever the seed,
+nb201 cells from the seed), SGD with momentum and a cosine learning rate, and scored on a fixed held-out split
 (split seed 0, never trained on), so a score depends only on (arch, seed, options): the same on any
 executor and in any batch. A network that fails to train scores ``-inf``.
 """
