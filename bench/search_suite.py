@@ -5,7 +5,8 @@ another for the architecture the search chose (the feasible evaluation with the 
 ``edgenas search`` picks it); regret is the best reported value over the feasible architectures of the
 whole table minus that. Strategies are built and driven exactly as ``edgenas search`` drives them
 (``edgenas.search.run.build_strategy``: the user's default options, the same batch per ask/tell round),
-only without the run folder.
+only without the run folder. ``distinct``: how many different architectures a run evaluated (a repeat
+spends a query and learns nothing).
 
 Tasks (``TASKS``; the two tables are joined on ``index``):
 
@@ -103,7 +104,8 @@ def task_problem(task: Task, table: Table) -> tuple[Problem, dict[str, Any]]:
 def drive(strategy: str | Callable[..., Any], problem: Problem, budget: int, seed: int,
           options: Mapping[str, Any] | None = None,
           hooks: Mapping[str, Any] | None = None) -> tuple[list[dict[str, Any]], float, int]:
-    """One search as ``edgenas search`` runs it: (evaluation records, CPU seconds in ask+tell, rounds).
+    """One search as ``edgenas search`` runs it: (evaluation records, each with the ``arch_id`` evaluated,
+    CPU seconds in ask+tell, rounds).
 
     CPU time of this process (``time.process_time``), not wall time: the machines these run on are shared."""
     if callable(strategy):
@@ -120,7 +122,7 @@ def drive(strategy: str | Callable[..., Any], problem: Problem, budget: int, see
         t0 = time.process_time()
         archs = s.ask(min(batch, budget - len(recs)))
         spent += time.process_time() - t0
-        got = problem.evaluate(archs)
+        got = [dict(r, arch_id=problem.space.arch_id(a)) for a, r in zip(archs, problem.evaluate(archs))]
         results = [problem.to_result(r) for r in got]
         t0 = time.process_time()
         s.tell(archs, results)
@@ -165,10 +167,11 @@ def run_strategy(strategy: str | Callable[..., Any], options: Mapping[str, Any] 
                            "n_seeds": len(seeds), "tasks": {}}
     for task in todo:
         problem, facts = task_problem(task, table)
-        values, spent, rounds, evals = [], 0.0, 0, 0
+        values, distinct, spent, rounds, evals = [], [], 0.0, 0, 0
         for seed in seeds:
             recs, s_spent, s_rounds = drive(strategy, problem, task.budget, seed, options, hooks)
             values.append(chosen(recs, task))
+            distinct.append(len({r["arch_id"] for r in recs}))
             spent, rounds, evals = spent + s_spent, rounds + s_rounds, evals + len(recs)
             if progress:
                 progress(task.name, seed)
@@ -176,6 +179,7 @@ def run_strategy(strategy: str | Callable[..., Any], options: Mapping[str, Any] 
         out["tasks"][task.name] = {
             "task": asdict(task), **facts, "values": [round(x, 4) for x in values],
             "reported": stats(v), "regret": stats(facts["optimum"] - v),
+            "distinct_values": distinct, "distinct": stats(distinct),
             "ms_per_round": round(1000 * spent / max(rounds, 1), 3),
             "ms_per_eval": round(1000 * spent / max(evals, 1), 3)}
     return out
@@ -192,8 +196,9 @@ def merge(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
         ta, tb = a["tasks"][t], b["tasks"][t]
         na, nb = len(ta["values"]), len(tb["values"])
         v = np.array(ta["values"] + tb["values"], dtype=float)
+        distinct = list(ta.get("distinct_values", [])) + list(tb.get("distinct_values", []))
         out["tasks"][t] = {**ta, "values": list(ta["values"]) + list(tb["values"]), "reported": stats(v),
-                           "regret": stats(ta["optimum"] - v),
+                           "regret": stats(ta["optimum"] - v), "distinct_values": distinct, "distinct": stats(distinct),
                            "ms_per_round": round((na * ta["ms_per_round"] + nb * tb["ms_per_round"]) / (na + nb), 3),
                            "ms_per_eval": round((na * ta["ms_per_eval"] + nb * tb["ms_per_eval"]) / (na + nb), 3)}
     out["n_seeds"] = max(len(x["values"]) for x in out["tasks"].values())
