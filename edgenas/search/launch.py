@@ -8,6 +8,7 @@ their latency budgets (LUT-based), or a benchmark table with a latency column. I
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -287,14 +288,15 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
     _check_numbers(req)
     notes: list[str] = []  # said once the run has started: a refused run prints its one error line only
     initial, warm, hooks = [], None, {}
+    asked = _with_recorded_budgets(req, out_dir) if resume else req
     if is_driver(req.strategy):
-        prepared = STRATEGIES.get(req.strategy).prepare(project, req, out_dir, resume=resume, executor=executor,
+        prepared = STRATEGIES.get(req.strategy).prepare(project, asked, out_dir, resume=resume, executor=executor,
                                                         note=notes.append)
         problem, config = prepared.problem, prepared.config
     else:
         if req.ladder:
             raise InputError(f"--ladder needs --strategy sh or hyperband, not '{req.strategy}'")
-        problem, config = build_problem(project, req, notes.append, executor)  # validates before the folder is touched
+        problem, config = build_problem(project, asked, notes.append, executor)  # validates before the folder is touched
         if uses_llm(req, config):
             hooks["llm_operator"] = op = build_llm_operator(req, problem, out_dir)
             if resume:
@@ -302,8 +304,8 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
             else:
                 op.preload()    # a model that does not load fails before the run folder is written
     tables = table_hashes(project, problem)
-    if resume:
-        notes.extend(changed_tables_notes(out_dir / TABLES_FILE, tables))
+    changed = changed_tables_notes(out_dir / TABLES_FILE, tables) if resume else []
+    notes.extend(changed)
     if record and db is None:
         from edgenas.store import open_db
         from edgenas.store.db import check_writable, database_exists, resolve_url
@@ -336,8 +338,14 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
                                     initial_population=initial, strategy_hooks=hooks)
         except BaseException as exc:
             from edgenas.outdirs import DISK_ERRNOS
+            from edgenas.search.run import ReplayMismatch
 
             _index_stopped(db, project, folder, problem, rerun_of, started)
+            if isinstance(exc, ReplayMismatch) and changed:  # not the code or the seed: the budgets now bind
+                raise InputError(f"{exc.message}: a latency table changed since the run started, and the "
+                                 "strategy's choices between feasible and infeasible candidates with it",
+                                 hint="a resume replays the run exactly, which holds only while the tables decide "
+                                      "as they did: start a new run") from None
             if isinstance(exc, KeyboardInterrupt):
                 raise SearchInterrupted(f"search interrupted; every finished evaluation is kept in {out_dir}",
                                         hint=resume_hint) from None
@@ -348,6 +356,25 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
         if db is not None:
             _index(db, project, folder, problem, None, rerun_of, started)
     return problem, config, result
+
+
+def _with_recorded_budgets(req: SearchRequest, out_dir: Path) -> SearchRequest:
+    """The request a resumed run is built from: a quantile budget (``--max-latency-quantile``) as the budgets
+    the run started with (its ``config.json``), not recomputed from today's tables. A deploy's calibration
+    refit changes a table, the quantile moved with it, and the resume was refused ("the config differs in
+    devices"). A folder without a readable record of them keeps the quantile (its config check then says
+    what is wrong)."""
+    path = out_dir / "config.json"
+    if req.max_latency_quantile is None or not path.is_file():
+        return req
+    try:
+        devices = read_json(path, "run config").get("devices")
+        budgets = tuple(float(b) for _, b in devices)
+    except (InputError, AttributeError, TypeError, ValueError):
+        return req
+    if not budgets or not all(math.isfinite(b) and b > 0 for b in budgets):
+        return req
+    return dataclasses.replace(req, max_latency_ms=budgets, max_latency_quantile=None)
 
 
 #: the run folder's record of each device's latency table when the run started (its SHA-256), so that a

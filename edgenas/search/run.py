@@ -115,6 +115,10 @@ def build_strategy(config: SearchConfig, problem: Problem, hooks: Mapping[str, A
     return strategy, int(batch)
 
 
+class ReplayMismatch(InputError):
+    """A resumed run's log is not what the strategy proposes on replay (``replay_or_evaluate``)."""
+
+
 def replay_or_evaluate(problem: Problem, archs: Sequence[Any], start: int, logged: Sequence[Mapping[str, Any]],
                        log: IO[str], t0: float, out: Path, proposer: str,
                        tags: Mapping[str, Any] | None = None) -> tuple[list[dict[str, Any]], list[int]]:
@@ -132,9 +136,9 @@ def replay_or_evaluate(problem: Problem, archs: Sequence[Any], start: int, logge
             rec = logged[start + j]
             if any(rec.get(k) != v for k, v in tags.items()) or \
                     space.arch_id(space.from_dict(rec["arch"])) != space.arch_id(arch):
-                raise InputError(f"cannot resume {out}: evaluation {start + j} in the log is not "
-                                 f"what {proposer} proposes on replay",
-                                 hint="the code or the seed changed, or the log was edited; start a new run")
+                raise ReplayMismatch(f"cannot resume {out}: evaluation {start + j} in the log is not "
+                                     f"what {proposer} proposes on replay",
+                                     hint="the code or the seed changed, or the log was edited; start a new run")
             missing = _unreplayable(problem, rec)
             if missing:
                 raise InputError(f"cannot resume {out}: evaluation {start + j} in the log has no {missing}",

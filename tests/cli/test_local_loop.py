@@ -151,7 +151,7 @@ def test_resume_cli(proj, cli, tmp_path):
 def test_resume_after_the_table_changed(proj, cli, tmp_path):
     """The run folder records each device's table as the run started; a resume after one changed (here a
     calibration, as a deploy's refit makes) says so once per device and goes on (a budget in ms does not
-    depend on the table; a quantile budget would, and such a run refuses to resume, as before)."""
+    depend on the table; a quantile budget keeps its value from the start: tests/cli/test_search_tables.py)."""
     from edgenas.latency.lut import Calibration, Lut
     from edgenas.latency.store import LutStore
 

@@ -141,3 +141,45 @@ def test_bad_evaluator_options_are_one_line_before_the_run_folder(bare, cli, arg
     lines = res.err.rstrip("\n").splitlines()
     assert len(lines) == 1 and fragment in lines[0], res.err
     assert not (bare / "r").exists()
+
+
+def _scale_column(table, factor):
+    """Multiply the raspi4_ms values of ``table`` (a copy of nb201_hw.csv) by ``factor(value)``."""
+    import csv
+
+    rows = list(csv.reader(table.open()))
+    col = rows[0].index("raspi4_ms")
+    for r in rows[1:]:
+        r[col] = repr(float(r[col]) * factor(float(r[col])))
+    with table.open("w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+
+
+@pytest.mark.parametrize("strategy", ["evolution", "sh"])
+def test_a_quantile_budget_resumes_after_its_table_changed(bare, cli, strategy):
+    """`--max-latency-quantile` was recomputed from today's table on `--resume`: after a table changed (a
+    deploy's calibration refit does that) the budget moved and the resume was refused ("the config differs
+    in devices"). A resume keeps the budgets the run started with and warns; where the change turns
+    candidates feasible or not, the replay cannot be exact, and the refusal says that, not "the code changed"."""
+    table = bare / "hw.csv"
+    table.write_bytes(HW.read_bytes())
+    run = bare / "run"
+    ladder = ["--ladder", f"nb201-fidelity:table={VALID},column=cifar10_valid_12ep",
+              "--ladder", f"nb201-fidelity:table={VALID},column=cifar10_valid,cost=16.67"] if strategy == "sh" else []
+    first = cli("search", "--space", "nb201", "--table", str(table), "--latency-column", "raspi4_ms",
+                "--max-latency-quantile", "0.3", "--strategy", strategy, *ladder, "--budget", "18", "--seed", "2",
+                "--out", str(run), "--json")
+    assert first.code == 0, first.err
+    budget = first.json()["budgets_ms"]["raspi4_ms"]
+    lines = (run / "evaluations.jsonl").read_text().splitlines()
+    # every cell 10% further from the budget, on its own side: the quantile moves, no decision does
+    _scale_column(table, lambda v: 0.9 if v <= budget else 1.1)
+    again = cli("search", "--resume", str(run), "--json")
+    assert again.code == 0, again.err
+    assert again.json()["budgets_ms"]["raspi4_ms"] == pytest.approx(budget)
+    assert "latency table of 'raspi4_ms' changed" in again.err
+    assert (run / "evaluations.jsonl").read_text().splitlines() == lines
+    _scale_column(table, lambda v: 1.5)  # now most cells under the budget are over it
+    refused = cli("search", "--resume", str(run))
+    assert refused.code == 2 and "a latency table changed since the run started" in refused.err, refused.err
+    assert "the code or the seed changed" not in refused.err and len(refused.err.strip().splitlines()) == 2
