@@ -42,6 +42,7 @@ from edgenas.fleet.drift import (
 from edgenas.fleet.measure import Progress, keep_on_device
 from edgenas.fleet.profiler import profile_device
 from edgenas.io import atomic_write_json, read_json
+from edgenas.latency.calibration import rescaled_calibration
 from edgenas.latency.lut import Lut
 from edgenas.latency.store import LutStore
 from edgenas.project import Project
@@ -121,7 +122,8 @@ def _keep(project: Project, session: Session, store: LutStore, lut: Lut, check: 
     if speed_off and previous is not None and same_sign_off(previous, check.speed_change):
         old = float(lut.reference["ms"])  # type: ignore[index]
         nominal = (float(previous["reference_ms"]) + float(check.reference_ms)) / 2  # type: ignore[arg-type]
-        rescaled = dataclasses.replace(lut, reference=dict(lut.reference or {}, ms=nominal), created_at=time.time())
+        rescaled = dataclasses.replace(lut, reference=dict(lut.reference or {}, ms=nominal), created_at=time.time(),
+                                       calibration=rescaled_calibration(lut.calibration, nominal / old))
         keep_on_device(session, store.save(rescaled), rescaled)
         record_verified(project, session.device, lut, check, rescaled=True)
         return DeviceRefresh(session.device, RefreshStatus.RESCALED,

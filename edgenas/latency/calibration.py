@@ -19,6 +19,9 @@ space's latency minimiser stays the minimiser.
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
 import numpy as np
 
 from edgenas.errors import InputError
@@ -80,6 +83,18 @@ def fit_calibration(predicted, measured) -> Calibration:
     fitted = np.exp(a + b * x)
     residual = float(np.median(np.abs(fitted / m - 1.0)))
     return Calibration(model=MODEL, params={"a": a, "b": b}, n_points=int(n), residual=residual)
+
+
+def rescaled_calibration(cal: Calibration | None, factor: float) -> Calibration | None:
+    """``cal`` for the same table with its nominal speed multiplied by ``factor`` (a fleet rescale): its
+    raw sums and the stored measurements at its nominal speed both scale by ``factor``, so ``log m = a +
+    b log p`` becomes ``a + (1 - b) ln factor``, which is what a refit on the same measurements gives.
+    Kept as it was, the table's predictions moved by ``factor ** b`` instead of ``factor``."""
+    if cal is None:
+        return None
+    check_calibration(cal)
+    a, b = cal.params["a"], cal.params["b"]
+    return replace(cal, params={**cal.params, "a": a + (1.0 - b) * math.log(factor)})
 
 
 def check_calibration(cal: Calibration) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 
 from edgenas.errors import InputError
@@ -13,7 +14,7 @@ from edgenas.fleet.profiler import profile_device
 from edgenas.devices.profiles import LOCAL_PROFILE
 from edgenas.fleet.drift import SPEED_TOLERANCE, same_sign_off
 from edgenas.fleet.refresh import last_refresh_path, refresh_device, refresh_fleet
-from edgenas.latency.lut import Lut
+from edgenas.latency.lut import Calibration, Lut
 from edgenas.latency.store import LutStore
 
 SPACE = "mbv3-tiny"
@@ -40,7 +41,9 @@ def test_speed_change_is_reported_once_then_rescaled(project, profiled):
     # the table claims a device 10x faster than this one: its shape (ratios) is right. (3x was too
     # little: on a VM whose runtime sessions ran 2x apart, the reference timed 1.7x faster at the
     # refresh than at the profile, bench/RESULTS.md, issue 17)
-    fast = dataclasses.replace(orig, reference=dict(orig.reference, ms=orig.reference["ms"] * 0.1))
+    # calibrated with a slope below 1, as fitted on a few deploys
+    fast = dataclasses.replace(orig, reference=dict(orig.reference, ms=orig.reference["ms"] * 0.1),
+                               calibration=Calibration("loglinear", {"a": 0.2, "b": 0.8}, 4))
     assert store.save(fast) == res.lut_path
     before = res.lut_path.read_bytes()
 
@@ -60,6 +63,15 @@ def test_speed_change_is_reported_once_then_rescaled(project, profiled):
     assert new.reference["ms"] / fast.reference["ms"] > 1.7  # far from the fake nominal speed
     assert 0.4 < new.reference["ms"] / orig.reference["ms"] < 2.5  # back near this machine's speed
     assert new.entries == fast.entries and new.fingerprint_hash == fast.fingerprint_hash  # shape kept
+    # every calibrated prediction follows the nominal speed (the kept calibration moved them by its ** 0.8)
+    from edgenas.latency.predictor import LatencyPredictor
+    from edgenas.spaces import get_space
+
+    space = get_space(SPACE)
+    archs = [space.sample(np.random.default_rng(i)) for i in range(5)]
+    factor = new.reference["ms"] / fast.reference["ms"]
+    ratio = LatencyPredictor(new, space).predict_many(archs) / LatencyPredictor(fast, space).predict_many(archs)
+    assert ratio == pytest.approx(np.full(5, factor), rel=1e-9) and new.calibration.params["b"] == 0.8
     assert len(list((project.luts_dir / "local" / "history").glob("*.json"))) >= 2  # the old table kept
     on_device = project.local_workdir / "luts" / res.lut_path.name
     assert Lut.load(on_device).reference["ms"] == new.reference["ms"]  # the agent's copy follows
