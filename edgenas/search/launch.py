@@ -289,6 +289,11 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
     notes: list[str] = []  # said once the run has started: a refused run prints its one error line only
     initial, warm, hooks = [], None, {}
     asked = _with_recorded_budgets(req, out_dir) if resume else req
+    if is_driver(req.strategy) and req.max_wall_s is not None and not resume:  # was recorded, never read
+        raise InputError(f"--time-budget stops the ask/tell strategies; '{req.strategy}' runs its "
+                         f"{'epochs' if req.strategy == 'darts' else 'ladder'} to the end",
+                         hint="drop --time-budget, and size the run with --budget"
+                              + (" and --epochs" if req.strategy == "darts" else " and --ladder"))
     if is_driver(req.strategy):
         prepared = STRATEGIES.get(req.strategy).prepare(project, asked, out_dir, resume=resume, executor=executor,
                                                         note=notes.append)

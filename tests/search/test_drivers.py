@@ -116,3 +116,17 @@ def test_a_multi_fidelity_run_keeps_its_task_and_objective_when_imported_again(c
     after = json.loads(cli("runs", "show", run["id"], "--json").out)
     assert (after["objective"], after["best_value"], after["task"]) == ("cifar10_valid", before["best_value"],
                                                                         before["task"])
+
+
+@pytest.mark.parametrize("strategy", ["sh", "darts"])
+def test_a_time_budget_is_refused_by_the_strategies_that_run_their_own_loop(cli, tmp_path, monkeypatch, strategy):
+    """sh, hyperband and darts accepted --time-budget, recorded it and ran to the end ("stopped: budget")."""
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
+    valid = Path(__file__).resolve().parents[2].parent / "shared/data/nb201/nb201_valid.csv"
+    extra = (["--ladder", f"nb201-fidelity:table={valid},column=cifar10_valid_12ep",
+              "--ladder", f"nb201-fidelity:table={valid},column=cifar10_valid"] if strategy == "sh" else
+             ["--epochs", "1"])
+    res = cli("search", "--space", "nb201", "--strategy", strategy, *extra, "--time-budget", "2",
+              "--out", str(tmp_path / "run"))
+    assert res.code == 2 and "--time-budget stops the ask/tell strategies" in res.err
+    assert len(res.err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
