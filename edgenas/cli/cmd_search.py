@@ -109,7 +109,8 @@ def register(app: typer.Typer) -> None:
                                                  "best), e.g. evolution, hgm, gp, cmaes, llm-evolution; "
                                                  "sh | hyperband (multi-fidelity); darts"),
                budget: int = typer.Option(100, "--budget", help="number of evaluations"),
-               time_budget: float = typer.Option(None, "--time-budget", help="stop after this many seconds (ask/tell strategies; not sh, hyperband, darts)"),
+               time_budget: float = typer.Option(None, "--time-budget", help="stop after this many seconds "
+                                                 "(ask/tell strategies; not sh, hyperband, darts)"),
                seed: int = typer.Option(0, "--seed", help="random seed (same seed, same search)"),
                population: int = typer.Option(None, "--population", help="population size"),
                evaluator: str = typer.Option(None, "--evaluator",

@@ -301,7 +301,7 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
     else:
         if req.ladder:
             raise InputError(f"--ladder needs --strategy sh or hyperband, not '{req.strategy}'")
-        problem, config = build_problem(project, asked, notes.append, executor)  # validates before the folder is touched
+        problem, config = build_problem(project, asked, notes.append, executor)  # validated before the folder is used
         if uses_llm(req, config):
             hooks["llm_operator"] = op = build_llm_operator(req, problem, out_dir)
             if resume:
