@@ -50,10 +50,16 @@ def is_test_column(column: str) -> bool:
     return "_test" in column
 
 
+def request_getter(request: Any) -> Any:
+    """``get(key, default)`` over a ``SearchRequest`` or its JSON."""
+    if isinstance(request, Mapping):
+        return lambda k, d=None: request.get(k, d)
+    return lambda k, d=None: getattr(request, k, d)
+
+
 def describe_task(request: Any) -> dict[str, Any]:
     """The task of a ``SearchRequest`` (or its JSON) as a record with meta-features."""
-    get = (lambda k, d=None: request.get(k, d)) if isinstance(request, Mapping) else \
-        (lambda k, d=None: getattr(request, k, d))
+    get = request_getter(request)
     if get("table"):
         return _card(dataset_of_column(str(get("objective") or "cifar10_test")), source="table")
     options = get("evaluator_options") or {}

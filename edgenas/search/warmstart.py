@@ -123,9 +123,9 @@ TEST_LEAK = ("optimised a test column; its best architectures would let test acc
 def _ranks_by_test(request: Any, run: RunRecord) -> bool:
     """Whether ``run``'s evaluations, best first by its objective, rank by a test column while the new
     search optimises a table's validation column: transferring them would leak test accuracy into it."""
-    from edgenas.search.task import is_test_column
+    from edgenas.search.task import is_test_column, request_getter
 
-    get = request.get if isinstance(request, dict) else (lambda k, d=None: getattr(request, k, d))
+    get = request_getter(request)
     objective = str(get("objective") or "")
     return bool(get("table")) and not is_test_column(objective) and is_test_column(run.objective)
 
