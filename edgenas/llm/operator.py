@@ -286,10 +286,14 @@ class LLMOperator:
             if made is None:
                 return out
             recs = made
+        batch: dict[str, dict[str, Any]] = {}
         for i, rec in zip(rows, recs):
             child = self.space.from_dict(rec["child"])
-            self.pending[self.space.arch_id(child)] = rec
+            # the same child twice in one batch: a strategy takes the first (the second is no longer novel),
+            # so its outcome and its reasoning are the first proposal's (the last one's were credited)
+            batch.setdefault(self.space.arch_id(child), rec)
             out[i] = child
+        self.pending.update(batch)  # a newer batch's proposal of a child replaces an older one's
         self.n_events += len(recs)
         return out
 

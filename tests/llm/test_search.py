@@ -1,6 +1,7 @@
 """The LLM operator inside real searches (tiny real model, synthetic nb201 table): validity, LoRA,
 determinism, exact resume (in-process replay and kill -9), and the strategies that use it."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -240,3 +241,26 @@ def test_an_edited_language_model_log_is_one_error_on_resume(tiny_model, table, 
     with pytest.raises(InputError, match=needle):
         launch_search(Project(tmp_path), None, run, resume=True)
     assert log.read_bytes() == before
+
+
+def test_a_child_proposed_twice_in_a_batch_is_credited_to_the_proposal_taken(tiny_model, table, tmp_path):
+    """Two proposals of one batch wrote the same child: the strategy takes the first (the second is no longer
+    novel), but the outcome, and the reasoning LoRA trains on, were the last one's, and the first had none."""
+    found = 0
+    for seed in range(3):
+        out = tmp_path / f"run{seed}"
+        req = request(table, tiny_model, budget=40, think_tokens=2, lora_every=0)
+        launch_search(Project(tmp_path), dataclasses.replace(req, seed=seed), out)
+        files = read_all(out)
+        props = [p for p in files["proposals"] if p["kind"] == "proposal"]
+        credited = {o["proposal"] for o in files["outcomes"]}
+        by_child: dict = {}
+        for p in props:
+            by_child.setdefault((p["batch"], json.dumps(p["child"], sort_keys=True)), []).append(p["event"])
+        for events in by_child.values():
+            if len(events) > 1:  # the child was evaluated (credited) or not (seen or infeasible before)
+                assert not set(events[1:]) & credited, (seed, events)
+                found += events[0] in credited
+        taken = {e for events in by_child.values() for e in events[:1]}
+        assert {i["proposal"] for i in files["experience"]["items"]} <= taken
+    assert found, "no batch proposed an evaluated child twice: the check above was not exercised"
