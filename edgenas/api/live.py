@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from edgenas.report.figures import acc_title
+from edgenas.report.figures import acc_title, plot_text
 from edgenas.report.html import Section, render_page
 
 
@@ -53,7 +53,7 @@ _SCRIPT = """<script>
         if (typeof a === 'number' && typeof lat === 'number') {
           const t = e.feasible ? f : o; t[0].push(lat); t[1].push(a); t[2].push(e.number);
         }
-        if (e.feasible && typeof a === 'number' && (best === null || a > best)) best = a;
+        if (e.feasible && typeof a === 'number' && (best === null || cfg.sign * a > cfg.sign * best)) best = a;
         next += 1; cx.push(next); cy.push(best);
       }
       if (data.evaluations.length) {
@@ -80,12 +80,12 @@ def live_page(run: Any, plotly_src: str, token: str | None, interval_ms: int = 1
     device = next(iter(run.budgets), None)
     cfg = {"api": f"/api/runs/{run.id}/evaluations", "run": f"/api/runs/{run.id}", "token": token,
            "objective": run.objective, "device": device, "budget": run.budgets.get(device) if device else None,
-           "interval": interval_ms, "xlabel": f"predicted latency on {device} (ms)",
-           "ylabel": acc_title(run.objective, run.objective_unit)}
+           "interval": interval_ms, "xlabel": f"predicted latency on {plot_text(device)} (ms)",
+           "ylabel": acc_title(run.objective, run.objective_unit, run.higher_is_better),
+           "sign": 1 if run.higher_is_better else -1}
     body = ("<p id='live-status' class='note'>connecting…</p>"
             "<div id='live-front' class='plotly-graph-div live-plot'></div>"
             "<div id='live-conv' class='plotly-graph-div live-plot'></div>")
-    return render_page(f"edgenas live: {run.id}", f"{run.space}, {run.config.get('strategy')}, "
-                       f"device {device or '-'}",
+    return render_page(f"edgenas live: {run.id}", f"{run.space}, {run.strategy}, device {device or '-'}",
                        [Section("Evaluations as they arrive", f"Polls every {interval_ms} ms.", html=body)],
                        plotly_src=plotly_src, extra_body=_SCRIPT % {"cfg": _js_json(cfg)})

@@ -3,7 +3,8 @@
 Hypervolume is taken per device in (accuracy up, latency down) over each run's feasible evaluations,
 against one reference box shared by all runs: the worst accuracy and the largest latency (or the
 budget, when every run has the same one) seen in any run, and the best of each as the ideal corner.
-It is reported as the fraction of that box a run's front dominates, so runs are comparable (0..1).
+It is reported as the fraction of that box a run's front dominates, so runs are comparable (0..1). Runs whose
+objective is a loss (DARTS) are compared with lower taken as better.
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ class HypervolumeRow:
 
 
 @dataclass(frozen=True)
+class BudgetLine:
+    ms: float
+    runs: list[str]              # the runs with this budget on the device
+
+
+@dataclass(frozen=True)
 class CompareData:
     runs: list[str]
     objective: str
@@ -36,12 +43,14 @@ class CompareData:
     fronts: dict[str, dict[str, ParetoData]]     # device -> run -> data
     hypervolume: list[HypervolumeRow]
     reference: dict[str, tuple[float, float]]    # device -> (accuracy, latency) of the reference corner
+    budgets: dict[str, list[BudgetLine]]         # device -> one line per distinct budget, in run order
+    higher_is_better: bool = True
 
 
 def compare_data(runs: Sequence[RunData]) -> CompareData:
     if not runs:
         raise ValueError("nothing to compare")
-    objective = runs[0].objective
+    objective, sign = runs[0].objective, (1.0 if runs[0].higher_is_better else -1.0)
     common = [d for d in runs[0].budgets if all(d in r.budgets for r in runs[1:])]
     conv = {r.id: convergence_data(r) for r in runs}
     fronts = {d: {r.id: pareto_data(r, d) for r in runs} for d in common}
@@ -50,17 +59,27 @@ def compare_data(runs: Sequence[RunData]) -> CompareData:
         feas = [p for pd in fronts[d].values() for p in pd.points if p.feasible]
         if not feas:
             continue
-        acc = np.array([p.accuracy for p in feas])
+        acc = np.array([sign * p.accuracy for p in feas])   # higher is better
         lat = np.array([p.latency_ms for p in feas])
         budgets = {r.budgets.get(d) for r in runs}
         lat_ref = budgets.pop() if len(budgets) == 1 and None not in budgets else float(lat.max())
         lat_ref = max(lat_ref, float(lat.max()))
         ref = np.array([-acc.min(), lat_ref])
         box = (acc.max() - acc.min()) * (lat_ref - lat.min())
-        refs[d] = (float(acc.min()), float(lat_ref))
+        refs[d] = (float(sign * acc.min()), float(lat_ref))
         for r in runs:
             pts = fronts[d][r.id].front
-            F = np.array([[-p.accuracy, p.latency_ms] for p in pts]).reshape(-1, 2)
+            F = np.array([[-sign * p.accuracy, p.latency_ms] for p in pts]).reshape(-1, 2)
             hv = hypervolume(F, ref) / box if box > 0 else 0.0
             rows.append(HypervolumeRow(r.id, d, float(hv), len(pts)))
-    return CompareData([r.id for r in runs], objective, runs[0].objective_unit, common, conv, fronts, rows, refs)
+    return CompareData([r.id for r in runs], objective, runs[0].objective_unit, common, conv, fronts, rows, refs,
+                       {d: budget_lines(runs, d) for d in common}, runs[0].higher_is_better)
+
+
+def budget_lines(runs: Sequence[RunData], device: str) -> list[BudgetLine]:
+    """One line per distinct budget of ``runs`` on ``device`` (runs without one have none), in run order."""
+    lines: dict[float, list[str]] = {}
+    for r in runs:
+        if r.budgets.get(device) is not None:
+            lines.setdefault(r.budgets[device], []).append(r.id)
+    return [BudgetLine(ms, ids) for ms, ids in lines.items()]

@@ -1,7 +1,14 @@
-"""Plotly figures from the plot-data records (rendering only: no computation of what is shown)."""
+"""Plotly figures from the plot-data records (rendering only: no computation of what is shown).
+
+Plotly renders a subset of HTML (``<b>``, ``<a href>``, ...) in trace names, titles, tick labels, annotations
+and hover text, and fills ``%{...}`` in a hover template: every name that comes from a file (run folders,
+table columns, devices, LUT keys, architectures) goes in through ``plot_text`` and into hover text as data
+(``customdata``, ``%{fullData.name}``), never into the template itself.
+"""
 
 from __future__ import annotations
 
+import html
 from typing import Any, Sequence
 
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -24,12 +31,18 @@ def _layout(fig: Any, height: int = 420, legend_below: bool = False, **kw: Any) 
     return fig
 
 
-def acc_title(objective: str, unit: str) -> str:
-    """Axis title of the accuracy objective (its name comes from run files: plotly's pseudo-HTML escaped)."""
-    import html
+def plot_text(value: Any) -> str:
+    """``value`` as text plotly shows as it is: ``<``, ``>``, ``&`` escaped (plotly decodes those entities
+    between its tags, but not ``&quot;``, so quotes stay)."""
+    return html.escape(str(value), quote=False)
 
-    objective = html.escape(objective)
-    return f"{objective} ({unit})" if unit else f"{objective} (score, higher is better)"
+
+def acc_title(objective: str, unit: str, higher_is_better: bool = True) -> str:
+    """Axis title of the accuracy objective (its name comes from run files: plotly's pseudo-HTML escaped)."""
+    objective = plot_text(objective)
+    if unit:
+        return f"{objective} ({plot_text(unit)})"
+    return f"{objective} (score, higher is better)" if higher_is_better else f"{objective} (lower is better)"
 
 
 def pareto_figure(d: Any) -> Any:
@@ -42,26 +55,27 @@ def pareto_figure(d: Any) -> Any:
             fig.add_trace(go.Scatter(
                 x=[p.latency_ms for p in pts], y=[p.accuracy for p in pts], mode="markers", name=name,
                 marker=dict(color=colour, size=7, opacity=0.8),
-                customdata=[[p.number, p.label] for p in pts],
+                customdata=[[p.number, plot_text(p.label)] for p in pts],
                 hovertemplate="#%{customdata[0]}<br>%{x:.4g} ms<br>%{y:.4g}<br>%{customdata[1]}<extra></extra>"))
     if d.front:
         fig.add_trace(go.Scatter(
             x=[p.latency_ms for p in d.front], y=[p.accuracy for p in d.front], mode="lines+markers",
             name="Pareto front", line=dict(color="#1d4f91", width=2, shape="hv"), marker=dict(size=8),
-            customdata=[[p.number, p.label] for p in d.front],
+            customdata=[[p.number, plot_text(p.label)] for p in d.front],
             hovertemplate="front #%{customdata[0]}<br>%{x:.4g} ms<br>%{y:.4g}<br>%{customdata[1]}<extra></extra>"))
     if d.chosen is not None:
         c = d.chosen
         fig.add_trace(go.Scatter(
             x=[c.latency_ms], y=[c.accuracy], mode="markers", name=f"chosen (#{c.number})",
             marker=dict(symbol="star", size=18, color="#f2b701", line=dict(color="#5a4500", width=1)),
-            hovertemplate=f"chosen #{c.number}<br>%{{x:.4g}} ms<br>%{{y:.4g}}<br>{c.label}<extra></extra>"))
+            customdata=[[c.number, plot_text(c.label)]],
+            hovertemplate="chosen #%{customdata[0]}<br>%{x:.4g} ms<br>%{y:.4g}<br>%{customdata[1]}<extra></extra>"))
     if d.budget_ms is not None:
         fig.add_vline(x=d.budget_ms, line=dict(color="#b3261e", dash="dash", width=2),
                       annotation_text=f"budget {d.budget_ms:.4g} ms", annotation_position="bottom left",
                       annotation_font=dict(color="#b3261e"))
-    fig.update_xaxes(title=f"predicted latency on {d.device} (ms)")
-    fig.update_yaxes(title=acc_title(d.objective, d.unit))
+    fig.update_xaxes(title=f"predicted latency on {plot_text(d.device)} (ms)")
+    fig.update_yaxes(title=acc_title(d.objective, d.unit, d.higher_is_better))
     return _layout(fig)
 
 
@@ -78,8 +92,8 @@ def convergence_figure(d: Any) -> Any:
                              showlegend=False, hovertemplate="at %{x:.1f} s: %{y:.4g}<extra></extra>"), row=1, col=2)
     fig.update_xaxes(title="evaluations (count)", row=1, col=1)
     fig.update_xaxes(title="wall time (s)", row=1, col=2)
-    fig.update_yaxes(title=acc_title(d.objective, d.unit), row=1, col=1)
-    fig.update_yaxes(title=acc_title(d.objective, d.unit), row=1, col=2)
+    fig.update_yaxes(title=acc_title(d.objective, d.unit, d.higher_is_better), row=1, col=1)
+    fig.update_yaxes(title=acc_title(d.objective, d.unit, d.higher_is_better), row=1, col=2)
     return _layout(fig, height=380, showlegend=False)
 
 
@@ -97,10 +111,11 @@ def breakdown_figure(d: Any) -> Any:
     for b in d.devices:
         for blk in b.blocks:
             fig.add_trace(go.Bar(
-                y=[b.device], x=[100 * blk.share], orientation="h", name=blk.stage, legendgroup=blk.stage,
-                showlegend=blk.stage not in shown, marker=dict(color=colour[blk.stage], line=dict(color="white", width=1)),
-                customdata=[[blk.index, blk.key, blk.ms]],
-                hovertemplate=(f"{blk.stage}, block %{{customdata[0]}}<br>%{{customdata[1]}}<br>"
+                y=[plot_text(b.device)], x=[100 * blk.share], orientation="h", name=plot_text(blk.stage),
+                legendgroup=blk.stage, showlegend=blk.stage not in shown,
+                marker=dict(color=colour[blk.stage], line=dict(color="white", width=1)),
+                customdata=[[blk.index, plot_text(blk.key), blk.ms]],
+                hovertemplate=("%{fullData.name}, block %{customdata[0]}<br>%{customdata[1]}<br>"
                                "%{customdata[2]:.4g} ms = %{x:.1f}% of the prediction<extra></extra>")))
             shown.add(blk.stage)
     fig.update_layout(barmode="stack")
@@ -122,7 +137,7 @@ def deployment_figure(deps: Sequence[Any]) -> Any:
     for i, dev in enumerate(devices):
         pts = [x for x in deps if x.device == dev]
         fig.add_trace(go.Scatter(
-            x=[x.predicted_ms for x in pts], y=[x.measured_ms for x in pts], mode="markers", name=dev,
+            x=[x.predicted_ms for x in pts], y=[x.measured_ms for x in pts], mode="markers", name=plot_text(dev),
             marker=dict(color=PALETTE[i % len(PALETTE)], size=[15 if x.chosen else 9 for x in pts],
                         symbol=["star" if x.chosen else "circle" for x in pts]),
             customdata=[[x.measurement_id[:8], 100 * x.error, "chosen" if x.chosen else ""] for x in pts],
@@ -141,32 +156,32 @@ def compare_convergence_figure(c: Any) -> Any:
     go = _go()
     fig = go.Figure()
     for i, (run, d) in enumerate(c.convergence.items()):
-        fig.add_trace(go.Scatter(x=d.numbers, y=d.best, mode="lines", name=run,
+        fig.add_trace(go.Scatter(x=d.numbers, y=d.best, mode="lines", name=plot_text(run),
                                  line=dict(shape="hv", color=PALETTE[i % len(PALETTE)], width=2),
-                                 hovertemplate=f"{run}<br>after %{{x}} evaluations: %{{y:.4g}}<extra></extra>"))
+                                 hovertemplate="%{fullData.name}<br>after %{x} evaluations: %{y:.4g}<extra></extra>"))
     fig.update_xaxes(title="evaluations (count)")
-    fig.update_yaxes(title="best feasible " + acc_title(c.objective, c.unit))
+    fig.update_yaxes(title="best feasible " + acc_title(c.objective, c.unit, c.higher_is_better))
     return _layout(fig, height=400)
 
 
 def compare_fronts_figure(c: Any, device: str) -> Any:
     go = _go()
     fig = go.Figure()
-    budget = None
     for i, (run, d) in enumerate(c.fronts[device].items()):
         col = PALETTE[i % len(PALETTE)]
         fig.add_trace(go.Scatter(x=[p.latency_ms for p in d.front], y=[p.accuracy for p in d.front],
-                                 mode="lines+markers", name=run, line=dict(shape="hv", color=col, width=2),
-                                 customdata=[[p.number, p.label] for p in d.front],
-                                 hovertemplate=f"{run} #%{{customdata[0]}}<br>%{{x:.4g}} ms<br>%{{y:.4g}}"
+                                 mode="lines+markers", name=plot_text(run), line=dict(shape="hv", color=col, width=2),
+                                 customdata=[[p.number, plot_text(p.label)] for p in d.front],
+                                 hovertemplate="%{fullData.name} #%{customdata[0]}<br>%{x:.4g} ms<br>%{y:.4g}"
                                                "<br>%{customdata[1]}<extra></extra>"))
-        budget = d.budget_ms if budget is None else budget
-    if budget is not None:
-        fig.add_vline(x=budget, line=dict(color="#b3261e", dash="dash", width=2),
-                      annotation_text=f"budget {budget:.4g} ms", annotation_position="top left",
+    lines = c.budgets.get(device, [])
+    for line in lines:  # one per distinct budget, named with its runs unless it is every run's
+        who = "" if len(lines) == 1 and len(line.runs) == len(c.runs) else ": " + ", ".join(line.runs)
+        fig.add_vline(x=line.ms, line=dict(color="#b3261e", dash="dash", width=2),
+                      annotation_text=plot_text(f"budget {line.ms:.4g} ms{who}"), annotation_position="top left",
                       annotation_font=dict(color="#b3261e"))
-    fig.update_xaxes(title=f"predicted latency on {device} (ms)")
-    fig.update_yaxes(title=acc_title(c.objective, c.unit))
+    fig.update_xaxes(title=f"predicted latency on {plot_text(device)} (ms)")
+    fig.update_yaxes(title=acc_title(c.objective, c.unit, c.higher_is_better))
     return _layout(fig, height=420)
 
 
@@ -175,7 +190,8 @@ def hypervolume_figure(c: Any) -> Any:
     fig = go.Figure()
     for i, device in enumerate(c.devices):
         rows = [r for r in c.hypervolume if r.device == device]
-        fig.add_trace(go.Bar(x=[r.run for r in rows], y=[r.hypervolume for r in rows], name=device,
+        fig.add_trace(go.Bar(x=[plot_text(r.run) for r in rows], y=[r.hypervolume for r in rows],
+                             name=plot_text(device),
                              marker=dict(color=PALETTE[i % len(PALETTE)]),
                              text=[f"{r.hypervolume:.3f}" for r in rows], textposition="outside",
                              customdata=[[r.n_front] for r in rows],
@@ -237,10 +253,10 @@ def heatmap_figure(h: Any) -> Any:
 
 def entries_figure(entries: Sequence[tuple[str, float, bool]], device: str) -> Any:
     go = _go()
-    fig = go.Figure(go.Bar(x=[e[1] for e in entries], y=[e[0] for e in entries], orientation="h",
+    fig = go.Figure(go.Bar(x=[e[1] for e in entries], y=[plot_text(e[0]) for e in entries], orientation="h",
                            marker=dict(color=["#1f77b4" if e[2] else "#d62728" for e in entries]),
                            hovertemplate="%{y}<br>%{x:.4g} ms<extra></extra>"))
-    fig.update_xaxes(title=f"cost on {device} (ms); red: unstable")
+    fig.update_xaxes(title=f"cost on {plot_text(device)} (ms); red: unstable")
     fig.update_yaxes(title="block key", automargin=True, autorange="reversed", tickfont=dict(size=11))
     return _layout(fig, height=max(300, 120 + 20 * len(entries)))
 
@@ -258,7 +274,7 @@ def calibration_figure(c: Any) -> Any:
     lo, hi = identity_range(list(c.raw_ms) + list(c.measured_ms))
     fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", name="measured = LUT sum",
                              line=dict(color="#888", dash="dot"), hoverinfo="skip"))
-    fig.update_xaxes(title=f"LUT sum on {c.device} (ms)", range=[lo, hi])
+    fig.update_xaxes(title=f"LUT sum on {plot_text(c.device)} (ms)", range=[lo, hi])
     fig.update_yaxes(title="measured at nominal speed (ms)", range=[lo, hi])
     return _layout(fig, height=420)
 
@@ -273,7 +289,7 @@ def drift_figure(d: Any) -> Any:
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
                         subplot_titles=("shape drift of the sentinels", "speed vs the table's nominal"))
     fig.add_trace(go.Scatter(x=t, y=[100 * v for v in d.drift], mode="lines+markers", name="drift",
-                             line=dict(color=PALETTE[0]), customdata=d.spaces,
+                             line=dict(color=PALETTE[0]), customdata=[plot_text(s) for s in d.spaces],
                              hovertemplate="%{x}<br>%{customdata}: drift %{y:.2f}%<extra></extra>"), row=1, col=1)
     fig.add_trace(go.Scatter(x=t, y=[100 * v for v in d.threshold], mode="lines+markers", name="rebuild threshold",
                              line=dict(color="#b3261e", dash="dash"), marker=dict(symbol="line-ew-open", size=14),
@@ -299,7 +315,7 @@ def fleet_figure(rows: Sequence[Any]) -> Any:
 
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
                         subplot_titles=("age of the newest LUT", "last drift check"))
-    names = [r.device for r in rows]
+    names = [plot_text(r.device) for r in rows]
     fig.add_trace(go.Bar(x=names, y=[r.lut_age_h for r in rows], name="LUT age",
                          marker=dict(color=PALETTE[0]), hovertemplate="%{x}: %{y:.1f} h<extra></extra>"), row=1, col=1)
     fig.add_trace(go.Bar(x=names, y=[None if r.last_drift is None else 100 * r.last_drift for r in rows],

@@ -18,25 +18,51 @@ def _fmt(v: Any, spec: str = ".4g") -> str:
     return "-" if v is None else format(v, spec)
 
 
+def _evaluations(run: RunData) -> str:
+    """How many evaluations, and of what: a budget of evaluations, a multi-fidelity run's first bracket, a
+    DARTS run's epochs."""
+    n, config = len(run.evaluations), run.config
+    if config.get("budget_evals") is not None:
+        return f"{n} of {config['budget_evals']}"
+    if config.get("candidates") is not None:
+        return f"{n} over the ladder's rungs ({config['candidates']} candidates in the first bracket)"
+    if run.darts:
+        pt = " and DARTS-PT's pick" if (run.best or {}).get("selection") == "pt" else ""
+        return f"{n} (the network derived at each epoch's end{pt}; --epochs {config.get('epochs')})"
+    return str(n)
+
+
+def _chosen(run: RunData) -> str:
+    best = run.best or {}
+    latency = ", ".join(f"{d} {_fmt(v)} ms" for d, v in (best.get("latency_ms") or {}).items())
+    if run.darts and best:
+        fits = "" if all(b is None for b in run.budgets.values()) else \
+            (" (within budget)" if best.get("within_budget") else " (over budget)")
+        return f"derived after epoch {best.get('epoch')} ({best.get('derivation', '-')}): {latency}{fits}"
+    if best.get("number") is None:
+        return "none feasible yet"
+    return f"#{best['number']}: {run.objective} = {_fmt((best.get('objectives') or {}).get(run.objective))}, {latency}"
+
+
 def run_sections(run: RunData, source: DataSource) -> list[Section]:
     sections = []
-    best = run.best or {}
-    rows = [("space", run.space), ("strategy", run.config.get("strategy")), ("seed", run.config.get("seed")),
-            ("status", run.status), ("evaluations", f"{len(run.evaluations)} of {run.config.get('budget_evals')}"),
-            ("objective", run.objective),
+    rows = [("space", run.space), ("strategy", run.strategy), ("seed", run.config.get("seed")),
+            ("status", run.status), ("evaluations", _evaluations(run)), ("objective", run.objective),
             ("budgets", ", ".join(f"{d}: {_fmt(b)} ms" for d, b in run.budgets.items()) or "none"),
-            ("chosen", f"#{best.get('number')}: {run.objective} = {_fmt((best.get('objectives') or {}).get(run.objective))}, "
-                       + ", ".join(f"{d} {_fmt(v)} ms" for d, v in (best.get('latency_ms') or {}).items())
-             if best.get("number") is not None else "none feasible yet")]
+            ("chosen", _chosen(run))]
     sections.append(Section("Summary", html=table_html(("", ""), rows)))
+    darts = (" (DARTS measures no accuracy: each is the network derived after an epoch, at that epoch's "
+             "training loss of the supernet)" if run.darts else "")
+    better = "more accurate" if run.higher_is_better else "of lower loss"
     for device in run.budgets:
         d = pareto_data(run, device)
         sections.append(Section(
             f"Pareto front on {device}",
-            f"{len(d.points)} evaluations; {len(d.front)} on the front (feasible, no other feasible one is both "
-            "more accurate and faster); the star is the chosen architecture; hover for details.",
+            f"{len(d.points)} evaluations{darts}; {len(d.front)} on the front (feasible, no other feasible one is "
+            f"both {better} and faster); the star is the chosen architecture; hover for details.",
             [F.pareto_figure(d)]))
-    sections.append(Section("Convergence", "The best feasible accuracy found so far.",
+    sections.append(Section("Convergence", "The best feasible accuracy found so far." if run.higher_is_better
+                            else "The lowest training loss of a feasible derived network so far.",
                             [F.convergence_figure(convergence_data(run))]))
     bd = breakdown_data(run, source)
     if bd.devices:
@@ -112,8 +138,7 @@ def compare_page(runs: Sequence[RunData], *, plotly_src: str | None = None) -> s
         raise InputError(f"the runs optimise different objectives ({', '.join(sorted(objectives))})",
                          hint="compare runs of the same objective")
     c = compare_data(runs)
-    rows = [(r.id, r.space, r.config.get("strategy"), r.config.get("seed"), len(r.evaluations), r.status)
-            for r in runs]
+    rows = [(r.id, r.space, r.strategy, r.config.get("seed"), _evaluations(r), r.status) for r in runs]
     sections = [Section("Runs", "" if len(spaces) == 1 else "Note: the runs search different spaces.",
                         html=table_html(("run", "space", "strategy", "seed", "evaluations", "status"), rows))]
     sections.append(Section("Convergence", "Best feasible accuracy after each evaluation, per run.",

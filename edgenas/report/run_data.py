@@ -13,7 +13,7 @@ Each function takes a parsed run (``RunData``) and returns a frozen record with 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -41,6 +41,7 @@ class ParetoData:
     front: list[Point]           # feasible, non-dominated in (accuracy up, latency down), by latency
     budget_ms: float | None
     chosen: Point | None
+    higher_is_better: bool = True
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class ConvergenceData:
     numbers: list[int]           # 1-based evaluation counts
     wall_s: list[float]
     best: list[float | None]     # best feasible accuracy so far (None before the first feasible one)
+    higher_is_better: bool = True
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,7 @@ def arch_label(arch: Any) -> str:
 
 
 def pareto_data(run: RunData, device: str) -> ParetoData:
-    acc = run.objective
+    acc, sign = run.objective, (1.0 if run.higher_is_better else -1.0)
     pts = []
     for e in run.evaluations:
         a, lat = e.get("objectives", {}).get(acc), e.get("latency_ms", {}).get(device)
@@ -105,28 +107,33 @@ def pareto_data(run: RunData, device: str) -> ParetoData:
     ok = [p for p in pts if p.feasible]
     front: list[Point] = []
     if ok:
-        mask = pareto_mask(np.array([[-p.accuracy, p.latency_ms] for p in ok]))
-        front = sorted((p for p, m in zip(ok, mask) if m), key=lambda p: (p.latency_ms, -p.accuracy, p.number))
-    chosen = None
-    if run.best and run.best.get("number") is not None:
-        chosen = next((p for p in pts if p.number == run.best["number"]), None)
+        mask = pareto_mask(np.array([[-sign * p.accuracy, p.latency_ms] for p in ok]))
+        front = sorted((p for p, m in zip(ok, mask) if m), key=lambda p: (p.latency_ms, -sign * p.accuracy, p.number))
+    chosen, budget = None, run.budgets.get(device)
+    if run.best_number is not None:
+        chosen = next((p for p in pts if p.number == run.best_number), None)
+        lat = ((run.best or {}).get("latency_ms") or {}).get(device)
+        if run.darts and chosen is not None and is_finite(lat):
+            # best.json's network, at its epoch's loss (a greedy repair may have changed that epoch's argmax)
+            chosen = replace(chosen, latency_ms=float(lat), feasible=budget is None or lat <= budget,
+                             label=arch_label(run.best.get("arch")))
     elif ok:  # a running search: the best so far
-        chosen = max(ok, key=lambda p: (p.accuracy, -p.number))
-    return ParetoData(device, acc, run.objective_unit, pts, front, run.budgets.get(device), chosen)
+        chosen = max(ok, key=lambda p: (sign * p.accuracy, -p.number))
+    return ParetoData(device, acc, run.objective_unit, pts, front, budget, chosen, run.higher_is_better)
 
 
 def convergence_data(run: RunData) -> ConvergenceData:
-    acc = run.objective
+    acc, sign = run.objective, (1.0 if run.higher_is_better else -1.0)
     best: float | None = None
     numbers, wall, curve = [], [], []
     for i, e in enumerate(run.evaluations):
         a = e.get("objectives", {}).get(acc)
-        if e.get("feasible") and is_finite(a) and (best is None or a > best):
+        if e.get("feasible") and is_finite(a) and (best is None or sign * a > sign * best):
             best = float(a)
         numbers.append(i + 1)
         wall.append(float(e.get("wall_s", 0.0)))
         curve.append(best)
-    return ConvergenceData(acc, run.objective_unit, numbers, wall, curve)
+    return ConvergenceData(acc, run.objective_unit, numbers, wall, curve, run.higher_is_better)
 
 
 def block_stages(space: Any, arch: Any) -> list[str]:

@@ -22,6 +22,9 @@ from edgenas.errors import InputError
 from edgenas.io import read_json
 from edgenas.project import Project
 
+#: a run folder holds ``config.json`` and a log: the evaluations, or a DARTS run's checkpoint (its epochs)
+RUN_LOGS = ("evaluations.jsonl", "checkpoint.json")
+
 #: run ids and device names: a letter or digit, then letters, digits, ``.``, ``_``, ``-`` (no ``..``)
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
 
@@ -37,9 +40,14 @@ def check_name(name: str, what: str) -> str:
     return name
 
 
+#: evaluators whose scores are accuracies in percent (their ``metric`` says "(%)")
+PERCENT_EVALUATORS = ("tabular", "nb201-fidelity", "train", "supernet")
+
+
 @dataclass(frozen=True)
 class RunData:
-    """Everything in one run folder, parsed (evaluations as the JSON records of ``evaluations.jsonl``)."""
+    """Everything in one run folder, parsed (evaluations as the JSON records of ``evaluations.jsonl``; a DARTS
+    run's are its epochs, the network derived at each one's end, as the experiment database indexes them)."""
 
     id: str
     path: Path
@@ -55,20 +63,46 @@ class RunData:
         return str(self.config.get("space", "?"))
 
     @property
+    def strategy(self) -> str | None:
+        """The search strategy (a multi-fidelity run's is its ``mode``, a DARTS run's its ``kind``)."""
+        return self.config.get("strategy") or self.config.get("mode") or self.config.get("kind")
+
+    @property
+    def darts(self) -> bool:
+        return is_darts(self.config)
+
+    @property
     def budgets(self) -> dict[str, float | None]:
         return {str(n): (None if b is None else float(b)) for n, b in self.config.get("devices", [])}
 
     @property
     def status(self) -> str:
-        if self.checkpoint and self.checkpoint.get("status") in ("complete", "stopped") and self.best is not None:
-            return str(self.checkpoint["status"])
+        # DARTS writes no status: its best.json is written when training ends (as the database reads it)
+        done = "complete" if self.darts else (self.checkpoint or {}).get("status")
+        if done in ("complete", "stopped") and self.best is not None:
+            return str(done)
         return "running" if self.evaluations else "empty"
+
+    @property
+    def best_number(self) -> int | None:
+        """The chosen architecture's evaluation number (a DARTS run without one: its last epoch's)."""
+        from edgenas.search.record import darts_best_number
+
+        best = self.best or {}
+        return darts_best_number(best) if self.darts else best.get("number")
+
+    @property
+    def higher_is_better(self) -> bool:
+        """Whether a higher objective is better: DARTS measures no accuracy, its log's objective is a loss."""
+        return not self.darts
 
     @property
     def objective(self) -> str:
         """The accuracy objective's name (the key in every evaluation's ``objectives``)."""
         if self.pareto and self.pareto.get("objectives"):
             return str(self.pareto["objectives"][0])
+        if self.darts:
+            return "train_loss"
         req = self.request or {}
         if req.get("table") and (req.get("evaluator") in (None, "tabular")):
             return str(req.get("objective", "cifar10_test"))
@@ -82,25 +116,44 @@ class RunData:
 
     @property
     def objective_unit(self) -> str:
-        """'%' for benchmark accuracies, '' for proxy scores."""
+        """'%' for accuracies, '' for proxy scores and losses: a multi-fidelity run's is its last rung's (the
+        ``metric`` in best.json, or while it runs the rung's evaluator)."""
+        metric = (self.best or {}).get("metric")
+        if isinstance(metric, str):
+            return "%" if "(%)" in metric else ""
         req = self.request or {}
-        return "%" if req.get("table") and req.get("evaluator") in (None, "tabular") else ""
+        evaluator = (self.last_rung or {}).get("evaluator") or req.get("evaluator") or (req.get("table") and "tabular")
+        return "%" if evaluator in PERCENT_EVALUATORS else ""
+
+    @property
+    def last_rung(self) -> dict[str, Any] | None:
+        """A multi-fidelity run's last (most faithful) rung: ``{"evaluator": ..., "options": {...}, ...}``."""
+        ladder = self.config.get("ladder")
+        return ladder[-1] if isinstance(ladder, list) and ladder and isinstance(ladder[-1], dict) else None
 
     def summary(self) -> dict[str, Any]:
-        strategy = self.config.get("strategy") or self.config.get("mode") or self.config.get("kind")  # mf: mode
-        return {"id": self.id, "space": self.space, "strategy": strategy,
+        return {"id": self.id, "space": self.space, "strategy": self.strategy,
                 "status": self.status, "evaluations": len(self.evaluations),
                 "budget_evals": self.config.get("budget_evals"), "devices": self.budgets,
                 "objective": self.objective, "seed": self.config.get("seed")}
 
 
-def _read_json(path: Path) -> Any:
-    """A record of a run folder (None when absent), read within the size and depth limits; never
-    through a link, so the API serves nothing from outside the folder."""
+def is_darts(config: Any) -> bool:
+    return isinstance(config, dict) and config.get("kind") == "darts"
+
+
+def _not_a_link(path: Path) -> Path:
+    """``path``, if it is no link: the API serves nothing from outside a run's folder."""
     if path.is_symlink():
         raise InputError(f"{path} is a symbolic link; a run's records are files of their own folder",
                          hint="replace the link with the file itself")
-    if not path.is_file():
+    return path
+
+
+def _read_json(path: Path) -> Any:
+    """A record of a run folder (None when absent), read within the size and depth limits; never
+    through a link."""
+    if not _not_a_link(path).is_file():
         return None
     return read_json(path, "run record")
 
@@ -118,6 +171,18 @@ def read_evaluations(path: Path, since: int = 0) -> list[dict[str, Any]]:
     from edgenas.search.run_files import read_evaluations as read_checked
 
     return read_checked(path, since)[0]
+
+
+def load_evaluations(path: Path, config: dict[str, Any], best: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The evaluations of the run in folder ``path``: ``evaluations.jsonl``, or a DARTS run's epochs from its
+    checkpoint (or history), as the experiment database indexes them."""
+    if not is_darts(config):
+        return read_evaluations(path / "evaluations.jsonl")
+    from edgenas.search.record import darts_log
+
+    for name in ("checkpoint.json", "history.json"):
+        _not_a_link(path / name)
+    return darts_log(path, config, best or {})
 
 
 def load_run_dir(path: str | Path, run_id: str | None = None) -> RunData:
@@ -138,10 +203,11 @@ def load_run_dir(path: str | Path, run_id: str | None = None) -> RunData:
     request = _read_json(path / "request.json")
     if request is not None and not isinstance(request, dict):
         raise InputError(f"{path / 'request.json'}: expected a JSON object", hint="the run folder is damaged")
-    return RunData(id=run_id or path.name, path=path, config=rf.check_config(config, path / "config.json"),
-                   request=request, evaluations=read_evaluations(path / "evaluations.jsonl"),
-                   pareto=read("pareto.json", rf.check_pareto), best=read("best.json", rf.check_best),
-                   checkpoint=read("checkpoint.json", rf.check_checkpoint))
+    config = rf.check_config(config, path / "config.json")
+    best, checkpoint = read("best.json", rf.check_best), read("checkpoint.json", rf.check_checkpoint)
+    return RunData(id=run_id or path.name, path=path, config=config, request=request,
+                   evaluations=load_evaluations(path, config, best), pareto=read("pareto.json", rf.check_pareto),
+                   best=best, checkpoint=checkpoint)
 
 
 class DataSource(ABC):
@@ -201,7 +267,7 @@ class FolderSource(DataSource):
                 continue
             for p in sorted(base.iterdir()):
                 if NAME_RE.match(p.name) and ".." not in p.name and (p / "config.json").is_file() \
-                        and (p / "evaluations.jsonl").exists() and self._inside(p):
+                        and any((p / f).exists() for f in RUN_LOGS) and self._inside(p):
                     found[p.name] = p   # runs/ (scanned second) wins a name clash
         return found
 
@@ -219,7 +285,10 @@ class FolderSource(DataSource):
         return load_run_dir(self._run_path(run_id), run_id)
 
     def evaluations(self, run_id: str, since: int = 0) -> list[dict[str, Any]]:
-        return read_evaluations(self._run_path(run_id) / "evaluations.jsonl", since=max(int(since), 0))
+        path, since = self._run_path(run_id), max(int(since), 0)
+        if is_darts(_read_json(path / "config.json")):   # a few epochs: the whole run, parsed
+            return self.run(run_id).evaluations[since:]
+        return read_evaluations(path / "evaluations.jsonl", since=since)
 
     def devices(self) -> list[str]:
         d = Path(self.project.luts_dir)

@@ -134,7 +134,7 @@ def index_run(db: ExperimentDB, project: Project, out_dir: str | os.PathLike, *,
         first = (pareto.get("objectives") or [None])[0]
         objective = str(first or (request or {}).get("objective") or "accuracy")
     best = check_best(_object(out / "best.json", "best"), out / "best.json")
-    logged = _darts_log(out, config, best) if darts else read_evaluations(out / "evaluations.jsonl")[0]
+    logged = darts_log(out, config, best) if darts else read_evaluations(out / "evaluations.jsonl")[0]
     evals = [Evaluation(int(r["number"]), r["arch"], r["objectives"], r["latency_ms"], r.get("constraints", {}),
                         bool(r["feasible"]), float(r.get("wall_s", 0.0))) for r in logged]
     ckpt = check_checkpoint(_object(out / "checkpoint.json", "checkpoint"), out / "checkpoint.json")
@@ -148,8 +148,7 @@ def index_run(db: ExperimentDB, project: Project, out_dir: str | os.PathLike, *,
         ckpt = {"status": "complete"} if best else {}
     run_status = status or ("complete" if ckpt.get("status") == "complete" else ckpt.get("status") or "running")
     best_obj = best.get("objectives") or {}
-    epoch = best.get("epoch")
-    best_number = best.get("number", epoch - 1 if darts and epoch else None)
+    best_number = darts_best_number(best) if darts else best.get("number")
     rec = RunRecord(
         id=run_id_for(out, config), created_at=created_at or (out / "config.json").stat().st_mtime,
         status=run_status, space=str(config["space"]),
@@ -164,7 +163,14 @@ def index_run(db: ExperimentDB, project: Project, out_dir: str | os.PathLike, *,
     return rec
 
 
-def _darts_log(out: Path, config: Mapping[str, Any], best: Mapping[str, Any]) -> list[dict[str, Any]]:
+def darts_best_number(best: Mapping[str, Any]) -> int | None:
+    """The evaluation number of a DARTS run's chosen network: ``best.json``'s (DARTS-PT's pick), else its
+    last epoch's record (``darts_log`` numbers epoch e as e - 1)."""
+    number, epoch = best.get("number"), best.get("epoch")
+    return number if number is not None else int(epoch) - 1 if epoch else None
+
+
+def darts_log(out: Path, config: Mapping[str, Any], best: Mapping[str, Any]) -> list[dict[str, Any]]:
     """A DARTS run's epochs as evaluation records: the cell derived at each epoch's end (by alpha), then,
     for a finished run with the DARTS-PT selection, the cell PT chose (``best.json``'s ``number``)."""
     from edgenas.spaces import get_space

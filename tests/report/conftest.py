@@ -6,11 +6,14 @@ the first run's best architecture, a calibration from real measurements and a re
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 import sys
 from pathlib import Path
 
 import pytest
+
+from edgenas.project import Project
 
 FAST = {"warmup_min_n": 3, "warmup_min_s": 0.01, "min_n": 5, "min_s": 0.02, "max_s": 0.3}
 NB201_CSV = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "nb201" / "nb201_hw.csv"
@@ -42,7 +45,6 @@ def report_template(tmp_path_factory):
     from edgenas.fleet.profiler import profile_device
     from edgenas.devices.profiles import LOCAL_PROFILE
     from edgenas.fleet.refresh import refresh_fleet
-    from edgenas.project import Project
     from edgenas.spaces import get_space
 
     root = tmp_path_factory.mktemp("report-project")
@@ -58,12 +60,78 @@ def report_template(tmp_path_factory):
                                              latency_column="raspi4_ms", max_latency_ms=(20.0,), budget=40, seed=3),
                       root / "runs" / "nb201")
     space = get_space("mbv3-tiny")
-    import json
-
     best = json.loads((root / "runs" / "evo" / "best.json").read_text())["arch"]
     deploy(project, "local", space, space.from_dict(best))
     calibrate_device(project, "local", "mbv3-tiny", measure=2, seed=0)
     refresh_fleet(project, [LOCAL_PROFILE], "mbv3-tiny", protocol=FAST, drift_floor=0.5)
+    return root
+
+
+NB201_VALID = NB201_CSV.with_name("nb201_valid.csv")
+
+
+def _cli(*args: str) -> None:
+    from edgenas.cli import main
+
+    try:
+        main(list(args))
+    except SystemExit as exc:
+        assert not exc.code, (args, exc.code)
+
+
+@pytest.fixture(scope="session")
+def drivers_template(report_template, tmp_path_factory):
+    """The report project plus runs of the other drivers and budgets, made by the CLI: ``sh`` (a ladder from
+    the compression proxy to training on digits, accuracy in %), ``dm`` (DARTS on mbv3-tiny, 2 epochs) and
+    ``dm-tight`` (the same without a multiplier, ``lambda_lr=0``, so its argmax is ``dm``'s, and a budget below
+    that: the derived network is repaired to meet it),
+    and with the NB-201 tables ``hb`` (hyperband over the 12- and 200-epoch columns), ``nb201-b`` (20 ms,
+    as ``nb201``) and ``tight`` (12 ms)."""
+    root = tmp_path_factory.mktemp("drivers") / "proj"
+    shutil.copytree(report_template, root, symlinks=True)
+    budget = str(json.loads((root / "runs/evo/config.json").read_text())["devices"][0][1])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EDGENAS_PROJECT", str(root))
+        mp.setenv("EDGENAS_NO_PROGRESS", "1")
+        mp.chdir(root)
+        _cli("search", "--space", "mbv3-tiny", "--device", "local", "--max-latency-ms", budget, "--strategy", "sh",
+             "--budget", "4", "--ladder", "compression:keep=2", "--ladder", "train:epochs=1,cost=40,limit=300",
+             "--seed", "0", "--out", "runs/sh")
+        darts = ("search", "--space", "mbv3-tiny", "--strategy", "darts", "--device", "local", "--epochs", "2")
+        _cli(*darts, "--max-latency-ms", budget, "--seed", "0", "--out", "runs/dm")
+        argmax = json.loads((root / "runs/dm/history.json").read_text())["history"][-1]["derived_ms"]["local"]
+        fastest = _fastest_ms(Project(root), "local", "mbv3-tiny")
+        if argmax > fastest:
+            _cli(*darts, "--max-latency-ms", str((argmax + fastest) / 2), "--strategy-opt", "lambda_lr=0",
+                 "--seed", "0", "--out", "runs/dm-tight")
+        if NB201_VALID.exists():
+            table = ["--table", str(NB201_CSV.resolve()), "--latency-column", "raspi4_ms"]
+            valid = f"nb201-fidelity:table={NB201_VALID.resolve()}"
+            _cli("search", "--space", "nb201", "--strategy", "hyperband", "--budget", "27", *table,
+                 "--max-latency-ms", "15", "--ladder", f"{valid},column=cifar10_valid_12ep",
+                 "--ladder", f"{valid},column=cifar10_valid,cost=16.67,report=cifar10_test", "--seed", "0",
+                 "--out", "runs/hb")
+            for name, ms, seed in (("nb201-b", "20", "4"), ("tight", "12", "5")):
+                _cli("search", "--space", "nb201", *table, "--max-latency-ms", ms, "--budget", "40", "--seed", seed,
+                     "--out", f"runs/{name}")
+    return root
+
+
+def _fastest_ms(project, device: str, space: str) -> float:
+    from edgenas.latency.predictor import LatencyPredictor
+    from edgenas.latency.store import LutStore
+    from edgenas.spaces import get_space
+
+    return LatencyPredictor(LutStore(project.luts_dir).latest(device, space), get_space(space)).min_latency()[0]
+
+
+@pytest.fixture
+def dproj(drivers_template, tmp_path, monkeypatch):
+    """A private copy of ``drivers_template``."""
+    root = tmp_path / "proj"
+    shutil.copytree(drivers_template, root, symlinks=True)
+    monkeypatch.setenv("EDGENAS_PROJECT", str(root))
+    monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
     return root
 
 

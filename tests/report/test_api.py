@@ -245,3 +245,37 @@ def test_serve_on_a_busy_port_or_a_bad_address_is_one_line_and_says_nothing_of_s
     assert res.code == 2 and res.out == "" and res.err.count("\n") == 1 and "not an address" in res.err
     res = cli("serve", "--token", "with spaces in it")
     assert res.code == 2 and "printable ASCII" in res.err
+
+
+def test_a_darts_run_is_listed_and_served(dproj):
+    """DARTS writes no evaluations.jsonl: its epochs are its evaluations, and best.json says it is complete."""
+    best = json.loads((dproj / "runs/dm/best.json").read_text())
+    with serving(dproj) as base, httpx.Client(base_url=base, timeout=30) as api:
+        runs = {r["id"]: r for r in api.get("/api/runs").json()}
+        assert runs["dm"]["status"] == "complete" and runs["dm"]["strategy"] == "darts"
+        assert runs["dm"]["evaluations"] == best["evaluations"] == 2
+        assert runs["sh"]["strategy"] == "sh"
+        r = api.get("/api/runs/dm")
+        assert r.status_code == 200 and r.json()["best"] == best
+        ev = api.get("/api/runs/dm/evaluations", params={"since": 1}).json()
+        assert ev["next"] == 2 and [e["number"] for e in ev["evaluations"]] == [1]
+        fronts = api.get("/api/runs/dm/fronts").json()["devices"]["local"]
+        assert fronts["chosen"]["latency_ms"] == best["latency_ms"]["local"]
+        for url in ("/runs/dm", "/runs/dm/live", "/"):
+            r = api.get(url)
+            assert r.status_code == 200 and "darts" in r.text, url
+
+
+@pytest.mark.slow
+def test_live_page_of_a_finished_darts_run(dproj, browser):
+    with serving(dproj) as base:
+        page = browser.open(f"{base}/runs/dm/live?interval_ms=300", wait_js="document.body.dataset.evaluations === '2'")
+        assert page.errors == [] and len(page.plots) == 2
+        assert browser.open_wait("document.getElementById('live-status').textContent.includes('run complete')")
+        n = browser.evaluate("document.getElementById('live-front').data.map(t => t.x.length)")
+        assert sum(n) == 2
+        ytitle = browser.evaluate("document.getElementById('live-conv').layout.yaxis.title.text")
+        assert ytitle == "best feasible train_loss (lower is better)"
+        history = json.loads((dproj / "runs/dm/history.json").read_text())["history"]
+        losses = [h["train_loss"] for h in history]   # both networks within budget, the loss falling
+        assert browser.evaluate("document.getElementById('live-conv').data[0].y") == losses
