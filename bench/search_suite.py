@@ -272,6 +272,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     r.add_argument("--out", help="write the JSON here as well")
     r.add_argument("--quantile", type=float, help=f"budget the device tasks at this quantile instead of "
                                                   f"{QUANTILE} (tasks named TASK~qQ; tighter: more repairs)")
+    r.add_argument("--queries", type=int, help="evaluations per run instead of each task's (tasks named TASK~nN)")
     t = sub.add_parser("table", help="ranks and a markdown table from `run` JSON files")
     t.add_argument("files", nargs="+")
     t.add_argument("--markdown", action="store_true")
@@ -289,10 +290,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             k, v = kv.split("=", 1)
             opts[k] = json.loads(v) if v[:1] in "0123456789-[{tf" else v
         t0 = time.time()
-        tasks = args.tasks
+        tasks = [t for t in TASKS if not args.tasks or t.name in args.tasks]
         if args.quantile is not None:  # the device tasks asked for, at another budget
-            chosen = [t for t in TASKS if t.devices and (not tasks or t.name in tasks)]
-            tasks = [replace(t, name=f"{t.name}~q{args.quantile:g}", quantile=args.quantile) for t in chosen]
+            tasks = [replace(t, name=f"{t.name}~q{args.quantile:g}", quantile=args.quantile) for t in tasks
+                     if t.devices]
+        if args.queries is not None:
+            tasks = [replace(t, name=f"{t.name}~n{args.queries}", budget=args.queries) for t in tasks]
         res = run_strategy(args.strategy, opts, seeds=range(args.seed_offset, args.seed_offset + args.seeds),
                            tasks=tasks, data=args.data)
         res["seconds"] = round(time.time() - t0, 1)
