@@ -85,7 +85,8 @@ def run_sections(run: RunData, source: DataSource) -> list[Section]:
             "Deployments: predicted vs measured",
             f"Whole-model measurements of {run.space} architectures on this run's devices (stars: the chosen one).",
             [F.deployment_figure(deps)],
-            table_html(("device", "measurement", "chosen", "predicted then (ms)", "measured (ms)", "error"), rows,
+            table_html(("device", "measurement", "chosen", "predicted then (ms)", "measured at nominal speed (ms)",
+                        "error"), rows,
                        (False, False, False, True, True, True))))
     else:
         sections.append(Section("Deployments: predicted vs measured",

@@ -105,6 +105,13 @@ def test_deployments_mark_the_chosen_architecture(rproj):
     assert [m.id for m in stored if m.arch == best] == [x.measurement_id for x in chosen]
     for x in deps:
         assert x.error == pytest.approx(x.predicted_ms / x.measured_ms - 1)
+    # the table's "measured" column is the measurement at the table's nominal speed (its header says so)
+    nominal = {m.id: m.stats["nominal_ms"] for m in stored}
+    assert all(x.measured_ms == pytest.approx(nominal[x.measurement_id]) for x in deps)
+    from edgenas.report.pages import run_sections
+
+    html = "".join(s.html or "" for s in run_sections(src.run("evo"), src))
+    assert "measured at nominal speed (ms)" in html
 
 
 def test_hypervolume_grows_with_more_evaluations(rproj):
