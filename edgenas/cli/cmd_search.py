@@ -76,7 +76,8 @@ def _check_flags(ctx: typer.Context, strategy: str) -> None:
     the recorded run's; a strategy's own flags with another strategy."""
     names = {p.opts[0]: p.name for p in ctx.command.params}
     given = _given(ctx)
-    for mode, flag, allowed in (("resume", "--resume", _ANY_RUN), ("rerun", "--rerun", _ANY_RUN | {"out_dir"})):
+    for mode, flag, allowed in (("resume", "--resume", _ANY_RUN | {"time_budget"}),
+                                ("rerun", "--rerun", _ANY_RUN | {"out_dir"})):
         if flag in given:
             extra = [f for f in given if names[f] not in allowed]
             if extra:
@@ -109,8 +110,9 @@ def register(app: typer.Typer) -> None:
                                                  "best), e.g. evolution, hgm, gp, cmaes, llm-evolution; "
                                                  "sh | hyperband (multi-fidelity); darts"),
                budget: int = typer.Option(100, "--budget", help="number of evaluations"),
-               time_budget: float = typer.Option(None, "--time-budget", help="stop after this many seconds "
-                                                 "(ask/tell strategies; not sh, hyperband, darts)"),
+               time_budget: float = typer.Option(None, "--time-budget",
+                                                 help="stop after this many seconds; with --resume, this many more "
+                                                      "(ask/tell strategies; not sh, hyperband, darts)"),
                seed: int = typer.Option(0, "--seed", help="random seed (same seed, same search)"),
                population: int = typer.Option(None, "--population", help="population size"),
                evaluator: str = typer.Option(None, "--evaluator",
@@ -218,7 +220,8 @@ def register(app: typer.Typer) -> None:
             with progress_bar(quiet=json_out) as bar:
                 problem, config, result = launch_search(proj, req, folder, resume=resume is not None, db_url=db,
                                                         progress=lambda d, t: bar("search", d, t), note=_say,
-                                                        executor=ex)
+                                                        executor=ex,
+                                                        more_wall_s=time_budget if resume is not None else None)
         finally:
             ex.close()
         _print(problem, config, result, json_out)

@@ -252,8 +252,10 @@ def build_llm_operator(req: SearchRequest, problem: Any, out_dir: Path) -> Any:
 def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *, resume: bool = False,
                   progress: Callable[[int, int], None] | None = None,
                   note: Callable[[str], None] | None = None, db: Any = None, db_url: str | None = None,
-                  rerun_of: str | None = None, record: bool = True, executor: Any = None) -> Any:
-    """Run a new search into ``out_dir`` or resume the one there (``req`` None: read request.json).
+                  rerun_of: str | None = None, record: bool = True, executor: Any = None,
+                  more_wall_s: float | None = None) -> Any:
+    """Run a new search into ``out_dir`` or resume the one there (``req`` None: read request.json);
+    ``more_wall_s`` with a resume: stop that many seconds on (``--resume RUN --time-budget S``).
 
     Everything is validated before the folder is touched; the folder is then locked (an OS file lock)
     for the whole run, so a second search into it is refused before it writes anything. A disk that
@@ -285,11 +287,13 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
         _check_new_run_folder(out_dir)
     from edgenas.search.base import STRATEGIES, is_driver
 
-    _check_numbers(req)
+    _check_numbers(dataclasses.replace(req, max_wall_s=more_wall_s) if more_wall_s is not None else req)
+    if more_wall_s is not None and not resume:
+        raise InputError("more time is for a resumed run", hint="give the time with --time-budget")
     notes: list[str] = []  # said once the run has started: a refused run prints its one error line only
     initial, warm, hooks = [], None, {}
     asked = _with_recorded_budgets(req, out_dir) if resume else req
-    if is_driver(req.strategy) and req.max_wall_s is not None and not resume:  # was recorded, never read
+    if is_driver(req.strategy) and (req.max_wall_s is not None and not resume or more_wall_s is not None):
         raise InputError(f"--time-budget stops the ask/tell strategies; '{req.strategy}' runs its "
                          f"{'epochs' if req.strategy == 'darts' else 'ladder'} to the end",
                          hint="drop --time-budget, and size the run with --budget"
@@ -340,7 +344,7 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
                 result = prepared.run(folder, resume, progress)
             else:
                 result = run_search(config, problem, folder, resume=resume, progress=progress,
-                                    initial_population=initial, strategy_hooks=hooks)
+                                    initial_population=initial, strategy_hooks=hooks, more_wall_s=more_wall_s)
         except BaseException as exc:
             from edgenas.outdirs import DISK_ERRNOS
             from edgenas.search.run import ReplayMismatch

@@ -169,10 +169,12 @@ def _unreplayable(problem: Problem, rec: Mapping[str, Any]) -> str | None:
 def run_search(config: SearchConfig, problem: Problem, out_dir: str | os.PathLike, *,
                resume: bool = False, progress: Callable[[int, int], None] | None = None,
                strategy_hooks: Mapping[str, Any] | None = None,
-               initial_population: Sequence[Any] = ()) -> SearchResult:
+               initial_population: Sequence[Any] = (), more_wall_s: float | None = None) -> SearchResult:
     """Run (or resume) a search; returns the best feasible architecture, the fronts and counts.
 
-    ``initial_population`` (a warm start) is proposed first; pass the same list again to resume."""
+    ``initial_population`` (a warm start) is proposed first; pass the same list again to resume.
+    ``more_wall_s`` (a resume): stop this many seconds after the time the run has already run, whatever
+    its time limit was (a run stopped by ``--time-budget`` goes on; a long one runs in slices)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     log_path, ckpt_path, cfg_path = out / "evaluations.jsonl", out / "checkpoint.json", out / "config.json"
@@ -196,6 +198,8 @@ def run_search(config: SearchConfig, problem: Problem, out_dir: str | os.PathLik
             raise InputError(f"{out} already holds a search run",
                              hint="pass resume=True (--resume) or choose a new folder")
         logged, elapsed0 = [], 0.0
+    if more_wall_s is not None:
+        config = dataclasses.replace(config, max_wall_s=elapsed0 + more_wall_s)
     atomic_write_json(cfg_path, config.to_json())
 
     strategy, batch = build_strategy(config, problem, strategy_hooks, initial_population)

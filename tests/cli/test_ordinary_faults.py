@@ -119,6 +119,13 @@ def test_budget_beyond_a_finite_space_is_capped_and_said(cli, proj):
     assert res.code == 0, res.err
     assert "capped at 1024" in res.err
     assert json.loads((proj / "r" / "config.json").read_text())["budget_evals"] == 1024
+    # stopped by its time budget, it goes on for as long again when asked (it could not be continued)
+    n = len((proj / "r" / "evaluations.jsonl").read_text().splitlines())
+    more = cli("search", "--resume", str(proj / "r"), "--time-budget", "1", "--json")
+    assert more.code == 0, more.err
+    assert len((proj / "r" / "evaluations.jsonl").read_text().splitlines()) > n
+    bad = cli("search", "--resume", str(proj / "r"), "--time-budget", "-1")
+    assert bad.code == 2 and "--time-budget must be a number of seconds > 0" in bad.err
 
 
 # ------------------------------------------------------------------ input files

@@ -105,6 +105,17 @@ def test_wall_time_budget_stops_early(full_table, tmp_path):
     p.evaluator = Slow(p.evaluator)
     res = run_search(config("evolution", 1000, max_wall_s=0.5), p, tmp_path)
     assert res.stopped == "wall_time" and 3 <= res.n_evaluations < 30
+    # a resume stops at once (its time is spent), unless given more: then it goes on, as an uninterrupted
+    # run would, for about that long (`--resume RUN --time-budget S`; there was no way to continue it)
+    again = run_search(config("evolution", 1000, max_wall_s=0.5), p, tmp_path, resume=True)
+    assert again.stopped == "wall_time" and again.n_evaluations == res.n_evaluations
+    more = run_search(config("evolution", 1000, max_wall_s=0.5), p, tmp_path, resume=True, more_wall_s=0.5)
+    assert more.stopped == "wall_time" and res.n_evaluations + 3 <= more.n_evaluations < res.n_evaluations + 30
+    whole = run_search(config("evolution", more.n_evaluations), problem_for(full_table), tmp_path / "whole")
+    assert [t.arch for t in whole.trials] == [t.arch for t in more.trials]
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    elapsed = json.loads((tmp_path / "checkpoint.json").read_text())["elapsed_s"]
+    assert cfg["max_wall_s"] == pytest.approx(elapsed, abs=0.5)
 
 
 @pytest.mark.parametrize("strategy", ["random", "evolution", "nsga2", "woa", "ri-iwoa", "hgm", "tpe", "cmaes"])
