@@ -125,24 +125,25 @@ def _fastest_ms(project, device: str, space: str) -> float:
     return LatencyPredictor(LutStore(project.luts_dir).latest(device, space), get_space(space)).min_latency()[0]
 
 
-@pytest.fixture
-def dproj(drivers_template, tmp_path, monkeypatch):
-    """A private copy of ``drivers_template``."""
+def _private_copy(template, tmp_path, monkeypatch):
+    """A copy of a session's project template that a test may add files to, as the project of the test."""
     root = tmp_path / "proj"
-    shutil.copytree(drivers_template, root, symlinks=True)
+    shutil.copytree(template, root, symlinks=True)
     monkeypatch.setenv("EDGENAS_PROJECT", str(root))
     monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
     return root
+
+
+@pytest.fixture
+def dproj(drivers_template, tmp_path, monkeypatch):
+    """A private copy of ``drivers_template``."""
+    return _private_copy(drivers_template, tmp_path, monkeypatch)
 
 
 @pytest.fixture
 def rproj(report_template, tmp_path, monkeypatch):
     """A private copy of the report project (tests may add files to it)."""
-    root = tmp_path / "proj"
-    shutil.copytree(report_template, root, symlinks=True)
-    monkeypatch.setenv("EDGENAS_PROJECT", str(root))
-    monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
-    return root
+    return _private_copy(report_template, tmp_path, monkeypatch)
 
 
 @pytest.fixture(scope="session")
