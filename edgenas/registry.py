@@ -3,8 +3,8 @@
 A registry knows the modules that hold its built-in plug-ins (``builtins``, dotted module names) and
 imports them when it is asked, so a plug-in module registers itself at import and nobody writes a
 ``_load_builtin`` of their own. A lookup by name imports them in their order until the name is known
-(``search --table`` then never imports the torch of the proxies); a listing imports them all. A plug-in class states its name once, in
-``@REG.register("name")``: the registry sets the class's ``name`` attribute.
+(``search --table`` then never imports the torch of the proxies); a listing imports them all. A plug-in
+class states its name once, in ``@REG.register("name")``: the registry sets the class's ``name`` attribute.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import numpy as np
 
 from edgenas.errors import InputError
 from edgenas.evaluate.base import EVALUATORS, Evaluator
-from edgenas.evaluate.tabular import Table, join_tables
+from edgenas.evaluate.tabular import Table, join_tables, report_names
 
 
 def load_fidelity_table(valid: str | os.PathLike, hw: str | os.PathLike | None = "auto") -> Table:
@@ -75,7 +75,4 @@ def make_fidelity(space: Any, *, seed: int = 0, table: str | None = None, hw: st
                   column: str = "cifar10_valid_12ep", report: str | Sequence[str] | None = None) -> FidelityEvaluator:
     if table is None:
         raise InputError("the nb201-fidelity evaluator needs table=PATH to nb201_valid.csv")
-    cols = [] if report is None else [report] if isinstance(report, str) else list(report)
-    if not all(isinstance(c, str) for c in cols):
-        raise InputError("nb201-fidelity: report= takes column names", hint="e.g. report=cifar10_test")
-    return FidelityEvaluator(space, load_fidelity_table(table, hw), column, cols)
+    return FidelityEvaluator(space, load_fidelity_table(table, hw), column, report_names(report, "nb201-fidelity"))

@@ -216,8 +216,15 @@ def make_tabular(space: Any, *, seed: int = 0,
                  objective: str = "cifar10_test", report: str | Sequence[str] | None = None) -> TabularEvaluator:
     if table is None or (not isinstance(table, (str, os.PathLike)) and not list(table)):
         raise InputError("the tabular evaluator needs a table", hint="pass table=PATH (--table)")
+    return TabularEvaluator(space, join_tables(table), objective, report_names(report, "tabular"))
+
+
+def report_names(report: str | Sequence[str] | None, evaluator: str) -> list[str]:
+    """An evaluator's ``report=`` option (one column name or a list of them) as a list of names."""
     cols = [] if report is None else [report] if isinstance(report, str) else list(report)
-    return TabularEvaluator(space, join_tables(table), objective, cols)
+    if not all(isinstance(c, str) for c in cols):
+        raise InputError(f"{evaluator}: report= takes column names", hint="e.g. report=cifar10_test")
+    return cols
 
 
 class TableLatency:

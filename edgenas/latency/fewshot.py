@@ -238,7 +238,8 @@ class HwTable:
     """A CSV like ``nb201_hw.csv``: ``index, arch``, accuracy columns, then any ``*_ms`` columns.
 
     Read by ``io.read_csv``, as a benchmark table for search is (a regular file of at most
-    ``EDGENAS_MAX_INPUT_MB``, column names unique and non-empty); at most ``MAX_LATENCY_COLUMNS`` latency columns. A latency value that is empty, not a number, or outside ``MIN_MS``..``MAX_MS`` reads as
+    ``EDGENAS_MAX_INPUT_MB``, column names unique and non-empty); at most ``MAX_LATENCY_COLUMNS`` latency
+    columns. A latency value that is empty, not a number, or outside ``MIN_MS``..``MAX_MS`` reads as
     missing (nan): rows missing a column are left out where it is used. ``sha256``: of the bytes read."""
 
     def __init__(self, path) -> None:
