@@ -156,11 +156,8 @@ def run_multifidelity(config: MFConfig, problems: Sequence[Problem], out_dir: st
                 cands = [cands[i] for i in order[:config.rungs[r].survivors(len(cands), config.eta)]]
     checkpoint("complete")
     last = len(config.rungs) - 1
-    top: dict[str, Trial] = {}
-    for rung, t in trials:  # the last rung's evaluations, each architecture once
-        if rung == last:
-            top.setdefault(space.arch_id(space.from_dict(t.arch)), t)
-    result = summarise(list(top.values()), problems[last], out, "budget")
+    # the last rung's evaluations (summarise keeps each architecture's first)
+    result = summarise([t for rung, t in trials if rung == last], problems[last], out, "budget")
     write_results(result, problems[last], out)
     best = read_json(out / "best.json", "best.json")
     best.update({"evaluations": len(trials), "metric": problems[last].evaluator.metric,
