@@ -4,8 +4,10 @@ A LUT is two things: the cost of each block relative to the speed reference (its
 and the device's nominal speed (``reference.ms``). ``measure_drift`` re-times ``N_SENTINELS`` stable
 entries spread over the table's latency range and reports both: the median relative change of their
 ratios (raw times for tables without ratios) against a threshold of ``max(floor, 3 x CoV)`` capped at
-``DRIFT_CAP``, and the reference's time now against the nominal one. Each check of a table is recorded
-in ``luts/DEVICE/verified.jsonl`` (``record_verified``), so the next check can tell a persistent speed
+``DRIFT_CAP``, and the reference's time now against the nominal one. The CoV is the sentinels' median
+robust one (``EntryStats.robust_cov``, the bulk of their samples): a few stalls while the table was
+built must not lift the threshold to the cap. Each check of a table is recorded in
+``luts/DEVICE/verified.jsonl`` (``record_verified``), so the next check can tell a persistent speed
 change from a busy moment (``last_verified``, ``same_sign_off``).
 """
 
@@ -51,7 +53,7 @@ class DriftCheck:
     reference_ms: float | None = None  # the reference's time now
     raw_drift: float = 0.0  # the same median on raw times, first pass (for diagnosis; load moves it)
     passes: int = 1  # 2 when a first pass found drift and a second was timed to confirm it
-    cov: float = 0.0  # the sentinels' median CoV when the table was built
+    cov: float = 0.0  # the sentinels' median robust CoV when the table was built
 
     @property
     def drifted(self) -> bool:
@@ -64,6 +66,13 @@ def sentinel_keys(lut: Lut, n: int = N_SENTINELS) -> list[str]:
         sorted((e.median_ms, k) for k, e in lut.entries.items())
     idx = np.unique(np.linspace(0, len(stable) - 1, min(n, len(stable))).round().astype(int))
     return [stable[i][1] for i in idx]
+
+
+def drift_threshold(lut: Lut, keys: list[str], floor: float = DRIFT_FLOOR) -> tuple[float, float]:
+    """The sentinels' median robust CoV when the table was built, and the shape drift above which the
+    table counts as drifted: ``max(floor, DRIFT_COV_FACTOR x CoV)`` capped at ``DRIFT_CAP``."""
+    cov = float(np.median([lut.entries[k].robust_cov for k in keys]))
+    return cov, min(max(floor, DRIFT_COV_FACTOR * cov), DRIFT_CAP)
 
 
 def measure_drift(session: Session, project: Project, lut: Lut, protocol: dict[str, Any] | None = None, *,
@@ -84,8 +93,7 @@ def measure_drift(session: Session, project: Project, lut: Lut, protocol: dict[s
     ref_path = reference_model(project, lut.runtime)
     if lut.normalised and lut.reference.get("sha256") == sha256_file(ref_path):  # type: ignore[union-attr]
         params["reference"] = session.push(ref_path)
-    cov = float(np.median([lut.entries[k].cov for k in keys]))
-    threshold = min(max(floor, DRIFT_COV_FACTOR * cov), DRIFT_CAP)
+    cov, threshold = drift_threshold(lut, keys, floor)
     first = dataclasses.replace(_sentinel_pass(session, lut, keys, params, threshold), cov=cov)
     if not (confirm and first.drifted):
         return first

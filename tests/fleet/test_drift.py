@@ -12,9 +12,9 @@ import pytest
 from edgenas.errors import InputError
 from edgenas.fleet.profiler import profile_device
 from edgenas.devices.profiles import LOCAL_PROFILE
-from edgenas.fleet.drift import SPEED_TOLERANCE, same_sign_off
+from edgenas.fleet.drift import DRIFT_CAP, DRIFT_FLOOR, SPEED_TOLERANCE, drift_threshold, same_sign_off
 from edgenas.fleet.refresh import last_refresh_path, refresh_device, refresh_fleet
-from edgenas.latency.lut import Calibration, Lut
+from edgenas.latency.lut import Calibration, EntryStats, Lut
 from edgenas.latency.store import LutStore
 
 SPACE = "mbv3-tiny"
@@ -121,6 +121,27 @@ def test_table_without_reference_falls_back_to_raw_times(project, profiled):
 ])
 def test_rescale_needs_two_sightings_of_the_same_sign(prev, now, expected):
     assert same_sign_off(prev, now) is expected
+
+
+def _stats(median: float, p90: float, mean: float, std: float) -> EntryStats:
+    return EntryStats(n=200, median_ms=median, mean_ms=mean, std_ms=std, cov=std / mean, p90_ms=p90,
+                      p99_ms=p90, min_ms=median * 0.9, max_ms=50.0)
+
+
+def test_a_few_stalls_do_not_lift_the_drift_threshold_to_the_cap(profiled):
+    """A sentinel whose bulk spreads 3% but whose std one 50 ms stall among 4 us samples makes 0.45 of the
+    mean (seen on a real profile) must not set the threshold to 50%: a table 25% off would pass."""
+    _, lut = profiled
+    keys = list(lut.entries)[:5]
+    stalled = {k: _stats(0.004, 0.004 * 1.03, 0.0045, 0.45 * 0.0045) for k in keys}
+    cov, threshold = drift_threshold(dataclasses.replace(lut, entries=stalled), keys)
+    assert cov == pytest.approx(0.03 / 1.2816, rel=1e-3) and threshold == pytest.approx(3 * cov)  # 7%
+    sharp = {k: _stats(0.004, 0.004 * 1.005, 0.0045, 0.45 * 0.0045) for k in keys}
+    assert drift_threshold(dataclasses.replace(lut, entries=sharp), keys)[1] == DRIFT_FLOOR
+    spread = {k: _stats(1.0, 1.0 + 0.1 * 1.2816, 1.0, 0.1) for k in keys}  # a normal bulk, CoV 0.1
+    assert drift_threshold(dataclasses.replace(lut, entries=spread), keys) == pytest.approx((0.1, 0.3), rel=1e-4)
+    wide = {k: _stats(1.0, 2.0, 1.0, 0.5) for k in keys}
+    assert drift_threshold(dataclasses.replace(lut, entries=wide), keys)[1] == DRIFT_CAP
 
 
 def test_drift_floor_out_of_range_is_one_clear_error(project):
