@@ -7,6 +7,7 @@ devices whose runtime is ``torch``, ``model.pt`` (TorchScript) is traced beside 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -133,7 +134,9 @@ def _export(space: SearchSpace, arch: Any, record: dict[str, Any], out_dir: Path
         info = export_onnx(model, shape, tmp_path, opset=opset, dynamic_batch=dynamic_batch,
                            simplify=simplify)
         step("export", 1, 3)
-        report = check_parity(model, tmp_path, precision=precision, batch=1)
+        # checked under its temporary name, reported under the name it is kept (or refused) as
+        report = dataclasses.replace(check_parity(model, tmp_path, precision=precision, batch=1),
+                                     onnx_path=str(onnx_path))
         step("export", 2, 3)
         report.raise_if_failed()
     except ExportCheckError as exc:

@@ -46,6 +46,8 @@ def test_search_export_deploy_calibrate(proj, cli, tmp_path):
     e = res.json()
     man = json.loads((tmp_path / "exp" / "manifest.json").read_text())
     assert man["arch"] == s["best"] and e["parity"]["passed"] and e["parity"]["max_abs"] < 1e-4
+    # the parity report names the file it describes, not the temporary name it was checked under
+    assert man["parity"]["onnx_path"] == e["parity"]["onnx_path"] == str(tmp_path / "exp" / "model.onnx")
     again = cli("export", str(run / "best.json"), "--out", str(tmp_path / "exp"), "--json").json()
     assert again["reused"] is True and again["sha256"] == e["sha256"]
 

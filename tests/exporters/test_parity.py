@@ -76,6 +76,17 @@ def test_fp16_judged_on_median():
     assert not res.passed and res.n_violations == 0 and res.median_abs > parity.FP16_MEDIAN_ATOL
 
 
+def test_fp16_bounds_shrink_with_an_untrained_networks_small_logits():
+    """Logits of about 1e-3 (a classifier initialised at N(0, 0.01)): the unscaled bounds (1e-2 median,
+    0.1 elementwise) were ten times the whole output, and zeros, a negation or a shuffle passed."""
+    rng = np.random.default_rng(0)
+    ref = rng.standard_normal(30) * 1e-3
+    for wrong in (np.zeros(30), -ref, rng.permutation(ref), ref * 10):
+        assert not compare_arrays("o", ref, wrong, "fp16").passed
+    assert compare_arrays("o", ref, ref.astype(np.float16).astype(np.float64), "fp16").passed
+    assert compare_arrays("o", ref * 1e3, ref * 1e3 + 0.005, "fp16").passed  # at scale 1 the bounds stay
+
+
 def test_fp16_loose_max_catches_gross_errors():
     ref = np.linspace(-1, 1, 1000)
     out = ref.copy()
