@@ -286,7 +286,8 @@ def _print_darts(rec, json_out: bool) -> None:
                          "most probable one within it)[/yellow]",
                "pt": " (chosen by perturbation, DARTS-PT)",
                "pt-budget": " [yellow](chosen by perturbation, DARTS-PT; the first choice missed the budget: the "
-                            "best one within it)[/yellow]"}.get(rec["derivation"], "")
+                            "best one within it)[/yellow]",
+               "none met every budget": " [yellow](the most probable cell)[/yellow]"}.get(rec["derivation"], "")
         out.print(f"[green]derived[/green] {esc(rec['arch']['arch'])}; skip edges {rec['skip_edges']}; "
                   f"predicted latency: {lat or 'n/a'}{how}")
     if not rec["within_budget"]:

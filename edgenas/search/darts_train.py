@@ -60,6 +60,8 @@ from edgenas.search.darts_nb201 import BudgetDerivation, DartsNB201, ExpectedLat
 from edgenas.search.darts_pt import SELECTIONS, perturbation_scores, pt_subset
 
 DARTS_SCHEMA = 3
+#: the derivation's label when no cell meets every budget (the alpha argmax is kept); mbv3's word too
+NONE_FITS = "none met every budget"
 
 
 class RunConfig:
@@ -352,10 +354,11 @@ def run_darts(config: DartsConfig, latency: Sequence[tuple[str, Any]], out_dir: 
                     if b is not None and epoch >= warmup:  # over = the derived (argmax) cell is over
                         lam[i] = multiplier_step(lam[i], t.of_argmax(p), b, config.lambda_lr)
             top = derive(net.alpha)
-            arch = derivation(net.alpha) or top
+            fit = derivation(net.alpha)
+            arch = fit or top
             history.append({"epoch": epoch + 1, "train_loss": ce_sum / max(steps, 1),
                             "arch": space.to_dict(arch)["arch"], "argmax_arch": space.to_dict(top)["arch"],
-                            "derivation": "argmax" if arch == top else "budget",
+                            "derivation": NONE_FITS if fit is None else "argmax" if arch == top else "budget",
                             "skip_edges": sum(op == "skip_connect" for op in arch.ops),
                             "none_edges": sum(op == "none" for op in arch.ops),
                             "expected_ms": {t.name: float(t(derivable_probs(net.alpha)).detach()) for t in terms},
@@ -382,9 +385,11 @@ def _finish(config, space, terms, budgets, history, net, out: Path, derivation: 
     chosen = history[-1]
     alpha_arch = space.from_string(chosen["arch"])  # the alpha selection (log-probabilities)
     arch, derived_by = alpha_arch, chosen["derivation"]
-    if pt is not None:
-        arch = derivation.pick(pt[0]) or alpha_arch
-        derived_by = "pt" if arch == BudgetDerivation([], []).pick(pt[0]) else "pt-budget"
+    if pt is not None:  # no cell within every budget: the alpha argmax stays, labelled as such
+        fit = derivation.pick(pt[0])
+        arch = fit or alpha_arch
+        derived_by = (NONE_FITS if fit is None else
+                      "pt" if arch == BudgetDerivation([], []).pick(pt[0]) else "pt-budget")
     ms = {t.name: t.of_arch(arch) for t in terms}
     with torch.no_grad():
         probs = net.probs().tolist()

@@ -232,6 +232,23 @@ def test_lagrange_budget_drives_the_derived_cell_under_budget(nb201_project, tmp
     assert all("none" not in h["arch"] for h in hist)
 
 
+def test_no_cell_within_the_budget_is_labelled_as_such_not_as_the_perturbation_pick(nb201_project, tmp_path):
+    """Budgets no cell meets together (here one below the fastest cell, which launch refuses for one
+    device but not for devices that disagree): the alpha argmax is kept and said to be that; the record
+    claimed "pt-budget", the best cell by perturbation within the budget."""
+    from edgenas.search.darts_train import NONE_FITS, DartsConfig, run_darts
+
+    pred = _predictor(nb201_project)
+    budget = pred.min_latency()[0] * 0.5
+    cfg = DartsConfig(data=str(nb201_project / "small.npz"), epochs=1, seed=1, pt_samples=16,
+                      devices=(("local", budget),))
+    rec = run_darts(cfg, [("local", pred)], tmp_path / "run")
+    hist = json.loads((tmp_path / "run" / "history.json").read_text())["history"]
+    assert rec["selection"] == "pt" and not rec["within_budget"] and rec["latency_ms"]["local"] > budget
+    assert rec["derivation"] == NONE_FITS and [h["derivation"] for h in hist] == [NONE_FITS]
+    assert rec["arch"]["arch"] == hist[-1]["argmax_arch"]
+
+
 def test_darts_bad_input_is_one_red_line(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path / "proj"))
     r = cli("search", "--space", "mbv3-small", "--strategy", "darts", "--skip-dropout", "0.2", "--out", str(tmp_path / "run"))
@@ -258,6 +275,7 @@ def test_darts_bad_input_is_one_red_line(cli, tmp_path, monkeypatch):
     ("pt-budget", "the first choice missed the budget", "most probable cell"),
     ("budget", "the most probable cell, |skip_connect~0|, missed the budget", "perturbation"),
     ("argmax", "derived", "missed"),
+    ("none met every budget", "the most probable cell", "within it"),
 ])
 def test_the_darts_summary_says_how_the_cell_was_chosen(monkeypatch, derivation, says, not_says):
     import io
