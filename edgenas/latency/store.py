@@ -13,6 +13,7 @@ use it. The choice says which table it is (fingerprint, age) so the CLI can prin
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -131,10 +132,14 @@ class LutStore:
     def save(self, lut: Lut, *, keep_previous: bool = True) -> Path:
         """Keep the previous table with the same name in ``history/`` (unless ``keep_previous`` is false: a
         calibration refit, which changes nothing the measurement database cannot fit again), then write
-        atomically."""
+        atomically. Saving the very table the file holds changes nothing (a ``lut pull`` of an unchanged
+        table put a copy of it in the history every time)."""
         path = self.path_for(lut.device, lut.space, lut.fingerprint_hash)
-        Lut.from_dict(lut.to_dict())  # validate before touching anything
+        data = lut.to_dict()
+        Lut.from_dict(data)  # validate before touching anything
         self.check_writable(lut.device)
+        if path.exists() and _holds(path, data):
+            return path
         if path.exists() and keep_previous:
             hist = path.parent / "history"
             hist.mkdir(parents=True, exist_ok=True)
@@ -143,6 +148,14 @@ class LutStore:
             target = hist / f"{path.stem}-{stamp}-{sha256_file(path)[:12]}.json"
             os.link(path, target) if not target.exists() else None
         return lut.save(path)
+
+
+def _holds(path: Path, data: dict) -> bool:
+    """Whether the table file at ``path`` holds exactly ``data`` (as JSON; an unreadable file does not)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) == json.loads(json.dumps(data))
+    except (OSError, ValueError):
+        return False
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,17 @@ def test_every_replaced_table_is_kept_even_within_one_second(tmp_path):
     assert store.list("dev", "mbv3-tiny") == [path]  # history is not a current table
 
 
+def test_saving_the_table_the_file_holds_changes_nothing(tmp_path):
+    """``lut pull`` of an unchanged table saved it again: a byte-identical copy went to the history each time."""
+    store = LutStore(tmp_path)
+    path = store.save(_lut(1.0))
+    before = (path.read_bytes(), path.stat().st_mtime_ns)
+    assert store.save(Lut.load(path)) == path and store.save(Lut.load(path)) == path
+    assert (path.read_bytes(), path.stat().st_mtime_ns) == before and not (path.parent / "history").exists()
+    store.save(dataclasses.replace(Lut.load(path), threads=2))  # one field changed: kept as before
+    assert len(list((path.parent / "history").glob("*.json"))) == 1 and Lut.load(path).threads == 2
+
+
 def test_invalid_table_changes_nothing(tmp_path):
     store = LutStore(tmp_path)
     path = store.save(_lut(1.0))
