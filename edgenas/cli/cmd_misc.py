@@ -26,18 +26,32 @@ def strategy_options() -> dict[str, dict[str, object]]:
                 for k, o in STRATEGIES.get(n).options.items()} for n in STRATEGIES.names()}
 
 
+def per_space_defaults() -> dict[str, dict[str, dict[str, object]]]:
+    """Options whose default differs for a family of spaces (None: not an option there), per strategy."""
+    from edgenas.search import STRATEGIES
+
+    return {n: {k: dict(o.per_space) for k, o in STRATEGIES.get(n).options.items() if o.per_space}
+            for n in STRATEGIES.names() if any(o.per_space for o in STRATEGIES.get(n).options.values())}
+
+
+def _shown(key: str, default: object, per_space: dict[str, object]) -> str:
+    notes = [f"not for {fam}" if v is None else f"{fam}: {v}" for fam, v in per_space.items()]
+    return f"{key}={default}" + (f" ({'; '.join(notes)})" if notes else "")
+
+
 def register(app: typer.Typer) -> None:
     @app.command("list")
     def list_(json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
         """List spaces, strategies, evaluators and runtimes."""
         reg = registered()
-        opts = strategy_options()
+        opts, per_space = strategy_options(), per_space_defaults()
         if json_out:
-            emit_json({**reg, "strategy_options": opts})
+            emit_json({**reg, "strategy_options": opts, "strategy_options_per_space": per_space})
             return
         for kind, items in reg.items():
             out.print(f"[bold]{kind}[/bold]")
             for name, help_ in items.items():
                 out.print(esc(f"  {name:<16} {help_}"))
                 if kind == "strategies" and opts.get(name):
-                    out.print(esc("  " + " " * 17 + "options: " + ", ".join(f"{k}={v}" for k, v in opts[name].items())))
+                    shown = [_shown(k, v, per_space.get(name, {}).get(k, {})) for k, v in opts[name].items()]
+                    out.print(esc("  " + " " * 17 + "options: " + ", ".join(shown)))

@@ -85,12 +85,15 @@ class Feasibility(Protocol):
 
 @dataclass(frozen=True)
 class Option:
-    """A declared strategy option: default, type and a check (message when it fails)."""
+    """A declared strategy option: default, type and a check (message when it fails). ``per_space``: the
+    default for a family of spaces where it differs (``{"mbv3": 0.01}``; None there: it does not apply),
+    what ``edgenas list`` shows beside the default."""
 
     default: Any
     type: type
     check: Callable[[Any], bool] = field(default=lambda v: True)
     message: str = ""
+    per_space: Mapping[str, Any] = field(default_factory=dict)
 
 
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")

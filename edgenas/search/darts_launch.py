@@ -84,7 +84,7 @@ def prepare_darts(project: Project, req: Any, options: Mapping[str, Any], out_di
     return DriverRun(problem, config, run)
 
 
-_NB201_ONLY = ("skip_dropout",)
+_NB201_ONLY = ("skip_dropout", "selection", "pt_samples")
 #: options the mbv3 relaxation takes from --strategy-opt only when given (else its own defaults)
 _MBV3_KEYS = ("lr", "arch_lr", "batch_size", "lambda_lr", "arch_warmup", "latency_warmup", "lambda_rule")
 

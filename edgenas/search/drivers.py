@@ -60,6 +60,9 @@ class Hyperband(_MultiFidelity):
     pass
 
 
+_NB201 = {"mbv3": None}  # an option of the nb201 cell only
+
+
 @STRATEGIES.register("darts", help="first-order DARTS (nb201 cell; mbv3: ProxylessNAS-style sampled paths) "
                                    "with the LUT's expected latency in the loss")
 class Darts(Driver):
@@ -67,18 +70,20 @@ class Darts(Driver):
         "data": Option("digits", str, message=""),
         "epochs": Option(10, int, lambda v: v >= 1, "must be >= 1"),
         "latency_weight": Option(0.0, float, lambda v: v >= 0, "must be >= 0"),
-        "skip_dropout": Option(0.0, float, lambda v: 0 <= v < 1, "must be in [0, 1)"),
+        "skip_dropout": Option(0.0, float, lambda v: 0 <= v < 1, "must be in [0, 1)", _NB201),
         "selection": Option("pt", str, lambda v: v in ("alpha", "pt"),
-                            "must be pt (DARTS-PT perturbation scores) or alpha (log-probabilities)"),
-        "pt_samples": Option(256, int, lambda v: v >= 1, "must be >= 1"),
+                            "must be pt (DARTS-PT perturbation scores) or alpha (log-probabilities)", _NB201),
+        "pt_samples": Option(256, int, lambda v: v >= 1, "must be >= 1", _NB201),
         "lambda_lr": Option(0.05, float, lambda v: v >= 0, "must be >= 0"),
         "arch_warmup": Option(0.2, float, lambda v: 0 <= v < 1, "must be in [0, 1)"),
         "latency_warmup": Option(0.4, float, lambda v: 0 <= v < 1, "must be in [0, 1)"),
         "lambda_rule": Option("derived", str, lambda v: v in ("derived", "max"),
-                              "must be derived (nb201's multiplier rule) or max (mbv3's first rule)"),
-        "arch_lr": Option(3e-3, float, lambda v: v > 0, "must be > 0"),
-        "lr": Option(0.025, float, lambda v: v > 0, "must be > 0"),
-        "batch_size": Option(64, int, lambda v: v >= 1, "must be >= 1"),
+                              "must be derived (nb201's multiplier rule) or max (mbv3's first rule)",
+                              {"nb201": None}),
+        # the mbv3 relaxation's own defaults (darts_mbv3_train.MbDartsConfig; a test keeps them equal)
+        "arch_lr": Option(3e-3, float, lambda v: v > 0, "must be > 0", {"mbv3": 0.01}),
+        "lr": Option(0.025, float, lambda v: v > 0, "must be > 0", {"mbv3": 0.05}),
+        "batch_size": Option(64, int, lambda v: v >= 1, "must be >= 1", {"mbv3": 32}),
     }
 
     @classmethod

@@ -26,6 +26,9 @@ def test_drivers_are_listed_with_their_options_and_have_no_ask_tell(cli, tmp_pat
     assert reg["strategy_options"]["evolution"]["population"] == 20
     text = cli("list").out
     assert "hyperband" in text and "options: ladder=[], eta=3" in text
+    # the mbv3 relaxation has its own defaults (list showed nb201's only) and takes no nb201-only option
+    assert reg["strategy_options_per_space"]["darts"]["lr"] == {"mbv3": 0.05}
+    assert "lr=0.025 (mbv3: 0.05)" in text and "selection=pt (not for mbv3)" in text
     assert driver_names() == ["darts", "hyperband", "sh"]
     assert not set(driver_names()) & set(strategy_names())
     assert STRATEGIES.get("sh").name == "sh"
@@ -130,3 +133,19 @@ def test_a_time_budget_is_refused_by_the_strategies_that_run_their_own_loop(cli,
               "--out", str(tmp_path / "run"))
     assert res.code == 2 and "--time-budget stops the ask/tell strategies" in res.err
     assert len(res.err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+def test_the_listed_mbv3_darts_defaults_are_the_ones_it_runs_with(cli, tmp_path, monkeypatch):
+    from edgenas.search.darts_mbv3_train import MbDartsConfig
+
+    opts = STRATEGIES.get("darts").options
+    for key, opt in opts.items():
+        if "mbv3" in opt.per_space and opt.per_space["mbv3"] is not None:
+            assert getattr(MbDartsConfig(), key) == opt.per_space["mbv3"], key
+        elif "mbv3" not in opt.per_space and hasattr(MbDartsConfig(), key):
+            assert getattr(MbDartsConfig(), key) == opt.default, key
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path / "proj"))
+    for given in ("selection=alpha", "pt_samples=8"):  # accepted and ignored before
+        r = cli("search", "--space", "mbv3-tiny", "--strategy", "darts", "--strategy-opt", given,
+                "--out", str(tmp_path / "run"))
+        assert r.code == 2 and "applies to the nb201 cell" in r.err and not (tmp_path / "run").exists(), r.err
