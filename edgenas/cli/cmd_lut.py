@@ -62,7 +62,7 @@ def register(app: typer.Typer) -> None:
         from edgenas.latency.lut import Lut
 
         lut = Lut.load(path)
-        med = np.array([e.median_ms for e in lut.entries.values()])
+        med = np.array([lut.value_ms(e) for e in lut.entries.values()])  # as predictions use them
         summary = {"device": lut.device, "space": lut.space, "fingerprint_hash": lut.fingerprint_hash,
                    "runtime": lut.runtime, "provider": _provider(lut), "precision": lut.precision,
                    "threads": lut.threads, "entries": len(lut.entries), "unstable": len(lut.unstable_keys),

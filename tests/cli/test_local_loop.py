@@ -81,6 +81,10 @@ def test_search_export_deploy_calibrate(proj, cli, tmp_path):
     assert c["n_points"] == 1
     shown = cli("lut", "show", c["lut_path"], "--json").json()
     assert shown["calibration"]["n_points"] == 1
+    # the median entry in the units predictions use (ratio x reference.ms), as overhead_ms is
+    table = json.loads(Path(c["lut_path"]).read_text())
+    costs = [e["ratio"] * table["reference"]["ms"] for e in table["entries"].values()]
+    assert shown["median_entry_ms"] == pytest.approx(float(np.median(costs)), rel=1e-12)
     # the predictor now applies it: the same arch is predicted (almost) exactly as measured
     d2 = cli("deploy", "local", str(run / "best.json"), "--out", str(tmp_path / "exp"), "--json").json()
     assert d2["calibration_points"] == 1
