@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -37,4 +38,12 @@ def register(app: typer.Typer) -> None:
         refs = ", ".join(res.references) or "none (architecture descriptors only)"
         out.print(f"{esc(res.device)}: few-shot model for {esc(res.space)} on {res.n_points} measurements "
                   f"({res.measured_now} new); references: {esc(refs)}")
-        out.print(f"leave-one-out within 10%: {res.loo_within10:.0%}; saved {esc(res.model_path)}")
+        out.print(f"leave-one-out within 10%: {_share(res.loo_within10)}; saved {esc(res.model_path)}")
+
+
+def _share(loo_within10: float) -> str:
+    """The leave-one-out share as a percentage. Below 3 measurements none is left out (``fleet.fewshot._fit``)
+    and the share is NaN: ``--json`` gives null, the text says so in words instead of "nan%"."""
+    if not math.isfinite(loo_within10):
+        return "n/a (fewer than 3 measurements)"
+    return f"{loo_within10:.0%}"

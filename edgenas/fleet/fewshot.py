@@ -12,7 +12,8 @@
 4. a ``MetaFewShot`` (with a table: ``TableCorrected``, averaged with the nearest reference's
    ``Anchor``) is fitted on every stored measurement of (device, space, fingerprint, runtime), with
    Huber's loss (a slow reading among them counts linearly, not squared), and saved as
-   ``luts/DEVICE/fewshot/SPACE.json``.
+   ``luts/DEVICE/fewshot/SPACE.json``; its configuration is chosen on the pool of the same seed as the one
+   that chose the points, and the record keeps that seed (``inner.pool_seed``) for later refits.
 
 Search uses the model for a device that has no LUT yet (``latency_model``), and every ``deploy``
 refits it with the new measurement (``refit_after_deploy``).
@@ -146,18 +147,21 @@ def table_config(space: Any, table: Any, k: int, *, plain: bool = False, loss: s
 
 @_quiet
 def _fit(space: Any, archs: list[Any], y: np.ndarray, refs: list[tuple[str, str, Any]],
-         table: Any = None) -> tuple[Any, float]:
+         table: Any = None, pool_seed: int = 0) -> tuple[Any, float]:
     """The meta-learned model on every measurement (configuration chosen on the references for
-    ``k = len(y)`` over a seeded pool) and its leave-one-out share within 10%; with a table, the
-    table-corrected model averaged with a plain one and with the nearest reference's anchor
-    (``fewshot_table.TableCorrected``, ``fewshot_anchor.Anchor``)."""
+    ``k = len(y)`` over the pool of ``pool_seed``: ``add_fewshot``'s seed, the pool whose configuration chose
+    the points, recorded in the model's ``inner`` for later refits) and its leave-one-out share within 10%;
+    with a table, the table-corrected model averaged with a plain one and with the nearest reference's
+    anchor (``fewshot_table.TableCorrected``, ``fewshot_anchor.Anchor``)."""
     from edgenas.latency.fewshot_meta import MetaFewShot
     from edgenas.latency.fewshot_model import arch_descriptors, model_features
     from edgenas.latency.fewshot_table import TableCorrected
 
     desc_names = arch_descriptors(space, archs[:1])[1]
-    pool = None if table is not None else _pool(space, refs, seed=0)[1]
+    pool = None if table is not None else _pool(space, refs, seed=pool_seed)[1]
     config, inner = _choose(space, pool, refs, len(y), table)
+    if table is None:  # a table's configuration takes no pool
+        inner = dict(inner, pool_seed=int(pool_seed))
     X = model_features(space, archs, [r[2] for r in refs], table)
     if table is None:
         names = [r[0] for r in refs] + desc_names
@@ -195,12 +199,13 @@ def _measurements(store: Any, device: str, space: Any, fp_hash: str, runtime: st
 
 
 def _save(project: Project, device: str, space: Any, fp_hash: str, runtime: str, archs: list[Any],
-          y: np.ndarray, refs: list[tuple[str, str, Any]], table: Any = None) -> tuple[Path, float, dict]:
+          y: np.ndarray, refs: list[tuple[str, str, Any]], table: Any = None,
+          pool_seed: int = 0) -> tuple[Path, float, dict]:
     from edgenas.latency.fewshot_model import FewShotModel, arch_descriptors, save_model
 
     if len(y) < 1:
         raise InputError(f"no measurements of '{space.name}' on '{device}' to fit a few-shot model on")
-    reg, loo = _fit(space, archs, y, refs, table)
+    reg, loo = _fit(space, archs, y, refs, table, pool_seed)
     names = tuple(arch_descriptors(space, archs[:1])[1])
     model = FewShotModel(device=device, space=space.name, fingerprint_hash=fp_hash, runtime=runtime,
                          references=tuple((r[0], r[1]) for r in refs), descriptor_names=names,
@@ -258,7 +263,7 @@ def add_fewshot(project: Project, device: str, space_name: str, k: int, *, seed:
                 progress(f"measure architectures on {s.device}", i + 1, len(chosen))
         name = s.device
     archs, y = _measurements(store, name, space, fp_hash, rt["runtime"])
-    path, loo, described = _save(project, name, space, fp_hash, rt["runtime"], archs, y, refs, tref)
+    path, loo, described = _save(project, name, space, fp_hash, rt["runtime"], archs, y, refs, tref, seed)
     names = [f"{tref.source}:{c}" for c in tref.columns] if tref else [r[0] for r in refs]
     return FewShotResult(name, space.name, len(chosen), int(len(y)), names, str(path), loo, described)
 
@@ -275,8 +280,22 @@ def refit_after_deploy(project: Project, device: str, space: Any, fp_hash: str, 
     table = None if model.table is None else TableReferences.from_dict(model.table, space)
     refs = _matching_refs(project, space, model)
     archs, y = _measurements(store, device, space, fp_hash, runtime)
-    _save(project, device, space, fp_hash, runtime, archs, y, refs, table)
+    _save(project, device, space, fp_hash, runtime, archs, y, refs, table, _pool_seed(project, device, space, model))
     return True
+
+
+def _pool_seed(project: Project, device: str, space: Any, model: Any) -> int:
+    """The pool seed the model's configuration was chosen on (``add_fewshot``'s ``--seed``), so that a refit
+    chooses on the same pool. Records written before it was kept (and table records, whose configuration
+    takes no pool) have none: 0, the pool they were fitted on. An edited value is one ``InputError``."""
+    from edgenas.latency.fewshot_model import model_path
+    from edgenas.latency.fewshot_records import reading_model, record_count
+
+    inner = model.ensemble.get("inner")
+    if not isinstance(inner, dict) or "pool_seed" not in inner:
+        return 0
+    with reading_model(str(model_path(project.luts_dir, device, space.name))):
+        return record_count(inner["pool_seed"], "inner pool_seed")
 
 
 def _matching_refs(project: Project, space: Any, model: Any) -> list[tuple[str, str, Any]]:

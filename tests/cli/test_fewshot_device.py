@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
@@ -18,6 +19,29 @@ def _only_reference_lut(proj):
 
     (path,) = (proj / "luts" / "local").glob("mbv3-tiny-*.json")
     LutStore(proj / "luts").save(dataclasses.replace(Lut.load(path), device="ref-a"))
+    path.unlink()
+
+
+def _two_reference_luts(proj):
+    """Two reference LUTs of mbv3-tiny on other devices, with seeded costs (not the template's timings, which
+    vary from run to run): ref-a's uniform, ref-b's each ref-a's times its own log-normal factor. The
+    configuration meta-learned on them depends on the pool: for k = 5, ms space, no descriptor correction
+    and the stratified rule on the pool of seed 0; log space and the random rule on that of seed 1. Local
+    keeps no LUT."""
+    from edgenas.latency.lut import EntryStats, Lut
+    from edgenas.latency.store import LutStore
+
+    def stats(v):
+        return EntryStats(n=5, median_ms=v, mean_ms=v, std_ms=0.0, cov=0.0, p90_ms=v, p99_ms=v, min_ms=v, max_ms=v)
+
+    (path,) = (proj / "luts" / "local").glob("mbv3-tiny-*.json")
+    lut, store = Lut.load(path), LutStore(proj / "luts")
+    keys, rng = sorted(lut.entries), np.random.default_rng(0)
+    a = rng.uniform(0.05, 1.0, len(keys))
+    for name, cost in (("ref-a", a), ("ref-b", a * np.exp(rng.normal(0.0, 1.0, len(keys))))):
+        entries = {k: stats(0.05 + c) for k, c in zip(keys, cost)}
+        store.save(dataclasses.replace(lut, device=name, reference=None, sync=None, calibration=None,
+                                       overhead=stats(0.05), entries=entries))
     path.unlink()
 
 
@@ -101,6 +125,72 @@ def test_fewshot_add_then_search_and_deploy_use_it(proj, cli, tmp_path):
     d = cli("deploy", "local", str(run / "best.json"), "--out", str(tmp_path / "exp2"))
     assert d.code == 2 and "n_points" in d.err and len(d.err.strip().splitlines()) == 1, d.err
     assert not (tmp_path / "exp2").exists()
+
+
+@pytest.mark.slow
+def test_fewshot_fits_with_the_configuration_that_chose_its_points(proj):
+    """``--seed S``: the configuration that picks the points to measure is chosen on the pool of seed S; the
+    fit chose it again on the pool of seed 0, so the model was fitted, and its record and JSON named, with
+    another configuration (shrinkage, space, selection rule) than the one that chose its points. The
+    record keeps the pool seed, and a refit after a deploy chooses on the same pool; a record from before
+    (no pool seed) was fitted on the pool of seed 0 and is refitted on it."""
+    from edgenas.errors import InputError
+    from edgenas.fleet.fewshot import _choose, _pool, add_fewshot, reference_predictors, refit_after_deploy
+    from edgenas.latency.fewshot_meta import select_architectures
+    from edgenas.project import Project
+    from edgenas.spaces import get_space
+    from edgenas.store import open_store
+
+    _two_reference_luts(proj)
+    project, space = Project(proj), get_space("mbv3-tiny")
+    refs = reference_predictors(project, space, exclude="local")
+    pool, X = _pool(space, refs, 1)
+    config = _choose(space, X, refs, 5)[0]
+    seed0 = _choose(space, _pool(space, refs, 0)[1], refs, 5)[0]
+    assert (config.space, config.selection) == ("log", "random")
+    assert (seed0.space, seed0.selection) == ("ms", "stratified")  # what the fit chose before the pool seed was kept
+    res = add_fewshot(project, "local", "mbv3-tiny", 5, seed=1, protocol=QUICK)
+    assert res.references == ["ref-a", "ref-b"] and res.n_points == 5
+    chosen = [space.to_dict(pool[i]) for i in select_architectures(X, 2, 5, 1, config.selection)]
+    ms = open_store(project).list(device="local", space=space.name)
+    assert sorted(map(json.dumps, (m.arch for m in ms))) == sorted(map(json.dumps, chosen))
+    rec = json.loads(open(res.model_path).read())
+    assert rec["ensemble"]["config"] == config.to_dict() and rec["ensemble"]["inner"]["pool_seed"] == 1
+    assert {k: res.model[k] for k in config.to_dict()} == config.to_dict()
+
+    def refit():
+        assert refit_after_deploy(project, "local", space, ms[0].fingerprint_hash, ms[0].runtime, open_store(project))
+        return json.loads(open(res.model_path).read())["ensemble"]
+
+    assert refit()["config"] == config.to_dict()  # the same pool, the same 5 points: the same configuration
+    del rec["ensemble"]["inner"]["pool_seed"]  # a record from before the pool seed was kept
+    open(res.model_path, "w").write(json.dumps(rec))
+    again = refit()
+    assert again["config"] == seed0.to_dict() and again["inner"]["pool_seed"] == 0
+    again["inner"]["pool_seed"] = -1  # edited by hand
+    open(res.model_path, "w").write(json.dumps(dict(rec, ensemble=again)))
+    with pytest.raises(InputError, match="pool_seed"):
+        refit()
+
+
+def test_fewshot_text_says_when_there_is_no_leave_one_out_share(proj, cli, monkeypatch):
+    """Below 3 measurements nothing is left out: ``--json`` gives null and the text says so in words (it
+    printed "nan%"); from 3 on, a percentage."""
+    import functools
+
+    import edgenas.fleet.fewshot as fewshot
+
+    monkeypatch.setattr(fewshot, "add_fewshot", functools.partial(fewshot.add_fewshot, protocol=QUICK))
+    res = cli("device", "add", "local", "--fewshot", "1", "--space", "mbv3-tiny", "--json")
+    assert res.code == 0, res.err
+    assert res.json()["n_points"] == 1 and res.json()["loo_within10"] is None
+    res = cli("device", "add", "local", "--fewshot", "1", "--space", "mbv3-tiny")
+    assert res.code == 0, res.err
+    assert "on 2 measurements" in res.out and "leave-one-out within 10%: n/a (fewer than 3 measurements)" in res.out
+    assert "nan" not in res.out
+    res = cli("device", "add", "local", "--fewshot", "1", "--space", "mbv3-tiny")
+    assert res.code == 0 and "on 3 measurements" in res.out, res.err
+    assert re.search(r"leave-one-out within 10%: (0|33|67|100)%;", res.out), res.out
 
 
 def _only_run(cli):

@@ -45,6 +45,26 @@ def test_json_round_trip_gives_identical_predictions(config, k):
     assert m.kind == ("ridge" if k >= 3 else "ratio")
 
 
+def test_the_ratio_model_predicts_a_device_that_is_a_multiple_of_its_references_exactly():
+    """k < 3: the ratio to the references. Its level was the targets' geometric mean over the references'
+    arithmetic one, low by G(R)/A(R) whenever the references' values differ: a device exactly 2x its
+    reference came out [1.6, 6.4, 3.2] for [2, 8, 4]. With several references it is a multiple of their
+    geometric mean; in-sample, the log residuals average to zero."""
+    m = MetaFewShot(1).fit([[1.0], [4.0]], [2.0, 8.0])
+    assert m.kind == "ratio"
+    np.testing.assert_allclose(m.predict([[1.0], [4.0], [2.0]]), [2.0, 8.0, 4.0], rtol=1e-12)
+    lat, E = _devices(n=50)
+    X = np.column_stack([lat[:, 1:], E[:, :8]])
+    shape = np.exp(np.log(lat[:, 1:]).mean(axis=1))  # the references' geometric mean, per row
+    for k in (1, 2):
+        m = MetaFewShot(4, config=MetaConfig("log", 0.1, 10.0, "random")).fit(X[:k], 3.5 * shape[:k])
+        np.testing.assert_allclose(m.predict(X), 3.5 * shape, rtol=1e-12)
+        back = MetaFewShot.from_dict(json.loads(json.dumps(m.to_dict())))
+        assert np.array_equal(back.predict(X), m.predict(X))
+        residuals = np.log(MetaFewShot(4).fit(X[:k], lat[:k, 0]).predict(X[:k]) / lat[:k, 0])
+        assert abs(residuals.mean()) < 1e-12
+
+
 def test_without_references_it_uses_descriptors_or_the_mean():
     lat, E = _devices()
     m = MetaFewShot(0).fit(E[:30], lat[:30, 0])
