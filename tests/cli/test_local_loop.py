@@ -82,7 +82,7 @@ def test_search_export_deploy_calibrate(proj, cli, tmp_path):
     shown = cli("lut", "show", c["lut_path"], "--json").json()
     assert shown["calibration"]["n_points"] == 1
     # the median entry in the units predictions use (ratio x reference.ms), as overhead_ms is
-    table = json.loads(Path(c["lut_path"]).read_text())
+    table = json.loads(open(c["lut_path"], encoding="utf-8").read())
     costs = [e["ratio"] * table["reference"]["ms"] for e in table["entries"].values()]
     assert shown["median_entry_ms"] == pytest.approx(float(np.median(costs)), rel=1e-12)
     # the predictor now applies it: the same arch is predicted (almost) exactly as measured
