@@ -333,7 +333,7 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
             _check_new_run_folder(folder)
         for n in notes if note else ():
             note(n)
-        started = time.time()
+        started = None if resume else time.time()  # a resume's start is not the run's (the folder's files say it)
         try:
             if not resume:
                 atomic_write_json(req_path, req.to_json())
@@ -446,9 +446,11 @@ def _check_new_run_folder(folder: Path) -> None:
 
 def import_run(db: Any, project: Project, out_dir: Path | str) -> Any:
     """Index a run folder (e.g. one made before the database): its problem is rebuilt from its
-    ``request.json`` where the table or LUT it used still exists, so devices carry their hashes."""
-    from edgenas.errors import EdgenasError
-    from edgenas.search.base import STRATEGIES, is_driver
+    ``request.json`` where the table or LUT it used still exists, so devices carry their hashes (the run's
+    own, and its budgets: ``index_run`` takes them from the folder). A budget today's table cannot meet
+    (rescaled since) rebuilds it without budgets: its devices are recorded all the same, so ``runs stale``
+    finds the run."""
+    from edgenas.errors import EdgenasError, InfeasibleError
     from edgenas.search.record import index_run
 
     problem = None
@@ -456,14 +458,23 @@ def import_run(db: Any, project: Project, out_dir: Path | str) -> Any:
     if req_path.exists():
         try:
             req = SearchRequest.from_json(read_json(req_path, "search request"), str(req_path))
-            if is_driver(req.strategy):  # sh, hyperband (the last rung's problem), darts: as the run built it
-                problem = STRATEGIES.get(req.strategy).prepare(project, req, out_dir, resume=True,
-                                                               note=lambda _: None).problem
-            else:
-                problem, _ = build_problem(project, req)
+            try:
+                problem = _rebuilt_problem(project, req, Path(out_dir))
+            except InfeasibleError:
+                problem = _rebuilt_problem(project, dataclasses.replace(req, max_latency_ms=(),
+                                                                        max_latency_quantile=None), Path(out_dir))
         except EdgenasError:
             problem = None  # its table or LUT is gone: the devices are recorded without hashes
     return index_run(db, project, out_dir, problem=problem)
+
+
+def _rebuilt_problem(project: Project, req: SearchRequest, out_dir: Path) -> Any:
+    """The problem of a run folder's request, as the run built it (for ``import_run``)."""
+    from edgenas.search.base import STRATEGIES, is_driver
+
+    if is_driver(req.strategy):  # sh, hyperband (the last rung's problem), darts: as the run built it
+        return STRATEGIES.get(req.strategy).prepare(project, req, out_dir, resume=True, note=lambda _: None).problem
+    return build_problem(project, req)[0]
 
 
 def _folder_run_id(db: Any, project: Project, folder: Path) -> str:
@@ -483,7 +494,7 @@ def _folder_run_id(db: Any, project: Project, folder: Path) -> str:
 
 
 def _index_stopped(db: Any, project: Project, folder: Path, problem: Any, rerun_of: str | None,
-                   started: float) -> None:
+                   started: float | None) -> None:
     """Index a run that stopped early (interrupted, failed), quietly: the run folder stays the record."""
     if db is not None and (folder / "config.json").exists():
         try:
@@ -525,7 +536,7 @@ def _warm_start(project: Project, db: Any, req: SearchRequest, problem: Any, con
 
 
 def _index(db: Any, project: Project, out_dir: Path, problem: Any, status: str | None, rerun_of: str | None,
-           started: float, quiet: bool = False) -> None:
+           started: float | None, quiet: bool = False) -> None:
     from edgenas.search.record import index_run
     from edgenas.store import DatabaseError
 

@@ -3,7 +3,11 @@
 The run folder stays the resumable record of a run; the database indexes it: ``index_run`` reads
 ``config.json``, ``request.json``, ``evaluations.jsonl``, ``pareto.json``, ``best.json`` and
 ``warm_start.json`` and saves them as one ``RunRecord`` with its evaluations and fronts. A run's id is
-derived from its folder and config, so indexing the same folder again replaces the earlier copy.
+derived from its folder and config (less what a resume may change, ``store.runs.RESUME_FIELDS``), so
+indexing the same folder again replaces the earlier copy. Its times come from the folder's files, not the
+clock at indexing: ``created_at`` when the run began (the earliest of ``request.json``, ``tables.json``,
+``config.json``; an earlier copy's is kept), ``finished_at`` when it last wrote a result. A checkpoint that
+says ``running`` while no search holds the folder's run lock is recorded as ``stopped`` (it was interrupted).
 A multi-fidelity run is indexed the same way (every rung's evaluations; its strategy is the config's
 ``mode``); a DARTS run has no evaluation log: its evaluations are the cells derived at each epoch's end
 (``checkpoint.json``'s history: the derived cell, its predicted latency, the training loss), and no
@@ -11,15 +15,19 @@ accuracy is recorded because DARTS measures none.
 
 Devices are recorded with what predicted their latency: for a LUT its fingerprint hash and the
 SHA-256 of the table's content (a rebuilt, rescaled or re-calibrated table has another hash); for a
-benchmark table column ``table:COLUMN`` and the SHA-256 of that column.
+benchmark table column ``table:COLUMN`` and the SHA-256 of that column. The hash is the one the run
+started with (its ``tables.json``), not today's table's: ``runs stale`` compares the two.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import errno
+import fcntl
 import hashlib
 import json
 import os
-import time
+import stat
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -29,17 +37,23 @@ from edgenas.errors import InputError
 from edgenas.io import read_json
 from edgenas.project import Project
 from edgenas.search.run_files import (
-    check_best, check_checkpoint, check_config, check_evaluation, check_pareto, check_request_fields, check_warm_start,
-    read_evaluations)
+    check_best, check_checkpoint, check_config, check_evaluation, check_pareto, check_request_fields, check_tables,
+    check_warm_start, read_evaluations)
 from edgenas.search.task import describe_task
 from edgenas.store.experiment import ExperimentDB
-from edgenas.store.runs import Evaluation, RunDevice, RunRecord, save_run
+from edgenas.store.runs import Evaluation, RunDevice, RunRecord, run_identity, save_run
 
 RUN_FILES = ("config.json", "evaluations.jsonl")
+#: written once when a run begins (``config.json`` again on every resume: the earliest of them is the start)
+START_FILES = ("request.json", "tables.json", "config.json")
+#: written as a run goes and when it ends (the latest of them is when it finished or stopped)
+RESULT_FILES = ("evaluations.jsonl", "checkpoint.json", "best.json", "pareto.json", "history.json")
 
 
 def run_id_for(out_dir: Path, config: Mapping[str, Any]) -> str:
-    text = str(Path(out_dir).resolve()) + "\n" + json.dumps(config, sort_keys=True)
+    """The run's id: its folder and its config, less what a resume may change (a run resumed with more time
+    stays one run; an id of a run that never had a time limit is what it always was)."""
+    text = str(Path(out_dir).resolve()) + "\n" + json.dumps(run_identity(config), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -125,7 +139,7 @@ def index_run(db: ExperimentDB, project: Project, out_dir: str | os.PathLike, *,
         check_request_fields(request, out / "request.json")
     darts = config.get("kind") == "darts"
     if problem is not None:
-        devices = tuple(describe_device(project, t) for t in problem.devices)
+        devices = as_recorded(out, config, tuple(describe_device(project, t) for t in problem.devices))
         objective = problem.accuracy_name
     else:
         devices = tuple(RunDevice(n, "unknown", budget_ms=None if b is None else float(b))
@@ -146,21 +160,79 @@ def index_run(db: ExperimentDB, project: Project, out_dir: str | os.PathLike, *,
     warm = check_warm_start(_object(out / "warm_start.json", "warm start"), out / "warm_start.json") or None
     if darts:
         ckpt = {"status": "complete"} if best else {}
-    run_status = status or ("complete" if ckpt.get("status") == "complete" else ckpt.get("status") or "running")
+    run_status = status or checkpoint_status(out, ckpt)
     best_obj = best.get("objectives") or {}
     best_number = darts_best_number(best) if darts else best.get("number")
     rec = RunRecord(
-        id=run_id_for(out, config), created_at=created_at or (out / "config.json").stat().st_mtime,
+        id=run_id_for(out, config), created_at=created_at or _file_time(out, START_FILES, min),
         status=run_status, space=str(config["space"]),
         strategy=str(config.get("strategy") or config.get("mode") or config.get("kind") or "?"),
         seed=int(config.get("seed") or 0), objective=str(objective), out_dir=str(out.resolve()), config=config,
         task=describe_task(request or {"table": None}), request=request, devices=devices,
-        finished_at=time.time() if run_status != "running" else None, n_evaluations=len(evals),
+        finished_at=_file_time(out, RESULT_FILES, max) if run_status != "running" else None, n_evaluations=len(evals),
         best_number=best_number,
         best_value=best_obj.get(objective), best_arch=best.get("arch"),
         warm_start=warm, rerun_of=rerun_of if rerun_of is not None else (warm or {}).get("rerun_of"))
-    save_run(db, rec, evals, fronts)
-    return rec
+    return save_run(db, rec, evals, fronts)
+
+
+def as_recorded(out: Path, config: Mapping[str, Any], devices: tuple[RunDevice, ...]) -> tuple[RunDevice, ...]:
+    """``devices`` (described with today's tables, as ``runs import`` rebuilds them) with what the run had:
+    its budgets (``config.json``; a quantile budget moves with the table) and the table hashes it started
+    with (``tables.json``). With today's hash, ``runs import`` after a table changed hid the run from ``runs
+    stale``. A device the record lacks keeps today's hash (a run made before the record); an unreadable
+    record gives none, so ``runs stale`` checks the run again rather than trusting a guess."""
+    budgets = {str(n): None if b is None else float(b) for n, b in config.get("devices", [])}
+    devices = tuple(dataclasses.replace(d, budget_ms=budgets[d.device]) if d.device in budgets else d
+                    for d in devices)
+    path = out / "tables.json"
+    if not path.exists():
+        return devices
+    try:
+        recorded: Mapping[str, str | None] = check_tables(read_json(path, "the run's table record"), path)
+    except InputError:
+        recorded = {d.device: None for d in devices}
+    return tuple(dataclasses.replace(d, lut_hash=recorded[d.device]) if d.device in recorded else d
+                 for d in devices)
+
+
+def checkpoint_status(out: Path, ckpt: Mapping[str, Any]) -> str:
+    """The run's status by its checkpoint; ``running`` only while a search holds the folder's run lock (an
+    interrupted run's checkpoint still says ``running``, and ``runs import`` recorded it as running)."""
+    status = "complete" if ckpt.get("status") == "complete" else ckpt.get("status") or "running"
+    return "stopped" if status == "running" and run_lock_held(out) is False else status
+
+
+def run_lock_held(out: Path) -> bool | None:
+    """Whether a search holds ``out``'s run lock (``edgenas.locks.run_lock``) now; None when that cannot be
+    told. Probed with a shared, non-blocking ``flock`` on the lock file opened read-only, so nothing in the
+    folder is created or written; the probe holds it for a moment only."""
+    from edgenas.locks import LOCK_NAME
+
+    try:
+        fd = os.open(out / LOCK_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False  # no search ever locked it (or an older edgenas ran it)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as exc:
+            return True if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN) else None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def _file_time(out: Path, names: tuple[str, ...], pick: Any) -> float:
+    """The ``pick`` (min or max) of the modification times of the run files ``names`` that exist
+    (``config.json``'s when none does)."""
+    times = [(out / n).stat().st_mtime for n in names if (out / n).is_file()]
+    return float(pick(times)) if times else (out / "config.json").stat().st_mtime
 
 
 def darts_best_number(best: Mapping[str, Any]) -> int | None:

@@ -3,11 +3,13 @@
 A run is saved whole, in one transaction (``save_run``: the run row, its devices, every evaluation and
 its fronts), replacing any earlier copy with the same id, so indexing a run folder twice (a search
 that writes while it runs, then ``edgenas runs import``) never duplicates anything. Run ids are short
-hex strings; any unique prefix names a run.
+hex strings; any unique prefix names a run. Re-indexing keeps the run's ``created_at`` (a resume or an
+import does not make it newer), and replaces a copy of the same run in the same folder under another id.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping, Sequence
 
@@ -17,6 +19,17 @@ from edgenas.errors import InputError
 from edgenas.store.experiment import ExperimentDB
 from edgenas.store.rows import DamagedRowError, decode_row, key_of, raw_columns, run_hint
 from edgenas.store.schema import evaluations, fronts, run_devices, runs
+
+#: config fields a resume may change (``search --resume RUN --time-budget S`` extends ``max_wall_s``): they do
+#: not make another run, so a run's id (``search.record.run_id_for``) and the same-run check leave them out
+#: (``search.run.run_search`` refuses a resume that changes any other field)
+RESUME_FIELDS = frozenset({"max_wall_s"})
+
+
+def run_identity(config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` as it identifies a run: the ``RESUME_FIELDS`` it has, as null (not dropped, so a run that
+    never had a time limit keeps the id it always had)."""
+    return {**config, **{k: None for k in RESUME_FIELDS if k in config}}
 
 
 @dataclass(frozen=True)
@@ -84,26 +97,72 @@ def _clean(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def save_run(db: ExperimentDB, rec: RunRecord, evals: Sequence[Evaluation] = (),
-             run_fronts: Mapping[str, Sequence[int]] | None = None) -> None:
+             run_fronts: Mapping[str, Sequence[int]] | None = None) -> RunRecord:
+    """Save ``rec`` whole, replacing its earlier copies; returns the record as saved.
+
+    An earlier copy's ``created_at`` is kept: re-indexing a resumed or re-imported run moved it, and with it
+    the order of ``runs list`` and the warm start's tie-break. Earlier copies are the row of ``rec``'s id and
+    any row of the same run folder and the same run (``same_run``) under another id: an edgenas that hashed a
+    resume's new time limit into the id left such a phantom, which listings and warm starts then used."""
+    with db.begin() as con:
+        earlier = _earlier_copies(db, con, rec)
+        kept = [c for _, c in earlier if c is not None]
+        if kept:
+            rec = dataclasses.replace(rec, created_at=min(kept))
+        ids = sorted({rid for rid, _ in earlier} | {rec.id})
+        for t in (fronts, evaluations, run_devices):
+            con.execute(t.delete().where(t.c.run_id.in_(ids)))
+        con.execute(runs.delete().where(runs.c.id.in_(ids)))
+        gone = [rid for rid in ids if rid != rec.id]
+        if gone:  # a re-run of the phantom is a re-run of this run
+            con.execute(runs.update().where(runs.c.rerun_of.in_(gone)).values(rerun_of=rec.id))
+        _insert_run(con, rec, evals, run_fronts)
+    return rec
+
+
+def _insert_run(con: Any, rec: RunRecord, evals: Sequence[Evaluation],
+                run_fronts: Mapping[str, Sequence[int]] | None) -> None:
     row = {f.name: getattr(rec, f.name) for f in fields(rec) if f.name != "devices"}
     row["best_value"] = _finite(rec.best_value)
-    with db.begin() as con:
-        for t in (fronts, evaluations, run_devices):
-            con.execute(t.delete().where(t.c.run_id == rec.id))
-        con.execute(runs.delete().where(runs.c.id == rec.id))
-        con.execute(runs.insert().values(**row))
-        if rec.devices:
-            con.execute(run_devices.insert(), [dict(run_id=rec.id, position=i, **d.__dict__)
-                                               for i, d in enumerate(rec.devices)])
-        if evals:
-            con.execute(evaluations.insert(), [
-                dict(run_id=rec.id, number=e.number, arch=dict(e.arch), objectives=_clean(e.objectives),
-                     latency_ms=_clean(e.latency_ms), constraints=_clean(e.constraints), feasible=e.feasible,
-                     value=_finite(e.objectives.get(rec.objective)), wall_s=e.wall_s) for e in evals])
-        rows = [dict(run_id=rec.id, front=name, position=i, number=n)
-                for name, numbers in (run_fronts or {}).items() for i, n in enumerate(numbers)]
-        if rows:
-            con.execute(fronts.insert(), rows)
+    con.execute(runs.insert().values(**row))
+    if rec.devices:
+        con.execute(run_devices.insert(), [dict(run_id=rec.id, position=i, **d.__dict__)
+                                           for i, d in enumerate(rec.devices)])
+    if evals:
+        con.execute(evaluations.insert(), [
+            dict(run_id=rec.id, number=e.number, arch=dict(e.arch), objectives=_clean(e.objectives),
+                 latency_ms=_clean(e.latency_ms), constraints=_clean(e.constraints), feasible=e.feasible,
+                 value=_finite(e.objectives.get(rec.objective)), wall_s=e.wall_s) for e in evals])
+    rows = [dict(run_id=rec.id, front=name, position=i, number=n)
+            for name, numbers in (run_fronts or {}).items() for i, n in enumerate(numbers)]
+    if rows:
+        con.execute(fronts.insert(), rows)
+
+
+def _earlier_copies(db: ExperimentDB, con: Any, rec: RunRecord) -> list[tuple[str, float | None]]:
+    """(id, created_at) of the rows ``rec`` replaces (``save_run``); a damaged value reads as None (the
+    copy of ``rec``'s id is replaced all the same, as ``runs import`` promises for a damaged row)."""
+    cols = [c for c in raw_columns(runs, db.dialect) if c.name in ("id", "created_at", "config")]
+    rows = con.execute(sa.select(*cols).where(sa.or_(runs.c.id == rec.id, runs.c.out_dir == rec.out_dir))).all()
+    out = []
+    for r in rows:
+        config = _decoded(db, r, "config")
+        if r.id == rec.id or (config is not None and same_run(config, rec.config)):
+            out.append((str(r.id), _decoded(db, r, "created_at")))
+    return out
+
+
+def _decoded(db: ExperimentDB, r: Any, column: str) -> Any:
+    """One column of a raw run row, checked (``rows.decode_row``); None when damaged."""
+    try:
+        return decode_row({column: r._mapping[column]}, "runs", where=db.where, key=key_of(r), hint="")[column]
+    except InputError:
+        return None
+
+
+def same_run(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two configs are one run's (equal but for what a resume may change)."""
+    return run_identity(a) == run_identity(b)
 
 
 def _decode_run(db: ExperimentDB, r: Any, devs: Sequence[Any]) -> RunRecord:

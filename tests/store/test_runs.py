@@ -3,18 +3,24 @@ folders, list/show/compare, and two searches writing at once."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import multiprocessing as mp
+import os
 import shutil
 
 import pytest
+import sqlalchemy as sa
 
 from edgenas.errors import InputError, SearchInterrupted
+from edgenas.locks import run_lock
 from edgenas.project import Project
 from edgenas.search.launch import SearchRequest, launch_search
 from edgenas.search.launch import import_run as index_run
 from edgenas.store import ExperimentDB
-from edgenas.store.runs import get_run, list_runs, run_evaluations, run_fronts
+from edgenas.store.runs import get_run, list_runs, run_evaluations, run_fronts, save_run
+from edgenas.store.schema import runs as run_rows
 
 from .conftest import TABLE
 
@@ -175,8 +181,92 @@ def test_an_interrupted_search_is_recorded_as_stopped(db, tmp_path):
     [run] = list_runs(db)
     assert run.status == "stopped" and run.n_evaluations == 12
     launch_search(Project(tmp_path), None, tmp_path / "r", db=db, resume=True)
+    [again] = list_runs(db)
+    assert again.status == "complete" and again.n_evaluations == 30
+    assert again.created_at == run.created_at  # not the resume's start: the run began before it
+
+
+def _interrupted(tmp_path, at: int = 12):
+    """A run folder (not indexed) whose search was interrupted at evaluation ``at``: its checkpoint says
+    running."""
+    def progress(done, total):
+        if done == at:
+            raise KeyboardInterrupt
+
+    with pytest.raises(SearchInterrupted):
+        launch_search(Project(tmp_path), _req(), tmp_path / "r", record=False, progress=progress)
+    assert json.loads((tmp_path / "r" / "checkpoint.json").read_text())["status"] == "running"
+    return tmp_path / "r"
+
+
+def test_import_of_an_interrupted_run_records_it_stopped_unless_a_search_holds_it(db, tmp_path):
+    out = _interrupted(tmp_path)
+    with run_lock(out):  # a search is running in it: it is running
+        held = index_run(db, Project(tmp_path), out)
+    assert held.status == "running" and held.finished_at is None
+    run = index_run(db, Project(tmp_path), out)  # nobody holds it: it was interrupted
+    assert run.status == "stopped" and get_run(db, run.id).status == "stopped"
+    assert get_run(db, run.id).finished_at == (out / "evaluations.jsonl").stat().st_mtime
+
+
+def test_a_resumed_run_never_indexed_dates_from_its_folder_not_from_the_resume(db, tmp_path):
+    out = _interrupted(tmp_path)
+    os.utime(out / "request.json", (9e8, 9e8))  # when the run began
+    launch_search(Project(tmp_path), None, out, db=db, resume=True)
     [run] = list_runs(db)
-    assert run.status == "complete" and run.n_evaluations == 30
+    assert run.status == "complete" and run.created_at == 9e8
+
+
+def test_reindexing_keeps_the_runs_times_and_takes_them_from_its_files(db, tmp_path):
+    out = tmp_path / "r"
+    launch_search(Project(tmp_path), _req(budget=10), out, db=db)
+    [run] = list_runs(db)
+    index_run(db, Project(tmp_path), out)  # `runs import` of an indexed run
+    [again] = list_runs(db)
+    assert (again.created_at, again.finished_at) == (run.created_at, run.finished_at)
+    # a folder never indexed: when it began (request.json; config.json is rewritten by every resume) and
+    # when it last wrote a result, not the time of the import
+    os.utime(out / "request.json", (9e8, 9e8))
+    for name in ("evaluations.jsonl", "checkpoint.json", "best.json", "pareto.json"):
+        os.utime(out / name, (1e9, 1e9))
+    other = ExperimentDB(f"sqlite:///{tmp_path / 'other.db'}")
+    fresh = index_run(other, Project(tmp_path), out)
+    assert (fresh.created_at, fresh.finished_at) == (9e8, 1e9)
+    assert (get_run(other, fresh.id).created_at, get_run(other, fresh.id).finished_at) == (9e8, 1e9)
+
+
+def test_a_run_resumed_with_more_time_stays_one_run(db, tmp_path):
+    out = tmp_path / "r"
+    launch_search(Project(tmp_path), _req(strategy="evolution", budget=60, seed=11, max_wall_s=0.01), out, db=db)
+    [run] = list_runs(db)
+    assert run.status == "stopped" and run.n_evaluations < 60
+    launch_search(Project(tmp_path), None, out, db=db, resume=True, more_wall_s=600)
+    [again] = list_runs(db)  # config.json's max_wall_s changed: it was indexed under a second id
+    assert (again.id, again.status, again.n_evaluations, again.created_at) == (run.id, "complete", 60,
+                                                                               run.created_at)
+    assert json.loads((out / "config.json").read_text())["max_wall_s"] > 600
+
+
+def test_a_phantom_copy_of_a_run_is_replaced_and_ids_without_a_time_limit_are_unchanged(db, tmp_path):
+    out = tmp_path / "r"
+    launch_search(Project(tmp_path), _req(budget=10), out, db=db)
+    [run] = list_runs(db)
+    config = json.loads((out / "config.json").read_text())
+    assert config["max_wall_s"] is None  # the id as every earlier edgenas computed it
+    text = str(out.resolve()) + "\n" + json.dumps(config, sort_keys=True)
+    assert run.id == hashlib.sha256(text.encode()).hexdigest()[:12]
+    # what an earlier edgenas left after a resume with more time: the same run under another id, and a
+    # re-run of it; another run in another folder is left alone
+    with db.begin() as con:  # the row as that edgenas wrote it (save_run now replaces a phantom itself)
+        row = dict(con.execute(sa.select(run_rows).where(run_rows.c.id == run.id)).one()._mapping)
+        con.execute(run_rows.insert().values(**{**row, "id": "0123456789ab", "created_at": run.created_at - 100,
+                                            "config": {**run.config, "max_wall_s": 0.01}}))
+    save_run(db, dataclasses.replace(run, id="ba9876543210", out_dir=str(tmp_path / "rerun"), rerun_of="0123456789ab"))
+    assert len(list_runs(db)) == 3
+    index_run(db, Project(tmp_path), out)
+    now = {r.id: r for r in list_runs(db)}
+    assert set(now) == {run.id, "ba9876543210"} and now["ba9876543210"].rerun_of == run.id
+    assert now[run.id].created_at == run.created_at - 100  # the older copy's: when the run began
 
 
 def test_a_moved_folder_imports_as_another_run(db, tmp_path):

@@ -15,7 +15,7 @@ from edgenas.fleet.refresh import DeviceRefresh, stale_runs_after
 from edgenas.latency.lut import EntryStats, Lut
 from edgenas.latency.store import LutStore
 from edgenas.project import Project
-from edgenas.search.launch import SearchRequest, launch_search
+from edgenas.search.launch import SearchRequest, import_run, launch_search
 from edgenas.search.stale import find_stale
 from edgenas.spaces import get_space
 from edgenas.store.runs import get_run, list_runs
@@ -69,6 +69,30 @@ def test_rescaled_table_makes_runs_stale_and_rerun_fixes_them(db, db_url, tmp_pa
     assert {s.run_id for s in find_stale(db, proj)[0]} == {runs[1].id}  # r0 was re-run; its re-run is fine
 
 
+def test_reimporting_a_run_keeps_the_table_hash_it_started_with(db, tmp_path):
+    table = tmp_path / "hw.csv"
+    shutil.copy(TABLE, table)
+    proj = Project(tmp_path)
+    launch_search(proj, SearchRequest(space="nb201", table=str(table), latency_column="raspi4_ms",
+                                      max_latency_ms=(8.0,), budget=40, seed=0, strategy="evolution"),
+                  tmp_path / "r", db=db)
+    [run] = list_runs(db)
+    started = json.loads((tmp_path / "r" / "tables.json").read_text())["tables"]["raspi4_ms"]
+    assert run.devices[0].lut_hash == started
+    rescale_column(table, "raspi4_ms", 1.5)
+    [s] = find_stale(db, proj)[0]
+    assert s.status == "over_budget"
+    again = import_run(db, proj, tmp_path / "r")  # rebuilt from today's table: its hash was recorded
+    assert again.id == run.id and again.devices[0].lut_hash == started
+    assert [x.run_id for x in find_stale(db, proj)[0]] == [run.id]
+    rescale_column(table, "raspi4_ms", 1000.0)  # no architecture meets 8 ms now: the run is rebuilt without budgets
+    again = import_run(db, proj, tmp_path / "r")
+    assert [(d.kind, d.lut_hash, d.budget_ms) for d in again.devices] == [("table", started, 8.0)]
+    assert [(x.run_id, x.status) for x in find_stale(db, proj)[0]] == [(run.id, "over_budget")]
+    (tmp_path / "r" / "tables.json").unlink()  # a run made before the record: today's hash, as before
+    assert import_run(db, proj, tmp_path / "r").devices[0].lut_hash != started
+
+
 def _stats(ms: float) -> EntryStats:
     return EntryStats(n=20, median_ms=ms, mean_ms=ms, std_ms=0.01 * ms, cov=0.01, p90_ms=ms * 1.02,
                       p99_ms=ms * 1.05, min_ms=ms * 0.98, max_ms=ms * 1.1)
@@ -101,6 +125,10 @@ def test_fleet_refresh_hook_counts_runs_stale_on_rescaled_devices(db_url, tmp_pa
     rows = [DeviceRefresh("jetson", "rescaled", "speed +50% twice", "nb201")]
     assert stale_runs_after(proj, rows) == 0  # the table did not change yet
     store.save(dataclasses.replace(_lut(1.5), created_at=_lut().created_at + 1))  # what a rescale leaves
+    assert stale_runs_after(proj, rows) == 1
+    import_run(db, proj, tmp_path / "r")  # rebuilt with today's LUT: the one it started with is recorded
+    assert get_run(db, run.id).devices[0].lut_hash == run.devices[0].lut_hash
+    assert get_run(db, run.id).devices[0].budget_ms == run.devices[0].budget_ms  # its quantile, not today's
     assert stale_runs_after(proj, rows) == 1
     assert stale_runs_after(proj, [dataclasses.replace(rows[0], status="verified")]) == 0
     [s] = find_stale(db, proj, device="jetson")[0]
