@@ -217,12 +217,14 @@ def _finish(space, terms, budgets, history, relax: MBV3Relaxation, out: Path) ->
     within = all(b is None or lat[t.name] <= b for t, b in zip(terms, budgets))
     with torch.no_grad():
         pk, pd, pr = (p.tolist() for p in relax.probs())
+    repaired = space.to_dict(arch) != history[-1]["arch"]  # one more evaluation, numbered after the epochs'
     record = {"arch": space.to_dict(arch), "objectives": {}, "latency_ms": lat,
               "budgets_ms": {t.name: b for t, b in zip(terms, budgets)}, "within_budget": within,
               "argmax_arch": history[-1]["arch"], "argmax_latency_ms": dict(history[-1]["derived_ms"]),
               "derivation": how, "repair_steps": steps, "epoch": history[-1]["epoch"],
+              "number": len(history) if repaired else len(history) - 1,
               "probs": {"ke": pk, "d": pd, "r": pr}, "strategy": "darts",
-              "relaxation": "mbv3-path-sampling", "evaluations": len(history), "stopped": "budget"}
+              "relaxation": "mbv3-path-sampling", "evaluations": len(history) + repaired, "stopped": "budget"}
     atomic_write_json(out / "best.json", record)
     atomic_write_json(out / "history.json", {"schema": MB_DARTS_SCHEMA, "history": history})
     return record

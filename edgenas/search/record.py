@@ -236,15 +236,17 @@ def _file_time(out: Path, names: tuple[str, ...], pick: Any) -> float:
 
 
 def darts_best_number(best: Mapping[str, Any]) -> int | None:
-    """The evaluation number of a DARTS run's chosen network: ``best.json``'s (DARTS-PT's pick), else its
-    last epoch's record (``darts_log`` numbers epoch e as e - 1)."""
+    """The evaluation number of a DARTS run's chosen network: ``best.json``'s (DARTS-PT's pick, mbv3's
+    repaired network, the last epoch's), else (runs from before it was recorded) its last epoch's record
+    (``darts_log`` numbers epoch e as e - 1)."""
     number, epoch = best.get("number"), best.get("epoch")
     return number if number is not None else int(epoch) - 1 if epoch else None
 
 
 def darts_log(out: Path, config: Mapping[str, Any], best: Mapping[str, Any]) -> list[dict[str, Any]]:
     """A DARTS run's epochs as evaluation records: the cell derived at each epoch's end (by alpha), then,
-    for a finished run with the DARTS-PT selection, the cell PT chose (``best.json``'s ``number``)."""
+    for a finished run whose chosen network is none of them (DARTS-PT's pick on nb201, the network the
+    budget repair made of the last argmax on mbv3), that network (``best.json``'s ``number``)."""
     from edgenas.spaces import get_space
 
     src = out / "checkpoint.json" if (out / "checkpoint.json").exists() else out / "history.json"
@@ -273,7 +275,7 @@ def _darts_records(space: Any, history: Any, best: Mapping[str, Any], record: An
         a = h["arch"]  # nb201: the cell's string; mbv3 (darts_mbv3_train): the architecture record
         arch = space.from_dict(a) if isinstance(a, Mapping) else space.from_string(a)
         recs.append(record(int(h["epoch"]) - 1, space.to_dict(arch), h["train_loss"], h["derived_ms"], wall))
-    if history and best.get("selection") == "pt" and "number" in best:
+    if history and best.get("number") == len(history):  # the chosen network, after the epochs'
         recs.append(record(best["number"], best["arch"], history[-1]["train_loss"], best["latency_ms"],
                            wall + float(best.get("pt_s") or 0.0)))
     return recs

@@ -176,6 +176,26 @@ def test_two_devices_give_two_terms_and_both_budgets_hold(tiny_project, tmp_path
     assert rec["within_budget"] and all(rec["latency_ms"][n] <= b for n, b in budgets)
 
 
+def test_a_repaired_network_is_the_runs_last_evaluation_and_its_best(tiny_project, tmp_path):
+    """The budget repair's network is none of the epochs' argmax networks: the run's records pointed the
+    chosen network at the last epoch's (``runs show``, ``runs stale`` read that one's latency)."""
+    from edgenas.search.darts_mbv3_train import MbDartsConfig, run_mbv3_darts
+    from edgenas.search.record import darts_best_number, darts_log
+
+    pred = _predictor(tiny_project)
+    lo = pred.min_latency()[0]
+    rng = np.random.default_rng(1)
+    med = float(np.median(pred.predict_many([pred.space.sample(rng) for _ in range(300)])))
+    cfg = MbDartsConfig(space=SPACE, data=str(tiny_project / "small.npz"), epochs=2, seed=0, lambda_lr=0.0,
+                        devices=(("local", lo + 0.05 * (med - lo)),))
+    rec = run_mbv3_darts(cfg, [("local", pred)], tmp_path / "run")
+    assert rec["derivation"] != "argmax" and rec["repair_steps"] > 0 and rec["within_budget"]
+    log = darts_log(tmp_path / "run", cfg.to_json(), rec)
+    assert [e["number"] for e in log] == [0, 1, 2] and darts_best_number(rec) == 2 == rec["number"]
+    assert log[-1]["arch"] == rec["arch"] and log[-1]["latency_ms"] == rec["latency_ms"] and log[-1]["feasible"]
+    assert log[1]["arch"] == rec["argmax_arch"] and not log[1]["feasible"]
+
+
 def test_ofa_w12_relaxation_on_the_published_note10_table():
     from pathlib import Path
 
