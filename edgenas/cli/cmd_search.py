@@ -192,9 +192,9 @@ def register(app: typer.Typer) -> None:
                 raise InputError("--rerun repeats a recorded search; give no --space or --resume with it")
             from edgenas.search.rerun import rerun_request
 
-            req, folder = rerun_request(proj, rerun, db_url=db, out_dir=out_dir)
+            req, folder, rerun_of = rerun_request(proj, rerun, db_url=db, out_dir=out_dir)
             with progress_bar(quiet=json_out) as bar:
-                problem, config, result = launch_search(proj, req, folder, db_url=db, rerun_of=req.warm_start[0],
+                problem, config, result = launch_search(proj, req, folder, db_url=db, rerun_of=rerun_of,
                                                    progress=lambda d, t: bar("search", d, t), note=_say)
             return _print(problem, config, result, json_out)
         if resume is None:

@@ -327,6 +327,10 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
         db = open_db(db_url, project)  # an unreachable database fails here, before anything is written
     if not is_driver(req.strategy):
         initial, warm = _warm_start(project, db, req, problem, config, out_dir, resume, rerun_of)
+    elif rerun_of and not resume:  # a driver takes no warm start: the record only says what it re-runs
+        warm = {"transferred": [], "rerun_of": rerun_of,
+                "note": f"a re-run of {rerun_of}: '{req.strategy}' takes no warm start, so the same search runs "
+                        "again with today's latency tables"}
     resume_hint = f"resume with: edgenas search --resume {out_dir}"
     with new_out_dir(out_dir, "--out") as folder, run_lock(folder, f"run folder {folder}"):
         if not resume:

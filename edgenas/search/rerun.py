@@ -1,8 +1,10 @@
 """``edgenas search --rerun RUN_ID``: repeat a recorded search, warm-started from it.
 
 The request is the recorded one (space, evaluator, devices and budgets, strategy, budget, seed), with
-``warm_start`` set to the run itself; latency now comes from each device's current table. The new run
-goes to ``<old folder>-rerun-N`` (or ``--out``) and records what it re-runs.
+``warm_start`` set to the run itself; latency now comes from each device's current table. The strategies
+that run their own loop (``sh``, ``hyperband``, ``darts``) take no warm start: theirs is the same search
+again on today's tables (``runs stale`` suggests a re-run for them too). The new run goes to
+``<old folder>-rerun-N`` (or ``--out``) and records what it re-runs.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from edgenas.search.launch import SearchRequest
 
 
 def rerun_request(project: Project, ref: str, *, db_url: str | None = None,
-                  out_dir: Path | None = None) -> tuple[SearchRequest, Path]:
+                  out_dir: Path | None = None) -> tuple[SearchRequest, Path, str]:
+    """The request of the re-run of ``ref``, its folder, and the id of the run it re-runs."""
+    from edgenas.search.base import is_driver
     from edgenas.store import open_db
     from edgenas.store.runs import get_run
 
@@ -25,11 +29,12 @@ def rerun_request(project: Project, ref: str, *, db_url: str | None = None,
         raise InputError(f"run {run.id} has no recorded search request (request.json)",
                          hint="re-run it by hand with the same settings and --warm-start " + run.id)
     req = SearchRequest.from_json(run.request, where=f"run {run.id}: request")
-    req = dataclasses.replace(req, warm_start=(run.id,))
+    if not is_driver(req.strategy):
+        req = dataclasses.replace(req, warm_start=(run.id,))
     if out_dir is None:
         base = Path(run.out_dir)
         n = 1
         while Path(f"{base}-rerun-{n}").exists():
             n += 1
         out_dir = Path(f"{base}-rerun-{n}")
-    return req, Path(out_dir)
+    return req, Path(out_dir), run.id

@@ -149,3 +149,30 @@ def test_the_listed_mbv3_darts_defaults_are_the_ones_it_runs_with(cli, tmp_path,
         r = cli("search", "--space", "mbv3-tiny", "--strategy", "darts", "--strategy-opt", given,
                 "--out", str(tmp_path / "run"))
         assert r.code == 2 and "applies to the nb201 cell" in r.err and not (tmp_path / "run").exists(), r.err
+
+
+def test_a_rerun_of_a_driver_run_repeats_it_without_a_warm_start(cli, valid, tmp_path, monkeypatch):
+    """runs stale suggests ``search --rerun`` for every stale run; for sh it failed with "--warm-start is not
+    supported": a driver's re-run is the same search on today's tables, recorded as a re-run."""
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path / "proj"))
+    monkeypatch.setenv("EDGENAS_DB", f"sqlite:///{tmp_path / 'edgenas.db'}")
+    monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
+    hw = str(Path(valid).with_name("nb201_hw.csv"))
+    r = cli("search", "--space", "nb201", "--table", hw, "--latency-column", "raspi4_ms", "--max-latency-ms", "20",
+            "--strategy", "sh", "--budget", "9", "--ladder", f"nb201-fidelity:table={valid},column=cifar10_valid_12ep",
+            "--ladder", f"nb201-fidelity:table={valid},column=cifar10_valid,cost=16.67", "--out",
+            str(tmp_path / "sh"), "--json")
+    assert r.code == 0, r.err
+    [first] = json.loads(cli("runs", "list", "--json").out)
+    r = cli("search", "--rerun", first["id"], "--json")
+    assert r.code == 0, r.err
+    assert r.json()["out_dir"] == str(tmp_path / "sh") + "-rerun-1"
+    req = json.loads((tmp_path / "sh-rerun-1" / "request.json").read_text())
+    assert req["strategy"] == "sh" and not req["warm_start"]
+    from edgenas.store import open_db
+    from edgenas.store.runs import list_runs
+
+    [rerun] = [x for x in list_runs(open_db(f"sqlite:///{tmp_path / 'edgenas.db'}")) if x.id != first["id"]]
+    assert rerun.rerun_of == first["id"] and rerun.strategy == "sh" and rerun.status == "complete"
+    warm = json.loads((tmp_path / "sh-rerun-1" / "warm_start.json").read_text())
+    assert warm["rerun_of"] == first["id"] and warm["transferred"] == [] and "no warm start" in warm["note"]
