@@ -151,6 +151,26 @@ def test_gradient_proxies_zero_for_parameter_free_cells(batch):
     assert make_proxy("snip").score(small_net(), batch) > 0
 
 
+def test_trainability_cuts_exactly_groups_equal_micro_batches(batch, monkeypatch):
+    """torch.chunk cut 6 images into 3 groups for groups=4 (the score of groups=3) and 10 into 3, 3, 3, 1."""
+    from edgenas.evaluate.proxies import ct
+
+    x, y = batch
+    sizes: list[int] = []
+    real = ct.loss_and_output
+    monkeypatch.setattr(ct, "loss_and_output", lambda m, b: (sizes.append(len(b[0])), real(m, b))[1])
+
+    def micro_batches(n: int, groups: int) -> tuple[float, list[int]]:
+        torch.manual_seed(0)
+        sizes.clear()
+        value = make_proxy("trainability", groups=groups).score(small_net(), (x[:n], y[:n]))
+        return value, list(sizes)  # the SGD step on the whole batch goes through base.backward_once
+
+    four, three = micro_batches(6, 4), micro_batches(6, 3)
+    assert four[1] == [1, 1, 1, 1] and three[1] == [2, 2, 2] and four[0] != three[0]
+    assert micro_batches(10, 4)[1] == [2, 2, 2, 2]
+
+
 def test_options_are_validated():
     with pytest.raises(InputError, match="unknown option"):
         make_proxy("naswot", groups=3)

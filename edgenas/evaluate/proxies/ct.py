@@ -11,7 +11,8 @@ compression
 
 trainability
     One plain SGD step (``lr``) on the whole batch's cross-entropy, then the batch is cut into
-    ``groups`` equal micro-batches and the gradient ``g_k`` of the conv/linear weights is taken on
+    ``groups`` equal micro-batches (the remainder of a batch not a multiple of ``groups`` left out) and
+    the gradient ``g_k`` of the conv/linear weights is taken on
     each. With ``m = mean_k g_k``, score = ``log(||m||^2 / mean_k ||g_k - m||^2)``: the gradient
     signal-to-noise ratio across the mini-batch (higher: examples agree on where to go).
 
@@ -100,7 +101,8 @@ class Trainability(Proxy):
                 if p.grad is not None:
                     p.add_(p.grad, alpha=-self.options["lr"])
         grads = []
-        for xs, ys in zip(torch.chunk(x, groups), torch.chunk(y, groups)):
+        n = x.shape[0] // groups * groups  # exactly `groups` equal micro-batches (torch.chunk made 3 of 6 for 4,
+        for xs, ys in zip(x[:n].chunk(groups), y[:n].chunk(groups)):  # and 3, 3, 3, 1 of 10)
             model.zero_grad(set_to_none=True)
             loss, _ = loss_and_output(model, (xs, ys))
             if not torch.isfinite(loss):
