@@ -12,12 +12,14 @@ know about:
   (optuna >= 5, which deprecated ``constraints_func`` for it) or returned by the sampler's
   ``constraints_func`` from the trial's user attribute ``violation`` (older optuna). TPE, GP and
   NSGA-II then use optuna's constrained variants. CMA-ES takes no constraints; it is told a penalised
-  value (worst feasible value seen + 1 + violation), which keeps its rank-based update feasibility-first.
+  value (``INFEASIBLE`` + violation), which keeps its rank-based update feasibility-first. (The worst
+  feasible value seen + 1 + violation did not: a bad feasible result told later in a generation raised
+  that worst above the penalties told before it.)
 * **known architectures**: a trial that decodes to an architecture already evaluated is told its known
   result at once and the study is asked again, so no evaluation is spent twice (the cache is the run
   log, replayed on resume).
 * **cheap pre-check**: with latency budgets, a trial whose predicted latency breaks a budget is told
-  (violation from the predictor, the worst value seen as its objective) without being evaluated, as every
+  (violation from the predictor, each objective's worst feasible value seen) without being evaluated, as every
   edgenas strategy filters candidates before evaluation.
 * **bounded**: after ``max_tries`` such trials in a row, a novel feasible-first random architecture
   (``Strategy.propose``) is enqueued into the study and asked for, so ``ask`` never spins.
@@ -36,6 +38,9 @@ import numpy as np
 
 from edgenas.errors import InputError
 from edgenas.search.base import STRATEGIES, Option, Result, Strategy
+
+#: what CMA-ES is told for an infeasible candidate, plus its violation: above any feasible value (only ranks matter)
+INFEASIBLE = 1e12
 
 
 def _optuna() -> Any:
@@ -77,7 +82,7 @@ class OptunaStrategy(Strategy):
         self.sizes = list(space.gene_sizes())
         self.known: dict[str, Result] = {}
         self.pending: dict[str, Any] = {}          # arch id -> optuna trial awaiting its result
-        self.worst: float | None = None           # worst feasible primary value told (minimisation)
+        self.worst: list[float] | None = None     # worst feasible value told per objective (minimisation)
 
     def make_sampler(self, seed: int, constraints_func: Any) -> Any:
         raise NotImplementedError
@@ -101,7 +106,7 @@ class OptunaStrategy(Strategy):
         if len(vals) != self.n_obj or not all(np.isfinite(vals)):
             return None
         if self.single_objective and self.feasibility is not None and not r.feasible:
-            return [(self.worst if self.worst is not None else 0.0) + 1.0 + r.violation]
+            return [INFEASIBLE + r.violation]
         return vals
 
     def _tell(self, trial: Any, r: Result) -> None:
@@ -115,9 +120,12 @@ class OptunaStrategy(Strategy):
             self.study.tell(trial, vals if self.n_obj > 1 else vals[0])
 
     def _placeholder(self, violation: float) -> Result:
-        """An infeasible architecture rejected by the predictor: its violation and the worst value seen."""
-        worst = self.worst if self.worst is not None else 0.0
-        return Result(tuple([worst] * max(self.n_obj, 1)), violation)
+        """An infeasible architecture rejected by the predictor: its violation and, for each objective, the
+        worst value a feasible one was told (GP models every objective on every trial: the worst accuracy
+        repeated into the latency and size slots made infeasible regions look the cheapest)."""
+        n = max(self.n_obj, 1)
+        worst = self.worst if self.worst is not None else [0.0] * n
+        return Result(tuple(worst[:n]) + (0.0,) * (n - len(worst)), violation)
 
     # ---------------------------------------------------------------- ask/tell
     def _next(self) -> tuple[Any, Any]:
@@ -162,8 +170,9 @@ class OptunaStrategy(Strategy):
         self.mark_seen(archs)
         for arch, r in zip(archs, results):
             aid = self.space.arch_id(arch)
-            if r.feasible and np.isfinite(r.scalar):
-                self.worst = r.scalar if self.worst is None else max(self.worst, r.scalar)
+            vals = list(r.values[: max(self.n_obj, 1)])
+            if r.feasible and vals and np.all(np.isfinite(vals)):
+                self.worst = vals if self.worst is None else [max(a, b) for a, b in zip(self.worst, vals)]
             trial = self.pending.pop(aid, None)
             if trial is not None:
                 self._tell(trial, r)

@@ -14,8 +14,9 @@ Changes to plain WOA (``woa.py``):
   a generation's model moves are written in one batched call (``mutate_many``), as in evolution;
 * **polish**: after the last generation a Nelder-Mead search (scipy) on the continuous code starts from
   the best; its function values come from what was evaluated, and every new point it needs is asked
-  for (so it is part of the budget and replays exactly on resume). When it converges early the rest of
-  the budget mutates the best. Final rounding is ``space.decode``.
+  for, one per ask, since the next depends on its value (so it is part of the budget and replays exactly
+  on resume). When it converges early the rest of the budget mutates the best. Final rounding is
+  ``space.decode``.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class RIIWOA(WOA):
         if polish is None:
             polish = budget // 10 if budget else 0
         self.polish_evals = polish
+        self.nm_asked: set[str] = set()  # the Nelder-Mead points asked for (one per ask while it searches)
         if budget and not self.opts["generations"]:
             self.generations = max(1, (budget - polish) // self.N)
         self.frame: tuple[np.ndarray, np.ndarray] | None = None
@@ -162,14 +164,16 @@ class RIIWOA(WOA):
     def ask(self, n: int) -> list[Any]:
         if self.best is None or self.gen + 1 < self.generations or self.queue:
             return super().ask(n)
-        out = []
-        pending = {self.space.arch_id(a) for a in out}
+        arch = self._nm_request()
+        if arch is not None and self.space.arch_id(arch) not in self.nm_asked:
+            # Nelder-Mead needs this point's value before it can ask for the next: a batch of one (the
+            # rest of a batch of n were mutations, 19 of every 20 polish evaluations)
+            self.nm_asked.add(self.space.arch_id(arch))
+            self.mark_seen([arch])
+            return [arch]
+        out, best = [], self.best[1]  # converged (or its point is still being evaluated): mutate the best
         for _ in range(n):
-            arch = self._nm_request()
-            if arch is None or self.space.arch_id(arch) in pending:
-                best = self.best[1]
-                arch = self.propose(lambda: self.space.mutate(best, self.rng))
-            pending.add(self.space.arch_id(arch))
+            arch = self.propose(lambda: self.space.mutate(best, self.rng))
             self.mark_seen([arch])
             out.append(arch)
         return out

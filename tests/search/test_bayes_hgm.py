@@ -171,3 +171,31 @@ def test_hgm_expands_the_best_member_of_the_sampled_clade(space, formula):
     for i in range(n):   # best[i]: the best member of i's clade
         members = [i] + descendants(i, n)
         assert rank_key(s.results[s.best[i]]) == min(rank_key(s.results[m]) for m in members)
+
+
+def test_cmaes_ranks_every_infeasible_candidate_below_every_feasible_one(space, formula, Lat):
+    """The penalty was the worst feasible value seen + 1 + violation: a bad feasible result told later in a
+    generation raised that worst above penalties told before it, and infeasible candidates outranked it."""
+    from edgenas.search.optuna_samplers import INFEASIBLE
+
+    lat = Lat(space)
+    budget = float(np.quantile(lat.predict_many([space.sample(np.random.default_rng(i)) for i in range(300)]), 0.3))
+    problem = Problem(space, formula, [DeviceTarget("dev", lat, budget)])
+    s = make_strategy("cmaes", space, np.random.default_rng(0), feasibility=problem)
+    archs = s.ask(2)
+    s.tell(archs, [Result((-15.0,), 0.0), Result((-14.0,), 2.0)])   # a good feasible one, an infeasible one
+    later = s.ask(1)
+    s.tell(later, [Result((-1.0,), 0.0)])                           # then a bad feasible one
+    told = {t.number: t.value for t in s.study.trials if t.state.name == "COMPLETE"}
+    infeasible = [v for v in told.values() if v >= INFEASIBLE]
+    assert infeasible and min(infeasible) > max(v for v in told.values() if v < INFEASIBLE)
+    assert any(v == INFEASIBLE + 2.0 for v in infeasible)
+
+
+def test_a_rejected_candidate_is_told_each_objectives_worst_value(space, formula, Lat):
+    """GP models every objective on every trial: the placeholder of a rejected candidate repeated the worst
+    accuracy into the latency and size slots (-75 ms), so infeasible regions looked the cheapest."""
+    s = make_strategy("tpe", space, np.random.default_rng(0), n_objectives=3)
+    archs = s.ask(3)
+    s.tell(archs, [Result((-90.0, 5.0, 1e6)), Result((-70.0, 2.0, 3e6)), Result((-80.0, 9.0, 2e6), 1.0)])
+    assert s._placeholder(0.5) == Result((-70.0, 5.0, 3e6), 0.5)  # per objective, feasible results only

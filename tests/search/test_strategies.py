@@ -212,3 +212,35 @@ def test_an_architecture_evaluated_twice_is_one_point_of_a_front(space, formula,
         assert space.arch_id(top) in ids and len(ids) == len(set(ids))
         assert first in [t.number for t in front] and again not in [t.number for t in front]  # the first is kept
     assert result.n_evaluations == 7
+
+
+def test_riiwoa_polish_asks_for_each_nelder_mead_point_on_its_own(space, formula):
+    """Within one ask of a population's size, Nelder-Mead got 1 point and 19 mutations of the best
+    (it asked for the same point again until told its value)."""
+    from edgenas.search import riiwoa
+
+    problem = Problem(space, formula)
+    s = make_strategy("ri-iwoa", space, np.random.default_rng(3), budget=100, population=10, polish_evals=20)
+    nm_points, real = [], riiwoa.RIIWOA._nm_request
+
+    def spy(self):
+        arch = real(self)
+        if arch is not None:
+            nm_points.append(self.space.arch_id(arch))
+        return arch
+
+    riiwoa.RIIWOA._nm_request = spy
+    try:
+        batches, asked = [], []
+        while len(asked) < 100:
+            archs = s.ask(min(10, 100 - len(asked)))
+            batches.append([space.arch_id(a) for a in archs])
+            s.tell(archs, [problem.to_result(r) for r in problem.evaluate(archs)])
+            asked += batches[-1]
+    finally:
+        riiwoa.RIIWOA._nm_request = real
+    assert len(asked) == 100 and len(set(asked)) == 100
+    evaluated_nm = set(nm_points) & set(asked[80:])  # 8 generations of 10, then the polish
+    assert len(evaluated_nm) >= 3  # it was 1
+    assert all(len(b) == 1 for b in batches if set(b) & evaluated_nm)
+
