@@ -20,17 +20,17 @@ class SupernetEvaluator(Evaluator):
                  calib_batches: int = 4, calib_batch_size: int = 64, batch_size: int = 256) -> None:
         super().__init__(space)
         from edgenas.supernet.checkpoint import load_checkpoint
-        from edgenas.supernet.evaluate import SubnetScorer
+        from edgenas.supernet.evaluate import SubnetScorer, check_space_matches
 
         if not isinstance(checkpoint, (str, os.PathLike)) or not str(checkpoint):
             raise InputError("the supernet evaluator needs checkpoint=PATH",
                              hint="train one with 'edgenas supernet train'")
         state = load_checkpoint(checkpoint)
-        config = getattr(space, "config", None)
-        if state.meta.get("space") != getattr(space, "name", None) or config != state.supernet.config:
+        if state.meta.get("space") != getattr(space, "name", None):
             raise InputError(f"supernet checkpoint {checkpoint} is for space '{state.meta.get('space')}', "
                              f"not '{getattr(space, 'name', space)}'",
                              hint="train a supernet for this space or search the checkpoint's space")
+        check_space_matches(state.supernet.config, space, f"supernet checkpoint {checkpoint}")
         tc = state.meta.get("train_config") or {}
         data = data or tc.get("data") or "digits"
         for name, v, low in (("calib_batches", calib_batches, 0), ("calib_batch_size", calib_batch_size, 1),

@@ -9,6 +9,7 @@ are restored afterwards, and results are cached by the space's ``arch_id``.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -57,12 +58,27 @@ class SubnetScorer:
             saved, previous = bn_state(self.supernet), self.supernet.active_arch
             try:
                 for i, arch in todo.items():
-                    acc = self._accuracy(self.space.canonical(arch))
+                    self.space.to_genes(arch)  # an architecture of the space, else InputError (a width past
+                    acc = self._accuracy(self.space.canonical(arch))  # the largest was clipped to it)
                     self.cache[i] = acc if np.isfinite(acc) else float("-inf")
             finally:
                 load_bn_state(self.supernet, saved)
                 self.supernet.set_active(previous)
         return np.array([self.cache[i] for i in ids], dtype=float)
+
+
+def check_space_matches(config: Any, space: Any, what: str) -> None:
+    """Refuse (one ``InputError``) a supernet whose config is not ``space``'s: another space, or the same
+    name with other choices (a preset changed since it was trained; the message named the space twice)."""
+    name, today = getattr(space, "name", space), getattr(space, "config", None)
+    if config.name != name:
+        raise InputError(f"{what} is for space '{config.name}', not '{name}'",
+                         hint="evaluate architectures of the space the supernet was trained for")
+    if today != config:
+        diff = [f"{f.name}: supernet {getattr(config, f.name)!r}, space {getattr(today, f.name, None)!r}"
+                for f in dataclasses.fields(config) if getattr(config, f.name) != getattr(today, f.name, None)]
+        raise InputError(f"{what} was trained for another '{name}' than this edgenas's ({'; '.join(diff[:3])})",
+                         hint="train the supernet again for today's space")
 
 
 def evaluate_subnets(checkpoint: str | Path | MBV3Supernet, archs: Sequence[MBV3Arch],
@@ -86,9 +102,7 @@ def evaluate_subnets(checkpoint: str | Path | MBV3Supernet, archs: Sequence[MBV3
         from edgenas.spaces import get_space
 
         space = get_space(net.config.name)
-    if getattr(space, "config", None) != net.config:
-        raise InputError(f"the supernet is for space '{net.config.name}', not '{getattr(space, 'name', space)}'",
-                         hint="evaluate architectures of the space the supernet was trained for")
+    check_space_matches(net.config, space, "the supernet")
     scorer = SubnetScorer(net, space, data or "digits", val_fraction=val_fraction,
                           calib_batches=calib_batches, calib_batch_size=calib_batch_size,
                           batch_size=batch_size, seed=seed)

@@ -61,6 +61,29 @@ def test_evaluator_rejects_bad_checkpoints_and_options(trained, tmp_path, space)
         evaluate_subnets(path, [], space=get_space("ofa-mbv3"))
 
 
+def test_a_checkpoint_of_an_older_preset_and_an_architecture_outside_the_space_are_refused(trained, space,
+                                                                                              tmp_path):
+    """The same space name with other resolutions was refused as "for space 'mbv3-small', not 'mbv3-small'";
+    an expand ratio past the largest was scored as the largest (the slice clipped), where extraction refuses."""
+    import json
+    import shutil
+
+    path, _ = trained
+    old = tmp_path / "old"
+    shutil.copytree(path if path.is_dir() else path.parent, old)
+    meta = json.loads((old / "supernet.json").read_text())
+    meta["config"]["resolutions"] = meta["config"]["resolutions"][:2]
+    (old / "supernet.json").write_text(json.dumps(meta))
+    for call in (lambda: make_evaluator("supernet", space, checkpoint=str(old)),
+                 lambda: evaluate_subnets(old, [], space=space)):
+        with pytest.raises(InputError, match="another 'mbv3-small'.*resolutions: supernet") as err:
+            call()
+        assert "not 'mbv3-small'" not in str(err.value)
+    a = _small_archs(space, 1)[0]
+    with pytest.raises(InputError, match="e"):
+        evaluate_subnets(path, [type(a)(ks=a.ks, e=(8,) * len(a.e), d=a.d, r=a.r)], calib_batches=0)
+
+
 def test_ofa_named_weights_load_by_name(space, tmp_path):
     src = MBV3Supernet(space.config)
     with torch.no_grad():
