@@ -165,8 +165,13 @@ def build_engine(
     if timing_cache is not None:
         cache_path = Path(timing_cache)
         blob = cache_path.read_bytes() if cache_path.is_file() else b""
-        cache_loaded = bool(blob)
-        config.set_timing_cache(config.create_timing_cache(blob), False)
+        # set_timing_cache answers False when TensorRT refuses the cache (made on another GPU or TensorRT):
+        # then the build starts from an empty one, which is written back
+        accepted = config.set_timing_cache(config.create_timing_cache(blob), False) is not False
+        cache_loaded = bool(blob) and accepted
+        if not accepted:
+            notes.append("the timing cache {} was made for another GPU or TensorRT: not used".format(cache_path.name))
+            config.set_timing_cache(config.create_timing_cache(b""), False)
     shapes = _add_profile(builder, network, config, dynamic_batch) if dynamic_batch else {}
 
     start = time.perf_counter()

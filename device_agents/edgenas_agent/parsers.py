@@ -21,11 +21,12 @@ def _num(text: str) -> Any:
 
 
 def parse_nvpmodel_q(text: str) -> Dict[str, Any]:
-    """``nvpmodel -q``: ``NV Power Mode: MAXN`` then the mode id on the next line."""
+    """``nvpmodel -q``: ``NV Power Mode: MAXN`` then the mode id on the next line (with ``--verbose`` the
+    mode line reads ``NVPM VERB: Current mode: NV Power Mode: MAXN``)."""
     out: Dict[str, Any] = {}
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     for i, line in enumerate(lines):
-        m = re.match(r"NV Power Mode:\s*(.+)$", line)
+        m = re.search(r"NV Power Mode:\s*(.+)$", line)
         if m:
             out["mode"] = m.group(1).strip()
             if i + 1 < len(lines) and lines[i + 1].isdigit():

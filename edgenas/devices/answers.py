@@ -63,11 +63,17 @@ class DeviceInfo:
         return _find(self.fingerprint, "nvpmodel")
 
     def power_mode_mismatch(self, expected: str | None) -> dict[str, Any] | None:
-        """``{"expected", "actual"}`` when the profile expects a power mode the device is not in."""
+        """``{"expected", "actual"}`` when the profile expects a power mode the device is not in: the mode's
+        name as ``nvpmodel -q`` prints it or its number, compared whole and ignoring case (a part matched:
+        "5W" passed for 15W and 25W, "MAXN" for MAXN_SUPER)."""
         mode = self.power_mode()
-        if expected and mode and expected.lower() not in str(mode).lower():
-            return {"expected": expected, "actual": mode}
-        return None
+        if not (expected and mode):
+            return None
+        want = expected.strip().lower()
+        mode_id = _find(self.fingerprint, "nvpmodel", "id")
+        if want == str(mode).strip().lower() or (mode_id is not None and want == str(mode_id)):
+            return None
+        return {"expected": expected, "actual": mode}
 
     def to_dict(self) -> dict[str, Any]:
         """The answer's JSON shape (what ``edgenas device info --json`` prints)."""
@@ -75,12 +81,13 @@ class DeviceInfo:
                 "runtimes": self.runtimes, "agent_version": self.agent_version, "workdir": self.workdir}
 
 
-def _find(d: object, key: str) -> object:
+def _find(d: object, key: str, field: str = "mode") -> object:
     if isinstance(d, dict):
         for k, v in d.items():
             if key in k.lower():
-                return v.get("mode", v) if isinstance(v, dict) else v
-            got = _find(v, key)
+                return v.get(field, v if field == "mode" else None) if isinstance(v, dict) else \
+                    (v if field == "mode" else None)
+            got = _find(v, key, field)
             if got is not None:
                 return got
     return None

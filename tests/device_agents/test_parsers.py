@@ -17,6 +17,11 @@ def test_nvpmodel_q():
     assert parsers.parse_nvpmodel_q(read("nvpmodel_q_orin_nano.txt")) == {"mode": "15W", "id": 0}
     assert parsers.parse_nvpmodel_q(read("nvpmodel_q_maxn.txt")) == {"mode": "MAXN", "id": 0}
     assert parsers.parse_nvpmodel_q("nvpmodel: command failed\n") == {}
+    verbose = ("NVPM VERB: Config file: /etc/nvpmodel.conf\nNVPM VERB: parsing done for /etc/nvpmodel.conf\n"
+               "NVPM VERB: Current mode: NV Power Mode: 15W\n0\n"
+               "NVPM VERB: PARAM CPU_ONLINE: ARG CORE_0: PATH /sys/devices/system/cpu/cpu0/online: "
+               "REAL_VAL: 1 CONF_VAL: 1\n")
+    assert parsers.parse_nvpmodel_q(verbose) == {"mode": "15W", "id": 0}  # -q --verbose
 
 
 def test_jetson_clocks_show_orin_nano_not_locked():

@@ -1,5 +1,7 @@
 """Runtimes other than the default: TorchScript through the agent, and registry behaviour."""
 
+from pathlib import Path
+
 import pytest
 
 from device_agents.edgenas_agent import runtimes
@@ -141,3 +143,32 @@ def test_onnxruntime_refuses_precisions_it_does_not_measure(client, model_rel, f
     with pytest.raises(AgentError) as exc:
         client.call("bench", {"model": model_rel, "precision": precision, "protocol": fast})
     assert exc.value.type == "BadRequest" and "fp32 graph" in exc.value.agent_message
+
+
+@pytest.mark.parametrize("module_line, dists, expected", [
+    ('__version__ = "10.1.0"\n', {"tensorrt": "10.0.1"}, "10.1.0"),  # the metapackage pinned another version
+    ("", {"tensorrt_cu12_bindings": "10.3.0", "tensorrt": "10.0.1"}, "10.3.0"),  # the runtime's own distribution
+    ("", {"tensorrt_cu12_bindings": "10.3.0"}, "10.3.0"),  # pip install tensorrt-cu12: no `tensorrt` at all
+    ("", {}, None),
+])
+def test_the_tensorrt_version_is_the_installed_modules(tmp_path, module_line, dists, expected):
+    """The version came from the distribution named `tensorrt`, a metapackage since TensorRT 10: absent or
+    another version than the runtime, so the fingerprint did not change when TensorRT did."""
+    import json
+    import subprocess
+    import sys
+
+    (tmp_path / "tensorrt").mkdir()
+    (tmp_path / "tensorrt" / "__init__.py").write_text("import ctypes\n" + module_line)
+    for name, version in dists.items():
+        info = tmp_path / f"{name}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    code = ("import sys, json; sys.path[:0] = [sys.argv[1], sys.argv[2]]\n"
+            "from edgenas_agent.runtimes import tensorrt_rt\nprint(json.dumps(tensorrt_rt.probe()))")
+    agent = Path(__file__).resolve().parents[2] / "device_agents"
+    out = subprocess.run([sys.executable, "-I", "-c", code, str(tmp_path), str(agent)], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"version": expected}
+

@@ -21,6 +21,18 @@ def test_device_info_parses_and_checks_power_mode():
     assert info.to_dict() == GOOD
 
 
+@pytest.mark.parametrize("mode, expected, mismatch", [
+    ("15W", "5W", True), ("25W", "5W", True), ("MAXN_SUPER", "MAXN", True),  # a part matched: no warning
+    ("MODE_15W_2CORE", "15W", True), ("15W", "7W", True),
+    ("MAXN", "maxn", False), ("MODE_15W_2CORE", " MODE_15W_2CORE ", False), ("15W", "0", False),  # its number
+    ("15W", "2", True),
+])
+def test_the_power_mode_is_compared_whole_or_by_number(mode, expected, mismatch):
+    fp = {"software": {"nvpmodel": {"mode": mode, "id": 0}}}
+    info = DeviceInfo.from_answer("jet", {**GOOD, "fingerprint": fp})
+    assert (info.power_mode_mismatch(expected) is not None) is mismatch
+
+
 @pytest.mark.parametrize("bad, needle", [
     ({**GOOD, "fingerprint_hash": "../../etc"}, "not 64 hex digits"),
     ({**GOOD, "fingerprint_hash": None}, "not 64 hex digits"),

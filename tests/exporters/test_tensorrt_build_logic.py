@@ -95,8 +95,9 @@ def _fake_trt(version: str, onnx_error: str | None = None):
             self.cache = Cache(blob)
             return self.cache
 
-        def set_timing_cache(self, cache, ignore_mismatch):
+        def set_timing_cache(self, cache, ignore_mismatch):  # TensorRT answers whether it took the cache
             assert cache is self.cache and ignore_mismatch is False
+            return not (getattr(trt, "reject_cache", False) and cache.blob)
 
         def get_timing_cache(self):
             return self.cache
@@ -153,6 +154,17 @@ def test_trt10_fp16_dynamic_with_cache(use_trt, exported_dynamic, tmp_path):
                          dynamic_batch=(1, 4, 8))
     assert trt.calls["cache_in"] == b"+tuned" and again["timing_cache_loaded"] is True
     assert cache.read_bytes() == b"+tuned+tuned"
+
+
+def test_a_timing_cache_tensorrt_refuses_is_not_reported_loaded(use_trt, exported, tmp_path):
+    """set_timing_cache's answer was ignored: a cache from another GPU or TensorRT counted as loaded."""
+    trt = use_trt("10.3.0")
+    cache = tmp_path / "fp.cache"
+    cache.write_bytes(b"other-gpu")
+    trt.reject_cache = True
+    info = build_engine(exported.path, tmp_path / "e.engine", timing_cache=cache)
+    assert info["timing_cache_loaded"] is False and any("timing cache" in n for n in info["notes"])
+    assert cache.read_bytes() == b"+tuned"  # the build's own cache, from an empty one, replaces it
 
 
 def test_trt8_int8_explicit_batch(use_trt, exported, tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import re
 import time
 from typing import Any, Dict, Mapping
 
@@ -17,15 +18,43 @@ from ..errors import AgentFault
 from . import runtime_missing
 
 
-def probe() -> Any:
-    if importlib.util.find_spec("tensorrt") is None:
-        return None
-    try:
-        from importlib.metadata import version
+#: distributions that install the ``tensorrt`` module, the runtime's own first: since TensorRT 10 the pip
+#: package ``tensorrt`` is a metapackage (absent with ``pip install tensorrt-cu12``, and ``tensorrt==10.0.1``
+#: once installed bindings 10.1.0)
+_DISTRIBUTIONS = ("tensorrt-cu12-bindings", "tensorrt-cu11-bindings", "tensorrt-cu13-bindings", "tensorrt-bindings",
+                  "tensorrt", "tensorrt-cu12", "tensorrt-cu11", "tensorrt-cu13")
+_VERSION_RE = re.compile(r"^__version__\s*=\s*['\"]([0-9][0-9A-Za-z.+_-]{0,40})['\"]", re.M)
 
-        return {"version": version("tensorrt")}
-    except Exception:
-        return {"version": None}
+
+def probe() -> Any:
+    """The version of the ``tensorrt`` module Python would import (it goes into the fingerprint: a TensorRT
+    upgrade must change it): its own ``__version__`` line, read without importing it (slow, and it loads
+    CUDA), else the version of the distribution that installed it; ``None`` when neither says."""
+    spec = importlib.util.find_spec("tensorrt")
+    if spec is None:
+        return None
+    return {"version": _module_version(spec) or _distribution_version()}
+
+
+def _module_version(spec: Any) -> Any:
+    try:
+        with open(spec.origin, encoding="utf-8", errors="replace") as fh:
+            m = _VERSION_RE.search(fh.read(1 << 20))
+    except (OSError, TypeError, ValueError):
+        return None
+    return m.group(1) if m else None
+
+
+def _distribution_version() -> Any:
+    from importlib.metadata import PackageNotFoundError, version
+
+    for name in _DISTRIBUTIONS:
+        for spelling in (name, name.replace("-", "_")):
+            try:
+                return version(spelling)
+            except (PackageNotFoundError, ValueError):
+                continue
+    return None
 
 
 def _api() -> Any:
