@@ -47,9 +47,11 @@ class Session:
         return self.client.call(method, params or {}, timeout_s=timeout_s or self.call_timeout_s,
                                 on_progress=on_progress)
 
-    def info(self, runtime: str | None = None, *, timeout_s: float = 120) -> DeviceInfo:
+    def info(self, runtime: str | None = None, *, timeout_s: float | None = None) -> DeviceInfo:
         """The device's fingerprint, state and runtimes as measured for ``runtime`` (the profile's by
-        default); asked once per session and runtime."""
+        default); asked once per session and runtime. The call waits ``timeout_s``, by default the
+        profile's ``call_timeout_s`` like every other call: a fixed 120 s held a fleet slot that long for
+        a hung agent whose group allows 8 s, and cut off a slow group that allows 900 s."""
         params = self.runtime_params(runtime)
         if params["runtime"] not in self._info:
             answer = self.call("info", params, timeout_s=timeout_s)

@@ -14,7 +14,8 @@ Two layouts are accepted:
 * an Ansible inventory in YAML (``all:`` / ``hosts`` / ``children`` / ``vars``): ``ansible_host``,
   ``ansible_port``, ``ansible_user`` and ``ansible_ssh_private_key_file`` map onto the profile fields;
   ``edgenas_*`` variables carry the rest (``edgenas_runtime``, ``edgenas_python``, ...). A host with a
-  ``profiles/NAME.toml`` starts from that profile; variables override it.
+  ``profiles/NAME.toml`` starts from that profile; variables override it. Variables take Ansible's
+  precedence: ``all``'s, then its groups' (parents before children, same depth by name), the host's own last.
 """
 
 from __future__ import annotations
@@ -148,8 +149,6 @@ def _load_ansible(project: Project, path: Path) -> Inventory:
     data = load_yaml_limited(path, "YAML inventory")
     if not isinstance(data, dict) or not isinstance(data.get("all"), dict):
         raise InputError(f"{where}: expected an Ansible inventory with a top-level 'all:' group")
-    hosts: dict[str, dict[str, Any]] = {}
-    groups: dict[str, list[str]] = {}
 
     def mapping(node: Any, what: str) -> dict[str, Any]:
         """``node`` (null: empty) as a mapping with text keys, else one error naming ``what``."""
@@ -159,19 +158,23 @@ def _load_ansible(project: Project, path: Path) -> Inventory:
             raise InputError(f"{where}: {what} must be a mapping of names", hint="see profiles/inventory.example.yaml")
         return node
 
-    def walk(name: str, node: Any, inherited: dict[str, Any]) -> list[str]:
+    tree = _AnsibleTree()
+    groups: dict[str, list[str]] = {}
+
+    def walk(name: str, node: Any, parents: tuple[str, ...]) -> list[str]:
         node = mapping(node, f"group '{name}'")
-        vars_ = dict(inherited, **mapping(node.get("vars"), f"the vars of group '{name}'"))
+        tree.add_group(name, mapping(node.get("vars"), f"the vars of group '{name}'"), len(parents))
         members: list[str] = []
         for h, hv in mapping(node.get("hosts"), f"the hosts of group '{name}'").items():
-            hosts.setdefault(h, {}).update(dict(vars_, **mapping(hv, f"host '{h}'")))
+            tree.add_host(h, mapping(hv, f"host '{h}'"), parents + (name,))
             members.append(h)
         for child, cnode in mapping(node.get("children"), f"the children of group '{name}'").items():
-            members += walk(child, cnode, vars_)
+            members += walk(child, cnode, parents + (name,))
         groups[name] = sorted(set(members))
         return members
 
-    walk("all", data["all"], {})
+    walk("all", data["all"], ())
+    hosts = tree.resolved()
     profiles = []
     for h, hv in hosts.items():
         settings: dict[str, Any] = {}
@@ -197,6 +200,39 @@ def _load_ansible(project: Project, path: Path) -> Inventory:
             profiles.append(_override(base, settings, f"{where} host {h}"))
     groups.pop("all", None)
     return Inventory(tuple(profiles), {g: tuple(m) for g, m in groups.items()}, where)
+
+
+@dataclass
+class _AnsibleTree:
+    """The variables of an Ansible inventory as Ansible resolves them for a host: ``all``'s lowest, then its
+    groups' by depth (a parent's before its child's; groups of the same depth by name), the host's own last.
+    Merging them in file order let a later group's inherited ``ansible_user`` overwrite the one a host set
+    for itself in an earlier group."""
+
+    group_vars: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    depth: dict[str, int] = dataclasses.field(default_factory=dict)
+    host_vars: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    host_groups: dict[str, set[str]] = dataclasses.field(default_factory=dict)
+
+    def add_group(self, name: str, vars_: dict[str, Any], depth: int) -> None:
+        """A group may be listed under several parents: its vars merge, its depth is the deepest."""
+        self.group_vars.setdefault(name, {}).update(vars_)
+        self.depth[name] = max(self.depth.get(name, 0), depth)
+
+    def add_host(self, host: str, vars_: dict[str, Any], groups: tuple[str, ...]) -> None:
+        """``groups``: the group listing the host and every group above it (a host is in its ancestors too)."""
+        self.host_vars.setdefault(host, {}).update(vars_)
+        self.host_groups.setdefault(host, set()).update(groups)
+
+    def resolved(self) -> dict[str, dict[str, Any]]:
+        """Host -> its variables, in the order the hosts first appear."""
+        out = {}
+        for host, own in self.host_vars.items():
+            merged: dict[str, Any] = {}
+            for g in sorted(self.host_groups[host], key=lambda g: (self.depth[g], g)):
+                merged.update(self.group_vars[g])
+            out[host] = dict(merged, **own)
+        return out
 
 
 def with_overrides(profile: DeviceProfile, **changes: Any) -> DeviceProfile:

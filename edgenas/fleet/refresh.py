@@ -15,7 +15,8 @@ For each device (bounded concurrency; every remote call has the profile's timeou
    * **speed drift**: the reference's time now vs ``reference.ms``. Beyond ``SPEED_TOLERANCE`` a single
      sighting is only reported (a busy device looks slower for a while); when the previous check of
      the same table saw a change of the same sign too, the table is *rescaled*: ``reference.ms`` takes
-     the mean of the two sightings, the shape is kept, nothing is re-timed;
+     the mean of the two sightings, the shape is kept, nothing is re-timed (under the table's lock, and
+     only if no profile or calibration replaced the table during the check);
 
    tables without ratios (made before the speed reference, or imported) fall back to raw times;
 3. otherwise keep the table and record that it was verified (``luts/DEVICE/verified.jsonl``, which also
@@ -32,19 +33,22 @@ import dataclasses
 import enum
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any, Iterable
 
 from edgenas.devices.session import Session, open_session
-from edgenas.errors import EdgenasError, InputError
+from edgenas.errors import EdgenasError, InputError, OutputError
 from edgenas.fleet.drift import (
     DRIFT_CAP, DRIFT_FLOOR, SPEED_TOLERANCE, DriftCheck, last_verified, measure_drift, record_verified, same_sign_off)
 from edgenas.fleet.measure import Progress, keep_on_device
 from edgenas.fleet.profiler import profile_device
+from edgenas.fleet.table_lock import table_lock, waited_lock
 from edgenas.io import atomic_write_json, read_json
 from edgenas.latency.calibration import rescaled_calibration
 from edgenas.latency.lut import Lut
 from edgenas.latency.store import LutStore
+from edgenas.locks import file_lock
 from edgenas.project import Project
 
 
@@ -120,20 +124,56 @@ def _keep(project: Project, session: Session, store: LutStore, lut: Lut, check: 
     speed_off = check.speed_change is not None and abs(check.speed_change) > SPEED_TOLERANCE
     previous = last_verified(project, session.device, lut)
     if speed_off and previous is not None and same_sign_off(previous, check.speed_change):
-        old = float(lut.reference["ms"])  # type: ignore[index]
-        nominal = (float(previous["reference_ms"]) + float(check.reference_ms)) / 2  # type: ignore[arg-type]
-        rescaled = dataclasses.replace(lut, reference=dict(lut.reference or {}, ms=nominal), created_at=time.time(),
-                                       calibration=rescaled_calibration(lut.calibration, nominal / old))
-        keep_on_device(session, store.save(rescaled), rescaled)
-        record_verified(project, session.device, lut, check, rescaled=True)
-        return DeviceRefresh(session.device, RefreshStatus.RESCALED,
-                             f"{shape} <= {check.threshold:.1%}; speed {check.speed_change:+.0%} twice in a row: "
-                             f"nominal {old:.3f} -> {nominal:.3f} ms", wall_s=time.perf_counter() - t0, **row)
+        return _rescale(project, session, store, lut, check, previous, f"{shape} <= {check.threshold:.1%}", row, t0)
     record_verified(project, session.device, lut, check)
     reason = f"{shape} <= {check.threshold:.1%}"
     if speed_off:
         reason += (f"; speed {check.speed_change:+.0%} vs nominal (not rescaled: seen once; a busy device looks "
                    "slower for a while)")
+    return DeviceRefresh(session.device, RefreshStatus.VERIFIED, reason, wall_s=time.perf_counter() - t0, **row)
+
+
+def _rescale(project: Project, session: Session, store: LutStore, lut: Lut, check: DriftCheck,
+             previous: dict[str, Any], shape: str, row: dict[str, Any], t0: float) -> DeviceRefresh:
+    """Save ``lut`` with the mean of the two sightings as its nominal speed, under the table's lock.
+
+    The check took seconds to minutes without the lock: a ``profile --force`` or a calibration refit that
+    finished meanwhile saved a newer table, which the rescaled old one used to overwrite (it survived only
+    in history/). Under the lock the table is read again and rescaled only while it is still the one
+    checked (a refit's new calibration is kept and rescaled too); otherwise it is kept, and the row says so."""
+    old = float(lut.reference["ms"])  # type: ignore[index]
+    nominal = (float(previous["reference_ms"]) + float(check.reference_ms)) / 2  # type: ignore[arg-type]
+    speed = f"speed {check.speed_change:+.0%} twice in a row"
+    with ExitStack() as stack:
+        try:
+            stack.enter_context(table_lock(project, session.device, lut.space))
+        except OutputError:  # a profile holds it for minutes: the table it is making replaces this one
+            return _not_rescaled(project, session, lut, check, f"{shape}; {speed}, not rescaled: a profile or "
+                                 "calibration of this table is running", row, t0)
+        current = store.find(session.device, lut.space, lut.fingerprint_hash)
+        if current is None or not _same_timings(current, lut):
+            return _not_rescaled(project, session, lut, check, f"{shape}; {speed}, not rescaled: the table "
+                                 "changed during the check", row, t0)
+        rescaled = dataclasses.replace(current, reference=dict(current.reference or {}, ms=nominal),
+                                       created_at=time.time(),
+                                       calibration=rescaled_calibration(current.calibration, nominal / old))
+        path = store.save(rescaled)
+    keep_on_device(session, path, rescaled)
+    record_verified(project, session.device, lut, check, rescaled=True)
+    return DeviceRefresh(session.device, RefreshStatus.RESCALED, f"{shape}; {speed}: nominal {old:.3f} -> "
+                         f"{nominal:.3f} ms", wall_s=time.perf_counter() - t0, **row)
+
+
+def _same_timings(current: Lut, checked: Lut) -> bool:
+    """``current`` is the table that was checked, up to its calibration (a refit changes only that)."""
+    return dataclasses.replace(current, calibration=None).to_dict() == \
+        dataclasses.replace(checked, calibration=None).to_dict()
+
+
+def _not_rescaled(project: Project, session: Session, lut: Lut, check: DriftCheck, reason: str,
+                  row: dict[str, Any], t0: float) -> DeviceRefresh:
+    """The check is recorded (of the table it checked); the table in the store is left as it is."""
+    record_verified(project, session.device, lut, check)
     return DeviceRefresh(session.device, RefreshStatus.VERIFIED, reason, wall_s=time.perf_counter() - t0, **row)
 
 
@@ -166,11 +206,27 @@ def refresh_fleet(project: Project, profiles: list[Any], space: str, *, concurre
                 results.append(fut.result())
                 if progress:
                     progress("refresh devices", i + 1, len(futures))
-    merged = {r["device"]: r for r in _read_last(project) if r.get("space") == space}
-    merged.update({r.device: r.to_dict() for r in results})
-    others = [r for r in _read_last(project) if r.get("space") != space]
-    atomic_write_json(last_refresh_path(project), others + list(merged.values()))
+    _record_last(project, space, results)
     return results
+
+
+#: how long a refresh waits for the last-refresh record's lock: each holder keeps it for one read and write
+LAST_LOCK_WAIT_S = 30.0
+
+
+def _record_last(project: Project, space: str, results: list[DeviceRefresh]) -> None:
+    """Merge ``results`` into the last-refresh record, under its lock: two refreshes of different groups
+    that finished together both read the old record, and the later write dropped the other's rows (and
+    ``--only-failed`` then missed its failed devices)."""
+    path = last_refresh_path(project)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with waited_lock(lambda: file_lock(path.with_name("last-refresh.lock"), "the last-refresh record"),
+                     LAST_LOCK_WAIT_S):
+        last = _read_last(project)
+        merged = {r["device"]: r for r in last if r.get("space") == space}
+        merged.update({r.device: r.to_dict() for r in results})
+        others = [r for r in last if r.get("space") != space]
+        atomic_write_json(path, others + list(merged.values()))
 
 
 def prepare_blocks(project: Project, space: str, progress: Progress | None = None,
@@ -218,6 +274,7 @@ def stale_runs_after(project: Project, results: list[DeviceRefresh], db_url: str
 
     try:
         db = open_db(db_url, project)
-        return sum(len(find_stale(db, project, device=d)[0]) for d in changed)
+        # a run over two changed devices is stale once (as ``runs stale`` lists it), not once per device
+        return len({s.run_id for d in changed for s in find_stale(db, project, device=d)[0]})
     except EdgenasError:
         return None

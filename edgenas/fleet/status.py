@@ -32,7 +32,7 @@ def device_status(project: Project, profile: Any, spaces: list[str]) -> DeviceSt
     store = LutStore(project.luts_dir)
     try:
         with open_session(project, profile) as s:
-            info = s.info(timeout_s=60)
+            info = s.info()  # within the profile's call_timeout_s, as every other call
     except EdgenasError as exc:
         return DeviceStatus(profile.name, False, error=str(exc))
     fp = info.fingerprint_hash

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from contextlib import ExitStack, contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, ContextManager, Iterator
 
 from edgenas.errors import OutputError
 from edgenas.locks import file_lock
@@ -33,12 +33,20 @@ LOCK_WAIT_S = 3.0
 def table_lock(project: Project, device: str, space_name: str, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
     """The profile's lock of (device, space), waited for up to ``wait_s`` (two deploys that finish together
     both refit); past that, the holder's ``OutputError`` (a profile or fleet refresh is running)."""
+    with waited_lock(lambda: profile_lock(project, device, space_name,
+                                          what=f"the LUT of '{device}' for '{space_name}'"), wait_s):
+        yield
+
+
+@contextmanager
+def waited_lock(make: Callable[[], ContextManager[Any]], wait_s: float) -> Iterator[None]:
+    """Enter ``make()``, an ``edgenas.locks`` lock (which refuses at once when held), trying again every 50 ms
+    for up to ``wait_s``; past that, the holder's ``OutputError``."""
     deadline = time.monotonic() + wait_s
     with ExitStack() as stack:
         while True:
             try:
-                stack.enter_context(profile_lock(project, device, space_name,
-                                                 what=f"the LUT of '{device}' for '{space_name}'"))
+                stack.enter_context(make())
                 break
             except OutputError:
                 if time.monotonic() >= deadline:

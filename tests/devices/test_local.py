@@ -80,3 +80,66 @@ def test_missing_python_is_a_device_error(project):
         with pytest.raises(DeviceError) as exc:
             t.start_agent(path, version)
     assert "/nonexistent/python3" in str(exc.value)
+
+
+HANG_IN_INFO = """
+import time
+def _hang(*a, **k):
+    time.sleep(3600)
+M['info'] = _hang
+"""
+
+
+def test_a_hung_info_call_fails_within_the_profiles_call_timeout(project, tmp_path, monkeypatch):
+    """``info`` waited a fixed 120 s (``fleet status`` 60 s) whatever the profile's ``call_timeout_s``: a hung
+    agent held a fleet slot that long where its group allows 8 s."""
+    import dataclasses
+
+    from edgenas.devices.profiles import LOCAL_PROFILE
+    from edgenas.fleet.status import device_status
+    from tests.fleet.hostile import hostile_agent, use_agent
+
+    use_agent(monkeypatch, hostile_agent(tmp_path, HANG_IN_INFO))
+    profile = dataclasses.replace(LOCAL_PROFILE, call_timeout_s=2.0)
+    t0 = time.monotonic()
+    with open_session(project, profile) as s:
+        with pytest.raises(DeviceError, match="'info'.*timed out after 2 s"):
+            s.info()
+    row = device_status(project, profile, [])
+    assert not row.reachable and "timed out after 2 s" in row.error
+    assert time.monotonic() - t0 < 40
+
+
+class _RecordingClient:
+    """An agent client that records each call's timeout and answers none (the test needs only the timeout)."""
+
+    def __init__(self) -> None:
+        self.timeouts: list[tuple[str, float]] = []
+
+    def call(self, method, params, *, timeout_s, on_progress=None):
+        self.timeouts.append((method, timeout_s))
+        raise DeviceError("slow", f"call '{method}': timed out after {timeout_s:g} s")
+
+
+def test_info_and_fleet_status_wait_as_long_as_the_profile_allows(project, monkeypatch):
+    """A group with ``call_timeout_s = 900`` (slow boards) was cut off at 120 s (60 s in ``fleet status``)."""
+    import contextlib
+    import dataclasses
+
+    from edgenas.devices.profiles import LOCAL_PROFILE
+    from edgenas.devices.session import Session
+    from edgenas.fleet import status
+
+    profile = dataclasses.replace(LOCAL_PROFILE, name="slow", call_timeout_s=900.0)
+    client = _RecordingClient()
+    with pytest.raises(DeviceError):
+        Session(profile, None, client).info()
+    with pytest.raises(DeviceError):
+        Session(profile, None, client).info(timeout_s=5)  # an explicit timeout still wins
+    @contextlib.contextmanager
+    def recording_session(project, p):
+        yield Session(p, None, client)
+
+    monkeypatch.setattr(status, "open_session", recording_session)
+    assert not status.device_status(project, profile, []).reachable
+    assert client.timeouts == [("info", 900.0), ("info", 5), ("info", 900.0)]

@@ -154,3 +154,74 @@ def test_unknown_space_is_one_clear_error_before_any_device(project):
     with pytest.raises(InputError, match="unknown search space|unknown space"):
         refresh_fleet(project, [LOCAL_PROFILE], "mbv9")
     assert not last_refresh_path(project).exists() and not project.luts_dir.exists()
+
+
+@pytest.mark.parametrize("meanwhile", ["profile finished", "profile running"])
+def test_a_rescale_never_overwrites_a_table_saved_during_the_check(project, profiled, monkeypatch, meanwhile):
+    """The check runs without the table's lock (seconds to minutes); a ``profile --force`` that saved a
+    newer table meanwhile used to be overwritten by the rescaled old one (it survived only in history/)."""
+    import time
+    from contextlib import ExitStack
+
+    import edgenas.fleet.refresh as refresh
+    from edgenas.fleet.table_lock import profile_lock
+
+    res, orig = profiled
+    store = LutStore(project.luts_dir)
+    fast = dataclasses.replace(orig, reference=dict(orig.reference, ms=orig.reference["ms"] * 0.1))
+    store.save(fast)
+    with open(project.luts_dir / "local" / "verified.jsonl", "w") as fh:  # the first sighting: a rescale is due
+        fh.write(json.dumps({"time": time.time(), "space": SPACE, "fingerprint_hash": fast.fingerprint_hash,
+                             "drift": 0.0, "threshold": NOISE_FLOOR, "basis": "ratio", "speed_change": 9.0,
+                             "reference_ms": orig.reference["ms"], "nominal_ms": fast.reference["ms"],
+                             "rescaled": False}) + "\n")
+    newer = dataclasses.replace(orig, created_at=time.time() + 1, reference=dict(orig.reference, ms=1.25))
+    real = refresh.measure_drift
+    held = ExitStack()
+
+    def check_then_profile(*args, **kwargs):
+        check = real(*args, **kwargs)
+        if meanwhile == "profile finished":
+            store.save(newer)  # what another process's `profile --force` leaves
+        else:
+            held.enter_context(profile_lock(project, "local", SPACE))  # ... or holds while it runs
+        return check
+
+    monkeypatch.setattr(refresh, "measure_drift", check_then_profile)
+    with held:
+        row = refresh_device(project, LOCAL_PROFILE, SPACE, protocol=PROTO, drift_floor=NOISE_FLOOR)
+    assert row.status == "verified" and "twice in a row, not rescaled" in row.reason, row.reason
+    expected = newer if meanwhile == "profile finished" else fast
+    assert Lut.load(res.lut_path).to_dict() == expected.to_dict()
+    assert ("changed during the check" if meanwhile == "profile finished" else "is running") in row.reason
+    assert [x["rescaled"] for x in verified_lines(project)] == [False, False]
+
+
+def test_a_rescale_keeps_a_calibration_refitted_during_the_check(project, profiled, monkeypatch):
+    """A refit (``deploy``) during the check changes only the calibration: the table is still the one
+    checked, so it is rescaled, with the new calibration."""
+    import time
+
+    import edgenas.fleet.refresh as refresh
+
+    res, orig = profiled
+    store = LutStore(project.luts_dir)
+    fast = dataclasses.replace(orig, reference=dict(orig.reference, ms=orig.reference["ms"] * 0.1))
+    store.save(fast)
+    with open(project.luts_dir / "local" / "verified.jsonl", "w") as fh:
+        fh.write(json.dumps({"time": time.time(), "space": SPACE, "fingerprint_hash": fast.fingerprint_hash,
+                             "speed_change": 9.0, "reference_ms": orig.reference["ms"],
+                             "nominal_ms": fast.reference["ms"], "rescaled": False}) + "\n")
+    real = refresh.measure_drift
+
+    def check_then_refit(*args, **kwargs):
+        check = real(*args, **kwargs)
+        store.save(fast.with_calibration(Calibration("loglinear", {"a": 0.1, "b": 0.9}, 5)), keep_previous=False)
+        return check
+
+    monkeypatch.setattr(refresh, "measure_drift", check_then_refit)
+    row = refresh_device(project, LOCAL_PROFILE, SPACE, protocol=PROTO, drift_floor=NOISE_FLOOR)
+    assert row.status == "rescaled", row.reason
+    new = Lut.load(res.lut_path)
+    assert new.calibration.n_points == 5 and new.calibration.params["b"] == 0.9
+    assert new.reference["ms"] > fast.reference["ms"] * 1.7

@@ -235,3 +235,60 @@ def test_ansible_password_variables_are_refused(tmp_path):
     inv.write_text("all:\n  hosts:\n    board:\n      ansible_host: 10.0.0.5\n      ansible_ssh_pass: hunter2\n")
     with pytest.raises(InputError, match="ansible_ssh_pass"):
         load_inventory(project, inv)
+
+
+_JETSONS = """
+    jetsons:
+      vars:
+        edgenas_threads: 4
+      hosts:
+        orin:
+          ansible_user: nvidia
+          ansible_port: 2222
+"""
+_GPU = """
+    gpu:
+      vars:
+        edgenas_threads: 6
+        edgenas_workdir: /data/gpu
+      hosts:
+        orin:
+        xavier:
+"""
+
+
+@pytest.mark.parametrize("first, second", [(_JETSONS, _GPU), (_GPU, _JETSONS)], ids=["jetsons-first", "gpu-first"])
+def test_ansible_host_vars_beat_group_vars_whichever_group_comes_first(project, tmp_path, first, second):
+    """Ansible's precedence: all's vars, then group vars (same depth: by group name), then the host's own.
+    A later group's inherited ``ansible_user: pi`` used to overwrite orin's own ``nvidia``."""
+    children = textwrap.indent(textwrap.dedent(first) + textwrap.dedent(second), " " * 4)
+    path = write(tmp_path / "hosts.yml", "all:\n  vars:\n    ansible_user: pi\n  children:\n" + children)
+    by = {d.name: d for d in load_inventory(project, path).devices}
+    assert (by["orin"].user, by["orin"].port) == ("nvidia", 2222)
+    # where the host sets nothing, group vars apply; at the same depth by name, so jetsons' beat gpu's
+    assert (by["orin"].threads, by["orin"].workdir) == (4, "/data/gpu")
+    assert (by["xavier"].user, by["xavier"].port, by["xavier"].threads) == ("pi", None, 6)
+
+
+def test_ansible_child_group_vars_beat_their_parents(project, tmp_path):
+    path = write(tmp_path / "hosts.yml", """
+        all:
+          vars:
+            edgenas_threads: 1
+          children:
+            zz-parent:
+              vars:
+                edgenas_threads: 2
+                ansible_user: parent
+              children:
+                aa-child:
+                  vars:
+                    edgenas_threads: 3
+                  hosts:
+                    board:
+            other:
+              hosts:
+                board:
+        """)
+    [board] = load_inventory(project, path).devices
+    assert (board.threads, board.user) == (3, "parent")

@@ -1,0 +1,95 @@
+"""What a fleet refresh leaves besides tables, without devices: the last-refresh record (which
+``--only-failed`` reads) and the count of search runs its changes made stale."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import threading
+from pathlib import Path
+
+import edgenas.fleet.refresh as refresh
+from edgenas.devices.profiles import LOCAL_PROFILE
+from edgenas.fleet.refresh import DeviceRefresh, RefreshStatus, last_refresh_path, refresh_fleet, stale_runs_after
+from edgenas.latency.lut import EntryStats, Lut
+from edgenas.latency.store import LutStore
+from edgenas.project import Project
+
+TABLE = Path(__file__).resolve().parents[2].parent / "shared/data/nb201/nb201_hw.csv"
+
+
+def test_two_refreshes_finishing_together_both_keep_their_rows(project, monkeypatch):
+    """Two refreshes of different groups read the record at the same moment: without its lock the later
+    write dropped the other's rows, and ``--only-failed`` then missed a failed device."""
+    rows = {"dev-a": RefreshStatus.FAILED, "dev-b": RefreshStatus.VERIFIED}
+    monkeypatch.setattr(refresh, "prepare_blocks", lambda *a, **k: 0)
+    monkeypatch.setattr(refresh, "refresh_device",
+                        lambda project, p, space, **k: DeviceRefresh(p.name, rows[p.name], "canned", space))
+    both_read = threading.Barrier(2)
+    real_read = refresh._read_last
+
+    def read_together(project):
+        """Each waits (up to 1 s) for the other to read too: the window in which a write is lost."""
+        out = real_read(project)
+        try:
+            both_read.wait(1.0)
+        except threading.BrokenBarrierError:  # the other one is waiting for the lock: as it should
+            pass
+        return out
+
+    monkeypatch.setattr(refresh, "_read_last", read_together)
+    threads = [threading.Thread(target=refresh_fleet,
+                                args=(project, [dataclasses.replace(LOCAL_PROFILE, name=n)], "nb201"))
+               for n in rows]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    last = {r["device"]: r["status"] for r in json.loads(last_refresh_path(project).read_text())}
+    assert last == {"dev-a": "failed", "dev-b": "verified"}
+    monkeypatch.setattr(refresh, "_read_last", real_read)
+    profiles = [dataclasses.replace(LOCAL_PROFILE, name=n) for n in rows]
+    assert [r.device for r in refresh_fleet(project, profiles, "nb201", only_failed=True)] == ["dev-a"]
+
+
+def _stats(ms: float) -> EntryStats:
+    return EntryStats(n=20, median_ms=ms, mean_ms=ms, std_ms=0.01 * ms, cov=0.01, p90_ms=ms * 1.02,
+                      p99_ms=ms * 1.05, min_ms=ms * 0.98, max_ms=ms * 1.1)
+
+
+def _lut(device: str, scale: float = 1.0, created_at: float = 1.0) -> Lut:
+    from edgenas.spaces import get_space
+
+    entries = {}
+    for k in get_space("nb201").key_vocab():
+        h = int.from_bytes(hashlib.sha256(k.encode()).digest()[:4], "little") / 2**32
+        entries[k] = _stats(scale * (0.05 + 1.0 * h))
+    return Lut(device=device, space="nb201", fingerprint={"model": "test"}, fingerprint_hash="e" * 64,
+               runtime="onnxruntime", precision="fp32", threads=1, protocol={}, overhead=_stats(0.01 * scale),
+               entries=entries, created_at=created_at)
+
+
+def test_a_run_over_two_changed_devices_is_counted_once(tmp_path, monkeypatch):
+    """``runs stale`` lists such a run once; the refresh said "2 search run(s) went stale"."""
+    from edgenas.search.launch import SearchRequest, launch_search
+    from edgenas.search.stale import find_stale
+    from edgenas.store import open_db
+
+    db_url = f"sqlite:///{tmp_path / 'edgenas.db'}"
+    monkeypatch.setenv("EDGENAS_DB", db_url)
+    proj = Project(tmp_path)
+    store = LutStore(proj.luts_dir)
+    devices = ("dev-a", "dev-b")
+    for d in devices:
+        store.save(_lut(d))
+    db = open_db(db_url, proj)
+    launch_search(proj, SearchRequest(space="nb201", table=str(TABLE), devices=devices, max_latency_quantile=0.3,
+                                      budget=30), tmp_path / "r", db=db)
+    rows = [DeviceRefresh(d, RefreshStatus.RESCALED, "speed +50% twice", "nb201") for d in devices]
+    assert stale_runs_after(proj, rows) == 0
+    for d in devices:  # both tables rescaled by 1.5x
+        store.save(_lut(d, 1.5, created_at=2.0))
+    [stale], _ = find_stale(db, proj)
+    assert set(stale.devices) == set(devices)
+    assert stale_runs_after(proj, rows) == 1
