@@ -464,20 +464,22 @@ def import_run(db: Any, project: Project, out_dir: Path | str) -> Any:
             req = SearchRequest.from_json(read_json(req_path, "search request"), str(req_path))
             try:
                 problem = _rebuilt_problem(project, req, Path(out_dir))
-            except InfeasibleError:
+            except InfeasibleError:  # as a new run's: a driver's resume reads the budgets back from the folder
                 problem = _rebuilt_problem(project, dataclasses.replace(req, max_latency_ms=(),
-                                                                        max_latency_quantile=None), Path(out_dir))
+                                                                        max_latency_quantile=None), Path(out_dir),
+                                           resume=False)
         except EdgenasError:
             problem = None  # its table or LUT is gone: the devices are recorded without hashes
     return index_run(db, project, out_dir, problem=problem)
 
 
-def _rebuilt_problem(project: Project, req: SearchRequest, out_dir: Path) -> Any:
+def _rebuilt_problem(project: Project, req: SearchRequest, out_dir: Path, *, resume: bool = True) -> Any:
     """The problem of a run folder's request, as the run built it (for ``import_run``)."""
     from edgenas.search.base import STRATEGIES, is_driver
 
     if is_driver(req.strategy):  # sh, hyperband (the last rung's problem), darts: as the run built it
-        return STRATEGIES.get(req.strategy).prepare(project, req, out_dir, resume=True, note=lambda _: None).problem
+        return STRATEGIES.get(req.strategy).prepare(project, req, out_dir, resume=resume,
+                                                    note=lambda _: None).problem
     return build_problem(project, req)[0]
 
 

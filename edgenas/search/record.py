@@ -145,8 +145,8 @@ def index_run(db: ExperimentDB, project: Project, out_dir: str | os.PathLike, *,
         devices = tuple(RunDevice(n, "unknown", budget_ms=None if b is None else float(b))
                         for n, b in config.get("devices", []))
         pareto = check_pareto(_object(out / "pareto.json", "pareto"), out / "pareto.json")
-        first = (pareto.get("objectives") or [None])[0]
-        objective = str(first or (request or {}).get("objective") or "accuracy")
+        first = (pareto.get("objectives") or [None])[0]  # DARTS measures no accuracy: its problem's name
+        objective = "accuracy" if darts else str(first or (request or {}).get("objective") or "accuracy")
     best = check_best(_object(out / "best.json", "best"), out / "best.json")
     logged = darts_log(out, config, best) if darts else read_evaluations(out / "evaluations.jsonl")[0]
     evals = [Evaluation(int(r["number"]), r["arch"], r["objectives"], r["latency_ms"], r.get("constraints", {}),

@@ -258,3 +258,32 @@ def test_multiplier_follows_the_derived_network_with_clipped_steps_and_warmups(c
     r = cli("search", "--resume", str(old), "--json")
     assert r.code == 2 and "schema 3" in r.err and "Traceback" not in r.err
     assert sorted(p.name for p in old.iterdir()) == before and not (old / "best.json").exists()
+
+
+def test_import_keeps_the_devices_of_a_run_whose_budget_todays_table_cannot_meet(cli, tiny_project, tmp_path,
+                                                                               monkeypatch):
+    """The retry without budgets re-read them from the run's config.json (a driver's resume does), failed
+    again, and the run was recorded with unknown devices and the request's objective (cifar10_test)."""
+    import dataclasses
+    import shutil
+
+    from edgenas.latency.store import LutStore
+    from edgenas.project import Project
+    from edgenas.search.launch import import_run
+    from edgenas.store import open_db
+
+    proj = tmp_path / "proj"
+    shutil.copytree(tiny_project, proj)
+    monkeypatch.setenv("EDGENAS_PROJECT", str(proj))
+    monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
+    budget = float(f"{_predictor(proj).min_latency()[0] * 1.05:.6f}")
+    r = _run(cli, proj, tmp_path / "run", "--epochs", "1", "--max-latency-ms", str(budget))
+    assert r.code == 0, r.err
+    started = json.loads((tmp_path / "run" / "tables.json").read_text())["tables"]["local"]
+    store = LutStore(proj / "luts")
+    lut = store.latest("local", SPACE)
+    store.save(dataclasses.replace(lut, reference=dict(lut.reference, ms=lut.reference["ms"] * 3)))  # 3x slower
+    assert _predictor(proj).min_latency()[0] > budget
+    rec = import_run(open_db(f"sqlite:///{tmp_path / 'imported.db'}"), Project(proj), tmp_path / "run")
+    assert rec.objective == "accuracy"
+    assert [(d.device, d.kind, d.lut_hash, d.budget_ms) for d in rec.devices] == [("local", "lut", started, budget)]
