@@ -96,9 +96,15 @@ def check_export(space: SearchSpace, arch: Any, out_dir: Path, *, opset: int = 1
         _refuse_foreign_folder(out_dir, space.to_dict(arch))
 
 
+#: the temporary file an export writes before its checks pass; one left behind (``kill -9``) is ours to replace
+PARTIAL_NAME = ".model.onnx.partial"
+
+
 def _refuse_foreign_folder(out_dir: Path, record: dict[str, Any]) -> None:
-    """An existing, non-empty folder is written only when it holds an export of this very architecture."""
-    if not out_dir.is_dir() or not any(out_dir.iterdir()):
+    """An existing, non-empty folder is written only when it holds an export of this very architecture (or
+    only the temporary file of an export killed before it finished, which refused every later export and
+    deploy of the architecture to its folder)."""
+    if not out_dir.is_dir() or not any(p.name != PARTIAL_NAME for p in out_dir.iterdir()):
         return
     from exporters.errors import ExportCheckError
     from exporters.manifest import Manifest
@@ -129,7 +135,7 @@ def _export(space: SearchSpace, arch: Any, record: dict[str, Any], out_dir: Path
     model = space.build_model(arch).eval()
     shape = tuple(space.input_shape(arch))
     # Export to a temporary name so a failed check never leaves a half-valid model.onnx behind.
-    tmp_path = out_dir / ".model.onnx.partial"
+    tmp_path = out_dir / PARTIAL_NAME
     try:
         info = export_onnx(model, shape, tmp_path, opset=opset, dynamic_batch=dynamic_batch,
                            simplify=simplify)

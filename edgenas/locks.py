@@ -61,3 +61,27 @@ def run_lock(folder: str | os.PathLike, what: str | None = None) -> "contextmana
     """Lock a run folder (``folder/.edgenas.lock``); the folder must exist."""
     folder = Path(folder)
     return file_lock(folder / LOCK_NAME, what or f"run folder {folder}")
+
+
+def run_lock_held(folder: str | os.PathLike) -> bool | None:
+    """Whether a process holds ``folder``'s run lock (``run_lock``) now; None when that cannot be told.
+    Probed with a shared, non-blocking ``flock`` on the lock file opened read-only, so nothing in the
+    folder is created or written; the probe holds it for a moment only. A run recorded as running whose
+    lock nobody holds was killed (``kill -9`` leaves no other trace)."""
+    try:
+        fd = os.open(Path(folder) / LOCK_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False  # no search ever locked it (or an older edgenas ran it)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as exc:
+            return True if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN) else None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)

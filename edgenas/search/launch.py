@@ -7,12 +7,15 @@ their latency budgets (LUT-based), or a benchmark table with a latency column. I
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -367,8 +370,24 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
                                  hint="free some space, then " + resume_hint if req_path.exists() else None) from None
             raise
         if db is not None:
-            _index(db, project, folder, problem, None, rerun_of, started)
+            with _interrupt_deferred():  # a Ctrl-C here rolled the index back: a finished run stayed unindexed
+                _index(db, project, folder, problem, None, rerun_of, started)
     return problem, config, result
+
+
+@contextlib.contextmanager
+def _interrupt_deferred() -> Iterator[None]:
+    """Hold Ctrl-C off while the finished run is indexed (one transaction of a fraction of a second): the run
+    is complete on disk, and an interrupt in the middle left the database saying otherwise. A Ctrl-C in
+    that moment is dropped; the command ends as it would have a moment later. Main thread only (signals)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _with_recorded_budgets(req: SearchRequest, out_dir: Path) -> SearchRequest:

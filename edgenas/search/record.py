@@ -22,12 +22,9 @@ started with (its ``tables.json``), not today's table's: ``runs stale`` compares
 from __future__ import annotations
 
 import dataclasses
-import errno
-import fcntl
 import hashlib
 import json
 import os
-import stat
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -35,6 +32,7 @@ import numpy as np
 
 from edgenas.errors import InputError
 from edgenas.io import read_json
+from edgenas.locks import run_lock_held
 from edgenas.project import Project
 from edgenas.search.run_files import (
     check_best, check_checkpoint, check_config, check_evaluation, check_pareto, check_request_fields, check_tables,
@@ -201,31 +199,6 @@ def checkpoint_status(out: Path, ckpt: Mapping[str, Any]) -> str:
     interrupted run's checkpoint still says ``running``, and ``runs import`` recorded it as running)."""
     status = "complete" if ckpt.get("status") == "complete" else ckpt.get("status") or "running"
     return "stopped" if status == "running" and run_lock_held(out) is False else status
-
-
-def run_lock_held(out: Path) -> bool | None:
-    """Whether a search holds ``out``'s run lock (``edgenas.locks.run_lock``) now; None when that cannot be
-    told. Probed with a shared, non-blocking ``flock`` on the lock file opened read-only, so nothing in the
-    folder is created or written; the probe holds it for a moment only."""
-    from edgenas.locks import LOCK_NAME
-
-    try:
-        fd = os.open(out / LOCK_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return False  # no search ever locked it (or an older edgenas ran it)
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError as exc:
-            return True if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN) else None
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    finally:
-        os.close(fd)
 
 
 def _file_time(out: Path, names: tuple[str, ...], pick: Any) -> float:

@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 import sqlalchemy as sa
 
 from edgenas.errors import InputError
+from edgenas.locks import run_lock_held
 from edgenas.store.experiment import ExperimentDB
 from edgenas.store.rows import DamagedRowError, decode_row, key_of, raw_columns, run_hint
 from edgenas.store.schema import evaluations, fronts, run_devices, runs
@@ -174,6 +175,8 @@ def _decode_run(db: ExperimentDB, r: Any, devs: Sequence[Any]) -> RunRecord:
         dev = decode_row(x, "run_devices", where=db.where, key=key, hint=hint)
         devices.append(RunDevice(dev["device"], dev["kind"], dev["fingerprint_hash"], dev["lut_hash"], dev["lut_ref"],
                                  None if dev["budget_ms"] is None else float(dev["budget_ms"])))
+    if d.get("status") == "running" and d.get("out_dir") and run_lock_held(d["out_dir"]) is False:
+        d = dict(d, status="stopped")  # imported while it ran, then killed: no process holds its folder now
     return RunRecord(**d, devices=tuple(devices))
 
 
@@ -193,8 +196,8 @@ def scan_runs(db: ExperimentDB, *, space: str | None = None, device: str | None 
     q = _runs_query(db)
     if space is not None:
         q = q.where(runs.c.space == space)
-    if status is not None:
-        q = q.where(runs.c.status == status)
+    if status is not None:  # a stored "running" may read as "stopped" (``_decode_run``): both are fetched
+        q = q.where(runs.c.status.in_({status, "running"} if status == "stopped" else {status}))
     if device is not None:
         q = q.where(runs.c.id.in_(sa.select(run_devices.c.run_id).where(run_devices.c.device == device)))
     with db.read() as con:
@@ -206,9 +209,12 @@ def scan_runs(db: ExperimentDB, *, space: str | None = None, device: str | None 
     good, damaged = [], []
     for r in rows:
         try:
-            good.append(_decode_run(db, r, by_run.get(r.id, [])))
+            run = _decode_run(db, r, by_run.get(r.id, []))
         except DamagedRowError as exc:
             damaged.append((str(r.id), exc))
+            continue
+        if status is None or run.status == status:
+            good.append(run)
     return good, damaged
 
 

@@ -97,3 +97,16 @@ def test_export_refuses_a_folder_that_is_not_this_architectures_export(cli, proj
     res = cli("export", str(arch), "--out", str(foreign), "--force", "--json")
     assert res.code == 0, res.err
     assert (foreign / "model.onnx").read_bytes() != b"someone else's model"
+
+
+def test_an_export_killed_before_it_finished_is_done_again(cli, proj):
+    """kill -9 left the export's temporary file in its folder, and every later export and deploy of the
+    architecture was refused ("not empty and holds no edgenas export"); deploy has no --force."""
+    arch = proj / "arch.json"
+    arch.write_text(json.dumps(TINY))
+    out = proj / "killed"
+    out.mkdir()
+    (out / ".model.onnx.partial").write_bytes(b"half an onnx file")
+    res = cli("export", str(arch), "--out", str(out), "--json")
+    assert res.code == 0, res.err
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.onnx"]

@@ -209,6 +209,39 @@ def test_import_of_an_interrupted_run_records_it_stopped_unless_a_search_holds_i
     assert get_run(db, run.id).finished_at == (out / "evaluations.jsonl").stat().st_mtime
 
 
+def test_a_run_imported_while_it_ran_reads_stopped_once_nobody_holds_it(db, tmp_path):
+    """Imported while its search ran, then the search was killed (kill -9): runs list said running for ever."""
+    out = _interrupted(tmp_path)
+    with run_lock(out):
+        held = index_run(db, Project(tmp_path), out)
+        assert get_run(db, held.id).status == "running" and [r.id for r in list_runs(db, status="running")]
+    assert get_run(db, held.id).status == "stopped"  # its process is gone: the lock with it
+    assert [r.id for r in list_runs(db, status="stopped")] == [held.id] and not list_runs(db, status="running")
+
+
+def test_a_ctrl_c_while_a_finished_run_is_indexed_leaves_it_indexed(db, tmp_path, monkeypatch):
+    """The final index is one transaction; a Ctrl-C in it rolled it back and the database kept the run as
+    stopped (or had no row) while its folder said complete."""
+    import os
+    import signal
+
+    from edgenas.search import launch
+
+    real = launch._index
+
+    def interrupted(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle of the final index
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(launch, "_index", interrupted)
+    try:
+        launch_search(Project(tmp_path), _req(budget=10), tmp_path / "r", db=db)
+    except KeyboardInterrupt:  # a failure of this test, not of the whole session
+        pytest.fail("the Ctrl-C reached the final index")
+    [run] = list_runs(db)
+    assert run.status == "complete" and run.n_evaluations == 10
+
+
 def test_a_resumed_run_never_indexed_dates_from_its_folder_not_from_the_resume(db, tmp_path):
     out = _interrupted(tmp_path)
     os.utime(out / "request.json", (9e8, 9e8))  # when the run began
