@@ -68,6 +68,8 @@ def run_lock_held(folder: str | os.PathLike) -> bool | None:
     Probed with a shared, non-blocking ``flock`` on the lock file opened read-only, so nothing in the
     folder is created or written; the probe holds it for a moment only. A run recorded as running whose
     lock nobody holds was killed (``kill -9`` leaves no other trace)."""
+    if not Path(folder).is_dir():
+        return None  # on another machine sharing the database, moved or unmounted: this one cannot tell
     try:
         fd = os.open(Path(folder) / LOCK_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:

@@ -217,6 +217,11 @@ def test_a_run_imported_while_it_ran_reads_stopped_once_nobody_holds_it(db, tmp_
         assert get_run(db, held.id).status == "running" and [r.id for r in list_runs(db, status="running")]
     assert get_run(db, held.id).status == "stopped"  # its process is gone: the lock with it
     assert [r.id for r in list_runs(db, status="stopped")] == [held.id] and not list_runs(db, status="running")
+    # a run folder on another machine sharing the database (or moved): this one cannot tell, the record stands
+    elsewhere = dataclasses.replace(get_run(db, held.id), id="0123456789ab", status="running",
+                                    out_dir=str(tmp_path / "on-another-host" / "r"))
+    save_run(db, elsewhere)
+    assert get_run(db, "0123456789ab").status == "running"
 
 
 def test_a_ctrl_c_while_a_finished_run_is_indexed_leaves_it_indexed(db, tmp_path, monkeypatch):
