@@ -131,7 +131,13 @@ class InProcessExecutor(Executor):
             batch_relative: bool = False) -> list[float]:
         out: list[float] = []
         for task in _tasks(spec, [dict(r) for r in records], batch_relative):
-            out.extend(evaluate_records(spec, task))
+            try:
+                out.extend(evaluate_records(spec, task))
+            except EdgenasError:
+                raise
+            except Exception as exc:  # as the process pool and Ray report it (it was an "internal error")
+                raise ExecutorError(f"inprocess: an evaluation failed ({type(exc).__name__}: {exc})",
+                                    hint="re-run with --resume; finished evaluations are kept") from None
         return out
 
 
@@ -158,15 +164,30 @@ class ProcessExecutor(Executor):
         futures = [self._pool.submit(_run_task, spec, t)
                    for t in _tasks(spec, [dict(r) for r in records], batch_relative)]
         out: list[float] = []
-        for f in futures:  # submission order
-            try:
-                out.extend(f.result())
-            except EdgenasError:
-                raise
-            except Exception as exc:  # a worker crashed (BrokenProcessPool) or raised
-                raise ExecutorError(f"process pool: an evaluation failed ({type(exc).__name__}: {exc})",
-                                    hint="re-run with --resume; finished evaluations are kept") from None
+        try:
+            for f in futures:  # submission order
+                try:
+                    out.extend(f.result())
+                except EdgenasError:
+                    raise
+                except Exception as exc:  # a worker crashed (BrokenProcessPool) or raised
+                    raise ExecutorError(f"process pool: an evaluation failed ({type(exc).__name__}: {exc})",
+                                        hint="re-run with --resume; finished evaluations are kept") from None
+        except KeyboardInterrupt:
+            self._abort(futures)
+            raise
         return out
+
+    def _abort(self, futures: Sequence[Any]) -> None:
+        """Ctrl-C: cancel what has not started and end the workers. The pool moves tasks into its call queue
+        ahead of time, where ``cancel_futures`` cannot reach them: a worker took one up after the interrupt
+        and the command waited for it to finish (a whole training on a ``train`` rung)."""
+        for f in futures:
+            f.cancel()
+        for proc in list((getattr(self._pool, "_processes", None) or {}).values()):  # no public way before 3.14
+            if proc.is_alive():
+                proc.terminate()
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _start_workers(self) -> None:
         """Start every worker now, with Ctrl-C ignored only while they are spawned (a few milliseconds, once

@@ -114,8 +114,10 @@ class RayExecutor(Executor):
                                 hint="raise the timeout or check the cluster's workers") from None
         except ray.exceptions.RayError as exc:
             first = str(exc).strip().splitlines()
-            raise ExecutorError(f"ray: an evaluation failed after {self.max_retries} retries "
-                                f"({type(exc).__name__}: {first[-1] if first else ''})",
+            # only a lost worker or node is retried; an evaluation that raised is not (retry_exceptions=False)
+            raised = isinstance(exc, ray.exceptions.RayTaskError)
+            how = "(not retried: it raised)" if raised else f"after {self.max_retries} retries"
+            raise ExecutorError(f"ray: an evaluation failed {how} ({type(exc).__name__}: {first[-1] if first else ''})",
                                 hint="re-run with --resume; finished evaluations are kept") from None
         return [v for chunk in chunks for v in chunk]
 

@@ -198,7 +198,8 @@ def build_problem(project: Project, req: SearchRequest, note: Callable[[str], No
         from edgenas.evaluate import CachedEvaluator
         from edgenas.evaluate.executor import EvalSpec, ExecutorEvaluator
 
-        evaluator = CachedEvaluator(ExecutorEvaluator(EvalSpec.make(name, space.name, req.seed, opts), executor))
+        spec = EvalSpec.make(name, space.name, req.seed, _absolute_paths(opts))
+        evaluator = CachedEvaluator(ExecutorEvaluator(spec, executor))
     targets = [DeviceTarget(n, m, b) for (n, m), b in zip(models, budgets)]
     bad = sorted(set(req.minimise) - {"params", "flops"})
     if bad:
@@ -388,6 +389,21 @@ def _interrupt_deferred() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+#: evaluator options that name files or folders (a keyword such as data=digits names none here)
+PATH_OPTIONS = ("table", "hw", "data", "checkpoint")
+
+
+def _absolute_paths(opts: Mapping[str, Any]) -> dict[str, Any]:
+    """``opts`` with relative paths that exist here made absolute: an executor's worker resolves them in
+    its own folder (a Ray worker in the head's, where table=d2/nb201_valid.csv was not found)."""
+    def absolute(v: Any) -> Any:
+        if isinstance(v, str) and v and not Path(v).is_absolute() and Path(v).exists():
+            return str(Path(v).resolve())
+        return [absolute(x) for x in v] if isinstance(v, (list, tuple)) else v
+
+    return {k: absolute(v) if k in PATH_OPTIONS else v for k, v in opts.items()}
 
 
 def _with_recorded_budgets(req: SearchRequest, out_dir: Path) -> SearchRequest:

@@ -36,6 +36,64 @@ def test_process_pool_gives_the_in_process_scores_in_submission_order():
         assert ev.evaluate(archs[::-1]).tolist() == base[::-1].tolist()
 
 
+def test_ctrl_c_ends_the_process_pool_without_starting_queued_evaluations(tmp_path, monkeypatch):
+    """The pool moves tasks into its call queue ahead of time, where cancel_futures cannot reach them: after a
+    Ctrl-C a worker took one up and the command waited for it to finish (a whole training on a train rung)."""
+    from edgenas.evaluate import executor
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))  # the workers are spawned with this sys.path
+    from _slow_task import slow_task
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    monkeypatch.setenv("EDGENAS_TEST_MARKS", str(marks))
+    monkeypatch.setattr(executor, "_run_task", slow_task)
+    ex = make_executor("process", workers=1)
+    ex._start_workers()
+    threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+    with pytest.raises(KeyboardInterrupt):
+        ex.map(EvalSpec.make("compression", "nb201"), [{"n": i} for i in range(4)])
+    ex.close()
+    time.sleep(4.0)  # long enough for a queued task to have started and noted it
+    assert sorted(p.name for p in marks.iterdir()) == ["0"]
+
+
+def test_an_evaluation_that_raises_is_one_executor_error_in_process_too(monkeypatch):
+    """In process it was an "internal error: ... report it" (exit 70); the process pool and Ray say
+    ExecutorError with the resume hint."""
+    from edgenas.evaluate import executor
+
+    def boom(spec, records):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(executor, "evaluate_records", boom)
+    with pytest.raises(executor.ExecutorError, match="inprocess: an evaluation failed .*boom"):
+        make_executor("inprocess").map(EvalSpec.make("compression", "nb201"), [{"n": 0}])
+
+
+def test_relative_paths_reach_an_executors_workers_absolute(tmp_path, monkeypatch):
+    """A Ray worker resolves evaluator options in its own folder (the head's): table=d2/x.csv was not found."""
+    import shutil
+
+    from edgenas.evaluate.executor import make_executor
+    from edgenas.project import Project
+    from edgenas.search.launch import SearchRequest, build_problem
+
+    table = Path(__file__).resolve().parents[2].parent / "shared/data/nb201/nb201_hw.csv"
+    if not table.exists():
+        pytest.skip(f"reference table not found at {table}")
+    (tmp_path / "here" / "d2").mkdir(parents=True)
+    shutil.copy(table, tmp_path / "here" / "d2" / "hw.csv")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    req = SearchRequest(space="nb201", table="d2/hw.csv", objective="cifar10_test", budget=5)
+    problem, _ = build_problem(Project(tmp_path / "proj"), req, executor=make_executor("inprocess"))
+    spec = problem.evaluator.inner.spec  # what a worker gets
+    assert spec.options["table"] == str(tmp_path / "here" / "d2" / "hw.csv")
+    monkeypatch.chdir(tmp_path / "elsewhere")  # where a Ray worker would look: a new process builds it anew
+    assert spec.build().evaluate([get_space("nb201").sample(np.random.default_rng(0))])[0] > 0
+
+
 def test_bad_executor_options_are_one_clear_error():
     with pytest.raises(InputError, match="unknown executor 'nope'"):
         make_executor("nope")
