@@ -48,12 +48,17 @@ def test_ctrl_c_ends_the_process_pool_without_starting_queued_evaluations(tmp_pa
     marks.mkdir()
     monkeypatch.setenv("EDGENAS_TEST_MARKS", str(marks))
     monkeypatch.setattr(executor, "_run_task", slow_task)
-    ex = make_executor("process", workers=1)
-    ex._start_workers()
-    threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
-    with pytest.raises(KeyboardInterrupt):
-        ex.map(EvalSpec.make("compression", "nb201"), [{"n": i} for i in range(4)])
-    ex.close()
+    # Ctrl-C as a terminal delivers it, whatever this test run inherited (a background job ignores it)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        ex = make_executor("process", workers=1)
+        ex._start_workers()
+        threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT)).start()
+        with pytest.raises(KeyboardInterrupt):
+            ex.map(EvalSpec.make("compression", "nb201"), [{"n": i} for i in range(4)])
+        ex.close()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     time.sleep(4.0)  # long enough for a queued task to have started and noted it
     assert sorted(p.name for p in marks.iterdir()) == ["0"]
 

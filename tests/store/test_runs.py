@@ -239,10 +239,14 @@ def test_a_ctrl_c_while_a_finished_run_is_indexed_leaves_it_indexed(db, tmp_path
         return real(*args, **kwargs)
 
     monkeypatch.setattr(launch, "_index", interrupted)
+    # Ctrl-C as a terminal delivers it, whatever this test run inherited (a background job ignores it)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         launch_search(Project(tmp_path), _req(budget=10), tmp_path / "r", db=db)
     except KeyboardInterrupt:  # a failure of this test, not of the whole session
         pytest.fail("the Ctrl-C reached the final index")
+    finally:
+        signal.signal(signal.SIGINT, previous)
     [run] = list_runs(db)
     assert run.status == "complete" and run.n_evaluations == 10
 
