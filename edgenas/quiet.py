@@ -8,14 +8,18 @@ transport's ``saved_exception``), so paramiko's log goes to a ``NullHandler`` un
 configured logging itself (its handlers on the root logger still receive the records).
 
 ``install_thread_hook`` (used by the CLI) turns an uncaught exception in any other thread into one
-line on stderr instead of a traceback.
+line on stderr instead of a traceback. ``sigint_ignored`` holds Ctrl-C off for a short block that must
+not be cut in the middle.
 """
 
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import threading
+from contextlib import contextmanager
+from typing import Iterator
 
 _done: list[bool] = []
 
@@ -42,3 +46,17 @@ def install_thread_hook() -> None:
         return None
 
     threading.excepthook = hook
+
+
+@contextmanager
+def sigint_ignored() -> Iterator[None]:
+    """Ignore Ctrl-C in this process for the block (from the main thread only: Python sets handlers there;
+    elsewhere the block runs as it is). A Ctrl-C during the block is dropped."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -21,7 +21,6 @@ import signal
 import sys
 import threading
 from abc import ABC, abstractmethod
-from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor as _Pool
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
@@ -30,6 +29,7 @@ import numpy as np
 
 from edgenas.errors import EdgenasError, InputError
 from edgenas.evaluate.base import Evaluator
+from edgenas.quiet import sigint_ignored
 from edgenas.registry import Registry
 
 
@@ -194,7 +194,7 @@ class ProcessExecutor(Executor):
         per run; a Ctrl-C in them is lost): an ignored signal stays ignored across exec, so a worker still
         importing, before ``_quiet_worker`` runs, does not die with a traceback. The pool spawns no more
         workers later (a worker that dies breaks it), so nothing else runs with Ctrl-C ignored."""
-        with _sigint_ignored():
+        with sigint_ignored():
             warm = [self._pool.submit(os.getpid) for _ in range(self.workers)]
         try:
             for f in warm:
@@ -237,19 +237,6 @@ def _run_task(spec: EvalSpec, records: Sequence[Mapping[str, Any]]) -> list[floa
         return evaluate_records(spec, records)
     finally:
         _RUNNING = False
-
-
-@contextmanager
-def _sigint_ignored():  # type: ignore[no-untyped-def]
-    """Ignore Ctrl-C in this process for the block (from the main thread only: Python sets handlers there)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, old)
 
 
 def max_workers() -> int:

@@ -7,15 +7,12 @@ their latency budgets (LUT-based), or a benchmark table with a latency column. I
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
-import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -23,6 +20,7 @@ from edgenas.errors import InputError
 from edgenas.io import atomic_write_json, read_json
 from edgenas.limits import is_finite, is_number
 from edgenas.project import Project
+from edgenas.quiet import sigint_ignored
 from edgenas.search.run_files import check_request_fields, check_tables, check_warm_start
 
 REQUEST_SCHEMA = 1
@@ -371,24 +369,11 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
                                  hint="free some space, then " + resume_hint if req_path.exists() else None) from None
             raise
         if db is not None:
-            with _interrupt_deferred():  # a Ctrl-C here rolled the index back: a finished run stayed unindexed
+            # Ctrl-C held off for this one transaction: in the middle it rolled the index back, and the database
+            # said stopped (or nothing) while the folder said complete
+            with sigint_ignored():
                 _index(db, project, folder, problem, None, rerun_of, started)
     return problem, config, result
-
-
-@contextlib.contextmanager
-def _interrupt_deferred() -> Iterator[None]:
-    """Hold Ctrl-C off while the finished run is indexed (one transaction of a fraction of a second): the run
-    is complete on disk, and an interrupt in the middle left the database saying otherwise. A Ctrl-C in
-    that moment is dropped; the command ends as it would have a moment later. Main thread only (signals)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 #: evaluator options that name files or folders (a keyword such as data=digits names none here)
