@@ -30,7 +30,8 @@ def register(app: typer.Typer) -> None:
             return
         out.print(f"[bold]on {esc(device)}[/bold]")
         for e in remote:
-            out.print(esc(f"  {e.get('name')!s:<40} {e.get('size', 0)!s:>9} B  sha256 {str(e.get('sha256'))[:12]}…", 300))
+            size, sha = e["size"], e["sha256"]
+            out.print(esc(f"  {e['name']:<40} {'?' if size is None else size:>9} B  sha256 {(sha or '?')[:12]}…"))
         out.print("[bold]in project[/bold]")
         for p in local:
             out.print(f"  {esc(p)}")

@@ -118,6 +118,9 @@ class BenchAnswer:
             stats = EntryStats.from_checked(raw)
         except InputError as exc:
             raise DeviceError(device, f"the agent sent bad {exc.message}") from None
+        if stats.median_ms <= 0:  # a whole model takes time: 0 ms is a broken timer or a hostile agent
+            raise DeviceError(device, f"the agent's {what} answer times the model at {stats.median_ms:g} ms",
+                              hint="a measurement must be > 0 ms; check the device's clock or reinstall the agent")
         cold = _mapping(device, answer, "cold_start", what)
         bad = next((k for k, v in cold.items() if not _COLD_KEY_RE.match(str(k)) or isinstance(v, bool)
                     or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0), None)

@@ -268,17 +268,20 @@ def add_fewshot(project: Project, device: str, space_name: str, k: int, *, seed:
         n_refs = len(tref.columns) if tref else len(refs)
         X = X[:, :-n_refs] if tref else X  # the additive parts and descriptors choose
         chosen = [pool[i] for i in select_architectures(X, n_refs, k, seed, config.selection)]
-        store = open_store(project)
+        measured = []  # stored once all k are in: a device that fails or answers nonsense half way stores nothing
         for i, arch in enumerate(chosen):
             exp = export_arch(space, arch, default_export_dir(project, space, arch))
             out = measure_model(s, model_file(rt["runtime"], space, arch, exp), reference=ref_path, protocol=protocol)
-            store.add(Measurement(
+            measured.append(Measurement(
                 device=s.device, space=space.name, arch=space.to_dict(arch), artifact_sha256=exp.sha256,
                 runtime=rt["runtime"], precision=rt["precision"], fingerprint_hash=fp_hash,
                 stats=dict(out.raw_stats), cold_start=dict(out.cold_start), state=dict(out.state)))
             if progress:
                 progress(f"measure architectures on {s.device}", i + 1, len(chosen))
         name = s.device
+    store = open_store(project)
+    for m in measured:
+        store.add(m)
     archs, y = _measurements(store, name, space, fp_hash, rt["runtime"])
     path, loo, described = _save(project, name, space, fp_hash, rt["runtime"], archs, y, refs, tref, seed)
     names = [f"{tref.source}:{c}" for c in tref.columns] if tref else [r[0] for r in refs]

@@ -17,7 +17,7 @@ from edgenas.latency.lut import Lut
 from edgenas.latency.store import LutStore, lut_filename
 from edgenas.limits import MAX_JSON_BYTES, loads_json_limited
 from edgenas.project import Project
-from edgenas.safenames import LUT_FILE_RE
+from edgenas.safenames import LUT_FILE_RE, SHA256_RE
 from edgenas.textsafe import clean
 
 
@@ -26,12 +26,33 @@ def device_luts(project: Project, device: str) -> list[dict[str, Any]]:
     from edgenas.devices.session import open_session
 
     with open_session(project, device) as s:
-        answer = s.call("lut.list", {}, timeout_s=60)
-    if not isinstance(answer, list) or not all(isinstance(e, dict) and isinstance(e.get("name"), str)
-                                               for e in answer):
-        raise DeviceError(device, "the agent's lut.list answer is not a list of named tables",
+        return _listing(s.device, s.call("lut.list", {}, timeout_s=s.quick_timeout_s))
+
+
+#: the most tables a device may list (a space and fingerprint each)
+MAX_LISTED = 10_000
+
+
+def _listing(device: str, listed: Any) -> list[dict[str, Any]]:
+    """The agent's ``lut.list`` answer checked: valid LUT file names, each with its ``size`` (a whole
+    number of bytes) and ``sha256`` (64 hex digits), ``None`` where the device sent something else;
+    other fields are dropped."""
+    if not isinstance(listed, list):
+        raise DeviceError(device, "lut.list answered with something that is not a list",
                           hint="reinstall the agent (it is replaced when its hash differs)")
-    return answer
+    if len(listed) > MAX_LISTED:
+        raise DeviceError(device, f"lut.list sent {len(listed)} tables, over the {MAX_LISTED} limit; nothing was written")
+    names = [e.get("name") if isinstance(e, dict) else e for e in listed]
+    bad = [n for n in names if not (isinstance(n, str) and LUT_FILE_RE.match(n))]
+    if bad:
+        raise DeviceError(device, f"lut.list sent {len(bad)} invalid LUT name(s), first {clean(repr(bad[0]), 80)}",
+                          hint="LUT names are SPACE-FPHASH12.json; nothing was written")
+    out = []
+    for n, e in zip(names, listed):
+        size, sha = (e.get("size"), e.get("sha256")) if isinstance(e, dict) else (None, None)
+        out.append({"name": n, "size": size if isinstance(size, int) and not isinstance(size, bool) and size >= 0
+                    else None, "sha256": sha if isinstance(sha, str) and SHA256_RE.match(sha) else None})
+    return out
 
 
 def pull_luts(project: Project, device: str, *, name: str | None = None) -> list[dict[str, Any]]:
@@ -60,14 +81,7 @@ def pull_luts(project: Project, device: str, *, name: str | None = None) -> list
 
 def _listed_names(s: Any, name: str | None) -> list[str]:
     """The table names ``lut.list`` sent (all of them valid LUT file names), or just ``name``."""
-    listed = s.call("lut.list", {}, timeout_s=60)
-    if not isinstance(listed, list):
-        raise DeviceError(s.device, "lut.list answered with something that is not a list")
-    names = [e.get("name") if isinstance(e, dict) else e for e in listed]
-    bad = [n for n in names if not (isinstance(n, str) and LUT_FILE_RE.match(n))]
-    if bad:
-        raise DeviceError(s.device, f"lut.list sent {len(bad)} invalid LUT name(s), first {clean(repr(bad[0]), 80)}",
-                          hint="LUT names are SPACE-FPHASH12.json; nothing was written")
+    names = [e["name"] for e in _listing(s.device, s.call("lut.list", {}, timeout_s=s.quick_timeout_s))]
     if name is not None:
         if name not in names:
             raise InputError(f"device '{s.device}' holds no LUT named '{name}'",
@@ -79,7 +93,7 @@ def _listed_names(s: Any, name: str | None) -> list[str]:
 def _fetch_one(s: Any, store: LutStore, n: str) -> tuple[str, Lut, str]:
     """Table ``n`` downloaded into a private folder and checked (hash, size, structure, owner, name);
     nothing is written to the project here."""
-    meta = s.call("lut.get", {"name": n}, timeout_s=60)
+    meta = s.call("lut.get", {"name": n}, timeout_s=s.quick_timeout_s)
     where = f"device '{s.device}': LUT {n}"
     if not isinstance(meta, dict) or meta.get("path") != f"luts/{n}" or not isinstance(meta.get("sha256"), str):
         raise DeviceError(s.device, f"lut.get {n}: unexpected answer (path must be luts/{n}); nothing was written")

@@ -148,6 +148,11 @@ def _profile_device(project: Project, s: Session, space: SearchSpace, *, force: 
               threads=int(s.profile.threads), protocol=proto,
               overhead=overhead.stats, entries=entries, sync=sync,
               reference=nominal_reference([results[k] for k in keys] + [overhead.raw_stats], ref_path))
+    try:  # each number was checked on arrival; what they make together (ratio x reference) is checked here
+        Lut.from_dict(lut.to_dict(), where="the table")
+    except InputError as exc:
+        raise DeviceError(s.device, f"the agent's timings make a bad table: {exc.message}",
+                          hint="re-profile the device; nothing was written") from None
     # the device's whole-model measurements fit the new table at once, so a rebuilt table is not used
     # raw until the next deploy or `lut calibrate`
     fit, note = fit_new_table(project, lut, space)

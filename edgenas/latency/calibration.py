@@ -25,9 +25,9 @@ from dataclasses import replace
 import numpy as np
 
 from edgenas.errors import InputError
-from edgenas.latency.lut import Calibration
+from edgenas.latency.lut import CALIBRATION_MODEL, Calibration
 
-MODEL = "loglinear"
+MODEL = CALIBRATION_MODEL
 PRIOR_SD = 0.2  # prior spread of the slope around 1
 B_MIN, B_MAX = 0.5, 1.5
 NOISE_FLOOR = 0.01  # smallest residual spread (log scale, ~1%) assumed when weighing the slope
@@ -99,15 +99,7 @@ def rescaled_calibration(cal: Calibration | None, factor: float) -> Calibration 
 
 def check_calibration(cal: Calibration) -> None:
     """Raise ``InputError`` unless ``cal`` is a loglinear, strictly increasing correction."""
-    if cal.model != MODEL:
-        raise InputError(f"unknown calibration model '{cal.model}' (known: {MODEL})",
-                         hint="refit the calibration with this edgenas version")
-    a, b = cal.params.get("a"), cal.params.get("b")
-    if a is None or b is None or not np.isfinite(a) or not np.isfinite(b):
-        raise InputError("calibration: params 'a' and 'b' must be finite numbers")
-    if b <= 0:
-        raise InputError(f"calibration slope b={b} is not > 0, so it is not monotone",
-                         hint="refit the calibration")
+    cal.check()
 
 
 def apply_calibration(cal: Calibration | None, raw_ms) -> np.ndarray:

@@ -31,7 +31,7 @@ from edgenas.latency.calibration import apply_calibration, fit_calibration
 from edgenas.latency.fewshot_records import (
     is_schema, reading_model, record_count, record_number, record_strings, record_vector,
 )
-from edgenas.latency.lut import Calibration
+from edgenas.latency.lut import MAX_MS, Calibration
 
 MIN_K_RIDGE = 5
 FEWSHOT_SCHEMA = 1
@@ -231,7 +231,7 @@ _FIXED = ("index", "arch")
 MAX_LATENCY_COLUMNS = 16
 #: a plausible whole-model latency (ms): a value outside is left out like a missing one. It bounds what the
 #: fits see, so that nothing in them overflows: 1e300 or 1e-320 ms is a broken table, not a device
-MIN_MS, MAX_MS = 1e-6, 1e7
+MIN_MS = 1e-6  # with MAX_MS (lut.py): the latencies a table cell may hold
 
 
 class HwTable:

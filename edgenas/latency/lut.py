@@ -33,16 +33,30 @@ _OPTIONAL_FIELDS = {"k": "count", "warmup_n": "count", "total_s": "number", "ci_
                     "ref_k": "count", "sessions": "count", "nominal_ms": "positive", "window_medians_ms": "list"}
 #: the most window medians a STATS object may list
 MAX_WINDOWS = 1000
+#: the longest time (ms) a statistic, a reference or an entry's cost may state (about 2.8 hours): a
+#: larger one is a broken or hostile record, and sums of such values overflow to inf and then nan
+MAX_MS = 1e7
+#: the calibration model every fit writes: log(measured) = a + b * log(predicted)
+CALIBRATION_MODEL = "loglinear"
+#: how far in the future a calibration's ``fitted_at`` may lie (clock differences between hosts)
+_FUTURE_SLACK_S = 86400.0
 
 
 _short = partial(brief, max_len=80)
 
 
-def _number(v: Any, where: str, allow_inf: bool = False) -> float | int:
+def _number(v: Any, where: str, allow_inf: bool = False, cap: float = math.inf) -> float | int:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v) or v < 0 \
             or (math.isinf(v) and not allow_inf):
         raise InputError(f"{where} must be a finite number >= 0, got {_short(v)}")
+    if v > cap and not math.isinf(v):
+        raise InputError(f"{where} must be at most {cap:g}, got {_short(v)}")
     return v
+
+
+def _cap(field: str) -> float:
+    """The largest value a STATS field may hold: ``MAX_MS`` for times and the reference ratio."""
+    return MAX_MS if field.endswith("_ms") or field == "ratio" else math.inf
 
 
 _Z90 = 1.2815515655446004  # the 90th percentile of the standard normal
@@ -80,7 +94,7 @@ class EntryStats:
         missing = [f for f in _STAT_FIELDS if f not in d]
         if missing:
             raise InputError(f"{where}: missing {', '.join(missing)}")
-        out: dict[str, Any] = {f: _number(d[f], f"{where}: {f}") for f in _STAT_FIELDS}
+        out: dict[str, Any] = {f: _number(d[f], f"{where}: {f}", cap=_cap(f)) for f in _STAT_FIELDS}
         if out["n"] < 1 or out["n"] != int(out["n"]):
             raise InputError(f"{where}: n must be a whole number >= 1, got {out['n']!r}")
         if not out["min_ms"] <= out["median_ms"] <= out["max_ms"] + 1e-12:
@@ -96,9 +110,9 @@ class EntryStats:
             if kind == "list":
                 if not isinstance(v, list) or len(v) > MAX_WINDOWS:
                     raise InputError(f"{where}: {f} must be a list of at most {MAX_WINDOWS} numbers")
-                out[f] = [_number(x, f"{where}: {f}") for x in v]
+                out[f] = [_number(x, f"{where}: {f}", cap=MAX_MS) for x in v]
                 continue
-            out[f] = _number(v, f"{where}: {f}", allow_inf=kind == "spread")
+            out[f] = _number(v, f"{where}: {f}", allow_inf=kind == "spread", cap=_cap(f))
             if kind == "count" and out[f] != int(out[f]):
                 raise InputError(f"{where}: {f} must be a whole number, got {_short(v)}")
             if kind == "positive" and out[f] <= 0:
@@ -143,8 +157,8 @@ class Calibration:
     residual: float = 0.0  # robust spread of the residuals (relative)
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "Calibration":
-        where = "malformed calibration in LUT:"
+    def from_dict(cls, d: Mapping[str, Any], source: str = "LUT") -> "Calibration":
+        where = f"malformed calibration in {source}:"
         try:
             params = dict(d["params"])
             bad = next((k for k, v in params.items() if isinstance(v, bool) or not isinstance(v, (int, float))
@@ -152,12 +166,33 @@ class Calibration:
             if bad is not None:
                 raise InputError(f"{where} parameter {_short(bad)} must be a finite number, got {_short(params[bad])}",
                                  hint="recalibrate: edgenas lut calibrate DEVICE")
-            return cls(model=str(d["model"]), params={k: float(v) for k, v in params.items()},
-                       n_points=int(_number(d["n_points"], f"{where} n_points")),
-                       fitted_at=float(_number(d.get("fitted_at", 0.0), f"{where} fitted_at")),
-                       residual=float(_number(d.get("residual", 0.0), f"{where} residual")))
+            cal = cls(model=str(d["model"]), params={k: float(v) for k, v in params.items()},
+                      n_points=int(_number(d["n_points"], f"{where} n_points")),
+                      fitted_at=float(_number(d.get("fitted_at", 0.0), f"{where} fitted_at")),
+                      residual=float(_number(d.get("residual", 0.0), f"{where} residual")))
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"{where} {exc}") from None
+        try:
+            cal.check()
+        except InputError as exc:
+            raise InputError(f"{source}: {exc.message}", hint=exc.hint) from None
+        if cal.fitted_at > time.time() + _FUTURE_SLACK_S:  # it would always win over a newer fit
+            raise InputError(f"{where} fitted_at lies in the future ({cal.fitted_at:g})",
+                             hint="recalibrate: edgenas lut calibrate DEVICE")
+        return cal
+
+    def check(self) -> None:
+        """Raise ``InputError`` unless this is a loglinear, strictly increasing correction."""
+        if self.model != CALIBRATION_MODEL:
+            raise InputError(f"unknown calibration model {_short(self.model)} (known: {CALIBRATION_MODEL})",
+                             hint="refit the calibration with this edgenas version")
+        a, b = self.params.get("a"), self.params.get("b")
+        if a is None or b is None or not math.isfinite(a) or not math.isfinite(b):
+            raise InputError("calibration: params 'a' and 'b' must be finite numbers",
+                             hint="recalibrate: edgenas lut calibrate DEVICE")
+        if b <= 0:
+            raise InputError(f"calibration slope b={b:g} is not > 0, so it is not monotone",
+                             hint="refit the calibration")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -280,16 +315,24 @@ class Lut:
                                     and not isinstance(ref.get("ms"), bool) and math.isfinite(ref["ms"])
                                     and ref["ms"] > 0 and isinstance(ref.get("sha256"), str)):
             raise InputError(f"{where}: malformed 'reference' (needs sha256 and ms > 0)")
+        if ref is not None and ref["ms"] > MAX_MS:
+            raise InputError(f"{where}: the reference's ms must be at most {MAX_MS:g}, got {_short(ref['ms'])}")
         sync = EntryStats.from_dict(d["sync"], f"{where}: sync") if "sync" in d else None
-        return cls(
+        lut = cls(
             device=d["device"], space=d["space"], fingerprint=dict(d["fingerprint"]),
             fingerprint_hash=d["fingerprint_hash"], runtime=d["runtime"], precision=d["precision"],
             threads=int(_number(d.get("threads", 0), f"{where}: threads")), protocol=dict(d["protocol"]),
             overhead=EntryStats.from_dict(d.get("overhead"), f"{where}: overhead"),
-            entries=entries, calibration=Calibration.from_dict(cal) if cal else None,
+            entries=entries, calibration=Calibration.from_dict(cal, where) if cal else None,
             created_at=float(_number(d.get("created_at", 0.0), f"{where}: created_at")), schema=LUT_SCHEMA,
             reference=dict(ref) if ref is not None else None, sync=sync,
         )
+        costs = {"overhead": lut.overhead_ms, **{k: lut.value_ms(e) for k, e in entries.items()}}
+        big = next((k for k, v in costs.items() if v > MAX_MS), None)
+        if big is not None:
+            raise InputError(f"{where}: entry {_short(big)} costs {costs[big]:g} ms (ratio x reference), over {MAX_MS:g}",
+                             hint="re-profile the device")
+        return lut
 
     def save(self, path: str | Path) -> Path:
         """Validate by round trip, then write atomically."""

@@ -297,3 +297,37 @@ def test_the_pool_the_points_are_chosen_from_holds_distinct_architectures():
         assert len({space.arch_id(a) for a in archs}) == len(archs) == distinct == len(X)
     assert [get_space("nb201").arch_id(a) for a in _pool(get_space("nb201"), [], 3, n=50)[0]] == \
         [get_space("nb201").arch_id(a) for a in _pool(get_space("nb201"), [], 3, n=50)[0]]  # seeded
+
+
+ZERO_ON_SECOND = """
+real_bench, calls = M['bench'], [0]
+def bench(w, p, pr):
+    r = real_bench(w, p, pr)
+    if p.get('winner'):
+        calls[0] += 1
+        if calls[0] == 2:  # the second whole-model measurement reads 0 ms
+            r['stats'].update(median_ms=0.0, mean_ms=0.0, min_ms=0.0, p90_ms=0.0, p99_ms=0.0, max_ms=0.0)
+    return r
+M['bench'] = bench
+"""
+
+
+def test_a_device_that_measures_0_ms_adds_no_measurement(proj, cli, tmp_path, monkeypatch):
+    """The device's measurements were stored one by one before they were checked: a device answering 0 ms
+    left rows that every later calibration refit of its table refused. Now the answer is one red line
+    naming the device, and nothing is stored, not even the measurement before it."""
+    import functools
+
+    import edgenas.fleet.fewshot as fewshot
+    from edgenas.project import Project
+    from edgenas.store import open_store
+    from tests.fleet.hostile import hostile_agent, use_agent
+
+    _only_reference_lut(proj)
+    use_agent(monkeypatch, hostile_agent(tmp_path, ZERO_ON_SECOND))
+    monkeypatch.setattr(fewshot, "add_fewshot", functools.partial(fewshot.add_fewshot, protocol=QUICK))
+    res = cli("device", "add", "local", "--fewshot", "3", "--space", "mbv3-tiny")
+    assert res.code != 0 and "Traceback" not in res.err and len(res.err.strip().splitlines()) == 1, res.err
+    assert "local" in res.err and "0 ms" in res.err, res.err
+    assert open_store(Project(proj)).list(device="local") == []
+    assert not model_path_of(proj).exists()

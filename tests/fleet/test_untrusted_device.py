@@ -184,6 +184,10 @@ def test_junk_progress_from_a_device_is_ignored(setup, tmp_path, monkeypatch):
      "bad statistics for entry .*: k must be a finite number"),
     ("def FINISH(r):\n    k = sorted(r['results'])[0]\n    r['results'][k]['ref_ms'] = -1.0\n    return r\n",
      "bad statistics for entry .*: ref_ms must be a finite number"),
+    ("def FINISH(r):\n    k = sorted(r['results'])[0]\n    r['results'][k].update(median_ms=1e308, max_ms=1e308, p90_ms=1e308,"
+     " p99_ms=1e308, mean_ms=1e308)\n    return r\n", "bad statistics for entry .*: median_ms must be at most 1e\\+07"),
+    ("def FINISH(r):\n    for v in r['results'].values():\n        v.update(ratio=1e6, ref_ms=1e6)\n    return r\n",
+     "costs .* ms \\(ratio x reference\\), over 1e\\+07"),  # each number plausible, their product not
     ("def FINISH(r):\n    r['results'] = list(r['results'])\n    return r\n", "bench_many answer is malformed"),
     ("def FINISH(r):\n    return [r]\n", "bench_many answer is malformed"),
 ])
@@ -253,3 +257,25 @@ def test_a_device_python_that_answers_garbage_to_the_hash_helper_is_one_error(ss
     res = cli("device", "info", "dev")
     assert res.code == DeviceError.exit_code, res.err
     assert "hashing files with" in res.err and "internal error" not in res.err  # was a KeyError
+
+
+def test_lut_list_shows_only_checked_names_and_fields(setup, tmp_path, monkeypatch, cli):
+    """``lut list`` printed whatever the device listed (a path as a name, 100,000 entries, any extra field
+    in ``--json``); the names are now checked as ``lut pull`` checks them, and only name, size and sha256
+    are kept (null where the device sent something else)."""
+    project, prof = setup
+    write_profile(project, prof)
+    monkeypatch.setenv("EDGENAS_PROJECT", str(project.root))
+    listing = [{"name": NAME, "size": "1e999", "sha256": "zz", "extra": {"x": [1, 2]}},
+               {"name": f"nb201-{'c' * 12}.json", "size": 42, "sha256": "d" * 64}]
+    use_agent(monkeypatch, hostile_agent(tmp_path, f"M['lut.list'] = lambda w, p, pr: {listing!r}\n"))
+    res = cli("lut", "list", "dev", "--json")
+    assert res.code == 0, res.err
+    assert res.json()["on_device"] == [{"name": NAME, "size": None, "sha256": None},
+                                       {"name": f"nb201-{'c' * 12}.json", "size": 42, "sha256": "d" * 64}]
+    for bad in ([{"name": "../../../etc/passwd", "size": 1}], [{"name": NAME}] * 10_001):
+        use_agent(monkeypatch, hostile_agent(tmp_path, f"M['lut.list'] = lambda w, p, pr: {bad!r}\n"))
+        res = cli("lut", "list", "dev")
+        assert res.code == DeviceError.exit_code and len(res.err.strip().splitlines()) == 1, res.err
+        assert "dev" in res.err and ("invalid LUT name" in res.err or "over the 10000 limit" in res.err)
+        assert res.out == ""

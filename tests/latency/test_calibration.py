@@ -116,3 +116,27 @@ def test_an_edited_calibration_or_lut_record_is_one_input_error():
     huge = Lut.from_dict({**good, "calibration": {**cal, "params": {"a": 1e308, "b": 1.0}}})
     with pytest.raises(InputError, match="infinite latency"):
         apply_calibration(huge.calibration, np.array([1.0, 2.0]))
+
+
+def test_a_calibration_the_predictor_would_refuse_is_refused_where_the_table_is_read():
+    """A table pulled from a device (or edited) with a calibration of another model, a slope <= 0 or a fit
+    dated in the future was stored, passed ``lut show``, and failed only in a later search with a line that
+    named neither the device nor the file; a future ``fitted_at`` also won over every later host fit."""
+    import time
+
+    from edgenas.latency.lut import EntryStats, Lut
+
+    e = EntryStats(n=5, median_ms=1.0, mean_ms=1.0, std_ms=0.0, cov=0.0, p90_ms=1.0, p99_ms=1.0, min_ms=1.0,
+                   max_ms=1.0)
+    good = Lut(device="d", space="mbv3-tiny", fingerprint={}, fingerprint_hash="ab" * 32, runtime="onnxruntime",
+               precision="fp32", threads=1, protocol={}, overhead=e, entries={"k": e},
+               calibration=Calibration(model="loglinear", params={"a": 0.1, "b": 1.0}, n_points=3)).to_dict()
+    cal = good["calibration"]
+    for changed, needle in (({"model": "bogus"}, "unknown calibration model 'bogus'"),
+                            ({"params": {"a": 1.0, "b": -2.0}}, "calibration slope b=-2 is not > 0"),
+                            ({"params": {"a": 1.0}}, "calibration: params 'a' and 'b' must be finite"),
+                            ({"fitted_at": time.time() + 10 * 86400},
+                             "fitted_at lies in the future")):
+        with pytest.raises(InputError, match=f"LUT luts/x.json: {needle}"):
+            Lut.from_dict({**good, "calibration": {**cal, **changed}}, where="LUT luts/x.json")
+    assert Lut.from_dict({**good, "calibration": {**cal, "fitted_at": time.time() + 60}}).calibration is not None
