@@ -56,4 +56,13 @@ class Project:
 
     @property
     def local_workdir(self) -> Path:
-        return self.state_dir / "devices" / "local"
+        return self.local_workdir_of("local")
+
+    def local_workdir_of(self, device: str) -> Path:
+        """The agent's work dir of a device on this machine (``transport = "local"``): one folder per
+        device, so two such devices never see each other's tables or measurements."""
+        from edgenas.safenames import NAME_RE
+
+        if not NAME_RE.match(device):
+            raise ValueError(f"not a device name: {device!r}")
+        return self.state_dir / "devices" / device

@@ -157,13 +157,14 @@ def _copy_verified(src: Path, dst: Path, device: str, max_bytes: int | None = No
 
 
 class LocalTransport(Transport):
-    """This machine as a device: the agent runs as ``python zipapp serve`` in ``project.local_workdir``."""
+    """This machine as a device: the agent runs as ``python zipapp serve`` in the device's own work dir
+    (``project.local_workdir_of``: ``.edgenas/devices/NAME``)."""
 
     def __init__(self, project: Project, device: str = "local", python: str = sys.executable) -> None:
         self.project = project
         self.device = device
         self.python = python
-        self.workdir = project.local_workdir
+        self.workdir = project.local_workdir_of(device)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._channels: list[LocalChannel] = []
 

@@ -18,12 +18,15 @@ from edgenas.devices.agent_bundle import ensure_agent_bundle
 from edgenas.devices.answers import DeviceInfo
 from edgenas.devices.local import LocalTransport
 from edgenas.devices.profiles import DeviceProfile, load_profile
-from edgenas.devices.rpc import AgentClient
+from edgenas.devices.rpc import HELLO_TIMEOUT_S, AgentClient
 from edgenas.devices.ssh import SSHTransport
 from edgenas.devices.transport import Transport
 from edgenas.errors import DeviceError
 from edgenas.io import sha256_file
 from edgenas.project import Project
+
+#: the longest wait for a call that does no work on the device (see ``Session.quick_timeout_s``)
+QUICK_TIMEOUT_S = 60.0
 
 
 @dataclass
@@ -41,6 +44,12 @@ class Session:
     @property
     def call_timeout_s(self) -> float:
         return float(getattr(self.profile, "call_timeout_s", 600))
+
+    @property
+    def quick_timeout_s(self) -> float:
+        """The wait for a call that does no work on the device (a file's stat, the table list): 60 s, or
+        the profile's ``call_timeout_s`` where that is shorter: a hung agent is given up as the profile says."""
+        return min(QUICK_TIMEOUT_S, self.call_timeout_s)
 
     def call(self, method: str, params: dict[str, Any] | None = None, *, timeout_s: float | None = None,
              on_progress: Callable[[dict[str, Any]], None] | None = None) -> Any:
@@ -68,7 +77,7 @@ class Session:
         remote = f"{subdir}/{digest}{Path(local).suffix}"
         if remote in self._pushed.values():
             return remote
-        stat = self.call("file.stat", {"path": remote}, timeout_s=60)
+        stat = self.call("file.stat", {"path": remote}, timeout_s=self.quick_timeout_s)
         if not (isinstance(stat, dict) and stat.get("exists") is True and stat.get("sha256") == digest):
             got = self.transport.put_file(Path(local), remote)
             if got != digest:
@@ -115,7 +124,8 @@ def open_session(project: Project, device: "str | DeviceProfile") -> Iterator[Se
     try:
         zipapp, version = ensure_agent_bundle(project)
         channel = transport.start_agent(Path(zipapp), version)
-        client = AgentClient(channel, profile.name, expect_version=version)
+        client = AgentClient(channel, profile.name, expect_version=version,
+                             hello_timeout_s=min(HELLO_TIMEOUT_S, profile.call_timeout_s))
         yield Session(profile, transport, client)
     finally:
         try:

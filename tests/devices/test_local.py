@@ -110,6 +110,48 @@ def test_a_hung_info_call_fails_within_the_profiles_call_timeout(project, tmp_pa
     assert time.monotonic() - t0 < 40
 
 
+@pytest.mark.parametrize("patch, call, needle", [
+    ("import time\ntime.sleep(3600)\n", None, "no hello line within 2 s"),  # the agent never says hello
+    (HANG_IN_INFO.replace("M['info']", "M['lut.list']"), "lut.list", "'lut.list'.*timed out after 2 s"),
+    (HANG_IN_INFO.replace("M['info']", "M['file.stat']"), "push", "'file.stat'.*timed out after 2 s"),
+])
+def test_quick_calls_and_the_hello_wait_no_longer_than_the_profile_allows(project, tmp_path, monkeypatch,
+                                                                          patch, call, needle):
+    """The agent's hello, ``lut.list``/``lut.get`` and the ``file.stat`` of every push waited a fixed 60 s
+    whatever the profile's ``call_timeout_s`` (the fix for ``info`` missed them)."""
+    import dataclasses
+
+    from edgenas.devices.profiles import LOCAL_PROFILE
+    from edgenas.fleet.lutsync import device_luts
+    from tests.fleet.hostile import hostile_agent, use_agent
+
+    use_agent(monkeypatch, hostile_agent(tmp_path, patch))
+    profile = dataclasses.replace(LOCAL_PROFILE, call_timeout_s=2.0)
+    t0 = time.monotonic()
+    with pytest.raises(DeviceError, match=needle):
+        if call == "lut.list":
+            device_luts(project, profile)
+        else:
+            with open_session(project, profile) as s:
+                s.push(next(tmp_path.glob("*.pyz")))  # any file: its stat is asked first
+    assert time.monotonic() - t0 < 30
+
+
+def test_each_local_transport_device_has_its_own_work_dir(project):
+    """Every ``transport = "local"`` profile ran its agent in ``.edgenas/devices/local``: a second one saw
+    (and resumed from, and listed) the first one's tables, and ``lut pull local`` then failed on them."""
+    import dataclasses
+
+    from edgenas.devices.profiles import LOCAL_PROFILE
+
+    twin = dataclasses.replace(LOCAL_PROFILE, name="twin", threads=2)
+    with open_session(project, LOCAL_PROFILE) as a, open_session(project, twin) as b:
+        dirs = a.client.hello["workdir"], b.client.hello["workdir"]
+    assert dirs == (str(project.local_workdir), str(project.state_dir / "devices" / "twin"))
+    with pytest.raises(ValueError):
+        project.local_workdir_of("../x")
+
+
 class _RecordingClient:
     """An agent client that records each call's timeout and answers none (the test needs only the timeout)."""
 
