@@ -50,6 +50,7 @@ from edgenas.latency.lut import Lut
 from edgenas.latency.store import LutStore
 from edgenas.locks import file_lock
 from edgenas.project import Project
+from edgenas.textsafe import one_line
 
 
 class RefreshStatus(enum.StrEnum):
@@ -72,6 +73,9 @@ class DeviceRefresh:
     wall_s: float = 0.0
     #: the reference's time now / the table's nominal ``reference.ms`` - 1 (None without a reference)
     speed_change: float | None = None
+
+    def __post_init__(self) -> None:  # a device's error text can be megabytes: the row and its file keep a line
+        object.__setattr__(self, "reason", one_line(self.reason))
 
     @property
     def failed(self) -> bool:
@@ -255,7 +259,9 @@ def _read_last(project: Project) -> list[dict[str, Any]]:
         data = read_json(path, "last refresh record")
     except InputError:  # damaged, a FIFO, too large: as if there were none
         return []
-    return data if isinstance(data, list) else []
+    # rows as ``DeviceRefresh.to_dict`` writes them; any other (edited, damaged) is left out
+    return [r for r in data if isinstance(r, dict) and all(isinstance(r.get(k), str) for k in ("device", "space", "status"))
+            ] if isinstance(data, list) else []
 
 
 def stale_runs_after(project: Project, results: list[DeviceRefresh], db_url: str | None = None) -> int | None:

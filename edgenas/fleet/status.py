@@ -10,6 +10,7 @@ from edgenas.devices.session import open_session
 from edgenas.errors import EdgenasError, InputError
 from edgenas.latency.store import LutStore
 from edgenas.project import Project
+from edgenas.textsafe import one_line
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,9 @@ class DeviceStatus:
     luts: dict[str, str] = field(default_factory=dict)  # space -> fresh | stale | missing
     last_calibration: dict[str, Any] = field(default_factory=dict)
     error: str = ""
+
+    def __post_init__(self) -> None:  # a device's error text can be megabytes: a row keeps one line of it
+        object.__setattr__(self, "error", one_line(self.error))
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -53,6 +53,37 @@ def test_two_refreshes_finishing_together_both_keep_their_rows(project, monkeypa
     assert [r.device for r in refresh_fleet(project, profiles, "nb201", only_failed=True)] == ["dev-a"]
 
 
+def test_a_damaged_last_refresh_record_counts_as_none(project, monkeypatch):
+    """Rows that are not objects, or lack the device, were an AttributeError or KeyError (an internal
+    error, after the devices had been refreshed); the record reads as if it held only its good rows."""
+    monkeypatch.setattr(refresh, "prepare_blocks", lambda *a, **k: 0)
+    monkeypatch.setattr(refresh, "refresh_device",
+                        lambda project, p, space, **k: DeviceRefresh(p.name, RefreshStatus.FAILED, "canned", space))
+    path = last_refresh_path(project)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    good = {"device": "dev-a", "space": "nb201", "status": "failed"}
+    for junk in ([1], [{"space": "nb201", "status": "verified"}], [None, "x", good]):
+        path.write_text(json.dumps(junk))
+        profiles = [dataclasses.replace(LOCAL_PROFILE, name=n) for n in ("dev-a", "dev-b")]
+        got = refresh_fleet(project, profiles, "nb201", only_failed=True)
+        assert [r.device for r in got] == (["dev-a"] if good in junk else [])
+        res = refresh_fleet(project, profiles[1:], "nb201")
+        assert [r.device for r in res] == ["dev-b"]
+        rows = json.loads(path.read_text())
+        assert {r["device"] for r in rows} == ({"dev-a", "dev-b"} if good in junk else {"dev-b"})
+
+
+def test_a_devices_error_text_is_one_line_in_status_and_refresh_rows():
+    """A device's 2 MB error message made 4 MB of ``fleet status`` output and of last-refresh.json."""
+    from edgenas.fleet.status import DeviceStatus
+
+    text = "boom\n" + "x" * 2_000_000
+    rows = [DeviceStatus("dev", False, error=text).error,
+            DeviceRefresh("dev", RefreshStatus.FAILED, text, "nb201").reason,
+            DeviceRefresh("dev", RefreshStatus.FAILED, text, "nb201").to_dict()["reason"]]
+    assert all(r.startswith("boom x") and len(r) < 1100 and "\n" not in r for r in rows)
+
+
 def _stats(ms: float) -> EntryStats:
     return EntryStats(n=20, median_ms=ms, mean_ms=ms, std_ms=0.01 * ms, cov=0.01, p90_ms=ms * 1.02,
                       p99_ms=ms * 1.05, min_ms=ms * 0.98, max_ms=ms * 1.1)
