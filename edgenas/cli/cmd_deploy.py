@@ -95,18 +95,19 @@ def register(app: typer.Typer) -> None:
             emit_json(res.to_dict())
             return
         s = res.stats
-        out.print(f"[green]{esc(res.device)}[/green] ({esc(res.runtime)}): measured {res.measured_ms:.3f} ms "
+        out.print(f"[green]{esc(res.device)}[/green] ({esc(res.runtime)}): measured {res.measured_ms:.4g} ms "
                   f"(median of window medians; CoV {s.get('cov', 0):.3f}, "
                   f"{'stable' if s.get('stable', True) else 'UNSTABLE'})")
         if res.measured_nominal_ms is not None:
-            out.print(f"at the device's nominal speed: {res.measured_nominal_ms:.3f} ms "
+            out.print(f"at the device's nominal speed: {res.measured_nominal_ms:.4g} ms "
                       f"(ratio {s['ratio']:.3f} to the reference, CoV {s.get('ratio_cov', 0):.3f})")
         if res.note:
             out.print(f"[yellow]{esc(res.note)}[/yellow]")
         if res.predicted_ms is not None:
             n = res.calibration_points
             cal = f"calibrated on {n} measurement{'s' if n != 1 else ''}" if n else "raw LUT sum"
-            out.print(f"predicted {res.predicted_ms:.3f} ms ({cal}); error {100 * res.rel_error:+.1f}%")
+            against = "the measurement at nominal speed" if res.measured_nominal_ms is not None else "the measurement"
+            out.print(f"predicted {res.predicted_ms:.4g} ms ({cal}); error {100 * res.rel_error:+.1f}% against {against}")
         if res.recalibrated is not None:
             r = res.recalibrated
             out.print(f"LUT calibration refitted on {r.n_points} measurement{'s' if r.n_points != 1 else ''}: "
@@ -150,8 +151,10 @@ def _print_accuracy(arch_file: Path, res: object) -> None:
     if not math.isfinite(acc):
         return
     pred = getattr(res, "predicted_ms", None)
-    pred_s = f"predicted {pred:.3f} ms, " if pred is not None else ""
+    pred_s = f"predicted {pred:.4g} ms, " if pred is not None else ""
+    nominal = getattr(res, "measured_nominal_ms", None)  # what the prediction's error is against
+    measured = f"{nominal:.4g} ms at nominal speed" if nominal is not None else f"{getattr(res, 'measured_ms'):.4g} ms"
     pct = metric.endswith(" (%)")
     metric = metric[:-4] if pct else metric
     out.print(f"[bold]chosen network:[/bold] {esc(metric)} {acc:.1f}{'%' if pct else ''}; "
-              f"latency {pred_s}measured {getattr(res, 'measured_ms'):.3f} ms")
+              f"latency {pred_s}measured {measured}")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import typer
 from rich.table import Column, Table
 
 from edgenas.cli._common import emit_json, out, project, warn
+from edgenas.errors import InputError
 from edgenas.textsafe import esc, one_line
 
 DB_HELP = "experiment database URL (default $EDGENAS_DB, else .edgenas/edgenas.db)"
@@ -24,6 +26,16 @@ def _fmt(v: object, spec: str = ".4g") -> str:
 def _budgets(run) -> str:
     return ", ".join(f"{esc(d.device)}<={_fmt(d.budget_ms, 'g')}ms" for d in run.devices
                      if d.budget_ms is not None) or "-"
+
+
+def _warm_use(cand: dict, gave: int, min_similarity: object) -> str:
+    """What a warm start made of a past run: excluded (and why), below the similarity it needed, or
+    drawn from, with how many of its architectures were transferred (0 where the others' were taken)."""
+    if cand.get("excluded"):
+        return f"excluded: {esc(one_line(cand['excluded'], 200))}"
+    if not cand["used"]:
+        return f"not used (similarity below {_fmt(min_similarity, 'g')})"
+    return f"used: {gave} transferred"
 
 
 def _summary(run) -> dict:
@@ -97,10 +109,11 @@ def register(app: typer.Typer) -> None:
         out.print("fronts: " + (", ".join(f"{esc(k)} {len(v)}" for k, v in fronts.items()) or "-"))
         if r.warm_start:
             out.print(f"warm start: {esc(r.warm_start.get('note') or '')}")
+            gave = Counter(t.get("from_run") for t in r.warm_start.get("transferred", []))
             for c in r.warm_start.get("candidates", []):  # checked where the record is read (store.rows)
                 out.print(f"  {esc(c['run_id'])}: similarity {c['similarity']:.2f} "
                           f"(task {c['task_similarity']:.2f}, device {c['device_similarity']:.2f}) "
-                          f"{'used' if c['used'] else 'not used'}")
+                          f"{_warm_use(c, gave[c['run_id']], r.warm_start.get('min_similarity'))}")
         if r.rerun_of:
             out.print(f"re-run of {esc(r.rerun_of)}")
 
@@ -112,11 +125,14 @@ def register(app: typer.Typer) -> None:
         from edgenas.search.history import compare_runs
         from edgenas.store import open_db
 
+        if len(run) < 2:
+            raise InputError(f"runs compare needs two or more run ids, got {len(run)}",
+                             hint="edgenas runs show RUN_ID shows one run")
         rows = compare_runs(open_db(db, project(), readonly=True), run)
         if json_out:
             emit_json(rows)
             return
-        t = Table(Column("run", no_wrap=True, min_width=12), "dataset", "strategy", "evals", "best", "reached at",
+        t = Table(Column("run", no_wrap=True, min_width=12), "dataset", "strategy", "evals", "best", Column("evals to best", no_wrap=True),
                   "budgets", "transferred")
         for r in rows:
             t.add_row(esc(r["id"]), _fmt(r["dataset"]), esc(r["strategy"]), _fmt(r["evaluations"]),

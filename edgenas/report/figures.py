@@ -74,9 +74,15 @@ def pareto_figure(d: Any) -> Any:
         fig.add_vline(x=d.budget_ms, line=dict(color="#b3261e", dash="dash", width=2),
                       annotation_text=f"budget {d.budget_ms:.4g} ms", annotation_position="bottom left",
                       annotation_font=dict(color="#b3261e"))
-    fig.update_xaxes(title=f"predicted latency on {plot_text(d.device)} (ms)")
+    fig.update_xaxes(title=latency_title(d.device, d.measured))
     fig.update_yaxes(title=acc_title(d.objective, d.unit, d.higher_is_better))
     return _layout(fig)
+
+
+def latency_title(device: str, measured: bool) -> str:
+    """A latency axis: a prediction for a device, or a benchmark table's measured column."""
+    return (f"latency in the table's column {plot_text(device)} (ms)" if measured
+            else f"predicted latency on {plot_text(device)} (ms)")
 
 
 def convergence_figure(d: Any) -> Any:
@@ -180,7 +186,7 @@ def compare_fronts_figure(c: Any, device: str) -> Any:
         fig.add_vline(x=line.ms, line=dict(color="#b3261e", dash="dash", width=2),
                       annotation_text=plot_text(f"budget {line.ms:.4g} ms{who}"), annotation_position="top left",
                       annotation_font=dict(color="#b3261e"))
-    fig.update_xaxes(title=f"predicted latency on {plot_text(device)} (ms)")
+    fig.update_xaxes(title=latency_title(device, all(d.measured for d in c.fronts[device].values())))
     fig.update_yaxes(title=acc_title(c.objective, c.unit, c.higher_is_better))
     return _layout(fig, height=420)
 

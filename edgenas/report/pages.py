@@ -89,8 +89,11 @@ def run_sections(run: RunData, source: DataSource) -> list[Section]:
                         "error"), rows,
                        (False, False, False, True, True, True))))
     else:
+        table = bool(run.budgets) and set(run.budgets) <= run.table_columns  # latencies from a table's columns
         sections.append(Section("Deployments: predicted vs measured",
-                                f"No measurement yet (edgenas deploy DEVICE {run.path}/best.json)."))
+                                f"No measurement yet (edgenas deploy DEVICE {run.path}/best.json"
+                                + (" measures the chosen network on a device of yours; this run's latencies are "
+                                   "a benchmark table's measured column)." if table else ").")))
     return sections
 
 

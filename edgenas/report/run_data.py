@@ -42,6 +42,7 @@ class ParetoData:
     budget_ms: float | None
     chosen: Point | None
     higher_is_better: bool = True
+    measured: bool = False       # the latency is a benchmark table's measured column, not a prediction
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,8 @@ def pareto_data(run: RunData, device: str) -> ParetoData:
                              label=arch_label(run.best.get("arch")))
     elif ok:  # a running search: the best so far
         chosen = max(ok, key=lambda p: (sign * p.accuracy, -p.number))
-    return ParetoData(device, acc, run.objective_unit, pts, front, budget, chosen, run.higher_is_better)
+    return ParetoData(device, acc, run.objective_unit, pts, front, budget, chosen, run.higher_is_better,
+                      device in run.table_columns)
 
 
 def convergence_data(run: RunData) -> ConvergenceData:

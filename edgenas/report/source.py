@@ -76,6 +76,14 @@ class RunData:
         return {str(n): (None if b is None else float(b)) for n, b in self.config.get("devices", [])}
 
     @property
+    def table_columns(self) -> set[str]:
+        """The devices whose latency is a benchmark table's measured column (``--latency-column``), not a
+        prediction."""
+        req = self.request or {}
+        col = req.get("latency_column")
+        return {col} if isinstance(col, str) and req.get("table") else set()
+
+    @property
     def status(self) -> str:
         # DARTS writes no status: its best.json is written when training ends (as the database reads it)
         done = "complete" if self.darts else (self.checkpoint or {}).get("status")

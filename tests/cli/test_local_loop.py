@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -109,6 +110,13 @@ def test_search_export_deploy_calibrate(proj, cli, tmp_path):
     assert abs(new[0].predicted_ms / new[0].predicted_raw_ms - 1) > 1e-6  # the calibration moved it
     said = cli("deploy", "local", str(run / "best.json"), "--out", str(tmp_path / "exp"))
     assert said.code == 0 and "LUT calibration refitted on 4 measurements" in " ".join(said.out.split())
+    # the error is against the measurement at nominal speed, and the line says so; figures with 4 digits
+    # (0.037 next to a search's 0.03658 read as a 1.2% difference that was not there)
+    m = re.search(r"predicted (\S+) ms \(calibrated on \d+ measurements\); error ([-+]\d+\.\d)% against the "
+                  r"measurement at nominal speed", " ".join(said.out.split()))
+    nominal = re.search(r"at the device's nominal speed: (\S+) ms", said.out)
+    assert m and nominal, said.out
+    assert float(m[2]) == pytest.approx(100 * (float(m[1]) / float(nominal[1]) - 1), abs=0.15)
     # a refit changes only the calibration: no copy of the table in history/ per deploy
     assert not (proj / "luts" / "local" / "history").exists()
     assert json.loads(lut_file.read_text())["entries"] == json.loads(before)["entries"]

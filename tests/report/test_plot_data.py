@@ -90,6 +90,16 @@ def test_tabular_run_has_percent_units_and_no_lut_breakdown(rproj):
     assert all(0 < p.accuracy <= 100 for p in d.points)
     bd = breakdown_data(run, src)
     assert bd.devices == [] and "raspi4_ms" in bd.missing
+    # the latency is the table's measured column, and the figures and pages say so (they said "predicted")
+    from edgenas.api.live import live_page
+    from edgenas.report.figures import pareto_figure
+    from edgenas.report.pages import run_sections
+
+    assert d.measured and not pareto_data(src.run("evo"), "local").measured
+    assert pareto_figure(d).layout.xaxis.title.text == "latency in the table's column raspi4_ms (ms)"
+    assert "latency in the table's column raspi4_ms (ms)" in live_page(run, "plotly.js", None)
+    deployments = next(x for x in run_sections(run, src) if x.title.startswith("Deployments"))
+    assert "a benchmark table's measured column" in deployments.note
 
 
 def test_deployments_mark_the_chosen_architecture(rproj):

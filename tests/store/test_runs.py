@@ -128,6 +128,10 @@ def test_cli_list_show_compare_import(db_url, cli, monkeypatch, tmp_path):
     cmp = json.loads(cli("runs", "compare", rows[0]["id"], rows[1]["id"], "--json").out)
     assert [c["id"] for c in cmp] == [x["id"] for x in rows]
     assert all(1 <= c["best_reached_at"] <= 20 for c in cmp)
+    # a count of evaluations, headed as one (it read "reached at 36" for the best that runs show calls #35)
+    assert "evals to best" in " ".join(cli("runs", "compare", rows[0]["id"], rows[1]["id"]).out.split())
+    one = cli("runs", "compare", rows[0]["id"])  # a comparison of one run: refused, as report --compare does
+    assert one.code == 2 and "two or more run ids" in one.err and one.out == ""
     text = cli("runs", "list").out
     assert rows[0]["id"] in text
     bad = cli("runs", "show", "0123456789ab")

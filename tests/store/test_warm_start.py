@@ -83,7 +83,8 @@ def test_auto_warm_start_from_a_similar_run(db, tmp_path):
     assert rec.warm_start["transferred"][0]["from_run"] == src.id
 
 
-def test_a_validation_search_takes_nothing_from_a_run_ranked_by_test_accuracy(db, tmp_path):
+def test_a_validation_search_takes_nothing_from_a_run_ranked_by_test_accuracy(db, tmp_path, cli, monkeypatch,
+                                                                              db_url):
     """The standard protocol (optimise cifar10_valid, report cifar10_test): `auto` took the ten best
     architectures by cifar10_test of a past run of the same dataset (similarity 1), so test accuracy chose
     the new run's first population. Such a run is now left out and says why; a validation run still serves."""
@@ -101,6 +102,13 @@ def test_a_validation_search_takes_nothing_from_a_run_ranked_by_test_accuracy(db
     assert "optimised a test column" in cand[by_test.id]["excluded"]
     assert cand[by_valid.id]["used"] and "excluded" not in cand[by_valid.id]
     assert warm["transferred"] and {t["from_run"] for t in warm["transferred"]} == {by_valid.id}
+    # runs show says why a run was left out, and how many architectures each one used gave (it printed only
+    # "not used", and "used" for a run that gave nothing)
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
+    new = next(r for r in list_runs(db) if r.id not in (by_test.id, by_valid.id))
+    shown = cli("runs", "show", new.id, "--db", db_url).out
+    assert f"{by_test.id}: similarity 1.00" in shown and "excluded: optimised a test column" in shown
+    assert f"used: {len(warm['transferred'])} transferred" in shown, shown
     # a search that optimises the test column itself may still take from it (nothing is reported apart)
     launch_search(proj, _req(objective="cifar10_test", warm_start=(by_test.id,), seed=3), tmp_path / "t2", db=db)
     again = json.loads((tmp_path / "t2" / "warm_start.json").read_text())
