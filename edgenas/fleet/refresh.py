@@ -259,8 +259,14 @@ def _read_last(project: Project) -> list[dict[str, Any]]:
         data = read_json(path, "last refresh record")
     except InputError:  # damaged, a FIFO, too large: as if there were none
         return []
-    # rows as ``DeviceRefresh.to_dict`` writes them; any other (edited, damaged) is left out
-    return [r for r in data if isinstance(r, dict) and all(isinstance(r.get(k), str) for k in ("device", "space", "status"))
+    return last_refresh_rows(data)
+
+
+def last_refresh_rows(data: Any) -> list[dict[str, Any]]:
+    """The rows of a last-refresh record as ``DeviceRefresh.to_dict`` writes them (device, space and status
+    text); any other row (edited, damaged) is left out, and a record that is not a list has none."""
+    keys = ("device", "space", "status")
+    return [r for r in data if isinstance(r, dict) and all(isinstance(r.get(k), str) for k in keys)
             ] if isinstance(data, list) else []
 
 

@@ -356,7 +356,6 @@ class FolderSource(DataSource):
             return None
 
     def last_refresh(self) -> list[dict[str, Any]]:
-        from edgenas.fleet.refresh import last_refresh_path
+        from edgenas.fleet.refresh import last_refresh_path, last_refresh_rows
 
-        data = _read_json(last_refresh_path(self.project))
-        return [r for r in data if isinstance(r, dict)] if isinstance(data, list) else []
+        return last_refresh_rows(_read_json(last_refresh_path(self.project)))

@@ -262,3 +262,17 @@ def test_fleet_probe_reports_unreachable_devices(rproj, cli, monkeypatch):
     assert res.code == 0, res.err
     html = (rproj / "fleet.html").read_text()
     assert "<td>gone</td><td>no</td>" in html and "<td>local</td><td>yes</td>" in html
+
+
+def test_a_damaged_last_refresh_record_leaves_its_good_rows(tmp_path):
+    """A row whose device was a list crashed ``report --fleet`` (unhashable type); such rows are left out."""
+    from edgenas.fleet.refresh import last_refresh_path
+    from edgenas.report.device_data import fleet_rows
+
+    project = Project(tmp_path)
+    path = last_refresh_path(project)
+    path.parent.mkdir(parents=True)
+    good = {"device": "dev-a", "space": "nb201", "status": "failed", "reason": "unreachable"}
+    path.write_text(json.dumps([1, None, {"device": ["a"], "space": "nb201", "status": "failed"}, good]))
+    (row,) = fleet_rows(FolderSource(project), ["dev-a"])
+    assert row.reachable == "no" and "unreachable" in row.note
