@@ -44,7 +44,20 @@ class LutStore:
 
     def find(self, device: str, space: str, fingerprint_hash: str) -> Lut | None:
         path = self.path_for(device, space, fingerprint_hash)
-        return Lut.load(path) if path.exists() else None
+        return self.load(path, device) if path.exists() else None
+
+    @staticmethod
+    def load(path: Path, device: str) -> Lut:
+        """The table at ``path`` (under ``luts/DEVICE/``), refused unless it is the one that place holds:
+        its device, space and fingerprint are those of its folder and name. A table of another device put
+        there was used as ``device``'s, and the run recorded a path of the other device that did not exist."""
+        lut = Lut.load(path)
+        if lut.device != device or lut_filename(lut.space, lut.fingerprint_hash) != Path(path).name:
+            raise InputError(f"LUT {path} holds device '{lut.device}', space '{lut.space}' and fingerprint "
+                             f"{lut.fingerprint_hash[:12]}, which is not the table that lies there",
+                             hint=f"a table of device D and space S lies in luts/D/S-FPHASH12.json; move it there "
+                                  f"or re-profile: edgenas profile {device}")
+        return lut
 
     def list(self, device: str, space: str | None = None) -> list[Path]:
         d = self.device_dir(device)
@@ -109,9 +122,10 @@ class LutStore:
             return LutChoice(lut, self.path_for(device, space, fingerprint_hash), fingerprint_hash)
         known = self.last_fingerprint(device)
         if known is not None and self.path_for(device, space, known).exists():
-            return LutChoice(Lut.load(self.path_for(device, space, known)), self.path_for(device, space, known), known)
+            path = self.path_for(device, space, known)
+            return LutChoice(self.load(path, device), path, known)
         paths = self.require_any(device, space)
-        luts = [(Lut.load(p), p) for p in paths]
+        luts = [(self.load(p, device), p) for p in paths]
         lut, path = max(luts, key=lambda lp: (lp[0].created_at, lp[1].name))
         return LutChoice(lut, path, known)
 

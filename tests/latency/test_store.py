@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
@@ -42,6 +43,21 @@ def test_saving_the_table_the_file_holds_changes_nothing(tmp_path):
     assert (path.read_bytes(), path.stat().st_mtime_ns) == before and not (path.parent / "history").exists()
     store.save(dataclasses.replace(Lut.load(path), threads=2))  # one field changed: kept as before
     assert len(list((path.parent / "history").glob("*.json"))) == 1 and Lut.load(path).threads == 2
+
+
+def test_a_table_is_used_only_where_it_belongs(tmp_path):
+    """A table of device 'other' copied into luts/dev/ under a valid name was used as dev's table, and a
+    run recorded luts/other/... (which did not exist); the same for a table renamed to another space or
+    fingerprint. Each lookup now refuses it, naming the file."""
+    store = LutStore(tmp_path)
+    path = store.save(_lut(1.0))
+    assert store.choose("dev", "mbv3-tiny").path == path
+    for wrong in ({"device": "other"}, {"fingerprint_hash": "b" * 64}):
+        path.write_text(json.dumps(dict(_lut(1.0).to_dict(), **wrong)))
+        for lookup in (lambda: store.find("dev", "mbv3-tiny", "a" * 64), lambda: store.choose("dev", "mbv3-tiny"),
+                       lambda: store.choose("dev", "mbv3-tiny", "a" * 64)):
+            with pytest.raises(InputError, match=f"LUT {path} holds .*not the table that lies there"):
+                lookup()
 
 
 def test_invalid_table_changes_nothing(tmp_path):
