@@ -25,11 +25,11 @@ from dataclasses import replace
 import numpy as np
 
 from edgenas.errors import InputError
-from edgenas.latency.lut import CALIBRATION_MODEL, Calibration
+from edgenas.latency.lut import CALIBRATION_MODEL, CALIBRATION_SLOPES, Calibration
 
 MODEL = CALIBRATION_MODEL
 PRIOR_SD = 0.2  # prior spread of the slope around 1
-B_MIN, B_MAX = 0.5, 1.5
+B_MIN, B_MAX = CALIBRATION_SLOPES
 NOISE_FLOOR = 0.01  # smallest residual spread (log scale, ~1%) assumed when weighing the slope
 
 
@@ -114,5 +114,8 @@ def apply_calibration(cal: Calibration | None, raw_ms) -> np.ndarray:
     out = np.where(raw > 0, out, 0.0)
     if not np.all(np.isfinite(out[np.isfinite(raw)])):  # a fitted correction never does this; an edited one can
         raise InputError(f"the LUT's calibration (a={a:g}, b={b:g}) gives an infinite latency",
+                         hint="refit it: edgenas lut calibrate DEVICE")
+    if np.any((raw > 0) & (out <= 0)):  # underflow: a positive sum must stay a positive latency
+        raise InputError(f"the LUT's calibration (a={a:g}, b={b:g}) gives a latency of 0 ms",
                          hint="refit it: edgenas lut calibrate DEVICE")
     return out

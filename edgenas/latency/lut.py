@@ -38,6 +38,11 @@ MAX_WINDOWS = 1000
 MAX_MS = 1e7
 #: the calibration model every fit writes: log(measured) = a + b * log(predicted)
 CALIBRATION_MODEL = "loglinear"
+#: the slopes ``b`` a fit writes (it clips to them): a record outside was edited or sent, and b = 1e5
+#: made every prediction 0 ms (every architecture feasible)
+CALIBRATION_SLOPES = (0.5, 1.5)
+#: the largest offset |a|: a correction by a factor over e^20 (5e8) is no correction of a LUT sum
+CALIBRATION_MAX_OFFSET = 20.0
 #: how far in the future a calibration's ``fitted_at`` may lie (clock differences between hosts)
 _FUTURE_SLACK_S = 86400.0
 
@@ -193,6 +198,10 @@ class Calibration:
         if b <= 0:
             raise InputError(f"calibration slope b={b:g} is not > 0, so it is not monotone",
                              hint="refit the calibration")
+        lo, hi = CALIBRATION_SLOPES
+        if not lo <= b <= hi or abs(a) > CALIBRATION_MAX_OFFSET:
+            raise InputError(f"calibration a={a:g}, b={b:g} is outside what a fit writes (b from {lo:g} to {hi:g}, "
+                             f"|a| at most {CALIBRATION_MAX_OFFSET:g})", hint="refit it: edgenas lut calibrate DEVICE")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

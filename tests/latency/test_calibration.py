@@ -112,10 +112,13 @@ def test_an_edited_calibration_or_lut_record_is_one_input_error():
                    {**good, "calibration": [1]}):
         with pytest.raises(InputError):
             Lut.from_dict(broken)
-    # finite but absurd: loads, and the first prediction says what is wrong instead of an infinite latency
-    huge = Lut.from_dict({**good, "calibration": {**cal, "params": {"a": 1e308, "b": 1.0}}})
-    with pytest.raises(InputError, match="infinite latency"):
-        apply_calibration(huge.calibration, np.array([1.0, 2.0]))
+    # finite but absurd: refused where it is read (it loaded, and the first prediction said it)
+    with pytest.raises(InputError, match="outside what a fit writes"):
+        Lut.from_dict({**good, "calibration": {**cal, "params": {"a": 1e308, "b": 1.0}}})
+    # a valid correction of absurd sums (an edited table's): never an infinite or a 0 ms latency
+    for a, raw, needle in ((20.0, 1e300, "infinite latency"), (-20.0, 1e-300, "latency of 0 ms")):
+        with pytest.raises(InputError, match=needle):
+            apply_calibration(Calibration("loglinear", {"a": a, "b": 1.5}, 3), np.array([1.0, raw]))
 
 
 def test_a_calibration_the_predictor_would_refuse_is_refused_where_the_table_is_read():
@@ -135,6 +138,8 @@ def test_a_calibration_the_predictor_would_refuse_is_refused_where_the_table_is_
     for changed, needle in (({"model": "bogus"}, "unknown calibration model 'bogus'"),
                             ({"params": {"a": 1.0, "b": -2.0}}, "calibration slope b=-2 is not > 0"),
                             ({"params": {"a": 1.0}}, "calibration: params 'a' and 'b' must be finite"),
+                            ({"params": {"a": 0.0, "b": 1e5}}, "calibration a=0, b=100000 is outside what a fit"),
+                            ({"params": {"a": -800.0, "b": 1.0}}, "calibration a=-800, b=1 is outside what a fit"),
                             ({"fitted_at": time.time() + 10 * 86400},
                              "fitted_at lies in the future")):
         with pytest.raises(InputError, match=f"LUT luts/x.json: {needle}"):
