@@ -300,22 +300,17 @@ def refit_after_deploy(project: Project, device: str, space: Any, fp_hash: str, 
     table = None if model.table is None else TableReferences.from_dict(model.table, space)
     refs = _matching_refs(project, space, model)
     archs, y = _measurements(store, device, space, fp_hash, runtime)
-    _save(project, device, space, fp_hash, runtime, archs, y, refs, table, _pool_seed(project, device, space, model))
+    _save(project, device, space, fp_hash, runtime, archs, y, refs, table, _pool_seed(model))
     return True
 
 
-def _pool_seed(project: Project, device: str, space: Any, model: Any) -> int:
+def _pool_seed(model: Any) -> int:
     """The pool seed the model's configuration was chosen on (``add_fewshot``'s ``--seed``), so that a refit
     chooses on the same pool. Records written before it was kept (and table records, whose configuration
-    takes no pool) have none: 0, the pool they were fitted on. An edited value is one ``InputError``."""
-    from edgenas.latency.fewshot_model import model_path
-    from edgenas.latency.fewshot_records import reading_model, record_count
-
+    takes no pool) have none: 0, the pool they were fitted on. The value was checked where the record was
+    read (``FewShotModel.from_dict``)."""
     inner = model.ensemble.get("inner")
-    if not isinstance(inner, dict) or "pool_seed" not in inner:
-        return 0
-    with reading_model(str(model_path(project.luts_dir, device, space.name))):
-        return record_count(inner["pool_seed"], "inner pool_seed")
+    return int(inner["pool_seed"]) if isinstance(inner, dict) and "pool_seed" in inner else 0
 
 
 def _matching_refs(project: Project, space: Any, model: Any) -> list[tuple[str, str, Any]]:

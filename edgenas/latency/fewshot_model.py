@@ -167,6 +167,9 @@ class FewShotModel:
             if (m.table is not None) != (m.ensemble.get("kind") == TableCorrected.kind_name):
                 raise ValueError("a table-corrected regressor goes with table references, and only with them")
             _check_width(m, regressor_from_dict(m.ensemble))
+            inner = m.ensemble.get("inner")
+            if isinstance(inner, dict) and "pool_seed" in inner:  # what a refit chooses on: checked on reading,
+                record_count(inner["pool_seed"], "inner pool_seed")  # not after a deploy's measurement
         return m
 
 

@@ -135,7 +135,8 @@ def test_fewshot_fits_with_the_configuration_that_chose_its_points(proj, monkeyp
     record keeps the pool seed, and a refit after a deploy chooses on the same pool; a record from before
     (no pool seed) was fitted on the pool of seed 0 and is refitted on it."""
     from edgenas.errors import InputError
-    from edgenas.fleet.fewshot import _choose, _pool, add_fewshot, reference_predictors, refit_after_deploy
+    from edgenas.fleet.fewshot import (_choose, _pool, add_fewshot, latency_model, reference_predictors,
+                                       refit_after_deploy)
     from edgenas.latency.fewshot_meta import select_architectures
     from edgenas.project import Project
     from edgenas.spaces import get_space
@@ -176,6 +177,9 @@ def test_fewshot_fits_with_the_configuration_that_chose_its_points(proj, monkeyp
     open(res.model_path, "w").write(json.dumps(dict(rec, ensemble=again)))
     with pytest.raises(InputError, match="pool_seed"):
         refit()
+    # refused where the record is read: search used it, and deploy refused it only after its measurement
+    with pytest.raises(InputError, match="pool_seed"):
+        latency_model(project, "local", space)
 
 
 def test_fewshot_text_says_when_there_is_no_leave_one_out_share(proj, cli, monkeypatch):
