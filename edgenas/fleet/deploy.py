@@ -160,6 +160,10 @@ def measure_onnx(project: Project, device: Any, model: Path, *, runtime: str | N
     check_model_suffix(rt, Path(model))                # refused before the device is touched, and so is a
     check_model_file(Path(model), rt)                  # model the device could not feed or load
     with open_session(project, profile) as s:
+        have = s.info(rt).available_runtimes()
+        if rt not in have:  # asked for by name: no fallback, and nothing pushed to the device
+            raise RuntimeMissingError(s.device, f"runtime '{rt}' is not available; the device has: "
+                                                f"{', '.join(have) or 'none'}", hint="pass --runtime with one it has")
         out = measure_model(s, Path(model), runtime=rt, progress=progress, reference=reference_model(project, rt))
         return {"device": s.device, "model": str(model), **out.to_dict()}
 

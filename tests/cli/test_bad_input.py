@@ -161,6 +161,24 @@ def test_an_unknown_runtime_is_refused_before_anything_reaches_the_device(proj, 
     assert sorted(device_dir.rglob("*")) == on_device
 
 
+def test_measure_with_a_runtime_the_device_lacks_pushes_nothing(proj, cli, tmp_path):
+    """``measure --runtime tensorrt`` on a device without TensorRT pushed the model into the device's work dir
+    before the agent refused the engine build; the device's runtimes are now asked first."""
+    import importlib.util
+
+    import onnx
+
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("TensorRT is installed here: the local device has the runtime")
+    m = onnx.load(next((proj / ".edgenas" / "blocks").glob("overhead-*.onnx")))
+    m.doc_string = "a model the device has not seen"
+    onnx.save(m, model := tmp_path / "m.onnx")
+    models = proj / ".edgenas" / "devices" / "local" / "models"
+    before = sorted(models.rglob("*")) if models.exists() else []
+    one_line_error(cli("measure", "local", str(model), "--runtime", "tensorrt"), "runtime 'tensorrt' is not available")
+    assert (sorted(models.rglob("*")) if models.exists() else []) == before
+
+
 def test_malformed_onnx(proj, cli, tmp_path):
     bad = tmp_path / "model.onnx"
     bad.write_bytes(b"\x08\x07garbage" * 10)
