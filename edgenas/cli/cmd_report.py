@@ -36,6 +36,10 @@ def register(app: typer.Typer) -> None:
         if len(kinds) > 1:
             raise InputError(f"give one of --compare, --fleet, --device (got {', '.join(kinds)})")
         kind = kinds[0] if kinds else "run"
+        fleet_only = [f for f, on in (("--probe", probe), ("--inventory", inventory is not None)) if on]
+        if fleet_only and kind != "fleet":
+            raise InputError(f"{' and '.join(fleet_only)} {'go' if len(fleet_only) > 1 else 'goes'} with --fleet only",
+                             hint="edgenas report --fleet --probe [--inventory FILE]")
         if kind in ("fleet", "device") and runs:
             raise InputError(f"--{kind} takes no run folder")
         if kind == "run" and len(runs) != 1:
