@@ -181,7 +181,10 @@ def train_supernet(cfg: TrainConfig, *, resume: bool = False, progress: Progress
     step = 0
     if (out / ckpt.META).exists() and not resume:
         raise InputError(f"a supernet checkpoint already exists in {out}",
-                         hint="pass resume=True (--resume) or choose another output folder")
+                         hint="--resume continues its training; or choose another --out folder")
+    if not resume and out.is_dir() and any(out.iterdir()):  # a search run, an export, anyone's files
+        raise InputError(f"--out {out} is not empty and holds no supernet checkpoint",
+                         hint="choose a new or empty folder")
     if resume and not (out / ckpt.META).exists():
         raise InputError(f"nothing to resume in {out} (no {ckpt.META})",
                          hint="check --out, or drop --resume to start a new training")

@@ -64,6 +64,16 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
     assert ma["history"] == mb["history"] and ma["rng"] == mb["rng"]
 
 
+def test_training_into_a_folder_of_other_files_is_refused(tmp_path):
+    """``supernet train --out`` wrote its checkpoint files into any folder, a search run's included."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    with pytest.raises(InputError, match="is not empty and holds no supernet checkpoint"):
+        train_supernet(_cfg(run))
+    assert sorted(p.name for p in run.iterdir()) == ["config.json"]
+
+
 def test_train_config_is_validated():
     with pytest.raises(InputError):
         TrainConfig(steps=10, epochs=1.0)
