@@ -71,6 +71,17 @@ def _validate_shape(input_shape: Any) -> tuple[int, ...]:
     return shape
 
 
+#: the graph simplifiers ``--simplify`` uses, the first one importable
+SIMPLIFIERS = ("onnxslim", "onnxsim")
+
+
+def simplifier_available() -> bool:
+    """Whether ``--simplify`` can simplify here (one of ``SIMPLIFIERS`` is importable)."""
+    import importlib.util
+
+    return any(importlib.util.find_spec(name) is not None for name in SIMPLIFIERS)
+
+
 def _simplify(model: onnx.ModelProto) -> tuple[onnx.ModelProto, str | None, str]:
     """Run onnxslim or onnxsim if importable; returns (model, tool used or None, note)."""
     try:

@@ -34,6 +34,12 @@ def register(app: typer.Typer) -> None:
             raise InputError(f"unknown format '{fmt}'", hint="use --format onnx, torchscript or trt")
         if fmt == "trt" and not device:
             raise InputError("--format trt needs --device", hint="TensorRT engines are built on the device")
+        if simplify:
+            from exporters.onnx_export import simplifier_available
+
+            if not simplifier_available():  # it exported unsimplified, with a Python warning line
+                raise InputError("--simplify needs onnxslim (or onnxsim), which is not installed",
+                                 hint="pip install onnxslim, or drop --simplify")
         if device and fmt != "trt":
             raise InputError(f"--device is only used with --format trt, to build the TensorRT engine there; not "
                              f"with --format {fmt}", hint="drop --device, or pass --format trt to build an engine")

@@ -179,6 +179,18 @@ def test_measure_with_a_runtime_the_device_lacks_pushes_nothing(proj, cli, tmp_p
     assert (sorted(models.rglob("*")) if models.exists() else []) == before
 
 
+def test_simplify_without_a_simplifier_is_refused_before_the_export(proj, cli, tmp_path):
+    """``export --simplify`` without onnxslim exported unsimplified, printing a raw Python warning (a source
+    path and a line of code) on stderr; it is one red line now, and nothing is exported."""
+    from exporters.onnx_export import simplifier_available
+
+    if simplifier_available():
+        pytest.skip("a graph simplifier is installed here")
+    one_line_error(cli("export", str(good_arch(tmp_path)), "--simplify", "--out", str(tmp_path / "exp")),
+                   "--simplify needs onnxslim", "pip install onnxslim")
+    assert not (tmp_path / "exp").exists()
+
+
 def test_malformed_onnx(proj, cli, tmp_path):
     bad = tmp_path / "model.onnx"
     bad.write_bytes(b"\x08\x07garbage" * 10)
