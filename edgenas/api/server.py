@@ -22,6 +22,8 @@ def check_bind(host: str, port: int, token: str | None) -> str | None:
     if token is not None and not re.fullmatch(r"[!-~]+", token):
         raise InputError("the token holds spaces or characters other than printable ASCII",
                          hint="use e.g. `openssl rand -hex 16`")
+    if host.startswith("[") and host.endswith("]"):  # URL notation: '[::1]' read as a remote name
+        raise InputError(f"--host takes an address without brackets, got {host!r}", hint=f"--host {host[1:-1]}")
     if not is_loopback(host) and not token:
         raise InputError(f"serving on {host} (not this machine only) needs a token",
                          hint="pass --token or set EDGENAS_TOKEN; every request must then carry it")

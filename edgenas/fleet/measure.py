@@ -267,6 +267,9 @@ def check_model_suffix(runtime: str, path: Path) -> None:
     """Refuse a file whose suffix is not the one ``runtime`` times (``.pt`` for torch, ``.onnx`` for the others),
     with a hint that fits the file: another runtime for the other format, a rename for an odd suffix."""
     want = model_suffix(runtime)
+    if path.exists() and not path.is_file():  # a rename would not make a folder or /dev/zero a model
+        raise InputError(f"{path} is {'a folder' if path.is_dir() else 'not a regular file'}, not a model file",
+                         hint=f"give the path of a {want} file")
     if path.suffix != want:
         raise InputError(f"runtime {runtime} times {'TorchScript' if want == '.pt' else 'ONNX'} ({want}) files, "
                          f"not {path.name}", hint=_suffix_hint(runtime, path))

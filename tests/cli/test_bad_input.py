@@ -195,6 +195,9 @@ def test_malformed_onnx(proj, cli, tmp_path):
     bad = tmp_path / "model.onnx"
     bad.write_bytes(b"\x08\x07garbage" * 10)
     one_line_error(cli("measure", "local", str(bad)), "model.onnx")
+    # a folder (or a device file) is no model by any name: the hint said to rename it to .onnx
+    one_line_error(cli("measure", "local", str(tmp_path)), "is a folder, not a model file")
+    one_line_error(cli("measure", "local", "/dev/zero"), "is not a regular file, not a model file")
 
 
 def test_bad_flags_are_one_line(proj, cli):

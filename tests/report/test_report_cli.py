@@ -17,6 +17,7 @@ import pytest
     (["serve", "--host", "0.0.0.0"], "needs a token"),
     (["serve", "--token", "short"], "too short"),
     (["serve", "--port", "70000"], "--port must be"),
+    (["serve", "--host", "[::1]"], "--host takes an address without brackets"),  # it said "needs a token"
 ])
 def test_bad_input(rproj, cli, snapshot, monkeypatch, args, needle):
     monkeypatch.chdir(rproj)
