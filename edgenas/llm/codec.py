@@ -20,6 +20,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from edgenas.errors import InputError
+from edgenas.limits import check_depth
 
 
 @dataclass(frozen=True)
@@ -64,13 +65,22 @@ def arch_to_json(space: Any, arch: Any) -> dict[str, Any]:
             "genes": {s.name: s.values[int(g)] for s, g in zip(gene_specs(space), genes)}}
 
 
+def _parse(text: str, what: str) -> Any:
+    """The JSON a model (or a user) wrote, depth-limited: ``[`` x 100,000 was a RecursionError, not the one
+    ``InputError`` the parsers promise (a search ended with an internal error instead of an invalid proposal)."""
+    try:
+        obj = json.loads(text)
+    except RecursionError:
+        raise InputError(f"{what} does not parse: nested too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, or a 4,300-digit int
+        raise InputError(f"{what} does not parse: {getattr(exc, 'msg', exc)}") from None
+    return check_depth(obj, what)  # shallower than the recursion limit, but deeper than any mutation
+
+
 def json_to_arch(space: Any, obj: Any) -> Any:
     """Inverse of ``arch_to_json``; anything malformed raises one ``InputError``."""
     if isinstance(obj, str):
-        try:
-            obj = json.loads(obj)
-        except ValueError as exc:  # JSONDecodeError, or a 4,300-digit int
-            raise InputError(f"architecture JSON does not parse: {getattr(exc, 'msg', exc)}") from None
+        obj = _parse(obj, "architecture JSON")
     if not isinstance(obj, Mapping) or not isinstance(obj.get("genes"), Mapping):
         raise InputError('architecture JSON must be an object with a "genes" object')
     if obj.get("space", space.name) != space.name:
@@ -118,13 +128,12 @@ class Mutation:
     @classmethod
     def parse(cls, space: Any, text: str) -> "Mutation":
         """Parse and validate a model's JSON mutation; raise ``InputError`` when it is not valid."""
-        try:
-            obj = json.loads(text)
-        except ValueError as exc:  # JSONDecodeError, or a 4,300-digit int
-            raise InputError(f"mutation JSON does not parse: {getattr(exc, 'msg', exc)}") from None
+        obj = _parse(text, "mutation JSON")
         if not isinstance(obj, Mapping) or set(obj) != {"gene", "value"}:
             raise InputError('a mutation is an object with exactly the keys "gene" and "value"')
         specs = {s.name: s for s in gene_specs(space)}
+        if not isinstance(obj["gene"], str):  # a list or an object was a TypeError (unhashable) below
+            raise InputError(f"a mutation's gene is a name (a string), not {json.dumps(obj['gene'])[:60]}")
         if obj["gene"] not in specs:
             raise InputError(f"mutation names unknown gene {obj['gene']!r}")
         _index(specs[obj["gene"]], obj["value"])
@@ -155,10 +164,7 @@ class Change:
     @classmethod
     def parse(cls, space: Any, text: str, max_genes: int = 3) -> "Change":
         """Parse and validate a model's JSON; ``InputError`` when it is not a valid change."""
-        try:
-            obj = json.loads(text)
-        except ValueError as exc:  # JSONDecodeError, or a 4,300-digit int
-            raise InputError(f"mutation JSON does not parse: {getattr(exc, 'msg', exc)}") from None
+        obj = _parse(text, "mutation JSON")
         if not isinstance(obj, Mapping) or not {"gene", "value"} <= set(obj) <= {"gene", "value", "and"}:
             raise InputError('a mutation is an object with the keys "gene" and "value" (and optionally "and")')
         more = obj.get("and", [])

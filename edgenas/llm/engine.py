@@ -111,10 +111,16 @@ class Engine:
         return len(longer), cache
 
     def check_finite(self) -> None:
-        """One forward pass on a short prompt: a model (or adapter) with NaN or infinite weights or settings
-        is one ``LLMError`` before a run folder is written, not at the first generation."""
+        """Every weight (the adapter's included), then one forward pass on a short prompt: a model (or adapter)
+        with NaN or infinite weights or settings is one ``LLMError`` before a run folder is written, not at
+        the first generation. The pass alone missed a NaN ``lora_B`` on a small model (its last logits stayed
+        finite; sampling failed half way through the run)."""
         import torch
 
+        bad = self._nonfinite_weight()
+        if bad is not None:
+            raise LLMError(f"the model's weight {bad} is not finite (NaN or infinite)",
+                           hint="the model or the adapter is damaged; use another one")
         self._setup(0)
         ids = self.encode(self.head("Propose a mutation."))
         with torch.no_grad():
@@ -122,6 +128,18 @@ class Engine:
         if not bool(torch.isfinite(logits).all()):
             raise LLMError("the model's outputs are not finite (NaN or infinite)",
                            hint="the model or the adapter is damaged (e.g. a NaN in config.json)")
+
+    def _nonfinite_weight(self) -> str | None:
+        """The name of the first floating-point parameter holding a NaN or an infinity (None: all finite);
+        checked in chunks so a large embedding needs no second copy of itself as a mask."""
+        import torch
+
+        with torch.no_grad():
+            for name, p in self.model.named_parameters():
+                if p.is_floating_point() and not all(bool(torch.isfinite(c).all())
+                                                     for c in p.detach().reshape(-1).split(1 << 24)):
+                    return name
+        return None
 
     def invalidate(self) -> None:
         """Forget the cached prefix (the weights changed: a LoRA update)."""

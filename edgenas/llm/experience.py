@@ -21,6 +21,7 @@ from typing import Any, Iterable
 
 from edgenas.errors import InputError
 from edgenas.io import atomic_write_json, read_json
+from edgenas.limits import loads_json_limited
 
 
 class JsonlLog:
@@ -41,9 +42,9 @@ class JsonlLog:
                 fh.truncate(end)
         out = []
         for n, line in enumerate(data[:end].splitlines(), start=1):
-            try:
-                rec = json.loads(line)
-            except ValueError:  # JSONDecodeError, or a 4,300-digit int
+            try:  # depth-limited: a line of 100,000 nested lists was a RecursionError (an internal error)
+                rec = loads_json_limited(line, f"line {n} of {self.path}")
+            except InputError:  # bad JSON or UTF-8, too deep, a 4,300-digit int
                 raise InputError(f"malformed line {n} in {self.path}", hint="the run folder is damaged") from None
             if not isinstance(rec, dict):
                 raise InputError(f"line {n} of {self.path} is not a JSON object", hint="the run folder is damaged")

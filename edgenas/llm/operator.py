@@ -42,14 +42,21 @@ _EVENT_FIELDS: dict[str, dict[str, Any]] = {
 }
 
 
-def _check_event(rec: dict[str, Any], path: Path, line: int) -> dict[str, Any]:
-    """A line of ``proposals.jsonl`` checked before it is replayed (one error naming the line)."""
+def _check_event(rec: dict[str, Any], path: Path, line: int, space: Any) -> dict[str, Any]:
+    """A line of ``proposals.jsonl`` checked before it is replayed (one error naming the line); a proposal's
+    ``child`` must be an architecture of ``space`` (a bad one was an error naming neither file nor line)."""
     kind = rec.get("kind")
     fields = _EVENT_FIELDS.get(kind) if isinstance(kind, str) else None
     bad = "kind" if fields is None else ("event" if not is_whole(rec.get("event")) else
                                          next((k for k, ok in fields.items() if not ok(rec.get(k))), None))
+    why = ""
+    if bad is None and kind == "proposal":
+        try:
+            space.from_dict(rec["child"])
+        except InputError as exc:
+            bad, why = "child", f": {exc.message}"
     if bad is not None:
-        raise InputError(f"line {line} of {path}: malformed '{bad}' of a language-model event",
+        raise InputError(f"line {line} of {path}: malformed '{bad}' of a language-model event{why}",
                          hint="the run folder is damaged; start a new run")
     return rec
 
@@ -183,7 +190,7 @@ class LLMOperator:
 
     def load_log(self) -> None:
         """Read what an interrupted run logged (resume); call before the search starts."""
-        self.replay = [_check_event(rec, self.log.path, n) for n, rec in enumerate(self.log.read(), 1)]
+        self.replay = [_check_event(rec, self.log.path, n, self.space) for n, rec in enumerate(self.log.read(), 1)]
         # a batch of proposals cut short (kill -9 while it was written) is dropped: it is made again
         tail = self.replay[-1] if self.replay else None
         if tail and tail.get("kind") == "proposal" and "batch" in tail:
@@ -319,6 +326,7 @@ class LLMOperator:
             return None
         recs = []
         rss = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        earlier: set[str] = set()  # this batch's children so far: a second proposal of one child is not novel
         for k, (parent, prompt, p) in enumerate(zip(parents, prompts, props)):
             text = mutation_prefix() + p.completion
             try:
@@ -326,10 +334,12 @@ class LLMOperator:
                 valid = self.space.arch_id(child) != self.space.arch_id(parent)
             except InputError:
                 child, valid = parent, False
+            cid = self.space.arch_id(child)
+            novel = valid and cid not in seen and cid not in earlier
+            earlier.add(cid)
             recs.append({"event": self.n_events + k, "kind": "proposal", "batch": self.n_events, "of": len(parents),
                          "parent": self.space.arch_id(parent), "seed": seed, "round": self.round, "prompt": prompt,
-                         "think": p.think, "completion": text, "valid": valid,
-                         "novel": valid and self.space.arch_id(child) not in seen,
+                         "think": p.think, "completion": text, "valid": valid, "novel": novel,
                          "child": self.space.to_dict(child), "seconds": round(p.seconds, 4), "tokens": p.tokens,
                          "dead_ends": p.dead_ends, "peak_rss_mb": rss})
         self.log.append_many(recs)

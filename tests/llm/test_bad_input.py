@@ -178,3 +178,38 @@ def test_saving_an_adapter_removes_a_planted_link_and_writes_nothing_through_it(
     assert list(victim.iterdir()) == []
     assert not saved.is_symlink() and (saved / "adapter_config.json").is_file()
     assert not (run / "adapter-2.tmp").exists()
+
+
+def test_an_adapter_with_a_nan_weight_is_refused_before_the_run_folder(search, tiny_model, tmp_path):
+    """One lora_B tensor of an adapter set to NaN: the single forward pass of ``check_finite`` stayed finite on
+    the tiny model, so the run folder was written and generation failed half way (rc 6, "probability tensor
+    contains either inf, nan"). Every parameter, the adapter's included, is now checked before the run."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    adapter = lora_adapter(tiny_model, tmp_path / "adapter")
+    path = adapter / "adapter_model.safetensors"
+    weights = load_file(str(path))
+    name = next(k for k in sorted(weights) if "lora_B" in k)
+    weights[name] = torch.full_like(weights[name], float("nan"))
+    save_file(weights, str(path), metadata={"format": "pt"})
+    one_line_error(search("--llm-model", str(tiny_model), "--llm-adapter", str(adapter)), "not finite", "lora_B")
+    assert not (tmp_path / "run").exists()
+
+
+def test_fallback_does_not_cover_a_mistyped_model_or_adapter(search, tiny_model, tmp_path):
+    """The README said ``--llm-fallback`` covered "a missing model, a file that is not a model, an adapter of
+    another base model", but those are checked when the operator is made and refused even with it (the better
+    behaviour: a typo should not silently run a search without the model). The README now says what is
+    always refused before the run and what fallback covers (a model that fails to load:
+    ``test_broken_model_fails_cleanly_or_falls_back``)."""
+    not_model = tmp_path / "weights.bin"
+    not_model.write_bytes(b"\x00" * 64)
+    cases = [
+        (["--llm-model", str(tmp_path / "missing")], "does not exist"),
+        (["--llm-model", str(not_model)], "is not a model"),
+        (["--llm-model", str(tiny_model), "--llm-adapter", str(other_adapter(tmp_path))], "another base model"),
+    ]
+    for args, fragment in cases:
+        one_line_error(search(*args, "--llm-fallback"), fragment)
+    assert not (tmp_path / "run").exists()

@@ -105,3 +105,28 @@ def test_multi_gene_change_round_trips():
     assert Change.parse(space, '{"gene": "edge_1_0", "value": "none"}').mutations == (Mutation("edge_1_0", "none"),)
     with pytest.raises(InputError, match="at most 1"):
         Change.parse(space, change.to_text(), max_genes=1)
+
+
+@pytest.mark.parametrize("text", [
+    '{"gene": ["edge_1_0"], "value": "none"}',                  # was TypeError: unhashable type: 'list'
+    '{"gene": {"edge_1_0": 1}, "value": "none"}',               # was TypeError: unhashable type: 'dict'
+    '{"gene": "edge_1_0", "value": "none", "and": [{"gene": ["x"], "value": 2}]}',
+    "[" * 100_000,                                              # was RecursionError
+    '{"gene": "edge_1_0", "value": ' + "[" * 100_000 + "]" * 100_000 + "}",
+    '{"gene": "edge_1_0", "value": ' + "[" * 500 + "]" * 500 + "}",
+])
+def test_hostile_mutation_and_architecture_json_is_one_input_error(text):
+    """The parsers promise one ``InputError``; a list or object as the gene and deep nesting raised TypeError
+    and RecursionError, which ``LLMOperator._propose`` does not catch: a search ended with an internal error
+    instead of logging an invalid proposal."""
+    from edgenas.llm.codec import Change
+
+    space = get_space("nb201")
+    with pytest.raises(InputError):
+        Change.parse(space, text)
+    with pytest.raises(InputError):
+        Mutation.parse(space, text)
+    with pytest.raises(InputError):
+        json_to_arch(space, text)
+    with pytest.raises(InputError):
+        json_to_arch(space, '{"genes": ' + text + "}")

@@ -227,6 +227,9 @@ def test_multi_gene_proposals_in_a_search(tiny_model, table, tmp_path):
     (lambda r: r.update(of=[2]), "malformed 'of'"),
     (lambda r: r.pop("child"), "malformed 'child'"),             # was a KeyError on replay
     (lambda r: r.update(completion=7), "malformed 'completion'"),
+    # was "malformed NAS-Bench-201 architecture string 'junk'", naming neither the file nor the line
+    (lambda r: r.update(child={"space": "nb201", "schema": 1, "arch": "junk"}),
+     r"line \d+ of .*proposals\.jsonl: malformed 'child' .*'junk'"),
 ])
 def test_an_edited_language_model_log_is_one_error_on_resume(tiny_model, table, tmp_path, edit, needle):
     run = tmp_path / "run"
@@ -264,3 +267,42 @@ def test_a_child_proposed_twice_in_a_batch_is_credited_to_the_proposal_taken(tin
         taken = {e for events in by_child.values() for e in events[:1]}
         assert {i["proposal"] for i in files["experience"]["items"]} <= taken
     assert found, "no batch proposed an evaluated child twice: the check above was not exercised"
+
+
+def test_a_child_proposed_twice_in_a_batch_is_novel_once(tiny_model, tmp_path):
+    """Proposals of one batch that wrote the same child were all logged ``novel: true``, though only the first
+    is a new child (the strategy rejects the others as seen): the run summary's novel share was too high
+    (0.9 where 17 of 20 proposals became new children). Novel now means new to the seen set and the batch."""
+    import numpy as np
+
+    from edgenas.llm.experience import summary
+    from edgenas.llm.operator import LLMOperator, LLMSettings
+    from edgenas.search.base import Result
+    from edgenas.spaces import get_space
+
+    space = get_space("nb201")
+    parent = space.sample(np.random.default_rng(0))
+    settings = LLMSettings(model=str(tiny_model), think_tokens=0, temperature=0.01, lora_every=0)
+    op = LLMOperator(space, settings, tmp_path, seed=0, objective="cifar100_test")
+    children = op.mutate_many([parent] * 6, [Result((-60.0,))] * 6, {space.arch_id(parent)})
+    ids = [space.arch_id(c) for c in children]
+    assert len(set(ids)) < len(ids)          # near-greedy on one prompt: some child is proposed twice
+    props = read_all(tmp_path)["proposals"]
+    assert [p["valid"] for p in props] == [True] * 6
+    assert [p["novel"] for p in props] == [i not in ids[:k] for k, i in enumerate(ids)]
+    assert summary(tmp_path)["novel"] == pytest.approx(len(set(ids)) / 6)
+
+
+@pytest.mark.parametrize("name", ["proposals.jsonl", "outcomes.jsonl"])
+def test_a_deeply_nested_log_line_is_one_error_on_resume(tiny_model, table, tmp_path, name):
+    """A line of 100,000 nested lists in a language-model log ended ``search --resume`` with an internal
+    RecursionError (rc 70) instead of the promised "malformed line N" (the run folder is damaged)."""
+    run = tmp_path / "run"
+    launch_search(Project(tmp_path), request(table, tiny_model, budget=12, lora_every=0), run)
+    log = run / "llm" / name
+    n = len(log.read_text().splitlines()) + 1
+    with open(log, "a") as fh:
+        fh.write("[" * 100_000 + "]" * 100_000 + "\n")
+    (run / "checkpoint.json").unlink()
+    with pytest.raises(InputError, match=f"malformed line {n} in .*{name}"):
+        launch_search(Project(tmp_path), None, run, resume=True)
