@@ -114,7 +114,7 @@ def _run_bare(tmp_path: Path, python: str) -> dict:
         with AgentClient(t.start_agent(path, version), "bare", expect_version=version) as c:
             info = c.info(threads=1)
             assert info["runtimes"] == {"onnxruntime": None, "tensorrt": None, "torch": None}
-            (project.local_workdir / "models" / "m.onnx").write_bytes(b"\x08\x08")
+            (project.local_workdir_of("bare") / "models" / "m.onnx").write_bytes(b"\x08\x08")
             with pytest.raises(RuntimeMissingError) as exc:
                 c.call("bench", {"model": "models/m.onnx", "protocol": {"max_s": 0.2}})
             assert "available: none" in str(exc.value)

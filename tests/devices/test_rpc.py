@@ -100,8 +100,8 @@ def test_call_timeout_is_a_device_error_and_stops_the_agent(client, project, tmp
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
     m.ir_version = 8
-    (project.local_workdir / "models").mkdir(parents=True, exist_ok=True)
-    (project.local_workdir / "models" / "relu.onnx").write_bytes(m.SerializeToString())
+    (project.local_workdir_of("bench-box") / "models").mkdir(parents=True, exist_ok=True)
+    (project.local_workdir_of("bench-box") / "models" / "relu.onnx").write_bytes(m.SerializeToString())
     slow = {"fixed_n": 10**7, "warmup_min_n": 1, "warmup_min_s": 0.0}  # minutes of work
     t0 = time.monotonic()
     with pytest.raises(DeviceError) as exc:
@@ -122,8 +122,8 @@ def test_progress_callbacks_arrive_before_the_result(client, project, tmp_path):
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
     m.ir_version = 8
-    (project.local_workdir / "models").mkdir(parents=True, exist_ok=True)
-    (project.local_workdir / "models" / "r.onnx").write_bytes(m.SerializeToString())
+    (project.local_workdir_of("bench-box") / "models").mkdir(parents=True, exist_ok=True)
+    (project.local_workdir_of("bench-box") / "models" / "r.onnx").write_bytes(m.SerializeToString())
     fast = {"warmup_min_n": 2, "warmup_min_s": 0.0, "min_n": 5, "min_s": 0.0, "max_s": 0.3, "max_cov": 1.0}
     seen = []
     r = client.call("bench_many", {"items": [{"key": "a", "model": "models/r.onnx"},
