@@ -38,6 +38,25 @@ def _warm_use(cand: dict, gave: int, min_similarity: object) -> str:
     return f"used: {gave} transferred"
 
 
+def _best_report(run) -> dict | None:
+    """The chosen evaluation's report columns (the standard protocol's test accuracy) from the run folder's
+    ``best.json``: the database keeps the optimised objective only. None when the folder is gone, damaged
+    or holds another run's best."""
+    from edgenas.io import read_json
+    from edgenas.limits import is_finite
+    from edgenas.search.run_files import check_best
+
+    path = Path(run.out_dir) / "best.json"
+    try:
+        best = check_best(read_json(path, "best.json"), path)
+    except (InputError, OSError):
+        return None
+    rep = best.get("report")
+    if best.get("number") != run.best_number or not isinstance(rep, dict):
+        return None
+    return {k: float(v) for k, v in rep.items() if isinstance(k, str) and is_finite(v)} or None
+
+
 def _summary(run) -> dict:
     warm = run.warm_start or {}
     return {"id": run.id, "space": run.space, "dataset": run.task.get("dataset"), "strategy": run.strategy,
@@ -93,8 +112,9 @@ def register(app: typer.Typer) -> None:
         handle = open_db(db, project(), readonly=True)
         r = get_run(handle, run)
         fronts = run_fronts(handle, r.id)
+        reported = _best_report(r)
         if json_out:
-            emit_json(dict(r.to_dict(), fronts=fronts))
+            emit_json(dict(r.to_dict(), fronts=fronts, best_report=reported))
             return
         out.print(f"run [bold]{esc(r.id)}[/bold] ({esc(r.status)}): {esc(r.space)} / {esc(r.strategy)} "
                   f"seed {_fmt(r.seed)}, {_fmt(r.n_evaluations)} evaluations; folder {esc(r.out_dir)}")
@@ -106,6 +126,9 @@ def register(app: typer.Typer) -> None:
                       f"fingerprint {_fmt((d.fingerprint_hash or '-')[:16])}, table {_fmt((d.lut_hash or '-')[:12])}")
         arch = r.best_arch.get("arch", r.best_arch) if isinstance(r.best_arch, dict) else r.best_arch
         out.print(f"best: {esc(r.objective)} = {_fmt(r.best_value)} (#{_fmt(r.best_number)}) {_fmt(arch)}")
+        if reported:
+            said = ", ".join(f"{esc(k)} = {_fmt(v)}" for k, v in reported.items())
+            out.print(f"reported for it (best.json): {said}")
         out.print("fronts: " + (", ".join(f"{esc(k)} {len(v)}" for k, v in fronts.items()) or "-"))
         if r.warm_start:
             out.print(f"warm start: {esc(r.warm_start.get('note') or '')}")

@@ -109,6 +109,10 @@ def test_a_validation_search_takes_nothing_from_a_run_ranked_by_test_accuracy(db
     shown = cli("runs", "show", new.id, "--db", db_url).out
     assert f"{by_test.id}: similarity 1.00" in shown and "excluded: optimised a test column" in shown
     assert f"used: {len(warm['transferred'])} transferred" in shown, shown
+    # the chosen evaluation's test accuracy (the standard protocol's report), read from its best.json
+    test = json.loads((tmp_path / "new" / "best.json").read_text())["report"]["cifar10_test"]
+    assert f"reported for it (best.json): cifar10_test = {test:.4g}" in shown, shown
+    assert json.loads(cli("runs", "show", new.id, "--db", db_url, "--json").out)["best_report"] == {"cifar10_test": test}
     # a search that optimises the test column itself may still take from it (nothing is reported apart)
     launch_search(proj, _req(objective="cifar10_test", warm_start=(by_test.id,), seed=3), tmp_path / "t2", db=db)
     again = json.loads((tmp_path / "t2" / "warm_start.json").read_text())
