@@ -111,10 +111,11 @@ def read_log_bytes(path: Path) -> bytes | None:
         return None
     except OSError as exc:
         raise _link_error(path, exc) from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):  # checked before fdopen, which refuses a folder with a bare IsADirectoryError
+        os.close(fd)
+        raise InputError(f"{path} is not a regular file", hint=_LOG_DAMAGED)
     with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise InputError(f"{path} is not a regular file", hint=_LOG_DAMAGED)
         if st.st_size > MAX_LOG_BYTES:
             raise InputError(f"{path} is {st.st_size / (1 << 20):.0f} MB, over the "
                              f"{MAX_LOG_BYTES / (1 << 20):g} MB limit for logs",

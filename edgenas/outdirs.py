@@ -40,11 +40,26 @@ def check_out_dir(path: str | os.PathLike, flag: str = "--out") -> Path:
     return p
 
 
-def disk_error(exc: OSError, what: str, hint: str | None = None) -> OutputError:
+def _remedy(exc: OSError) -> str:
+    """What to do about a write failure of ``DISK_ERRNOS``: only a full disk is cured by freeing space (a
+    folder named like the file a run writes was told to free some space)."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return "free some space"
+    if exc.errno == errno.EISDIR:
+        return "a folder stands where the file goes: move it away"
+    if exc.errno == errno.ENOTDIR:
+        return "a file stands where a folder goes: move it away"
+    return "check the path and its permissions"
+
+
+def disk_error(exc: OSError, what: str, hint: str | None = None, *, then: str | None = None) -> OutputError:
+    """One ``OutputError`` for a failed write; ``hint`` replaces the remedy, ``then`` follows it (e.g. how
+    to resume)."""
     full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
     reason = "the disk is full (or the file size limit was reached)" if full else (exc.strerror or str(exc))
-    return OutputError(f"cannot write {what}: {reason}" + (f" ({exc.filename})" if exc.filename else ""),
-                       hint=hint or ("free some space and run it again" if full else "check the path and its permissions"))
+    named = exc.filename and not isinstance(exc.filename, int)  # an int is a file descriptor, no name
+    return OutputError(f"cannot write {what}: {reason}" + (f" ({exc.filename})" if named else ""),
+                       hint=hint or f"{_remedy(exc)}, then {then or 'run it again'}")
 
 
 @contextmanager

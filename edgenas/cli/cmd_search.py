@@ -62,6 +62,9 @@ _ANY_RUN = frozenset({"resume", "rerun", "db", "json_out", "executor", "workers"
 #: options of one strategy only (the rest of its options come through --strategy-opt)
 _OWN_FLAGS = {"data": "darts", "epochs": "darts", "latency_weight": "darts", "skip_dropout": "darts",
               "eta": "sh or hyperband"}
+#: flags a strategy ignores, and what sizes its run instead (DARTS trains for --epochs; the default --budget
+#: it was recorded with is harmless, an explicit one was a promise nothing kept)
+_IGNORED_FLAGS = {"darts": {"budget": "--epochs"}}
 
 
 def _given(ctx: typer.Context) -> list[str]:
@@ -93,6 +96,9 @@ def _check_flags(ctx: typer.Context, strategy: str) -> None:
         if owner is not None and strategy not in owner.split(" or "):
             raise InputError(f"{f} is an option of --strategy {owner}, not '{strategy}'",
                              hint=f"drop {f}, or use --strategy {owner.split(' or ')[0]}")
+        instead = _IGNORED_FLAGS.get(strategy, {}).get(names[f])
+        if instead is not None:
+            raise InputError(f"--strategy {strategy} does not read {f}", hint=f"drop {f}; size the run with {instead}")
 
 
 def register(app: typer.Typer) -> None:

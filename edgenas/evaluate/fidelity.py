@@ -43,7 +43,7 @@ class FidelityEvaluator(Evaluator):
         if getattr(space, "name", None) != "nb201":
             raise InputError(f"the nb201-fidelity evaluator needs the nb201 space, not '{space.name}'")
         self.table, self.column = table, column
-        self.values = table.column(column)
+        self.values = table.objective_column(column)
         self.report_columns = [c for c in dict.fromkeys(report) if c != column]
         for c in self.report_columns:
             table.column(c)  # an unknown column is one InputError now, not at the first evaluation

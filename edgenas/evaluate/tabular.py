@@ -57,6 +57,16 @@ class Table:
                              hint=f"columns: {', '.join(names) or 'none'}")
         return self.columns[name]
 
+    def objective_column(self, name: str) -> np.ndarray:
+        """A column a search maximises: an accuracy, never a ``*_ms`` latency (``--objective raspi4_ms`` ran
+        and maximised latency)."""
+        if name in self.latency_columns:
+            accuracy = [c for c in self.metric_columns if c not in self.latency_columns]
+            raise InputError(f"table {self.name}: '{name}' is a latency column (*_ms), not an accuracy to maximise",
+                             hint=f"optimise an accuracy column ({', '.join(accuracy) or 'none'}); a latency column "
+                                  "is a budget: --latency-column with --max-latency-ms")
+        return self.column(name)
+
     def lookup(self, arch_strings: Sequence[str]) -> np.ndarray:
         """Row numbers (-1 for strings not in the table)."""
         return np.array([self.row.get(s, -1) for s in arch_strings], dtype=np.int64)
@@ -113,6 +123,9 @@ def load_table(path: str | os.PathLike) -> Table:
         raise InputError(f"benchmark table not found: {Path(path)}", hint="check the --table path") from None
     except (OSError, RuntimeError) as exc:  # a symbolic link loop (RuntimeError before Python 3.13)
         raise InputError(f"cannot read benchmark table {Path(path)}: {getattr(exc, 'strerror', None) or exc}",
+                         hint="check the --table path") from None
+    except ValueError:  # a NUL byte, which no path holds (the OS layer refuses it with a bare ValueError)
+        raise InputError(f"benchmark table path {str(path)!r} holds a NUL byte",
                          hint="check the --table path") from None
     return _load(str(p), mtime)
 
@@ -186,7 +199,7 @@ class TabularEvaluator(Evaluator):
             raise InputError(f"the tabular evaluator needs the nb201 space, not '{getattr(space, 'name', space)}'")
         self.table = table
         self.objective = objective
-        self.values = table.column(objective)
+        self.values = table.objective_column(objective)
         self.report_columns = {c: table.column(c) for c in dict.fromkeys(report) if c != objective}
         self.metric = f"{objective} ({table.name})"
 

@@ -298,8 +298,8 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
     if is_driver(req.strategy) and (req.max_wall_s is not None and not resume or more_wall_s is not None):
         raise InputError(f"--time-budget stops the ask/tell strategies; '{req.strategy}' runs its "
                          f"{'epochs' if req.strategy == 'darts' else 'ladder'} to the end",
-                         hint="drop --time-budget, and size the run with --budget"
-                              + (" and --epochs" if req.strategy == "darts" else " and --ladder"))
+                         hint="drop --time-budget, and size the run with "
+                              + ("--epochs" if req.strategy == "darts" else "--budget and --ladder"))
     if is_driver(req.strategy):
         prepared = STRATEGIES.get(req.strategy).prepare(project, asked, out_dir, resume=resume, executor=executor,
                                                         note=notes.append)
@@ -353,9 +353,10 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
                                     initial_population=initial, strategy_hooks=hooks, more_wall_s=more_wall_s)
         except BaseException as exc:
             from edgenas.outdirs import DISK_ERRNOS
-            from edgenas.search.run import ReplayMismatch
+            from edgenas.search.run import ReplayMismatch, ResumeRefused
 
-            _index_stopped(db, project, folder, problem, rerun_of, started)
+            if not isinstance(exc, ResumeRefused):  # a refused resume changed nothing, its record neither
+                _index_stopped(db, project, folder, problem, rerun_of, started)
             if isinstance(exc, ReplayMismatch) and changed:  # not the code or the seed: the budgets now bind
                 raise InputError(f"{exc.message}: a latency table changed since the run started, and the "
                                  "strategy's choices between feasible and infeasible candidates with it",
@@ -366,7 +367,7 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
                                         hint=resume_hint) from None
             if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
                 raise disk_error(exc, f"the run folder {out_dir}",
-                                 hint="free some space, then " + resume_hint if req_path.exists() else None) from None
+                                 then=resume_hint if req_path.exists() else None) from None
             raise
         if db is not None:
             # Ctrl-C held off for this one transaction: in the middle it rolled the index back, and the database
@@ -473,15 +474,15 @@ def import_run(db: Any, project: Project, out_dir: Path | str) -> Any:
     ``request.json`` where the table or LUT it used still exists, so devices carry their hashes (the run's
     own, and its budgets: ``index_run`` takes them from the folder). A budget today's table cannot meet
     (rescaled since) rebuilds it without budgets: its devices are recorded all the same, so ``runs stale``
-    finds the run."""
+    finds the run. A ``request.json`` that ``search --rerun`` could not read back is refused here."""
     from edgenas.errors import EdgenasError, InfeasibleError
     from edgenas.search.record import index_run
 
     problem = None
     req_path = Path(out_dir) / "request.json"
     if req_path.exists():
+        req = SearchRequest.from_json(read_json(req_path, "search request"), str(req_path))
         try:
-            req = SearchRequest.from_json(read_json(req_path, "search request"), str(req_path))
             try:
                 problem = _rebuilt_problem(project, req, Path(out_dir))
             except InfeasibleError:  # as a new run's: a driver's resume reads the budgets back from the folder

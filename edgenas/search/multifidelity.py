@@ -30,7 +30,7 @@ from edgenas.search.base import Trial, make_strategy, rank_key
 from edgenas.search.ladder import Bracket, Rung, brackets
 from edgenas.search.problem import Problem
 from edgenas.search.results import SearchResult, summarise, write_results
-from edgenas.search.run import _read_log, replay_or_evaluate
+from edgenas.search.run import ResumeRefused, _read_log, replay_or_evaluate
 from edgenas.search.run_files import check_config
 
 MF_SCHEMA = 1
@@ -107,14 +107,14 @@ def run_multifidelity(config: MFConfig, problems: Sequence[Problem], out_dir: st
         old = check_config(read_json(cfg_path, "run config"), cfg_path)
         if old != config.to_json():
             diff = sorted(k for k in set(old) | set(config.to_json()) if old.get(k) != config.to_json().get(k))
-            raise InputError(f"cannot resume {out}: the config differs in {', '.join(diff)}",
-                             hint="resume with the original settings or use a new folder")
-        logged = _read_log(log_path)
+            raise ResumeRefused(f"cannot resume {out}: the config differs in {', '.join(diff)}",
+                                hint="resume with the original settings or use a new folder")
+        logged = _read_log(log_path)  # config.json is this config already: a refused replay changes nothing
     else:
         if log_path.exists() or ckpt_path.exists():
             raise InputError(f"{out} already holds a search run", hint="resume it or choose a new folder")
         logged = []
-    atomic_write_json(cfg_path, config.to_json())
+        atomic_write_json(cfg_path, config.to_json())
     space = problems[0].space
     total = sum(sum(s) for _, s in config.plan())
     t0 = time.monotonic() - (float(logged[-1]["wall_s"]) if logged else 0.0)

@@ -133,8 +133,8 @@ def index_run(db: ExperimentDB, project: Project, out_dir: str | os.PathLike, *,
     out = check_run_folder(out_dir)
     config = check_config(read_json(out / "config.json", "run config"), out / "config.json")
     request = _object(out / "request.json", "search request") or None
-    if request is not None:
-        check_request_fields(request, out / "request.json")
+    if request is not None:  # recorded, it is what `search --rerun` repeats: of a space it cannot search, refused
+        _check_space(check_request_fields(request, out / "request.json")["space"], out / "request.json")
     darts = config.get("kind") == "darts"
     if problem is not None:
         devices = as_recorded(out, config, tuple(describe_device(project, t) for t in problem.devices))

@@ -115,7 +115,12 @@ def build_strategy(config: SearchConfig, problem: Problem, hooks: Mapping[str, A
     return strategy, int(batch)
 
 
-class ReplayMismatch(InputError):
+class ResumeRefused(InputError):
+    """A resume refused before it wrote anything: the folder is as it was, so nothing is re-indexed either
+    (``launch_search``; a refused resume of a complete run once re-recorded it as stopped)."""
+
+
+class ReplayMismatch(ResumeRefused):
     """A resumed run's log is not what the strategy proposes on replay (``replay_or_evaluate``)."""
 
 
@@ -188,8 +193,8 @@ def run_search(config: SearchConfig, problem: Problem, out_dir: str | os.PathLik
         mine = config.to_json()
         diff = sorted(k for k in set(old) | set(mine) if k != "max_wall_s" and old.get(k) != mine.get(k))
         if diff:
-            raise InputError(f"cannot resume {out}: the config differs in {', '.join(diff)}",
-                             hint="resume with the original settings or use a new folder")
+            raise ResumeRefused(f"cannot resume {out}: the config differs in {', '.join(diff)}",
+                                hint="resume with the original settings or use a new folder")
         logged = _read_log(log_path)
         prev = check_checkpoint(read_json(ckpt_path, "checkpoint"), ckpt_path) if ckpt_path.exists() else {}
         elapsed0 = float(prev.get("elapsed_s", logged[-1]["wall_s"] if logged else 0.0))
@@ -200,11 +205,20 @@ def run_search(config: SearchConfig, problem: Problem, out_dir: str | os.PathLik
         logged, elapsed0 = [], 0.0
     if more_wall_s is not None:
         config = dataclasses.replace(config, max_wall_s=elapsed0 + more_wall_s)
-    atomic_write_json(cfg_path, config.to_json())
+    trials: list[Trial] = []
+    config_saved = False
 
+    def save_config_once_replayed() -> None:
+        """config.json (a resume's new time limit) once the log has replayed: a resume the replay refuses
+        (``ReplayMismatch``) must leave the folder as it was."""
+        nonlocal config_saved
+        if not config_saved and len(trials) >= len(logged):
+            atomic_write_json(cfg_path, config.to_json())
+            config_saved = True
+
+    save_config_once_replayed()  # a new run's (or one with nothing logged yet), before anything else
     strategy, batch = build_strategy(config, problem, strategy_hooks, initial_population)
     t0 = time.monotonic() - elapsed0
-    trials: list[Trial] = []
     stopped = "budget"
 
     def checkpoint(status: str) -> None:
@@ -214,6 +228,7 @@ def run_search(config: SearchConfig, problem: Problem, out_dir: str | os.PathLik
 
     with open_log_for_append(log_path) as log:
         while len(trials) < config.budget_evals:
+            save_config_once_replayed()
             replaying = len(trials) < len(logged)
             if not replaying and config.max_wall_s is not None and time.monotonic() - t0 >= config.max_wall_s:
                 stopped = "wall_time"
@@ -227,6 +242,7 @@ def run_search(config: SearchConfig, problem: Problem, out_dir: str | os.PathLik
             strategy.tell(archs, [problem.to_result(r) for r in records])
             if progress is not None:
                 progress(len(trials), config.budget_evals)
+    save_config_once_replayed()
     checkpoint("complete" if stopped == "budget" else "stopped")
     result = summarise(trials, problem, out, stopped)
     write_results(result, problem, out)

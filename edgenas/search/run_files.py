@@ -5,8 +5,10 @@ report and the API (``report/source.py``) read the same ``config.json``, ``best.
 ``pareto.json``, ``checkpoint.json`` and ``evaluations.jsonl`` records, and check them here, so a field
 of the wrong type is one ``InputError`` naming the file and the field, never a TypeError deep in a
 plot or a number SQLite cannot store. Only the fields these readers use are checked; values a search
-writes (NaN or -inf scores, ``null`` latencies) stay valid. ``tables.json`` (``check_tables``) is read by a
-resume only, which warns rather than refuses when it is damaged.
+writes (NaN or -inf scores, ``null`` latencies) stay valid. A value is checked with the predicate the
+experiment database's reader (``store/rows.py``) uses for the column it lands in (``edgenas.kinds``): a folder
+that imports must read back. ``tables.json`` (``check_tables``) is read by a resume only, which warns rather
+than refuses when it is damaged.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import Any, Callable, Mapping
 
 from edgenas.errors import InputError
 from edgenas.io import read_log_bytes
-from edgenas.limits import is_count, is_finite, is_number
+from edgenas.kinds import is_budget_ms, is_run_id, is_scores, is_warm_start
+from edgenas.limits import is_count, is_finite
 
 _DAMAGED = "the run folder is damaged"
 
@@ -55,10 +58,6 @@ def read_evaluations(path: Path, since: int = 0) -> tuple[list[dict[str, Any]], 
     return recs, end
 
 
-def _scores(v: Any) -> bool:
-    return isinstance(v, Mapping) and all(isinstance(k, str) and (x is None or is_number(x)) for k, x in v.items())
-
-
 def bad_evaluation_field(rec: Any) -> str | None:
     """The first field of an ``evaluations.jsonl`` record that is missing or of the wrong type, else None."""
     if not isinstance(rec, Mapping):
@@ -68,9 +67,9 @@ def bad_evaluation_field(rec: Any) -> str | None:
     if not isinstance(rec.get("arch"), Mapping):
         return "'arch'"
     for key in ("objectives", "latency_ms"):
-        if not _scores(rec.get(key)):
+        if not is_scores(rec.get(key)):
             return f"'{key}'"
-    if not isinstance(rec.get("constraints", {}), Mapping):
+    if not is_scores(rec.get("constraints", {})):
         return "'constraints'"
     if not isinstance(rec.get("feasible"), bool):
         return "'feasible'"
@@ -92,7 +91,8 @@ def _fail(path: Path, what: str) -> InputError:
 
 def check_config(config: Any, path: Path) -> dict[str, Any]:
     """``config.json``: an object with a ``space`` name; ``seed``, ``budget_evals`` whole numbers;
-    ``devices`` pairs of a name and a budget (a number or null); ``strategy``/``mode``/``kind`` names."""
+    ``devices`` pairs of a name and a budget (a number of ms from 0, or null); ``strategy``/``mode``/``kind``
+    names."""
     if not isinstance(config, Mapping) or not isinstance(config.get("space"), str):
         raise InputError(f"{path} is not a search config (no 'space' name)", hint=_DAMAGED)
     for key in ("seed", "budget_evals"):
@@ -101,8 +101,8 @@ def check_config(config: Any, path: Path) -> dict[str, Any]:
     devices = config.get("devices", [])
     if not (isinstance(devices, list) and all(
             isinstance(d, list) and len(d) == 2 and isinstance(d[0], str)
-            and (d[1] is None or is_finite(d[1])) for d in devices)):
-        raise _fail(path, "'devices' (pairs of a name and a budget in ms or null)")
+            and (d[1] is None or is_budget_ms(d[1])) for d in devices)):
+        raise _fail(path, "'devices' (pairs of a name and a budget in ms from 0, or null)")
     for key in ("strategy", "mode", "kind"):
         if config.get(key) is not None and not isinstance(config[key], str):
             raise _fail(path, f"'{key}' (a name)")
@@ -118,7 +118,7 @@ def check_best(best: Any, path: Path) -> dict[str, Any]:
         if best.get(key) is not None and not is_count(best[key]):
             raise _fail(path, f"'{key}' (a whole number from 0)")
     for key in ("objectives", "latency_ms"):
-        if best.get(key) is not None and not _scores(best[key]):
+        if best.get(key) is not None and not is_scores(best[key]):
             raise _fail(path, f"'{key}' (an object of numbers)")
     if best.get("arch") is not None and not isinstance(best["arch"], (Mapping, str)):
         raise _fail(path, "'arch' (an architecture record)")
@@ -159,16 +159,20 @@ def check_checkpoint(ckpt: Any, path: Path) -> dict[str, Any]:
 
 def check_warm_start(warm: Any, path: Path) -> dict[str, Any]:
     """``warm_start.json``: an object; ``transferred`` a list of objects with an ``arch`` record (a resume
-    proposes them again); ``note`` and ``rerun_of`` text or null."""
+    proposes them again); ``candidates`` with their similarities; ``note`` text or null; ``rerun_of`` a run
+    id or null (the database's ``rerun_of`` column)."""
     if not isinstance(warm, Mapping):
         raise InputError(f"{path}: expected a JSON object", hint=_DAMAGED)
     moved = warm.get("transferred", [])
     if not (isinstance(moved, list) and all(isinstance(t, Mapping) and isinstance(t.get("arch"), Mapping)
                                             for t in moved)):
         raise _fail(path, "'transferred' (a list of objects with an 'arch')")
-    for key in ("note", "rerun_of"):
-        if warm.get(key) is not None and not isinstance(warm[key], str):
-            raise _fail(path, f"'{key}' (text)")
+    if warm.get("note") is not None and not isinstance(warm["note"], str):
+        raise _fail(path, "'note' (text)")
+    if warm.get("rerun_of") is not None and not is_run_id(warm["rerun_of"]):
+        raise _fail(path, "'rerun_of' (the id of the run it re-runs: hex digits)")
+    if not is_warm_start(dict(warm)):  # what is left to check: the candidates
+        raise _fail(path, "'candidates' (objects with a 'run_id', 'used' and their similarities)")
     return dict(warm)
 
 
@@ -206,11 +210,32 @@ _REQUEST_KINDS: dict[str, Callable[[Any], bool]] = {
 }
 
 
+def _has_nul(v: Any) -> bool:
+    """Text with a NUL byte anywhere in ``v``: no path, name or option holds one, and a path with one
+    raised ValueError from the OS layer (an internal error) where the table was opened."""
+    if isinstance(v, str):
+        return "\x00" in v
+    if isinstance(v, Mapping):
+        return any(_has_nul(k) or _has_nul(x) for k, x in v.items())
+    return isinstance(v, (list, tuple)) and any(_has_nul(x) for x in v)
+
+
 def check_request_fields(d: Mapping[str, Any], where: Any) -> Mapping[str, Any]:
-    """The fields of a ``request.json`` that are present have the types a ``SearchRequest`` has (for
-    ``SearchRequest.from_json`` and for ``runs import`` of any run, DARTS included)."""
+    """A ``request.json`` has a ``space`` and no field a ``SearchRequest`` lacks, and the fields present have
+    its types and hold no NUL byte (for ``SearchRequest.from_json`` and for ``runs import`` of any run, DARTS
+    included). An unknown field used to be a bare TypeError of ``SearchRequest.__init__``."""
+    damaged = "the run folder is damaged; start a new search with the options you want"
+    unknown = next((k for k in d if k not in _REQUEST_KINDS and k != "schema"), None)
+    if unknown is not None:
+        raise InputError(f"{where}: unknown field '{str(unknown)[:60]}'",
+                         hint="remove the field if it was added by hand; else the run folder is damaged: start a new "
+                              "search with the options you want")
+    if "space" not in d:
+        raise InputError(f"{where}: no 'space' field", hint=damaged)
     bad = next((k for k, v in d.items() if k in _REQUEST_KINDS and not _REQUEST_KINDS[k](v)), None)
     if bad is not None:
-        raise InputError(f"{where}: malformed '{bad}' ({str(d[bad])[:60]!r})",
-                         hint="the run folder is damaged; start a new search with the options you want")
+        raise InputError(f"{where}: malformed '{bad}' ({str(d[bad])[:60]!r})", hint=damaged)
+    nul = next((k for k, v in d.items() if _has_nul(v)), None)
+    if nul is not None:
+        raise InputError(f"{where}: '{nul}' holds a NUL byte (no path or name has one)", hint=damaged)
     return d

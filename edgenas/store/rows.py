@@ -10,17 +10,14 @@ of the wrong type met later while printing.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Callable, Mapping
 
 import sqlalchemy as sa
 
 from edgenas.errors import InputError
+from edgenas.kinds import is_budget_ms, is_run_id, is_scores, is_warm_start
 from edgenas.limits import is_count, is_finite, is_number, loads_json_limited
 from edgenas.textsafe import brief as _short
-
-#: what a run id is (``search.record.run_id_for``: 12 hex digits; any length up to the column's)
-RUN_ID_RE = re.compile(r"[0-9a-f]{1,64}\Z")
 
 
 class DamagedRowError(InputError):
@@ -54,11 +51,6 @@ def _object(v: Any) -> bool:
     return isinstance(v, dict)
 
 
-def _scores(v: Any) -> bool:
-    """An object of numbers (null: a NaN or an infinity, stored as null)."""
-    return isinstance(v, dict) and all(x is None or is_number(x) for x in v.values())
-
-
 def _arch(v: Any) -> bool:
     """An architecture record, or a cell string (a DARTS run)."""
     return isinstance(v, (dict, str))
@@ -68,40 +60,18 @@ def _bool(v: Any) -> bool:
     return isinstance(v, bool) or (is_number(v) and v in (0, 1))
 
 
-def _warm_start(v: Any) -> bool:
-    """What ``search.warmstart`` records: ``transferred`` objects with an ``arch``, ``candidates`` with
-    their similarities, ``note`` and ``rerun_of`` text."""
-    if not isinstance(v, dict):
-        return False
-    moved, cands = v.get("transferred", []), v.get("candidates", [])
-    return (isinstance(moved, list) and all(isinstance(t, dict) and isinstance(t.get("arch"), dict) for t in moved)
-            and isinstance(cands, list)
-            and all(isinstance(c, dict) and isinstance(c.get("run_id"), str) and isinstance(c.get("used"), bool)
-                    and all(is_finite(c.get(k)) for k in ("similarity", "task_similarity", "device_similarity"))
-                    for c in cands)
-            and all(v.get(k) is None or isinstance(v[k], str) for k in ("note", "rerun_of")))
-
-
-def _run_id(v: Any) -> bool:
-    return isinstance(v, str) and bool(RUN_ID_RE.match(v))
-
-
-def _budget(v: Any) -> bool:
-    return is_finite(v) and v >= 0
-
-
 #: kind -> (check, what it must be)
 KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "run_id": (_run_id, "a run id (hex digits)"),
+    "run_id": (is_run_id, "a run id (hex digits)"),
     "text": (_text, "text"),
     "number": (is_finite, "a finite number"),
     "count": (is_count, "a whole number from 0"),
     "bool": (_bool, "a boolean (0 or 1)"),
-    "budget": (_budget, "a latency budget in ms (a number from 0)"),
+    "budget": (is_budget_ms, "a latency budget in ms (a number from 0)"),
     "object": (_object, "a JSON object"),
-    "scores": (_scores, "a JSON object of numbers"),
+    "scores": (is_scores, "a JSON object of numbers"),
     "arch": (_arch, "an architecture record (a JSON object) or a cell string"),
-    "warm_start": (_warm_start, "a warm-start record (transferred, candidates, note)"),
+    "warm_start": (is_warm_start, "a warm-start record (transferred, candidates, note)"),
 }
 JSON_KINDS = {"object", "scores", "arch", "warm_start"}
 

@@ -229,8 +229,7 @@ def train_supernet(cfg: TrainConfig, *, resume: bool = False, progress: Progress
         except OSError as exc:
             if exc.errno not in DISK_ERRNOS:
                 raise
-            raise disk_error(exc, f"the supernet checkpoint in {out}",
-                             hint="free some space, then continue with --resume") from None
+            raise disk_error(exc, f"the supernet checkpoint in {out}", then="continue with --resume") from None
 
     net.train()
     path = out / ckpt.META

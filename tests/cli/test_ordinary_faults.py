@@ -98,6 +98,26 @@ def test_disk_full_during_search_stays_resumable(tmp_path):
     assert json.loads(out)["evaluations"] == 300
 
 
+@pytest.mark.parametrize("name, says", [
+    ("best.json", "a folder stands where the file goes: move it away, then resume with: edgenas search --resume"),
+    ("evaluations.jsonl", "evaluations.jsonl is not a regular file"),
+])
+def test_a_folder_where_a_run_file_goes_is_not_called_a_full_disk(cli, tmp_path, monkeypatch, name, says):
+    """A folder named like a run file was "cannot write the run folder ...: Is a directory (free some space,
+    then resume ...)": EISDIR counted as a full disk, and the log's folder was read with a bare fdopen."""
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
+    monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
+    run = tmp_path / "run"
+    res = cli("search", "--space", "nb201", "--table", str(TABLE), "--strategy", "random", "--budget", "3",
+              "--out", str(run))
+    assert res.code == 0, res.err
+    (run / name).unlink()
+    (run / name).mkdir()
+    res = cli("search", "--resume", str(run))
+    assert res.code in (InputError.exit_code, OutputError.exit_code) and one_line(res.err), res.err
+    assert says in " ".join(res.err.split()) and "free some space" not in res.err
+
+
 # ------------------------------------------------------------------ numbers
 def test_negative_seed_and_measure_change_nothing(cli, proj, arch, snapshot):
     before = snapshot(proj)

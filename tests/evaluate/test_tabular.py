@@ -143,3 +143,18 @@ def test_join_real_tables(space):
     best_valid = int(np.argmax(t.columns["cifar10_valid"]))
     assert 91.0 < t.columns["cifar10_valid"][best_valid] < 92.0
     assert t.columns["cifar10_test"][best_valid] == pytest.approx(94.37, abs=0.01)  # the test optimum
+
+
+def test_a_latency_column_is_refused_as_the_objective(tmp_path, space):
+    """``--objective raspi4_ms`` ran and maximised latency: a ``*_ms`` column is a latency, never an accuracy."""
+    p = small(tmp_path, f"{HEAD},my_board_ms\n0,{A},93.5,70,40,12.5\n")
+    with pytest.raises(InputError, match=r"'my_board_ms' is a latency column") as err:
+        make_evaluator("tabular", space, table=p, objective="my_board_ms")
+    assert "cifar10_test, cifar100_test, imagenet16_test" in err.value.hint and "my_board_ms" not in err.value.hint
+    assert make_evaluator("tabular", space, table=p, objective="cifar100_test", report="my_board_ms")  # recorded: fine
+
+
+def test_a_table_path_with_a_nul_byte_is_one_input_error():
+    """A NUL byte in a table path (a request.json edited by hand) was an internal ValueError from the OS layer."""
+    with pytest.raises(InputError, match=r"benchmark table path 'a\\x00b.csv' holds a NUL byte"):
+        load_table("a\x00b.csv")

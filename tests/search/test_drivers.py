@@ -135,6 +135,20 @@ def test_a_time_budget_is_refused_by_the_strategies_that_run_their_own_loop(cli,
     assert len(res.err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
 
 
+def test_darts_refuses_an_explicit_budget_and_says_epochs_size_its_run(cli, tmp_path, monkeypatch):
+    """DARTS reads no --budget: `--strategy darts --budget 7` ran one epoch and recorded budget 7, and the
+    --time-budget hint said to size the run with --budget. The default budget (no flag) still passes."""
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
+    args = ("search", "--space", "nb201", "--strategy", "darts", "--epochs", "1", "--out", str(tmp_path / "run"))
+    res = cli(*args, "--budget", "7")
+    assert res.code == 2 and "--strategy darts does not read --budget" in res.err and "--epochs" in res.err
+    res = cli(*args, "--time-budget", "2")
+    assert res.code == 2 and "size the run with --epochs" in res.err and "--budget" not in res.err
+    res = cli(*args, "--max-latency-quantile", "0.5")  # past the flag checks, refused by the driver before it runs
+    assert res.code == 2 and "takes --max-latency-ms budgets" in res.err
+    assert not (tmp_path / "run").exists()
+
+
 def test_the_listed_mbv3_darts_defaults_are_the_ones_it_runs_with(cli, tmp_path, monkeypatch):
     from edgenas.search.darts_mbv3_train import MbDartsConfig
 

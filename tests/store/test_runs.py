@@ -320,3 +320,86 @@ def test_a_moved_folder_imports_as_another_run(db, tmp_path):
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     index_run(db, Project(tmp_path), tmp_path / "b")
     assert len(list_runs(db)) == 2
+
+
+def _run_rows(db) -> list:
+    with db.engine.connect() as con:
+        return [tuple(r) for r in con.execute(sa.select(run_rows).order_by(run_rows.c.id))]
+
+
+def _set_budget(factor):
+    def edit(d):
+        d["devices"][0][1] = d["devices"][0][1] * factor if factor else 1e308
+    return edit
+
+
+@pytest.mark.parametrize("factor", [0.9, None])
+def test_a_resume_the_replay_refuses_changes_neither_the_folder_nor_the_database(db, tmp_path, factor):
+    """A resume refused on replay (its config.json budget edited) still rewrote config.json and re-indexed the
+    run as stopped: bad input must change nothing."""
+    out = tmp_path / "q"
+    launch_search(Project(tmp_path), _req(budget=20, strategy="evolution", latency_column="raspi4_ms",
+                                          max_latency_quantile=0.3), out, db=db)
+    cfg = json.loads((out / "config.json").read_text())
+    _set_budget(factor)(cfg)
+    (out / "config.json").write_text(json.dumps(cfg))
+    index_run(db, Project(tmp_path), out)
+    files, rows = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}, _run_rows(db)
+    with pytest.raises(InputError, match="is not what the strategy proposes on replay"):
+        launch_search(Project(tmp_path), None, out, resume=True, db=db)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == files
+    assert _run_rows(db) == rows and get_run(db, rows[0][0]).status == "complete"
+
+
+@pytest.mark.parametrize("name, edit, match", [
+    ("config.json", lambda d: d.update(devices=[["raspi4_ms", -5.0]]), "malformed 'devices'"),
+    ("warm_start.json", lambda d: d.update(transferred=[], rerun_of="../../etc"), "malformed 'rerun_of'"),
+    ("warm_start.json", lambda d: d.update(candidates=[{"run_id": "ab"}]), "malformed 'candidates'"),
+    ("evaluations.jsonl", lambda d: d.update(constraints={"raspi4_ms": "x"}), "malformed 'constraints'"),
+])
+def test_a_folder_the_database_reader_would_call_damaged_is_refused_by_import_and_resume(
+        db, tmp_path, name, edit, match):
+    """``runs import`` stored a -5 ms budget or a ``rerun_of`` of ../../etc, which the database's reader then
+    called a damaged row for every ``runs stale`` and warm start; a refused resume indexed it too."""
+    out = tmp_path / "r"
+    launch_search(Project(tmp_path), _req(budget=3, latency_column="raspi4_ms", max_latency_ms=(20.0,)), out,
+                  record=False)
+    path = out / name
+    lines = path.read_text().splitlines() if name.endswith(".jsonl") else [path.read_text() if path.exists() else "{}"]
+    rec = json.loads(lines[-1])
+    edit(rec)
+    path.write_text("\n".join([*lines[:-1], json.dumps(rec)]) + "\n")
+    with pytest.raises(InputError, match=match):
+        index_run(db, Project(tmp_path), out)
+    with pytest.raises(InputError, match=match):
+        launch_search(Project(tmp_path), None, out, resume=True, db=db)
+    assert list_runs(db) == []
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda d: d.update(table="a\x00b.csv"), r"request.json: 'table' holds a NUL byte"),
+    (lambda d: d.update(zzz_extra=1), r"request.json: unknown field 'zzz_extra'"),
+    (lambda d: d.pop("space"), r"request.json: no 'space' field"),
+    (lambda d: d.update(space="nosuch"), r"request.json: unknown search space 'nosuch'"),
+])
+def test_a_request_a_rerun_could_not_read_is_refused_by_import_and_resume(db, tmp_path, edit, match):
+    """A NUL byte in request.json's table path was an internal ValueError from both; an unknown field a bare
+    TypeError of SearchRequest.__init__; an unknown space was imported, and `search --rerun` then failed."""
+    out = tmp_path / "r"
+    launch_search(Project(tmp_path), _req(budget=3), out, record=False)
+    req = json.loads((out / "request.json").read_text())
+    edit(req)
+    (out / "request.json").write_text(json.dumps(req))
+    with pytest.raises(InputError, match=match):
+        index_run(db, Project(tmp_path), out)
+    with pytest.raises(InputError, match=match.split("request.json: ")[1]):
+        launch_search(Project(tmp_path), None, out, resume=True, db=db)
+    assert list_runs(db) == []
+
+
+def test_request_json_knows_exactly_the_fields_of_a_search_request():
+    """``check_request_fields`` refuses a field it does not know (an unknown one was a bare TypeError): its
+    table must list every field of ``SearchRequest`` and no other."""
+    from edgenas.search.run_files import _REQUEST_KINDS
+
+    assert set(_REQUEST_KINDS) == {f.name for f in dataclasses.fields(SearchRequest)}
