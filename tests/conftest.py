@@ -25,7 +25,7 @@ import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 
@@ -77,8 +77,27 @@ class SshdServer:
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.host_key)], check=True)
 
     @property
+    def extra_host_keys(self) -> list[Path]:
+        return sorted(p for p in self.dir.glob("ssh_host_*_key") if p != self.host_key)
+
+    def add_host_key(self, key_type: str) -> Path:
+        """One more host key (``ecdsa``, ``rsa``): the server offers it from its next (re)start."""
+        path = self.dir / f"ssh_host_{key_type}_key"
+        subprocess.run(["ssh-keygen", "-q", "-t", key_type, "-N", "", "-f", str(path)], check=True)
+        return path
+
+    def known_hosts_line(self, key: Path | None = None) -> str:
+        """The known_hosts line of this server's host key (``key``: another of its keys)."""
+        key_type, b64 = Path(str(key or self.host_key) + ".pub").read_text().split()[:2]
+        return f"[127.0.0.1]:{self.port} {key_type} {b64}"
+
+    @property
     def fingerprint(self) -> str:
-        out = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", str(self.host_key) + ".pub"],
+        return self.fingerprint_of(self.host_key)
+
+    @staticmethod
+    def fingerprint_of(key: Path) -> str:
+        out = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", str(key) + ".pub"],
                              check=True, capture_output=True, text=True).stdout
         return out.split()[1]
 
@@ -86,9 +105,10 @@ class SshdServer:
         if not self.host_key.exists():
             self.new_host_key()
         (self.dir / "authorized_keys").write_text(Path(str(self.client_key) + ".pub").read_text())
+        host_keys = "".join(f"HostKey {k}\n" for k in [self.host_key, *self.extra_host_keys])
         (self.dir / "sshd_config").write_text(f"""Port {self.port}
 ListenAddress 127.0.0.1
-HostKey {self.host_key}
+{host_keys.rstrip()}
 PidFile {self.dir}/sshd.pid
 AuthorizedKeysFile {self.dir}/authorized_keys
 StrictModes no
@@ -208,6 +228,20 @@ def sshd_factory(ssh_client_key, tmp_path_factory, monkeypatch):
 @pytest.fixture
 def sshd(sshd_factory) -> SshdServer:
     return sshd_factory()
+
+
+@pytest.fixture
+def match_exec_config(tmp_path, monkeypatch) -> Iterator[Path]:
+    """An ~/.ssh/config with a ``Match exec`` that pastes ``%h`` into a shell command (a common pattern:
+    paramiko's lookup runs it). Returns the marker file a host name ``x;touch${IFS}MARKER;true`` would create
+    if it ever reached the lookup; tests assert that it never appears."""
+    config = tmp_path / "ssh_config_match_exec"
+    config.write_text('Match exec "test %h = never.example"\n  User nobody\n')
+    monkeypatch.setenv("EDGENAS_SSH_CONFIG", str(config))
+    devnull = open(os.devnull)  # invoke (which runs the command) reads stdin: pytest's capture refuses that
+    monkeypatch.setattr(sys, "stdin", devnull)
+    yield tmp_path / "MARKER"
+    devnull.close()
 
 
 class Result:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import click
 import typer
 
 from edgenas.cli._common import emit_json, err, out, project
@@ -36,13 +37,15 @@ def register(app: typer.Typer) -> None:
               yes: bool = typer.Option(False, "--yes", help="trust without asking (for scripts)"),
               replace: bool = typer.Option(False, "--replace", help="replace a recorded key that changed"),
               fingerprint: str = typer.Option(None, "--fingerprint", help="expected SHA256:... fingerprint"),
+              jump_fingerprint: str = typer.Option(None, "--jump-fingerprint",
+                                                   help="expected SHA256:... fingerprint of the jump host"),
               json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
-        """Trust a device's SSH host key explicitly.
+        """Trust a device's SSH host key explicitly (and its ProxyJump host's, first).
 
         Shows the key's fingerprint and records it in the project's known_hosts on confirmation.
         """
         from edgenas.devices.profiles import load_profile
-        from edgenas.devices.trust import fetch_host_key, trust_host
+        from edgenas.devices.trust import has_jump_host
 
         if replace and yes and not fingerprint:
             raise InputError("--replace --yes replaces a changed host key without showing it to you: "
@@ -51,22 +54,11 @@ def register(app: typer.Typer) -> None:
                                   "/etc/ssh/ssh_host_ed25519_key.pub on it), or drop --yes to confirm it yourself")
         proj = project()
         prof = load_profile(proj, name)
-        key_type, seen = fetch_host_key(prof, proj)
-        if fingerprint and fingerprint != seen:  # before the key is shown: an error is one line
-            raise InputError(f"device '{prof.name}' presents a {key_type} key {seen}, not the expected {fingerprint}",
-                             hint="nothing was recorded; check that you reach the right machine")
-        err.print(esc(f"{prof.name} ({prof.host}:{prof.port or 22}) presents a {key_type} key {seen}"))
-        if not yes:
-            if not typer.confirm("Trust this key and record it in the project's known_hosts?", default=False,
-                                 err=True):
-                raise InputError("host key not trusted", hint="compare the fingerprint with the device's "
-                                 "(ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub on it) and re-run")
-        trust_host(proj, prof, expected_fingerprint=seen, replace=replace)
+        steps = [(True, jump_fingerprint)] if has_jump_host(prof) else []
+        rows = [_trust_one(proj, prof, jump, fp, yes=yes, replace=replace, quiet=json_out)
+                for jump, fp in steps + [(False, fingerprint)]]
         if json_out:
-            emit_json({"device": prof.name, "key_type": key_type, "fingerprint": seen,
-                       "known_hosts": str(proj.known_hosts)})
-        else:
-            out.print(f"[green]trusted[/green] {esc(prof.name)}: {esc(seen)} -> {esc(proj.known_hosts)}")
+            emit_json(rows[-1] if len(rows) == 1 else {**rows[-1], "jump_host": rows[0]})
 
     @device_app.command("info")
     def info(name: str = typer.Argument("local", help="profile name or 'local'"),
@@ -92,6 +84,50 @@ def register(app: typer.Typer) -> None:
         if "power_mode_mismatch" in result:
             mm = result["power_mode_mismatch"]
             out.print(f"[yellow]power mode is {esc(mm['actual'])}, profile expects {esc(mm['expected'])}[/yellow]")
+
+
+def _trust_one(proj, prof, jump: bool, fingerprint: str | None, *, yes: bool, replace: bool, quiet: bool) -> dict:
+    """Show the key of the device (``jump``: of its jump host), confirm, record; its JSON row."""
+    from edgenas.devices.trust import offered_key, trust_host
+
+    flag = "--jump-fingerprint" if jump else "--fingerprint"
+    offered = offered_key(proj, prof, jump=jump, expected_fingerprint=fingerprint)
+    who, seen = offered.describe(), offered.fingerprint
+    row = {"device": prof.name, "host": offered.host, "key_type": offered.key_type, "fingerprint": seen,
+           "known_hosts": str(proj.known_hosts)}
+    if fingerprint and fingerprint != seen:  # before the key is shown: an error is one line
+        raise InputError(f"{who} presents a {offered.key_type} key {seen}, not the expected {fingerprint}",
+                         hint="nothing was recorded; check that you reach the right machine")
+    if offered.state == "changed" and replace and yes and not fingerprint:
+        raise InputError(f"{who} offers a changed host key: --replace --yes needs {flag} SHA256:... of it",
+                         hint="get the fingerprint from the host's owner, or drop --yes to confirm it yourself")
+    err.print(esc(f"{who} presents a {offered.key_type} key {seen}"))
+    if offered.state == "trusted" and all(k.path == proj.known_hosts for k in offered.recorded if k.key == offered.key):
+        if not quiet:
+            out.print(f"already trusted {esc(offered.host)}: {esc(seen)} ({esc(proj.known_hosts)})")
+        return row
+    if not yes:
+        _confirm(f"Trust this key{' of the jump host' if jump else ''} and record it in the project's known_hosts?",
+                 flag)
+    trust_host(proj, prof, expected_fingerprint=seen, replace=replace, jump=jump)
+    if not quiet:
+        out.print(f"[green]trusted[/green] {esc(who)}: {esc(seen)} -> {esc(proj.known_hosts)}")
+    return row
+
+
+def _confirm(question: str, flag: str) -> None:
+    import sys
+
+    try:
+        ok = typer.confirm(question, default=False, err=True)
+    except (click.exceptions.Abort, typer.Abort):  # EOF on stdin, or Ctrl-C
+        if sys.stdin is not None and sys.stdin.isatty():
+            raise
+        raise InputError("no answer to confirm the host key: the input is not a terminal",
+                         hint=f"run it in a terminal, or pass --yes (with {flag} SHA256:... from the host's owner)")
+    if not ok:
+        raise InputError("host key not trusted", hint="compare the fingerprint with the host's "
+                         "(ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub on it) and re-run")
 
 
 def _print_tree(d: dict, indent: int) -> None:

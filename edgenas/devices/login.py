@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import getpass
 import os
-import re
 import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import paramiko
 
-from edgenas.errors import DeviceError, InputError
-from edgenas.devices.profiles import DeviceProfile
-from edgenas.devices.known_hosts import StrictHostKeyPolicy, changed_key_error, known_host_name, known_hosts_files
+from edgenas.errors import DeviceError, HostKeyError, InputError
+from edgenas.devices.profiles import DeviceProfile, check_host, check_user, parse_jump
+from edgenas.devices.known_hosts import StrictHostKeyPolicy, load_known_hosts, known_host_name, verify_host_key
 from edgenas.project import Project
 from edgenas.quiet import silence_library_logs
 
@@ -36,6 +35,7 @@ class SSHTarget:
     user: str
     key_files: tuple[str, ...]
     proxy_jump: str | None
+    jump_from: str = ""  # where proxy_jump was set, for messages
 
     @property
     def known_name(self) -> str:
@@ -45,36 +45,60 @@ class SSHTarget:
         return f"{self.user}@{self.hostname}:{self.port}"
 
 
-def _ssh_config() -> paramiko.SSHConfig:
-    path = Path(os.environ.get("EDGENAS_SSH_CONFIG") or Path.home() / ".ssh" / "config")
+def ssh_config_path() -> Path:
+    """The user's ``~/.ssh/config`` (read only); ``$EDGENAS_SSH_CONFIG`` overrides it."""
+    return Path(os.environ.get("EDGENAS_SSH_CONFIG") or Path.home() / ".ssh" / "config")
+
+
+def _ssh_config(path: Path) -> paramiko.SSHConfig:
     try:
         return paramiko.SSHConfig.from_path(str(path)) if path.is_file() else paramiko.SSHConfig()
-    except (OSError, paramiko.ConfigParseError) as exc:
+    except (OSError, UnicodeDecodeError, paramiko.ConfigParseError) as exc:
         raise InputError(f"cannot read SSH config {path}: {exc}") from None
 
 
 def resolve_target(profile: DeviceProfile) -> SSHTarget:
     """Profile values win; missing ones come from ``~/.ssh/config`` (HostName, Port, User, IdentityFile,
-    ProxyJump), then the defaults (port 22, the local user name, ssh-agent)."""
-    cfg = _ssh_config().lookup(profile.host)
+    ProxyJump), then the defaults (port 22, the local user name, ssh-agent).
+
+    The host is checked before the config is looked up (a ``Match exec`` runs with it in a shell), and
+    what the config gives back is checked before it is used."""
+    check_host(profile.host, f"device '{profile.name}': host")
+    path = ssh_config_path()
+    cfg = _ssh_config(path).lookup(profile.host.strip("[]"))
+    in_config = f"in {path} for {profile.host}"
+    hostname = check_host(cfg.get("hostname", profile.host), f"HostName {in_config}", hint=f"fix {path}")
+    user = profile.user or (check_user(cfg["user"], f"User {in_config}", hint=f"fix {path}")
+                            if cfg.get("user") else getpass.getuser())
     key_files = (profile.key_file,) if profile.key_file else tuple(cfg.get("identityfile", ()))
     jump = profile.proxy_jump or cfg.get("proxyjump")
-    return SSHTarget(hostname=cfg.get("hostname", profile.host),
-                     port=profile.port or int(cfg.get("port", 22)),
-                     user=profile.user or cfg.get("user") or getpass.getuser(),
-                     key_files=tuple(os.path.expanduser(k) for k in key_files),
-                     proxy_jump=None if (jump or "").lower() in ("", "none") else jump)
+    jump_from = f"device '{profile.name}': proxy_jump" if profile.proxy_jump else f"ProxyJump {in_config}"
+    if (jump or "").lower() in ("", "none"):
+        jump = None
+    else:
+        parse_jump(jump, jump_from)  # a chain or a bad name is refused here, before anything looks it up
+    return SSHTarget(hostname=hostname.strip("[]"), port=profile.port or _config_port(cfg.get("port"), in_config),
+                     user=user, key_files=tuple(os.path.expanduser(k) for k in key_files),
+                     proxy_jump=jump, jump_from=jump_from)
+
+
+def _config_port(value: str | None, in_config: str) -> int:
+    if value is None:
+        return 22
+    if not (value.isascii() and value.isdigit() and 1 <= int(value) <= 65535):
+        raise InputError(f"Port {value[:40]!r} {in_config} is not a port number 1-65535",
+                         hint="fix the Port line there, or set port in the profile")
+    return int(value)
 
 
 def jump_profile(profile: DeviceProfile) -> DeviceProfile:
     """The profile of ``profile``'s ProxyJump host (``[user@]host[:port]``), same key and timeouts."""
-    spec = resolve_target(profile).proxy_jump
-    m = re.fullmatch(r"(?:([^@\s:]+)@)?([^@\s:\[\]]+|\[[0-9a-fA-F:.]+\])(?::(\d{1,5}))?", spec or "")
-    if not m:
-        raise InputError(f"profile '{profile.name}': proxy_jump {spec!r} must be one '[user@]host[:port]'",
-                         hint="chains of jump hosts are not supported; configure them in ~/.ssh/config")
-    return replace(profile, name=f"{profile.name}-jump", host=m.group(2).strip("[]"), proxy_jump=None,
-                   port=int(m.group(3)) if m.group(3) else None, user=m.group(1))
+    target = resolve_target(profile)
+    if target.proxy_jump is None:
+        raise InputError(f"device '{profile.name}' has no jump host")
+    jump = parse_jump(target.proxy_jump, target.jump_from)
+    return replace(profile, name=f"{profile.name}-jump", host=jump.host, proxy_jump=None, port=jump.port,
+                   user=jump.user)
 
 
 class SSHConnection:
@@ -119,13 +143,14 @@ def open_connection(profile: DeviceProfile, project: Project, *, device: str | N
     target = resolve_target(profile)
     for key_file in target.key_files[:1] if profile.key_file else ():
         if not os.path.isfile(key_file):
-            raise DeviceError(device, f"key file {key_file} not found",
+            what = "is a folder, not a key file" if os.path.isdir(key_file) else "not found"
+            raise DeviceError(device, f"key file {key_file} {what}",
                               hint="fix key_file in the profile, or omit it to use ssh-agent")
     sock, hops = _tunnel(profile, project, target)
     client = paramiko.SSHClient()
-    for path in known_hosts_files(project):
-        client.load_system_host_keys(str(path))  # "system" keys are never written back
-    client.set_missing_host_key_policy(StrictHostKeyPolicy(project, device))
+    for known in load_known_hosts(project).for_host(target.known_name):  # the project's first: they win
+        client.get_host_keys().add(target.known_name, known.key.get_name(), known.key)
+    client.set_missing_host_key_policy(StrictHostKeyPolicy(project, device, jump=device != profile.name))
     t = profile.connect_timeout_s
     try:
         client.connect(target.hostname, target.port, username=target.user,
@@ -147,6 +172,16 @@ def open_connection(profile: DeviceProfile, project: Project, *, device: str | N
     return SSHConnection(client, target, hops)
 
 
+def _closed_by_peer(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it was raised from) is the peer closing or resetting the connection."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, (EOFError, ConnectionResetError, BrokenPipeError)):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
 def _connect_error(exc: BaseException, device: str, profile: DeviceProfile, target: SSHTarget,
                    project: Project) -> DeviceError:
     where = f"{target}" + (f" (jump host of '{device}')" if device != profile.name else "")
@@ -154,7 +189,10 @@ def _connect_error(exc: BaseException, device: str, profile: DeviceProfile, targ
     if isinstance(exc, DeviceError):
         return exc
     if isinstance(exc, paramiko.BadHostKeyException):
-        return changed_key_error(device, target.known_name, exc.key, [exc.expected_key], project.known_hosts)
+        try:
+            verify_host_key(project, device, target.known_name, exc.key, jump=device != profile.name)
+        except HostKeyError as refused:  # revoked or changed, naming the file that holds the recorded key
+            return refused
     if isinstance(exc, paramiko.PasswordRequiredException):
         return DeviceError(device, f"key file {target.key_files[0]} is protected by a passphrase",
                            hint="load it into ssh-agent (ssh-add) and remove key_file from the profile")
@@ -163,6 +201,9 @@ def _connect_error(exc: BaseException, device: str, profile: DeviceProfile, targ
         return DeviceError(device, f"authentication failed for {where} with {how}",
                            hint=f"check user, and that the public key is in ~{target.user}/.ssh/authorized_keys"
                                 f" on the device (ssh-copy-id); passwords are not supported")
+    if isinstance(exc, paramiko.SSHException) and "no authentication methods" in str(exc).lower():
+        return DeviceError(device, f"no SSH key to log in to {where}: no key_file, and ssh-agent and ~/.ssh "
+                           f"offer none", hint="set key_file in the profile, or load a key into ssh-agent (ssh-add)")
     errors = list(getattr(exc, "errors", {}).values()) or [exc]
     if all(isinstance(e, ConnectionRefusedError) for e in errors):
         return DeviceError(device, f"connection refused by {where}",
@@ -173,6 +214,10 @@ def _connect_error(exc: BaseException, device: str, profile: DeviceProfile, targ
     if isinstance(exc, socket.gaierror):
         return DeviceError(device, f"cannot resolve host {target.hostname!r}: {exc}",
                            hint="check host in the profile, ~/.ssh/config or DNS")
+    if _closed_by_peer(exc):
+        return DeviceError(device, f"{where} closed the connection before the SSH banner",
+                           hint="is it an SSH server? sshd may refuse this address (MaxStartups, "
+                                "hosts.deny, fail2ban): see its log")
     text = str(exc).lower()
     if isinstance(exc, paramiko.SSHException) and any(
             s in text for s in ("banner", "no existing session", "negotiation timed out")):
@@ -183,9 +228,14 @@ def _connect_error(exc: BaseException, device: str, profile: DeviceProfile, targ
                        hint="check that `ssh` reaches the device with the same settings")
 
 
-def fetch_server_key(profile: DeviceProfile, project: Project) -> tuple[paramiko.PKey, str]:
-    """Key exchange only (no authentication): the host key the device offers and its known_hosts name."""
+def fetch_server_key(profile: DeviceProfile, project: Project, *, key_types: tuple[str, ...] | None = None
+                     ) -> tuple[paramiko.PKey, SSHTarget]:
+    """Key exchange only (no authentication): the host key the device offers and where it came from.
+
+    The key types already recorded for the host are asked for first, as ``open_connection`` does, so a
+    host with several keys offers the one that can be compared; ``key_types`` asks for those types only."""
     target = resolve_target(profile)
+    recorded = [k.key.get_name() for k in load_known_hosts(project).for_host(target.known_name)]
     sock, hops = _tunnel(profile, project, target)
     t = profile.connect_timeout_s
     transport = None
@@ -194,8 +244,9 @@ def fetch_server_key(profile: DeviceProfile, project: Project) -> tuple[paramiko
             sock = socket.create_connection((target.hostname, target.port), timeout=t)
         transport = paramiko.Transport(sock)
         transport.banner_timeout = transport.handshake_timeout = t
+        _prefer_key_types(transport, key_types or tuple(recorded), only=key_types is not None)
         transport.start_client(timeout=t)
-        return transport.get_remote_server_key(), target.known_name
+        return transport.get_remote_server_key(), target
     except (paramiko.SSHException, OSError, EOFError) as exc:
         raise _connect_error(exc, profile.name, profile, target, project) from None
     finally:
@@ -205,3 +256,16 @@ def fetch_server_key(profile: DeviceProfile, project: Project) -> tuple[paramiko
             sock.close()
         for hop in hops:
             hop.close()
+
+
+def host_key_algorithms(key_type: str) -> list[str]:
+    """The host-key algorithms that make a server offer its key of ``key_type`` (an RSA key: the SHA-2 ones)."""
+    return ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] if key_type == "ssh-rsa" else [key_type]
+
+
+def _prefer_key_types(transport: paramiko.Transport, key_types: tuple[str, ...], *, only: bool) -> None:
+    opts = transport.get_security_options()
+    supported = list(opts.key_types)
+    first = [a for k in key_types for a in host_key_algorithms(k) if a in supported]
+    if first:
+        opts.key_types = first + ([] if only else [a for a in supported if a not in first])

@@ -12,6 +12,7 @@ ONNX Runtime on the CPU, fp32, one thread) is used, so everything works with no 
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -30,6 +31,17 @@ _SECRET_RE = re.compile(r"pass|secret|token|credential|private_key", re.IGNORECA
 #: control characters (ESC, newline, ...) and bidirectional overrides: a profile value ends up in commands,
 #: paths and terminal lines, where they would run, hide or rewrite text
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+#: host and user names as ssh takes them. Nothing else may reach ``~/.ssh/config``: paramiko runs a
+#: ``Match exec "... %h ..."`` command through a shell with the host name pasted in, so a ';' or '$(...)'
+#: in a host name would run a command on this machine.
+_HOST_NAME_RE = re.compile(r"(?!-)[A-Za-z0-9._-]{1,253}")
+_IPV6_RE = re.compile(r"[0-9A-Fa-f:.]{2,45}")
+_USER_NAME_RE = re.compile(r"(?!-)[A-Za-z0-9._-]{1,64}")
+_JUMP_RE = re.compile(r"(?:([^@]*)@)?([^@\[\]:]*|\[[^\[\]]*\])(?::([0-9]{1,5}))?")
+_HOST_RULE = "letters, digits, '.', '_' and '-' (not first), or an IPv6 address"
+_USER_RULE = "letters, digits, '.', '_' and '-' (not first)"
+_CHAIN_HINT = ("reach the device through one jump host, or forward a port through the chain yourself "
+               "(ssh -N -L 2222:DEVICE:22 ...) and point the profile at host 127.0.0.1, port 2222")
 
 
 @dataclass(frozen=True)
@@ -55,6 +67,62 @@ class DeviceProfile:
     @property
     def is_local(self) -> bool:
         return self.transport == "local"
+
+
+@dataclass(frozen=True)
+class JumpHost:
+    """One ProxyJump host, ``[user@]host[:port]``, with its parts checked."""
+    host: str
+    port: int | None
+    user: str | None
+
+
+def is_host_name(host: str) -> bool:
+    """A DNS name, an IPv4 address, or an IPv6 address (bare or in brackets, no zone id)."""
+    if _HOST_NAME_RE.fullmatch(host):
+        return True
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not _IPV6_RE.fullmatch(bare):
+        return False
+    try:
+        ipaddress.IPv6Address(bare)
+    except ValueError:
+        return False
+    return True
+
+
+def is_user_name(user: str) -> bool:
+    return _USER_NAME_RE.fullmatch(user) is not None
+
+
+def check_host(host: str, what: str, hint: str = "use a name from ~/.ssh/config, a DNS name or an IP address"
+               ) -> str:
+    """``host`` if it is a host name or address, else one ``InputError`` saying ``what`` it is."""
+    if not isinstance(host, str) or not is_host_name(host):
+        raise InputError(f"{what} {str(host)[:80]!r} must be a host name or address ({_HOST_RULE})", hint=hint)
+    return host
+
+
+def check_user(user: str, what: str, hint: str = "write the login name of the device's user") -> str:
+    if not isinstance(user, str) or not is_user_name(user):
+        raise InputError(f"{what} {str(user)[:80]!r} must be a user name ({_USER_RULE})", hint=hint)
+    return user
+
+
+def parse_jump(spec: str, what: str) -> JumpHost:
+    """``[user@]host[:port]`` as a checked ``JumpHost``; ``what`` names where ``spec`` came from."""
+    if "," in spec:
+        raise InputError(f"{what} {spec[:80]!r} is a chain of jump hosts; edgenas supports one", hint=_CHAIN_HINT)
+    m = _JUMP_RE.fullmatch(spec)
+    if m is None:
+        raise InputError(f"{what} {spec[:80]!r} must be one '[user@]host[:port]' (an IPv6 address in brackets)")
+    user, host, port = m.groups()
+    check_host(host, f"{what} {spec[:80]!r}: host", hint="write one '[user@]host[:port]'")
+    if user is not None:
+        check_user(user, f"{what} {spec[:80]!r}: user", hint="write one '[user@]host[:port]'")
+    if port is not None and not 1 <= int(port) <= 65535:
+        raise InputError(f"{what} {spec[:80]!r}: port {port} out of range 1-65535")
+    return JumpHost(host=host.strip("[]"), port=int(port) if port else None, user=user)
 
 
 LOCAL_PROFILE = DeviceProfile(name="local", transport="local", runtime="onnxruntime",
@@ -118,10 +186,7 @@ def profile_from_dict(data: dict[str, Any], *, where: str = "<dict>") -> DeviceP
                    + f" (it measures {', '.join(allowed)})", hint=hint)
     _choice(where, "precision", values.get("precision", "fp32"), PRECISIONS)
     if transport == "ssh":
-        host = values.get("host", "")
-        if not host or any(c.isspace() for c in host) or host.startswith("-"):
-            raise _bad(where, f"host {host!r} must be a host name or address",
-                       hint="use a name from ~/.ssh/config, a DNS name or an IP address")
+        _check_ssh_names(where, values)
     port = values.get("port")
     if port is not None and not 1 <= port <= 65535:
         raise _bad(where, f"port {port} out of range 1-65535")
@@ -130,10 +195,9 @@ def profile_from_dict(data: dict[str, Any], *, where: str = "<dict>") -> DeviceP
     for key in ("connect_timeout_s", "call_timeout_s", "keepalive_s"):
         if key in values and not 0 < values[key] <= 86400:
             raise _bad(where, f"{key} must be > 0 and at most 86400 seconds, got {values[key]}")
-    for key in ("python", "user"):
-        if key in values and (not values[key] or any(c.isspace() for c in values[key])
-                              or values[key].startswith("-")):
-            raise _bad(where, f"{key} {values[key]!r} must be one word without spaces")
+    if "python" in values and (not values["python"] or any(c.isspace() for c in values["python"])
+                               or values["python"].startswith("-")):
+        raise _bad(where, f"python {values['python']!r} must be one word without spaces")
     workdir = values.get("workdir", "~/.edgenas")
     if transport == "ssh" and (not workdir or "\n" in workdir or ".." in Path(workdir).parts
                                or (workdir.startswith("~") and not re.match(r"^~(/|$)", workdir))):
@@ -143,6 +207,18 @@ def profile_from_dict(data: dict[str, Any], *, where: str = "<dict>") -> DeviceP
         if key in values:
             values[key] = float(values[key])
     return DeviceProfile(**values)
+
+
+def _check_ssh_names(where: str, values: dict[str, Any]) -> None:
+    """host, user and proxy_jump of an SSH profile, each checked before anything looks it up."""
+    try:
+        check_host(values.get("host", ""), "host")
+        if "user" in values:
+            check_user(values["user"], "user")
+        if "proxy_jump" in values:
+            parse_jump(values["proxy_jump"], "proxy_jump")
+    except InputError as exc:
+        raise _bad(where, exc.message, hint=exc.hint) from None
 
 
 def _choice(where: str, key: str, value: str, allowed: tuple[str, ...]) -> None:

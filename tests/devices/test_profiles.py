@@ -139,3 +139,40 @@ def test_list_profiles_ignores_non_device_toml(project):
     write(project, "board", GOOD)
     write(project, "fleet", '[fleet]\ndevices = ["board"]\n')
     assert list_profiles(project) == ["board", "local"]
+
+
+@pytest.mark.parametrize("line", [
+    'host = "x;touch${{IFS}}{marker};true"',
+    'host = "y$(touch${{IFS}}{marker})"',
+    'proxy_jump = "u@j$(touch${{IFS}}{marker})"',
+    'proxy_jump = "u$(touch${{IFS}}{marker})@bastion"',
+    'user = "me;touch${{IFS}}{marker}"',
+])
+def test_host_names_with_shell_characters_are_refused_before_ssh_config(project, match_exec_config, line):
+    """A profile host (or jump host or user) with ';' or '$(...)' passed validation (only whitespace and a
+    leading '-' were refused) and reached paramiko's ~/.ssh/config lookup, whose ``Match exec`` ran it in a
+    shell on this machine."""
+    from edgenas.devices.ssh import SSHTransport
+
+    marker = match_exec_config
+    text = "\n".join(ln for ln in GOOD.splitlines() if not ln.startswith(line.split(" =")[0] + " "))
+    write(project, "board", text + "\n" + line.format(marker=marker) + "\n")
+    with pytest.raises(InputError) as exc:
+        SSHTransport(load_profile(project, "board"), project)
+    assert "board.toml" in str(exc.value) and "must be a" in str(exc.value)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("value", ["a,b", "u@a:22,v@b:22"])
+def test_a_chain_of_jump_hosts_is_refused_with_a_hint_that_helps(project, value):
+    """'a,b' was taken as one host name "a,b", and a chain's hint sent the user to ~/.ssh/config."""
+    write(project, "board", GOOD + f'proxy_jump = "{value}"\n')
+    with pytest.raises(InputError, match="chain of jump hosts") as exc:
+        load_profile(project, "board")
+    assert "ssh/config" not in str(exc.value) and "-L" in exc.value.hint
+
+
+@pytest.mark.parametrize("host", ["jetson.lab", "10.0.0.5", "::1", "[fe80::1]", "orin-nano_2"])
+def test_ordinary_host_names_and_addresses_are_accepted(project, host):
+    write(project, "board", GOOD.replace('host = "board.lab"', f'host = "{host}"'))
+    assert load_profile(project, "board").host == host

@@ -20,6 +20,7 @@ from edgenas.devices.login import jump_profile
 from edgenas.devices.profiles import DeviceProfile, load_profile
 from edgenas.devices.session import open_session, open_transport
 from edgenas.devices.ssh import SSHTransport
+from edgenas.devices.trust import fetch_host_key
 from edgenas.project import Project
 
 pytestmark = pytest.mark.ssh
@@ -97,6 +98,87 @@ def test_connect_timeout_when_nothing_answers(project):
         elapsed = time.monotonic() - t0
     assert 0.9 <= elapsed < 4, elapsed
     assert "device 'mute': no SSH handshake from" in str(exc.value) and "within 1 s" in str(exc.value)
+
+
+def test_shell_characters_in_host_names_never_reach_the_ssh_config_lookup(project, match_exec_config):
+    """A host (from Python, or a ProxyJump out of ~/.ssh/config) with ';' or '$(...)' was handed to paramiko's
+    config lookup, whose ``Match exec "... %h ..."`` ran it in a shell on this machine; a HostName or User the
+    config gives back is checked before it is used."""
+    import paramiko
+
+    marker = match_exec_config
+    evil = f"x;touch${{IFS}}{marker};true"
+    paramiko.SSHConfig.from_path(os.environ["EDGENAS_SSH_CONFIG"]).lookup(evil)
+    assert marker.exists()  # the config is dangerous for such a name: the checks below are what prevents it
+    marker.unlink()
+    with pytest.raises(InputError, match="device 'api': host .* must be a host name"):
+        SSHTransport(DeviceProfile(name="api", host=evil, port=22, connect_timeout_s=1), project)
+    with pytest.raises(InputError, match="proxy_jump .*host .*must be a host name"):
+        SSHTransport(DeviceProfile(name="api", host="h", proxy_jump=f"u@j$(touch${{IFS}}{marker})"), project)
+    config = Path(os.environ["EDGENAS_SSH_CONFIG"])
+    config.write_text(config.read_text() + f"Host viajump\n  ProxyJump u@j$(touch${{IFS}}{marker})\n"
+                      "Host badname\n  HostName a;b\nHost baduser\n  User u$(id)\n")
+    for host, needle in (("viajump", "ProxyJump in"), ("badname", "HostName in"), ("baduser", "User in")):
+        with pytest.raises(InputError, match=needle) as exc:
+            SSHTransport(DeviceProfile(name="cfg", host=host, connect_timeout_s=1), project)
+        assert str(config) in str(exc.value)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("port", ["abc", "0", "70000"])
+def test_a_bad_port_in_ssh_config_is_one_input_error_naming_the_file(project, tmp_path, monkeypatch, port):
+    """``Port abc`` in ~/.ssh/config ended every SSH command as ``internal error: ValueError``."""
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host myjet\n  HostName 127.0.0.1\n  Port {port}\n")
+    monkeypatch.setenv("EDGENAS_SSH_CONFIG", str(config))
+    with pytest.raises(InputError, match=f"Port '{port}' in {config} for myjet is not a port number 1-65535"):
+        SSHTransport(DeviceProfile(name="cfg", host="myjet", connect_timeout_s=1), project)
+
+
+def test_a_chain_of_jump_hosts_in_ssh_config_is_refused_without_sending_the_user_there(project, tmp_path,
+                                                                                         monkeypatch):
+    """A ProxyJump chain configured in ~/.ssh/config was refused with "configure them in ~/.ssh/config"."""
+    config = tmp_path / "ssh_config"
+    config.write_text("Host myjet\n  ProxyJump a,b\n")
+    monkeypatch.setenv("EDGENAS_SSH_CONFIG", str(config))
+    with pytest.raises(InputError, match="is a chain of jump hosts") as exc:
+        SSHTransport(DeviceProfile(name="cfg", host="myjet", connect_timeout_s=1), project)
+    assert str(config) in str(exc.value) and "configure them" not in str(exc.value)
+
+
+def test_a_peer_that_closes_at_once_is_not_reported_as_a_timeout(project):
+    """A server that closed the connection before its banner was reported as "no SSH handshake within 3 s
+    ... raise connect_timeout_s" (after 0.6 s)."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(5)
+
+        def close_each() -> None:
+            for _ in range(2):
+                conn, _ = server.accept()
+                conn.close()
+
+        closer = threading.Thread(target=close_each, daemon=True)
+        closer.start()
+        profile = DeviceProfile(name="closer", host="127.0.0.1", port=server.getsockname()[1], connect_timeout_s=3)
+        for attempt in (lambda: SSHTransport(profile, project), lambda: fetch_host_key(profile, project)):
+            with pytest.raises(DeviceError) as exc:
+                attempt()
+            assert "closed the connection before the SSH banner" in str(exc.value), str(exc.value)
+            assert "connect_timeout_s" not in str(exc.value)
+        closer.join(5)
+
+
+def test_key_file_folder_and_no_key_at_all_say_what_to_do(sshd, project, tmp_path, monkeypatch):
+    """A key_file that is a folder was "not found"; with no key_file, agent or ~/.ssh key the error was
+    paramiko's "No authentication methods available" with a generic hint."""
+    sshd.trust(project)
+    with pytest.raises(DeviceError, match=f"key file {tmp_path} is a folder, not a key file"):
+        SSHTransport(sshd.profile(key_file=str(tmp_path)), project)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.ssh keys; the fixture unset SSH_AUTH_SOCK
+    with pytest.raises(DeviceError, match="no SSH key to log in") as exc:
+        SSHTransport(sshd.profile(key_file=None), project)
+    assert "key_file" in exc.value.hint and "ssh-agent" in exc.value.hint
 
 
 def test_open_transport_picks_local_or_ssh(device, project):

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import getpass
+import io
+import json
+import sys
+from pathlib import Path
 
 import pytest
 
-from edgenas.errors import DeviceError, HostKeyError
+from edgenas.errors import DeviceError, HostKeyError, InputError, OutputError
 from edgenas.devices.ssh import SSHTransport
 from edgenas.devices.trust import fetch_host_key, trust_host
 from edgenas.project import Project
@@ -95,3 +99,151 @@ def test_jump_host_follows_the_same_rules(sshd_factory, project):
         SSHTransport(profile, project)
     assert f"connection refused by root@127.0.0.1:{jump.port}" in str(exc.value).replace(getpass.getuser(), "root")
     assert "jump host of 'dev'" in str(exc.value)
+
+
+# -- known_hosts files as OpenSSH reads them ---------------------------------------------------------
+
+def write_profile(project: Project, prof) -> None:
+    """``profiles/NAME.toml`` of ``prof`` (fields left at None stay out, as a user would write it)."""
+    fields = ("name", "host", "port", "user", "key_file", "proxy_jump", "python", "workdir", "connect_timeout_s")
+    lines = [f"{f} = {json.dumps(getattr(prof, f))}" for f in fields if getattr(prof, f) is not None]
+    project.profiles_dir.mkdir(parents=True, exist_ok=True)
+    (project.profiles_dir / f"{prof.name}.toml").write_text("[device]\n" + "\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def user_known_hosts(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "user_known_hosts"
+    monkeypatch.setenv("EDGENAS_USER_KNOWN_HOSTS", str(path))
+    return path
+
+
+def test_unusable_user_known_hosts_lines_are_skipped(sshd, project, user_known_hosts, cli, monkeypatch):
+    """An ``@cert-authority`` line, a broken key, an unknown key type or a byte that is not UTF-8 in
+    ~/.ssh/known_hosts ended every SSH command and `device trust` with an internal error (exit 70)."""
+    other = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBUDq/6MSPondHX30HsiyVzlgFZ2g8x5D7+UTgVAU0vz"
+    user_known_hosts.write_bytes(f"@cert-authority *.example.com {other}\notherhost ssh-ed25519 AAAAbroken\n"
+                                 f"weird ssh-foo AAAA\nlatin1-h\xe9st {other}\n".encode("latin-1")
+                                 + f"{sshd.known_hosts_line()}\n".encode())
+    with SSHTransport(sshd.profile(), project) as t:
+        assert t.run(["true"])[0] == 0
+    assert fetch_host_key(sshd.profile(), project) == ("ssh-ed25519", sshd.fingerprint)
+    write_profile(project, sshd.profile())
+    monkeypatch.setenv("EDGENAS_PROJECT", str(project.root))
+    res = cli("device", "trust", "dev", "--yes")
+    assert res.code == 0 and "internal error" not in res.err, res.err
+
+
+def test_a_revoked_key_is_never_accepted(sshd, project, user_known_hosts):
+    """An ``@revoked`` line crashed edgenas; a key marked @revoked must be refused even where a plain line
+    of the same file records it."""
+    line = sshd.known_hosts_line()
+    user_known_hosts.write_text(f"{line}\n@revoked * {line.split(' ', 1)[1]}\n")
+    with pytest.raises(HostKeyError, match="@revoked") as exc:
+        SSHTransport(sshd.profile(), project)
+    assert str(user_known_hosts) in str(exc.value)
+    with pytest.raises(HostKeyError, match="never accepted"):
+        trust_host(project, sshd.profile(), expected_fingerprint=sshd.fingerprint)
+    assert not project.known_hosts.exists()
+
+
+def test_the_projects_key_wins_over_an_old_one_in_the_users_known_hosts(sshd, project, user_known_hosts):
+    """With the old key in ~/.ssh/known_hosts (read first; paramiko uses the first key of a type),
+    `device trust --replace` said "trusted" but the device stayed refused, and the hint named the project's
+    known_hosts, which did not hold the key."""
+    user_known_hosts.write_text(sshd.known_hosts_line() + "\n")
+    before = user_known_hosts.read_text()
+    sshd.restart(new_host_key=True)
+    with pytest.raises(HostKeyError, match="CHANGED") as exc:
+        SSHTransport(sshd.profile(), project)
+    assert f"from {user_known_hosts}" in exc.value.hint and str(project.known_hosts) not in exc.value.hint
+    trust_host(project, sshd.profile(), expected_fingerprint=sshd.fingerprint, replace=True)
+    with SSHTransport(sshd.profile(), project) as t:
+        assert t.run(["true"])[0] == 0
+    assert user_known_hosts.read_text() == before  # read, never written
+
+
+def test_a_host_with_several_key_types_is_compared_by_type(sshd, project, user_known_hosts):
+    """The user's file held the host's ECDSA key: connecting worked, but trust fetched the ed25519 key and
+    reported it CHANGED; the genuine ed25519 fingerprint given as expected was refused."""
+    ecdsa = sshd.add_host_key("ecdsa")
+    sshd.restart()
+    user_known_hosts.write_text(sshd.known_hosts_line(ecdsa) + "\n")
+    with SSHTransport(sshd.profile(), project) as t:
+        assert t.run(["true"])[0] == 0
+    trusted = trust_host(project, sshd.profile())
+    assert (trusted.key_type, trusted.fingerprint) == ("ecdsa-sha2-nistp256", sshd.fingerprint_of(ecdsa))
+    trusted = trust_host(project, sshd.profile(), expected_fingerprint=sshd.fingerprint)
+    assert (trusted.key_type, trusted.newly_recorded) == ("ssh-ed25519", True)
+
+
+def test_replace_takes_only_the_replaced_name_off_a_shared_line(sshd, project):
+    """`--replace` deleted the whole line ``[127.0.0.1]:A,[127.0.0.1]:B <key>``, untrusting the other name."""
+    other = f"[127.0.0.1]:{sshd.port + 1}"
+    line = sshd.known_hosts_line()
+    project.known_hosts.parent.mkdir(parents=True, exist_ok=True)
+    project.known_hosts.write_text(f"{other},{line}\n")
+    sshd.restart(new_host_key=True)
+    trust_host(project, sshd.profile(), expected_fingerprint=sshd.fingerprint, replace=True)
+    kept, added = project.known_hosts.read_text().splitlines()
+    assert kept == f"{other} {line.split(' ', 1)[1]}" and added == sshd.known_hosts_line()
+
+
+# -- device trust (the CLI) ---------------------------------------------------------------------------
+
+def test_device_trust_handles_the_jump_host_first(sshd_factory, project, cli, monkeypatch):
+    """`device trust tj` failed on the jump host's unknown key with a hint to run `device trust tj` again."""
+    jump, target = sshd_factory(), sshd_factory()
+    prof = target.profile("tj", proxy_jump=f"127.0.0.1:{jump.port}")
+    write_profile(project, prof)
+    with pytest.raises(HostKeyError, match=f"\\[127.0.0.1\\]:{jump.port} \\(jump host of 'tj'\\)") as exc:
+        SSHTransport(prof, project)
+    assert "edgenas device trust tj" in exc.value.hint and "jump host's key first" in exc.value.hint
+    monkeypatch.setenv("EDGENAS_PROJECT", str(project.root))
+    res = cli("device", "trust", "tj", "--yes", "--jump-fingerprint", "SHA256:bogus")
+    assert res.code == InputError.exit_code and "jump host of 'tj'" in res.err and not project.known_hosts.exists()
+    res = cli("device", "trust", "tj", "--yes", "--jump-fingerprint", jump.fingerprint)
+    assert res.code == 0, res.err
+    assert f"jump host of 'tj' ({getpass.getuser()}@127.0.0.1:{jump.port}" in res.err and jump.fingerprint in res.err
+    assert f"via {getpass.getuser()}@127.0.0.1:{jump.port}" in res.err and target.fingerprint in res.err
+    with SSHTransport(prof, project) as t:
+        assert t.run(["echo", "via jump"])[1] == "via jump\n"
+
+
+def test_device_trust_shows_the_address_ssh_config_resolves_to(sshd, project, cli, tmp_path, monkeypatch):
+    """The prompt showed "al (myjet:22)" while the key came from and is recorded for [127.0.0.1]:PORT."""
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host myjet\n  HostName 127.0.0.1\n  Port {sshd.port}\n")
+    monkeypatch.setenv("EDGENAS_SSH_CONFIG", str(config))
+    write_profile(project, sshd.profile("al", host="myjet", port=None))
+    monkeypatch.setenv("EDGENAS_PROJECT", str(project.root))
+    res = cli("device", "trust", "al", "--yes")
+    assert res.code == 0, res.err
+    assert f"127.0.0.1:{sshd.port}; known_hosts name [127.0.0.1]:{sshd.port})" in res.err
+    assert "myjet:22" not in res.err
+
+
+def test_device_trust_without_a_terminal_says_to_pass_yes(sshd, project, cli, monkeypatch):
+    """On a stdin that is not a terminal `device trust` printed "aborted" (exit 130) and nothing else."""
+    write_profile(project, sshd.profile())
+    monkeypatch.setenv("EDGENAS_PROJECT", str(project.root))
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    res = cli("device", "trust", "dev")
+    assert res.code == InputError.exit_code and "--yes" in res.err, res.err
+    assert not project.known_hosts.exists()
+
+
+@pytest.mark.parametrize("kind", ["folder", "link"])
+def test_a_known_hosts_that_is_a_folder_or_a_link_is_named_and_kept(sshd, project, tmp_path, kind):
+    """A folder was reported by its temporary file (.known_hosts.XXXX.tmp); a link was silently replaced by a
+    regular file."""
+    project.known_hosts.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "folder":
+        project.known_hosts.mkdir()
+    else:
+        (tmp_path / "shared_kh").write_text("")
+        project.known_hosts.symlink_to(tmp_path / "shared_kh")
+    with pytest.raises(OutputError) as exc:
+        trust_host(project, sshd.profile())
+    assert str(project.known_hosts) in str(exc.value) and ".tmp" not in str(exc.value)
+    assert project.known_hosts.is_dir() if kind == "folder" else project.known_hosts.is_symlink()

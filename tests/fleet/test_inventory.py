@@ -292,3 +292,21 @@ def test_ansible_child_group_vars_beat_their_parents(project, tmp_path):
         """)
     [board] = load_inventory(project, path).devices
     assert (board.threads, board.user) == (3, "parent")
+
+
+@pytest.mark.parametrize("var, value", [("ansible_host", "y$(touch${{IFS}}{marker})"),
+                                        ("ansible_host", "x;touch${{IFS}}{marker};true"),
+                                        ("edgenas_proxy_jump", "u@j$(touch${{IFS}}{marker})"),
+                                        ("ansible_user", "u$(touch${{IFS}}{marker})")])
+def test_ansible_host_names_with_shell_characters_are_refused(project, tmp_path, match_exec_config, var, value):
+    """An ``ansible_host`` or ``edgenas_proxy_jump`` with '$(...)' or ';' was accepted and reached paramiko's
+    ~/.ssh/config lookup, whose ``Match exec "... %h ..."`` ran it in a shell on this machine."""
+    from edgenas.devices.ssh import SSHTransport
+
+    marker = match_exec_config
+    path = write(tmp_path / "hosts.yml", f"all:\n  hosts:\n    board:\n      {var}: '{value.format(marker=marker)}'\n")
+    with pytest.raises(InputError, match="must be a (host|user) name") as exc:
+        for device in load_inventory(project, path).devices:
+            SSHTransport(device, project)
+    assert "hosts.yml host board" in str(exc.value)
+    assert not marker.exists()
