@@ -99,6 +99,19 @@ def _check_flags(ctx: typer.Context, strategy: str) -> None:
         instead = _IGNORED_FLAGS.get(strategy, {}).get(names[f])
         if instead is not None:
             raise InputError(f"--strategy {strategy} does not read {f}", hint=f"drop {f}; size the run with {instead}")
+    if "--population" in given and "--resume" not in given and "--rerun" not in given:
+        _check_population(strategy, warm="--warm-start" in given)
+
+
+def _check_population(strategy: str, *, warm: bool) -> None:
+    """``--population`` sizes a strategy's population, or a warm start's share of the first asks; a strategy
+    without one (random, tpe, sh, ...) recorded it and read nothing."""
+    from edgenas.search.base import STRATEGIES, is_driver
+
+    if "population" in STRATEGIES.get(strategy).options or (warm and not is_driver(strategy)):
+        return
+    raise InputError(f"--strategy {strategy} has no population: --population would be ignored",
+                     hint="drop --population (with --warm-start it sizes the transferred share of the first asks)")
 
 
 def register(app: typer.Typer) -> None:
@@ -220,6 +233,8 @@ def register(app: typer.Typer) -> None:
         folder = resume or out_dir or proj.runs_dir / f"{space}-{strategy}-s{seed}"
         if ray_address is not None and executor != "ray":
             raise InputError("--ray-address needs --executor ray")
+        if workers is not None and executor == "inprocess":  # it evaluates in this process: one worker
+            raise InputError("--workers needs --executor process or ray", hint="add --executor process, or drop --workers")
         opts = {"address": ray_address} if executor == "ray" else {}
         ex = make_executor(executor, workers=workers, **opts)
         try:

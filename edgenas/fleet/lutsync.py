@@ -110,7 +110,8 @@ def _fetch_one(s: Any, store: LutStore, n: str) -> tuple[str, Lut, str]:
         lut = Lut.from_dict(loads_json_limited(raw, where), where=where)
     except InputError as exc:
         raise DeviceError(s.device, f"LUT {meta['path']} on the device is invalid: {exc.message}",
-                          hint="re-profile the device (edgenas profile --force); nothing was written") from None
+                          hint=f"re-profile it: edgenas profile {s.device} --space {n.rsplit('-', 1)[0]} --force; "
+                               "nothing was written") from None
     if lut.device != s.device:
         raise DeviceError(s.device, f"LUT {n} says it belongs to device {clean(repr(lut.device), 80)}",
                           hint="a table is stored only under the device it was pulled from; nothing was written")

@@ -114,8 +114,8 @@ def apply_calibration(cal: Calibration | None, raw_ms) -> np.ndarray:
     out = np.where(raw > 0, out, 0.0)
     if not np.all(np.isfinite(out[np.isfinite(raw)])):  # a fitted correction never does this; an edited one can
         raise InputError(f"the LUT's calibration (a={a:g}, b={b:g}) gives an infinite latency",
-                         hint="refit it: edgenas lut calibrate DEVICE")
+                         hint="rebuild the table: edgenas profile DEVICE --space SPACE --force")
     if np.any((raw > 0) & (out <= 0)):  # underflow: a positive sum must stay a positive latency
         raise InputError(f"the LUT's calibration (a={a:g}, b={b:g}) gives a latency of 0 ms",
-                         hint="refit it: edgenas lut calibrate DEVICE")
+                         hint="rebuild the table: edgenas profile DEVICE --space SPACE --force")
     return out

@@ -43,6 +43,8 @@ CALIBRATION_MODEL = "loglinear"
 CALIBRATION_SLOPES = (0.5, 1.5)
 #: the largest offset |a|: a correction by a factor over e^20 (5e8) is no correction of a LUT sum
 CALIBRATION_MAX_OFFSET = 20.0
+#: what to do about a damaged calibration (``lut calibrate`` loads the table first, so it cannot repair one)
+_CAL_HINT = "rebuild the table: edgenas profile DEVICE --space SPACE --force"
 #: how far in the future a calibration's ``fitted_at`` may lie (clock differences between hosts)
 _FUTURE_SLACK_S = 86400.0
 
@@ -170,7 +172,7 @@ class Calibration:
                         or not math.isfinite(v)), None)
             if bad is not None:
                 raise InputError(f"{where} parameter {_short(bad)} must be a finite number, got {_short(params[bad])}",
-                                 hint="recalibrate: edgenas lut calibrate DEVICE")
+                                 hint=_CAL_HINT)
             cal = cls(model=str(d["model"]), params={k: float(v) for k, v in params.items()},
                       n_points=int(_number(d["n_points"], f"{where} n_points")),
                       fitted_at=float(_number(d.get("fitted_at", 0.0), f"{where} fitted_at")),
@@ -183,7 +185,7 @@ class Calibration:
             raise InputError(f"{source}: {exc.message}", hint=exc.hint) from None
         if cal.fitted_at > time.time() + _FUTURE_SLACK_S:  # it would always win over a newer fit
             raise InputError(f"{where} fitted_at lies in the future ({cal.fitted_at:g})",
-                             hint="recalibrate: edgenas lut calibrate DEVICE")
+                             hint=_CAL_HINT)
         return cal
 
     def check(self) -> None:
@@ -194,14 +196,14 @@ class Calibration:
         a, b = self.params.get("a"), self.params.get("b")
         if a is None or b is None or not math.isfinite(a) or not math.isfinite(b):
             raise InputError("calibration: params 'a' and 'b' must be finite numbers",
-                             hint="recalibrate: edgenas lut calibrate DEVICE")
+                             hint=_CAL_HINT)
         if b <= 0:
             raise InputError(f"calibration slope b={b:g} is not > 0, so it is not monotone",
                              hint="refit the calibration")
         lo, hi = CALIBRATION_SLOPES
         if not lo <= b <= hi or abs(a) > CALIBRATION_MAX_OFFSET:
             raise InputError(f"calibration a={a:g}, b={b:g} is outside what a fit writes (b from {lo:g} to {hi:g}, "
-                             f"|a| at most {CALIBRATION_MAX_OFFSET:g})", hint="refit it: edgenas lut calibrate DEVICE")
+                             f"|a| at most {CALIBRATION_MAX_OFFSET:g})", hint=_CAL_HINT)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -327,12 +329,17 @@ class Lut:
         if ref is not None and ref["ms"] > MAX_MS:
             raise InputError(f"{where}: the reference's ms must be at most {MAX_MS:g}, got {_short(ref['ms'])}")
         sync = EntryStats.from_dict(d["sync"], f"{where}: sync") if "sync" in d else None
+        rebuild = f"rebuild the table: edgenas profile {d['device']} --space {d['space']} --force"
+        try:  # lut calibrate loads the table first, so it cannot repair a damaged calibration: a new table can
+            calibration = Calibration.from_dict(cal, where) if cal else None
+        except InputError as exc:
+            raise InputError(exc.message, hint=rebuild) from None
         lut = cls(
             device=d["device"], space=d["space"], fingerprint=dict(d["fingerprint"]),
             fingerprint_hash=d["fingerprint_hash"], runtime=d["runtime"], precision=d["precision"],
             threads=int(_number(d.get("threads", 0), f"{where}: threads")), protocol=dict(d["protocol"]),
             overhead=EntryStats.from_dict(d.get("overhead"), f"{where}: overhead"),
-            entries=entries, calibration=Calibration.from_dict(cal, where) if cal else None,
+            entries=entries, calibration=calibration,
             created_at=float(_number(d.get("created_at", 0.0), f"{where}: created_at")), schema=LUT_SCHEMA,
             reference=dict(ref) if ref is not None else None, sync=sync,
         )
@@ -340,7 +347,7 @@ class Lut:
         big = next((k for k, v in costs.items() if v > MAX_MS), None)
         if big is not None:
             raise InputError(f"{where}: entry {_short(big)} costs {costs[big]:g} ms (ratio x reference), over {MAX_MS:g}",
-                             hint="re-profile the device")
+                             hint=rebuild)
         return lut
 
     def save(self, path: str | Path) -> Path:

@@ -308,8 +308,9 @@ class FolderSource(DataSource):
     def _device_dir(self, device: str) -> Path:
         check_name(device, "device")
         if device not in self.devices():
+            known = self.devices()
             raise NotFoundError(f"no device '{device}' in {self.project.luts_dir}",
-                                hint="edgenas lut list (or GET /api/devices) shows the devices with LUTs")
+                                hint=f"the devices with LUTs: {', '.join(known[:20]) or 'none'} (GET /api/devices)")
         return Path(self.project.luts_dir) / device
 
     def luts(self, device: str) -> list[Any]:

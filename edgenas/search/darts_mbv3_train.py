@@ -126,7 +126,9 @@ def run_mbv3_darts(config: MbDartsConfig, latency: Sequence[tuple[str, Any]], ou
         if read_json(cfg_path, "run config") != config.to_json():
             raise InputError(f"cannot resume {out}: the config differs", hint="resume with the original settings")
     elif cfg_path.exists():
-        raise InputError(f"{out} already holds a search run", hint="use --resume or another --out folder")
+        from edgenas.search.run_files import resume_or_new
+
+        raise InputError(f"{out} already holds a search run", hint=resume_or_new(out))
     data = load_dataset(config.data, max(c.resolutions))
     if data.num_classes > c.num_classes:
         raise InputError(f"dataset {config.data!r} has {data.num_classes} classes; the {c.name} head has {c.num_classes}")

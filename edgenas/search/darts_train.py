@@ -154,7 +154,8 @@ class DartsConfig(RunConfig):
     def __post_init__(self) -> None:
         if self.space != "nb201":
             raise InputError(f"--strategy darts supports the nb201 space, not '{self.space}'",
-                             hint="the mbv3 relaxation (ProxylessNAS/FBNet style) is not implemented yet")
+                             hint="an mbv3 space's DARTS is edgenas.search.darts_mbv3_launch (what "
+                                  "edgenas search --strategy darts runs for it)")
         if self.selection not in SELECTIONS:
             raise InputError(f"darts: selection must be one of {', '.join(SELECTIONS)}, got {self.selection!r}")
         self._check_ints(("epochs", "batch_size", "C", "N", "pt_samples"))
@@ -301,7 +302,9 @@ def run_darts(config: DartsConfig, latency: Sequence[tuple[str, Any]], out_dir: 
         if read_json(cfg_path, "run config") != config.to_json():
             raise InputError(f"cannot resume {out}: the config differs", hint="resume with the original settings")
     elif cfg_path.exists():
-        raise InputError(f"{out} already holds a search run", hint="use --resume or another --out folder")
+        from edgenas.search.run_files import resume_or_new
+
+        raise InputError(f"{out} already holds a search run", hint=resume_or_new(out))
     data = load_dataset(config.data, 32)
     if data.num_classes > 10:
         raise InputError(f"dataset {config.data!r} has {data.num_classes} classes; the nb201 network has 10")

@@ -8,6 +8,7 @@ their latency budgets (LUT-based), or a benchmark table with a latency column. I
 from __future__ import annotations
 
 import dataclasses
+import shlex
 import math
 import time
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from edgenas.io import atomic_write_json, read_json
 from edgenas.limits import is_finite, is_number
 from edgenas.project import Project
 from edgenas.quiet import sigint_ignored
-from edgenas.search.run_files import check_request_fields, check_tables, check_warm_start
+from edgenas.search.run_files import check_request_fields, check_tables, check_warm_start, resume_or_new
 
 REQUEST_SCHEMA = 1
 QUANTILE_SAMPLES = 2000
@@ -235,8 +236,10 @@ def uses_llm(req: SearchRequest, config: Any) -> bool:
         STRATEGIES.get(config.strategy).validate_options(config.strategy_options)  # before the folder exists
     share = config.strategy_options.get("llm_share", spec["llm_share"].default) if "llm_share" in spec else 0
     if req.llm and not share:
+        mixed = " or ".join(n for n in STRATEGIES.names()
+                            if "llm_share" in STRATEGIES.get(n).options and n != "llm-evolution")
         raise InputError(f"--llm-* options given but strategy {config.strategy} uses no language model",
-                         hint="add --llm-share, or use --strategy llm-evolution")
+                         hint=f"use --strategy {mixed} with --llm-share, or --strategy llm-evolution")
     return bool(share)
 
 
@@ -333,7 +336,7 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
         warm = {"transferred": [], "rerun_of": rerun_of,
                 "note": f"a re-run of {rerun_of}: '{req.strategy}' takes no warm start, so the same search runs "
                         "again with today's latency tables"}
-    resume_hint = f"resume with: edgenas search --resume {out_dir}"
+    resume_hint = f"resume with: edgenas search --resume {shlex.quote(str(out_dir))}"
     with new_out_dir(out_dir, "--out") as folder, run_lock(folder, f"run folder {folder}"):
         if not resume:
             _check_new_run_folder(folder)
@@ -461,7 +464,7 @@ def _check_no_links(folder: Path) -> None:
 def _check_new_run_folder(folder: Path) -> None:
     """A new run does not go where a run is, nor replace files of the names a run writes."""
     if any((folder / f).exists() for f in ("evaluations.jsonl", "request.json", "config.json")):
-        raise InputError(f"{folder} already holds a search run", hint="use --resume or another --out folder")
+        raise InputError(f"{folder} already holds a search run", hint=resume_or_new(folder))
     theirs = [f for f in ("best.json", "pareto.json", "checkpoint.json", "warm_start.json", TABLES_FILE)
               if (folder / f).exists()]
     if theirs:

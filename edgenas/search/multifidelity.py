@@ -31,7 +31,7 @@ from edgenas.search.ladder import Bracket, Rung, brackets
 from edgenas.search.problem import Problem
 from edgenas.search.results import SearchResult, summarise, write_results
 from edgenas.search.run import ResumeRefused, _read_log, replay_or_evaluate
-from edgenas.search.run_files import check_config
+from edgenas.search.run_files import check_config, resume_or_new
 
 MF_SCHEMA = 1
 MODES = ("sh", "hyperband")
@@ -112,7 +112,7 @@ def run_multifidelity(config: MFConfig, problems: Sequence[Problem], out_dir: st
         logged = _read_log(log_path)  # config.json is this config already: a refused replay changes nothing
     else:
         if log_path.exists() or ckpt_path.exists():
-            raise InputError(f"{out} already holds a search run", hint="resume it or choose a new folder")
+            raise InputError(f"{out} already holds a search run", hint=resume_or_new(out))
         logged = []
         atomic_write_json(cfg_path, config.to_json())
     space = problems[0].space

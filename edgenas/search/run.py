@@ -26,7 +26,7 @@ from edgenas.limits import is_number
 from edgenas.search.base import STRATEGIES, Trial, make_strategy
 from edgenas.search.problem import Problem
 from edgenas.search.results import SearchResult, summarise, write_results
-from edgenas.search.run_files import check_checkpoint, check_config, read_evaluations
+from edgenas.search.run_files import check_checkpoint, check_config, read_evaluations, resume_or_new
 
 RUN_SCHEMA = 1
 
@@ -200,8 +200,7 @@ def run_search(config: SearchConfig, problem: Problem, out_dir: str | os.PathLik
         elapsed0 = float(prev.get("elapsed_s", logged[-1]["wall_s"] if logged else 0.0))
     else:
         if log_path.exists() or ckpt_path.exists():
-            raise InputError(f"{out} already holds a search run",
-                             hint="pass resume=True (--resume) or choose a new folder")
+            raise InputError(f"{out} already holds a search run", hint=resume_or_new(out))
         logged, elapsed0 = [], 0.0
     if more_wall_s is not None:
         config = dataclasses.replace(config, max_wall_s=elapsed0 + more_wall_s)

@@ -85,6 +85,14 @@ def check_evaluation(rec: Any, path: Path, line: int) -> dict[str, Any]:
     return rec
 
 
+def resume_or_new(folder: Any) -> str:
+    """The hint for a folder that already holds a run: the command that resumes it (``--resume`` added to
+    the command that made it is refused: the run's settings are in its folder), or another folder."""
+    import shlex
+
+    return f"resume it: edgenas search --resume {shlex.quote(str(folder))}; or choose another --out folder"
+
+
 def _fail(path: Path, what: str) -> InputError:
     return InputError(f"{path}: malformed {what}", hint=_DAMAGED)
 

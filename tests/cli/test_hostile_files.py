@@ -284,3 +284,25 @@ def test_a_fifo_in_an_image_folder_is_one_line_not_a_hang(fresh, cli, tmp_path):
               "--out", "sn")
     one_line_error(res, "1.png: not a regular file")
     assert not (fresh / "sn").exists()
+
+
+def test_hints_give_commands_that_work_as_written(fresh, cli, tmp_path):
+    """Hints a user pastes: the resume of a folder whose name needs quoting (it printed `--resume my run`);
+    the --llm-* hint (it said to add --llm-share to tpe, which has none); flags nothing reads are refused."""
+    import shlex
+
+    out = fresh / "my run"
+    assert cli(*SEARCH, "--budget", "3", "--out", str(out)).code == 0
+    res = cli(*SEARCH, "--budget", "3", "--out", str(out))
+    one_line_error(res, "already holds a search run")
+    assert f"edgenas search --resume {shlex.quote(str(out))}" in " ".join(res.err.split())
+    again = cli("search", "--resume", str(out))  # the hint's own command works
+    assert again.code == 0, again.err
+    before = tree(fresh)
+    one_line_error(cli(*SEARCH[:-2], "--llm-opt", "temperature=1", "--out", "x"),
+                   "--strategy evolution or ri-iwoa with --llm-share, or --strategy llm-evolution")
+    one_line_error(cli(*SEARCH[:-2], "--strategy", "random", "--population", "5", "--out", "x"), "has no population")
+    one_line_error(cli(*SEARCH, "--workers", "2", "--out", "x"), "--workers needs --executor process or ray")
+    assert tree(fresh) == before
+    assert cli(*SEARCH[:-2], "--strategy", "tpe", "--population", "8", "--budget", "3", "--warm-start", "auto",
+               "--out", "w").code == 0  # with a warm start it sizes the transferred share

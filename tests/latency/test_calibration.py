@@ -145,3 +145,7 @@ def test_a_calibration_the_predictor_would_refuse_is_refused_where_the_table_is_
         with pytest.raises(InputError, match=f"LUT luts/x.json: {needle}"):
             Lut.from_dict({**good, "calibration": {**cal, **changed}}, where="LUT luts/x.json")
     assert Lut.from_dict({**good, "calibration": {**cal, "fitted_at": time.time() + 60}}).calibration is not None
+    # the hint rebuilds this table (it said `edgenas lut calibrate DEVICE`, which loads the table and fails alike)
+    with pytest.raises(InputError) as exc:
+        Lut.from_dict({**good, "calibration": {**cal, "model": "bogus"}})
+    assert exc.value.hint == "rebuild the table: edgenas profile d --space mbv3-tiny --force"
