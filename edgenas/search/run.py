@@ -218,7 +218,16 @@ def run_search(config: SearchConfig, problem: Problem, out_dir: str | os.PathLik
     save_config_once_replayed()  # a new run's (or one with nothing logged yet), before anything else
     strategy, batch = build_strategy(config, problem, strategy_hooks, initial_population)
     t0 = time.monotonic() - elapsed0
+    clock_started = not logged
     stopped = "budget"
+
+    def start_clock() -> None:
+        """The run's clock goes on from ``elapsed0`` once the log has replayed: the replay (the strategy told
+        again what it was told, as slow as then for TPE or GP) is not the run's time, and a resume given
+        ``--time-budget S`` spent S on it and added nothing."""
+        nonlocal t0, clock_started
+        if not clock_started:
+            t0, clock_started = time.monotonic() - elapsed0, True
 
     def checkpoint(status: str) -> None:
         atomic_write_json(ckpt_path, {"schema": RUN_SCHEMA, "config": config.to_json(), "status": status,
@@ -229,10 +238,14 @@ def run_search(config: SearchConfig, problem: Problem, out_dir: str | os.PathLik
         while len(trials) < config.budget_evals:
             save_config_once_replayed()
             replaying = len(trials) < len(logged)
-            if not replaying and config.max_wall_s is not None and time.monotonic() - t0 >= config.max_wall_s:
-                stopped = "wall_time"
-                break
+            if not replaying:
+                start_clock()
+                if config.max_wall_s is not None and time.monotonic() - t0 >= config.max_wall_s:
+                    stopped = "wall_time"
+                    break
             archs = strategy.ask(min(batch, config.budget_evals - len(trials)))
+            if len(trials) + len(archs) > len(logged):  # a batch that ends past the log evaluates afresh
+                start_clock()
             records, _ = replay_or_evaluate(problem, archs, len(trials), logged, log, t0, out, "the strategy")
             for rec in records:
                 trials.append(Trial.from_json(rec))
@@ -242,6 +255,7 @@ def run_search(config: SearchConfig, problem: Problem, out_dir: str | os.PathLik
             if progress is not None:
                 progress(len(trials), config.budget_evals)
     save_config_once_replayed()
+    start_clock()  # a resume that only replayed: its elapsed time is the run's, not the replay's
     checkpoint("complete" if stopped == "budget" else "stopped")
     result = summarise(trials, problem, out, stopped)
     write_results(result, problem, out)

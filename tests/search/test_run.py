@@ -118,6 +118,36 @@ def test_wall_time_budget_stops_early(full_table, tmp_path):
     assert cfg["max_wall_s"] == pytest.approx(elapsed, abs=0.5)
 
 
+def test_a_resume_given_more_time_spends_it_on_new_evaluations_not_on_the_replay(full_table, tmp_path, monkeypatch):
+    """``--resume RUN --time-budget S``: the replay (the strategy told again what it was told; minutes for
+    TPE after a thousand evaluations) counted against the S seconds, and a resume added nothing. Here every
+    ``tell`` takes 30 ms, replayed or not: the replay of the first 0.3 s no longer eats a 0.2 s extension."""
+    import edgenas.search.run as run_mod
+
+    real_build = run_mod.build_strategy
+
+    def slow_tells(*args, **kwargs):
+        strategy, batch = real_build(*args, **kwargs)
+        tell = strategy.tell
+
+        def slow_tell(archs, results):
+            time.sleep(0.03)
+            return tell(archs, results)
+
+        strategy.tell = slow_tell
+        return strategy, batch
+
+    monkeypatch.setattr(run_mod, "build_strategy", slow_tells)
+    one_by_one = dict(max_wall_s=0.3, batch_size=1)
+    first = run_search(config("random", 1000, **one_by_one), problem_for(full_table), tmp_path)
+    assert first.stopped == "wall_time" and first.n_evaluations >= 5
+    more = run_search(config("random", 1000, **one_by_one), problem_for(full_table), tmp_path, resume=True,
+                      more_wall_s=0.2)
+    assert more.n_evaluations >= first.n_evaluations + 3, (first.n_evaluations, more.n_evaluations)
+    wall = [json.loads(x)["wall_s"] for x in (tmp_path / "evaluations.jsonl").read_text().splitlines()]
+    assert wall == sorted(wall) and wall[-1] <= 0.3 + 0.2 + 0.1  # the replay is not in the wall time either
+
+
 @pytest.mark.parametrize("strategy", ["random", "evolution", "nsga2", "woa", "ri-iwoa", "hgm", "tpe", "cmaes"])
 def test_resume_from_torn_log_is_exact(full_table, tmp_path, strategy):
     ref = run_search(config(strategy, 45, budget_ms=9.0), problem_for(full_table, 9.0), tmp_path / "ref")
