@@ -190,8 +190,8 @@ class LutChoice:
         return self.last_known is None or self.last_known == self.lut.fingerprint_hash
 
     def describe(self) -> str:
-        return (f"LUT for {self.lut.device}: {self.path.name} (fingerprint {self.lut.fingerprint_hash[:12]}, "
-                f"made {_age(self.age_s)} ago)")
+        made = f"made {_age(self.age_s)} ago" if self.lut.created_at > 0 else "made at an unknown time"  # imported
+        return f"LUT for {self.lut.device}: {self.path.name} (fingerprint {self.lut.fingerprint_hash[:12]}, {made})"
 
     @property
     def warning(self) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
@@ -108,3 +109,15 @@ def test_a_linked_folder_or_table_is_refused_and_nothing_moves_out(tmp_path, lin
     with pytest.raises(InputError, match="symbolic link"):
         store.save(_lut(2.0))
     assert (sorted(p.name for p in outside.iterdir()) if outside.is_dir() else outside.read_bytes()) == seen
+
+
+def test_a_table_of_unknown_age_says_so():
+    """An imported table (Once-for-All's, created_at 0) was described as made 20,792 days ago."""
+    import time
+
+    from edgenas.latency.store import LutChoice
+
+    lut = _lut(1.0)
+    assert "made at an unknown time" in LutChoice(dataclasses.replace(lut, created_at=0.0), Path("x.json"), None).describe()
+    assert "made 1.0 h ago" in LutChoice(dataclasses.replace(lut, created_at=time.time() - 3600), Path("x.json"),
+                                         None).describe()
