@@ -113,7 +113,8 @@ def register(app: typer.Typer) -> None:
             n = res.calibration_points
             cal = f"calibrated on {n} measurement{'s' if n != 1 else ''}" if n else "raw LUT sum"
             against = "the measurement at nominal speed" if res.measured_nominal_ms is not None else "the measurement"
-            out.print(f"predicted {res.predicted_ms:.4g} ms ({cal}); error {100 * res.rel_error:+.1f}% against {against}")
+            out.print(f"predicted {res.predicted_ms:.4g} ms ({cal}); "
+                      f"error {100 * res.rel_error:+.1f}% against {against}")
         if res.recalibrated is not None:
             r = res.recalibrated
             out.print(f"LUT calibration refitted on {r.n_points} measurement{'s' if r.n_points != 1 else ''}: "

@@ -155,7 +155,8 @@ def register(app: typer.Typer) -> None:
         if json_out:
             emit_json(rows)
             return
-        t = Table(Column("run", no_wrap=True, min_width=12), "dataset", "strategy", "evals", "best", Column("evals to best", no_wrap=True),
+        t = Table(Column("run", no_wrap=True, min_width=12), "dataset", "strategy", "evals", "best",
+                  Column("evals to best", no_wrap=True),
                   "budgets", "transferred")
         for r in rows:
             t.add_row(esc(r["id"]), _fmt(r["dataset"]), esc(r["strategy"]), _fmt(r["evaluations"]),

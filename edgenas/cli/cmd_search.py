@@ -234,7 +234,8 @@ def register(app: typer.Typer) -> None:
         if ray_address is not None and executor != "ray":
             raise InputError("--ray-address needs --executor ray")
         if workers is not None and executor == "inprocess":  # it evaluates in this process: one worker
-            raise InputError("--workers needs --executor process or ray", hint="add --executor process, or drop --workers")
+            raise InputError("--workers needs --executor process or ray",
+                             hint="add --executor process, or drop --workers")
         opts = {"address": ray_address} if executor == "ray" else {}
         ex = make_executor(executor, workers=workers, **opts)
         try:

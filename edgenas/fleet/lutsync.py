@@ -41,7 +41,8 @@ def _listing(device: str, listed: Any) -> list[dict[str, Any]]:
         raise DeviceError(device, "lut.list answered with something that is not a list",
                           hint="reinstall the agent (it is replaced when its hash differs)")
     if len(listed) > MAX_LISTED:
-        raise DeviceError(device, f"lut.list sent {len(listed)} tables, over the {MAX_LISTED} limit; nothing was written")
+        raise DeviceError(device, f"lut.list sent {len(listed)} tables, over the {MAX_LISTED} limit; "
+                                  "nothing was written")
     names = [e.get("name") if isinstance(e, dict) else e for e in listed]
     bad = [n for n in names if not (isinstance(n, str) and LUT_FILE_RE.match(n))]
     if bad:

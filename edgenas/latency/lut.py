@@ -346,7 +346,8 @@ class Lut:
         costs = {"overhead": lut.overhead_ms, **{k: lut.value_ms(e) for k, e in entries.items()}}
         big = next((k for k, v in costs.items() if v > MAX_MS), None)
         if big is not None:
-            raise InputError(f"{where}: entry {_short(big)} costs {costs[big]:g} ms (ratio x reference), over {MAX_MS:g}",
+            raise InputError(f"{where}: entry {_short(big)} costs {costs[big]:g} ms (ratio x reference), "
+                             f"over {MAX_MS:g}",
                              hint=rebuild)
         return lut
 

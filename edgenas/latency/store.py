@@ -56,7 +56,8 @@ class LutStore:
             raise InputError(f"LUT {path} holds device '{lut.device}', space '{lut.space}' and fingerprint "
                              f"{lut.fingerprint_hash[:12]}, which is not the table that lies there",
                              hint=f"a table of device D and space S lies in luts/D/S-FPHASH12.json; move it there "
-                                  f"or re-profile: edgenas profile {device} --space {Path(path).name.rsplit('-', 1)[0]}")
+                                  f"or re-profile: edgenas profile {device} "
+                                  f"--space {Path(path).name.rsplit('-', 1)[0]}")
         return lut
 
     def list(self, device: str, space: str | None = None) -> list[Path]:

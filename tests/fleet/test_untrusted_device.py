@@ -184,8 +184,9 @@ def test_junk_progress_from_a_device_is_ignored(setup, tmp_path, monkeypatch):
      "bad statistics for entry .*: k must be a finite number"),
     ("def FINISH(r):\n    k = sorted(r['results'])[0]\n    r['results'][k]['ref_ms'] = -1.0\n    return r\n",
      "bad statistics for entry .*: ref_ms must be a finite number"),
-    ("def FINISH(r):\n    k = sorted(r['results'])[0]\n    r['results'][k].update(median_ms=1e308, max_ms=1e308, p90_ms=1e308,"
-     " p99_ms=1e308, mean_ms=1e308)\n    return r\n", "bad statistics for entry .*: median_ms must be at most 1e\\+07"),
+    ("def FINISH(r):\n    k = sorted(r['results'])[0]\n    r['results'][k].update(median_ms=1e308, max_ms=1e308,"
+     " p90_ms=1e308, p99_ms=1e308, mean_ms=1e308)\n    return r\n",
+     "bad statistics for entry .*: median_ms must be at most 1e\\+07"),
     ("def FINISH(r):\n    for v in r['results'].values():\n        v.update(ratio=1e6, ref_ms=1e6)\n    return r\n",
      "costs .* ms \\(ratio x reference\\), over 1e\\+07"),  # each number plausible, their product not
     ("def FINISH(r):\n    r['results'] = list(r['results'])\n    return r\n", "bench_many answer is malformed"),

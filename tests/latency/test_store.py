@@ -118,6 +118,7 @@ def test_a_table_of_unknown_age_says_so():
     from edgenas.latency.store import LutChoice
 
     lut = _lut(1.0)
-    assert "made at an unknown time" in LutChoice(dataclasses.replace(lut, created_at=0.0), Path("x.json"), None).describe()
+    unknown = LutChoice(dataclasses.replace(lut, created_at=0.0), Path("x.json"), None)
+    assert "made at an unknown time" in unknown.describe()
     assert "made 1.0 h ago" in LutChoice(dataclasses.replace(lut, created_at=time.time() - 3600), Path("x.json"),
                                          None).describe()
