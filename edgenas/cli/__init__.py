@@ -19,7 +19,7 @@ except ImportError:  # pragma: no cover - older typer with click
 
     NoArgsIsHelpError = ()  # type: ignore[assignment,misc]
 
-from edgenas.errors import EdgenasError
+from edgenas.errors import EdgenasError, InputError
 
 app = typer.Typer(help="edgenas: hardware-aware NAS and deployment for edge devices.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -42,6 +42,16 @@ def _register() -> None:
 _register()
 
 
+def _check_cwd() -> None:
+    """The current folder must exist: every command reads the project from it (and torch, imported by some,
+    aborts the process with a fatal error of its own in a deleted one)."""
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        raise InputError("the current folder no longer exists (it was deleted)",
+                         hint="cd to your project (or another folder) and run it again") from None
+
+
 def main(argv: list[str] | None = None) -> None:
     from edgenas.cli._common import err
     from edgenas.quiet import install_thread_hook, silence_library_logs
@@ -49,11 +59,18 @@ def main(argv: list[str] | None = None) -> None:
 
     silence_library_logs()
     install_thread_hook()
+    for stream in (sys.stdout, sys.stderr):  # a terminal or pipe that is not UTF-8: '?' for what it cannot show
+        if stream is not None and (stream.encoding or "").lower().replace("-", "") != "utf8":
+            try:
+                stream.reconfigure(errors="replace")  # "…" or "±" was an internal error after the work was done
+            except (AttributeError, ValueError):
+                pass
 
     try:
         from edgenas.limits import check_env
 
         check_env()
+        _check_cwd()
         code = app(args=argv, standalone_mode=False)
         if isinstance(code, int) and code:
             sys.exit(code)

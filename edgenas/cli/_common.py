@@ -111,3 +111,32 @@ def progress_bar(quiet: bool = False) -> Iterator[Callable[[str, int, int], None
     finally:
         if tasks:
             prog.stop()
+
+
+def results_table(*columns: Any) -> Any:
+    """A rich table whose values wrap instead of being cut (``print_table`` prints it): at 20 columns a
+    ``runs list`` showed only ``…``."""
+    from rich.table import Table
+
+    table = Table(*columns)
+    for column in table.columns:
+        if not column.no_wrap:
+            column.overflow = "fold"
+    return table
+
+
+def print_table(table: Any) -> None:
+    """``table`` on stdout; piped to a file or a CI log, as wide as its rows are (it was cut to 80 columns:
+    ``nb2…``, ``evo…``, ``ras…`` for the space, the strategy and the budgets)."""
+    from rich.measure import Measurement
+
+    if out.is_terminal:
+        out.print(table)
+        return
+    natural = Measurement.get(out, out.options.update(max_width=10_000), table).maximum  # unbounded
+    before = out.width  # print(width=) is capped at the console's width: widen the console for the table
+    out.width = max(before, natural)
+    try:
+        out.print(table)
+    finally:
+        out.width = before

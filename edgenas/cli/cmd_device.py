@@ -119,6 +119,8 @@ def _confirm(question: str, flag: str) -> None:
     import sys
 
     try:
+        if sys.stdin is None:  # closed (0<&-): input() would raise "lost sys.stdin"
+            raise typer.Abort()
         ok = typer.confirm(question, default=False, err=True)
     except (click.exceptions.Abort, typer.Abort):  # EOF on stdin, or Ctrl-C
         if sys.stdin is not None and sys.stdin.isatty():

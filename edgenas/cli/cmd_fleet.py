@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
-from edgenas.cli._common import emit_json, err, out, progress_bar, project
+from edgenas.cli._common import emit_json, err, out, print_table, progress_bar, project, results_table
 from edgenas.textsafe import esc
 
 
@@ -33,12 +32,13 @@ def register(app: typer.Typer) -> None:
         if json_out:
             emit_json([r.to_dict() for r in rows])
             return
-        t = Table("device", "reachable", "agent", "fingerprint", *[f"LUT {s}" for s in space], "calibration")
+        t = results_table("device", "reachable", "agent", "fingerprint", *[f"LUT {s}" for s in space],
+                          "calibration")
         for r in rows:
             t.add_row(esc(r.device), "yes" if r.reachable else "[red]no[/red]", esc((r.agent_version or "-")[:12]),
                       esc((r.fingerprint_hash or "-")[:12]), *[esc(r.luts.get(s, "-")) for s in space],
                       esc(", ".join(f"{k}: {v['n_points']} pts" for k, v in r.last_calibration.items()) or "-"))
-        out.print(t)
+        print_table(t)
         for r in rows:
             if not r.reachable:
                 out.print(f"[red]{esc(r.device)}: {esc(r.error)}[/red]")
@@ -75,11 +75,11 @@ def register(app: typer.Typer) -> None:
         if json_out:
             emit_json([r.to_dict() for r in rows])
         else:
-            t = Table("device", "result", "reason", "time (s)")
+            t = results_table("device", "result", "reason", "time (s)")
             colour = {"refreshed": "cyan", "rescaled": "yellow", "verified": "green", "failed": "red"}
             for r in rows:
                 t.add_row(esc(r.device), f"[{colour[r.status]}]{r.status}[/{colour[r.status]}]", esc(r.reason), f"{r.wall_s:.1f}")
-            out.print(t)
+            print_table(t)
         from edgenas.fleet.refresh import stale_runs_after
 
         n_stale = stale_runs_after(proj, rows)

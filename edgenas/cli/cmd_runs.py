@@ -6,9 +6,9 @@ from collections import Counter
 from pathlib import Path
 
 import typer
-from rich.table import Column, Table
+from rich.table import Column
 
-from edgenas.cli._common import emit_json, out, project, warn
+from edgenas.cli._common import emit_json, out, print_table, project, results_table, warn
 from edgenas.errors import InputError
 from edgenas.textsafe import esc, one_line
 
@@ -89,15 +89,15 @@ def register(app: typer.Typer) -> None:
             emit_json([{k: v for k, v in r.items() if k != "budgets"} for r in rows]
                       + [{"id": rid, "status": "damaged", "error": one_line(exc)} for rid, exc in damaged])
             return
-        t = Table(Column("run", no_wrap=True, min_width=12), "space", "dataset", "strategy", "seed", "status",
-                  "evals", "best", "budgets", "warm")
+        t = results_table(Column("run", no_wrap=True, min_width=12), "space", "dataset", "strategy", "seed",
+                          "status", "evals", "best", "budgets", "warm")
         for r in rows:
             t.add_row(esc(r["id"]), esc(r["space"]), _fmt(r["dataset"]), esc(r["strategy"]), _fmt(r["seed"]),
                       esc(r["status"]), _fmt(r["evaluations"]), _fmt(r["best_value"]), r["budgets"],
                       _fmt(r["transferred"] or "-"))
         for rid, _ in damaged:
             t.add_row(esc(rid), *["-"] * 4, "[red]damaged[/red]", *["-"] * 4)
-        out.print(t)
+        print_table(t)
         for _, exc in damaged:
             warn(esc(one_line(exc)))
 
@@ -155,15 +155,14 @@ def register(app: typer.Typer) -> None:
         if json_out:
             emit_json(rows)
             return
-        t = Table(Column("run", no_wrap=True, min_width=12), "dataset", "strategy", "evals", "best",
-                  Column("evals to best", no_wrap=True),
-                  "budgets", "transferred")
+        t = results_table(Column("run", no_wrap=True, min_width=12), "dataset", "strategy", "evals", "best",
+                          Column("evals to best", no_wrap=True), "budgets", "transferred")
         for r in rows:
             t.add_row(esc(r["id"]), _fmt(r["dataset"]), esc(r["strategy"]), _fmt(r["evaluations"]),
                       _fmt(r["best_value"]), _fmt(r["best_reached_at"]),
                       ", ".join(f"{esc(k)}<={_fmt(v, 'g')}" for k, v in r["budgets_ms"].items()) or "-",
                       _fmt(r["transferred"] or "-"))
-        out.print(t)
+        print_table(t)
 
     @runs_app.command("import")
     def import_(folder: list[Path] = typer.Argument(..., help="run folders (the --out of a search)"),

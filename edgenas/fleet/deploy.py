@@ -89,7 +89,7 @@ def deploy(project: Project, device: Any, space: SearchSpace, arch: Any, *, runt
     from edgenas.devices.profiles import DeviceProfile, load_profile
     from edgenas.devices.session import runtime_params
     from edgenas.export import check_export, default_export_dir, export_arch
-    from edgenas.store import open_store
+    from edgenas.store import check_db_url, open_store
 
     # what the host can refuse (device name, runtime, export folder) is refused before a session starts: bad
     # input writes nothing, not even the agent's install in .edgenas/
@@ -100,6 +100,8 @@ def deploy(project: Project, device: Any, space: SearchSpace, arch: Any, *, runt
     from edgenas.fleet.fewshot import check_record
 
     check_record(project, profile.name, space)  # a damaged or linked few-shot record: refused before any file
+    if store is None:
+        check_db_url()  # where the measurement goes: refused before the device measures
     with open_session(project, profile) as s:  # the device is checked before anything is written
         rt_name, note = choose_runtime(s.device, wanted, s.info(wanted))
         fp_hash = s.info(rt_name).fingerprint_hash

@@ -247,7 +247,7 @@ def add_fewshot(project: Project, device: str, space_name: str, k: int, *, seed:
     from edgenas.latency.fewshot_model import check_not_linked, model_path
     from edgenas.latency.fewshot_table import TableReferences
     from edgenas.spaces import get_space
-    from edgenas.store import Measurement, open_store
+    from edgenas.store import Measurement, check_db_url, open_store
 
     from edgenas.limits import check_seed
 
@@ -259,6 +259,7 @@ def add_fewshot(project: Project, device: str, space_name: str, k: int, *, seed:
     profile = load_profile(project, device)  # an unknown device is refused before anything is written
     luts = Path(project.luts_dir)  # a planted link where the record goes: refused now, not after the measurements
     check_not_linked(luts, model_path(luts, profile.name, space.name))
+    check_db_url()  # where the measurements go: refused before the device measures
     with open_session(project, profile) as s:
         fp_hash, rt = s.info().fingerprint_hash, s.runtime_params()
         ref_path = reference_model(project, rt["runtime"])

@@ -52,7 +52,8 @@ def run_id_for(out_dir: Path, config: Mapping[str, Any]) -> str:
     """The run's id: its folder and its config, less what a resume may change (a run resumed with more time
     stays one run; an id of a run that never had a time limit is what it always was)."""
     text = str(Path(out_dir).resolve()) + "\n" + json.dumps(run_identity(config), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    # surrogateescape: a folder name that is not valid in a non-UTF-8 locale (its bytes kept as surrogates)
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:12]
 
 
 def record_hash(record: Any) -> str:

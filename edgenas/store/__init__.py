@@ -9,6 +9,8 @@ database (``<project>/measurements/edgenas.db``; ``edgenas db upgrade`` imports 
 
 from __future__ import annotations
 
+import os
+
 from edgenas.errors import InputError
 from edgenas.project import Project
 from edgenas.store.base import InMemoryStore, MeasurementStore
@@ -20,7 +22,7 @@ from edgenas.store.sqlite import SQLiteStore
 
 STORE_KINDS = ("db", "sqlite", "jsonl", "memory")
 
-__all__ = ["DatabaseError", "DbMeasurementStore", "ExperimentDB", "InMemoryStore", "JsonlStore",
+__all__ = ["DatabaseError", "DbMeasurementStore", "check_db_url", "ExperimentDB", "InMemoryStore", "JsonlStore",
            "MEASUREMENT_SCHEMA", "Measurement", "MeasurementStore", "SQLiteStore", "STORE_KINDS",
            "import_legacy_measurements", "new_measurement_id", "open_db", "open_store"]
 
@@ -32,16 +34,29 @@ def open_db(url: str | None = None, project: Project | None = None, *, readonly:
     from edgenas.store import db as dbmod
 
     project = project or Project.default()
+    dbmod.refuse_in_memory(url)
     if not readonly:
         return ExperimentDB(url, project)
     if dbmod.database_exists(project, url):
-        handle = ExperimentDB(url, project, migrate=False)
+        handle = ExperimentDB(url, project, migrate=False, readonly=True)
         if handle.opened_revision is not None:
             return handle
         handle.close()
     empty = ExperimentDB("sqlite://", project)
     empty.where = dbmod.describe(dbmod.resolve_url(url, project))  # messages name the database it would be
     return empty
+
+
+def check_db_url(url: str | None = None) -> None:
+    """Refuse, without opening or creating anything, a database URL (``url`` or ``$EDGENAS_DB``) that opening
+    would refuse: a command that measures on a device checks it first (a deploy measured for minutes, then
+    refused the URL and kept nothing)."""
+    from edgenas.store import db as dbmod
+
+    dbmod.refuse_in_memory(url)
+    given = url or os.environ.get(dbmod.ENV_VAR)
+    if given:
+        dbmod.create_engine(given).dispose()
 
 
 def open_store(project: Project | None = None, kind: str = "db", url: str | None = None) -> MeasurementStore:

@@ -58,6 +58,19 @@ def resolve_url(url: str | None = None, project: Project | None = None) -> str:
     return url or os.environ.get(ENV_VAR) or default_url(project)
 
 
+def refuse_in_memory(url: str | None) -> None:
+    """A given URL (``--db``, ``$EDGENAS_DB``) of an in-memory SQLite database is refused: a search recorded
+    into it is gone when the command ends, without a word."""
+    given = url or os.environ.get(ENV_VAR)
+    try:
+        u = make_url(given) if given else None
+    except Exception:  # noqa: BLE001 - an unparsable URL: opening it gives the one clear error
+        return
+    if u is not None and u.get_backend_name() == "sqlite" and u.database in (None, "", ":memory:"):
+        raise DatabaseError(f"'{given}' is an in-memory database: what a command records there is gone when it "
+                            "ends", hint="give sqlite:///PATH of a file, or a server URL")
+
+
 def database_exists(project: Project, url: str | None = None) -> bool:
     """Whether there is an experiment database to read, checked without creating one: a server URL given
     (or ``$EDGENAS_DB``), or anything at the SQLite path (the URL's, else the project's own): a folder, a
@@ -117,7 +130,7 @@ def peek_sqlite(path: Path, url: str) -> tuple[str | None, set[str]]:
     from urllib.parse import quote
 
     try:
-        con = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+        con = sqlite3.connect(readonly_uri(path), uri=True, timeout=BUSY_TIMEOUT_S)
     except sqlite3.Error as exc:
         raise translate(exc, url) from None
     try:
@@ -151,9 +164,22 @@ def check_writable(url: str) -> None:
         return
     if path is None or not path.is_file():  # a new file: creating it (open_db) fails first where it cannot be
         return
-    if not (os.access(path, os.R_OK | os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)):  # SQLite's journal
+    if not writable(path):  # SQLite's journal
         raise DatabaseError(f"database {describe(url)} is read-only for edgenas (the file or its folder)",
                             hint="check their permissions, or give another --db")
+
+
+def writable(path: Path) -> bool:
+    """Whether SQLite can write ``path`` (a journal or WAL file goes next to it, in its folder)."""
+    return os.access(path, os.R_OK | os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)
+
+
+def readonly_uri(path: Path) -> str:
+    """A read-only SQLite URI of ``path``; ``immutable`` where the file or its folder cannot be written: a
+    WAL database there cannot be opened otherwise (its -shm file cannot be made), and nobody writes it."""
+    from urllib.parse import quote
+
+    return f"file:{quote(str(path))}?mode=ro" + ("" if writable(path) else "&immutable=1")
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -176,9 +202,11 @@ def _text(data: bytes) -> str | bytes:
         return data
 
 
-def create_engine(url: str, *, create_parent: bool = False) -> Engine:
+def create_engine(url: str, *, create_parent: bool = False, readonly: bool = False) -> Engine:
     """The engine for ``url``; an SQLite path is checked first (``check_sqlite_target``), and its folder
-    created only when ``create_parent`` (the project's own database)."""
+    created only when ``create_parent`` (the project's own database). ``readonly`` (a reading command) opens
+    an SQLite file it cannot write read-only, without the WAL switch: a read-only project's runs could not be
+    listed ("attempt to write a readonly database")."""
     try:
         u = make_url(url)
     except Exception as exc:  # noqa: BLE001 - sqlalchemy raises ArgumentError and others
@@ -194,6 +222,15 @@ def create_engine(url: str, *, create_parent: bool = False) -> Engine:
             except OSError as exc:
                 raise DatabaseError(f"cannot create the folder of database {describe(url)}: {exc.strerror or exc}",
                                     hint="check the project folder and its permissions") from None
+        if readonly and path is not None and path.is_file() and not writable(path):
+            import sqlite3
+
+            def connect() -> sqlite3.Connection:
+                con = sqlite3.connect(readonly_uri(path), uri=True, timeout=BUSY_TIMEOUT_S)
+                con.text_factory = _text
+                return con
+
+            return sa.create_engine("sqlite://", creator=connect)
         engine = sa.create_engine(u, connect_args={"timeout": BUSY_TIMEOUT_S})
 
         @sa.event.listens_for(engine, "connect")

@@ -24,10 +24,12 @@ from edgenas.store.schema import measurements
 
 class ExperimentDB:
     def __init__(self, url: str | None = None, project: Project | None = None, *, migrate: bool = True,
-                 check: bool = True) -> None:
+                 check: bool = True, readonly: bool = False) -> None:
+        """``readonly``: the handle of a reading command (it writes nothing): an SQLite file it cannot write
+        is opened read-only."""
         self.url = dbmod.resolve_url(url, project)
         self.where = dbmod.describe(self.url)
-        self.engine = dbmod.create_engine(self.url, create_parent=dbmod.is_default(url))
+        self.engine = dbmod.create_engine(self.url, create_parent=dbmod.is_default(url), readonly=readonly)
         #: the revision found on opening ("?": tables without edgenas's stamp; None: fresh)
         self.opened_revision: str | None = None
         path = dbmod.sqlite_path(self.url)

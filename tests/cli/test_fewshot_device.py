@@ -99,7 +99,7 @@ def test_fewshot_add_then_search_and_deploy_use_it(proj, cli, tmp_path):
 
     run = tmp_path / "run"  # search on a device without a LUT: the few-shot model serves
     res = cli("search", "--space", "mbv3-tiny", "--device", "local", "--max-latency-quantile", "0.6",
-              "--budget", "8", "--population", "4", "--seed", "1", "--evaluator", "params",
+              "--budget", "8", "--seed", "1", "--evaluator", "params",
               "--out", str(run), "--json")
     assert res.code == 0, res.err
     s = res.json()

@@ -148,7 +148,7 @@ def test_deploy_while_the_table_is_being_rebuilt(proj, cli, tmp_path):
 def test_resume_cli(proj, cli, tmp_path):
     run = tmp_path / "run"
     args = ["search", "--space", "mbv3-tiny", "--device", "local", "--max-latency-quantile", "0.6",
-            "--budget", "12", "--population", "6", "--seed", "2", "--evaluator", "params", "--out", str(run)]
+            "--budget", "12", "--seed", "2", "--evaluator", "params", "--out", str(run)]
     assert cli(*args, "--json").code == 0
     full = (run / "evaluations.jsonl").read_text().splitlines()
     lines = full[:5]
@@ -171,7 +171,7 @@ def test_resume_after_the_table_changed(proj, cli, tmp_path):
 
     run = tmp_path / "run"
     args = ["search", "--space", "mbv3-tiny", "--device", "local", "--max-latency-ms", "50",
-            "--budget", "12", "--population", "6", "--seed", "2", "--evaluator", "params", "--out", str(run)]
+            "--budget", "12", "--seed", "2", "--evaluator", "params", "--out", str(run)]
     assert cli(*args, "--json").code == 0
     assert set(json.loads((run / "tables.json").read_text())["tables"]) == {"local"}
     lines = (run / "evaluations.jsonl").read_text().splitlines()[:5]

@@ -15,7 +15,8 @@ def search(cli, table, tmp_path, monkeypatch):
 
     def run(*extra, strategy="llm-evolution", out="run"):
         return cli("search", "--space", "nb201", "--table", str(table), "--objective", "cifar100_test",
-                   "--strategy", strategy, "--budget", "12", "--population", "6", "--seed", "1",
+                   "--strategy", strategy, "--budget", "12", "--seed", "1",
+                   *(["--population", "6"] if strategy != "random" else []),  # random keeps none: refused
                    "--out", str(tmp_path / out), "--json", *extra)
     return run
 

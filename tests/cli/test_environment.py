@@ -1,0 +1,128 @@
+"""The environment a command runs in: a terminal or pipe that is not UTF-8, a deleted current folder, a
+project this user cannot write, a database URL that keeps nothing, a narrow or piped terminal. Real
+processes where the environment is the process's own (encoding, current folder, privileges)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.cli.test_bad_input import one_line_error
+
+ROOT = Path(__file__).resolve().parents[2]
+TABLE = ROOT.parent / "shared" / "data" / "nb201" / "nb201_hw.csv"
+SEARCH = ("search", "--space", "nb201", "--table", str(TABLE), "--latency-column", "raspi4_ms",
+          "--max-latency-ms", "20", "--strategy", "evolution", "--budget", "6", "--seed", "1")
+
+
+def edgenas(args, project: Path, *, env: dict[str, str] | None = None, prefix: tuple[str, ...] = (),
+            cwd: Path | None = None) -> subprocess.CompletedProcess:
+    full = dict(os.environ, PYTHONPATH=str(ROOT), EDGENAS_PROJECT=str(project), EDGENAS_NO_PROGRESS="1", **(env or {}))
+    encoding = (env or {}).get("PYTHONIOENCODING", "utf-8")  # the output is in the encoding it was asked for
+    return subprocess.run([*prefix, sys.executable, "-c", "from edgenas.cli import main; main()", *args],
+                          cwd=cwd or project, env=full, capture_output=True, encoding=encoding, errors="strict",
+                          timeout=300)
+
+
+@pytest.fixture
+def with_run(tmp_path):
+    project = tmp_path / "proj"
+    project.mkdir()
+    res = edgenas([*SEARCH, "--out", "runs/ré-1"], project)
+    assert res.returncode == 0, res.stderr
+    return project
+
+
+def test_output_that_is_not_utf8_prints_what_it_can(with_run):
+    """With stdout in ASCII or Latin-1 (a C locale, PYTHONIOENCODING), "…", "±" and "→" were an internal
+    error after the work was done (export had written its files, deploy stored its measurement)."""
+    for encoding in ("ascii", "latin-1"):
+        res = edgenas(["runs", "list"], with_run, env={"PYTHONIOENCODING": encoding, "COLUMNS": "60"})
+        assert res.returncode == 0 and "internal error" not in res.stderr, res.stderr
+        assert "nb201" in res.stdout and "evolution" in res.stdout
+        shown = edgenas(["runs", "show", json.loads(edgenas(["runs", "list", "--json"], with_run).stdout)[0]["id"]],
+                        with_run, env={"PYTHONIOENCODING": encoding})
+        assert shown.returncode == 0 and ("r?-1" if encoding == "ascii" else "ré-1") in shown.stdout, shown.stderr
+
+
+def test_a_deleted_current_folder_is_one_line(tmp_path):
+    """Every project command was an internal error (FileNotFoundError), and `list` a fatal abort from torch."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    script = (f"cd {gone} && rmdir {gone} && env -u EDGENAS_PROJECT PYTHONPATH={ROOT} EDGENAS_NO_PROGRESS=1 "
+              f"{sys.executable} -c 'from edgenas.cli import main; main()' ")
+    for args in ("runs list", "list"):
+        gone.mkdir(exist_ok=True)
+        res = subprocess.run(["bash", "-c", script + args], capture_output=True, text=True, timeout=120)
+        assert res.returncode == 2, (args, res.stderr)
+        assert res.stderr.startswith("error: the current folder no longer exists") and len(res.stderr.splitlines()) == 1
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None and os.geteuid() == 0, reason="needs setpriv to drop root's rights")
+def test_a_project_this_user_cannot_write_can_still_be_read(with_run):
+    """Reading commands in a read-only project failed: opening the database switched it to WAL mode
+    ("attempt to write a readonly database")."""
+    prefix = (("setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner", "--inh-caps", "-all", "--")
+              if os.geteuid() == 0 else ())
+    subprocess.run(["chmod", "-R", "a-w", str(with_run)], check=True)
+    try:
+        listed = edgenas(["runs", "list", "--json"], with_run, prefix=prefix)
+        assert listed.returncode == 0, listed.stderr
+        (run,) = json.loads(listed.stdout)
+        assert edgenas(["runs", "show", run["id"]], with_run, prefix=prefix).returncode == 0
+        assert not [p.name for p in (with_run / ".edgenas").iterdir() if p.name.endswith(("-wal", "-shm"))]
+    finally:
+        subprocess.run(["chmod", "-R", "u+w", str(with_run)], check=True)
+
+
+def test_a_database_url_that_keeps_nothing_is_refused(fresh, cli, monkeypatch):
+    """`sqlite://` (in memory) was accepted: a search recorded into it, and it was gone when the command ended."""
+    one_line_error(cli("runs", "list", "--db", "sqlite://"), "in-memory database")
+    monkeypatch.setenv("EDGENAS_DB", "sqlite:///:memory:")
+    one_line_error(cli(*SEARCH, "--out", "r"), "in-memory database")
+    assert not (fresh / "r").exists()
+
+
+def test_deploy_refuses_a_bad_database_url_before_measuring(proj, cli, tmp_path, monkeypatch):
+    """`EDGENAS_DB=notaurl edgenas deploy ...` measured the model on the device (minutes on a board), then
+    refused the URL and kept nothing."""
+    from tests.cli.test_bad_input import good_arch
+
+    monkeypatch.setenv("EDGENAS_DB", "notaurl")
+    one_line_error(cli("deploy", "local", str(good_arch(tmp_path)), "--out", str(tmp_path / "exp")),
+                   "'notaurl' is not a database URL")
+    assert not (tmp_path / "exp").exists()
+
+
+def test_tables_keep_their_values_when_piped_or_narrow(with_run, cli, monkeypatch):
+    """Piped (80 columns) or narrow, `runs list` cut the values: `nb2…`, `evo…`, `ras…`."""
+    monkeypatch.setenv("EDGENAS_PROJECT", str(with_run))
+    monkeypatch.setenv("COLUMNS", "50")
+    text = "".join(cli("runs", "list").out.split())
+    assert "nb201" in text and "evolution" in text and "raspi4_ms<=20ms" in text.replace("│", "")
+
+
+def test_a_run_folder_name_this_locale_cannot_spell_still_gets_an_id(tmp_path):
+    """Under a non-UTF-8 file-system encoding a folder name's bytes arrive as surrogates: hashing them for
+    the run id was an internal error after the whole run was written."""
+    from edgenas.search.record import run_id_for
+
+    odd = tmp_path / "r\udcc3\udca9-2"
+    assert len(run_id_for(odd, {"space": "nb201"})) == 12
+
+
+def test_a_confirmation_with_stdin_closed_is_one_line(monkeypatch):
+    """`device trust NAME 0<&-` (stdin closed): input() raised "lost sys.stdin", an internal error."""
+    from edgenas.cli.cmd_device import _confirm
+    from edgenas.errors import InputError
+
+    monkeypatch.setattr(sys, "stdin", None)
+    with pytest.raises(InputError, match="the input is not a terminal") as exc:
+        _confirm("Trust this key?", "--fingerprint")
+    assert "--yes" in exc.value.hint
