@@ -127,7 +127,6 @@ def peek_sqlite(path: Path, url: str) -> tuple[str | None, set[str]]:
     the pragmas of ``create_engine`` (which switch the file to WAL mode): nothing in the file changes,
     so another application's database can be refused as it is."""
     import sqlite3
-    from urllib.parse import quote
 
     try:
         con = sqlite3.connect(readonly_uri(path), uri=True, timeout=BUSY_TIMEOUT_S)
