@@ -7,7 +7,7 @@ import typer
 
 from edgenas.cli._common import emit_json, err, out, project
 from edgenas.errors import InputError
-from edgenas.textsafe import esc
+from edgenas.textsafe import esc, one_line
 
 
 def register(app: typer.Typer) -> None:
@@ -22,13 +22,20 @@ def register(app: typer.Typer) -> None:
         proj = project()
         rows = []
         for name in list_profiles(proj):
-            p = load_profile(proj, name)
+            try:
+                p = load_profile(proj, name)
+            except InputError as exc:  # one invalid profile is its own row, not a failed listing
+                rows.append({"name": name, "error": one_line(exc.message, 300)})
+                continue
             rows.append({"name": p.name, "host": getattr(p, "host", None) or "-", "runtime": p.runtime,
                          "provider": p.provider or "cpu", "precision": p.precision, "threads": p.threads})
         if json_out:
             emit_json(rows)
             return
         for r in rows:
+            if "error" in r:
+                out.print(f"{esc(r['name']):<16} [red]invalid:[/red] {esc(r['error'])}")
+                continue
             where = f"{r['runtime']}/{r['provider']}" if r["runtime"] != "tensorrt" else r["runtime"]
             out.print(esc(f"{r['name']:<16} {r['host']:<24} {where:<18} {r['precision']:<5} threads={r['threads']}"))
 

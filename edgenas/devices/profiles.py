@@ -34,12 +34,15 @@ _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 #: host and user names as ssh takes them. Nothing else may reach ``~/.ssh/config``: paramiko runs a
 #: ``Match exec "... %h ..."`` command through a shell with the host name pasted in, so a ';' or '$(...)'
 #: in a host name would run a command on this machine.
-_HOST_NAME_RE = re.compile(r"(?!-)[A-Za-z0-9._-]{1,253}")
-_IPV6_RE = re.compile(r"[0-9A-Fa-f:.]{2,45}")
-_USER_NAME_RE = re.compile(r"(?!-)[A-Za-z0-9._-]{1,64}")
-_JUMP_RE = re.compile(r"(?:([^@]*)@)?([^@\[\]:]*|\[[^\[\]]*\])(?::([0-9]{1,5}))?")
-_HOST_RULE = "letters, digits, '.', '_' and '-' (not first), or an IPv6 address"
-_USER_RULE = "letters, digits, '.', '_' and '-' (not first)"
+#: '+' (aliases such as nano+1) and a zone id on an IPv6 address (fe80::1%eth0) are shell-safe; a user
+#: may be a domain login (john@corp.example, AD\john) or a machine account (HOST$): the user is never pasted
+#: into a command, and none of these characters can start one
+_HOST_NAME_RE = re.compile(r"(?!-)[A-Za-z0-9._+-]{1,253}")
+_IPV6_RE = re.compile(r"[0-9A-Fa-f:.]{2,45}(?:%[A-Za-z0-9._-]{1,64})?")
+_USER_NAME_RE = re.compile(r"(?![-@])[A-Za-z0-9._@\\$+-]{1,128}")
+_JUMP_HOST_RE = re.compile(r"([^\[\]:]*|\[[^\[\]]*\])(?::([0-9]{1,5}))?")
+_HOST_RULE = "letters, digits, '.', '_', '+' and '-' (not first), or an IPv6 address"
+_USER_RULE = "letters, digits, '.', '_', '+', '@', '\\', '$' and '-' (not first)"
 _CHAIN_HINT = ("reach the device through one jump host, or forward a port through the chain yourself "
                "(ssh -N -L 2222:DEVICE:22 ...) and point the profile at host 127.0.0.1, port 2222")
 
@@ -78,7 +81,8 @@ class JumpHost:
 
 
 def is_host_name(host: str) -> bool:
-    """A DNS name, an IPv4 address, or an IPv6 address (bare or in brackets, no zone id)."""
+    """A DNS name (or an ssh config alias), an IPv4 address, or an IPv6 address (bare or in brackets, with
+    a zone id or without)."""
     if _HOST_NAME_RE.fullmatch(host):
         return True
     bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
@@ -110,13 +114,16 @@ def check_user(user: str, what: str, hint: str = "write the login name of the de
 
 
 def parse_jump(spec: str, what: str) -> JumpHost:
-    """``[user@]host[:port]`` as a checked ``JumpHost``; ``what`` names where ``spec`` came from."""
+    """``[ssh://][user@]host[:port]`` as a checked ``JumpHost``; ``what`` names where ``spec`` came from."""
     if "," in spec:
         raise InputError(f"{what} {spec[:80]!r} is a chain of jump hosts; edgenas supports one", hint=_CHAIN_HINT)
-    m = _JUMP_RE.fullmatch(spec)
+    body = spec[len("ssh://"):] if spec.startswith("ssh://") else spec  # OpenSSH's URI form
+    user, at, rest = body.rpartition("@")  # a domain login's own '@' stays in the user
+    m = _JUMP_HOST_RE.fullmatch(rest)
     if m is None:
         raise InputError(f"{what} {spec[:80]!r} must be one '[user@]host[:port]' (an IPv6 address in brackets)")
-    user, host, port = m.groups()
+    host, port = m.groups()
+    user = user if at else None
     check_host(host, f"{what} {spec[:80]!r}: host", hint="write one '[user@]host[:port]'")
     if user is not None:
         check_user(user, f"{what} {spec[:80]!r}: user", hint="write one '[user@]host[:port]'")

@@ -172,7 +172,33 @@ def test_a_chain_of_jump_hosts_is_refused_with_a_hint_that_helps(project, value)
     assert "ssh/config" not in str(exc.value) and "-L" in exc.value.hint
 
 
-@pytest.mark.parametrize("host", ["jetson.lab", "10.0.0.5", "::1", "[fe80::1]", "orin-nano_2"])
+@pytest.mark.parametrize("host", ["jetson.lab", "10.0.0.5", "::1", "[fe80::1]", "orin-nano_2", "jetson-lab.",
+                                  "fe80::1%eth0", "[fe80::1%eth0]", "nano+1"])
 def test_ordinary_host_names_and_addresses_are_accepted(project, host):
+    """The shell-safe checks refused a zone id (fe80::1%eth0) and '+' in an ssh config alias at first."""
     write(project, "board", GOOD.replace('host = "board.lab"', f'host = "{host}"'))
     assert load_profile(project, "board").host == host
+
+
+@pytest.mark.parametrize("user", ["john.doe@corp.example", "AD\\\\john", "BUILD01$", "nvidia"])
+def test_domain_and_machine_account_users_are_accepted(project, user):
+    """A domain login (SSSD, Active Directory) or a machine account was refused by the first user-name rule."""
+    write(project, "board", GOOD.replace('user = "nvidia"', f'user = "{user}"'))
+    assert load_profile(project, "board").user == user.replace("\\\\", "\\")
+
+
+def test_a_jump_host_in_ssh_uri_form_or_with_a_domain_user_is_read():
+    from edgenas.devices.profiles import JumpHost, parse_jump
+
+    assert parse_jump("ssh://admin@bastion:2222", "proxy_jump") == JumpHost("bastion", 2222, "admin")
+    assert parse_jump("john@corp.example@bastion", "proxy_jump") == JumpHost("bastion", None, "john@corp.example")
+    assert parse_jump("[fe80::1%eth0]:22", "proxy_jump") == JumpHost("fe80::1%eth0", 22, None)
+
+
+def test_device_list_shows_an_invalid_profile_as_its_row(project, cli, monkeypatch):
+    """One invalid profile failed the whole `device list`."""
+    write(project, "board", GOOD)
+    write(project, "bad", GOOD.replace('name = "board"', 'name = "bad"').replace('host = "board.lab"', 'host = "a;b"'))
+    monkeypatch.setenv("EDGENAS_PROJECT", str(project.root))
+    rows = {r["name"]: r for r in cli("device", "list", "--json").json()}
+    assert rows["board"]["host"] == "board.lab" and "must be a host name" in rows["bad"]["error"]
