@@ -54,9 +54,9 @@ def register(app: typer.Typer) -> None:
         from edgenas.devices.profiles import load_profile
         from edgenas.devices.trust import has_jump_host
 
-        if replace and yes and not fingerprint:
+        if replace and yes and not (fingerprint or jump_fingerprint):  # which key changed: checked per host below
             raise InputError("--replace --yes replaces a changed host key without showing it to you: "
-                             "it needs --fingerprint SHA256:... of the new key",
+                             "it needs --fingerprint (or --jump-fingerprint) SHA256:... of the new key",
                              hint="get the fingerprint from the device's owner (ssh-keygen -lf "
                                   "/etc/ssh/ssh_host_ed25519_key.pub on it), or drop --yes to confirm it yourself")
         proj = project()

@@ -146,6 +146,13 @@ def open_connection(profile: DeviceProfile, project: Project, *, device: str | N
             what = "is a folder, not a key file" if os.path.isdir(key_file) else "not found"
             raise DeviceError(device, f"key file {key_file} {what}",
                               hint="fix key_file in the profile, or omit it to use ssh-agent")
+    if not profile.key_file and target.key_files:  # IdentityFile lines of ~/.ssh/config: a missing one is
+        found = tuple(k for k in target.key_files if os.path.isfile(k))  # skipped, as OpenSSH skips it
+        if not found:
+            raise DeviceError(device, f"IdentityFile {target.key_files[0]} in {ssh_config_path()} for "
+                                      f"{profile.host} is not a file", hint=f"fix the IdentityFile line in "
+                                      f"{ssh_config_path()}, or set key_file in the profile")
+        target = replace(target, key_files=found)
     sock, hops = _tunnel(profile, project, target)
     client = paramiko.SSHClient()
     for known in load_known_hosts(project).for_host(target.known_name):  # the project's first: they win

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import io
 import json
@@ -208,6 +209,29 @@ def test_device_trust_handles_the_jump_host_first(sshd_factory, project, cli, mo
     assert f"via {getpass.getuser()}@127.0.0.1:{jump.port}" in res.err and target.fingerprint in res.err
     with SSHTransport(prof, project) as t:
         assert t.run(["echo", "via jump"])[1] == "via jump\n"
+    # only the jump host's key changes: --replace --yes with its fingerprint alone is enough (it asked for
+    # --fingerprint, the device's, which had not changed)
+    jump.restart(new_host_key=True)
+    res = cli("device", "trust", "tj", "--replace", "--yes", "--jump-fingerprint", jump.fingerprint)
+    assert res.code == 0, res.err
+    with SSHTransport(prof, project) as t:
+        assert t.run(["echo", "again"])[1] == "again\n"
+
+
+def test_a_missing_identity_file_of_the_ssh_config_is_skipped_or_named(sshd, project, tmp_path, monkeypatch):
+    """A missing IdentityFile from ~/.ssh/config was a raw FileNotFoundError; OpenSSH skips it and tries the
+    others, and with none left the line names the config file."""
+    sshd.trust(project)
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host alias\n  HostName 127.0.0.1\n  Port {sshd.port}\n  IdentityFile {tmp_path}/nokey\n"
+                      f"  IdentityFile {sshd.client_key}\n")
+    monkeypatch.setenv("EDGENAS_SSH_CONFIG", str(config))
+    prof = dataclasses.replace(sshd.profile("al", host="alias", port=None), key_file=None)
+    with SSHTransport(prof, project) as t:
+        assert t.run(["echo", "ok"])[1] == "ok\n"
+    config.write_text(f"Host alias\n  HostName 127.0.0.1\n  Port {sshd.port}\n  IdentityFile {tmp_path}/nokey\n")
+    with pytest.raises(DeviceError, match=f"IdentityFile {tmp_path}/nokey in {config} for alias is not a file"):
+        SSHTransport(prof, project)
 
 
 def test_device_trust_shows_the_address_ssh_config_resolves_to(sshd, project, cli, tmp_path, monkeypatch):
