@@ -343,12 +343,12 @@ class Lut:
             created_at=float(_number(d.get("created_at", 0.0), f"{where}: created_at")), schema=LUT_SCHEMA,
             reference=dict(ref) if ref is not None else None, sync=sync,
         )
-        costs = {"overhead": lut.overhead_ms, **{k: lut.value_ms(e) for k, e in entries.items()}}
-        big = next((k for k, v in costs.items() if v > MAX_MS), None)
-        if big is not None:
-            raise InputError(f"{where}: entry {_short(big)} costs {costs[big]:g} ms (ratio x reference), "
-                             f"over {MAX_MS:g}",
-                             hint=rebuild)
+        if lut.normalised:  # medians are capped where they are read; a cost here is ratio x reference
+            ratio, big = max((float(e.ratio), k) for k, e in {"overhead": lut.overhead, **entries}.items())
+            cost = ratio * float(ref["ms"])  # type: ignore[index]
+            if cost > MAX_MS:
+                raise InputError(f"{where}: entry {_short(big)} costs {cost:g} ms (ratio x reference), "
+                                 f"over {MAX_MS:g}", hint=rebuild)
         return lut
 
     def save(self, path: str | Path) -> Path:
