@@ -8,8 +8,8 @@ their latency budgets (LUT-based), or a benchmark table with a latency column. I
 from __future__ import annotations
 
 import dataclasses
-import shlex
 import math
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -229,15 +229,15 @@ def uses_llm(req: SearchRequest, config: Any) -> bool:
     from edgenas.search.base import STRATEGIES
 
     spec = STRATEGIES.get(config.strategy).options
+    llm_ones = [n for n in STRATEGIES.names() if "llm_share" in STRATEGIES.get(n).options]
     if req.llm_share is not None and "llm_share" not in spec:
-        llm_ones = ", ".join(n for n in STRATEGIES.names() if "llm_share" in STRATEGIES.get(n).options)
-        raise InputError(f"strategy {config.strategy} has no language-model operator", hint=f"use one of {llm_ones}")
+        raise InputError(f"strategy {config.strategy} has no language-model operator",
+                         hint=f"use one of {', '.join(llm_ones)}")
     if "llm_share" in spec:
         STRATEGIES.get(config.strategy).validate_options(config.strategy_options)  # before the folder exists
     share = config.strategy_options.get("llm_share", spec["llm_share"].default) if "llm_share" in spec else 0
     if req.llm and not share:
-        mixed = " or ".join(n for n in STRATEGIES.names()
-                            if "llm_share" in STRATEGIES.get(n).options and n != "llm-evolution")
+        mixed = " or ".join(n for n in llm_ones if n != "llm-evolution")
         raise InputError(f"--llm-* options given but strategy {config.strategy} uses no language model",
                          hint=f"use --strategy {mixed} with --llm-share, or --strategy llm-evolution")
     return bool(share)

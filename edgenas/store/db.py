@@ -66,7 +66,7 @@ def refuse_in_memory(url: str | None) -> None:
         u = make_url(given) if given else None
     except Exception:  # noqa: BLE001 - an unparsable URL: opening it gives the one clear error
         return
-    if u is not None and u.get_backend_name() == "sqlite" and u.database in (None, "", ":memory:"):
+    if u is not None and u.get_backend_name() == "sqlite" and _sqlite_path(u) is None:  # no file: in memory
         raise DatabaseError(f"'{given}' is an in-memory database: what a command records there is gone when it "
                             "ends", hint="give sqlite:///PATH of a file, or a server URL")
 
