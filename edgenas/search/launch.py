@@ -229,15 +229,18 @@ def uses_llm(req: SearchRequest, config: Any) -> bool:
     from edgenas.search.base import STRATEGIES
 
     spec = STRATEGIES.get(config.strategy).options
-    llm_ones = [n for n in STRATEGIES.names() if "llm_share" in STRATEGIES.get(n).options]
+
+    def llm_ones() -> list[str]:  # for a hint only: asking every strategy's options imports optuna and scipy
+        return [n for n in STRATEGIES.names() if "llm_share" in STRATEGIES.get(n).options]
+
     if req.llm_share is not None and "llm_share" not in spec:
         raise InputError(f"strategy {config.strategy} has no language-model operator",
-                         hint=f"use one of {', '.join(llm_ones)}")
+                         hint=f"use one of {', '.join(llm_ones())}")
     if "llm_share" in spec:
         STRATEGIES.get(config.strategy).validate_options(config.strategy_options)  # before the folder exists
     share = config.strategy_options.get("llm_share", spec["llm_share"].default) if "llm_share" in spec else 0
     if req.llm and not share:
-        mixed = " or ".join(n for n in llm_ones if n != "llm-evolution")
+        mixed = " or ".join(n for n in llm_ones() if n != "llm-evolution")
         raise InputError(f"--llm-* options given but strategy {config.strategy} uses no language model",
                          hint=f"use --strategy {mixed} with --llm-share, or --strategy llm-evolution")
     return bool(share)
