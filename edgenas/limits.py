@@ -175,13 +175,47 @@ def loads_json_limited(data: bytes | str, where: str, max_depth: int = MAX_DEPTH
     return check_depth(obj, where, max_depth)
 
 
+def _unique_key_loader():
+    """A ``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last one silently;
+    in an inventory that is two ``ansible_host`` lines, and the device reached is the one written last). Keys
+    a merge (``<<: *base``) brings in may be overridden, as YAML means them to be."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            if isinstance(node, yaml.MappingNode):
+                seen: set = set()
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":
+                        continue
+                    key = self.construct_object(key_node, deep=deep)
+                    try:
+                        duplicate = key in seen
+                        seen.add(key)
+                    except TypeError:  # an unhashable key: the base class gives its own error
+                        continue
+                    if duplicate:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"the key {_short_repr(key)} is given twice in one mapping",
+                            key_node.start_mark)
+            return super().construct_mapping(node, deep)
+
+    return UniqueKeyLoader
+
+
+def _short_repr(key: object) -> str:
+    text = repr(key)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def load_yaml_limited(path: str | os.PathLike, what: str, hint: str = "fix the YAML syntax") -> Any:
-    """``yaml.safe_load`` of a size-limited file; a syntax error names the line and column."""
+    """``yaml.safe_load`` of a size-limited file; a syntax error names the line and column, as does a key given
+    twice in one mapping."""
     import yaml
 
     data = read_bytes_limited(path, what)
     try:
-        obj = yaml.safe_load(data.decode("utf-8"))
+        obj = yaml.load(data.decode("utf-8"), Loader=_unique_key_loader())  # noqa: S506 (a SafeLoader)
     except UnicodeDecodeError:
         raise InputError(f"cannot read {what} {path}: not UTF-8 text") from None
     except RecursionError:

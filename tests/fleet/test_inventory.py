@@ -190,6 +190,13 @@ def test_ansible_yaml_inventory_maps_vars_onto_profiles(project):
         inv.select("all")
 
 
+def test_a_merge_key_may_be_overridden_in_an_inventory(project, tmp_path):
+    text = ("all:\n  hosts:\n    a: &base {ansible_host: a.lab, edgenas_threads: 3}\n"
+            "    b:\n      <<: *base\n      ansible_host: b.lab\n")
+    inv = load_inventory(project, write(tmp_path / "hosts.yml", text))
+    assert [(d.name, d.host, d.threads) for d in inv.devices] == [("a", "a.lab", 3), ("b", "b.lab", 3)]
+
+
 def test_ansible_host_without_ansible_host_uses_its_name(project, tmp_path):
     path = write(tmp_path / "hosts.yml", "all:\n  hosts:\n    edge-box.lab:\n      edgenas_threads: 3\n")
     inv = load_inventory(project, path)
@@ -216,6 +223,10 @@ def test_ansible_host_without_ansible_host_uses_its_name(project, tmp_path):
     ("all:\n  hosts:\n    ../x:\n      ansible_host: a.lab\n", "invalid host name '../x'"),
     ("all:\n  hosts:\n    a:\n      ansible_host: a.lab\n      edgenas_name: b\n", "host a sets edgenas_name"),
     ("all:\n  vars:\n    edgenas_transport: local\n  hosts:\n    a:\n", "host a sets edgenas_transport"),
+    # PyYAML kept the last of two keys silently: the device reached was the one written last
+    ("all:\n  hosts:\n    a:\n      ansible_host: a.lab\n      ansible_host: b.lab\n",
+     "line 5 column 7: the key 'ansible_host' is given twice"),
+    ("all:\n  hosts:\n    a: {ansible_host: a.lab}\n    a: {ansible_host: b.lab}\n", "the key 'a' is given twice"),
 ])
 def test_bad_ansible_inventory_is_one_clear_input_error(project, tmp_path, text, match):
     path = write(tmp_path / "inv.yaml", text)
