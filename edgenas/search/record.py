@@ -135,7 +135,11 @@ def index_run(db: ExperimentDB, project: Project, out_dir: str | os.PathLike, *,
     config = check_config(read_json(out / "config.json", "run config"), out / "config.json")
     request = _object(out / "request.json", "search request") or None
     if request is not None:  # recorded, it is what `search --rerun` repeats: of a space it cannot search, refused
-        _check_space(check_request_fields(request, out / "request.json")["space"], out / "request.json")
+        asked = check_request_fields(request, out / "request.json")["space"]
+        _check_space(asked, out / "request.json")
+        if asked != config["space"]:  # indexed as one space, re-run (and resumed) as the other
+            raise InputError(f"{out}: request.json names the space {asked!r} and config.json {config['space']!r}",
+                             hint="the run folder is damaged: the two files are of different runs")
     darts = config.get("kind") == "darts"
     if problem is not None:
         devices = as_recorded(out, config, tuple(describe_device(project, t) for t in problem.devices))

@@ -304,3 +304,14 @@ def test_import_refuses_a_run_folder_of_an_unknown_space(dproj, cli):
     one_line_error(cli("runs", "import", "runs/r2"), "unknown search space '[red]nope[/red]'")
     assert _files(dproj / ".edgenas") == before
     assert cli("runs", "stale").code == 0
+
+
+def test_import_refuses_a_run_folder_whose_request_and_config_name_other_spaces(dproj, cli):
+    """Indexed as the config's space, it was re-run (`search --rerun`) as the request's."""
+    shutil.copytree(dproj / "runs/r1", dproj / "runs/r2")
+    req = json.loads((dproj / "runs/r2/request.json").read_text())
+    (dproj / "runs/r2/request.json").write_text(json.dumps(dict(req, space="mbv3-small")))
+    before = _files(dproj / ".edgenas")
+    one_line_error(cli("runs", "import", "runs/r2"), "request.json names the space 'mbv3-small'",
+                   "config.json 'nb201'", "different runs")
+    assert _files(dproj / ".edgenas") == before
