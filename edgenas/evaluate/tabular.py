@@ -106,7 +106,7 @@ def _parse_rows(p: Path, header: list[str], rows: list[list[str]]) -> tuple[list
             raise InputError(f"benchmark table {p}, line {n}: a value is not a number") from None
         if not all(math.isfinite(v) for v in nums):
             raise InputError(f"benchmark table {p}, line {n}: a value is not finite")
-        if not (nums[0].is_integer() and 0 <= nums[0] < 2 ** 53):  # 5.5 was joined as 5
+        if not (nums[0].is_integer() and 0 <= nums[0] < 2 ** 53):  # novm: float's; 5.5 was joined as 5
             raise InputError(f"benchmark table {p}, line {n}: index {row[0]!r} is not a whole number from 0",
                              hint="the first column numbers the architectures 0, 1, 2, ...")
         archs.append(row[1])

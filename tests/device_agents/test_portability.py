@@ -136,3 +136,18 @@ def test_zipapp_ships_the_exporters_device_files(tmp_path):
                         "import exporters.tensorrt as t; print(callable(t.build_engine))", str(path)],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == "True", r.stderr
+
+
+def test_the_host_package_runs_on_the_python_pyproject_names():
+    """pyproject said >=3.10 while edgenas imports tomllib and enum.StrEnum (3.11): pip installed it on 3.10 and
+    every command failed at import."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[2]
+    spec = tomllib.loads((root / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert spec.startswith(">=3."), spec
+    low = spec.removeprefix(">=")
+    r = subprocess.run([VERMIN or "vermin", f"-t={low}-", "--violations", "--no-tips",
+                        str(root / "edgenas"), str(root / "exporters")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"Minimum required versions: {low}" in r.stdout, r.stdout
