@@ -75,8 +75,9 @@ def calibrate_device(project: Project, device: str, space_name: str, *, measure:
         raise InputError(f"no measurements of '{space.name}' on '{profile.name}' yet",
                          hint=f"run: edgenas lut calibrate {profile.name} --space {space.name} --measure 10")
     with open_session(project, profile) as s:
-        fp_hash = s.info().fingerprint_hash
-        lut = current_lut(project, s.device, space.name, fp_hash)
+        info = s.info()
+        fp_hash = info.fingerprint_hash
+        lut = current_lut(project, s.device, space.name, fp_hash, fingerprint=info.fingerprint)
         store = open_store(project)  # only now: a failed start creates no database
         pred = LatencyPredictor(lut, space)
         archs = diverse_archs(space, pred, measure, seed) if measure > 0 else []

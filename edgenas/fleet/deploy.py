@@ -104,14 +104,14 @@ def deploy(project: Project, device: Any, space: SearchSpace, arch: Any, *, runt
         check_db_url()  # where the measurement goes: refused before the device measures
     with open_session(project, profile) as s:  # the device is checked before anything is written
         rt_name, note = choose_runtime(s.device, wanted, s.info(wanted))
-        fp_hash = s.info(rt_name).fingerprint_hash
+        fingerprint, fp_hash = s.info(rt_name).fingerprint, s.info(rt_name).fingerprint_hash
         ref_path = reference_model(project, rt_name)
         exp = export_arch(space, arch, out_dir, progress=progress)
         out = measure_model(s, model_file(rt_name, space, arch, exp), runtime=rt_name, progress=progress,
                             reference=ref_path)
         rt = s.runtime_params(rt_name)
         other = rt != s.runtime_params()  # --runtime or the TensorRT fallback: the device did not change
-    lut, pnote = current_lut_or_none(project, s.device, space, fp_hash, remember=not other)
+    lut, pnote = current_lut_or_none(project, s.device, space, fp_hash, remember=not other, fingerprint=fingerprint)
     if lut is None and other:
         pnote = (f"no prediction: the LUTs of '{s.device}' are per runtime and none was profiled with "
                  f"{rt['runtime']} ({rt['precision']}); profile a device whose profile says runtime = "
@@ -125,6 +125,12 @@ def deploy(project: Project, device: Any, space: SearchSpace, arch: Any, *, runt
         if fewshot is not None and (fewshot.model.fingerprint_hash, fewshot.model.runtime) == (fp_hash, rt["runtime"]):
             predicted, n_cal = fewshot.predict(arch), fewshot.calibration_points
             pnote = f"predicted by the few-shot model ({n_cal} measurements; no LUT yet)"
+        elif fewshot is not None and fewshot.model.runtime == rt["runtime"] and not other:
+            pnote = (f"no prediction: the few-shot model of '{s.device}' was fitted at fingerprint "
+                     f"{fewshot.model.fingerprint_hash[:12]} and the device now reports {fp_hash[:12]} (an edgenas "
+                     f"upgrade changes the agent's version, which is part of it); measure it again: edgenas device "
+                     f"add {s.device} --fewshot {fewshot.model.n_points} --space {space.name}"
+                     + (" --table TABLE (the table it was made with)" if fewshot.model.table is not None else ""))
     compare = nominal if nominal is not None else float(stats["median_ms"])
     rel = None if predicted is None else (predicted - compare) / compare
     m = Measurement(device=s.device, space=space.name, arch=space.to_dict(arch),

@@ -337,21 +337,25 @@ def keep_on_device(session: Session, path: Path, lut: Lut) -> None:
 
 
 def current_lut(project: Project, device: str, space_name: str, fingerprint_hash: str | None = None, *,
-                remember: bool = True) -> Lut:
+                remember: bool = True, fingerprint: Mapping[str, Any] | None = None) -> Lut:
     """The host's LUT for (device, space): the one matching ``fingerprint_hash`` when given, which is
     remembered as the device's last known fingerprint unless ``remember`` is false (a measurement with
-    another runtime than the profile's: the device did not change, the settings did)."""
+    another runtime than the profile's: the device did not change, the settings did). The current
+    ``fingerprint`` lets a missing table's error say what changed."""
     store = LutStore(project.luts_dir)
     if fingerprint_hash and remember:
         store.remember_fingerprint(device, fingerprint_hash)
-    return store.choose(device, space_name, fingerprint_hash or None).lut  # the one policy (latency/store.py)
+    # the one policy (latency/store.py)
+    return store.choose(device, space_name, fingerprint_hash or None, fingerprint).lut
 
 
-def current_lut_or_none(project: Project, device: str, space: SearchSpace,
-                        fingerprint_hash: str, *, remember: bool = True) -> tuple[Lut | None, str]:
+def current_lut_or_none(project: Project, device: str, space: SearchSpace, fingerprint_hash: str, *,
+                        remember: bool = True, fingerprint: Mapping[str, Any] | None = None
+                        ) -> tuple[Lut | None, str]:
     """(the device's LUT for its current fingerprint or None, a note saying why there is none)."""
     try:
-        return current_lut(project, device, space.name, fingerprint_hash, remember=remember), ""
+        return current_lut(project, device, space.name, fingerprint_hash, remember=remember,
+                           fingerprint=fingerprint), ""
     except InputError as exc:
         return None, f"no prediction: {exc}"
 

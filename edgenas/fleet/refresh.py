@@ -47,7 +47,7 @@ from edgenas.fleet.table_lock import table_lock, waited_lock
 from edgenas.io import atomic_write_json, read_json
 from edgenas.latency.calibration import rescaled_calibration
 from edgenas.latency.lut import Lut
-from edgenas.latency.store import LutStore
+from edgenas.latency.store import LutStore, fingerprint_changes
 from edgenas.locks import file_lock
 from edgenas.project import Project
 from edgenas.textsafe import one_line
@@ -91,13 +91,16 @@ def refresh_device(project: Project, profile: Any, space: str, *, protocol: dict
     try:
         store = LutStore(project.luts_dir)
         with open_session(project, profile) as s:
-            fp_hash = s.info().fingerprint_hash
+            info = s.info()
+            fp_hash = info.fingerprint_hash
             store.remember_fingerprint(s.device, fp_hash)
             lut = store.find(s.device, space, fp_hash)
             check = None
             if lut is None:
-                had_any = bool(store.list(s.device, space))
-                reason = "fingerprint changed" if had_any else "no LUT yet"
+                old = store.newest(s.device, space)
+                changed = fingerprint_changes(old.fingerprint, info.fingerprint) if old is not None else []
+                reason = ("no LUT yet" if not store.list(s.device, space) else
+                          f"fingerprint changed ({', '.join(changed)})" if changed else "fingerprint changed")
             else:
                 check = measure_drift(s, project, lut, protocol, floor=drift_floor)
                 shape = f"{'shape ' if check.basis == 'ratio' else ''}drift {check.drift:.1%}"

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edgenas.errors import InputError
 from edgenas.io import read_json, sha256_file
@@ -111,15 +114,16 @@ class LutStore:
         fp = rec.get("fingerprint_hash") if isinstance(rec, dict) else None
         return fp if isinstance(fp, str) and HASH_RE.match(fp) else None
 
-    def choose(self, device: str, space: str, fingerprint_hash: str | None = None) -> "LutChoice":
-        """The table every command uses for (device, space); see the module docstring."""
+    def choose(self, device: str, space: str, fingerprint_hash: str | None = None,
+               fingerprint: Mapping[str, Any] | None = None) -> "LutChoice":
+        """The table every command uses for (device, space); see the module docstring. Given the current
+        ``fingerprint`` as well, an error for a missing table says what changed since the newest one."""
         if fingerprint_hash is not None:
             lut = self.find(device, space, fingerprint_hash)
             if lut is None:
                 raise InputError(f"no LUT for device '{device}', space '{space}' and the device's current "
                                  f"fingerprint {fingerprint_hash[:12]}",
-                                 hint=f"the device changed since it was profiled; run: edgenas profile {device} "
-                                      f"--space {space}")
+                                 hint=self.why_none(device, space, fingerprint))
             return LutChoice(lut, self.path_for(device, space, fingerprint_hash), fingerprint_hash)
         known = self.last_fingerprint(device)
         if known is not None and self.path_for(device, space, known).exists():
@@ -129,6 +133,30 @@ class LutStore:
         luts = [(self.load(p, device), p) for p in paths]
         lut, path = max(luts, key=lambda lp: (lp[0].created_at, lp[1].name))
         return LutChoice(lut, path, known)
+
+    def newest(self, device: str, space: str) -> Lut | None:
+        """The newest readable table of (device, space) by its own ``created_at``; None when there is none."""
+        luts = []
+        for p in self.list(device, space):
+            try:
+                luts.append((self.load(p, device), p.name))
+            except InputError:  # a damaged table says nothing about what changed
+                continue
+        return max(luts, key=lambda lp: (lp[0].created_at, lp[1]))[0] if luts else None
+
+    def why_none(self, device: str, space: str, fingerprint: Mapping[str, Any] | None) -> str:
+        """A hint for a device whose current fingerprint has no table: none was ever made, edgenas's agent
+        changed (an upgrade: the agent's version is part of the fingerprint), or the device did (what)."""
+        run = f"run: edgenas profile {device} --space {space}"
+        old = self.newest(device, space)
+        if old is None:
+            return f"the device has no table for this space yet; {run}"
+        changed = fingerprint_changes(old.fingerprint, fingerprint) if fingerprint is not None else []
+        if changed == ["software.agent_version"]:
+            return ("only edgenas's device agent changed since the table was made (an edgenas upgrade: the agent's "
+                    f"version is part of the fingerprint, so its tables are re-measured); {run}")
+        what = f" ({', '.join(changed)})" if changed else ""
+        return f"the device changed since it was profiled{what}; {run}"
 
     def check_writable(self, device: str) -> None:
         """Refuse (one ``InputError``, nothing written) when ``luts/``, ``luts/DEVICE/``, its ``history/`` or
@@ -163,6 +191,26 @@ class LutStore:
             target = hist / f"{path.stem}-{stamp}-{sha256_file(path)[:12]}.json"
             os.link(path, target) if not target.exists() else None
         return lut.save(path)
+
+
+def fingerprint_changes(old: Mapping[str, Any], new: Mapping[str, Any], *, most: int = 6) -> list[str]:
+    """The dotted names of the fingerprint fields that differ (``software.agent_version``,
+    ``performance.nvpmodel``), at most ``most`` of them (then ``...``). Names are checked: they come from a
+    device, so an odd one is shown as ``?``."""
+    out: list[str] = []
+
+    def walk(a: Any, b: Any, prefix: str) -> None:
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            for k in sorted(set(a) | set(b), key=str):
+                walk(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else str(k))
+        elif a != b:
+            out.append(prefix if _FIELD_RE.fullmatch(prefix) else "?")
+
+    walk(old, new, "")
+    return out if len(out) <= most else [*out[:most], "..."]
+
+
+_FIELD_RE = re.compile(r"[A-Za-z0-9_.\-]{1,120}")
 
 
 def _holds(path: Path, data: dict) -> bool:

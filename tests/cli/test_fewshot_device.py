@@ -125,6 +125,14 @@ def test_fewshot_add_then_search_and_deploy_use_it(proj, cli, tmp_path):
     d = cli("deploy", "local", str(run / "best.json"), "--out", str(tmp_path / "exp2"))
     assert d.code == 2 and "n_points" in d.err and len(d.err.strip().splitlines()) == 1, d.err
     assert not (tmp_path / "exp2").exists()
+    # fitted at another fingerprint (an edgenas upgrade changes the agent's version, part of it): the note said
+    # "no LUT for device 'local' ... the device changed since it was profiled", of a device never profiled
+    res_path.write_text(json.dumps(dict(rec, fingerprint_hash="0" * 64)))
+    d = cli("deploy", "local", str(run / "best.json"), "--out", str(tmp_path / "exp3"), "--json")
+    assert d.code == 0, d.err
+    note = d.json()["note"]
+    assert d.json()["predicted_ms"] is None and "fitted at fingerprint 000000000000" in note, note
+    assert "edgenas device add local --fewshot 6 --space mbv3-tiny" in note and "no LUT" not in note, note
 
 
 @pytest.mark.slow

@@ -135,7 +135,7 @@ def test_parallel_refresh_of_five_devices(sshd_factory, tmp_path, monkeypatch, c
     assert snapshot(Path(prof["b"].workdir) / "luts") == device_luts_before["b"]
     # (c) fingerprint changed: a new table next to the old one, which is kept byte-identical
     c = res["dev-c"]
-    assert c.reason == "fingerprint changed" and c.fingerprint_hash != first["c"].fingerprint_hash
+    assert c.reason == "fingerprint changed (settings.threads)" and c.fingerprint_hash != first["c"].fingerprint_hash
     after_c = snapshot(project.luts_dir / "dev-c")
     assert {k: after_c[k] for k in luts_before["c"]} == luts_before["c"]
     assert Path(c.lut_path).exists() and Lut.load(c.lut_path).threads == 1
@@ -177,7 +177,7 @@ def test_parallel_refresh_of_five_devices(sshd_factory, tmp_path, monkeypatch, c
                           protocol=PROTO)
     by = {r.device: r for r in retry}
     assert set(by) == {"dev-a", "dev-b"}  # dev-a is still down
-    assert by["dev-b"].status == "refreshed" and by["dev-b"].reason == "fingerprint changed"
+    assert by["dev-b"].status == "refreshed" and by["dev-b"].reason == "fingerprint changed (settings.threads)"
     assert by["dev-a"].status == "failed"
     assert partial_file[0].read_text().count("\n") == 22  # resumed: the entries before the kill not re-timed
     new_b = Lut.load(by["dev-b"].lut_path)

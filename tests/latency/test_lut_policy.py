@@ -7,6 +7,7 @@ and warns when the device last reported another fingerprint."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import pytest
@@ -53,3 +54,27 @@ def test_one_policy_for_search_and_deploy(tmp_path):
         current_lut(project, "dev", "mbv3-tiny", C)  # what deploy and calibrate ask for
     assert store.last_fingerprint("dev") == C
     assert not any(p.name.startswith("fingerprint") for p in (project.luts_dir / "dev").iterdir())
+
+
+def test_a_missing_table_says_what_changed_in_the_fingerprint(tmp_path):
+    """An edgenas upgrade changes the agent, whose version is part of the fingerprint: every table goes stale, and
+    the error said "the device changed since it was profiled" (it had not); a device never profiled was told the
+    same."""
+    project = Project(tmp_path)
+    store = LutStore(project.luts_dir)
+    with pytest.raises(InputError) as exc:
+        current_lut(project, "dev", "mbv3-tiny", A, fingerprint={"m": "a"})
+    assert "has no table for this space yet" in exc.value.hint and "changed" not in exc.value.hint
+    old = {"software": {"agent_version": "1" * 64, "kernel": "6.1"}, "performance": {"nvpmodel": "MAXN"}}
+    store.save(dataclasses.replace(_lut(A, 1000.0), fingerprint=old))
+    upgraded = {"software": {"agent_version": "2" * 64, "kernel": "6.1"}, "performance": {"nvpmodel": "MAXN"}}
+    with pytest.raises(InputError) as exc:
+        current_lut(project, "dev", "mbv3-tiny", B, fingerprint=upgraded)
+    assert "only edgenas's device agent changed" in exc.value.hint
+    assert "edgenas profile dev --space mbv3-tiny" in exc.value.hint
+    moved = {"software": {"agent_version": "1" * 64, "kernel": "6.6"}, "performance": {"nvpmodel": "15W\x1b[31m"},
+             "new\x1b[2J": 1}
+    with pytest.raises(InputError) as exc:
+        current_lut(project, "dev", "mbv3-tiny", B, fingerprint=moved)
+    assert "the device changed since it was profiled (?, performance.nvpmodel, software.kernel)" in exc.value.hint
+    assert "agent" not in exc.value.hint
