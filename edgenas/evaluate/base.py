@@ -8,7 +8,7 @@ raises ``InputError`` for unknown or bad ones (no blind ``**kwargs`` pass-throug
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -92,6 +92,7 @@ def build_evaluator(name: str, space: Any, seed: int, options: dict[str, Any]) -
     import inspect
 
     factory = EVALUATORS.get(name)
+    check_no_seed(name, options)
     params = inspect.signature(factory).parameters.values()
     if not any(p.kind is p.VAR_KEYWORD for p in params):
         known = sorted(p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
@@ -101,6 +102,14 @@ def build_evaluator(name: str, space: Any, seed: int, options: dict[str, Any]) -
             raise InputError(f"evaluator '{name}': unknown option(s) {', '.join(unknown)}",
                              hint=f"its options: {', '.join(known) or 'none'}")
     return factory(space, seed=seed, **options)
+
+
+def check_no_seed(name: str, options: Mapping[str, Any]) -> None:
+    """``--eval-opt seed=`` is refused: an evaluator's seed is the search's ``--seed`` (it was an internal error,
+    the factory given ``seed`` twice)."""
+    if "seed" in options:
+        raise InputError(f"evaluator '{name}': seed is not an --eval-opt; the evaluator takes the search's --seed",
+                         hint="drop --eval-opt seed=..., and use --seed")
 
 
 def evaluator_names() -> list[str]:

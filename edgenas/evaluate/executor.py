@@ -51,6 +51,9 @@ class EvalSpec:
     @classmethod
     def make(cls, evaluator: str, space: str, seed: int = 0,
              options: Mapping[str, Any] | None = None) -> "EvalSpec":
+        from edgenas.evaluate.base import check_no_seed
+
+        check_no_seed(evaluator, options or {})
         try:
             text = json.dumps(dict(options or {}), sort_keys=True)
         except TypeError as exc:

@@ -137,7 +137,12 @@ class CTPriorEvaluator(ProxyEvaluator):
 def _factory_for(proxy_name: str):
     def factory(space: Any, *, seed: int = 0, data: str | Path = "digits", batch_size: int = 64,
                 device: str = "cpu", **options: Any) -> Evaluator:
-        proxy = make_proxy(proxy_name, **options)  # the proxy validates its own options
+        own = PROXIES.get(proxy_name).OPTIONS
+        unknown = sorted(set(options) - set(own))
+        if unknown:  # the proxy's own error listed only its options ("none"), not data, batch_size, device
+            raise InputError(f"evaluator '{proxy_name}': unknown option(s) {', '.join(unknown)}",
+                             hint=f"its options: {', '.join(sorted({'data', 'batch_size', 'device', *own}))}")
+        proxy = make_proxy(proxy_name, **options)  # the proxy validates its options' values
         return ProxyEvaluator(space, proxy, seed=seed, data=data, batch_size=batch_size, device=device)
 
     factory.__name__ = f"make_{proxy_name}_evaluator"
@@ -152,7 +157,7 @@ def make_ct_prior_evaluator(space: Any, *, seed: int = 0, data: str | Path = "di
     unknown = sorted(set(options) - set(allowed))
     if unknown:
         raise InputError(f"evaluator 'ct_prior': unknown option(s) {', '.join(unknown)}",
-                         hint=f"options: seed, data, batch_size, device, {', '.join(sorted(allowed))}")
+                         hint=f"its options: {', '.join(sorted({'data', 'batch_size', 'device', *allowed}))}")
     return CTPriorEvaluator(space, seed=seed, data=data, batch_size=batch_size, device=device,
                             **{**allowed, **options})
 
