@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edgenas.errors import DeviceError, InputError
+from edgenas.io import sha256_file
 from edgenas.latency.lut import Lut
 from edgenas.latency.store import LutStore, lut_filename
 from edgenas.limits import MAX_JSON_BYTES, loads_json_limited
@@ -76,7 +77,9 @@ def pull_luts(project: Project, device: str, *, name: str | None = None) -> list
             host = None
         lut, kept = keep_host_calibration(lut, host)
         path = store.save(lut)
-        pulled.append({"name": n, "path": str(path), "sha256": got, "kept_calibration": kept})
+        # sha256 is the stored file's: with the host's calibration kept it is not the device's copy (device_sha256)
+        pulled.append({"name": n, "path": str(path), "sha256": sha256_file(path), "device_sha256": got,
+                       "kept_calibration": kept})
     return pulled
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 
@@ -248,6 +249,9 @@ def test_pull_keeps_the_hosts_calibration_of_the_same_table(proj, cli):
     pulled = {p["name"]: p for p in cli("lut", "pull", "local", "--json").json()}
     assert pulled[path.name]["kept_calibration"] is True
     assert Lut.load(path).calibration == cal and Lut.load(path).entries == lut.entries
+    # the hash given is the stored file's (it was the device's copy, without the host's calibration)
+    assert pulled[path.name]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert pulled[path.name]["device_sha256"] != pulled[path.name]["sha256"]
 
     key = next(iter(lut.entries))  # the host's table now holds other timings than the device's copy
     other = dataclasses.replace(lut, entries=dict(lut.entries, **{key: dataclasses.replace(
