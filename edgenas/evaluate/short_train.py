@@ -112,7 +112,7 @@ class ShortTrainEvaluator(Evaluator):
 
 
 @EVALUATORS.register("train", help="short training from scratch: validation accuracy % "
-                                   "(epochs=, data=digits|.npz|folder, batch_size=, lr=, limit=)")
+                                   "(epochs=, data=digits|.npz|folder, batch_size=, lr=, limit=, val_fraction=)")
 def make_short_train(space: Any, *, seed: int = 0, **options: Any) -> ShortTrainEvaluator:
     allowed = {"data", "epochs", "batch_size", "lr", "val_fraction", "limit"}
     unknown = sorted(set(options) - allowed)
