@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -166,8 +167,8 @@ def device_page(source: DataSource, device: str, *, plotly_src: str | None = Non
     from edgenas.report.device_data import calibration_data, drift_data, lut_entries, lut_heatmap
 
     luts = source.luts(device)
-    if not luts:
-        raise InputError(f"device '{device}' has no LUT", hint=f"run: edgenas profile {device}")
+    if not luts:  # a device added from a few measurements (edgenas device add --fewshot): what it has
+        return _device_without_lut_page(source, device, plotly_src=plotly_src)
     sections = []
     rows = [(t.space, t.fingerprint_hash[:12], t.runtime, t.precision, len(t.entries), len(t.unstable_keys),
              "-" if t.reference is None else f"{t.reference['ms']:.4g}",
@@ -203,6 +204,27 @@ def device_page(source: DataSource, device: str, *, plotly_src: str | None = Non
     else:
         sections.append(Section("Drift checks", "No drift check recorded yet (edgenas fleet refresh)."))
     return render_page(f"edgenas device {device}", f"{len(luts)} table(s)", sections, plotly_src=plotly_src)
+
+
+def _device_without_lut_page(source: DataSource, device: str, *, plotly_src: str | None) -> str:
+    """The page of a device with no LUT yet (its folder holds a few-shot model, or nothing readable): its
+    whole-model measurements, and how to build a table. It was a 400 "has no LUT" whose hint named no space."""
+    ms = source.measurements(device=device)
+    spaces = sorted({m.space for m in ms})
+    how = " or ".join(f"edgenas profile {device} --space {sp}" for sp in spaces or ["SPACE"])
+    sections = [Section("Tables", f"No LUT yet: search predicts this device's latency from its few-shot model "
+                        f"(edgenas device add {device} --fewshot K) until a profile builds a table ({how}).")]
+    rows = [(m.space, time.strftime("%Y-%m-%d %H:%M", time.gmtime(m.created_at)), m.runtime, m.precision,
+             f"{m.measured_ms:.4g}", "-" if m.predicted_ms is None else f"{m.predicted_ms:.4g}",
+             "-" if m.predicted_ms is None or not m.measured_ms > 0 else
+             f"{(m.predicted_ms - m.measured_ms) / m.measured_ms:+.1%}")
+            for m in sorted(ms, key=lambda m: -m.created_at)[:200]]
+    note = (f"The {len(rows)} newest of {len(ms)} measurements (UTC); the prediction is the one made before each was "
+            "taken." if ms else "No whole-model measurement of this device yet.")
+    sections.append(Section("Whole-model measurements", note, html=table_html(
+        ("space", "measured at", "runtime", "precision", "measured (ms)", "predicted (ms)", "error"), rows,
+        (False, False, False, False, True, True, True)) if rows else ""))
+    return render_page(f"edgenas device {device}", "no LUT yet", sections, plotly_src=plotly_src)
 
 
 def fleet_page(source: DataSource, devices: list[str] | None = None, probe: dict[str, Any] | None = None, *,

@@ -279,3 +279,24 @@ def test_live_page_of_a_finished_darts_run(dproj, browser):
         history = json.loads((dproj / "runs/dm/history.json").read_text())["history"]
         losses = [h["train_loss"] for h in history]   # both networks within budget, the loss falling
         assert browser.evaluate("document.getElementById('live-conv').data[0].y") == losses
+
+
+def test_the_page_of_a_device_without_a_lut_shows_its_measurements(api, rproj):
+    """A device added from a few measurements has a folder under luts/ (its few-shot model) and no table: the
+    index linked to a page that answered 400 "has no LUT", whose hint named no space."""
+    from edgenas.project import Project
+    from edgenas.store import Measurement, open_store
+
+    (rproj / "luts" / "fs").mkdir()
+    (rproj / "luts" / "fs" / "fewshot-mbv3-tiny.json").write_text("{}")
+    stats = {"n": 40, "k": 4, "warmup_n": 12, "median_ms": 5.0, "mean_ms": 5.0, "std_ms": 0.01, "cov": 0.002,
+             "p90_ms": 5.5, "p99_ms": 5.7, "min_ms": 4.5, "max_ms": 6.0, "stable": True, "total_s": 0.41}
+    open_store(Project(rproj)).add(Measurement(
+        device="fs", space="mbv3-tiny", arch={"space": "mbv3-tiny", "schema": 1, "x": 1}, artifact_sha256="a" * 64,
+        runtime="onnxruntime", precision="fp32", fingerprint_hash="f" * 64, stats=stats, predicted_ms=4.0))
+    assert "/devices/fs" in api.get("/").text
+    r = api.get("/devices/fs")
+    assert r.status_code == 200, r.text
+    assert "No LUT yet" in r.text and "edgenas profile fs --space mbv3-tiny" in r.text
+    assert ">5<" in r.text and ">4<" in r.text and "-20.0%" in r.text  # measured, predicted, error
+    assert api.get("/devices/nope").status_code == 404
