@@ -353,17 +353,48 @@ def upgrade(engine: Engine) -> tuple[str | None, str]:
 
     head = head_revision()
     with _migration_lock(engine):
-        with engine.begin() as con:
+        if engine.dialect.name != "sqlite":
+            with engine.begin() as con:  # PostgreSQL: DDL is transactional as it is
+                before = check_revision(con, allow_old=True)
+                if before != head:
+                    command.upgrade(_alembic_config(con), "head")
+            return before, head
+        with engine.connect() as con, _sqlite_ddl_transaction(con):
             before = check_revision(con, allow_old=True)
             if before != head:
                 command.upgrade(_alembic_config(con), "head")
     return before, head
 
 
+@contextlib.contextmanager
+def _sqlite_ddl_transaction(con: sa.Connection) -> Iterator[None]:
+    """The whole migration as one SQLite transaction. Python's sqlite3 commits each CREATE TABLE by itself
+    (only DML opens its implicit transaction), so a first run killed while it set the database up left
+    tables without the schema stamp, which every later command refused; and a reader in another process
+    saw those tables meanwhile (the API answered 500). Here the driver's own transaction handling is off
+    and ``BEGIN IMMEDIATE`` takes the write lock for the DDL and the stamp together."""
+    dbapi = con.connection.dbapi_connection
+    saved = dbapi.isolation_level
+    dbapi.isolation_level = None
+    try:
+        con.exec_driver_sql("BEGIN IMMEDIATE")
+        try:
+            yield
+            con.commit()  # sqlite3's commit() ends the explicit transaction
+        except BaseException:
+            con.rollback()
+            raise
+    finally:
+        dbapi.isolation_level = saved
+
+
 def check_revision(con: sa.Connection, *, allow_old: bool = False, url: str | None = None) -> str | None:
     where = describe(url or str(con.engine.url))
     rev = current_revision(con)
     head = head_revision()
+    if rev == "?" and not foreign_tables(con):  # an edgenas before 5 December set a new file up table by table
+        raise DatabaseError(f"database {where} holds edgenas tables but no schema revision: its first set-up was "
+                            "interrupted", hint="move the file aside (a new one is created on the next run)")
     if rev == "?":
         raise DatabaseError(f"database {where} holds tables but no edgenas schema revision",
                             hint="point --db / EDGENAS_DB at an edgenas database or a new one")

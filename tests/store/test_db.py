@@ -178,3 +178,37 @@ def test_processes_switching_a_fresh_sqlite_file_to_wal_at_once_all_get_in(tmp_p
     run). 100 races, each of two processes released together: every connection gets in, in WAL."""
     for i, got in races(_connect, lambda i: (f"sqlite:///{tmp_path / f'race{i}.db'}",)):
         assert got == ["wal", "wal"], f"race {i}"
+
+
+def test_a_first_set_up_that_fails_half_way_leaves_no_table_behind(tmp_path):
+    """Python's sqlite3 committed each CREATE TABLE of the migration by itself: a first run killed (or failing)
+    half-way left tables without the schema stamp, which every later command refused ("holds tables but no
+    edgenas schema revision"), and a reader in another process saw them meanwhile. The set-up is one
+    transaction now. The failure is made by SQLite itself: an authorizer refuses the fourth table."""
+    path = tmp_path / "e.db"
+    engine = dbmod.create_engine(f"sqlite:///{path}")
+
+    @sa.event.listens_for(engine, "connect")
+    def _refuse_fronts(dbapi_con, _record) -> None:  # noqa: ANN001
+        dbapi_con.set_authorizer(lambda action, a1, *_: sqlite3.SQLITE_DENY
+                                 if action == sqlite3.SQLITE_CREATE_TABLE and a1 == "fronts" else sqlite3.SQLITE_OK)
+
+    with pytest.raises(sa.exc.DatabaseError, match="not authorized"):
+        dbmod.upgrade(engine)
+    engine.dispose()
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT name FROM sqlite_master").fetchall() == []  # runs, run_devices, evaluations: gone
+    con.close()
+    assert ExperimentDB(f"sqlite:///{path}").revision() == dbmod.head_revision()  # the next run sets it up
+
+
+def test_a_database_left_half_set_up_by_an_older_edgenas_says_so(tmp_path, cli, monkeypatch):
+    path = tmp_path / "e.db"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE runs (id TEXT PRIMARY KEY)")
+    con.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+    con.commit()
+    con.close()
+    monkeypatch.setenv("EDGENAS_DB", f"sqlite:///{path}")
+    res = cli("runs", "list")
+    assert res.code == 6 and "its first set-up was interrupted" in res.err and "move the file aside" in res.err
