@@ -430,6 +430,9 @@ def translate(exc: BaseException, url: str) -> DatabaseError:
         return DatabaseError(f"database {where} lacks part of the edgenas schema ({text})",
                              hint="it was damaged or edited: restore it from a backup, or move it aside "
                                   "(a new one is created)")
+    if "deadlock detected" in low or "could not serialize" in low:
+        return DatabaseError(f"database {where}: another writer changed the same rows at once ({text})",
+                             hint="nothing of this command was written; retry")
     if isinstance(exc, sa.exc.OperationalError) or "connection" in low:
         return DatabaseError(f"cannot reach database {where} ({text})",
                              hint=f"check the server, the URL in --db / ${ENV_VAR}, and the network")

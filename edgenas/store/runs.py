@@ -106,6 +106,10 @@ def save_run(db: ExperimentDB, rec: RunRecord, evals: Sequence[Evaluation] = (),
     any row of the same run folder and the same run (``same_run``) under another id: an edgenas that hashed a
     resume's new time limit into the id left such a phantom, which listings and warm starts then used."""
     with db.begin() as con:
+        if con.dialect.name == "postgresql":  # one run saver at a time, as SQLite's write lock makes it there: two
+            # indexing one run at once (a search's last index and a `runs import` of its folder) both inserted
+            # its row (a unique violation) or deadlocked on the deletes under READ COMMITTED
+            con.execute(sa.text("SELECT pg_advisory_xact_lock(727002)"))
         earlier = _earlier_copies(db, con, rec)
         kept = [c for _, c in earlier if c is not None]
         if kept:

@@ -212,3 +212,10 @@ def test_a_database_left_half_set_up_by_an_older_edgenas_says_so(tmp_path, cli, 
     monkeypatch.setenv("EDGENAS_DB", f"sqlite:///{path}")
     res = cli("runs", "list")
     assert res.code == 6 and "its first set-up was interrupted" in res.err and "move the file aside" in res.err
+
+
+def test_a_deadlock_is_not_called_an_unreachable_server():
+    exc = sa.exc.OperationalError("DELETE FROM runs", {}, Exception("deadlock detected\nDETAIL: ..."))
+    err = dbmod.translate(exc, "postgresql+psycopg://u@h/db")
+    assert "another writer changed the same rows at once" in err.message and "cannot reach" not in err.message
+    assert "retry" in err.hint

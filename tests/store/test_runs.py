@@ -403,3 +403,27 @@ def test_request_json_knows_exactly_the_fields_of_a_search_request():
     from edgenas.search.run_files import _REQUEST_KINDS
 
     assert set(_REQUEST_KINDS) == {f.name for f in dataclasses.fields(SearchRequest)}
+
+
+def _index_three_times(url: str, root: str, out: str) -> str:
+    db = ExperimentDB(url)
+    try:
+        for _ in range(3):
+            index_run(db, Project(root), out)
+        return "ok"
+    finally:
+        db.close()
+
+
+@pytest.mark.slow
+def test_two_processes_indexing_one_run_at_once_both_succeed(db, db_url, tmp_path):
+    """A search's last index and a `runs import` of its folder, at once: on PostgreSQL both inserted the run's
+    row (a unique violation) or deadlocked on the deletes (reported as "cannot reach database")."""
+    from .races import races
+
+    out = tmp_path / "r"
+    launch_search(Project(tmp_path), _req(budget=1000), out, record=False)
+    for i, got in races(_index_three_times, lambda i: (db_url, str(tmp_path), str(out)), n=8):
+        assert got == ["ok", "ok"], (i, got)
+    [run] = list_runs(db)
+    assert run.n_evaluations == 1000 and len(run_evaluations(db, run.id)) == 1000
