@@ -61,7 +61,7 @@ def export_arch(space: SearchSpace, arch: Any, out_dir: Path, *, opset: int = 17
     if not force and onnx_path.exists() and manifest_path.exists():
         try:
             man = Manifest.load(manifest_path)
-            if (man.arch == record and man.opset == opset and man.dynamic_batch == dynamic_batch
+            if (same_network(space, man.arch, arch) and man.opset == opset and man.dynamic_batch == dynamic_batch
                     and man.onnx_sha256 == sha256_file(onnx_path)):
                 return ExportResult(onnx_path, manifest_path, man.onnx_sha256, True, dict(man.parity),
                                     tuple(man.input_shape))
@@ -93,14 +93,24 @@ def check_export(space: SearchSpace, arch: Any, out_dir: Path, *, opset: int = 1
     out_dir = Path(out_dir)
     check_out_dir(out_dir)
     if not force:
-        _refuse_foreign_folder(out_dir, space.to_dict(arch))
+        _refuse_foreign_folder(out_dir, space, arch)
 
 
 #: the temporary file an export writes before its checks pass; one left behind (``kill -9``) is ours to replace
 PARTIAL_NAME = ".model.onnx.partial"
 
 
-def _refuse_foreign_folder(out_dir: Path, record: dict[str, Any]) -> None:
+def same_network(space: SearchSpace, record: Any, arch: Any) -> bool:
+    """Whether an export's recorded architecture is the network ``arch`` is: compared as the space's canonical
+    id, as the export folder is named (genes past a stage's depth build nothing, so two records that differ
+    only there are one network, one folder; comparing the records refused the second in its own folder)."""
+    try:
+        return space.arch_id(space.from_dict(record)) == space.arch_id(arch)
+    except (InputError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
+def _refuse_foreign_folder(out_dir: Path, space: SearchSpace, arch: Any) -> None:
     """An existing, non-empty folder is written only when it holds an export of this very architecture (or
     only the temporary file of an export killed before it finished, which refused every later export and
     deploy of the architecture to its folder)."""
@@ -113,7 +123,7 @@ def _refuse_foreign_folder(out_dir: Path, record: dict[str, Any]) -> None:
 
     manifest = out_dir / "manifest.json"
     try:
-        same = manifest.is_file() and Manifest.load(manifest).arch == record
+        same = manifest.is_file() and same_network(space, Manifest.load(manifest).arch, arch)
     except (ExportCheckError, InputError, ValueError, KeyError, TypeError, OSError):
         same = False
     if not same:

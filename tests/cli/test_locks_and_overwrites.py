@@ -110,3 +110,22 @@ def test_an_export_killed_before_it_finished_is_done_again(cli, proj):
     res = cli("export", str(arch), "--out", str(out), "--json")
     assert res.code == 0, res.err
     assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "model.onnx"]
+
+
+def test_two_records_of_one_network_share_its_default_export_folder(cli, proj):
+    """Genes past a stage's depth build nothing: two records that differ only there are one network, whose
+    default folder (named by its canonical id) the first export made; the second was refused in it ("holds no
+    edgenas export of this architecture"), and deploy, which has no --force, could not run at all."""
+    a = {"space": "mbv3-tiny", "schema": 1, "ks": [5, 5, 5, 3], "e": [3, 3, 3, 3], "d": [1, 2], "r": 16}
+    b = dict(a, ks=[5, 3, 5, 3])  # stage 0 has depth 1: its second slot is not built
+    (proj / "a.json").write_text(json.dumps(a))
+    (proj / "b.json").write_text(json.dumps(b))
+    first = cli("export", str(proj / "a.json"), "--json")
+    assert first.code == 0, first.err
+    second = cli("export", str(proj / "b.json"), "--json")
+    assert second.code == 0, second.err
+    assert second.json()["onnx"] == first.json()["onnx"] and second.json()["reused"]
+    c = dict(a, ks=[3, 5, 5, 3])  # another network: its own folder
+    (proj / "c.json").write_text(json.dumps(c))
+    third = cli("export", str(proj / "c.json"), "--json")
+    assert third.code == 0 and third.json()["onnx"] != first.json()["onnx"]
