@@ -9,7 +9,7 @@ configured logging itself (its handlers on the root logger still receive the rec
 
 ``install_thread_hook`` (used by the CLI) turns an uncaught exception in any other thread into one
 line on stderr instead of a traceback. ``sigint_ignored`` holds Ctrl-C off for a short block that must
-not be cut in the middle.
+not be cut in the middle. ``install_sigterm_handler`` gives SIGTERM Ctrl-C's path.
 """
 
 from __future__ import annotations
@@ -51,12 +51,45 @@ def install_thread_hook() -> None:
 @contextmanager
 def sigint_ignored() -> Iterator[None]:
     """Ignore Ctrl-C in this process for the block (from the main thread only: Python sets handlers there;
-    elsewhere the block runs as it is). A Ctrl-C during the block is dropped."""
+    elsewhere the block runs as it is). A Ctrl-C during the block is dropped; a SIGTERM (``on_sigterm``) is
+    held until the block ends, then takes effect."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    held: list[bool] = []
+    term = signal.getsignal(signal.SIGTERM)
+    if term is on_sigterm:
+        signal.signal(signal.SIGTERM, lambda *_: held.append(True))
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+        if term is on_sigterm:
+            signal.signal(signal.SIGTERM, term)
+    if held:
+        on_sigterm(signal.SIGTERM, None)
+
+
+#: set when a SIGTERM arrived: the CLI says "terminated" and exits 143 instead of 130
+_terminated: list[bool] = []
+
+
+def terminated() -> bool:
+    return bool(_terminated)
+
+
+def on_sigterm(_signum: int, _frame: object) -> None:
+    """SIGTERM (a job scheduler, ``kill``, systemd) takes Ctrl-C's path: the cleanup of ``finally`` and
+    ``except BaseException`` blocks runs (a search is indexed as stopped, a half-written file removed, a
+    process pool's workers ended), where the default action ended the process on the spot."""
+    _terminated.append(True)
+    raise KeyboardInterrupt
+
+
+def install_sigterm_handler() -> None:
+    """``on_sigterm`` for SIGTERM, from the main thread and only where SIGTERM has its default action (one the
+    caller ignores stays ignored)."""
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, on_sigterm)

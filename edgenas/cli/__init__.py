@@ -54,11 +54,12 @@ def _check_cwd() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     from edgenas.cli._common import err
-    from edgenas.quiet import install_thread_hook, silence_library_logs
+    from edgenas.quiet import install_sigterm_handler, install_thread_hook, silence_library_logs, terminated
     from edgenas.textsafe import esc
 
     silence_library_logs()
     install_thread_hook()
+    install_sigterm_handler()
     for stream in (sys.stdout, sys.stderr):  # a terminal or pipe that is not UTF-8: '?' for what it cannot show
         if stream is not None and (stream.encoding or "").lower().replace("-", "") != "utf8":
             try:
@@ -72,11 +73,13 @@ def main(argv: list[str] | None = None) -> None:
         check_env()
         _check_cwd()
         code = app(args=argv, standalone_mode=False)
+        if code == 130:  # typer's own answer to a KeyboardInterrupt (Ctrl-C, or SIGTERM): it printed nothing
+            raise KeyboardInterrupt
         if isinstance(code, int) and code:
             sys.exit(code)
     except EdgenasError as exc:
         err.print(f"[bold red]error:[/bold red] [red]{_line(exc)}[/red]")
-        sys.exit(exc.exit_code)
+        sys.exit(143 if exc.exit_code == 130 and terminated() else exc.exit_code)
     except typer.Abort:
         err.print("[red]aborted[/red]")
         sys.exit(130)
@@ -100,10 +103,21 @@ def main(argv: list[str] | None = None) -> None:
         err.print(f"[bold red]error:[/bold red] [red]{_line(e)}[/red]")
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
-        err.print("[red]interrupted[/red] (files already written are complete; re-run to resume)")
-        sys.exit(130)
+        what = "terminated (SIGTERM)" if terminated() else "interrupted"
+        err.print(f"[bold red]error:[/bold red] [red]{what}; {_interrupted_hint(argv)}[/red]")
+        sys.exit(143 if terminated() else 130)
     except Exception as exc:  # a bug: still one line, unless debugging
         _internal(err, exc)
+
+
+def _interrupted_hint(argv: list[str] | None) -> str:
+    """What to do after an interrupted command (other than a search, which names its own resume)."""
+    words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")][:2]
+    if words[:1] == ["profile"] or words == ["fleet", "refresh"]:
+        return "the files written are complete; run it again to go on (the blocks already timed are kept)"
+    if words == ["supernet", "train"]:
+        return "the last checkpoint is complete; continue with the same command and --resume"
+    return "the files written are complete; run the command again"
 
 
 def _line(exc: BaseException | str) -> str:

@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from abc import ABC, abstractmethod
 from concurrent.futures import ProcessPoolExecutor as _Pool
 from dataclasses import dataclass
@@ -157,7 +158,7 @@ class ProcessExecutor(Executor):
         ignored = threading.current_thread() is threading.main_thread() and \
             signal.getsignal(signal.SIGINT) is signal.SIG_IGN
         self._pool = _Pool(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                           initializer=_quiet_worker, initargs=(ignored,))
+                           initializer=_quiet_worker, initargs=(ignored, os.getpid()))
         self._started = False
 
     def map(self, spec: EvalSpec, records: Sequence[Mapping[str, Any]], *,
@@ -218,14 +219,30 @@ class ProcessExecutor(Executor):
 _RUNNING = False
 
 
-def _quiet_worker(ignored: bool = False) -> None:
+def _quiet_worker(ignored: bool = False, parent: int | None = None) -> None:
     """In a worker: Ctrl-C (the terminal sends it to the whole process group) interrupts the running task;
     the pool sends the KeyboardInterrupt back to the parent as the task's outcome, which prints nothing, and
     the parent says how to resume. An idle worker ignores it: interrupted while waiting for work, it printed
     a traceback; ended at once, it broke the pool before the parent's own interrupt arrived. ``ignored``:
-    the parent ignores Ctrl-C, and so does the worker."""
+    the parent ignores Ctrl-C, and so does the worker. ``parent``: the command's process id; the worker
+    ends when that process does (``_end_with_parent``)."""
     if not ignored:
         signal.signal(signal.SIGINT, _on_sigint)
+    if parent is not None:
+        _end_with_parent(parent)
+
+
+def _end_with_parent(parent: int) -> None:
+    """A worker ends when the command that started it does. Killed (SIGKILL, the OOM killer), the command ran
+    no cleanup, and its workers, adopted by init, slept on for good holding torch's memory (and the pipes of
+    whoever ran the command). A daemon thread looks for a new parent every second. (Linux's PR_SET_PDEATHSIG
+    fires when the parent *thread* that started the worker ends, which need not be the command.)"""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="edgenas-parent-watch", daemon=True).start()
 
 
 def _on_sigint(*_: Any) -> None:

@@ -212,6 +212,78 @@ def test_ctrl_c_during_search_says_how_to_resume(proj):
     assert (run / "request.json").exists()
 
 
+def _wait_for(cond, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not cond():
+        time.sleep(0.05)
+    assert cond(), "the command did not get there in time"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig, code, what", [(signal.SIGINT, 130, "interrupted"),
+                                             (signal.SIGTERM, 143, "terminated (SIGTERM)")])
+def test_ctrl_c_or_sigterm_in_a_profile_is_one_line_saying_what_to_do(fresh, sig, code, what):
+    """typer turned Ctrl-C in any command but a search into a silent exit 130 (edgenas' own line never ran),
+    and SIGTERM ended the process on the spot, with no line and no cleanup."""
+    p = edgenas_proc(["profile", "local", "--space", "mbv3-small"], fresh)
+    _wait_for(lambda: any((fresh / ".edgenas" / "blocks").rglob("*.onnx")))
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == code and "Traceback" not in err, err
+    assert err.strip().splitlines() == [f"error: {what}; the files written are complete; run it again to go on "
+                                        "(the blocks already timed are kept)"], err
+
+
+@pytest.mark.slow
+def test_sigterm_in_a_search_indexes_the_run_as_stopped_and_says_how_to_resume(proj):
+    """SIGTERM skipped the cleanup Ctrl-C runs: the run was missing from the experiment database."""
+    run = proj / "run"
+    p = edgenas_proc(["search", "--space", "mbv3-tiny", "--device", "local", "--budget", "200", "--out", str(run)],
+                     proj)
+    log = run / "evaluations.jsonl"
+    _wait_for(lambda: log.exists() and log.read_text().count("\n") >= 2)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 143 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1].startswith("error: search interrupted")
+    assert f"resume with: edgenas search --resume {run}" in err
+    listed = subprocess.run([sys.executable, "-c", "from edgenas.cli import main; main()", "runs", "list", "--json"],
+                            cwd=proj, env=dict(os.environ, PYTHONPATH=str(ROOT), EDGENAS_PROJECT=str(proj)),
+                            capture_output=True, text=True, timeout=120)
+    assert [r["status"] for r in json.loads(listed.stdout)] == ["stopped"], listed.stdout + listed.stderr
+
+
+_POOL_THEN_SLEEP = """
+import os, sys, time
+from edgenas.evaluate.executor import ProcessExecutor
+ex = ProcessExecutor(workers=2)
+ex._start_workers()
+print(" ".join(str(p) for p in ex._pool._processes), flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.slow
+def test_process_pool_workers_end_when_the_command_is_killed():
+    """kill -9 (or the OOM killer) on the command left its workers, adopted by init, running for good."""
+    p = subprocess.Popen([sys.executable, "-c", _POOL_THEN_SLEEP], stdout=subprocess.PIPE, text=True,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    pids = [int(x) for x in p.stdout.readline().split()]
+    assert len(pids) == 2
+
+    def alive(pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().split(")")[-1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    assert all(alive(pid) for pid in pids)
+    p.kill()
+    p.wait(30)
+    _wait_for(lambda: not any(alive(pid) for pid in pids), timeout=20)
+
+
 def test_port_that_never_speaks_ssh_gives_one_line_every_time(tmp_path):
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
