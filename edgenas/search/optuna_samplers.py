@@ -47,7 +47,7 @@ def _optuna() -> Any:
     try:
         import optuna
     except ImportError:  # pragma: no cover - optuna is a main dependency
-        raise InputError("the optuna strategies need optuna", hint="pip install 'optuna>=4'") from None
+        raise InputError("the optuna strategies need optuna", hint="pip install 'optuna>=4.2'") from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     return optuna
