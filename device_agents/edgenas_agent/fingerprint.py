@@ -139,7 +139,7 @@ def performance(root: str, run: Runner) -> Dict[str, Any]:
         _put(out, "jetson_clocks", {
             "locked": jc.get("locked"),
             "cpus": {k: {f: v for f, v in c.items() if f != "cur_freq"} for k, c in jc.get("cpus", {}).items()},
-            "gpu": {f: v for f, v in jc.get("gpu", {}).items() if f != "cur_freq"},
+            "gpu": _settings(jc.get("gpu", {})),
             "emc": {f: v for f, v in jc.get("emc", {}).items() if f != "cur_freq"},
         })
     smi = run(["nvidia-smi", "--query-gpu=" + _SMI_FP, "--format=csv"], 10.0)
@@ -147,6 +147,12 @@ def performance(root: str, run: Runner) -> Dict[str, Any]:
     _put(out, "gpus", [{k: g[k] for k in ("power.limit", "clocks.max.sm", "clocks.max.memory") if k in g}
                        for g in gpus])
     return out
+
+
+def _settings(unit: Dict[str, Any]) -> Dict[str, Any]:
+    """A clock unit of ``jetson_clocks --show`` without its current frequency (a reading, not a setting); Thor's
+    several GPU units (``gpu-gpc-0``, ...) each alike."""
+    return {k: (_settings(v) if isinstance(v, dict) else v) for k, v in unit.items() if k != "cur_freq"}
 
 
 def state(root: str = "/", run: Runner = run_tool) -> Dict[str, Any]:

@@ -4,10 +4,30 @@
 
 from __future__ import annotations
 
+import functools
 import re
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 _KV = re.compile(r"(\w+)=(\S+)")
+
+
+def _lenient(empty: Callable[[], Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A parser that meets output it does not expect gives ``empty()`` (the field is then absent) instead of
+    raising: one odd line of ``jetson_clocks --show`` (``Online=on``, a GPU line without ``MaxFreq``) or of
+    ``tegrastats`` failed the agent's ``info`` call, and with it every command on the device."""
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def parse(text: str) -> Any:
+            try:
+                return fn(text)
+            except Exception:  # noqa: BLE001 - a tool's output is untrusted text
+                return empty()
+        return parse
+    return wrap
+
+
+def _int(text: Any) -> Optional[int]:
+    return int(text) if isinstance(text, str) and text.strip().lstrip("-").isdigit() else None
 
 
 def _num(text: str) -> Any:
@@ -20,6 +40,7 @@ def _num(text: str) -> Any:
             return text
 
 
+@_lenient(dict)
 def parse_nvpmodel_q(text: str) -> Dict[str, Any]:
     """``nvpmodel -q``: ``NV Power Mode: MAXN`` then the mode id on the next line (with ``--verbose`` the
     mode line reads ``NVPM VERB: Current mode: NV Power Mode: MAXN``)."""
@@ -35,6 +56,7 @@ def parse_nvpmodel_q(text: str) -> Dict[str, Any]:
     return out
 
 
+@_lenient(dict)
 def parse_jetson_clocks_show(text: str) -> Dict[str, Any]:
     """``jetson_clocks --show``: SoC, per-CPU governor and clocks, GPU and EMC clocks, power mode.
 
@@ -53,7 +75,8 @@ def parse_jetson_clocks_show(text: str) -> Dict[str, Any]:
         if m:
             fields = dict(_KV.findall(m.group(2).split("IdleStates:")[0]))
             gov = fields.get("Governor", fields.get("Gonvernor"))  # L4T 28 spelled it "Gonvernor"
-            cpu: Dict[str, Any] = {"online": int(fields.get("Online", "1"))}
+            online = _int(fields.get("Online", "1"))
+            cpu: Dict[str, Any] = {} if online is None else {"online": online}
             if gov is not None:
                 cpu["governor"] = gov
             for src, dst in (("MinFreq", "min_freq"), ("MaxFreq", "max_freq"), ("CurrentFreq", "cur_freq")):
@@ -61,15 +84,16 @@ def parse_jetson_clocks_show(text: str) -> Dict[str, Any]:
                     cpu[dst] = _num(fields[src])
             cpus[m.group(1)] = cpu
             continue
-        m = re.match(r"(GPU|EMC)\s+(MinFreq=.*)$", line)
+        m = re.match(r"(GPU|EMC|gpu-[\w-]+)\s+(MinFreq=.*)$", line)  # gpu-gpc-0, gpu-nvd-0: Thor (R38+)
         if m:
             fields = dict(_KV.findall(m.group(2)))
-            unit = {"min_freq": _num(fields["MinFreq"]), "max_freq": _num(fields["MaxFreq"])}
-            if "CurrentFreq" in fields:
-                unit["cur_freq"] = _num(fields["CurrentFreq"])
-            if "FreqOverride" in fields:
-                unit["freq_override"] = _num(fields["FreqOverride"])
-            out[m.group(1).lower()] = unit
+            unit = {dst: _num(fields[src]) for src, dst in (("MinFreq", "min_freq"), ("MaxFreq", "max_freq"),
+                                                            ("CurrentFreq", "cur_freq"),
+                                                            ("FreqOverride", "freq_override")) if src in fields}
+            if m.group(1).startswith("gpu-"):
+                out.setdefault("gpu", {})[m.group(1)] = unit
+            else:
+                out[m.group(1).lower()] = unit
             continue
         m = re.match(r"Online CPUs:\s*(\S+)", line)
         if m:
@@ -85,12 +109,15 @@ def parse_jetson_clocks_show(text: str) -> Dict[str, Any]:
     if cpus:
         out["cpus"] = cpus
     online = [c for c in cpus.values() if c.get("online") == 1]
-    if online or "gpu" in out:
-        units = online + ([out["gpu"]] if "gpu" in out else [])
-        out["locked"] = all(u.get("min_freq") == u.get("max_freq") for u in units)
+    gpu = out.get("gpu", {})
+    gpus = list(gpu.values()) if gpu and all(k.startswith("gpu-") for k in gpu) else ([gpu] if gpu else [])
+    if online or gpus:
+        units = online + gpus
+        out["locked"] = all("min_freq" in u and u.get("min_freq") == u.get("max_freq") for u in units)
     return out
 
 
+@_lenient(dict)
 def parse_nv_tegra_release(text: str) -> Dict[str, Any]:
     """``/etc/nv_tegra_release``: ``# R35 (release), REVISION: 4.1, GCID: ..., BOARD: ...``."""
     out: Dict[str, Any] = {}
@@ -106,6 +133,7 @@ def parse_nv_tegra_release(text: str) -> Dict[str, Any]:
     return out
 
 
+@_lenient(dict)
 def parse_tegrastats(line: str) -> Dict[str, Any]:
     """One ``tegrastats`` line: RAM/SWAP (MB), per-CPU load and MHz, EMC/GR3D load and MHz,
     temperatures (deg C; ``-256C`` means the sensor is off and is dropped) and power rails (mW)."""
@@ -139,7 +167,7 @@ def parse_tegrastats(line: str) -> Dict[str, Any]:
         out["gr3d"] = {"load": int(m.group(1))}
         if m.group(2):
             out["gr3d"]["freq_mhz"] = [int(f) for f in m.group(2).split(",")]
-    temps = {name: float(v) for name, v in re.findall(r"\b(\w+)@(-?[\d.]+)C\b", line) if float(v) > -256}
+    temps = {name: float(v) for name, v in re.findall(r"\b(\w+)@(-?\d+(?:\.\d+)?)C\b", line) if float(v) > -256}
     if temps:
         out["temps_c"] = temps
     power: Dict[str, Dict[str, int]] = {}
@@ -151,6 +179,7 @@ def parse_tegrastats(line: str) -> Dict[str, Any]:
     return out
 
 
+@_lenient(list)
 def parse_nvidia_smi_csv(text: str) -> List[Dict[str, Any]]:
     """``nvidia-smi --query-gpu=... --format=csv``: one dict per GPU; ``[unit]`` headers give numbers,
     ``[N/A]`` / ``[Not Supported]`` values are left out."""
@@ -175,6 +204,7 @@ def parse_nvidia_smi_csv(text: str) -> List[Dict[str, Any]]:
     return rows
 
 
+@_lenient(dict)
 def parse_os_release(text: str) -> Dict[str, str]:
     out = {}
     for line in text.splitlines():
@@ -184,11 +214,13 @@ def parse_os_release(text: str) -> Dict[str, str]:
     return out
 
 
+@_lenient(lambda: None)
 def parse_meminfo_total_mb(text: str) -> Optional[int]:
     m = re.search(r"^MemTotal:\s*(\d+)\s*kB", text, re.M)
     return int(m.group(1)) // 1024 if m else None
 
 
+@_lenient(lambda: None)
 def parse_cpu_model(cpuinfo: str) -> Optional[str]:
     """``model name`` (x86 and some ARM kernels) or ``Hardware``; None when neither is printed."""
     for key in ("model name", "Model", "Hardware"):

@@ -95,3 +95,21 @@ def test_this_machine_is_stable_across_calls_and_threads_change_the_hash():
     assert h3 != h1
     assert fp1["software"]["runtimes"]["onnxruntime"]["providers"]
     assert fp1["identity"]["cpu_count"] >= 1
+
+
+def test_thor_gpu_units_are_settings_without_their_current_clock(jetson_root):
+    """Thor's GPU units are nested (gpu-gpc-0, ...): their current clock must stay out of the hash, as the
+    single GPU line's does, or the fingerprint moved with every reading."""
+    def thor(cur):
+        def run(argv, timeout_s):
+            if argv[0] == "jetson_clocks":
+                text = (S / "jetson_clocks_show_thor.txt").read_text()
+                return text.replace("CurrentFreq=1575000000", f"CurrentFreq={cur}")
+            return replay(argv, timeout_s)
+        return run
+
+    fp, h1, _ = fingerprint.collect({"threads": 1}, root=str(jetson_root), run=thor(1575000000))
+    _, h2, _ = fingerprint.collect({"threads": 1}, root=str(jetson_root), run=thor(600000000))
+    jc = fp["performance"]["jetson_clocks"]
+    assert jc["gpu"]["gpu-gpc-0"] == {"min_freq": 1575000000, "max_freq": 1575000000} and jc["locked"] is True
+    assert h1 == h2

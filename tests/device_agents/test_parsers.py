@@ -98,3 +98,33 @@ def test_nvidia_smi_csv():
     assert l40s[1]["clocks.max.sm"] == 2520 and l40s[1]["clocks.max.memory"] == 9001
     na = parsers.parse_nvidia_smi_csv("name, power.limit [W]\nOrin (nvgpu), [N/A]\n")
     assert na == [{"name": "Orin (nvgpu)"}]
+
+
+def test_jetson_clocks_show_thor_gpu_units():
+    """Thor (L4T R38) prints one line per GPU unit (gpu-gpc-0, gpu-nvd-0) instead of one GPU line: they were
+    not read, and `locked` was judged on the CPUs alone."""
+    text = read("jetson_clocks_show_thor.txt")
+    jc = parsers.parse_jetson_clocks_show(text)
+    assert jc["gpu"] == {"gpu-gpc-0": {"min_freq": 1575000000, "max_freq": 1575000000, "cur_freq": 1575000000},
+                         "gpu-nvd-0": {"min_freq": 1692000000, "max_freq": 1692000000, "cur_freq": 1692000000}}
+    assert jc["locked"] is True and jc["nv_power_mode"] == "MAXN"
+    scaling = text.replace("gpu-nvd-0 MinFreq=1692000000", "gpu-nvd-0 MinFreq=600000000")
+    assert parsers.parse_jetson_clocks_show(scaling)["locked"] is False
+
+
+def test_odd_tool_output_leaves_a_field_out_instead_of_failing_the_agent():
+    """Each was an exception in the agent's `info` call, so the device answered nothing and every command
+    on it failed: `Online=on`, a GPU line without MaxFreq, a temperature `1.2.3C`."""
+    base = read("jetson_clocks_show_orin_nano.txt")
+    odd = parsers.parse_jetson_clocks_show(base.replace("Online=1", "Online=on", 1))
+    assert "online" not in odd["cpus"]["cpu0"] and odd["cpus"]["cpu1"]["online"] == 1
+    no_max = parsers.parse_jetson_clocks_show(base.replace("MaxFreq=624750000", "", 1))
+    assert no_max["gpu"] == {"min_freq": 306000000, "cur_freq": 306000000} and no_max["locked"] is False
+    line = read("tegrastats_agx_orin.txt").strip().replace("CPU@44.562C", "cpu@1.2.3C CPU@44.562C", 1)
+    ts = parsers.parse_tegrastats(line)
+    assert "cpu" not in ts["temps_c"] and ts["temps_c"]["CPU"] == pytest.approx(44.562) and ts["ram_total_mb"] > 0
+    # whatever else a parser trips on gives its empty result (the field is absent), never an exception
+    for parse in (parsers.parse_nvpmodel_q, parsers.parse_jetson_clocks_show, parsers.parse_tegrastats,
+                  parsers.parse_nv_tegra_release, parsers.parse_nvidia_smi_csv, parsers.parse_os_release):
+        for text in ("", "\x00\xff" * 50, "GPU MinFreq=\nEMC MinFreq=x MaxFreq\ncpu0: Online= MinFreq=1", "a,b\n1"):
+            parse(text)
