@@ -42,6 +42,8 @@ def register(app: typer.Typer) -> None:
         for r in rows:
             if not r.reachable:
                 out.print(f"[red]{esc(r.device)}: {esc(r.error)}[/red]")
+            if r.power_mode_note:
+                out.print(f"[yellow]{esc(r.device)}: {esc(r.power_mode_note)}[/yellow]")
             for s in (s for s in space if r.luts.get(s) == "damaged"):
                 out.print(f"[red]{esc(r.device)}: its LUT for {esc(s)} is damaged[/red] (rebuild it: edgenas profile "
                           f"{esc(r.device)} --space {esc(s)} --force)")

@@ -34,6 +34,8 @@ def register(app: typer.Typer) -> None:
         out.print(f"[green]{esc(res.device)}[/green] / {esc(res.space)}: {res.n_entries} entries, {what}, "
                   f"{res.unstable} unstable, {res.wall_s:.1f} s")
         out.print(f"LUT: {esc(res.lut_path)}")
+        if res.power_mode_note:
+            out.print(f"[yellow]warning: {esc(res.power_mode_note)}: the table was timed in this mode[/yellow]")
         if res.recalibrated:
             r = res.recalibrated
             out.print(f"LUT calibration fitted on the device's {r.n_points} stored measurement"

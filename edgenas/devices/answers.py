@@ -62,6 +62,34 @@ class DeviceInfo:
         """The nvpmodel mode the fingerprint reports (None where the device has no nvpmodel)."""
         return _find(self.fingerprint, "nvpmodel")
 
+    def power_mode_note(self, expected: str | None) -> str | None:
+        """A warning when the profile expects a power mode and the device is in another, or reports none (a
+        table timed in the wrong mode is what the setting is there to catch): ``profile``, ``deploy`` and
+        ``fleet status`` print it (``device info`` printed it alone)."""
+        if not expected:
+            return None
+        mm = self.power_mode_mismatch(expected)
+        if mm is not None:
+            return f"power mode is {mm['actual']}, the profile expects {mm['expected']}"
+        if self.power_mode() is None:
+            return f"the profile expects power mode {expected}, and the device reports none (no nvpmodel answer)"
+        return None
+
+    def unmeasurable(self, params: Mapping[str, Any]) -> str | None:
+        """Why the device cannot run calls with ``params`` (a runtime it lacks, an ONNX Runtime provider it
+        lacks), from what ``info`` reported; None when it can, or cannot tell (torch's CUDA is not reported)."""
+        name, provider = params.get("runtime"), params.get("provider")
+        have = self.available_runtimes()
+        if name not in have:
+            return f"runtime '{name}' is not available; the device has: {', '.join(have) or 'none'}"
+        entry = self.runtimes.get(name)
+        listed = entry.get("providers") if isinstance(entry, Mapping) else None
+        want = _ORT_PROVIDERS.get(provider) if name == "onnxruntime" else None
+        if want and isinstance(listed, list) and want not in listed:
+            return (f"onnxruntime provider {want} is not available; the device's onnxruntime has: "
+                    f"{', '.join(str(p) for p in listed) or 'none'}")
+        return None
+
     def power_mode_mismatch(self, expected: str | None) -> dict[str, Any] | None:
         """``{"expected", "actual"}`` when the profile expects a power mode the device is not in: the mode's
         name as ``nvpmodel -q`` prints it or its number, compared whole and ignoring case (a part matched:
@@ -79,6 +107,10 @@ class DeviceInfo:
         """The answer's JSON shape (what ``edgenas device info --json`` prints)."""
         return {"fingerprint": self.fingerprint, "fingerprint_hash": self.fingerprint_hash, "state": self.state,
                 "runtimes": self.runtimes, "agent_version": self.agent_version, "workdir": self.workdir}
+
+
+#: the ONNX Runtime provider a profile's ``provider`` names (as the agent maps it)
+_ORT_PROVIDERS = {"cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 
 
 def _find(d: object, key: str, field: str = "mode") -> object:

@@ -104,6 +104,8 @@ def deploy(project: Project, device: Any, space: SearchSpace, arch: Any, *, runt
         check_db_url()  # where the measurement goes: refused before the device measures
     with open_session(project, profile) as s:  # the device is checked before anything is written
         rt_name, note = choose_runtime(s.device, wanted, s.info(wanted))
+        mode_note = s.info(rt_name).power_mode_note(profile.power_mode)
+        note = "; ".join(x for x in (note, f"warning: {mode_note}" if mode_note else "") if x)
         fingerprint, fp_hash = s.info(rt_name).fingerprint, s.info(rt_name).fingerprint_hash
         ref_path = reference_model(project, rt_name)
         exp = export_arch(space, arch, out_dir, progress=progress)

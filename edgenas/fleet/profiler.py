@@ -21,7 +21,7 @@ from typing import Any
 from edgenas.devices.answers import BenchAnswer
 from edgenas.devices.profiles import DeviceProfile, load_profile
 from edgenas.devices.session import Session, open_session
-from edgenas.errors import DeviceError, InputError
+from edgenas.errors import DeviceError, InputError, RuntimeMissingError
 from edgenas.fleet.calibrate import CalibrationResult, fit_new_table
 from edgenas.fleet.table_lock import profile_lock
 from edgenas.fleet.measure import (
@@ -56,6 +56,8 @@ class ProfileResult:
     recalibrated: CalibrationResult | None = None
     #: why a new table could not be fitted on the stored measurements (the database could not be read)
     calibration_note: str | None = None
+    #: the device is not in the power mode its profile expects, or reports none (``DeviceInfo.power_mode_note``)
+    power_mode_note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -76,9 +78,14 @@ def profile_device(project: Project, device: Any, space_name: str, *, force: boo
     if not isinstance(device, DeviceProfile):  # an unknown device is refused before anything is written
         device = load_profile(project, device)
     LutStore(project.luts_dir).check_writable(device.name)  # a planted link is refused before minutes of timing
-    with open_session(project, device) as s, profile_lock(project, device.name, space.name):
-        return _profile_device(project, s, space, force=force, protocol=protocol, batch_size=batch_size,
-                               progress=progress)
+    with open_session(project, device) as s:
+        why = s.info().unmeasurable(s.runtime_params())
+        if why:  # found after every block was exported and pushed, and with a lock and a fingerprint record left
+            raise RuntimeMissingError(s.device, why, hint="install it on the device, or profile with a runtime "
+                                                          "and provider it has (the device profile's settings)")
+        with profile_lock(project, device.name, space.name):
+            return _profile_device(project, s, space, force=force, protocol=protocol, batch_size=batch_size,
+                                   progress=progress)
 
 
 def _profile_device(project: Project, s: Session, space: SearchSpace, *, force: bool,
@@ -99,7 +106,8 @@ def _profile_device(project: Project, s: Session, space: SearchSpace, *, force: 
                                   "(the damaged file is kept in history/)") from None
         return ProfileResult(s.device, space.name, existing, fp_hash, len(lut.entries), True, 0, 0, 0,
                              len(lut.unstable_keys), time.perf_counter() - t0,
-                             runs_per_sample(lut.protocol), lut.calibration is not None)
+                             runs_per_sample(lut.protocol), lut.calibration is not None,
+                             power_mode_note=info.power_mode_note(s.profile.power_mode))
     keys = space.key_vocab()
     runtime = s.runtime_params()["runtime"]
     paths, exported = export_blocks(project, space, keys, progress, runtime)
@@ -162,4 +170,5 @@ def _profile_device(project: Project, s: Session, space: SearchSpace, *, force: 
     refit = fit.result(s.device, space.name, str(path)) if fit is not None else None
     return ProfileResult(s.device, space.name, path, fp_hash, len(entries), False,
                          len(entries) - resumed, resumed, exported, len(lut.unstable_keys),
-                         time.perf_counter() - t0, runs_per_sample(proto), fit is not None, refit, note)
+                         time.perf_counter() - t0, runs_per_sample(proto), fit is not None, refit, note,
+                         info.power_mode_note(s.profile.power_mode))

@@ -22,6 +22,8 @@ class DeviceStatus:
     luts: dict[str, str] = field(default_factory=dict)  # space -> fresh | stale | missing
     last_calibration: dict[str, Any] = field(default_factory=dict)
     error: str = ""
+    #: the device is not in the power mode its profile expects, or reports none
+    power_mode_note: str | None = None
 
     def __post_init__(self) -> None:  # a device's error text can be megabytes: a row keeps one line of it
         object.__setattr__(self, "error", one_line(self.error))
@@ -55,7 +57,8 @@ def device_status(project: Project, profile: Any, spaces: list[str]) -> DeviceSt
         luts[sp] = "fresh" if current else ("stale" if store.list(profile.name, name) else "missing")
         if current and current.calibration:
             cal[sp] = {"n_points": current.calibration.n_points, "fitted_at": current.calibration.fitted_at}
-    return DeviceStatus(profile.name, True, info.agent_version or None, fp, luts, cal)
+    return DeviceStatus(profile.name, True, info.agent_version or None, fp, luts, cal,
+                        power_mode_note=info.power_mode_note(getattr(profile, "power_mode", None)))
 
 
 def fleet_status(project: Project, profiles: list[Any], spaces: list[str], *, concurrency: int = 8

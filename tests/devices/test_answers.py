@@ -117,3 +117,18 @@ def test_engine_answer_refuses_paths_outside_engines_and_malformed_fields(answer
 def test_engine_answer_keeps_a_good_answer():
     good = {"engine": f"engines/{SHA}-fp16.plan", "sha256": SHA, "build_s": 12, "extra": "dropped"}
     assert engine_answer("jet", good) == {"engine": good["engine"], "sha256": SHA, "build_s": 12.0}
+
+
+def test_power_mode_note_and_what_a_device_cannot_measure():
+    info = DeviceInfo.from_answer("jet", GOOD)
+    assert info.power_mode_note(None) is None and info.power_mode_note("MAXN") is None
+    assert info.power_mode_note("15W") == "power mode is MAXN, the profile expects 15W"
+    bare = DeviceInfo.from_answer("pc", {**GOOD, "fingerprint": {}})
+    assert "reports none" in bare.power_mode_note("MAXN") and bare.power_mode_note(None) is None
+    ort = {"onnxruntime": {"version": "1.20", "providers": ["CPUExecutionProvider"]}, "tensorrt": None}
+    info = DeviceInfo.from_answer("pc", {**GOOD, "runtimes": ort})
+    assert info.unmeasurable({"runtime": "onnxruntime"}) is None
+    assert "CUDAExecutionProvider is not available" in info.unmeasurable({"runtime": "onnxruntime",
+                                                                           "provider": "cuda"})
+    assert "runtime 'tensorrt' is not available; the device has: onnxruntime" in info.unmeasurable(
+        {"runtime": "tensorrt"})
