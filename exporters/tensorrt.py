@@ -10,7 +10,8 @@ Precision by TensorRT major version (see ``builder_flags_for``):
   (INT8 without a calibrator needs an explicitly quantized, Q/DQ, ONNX graph).
 * 9.x-10.x: explicit batch is the default; same precision flags (weakly typed network).
 * 11+: the weak-typing flags are gone; the network is created STRONGLY_TYPED and every layer runs in
-  the type the ONNX graph gives it, so an FP16 engine needs an FP16 ONNX export.
+  the type the ONNX graph gives it, so an FP16 engine needs an FP16 ONNX export. edgenas exports fp32
+  graphs, so fp16 and int8 are refused there (they were built as fp32 and recorded as fp16).
 """
 
 from __future__ import annotations
@@ -61,6 +62,12 @@ def builder_flags_for(version: str, precision: str) -> List[str]:
         )
     major = major_minor[0]
     if major >= 11:
+        if precision != "fp32":  # it built an fp32 engine from edgenas's fp32 graph and called it fp16
+            raise ExportCheckError(
+                "TensorRT {} builds every layer in the type its ONNX graph gives it, and edgenas exports fp32 "
+                "graphs: a {} engine cannot be built".format(version, precision),
+                hint='set precision = "fp32" in the device profile, or use TensorRT 10 for fp16/int8',
+            )
         return ["NetworkDefinitionCreationFlag.STRONGLY_TYPED"]
     flags = ["NetworkDefinitionCreationFlag.EXPLICIT_BATCH"] if major < 10 else []
     if precision == "fp16":
@@ -158,8 +165,6 @@ def build_engine(
     for name in flags:
         if name.startswith("BuilderFlag."):
             config.set_flag(_resolve(trt, name))
-    if precision != "fp32" and parse_version(version)[0] >= 11:
-        notes.append("strongly typed: layer precision follows the ONNX types")
 
     cache_loaded = False
     if timing_cache is not None:

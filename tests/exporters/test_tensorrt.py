@@ -35,7 +35,7 @@ DEVICE_SIDE = ["exporters/__init__.py", "exporters/errors.py", "exporters/_io.py
         ("10.3.0", "fp16", ["BuilderFlag.FP16"]),
         ("10.13.0.35", "int8", ["BuilderFlag.INT8", "BuilderFlag.FP16"]),
         ("10.0.1", "fp32", []),
-        ("11.0.0", "fp16", ["NetworkDefinitionCreationFlag.STRONGLY_TYPED"]),
+        ("11.0.0", "fp32", ["NetworkDefinitionCreationFlag.STRONGLY_TYPED"]),
         ("11.2", "fp32", ["NetworkDefinitionCreationFlag.STRONGLY_TYPED"]),
     ],
 )
@@ -43,7 +43,9 @@ def test_builder_flags_for(version, precision, expected):
     assert builder_flags_for(version, precision) == expected
 
 
-@pytest.mark.parametrize("version, match", [("8.4.1", "too old"), ("7.1.3", "too old"), ("x.y", "parse")])
+@pytest.mark.parametrize("version, match", [("8.4.1", "too old"), ("7.1.3", "too old"), ("x.y", "parse"),
+                                            # strongly typed: an fp16 engine of edgenas's fp32 graph was fp32
+                                            ("11.0.0", "exports fp32 graphs")])
 def test_builder_flags_for_bad_versions(version, match):
     with pytest.raises(ExportCheckError, match=match):
         builder_flags_for(version, "fp16")

@@ -176,9 +176,11 @@ def test_trt8_int8_explicit_batch(use_trt, exported, tmp_path):
 
 def test_trt11_strongly_typed(use_trt, exported, tmp_path):
     trt = use_trt("11.0.0")
-    info = build_engine(exported.path, tmp_path / "e.engine", precision="fp16")
-    assert trt.calls["network_flags"] == 1 << 5 and trt.calls["flags"] == []
-    assert any("strongly typed" in n for n in info["notes"])
+    info = build_engine(exported.path, tmp_path / "e.engine", precision="fp32")
+    assert trt.calls["network_flags"] == 1 << 5 and trt.calls["flags"] == [] and info["precision"] == "fp32"
+    with pytest.raises(ExportCheckError, match="a fp16 engine cannot be built"):
+        build_engine(exported.path, tmp_path / "f.engine", precision="fp16")
+    assert not (tmp_path / "f.engine").exists()
 
 
 def test_parse_errors_are_reported(use_trt, exported, tmp_path):
