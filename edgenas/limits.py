@@ -177,28 +177,36 @@ def loads_json_limited(data: bytes | str, where: str, max_depth: int = MAX_DEPTH
 
 def _unique_key_loader():
     """A ``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last one silently;
-    in an inventory that is two ``ansible_host`` lines, and the device reached is the one written last). Keys
-    a merge (``<<: *base``) brings in may be overridden, as YAML means them to be."""
+    in an inventory that is two ``ansible_host`` lines, and the device reached is the one written last). The
+    mappings are checked as written, on the composed node tree before anything is built: PyYAML rewrites a
+    merged node in place (``<<: *base``), so keys a merge brings in, which may be overridden, are never seen
+    as written twice. Each node is checked once (aliases share nodes: a "billion laughs" stays cheap)."""
     import yaml
 
     class UniqueKeyLoader(yaml.SafeLoader):
-        def construct_mapping(self, node, deep=False):
-            if isinstance(node, yaml.MappingNode):
-                seen: set = set()
-                for key_node, _ in node.value:
-                    if key_node.tag == "tag:yaml.org,2002:merge":
-                        continue
-                    key = self.construct_object(key_node, deep=deep)
-                    try:
-                        duplicate = key in seen
-                        seen.add(key)
-                    except TypeError:  # an unhashable key: the base class gives its own error
-                        continue
-                    if duplicate:
-                        raise yaml.constructor.ConstructorError(
-                            None, None, f"the key {_short_repr(key)} is given twice in one mapping",
-                            key_node.start_mark)
-            return super().construct_mapping(node, deep)
+        def construct_document(self, node):
+            seen_nodes: set[int] = set()
+            stack = [node]
+            while stack:
+                n = stack.pop()
+                if id(n) in seen_nodes:
+                    continue
+                seen_nodes.add(id(n))
+                if isinstance(n, yaml.MappingNode):
+                    keys: set = set()
+                    for key_node, value_node in n.value:
+                        stack.extend((key_node, value_node))
+                        if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                            continue
+                        key = (key_node.tag, key_node.value)
+                        if key in keys:
+                            raise yaml.constructor.ConstructorError(
+                                None, None, f"the key {_short_repr(key_node.value)} is given twice in one mapping",
+                                key_node.start_mark)
+                        keys.add(key)
+                elif isinstance(n, yaml.SequenceNode):
+                    stack.extend(n.value)
+            return super().construct_document(node)
 
     return UniqueKeyLoader
 

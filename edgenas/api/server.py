@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
+import signal
 import socket
-from typing import Any, Callable
+import threading
+from typing import Any, Callable, Iterator
 
 from edgenas.api.hosts import is_loopback
 from edgenas.errors import InputError
@@ -73,5 +76,20 @@ def serve(project: Project, host: str = "127.0.0.1", port: int = 8765, token: st
     sock = bind(host, port)
     if ready is not None:
         ready()
-    with sock:
+    with sock, _sigterm_stops_quietly():
         uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).run(sockets=[sock])
+
+
+@contextlib.contextmanager
+def _sigterm_stops_quietly() -> Iterator[None]:
+    """SIGTERM (docker stop, systemd) stops the server as Ctrl-C does: uvicorn shuts down, then raises the
+    signal again for the handler it found, which was the CLI's (an error line saying to run the command
+    again, exit 143). A handler that does nothing lets the command end as after Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

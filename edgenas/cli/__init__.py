@@ -80,7 +80,10 @@ def main(argv: list[str] | None = None) -> None:
     except EdgenasError as exc:
         err.print(f"[bold red]error:[/bold red] [red]{_line(exc)}[/red]")
         sys.exit(143 if exc.exit_code == 130 and terminated() else exc.exit_code)
-    except typer.Abort:
+    except typer.Abort:  # a prompt's Ctrl-C (click's confirm turns the KeyboardInterrupt into Abort), or SIGTERM
+        if terminated():
+            err.print(f"[bold red]error:[/bold red] [red]terminated (SIGTERM); {_interrupted_hint(argv)}[/red]")
+            sys.exit(143)
         err.print("[red]aborted[/red]")
         sys.exit(130)
     except typer.Exit as exc:
@@ -116,7 +119,8 @@ def _interrupted_hint(argv: list[str] | None) -> str:
     if words[:1] == ["profile"] or words == ["fleet", "refresh"]:
         return "the files written are complete; run it again to go on (the blocks already timed are kept)"
     if words == ["supernet", "train"]:
-        return "the last checkpoint is complete; continue with the same command and --resume"
+        return ("the checkpoints written are complete; continue with the same command and --resume where --out holds "
+                "a supernet.json, else run it again")
     return "the files written are complete; run the command again"
 
 

@@ -207,14 +207,24 @@ def device_page(source: DataSource, device: str, *, plotly_src: str | None = Non
 
 
 def _device_without_lut_page(source: DataSource, device: str, *, plotly_src: str | None) -> str:
-    """The page of a device with no LUT yet (its folder holds a few-shot model, or nothing readable): its
-    whole-model measurements, and how to build a table. It was a 400 "has no LUT" whose hint named no space."""
-    ms = source.measurements(device=device)
-    spaces = sorted({m.space for m in ms})
+    """The page of a device with no readable LUT: its damaged table files (if any), its few-shot models (if
+    any), its whole-model measurements, and how to build a table. It was a 400 "has no LUT" whose hint named
+    no space."""
+    ms, damaged, fewshot = source.measurements(device=device), source.damaged_luts(device), \
+        source.fewshot_spaces(device)
+    spaces = sorted({m.space for m in ms} | set(fewshot) | {n.rsplit("-", 1)[0] for n in damaged})
     how = " or ".join(f"edgenas profile {device} --space {sp}" for sp in spaces or ["SPACE"])
-    sections = [Section("Tables", f"No LUT yet: search predicts this device's latency from its few-shot model "
-                        f"(edgenas device add {device} --fewshot K) until a profile builds a table ({how}).")]
-    rows = [(m.space, time.strftime("%Y-%m-%d %H:%M", time.gmtime(m.created_at)), m.runtime, m.precision,
+    if damaged:
+        text = (f"{len(damaged)} table file(s) cannot be read ({', '.join(damaged[:10])}): rebuild them with "
+                f"{how} --force.")
+    elif fewshot:
+        text = (f"No LUT yet: search predicts this device's latency from its few-shot model of "
+                f"{', '.join(fewshot)} (edgenas device add {device} --fewshot K) until a profile builds a table "
+                f"({how}).")
+    else:
+        text = f"No LUT yet: {how} builds one."
+    sections = [Section("Tables", text)]
+    rows = [(m.space, _utc(m.created_at), m.runtime, m.precision,
              f"{m.measured_ms:.4g}", "-" if m.predicted_ms is None else f"{m.predicted_ms:.4g}",
              "-" if m.predicted_ms is None or not m.measured_ms > 0 else
              f"{(m.predicted_ms - m.measured_ms) / m.measured_ms:+.1%}")
@@ -224,7 +234,16 @@ def _device_without_lut_page(source: DataSource, device: str, *, plotly_src: str
     sections.append(Section("Whole-model measurements", note, html=table_html(
         ("space", "measured at", "runtime", "precision", "measured (ms)", "predicted (ms)", "error"), rows,
         (False, False, False, False, True, True, True)) if rows else ""))
-    return render_page(f"edgenas device {device}", "no LUT yet", sections, plotly_src=plotly_src)
+    return render_page(f"edgenas device {device}", "no LUT yet" if not damaged else "damaged tables", sections,
+                       plotly_src=plotly_src)
+
+
+def _utc(t: float) -> str:
+    """A record's time as UTC, or ``?`` where it is no time (an edited record: 1e300 overflowed gmtime)."""
+    try:
+        return time.strftime("%Y-%m-%d %H:%M", time.gmtime(t))
+    except (OverflowError, OSError, ValueError):
+        return "?"
 
 
 def fleet_page(source: DataSource, devices: list[str] | None = None, probe: dict[str, Any] | None = None, *,

@@ -251,6 +251,14 @@ class DataSource(ABC):
         """How many recorded search runs are stale on ``device`` (None: no experiment database)."""
         return None
 
+    def damaged_luts(self, device: str) -> list[str]:
+        """The names of the device's table files that cannot be read (``luts`` leaves them out)."""
+        return []
+
+    def fewshot_spaces(self, device: str) -> list[str]:
+        """The spaces the device has a few-shot latency model of (``luts/DEVICE/fewshot/SPACE.json``)."""
+        return []
+
 
 @dataclass(frozen=True)
 class FolderSource(DataSource):
@@ -330,6 +338,24 @@ class FolderSource(DataSource):
                 except InputError:
                     continue  # a damaged table is skipped, not shown
         return sorted(tables, key=lambda t: -t.created_at)
+
+    def damaged_luts(self, device: str) -> list[str]:
+        from edgenas.latency.lut import Lut
+        from edgenas.safenames import LUT_FILE_RE
+
+        bad = []
+        for p in sorted(self._device_dir(device).glob("*.json")):
+            if p.is_file() and self._inside(p) and LUT_FILE_RE.match(p.name):
+                try:
+                    Lut.load(p)
+                except InputError:
+                    bad.append(p.name)
+        return bad
+
+    def fewshot_spaces(self, device: str) -> list[str]:
+        d = self._device_dir(device) / "fewshot"
+        return sorted(p.stem for p in d.glob("*.json") if p.is_file() and self._inside(p)
+                      and NAME_RE.match(p.stem)) if d.is_dir() else []
 
     def verified(self, device: str) -> list[dict[str, Any]]:
         path = self._device_dir(device) / "verified.jsonl"

@@ -124,6 +124,14 @@ def _check_space(name: str, path: Path) -> None:
                          "not installed") from None
 
 
+def _canonical_space(name: str) -> str:
+    """A space's own name for ``name``: request.json keeps the name as typed (``mbv3``, an alias), config.json
+    the space's (``ofa-mbv3``)."""
+    from edgenas.spaces import get_space
+
+    return get_space(name).name
+
+
 def index_run(db: ExperimentDB, project: Project, out_dir: str | os.PathLike, *, problem: Any = None,
               status: str | None = None, rerun_of: str | None = None,
               created_at: float | None = None) -> RunRecord:
@@ -137,7 +145,7 @@ def index_run(db: ExperimentDB, project: Project, out_dir: str | os.PathLike, *,
     if request is not None:  # recorded, it is what `search --rerun` repeats: of a space it cannot search, refused
         asked = check_request_fields(request, out / "request.json")["space"]
         _check_space(asked, out / "request.json")
-        if asked != config["space"]:  # indexed as one space, re-run (and resumed) as the other
+        if _canonical_space(asked) != _canonical_space(config["space"]):  # indexed as one space, re-run as another
             raise InputError(f"{out}: request.json names the space {asked!r} and config.json {config['space']!r}",
                              hint="the run folder is damaged: the two files are of different runs")
     darts = config.get("kind") == "darts"

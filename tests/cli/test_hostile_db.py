@@ -315,3 +315,14 @@ def test_import_refuses_a_run_folder_whose_request_and_config_name_other_spaces(
     one_line_error(cli("runs", "import", "runs/r2"), "request.json names the space 'mbv3-small'",
                    "config.json 'nb201'", "different runs")
     assert _files(dproj / ".edgenas") == before
+
+
+def test_a_run_of_a_space_given_by_its_alias_is_indexed_and_imports(dproj, cli):
+    """request.json keeps the name as typed (mbv3) and config.json the space's own (ofa-mbv3): the check that
+    the two name one space compared the strings, and every search with the alias failed at its end."""
+    res = cli("search", "--space", "mbv3", "--evaluator", "params", "--budget", "2", "--out", "runs/alias")
+    assert res.code == 0, res.err
+    assert json.loads((dproj / "runs/alias/request.json").read_text())["space"] == "mbv3"
+    listed = [r for r in cli("runs", "list", "--json").json() if r["space"] == "ofa-mbv3"]
+    assert [r["status"] for r in listed] == ["complete"]
+    assert cli("runs", "import", "runs/alias").code == 0

@@ -137,10 +137,10 @@ def test_default_strategy_is_the_one_help_names_and_the_cli_starts_light(bare, c
      "evaluator 'naswot': unknown option(s) batchsize (its options: batch_size, data, device)"),
     (["--space", "mbv3-tiny", "--evaluator", "ct_prior", "--eval-opt", "x=1"],
      "(its options: batch_size, data, device, groups, lr, max_rows)"),
-    (["--space", "mbv3-tiny", "--evaluator", "naswot", "--eval-opt", "seed=3"], "seed is not an --eval-opt"),
+    (["--space", "mbv3-tiny", "--evaluator", "naswot", "--eval-opt", "seed=3"], "seed is not an evaluator option"),
     (["--space", "mbv3-tiny", "--evaluator", "naswot", "--eval-opt", "seed=3", "--executor", "process"],
-     "seed is not an --eval-opt"),
-    (["--space", "nb201", "--table", str(HW), "--eval-opt", "seed=1"], "seed is not an --eval-opt"),
+     "seed is not an evaluator option"),
+    (["--space", "nb201", "--table", str(HW), "--eval-opt", "seed=1"], "seed is not an evaluator option"),
 ])
 def test_bad_evaluator_options_are_one_line_before_the_run_folder(bare, cli, args, fragment):
     data = bare / "images"

@@ -197,6 +197,16 @@ def test_a_merge_key_may_be_overridden_in_an_inventory(project, tmp_path):
     assert [(d.name, d.host, d.threads) for d in inv.devices] == [("a", "a.lab", 3), ("b", "b.lab", 3)]
 
 
+def test_a_merged_mapping_that_merges_itself_is_read_as_yaml_reads_it(project, tmp_path):
+    """PyYAML rewrites a merged node in place: checked while it was built, the keys a nested merge brought in
+    read as written twice, and this valid file was refused."""
+    text = ("all:\n  children:\n    lab:\n      vars: &labvars\n        <<: &common {edgenas_threads: 2}\n"
+            "        edgenas_threads: 4\n      hosts:\n        c:\n          ansible_host: c.lab\n"
+            "  hosts:\n    a:\n      <<: *labvars\n      ansible_host: a.lab\n")
+    inv = load_inventory(project, write(tmp_path / "hosts.yml", text))
+    assert sorted((d.name, d.host, d.threads) for d in inv.devices) == [("a", "a.lab", 4), ("c", "c.lab", 4)]
+
+
 def test_ansible_host_without_ansible_host_uses_its_name(project, tmp_path):
     path = write(tmp_path / "hosts.yml", "all:\n  hosts:\n    edge-box.lab:\n      edgenas_threads: 3\n")
     inv = load_inventory(project, path)

@@ -178,6 +178,9 @@ def test_cli_serve_binds_loopback_and_answers(rproj, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+    # SIGTERM (docker stop, systemd) stops it as Ctrl-C does: it printed an error saying to run it again
+    out = proc.stdout.read().decode()
+    assert proc.returncode == 0 and "error" not in out, out
 
 
 @pytest.mark.slow
@@ -287,8 +290,8 @@ def test_the_page_of_a_device_without_a_lut_shows_its_measurements(api, rproj):
     from edgenas.project import Project
     from edgenas.store import Measurement, open_store
 
-    (rproj / "luts" / "fs").mkdir()
-    (rproj / "luts" / "fs" / "fewshot-mbv3-tiny.json").write_text("{}")
+    (rproj / "luts" / "fs" / "fewshot").mkdir(parents=True)
+    (rproj / "luts" / "fs" / "fewshot" / "mbv3-tiny.json").write_text("{}")
     stats = {"n": 40, "k": 4, "warmup_n": 12, "median_ms": 5.0, "mean_ms": 5.0, "std_ms": 0.01, "cov": 0.002,
              "p90_ms": 5.5, "p99_ms": 5.7, "min_ms": 4.5, "max_ms": 6.0, "stable": True, "total_s": 0.41}
     open_store(Project(rproj)).add(Measurement(
@@ -298,5 +301,18 @@ def test_the_page_of_a_device_without_a_lut_shows_its_measurements(api, rproj):
     r = api.get("/devices/fs")
     assert r.status_code == 200, r.text
     assert "No LUT yet" in r.text and "edgenas profile fs --space mbv3-tiny" in r.text
+    assert "few-shot model of mbv3-tiny" in r.text
     assert ">5<" in r.text and ">4<" in r.text and "-20.0%" in r.text  # measured, predicted, error
     assert api.get("/devices/nope").status_code == 404
+    # a time that is no time (an edited record) is '?', not an OverflowError (a 500)
+    open_store(Project(rproj)).add(Measurement(
+        device="fs", space="mbv3-tiny", arch={"space": "mbv3-tiny", "schema": 1, "x": 2}, artifact_sha256="b" * 64,
+        runtime="onnxruntime", precision="fp32", fingerprint_hash="f" * 64, stats=stats, created_at=1e300))
+    r = api.get("/devices/fs")
+    assert r.status_code == 200 and ">?<" in r.text, r.text[-500:]
+    # a damaged table is named, with the command that rebuilds it; no few-shot model is claimed
+    (rproj / "luts" / "dm").mkdir()
+    (rproj / "luts" / "dm" / ("mbv3-tiny-" + "a" * 12 + ".json")).write_text('{"broken": 1}')
+    r = api.get("/devices/dm")
+    assert r.status_code == 200 and "cannot be read (mbv3-tiny-aaaaaaaaaaaa.json)" in r.text
+    assert "edgenas profile dm --space mbv3-tiny --force" in r.text and "few-shot" not in r.text
