@@ -198,7 +198,14 @@ def _unique_key_loader():
                         stack.extend((key_node, value_node))
                         if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
                             continue
-                        key = (key_node.tag, key_node.value)
+                        # as PyYAML builds it: `true`/`True`, `1`/`0x1`, `~`/`null` are one key, and one of them
+                        # was kept silently
+                        key = key_node.value if key_node.tag == "tag:yaml.org,2002:str" else \
+                            self.construct_object(key_node)
+                        try:
+                            hash(key)
+                        except TypeError:
+                            continue
                         if key in keys:
                             raise yaml.constructor.ConstructorError(
                                 None, None, f"the key {_short_repr(key_node.value)} is given twice in one mapping",

@@ -76,10 +76,13 @@ def register(app: typer.Typer) -> None:
         with open_session(project(), name) as s:
             info = s.info()
             mismatch = info.power_mode_mismatch(s.profile.power_mode)
+            mode_note = info.power_mode_note(s.profile.power_mode)
         result = info.to_dict()
         fp = info.fingerprint
         if mismatch:
             result["power_mode_mismatch"] = mismatch
+        if mode_note:
+            result["power_mode_note"] = mode_note
         if json_out:
             emit_json(result)
             return
@@ -88,9 +91,8 @@ def register(app: typer.Typer) -> None:
         _print_tree(fp, indent=1)
         out.print("runtimes: " + esc(", ".join(f"{k} {v.get('version', '') if isinstance(v, dict) else ''}".strip()
                                            for k, v in (result.get("runtimes") or {}).items() if v)))
-        if "power_mode_mismatch" in result:
-            mm = result["power_mode_mismatch"]
-            out.print(f"[yellow]power mode is {esc(mm['actual'])}, profile expects {esc(mm['expected'])}[/yellow]")
+        if mode_note:  # another mode than the profile expects, or none reported
+            out.print(f"[yellow]{esc(mode_note)}[/yellow]")
 
 
 def _trust_one(proj, prof, jump: bool, fingerprint: str | None, *, yes: bool, replace: bool, quiet: bool) -> dict:

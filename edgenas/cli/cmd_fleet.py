@@ -82,6 +82,10 @@ def register(app: typer.Typer) -> None:
             for r in rows:
                 t.add_row(esc(r.device), f"[{colour[r.status]}]{r.status}[/{colour[r.status]}]", esc(r.reason), f"{r.wall_s:.1f}")
             print_table(t)
+            for r in rows:
+                if r.power_mode_note:
+                    out.print(f"[yellow]{esc(r.device)}: {esc(r.power_mode_note)}: its new table was timed in this "
+                              "mode[/yellow]")
         from edgenas.fleet.refresh import stale_runs_after
 
         n_stale = stale_runs_after(proj, rows)

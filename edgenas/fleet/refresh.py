@@ -73,6 +73,8 @@ class DeviceRefresh:
     wall_s: float = 0.0
     #: the reference's time now / the table's nominal ``reference.ms`` - 1 (None without a reference)
     speed_change: float | None = None
+    #: a rebuilt table was timed in another power mode than the profile expects, or in none reported
+    power_mode_note: str | None = None
 
     def __post_init__(self) -> None:  # a device's error text can be megabytes: the row and its file keep a line
         object.__setattr__(self, "reason", one_line(self.reason))
@@ -114,7 +116,7 @@ def refresh_device(project: Project, profile: Any, space: str, *, protocol: dict
         return DeviceRefresh(res.device, RefreshStatus.REFRESHED, reason, space, res.fingerprint_hash,
                              check.drift if check else None, check.threshold if check else None,
                              str(res.lut_path), time.perf_counter() - t0,
-                             check.speed_change if check else None)
+                             check.speed_change if check else None, res.power_mode_note)
     except EdgenasError as exc:
         return DeviceRefresh(profile.name, RefreshStatus.FAILED, str(exc), space, wall_s=time.perf_counter() - t0)
     except Exception as exc:  # a bug on one device must not take the others down

@@ -213,10 +213,10 @@ def _device_without_lut_page(source: DataSource, device: str, *, plotly_src: str
     ms, damaged, fewshot = source.measurements(device=device), source.damaged_luts(device), \
         source.fewshot_spaces(device)
     spaces = sorted({m.space for m in ms} | set(fewshot) | {n.rsplit("-", 1)[0] for n in damaged})
-    how = " or ".join(f"edgenas profile {device} --space {sp}" for sp in spaces or ["SPACE"])
+    force = " --force" if damaged else ""  # a damaged table is rebuilt only with --force
+    how = " or ".join(f"edgenas profile {device} --space {sp}{force}" for sp in spaces or ["SPACE"])
     if damaged:
-        text = (f"{len(damaged)} table file(s) cannot be read ({', '.join(damaged[:10])}): rebuild them with "
-                f"{how} --force.")
+        text = f"{len(damaged)} table file(s) cannot be read ({', '.join(damaged[:10])}): rebuild them with {how}."
     elif fewshot:
         text = (f"No LUT yet: search predicts this device's latency from its few-shot model of "
                 f"{', '.join(fewshot)} (edgenas device add {device} --fewshot K) until a profile builds a table "

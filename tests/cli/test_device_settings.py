@@ -34,3 +34,17 @@ def test_an_expected_power_mode_the_device_does_not_report_is_a_warning(fresh, c
     assert status.code == 0, status.err
     assert [r["power_mode_note"] for r in status.json() if r["device"] == "pc"] == [
         "the profile expects power mode MAXN, and the device reports none (no nvpmodel answer)"]
+
+
+def test_device_info_and_fleet_refresh_say_the_power_mode_too(fresh, cli):
+    """device info warned only of another mode, not of none reported; fleet refresh rebuilt a table with no
+    word of the mode it was timed in."""
+    _profile(fresh, "pc", power_mode="MAXN")
+    info = cli("device", "info", "pc", "--json")
+    assert info.code == 0 and "reports none" in info.json()["power_mode_note"]
+    assert "the profile expects power mode MAXN" in cli("device", "info", "pc").out
+    (fresh / "profiles" / "fleet.toml").write_text('[fleet]\ndevices = ["pc"]\n')
+    res = cli("fleet", "refresh", "--space", "mbv3-tiny", "--json")  # no table yet: one is timed
+    assert res.code == 0, res.err
+    [row] = res.json()
+    assert row["status"] == "refreshed" and "reports none" in row["power_mode_note"]

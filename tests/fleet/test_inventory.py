@@ -237,6 +237,9 @@ def test_ansible_host_without_ansible_host_uses_its_name(project, tmp_path):
     ("all:\n  hosts:\n    a:\n      ansible_host: a.lab\n      ansible_host: b.lab\n",
      "line 5 column 7: the key 'ansible_host' is given twice"),
     ("all:\n  hosts:\n    a: {ansible_host: a.lab}\n    a: {ansible_host: b.lab}\n", "the key 'a' is given twice"),
+    # written differently, one key as PyYAML builds it (it kept the last silently)
+    ("all:\n  hosts:\n    1: {ansible_host: a.lab}\n    0x1: {ansible_host: b.lab}\n", "the key '0x1' is given twice"),
+    ("all:\n  vars:\n    true: 1\n    True: 2\n", "the key 'True' is given twice"),
 ])
 def test_bad_ansible_inventory_is_one_clear_input_error(project, tmp_path, text, match):
     path = write(tmp_path / "inv.yaml", text)
