@@ -48,3 +48,14 @@ def test_device_info_and_fleet_refresh_say_the_power_mode_too(fresh, cli):
     assert res.code == 0, res.err
     [row] = res.json()
     assert row["status"] == "refreshed" and "reports none" in row["power_mode_note"]
+
+
+def test_deploy_with_a_provider_the_device_lacks_is_refused_before_the_export(fresh, cli):
+    import json
+
+    _profile(fresh, "g", runtime="onnxruntime", provider="cuda")
+    arch = {"space": "mbv3-tiny", "schema": 1, "ks": [3] * 4, "e": [3] * 4, "d": [2, 2], "r": 16}
+    (fresh / "arch.json").write_text(json.dumps(arch))
+    res = cli("deploy", "g", "arch.json")
+    assert res.code == 3 and "CUDAExecutionProvider is not available" in res.err, res.err
+    assert len(res.err.strip().splitlines()) == 1 and not (fresh / "exports").exists()

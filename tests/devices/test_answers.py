@@ -132,3 +132,12 @@ def test_power_mode_note_and_what_a_device_cannot_measure():
                                                                            "provider": "cuda"})
     assert "runtime 'tensorrt' is not available; the device has: onnxruntime" in info.unmeasurable(
         {"runtime": "tensorrt"})
+
+
+def test_a_tensorrt_11_device_cannot_build_fp16_from_an_fp32_graph():
+    trt = {"onnxruntime": {"version": "1.20"}, "tensorrt": {"version": "11.0.1"}}
+    info = DeviceInfo.from_answer("thor", {**GOOD, "runtimes": trt})
+    assert "cannot be built" in info.unmeasurable({"runtime": "tensorrt", "precision": "fp16"})
+    assert info.unmeasurable({"runtime": "tensorrt", "precision": "fp32"}) is None
+    old = DeviceInfo.from_answer("orin", {**GOOD, "runtimes": {**trt, "tensorrt": {"version": "10.3.0"}}})
+    assert old.unmeasurable({"runtime": "tensorrt", "precision": "fp16"}) is None
