@@ -40,6 +40,7 @@ def create_app(source: DataSource, token: str | None = None, *, local_only: bool
     from fastapi import FastAPI, Query, Request
     from fastapi.responses import HTMLResponse, JSONResponse, Response
     from starlette.exceptions import HTTPException as StarletteHTTPException
+    from fastapi.exceptions import RequestValidationError
 
     from edgenas.api.live import live_page
     from edgenas.report import pages
@@ -83,7 +84,19 @@ def create_app(source: DataSource, token: str | None = None, *, local_only: bool
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):  # type: ignore[no-untyped-def]
-        return JSONResponse({"error": one_line(exc.detail)}, status_code=exc.status_code)
+        # its headers kept: a 405 says which methods are allowed (Allow), as HTTP requires
+        return JSONResponse({"error": one_line(exc.detail)}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_query(request: Request, exc: RequestValidationError):  # type: ignore[no-untyped-def]
+        """A bad query parameter is a 400 in the API's error shape (FastAPI's default was a 422 listing the
+        parameter's whole value back)."""
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        where = ".".join(str(x) for x in first.get("loc", ())[1:]) or "request"
+        return JSONResponse({"error": one_line(f"{where}: {first.get('msg', 'invalid')}", 300),
+                             "hint": "see /docs for the parameters this path takes"}, status_code=400)
 
     def html(text: str) -> HTMLResponse:
         return HTMLResponse(text, headers={"Content-Security-Policy": "default-src 'self' 'unsafe-inline' 'unsafe-eval' data: blob:"})
@@ -142,6 +155,12 @@ def create_app(source: DataSource, token: str | None = None, *, local_only: bool
 
     @app.get("/api/measurements", tags=["measurements"], summary="Whole-model measurements")
     def measurements(device: str | None = None, space: str | None = None) -> list[dict[str, Any]]:
+        """A filter: a device or space without measurements gives []; a name that is no name is a 404."""
+        from edgenas.report.source import check_name
+
+        for value, what in ((device, "device"), (space, "space")):
+            if value is not None:
+                check_name(value, what)
         return [m.to_dict() for m in source.measurements(device=device, space=space)]
 
     # ------------------------------------------------------------------ pages
@@ -177,21 +196,24 @@ def create_app(source: DataSource, token: str | None = None, *, local_only: bool
                                    swagger_css_url=f"{SWAGGER_PATH}/swagger-ui.css", swagger_favicon_url="")
 
     def q(request: Request) -> str:
-        t = request.query_params.get("token")
-        return f"?token={esc(t)}" if t else ""
+        from urllib.parse import quote
+
+        t = request.query_params.get("token")  # URL-encoded: a token with + & # % ; broke every link
+        return f"?token={esc(quote(t, safe=''))}" if t else ""
 
     @app.get("/", response_class=HTMLResponse, tags=["pages"], summary="Index of runs and devices")
     def index(request: Request) -> HTMLResponse:
         tq = q(request)
-        rows = "".join(
-            f"<tr><td><a href='/runs/{esc(s['id'])}{tq}'>{esc(s['id'])}</a></td><td>{esc(s['space'])}</td>"
-            f"<td>{esc(s['strategy'])}</td><td>{esc(s['status'])}</td><td>{s['evaluations']}</td>"
+        rows = "".join(  # a damaged run (no space, strategy, count) is its own row: it was a 500 for the page
+            f"<tr><td><a href='/runs/{esc(s['id'])}{tq}'>{esc(s['id'])}</a></td><td>{esc(s.get('space', '-'))}</td>"
+            f"<td>{esc(s.get('strategy') or '-')}</td><td>{esc(s.get('status', '-'))}</td>"
+            f"<td>{esc(s.get('evaluations', '-'))}</td>"
             f"<td><a href='/runs/{esc(s['id'])}/live{tq}'>live</a></td></tr>" for s in runs())
         devs = "".join(f"<li><a href='/devices/{esc(d)}{tq}'>{esc(d)}</a></li>" for d in source.devices())
         return html("<!DOCTYPE html><html><head><meta charset='utf-8'><title>edgenas</title><link rel='icon' href='data:,'></head><body>"
                     "<h1>edgenas</h1><h2>Runs</h2><table><tr><th>run</th><th>space</th><th>strategy</th>"
                     f"<th>status</th><th>evaluations</th><th></th></tr>{rows}</table><h2>Devices</h2><ul>{devs}</ul>"
-                    f"<p><a href='/fleet{tq}'>fleet</a> · <a href='/docs'>API docs</a></p></body></html>")
+                    f"<p><a href='/fleet{tq}'>fleet</a> · <a href='/docs{tq}'>API docs</a></p></body></html>")
 
     @app.get("/runs/{run_id}", response_class=HTMLResponse, tags=["pages"], summary="Run report")
     def run_report(run_id: str) -> HTMLResponse:

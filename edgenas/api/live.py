@@ -1,7 +1,7 @@
 """The live page of a running search: polls ``/api/runs/{id}/evaluations?since=N`` and extends its plots.
 
 Two plots: accuracy vs predicted latency on the run's first device (every evaluation, feasible ones in
-blue, over-budget ones in red, the budget as a dashed line) and the best feasible accuracy vs the
+blue, over-budget ones in red, the budget as a dashed line; of a multi-fidelity run, those of its last rung) and the best feasible accuracy vs the
 evaluation count. A status line says how many evaluations arrived and when; the page keeps polling
 until the run's checkpoint says complete.
 """
@@ -87,5 +87,16 @@ def live_page(run: Any, plotly_src: str, token: str | None, interval_ms: int = 1
             "<div id='live-front' class='plotly-graph-div live-plot'></div>"
             "<div id='live-conv' class='plotly-graph-div live-plot'></div>")
     return render_page(f"edgenas live: {run.id}", f"{run.space}, {run.strategy}, device {device or '-'}",
-                       [Section("Evaluations as they arrive", f"Polls every {interval_ms} ms.", html=body)],
+                       [Section("Evaluations as they arrive", f"Polls every {interval_ms} ms." + _rungs_note(run),
+                                html=body)],
                        plotly_src=plotly_src, extra_body=_SCRIPT % {"cfg": _js_json(cfg)})
+
+
+def _rungs_note(run: Any) -> str:
+    """A multi-fidelity run's earlier rungs score with other evaluators (a proxy, fewer epochs), on other
+    scales: the plots show the last rung's objective only, and the page says so (it plotted 2 of 12 points
+    of an sh run without a word)."""
+    if run.last_rung is None:
+        return ""
+    return (f" A multi-fidelity run: the plots show the evaluations of its last rung ({run.objective}); those of "
+            "earlier rungs are counted in the status line, not plotted.")

@@ -382,8 +382,9 @@ class FolderSource(DataSource):
         from edgenas.search.stale import find_stale
         from edgenas.store import open_db
 
-        try:
-            return len(find_stale(open_db(None, self.project, readonly=True), self.project, device=device)[0])
+        try:  # closed at once: an open read connection kept the WAL files of the database in the project
+            with open_db(None, self.project, readonly=True) as db:
+                return len(find_stale(db, self.project, device=device)[0])
         except EdgenasError:
             return None
 
