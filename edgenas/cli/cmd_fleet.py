@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from edgenas.cli._common import emit_json, err, out, print_table, progress_bar, project, results_table
+from edgenas.cli._common import emit_json, err, out, print_table, progress_bar, project, results_table, warn
 from edgenas.textsafe import esc
 
 
@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
             if not r.reachable:
                 out.print(f"[red]{esc(r.device)}: {esc(r.error)}[/red]")
             if r.power_mode_note:
-                out.print(f"[yellow]{esc(r.device)}: {esc(r.power_mode_note)}[/yellow]")
+                warn(f"{esc(r.device)}: {esc(r.power_mode_note)}")
             for s in (s for s in space if r.luts.get(s) == "damaged"):
                 out.print(f"[red]{esc(r.device)}: its LUT for {esc(s)} is damaged[/red] (rebuild it: edgenas profile "
                           f"{esc(r.device)} --space {esc(s)} --force)")
@@ -84,13 +84,15 @@ def register(app: typer.Typer) -> None:
             print_table(t)
             for r in rows:
                 if r.power_mode_note:
-                    out.print(f"[yellow]{esc(r.device)}: {esc(r.power_mode_note)}: its new table was timed in this "
-                              "mode[/yellow]")
+                    warn(f"{esc(r.device)}: {esc(r.power_mode_note)}: its new table was timed in this mode")
         from edgenas.fleet.refresh import stale_runs_after
 
         n_stale = stale_runs_after(proj, rows)
         if n_stale:
             (err if json_out else out).print(f"[yellow]{n_stale} search run(s) went stale[/yellow] on the devices "
                                              "whose tables changed (see: edgenas runs stale)")
-        if failed:
+        if failed:  # one red line on stderr, as every error (the exit code alone said it)
+            names = ", ".join(r.device for r in failed[:10]) + (", ..." if len(failed) > 10 else "")
+            err.print(f"[bold red]error:[/bold red] [red]{len(failed)} of {len(rows)} device(s) failed: {esc(names)} "
+                      "(see their rows; retry them: edgenas fleet refresh --only-failed)[/red]")
             raise typer.Exit(code=3)

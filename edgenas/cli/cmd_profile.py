@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from edgenas.cli._common import emit_json, out, progress_bar, project
+from edgenas.cli._common import emit_json, out, progress_bar, project, warn
 from edgenas.textsafe import esc
 
 #: whole models to measure for the calibration the hint after a GPU profile suggests (the H200 runs of
@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
                   f"{res.unstable} unstable, {res.wall_s:.1f} s")
         out.print(f"LUT: {esc(res.lut_path)}")
         if res.power_mode_note:
-            out.print(f"[yellow]warning: {esc(res.power_mode_note)}: the table was timed in this mode[/yellow]")
+            warn(f"{esc(res.power_mode_note)}: the table was timed in this mode")
         if res.recalibrated:
             r = res.recalibrated
             out.print(f"LUT calibration fitted on the device's {r.n_points} stored measurement"

@@ -60,9 +60,11 @@ def request_getter(request: Any) -> Any:
 def describe_task(request: Any) -> dict[str, Any]:
     """The task of a ``SearchRequest`` (or its JSON) as a record with meta-features."""
     get = request_getter(request)
-    if get("table"):
-        return _card(dataset_of_column(str(get("objective") or "cifar10_test")), source="table")
     options = get("evaluator_options") or {}
+    if get("strategy") == "darts":  # it trains on its own data: a --table gives its latency only (it was
+        options = get("strategy_options") or {}  # recorded as the table's CIFAR-10 while it trained on digits)
+    elif get("table"):
+        return _card(dataset_of_column(str(get("objective") or "cifar10_test")), source="table")
     if get("ladder"):  # multi-fidelity: the last rung's evaluator says what the run is about
         from edgenas.search.ladder import Rung
 

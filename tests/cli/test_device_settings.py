@@ -28,7 +28,7 @@ def test_an_expected_power_mode_the_device_does_not_report_is_a_warning(fresh, c
     assert res.code == 0, res.err
     assert "reports none" in res.json()["power_mode_note"]
     res = cli("profile", "pc", "--space", "mbv3-tiny")  # reused: still said
-    assert res.code == 0 and "warning: the profile expects power mode MAXN" in res.out
+    assert res.code == 0 and "warning: the profile expects power mode MAXN" in res.err and "power mode" not in res.out
     (fresh / "profiles" / "fleet.toml").write_text('[fleet]\ndevices = ["pc"]\n')
     status = cli("fleet", "status", "--json")
     assert status.code == 0, status.err

@@ -227,3 +227,15 @@ def test_bad_warm_start_settings(db, tmp_path):
     with pytest.raises(InputError, match="searched space 'nb201', not 'mbv3-small'"):
         problem = type("P", (), {"space": get_space("mbv3-small"), "devices": []})()
         plan_warm_start(db, proj, problem, _req(), [list_runs(db)[0].id], n=5)
+
+
+def test_a_darts_run_given_a_table_is_recorded_with_the_data_it_trained_on():
+    """A --table gives DARTS latency only; the task was recorded as the table's CIFAR-10 while the run trained
+    on digits, and warm starts matched it to CIFAR-10 runs."""
+    from edgenas.search.launch import SearchRequest
+    from edgenas.search.task import describe_task
+
+    darts = SearchRequest(space="nb201", strategy="darts", table=str(TABLE), latency_column="raspi4_ms")
+    assert describe_task(darts)["dataset"] == "digits"
+    assert describe_task(darts.to_json())["dataset"] == "digits"
+    assert describe_task(SearchRequest(space="nb201", table=str(TABLE)))["dataset"] == "cifar10"
