@@ -108,7 +108,8 @@ def check_no_seed(name: str, options: Mapping[str, Any]) -> None:
     """``--eval-opt seed=`` is refused: an evaluator's seed is the search's ``--seed`` (it was an internal error,
     the factory given ``seed`` twice)."""
     if "seed" in options:
-        raise InputError(f"evaluator '{name}': seed is not an evaluator option; the evaluator takes the search's --seed",
+        raise InputError(f"evaluator '{name}': seed is not an evaluator option; the evaluator takes the "
+                         "search's --seed",
                          hint="drop seed=... (from --eval-opt or the --ladder rung), and use --seed")
 
 
