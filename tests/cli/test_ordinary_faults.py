@@ -194,24 +194,6 @@ def test_malformed_yaml_inventory_gives_line_and_column(cli, proj):
 
 
 # ------------------------------------------------------------------ interrupts and threads
-@pytest.mark.slow
-def test_ctrl_c_during_search_says_how_to_resume(proj):
-    run = proj / "run"
-    p = edgenas_proc(["search", "--space", "mbv3-tiny", "--device", "local", "--budget", "200", "--out", str(run)],
-                     proj)
-    log = run / "evaluations.jsonl"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (log.exists() and log.read_text().count("\n") >= 2):
-        time.sleep(0.05)
-    p.send_signal(signal.SIGINT)
-    _, err = p.communicate(timeout=60)
-    assert p.returncode == SearchInterrupted.exit_code, err
-    lines = err.strip().splitlines()  # notes (which LUT) may come first; the interrupt is one last line
-    assert "Traceback" not in err and lines[-1].startswith("error: search interrupted")
-    assert f"resume with: edgenas search --resume {run}" in lines[-1]
-    assert (run / "request.json").exists()
-
-
 def _wait_for(cond, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not cond():
@@ -235,18 +217,21 @@ def test_ctrl_c_or_sigterm_in_a_profile_is_one_line_saying_what_to_do(fresh, sig
 
 
 @pytest.mark.slow
-def test_sigterm_in_a_search_indexes_the_run_as_stopped_and_says_how_to_resume(proj):
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, SearchInterrupted.exit_code), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_sigterm_during_search_says_how_to_resume_and_indexes_the_run(proj, sig, code):
     """SIGTERM skipped the cleanup Ctrl-C runs: the run was missing from the experiment database."""
     run = proj / "run"
     p = edgenas_proc(["search", "--space", "mbv3-tiny", "--device", "local", "--budget", "200", "--out", str(run)],
                      proj)
     log = run / "evaluations.jsonl"
     _wait_for(lambda: log.exists() and log.read_text().count("\n") >= 2)
-    p.send_signal(signal.SIGTERM)
+    p.send_signal(sig)
     _, err = p.communicate(timeout=60)
-    assert p.returncode == 143 and "Traceback" not in err, err
-    assert err.strip().splitlines()[-1].startswith("error: search interrupted")
-    assert f"resume with: edgenas search --resume {run}" in err
+    assert p.returncode == code, err
+    lines = err.strip().splitlines()  # notes (which LUT) may come first; the interrupt is one last line
+    assert "Traceback" not in err and lines[-1].startswith("error: search interrupted")
+    assert f"resume with: edgenas search --resume {run}" in lines[-1]
+    assert (run / "request.json").exists()
     listed = subprocess.run([sys.executable, "-c", "from edgenas.cli import main; main()", "runs", "list", "--json"],
                             cwd=proj, env=dict(os.environ, PYTHONPATH=str(ROOT), EDGENAS_PROJECT=str(proj)),
                             capture_output=True, text=True, timeout=120)
