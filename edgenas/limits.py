@@ -9,6 +9,7 @@ JSON through ``loads_json_limited``. ``EDGENAS_MAX_INPUT_MB`` raises the size li
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import math
 import os
@@ -175,6 +176,7 @@ def loads_json_limited(data: bytes | str, where: str, max_depth: int = MAX_DEPTH
     return check_depth(obj, where, max_depth)
 
 
+@functools.lru_cache(maxsize=1)
 def _unique_key_loader():
     """A ``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last one silently;
     in an inventory that is two ``ansible_host`` lines, and the device reached is the one written last). The

@@ -104,13 +104,14 @@ def deploy(project: Project, device: Any, space: SearchSpace, arch: Any, *, runt
         check_db_url()  # where the measurement goes: refused before the device measures
     with open_session(project, profile) as s:  # the device is checked before anything is written
         rt_name, note = choose_runtime(s.device, wanted, s.info(wanted))
-        why = s.info(rt_name).unmeasurable(s.runtime_params(rt_name))
+        info = s.info(rt_name)
+        why = info.unmeasurable(s.runtime_params(rt_name))
         if why:  # a provider it lacks, a precision its TensorRT cannot build: before the export, not after
             raise RuntimeMissingError(s.device, why, hint="install it on the device, or deploy with a runtime and "
                                                           "settings it has (--runtime, the device profile)")
-        mode_note = s.info(rt_name).power_mode_note(profile.power_mode)
+        mode_note = info.power_mode_note(profile.power_mode)
         note = "; ".join(x for x in (note, f"warning: {mode_note}" if mode_note else "") if x)
-        fingerprint, fp_hash = s.info(rt_name).fingerprint, s.info(rt_name).fingerprint_hash
+        fingerprint, fp_hash = info.fingerprint, info.fingerprint_hash
         ref_path = reference_model(project, rt_name)
         exp = export_arch(space, arch, out_dir, progress=progress)
         out = measure_model(s, model_file(rt_name, space, arch, exp), runtime=rt_name, progress=progress,
