@@ -92,6 +92,14 @@ class SearchInterrupted(EdgenasError):
 
 
 class LLMError(EdgenasError):
-    """The language model could not be found, loaded or run (bad path, wrong adapter, out of memory)."""
+    """The language model could not be loaded or run (not installed, out of memory, a failed load)."""
 
     exit_code = 6
+
+
+class LLMInputError(LLMError):
+    """A model or adapter the user named is not one: a missing path, a folder without ``config.json``, a
+    file that is not GGUF, an adapter for another base model, a damaged or non-finite model. Bad input
+    (exit 2), still an ``LLMError`` for the code that catches those."""
+
+    exit_code = 2

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from edgenas.errors import LLMError
+from edgenas.errors import LLMError, LLMInputError
 from edgenas.llm.decoding import ChoiceConstraint, MultiGeneConstraint
 from edgenas.llm.prompt import ANSWER_HEAD, MUTATION_HEAD
 
@@ -112,21 +112,21 @@ class Engine:
 
     def check_finite(self) -> None:
         """Every weight (the adapter's included), then one forward pass on a short prompt: a model (or adapter)
-        with NaN or infinite weights or settings is one ``LLMError`` before a run folder is written, not at
+        with NaN or infinite weights or settings is one ``LLMInputError`` before a run folder is written, not at
         the first generation. The pass alone missed a NaN ``lora_B`` on a small model (its last logits stayed
         finite; sampling failed half way through the run)."""
         import torch
 
         bad = self._nonfinite_weight()
         if bad is not None:
-            raise LLMError(f"the model's weight {bad} is not finite (NaN or infinite)",
+            raise LLMInputError(f"the model's weight {bad} is not finite (NaN or infinite)",
                            hint="the model or the adapter is damaged; use another one")
         self._setup(0)
         ids = self.encode(self.head("Propose a mutation."))
         with torch.no_grad():
             logits = self.model(input_ids=ids).logits[0, -1]
         if not bool(torch.isfinite(logits).all()):
-            raise LLMError("the model's outputs are not finite (NaN or infinite)",
+            raise LLMInputError("the model's outputs are not finite (NaN or infinite)",
                            hint="the model or the adapter is damaged (e.g. a NaN in config.json)")
 
     def _nonfinite_weight(self) -> str | None:

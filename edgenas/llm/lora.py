@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from edgenas.errors import LLMError
+from edgenas.errors import LLMError, LLMInputError
 from edgenas.llm.model import ADAPTER_META, _short, base_signature, check_regular_files, is_oom, quiet
 
 RANK, ALPHA, TARGETS = 8, 16, ("q_proj", "v_proj")
@@ -30,7 +30,7 @@ def attach(model: Any, adapter: str | os.PathLike | None = None) -> Any:
     names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
     missing = [t for t in TARGETS if t not in names]
     if missing:
-        raise LLMError(f"the model has no {', '.join(missing)} modules for LoRA",
+        raise LLMInputError(f"the model has no {', '.join(missing)} modules for LoRA",
                        hint="use a Llama-style model, or turn LoRA off (--llm-opt lora_every=0)")
     if adapter is not None:
         check_regular_files(Path(adapter), f"adapter {str(adapter)!r}")  # a FIFO hung peft's loader
@@ -42,8 +42,11 @@ def attach(model: Any, adapter: str | os.PathLike | None = None) -> Any:
                              bias="none", task_type="CAUSAL_LM")
             return get_peft_model(model, cfg)
     except Exception as exc:  # noqa: BLE001 - a mismatched adapter is the usual cause
-        raise LLMError(f"cannot load adapter {str(adapter)!r} onto this model: {_short(exc)}",
-                       hint="the adapter was probably trained for another base model") from None
+        if adapter is None:
+            raise LLMError(f"cannot attach a LoRA adapter to this model: {_short(exc)}",
+                           hint="turn LoRA off (--llm-opt lora_every=0)") from None
+        raise LLMInputError(f"cannot load adapter {str(adapter)!r} onto this model: {_short(exc)}",
+                            hint="the adapter was probably trained for another base model") from None
 
 
 def train(engine: Any, examples: Sequence[tuple[str, str, str]], *, steps: int, lr: float, batch: int,

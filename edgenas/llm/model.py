@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from edgenas.errors import InputError, LLMError
+from edgenas.errors import InputError, LLMError, LLMInputError
 from edgenas.limits import MAX_ARCH_BYTES, loads_json_limited, open_regular, read_bytes_limited
 
 SMOLLM2 = "smollm2"
@@ -66,11 +66,11 @@ def resolve_model(spec: str | None) -> ModelSource:
         return ModelSource(spec, p.parent, p.name)
     p = Path(spec).expanduser()
     if not p.exists():
-        raise LLMError(f"model path {spec!r} does not exist",
+        raise LLMInputError(f"model path {spec!r} does not exist",
                        hint="give a Hugging Face model folder, a .gguf file, or smollm2")
     if p.is_dir():
         if not (p / "config.json").is_file():
-            raise LLMError(f"{spec!r} is not a model folder (no config.json)",
+            raise LLMInputError(f"{spec!r} is not a model folder (no config.json)",
                            hint="give a folder written by save_pretrained, or a .gguf file")
         check_regular_files(p, f"model folder {spec!r}")
         _check_no_code(p, spec)
@@ -80,11 +80,11 @@ def resolve_model(spec: str | None) -> ModelSource:
         with open_regular(p, f"model {spec!r}", hint=hint) as fh:
             magic = fh.read(4)
     except InputError as exc:
-        raise LLMError(exc.message, hint=exc.hint) from None
+        raise LLMInputError(exc.message, hint=exc.hint) from None
     except OSError as exc:
         raise LLMError(f"cannot read model {spec!r}: {exc.strerror or exc}") from None
     if magic != b"GGUF":
-        raise LLMError(f"{spec!r} is not a model (neither a model folder nor a GGUF file)", hint=hint)
+        raise LLMInputError(f"{spec!r} is not a model (neither a model folder nor a GGUF file)", hint=hint)
     p = p.resolve()
     return ModelSource(spec, p.parent, p.name)
 
@@ -98,11 +98,11 @@ def _check_no_code(folder: Path, spec: str) -> None:
         try:
             cfg = loads_json_limited(read_bytes_limited(folder / name, f"model {name}"), f"{spec}/{name}")
         except InputError as exc:
-            raise LLMError(f"model {spec!r}: {exc.message}") from None
+            raise LLMInputError(f"model {spec!r}: {exc.message}") from None
         if not isinstance(cfg, dict):
-            raise LLMError(f"model {spec!r}: {name} is not a JSON object", hint="the model folder is damaged")
+            raise LLMInputError(f"model {spec!r}: {name} is not a JSON object", hint="the model folder is damaged")
         if "auto_map" in cfg:
-            raise LLMError(f"model {spec!r} needs its own Python code ({name} has an auto_map); edgenas does not "
+            raise LLMInputError(f"model {spec!r} needs its own Python code ({name} has an auto_map); edgenas does not "
                            "run a model folder's code", hint="use a model transformers supports natively, "
                                                              "or a .gguf file")
 
@@ -118,10 +118,10 @@ def check_regular_files(folder: Path, what: str) -> None:
         try:
             mode = os.stat(entry.path).st_mode
         except OSError:
-            raise LLMError(f"{entry.name!r} in {what} is a link to nothing",
+            raise LLMInputError(f"{entry.name!r} in {what} is a link to nothing",
                            hint="remove it or mend the link") from None
         if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-            raise LLMError(f"{entry.name!r} in {what} is not a regular file (a FIFO, a socket or a device)",
+            raise LLMInputError(f"{entry.name!r} in {what} is not a regular file (a FIFO, a socket or a device)",
                            hint="remove it")
 
 
@@ -157,7 +157,7 @@ def model_signature(source: ModelSource) -> dict[str, Any]:
             cfg = tf.AutoConfig.from_pretrained(str(source.folder), gguf_file=source.gguf_file,
                                                 trust_remote_code=False)
     except Exception as exc:  # noqa: BLE001 - any loader failure is a bad model for the user
-        raise LLMError(f"cannot read the model's configuration from {source.spec!r}: {_short(exc)}") from None
+        raise LLMInputError(f"cannot read the model's configuration from {source.spec!r}: {_short(exc)}") from None
     return base_signature(cfg)
 
 
@@ -168,7 +168,7 @@ def check_adapter(path: str, source: ModelSource) -> Path:
     """A LoRA adapter folder made for this base model (``edgenas_base.json`` when edgenas wrote it)."""
     p = Path(path).expanduser()
     if not (p / "adapter_config.json").is_file():
-        raise LLMError(f"{path!r} is not a LoRA adapter folder (no adapter_config.json)",
+        raise LLMInputError(f"{path!r} is not a LoRA adapter folder (no adapter_config.json)",
                        hint="give the adapter-K folder of a past run's llm/ folder")
     check_regular_files(p, f"adapter {path!r}")
     meta = p / ADAPTER_META
@@ -178,11 +178,11 @@ def check_adapter(path: str, source: ModelSource) -> Path:
         except InputError:  # too large, bad JSON, bad UTF-8, a 4,300-digit int
             want = None
         if not isinstance(want, dict):
-            raise LLMError(f"{meta} is damaged", hint="remove it, or use another adapter")
+            raise LLMInputError(f"{meta} is damaged", hint="remove it, or use another adapter")
         have = model_signature(source)
         if want != have:
             diff = ", ".join(f"{k} {want.get(k)!r} != {have.get(k)!r}" for k in have if want.get(k) != have.get(k))
-            raise LLMError(f"adapter {path!r} was trained for another base model ({diff})",
+            raise LLMInputError(f"adapter {path!r} was trained for another base model ({diff})",
                            hint="use an adapter trained with this --llm-model, or none")
     return p.resolve()
 

@@ -59,7 +59,9 @@ def test_bad_models_and_options(search, tiny_model, tmp_path):
         (["--llm-model", str(tiny_model), "--llm-opt", "think_tokens"], "key=value"),
     ]
     for args, fragment in cases:
-        one_line_error(search(*args), fragment)
+        res = search(*args)
+        one_line_error(res, fragment)
+        assert res.code == 2, (args, res.code)  # bad input, not "the model could not be loaded" (6)
     one_line_error(search("--llm-share", "0.5", strategy="random"), "no language-model operator")
     one_line_error(search("--llm-model", str(tiny_model), strategy="evolution"), "uses no language model")
     one_line_error(search("--llm-model", str(tiny_model), "--llm-share", "1.5", strategy="evolution"), "[0, 1]")
@@ -69,7 +71,9 @@ def test_bad_models_and_options(search, tiny_model, tmp_path):
 def test_broken_model_fails_cleanly_or_falls_back(search, tmp_path):
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(b"GGUF" + b"\x07" * 200)          # the right magic, then garbage
-    one_line_error(search("--llm-model", str(broken)), "cannot load model")
+    res = search("--llm-model", str(broken))
+    one_line_error(res, "cannot load model")
+    assert res.code == 6, res.code  # the loader failed: not told apart from a machine that cannot load it
     assert not (tmp_path / "run").exists()
     res = search("--llm-model", str(broken), "--llm-fallback", out="fb")
     assert res.code == 0, res.err
@@ -152,6 +156,7 @@ def test_hostile_models_adapters_and_options_are_one_line_before_the_run_folder(
         res = search(*args)
         one_line_error(res, fragment)
         assert res.out == "", res.out   # transformers printed its remote-code notice on stdout
+        assert res.code == 2, (args, res.code)
     assert not (tmp_path / "run").exists() and not (tmp_path / "PWNED").exists()
 
 
