@@ -13,6 +13,7 @@ the plotly.js bundle must carry it (``Authorization: Bearer TOKEN`` or ``?token=
 # no ``from __future__ import annotations``: FastAPI reads the route annotations at run time
 import dataclasses
 import hmac
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,94 @@ def _lut_summary(t: Any) -> dict[str, Any]:
             "precision": t.precision, "threads": t.threads, "created_at": t.created_at, "entries": len(t.entries),
             "unstable": len(t.unstable_keys), "reference": t.reference,
             "calibration": t.calibration.to_dict() if t.calibration else None}
+
+
+def _js(value: Any) -> str:
+    """``value`` as a JavaScript literal safe inside a <script> element (no ``</script>``, no ``<!--``)."""
+    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def swagger_page(spec_url: str, token: str | None) -> str:
+    """Swagger UI over ``spec_url``, its files from this server; a token goes with every request it makes."""
+    settings = {"url": spec_url, "dom_id": "#swagger-ui", "layout": "BaseLayout", "deepLinking": True}
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>edgenas API</title>"
+            f"<link rel='icon' href='data:,'><link rel='stylesheet' href='{SWAGGER_PATH}/swagger-ui.css'></head>"
+            f"<body><div id='swagger-ui'></div><script src='{SWAGGER_PATH}/swagger-ui-bundle.js'></script><script>"
+            f"const token = {_js(token)};\n"
+            f"window.ui = SwaggerUIBundle(Object.assign({_js(settings)}, {{\n"
+            "  presets: [SwaggerUIBundle.presets.apis, SwaggerUIBundle.SwaggerUIStandalonePreset],\n"
+            "  requestInterceptor: (req) => {\n"
+            "    if (token && !req.headers.Authorization) req.headers.Authorization = 'Bearer ' + token;\n"
+            "    return req;\n"
+            "  }}));\n</script></body></html>")
+
+
+class HeadAsGet:
+    """ASGI middleware: HEAD is answered as GET without the body (FastAPI routes take GET only, so a HEAD,
+    as link checkers and ``curl -I`` send, was a 405); the headers, Content-Length included, are the GET's."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http" or scope.get("method") != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_headers_only(message: dict) -> None:
+            if message["type"] == "http.response.body":
+                message = {**message, "body": b""}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, send_headers_only)
+
+
+ERROR_SCHEMA = {"type": "object", "required": ["error"], "title": "Error",
+                "properties": {"error": {"type": "string", "description": "what is wrong"},
+                               "hint": {"type": "string", "nullable": True, "description": "what to do"}}}
+#: paths whose query parameters name runs, devices or spaces: an unknown name or one that is no name is a 404
+NAMES_IN_QUERY = {"/api/measurements", "/compare"}
+
+
+def _openapi(app: Any, *, token: bool, local_only: bool) -> dict[str, Any]:
+    """FastAPI's schema with the error responses this API really gives: 400 for a bad query parameter
+    (FastAPI listed a 422 it never sends), 404 for a name, 401 without the token, 421 for another host;
+    with a token, the two ways to send it as security schemes (Swagger UI's Authorize button)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    from fastapi.openapi.utils import get_openapi
+
+    spec = get_openapi(title=app.title, version=app.version, openapi_version=app.openapi_version,
+                       description=app.description, routes=app.routes)
+    components = spec.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    schemas["Error"] = ERROR_SCHEMA
+
+    def error(text: str) -> dict[str, Any]:
+        schema = {"$ref": "#/components/schemas/Error"}
+        return {"description": text, "content": {"application/json": {"schema": schema}}}
+
+    for path, ops in spec.get("paths", {}).items():
+        for op in ops.values():
+            responses = op.setdefault("responses", {})
+            responses.pop("422", None)
+            params = op.get("parameters", [])
+            if any(p.get("in") == "query" for p in params):
+                responses["400"] = error("A query parameter is out of range or of the wrong type")
+            if any(p.get("in") == "path" for p in params) or path in NAMES_IN_QUERY:
+                responses["404"] = error("No such run, device, space or LUT, or a name that is no name")
+            if token:
+                responses["401"] = error("The token is missing or wrong")
+            if local_only:
+                responses["421"] = error("The Host header names another machine (served for this machine only)")
+    if token:
+        components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"},
+                                         "token": {"type": "apiKey", "in": "query", "name": "token"}}
+        spec["security"] = [{"bearer": []}, {"token": []}]
+    app.openapi_schema = spec
+    return spec
 
 
 def create_app(source: DataSource, token: str | None = None, *, local_only: bool = False) -> Any:
@@ -84,9 +173,12 @@ def create_app(source: DataSource, token: str | None = None, *, local_only: bool
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):  # type: ignore[no-untyped-def]
-        # its headers kept: a 405 says which methods are allowed (Allow), as HTTP requires
-        return JSONResponse({"error": one_line(exc.detail)}, status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        # its headers kept: a 405 says which methods are allowed (Allow), as HTTP requires; HEAD is one of them
+        headers = dict(getattr(exc, "headers", None) or {})
+        allow = [m.strip() for m in headers.get("Allow", "").split(",") if m.strip()]
+        if "GET" in allow and "HEAD" not in allow:
+            headers["Allow"] = ", ".join([*allow, "HEAD"])
+        return JSONResponse({"error": one_line(exc.detail)}, status_code=exc.status_code, headers=headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def bad_query(request: Request, exc: RequestValidationError):  # type: ignore[no-untyped-def]
@@ -97,6 +189,10 @@ def create_app(source: DataSource, token: str | None = None, *, local_only: bool
         where = ".".join(str(x) for x in first.get("loc", ())[1:]) or "request"
         return JSONResponse({"error": one_line(f"{where}: {first.get('msg', 'invalid')}", 300),
                              "hint": "see /docs for the parameters this path takes"}, status_code=400)
+
+    app.openapi = lambda: _openapi(app, token=bool(token), local_only=local_only)  # type: ignore[method-assign]
+    # outermost (added last): a HEAD is answered as its GET without the body, the token check's 401 included
+    app.add_middleware(HeadAsGet)
 
     def html(text: str) -> HTMLResponse:
         return HTMLResponse(text, headers={"Content-Security-Policy": "default-src 'self' 'unsafe-inline' 'unsafe-eval' data: blob:"})
@@ -184,16 +280,12 @@ def create_app(source: DataSource, token: str | None = None, *, local_only: bool
 
     @app.get("/docs", include_in_schema=False)
     def docs(request: Request) -> HTMLResponse:
-        """OpenAPI docs (Swagger UI) from local files; with a token, the spec is fetched with it."""
-        from fastapi.openapi.docs import get_swagger_ui_html
-
+        """OpenAPI docs (Swagger UI) from local files. With a token, the spec is fetched with it and every
+        "Try it out" request sends it (``Authorization: Bearer``): Swagger UI sent none, so each was a 401."""
         from urllib.parse import quote
 
         t = request.query_params.get("token")
-        return get_swagger_ui_html(openapi_url="/openapi.json" + (f"?token={quote(t, safe='')}" if t else ""),
-                                   title="edgenas API",
-                                   swagger_js_url=f"{SWAGGER_PATH}/swagger-ui-bundle.js",
-                                   swagger_css_url=f"{SWAGGER_PATH}/swagger-ui.css", swagger_favicon_url="")
+        return HTMLResponse(swagger_page("/openapi.json" + (f"?token={quote(t, safe='')}" if t else ""), t))
 
     def q(request: Request) -> str:
         from urllib.parse import quote

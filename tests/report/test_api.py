@@ -343,3 +343,70 @@ def test_the_page_of_a_device_without_a_lut_shows_its_measurements(api, rproj):
     assert "cannot be read (mbv3-small-aaaaaaaaaaaa.json, mbv3-tiny-aaaaaaaaaaaa.json)" in r.text
     assert ("edgenas profile dm --space mbv3-small --force or edgenas profile dm --space mbv3-tiny --force"
             in r.text) and "few-shot" not in r.text  # each command as it works: with --force
+
+
+def test_head_is_answered_as_get_without_a_body(api):
+    """A HEAD (``curl -I``, link checkers, uptime probes) was a 405: FastAPI routes take GET only."""
+    for url in ("/api/runs", "/api/runs/evo", "/", "/runs/evo", "/static/plotly.min.js"):
+        got, head = api.get(url), api.head(url)
+        assert head.status_code == got.status_code == 200, url
+        assert head.content == b"" and int(head.headers["content-length"]) == len(got.content), url
+        assert head.headers["content-type"] == got.headers["content-type"], url
+    missing = api.head("/api/runs/nope")
+    assert missing.status_code == 404 and missing.content == b""
+    r = api.post("/api/runs")
+    assert r.status_code == 405 and {"GET", "HEAD"} <= {m.strip() for m in r.headers["allow"].split(",")}
+
+
+def test_openapi_lists_the_errors_the_api_really_gives(api, rproj):
+    """The schema listed FastAPI's 422 (the API answers 400) and no 404, 401 or error shape at all."""
+    spec = api.get("/openapi.json").json()
+    text = json.dumps(spec)
+    assert '"422"' not in text and "HTTPValidationError" not in text
+    ops = {(path, method): op for path, item in spec["paths"].items() for method, op in item.items()}
+    ref = {"$ref": "#/components/schemas/Error"}
+    for (path, _), op in ops.items():
+        codes = set(op["responses"])
+        assert "401" not in codes and "200" in codes, path            # no token: no 401
+        assert ("404" in codes) == ("{" in path or path in ("/api/measurements", "/compare")), path
+        for code in codes - {"200"}:
+            assert op["responses"][code]["content"]["application/json"]["schema"] == ref, (path, code)
+    assert "400" in ops[("/api/runs/{run_id}/evaluations", "get")]["responses"]
+    assert "400" not in ops[("/api/runs", "get")]["responses"]
+    assert spec["components"]["schemas"]["Error"]["required"] == ["error"]
+    # every error the API gives has that shape
+    for url in ("/api/runs/nope", "/api/runs/evo/evaluations?since=-1", "/api/measurements?device=../x"):
+        assert set(api.get(url).json()) <= {"error", "hint"}, url
+    assert "security" not in spec
+    with serving(rproj, token="t0k") as base, httpx.Client(base_url=base, timeout=30) as c:
+        spec = c.get("/openapi.json", params={"token": "t0k"}).json()
+    assert spec["security"] == [{"bearer": []}, {"token": []}]
+    assert spec["components"]["securitySchemes"]["token"] == {"type": "apiKey", "in": "query", "name": "token"}
+    assert all("401" in op["responses"] for item in spec["paths"].values() for op in item.values())
+
+
+@pytest.mark.slow
+def test_swagger_try_it_out_sends_the_token(rproj, browser):
+    """With a token, /docs loaded but every "Try it out" request went without it (a 401 in the page)."""
+    token = "t0k</script><b>&'\""          # what a page must not break on, sent URL-encoded
+    with serving(rproj, token=token) as base:
+        from urllib.parse import quote
+
+        page = browser.open(f"{base}/docs?token={quote(token, safe='')}",
+                            wait_js="document.querySelectorAll('.opblock').length > 5")
+        assert page.errors == [], page.errors
+        # open GET /api/runs, press "Try it out", then "Execute": Swagger UI makes the request itself
+        browser.evaluate("document.querySelector('.opblock-summary-path[data-path=\"/api/runs\"]')"
+                         ".closest('.opblock-summary-control').click()")
+        assert browser.open_wait("document.querySelector('.opblock.is-open .try-out__btn') !== null")
+        browser.evaluate("document.querySelector('.opblock.is-open .try-out__btn').click()")
+        assert browser.open_wait("document.querySelector('.opblock.is-open .execute') !== null")
+        browser.evaluate("document.querySelector('.opblock.is-open .execute').click()")
+        assert browser.open_wait("document.querySelector('.opblock.is-open .live-responses-table tbody "
+                                 ".response-col_status') !== null")
+        status = browser.evaluate("document.querySelector('.opblock.is-open .live-responses-table tbody "
+                                  ".response-col_status').textContent.trim()")
+        body = browser.evaluate("document.querySelector('.opblock.is-open .live-responses-table tbody "
+                                ".response-col_description').textContent")
+    assert status == "200", (status, body)
+    assert '"evo"' in body
