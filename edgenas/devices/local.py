@@ -202,6 +202,16 @@ class LocalTransport(Transport):
     def put_file(self, local: Path, remote_rel: str) -> str:
         return _copy_verified(Path(local), self._inside(remote_rel), self.device)
 
+    def remove_file(self, remote_rel: str) -> None:
+        name = Path(remote_rel).name
+        if name in ("", ".", ".."):
+            raise InputError(f"path {remote_rel!r} names no file of the work dir of device '{self.device}'")
+        folder = self._inside(str(Path(remote_rel).parent))  # the folder resolved; a link in it removed as is
+        try:
+            os.unlink(folder / name)
+        except FileNotFoundError:
+            pass
+
     def get_file(self, remote_rel: str, local: Path, max_bytes: int | None = None) -> str:
         src = self._inside(remote_rel)
         if not src.is_file():

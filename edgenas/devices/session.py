@@ -21,7 +21,7 @@ from edgenas.devices.profiles import DeviceProfile, load_profile
 from edgenas.devices.rpc import HELLO_TIMEOUT_S, AgentClient
 from edgenas.devices.ssh import SSHTransport
 from edgenas.devices.transport import Transport
-from edgenas.errors import DeviceError
+from edgenas.errors import DeviceError, EdgenasError
 from edgenas.io import sha256_file
 from edgenas.project import Project
 
@@ -85,6 +85,15 @@ class Session:
                                   hint="check the device's disk and retry")
         self._pushed[str(local)] = remote
         return remote
+
+
+    def forget(self, remote_rel: str) -> None:
+        """Remove a file the host no longer needs from the device (a finished table's partial file); best
+        effort: a file left behind costs disk, never a result, so a failure here fails nothing."""
+        try:
+            self.transport.remove_file(remote_rel)
+        except (EdgenasError, OSError):
+            pass
 
 
 def runtime_params(profile: DeviceProfile, runtime: str | None = None) -> dict[str, Any]:

@@ -297,6 +297,14 @@ class SSHTransport(Transport):
         self.uploads.append(remote)
         return want
 
+    def remove_file(self, remote_rel: str) -> None:
+        remote = self._remote(remote_rel)
+        with self._guard(f"removing {remote}"):
+            try:
+                self._sftp.remove(remote)  # SFTP REMOVE unlinks a link itself
+            except FileNotFoundError:
+                pass
+
     def get_file(self, remote_rel: str, local: Path, max_bytes: int | None = None) -> str:
         remote, local = self._remote(remote_rel), Path(local)
         want = self.remote_sha256([remote]).get(remote)

@@ -80,6 +80,11 @@ class Transport(ABC):
         A file larger than ``max_bytes`` (checked before and while copying) is a ``DeviceError``."""
 
     @abstractmethod
+    def remove_file(self, remote_rel: str) -> None:
+        """Remove a file of the work dir (path relative to it; a link is removed, not what it points at);
+        a file that is not there is no error."""
+
+    @abstractmethod
     def close(self) -> None: ...
 
     def __enter__(self) -> "Transport":

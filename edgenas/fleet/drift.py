@@ -105,7 +105,11 @@ def measure_drift(session: Session, project: Project, lut: Lut, protocol: dict[s
 def _sentinel_pass(session: Session, lut: Lut, keys: list[str], params: dict[str, Any], threshold: float
                    ) -> DriftCheck:
     partial = f"partial/sentinels-{lut.space}-{lut.fingerprint_hash[:12]}-{time.time_ns()}.jsonl"
-    results, _ = bench_many_results(session.device, session.call("bench_many", dict(params, partial=partial)), keys)
+    try:  # a new name each pass (a drift check never reuses a timing), so the file is removed after it
+        results, _ = bench_many_results(session.device, session.call("bench_many", dict(params, partial=partial)),
+                                        keys)
+    finally:
+        session.forget(partial)
     missing = [k for k in keys if k not in results]
     if missing:
         raise DeviceError(session.device, f"the agent returned no result for {len(missing)} sentinel blocks "

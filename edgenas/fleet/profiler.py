@@ -167,6 +167,7 @@ def _profile_device(project: Project, s: Session, space: SearchSpace, *, force: 
     lut = fit.lut if fit else lut
     path = store.save(lut)
     keep_on_device(s, path, lut)
+    s.forget(partial)  # the table is saved: its per-entry file would only pile up (one per forced run)
     refit = fit.result(s.device, space.name, str(path)) if fit is not None else None
     return ProfileResult(s.device, space.name, path, fp_hash, len(entries), False,
                          len(entries) - resumed, resumed, exported, len(lut.unstable_keys),

@@ -52,6 +52,21 @@ def test_put_and_get_file_verify_sha(project, tmp_path):
             t.put_file(src, "../outside.bin")
         with pytest.raises(DeviceError):
             t.get_file("models/absent.bin", back)
+        # removal: the file goes, a missing one is no error, a link goes and what it points at stays
+        victim = tmp_path / "victim.txt"
+        victim.write_text("keep")
+        (project.local_workdir / "models/link.bin").symlink_to(victim)
+        (project.local_workdir / "models/out").symlink_to(tmp_path)
+        t.remove_file("models/blob.bin")
+        t.remove_file("models/blob.bin")
+        t.remove_file("models/link.bin")
+        assert victim.read_text() == "keep"
+        assert not (project.local_workdir / "models/blob.bin").exists()
+        assert not (project.local_workdir / "models/link.bin").is_symlink()
+        for bad in ("../victim.txt", "models/out/victim.txt", "models/.."):  # out of the work dir, or no file
+            with pytest.raises(InputError):
+                t.remove_file(bad)
+        assert victim.read_text() == "keep"
 
 
 def test_large_stdout_and_stderr_do_not_deadlock(script_zipapp, project, tmp_path):

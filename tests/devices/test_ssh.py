@@ -207,6 +207,16 @@ def test_put_and_get_are_hash_checked_and_quoted(device, project, tmp_path):
         assert not (tmp_path / "nope.bin").exists() and not list(back.parent.glob(".*part"))
         with pytest.raises(InputError):
             t.put_file(src, "../escape.bin")
+        # removal: the file goes, a missing one is no error, a link goes and what it points at stays
+        victim = tmp_path / "victim.txt"
+        victim.write_text("keep")
+        (on_device.parent / "link.bin").symlink_to(victim)
+        t.remove_file("models/with space/it's.bin")
+        t.remove_file("models/with space/it's.bin")
+        t.remove_file("models/with space/link.bin")
+        assert list(on_device.parent.iterdir()) == [] and victim.read_text() == "keep"
+        with pytest.raises(InputError):
+            t.remove_file("../victim.txt")
         status, out, _ = t.run(["printf", "%s", "$(touch pwned); `id` 'q' \"x\""])
         assert (status, out) == (0, "$(touch pwned); `id` 'q' \"x\"")
         assert not Path(device.workdir, "pwned").exists()

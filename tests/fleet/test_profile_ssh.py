@@ -102,3 +102,5 @@ def test_sshd_killed_mid_profile_keeps_previous_lut_then_resumes(sshd, project):
     assert new.protocol["min_s"] == SLOW["min_s"] and len(new.entries) == 22
     hist = list((project.luts_dir / "tiny-b" / "history").glob("*.json"))
     assert len(hist) == 1 and _sha(hist[0]) == before  # the replaced table is kept in history/
+    # the table saved, its partial file is removed from the device (one per forced run piled up)
+    assert not fresh[0].exists() and list(partial_dir.iterdir()) == []

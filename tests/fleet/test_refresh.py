@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -161,6 +162,8 @@ def test_parallel_refresh_of_five_devices(sshd_factory, tmp_path, monkeypatch, c
     assert ver[0]["space"] == SPACE and ver[0]["drift"] == pytest.approx(e.drift) and ver[0]["basis"] == "ratio"
     assert e.speed_change is not None and ver[0]["speed_change"] == pytest.approx(e.speed_change)
     assert ver[0]["nominal_ms"] == orig["e"].reference["ms"] and not ver[0]["rescaled"]
+    for n in "cde":  # profiled, rebuilt or drift-checked: no partial file is left on the device
+        assert list((Path(prof[n].workdir) / "partial").iterdir()) == [], n
     for n in "acde":  # the refresh never wrote another device's files
         assert snapshot(Path(prof[n].workdir) / "luts").keys() >= device_luts_before[n].keys()
     assert snapshot(Path(prof["a"].workdir) / "luts") == device_luts_before["a"]
@@ -173,13 +176,19 @@ def test_parallel_refresh_of_five_devices(sshd_factory, tmp_path, monkeypatch, c
     untouched = {n: snapshot(project.luts_dir / f"dev-{n}") for n in "cde"}
     partial_file = [p for p in partial_b.glob("*.jsonl") if p not in old_partials]
     assert len(partial_file) == 1
+    # a second name for the file (the agent appends to it in place): the refresh removes the partial file once
+    # the table is saved, and this name shows what it held by then
+    kept = partial_b.parent / "partial-b.kept"
+    os.link(partial_file[0], kept)
     retry = refresh_fleet(project, [now[n] for n in "abcde"], SPACE, concurrency=2, only_failed=True,
                           protocol=PROTO)
     by = {r.device: r for r in retry}
     assert set(by) == {"dev-a", "dev-b"}  # dev-a is still down
     assert by["dev-b"].status == "refreshed" and by["dev-b"].reason == "fingerprint changed (settings.threads)"
     assert by["dev-a"].status == "failed"
-    assert partial_file[0].read_text().count("\n") == 22  # resumed: the entries before the kill not re-timed
+    assert kept.read_text().count("\n") == 22  # resumed: the entries before the kill not re-timed
+    assert not partial_file[0].exists()  # removed once the table was saved (they piled up, one per rebuild)
+    assert {p.name for p in partial_b.iterdir()} == {p.name for p in old_partials}  # no sentinel file left
     new_b = Lut.load(by["dev-b"].lut_path)
     assert new_b.threads == 2 and len(new_b.entries) == 22
     assert Lut.load(first["b"].lut_path).entries == orig["b"].entries  # the old table is kept
