@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> None:
 
         check_env()
         _check_cwd()
-        code = app(args=argv, standalone_mode=False)
+        # one name in usage lines and hints however it was started (``python -m edgenas`` gave "-m edgenas")
+        code = app(args=argv, standalone_mode=False, prog_name="edgenas")
         if code == 130:  # typer's own answer to a KeyboardInterrupt (Ctrl-C, or SIGTERM): it printed nothing
             raise KeyboardInterrupt
         if isinstance(code, int) and code:

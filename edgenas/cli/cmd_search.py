@@ -287,10 +287,13 @@ def _print(problem, config, result, json_out: bool) -> None:
     fronts = esc(", ".join(f"{n} {k}" for n, k in s["front_sizes"].items()))
     out.print(f"{s['evaluations']} evaluations; Pareto front ({esc(s['objective'])} vs predicted latency): "
               f"{fronts or s['pareto_size']} points; run folder {esc(s['out_dir'])} "
-              "(best.json, pareto.json, evaluations.jsonl)")
+              "(best.json, pareto.json, evaluations.jsonl)" + (f", run id {s['run_id']}" if s.get("run_id") else ""))
 
 
 def _print_darts(rec, json_out: bool) -> None:
+    from edgenas.search.summary import run_id_of
+
+    rec = {**rec, "run_id": run_id_of(rec["out_dir"])}
     if json_out:
         emit_json(rec)
         return
@@ -314,4 +317,5 @@ def _print_darts(rec, json_out: bool) -> None:
                   f"predicted latency: {lat or 'n/a'}{how}")
     if not rec["within_budget"]:
         out.print("[yellow]no cell meets every budget[/yellow]")
-    out.print(f"run folder {esc(str(rec['out_dir']))} (best.json, history.json, checkpoint)")
+    out.print(f"run folder {esc(str(rec['out_dir']))} (best.json, history.json, checkpoint)"
+              + (f", run id {rec['run_id']}" if rec["run_id"] else ""))

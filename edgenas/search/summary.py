@@ -24,9 +24,23 @@ def summary(problem: Any, result: Any) -> dict[str, Any]:
         "front_sizes": {name: len(front) for name, front in result.fronts.items()},
         "stopped": result.stopped,
         "out_dir": str(result.out_dir),
+        "run_id": run_id_of(result.out_dir),
         "warm_start": _warm_note(result.out_dir),
         **({"llm": llm} if (llm := _llm_summary(result.out_dir)) else {}),
     }
+
+
+def run_id_of(out_dir: Any) -> str | None:
+    """The run's id in the experiment database (``edgenas runs show ID``), from its folder and config; None
+    for a folder whose config cannot be read."""
+    from edgenas.search.record import run_id_for
+    from edgenas.search.run_files import check_config
+
+    path = Path(out_dir) / "config.json"
+    try:
+        return run_id_for(Path(out_dir), check_config(read_json(path, "run config"), path))
+    except (InputError, OSError):
+        return None
 
 
 def _warm_note(out_dir: Path) -> str | None:

@@ -126,3 +126,18 @@ def test_a_confirmation_with_stdin_closed_is_one_line(monkeypatch):
     with pytest.raises(InputError, match="the input is not a terminal") as exc:
         _confirm("Trust this key?", "--fingerprint")
     assert "--yes" in exc.value.hint
+
+
+def test_python_dash_m_edgenas_is_the_cli(tmp_path):
+    """``python -m edgenas`` was "No module named edgenas.__main__"."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    res = subprocess.run([sys.executable, "-m", "edgenas", "search", "--space", "nope"], capture_output=True,
+                         text=True, cwd=tmp_path, env=env, timeout=120)
+    assert res.returncode == 2 and "unknown search space" in res.stderr.lower() and "Traceback" not in res.stderr
+    assert list(tmp_path.iterdir()) == []
+    res = subprocess.run([sys.executable, "-m", "edgenas", "search", "--bogus"], capture_output=True, text=True,
+                         cwd=tmp_path, env=env, timeout=120)
+    assert res.returncode == 2 and "(see: edgenas search --help)" in res.stderr, res.stderr  # it said "-m edgenas"

@@ -168,6 +168,7 @@ def test_darts_resume_is_exact(cli, nb201_project, tmp_path, monkeypatch, interr
     again = r.json()
     indexed = runs()
     assert set(indexed) == {"full", "part"}  # the resumed run replaced its stopped copy
+    assert again["run_id"] == indexed["part"]["id"] and full["run_id"] == indexed["full"]["id"]  # runs show ID
     for name in ("full", "part"):
         assert indexed[name]["strategy"] == "darts" and indexed[name]["status"] == "complete"
         assert indexed[name]["evaluations"] == 4 and indexed[name]["best_number"] == 3  # 3 epochs + PT's pick

@@ -89,6 +89,7 @@ def test_multifidelity_run_is_indexed_interrupted_resumed_and_warm_starts(cli, v
     s = r.json()
     rows = json.loads(cli("runs", "list", "--json").out)
     assert len(rows) == 1 and rows[0]["id"] and rows[0]["status"] == "complete"
+    assert s["run_id"] == rows[0]["id"]  # what `edgenas runs show` takes (search --json did not say it)
     assert rows[0]["evaluations"] == 18 and rows[0]["objective"] == "cifar10_valid"
     best = json.loads((tmp_path / "mf" / "best.json").read_text())
     assert rows[0]["best_value"] == pytest.approx(best["objectives"]["cifar10_valid"])
