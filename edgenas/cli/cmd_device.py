@@ -77,7 +77,7 @@ def register(app: typer.Typer) -> None:
             info = s.info()
             mismatch = info.power_mode_mismatch(s.profile.power_mode)
             mode_note = info.power_mode_note(s.profile.power_mode)
-        result = info.to_dict()
+        result = {"device": s.device, **info.to_dict()}  # the profile's name ('local' or as filed)
         fp = info.fingerprint
         if mismatch:
             result["power_mode_mismatch"] = mismatch

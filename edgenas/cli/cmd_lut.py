@@ -112,7 +112,7 @@ def register(app: typer.Typer) -> None:
         lut = import_ofa_lut(yaml_dir, device=device)
         path = LutStore(project().luts_dir).save(lut)
         if json_out:
-            emit_json({"path": str(path), "entries": len(lut.entries), "space": lut.space})
+            emit_json({"device": lut.device, "space": lut.space, "path": str(path), "entries": len(lut.entries)})
             return
         out.print(f"imported {len(lut.entries)} entries for {esc(lut.space)} -> {esc(path)}")
 

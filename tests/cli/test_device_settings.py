@@ -42,6 +42,7 @@ def test_device_info_and_fleet_refresh_say_the_power_mode_too(fresh, cli):
     _profile(fresh, "pc", power_mode="MAXN")
     info = cli("device", "info", "pc", "--json")
     assert info.code == 0 and "reports none" in info.json()["power_mode_note"]
+    assert info.json()["device"] == "pc"  # it named no device
     assert "the profile expects power mode MAXN" in cli("device", "info", "pc").out
     (fresh / "profiles" / "fleet.toml").write_text('[fleet]\ndevices = ["pc"]\n')
     res = cli("fleet", "refresh", "--space", "mbv3-tiny", "--json")  # no table yet: one is timed

@@ -84,3 +84,14 @@ def test_statistics_out_of_range_are_one_input_error_not_an_overflow(tmp_path, s
     with pytest.raises(InputError, match=re.escape(msg)) as exc:
         import_ofa_lut(tmp_path)
     assert "160_lookup_table.yaml" in str(exc.value) and "'blk-a'" in str(exc.value)
+
+
+@needs_data
+def test_cli_import_says_what_it_filed_and_under_which_device(cli, tmp_path, monkeypatch):
+    """Its --json named no device (it files under --device, note10 by default)."""
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
+    res = cli("lut", "import-ofa", str(OFA_DIR), "--device", "n10", "--json")
+    assert res.code == 0, res.err
+    got = res.json()
+    assert (got["device"], got["space"], got["entries"]) == ("n10", "ofa-mbv3-w12", 870)
+    assert Path(got["path"]).parent == tmp_path / "luts" / "n10" and Path(got["path"]).is_file()
