@@ -256,6 +256,13 @@ def _print(problem, config, result, json_out: bool) -> None:
     if getattr(config, "to_json", lambda: {})().get("kind") == "darts":
         return _print_darts(result, json_out)
     s = mf_summary(problem, config, result) if isinstance(result, MFResult) else summary(problem, result)
+    if s.get("stopped") == "exhausted":  # on stderr, so --json users see it too
+        from edgenas.search.run import EXHAUSTED_AFTER
+
+        _say(f"warning: the search stopped after {s['evaluations']} of {config.budget_evals} evaluations: for "
+             f"{EXHAUSTED_AFTER} or more in a row it proposed only architectures it had already evaluated "
+             f"({s['distinct']} distinct in all). What meets the latency budget looks exhausted; a larger "
+             "--budget would only repeat them")
     if json_out:
         emit_json(s)
         return

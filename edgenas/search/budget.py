@@ -3,6 +3,7 @@
 A budget beyond the size of a finite space (NAS-Bench-201 has 15,625 cells) only spins: the budget is
 capped at the size and the user is told. The size is the product of the gene sizes, which is exact for
 spaces whose genes all matter (nb201) and an upper bound otherwise (mbv3's slots past a stage's depth).
+A budget beyond what meets a latency budget spins too; that is found as the run goes (``run.EXHAUSTED_AFTER``).
 """
 
 from __future__ import annotations

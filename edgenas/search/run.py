@@ -171,6 +171,17 @@ def _unreplayable(problem: Problem, rec: Mapping[str, Any]) -> str | None:
     return next((f"latency on '{d.name}'" for d in problem.devices if not is_number(lat.get(d.name))), None)
 
 
+#: a run whose strategy proposed only architectures it had evaluated, this many times in a row (at least two
+#: rounds), stops: ``propose`` gives a repeat only when its tries, the repair and as many uniform samples
+#: found nothing new and feasible, so what is left of the budget would only repeat them (on nb201 with a tight
+#: latency budget, 10,724 of 15,625 evaluations were repeats, each re-evaluated)
+EXHAUSTED_AFTER = 100
+
+
+def exhausted_after(batch: int) -> int:
+    return max(EXHAUSTED_AFTER, 2 * int(batch))
+
+
 def run_search(config: SearchConfig, problem: Problem, out_dir: str | os.PathLike, *,
                resume: bool = False, progress: Callable[[int, int], None] | None = None,
                strategy_hooks: Mapping[str, Any] | None = None,
@@ -234,8 +245,14 @@ def run_search(config: SearchConfig, problem: Problem, out_dir: str | os.PathLik
                                       "n_evaluations": len(trials), "log_bytes": log_path.stat().st_size,
                                       "elapsed_s": time.monotonic() - t0})
 
+    seen: set[str] = set()
+    repeats = 0  # consecutive evaluations of architectures the run had already evaluated
+    give_up = exhausted_after(batch)
     with open_log_for_append(log_path) as log:
         while len(trials) < config.budget_evals:
+            if repeats >= give_up and len(trials) >= len(logged):
+                stopped = "exhausted"
+                break
             save_config_once_replayed()
             replaying = len(trials) < len(logged)
             if not replaying:
@@ -247,8 +264,11 @@ def run_search(config: SearchConfig, problem: Problem, out_dir: str | os.PathLik
             if len(trials) + len(archs) > len(logged):  # a batch that ends past the log evaluates afresh
                 start_clock()
             records, _ = replay_or_evaluate(problem, archs, len(trials), logged, log, t0, out, "the strategy")
-            for rec in records:
+            for arch, rec in zip(archs, records):
                 trials.append(Trial.from_json(rec))
+                aid = problem.space.arch_id(arch)
+                repeats = repeats + 1 if aid in seen else 0
+                seen.add(aid)
                 if not replaying and len(trials) % config.checkpoint_every == 0:
                     checkpoint("running")
             strategy.tell(archs, [problem.to_result(r) for r in records])
@@ -256,7 +276,7 @@ def run_search(config: SearchConfig, problem: Problem, out_dir: str | os.PathLik
                 progress(len(trials), config.budget_evals)
     save_config_once_replayed()
     start_clock()  # a resume that only replayed: its elapsed time is the run's, not the replay's
-    checkpoint("complete" if stopped == "budget" else "stopped")
+    checkpoint("complete" if stopped in ("budget", "exhausted") else "stopped")
     result = summarise(trials, problem, out, stopped)
     write_results(result, problem, out)
     return result

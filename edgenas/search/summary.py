@@ -20,6 +20,7 @@ def summary(problem: Any, result: Any) -> dict[str, Any]:
         "budgets_ms": {d.name: d.budget_ms for d in problem.devices},
         "min_latency_ms": dict(problem.min_latency_ms),
         "evaluations": result.n_evaluations,
+        "distinct": len({problem.space.arch_id(problem.space.from_dict(t.arch)) for t in result.trials}),
         "pareto_size": len(result.pareto),
         "front_sizes": {name: len(front) for name, front in result.fronts.items()},
         "stopped": result.stopped,
