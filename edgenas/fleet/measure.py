@@ -10,6 +10,7 @@ borrowing from each other.
 from __future__ import annotations
 
 import hashlib
+import os
 import statistics
 import threading
 from pathlib import Path
@@ -334,6 +335,28 @@ def keep_on_device(session: Session, path: Path, lut: Lut) -> None:
     name = lut_filename(lut.space, lut.fingerprint_hash)
     sha = session.transport.put_file(path, f"cache/{name}.upload")
     session.call("lut.put", {"name": name, "path": f"cache/{name}.upload", "sha256": sha})
+
+
+def send_to_device(project: Project, session: Session, lut: Lut) -> None:
+    """``keep_on_device`` for a table not yet on the host: written to a temporary file of the project's state
+    folder (the bytes the host's copy will have), uploaded, removed."""
+    import tempfile
+
+    state = Path(project.state_dir)
+    state.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".lut-upload-", suffix=".json", dir=state)
+    os.close(fd)
+    try:
+        keep_on_device(session, lut.save(tmp), lut)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def device_has(session: Session, path: Path, lut: Lut) -> bool:
+    """Whether the device's copy of the table is the host's file ``path``, byte for byte."""
+    stat = session.call("file.stat", {"path": f"luts/{lut_filename(lut.space, lut.fingerprint_hash)}"},
+                        timeout_s=session.quick_timeout_s)
+    return isinstance(stat, dict) and stat.get("exists") is True and stat.get("sha256") == sha256_file(path)
 
 
 def current_lut(project: Project, device: str, space_name: str, fingerprint_hash: str | None = None, *,

@@ -25,8 +25,8 @@ from edgenas.errors import DeviceError, InputError, RuntimeMissingError
 from edgenas.fleet.calibrate import CalibrationResult, fit_new_table
 from edgenas.fleet.table_lock import profile_lock
 from edgenas.fleet.measure import (
-    Progress, bench_many_results, export_blocks, keep_on_device, lut_protocol_for, nominal_reference,
-    overhead_model, reference_model, runs_per_sample)
+    Progress, bench_many_results, device_has, export_blocks, keep_on_device, lut_protocol_for, nominal_reference,
+    overhead_model, reference_model, runs_per_sample, send_to_device)
 from edgenas.io import sha256_file
 from edgenas.latency.lut import EntryStats, Lut
 from edgenas.latency.store import LutStore
@@ -104,6 +104,8 @@ def _profile_device(project: Project, s: Session, space: SearchSpace, *, force: 
             raise InputError(f"the LUT {existing} is damaged: {exc.message}",
                              hint=f"rebuild it with: edgenas profile {s.device} --space {space.name} --force "
                                   "(the damaged file is kept in history/)") from None
+        if not device_has(s, existing, lut):  # a run that failed after the host's save, or a full device disk
+            keep_on_device(s, existing, lut)
         return ProfileResult(s.device, space.name, existing, fp_hash, len(lut.entries), True, 0, 0, 0,
                              len(lut.unstable_keys), time.perf_counter() - t0,
                              runs_per_sample(lut.protocol), lut.calibration is not None,
@@ -165,8 +167,10 @@ def _profile_device(project: Project, s: Session, space: SearchSpace, *, force: 
     # raw until the next deploy or `lut calibrate`
     fit, note = fit_new_table(project, lut, space)
     lut = fit.lut if fit else lut
+    # the device first, then the host: a failure on the way (a full disk on either) leaves the host's table,
+    # and so the name of the partial file, as they were, and the same command resumes instead of timing again
+    send_to_device(project, s, lut)
     path = store.save(lut)
-    keep_on_device(s, path, lut)
     s.forget(partial)  # the table is saved: its per-entry file would only pile up (one per forced run)
     refit = fit.result(s.device, space.name, str(path)) if fit is not None else None
     return ProfileResult(s.device, space.name, path, fp_hash, len(entries), False,

@@ -104,3 +104,30 @@ def test_sshd_killed_mid_profile_keeps_previous_lut_then_resumes(sshd, project):
     assert len(hist) == 1 and _sha(hist[0]) == before  # the replaced table is kept in history/
     # the table saved, its partial file is removed from the device (one per forced run piled up)
     assert not fresh[0].exists() and list(partial_dir.iterdir()) == []
+
+
+def test_a_table_the_device_cannot_take_leaves_the_hosts_as_it_was_and_the_run_resumes(sshd, project):
+    """The host's table was replaced before the upload to the device; when that failed (a full disk on the
+    device), host and device held different tables, the hinted re-run said "reused" without pushing, and a
+    re-run with --force timed every block again (the partial file is named after the host's table)."""
+    import shutil
+
+    sshd.trust(project)
+    dev = sshd.profile("tiny-c")
+    first = profile_device(project, dev, SPACE, protocol=FAST)
+    before = _sha(first.lut_path)
+    on_device = Path(dev.workdir) / "luts" / lut_filename(SPACE, first.fingerprint_hash)
+    on_device.unlink()
+    on_device.mkdir()                      # lut.put cannot replace it: the upload fails after all the timing
+    with pytest.raises(DeviceError):
+        profile_device(project, dev, SPACE, force=True, protocol=FAST)
+    assert _sha(first.lut_path) == before  # the host's table is the one it had
+    assert not list(project.state_dir.glob(".lut-upload-*"))
+    shutil.rmtree(on_device)
+    again = profile_device(project, dev, SPACE, force=True, protocol=FAST)
+    assert again.resumed == 22 and again.measured == 0   # every block from the partial file, none timed again
+    assert _sha(on_device) == _sha(again.lut_path) != before
+    # a device that lost its copy gets the host's back from a plain re-run ("reused": it pushed nothing)
+    on_device.unlink()
+    reused = profile_device(project, dev, SPACE, protocol=FAST)
+    assert reused.reused_lut and _sha(on_device) == _sha(reused.lut_path)
