@@ -34,25 +34,53 @@ def pareto_mask(F: np.ndarray) -> np.ndarray:
     return mask
 
 
+_BLOCK_PAIRS = 1 << 20  # pairs compared at once: about 10 MB of scratch at any population size
+
+
+def _front_ranks(G: np.ndarray) -> np.ndarray:
+    """Front of each row of ``G`` (0 = non-dominated): one more than the worst front among its dominators,
+    which is the front that peeling non-dominated layers gives.
+
+    Rows are visited in lexicographic order, so a row's dominators all come before it (rows with NaN dominate
+    nothing and are dominated by nothing, wherever they sort); each block of rows is compared with the rows up
+    to its end, so memory stays linear in ``n`` (an n x n dominance matrix is 400 MB at n = 20,000).
+    """
+    n, m = G.shape
+    order = np.lexsort(G.T[::-1]) if m else np.arange(n)
+    S = G[order]
+    rank = np.zeros(n, dtype=np.int64)
+    step = max(1, _BLOCK_PAIRS // max(n, 1))
+    for s in range(0, n, step):
+        e = min(n, s + step)
+        le = np.ones((e, e - s), dtype=bool)
+        lt = np.zeros((e, e - s), dtype=bool)
+        for k in range(m):
+            le &= S[:e, k, None] <= S[None, s:e, k]
+            lt |= S[:e, k, None] < S[None, s:e, k]
+        dom = le & lt                      # dom[i, j]: row i dominates block row s + j
+        if s:
+            rank[s:e] = np.max(np.where(dom[:s], rank[:s, None], -1), axis=0) + 1
+        inner = dom[s:]
+        for j in range(1, e - s):          # dominators inside the block precede j: their ranks are final
+            d = inner[:j, j]
+            if d.any():
+                rank[s + j] = max(rank[s + j], rank[s:s + j][d].max() + 1)
+    out = np.empty(n, dtype=np.int64)
+    out[order] = rank
+    return out
+
+
 def non_dominated_sort(F: np.ndarray, violation: np.ndarray | None = None) -> list[np.ndarray]:
-    """Fronts (arrays of row indices), best first, under constrained domination."""
+    """Fronts (arrays of row indices, ascending), best first, under constrained domination."""
     F = np.asarray(F, dtype=float)
     n = len(F)
     v = np.zeros(n) if violation is None else np.maximum(np.asarray(violation, dtype=float), 0.0)
     feas = np.flatnonzero(v <= 0)
     fronts: list[np.ndarray] = []
     if feas.size:
-        G = F[feas]
-        le = np.all(G[:, None, :] <= G[None, :, :], axis=2)
-        lt = np.any(G[:, None, :] < G[None, :, :], axis=2)
-        dom = le & lt                      # dom[i, j]: i dominates j
-        count = dom.sum(axis=0)
-        current = np.flatnonzero(count == 0)
-        while current.size:
-            fronts.append(feas[current])
-            count = count - dom[current].sum(axis=0)
-            count[current] = -1
-            current = np.flatnonzero(count == 0)
+        rank = _front_ranks(F[feas])
+        by_rank = np.argsort(rank, kind="stable")  # stable: row order kept inside each front
+        fronts.extend(feas[part] for part in np.split(by_rank, np.cumsum(np.bincount(rank))[:-1]))
     infeas = np.flatnonzero(v > 0)
     for level in np.unique(v[infeas]):
         fronts.append(infeas[v[infeas] == level])

@@ -2,9 +2,12 @@
 
 from itertools import combinations, product
 
+import tracemalloc
+
 import numpy as np
 import pytest
 
+from edgenas.search import pareto
 from edgenas.search.pareto import (crowding_distance, dominates, hypervolume, non_dominated_sort,
                                    pareto_mask)
 
@@ -76,6 +79,62 @@ def test_constrained_domination_puts_feasible_first_then_by_violation():
     v = np.array([0.3, 0.0, 0.1, 0.3])
     fronts = non_dominated_sort(F, v)
     assert [sorted(f.tolist()) for f in fronts] == [[1], [2], [0, 3]]
+
+
+def reference_sort(F, v):
+    """Straight from the definition: peel the feasible points' fronts, then infeasible ones by violation."""
+    n = len(F)
+    v = [0.0] * n if v is None else [max(float(x), 0.0) for x in v]
+    rows = [[float(x) for x in row] for row in F]
+
+    def dom(a, b):
+        return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
+
+    left = [i for i in range(n) if v[i] <= 0]
+    fronts = []
+    while left:
+        front = [i for i in left if not any(dom(rows[j], rows[i]) for j in left)]
+        fronts.append(front)
+        left = [i for i in left if i not in front]
+    infeas = [i for i in range(n) if v[i] > 0]
+    for level in sorted({v[i] for i in infeas}):
+        fronts.append([i for i in infeas if v[i] == level])
+    return fronts
+
+
+@pytest.mark.parametrize("block_pairs", [1 << 20, 150, 1])
+def test_non_dominated_sort_matches_reference_on_ties_duplicates_and_infeasible(monkeypatch, block_pairs):
+    monkeypatch.setattr(pareto, "_BLOCK_PAIRS", block_pairs)  # small values exercise many blocks
+    rng = np.random.default_rng(block_pairs)
+    for trial in range(120):
+        m = int(rng.integers(2, 5))
+        n = int(rng.integers(0, 50))
+        F = rng.integers(0, 4, size=(n, m)).astype(float)   # few levels: ties and duplicates
+        if n > 3:
+            F[rng.integers(0, n, 2)] = F[rng.integers(0, n, 2)]
+            F[rng.integers(0, n), rng.integers(0, m)] = rng.choice([np.inf, -np.inf, np.nan, -0.0])
+        v = None
+        if trial % 3:
+            v = rng.choice([0.0, 0.0, 0.0, -1.0, 0.5, 2.0, np.nan], size=n)
+        fronts = non_dominated_sort(F, v)
+        assert [f.tolist() for f in fronts] == reference_sort(F, v), (F, v)
+        assert all(f.dtype == np.intp for f in fronts)
+
+
+def test_non_dominated_sort_memory_is_linear_in_population():
+    rng = np.random.default_rng(7)
+    F = rng.random((20_000, 2))
+    F[:, 0] = np.round(F[:, 0], 2)
+    tracemalloc.start()
+    try:
+        fronts = non_dominated_sort(F)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 40e6  # an n x n dominance matrix alone is 400 MB here
+    assert sorted(np.concatenate(fronts).tolist()) == list(range(len(F)))
+    assert fronts[0].tolist() == np.flatnonzero(pareto_mask(F)).tolist()
+    assert all(np.all(np.diff(f) > 0) for f in fronts)
 
 
 def test_crowding_distance_boundaries_infinite_and_interior_exact():
