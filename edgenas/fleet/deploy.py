@@ -22,6 +22,7 @@ from edgenas.fleet.measure import (
     Progress, check_model_suffix, current_lut_or_none, measure_model, measurement_stats, model_file, predict_for,
     reference_model)
 from edgenas.io import sha256_file
+from edgenas.outdirs import disk_error
 from edgenas.project import Project
 from edgenas.spaces.base import SearchSpace
 from edgenas.store import Measurement
@@ -151,8 +152,10 @@ def deploy(project: Project, device: Any, space: SearchSpace, arch: Any, *, runt
     if calibrate and lut is not None:  # the closed loop: the table's calibration learns from this measurement
         try:
             recalibrated = refit_calibration(project, s.device, space, fp_hash, rt["runtime"], store)
-        except EdgenasError as exc:  # a profile rewriting the table, a full disk: the measurement is kept
-            pnote = (f"the calibration was not refitted: {exc.message}; the measurement is stored, so "
+        except (EdgenasError, OSError) as exc:  # a profile rewriting the table, a full disk: the measurement is
+            # kept (an OSError of the table's write was the CLI's "run it again", which stored it a second time)
+            why = exc.message if isinstance(exc, EdgenasError) else disk_error(exc, "the table").message
+            pnote = (f"the calibration was not refitted: {why}; the measurement is stored, so "
                      f"`edgenas lut calibrate {s.device} --space {space.name}` fits it later")
     elif calibrate:  # no LUT yet: a few-shot model (if any) learns from this measurement
         from edgenas.fleet.fewshot import refit_after_deploy

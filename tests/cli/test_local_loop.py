@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -143,6 +144,37 @@ def test_deploy_while_the_table_is_being_rebuilt(proj, cli, tmp_path):
     assert lut_file.read_bytes() == before
     from edgenas.store import open_store
 
+    assert [m.id for m in open_store(Project(proj)).list(device="local", space="mbv3-tiny")] == [d["measurement_id"]]
+
+
+def test_deploy_whose_table_cannot_be_written_keeps_one_measurement_and_says_so(proj, cli, tmp_path, monkeypatch):
+    """A full disk (or a read-only table) when the refitted calibration was written: the measurement was stored,
+    then the command failed with "run it again", and running it again stored a second copy of it."""
+    import errno
+
+    from edgenas.latency import lut as lut_mod
+    from edgenas.project import Project
+    from edgenas.spaces import get_space
+    from edgenas.store import open_store
+
+    space = get_space("mbv3-tiny")
+    arch = tmp_path / "arch.json"
+    arch.write_text(json.dumps(space.to_dict(space.sample(np.random.default_rng(1)))))
+    lut_file = next((proj / "luts" / "local").glob("mbv3-tiny-*.json"))
+    before = lut_file.read_bytes()
+    real = lut_mod.atomic_write_json
+
+    def full_disk(path, obj):
+        if Path(path).parent == lut_file.parent:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, obj)
+
+    monkeypatch.setattr(lut_mod, "atomic_write_json", full_disk)
+    res = cli("deploy", "local", str(arch), "--out", str(tmp_path / "exp"), "--json")
+    assert res.code == 0, res.err
+    d = res.json()
+    assert d["recalibrated"] is None and "the disk is full" in d["note"] and "lut calibrate local" in d["note"]
+    assert lut_file.read_bytes() == before
     assert [m.id for m in open_store(Project(proj)).list(device="local", space="mbv3-tiny")] == [d["measurement_id"]]
 
 
