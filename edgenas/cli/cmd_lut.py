@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from edgenas.cli._common import emit_json, out, progress_bar, project
+from edgenas.cli._common import emit_json, out, progress_bar, project, warn
 from edgenas.textsafe import esc
 
 
@@ -60,7 +60,7 @@ def register(app: typer.Typer) -> None:
         import numpy as np
 
         from edgenas.fleet.measure import runs_per_sample
-        from edgenas.latency.lut import Lut
+        from edgenas.latency.lut import Lut, utc
 
         lut = Lut.load(path)
         med = np.array([lut.value_ms(e) for e in lut.entries.values()])  # as predictions use them
@@ -70,9 +70,13 @@ def register(app: typer.Typer) -> None:
                    "overhead_ms": lut.overhead_ms, "runs_per_sample": runs_per_sample(lut.protocol),
                    "sync_extra_ms": lut.sync_extra_ms, "median_entry_ms": float(np.median(med)),
                    "calibration": lut.calibration.to_dict() if lut.calibration else None}
+        for w in lut.clock_warnings():  # read and used all the same (--json too: the warning is on stderr)
+            warn(esc(w))
         if json_out:
             emit_json(summary)
             return
+        if lut.calibration is not None:  # a date for people; --json keeps the number
+            summary["calibration"] = dict(summary["calibration"], fitted_at=utc(lut.calibration.fitted_at))
         for k, v in summary.items():
             out.print(esc(f"{k:>18}: {v}", 1000))
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from edgenas.errors import DeviceError, InputError
 from edgenas.io import sha256_file
-from edgenas.latency.lut import Lut
+from edgenas.latency.lut import Lut, future_dated
 from edgenas.latency.store import LutStore, lut_filename
 from edgenas.limits import MAX_JSON_BYTES, loads_json_limited
 from edgenas.project import Project
@@ -138,7 +138,9 @@ def keep_host_calibration(pulled: Lut, host: Lut | None) -> tuple[Lut, bool]:
     timings = (pulled.entries, pulled.overhead, pulled.sync, pulled.reference)
     if mine is None or timings != (host.entries, host.overhead, host.sync, host.reference):
         return pulled, False
-    if pulled.calibration is not None and pulled.calibration.fitted_at >= mine.fitted_at:
+    # a fit dated in the future (a host clock ahead) is not known to be newer: the host's own fit is kept
+    theirs = pulled.calibration
+    if theirs is not None and theirs.fitted_at >= mine.fitted_at and not future_dated(theirs.fitted_at):
         return pulled, False
     return pulled.with_calibration(mine), True
 

@@ -45,11 +45,25 @@ CALIBRATION_SLOPES = (0.5, 1.5)
 CALIBRATION_MAX_OFFSET = 20.0
 #: what to do about a damaged calibration (``lut calibrate`` loads the table first, so it cannot repair one)
 _CAL_HINT = "rebuild the table: edgenas profile DEVICE --space SPACE --force"
-#: how far in the future a calibration's ``fitted_at`` may lie (clock differences between hosts)
-_FUTURE_SLACK_S = 86400.0
+#: how far in the future a table's ``created_at`` or its calibration's ``fitted_at`` may lie before it is
+#: called future-dated (clock differences between hosts); such a record is read and used as any other
+FUTURE_SLACK_S = 86400.0
 
 
 _short = partial(brief, max_len=80)
+
+
+def utc(t: float) -> str:
+    """A record's time as a UTC date (``?`` where it is no time: 1e300 overflows gmtime)."""
+    try:
+        return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t))
+    except (OverflowError, OSError, ValueError):
+        return "?"
+
+
+def future_dated(t: float, now: float | None = None) -> bool:
+    """True when ``t`` lies more than ``FUTURE_SLACK_S`` after ``now``: the clock that wrote it was ahead."""
+    return t > (time.time() if now is None else now) + FUTURE_SLACK_S
 
 
 def _number(v: Any, where: str, allow_inf: bool = False, cap: float = math.inf) -> float | int:
@@ -183,9 +197,8 @@ class Calibration:
             cal.check()
         except InputError as exc:
             raise InputError(f"{source}: {exc.message}", hint=exc.hint) from None
-        if cal.fitted_at > time.time() + _FUTURE_SLACK_S:  # it would always win over a newer fit
-            raise InputError(f"{where} fitted_at lies in the future ({cal.fitted_at:g})",
-                             hint=_CAL_HINT)
+        # a fitted_at in the future is not refused: the host's clock was ahead, the fit is as good as any, and
+        # refusing it made the table unreadable even for the deploy or `lut calibrate` that would refit it
         return cal
 
     def check(self) -> None:
@@ -260,6 +273,20 @@ class Lut:
     def per_inference_ms(self) -> float:
         """The fixed cost of one inference: ``overhead_ms`` plus ``sync_extra_ms``."""
         return self.overhead_ms + self.sync_extra_ms
+
+    def clock_warnings(self, now: float | None = None) -> list[str]:
+        """What is dated in the future in this table (its ``created_at``, its calibration's ``fitted_at``):
+        it is used as it is, but its date says nothing about which table or fit is newer."""
+        out = []
+        if future_dated(self.created_at, now):
+            out.append(f"LUT {self.device}/{self.space} is dated {utc(self.created_at)}, in the future: the host "
+                       f"clock was ahead when it was profiled (edgenas profile {self.device} --space {self.space} "
+                       "--force dates a new one)")
+        if self.calibration is not None and future_dated(self.calibration.fitted_at, now):
+            out.append(f"the calibration of LUT {self.device}/{self.space} is dated {utc(self.calibration.fitted_at)}"
+                       ", in the future: the host clock was ahead when it was fitted (the next deploy or "
+                       f"edgenas lut calibrate {self.device} --space {self.space} refits it)")
+        return out
 
     @property
     def unstable_keys(self) -> list[str]:

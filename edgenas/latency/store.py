@@ -24,7 +24,7 @@ from typing import Any
 
 from edgenas.errors import InputError
 from edgenas.io import read_json, sha256_file
-from edgenas.latency.lut import Lut
+from edgenas.latency.lut import Lut, future_dated, utc
 from edgenas.safenames import HASH_RE, LUT_FILE_RE, check_hash, check_name
 
 
@@ -240,6 +240,8 @@ class LutChoice:
 
     def describe(self) -> str:
         made = f"made {_age(self.age_s)} ago" if self.lut.created_at > 0 else "made at an unknown time"  # imported
+        if future_dated(self.lut.created_at):  # its age would read 0 s
+            made = f"dated {utc(self.lut.created_at)}, in the future"
         return f"LUT for {self.lut.device}: {self.path.name} (fingerprint {self.lut.fingerprint_hash[:12]}, {made})"
 
     @property

@@ -165,6 +165,8 @@ def build_problem(project: Project, req: SearchRequest, note: Callable[[str], No
                 note(choice.describe())
                 if choice.warning:
                     note("warning: " + choice.warning)
+                for w in choice.lut.clock_warnings():
+                    note("warning: " + w)
             models.append((d, LatencyPredictor(choice.lut, space)))
     names = [n for n, _ in models]
     budgets = _budgets(req, names)

@@ -296,6 +296,79 @@ def test_pull_keeps_the_hosts_calibration_of_the_same_table(proj, cli):
     assert cli("lut", "pull", "local", "--name", path.name).code == 0 and Lut.load(path).entries == lut.entries
 
 
+def test_a_calibration_dated_in_the_future_is_read_used_and_refitted(proj, cli, tmp_path):
+    """A table profiled and calibrated while the host clock ran days ahead is an ordinary table: it is read,
+    shown (dates as UTC dates, one yellow warning each), used by a search, and `lut calibrate` and deploy
+    refit it. Its calibration was refused as malformed, the table with it, by the very commands that refit it."""
+    import time
+
+    from edgenas.latency.lut import Lut
+    from edgenas.spaces import get_space
+
+    def utc(t: float) -> str:
+        return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t))
+
+    space = get_space("mbv3-tiny")
+    arch = tmp_path / "arch.json"
+    arch.write_text(json.dumps(space.to_dict(space.sample(np.random.default_rng(2)))))
+    assert cli("deploy", "local", str(arch), "--out", str(tmp_path / "exp"), "--no-calibrate").code == 0
+    lut_file = next((proj / "luts" / "local").glob("mbv3-tiny-*.json"))
+
+    def date_ahead() -> float:
+        ahead = time.time() + 3 * 86400
+        assert cli("lut", "calibrate", "local", "--space", "mbv3-tiny").code == 0
+        table = json.loads(lut_file.read_text())
+        table["created_at"], table["calibration"]["fitted_at"] = ahead, ahead
+        lut_file.write_text(json.dumps(table))
+        return ahead
+
+    ahead = date_ahead()
+    shown = cli("lut", "show", str(lut_file))
+    err = " ".join(shown.err.split())
+    assert shown.code == 0, shown.err
+    assert f"fitted_at': '{utc(ahead)}'" in shown.out and f"{ahead}" not in shown.out
+    assert err.count("warning:") == 2 and f"is dated {utc(ahead)}, in the future: the host clock was ahead" in err
+    assert "edgenas lut calibrate local --space mbv3-tiny refits it" in err
+    assert cli("lut", "show", str(lut_file), "--json").json()["calibration"]["fitted_at"] == ahead
+
+    res = cli("search", "--space", "mbv3-tiny", "--device", "local", "--budget", "2", "--evaluator", "params",
+              "--out", str(tmp_path / "r1"), "--json")
+    err = " ".join(res.err.split())
+    assert res.code == 0, res.err
+    assert f"(fingerprint {Lut.load(lut_file).fingerprint_hash[:12]}, dated {utc(ahead)}, in the future)" in err
+    assert err.count("in the future: the host clock was ahead") == 2
+
+    before = time.time()
+    refit = cli("lut", "calibrate", "local", "--space", "mbv3-tiny", "--json")
+    assert refit.code == 0, refit.err
+    assert refit.json()["n_points"] == 1
+    assert before <= Lut.load(lut_file).calibration.fitted_at <= time.time()
+
+    date_ahead()  # and deploy predicts with such a table and refits it
+    d = cli("deploy", "local", str(arch), "--out", str(tmp_path / "exp"), "--json")
+    assert d.code == 0, d.err
+    assert d.json()["predicted_ms"] > 0 and d.json()["recalibrated"]["n_points"] == 2
+    assert Lut.load(lut_file).calibration.fitted_at <= time.time()
+
+
+def test_a_pulled_calibration_dated_in_the_future_is_not_taken_for_newer(proj):
+    """Which of two fits of the same timings is newer is read from their dates: one dated in the future (a
+    host clock ahead) says nothing, so the host's own fit stays."""
+    import time
+
+    from edgenas.fleet.lutsync import keep_host_calibration
+    from edgenas.latency.lut import Calibration, Lut
+
+    lut = Lut.load(next((proj / "luts" / "local").glob("mbv3-tiny-*.json")))
+    mine = Calibration("loglinear", {"a": 0.1, "b": 0.95}, 4, fitted_at=time.time() - 60)
+    theirs = Calibration("loglinear", {"a": 0.2, "b": 1.0}, 3, fitted_at=time.time() + 3 * 86400)
+    kept, was_kept = keep_host_calibration(lut.with_calibration(theirs), lut.with_calibration(mine))
+    assert was_kept is True and kept.calibration == mine
+    newer = Calibration("loglinear", {"a": 0.2, "b": 1.0}, 3, fitted_at=time.time())
+    kept, was_kept = keep_host_calibration(lut.with_calibration(newer), lut.with_calibration(mine))
+    assert was_kept is False and kept.calibration == newer
+
+
 def test_calibration_counts_measurements_at_the_tables_nominal_speed_now(proj, cli, tmp_path):
     """After the table's nominal speed is rescaled (``fleet refresh`` after a persistent change), a stored
     measurement counts as its ratio to the reference x the table's reference time now, like the table's own
