@@ -94,10 +94,14 @@ _LOG_DAMAGED = "the folder is damaged; move the file aside"
 MAX_LOG_BYTES = 32 * MAX_JSON_BYTES
 
 
-def _link_error(path: Path, exc: OSError) -> InputError:
+def _link_error(path: Path, exc: OSError) -> Exception:
     if exc.errno == errno.ELOOP:
         return InputError(f"{path} is a symbolic link; a log is a file of its own folder",
                           hint="replace the link with the file itself, or use another folder")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT):
+        from edgenas.outdirs import disk_error  # the file is fine: its permissions or its disk are not
+
+        return disk_error(exc, f"the log {path}")
     return InputError(f"cannot open {path}: {exc.strerror or exc}", hint=_LOG_DAMAGED)
 
 

@@ -40,6 +40,19 @@ def check_out_dir(path: str | os.PathLike, flag: str = "--out") -> Path:
     return p
 
 
+def check_out_file(path: str | os.PathLike, flag: str = "--out") -> Path:
+    """A file to write: its folder (made if missing) must not lie under a file, a dangling link or an
+    unwritable folder (``mkdir`` said only "File exists" of a --out under a file)."""
+    p = Path(path)
+    a = p.parent
+    while not a.exists() and not a.is_symlink() and a != a.parent:
+        a = a.parent
+    if a.exists() and not a.is_dir():
+        raise OutputError(f"{flag} {p} lies under {a}, which is a file", hint="choose a path in a folder")
+    check_out_dir(p.parent, flag)
+    return p
+
+
 def _remedy(exc: OSError) -> str:
     """What to do about a write failure of ``DISK_ERRNOS``: only a full disk is cured by freeing space (a
     folder named like the file a run writes was told to free some space)."""
@@ -63,8 +76,9 @@ def disk_error(exc: OSError, what: str, hint: str | None = None, *, then: str | 
 
 
 @contextmanager
-def new_out_dir(path: str | os.PathLike, flag: str = "--out") -> Iterator[Path]:
-    """Create ``path`` for a command's output; on failure remove what was created if empty again."""
+def new_out_dir(path: str | os.PathLike, flag: str = "--out", leftovers: tuple[str, ...] = ()) -> Iterator[Path]:
+    """Create ``path`` for a command's output; on failure remove what was created if empty again, or holding
+    only files named in ``leftovers`` (a search's released run lock: a full disk left a folder of just it)."""
     p = check_out_dir(path, flag)
     created: list[Path] = []
     a = p
@@ -80,6 +94,13 @@ def new_out_dir(path: str | os.PathLike, flag: str = "--out") -> Iterator[Path]:
     try:
         yield p
     except BaseException:
+        if created and leftovers:
+            try:
+                if {e.name for e in os.scandir(p)} <= set(leftovers):
+                    for name in leftovers:
+                        (p / name).unlink(missing_ok=True)
+            except OSError:
+                pass
         _remove_empty(created)
         raise
 

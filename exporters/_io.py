@@ -40,11 +40,15 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, str(path))
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename in (None, tmp):
+            # named after the file being written, not its hidden temp file or nothing (a full disk's
+            # write() names no file): the error the user reads says which file could not be written
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
         raise
     try:  # make the rename itself durable
         dfd = os.open(str(path.parent), os.O_RDONLY)

@@ -110,6 +110,9 @@ def write_html(text: str, out: str | os.PathLike, *, force: bool = False) -> Pat
         raise InputError(f"{out} is a folder", hint="give a file name, e.g. --out report.html")
     if (out.exists() or out.is_symlink()) and not force and not _is_report(out):
         raise InputError(f"{out} exists and is not an edgenas report", hint="choose another --out, or add --force")
+    from edgenas.outdirs import check_out_file
+
+    check_out_file(out)
     try:
         return atomic_write_text(out, text)
     except OSError as exc:  # any reason the file system gives (e.g. ENOENT in /proc): one line, nothing left

@@ -342,7 +342,9 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
                 "note": f"a re-run of {rerun_of}: '{req.strategy}' takes no warm start, so the same search runs "
                         "again with today's latency tables"}
     resume_hint = f"resume with: edgenas search --resume {shlex.quote(str(out_dir))}"
-    with new_out_dir(out_dir, "--out") as folder, run_lock(folder, f"run folder {folder}"):
+    from edgenas.locks import LOCK_NAME
+
+    with new_out_dir(out_dir, "--out", leftovers=(LOCK_NAME,)) as folder, run_lock(folder, f"run folder {folder}"):
         if not resume:
             _check_new_run_folder(folder)
         for n in notes if note else ():

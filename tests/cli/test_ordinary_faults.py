@@ -98,6 +98,58 @@ def test_disk_full_during_search_stays_resumable(tmp_path):
     assert json.loads(out)["evaluations"] == 300
 
 
+def test_a_search_that_cannot_write_its_first_file_leaves_no_folder(cli, tmp_path, monkeypatch):
+    """A full disk at the run's first file (request.json): exit 6, but the --out folder stayed behind holding
+    only the run lock it had taken, against "no file or folder created"."""
+    import errno
+
+    from edgenas.search import launch
+
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
+    monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
+    real = launch.atomic_write_json
+
+    def full(path, obj, **kw):
+        if Path(path).name == "request.json":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, obj, **kw)
+
+    monkeypatch.setattr(launch, "atomic_write_json", full)
+    res = cli("search", "--space", "nb201", "--table", str(TABLE), "--strategy", "random", "--budget", "3",
+              "--out", str(tmp_path / "new" / "run"))
+    assert res.code == OutputError.exit_code and one_line(res.err) and "disk is full" in res.err, res.err
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_report_under_a_file_and_a_log_that_cannot_be_opened_are_said_as_such(cli, tmp_path, monkeypatch):
+    """``report --out afile/x.html`` said "File exists (afile)"; a log the run cannot append to (a read-only or
+    immutable file: EPERM) was "the folder is damaged; move the file aside" (exit 2), though the file was fine."""
+    import errno
+
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
+    monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
+    run = tmp_path / "run"
+    res = cli("search", "--space", "nb201", "--table", str(TABLE), "--strategy", "random", "--budget", "3",
+              "--out", str(run))
+    assert res.code == 0, res.err
+    (tmp_path / "afile").write_text("keep me")
+    res = cli("report", str(run), "--out", str(tmp_path / "afile" / "x.html"))
+    assert res.code == OutputError.exit_code and one_line(res.err), res.err
+    assert "lies under" in res.err and "which is a file" in res.err
+    real_open = os.open
+
+    def immutable(path, flags, *a):
+        if str(path).endswith("evaluations.jsonl") and flags & os.O_APPEND:
+            raise PermissionError(errno.EPERM, "Operation not permitted", str(path))
+        return real_open(path, flags, *a)
+
+    monkeypatch.setattr(os, "open", immutable)
+    (run / "checkpoint.json").unlink()  # an interrupted run, to be resumed
+    res = cli("search", "--resume", str(run))
+    assert res.code == OutputError.exit_code and one_line(res.err), res.err
+    assert "Operation not permitted" in res.err and "damaged" not in res.err
+
+
 @pytest.mark.parametrize("name, says", [
     ("best.json", "a folder stands where the file goes: move it away, then resume with: edgenas search --resume"),
     ("evaluations.jsonl", "evaluations.jsonl is not a regular file"),
