@@ -142,7 +142,7 @@ def _export(space: SearchSpace, arch: Any, record: dict[str, Any], out_dir: Path
 
     onnx_path, manifest_path = out_dir / "model.onnx", out_dir / "manifest.json"
     step("export", 0, 3)
-    model = space.build_model(arch).eval()
+    model = build_for_export(space, arch)
     shape = tuple(space.input_shape(arch))
     # Export to a temporary name so a failed check never leaves a half-valid model.onnx behind.
     tmp_path = out_dir / PARTIAL_NAME
@@ -173,6 +173,21 @@ def _export(space: SearchSpace, arch: Any, record: dict[str, Any], out_dir: Path
     return ExportResult(onnx_path, manifest_path, info.sha256, False, report.to_dict(), shape)
 
 
+def build_for_export(space: SearchSpace, arch: Any) -> Any:
+    """The architecture's network, its weights drawn from a seed of its id: an export of the same record
+    is the same file, and ``model.pt`` the same network as ``model.onnx`` (nb201's PyTorch-default
+    initialisation drew from the global generator: every export differed, and the two files beside each
+    other were two networks). The caller's random state is left as it was."""
+    import hashlib
+
+    import torch
+
+    seed = int.from_bytes(hashlib.sha256(space.arch_id(arch).encode()).digest()[:8], "little") >> 1
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return space.build_model(arch).eval()
+
+
 def parity_summary(parity: dict[str, Any]) -> str:
     try:
         return json.dumps({k: parity[k] for k in ("max_abs", "median_abs", "passed") if k in parity})
@@ -192,7 +207,7 @@ def torchscript_beside(space: SearchSpace, arch: Any, exp: ExportResult) -> Path
     if meta is not None and meta.get("onnx_sha256") == exp.sha256:
         return path
     try:
-        export_torchscript(space.build_model(arch).eval(), tuple(exp.input_shape), path,
+        export_torchscript(build_for_export(space, arch), tuple(exp.input_shape), path,
                            meta={"onnx_sha256": exp.sha256, "space": space.name})
     except ExportCheckError as exc:
         raise ExportError(str(exc)) from None

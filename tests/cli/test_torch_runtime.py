@@ -4,6 +4,7 @@ file of the other format, or a GPU the machine lacks, is one clear error that ch
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -250,3 +251,25 @@ def test_a_table_timed_in_runs(proj, cli, monkeypatch):
     assert Lut.load(plain.lut_path).sync is None and "runs_per_sample" not in Lut.load(plain.lut_path).protocol
     said = cli("profile", "local", "--space", "mbv3-tiny")
     assert said.code == 0 and "entries" in said.out and "lut calibrate" not in said.out
+
+
+def test_an_nb201_export_is_the_same_network_every_time_and_in_both_formats(fresh, cli, tmp_path):
+    """nb201's layers took PyTorch's default initialisation from the global generator: two exports of one
+    record were different files, and model.pt beside model.onnx a different network (outputs 0.38 apart)."""
+    import onnxruntime as ort
+
+    arch = tmp_path / "cell.json"
+    arch.write_text(json.dumps({"space": "nb201", "schema": 1, "arch": "|nor_conv_3x3~0|+|nor_conv_1x1~0|"
+                                "skip_connect~1|+|avg_pool_3x3~0|nor_conv_3x3~1|nor_conv_1x1~2|"}))
+    shas = []
+    for name in ("a", "b"):
+        res = cli("export", str(arch), "--out", str(tmp_path / name), "--format", "torchscript", "--json")
+        assert res.code == 0, res.err
+        shas.append(hashlib.sha256((tmp_path / name / "model.onnx").read_bytes()).hexdigest())
+    assert shas[0] == shas[1]
+    x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    sess = ort.InferenceSession(str(tmp_path / "a" / "model.onnx"), providers=["CPUExecutionProvider"])
+    onnx_out = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    with torch.no_grad():
+        pt_out = torch.jit.load(str(tmp_path / "a" / "model.pt"))(torch.from_numpy(x)).numpy()
+    assert np.abs(onnx_out - pt_out).max() < 1e-4 * max(1.0, float(np.abs(onnx_out).max()))
