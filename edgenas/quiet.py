@@ -71,6 +71,31 @@ def sigint_ignored() -> Iterator[None]:
         on_sigterm(signal.SIGTERM, None)
 
 
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold Ctrl-C (and a SIGTERM taking its path, ``on_sigterm``) until the block ends, then deliver it: for
+    native code that must not be interrupted half way (torch's import aborted the process with a C++
+    "terminate called" when a KeyboardInterrupt reached it). Main thread only, as ``sigint_ignored``."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: held.append(signum))
+    term = signal.getsignal(signal.SIGTERM)
+    if term is on_sigterm:
+        signal.signal(signal.SIGTERM, lambda signum, _frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if term is on_sigterm:
+            signal.signal(signal.SIGTERM, term)
+    if signal.SIGTERM in held:
+        on_sigterm(signal.SIGTERM, None)
+    if held and callable(previous):
+        previous(signal.SIGINT, None)  # Python's default handler raises KeyboardInterrupt
+
+
 #: set when a SIGTERM arrived: the CLI says "terminated" and exits 143 instead of 130
 _terminated: list[bool] = []
 

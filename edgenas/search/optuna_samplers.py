@@ -192,6 +192,23 @@ class TPE(OptunaStrategy):
                                                multivariate=self.opts["multivariate"])
 
 
+def _load_gp_modules() -> None:
+    """Import what GPSampler imports lazily at its first sample (torch, optuna's ``_gp`` modules) now, with
+    Ctrl-C held: a Ctrl-C landing in torch's native start-up there aborted the process ("terminate called after
+    throwing an instance of 'pybind11::error_already_set'"), with no resume line and the run not indexed."""
+    import importlib
+
+    from edgenas.quiet import signals_held
+
+    with signals_held():  # a Ctrl-C meanwhile takes effect once they are loaded
+        importlib.import_module("torch")
+        for name in ("search_space", "gp", "optim_mixed", "acqf", "prior"):
+            try:
+                importlib.import_module(f"optuna._gp.{name}")
+            except ImportError:  # another optuna release lays them out otherwise: they load lazily as before
+                pass
+
+
 @STRATEGIES.register("gp", aliases=("bayesian",),
                      help="optuna GPSampler: Gaussian-process Bayesian optimisation; constraints_func")
 class GP(OptunaStrategy):
@@ -200,6 +217,7 @@ class GP(OptunaStrategy):
                "n_startup_trials": Option(10, int, lambda v: v >= 0, "must be >= 0")}
 
     def make_sampler(self, seed: int, constraints_func: Any) -> Any:
+        _load_gp_modules()
         return self.optuna.samplers.GPSampler(seed=seed, constraints_func=constraints_func,
                                               n_startup_trials=self.opts["n_startup_trials"],
                                               deterministic_objective=True)

@@ -207,3 +207,27 @@ def test_a_rejected_candidate_is_told_each_objectives_worst_value(space, formula
     archs = s.ask(3)
     s.tell(archs, [Result((-90.0, 5.0, 1e6)), Result((-70.0, 2.0, 3e6)), Result((-80.0, 9.0, 2e6), 1.0)])
     assert s._placeholder(0.5) == Result((-70.0, 5.0, 3e6), 0.5)  # per objective, feasible results only
+
+
+def test_gp_loads_its_native_modules_when_built_and_a_ctrl_c_meanwhile_is_held_until_they_are():
+    """GPSampler imported torch at its first sample, inside the run loop: a Ctrl-C landing in torch's native
+    start-up aborted the process ("terminate called after throwing an instance of
+    'pybind11::error_already_set'"), with no resume line and the run not indexed. Real processes: a fresh
+    interpreter for the imports, a real SIGINT for the hold."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[2])
+    code = ("import sys, numpy as np\nfrom edgenas.search import make_strategy\nfrom edgenas.spaces import get_space\n"
+            "assert 'torch' not in sys.modules\n"
+            "make_strategy('gp', get_space('nb201'), np.random.default_rng(0))\n"
+            "print('torch' in sys.modules, 'optuna._gp.gp' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=300)
+    assert out.returncode == 0 and out.stdout.split() == ["True", "True"], out.stderr[-2000:]
+    code = ("import os, signal, time\nfrom edgenas.quiet import signals_held\nsteps = []\n"
+            "try:\n    with signals_held():\n        os.kill(os.getpid(), signal.SIGINT)\n        time.sleep(0.2)\n"
+            "        steps.append('block ended')\nexcept KeyboardInterrupt:\n    steps.append('interrupted')\n"
+            "print(steps)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=60)
+    assert out.stdout.strip() == "['block ended', 'interrupted']", out.stdout + out.stderr
