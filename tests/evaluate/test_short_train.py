@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -46,3 +48,16 @@ def test_limit_keeps_every_class_of_a_class_sorted_dataset(tmp_path):
     assert len(train) + len(val) == 30
     assert np.bincount(train.y.numpy(), minlength=3).tolist() != [len(train), 0, 0]
     assert sorted(np.bincount(np.concatenate([train.y.numpy(), val.y.numpy()]))) == [10, 10, 10]
+
+
+def test_decimal_options_reach_the_evaluator_from_the_command_line(cli, tmp_path, monkeypatch):
+    """``--eval-opt lr=0.05`` (and epochs=0.5, val_fraction=0.3) arrived as the text '0.05' and was refused
+    with the range it was within: only whole numbers were converted."""
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
+    monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
+    res = cli("search", "--space", "mbv3-tiny", "--evaluator", "train", "--strategy", "random", "--budget", "1",
+              "--seed", "2", "--eval-opt", "lr=0.05", "--eval-opt", "epochs=0.5", "--eval-opt", "val_fraction=0.3",
+              "--eval-opt", "limit=200", "--out", str(tmp_path / "r"), "--json")
+    assert res.code == 0, res.err
+    opts = json.loads((tmp_path / "r" / "request.json").read_text())["evaluator_options"]
+    assert opts == {"lr": 0.05, "epochs": 0.5, "val_fraction": 0.3, "limit": 200}
