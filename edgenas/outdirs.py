@@ -23,7 +23,10 @@ DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCE
 
 
 def check_out_dir(path: str | os.PathLike, flag: str = "--out") -> Path:
+    from edgenas.safenames import check_utf8_path
+
     p = Path(path)
+    check_utf8_path(p, flag)
     if p.exists() and not p.is_dir():
         raise OutputError(f"{flag} {p} is an existing file, not a folder", hint="choose a folder path")
     a = p

@@ -7,6 +7,7 @@ no leading dot, no absolute path, nothing but letters, digits, ``.``, ``_`` and 
 
 from __future__ import annotations
 
+import os
 import re
 
 from edgenas.errors import InputError
@@ -45,3 +46,18 @@ def check_lut_file_name(value: object, what: str = "LUT file name") -> str:
     if not (_plain(value) and LUT_FILE_RE.match(value)):  # type: ignore[arg-type]
         raise InputError(f"invalid {what} {value!r}", hint="expected SPACE-FPHASH12.json")
     return value  # type: ignore[return-value]
+
+
+def check_utf8_path(path: "str | os.PathLike[str]", what: str) -> None:
+    """A path edgenas records (run folders and tables go into JSON files and the experiment database) must be
+    UTF-8 text: a name in another encoding, or any non-ASCII name under a locale without UTF-8 (``LC_ALL=C``
+    with ``PYTHONUTF8=0``), reaches Python as lone surrogates that no file or database can store (a search
+    ran to the end, then failed to record itself: an internal error)."""
+    text = os.path.abspath(os.fspath(path))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        raise InputError(f"{what} {shown} has a name that is not UTF-8 text here (bytes of another encoding, "
+                         "or a locale without UTF-8)",
+                         hint="rename it with UTF-8 characters, or run in a UTF-8 locale (LC_ALL=C.UTF-8)") from None

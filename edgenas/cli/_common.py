@@ -29,8 +29,11 @@ def project() -> Project:
     """The project of this command: ``$EDGENAS_PROJECT`` or the current folder. The variable may name a new
     folder (created as ``mkdir`` would, when the command writes), not one under a missing or non-folder
     parent: a typo such as ``/nonexistent/x`` must not become a new tree."""
+    from edgenas.safenames import check_utf8_path
+
     named = os.environ.get("EDGENAS_PROJECT")
     if not named:
+        check_utf8_path(Project.default().root, "the project folder (the current folder)")
         return Project.default()
     try:  # '~nobody/x' names no home; a link loop has no real path: each is the variable's fault
         path = Path(named).expanduser().absolute()
@@ -39,6 +42,7 @@ def project() -> Project:
         if not path.exists() and not path.parent.is_dir():
             raise InputError(f"EDGENAS_PROJECT names {named}, whose parent folder does not exist",
                              hint="create the project folder, or fix or unset the variable")
+        check_utf8_path(path, "the project folder (EDGENAS_PROJECT)")
         return Project(path.resolve(strict=False))
     except (RuntimeError, OSError) as exc:
         raise InputError(f"EDGENAS_PROJECT names {named}, which is not a usable folder ({exc})",

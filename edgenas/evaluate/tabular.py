@@ -116,6 +116,9 @@ def _parse_rows(p: Path, header: list[str], rows: list[list[str]]) -> tuple[list
 
 def load_table(path: str | os.PathLike) -> Table:
     """Parse (once per file version) a benchmark table; bad input is one clear ``InputError``."""
+    from edgenas.safenames import check_utf8_path
+
+    check_utf8_path(path, "benchmark table")  # its path is recorded with the run
     try:
         p = Path(path).resolve()
         mtime = p.stat().st_mtime

@@ -196,9 +196,11 @@ def load_evaluations(path: Path, config: dict[str, Any], best: dict[str, Any] | 
 def load_run_dir(path: str | Path, run_id: str | None = None) -> RunData:
     """Parse a run folder (any path the user names; the API goes through ``FolderSource.run``); the
     files' fields are checked where ``runs import`` checks them (``edgenas.search.run_files``)."""
+    from edgenas.safenames import check_utf8_path
     from edgenas.search import run_files as rf
 
     path = Path(path)
+    check_utf8_path(path, "run folder")
     config = _read_json(path / "config.json")
     if config is None:
         raise NotFoundError(f"{path} is not a search run (no config.json)",

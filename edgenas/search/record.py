@@ -101,7 +101,10 @@ def _object(path: Path, what: str) -> dict[str, Any]:
 
 def check_run_folder(out_dir: str | os.PathLike) -> Path:
     """``out_dir`` as a Path, if it holds a search run's files (else one ``InputError``)."""
+    from edgenas.safenames import check_utf8_path
+
     out = Path(out_dir)
+    check_utf8_path(out, "run folder")
     config = read_json(out / "config.json", "run config") if (out / "config.json").exists() else None
     darts = isinstance(config, Mapping) and config.get("kind") == "darts"
     missing = [f for f in RUN_FILES if not (out / f).exists() and not (darts and f == "evaluations.jsonl")]

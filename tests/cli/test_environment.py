@@ -141,3 +141,39 @@ def test_python_dash_m_edgenas_is_the_cli(tmp_path):
     res = subprocess.run([sys.executable, "-m", "edgenas", "search", "--bogus"], capture_output=True, text=True,
                          cwd=tmp_path, env=env, timeout=120)
     assert res.returncode == 2 and "(see: edgenas search --help)" in res.stderr, res.stderr  # it said "-m edgenas"
+
+
+def test_a_path_that_is_not_utf8_text_is_refused_before_anything_runs(tmp_path):
+    """A search into a folder whose name is not UTF-8 text (bytes of another encoding, or any non-ASCII name
+    under LC_ALL=C with PYTHONUTF8=0) ran to the end and then failed to record itself (exit 70); a table so
+    named did the same, a report of such a folder was exit 70, and a profile in such a project blamed the
+    device ("onnxruntime cannot load"). Each is now one line, exit 2, before anything is written."""
+    project = tmp_path / "proj"
+    project.mkdir()
+    odd_table = os.fsencode(project) + b"/tab\xff.csv"
+    os.symlink(TABLE, odd_table)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), EDGENAS_PROJECT=str(project), EDGENAS_NO_PROGRESS="1")
+
+    def run(args, *, cwd=project, **extra):
+        return subprocess.run([sys.executable, "-c", "from edgenas.cli import main; main()", *args], cwd=cwd,
+                              env={**env, **extra}, capture_output=True, timeout=300)
+
+    cases = [
+        ([*SEARCH, "--out", b"runs/bad\xff"], {}),
+        ([*SEARCH, "--out", "runs/café"], {"LC_ALL": "C", "PYTHONUTF8": "0"}),
+        ([a if a != str(TABLE) else odd_table for a in SEARCH] + ["--out", "runs/ok"], {}),
+        (["report", b"runs/bad\xff"], {}),
+        (["search", "--resume", b"runs/bad\xff"], {}),
+    ]
+    for args, extra in cases:
+        res = run(args, **extra)
+        err = res.stderr.decode("utf-8", "replace")
+        assert res.returncode == 2 and "not UTF-8 text" in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(os.listdir(project)) == [b"tab\xff.csv".decode("utf-8", "surrogateescape")]
+    odd_project = os.fsencode(tmp_path) + b"/proj\xc3\xa9"
+    os.mkdir(odd_project)
+    res = run(["profile", "local", "--space", "mbv3-tiny"], cwd=odd_project, EDGENAS_PROJECT="", LC_ALL="C",
+              PYTHONUTF8="0")
+    err = res.stderr.decode("utf-8", "replace")
+    assert res.returncode == 2 and "the project folder" in err and "not UTF-8 text" in err, err
+    assert os.listdir(odd_project) == []
