@@ -17,9 +17,42 @@ from typing import Iterator
 
 from edgenas.errors import OutputError
 
+#: the process (or the system) has no file descriptor left: ``ulimit -n``, not the input nor a bug
+FD_ERRNOS = {errno.EMFILE, errno.ENFILE}
 #: write failures that are the user's environment, not a bug
 DISK_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM,
-               errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.ELOOP}
+               errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG, errno.ELOOP, *FD_ERRNOS}
+FD_HINT = "raise the limit on open files (ulimit -n), or close other programs"
+
+
+def out_of_fds(exc: BaseException | None) -> OSError | None:
+    """The ``OSError`` of ``FD_ERRNOS`` behind ``exc`` (itself, what it was raised from or during, or its
+    ``fd_cause``: kept through a ``raise ... from None``), if any: a reader that turned every ``OSError`` into
+    "cannot read ..." (exit 2, a 400) blamed the input."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError) and exc.errno in FD_ERRNOS:
+            return exc
+        if isinstance(getattr(exc, "fd_cause", None), OSError):
+            return exc.fd_cause  # type: ignore[union-attr]
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def fds_exhausted() -> OSError | None:
+    """The error of opening a file now if it is ``FD_ERRNOS`` (for a library that names no errno), else None."""
+    try:
+        os.close(os.open(os.devnull, os.O_RDONLY))
+    except OSError as exc:
+        return exc if exc.errno in FD_ERRNOS else None
+    return None
+
+
+def fd_error(exc: OSError) -> OutputError:
+    """One ``OutputError`` (exit 6) for running out of file descriptors."""
+    named = exc.filename and not isinstance(exc.filename, int)
+    return OutputError("too many open files" + (f" (opening {exc.filename})" if named else ""), hint=FD_HINT)
 
 
 def check_out_dir(path: str | os.PathLike, flag: str = "--out") -> Path:
@@ -61,6 +94,8 @@ def _remedy(exc: OSError) -> str:
     folder named like the file a run writes was told to free some space)."""
     if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         return "free some space"
+    if exc.errno in FD_ERRNOS:
+        return FD_HINT
     if exc.errno == errno.EISDIR:
         return "a folder stands where the file goes: move it away"
     if exc.errno == errno.ENOTDIR:

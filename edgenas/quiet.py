@@ -31,10 +31,10 @@ def silence_library_logs() -> None:
 
 
 def install_thread_hook() -> None:
-    import os
+    from edgenas.envflags import env_flag
 
     def hook(args: threading.ExceptHookArgs) -> None:
-        if os.environ.get("EDGENAS_DEBUG"):
+        if env_flag("EDGENAS_DEBUG"):
             return threading.__excepthook__(args)
         if args.exc_type is SystemExit:
             return None

@@ -38,11 +38,20 @@ class Registry(Generic[T]):
         while self._next < len(self.builtins) and (name is None or not self._known(name)):
             module = self.builtins[self._next]
             self._next += 1  # first: a plug-in module that asks this registry while it loads is fine
-            try:
-                importlib.import_module(module)
-            except ModuleNotFoundError as exc:
-                if exc.name != module:
-                    raise
+            self._import(module)
+        if name is None or not self._known(name):
+            # another thread may still be importing a module it took (the API's requests run in threads): an
+            # import waits for it to finish (a fresh server answered "unknown search space 'nb201' (known: none)")
+            for module in self.builtins[:self._next]:
+                self._import(module)
+
+    @staticmethod
+    def _import(module: str) -> None:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
 
     def _known(self, name: object) -> bool:
         return name in self._items or name in self._aliases

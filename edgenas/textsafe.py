@@ -61,6 +61,12 @@ class SafeConsole(Console):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("emoji", False)
         super().__init__(*args, **kwargs)
+        # rich takes an all-digit COLUMNS (LINES) as the size and prints nothing at 0: COLUMNS=0 hid every
+        # line, errors included; such a value is ignored (the terminal's size, else 80 x 25)
+        if kwargs.get("width") is None and self._width is not None and self._width < 1:
+            self._width = None
+        if kwargs.get("height") is None and self._height is not None and self._height < 1:
+            self._height = None
 
     def print(self, *objects: Any, **kwargs: Any) -> None:  # type: ignore[override]
         super().print(*(clean(o) if isinstance(o, str) else o for o in objects), **kwargs)

@@ -195,7 +195,9 @@ LogLevel VERBOSE
 @pytest.fixture(scope="session")
 def ssh_client_key(tmp_path_factory) -> Path:
     if not SSHD.exists():
-        if os.environ.get("EDGENAS_REQUIRE_SSHD"):  # `make test`: the SSH tests must run, never skip
+        from edgenas.envflags import env_flag
+
+        if env_flag("EDGENAS_REQUIRE_SSHD"):  # `make test`: the SSH tests must run, never skip
             pytest.fail(f"{SSHD} not found: apt-get install openssh-server (make test does it as root)",
                         pytrace=False)
         pytest.skip("needs OpenSSH's /usr/sbin/sshd (apt-get install openssh-server; .ci/run does it)")

@@ -114,3 +114,30 @@ def test_host_runtimes_are_the_agents_runtimes():
     from edgenas.devices.runtimes import RUNTIMES
 
     assert tuple(RUNTIMES.names()) == agent_runtimes.NAMES == PROFILE_RUNTIMES
+
+
+def test_a_module_another_thread_is_importing_is_waited_for(plugin_dir):
+    """The API answers requests in threads: while one imported the first built-in module, another found every
+    module taken and answered "unknown search space 'nb201' (known: none)" on a fresh server."""
+    import threading
+
+    reg = Registry("widget", builtins=("reg_slow_a", "reg_slow_b"))
+    target = type(sys)("test_registry_slow")
+    target.REG, target.STARTED = reg, threading.Event()
+    sys.modules["test_registry_slow"] = target
+    (plugin_dir / "reg_slow_a.py").write_text(textwrap.dedent("""
+        import time
+        import test_registry_slow as t
+        t.STARTED.set()
+        time.sleep(0.5)
+        t.REG.register("alpha", object())
+    """))
+    (plugin_dir / "reg_slow_b.py").write_text("import test_registry_slow as t\nt.REG.register('beta', object())\n")
+    first = threading.Thread(target=reg.get, args=("alpha",))
+    first.start()
+    assert target.STARTED.wait(10)
+    try:
+        assert reg.get("alpha") is not None  # while the first thread is still inside reg_slow_a
+        assert reg.names() == ["alpha", "beta"]
+    finally:
+        first.join(10)

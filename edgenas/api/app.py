@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edgenas.api import fdlimit
 from edgenas.api.hosts import host_is_loopback
 from edgenas.errors import EdgenasError, InputError
 from edgenas.report.source import DataSource, NotFoundError
@@ -159,6 +160,8 @@ def create_app(source: DataSource, token: str | None = None, *, local_only: bool
         try:
             return await call_next(request)
         except Exception as exc:  # noqa: BLE001 - a bug: one line in the log and a JSON 500, not a traceback
+            if (busy := fdlimit.response_for(exc)) is not None:
+                return busy
             line = f"{type(exc).__name__}: {one_line(exc, 300)}"
             print(f"edgenas serve: internal error on {request.method} {one_line(request.url.path, 200)}: {line}",
                   file=sys.stderr, flush=True)
@@ -167,6 +170,8 @@ def create_app(source: DataSource, token: str | None = None, *, local_only: bool
 
     @app.exception_handler(EdgenasError)
     async def edgenas_error(request: Request, exc: EdgenasError):  # type: ignore[no-untyped-def]
+        if (busy := fdlimit.response_for(exc)) is not None:  # "cannot read ...: Too many open files" was a 400
+            return busy
         code = 404 if isinstance(exc, NotFoundError) else (400 if isinstance(exc, InputError) else 500)
         return JSONResponse({"error": one_line(exc.message), "hint": one_line(exc.hint) if exc.hint else exc.hint},
                             status_code=code)

@@ -15,6 +15,26 @@ from edgenas.api.hosts import is_loopback
 from edgenas.errors import InputError
 from edgenas.project import Project
 
+#: what the requests import lazily, imported before serving: 60 requests at once out of file descriptors left
+#: an import failed halfway and the next "cannot import name ..." (a 500 for the rest of the server's life)
+PRELOAD = ("edgenas.api.live", "edgenas.fleet.refresh", "edgenas.latency.calibration", "edgenas.latency.lut",
+           "edgenas.latency.predictor", "edgenas.report.compare_data", "edgenas.report.device_data",
+           "edgenas.report.pages", "edgenas.report.run_data", "edgenas.search.record", "edgenas.search.run_files",
+           "edgenas.search.stale", "edgenas.store", "edgenas.store.db")
+
+
+def preload() -> None:
+    import importlib
+
+    from edgenas.spaces import SPACES
+    from edgenas.store.db import known_revisions
+
+    for module in PRELOAD:
+        importlib.import_module(module)
+    SPACES.load_builtins()
+    known_revisions()  # read once (alembic reads its folder)
+
+
 def check_bind(host: str, port: int, token: str | None) -> str | None:
     """The token to require (None: none); refuses a non-loopback address without one."""
     if not 0 < port < 65536:
@@ -73,11 +93,30 @@ def serve(project: Project, host: str = "127.0.0.1", port: int = 8765, token: st
     except ImportError:
         raise InputError("edgenas serve needs uvicorn and fastapi", hint="pip install 'edgenas[serve]'") from None
     app = build_app(project, token, host)
+    preload()
+    server_class = _quiet_server()
     sock = bind(host, port)
     if ready is not None:
         ready()
     with sock, _sigterm_stops_quietly():
-        uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning")).run(sockets=[sock])
+        server_class(uvicorn.Config(app, host=host, port=port, log_level="warning")).run(sockets=[sock])
+
+
+def _quiet_server() -> Any:
+    """uvicorn's server with ``fdlimit.loop_errors`` as its event loop's exception handler: out of file
+    descriptors, asyncio logged a traceback for each of up to 2048 failed accepts a time (thousands a second)."""
+    import asyncio
+
+    import uvicorn
+
+    from edgenas.api.fdlimit import loop_errors
+
+    class Server(uvicorn.Server):
+        async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+            asyncio.get_running_loop().set_exception_handler(loop_errors)
+            await super().serve(sockets)
+
+    return Server
 
 
 @contextlib.contextmanager

@@ -19,6 +19,7 @@ except ImportError:  # pragma: no cover - older typer with click
 
     NoArgsIsHelpError = ()  # type: ignore[assignment,misc]
 
+from edgenas.envflags import env_flag
 from edgenas.errors import EdgenasError, InputError
 
 app = typer.Typer(help="edgenas: hardware-aware NAS and deployment for edge devices.",
@@ -52,6 +53,16 @@ def _check_cwd() -> None:
                          hint="cd to your project (or another folder) and run it again") from None
 
 
+def _check_stdout() -> None:
+    """Standard output must be open (``>&-`` closes it; Python then has no ``sys.stdout``): ``--json`` was an
+    internal error after the work was done, and a table went nowhere with exit 0."""
+    if sys.stdout is None:
+        from edgenas.errors import OutputError
+
+        raise OutputError("stdout is closed; the command has nowhere to print its results",
+                          hint="run it with stdout open; to discard the output, redirect it: >/dev/null")
+
+
 def main(argv: list[str] | None = None) -> None:
     from edgenas.cli._common import err
     from edgenas.quiet import install_sigterm_handler, install_thread_hook, silence_library_logs, terminated
@@ -72,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
 
         check_env()
         _check_cwd()
+        _check_stdout()
         # one name in usage lines and hints however it was started (``python -m edgenas`` gave "-m edgenas")
         code = app(args=argv, standalone_mode=False, prog_name="edgenas")
         if code == 130:  # typer's own answer to a KeyboardInterrupt (Ctrl-C, or SIGTERM): it printed nothing
@@ -79,6 +91,11 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(code, int) and code:
             sys.exit(code)
     except EdgenasError as exc:
+        from edgenas.outdirs import FD_HINT, fd_error, out_of_fds
+
+        cause = out_of_fds(exc) if exc.exit_code != 130 and FD_HINT not in (exc.hint or "") else None
+        if cause is not None:  # a read, a device's start, a database that failed for want of descriptors (exit 2,
+            exc = fd_error(cause)  # 3 or a hint about permissions): the environment, and what to do about it
         err.print(f"[bold red]error:[/bold red] [red]{_line(exc)}[/red]")
         sys.exit(143 if exc.exit_code == 130 and terminated() else exc.exit_code)
     except typer.Abort:  # a prompt's Ctrl-C (click's confirm turns the KeyboardInterrupt into Abort), or SIGTERM
@@ -99,11 +116,11 @@ def main(argv: list[str] | None = None) -> None:
                   f" (see: edgenas {esc(sub + ' ' if sub else '')}--help)")
         sys.exit(exc.exit_code)
     except OSError as exc:  # the disk or the file system, not a bug: one line (issue 10)
-        from edgenas.outdirs import DISK_ERRNOS, disk_error
+        from edgenas.outdirs import DISK_ERRNOS, FD_ERRNOS, disk_error, fd_error
 
-        if exc.errno not in DISK_ERRNOS or os.environ.get("EDGENAS_DEBUG"):
+        if exc.errno not in DISK_ERRNOS or env_flag("EDGENAS_DEBUG"):
             _internal(err, exc)
-        e = disk_error(exc, exc.filename or "a file")
+        e = fd_error(exc) if exc.errno in FD_ERRNOS else disk_error(exc, exc.filename or "a file")
         err.print(f"[bold red]error:[/bold red] [red]{_line(e)}[/red]")
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
@@ -138,7 +155,7 @@ def _line(exc: BaseException | str) -> str:
 
 
 def _internal(err, exc: BaseException) -> None:
-    if os.environ.get("EDGENAS_DEBUG"):
+    if env_flag("EDGENAS_DEBUG"):
         raise exc
     err.print(f"[bold red]internal error:[/bold red] [red]{type(exc).__name__}: {_line(exc)}[/red] "
               "(re-run with EDGENAS_DEBUG=1 for a traceback and report it)")

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
+from edgenas.envflags import env_flag
 from edgenas.errors import InputError
 from edgenas.project import Project
 from edgenas.textsafe import SafeConsole, esc
@@ -92,7 +93,7 @@ def warn(message: str) -> None:
 @contextmanager
 def progress_bar(quiet: bool = False) -> Iterator[Callable[[str, int, int], None]]:
     """Yields ``update(task_name, done, total)``; one rich bar per task name, on stderr."""
-    if quiet or os.environ.get("EDGENAS_NO_PROGRESS"):
+    if quiet or env_flag("EDGENAS_NO_PROGRESS"):
         yield lambda name, done, total: None
         return
     prog = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),

@@ -264,22 +264,39 @@ def _alembic_config(connection: sa.Connection):
     return cfg
 
 
-def head_revision() -> str:
+#: (head, every revision) of the migrations, read once a process: read per request by ``edgenas serve`` out of
+#: file descriptors, alembic found none and a good database was "newer than this edgenas knows (newest None)"
+_SCRIPTS: list[tuple[str, frozenset[str]]] = []
+
+
+def _revisions() -> tuple[str, frozenset[str]]:
+    if _SCRIPTS:
+        return _SCRIPTS[0]
     from alembic.config import Config
     from alembic.script import ScriptDirectory
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    return ScriptDirectory.from_config(cfg).get_current_head()
+    script = ScriptDirectory.from_config(cfg)
+    found = (script.get_current_head(), frozenset(s.revision for s in script.walk_revisions()))
+    if found[0] is None or not found[1]:  # a folder that could not be read now: ask again next time
+        from edgenas.outdirs import FD_HINT, fds_exhausted
+
+        if (fds := fds_exhausted()) is not None:
+            error = DatabaseError("cannot read edgenas' database migrations: too many open files", hint=FD_HINT)
+            error.fd_cause = fds  # type: ignore[attr-defined]
+            raise error
+        return found  # type: ignore[return-value]
+    _SCRIPTS.append(found)  # type: ignore[arg-type]
+    return found  # type: ignore[return-value]
+
+
+def head_revision() -> str:
+    return _revisions()[0]
 
 
 def known_revisions() -> set[str]:
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
-
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    return {s.revision for s in ScriptDirectory.from_config(cfg).walk_revisions()}
+    return set(_revisions()[1])
 
 
 def current_revision(connection: sa.Connection) -> str | None:
@@ -409,6 +426,8 @@ def check_revision(con: sa.Connection, *, allow_old: bool = False, url: str | No
 
 def translate(exc: BaseException, url: str) -> DatabaseError:
     """One clear ``DatabaseError`` for a driver error."""
+    from edgenas.outdirs import FD_HINT, fds_exhausted
+
     where = describe(url)
     text = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     low = text.lower()
@@ -424,6 +443,10 @@ def translate(exc: BaseException, url: str) -> DatabaseError:
     if "disk i/o error" in low or "database or disk is full" in low:
         return DatabaseError(f"cannot write database {where}: the disk is full or failing ({text})",
                              hint="free some space, then retry")
+    if "unable to open" in low and (fds := fds_exhausted()) is not None:  # SQLite names no errno: look
+        error = DatabaseError(f"cannot open database {where}: too many open files", hint=FD_HINT)
+        error.fd_cause = fds  # type: ignore[attr-defined]  # the API answers 503 for it, not 500
+        return error
     if "unable to open" in low or "readonly" in low or "read-only" in low:
         return DatabaseError(f"cannot open database {where} ({text})", hint="check the path and its permissions")
     if "no such table" in low or "no such column" in low or ("relation" in low and "does not exist" in low):

@@ -177,3 +177,70 @@ def test_a_path_that_is_not_utf8_text_is_refused_before_anything_runs(tmp_path):
     err = res.stderr.decode("utf-8", "replace")
     assert res.returncode == 2 and "the project folder" in err and "not UTF-8 text" in err, err
     assert os.listdir(odd_project) == []
+
+
+def _closed(args: str, project: Path, redirect: str, env: str = "") -> subprocess.CompletedProcess:
+    """``edgenas ARGS`` from a shell with ``redirect`` (``>&-`` closes stdout: Python has no sys.stdout)."""
+    script = (f"{env} PYTHONPATH={ROOT} EDGENAS_PROJECT={project} EDGENAS_NO_PROGRESS=1 "
+              f"{sys.executable} -c 'from edgenas.cli import main; main()' {args} {redirect}")
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=120)
+
+
+def test_columns_zero_still_prints(tmp_path):
+    """rich takes an all-digit COLUMNS as the width and prints nothing at 0: every line, the error included."""
+    for columns in ("0", "00", "1", "abc", "-3", "99999"):
+        res = edgenas(["lut", "show", "nope.json"], tmp_path, env={"COLUMNS": columns, "LINES": "0"})
+        assert res.returncode == 2 and res.stderr.startswith("error: LUT file not found"), (columns, res.stderr)
+    listed = edgenas(["list"], tmp_path, env={"COLUMNS": "0"})
+    assert listed.returncode == 0 and "nb201" in listed.stdout
+
+
+def test_a_closed_stdout_is_one_line(with_run):
+    """`runs list --json >&-` was "internal error: AttributeError: 'NoneType' object has no attribute 'write'"
+    (exit 70) and `runs list >&-` printed its table nowhere with exit 0."""
+    for args in ("runs list --json", "runs list"):
+        res = _closed(args, with_run, ">&-")
+        assert res.returncode == 6, (args, res.stderr)
+        assert res.stderr.startswith("error: stdout is closed;") and len(res.stderr.splitlines()) == 1, res.stderr
+        assert _closed(args, with_run, ">&- 2>&-").returncode == 6  # stderr closed too: still no internal error
+
+
+def test_edgenas_debug_0_is_off(with_run):
+    """`EDGENAS_DEBUG=0` turned debugging on: a traceback and exit 1 where one line and exit 6 were due."""
+    for value in ("", "0", "false", "no", "off", "2"):
+        res = _closed("runs list", with_run, ">/dev/full", env=f"EDGENAS_DEBUG={value}")
+        assert res.returncode == 6 and "Traceback" not in res.stderr and len(res.stderr.splitlines()) == 1, value
+    res = _closed("runs list", with_run, ">/dev/full", env="EDGENAS_DEBUG=Yes")
+    assert res.returncode == 1 and "Traceback" in res.stderr
+    from edgenas.envflags import env_flag
+
+    os.environ.pop("EDGENAS_TEST_FLAG", None)
+    assert not env_flag("EDGENAS_TEST_FLAG")
+    for value, on in (("1", True), ("TRUE", True), (" yes ", True), ("0", False), ("", False), ("on", False)):
+        os.environ["EDGENAS_TEST_FLAG"] = value
+        try:
+            assert env_flag("EDGENAS_TEST_FLAG") is on, value
+        finally:
+            del os.environ["EDGENAS_TEST_FLAG"]
+
+
+def test_too_few_file_descriptors_is_an_environment_error(tmp_path):
+    """EMFILE was an internal error (exit 70) when a search wrote its run, and "cannot read ..." (exit 2, bad
+    input) when it read a file: under any low `ulimit -n` a command ends well or with one line and exit 6."""
+    import resource
+
+    project = tmp_path / "proj"
+    project.mkdir()
+    failed = []
+    for limit in range(5, 10):
+        res = subprocess.run([sys.executable, "-c", "from edgenas.cli import main; main()", *SEARCH, "--out",
+                              f"runs/n{limit}"], cwd=project, capture_output=True, text=True, timeout=300,
+                             env=dict(os.environ, PYTHONPATH=str(ROOT), EDGENAS_PROJECT=str(project),
+                                      EDGENAS_NO_PROGRESS="1"),
+                             preexec_fn=lambda n=limit: resource.setrlimit(resource.RLIMIT_NOFILE, (n, n)))
+        assert res.returncode in (0, 6), (limit, res.returncode, res.stderr[-2000:])
+        if res.returncode == 6:
+            failed.append(limit)
+            assert len(res.stderr.splitlines()) == 1 and "too many open files" in res.stderr.lower(), res.stderr
+            assert "ulimit -n" in res.stderr
+    assert failed  # the limits reach the failures this test is about

@@ -189,6 +189,58 @@ def test_cli_serve_binds_loopback_and_answers(rproj, tmp_path):
     assert proc.returncode == 0 and "error" not in out, out
 
 
+def test_serve_out_of_file_descriptors_answers_503_without_tracebacks(rproj):
+    """``edgenas serve`` under ``ulimit -n 40`` and 60 requests at once: 400 "cannot read run record ...: Too many
+    open files", 500 "internal error: OSError", and thousands of asyncio tracebacks (one per failed accept)."""
+    import http.client
+    import resource
+    import subprocess
+    import sys
+
+    port = _free_port()
+    env = dict(os.environ, EDGENAS_PROJECT=str(rproj), PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    env.pop("EDGENAS_TOKEN", None)
+    proc = subprocess.Popen([sys.executable, "-c", "from edgenas.cli import main; main()", "serve",
+                             "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40)))
+    answers: list[tuple[int, str]] = []
+    start = threading.Barrier(60)
+
+    def get() -> None:
+        start.wait(30)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            conn.request("GET", "/runs/evo")
+            r = conn.getresponse()
+            answers.append((r.status, r.read().decode()))
+        finally:
+            conn.close()
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                assert httpx.get(f"http://127.0.0.1:{port}/api/runs", timeout=5).status_code == 200
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, "serve did not start"
+                time.sleep(0.2)
+        threads = [threading.Thread(target=get) for _ in range(60)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(90)
+        assert httpx.get(f"http://127.0.0.1:{port}/runs/evo", timeout=30).status_code == 200  # afterwards: served
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert len(answers) == 60 and {code for code, _ in answers} <= {200, 503}, [a for a in answers if a[0] == 500][:2]
+    busy = [json.loads(body) for code, body in answers if code == 503]
+    assert busy and all(b["error"] == "too many open files" and "ulimit -n" in b["hint"] for b in busy)
+    assert "Traceback" not in err and len(err.splitlines()) <= 4, err[:3000]  # rate-limited lines
+    assert all(line.startswith("edgenas serve: ") for line in err.splitlines()), err
+
+
 @pytest.mark.slow
 def test_live_page_follows_a_running_search(rproj, browser, tmp_path):
     """A run whose evaluations arrive while the page is open: the page's plots grow with them."""
