@@ -254,6 +254,12 @@ class TableLatency:
         self.table = table if isinstance(table, Table) else join_tables(table)
         self.column = column
         self.values = self.table.column(column, latency=True)
+        bad = ~(np.isfinite(self.values) & (self.values > 0))
+        if bad.any():  # a negated or zeroed column made every network feasible at "-21.2 ms" or "0.0 ms"
+            i = int(np.argmax(bad))
+            raise InputError(f"table {self.table.name}: latency column '{column}' holds {int(bad.sum()):,} values "
+                             f"that are not positive finite times (first: {self.values[i]!r} for "
+                             f"{self.table.archs[i]})", hint="a latency budget needs a measured time for every row")
         self.space = space if space is not None else SPACES.get("nb201")
 
     def check_covers(self) -> "TableLatency":

@@ -119,7 +119,7 @@ def pareto_data(run: RunData, device: str) -> ParetoData:
             chosen = replace(chosen, latency_ms=float(lat), feasible=budget is None or lat <= budget,
                              label=arch_label(run.best.get("arch")))
     elif ok:  # a running search: the best so far
-        chosen = max(ok, key=lambda p: (sign * p.accuracy, -p.number))
+        chosen = max(ok, key=lambda p: (sign * p.accuracy, -p.latency_ms, -p.number))  # ties: the faster
     return ParetoData(device, acc, run.objective_unit, pts, front, budget, chosen, run.higher_is_better,
                       device in run.table_columns)
 
