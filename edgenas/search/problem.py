@@ -27,6 +27,23 @@ class LatencyModel(Protocol):
     def min_latency(self) -> tuple[float, Any]: ...
 
 
+def plain_ms(ms: float, *, up: bool = False) -> str:
+    """``ms`` in plain decimals with every digit that tells it apart (``repr``'s, no exponent); ``up``: at
+    most 5 significant digits, rounded up (the budget hint: "at least 0.01128" from 0.0112835 failed again)."""
+    if not math.isfinite(ms) or ms <= 0:
+        return f"{ms:g}"
+    if up:
+        digits = max(0, 4 - math.floor(math.log10(ms)))
+        for k in (math.floor, math.ceil):  # the shortest at that precision that is not below ms
+            text = f"{k(ms * 10 ** digits) / 10 ** digits:.{digits}f}"
+            if float(text) >= ms:
+                break
+        else:
+            text = f"{(math.ceil(ms * 10 ** digits) + 1) / 10 ** digits:.{digits}f}"
+        return text.rstrip("0").rstrip(".") if "." in text else text
+    return np.format_float_positional(ms, trim="-")
+
+
 @dataclass(frozen=True)
 class DeviceTarget:
     """One device: its latency model and, optionally, a budget in ms.
@@ -81,8 +98,8 @@ class Problem:
             if d.budget_ms < ms:
                 raise InfeasibleError(
                     f"device '{d.name}': no architecture of space '{self.space.name}' meets "
-                    f"{d.budget_ms:g} ms; the fastest the space allows is {ms:.4g} ms",
-                    min_latency_ms=float(ms), hint=f"raise the budget to at least {ms:.4g} ms")
+                    f"{plain_ms(d.budget_ms)} ms; the fastest the space allows is {plain_ms(ms)} ms",
+                    min_latency_ms=float(ms), hint=f"raise the budget to at least {plain_ms(ms, up=True)} ms")
             self._anchors.append(arch)
 
     # ------------------------------------------------------------ structure

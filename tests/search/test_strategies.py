@@ -76,8 +76,16 @@ def test_infeasible_budget_raises_at_once_naming_device(space, formula, Lat):
     with pytest.raises(InfeasibleError) as err:
         Problem(space, formula, [DeviceTarget("fast", Lat(space, 5), None),
                                                  DeviceTarget("orin-nano", lat, ms * 0.9)])
-    assert "orin-nano" in str(err.value) and f"{ms:.4g}" in str(err.value)
+    assert "orin-nano" in str(err.value) and "e+" not in str(err.value) and "e-" not in str(err.value)
     assert err.value.min_latency_ms == pytest.approx(ms)
+    # the hint's budget is met: "at least 0.01128 ms" for a minimum of 0.0112835 was refused again
+    hinted = float(err.value.hint.rsplit("at least ", 1)[1].split()[0])
+    assert hinted >= ms
+    Problem(space, formula, [DeviceTarget("orin-nano", lat, hinted)])
+    for tiny in (0.0112835, 0.30000000000000004, 2.66473, 11283.5):
+        from edgenas.search.problem import plain_ms
+
+        assert float(plain_ms(tiny, up=True)) >= tiny and float(plain_ms(tiny)) == tiny
 
 
 def test_repair_is_bounded_and_reaches_feasibility(space, formula, Lat):
