@@ -272,7 +272,12 @@ def _print(problem, config, result, json_out: bool) -> None:
             fastest = s["min_latency_ms"].get(name, float("nan"))
             out.print(f"budget on {esc(name)}: {b:.4g} ms (fastest possible {fastest:.4g} ms)")
     if s["best"] is None:
-        out.print("[yellow]no feasible architecture found; raise the budget or the number of evaluations[/yellow]")
+        if s["evaluations"] == 0 and s.get("stopped") == "wall_time":  # nothing was infeasible: time ran out
+            out.print("[yellow]the --time-budget ran out before the first evaluation; raise it (or resume with "
+                      "--time-budget S)[/yellow]")
+        else:
+            out.print("[yellow]no feasible architecture found; raise the budget or the number of "
+                      "evaluations[/yellow]")
     else:
         lat = esc(", ".join(f"{k} {v:.4g} ms" for k, v in s["latency_ms"].items()))
         what = s["metric"] if "metric" in s else s["objective"]

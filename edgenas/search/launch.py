@@ -219,10 +219,14 @@ def build_problem(project: Project, req: SearchRequest, note: Callable[[str], No
                           checkpoint_every=req.checkpoint_every, batch_size=req.batch_size,
                           strategy_options={**req.strategy_options,
                                             **({} if req.llm_share is None else {"llm_share": float(req.llm_share)})})
-    if req.strategy_options:  # unknown or bad options fail here, before the run folder is touched
-        from edgenas.search.base import STRATEGIES
+    from edgenas.search.base import STRATEGIES
 
-        STRATEGIES.get(config.strategy).validate_options(config.strategy_options)
+    if req.strategy_options or (req.population is not None and config.strategy in STRATEGIES):
+        # unknown or bad options fail here, before the run folder is touched; --population too (it reaches the
+        # strategy as an option: --population 3 of nsga2 was refused after the folder was written)
+        from edgenas.search.run import strategy_options
+
+        STRATEGIES.get(config.strategy).validate_options(strategy_options(config, None))
     return problem, config
 
 

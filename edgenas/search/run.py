@@ -90,7 +90,7 @@ def _read_log(path: Path) -> list[dict[str, Any]]:
     return logged
 
 
-def _strategy_options(config: SearchConfig, hooks: Mapping[str, Any] | None) -> dict[str, Any]:
+def strategy_options(config: SearchConfig, hooks: Mapping[str, Any] | None) -> dict[str, Any]:
     spec = STRATEGIES.get(config.strategy).options
     opts = dict(config.strategy_options)
     if config.population is not None and "population" in spec:
@@ -105,7 +105,7 @@ def build_strategy(config: SearchConfig, problem: Problem, hooks: Mapping[str, A
     """The strategy a run uses (seeded, with the config's and the strategy's default options) and the
     number of architectures asked for per round. Benchmarks call this to drive strategies exactly as
     ``run_search`` (and so ``edgenas search``) does."""
-    opts = _strategy_options(config, hooks)
+    opts = strategy_options(config, hooks)
     if "n_objectives" in STRATEGIES.get(config.strategy).options:
         opts.setdefault("n_objectives", len(problem.objective_names))
     strategy = make_strategy(config.strategy, problem.space, np.random.default_rng(config.seed),

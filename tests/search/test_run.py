@@ -289,3 +289,26 @@ def test_a_latency_column_that_is_not_a_time_is_refused(full_table, tmp_path):
         bad.write_text("\n".join([lines[0]] + [",".join([*r[:5], repr(value(r[5]))]) for r in rows]) + "\n")
         with pytest.raises(InputError, match="not positive finite times"):
             TableLatency(bad, "dev_ms")
+
+
+def test_a_population_the_strategy_refuses_writes_no_run_folder(cli, table, tmp_path, monkeypatch):
+    """``--population 3`` of nsga2 (which needs 4) was refused after config.json, request.json and tables.json
+    were written: the same command with a good population was then refused as "already holds a search run"."""
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
+    for pop in ("3", "2"):
+        res = cli("search", "--space", "nb201", "--table", str(table), "--strategy", "nsga2", "--population", pop,
+                  "--budget", "12", "--out", str(tmp_path / "r"))
+        assert res.code == 2 and "population" in res.err and "must be >= 4" in res.err, res.err
+        assert not (tmp_path / "r").exists()
+    res = cli("search", "--space", "nb201", "--table", str(table), "--strategy", "nsga2", "--population", "4",
+              "--budget", "12", "--out", str(tmp_path / "r"))
+    assert res.code == 0, res.err
+
+
+def test_a_time_budget_spent_before_the_first_evaluation_is_said_as_such(cli, table, tmp_path, monkeypatch):
+    """It said "no feasible architecture found" of a search with no latency budget and no evaluation."""
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
+    res = cli("search", "--space", "nb201", "--table", str(table), "--strategy", "random", "--budget", "5",
+              "--time-budget", "1e-9", "--out", str(tmp_path / "r"))
+    assert res.code == 0, res.err
+    assert "ran out before the first evaluation" in res.out and "no feasible" not in res.out
