@@ -11,8 +11,8 @@ from edgenas.errors import InputError
 from edgenas.textsafe import esc
 
 
-def _key_values(pairs: list[str], what: str, example: str) -> dict[str, object]:
-    """``KEY=VALUE`` flags as a dict: integers, floats, else strings."""
+def _key_values(pairs: list[str], what: str, example: str, floats: bool = True) -> dict[str, object]:
+    """``KEY=VALUE`` flags as a dict: integers, floats (when ``floats``), else strings."""
     opts: dict[str, object] = {}
     for p in pairs:
         if "=" not in p:
@@ -21,7 +21,7 @@ def _key_values(pairs: list[str], what: str, example: str) -> dict[str, object]:
         if not k.strip():
             raise InputError(f"{what} option '{p}' has no KEY before '='", hint=f"e.g. {example}")
         opts[k] = v
-        for conv in (int, float):
+        for conv in (int, float) if floats else (int,):
             try:
                 opts[k] = conv(v)
                 break
@@ -31,8 +31,8 @@ def _key_values(pairs: list[str], what: str, example: str) -> dict[str, object]:
 
 
 def _options(pairs: list[str]) -> dict[str, object]:
-    # decimals too: train's lr=0.05, epochs=0.5 and val_fraction=0.3 arrived as text and were refused
-    return _key_values(pairs, "evaluator", "--eval-opt batch_size=32")
+    # decimals stay text (column=1e3 names a column): an evaluator converts the options it takes as numbers
+    return _key_values(pairs, "evaluator", "--eval-opt batch_size=32", floats=False)
 
 
 def _strategy_options(pairs: list[str]) -> dict[str, object]:

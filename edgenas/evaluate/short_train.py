@@ -119,4 +119,10 @@ def make_short_train(space: Any, *, seed: int = 0, **options: Any) -> ShortTrain
     if unknown:
         raise InputError(f"evaluator 'train': unknown option(s) {', '.join(unknown)}",
                          hint=f"options: {', '.join(sorted(allowed))}")
+    for key in ("epochs", "lr", "val_fraction"):  # --eval-opt lr=0.05 arrives as text (it was refused)
+        if isinstance(options.get(key), str):
+            try:
+                options[key] = float(options[key])
+            except ValueError:
+                pass  # refused by the range check, which names it
     return ShortTrainEvaluator(space, seed=seed, **options)

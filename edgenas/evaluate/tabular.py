@@ -237,6 +237,10 @@ def make_tabular(space: Any, *, seed: int = 0,
 
 def report_names(report: str | Sequence[str] | None, evaluator: str) -> list[str]:
     """An evaluator's ``report=`` option (one column name or a list of them) as a list of names."""
+    if isinstance(report, int) and not isinstance(report, bool):  # --eval-opt report=12: a column named 12
+        report = str(report)
+    if report is not None and not isinstance(report, (str, list, tuple)):  # it was "'int' object is not iterable"
+        raise InputError(f"{evaluator}: report= takes column names, not {report!r}", hint="e.g. report=cifar10_test")
     cols = [] if report is None else [report] if isinstance(report, str) else list(report)
     if not all(isinstance(c, str) for c in cols):
         raise InputError(f"{evaluator}: report= takes column names", hint="e.g. report=cifar10_test")

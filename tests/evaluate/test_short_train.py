@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -59,5 +59,20 @@ def test_decimal_options_reach_the_evaluator_from_the_command_line(cli, tmp_path
               "--seed", "2", "--eval-opt", "lr=0.05", "--eval-opt", "epochs=0.5", "--eval-opt", "val_fraction=0.3",
               "--eval-opt", "limit=200", "--out", str(tmp_path / "r"), "--json")
     assert res.code == 0, res.err
-    opts = json.loads((tmp_path / "r" / "request.json").read_text())["evaluator_options"]
-    assert opts == {"lr": 0.05, "epochs": 0.5, "val_fraction": 0.3, "limit": 200}
+    ev = make_evaluator("train", get_space("mbv3-tiny"), lr="0.05", epochs="0.5", val_fraction="0.3").inner
+    assert (ev.lr, ev.epochs, ev.val_fraction) == (0.05, 0.5, 0.3)
+    # other options stay text: a column named like a number reaches the evaluator as it was typed
+    valid = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nb201" / "nb201_valid.csv"
+    hw = valid.with_name("nb201_hw.csv")
+    odd = tmp_path / "odd.csv"
+    lines = valid.read_text().splitlines()
+    col = lines[0].split(",").index("cifar10_valid")
+    odd.write_text("\n".join([lines[0] + ",1e3,12"] + [f"{x},{x.split(',')[col]},{x.split(',')[col]}"
+                                                          for x in lines[1:]]) + "\n")
+    for opt in ("column=1e3", "report=1e3", "report=12"):
+        res = cli("search", "--space", "nb201", "--evaluator", "nb201-fidelity", "--eval-opt", f"table={odd}",
+                  "--eval-opt", f"hw={hw}", "--eval-opt", "column=cifar10_valid" if opt.startswith("report") else opt,
+                  *(["--eval-opt", opt] if opt.startswith("report") else []), "--strategy", "random", "--budget", "3",
+                  "--out", str(tmp_path / opt.replace("=", "-")), "--json")
+        assert res.code == 0, (opt, res.err)
+
