@@ -206,9 +206,17 @@ def torchscript_beside(space: SearchSpace, arch: Any, exp: ExportResult) -> Path
     meta = stored_meta(path) if path.is_file() else None
     if meta is not None and meta.get("onnx_sha256") == exp.sha256:
         return path
+    from exporters.parity import check_parity
+
+    model = build_for_export(space, arch)
+    if exp.reused and not check_parity(model, exp.onnx_path, batch=1).passed:
+        # an export made before the weights were seeded (nb201): tracing this network would put another one
+        # beside model.onnx
+        raise ExportError(f"{exp.onnx_path} holds other weights than this edgenas builds for the architecture "
+                          "(it was exported by an earlier version), so model.pt would be another network",
+                          hint="export it again with --force, which makes both files from one network")
     try:
-        export_torchscript(build_for_export(space, arch), tuple(exp.input_shape), path,
-                           meta={"onnx_sha256": exp.sha256, "space": space.name})
+        export_torchscript(model, tuple(exp.input_shape), path, meta={"onnx_sha256": exp.sha256, "space": space.name})
     except ExportCheckError as exc:
         raise ExportError(str(exc)) from None
     return path

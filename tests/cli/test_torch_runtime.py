@@ -273,3 +273,30 @@ def test_an_nb201_export_is_the_same_network_every_time_and_in_both_formats(fres
     with torch.no_grad():
         pt_out = torch.jit.load(str(tmp_path / "a" / "model.pt"))(torch.from_numpy(x)).numpy()
     assert np.abs(onnx_out - pt_out).max() < 1e-4 * max(1.0, float(np.abs(onnx_out).max()))
+
+
+def test_a_model_pt_beside_an_export_of_an_earlier_version_is_refused_not_another_network(fresh, cli, tmp_path,
+                                                                                         monkeypatch):
+    """An nb201 folder exported before the weights were seeded was reused, and model.pt traced from today's
+    seeded network beside it: two networks 0.32 apart. It is now refused, and --force makes both anew."""
+    import torch
+
+    from edgenas import export as export_mod
+
+    arch = tmp_path / "cell.json"
+    arch.write_text(json.dumps({"space": "nb201", "schema": 1, "arch": "|nor_conv_3x3~0|+|nor_conv_1x1~0|"
+                                "skip_connect~1|+|avg_pool_3x3~0|nor_conv_3x3~1|nor_conv_1x1~2|"}))
+    seeded = export_mod.build_for_export
+
+    def unseeded(space, a):  # what the earlier version built: PyTorch's default initialisation, another draw
+        torch.manual_seed(12345)
+        return space.build_model(a).eval()
+
+    monkeypatch.setattr(export_mod, "build_for_export", unseeded)
+    assert cli("export", str(arch), "--out", str(tmp_path / "e")).code == 0
+    monkeypatch.setattr(export_mod, "build_for_export", seeded)
+    res = cli("export", str(arch), "--out", str(tmp_path / "e"), "--format", "torchscript")
+    assert res.code == 5 and "--force" in res.err and not (tmp_path / "e" / "model.pt").exists(), res.err
+    res = cli("export", str(arch), "--out", str(tmp_path / "e"), "--format", "torchscript", "--force")
+    assert res.code == 0, res.err
+    assert (tmp_path / "e" / "model.pt").is_file()
