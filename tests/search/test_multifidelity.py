@@ -105,6 +105,8 @@ def test_cli_multifidelity_search_and_bad_ladder(cli, valid, tmp_path, monkeypat
     assert r.code == 0, r.err
     s = r.json()
     assert s["evaluations_per_rung"] == [9, 3 + 6] and s["objective"] == "cifar10_valid"
+    logged = [json.loads(x)["arch"]["arch"] for x in (tmp_path / "run" / "evaluations.jsonl").read_text().splitlines()]
+    assert s["distinct"] == len(set(logged)) > 9  # every rung's, not the last rung's
     # the last rung records the test column of what it scored, so best.json says the chosen cell's (the
     # module promised it; best.json's report was empty and --report was refused for a ladder)
     ev = make_evaluator("nb201-fidelity", space_of("nb201"), table=valid, column="cifar10_test")
