@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import resource  # here, not when needed: out of file descriptors, its .so cannot be loaded
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -40,12 +41,19 @@ def out_of_fds(exc: BaseException | None) -> OSError | None:
     return None
 
 
-def fds_exhausted() -> OSError | None:
-    """The error of opening a file now if it is ``FD_ERRNOS`` (for a library that names no errno), else None."""
+def fds_exhausted(share: float = 0.75) -> OSError | None:
+    """For a library error that names no errno (SQLite's "unable to open database file"): an ``FD_ERRNOS``
+    error if a file cannot be opened now, or if ``share`` of the process's limit of open files is in use (the
+    failure happened a moment ago; other requests of a busy server may have closed a few since: checking for
+    a free one alone called half of them a permissions problem). Else None."""
     try:
         os.close(os.open(os.devnull, os.O_RDONLY))
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        used = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 0
     except OSError as exc:
         return exc if exc.errno in FD_ERRNOS else None
+    if soft != resource.RLIM_INFINITY and used >= share * soft:
+        return OSError(errno.EMFILE, f"Too many open files ({used} of {soft} in use)")
     return None
 
 
