@@ -3,8 +3,8 @@
 Every strategy claim of edgenas is measured here. Each task optimises one table column and reports
 another for the architecture the search chose (the feasible evaluation with the best objective, the
 earliest of tied ones; ``edgenas search`` now takes the fastest of tied ones, which on NAS-Bench-201 are
-mostly isomorphic cells sharing every reported value); regret is the best reported value over the feasible architectures of the
-whole table minus that. Strategies are built and driven exactly as ``edgenas search`` drives them
+mostly isomorphic cells sharing every reported value); regret is the best reported value over the feasible
+architectures of the whole table minus that. Strategies are built and driven exactly as ``edgenas search`` drives them
 (``edgenas.search.run.build_strategy``: the user's default options, the same batch per ask/tell round),
 only without the run folder. ``distinct``: how many different architectures a run evaluated (a repeat
 spends a query and learns nothing).

@@ -201,7 +201,8 @@ def test_serve_out_of_file_descriptors_answers_503_without_tracebacks(rproj):
     env = dict(os.environ, EDGENAS_PROJECT=str(rproj), PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     env.pop("EDGENAS_TOKEN", None)
     proc = subprocess.Popen([sys.executable, "-c", "from edgenas.cli import main; main()", "serve",
-                             "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True,
                             preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40)))
     answers: list[tuple[int, str]] = []
     start = threading.Barrier(60)
@@ -234,7 +235,8 @@ def test_serve_out_of_file_descriptors_answers_503_without_tracebacks(rproj):
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=30)
-    assert len(answers) == 60 and {code for code, _ in answers} <= {200, 503}, ([a for a in answers if a[0] == 500][:2], err[-3000:])
+    assert len(answers) == 60 and {code for code, _ in answers} <= {200, 503}, \
+        ([a for a in answers if a[0] == 500][:2], err[-3000:])
     busy = [json.loads(body) for code, body in answers if code == 503]
     assert busy and all(b["error"] == "too many open files" and "ulimit -n" in b["hint"] for b in busy)
     assert "Traceback" not in err and len(err.splitlines()) <= 4, err[:3000]  # rate-limited lines
