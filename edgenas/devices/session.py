@@ -86,7 +86,6 @@ class Session:
         self._pushed[str(local)] = remote
         return remote
 
-
     def forget(self, remote_rel: str) -> None:
         """Remove a file the host no longer needs from the device (a finished table's partial file); best
         effort: a file left behind costs disk, never a result, so a failure here fails nothing."""
