@@ -253,6 +253,7 @@ def test_a_table_timed_in_runs(proj, cli, monkeypatch):
     assert said.code == 0 and "entries" in said.out and "lut calibrate" not in said.out
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit.load's deprecation, as in the tests above
 def test_an_nb201_export_is_the_same_network_every_time_and_in_both_formats(fresh, cli, tmp_path):
     """nb201's layers took PyTorch's default initialisation from the global generator: two exports of one
     record were different files, and model.pt beside model.onnx a different network (outputs 0.38 apart)."""
