@@ -53,22 +53,8 @@ def sigint_ignored() -> Iterator[None]:
     """Ignore Ctrl-C in this process for the block (from the main thread only: Python sets handlers there;
     elsewhere the block runs as it is). A Ctrl-C during the block is dropped; a SIGTERM (``on_sigterm``) is
     held until the block ends, then takes effect."""
-    if threading.current_thread() is not threading.main_thread():
+    with _deferred(keep_ctrl_c=False):
         yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    held: list[bool] = []
-    term = signal.getsignal(signal.SIGTERM)
-    if term is on_sigterm:
-        signal.signal(signal.SIGTERM, lambda *_: held.append(True))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if term is on_sigterm:
-            signal.signal(signal.SIGTERM, term)
-    if held:
-        on_sigterm(signal.SIGTERM, None)
 
 
 @contextmanager
@@ -76,14 +62,26 @@ def signals_held() -> Iterator[None]:
     """Hold Ctrl-C (and a SIGTERM taking its path, ``on_sigterm``) until the block ends, then deliver it: for
     native code that must not be interrupted half way (torch's import aborted the process with a C++
     "terminate called" when a KeyboardInterrupt reached it). Main thread only, as ``sigint_ignored``."""
+    with _deferred(keep_ctrl_c=True):
+        yield
+
+
+@contextmanager
+def _deferred(*, keep_ctrl_c: bool) -> Iterator[None]:
+    """Ctrl-C recorded (``keep_ctrl_c``) or ignored for the block, a SIGTERM taking ``on_sigterm``'s path
+    recorded; what was recorded takes effect when the block ends (a Ctrl-C only where it was not ignored)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     held: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, _frame: held.append(signum))
+
+    def record(signum: int, _frame: object) -> None:
+        held.append(signum)
+
+    previous = signal.signal(signal.SIGINT, record if keep_ctrl_c else signal.SIG_IGN)
     term = signal.getsignal(signal.SIGTERM)
     if term is on_sigterm:
-        signal.signal(signal.SIGTERM, lambda signum, _frame: held.append(signum))
+        signal.signal(signal.SIGTERM, record)
     try:
         yield
     finally:
@@ -92,7 +90,7 @@ def signals_held() -> Iterator[None]:
             signal.signal(signal.SIGTERM, term)
     if signal.SIGTERM in held:
         on_sigterm(signal.SIGTERM, None)
-    if held and callable(previous):
+    if signal.SIGINT in held and callable(previous):
         previous(signal.SIGINT, None)  # Python's default handler raises KeyboardInterrupt
 
 
