@@ -178,13 +178,12 @@ def build_for_export(space: SearchSpace, arch: Any) -> Any:
     is the same file, and ``model.pt`` the same network as ``model.onnx`` (nb201's PyTorch-default
     initialisation drew from the global generator: every export differed, and the two files beside each
     other were two networks). The caller's random state is left as it was."""
-    import hashlib
-
     import torch
 
-    seed = int.from_bytes(hashlib.sha256(space.arch_id(arch).encode()).digest()[:8], "little") >> 1
+    from edgenas.spaces.mbv3_blocks import key_seed
+
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.manual_seed(key_seed(space.arch_id(arch)))
         return space.build_model(arch).eval()
 
 
