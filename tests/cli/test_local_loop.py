@@ -124,58 +124,55 @@ def test_search_export_deploy_calibrate(proj, cli, tmp_path):
     assert json.loads(lut_file.read_text())["entries"] == json.loads(before)["entries"]
 
 
+def _deploy_keeps_table_and_one_measurement(proj, cli, tmp_path, seed, during, *says):
+    """Deploy a sampled network while ``during`` holds: exit 0, no refit, a note saying ``says`` (the
+    measurement is kept for `lut calibrate`), the LUT file untouched, the measurement stored once."""
+    from edgenas.project import Project
+    from edgenas.spaces import get_space
+    from edgenas.store import open_store
+
+    space = get_space("mbv3-tiny")
+    arch = tmp_path / "arch.json"
+    arch.write_text(json.dumps(space.to_dict(space.sample(np.random.default_rng(seed)))))
+    lut_file = next((proj / "luts" / "local").glob("mbv3-tiny-*.json"))
+    before = lut_file.read_bytes()
+    with during:
+        res = cli("deploy", "local", str(arch), "--out", str(tmp_path / "exp"), "--json")
+    assert res.code == 0, res.err
+    d = res.json()
+    assert d["recalibrated"] is None and all(x in d["note"] for x in says), d["note"]
+    assert lut_file.read_bytes() == before
+    assert [m.id for m in open_store(Project(proj)).list(device="local", space="mbv3-tiny")] == [d["measurement_id"]]
+
+
 def test_deploy_while_the_table_is_being_rebuilt(proj, cli, tmp_path):
     """A deploy while a profile of the device holds the table keeps its measurement and leaves the table to
     the profile: one yellow note, exit 0, the LUT file untouched."""
     from edgenas.fleet.table_lock import profile_lock
     from edgenas.project import Project
-    from edgenas.spaces import get_space
 
-    space = get_space("mbv3-tiny")
-    arch = tmp_path / "arch.json"
-    arch.write_text(json.dumps(space.to_dict(space.sample(np.random.default_rng(0)))))
-    lut_file = next((proj / "luts" / "local").glob("mbv3-tiny-*.json"))
-    before = lut_file.read_bytes()
-    with profile_lock(Project(proj), "local", "mbv3-tiny"):
-        res = cli("deploy", "local", str(arch), "--out", str(tmp_path / "exp"), "--json")
-    assert res.code == 0, res.err
-    d = res.json()
-    assert d["recalibrated"] is None and "calibration was not refitted" in d["note"] and "lut calibrate" in d["note"]
-    assert lut_file.read_bytes() == before
-    from edgenas.store import open_store
-
-    assert [m.id for m in open_store(Project(proj)).list(device="local", space="mbv3-tiny")] == [d["measurement_id"]]
+    _deploy_keeps_table_and_one_measurement(proj, cli, tmp_path, 0, profile_lock(Project(proj), "local", "mbv3-tiny"),
+                                            "calibration was not refitted", "lut calibrate")
 
 
 def test_deploy_whose_table_cannot_be_written_keeps_one_measurement_and_says_so(proj, cli, tmp_path, monkeypatch):
     """A full disk (or a read-only table) when the refitted calibration was written: the measurement was stored,
     then the command failed with "run it again", and running it again stored a second copy of it."""
+    import contextlib
     import errno
 
     from edgenas.latency import lut as lut_mod
-    from edgenas.project import Project
-    from edgenas.spaces import get_space
-    from edgenas.store import open_store
 
-    space = get_space("mbv3-tiny")
-    arch = tmp_path / "arch.json"
-    arch.write_text(json.dumps(space.to_dict(space.sample(np.random.default_rng(1)))))
-    lut_file = next((proj / "luts" / "local").glob("mbv3-tiny-*.json"))
-    before = lut_file.read_bytes()
     real = lut_mod.atomic_write_json
 
     def full_disk(path, obj):
-        if Path(path).parent == lut_file.parent:
+        if Path(path).parent == proj / "luts" / "local":
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         return real(path, obj)
 
     monkeypatch.setattr(lut_mod, "atomic_write_json", full_disk)
-    res = cli("deploy", "local", str(arch), "--out", str(tmp_path / "exp"), "--json")
-    assert res.code == 0, res.err
-    d = res.json()
-    assert d["recalibrated"] is None and "the disk is full" in d["note"] and "lut calibrate local" in d["note"]
-    assert lut_file.read_bytes() == before
-    assert [m.id for m in open_store(Project(proj)).list(device="local", space="mbv3-tiny")] == [d["measurement_id"]]
+    _deploy_keeps_table_and_one_measurement(proj, cli, tmp_path, 1, contextlib.nullcontext(),
+                                            "the disk is full", "lut calibrate local")
 
 
 def test_resume_cli(proj, cli, tmp_path):

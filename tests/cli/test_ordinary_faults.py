@@ -121,17 +121,23 @@ def test_a_search_that_cannot_write_its_first_file_leaves_no_folder(cli, tmp_pat
     assert not (tmp_path / "new").exists()
 
 
-def test_a_report_under_a_file_and_a_log_that_cannot_be_opened_are_said_as_such(cli, tmp_path, monkeypatch):
-    """``report --out afile/x.html`` said "File exists (afile)"; a log the run cannot append to (a read-only or
-    immutable file: EPERM) was "the folder is damaged; move the file aside" (exit 2), though the file was fine."""
-    import errno
-
+def _table_run(cli, tmp_path, monkeypatch):
+    """A finished 3-evaluation table search, ``tmp_path / "run"``, in the project ``tmp_path``."""
     monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
     monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
     run = tmp_path / "run"
     res = cli("search", "--space", "nb201", "--table", str(TABLE), "--strategy", "random", "--budget", "3",
               "--out", str(run))
     assert res.code == 0, res.err
+    return run
+
+
+def test_a_report_under_a_file_and_a_log_that_cannot_be_opened_are_said_as_such(cli, tmp_path, monkeypatch):
+    """``report --out afile/x.html`` said "File exists (afile)"; a log the run cannot append to (a read-only or
+    immutable file: EPERM) was "the folder is damaged; move the file aside" (exit 2), though the file was fine."""
+    import errno
+
+    run = _table_run(cli, tmp_path, monkeypatch)
     (tmp_path / "afile").write_text("keep me")
     res = cli("report", str(run), "--out", str(tmp_path / "afile" / "x.html"))
     assert res.code == OutputError.exit_code and one_line(res.err), res.err
@@ -157,12 +163,7 @@ def test_a_report_under_a_file_and_a_log_that_cannot_be_opened_are_said_as_such(
 def test_a_folder_where_a_run_file_goes_is_not_called_a_full_disk(cli, tmp_path, monkeypatch, name, says):
     """A folder named like a run file was "cannot write the run folder ...: Is a directory (free some space,
     then resume ...)": EISDIR counted as a full disk, and the log's folder was read with a bare fdopen."""
-    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
-    monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
-    run = tmp_path / "run"
-    res = cli("search", "--space", "nb201", "--table", str(TABLE), "--strategy", "random", "--budget", "3",
-              "--out", str(run))
-    assert res.code == 0, res.err
+    run = _table_run(cli, tmp_path, monkeypatch)
     (run / name).unlink()
     (run / name).mkdir()
     res = cli("search", "--resume", str(run))
