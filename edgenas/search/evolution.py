@@ -14,7 +14,7 @@ its share of them in one batched call.
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from edgenas.search.base import STRATEGIES, Option, Result, Strategy, rank_key
 
@@ -39,6 +39,15 @@ class RegularizedEvolution(Strategy):
         self.origin: dict[str, tuple[Any, Result, str]] = {}   # child id -> (parent, its result, source)
         if self.llm is not None and self.opts["llm_share"] > 0:
             self.batch_hint = self.opts["llm_batch"]   # a generation's model children come from one call
+
+    @classmethod
+    def before_children(cls, options: Mapping[str, Any], batch_size: int | None) -> int:
+        """How many evaluations come before the first child (a mutation or the model's proposal): the
+        initial population, and at least the whole first round, asked while nothing is evaluated (with the
+        model on, a round is ``llm_batch`` unless ``--batch-size`` says otherwise)."""
+        opts = cls.validate_options(options)
+        first_round = batch_size or (opts["llm_batch"] if opts["llm_share"] > 0 else cls.batch_hint)
+        return max(opts["population"], int(first_round))
 
     def _tournament(self) -> tuple[Any, Result]:
         members = list(self.population)

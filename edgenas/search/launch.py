@@ -252,6 +252,23 @@ def uses_llm(req: SearchRequest, config: Any) -> bool:
     return bool(share)
 
 
+def idle_model_note(config: Any) -> str | None:
+    """What to say when the budget ends before the language model could propose anything (the initial
+    population and the first round are random samples): the model is then not loaded at all."""
+    from edgenas.search.base import STRATEGIES
+    from edgenas.search.run import strategy_options
+
+    cls = STRATEGIES.get(config.strategy)
+    if not hasattr(cls, "before_children"):
+        return None
+    first = cls.before_children(strategy_options(config, None), config.batch_size)
+    if config.budget_evals > first:
+        return None
+    return (f"the budget of {config.budget_evals} evaluations ends before the language model proposes anything: "
+            f"the first {first} are random samples (the initial population); raise --budget above {first} "
+            "or lower --population")
+
+
 def build_llm_operator(req: SearchRequest, problem: Any, out_dir: Path) -> Any:
     """The LLM operator of a search (validates the model path and adapter; loads nothing yet)."""
     from edgenas.llm.operator import LLMOperator, LLMSettings
@@ -322,9 +339,12 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
         problem, config = build_problem(project, asked, notes.append, executor)  # validated before the folder is used
         if uses_llm(req, config):
             hooks["llm_operator"] = op = build_llm_operator(req, problem, out_dir)
+            idle = idle_model_note(config)
+            if idle:
+                notes.append(idle)
             if resume:
                 op.load_log()   # replayed events never load the model; it is loaded when first needed
-            else:
+            elif not idle:
                 op.preload()    # a model that does not load fails before the run folder is written
     tables = table_hashes(project, problem)
     changed = changed_tables_notes(out_dir / TABLES_FILE, tables) if resume else []

@@ -106,6 +106,29 @@ def test_cli_reports_llm_shares(search, tiny_model, tmp_path):
     assert m["proposals"] == 12 - 8 and m["valid"] == 1.0 and m["fallbacks"] == 0
 
 
+def test_a_budget_that_ends_before_the_first_child_says_so_and_loads_no_model(cli, table, tiny_model, tmp_path,
+                                                                           monkeypatch):
+    """With --population 6 and rounds of llm_batch = 8, the first 8 evaluations are random samples: a budget
+    of 8 never asks the model (it was loaded all the same, and a user was not told the search was random)."""
+    monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\x07" * 200)  # loading it fails: a run that loads it is an error
+
+    def run(budget, model, out):
+        return cli("search", "--space", "nb201", "--table", str(table), "--objective", "cifar100_test",
+                   "--strategy", "llm-evolution", "--budget", str(budget), "--seed", "1", "--population", "6",
+                   "--llm-model", str(model), "--llm-opt", "think_tokens=4", "--out", str(tmp_path / out), "--json")
+
+    res = run(8, broken, "idle")
+    assert res.code == 0, res.err
+    assert "ends before the language model proposes anything" in res.err and "above 8" in res.err
+    assert "llm" not in json.loads(res.out) and not (tmp_path / "idle" / "llm").exists()  # the model never ran
+    res = run(9, tiny_model, "busy")
+    assert res.code == 0, res.err
+    assert "ends before" not in res.err and json.loads(res.out)["llm"]["proposals"] == 1
+    one_line_error(run(9, broken, "refused"), "cannot load model")
+
+
 def _copy_model(tiny_model, tmp_path, name, edit=None):
     import shutil
 
