@@ -38,6 +38,12 @@ class DeviceError(EdgenasError):
         self.device = device
 
 
+class BadAnswerError(DeviceError):
+    """The device answered, but what it said is malformed or impossible (a statistic of 0 ms, a field of the
+    wrong type): the device is not to be trusted for this command, so what it measured before is dropped too
+    (``fleet.fewshot.add_fewshot``), unlike after a lost connection."""
+
+
 class HostKeyError(DeviceError):
     """The device's SSH host key is unknown or changed: ``host`` (its known_hosts name), the offered
     ``key_type`` and ``fingerprint``, and the ``known_fingerprints`` recorded for that host (if any)."""

@@ -136,6 +136,8 @@ def _interrupted_hint(argv: list[str] | None) -> str:
     words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")][:2]
     if words[:1] == ["profile"] or words == ["fleet", "refresh"]:
         return "the files written are complete; run it again to go on (the blocks already timed are kept)"
+    if words == ["device", "add"]:
+        return "the architectures measured so far are kept; run it again to measure the rest and fit the model"
     if words == ["supernet", "train"]:
         return ("the checkpoints written are complete; continue with the same command and --resume where --out holds "
                 "a supernet.json, else run it again")

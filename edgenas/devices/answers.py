@@ -2,7 +2,7 @@
 
 The agent is untrusted input: ``DeviceInfo.from_answer`` checks the shape of an ``info`` answer (the
 fingerprint hash names LUT files on the host, so it must be 64 hex digits) and raises one
-``DeviceError`` naming the device when it is malformed. ``BenchAnswer`` does the same for ``bench``:
+``BadAnswerError`` (a ``DeviceError``) naming the device when it is malformed. ``BenchAnswer`` does the same for ``bench``:
 its statistics become the LUT's ``EntryStats``.
 """
 
@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from edgenas.errors import DeviceError, InputError
+from edgenas.errors import BadAnswerError, InputError
 from edgenas.latency.lut import EntryStats
 from edgenas.safenames import SHA256_RE
 from edgenas.textsafe import clean
@@ -25,7 +25,7 @@ _COLD_KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")
 def _mapping(device: str, answer: Mapping[str, Any], key: str, what: str) -> dict[str, Any]:
     value = answer.get(key, {})
     if not isinstance(value, Mapping):
-        raise DeviceError(device, f"the agent's {what} answer has a malformed '{key}' ({type(value).__name__})",
+        raise BadAnswerError(device, f"the agent's {what} answer has a malformed '{key}' ({type(value).__name__})",
                           hint="reinstall the agent (it is replaced when its hash differs)")
     return dict(value)
 
@@ -45,10 +45,10 @@ class DeviceInfo:
     @classmethod
     def from_answer(cls, device: str, answer: Any) -> "DeviceInfo":
         if not isinstance(answer, Mapping):
-            raise DeviceError(device, f"the agent's info answer is not an object ({type(answer).__name__})")
+            raise BadAnswerError(device, f"the agent's info answer is not an object ({type(answer).__name__})")
         fp_hash = answer.get("fingerprint_hash")
         if not isinstance(fp_hash, str) or not SHA256_RE.match(fp_hash):
-            raise DeviceError(device, f"the agent's fingerprint hash {str(fp_hash)[:80]!r} is not 64 hex digits",
+            raise BadAnswerError(device, f"the agent's fingerprint hash {str(fp_hash)[:80]!r} is not 64 hex digits",
                               hint="reinstall the agent (it is replaced when its hash differs)")
         return cls(device=device, fingerprint=_mapping(device, answer, "fingerprint", "info"),
                    fingerprint_hash=fp_hash, state=_mapping(device, answer, "state", "info"),
@@ -148,21 +148,21 @@ class BenchAnswer:
     @classmethod
     def from_answer(cls, device: str, answer: Any, what: str = "bench") -> "BenchAnswer":
         if not isinstance(answer, Mapping):
-            raise DeviceError(device, f"the agent's {what} answer is not an object ({type(answer).__name__})")
+            raise BadAnswerError(device, f"the agent's {what} answer is not an object ({type(answer).__name__})")
         raw = _mapping(device, answer, "stats", what)
         try:
             raw = EntryStats.check(raw, f"{what} statistics")  # the known fields, checked; the rest dropped
             stats = EntryStats.from_checked(raw)
         except InputError as exc:
-            raise DeviceError(device, f"the agent sent bad {exc.message}") from None
+            raise BadAnswerError(device, f"the agent sent bad {exc.message}") from None
         if stats.median_ms <= 0:  # a whole model takes time: 0 ms is a broken timer or a hostile agent
-            raise DeviceError(device, f"the agent's {what} answer times the model at {stats.median_ms:g} ms",
+            raise BadAnswerError(device, f"the agent's {what} answer times the model at {stats.median_ms:g} ms",
                               hint="a measurement must be > 0 ms; check the device's clock or reinstall the agent")
         cold = _mapping(device, answer, "cold_start", what)
         bad = next((k for k, v in cold.items() if not _COLD_KEY_RE.match(str(k)) or isinstance(v, bool)
                     or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0), None)
         if bad is not None or len(cold) > 16:
-            raise DeviceError(device, f"the agent's {what} answer has a malformed cold start "
+            raise BadAnswerError(device, f"the agent's {what} answer has a malformed cold start "
                                       + (f"({clean(repr(bad), 40)}: {clean(repr(cold[bad]), 40)})" if bad is not None
                                          else f"({len(cold)} fields)"),
                               hint="cold-start times are numbers of milliseconds; reinstall the agent")
@@ -189,7 +189,7 @@ def engine_answer(device: str, answer: Any) -> dict[str, Any]:
     if not (isinstance(engine, str) and _ENGINE_RE.match(engine) and ".." not in engine
             and isinstance(sha, str) and SHA256_RE.match(sha) and not isinstance(build_s, bool)
             and isinstance(build_s, (int, float)) and math.isfinite(build_s) and build_s >= 0):
-        raise DeviceError(device, "the agent's build_engine answer is malformed (engine must be "
+        raise BadAnswerError(device, "the agent's build_engine answer is malformed (engine must be "
                                   "engines/NAME.plan, with its SHA-256 and build time)",
                           hint="reinstall the agent (it is replaced when its hash differs)")
     return {"engine": engine, "sha256": sha, "build_s": float(build_s)}

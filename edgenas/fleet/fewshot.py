@@ -8,7 +8,8 @@
    of the references' mean log latency) are meta-learned on the references (``choose_config``:
    each reference in turn plays the new device);
 3. each chosen architecture is exported and measured on the device through its agent with the
-   whole-model protocol (real ONNX Runtime runs on ``local``), and stored as a ``Measurement``;
+   whole-model protocol (real ONNX Runtime runs on ``local``), and stored as a ``Measurement``; one
+   the store holds already (an interrupted run keeps what it measured) is not measured again;
 4. a ``MetaFewShot`` (with a table: ``TableCorrected``, averaged with the nearest reference's
    ``Anchor``) is fitted on every stored measurement of (device, space, fingerprint, runtime), with
    Huber's loss (a slow reading among them counts linearly, not squared), and saved as
@@ -28,8 +29,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edgenas.errors import InputError
+from edgenas.errors import BadAnswerError, DeviceError, InputError
 from edgenas.project import Project
+from edgenas.quiet import signals_held
 
 Progress = Callable[[str, int, int], None]
 POOL = 2000
@@ -247,7 +249,7 @@ def add_fewshot(project: Project, device: str, space_name: str, k: int, *, seed:
     from edgenas.latency.fewshot_model import check_not_linked, model_path
     from edgenas.latency.fewshot_table import TableReferences
     from edgenas.spaces import get_space
-    from edgenas.store import Measurement, check_db_url, open_store
+    from edgenas.store import Measurement, check_db_url
 
     from edgenas.limits import check_seed
 
@@ -269,24 +271,62 @@ def add_fewshot(project: Project, device: str, space_name: str, k: int, *, seed:
         n_refs = len(tref.columns) if tref else len(refs)
         X = X[:, :-n_refs] if tref else X  # the additive parts and descriptors choose
         chosen = [pool[i] for i in select_architectures(X, n_refs, k, seed, config.selection)]
-        measured = []  # stored once all k are in: a device that fails or answers nonsense half way stores nothing
-        for i, arch in enumerate(chosen):
-            exp = export_arch(space, arch, default_export_dir(project, space, arch))
-            out = measure_model(s, model_file(rt["runtime"], space, arch, exp), reference=ref_path, protocol=protocol)
-            measured.append(Measurement(
-                device=s.device, space=space.name, arch=space.to_dict(arch), artifact_sha256=exp.sha256,
-                runtime=rt["runtime"], precision=rt["precision"], fingerprint_hash=fp_hash,
-                stats=dict(out.raw_stats), cold_start=dict(out.cold_start), state=dict(out.state)))
-            if progress:
-                progress(f"measure architectures on {s.device}", i + 1, len(chosen))
+        before = _measured_ids(project, s.device, space, fp_hash, rt["runtime"])
+        todo = [a for a in chosen if space.arch_id(a) not in before]  # kept from an interrupted run, or a deploy
+        measured: list[Any] = []  # stored once all are in; a device answering nonsense half way stores nothing
+        try:
+            for i, arch in enumerate(todo):
+                exp = export_arch(space, arch, default_export_dir(project, space, arch))
+                out = measure_model(s, model_file(rt["runtime"], space, arch, exp), reference=ref_path,
+                                    protocol=protocol)
+                measured.append(Measurement(
+                    device=s.device, space=space.name, arch=space.to_dict(arch), artifact_sha256=exp.sha256,
+                    runtime=rt["runtime"], precision=rt["precision"], fingerprint_hash=fp_hash,
+                    stats=dict(out.raw_stats), cold_start=dict(out.cold_start), state=dict(out.state)))
+                if progress:
+                    progress(f"measure architectures on {s.device}", len(chosen) - len(todo) + i + 1, len(chosen))
+        except (DeviceError, KeyboardInterrupt) as exc:
+            # a lost connection, a failing agent, Ctrl-C: the measurements taken are sound and kept, so the
+            # same command measures only the rest (the points chosen are the seed's); after an answer that
+            # makes no sense (0 ms) the device's earlier answers are not trusted either
+            if measured and not isinstance(exc, BadAnswerError):
+                _keep(project, measured)
+                if isinstance(exc, DeviceError):
+                    exc.hint = "; ".join(filter(None, (exc.hint, _kept_text(len(measured), len(todo)))))
+            raise
         name = s.device
-    store = open_store(project)
-    for m in measured:
-        store.add(m)
+    store = _keep(project, measured)
     archs, y = _measurements(store, name, space, fp_hash, rt["runtime"])
     path, loo, described = _save(project, name, space, fp_hash, rt["runtime"], archs, y, refs, tref, seed)
     names = [f"{tref.source}:{c}" for c in tref.columns] if tref else [r[0] for r in refs]
-    return FewShotResult(name, space.name, len(chosen), int(len(y)), names, str(path), loo, described)
+    return FewShotResult(name, space.name, len(measured), int(len(y)), names, str(path), loo, described)
+
+
+def _measured_ids(project: Project, device: str, space: Any, fp_hash: str, runtime: str) -> set[str]:
+    """The architectures the store already holds a measurement of on (device, fingerprint, runtime): read
+    only, so a command refused later has created no database."""
+    from edgenas.store import open_db
+
+    with open_db(None, project, readonly=True) as db:
+        return {space.arch_id(space.from_dict(m.arch))
+                for m in db.measurements.list(device=device, space=space.name, fingerprint_hash=fp_hash)
+                if m.runtime == runtime}
+
+
+def _keep(project: Project, measured: list[Any]) -> Any:
+    """Store ``measured`` (a Ctrl-C waits until they are all in); returns the store."""
+    from edgenas.store import open_store
+
+    with signals_held():
+        store = open_store(project)
+        for m in measured:
+            store.add(m)
+    return store
+
+
+def _kept_text(n: int, of: int) -> str:
+    return (f"the {n} of {of} architectures measured before are kept: the same command measures the other "
+            f"{of - n} and fits the model")
 
 
 def refit_after_deploy(project: Project, device: str, space: Any, fp_hash: str, runtime: str, store: Any) -> bool:

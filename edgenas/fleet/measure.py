@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping
 
 from edgenas.devices.answers import BenchAnswer, engine_answer
 from edgenas.devices.session import Session
-from edgenas.errors import DeviceError, InputError
+from edgenas.errors import BadAnswerError, InputError
 from edgenas.fleet.engine import timing_cache_path
 from edgenas.io import atomic_write_bytes, sha256_file
 from edgenas.latency.lut import EntryStats, Lut
@@ -245,7 +245,7 @@ def bench_many_results(device: str, out: Any, batch: list[str]) -> tuple[dict[st
     results = out.get("results") if isinstance(out, dict) else None
     reused = out.get("reused", []) if isinstance(out, dict) else None
     if not isinstance(results, dict) or not isinstance(reused, list):
-        raise DeviceError(device, "the agent's bench_many answer is malformed (no 'results' object or no "
+        raise BadAnswerError(device, "the agent's bench_many answer is malformed (no 'results' object or no "
                                   "'reused' list)", hint="reinstall the agent (it is replaced when its hash differs)")
     got: dict[str, dict[str, Any]] = {}
     for key in batch:
@@ -253,7 +253,7 @@ def bench_many_results(device: str, out: Any, batch: list[str]) -> tuple[dict[st
             try:
                 got[key] = EntryStats.check(results[key], f"entry {key}")
             except InputError as exc:
-                raise DeviceError(device, f"the agent sent bad statistics for {exc.message}",
+                raise BadAnswerError(device, f"the agent sent bad statistics for {exc.message}",
                                   hint="re-run the profile; if it persists, reinstall the agent") from None
     return got, sum(1 for key in set(batch) if key in reused and key in got)
 

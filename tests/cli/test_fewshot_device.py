@@ -201,11 +201,11 @@ def test_fewshot_text_says_when_there_is_no_leave_one_out_share(proj, cli, monke
     res = cli("device", "add", "local", "--fewshot", "1", "--space", "mbv3-tiny", "--json")
     assert res.code == 0, res.err
     assert res.json()["n_points"] == 1 and res.json()["loo_within10"] is None
-    res = cli("device", "add", "local", "--fewshot", "1", "--space", "mbv3-tiny")
+    res = cli("device", "add", "local", "--fewshot", "1", "--space", "mbv3-tiny", "--seed", "1")  # another cell
     assert res.code == 0, res.err
     assert "on 2 measurements" in res.out and "leave-one-out within 10%: n/a (fewer than 3 measurements)" in res.out
     assert "nan" not in res.out
-    res = cli("device", "add", "local", "--fewshot", "1", "--space", "mbv3-tiny")
+    res = cli("device", "add", "local", "--fewshot", "1", "--space", "mbv3-tiny", "--seed", "2")
     assert res.code == 0 and "on 3 measurements" in res.out, res.err
     assert re.search(r"leave-one-out within 10%: (0|33|67|100)%;", res.out), res.out
 
@@ -343,3 +343,54 @@ def test_a_device_that_measures_0_ms_adds_no_measurement(proj, cli, tmp_path, mo
     assert "local" in res.err and "0 ms" in res.err, res.err
     assert open_store(Project(proj)).list(device="local") == []
     assert not model_path_of(proj).exists()
+
+
+STOPS_AT_THIRD = """
+import os, signal, time
+real_bench, calls = M['bench'], [0]
+def bench(w, p, pr):
+    if p.get('winner'):
+        calls[0] += 1
+        if calls[0] == 3 and os.path.exists({flag!r}):  # at the third whole model:
+            {action}
+    return real_bench(w, p, pr)
+M['bench'] = bench
+"""
+
+
+@pytest.mark.parametrize("action, code, says", [
+    ("os._exit(1)", 3, "the 2 of 4 architectures measured before are kept"),  # the connection drops
+    ("os.kill(os.getppid(), signal.SIGINT); time.sleep(3)", 130, "the architectures measured so far are kept"),
+], ids=["connection-lost", "ctrl-c"])
+def test_an_interrupted_fewshot_keeps_its_measurements_and_the_same_command_goes_on(proj, cli, tmp_path,
+                                                                                     monkeypatch, action, code, says):
+    """A device lost (or a Ctrl-C) at the third of four measurements threw the first two away (minutes
+    each on a Jetson). They are sound: now they are kept, the error says so, and the same command measures
+    only the other two (the seed chooses the same four), then fits on all four."""
+    import functools
+
+    import edgenas.fleet.fewshot as fewshot
+    from edgenas.project import Project
+    from edgenas.store import open_store
+    from tests.fleet.hostile import hostile_agent, use_agent
+
+    _only_reference_lut(proj)
+    flag = tmp_path / "drop-the-connection"
+    flag.write_text("")
+    patch = STOPS_AT_THIRD.format(flag=str(flag), action=action)
+    use_agent(monkeypatch, hostile_agent(tmp_path, patch))  # one agent throughout: one fingerprint
+    monkeypatch.setattr(fewshot, "add_fewshot", functools.partial(fewshot.add_fewshot, protocol=QUICK))
+    res = cli("device", "add", "local", "--fewshot", "4", "--space", "mbv3-tiny")
+    assert res.code == code and "Traceback" not in res.err and len(res.err.strip().splitlines()) == 1, res.err
+    assert says in res.err, res.err
+    kept = open_store(Project(proj)).list(device="local")
+    assert len(kept) == 2 and not model_path_of(proj).exists()
+    flag.unlink()
+    res = cli("device", "add", "local", "--fewshot", "4", "--space", "mbv3-tiny", "--json")
+    assert res.code == 0, res.err
+    assert res.json()["measured_now"] == 2 and res.json()["n_points"] == 4
+    after = open_store(Project(proj)).list(device="local")
+    assert [m.id for m in after[:2]] == [m.id for m in kept]  # the first two, not again
+    assert len({json.dumps(m.arch, sort_keys=True) for m in after}) == 4 and model_path_of(proj).exists()
+    res = cli("device", "add", "local", "--fewshot", "4", "--space", "mbv3-tiny", "--json")
+    assert res.code == 0 and res.json()["measured_now"] == 0 and res.json()["n_points"] == 4, res.err
