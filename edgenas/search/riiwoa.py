@@ -21,7 +21,7 @@ Changes to plain WOA (``woa.py``):
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from scipy.optimize import minimize
@@ -53,6 +53,12 @@ class RIIWOA(WOA):
         "polish_maxfev": Option(400, int, lambda v: v >= 1, "must be >= 1"),
         "llm_share": Option(0.0, float, lambda v: 0.0 <= v <= 1.0, "must be in [0, 1]"),
     }
+
+    @classmethod
+    def before_children(cls, options: Mapping[str, Any], batch_size: int | None) -> int:
+        """Evaluations before the model can write a move: the first population is random samples (see
+        ``RegularizedEvolution.before_children``)."""
+        return int(cls.validate_options(options)["population"])
 
     def __init__(self, space: Any, rng: Any, *, mutation_operator: Callable[[Any, np.random.Generator], Any]
                  | None = None, llm_operator: Any = None, **kwargs: Any) -> None:

@@ -127,6 +127,10 @@ def test_a_budget_that_ends_before_the_first_child_says_so_and_loads_no_model(cl
     assert res.code == 0, res.err
     assert "ends before" not in res.err and json.loads(res.out)["llm"]["proposals"] == 1
     one_line_error(run(9, broken, "refused"), "cannot load model")
+    res = cli("search", "--space", "nb201", "--table", str(table), "--objective", "cifar100_test",
+              "--strategy", "ri-iwoa", "--llm-share", "1", "--budget", "6", "--seed", "1", "--population", "6",
+              "--llm-model", str(broken), "--out", str(tmp_path / "woa"), "--json")  # its first population
+    assert res.code == 0 and "the first 6 are random samples" in res.err, res.err
 
 
 def _copy_model(tiny_model, tmp_path, name, edit=None):
