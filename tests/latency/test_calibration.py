@@ -155,3 +155,88 @@ def test_a_calibration_the_predictor_would_refuse_is_refused_where_the_table_is_
     with pytest.raises(InputError) as exc:
         Lut.from_dict({**good, "calibration": {**cal, "model": "bogus"}})
     assert exc.value.hint == "rebuild the table: edgenas profile d --space mbv3-tiny --force"
+
+
+def reference_fit(p, m) -> tuple[float, float, float]:
+    """The estimator of the module docstring in plain Python (statistics, itertools), for an independent
+    check of ``fit_calibration``'s numbers: (a, b, residual)."""
+    import itertools
+    import statistics
+
+    x, y, n = [math.log(v) for v in p], [math.log(v) for v in m], len(p)
+    b = 1.0
+    if n >= 3:
+        b_ts = statistics.median((y[j] - y[i]) / (x[j] - x[i]) for i, j in itertools.combinations(range(n), 2))
+        r = [yi - b_ts * xi for xi, yi in zip(x, y)]
+        mid = statistics.median(r)
+        # the mean absolute deviation times sqrt(pi/2) (1.2533, as the module rounds it) estimates a normal
+        # spread; n - 2 degrees of freedom
+        s = max(1.2533 * sum(abs(v - mid) for v in r) / (n - 2), 0.01)
+        mean = sum(x) / n
+        data_prec, prior_prec = sum((v - mean) ** 2 for v in x) / s**2, 1.0 / 0.2**2
+        b = min(max((data_prec * b_ts + prior_prec * 1.0) / (data_prec + prior_prec), 0.5), 1.5)
+    a = statistics.median(yi - b * xi for xi, yi in zip(x, y))
+    residual = statistics.median(abs(math.exp(a + b * xi) / mi - 1.0) for xi, mi in zip(x, m))
+    return a, b, residual
+
+
+@pytest.mark.parametrize("p, m", [
+    ([5.0, 5.5, 6.0], [6.0, 7.5, 6.4]),  # three points: the smallest slope fit, noisy
+    ([2.0, 3.0, 5.0, 9.0], [2.0, 4.4, 6.0, 16.0]),  # noisy: the data and the prior weigh alike
+    ([1.0, 2.0, 4.0, 8.0, 16.0], [1.3, 2.9, 5.1, 11.8, 25.0]),  # a real slope above 1, shrunk
+    (list(np.geomspace(2.0, 40.0, 9)), list(1.7 * np.geomspace(2.0, 40.0, 9) ** 1.15)),  # exact: the floor's pull
+    ([1.0, 2.0, 4.0, 8.0, 16.0], [4.0, 2.0, 1.0, 0.5, 0.25]),  # clipped to B_MIN
+    ([1.0, 4.0], [3.0, 5.0]),
+])
+def test_the_fitted_numbers_are_the_documented_estimator(p, m):
+    """Each constant of the fit (the prior's spread, the noise floor, the degrees of freedom, the pairs the
+    median slope is taken over, the 3-point threshold) moves these numbers; a check of recovery only did not
+    see them (mutation survivors)."""
+    cal = fit_calibration(p, m)
+    a, b, residual = reference_fit(p, m)
+    assert cal.n_points == len(p)
+    assert cal.params["b"] == pytest.approx(b, abs=1e-9)
+    assert cal.params["a"] == pytest.approx(a, abs=1e-9)
+    assert cal.residual == pytest.approx(residual, abs=1e-9)
+
+
+def test_the_median_slope_of_points_on_a_line_is_the_least_squares_slope():
+    from edgenas.latency.calibration import theil_sen_slope
+
+    x = np.array([0.3, 1.1, 1.7, 2.9, 3.4])
+    y = 0.25 + 1.3 * x
+    (slope, _), *_ = np.linalg.lstsq(np.stack([x, np.ones_like(x)], axis=1), y, rcond=None)
+    assert theil_sen_slope(x, y) == pytest.approx(slope, rel=1e-12)
+    # off the line: the median of the three pairwise slopes (1, 2 and 1.5), not least squares' 1.5 either way
+    assert theil_sen_slope(np.array([0.0, 1.0, 2.0]), np.array([0.0, 1.0, 3.0])) == pytest.approx(1.5)
+    assert theil_sen_slope(np.array([0.0, 1.0, 3.0]), np.array([0.0, 1.0, 5.0])) == pytest.approx(5 / 3)
+    assert theil_sen_slope(np.array([2.0, 2.0, 2.0]), np.array([1.0, 2.0, 3.0])) is None
+
+
+def test_a_rescaled_calibration_is_the_refit_on_rescaled_sums_and_measurements():
+    """``fleet refresh`` rescales a table's nominal speed by ``factor``: the stored calibration must then be
+    what fitting the same measurements, all ``factor`` times, gives (the docstring's claim, checked)."""
+    from edgenas.latency.calibration import rescaled_calibration
+
+    p = np.array([1.0, 2.0, 4.0, 8.0, 16.0])
+    m = np.array([1.3, 2.9, 5.1, 11.8, 25.0])
+    cal = fit_calibration(p, m)
+    assert cal.params["b"] != pytest.approx(1.0, abs=0.02)  # else the rescale would not move a
+    for factor in (1.5, 0.4):
+        refit = fit_calibration(p * factor, m * factor)
+        moved = rescaled_calibration(cal, factor)
+        assert moved.params["b"] == pytest.approx(refit.params["b"], abs=1e-9)
+        assert moved.params["a"] == pytest.approx(refit.params["a"], abs=1e-9)
+        assert (moved.model, moved.n_points, moved.fitted_at) == (cal.model, cal.n_points, cal.fitted_at)
+    assert rescaled_calibration(None, 1.5) is None
+    with pytest.raises(InputError, match="not > 0"):  # an edited record is refused, not rescaled
+        rescaled_calibration(Calibration("loglinear", {"a": 0.0, "b": -1.0}, 3), 1.5)
+
+
+def test_sums_below_one_ms_and_zero_are_corrected_as_documented():
+    """``e^a * raw^b`` for every positive sum (also below 1 ms, where a clamp at 1 would flatten them), and 0
+    for a sum of 0 (an empty architecture), which is no underflow to refuse."""
+    cal = Calibration("loglinear", {"a": 0.2, "b": 1.3}, 5)
+    raw = np.array([0.0, 0.05, 0.5, 3.0])
+    expected = [0.0] + [math.exp(0.2) * v**1.3 for v in raw[1:]]
+    np.testing.assert_allclose(apply_calibration(cal, raw), expected, rtol=1e-12)
