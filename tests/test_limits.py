@@ -42,7 +42,7 @@ def test_the_input_limit_counts_mb_of_1048576_bytes():
     assert limits.MAX_JSON_BYTES == int(limits._LIMIT_MB * 1048576)
 
 
-def test_a_file_of_exactly_the_limit_is_read_and_one_byte_more_refused_before_it_is_read(tmp_path):
+def test_a_file_of_exactly_the_limit_is_read_and_one_byte_more_refused_on_its_stated_size(tmp_path):
     f = tmp_path / "t.json"
     f.write_bytes(b"x" * 100)
     assert limits.read_bytes_limited(f, "record", 100) == b"x" * 100
