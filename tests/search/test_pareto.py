@@ -1,5 +1,6 @@
 """Pareto utilities against brute force: grid counting and inclusion-exclusion."""
 
+import math
 from itertools import combinations, product
 
 import tracemalloc
@@ -143,3 +144,61 @@ def test_crowding_distance_boundaries_infinite_and_interior_exact():
     assert np.isinf(d[0]) and np.isinf(d[3])
     assert d[1] == pytest.approx((2 - 0) / 4 + (4 - 1) / 4)
     assert d[2] == pytest.approx((4 - 1) / 4 + (2 - 0) / 4)
+
+
+def reference_crowding(F):
+    """Deb's definition: per objective, the two ends of the sorted front are infinite, every other point adds
+    the gap between its neighbours over the objective's range (nothing when that range is zero or infinite)."""
+    rows = [[float(x) for x in row] for row in F]
+    d = [0.0] * len(rows)
+    if len(rows) <= 2:
+        return [math.inf] * len(rows)
+    for k in range(len(rows[0])):
+        order = sorted(range(len(rows)), key=lambda i: rows[i][k])
+        lo, hi = rows[order[0]][k], rows[order[-1]][k]
+        d[order[0]] = d[order[-1]] = math.inf
+        for pos in range(1, len(order) - 1):
+            if math.isfinite(hi - lo) and hi - lo > 0:
+                d[order[pos]] += (rows[order[pos + 1]][k] - rows[order[pos - 1]][k]) / (hi - lo)
+    return d
+
+
+def test_crowding_distance_matches_the_definition_on_small_fronts_with_flat_and_infinite_objectives():
+    rng = np.random.default_rng(4)
+    for _ in range(200):
+        n, m = int(rng.integers(0, 8)), int(rng.integers(1, 4))
+        F = rng.integers(0, 5, size=(n, m)).astype(float)
+        if m > 1 and rng.random() < 0.4:
+            F[:, int(rng.integers(0, m))] = 2.0           # a flat objective: no contribution
+        if n and rng.random() < 0.3:
+            F[int(rng.integers(0, n)), int(rng.integers(0, m))] = np.inf
+        assert crowding_distance(F).tolist() == pytest.approx(reference_crowding(F)), F
+
+
+@pytest.mark.parametrize("m", [1, 2])
+def test_pareto_mask_and_hypervolume_of_one_or_no_point(m):
+    assert pareto_mask(np.empty((0, m))).tolist() == []
+    assert pareto_mask(np.ones((1, m))).tolist() == [True]
+    assert hypervolume(np.array([[0.5] * m]), np.ones(m)) == pytest.approx(0.5 ** m)
+
+
+def test_hypervolume_of_one_objective_is_the_distance_from_the_best_point():
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        P = rng.integers(0, 9, size=(int(rng.integers(1, 6)), 1)).astype(float)
+        assert hypervolume(P, np.array([6.0])) == grid_hv(P, np.array([6.0]))
+
+
+@pytest.mark.parametrize("m", [2, 3, 4])
+def test_hypervolume_with_a_different_reference_per_objective(m):
+    rng = np.random.default_rng(20 + m)
+    for _ in range(20):
+        ref = rng.uniform(0.5, 3.0, m)
+        P = rng.random((int(rng.integers(1, 7)), m)) * ref * 1.2
+        assert hypervolume(P, ref) == pytest.approx(incl_excl_hv(P[np.all(P < ref, axis=1)], ref), abs=1e-12)
+
+
+def test_hypervolume_refuses_a_reference_point_of_another_dimension_even_where_numpy_would_broadcast():
+    for P, ref in (([[0.5]], [1.0, 1.0]), ([[0.5, 0.5]], [1.0]), ([[0.0, 0.0]], [1.0, 1.0, 1.0])):
+        with pytest.raises(ValueError, match=f"points have {len(P[0])} objectives, reference point {len(ref)}"):
+            hypervolume(np.array(P), np.array(ref))
