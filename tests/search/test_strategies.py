@@ -1,5 +1,7 @@
 """Strategies: registry, options, determinism, constraint handling, WOA/RI-IWOA specifics."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -252,3 +254,68 @@ def test_riiwoa_polish_asks_for_each_nelder_mead_point_on_its_own(space, formula
     assert len(evaluated_nm) >= 3  # it was 1
     assert all(len(b) == 1 for b in batches if set(b) & evaluated_nm)
 
+
+
+def hint_ms(ms):
+    """Budget hint from the definition: the fewest decimals that give 5 significant digits (none from 10,000
+    ms up), the smallest such decimal whose float is not below ``ms``, trailing zeros dropped."""
+    from decimal import ROUND_FLOOR, Decimal
+
+    step = Decimal(1).scaleb(-max(0, 4 - math.floor(math.log10(ms))))
+    q = Decimal(ms).quantize(step, rounding=ROUND_FLOOR)
+    if float(q) < ms:
+        q += step
+    text = format(q, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def test_the_budget_hint_is_the_smallest_five_digit_budget_that_is_met(space, formula, Lat):
+    from edgenas.search.problem import plain_ms
+
+    rng = np.random.default_rng(6)
+    values = [2.5, 0.5, 12000.0, 123456.7, 99999.99, 9.99995, 0.0112835, 11.883000000000001,
+              0.0077337000000000005, 1.0000000000000001e-07]
+    values += [float(10 ** x) for x in rng.uniform(-7, 6, 300)]
+    values += [math.nextafter(round(float(10 ** x), int(d)), math.inf)  # one float above a short decimal
+               for x, d in zip(rng.uniform(0, 5, 300), rng.integers(0, 6, 300))]
+    for ms in values:
+        assert plain_ms(ms, up=True) == hint_ms(ms), ms
+        assert float(plain_ms(ms)) == ms and "e" not in plain_ms(ms)
+    assert [plain_ms(x, up=True) for x in (math.inf, math.nan, 0.0, -1.5)] == ["inf", "nan", "0", "-1.5"]
+    lat = Lat(space, seed=3)
+    low = lat.min_latency()[0]
+    with pytest.raises(InfeasibleError) as err:
+        Problem(space, formula, [DeviceTarget("dev", lat, low / 2)])
+    assert err.value.hint == f"raise the budget to at least {hint_ms(low)} ms" and len(repr(low)) > 8
+
+
+def test_violation_constraints_and_feasibility_match_the_budgets_with_ties_at_a_budget(space, formula, Lat):
+    """Two budgets of different sizes (the violation is a sum of shares of each), one device at exactly its
+    budget (met), an unbudgeted device that is an objective and a budgeted one minimised as well."""
+    rng = np.random.default_rng(2)
+    archs = [space.sample(rng) for _ in range(40)]
+    models = {name: Lat(space, seed=s) for s, name in enumerate(("a", "b", "c", "d"))}
+    for m in models.values():  # about 1 ms: an excess is a fraction of a ms, a share of the budget is not
+        m.cost = {k: v / 40 for k, v in m.cost.items()}
+    ms = {name: m.predict_many(archs) for name, m in models.items()}
+    budgets = {"a": float(np.sort(ms["a"])[10]), "b": float(np.sort(ms["b"])[25]), "d": float(np.median(ms["d"]))}
+    problem = Problem(space, formula, [DeviceTarget("a", models["a"], budgets["a"]),
+                                       DeviceTarget("b", models["b"], budgets["b"], minimise=True),
+                                       DeviceTarget("c", models["c"]),
+                                       DeviceTarget("d", models["d"], budgets["d"], minimise=False)],
+                      params=lambda a: float(space.to_genes(a)[0]))
+    assert problem.objective_names == ["accuracy", "latency_ms:b", "latency_ms:c", "params"]
+    share = [sum(max(float(ms[d][i]) - b, 0.0) / b for d, b in budgets.items()) for i in range(len(archs))]
+    met = [all(float(ms[d][i]) <= b for d, b in budgets.items()) for i in range(len(archs))]
+    assert 0 < sum(met) < len(archs) and any(float(ms["a"][i]) == budgets["a"] and met[i] for i in range(40))
+    assert problem.violation(archs).tolist() == pytest.approx(share, rel=1e-12, abs=0)
+    acc = formula.evaluate(archs)
+    records = problem.evaluate(archs)
+    assert len(records) == len(archs)
+    for i, rec in enumerate(records):
+        assert rec["feasible"] == met[i]
+        assert rec["constraints"] == pytest.approx({d: float(ms[d][i]) - b for d, b in budgets.items()})
+        assert rec["latency_ms"] == {d: float(ms[d][i]) for d in "abcd"}
+        res = problem.to_result(rec)
+        assert res.values == pytest.approx((-acc[i], ms["b"][i], ms["c"][i], space.to_genes(archs[i])[0]))
+        assert res.violation == pytest.approx(share[i], rel=1e-12, abs=0) and res.feasible == met[i]
