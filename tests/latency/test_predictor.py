@@ -213,3 +213,36 @@ def test_the_sync_entry_round_trips_and_is_absent_without_it(space, tmp_path):
     bad["sync"] = {"n": 3}
     with pytest.raises(InputError, match="sync"):
         Lut.from_dict(bad)
+
+
+def test_a_gene_at_its_size_or_below_zero_is_outside_and_the_last_choice_is_not(space):
+    pred = LatencyPredictor(make_lut(space), space)
+    sizes = np.asarray(space.gene_sizes())
+    for j in range(space.dim):
+        for bad in (sizes[j], -1):
+            genes = np.zeros((2, space.dim), dtype=np.int64)
+            genes[1, j] = bad
+            with pytest.raises(InputError, match="outside"):
+                pred.predict_many(genes)
+    top = np.tile(sizes - 1, (2, 1))
+    assert pred.predict_many(top) == pytest.approx(pred.predict_loop([space.from_genes(g) for g in top]))
+
+
+def test_describe_counts_the_unstable_keys_of_the_space_only():
+    import dataclasses
+
+    space = TinySpace()
+    lut = make_lut(space)
+    entries = dict(lut.entries)
+    for k in ("stem", "s0-b1-k2", "s2-b2-k0"):
+        entries[k] = dataclasses.replace(entries[k], stable=False)
+    entries["other-space-key"] = dataclasses.replace(_stats(1.0), stable=False)  # no block of this space
+    d = LatencyPredictor(dataclasses.replace(lut, entries=entries), space).describe()
+    assert d["unstable_keys"] == 3 and d["n_keys"] == len(space.key_vocab())
+
+
+def test_missing_keys_message_names_the_first_three():
+    space = TinySpace()
+    with pytest.raises(InputError) as err:
+        LatencyPredictor(make_lut(space, drop=5), space)
+    assert f"(first: {', '.join(space.key_vocab()[:3])})" in str(err.value)
