@@ -319,3 +319,29 @@ def test_violation_constraints_and_feasibility_match_the_budgets_with_ties_at_a_
         res = problem.to_result(rec)
         assert res.values == pytest.approx((-acc[i], ms["b"][i], ms["c"][i], space.to_genes(archs[i])[0]))
         assert res.violation == pytest.approx(share[i], rel=1e-12, abs=0) and res.feasible == met[i]
+
+
+def test_a_problem_refuses_a_device_twice_a_model_that_cannot_predict_and_a_budget_that_is_not_a_time(space, formula,
+                                                                                                      Lat):
+    with pytest.raises(InputError, match="device listed twice: a, b, a"):
+        Problem(space, formula, [DeviceTarget(n, Lat(space, s)) for s, n in enumerate("aba")])
+    with pytest.raises(InputError, match="device 'b': latency model lacks predict_many/min_latency"):
+        Problem(space, formula, [DeviceTarget("a", Lat(space)), DeviceTarget("b", object())])
+    for bad in (0, 0.0, -1.0, math.inf, math.nan, "5"):
+        with pytest.raises(InputError, match="device 'c': latency budget must be a positive number of ms"):
+            Problem(space, formula, [DeviceTarget("c", Lat(space), bad)])
+
+
+def test_a_problem_describes_its_objectives_budgets_and_minimum_latencies(space, formula, Lat):
+    fast, slow = Lat(space, seed=1), Lat(space, seed=2)
+    low = fast.min_latency()[0]
+    free = Problem(space, formula, [DeviceTarget("b", slow)])
+    assert not free.constrained and free.anchors() == []
+    problem = Problem(space, formula, [DeviceTarget("a", fast, low * 2), DeviceTarget("b", slow)], flops=len)
+    assert problem.constrained and [space.arch_id(a) for a in problem.anchors()] == [
+        space.arch_id(fast.min_latency()[1])]
+    assert problem.describe() == {
+        "objectives": ["accuracy", "latency_ms:b", "flops"],
+        "devices": {"a": {"budget_ms": low * 2, "objective": False, "min_latency_ms": low},
+                    "b": {"budget_ms": None, "objective": True, "min_latency_ms": None}},
+        "evaluator": {"name": "formula", "metric": "formula score"}}
