@@ -312,3 +312,24 @@ def test_a_time_budget_spent_before_the_first_evaluation_is_said_as_such(cli, ta
               "--time-budget", "1e-9", "--out", str(tmp_path / "r"))
     assert res.code == 0, res.err
     assert "ran out before the first evaluation" in res.out and "no feasible" not in res.out
+
+
+def test_a_search_config_checks_its_counts_and_time_and_round_trips():
+    good = SearchConfig(space="nb201", strategy="rea", budget_evals=1, population=2, checkpoint_every=1, batch_size=1,
+                        devices=[("d", 5), ("e", None)], objectives=["accuracy"], max_wall_s=0.5)
+    assert good.strategy == "evolution" and good.devices == (("d", 5.0), ("e", None))
+    assert isinstance(good.devices[0][1], float) and good.objectives == ("accuracy",)
+    d = good.to_json()
+    assert d["schema"] == 1 and d["devices"] == [["d", 5.0], ["e", None]] and d["objectives"] == ["accuracy"]
+    assert SearchConfig.from_json(json.loads(json.dumps(d))) == good
+    for name, low in (("budget_evals", 1), ("checkpoint_every", 1), ("population", 2), ("batch_size", 1)):
+        for bad in (low - 1, float(low), str(low)):
+            with pytest.raises(InputError, match=f"search config: {name} must be an integer >= {low}, got"):
+                SearchConfig(space="nb201", **{name: bad})
+    for wall in (0, -1.0, float("nan")):
+        with pytest.raises(InputError, match="max_wall_s must be > 0"):
+            SearchConfig(space="nb201", max_wall_s=wall)
+    with pytest.raises(InputError, match="malformed search config"):
+        SearchConfig.from_json({**d, "budget": 5})
+    with pytest.raises(InputError, match="search config: seed must be an integer"):
+        SearchConfig(space="nb201", seed=-1)
