@@ -8,6 +8,7 @@ when the problem is built, naming the device and the minimum the space allows.
 
 from __future__ import annotations
 
+import decimal
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
@@ -32,14 +33,12 @@ def plain_ms(ms: float, *, up: bool = False) -> str:
     most 5 significant digits, rounded up (the budget hint: "at least 0.01128" from 0.0112835 failed again)."""
     if not math.isfinite(ms) or ms <= 0:
         return f"{ms:g}"
-    if up:
+    if up:  # in decimal arithmetic: ms * 10 ** digits overflowed a float below 1e-304 (a table's 1e-310 ms)
         digits = max(0, 4 - math.floor(math.log10(ms)))
-        for k in (math.floor, math.ceil):  # the shortest at that precision that is not below ms
-            text = f"{k(ms * 10 ** digits) / 10 ** digits:.{digits}f}"
-            if float(text) >= ms:
-                break
-        else:
-            text = f"{(math.ceil(ms * 10 ** digits) + 1) / 10 ** digits:.{digits}f}"
+        with decimal.localcontext() as ctx:
+            ctx.prec = 1000  # every digit of any float's repr
+            exact = decimal.Decimal(repr(ms)).quantize(decimal.Decimal(1).scaleb(-digits), decimal.ROUND_CEILING)
+        text = format(exact, "f")  # not below ms: a float read back from it is >= the float ms
         return text.rstrip("0").rstrip(".") if "." in text else text
     return np.format_float_positional(ms, trim="-")
 

@@ -282,6 +282,10 @@ def test_the_budget_hint_is_the_smallest_five_digit_budget_that_is_met(space, fo
         assert plain_ms(ms, up=True) == hint_ms(ms), ms
         assert float(plain_ms(ms)) == ms and "e" not in plain_ms(ms)
     assert [plain_ms(x, up=True) for x in (math.inf, math.nan, 0.0, -1.5)] == ["inf", "nan", "0", "-1.5"]
+    for ms in (1e-310, 5e-324, 2.2250738585072014e-308, 1e300):  # a table's subnormal latency: an OverflowError
+        text = plain_ms(ms, up=True)
+        assert float(text) >= ms and len(text.replace(".", "").strip("0")) <= 5, (ms, text)
+        assert float(text) <= ms * 1.0001 or ms < 1e-307, (ms, text)  # subnormals carry fewer digits
     lat = Lat(space, seed=3)
     low = lat.min_latency()[0]
     with pytest.raises(InfeasibleError) as err:
