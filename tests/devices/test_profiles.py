@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edgenas.errors import InputError
-from edgenas.devices.profiles import DeviceProfile, list_profiles, load_profile
+from edgenas.devices.profiles import DeviceProfile, list_profiles, load_profile, load_profile_file
 from edgenas.project import Project
 
 REPO_PROFILES = Path(__file__).resolve().parents[2] / "profiles"
@@ -79,6 +79,26 @@ def test_unknown_device_lists_existing(project):
         load_profile(project, "nope")
     assert "unknown device 'nope'" in str(exc.value)
     assert "board" in str(exc.value) and "local" in str(exc.value)
+
+
+@pytest.mark.parametrize("name", ["b" * 65, "/etc", " board", "board\n", "../board", ""])
+def test_a_device_name_that_is_not_one_short_plain_path_component_is_refused(project, name):
+    """The device name becomes host paths (``profiles/NAME.toml``, ``luts/NAME/``, the agent's work dir)."""
+    with pytest.raises(InputError, match="invalid device name"):
+        load_profile(project, name)
+
+
+@pytest.mark.parametrize("name", ["b" * 65, " board", "-board"])
+def test_a_profile_file_that_names_its_device_badly_is_refused(project, name):
+    write(project, name, GOOD.replace('name = "board"', f'name = "{name}"'))
+    with pytest.raises(InputError, match="must be 1-64 letters"):
+        load_profile_file(project.profiles_dir / f"{name}.toml")
+
+
+def test_a_device_name_of_64_characters_is_a_name(project):
+    name = "b" * 64
+    write(project, name, GOOD.replace('name = "board"', f'name = "{name}"'))
+    assert load_profile(project, name).name == name
 
 
 @pytest.mark.parametrize("key", ["password", "passphrase", "api_token", "sudo_pass"])

@@ -74,6 +74,17 @@ def test_lut_pull_refuses_names_that_are_paths(setup, tmp_path, monkeypatch, evi
     assert files_under(project.luts_dir) == []
 
 
+@pytest.mark.parametrize("name", [f"/{NAME}", f" {NAME}", f"{'s' * 65}-{FP[:12]}.json", f"{NAME}\n", f"../{NAME}"])
+def test_a_listed_table_name_is_one_plain_file_name(name):
+    """``lut.list`` names become ``luts/DEVICE/NAME``: '/mbv3-...json' would be a file at the root."""
+    from edgenas.fleet.lutsync import _listing
+
+    with pytest.raises(DeviceError, match="invalid LUT name"):
+        _listing("dev", [{"name": NAME}, {"name": name}])
+    longest = f"{'s' * 64}-{FP[:12]}.json"
+    assert [e["name"] for e in _listing("dev", [{"name": NAME}, longest])] == [NAME, longest]
+
+
 def test_lut_pull_refuses_a_table_of_another_device(setup):
     project, prof = setup
     on_device(prof, NAME, lut_dict("victim"))  # a real agent holding a table that names another device

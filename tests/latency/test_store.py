@@ -11,6 +11,7 @@ import pytest
 from edgenas.errors import InputError
 from edgenas.latency.lut import EntryStats, Lut
 from edgenas.latency.store import LutStore
+from edgenas.safenames import check_hash, check_name
 
 
 def _stats(ms: float) -> EntryStats:
@@ -71,7 +72,8 @@ def test_invalid_table_changes_nothing(tmp_path):
     assert path.read_bytes() == before and not (path.parent / "history").exists()
 
 
-@pytest.mark.parametrize("key", ["\x1b[2Jk1", "k1[link=http://x]", "../k1", "", "k 1", "k1\n", "x" * 300])
+@pytest.mark.parametrize("key", ["\x1b[2Jk1", "k1[link=http://x]", "../k1", "", "k 1", "k1\n", "x" * 300,
+                                 "x" * 257, "/k1", " k1"])
 def test_a_malformed_block_key_is_refused_with_the_key_escaped(tmp_path, key):
     data = _lut(1.0).to_dict()
     data["entries"][key] = data["entries"]["k1"]
@@ -80,6 +82,47 @@ def test_a_malformed_block_key_is_refused_with_the_key_escaped(tmp_path, key):
     assert "\x1b" not in str(exc.value) and "\n" not in str(exc.value)
     data["entries"].pop(key)
     assert set(Lut.from_dict(data).entries) == {"k1", "k2"}
+
+
+def test_a_block_key_of_256_characters_is_a_key():
+    data = _lut(1.0).to_dict()
+    data["entries"]["k" * 256] = data["entries"].pop("k1")
+    assert set(Lut.from_dict(data).entries) == {"k" * 256, "k2"}
+
+
+@pytest.mark.parametrize("device, space, fp", [
+    ("d" * 65, "mbv3-tiny", "a" * 64),    # a name is at most 64 characters
+    ("/etc", "mbv3-tiny", "a" * 64),      # an absolute path
+    (" dev", "mbv3-tiny", "a" * 64),      # a name starts with a letter or digit
+    ("dev", "/tmp", "a" * 64),
+    ("dev", "mbv3-tiny", "/" * 64),       # a hash is hex: its first 12 characters name the file
+    ("dev", "mbv3-tiny", "a" * 129),      # at most 128 hex digits
+    ("dev", "mbv3-tiny", "a" * 11),       # at least 12
+])
+def test_a_table_path_is_made_only_of_plain_names_and_a_hex_hash(tmp_path, device, space, fp):
+    with pytest.raises(InputError, match="invalid (device name|space name|fingerprint hash)"):
+        LutStore(tmp_path).path_for(device, space, fp)
+    with pytest.raises(InputError, match="malformed '(device|space|fingerprint_hash)'"):
+        Lut.from_dict(dict(_lut(1.0).to_dict(), device=device, space=space, fingerprint_hash=fp))
+
+
+def test_the_longest_names_and_hash_make_a_table_path(tmp_path):
+    device, space, fp = "d" * 64, "s" * 64, "a" * 128
+    assert LutStore(tmp_path).path_for(device, space, fp) == tmp_path / device / f"{space}-{'a' * 12}.json"
+    assert check_name(device) == device and check_hash(fp) == fp
+    lut = Lut.from_dict(dict(_lut(1.0).to_dict(), device=device, space=space, fingerprint_hash=fp))
+    assert (lut.device, lut.space, lut.fingerprint_hash) == (device, space, fp)
+
+
+def test_only_files_named_space_fphash12_json_are_listed_as_tables(tmp_path):
+    store = LutStore(tmp_path)
+    path = store.save(_lut(1.0))
+    longest = path.parent / f"{'s' * 64}-{'a' * 12}.json"
+    longest.write_bytes(path.read_bytes())
+    for name in (f"{'s' * 65}-{'a' * 12}.json", f" mbv3-tiny-{'a' * 12}.json", f"mbv3-tiny-{'a' * 11}.json",
+                 "mbv3-tiny-AAAAAAAAAAAA.json", ".mbv3-tiny-aaaaaaaaaaaa.json"):
+        (path.parent / name).write_bytes(path.read_bytes())
+    assert store.list("dev") == sorted([path, longest])
 
 
 @pytest.mark.parametrize("field, value", [("device", "dev\n"), ("space", "mbv3-tiny\n"),
