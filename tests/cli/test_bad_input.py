@@ -288,6 +288,36 @@ def test_one_line_cuts_and_joins():
     assert one_line("short", 10) == "short"
 
 
+def test_text_is_cut_only_over_its_limit_and_keeps_all_but_controls():
+    from edgenas.textsafe import brief, clean, esc, one_line
+
+    assert clean("x" * 10, 10) == "x" * 10 and clean("x" * 11, 10) == "x" * 9 + "…"
+    assert clean("abc", 1) == "…" and clean("abc", 0) == "…"
+    assert one_line("x" * 10, 10) == "x" * 10
+    assert one_line("x" * 1000) == "x" * 1000  # an error line shows at most 1000 characters of a value
+    assert one_line("x" * 1001) == "x" * 1000 + "… (1 more characters)"
+    assert brief("y" * 58) == repr("y" * 58) and brief("y" * 59) == "'" + "y" * 58 + "…"
+    # CSI, OSC titles, 8-bit CSI and bidi overrides go; slashes, spaces, tabs and newlines stay
+    assert clean("\x1b[31mred\x1b[0m \x1b]0;pwned\x07a/b\x9b2J\u202ec\td\n") == "red a/bc\td\n"
+    assert esc("[bold]a\nb\tc\x1b[2J") == "\\[bold]a b c"
+
+
+def test_the_safe_console_ignores_a_zero_size_and_prints_emoji_codes_as_text(monkeypatch):
+    import io
+
+    from edgenas.textsafe import SafeConsole
+
+    monkeypatch.setenv("COLUMNS", "0")
+    monkeypatch.setenv("LINES", "0")
+    monkeypatch.delenv("TERM", raising=False)
+    out = io.StringIO()
+    console = SafeConsole(file=out)
+    assert (console.width, console.height) == (80, 25)
+    assert SafeConsole(file=io.StringIO(), width=50, height=10).size == (50, 10)
+    console.print(":x: \x1b[2J/etc/passwd")
+    assert out.getvalue() == ":x: /etc/passwd\n"
+
+
 def test_an_unknown_run_to_warm_start_from_creates_no_database(fresh, cli, tmp_path):
     table = tmp_path / "hw.csv"
     arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
