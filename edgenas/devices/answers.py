@@ -122,8 +122,7 @@ def _find(d: object, key: str, field: str = "mode") -> object:
     if isinstance(d, dict):
         for k, v in d.items():
             if key in k.lower():
-                return v.get(field, v if field == "mode" else None) if isinstance(v, dict) else \
-                    (v if field == "mode" else None)
+                return v.get(field) if isinstance(v, dict) else (v if field == "mode" else None)
             got = _find(v, key, field)
             if got is not None:
                 return got

@@ -1,5 +1,7 @@
 """Typed agent answers: parsed once, malformed ones refused with the device named; info once per session."""
 
+import dataclasses
+
 import pytest
 
 from edgenas.devices.answers import BenchAnswer, DeviceInfo, engine_answer
@@ -37,6 +39,9 @@ def test_the_power_mode_is_compared_whole_or_by_number(mode, expected, mismatch)
     ({**GOOD, "fingerprint_hash": "../../etc"}, "not 64 hex digits"),
     ({**GOOD, "fingerprint_hash": None}, "not 64 hex digits"),
     ({**GOOD, "fingerprint_hash": "ab" * 32 + "\n"}, "not 64 hex digits"),  # `$` would let a newline through
+    ({**GOOD, "fingerprint_hash": "/" + "a" * 63}, "not 64 hex digits"),  # names LUT files: hex only
+    ({**GOOD, "fingerprint_hash": "a" * 63}, "not 64 hex digits"),
+    ({**GOOD, "fingerprint_hash": "f" * 1000}, f"hash '{'f' * 80}' is not"),  # echoed cut to 80
     ({**GOOD, "runtimes": ["onnxruntime"]}, "malformed 'runtimes'"),
     ([1, 2], "not an object"),
 ])
@@ -92,10 +97,42 @@ def test_bench_answer_refuses_a_bad_optional_field(change, needle):
 
 
 @pytest.mark.parametrize("cold", [{"session_ms": "x"}, {"session_ms": -1.0}, {"Bad Key": 1.0},
-                                  {"session_ms": float("inf")}, {f"f{i}": 1.0 for i in range(17)}])
+                                  {"session_ms": float("inf")}, {f"f{i}": 1.0 for i in range(17)},
+                                  {"session_ms\n": 1.0}, {" session_ms": 1.0}, {"/etc": 1.0}, {"k" * 65: 1.0}])
 def test_bench_answer_refuses_a_malformed_cold_start(cold):
     with pytest.raises(DeviceError, match="malformed cold start"):
         BenchAnswer.from_answer("jet", {"stats": STATS, "cold_start": cold})
+
+
+def test_a_cold_start_of_16_fields_zeros_and_64_character_names_is_kept():
+    cold = {"k" * 64: 0, "first_run_ms": 0.5, **{f"f{i}": 1.0 for i in range(14)}}
+    assert BenchAnswer.from_answer("jet", {"stats": STATS, "cold_start": cold}).cold_start == cold
+
+
+def test_a_malformed_cold_start_is_echoed_cut_to_40_characters():
+    with pytest.raises(DeviceError) as exc:
+        BenchAnswer.from_answer("jet", {"stats": STATS, "cold_start": {"K" * 100: "v" * 100}})
+    assert f"('{'K' * 38}…: '{'v' * 38}…)" in str(exc.value)
+
+
+@pytest.mark.parametrize("answer, needle", [
+    ([1, 2], "bench answer is not an object"),
+    ({"stats": {**STATS, "median_ms": 0.0, "mean_ms": 0.0, "min_ms": 0.0, "p90_ms": 0.0, "p99_ms": 0.0,
+                "max_ms": 0.0, "std_ms": 0.0, "cov": 0.0}}, "times the model at 0 ms"),
+])
+def test_a_bench_answer_that_is_not_an_object_or_times_nothing_is_refused(answer, needle):
+    with pytest.raises(DeviceError, match=needle) as exc:
+        BenchAnswer.from_answer("jet", answer)
+    assert exc.value.device == "jet"
+
+
+def test_answers_are_frozen_records():
+    ans = BenchAnswer.from_answer("jet", {"stats": STATS, "cold_start": {"first_ms": 3.0}})
+    assert ans.to_dict() == {"stats": ans.raw_stats, "cold_start": {"first_ms": 3.0}, "session": {}, "state": {},
+                             "protocol": {}}
+    for record, name in ((ans, "cold_start"), (DeviceInfo.from_answer("jet", GOOD), "fingerprint_hash")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(record, name, None)
 
 
 SHA = "cd" * 32
@@ -106,6 +143,11 @@ SHA = "cd" * 32
     {"engine": "/abs/e.plan", "sha256": SHA, "build_s": 1.0},
     {"engine": "engines/x.plan\n", "sha256": SHA, "build_s": 1.0},
     {"engine": "engines/x.plan", "sha256": "zz", "build_s": 1.0},
+    {"engine": "engines/x.plan", "sha256": " " * 64, "build_s": 1.0},
+    {"engine": "engines/x.plan", "sha256": SHA, "build_s": -1.0},
+    {"engine": "engines/ x.plan", "sha256": SHA, "build_s": 1.0},
+    {"engine": "engines//x.plan", "sha256": SHA, "build_s": 1.0},
+    {"engine": f"engines/{'e' * 201}.plan", "sha256": SHA, "build_s": 1.0},
     {"engine": "engines/x.plan", "sha256": SHA, "build_s": "slow"},
     ["engines/x.plan"],
 ])
@@ -117,6 +159,8 @@ def test_engine_answer_refuses_paths_outside_engines_and_malformed_fields(answer
 def test_engine_answer_keeps_a_good_answer():
     good = {"engine": f"engines/{SHA}-fp16.plan", "sha256": SHA, "build_s": 12, "extra": "dropped"}
     assert engine_answer("jet", good) == {"engine": good["engine"], "sha256": SHA, "build_s": 12.0}
+    longest = {"engine": f"engines/{'e' * 200}.plan", "sha256": SHA, "build_s": 0}  # >= 0 s
+    assert engine_answer("jet", longest) == {**longest, "build_s": 0.0}
 
 
 def test_power_mode_note_and_what_a_device_cannot_measure():
@@ -130,8 +174,20 @@ def test_power_mode_note_and_what_a_device_cannot_measure():
     assert info.unmeasurable({"runtime": "onnxruntime"}) is None
     assert "CUDAExecutionProvider is not available" in info.unmeasurable({"runtime": "onnxruntime",
                                                                            "provider": "cuda"})
+    bare_ort = DeviceInfo.from_answer("pc", {**GOOD, "runtimes": {"onnxruntime": {"providers": []}}})
+    assert bare_ort.unmeasurable({"runtime": "onnxruntime", "provider": "tensorrt"}).endswith("onnxruntime has: none")
     assert "runtime 'tensorrt' is not available; the device has: onnxruntime" in info.unmeasurable(
         {"runtime": "tensorrt"})
+
+
+def test_a_power_mode_the_agent_could_not_read_is_none():
+    """A failed ``nvpmodel -q`` ("nvpmodel: command failed") is ``{}`` in the fingerprint: that empty object was
+    taken for the mode, so a profile expecting MAXN got no note that the device reports none."""
+    info = DeviceInfo.from_answer("jet", {**GOOD, "fingerprint": {"performance": {"nvpmodel": {}}}})
+    assert info.power_mode() is None and "reports none" in info.power_mode_note("MAXN")
+    named = DeviceInfo.from_answer("jet", {**GOOD, "fingerprint": {"performance": {"nvpmodel": "15W"}}})
+    assert named.power_mode() == "15W" and named.power_mode_note("15w") is None
+    assert named.power_mode_mismatch("0") == {"expected": "0", "actual": "15W"}  # no id to match
 
 
 def test_a_tensorrt_11_device_cannot_build_fp16_from_an_fp32_graph():
