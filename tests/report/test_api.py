@@ -273,6 +273,18 @@ def test_live_page_follows_a_running_search(rproj, browser, tmp_path):
             shutil.copy(shot, Path(os.environ["EDGENAS_SCREENSHOT_DIR"]) / shot.name)
 
 
+@pytest.mark.parametrize("header, local", [
+    ("localhost", True), ("LOCALHOST:8765", True), ("127.0.0.1:8765", True), ("127.8.9.1", True),
+    ("[::1]:8765", True),
+    ("", False), (":8765", False), ("[]:8765", False), ("evil.example:8765", False), ("localhost.evil.example", False),
+    ("localhost:1:2", False), ("[::2]:8765", False), ("::1", False), ("[::1", False), ("0.0.0.0:8765", False),
+])
+def test_which_host_headers_name_this_machine(header, local):
+    from edgenas.api.hosts import host_is_loopback
+
+    assert host_is_loopback(header) is local
+
+
 def test_served_on_loopback_without_a_token_it_answers_local_names_only(rproj):
     # DNS rebinding: a web page whose name resolves to 127.0.0.1 reaches the port with its own Host header
     with serving(rproj, host="127.0.0.1") as base, httpx.Client(base_url=base, timeout=30) as client:
