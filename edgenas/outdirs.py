@@ -155,5 +155,7 @@ def _remove_empty(created: list[Path]) -> None:
     for d in created:  # deepest first
         try:
             d.rmdir()
+        except FileNotFoundError:  # never made: the mkdir of it or of a folder above it failed
+            continue
         except OSError:
             return
