@@ -42,12 +42,6 @@ def check_hash(value: object, what: str = "fingerprint hash") -> str:
     return value
 
 
-def check_lut_file_name(value: object, what: str = "LUT file name") -> str:
-    if not (_plain(value) and LUT_FILE_RE.match(value)):  # type: ignore[arg-type]
-        raise InputError(f"invalid {what} {value!r}", hint="expected SPACE-FPHASH12.json")
-    return value  # type: ignore[return-value]
-
-
 def check_utf8_path(path: "str | os.PathLike[str]", what: str) -> None:
     """A path edgenas records (run folders and tables go into JSON files and the experiment database) must be
     UTF-8 text: a name in another encoding, or any non-ASCII name under a locale without UTF-8 (``LC_ALL=C``
