@@ -2,8 +2,8 @@
 
 The agent is untrusted input: ``DeviceInfo.from_answer`` checks the shape of an ``info`` answer (the
 fingerprint hash names LUT files on the host, so it must be 64 hex digits) and raises one
-``BadAnswerError`` (a ``DeviceError``) naming the device when it is malformed. ``BenchAnswer`` does the same for ``bench``:
-its statistics become the LUT's ``EntryStats``.
+``BadAnswerError`` (a ``DeviceError``) naming the device when it is malformed. ``BenchAnswer`` does the
+same for ``bench``: its statistics become the LUT's ``EntryStats``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def _mapping(device: str, answer: Mapping[str, Any], key: str, what: str) -> dic
     value = answer.get(key, {})
     if not isinstance(value, Mapping):
         raise BadAnswerError(device, f"the agent's {what} answer has a malformed '{key}' ({type(value).__name__})",
-                          hint="reinstall the agent (it is replaced when its hash differs)")
+                             hint="reinstall the agent (it is replaced when its hash differs)")
     return dict(value)
 
 
@@ -49,7 +49,7 @@ class DeviceInfo:
         fp_hash = answer.get("fingerprint_hash")
         if not isinstance(fp_hash, str) or not SHA256_RE.match(fp_hash):
             raise BadAnswerError(device, f"the agent's fingerprint hash {str(fp_hash)[:80]!r} is not 64 hex digits",
-                              hint="reinstall the agent (it is replaced when its hash differs)")
+                                 hint="reinstall the agent (it is replaced when its hash differs)")
         return cls(device=device, fingerprint=_mapping(device, answer, "fingerprint", "info"),
                    fingerprint_hash=fp_hash, state=_mapping(device, answer, "state", "info"),
                    runtimes=_mapping(device, answer, "runtimes", "info"),
@@ -156,15 +156,15 @@ class BenchAnswer:
             raise BadAnswerError(device, f"the agent sent bad {exc.message}") from None
         if stats.median_ms <= 0:  # a whole model takes time: 0 ms is a broken timer or a hostile agent
             raise BadAnswerError(device, f"the agent's {what} answer times the model at {stats.median_ms:g} ms",
-                              hint="a measurement must be > 0 ms; check the device's clock or reinstall the agent")
+                                 hint="a measurement must be > 0 ms; check the device's clock or reinstall the agent")
         cold = _mapping(device, answer, "cold_start", what)
         bad = next((k for k, v in cold.items() if not _COLD_KEY_RE.match(str(k)) or isinstance(v, bool)
                     or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0), None)
         if bad is not None or len(cold) > 16:
             raise BadAnswerError(device, f"the agent's {what} answer has a malformed cold start "
-                                      + (f"({clean(repr(bad), 40)}: {clean(repr(cold[bad]), 40)})" if bad is not None
-                                         else f"({len(cold)} fields)"),
-                              hint="cold-start times are numbers of milliseconds; reinstall the agent")
+                                         + (f"({clean(repr(bad), 40)}: {clean(repr(cold[bad]), 40)})" if bad is not None
+                                            else f"({len(cold)} fields)"),
+                                 hint="cold-start times are numbers of milliseconds; reinstall the agent")
         return cls(stats, raw, cold, *(_mapping(device, answer, key, what) for key in ("state", "session", "protocol")))
 
     @property
@@ -189,6 +189,6 @@ def engine_answer(device: str, answer: Any) -> dict[str, Any]:
             and isinstance(sha, str) and SHA256_RE.match(sha) and not isinstance(build_s, bool)
             and isinstance(build_s, (int, float)) and math.isfinite(build_s) and build_s >= 0):
         raise BadAnswerError(device, "the agent's build_engine answer is malformed (engine must be "
-                                  "engines/NAME.plan, with its SHA-256 and build time)",
-                          hint="reinstall the agent (it is replaced when its hash differs)")
+                                     "engines/NAME.plan, with its SHA-256 and build time)",
+                             hint="reinstall the agent (it is replaced when its hash differs)")
     return {"engine": engine, "sha256": sha, "build_s": float(build_s)}

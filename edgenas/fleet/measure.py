@@ -246,7 +246,8 @@ def bench_many_results(device: str, out: Any, batch: list[str]) -> tuple[dict[st
     reused = out.get("reused", []) if isinstance(out, dict) else None
     if not isinstance(results, dict) or not isinstance(reused, list):
         raise BadAnswerError(device, "the agent's bench_many answer is malformed (no 'results' object or no "
-                                  "'reused' list)", hint="reinstall the agent (it is replaced when its hash differs)")
+                                     "'reused' list)",
+                             hint="reinstall the agent (it is replaced when its hash differs)")
     got: dict[str, dict[str, Any]] = {}
     for key in batch:
         if key in results:
@@ -254,7 +255,7 @@ def bench_many_results(device: str, out: Any, batch: list[str]) -> tuple[dict[st
                 got[key] = EntryStats.check(results[key], f"entry {key}")
             except InputError as exc:
                 raise BadAnswerError(device, f"the agent sent bad statistics for {exc.message}",
-                                  hint="re-run the profile; if it persists, reinstall the agent") from None
+                                     hint="re-run the profile; if it persists, reinstall the agent") from None
     return got, sum(1 for key in set(batch) if key in reused and key in got)
 
 
