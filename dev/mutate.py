@@ -34,6 +34,7 @@ import copy
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -225,10 +226,13 @@ def main() -> int:
         for f in pyc.glob(path.stem + ".*.pyc") if pyc.is_dir() else []:
             f.unlink()
         t0 = time.time()
+        p = subprocess.Popen(cmd if tests is None else cmd[:9] + tests, cwd=root, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
         try:
-            p = subprocess.run(cmd if tests is None else cmd[:9] + tests, cwd=root, env=env, capture_output=True,
-                               text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:  # the whole group: a test's servers (a Ray head, sshd) too
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
             return "timeout", time.time() - t0
         if p.returncode == 5:
             return "no-tests", time.time() - t0
