@@ -358,12 +358,23 @@ M['bench'] = bench
 """
 
 
+@pytest.fixture
+def ctrl_c_raises():
+    """Ctrl-C raises KeyboardInterrupt in the test even where the suite started with it ignored (a background
+    job of a non-interactive shell, as in CI)."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("action, code, says", [
     ("os._exit(1)", 3, "the 2 of 4 architectures measured before are kept"),  # the connection drops
     ("os.kill(os.getppid(), signal.SIGINT); time.sleep(3)", 130, "the architectures measured so far are kept"),
 ], ids=["connection-lost", "ctrl-c"])
-def test_an_interrupted_fewshot_keeps_its_measurements_and_the_same_command_goes_on(proj, cli, tmp_path,
-                                                                                     monkeypatch, action, code, says):
+def test_an_interrupted_fewshot_keeps_its_measurements_and_the_same_command_goes_on(proj, cli, tmp_path, monkeypatch,
+                                                                                     ctrl_c_raises, action, code, says):
     """A device lost (or a Ctrl-C) at the third of four measurements threw the first two away (minutes
     each on a Jetson). They are sound: now they are kept, the error says so, and the same command measures
     only the other two (the seed chooses the same four), then fits on all four."""
