@@ -102,6 +102,7 @@ def test_lut_pull_of_an_invalid_table_names_the_device_and_its_file(setup):
     msg = str(exc.value)
     assert "device 'dev'" in msg and f"luts/{NAME}" in msg and "has no entries" in msg
     assert "/tmp" not in msg and "pulled.json" not in msg
+    assert exc.value.hint.startswith("re-profile it: edgenas profile dev --space mbv3-tiny --force")
     assert files_under(project.luts_dir) == []
 
 
@@ -111,6 +112,9 @@ def test_lut_pull_of_a_valid_table_lands_under_its_device(setup):
     pulled = pull_luts(project, prof)
     assert [p["name"] for p in pulled] == [NAME]
     assert files_under(project.luts_dir) == [f"dev/{NAME}"]
+    with pytest.raises(InputError, match=f"device 'dev' holds no LUT named 'nb201-{FP[:12]}.json'") as exc:
+        pull_luts(project, prof, name=f"nb201-{FP[:12]}.json")
+    assert exc.value.hint == f"it holds: {NAME}"
 
 
 EVIL_TEXT = "\x1b[31m[/x][bold]evil[/bold]\x1b]0;pwned\x07\rX\x9b2J"
@@ -256,6 +260,120 @@ def test_lut_pull_stops_at_the_size_limit_whatever_size_the_device_claims(setup,
         pull_luts(project, prof)
     assert exc.value.device == "dev" and big.stat().st_size > 400_000
     assert files_under(project.luts_dir) == []
+
+
+# ---------------------------------------------------------------- lut pull: every check of a device's answers
+def test_a_listing_of_10000_tables_is_read_and_one_more_is_refused():
+    from edgenas.fleet.lutsync import _listing
+
+    assert len(_listing("dev", [NAME] * 10_000)) == 10_000
+    with pytest.raises(DeviceError, match="sent 10001 tables, over the 10000 limit"):
+        _listing("dev", [NAME] * 10_001)
+
+
+def test_a_listed_size_is_a_whole_number_of_bytes_from_0():
+    from edgenas.fleet.lutsync import _listing
+
+    listed = _listing("dev", [{"name": NAME, "size": size, "sha256": "a" * 64} for size in (0, 7, -1, True, 1.5)])
+    assert [e["size"] for e in listed] == [0, 7, None, None, None]
+
+
+@pytest.mark.parametrize("answer", [{}, None, NAME])
+def test_lut_pull_refuses_a_listing_that_is_not_a_list(setup, tmp_path, monkeypatch, answer):
+    project, prof = setup
+    on_device(prof, NAME, lut_dict("dev"))
+    use_agent(monkeypatch, hostile_agent(tmp_path, f"M['lut.list'] = lambda w, p, pr: {answer!r}\n"))
+    with pytest.raises(DeviceError, match="lut.list answered with something that is not a list") as exc:
+        pull_luts(project, prof)
+    assert exc.value.device == "dev" and files_under(project.luts_dir) == []
+
+
+@pytest.mark.parametrize("change", [
+    f"r['path'] = 'copy/{NAME}'",    # another file of the device (the same valid table, with its right hash)
+    "r = [r]",                          # not an object
+    "r['sha256'] = None",               # no hash to check the download against
+])
+def test_lut_pull_downloads_only_the_listed_file_with_its_hash(setup, tmp_path, monkeypatch, change):
+    """``lut.get`` says where the table lies and its hash: only ``luts/NAME`` of the name listed, with a hash."""
+    project, prof = setup
+    table = on_device(prof, NAME, lut_dict("dev"))
+    (table.parent.parent / "copy").mkdir()
+    (table.parent.parent / "copy" / NAME).write_bytes(table.read_bytes())
+    patch = ("real_get = M['lut.get']\n"
+             "def get(w, p, pr):\n"
+             "    r = real_get(w, p, pr)\n"
+             f"    {change}\n"
+             "    return r\n"
+             "M['lut.get'] = get\n")
+    use_agent(monkeypatch, hostile_agent(tmp_path, patch))
+    with pytest.raises(DeviceError, match=f"lut.get {NAME}: unexpected answer \\(path must be luts/{NAME}\\)"):
+        pull_luts(project, prof)
+    assert files_under(project.luts_dir) == []
+
+
+def test_lut_pull_refuses_a_download_whose_hash_is_not_the_one_announced(setup, tmp_path, monkeypatch):
+    project, prof = setup
+    on_device(prof, NAME, lut_dict("dev"))
+    patch = ("real_get = M['lut.get']\n"
+             "def get(w, p, pr):\n"
+             "    r = real_get(w, p, pr)\n"
+             "    r['sha256'] = '0' * 64\n"
+             "    return r\n"
+             "M['lut.get'] = get\n")
+    use_agent(monkeypatch, hostile_agent(tmp_path, patch))
+    with pytest.raises(DeviceError, match=f"LUT {NAME} arrived corrupted"):
+        pull_luts(project, prof)
+    assert files_under(project.luts_dir) == []
+
+@pytest.mark.parametrize("over", [True, False])
+def test_lut_pull_refuses_a_table_the_device_says_is_over_the_limit(setup, tmp_path, monkeypatch, over):
+    """A size claimed over the limit is refused before the download; the limit itself is a size allowed."""
+    from edgenas.limits import MAX_JSON_BYTES
+
+    project, prof = setup
+    on_device(prof, NAME, lut_dict("dev"))
+    claim = MAX_JSON_BYTES + 1 if over else MAX_JSON_BYTES
+    patch = ("real_get = M['lut.get']\n"
+             "def get(w, p, pr):\n"
+             "    r = real_get(w, p, pr)\n"
+             f"    r['size'] = {claim}\n"
+             "    return r\n"
+             "M['lut.get'] = get\n")
+    use_agent(monkeypatch, hostile_agent(tmp_path, patch))
+    if not over:
+        assert [p["name"] for p in pull_luts(project, prof)] == [NAME]
+        return
+    with pytest.raises(DeviceError, match=f"LUT {NAME} is {claim} bytes, over the {MAX_JSON_BYTES} limit"):
+        pull_luts(project, prof)
+    assert files_under(project.luts_dir) == []
+
+
+@pytest.mark.parametrize("changes", [{"fingerprint_hash": "cd" * 32}, {"space": "nb201"}])
+def test_lut_pull_refuses_a_table_that_is_not_the_one_its_name_says(setup, changes):
+    """A table listed as mbv3-tiny-abab... but holding another space or fingerprint is not stored under either."""
+    project, prof = setup
+    on_device(prof, NAME, lut_dict("dev", **changes))
+    with pytest.raises(DeviceError, match=f"LUT {NAME} holds space .* which do not match its name"):
+        pull_luts(project, prof)
+    assert files_under(project.luts_dir) == []
+
+
+def test_lut_pull_refuses_a_linked_lut_folder_before_it_asks_for_any_table(setup, tmp_path, monkeypatch):
+    project, prof = setup
+    on_device(prof, NAME, lut_dict("dev"))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    project.luts_dir.mkdir(parents=True)
+    (project.luts_dir / "dev").symlink_to(outside)
+    patch = ("import os\nreal_get = M['lut.get']\n"
+             "def get(w, p, pr):\n"
+             "    open(os.path.join(w, 'asked'), 'w').close()\n"
+             "    return real_get(w, p, pr)\n"
+             "M['lut.get'] = get\n")
+    use_agent(monkeypatch, hostile_agent(tmp_path, patch))
+    with pytest.raises(InputError, match="symbolic link"):
+        pull_luts(project, prof)
+    assert not (Path(prof.workdir) / "asked").exists() and list(outside.iterdir()) == []
 
 
 def test_a_device_python_that_answers_garbage_to_the_hash_helper_is_one_error(sshd, tmp_path, monkeypatch, cli):
