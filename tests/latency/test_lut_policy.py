@@ -8,6 +8,7 @@ and warns when the device last reported another fingerprint."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 
 import pytest
@@ -15,7 +16,7 @@ import pytest
 from edgenas.errors import InputError
 from edgenas.fleet.measure import current_lut
 from edgenas.latency.lut import EntryStats, Lut
-from edgenas.latency.store import LutStore
+from edgenas.latency.store import LutStore, fingerprint_changes
 from edgenas.project import Project
 
 A, B, C = "a" * 64, "b" * 64, "c" * 64
@@ -78,3 +79,46 @@ def test_a_missing_table_says_what_changed_in_the_fingerprint(tmp_path):
         current_lut(project, "dev", "mbv3-tiny", B, fingerprint=moved)
     assert "the device changed since it was profiled (?, performance.nvpmodel, software.kernel)" in exc.value.hint
     assert "agent" not in exc.value.hint
+
+
+def test_a_fingerprint_record_is_only_ever_a_hex_hash(tmp_path):
+    """The record names the table every offline command uses: a hash that is no hex digest is neither
+    written nor read (it would become part of a path), and a damaged record leaves the newest table chosen."""
+    store = LutStore(Project(tmp_path).luts_dir)
+    with pytest.raises(InputError, match="no LUT for device 'dev' and space 'mbv3-tiny'") as exc:
+        store.choose("dev", "mbv3-tiny")  # nothing recorded, no table
+    assert exc.value.hint == "run: edgenas profile dev --space mbv3-tiny"
+    store.save(_lut(A, 1000.0))
+    with pytest.raises(InputError, match="invalid fingerprint hash"):
+        store.remember_fingerprint("dev", "../" + "a" * 12)
+    assert not store.fingerprint_record("dev").exists()
+    store.fingerprint_record("dev").parent.mkdir(parents=True)
+    for damaged in ({"fingerprint_hash": "../" + "a" * 12}, {"fingerprint_hash": 5}, ["a" * 64], "x"):
+        store.fingerprint_record("dev").write_text(json.dumps(damaged))
+        assert store.last_fingerprint("dev") is None
+        assert store.choose("dev", "mbv3-tiny").lut.fingerprint_hash == A
+
+
+def test_a_damaged_table_does_not_hide_the_valid_ones_from_the_hint(tmp_path):
+    project = Project(tmp_path)
+    store = LutStore(project.luts_dir)
+    store.save(_lut(A, 1000.0))
+    (project.luts_dir / "dev" / "mbv3-tiny-000000000000.json").write_text("{ damaged")  # listed first
+    with pytest.raises(InputError) as exc:
+        current_lut(project, "dev", "mbv3-tiny", B, fingerprint={"m": "b"})
+    assert "the device changed since it was profiled (m)" in exc.value.hint
+
+
+@pytest.mark.parametrize("old, new, changed", [
+    ({"a b": 1}, {"a b": 2}, ["?"]),                          # names come from the device: odd ones are '?'
+    ({"a/b": 1}, {"a/b": 2}, ["?"]),
+    ({"x" * 120: 1}, {"x" * 120: 2}, ["x" * 120]),
+    ({"x" * 121: 1}, {"x" * 121: 2}, ["?"]),
+    ({"software": {"kernel": "6.1"}}, {"software": "6.6"}, ["software"]),  # a group become a value
+    ({"software": "6.6"}, {"software": {"kernel": "6.1"}}, ["software"]),
+    ({f"k{i}": 1 for i in range(6)}, {f"k{i}": 2 for i in range(6)}, [f"k{i}" for i in range(6)]),
+    ({f"k{i}": 1 for i in range(7)}, {f"k{i}": 2 for i in range(7)}, [f"k{i}" for i in range(6)] + ["..."]),
+])
+def test_fingerprint_changes_names_at_most_six_plain_fields(old, new, changed):
+    assert fingerprint_changes(old, new) == changed
+

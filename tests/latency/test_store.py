@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -58,8 +59,9 @@ def test_a_table_is_used_only_where_it_belongs(tmp_path):
         path.write_text(json.dumps(dict(_lut(1.0).to_dict(), **wrong)))
         for lookup in (lambda: store.find("dev", "mbv3-tiny", "a" * 64), lambda: store.choose("dev", "mbv3-tiny"),
                        lambda: store.choose("dev", "mbv3-tiny", "a" * 64)):
-            with pytest.raises(InputError, match=f"LUT {path} holds .*not the table that lies there"):
+            with pytest.raises(InputError, match=f"LUT {path} holds .*not the table that lies there") as exc:
                 lookup()
+            assert exc.value.hint.endswith("re-profile: edgenas profile dev --space mbv3-tiny")
 
 
 def test_invalid_table_changes_nothing(tmp_path):
@@ -165,3 +167,34 @@ def test_a_table_of_unknown_age_says_so():
     assert "made at an unknown time" in unknown.describe()
     assert "made 1.0 h ago" in LutChoice(dataclasses.replace(lut, created_at=time.time() - 3600), Path("x.json"),
                                          None).describe()
+    assert re.search(r"made \d+ s ago\)$", LutChoice(dataclasses.replace(lut, created_at=time.time() - 5),
+                                                     Path("x.json"), None).describe())
+    ahead = LutChoice(dataclasses.replace(lut, created_at=time.time() + 3600), Path("x.json"), None)
+    assert ahead.age_s == 0.0 and ahead.to_dict()["age_s"] == 0.0
+
+
+@pytest.mark.parametrize("link", ["history into the project", "table to nowhere"])
+def test_a_link_into_the_project_or_to_nowhere_is_refused_too(tmp_path, link):
+    """Any link is refused, not only one that leads outside now: a link to nowhere outside the project is
+    one the next save writes through, and a link's target can change after the check."""
+    store = LutStore(tmp_path / "proj" / "luts")
+    path = store.save(_lut(1.0))
+    if link == "history into the project":
+        (tmp_path / "proj" / "elsewhere").mkdir()
+        (path.parent / "history").symlink_to(tmp_path / "proj" / "elsewhere")
+    else:
+        path.unlink()
+        path.symlink_to(tmp_path / "outside.json")
+    with pytest.raises(InputError, match="symbolic link"):
+        store.check_writable("dev")
+    with pytest.raises(InputError, match="symbolic link"):
+        store.save(_lut(2.0))
+    assert not (tmp_path / "outside.json").exists() and not any((tmp_path / "proj").glob("elsewhere/*"))
+
+
+def test_a_damaged_table_file_is_replaced_by_a_save(tmp_path):
+    store = LutStore(tmp_path)
+    path = store.save(_lut(1.0))
+    path.write_text("{ damaged")
+    assert store.save(_lut(1.0)) == path and Lut.load(path).entries == _lut(1.0).entries
+    assert [p.read_text() for p in (path.parent / "history").glob("*.json")] == ["{ damaged"]
