@@ -9,6 +9,7 @@ import hashlib
 import json
 import shutil
 
+import numpy as np
 import pytest
 
 from edgenas.fleet.refresh import DeviceRefresh, stale_runs_after
@@ -140,3 +141,121 @@ def test_fleet_refresh_hook_creates_no_database(tmp_path, no_env_db):
     rows = [DeviceRefresh("jetson", "refreshed", "fingerprint changed", "nb201")]
     assert stale_runs_after(Project(tmp_path), rows) is None
     assert not (tmp_path / ".edgenas").exists()
+
+
+# ---- the re-check itself, on a made-up run: four evaluations of a four-row table whose latencies are set by
+# hand, so that every expected answer below is worked out from the numbers, not read back from find_stale
+
+ARCHS = [r[1] for r in list(csv.reader(open(TABLE, newline="")))[1:5]]
+
+
+def _write_table(path, **ms) -> None:
+    """A four-row table: the first four architectures of TABLE, with the latency columns given."""
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["index", "arch", "cifar10_test", *ms])
+        for i, a in enumerate(ARCHS):
+            w.writerow([i, a, 50.0, *(repr(float(v[i])) for v in ms.values())])
+
+
+def _made_up_run(db, tmp_path, *, then: dict, now: dict, budgets: dict, acc, best: int = 0,
+                 refs: dict | None = None, kinds: dict | None = None, rid: str = "abc123", table=None):
+    """A finished run that chose evaluation ``best``: ``then[device]`` are the four evaluations' latencies
+    when it ran (the table's hash of that time is recorded), ``now[device]`` the table's values today."""
+    from edgenas.search.record import column_hash
+    from edgenas.store.runs import Evaluation, RunDevice, RunRecord, save_run
+
+    space, table = get_space("nb201"), table or tmp_path / "hw.csv"
+    table.parent.mkdir(parents=True, exist_ok=True)
+    _write_table(table, **now)
+    devices = tuple(RunDevice(d, (kinds or {}).get(d, "table"), lut_hash=column_hash(np.asarray(then[d], float)),
+                              lut_ref=(refs or {}).get(d, f"{table}#{d}"), budget_ms=b) for d, b in budgets.items())
+    evals = [Evaluation(number=i, arch=space.to_dict(space.from_string(a)), objectives={"cifar10_test": acc[i]},
+                        latency_ms={d: float(then[d][i]) for d in then}) for i, a in enumerate(ARCHS)]
+    rec = RunRecord(id=rid, created_at=1.0, status="complete", space="nb201", strategy="evolution", seed=0,
+                    objective="cifar10_test", out_dir=str(tmp_path / rid), config={}, task={}, devices=devices,
+                    n_evaluations=4, best_number=best, best_value=acc[best], best_arch=dict(evals[best].arch))
+    save_run(db, rec, evals)
+    return find_stale(db, Project(tmp_path))
+
+
+ACC = [90.0, 91.0, 95.0, 93.0]  # the run chose #0 (90) under a 10 ms budget: #1..#3 were over it then
+
+
+@pytest.mark.parametrize("now, expected", [
+    ([10.0, 11.0, 12.0, 13.0], None),                    # the chosen one now takes exactly the budget: still fits
+    ([10.5, 11.0, 12.0, 13.0], ("over_budget", None)),   # 10.5 > 10
+    ([9.0, 5.0, 12.0, 10.0], ("not_best", 3)),           # #1 (91) and #3 (93, exactly 10 ms) fit now: #3 is best
+    ([9.0, 5.0, 12.0, 13.0], ("not_best", 1)),           # only #1 fits, and 91 > 90
+    ([9.0, 12.0, 5.0, 13.0], ("not_best", 2)),           # #2 (95) fits
+])
+def test_a_changed_table_is_rechecked_against_the_budget_by_hand(db, tmp_path, now, expected):
+    then = [9.0, 11.0, 12.0, 13.0]
+    stale, checked = _made_up_run(db, tmp_path, then={"raspi4_ms": then}, now={"raspi4_ms": now},
+                                  budgets={"raspi4_ms": 10.0}, acc=ACC)
+    assert checked == 1
+    if expected is None:
+        assert stale == []
+        return
+    [s] = stale
+    assert (s.status, s.better_number) == expected and s.devices == ("raspi4_ms",) and s.chosen_number == 0
+    assert s.chosen_ms_then == {"raspi4_ms": 9.0} and s.chosen_ms_now == {"raspi4_ms": now[0]}
+    if s.status == "over_budget":
+        assert s.reason == ("the chosen architecture (#0) now takes 10.5 ms on raspi4_ms > budget 10 ms "
+                            "(was 9 ms)")
+    else:
+        assert s.reason == (f"evaluation #{expected[1]} (cifar10_test {ACC[expected[1]]:.4g} > 90) now meets "
+                            "every budget")
+
+
+def test_an_equally_accurate_one_is_not_better_and_ties_go_to_the_earlier_one(db, tmp_path):
+    then = {"raspi4_ms": [9.0, 11.0, 12.0, 13.0]}
+    # #3 now fits but is exactly as accurate as the chosen one: not better
+    assert _made_up_run(db, tmp_path, then=then, now={"raspi4_ms": [9.0, 11.0, 12.0, 5.0]},
+                        budgets={"raspi4_ms": 10.0}, acc=[90.0, 91.0, 95.0, 90.0])[0] == []
+    # #1 and #3 now fit, both at 92: the earlier evaluation is named
+    [s] = _made_up_run(db, tmp_path, then=then, now={"raspi4_ms": [9.0, 5.0, 12.0, 5.0]},
+                       budgets={"raspi4_ms": 10.0}, acc=[90.0, 92.0, 95.0, 92.0])[0]
+    assert (s.status, s.better_number) == ("not_best", 1)
+
+
+def test_an_unchanged_device_still_bounds_what_is_better(db, tmp_path):
+    """pixel3_ms's table did not change: its budget is checked on the latencies the run recorded."""
+    then = {"raspi4_ms": [9.0, 11.0, 12.0, 13.0], "pixel3_ms": [3.0, 4.0, 4.5, 4.0]}
+    now = {"raspi4_ms": [9.0, 5.0, 5.0, 6.0], "pixel3_ms": then["pixel3_ms"]}
+    # #2 (95) now fits raspi4 but was 4.5 ms > 4 on pixel3; #3 (93) fits both, pixel3 exactly at its budget
+    [s] = _made_up_run(db, tmp_path, then=then, now=now, budgets={"raspi4_ms": 10.0, "pixel3_ms": 4.0}, acc=ACC)[0]
+    assert (s.status, s.better_number, s.devices) == ("not_best", 3, ("raspi4_ms",))
+    # over the budget on the second of two changed devices: that device is named
+    now = {"raspi4_ms": [9.5, 11.0, 12.0, 13.0], "pixel3_ms": [4.25, 4.0, 4.5, 4.0]}
+    [s] = _made_up_run(db, tmp_path, then=then, now=now, budgets={"raspi4_ms": 10.0, "pixel3_ms": 4.0}, acc=ACC)[0]
+    assert s.status == "over_budget" and s.devices == ("raspi4_ms", "pixel3_ms")
+    assert s.chosen_ms_now == {"raspi4_ms": 9.5, "pixel3_ms": 4.25} and "4.25 ms on pixel3_ms > budget 4 ms" in s.reason
+
+
+def test_a_table_no_longer_at_hand_is_unknown_unless_another_changed(db, tmp_path):
+    then = {"raspi4_ms": [9.0, 11.0, 12.0, 13.0], "pixel3_ms": [3.0, 4.0, 4.5, 4.0]}
+    gone = {"pixel3_ms": f"{tmp_path / 'gone.csv'}#pixel3_ms"}
+    budgets = {"raspi4_ms": 10.0, "pixel3_ms": 4.0}
+    [s] = _made_up_run(db, tmp_path, then=then, now=then, budgets=budgets, acc=ACC, refs=gone)[0]
+    assert (s.status, s.devices, s.chosen_number) == ("unknown", ("pixel3_ms",), 0)
+    assert s.reason == "the latency table of pixel3_ms is no longer at hand"
+    # a device whose latency came from neither a table, a LUT nor a few-shot model: unknown too, not a crash
+    [s] = _made_up_run(db, tmp_path, then=then, now=then, budgets=budgets, acc=ACC, kinds={"pixel3_ms": "other"})[0]
+    assert (s.status, s.devices) == ("unknown", ("pixel3_ms",))
+    # raspi4's table changed (the chosen one is over its budget now): that is what is reported
+    now = dict(then, raspi4_ms=[10.5, 11.0, 12.0, 13.0])
+    [s] = _made_up_run(db, tmp_path, then=then, now=now, budgets=budgets, acc=ACC, refs=gone)[0]
+    assert (s.status, s.devices) == ("over_budget", ("raspi4_ms",))
+
+
+def test_two_tables_with_the_same_column_are_two_models(db, tmp_path):
+    """Runs on two table files with a column of the same name: each is checked against its own file (the
+    models are kept per file), and a file in a folder whose name holds '#' is found (``PATH#COLUMN``)."""
+    then = {"raspi4_ms": [9.0, 11.0, 12.0, 13.0]}
+    budgets = {"raspi4_ms": 10.0}
+    a, b = tmp_path / "a#1" / "hw.csv", tmp_path / "b#2" / "hw.csv"
+    _made_up_run(db, tmp_path, then=then, now=then, budgets=budgets, acc=ACC, rid="aaaa", table=a)  # unchanged
+    stale, checked = _made_up_run(db, tmp_path, then=then, now={"raspi4_ms": [10.5, 11.0, 12.0, 13.0]},
+                                  budgets=budgets, acc=ACC, rid="bbbb", table=b)
+    assert checked == 2 and [(s.run_id, s.status) for s in stale] == [("bbbb", "over_budget")]
