@@ -259,3 +259,33 @@ def test_two_tables_with_the_same_column_are_two_models(db, tmp_path):
     stale, checked = _made_up_run(db, tmp_path, then=then, now={"raspi4_ms": [10.5, 11.0, 12.0, 13.0]},
                                   budgets=budgets, acc=ACC, rid="bbbb", table=b)
     assert checked == 2 and [(s.run_id, s.status) for s in stale] == [("bbbb", "over_budget")]
+
+
+def test_a_fewshot_device_is_rechecked_with_its_refitted_model(db, tmp_path, monkeypatch):
+    """A device without a LUT predicts with its few-shot model (found by device and space, its record hashed):
+    refitted, the run is re-checked with it; gone, the run is unknown."""
+    import edgenas.latency.fewshot_model as fewshot
+    from edgenas.search.record import record_hash
+
+    class Fitted:
+        def __init__(self, ms):
+            self.ms, self.model = ms, type("Rec", (), {"to_dict": lambda _: {"ms": ms}})()
+
+        def predict_many(self, archs):
+            return np.array([self.ms[ARCHS.index(get_space("nb201").to_dict(a)["arch"])] for a in archs])
+
+    then = [9.0, 11.0, 12.0, 13.0]
+    fitted = {"orin": Fitted([10.5, 11.0, 12.0, 13.0])}
+    monkeypatch.setattr(fewshot, "load_latency_model", lambda luts_dir, device, space: fitted.get(device))
+    stale = _made_up_run(db, tmp_path, then={"orin": then}, now={"orin": then}, budgets={"orin": 10.0}, acc=ACC,
+                         kinds={"orin": "fewshot"})[0]
+    assert [(s.status, s.chosen_ms_now) for s in stale] == [("over_budget", {"orin": 10.5})]
+    # the run's hash is of the model it ran with: the same model now is no change
+    import edgenas.store.runs as runs
+
+    [run] = runs.list_runs(db)
+    dev = dataclasses.replace(run.devices[0], lut_hash=record_hash(fitted["orin"].model))
+    runs.save_run(db, dataclasses.replace(run, devices=(dev,)), runs.run_evaluations(db, run.id))
+    assert find_stale(db, Project(tmp_path))[0] == []
+    fitted.clear()
+    assert [s.status for s in find_stale(db, Project(tmp_path))[0]] == ["unknown"]
