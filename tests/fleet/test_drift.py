@@ -116,6 +116,8 @@ def test_table_without_reference_falls_back_to_raw_times(project, profiled):
     ({"speed_change": -0.5, "reference_ms": 1.0}, -0.3, True),
     ({"speed_change": 0.5, "reference_ms": 1.0}, -0.4, False),  # opposite signs: noise, not a trend
     ({"speed_change": 0.1, "reference_ms": 1.0}, 0.4, False),  # the previous check was within tolerance
+    ({"speed_change": SPEED_TOLERANCE, "reference_ms": 1.0}, 0.4, False),  # off by the tolerance, not more
+    ({"speed_change": -0.5, "reference_ms": None}, -0.4, False),  # no reference time then: no speed known
     ({"speed_change": None, "reference_ms": None}, 0.4, False),  # previous check had no reference
     (None, 0.4, False),
 ])
@@ -225,3 +227,148 @@ def test_a_rescale_keeps_a_calibration_refitted_during_the_check(project, profil
     new = Lut.load(res.lut_path)
     assert new.calibration.n_points == 5 and new.calibration.params["b"] == 0.9
     assert new.reference["ms"] > fast.reference["ms"] * 1.7
+
+
+# ---- the check's arithmetic on a made-up table and a scripted device (no timing): every expected change,
+# median and threshold below is worked out from the numbers given
+
+def _entry(median: float, ratio: float | None = None, p90: float | None = None, stable: bool = True) -> EntryStats:
+    p90 = median * 1.01 if p90 is None else p90
+    return EntryStats(n=20, median_ms=median, mean_ms=median, std_ms=0.01 * median, cov=0.01, p90_ms=p90,
+                      p99_ms=p90, min_ms=median * 0.9, max_ms=p90, stable=stable, ratio=ratio)
+
+
+def _made_up_lut(entries: dict, reference_ms: float | None = 2.0) -> Lut:
+    return Lut(device="fake", space=SPACE, fingerprint={}, fingerprint_hash="c" * 64, runtime="onnxruntime",
+               precision="fp32", threads=1, protocol={}, overhead=_entry(0.01, ratio=0.005), entries=entries,
+               reference=None if reference_ms is None else {"sha256": "r" * 64, "ms": reference_ms})
+
+
+class _ScriptedDevice:
+    """A session whose ``bench_many`` answers are given, one per call: {key: (median_ms, ratio, ref_ms)}."""
+
+    device = "fake"
+
+    def __init__(self, *passes):
+        self.passes, self.calls = list(passes), []
+
+    def push(self, path, subdir="models"):
+        return f"{subdir}/{path.name}"
+
+    def runtime_params(self, runtime=None):
+        return {"runtime": runtime}
+
+    def call(self, method, params):
+        self.calls.append((method, params))
+        answer = self.passes.pop(0)
+        return {"results": {k: dict(_entry(m).to_dict(), ratio=r, ref_ms=ref) for k, (m, r, ref) in answer.items()},
+                "reused": []}
+
+    def forget(self, rel):
+        pass
+
+
+KEYS5 = [f"k{i}" for i in range(5)]
+
+
+def test_the_sentinels_change_is_the_median_relative_change_of_their_ratios():
+    from edgenas.fleet.drift import _sentinel_pass
+
+    lut = _made_up_lut({k: _entry(1.0 + i, ratio=0.5 * (1 + i)) for i, k in enumerate(KEYS5)})
+    # ratios now: +12.5%, -25%, +37.5%, 0, +6.25% (binary fractions: exact); each median 2x (a busy device)
+    ratios = [0.5625, 0.75, 2.0625, 2.0, 2.65625]
+    answer = {k: (2 * (1.0 + i), ratios[i], [4.0, 5.0, 6.0, 7.0, 13.0][i]) for i, k in enumerate(KEYS5)}
+    check = _sentinel_pass(_ScriptedDevice(answer), lut, KEYS5, {"reference": "models/ref.onnx"}, 0.125)
+    assert check.basis == "ratio" and check.changes == dict(zip(KEYS5, [0.125, 0.25, 0.375, 0.0, 0.0625]))
+    assert check.drift == 0.125 and not check.drifted  # the median, exactly at the threshold
+    assert check.raw_drift == pytest.approx(1.0)  # every median doubled
+    assert check.reference_ms == 6.0 and check.speed_change == pytest.approx(6.0 / 2.0 - 1)  # the median (mean 7)
+    assert dataclasses.replace(check, threshold=0.1249).drifted
+    # without the reference pushed (or a ratio missing), the raw times: each doubled, a change of 1.0
+    raw = _sentinel_pass(_ScriptedDevice(answer), lut, KEYS5, {}, 0.1)
+    assert (raw.basis, raw.drift, raw.speed_change, raw.reference_ms) == ("ms", pytest.approx(1.0), None, None)
+    answer["k3"] = (8.0, None, 7.0)
+    assert _sentinel_pass(_ScriptedDevice(answer), lut, KEYS5, {"reference": "r"}, 0.1).basis == "ms"
+
+
+def test_a_sentinel_without_an_answer_is_a_device_error():
+    from edgenas.errors import DeviceError
+    from edgenas.fleet.drift import _sentinel_pass
+
+    lut = _made_up_lut({k: _entry(1.0, ratio=0.5) for k in KEYS5})
+    with pytest.raises(DeviceError, match="no result for 1 sentinel blocks \\(first: k4\\)"):
+        _sentinel_pass(_ScriptedDevice({k: (1.0, 0.5, 2.0) for k in KEYS5[:4]}), lut, KEYS5, {}, 0.1)
+
+
+def test_the_threshold_is_three_covs_between_the_floor_and_the_cap():
+    from edgenas.fleet.drift import drift_threshold
+
+    # robust CoV (p90 - median) / (1.2816 median): per entry 0.01, 0.02, 0.04 (median 0.02) -> 3 x 0.02 = 0.06
+    lut = _made_up_lut({f"k{i}": _entry(2.0, p90=2.0 * (1 + 1.2816 * c)) for i, c in enumerate([0.01, 0.04, 0.02])})
+    cov, threshold = drift_threshold(lut, ["k0", "k1", "k2"])  # 1.2816 is rounded: rel 1e-4
+    assert cov == pytest.approx(0.02, rel=1e-4) and threshold == pytest.approx(0.06, rel=1e-4)
+    assert drift_threshold(lut, ["k0", "k1", "k2"], floor=0.07)[1] == 0.07
+    assert drift_threshold(lut, ["k0"])[1] == DRIFT_FLOOR  # 3 x 0.01 < 0.05
+    wide = _made_up_lut({"k": _entry(2.0, p90=2.0 * (1 + 1.2816 * 0.2))})  # 3 x 0.2 = 0.6, capped
+    assert drift_threshold(wide, ["k"]) == (pytest.approx(0.2, rel=1e-4), DRIFT_CAP)
+
+
+def test_the_sentinels_are_spread_over_the_stable_entries():
+    from edgenas.fleet.drift import sentinel_keys
+
+    entries = {f"e{m}": _entry(float(m)) for m in range(1, 10)}  # medians 1..9
+    entries["busy"] = _entry(100.0, stable=False)
+    assert sentinel_keys(_made_up_lut(entries)) == ["e1", "e3", "e5", "e7", "e9"]  # rows 0, 2, 4, 6, 8 of 9
+    assert sentinel_keys(_made_up_lut(entries), 3) == ["e1", "e5", "e9"]
+    few = {"a": _entry(3.0), "b": _entry(1.0), "c": _entry(2.0, stable=False)}
+    assert sentinel_keys(_made_up_lut(few)) == ["b", "a"]  # the unstable one left out
+    assert sentinel_keys(_made_up_lut({k: _entry(float(i + 1), stable=False) for i, k in enumerate("xyz")})) == \
+        ["x", "y", "z"]  # none stable: all
+
+
+@pytest.mark.parametrize("second, expected", [(0.125, (0.125, True)), (0.375, (0.25, True)),
+                                              (0.03125, (0.03125, False))])
+def test_drift_is_confirmed_by_a_second_pass_and_the_smaller_kept(project, monkeypatch, tmp_path, second, expected):
+    import edgenas.fleet.drift as drift
+
+    ref = tmp_path / "ref.onnx"
+    ref.write_bytes(b"ref")
+    monkeypatch.setattr(drift, "export_blocks", lambda project, space, keys, runtime: (
+        {k: tmp_path / f"{k}.onnx" for k in keys}, 0))
+    monkeypatch.setattr(drift, "reference_model", lambda project, runtime: ref)
+    lut = _made_up_lut({k: _entry(1.0 + i, ratio=1.0) for i, k in enumerate(KEYS5)})
+    lut = dataclasses.replace(lut, reference={"sha256": drift.sha256_file(ref), "ms": 2.0})
+
+    def by(change, busy=1.0):  # ratios changed by ``change``, raw times ``busy`` x (the first's kept)
+        return {k: ((1.0 + i) * busy, 1.0 + change, 2.0) for i, k in enumerate(KEYS5)}
+
+    floor = 0.0625  # the threshold: 3 x the CoV (0.008) is below it; changes below are binary fractions (exact)
+    dev = _ScriptedDevice(by(0.25, 1.5), by(second, 1.25))
+    check = drift.measure_drift(dev, project, lut, floor=floor)
+    assert (check.drift, check.drifted) == (pytest.approx(expected[0]), expected[1])
+    assert check.passes == 2 and check.raw_drift == 0.5 and len(dev.calls) == 2 and check.threshold == floor
+    assert dev.calls[0][1]["reference"] == "models/ref.onnx"
+    once = drift.measure_drift(_ScriptedDevice(by(0.25)), project, lut, floor=floor, confirm=False)
+    assert (once.drift, once.passes, once.drifted) == (0.25, 1, True)
+    assert once.cov == pytest.approx(0.01 / 1.2816, rel=1e-4)  # the sentinels' robust CoV: p90 1% over the median
+    calm = drift.measure_drift(_ScriptedDevice(by(floor)), project, lut, floor=floor)  # at it: no second pass
+    assert (calm.drift, calm.passes, calm.drifted) == (floor, 1, False)
+
+
+def test_the_last_check_of_this_very_table_is_found(project):
+    from edgenas.fleet.drift import DriftCheck, last_verified, record_verified
+
+    lut = _made_up_lut({"k": _entry(1.0, ratio=0.5)})
+    assert last_verified(project, "fake", lut) is None
+    check = DriftCheck(0.01, 0.05, "ratio", {}, speed_change=0.3, reference_ms=2.6)
+    record_verified(project, "fake", lut, check)
+    record_verified(project, "fake", dataclasses.replace(lut, fingerprint_hash="d" * 64), dataclasses.replace(
+        check, speed_change=-0.5))  # another device's table: not this one's check
+    with open(project.luts_dir / "fake" / "verified.jsonl", "a") as fh:
+        fh.write("not json\n")
+    rec = last_verified(project, "fake", lut)
+    assert (rec["speed_change"], rec["reference_ms"], rec["nominal_ms"], rec["rescaled"]) == (0.3, 2.6, 2.0, False)
+    rescaled = dataclasses.replace(lut, reference={"sha256": "r" * 64, "ms": 2.6})  # a rescale changes the nominal
+    assert last_verified(project, "fake", rescaled) is None
+    record_verified(project, "fake", lut, check, rescaled=True)  # the table was rescaled after this check
+    assert last_verified(project, "fake", lut) is None
