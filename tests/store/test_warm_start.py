@@ -16,7 +16,7 @@ from edgenas.project import Project
 from edgenas.search import make_strategy, strategy_names
 from edgenas.search.base import Result
 from edgenas.search.launch import SearchRequest, launch_search
-from edgenas.search.warmstart import diverse, hamming, plan_warm_start
+from edgenas.search.warmstart import TEST_LEAK, diverse, hamming, plan_warm_start
 from edgenas.spaces import get_space
 from edgenas.search.task import _card
 from edgenas.store.runs import get_run, list_runs, run_evaluations, save_run
@@ -239,3 +239,227 @@ def test_a_darts_run_given_a_table_is_recorded_with_the_data_it_trained_on():
     assert describe_task(darts)["dataset"] == "digits"
     assert describe_task(darts.to_json())["dataset"] == "digits"
     assert describe_task(SearchRequest(space="nb201", table=str(TABLE)))["dataset"] == "cifar10"
+
+
+# ---- the plan itself, on made-up runs (architectures chosen by their genes, accuracies set by hand), so that
+# every expected order and similarity below is worked out from the numbers, not read back from the plan
+
+NB201 = get_space("nb201")
+REQ = {"table": str(TABLE), "objective": "cifar10_test"}
+
+
+def _g(*genes):
+    return NB201.from_genes(list(genes))
+
+
+def _past(db, rid: str, archs, acc, *, created: float = 1.0, objective: str = "cifar10_test", task=None,
+          devices=(), n_evaluations=None):
+    """A finished run of ``archs`` with these accuracies (None: the evaluation has no value of it)."""
+    from edgenas.search.task import describe_task
+    from edgenas.store.runs import Evaluation, RunRecord
+
+    evals = [Evaluation(number=i, arch=NB201.to_dict(a), objectives={} if v is None else {objective: v},
+                        latency_ms={}) for i, (a, v) in enumerate(zip(archs, acc))]
+    save_run(db, RunRecord(id=rid, created_at=created, status="complete", space="nb201", strategy="random", seed=0,
+                           objective=objective, out_dir=f"/nowhere/{rid}", config={},
+                           task=describe_task(REQ) if task is None else task, devices=tuple(devices),
+                           n_evaluations=len(evals) if n_evaluations is None else n_evaluations), evals)
+
+
+class _Problem:
+    """No devices (device similarity 1); with ``feasible``, a budget only those architectures meet (the
+    ``anchors`` being the fastest ones a repair moves toward)."""
+
+    def __init__(self, feasible=None, anchors=()):
+        self.space, self.devices, self._anchors = NB201, [], list(anchors)
+        self.constrained, self.feasible = feasible is not None, {NB201.arch_id(a) for a in feasible or ()}
+
+    def violation(self, archs):
+        return np.array([0.0 if NB201.arch_id(a) in self.feasible else 1.0 for a in archs])
+
+    def anchors(self):
+        return self._anchors
+
+
+def _plan(db, tmp_path, n, problem=None, request=REQ, sources=("auto",), **kw):
+    archs, record = plan_warm_start(db, Project(tmp_path), problem or _Problem(), request, list(sources), n=n, **kw)
+    assert [NB201.to_dict(a) for a in archs] == [t["arch"] for t in record["transferred"]]
+    return [(t["from_run"], t["from_number"]) for t in record["transferred"]], record
+
+
+def test_the_plan_takes_each_runs_best_in_turn_most_similar_and_newest_run_first(db, tmp_path):
+    a = [_g(0, 0, 0, 0, 0, 0), _g(1, 1, 1, 1, 1, 1), _g(2, 2, 2, 2, 2, 2), _g(3, 3, 3, 3, 3, 3)]
+    _past(db, "b002", [a[2], a[3], a[0]], [85.0, 50.0, 99.0], created=1.0)  # a[0] is the newer run's too
+    _past(db, "a001", [a[0], a[1], a[3], a[2]], [70.0, 80.0, None, 60.0], created=2.0)  # #2 has no value
+    _past(db, "c003", [], [], created=3.0)
+    _past(db, "d004", [a[3]], [99.0], created=4.0, task=_card("digits"))  # similarity 0.44 < 0.6
+    # in turn by run (newer, older), each best first: newer #1 (80), older #2 (99), newer #0 (70: older #2's
+    # architecture, taken), older #0 (85), newer #3 (60: older #0's, taken), older #1 (50)
+    taken, record = _plan(db, tmp_path, 10)
+    assert taken == [("a001", 1), ("b002", 2), ("b002", 0), ("b002", 1)]
+    assert [t["source_value"] for t in record["transferred"]] == [80.0, 99.0, 85.0, 50.0]
+    assert [(c["run_id"], c["used"]) for c in record["candidates"]] == [
+        ("a001", True), ("b002", True), ("d004", False)]  # the run without evaluations is no candidate
+    assert record["note"] == "4 architectures from 2 past run(s) seed the first population"
+    assert _plan(db, tmp_path, 3)[0] == taken[:3]
+    assert _plan(db, tmp_path, 3, sources=("b002",))[0] == [("b002", 2), ("b002", 0), ("b002", 1)]
+    assert _plan(db, tmp_path, 2, exclude=("a001",))[0] == [("b002", 2), ("b002", 0)]
+
+
+def test_the_plan_keeps_architectures_apart_among_the_best_five_per_slot(db, tmp_path):
+    """Ten runners-up one gene from the best, an eleventh far from it: two slots take the best five per slot
+    (ten), all near, so the second slot is filled by rank; the far one, 11th, is out of reach."""
+    near = [_g(0, 0, 0, 0, 0, 0)] + [_g(*([0] * (i // 4)), 1 + i % 4, *([0] * (5 - i // 4))) for i in range(10)]
+    far = _g(4, 4, 4, 4, 4, 4)
+    _past(db, "e005", near + [far], [99.0 - i for i in range(12)])
+    assert _plan(db, tmp_path, 2)[0] == [("e005", 0), ("e005", 1)]
+    assert _plan(db, tmp_path, 3)[0] == [("e005", 0), ("e005", 11), ("e005", 1)]  # fifteen in reach: the far one next
+    # two genes apart is apart enough: the third (2 genes from the best) before the second (1 gene)
+    _past(db, "e006", [_g(0, 0, 0, 0, 0, 0), _g(0, 0, 0, 0, 0, 1), _g(0, 0, 0, 0, 1, 1)], [3.0, 2.0, 1.0])
+    assert _plan(db, tmp_path, 2, sources=("e006",))[0] == [("e006", 0), ("e006", 2)]
+
+
+def test_feasible_architectures_go_first_under_the_new_budgets(db, tmp_path):
+    a = [_g(0, 0, 0, 0, 0, 0), _g(1, 1, 1, 1, 1, 1), _g(2, 2, 2, 2, 2, 2)]
+    fastest = _g(3, 3, 3, 3, 3, 3)
+    _past(db, "e005", a, [90.0, 80.0, 70.0])
+    taken, record = _plan(db, tmp_path, 2, _Problem(feasible=[a[1], a[2], fastest], anchors=[fastest]))
+    assert taken == [("e005", 1), ("e005", 2)]  # feasible as they are: taken unrepaired
+    assert [t["repaired"] for t in record["transferred"]] == [False, False]
+    # only the fastest meets the budget: both repair to it, and it is transferred once
+    taken, record = _plan(db, tmp_path, 2, _Problem(feasible=[fastest], anchors=[fastest]))
+    assert taken == [("e005", 0)] and record["transferred"][0]["repaired"]
+    assert record["transferred"][0]["arch"] == NB201.to_dict(fastest)
+
+
+def test_the_similarity_threshold_is_inclusive_and_checked(db, tmp_path):
+    from edgenas.errors import InputError
+    from edgenas.search.task import describe_task, task_similarity
+
+    _past(db, "e005", [_g(0, 0, 0, 0, 0, 0)], [90.0], task=_card("cifar100"))
+    s = task_similarity(describe_task(REQ), _card("cifar100"))  # about 0.9
+    assert 0.6 < s < 1
+    assert _plan(db, tmp_path, 1, min_similarity=s)[0] == [("e005", 0)]
+    taken, record = _plan(db, tmp_path, 1, min_similarity=float(np.nextafter(s, 1)))
+    assert taken == [] and not record["candidates"][0]["used"]
+    assert record["note"] == (f"no past run is similar enough (best {s:.4f} < {float(np.nextafter(s, 1))}); "
+                              "nothing transferred, the search starts from scratch")
+    assert _plan(db, tmp_path, 1, min_similarity=0.0)[0] == [("e005", 0)]
+    assert _plan(db, tmp_path, 1, min_similarity=1.0)[0] == []
+    for bad in (-0.01, 1.01):
+        with pytest.raises(InputError, match="min-similarity must be in"):
+            _plan(db, tmp_path, 1, min_similarity=bad)
+
+
+def test_only_a_validation_search_of_a_table_leaves_out_runs_ranked_by_test_accuracy(db, tmp_path):
+    a = [_g(0, 0, 0, 0, 0, 0), _g(1, 1, 1, 1, 1, 1)]
+    _, record = _plan(db, tmp_path, 1)
+    assert record["candidates"] == [] and record["note"] == "no past run of this space"
+    _past(db, "f006", a, [90.0, 80.0], task=_card("cifar10"))
+    valid = {"table": str(TABLE), "objective": "cifar10_valid"}
+    taken, record = _plan(db, tmp_path, 1, request=valid)
+    assert taken == [] and record["candidates"][0]["excluded"] == TEST_LEAK
+    assert record["note"] == f"no past run to transfer from: every one {TEST_LEAK}"
+    assert _plan(db, tmp_path, 1, request={"table": str(TABLE), "objective": "cifar10_test"})[0] == [("f006", 0)]
+    no_table = {"objective": "cifar10_valid", "evaluator": "nb201-fidelity"}  # not a benchmark table's column
+    assert "excluded" not in _plan(db, tmp_path, 1, request=no_table)[1]["candidates"][0]
+    _past(db, "f007", a[::-1], [90.0, 80.0], task=_card("cifar10"), objective="cifar10_valid", created=0.5)
+    taken, record = _plan(db, tmp_path, 1, request=valid)
+    assert taken == [("f007", 0)] and [c["used"] for c in record["candidates"]] == [False, True]
+
+
+class _Model:
+    def __init__(self, f):
+        self.f = f
+
+    def predict_many(self, archs):
+        return np.array([self.f(NB201.to_genes(a)) for a in archs], float)
+
+
+def test_device_similarity_is_the_worst_new_device_against_its_best_old_one(tmp_path):
+    """Each new budgeted device scores its best old one (1 for the same fingerprint, 0.5 for a table no longer
+    at hand, else the Spearman rank correlation over the probe architectures, below 0 counted as 0); the run
+    scores its worst new device. Expected values from scipy's Spearman, not from the code's own ranks."""
+    from scipy.stats import spearmanr
+
+    from edgenas.evaluate.tabular import TableLatency
+    from edgenas.search.warmstart import N_PROBE, device_similarity
+    from edgenas.store.runs import RunDevice, RunRecord
+
+    table = TableLatency(TABLE, "raspi4_ms", NB201)
+    old_table = RunDevice("pi", "table", None, None, f"{TABLE}#raspi4_ms", 5.0)
+    gone = RunDevice("gone", "table", None, None, f"{tmp_path / 'gone.csv'}#raspi4_ms", 5.0)
+    same_fp = RunDevice("jetson", "lut", "f" * 64, None, None, 5.0)
+    rng = np.random.default_rng(0)
+    probe = [NB201.sample(rng) for _ in range(N_PROBE)]
+    pi = table.predict_many(probe)
+    weights = np.array([1.0, -2.0, 0.5, 3.0, 0.0, 1.5])
+    half = _Model(lambda g: float(g @ weights))  # another device: partly the same order
+    rho = spearmanr(pi, half.predict_many(probe)).statistic
+    assert 0.05 < rho < 0.95  # scipy averages tied ranks (a few probe architectures repeat), the code does not
+
+    def sim(new, old):
+        targets = [type("T", (), {"model": m})() for m, _ in new]
+        mine = [RunDevice(f"n{i}", "other", fp, None, None, b) for i, (_, (fp, b)) in enumerate(new)]
+        past = RunRecord("ab", 1.0, "complete", "nb201", "random", 0, "c", "/x", {}, {}, devices=tuple(old))
+        problem = type("P", (), {"space": NB201, "devices": targets})()
+        return device_similarity(Project(tmp_path), problem, mine, past)
+
+    table_like = (_Model(lambda g: 0.0), (None, 5.0))
+    assert sim([(half, (None, 5.0))], [old_table]) == pytest.approx(rho, abs=1e-3)
+    assert sim([(_Model(lambda g: -float(g @ weights)), (None, 5.0))], [old_table]) == 0.0  # -rho < 0
+    assert sim([table_like], [gone]) == 0.5
+    assert sim([(half, (None, 5.0))], [gone, old_table]) == pytest.approx(max(0.5, rho), abs=1e-3)  # the best old
+    assert sim([(half, ("f" * 64, 5.0))], [old_table, same_fp]) == 1.0  # the same fingerprint
+    assert sim([(half, ("f" * 64, 5.0)), (half, (None, 5.0))], [same_fp, old_table]) == 0.5  # worst new: 0.5
+    fp_table = dataclasses.replace(old_table, fingerprint_hash="e" * 64)
+    assert sim([(half, ("e" * 64, 5.0)), (half, (None, 5.0))], [fp_table]) == pytest.approx(rho, abs=1e-3)
+    assert sim([(half, (None, None))], [old_table]) == 1.0  # no new budget: nothing to compare
+    assert sim([(half, (None, 5.0))], [dataclasses.replace(old_table, budget_ms=None)]) == 1.0
+    flat = _Model(lambda g: 1.0)  # a constant model has no order: 0, not NaN
+    assert sim([(flat, (None, 5.0))], [old_table]) == 0.0
+
+
+def test_device_similarity_finds_a_past_lut_and_a_past_fewshot_model(tmp_path, monkeypatch):
+    """The past device's model is loaded by kind: a LUT from its file, a few-shot model by device and space
+    (its record's path is in lut_ref too, as ``describe_device`` writes it). Found, each scores by rank
+    (the same LUT: 1; the few-shot model: the Spearman of its predictions); else 0.5."""
+    import hashlib
+
+    from scipy.stats import spearmanr
+
+    import edgenas.latency.fewshot_model as fewshot
+    from edgenas.evaluate.tabular import TableLatency
+    from edgenas.latency.lut import EntryStats, Lut
+    from edgenas.latency.predictor import LatencyPredictor
+    from edgenas.latency.store import LutStore
+    from edgenas.search.warmstart import N_PROBE, device_similarity
+    from edgenas.store.runs import RunDevice, RunRecord
+
+    def stats(ms):
+        return EntryStats(n=20, median_ms=ms, mean_ms=ms, std_ms=0.01 * ms, cov=0.01, p90_ms=ms, p99_ms=ms,
+                          min_ms=ms, max_ms=ms)
+
+    entries = {k: stats(0.05 + int.from_bytes(hashlib.sha256(k.encode()).digest()[:4], "little") / 2**32)
+               for k in NB201.key_vocab()}
+    lut = Lut(device="jetson", space="nb201", fingerprint={"model": "test"}, fingerprint_hash="e" * 64,
+              runtime="onnxruntime", precision="fp32", threads=1, protocol={}, overhead=stats(0.01), entries=entries)
+    path = LutStore(Project(tmp_path).luts_dir).save(lut)
+    table = TableLatency(TABLE, "raspi4_ms", NB201)
+    rng = np.random.default_rng(0)
+    probe = [NB201.sample(rng) for _ in range(N_PROBE)]
+    weights = np.array([1.0, -2.0, 0.5, 3.0, 0.0, 1.5])
+    half = _Model(lambda g: float(g @ weights))
+    rho = spearmanr(table.predict_many(probe), half.predict_many(probe)).statistic
+    monkeypatch.setattr(fewshot, "load_latency_model", lambda luts_dir, device, space: {"orin": half}.get(device))
+
+    def sim(model, old):
+        past = RunRecord("ab", 1.0, "complete", "nb201", "random", 0, "c", "/x", {}, {}, devices=(old,))
+        problem = type("P", (), {"space": NB201, "devices": [type("T", (), {"model": model})()]})()
+        return device_similarity(Project(tmp_path), problem, [RunDevice("new", "other", None, None, None, 5.0)], past)
+
+    same = sim(LatencyPredictor(lut, NB201), RunDevice("jetson", "lut", "d" * 64, None, str(path), 5.0))
+    assert same == pytest.approx(1.0)
+    assert sim(table, RunDevice("orin", "fewshot", "d" * 64, None, str(tmp_path / "orin.json"), 5.0)) == \
+        pytest.approx(rho, abs=1e-3)
+    assert sim(table, RunDevice("nano", "fewshot", "d" * 64, None, None, 5.0)) == 0.5  # its model is gone
