@@ -182,6 +182,7 @@ def plan_warm_start(db: ExperimentDB, project: Project, problem: Any, request: A
     if not used or n <= 0:
         best = max((s for s, _, _, r in scored if r.id not in leaks), default=None)
         record["note"] = ("no past run of this space" if not scored else
+                          "no slot to transfer into (--transfer-ratio 0): nothing transferred" if used else
                           f"no past run to transfer from: every one {TEST_LEAK}" if best is None else
                           f"no past run is similar enough (best {best:.4f} < {min_similarity}); "
                           "nothing transferred, the search starts from scratch")

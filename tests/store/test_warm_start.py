@@ -304,6 +304,8 @@ def test_the_plan_takes_each_runs_best_in_turn_most_similar_and_newest_run_first
     assert _plan(db, tmp_path, 3)[0] == taken[:3]
     assert _plan(db, tmp_path, 3, sources=("b002",))[0] == [("b002", 2), ("b002", 0), ("b002", 1)]
     assert _plan(db, tmp_path, 2, exclude=("a001",))[0] == [("b002", 2), ("b002", 0)]
+    taken, record = _plan(db, tmp_path, 0)  # --transfer-ratio 0: it said "no past run is similar enough (best 1.0000)"
+    assert taken == [] and record["note"] == "no slot to transfer into (--transfer-ratio 0): nothing transferred"
 
 
 def test_the_plan_keeps_architectures_apart_among_the_best_five_per_slot(db, tmp_path):
