@@ -43,7 +43,11 @@ UNKNOWN_DEVICE_SIMILARITY = 0.5
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    """Spearman's rank correlation, ties ranked by their average (ordinal ranks broke ties by position: a model
+    predicting one latency for every architecture scored 1.0 against one ordered like the probe)."""
+    from scipy.stats import rankdata
+
+    ra, rb = rankdata(a), rankdata(b)
     if np.std(ra) == 0 or np.std(rb) == 0:
         return 0.0
     return float(np.corrcoef(ra, rb)[0, 1])
