@@ -413,6 +413,7 @@ def test_device_similarity_is_the_worst_new_device_against_its_best_old_one(tmp_
     assert sim([table_like], [gone]) == 0.5
     assert sim([(half, (None, 5.0))], [gone, old_table]) == pytest.approx(max(0.5, rho))  # the best old
     assert sim([(half, ("f" * 64, 5.0))], [old_table, same_fp]) == 1.0  # the same fingerprint
+    assert sim([(half, ("f" * 64, 5.0))], [gone, same_fp]) == 1.0  # past one whose table is gone
     assert sim([(half, ("f" * 64, 5.0)), (half, (None, 5.0))], [same_fp, old_table]) == 0.5  # worst new: 0.5
     fp_table = dataclasses.replace(old_table, fingerprint_hash="e" * 64)
     assert sim([(half, ("e" * 64, 5.0)), (half, (None, 5.0))], [fp_table]) == pytest.approx(rho)
