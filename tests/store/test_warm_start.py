@@ -270,8 +270,8 @@ class _Problem:
     """No devices (device similarity 1); with ``feasible``, a budget only those architectures meet (the
     ``anchors`` being the fastest ones a repair moves toward)."""
 
-    def __init__(self, feasible=None, anchors=()):
-        self.space, self.devices, self._anchors = NB201, [], list(anchors)
+    def __init__(self, feasible=None, anchors=(), devices=()):
+        self.space, self.devices, self._anchors = NB201, list(devices), list(anchors)
         self.constrained, self.feasible = feasible is not None, {NB201.arch_id(a) for a in feasible or ()}
 
     def violation(self, archs):
@@ -290,11 +290,11 @@ def _plan(db, tmp_path, n, problem=None, request=REQ, sources=("auto",), **kw):
 def test_the_plan_takes_each_runs_best_in_turn_most_similar_and_newest_run_first(db, tmp_path):
     a = [_g(0, 0, 0, 0, 0, 0), _g(1, 1, 1, 1, 1, 1), _g(2, 2, 2, 2, 2, 2), _g(3, 3, 3, 3, 3, 3)]
     _past(db, "b002", [a[2], a[3], a[0]], [85.0, 50.0, 99.0], created=1.0)  # a[0] is the newer run's too
-    _past(db, "a001", [a[0], a[1], a[3], a[2]], [70.0, 80.0, None, 60.0], created=2.0)  # #2 has no value
+    _past(db, "a001", [a[0], a[1], a[3], a[2]], [70.0, 80.0, None, None], created=2.0)  # #2, #3: no value
     _past(db, "c003", [], [], created=3.0)
     _past(db, "d004", [a[3]], [99.0], created=4.0, task=_card("digits"))  # similarity 0.44 < 0.6
     # in turn by run (newer, older), each best first: newer #1 (80), older #2 (99), newer #0 (70: older #2's
-    # architecture, taken), older #0 (85), newer #3 (60: older #0's, taken), older #1 (50)
+    # architecture, taken), older #0 (85), older #1 (50)
     taken, record = _plan(db, tmp_path, 10)
     assert taken == [("a001", 1), ("b002", 2), ("b002", 0), ("b002", 1)]
     assert [t["source_value"] for t in record["transferred"]] == [80.0, 99.0, 85.0, 50.0]
@@ -348,6 +348,17 @@ def test_the_similarity_threshold_is_inclusive_and_checked(db, tmp_path):
                               "nothing transferred, the search starts from scratch")
     assert _plan(db, tmp_path, 1, min_similarity=0.0)[0] == [("e005", 0)]
     assert _plan(db, tmp_path, 1, min_similarity=1.0)[0] == []
+    _past(db, "e00f", [_g(0, 0, 0, 0, 0, 0)], [90.0], task={"modality": "text"}, created=0.0)
+    other = _plan(db, tmp_path, 1)[1]["candidates"][1]  # another modality: nothing in common, devices not compared
+    assert (other["run_id"], other["similarity"], other["device_similarity"], other["used"]) == ("e00f", 0, 0, False)
+    # with a budgeted device whose past table is gone (device similarity 0.5): the product
+    from edgenas.store.runs import RunDevice
+
+    _past(db, "e010", [_g(0, 0, 0, 0, 0, 0)], [90.0], task=_card("cifar100"), created=-1.0,
+          devices=[RunDevice("pi", "table", None, None, f"{tmp_path / 'gone.csv'}#raspi4_ms", 5.0)])
+    target = type("T", (), {"name": "pi", "model": _Model(lambda g: 1.0), "budget_ms": 5.0})()
+    [c] = [c for c in _plan(db, tmp_path, 1, _Problem(devices=[target]))[1]["candidates"] if c["run_id"] == "e010"]
+    assert (c["task_similarity"], c["device_similarity"], c["similarity"]) == (round(s, 4), 0.5, round(s * 0.5, 4))
     for bad in (-0.01, 1.01):
         with pytest.raises(InputError, match="min-similarity must be in"):
             _plan(db, tmp_path, 1, min_similarity=bad)
@@ -388,8 +399,11 @@ def test_device_similarity_is_the_worst_new_device_against_its_best_old_one(tmp_
     from edgenas.search.warmstart import N_PROBE, device_similarity
     from edgenas.store.runs import RunDevice, RunRecord
 
-    table = TableLatency(TABLE, "raspi4_ms", NB201)
-    old_table = RunDevice("pi", "table", None, None, f"{TABLE}#raspi4_ms", 5.0)
+    copy = tmp_path / "tables#2" / "hw.csv"  # a '#' in the path: PATH#COLUMN is split at the last one
+    copy.parent.mkdir()
+    copy.write_bytes(TABLE.read_bytes())
+    table = TableLatency(copy, "raspi4_ms", NB201)
+    old_table = RunDevice("pi", "table", None, None, f"{copy}#raspi4_ms", 5.0)
     gone = RunDevice("gone", "table", None, None, f"{tmp_path / 'gone.csv'}#raspi4_ms", 5.0)
     same_fp = RunDevice("jetson", "lut", "f" * 64, None, None, 5.0)
     rng = np.random.default_rng(0)
