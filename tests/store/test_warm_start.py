@@ -354,11 +354,13 @@ def test_the_similarity_threshold_is_inclusive_and_checked(db, tmp_path):
     # with a budgeted device whose past table is gone (device similarity 0.5): the product
     from edgenas.store.runs import RunDevice
 
-    _past(db, "e010", [_g(0, 0, 0, 0, 0, 0)], [90.0], task=_card("cifar100"), created=-1.0,
+    _past(db, "e010", [_g(0, 0, 0, 0, 0, 0)], [90.0], task=_card("cifar10"), created=-1.0,
           devices=[RunDevice("pi", "table", None, None, f"{tmp_path / 'gone.csv'}#raspi4_ms", 5.0)])
     target = type("T", (), {"name": "pi", "model": _Model(lambda g: 1.0), "budget_ms": 5.0})()
-    [c] = [c for c in _plan(db, tmp_path, 1, _Problem(devices=[target]))[1]["candidates"] if c["run_id"] == "e010"]
-    assert (c["task_similarity"], c["device_similarity"], c["similarity"]) == (round(s, 4), 0.5, round(s * 0.5, 4))
+    cands = _plan(db, tmp_path, 1, _Problem(devices=[target]))[1]["candidates"]
+    assert [c["run_id"] for c in cands] == ["e005", "e010", "e00f"]  # by the product: 0.9 x 1, 1 x 0.5, 0
+    assert [(c["task_similarity"], c["device_similarity"], c["similarity"]) for c in cands[:2]] == [
+        (round(s, 4), 1.0, round(s, 4)), (1.0, 0.5, 0.5)]  # no past budget on e005: nothing to compare
     for bad in (-0.01, 1.01):
         with pytest.raises(InputError, match="min-similarity must be in"):
             _plan(db, tmp_path, 1, min_similarity=bad)
