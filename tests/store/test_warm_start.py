@@ -341,7 +341,8 @@ def test_the_similarity_threshold_is_inclusive_and_checked(db, tmp_path):
     _past(db, "e005", [_g(0, 0, 0, 0, 0, 0)], [90.0], task=_card("cifar100"))
     s = task_similarity(describe_task(REQ), _card("cifar100"))  # about 0.9
     assert 0.6 < s < 1
-    assert _plan(db, tmp_path, 1, min_similarity=s)[0] == [("e005", 0)]
+    taken, record = _plan(db, tmp_path, 1, min_similarity=s)
+    assert taken == [("e005", 0)] and record["candidates"][0]["used"]
     taken, record = _plan(db, tmp_path, 1, min_similarity=float(np.nextafter(s, 1)))
     assert taken == [] and not record["candidates"][0]["used"]
     assert record["note"] == (f"no past run is similar enough (best {s:.4f} < {float(np.nextafter(s, 1))}); "
@@ -354,10 +355,12 @@ def test_the_similarity_threshold_is_inclusive_and_checked(db, tmp_path):
     # with a budgeted device whose past table is gone (device similarity 0.5): the product
     from edgenas.store.runs import RunDevice
 
-    _past(db, "e010", [_g(0, 0, 0, 0, 0, 0)], [90.0], task=_card("cifar10"), created=-1.0,
+    _past(db, "e010", [_g(1, 1, 1, 1, 1, 1)], [90.0], task=_card("cifar10"), created=-1.0,
           devices=[RunDevice("pi", "table", None, None, f"{tmp_path / 'gone.csv'}#raspi4_ms", 5.0)])
     target = type("T", (), {"name": "pi", "model": _Model(lambda g: 1.0), "budget_ms": 5.0})()
-    cands = _plan(db, tmp_path, 1, _Problem(devices=[target]))[1]["candidates"]
+    taken, record = _plan(db, tmp_path, 2, _Problem(devices=[target]))
+    cands = record["candidates"]
+    assert taken == [("e005", 0)]  # e010 (task similarity 1) is under the threshold by the product
     assert [c["run_id"] for c in cands] == ["e005", "e010", "e00f"]  # by the product: 0.9 x 1, 1 x 0.5, 0
     assert [(c["task_similarity"], c["device_similarity"], c["similarity"]) for c in cands[:2]] == [
         (round(s, 4), 1.0, round(s, 4)), (1.0, 0.5, 0.5)]  # no past budget on e005: nothing to compare
@@ -433,6 +436,7 @@ def test_device_similarity_is_the_worst_new_device_against_its_best_old_one(tmp_
     assert sim([(half, ("f" * 64, 5.0)), (half, (None, 5.0))], [same_fp, old_table]) == 0.5  # worst new: 0.5
     fp_table = dataclasses.replace(old_table, fingerprint_hash="e" * 64)
     assert sim([(half, ("e" * 64, 5.0)), (half, (None, 5.0))], [fp_table]) == pytest.approx(rho)
+    assert sim([(half, ("f" * 64, 5.0))], [fp_table]) == pytest.approx(rho)  # another fingerprint: compared
     assert sim([(half, (None, None))], [old_table]) == 1.0  # no new budget: nothing to compare
     assert sim([(half, (None, 5.0))], [dataclasses.replace(old_table, budget_ms=None)]) == 1.0
     flat = _Model(lambda g: 1.0)  # a constant model has no order: 0, not NaN
