@@ -245,17 +245,22 @@ def test_an_oversized_or_deeply_nested_answer_is_one_error(setup, tmp_path, monk
     assert len(res.err.strip().splitlines()) == 1
 
 
+def lut_get_answering(change: str) -> str:
+    """An agent patch whose ``lut.get`` gives the real answer ``r`` after the line ``change`` edits it."""
+    return ("real_get = M['lut.get']\n"
+            "def get(w, p, pr):\n"
+            "    r = real_get(w, p, pr)\n"
+            f"    {change}\n"
+            "    return r\n"
+            "M['lut.get'] = get\n")
+
+
 def test_lut_pull_stops_at_the_size_limit_whatever_size_the_device_claims(setup, tmp_path, monkeypatch):
     project, prof = setup
     big = on_device(prof, NAME, dict(lut_dict("dev"), padding="x" * 400_000))
     monkeypatch.setattr("edgenas.fleet.lutsync.MAX_JSON_BYTES", 1 << 18)
-    patch = ("real_get = M['lut.get']\n"
-             "def get(w, p, pr):\n"
-             "    r = real_get(w, p, pr)\n"
-             "    r['size'] = 10\n"  # the device lies about the size; the file is 400 KB
-             "    return r\n"
-             "M['lut.get'] = get\n")
-    use_agent(monkeypatch, hostile_agent(tmp_path, patch))
+    # the device lies about the size; the file is 400 KB
+    use_agent(monkeypatch, hostile_agent(tmp_path, lut_get_answering("r['size'] = 10")))
     with pytest.raises(DeviceError, match="larger than 0.25 MB.*nothing was copied") as exc:
         pull_luts(project, prof)
     assert exc.value.device == "dev" and big.stat().st_size > 400_000
@@ -299,13 +304,7 @@ def test_lut_pull_downloads_only_the_listed_file_with_its_hash(setup, tmp_path, 
     table = on_device(prof, NAME, lut_dict("dev"))
     (table.parent.parent / "copy").mkdir()
     (table.parent.parent / "copy" / NAME).write_bytes(table.read_bytes())
-    patch = ("real_get = M['lut.get']\n"
-             "def get(w, p, pr):\n"
-             "    r = real_get(w, p, pr)\n"
-             f"    {change}\n"
-             "    return r\n"
-             "M['lut.get'] = get\n")
-    use_agent(monkeypatch, hostile_agent(tmp_path, patch))
+    use_agent(monkeypatch, hostile_agent(tmp_path, lut_get_answering(change)))
     with pytest.raises(DeviceError, match=f"lut.get {NAME}: unexpected answer \\(path must be luts/{NAME}\\)"):
         pull_luts(project, prof)
     assert files_under(project.luts_dir) == []
@@ -314,16 +313,11 @@ def test_lut_pull_downloads_only_the_listed_file_with_its_hash(setup, tmp_path, 
 def test_lut_pull_refuses_a_download_whose_hash_is_not_the_one_announced(setup, tmp_path, monkeypatch):
     project, prof = setup
     on_device(prof, NAME, lut_dict("dev"))
-    patch = ("real_get = M['lut.get']\n"
-             "def get(w, p, pr):\n"
-             "    r = real_get(w, p, pr)\n"
-             "    r['sha256'] = '0' * 64\n"
-             "    return r\n"
-             "M['lut.get'] = get\n")
-    use_agent(monkeypatch, hostile_agent(tmp_path, patch))
+    use_agent(monkeypatch, hostile_agent(tmp_path, lut_get_answering("r['sha256'] = '0' * 64")))
     with pytest.raises(DeviceError, match=f"LUT {NAME} arrived corrupted"):
         pull_luts(project, prof)
     assert files_under(project.luts_dir) == []
+
 
 @pytest.mark.parametrize("over", [True, False])
 def test_lut_pull_refuses_a_table_the_device_says_is_over_the_limit(setup, tmp_path, monkeypatch, over):
@@ -333,13 +327,7 @@ def test_lut_pull_refuses_a_table_the_device_says_is_over_the_limit(setup, tmp_p
     project, prof = setup
     on_device(prof, NAME, lut_dict("dev"))
     claim = MAX_JSON_BYTES + 1 if over else MAX_JSON_BYTES
-    patch = ("real_get = M['lut.get']\n"
-             "def get(w, p, pr):\n"
-             "    r = real_get(w, p, pr)\n"
-             f"    r['size'] = {claim}\n"
-             "    return r\n"
-             "M['lut.get'] = get\n")
-    use_agent(monkeypatch, hostile_agent(tmp_path, patch))
+    use_agent(monkeypatch, hostile_agent(tmp_path, lut_get_answering(f"r['size'] = {claim}")))
     if not over:
         assert [p["name"] for p in pull_luts(project, prof)] == [NAME]
         return
