@@ -258,10 +258,11 @@ def main() -> int:
     out = open(a.out, "w") if a.out else None
     counts: dict[str, int] = {}
     stamp = time.time()
+    nodes = list(ast.walk(tree))  # the unmutated nodes, in the order candidates() numbered them
     try:
         for n, (index, kind) in enumerate(muts):
             mtree, before, after = mutate(tree, index, kind)
-            node = list(ast.walk(tree))[index]
+            node = nodes[index]
             try:
                 text = ast.unparse(mtree)
                 compile(text, str(path), "exec")
