@@ -308,9 +308,8 @@ def _measured_ids(project: Project, device: str, space: Any, fp_hash: str, runti
     from edgenas.store import open_db
 
     with open_db(None, project, readonly=True) as db:
-        return {space.arch_id(space.from_dict(m.arch))
-                for m in db.measurements.list(device=device, space=space.name, fingerprint_hash=fp_hash)
-                if m.runtime == runtime}
+        archs, _ = _measurements(db.measurements, device, space, fp_hash, runtime)
+    return {space.arch_id(a) for a in archs}
 
 
 def _keep(project: Project, measured: list[Any]) -> Any:
