@@ -280,15 +280,23 @@ def _revisions() -> tuple[str, frozenset[str]]:
     script = ScriptDirectory.from_config(cfg)
     found = (script.get_current_head(), frozenset(s.revision for s in script.walk_revisions()))
     if found[0] is None or not found[1]:  # a folder that could not be read now: ask again next time
-        from edgenas.outdirs import FD_HINT, fds_exhausted
+        from edgenas.outdirs import fds_exhausted
 
         if (fds := fds_exhausted()) is not None:
-            error = DatabaseError("cannot read edgenas' database migrations: too many open files", hint=FD_HINT)
-            error.fd_cause = fds  # type: ignore[attr-defined]
-            raise error
+            raise _fds_error("cannot read edgenas' database migrations", fds)
         return found  # type: ignore[return-value]
     _SCRIPTS.append(found)  # type: ignore[arg-type]
     return found  # type: ignore[return-value]
+
+
+def _fds_error(what: str, fds: OSError) -> DatabaseError:
+    """``what`` failed for want of file descriptors: the error keeps ``fds`` as its ``fd_cause``, so the CLI
+    says so (exit 6) and the API answers 503, not 500."""
+    from edgenas.outdirs import FD_HINT
+
+    error = DatabaseError(f"{what}: too many open files", hint=FD_HINT)
+    error.fd_cause = fds  # type: ignore[attr-defined]
+    return error
 
 
 def head_revision() -> str:
@@ -426,7 +434,7 @@ def check_revision(con: sa.Connection, *, allow_old: bool = False, url: str | No
 
 def translate(exc: BaseException, url: str) -> DatabaseError:
     """One clear ``DatabaseError`` for a driver error."""
-    from edgenas.outdirs import FD_HINT, fds_exhausted
+    from edgenas.outdirs import fds_exhausted
 
     where = describe(url)
     text = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -444,9 +452,7 @@ def translate(exc: BaseException, url: str) -> DatabaseError:
         return DatabaseError(f"cannot write database {where}: the disk is full or failing ({text})",
                              hint="free some space, then retry")
     if "unable to open" in low and (fds := fds_exhausted()) is not None:  # SQLite names no errno: look
-        error = DatabaseError(f"cannot open database {where}: too many open files", hint=FD_HINT)
-        error.fd_cause = fds  # type: ignore[attr-defined]  # the API answers 503 for it, not 500
-        return error
+        return _fds_error(f"cannot open database {where}", fds)
     if "unable to open" in low or "readonly" in low or "read-only" in low:
         return DatabaseError(f"cannot open database {where} ({text})", hint="check the path and its permissions")
     if "no such table" in low or "no such column" in low or ("relation" in low and "does not exist" in low):
