@@ -44,15 +44,12 @@ def build_problems(project: Project, req: Any, build_problem: Callable[..., Any]
 
 def mf_summary(problem: Any, config: MFConfig, res: MFResult) -> dict[str, Any]:
     from edgenas.io import read_json
+    from edgenas.search.run_files import read_evaluations
     from edgenas.search.summary import summary
 
-    s = summary(problem, res.result)
-    best = read_json(Path(res.result.out_dir) / "best.json", "best.json")
-    from edgenas.search.run_files import read_evaluations
-
     logged, _ = read_evaluations(Path(res.result.out_dir) / "evaluations.jsonl")  # every rung's, not the last's
-    space = problem.space
-    s["distinct"] = len({space.arch_id(space.from_dict(r["arch"])) for r in logged})
+    s = summary(problem, res.result, archs=[r["arch"] for r in logged])
+    best = read_json(Path(res.result.out_dir) / "best.json", "best.json")
     s.update({"mode": config.mode, "ladder": [r.label() for r in config.rungs],
               "metric": problem.evaluator.metric, "evaluations": sum(res.rung_counts),
               "evaluations_per_rung": list(res.rung_counts), "cost": res.cost,

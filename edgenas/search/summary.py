@@ -9,8 +9,11 @@ from edgenas.errors import InputError
 from edgenas.io import read_json
 
 
-def summary(problem: Any, result: Any) -> dict[str, Any]:
+def summary(problem: Any, result: Any, archs: Any = None) -> dict[str, Any]:
+    """``archs``: the architecture dicts whose distinct count the summary gives (default: the result's trials;
+    a multi-fidelity search passes every rung's)."""
     b = result.best
+    archs = [t.arch for t in result.trials] if archs is None else archs
     return {
         "best": dict(b.arch) if b else None,
         "objective": problem.accuracy_name,
@@ -20,7 +23,7 @@ def summary(problem: Any, result: Any) -> dict[str, Any]:
         "budgets_ms": {d.name: d.budget_ms for d in problem.devices},
         "min_latency_ms": dict(problem.min_latency_ms),
         "evaluations": result.n_evaluations,
-        "distinct": len({problem.space.arch_id(problem.space.from_dict(t.arch)) for t in result.trials}),
+        "distinct": len({problem.space.arch_id(problem.space.from_dict(a)) for a in archs}),
         "pareto_size": len(result.pareto),
         "front_sizes": {name: len(front) for name, front in result.fronts.items()},
         "stopped": result.stopped,
