@@ -334,6 +334,21 @@ def test_feasible_architectures_go_first_under_the_new_budgets(db, tmp_path):
     assert record["transferred"][0]["arch"] == NB201.to_dict(fastest)
 
 
+def test_a_repair_onto_a_taken_architecture_passes_on_to_the_next_candidate(db, tmp_path):
+    """Six past architectures none of which meets the budget; two fastest ones do, and each repair moves to one
+    of them (the anchor drawn at random). Whatever the seed, the plan goes on past a repair that lands on the
+    one already taken until it has both, rather than stopping at the first repeat."""
+    slow = [_g(*([i % 5] * 5), (i + 1) % 5) for i in range(6)]
+    f1, f2 = _g(3, 3, 3, 3, 3, 3), _g(4, 4, 4, 4, 4, 4)
+    _past(db, "e005", slow, [90.0 - i for i in range(6)])
+    problem = _Problem(feasible=[f1, f2], anchors=[f1, f2])
+    for seed in range(8):  # with a stop at the first repeat, seeds 1, 5 and 7 transfer one architecture
+        _, record = _plan(db, tmp_path, 2, problem, seed=seed)
+        got = [t["arch"] for t in record["transferred"]]
+        assert sorted(map(str, got)) == sorted(map(str, [NB201.to_dict(f1), NB201.to_dict(f2)])), seed
+        assert all(t["repaired"] for t in record["transferred"])
+
+
 def test_the_similarity_threshold_is_inclusive_and_checked(db, tmp_path):
     from edgenas.errors import InputError
     from edgenas.search.task import describe_task, task_similarity
