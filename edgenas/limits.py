@@ -13,6 +13,7 @@ import functools
 import json
 import math
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -63,8 +64,12 @@ def is_number(v: Any) -> bool:
 
 
 def is_finite(v: Any) -> bool:
-    """A number that is neither NaN nor infinite."""
-    return is_number(v) and math.isfinite(v)
+    """A number that is neither NaN nor infinite (nor an int too large for a float: JSON reads 400 digits as
+    an int, and ``math.isfinite`` cannot convert it)."""
+    try:
+        return is_number(v) and math.isfinite(v)
+    except OverflowError:
+        return False
 
 
 def is_whole(v: Any) -> bool:
@@ -160,10 +165,38 @@ def check_depth(obj: Any, where: str, max_depth: int = MAX_DEPTH, max_nodes: int
     return obj
 
 
+class NumberTooLarge(ValueError):
+    """An integer in JSON too large for a float: JSON allows it, no edgenas number is one."""
+
+
+def _float_sized_int(text: str) -> int:
+    v = int(text)
+    try:
+        float(v)
+    except OverflowError:
+        raise NumberTooLarge(f"an integer of {len(text.lstrip('-'))} digits (too large for a float)") from None
+    return v
+
+
+_LONG_DIGITS = {str: re.compile(r"\d{309}"), bytes: re.compile(rb"\d{309}")}
+
+
+def loads_json(data: bytes | str) -> Any:
+    """``json.loads`` that refuses, as ``NumberTooLarge`` (a ``ValueError``, as malformed JSON is), an integer
+    a float cannot hold: ``float()``, ``math.isfinite`` and numpy raise ``OverflowError`` on one, deep in
+    code that checks the value's range. (Python itself refuses ints of more than 4,300 digits, as a
+    ``ValueError``.) The hook runs only on text holding 309 digits in a row, so ordinary records parse at
+    ``json.loads``' speed."""
+    long = _LONG_DIGITS.get(type(data))
+    if long is not None and long.search(data):
+        return json.loads(data, parse_int=_float_sized_int)
+    return json.loads(data)
+
+
 def loads_json_limited(data: bytes | str, where: str, max_depth: int = MAX_DEPTH) -> Any:
     """``json.loads`` with the depth limit; malformed JSON is one ``InputError`` naming ``where``."""
     try:
-        obj = json.loads(data)
+        obj = loads_json(data)
     except RecursionError:
         raise InputError(f"{where}: nested too deeply", hint="this is not an edgenas record") from None
     except UnicodeDecodeError:
@@ -171,8 +204,8 @@ def loads_json_limited(data: bytes | str, where: str, max_depth: int = MAX_DEPTH
     except json.JSONDecodeError as exc:
         raise InputError(f"malformed {where}: {exc.msg} at line {exc.lineno} column {exc.colno}",
                          hint="fix the JSON syntax") from None
-    except ValueError:  # an integer of more than 4,300 digits (Python's limit on int parsing)
-        raise InputError(f"{where}: a number too long to read", hint="this is not an edgenas record") from None
+    except ValueError:  # an integer too large for a float, or of more than 4,300 digits (Python's limit)
+        raise InputError(f"{where}: a number too large to read", hint="this is not an edgenas record") from None
     return check_depth(obj, where, max_depth)
 
 

@@ -4,6 +4,8 @@ limit is taken, one past it refused (found by mutation testing: each `<` / `<=` 
 from __future__ import annotations
 
 import errno
+import json
+import math
 import os
 
 import pytest
@@ -126,12 +128,32 @@ def test_a_file_edgenas_may_not_read_is_named_so(tmp_path, monkeypatch):
     (b"[" * 200_000 + b"]" * 200_000, "x: nested too deeply"),
     (b'{"a": "\xff"}', "x: not UTF-8 text"),
     (b'{"a": }', "malformed x: Expecting value at line 1 column 7"),
-    (b"9" * 5000, "x: a number too long to read"),
+    (b"9" * 5000, "x: a number too large to read"),
+    (b'{"ms": ' + b"1" + b"0" * 400 + b"}", "x: a number too large to read"),
+    ('{"ms": [-' + "2" + "0" * 308 + "]}", "x: a number too large to read"),  # str as well as bytes
 ])
 def test_json_that_cannot_be_read_is_one_input_error(data, message):
     with pytest.raises(InputError) as exc:
         limits.loads_json_limited(data, "x")
     assert exc.value.message == message
+
+
+def test_json_integers_are_refused_exactly_where_a_float_cannot_hold_them():
+    """``float(10**400)`` is an OverflowError: such an int reached range checks as one, deep in the code."""
+    import sys
+
+    largest = int(sys.float_info.max)  # 309 digits
+    first_over = 2 ** 1024 - 2 ** 970  # halfway between the largest float and 2 ** 1024: rounds up, to overflow
+    for v in (largest, -largest, first_over - 1, 10 ** 308, 1, 0):
+        assert limits.loads_json(json.dumps({"v": [v]})) == {"v": [v]}
+        assert limits.loads_json(json.dumps({"v": [v]}).encode()) == {"v": [v]}
+    for v in (first_over, -first_over, 10 ** 309, 10 ** 4000):
+        for data in (json.dumps([v]), json.dumps([v]).encode()):
+            with pytest.raises(limits.NumberTooLarge, match="too large for a float"):
+                limits.loads_json(data)
+    digits = "9" * 400  # in a string, or a float literal (which reads as inf): not an integer
+    assert limits.loads_json(f'["{digits}", {digits}.5]') == [digits, math.inf]
+    assert limits.is_finite(first_over - 1) and not limits.is_finite(first_over) and not limits.is_finite(-10 ** 400)
 
 
 def nested(depth: int) -> list:

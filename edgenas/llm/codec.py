@@ -20,7 +20,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from edgenas.errors import InputError
-from edgenas.limits import check_depth
+from edgenas.limits import check_depth, loads_json
 
 
 @dataclass(frozen=True)
@@ -69,10 +69,10 @@ def _parse(text: str, what: str) -> Any:
     """The JSON a model (or a user) wrote, depth-limited: ``[`` x 100,000 was a RecursionError, not the one
     ``InputError`` the parsers promise (a search ended with an internal error instead of an invalid proposal)."""
     try:
-        obj = json.loads(text)
+        obj = loads_json(text)
     except RecursionError:
         raise InputError(f"{what} does not parse: nested too deeply") from None
-    except ValueError as exc:  # JSONDecodeError, or a 4,300-digit int
+    except ValueError as exc:  # JSONDecodeError, or an int too large for a float
         raise InputError(f"{what} does not parse: {getattr(exc, 'msg', exc)}") from None
     return check_depth(obj, what)  # shallower than the recursion limit, but deeper than any mutation
 

@@ -13,14 +13,13 @@ than refuses when it is damaged.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from edgenas.errors import InputError
 from edgenas.io import read_log_bytes
 from edgenas.kinds import is_budget_ms, is_run_id, is_scores, is_warm_start
-from edgenas.limits import is_count, is_finite
+from edgenas.limits import is_count, is_finite, loads_json
 
 _DAMAGED = "the run folder is damaged"
 
@@ -38,8 +37,8 @@ def read_jsonl(path: Path, since: int = 0) -> tuple[list[Any], int]:
         if n < since or not line.strip():
             continue
         try:
-            out.append(json.loads(line))
-        except (ValueError, RecursionError):  # ValueError: bad JSON, bad UTF-8, a 4,300-digit int
+            out.append(loads_json(line))
+        except (ValueError, RecursionError):  # ValueError: bad JSON, bad UTF-8, an int too large for a float
             raise InputError(f"malformed line {n + 1} in {path}", hint=_DAMAGED) from None
     return out, end
 

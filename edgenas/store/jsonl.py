@@ -9,11 +9,11 @@ held a complete record). Any other malformed line is an error naming the file an
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 from pathlib import Path
 
 from edgenas.errors import InputError
+from edgenas.limits import loads_json
 from edgenas.store.base import MeasurementStore, duplicate, matches
 from edgenas.store.record import Measurement
 
@@ -32,17 +32,17 @@ class JsonlStore(MeasurementStore):
         lines = data[:complete].split(b"\n")[:-1]
         if tail.strip():
             try:  # a whole record whose newline is missing is still a record
-                json.loads(tail)
+                loads_json(tail)
                 lines.append(tail)
                 complete = len(data)
-            except ValueError:  # bad JSON, bad UTF-8, a 4,300-digit int
+            except ValueError:  # bad JSON, bad UTF-8, an int too large for a float
                 pass  # torn write from a crash: ignored
         for no, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
-            except ValueError as exc:  # bad JSON, bad UTF-8, a 4,300-digit int
+                obj = loads_json(line)
+            except ValueError as exc:  # bad JSON, bad UTF-8, an int too large for a float
                 raise InputError(f"{self.path}: line {no} is not valid JSON ({exc})",
                                  hint="fix or remove that line") from None
             out.append(Measurement.from_dict(obj, where=f"{self.path} line {no}"))

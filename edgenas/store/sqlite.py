@@ -8,12 +8,12 @@ JSON record format stays the single source of truth.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from contextlib import closing
 from pathlib import Path
 
 from edgenas.errors import InputError
+from edgenas.limits import loads_json
 from edgenas.store.base import MeasurementStore, duplicate
 from edgenas.store.record import Measurement
 from edgenas.store.sqlite_wal import enable_wal
@@ -86,8 +86,8 @@ class SQLiteStore(MeasurementStore):
         out = []
         for seq, text in rows:
             try:
-                data = json.loads(text)
-            except ValueError as exc:  # JSONDecodeError, or a 4,300-digit int
+                data = loads_json(text)
+            except ValueError as exc:  # JSONDecodeError, or an int too large for a float
                 raise InputError(f"{self.path}: row {seq} holds malformed JSON: {getattr(exc, 'msg', exc)}") from None
             out.append(Measurement.from_dict(data, where=f"{self.path} row {seq}"))
         return out

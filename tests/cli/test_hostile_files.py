@@ -140,7 +140,7 @@ def test_emoji_codes_in_names_print_as_they_are(fresh, cli, tmp_path):
 
 
 @pytest.mark.parametrize("make, fragment", [
-    (lambda p: p.write_text('{"space": "mbv3-tiny", "r": ' + "9" * 5000 + "}"), "a number too long to read"),
+    (lambda p: p.write_text('{"space": "mbv3-tiny", "r": ' + "9" * 5000 + "}"), "a number too large to read"),
     (lambda p: os.mkfifo(p), "not a regular file"),  # used to block in open() for ever
 ])
 def test_an_arch_file_with_a_huge_integer_or_a_fifo_is_one_line(fresh, cli, tmp_path, make, fragment):

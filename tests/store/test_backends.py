@@ -37,6 +37,26 @@ def test_jsonl_malformed_middle_line_is_named(tmp_path, make):
         s2.list()
 
 
+def test_a_number_too_large_for_a_float_is_a_malformed_record_in_either_store(tmp_path, make):
+    """JSON reads 400 digits as an int; the record's checks met it as an internal OverflowError (float())."""
+    huge = "1" + "0" * 400
+    path = tmp_path / "m.jsonl"
+    JsonlStore(path).add(make())
+    with open(path, "a") as fh:
+        fh.write(make().to_json().replace('"median_ms":5.0', f'"median_ms":{huge}') + "\n")
+    assert huge in path.read_text()
+    with pytest.raises(InputError, match="line 2 is not valid JSON .*too large for a float"):
+        JsonlStore(path).list()
+    db = tmp_path / "m.db"
+    SQLiteStore(db).add(make())
+    con = sqlite3.connect(db)
+    con.execute("UPDATE measurements SET record = replace(record, ?, ?)", ('"median_ms":5.0', f'"median_ms":{huge}'))
+    con.commit()
+    con.close()
+    with pytest.raises(InputError, match="row 1 holds malformed JSON: an integer of 401 digits"):
+        SQLiteStore(db).list()
+
+
 def test_jsonl_lines_are_complete_records(tmp_path, make):
     path = tmp_path / "m.jsonl"
     s = JsonlStore(path)

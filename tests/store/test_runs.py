@@ -80,6 +80,22 @@ def test_import_skips_a_torn_last_line_but_not_a_damaged_one(db, tmp_path):
         index_run(db, Project(tmp_path), out)
 
 
+def test_a_number_too_large_for_a_float_in_a_run_log_is_a_malformed_line(db, tmp_path):
+    """An objective of 400 digits (JSON reads it as an int) was an internal OverflowError on resume and in the
+    report; it is a damaged line, like any other the log cannot hold."""
+    out = tmp_path / "old"
+    launch_search(Project(tmp_path), _req(budget=3), out, record=False)
+    log = out / "evaluations.jsonl"
+    lines = log.read_text().splitlines()
+    rec = json.loads(lines[1])
+    rec["objectives"] = {k: 10 ** 400 for k in rec["objectives"]}
+    log.write_text("\n".join([lines[0], json.dumps(rec), lines[2]]) + "\n")
+    with pytest.raises(InputError, match="malformed line 2"):
+        index_run(db, Project(tmp_path), out)
+    with pytest.raises(InputError, match="malformed line 2"):
+        launch_search(Project(tmp_path), _req(budget=5), out, record=False, resume=True)
+
+
 @pytest.mark.parametrize("change, field", [
     (lambda r: r.pop("objectives"), "'objectives'"), (lambda r: r.update(number="x"), "'number'"),
     (lambda r: r.update(arch=5), "'arch'"), (lambda r: r.update(latency_ms=[1]), "'latency_ms'"),
