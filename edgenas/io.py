@@ -50,12 +50,12 @@ def read_json(path: str | os.PathLike, what: str = "JSON file", *, limit: int | 
 
 
 def read_toml(path: str | os.PathLike, what: str = "TOML file") -> dict[str, Any]:
-    from edgenas.limits import read_bytes_limited
+    from edgenas.limits import check_depth, read_bytes_limited
 
     path = Path(path)
     data = read_bytes_limited(path, what)
     try:
-        return tomllib.loads(data.decode("utf-8"))
+        return check_depth(tomllib.loads(data.decode("utf-8")), f"{what} {path}")
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"malformed {what} {path}: {exc}", hint="fix the TOML syntax") from None
     except RecursionError:

@@ -50,6 +50,9 @@ MAX_NODES = 1_000_000
 MAX_DATASET_BYTES = 4 << 30
 #: the largest evaluation number, seed or count a record may hold (SQLite's INTEGER is 64-bit)
 MAX_INT = 2 ** 63 - 1
+#: the smallest integer ``float()`` overflows on (halfway from the largest float to 2**1024 rounds up, to even):
+#: JSON, YAML and TOML read 400 digits as an int, and no edgenas number is one
+FIRST_OVERFLOW = 2 ** 1024 - 2 ** 970
 
 
 def check_env() -> None:
@@ -144,13 +147,17 @@ def read_table_bytes(path: str | os.PathLike, what: str = "benchmark table") -> 
 
 
 def check_depth(obj: Any, where: str, max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NODES) -> Any:
-    """Walk ``obj`` iteratively; nesting deeper than ``max_depth`` is an ``InputError``. A container met
-    again no deeper is not walked again: YAML aliases share one object, and a 561-byte file of nine levels of ten
-    aliases each (a "billion laughs") is 10^9 nodes when walked as a tree, which hung the command."""
+    """Walk ``obj`` iteratively; nesting deeper than ``max_depth`` is an ``InputError``, as is an integer a
+    float cannot hold (YAML and TOML read 400 digits as an int; ``float()`` of it was an internal
+    OverflowError in the checks after). A container met again no deeper is not walked again: YAML aliases
+    share one object, and a 561-byte file of nine levels of ten aliases each (a "billion laughs") is 10^9
+    nodes when walked as a tree, which hung the command."""
     deepest: dict[int, int] = {}  # id -> the deepest level a container was walked at
     stack = [(obj, 1)]
     while stack:
         o, d = stack.pop()
+        if type(o) is int and not -FIRST_OVERFLOW < o < FIRST_OVERFLOW:
+            raise InputError(f"{where}: a number too large to read", hint="this is not an edgenas record")
         if isinstance(o, (dict, list)):
             if d > max_depth:
                 raise InputError(f"{where}: nested more than {max_depth} levels deep",
@@ -171,10 +178,8 @@ class NumberTooLarge(ValueError):
 
 def _float_sized_int(text: str) -> int:
     v = int(text)
-    try:
-        float(v)
-    except OverflowError:
-        raise NumberTooLarge(f"an integer of {len(text.lstrip('-'))} digits (too large for a float)") from None
+    if not -FIRST_OVERFLOW < v < FIRST_OVERFLOW:
+        raise NumberTooLarge(f"an integer of {len(text.lstrip('-'))} digits (too large for a float)")
     return v
 
 

@@ -154,6 +154,13 @@ def test_json_integers_are_refused_exactly_where_a_float_cannot_hold_them():
     digits = "9" * 400  # in a string, or a float literal (which reads as inf): not an integer
     assert limits.loads_json(f'["{digits}", {digits}.5]') == [digits, math.inf]
     assert limits.is_finite(first_over - 1) and not limits.is_finite(first_over) and not limits.is_finite(-10 ** 400)
+    assert limits.FIRST_OVERFLOW == first_over
+    # what YAML and TOML give (their loaders take no hook): check_depth walks every value
+    assert limits.check_depth({"a": [first_over - 1, -(first_over - 1), True]}, "x")
+    for bad in ({"a": [1, {"b": first_over}]}, [-first_over], first_over):
+        with pytest.raises(InputError) as exc:
+            limits.check_depth(bad, "x")
+        assert exc.value.message == "x: a number too large to read"
 
 
 def nested(depth: int) -> list:

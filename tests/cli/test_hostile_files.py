@@ -226,6 +226,15 @@ def test_a_yaml_alias_bomb_is_read_at_once_not_walked_a_billion_times(fresh, cli
     assert sorted(p.name for p in fresh.iterdir()) == ["ofa"]
 
 
+def test_a_yaml_number_too_large_for_a_float_is_one_error(fresh, cli):
+    # YAML reads 401 digits as an int: the table's checks met it as an internal OverflowError (float())
+    (fresh / "ofa").mkdir()
+    (fresh / "ofa/160_lookup_table.yaml").write_text("Conv-input:160x160x3-output:80x80x24:\n  count: 498\n"
+                                                     f"  mean: 1{'0' * 400}\n  std: 0.01\n")
+    one_line_error(cli("lut", "import-ofa", "ofa"), "160_lookup_table.yaml: a number too large to read")
+    assert sorted(p.name for p in fresh.iterdir()) == ["ofa"]
+
+
 def test_check_depth_still_sees_a_shared_list_nested_too_deep():
     from edgenas.errors import InputError
     from edgenas.limits import check_depth
