@@ -140,6 +140,7 @@ def test_a_calibration_the_predictor_would_refuse_is_refused_where_the_table_is_
     cal = good["calibration"]
     for changed, needle in (({"model": "bogus"}, "unknown calibration model 'bogus'"),
                             ({"params": {"a": 1.0, "b": -2.0}}, "calibration slope b=-2 is not > 0"),
+                            ({"params": {"a": 1.0, "b": 0.0}}, "calibration slope b=0 is not > 0"),
                             ({"params": {"a": 1.0}}, "calibration: params 'a' and 'b' must be finite"),
                             ({"params": {"a": 0.0, "b": 1e5}}, "calibration a=0, b=100000 is outside what a fit"),
                             ({"params": {"a": -800.0, "b": 1.0}}, "calibration a=-800, b=1 is outside what a fit"),

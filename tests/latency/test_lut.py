@@ -1,15 +1,18 @@
-"""The LUT record's checks of a STATS object (an agent's answer, a table's entry, a stored measurement) at
-their limits, and its small computations (found by mutation testing: the one-field edits of
-test_record_mutations.py set each field to one value of a fixed list, which missed each boundary here)."""
+"""The LUT record's checks of a STATS object (an agent's answer, a table's entry, a stored measurement) and
+of a whole table (its reference, its largest cost, its calibration's parameters) at their limits, and its
+small computations (found by mutation testing: the one-field edits of test_record_mutations.py set each
+field to one value of a fixed list, which missed each boundary here)."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import statistics
 
 import pytest
 
 from edgenas.errors import InputError
-from edgenas.latency.lut import MAX_MS, MAX_WINDOWS, EntryStats, future_dated
+from edgenas.latency.lut import MAX_MS, MAX_WINDOWS, Calibration, EntryStats, Lut, future_dated
 
 GOOD = {"n": 5, "median_ms": 2.0, "mean_ms": 2.1, "std_ms": 0.1, "cov": 0.05, "p90_ms": 2.2, "p99_ms": 2.3,
         "min_ms": 1.9, "max_ms": 2.4}
@@ -86,3 +89,137 @@ def test_optional_fields_are_kept_as_given():
                             "window_medians_ms": [1.0] * MAX_WINDOWS, "ref_ms": 2.0}, "e")
     assert (out["stable"], out["warmup_n"], out["ratio"], out["ref_ms"]) == (False, 3.0, 0.5, 2.0)
     assert out["window_medians_ms"] == [1.0] * MAX_WINDOWS and "k" not in out
+
+
+def test_robust_cov_of_a_median_below_one_and_of_a_zero_median():
+    z90 = statistics.NormalDist().inv_cdf(0.9)
+    small = {**GOOD, "median_ms": 0.5, "min_ms": 0.4, "p90_ms": 0.5 + z90 * 0.2 * 0.5}
+    assert EntryStats.from_dict(small).robust_cov == pytest.approx(0.2, rel=1e-12)
+    zero = dict.fromkeys(("median_ms", "mean_ms", "std_ms", "cov", "p90_ms", "p99_ms", "min_ms", "max_ms"), 0.0)
+    assert EntryStats.from_dict({**zero, "n": 3}).robust_cov == 0.0  # an entry timed at 0 ms: no spread, no crash
+
+
+# ---- a whole table: TABLE is normalised, each entry's cost ratio x reference.ms (8 ms): 0.125 x 8 = 1 ms for the
+# overhead, 0.25 x 8 = 2 ms and 0.375 x 8 = 3 ms for the entries (their raw medians say 2 ms each)
+
+TABLE = {"schema": 1, "device": "dev", "space": "mbv3-tiny", "fingerprint_hash": "ab" * 32, "fingerprint": {},
+         "runtime": "onnxruntime", "precision": "fp32", "threads": 2, "protocol": {}, "created_at": 1000.0,
+         "overhead": {**GOOD, "ratio": 0.125}, "calibration": None, "reference": {"sha256": "c" * 64, "ms": 8.0},
+         "entries": {"k1": {**GOOD, "ratio": 0.25}, "k2": {**GOOD, "ratio": 0.375}}}
+CAL = {"model": "loglinear", "params": {"a": 0.1, "b": 1.0}, "n_points": 4, "fitted_at": 500.0, "residual": 0.02}
+
+
+def _with(**edit) -> dict:
+    return {**TABLE, **edit}
+
+
+def test_a_normalised_table_costs_ratio_times_the_reference():
+    lut = Lut.from_dict(TABLE)
+    assert lut.normalised
+    assert [lut.value_ms(lut.entries[k]) for k in ("k1", "k2")] == [2.0, 3.0] and lut.overhead_ms == 1.0
+    # one ratio missing anywhere, or no reference: the raw medians (2 ms), the overhead's too
+    for raw in (_with(reference=None), _with(overhead=GOOD), _with(entries={**TABLE["entries"], "k3": GOOD})):
+        lut = Lut.from_dict(raw)
+        assert not lut.normalised and lut.value_ms(lut.entries["k2"]) == 2.0 and lut.overhead_ms == 2.0
+
+
+@pytest.mark.parametrize("ms", [0, 0.0, -1.0, math.nan, math.inf, True, "8", None, MAX_MS + 1.0])
+def test_the_reference_time_is_a_finite_number_above_0_and_at_most_max_ms(ms):
+    with pytest.raises(InputError, match="^LUT: (malformed 'reference' \\(needs sha256 and ms > 0\\)|the reference's "
+                                         "ms must be at most 1e\\+07, got 10000001.0)$"):
+        Lut.from_dict(_with(reference={"sha256": "c" * 64, "ms": ms}))
+
+
+def test_the_reference_time_may_be_below_1_ms_or_max_ms_itself():
+    assert Lut.from_dict(_with(reference={"sha256": "c" * 64, "ms": 0.5})).overhead_ms == 0.0625  # 0.125 x 0.5
+    top = Lut.from_dict(_with(reference={"sha256": "c" * 64, "ms": MAX_MS}))
+    assert top.value_ms(top.entries["k2"]) == 0.375 * MAX_MS
+    with pytest.raises(InputError, match="malformed 'reference'"):
+        Lut.from_dict(_with(reference={"ms": 8.0}))  # no sha256
+
+
+def test_the_largest_cost_may_be_max_ms_but_not_more():
+    """Each ratio and the reference are within bounds; their product, the cost predictions sum, is checked."""
+    entries = {"k1": {**GOOD, "ratio": 0.25}, "k2": {**GOOD, "ratio": 2.0}}
+    at = Lut.from_dict(_with(reference={"sha256": "c" * 64, "ms": 5e6}, entries=entries))  # 2 x 5e6 = 1e7
+    assert at.value_ms(at.entries["k2"]) == MAX_MS
+    for big, name in (("k2", "'k2'"), ("overhead", "'overhead'")):
+        over = {**entries, "k2": {**GOOD, "ratio": 2.5}} if big == "k2" else entries
+        d = _with(reference={"sha256": "c" * 64, "ms": 5e6}, entries=over,
+                  overhead={**GOOD, "ratio": 3.0} if big == "overhead" else TABLE["overhead"])
+        with pytest.raises(InputError) as exc:
+            Lut.from_dict(d)
+        cost = "1.25e+07" if big == "k2" else "1.5e+07"
+        assert exc.value.message == f"LUT: entry {name} costs {cost} ms (ratio x reference), over 1e+07"
+        assert exc.value.hint == "rebuild the table: edgenas profile dev --space mbv3-tiny --force"
+
+
+@pytest.mark.parametrize("doc, message", [
+    ([TABLE], "LUT: expected a JSON object"),
+    (_with(schema=2), "LUT: unsupported schema 2 (expected 1)"),
+    ({k: v for k, v in TABLE.items() if k != "schema"}, "LUT: unsupported schema None (expected 1)"),
+    (_with(entries={}), "LUT: has no entries"),
+    (_with(calibration="loglinear"), "LUT: malformed 'calibration' (an object or null)"),
+    (_with(calibration=[CAL]), "LUT: malformed 'calibration' (an object or null)"),
+    (_with(device="-" + "x" * 200), f"LUT: malformed 'device' {('-' + 'x' * 200)[:80]!r}"),
+    (_with(entries={"-" * 100: GOOD}), f"LUT: malformed block key {'-' * 80!r}"),
+])
+def test_a_document_that_is_no_table_is_one_input_error(doc, message):
+    with pytest.raises(InputError) as exc:
+        Lut.from_dict(doc)
+    assert exc.value.message == message
+
+
+def test_a_table_without_threads_or_dates_reads_them_as_0():
+    d = {k: v for k, v in TABLE.items() if k not in ("threads", "created_at")}
+    cal = {k: v for k, v in CAL.items() if k not in ("fitted_at", "residual")}
+    lut = Lut.from_dict({**d, "calibration": cal})
+    assert (lut.threads, lut.created_at, lut.calibration.fitted_at, lut.calibration.residual) == (0, 0.0, 0.0, 0.0)
+
+
+@pytest.mark.parametrize("params, bad", [({"a": True, "b": 1.0}, "'a' must be a finite number, got True"),
+                                         ({"a": 0.1, "b": "1.0"}, "'b' must be a finite number, got '1.0'"),
+                                         ({"a": 0.1, "b": 1.0, "c": math.nan}, "'c' must be a finite number, got nan"),
+                                         ({"a": 0.1, "b": math.inf}, "'b' must be a finite number, got inf")])
+def test_every_calibration_parameter_is_a_finite_number(params, bad):
+    with pytest.raises(InputError) as exc:
+        Lut.from_dict(_with(calibration={**CAL, "params": params}))
+    assert exc.value.message == f"malformed calibration in LUT: parameter {bad}"
+
+
+def test_a_calibration_built_in_code_and_one_read_from_json_get_the_same_defaults():
+    cal = Calibration.from_dict({k: v for k, v in CAL.items() if k != "residual"})
+    assert cal == Calibration("loglinear", {"a": 0.1, "b": 1.0}, 4, fitted_at=500.0)
+    assert Lut.from_dict(_with(calibration=CAL)).calibration == Calibration(**CAL)
+
+
+def test_tables_and_calibrations_are_immutable_and_with_calibration_makes_a_new_table():
+    lut, cal = Lut.from_dict(TABLE), Calibration(**CAL)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        lut.threads = 4  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cal.residual = 0.5  # type: ignore[misc]
+    new = lut.with_calibration(cal)
+    assert new.calibration == cal and lut.calibration is None
+    assert new.to_dict() == {**lut.to_dict(), "calibration": CAL}
+
+
+def test_clock_warnings_name_what_is_dated_over_a_day_ahead():
+    day_on = 1000.0 + 86400.0 + 1.0  # 1970-01-02 00:16:41 UTC
+    assert Lut.from_dict(TABLE).clock_warnings(now=1000.0) == []  # no calibration
+    assert Lut.from_dict(_with(calibration=CAL)).clock_warnings(now=1000.0) == []
+    ahead = Lut.from_dict(_with(created_at=day_on, calibration={**CAL, "fitted_at": day_on})).clock_warnings(1000.0)
+    assert [w.split(", in the future")[0] for w in ahead] == [
+        "LUT dev/mbv3-tiny is dated 1970-01-02 00:16 UTC", "the calibration of LUT dev/mbv3-tiny is dated 1970-01-02 "
+                                                           "00:16 UTC"]
+    assert len(Lut.from_dict(_with(calibration={**CAL, "fitted_at": day_on})).clock_warnings(1000.0)) == 1
+
+
+def test_a_table_that_would_not_read_back_is_not_saved(tmp_path):
+    lut = Lut.from_dict(TABLE)
+    bad = dataclasses.replace(lut, entries={**lut.entries, "k3": dataclasses.replace(lut.entries["k1"],
+                                                                                    median_ms=math.nan)})
+    with pytest.raises(InputError, match="entry 'k3': median_ms must be a finite number >= 0, got nan"):
+        bad.save(tmp_path / "t.json")
+    assert list(tmp_path.iterdir()) == []
+    assert Lut.load(lut.save(tmp_path / "t.json")) == lut
