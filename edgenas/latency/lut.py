@@ -66,9 +66,17 @@ def future_dated(t: float, now: float | None = None) -> bool:
     return t > (time.time() if now is None else now) + FUTURE_SLACK_S
 
 
+def finite_number(v: Any) -> bool:
+    """A number (not a bool) that a float holds, neither NaN nor infinite: JSON reads 400 digits as an int,
+    which ``math.isfinite`` cannot convert (an OverflowError where the record should be refused)."""
+    try:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    except OverflowError:
+        return False
+
+
 def _number(v: Any, where: str, allow_inf: bool = False, cap: float = math.inf) -> float | int:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v) or v < 0 \
-            or (math.isinf(v) and not allow_inf):
+    if not (finite_number(v) or (allow_inf and isinstance(v, float) and v == math.inf)) or v < 0:
         raise InputError(f"{where} must be a finite number >= 0, got {_short(v)}")
     if v > cap and not math.isinf(v):
         raise InputError(f"{where} must be at most {cap:g}, got {_short(v)}")
@@ -182,8 +190,7 @@ class Calibration:
         where = f"malformed calibration in {source}:"
         try:
             params = dict(d["params"])
-            bad = next((k for k, v in params.items() if isinstance(v, bool) or not isinstance(v, (int, float))
-                        or not math.isfinite(v)), None)
+            bad = next((k for k, v in params.items() if not finite_number(v)), None)
             if bad is not None:
                 raise InputError(f"{where} parameter {_short(bad)} must be a finite number, got {_short(params[bad])}",
                                  hint=_CAL_HINT)
@@ -349,9 +356,8 @@ class Lut:
         if cal is not None and not isinstance(cal, Mapping):
             raise InputError(f"{where}: malformed 'calibration' (an object or null)")
         ref = d.get("reference")
-        if ref is not None and not (isinstance(ref, Mapping) and isinstance(ref.get("ms"), (int, float))
-                                    and not isinstance(ref.get("ms"), bool) and math.isfinite(ref["ms"])
-                                    and ref["ms"] > 0 and isinstance(ref.get("sha256"), str)):
+        if ref is not None and not (isinstance(ref, Mapping) and finite_number(ref.get("ms")) and ref["ms"] > 0
+                                    and isinstance(ref.get("sha256"), str)):
             raise InputError(f"{where}: malformed 'reference' (needs sha256 and ms > 0)")
         if ref is not None and ref["ms"] > MAX_MS:
             raise InputError(f"{where}: the reference's ms must be at most {MAX_MS:g}, got {_short(ref['ms'])}")

@@ -6,6 +6,7 @@ field to one value of a fixed list, which missed each boundary here)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import statistics
 
@@ -223,3 +224,23 @@ def test_a_table_that_would_not_read_back_is_not_saved(tmp_path):
         bad.save(tmp_path / "t.json")
     assert list(tmp_path.iterdir()) == []
     assert Lut.load(lut.save(tmp_path / "t.json")) == lut
+
+
+HUGE = 10 ** 400  # what JSON reads for 401 digits: an int no float holds (math.isfinite raised OverflowError)
+
+
+@pytest.mark.parametrize("edit", [
+    {"threads": HUGE}, {"created_at": HUGE}, {"reference": {"sha256": "c" * 64, "ms": HUGE}},
+    {"overhead": {**GOOD, "median_ms": HUGE}}, {"entries": {"k1": {**GOOD, "n": HUGE}}},
+    {"entries": {"k1": {**GOOD, "k": HUGE}}}, {"entries": {"k1": {**GOOD, "cov": -HUGE}}},
+    {"entries": {"k1": {**GOOD, "ratio_cov": HUGE}}}, {"sync": {**GOOD, "window_medians_ms": [1.0, HUGE]}},
+    {"calibration": {**CAL, "params": {"a": HUGE, "b": 1.0}}}, {"calibration": {**CAL, "n_points": HUGE}},
+    {"calibration": {**CAL, "fitted_at": HUGE}},
+])
+def test_a_number_too_large_for_a_float_is_one_input_error(edit, tmp_path):
+    """A table file (or a device's answer) with a 401-digit number was an internal OverflowError naming no file."""
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(_with(**edit)))
+    with pytest.raises(InputError, match="must be a finite number|malformed 'reference' \\(needs sha256") as exc:
+        Lut.load(path)
+    assert str(path) in exc.value.message
