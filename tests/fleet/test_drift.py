@@ -116,6 +116,7 @@ def test_table_without_reference_falls_back_to_raw_times(project, profiled):
     ({"speed_change": -0.5, "reference_ms": 1.0}, -0.3, True),
     ({"speed_change": 0.5, "reference_ms": 1.0}, -0.4, False),  # opposite signs: noise, not a trend
     ({"speed_change": 0.1, "reference_ms": 1.0}, 0.4, False),  # the previous check was within tolerance
+    ({"speed_change": 0.25, "reference_ms": 1.0}, 0.4, True),  # past the 20% tolerance
     ({"speed_change": SPEED_TOLERANCE, "reference_ms": 1.0}, 0.4, False),  # off by the tolerance, not more
     ({"speed_change": -0.5, "reference_ms": None}, -0.4, False),  # no reference time then: no speed known
     ({"speed_change": None, "reference_ms": None}, 0.4, False),  # previous check had no reference
@@ -245,12 +246,13 @@ def _made_up_lut(entries: dict, reference_ms: float | None = 2.0) -> Lut:
 
 
 class _ScriptedDevice:
-    """A session whose ``bench_many`` answers are given, one per call: {key: (median_ms, ratio, ref_ms)}."""
+    """A session whose ``bench_many`` answers are given, one per call: {key: (median_ms, ratio, ref_ms)}, or an
+    exception the call raises; the device files the host removes are listed in ``forgotten``."""
 
     device = "fake"
 
     def __init__(self, *passes):
-        self.passes, self.calls = list(passes), []
+        self.passes, self.calls, self.forgotten = list(passes), [], []
 
     def push(self, path, subdir="models"):
         return f"{subdir}/{path.name}"
@@ -261,11 +263,13 @@ class _ScriptedDevice:
     def call(self, method, params):
         self.calls.append((method, params))
         answer = self.passes.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
         return {"results": {k: dict(_entry(m).to_dict(), ratio=r, ref_ms=ref) for k, (m, r, ref) in answer.items()},
                 "reused": []}
 
     def forget(self, rel):
-        pass
+        self.forgotten.append(rel)
 
 
 KEYS5 = [f"k{i}" for i in range(5)]
@@ -284,6 +288,8 @@ def test_the_sentinels_change_is_the_median_relative_change_of_their_ratios():
     assert check.raw_drift == pytest.approx(1.0)  # every median doubled
     assert check.reference_ms == 6.0 and check.speed_change == pytest.approx(6.0 / 2.0 - 1)  # the median (mean 7)
     assert dataclasses.replace(check, threshold=0.1249).drifted
+    with pytest.raises(dataclasses.FrozenInstanceError):  # a record: refresh reads it, never changes it
+        check.drift = 0.0  # type: ignore[misc]
     # without the reference pushed (or a ratio missing), the raw times: each doubled, a change of 1.0
     raw = _sentinel_pass(_ScriptedDevice(answer), lut, KEYS5, {}, 0.1)
     assert (raw.basis, raw.drift, raw.speed_change, raw.reference_ms) == ("ms", pytest.approx(1.0), None, None)
@@ -326,9 +332,23 @@ def test_the_sentinels_are_spread_over_the_stable_entries():
         ["x", "y", "z"]  # none stable: all
 
 
-@pytest.mark.parametrize("second, expected", [(0.125, (0.125, True)), (0.375, (0.25, True)),
-                                              (0.03125, (0.03125, False))])
-def test_drift_is_confirmed_by_a_second_pass_and_the_smaller_kept(project, monkeypatch, tmp_path, second, expected):
+def test_each_pass_forgets_its_partial_file_even_when_the_device_fails():
+    from edgenas.errors import DeviceError
+    from edgenas.fleet.drift import _sentinel_pass
+
+    lut = _made_up_lut({k: _entry(1.0, ratio=0.5) for k in KEYS5})
+    dev = _ScriptedDevice({k: (1.0, 0.5, 2.0) for k in KEYS5}, DeviceError("fake", "the link dropped"))
+    _sentinel_pass(dev, lut, KEYS5, {}, 0.1)
+    with pytest.raises(DeviceError, match="the link dropped"):
+        _sentinel_pass(dev, lut, KEYS5, {}, 0.1)
+    sent = [params["partial"] for _, params in dev.calls]
+    assert dev.forgotten == sent and len(set(sent)) == 2  # a new name each pass, each removed after it
+    assert all(p.startswith(f"partial/sentinels-{SPACE}-cccccccccccc-") and p.endswith(".jsonl") for p in sent)
+
+
+@pytest.fixture
+def host_reference(monkeypatch, tmp_path):
+    """The host's speed reference model (a made-up file) and blocks that need no export."""
     import edgenas.fleet.drift as drift
 
     ref = tmp_path / "ref.onnx"
@@ -336,6 +356,29 @@ def test_drift_is_confirmed_by_a_second_pass_and_the_smaller_kept(project, monke
     monkeypatch.setattr(drift, "export_blocks", lambda project, space, keys, runtime: (
         {k: tmp_path / f"{k}.onnx" for k in keys}, 0))
     monkeypatch.setattr(drift, "reference_model", lambda project, runtime: ref)
+    return ref
+
+
+def test_the_reference_is_timed_only_when_it_is_the_one_the_table_was_timed_against(project, host_reference):
+    """Ratios to another reference model (the host's changed since the table was built) are not the table's:
+    the sentinels are compared on raw times, and a table without a reference never pushes one."""
+    import edgenas.fleet.drift as drift
+
+    lut = _made_up_lut({k: _entry(1.0 + i, ratio=1.0) for i, k in enumerate(KEYS5)})  # "r" * 64: not the file's
+    assert lut.normalised
+    for table in (lut, _made_up_lut({k: _entry(1.0 + i) for i, k in enumerate(KEYS5)}, reference_ms=None)):
+        dev = _ScriptedDevice({k: (1.0 + i, 1.0, 2.0) for i, k in enumerate(KEYS5)})
+        check = drift.measure_drift(dev, project, table, floor=0.0625)
+        assert "reference" not in dev.calls[0][1]
+        assert (check.basis, check.drift, check.speed_change) == ("ms", 0.0, None)
+
+
+@pytest.mark.parametrize("second, expected", [(0.125, (0.125, True)), (0.375, (0.25, True)),
+                                              (0.03125, (0.03125, False))])
+def test_drift_is_confirmed_by_a_second_pass_and_the_smaller_kept(project, host_reference, second, expected):
+    import edgenas.fleet.drift as drift
+
+    ref = host_reference
     lut = _made_up_lut({k: _entry(1.0 + i, ratio=1.0) for i, k in enumerate(KEYS5)})
     lut = dataclasses.replace(lut, reference={"sha256": drift.sha256_file(ref), "ms": 2.0})
 
