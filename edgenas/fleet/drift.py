@@ -26,7 +26,7 @@ from edgenas.errors import DeviceError
 from edgenas.fleet.measure import (
     bench_many_results, export_blocks, lut_protocol_for, reference_model, runs_per_sample)
 from edgenas.io import sha256_file
-from edgenas.latency.lut import Lut
+from edgenas.latency.lut import MAX_MS, Lut, finite_number
 from edgenas.project import Project
 from edgenas.spaces import get_space
 
@@ -164,10 +164,13 @@ def last_verified(project: Project, device: str, lut: Lut) -> dict[str, Any] | N
 
 
 def same_sign_off(previous: dict[str, Any] | None, speed_change: float | None) -> bool:
-    """True when the previous check also saw the speed off by more than the tolerance, the same way."""
-    if previous is None or speed_change is None or not isinstance(previous.get("speed_change"), (int, float)):
+    """True when the previous check also saw the speed off by more than the tolerance, the same way. Its line
+    is file data, and a rescale averages its reference time into the table's nominal speed: a line without a
+    time a check measures (a number in (0, MAX_MS], not a bool) is no sighting."""
+    if previous is None or speed_change is None or not finite_number(previous.get("speed_change")):
         return False
-    if not isinstance(previous.get("reference_ms"), (int, float)):
+    ref = previous.get("reference_ms")
+    if not (finite_number(ref) and 0 < ref <= MAX_MS):
         return False
     prev = float(previous["speed_change"])
     return abs(prev) > SPEED_TOLERANCE and (prev > 0) == (speed_change > 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from edgenas.fleet.profiler import profile_device
 from edgenas.devices.profiles import LOCAL_PROFILE
 from edgenas.fleet.drift import DRIFT_CAP, DRIFT_FLOOR, SPEED_TOLERANCE, drift_threshold, same_sign_off
 from edgenas.fleet.refresh import last_refresh_path, refresh_device, refresh_fleet
-from edgenas.latency.lut import Calibration, EntryStats, Lut
+from edgenas.latency.lut import MAX_MS, Calibration, EntryStats, Lut
 from edgenas.latency.store import LutStore
 
 SPACE = "mbv3-tiny"
@@ -120,6 +121,12 @@ def test_table_without_reference_falls_back_to_raw_times(project, profiled):
     ({"speed_change": SPEED_TOLERANCE, "reference_ms": 1.0}, 0.4, False),  # off by the tolerance, not more
     ({"speed_change": -0.5, "reference_ms": None}, -0.4, False),  # no reference time then: no speed known
     ({"speed_change": None, "reference_ms": None}, 0.4, False),  # previous check had no reference
+    ({"speed_change": 0.5, "reference_ms": MAX_MS}, 0.4, True),  # the longest time a device's answer may state
+    # a damaged or edited line is no sighting: its reference time would be averaged into the table's nominal
+    # speed (-1 or 1e300 made every later refresh fail on a 'malformed reference', true rescaled it to ~0.5 ms)
+    *[({"speed_change": 0.5, "reference_ms": ms}, 0.4, False) for ms in (0, -1.0, True, math.nan, math.inf,
+                                                                          MAX_MS * 1.5, 10 ** 400)],
+    *[({"speed_change": change, "reference_ms": 1.0}, 0.4, False) for change in (True, math.inf, 10 ** 400, "0.5")],
     (None, 0.4, False),
 ])
 def test_rescale_needs_two_sightings_of_the_same_sign(prev, now, expected):
