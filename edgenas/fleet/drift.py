@@ -26,7 +26,8 @@ from edgenas.errors import DeviceError
 from edgenas.fleet.measure import (
     bench_many_results, export_blocks, lut_protocol_for, reference_model, runs_per_sample)
 from edgenas.io import sha256_file
-from edgenas.latency.lut import MAX_MS, Lut, finite_number
+from edgenas.latency.lut import MAX_MS, Lut
+from edgenas.limits import is_finite, loads_json
 from edgenas.project import Project
 from edgenas.spaces import get_space
 
@@ -153,8 +154,8 @@ def last_verified(project: Project, device: str, lut: Lut) -> dict[str, Any] | N
         return None
     for line in reversed(lines):
         try:
-            rec = json.loads(line)
-        except ValueError:  # JSONDecodeError, or a 4,300-digit int
+            rec = loads_json(line)
+        except ValueError:  # JSONDecodeError, or an int too large for a float
             continue
         if isinstance(rec, dict) and rec.get("space") == lut.space \
                 and rec.get("fingerprint_hash") == lut.fingerprint_hash:
@@ -167,10 +168,10 @@ def same_sign_off(previous: dict[str, Any] | None, speed_change: float | None) -
     """True when the previous check also saw the speed off by more than the tolerance, the same way. Its line
     is file data, and a rescale averages its reference time into the table's nominal speed: a line without a
     time a check measures (a number in (0, MAX_MS], not a bool) is no sighting."""
-    if previous is None or speed_change is None or not finite_number(previous.get("speed_change")):
+    if previous is None or speed_change is None or not is_finite(previous.get("speed_change")):
         return False
     ref = previous.get("reference_ms")
-    if not (finite_number(ref) and 0 < ref <= MAX_MS):
+    if not (is_finite(ref) and 0 < ref <= MAX_MS):
         return False
     prev = float(previous["speed_change"])
     return abs(prev) > SPEED_TOLERANCE and (prev > 0) == (speed_change > 0)

@@ -21,6 +21,7 @@ from typing import Any, Mapping
 
 from edgenas.errors import InputError
 from edgenas.io import atomic_write_json, read_json
+from edgenas.limits import is_finite
 from edgenas.textsafe import brief
 
 LUT_SCHEMA = 1
@@ -66,17 +67,8 @@ def future_dated(t: float, now: float | None = None) -> bool:
     return t > (time.time() if now is None else now) + FUTURE_SLACK_S
 
 
-def finite_number(v: Any) -> bool:
-    """A number (not a bool) that a float holds, neither NaN nor infinite: JSON reads 400 digits as an int,
-    which ``math.isfinite`` cannot convert (an OverflowError where the record should be refused)."""
-    try:
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    except OverflowError:
-        return False
-
-
 def _number(v: Any, where: str, allow_inf: bool = False, cap: float = math.inf) -> float | int:
-    if not (finite_number(v) or (allow_inf and isinstance(v, float) and v == math.inf)) or v < 0:
+    if not (is_finite(v) or (allow_inf and isinstance(v, float) and v == math.inf)) or v < 0:
         raise InputError(f"{where} must be a finite number >= 0, got {_short(v)}")
     if v > cap and not math.isinf(v):
         raise InputError(f"{where} must be at most {cap:g}, got {_short(v)}")
@@ -190,7 +182,7 @@ class Calibration:
         where = f"malformed calibration in {source}:"
         try:
             params = dict(d["params"])
-            bad = next((k for k, v in params.items() if not finite_number(v)), None)
+            bad = next((k for k, v in params.items() if not is_finite(v)), None)
             if bad is not None:
                 raise InputError(f"{where} parameter {_short(bad)} must be a finite number, got {_short(params[bad])}",
                                  hint=_CAL_HINT)
@@ -356,7 +348,7 @@ class Lut:
         if cal is not None and not isinstance(cal, Mapping):
             raise InputError(f"{where}: malformed 'calibration' (an object or null)")
         ref = d.get("reference")
-        if ref is not None and not (isinstance(ref, Mapping) and finite_number(ref.get("ms")) and ref["ms"] > 0
+        if ref is not None and not (isinstance(ref, Mapping) and is_finite(ref.get("ms")) and ref["ms"] > 0
                                     and isinstance(ref.get("sha256"), str)):
             raise InputError(f"{where}: malformed 'reference' (needs sha256 and ms > 0)")
         if ref is not None and ref["ms"] > MAX_MS:

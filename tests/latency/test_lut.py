@@ -238,9 +238,14 @@ HUGE = 10 ** 400  # what JSON reads for 401 digits: an int no float holds (math.
     {"calibration": {**CAL, "fitted_at": HUGE}},
 ])
 def test_a_number_too_large_for_a_float_is_one_input_error(edit, tmp_path):
-    """A table file (or a device's answer) with a 401-digit number was an internal OverflowError naming no file."""
+    """A table file (or a device's answer) with a 401-digit number was an internal OverflowError naming no file.
+    The file's reader refuses such a number (limits.loads_json); the table's checks refuse it in a record
+    that did not come through it."""
     path = tmp_path / "t.json"
     path.write_text(json.dumps(_with(**edit)))
-    with pytest.raises(InputError, match="must be a finite number|malformed 'reference' \\(needs sha256") as exc:
+    with pytest.raises(InputError, match="a number too large to read") as exc:
         Lut.load(path)
+    assert str(path) in exc.value.message
+    with pytest.raises(InputError, match="must be a finite number|malformed 'reference' \\(needs sha256") as exc:
+        Lut.from_dict(_with(**edit), where=f"LUT {path}")
     assert str(path) in exc.value.message
