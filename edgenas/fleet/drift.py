@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,9 @@ DRIFT_FLOOR = 0.05
 DRIFT_COV_FACTOR = 3.0
 DRIFT_CAP = 0.5
 SPEED_TOLERANCE = 0.2
+#: two sightings of a speed change rescale a table only when their reference times are within this factor of
+#: each other (their mean becomes the nominal speed); runtime sessions on our shared VM timed up to 2x apart
+SIGHTINGS_AGREE = 3.0
 N_SENTINELS = 5
 
 
@@ -165,13 +169,21 @@ def last_verified(project: Project, device: str, lut: Lut) -> dict[str, Any] | N
 
 
 def same_sign_off(previous: dict[str, Any] | None, speed_change: float | None) -> bool:
-    """True when the previous check also saw the speed off by more than the tolerance, the same way. Its line
-    is file data, and a rescale averages its reference time into the table's nominal speed: a line without a
-    time a check measures (a number in (0, MAX_MS], not a bool) is no sighting."""
+    """True when the previous check also saw the speed off by more than the tolerance, the same way, and by
+    about as much (its reference time within ``SIGHTINGS_AGREE`` x of today's).
+
+    Its line is file data, and a rescale averages its reference time into the table's nominal speed. A line
+    is no sighting without a time a check measures (a number in (0, MAX_MS], not a bool), or when its
+    ``speed_change`` is not what its ``reference_ms`` and ``nominal_ms`` give (``reference_ms / nominal_ms - 1``,
+    as ``record_verified`` writes it): an edited reference time of 1e6 ms against a real 0.0016 ms rescaled
+    the table to 5e5 ms."""
     if previous is None or speed_change is None or not is_finite(previous.get("speed_change")):
         return False
-    ref = previous.get("reference_ms")
-    if not (is_finite(ref) and 0 < ref <= MAX_MS):
+    ref, nominal = previous.get("reference_ms"), previous.get("nominal_ms")
+    if not (is_finite(ref) and 0 < ref <= MAX_MS and is_finite(nominal) and 0 < nominal <= MAX_MS):
         return False
     prev = float(previous["speed_change"])
-    return abs(prev) > SPEED_TOLERANCE and (prev > 0) == (speed_change > 0)
+    if not math.isclose(prev, ref / nominal - 1.0, rel_tol=1e-9, abs_tol=1e-12):
+        return False
+    agree = 1 / SIGHTINGS_AGREE <= (1.0 + prev) / (1.0 + speed_change) <= SIGHTINGS_AGREE
+    return abs(prev) > SPEED_TOLERANCE and (prev > 0) == (speed_change > 0) and agree

@@ -112,21 +112,33 @@ def test_table_without_reference_falls_back_to_raw_times(project, profiled):
     assert Lut.load(res.lut_path).normalised  # rebuilt with the speed reference
 
 
+def _seen(change, nominal: float = 2.0, **edit) -> dict:
+    """A verified.jsonl line as record_verified writes it: the reference timed at nominal x (1 + change)."""
+    ref = None if change is None else nominal * (1 + change)
+    return {"speed_change": change, "reference_ms": ref, "nominal_ms": nominal, **edit}
+
+
 @pytest.mark.parametrize("prev, now, expected", [
-    ({"speed_change": 0.5, "reference_ms": 1.0}, 0.4, True),
-    ({"speed_change": -0.5, "reference_ms": 1.0}, -0.3, True),
-    ({"speed_change": 0.5, "reference_ms": 1.0}, -0.4, False),  # opposite signs: noise, not a trend
-    ({"speed_change": 0.1, "reference_ms": 1.0}, 0.4, False),  # the previous check was within tolerance
-    ({"speed_change": 0.25, "reference_ms": 1.0}, 0.4, True),  # past the 20% tolerance
-    ({"speed_change": SPEED_TOLERANCE, "reference_ms": 1.0}, 0.4, False),  # off by the tolerance, not more
-    ({"speed_change": -0.5, "reference_ms": None}, -0.4, False),  # no reference time then: no speed known
-    ({"speed_change": None, "reference_ms": None}, 0.4, False),  # previous check had no reference
-    ({"speed_change": 0.5, "reference_ms": MAX_MS}, 0.4, True),  # the longest time a device's answer may state
+    (_seen(0.5), 0.4, True),
+    (_seen(-0.5), -0.3, True),
+    (_seen(0.5), -0.4, False),  # opposite signs: noise, not a trend
+    (_seen(0.1), 0.4, False),  # the previous check was within tolerance
+    (_seen(0.25), 0.4, True),  # past the 20% tolerance
+    (_seen(SPEED_TOLERANCE), 0.4, False),  # off by the tolerance, not more
+    (_seen(-0.5, reference_ms=None), -0.4, False),  # no reference time then: no speed known
+    (_seen(None, reference_ms=None), 0.4, False),  # previous check had no reference
+    (_seen(0.5, nominal=MAX_MS / 1.5), 0.4, True),  # the longest time a device's answer may state
+    # about as much as today: reference times within 3x of each other (1 + change: 4 vs 12, 12 vs 4)
+    (_seen(3.0), 11.0, True), (_seen(11.0), 3.0, True), (_seen(3.0), 11.01, False), (_seen(11.01), 3.0, False),
+    (_seen(-0.75), -0.25, True), (_seen(-0.75), -0.24, False),  # 0.25 vs 0.75, vs 0.76
     # a damaged or edited line is no sighting: its reference time would be averaged into the table's nominal
     # speed (-1 or 1e300 made every later refresh fail on a 'malformed reference', true rescaled it to ~0.5 ms)
-    *[({"speed_change": 0.5, "reference_ms": ms}, 0.4, False) for ms in (0, -1.0, True, math.nan, math.inf,
-                                                                          MAX_MS * 1.5, 10 ** 400)],
-    *[({"speed_change": change, "reference_ms": 1.0}, 0.4, False) for change in (True, math.inf, 10 ** 400, "0.5")],
+    *[(_seen(0.5, reference_ms=ms), 0.4, False) for ms in (0, -1.0, True, math.nan, math.inf, MAX_MS * 1.5,
+                                                            10 ** 400)],
+    *[(_seen(0.5, speed_change=change), 0.4, False) for change in (True, math.inf, 10 ** 400, "0.5")],
+    # ... as is one whose speed change is not what its times give (1e6 ms against 2 ms nominal: +5e5, not +50%)
+    (_seen(0.5, reference_ms=1e6), 0.4, False), (_seen(0.5, reference_ms=3.0 * (1 + 1e-6)), 0.4, False),
+    *[(_seen(0.5, nominal_ms=nominal), 0.4, False) for nominal in (None, 0, -2.0, True, math.inf, "2", 10 ** 400)],
     (None, 0.4, False),
 ])
 def test_rescale_needs_two_sightings_of_the_same_sign(prev, now, expected):
