@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import shutil
+from dataclasses import FrozenInstanceError
 from pathlib import Path
 
 import pytest
 
 from edgenas.errors import InputError
-from edgenas.devices.profiles import DeviceProfile, list_profiles, load_profile, load_profile_file
+from edgenas.devices.profiles import (DeviceProfile, list_profiles, load_profile, load_profile_file, profile_fields,
+                                      profile_from_dict)
 from edgenas.project import Project
 
 REPO_PROFILES = Path(__file__).resolve().parents[2] / "profiles"
@@ -130,6 +133,26 @@ def test_passwords_and_secrets_refused(project, key):
     ('power_mode = "MAXN\\u001b]0;x\\u0007"', "power_mode 'MAXN\\x1b]0;x\\x07' contains a control character"),
     ('workdir = "~/w\\u001b"', "workdir '~/w\\x1b' contains a control character"),
     ('key_file = "~/.ssh/k\\u009b"', "key_file '~/.ssh/k\\x9b' contains a control character"),
+    # each range at its edge
+    ("port = 65536", "port 65536 out of range"),
+    ("threads = 1025", "threads 1025 out of range"),
+    ("connect_timeout_s = 0", "connect_timeout_s must be > 0"),
+    ("call_timeout_s = 86400.5", "call_timeout_s must be > 0 and at most 86400 seconds, got 86400.5"),
+    ('transport = "telnet"', "transport 'telnet' is not one of ssh, local"),
+    # host names that are no host name or address: a space or '/', a broken IPv6 address, half a bracket,
+    # one character too many, a user name one character too long
+    ('host = "board lab"', "host 'board lab' must be a host name"),
+    ('host = "lab/board"', "host 'lab/board' must be a host name"),
+    ('host = "1::2::3"', "host '1::2::3' must be a host name"),
+    ('host = "fe80::1]"', "host 'fe80::1]' must be a host name"),
+    ('host = "[fe80::1"', "host '[fe80::1' must be a host name"),
+    (f'host = "{"a" * 254}"', "must be a host name"),
+    (f'user = "{"u" * 129}"', "must be a user name"),
+    # a jump host that is not one '[user@]host[:port]', or whose port is out of range
+    ('proxy_jump = "bastion]x"', "must be one '[user@]host[:port]'"),
+    ('proxy_jump = "bastion:0"', "port 0 out of range"),
+    ('proxy_jump = "bastion:65536"', "port 65536 out of range"),
+    ('proxy_jump = "bastion:000022"', "must be one '[user@]host[:port]'"),
 ])
 def test_invalid_values_give_one_clear_error(project, line, needle):
     text = "\n".join(ln for ln in GOOD.splitlines() if not ln.startswith(line.split(" =")[0] + " "))
@@ -193,14 +216,16 @@ def test_a_chain_of_jump_hosts_is_refused_with_a_hint_that_helps(project, value)
 
 
 @pytest.mark.parametrize("host", ["jetson.lab", "10.0.0.5", "::1", "[fe80::1]", "orin-nano_2", "jetson-lab.",
-                                  "fe80::1%eth0", "[fe80::1%eth0]", "nano+1"])
+                                  "fe80::1%eth0", "[fe80::1%eth0]", "nano+1", "[::1]", "[2001:db8::]",
+                                  "a." * 126 + "a"])
 def test_ordinary_host_names_and_addresses_are_accepted(project, host):
     """The shell-safe checks refused a zone id (fe80::1%eth0) and '+' in an ssh config alias at first."""
     write(project, "board", GOOD.replace('host = "board.lab"', f'host = "{host}"'))
     assert load_profile(project, "board").host == host
 
 
-@pytest.mark.parametrize("user", ["john.doe@corp.example", "AD\\\\john", "BUILD01$", "nvidia"])
+@pytest.mark.parametrize("user", ["john.doe@corp.example", "AD\\\\john", "BUILD01$", "nvidia", "2nd.user",
+                                  "u" * 128])
 def test_domain_and_machine_account_users_are_accepted(project, user):
     """A domain login (SSSD, Active Directory) or a machine account was refused by the first user-name rule."""
     write(project, "board", GOOD.replace('user = "nvidia"', f'user = "{user}"'))
@@ -213,6 +238,9 @@ def test_a_jump_host_in_ssh_uri_form_or_with_a_domain_user_is_read():
     assert parse_jump("ssh://admin@bastion:2222", "proxy_jump") == JumpHost("bastion", 2222, "admin")
     assert parse_jump("john@corp.example@bastion", "proxy_jump") == JumpHost("bastion", None, "john@corp.example")
     assert parse_jump("[fe80::1%eth0]:22", "proxy_jump") == JumpHost("fe80::1%eth0", 22, None)
+    assert parse_jump("bastion:1", "j").port == 1 and parse_jump("bastion:65535", "j").port == 65535
+    with pytest.raises(FrozenInstanceError):
+        parse_jump("bastion", "proxy_jump").port = 22
 
 
 def test_device_list_shows_an_invalid_profile_as_its_row(project, cli, monkeypatch):
@@ -222,3 +250,78 @@ def test_device_list_shows_an_invalid_profile_as_its_row(project, cli, monkeypat
     monkeypatch.setenv("EDGENAS_PROJECT", str(project.root))
     rows = {r["name"]: r for r in cli("device", "list", "--json").json()}
     assert rows["board"]["host"] == "board.lab" and "must be a host name" in rows["bad"]["error"]
+
+
+def test_a_profile_that_leaves_settings_out_is_named_by_its_file_and_gets_the_defaults(project):
+    write(project, "board", '[device]\nhost = "board.lab"\n')
+    assert load_profile(project, "board") == DeviceProfile(
+        name="board", host="board.lab", port=None, user=None, key_file=None, proxy_jump=None, python="python3",
+        workdir="~/.edgenas", runtime="onnxruntime", provider=None, precision="fp32", threads=1, power_mode=None,
+        connect_timeout_s=10.0, call_timeout_s=600.0, keepalive_s=15.0, transport="ssh")
+    assert profile_fields() == ["name", "host", "port", "user", "key_file", "proxy_jump", "python", "workdir",
+                                "runtime", "provider", "precision", "threads", "power_mode", "connect_timeout_s",
+                                "call_timeout_s", "keepalive_s", "transport"]
+
+
+@pytest.mark.parametrize("line", ["port = 1", "port = 65535", "threads = 1", "threads = 1024", "keepalive_s = 0.5",
+                                  "call_timeout_s = 86400", 'proxy_jump = "admin@bastion:65535"'])
+def test_values_at_the_edges_of_their_ranges_are_accepted(project, line):
+    key, value = line.split(" = ")
+    text = "\n".join(ln for ln in GOOD.splitlines() if not ln.startswith(key + " "))
+    write(project, "board", text + "\n" + line + "\n")
+    got = getattr(load_profile(project, "board"), key)
+    assert got == (value.strip('"') if value.startswith('"') else float(value))
+
+
+@pytest.mark.parametrize("runtime, provider, precision, needle, hint", [
+    ("onnxruntime", "quantum", "fp32", "provider 'quantum' is not one of", None),
+    ("tensorrt", "cuda", "fp16", "provider is not a setting of runtime 'tensorrt'", "remove the provider line"),
+    ("onnxruntime", None, "fp16", "precision 'fp16' is not measured by runtime 'onnxruntime' (it measures fp32)",
+     'provider = "tensorrt"'),
+    ("onnxruntime", "cuda", "int8", "precision 'int8' is not measured by runtime 'onnxruntime' on provider 'cuda'",
+     'provider = "tensorrt"'),
+    ("torch", None, "int8", "precision 'int8' is not measured by runtime 'torch' (it measures fp32, fp16)",
+     'use precision = "fp32" or "fp16"'),
+])
+def test_a_provider_or_precision_the_runtime_does_not_have_is_refused(project, runtime, provider, precision,
+                                                                       needle, hint):
+    text = "\n".join(ln for ln in GOOD.splitlines() if not ln.startswith(("runtime ", "precision ")))
+    text += f'\nruntime = "{runtime}"\nprecision = "{precision}"\n' + (f'provider = "{provider}"\n' if provider else "")
+    write(project, "board", text)
+    with pytest.raises(InputError) as exc:
+        load_profile(project, "board")
+    assert needle in str(exc.value) and "board.toml" in str(exc.value)
+    assert hint is None or hint in exc.value.hint
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("device = 5\n", "[device] must be a table"),
+    ('device = "board"\n', "[device] must be a table"),
+    ("", "expected exactly one [device] table"),
+    (GOOD + "[extra]\nx = 1\n", "expected exactly one [device] table, found extra"),
+])
+def test_a_profile_file_without_exactly_one_device_table_is_one_error(project, text, needle):
+    write(project, "board", text)
+    with pytest.raises(InputError) as exc:
+        load_profile(project, "board")
+    assert needle in str(exc.value) and "board.toml" in str(exc.value)
+
+
+def test_only_files_with_a_device_table_at_the_start_of_a_line_are_listed(project):
+    write(project, "notes", 'title = "copy a [device] table from the examples"\n')
+    (project.profiles_dir / "latin1.toml").write_bytes(GOOD.replace("nvidia", "nvidi\xe4").encode("latin-1"))
+    write(project, "board", "# a board\n" + GOOD)
+    assert list_profiles(project) == ["board", "local"]
+
+
+@pytest.mark.parametrize("key, value", [
+    ("host", "a;" + "x" * 300), ("user", ";" + "x" * 300), ("proxy_jump", "a," + "x" * 300),
+    ("proxy_jump", "]" + "x" * 300), ("proxy_jump", "a;" + "x" * 300), ("proxy_jump", "u;" + "x" * 300 + "@bastion"),
+    ("proxy_jump", "x" * 250 + ":70000"), ("power_mode", "\x1b" + "x" * 300),
+])
+def test_a_long_bad_value_is_echoed_cut_to_80_characters(key, value):
+    data = {"name": "board", "host": "board.lab", key: value}
+    with pytest.raises(InputError) as exc:
+        profile_from_dict(data, where="board.toml")
+    prefix = len(value) - len(value.lstrip(";a,]u\x1b"))
+    assert max(len(run) for run in re.findall("x+", str(exc.value))) == 80 - prefix

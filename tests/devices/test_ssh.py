@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from edgenas.errors import DeviceError, HostKeyError, InputError
-from edgenas.devices.login import jump_profile
+from edgenas.devices.login import SSHTarget, jump_profile, resolve_target
 from edgenas.devices.profiles import DeviceProfile, load_profile
 from edgenas.devices.session import open_session, open_transport
 from edgenas.devices.ssh import SSHTransport
@@ -123,6 +123,19 @@ def test_shell_characters_in_host_names_never_reach_the_ssh_config_lookup(projec
             SSHTransport(DeviceProfile(name="cfg", host=host, connect_timeout_s=1), project)
         assert str(config) in str(exc.value)
     assert not marker.exists()
+
+
+def test_the_host_name_user_port_and_key_of_the_ssh_config_are_the_ones_used(tmp_path, monkeypatch):
+    """What ~/.ssh/config gives for a profile's host fills in what the profile leaves out (no server needed)."""
+    config = tmp_path / "ssh_config"
+    config.write_text("Host myjet\n  HostName 10.0.0.7\n  User jetson\n  Port 2222\n  IdentityFile /keys/jet\n"
+                      "  ProxyJump admin@bastion\n")
+    monkeypatch.setenv("EDGENAS_SSH_CONFIG", str(config))
+    assert resolve_target(DeviceProfile(name="cfg", host="myjet")) == SSHTarget(
+        "10.0.0.7", 2222, "jetson", ("/keys/jet",), "admin@bastion", f"ProxyJump in {config} for myjet")
+    mine = DeviceProfile(name="cfg", host="myjet", user="me", port=22, key_file="/keys/mine", proxy_jump="none")
+    assert resolve_target(mine) == SSHTarget("10.0.0.7", 22, "me", ("/keys/mine",), None,
+                                             "device 'cfg': proxy_jump")
 
 
 @pytest.mark.parametrize("port", ["abc", "0", "70000"])
