@@ -88,8 +88,8 @@ class AgentClient:
                 continue
             try:
                 msg = json.loads(line)
-            except ValueError:
-                continue  # e.g. a login banner before the agent starts
+            except (ValueError, RecursionError):
+                continue  # e.g. a login banner before the agent starts (or junk nested too deeply to parse)
             hello = msg.get("hello") if isinstance(msg, dict) else None
             if not isinstance(hello, dict):
                 continue
