@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,9 +38,15 @@ def user_known_hosts_path() -> Path:
     return Path(os.environ.get("EDGENAS_USER_KNOWN_HOSTS") or Path.home() / ".ssh" / "known_hosts")
 
 
+#: a hashed name, ``|1|salt|hash``: two SHA-1 sizes (20 bytes) in base64
+_HASHED_RE = re.compile(r"\|1\|[A-Za-z0-9+/]{27}=\|[A-Za-z0-9+/]{27}=")
+
+
 def names_host(hostnames: tuple[str, ...] | list[str], name: str) -> bool:
-    """Whether a known_hosts host list holds ``name``, plain or hashed (``|1|salt|hash``)."""
-    return any(h == name or (h.startswith("|1|") and hmac.compare_digest(paramiko.HostKeys.hash_host(name, h), h))
+    """Whether a known_hosts host list holds ``name``, plain or hashed (``|1|salt|hash``); a malformed hashed
+    name holds none (paramiko's ``hash_host`` fails on it, and OpenSSH skips it)."""
+    return any(h == name or (_HASHED_RE.fullmatch(h) is not None
+                             and hmac.compare_digest(paramiko.HostKeys.hash_host(name, h), h))
                for h in hostnames)
 
 
