@@ -9,11 +9,15 @@ import json
 import sys
 from pathlib import Path
 
+import paramiko
 import pytest
 
 from edgenas.errors import DeviceError, HostKeyError, InputError, OutputError
 from edgenas.devices.ssh import SSHTransport
-from edgenas.devices.trust import fetch_host_key, trust_host
+from edgenas.devices.known_hosts import KnownKey
+from edgenas.devices.login import SSHTarget
+from edgenas.devices.trust import (OfferedKey, TrustedKey, _record, fetch_host_key, has_jump_host,
+                                   trust_host)
 from edgenas.project import Project
 
 pytestmark = pytest.mark.ssh
@@ -67,6 +71,10 @@ def test_changed_host_key_refused_then_replaced_deliberately(sshd, project):
     assert exc.value.known_fingerprints == [old] and exc.value.fingerprint == new
     with pytest.raises(HostKeyError, match="CHANGED"):
         trust_host(project, profile)  # trusting again is not enough: replacing must be deliberate
+    recorded = project.known_hosts.read_text()
+    with pytest.raises(HostKeyError, match="needs the new key's fingerprint") as exc:
+        trust_host(project, profile, replace=True)  # and done against the fingerprint the owner gave
+    assert f"--fingerprint {new}" in exc.value.hint and project.known_hosts.read_text() == recorded
     assert trust_host(project, profile, expected_fingerprint=new, replace=True).fingerprint == new
     assert project.known_hosts.read_text().count(f"[127.0.0.1]:{sshd.port}") == 1
     with SSHTransport(profile, project) as t:
@@ -174,6 +182,7 @@ def test_a_host_with_several_key_types_is_compared_by_type(sshd, project, user_k
         assert t.run(["true"])[0] == 0
     trusted = trust_host(project, sshd.profile())
     assert (trusted.key_type, trusted.fingerprint) == ("ecdsa-sha2-nistp256", sshd.fingerprint_of(ecdsa))
+    assert trusted.newly_recorded and project.known_hosts.read_text() == sshd.known_hosts_line(ecdsa) + "\n"
     trusted = trust_host(project, sshd.profile(), expected_fingerprint=sshd.fingerprint)
     assert (trusted.key_type, trusted.newly_recorded) == ("ssh-ed25519", True)
 
@@ -271,3 +280,71 @@ def test_a_known_hosts_that_is_a_folder_or_a_link_is_named_and_kept(sshd, projec
         trust_host(project, sshd.profile())
     assert str(project.known_hosts) in str(exc.value) and ".tmp" not in str(exc.value)
     assert project.known_hosts.is_dir() if kind == "folder" else project.known_hosts.is_symlink()
+
+
+# -- recording and comparing, without a server --------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def keys():
+    """Two keys of one type (a host's key and the key it was replaced by) and one of another type."""
+    return {"a": paramiko.ECDSAKey.generate(bits=256), "b": paramiko.ECDSAKey.generate(bits=256),
+            "c": paramiko.ECDSAKey.generate(bits=384)}
+
+
+def _line(names: str, key) -> str:
+    return f"{names} {key.get_name()} {key.get_base64()}"
+
+
+def test_recording_with_replace_takes_the_name_off_every_line_and_keeps_the_rest(tmp_path, keys):
+    """Comments, marker lines, other hosts' lines and the other names of a shared line stay as they were."""
+    name = "[10.0.0.7]:2222"
+    hashed = paramiko.HostKeys.hash_host(name)
+    kept = ["# lab hosts", "", f"@revoked * {keys['c'].get_name()} {keys['c'].get_base64()}",
+            _line("other", keys["a"]), "lonely-field", _line("[10.0.0.7]:2223", keys["a"])]
+    path = tmp_path / "known_hosts"
+    path.write_text("\n".join(kept + [_line(name, keys["a"]), _line(f"a,{name},b", keys["a"]),
+                                      _line(hashed, keys["c"]), _line(f"{name},[10.0.0.7]:22", keys["c"])]) + "\n")
+    _record(path, name, keys["b"], replace=True)
+    assert path.read_text().splitlines() == kept + [_line("a,b", keys["a"]), _line("[10.0.0.7]:22", keys["c"]),
+                                                    _line(name, keys["b"])]
+    _record(path, "new-host", keys["c"], replace=False)
+    assert path.read_text().splitlines()[-2:] == [_line(name, keys["b"]), _line("new-host", keys["c"])]
+    _record(tmp_path / "fresh", name, keys["a"], replace=True)  # no file yet
+    assert (tmp_path / "fresh").read_text() == _line(name, keys["a"]) + "\n"
+
+
+def test_a_known_hosts_that_is_not_utf8_is_named_and_kept(tmp_path, keys):
+    path = tmp_path / "known_hosts"
+    path.write_bytes(b"h\xe9st ssh-ed25519 AAAA\n")
+    with pytest.raises(OutputError, match=f"cannot read {path}") as exc:
+        _record(path, "h", keys["a"], replace=False)
+    assert "trust again" in exc.value.hint and path.read_bytes() == b"h\xe9st ssh-ed25519 AAAA\n"
+
+
+def test_an_offered_key_is_trusted_changed_unknown_or_revoked_by_its_type(tmp_path, keys):
+    target = SSHTarget("10.0.0.7", 2222, "me", (), None)
+    rec = tuple(KnownKey(("[10.0.0.7]:2222",), keys[k], tmp_path / "kh") for k in ("a", "c"))
+
+    def offer(key, recorded=rec, revoked_in=None, jump=False, via=None):
+        return OfferedKey("dev", jump, target, via, key, recorded, revoked_in)
+
+    assert offer(keys["a"]).state == "trusted" and offer(keys["c"]).state == "trusted"
+    assert offer(keys["b"]).state == "changed" and offer(keys["b"]).same_type == [rec[0]]
+    assert offer(keys["b"], recorded=rec[1:]).state == "unknown" and offer(keys["b"], recorded=rec[1:]).same_type == []
+    assert offer(keys["a"], revoked_in=tmp_path / "kh").state == "revoked"
+    got = offer(keys["b"])
+    assert (got.host, got.key_type) == ("[10.0.0.7]:2222", "ecdsa-sha2-nistp256")
+    assert got.describe() == "dev (me@10.0.0.7:2222; known_hosts name [10.0.0.7]:2222)"
+    assert offer(keys["b"], jump=True, via="me@bastion:22").describe() == (
+        "jump host of 'dev' (me@10.0.0.7:2222 via me@bastion:22; known_hosts name [10.0.0.7]:2222)")
+    trusted = TrustedKey("dev", "[10.0.0.7]:2222", "ecdsa-sha2-nistp256", "SHA256:x", newly_recorded=False)
+    assert str(trusted) == "device 'dev': already trusted [10.0.0.7]:2222 ecdsa-sha2-nistp256 SHA256:x"
+    assert str(dataclasses.replace(trusted, newly_recorded=True)).startswith("device 'dev': trusted [10.0.0.7]")
+
+
+def test_a_local_device_has_no_host_key_to_trust(tmp_path):
+    from edgenas.devices.profiles import LOCAL_PROFILE
+
+    assert not has_jump_host(LOCAL_PROFILE)
+    with pytest.raises(InputError, match="runs on this machine"):
+        trust_host(Project(tmp_path), LOCAL_PROFILE)
