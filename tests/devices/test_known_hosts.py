@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from dataclasses import FrozenInstanceError
 from pathlib import Path
 
 import paramiko
 import pytest
 
-from edgenas.devices.known_hosts import (StrictHostKeyPolicy, key_fingerprint, known_host_name, load_known_hosts,
-                                         names_host, user_known_hosts_path, verify_host_key)
+from edgenas.devices.known_hosts import (KnownKey, StrictHostKeyPolicy, changed_key_error, key_fingerprint,
+                                         known_host_name, load_known_hosts, names_host, revoked_key_error,
+                                         unknown_key_error, user_known_hosts_path, verify_host_key)
 from edgenas.errors import HostKeyError
 from edgenas.project import Project
 
@@ -84,7 +86,8 @@ def test_the_project_s_key_of_a_type_wins_and_each_type_counts_once(project, key
 
 
 def test_lines_that_cannot_be_used_are_skipped_and_the_rest_read(project, keys):
-    raw = (f"# {line(HOST, keys['b'])}\n\n   \n@cert-authority * {keys['b'].get_name()} {keys['b'].get_base64()}\n"
+    raw = (f"# {line(HOST, keys['b'])}\n#{line(HOST, keys['b'])}\n\n   \n"
+           f"@cert-authority * {keys['b'].get_name()} {keys['b'].get_base64()}\n"
            f"{HOST} ssh-ed25519 AAAAbroken\n{HOST} ssh-foo AAAA\n"
            f"h\xe9st {keys['b'].get_name()} {keys['b'].get_base64()}\n"
            f"  {HOST}\t{keys['a'].get_name()}   {keys['a'].get_base64()}  \n")
@@ -93,6 +96,17 @@ def test_lines_that_cannot_be_used_are_skipped_and_the_rest_read(project, keys):
     (project.root.parent / "user_known_hosts").mkdir()  # a folder, not a file: nothing to read
     store = load_known_hosts(project)
     assert [(k.hostnames, k.key) for k in store.keys] == [((HOST,), keys["a"])] and store.revoked == ()
+    with pytest.raises(FrozenInstanceError):
+        store.keys[0].path = user_known_hosts_path()
+    with pytest.raises(FrozenInstanceError):
+        store.revoked = store.keys
+
+
+def test_a_users_known_hosts_that_cannot_be_looked_at_is_skipped(project, keys, monkeypatch):
+    """Not even ``is_file`` works on a name longer than the file system allows (ENAMETOOLONG)."""
+    write(project.known_hosts, line(HOST, keys["a"]))
+    monkeypatch.setenv("EDGENAS_USER_KNOWN_HOSTS", str(project.root / ("k" * 300)))
+    assert [k.key for k in load_known_hosts(project).for_host(HOST)] == [keys["a"]]
 
 
 def test_a_revoked_key_counts_for_no_host(project, keys):
@@ -163,3 +177,10 @@ def test_a_malformed_hashed_name_names_no_host_and_stops_nothing(project, keys, 
     assert not names_host([bad], HOST)
     assert verify_host_key(project, "dev", HOST, keys["a"]) is None
     assert [k.key for k in load_known_hosts(project).for_host(HOST)] == [keys["a"]]
+
+
+def test_the_errors_are_about_the_device_itself_unless_told_it_is_a_jump_host(project, keys):
+    revoked = KnownKey((HOST,), keys["a"], project.known_hosts)
+    for err in (unknown_key_error("dev", HOST, keys["a"]), revoked_key_error("dev", HOST, keys["a"], revoked),
+                changed_key_error("dev", HOST, keys["b"], [revoked])):
+        assert "'dev': " in str(err) and "jump" not in str(err) and "jump" not in err.hint
