@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import getpass
 import io
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -48,6 +50,15 @@ def test_first_contact_rejected_until_trusted(sshd, project):
         assert t.run(["echo", "hi"])[:2] == (0, "hi\n")
     again = trust_host(project, profile)
     assert not again.newly_recorded and project.known_hosts.read_text() == line
+
+
+def test_trust_asks_the_host_for_its_key_once_when_that_key_is_the_one(sshd, project):
+    """Each key fetch is one more SSH handshake that never logs in (two through a jump host; fail2ban counts
+    them): other key types are asked for only while an expected fingerprint is still not found."""
+    before = sshd.log.count("Connection from")
+    trust_host(project, sshd.profile())
+    trust_host(project, sshd.profile(), expected_fingerprint=sshd.fingerprint)
+    assert sshd.log.count("Connection from") - before == 2
 
 
 def test_expected_fingerprint_mismatch_records_nothing(sshd, project):
@@ -98,6 +109,7 @@ def test_jump_host_follows_the_same_rules(sshd_factory, project):
     with pytest.raises(HostKeyError, match=f"unknown SSH host key for \\[127.0.0.1\\]:{jump.port}"):
         trust_host(project, profile)  # the jump host must be trusted first
     jump.trust(project)
+    assert fetch_host_key(profile, project) == ("ssh-ed25519", target.fingerprint)  # through the trusted jump host
     with pytest.raises(HostKeyError, match=f"\\[127.0.0.1\\]:{target.port}"):
         SSHTransport(profile, project)
     assert trust_host(project, profile).fingerprint == target.fingerprint
@@ -175,7 +187,7 @@ def test_the_projects_key_wins_over_an_old_one_in_the_users_known_hosts(sshd, pr
 def test_a_host_with_several_key_types_is_compared_by_type(sshd, project, user_known_hosts):
     """The user's file held the host's ECDSA key: connecting worked, but trust fetched the ed25519 key and
     reported it CHANGED; the genuine ed25519 fingerprint given as expected was refused."""
-    ecdsa = sshd.add_host_key("ecdsa")
+    ecdsa, rsa = sshd.add_host_key("ecdsa"), sshd.add_host_key("rsa")
     sshd.restart()
     user_known_hosts.write_text(sshd.known_hosts_line(ecdsa) + "\n")
     with SSHTransport(sshd.profile(), project) as t:
@@ -183,8 +195,12 @@ def test_a_host_with_several_key_types_is_compared_by_type(sshd, project, user_k
     trusted = trust_host(project, sshd.profile())
     assert (trusted.key_type, trusted.fingerprint) == ("ecdsa-sha2-nistp256", sshd.fingerprint_of(ecdsa))
     assert trusted.newly_recorded and project.known_hosts.read_text() == sshd.known_hosts_line(ecdsa) + "\n"
+    before = sshd.log.count("Connection from")
     trusted = trust_host(project, sshd.profile(), expected_fingerprint=sshd.fingerprint)
     assert (trusted.key_type, trusted.newly_recorded) == ("ssh-ed25519", True)
+    assert sshd.log.count("Connection from") - before == 2  # the recorded type, then ed25519: found, no more
+    trusted = trust_host(project, sshd.profile(), expected_fingerprint=sshd.fingerprint_of(rsa))
+    assert (trusted.key_type, trusted.newly_recorded) == ("ssh-rsa", True)  # asked past the types the host lacks
 
 
 def test_replace_takes_only_the_replaced_name_off_a_shared_line(sshd, project):
@@ -279,6 +295,7 @@ def test_a_known_hosts_that_is_a_folder_or_a_link_is_named_and_kept(sshd, projec
     with pytest.raises(OutputError) as exc:
         trust_host(project, sshd.profile())
     assert str(project.known_hosts) in str(exc.value) and ".tmp" not in str(exc.value)
+    assert ("is not a file" if kind == "folder" else "is a symbolic link") in str(exc.value)
     assert project.known_hosts.is_dir() if kind == "folder" else project.known_hosts.is_symlink()
 
 
@@ -313,6 +330,15 @@ def test_recording_with_replace_takes_the_name_off_every_line_and_keeps_the_rest
     assert (tmp_path / "fresh").read_text() == _line(name, keys["a"]) + "\n"
 
 
+def test_a_known_hosts_that_cannot_be_written_is_one_output_error(tmp_path, keys):
+    (tmp_path / "proj").write_text("a file where the project's folder should be\n")
+    with pytest.raises(OutputError) as exc:
+        _record(tmp_path / "proj" / "known_hosts", "h", keys["a"], replace=False)
+    # the system's own words (making the folder: it exists, as a file), not the exception's class
+    assert exc.value.message == f"cannot write {tmp_path / 'proj' / 'known_hosts'}: {os.strerror(errno.EEXIST)}"
+    assert "check the permissions" in exc.value.hint
+
+
 def test_a_known_hosts_that_is_not_utf8_is_named_and_kept(tmp_path, keys):
     path = tmp_path / "known_hosts"
     path.write_bytes(b"h\xe9st ssh-ed25519 AAAA\n")
@@ -340,6 +366,10 @@ def test_an_offered_key_is_trusted_changed_unknown_or_revoked_by_its_type(tmp_pa
     trusted = TrustedKey("dev", "[10.0.0.7]:2222", "ecdsa-sha2-nistp256", "SHA256:x", newly_recorded=False)
     assert str(trusted) == "device 'dev': already trusted [10.0.0.7]:2222 ecdsa-sha2-nistp256 SHA256:x"
     assert str(dataclasses.replace(trusted, newly_recorded=True)).startswith("device 'dev': trusted [10.0.0.7]")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        trusted.newly_recorded = True
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        got.key = keys["a"]
 
 
 def test_a_local_device_has_no_host_key_to_trust(tmp_path):
