@@ -60,6 +60,8 @@ def read_toml(path: str | os.PathLike, what: str = "TOML file") -> dict[str, Any
         raise InputError(f"malformed {what} {path}: {exc}", hint="fix the TOML syntax") from None
     except RecursionError:
         raise InputError(f"malformed {what} {path}: nested too deeply") from None
+    except ValueError:  # an integer of more than 4,300 digits (Python's limit on int parsing)
+        raise InputError(f"{what} {path}: a number too large to read", hint="this is not an edgenas record") from None
 
 
 def read_csv(path: str | os.PathLike, what: str) -> tuple[list[str], list[list[str]], str]:

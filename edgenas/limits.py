@@ -147,17 +147,20 @@ def read_table_bytes(path: str | os.PathLike, what: str = "benchmark table") -> 
 
 
 def check_depth(obj: Any, where: str, max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NODES) -> Any:
-    """Walk ``obj`` iteratively; nesting deeper than ``max_depth`` is an ``InputError``, as is an integer a
-    float cannot hold (YAML and TOML read 400 digits as an int; ``float()`` of it was an internal
-    OverflowError in the checks after). A container met again no deeper is not walked again: YAML aliases
-    share one object, and a 561-byte file of nine levels of ten aliases each (a "billion laughs") is 10^9
-    nodes when walked as a tree, which hung the command."""
+    """Walk ``obj`` iteratively; nesting deeper than ``max_depth`` is an ``InputError``, as is a value no
+    edgenas record holds and later code fails on: an integer a float cannot hold (YAML and TOML read 400
+    digits as an int; ``float()`` of it was an internal OverflowError in the checks after) and a string or
+    key with a lone surrogate (YAML's ``"\\ud800"``; writing it as UTF-8 was an internal UnicodeEncodeError).
+    A container met again no deeper is not walked again: YAML aliases share one object, and a 561-byte file
+    of nine levels of ten aliases each (a "billion laughs") is 10^9 nodes when walked as a tree, which hung
+    the command."""
     deepest: dict[int, int] = {}  # id -> the deepest level a container was walked at
     stack = [(obj, 1)]
     while stack:
         o, d = stack.pop()
-        if type(o) is int and not -FIRST_OVERFLOW < o < FIRST_OVERFLOW:
-            raise InputError(f"{where}: a number too large to read", hint="this is not an edgenas record")
+        problem = _value_problem(o)
+        if problem:
+            raise InputError(f"{where}: {problem}", hint="this is not an edgenas record")
         if isinstance(o, (dict, list)):
             if d > max_depth:
                 raise InputError(f"{where}: nested more than {max_depth} levels deep",
@@ -168,34 +171,62 @@ def check_depth(obj: Any, where: str, max_depth: int = MAX_DEPTH, max_nodes: int
             if len(deepest) > max_nodes:
                 raise InputError(f"{where}: more than {max_nodes:,} lists and tables",
                                  hint="this is not an edgenas record")
+            if isinstance(o, dict):
+                stack.extend((k, d + 1) for k in o if type(k) is not str or not k.isascii())
             stack.extend((v, d + 1) for v in (o.values() if isinstance(o, dict) else o))
     return obj
 
 
-class NumberTooLarge(ValueError):
-    """An integer in JSON too large for a float: JSON allows it, no edgenas number is one."""
+def _value_problem(o: Any) -> str | None:
+    """What is wrong with a single value (see ``check_depth``), or None."""
+    if type(o) is int:
+        return None if -FIRST_OVERFLOW < o < FIRST_OVERFLOW else "a number too large to read"
+    if type(o) is str and not o.isascii():
+        try:
+            o.encode("utf-8")
+        except UnicodeEncodeError:
+            return "text that is not Unicode (a lone surrogate such as \\ud800)"
+    return None
+
+
+class UnreadableValue(ValueError):
+    """A JSON value that parses but no edgenas record holds (see ``loads_json``): a ``ValueError``, as
+    malformed JSON is, so that every reader's handling of malformed JSON applies."""
 
 
 def _float_sized_int(text: str) -> int:
     v = int(text)
     if not -FIRST_OVERFLOW < v < FIRST_OVERFLOW:
-        raise NumberTooLarge(f"an integer of {len(text.lstrip('-'))} digits (too large for a float)")
+        raise UnreadableValue("a number too large to read")
     return v
 
 
-_LONG_DIGITS = {str: re.compile(r"\d{309}"), bytes: re.compile(rb"\d{309}")}
+#: what makes ``loads_json`` look closer: 309 digits in a row, or an escaped surrogate (\\ud800-\\udfff)
+_SUSPECT = {str: re.compile(r"\d{309}|\\u[dD][89a-fA-F]"), bytes: re.compile(rb"\d{309}|\\u[dD][89a-fA-F]")}
 
 
 def loads_json(data: bytes | str) -> Any:
-    """``json.loads`` that refuses, as ``NumberTooLarge`` (a ``ValueError``, as malformed JSON is), an integer
-    a float cannot hold: ``float()``, ``math.isfinite`` and numpy raise ``OverflowError`` on one, deep in
-    code that checks the value's range. (Python itself refuses ints of more than 4,300 digits, as a
-    ``ValueError``.) The hook runs only on text holding 309 digits in a row, so ordinary records parse at
-    ``json.loads``' speed."""
-    long = _LONG_DIGITS.get(type(data))
-    if long is not None and long.search(data):
-        return json.loads(data, parse_int=_float_sized_int)
-    return json.loads(data)
+    """``json.loads`` that refuses, as ``UnreadableValue`` (a ``ValueError``, as malformed JSON is), what JSON
+    allows and later code fails on deep in its checks: an integer a float cannot hold (``float()``,
+    ``math.isfinite`` and numpy raise ``OverflowError``) and a lone surrogate (``"\\ud800"``: writing the
+    string as UTF-8 raises ``UnicodeEncodeError``; a pair, an emoji, is fine). (Python itself refuses ints
+    of more than 4,300 digits, as a ``ValueError``.) Only text holding 309 digits in a row or an escaped
+    surrogate is looked at closer, so ordinary records parse at ``json.loads``' speed."""
+    suspect = _SUSPECT.get(type(data))
+    if suspect is None or not suspect.search(data):
+        return json.loads(data)
+    obj = json.loads(data, parse_int=_float_sized_int)
+    stack = [obj]
+    while stack:  # (json.loads has bounded the depth: deeper is a RecursionError)
+        o = stack.pop()
+        if isinstance(o, dict):
+            stack.extend(o)
+            stack.extend(o.values())
+        elif isinstance(o, list):
+            stack.extend(o)
+        elif (problem := _value_problem(o)) is not None:
+            raise UnreadableValue(problem)
+    return obj
 
 
 def loads_json_limited(data: bytes | str, where: str, max_depth: int = MAX_DEPTH) -> Any:
@@ -209,7 +240,9 @@ def loads_json_limited(data: bytes | str, where: str, max_depth: int = MAX_DEPTH
     except json.JSONDecodeError as exc:
         raise InputError(f"malformed {where}: {exc.msg} at line {exc.lineno} column {exc.colno}",
                          hint="fix the JSON syntax") from None
-    except ValueError:  # an integer too large for a float, or of more than 4,300 digits (Python's limit)
+    except UnreadableValue as exc:  # too large for a float, or not text
+        raise InputError(f"{where}: {exc}", hint="this is not an edgenas record") from None
+    except ValueError:  # an integer of more than 4,300 digits (Python's limit)
         raise InputError(f"{where}: a number too large to read", hint="this is not an edgenas record") from None
     return check_depth(obj, where, max_depth)
 
@@ -275,6 +308,8 @@ def load_yaml_limited(path: str | os.PathLike, what: str, hint: str = "fix the Y
         raise InputError(f"cannot read {what} {path}: not UTF-8 text") from None
     except RecursionError:
         raise InputError(f"malformed {what} {path}: nested too deeply", hint=hint) from None
+    except ValueError:  # an integer of more than 4,300 digits (Python's limit on int parsing)
+        raise InputError(f"{what} {path}: a number too large to read", hint="this is not an edgenas record") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]

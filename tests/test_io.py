@@ -46,6 +46,7 @@ def test_read_json_takes_its_own_limit_and_refuses_what_is_not_utf8(tmp_path):
     (b"a = '\xff'\n", "malformed settings {f}: "),
     (b"a = " + b"[" * 5000 + b"]" * 5000 + b"\n", "malformed settings {f}: nested too deeply"),
     (b"[d]\nport = [-1" + b"0" * 400 + b"]\n", "settings {f}: a number too large to read"),  # float() overflowed
+    (b"port = " + b"9" * 5000 + b"\n", "settings {f}: a number too large to read"),  # over Python's 4,300 digits
 ])
 def test_toml_that_cannot_be_read_is_one_input_error(tmp_path, data, needle):
     f = tmp_path / "s.toml"

@@ -149,7 +149,7 @@ def test_json_integers_are_refused_exactly_where_a_float_cannot_hold_them():
         assert limits.loads_json(json.dumps({"v": [v]}).encode()) == {"v": [v]}
     for v in (first_over, -first_over, 10 ** 309, 10 ** 4000):
         for data in (json.dumps([v]), json.dumps([v]).encode()):
-            with pytest.raises(limits.NumberTooLarge, match="too large for a float"):
+            with pytest.raises(limits.UnreadableValue, match="^a number too large to read$"):
                 limits.loads_json(data)
     digits = "9" * 400  # in a string, or a float literal (which reads as inf): not an integer
     assert limits.loads_json(f'["{digits}", {digits}.5]') == [digits, math.inf]
@@ -161,6 +161,32 @@ def test_json_integers_are_refused_exactly_where_a_float_cannot_hold_them():
         with pytest.raises(InputError) as exc:
             limits.check_depth(bad, "x")
         assert exc.value.message == "x: a number too large to read"
+
+
+@pytest.mark.parametrize("text", ['"\\ud800"', '["ok", {"a": "x\\uDFFFy"}]', '{"\\udbff": 1}', '"\\ude00\\ud83d"'])
+def test_json_text_that_is_not_unicode_is_refused(text):
+    """A lone surrogate: json.loads gives a str that no UTF-8 file or terminal takes (an internal
+    UnicodeEncodeError when a report or a resumed run wrote it)."""
+    assert isinstance(json.loads(text), (str, list, dict))
+    for data in (text, text.encode()):
+        with pytest.raises(limits.UnreadableValue, match="^text that is not Unicode"):
+            limits.loads_json(data)
+    with pytest.raises(InputError) as exc:
+        limits.loads_json_limited(text, "x")
+    assert exc.value.message.startswith("x: text that is not Unicode")
+
+
+def test_json_text_with_a_surrogate_pair_or_escaped_backslash_is_text():
+    for text, value in (('"\\ud83d\\ude00"', "\U0001F600"), ('"\\\\ud800"', "\\ud800"), ('"\u00e9"', "\u00e9")):
+        assert limits.loads_json(text) == value == limits.loads_json(text.encode())
+
+
+def test_check_depth_refuses_what_yaml_gives_that_no_record_holds():
+    assert limits.check_depth({"caf\u00e9": ["\U0001F600", 1.5]}, "x")
+    for bad in (["\ud800"], {"\udfff": 1}, {"a": {"b": "x\udc80"}}):
+        with pytest.raises(InputError) as exc:
+            limits.check_depth(bad, "x")
+        assert exc.value.message.startswith("x: text that is not Unicode")
 
 
 def nested(depth: int) -> list:

@@ -31,13 +31,16 @@ class AgentRuntimeMissingError(AgentError, RuntimeMissingError):
 _TOO_DEEP = object()
 
 
-def _within_depth(msg: Any) -> bool:
-    """Whether ``msg`` nests at most ``MAX_DEPTH`` levels (no edgenas answer comes close)."""
+def _unreadable(msg: Any) -> str | None:
+    """What makes a parsed line no agent message, or None: nesting deeper than ``MAX_DEPTH`` levels (no
+    edgenas answer comes close), a number too large for a float, text that is not Unicode
+    (``limits.check_depth``); each was an internal error deep in the host's checks of the answer."""
     try:
         check_depth(msg, "answer")
-        return True
-    except InputError:
-        return False
+        return None
+    except InputError as exc:
+        problem = exc.message.removeprefix("answer: ")
+        return problem if problem.startswith("nested") else f"with {problem}"
 
 
 def _tail(text: str, limit: int = 1500) -> str:
@@ -93,6 +96,10 @@ class AgentClient:
             hello = msg.get("hello") if isinstance(msg, dict) else None
             if not isinstance(hello, dict):
                 continue
+            problem = _unreadable(msg)
+            if problem is not None:
+                self.channel.close()
+                raise self._fail("agent start", f"the agent sent a hello {problem}")
             if hello.get("protocol") != PROTOCOL:
                 self.channel.close()
                 raise DeviceError(self.device, f"agent speaks protocol {hello.get('protocol')!r}, "
@@ -141,10 +148,11 @@ class AgentClient:
                     msg = _TOO_DEEP
                 except ValueError:
                     continue
-                if msg is _TOO_DEEP or (isinstance(msg, dict) and msg.get("id") == req_id
-                                        and not _within_depth(msg)):
+                problem = f"nested more than {MAX_DEPTH} levels deep" if msg is _TOO_DEEP else \
+                    _unreadable(msg) if isinstance(msg, dict) and msg.get("id") == req_id else None
+                if problem is not None:
                     self._broken = "the agent sent a malformed answer"
-                    err = self._fail(what, f"the agent sent an answer nested more than {MAX_DEPTH} levels deep")
+                    err = self._fail(what, f"the agent sent an answer {problem}")
                     self.channel.close()
                     raise err
                 if not isinstance(msg, dict) or msg.get("id") != req_id:

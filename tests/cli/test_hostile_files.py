@@ -226,12 +226,16 @@ def test_a_yaml_alias_bomb_is_read_at_once_not_walked_a_billion_times(fresh, cli
     assert sorted(p.name for p in fresh.iterdir()) == ["ofa"]
 
 
-def test_a_yaml_number_too_large_for_a_float_is_one_error(fresh, cli):
-    # YAML reads 401 digits as an int: the table's checks met it as an internal OverflowError (float())
+@pytest.mark.parametrize("mean, problem", [
+    ("1" + "0" * 400, "a number too large to read"),  # an int no float holds: float() was an OverflowError
+    ("9" * 5000, "a number too large to read"),  # over Python's 4,300 digits: a ValueError out of PyYAML
+    ('"\\ud800"', "text that is not Unicode"),  # a lone surrogate: a UnicodeEncodeError wherever it was written
+])
+def test_a_yaml_value_no_table_holds_is_one_error(fresh, cli, mean, problem):
     (fresh / "ofa").mkdir()
     (fresh / "ofa/160_lookup_table.yaml").write_text("Conv-input:160x160x3-output:80x80x24:\n  count: 498\n"
-                                                     f"  mean: 1{'0' * 400}\n  std: 0.01\n")
-    one_line_error(cli("lut", "import-ofa", "ofa"), "160_lookup_table.yaml: a number too large to read")
+                                                     f"  mean: {mean}\n  std: 0.01\n")
+    one_line_error(cli("lut", "import-ofa", "ofa"), f"160_lookup_table.yaml: {problem}")
     assert sorted(p.name for p in fresh.iterdir()) == ["ofa"]
 
 

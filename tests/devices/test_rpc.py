@@ -172,6 +172,33 @@ def test_an_answer_nested_too_deeply_is_one_device_error_and_ends_the_connection
         c.call("ping")
 
 
+@pytest.mark.parametrize("value, problem", [
+    ("1" + "0" * 400, "with a number too large to read"),  # JSON's int; float() of it was an OverflowError
+    ('"\\ud800"', "with text that is not Unicode"),  # writing it as UTF-8 was a UnicodeEncodeError
+    ('{"\\udfff": 1}', "with text that is not Unicode"),  # in a key too
+])
+def test_an_answer_with_a_value_no_record_holds_is_one_device_error(script_zipapp, transport, tmp_path, value,
+                                                                     problem):
+    answer = f"'{{\"id\": %d, \"result\": {{\"entries\": [%s]}}}}' % (req['id'], {value!r})"
+    path, version = script_zipapp(tmp_path, answering(answer))
+    c = AgentClient(transport.start_agent(path, version), "bench-box")
+    with pytest.raises(DeviceError) as exc:
+        c.call("lut.list", timeout_s=20)
+    assert f"call 'lut.list' (id 1): the agent sent an answer {problem}" in str(exc.value)
+    assert not c.channel.alive()
+
+
+def test_a_hello_with_a_value_no_record_holds_is_one_device_error(script_zipapp, transport, tmp_path):
+    path, version = script_zipapp(tmp_path, "import sys\nprint('{\"hello\": {\"protocol\": 1, \"version\": "
+                                            "\"\\\\ud800\"}}', flush=True)\nsys.stdin.read()\n")
+    channel = transport.start_agent(path, version)
+    with pytest.raises(DeviceError) as exc:
+        AgentClient(channel, "bench-box", hello_timeout_s=20)
+    assert exc.value.message.startswith("device 'bench-box': agent start: the agent sent a hello with text that "
+                                        "is not Unicode")
+    assert not channel.alive()
+
+
 def test_an_answer_nested_64_levels_deep_is_an_answer(script_zipapp, transport, tmp_path):
     path, version = script_zipapp(tmp_path, answering("'{\"id\": %d, \"result\": ' % req['id'] + '[' * 63 + "
                                                       "']' * 63 + '}'"))

@@ -45,7 +45,7 @@ def test_a_number_too_large_for_a_float_is_a_malformed_record_in_either_store(tm
     with open(path, "a") as fh:
         fh.write(make().to_json().replace('"median_ms":5.0', f'"median_ms":{huge}') + "\n")
     assert huge in path.read_text()
-    with pytest.raises(InputError, match="line 2 is not valid JSON .*too large for a float"):
+    with pytest.raises(InputError, match="line 2 is not valid JSON \\(a number too large to read\\)"):
         JsonlStore(path).list()
     db = tmp_path / "m.db"
     SQLiteStore(db).add(make())
@@ -53,7 +53,7 @@ def test_a_number_too_large_for_a_float_is_a_malformed_record_in_either_store(tm
     con.execute("UPDATE measurements SET record = replace(record, ?, ?)", ('"median_ms":5.0', f'"median_ms":{huge}'))
     con.commit()
     con.close()
-    with pytest.raises(InputError, match="row 1 holds malformed JSON: an integer of 401 digits"):
+    with pytest.raises(InputError, match="row 1 holds malformed JSON: a number too large to read"):
         SQLiteStore(db).list()
 
 
