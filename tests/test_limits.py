@@ -176,6 +176,11 @@ def test_json_text_that_is_not_unicode_is_refused(text):
     assert exc.value.message.startswith("x: text that is not Unicode")
 
 
+def test_a_lone_surrogate_in_the_text_itself_is_refused_too():
+    with pytest.raises(limits.UnreadableValue, match="^text that is not Unicode"):
+        limits.loads_json('["a", "\ud800"]')  # a str read with surrogateescape, say
+
+
 def test_json_text_with_a_surrogate_pair_or_escaped_backslash_is_text():
     for text, value in (('"\\ud83d\\ude00"', "\U0001F600"), ('"\\\\ud800"', "\\ud800"), ('"\u00e9"', "\u00e9")):
         assert limits.loads_json(text) == value == limits.loads_json(text.encode())
