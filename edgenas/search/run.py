@@ -55,12 +55,12 @@ class SearchConfig:
         for name, value, low in (("budget_evals", self.budget_evals, 1),
                                  ("checkpoint_every", self.checkpoint_every, 1),
                                  ("population", self.population, 2), ("batch_size", self.batch_size, 1)):
-            if value is not None and (not isinstance(value, int) or value < low):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
                 raise InputError(f"search config: {name} must be an integer >= {low}, got {value!r}")
         from edgenas.limits import check_seed
 
         check_seed(self.seed, "search config: seed")
-        if self.max_wall_s is not None and not self.max_wall_s > 0:
+        if self.max_wall_s is not None and not (is_number(self.max_wall_s) and self.max_wall_s > 0):
             raise InputError(f"search config: max_wall_s must be > 0, got {self.max_wall_s!r}")
 
     def to_json(self) -> dict[str, Any]:

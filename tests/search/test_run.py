@@ -323,10 +323,10 @@ def test_a_search_config_checks_its_counts_and_time_and_round_trips():
     assert d["schema"] == 1 and d["devices"] == [["d", 5.0], ["e", None]] and d["objectives"] == ["accuracy"]
     assert SearchConfig.from_json(json.loads(json.dumps(d))) == good
     for name, low in (("budget_evals", 1), ("checkpoint_every", 1), ("population", 2), ("batch_size", 1)):
-        for bad in (low - 1, float(low), str(low)):
+        for bad in (low - 1, float(low), str(low), True, False):  # a bool is an int to Python, not a count
             with pytest.raises(InputError, match=f"search config: {name} must be an integer >= {low}, got"):
                 SearchConfig(space="nb201", **{name: bad})
-    for wall in (0, -1.0, float("nan")):
+    for wall in (0, -1.0, float("nan"), True, "5"):  # "5" was a TypeError of the comparison
         with pytest.raises(InputError, match="max_wall_s must be > 0"):
             SearchConfig(space="nb201", max_wall_s=wall)
     with pytest.raises(InputError, match="malformed search config"):
