@@ -333,3 +333,224 @@ def test_a_search_config_checks_its_counts_and_time_and_round_trips():
         SearchConfig.from_json({**d, "budget": 5})
     with pytest.raises(InputError, match="search config: seed must be an integer"):
         SearchConfig(space="nb201", seed=-1)
+
+
+@pytest.mark.parametrize("field, value, missing", [("latency_ms", {"dev": None}, "latency on 'dev'"),
+                                                   ("latency_ms", {}, "latency on 'dev'"),
+                                                   ("objectives", {"acc": 1.0}, "number for objective 'accuracy'")])
+def test_a_logged_evaluation_without_what_the_problem_reads_refuses_the_resume(full_table, tmp_path, field, value,
+                                                                                 missing):
+    """A record the log checks pass (a null latency is what a search writes for an unmeasured device) but the
+    problem cannot replay (no latency on its device, no number for its objective) refuses the resume and changes
+    nothing in the folder."""
+    run_search(config("random", 6), problem_for(full_table), tmp_path)
+    log = tmp_path / "evaluations.jsonl"
+    rows = [json.loads(x) for x in log.read_text().splitlines()]
+    rows[3][field] = value
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(InputError, match=f"evaluation 3 in the log has no {missing}"):
+        run_search(config("random", 6), problem_for(full_table), tmp_path, resume=True)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_a_search_stops_after_exactly_100_repeats_in_a_row(full_table, tmp_path):
+    """One architecture a round: the run stops as the 100th repeat in a row is told, not one later (the
+    evaluation before those 100 was a new architecture)."""
+    from edgenas.search.run import exhausted_after
+
+    lat = np.array([float(x.split(",")[-1]) for x in full_table.read_text().splitlines()[1:]])
+    budget_ms = float(np.sort(lat)[19])                              # 20 architectures meet it
+    res = run_search(config("random", 3000, budget_ms=budget_ms, batch_size=1), problem_for(full_table, budget_ms),
+                     tmp_path)
+    ids = [t.arch["arch"] for t in res.trials]
+    assert res.stopped == "exhausted"
+    assert all(a in ids[:len(ids) - 100 + i] for i, a in enumerate(ids[-100:]))
+    assert ids[-101] not in ids[:-101]
+    # rounds of more than 50 architectures: the run stops after two rounds of repeats in a row
+    assert [exhausted_after(b) for b in (1, 50, 51, 60)] == [100, 100, 102, 120]
+
+
+def slow_tells(monkeypatch, seconds):
+    """Every strategy the run loop builds takes ``seconds`` for each ``tell``, replayed or not."""
+    import edgenas.search.run as run_mod
+
+    real_build = run_mod.build_strategy
+
+    def build(*args, **kwargs):
+        strategy, batch = real_build(*args, **kwargs)
+        tell = strategy.tell
+        strategy.tell = lambda archs, results: (time.sleep(seconds), tell(archs, results))[1]
+        return strategy, batch
+
+    monkeypatch.setattr(run_mod, "build_strategy", build)
+
+
+def test_a_resume_that_only_replays_keeps_the_runs_time_and_records_its_new_limit(full_table, tmp_path, monkeypatch):
+    """A resume of a run whose log is whole evaluates nothing: its checkpoint's time is the run's (not the run's
+    plus the replay's, here four tells of 0.3 s, the last one included) and config.json records the limit it was
+    given."""
+    run_search(config("random", 4, batch_size=1), problem_for(full_table), tmp_path)
+    elapsed = json.loads((tmp_path / "checkpoint.json").read_text())["elapsed_s"]
+    slow_tells(monkeypatch, 0.3)
+    res = run_search(config("random", 4, batch_size=1), problem_for(full_table), tmp_path, resume=True,
+                     more_wall_s=100.0)
+    assert res.n_evaluations == 4 and len(log_seq(tmp_path)) == 4
+    assert json.loads((tmp_path / "config.json").read_text())["max_wall_s"] == elapsed + 100.0
+    assert json.loads((tmp_path / "checkpoint.json").read_text())["elapsed_s"] < elapsed + 0.15
+
+
+def test_a_round_that_ends_past_the_log_times_its_new_evaluations_from_the_end_of_the_replay(full_table, tmp_path,
+                                                                                              monkeypatch):
+    """Random asks 16 a round; a log of 20 replays one round (a tell of 0.5 s) and part of the next: the new
+    evaluations of that round are timed from where the run was, not from before the replay."""
+    run_search(config("random", 32), problem_for(full_table), tmp_path / "ref")
+    lines = (tmp_path / "ref" / "evaluations.jsonl").read_text().splitlines(keepends=True)
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "evaluations.jsonl").write_text("".join(lines[:20]))
+    (out / "config.json").write_bytes((tmp_path / "ref" / "config.json").read_bytes())
+    slow_tells(monkeypatch, 0.5)
+    run_search(config("random", 32), problem_for(full_table), out, resume=True)
+    wall = [json.loads(x)["wall_s"] for x in (out / "evaluations.jsonl").read_text().splitlines()]
+    assert len(wall) == 32 and all(wall[19] <= w < wall[19] + 0.25 for w in wall[20:])
+
+
+def test_a_runs_strategy_gets_its_population_budget_and_objectives_from_the_config(full_table):
+    """``build_strategy`` (the run loop's and the benchmarks'): the config's population and budget reach a strategy
+    with those options, a round is the population when the strategy has no preference, and an optuna sampler is
+    told how many objectives the problem has (accuracy and, with no budget, the device's latency: two)."""
+    from edgenas.search.run import build_strategy
+
+    problem = problem_for(full_table)
+    woa, batch = build_strategy(config("woa", 30, population=6), problem)
+    assert (woa.opts["population"], woa.opts["budget"], batch) == (6, 30, 6)
+    tpe, batch = build_strategy(config("tpe", 30), problem)
+    assert tpe.opts["n_objectives"] == 2 and batch == 1
+
+
+def test_a_run_killed_before_its_first_evaluation_resumes_as_a_new_run(full_table, tmp_path):
+    """A folder with only config.json (killed before the log was opened) resumes, and ends as a run never
+    interrupted does."""
+    ref = run_search(config("random", 8), problem_for(full_table), tmp_path / "ref")
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    (cut / "config.json").write_bytes((tmp_path / "ref" / "config.json").read_bytes())
+    res = run_search(config("random", 8), problem_for(full_table), cut, resume=True)
+    assert log_seq(cut) == log_seq(tmp_path / "ref") and res.best.number == ref.best.number
+
+
+def test_each_evaluation_is_in_the_log_before_the_run_goes_on(full_table, tmp_path):
+    """The log is written through, not buffered: a kill after a round loses none of it (the resume would
+    evaluate the lost records again)."""
+    lines, out = [], tmp_path / "runs" / "r"                                # its parent made too
+    log = out / "evaluations.jsonl"
+    run_search(config("random", 40), problem_for(full_table), out,
+               progress=lambda done, total: lines.append((done, log.read_text().count("\n"))))
+    assert len(lines) >= 3 and all(done == n for done, n in lines)
+
+
+@pytest.mark.parametrize("devices", [(("dev", 8.0),), (("other", None),), (("dev", None), ("dev2", None))])
+def test_a_config_whose_devices_are_not_the_problems_is_refused_before_anything_is_written(full_table, tmp_path,
+                                                                                           devices):
+    cfg = SearchConfig(space="nb201", strategy="random", budget_evals=4, devices=devices)
+    with pytest.raises(InputError, match="do not match the problem's"):
+        run_search(cfg, problem_for(full_table), tmp_path / "r")      # its one device "dev" has no budget
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
+
+
+def test_a_run_stopped_before_its_first_evaluation_resumes_with_its_time_going_on(full_table, tmp_path):
+    """A run stopped by its time limit with nothing logged (here after 50 s, as its checkpoint says) resumed with
+    100 s more: its clock goes on from 50 s, in its records and its checkpoint."""
+    first = run_search(config("random", 4, max_wall_s=1e-9), problem_for(full_table), tmp_path)
+    assert first.stopped == "wall_time" and first.n_evaluations == 0
+    ckpt = json.loads((tmp_path / "checkpoint.json").read_text())
+    (tmp_path / "checkpoint.json").write_text(json.dumps({**ckpt, "elapsed_s": 50.0}))
+    res = run_search(config("random", 4, max_wall_s=1e-9), problem_for(full_table), tmp_path, resume=True,
+                     more_wall_s=100.0)
+    assert res.n_evaluations == 4 and json.loads((tmp_path / "config.json").read_text())["max_wall_s"] == 150.0
+    wall = [json.loads(x)["wall_s"] for x in (tmp_path / "evaluations.jsonl").read_text().splitlines()]
+    assert len(wall) == 4 and all(50.0 <= w < 60.0 for w in wall)
+    assert 50.0 <= json.loads((tmp_path / "checkpoint.json").read_text())["elapsed_s"] < 60.0
+
+
+@pytest.mark.parametrize("left", ["evaluations.jsonl", "checkpoint.json"])
+def test_a_folder_with_a_log_or_a_checkpoint_is_not_started_anew(full_table, tmp_path, left):
+    """Either file is a run (a run killed before its first checkpoint has only its log): a new run there is refused
+    and the file is left as it was."""
+    run_search(config("random", 4), problem_for(full_table), tmp_path / "ref")
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / left).write_bytes((tmp_path / "ref" / left).read_bytes())
+    with pytest.raises(InputError, match="already holds a search run"):
+        run_search(config("random", 4), problem_for(full_table), out)
+    assert [p.name for p in out.iterdir()] == [left]
+    assert (out / left).read_bytes() == (tmp_path / "ref" / left).read_bytes()
+
+
+def test_a_resumes_new_time_limit_is_on_disk_once_the_log_has_replayed(full_table, tmp_path):
+    """Once the replay is done, config.json holds the limit the resume was given (a run killed after that and
+    resumed again keeps it), not only once the run ends; checkpoints are written as the run goes on."""
+    run_search(config("random", 12, batch_size=1), problem_for(full_table), tmp_path / "ref")
+    lines = (tmp_path / "ref" / "evaluations.jsonl").read_text().splitlines(keepends=True)
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "evaluations.jsonl").write_text("".join(lines[:5]))
+    (out / "config.json").write_bytes((tmp_path / "ref" / "config.json").read_bytes())
+    limit = json.loads(lines[4])["wall_s"] + 100.0                      # no checkpoint: the last record's time
+    seen, ckpt = [], out / "checkpoint.json"
+
+    def progress(done, total):
+        saved = json.loads(ckpt.read_text())["n_evaluations"] if ckpt.exists() else None
+        seen.append((done, json.loads((out / "config.json").read_text()).get("max_wall_s"), saved))
+
+    run_search(config("random", 12, batch_size=1), problem_for(full_table), out, resume=True, more_wall_s=100.0,
+               progress=progress)
+    assert [d for d, _, _ in seen] == list(range(1, 13))
+    assert [limit for _, limit, _ in seen] == [None] * 5 + [limit] * 7
+    # a checkpoint every 5 evaluations, none while replaying
+    assert [saved for _, _, saved in seen] == [None] * 9 + [10] * 3
+
+
+def test_a_resumed_strategy_is_told_every_evaluation_once_in_order(full_table, tmp_path, monkeypatch):
+    """The replayed records and the new ones alike reach the strategy's ``tell``, each once, in the log's order and
+    with the log's scores (a strategy told nothing proposes blind, and its runs resume just as exactly)."""
+    import edgenas.search.run as run_mod
+
+    run_search(config("evolution", 12, population=4), problem_for(full_table), tmp_path / "ref")
+    lines = (tmp_path / "ref" / "evaluations.jsonl").read_text().splitlines(keepends=True)
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "evaluations.jsonl").write_text("".join(lines[:6]))
+    (out / "config.json").write_bytes((tmp_path / "ref" / "config.json").read_bytes())
+    told, real_build = [], run_mod.build_strategy
+
+    def recording(*args, **kwargs):
+        strategy, batch = real_build(*args, **kwargs)
+        tell = strategy.tell
+
+        def record(archs, results):
+            told.extend((a.string, r.values) for a, r in zip(archs, results))
+            return tell(archs, results)
+
+        strategy.tell = record
+        return strategy, batch
+
+    monkeypatch.setattr(run_mod, "build_strategy", recording)
+    run_search(config("evolution", 12, population=4), problem_for(full_table), out, resume=True)
+    logged = [json.loads(x) for x in (out / "evaluations.jsonl").read_text().splitlines()]
+    # minimised: the accuracy negated, and the latency on "dev" (no budget: an objective)
+    assert told == [(r["arch"]["arch"], (-r["objectives"]["accuracy"], r["latency_ms"]["dev"])) for r in logged]
+    assert len(told) == 12
+
+
+def test_a_log_whose_architecture_is_not_what_the_strategy_proposes_refuses_the_resume(full_table, tmp_path):
+    run_search(config("random", 6), problem_for(full_table), tmp_path)
+    log = tmp_path / "evaluations.jsonl"
+    rows = [json.loads(x) for x in log.read_text().splitlines()]
+    rows[2]["arch"] = rows[4]["arch"]                                  # a real architecture, not the third proposed
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(InputError, match="evaluation 2 in the log is not what the strategy proposes on replay"):
+        run_search(config("random", 6), problem_for(full_table), tmp_path, resume=True)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
