@@ -367,6 +367,11 @@ def test_a_search_stops_after_exactly_100_repeats_in_a_row(full_table, tmp_path)
     assert res.stopped == "exhausted"
     assert all(a in ids[:len(ids) - 100 + i] for i, a in enumerate(ids[-100:]))
     assert ids[-101] not in ids[:-101]
+    # resumed (killed as it wrote its results), it stops where it stopped, evaluating nothing more
+    log = (tmp_path / "evaluations.jsonl").read_bytes()
+    again = run_search(config("random", 3000, budget_ms=budget_ms, batch_size=1), problem_for(full_table, budget_ms),
+                       tmp_path, resume=True)
+    assert again.stopped == "exhausted" and (tmp_path / "evaluations.jsonl").read_bytes() == log
     # rounds of more than 50 architectures: the run stops after two rounds of repeats in a row
     assert [exhausted_after(b) for b in (1, 50, 51, 60)] == [100, 100, 102, 120]
 
@@ -438,6 +443,8 @@ def test_a_run_killed_before_its_first_evaluation_resumes_as_a_new_run(full_tabl
     (cut / "config.json").write_bytes((tmp_path / "ref" / "config.json").read_bytes())
     res = run_search(config("random", 8), problem_for(full_table), cut, resume=True)
     assert log_seq(cut) == log_seq(tmp_path / "ref") and res.best.number == ref.best.number
+    wall = [json.loads(x)["wall_s"] for x in (cut / "evaluations.jsonl").read_text().splitlines()]
+    assert all(0 <= w < 0.5 for w in wall)                          # its clock starts at 0, as a new run's does
 
 
 def test_each_evaluation_is_in_the_log_before_the_run_goes_on(full_table, tmp_path):
@@ -447,7 +454,9 @@ def test_each_evaluation_is_in_the_log_before_the_run_goes_on(full_table, tmp_pa
     log = out / "evaluations.jsonl"
     run_search(config("random", 40), problem_for(full_table), out,
                progress=lambda done, total: lines.append((done, log.read_text().count("\n"))))
-    assert len(lines) >= 3 and all(done == n for done, n in lines)
+    assert [done for done, _ in lines] == [16, 32, 40] and all(done == n for done, n in lines)  # random: 16 a round
+    wall = [json.loads(x)["wall_s"] for x in log.read_text().splitlines()]
+    assert all(round(w, 6) == w for w in wall)                                 # to the microsecond
 
 
 @pytest.mark.parametrize("devices", [(("dev", 8.0),), (("other", None),), (("dev", None), ("dev2", None))])
