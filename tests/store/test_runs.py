@@ -443,3 +443,13 @@ def test_two_processes_indexing_one_run_at_once_both_succeed(db, db_url, tmp_pat
         assert got == ["ok", "ok"], (i, got)
     [run] = list_runs(db)
     assert run.n_evaluations == 1000 and len(run_evaluations(db, run.id)) == 1000
+
+
+def test_a_runs_status_is_its_checkpoints_and_a_run_without_one_that_nobody_holds_was_stopped(tmp_path):
+    from edgenas.search.record import checkpoint_status
+
+    assert checkpoint_status(tmp_path, {"status": "complete"}) == "complete"
+    assert checkpoint_status(tmp_path, {"status": "stopped"}) == "stopped"
+    assert checkpoint_status(tmp_path, {"status": "running"}) == "stopped"    # no search holds its lock: killed
+    assert checkpoint_status(tmp_path, {}) == "stopped"                       # killed before its first checkpoint
+    assert checkpoint_status(tmp_path / "gone", {}) == "running"              # no folder here: cannot tell
