@@ -3,8 +3,13 @@ bad input (unreachable server, newer schema, corrupt or locked SQLite file, two 
 
 from __future__ import annotations
 
+import contextlib
+import json
 import multiprocessing as mp
+import os
+import shutil
 import sqlite3
+import textwrap
 import time
 
 import pytest
@@ -219,3 +224,107 @@ def test_a_deadlock_is_not_called_an_unreachable_server():
     err = dbmod.translate(exc, "postgresql+psycopg://u@h/db")
     assert "another writer changed the same rows at once" in err.message and "cannot reach" not in err.message
     assert "retry" in err.hint
+
+
+def _held(path) -> list[str]:
+    """The descriptors of this process open on ``path`` or its -wal / -shm files."""
+    out = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/self/fd/{fd}").startswith(str(path)):
+                out.append(fd)
+    return out
+
+
+def test_closing_a_handle_or_its_store_lets_go_of_the_file(tmp_path, make):
+    """``edgenas serve`` opens a handle per request: one that kept its connections ran the process out of file
+    descriptors."""
+    path = tmp_path / "e.db"
+    with ExperimentDB(f"sqlite:///{path}") as db:
+        db.measurements.add(make())
+        assert _held(path) and repr(db) == f"ExperimentDB('sqlite:///{path}')"
+    assert _held(path) == []
+    store = ExperimentDB(f"sqlite:///{path}").measurements
+    assert store.count() == 1 and _held(path)
+    store.close()
+    assert _held(path) == []
+
+
+def test_an_edgenas_database_with_a_table_of_the_users_own_still_opens(db, db_url, make):
+    """Only an unstamped database holding other tables is another application's: a user's own table next to
+    edgenas's (a view's helper, notes) is left alone, and the database opens as before."""
+    kept = make()
+    db.measurements.add(kept)
+    with db.begin() as con:
+        con.execute(sa.text("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)"))
+    again = ExperimentDB(db_url)
+    assert again.opened_revision == dbmod.head_revision() and again.measurements.list() == [kept]
+    again.close()
+
+
+def _next_edgenas(tmp_path, monkeypatch, upgrade_body: str) -> None:
+    """This process becomes an edgenas whose schema has one more revision, ``0002`` (its ``upgrade`` is
+    ``upgrade_body``), after the real migrations."""
+    folder = tmp_path / "migrations"
+    shutil.copytree(dbmod.MIGRATIONS, folder, ignore=shutil.ignore_patterns("__pycache__"))
+    (folder / "versions" / "0002_next.py").write_text(
+        '"""The next schema."""\n\nimport sqlalchemy as sa\nfrom alembic import op\n\n'
+        'revision = "0002"\ndown_revision = "0001"\nbranch_labels = None\ndepends_on = None\n\n\n'
+        f"def upgrade() -> None:\n{textwrap.indent(textwrap.dedent(upgrade_body), '    ')}\n")
+    monkeypatch.setattr(dbmod, "MIGRATIONS", folder)
+    monkeypatch.setattr(dbmod, "_SCRIPTS", [])
+
+
+def _stamp_and_tables(path) -> tuple[str, set[str]]:
+    con = sqlite3.connect(path)
+    try:
+        return (con.execute("SELECT version_num FROM alembic_version").fetchone()[0],
+                {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")})
+    finally:
+        con.close()
+
+
+def test_an_older_schema_is_refused_until_db_upgrade_which_keeps_every_row(tmp_path, monkeypatch, make, cli):
+    path = tmp_path / "e.db"
+    url = f"sqlite:///{path}"
+    kept = make()
+    with ExperimentDB(url) as db:
+        db.measurements.add(kept)
+    before = _stamp_and_tables(path)
+    assert before[0] == "0001"
+    _next_edgenas(tmp_path, monkeypatch, 'op.create_table("notes", sa.Column("id", sa.Integer, primary_key=True))')
+    for open_it in (lambda: ExperimentDB(url), lambda: ExperimentDB(url, migrate=False, readonly=True)):
+        with pytest.raises(DatabaseError, match=r"has schema revision 0001; this edgenas needs 0002") as info:
+            open_it()
+        assert info.value.hint == "run: edgenas db upgrade"
+    assert _stamp_and_tables(path) == before  # nothing migrated behind the user's back
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
+    res = cli("db", "upgrade", "--db", url, "--json")
+    assert res.code == 0, res.err
+    assert json.loads(res.out)["revision_before"] == "0001" and json.loads(res.out)["revision"] == "0002"
+    assert _stamp_and_tables(path) == ("0002", before[1] | {"notes"})
+    with ExperimentDB(url) as db:
+        assert db.opened_revision == "0002" and db.measurements.list() == [kept]
+
+
+def test_a_migration_that_fails_half_way_changes_nothing_and_says_so(tmp_path, monkeypatch, make):
+    """The upgrade of an existing database is one transaction too: a failure after the migration's first
+    change leaves the database at its revision, every row kept, and is one ``DatabaseError``."""
+    path = tmp_path / "e.db"
+    url = f"sqlite:///{path}"
+    kept = make()
+    with ExperimentDB(url) as db:
+        db.measurements.add(kept)
+    before = _stamp_and_tables(path)
+    _next_edgenas(tmp_path, monkeypatch, '''\
+        op.create_table("notes", sa.Column("id", sa.Integer, primary_key=True))
+        op.execute("DELETE FROM measurements")
+        op.execute("INSERT INTO measurements (seq) VALUES (1)")  # NOT NULL constraint failed''')
+    db = ExperimentDB(url, migrate=False, check=False)
+    with pytest.raises(DatabaseError, match="NOT NULL constraint failed"):
+        db.upgrade()
+    db.close()
+    assert _stamp_and_tables(path) == before  # no notes table
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT id FROM measurements").fetchall() == [(kept.id,)]
+    con.close()
