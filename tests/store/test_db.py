@@ -325,6 +325,110 @@ def test_a_migration_that_fails_half_way_changes_nothing_and_says_so(tmp_path, m
         db.upgrade()
     db.close()
     assert _stamp_and_tables(path) == before  # no notes table
+    assert (tmp_path / "e.db.migrate.lock").is_file()  # the first set-up's: another process may hold it
     con = sqlite3.connect(path)
     assert con.execute("SELECT id FROM measurements").fetchall() == [(kept.id,)]
     con.close()
+
+
+@pytest.mark.parametrize("kind,problem", [("fifo", "is not a regular file"),
+                                          ("folder", "cannot open the migration lock"),
+                                          ("link", "cannot open the migration lock")])
+def test_a_migration_lock_that_is_no_plain_file_is_refused_and_left_alone(tmp_path, kind, problem):
+    """A planted ``.migrate.lock``: a FIFO is not waited on, a link is not followed (the file it names is not
+    written), a folder is not removed; the error says to move it aside, and once it is, the database is set up."""
+    path, lock, target = tmp_path / "e.db", tmp_path / "e.db.migrate.lock", tmp_path / "precious"
+    target.write_text("keep me")
+    {"fifo": lambda: os.mkfifo(lock), "folder": lock.mkdir, "link": lambda: lock.symlink_to(target)}[kind]()
+    with pytest.raises(DatabaseError, match=problem) as info:
+        ExperimentDB(f"sqlite:///{path}")
+    assert str(lock) in info.value.message and "move it aside" in info.value.hint
+    assert os.path.lexists(lock) and target.read_text() == "keep me"
+    (os.rmdir if kind == "folder" else os.unlink)(lock)
+    with ExperimentDB(f"sqlite:///{path}") as db:
+        assert db.revision() == dbmod.head_revision()
+
+
+def test_the_migrations_are_read_once_and_a_read_that_found_none_is_not_kept(tmp_path, monkeypatch):
+    """``edgenas serve`` read the migrations per request; out of file descriptors alembic found none, and a good
+    database was "newer than this edgenas knows (newest None)". They are read once a process now, and a read
+    that found nothing is asked again next time instead of being kept."""
+    unreadable = tmp_path / "migrations"
+    shutil.copytree(dbmod.MIGRATIONS, unreadable, ignore=shutil.ignore_patterns("__pycache__", "0*.py"))
+    real = dbmod.MIGRATIONS
+    monkeypatch.setattr(dbmod, "_SCRIPTS", [])
+    monkeypatch.setattr(dbmod, "MIGRATIONS", unreadable)
+    assert dbmod.head_revision() is None and dbmod.known_revisions() == set()
+    monkeypatch.setattr(dbmod, "MIGRATIONS", real)
+    assert dbmod.head_revision() == "0001" and dbmod.known_revisions() == {"0001"}
+    monkeypatch.setattr(dbmod, "MIGRATIONS", unreadable)
+    assert dbmod.head_revision() == "0001" and dbmod.known_revisions() == {"0001"}
+
+
+@pytest.mark.parametrize("driver_says,message,hint", [
+    ("database is locked", "is locked by another writer (database is locked)", "held the write lock for over 30 s"),
+    ("database table is locked: runs", "is locked by another writer", "retry"),
+    ("file is not a database", "is damaged or not a SQLite file", "restore it from a backup"),
+    ("database disk image is malformed", "is damaged or not a SQLite file", "move the file aside"),
+    ("Could not decode to UTF-8 column 'space' with text 'x'", "holds text that is not UTF-8", "restore it"),
+    ("disk I/O error", "cannot write database sqlite:///e.db: the disk is full or failing", "free some space"),
+    ("database or disk is full", "the disk is full or failing (database or disk is full)", "free some space"),
+    ("unable to open database file", "cannot open database sqlite:///e.db (unable to open", "check the path"),
+    ("attempt to write a readonly database", "cannot open database sqlite:///e.db (attempt", "its permissions"),
+    ("no such table: fronts", "lacks part of the edgenas schema (no such table: fronts)", "move it aside"),
+    ("no such column: runs.warm_start", "lacks part of the edgenas schema", "restore it from a backup"),
+    ('relation "runs" does not exist', "lacks part of the edgenas schema", "damaged or edited"),
+    ("could not serialize access due to concurrent update", "another writer changed the same rows at once",
+     "nothing of this command was written"),
+    ("server closed the connection unexpectedly\nThis probably means", "cannot reach database sqlite:///e.db "
+     "(server closed the connection unexpectedly)", "$EDGENAS_DB"),
+])
+def test_each_driver_error_is_one_database_error_naming_its_cause(driver_says, message, hint):
+    """The driver's words (SQLite's, PostgreSQL's), wrapped as SQLAlchemy raises them: each is one error naming
+    the database, its cause and what to do."""
+    err = dbmod.translate(sa.exc.OperationalError("SELECT 1", {}, Exception(driver_says)), "sqlite:///e.db")
+    assert isinstance(err, DatabaseError) and message in err.message and hint in err.hint, (err.message, err.hint)
+    assert not hasattr(err, "fd_cause")
+
+
+def test_an_error_of_no_known_kind_is_named_as_the_driver_gives_it():
+    err = dbmod.translate(sa.exc.IntegrityError("INSERT", {}, Exception("UNIQUE constraint failed: runs.id")),
+                          "postgresql+psycopg://u:pw@h/db")
+    assert err.message == "database postgresql+psycopg://u:***@h/db: UNIQUE constraint failed: runs.id"
+    assert dbmod.translate(ValueError(""), "sqlite:///e.db").message == "database sqlite:///e.db: ValueError"
+
+
+def test_a_table_missing_from_the_database_is_one_error_not_a_crash(tmp_path, make):
+    """A database whose fronts table was dropped (edited by hand, a damaged copy): reading a run's front is one
+    error naming what is missing."""
+    from edgenas.store.runs import run_fronts
+
+    path = tmp_path / "e.db"
+    with ExperimentDB(f"sqlite:///{path}") as db:
+        db.measurements.add(make())
+    con = sqlite3.connect(path)
+    con.execute("DROP TABLE fronts")
+    con.close()
+    with ExperimentDB(f"sqlite:///{path}") as db, pytest.raises(DatabaseError) as info:
+        run_fronts(db, "abc")
+    assert info.value.message == (f"database sqlite:///{path} lacks part of the edgenas schema (no such table: "
+                                  "fronts)") and "restore it from a backup" in info.value.hint
+
+
+def test_checking_a_database_url_before_a_deploy_creates_nothing(tmp_path, no_env_db):
+    """``check_db_url`` (a deploy checks the URL before minutes of measuring) opens and makes nothing: a file in
+    a folder that does not exist is refused, a new file in an existing one is fine but not made yet."""
+    from edgenas.store import check_db_url
+
+    with pytest.raises(DatabaseError, match=f"the folder {tmp_path}/no/such does not exist"):
+        check_db_url(f"sqlite:///{tmp_path}/no/such/x.db")
+    check_db_url(f"sqlite:///{tmp_path}/new.db")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_plain_postgresql_url_is_reached_through_psycopg_3():
+    """``postgresql://`` names SQLAlchemy's default driver, psycopg2, which edgenas does not install: such a URL
+    was "PostgreSQL support needs psycopg 3" with psycopg 3 there."""
+    engine = dbmod.create_engine("postgresql://edgenas@127.0.0.1:5432/db")
+    assert engine.dialect.driver == "psycopg" and engine.url.drivername == "postgresql+psycopg"
+    engine.dispose()
