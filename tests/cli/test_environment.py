@@ -244,3 +244,20 @@ def test_too_few_file_descriptors_is_an_environment_error(tmp_path):
             assert len(res.stderr.splitlines()) == 1 and "too many open files" in res.stderr.lower(), res.stderr
             assert "ulimit -n" in res.stderr
     assert failed  # the limits reach the failures this test is about
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None and os.geteuid() == 0, reason="needs setpriv to drop root's rights")
+def test_a_search_into_a_database_this_user_cannot_write_is_refused_before_it_runs(with_run):
+    """The database file, or its folder (where SQLite keeps its journal), read-only: the search is refused before
+    it runs, not when it records its result."""
+    prefix = (("setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner", "--inh-caps", "-all", "--")
+              if os.geteuid() == 0 else ())
+    for target in (with_run / ".edgenas/edgenas.db", with_run / ".edgenas"):
+        subprocess.run(["chmod", "a-w", str(target)], check=True)
+        try:
+            res = edgenas([*SEARCH, "--out", "runs/r2"], with_run, prefix=prefix)
+        finally:
+            subprocess.run(["chmod", "u+w", str(target)], check=True)
+        assert res.returncode == 6 and len(res.stderr.splitlines()) == 1, res.stderr
+        assert "is read-only for edgenas (the file or its folder)" in res.stderr, res.stderr
+        assert "check their permissions" in res.stderr and not (with_run / "runs/r2").exists()
