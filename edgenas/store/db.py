@@ -307,11 +307,16 @@ def known_revisions() -> set[str]:
     return set(_revisions()[1])
 
 
-def current_revision(connection: sa.Connection) -> str | None:
+def current_revision(connection: sa.Connection, url: str | None = None) -> str | None:
     """The database's revision; None for a fresh database; ``"?"`` for tables without alembic's stamp."""
     from alembic.migration import MigrationContext
 
-    rev = MigrationContext.configure(connection).get_current_revision()
+    heads = MigrationContext.configure(connection).get_current_heads()
+    if len(heads) > 1:  # alembic's get_current_revision raised its CommandError: an internal error (exit 70)
+        raise DatabaseError(f"database {describe(url or str(connection.engine.url))} has several schema revisions "
+                            f"({', '.join(str(h) for h in heads)}): its alembic_version table was damaged or edited",
+                            hint="restore it from a backup")
+    rev = heads[0] if heads else None
     if rev is None and sa.inspect(connection).get_table_names():
         return "?"  # another application's tables, or edgenas's while another process migrates a fresh file
     return rev
@@ -415,7 +420,7 @@ def _sqlite_ddl_transaction(con: sa.Connection) -> Iterator[None]:
 
 def check_revision(con: sa.Connection, *, allow_old: bool = False, url: str | None = None) -> str | None:
     where = describe(url or str(con.engine.url))
-    rev = current_revision(con)
+    rev = current_revision(con, url)
     head = head_revision()
     if rev == "?" and not foreign_tables(con):  # an edgenas before 5 December set a new file up table by table
         raise DatabaseError(f"database {where} holds edgenas tables but no schema revision: its first set-up was "

@@ -42,7 +42,7 @@ class ExperimentDB:
         if check:
             with self.guard():
                 with self.engine.connect() as con:
-                    rev = dbmod.current_revision(con)
+                    rev = dbmod.current_revision(con, self.url)
                     if rev == "?" and dbmod.foreign_tables(con):
                         raise self._foreign()
                 self.opened_revision = rev
@@ -90,7 +90,7 @@ class ExperimentDB:
 
     def revision(self) -> str | None:
         with self.read() as con:
-            return dbmod.current_revision(con)
+            return dbmod.current_revision(con, self.url)
 
     def upgrade(self) -> tuple[str | None, str]:
         with self.guard():

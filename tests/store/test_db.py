@@ -432,3 +432,30 @@ def test_a_plain_postgresql_url_is_reached_through_psycopg_3():
     engine = dbmod.create_engine("postgresql://edgenas@127.0.0.1:5432/db")
     assert engine.dialect.driver == "psycopg" and engine.url.drivername == "postgresql+psycopg"
     engine.dispose()
+
+
+def test_a_database_stamped_with_two_revisions_is_one_clear_error_and_left_alone(tmp_path, cli, monkeypatch):
+    """An ``alembic_version`` table holding two rows (edited by hand, or damaged): alembic's own error escaped as
+    an internal error (exit 70), from every command and from ``edgenas serve``."""
+    path = tmp_path / "e.db"
+    url = f"sqlite:///{path}"
+    ExperimentDB(url).close()
+    con = sqlite3.connect(path)
+    con.execute("INSERT INTO alembic_version VALUES ('0002')")
+    con.commit()
+    con.close()
+    before = _stamp_and_tables(path)
+    for open_it in (lambda: ExperimentDB(url), lambda: ExperimentDB(url, migrate=False, readonly=True),
+                    lambda: ExperimentDB(url, migrate=False, check=False).upgrade()):
+        with pytest.raises(DatabaseError, match=r"database sqlite:///\S+ has several schema revisions "
+                                                r"\(0001, 0002\): its alembic_version table was damaged") as info:
+            open_it()
+        assert info.value.hint == "restore it from a backup"
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
+    for args in (("runs", "list"), ("db", "upgrade")):
+        res = cli(*args, "--db", url)
+        assert res.code == 6 and "has several schema revisions" in res.err and len(res.err.splitlines()) == 1, res.err
+    assert _stamp_and_tables(path) == before
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",), ("0002",)]
+    con.close()
