@@ -32,6 +32,14 @@ class ExperimentDB:
         self.engine = dbmod.create_engine(self.url, create_parent=dbmod.is_default(url), readonly=readonly)
         #: the revision found on opening ("?": tables without edgenas's stamp; None: fresh)
         self.opened_revision: str | None = None
+        try:
+            self._check(migrate, check)
+        except BaseException:
+            self.engine.dispose()  # a refused database's connections are closed now, not when collected
+            raise
+
+    def _check(self, migrate: bool, check: bool) -> None:
+        """The schema check (and a fresh database's migration) on opening."""
         path = dbmod.sqlite_path(self.url)
         if path is not None and path.is_file():  # checked before the engine switches the file to WAL mode
             rev, names = dbmod.peek_sqlite(path, self.url)

@@ -4,6 +4,7 @@ bad input (unreachable server, newer schema, corrupt or locked SQLite file, two 
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import multiprocessing as mp
 import os
@@ -459,3 +460,22 @@ def test_a_database_stamped_with_two_revisions_is_one_clear_error_and_left_alone
     con = sqlite3.connect(path)
     assert con.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",), ("0002",)]
     con.close()
+
+
+def test_a_refused_database_is_let_go_at_once(tmp_path):
+    """``edgenas serve`` opens the database per request: each refused opening (here a newer schema) kept its
+    connections and their files open until the garbage collector came by."""
+    path = tmp_path / "e.db"
+    ExperimentDB(f"sqlite:///{path}").close()
+    con = sqlite3.connect(path)
+    con.execute("UPDATE alembic_version SET version_num = '9999'")
+    con.commit()
+    con.close()
+    gc.disable()  # what is held is held by the refused handle, not by garbage not yet collected
+    try:
+        for readonly in (False, True, False):
+            with pytest.raises(DatabaseError, match="newer than this edgenas knows"):
+                ExperimentDB(f"sqlite:///{path}", migrate=not readonly, readonly=readonly)
+            assert _held(path) == []
+    finally:
+        gc.enable()
