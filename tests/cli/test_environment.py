@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -247,9 +248,10 @@ def test_too_few_file_descriptors_is_an_environment_error(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("setpriv") is None and os.geteuid() == 0, reason="needs setpriv to drop root's rights")
-def test_a_search_into_a_database_this_user_cannot_write_is_refused_before_it_runs(with_run):
-    """The database file, or its folder (where SQLite keeps its journal), read-only: the search is refused before
-    it runs, not when it records its result."""
+def test_a_database_this_user_cannot_write_or_read_is_one_clear_error(with_run):
+    """The database file, or its folder (where SQLite keeps its journal), read-only: a search is refused before it
+    runs, not when it records its result; a row of bad text in a database opened read-only is a damaged row; a file
+    it cannot even read is one error, not an internal one."""
     prefix = (("setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner", "--inh-caps", "-all", "--")
               if os.geteuid() == 0 else ())
     for target in (with_run / ".edgenas/edgenas.db", with_run / ".edgenas"):
@@ -261,3 +263,21 @@ def test_a_search_into_a_database_this_user_cannot_write_is_refused_before_it_ru
         assert res.returncode == 6 and len(res.stderr.splitlines()) == 1, res.stderr
         assert "is read-only for edgenas (the file or its folder)" in res.stderr, res.stderr
         assert "check their permissions" in res.stderr and not (with_run / "runs/r2").exists()
+    con = sqlite3.connect(with_run / ".edgenas/edgenas.db")
+    con.execute("UPDATE runs SET space = CAST(X'ff41' AS TEXT)")  # text that is not UTF-8: a damaged row
+    con.commit()
+    con.close()
+    subprocess.run(["chmod", "-R", "a-w", str(with_run / ".edgenas")], check=True)
+    try:  # opened read-only, the bad text is the row's damage too, not a failed listing
+        res = edgenas(["runs", "list", "--json"], with_run, prefix=prefix)
+    finally:
+        subprocess.run(["chmod", "-R", "u+w", str(with_run / ".edgenas")], check=True)
+    assert res.returncode == 0, res.stderr
+    assert [(r["status"], "column space" in r["error"]) for r in json.loads(res.stdout)] == [("damaged", True)]
+    (with_run / ".edgenas/edgenas.db").chmod(0)
+    try:
+        res = edgenas(["runs", "list"], with_run, prefix=prefix)
+    finally:
+        (with_run / ".edgenas/edgenas.db").chmod(0o644)
+    assert res.returncode == 6 and len(res.stderr.splitlines()) == 1, res.stderr
+    assert "cannot open database" in res.stderr and "unable to open database file" in res.stderr, res.stderr

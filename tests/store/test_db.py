@@ -8,8 +8,10 @@ import gc
 import json
 import multiprocessing as mp
 import os
+import re
 import shutil
 import sqlite3
+import sys
 import textwrap
 import time
 
@@ -58,7 +60,8 @@ def test_a_newer_schema_is_a_clear_error_and_nothing_changes(db, db_url):
         con.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
     with pytest.raises(DatabaseError, match=r"schema revision 9999, newer than this edgenas knows \(newest 0001\)"):
         ExperimentDB(db_url)
-    with pytest.raises(DatabaseError, match="newer than this edgenas"):
+    with pytest.raises(DatabaseError, match=f"database {re.escape(dbmod.describe(db_url))} has schema revision 9999, "
+                                            "newer than this edgenas"):
         ExperimentDB(db_url, migrate=False, check=False).upgrade()  # db upgrade refuses too
     with db.read() as con:
         assert con.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "9999"
@@ -90,6 +93,7 @@ def test_password_is_hidden_in_messages(tmp_path):
     with pytest.raises(DatabaseError) as info:
         ExperimentDB(url)
     assert "s3cret" not in str(info.value) and "***" in str(info.value)
+    assert dbmod.describe("not a url") == "not a url"  # shown as given
 
 
 @pytest.mark.parametrize("url,match", [("nonsense", "not a database URL"),
@@ -134,6 +138,8 @@ def test_sqlite_uses_wal_and_a_busy_timeout(tmp_path):
     with db.read() as con:
         assert con.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert con.exec_driver_sql("PRAGMA busy_timeout").scalar() == int(dbmod.BUSY_TIMEOUT_S * 1000)
+        assert con.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1  # a device row of no run is refused
+        assert con.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL: WAL's safe and fast setting
 
 
 def _open_fresh(url: str, q) -> None:
@@ -344,7 +350,7 @@ def test_a_migration_lock_that_is_no_plain_file_is_refused_and_left_alone(tmp_pa
     with pytest.raises(DatabaseError, match=problem) as info:
         ExperimentDB(f"sqlite:///{path}")
     assert str(lock) in info.value.message and "move it aside" in info.value.hint
-    assert os.path.lexists(lock) and target.read_text() == "keep me"
+    assert os.path.lexists(lock) and target.read_text() == "keep me" and _held(lock) == []
     (os.rmdir if kind == "folder" else os.unlink)(lock)
     with ExperimentDB(f"sqlite:///{path}") as db:
         assert db.revision() == dbmod.head_revision()
@@ -383,6 +389,8 @@ def test_the_migrations_are_read_once_and_a_read_that_found_none_is_not_kept(tmp
      "nothing of this command was written"),
     ("server closed the connection unexpectedly\nThis probably means", "cannot reach database sqlite:///e.db "
      "(server closed the connection unexpectedly)", "$EDGENAS_DB"),
+    ("SSL SYSCALL error: EOF detected", "cannot reach database sqlite:///e.db (SSL SYSCALL", "the network"),
+    ('FATAL:  database "nothing" does not exist', "cannot reach database sqlite:///e.db (FATAL", "the URL in --db"),
 ])
 def test_each_driver_error_is_one_database_error_naming_its_cause(driver_says, message, hint):
     """The driver's words (SQLite's, PostgreSQL's), wrapped as SQLAlchemy raises them: each is one error naming
@@ -397,6 +405,8 @@ def test_an_error_of_no_known_kind_is_named_as_the_driver_gives_it():
                           "postgresql+psycopg://u:pw@h/db")
     assert err.message == "database postgresql+psycopg://u:***@h/db: UNIQUE constraint failed: runs.id"
     assert dbmod.translate(ValueError(""), "sqlite:///e.db").message == "database sqlite:///e.db: ValueError"
+    closed = sa.exc.InterfaceError("SELECT 1", {}, Exception("connection already closed"))
+    assert dbmod.translate(closed, "sqlite:///e.db").message.startswith("cannot reach database sqlite:///e.db")
 
 
 def test_a_table_missing_from_the_database_is_one_error_not_a_crash(tmp_path, make):
@@ -462,6 +472,58 @@ def test_a_database_stamped_with_two_revisions_is_one_clear_error_and_left_alone
     con.close()
 
 
+def test_unable_to_open_while_file_descriptors_run_out_is_called_so():
+    """SQLite's "unable to open database file" names no errno: with most of the process's descriptors in use it is
+    "too many open files" (the API answers 503 for its ``fd_cause``), and only that error is."""
+    import errno
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 2, hard))
+    try:
+        full, other = (dbmod.translate(sa.exc.OperationalError("SELECT 1", {}, Exception(says)), "sqlite:///e.db")
+                       for says in ("unable to open database file", "no such table: runs"))
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert full.message == "cannot open database sqlite:///e.db: too many open files" and "ulimit -n" in full.hint
+    assert full.fd_cause.errno == errno.EMFILE and full.exit_code == 6
+    assert "lacks part of the edgenas schema" in other.message and not hasattr(other, "fd_cause")
+
+
+def test_reading_a_database_that_is_not_there_creates_nothing(tmp_path, cli, monkeypatch, no_env_db):
+    from edgenas.project import Project
+
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
+    res = cli("runs", "list", "--json", "--db", f"sqlite:///{tmp_path}/none.db")
+    assert res.code == 0 and json.loads(res.out) == [] and list(tmp_path.iterdir()) == []
+    project = Project(tmp_path)
+    assert dbmod.database_exists(project, "postgresql+psycopg://u@h/db")  # a server: only opening it can tell
+    assert dbmod.database_exists(project, "not a url")  # opening it gives the one clear error
+    assert not dbmod.database_exists(project, f"sqlite:///{tmp_path}/none.db")
+    (tmp_path / "none.db").mkdir()  # not "no database": one that opening it refuses
+    assert dbmod.database_exists(project, f"sqlite:///{tmp_path}/none.db")
+
+
+def test_migrations_unreadable_for_want_of_file_descriptors_are_called_so(tmp_path, monkeypatch):
+    """Out of descriptors, alembic finds no migration: that is "too many open files" (``edgenas serve`` answers
+    503), not a good database "newer than this edgenas knows (newest None)"."""
+    import resource
+
+    unreadable = tmp_path / "migrations"
+    shutil.copytree(dbmod.MIGRATIONS, unreadable, ignore=shutil.ignore_patterns("__pycache__", "0*.py"))
+    monkeypatch.setattr(dbmod, "_SCRIPTS", [])
+    monkeypatch.setattr(dbmod, "MIGRATIONS", unreadable)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (len(os.listdir("/proc/self/fd")) + 4, hard))
+    try:
+        with pytest.raises(DatabaseError) as info:
+            dbmod.head_revision()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert info.value.message == "cannot read edgenas' database migrations: too many open files"
+    assert info.value.fd_cause is not None and "ulimit -n" in info.value.hint and dbmod._SCRIPTS == []
+
+
 def test_a_refused_database_is_let_go_at_once(tmp_path):
     """``edgenas serve`` opens the database per request: each refused opening (here a newer schema) kept its
     connections and their files open until the garbage collector came by."""
@@ -479,3 +541,30 @@ def test_a_refused_database_is_let_go_at_once(tmp_path):
             assert _held(path) == []
     finally:
         gc.enable()
+
+
+def test_opening_a_database_leaves_no_advisory_lock_held(db, db_url):
+    """PostgreSQL's migration lock is a session's advisory lock: one left held by a pooled connection would keep
+    every other process's first opening waiting for ever."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("an advisory lock is PostgreSQL's")
+    with db.read() as con:
+        assert con.execute(sa.text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")).scalar_one() == 0
+
+
+def test_postgresql_without_psycopg_3_is_one_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if not installed: importing it raises ImportError
+    with pytest.raises(DatabaseError, match="PostgreSQL support needs psycopg 3") as info:
+        dbmod.create_engine("postgresql+psycopg://edgenas@127.0.0.1:5432/db")
+    assert info.value.hint == "pip install 'psycopg[binary]'"
+
+
+def test_the_projects_database_is_made_in_its_state_folder_that_holds_other_things_already(tmp_path, no_env_db):
+    from edgenas.project import Project
+
+    project = Project(tmp_path)
+    project.state_dir.mkdir()
+    (project.state_dir / "other").write_text("x")
+    with ExperimentDB(project=project) as db:
+        assert db.revision() == dbmod.head_revision()
+    assert (project.state_dir / "edgenas.db").is_file() and (project.state_dir / "other").read_text() == "x"
