@@ -568,3 +568,29 @@ def test_the_projects_database_is_made_in_its_state_folder_that_holds_other_thin
     with ExperimentDB(project=project) as db:
         assert db.revision() == dbmod.head_revision()
     assert (project.state_dir / "edgenas.db").is_file() and (project.state_dir / "other").read_text() == "x"
+
+
+def test_a_connection_the_server_dropped_is_replaced(db, db_url):
+    """``edgenas serve`` keeps its pooled connections: one the PostgreSQL server closed meanwhile (a restart, an
+    idle timeout) is found by its ping and replaced, not the next request's 'cannot reach database'."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("a server closes connections; an SQLite file does not")
+    assert db.revision() == dbmod.head_revision()  # the pool holds connections
+    other = dbmod.create_engine(db_url)
+    with other.connect() as con:  # every other session of this database is closed by the server
+        assert con.execute(sa.text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+                                   "datname = current_database() AND pid <> pg_backend_pid()")).scalar_one() >= 1
+    other.dispose()
+    assert db.revision() == dbmod.head_revision()
+
+
+def test_an_older_schema_on_postgresql_is_refused_until_db_upgrade(db, db_url, tmp_path, monkeypatch, make):
+    kept = make()
+    db.measurements.add(kept)
+    _next_edgenas(tmp_path, monkeypatch, 'op.create_table("notes", sa.Column("id", sa.Integer, primary_key=True))')
+    with pytest.raises(DatabaseError, match="has schema revision 0001; this edgenas needs 0002"):
+        ExperimentDB(db_url)
+    with ExperimentDB(db_url, migrate=False, check=False) as old:
+        assert old.upgrade() == ("0001", "0002")
+    with ExperimentDB(db_url) as new, new.read() as con:
+        assert new.measurements.list() == [kept] and "notes" in sa.inspect(con).get_table_names()
