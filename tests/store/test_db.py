@@ -4,6 +4,7 @@ bad input (unreachable server, newer schema, corrupt or locked SQLite file, two 
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import json
 import multiprocessing as mp
@@ -350,6 +351,8 @@ def test_a_migration_lock_that_is_no_plain_file_is_refused_and_left_alone(tmp_pa
     with pytest.raises(DatabaseError, match=problem) as info:
         ExperimentDB(f"sqlite:///{path}")
     assert str(lock) in info.value.message and "move it aside" in info.value.hint
+    if kind != "fifo":  # the system's words, without the errno and the path again
+        assert info.value.message.endswith(f": {os.strerror(errno.EISDIR if kind == 'folder' else errno.ELOOP)}")
     assert os.path.lexists(lock) and target.read_text() == "keep me" and _held(lock) == []
     (os.rmdir if kind == "folder" else os.unlink)(lock)
     with ExperimentDB(f"sqlite:///{path}") as db:
@@ -475,7 +478,6 @@ def test_a_database_stamped_with_two_revisions_is_one_clear_error_and_left_alone
 def test_unable_to_open_while_file_descriptors_run_out_is_called_so():
     """SQLite's "unable to open database file" names no errno: with most of the process's descriptors in use it is
     "too many open files" (the API answers 503 for its ``fd_cause``), and only that error is."""
-    import errno
     import resource
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -594,3 +596,10 @@ def test_an_older_schema_on_postgresql_is_refused_until_db_upgrade(db, db_url, t
         assert old.upgrade() == ("0001", "0002")
     with ExperimentDB(db_url) as new, new.read() as con:
         assert new.measurements.list() == [kept] and "notes" in sa.inspect(con).get_table_names()
+
+
+def test_a_path_the_system_cannot_follow_is_named_in_the_systems_words(tmp_path):
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    with pytest.raises(DatabaseError) as info:
+        dbmod.check_sqlite_target(tmp_path / "loop", "sqlite:///loop")
+    assert info.value.message == f"cannot open database sqlite:///loop: {os.strerror(errno.ELOOP)}"
