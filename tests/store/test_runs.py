@@ -453,3 +453,96 @@ def test_a_runs_status_is_its_checkpoints_and_a_run_without_one_that_nobody_hold
     assert checkpoint_status(tmp_path, {"status": "running"}) == "stopped"    # no search holds its lock: killed
     assert checkpoint_status(tmp_path, {}) == "stopped"                       # killed before its first checkpoint
     assert checkpoint_status(tmp_path / "gone", {}) == "running"              # no folder here: cannot tell
+
+
+def _record(rid: str, out_dir, **kw):
+    from edgenas.store.runs import RunRecord
+
+    base = dict(id=rid, created_at=1.0, status="complete", space="nb201", strategy="evolution", seed=0,
+                objective="cifar10_test", out_dir=str(out_dir), config={"seed": 0}, task={"dataset": "cifar10"})
+    return RunRecord(**{**base, **kw})
+
+
+def test_a_run_id_prefix_of_several_runs_is_ambiguous(db, tmp_path):
+    ids = ["abc111111111", "abc222222222", "abc333333333", "abc444444444"]
+    for rid in ids:
+        save_run(db, _record(rid, tmp_path / rid))
+    with pytest.raises(InputError, match=r"prefix 'abc' is ambiguous \(abc\w+, abc\w+, abc\w+, \.\.\.\)") as info:
+        get_run(db, "abc")  # three of them named
+    assert sum(rid in info.value.message for rid in ids) == 3 and info.value.hint == "give more characters"
+    assert get_run(db, "abc2").id == "abc222222222"
+    for rid in ("abd555555555", "abd666666666"):
+        save_run(db, _record(rid, tmp_path / rid))
+    with pytest.raises(InputError, match="prefix 'abd' is ambiguous"):  # two are as ambiguous as more
+        get_run(db, "abd")
+
+
+def test_another_run_in_the_same_folder_is_not_replaced(db, tmp_path):
+    """Only a copy of the same run (its id, or the same config under another id) is replaced by saving a run."""
+    save_run(db, _record("aaa111111111", tmp_path / "r", config={"seed": 0}, created_at=1.0))
+    save_run(db, _record("bbb222222222", tmp_path / "r", config={"seed": 1}, created_at=2.0))
+    assert [(r.id, r.created_at) for r in list_runs(db)] == [("aaa111111111", 1.0), ("bbb222222222", 2.0)]
+
+
+def test_a_damaged_run_does_not_hide_the_runs_after_it(db, tmp_path):
+    from edgenas.store.runs import scan_runs
+
+    for i, rid in enumerate(["aaa111111111", "bbb222222222", "ccc333333333"]):
+        save_run(db, _record(rid, tmp_path / rid, created_at=float(i)))
+    with db.begin() as con:
+        con.execute(sa.text("UPDATE runs SET task = '[1, 2]' WHERE id = 'aaa111111111'"))
+    good, damaged = scan_runs(db)
+    assert [r.id for r in good] == ["bbb222222222", "ccc333333333"] and [rid for rid, _ in damaged] == ["aaa111111111"]
+
+
+def test_values_that_are_not_finite_are_stored_as_null(db, tmp_path):
+    """PostgreSQL's JSON refuses NaN and infinity: they are stored as null (read back as -inf, the worst)."""
+    from edgenas.store.runs import Evaluation
+    from edgenas.store.schema import evaluations
+
+    nan, inf = float("nan"), float("inf")
+    save_run(db, _record("aaa111111111", tmp_path, best_value=nan),
+             [Evaluation(0, {"op": 1}, {"cifar10_test": nan, "loss": inf}, {"d": -inf}, {"c": 1.5})])
+    with db.read() as con:
+        row = con.execute(sa.select(evaluations.c.objectives, evaluations.c.latency_ms, evaluations.c.constraints,
+                                    evaluations.c.value)).one()
+    assert (row.objectives, row.latency_ms, row.constraints, row.value) == (
+        {"cifar10_test": None, "loss": None}, {"d": None}, {"c": 1.5}, None)
+    assert get_run(db, "aaa").best_value is None
+    assert run_evaluations(db, "aaa111111111")[0].objectives == {"cifar10_test": -inf, "loss": -inf}
+
+
+def test_reindexing_a_run_whose_row_was_deleted_alone_replaces_its_orphaned_rows(tmp_path):
+    """A damaged database (edited with foreign keys off): the run's row is gone, its evaluations, devices and front
+    are not. Indexing the run again replaces them, as ``runs import`` promises for a damaged run."""
+    import sqlite3
+
+    from edgenas.store.runs import Evaluation, RunDevice
+
+    path = tmp_path / "e.db"
+    db = ExperimentDB(f"sqlite:///{path}")
+    rec = _record("aaa111111111", tmp_path, devices=(RunDevice("pi", "table"),))
+    evals = [Evaluation(0, {"op": 1}, {"cifar10_test": 0.5}, {"pi": 1.0})]
+    save_run(db, rec, evals, {"*": [0]})
+    con = sqlite3.connect(path)
+    con.execute("DELETE FROM runs")  # foreign keys are off in a plain connection: nothing cascades
+    con.commit()
+    con.close()
+    save_run(db, rec, evals, {"*": [0]})
+    assert [r.id for r in list_runs(db)] == ["aaa111111111"] and len(run_evaluations(db, rec.id)) == 1
+    assert run_fronts(db, rec.id) == {"*": [0]}
+    db.close()
+
+
+def test_a_damaged_evaluation_names_the_folder_of_its_own_run(db, tmp_path):
+    from edgenas.store.rows import DamagedRowError
+    from edgenas.store.runs import Evaluation
+
+    for rid in ("aaa111111111", "bbb222222222"):
+        save_run(db, _record(rid, tmp_path / rid), [Evaluation(0, {"op": 1}, {"cifar10_test": 0.5}, {"pi": 1.0})])
+    with db.begin() as con:
+        con.execute(sa.text("UPDATE evaluations SET objectives = '[1]' WHERE run_id = 'bbb222222222'"))
+    with pytest.raises(DamagedRowError) as info:
+        run_evaluations(db, "bbb222222222")
+    assert "run bbb222222222, evaluation 0" in info.value.message
+    assert f"edgenas runs import {tmp_path / 'bbb222222222'})" in info.value.hint
