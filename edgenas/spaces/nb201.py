@@ -96,7 +96,7 @@ class NB201Space(SearchSpace[NB201Arch]):
     def from_genes(self, genes: Sequence[int] | np.ndarray) -> NB201Arch:
         g = np.asarray(genes).astype(np.int64)
         require(g.shape == (len(EDGES),) and bool(np.all((g >= 0) & (g < len(OPS)))),
-                f"nb201 genes must be 6 integers in 0..{len(OPS) - 1}, got {list(g.ravel())}")
+                f"nb201 genes must be 6 integers in 0..{len(OPS) - 1}, got {g.ravel().tolist()}")
         return self._stamp(NB201Arch(tuple(OPS[i] for i in g)), g)
 
     def all_archs(self) -> list[NB201Arch]:

@@ -1,6 +1,7 @@
 """The nb201 space: exact arch strings, genes, block keys, exact min latency, the torch network."""
 
 import importlib.util
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -40,22 +41,47 @@ def test_every_table_string_round_trips(space):
     assert {space.from_string(s) for s in strings} == set(space.all_archs())
 
 
+def test_all_archs_count_in_base_5_first_edge_slowest(space):
+    genes = [space.to_genes(a).tolist() for a in space.all_archs()]
+    assert genes == [list(g) for g in itertools.product(range(5), repeat=6)]
+
+
 @pytest.mark.parametrize("bad", [
     "", "|nor_conv_3x3~0|", S.replace("~2|", "~1|"), S.replace("avg_pool_3x3", "max_pool_3x3"),
     S[:-1], S.replace("+", "+ "), S + "+|none~0|", S.replace("~0", "0", 1),
+    "_" + S[1:], S[:-1] + "_", S.replace("|+|", "_+_", 1),  # a node not between bars
+    "|none~0|+|none~0|+|none~0|none~1|none~2|",  # node 2 with one edge: five ops
+    "|none~0|none~1|+|none~0|none~1|+|none~0|none~1|none~2|",  # node 1 with two edges: seven ops
 ])
 def test_malformed_strings_are_input_errors(space, bad):
     with pytest.raises(InputError, match="malformed NAS-Bench-201"):
         space.from_dict({"space": "nb201", "schema": 1, "arch": bad})
 
 
+@pytest.mark.parametrize("arch", [None, 5, [S], S.encode()])
+def test_an_arch_that_is_not_a_string_is_an_input_error(space, arch):
+    with pytest.raises(InputError, match="malformed NAS-Bench-201"):
+        space.from_dict({"space": "nb201", "schema": 1, "arch": arch})
+
+
 def test_bad_records(space):
+    with pytest.raises(InputError, match="expected a JSON object"):
+        space.from_dict([("space", "nb201"), ("schema", 1), ("arch", S)])
+    with pytest.raises(InputError, match=r"not an nb201 architecture \(space='ofa-mbv3'\)"):
+        space.from_dict({"space": "ofa-mbv3", "schema": 1, "arch": S})
+    with pytest.raises(InputError, match="not an nb201 architecture"):
+        space.from_dict({"schema": 1, "arch": S})
+    with pytest.raises(InputError, match='missing "arch" string'):
+        space.from_dict({"space": "nb201", "schema": 1})
     with pytest.raises(InputError, match="schema"):
         space.from_dict({"space": "nb201", "schema": 2, "arch": S})
     with pytest.raises(InputError, match="unknown key"):
         space.from_dict({"space": "nb201", "schema": 1, "arch": S, "ks": [3]})
-    with pytest.raises(InputError):
+    with pytest.raises(InputError, match=r"nb201 genes must be 6 integers in 0\.\.4, got \[0, 1, 2, 3, 4, 5\]"):
         space.from_genes([0, 1, 2, 3, 4, 5])
+    for bad in ([-1, 0, 0, 0, 0, 0], [0] * 5, [[0] * 6]):
+        with pytest.raises(InputError, match="nb201 genes must be 6 integers"):
+            space.from_genes(bad)
 
 
 def test_genes_codec_and_operators_stay_in_space(space):
@@ -112,3 +138,47 @@ def test_build_model_is_the_nb201_network(space):
         assert torch.isfinite(y).all()
         if "-op-" in key:
             assert y.shape == space.block_input_shape(key)
+
+
+def test_edges_name_the_nodes_of_each_gene_as_the_arch_string_does(space):
+    """EDGES (DARTS wires its supernet by it, the LLM codec names genes by it) is (to, from) of each gene:
+    the one conv of a one-hot gene vector stands in node ``to``'s list as ``~from``."""
+    for i, (to, src) in enumerate(nb201.EDGES):
+        genes = [0] * 6
+        genes[i] = 3
+        nodes = space.from_genes(genes).string.split("+")
+        assert f"|nor_conv_3x3~{src}|" in nodes[to - 1] and all("conv" not in n for n in nodes[:to - 1] + nodes[to:])
+
+
+@pytest.mark.parametrize("key", ["nb201-stem-c16-s32\n", "xnb201-stem-c16-s32", "nb201-conv-c16-s32", "stem",
+                                 "nb201-op-max_pool_3x3-c16-s32", "nb201-head-c64-s8", "nb201-reduction-c16-s32"])
+def test_a_foreign_block_key_is_an_input_error(space, key):
+    for call in (space.build_block, space.block_input_shape):
+        with pytest.raises(InputError, match="block key"):
+            call(key)
+
+
+def test_block_keys_are_the_cifar_network_stage_by_stage(space):
+    """NAS-Bench-201's CIFAR network, written out: a 16-channel stem at 32x32, five cells per stage at 16@32x32,
+    32@16x16 and 64@8x8, a residual reduction between stages, the head on 64@8x8 with 10 classes."""
+    arch = space.from_string(S)
+    cells = [[f"nb201-op-{op}-c{c}-s{s}" for op in arch.ops] * 5 for c, s in ((16, 32), (32, 16), (64, 8))]
+    assert space.block_keys(arch) == ["nb201-stem-c16-s32", *cells[0], "nb201-reduction-c16to32-s32", *cells[1],
+                                      "nb201-reduction-c32to64-s16", *cells[2], "nb201-head-c64-s8-k10"]
+    assert space.block_input_shape("nb201-reduction-c32to64-s16") == (1, 32, 16, 16)
+    assert space.block_input_shape("nb201-stem-c16-s32") == (1, 3, 32, 32)
+
+
+@pytest.mark.parametrize("key, shape_in, shape_out, params", [
+    ("nb201-stem-c16-s32", (1, 3, 32, 32), (1, 16, 32, 32), 3 * 16 * 9 + 2 * 16),  # conv 3x3, no bias; BN
+    ("nb201-op-nor_conv_3x3-c32-s16", (1, 32, 16, 16), (1, 32, 16, 16), 32 * 32 * 9 + 2 * 32),
+    ("nb201-reduction-c16to32-s32", (1, 16, 32, 32), (1, 32, 16, 16), None),
+    ("nb201-head-c64-s8-k10", (1, 64, 8, 8), (1, 10), 2 * 64 + 64 * 10 + 10),  # BN, linear
+])
+def test_a_block_built_from_its_key_alone(space, key, shape_in, shape_out, params):
+    import torch
+
+    block = space.build_block(key)
+    assert space.block_input_shape(key) == shape_in
+    assert block(torch.zeros(shape_in)).shape == shape_out
+    assert params is None or sum(p.numel() for p in block.parameters()) == params
