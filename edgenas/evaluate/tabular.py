@@ -262,16 +262,20 @@ class TableLatency:
         if bad.any():  # a negated or zeroed column made every network feasible at "-21.2 ms" or "0.0 ms"
             i = int(np.argmax(bad))
             raise InputError(f"table {self.table.name}: latency column '{column}' holds {int(bad.sum()):,} values "
-                             f"that are not positive finite times (first: {self.values[i]!r} for "
+                             f"that are not positive finite times (first: {float(self.values[i])!r} for "
                              f"{self.table.archs[i]})", hint="a latency budget needs a measured time for every row")
         self.space = space if space is not None else SPACES.get("nb201")
+        if getattr(self.space, "name", None) != "nb201":  # check_covers gave None: "latency model lacks predict_many"
+            raise InputError(f"a benchmark table's latency column needs the nb201 space, not "
+                             f"'{getattr(self.space, 'name', self.space)}'",
+                             hint="time another space's networks on a device (--device) instead")
 
     def check_covers(self) -> "TableLatency":
         """Every architecture of the space has a row (a search calls this before it starts: it samples any
         of them, and one the table lacked stopped it mid-run, its run folder written)."""
         strings = _all_arch_strings(self.space)
         if strings is None:
-            return
+            return self
         rows = self.table.lookup(strings)
         if np.any(rows < 0):
             first = strings[int(np.argmax(rows < 0))]
