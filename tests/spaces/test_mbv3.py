@@ -214,3 +214,82 @@ def test_cost_tables_add_up_to_the_block_key_sum(name):
         assert total == pytest.approx(sum(cost[k] for k in space.block_keys(a)), rel=1e-12)
     with pytest.raises(InputError, match="no cost for 1 of"):
         space.cost_tables({k: v for k, v in list(cost.items())[1:]})
+
+
+def test_an_architecture_built_by_hand_is_checked_before_it_becomes_genes():
+    space = get_space("ofa-mbv3")
+    good = space.from_dict(ofa_dict())
+    for bad, message in ((dataclasses.replace(good, ks=(7,) * 19), "ks has 19 entries, expected 20"),
+                         (dataclasses.replace(good, e=(6,) * 19 + (5,)), "e[19]=5 is not one of 3, 4, 6"),
+                         (dataclasses.replace(good, d=(4, 4, 4, 4, 1)), "d[4]=1 is not one of 2, 3, 4"),
+                         (dataclasses.replace(good, r=225), "r=225 is not one of 128, 132, ..., 224")):
+        with pytest.raises(InputError) as err:
+            space.to_genes(bad)
+        assert message in str(err.value)
+
+
+def test_genes_that_are_not_integers_in_range_are_refused():
+    space = get_space("mbv3-small")
+    genes = space.to_genes(space.sample(np.random.default_rng(0)))
+    with pytest.raises(InputError, match="genes must be integers, got float64"):
+        space.from_genes(genes.astype(float))
+    for bad in (-1, space.gene_sizes()[3]):  # the others all 0 and in range
+        genes = np.zeros(space.dim, dtype=np.int64)
+        genes[3] = bad
+        with pytest.raises(InputError, match=rf"^gene 3 = {bad} is outside 0\.\.{space.gene_sizes()[3] - 1}$"):
+            space.from_genes(genes)
+    with pytest.raises(InputError, match="gene vectors must have"):
+        space.from_genes(genes[None, None, :])
+
+
+def test_numpy_integers_are_integers_in_a_record():
+    space = get_space("ofa-mbv3")
+    rec = {"ks": [np.int64(7)] * 20, "e": [np.int32(6)] * 20, "d": [np.int8(4)] * 5, "r": np.int64(224)}
+    assert space.from_dict(rec) == space.from_dict(ofa_dict())
+
+
+def test_choices_are_listed_in_full_unless_a_long_even_run():
+    from edgenas.spaces.mbv3 import _choices
+
+    assert _choices(range(128, 228, 4)) == "128, 132, ..., 224"
+    assert _choices([1, 2, 3, 4, 5, 6]) == "1, 2, 3, 4, 5, 6"  # six: in full
+    assert _choices([1, 2, 3, 4, 5, 6, 7]) == "1, 2, ..., 7"
+    assert _choices([1, 2, 3, 4, 5, 6, 8]) == "1, 2, 3, 4, 5, 6, 8"  # uneven: in full
+    assert _choices([1, 2, 4, 5, 7, 8, 10]) == "1, 2, 4, 5, 7, 8, 10"
+
+
+def test_block_labels_name_slots_by_their_genes_in_network_order():
+    space = get_space("mbv3-tiny")  # two stages of at most two slots
+    arch = space.from_dict({"ks": [3, 5, 5, 3], "e": [4, 3, 4, 4], "d": [2, 1], "r": 16})
+    labels = space.block_labels(arch)
+    assert [lab for lab, _ in labels] == ["stem", "first", "ks_0/e_0", "ks_1/e_1", "ks_2/e_2", "Conv_1",
+                                          "AvgPool2D", "Conv_2", "Logits"]
+    assert [k.split("-")[0] for _, k in labels] == ["Conv", "expanded_conv", "expanded_conv", "expanded_conv",
+                                                    "expanded_conv", "Conv_1", "AvgPool2D", "Conv_2", "Logits"]
+    assert "kernel:3" in labels[2][1] and "kernel:5" in labels[3][1] and "kernel:5" in labels[4][1]
+
+
+def test_block_keys_of_mbv3_tiny_worked_out_by_hand():
+    """16 px input, stem 8 channels at stride 1, stages (8, stride 2, relu) and (16, stride 2, hswish + SE):
+    a slot's expand is make_divisible(its input channels x e, 8); identity skip where stride 1 and in == out."""
+    space = get_space("mbv3-tiny")
+    arch = space.from_dict({"ks": [3, 5, 5, 3], "e": [4, 3, 4, 4], "d": [2, 1], "r": 16})
+    mb = "expanded_conv-input:{}-output:{}-expand:{}-kernel:{}-stride:{}-idskip:{}-se:{}-hs:{}"
+    assert space.block_keys(arch) == [
+        "Conv-input:16x16x3-output:16x16x8",
+        mb.format("16x16x8", "16x16x8", 8, 3, 1, 1, 0, 0),  # the first block: expand = stem width
+        mb.format("16x16x8", "8x8x8", 32, 3, 2, 0, 0, 0),
+        mb.format("8x8x8", "8x8x8", 24, 5, 1, 1, 0, 0),
+        mb.format("8x8x8", "4x4x16", 32, 5, 2, 0, 1, 1),  # slot 3 inactive (d = 1)
+        "Conv_1-input:4x4x16-output:4x4x32", "AvgPool2D-input:4x4x32-output:1x1x32",
+        "Conv_2-input:1x1x32-output:1x1x32", "Logits-input:1x1x32-output:10"]
+
+
+def test_num_classes_is_the_config_head():
+    assert (get_space("mbv3-small").num_classes, get_space("ofa-mbv3").num_classes) == (10, 1000)
+
+
+def test_a_list_of_the_wrong_length_says_what_each_entry_is():
+    with pytest.raises(InputError, match="ks has 19 entries, expected 20") as err:
+        get_space("ofa-mbv3").from_dict(ofa_dict(ks=[7] * 19))
+    assert err.value.hint == "ks and e have one entry per block slot (n_stages * max_depth), d one per stage"
