@@ -18,12 +18,12 @@ import json
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Collection
 
 import numpy as np
 
 from edgenas.devices.session import Session
-from edgenas.errors import DeviceError
+from edgenas.errors import DeviceError, InputError
 from edgenas.fleet.measure import (
     bench_many_results, export_blocks, lut_protocol_for, reference_model, runs_per_sample)
 from edgenas.io import sha256_file
@@ -65,10 +65,13 @@ class DriftCheck:
         return self.drift > self.threshold
 
 
-def sentinel_keys(lut: Lut, n: int = N_SENTINELS) -> list[str]:
-    """``n`` stable entries spread over the table's latency range (deterministic)."""
-    stable = sorted((e.median_ms, k) for k, e in lut.entries.items() if e.stable) or \
-        sorted((e.median_ms, k) for k, e in lut.entries.items())
+def sentinel_keys(lut: Lut, n: int = N_SENTINELS, vocab: Collection[str] | None = None) -> list[str]:
+    """``n`` stable entries spread over the table's latency range (deterministic); with ``vocab`` (the
+    space's block keys), only its entries. A table's keys are file data, and a drift check builds and
+    times each sentinel's block: a key the space never makes (a conv of 100,000 channels, say) was built."""
+    entries = {k: e for k, e in lut.entries.items() if vocab is None or k in vocab}
+    stable = sorted((e.median_ms, k) for k, e in entries.items() if e.stable) or \
+        sorted((e.median_ms, k) for k, e in entries.items())
     idx = np.unique(np.linspace(0, len(stable) - 1, min(n, len(stable))).round().astype(int))
     return [stable[i][1] for i in idx]
 
@@ -88,7 +91,10 @@ def measure_drift(session: Session, project: Project, lut: Lut, protocol: dict[s
     the smaller drift: the table counts as drifted only when both passes say so (one busy moment on the
     device must not trigger a rebuild)."""
     space = get_space(lut.space)
-    keys = sentinel_keys(lut)
+    keys = sentinel_keys(lut, vocab=set(space.key_vocab()))
+    if not keys:
+        raise InputError(f"the {lut.space} table of '{lut.device}' holds none of the space's block keys",
+                         hint=f"re-profile: edgenas profile {lut.device} --space {lut.space}")
     paths, _ = export_blocks(project, space, keys, runtime=lut.runtime)
     items = [{"key": k, "model": session.push(paths[k])} for k in keys]
     params = dict(session.runtime_params(lut.runtime), items=items)

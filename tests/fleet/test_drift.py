@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -291,7 +292,13 @@ class _ScriptedDevice:
         self.forgotten.append(rel)
 
 
-KEYS5 = [f"k{i}" for i in range(5)]
+def _space_keys() -> list[str]:
+    from edgenas.spaces import get_space
+
+    return get_space(SPACE).key_vocab()
+
+
+KEYS5 = _space_keys()[:5]  # real keys of the space: a drift check times only those
 
 
 def test_the_sentinels_change_is_the_median_relative_change_of_their_ratios():
@@ -312,7 +319,7 @@ def test_the_sentinels_change_is_the_median_relative_change_of_their_ratios():
     # without the reference pushed (or a ratio missing), the raw times: each doubled, a change of 1.0
     raw = _sentinel_pass(_ScriptedDevice(answer), lut, KEYS5, {}, 0.1)
     assert (raw.basis, raw.drift, raw.speed_change, raw.reference_ms) == ("ms", pytest.approx(1.0), None, None)
-    answer["k3"] = (8.0, None, 7.0)
+    answer[KEYS5[3]] = (8.0, None, 7.0)
     assert _sentinel_pass(_ScriptedDevice(answer), lut, KEYS5, {"reference": "r"}, 0.1).basis == "ms"
 
 
@@ -321,7 +328,7 @@ def test_a_sentinel_without_an_answer_is_a_device_error():
     from edgenas.fleet.drift import _sentinel_pass
 
     lut = _made_up_lut({k: _entry(1.0, ratio=0.5) for k in KEYS5})
-    with pytest.raises(DeviceError, match="no result for 1 sentinel blocks \\(first: k4\\)"):
+    with pytest.raises(DeviceError, match=re.escape(f"no result for 1 sentinel blocks (first: {KEYS5[4]})")):
         _sentinel_pass(_ScriptedDevice({k: (1.0, 0.5, 2.0) for k in KEYS5[:4]}), lut, KEYS5, {}, 0.1)
 
 
@@ -349,6 +356,24 @@ def test_the_sentinels_are_spread_over_the_stable_entries():
     assert sentinel_keys(_made_up_lut(few)) == ["b", "a"]  # the unstable one left out
     assert sentinel_keys(_made_up_lut({k: _entry(float(i + 1), stable=False) for i, k in enumerate("xyz")})) == \
         ["x", "y", "z"]  # none stable: all
+
+
+def test_the_sentinels_are_the_spaces_block_keys_only(project, host_reference):
+    """A table's keys are file data: one the space never makes (here the slowest entry, which the spread always
+    takes) would have been built and timed on the device; a table with none of the space's keys is one error."""
+    from edgenas.fleet.drift import measure_drift, sentinel_keys
+
+    foreign = "expanded_conv-input:7x7x99999-output:7x7x99999-expand:99999-kernel:7-stride:1-idskip:1"
+    entries = {k: _entry(1.0 + i) for i, k in enumerate(KEYS5)}
+    assert sentinel_keys(_made_up_lut({**entries, foreign: _entry(50.0)}))[-1] == foreign  # without the vocab
+    assert sentinel_keys(_made_up_lut({**entries, foreign: _entry(50.0)}), vocab=set(KEYS5)) == KEYS5
+    dev = _ScriptedDevice({k: (1.0 + i, None, None) for i, k in enumerate(KEYS5)})
+    check = measure_drift(dev, project, _made_up_lut({**entries, foreign: _entry(50.0)}, reference_ms=None))
+    assert [item["key"] for item in dev.calls[0][1]["items"]] == KEYS5 and check.drift == 0.0
+    dev = _ScriptedDevice()
+    with pytest.raises(InputError, match="holds none of the space's block keys"):
+        measure_drift(dev, project, _made_up_lut({foreign: _entry(1.0), "k0": _entry(2.0)}))
+    assert dev.calls == []
 
 
 def test_each_pass_forgets_its_partial_file_even_when_the_device_fails():
