@@ -160,7 +160,9 @@ class MBV3Space(SearchSpace[MBV3Arch]):
         return g
 
     def from_genes(self, genes: Sequence[int] | np.ndarray) -> MBV3Arch:
-        g = self._check_genes(genes)[0]
+        rows = self._check_genes(genes)
+        require(len(rows) == 1, f"one gene vector makes one architecture, got {len(rows)}")  # others were dropped
+        g = rows[0]
         c, s = self.config, self.config.n_slots
         arch = MBV3Arch(ks=tuple(c.ks_choices[i] for i in g[1:1 + s]),
                         e=tuple(c.e_choices[i] for i in g[1 + s:1 + 2 * s]),

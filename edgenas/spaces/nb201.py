@@ -25,6 +25,10 @@ C, N, NUM_CLASSES, RES = 16, 5, 10, 32
 STAGES = ((C, RES), (2 * C, RES // 2), (4 * C, RES // 4))  # (channels, spatial size)
 
 _KEY = re.compile(r"^nb201-(stem|op|reduction|head)-(.+)\Z")
+#: the numbers after each kind of block key (channels, size, classes: at most 6 ASCII digits each)
+_KEY_NUMBERS = {kind: re.compile(pattern.replace("N", "[0-9]{1,6}") + r"\Z") for kind, pattern in {
+    "stem": r"c(?P<c>N)-s(?P<s>N)", "op": r"c(?P<c>N)-s(?P<s>N)",
+    "reduction": r"c(?P<c_in>N)to(?P<c>N)-s(?P<s>N)", "head": r"c(?P<c>N)-s(?P<s>N)-k(?P<k>N)"}.items()}
 
 
 @dataclass(frozen=True)
@@ -94,9 +98,11 @@ class NB201Space(SearchSpace[NB201Arch]):
         return np.array([OPS.index(o) for o in arch.ops], dtype=np.int64)
 
     def from_genes(self, genes: Sequence[int] | np.ndarray) -> NB201Arch:
-        g = np.asarray(genes).astype(np.int64)
-        require(g.shape == (len(EDGES),) and bool(np.all((g >= 0) & (g < len(OPS)))),
-                f"nb201 genes must be 6 integers in 0..{len(OPS) - 1}, got {g.ravel().tolist()}")
+        given = np.asarray(genes)  # floats were cut to integers (0.7 was gene 0), as mbv3 does not
+        require(np.issubdtype(given.dtype, np.integer) and given.shape == (len(EDGES),)
+                and bool(np.all((given >= 0) & (given < len(OPS)))),
+                f"nb201 genes must be 6 integers in 0..{len(OPS) - 1}, got {given.ravel().tolist()}")
+        g = given.astype(np.int64)
         return self._stamp(NB201Arch(tuple(OPS[i] for i in g)), g)
 
     def all_archs(self) -> list[NB201Arch]:
@@ -155,22 +161,15 @@ class NB201Space(SearchSpace[NB201Arch]):
         if not m:
             raise InputError(f"not an nb201 block key: {key!r}")
         kind, rest = m.groups()
-        try:
-            if kind == "op":
-                op, c, s = rest.rsplit("-", 2)
-                require(op in OPS, f"unknown op in block key {key!r}")
-                return kind, {"op": op, "c": int(c[1:]), "s": int(s[1:])}
-            if kind == "reduction":
-                cc, s = rest.split("-")
-                c_in, c_out = cc[1:].split("to")
-                return kind, {"c_in": int(c_in), "c": int(c_out), "s": int(s[1:])}
-            if kind == "head":
-                c, s, k = rest.split("-")
-                return kind, {"c": int(c[1:]), "s": int(s[1:]), "k": int(k[1:])}
-            c, s = rest.split("-")
-            return kind, {"c": int(c[1:]), "s": int(s[1:])}
-        except ValueError:
-            raise InputError(f"malformed nb201 block key {key!r}") from None
+        if kind == "op":
+            op, _, rest = rest.rpartition("-c")
+            require(op in OPS, f"unknown op in block key {key!r}")
+            rest = "c" + rest
+        got = _KEY_NUMBERS[kind].match(rest)
+        if got is None:  # int() took "s32 ", "+32" and "x16" for "c16" (the prefix was cut unread)
+            raise InputError(f"malformed nb201 block key {key!r}")
+        numbers = {k: int(v) for k, v in got.groupdict().items()}
+        return kind, dict(op=op, **numbers) if kind == "op" else numbers
 
     # ------------------------------------------------------------------- torch
     def input_shape(self, arch: NB201Arch) -> tuple[int, ...]:

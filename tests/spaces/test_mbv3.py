@@ -240,6 +240,10 @@ def test_genes_that_are_not_integers_in_range_are_refused():
             space.from_genes(genes)
     with pytest.raises(InputError, match="gene vectors must have"):
         space.from_genes(genes[None, None, :])
+    two = np.zeros((2, space.dim), dtype=np.int64)  # the second row was dropped without a word
+    with pytest.raises(InputError, match="one gene vector makes one architecture, got 2"):
+        space.from_genes(two)
+    assert space.from_genes(two[:1]) == space.from_genes(two[0])
 
 
 def test_numpy_integers_are_integers_in_a_record():

@@ -84,6 +84,14 @@ def test_bad_records(space):
             space.from_genes(bad)
 
 
+def test_genes_that_are_not_integers_are_refused_as_mbv3_refuses_them(space):
+    genes = space.to_genes(space.sample(np.random.default_rng(0)))
+    for bad in (genes + 0.7, genes.astype(float), genes.astype(bool), [0.0] * 6):  # 0.7 was cut to gene 0
+        with pytest.raises(InputError, match="nb201 genes must be 6 integers in 0..4"):
+            space.from_genes(bad)
+    assert space.from_genes(genes.astype(np.uint8)) == space.from_genes(list(map(int, genes)))
+
+
 def test_genes_codec_and_operators_stay_in_space(space):
     rng = np.random.default_rng(0)
     for _ in range(50):
@@ -151,7 +159,12 @@ def test_edges_name_the_nodes_of_each_gene_as_the_arch_string_does(space):
 
 
 @pytest.mark.parametrize("key", ["nb201-stem-c16-s32\n", "xnb201-stem-c16-s32", "nb201-conv-c16-s32", "stem",
-                                 "nb201-op-max_pool_3x3-c16-s32", "nb201-head-c64-s8", "nb201-reduction-c16-s32"])
+                                 "nb201-op-max_pool_3x3-c16-s32", "nb201-head-c64-s8", "nb201-reduction-c16-s32",
+                                 # int() took these, the letter before each number was cut unread
+                                 "nb201-stem-x16-s32", "nb201-stem-c16-s32 ", "nb201-stem-c+16-s32",
+                                 "nb201-stem-c1_6-s32", "nb201-op-nor_conv_3x3-c16-s32-s3", "nb201-head-c64-s8-q10",
+                                 "nb201-reduction-x16to32-s32",
+                                 "nb201-stem-c\u0661\u0666-s32", "nb201-stem-c1234567-s32"])
 def test_a_foreign_block_key_is_an_input_error(space, key):
     for call in (space.build_block, space.block_input_shape):
         with pytest.raises(InputError, match="block key"):
