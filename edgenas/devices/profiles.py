@@ -255,6 +255,12 @@ def list_profiles(project: Project) -> list[str]:
     return sorted(names | {"local"})
 
 
+def _known(project: Project) -> str:
+    """The device names a hint offers: ``list_profiles``' that are names (``device list`` shows the others as
+    invalid; a file called ``a b.toml`` or one with an escape character in its name is no device to use)."""
+    return ", ".join(n for n in list_profiles(project) if NAME_RE.match(n))
+
+
 def _is_device_file(path: Path) -> bool:
     try:
         return re.search(r"^\[device\]", path.read_text(encoding="utf-8"), re.MULTILINE) is not None
@@ -265,14 +271,14 @@ def _is_device_file(path: Path) -> bool:
 def load_profile(project: Project, name: str) -> DeviceProfile:
     """The profile ``profiles/NAME.toml`` (or the built-in ``local``); an unknown name lists the others."""
     if not isinstance(name, str) or not NAME_RE.match(name):
-        raise InputError(f"invalid device name {name!r}", hint=f"known devices: {', '.join(list_profiles(project))}")
+        raise InputError(f"invalid device name {name!r}", hint=f"known devices: {_known(project)}")
     path = project.profiles_dir / f"{name}.toml"
     if path.exists():
         return load_profile_file(path)
     if name == "local":
         return LOCAL_PROFILE
     raise InputError(f"unknown device {name!r}: no {path}",
-                     hint=f"known devices: {', '.join(list_profiles(project))}; "
+                     hint=f"known devices: {_known(project)}; "
                           f"create profiles/{name}.toml (see profiles/orin-nano.toml)")
 
 

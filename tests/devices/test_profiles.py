@@ -84,6 +84,19 @@ def test_unknown_device_lists_existing(project):
     assert "board" in str(exc.value) and "local" in str(exc.value)
 
 
+def test_the_known_devices_a_hint_offers_are_names_only(project):
+    """``device list`` shows a profile file whose stem is no name as an invalid row; a hint offered it."""
+    from edgenas.devices.profiles import list_profiles
+
+    for stem in ("board", "a b", "evil\x1b[2J", "-x"):
+        write(project, stem, GOOD)
+    assert list_profiles(project) == sorted(["board", "a b", "evil\x1b[2J", "-x", "local"])
+    for name in ("nope", "no pe"):
+        with pytest.raises(InputError) as exc:
+            load_profile(project, name)
+        assert exc.value.hint.startswith("known devices: board, local"), exc.value.hint
+
+
 @pytest.mark.parametrize("name", ["b" * 65, "/etc", " board", "board\n", "../board", ""])
 def test_a_device_name_that_is_not_one_short_plain_path_component_is_refused(project, name):
     """The device name becomes host paths (``profiles/NAME.toml``, ``luts/NAME/``, the agent's work dir)."""
