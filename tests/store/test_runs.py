@@ -546,3 +546,173 @@ def test_a_damaged_evaluation_names_the_folder_of_its_own_run(db, tmp_path):
         run_evaluations(db, "bbb222222222")
     assert "run bbb222222222, evaluation 0" in info.value.message
     assert f"edgenas runs import {tmp_path / 'bbb222222222'})" in info.value.hint
+
+
+def _write(folder, **files):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, obj in files.items():
+        (folder / f"{name}.json").write_text(json.dumps(obj))
+    return folder
+
+
+CELL_A = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|none~0|avg_pool_3x3~1|nor_conv_3x3~2|"
+CELL_B = "|skip_connect~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|none~0|none~1|nor_conv_1x1~2|"
+#: two DARTS epochs against a 5 ms budget: epoch 1's cell exactly at it, epoch 2's 1 ms over (and without its time)
+DARTS_HISTORY = [{"epoch": 1, "arch": CELL_A, "train_loss": 2.0, "derived_ms": {"local": 5.0}, "epoch_s": 1.5},
+                 {"epoch": 2, "arch": CELL_B, "train_loss": 1.5, "derived_ms": {"local": 6.0}}]
+
+
+def _darts_folder(path, **best):
+    return _write(path, config={"space": "nb201", "kind": "darts", "devices": [["local", 5.0]], "seed": 0},
+                  checkpoint={"history": DARTS_HISTORY}, **({"best": best} if best else {}))
+
+
+def test_a_darts_run_is_indexed_as_its_epochs_cells_then_its_chosen_network(db, tmp_path):
+    from edgenas.spaces import get_space
+
+    nb201 = get_space("nb201")
+    chosen = nb201.to_dict(nb201.from_string(CELL_A))
+    out = _darts_folder(tmp_path / "d", number=2, epoch=2, arch=chosen, latency_ms={"local": 4.5}, pt_s=3.0)
+    rec = index_run(db, Project(tmp_path), out)      # no evaluations.jsonl: DARTS writes none
+    assert (rec.status, rec.strategy, rec.objective, rec.best_number) == ("complete", "darts", "accuracy", 2)
+    got = [(e.number, e.arch, e.objectives, e.latency_ms, e.constraints, e.feasible, e.wall_s)
+           for e in run_evaluations(db, rec.id)]
+    assert got == [
+        (0, chosen, {"train_loss": 2.0}, {"local": 5.0}, {"local": 0.0}, True, 1.5),        # at the budget: within
+        (1, nb201.to_dict(nb201.from_string(CELL_B)), {"train_loss": 1.5}, {"local": 6.0}, {"local": 1.0}, False,
+         1.5),                                                                                # no epoch_s: 0 s
+        (2, chosen, {"train_loss": 1.5}, {"local": 4.5}, {"local": -0.5}, True, 4.5)]      # + DARTS-PT's 3 s
+
+
+def test_a_darts_runs_chosen_network_is_added_only_when_none_of_its_epochs_is_it(tmp_path):
+    from edgenas.search.record import darts_best_number, darts_log
+
+    out = _darts_folder(tmp_path / "d")
+    config = json.loads((out / "config.json").read_text())
+    assert [r["number"] for r in darts_log(out, config, {"number": 1})] == [0, 1]      # the last epoch's cell
+    assert [r["number"] for r in darts_log(out, config, {})] == [0, 1]
+    [*_, last] = darts_log(out, config, {"number": 2, "arch": {"a": 1}, "latency_ms": {"local": 1.0}})
+    assert (last["number"], last["wall_s"], last["objectives"]) == (2, 1.5, {"train_loss": 1.5})   # no pt_s: 0 s
+    # before best.json recorded its number: the last epoch's record (epoch e is number e - 1)
+    assert (darts_best_number({"epoch": 2}), darts_best_number({"number": 0, "epoch": 2})) == (1, 0)
+    assert darts_best_number({}) is None
+    (out / "checkpoint.json").write_text(json.dumps({"history": [{"epoch": 1, "train_loss": 2.0}]}))
+    with pytest.raises(InputError, match="checkpoint.json: malformed DARTS history"):
+        darts_log(out, config, {})
+    (out / "checkpoint.json").write_text(json.dumps({"history": [{**DARTS_HISTORY[0], "epoch": 0}]}))
+    with pytest.raises(InputError, match=r"checkpoint.json: line 1 is not an evaluation record \(malformed 'number'"):
+        darts_log(out, config, {})   # an epoch 0 is evaluation -1: the first record is named
+
+
+def test_a_darts_run_killed_before_its_first_epoch_is_stopped_at_its_configs_time(db, tmp_path):
+    out = _write(tmp_path / "d", config={"space": "nb201", "kind": "darts", "devices": [["local", 5.0]]})
+    os.utime(out / "config.json", (1_000_000, 1_000_000))
+    rec = index_run(db, Project(tmp_path), out)
+    assert (rec.status, rec.n_evaluations, rec.finished_at, rec.seed) == ("stopped", 0, 1_000_000, 0)
+
+
+def test_a_search_folder_without_its_log_is_refused_naming_it(db, tmp_path):
+    out = _write(tmp_path / "r", config={"space": "nb201", "strategy": "random"})
+    with pytest.raises(InputError, match=r"not a search run folder \(no evaluations.jsonl\)"):
+        index_run(db, Project(tmp_path), out)
+
+
+def test_a_run_of_a_space_this_edgenas_lacks_is_refused_naming_its_config(db, tmp_path):
+    from edgenas.search.record import index_run as index_folder
+
+    out = tmp_path / "r"
+    launch_search(Project(tmp_path), _req(), out, record=False)
+    (out / "request.json").unlink()
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**config, "space": "no-such-space"}))
+    with pytest.raises(InputError, match="config.json: .*no-such-space"):
+        index_folder(db, Project(tmp_path), out)
+    assert list_runs(db) == []
+
+
+def test_a_run_indexed_without_its_problem_takes_its_objective_and_budgets_from_its_files(db, tmp_path):
+    """Its table gone (``import_run`` rebuilds no problem): the devices without hashes, with the config's budgets;
+    the objective pareto.json's first, else request.json's, else ``accuracy``; a log record without its time 0 s."""
+    from edgenas.search.record import index_run as index_folder
+
+    out = tmp_path / "r"
+    launch_search(Project(tmp_path), _req(latency_column="raspi4_ms", max_latency_ms=(20.0,), seed=3,
+                                          strategy="random"), out, record=False)
+    log = [json.loads(line) for line in (out / "evaluations.jsonl").read_text().splitlines()]
+    (out / "evaluations.jsonl").write_text("".join(json.dumps({k: v for k, v in r.items() if k != "wall_s"}) + "\n"
+                                                   for r in log))
+    rec = index_folder(db, Project(tmp_path), out)
+    assert [(d.device, d.kind, d.budget_ms, d.lut_hash) for d in rec.devices] == [("raspi4_ms", "unknown", 20.0, None)]
+    assert (rec.objective, rec.strategy, rec.seed) == ("cifar10_test", "random", 3)
+    assert [e.wall_s for e in run_evaluations(db, rec.id)] == [0.0] * len(log)
+    (out / "request.json").unlink()
+    assert index_folder(db, Project(tmp_path), out).objective == "cifar10_test"     # pareto.json's, no request
+    (out / "pareto.json").unlink()
+    assert index_folder(db, Project(tmp_path), out).objective == "accuracy"
+    (out / "config.json").write_text(json.dumps({**json.loads((out / "config.json").read_text()),
+                                                 "devices": [["raspi4_ms", None]]}))
+    assert [d.budget_ms for d in index_folder(db, Project(tmp_path), out).devices] == [None]
+
+
+def test_a_run_without_pareto_json_takes_its_objective_from_its_request(db, tmp_path):
+    from edgenas.search.record import index_run as index_folder
+
+    out = tmp_path / "r"
+    launch_search(Project(tmp_path), _req(), out, record=False)
+    (out / "pareto.json").unlink()
+    assert index_folder(db, Project(tmp_path), out).objective == "cifar10_test"
+
+
+def test_a_device_of_another_latency_model_is_recorded_with_its_budget_and_no_hashes(tmp_path):
+    """Neither a benchmark column, a LUT nor a few-shot model (a user's own ``LatencyModel``): recorded as ``other``,
+    so ``runs stale`` has nothing to compare."""
+    from edgenas.search.problem import DeviceTarget
+    from edgenas.search.record import describe_device
+    from edgenas.store.runs import RunDevice
+
+    class Own:
+        def predict(self, arch):
+            return 1.0
+
+    got = describe_device(Project(tmp_path), DeviceTarget("sim", Own(), budget_ms=3.0))
+    assert got == RunDevice("sim", "other", None, None, None, 3.0)
+
+
+def test_a_latency_models_hash_is_of_its_content_not_its_key_order():
+    """A LUT read back from its file may list its keys in another order than the one a search built: the same
+    table must keep its hash (else ``runs stale`` calls every run of it stale)."""
+    from edgenas.search.record import record_hash
+
+    class Rec:
+        def __init__(self, d):
+            self.d = d
+
+        def to_dict(self):
+            return self.d
+
+    a = Rec({"device": "pi", "entries": {"x": 1.0, "y": 2.0}})
+    b = Rec({"entries": {"y": 2.0, "x": 1.0}, "device": "pi"})
+    assert record_hash(a) == record_hash(b) == hashlib.sha256(
+        b'{"device": "pi", "entries": {"x": 1.0, "y": 2.0}}').hexdigest()
+    assert record_hash(Rec({"device": "pi"})) != record_hash(a)
+
+
+def test_a_reruns_origin_is_the_callers_else_its_warm_start_files(db, tmp_path):
+    from edgenas.search.record import index_run as index_folder
+
+    out = tmp_path / "r"
+    launch_search(Project(tmp_path), _req(), out, record=False)
+    (out / "warm_start.json").write_text(json.dumps({"transferred": [], "rerun_of": "aaaaaaaaaaaa"}))
+    assert index_folder(db, Project(tmp_path), out).rerun_of == "aaaaaaaaaaaa"     # `runs import` of a rerun
+    assert index_folder(db, Project(tmp_path), out, rerun_of="bbbbbbbbbbbb").rerun_of == "bbbbbbbbbbbb"
+
+
+def test_importing_a_run_folder_whose_name_is_not_utf8_text_is_one_error(db, tmp_path):
+    """Its name could be stored in no database (a lone surrogate): refused before anything is written."""
+    out = tmp_path / "r"
+    launch_search(Project(tmp_path), _req(), out, record=False)
+    odd = tmp_path / os.fsdecode(b"r\xff")
+    out.rename(odd)
+    with pytest.raises(InputError, match="run folder .* not UTF-8 text"):
+        index_run(db, Project(tmp_path), odd)
+    assert list_runs(db) == []
