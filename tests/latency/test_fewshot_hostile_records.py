@@ -71,7 +71,7 @@ EDITS = [
     (M + ("mu",), "short", "mu must hold"),
     (M + ("scale_r",), "nested", "scale_r must be a list of numbers"),
     (M + ("scale_y",), True, "scale_y must be a finite number"),
-    (M + ("ym",), 10 ** 400, "ym must be a finite number"),
+    (M + ("ym",), 10 ** 400, "a number too large to read"),                # the file reader refuses it (loads_json)
     (M + ("width",), 10 ** 12, "width must be a whole number"),
     (M + ("n_refs",), 2, "must hold 2 numbers"),
     (M + ("config", "lam_ref"), True, "lam_ref must be a finite number"),
