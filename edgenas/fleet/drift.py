@@ -191,5 +191,6 @@ def same_sign_off(previous: dict[str, Any] | None, speed_change: float | None) -
     prev = float(previous["speed_change"])
     if not math.isclose(prev, ref / nominal - 1.0, rel_tol=1e-9, abs_tol=1e-12):
         return False
-    agree = 1 / SIGHTINGS_AGREE <= (1.0 + prev) / (1.0 + speed_change) <= SIGHTINGS_AGREE
+    now = 1.0 + speed_change  # today's reference time over the nominal one
+    agree = now > 0 and 1 / SIGHTINGS_AGREE <= (1.0 + prev) / now <= SIGHTINGS_AGREE
     return abs(prev) > SPEED_TOLERANCE and (prev > 0) == (speed_change > 0) and agree

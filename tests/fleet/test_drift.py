@@ -132,6 +132,7 @@ def _seen(change, nominal: float = 2.0, **edit) -> dict:
     # about as much as today: reference times within 3x of each other (1 + change: 4 vs 12, 12 vs 4)
     (_seen(3.0), 11.0, True), (_seen(11.0), 3.0, True), (_seen(3.0), 11.01, False), (_seen(11.01), 3.0, False),
     (_seen(-0.75), -0.25, True), (_seen(-0.75), -0.24, False),  # 0.25 vs 0.75, vs 0.76
+    (_seen(-0.75), -1.0, False),  # a reference timed at 0 ms today: no ratio to take
     # a damaged or edited line is no sighting: its reference time would be averaged into the table's nominal
     # speed (-1 or 1e300 made every later refresh fail on a 'malformed reference', true rescaled it to ~0.5 ms)
     *[(_seen(0.5, reference_ms=ms), 0.4, False) for ms in (0, -1.0, True, math.nan, math.inf, MAX_MS * 1.5,
