@@ -72,7 +72,7 @@ def _parse(text: str, what: str) -> Any:
         obj = loads_json(text)
     except RecursionError:
         raise InputError(f"{what} does not parse: nested too deeply") from None
-    except ValueError as exc:  # JSONDecodeError, or an int too large for a float
+    except ValueError as exc:  # JSONDecodeError, or a value no record holds (limits.UnreadableValue)
         raise InputError(f"{what} does not parse: {getattr(exc, 'msg', exc)}") from None
     return check_depth(obj, what)  # shallower than the recursion limit, but deeper than any mutation
 

@@ -35,14 +35,14 @@ class JsonlStore(MeasurementStore):
                 loads_json(tail)
                 lines.append(tail)
                 complete = len(data)
-            except ValueError:  # bad JSON, bad UTF-8, an int too large for a float
+            except ValueError:  # bad JSON, bad UTF-8, a value no record holds (limits.UnreadableValue)
                 pass  # torn write from a crash: ignored
         for no, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
                 obj = loads_json(line)
-            except ValueError as exc:  # bad JSON, bad UTF-8, an int too large for a float
+            except ValueError as exc:  # bad JSON, bad UTF-8, a value no record holds (limits.UnreadableValue)
                 raise InputError(f"{self.path}: line {no} is not valid JSON ({exc})",
                                  hint="fix or remove that line") from None
             out.append(Measurement.from_dict(obj, where=f"{self.path} line {no}"))

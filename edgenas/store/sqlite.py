@@ -87,7 +87,7 @@ class SQLiteStore(MeasurementStore):
         for seq, text in rows:
             try:
                 data = loads_json(text)
-            except ValueError as exc:  # JSONDecodeError, or an int too large for a float
+            except ValueError as exc:  # JSONDecodeError, or a value no record holds (limits.UnreadableValue)
                 raise InputError(f"{self.path}: row {seq} holds malformed JSON: {getattr(exc, 'msg', exc)}") from None
             out.append(Measurement.from_dict(data, where=f"{self.path} row {seq}"))
         return out
