@@ -66,6 +66,21 @@ def db(db_url):
     handle.close()
 
 
+@pytest.fixture
+def pg_url(pg_server):
+    """A URL of a new, empty PostgreSQL database (what only a server has: advisory locks, dropped sessions)."""
+    name = pg_server.new_database()
+    yield pg_server.url(name)
+    pg_server.drop_database(name)
+
+
+@pytest.fixture
+def pg_db(pg_url):
+    handle = ExperimentDB(pg_url)
+    yield handle
+    handle.close()
+
+
 class StoreFactory:
     """Opens a store of one kind; ``reopen()`` gives a new handle on the same data."""
 

@@ -545,12 +545,10 @@ def test_a_refused_database_is_let_go_at_once(tmp_path):
         gc.enable()
 
 
-def test_opening_a_database_leaves_no_advisory_lock_held(db, db_url):
+def test_opening_a_database_leaves_no_advisory_lock_held(pg_db):
     """PostgreSQL's migration lock is a session's advisory lock: one left held by a pooled connection would keep
     every other process's first opening waiting for ever."""
-    if not db_url.startswith("postgresql"):
-        pytest.skip("an advisory lock is PostgreSQL's")
-    with db.read() as con:
+    with pg_db.read() as con:
         assert con.execute(sa.text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")).scalar_one() == 0
 
 
@@ -572,13 +570,12 @@ def test_the_projects_database_is_made_in_its_state_folder_that_holds_other_thin
     assert (project.state_dir / "edgenas.db").is_file() and (project.state_dir / "other").read_text() == "x"
 
 
-def test_a_connection_the_server_dropped_is_replaced(db, db_url):
+def test_a_connection_the_server_dropped_is_replaced(pg_db, pg_url):
     """``edgenas serve`` keeps its pooled connections: one the PostgreSQL server closed meanwhile (a restart, an
     idle timeout) is found by its ping and replaced, not the next request's 'cannot reach database'."""
-    if not db_url.startswith("postgresql"):
-        pytest.skip("a server closes connections; an SQLite file does not")
+    db = pg_db
     assert db.revision() == dbmod.head_revision()  # the pool holds connections
-    other = dbmod.create_engine(db_url)
+    other = dbmod.create_engine(pg_url)
     with other.connect() as con:  # every other session of this database is closed by the server
         assert con.execute(sa.text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
                                    "datname = current_database() AND pid <> pg_backend_pid()")).scalar_one() >= 1
