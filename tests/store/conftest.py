@@ -53,10 +53,7 @@ def db_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'edgenas.db'}"
         return
-    server = request.getfixturevalue("pg_server")
-    name = server.new_database()
-    yield server.url(name)
-    server.drop_database(name)
+    yield request.getfixturevalue("pg_url")
 
 
 @pytest.fixture
