@@ -405,16 +405,23 @@ def test_a_resume_that_only_replays_keeps_the_runs_time_and_records_its_new_limi
     assert json.loads((tmp_path / "checkpoint.json").read_text())["elapsed_s"] < elapsed + 0.15
 
 
+def _killed_after(cfg, full_table, tmp_path, n):
+    """A whole run of ``cfg`` in ``ref/``, and the log's lines; ``r/`` holds its config and first ``n`` records
+    only, as a run killed before its first checkpoint leaves them."""
+    run_search(cfg, problem_for(full_table), tmp_path / "ref")
+    lines = (tmp_path / "ref" / "evaluations.jsonl").read_text().splitlines(keepends=True)
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "evaluations.jsonl").write_text("".join(lines[:n]))
+    (out / "config.json").write_bytes((tmp_path / "ref" / "config.json").read_bytes())
+    return lines, out
+
+
 def test_a_round_that_ends_past_the_log_times_its_new_evaluations_from_the_end_of_the_replay(full_table, tmp_path,
                                                                                               monkeypatch):
     """Random asks 16 a round; a log of 20 replays one round (a tell of 0.5 s) and part of the next: the new
     evaluations of that round are timed from where the run was, not from before the replay."""
-    run_search(config("random", 32), problem_for(full_table), tmp_path / "ref")
-    lines = (tmp_path / "ref" / "evaluations.jsonl").read_text().splitlines(keepends=True)
-    out = tmp_path / "r"
-    out.mkdir()
-    (out / "evaluations.jsonl").write_text("".join(lines[:20]))
-    (out / "config.json").write_bytes((tmp_path / "ref" / "config.json").read_bytes())
+    _, out = _killed_after(config("random", 32), full_table, tmp_path, 20)
     slow_tells(monkeypatch, 0.5)
     run_search(config("random", 32), problem_for(full_table), out, resume=True)
     wall = [json.loads(x)["wall_s"] for x in (out / "evaluations.jsonl").read_text().splitlines()]
@@ -500,12 +507,7 @@ def test_a_folder_with_a_log_or_a_checkpoint_is_not_started_anew(full_table, tmp
 def test_a_resumes_new_time_limit_is_on_disk_once_the_log_has_replayed(full_table, tmp_path):
     """Once the replay is done, config.json holds the limit the resume was given (a run killed after that and
     resumed again keeps it), not only once the run ends; checkpoints are written as the run goes on."""
-    run_search(config("random", 12, batch_size=1), problem_for(full_table), tmp_path / "ref")
-    lines = (tmp_path / "ref" / "evaluations.jsonl").read_text().splitlines(keepends=True)
-    out = tmp_path / "r"
-    out.mkdir()
-    (out / "evaluations.jsonl").write_text("".join(lines[:5]))
-    (out / "config.json").write_bytes((tmp_path / "ref" / "config.json").read_bytes())
+    lines, out = _killed_after(config("random", 12, batch_size=1), full_table, tmp_path, 5)
     limit = json.loads(lines[4])["wall_s"] + 100.0                      # no checkpoint: the last record's time
     seen, ckpt = [], out / "checkpoint.json"
 
@@ -526,12 +528,7 @@ def test_a_resumed_strategy_is_told_every_evaluation_once_in_order(full_table, t
     with the log's scores (a strategy told nothing proposes blind, and its runs resume just as exactly)."""
     import edgenas.search.run as run_mod
 
-    run_search(config("evolution", 12, population=4), problem_for(full_table), tmp_path / "ref")
-    lines = (tmp_path / "ref" / "evaluations.jsonl").read_text().splitlines(keepends=True)
-    out = tmp_path / "r"
-    out.mkdir()
-    (out / "evaluations.jsonl").write_text("".join(lines[:6]))
-    (out / "config.json").write_bytes((tmp_path / "ref" / "config.json").read_bytes())
+    lines, out = _killed_after(config("evolution", 12, population=4), full_table, tmp_path, 6)
     told, real_build = [], run_mod.build_strategy
 
     def recording(*args, **kwargs):

@@ -292,13 +292,18 @@ def _stamp_and_tables(path) -> tuple[str, set[str]]:
         con.close()
 
 
-def test_an_older_schema_is_refused_until_db_upgrade_which_keeps_every_row(tmp_path, monkeypatch, make, cli):
+def _database_of_one_measurement(tmp_path, make):
+    """(path, URL, the measurement, its stamp and tables) of a new SQLite database holding one measurement."""
     path = tmp_path / "e.db"
     url = f"sqlite:///{path}"
     kept = make()
     with ExperimentDB(url) as db:
         db.measurements.add(kept)
-    before = _stamp_and_tables(path)
+    return path, url, kept, _stamp_and_tables(path)
+
+
+def test_an_older_schema_is_refused_until_db_upgrade_which_keeps_every_row(tmp_path, monkeypatch, make, cli):
+    path, url, kept, before = _database_of_one_measurement(tmp_path, make)
     assert before[0] == "0001"
     _next_edgenas(tmp_path, monkeypatch, 'op.create_table("notes", sa.Column("id", sa.Integer, primary_key=True))')
     for open_it in (lambda: ExperimentDB(url), lambda: ExperimentDB(url, migrate=False, readonly=True)):
@@ -318,12 +323,7 @@ def test_an_older_schema_is_refused_until_db_upgrade_which_keeps_every_row(tmp_p
 def test_a_migration_that_fails_half_way_changes_nothing_and_says_so(tmp_path, monkeypatch, make):
     """The upgrade of an existing database is one transaction too: a failure after the migration's first
     change leaves the database at its revision, every row kept, and is one ``DatabaseError``."""
-    path = tmp_path / "e.db"
-    url = f"sqlite:///{path}"
-    kept = make()
-    with ExperimentDB(url) as db:
-        db.measurements.add(kept)
-    before = _stamp_and_tables(path)
+    path, url, kept, before = _database_of_one_measurement(tmp_path, make)
     _next_edgenas(tmp_path, monkeypatch, '''\
         op.create_table("notes", sa.Column("id", sa.Integer, primary_key=True))
         op.execute("DELETE FROM measurements")
