@@ -158,15 +158,21 @@ def answering(lines: str) -> str:
     return HELLO + f"for raw in sys.stdin:\n    req = json.loads(raw)\n    if True:\n{body}"
 
 
-@pytest.mark.parametrize("depth", [65, 100_000])
-def test_an_answer_nested_too_deeply_is_one_device_error_and_ends_the_connection(script_zipapp, transport, tmp_path,
-                                                                                  depth):
-    answer = f"'{{\"id\": %d, \"result\": ' % req['id'] + '[' * {depth - 1} + ']' * {depth - 1} + '}}'"
+def refused_call(script_zipapp, transport, tmp_path, answer: str) -> tuple[AgentClient, str]:
+    """A client of an agent ``answering(answer)``, and the DeviceError its ``lut.list`` call raised."""
     path, version = script_zipapp(tmp_path, answering(answer))
     c = AgentClient(transport.start_agent(path, version), "bench-box")
     with pytest.raises(DeviceError) as exc:
         c.call("lut.list", timeout_s=20)
-    assert "call 'lut.list' (id 1): the agent sent an answer nested more than 64 levels deep" in str(exc.value)
+    return c, str(exc.value)
+
+
+@pytest.mark.parametrize("depth", [65, 100_000])
+def test_an_answer_nested_too_deeply_is_one_device_error_and_ends_the_connection(script_zipapp, transport, tmp_path,
+                                                                                  depth):
+    answer = f"'{{\"id\": %d, \"result\": ' % req['id'] + '[' * {depth - 1} + ']' * {depth - 1} + '}}'"
+    c, error = refused_call(script_zipapp, transport, tmp_path, answer)
+    assert "call 'lut.list' (id 1): the agent sent an answer nested more than 64 levels deep" in error
     assert not c.channel.alive()
     with pytest.raises(DeviceError, match="unusable: the agent sent a malformed answer"):
         c.call("ping")
@@ -180,11 +186,8 @@ def test_an_answer_nested_too_deeply_is_one_device_error_and_ends_the_connection
 def test_an_answer_with_a_value_no_record_holds_is_one_device_error(script_zipapp, transport, tmp_path, value,
                                                                      problem):
     answer = f"'{{\"id\": %d, \"result\": {{\"entries\": [%s]}}}}' % (req['id'], {value!r})"
-    path, version = script_zipapp(tmp_path, answering(answer))
-    c = AgentClient(transport.start_agent(path, version), "bench-box")
-    with pytest.raises(DeviceError) as exc:
-        c.call("lut.list", timeout_s=20)
-    assert f"call 'lut.list' (id 1): the agent sent an answer {problem}" in str(exc.value)
+    c, error = refused_call(script_zipapp, transport, tmp_path, answer)
+    assert f"call 'lut.list' (id 1): the agent sent an answer {problem}" in error
     assert not c.channel.alive()
 
 
