@@ -75,6 +75,14 @@ def _number(v: Any, where: str, allow_inf: bool = False, cap: float = math.inf) 
     return v
 
 
+def _whole(v: Any, where: str) -> int:
+    """A count (threads, calibration points): a whole number >= 0; 2.5 is refused, not cut to 2."""
+    n = _number(v, where)
+    if n != int(n):
+        raise InputError(f"{where} must be a whole number, got {_short(v)}")
+    return int(n)
+
+
 def _cap(field: str) -> float:
     """The largest value a STATS field may hold: ``MAX_MS`` for times and the reference ratio."""
     return MAX_MS if field.endswith("_ms") or field == "ratio" else math.inf
@@ -187,7 +195,7 @@ class Calibration:
                 raise InputError(f"{where} parameter {_short(bad)} must be a finite number, got {_short(params[bad])}",
                                  hint=_CAL_HINT)
             cal = cls(model=str(d["model"]), params={k: float(v) for k, v in params.items()},
-                      n_points=int(_number(d["n_points"], f"{where} n_points")),
+                      n_points=_whole(d["n_points"], f"{where} n_points"),
                       fitted_at=float(_number(d.get("fitted_at", 0.0), f"{where} fitted_at")),
                       residual=float(_number(d.get("residual", 0.0), f"{where} residual")))
         except (KeyError, TypeError, ValueError) as exc:
@@ -330,7 +338,7 @@ class Lut:
                          ("protocol", Mapping)):
             if not isinstance(d.get(key), typ):
                 raise InputError(f"{where}: missing or malformed '{key}'")
-        from edgenas.safenames import BLOCK_KEY_RE, HASH_RE, NAME_RE
+        from edgenas.safenames import BLOCK_KEY_RE, HASH_RE, NAME_RE, SHA256_RE
 
         for key, rx in (("device", NAME_RE), ("space", NAME_RE), ("fingerprint_hash", HASH_RE)):
             if not rx.match(d[key]):
@@ -349,8 +357,8 @@ class Lut:
             raise InputError(f"{where}: malformed 'calibration' (an object or null)")
         ref = d.get("reference")
         if ref is not None and not (isinstance(ref, Mapping) and is_finite(ref.get("ms")) and ref["ms"] > 0
-                                    and isinstance(ref.get("sha256"), str)):
-            raise InputError(f"{where}: malformed 'reference' (needs sha256 and ms > 0)")
+                                    and isinstance(ref.get("sha256"), str) and SHA256_RE.match(ref["sha256"])):
+            raise InputError(f"{where}: malformed 'reference' (needs a hex sha256 of 64 digits and ms > 0)")
         if ref is not None and ref["ms"] > MAX_MS:
             raise InputError(f"{where}: the reference's ms must be at most {MAX_MS:g}, got {_short(ref['ms'])}")
         sync = EntryStats.from_dict(d["sync"], f"{where}: sync") if "sync" in d else None
@@ -362,7 +370,7 @@ class Lut:
         lut = cls(
             device=d["device"], space=d["space"], fingerprint=dict(d["fingerprint"]),
             fingerprint_hash=d["fingerprint_hash"], runtime=d["runtime"], precision=d["precision"],
-            threads=int(_number(d.get("threads", 0), f"{where}: threads")), protocol=dict(d["protocol"]),
+            threads=_whole(d.get("threads", 0), f"{where}: threads"), protocol=dict(d["protocol"]),
             overhead=EntryStats.from_dict(d.get("overhead"), f"{where}: overhead"),
             entries=entries, calibration=calibration,
             created_at=float(_number(d.get("created_at", 0.0), f"{where}: created_at")), schema=LUT_SCHEMA,

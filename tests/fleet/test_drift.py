@@ -263,7 +263,7 @@ def _entry(median: float, ratio: float | None = None, p90: float | None = None, 
 def _made_up_lut(entries: dict, reference_ms: float | None = 2.0) -> Lut:
     return Lut(device="fake", space=SPACE, fingerprint={}, fingerprint_hash="c" * 64, runtime="onnxruntime",
                precision="fp32", threads=1, protocol={}, overhead=_entry(0.01, ratio=0.005), entries=entries,
-               reference=None if reference_ms is None else {"sha256": "r" * 64, "ms": reference_ms})
+               reference=None if reference_ms is None else {"sha256": "e" * 64, "ms": reference_ms})
 
 
 class _ScriptedDevice:
@@ -456,7 +456,7 @@ def test_the_last_check_of_this_very_table_is_found(project):
         fh.write("not json\n")
     rec = last_verified(project, "fake", lut)
     assert (rec["speed_change"], rec["reference_ms"], rec["nominal_ms"], rec["rescaled"]) == (0.3, 2.6, 2.0, False)
-    rescaled = dataclasses.replace(lut, reference={"sha256": "r" * 64, "ms": 2.6})  # a rescale changes the nominal
+    rescaled = dataclasses.replace(lut, reference={"sha256": "e" * 64, "ms": 2.6})  # a rescale changes the nominal
     assert last_verified(project, "fake", rescaled) is None
     record_verified(project, "fake", lut, check, rescaled=True)  # the table was rescaled after this check
     assert last_verified(project, "fake", lut) is None

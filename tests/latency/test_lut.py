@@ -126,8 +126,8 @@ def test_a_normalised_table_costs_ratio_times_the_reference():
 
 @pytest.mark.parametrize("ms", [0, 0.0, -1.0, math.nan, math.inf, True, "8", None, MAX_MS + 1.0])
 def test_the_reference_time_is_a_finite_number_above_0_and_at_most_max_ms(ms):
-    with pytest.raises(InputError, match="^LUT: (malformed 'reference' \\(needs sha256 and ms > 0\\)|the reference's "
-                                         "ms must be at most 1e\\+07, got 10000001.0)$"):
+    with pytest.raises(InputError, match="^LUT: (malformed 'reference' \\(needs a hex sha256 of 64 digits and ms > 0\\)"
+                                         "|the reference's ms must be at most 1e\\+07, got 10000001.0)$"):
         Lut.from_dict(_with(reference={"sha256": "c" * 64, "ms": ms}))
 
 
@@ -137,6 +137,27 @@ def test_the_reference_time_may_be_below_1_ms_or_max_ms_itself():
     assert top.value_ms(top.entries["k2"]) == 0.375 * MAX_MS
     with pytest.raises(InputError, match="malformed 'reference'"):
         Lut.from_dict(_with(reference={"ms": 8.0}))  # no sha256
+
+
+@pytest.mark.parametrize("sha", ["c" * 63, "c" * 65, "C" * 64, "g" * 64, "c" * 63 + "\n", "", "../" + "c" * 61])
+def test_the_reference_hash_is_a_whole_lowercase_sha256(sha):
+    """The reference is recognised by its hash (drift, deploy): anything but 64 hex digits is a damaged table,
+    refused where it is read, not a reference that silently never matches."""
+    with pytest.raises(InputError, match="^LUT: malformed 'reference' \\(needs a hex sha256 of 64 digits"):
+        Lut.from_dict(_with(reference={"sha256": sha, "ms": 8.0}))
+    assert Lut.from_dict(_with(reference={"sha256": "0123456789abcdef" * 4, "ms": 8.0})).normalised
+
+
+@pytest.mark.parametrize("edit, field", [
+    ({"threads": 2.5}, "threads"), ({"threads": 1e-9}, "threads"),
+    ({"calibration": {**CAL, "n_points": 2.5}}, "n_points"), ({"calibration": {**CAL, "n_points": 0.5}}, "n_points"),
+])
+def test_counts_are_whole_numbers_not_cut(edit, field):
+    """A table of 2.5 threads was read as 2, and 0.5 calibration points as 0: a damaged count is refused."""
+    with pytest.raises(InputError, match=f"{field} must be a whole number, got"):
+        Lut.from_dict(_with(**edit))
+    lut = Lut.from_dict(_with(threads=4.0, calibration={**CAL, "n_points": 7.0}))  # JSON's 4.0 is 4
+    assert (lut.threads, lut.calibration.n_points) == (4, 7) and type(lut.threads) is int
 
 
 def test_the_largest_cost_may_be_max_ms_but_not_more():
@@ -246,6 +267,6 @@ def test_a_number_too_large_for_a_float_is_one_input_error(edit, tmp_path):
     with pytest.raises(InputError, match="a number too large to read") as exc:
         Lut.load(path)
     assert str(path) in exc.value.message
-    with pytest.raises(InputError, match="must be a finite number|malformed 'reference' \\(needs sha256") as exc:
+    with pytest.raises(InputError, match="must be a finite number|malformed 'reference' \\(needs a hex sha256") as exc:
         Lut.from_dict(_with(**edit), where=f"LUT {path}")
     assert str(path) in exc.value.message
