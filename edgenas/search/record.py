@@ -35,8 +35,8 @@ from edgenas.io import read_json
 from edgenas.locks import run_lock_held
 from edgenas.project import Project
 from edgenas.search.run_files import (
-    check_best, check_checkpoint, check_config, check_evaluation, check_pareto, check_request_fields, check_tables,
-    check_warm_start, read_evaluations)
+    bad_evaluation_field, check_best, check_checkpoint, check_config, check_evaluation, check_pareto,
+    check_request_fields, check_tables, check_warm_start, read_evaluations)
 from edgenas.search.task import describe_task
 from edgenas.store.experiment import ExperimentDB
 from edgenas.store.runs import Evaluation, RunDevice, RunRecord, run_identity, save_run
@@ -250,21 +250,44 @@ def darts_log(out: Path, config: Mapping[str, Any], best: Mapping[str, Any]) -> 
                 "latency_ms": ms, "constraints": cons, "feasible": all(v <= 0 for v in cons.values()),
                 "wall_s": wall_s}
 
+    damaged = (KeyError, TypeError, ValueError, AttributeError, OverflowError, IndexError)
     try:
-        return [check_evaluation(r, src, n) for n, r in enumerate(_darts_records(space, history, best, record), 1)]
-    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, IndexError):
+        recs, wall = _darts_records(space, history, record, src)
+        recs = [check_evaluation(r, src, n) for n, r in enumerate(recs, 1)]
+    except damaged:
         raise InputError(f"{src}: malformed DARTS history (epochs with arch, train_loss, derived_ms)",
                          hint="the run folder is damaged") from None
+    if not (history and best.get("number") == len(history)):
+        return recs
+    try:  # the chosen network, after the epochs': best.json's (its arch a record, or a cell string as nb201's epochs)
+        arch = _darts_arch(space, best["arch"], out / "best.json") if isinstance(best["arch"], str) else best["arch"]
+        chosen = record(best["number"], arch, history[-1]["train_loss"], best["latency_ms"],
+                        wall + float(best.get("pt_s") or 0.0))
+    except damaged:
+        raise InputError(f"{out / 'best.json'}: malformed chosen network (arch, latency_ms)",
+                         hint="the run folder is damaged") from None
+    bad = bad_evaluation_field(chosen)
+    if bad:
+        raise InputError(f"{out / 'best.json'}: the chosen network is not an evaluation record (malformed {bad})",
+                         hint="the run folder is damaged")
+    return [*recs, chosen]
 
 
-def _darts_records(space: Any, history: Any, best: Mapping[str, Any], record: Any) -> list[dict[str, Any]]:
+def _darts_records(space: Any, history: Any, record: Any, src: Path) -> tuple[list[dict[str, Any]], float]:
+    """The epochs' records and the wall time they took."""
     recs, wall = [], 0.0
     for h in history:
         wall += float(h.get("epoch_s", 0.0))
-        a = h["arch"]  # nb201: the cell's string; mbv3 (darts_mbv3_train): the architecture record
-        arch = space.from_dict(a) if isinstance(a, Mapping) else space.from_string(a)
-        recs.append(record(int(h["epoch"]) - 1, space.to_dict(arch), h["train_loss"], h["derived_ms"], wall))
-    if history and best.get("number") == len(history):  # the chosen network, after the epochs'
-        recs.append(record(best["number"], best["arch"], history[-1]["train_loss"], best["latency_ms"],
-                           wall + float(best.get("pt_s") or 0.0)))
-    return recs
+        # nb201: the cell's string; mbv3 (darts_mbv3_train): the architecture record
+        recs.append(record(int(h["epoch"]) - 1, _darts_arch(space, h["arch"], src), h["train_loss"],
+                           h["derived_ms"], wall))
+    return recs, wall
+
+
+def _darts_arch(space: Any, a: Any, path: Path) -> dict[str, Any]:
+    """The architecture record of a DARTS file's ``arch`` (a record or a cell string); the space's error names
+    the file."""
+    try:
+        return space.to_dict(space.from_dict(a) if isinstance(a, Mapping) else space.from_string(a))
+    except InputError as exc:
+        raise InputError(f"{path}: {exc.message}", hint="the run folder is damaged") from None

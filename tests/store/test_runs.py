@@ -584,6 +584,27 @@ def test_a_darts_run_is_indexed_as_its_epochs_cells_then_its_chosen_network(db, 
         (2, chosen, {"train_loss": 1.5}, {"local": 4.5}, {"local": -0.5}, True, 4.5)]      # + DARTS-PT's 3 s
 
 
+def test_a_darts_runs_chosen_network_may_be_a_cell_string_and_its_damage_names_best_json(db, tmp_path):
+    """best.json's arch may be a cell string (as nb201's epochs are; ``check_best`` takes one): it was
+    refused as "checkpoint.json: line 3 is not an evaluation record", naming a file that was whole."""
+    from edgenas.spaces import get_space
+
+    nb201 = get_space("nb201")
+    out = _darts_folder(tmp_path / "d", number=2, arch=CELL_A, latency_ms={"local": 4.5})
+    rec = index_run(db, Project(tmp_path), out)
+    last = run_evaluations(db, rec.id)[-1]
+    assert (last.number, last.arch, last.latency_ms) == (2, nb201.to_dict(nb201.from_string(CELL_A)), {"local": 4.5})
+    for arch, latency, why in (("|nor_conv_3x3~0|", {"local": 4.5}, "malformed NAS-Bench-201 architecture string"),
+                               (CELL_A, None, "malformed chosen network"),
+                               (CELL_A, {"local": "x"}, None)):   # check_best refuses this one itself
+        bad = _darts_folder(tmp_path / f"b{len(str(arch))}{latency}", number=2, arch=arch, latency_ms=latency)
+        with pytest.raises(InputError) as exc:
+            index_run(db, Project(tmp_path), bad)
+        assert exc.value.message.startswith(f"{bad / 'best.json'}: ") and "checkpoint.json" not in exc.value.message
+        if why:
+            assert why in exc.value.message
+
+
 def test_a_darts_runs_chosen_network_is_added_only_when_none_of_its_epochs_is_it(tmp_path):
     from edgenas.search.record import darts_best_number, darts_log
 
@@ -602,6 +623,9 @@ def test_a_darts_runs_chosen_network_is_added_only_when_none_of_its_epochs_is_it
     (out / "checkpoint.json").write_text(json.dumps({"history": [{**DARTS_HISTORY[0], "epoch": 0}]}))
     with pytest.raises(InputError, match=r"checkpoint.json: line 1 is not an evaluation record \(malformed 'number'"):
         darts_log(out, config, {})   # an epoch 0 is evaluation -1: the first record is named
+    (out / "checkpoint.json").write_text(json.dumps({"history": [{**DARTS_HISTORY[0], "arch": "|none~0|"}]}))
+    with pytest.raises(InputError, match=r"checkpoint.json: malformed NAS-Bench-201 architecture string '\|none~0\|'"):
+        darts_log(out, config, {})   # the space's error named no file
 
 
 def test_a_darts_run_killed_before_its_first_epoch_is_stopped_at_its_configs_time(db, tmp_path):
