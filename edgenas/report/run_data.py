@@ -21,6 +21,7 @@ import numpy as np
 from edgenas.limits import is_finite
 from edgenas.report.source import DataSource, RunData
 from edgenas.search.pareto import pareto_mask
+from edgenas.search.results import best_key
 
 
 @dataclass(frozen=True)
@@ -118,10 +119,33 @@ def pareto_data(run: RunData, device: str) -> ParetoData:
             # best.json's network, at its epoch's loss (a greedy repair may have changed that epoch's argmax)
             chosen = replace(chosen, latency_ms=float(lat), feasible=budget is None or lat <= budget,
                              label=arch_label(run.best.get("arch")))
-    elif ok:  # a running search: the best so far
-        chosen = max(ok, key=lambda p: (sign * p.accuracy, -p.latency_ms, -p.number))  # ties: the faster
+    elif ok and run.darts:  # a DARTS run still training: the lowest loss so far (ties: the faster)
+        chosen = max(ok, key=lambda p: (sign * p.accuracy, -p.latency_ms, -p.number))
+    elif ok:  # a running search: the best so far, as the search chooses its best when it ends
+        number = _running_best(run)
+        chosen = next((p for p in ok if p.number == number), None)
     return ParetoData(device, acc, run.objective_unit, pts, front, budget, chosen, run.higher_is_better,
                       device in run.table_columns)
+
+
+def _running_best(run: RunData) -> int | None:
+    """The number of the evaluation a running search would choose now (``results.best_key``): on accuracy, then
+    its latencies on every device as shares of their budgets (not only the plotted device's), then the extra
+    objectives it minimises, then the first."""
+    budgets = run.budgets
+    extra = [k for k in ("params", "flops") if k in ((run.request or {}).get("minimise") or ())]
+    keyed = {}
+    for e in run.evaluations:
+        obj, lat = e.get("objectives", {}), e.get("latency_ms", {})
+        if e.get("feasible") and is_finite(obj.get(run.objective)):
+            keyed[int(e["number"])] = best_key(
+                float(obj[run.objective]), [_number(lat.get(d)) for d in budgets], list(budgets.values()),
+                [_number(obj.get(k)) for k in extra], int(e["number"]))
+    return max(keyed, key=keyed.__getitem__) if keyed else None
+
+
+def _number(v: Any) -> float:
+    return float(v) if is_finite(v) else float("nan")
 
 
 def convergence_data(run: RunData) -> ConvergenceData:
@@ -166,9 +190,9 @@ def breakdown_data(run: RunData, source: DataSource) -> BreakdownData:
     from edgenas.spaces import get_space
 
     arch_rec = (run.best or {}).get("arch")
-    if arch_rec is None:
-        p = [pareto_data(run, d).chosen for d in run.budgets][:1]
-        num = p[0].number if p and p[0] else None
+    if arch_rec is None:  # still running: the best so far
+        p = [pareto_data(run, d).chosen for d in run.budgets][:1] if run.darts else []
+        num = (p[0].number if p and p[0] else None) if run.darts else _running_best(run)
         arch_rec = next((e["arch"] for e in run.evaluations if e.get("number") == num), None)
     if arch_rec is None:
         return BreakdownData(None, [], {d: "no feasible architecture yet" for d in run.budgets})

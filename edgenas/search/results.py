@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -53,17 +53,24 @@ def _first_of_each(trials: list[Trial], space: Any) -> list[Trial]:
     return out
 
 
-def _best_key(t: Trial, problem: Any) -> tuple[Any, ...]:
-    """The most accurate; of equally accurate ones the fastest (latencies summed as shares of their budgets,
-    else in ms), then the smallest in the extra objectives, then the first evaluated: a choice no equally
-    accurate evaluation dominates. Ties decided by evaluation order alone chose a network 250 times slower
-    than an equally accurate one on the front (13,794 of nb201's 15,625 cifar10_test values are tied)."""
+def best_key(accuracy: float, latency_ms: Sequence[float], budgets_ms: Sequence[float | None],
+             extra: Sequence[float], number: int) -> tuple[Any, ...]:
+    """The order a run's best is chosen by (the largest key): the most accurate; of equally accurate ones the
+    fastest (latencies summed as shares of their budgets, else in ms), then the smallest in the extra
+    objectives, then the first evaluated: a choice no equally accurate evaluation dominates. Ties decided by
+    evaluation order alone chose a network 250 times slower than an equally accurate one on the front
+    (13,794 of nb201's 15,625 cifar10_test values are tied). A latency or extra value that is not finite
+    counts as infinite."""
     def finite(v: float) -> float:
         return v if np.isfinite(v) else np.inf
 
-    lat = sum(finite(t.latency_ms[d.name]) / (d.budget_ms or 1.0) for d in problem.devices)
-    extra = tuple(-finite(t.objectives[k]) for k in problem.extra)
-    return (t.objectives[problem.accuracy_name], -lat, extra, -t.number)
+    lat = sum(finite(ms) / (budget or 1.0) for ms, budget in zip(latency_ms, budgets_ms))
+    return (accuracy, -lat, tuple(-finite(v) for v in extra), -number)
+
+
+def _best_key(t: Trial, problem: Any) -> tuple[Any, ...]:
+    return best_key(t.objectives[problem.accuracy_name], [t.latency_ms[d.name] for d in problem.devices],
+                    [d.budget_ms for d in problem.devices], [t.objectives[k] for k in problem.extra], t.number)
 
 
 def summarise(trials: list[Trial], problem: Any, out_dir: Path, stopped: str) -> SearchResult:

@@ -276,3 +276,36 @@ def test_a_damaged_last_refresh_record_leaves_its_good_rows(tmp_path):
     path.write_text(json.dumps([1, None, {"device": ["a"], "space": "nb201", "status": "failed"}, good]))
     (row,) = fleet_rows(FolderSource(project), ["dev-a"])
     assert row.reachable == "no" and "unreachable" in row.note
+
+
+def _running_two_device_run(tmp_path, minimise):
+    """Six evaluations of a running search on devices a (10 ms budget) and b (1 ms): #1, #2, #3 and #5 tie at
+    the best feasible accuracy (#4 is more accurate but infeasible). As shares of the budgets #2 and #3 are
+    the fastest (0.5 + 0.2); #1 is faster on a, #5 faster still on a but with no b latency (infinite)."""
+    from edgenas.report.source import load_run_dir
+
+    run = tmp_path / "running"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"space": "nb201", "strategy": "random", "seed": 0,
+                                                 "devices": [["a", 10.0], ["b", 1.0]]}))
+    (run / "request.json").write_text(json.dumps({"table": "t.csv", "objective": "acc", "minimise": minimise}))
+    arch = {"arch": "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|none~0|avg_pool_3x3~1|nor_conv_3x3~2|"}
+    rows = [(90.0, {"a": 2.0, "b": 0.9}, 1.0, True), (91.0, {"a": 1.0, "b": 0.95}, 1.0, True),
+            (91.0, {"a": 5.0, "b": 0.2}, 1.0, True), (91.0, {"a": 5.0, "b": 0.2}, 0.5, True),
+            (95.0, {"a": 0.1, "b": 0.1}, 0.1, False), (91.0, {"a": 0.5}, 0.1, True)]
+    (run / "evaluations.jsonl").write_text("".join(
+        json.dumps({"number": n, "arch": arch, "objectives": {"acc": acc, "params": params}, "latency_ms": lat,
+                    "feasible": ok}) + "\n" for n, (acc, lat, params, ok) in enumerate(rows)))
+    return load_run_dir(run)
+
+
+@pytest.mark.parametrize("minimise, chosen", [(["params"], 3), ([], 2)])
+def test_a_running_searchs_best_so_far_is_chosen_as_the_search_chooses_it(tmp_path, minimise, chosen):
+    """The plots of a running search marked, per device, the most accurate evaluation fastest on that device
+    (#5 on a, #2 on b), not the one the search chooses when it ends (``results.best_key``): the latencies on
+    every device as shares of their budgets (#2 and #3), then the extra objectives (params: #3), then the first."""
+    from edgenas.report.run_data import pareto_data
+
+    run = _running_two_device_run(tmp_path, minimise)
+    assert run.status == "running" and run.objective == "acc"
+    assert [pareto_data(run, d).chosen.number for d in ("a", "b")] == [chosen, chosen]
