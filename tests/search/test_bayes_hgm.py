@@ -234,3 +234,117 @@ def test_gp_loads_its_native_modules_when_built_and_a_ctrl_c_meanwhile_is_held_u
             "print(steps)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=60)
     assert out.stdout.strip() == "['block ended', 'interrupted']", out.stdout + out.stderr
+
+
+def _told(s, space, genes, parent, ops, result):
+    """Tell HGM one architecture as the child of ``parent`` made by the operator ``ops`` (-1: a root)."""
+    arch = space.from_genes(np.array(genes))
+    s.pending[space.arch_id(arch)] = (parent, ops)
+    s.tell([arch], [result])
+    return arch
+
+
+def test_hgm_successes_clade_counts_best_members_and_operator_credit_on_a_small_tree(space):
+    """A hand-worked tree (values minimised: -accuracy, latency). A node succeeds when it beats its parent in
+    Deb's order or enters the feasible front; only successful children credit their operator."""
+    s = HGM(space, np.random.default_rng(0), init=2, learn_rate=2.0, explore=0.0)
+    tree = [([0, 0, 0, 0, 0, 0], -1, (), Result((-50.0, 10.0))),      # 0 root: the first front member
+            ([1, 0, 0, 0, 0, 0], -1, (), Result((-40.0, 20.0))),      # 1 root: dominated by 0: failure
+            ([3, 0, 0, 0, 0, 0], 0, ((0, 3),), Result((-45.0, 5.0))),  # 2: worse than 0, enters the front
+            ([3, 2, 0, 0, 0, 0], 2, ((1, 2),), Result((-48.0, 30.0))),  # 3: beats 2, dominated by 0
+            ([3, 2, 1, 0, 0, 0], 3, ((2, 1),), Result((-60.0, 1.0), 2.0)),  # 4: infeasible: failure
+            ([0, 0, 0, 0, 0, 1], 0, ((4, 0),), Result((-45.0, 5.0))),  # 5: ties front member 2, worse than 0
+            ([3, 2, 0, 4, 0, 0], 3, ((3, 4),), Result((-55.0, 40.0))),  # 6: beats 3 and enters the front
+            ([3, 2, 1, 0, 0, 2], 4, ((5, 2),), Result((-10.0, 50.0), 1.0)),  # 7: less violation than 4
+            ([1, 4, 0, 0, 0, 0], 1, ((1, 4),), Result((-40.0, 25.0))),  # 8: ties 1: no success, not 1's best
+            ([3, 0, 0, 0, 0, 4], 2, ((5, 4),), Result((-46.0, 4.0)))]  # 9: beats 2, pushes it off the front
+    archs = [_told(s, space, *node) for node in tree]
+    assert s.succ == [True, False, True, True, False, False, True, True, False, True]
+    assert s.parent == [-1, -1, 0, 2, 3, 0, 3, 4, 1, 2]
+    assert s.s.tolist() == [6, 0, 5, 3, 1, 0, 1, 1, 0, 1]     # clade 0 = all but 1 and 8: 6 successes
+    assert s.f.tolist() == [2, 2, 1, 1, 1, 1, 0, 0, 1, 0]
+    assert s.best == [6, 1, 6, 6, 7, 5, 6, 7, 8, 9]           # 7 beats 4 on violation; 6 is the best feasible
+    assert sorted(map(tuple, s.front)) == [(-55.0, 40.0), (-50.0, 10.0), (-46.0, 4.0)]
+    assert s.seen == {space.arch_id(a) for a in archs} and not s.pending and s.step == 10
+    # operators of the successful children 2, 3, 6, 7, 9 gain learn_rate; the failures' (4, 5, 8) nothing
+    assert s.gene_counts.tolist() == [3, 3, 1, 3, 1, 5]
+    assert s.value_counts[0].tolist() == [1, 1, 1, 3, 1] and s.value_counts[4].tolist() == [1, 1, 1, 1, 1]
+    dist = s.mutation_distribution()
+    assert dist["genes"] == pytest.approx(np.array([3, 3, 1, 3, 1, 5]) / 16)
+    assert dist["values"][5] == pytest.approx([1 / 9, 1 / 9, 3 / 9, 1 / 9, 3 / 9])
+    s.opts["explore"] = 0.5                           # half learned, half uniform over the other values
+    assert s.gene_probs() == pytest.approx(0.5 * np.array([3, 3, 1, 3, 1, 5]) / 16 + 0.5 / 6)
+    assert s.value_probs(0, 3) == pytest.approx([0.25, 0.25, 0.25, 0.0, 0.25])
+    assert s.value_probs(0, 0) == pytest.approx([0.0, 5 / 24, 5 / 24, 9 / 24, 5 / 24])
+
+
+def test_hgm_a_result_with_a_non_finite_value_never_enters_the_front(space):
+    s = HGM(space, np.random.default_rng(0), init=2)
+    _told(s, space, [0, 0, 0, 0, 0, 0], -1, (), Result((-50.0, float("nan"))))
+    s.tell([space.from_genes(np.array([1, 0, 0, 0, 0, 0]))], [Result((-40.0, 20.0))])  # never asked: a root
+    assert s.succ == [False, True] and len(s.front) == 1 and s.parent == [-1, -1]
+
+
+def test_hgm_never_mutates_a_gene_with_one_value_and_changes_genes_distinct_genes():
+    from edgenas.spaces import get_space
+
+    tiny = get_space("mbv3-tiny")                       # gene 0 has one value; genes 1-10 two each
+    s = HGM(tiny, np.random.default_rng(0), genes=20)
+    assert s.gene_probs() == pytest.approx([0.0] + [0.1] * 10)
+    parent = tiny.sample(np.random.default_rng(1))
+    child, ops = s.mutate(parent)
+    before, after = tiny.to_genes(parent), tiny.to_genes(child)
+    # min(20, 10 mutable genes): each of genes 1-10 once, to its other value
+    assert sorted(i for i, _ in ops) == list(range(1, 11))
+    assert all(after[i] == v == 1 - before[i] for i, v in ops) and after[0] == before[0]
+
+
+def test_hgm_option_bounds(space):
+    from edgenas.errors import InputError
+
+    assert HGM.validate_options({}) == {"init": 10, "tau_growth": 2.0, "genes": 1, "learn_rate": 1.0,
+                                        "explore": 0.2, "expand": "best"}
+    for ok in ({"init": 1}, {"genes": 1}, {"tau_growth": 0}, {"tau_growth": 1e6}, {"learn_rate": 0},
+               {"learn_rate": 1e6}, {"explore": 0}, {"explore": 1}, {"expand": "node"}):
+        assert HGM.validate_options(ok)[next(iter(ok))] == next(iter(ok.values()))
+    for bad in ({"init": 0}, {"genes": 0}, {"tau_growth": -0.5}, {"tau_growth": 2e6}, {"learn_rate": -1},
+                {"learn_rate": 2e6}, {"explore": -0.1}, {"expand": "worst"}):
+        with pytest.raises(InputError, match="must be"):
+            HGM.validate_options(bad)
+
+
+def test_hgm_thompson_draws_are_scaled_by_tau(space):
+    """theta ~ Beta(tau (1 + s), tau (1 + f)) with tau = 1 + tau_growth * step: the same generator drawn by
+    hand picks the same clades."""
+    s = HGM(space, np.random.default_rng(7), tau_growth=0.5)
+    s.s, s.f, s.step = np.array([3.0, 1.0, 0.0, 2.0]), np.array([1.0, 2.0, 0.0, 2.0]), 4  # tau = 3
+    ref = np.random.default_rng(7)
+    picks = [s.select() for _ in range(200)]
+    assert picks == [int(np.argmax(ref.beta(3 * np.array([4, 2, 1, 3]), 3 * np.array([2, 3, 1, 3]))))
+                     for _ in range(200)]
+
+
+def test_hgm_ask_marks_a_batch_seen_and_proposes_no_architecture_twice(space):
+    s = HGM(space, np.random.default_rng(0), init=40)
+    archs = s.ask(40)
+    ids = {space.arch_id(a) for a in archs}
+    assert len(ids) == 40 and s.seen == ids and set(s.pending) == ids
+    s.tell(archs, [Result((-float(i), 1.0)) for i in range(40)])
+    assert s.parent == [-1] * 40 and not s.pending
+
+
+def test_hgm_counts_asked_but_untold_roots_toward_init(space):
+    s = HGM(space, np.random.default_rng(0), init=3)
+    _told(s, space, [0, 0, 0, 0, 0, 0], -1, (), Result((-50.0, 10.0)))
+    _told(s, space, [1, 0, 0, 0, 0, 0], -1, (), Result((-40.0, 20.0)))
+    s.ask(3)                                          # one more root makes init=3; then two children
+    parents = [p for p, _ in s.pending.values()]
+    assert len(parents) == 3 and parents.count(-1) == 1
+
+
+def test_hgm_a_weakly_dominated_result_stays_off_the_front_and_a_weakly_dominating_one_replaces(space):
+    s = HGM(space, np.random.default_rng(0), init=3)
+    _told(s, space, [0, 0, 0, 0, 0, 0], -1, (), Result((-50.0, 10.0)))
+    _told(s, space, [1, 0, 0, 0, 0, 0], -1, (), Result((-50.0, 20.0)))   # as accurate, slower
+    _told(s, space, [2, 0, 0, 0, 0, 0], -1, (), Result((-60.0, 10.0)))   # more accurate, as fast
+    assert s.succ == [True, False, True] and [tuple(p) for p in s.front] == [(-60.0, 10.0)]
