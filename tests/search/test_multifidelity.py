@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 from edgenas.errors import InputError
 from edgenas.evaluate import make_evaluator
 from edgenas.search import Problem
-from edgenas.search.ladder import Rung, brackets, parse_ladder
+from edgenas.search.ladder import Bracket, Rung, brackets, parse_ladder
 from edgenas.search.multifidelity import MFConfig, run_multifidelity
 from edgenas.spaces import get_space as space_of
 
@@ -124,3 +125,73 @@ def test_cli_multifidelity_search_and_bad_ladder(cli, valid, tmp_path, monkeypat
     r = cli(*base, "--ladder", "nb201-fidelity:column", "--out", str(tmp_path / "bad"))
     assert r.code == 2 and "not KEY=VALUE" in r.err and "Traceback" not in r.err
     assert not (tmp_path / "bad").exists()
+
+
+def test_rungs_and_brackets_are_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Rung("a").cost = 2.0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Bracket(0, 0, 5).n = 6
+
+
+def test_rung_survivors_count_fraction_and_default():
+    assert [Rung("a").survivors(n, 3) for n in (9, 4, 2, 1)] == [3, 1, 1, 1]   # n // eta, at least 1
+    assert Rung("a").survivors(8, 2) == 4
+    assert [Rung("a", keep=0.5).survivors(n, 3) for n in (5, 4, 1)] == [2, 2, 1]   # floor(n keep), at least 1
+    assert Rung("a", keep=0.75).survivors(4, 3) == 3
+    assert [Rung("a", keep=5).survivors(n, 3) for n in (10, 5, 3)] == [5, 5, 3]     # a count, at most n
+    assert Rung("a", keep=1).survivors(10, 3) == 1 and Rung("a", keep=2.0).survivors(10, 3) == 2
+
+
+def test_rung_checks_its_cost_and_keep():
+    for cost in (0.001, 1, 2.5):
+        assert Rung("a", cost=cost).cost == cost
+    for keep in (None, 0.999, 0.25, 1, 2.0, 7):
+        assert Rung("a", keep=keep).keep == keep
+    for cost in (0, -1.0, float("inf"), float("nan"), "2"):
+        with pytest.raises(InputError, match="cost must be > 0"):
+            Rung("a", cost=cost)
+    for keep in (0, -0.5, 1.5, float("inf"), float("nan"), "3"):
+        with pytest.raises(InputError, match="keep must be a count >= 1 or a fraction"):
+            Rung("a", keep=keep)
+    for name in ("", None):
+        with pytest.raises(InputError, match="evaluator name is missing"):
+            Rung(name)
+    with pytest.raises(InputError, match="evaluator name is missing"):
+        Rung.parse("  :keep=3")
+
+
+def test_rung_parsing_values_label_and_json():
+    r = Rung.parse(" train : epochs = 2 , lr=0.5,, name=x=y , keep=0.5,cost=3 ")
+    assert r == Rung("train", {"epochs": 2, "lr": 0.5, "name": "x=y"}, 3.0, 0.5)
+    assert type(r.options["epochs"]) is int and type(r.cost) is float
+    assert r.label() == "train:epochs=2,lr=0.5,name=x=y"          # cost and keep belong to the ladder
+    assert Rung.parse("compression") == Rung("compression") and Rung.parse("compression:").label() == "compression"
+    assert Rung.parse("compression").cost == 1.0 and Rung.parse("compression").keep is None
+    assert Rung.from_json(r.to_json()) == r
+    assert r.to_json() == {"evaluator": "train", "options": {"epochs": 2, "lr": 0.5, "name": "x=y"},
+                           "cost": 3.0, "keep": 0.5}
+    assert Rung.from_json({"evaluator": "a"}) == Rung("a", {}, 1.0, None)
+    for bad in ({"cost": 2}, {"evaluator": "a", "options": 5}):
+        with pytest.raises(InputError, match="malformed ladder rung"):
+            Rung.from_json(bad)
+    for text, msg in (("a:cost=cheap", "cost='cheap' is not a number"), ("a:keep=half", "keep='half' is not")):
+        with pytest.raises(InputError, match=msg):
+            Rung.parse(text)
+    assert [r.cost for r in parse_ladder(["a:cost=2", "b:cost=2", "c:cost=2.5"])] == [2.0, 2.0, 2.5]  # equal costs
+
+
+def test_hyperband_brackets_of_a_three_rung_ladder_and_eta_bounds():
+    rungs = [Rung("a"), Rung("b", cost=3), Rung("c", cost=9)]
+    # S = 2: bracket s starts at rung 2 - s with ceil(n 3 / (s + 1) / 3^(2 - s)) candidates
+    assert [(b.index, b.start, b.n) for b in brackets("hyperband", rungs, 9, 3)] == [(0, 0, 9), (1, 1, 5), (2, 2, 3)]
+    assert [(b.start, b.n) for b in brackets("hyperband", rungs, 1, 3)] == [(0, 1), (1, 1), (2, 1)]
+    assert [(b.start, b.n) for b in brackets("hyperband", rungs[:1], 7, 3)] == [(0, 7)]
+    assert [(b.start, b.n) for b in brackets("hyperband", rungs, 8, 2)] == [(0, 8), (1, 6), (2, 6)]
+    for eta in (2, 1000):
+        assert brackets("sh", rungs, 5, eta) == [Bracket(0, 0, 5)]
+    for eta in (1, 1001, 3.0, "3"):
+        with pytest.raises(InputError, match="eta must be an integer from 2 to 1000"):
+            brackets("sh", rungs, 5, eta)
+    with pytest.raises(InputError, match="unknown multi-fidelity mode 'asha'"):
+        brackets("asha", rungs, 5, 3)
