@@ -76,7 +76,7 @@ class Rung:
     def from_json(cls, d: Mapping[str, Any]) -> "Rung":
         try:
             return cls(d["evaluator"], d.get("options", {}), float(d.get("cost", 1.0)), d.get("keep"))
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"malformed ladder rung {d!r}: {exc}") from None
 
     def survivors(self, n: int, eta: int) -> int:

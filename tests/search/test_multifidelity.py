@@ -172,7 +172,7 @@ def test_rung_parsing_values_label_and_json():
     assert r.to_json() == {"evaluator": "train", "options": {"epochs": 2, "lr": 0.5, "name": "x=y"},
                            "cost": 3.0, "keep": 0.5}
     assert Rung.from_json({"evaluator": "a"}) == Rung("a", {}, 1.0, None)
-    for bad in ({"cost": 2}, {"evaluator": "a", "options": 5}):
+    for bad in ({"cost": 2}, {"evaluator": "a", "options": 5}, {"evaluator": "a", "cost": "cheap"}):
         with pytest.raises(InputError, match="malformed ladder rung"):
             Rung.from_json(bad)
     for text, msg in (("a:cost=cheap", "cost='cheap' is not a number"), ("a:keep=half", "keep='half' is not")):
