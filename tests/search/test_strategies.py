@@ -1,5 +1,6 @@
 """Strategies: registry, options, determinism, constraint handling, WOA/RI-IWOA specifics."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -349,3 +350,199 @@ def test_a_problem_describes_its_objectives_budgets_and_minimum_latencies(space,
         "devices": {"a": {"budget_ms": low * 2, "objective": False, "min_latency_ms": low},
                     "b": {"budget_ms": None, "objective": True, "min_latency_ms": None}},
         "evaluator": {"name": "formula", "metric": "formula score"}}
+
+
+def _genes_arch(space, *genes):
+    return space.from_genes(np.array(genes))
+
+
+def test_evolution_ages_its_population_and_a_full_tournament_picks_the_best_by_debs_order(space):
+    from edgenas.search.base import Result
+    from edgenas.search.evolution import RegularizedEvolution
+
+    s = RegularizedEvolution(space, np.random.default_rng(0), population=4, tournament=10)
+    archs = [_genes_arch(space, i, 0, 0, 0, 0, 0) for i in range(5)]
+    results = [Result((-90.0,), 1.0), Result((-10.0,)), Result((-50.0,), 2.0), Result((-30.0,)), Result((-20.0,))]
+    s.tell(archs, results)
+    assert [space.arch_id(a) for a, _ in s.population] == [space.arch_id(a) for a in archs[1:]]  # the oldest died
+    assert s.pending == 0 and s.seen == {space.arch_id(a) for a in archs}
+    # a tournament of all four (10 > 4): feasible first, then the smaller value; the infeasible -50 loses
+    for _ in range(5):
+        arch, res = s._tournament()
+        assert res == Result((-30.0,)) and space.arch_id(arch) == space.arch_id(archs[3])
+
+
+def test_evolution_samples_until_the_population_is_asked_for_then_mutates_tournament_winners(space):
+    from edgenas.search.base import Result
+    from edgenas.search.evolution import RegularizedEvolution
+
+    s = RegularizedEvolution(space, np.random.default_rng(0), population=3, tournament=3)
+    first = s.ask(2)
+    assert s.pending == 2 and s.origin == {}           # random samples: no parent
+    assert s.seen == {space.arch_id(a) for a in first}  # asked is seen: a batch never repeats itself
+    first += s.ask(1)                                   # 2 pending + 0 told < 3: still a sample
+    assert s.pending == 3 and s.origin == {}
+    s.tell(first[:1], [Result((-1.0,))])
+    assert s.pending == 2
+    s.tell(first[1:], [Result((-9.0,)), Result((-5.0,))])
+    assert s.pending == 0
+    child, = s.ask(1)
+    parent, res, source = s.origin[space.arch_id(child)]
+    assert space.arch_id(parent) == space.arch_id(first[1]) and res == Result((-9.0,)) and source == "usual"
+    assert space.arch_id(child) not in {space.arch_id(a) for a in first}
+    assert 1 <= int((space.to_genes(child) != space.to_genes(parent)).sum())
+
+
+def test_evolution_options_bounds_and_first_child(space):
+    from edgenas.search.evolution import RegularizedEvolution as REA
+
+    assert REA.validate_options({}) == {"population": 20, "tournament": 5, "mutation_rate": None,
+                                        "llm_share": 0.0, "llm_batch": 8}
+    for ok in ({"population": 2}, {"tournament": 1}, {"mutation_rate": 1.0}, {"llm_share": 0.0},
+               {"llm_share": 1.0}, {"llm_batch": 1}):
+        assert REA.validate_options(ok)[next(iter(ok))] == next(iter(ok.values()))
+    for bad in ({"population": 1}, {"tournament": 0}, {"mutation_rate": 0.0}, {"mutation_rate": 1.5},
+                {"llm_share": -0.1}, {"llm_share": 1.1}, {"llm_batch": 0}):
+        with pytest.raises(InputError, match="must be"):
+            REA.validate_options(bad)
+    assert REA.before_children({}, None) == 20                               # the initial population
+    assert REA.before_children({"population": 5}, 8) == 8                    # a first round of 8
+    assert REA.before_children({"population": 5, "llm_share": 0.5}, None) == 8      # llm_batch
+    assert REA.before_children({"population": 5, "llm_share": 0.5, "llm_batch": 3}, None) == 5
+    assert REA.before_children({"population": 5, "llm_share": 0.0, "llm_batch": 30}, None) == 5
+
+
+class ScriptedOperator:
+    """A language-model operator stand-in: proposes the given children in turn and records what it is told."""
+
+    def __init__(self, proposals):
+        self.proposals, self.calls, self.observed = list(proposals), [], []
+
+    def mutate_many(self, parents, results, seen):
+        self.calls.append(len(parents))
+        return [self.proposals.pop(0) for _ in parents]
+
+    def observe(self, parent, child, parent_result, result, source):
+        self.observed.append((parent, child, parent_result, result, source))
+
+
+def test_evolution_with_a_model_asks_a_generation_in_one_call_and_falls_back_on_bad_proposals(space):
+    from edgenas.search.base import Result
+    from edgenas.search.evolution import RegularizedEvolution
+
+    pop = [_genes_arch(space, i, 1, 1, 1, 1, 1) for i in range(3)]
+    novel = _genes_arch(space, 4, 4, 4, 4, 4, 4)
+    op = ScriptedOperator([novel, None, pop[0]])        # a novel child, no proposal, one already seen
+    s = RegularizedEvolution(space, np.random.default_rng(0), llm_operator=op, population=3, tournament=3,
+                             llm_share=1.0, llm_batch=3)
+    assert s.batch_hint == 3
+    s.tell(pop, [Result((-1.0,)), Result((-2.0,)), Result((-9.0,))])
+    children = s.ask(3)
+    assert op.calls == [3] and space.arch_id(children[0]) == space.arch_id(novel)
+    ids = [space.arch_id(c) for c in children]
+    assert len(set(ids)) == 3 and not set(ids) & {space.arch_id(a) for a in pop}   # the fallbacks are novel
+    assert [s.origin[i][2] for i in ids] == ["llm", "usual", "usual"] and s.pending == 3
+    assert set(ids) <= s.seen                           # the model's child too, before it is told
+    s.tell(children, [Result((-3.0,)), Result((-4.0,)), Result((-5.0,))])
+    assert [(space.arch_id(p), r, res, src) for p, _, r, res, src in op.observed] == [
+        (space.arch_id(pop[2]), Result((-9.0,)), Result((-3.0,)), "llm"),
+        (space.arch_id(pop[2]), Result((-9.0,)), Result((-4.0,)), "usual"),
+        (space.arch_id(pop[2]), Result((-9.0,)), Result((-5.0,)), "usual")]
+    assert s.origin == {} and s.pending == 0
+    idle = ScriptedOperator([])
+    off = RegularizedEvolution(space, np.random.default_rng(0), llm_operator=idle, llm_share=0.0, population=3)
+    assert off.batch_hint == 1
+    none = RegularizedEvolution(space, np.random.default_rng(0), llm_share=0.5, population=3)  # no model: usual
+    for strat in (off, none):
+        strat.tell(pop, [Result((-1.0,)), Result((-2.0,)), Result((-9.0,))])
+        assert [strat.origin[space.arch_id(c)][2] for c in strat.ask(4)] == ["usual"] * 4
+    assert idle.calls == []
+    # a model with share 0 is not consulted and draws nothing: the same children as without one
+    runs = []
+    for op in (None, ScriptedOperator([])):
+        strat = RegularizedEvolution(space, np.random.default_rng(5), llm_operator=op, llm_share=0.0, population=3)
+        strat.tell(pop, [Result((-1.0,)), Result((-2.0,)), Result((-9.0,))])
+        runs.append([space.arch_id(c) for c in strat.ask(6)])
+    assert runs[0] == runs[1]
+
+
+# (values, violation): A, B, C non-dominated; D behind B; E, then H, F, G infeasible (H, F, G at one level)
+POINTS = [((1.0, 4.0), 0.0), ((2.0, 2.0), 0.0), ((4.0, 1.0), 0.0), ((3.0, 3.0), 0.0), ((0.0, 0.0), 1.0),
+          ((5.5, 4.5), 0.5), ((5.0, 5.0), 0.5), ((6.0, 4.0), 0.5)]
+
+
+def test_rank_crowding_and_survival_on_hand_worked_points():
+    from edgenas.search.base import Result
+    from edgenas.search.operators import RankCrowdingSurvival, as_arrays, rank_and_crowding
+
+    results = [Result(v, c) for v, c in POINTS]
+    rank, crowd = rank_and_crowding(results)
+    assert rank.tolist() == [0, 0, 0, 1, 3, 2, 2, 2]        # fronts: ABC, D, HFG (violation 0.5), E (1.0)
+    # B: (4 - 1) / 3 on each objective; boundaries and a one-point front inf; infeasible fronts 0
+    assert crowd.tolist() == [np.inf, 2.0, np.inf, np.inf, 0.0, 0.0, 0.0, 0.0]
+    survive = RankCrowdingSurvival()
+    assert survive(results, 2) == [0, 2]                    # the boundary points of the cut front
+    assert survive(results, 3) == [0, 1, 2] and survive(results, 4) == [0, 1, 2, 3]
+    assert survive(results, 5) == [0, 1, 2, 3, 5]           # an infeasible front is cut in its order
+    assert survive(results, 7) == [0, 1, 2, 3, 5, 6, 7] and survive(results, 8) == [0, 1, 2, 3, 5, 6, 7, 4]
+    F, v = as_arrays([Result((1.0, float("nan"))), Result((2.0, -np.inf), -1.0), Result((3.0, 4.0), 2.5)])
+    assert F.tolist() == [[1.0, np.inf], [2.0, np.inf], [3.0, 4.0]] and v.tolist() == [0.0, 0.0, 2.5]
+
+
+def test_tournament_selection_crossover_and_mutation_operators(space):
+    from edgenas.search.operators import GeneMutation, RankCrowdingSurvival, TournamentSelection, UniformCrossover
+
+    assert (TournamentSelection().size, UniformCrossover().prob, GeneMutation().rate) == (2, 0.9, None)  # Deb's
+    for op, field in ((TournamentSelection(), "size"), (UniformCrossover(), "prob"), (GeneMutation(), "rate"),
+                      (RankCrowdingSurvival(), "extra")):
+        with pytest.raises(dataclasses.FrozenInstanceError):   # no state besides their options
+            setattr(op, field, 1)
+    rank, crowd = np.array([1, 0, 0, 2]), np.array([9.0, 1.0, 3.0, 0.0])
+    rng = np.random.default_rng(0)
+    assert TournamentSelection(10)(rank, crowd, 3, rng) == [2, 2, 2]   # all four: rank 0, most crowding
+    pairs = TournamentSelection(2)(rank, crowd, 60, rng)
+    assert 3 not in pairs and set(pairs) == {0, 1, 2}                 # the worst never wins a pair
+    assert set(TournamentSelection(1)(rank, crowd, 60, rng)) == {0, 1, 2, 3}
+    a, b = _genes_arch(space, 0, 0, 0, 0, 0, 0), _genes_arch(space, 4, 4, 4, 4, 4, 4)
+    assert all(UniformCrossover(0.0)(space, a, b, rng) is a for _ in range(20))
+    kids = [space.to_genes(UniformCrossover(1.0)(space, a, b, rng)) for _ in range(20)]
+    assert all(set(k) <= {0, 4} for k in kids) and any(set(k) == {0, 4} for k in kids)
+    assert all((space.to_genes(GeneMutation()(space, a, rng)) != 0).any() for _ in range(20))
+
+
+def test_nsga2_survival_after_a_generation_of_offspring(space):
+    from edgenas.search.base import Result
+    from edgenas.search.nsga2 import NSGA2
+
+    s = NSGA2(space, np.random.default_rng(0), population=4)
+    gen0 = s.ask(4)
+    assert len({space.arch_id(a) for a in gen0}) == 4 and s.seen == {space.arch_id(a) for a in gen0}
+    s.tell(gen0[:3], [Result(v, c) for v, c in POINTS[:3]])
+    assert s.parents == [] and len(s.offspring) == 3                 # survival waits for a whole population
+    s.tell(gen0[3:], [Result(*POINTS[3])])
+    assert [r for _, r in s.parents] == [Result(v, c) for v, c in POINTS[:4]] and s.offspring == []
+    gen1 = s.ask(4)
+    assert not {space.arch_id(a) for a in gen1} & {space.arch_id(a) for a in gen0}
+    # X dominates the rest; A, B, C, Y (A's values) make the second front, cut to its 3 boundary points
+    X, Y, Z, W = Result((0.5, 0.5)), Result((1.0, 4.0)), Result((10.0, 10.0)), Result((0.0, 0.0), 1.0)
+    s.tell(gen1, [X, Y, Z, W])
+    other = _genes_arch(space, 4, 4, 4, 4, 4, 3)
+    s.tell([other], [X])                                            # never asked (a replay): seen all the same
+    assert space.arch_id(other) in s.seen and len(s.offspring) == 1
+    assert [r for _, r in s.parents] == [X, Result((1.0, 4.0)), Result((4.0, 1.0)), Y]
+    assert [space.arch_id(a) for a, _ in s.parents] == [space.arch_id(gen1[0]), space.arch_id(gen0[0]),
+                                                         space.arch_id(gen0[2]), space.arch_id(gen1[1])]
+
+
+def test_nsga2_option_bounds():
+    from edgenas.search.nsga2 import NSGA2
+
+    assert NSGA2.validate_options({}) == {"population": 20, "tournament": 2, "crossover_prob": 0.9,
+                                          "mutation_rate": None}
+    for ok in ({"population": 4}, {"tournament": 1}, {"crossover_prob": 0.0}, {"crossover_prob": 1.0},
+               {"mutation_rate": 1.0}):
+        assert NSGA2.validate_options(ok)[next(iter(ok))] == next(iter(ok.values()))
+    for bad in ({"population": 3}, {"tournament": 0}, {"crossover_prob": -0.1}, {"crossover_prob": 1.1},
+                {"mutation_rate": 0.0}, {"mutation_rate": 1.01}):
+        with pytest.raises(InputError, match="must be"):
+            NSGA2.validate_options(bad)
