@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -195,3 +196,112 @@ def test_hyperband_brackets_of_a_three_rung_ladder_and_eta_bounds():
             brackets("sh", rungs, 5, eta)
     with pytest.raises(InputError, match="unknown multi-fidelity mode 'asha'"):
         brackets("asha", rungs, 5, 3)
+
+
+class GeneScore:
+    """A rung's evaluator: a weighted sum of the genes (distinct weights: a known order, no ties)."""
+
+    metric = "gene score"
+
+    def __init__(self, space, weights):
+        self.space, self.weights, self.calls = space, np.asarray(weights, dtype=float), 0
+
+    def evaluate(self, archs):
+        self.calls += len(archs)
+        return np.array([float(self.space.to_genes(a) @ self.weights) for a in archs])
+
+
+def test_a_four_candidate_ladder_promotes_the_best_of_each_rung(space, tmp_path):
+    rungs = (Rung("r0", cost=1.0), Rung("r1", cost=2.0), Rung("r2", cost=4.0))
+    weights = ([125, 25, 5, 1, 0.2, 0.04], [-0.04, -0.2, -1, -5, -25, -125], [1, 1, 1, 1, 1, 1])
+    problems = [Problem(space, GeneScore(space, w), [], accuracy_name=f"s{i}") for i, w in enumerate(weights)]
+    cfg = MFConfig(space="nb201", rungs=rungs, mode="sh", candidates=4, eta=2, seed=3)
+    assert [(b.n, sizes) for b, sizes in cfg.plan()] == [(4, [4, 2, 1])]     # halved twice
+    assert cfg.planned_cost() == 4 * 1 + 2 * 2 + 1 * 4
+    seen = []   # after each rung: (done, total) and the checkpoint then
+
+    def progress(done, total):
+        ckpt = json.loads((tmp_path / "a" / "run" / "checkpoint.json").read_text())
+        seen.append((done, total, ckpt["status"], ckpt["n_evaluations"], ckpt["cost"]))
+
+    start = time.monotonic()
+    res = run_multifidelity(cfg, problems, tmp_path / "a" / "run", progress=progress)
+    took = time.monotonic() - start
+    assert res.rung_counts == (4, 2, 1) and res.cost == 12.0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        res.cost = 0.0
+    assert seen == [(4, 7, "running", 4, 4.0), (6, 7, "running", 6, 8.0), (7, 7, "running", 7, 12.0)]
+    ckpt = json.loads((tmp_path / "a" / "run" / "checkpoint.json").read_text())
+    assert (ckpt["status"], ckpt["n_evaluations"], ckpt["cost"]) == ("complete", 7, 12.0)
+    assert 0 <= ckpt["elapsed_s"] <= took
+    before = {p.name: p.read_bytes() for p in (tmp_path / "a" / "run").iterdir()}
+    with pytest.raises(InputError, match="already holds a search run"):   # not resumed unless asked
+        run_multifidelity(cfg, problems, tmp_path / "a" / "run")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "a" / "run").iterdir()} == before
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "checkpoint.json").write_text("{}")            # a checkpoint alone is a run too
+    with pytest.raises(InputError, match="already holds a search run"):
+        run_multifidelity(cfg, problems, tmp_path / "run")
+    (tmp_path / "run" / "checkpoint.json").unlink()
+    assert run_multifidelity(cfg, problems, tmp_path / "run", resume=True).rung_counts == (4, 2, 1)  # a new one
+    log = [json.loads(x) for x in (tmp_path / "a" / "run" / "evaluations.jsonl").read_text().splitlines()]
+    assert 0 <= log[0]["wall_s"] <= log[-1]["wall_s"] <= took         # seconds since this run started
+    genes = {i: [space.to_genes(space.from_dict(r["arch"])) for r in log if r["rung"] == i] for i in range(3)}
+    key = lambda g: tuple(g.tolist())
+    # rung 0 ranks by the leading genes; its best 2 go on; rung 1 ranks by the trailing genes; its best goes on
+    top2 = sorted(genes[0], key=lambda g: -float(g @ weights[0]))[:2]
+    assert sorted(map(key, genes[1])) == sorted(map(key, top2))
+    assert list(map(key, genes[2])) == [key(max(genes[1], key=lambda g: float(g @ weights[1])))]
+    best = json.loads((tmp_path / "a" / "run" / "best.json").read_text())
+    assert best["rung"] == 2 and key(space.to_genes(space.from_dict(best["arch"]))) == key(genes[2][0])
+    assert best["ladder"] == ["r0", "r1", "r2"] and best["evaluations"] == 7 and best["cost"] == 12.0
+    assert best["rungs"] == {"r0": pytest.approx(float(genes[2][0] @ weights[0])),
+                             "r1": pytest.approx(float(genes[2][0] @ weights[1])),
+                             "r2": pytest.approx(float(genes[2][0].sum()))}
+    assert [p.evaluator.calls for p in problems] == [4 + 4, 2 + 2, 1 + 1]   # and once more in "run"
+
+
+def test_mf_config_checks_plans_hyperband_and_refuses_a_ladder_of_other_length(space, tmp_path):
+    rungs = (Rung("a"), Rung("b", cost=3.0), Rung("c", cost=9.0))
+    hb = MFConfig(space="nb201", rungs=rungs, mode="hyperband", candidates=9, eta=3)
+    # brackets (start, n): (0, 9), (1, 5), (2, 3); each halves by eta on its way up
+    assert [(b.start, sizes) for b, sizes in hb.plan()] == [(0, [9, 3, 1]), (1, [5, 1]), (2, [3])]
+    assert hb.planned_cost() == (9 + 3 * 3 + 9) + (5 * 3 + 9) + 3 * 9
+    assert MFConfig.from_json(hb.to_json()) == hb
+    assert MFConfig(space="nb201", rungs=rungs, devices=[("pi", 5), ("gpu", None)]).devices == (("pi", 5.0),
+                                                                                                ("gpu", None))
+    for kw, msg in (({"mode": "asha"}, "unknown multi-fidelity mode"), ({"rungs": ()}, "at least one rung"),
+                    ({"candidates": 0}, "candidates must be an integer >= 1"),
+                    ({"candidates": True}, "candidates must be"), ({"candidates": 2.0}, "candidates must be"),
+                    ({"eta": 1}, "eta must be")):
+        with pytest.raises(InputError, match=msg):
+            MFConfig(**{"space": "nb201", "rungs": rungs, **kw})
+    assert MFConfig(space="nb201", rungs=rungs, candidates=1).candidates == 1
+    one = MFConfig(space="nb201", rungs=rungs[:1])                        # a ladder of one rung; the defaults
+    assert (one.mode, one.candidates, one.eta, one.seed, one.devices) == ("sh", 81, 3, 0, ())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        one.eta = 2
+    with pytest.raises(InputError, match="not a multi-fidelity run config"):
+        MFConfig.from_json({**hb.to_json(), "schema": 2})
+    with pytest.raises(InputError, match="not a multi-fidelity run config"):
+        MFConfig.from_json({**hb.to_json(), "kind": "search"})
+    problems = [Problem(space, GeneScore(space, np.ones(6)), []) for _ in range(2)]
+    with pytest.raises(InputError, match="2 problems for a ladder of 3 rungs"):
+        run_multifidelity(hb, problems, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_architecture_two_brackets_evaluate_on_one_rung_costs_once(space, Lat, tmp_path):
+    from edgenas.search import DeviceTarget
+
+    lat = Lat(space, seed=4)
+    ms, _ = lat.min_latency()
+    rungs = (Rung("r0"), Rung("r1", cost=5.0))
+    problems = [Problem(space, GeneScore(space, np.arange(1.0, 7.0) * s), [DeviceTarget("dev", lat, ms)],
+                        accuracy_name=f"s{i}") for i, s in enumerate((1, -1))]   # only the fastest is feasible
+    cfg = MFConfig(space="nb201", rungs=rungs, mode="hyperband", candidates=4, eta=2, seed=0)
+    res = run_multifidelity(cfg, problems, tmp_path / "run")
+    log = [json.loads(x) for x in (tmp_path / "run" / "evaluations.jsonl").read_text().splitlines()]
+    pairs = [(r["rung"], json.dumps(r["arch"], sort_keys=True)) for r in log]
+    assert len(set(pairs)) < len(pairs)                 # both brackets took the one feasible cell to rung 1
+    assert res.cost == sum(rungs[rung].cost for rung, _ in set(pairs))
