@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from edgenas.errors import InputError
 from edgenas.search import DeviceTarget, Problem, make_strategy
 from edgenas.search.base import Result
 from edgenas.search.hgm import HGM
@@ -300,8 +301,6 @@ def test_hgm_never_mutates_a_gene_with_one_value_and_changes_genes_distinct_gene
 
 
 def test_hgm_option_bounds(space):
-    from edgenas.errors import InputError
-
     assert HGM.validate_options({}) == {"init": 10, "tau_growth": 2.0, "genes": 1, "learn_rate": 1.0,
                                         "explore": 0.2, "expand": "best"}
     for ok in ({"init": 1}, {"genes": 1}, {"tau_growth": 0}, {"tau_growth": 1e6}, {"learn_rate": 0},
@@ -348,3 +347,120 @@ def test_hgm_a_weakly_dominated_result_stays_off_the_front_and_a_weakly_dominati
     _told(s, space, [1, 0, 0, 0, 0, 0], -1, (), Result((-50.0, 20.0)))   # as accurate, slower
     _told(s, space, [2, 0, 0, 0, 0, 0], -1, (), Result((-60.0, 10.0)))   # more accurate, as fast
     assert s.succ == [True, False, True] and [tuple(p) for p in s.front] == [(-60.0, 10.0)]
+
+
+class RejectAll:
+    """A feasibility check under which every architecture breaks its budget by 2."""
+
+    def violation(self, archs):
+        return np.full(len(archs), 2.0)
+
+    def anchors(self):
+        return []
+
+
+def test_what_optuna_is_told_per_result(space):
+    from edgenas.search.optuna_samplers import INFEASIBLE, _violation
+
+    tpe = make_strategy("tpe", space, np.random.default_rng(0), n_objectives=2)
+    assert tpe._values(Result((-90.0, 5.0, 7.0))) == [-90.0, 5.0]        # the first n_objectives values
+    for bad in (Result((-90.0,)), Result((-90.0, np.inf)), Result((np.nan, 1.0))):
+        assert tpe._values(bad) is None                                    # a failed trial
+    assert tpe._values(Result((-90.0, 5.0), 3.0)) == [-90.0, 5.0]          # the constraint says the rest
+    assert tpe._placeholder(1.5) == Result((0.0, 0.0), 1.5)               # nothing feasible told yet
+    cma = make_strategy("cmaes", space, np.random.default_rng(0), feasibility=RejectAll())
+    assert cma._values(Result((-90.0, 3.0), 2.5)) == [INFEASIBLE + 2.5] and cma._values(Result((-90.0, 3.0))) == [-90.0]
+    free = make_strategy("cmaes", space, np.random.default_rng(0))       # no constraints: the value as it is
+    assert free._values(Result((-90.0,), 2.5)) == [-90.0]
+    assert _violation(type("T", (), {"user_attrs": {}})()) == (0.0,)
+    assert _violation(type("T", (), {"user_attrs": {"violation": 2}})()) == (2.0,)
+
+
+def test_optuna_strategy_bookkeeping_on_ask_and_tell(space):
+    s = make_strategy("tpe", space, np.random.default_rng(0), n_objectives=2)
+    archs = s.ask(3)
+    ids = [space.arch_id(a) for a in archs]
+    assert len(set(ids)) == 3 and s.seen == set(ids) and set(s.pending) == set(ids)
+    s.tell(archs, [Result((-90.0, 5.0)), Result((-70.0, 2.0)), Result((-60.0, np.inf))])
+    assert not s.pending and set(s.known) == set(ids) and s.worst == [-70.0, 5.0]   # finite feasible only
+    states = [t.state.name for t in s.study.trials]
+    assert states == ["COMPLETE", "COMPLETE", "FAIL"]                    # a non-finite value fails its trial
+    assert [t.values for t in s.study.trials[:2]] == [[-90.0, 5.0], [-70.0, 2.0]]
+    other = s.space.from_genes(np.array([4, 4, 4, 4, 4, 3]))
+    s.tell([other], [Result((-99.0, 1.0), 1.0)])                          # never asked (a replay): known only
+    assert len(s.study.trials) == 3 and s.known[space.arch_id(other)] == Result((-99.0, 1.0), 1.0)
+    assert space.arch_id(other) in s.seen
+    assert s.worst == [-70.0, 5.0]                                        # an infeasible result is no worst
+
+
+class OnlyOne(RejectAll):
+    """Every architecture but one breaks its budget by 2; that one is the anchor repairs walk to."""
+
+    def __init__(self, space, genes):
+        self.space, self.target = space, space.from_genes(np.array(genes))
+
+    def violation(self, archs):
+        return np.array([0.0 if self.space.arch_id(a) == self.space.arch_id(self.target) else 2.0 for a in archs])
+
+    def anchors(self):
+        return [self.target]
+
+
+def test_optuna_rejected_trials_are_told_placeholders_and_the_ask_is_bounded(space):
+    only = OnlyOne(space, [4, 0, 4, 0, 4, 0])
+    s = make_strategy("tpe", space, np.random.default_rng(0), feasibility=only)
+    arch, = s.ask(1)              # max_tries rejected trials, then the one feasible cell (a repair) enqueued
+    rejected = s.study.trials[:-1]
+    assert len(rejected) == s.max_tries == 20
+    assert all(t.state.name == "COMPLETE" and t.value == 0.0 and t.user_attrs["violation"] == 2.0 for t in rejected)
+    assert space.arch_id(arch) == space.arch_id(only.target) and space.arch_id(arch) in s.pending
+    last = s.study.trials[-1]
+    assert last.state.name == "RUNNING" and last.params == {f"g{i}": g for i, g in enumerate([4, 0, 4, 0, 4, 0])}
+
+
+def test_optuna_option_bounds():
+    from edgenas.search.optuna_samplers import CMAES, GP, TPE, OptunaNSGA2
+
+    assert TPE.validate_options({}) == {"n_objectives": 1, "n_startup_trials": 10, "multivariate": True}
+    assert GP.validate_options({})["n_startup_trials"] == 10 and OptunaNSGA2.validate_options({})["population"] == 20
+    assert CMAES.validate_options({}) == {"n_objectives": 1, "sigma0": None, "popsize": None}
+    for cls, ok in ((TPE, {"n_objectives": 1}), (TPE, {"n_startup_trials": 0}), (GP, {"n_startup_trials": 0}),
+                    (CMAES, {"sigma0": 0.01}), (CMAES, {"popsize": 2}), (OptunaNSGA2, {"population": 2})):
+        assert cls.validate_options(ok)[next(iter(ok))] == next(iter(ok.values()))
+    for cls, bad in ((TPE, {"n_objectives": 0}), (TPE, {"n_startup_trials": -1}), (GP, {"n_startup_trials": -1}),
+                     (CMAES, {"sigma0": 0.0}), (CMAES, {"popsize": 1}), (OptunaNSGA2, {"population": 1})):
+        with pytest.raises(InputError, match="must be"):
+            cls.validate_options(bad)
+
+
+def test_optuna_strategies_quiet_optuna_and_need_a_sampler(space):
+    import warnings
+
+    import optuna
+
+    from edgenas.search.optuna_samplers import OptunaStrategy
+
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.resetwarnings()
+        warnings.simplefilter("always")
+        make_strategy("tpe", space, np.random.default_rng(0))      # multivariate TPE is experimental
+        warnings.warn("experimental", optuna.exceptions.ExperimentalWarning)
+    assert optuna.logging.get_verbosity() == optuna.logging.WARNING   # no line per trial
+    assert not [w for w in caught if issubclass(w.category, optuna.exceptions.ExperimentalWarning)]
+
+    class NoSampler(OptunaStrategy):
+        name = "no-sampler"
+        options = OptunaStrategy.base_options
+
+    with pytest.raises(NotImplementedError):
+        NoSampler(space, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("name", ["tpe", "cmaes"])
+def test_optuna_strategies_ask_a_warm_start_first_and_once(space, name):
+    warm = [space.from_genes(np.array(g)) for g in ([3, 3, 3, 3, 3, 3], [1, 2, 3, 4, 0, 1], [3, 3, 3, 3, 3, 3])]
+    s = make_strategy(name, space, np.random.default_rng(0), initial_population=warm)
+    asked = s.ask(3)
+    ids = [space.arch_id(a) for a in asked]
+    assert ids[:2] == [space.arch_id(a) for a in warm[:2]] and ids[2] not in ids[:2]   # the repeat is skipped
