@@ -305,3 +305,20 @@ def test_an_architecture_two_brackets_evaluate_on_one_rung_costs_once(space, Lat
     pairs = [(r["rung"], json.dumps(r["arch"], sort_keys=True)) for r in log]
     assert len(set(pairs)) < len(pairs)                 # both brackets took the one feasible cell to rung 1
     assert res.cost == sum(rungs[rung].cost for rung, _ in set(pairs))
+
+
+def test_a_resumed_ladder_counts_its_seconds_on_from_the_last_logged_evaluation(space, tmp_path):
+    rungs = (Rung("r0"), Rung("r1", cost=2.0))
+    problems = [Problem(space, GeneScore(space, np.arange(1.0, 7.0) * s), [], accuracy_name=f"s{i}")
+                for i, s in enumerate((1, -1))]
+    cfg = MFConfig(space="nb201", rungs=rungs, mode="sh", candidates=4, eta=2, seed=1)
+    run_multifidelity(cfg, problems, tmp_path / "full")
+    lines = [json.loads(x) for x in (tmp_path / "full" / "evaluations.jsonl").read_text().splitlines()]
+    part = tmp_path / "part"
+    part.mkdir()
+    (part / "config.json").write_text((tmp_path / "full" / "config.json").read_text())
+    kept = [{**rec, "wall_s": 100.0 * (i + 1)} for i, rec in enumerate(lines[:5])]   # the last one at 500 s
+    (part / "evaluations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in kept))
+    run_multifidelity(cfg, problems, part, resume=True)
+    again = [json.loads(x) for x in (part / "evaluations.jsonl").read_text().splitlines()]
+    assert len(again) == 6 and 500.0 <= again[5]["wall_s"] < 500.0 + 60
