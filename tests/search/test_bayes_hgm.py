@@ -383,6 +383,7 @@ def test_optuna_strategy_bookkeeping_on_ask_and_tell(space):
     assert len(set(ids)) == 3 and s.seen == set(ids) and set(s.pending) == set(ids)
     s.tell(archs, [Result((-90.0, 5.0)), Result((-70.0, 2.0)), Result((-60.0, np.inf))])
     assert not s.pending and set(s.known) == set(ids) and s.worst == [-70.0, 5.0]   # finite feasible only
+    assert all(_violation_seen(t) is None for t in s.study.trials)       # unconstrained: no constraint told
     states = [t.state.name for t in s.study.trials]
     assert states == ["COMPLETE", "COMPLETE", "FAIL"]                    # a non-finite value fails its trial
     assert [t.values for t in s.study.trials[:2]] == [[-90.0, 5.0], [-70.0, 2.0]]
