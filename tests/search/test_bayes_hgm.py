@@ -465,3 +465,8 @@ def test_optuna_strategies_ask_a_warm_start_first_and_once(space, name):
     asked = s.ask(3)
     ids = [space.arch_id(a) for a in asked]
     assert ids[:2] == [space.arch_id(a) for a in warm[:2]] and ids[2] not in ids[:2]   # the repeat is skipped
+
+
+def test_each_optuna_strategy_builds_its_own_sampler(space):
+    for name, sampler in {"tpe": "TPESampler", "cmaes": "CmaEsSampler", "optuna-nsga2": "NSGAIISampler"}.items():
+        assert type(make_strategy(name, space, np.random.default_rng(0)).study.sampler).__name__ == sampler
