@@ -470,3 +470,18 @@ def test_optuna_strategies_ask_a_warm_start_first_and_once(space, name):
 def test_each_optuna_strategy_builds_its_own_sampler(space):
     for name, sampler in {"tpe": "TPESampler", "cmaes": "CmaEsSampler", "optuna-nsga2": "NSGAIISampler"}.items():
         assert type(make_strategy(name, space, np.random.default_rng(0)).study.sampler).__name__ == sampler
+
+
+def test_a_constrained_optuna_strategy_uses_set_constraint_where_optuna_has_it(space):
+    """optuna >= 5 deprecated ``constraints_func`` for ``Trial.set_constraint``: only one of them is used."""
+    import warnings
+
+    import optuna
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        s = make_strategy("tpe", space, np.random.default_rng(0), feasibility=RejectAll())
+        s.ask(1)
+    assert s.constrained
+    if hasattr(optuna.trial.Trial, "set_constraint"):
+        assert s.set_constraint and not [w for w in caught if "constraints_func" in str(w.message)]
