@@ -368,6 +368,8 @@ def test_what_optuna_is_told_per_result(space):
         assert tpe._values(bad) is None                                    # a failed trial
     assert tpe._values(Result((-90.0, 5.0), 3.0)) == [-90.0, 5.0]          # the constraint says the rest
     assert tpe._placeholder(1.5) == Result((0.0, 0.0), 1.5)               # nothing feasible told yet
+    one = make_strategy("tpe", space, np.random.default_rng(0))
+    assert one._placeholder(1.5) == Result((0.0,), 1.5)                    # one objective, one value
     cma = make_strategy("cmaes", space, np.random.default_rng(0), feasibility=RejectAll())
     assert cma._values(Result((-90.0, 3.0), 2.5)) == [INFEASIBLE + 2.5] and cma._values(Result((-90.0, 3.0))) == [-90.0]
     free = make_strategy("cmaes", space, np.random.default_rng(0))       # no constraints: the value as it is
