@@ -487,3 +487,23 @@ def test_a_constrained_optuna_strategy_uses_set_constraint_where_optuna_has_it(s
     assert s.constrained
     if hasattr(optuna.trial.Trial, "set_constraint"):
         assert s.set_constraint and not [w for w in caught if "constraints_func" in str(w.message)]
+
+
+def test_an_optuna_trial_of_a_known_architecture_is_told_its_result_and_asked_again():
+    import itertools
+
+    from edgenas.spaces import get_space
+
+    tiny = get_space("mbv3-tiny")                                    # 2^10 gene vectors, fewer cells
+    cells = list({tiny.arch_id(a): a for a in (tiny.from_genes(np.array((0,) + g))
+                                                for g in itertools.product((0, 1), repeat=10))}.values())
+    fresh = {tiny.arch_id(a) for a in cells[-4:]}
+    s = make_strategy("tpe", tiny, np.random.default_rng(0))
+    s.tell(cells[:-4], [Result((-float(i),)) for i in range(len(cells) - 4)])   # a replayed log: no trials
+    arch, = s.ask(1)
+    assert tiny.arch_id(arch) in fresh                               # never a known one
+    told = s.study.trials[:-1]
+    assert told and all(t.state.name == "COMPLETE" for t in told)    # each known one told its logged result
+    for t in told:
+        known = tiny.from_genes(np.array([t.params[f"g{i}"] for i in range(11)]))
+        assert Result((t.value,)) == s.known[tiny.arch_id(known)]
