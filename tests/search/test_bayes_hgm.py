@@ -507,3 +507,11 @@ def test_an_optuna_trial_of_a_known_architecture_is_told_its_result_and_asked_ag
     for t in told:
         known = tiny.from_genes(np.array([t.params[f"g{i}"] for i in range(11)]))
         assert Result((t.value,)) == s.known[tiny.arch_id(known)]
+
+
+def test_an_optuna_strategy_without_optuna_is_one_clear_error(space, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "optuna", None)                 # import optuna fails
+    with pytest.raises(InputError, match="the optuna strategies need optuna"):
+        make_strategy("tpe", space, np.random.default_rng(0))
