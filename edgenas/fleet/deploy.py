@@ -252,8 +252,14 @@ def _bad_shapes(shapes: Any) -> str:
             return "each size must be a whole number of at least 1"
         total += math.prod(shape)
     if total > MAX_INPUT_ELEMENTS:
-        return f"{total:.3g} input elements, over the limit of {MAX_INPUT_ELEMENTS:,} (1 GiB as float32)"
+        return f"{_count_text(total)} input elements, over the limit of {MAX_INPUT_ELEMENTS:,} (1 GiB as float32)"
     return ""
+
+
+def _count_text(n: int) -> str:
+    """``n`` elements in 3 significant digits (1e+13); a count no float holds (sizes are whole numbers of any
+    length) as the power of ten it reaches, where ``:.3g`` raised OverflowError."""
+    return f"{n:.3g}" if n < 10 ** 308 else f"at least 1e+{math.floor(math.log10(n))}"
 
 
 def check_onnx_for_device(model: Path, runtime: str = "onnxruntime") -> None:
@@ -331,9 +337,9 @@ def _check_inputs(proto: Any, model: Path) -> None:
         total += size
         biggest = max(biggest, (name, size, sizes), key=lambda b: b[1])
     if total > MAX_INPUT_ELEMENTS:
-        raise InputError(f"{model.name}: its inputs hold {total:.3g} elements per inference (input '{biggest[0]}' "
-                         f"has shape {_shape_text(biggest[2])}), over the limit of {MAX_INPUT_ELEMENTS:,} "
-                         f"(1 GiB as float32)",
+        raise InputError(f"{model.name}: its inputs hold {_count_text(total)} elements per inference (input "
+                         f"'{biggest[0]}' has shape {_shape_text(biggest[2])}), over the limit of "
+                         f"{MAX_INPUT_ELEMENTS:,} (1 GiB as float32)",
                          hint="check the input sizes: an edge model takes an image or a few; dynamic sizes, given "
                               "as names, are drawn as 1")
 

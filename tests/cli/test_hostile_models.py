@@ -63,6 +63,8 @@ def onnx_model(path: Path, shape: list, *, elem: str = "FLOAT", op: str = "Relu"
     ([100000, 100000, 1000], {}, ("1e+13 elements", "shape [100000, 100000, 1000]", "268,435,456")),
     ([2 ** 62, 2 ** 62], {}, ("over the limit", "1 GiB as float32")),
     (["n", 100000, 100000], {}, ("over the limit",)),  # a dynamic size is drawn as 1: still 1e10
+    # (2^62)^17 is about 10^317.3, more than a float holds: the message's "{total:.3g}" raised OverflowError
+    ([2 ** 62] * 17, {}, ("at least 1e+317 elements", "over the limit")),
     ([1, 3], {"elem": "STRING", "op": "Identity"}, ("type STRING", "cannot feed", "cast inside the model")),
     ([0, 3], {}, ("size 0", "shape [0, 3]", "give that dimension a size")),
     ([1, 3], {"op": "Foo", "domain": "my.custom"}, ("operator Foo", "custom domain 'my.custom'",
@@ -106,6 +108,7 @@ def traced_relu():
     (["x"], "each shape must be a list of 1 to 8 sizes"),
     ([[1] * 9], "each shape must be a list of 1 to 8 sizes"),
     ([[100000, 10000]] * 3, "3e+09 input elements"),  # each under the agent's per-input cap, too many together
+    ([[10 ** 200, 10 ** 200]], "at least 1e+400 input elements"),  # no float holds 10^400: was an OverflowError
 ])
 def test_measure_refuses_torchscript_with_bad_input_shapes(fresh, cli, tmp_path, traced_relu, shapes, fragment):
     import warnings
