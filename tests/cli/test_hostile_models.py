@@ -197,3 +197,58 @@ def test_export_refuses_a_device_without_trt_and_an_out_link_to_nothing(fresh, c
         one_line_error(res, what, "is a symbolic link to a missing target or a link loop", "remove or fix the link")
         assert res.code == 6 and "File exists" not in res.err
     assert tree(fresh) == before
+
+
+def test_inputs_of_exactly_the_limit_pass_the_hosts_check_and_one_element_more_does_not(tmp_path):
+    from edgenas.errors import InputError
+    from edgenas.fleet.deploy import MAX_INPUT_ELEMENTS, check_input_shapes, check_onnx_for_device
+
+    assert MAX_INPUT_ELEMENTS == 2 ** 28
+    check_input_shapes([[2 ** 14, 2 ** 14]], tmp_path / "m.pt")  # 2^28, 1 GiB as float32: at the limit
+    check_input_shapes([[2 ** 27], [2 ** 26], [2 ** 25, 2]], tmp_path / "m.pt")  # together, too
+    with pytest.raises(InputError, match=r"2\.68e\+08 input elements, over the limit"):
+        check_input_shapes([[2 ** 14, 2 ** 14], [1]], tmp_path / "m.pt")
+    check_onnx_for_device(onnx_model(tmp_path / "at.onnx", [2 ** 14, 2 ** 14]))
+    with pytest.raises(InputError, match=r"its inputs hold 2\.68e\+08 elements"):
+        check_onnx_for_device(onnx_model(tmp_path / "over.onnx", [2 ** 28 + 1]))
+
+
+def test_measure_of_a_missing_torchscript_file_says_it_is_not_there(fresh, cli, tmp_path):
+    res = cli("measure", "local", str(tmp_path / "in" / "gone.pt"), "--runtime", "torch")
+    one_line_error(res, "model file not found", "gone.pt")  # not "is not a TorchScript file with its input shapes"
+    assert res.code == 2
+    assert tree(fresh) == []
+
+
+def test_the_hosts_input_check_names_what_it_refuses(tmp_path):
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgenas.errors import InputError
+    from edgenas.fleet.deploy import check_onnx_for_device
+
+    def model(name, inputs, inits=()):
+        graph = helper.make_graph([helper.make_node("Identity", [inputs[-1].name], ["output"])], "g", inputs,
+                                  [helper.make_tensor_value_info("output", TensorProto.FLOAT, None)], list(inits))
+        path = tmp_path / name
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+        return path
+
+    # an initializer listed among the inputs (older exporters) is not drawn, and the inputs after it are checked
+    w = numpy_helper.from_array(np.ones(3, np.float32), "w")
+    wi = helper.make_tensor_value_info("w", TensorProto.FLOAT, [3])
+    empty = helper.make_tensor_value_info("x", TensorProto.FLOAT, [0, 3])
+    with pytest.raises(InputError, match=r"input 'x' has a size 0 \(shape \[0, 3\]\)"):
+        check_onnx_for_device(model("init.onnx", [wi, empty], [w]))
+    seq = helper.make_tensor_sequence_value_info("s", TensorProto.FLOAT, [3])
+    with pytest.raises(InputError, match="input 's' is a sequence_type of no tensor type; the device feeds tensors"):
+        check_onnx_for_device(model("seq.onnx", [seq]))
+    # a shape is shown whole up to 80 characters, then cut
+    sizes = [0, 1, 1, 1] + [10] * 17
+    shown = "[0, 1, 1, 1" + ", 10" * 17 + "]"
+    assert len(shown) == 80
+    with pytest.raises(InputError, match=r"\(shape " + shown.replace("[", r"\[").replace("]", r"\]") + r"\), so"):
+        check_onnx_for_device(model("80.onnx", [helper.make_tensor_value_info("x", TensorProto.FLOAT, sizes)]))
+    with pytest.raises(InputError, match=r"\(shape " + shown[:-1].replace("[", r"\[") + r",…\]\), so"):
+        check_onnx_for_device(model("81.onnx", [helper.make_tensor_value_info("x", TensorProto.FLOAT, sizes + [1])]))
