@@ -109,6 +109,9 @@ def traced_relu():
     ([[1] * 9], "each shape must be a list of 1 to 8 sizes"),
     ([[100000, 10000]] * 3, "3e+09 input elements"),  # each under the agent's per-input cap, too many together
     ([[10 ** 200, 10 ** 200]], "at least 1e+400 input elements"),  # no float holds 10^400: was an OverflowError
+    # the stored shapes are shown whole up to 80 characters, then cut
+    ([[-1, 1, 1] + [10] * 17], "input_shapes [[-1, 1, 1" + ", 10" * 17 + "]]: each shape must be"),
+    ([[-1, 1, 1] + [10] * 18], "input_shapes [[-1, 1, 1" + ", 10" * 17 + ", …: each shape must be"),
 ])
 def test_measure_refuses_torchscript_with_bad_input_shapes(fresh, cli, tmp_path, traced_relu, shapes, fragment):
     import warnings
@@ -206,6 +209,9 @@ def test_inputs_of_exactly_the_limit_pass_the_hosts_check_and_one_element_more_d
     assert MAX_INPUT_ELEMENTS == 2 ** 28
     check_input_shapes([[2 ** 14, 2 ** 14]], tmp_path / "m.pt")  # 2^28, 1 GiB as float32: at the limit
     check_input_shapes([[2 ** 27], [2 ** 26], [2 ** 25, 2]], tmp_path / "m.pt")  # together, too
+    check_input_shapes([[1]] * 63 + [[1] * 8], tmp_path / "m.pt")  # 64 inputs, one of 8 sizes: the most it takes
+    with pytest.raises(InputError, match="expected a list of 1 to 64 shapes"):
+        check_input_shapes([[1]] * 65, tmp_path / "m.pt")
     with pytest.raises(InputError, match=r"2\.68e\+08 input elements, over the limit"):
         check_input_shapes([[2 ** 14, 2 ** 14], [1]], tmp_path / "m.pt")
     check_onnx_for_device(onnx_model(tmp_path / "at.onnx", [2 ** 14, 2 ** 14]))
@@ -252,3 +258,24 @@ def test_the_hosts_input_check_names_what_it_refuses(tmp_path):
         check_onnx_for_device(model("80.onnx", [helper.make_tensor_value_info("x", TensorProto.FLOAT, sizes)]))
     with pytest.raises(InputError, match=r"\(shape " + shown[:-1].replace("[", r"\[") + r",…\]\), so"):
         check_onnx_for_device(model("81.onnx", [helper.make_tensor_value_info("x", TensorProto.FLOAT, sizes + [1])]))
+
+
+def test_an_operator_of_a_custom_domain_inside_a_branch_is_refused(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    from edgenas.errors import InputError
+    from edgenas.fleet.deploy import check_onnx_for_device
+
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])
+    custom = helper.make_graph([helper.make_node("Foo", ["x"], ["y"], domain="my.custom")], "then", [], [out])
+    plain = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "else", [], [out])
+    node = helper.make_node("If", ["c"], ["y"], then_branch=custom, else_branch=plain)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("c", TensorProto.BOOL, []),
+                                            helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])], [out])
+    path = tmp_path / "if.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                      helper.make_opsetid("my.custom", 1)]), str(path))
+    with pytest.raises(InputError, match="if.onnx uses operator Foo of the custom domain 'my.custom'"):
+        check_onnx_for_device(path)
+    check_onnx_for_device(path, "tensorrt")  # TensorRT may load it as a plugin
