@@ -215,6 +215,7 @@ def test_inputs_of_exactly_the_limit_pass_the_hosts_check_and_one_element_more_d
     with pytest.raises(InputError, match=r"2\.68e\+08 input elements, over the limit"):
         check_input_shapes([[2 ** 14, 2 ** 14], [1]], tmp_path / "m.pt")
     check_onnx_for_device(onnx_model(tmp_path / "at.onnx", [2 ** 14, 2 ** 14]))
+    check_onnx_for_device(onnx_model(tmp_path / "dyn.onnx", ["batch", 1, 2 ** 28]))  # a dynamic size is drawn as 1
     with pytest.raises(InputError, match=r"its inputs hold 2\.68e\+08 elements"):
         check_onnx_for_device(onnx_model(tmp_path / "over.onnx", [2 ** 28 + 1]))
 
@@ -247,6 +248,9 @@ def test_the_hosts_input_check_names_what_it_refuses(tmp_path):
     empty = helper.make_tensor_value_info("x", TensorProto.FLOAT, [0, 3])
     with pytest.raises(InputError, match=r"input 'x' has a size 0 \(shape \[0, 3\]\)"):
         check_onnx_for_device(model("init.onnx", [wi, empty], [w]))
+    long = helper.make_tensor_value_info("y" * 70, TensorProto.FLOAT, [0])  # a name is cut to 60 characters
+    with pytest.raises(InputError, match="input '" + "y" * 60 + "' has a size 0"):
+        check_onnx_for_device(model("long.onnx", [long]))
     seq = helper.make_tensor_sequence_value_info("s", TensorProto.FLOAT, [3])
     with pytest.raises(InputError, match="input 's' is a sequence_type of no tensor type; the device feeds tensors"):
         check_onnx_for_device(model("seq.onnx", [seq]))
