@@ -1,0 +1,66 @@
+"""The parts of ``fleet.calibrate`` that need no device, on made-up tables and spaces: which architectures
+``lut calibrate --measure`` times, and a stored measurement in the units of a table's predictions."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+from edgenas.fleet.calibrate import diverse_archs, nominal_now, stored_measurements
+
+
+class _Space:
+    """Architectures are numbers drawn from the generator; ``sampled`` counts them."""
+
+    def __init__(self):
+        self.sampled = 0
+
+    def sample(self, rng):
+        self.sampled += 1
+        return float(rng.random())
+
+
+class _Predictor:
+    """The raw prediction of an architecture is the architecture."""
+
+    @staticmethod
+    def predict_raw_many(archs):
+        return np.array(archs)
+
+
+def test_diverse_archs_are_spread_over_the_predicted_range_of_a_seeded_sample():
+    space = _Space()
+    picked = diverse_archs(space, _Predictor(), 3, seed=4)
+    rng = np.random.default_rng(4)
+    pool = sorted(float(rng.random()) for _ in range(200))  # at least 200 drawn
+    assert space.sampled == 200
+    # positions 0, 99.5 and 199 of the sorted pool, rounded half to even: the fastest, the middle, the slowest
+    assert picked == [pool[0], pool[100], pool[199]]
+    space = _Space()
+    assert len(diverse_archs(space, _Predictor(), 20, seed=4)) == 20 and space.sampled == 400  # 20 per pick
+    assert diverse_archs(_Space(), _Predictor(), 1, seed=4) == [pool[0]]
+
+
+def test_a_stored_measurement_counts_at_the_tables_nominal_speed_now():
+    lut = SimpleNamespace(normalised=True, reference={"ms": 2.0})
+    # timed against the reference: its ratio x the table's reference time today (a refresh may have rescaled it)
+    assert nominal_now({"ratio": 1.5, "nominal_ms": 9.0, "median_ms": 7.0}, lut) == 3.0
+    # no ratio, or no nominal time stored (the table was not timed against that reference): as stored
+    assert nominal_now({"ratio": None, "nominal_ms": 9.0, "median_ms": 7.0}, lut) == 9.0
+    assert nominal_now({"ratio": 1.5, "median_ms": 7.0}, lut) == 7.0
+    assert nominal_now({"median_ms": 7.0}, lut) == 7.0
+    # a table without a reference time (not normalised): the stored nominal time
+    assert nominal_now({"ratio": 1.5, "nominal_ms": 9.0, "median_ms": 7.0}, SimpleNamespace(normalised=False)) == 9.0
+
+
+def test_a_calibration_is_fitted_on_the_stored_measurements_of_its_runtime():
+    asked = []
+
+    class Store:
+        def list(self, **where):
+            asked.append(where)
+            return [SimpleNamespace(id=1, runtime="onnxruntime"), SimpleNamespace(id=2, runtime="torch")]
+
+    assert [m.id for m in stored_measurements(Store(), "dev", "mbv3-tiny", "ab12", "torch")] == [2]
+    assert asked == [{"device": "dev", "space": "mbv3-tiny", "fingerprint_hash": "ab12"}]
