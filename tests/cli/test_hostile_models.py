@@ -144,6 +144,9 @@ def test_a_file_of_the_wrong_suffix_gets_a_hint_that_fits_it(fresh, cli, tmp_pat
                    "times TorchScript (.pt) files", "if it is a TorchScript file, rename it to model.pt")
     one_line_error(cli("measure", "local", str(onnx_file), "--runtime", "torch"),
                    "measure ONNX files with --runtime onnxruntime")
+    traced_relu.save(str(tmp_path / "in" / "ts.pt"))
+    one_line_error(cli("measure", "local", str(tmp_path / "in" / "ts.pt")), "runtime onnxruntime times ONNX",
+                   "measure TorchScript files with --runtime torch")
     assert tree(fresh) == []
 
 
@@ -251,6 +254,23 @@ def test_the_hosts_input_check_names_what_it_refuses(tmp_path):
     long = helper.make_tensor_value_info("y" * 70, TensorProto.FLOAT, [0])  # a name is cut to 60 characters
     with pytest.raises(InputError, match="input '" + "y" * 60 + "' has a size 0"):
         check_onnx_for_device(model("long.onnx", [long]))
+    # the input named is the one of the most elements
+    a = helper.make_tensor_value_info("a", TensorProto.FLOAT, [2, 2 ** 28])
+    b = helper.make_tensor_value_info("b", TensorProto.FLOAT, [3, 1])
+    with pytest.raises(InputError, match=r"its inputs hold 5\.37e\+08 elements per inference \(input 'a' has shape "
+                                         r"\[2, 268435456\]\)"):
+        check_onnx_for_device(model("two.onnx", [a, b]))
+    # the name of a weights file and of a custom operator and its domain are cut to 80 and 60 characters
+    from onnx.external_data_helper import set_external_data
+
+    t = numpy_helper.from_array(np.ones(3, np.float32), "w")
+    set_external_data(t, location="d" * 90)
+    t.ClearField("raw_data")
+    t.data_location = TensorProto.EXTERNAL
+    with pytest.raises(InputError, match=r"external data file \(" + "d" * 80 + r"\)"):
+        check_onnx_for_device(model("ext.onnx", [wi, helper.make_tensor_value_info("x", TensorProto.FLOAT, [3])], [t]))
+    with pytest.raises(InputError, match="operator " + "F" * 60 + " of the custom domain '" + "c" * 60 + "'"):
+        check_onnx_for_device(onnx_model(tmp_path / "op.onnx", [1, 3], op="F" * 70, domain="c" * 70))
     seq = helper.make_tensor_sequence_value_info("s", TensorProto.FLOAT, [3])
     with pytest.raises(InputError, match="input 's' is a sequence_type of no tensor type; the device feeds tensors"):
         check_onnx_for_device(model("seq.onnx", [seq]))
