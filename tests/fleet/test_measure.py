@@ -74,3 +74,22 @@ def test_runtimes_whose_calls_overlap_get_samples_of_10_runs_with_a_longer_warm_
 def test_a_tables_runs_per_sample_is_read_up_to_the_most_the_agent_accepts():
     assert runs_per_sample({"runs_per_sample": 100000}) == 100000
     assert runs_per_sample({"runs_per_sample": 100001}) == 1
+
+
+def test_the_hint_for_an_odd_suffix_does_not_guess_torchscript_from_a_file_it_cannot_read(tmp_path, monkeypatch):
+    from edgenas.errors import InputError
+    from edgenas.fleet import measure
+
+    model = tmp_path / "model.bin"
+    model.write_bytes(b"PK\x03\x04 a zip archive")
+    with pytest.raises(InputError) as exc:
+        measure.check_model_suffix("onnxruntime", model)
+    assert exc.value.hint == "it looks like TorchScript: rename it to model.pt and measure it with --runtime torch"
+
+    def unreadable(path, what):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(measure, "open_regular", unreadable)  # as root, a mode of 000 would still be read
+    with pytest.raises(InputError) as exc:
+        measure.check_model_suffix("onnxruntime", model)
+    assert exc.value.hint == "if it is an ONNX model, rename it to model.onnx"
