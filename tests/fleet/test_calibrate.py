@@ -64,3 +64,30 @@ def test_a_calibration_is_fitted_on_the_stored_measurements_of_its_runtime():
 
     assert [m.id for m in stored_measurements(Store(), "dev", "mbv3-tiny", "ab12", "torch")] == [2]
     assert asked == [{"device": "dev", "space": "mbv3-tiny", "fingerprint_hash": "ab12"}]
+
+
+def test_a_fit_reports_the_share_of_predictions_within_10_percent_before_and_after(monkeypatch):
+    from edgenas.fleet.calibrate import fit_to_measurements
+    from edgenas.latency import calibration, predictor
+
+    class Predictor:  # the raw sum is the architecture's "raw"; the fitted table scales it by its factor
+        def __init__(self, lut, space):
+            self.factor = getattr(lut, "factor", None)
+
+        def predict_raw_many(self, archs):
+            return np.array([a["raw"] for a in archs])
+
+        def predict_many(self, archs):
+            return np.array([a["raw"] * self.factor for a in archs])
+
+    fitted = SimpleNamespace(factor=0.95)
+    monkeypatch.setattr(predictor, "LatencyPredictor", Predictor)
+    monkeypatch.setattr(calibration, "fit_calibration",
+                        lambda raw, measured: SimpleNamespace(params={"a": -0.05, "b": 1.0}, residual=0.25))
+    lut = SimpleNamespace(normalised=False, with_calibration=lambda cal: fitted)
+    space = SimpleNamespace(from_dict=lambda d: d)
+    ms = [SimpleNamespace(arch={"raw": raw}, stats={"median_ms": 10.0}) for raw in (11.0, 12.0, 10.0, 9.5)]
+    fit = fit_to_measurements(lut, space, ms)
+    assert fit.lut is fitted and fit.n_points == 4 and fit.params == {"a": -0.05, "b": 1.0} and fit.residual == 0.25
+    # raw: off by 10% (counted), 20%, 0% and 5%; calibrated (x 0.95): 4.5%, 14%, 5% and 9.75%
+    assert fit.within10_raw == 0.75 and fit.within10_calibrated == 0.75
