@@ -142,6 +142,24 @@ def test_tensorrt_profile_falls_back_with_a_note(proj, cli, tmp_path):
     assert "TensorRT is missing" in data["note"]
 
 
+def test_a_runtime_the_device_lacks_is_one_error_naming_what_it_has():
+    from types import SimpleNamespace
+
+    from edgenas.errors import RuntimeMissingError
+    from edgenas.fleet.deploy import choose_runtime
+
+    def info(*have):
+        return SimpleNamespace(available_runtimes=lambda: list(have))
+
+    assert choose_runtime("d", "torch", info("onnxruntime", "torch")) == ("torch", "")
+    assert choose_runtime("d", "tensorrt", info("torch")) == (
+        "torch", "TensorRT is missing on device 'd'; using torch instead")
+    with pytest.raises(RuntimeMissingError, match="runtime 'torch' is not available; the device has: onnxruntime"):
+        choose_runtime("d", "torch", info("onnxruntime"))  # only TensorRT falls back
+    with pytest.raises(RuntimeMissingError, match="runtime 'tensorrt' is not available; the device has: none"):
+        choose_runtime("d", "tensorrt", info())
+
+
 @pytest.mark.parametrize("command", ["measure", "deploy"])
 def test_an_unknown_runtime_is_refused_before_anything_reaches_the_device(proj, cli, snapshot, tmp_path, command):
     # measure pushed the model into the device's work dir before the agent refused the runtime

@@ -390,6 +390,19 @@ def test_calibration_counts_measurements_at_the_tables_nominal_speed_now(proj, c
     assert again["params"]["a"] == pytest.approx(first["params"]["a"], abs=1e-9)
 
 
+def test_lut_calibrate_without_measurements_of_the_current_fingerprint_is_one_error(proj, cli, snapshot):
+    from edgenas.project import Project
+    from edgenas.store import open_store
+
+    open_store(Project(proj))  # a database, but no measurement in it
+    before = snapshot(proj)
+    res = cli("lut", "calibrate", "local", "--space", "mbv3-tiny")
+    assert res.code == 2 and "Traceback" not in res.err and len(res.err.strip().splitlines()) == 1, res.err
+    assert "no measurements of 'mbv3-tiny' on 'local' with the current fingerprint" in res.err
+    assert "lut calibrate local --space mbv3-tiny --measure 10" in res.err
+    assert snapshot(proj) == before
+
+
 FAST = {"warmup_min_n": 3, "min_n": 5, "min_s": 0.02, "max_s": 0.3}
 
 
