@@ -193,7 +193,8 @@ def test_measure_with_a_runtime_the_device_lacks_pushes_nothing(proj, cli, tmp_p
     onnx.save(m, model := tmp_path / "m.onnx")
     models = proj / ".edgenas" / "devices" / "local" / "models"
     before = sorted(models.rglob("*")) if models.exists() else []
-    one_line_error(cli("measure", "local", str(model), "--runtime", "tensorrt"), "runtime 'tensorrt' is not available")
+    one_line_error(cli("measure", "local", str(model), "--runtime", "tensorrt"), "runtime 'tensorrt' is not available",
+                   "the device has: onnxruntime")
     assert (sorted(models.rglob("*")) if models.exists() else []) == before
 
 
