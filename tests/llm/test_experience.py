@@ -1,0 +1,115 @@
+"""What the LLM operator keeps in ``RUN/llm/`` (no model needed): the JSON-lines logs, the experience buffer,
+the run's counts and shares."""
+
+import json
+import os
+
+import pytest
+
+from edgenas.errors import InputError
+from edgenas.llm.experience import Experience, ExperienceBuffer, JsonlLog, read_all, share, summary
+
+
+def test_a_log_appends_one_sorted_line_per_record_and_reads_them_back(tmp_path):
+    log = JsonlLog(tmp_path / "llm" / "proposals.jsonl")
+    assert log.read() == [] and not log.path.exists()      # created on the first append, its folder too
+    log.append({"kind": "lora", "event": 0})
+    log.append_many([{"event": 1, "kind": "fallback"}, {"event": 2, "kind": "proposal"}])
+    assert log.path.read_text() == ('{"event": 0, "kind": "lora"}\n{"event": 1, "kind": "fallback"}\n'
+                                    '{"event": 2, "kind": "proposal"}\n')
+    assert [r["event"] for r in log.read()] == [0, 1, 2]
+    log.append_many([])
+    assert len(log.read()) == 3
+
+
+def test_a_torn_last_line_is_cut_off_and_a_whole_file_is_left_alone(tmp_path):
+    path = tmp_path / "proposals.jsonl"
+    path.write_bytes(b'{"event": 0}\n{"event": 1}\n{"ev')          # kill -9 while the last line was written
+    assert JsonlLog(path).read() == [{"event": 0}, {"event": 1}]
+    assert path.read_bytes() == b'{"event": 0}\n{"event": 1}\n'
+    assert JsonlLog(path).read() == [{"event": 0}, {"event": 1}]
+    assert path.read_bytes() == b'{"event": 0}\n{"event": 1}\n'
+    path.write_bytes(b'{"ev')
+    assert JsonlLog(path).read() == [] and path.read_bytes() == b""
+
+
+@pytest.mark.parametrize("line, why", [
+    (b"{not json", "malformed line 2 in"),
+    (b"[" * 100_000 + b"]" * 100_000, "malformed line 2 in"),
+    (b'"\xff"', "malformed line 2 in"),
+    (b"[1, 2]", "line 2 of .* is not a JSON object"),
+    (b"7", "line 2 of .* is not a JSON object"),
+])
+def test_a_damaged_line_is_one_error_naming_it(tmp_path, line, why):
+    path = tmp_path / "outcomes.jsonl"
+    path.write_bytes(b'{"proposal": 0}\n' + line + b"\n")
+    with pytest.raises(InputError, match=why):
+        JsonlLog(path).read()
+
+
+def _exp(n, delta=1.0):
+    return Experience(n, f"prompt {n}", "think", 'edge_1_0", "value": "none"}', delta)
+
+
+def test_the_buffer_keeps_the_last_items_and_saves_each_addition(tmp_path):
+    path = tmp_path / "llm" / "experience.json"
+    buf = ExperienceBuffer(2, path)
+    buf.add(_exp(0))
+    assert json.loads(path.read_text())["items"][0]["proposal"] == 0       # saved on every add
+    buf.add(_exp(1))
+    buf.add(_exp(2, -0.5))
+    assert len(buf) == 2 and [e.proposal for e in buf] == [1, 2]
+    saved = json.loads(path.read_text())
+    assert saved["schema"] == 1 and saved["size"] == 2
+    assert [i["proposal"] for i in saved["items"]] == [1, 2] and saved["items"][1]["delta"] == -0.5
+    back = ExperienceBuffer.load(path)
+    assert list(back) == [_exp(1), _exp(2, -0.5)] and back.items.maxlen == 2 and back.path == path
+    unsaved = ExperienceBuffer(3)
+    unsaved.add(_exp(5))
+    assert len(unsaved) == 1 and unsaved.path is None
+
+
+@pytest.mark.parametrize("obj", [
+    [1],
+    {"schema": 2, "size": 4, "items": []},
+    {"size": 4, "items": []},
+    {"schema": 1, "size": 4, "items": {}},
+    {"schema": 1, "size": 4},
+    {"schema": 1, "size": 4, "items": [{"proposal": 1}]},
+    {"schema": 1, "size": 4, "items": [[1, "p", "t", "c", 0.5]]},
+    {"schema": 1, "size": 4, "items": [{"proposal": 1, "prompt": "p", "think": "t", "completion": "c", "x": 1}]},
+])
+def test_a_damaged_buffer_is_one_error(tmp_path, obj):
+    path = tmp_path / "experience.json"
+    path.write_text(json.dumps(obj))
+    with pytest.raises(InputError, match="experience"):
+        ExperienceBuffer.load(path)
+
+
+def test_share_is_the_true_fraction_or_none():
+    assert share([]) is None and share(iter([])) is None
+    assert share([True, False, True, True]) == 0.75
+    assert share(x for x in [1, None, 0, "yes"]) == 0.5
+    assert share([False, False]) == 0.0
+
+
+def test_summary_counts_a_runs_events(tmp_path):
+    assert summary(tmp_path) is None                       # no llm folder: no language model in this run
+    (tmp_path / "llm").mkdir()
+    assert summary(tmp_path) == {"proposals": 0, "valid": None, "novel": None, "improving": None,
+                                 "lora_updates": 0, "fallbacks": 0}
+    assert read_all(tmp_path) == {"proposals": [], "outcomes": [], "experience": None}
+    JsonlLog(tmp_path / "llm" / "proposals.jsonl").append_many([
+        {"kind": "proposal", "valid": True, "novel": True},
+        {"kind": "proposal", "valid": True, "novel": False},
+        {"kind": "lora"},
+        {"kind": "proposal", "valid": False, "novel": False},
+        {"kind": "proposal", "valid": True, "novel": True},
+        {"kind": "fallback"},
+        {"kind": "lora"}])
+    JsonlLog(tmp_path / "llm" / "outcomes.jsonl").append_many([{"proposal": 0, "improved": True},
+                                                              {"proposal": 1, "improved": False}])
+    assert summary(tmp_path) == {"proposals": 4, "valid": 0.75, "novel": 0.5, "improving": 0.5,
+                                 "lora_updates": 2, "fallbacks": 1}
+    ExperienceBuffer(4, tmp_path / "llm" / "experience.json").add(_exp(3))
+    assert read_all(os.fspath(tmp_path))["experience"]["items"][0]["proposal"] == 3
