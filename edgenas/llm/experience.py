@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from edgenas.errors import InputError
-from edgenas.io import atomic_write_json, read_json
+from edgenas.io import atomic_write_json, atomic_write_text, read_json
 from edgenas.limits import loads_json_limited
 
 
@@ -63,13 +63,10 @@ class JsonlLog:
             os.fsync(fh.fileno())
 
     def rewrite(self, recs: list[dict[str, Any]]) -> None:
-        """Replace the file by ``recs`` atomically (a torn batch dropped on resume)."""
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write("".join(json.dumps(rec, sort_keys=True) + "\n" for rec in recs))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        """Replace the file by ``recs`` atomically (a torn batch dropped on resume). The temporary file is a new
+        one of its own (``atomic_write_text``): a link planted at a fixed ``proposals.jsonl.tmp`` was written
+        through, and the file it pointed at overwritten."""
+        atomic_write_text(self.path, "".join(json.dumps(rec, sort_keys=True) + "\n" for rec in recs))
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,23 @@ def test_a_damaged_line_is_one_error_naming_it(tmp_path, line, why):
         JsonlLog(path).read()
 
 
+def test_rewrite_replaces_the_lines_and_writes_nothing_through_a_planted_link(tmp_path):
+    """``rewrite`` (a torn batch dropped on resume) wrote ``proposals.jsonl.tmp`` with ``open(tmp, "w")``: a link
+    planted there had the file it pointed at overwritten with the run's log, and ``os.replace`` then left
+    ``proposals.jsonl`` a link to it."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    run = tmp_path / "llm"
+    run.mkdir()
+    log = JsonlLog(run / "proposals.jsonl")
+    log.append_many([{"event": 0}, {"event": 1}, {"event": 2}])
+    (run / "proposals.jsonl.tmp").symlink_to(victim)
+    log.rewrite([{"event": 0, "kind": "lora"}])
+    assert victim.read_text() == "precious\n"
+    assert not log.path.is_symlink() and log.path.read_text() == '{"event": 0, "kind": "lora"}\n'
+    assert log.read() == [{"event": 0, "kind": "lora"}]
+
+
 def _exp(n, delta=1.0):
     return Experience(n, f"prompt {n}", "think", 'edge_1_0", "value": "none"}', delta)
 
