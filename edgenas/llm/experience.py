@@ -15,13 +15,13 @@ from __future__ import annotations
 import json
 import os
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable
 
 from edgenas.errors import InputError
 from edgenas.io import atomic_write_json, atomic_write_text, read_json
-from edgenas.limits import loads_json_limited
+from edgenas.limits import is_whole, loads_json_limited
 
 
 class JsonlLog:
@@ -80,6 +80,9 @@ class Experience:
     delta: float
 
 
+_FIELDS = {f.name for f in fields(Experience)}
+
+
 class ExperienceBuffer:
     """A FIFO of the last ``size`` successful mutations, saved atomically as JSON."""
 
@@ -110,12 +113,17 @@ class ExperienceBuffer:
         d = read_json(path, "experience buffer")
         if not isinstance(d, dict) or d.get("schema") != 1 or not isinstance(d.get("items"), list):
             raise InputError(f"{path}: not an experience buffer of schema 1")
-        buf = cls(int(d["size"]), None)
-        try:
-            for x in d["items"]:
-                buf.items.append(Experience(**x))
-        except TypeError as exc:
-            raise InputError(f"{path}: malformed experience entry: {exc}") from None
+        size = d.get("size")
+        if not is_whole(size) or not 1 <= size <= 1_000_000:  # buffer_size's range: a KeyError, a deque's errors
+            raise InputError(f"{path}: the experience buffer's size {size!r} is not a whole number from 1 to 1000000")
+        buf = cls(size, None)
+        for n, x in enumerate(d["items"], 1):
+            if not (isinstance(x, dict) and set(x) == _FIELDS and is_whole(x["proposal"])
+                    and all(isinstance(x[k], str) for k in ("prompt", "think", "completion"))
+                    and isinstance(x["delta"], (int, float)) and not isinstance(x["delta"], bool)):
+                raise InputError(f"{path}: malformed experience entry {n}",
+                                 hint="each has a whole proposal number, three texts and a delta")
+            buf.items.append(Experience(**x))
         buf.path = path
         return buf
 

@@ -81,6 +81,8 @@ def test_the_buffer_keeps_the_last_items_and_saves_each_addition(tmp_path):
     assert [i["proposal"] for i in saved["items"]] == [1, 2] and saved["items"][1]["delta"] == -0.5
     back = ExperienceBuffer.load(path)
     assert list(back) == [_exp(1), _exp(2, -0.5)] and back.items.maxlen == 2 and back.path == path
+    path.write_text(json.dumps({"schema": 1, "size": 1, "items": [{**_ITEM, "delta": float("nan")}]}))
+    assert ExperienceBuffer.load(path).items[0].proposal == 1     # an improvement over an infeasible parent
     unsaved = ExperienceBuffer(3)
     unsaved.add(_exp(5))
     assert len(unsaved) == 1 and unsaved.path is None
@@ -97,6 +99,32 @@ def test_the_buffer_keeps_the_last_items_and_saves_each_addition(tmp_path):
     {"schema": 1, "size": 4, "items": [{"proposal": 1, "prompt": "p", "think": "t", "completion": "c", "x": 1}]},
 ])
 def test_a_damaged_buffer_is_one_error(tmp_path, obj):
+    path = tmp_path / "experience.json"
+    path.write_text(json.dumps(obj))
+    with pytest.raises(InputError, match="experience"):
+        ExperienceBuffer.load(path)
+
+
+_ITEM = {"proposal": 1, "prompt": "p", "think": "t", "completion": "c", "delta": 0.5}
+
+
+@pytest.mark.parametrize("obj", [
+    {"schema": 1, "items": []},                                  # was KeyError: 'size'
+    {"schema": 1, "size": None, "items": []},                    # was TypeError from int()
+    {"schema": 1, "size": "x", "items": []},                     # was ValueError from int()
+    {"schema": 1, "size": -1, "items": []},                      # was ValueError: maxlen must be non-negative
+    {"schema": 1, "size": 0, "items": [_ITEM]},                  # a buffer that keeps nothing
+    {"schema": 1, "size": 10**30, "items": []},                  # was OverflowError from the deque
+    {"schema": 1, "size": 2.5, "items": []},
+    {"schema": 1, "size": 4, "items": [{**_ITEM, "prompt": 7}]},  # were taken: LoRA training failed on them
+    {"schema": 1, "size": 4, "items": [{**_ITEM, "proposal": "1"}]},
+    {"schema": 1, "size": 4, "items": [{**_ITEM, "delta": "0.5"}]},
+    {"schema": 1, "size": 4, "items": [{**_ITEM, "delta": True}]},
+    {"schema": 1, "size": 4, "items": [_ITEM, {**_ITEM, "think": None}]},
+])
+def test_a_buffer_with_a_bad_size_or_entry_is_one_error(tmp_path, obj):
+    """The size went to ``int()`` and ``deque`` unchecked and the entries' values were taken as they were:
+    a KeyError, TypeError, ValueError or OverflowError instead of one ``InputError``."""
     path = tmp_path / "experience.json"
     path.write_text(json.dumps(obj))
     with pytest.raises(InputError, match="experience"):
