@@ -90,3 +90,132 @@ def test_batched_proposals_match_single_ones_and_stay_valid(tiny_model):
     eng.invalidate()
     assert eng._cache is None
     torch.set_num_threads(1)
+
+
+def test_genes_line_groups_genes_that_share_their_choices():
+    from edgenas.llm.prompt import genes_line
+
+    assert genes_line(get_space("mbv3-tiny")) == "r: 16; ks_0 .. ks_3: 3, 5; e_0 .. e_3: 3, 4; d_0 .. d_1: 1, 2"
+    assert genes_line(get_space("nb201")) == ('edge_1_0 .. edge_3_2: "none", "skip_connect", "nor_conv_1x1", '
+                                              '"nor_conv_3x3", "avg_pool_3x3"')
+
+
+class _BlockCosts:
+    """A per-block LUT model of hand-picked net costs (the Logits block has no entry)."""
+
+    COST = {"stem": 0.5, "first": 0.25, "ks_0/e_0": 2.0, "ks_1/e_1": 1.0, "ks_2/e_2": 3.0, "ks_3/e_3": 0.125,
+            "Conv_1": 1.5, "AvgPool2D": 0.0625, "Conv_2": 0.03125}
+
+    def __init__(self, space, arch, overhead=True):
+        self.key_cost = {key: self.COST[label] for label, key in space.block_labels(arch) if label in self.COST}
+        if overhead:
+            self.overhead_ms = 0.75
+
+
+def test_block_entries_are_the_four_costliest_lut_blocks_named_by_their_genes():
+    from edgenas.llm.prompt import block_entries
+
+    space = get_space("mbv3-tiny")
+    arch = space.from_genes([0, 1, 0, 0, 0, 0, 0, 1, 0, 1, 1])    # ks 5,3,3,3; e 3,3,4,3; d 2,2: all 4 slots
+    assert block_entries(space, arch, _BlockCosts(space, arch)) == (
+        "LUT blocks (net ms; 9 blocks + 0.75 ms overhead): ks_2/e_2 3, ks_0/e_0 2, Conv_1 1.5, ks_1/e_1 1")
+    assert block_entries(space, arch, _BlockCosts(space, arch), top=1) == (
+        "LUT blocks (net ms; 9 blocks + 0.75 ms overhead): ks_2/e_2 3")
+    assert block_entries(space, arch, _BlockCosts(space, arch, overhead=False)).startswith(
+        "LUT blocks (net ms; 9 blocks + 0 ms overhead): ")
+    assert block_entries(space, arch, object()) is None                     # not a per-block model
+    nb201 = get_space("nb201")                                              # no block labels
+    assert block_entries(nb201, nb201.sample(np.random.default_rng(0)), _BlockCosts(space, arch)) is None
+
+
+class _OpCosts:
+    """A whole-network NAS-Bench-201 latency model: the sum of hand-picked costs of the six edges' ops
+    (none, skip_connect, nor_conv_1x1, nor_conv_3x3, avg_pool_3x3)."""
+
+    COST = np.array([0.0, 0.25, 1.0, 3.0, 0.5])
+
+    def __init__(self, space):
+        self.space = space
+
+    def predict_many(self, archs):
+        return [float(self.COST[self.space.to_genes(a)].sum()) for a in archs]
+
+
+def test_latency_lines_give_the_budget_gap_and_the_genes_that_cost_most():
+    from edgenas.llm.prompt import latency_lines
+
+    space = get_space("nb201")
+    arch = space.from_string("|nor_conv_3x3~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_1x1~1|none~2|")
+    model = _OpCosts(space)                                       # 3 + 0 + 0.25 + 0.5 + 1 + 0 = 4.75 ms
+    costly = "; costliest genes: edge_1_0 3 ms, edge_3_1 1 ms, edge_3_0 0.5 ms"   # each down to "none"
+    table = " (whole-network table, no per-block entries)"
+    assert latency_lines(space, arch, [DeviceInfo("pi", model, None)]) == ["pi: 4.75 ms" + table + costly]
+    assert latency_lines(space, arch, [DeviceInfo("pi", model, 5.0), DeviceInfo("nano", model, 4.5)]) == [
+        "pi: 4.75 ms, budget 5 ms (0.25 ms to spare)" + table + costly,
+        "nano: 4.75 ms, budget 4.5 ms (0.25 ms over)" + table + costly]
+    cheap = space.from_string("|nor_conv_1x1~0|+|none~0|none~1|+|none~0|none~1|none~2|")
+    assert latency_lines(space, cheap, [DeviceInfo("pi", model, None)]) == [   # only one gene saves anything
+        "pi: 1 ms" + table + "; costliest genes: edge_1_0 1 ms"]
+    assert latency_lines(space, arch, []) == []
+
+
+def test_the_latency_line_of_a_lut_model_gives_its_blocks_not_the_table_note():
+    space = get_space("mbv3-tiny")
+    arch = space.from_genes([0, 1, 0, 0, 0, 0, 0, 1, 0, 1, 1])
+    model = _BlockCosts(space, arch)
+    model.predict_many = lambda archs: [10.0 for _ in archs]     # every variant as costly: no costliest genes
+    line = build_prompt(space, arch, objective="accuracy", objectives={"accuracy": 71.23456, "flops": 3.0},
+                        devices=[DeviceInfo("pi", model, 12.0)]).splitlines()[-2:]
+    assert line == ["Objectives: accuracy 71.23, flops 3",
+                    "Latency on pi: 10 ms, budget 12 ms (2 ms to spare); LUT blocks (net ms; 9 blocks + 0.75 ms "
+                    "overhead): ks_2/e_2 3, ks_0/e_0 2, Conv_1 1.5, ks_1/e_1 1"]
+
+
+def test_static_prompt_asks_for_up_to_max_genes():
+    space = get_space("nb201")
+    one = static_prompt(space, "cifar100_test")
+    assert one.splitlines()[-1] == ('Think briefly, then give one mutation as JSON {"gene": NAME, "value": VALUE} '
+                                    "that changes the architecture.")
+    assert static_prompt(space, "cifar100_test", max_genes=1) == one
+    assert static_prompt(space, "cifar100_test", max_genes=3).splitlines()[-1] == (
+        'Think briefly, then give one mutation as JSON {"gene": NAME, "value": VALUE} that changes the '
+        'architecture; to change up to 3 genes add "and": [{"gene": NAME, "value": VALUE}, ...] in gene order.')
+    assert one.splitlines()[0] == ("You improve a neural network architecture of the search space nb201: raise "
+                                   "cifar100_test while keeping every latency budget.")
+
+
+def test_shared_prompt_tells_the_last_n_helpful_and_unhelpful_mutations_in_short_form():
+    space = get_space("nb201")
+    h = [Outcome('{"gene": "edge_1_0", "value": "none"}', "llm", True, 0.5),
+         Outcome('{"gene": "edge_2_0", "value": "none"}', "usual", False, -1.25),
+         Outcome('{"gene": "edge_2_1", "value": "none", "and": [{"gene": "edge_3_0", "value": "none"}]}', "llm",
+                 True, 2.0),
+         Outcome("7 genes changed", "usual", True, 0.001234),
+         Outcome('{"gene": "edge_3_2", "value": "none"}', "llm", False, float("nan"))]
+    static = static_prompt(space, "acc")
+    assert shared_prompt(space, "acc") == static
+    assert shared_prompt(space, "acc", history=h, n_history=2) == static + (
+        '\nMutations that helped: edge_2_1="none" + edge_3_0="none" (+2); 7 genes changed (+0.00123)'
+        '\nMutations that did not: edge_2_0="none" (-1.25); edge_3_2="none" (infeasible)')
+    assert shared_prompt(space, "acc", history=h[:2], n_history=3) == static + (
+        '\nMutations that helped: edge_1_0="none" (+0.5)\nMutations that did not: edge_2_0="none" (-1.25)')
+    assert shared_prompt(space, "acc", history=h[1:2]) == static + '\nMutations that did not: edge_2_0="none" (-1.25)'
+
+
+@pytest.mark.parametrize("text, short", [
+    ('{"gene": "ks_0", "value": 3}', "ks_0=3"),
+    ('{"gene": "ks_0", "value": 3, "and": [{"gene": "e_1", "value": 4}, {"gene": "d_0", "value": 2}]}',
+     "ks_0=3 + e_1=4 + d_0=2"),
+    ('{"gene": "ks_0", "value": 3, "and": null}', "ks_0=3"),
+    ('{"gene": "ks_0", "value": 3, "and": [{"gene": "e_1"}]}', None),        # an item without a value
+    ('{"gene": "ks_0", "value": 3, "and": [7]}', None),
+    ('{"gene": "ks_0"}', None),
+    ('{"gene": "ks_0", "value": 3, "why": "x"}', None),
+    ('["ks_0", 3]', None),
+    ("4 genes changed", None),
+    ("1" * 5000, None),                                                        # a 5,000-digit int: ValueError
+])
+def test_short_form_of_a_told_mutation(text, short):
+    from edgenas.llm.prompt import _short
+
+    assert _short(text) == (text if short is None else short)
