@@ -84,7 +84,7 @@ def latency_lines(space: Any, arch: Any, devices: Sequence[DeviceInfo], top: int
         if d.budget_ms is not None:
             gap = ms - d.budget_ms
             text += (f", budget {d.budget_ms:.3g} ms ({gap:.3g} ms over)" if gap > 0
-                     else f", budget {d.budget_ms:.3g} ms ({-gap:.3g} ms to spare)")
+                     else f", budget {d.budget_ms:.3g} ms ({d.budget_ms - ms:.3g} ms to spare)")  # not -gap: "-0 ms"
         blocks = block_entries(space, arch, d.model)
         if blocks:
             text += "; " + blocks

@@ -153,6 +153,8 @@ def test_latency_lines_give_the_budget_gap_and_the_genes_that_cost_most():
     assert latency_lines(space, arch, [DeviceInfo("pi", model, 5.0), DeviceInfo("nano", model, 4.5)]) == [
         "pi: 4.75 ms, budget 5 ms (0.25 ms to spare)" + table + costly,
         "nano: 4.75 ms, budget 4.5 ms (0.25 ms over)" + table + costly]
+    assert latency_lines(space, arch, [DeviceInfo("pi", model, 4.75)]) == [
+        "pi: 4.75 ms, budget 4.75 ms (0 ms to spare)" + table + costly]   # on the budget: not over, and not "-0"
     cheap = space.from_string("|nor_conv_1x1~0|+|none~0|none~1|+|none~0|none~1|none~2|")
     assert latency_lines(space, cheap, [DeviceInfo("pi", model, None)]) == [   # only one gene saves anything
         "pi: 1 ms" + table + "; costliest genes: edge_1_0 1 ms"]
