@@ -1,0 +1,133 @@
+"""The LLM operator's parts that need no model: its settings, the check of a logged event before it is
+replayed, the told change and the objective change of a child."""
+
+import math
+
+import pytest
+
+from edgenas.errors import InputError
+from edgenas.llm.operator import LLMSettings, _check_event, _delta, _improved, describe_change
+from edgenas.search.base import Result
+from edgenas.spaces import get_space
+
+ARCH = "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_1x1~1|none~2|"
+
+
+def _proposal(space, **edit):
+    rec = {"event": 3, "kind": "proposal", "batch": 2, "of": 1, "round": 0, "parent": "p", "prompt": "x",
+           "think": "t", "completion": "c", "child": space.to_dict(space.from_string(ARCH))}
+    rec.update(edit)
+    return {k: v for k, v in rec.items() if v is not _DROP}
+
+
+_DROP = object()
+
+
+def test_good_events_are_returned_as_they_are(tmp_path):
+    space = get_space("nb201")
+    for rec in (_proposal(space), _proposal(space, event=0, batch=0, round=7, of=12),
+                {"event": 4, "kind": "lora", "round": 1}, {"event": 0, "kind": "fallback"}):
+        assert _check_event(rec, tmp_path / "p.jsonl", 1, space) is rec
+
+
+@pytest.mark.parametrize("edit, bad", [
+    ({"kind": _DROP}, "kind"), ({"kind": 5}, "kind"), ({"kind": "propose"}, "kind"), ({"kind": ["lora"]}, "kind"),
+    ({"event": _DROP}, "event"), ({"event": -1}, "event"), ({"event": 1.0}, "event"), ({"event": True}, "event"),
+    ({"batch": "2"}, "batch"), ({"batch": -2}, "batch"), ({"of": 0}, "of"), ({"of": 1.5}, "of"),
+    ({"round": None}, "round"), ({"parent": 7}, "parent"), ({"prompt": _DROP}, "prompt"), ({"think": []}, "think"),
+    ({"completion": None}, "completion"), ({"child": "junk"}, "child"), ({"child": {"space": "nb201"}}, "child"),
+])
+def test_a_bad_event_is_one_error_naming_its_line_and_field(tmp_path, edit, bad):
+    space = get_space("nb201")
+    path = tmp_path / "proposals.jsonl"
+    with pytest.raises(InputError, match=f"line 7 of .*proposals.jsonl: malformed '{bad}' of a language-model event"):
+        _check_event(_proposal(space, **edit), path, 7, space)
+
+
+def test_a_lora_event_needs_its_round_and_a_child_of_another_space_names_the_problem(tmp_path):
+    space = get_space("nb201")
+    with pytest.raises(InputError, match="malformed 'round'"):
+        _check_event({"event": 1, "kind": "lora", "round": -1}, tmp_path / "p.jsonl", 2, space)
+    other = get_space("mbv3-tiny")
+    child = other.to_dict(other.from_genes([0] * len(other.gene_sizes())))
+    with pytest.raises(InputError, match=r"malformed 'child' of a language-model event: \S"):
+        _check_event(_proposal(space, child=child), tmp_path / "p.jsonl", 2, space)
+
+
+@pytest.mark.parametrize("opts", [
+    {"think_tokens": 0}, {"think_tokens": 4096}, {"temperature": 0.01}, {"temperature": 100}, {"temperature": 1},
+    {"threads": 1}, {"threads": 1024}, {"lora_every": 0}, {"lora_steps": 10_000}, {"lora_lr": 1.0},
+    {"lora_lr": 1e-9}, {"lora_batch": 1024}, {"buffer_size": 1}, {"history": 0}, {"max_genes": 1},
+    {"max_genes": 3}, {"adapter": "a"}, {"fallback": True}, {"dtype": "bfloat16"}, {"model": "m.gguf"},
+])
+def test_settings_at_the_ends_of_their_ranges_are_taken(opts):
+    s = LLMSettings(**opts)
+    assert all(getattr(s, k) == v for k, v in opts.items())
+
+
+@pytest.mark.parametrize("opts, why", [
+    ({"think_tokens": -1}, "think_tokens=-1 is out of range"),
+    ({"think_tokens": 4097}, "out of range"),
+    ({"temperature": 0.0099}, "out of range"),
+    ({"temperature": 100.5}, "out of range"),
+    ({"temperature": float("nan")}, "out of range"),
+    ({"threads": 0}, "out of range"),
+    ({"lora_lr": 0.0}, "lora_lr=0.0 is out of range"),
+    ({"lora_lr": -1e-3}, "out of range"),
+    ({"max_genes": 4}, "out of range"),
+    ({"think_tokens": 16.0}, "think_tokens=16.0 is not an integer"),
+    ({"threads": True}, "is not an integer"),
+    ({"temperature": "hot"}, "temperature='hot' is not a number"),
+    ({"temperature": True}, "is not a number"),
+    ({"model": ""}, "--llm-model must name"),
+    ({"model": "  "}, "--llm-model must name"),
+    ({"model": None}, "--llm-model must name"),
+    ({"adapter": " "}, "--llm-adapter must name"),
+    ({"adapter": 5}, "--llm-adapter must name"),
+    ({"fallback": 1}, "fallback=1 is not true or false"),
+    ({"dtype": "int8"}, "dtype='int8' is not one of float32, bfloat16, float16"),
+])
+def test_bad_settings_are_one_error(opts, why):
+    with pytest.raises(InputError, match=why):
+        LLMSettings(**opts)
+
+
+def test_the_range_hint_says_where_the_low_end_is_excluded():
+    with pytest.raises(InputError) as info:
+        LLMSettings(lora_lr=2.0)
+    assert info.value.hint == "from above 0 to 1"
+    with pytest.raises(InputError) as info:
+        LLMSettings(temperature=0.0)
+    assert info.value.hint == "from 0.01 to 100"
+
+
+def test_settings_round_trip_and_unknown_options_are_named():
+    s = LLMSettings(think_tokens=4, adapter="ad", max_genes=2)
+    assert LLMSettings.from_json(s.to_json()) == s
+    assert s.to_json()["think_tokens"] == 4 and s.to_json()["model"] == "smollm2"
+    with pytest.raises(InputError, match="unknown LLM option.s. temprature, zz") as info:
+        LLMSettings.from_json({"zz": 1, "temprature": 1.0, "threads": 2})
+    assert "think_tokens" in info.value.hint
+
+
+def test_the_objective_change_and_improvement_of_a_child():
+    parent, better, worse = Result((-70.0,)), Result((-72.5,)), Result((-69.0,))
+    assert _delta(better, parent) == 2.5 and _delta(worse, parent) == -1.0   # + is better
+    assert math.isnan(_delta(Result((-72.5,), violation=1.0), parent))
+    assert math.isnan(_delta(better, Result((-70.0,), violation=0.5)))
+    assert _improved(better, parent) and not _improved(worse, parent) and not _improved(parent, parent)
+    assert _improved(worse, Result((-99.0,), violation=0.1))                 # feasibility first
+
+
+def test_describe_change_names_one_to_three_changed_genes_and_counts_more():
+    space = get_space("nb201")
+    parent = space.from_string(ARCH)
+    one = space.from_string("|none~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_1x1~1|none~2|")
+    assert describe_change(space, parent, one) == '{"gene": "edge_1_0", "value": "none"}'
+    three = space.from_string("|none~0|+|none~0|none~1|+|avg_pool_3x3~0|nor_conv_1x1~1|skip_connect~2|")
+    assert describe_change(space, parent, three) == (
+        '{"gene": "edge_1_0", "value": "none", "and": [{"gene": "edge_2_1", "value": "none"}, '
+        '{"gene": "edge_3_2", "value": "skip_connect"}]}')
+    four = space.from_string("|none~0|+|none~0|none~1|+|none~0|nor_conv_1x1~1|skip_connect~2|")
+    assert describe_change(space, parent, four) == "4 genes changed"
+    assert describe_change(space, parent, parent) == "0 genes changed"
