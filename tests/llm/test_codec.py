@@ -85,6 +85,11 @@ def test_bad_architecture_json():
     ('{"gene": "edge_1_0", "value": "none", "and": [{"gene": "edge_2_0", "value": "none"}, '
      '{"gene": "edge_2_1", "value": "none"}, {"gene": "edge_3_0", "value": "none"}]}', "at most 3"),
     ('{"gene": "edge_1_0", "value": "none", "and": [{"gene": "edge_2_0", "value": "conv"}]}', "is not one of"),
+    ('{"gene": "edge_1_0"}', 'keys "gene" and "value"'),                          # was a KeyError: 'value'
+    ('{"gene": "edge_1_0", "value": "none", "why": "faster"}', 'keys "gene" and "value"'),
+    ('{"value": "none", "and": [{"gene": "edge_2_0", "value": "none"}]}', 'keys "gene" and "value"'),
+    ('["edge_1_0", "none"]', 'keys "gene" and "value"'),
+    ('{"gene": "edge_1_0", "value": "none", "and": {"gene": "edge_2_0", "value": "none"}}', "non-empty list"),
 ])
 def test_bad_multi_gene_changes_are_one_clear_error(text, why):
     from edgenas.llm.codec import Change
@@ -105,6 +110,13 @@ def test_multi_gene_change_round_trips():
     assert Change.parse(space, '{"gene": "edge_1_0", "value": "none"}').mutations == (Mutation("edge_1_0", "none"),)
     with pytest.raises(InputError, match="at most 1"):
         Change.parse(space, change.to_text(), max_genes=1)
+    assert Change.parse(space, change.to_text(), max_genes=2) == change            # as many genes as allowed
+    three = ('{"gene": "edge_1_0", "value": "none", "and": [{"gene": "edge_2_1", "value": "none"}, '
+             '{"gene": "edge_3_2", "value": "skip_connect"}]}')
+    assert Change.parse(space, three).to_text() == three                           # the default allows 3
+    assert Change.parse(space, '{"gene": "edge_3_2", "value": "none"}', max_genes=1).mutations == (
+        Mutation("edge_3_2", "none"),)
+    assert Change((Mutation("edge_1_0", "none"),)).to_text() == '{"gene": "edge_1_0", "value": "none"}'  # no "and"
 
 
 @pytest.mark.parametrize("text", [
@@ -130,3 +142,35 @@ def test_hostile_mutation_and_architecture_json_is_one_input_error(text):
         json_to_arch(space, text)
     with pytest.raises(InputError):
         json_to_arch(space, '{"genes": ' + text + "}")
+
+
+def test_unknown_genes_of_an_architecture_are_named():
+    space = get_space("mbv3-tiny")
+    genes = arch_to_json(space, space.sample(np.random.default_rng(0)))["genes"]
+    with pytest.raises(InputError, match=r"mbv3-tiny: unknown gene\(s\) ks_9, zz$"):
+        json_to_arch(space, {"genes": {**genes, "zz": 1, "ks_9": 3}})
+    del genes["r"], genes["d_1"]
+    with pytest.raises(InputError, match=r"unknown gene\(s\) x; missing gene\(s\) r, d_1$"):
+        json_to_arch(space, {"space": "mbv3-tiny", "genes": {**genes, "x": 1}})
+
+
+def test_genes_and_mutations_are_immutable_values():
+    """Gene specs are cached on the space and shared by every caller; mutations are compared and hashed."""
+    import dataclasses
+
+    from edgenas.llm.codec import Change
+
+    spec = gene_specs(get_space("nb201"))[0]
+    m = Mutation("edge_1_0", "none")
+    change = Change((m,))
+    for obj, field in ((spec, "name"), (m, "value"), (change, "mutations")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(obj, field, None)
+    assert len({m, Mutation("edge_1_0", "none"), change, Change((m,)), spec}) == 3
+
+
+def test_a_huge_gene_that_is_not_a_name_is_quoted_in_60_characters():
+    text = json.dumps({"gene": [f"edge_{i}" for i in range(10_000)], "value": "none"})
+    with pytest.raises(InputError) as info:
+        Mutation.parse(get_space("nb201"), text)
+    assert str(info.value).endswith('not ["edge_0", "edge_1", "edge_2", "edge_3", "edge_4", "edge_5",')
