@@ -182,6 +182,9 @@ def test_static_prompt_asks_for_up_to_max_genes():
     assert static_prompt(space, "cifar100_test", max_genes=3).splitlines()[-1] == (
         'Think briefly, then give one mutation as JSON {"gene": NAME, "value": VALUE} that changes the '
         'architecture; to change up to 3 genes add "and": [{"gene": NAME, "value": VALUE}, ...] in gene order.')
+    assert static_prompt(space, "cifar100_test", max_genes=2).endswith("; to change up to 2 genes add "
+                                                                      '"and": [{"gene": NAME, "value": VALUE}, ...] '
+                                                                      "in gene order.")
     assert one.splitlines()[0] == ("You improve a neural network architecture of the search space nb201: raise "
                                    "cifar100_test while keeping every latency budget.")
 
@@ -202,6 +205,11 @@ def test_shared_prompt_tells_the_last_n_helpful_and_unhelpful_mutations_in_short
     assert shared_prompt(space, "acc", history=h[:2], n_history=3) == static + (
         '\nMutations that helped: edge_1_0="none" (+0.5)\nMutations that did not: edge_2_0="none" (-1.25)')
     assert shared_prompt(space, "acc", history=h[1:2]) == static + '\nMutations that did not: edge_2_0="none" (-1.25)'
+    four = [Outcome(f'{{"gene": "edge_{g}", "value": "none"}}', "llm", True, 1.0) for g in ("1_0", "2_0", "2_1", "3_0")]
+    told = static + '\nMutations that helped: ' + "; ".join(f'edge_{g}="none" (+1)' for g in ("2_0", "2_1", "3_0"))
+    assert shared_prompt(space, "acc", history=four) == told                       # the last 3 by default
+    arch = space.from_string("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|")
+    assert build_prompt(space, arch, objective="acc", objectives={}, history=four).startswith(told + "\nArchitecture: ")
 
 
 @pytest.mark.parametrize("text, short", [
@@ -221,3 +229,13 @@ def test_short_form_of_a_told_mutation(text, short):
     from edgenas.llm.prompt import _short
 
     assert _short(text) == (text if short is None else short)
+
+
+def test_outcomes_and_devices_are_immutable_values():
+    import dataclasses
+
+    o, d = Outcome("m", "llm", True, 0.5), DeviceInfo("pi", None, 10.0)
+    for obj, field in ((o, "improved"), (d, "budget_ms")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(obj, field, None)
+    assert len({o, Outcome("m", "llm", True, 0.5), d}) == 2
