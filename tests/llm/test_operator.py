@@ -56,8 +56,9 @@ def test_a_lora_event_needs_its_round_and_a_child_of_another_space_names_the_pro
 
 @pytest.mark.parametrize("opts", [
     {"think_tokens": 0}, {"think_tokens": 4096}, {"temperature": 0.01}, {"temperature": 100}, {"temperature": 1},
-    {"threads": 1}, {"threads": 1024}, {"lora_every": 0}, {"lora_steps": 10_000}, {"lora_lr": 1.0},
-    {"lora_lr": 1e-9}, {"lora_batch": 1024}, {"buffer_size": 1}, {"history": 0}, {"max_genes": 1},
+    {"threads": 1}, {"threads": 1024}, {"lora_steps": 1}, {"lora_batch": 1}, {"lora_every": 0}, {"lora_steps": 10_000}, {"lora_lr": 1.0},
+    {"lora_lr": 1e-9}, {"lora_batch": 1024}, {"buffer_size": 1}, {"buffer_size": 1_000_000}, {"history": 0},
+    {"history": 1000}, {"lora_every": 1_000_000}, {"max_genes": 1},
     {"max_genes": 3}, {"adapter": "a"}, {"fallback": True}, {"dtype": "bfloat16"}, {"model": "m.gguf"},
 ])
 def test_settings_at_the_ends_of_their_ranges_are_taken(opts):
@@ -72,6 +73,13 @@ def test_settings_at_the_ends_of_their_ranges_are_taken(opts):
     ({"temperature": 100.5}, "out of range"),
     ({"temperature": float("nan")}, "out of range"),
     ({"threads": 0}, "out of range"),
+    ({"threads": 1025}, "out of range"),
+    ({"lora_batch": 1025}, "out of range"),
+    ({"lora_steps": 10_001}, "out of range"),
+    ({"lora_every": 1_000_001}, "out of range"),
+    ({"buffer_size": 1_000_001}, "out of range"),
+    ({"buffer_size": 0}, "out of range"),
+    ({"history": 1001}, "out of range"),
     ({"lora_lr": 0.0}, "lora_lr=0.0 is out of range"),
     ({"lora_lr": -1e-3}, "out of range"),
     ({"max_genes": 4}, "out of range"),
@@ -99,6 +107,15 @@ def test_the_range_hint_says_where_the_low_end_is_excluded():
     with pytest.raises(InputError) as info:
         LLMSettings(temperature=0.0)
     assert info.value.hint == "from 0.01 to 100"
+
+
+def test_settings_cannot_be_changed_after_their_checks():
+    import dataclasses
+
+    s = LLMSettings()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.temperature = 0.0
+    assert s.temperature == 0.8
 
 
 def test_settings_round_trip_and_unknown_options_are_named():
@@ -131,3 +148,12 @@ def test_describe_change_names_one_to_three_changed_genes_and_counts_more():
     four = space.from_string("|none~0|+|none~0|none~1|+|none~0|nor_conv_1x1~1|skip_connect~2|")
     assert describe_change(space, parent, four) == "4 genes changed"
     assert describe_change(space, parent, parent) == "0 genes changed"
+
+
+def test_the_defaults_are_the_ones_the_benchmark_ran_with():
+    """The README's NAS-Bench-201 figures (``bench/llm_search.py``) are for "the defaults": a changed default
+    changes what those figures describe, so they are pinned here."""
+    assert LLMSettings().to_json() == {
+        "model": "smollm2", "adapter": None, "fallback": False, "think_tokens": 16, "temperature": 0.8,
+        "threads": 1, "lora_every": 4, "lora_steps": 2, "lora_lr": 1e-3, "lora_batch": 4, "buffer_size": 32,
+        "history": 3, "max_genes": 3, "dtype": "float32"}
