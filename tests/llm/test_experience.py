@@ -27,8 +27,10 @@ def test_a_torn_last_line_is_cut_off_and_a_whole_file_is_left_alone(tmp_path):
     path.write_bytes(b'{"event": 0}\n{"event": 1}\n{"ev')          # kill -9 while the last line was written
     assert JsonlLog(path).read() == [{"event": 0}, {"event": 1}]
     assert path.read_bytes() == b'{"event": 0}\n{"event": 1}\n'
+    os.utime(path, (1_600_000_000, 1_600_000_000))
     assert JsonlLog(path).read() == [{"event": 0}, {"event": 1}]
     assert path.read_bytes() == b'{"event": 0}\n{"event": 1}\n'
+    assert path.stat().st_mtime == 1_600_000_000                     # a whole log is only read, not touched
     path.write_bytes(b'{"ev')
     assert JsonlLog(path).read() == [] and path.read_bytes() == b""
 
