@@ -1,5 +1,6 @@
 """Constrained decoding with a real (tiny, random) model: every output is one of the allowed texts."""
 
+import pytest
 import torch
 
 from edgenas.llm.codec import mutation_prefix, valid_mutations
@@ -107,3 +108,107 @@ def test_sampled_multi_gene_generations_are_valid(tiny_model):
         assert c.dead_ends == 0 and space.arch_id(change.apply(space, arch)) != space.arch_id(arch)
         sizes.add(len(change.mutations))
     assert len(sizes) > 1     # sampling writes single- and multi-gene mutations
+
+
+class _PieceTokenizer:
+    """A stand-in tokenizer without a model: ids 0 and 1 are <eos> and <pad> (special), 2 decodes to nothing,
+    3 to a broken byte, then one id per piece (a piece given twice gets two ids)."""
+
+    def __init__(self, pieces):
+        self.vocab = ["<eos>", "<pad>", "", "\ufffd"] + list(pieces)
+        self.all_special_ids = [0, 1]
+
+    def __len__(self):
+        return len(self.vocab)
+
+    def batch_decode(self, seqs, **kw):
+        return ["".join(self.vocab[i] for i in s) for s in seqs]
+
+    def id(self, piece):
+        return self.vocab.index(piece)
+
+
+PIECES = list("abcxy\n") + ["ab", "\nab", "a\nb", "a"]
+
+
+def test_token_table_and_free_tokens_without_a_model():
+    from edgenas.llm.decoding import free_tokens, token_table
+
+    tok = _PieceTokenizer(PIECES)
+    by_text, texts = token_table(tok)
+    assert texts == tok.vocab and token_table(tok)[0] is by_text                # cached per tokenizer
+    assert by_text["a"] == [4, 13] and by_text["ab"] == [10] and by_text["\n"] == [9]   # a piece twice: both ids
+    assert "<eos>" not in by_text and "" not in by_text and "\ufffd" not in by_text
+    assert len(by_text) == 9
+    assert free_tokens(tok) == [4, 5, 6, 7, 8, 10, 13]                          # no line break in them
+
+
+def test_choice_constraint_allows_exactly_the_tokens_that_stay_on_a_choice_without_a_model():
+    from edgenas.llm.decoding import ChoiceConstraint
+
+    tok = _PieceTokenizer(PIECES)
+    c = ChoiceConstraint(tok, 0, ["ab", "ac", "ab", "b"], 0, stop_ids={1})
+    assert c.choices == ["ab", "ac", "b"] and c.max_len == 2 and c.max_new_tokens() == 3
+    assert c.stop_ids == {0, 1}
+    assert c.allowed("") == [4, 5, 10, 13]                      # a, b, ab, a again ("ac" is no token)
+    assert c.allowed("a") == [5, 6]                              # b, c
+    assert c.allowed("ab") == [0] and c.allowed("b") == [0]      # complete: only the end
+    assert c.dead_ends == 0
+    assert c.allowed("x") == [0] and c.dead_ends == 1            # off every choice
+    assert c.rests("a") == (False, ["b", "c"]) and c.rests("ab")[0]
+    assert c.text_of([4, 5, 9]) == "ab\n"
+    assert c.cut([4, 1, 5]) == [4] and c.cut([4, 5, 0, 0]) == [4, 5] and c.cut([4, 5]) == [4, 5]
+    assert c.split("xy\nab") == ("", "xy\nab")                 # no free phase: all of it is the answer
+    assert c(0, torch.tensor([4])) == [5, 6]                     # prompt_len 0: "a" is generated, not prompt
+    late = ChoiceConstraint(tok, 2, ["ab", "b"], 0)
+    assert late(0, torch.tensor([7, 8, 4])) == [5]               # after the 2 prompt ids: "a", then "b"
+    assert late(0, torch.tensor([7, 8, 4, 0, 5])) == [0]         # the row ended: anything (the end)
+    with pytest.raises(ValueError, match="no valid choices"):
+        ChoiceConstraint(tok, 0, [], 0)
+
+
+def test_a_free_phase_comes_first_then_a_choice_without_a_model():
+    from edgenas.llm.decoding import ChoiceConstraint
+
+    tok = _PieceTokenizer(PIECES)
+    with pytest.raises(ValueError, match="start with think_end"):
+        ChoiceConstraint(tok, 0, ["\nab"], 0, think_tokens=2)
+    with pytest.raises(ValueError, match="start with think_end"):
+        ChoiceConstraint(tok, 0, ["\nab", "b"], 0, think_tokens=2, think_end="\n")
+    c = ChoiceConstraint(tok, 1, ["\nab", "\nb"], 0, think_tokens=2, think_end="\n")
+    assert c.max_new_tokens() == 2 + 3 + 1
+    start = [9, 11]                                                   # "\n", "\nab"
+    assert c.allowed("") == start
+    assert c(0, torch.tensor([7])).tolist() == [4, 5, 6, 7, 8, 9, 10, 11, 13]   # free (no line break) or start
+    assert c(0, torch.tensor([7, 7])).tolist() == [4, 5, 6, 7, 8, 9, 10, 11, 13]
+    assert c(0, torch.tensor([7, 7, 8])) == start                    # think_tokens used up: the answer starts
+    assert c(0, torch.tensor([7, 7, 9])) == [4, 5, 10, 13]           # after "x\n": a, b, ab, a
+    assert c(0, torch.tensor([7, 11])) == [0]                        # "x" then "\nab": complete
+    assert c.split("xy\nab") == ("xy", "\nab") and c.split("xy") == ("xy", "")
+
+
+def test_multi_gene_constraint_is_exactly_its_language_without_a_model():
+    from edgenas.llm.decoding import MultiGeneConstraint
+
+    tok = _PieceTokenizer(PIECES)
+    texts = ['a", "value": 1}', 'a", "value": 2}', 'b", "value": 1}', 'c", "value": 3}']
+    with pytest.raises(ValueError, match="must end with"):
+        MultiGeneConstraint(tok, 0, texts + ['d", "value": 1'], 0, head="H")
+    for max_genes, n in ((0, 4), (1, 4), (2, 4 + 2 + 2 + 1), (3, 4 + 5 + 2), (9, 11)):
+        c = MultiGeneConstraint(tok, 0, texts + texts[:1], 0, head="H", max_genes=max_genes, window=8)
+        assert c.bodies == [(0, 'a", "value": 1'), (0, 'a", "value": 2'), (1, 'b", "value": 1'),
+                            (2, 'c", "value": 3')]
+        assert c.max_genes == min(max(max_genes, 1), 3)
+        lang = _language(c.bodies, c.max_genes)
+        assert len(lang) == n
+        assert c.max_len == max(len("H" + t) for t in lang)           # the longest text: as long as it gets
+        assert c.max_new_tokens() == c.max_len + 1
+        for t in lang:
+            for cut in range(len(t) + 1):
+                complete, rests = c.rests("H" + t[:cut])
+                assert complete == (t[:cut] in lang), t[:cut]
+                assert set(rests) == {x[cut:][:8] for x in lang if x.startswith(t[:cut]) and len(x) > cut}, t[:cut]
+    c = MultiGeneConstraint(tok, 0, texts, 0, head="H{", max_genes=2)
+    assert c.rests("") == (False, ["H{"]) and c.rests("H") == (False, ["{"]) and c.rests("X") == (False, [])
+    assert c.rests("Hx") == (False, []) and c.rests("H{zz") == (False, set())
+    assert c.rests('H{a", "value": 1}]}') == (False, set())              # one item closed as two
