@@ -10,15 +10,17 @@ is allowed. Tokens whose text is not clean ASCII-decodable simply never match.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Iterable, Sequence
 
-_TABLES: dict[int, tuple[dict[str, list[int]], list[str]]] = {}
+#: per tokenizer object, held weakly: keyed by ``id()``, a tokenizer made after another was freed could get its
+#: id, and with it the other vocabulary's table (allowed ids of the wrong vocabulary)
+_TABLES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def token_table(tokenizer: Any) -> tuple[dict[str, list[int]], list[str]]:
     """(text -> ids, id -> text) of a tokenizer's vocabulary, each token decoded on its own (cached)."""
-    key = id(tokenizer)
-    if key not in _TABLES:
+    if tokenizer not in _TABLES:
         n = len(tokenizer)
         texts = tokenizer.batch_decode([[i] for i in range(n)], skip_special_tokens=False,
                                        clean_up_tokenization_spaces=False)
@@ -27,20 +29,19 @@ def token_table(tokenizer: Any) -> tuple[dict[str, list[int]], list[str]]:
         for i, t in enumerate(texts):
             if t and i not in special and "\ufffd" not in t:
                 by_text.setdefault(t, []).append(i)
-        _TABLES[key] = (by_text, texts)
-    return _TABLES[key]
+        _TABLES[tokenizer] = (by_text, texts)
+    return _TABLES[tokenizer]
 
 
 def free_tokens(tokenizer: Any) -> list[int]:
     """Ids of tokens without a line break (what free reasoning may use), cached per tokenizer."""
-    key = ("free", id(tokenizer))
-    if key not in _FREE:
+    if tokenizer not in _FREE:
         by_text, _ = token_table(tokenizer)
-        _FREE[key] = sorted(i for t, ids in by_text.items() if "\n" not in t for i in ids)
-    return _FREE[key]
+        _FREE[tokenizer] = sorted(i for t, ids in by_text.items() if "\n" not in t for i in ids)
+    return _FREE[tokenizer]
 
 
-_FREE: dict[tuple, list[int]] = {}
+_FREE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 class ChoiceConstraint:

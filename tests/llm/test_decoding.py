@@ -212,3 +212,15 @@ def test_multi_gene_constraint_is_exactly_its_language_without_a_model():
     assert c.rests("") == (False, ["H{"]) and c.rests("H") == (False, ["{"]) and c.rests("X") == (False, [])
     assert c.rests("Hx") == (False, []) and c.rests("H{zz") == (False, set())
     assert c.rests('H{a", "value": 1}]}') == (False, set())              # one item closed as two
+
+
+def test_a_new_tokenizer_never_gets_the_table_of_a_freed_one_without_a_model(monkeypatch):
+    """The tables were cached by ``id(tokenizer)``: a tokenizer made after another was freed can get the same id,
+    and it was given the freed one's vocabulary (in this file, the stand-in tokenizer got the tiny model's table
+    when it ran after the tests that load it). Every id is made the same here: what an id used again looks like."""
+    from edgenas.llm import decoding
+
+    monkeypatch.setattr(decoding, "id", lambda obj: 7, raising=False)
+    old, new = _PieceTokenizer(list("ab\n")), _PieceTokenizer(list("xyz"))
+    assert decoding.token_table(old)[1][4:] == ["a", "b", "\n"] and decoding.free_tokens(old) == [4, 5]
+    assert decoding.token_table(new)[1][4:] == ["x", "y", "z"] and decoding.free_tokens(new) == [4, 5, 6]
