@@ -60,7 +60,7 @@ def test_rewrite_replaces_the_lines_and_writes_nothing_through_a_planted_link(tm
     log = JsonlLog(run / "proposals.jsonl")
     log.append_many([{"event": 0}, {"event": 1}, {"event": 2}])
     (run / "proposals.jsonl.tmp").symlink_to(victim)
-    log.rewrite([{"event": 0, "kind": "lora"}])
+    log.rewrite([{"kind": "lora", "event": 0}])
     assert victim.read_text() == "precious\n"
     assert not log.path.is_symlink() and log.path.read_text() == '{"event": 0, "kind": "lora"}\n'
     assert log.read() == [{"event": 0, "kind": "lora"}]
@@ -160,3 +160,34 @@ def test_summary_counts_a_runs_events(tmp_path):
                                  "lora_updates": 2, "fallbacks": 1}
     ExperienceBuffer(4, tmp_path / "llm" / "experience.json").add(_exp(3))
     assert read_all(os.fspath(tmp_path))["experience"]["items"][0]["proposal"] == 3
+
+
+def test_logs_and_buffers_make_their_folders_and_write_sorted_keys(tmp_path):
+    log = JsonlLog(tmp_path / "run" / "llm" / "outcomes.jsonl")
+    log.append({"round": 0, "proposal": 4, "improved": True})
+    assert log.path.read_text() == '{"improved": true, "proposal": 4, "round": 0}\n'
+    log.rewrite([{"proposal": 5, "delta": None}])
+    assert log.path.read_text() == '{"delta": null, "proposal": 5}\n'
+    path = tmp_path / "other" / "llm" / "experience.json"
+    ExperienceBuffer(1, path).add(_exp(0))
+    assert ExperienceBuffer.load(path).items[0] == _exp(0)
+
+
+def test_a_bad_entry_is_named_by_its_number_and_the_size_may_be_a_million(tmp_path):
+    path = tmp_path / "experience.json"
+    path.write_text(json.dumps({"schema": 1, "size": 1_000_000, "items": [_ITEM, {**_ITEM, "delta": None}]}))
+    with pytest.raises(InputError, match="malformed experience entry 2:? "):
+        ExperienceBuffer.load(path)
+    path.write_text(json.dumps({"schema": 1, "size": 1_000_000, "items": [_ITEM]}))
+    assert ExperienceBuffer.load(path).items.maxlen == 1_000_000
+    path.write_text(json.dumps({"schema": 1, "size": 1_000_001, "items": [_ITEM]}))
+    with pytest.raises(InputError, match="size 1000001 is not"):
+        ExperienceBuffer.load(path)
+
+
+def test_an_experience_is_an_immutable_value():
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        _exp(0).delta = 2.0
+    assert len({_exp(0), _exp(0), _exp(1)}) == 2
