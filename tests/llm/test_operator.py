@@ -56,7 +56,8 @@ def test_a_lora_event_needs_its_round_and_a_child_of_another_space_names_the_pro
 
 @pytest.mark.parametrize("opts", [
     {"think_tokens": 0}, {"think_tokens": 4096}, {"temperature": 0.01}, {"temperature": 100}, {"temperature": 1},
-    {"threads": 1}, {"threads": 1024}, {"lora_steps": 1}, {"lora_batch": 1}, {"lora_every": 0}, {"lora_steps": 10_000}, {"lora_lr": 1.0},
+    {"threads": 1}, {"threads": 1024}, {"lora_steps": 1}, {"lora_batch": 1}, {"lora_every": 0},
+    {"lora_steps": 10_000}, {"lora_lr": 1.0},
     {"lora_lr": 1e-9}, {"lora_batch": 1024}, {"buffer_size": 1}, {"buffer_size": 1_000_000}, {"history": 0},
     {"history": 1000}, {"lora_every": 1_000_000}, {"max_genes": 1},
     {"max_genes": 3}, {"adapter": "a"}, {"fallback": True}, {"dtype": "bfloat16"}, {"model": "m.gguf"},
