@@ -121,8 +121,13 @@ class _PieceTokenizer:
     def __len__(self):
         return len(self.vocab)
 
-    def batch_decode(self, seqs, **kw):
-        return ["".join(self.vocab[i] for i in s) for s in seqs]
+    def batch_decode(self, seqs, skip_special_tokens=False, clean_up_tokenization_spaces=None):
+        """As transformers decodes: special tokens dropped on request, " ," made "," unless told not to."""
+        out = ["".join(self.vocab[i] for i in s if not (skip_special_tokens and i in self.all_special_ids))
+               for s in seqs]
+        if clean_up_tokenization_spaces is not False:
+            out = [t.replace(" ,", ",").replace(" .", ".") for t in out]
+        return out
 
     def id(self, piece):
         return self.vocab.index(piece)
@@ -141,6 +146,17 @@ def test_token_table_and_free_tokens_without_a_model():
     assert "<eos>" not in by_text and "" not in by_text and "\ufffd" not in by_text
     assert len(by_text) == 9
     assert free_tokens(tok) == [4, 5, 6, 7, 8, 10, 13]                          # no line break in them
+
+
+def test_each_token_is_decoded_as_it_is_without_a_model():
+    """A token " ," cleaned up into "," would be allowed where "," is, and the text generated would not be the
+    text the constraint checked."""
+    from edgenas.llm.decoding import ChoiceConstraint, token_table
+
+    tok = _PieceTokenizer(["a", " ,", ","])
+    by_text, texts = token_table(tok)
+    assert texts == ["<eos>", "<pad>", "", "\ufffd", "a", " ,", ","] and by_text == {"a": [4], " ,": [5], ",": [6]}
+    assert ChoiceConstraint(tok, 0, ["a,"], 0).allowed("a") == [6]
 
 
 def test_choice_constraint_allows_exactly_the_tokens_that_stay_on_a_choice_without_a_model():
