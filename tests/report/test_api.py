@@ -476,3 +476,159 @@ def test_swagger_try_it_out_sends_the_token(rproj, browser):
                                 ".response-col_description').textContent")
     assert status == "200", (status, body)
     assert '"evo"' in body
+
+
+# ----------------------------------------------------------------------------- in process (no server)
+@pytest.fixture
+def client(rproj):
+    """``create_app`` over the project, called in process (Starlette's TestClient): no server, no port."""
+    from fastapi.testclient import TestClient
+
+    from edgenas.api.app import create_app
+    from edgenas.project import Project
+    from edgenas.report.source import FolderSource
+
+    with TestClient(create_app(FolderSource(Project(rproj)))) as c:
+        yield c
+
+
+def test_create_app_answers_any_host_and_serves_one_schema(client):
+    """Refusing other Host names is ``local_only``'s, asked for by ``edgenas serve`` on a loopback address; the
+    schema is built once and is the same on every read (the second read was ``null``)."""
+    assert client.get("/api/runs", headers={"Host": "evil.example"}).status_code == 200
+    first = client.get("/openapi.json").json()
+    assert "/api/runs" in first["paths"] and client.get("/openapi.json").json() == first
+    assert all("421" not in op["responses"] for item in first["paths"].values() for op in item.values())
+    # a 400 where a query parameter can be wrong, not where there is only a name in the path
+    assert "400" in first["paths"]["/api/runs/{run_id}/evaluations"]["get"]["responses"]
+    assert "400" not in first["paths"]["/api/runs/{run_id}"]["get"]["responses"]
+    hint = first["components"]["schemas"]["Error"]["properties"]["hint"]
+    assert hint["nullable"] is True
+    r = client.get("/api/devices/local/luts/ofa-mbv3")   # an error without a hint: its hint is null
+    assert r.status_code == 404 and r.json()["hint"] is None
+
+
+def test_local_only_schema_lists_421(rproj):
+    from fastapi.testclient import TestClient
+
+    from edgenas.api.app import create_app
+    from edgenas.project import Project
+    from edgenas.report.source import FolderSource
+
+    app = create_app(FolderSource(Project(rproj)), local_only=True)
+    with TestClient(app, base_url="http://127.0.0.1:8765") as c:
+        spec = c.get("/openapi.json").json()
+        assert c.get("/api/runs", headers={"Host": "evil.example"}).status_code == 421
+    assert all("421" in op["responses"] for item in spec["paths"].values() for op in item.values())
+
+
+def test_head_sends_the_server_no_body(rproj):
+    """The app leaves out a HEAD's body itself (uvicorn drops one; an ASGI server that does not passed the GET's
+    body on): the messages it sends, as a server sees them."""
+    import asyncio
+
+    from edgenas.api.app import create_app
+    from edgenas.project import Project
+    from edgenas.report.source import FolderSource
+
+    app = create_app(FolderSource(Project(rproj)))
+
+    def call(method: str) -> list[dict]:
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
+                 "scheme": "http", "path": "/api/runs", "raw_path": b"/api/runs", "query_string": b"",
+                 "root_path": "", "headers": [(b"host", b"127.0.0.1")], "client": ("127.0.0.1", 1),
+                 "server": ("127.0.0.1", 80)}
+        asyncio.run(app(scope, receive, send))
+        return sent
+
+    get, head = call("GET"), call("HEAD")
+    assert head[0] == get[0] and head[0]["status"] == 200    # the GET's headers, Content-Length included
+    length = int(dict(head[0]["headers"])[b"content-length"])
+    assert len(b"".join(m.get("body", b"") for m in get)) == length > 0
+    assert {m["type"] for m in head[1:]} == {"http.response.body"} and all(m["body"] == b"" for m in head[1:])
+
+
+def test_docs_page_settings(client):
+    page = client.get("/docs").text
+    assert '{"url": "/openapi.json", "dom_id": "#swagger-ui", "layout": "BaseLayout", "deepLinking": true}' in page
+    assert "const token = null;" in page
+    page = client.get("/docs", params={"token": "t</script>&"}).text
+    assert 'const token = "t\\u003c/script\\u003e\\u0026";' in page and "t</script>" not in page
+
+
+def test_out_of_file_descriptors_is_a_503_from_the_handler_and_the_middleware(client, monkeypatch):
+    """The in-process half of the ``ulimit -n`` test above: a reader's error caused by EMFILE (an ``InputError``
+    raised from it) and an EMFILE let out of a route are both the 503 that says so, not a 400 or a 500."""
+    import errno
+
+    from edgenas.errors import InputError
+    from edgenas.report.source import FolderSource
+
+    def cannot_read(self, run_id):
+        try:
+            raise OSError(errno.EMFILE, "Too many open files")
+        except OSError as exc:
+            raise InputError("cannot read run record") from exc
+
+    def cannot_list(self):
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(FolderSource, "run", cannot_read)
+    monkeypatch.setattr(FolderSource, "run_ids", cannot_list)
+    for url in ("/api/runs/evo", "/api/runs"):
+        r = client.get(url)
+        assert r.status_code == 503 and r.json()["error"] == "too many open files", (url, r.text)
+        assert r.headers["retry-after"] == "1", url
+
+
+def test_query_parameters_at_their_bounds(client):
+    """Each bound of a query parameter, both sides, and the parameter the 400 names."""
+    evs = client.get("/api/runs/evo/evaluations", params={"since": 0}).json()
+    assert evs["since"] == 0 and evs["next"] == 32 == len(evs["evaluations"])
+    r = client.get("/api/runs/evo/evaluations", params={"since": -1})
+    assert r.status_code == 400 and r.json()["error"].startswith("since: ")
+    assert "Polls every 1000 ms." in client.get("/runs/evo/live").text
+    for ms, code in ((199, 400), (200, 200), (60000, 200), (60001, 400)):
+        r = client.get("/runs/evo/live", params={"interval_ms": ms})
+        assert r.status_code == code, (ms, r.text[:200])
+        if code == 200:
+            assert f"Polls every {ms} ms." in r.text
+        else:
+            assert r.json()["error"].startswith("interval_ms: "), r.text
+    assert client.get("/compare", params={"run": ["evo", "rnd"] * 10}).status_code == 200   # 20: the most
+    r = client.get("/compare", params={"run": ["evo"] * 21})
+    assert r.status_code == 400 and r.json()["error"] == "too many runs to compare (21); at most 20"
+
+
+def test_an_edgenas_error_not_about_the_input_is_a_500_in_the_error_shape(client, monkeypatch):
+    from edgenas.errors import EdgenasError
+    from edgenas.report.source import FolderSource
+
+    def broken(self):
+        raise EdgenasError("the store is\nbroken", hint="run edgenas db upgrade")
+
+    monkeypatch.setattr(FolderSource, "run_ids", broken)
+    r = client.get("/api/runs")
+    assert r.status_code == 500 and r.json() == {"error": "the store is broken", "hint": "run edgenas db upgrade"}
+
+
+def test_a_bug_with_a_long_message_is_one_bounded_line(client, monkeypatch, capsys):
+    from edgenas.report.source import FolderSource
+
+    def bug(self, run_id):
+        raise ZeroDivisionError("x" * 1000)
+
+    monkeypatch.setattr(FolderSource, "run", bug)
+    r = client.get("/api/runs/" + "a" * 250)
+    line = "ZeroDivisionError: " + "x" * 300 + "… (700 more characters)"
+    assert r.status_code == 500 and r.json()["error"] == "internal error: " + line
+    path = ("/api/runs/" + "a" * 250)[:200] + "… (60 more characters)"
+    assert capsys.readouterr().err == f"edgenas serve: internal error on GET {path}: {line}\n"
