@@ -498,6 +498,7 @@ def test_create_app_answers_any_host_and_serves_one_schema(client):
     assert client.get("/api/runs", headers={"Host": "evil.example"}).status_code == 200
     first = client.get("/openapi.json").json()
     assert "/api/runs" in first["paths"] and client.get("/openapi.json").json() == first
+    assert not [p for p in first["paths"] if p.startswith("/static") or p == "/docs"]   # library files, not the API
     assert all("421" not in op["responses"] for item in first["paths"].values() for op in item.values())
     # a 400 where a query parameter can be wrong, not where there is only a name in the path
     assert "400" in first["paths"]["/api/runs/{run_id}/evaluations"]["get"]["responses"]
@@ -632,3 +633,25 @@ def test_a_bug_with_a_long_message_is_one_bounded_line(client, monkeypatch, caps
     assert r.status_code == 500 and r.json()["error"] == "internal error: " + line
     path = ("/api/runs/" + "a" * 250)[:200] + "… (60 more characters)"
     assert capsys.readouterr().err == f"edgenas serve: internal error on GET {path}: {line}\n"
+
+
+def test_allow_and_not_found_headers(client):
+    """A 405 adds HEAD to the methods it allows once; a 404 has no Allow header; Swagger UI's folder serves its
+    two files only."""
+    r = client.post("/openapi.json")   # Starlette's own route: its Allow names HEAD already
+    assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD"
+    r = client.post("/api/runs")
+    assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD"
+    r = client.get("/no-such-page")
+    assert r.status_code == 404 and "allow" not in r.headers and r.json() == {"error": "Not Found"}
+    for name in ("index.html", "nope.js"):
+        r = client.get(f"/static/swagger/{name}")
+        assert r.status_code == 404 and r.json() == {"error": f"no such file: {name}"}, name
+
+
+def test_without_swagger_ui_the_docs_files_are_404s(client, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "swagger_ui_bundle", None)   # not installed: importing it fails
+    r = client.get("/static/swagger/swagger-ui.css")
+    assert r.status_code == 404 and r.json() == {"error": "Swagger UI is not installed: pip install 'edgenas[serve]'"}
