@@ -1,0 +1,213 @@
+"""``edgenas.report.source`` on its own: the names it takes and the run records it reads (no project needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgenas.report.source import NotFoundError, check_name
+
+
+@pytest.mark.parametrize("name", ["evo", "a", "9", "run-1.b_2", "a" * 100, "x.y"])
+def test_check_name_takes_a_name(name):
+    assert check_name(name, "run") == name
+
+
+@pytest.mark.parametrize("name", ["", "a" * 101, "evo\n", ".hidden", "-x", "_x", "/etc", " x", "a/b", "a b", "a..b",
+                                  "..", "a\\b", None, 7])
+def test_check_name_refuses_what_is_no_name(name):
+    with pytest.raises(NotFoundError, match="invalid run name"):
+        check_name(name, "run")
+
+
+def _run(config=None, request=None, evaluations=(), pareto=None, best=None, checkpoint=None):
+    from pathlib import Path
+
+    from edgenas.report.source import RunData
+
+    return RunData(id="r", path=Path("r"), config={"space": "nb201", **(config or {})}, request=request,
+                   evaluations=list(evaluations), pareto=pareto, best=best, checkpoint=checkpoint)
+
+
+EV = {"number": 0, "objectives": {"params": 1.0, "flops": 2.0, "acc": 50.0}, "feasible": True}
+
+
+@pytest.mark.parametrize("kw, status", [
+    ({}, "empty"),
+    ({"evaluations": [EV]}, "running"),
+    ({"evaluations": [EV], "checkpoint": {"status": "complete"}}, "running"),          # no best.json yet
+    ({"evaluations": [EV], "checkpoint": {"status": "complete"}, "best": {}}, "complete"),
+    ({"evaluations": [EV], "checkpoint": {"status": "stopped"}, "best": {}}, "stopped"),
+    ({"evaluations": [EV], "checkpoint": {"status": "running"}, "best": {}}, "running"),
+    ({"best": {}, "checkpoint": {"status": "complete"}}, "complete"),
+    ({"config": {"kind": "darts"}, "best": {}}, "complete"),                         # DARTS writes no status
+    ({"config": {"kind": "darts"}}, "empty"),
+])
+def test_status(kw, status):
+    assert _run(**kw).status == status
+
+
+@pytest.mark.parametrize("kw, objective, unit", [
+    ({"pareto": {"objectives": ["top1", "params"]}, "config": {"kind": "darts"}}, "top1", ""),
+    ({"pareto": {"objectives": []}, "config": {"kind": "darts"}}, "train_loss", ""),
+    ({"request": {"table": "t.csv"}}, "cifar10_test", "%"),
+    ({"request": {"table": "t.csv", "evaluator": "tabular", "objective": "cifar100_test"}}, "cifar100_test", "%"),
+    ({"request": {"table": "t.csv", "evaluator": "params"}}, "params", ""),
+    ({"request": {"evaluator": "train"}}, "train", "%"),
+    ({"request": {"evaluator": "params"}, "best": {"metric": "top-1 accuracy (%)"}}, "params", "%"),
+    ({"request": {"evaluator": "train"}, "best": {"metric": "loss"}}, "train", ""),
+    ({"evaluations": [{"objectives": {}}, EV]}, "acc", ""),
+    ({"evaluations": [{"objectives": {"params": 1.0}}]}, "accuracy", ""),
+    ({"config": {"ladder": [{"evaluator": "params"}, {"evaluator": "supernet"}]}, "request": {"evaluator": "params"}},
+     "params", "%"),
+    ({"config": {"ladder": [{"evaluator": "train"}, {"evaluator": "params"}]}, "request": {"evaluator": "train"}},
+     "train", ""),
+])
+def test_objective_and_its_unit(kw, objective, unit):
+    run = _run(**kw)
+    assert (run.objective, run.objective_unit) == (objective, unit)
+
+
+@pytest.mark.parametrize("ladder, last", [
+    (None, None), ([], None), ("x", None), ([{"evaluator": "a"}, "b"], None),
+    ([{"evaluator": "a"}, {"evaluator": "b"}], {"evaluator": "b"}),
+])
+def test_last_rung(ladder, last):
+    assert _run(config={"ladder": ladder}).last_rung == last
+
+
+def test_summary_budgets_and_table_columns():
+    run = _run(config={"strategy": None, "mode": "hyperband", "devices": [["pi", 12], ["gpu", None]], "seed": 3,
+                       "budget_evals": 40},
+               request={"table": "t.csv", "latency_column": "raspi4_ms", "evaluator": "params"}, evaluations=[EV])
+    assert run.summary() == {"id": "r", "space": "nb201", "strategy": "hyperband", "status": "running",
+                             "evaluations": 1, "budget_evals": 40, "devices": {"pi": 12.0, "gpu": None},
+                             "objective": "params", "seed": 3}
+    assert run.table_columns == {"raspi4_ms"} and run.higher_is_better and not run.darts
+    assert _run(request={"latency_column": "raspi4_ms"}).table_columns == set()         # no table: predicted
+    assert _run(request={"table": "t.csv", "latency_column": 3}).table_columns == set()
+    assert _run().strategy is None and _run(best={"number": 7}).best_number == 7
+    darts = _run(config={"kind": "darts"})
+    assert darts.strategy == "darts" and darts.darts and not darts.higher_is_better
+
+
+def test_a_run_record_that_is_a_link_is_refused(tmp_path):
+    from edgenas.errors import InputError
+    from edgenas.report.source import load_run_dir
+
+    (tmp_path / "elsewhere.json").write_text('{"space": "nb201", "secret": 1}')
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "config.json").symlink_to(tmp_path / "elsewhere.json")
+    (run / "evaluations.jsonl").write_text("")
+    with pytest.raises(InputError, match="config.json is a symbolic link"):
+        load_run_dir(run)
+
+
+def test_a_parsed_run_is_read_only():
+    import dataclasses
+
+    run = _run(evaluations=[EV])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        run.evaluations = []
+
+
+def test_what_a_data_source_without_the_extras_answers():
+    """A source of runs and tables only (the database, later) says it has no refresh rows, no stale-run count,
+    no damaged tables and no few-shot models, rather than failing."""
+    from edgenas.report.source import DataSource
+
+    class Minimal(DataSource):
+        def run_ids(self):
+            return []
+
+        def run(self, run_id):
+            raise NotFoundError(run_id)
+
+        def evaluations(self, run_id, since=0):
+            return []
+
+        def devices(self):
+            return ["pi"]
+
+        def luts(self, device):
+            return []
+
+        def verified(self, device):
+            return []
+
+        def measurements(self, device=None, space=None):
+            return []
+
+    src = Minimal()
+    assert src.last_refresh() == [] and src.stale_runs("pi") is None
+    assert src.damaged_luts("pi") == [] and src.fewshot_spaces("pi") == []
+
+
+def test_folder_source_finds_runs_in_runs_and_the_project_root(rproj):
+    import json
+    import shutil
+
+    from edgenas.project import Project
+    from edgenas.report.source import FolderSource
+
+    shutil.copytree(rproj / "runs/rnd", rproj / "demo-run")            # a run at the project's root
+    shutil.copytree(rproj / "runs/rnd", rproj / "evo")                  # the name of one under runs/: runs/ wins
+    config = json.loads((rproj / "evo/config.json").read_text())
+    (rproj / "evo/config.json").write_text(json.dumps({**config, "seed": 99}))
+    for name in (".hidden", "a..b", "no-log"):                            # no names, or no log: no runs
+        shutil.copytree(rproj / "runs/rnd", rproj / "runs" / name)
+    for log in ("evaluations.jsonl", "checkpoint.json"):
+        (rproj / "runs/no-log" / log).unlink()
+    (rproj / "runs/file-run").write_text("{}")
+    src = FolderSource(Project(rproj))
+    assert [r for r in src.run_ids() if r != "nb201"] == ["demo-run", "evo", "rnd"]   # nb201: with the shared CSV
+    evo = src.run("evo")
+    assert evo.path == rproj / "runs/evo" and evo.config["seed"] != 99
+    assert src.run("demo-run").path == rproj / "demo-run"
+    for name in ("no-log", "a..b", ".hidden", "file-run"):
+        with pytest.raises(NotFoundError):
+            src.run(name)
+    evals = src.evaluations("evo")
+    assert len(evals) == 32 and src.evaluations("evo", -5) == evals and src.evaluations("evo", 30) == evals[30:]
+    assert src.evaluations("evo", "31") == evals[31:]
+
+
+def test_folder_source_devices_and_their_tables(rproj):
+    from edgenas.project import Project
+    from edgenas.report.source import FolderSource
+
+    luts = rproj / "luts"
+    (luts / "notes.txt").write_text("not a device")
+    (luts / ".cache").mkdir()
+    (luts / "a..b").mkdir()
+    (luts / "local" / ("mbv3-small-" + "0" * 12 + ".json")).write_text('{"broken": 1}')   # a damaged table
+    (luts / "local" / "notes.json").write_text("{}")                                  # no table's name
+    (luts / "local" / "fewshot").mkdir()
+    for name in ("nb201.json", "mbv3-tiny.json", ".x.json"):
+        (luts / "local" / "fewshot" / name).write_text("{}")
+    (luts / "local" / "fewshot" / "dir.json").mkdir()
+    src = FolderSource(Project(rproj))
+    assert src.devices() == ["local"]
+    tables = src.luts("local")
+    assert sorted(t.space for t in tables) == ["mbv3-tiny", "nb201"]
+    assert [t.created_at for t in tables] == sorted((t.created_at for t in tables), reverse=True)   # newest first
+    assert src.damaged_luts("local") == ["mbv3-small-000000000000.json"]
+    assert src.fewshot_spaces("local") == ["mbv3-tiny", "nb201"]
+    (luts / "other").mkdir()
+    assert src.fewshot_spaces("other") == [] and src.luts("other") == [] and src.verified("other") == []
+    assert len(src.verified("local")) == len((luts / "local/verified.jsonl").read_text().splitlines()) > 0
+    with pytest.raises(NotFoundError, match="no device 'nope'") as err:
+        src.luts("nope")
+    assert err.value.hint == "the devices with LUTs: local, other (GET /api/devices)"
+
+
+def test_folder_source_without_a_database_creates_none(tmp_path):
+    from edgenas.project import Project
+    from edgenas.report.source import FolderSource
+
+    src = FolderSource(Project(tmp_path))
+    assert src.measurements() == [] and src.stale_runs("pi") is None and src.devices() == []
+    assert src.run_ids() == [] and list(tmp_path.iterdir()) == []
+    with pytest.raises(NotFoundError, match="no device 'pi'") as err:
+        src.luts("pi")
+    assert err.value.hint == "the devices with LUTs: none (GET /api/devices)"
