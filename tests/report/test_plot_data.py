@@ -309,3 +309,82 @@ def test_a_running_searchs_best_so_far_is_chosen_as_the_search_chooses_it(tmp_pa
     run = _running_two_device_run(tmp_path, minimise)
     assert run.status == "running" and run.objective == "acc"
     assert [pareto_data(run, d).chosen.number for d in ("a", "b")] == [chosen, chosen]
+
+
+# ------------------------------------------------------------------ on hand-made runs (no project)
+def _made_run(evaluations, config=None, request=None, best=None):
+    from pathlib import Path
+
+    from edgenas.report.source import RunData
+
+    return RunData(id="r", path=Path("r"), config={"space": "nb201", "devices": [["pi", 10.0]], **(config or {})},
+                   request=request, evaluations=evaluations, pareto=None, best=best, checkpoint=None)
+
+
+def _ev(number, score, ms, feasible=True, key="acc", **extra):
+    return {"number": number, "objectives": {key: score}, "latency_ms": {"pi": ms}, "feasible": feasible,
+            "arch": {"arch": f"a{number}"}, **extra}
+
+
+def test_pareto_of_a_running_search_by_hand():
+    from edgenas.report.run_data import pareto_data
+
+    evs = [_ev(0, 50.0, 5.0), _ev(1, 60.0, 8.0), _ev(2, 55.0, 9.0), _ev(3, 70.0, 12.0, feasible=False),
+           _ev(4, 60.0, 8.0), _ev(5, float("nan"), 1.0), {"number": 6, "objectives": {"acc": 40.0}, "feasible": True}]
+    d = pareto_data(_made_run(evs, request={"evaluator": "acc"}), "pi")
+    assert [p.number for p in d.points] == [0, 1, 2, 3, 4]
+    assert [p.number for p in d.front] == [0, 1, 4]          # 2 is dominated by 1; 4 ties 1 (both kept)
+    assert d.chosen.number == 1 and d.chosen.label == "a1"   # the best so far; of equals, the first
+    assert (d.budget_ms, d.objective, d.unit, d.higher_is_better, d.measured) == (10.0, "acc", "", True, False)
+    assert not pareto_data(_made_run([_ev(0, 50.0, 12.0, feasible=False)]), "pi").chosen   # nothing feasible yet
+
+
+@pytest.mark.parametrize("best_ms, budget, feasible", [(11.0, 10.0, False), (10.0, 10.0, True), (40.0, None, True)])
+def test_pareto_of_a_darts_run_by_hand(best_ms, budget, feasible):
+    """A loss: lower is better; the chosen point is best.json's network at its latency."""
+    from edgenas.report.run_data import pareto_data
+
+    evs = [_ev(0, 1.0, 5.0, key="train_loss"), _ev(1, 0.5, 8.0, key="train_loss"), _ev(2, 0.7, 9.0, key="train_loss")]
+    run = _made_run(evs, config={"kind": "darts", "devices": [["pi", budget]]},
+                    best={"number": 1, "latency_ms": {"pi": best_ms}, "arch": {"arch": "best"}})
+    d = pareto_data(run, "pi")
+    assert [p.number for p in d.front] == [0, 1] and not d.higher_is_better
+    assert (d.chosen.number, d.chosen.latency_ms, d.chosen.feasible, d.chosen.label) == (1, best_ms, feasible, "best")
+    assert d.chosen.accuracy == 0.5
+
+
+def test_convergence_by_hand():
+    from edgenas.report.run_data import convergence_data
+
+    evs = [_ev(0, 50.0, 12.0, feasible=False, wall_s=1.5), _ev(1, 40.0, 5.0), _ev(2, 60.0, 5.0, feasible=False),
+           _ev(3, 45.0, 5.0, wall_s=4.0), _ev(4, 42.0, 5.0)]
+    c = convergence_data(_made_run(evs, request={"evaluator": "acc"}))
+    assert c.best == [None, 40.0, 40.0, 45.0, 45.0] and c.numbers == [1, 2, 3, 4, 5]
+    assert c.wall_s == [1.5, 0.0, 0.0, 4.0, 0.0]
+    losses = [_ev(i, x, 5.0, key="train_loss") for i, x in enumerate((1.0, 0.5, 0.7))]
+    c = convergence_data(_made_run(losses, config={"kind": "darts"}))
+    assert c.best == [1.0, 0.5, 0.5] and not c.higher_is_better
+
+
+@pytest.mark.parametrize("arch, label", [
+    (None, ""), ("x", ""), ({"arch": "|nor_conv_3x3~0|"}, "|nor_conv_3x3~0|"), ({}, ""),
+    ({"r": 160, "d": [2], "ks": [3], "e": [4], "space": "mbv3"}, "r=160 d=[2] ks=[3] e=[4]"), ({"ks": [5]}, "ks=[5]"),
+])
+def test_arch_label(arch, label):
+    from edgenas.report.run_data import arch_label
+
+    assert arch_label(arch) == label
+
+
+def test_block_stages_by_hand():
+    from types import SimpleNamespace
+
+    from edgenas.report.run_data import block_stages
+
+    cell = SimpleNamespace(block_keys=lambda a: ["stem", "x-op-s8-conv", "x-op-sep-conv", "x-reduce-1"])
+    assert block_stages(cell, object()) == ["block", "cell 8x8", "cell", "reduce"]
+    mbv3 = SimpleNamespace(config={}, block_keys=lambda a: ["k"] * 7)
+    assert block_stages(mbv3, SimpleNamespace(d=[1, 2])) == ["stem", "first block", "stage 1", "stage 2", "stage 2",
+                                                             "head", "head"]
+    short = SimpleNamespace(config={}, block_keys=lambda a: ["k"] * 3)
+    assert block_stages(short, SimpleNamespace(d=[1, 2])) == ["stem", "first block", "stage 1"]
