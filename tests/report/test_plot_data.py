@@ -388,3 +388,20 @@ def test_block_stages_by_hand():
                                                              "head", "head"]
     short = SimpleNamespace(config={}, block_keys=lambda a: ["k"] * 3)
     assert block_stages(short, SimpleNamespace(d=[1, 2])) == ["stem", "first block", "stage 1"]
+
+
+def test_deployments_skip_what_cannot_be_compared():
+    from types import SimpleNamespace
+
+    from edgenas.report.run_data import deployment_data
+
+    def m(mid, predicted, **stats):
+        return SimpleNamespace(id=mid, predicted_ms=predicted, stats=stats, arch={})
+
+    ms = [m("a", 4.0, nominal_ms=5.0, median_ms=9.0), m("b", 4.0, median_ms=8.0), m("c", None, median_ms=5.0),
+          m("d", 4.0, median_ms=0.0), m("e", 4.0, median_ms=-1.0), m("f", 4.0, median_ms=float("inf")), m("g", 4.0)]
+    src = SimpleNamespace(measurements=lambda device, space: ms if (device, space) == ("pi", "nb201") else [])
+    deps = deployment_data(_made_run([]), src)
+    assert [(x.device, x.measurement_id, x.predicted_ms, x.measured_ms, x.chosen) for x in deps] == [
+        ("pi", "a", 4.0, 5.0, False), ("pi", "b", 4.0, 8.0, False)]
+    assert [x.error for x in deps] == pytest.approx([-0.2, -0.5])
