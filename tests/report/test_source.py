@@ -211,3 +211,41 @@ def test_folder_source_without_a_database_creates_none(tmp_path):
     with pytest.raises(NotFoundError, match="no device 'pi'") as err:
         src.luts("pi")
     assert err.value.hint == "the devices with LUTs: none (GET /api/devices)"
+
+
+def test_a_run_folder_whose_name_is_not_utf8_is_one_input_error(tmp_path):
+    import os
+
+    from edgenas.errors import InputError
+    from edgenas.report.source import load_run_dir
+
+    os.mkdir(os.fsencode(tmp_path) + b"/run-\xff")
+    path = tmp_path / os.fsdecode(b"run-\xff")
+    assert path.is_dir()
+    with pytest.raises(InputError, match="run folder .*run-.* has a name that is not UTF-8 text"):
+        load_run_dir(path)
+
+
+def test_a_folder_that_is_no_run_or_has_a_damaged_request(tmp_path):
+    from edgenas.errors import InputError
+    from edgenas.report.source import load_run_dir
+
+    with pytest.raises(NotFoundError, match="is not a search run \\(no config.json\\)"):
+        load_run_dir(tmp_path)
+    (tmp_path / "config.json").write_text('{"space": "nb201"}')
+    (tmp_path / "request.json").write_text("[1, 2]")
+    with pytest.raises(InputError, match="request.json: expected a JSON object"):
+        load_run_dir(tmp_path)
+
+
+def test_a_darts_runs_history_that_is_a_link_is_refused(dproj, tmp_path):
+    import shutil
+
+    from edgenas.errors import InputError
+    from edgenas.report.source import load_run_dir
+
+    run = dproj / "runs" / "dm"
+    shutil.move(run / "history.json", tmp_path / "history.json")
+    (run / "history.json").symlink_to(tmp_path / "history.json")
+    with pytest.raises(InputError, match="history.json is a symbolic link"):
+        load_run_dir(run)
