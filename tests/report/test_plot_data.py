@@ -383,6 +383,7 @@ def test_block_stages_by_hand():
 
     cell = SimpleNamespace(block_keys=lambda a: ["stem", "x-op-s8-conv", "x-op-sep-conv", "x-reduce-1"])
     assert block_stages(cell, object()) == ["block", "cell 8x8", "cell", "reduce"]
+    assert block_stages(cell, SimpleNamespace(d=[1])) == ["block", "cell 8x8", "cell", "reduce"]   # no config
     mbv3 = SimpleNamespace(config={}, block_keys=lambda a: ["k"] * 7)
     assert block_stages(mbv3, SimpleNamespace(d=[1, 2])) == ["stem", "first block", "stage 1", "stage 2", "stage 2",
                                                              "head", "head"]
@@ -405,3 +406,11 @@ def test_deployments_skip_what_cannot_be_compared():
     assert [(x.device, x.measurement_id, x.predicted_ms, x.measured_ms, x.chosen) for x in deps] == [
         ("pi", "a", 4.0, 5.0, False), ("pi", "b", 4.0, 8.0, False)]
     assert [x.error for x in deps] == pytest.approx([-0.2, -0.5])
+
+
+def test_no_breakdown_before_a_feasible_architecture():
+    from edgenas.report.run_data import BreakdownData, breakdown_data
+
+    run = _made_run([_ev(0, 50.0, 12.0, feasible=False)], config={"devices": [["pi", 10.0], ["gpu", 2.0]]})
+    assert breakdown_data(run, None) == BreakdownData(None, [], {"pi": "no feasible architecture yet",
+                                                                 "gpu": "no feasible architecture yet"})

@@ -202,12 +202,16 @@ def test_folder_source_devices_and_their_tables(rproj):
 
 
 def test_folder_source_without_a_database_creates_none(tmp_path):
+    import dataclasses
+
     from edgenas.project import Project
     from edgenas.report.source import FolderSource
 
     src = FolderSource(Project(tmp_path))
     assert src.measurements() == [] and src.stale_runs("pi") is None and src.devices() == []
     assert src.run_ids() == [] and list(tmp_path.iterdir()) == []
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        src.project = Project(tmp_path / "other")
     with pytest.raises(NotFoundError, match="no device 'pi'") as err:
         src.luts("pi")
     assert err.value.hint == "the devices with LUTs: none (GET /api/devices)"
