@@ -1,6 +1,6 @@
 """Every store test runs against every implementation (Optuna's storage-test pattern): the experiment
-database on SQLite and on a REAL PostgreSQL server the fixture starts itself, the in-memory store and
-the JSONL journal."""
+database on SQLite and on a REAL PostgreSQL server the fixture starts itself, the in-memory store, the
+JSONL journal and the SQLite measurement file of projects from before the experiment database."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edgenas.store import ExperimentDB, InMemoryStore, JsonlStore, Measurement
+from edgenas.store import ExperimentDB, InMemoryStore, JsonlStore, Measurement, SQLiteStore
 
 from .pgserver import PgServer, pg_bin
 
@@ -87,17 +87,19 @@ class StoreFactory:
 
     @property
     def path(self):
-        return self.tmp_path / "m.jsonl"
+        return self.tmp_path / ("m.db" if self.kind == "sqlite" else "m.jsonl")
 
     def reopen(self):
         if self.kind == "memory":
             return self._memory  # the process is the storage: the same object is the same data
         if self.kind == "jsonl":
             return JsonlStore(self.path)
+        if self.kind == "sqlite":
+            return SQLiteStore(self.path)
         return ExperimentDB(self.url).measurements
 
 
-@pytest.fixture(params=["memory", "db-sqlite", "db-postgresql", "jsonl"])
+@pytest.fixture(params=["memory", "db-sqlite", "db-postgresql", "jsonl", "sqlite"])
 def factory(request, tmp_path) -> StoreFactory:
     if request.param == "db-sqlite":
         yield StoreFactory("db", tmp_path, f"sqlite:///{tmp_path / 'edgenas.db'}")

@@ -98,3 +98,91 @@ def test_processes_opening_a_fresh_sqlite_store_at_once_all_get_in(tmp_path):
     ``edgenas/store/sqlite_wal.py``): 100 races, every opener gets in."""
     for i, got in races(_open, lambda i: (tmp_path / f"race{i}.db",)):
         assert got == ["ok", "ok"], f"race {i}"
+
+
+def test_jsonl_last_record_without_its_newline_is_a_record_and_the_next_one_goes_on_its_own_line(tmp_path, make):
+    """A file whose last line lacks the newline (an editor strips it): that line is a whole record, kept,
+    and the next record is written on a line of its own, never glued to it."""
+    path = tmp_path / "m.jsonl"
+    a, b, c = make(), make(), make()
+    path.write_text(a.to_json() + "\n" + b.to_json())
+    s = JsonlStore(path)
+    assert s.list() == [a, b]
+    s.add(c)
+    assert path.read_text() == a.to_json() + "\n" + b.to_json() + "\n" + c.to_json() + "\n"
+    assert s.list() == [a, b, c]
+
+
+def test_jsonl_blank_lines_are_skipped_not_the_end(tmp_path, make):
+    path = tmp_path / "m.jsonl"
+    a, b = make(), make()
+    path.write_text("\n" + a.to_json() + "\n  \n\n" + b.to_json() + "\n")
+    assert JsonlStore(path).list() == [a, b]
+
+
+def test_jsonl_store_creates_its_folders(tmp_path, make):
+    path = tmp_path / "a" / "b" / "m.jsonl"
+    s = JsonlStore(path)
+    m = make()
+    s.add(m)
+    assert path.read_text() == m.to_json() + "\n" and s.list() == [m]
+
+
+def test_jsonl_reader_waits_for_a_writer_holding_the_lock(tmp_path, make):
+    """A reader takes a shared lock: while a writer holds the exclusive one, ``list`` waits."""
+    import fcntl
+    import threading
+
+    path = tmp_path / "m.jsonl"
+    s = JsonlStore(path)
+    m = make()
+    s.add(m)
+    got = []
+    with open(path, "rb") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        t = threading.Thread(target=lambda: got.append(s.list()))
+        t.start()
+        t.join(0.5)
+        assert t.is_alive() and got == []
+        fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    t.join(10)
+    assert got == [[m]]
+
+
+def test_jsonl_add_syncs_the_file_before_releasing_it(tmp_path, make, monkeypatch):
+    import fcntl
+    import os
+
+    path = tmp_path / "m.jsonl"
+    s = JsonlStore(path)
+    events = []
+    real_fsync, real_flock = os.fsync, fcntl.flock
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(fcntl, "flock", lambda fd, op: (events.append(op), real_flock(fd, op))[1])
+    s.add(make())
+    assert events == [fcntl.LOCK_EX, "fsync", fcntl.LOCK_UN]
+
+
+def test_sqlite_store_creates_its_folders_and_names_its_file(tmp_path, make):
+    path = tmp_path / "a" / "b" / "m.db"
+    s = SQLiteStore(path)
+    m = make()
+    s.add(m)
+    assert path.is_file() and s.list() == [m]
+    assert repr(s) == f"SQLiteStore('{path}')"
+    assert repr(JsonlStore(tmp_path / "m.jsonl")) == f"JsonlStore('{tmp_path}/m.jsonl')"
+
+
+def test_sqlite_database_of_another_shape_is_a_clear_error_and_gets_no_table(tmp_path):
+    """A database whose ``measurements`` table has other columns: creating the indexes fails, and the tables
+    created before it are rolled back."""
+    path = tmp_path / "m.db"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE measurements (x)")
+    con.commit()
+    con.close()
+    with pytest.raises(InputError, match="is unusable: no such column: device"):
+        SQLiteStore(path)
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT name FROM sqlite_master ORDER BY name").fetchall() == [("measurements",)]
+    con.close()

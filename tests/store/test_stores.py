@@ -1,5 +1,5 @@
 """The MeasurementStore contract, run against every implementation (memory, the experiment database on
-SQLite and on PostgreSQL, JSONL)."""
+SQLite and on PostgreSQL, JSONL, the SQLite measurement file)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from edgenas.errors import InputError
 from edgenas.project import Project
-from edgenas.store import DbMeasurementStore, ExperimentDB, JsonlStore, open_store
+from edgenas.store import DbMeasurementStore, ExperimentDB, JsonlStore, SQLiteStore, open_store
 
 
 def test_add_then_list_returns_equal_records(store, make):
@@ -83,7 +83,8 @@ def test_concurrent_writers_from_threads(store, make):
 def _proc_write(kind: str, where: str, tag: int, n: int) -> None:
     from edgenas.store.record import Measurement
 
-    store = ExperimentDB(where).measurements if kind == "db" else JsonlStore(where)
+    store = ExperimentDB(where).measurements if kind == "db" else SQLiteStore(where) if kind == "sqlite" \
+        else JsonlStore(where)
     stats = {"n": 1, "median_ms": 1.0, "mean_ms": 1.0, "std_ms": 0.0, "cov": 0.0, "p90_ms": 1.0,
              "p99_ms": 1.0, "min_ms": 1.0, "max_ms": 1.0}
     for i in range(n):
