@@ -35,7 +35,7 @@ class JsonlStore(MeasurementStore):
                 loads_json(tail)
                 lines.append(tail)
                 complete = len(data)
-            except ValueError:  # bad JSON, bad UTF-8, a value no record holds (limits.UnreadableValue)
+            except (ValueError, RecursionError):  # bad JSON, bad UTF-8, a value no record holds, too deep
                 pass  # torn write from a crash: ignored
         for no, line in enumerate(lines, 1):
             if not line.strip():
@@ -44,6 +44,9 @@ class JsonlStore(MeasurementStore):
                 obj = loads_json(line)
             except ValueError as exc:  # bad JSON, bad UTF-8, a value no record holds (limits.UnreadableValue)
                 raise InputError(f"{self.path}: line {no} is not valid JSON ({exc})",
+                                 hint="fix or remove that line") from None
+            except RecursionError:  # deeper than json.loads reads; from_dict refuses what is less deep
+                raise InputError(f"{self.path}: line {no} is nested too deeply",
                                  hint="fix or remove that line") from None
             out.append(Measurement.from_dict(obj, where=f"{self.path} line {no}"))
         return out, complete

@@ -82,6 +82,7 @@ class SQLiteStore(MeasurementStore):
     def list(self, device=None, space=None, fingerprint_hash=None) -> list[Measurement]:
         where, args = self._where(device, space, fingerprint_hash)
         with closing(self._connect()) as con:
+            con.text_factory = bytes  # text that is not UTF-8 is a malformed record, not a fetch error
             rows = con.execute(f"SELECT seq, record FROM measurements{where} ORDER BY seq", args).fetchall()
         out = []
         for seq, text in rows:
@@ -89,6 +90,8 @@ class SQLiteStore(MeasurementStore):
                 data = loads_json(text)
             except ValueError as exc:  # JSONDecodeError, or a value no record holds (limits.UnreadableValue)
                 raise InputError(f"{self.path}: row {seq} holds malformed JSON: {getattr(exc, 'msg', exc)}") from None
+            except RecursionError:  # deeper than json.loads reads; from_dict refuses what is less deep
+                raise InputError(f"{self.path}: row {seq} holds JSON nested too deeply") from None
             out.append(Measurement.from_dict(data, where=f"{self.path} row {seq}"))
         return out
 

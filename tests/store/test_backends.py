@@ -163,6 +163,42 @@ def test_jsonl_add_syncs_the_file_before_releasing_it(tmp_path, make, monkeypatc
     assert events == [fcntl.LOCK_EX, "fsync", fcntl.LOCK_UN]
 
 
+def test_json_nested_deeper_than_the_parser_reads_is_one_error_in_either_store(tmp_path, make):
+    """3,000 levels of brackets: json.loads' RecursionError left both stores as an internal error (``db upgrade``
+    reads them); a torn last line that deep is a torn line like any other."""
+    deep = "[" * 3000 + "]" * 3000
+    path = tmp_path / "m.jsonl"
+    a = make()
+    JsonlStore(path).add(a)
+    with open(path, "a") as fh:
+        fh.write(deep[:4000])
+    assert JsonlStore(path).list() == [a]
+    with open(path, "a") as fh:
+        fh.write(deep[4000:] + "\n")
+    with pytest.raises(InputError, match="line 2 is nested too deeply"):
+        JsonlStore(path).list()
+    db = tmp_path / "m.db"
+    SQLiteStore(db).add(make())
+    con = sqlite3.connect(db)
+    con.execute("UPDATE measurements SET record = ?", (deep,))
+    con.commit()
+    con.close()
+    with pytest.raises(InputError, match="row 1 holds JSON nested too deeply"):
+        SQLiteStore(db).list()
+
+
+def test_sqlite_record_text_that_is_not_utf8_is_a_malformed_record(tmp_path, make):
+    """SQLite keeps any bytes as TEXT; Python's sqlite3 failed to fetch the row (an internal OperationalError)."""
+    db = tmp_path / "m.db"
+    SQLiteStore(db).add(make())
+    con = sqlite3.connect(db)
+    con.execute("UPDATE measurements SET record = CAST(X'7bff7d' AS TEXT)")
+    con.commit()
+    con.close()
+    with pytest.raises(InputError, match="row 1 holds malformed JSON: 'utf-8' codec can't decode byte 0xff"):
+        SQLiteStore(db).list()
+
+
 def test_sqlite_store_creates_its_folders_and_names_its_file(tmp_path, make):
     path = tmp_path / "a" / "b" / "m.db"
     s = SQLiteStore(path)
