@@ -17,6 +17,7 @@ from typing import Any, Mapping
 
 from edgenas.errors import InputError
 from edgenas.latency.lut import EntryStats
+from edgenas.limits import check_depth
 
 MEASUREMENT_SCHEMA = 1
 
@@ -108,6 +109,10 @@ def _validate(m: Measurement) -> None:
         raise InputError(f"'created_at' must be a number, got {m.created_at!r}")
     if m.schema != MEASUREMENT_SCHEMA:
         raise InputError(f"unsupported schema {m.schema!r} (expected {MEASUREMENT_SCHEMA})")
+    # no deeper than the experiment database reads a record back (``store.rows``): one accepted here was a
+    # damaged row there at every later read
+    check_depth({name: getattr(m, name) for name in ("arch", "stats", "cold_start", "state")}, "measurement",
+                values=False)
     try:
         json.dumps(m.arch), json.dumps(m.cold_start), json.dumps(m.state), json.dumps(m.stats)
     except (TypeError, ValueError) as exc:

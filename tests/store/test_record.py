@@ -43,3 +43,22 @@ def test_strict_parsing(change, match, make):
 def test_not_an_object():
     with pytest.raises(InputError, match="expected a JSON object"):
         Measurement.from_dict([1, 2])
+
+
+def test_a_record_deeper_than_the_experiment_database_reads_back_is_refused(make, tmp_path):
+    """The experiment database reads a record at most 64 levels deep (``store.rows``): a deeper one was
+    stored, then a damaged row at every later read."""
+    from edgenas.store import ExperimentDB
+
+    d = make().to_dict()
+    x: list = []
+    for _ in range(61):
+        x = [x]
+    d["arch"]["x"] = x  # the record is level 1, arch 2, the 62 lists 3 to 64
+    m = Measurement.from_dict(d)
+    with ExperimentDB(f"sqlite:///{tmp_path / 'e.db'}") as db:
+        db.measurements.add(m)
+        assert db.measurements.list() == [m]
+    d["arch"]["x"] = [x]
+    with pytest.raises(InputError, match="m.json: measurement: nested more than 64 levels deep"):
+        Measurement.from_dict(d, where="m.json")
