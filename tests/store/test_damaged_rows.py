@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from edgenas.project import Project
 from edgenas.store import DatabaseError, ExperimentDB
-from edgenas.store.rows import DamagedRowError
+from edgenas.store.rows import DamagedRowError, decode_row, run_hint
 from edgenas.store.runs import get_run, list_runs, run_evaluations, save_run, scan_runs
 
 from .test_runs import _req
@@ -71,3 +71,24 @@ def test_another_applications_tables_are_refused_and_nothing_is_added(db_url):
     with eng.connect() as con:
         assert set(sa.inspect(con).get_table_names()) == {"users"}
     eng.dispose()
+
+
+def _decode(table, row):
+    return decode_row(row, table, where="e.db", key="run ab12", hint="re-import it")
+
+
+def test_a_flag_is_0_or_1_and_a_column_without_a_check_is_kept_as_it_is():
+    assert _decode("evaluations", {"feasible": 0, "number": 3.0}) == {"feasible": False, "number": 3}
+    assert _decode("evaluations", {"feasible": 1}) == {"feasible": True}
+    for bad in (2, -1, 0.5, "1"):
+        with pytest.raises(DamagedRowError, match=r"run ab12, column feasible: expected a boolean \(0 or 1\)"):
+            _decode("evaluations", {"feasible": bad})
+    # the measurements' filter columns have no check; the record after them is still decoded
+    assert _decode("measurements", {"seq": 7, "device": "d", "record": '{"a": [1]}'}) == \
+        {"seq": 7, "device": "d", "record": {"a": [1]}}
+
+
+def test_the_hint_names_the_run_folder_or_a_placeholder():
+    assert "(edgenas runs import runs/r1)" in run_hint("runs/r1")
+    for odd in (None, "", 5, ["runs/r1"]):
+        assert "(edgenas runs import RUN_FOLDER)" in run_hint(odd)
