@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -32,6 +33,10 @@ def test_records_do_not_share_mutable_state(make):
     (lambda d: d.update(device=""), "'device' must be a non-empty string"),
     (lambda d: d.update(arch={"space": "nb201", "schema": 1}), "arch record is for space 'nb201'"),
     (lambda d: d.update(state=[1]), "'state' must be an object"),
+    (lambda d: d.update(lut_fingerprint=5), "'lut_fingerprint' must be a string or null, got 5"),
+    (lambda d: d.update(created_at="x"), "'created_at' must be a number, got 'x'"),
+    (lambda d: d.update(created_at=True), "'created_at' must be a number, got True"),
+    (lambda d: d.pop("schema"), r"unsupported schema None \(expected 1\)"),
 ])
 def test_strict_parsing(change, match, make):
     d = make().to_dict()
@@ -62,3 +67,22 @@ def test_a_record_deeper_than_the_experiment_database_reads_back_is_refused(make
     d["arch"]["x"] = [x]
     with pytest.raises(InputError, match="m.json: measurement: nested more than 64 levels deep"):
         Measurement.from_dict(d, where="m.json")
+
+
+def test_a_record_made_in_code_is_checked_as_one_read_from_a_file(make):
+    m = make()
+    with pytest.raises(InputError, match=r"unsupported schema 2 \(expected 1\)"):
+        dataclasses.replace(m, schema=2)
+    with pytest.raises(InputError, match="measurement is not JSON-serialisable"):
+        dataclasses.replace(m, state={"temps": {1, 2}})
+    assert dataclasses.replace(m, predicted_raw_ms=0, predicted_ms=0.5).predicted_raw_ms == 0
+    with pytest.raises(InputError, match="'predicted_ms' must be a finite number >= 0 or null, got -0.001"):
+        dataclasses.replace(m, predicted_ms=-0.001)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        m.device = "other"
+
+
+def test_the_json_line_has_sorted_keys_and_no_spaces(make):
+    text = make().to_json()
+    keys = list(json.loads(text))
+    assert keys == sorted(keys) and keys[0] == "arch" and ", " not in text and '": ' not in text
