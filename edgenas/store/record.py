@@ -109,10 +109,9 @@ def _validate(m: Measurement) -> None:
         raise InputError(f"'created_at' must be a number, got {m.created_at!r}")
     if m.schema != MEASUREMENT_SCHEMA:
         raise InputError(f"unsupported schema {m.schema!r} (expected {MEASUREMENT_SCHEMA})")
-    # no deeper than the experiment database reads a record back (``store.rows``): one accepted here was a
-    # damaged row there at every later read
-    check_depth({name: getattr(m, name) for name in ("arch", "stats", "cold_start", "state")}, "measurement",
-                values=False)
+    # what the experiment database reads a record back as (``store.rows``): no deeper, no integer a float cannot
+    # hold, no lone surrogate; one accepted here was a damaged row there at every later read
+    check_depth({f.name: getattr(m, f.name) for f in fields(m)}, "measurement")
     try:
         json.dumps(m.arch), json.dumps(m.cold_start), json.dumps(m.state), json.dumps(m.stats)
     except (TypeError, ValueError) as exc:

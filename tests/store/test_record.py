@@ -75,6 +75,9 @@ def test_a_record_made_in_code_is_checked_as_one_read_from_a_file(make):
         dataclasses.replace(m, schema=2)
     with pytest.raises(InputError, match="measurement is not JSON-serialisable"):
         dataclasses.replace(m, state={"temps": {1, 2}})
+    for bad, text in ((10 ** 400, "a number too large to read"), ("\ud800", "text that is not Unicode")):
+        with pytest.raises(InputError, match=f"measurement: {text}"):
+            dataclasses.replace(m, state={"x": [bad]})
     assert dataclasses.replace(m, predicted_raw_ms=0, predicted_ms=0.5).predicted_raw_ms == 0
     with pytest.raises(InputError, match="'predicted_ms' must be a finite number >= 0 or null, got -0.001"):
         dataclasses.replace(m, predicted_ms=-0.001)
