@@ -200,3 +200,68 @@ def test_info_and_fleet_status_wait_as_long_as_the_profile_allows(project, monke
     monkeypatch.setattr(status, "open_session", recording_session)
     assert not status.device_status(project, profile, []).reachable
     assert client.timeouts == [("info", 900.0), ("info", 5), ("info", 900.0)]
+
+
+class _FakeDevice:
+    """An agent client and transport in one: ``file.stat`` answers from ``files`` (remote path -> SHA-256),
+    ``put_file`` stores there (a wrong hash when ``corrupt``), ``info`` answers a fixed fingerprint."""
+
+    def __init__(self, corrupt: bool = False) -> None:
+        self.files: dict[str, str] = {}
+        self.calls: list[tuple[str, dict, float]] = []
+        self.puts: list[str] = []
+        self.corrupt = corrupt
+
+    def call(self, method, params, *, timeout_s, on_progress=None):
+        self.calls.append((method, params, timeout_s))
+        if method == "file.stat":
+            sha = self.files.get(params["path"])
+            return {"exists": sha is not None, "sha256": sha}
+        assert method == "info"
+        return {"fingerprint": {"runtime": params["runtime"]}, "fingerprint_hash": "ab" * 32, "state": {},
+                "runtimes": {"onnxruntime": {"version": "1.20"}}}
+
+    def put_file(self, local, remote_rel):
+        self.puts.append(remote_rel)
+        self.files[remote_rel] = "0" * 64 if self.corrupt else hashlib.sha256(local.read_bytes()).hexdigest()
+        return self.files[remote_rel]
+
+    def remove_file(self, remote_rel):
+        raise DeviceError("local", "the connection is gone") if remote_rel == "a" else OSError("disk gone")
+
+
+def test_push_uploads_a_file_under_its_hash_unless_the_device_has_it(tmp_path):
+    from edgenas.devices.profiles import LOCAL_PROFILE
+    from edgenas.devices.session import Session
+
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"model")
+    remote = f"models/{hashlib.sha256(b'model').hexdigest()}.onnx"
+    dev = _FakeDevice()
+    s = Session(LOCAL_PROFILE, dev, dev)
+    assert s.push(model) == remote and dev.puts == [remote]
+    assert dev.calls == [("file.stat", {"path": remote}, 60.0)]  # a quick call: 60 s, not the profile's 600
+    assert s.push(model) == remote and len(dev.calls) == 1  # pushed in this session: not even a stat
+    assert Session(LOCAL_PROFILE, dev, dev).push(model) == remote and dev.puts == [remote]  # the device has it
+    dev.files[remote] = "1" * 64  # another file under that name: replaced
+    assert Session(LOCAL_PROFILE, dev, dev).push(model) == remote and dev.puts == [remote, remote]
+    bad = _FakeDevice(corrupt=True)
+    with pytest.raises(DeviceError, match=r"device 'local': upload of .*m.onnx arrived corrupted \(sha256 0{12}…\)"):
+        Session(LOCAL_PROFILE, bad, bad).push(model)
+
+
+def test_info_is_asked_once_per_runtime_and_forget_fails_nothing():
+    import dataclasses
+
+    from edgenas.devices.profiles import LOCAL_PROFILE
+    from edgenas.devices.session import Session
+
+    dev = _FakeDevice()
+    s = Session(dataclasses.replace(LOCAL_PROFILE, name="bench", call_timeout_s=30.0), dev, dev)
+    info = s.info()
+    assert s.device == "bench" and info.device == "bench" and info.fingerprint == {"runtime": "onnxruntime"}
+    assert s.info() is info and s.info("torch").fingerprint == {"runtime": "torch"} and s.info("torch") is not info
+    assert [(c[0], c[2]) for c in dev.calls] == [("info", 30.0), ("info", 30.0)]
+    assert s.quick_timeout_s == 30.0
+    s.forget("a")
+    s.forget("b")
