@@ -210,6 +210,7 @@ class _FakeDevice:
         self.files: dict[str, str] = {}
         self.calls: list[tuple[str, dict, float]] = []
         self.puts: list[str] = []
+        self.removed: list[str] = []
         self.corrupt = corrupt
 
     def call(self, method, params, *, timeout_s, on_progress=None):
@@ -227,6 +228,7 @@ class _FakeDevice:
         return self.files[remote_rel]
 
     def remove_file(self, remote_rel):
+        self.removed.append(remote_rel)
         raise DeviceError("local", "the connection is gone") if remote_rel == "a" else OSError("disk gone")
 
 
@@ -265,3 +267,119 @@ def test_info_is_asked_once_per_runtime_and_forget_fails_nothing():
     assert s.quick_timeout_s == 30.0
     s.forget("a")
     s.forget("b")
+    assert dev.removed == ["a", "b"]
+
+
+def test_open_session_closes_the_transport_also_when_the_agent_fails_to_start(project, monkeypatch):
+    closed = []
+    real_close = LocalTransport.close
+    monkeypatch.setattr(LocalTransport, "close", lambda self: (closed.append(self.device), real_close(self))[1])
+    with open_session(project, "local") as s:
+        assert s.client.ping() and closed == []
+    assert closed == ["local"]
+
+    def no_agent(self, zipapp, version):
+        raise DeviceError(self.device, "the agent did not start")
+
+    monkeypatch.setattr(LocalTransport, "start_agent", no_agent)
+    with pytest.raises(DeviceError, match="the agent did not start"):
+        with open_session(project, "local"):
+            pass
+    assert closed == ["local", "local"]
+
+
+def test_a_channel_reports_the_agents_exit_and_a_line_too_long_at_every_later_read(script_zipapp, project,
+                                                                                    tmp_path, monkeypatch):
+    from edgenas.devices import transport
+
+    monkeypatch.setattr(transport, "MAX_LINE_BYTES", 100)
+    with LocalTransport(project) as t:
+        path, version = script_zipapp(tmp_path, "import sys\nprint('x' * 99, flush=True)\nsys.exit(3)\n")
+        ch = t.start_agent(path, version)
+        assert ch.recv_line(30) == "x" * 99  # 100 bytes with its newline: the longest line allowed
+        for _ in range(2):  # the exit is seen by every later read, not only the first
+            with pytest.raises(DeviceError, match="agent exited with code 3"):
+                ch.recv_line(30)
+        path, version = script_zipapp(tmp_path, "import time\nprint('x' * 100, flush=True)\ntime.sleep(60)\n")
+        ch = t.start_agent(path, version)
+        for _ in range(2):
+            with pytest.raises(DeviceError, match="the agent sent a line of more than"):
+                ch.recv_line(30)
+        t.close()  # the transport stops the agents it started
+        assert not ch.alive()
+
+
+class _Pipe:
+    """A pipe of an agent process that gives ``chunks`` and then the end."""
+
+    def __init__(self, chunks) -> None:
+        self.chunks = list(chunks)
+
+    def read1(self, n):
+        return self.chunks.pop(0) if self.chunks else b""
+
+    def readline(self, n):
+        return b""
+
+
+def _stderr_tail_of(chunks) -> str:
+    import types
+
+    from edgenas.devices.local import LocalChannel
+
+    ch = LocalChannel(types.SimpleNamespace(stdout=_Pipe([]), stderr=_Pipe(chunks)), "local")
+    for t in ch._threads:
+        t.join(10)
+    return ch.stderr_tail()
+
+
+def test_the_stderr_tail_keeps_whole_chunks_up_to_16_kib():
+    assert _stderr_tail_of([b"a" * 10, b"b" * 16374]) == "a" * 10 + "b" * 16374  # 16 KiB: all kept
+    assert _stderr_tail_of([b"a" * 11, b"b" * 16374]) == "b" * 16374  # one byte more: the oldest chunk goes
+    assert _stderr_tail_of([b"a" * 10, b"b" * 16384]) == "b" * 16384
+
+def test_get_file_over_its_limit_copies_nothing_and_makes_no_folder(project, tmp_path):
+    with LocalTransport(project, device="fresh") as t:
+        assert t.workdir.is_dir() and t.workdir == project.local_workdir_of("fresh")
+        (t.workdir / "big.bin").write_bytes(b"x" * 100)
+        with pytest.raises(DeviceError, match="big.bin on the device is larger than"):
+            t.get_file("big.bin", tmp_path / "new" / "in" / "big.bin", max_bytes=99)
+        assert not (tmp_path / "new").exists()
+        got = t.get_file("big.bin", tmp_path / "new" / "in" / "big.bin", max_bytes=100)
+        assert got == hashlib.sha256(b"x" * 100).hexdigest()
+
+
+def test_a_copy_whose_hash_changes_on_disk_is_an_error_and_leaves_nothing(project, tmp_path, monkeypatch):
+    from edgenas.devices import local
+
+    src = tmp_path / "m.bin"
+    src.write_bytes(b"model")
+    monkeypatch.setattr(local, "sha256_file", lambda path: "0" * 64)  # what the disk gave back differs
+    with LocalTransport(project) as t:
+        with pytest.raises(DeviceError, match="copy of .*m.bin to .*m.bin is corrupt"):
+            t.put_file(src, "models/m.bin")
+        assert list((t.workdir / "models").iterdir()) == []
+
+
+def test_the_devices_python_is_a_path_or_a_name_on_the_path(project, monkeypatch):
+    import sys
+    from pathlib import Path
+
+    path, version = ensure_agent_bundle(project)
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
+    with LocalTransport(project, python=Path(sys.executable).name) as t:
+        assert AgentClient(t.start_agent(path, version), "local", hello_timeout_s=30).ping()
+    with LocalTransport(project, python="/nonexistent/python3") as t:
+        with pytest.raises(DeviceError, match="python '/nonexistent/python3' not found") as exc:
+            t.start_agent(path, version)
+    assert exc.value.hint == "fix the device's python"
+
+
+def test_writing_to_an_agent_that_closed_its_input_is_a_device_error(script_zipapp, project, tmp_path):
+    agent = "import os, time\nos.close(0)\nprint('ready', flush=True)\ntime.sleep(60)\n"
+    path, version = script_zipapp(tmp_path, agent)
+    with LocalTransport(project) as t:
+        ch = t.start_agent(path, version)
+        assert ch.recv_line(30) == "ready" and ch.alive()
+        with pytest.raises(DeviceError, match="agent exited"):
+            ch.send_line("{}")
