@@ -383,3 +383,13 @@ def test_writing_to_an_agent_that_closed_its_input_is_a_device_error(script_zipa
         assert ch.recv_line(30) == "ready" and ch.alive()
         with pytest.raises(DeviceError, match="agent exited"):
             ch.send_line("{}")
+
+
+def test_a_python_that_cannot_run_is_a_device_error(project, tmp_path):
+    path, version = ensure_agent_bundle(project)
+    fake = tmp_path / "python3"
+    fake.write_bytes(b"\x7fnot a program")
+    fake.chmod(0o755)
+    with LocalTransport(project, python=str(fake)) as t:
+        with pytest.raises(DeviceError, match="cannot start the agent: .*Exec format error"):
+            t.start_agent(path, version)
