@@ -393,3 +393,13 @@ def test_a_python_that_cannot_run_is_a_device_error(project, tmp_path):
     with LocalTransport(project, python=str(fake)) as t:
         with pytest.raises(DeviceError, match="cannot start the agent: .*Exec format error"):
             t.start_agent(path, version)
+
+
+def test_closing_a_channel_lets_the_agent_end_by_itself_and_closes_its_pipes(project):
+    path, version = ensure_agent_bundle(project)
+    with LocalTransport(project) as t:
+        ch = t.start_agent(path, version)
+        assert ch.recv_line(30) is not None  # the hello
+        ch.close()
+        assert ch.proc.returncode == 0  # its input ended: no signal was needed
+        assert ch.proc.stdin.closed and ch.proc.stdout.closed and ch.proc.stderr.closed
