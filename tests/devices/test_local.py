@@ -403,3 +403,16 @@ def test_closing_a_channel_lets_the_agent_end_by_itself_and_closes_its_pipes(pro
         ch.close()
         assert ch.proc.returncode == 0  # its input ended: no signal was needed
         assert ch.proc.stdin.closed and ch.proc.stdout.closed and ch.proc.stderr.closed
+
+
+def test_closing_an_agent_that_ignores_its_input_and_sigterm_kills_it(script_zipapp, project, tmp_path):
+    import signal
+
+    agent = ("import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('up', flush=True)\n"
+             "while True:\n    time.sleep(1)\n")
+    path, version = script_zipapp(tmp_path, agent)
+    with LocalTransport(project) as t:
+        ch = t.start_agent(path, version)
+        assert ch.recv_line(30) == "up"
+        ch.close()
+        assert ch.proc.returncode == -signal.SIGKILL and not ch.alive()
