@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 from pathlib import Path
 
@@ -69,6 +70,8 @@ def test_toml_inventory_devices_groups_and_group_settings(project):
     assert [d.name for d in inv.select("jetsons", names=["xavier-nx"])] == ["xavier-nx"]
     assert [d.name for d in inv.select()] == inv.names()
     assert with_overrides(by["lab-laptop"], threads=2).threads == 2 and by["lab-laptop"].threads == 8
+    with pytest.raises(dataclasses.FrozenInstanceError):  # a record of the file: callers select, never change it
+        inv.groups = {}
 
 
 def test_toml_inventory_by_explicit_path(project, tmp_path):
@@ -93,6 +96,12 @@ def test_toml_inventory_by_explicit_path(project, tmp_path):
     ('[fleet]\ndevices = ["ghost"]\n', "unknown device 'ghost'"),
     ('[fleet]\ndevices = ["orin-nano"]\n[groups]\njetsons = ["orin-nano"]\n[group_settings]\njetsons = "x"\n',
      r"\[group_settings.jetsons\] must be a table"),  # was a ValueError out of dict("x")
+    # each was an AttributeError or TypeError (5.items(), iterating 5, joining the stray 1)
+    ('groups = 5\n[fleet]\ndevices = ["orin-nano"]\n', r"\[groups\] must map group names"),
+    ('[fleet]\ndevices = ["orin-nano"]\n[groups]\njetsons = 5\n', "group 'jetsons' must be a list of device names"),
+    ('[fleet]\ndevices = ["orin-nano"]\n[groups]\njetsons = [1]\n', "group 'jetsons' must be a list of device names"),
+    ('[fleet]\ndevices = ["orin-nano"]\n[groups]\njetsons = "orin-nano"\n',
+     "group 'jetsons' must be a list of device names"),  # not its letters, each "not in [fleet]"
     # a group renaming its members filed one machine's fingerprint and tables under another device's name
     ('[fleet]\ndevices = ["orin-nano"]\n[groups]\njetsons = ["orin-nano"]\n[group_settings.jetsons]\n'
      'name = "xavier-nx"\n', r"\[group_settings.jetsons\] sets name"),
@@ -316,6 +325,24 @@ def test_ansible_child_group_vars_beat_their_parents(project, tmp_path):
         """)
     [board] = load_inventory(project, path).devices
     assert (board.threads, board.user) == (3, "parent")
+
+
+def test_all_vars_are_the_lowest_even_under_a_group_named_before_all(project, tmp_path):
+    """``all`` is depth 0, its children depth 1: a child group whose name sorts before "all" still wins."""
+    path = write(tmp_path / "hosts.yml", """
+        all:
+          vars:
+            ansible_user: root
+            edgenas_threads: 1
+          children:
+            aa:
+              vars:
+                ansible_user: pi
+              hosts:
+                board:
+        """)
+    [board] = load_inventory(project, path).devices
+    assert (board.user, board.threads) == ("pi", 1)
 
 
 @pytest.mark.parametrize("var, value", [("ansible_host", "y$(touch${{IFS}}{marker})"),
