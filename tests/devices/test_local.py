@@ -416,3 +416,45 @@ def test_closing_an_agent_that_ignores_its_input_and_sigterm_kills_it(script_zip
         assert ch.recv_line(30) == "up"
         ch.close()
         assert ch.proc.returncode == -signal.SIGKILL and not ch.alive()
+
+
+class _Info:
+    """What ``Session.info`` answers, as far as ``device_status`` reads it."""
+
+    def __init__(self, fingerprint_hash: str) -> None:
+        self.fingerprint_hash, self.agent_version = fingerprint_hash, "v7"
+
+    def power_mode_note(self, expected):
+        return None
+
+
+def test_fleet_status_remembers_the_fingerprint_a_device_reports_and_refuses_one_that_is_no_hash(project,
+                                                                                               monkeypatch):
+    """The status row of each device, and its last known fingerprint (what deploy picks a table by)."""
+    import contextlib
+    import dataclasses
+
+    from edgenas.devices.profiles import LOCAL_PROFILE
+    from edgenas.fleet import status
+    from edgenas.latency.store import LutStore
+
+    answer = {"fingerprint_hash": "ab" * 32}
+
+    @contextlib.contextmanager
+    def session(project, p):
+        yield type("S", (), {"info": lambda self: _Info(answer["fingerprint_hash"])})()
+
+    monkeypatch.setattr(status, "open_session", session)
+    profile = dataclasses.replace(LOCAL_PROFILE, name="board")
+    [row] = status.fleet_status(project, [profile], ["nb201"])
+    assert (row.device, row.reachable, row.agent_version, row.fingerprint_hash) == ("board", True, "v7", "ab" * 32)
+    assert row.luts == {"nb201": "missing"} and row.error == ""
+    assert LutStore(project.luts_dir).last_fingerprint("board") == "ab" * 32
+    with pytest.raises(dataclasses.FrozenInstanceError):  # a record of what the device said
+        row.reachable = False
+
+    answer["fingerprint_hash"] = "../../etc"
+    row = status.device_status(project, profile, ["nb201"])
+    assert not row.reachable and row.error.startswith("device 'board': invalid fingerprint hash '../../etc'")
+    assert row.luts == {} and LutStore(project.luts_dir).last_fingerprint("board") == "ab" * 32
+    assert status.fleet_status(project, [], ["nb201"]) == []  # no devices: no rows
