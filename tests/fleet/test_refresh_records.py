@@ -9,6 +9,8 @@ import json
 import threading
 from pathlib import Path
 
+import pytest
+
 import edgenas.fleet.refresh as refresh
 from edgenas.devices.profiles import LOCAL_PROFILE
 from edgenas.fleet.refresh import DeviceRefresh, RefreshStatus, last_refresh_path, refresh_fleet, stale_runs_after
@@ -124,3 +126,22 @@ def test_a_run_over_two_changed_devices_is_counted_once(tmp_path, monkeypatch):
     [stale], _ = find_stale(db, proj)
     assert set(stale.devices) == set(devices)
     assert stale_runs_after(proj, rows) == 1
+
+
+def test_a_refresh_waits_30_s_for_the_last_refresh_record_then_gives_up_unchanged(project, monkeypatch):
+    """Each holder keeps the record's lock for one read and write: another refresh waits for it, 30 s at most
+    (a fake clock here), and then leaves the record as it was."""
+    from edgenas.errors import OutputError
+    from edgenas.fleet import table_lock
+    from edgenas.locks import file_lock
+    from tests.fleet.test_table_lock import _Clock
+
+    path = last_refresh_path(project)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("[]")
+    clock = _Clock()
+    monkeypatch.setattr(table_lock, "time", clock)
+    with file_lock(path.with_name("last-refresh.lock"), "held here"):
+        with pytest.raises(OutputError, match="the last-refresh record is in use"):
+            refresh._record_last(project, "nb201", [DeviceRefresh("dev-a", RefreshStatus.FAILED, "canned", "nb201")])
+    assert sum(clock.sleeps) == pytest.approx(30.0, abs=0.06) and path.read_text() == "[]"
