@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 import re
+import time
 
 import numpy as np
 import pytest
@@ -460,3 +461,24 @@ def test_the_last_check_of_this_very_table_is_found(project):
     assert last_verified(project, "fake", rescaled) is None
     record_verified(project, "fake", lut, check, rescaled=True)  # the table was rescaled after this check
     assert last_verified(project, "fake", lut) is None
+
+
+@pytest.mark.parametrize("change", [None, 0.1, SPEED_TOLERANCE])
+def test_a_speed_change_within_the_tolerance_is_neither_reported_nor_rescaled(project, change):
+    """Even after a sighting of +50% (the same sign): only a change beyond the tolerance is one."""
+    from edgenas.fleet import refresh
+    from edgenas.fleet.drift import DriftCheck, record_verified
+
+    store = LutStore(project.luts_dir)
+    lut = _made_up_lut({"k": _entry(1.0, ratio=0.5)})  # nominal 2.0 ms
+    path = store.save(lut)
+    before = path.read_bytes()
+    record_verified(project, "fake", lut, DriftCheck(0.01, 0.05, "ratio", {}, speed_change=0.5, reference_ms=3.0))
+    now = DriftCheck(0.01, 0.05, "ratio", {}, speed_change=change,
+                     reference_ms=None if change is None else 2.0 * (1 + change))
+    t0 = time.perf_counter()
+    row = refresh._keep(project, type("S", (), {"device": "fake"})(), store, lut, now, "shape drift 1.0%", t0)
+    assert (row.status, row.reason, row.speed_change) == ("verified", "shape drift 1.0% <= 5.0%", change)
+    assert 0 <= row.wall_s < 60  # the seconds since t0
+    lines = (project.luts_dir / "fake" / "verified.jsonl").read_text().splitlines()
+    assert path.read_bytes() == before and [json.loads(x)["rescaled"] for x in lines] == [False, False]
