@@ -49,15 +49,19 @@ def test_speed_change_is_reported_once_then_rescaled(project, profiled):
                                calibration=Calibration("loglinear", {"a": 0.2, "b": 0.8}, 4))
     assert store.save(fast) == res.lut_path
     before = res.lut_path.read_bytes()
+    store.fingerprint_record("local").unlink()
 
     first = refresh_device(project, LOCAL_PROFILE, SPACE, protocol=PROTO, drift_floor=NOISE_FLOOR)
     assert first.status == "verified", first.reason
+    assert store.last_fingerprint("local") == orig.fingerprint_hash  # what the device reported, remembered
+    assert 0 < first.wall_s < 600
     assert first.speed_change is not None and first.speed_change > 1.0
     assert "speed" in first.reason and "not rescaled" in first.reason
     assert res.lut_path.read_bytes() == before  # one sighting changes nothing
 
     second = refresh_device(project, LOCAL_PROFILE, SPACE, protocol=PROTO, drift_floor=NOISE_FLOOR)
     assert second.status == "rescaled", second.reason
+    assert 0 < second.wall_s < 600
     assert second.speed_change > SPEED_TOLERANCE
     new = Lut.load(res.lut_path)
     lines = verified_lines(project)
@@ -94,7 +98,7 @@ def test_shape_drift_rebuilds(project, profiled):
     LutStore(project.luts_dir).save(skewed)
     out = refresh_device(project, LOCAL_PROFILE, SPACE, protocol=PROTO, drift_floor=NOISE_FLOOR)
     assert out.status == "refreshed" and out.reason.startswith("shape drift"), out.reason
-    assert out.drift > 0.5 and out.drift > out.threshold
+    assert out.drift > 0.5 and out.drift > out.threshold and 0 < out.wall_s < 600
     assert out.reason.endswith("; calibrated on 1 stored measurement"), out.reason
     rebuilt = Lut.load(res.lut_path)
     assert rebuilt.calibration is not None and rebuilt.calibration.n_points == 1
@@ -216,6 +220,7 @@ def test_a_rescale_never_overwrites_a_table_saved_during_the_check(project, prof
     with held:
         row = refresh_device(project, LOCAL_PROFILE, SPACE, protocol=PROTO, drift_floor=NOISE_FLOOR)
     assert row.status == "verified" and "twice in a row, not rescaled" in row.reason, row.reason
+    assert 0 < row.wall_s < 600
     expected = newer if meanwhile == "profile finished" else fast
     assert Lut.load(res.lut_path).to_dict() == expected.to_dict()
     assert ("changed during the check" if meanwhile == "profile finished" else "is running") in row.reason

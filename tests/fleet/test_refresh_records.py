@@ -84,6 +84,26 @@ def test_a_devices_error_text_is_one_line_in_status_and_refresh_rows():
             DeviceRefresh("dev", RefreshStatus.FAILED, text, "nb201").reason,
             DeviceRefresh("dev", RefreshStatus.FAILED, text, "nb201").to_dict()["reason"]]
     assert all(r.startswith("boom x") and len(r) < 1100 and "\n" not in r for r in rows)
+    with pytest.raises(dataclasses.FrozenInstanceError):  # a record of what happened
+        DeviceRefresh("dev", RefreshStatus.FAILED, text, "nb201").reason = "ok"
+
+
+def test_a_device_that_fails_is_its_own_failed_row(project, monkeypatch):
+    """An edgenas error is the row's reason; any other exception (a bug) too, named, not raised."""
+    import time
+
+    from edgenas.errors import DeviceError
+
+    for exc, reason in ((DeviceError("board", "unreachable"), "unreachable"),
+                        (RuntimeError("boom"), "internal error RuntimeError: boom")):
+        def failing_session(project, profile, exc=exc):
+            time.sleep(0.01)
+            raise exc
+
+        monkeypatch.setattr(refresh, "open_session", failing_session)
+        row = refresh.refresh_device(project, dataclasses.replace(LOCAL_PROFILE, name="board"), "nb201")
+        assert (row.device, row.status, row.space, row.failed) == ("board", "failed", "nb201", True)
+        assert reason in row.reason and 0.01 <= row.wall_s < 60
 
 
 def _stats(ms: float) -> EntryStats:
