@@ -165,3 +165,28 @@ def test_a_refresh_waits_30_s_for_the_last_refresh_record_then_gives_up_unchange
         with pytest.raises(OutputError, match="the last-refresh record is in use"):
             refresh._record_last(project, "nb201", [DeviceRefresh("dev-a", RefreshStatus.FAILED, "canned", "nb201")])
     assert sum(clock.sleeps) == pytest.approx(30.0, abs=0.06) and path.read_text() == "[]"
+
+
+def test_a_fleet_refresh_checks_its_arguments_then_exports_the_blocks_once_before_any_device(project, monkeypatch):
+    """Exporting is not thread-safe: every file format the devices need, once, before the parallel phase."""
+    from edgenas.errors import InputError
+    from edgenas.fleet.drift import DRIFT_CAP
+
+    calls = []
+    monkeypatch.setattr(refresh, "prepare_blocks",
+                        lambda project, space, progress, runtimes: calls.append(("export", space, set(runtimes))))
+    monkeypatch.setattr(refresh, "refresh_device", lambda project, p, space, **k: calls.append(
+        ("device", p.name, k["drift_floor"])) or DeviceRefresh(p.name, RefreshStatus.VERIFIED, "canned", space))
+    with pytest.raises(InputError, match="--concurrency must be at least 1"):
+        refresh_fleet(project, [LOCAL_PROFILE], "nb201", concurrency=0)
+    assert calls == [] and not last_refresh_path(project).exists()
+    profiles = [dataclasses.replace(LOCAL_PROFILE, name="dev-a"),
+                dataclasses.replace(LOCAL_PROFILE, name="dev-b", runtime="torch")]
+    shown = []
+    rows = refresh_fleet(project, profiles, "nb201", concurrency=1, drift_floor=DRIFT_CAP,  # the cap is allowed
+                         progress=lambda *a: shown.append(a))
+    assert [(r.device, r.status) for r in rows] == [("dev-a", "verified"), ("dev-b", "verified")]
+    assert shown == [("refresh devices", 1, 2), ("refresh devices", 2, 2)]
+    assert calls == [("export", "nb201", {"onnxruntime", "torch"}), ("device", "dev-a", DRIFT_CAP),
+                     ("device", "dev-b", DRIFT_CAP)]
+    assert [r["device"] for r in json.loads(last_refresh_path(project).read_text())] == ["dev-a", "dev-b"]
