@@ -190,3 +190,19 @@ def test_a_fleet_refresh_checks_its_arguments_then_exports_the_blocks_once_befor
     assert calls == [("export", "nb201", {"onnxruntime", "torch"}), ("device", "dev-a", DRIFT_CAP),
                      ("device", "dev-b", DRIFT_CAP)]
     assert [r["device"] for r in json.loads(last_refresh_path(project).read_text())] == ["dev-a", "dev-b"]
+
+
+def test_a_refresh_replaces_its_own_rows_of_the_record_and_keeps_the_other_spaces(project, monkeypatch):
+    monkeypatch.setattr(refresh, "prepare_blocks", lambda *a, **k: 0)
+    monkeypatch.setattr(refresh, "refresh_device",
+                        lambda project, p, space, **k: DeviceRefresh(p.name, RefreshStatus.VERIFIED, "canned", space))
+    path = last_refresh_path(project)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([{"device": "dev-a", "space": "mbv3-tiny", "status": "failed"},
+                                {"device": "dev-a", "space": "nb201", "status": "failed"}]))
+    refresh_fleet(project, [dataclasses.replace(LOCAL_PROFILE, name=n) for n in ("dev-a", "dev-b")], "nb201")
+    rows = [(r["device"], r["space"], r["status"]) for r in json.loads(path.read_text())]
+    assert rows == [("dev-a", "mbv3-tiny", "failed"), ("dev-a", "nb201", "verified"), ("dev-b", "nb201", "verified")]
+    path.write_text('[{"device": "dev-a", "space": "nb201", "status": "fai')  # cut short: as if there were none
+    assert refresh_fleet(project, [dataclasses.replace(LOCAL_PROFILE, name="dev-a")], "nb201", only_failed=True) == []
+    assert json.loads(path.read_text()) == []
