@@ -48,21 +48,24 @@ class SQLiteStore(MeasurementStore):
                              hint="move the file aside; a new one is created") from None
         with closing(con):
             try:
-                enable_wal(con, BUSY_TIMEOUT_S)
                 con.execute("BEGIN IMMEDIATE")  # one process creates the schema, others wait
                 for stmt in filter(None, (s.strip() for s in _DDL.split(";"))):
                     con.execute(stmt)
                 rows = con.execute("SELECT version FROM schema_version").fetchall()
+                versions = {r[0] for r in rows} or {DB_SCHEMA}
+                if versions != {DB_SCHEMA}:
+                    con.execute("ROLLBACK")
+                    raise InputError(f"measurement database {self.path} has schema {sorted(versions)}, "
+                                     f"this edgenas reads {DB_SCHEMA}", hint="upgrade edgenas")
                 if not rows:
                     con.execute("INSERT INTO schema_version (version) VALUES (?)", (DB_SCHEMA,))
                 con.execute("COMMIT")
+                # WAL only once the file is known to be ours: switching it is a change to the file (its
+                # header), which a database refused above (another shape, another schema) must not get
+                enable_wal(con, BUSY_TIMEOUT_S)
             except sqlite3.DatabaseError as exc:
                 raise InputError(f"measurement database {self.path} is unusable: {exc}",
                                  hint="move the file aside; a new one is created") from None
-        versions = {r[0] for r in rows} or {DB_SCHEMA}
-        if versions != {DB_SCHEMA}:
-            raise InputError(f"measurement database {self.path} has schema {sorted(versions)}, "
-                             f"this edgenas reads {DB_SCHEMA}", hint="upgrade edgenas")
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)

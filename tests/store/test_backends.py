@@ -75,9 +75,12 @@ def test_sqlite_uses_wal_and_records_its_schema(tmp_path, make):
     assert con.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
     con.execute("UPDATE schema_version SET version = 7")
     con.commit()
+    con.execute("PRAGMA journal_mode = DELETE")
     con.close()
+    before = path.read_bytes()
     with pytest.raises(InputError, match=r"schema \[7\], this edgenas reads 1"):
         SQLiteStore(path)
+    assert path.read_bytes() == before   # a newer edgenas's file: not switched to WAL by this one
 
 
 def test_sqlite_not_a_database_is_a_clear_error(tmp_path):
@@ -217,8 +220,11 @@ def test_sqlite_database_of_another_shape_is_a_clear_error_and_gets_no_table(tmp
     con.execute("CREATE TABLE measurements (x)")
     con.commit()
     con.close()
+    before = path.read_bytes()
     with pytest.raises(InputError, match="is unusable: no such column: device"):
         SQLiteStore(path)
+    assert path.read_bytes() == before   # not switched to WAL either (bytes 18-19 of the header were 2, 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.db"]
     con = sqlite3.connect(path)
     assert con.execute("SELECT name FROM sqlite_master ORDER BY name").fetchall() == [("measurements",)]
     con.close()
