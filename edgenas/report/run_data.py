@@ -191,8 +191,11 @@ def breakdown_data(run: RunData, source: DataSource) -> BreakdownData:
 
     arch_rec = (run.best or {}).get("arch")
     if arch_rec is None:  # still running: the best so far
-        p = [pareto_data(run, d).chosen for d in run.budgets][:1] if run.darts else []
-        num = (p[0].number if p and p[0] else None) if run.darts else _running_best(run)
+        if run.darts:  # the lowest loss so far, as the first device's plot marks it
+            p = [pareto_data(run, d).chosen for d in run.budgets][:1]
+            num = p[0].number if p and p[0] else None
+        else:
+            num = _running_best(run)
         arch_rec = next((e["arch"] for e in run.evaluations if e.get("number") == num), None)
     if arch_rec is None:
         return BreakdownData(None, [], {d: "no feasible architecture yet" for d in run.budgets})
