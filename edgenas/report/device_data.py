@@ -15,7 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from edgenas.limits import is_finite
 from edgenas.report.source import DataSource
+
+#: the latest time a drift check's line may carry (9999-01-01 UTC): the drift plot's axis is dates, which end
+#: with the year 9999 (a NaN time or one of 1e300 was an internal error of ``report --device``)
+LAST_TIME_S = 253370764800.0
 
 
 @dataclass(frozen=True)
@@ -139,12 +144,13 @@ def calibration_data(lut: Any, source: DataSource) -> CalibrationData:
 
 
 def drift_data(device: str, source: DataSource) -> DriftData:
-    rows = [r for r in source.verified(device)
-            if isinstance(r.get("time"), (int, float)) and isinstance(r.get("drift"), (int, float))]
+    """The device's drift checks (``verified.jsonl``: file data). A line without a finite drift and a time from
+    1970 to ``LAST_TIME_S`` is left out; a threshold or speed change that is not a finite number reads as none."""
+    rows = [r for r in source.verified(device) if is_finite(r.get("time")) and 0 <= r["time"] <= LAST_TIME_S
+            and is_finite(r.get("drift"))]
     return DriftData(device, [float(r["time"]) for r in rows], [float(r["drift"]) for r in rows],
-                     [float(r.get("threshold") or 0.0) for r in rows],
-                     [float(r["speed_change"]) if isinstance(r.get("speed_change"), (int, float)) else None
-                      for r in rows],
+                     [float(r["threshold"]) if is_finite(r.get("threshold")) else 0.0 for r in rows],
+                     [float(r["speed_change"]) if is_finite(r.get("speed_change")) else None for r in rows],
                      [bool(r.get("rescaled")) for r in rows], [str(r.get("space", "")) for r in rows])
 
 

@@ -414,3 +414,55 @@ def test_no_breakdown_before_a_feasible_architecture():
     run = _made_run([_ev(0, 50.0, 12.0, feasible=False)], config={"devices": [["pi", 10.0], ["gpu", 2.0]]})
     assert breakdown_data(run, None) == BreakdownData(None, [], {"pi": "no feasible architecture yet",
                                                                  "gpu": "no feasible architecture yet"})
+
+
+# ---------------------------------------------------------------- device and fleet pages on hand-made data
+def _stats(ms, stable=True):
+    from edgenas.latency.lut import EntryStats
+
+    return EntryStats(n=10, median_ms=ms, mean_ms=ms, std_ms=0.0, cov=0.0, p90_ms=ms, p99_ms=ms, min_ms=ms, max_ms=ms,
+                      stable=stable)
+
+
+def _made_lut(space, entries, device="pi", fp="ab" * 32, calibration=None, created_at=1.0):
+    from edgenas.latency.lut import Lut
+
+    return Lut(device=device, space=space, fingerprint={"m": 1}, fingerprint_hash=fp, runtime="onnxruntime",
+               precision="fp32", threads=1, protocol={}, overhead=_stats(0.1), entries=entries,
+               calibration=calibration, created_at=created_at)
+
+
+def test_drift_data_by_hand():
+    """A drift check's line is file data: a line without a finite drift and a time from 1970 to 9999-01-01 UTC
+    is left out, a threshold or speed change that is not a finite number reads as none (a threshold of "x",
+    a time of NaN or 1e300 were internal errors of ``report --device``)."""
+    from types import SimpleNamespace
+
+    from edgenas.report.device_data import drift_data
+
+    rows = [{"time": 10, "drift": 0.5, "threshold": 0.25, "speed_change": -0.5, "rescaled": True, "space": "nb201"},
+            {"time": "10", "drift": 0.5}, {"time": 11.0, "drift": None}, {"drift": 0.5}, {"time": 11, "drift": True},
+            {"time": float("nan"), "drift": 0.5}, {"time": 11, "drift": float("inf")}, {"time": -1, "drift": 0.5},
+            {"time": 1e300, "drift": 0.5}, {"time": 253370764800 + 1, "drift": 0.5},
+            {"time": 12.5, "drift": 1, "threshold": "x", "speed_change": "fast"},
+            {"time": 0, "drift": 0.0, "threshold": [1], "speed_change": 1},
+            {"time": 253370764800, "drift": 0.5, "threshold": float("nan"), "speed_change": float("-inf")}]
+    d = drift_data("pi", SimpleNamespace(verified=lambda device: rows if device == "pi" else []))
+    assert d.device == "pi" and d.times == [10.0, 12.5, 0.0, 253370764800.0] and d.drift == [0.5, 1.0, 0.0, 0.5]
+    assert d.threshold == [0.25, 0.0, 0.0, 0.0] and d.speed_change == [-0.5, None, 1.0, None]
+    assert d.rescaled == [True, False, False, False] and d.spaces == ["nb201", "", "", ""]
+
+
+def test_report_device_and_fleet_read_damaged_drift_checks(tmp_path, cli, monkeypatch):
+    from edgenas.latency.store import LutStore
+
+    project = Project(tmp_path / "proj")
+    LutStore(project.luts_dir).save(_made_lut("mbv3-tiny", {"k": _stats(1.0)}))
+    (project.luts_dir / "pi" / "verified.jsonl").write_text(
+        '{"time": NaN, "drift": 0.1}\n{"time": 1e300, "drift": 0.1}\n{"time": 5, "drift": 0.1, "threshold": "x"}\n')
+    monkeypatch.setenv("EDGENAS_PROJECT", str(project.root))
+    monkeypatch.chdir(tmp_path)
+    for args in (["--device", "pi"], ["--fleet"]):
+        res = cli("report", *args, "--out", "r.html", "--force")
+        assert res.code == 0 and "internal error" not in res.err, res.err
+        assert "drift" in (tmp_path / "r.html").read_text()
