@@ -432,6 +432,72 @@ def _made_lut(space, entries, device="pi", fp="ab" * 32, calibration=None, creat
                calibration=calibration, created_at=created_at)
 
 
+def test_heatmap_by_hand_on_a_space_of_three_resolutions_and_five_stages():
+    from edgenas.report.device_data import lut_heatmap
+    from edgenas.spaces import get_space
+
+    fixed, slots = get_space("mbv3-small")._keys_at(28)
+    stage2 = slots[4:8]   # 4 block slots a stage; the last three have the same shape, so the same key
+    a, b = stage2[0][1][2], stage2[1][1][2]   # kernel 5, expand 6
+    c = stage2[0][0][0]   # kernel 3, expand 3: its other slots' key is not in the table
+    assert [s[1][2] for s in stage2] == [a, b, b, b] and len({a, b, c, fixed[0]}) == 4
+    lut = _made_lut("mbv3-small", {a: _stats(1.0), b: _stats(4.0, stable=False), c: _stats(2.0),
+                                   fixed[0]: _stats(9.0, stable=False)})
+    h = lut_heatmap(lut)
+    assert (h.device, h.space, h.fingerprint) == ("pi", "mbv3-small", "ab" * 32)
+    assert (h.resolutions, h.stages) == ([24, 28, 32], 5)
+    assert (h.n_unstable, h.n_entries) == (2, 4)
+    assert [(p.resolution, p.stage) for p in h.panels] == [(r, s) for r in (24, 28, 32) for s in (1, 2, 3, 4, 5)]
+    for p in h.panels:
+        assert p.kernels == [3, 5, 7] and p.expands == [3, 4, 6]
+        filled = {(1, 2): (3.25, 3), (0, 0): (2.0, 0)} if (p.resolution, p.stage) == (28, 2) else {}
+        for ki in range(3):
+            for ei in range(3):
+                ms, bad = filled.get((ki, ei), (None, 0))
+                assert p.ms[ki][ei] == ms if ms is not None else np.isnan(p.ms[ki][ei])   # (1 + 3 x 4) / 4 slots
+                assert p.unstable[ki][ei] == bad   # b's three slots
+                assert len(p.keys[ki][ei]) == 4
+    (p,) = [p for p in h.panels if (p.resolution, p.stage) == (28, 2)]
+    assert p.keys[1][2] == [a, b, b, b]
+
+
+def test_lut_entries_by_hand():
+    from edgenas.report.device_data import lut_entries
+
+    lut = _made_lut("nb201", {"a": _stats(1.0), "b": _stats(3.0, stable=False), "c": _stats(2.0)})
+    assert lut_entries(lut) == [("b", 3.0, False), ("c", 2.0, True), ("a", 1.0, True)]
+
+
+def test_calibration_data_by_hand():
+    """Measurements of another table are left out; an architecture the table cannot predict falls back to the
+    stored raw prediction; the measured time is the nominal one where recorded; the fit line runs from 5% below
+    the lowest raw sum to 5% above the highest in 50 points."""
+    import math
+    from types import SimpleNamespace
+
+    from edgenas.latency.lut import Calibration
+    from edgenas.report.device_data import calibration_data
+
+    def m(fp, raw, **stats):
+        return SimpleNamespace(fingerprint_hash=fp, arch={}, predicted_raw_ms=raw, stats=stats)
+
+    ms = [m("ab" * 32, 2.0, nominal_ms=3.0, median_ms=9.0), m("cd" * 32, 1.0, median_ms=1.0),
+          m("ab" * 32, 4.0, median_ms=5.0), m("ab" * 32, None, nominal_ms=None, median_ms=7.0)]
+    src = SimpleNamespace(measurements=lambda device, space: ms if (device, space) == ("pi", "mbv3-tiny") else [])
+    cal = Calibration(model="loglinear", params={"a": math.log(2.0), "b": 1.0}, n_points=3, residual=0.125)
+    d = calibration_data(_made_lut("mbv3-tiny", {}, calibration=cal), src)
+    assert (d.device, d.space, d.raw_ms[:2], d.measured_ms) == ("pi", "mbv3-tiny", [2.0, 4.0], [3.0, 5.0, 7.0])
+    assert len(d.raw_ms) == 3 and math.isnan(d.raw_ms[2])
+    assert len(d.fit_x) == 50 and d.fit_x[0] == pytest.approx(1.9) and d.fit_x[-1] == pytest.approx(4.2)
+    assert d.fit_x[1] - d.fit_x[0] == pytest.approx(2.3 / 49)
+    assert d.fit_y == pytest.approx([2 * x for x in d.fit_x])   # e^a x^b
+    assert (d.params, d.residual) == ({"a": math.log(2.0), "b": 1.0}, 0.125)
+    bare = calibration_data(_made_lut("mbv3-tiny", {}), src)   # no calibration: the points and no line
+    assert (bare.raw_ms[:2], bare.fit_x, bare.fit_y, bare.params, bare.residual) == ([2.0, 4.0], [], [], {}, None)
+    none = calibration_data(_made_lut("mbv3-tiny", {}, device="other", calibration=cal), src)   # nothing measured
+    assert (none.raw_ms, none.measured_ms, none.fit_x, none.fit_y) == ([], [], [], [])
+
+
 def test_drift_data_by_hand():
     """A drift check's line is file data: a line without a finite drift and a time from 1970 to 9999-01-01 UTC
     is left out, a threshold or speed change that is not a finite number reads as none (a threshold of "x",
@@ -466,3 +532,44 @@ def test_report_device_and_fleet_read_damaged_drift_checks(tmp_path, cli, monkey
         res = cli("report", *args, "--out", "r.html", "--force")
         assert res.code == 0 and "internal error" not in res.err, res.err
         assert "drift" in (tmp_path / "r.html").read_text()
+
+
+def test_fleet_rows_by_hand():
+    import time
+    from types import SimpleNamespace
+
+    from edgenas.latency.lut import Calibration
+    from edgenas.report.device_data import fleet_rows
+
+    def cal(residual):
+        return Calibration(model="loglinear", params={"a": 0.0, "b": 1.0}, n_points=3, residual=residual)
+
+    luts = {"a": [_made_lut("nb201", {}, device="a", fp="12" * 32, calibration=cal(0.1), created_at=1000.0),
+                  _made_lut("mbv3-tiny", {}, device="a", fp="34" * 32, calibration=cal(0.3), created_at=500.0),
+                  _made_lut("mbv3-small", {}, device="a", created_at=100.0)],
+            "b": [_made_lut("nb201", {}, device="b", created_at=time.time() - 1800)], "c": [], "d": []}
+    verified = {"a": [{"time": 1, "drift": 0.2, "threshold": 0.4}, {"time": 2, "drift": 0.3, "threshold": 0.5}]}
+    src = SimpleNamespace(
+        devices=lambda: ["a", "b", "c", "d"], luts=lambda d: luts[d], verified=lambda d: verified.get(d, []),
+        last_refresh=lambda: [{"device": "a", "status": "verified"}, {"device": "b", "status": "failed"},
+                              {"device": "d", "status": "failed", "reason": "timed out"}],
+        stale_runs=lambda d: {"a": 3, "b": 0}.get(d))
+    rows = {r.device: r for r in fleet_rows(src, now=1000.0 + 3 * 3600)}
+    assert list(rows) == ["a", "b", "c", "d"]
+    a = rows["a"]
+    assert (a.reachable, a.note, a.fingerprint, a.lut_age_h) == ("yes", "", "12" * 6, 3.0)
+    assert (a.last_drift, a.last_threshold, a.calibration_error) == (0.3, 0.5, 0.3)
+    assert (a.spaces, a.stale_runs) == (["mbv3-small", "mbv3-tiny", "nb201"], "3")
+    assert (rows["b"].reachable, rows["b"].note, rows["b"].stale_runs) == ("no", "", "0")
+    assert (rows["b"].last_drift, rows["b"].last_threshold, rows["b"].calibration_error) == (None, None, None)
+    assert (rows["c"].reachable, rows["c"].fingerprint, rows["c"].lut_age_h, rows["c"].spaces) == (
+        "unknown", "-", None, [])
+    assert rows["c"].stale_runs == "n/a (no experiment database)" and "fleet refresh" in rows["c"].note
+    assert (rows["d"].reachable, rows["d"].note) == ("no", "timed out")
+    assert fleet_rows(src)[1].lut_age_h == pytest.approx(0.5, abs=0.01)   # now: the clock
+    probe = {"a": SimpleNamespace(reachable=False, error="refused"), "c": SimpleNamespace(reachable=True, error=None)}
+    rows = {r.device: r for r in fleet_rows(src, ["c", "a", "ghost", "b"], now=0.0, probe=probe)}
+    assert list(rows) == ["c", "a", "ghost", "b"]
+    assert [(r.reachable, r.note) for r in rows.values()] == [("yes", ""), ("no", "refused"),
+                                                              ("unknown", rows["ghost"].note), ("no", "")]
+    assert (rows["ghost"].fingerprint, rows["ghost"].spaces, rows["ghost"].last_drift) == ("-", [], None)
