@@ -309,6 +309,27 @@ def test_a_channel_reports_the_agents_exit_and_a_line_too_long_at_every_later_re
         assert not ch.alive()
 
 
+def test_a_transport_closes_when_its_with_block_ends_even_on_an_error():
+    from edgenas.devices.transport import Transport
+
+    class Counting(Transport):
+        device = "dev"
+        closed = 0
+        start_agent = put_file = get_file = remove_file = None
+
+        def close(self) -> None:
+            self.closed += 1
+
+    t = Counting()
+    with t as entered:
+        assert entered is t and t.closed == 0
+    assert t.closed == 1
+    with pytest.raises(ValueError, match="boom"):   # the error goes on
+        with t:
+            raise ValueError("boom")
+    assert t.closed == 2
+
+
 class _Pipe:
     """A pipe of an agent process that gives ``chunks`` and then the end."""
 
