@@ -461,6 +461,28 @@ def test_heatmap_by_hand_on_a_space_of_three_resolutions_and_five_stages():
     assert p.keys[1][2] == [a, b, b, b]
 
 
+def test_no_heatmap_without_both_a_config_and_a_block_layout(monkeypatch):
+    from types import SimpleNamespace
+
+    from edgenas.report.device_data import lut_heatmap
+
+    lut = _made_lut("mbv3-tiny", {})
+    for space in (SimpleNamespace(config=SimpleNamespace()), SimpleNamespace(_keys_at=lambda r: 1 / 0)):
+        monkeypatch.setattr("edgenas.spaces.get_space", lambda name: space)
+        assert lut_heatmap(lut) is None
+
+
+def test_the_page_data_are_frozen():
+    import dataclasses
+
+    from edgenas.report import device_data as dd
+
+    for cls in (dd.HeatPanel, dd.LutHeatmap, dd.CalibrationData, dd.DriftData, dd.FleetRow):
+        obj = cls(*[None] * len([f for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING]))
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            obj.device = "other"
+
+
 def test_lut_entries_by_hand():
     from edgenas.report.device_data import lut_entries
 
