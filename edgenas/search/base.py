@@ -225,8 +225,9 @@ class Strategy(ABC):
             return None, None
         best, best_v = None, np.inf
         chunk = 10  # feasibility is checked in batches: one predictor call per chunk of candidates
-        for _ in range(0, self.max_tries, chunk):
-            cands = [c for c in (make() for _ in range(chunk)) if self.space.arch_id(c) not in avoid]
+        for start in range(0, self.max_tries, chunk):
+            size = min(chunk, self.max_tries - start)  # the last chunk: what is left of max_tries
+            cands = [c for c in (make() for _ in range(size)) if self.space.arch_id(c) not in avoid]
             if not cands:
                 continue
             v = np.asarray(self.feasibility.violation(cands), dtype=float)

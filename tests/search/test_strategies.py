@@ -8,7 +8,7 @@ import pytest
 
 from edgenas.errors import InfeasibleError, InputError
 from edgenas.search import DeviceTarget, Problem, make_strategy, strategy_names
-from edgenas.search.base import STRATEGIES, rank_key
+from edgenas.search.base import STRATEGIES, Option, Strategy, rank_key
 from edgenas.search.riiwoa import RIIWOA
 from edgenas.search.woa import WOA
 
@@ -546,3 +546,75 @@ def test_nsga2_option_bounds():
                 {"mutation_rate": 0.0}, {"mutation_rate": 1.01}):
         with pytest.raises(InputError, match="must be"):
             NSGA2.validate_options(bad)
+
+
+class _Typed(Strategy):
+    name = "typed"
+    options = {"flag": Option(True, bool), "n": Option(1, int), "x": Option(0.5, float)}
+
+    def ask(self, n):
+        return []
+
+    def tell(self, archs, results):
+        pass
+
+
+class _Line:
+    """A two-gene space of tuples; ``mutate`` gives (7, 7) first, then (5, 5): cells no path toward (0, 0) meets."""
+
+    def __init__(self):
+        self.far = [(7, 7)]
+
+    def to_genes(self, arch):
+        return np.array(arch)
+
+    def from_genes(self, genes):
+        return tuple(int(g) for g in genes)
+
+    def arch_id(self, arch):
+        return str(tuple(arch))
+
+    def mutate(self, arch, rng):
+        return self.far.pop() if self.far else (5, 5)
+
+
+class _One(_Line):
+    """A space of one cell, (0, 0), counting the samples drawn."""
+
+    def __init__(self):
+        super().__init__()
+        self.drawn = 0
+
+    def sample(self, rng):
+        self.drawn += 1
+        return (0, 0)
+
+
+class _Only:
+    """Feasible: the cells in ``ok``; one anchor, (0, 0)."""
+
+    def __init__(self, ok):
+        self.ok = set(ok)
+
+    def violation(self, archs):
+        return np.array([0.0 if tuple(a) in self.ok else 1.0 for a in archs])
+
+    def anchors(self):
+        return [(0, 0)]
+
+
+class _Few(_Typed):
+    max_tries = 25  # not a multiple of the predictor's chunk of 10
+
+
+@pytest.mark.parametrize("cls", [_Typed, _Few])
+def test_propose_with_everything_seen_gives_a_duplicate_after_a_bounded_search(cls):
+    """``make`` and the uniform samples give only the one, seen, cell: max_tries of each, then a duplicate
+    (a strategy with max_tries 25 and constraints got 30 calls of each: chunks of 10)."""
+    for feasibility in (None, _Only([(0, 0)])):
+        space = _One()
+        s = cls(space, np.random.default_rng(0), feasibility=feasibility)
+        s.mark_seen([(0, 0)])
+        made = []
+        assert s.propose(lambda: made.append(1) or (0, 0)) == (0, 0)
+        assert len(made) == cls.max_tries + 1 and space.drawn == cls.max_tries  # + 1: the duplicate returned
