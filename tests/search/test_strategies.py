@@ -8,7 +8,8 @@ import pytest
 
 from edgenas.errors import InfeasibleError, InputError
 from edgenas.search import DeviceTarget, Problem, make_strategy, strategy_names
-from edgenas.search.base import STRATEGIES, Option, Strategy, rank_key
+from edgenas.search.base import (REPAIR_TRIES, STRATEGIES, Driver, DriverRun, Option, Result, Strategy, Trial,
+                                 rank_key, repair_toward_anchor)
 from edgenas.search.riiwoa import RIIWOA
 from edgenas.search.woa import WOA
 
@@ -559,6 +560,19 @@ class _Typed(Strategy):
         pass
 
 
+def test_options_are_converted_to_their_declared_type_and_bools_are_spelled_out():
+    assert _Typed.validate_options({}) == {"flag": True, "n": 1, "x": 0.5}
+    for text, want in (("Yes ", True), ("on", True), ("1", True), ("off", False), ("No", False), ("0", False)):
+        assert _Typed.validate_options({"flag": text})["flag"] is want
+    assert _Typed.validate_options({"flag": False})["flag"] is False
+    assert _Typed.validate_options({"n": 4.0, "x": "2.5"}) == {"flag": True, "n": 4, "x": 2.5}
+    for bad, want in (({"flag": "maybe"}, "flag='maybe' is not true or false"), ({"n": 5.5}, "n=5.5 is not an integer"),
+                      ({"x": "1e400"}, "x='1e400' is not a finite number"),
+                      ({"n": True}, "n=True is not an integer"), ({"x": False}, "x=False is not a finite number")):
+        with pytest.raises(InputError, match=want):
+            _Typed.validate_options(bad)
+
+
 class _Line:
     """A two-gene space of tuples; ``mutate`` gives (7, 7) first, then (5, 5): cells no path toward (0, 0) meets."""
 
@@ -603,6 +617,19 @@ class _Only:
         return [(0, 0)]
 
 
+def test_repair_without_constraints_or_anchors_returns_the_architecture():
+    arch, rng = (1, 1), np.random.default_rng(0)
+    assert repair_toward_anchor(_Line(), None, arch, rng) is arch
+    none = _Only([])
+    none.anchors = lambda: []
+    assert repair_toward_anchor(_Line(), none, arch, rng) is arch
+
+
+def test_repair_of_the_anchor_itself_returns_it():
+    arch = (0, 0)
+    assert repair_toward_anchor(_Line(), _Only([]), arch, np.random.default_rng(0)) is arch
+
+
 class _Few(_Typed):
     max_tries = 25  # not a multiple of the predictor's chunk of 10
 
@@ -618,3 +645,95 @@ def test_propose_with_everything_seen_gives_a_duplicate_after_a_bounded_search(c
         made = []
         assert s.propose(lambda: made.append(1) or (0, 0)) == (0, 0)
         assert len(made) == cls.max_tries + 1 and space.drawn == cls.max_tries  # + 1: the duplicate returned
+
+
+class _Fixed(_Typed):
+    """``repair`` gives ``fix`` and records what it was asked to repair."""
+
+    fix = (9, 9)
+
+    def repair(self, arch, avoid=None):
+        self.repaired = arch
+        return self.fix
+
+
+def test_propose_repairs_the_first_least_violating_candidate_and_keeps_a_novel_repair():
+    """``make`` gives (1, 1), (2, 1), ... all novel and equally infeasible: the first is repaired, and its novel
+    repair (9, 9) is proposed without any uniform sample."""
+    space, made = _One(), []
+    s = _Fixed(space, np.random.default_rng(0), feasibility=_Only([]))
+    assert s.propose(lambda: made.append(1) or (len(made), 1)) == (9, 9)
+    assert s.repaired == (1, 1) and len(made) == s.max_tries and space.drawn == 0
+
+
+def test_propose_falls_back_to_a_seen_repair_before_a_duplicate_of_make():
+    """The repair (0, 0) was seen and so is every uniform sample: the repair is proposed, not another make()."""
+    space, made = _One(), []
+    s = _Fixed(space, np.random.default_rng(0), feasibility=_Only([]))
+    s.fix = (0, 0)
+    s.mark_seen([(0, 0)])
+    assert s.propose(lambda: made.append(1) or (len(made), 1)) == (0, 0)
+    assert len(made) == s.max_tries and space.drawn == s.max_tries
+
+
+def test_repair_with_no_feasible_step_returns_the_anchor():
+    """(1, 1) toward (0, 0): both paths end at the anchor, the last step, when nothing is feasible; one path
+    (one predictor call) without ``avoid``, else REPAIR_TRIES of them, and no mutations (none was feasible)."""
+    calls = []
+    nothing = _Only([])
+    nothing.violation = lambda archs: calls.append(len(archs)) or np.ones(len(archs))
+    assert repair_toward_anchor(_Line(), nothing, (1, 1), np.random.default_rng(0)) == (0, 0)
+    assert calls == [2]
+    seen = {str((0, 1)), str((1, 0)), str((0, 0))}
+    assert repair_toward_anchor(_Line(), nothing, (1, 1), np.random.default_rng(0), avoid=seen) == (0, 0)
+    assert calls == [2] * (1 + REPAIR_TRIES)
+
+
+def test_repair_with_every_step_seen_takes_a_novel_feasible_mutation():
+    """Both paths from (1, 1) meet only seen cells, all feasible: of the mutations of one, (7, 7) is novel but
+    infeasible (violation 1) and (5, 5) novel and feasible (violation 0)."""
+    seen, calls = {str((0, 1)), str((1, 0)), str((0, 0))}, []
+    only = _Only([(0, 1), (1, 0), (0, 0), (5, 5)])
+    real = only.violation
+    only.violation = lambda archs: calls.append(len(archs)) or real(archs)
+    assert repair_toward_anchor(_Line(), only, (1, 1), np.random.default_rng(0), avoid=seen) == (5, 5)
+    assert calls == [2] * REPAIR_TRIES + [4 * 2]  # a call per path, then one for 4 D mutations
+
+
+def test_records_are_immutable_and_feasible_results_rank_first():
+    """Deb's order: any feasible result before any infeasible one, whatever the objective and the violation."""
+    ok, nan, over = Result((5.0,)), Result((math.nan,)), Result((-9.0,), violation=0.1)
+    assert sorted([over, nan, ok], key=rank_key) == [ok, nan, over]
+    assert rank_key(ok) < rank_key(over) and rank_key(nan) < rank_key(over)
+    for record, attr in ((ok, "violation"), (Option(1, int), "default"),
+                         (Trial(0, {}, {}, {}, {}, True), "feasible"), (DriverRun(None, None, print), "config")):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(record, attr, None)
+
+
+def test_an_unknown_option_of_a_strategy_without_options_says_it_has_none():
+    class Bare(_Typed):
+        options = {}
+
+    with pytest.raises(InputError, match="unknown option") as e:
+        Bare.validate_options({"flag": True})
+    assert e.value.hint == "known options: none"
+
+
+def test_trial_json_round_trip_and_defaults():
+    t = Trial(number=3, arch={"ops": [1]}, objectives={"accuracy": 0.5}, latency_ms={"pi": 2.0},
+              constraints={"pi": -1.0}, feasible=True)
+    assert t.wall_s == 0.0 and t.report == {}
+    d = t.to_json()
+    assert d == {"number": 3, "arch": {"ops": [1]}, "objectives": {"accuracy": 0.5}, "latency_ms": {"pi": 2.0},
+                 "constraints": {"pi": -1.0}, "feasible": True, "wall_s": 0.0}              # no empty report
+    assert Trial.from_json(d) == t
+    del d["wall_s"], d["constraints"]
+    assert Trial.from_json(d) == Trial(**{**t.__dict__, "constraints": {}})  # wall_s 0.0 by default
+    r = Trial(**{**t.__dict__, "report": {"test": 0.25}, "wall_s": 1.5})
+    assert r.to_json()["report"] == {"test": 0.25} and Trial.from_json(r.to_json()) == r
+
+
+def test_a_driver_must_define_prepare():
+    with pytest.raises(NotImplementedError):
+        Driver.prepare(None, None, None)
