@@ -737,3 +737,10 @@ def test_trial_json_round_trip_and_defaults():
 def test_a_driver_must_define_prepare():
     with pytest.raises(NotImplementedError):
         Driver.prepare(None, None, None)
+
+
+def test_takes_only_a_novel_feasible_proposal():
+    s = _Typed(_Line(), np.random.default_rng(0), feasibility=_Only([(0, 0), (0, 1)]))
+    s.mark_seen([(0, 1)])
+    assert s.takes((0, 0)) and not s.takes(None) and not s.takes((0, 1))
+    assert not s.takes((1, 1))                                               # violation 1: infeasible
