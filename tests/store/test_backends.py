@@ -37,6 +37,17 @@ def test_jsonl_malformed_middle_line_is_named(tmp_path, make):
         s2.list()
 
 
+def _one_record_edited(tmp_path, make, sql: str, *args) -> SQLiteStore:
+    """A SQLite store of one record whose row ``sql`` (an UPDATE of ``measurements``) then changed."""
+    db = tmp_path / "m.db"
+    SQLiteStore(db).add(make())
+    con = sqlite3.connect(db)
+    con.execute(sql, args)
+    con.commit()
+    con.close()
+    return SQLiteStore(db)
+
+
 def test_a_number_too_large_for_a_float_is_a_malformed_record_in_either_store(tmp_path, make):
     """JSON reads 400 digits as an int; the record's checks met it as an internal OverflowError (float())."""
     huge = "1" + "0" * 400
@@ -47,14 +58,10 @@ def test_a_number_too_large_for_a_float_is_a_malformed_record_in_either_store(tm
     assert huge in path.read_text()
     with pytest.raises(InputError, match="line 2 is not valid JSON \\(a number too large to read\\)"):
         JsonlStore(path).list()
-    db = tmp_path / "m.db"
-    SQLiteStore(db).add(make())
-    con = sqlite3.connect(db)
-    con.execute("UPDATE measurements SET record = replace(record, ?, ?)", ('"median_ms":5.0', f'"median_ms":{huge}'))
-    con.commit()
-    con.close()
+    store = _one_record_edited(tmp_path, make, "UPDATE measurements SET record = replace(record, ?, ?)",
+                               '"median_ms":5.0', f'"median_ms":{huge}')
     with pytest.raises(InputError, match="row 1 holds malformed JSON: a number too large to read"):
-        SQLiteStore(db).list()
+        store.list()
 
 
 def test_jsonl_lines_are_complete_records(tmp_path, make):
@@ -180,26 +187,16 @@ def test_json_nested_deeper_than_the_parser_reads_is_one_error_in_either_store(t
         fh.write(deep[4000:] + "\n")
     with pytest.raises(InputError, match="line 2 is nested too deeply"):
         JsonlStore(path).list()
-    db = tmp_path / "m.db"
-    SQLiteStore(db).add(make())
-    con = sqlite3.connect(db)
-    con.execute("UPDATE measurements SET record = ?", (deep,))
-    con.commit()
-    con.close()
+    store = _one_record_edited(tmp_path, make, "UPDATE measurements SET record = ?", deep)
     with pytest.raises(InputError, match="row 1 holds JSON nested too deeply"):
-        SQLiteStore(db).list()
+        store.list()
 
 
 def test_sqlite_record_text_that_is_not_utf8_is_a_malformed_record(tmp_path, make):
     """SQLite keeps any bytes as TEXT; Python's sqlite3 failed to fetch the row (an internal OperationalError)."""
-    db = tmp_path / "m.db"
-    SQLiteStore(db).add(make())
-    con = sqlite3.connect(db)
-    con.execute("UPDATE measurements SET record = CAST(X'7bff7d' AS TEXT)")
-    con.commit()
-    con.close()
+    store = _one_record_edited(tmp_path, make, "UPDATE measurements SET record = CAST(X'7bff7d' AS TEXT)")
     with pytest.raises(InputError, match="row 1 holds malformed JSON: 'utf-8' codec can't decode byte 0xff"):
-        SQLiteStore(db).list()
+        store.list()
 
 
 def test_sqlite_store_creates_its_folders_and_names_its_file(tmp_path, make):
