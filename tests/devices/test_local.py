@@ -479,3 +479,44 @@ def test_fleet_status_remembers_the_fingerprint_a_device_reports_and_refuses_one
     assert not row.reachable and row.error.startswith("device 'board': invalid fingerprint hash '../../etc'")
     assert row.luts == {} and LutStore(project.luts_dir).last_fingerprint("board") == "ab" * 32
     assert status.fleet_status(project, [], ["nb201"]) == []  # no devices: no rows
+
+
+def test_an_agents_exit_message_shows_the_last_1500_characters_of_its_stderr(script_zipapp, project, tmp_path):
+    agent = "import sys\nsys.stderr.write('a' * 3000 + 'b' * 1499 + 'z')\nsys.stderr.flush()\nsys.exit(3)\n"
+    path, version = script_zipapp(tmp_path, agent)
+    with LocalTransport(project) as t:
+        ch = t.start_agent(path, version)
+        with pytest.raises(DeviceError) as exc:
+            ch.recv_line(30)
+    assert str(exc.value).endswith("agent exited with code 3; stderr: " + "b" * 1499 + "z")
+
+
+def test_a_source_that_grows_past_its_limit_while_copied_is_refused_and_leaves_nothing(tmp_path):
+    import threading
+
+    from edgenas.devices.local import _copy_verified
+
+    src = tmp_path / "growing.bin"
+    os.mkfifo(src)  # its size on disk is 0, so only the count taken while copying can stop it
+
+    def write() -> None:
+        try:
+            src.write_bytes(b"x" * (3 << 20))
+        except BrokenPipeError:  # the copy stopped reading, as it should
+            pass
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    with pytest.raises(DeviceError, match="growing.bin on the device is larger than"):
+        _copy_verified(src, tmp_path / "out" / "growing.bin", "local", max_bytes=(1 << 20) + 1)
+    writer.join(10)
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_a_transport_makes_its_work_dir_and_its_parents_and_opens_again_on_it(tmp_path):
+    from edgenas.project import Project
+
+    project = Project(tmp_path / "new" / "proj")
+    for _ in range(2):
+        with LocalTransport(project, device="d1") as t:
+            assert t.workdir == project.local_workdir_of("d1") and t.workdir.is_dir()
