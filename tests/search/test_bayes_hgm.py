@@ -509,6 +509,26 @@ def test_an_optuna_trial_of_a_known_architecture_is_told_its_result_and_asked_ag
         assert Result((t.value,)) == s.known[tiny.arch_id(known)]
 
 
+def test_an_optuna_trial_of_an_architecture_awaiting_its_result_is_failed_and_asked_again(space):
+    s = make_strategy("tpe", space, np.random.default_rng(0))
+    first, = s.ask(1)
+    for _ in range(2):                     # the study proposes the pending architecture twice more
+        s.study.enqueue_trial(s.params(first))
+    second, = s.ask(1)
+    assert space.arch_id(second) != space.arch_id(first)
+    assert set(s.pending) == {space.arch_id(first), space.arch_id(second)}
+    assert [t.state.name for t in s.study.trials] == ["RUNNING", "FAIL", "FAIL", "RUNNING"]   # no trial left open
+    assert s.study.trials[1].params == s.study.trials[2].params == s.params(first)
+
+
+def test_cmaes_samples_the_unit_cube_that_the_spaces_continuous_codec_bins(space):
+    s = make_strategy("cmaes", space, np.random.default_rng(0))
+    archs = [a for _ in range(10) for a in s.ask(1)]
+    xs = np.array([[t.params[f"x{i}"] for i in range(6)] for t in s.study.trials])
+    assert xs.shape == (10, 6) and xs.min() >= 0.0 and xs.max() <= 1.0 and np.ptp(xs, axis=0).min() > 0.1
+    assert [space.arch_id(space.decode(x)) for x in xs] == [space.arch_id(a) for a in archs]
+
+
 def test_an_optuna_strategy_without_optuna_is_one_clear_error(space, monkeypatch):
     import sys
 
