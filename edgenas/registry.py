@@ -69,8 +69,9 @@ class Registry(Generic[T]):
             key = name if name is not None else getattr(value, "name", None)
             if not isinstance(key, str) or not key:
                 raise ValueError(f"{self.kind} {value!r} has no name: give one to register()")
-            if key in self._items or key in self._aliases:
-                raise ValueError(f"{self.kind} '{key}' is registered twice")
+            for taken in (key, *aliases):  # an alias shadowing a name would hijack its look-ups
+                if taken in self._items or taken in self._aliases:
+                    raise ValueError(f"{self.kind} '{taken}' is registered twice")
             if isinstance(value, type):
                 own = vars(value).get("name")
                 if own not in (None, "", key):

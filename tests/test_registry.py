@@ -93,6 +93,11 @@ def test_today_api_and_name_conflicts():
             name = "other"
     with pytest.raises(ValueError, match="has no name"):
         reg.register()(object())
+    reg.register("first", object(), aliases=("f",))
+    for name, aliases in (("second", ("same",)), ("second", ("f",)), ("f", ())):  # an alias is a name too
+        with pytest.raises(ValueError, match="registered twice"):
+            reg.register(name, object(), aliases=aliases)
+    assert reg.names() == ["first", "obj", "same"] and reg.canonical("f") == "first"   # nothing half-added
 
 
 def test_project_registries_need_no_loader_call():
