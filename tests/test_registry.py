@@ -93,11 +93,19 @@ def test_today_api_and_name_conflicts():
             name = "other"
     with pytest.raises(ValueError, match="has no name"):
         reg.register()(object())
+    with pytest.raises(ValueError, match="has no name"):
+        reg.register("", object())
+
+    @reg.register
+    class Bare:   # ``@reg.register`` without brackets: the class's own name
+        name = "bare"
+
+    assert reg.get("bare") is Bare and list(reg) == ["bare", "obj", "same"]
     reg.register("first", object(), aliases=("f",))
     for name, aliases in (("second", ("same",)), ("second", ("f",)), ("f", ())):  # an alias is a name too
         with pytest.raises(ValueError, match="registered twice"):
             reg.register(name, object(), aliases=aliases)
-    assert reg.names() == ["first", "obj", "same"] and reg.canonical("f") == "first"   # nothing half-added
+    assert reg.names() == ["bare", "first", "obj", "same"] and reg.canonical("f") == "first"   # nothing half-added
 
 
 def test_project_registries_need_no_loader_call():
