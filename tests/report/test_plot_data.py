@@ -366,6 +366,45 @@ def test_convergence_by_hand():
     assert c.best == [1.0, 0.5, 0.5] and not c.higher_is_better
 
 
+def test_compare_data_by_hand():
+    """Hypervolumes as fractions of the shared box, worked out by hand on two runs of two devices."""
+    from dataclasses import replace
+
+    from edgenas.report.compare_data import compare_data
+
+    def ev(number, score, ms, feasible=True):   # "x": twice the latency on "pi"; nothing on "z"
+        e = _ev(number, score, ms, feasible)
+        return {**e, "latency_ms": {"pi": ms, "x": 2 * ms}}
+
+    a = _made_run([ev(0, 50.0, 4.0), ev(1, 60.0, 8.0), ev(2, 70.0, 12.0, feasible=False)],
+                  config={"devices": [["z", 3.0], ["pi", 10.0], ["w", 1.0], ["x", None]]}, request={"evaluator": "acc"})
+    b = replace(_made_run([ev(0, 40.0, 2.0), ev(1, 55.0, 6.0)], request={"evaluator": "acc"},
+                          config={"devices": [["pi", 10.0], ["x", None], ["z", 3.0], ["q", 5.0]]}), id="b")
+    c = compare_data([a, b])
+    assert c.runs == ["r", "b"] and c.devices == ["z", "pi", "x"] and (c.objective, c.higher_is_better) == ("acc", True)
+    # pi: accuracy 40..60, latency 2 up to the shared budget 10: a box of 20 x 8 = 160; r's front dominates
+    # 10 x 6 + 20 x 2 - 10 x 2 = 80 of it, b's 15 x 4 = 60.  x: no budget, so latency 4..16, a box of 20 x 12;
+    # r's front dominates 10 x 8, b's 15 x 4.  z: no latency, no row; w, q: not a device of both runs.
+    assert c.reference == {"pi": (40.0, 10.0), "x": (40.0, 16.0)}
+    assert [(h.run, h.device, h.n_front) for h in c.hypervolume] == [("r", "pi", 2), ("b", "pi", 2), ("r", "x", 2),
+                                                                     ("b", "x", 2)]
+    assert [h.hypervolume for h in c.hypervolume] == pytest.approx([0.5, 0.375, 1 / 3, 0.25])
+    # budgets that differ: the box ends at the largest latency seen, 8 (20 x 6; r: 10 x 4, b: 15 x 2)
+    c = compare_data([a, replace(b, config={"devices": [["pi", 20.0]]})])
+    assert c.reference == {"pi": (40.0, 8.0)} and [h.hypervolume for h in c.hypervolume] == pytest.approx([1 / 3, 0.25])
+    # one feasible point in both runs: an empty box, no hypervolume
+    one = _made_run([ev(0, 50.0, 4.0)], request={"evaluator": "acc"})
+    assert [h.hypervolume for h in compare_data([one, replace(one, id="b")]).hypervolume] == [0.0, 0.0]
+    # losses: lower is better; the worst loss 1.0 and the budget 10 are the reference corner of a 0.5 x 8 box
+    losses = [_ev(0, 1.0, 4.0, key="train_loss"), _ev(1, 0.5, 8.0, key="train_loss")]
+    c = compare_data([_made_run(losses, config={"kind": "darts"}),
+                      replace(_made_run([_ev(0, 0.8, 2.0, key="train_loss")], config={"kind": "darts"}), id="b")])
+    assert (c.objective, c.higher_is_better, c.reference) == ("train_loss", False, {"pi": (1.0, 10.0)})
+    assert [h.hypervolume for h in c.hypervolume] == pytest.approx([0.25, 0.4])
+    with pytest.raises(ValueError, match="nothing to compare"):
+        compare_data([])
+
+
 @pytest.mark.parametrize("arch, label", [
     (None, ""), ("x", ""), ({"arch": "|nor_conv_3x3~0|"}, "|nor_conv_3x3~0|"), ({}, ""),
     ({"r": 160, "d": [2], "ks": [3], "e": [4], "space": "mbv3"}, "r=160 d=[2] ks=[3] e=[4]"), ({"ks": [5]}, "ks=[5]"),
@@ -475,9 +514,11 @@ def test_no_heatmap_without_both_a_config_and_a_block_layout(monkeypatch):
 def test_the_page_data_are_frozen():
     import dataclasses
 
+    from edgenas.report import compare_data as cd
     from edgenas.report import device_data as dd
 
-    for cls in (dd.HeatPanel, dd.LutHeatmap, dd.CalibrationData, dd.DriftData, dd.FleetRow):
+    for cls in (dd.HeatPanel, dd.LutHeatmap, dd.CalibrationData, dd.DriftData, dd.FleetRow, cd.HypervolumeRow,
+                cd.BudgetLine, cd.CompareData):
         obj = cls(*[None] * len([f for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING]))
         with pytest.raises(dataclasses.FrozenInstanceError):
             obj.device = "other"
