@@ -146,7 +146,7 @@ def deployment_figure(deps: Sequence[Any]) -> Any:
             x=[x.predicted_ms for x in pts], y=[x.measured_ms for x in pts], mode="markers", name=plot_text(dev),
             marker=dict(color=PALETTE[i % len(PALETTE)], size=[15 if x.chosen else 9 for x in pts],
                         symbol=["star" if x.chosen else "circle" for x in pts]),
-            customdata=[[x.measurement_id[:8], 100 * x.error, "chosen" if x.chosen else ""] for x in pts],
+            customdata=[[plot_text(x.measurement_id[:8]), 100 * x.error, "chosen" if x.chosen else ""] for x in pts],
             hovertemplate="predicted %{x:.4g} ms<br>measured %{y:.4g} ms<br>error %{customdata[1]:+.1f}%"
                           "<br>%{customdata[2]} %{customdata[0]}<extra></extra>"))
     vals = [v for x in deps for v in (x.predicted_ms, x.measured_ms)]

@@ -155,6 +155,16 @@ def test_compare_draws_one_budget_line_per_budget(dproj):
     assert [a.text for a in F.compare_fronts_figure(same, "raspi4_ms").layout.annotations] == ["budget 20 ms"]
 
 
+def test_a_measurement_id_from_a_file_is_text_in_the_deployment_hover():
+    """A measurement's id is any non-empty string in the measurement store: plotly would have made the hover of
+    one with ``<b>x</b>`` bold."""
+    from edgenas.report.run_data import Deployment
+
+    fig = F.deployment_figure([Deployment("pi", 4.0, 5.0, True, "<b>x</b>and more", -0.2),
+                               Deployment("pi", 3.0, 3.0, False, "a&b", 0.0)])
+    assert fig.data[0].customdata == (["&lt;b&gt;x&lt;/b&gt;", -20.0, "chosen"], ["a&amp;b", 0.0, ""])
+
+
 #: what markup in a name would have made of the page: bold text, a link, an image that ran its onerror
 INJECTED = """(() => ({
   bold: document.querySelectorAll('.plotly-graph-div svg tspan[style*="bold"]').length,
