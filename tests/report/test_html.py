@@ -1,0 +1,107 @@
+"""The HTML of the report pages on hand-made data: every name from a file escaped, the summary rows, and what
+``write_html`` replaces."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgenas.errors import InputError
+from edgenas.report import pages
+from edgenas.report.html import GENERATOR_META, Section, render_page, table_html
+from edgenas.report.source import RunData
+
+
+def _run(id="r", config=None, best=None, evaluations=(), checkpoint=None, request=None):
+    config = {"space": "nb201", "devices": [["pi", 10.0]], **(config or {})}
+    return RunData(id=id, path=Path("runs") / id, config=config, request=request, evaluations=list(evaluations),
+                   pareto=None, best=best, checkpoint=checkpoint)
+
+
+def test_table_html_escapes_every_cell_and_marks_numeric_columns():
+    t = table_html(("a<b", "ms"), [("<i>x</i>", 1.5), ("y&'", None)], (False, True))
+    assert t == ("<table><thead><tr><th>a&lt;b</th><th>ms</th></tr></thead><tbody>"
+                 "<tr><td>&lt;i&gt;x&lt;/i&gt;</td><td class='num'>1.5</td></tr>"
+                 "<tr><td>y&amp;&#x27;</td><td class='num'>None</td></tr></tbody></table>")
+    # a header of empty names: no header row; no numeric flags: no numeric column
+    assert table_html(("", ""), [("k", 2)]) == "<table><tbody><tr><td>k</td><td>2</td></tr></tbody></table>"
+
+
+def test_render_page_escapes_titles_and_notes_and_numbers_its_plots(tmp_path):
+    import plotly.graph_objects as go
+
+    bad = "<script>x</script>"
+    page = render_page(f"t {bad}", f"s {bad}", [Section(f"one {bad}", f"n {bad}", [go.Figure(), go.Figure()]),
+                                                Section("two", "", [go.Figure()], "<b>trusted</b>")],
+                       plotly_src="p.js?a='1'")
+    assert bad not in page and page.count("&lt;script&gt;x&lt;/script&gt;") == 5   # title twice, subtitle, h2, note
+    assert "<script src='p.js?a=&#x27;1&#x27;'></script>" in page
+    assert page.count("<p class='note'>") == 1 and "<h2>two</h2>" in page and "<b>trusted</b></section>" in page
+    assert [page.count(f'id="plot-{n}"') for n in range(5)] == [0, 1, 1, 1, 0]
+    assert '"displaylogo": false' in page and '"responsive": true' in page
+    (tmp_path / "p.html").write_text(page)
+    assert pages._is_report(tmp_path / "p.html")          # the generator mark within the first 256 bytes
+
+
+@pytest.mark.parametrize("config, best, evaluated", [
+    ({"budget_evals": 40}, None, "2 of 40"),
+    ({"candidates": 27}, None, "2 over the ladder's rungs (27 candidates in the first bracket)"),
+    ({"kind": "darts", "epochs": 3}, None, "2 (the network derived at each epoch's end; --epochs 3)"),
+    ({"kind": "darts", "epochs": 3}, {"selection": "pt"},
+     "2 (the network derived at each epoch's end and DARTS-PT's pick; --epochs 3)"),
+    ({}, None, "2"),
+])
+def test_the_evaluations_row(config, best, evaluated):
+    assert pages._evaluations(_run(config=config, best=best, evaluations=[{}, {}])) == evaluated
+
+
+@pytest.mark.parametrize("config, best, chosen", [
+    ({}, None, "none feasible yet"),
+    ({}, {"number": 3, "objectives": {"acc": 91.25}, "latency_ms": {"pi": 4.5, "q": 12.0}},
+     "#3: acc = 91.25, pi 4.5 ms, q 12 ms"),
+    ({}, {"number": 0, "objectives": {}, "latency_ms": None}, "#0: acc = -, "),
+    ({"kind": "darts"}, {"epoch": 2, "derivation": "argmax", "latency_ms": {"pi": 8.0}, "within_budget": True},
+     "derived after epoch 2 (argmax): pi 8 ms (within budget)"),
+    ({"kind": "darts"}, {"epoch": 2, "latency_ms": {"pi": 12.0}, "within_budget": False},
+     "derived after epoch 2 (-): pi 12 ms (over budget)"),
+    ({"kind": "darts", "devices": [["pi", None]]}, {"epoch": 1, "latency_ms": {"pi": 12.0}},
+     "derived after epoch 1 (-): pi 12 ms"),
+])
+def test_the_chosen_row(config, best, chosen):
+    assert pages._chosen(_run(config=config, best=best, request={"evaluator": "acc"})) == chosen
+
+
+def test_compare_page_refuses_fewer_than_two_runs_and_different_objectives():
+    with pytest.raises(InputError, match="at least two runs"):
+        pages.compare_page([_run()])
+    with pytest.raises(InputError, match=r"different objectives \(acc, params\)"):
+        pages.compare_page([_run(request={"evaluator": "params"}), _run("s", request={"evaluator": "acc"})])
+
+
+def test_write_html_replaces_a_report_but_no_other_file(tmp_path):
+    out = tmp_path / "r.html"
+    page = render_page("t", "s", [], plotly_src="p.js")
+    assert pages.write_html(page, out) == out and out.read_text() == page
+    pages.write_html(page + "again", out)                 # its own report: replaced
+    assert out.read_text() == page + "again"
+    other = tmp_path / "notes.html"
+    for text in ("<p>mine</p>", "<!DOCTYPE html><p>mine</p>", GENERATOR_META):   # not starting as a report does
+        other.write_text(text)
+        with pytest.raises(InputError, match="exists and is not an edgenas report"):
+            pages.write_html(page, other)
+        assert other.read_text() == text
+    pages.write_html(page, other, force=True)
+    assert other.read_text() == page
+    link = tmp_path / "link.html"                        # a link, even to a report, is not replaced
+    link.symlink_to(out)
+    with pytest.raises(InputError, match="is not an edgenas report"):
+        pages.write_html(page, link)
+    assert link.is_symlink() and out.read_text() == page + "again"
+    with pytest.raises(InputError, match="is a folder"):
+        pages.write_html(page, tmp_path)
+
+
+def test_utc_of_a_time_that_is_no_time():
+    assert pages._utc(0) == "1970-01-01 00:00" and pages._utc(86400 * 365 + 3660.5) == "1971-01-01 01:01"
+    assert pages._utc(1e300) == "?" and pages._utc(float("nan")) == "?"
