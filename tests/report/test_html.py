@@ -39,6 +39,7 @@ def test_render_page_escapes_titles_and_notes_and_numbers_its_plots(tmp_path):
     assert "<script src='p.js?a=&#x27;1&#x27;'></script>" in page
     assert page.count("<p class='note'>") == 1 and "<h2>two</h2>" in page and "<b>trusted</b></section>" in page
     assert [page.count(f'id="plot-{n}"') for n in range(5)] == [0, 1, 1, 1, 0]
+    assert page.count("<html") == page.count("<body") == 1       # the plots are parts of one document
     assert '"displaylogo": false' in page and '"responsive": true' in page
     (tmp_path / "p.html").write_text(page)
     assert pages._is_report(tmp_path / "p.html")          # the generator mark within the first 256 bytes
