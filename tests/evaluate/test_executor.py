@@ -108,6 +108,62 @@ def test_bad_executor_options_are_one_clear_error():
         EvalSpec.make("compression", "mbv3-tiny", 0, {"x": object()})
 
 
+def test_workers_by_default_and_at_their_bounds(monkeypatch):
+    from edgenas.evaluate import executor
+
+    for cpus, default, most in ((8, 4, 32), (2, 2, 8), (None, 1, 4)):
+        monkeypatch.setattr(executor.os, "cpu_count", lambda: cpus)
+        assert executor._check_workers(None) == default and executor.max_workers() == most
+        assert executor._check_workers(1) == 1 and executor._check_workers(most) == most
+        for bad in (0, most + 1, True, 2.0, "2"):
+            with pytest.raises(InputError, match=f"--workers must be an integer from 1 to {most} "):
+                executor._check_workers(bad)
+
+
+def test_in_process_scores_come_in_order_one_task_per_architecture_or_one_batch(monkeypatch):
+    """NaN and infinities come back as -inf; a batch-relative evaluator gets the whole batch in one task, any
+    other one architecture per task, run with one torch thread."""
+    import torch
+
+    from edgenas.evaluate import executor
+    from edgenas.evaluate.base import Evaluator
+
+    space = get_space("nb201")
+    archs = _archs(space, 4)
+    ids = [space.arch_id(a) for a in archs]
+    values = dict(zip(ids, [1.5, np.nan, np.inf, -2.0]))
+
+    class Fake(Evaluator):
+        name, metric = "fake", "fake score"
+
+        def __init__(self, batch_relative):
+            super().__init__(space)
+            self.batch_relative, self.batches = batch_relative, []
+
+        def evaluate(self, batch):
+            self.batches.append(([space.arch_id(a) for a in batch], torch.get_num_threads()))
+            return np.array([values[space.arch_id(a)] for a in batch])
+
+        def report(self, batch):
+            return {"n": np.array([len(batch)])}
+
+    monkeypatch.setattr(executor, "_BUILT", {})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for batch_relative, tasks in ((False, [[i] for i in ids]), (True, [ids])):
+            local = Fake(batch_relative)
+            ev = ExecutorEvaluator(EvalSpec(f"fake-{batch_relative}", "nb201"), make_executor("inprocess"), local)
+            assert ev.evaluate(archs).tolist() == [1.5, -np.inf, -np.inf, -2.0] and torch.get_num_threads() == 2
+            assert local.batches == [(t, 1) for t in tasks]
+            assert (ev.name, ev.metric, ev.batch_relative, ev.space) == ("fake", "fake score", batch_relative, space)
+            assert ev.report(archs)["n"].tolist() == [4] and ev.describe() == {"name": "fake", "metric": "fake score"}
+    finally:
+        torch.set_num_threads(threads)
+    spec = EvalSpec.make("compression", "nb201", 3.0, {"b": 1, "a": [2]})
+    assert (spec.seed, spec.options_json, spec.options) == (3, '{"a": [2], "b": 1}', {"a": [2], "b": 1})
+
+
 def _evaluating_workers() -> list[int]:
     pids = []
     for entry in Path("/proc").iterdir():
