@@ -44,7 +44,8 @@ def test_breakdown_colours_each_stage_once_and_shows_names_as_text():
     assert [t.marker.color for t in fig.data] == [F.PALETTE[0], F.PALETTE[1], F.PALETTE[0], F.PALETTE[1], F.PALETTE[0]]
     assert fig.data[0].y == ("&lt;pi&gt;",) and fig.data[0].x == (25.0,)
     assert fig.data[0].customdata[0][1] == "k&lt;0&gt;"
-    assert fig.layout.height == 200 + 60 * 2
+    assert fig.layout.height == 200 + 60 * 2 and fig.layout.barmode == "stack"     # segments of one bar per device
+    assert fig.layout.xaxis.range == (0, 100) and fig.layout.yaxis.title.text == "device"
 
 
 def _compare(budgets, runs=("a", "b")):
