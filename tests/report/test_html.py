@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,27 @@ def test_compare_page_refuses_fewer_than_two_runs_and_different_objectives():
         pages.compare_page([_run()])
     with pytest.raises(InputError, match=r"different objectives \(acc, params\)"):
         pages.compare_page([_run(request={"evaluator": "params"}), _run("s", request={"evaluator": "acc"})])
+
+
+def test_compare_page_sections_by_hand():
+    def ev(number, acc, ms, feasible=True):
+        return {"number": number, "objectives": {"acc": acc}, "latency_ms": {"pi": ms}, "feasible": feasible,
+                "arch": {"arch": f"a{number}"}}
+
+    a = _run("r", evaluations=[ev(0, 50.0, 4.0), ev(1, 60.0, 8.0)], request={"evaluator": "acc"})
+    b = _run("<b>", evaluations=[ev(0, 40.0, 2.0), ev(1, 55.0, 6.0)], request={"evaluator": "acc"})
+    page = pages.compare_page([a, b], plotly_src="p.js")
+    titles = ["Runs", "Convergence", "Fronts on pi", "Hypervolume per run"]
+    assert [t for t in titles if f"<h2>{t}</h2>" in page] == titles and "different spaces" not in page
+    assert "(reference: pi: accuracy 40, latency 10 ms)" in page
+    assert "<title>edgenas: comparing r, &lt;b&gt;</title>" in page
+    assert ("<tr><td>r</td><td>pi</td><td class='num'>0.5000</td><td class='num'>2</td></tr>"
+            "<tr><td>&lt;b&gt;</td><td>pi</td><td class='num'>0.3750</td><td class='num'>2</td></tr>") in page
+    other = _run("o", config={"space": "mbv3-tiny"}, evaluations=[ev(0, 1.0, 12.0, feasible=False)],
+                 request={"evaluator": "acc"})
+    page = pages.compare_page([other, replace(other, id="p")], plotly_src="p.js")  # nothing feasible: no hypervolume
+    assert "Hypervolume per run" not in page and "<h2>Fronts on pi</h2>" in page
+    assert "Note: the runs search different spaces." in pages.compare_page([a, other], plotly_src="p.js")
 
 
 def test_write_html_replaces_a_report_but_no_other_file(tmp_path):
