@@ -160,6 +160,9 @@ def test_in_process_scores_come_in_order_one_task_per_architecture_or_one_batch(
             assert ev.report(archs)["n"].tolist() == [4] and ev.describe() == {"name": "fake", "metric": "fake score"}
     finally:
         torch.set_num_threads(threads)
+    plain = Fake(False)
+    del plain.batch_relative                              # an evaluator that says nothing of it is not batch-relative
+    assert ExecutorEvaluator(EvalSpec("fake-plain", "nb201"), make_executor("inprocess"), plain).batch_relative is False
     spec = EvalSpec.make("compression", "nb201", 3.0, {"b": 1, "a": [2]})
     assert (spec.seed, spec.options_json, spec.options) == (3, '{"a": [2], "b": 1}', {"a": [2], "b": 1})
 
