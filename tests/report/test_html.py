@@ -125,6 +125,20 @@ def test_write_html_replaces_a_report_but_no_other_file(tmp_path):
         pages.write_html(page, tmp_path)
 
 
+def test_a_report_the_file_system_refuses_is_one_output_error(tmp_path, monkeypatch):
+    import errno
+
+    from edgenas.errors import OutputError
+
+    def refuse(path, text):
+        raise OSError(errno.ENOENT, "No such file or directory", str(path))
+
+    monkeypatch.setattr(pages, "atomic_write_text", refuse)
+    with pytest.raises(OutputError, match=r"cannot write the report .*r\.html: No such file or directory") as e:
+        pages.write_html("<p>", tmp_path / "r.html")
+    assert e.value.hint == "choose a --out path in a folder you can write to"
+
+
 def test_utc_of_a_time_that_is_no_time():
     assert pages._utc(0) == "1970-01-01 00:00" and pages._utc(86400 * 365 + 3660.5) == "1971-01-01 01:01"
     assert pages._utc(1e300) == "?" and pages._utc(float("nan")) == "?"
