@@ -125,6 +125,18 @@ def test_write_html_replaces_a_report_but_no_other_file(tmp_path):
         pages.write_html(page, tmp_path)
 
 
+
+def test_a_file_that_cannot_be_read_is_not_taken_for_a_report(tmp_path, monkeypatch):
+    out = tmp_path / "r.html"
+    out.write_text(render_page("t", "s", [], plotly_src="p.js"))
+
+    def unreadable(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(pages, "open", unreadable, raising=False)
+    with pytest.raises(InputError, match="is not an edgenas report"):
+        pages.write_html("<p>", out)
+
 def test_a_report_the_file_system_refuses_is_one_output_error(tmp_path, monkeypatch):
     import errno
 
