@@ -170,6 +170,8 @@ def build_problem(project: Project, req: SearchRequest, note: Callable[[str], No
             models.append((d, LatencyPredictor(choice.lut, space)))
     names = [n for n, _ in models]
     budgets = _budgets(req, names)
+    if (req.max_latency_ms or req.max_latency_quantile is not None) and not models:  # it was dropped without a word
+        raise InputError("a latency budget needs a device (--device) or a table column (--latency-column)")
     if req.max_latency_quantile is not None:
         q = req.max_latency_quantile
         if not 0 < q <= 1:
@@ -177,8 +179,6 @@ def build_problem(project: Project, req: SearchRequest, note: Callable[[str], No
         rng = np.random.default_rng(req.seed)
         sample = [space.sample(rng) for _ in range(QUANTILE_SAMPLES)]
         budgets = [float(np.quantile(m.predict_many(sample), q)) for _, m in models]
-    if any(b is not None for b in budgets) and not models:
-        raise InputError("a latency budget needs a device (--device) or a table column (--latency-column)")
     name = req.evaluator or ("tabular" if req.table else DEFAULT_EVALUATOR)
     opts = dict(req.evaluator_options)
     if name == "tabular":

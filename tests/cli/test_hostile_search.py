@@ -83,6 +83,9 @@ def test_a_bad_darts_dataset_is_refused_before_the_run_folder(fresh, cli, tmp_pa
     (TABLE + ["--eval-opt", "objective=cifar100_test"], "--eval-opt objective of the tabular evaluator"),
     (TABLE + ["--eval-opt", "table=/dev/zero"], "--eval-opt table of the tabular evaluator"),
     (["--space", "nb201", "--objective", "cifar100_test", "--budget", "3"], "without --table it would be ignored"),
+    # a budget with no device nor latency column: the search ran unconstrained, and said nothing
+    (["--space", "nb201", "--budget", "3", "--max-latency-ms", "5"], "a latency budget needs a device"),
+    (["--space", "nb201", "--budget", "3", "--max-latency-quantile", "0.5"], "a latency budget needs a device"),
 ])
 def test_settings_a_search_would_ignore_are_refused(fresh, cli, args, fragment):
     one_line_error(cli("search", *args, "--out", "r"), fragment)
