@@ -54,7 +54,7 @@ def _warm_note(out_dir: Path) -> str | None:
     from edgenas.search.run_files import check_warm_start
 
     try:
-        return str(check_warm_start(read_json(path, "warm start"), path).get("note"))
+        return check_warm_start(read_json(path, "warm start"), path).get("note")  # text or None, checked
     except InputError:
         return None
 

@@ -560,3 +560,15 @@ def test_a_log_whose_architecture_is_not_what_the_strategy_proposes_refuses_the_
     with pytest.raises(InputError, match="evaluation 2 in the log is not what the strategy proposes on replay"):
         run_search(config("random", 6), problem_for(full_table), tmp_path, resume=True)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_the_summary_says_a_warm_starts_note_or_nothing(tmp_path):
+    """A warm_start.json without a note (checked as allowed) printed "warm start: None"."""
+    from edgenas.search.summary import _warm_note
+
+    path = tmp_path / "warm_start.json"
+    assert _warm_note(tmp_path) is None  # no warm start
+    for record, want in (({"note": "3 architectures from 1 past run(s)"}, "3 architectures from 1 past run(s)"),
+                         ({"transferred": []}, None), ({"note": None}, None), ({"note": 5}, None), ([], None)):
+        path.write_text(json.dumps(record))
+        assert _warm_note(tmp_path) == want, record
