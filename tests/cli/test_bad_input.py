@@ -255,6 +255,7 @@ def test_error_inside_a_progress_block_is_the_only_line_in_a_real_process(tmp_pa
     (("runs", "compare", "a1", "b2"), "no run"),
     (("runs", "import", "."), "not a search run folder"),
     (("search", "--rerun", "abc123"), "no run"),
+    (("search", "--space", "nb201", "--budget", "0"), "--budget must be an integer >= 1"),
     (("runs", "compare", "a1"), "two or more run ids"),
     (("report", "runs/r1", "--probe", "--out", "r.html"), "--probe goes with --fleet only"),  # it was ignored
     (("report", "--device", "local", "--inventory", "f.toml", "--probe"), "--probe and --inventory go with --fleet"),

@@ -101,3 +101,23 @@ def test_a_latency_column_of_a_partial_table_is_refused_before_the_run(fresh, cl
               "--out", "r")
     one_line_error(res, "15,596 of the space's 15,625 architectures are not in the table")
     assert sorted(p.name for p in fresh.iterdir()) == []
+
+
+def test_latency_budgets_are_none_one_for_all_or_one_per_device():
+    from edgenas.errors import InputError
+    from edgenas.search.launch import SearchRequest, _budgets
+
+    def req(**kw):
+        return SearchRequest(space="nb201", **kw)
+
+    assert _budgets(req(), ["a", "b"]) == [None, None]
+    assert _budgets(req(max_latency_ms=(5.0,)), ["a", "b"]) == [5.0, 5.0]
+    assert _budgets(req(max_latency_ms=(5.0, 7.5)), ["a", "b"]) == [5.0, 7.5]
+    with pytest.raises(InputError, match="2 latency budgets for 3 devices") as exc:
+        _budgets(req(max_latency_ms=(5.0, 7.5)), ["a", "b", "c"])
+    assert exc.value.hint == "give one --max-latency-ms per --device, in the same order, or one for all"
+    with pytest.raises(InputError, match="2 latency budgets for 1 devices") as exc:
+        _budgets(req(max_latency_ms=(5.0, 7.5), latency_column="raspi4_ms"), ["raspi4_ms"])
+    assert "--device (and --latency-column, which is one table column)" in exc.value.hint
+    with pytest.raises(InputError, match="either --max-latency-ms or --max-latency-quantile, not both"):
+        _budgets(req(max_latency_ms=(5.0,), max_latency_quantile=0.5), ["a"])
