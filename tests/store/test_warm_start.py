@@ -241,6 +241,60 @@ def test_a_darts_run_given_a_table_is_recorded_with_the_data_it_trained_on():
     assert describe_task(SearchRequest(space="nb201", table=str(TABLE)))["dataset"] == "cifar10"
 
 
+
+def test_task_similarity_by_hand_from_the_meta_features():
+    """exp(-d^2 / 8) of (log10 classes, log10 samples, log2 side, channels / 3), worked out by hand: CIFAR-10 to
+    ImageNet16-120 d^2 = 1.0792^2 + 0.4820^2 + 1 = 2.3970 (0.7411); to digits 1.4444^2 + 2^2 + (2/3)^2 = 6.5308
+    (0.4420)."""
+    from edgenas.search.task import meta_features, task_similarity
+
+    c10 = _card("cifar10")
+    assert c10["meta"] == pytest.approx([1.0, 4.69897, 5.0, 1.0])
+    assert task_similarity(c10, _card("imagenet16")) == pytest.approx(0.7411, abs=1e-4)
+    assert task_similarity(_card("digits"), c10) == pytest.approx(0.4420, abs=1e-4)
+    # the same dataset is 1 whatever its numbers; another modality 0 whatever they are
+    assert task_similarity(c10, {**_card("cifar10", samples=10), "meta": None}) == 1.0
+    assert task_similarity(c10, {**c10, "modality": "text"}) == 0.0
+    assert task_similarity({"meta": c10["meta"]}, {"modality": "image", "meta": c10["meta"]}) == 1.0
+    # no name on either side: the numbers decide (d^2 = 2^2: exp(-1/2))
+    assert task_similarity({"dataset": None, "meta": [0, 0, 0, 0]},
+                           {"dataset": None, "meta": [0, 0, 0, 2]}) == pytest.approx(0.60653, abs=1e-5)
+    # nothing to compare: no transfer
+    assert task_similarity({"dataset": "a"}, c10) == 0.0
+    assert task_similarity(c10, {"dataset": "b", "meta": [1.0, 2.0]}) == 0.0
+    assert task_similarity({"dataset": "a", "classes": 10, "samples": 50000, "input_size": 32, "channels": 3},
+                           {"dataset": "b", **{k: c10[k] for k in ("classes", "samples", "input_size", "channels")}}
+                           ) == 1.0  # the meta-features computed when a record has none
+    assert meta_features({"classes": 10, "samples": 100, "input_size": 8}) is None
+    assert meta_features({"classes": "x", "samples": 100, "input_size": 8, "channels": 1}) is None
+    assert meta_features({"classes": None, "samples": 100, "input_size": 8, "channels": 1}) is None
+
+
+def test_a_task_by_its_column_ladder_or_data(tmp_path):
+    """The dataset of a table's objective column, of a ladder's last rung, of data on disk (measured) or only
+    named (a file that cannot be read)."""
+    from edgenas.search.task import dataset_of_column, describe_task, is_test_column
+
+    assert [dataset_of_column(c) for c in ("cifar100_test", "cifar10_valid_12ep", "x")] == ["cifar100", "cifar10",
+                                                                                            "x"]
+    assert [is_test_column(c) for c in ("cifar10_test", "cifar100_test_12ep", "cifar10_valid")] == [True, True, False]
+    assert describe_task(_req(objective="cifar100_test"))["dataset"] == "cifar100"
+    assert describe_task({"table": str(TABLE)})["dataset"] == "cifar10"  # the default objective's
+    task = describe_task({"strategy": "sh", "ladder": ["compression", "nb201-fidelity:column=cifar100_valid"]})
+    assert (task["dataset"], task["classes"], task["source"]) == ("cifar100", 100, "table")
+    assert describe_task({"strategy": "sh", "ladder": ["compression", "nb201-fidelity"]})["dataset"] == "cifar10"
+    assert describe_task({"strategy": "sh", "ladder": ["nb201-fidelity", "train:data=digits"]})["dataset"] == "digits"
+    task = describe_task({"evaluator_options": {}})  # the evaluators' default data
+    assert (task["dataset"], task["classes"], task["source"]) == ("digits", 10, "card")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "grey.npz", x=rng.integers(0, 255, (12, 1, 6, 6), dtype=np.uint8),
+             y=np.array([0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1]))
+    task = describe_task({"evaluator_options": {"data": str(tmp_path / "grey.npz")}})  # read at 32 x 32, RGB
+    assert {k: task[k] for k in ("dataset", "classes", "samples", "input_size", "channels", "source")} == {
+        "dataset": "grey", "classes": 5, "samples": 12, "input_size": 32, "channels": 3, "source": "data"}
+    task = describe_task({"evaluator_options": {"data": str(tmp_path / "gone.npz")}})
+    assert (task["dataset"], task["source"], task["meta"]) == ("gone", "name", None)
+
 # ---- the plan itself, on made-up runs (architectures chosen by their genes, accuracies set by hand), so that
 # every expected order and similarity below is worked out from the numbers, not read back from the plan
 
