@@ -289,3 +289,32 @@ def test_a_fewshot_device_is_rechecked_with_its_refitted_model(db, tmp_path, mon
     assert find_stale(db, Project(tmp_path))[0] == []
     fitted.clear()
     assert [s.status for s in find_stale(db, Project(tmp_path))[0]] == ["unknown"]
+
+
+def test_a_rerun_request_is_the_recorded_one_warm_started_from_it_in_the_next_free_folder(tmp_path):
+    from edgenas.errors import InputError
+    from edgenas.search.rerun import rerun_request
+    from edgenas.store import open_db
+    from edgenas.store.runs import RunRecord, save_run
+
+    proj, url = Project(tmp_path), f"sqlite:///{tmp_path / 'edgenas.db'}"
+    db = open_db(url, proj)
+    req = SearchRequest(space="nb201", table=str(TABLE), latency_column="raspi4_ms", max_latency_ms=(8.0,),
+                        budget=10, seed=3, strategy="evolution")
+    sh = dataclasses.replace(req, strategy="sh", ladder=("compression",))
+    for rid, r, folder in (("ab0000000001", req, "r"), ("ab0000000002", sh, "s"), ("ab0000000003", None, "t")):
+        save_run(db, RunRecord(id=rid, created_at=1.0, status="complete", space="nb201", strategy="evolution", seed=3,
+                               objective="cifar10_test", out_dir=str(tmp_path / folder), config={}, task={},
+                               request=None if r is None else r.to_json()), [])
+    again, out, of = rerun_request(proj, "ab0000000001", db_url=url)
+    assert again == dataclasses.replace(req, warm_start=("ab0000000001",))
+    assert (out, of) == (tmp_path / "r-rerun-1", "ab0000000001")
+    (tmp_path / "r-rerun-1").mkdir()
+    assert rerun_request(proj, "ab0000000001", db_url=url)[1] == tmp_path / "r-rerun-2"
+    (tmp_path / "r-rerun-2").mkdir()
+    assert rerun_request(proj, "ab0000000001", db_url=url)[1] == tmp_path / "r-rerun-3"
+    assert rerun_request(proj, "ab0000000001", db_url=url, out_dir=tmp_path / "x")[1] == tmp_path / "x"
+    again, out, _ = rerun_request(proj, "ab0000000002", db_url=url)  # a driver takes no warm start
+    assert again == sh and out == tmp_path / "s-rerun-1"
+    with pytest.raises(InputError, match="run ab0000000003 has no recorded search request"):
+        rerun_request(proj, "ab0000000003", db_url=url)
