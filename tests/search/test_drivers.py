@@ -57,6 +57,32 @@ def test_driver_options_are_checked_before_anything_is_written(cli, valid, tmp_p
         assert not out.exists()
 
 
+
+@pytest.mark.parametrize("strategy, key, good, bad", [
+    ("sh", "eta", (2, 1000), (1, 1001)),
+    ("hyperband", "ladder", (("a",), ("a", "b")), ((), ("a", 3))),
+    ("darts", "epochs", (1,), (0,)),
+    ("darts", "latency_weight", (0.0,), (-0.01,)),
+    ("darts", "skip_dropout", (0.0, 0.99), (-0.01, 1.0)),
+    ("darts", "pt_samples", (1,), (0,)),
+    ("darts", "lambda_lr", (0.0,), (-0.01,)),
+    ("darts", "arch_warmup", (0.0, 0.99), (-0.01, 1.0)),
+    ("darts", "latency_warmup", (0.0, 0.99), (-0.01, 1.0)),
+    ("darts", "arch_lr", (1e-9,), (0.0,)),
+    ("darts", "lr", (1e-9,), (0.0,)),
+    ("darts", "batch_size", (1,), (0,)),
+    ("darts", "selection", ("alpha", "pt"), ("argmax",)),
+    ("darts", "lambda_rule", ("derived", "max"), ("min",)),
+])
+def test_driver_options_at_their_bounds(strategy, key, good, bad):
+    cls = STRATEGIES.get(strategy)
+    base = {"ladder": ("compression",)} if strategy in ("sh", "hyperband") else {}
+    for v in good:
+        assert cls.validate_options({**base, key: v})[key] == v
+    for v in bad:
+        with pytest.raises(InputError, match=f"option {key}="):
+            cls.validate_options({**base, key: v})
+
 def test_multifidelity_run_is_indexed_interrupted_resumed_and_warm_starts(cli, valid, tmp_path, monkeypatch):
     from edgenas.search import multifidelity
 
