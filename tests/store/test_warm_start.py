@@ -248,6 +248,12 @@ def test_task_similarity_by_hand_from_the_meta_features():
     (0.4420)."""
     from edgenas.search.task import meta_features, task_similarity
 
+    from edgenas.search.task import CARDS
+
+    # the datasets' own numbers: classes, side in px, channels, training images
+    assert {k: tuple(c.values()) for k, c in CARDS.items()} == {
+        "cifar10": (10, 32, 3, 50000), "cifar100": (100, 32, 3, 50000), "imagenet16": (120, 16, 3, 151700),
+        "imagenet": (1000, 224, 3, 1281167), "digits": (10, 8, 1, 1797)}
     c10 = _card("cifar10")
     assert c10["meta"] == pytest.approx([1.0, 4.69897, 5.0, 1.0])
     assert task_similarity(c10, _card("imagenet16")) == pytest.approx(0.7411, abs=1e-4)
