@@ -47,6 +47,7 @@ def test_driver_options_are_checked_before_anything_is_written(cli, valid, tmp_p
         (["--space", "nb201", "--strategy", "sh", "--ladder", rung, "--eta", "1"], "eta=1 must be from 2 to 1000"),
         (["--space", "nb201", "--strategy", "hyperband", "--ladder", rung, "--warm-start", "auto"],
          "--warm-start is not supported"),
+        (["--space", "nb201", "--strategy", "darts", "--warm-start", "auto"], "--warm-start is not supported"),
         (["--space", "nb201", "--strategy", "evolution", "--ladder", rung], "--ladder needs --strategy sh"),
         (["--space", "nb201", "--strategy", "random", "--strategy-opt", "population=3"],
          "unknown option(s) population"),
