@@ -290,6 +290,8 @@ def test_a_task_by_its_column_ladder_or_data(tmp_path):
     assert (task["dataset"], task["classes"], task["source"]) == ("cifar100", 100, "table")
     assert describe_task({"strategy": "sh", "ladder": ["compression", "nb201-fidelity"]})["dataset"] == "cifar10"
     assert describe_task({"strategy": "sh", "ladder": ["nb201-fidelity", "train:data=digits"]})["dataset"] == "digits"
+    darts = {"strategy": "darts", "table": str(TABLE), "strategy_options": {"data": "cifar100"}}
+    assert describe_task(darts)["dataset"] == "cifar100"  # the data it trains on, not the table's
     task = describe_task({"evaluator_options": {}})  # the evaluators' default data
     assert (task["dataset"], task["classes"], task["source"]) == ("digits", 10, "card")
     rng = np.random.default_rng(0)
