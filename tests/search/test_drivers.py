@@ -48,6 +48,9 @@ def test_driver_options_are_checked_before_anything_is_written(cli, valid, tmp_p
         (["--space", "nb201", "--strategy", "hyperband", "--ladder", rung, "--warm-start", "auto"],
          "--warm-start is not supported"),
         (["--space", "nb201", "--strategy", "darts", "--warm-start", "auto"], "--warm-start is not supported"),
+        (["--space", "nb201", "--strategy", "sh", "--ladder", rung, "--strategy-opt", "eta=2"],
+         "give the rungs as --ladder and --eta, not as strategy options"),
+        (["--space", "nb201", "--strategy", "darts", "--ladder", rung], "--ladder needs --strategy sh or hyperband"),
         (["--space", "nb201", "--strategy", "evolution", "--ladder", rung], "--ladder needs --strategy sh"),
         (["--space", "nb201", "--strategy", "random", "--strategy-opt", "population=3"],
          "unknown option(s) population"),
@@ -192,6 +195,22 @@ def test_the_listed_mbv3_darts_defaults_are_the_ones_it_runs_with(cli, tmp_path,
                 "--out", str(tmp_path / "run"))
         assert r.code == 2 and "applies to the nb201 cell" in r.err and not (tmp_path / "run").exists(), r.err
 
+
+
+def test_the_listed_nb201_darts_and_ladder_defaults_are_the_ones_a_run_uses():
+    """What `edgenas list` shows is what runs: DartsConfig's defaults for the nb201 cell, and the eta a request
+    has when none is given (each option's default was free to drift from them)."""
+    from edgenas.search.darts_train import DartsConfig
+    from edgenas.search.launch import SearchRequest
+
+    checked = []
+    for key, opt in STRATEGIES.get("darts").options.items():
+        if opt.per_space.get("nb201", opt.default) is not None and hasattr(DartsConfig(), key):
+            assert getattr(DartsConfig(), key) == opt.default, key
+            checked.append(key)
+    assert len(checked) == 12  # all but lambda_rule (mbv3 only)
+    for name in ("sh", "hyperband"):
+        assert STRATEGIES.get(name).options["eta"].default == SearchRequest(space="nb201").eta == 3
 
 def test_a_rerun_of_a_driver_run_repeats_it_without_a_warm_start(cli, valid, tmp_path, monkeypatch):
     """runs stale suggests ``search --rerun`` for every stale run; for sh it failed with "--warm-start is not
