@@ -242,6 +242,18 @@ def test_check_request_fields_names_the_field(edit, match):
         rf.check_request_fields({"budget": 5}, "r.json")
 
 
+
+def test_a_request_of_another_schema_or_no_object_is_one_error_and_a_good_one_round_trips():
+    from edgenas.search.launch import SearchRequest
+
+    for bad in ({"schema": 2, "space": "nb201"}, {"space": "nb201"}, ["schema", 1], "x", None):
+        with pytest.raises(InputError, match="r.json: not a search request of schema 1"):
+            SearchRequest.from_json(bad, "r.json")
+    req = SearchRequest(space="nb201", devices=("a", "b"), max_latency_ms=(5.0, 7.5), table=("t1", "t2"),
+                        report=("cifar10_test",), minimise=("params",), warm_start=("auto",), ladder=("compression",),
+                        evaluator_options={"keep": 3}, llm={"model": "m"}, strategy_options={"k": 1})
+    assert SearchRequest.from_json(json.loads(json.dumps(req.to_json())), "r.json") == req
+
 def test_a_request_fields_name_or_value_is_cut_to_60_characters_in_the_message():
     with pytest.raises(InputError, match=r"r.json: unknown field '(z){60}'"):
         rf.check_request_fields({"space": "nb201", "z" * 100: 1}, "r.json")
