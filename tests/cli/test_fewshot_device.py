@@ -210,6 +210,28 @@ def test_fewshot_text_says_when_there_is_no_leave_one_out_share(proj, cli, monke
     assert re.search(r"leave-one-out within 10%: (0|33|67|100)%;", res.out), res.out
 
 
+def test_fewshot_command_defaults_and_the_text_naming_the_references(fresh, cli, monkeypatch):
+    """``device add NAME`` alone measures 20 architectures of mbv3-small, seed 0, with the fleet's LUTs as
+    the references; the text names them, or says that there are none."""
+    import edgenas.fleet.fewshot as fewshot
+
+    calls, refs = [], ["ref-a", "ref-b"]
+
+    def fake(project, device, space, k, *, seed, progress, table):
+        calls.append((device, space, k, seed, table))
+        return fewshot.FewShotResult(device, space, k, k + 1, list(refs), "m.json", 0.5, {"model": "meta"})
+
+    monkeypatch.setattr(fewshot, "add_fewshot", fake)
+    res = cli("device", "add", "local")
+    assert res.code == 0 and calls == [("local", "mbv3-small", 20, 0, None)], res.err
+    assert "local: few-shot model for mbv3-small on 21 measurements (20 new); references: ref-a, ref-b\n" in res.out
+    assert "leave-one-out within 10%: 50%; saved m.json" in res.out
+    refs.clear()
+    res = cli("device", "add", "local", "--fewshot", "3")
+    assert res.code == 0 and calls[-1] == ("local", "mbv3-small", 3, 0, None), res.err
+    assert "(3 new); references: none (architecture descriptors only)\n" in res.out
+
+
 def _only_run(cli):
     (run,) = json.loads(cli("runs", "list", "--json").out)
     return run["id"]
