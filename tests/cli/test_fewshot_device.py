@@ -232,6 +232,23 @@ def test_fewshot_command_defaults_and_the_text_naming_the_references(fresh, cli,
     assert "(3 new); references: none (architecture descriptors only)\n" in res.out
 
 
+def test_a_folder_in_luts_that_is_no_device_or_holds_a_broken_table_is_no_reference(proj):
+    """``luts/.git`` (tables kept in git) or ``luts/old tables`` refused ``device add --fewshot`` with "invalid
+    device name '.git'": such a folder is no device, so no reference; nor is a device whose table is broken,
+    and the devices after it are references still."""
+    from edgenas.fleet.fewshot import reference_predictors
+    from edgenas.project import Project
+    from edgenas.spaces import get_space
+
+    _only_reference_lut(proj)
+    for name in (".git", "old tables", "aaa"):
+        (proj / "luts" / name).mkdir()
+    (good,) = (proj / "luts" / "ref-a").glob("mbv3-tiny-*.json")
+    (proj / "luts" / "aaa" / good.name).write_text("{")
+    refs = reference_predictors(Project(proj), get_space("mbv3-tiny"), exclude="local")
+    assert [r[0] for r in refs] == ["ref-a"]
+
+
 def _only_run(cli):
     (run,) = json.loads(cli("runs", "list", "--json").out)
     return run["id"]
