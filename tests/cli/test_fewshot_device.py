@@ -74,11 +74,14 @@ def test_fewshot_add_then_search_and_deploy_use_it(proj, cli, tmp_path):
 
     _only_reference_lut(proj)
     project, space = Project(proj), get_space("mbv3-tiny")
-    res = add_fewshot(project, "local", "mbv3-tiny", 5, seed=1, protocol=QUICK)
+    steps = []
+    res = add_fewshot(project, "local", "mbv3-tiny", 5, seed=1, protocol=QUICK, progress=lambda *a: steps.append(a))
     assert res.measured_now == 5 and res.n_points == 5 and res.references == ["ref-a"]
+    assert steps == [("measure architectures on local", i, 5) for i in range(1, 6)]
     rec = json.loads(open(res.model_path).read())
     assert rec["kind"] == "fewshot-latency" and rec["references"][0][0] == "ref-a" and rec["n_points"] == 5
     assert rec["ensemble"]["kind"] == "fewshot-meta" and res.model["model"] == "meta"
+    assert rec["ensemble"]["feature_names"][0] == "ref-a"  # the reference's part is named by its device
     assert rec["reference_calibrations"] == [None]  # ref-a's table was not calibrated when it was fitted
     model, _ = _fits_its_measurements(project, space, 5)
 
@@ -108,7 +111,7 @@ def test_fewshot_add_then_search_and_deploy_use_it(proj, cli, tmp_path):
     d = cli("deploy", "local", str(run / "best.json"), "--out", str(tmp_path / "exp"), "--json")
     assert d.code == 0, d.err
     dep = d.json()
-    assert dep["predicted_ms"] > 0 and "few-shot" in dep["note"]
+    assert dep["predicted_ms"] > 0 and "the few-shot model was refitted with this measurement" in dep["note"]
     assert json.loads(open(res_path := model_path_of(proj)).read())["n_points"] == 6, res_path
     # the run records the few-shot model (its hash), so `runs stale` re-checks the run with the refitted
     # model instead of calling its latency table "no longer at hand"
@@ -232,6 +235,82 @@ def test_fewshot_command_defaults_and_the_text_naming_the_references(fresh, cli,
     assert "(3 new); references: none (architecture descriptors only)\n" in res.out
 
 
+class _MeanOfTheOthers:
+    """A stand-in for the meta-learned model: it predicts the mean of the latencies it was fitted on."""
+
+    def __init__(self, *args, **kwargs):
+        self.mean = None
+
+    def fit(self, X, y):
+        self.mean = float(np.mean(y))
+        return self
+
+    def predict(self, X):
+        return np.full(len(X), self.mean)
+
+
+def test_the_leave_one_out_share_counts_the_points_predicted_within_10_percent(monkeypatch):
+    """Each point is predicted by the model fitted on the others: with the mean of the others as the model,
+    9, 10, 11, 10 ms are predicted 10.33 (15% off), 10 (0%), 9.67 (12%), 10 (0%): a share of 1/2, and so are
+    0.45, 0.5, 0.55, 0.5 ms (a prediction under 1 ms is no error). Three points get a share, two none (NaN);
+    a model predicting 0 ms or an infinity is one InputError."""
+    import math
+
+    import edgenas.fleet.fewshot as fewshot
+    import edgenas.latency.fewshot_meta as meta
+    from edgenas.errors import InputError
+    from edgenas.spaces import get_space
+
+    space = get_space("nb201")
+    archs = fewshot._pool(space, [], 0, n=4)[0]
+    monkeypatch.setattr(fewshot, "_pool", lambda *a, **k: (None, None))
+    monkeypatch.setattr(fewshot, "_choose", lambda *a: (None, {}))
+    monkeypatch.setattr(meta, "MetaFewShot", _MeanOfTheOthers)
+    assert fewshot._fit(space, archs, np.array([9.0, 10.0, 11.0, 10.0]), [])[1] == 0.5
+    assert fewshot._fit(space, archs, np.array([0.45, 0.5, 0.55, 0.5]), [])[1] == 0.5  # below 1 ms as well
+    assert fewshot._fit(space, archs[:3], np.array([10.0, 10.0, 10.5]), [])[1] == 1.0
+    assert math.isnan(fewshot._fit(space, archs[:2], np.array([10.0, 10.5]), [])[1])
+    for bad in (0.0, np.inf):
+        monkeypatch.setattr(_MeanOfTheOthers, "predict", lambda self, X, bad=bad: np.full(len(X), bad))
+        with pytest.raises(InputError, match="reference LUTs predicts latencies that are not finite positive"):
+            fewshot._fit(space, archs, np.array([9.0, 10.0, 11.0, 10.0]), [])
+
+
+def test_the_fit_takes_the_measurements_of_its_runtime_only():
+    """A device measured with onnxruntime and with torch at one fingerprint: its onnxruntime model is fitted on
+    the onnxruntime measurements alone (those of another fingerprint or device neither)."""
+    from edgenas.fleet.fewshot import _measurements, _pool
+    from edgenas.spaces import get_space
+    from edgenas.store.base import InMemoryStore
+    from tests.store.conftest import make_measurement
+
+    space, store = get_space("mbv3-tiny"), InMemoryStore()
+    archs = _pool(space, [], 0, n=5)[0]
+    for arch, device, fp, runtime, ms in zip(archs, ["local", "local", "local", "other", "local"],
+                                             ["a" * 64, "a" * 64, "a" * 64, "a" * 64, "b" * 64],
+                                             ["onnxruntime", "torch", "onnxruntime", "onnxruntime", "onnxruntime"],
+                                             [2.0, 3.0, 4.0, 5.0, 6.0]):
+        m = make_measurement(device, space.name, fp, ms)
+        store.add(dataclasses.replace(m, arch=space.to_dict(arch), runtime=runtime))
+    got, y = _measurements(store, "local", space, "a" * 64, "onnxruntime")
+    assert [space.arch_id(a) for a in got] == [space.arch_id(archs[0]), space.arch_id(archs[2])]
+    assert y.tolist() == [2.0, 4.0]
+
+
+def test_fewshot_count_bounds_and_a_bad_database_url_are_refused_before_measuring(fresh, cli, monkeypatch):
+    """--fewshot takes 1 to 500 (500 passes that check: the unknown device is what refuses it), and a bad
+    EDGENAS_DB is refused before the device is opened: nothing is measured or written, the state folder
+    included."""
+    res = cli("device", "add", "local", "--fewshot", "501", "--space", "mbv3-tiny")
+    assert res.code == 2 and "between 1 and 500 architectures, got 501" in res.err, res.err
+    res = cli("device", "add", "no-such-device", "--fewshot", "500", "--space", "mbv3-tiny")
+    assert res.code == 2 and "no-such-device" in res.err and "between" not in res.err, res.err
+    monkeypatch.setenv("EDGENAS_DB", "notaurl")
+    res = cli("device", "add", "local", "--fewshot", "3", "--space", "mbv3-tiny")
+    assert res.code != 0 and "'notaurl' is not a database URL" in res.err and len(res.err.strip().splitlines()) == 1
+    assert list(fresh.rglob("*")) == []  # the state folder (the agent's work dir, the reference model) too
+
+
 def test_a_folder_in_luts_that_is_no_device_or_holds_a_broken_table_is_no_reference(proj):
     """``luts/.git`` (tables kept in git) or ``luts/old tables`` refused ``device add --fewshot`` with "invalid
     device name '.git'": such a folder is no device, so no reference; nor is a device whose table is broken,
@@ -338,11 +417,11 @@ def test_fewshot_from_a_table_of_other_devices(proj, cli, tmp_path, snapshot):
 
 def test_the_pool_the_points_are_chosen_from_holds_distinct_architectures():
     """Drawn with replacement, 2,000 nb201 cells held 1,889 distinct ones, and about 1 in 100 random choices
-    of 20 measured one cell twice."""
+    of 20 measured one cell twice. A pool is 2,000 architectures unless asked for another number."""
     from edgenas.fleet.fewshot import _pool
     from edgenas.spaces import get_space
 
-    for name, n, distinct in (("nb201", 2000, 2000), ("mbv3-tiny", 2000, 400)):  # mbv3-tiny has 400 networks
+    for name, n, distinct in (("nb201", None, 2000), ("mbv3-tiny", 2000, 400)):  # mbv3-tiny has 400 networks
         space = get_space(name)
         archs, X = _pool(space, [], 0, n=n)
         assert len({space.arch_id(a) for a in archs}) == len(archs) == distinct == len(X)
@@ -409,7 +488,8 @@ def ctrl_c_raises():
 
 
 @pytest.mark.parametrize("action, code, says", [
-    ("os._exit(1)", 3, "the 2 of 4 architectures measured before are kept"),  # the connection drops
+    ("os._exit(1)", 3, "the 2 of 4 architectures measured before are kept: the same command measures the other 2 "
+                       "and fits the model"),  # the connection drops
     ("os.kill(os.getppid(), signal.SIGINT); time.sleep(3)", 130, "the architectures measured so far are kept"),
 ], ids=["connection-lost", "ctrl-c"])
 def test_an_interrupted_fewshot_keeps_its_measurements_and_the_same_command_goes_on(proj, cli, tmp_path, monkeypatch,
