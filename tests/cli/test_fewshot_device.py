@@ -459,6 +459,7 @@ def test_a_device_that_measures_0_ms_adds_no_measurement(proj, cli, tmp_path, mo
     res = cli("device", "add", "local", "--fewshot", "3", "--space", "mbv3-tiny")
     assert res.code != 0 and "Traceback" not in res.err and len(res.err.strip().splitlines()) == 1, res.err
     assert "local" in res.err and "0 ms" in res.err, res.err
+    assert not (Project(proj).state_dir / "edgenas.db").exists()   # the look for kept measurements made none
     assert open_store(Project(proj)).list(device="local") == []
     assert not model_path_of(proj).exists()
 
