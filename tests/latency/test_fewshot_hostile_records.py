@@ -153,3 +153,80 @@ def test_a_record_linked_from_outside_the_project_is_refused(record, tmp_path):
     with pytest.raises(InputError, match="folder .* is a symbolic link"):
         save_model(root / "luts", FewShotModel.from_dict(good))
     assert (tmp_path / "elsewhere" / "nb201.json").read_text() == json.dumps(good)
+
+
+def test_the_record_checkers_accept_what_a_fitted_record_holds_and_name_what_they_refuse():
+    """The checkers every model reads its part of a record with (``fewshot_records``), value by value."""
+    from edgenas.latency.fewshot_records import (is_schema, record_count, record_number, record_strings,
+                                                 record_table, record_vector)
+
+    n = record_number(3, "x")
+    assert n == 3.0 and type(n) is float
+    assert record_number(0, "x", low=0) == 0.0 and record_number(-2.5, "x") == -2.5  # low is a bound, met
+    assert record_number(1e-300, "x", positive=True) == 1e-300
+    for bad in (True, "3", None, float("nan"), float("inf"), 10 ** 400):
+        with pytest.raises(ValueError, match="x must be a finite number"):
+            record_number(bad, "x")
+    with pytest.raises(ValueError, match=r"^x must be > 0, got 0$"):
+        record_number(0, "x", positive=True)
+    with pytest.raises(ValueError, match=r"^x must be >= 0, got -1.5$"):
+        record_number(-1.5, "x", low=0)
+    c = record_count(5, "n", low=1, high=5)
+    assert c == 5 and type(c) is int and record_count(1, "n", low=1) == 1 and record_count(0, "n") == 0
+    for bad, low, high in ((6, 1, 5), (0, 1, 5), (-1, 0, 5), (2.0, 0, 5), (True, 0, 5), ("2", 0, 5)):
+        with pytest.raises(ValueError, match=f"^n must be a whole number from {low} to {high}, got "):
+            record_count(bad, "n", low=low, high=high)
+    v = record_vector([1, 2.5], "v", 2)
+    assert isinstance(v, np.ndarray) and v.dtype == float and v.shape == (2,) and v.tolist() == [1.0, 2.5]
+    assert record_vector([0.0, -1.0], "v").tolist() == [0.0, -1.0] and record_vector([], "v", 0).size == 0
+    for bad, message in (((1.0, 2.0), "v must be a list of numbers, got"), ([1.0], "v must hold 2 numbers, got 1"),
+                         ([1.0, True], "v must be a list of numbers, holds True"),
+                         ([1.0, "2"], "v must be a list of numbers, holds '2'"),
+                         ([1.0, [2.0]], r"v must be a list of numbers, holds \[2.0\]"),
+                         ([1.0, float("nan")], "v must hold finite numbers$"),
+                         ([1.0, 10 ** 400], "v must hold finite numbers$")):
+        with pytest.raises(ValueError, match=message):
+            record_vector(bad, "v", 2)
+    assert record_vector([0.5, 1e-300], "v", positive=True).tolist() == [0.5, 1e-300]
+    with pytest.raises(ValueError, match="v must hold finite numbers > 0"):
+        record_vector([1.0, 0.0], "v", positive=True)
+    names = ["a", "b"]
+    got = record_strings(names, "s", 2)
+    assert got == ["a", "b"] and got is not names and record_strings([], "s") == []
+    for bad, message in (("ab", "s must be a list of strings, got 'ab'"), (["a", 1], "s must be a list of strings"),
+                         (["a"], "s must hold 2 names, got 1"), (["a", "b", "c"], "s must hold 2 names, got 3")):
+        with pytest.raises(ValueError, match=message):
+            record_strings(bad, "s", 2)
+    inner = {"tasks": 3}
+    got = record_table(inner, "inner")
+    assert record_table(None, "inner") == {} and got == inner and got is not inner
+    with pytest.raises(ValueError, match=r"inner must be a JSON object, got \[1, 2\]"):
+        record_table([1, 2], "inner")
+    assert is_schema(1, 1) and not is_schema(True, 1) and not is_schema(1.0, 1) and not is_schema(2, 1)
+    with pytest.raises(ValueError, match="got '" + "a" * 38 + "…$"):  # the value cut to 40 characters
+        record_count("a" * 50, "n")
+
+
+def test_reading_model_makes_every_slip_one_input_error_with_the_file_and_the_hint():
+    from edgenas.latency.fewshot_records import reading_model
+
+    for exc in (KeyError("mu"), TypeError("t"), ValueError("v"), AttributeError("a"), OverflowError("o")):
+        with pytest.raises(InputError) as got:
+            with reading_model("f.json"):
+                raise exc
+        assert got.value.message == f"f.json: malformed few-shot latency model ({exc})"
+        assert got.value.hint == "refit it: edgenas device add DEVICE --fewshot 20"
+    with pytest.raises(InputError) as got:
+        with reading_model("f.json"):
+            raise InputError("bad schema", hint="read the docs")
+    assert (got.value.message, got.value.hint) == ("f.json: bad schema", "read the docs")
+    with pytest.raises(InputError) as got:  # without a file: as raised
+        with reading_model():
+            raise InputError("bad schema", hint="read the docs")
+    assert (got.value.message, got.value.hint) == ("bad schema", "read the docs")
+    with pytest.raises(InputError) as got:
+        with reading_model():
+            raise ValueError("v")
+    assert got.value.message == "malformed few-shot latency model (v)"
+    with reading_model("f.json"):
+        pass
