@@ -230,3 +230,87 @@ def test_reading_model_makes_every_slip_one_input_error_with_the_file_and_the_hi
     assert got.value.message == "malformed few-shot latency model (v)"
     with reading_model("f.json"):
         pass
+
+
+def _lut_record(**edits):
+    """A record on two reference LUTs and two descriptors (width 4), fitted on 20 points, edited."""
+    from edgenas.latency.fewshot_meta import MetaFewShot
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(1.0, 2.0, (20, 4))
+    reg = MetaFewShot(2).fit(X, X[:, 0] + X[:, 1])
+    good = FewShotModel(device="new", space="mbv3-tiny", fingerprint_hash="ef" * 32, runtime="onnxruntime",
+                        references=(("a", "aa" * 32), ("b", "bb" * 32)), descriptor_names=("d0", "d1"),
+                        ensemble=reg.to_dict(), n_points=20, created_at=5.0).to_dict()
+    return json.loads(json.dumps({**good, **edits}))
+
+
+def test_a_record_on_reference_luts_is_read_field_by_field():
+    m = FewShotModel.from_dict(_lut_record())
+    assert (m.device, m.space, m.fingerprint_hash, m.runtime) == ("new", "mbv3-tiny", "ef" * 32, "onnxruntime")
+    assert m.references == (("a", "aa" * 32), ("b", "bb" * 32)) and m.descriptor_names == ("d0", "d1")
+    assert (m.n_points, m.created_at, m.table, m.reference_calibrations) == (20, 5.0, None, None)
+    cal = {"model": "loglinear", "params": {"a": 0.1, "b": 1.0}, "n_points": 5}
+    both = FewShotModel.from_dict(_lut_record(reference_calibrations=[None, cal]))
+    assert both.reference_calibrations[0] is None and both.reference_calibrations[1]["params"] == cal["params"]
+    assert FewShotModel.from_dict({k: v for k, v in _lut_record().items() if k != "created_at"}).created_at == 0.0
+    seeded = _lut_record()
+    seeded["ensemble"]["inner"] = {"pool_seed": 3}
+    assert FewShotModel.from_dict(seeded).ensemble["inner"] == {"pool_seed": 3}
+    pairs = "references must be a list of \\[device, LUT fingerprint hash\\] pairs"
+    width = "does not take the features of 2 reference LUTs or table columns and 3 descriptors"
+    for edits, message in (
+            ({"schema": True}, "not a few-shot latency model of schema 1"),
+            ({"kind": "fewshot-ensemble"}, "not a few-shot latency model of schema 1"),
+            ({"runtime": 5}, "device, space, fingerprint_hash and runtime must be strings"),
+            ({"references": "ab"}, pairs), ({"references": [["a", "aa"], ["b"]]}, pairs),
+            ({"references": [["a", "aa"], ["b", "bb", "cc"]]}, pairs), ({"references": [["a", "aa"], ["b", 5]]}, pairs),
+            ({"references": [["a", "aa"], ["../b", "bb"]]}, "bad device or space name '../b'"),
+            ({"device": "../x"}, "bad device or space name '../x'"),
+            ({"space": "a b"}, "bad device or space name 'a b'"),
+            ({"ensemble": [1]}, "ensemble and table must be JSON objects"),
+            ({"table": [1]}, "ensemble and table must be JSON objects"),
+            ({"table": {"kind": "table-references"}}, "table references come instead of reference LUTs"),
+            ({"references": [], "table": {"kind": "table-references"}},
+             "a table-corrected regressor goes with table references, and only with them"),
+            ({"references": [], "table": {"kind": "other"}}, "table references come instead of reference LUTs"),
+            ({"n_points": 0}, "n_points must be a whole number from 1"),
+            ({"created_at": -1}, "created_at must be >= 0"),
+            ({"descriptor_names": ["d0", "d1", "d2"]}, width),
+            ({"references": [["a", "aa"]]}, "does not take the features of 1 reference LUTs"),
+            ({"reference_calibrations": [None]}, "reference_calibrations must be a list of 2 calibrations"),
+            ({"reference_calibrations": {"a": None}}, "reference_calibrations must be a list of 2 calibrations"),
+            ({"reference_calibrations": [None, {"model": "loglinear"}]},
+             r"reference_calibrations\[1\] is not a calibration"),
+    ):
+        with pytest.raises(InputError, match=message) as exc:
+            FewShotModel.from_dict(_lut_record(**edits), where="f.json")
+        assert exc.value.message.startswith("f.json: ")
+    seeded["ensemble"]["inner"] = {"pool_seed": -1}
+    with pytest.raises(InputError, match="inner pool_seed must be a whole number"):
+        FewShotModel.from_dict(seeded)
+
+
+def test_an_older_ensemble_record_takes_as_many_features_as_its_references_and_descriptors():
+    from edgenas.latency.fewshot_ensemble import FewShotEnsemble
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(1.0, 2.0, (20, 4))
+    ens = FewShotEnsemble([True] * 2 + [False] * 2).fit(X, X[:, 0] + X[:, 1]).to_dict()
+    m = FewShotModel.from_dict(_lut_record(ensemble=ens))
+    assert m.ensemble["kind"] == "fewshot-ensemble"
+    with pytest.raises(InputError, match="does not take the features of 2 reference LUTs"):
+        FewShotModel.from_dict(_lut_record(ensemble=ens, descriptor_names=["d0"]))
+
+
+def test_a_bad_reference_calibration_is_named_with_its_lut_message_cut_to_120_characters():
+    from edgenas.latency.lut import Calibration
+
+    bad = {"model": "loglinear", "params": {"p" * 100: "x" * 100}, "n_points": 5}
+    with pytest.raises(InputError) as lut:
+        Calibration.from_dict(bad)
+    assert len(lut.value.message) > 120
+    with pytest.raises(InputError) as exc:
+        FewShotModel.from_dict(_lut_record(reference_calibrations=[bad, None]), where="f.json")
+    assert exc.value.message == ("f.json: malformed few-shot latency model (reference_calibrations[0] is not a "
+                                 f"calibration ({lut.value.message[:120]}))")
