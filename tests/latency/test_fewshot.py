@@ -112,3 +112,53 @@ def test_nb201_ten_measurements_rank_well_and_are_reproducible():
     gpu = fewshot_from_table(table, "1080ti_1_ms", 10, 3)
     assert gpu["spearman"] > 0.93 and gpu["within10"] > 0.8
     assert "1080ti_1_ms" not in gpu["features"]
+
+
+def test_a_predictor_record_of_every_model_is_read_back_and_an_edited_one_is_one_input_error():
+    import json
+
+    mean = FewShotPredictor(is_latency=[False]).fit([[1.0], [2.0]], [2.0, 8.0])  # geometric mean: 4 ms
+    back = FewShotPredictor.from_dict(json.loads(json.dumps(mean.to_dict())))
+    assert back.model == "mean" and back.predict([[5.0]]).tolist() == [4.0]
+    single = FewShotPredictor(is_latency=[False, True], feature_names=["n", "ref"]).fit([[3.0, 4.0]], [8.0])
+    rec = json.loads(json.dumps(single.to_dict()))
+    assert rec["reference"] == 1 and FewShotPredictor.from_dict(rec).describe()["reference"] == "ref"
+    rng = np.random.default_rng(0)
+    X = rng.uniform(1.0, 5.0, (10, 2))
+    fitted = FewShotPredictor(additive=False).fit(X, X[:, 0] * X[:, 1])
+    ridge = json.loads(json.dumps(fitted.to_dict()))
+    assert ridge["model"] == "ridge" and ridge["keep"] == [True, True]
+    back = FewShotPredictor.from_dict(ridge)
+    assert (back.alpha, back.reference, back.loo_mse) == (ridge["alpha"], None, ridge["loo_mse"])
+    assert back.predict(X).tolist() == fitted.predict(X).tolist()
+    no_floor = FewShotPredictor.from_dict({k: v for k, v in ridge.items() if k not in ("floor", "loo_mse")})
+    assert no_floor._floor == 0.0 and np.isnan(no_floor.loo_mse)
+    for base, edits, message in (
+            (ridge, {"schema": 2}, "unsupported few-shot model schema 2"),
+            (ridge, {"schema": True}, "unsupported few-shot model schema True"),
+            (ridge, {"is_latency": [1, 1]}, "is_latency must be a list of true/false"),
+            (ridge, {"is_latency": "tt"}, "is_latency must be a list of true/false"),
+            (ridge, {"is_latency": [True]}, "inconsistent ridge parameters"),
+            (ridge, {"feature_names": "ab"}, "feature_names must be a list of strings"),
+            (ridge, {"loo_mse": -1}, "loo_mse must be >= 0"),
+            (ridge, {"alpha": 0}, "alpha must be > 0"),
+            (ridge, {"reference": -1}, "reference must be a whole number"),
+            (ridge, {"keep": [True]}, "keep must be a list of 2 true/false"),
+            (ridge, {"keep": [1, 1]}, "keep must be a list of 2 true/false"),
+            (ridge, {"keep": "tt"}, "keep must be a list of 2 true/false"),
+            (ridge, {"keep": [True, False]}, "w must hold 1 numbers, got 2"),
+            (ridge, {"sd": [1.0, 0.0]}, "inconsistent ridge parameters"),
+            (ridge, {"sd": [1.0]}, "sd must hold 2 numbers"),
+            (ridge, {"ybar": "1"}, "ybar must be a finite number"),
+            (ridge, {"floor": -1.0}, "floor must be >= 0"),
+            (ridge, {"model": "magic"}, "unknown model 'magic'"),
+            (ridge, {"model": "m" * 50}, f"unknown model '{'m' * 40}'"),  # the name cut to 40 characters
+            (rec, {"reference": None}, "single model without a reference latency column"),
+            (rec, {"reference": 0}, "single model without a reference latency column"),
+            (rec, {"reference": 2}, "single model without a reference latency column"),
+            (mean.to_dict(), {"mean": "x"}, "mean must be a finite number"),
+    ):
+        with pytest.raises(InputError, match=message):
+            FewShotPredictor.from_dict({**base, **edits})
+    with_zero_sd = {**ridge, "sd": [1.0, 0.0], "keep": [True, False], "w": ridge["w"][:1]}
+    assert FewShotPredictor.from_dict(with_zero_sd).predict(X).shape == (10,)  # a column left out may be flat
