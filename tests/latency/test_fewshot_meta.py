@@ -198,3 +198,53 @@ def test_records_of_either_regressor_load_and_unknown_kinds_do_not():
         assert np.array_equal(regressor_from_dict(json.loads(json.dumps(m.to_dict()))).predict(X), m.predict(X))
     with pytest.raises(InputError, match="unknown regressor kind"):
         regressor_from_dict({**meta.to_dict(), "kind": "pickle"})
+
+
+def test_a_record_is_checked_against_its_own_fit_references_and_configuration():
+    lat, E = _devices(n=200)
+    X = np.column_stack([lat[:, 1:], E[:, :4]])  # 4 references, 4 descriptors
+    y = lat[:20, 0]
+
+    def rec(m, **edits):
+        return {**json.loads(json.dumps(m.to_dict())), **edits}
+
+    plain = MetaFewShot(4).fit(X[:20], y)  # no correction: the 4 references only
+    corrected = MetaFewShot(4, config=MetaConfig(lam_desc=1.0)).fit(X[:20], y)
+    ratio, mean = MetaFewShot(4).fit(X[:2], y[:2]), MetaFewShot(0).fit(X[:2, 4:], y[:2])
+    alone = MetaFewShot(0).fit(X[:20, 4:], y)  # no references: ridge on the descriptors
+    kinds = (plain.kind, corrected.kind, ratio.kind, mean.kind, alone.kind)
+    assert kinds == ("ridge", "ridge", "ratio", "mean", "ridge")
+    for m, size in ((plain, 4), (corrected, 8), (ratio, 0), (mean, 0), (alone, 4)):
+        back = MetaFewShot.from_dict(rec(m))
+        assert len(back._mu) == len(back._w) == size and back.inner == {}
+        assert np.array_equal(back.predict(X[:, -m._width:]), m.predict(X[:, -m._width:]))
+    old = rec(plain)
+    del old["config"]["loss"], old["inner"]
+    assert MetaFewShot.from_dict(old).config.loss == "squared" and MetaFewShot.from_dict(old).inner == {}
+    assert MetaFewShot.from_dict(rec(plain, ym=-1.5))._ym == -1.5  # a ridge level may be negative
+    one = MetaFewShot(1).fit(X[:2, :1], y[:2])
+    assert one.kind == "ratio" and MetaFewShot.from_dict(rec(one)).kind == "ratio"  # one reference is enough
+    with pytest.raises(InputError, match="a mean fit with 1 references"):
+        MetaFewShot.from_dict(rec(one, fit="mean"))
+    for broken, message in (
+            (rec(ratio, n_refs=0, scale_r=[], width=4), "a ratio fit with 0 references"),
+            (rec(mean, n_refs=2, scale_r=[1.0, 1.0]), "a mean fit with 2 references"),
+            (rec(plain, fit=5), "unknown fit 5"), (rec(plain, kind="fewshot-ensemble"), "not a meta few-shot model"),
+            (rec(plain, schema=True), "not a meta few-shot model"),
+            (rec(plain, n_refs=10_001), "n_refs must be a whole number from 0 to 10000"),
+            (rec(plain, width=3), "width must be a whole number from 4 to 10000"),
+            (rec(plain, width=10_001), "width must be a whole number from 4 to 10000"),
+            (rec(plain, mu=corrected.to_dict()["mu"]), "mu must hold 4 numbers, got 8"),
+            (rec(corrected, w=plain.to_dict()["w"]), "w must hold 8 numbers, got 4"),
+            (rec(alone, width=5), "mu must hold 5 numbers, got 4"),
+            (rec(ratio, ym=0.0), "ym must be > 0"), (rec(mean, ym=-1.0), "ym must be > 0"),
+            (rec(plain, scale_y=0.0), "scale_y must be > 0"), (rec(plain, floor=-0.1), "floor must be >= 0"),
+            (rec(plain, config=None), "malformed few-shot latency model"),
+            (rec(plain, config={**plain.config.to_dict(), "loss": 5}), "space, selection and loss must be strings"),
+            (rec(plain, config={**plain.config.to_dict(), "lam_ref": 0}), "config lam_ref must be > 0"),
+            (rec(plain, config={**plain.config.to_dict(), "lam_desc": -1}), "config lam_desc must be > 0"),
+            (rec(plain, inner=[1]), "inner must be a JSON object"),
+            (rec(plain, feature_names=[1]), "feature_names must be a list of strings"),
+    ):
+        with pytest.raises(InputError, match=message):
+            MetaFewShot.from_dict(broken)
