@@ -162,3 +162,29 @@ def test_a_predictor_record_of_every_model_is_read_back_and_an_edited_one_is_one
             FewShotPredictor.from_dict({**base, **edits})
     with_zero_sd = {**ridge, "sd": [1.0, 0.0], "keep": [True, False], "w": ridge["w"][:1]}
     assert FewShotPredictor.from_dict(with_zero_sd).predict(X).shape == (10,)  # a column left out may be flat
+
+
+def test_a_table_holds_at_most_16_latency_columns_and_cells_from_1e_6_to_1e7_ms(tmp_path):
+    rng = np.random.default_rng(5)
+    archs = [_arch(rng) for _ in range(3)]
+    cols = {f"d{i}_ms": np.ones(3) for i in range(16)}
+    assert len(HwTable(write_table(tmp_path / "16.csv", cols, archs)).ms_columns) == 16
+    with pytest.raises(InputError, match="17 latency \\(\\*_ms\\) columns, more than the 16"):
+        HwTable(write_table(tmp_path / "17.csv", {**cols, "d16_ms": np.ones(3)}, archs))
+    path = tmp_path / "cells.csv"
+    path.write_text("index,arch,a_ms\n" + "".join(f"{i},{archs[0]},{v}\n" for i, v in enumerate(
+        ["1e-06", "1.5e-06", "9e-07", "1e7", "1.1e7", "", "x"])))
+    got = HwTable(path).column("a_ms")
+    assert got[:2].tolist() == [1e-06, 1.5e-06] and got[3] == 1e7
+    assert np.isnan(got[[2, 4, 5, 6]]).all()
+
+
+def test_a_table_without_the_arch_or_index_column_or_a_latency_column_is_one_input_error(tmp_path):
+    path = tmp_path / "t.csv"
+    for header in ("index,a_ms", "arch,a_ms"):
+        path.write_text(f"{header}\n0,1.0\n")
+        with pytest.raises(InputError, match="expected a header with columns index, arch"):
+            HwTable(path)
+    path.write_text(f"index,arch,cifar10_test\n0,{_arch(np.random.default_rng(0))},90.0\n")
+    with pytest.raises(InputError, match="no latency \\(\\*_ms\\) columns"):
+        HwTable(path)
