@@ -248,3 +248,10 @@ def test_a_record_is_checked_against_its_own_fit_references_and_configuration():
     ):
         with pytest.raises(InputError, match=message):
             MetaFewShot.from_dict(broken)
+
+
+def test_ridge_penalties_of_a_configuration_must_be_positive():
+    assert MetaConfig(lam_ref=1e-9, lam_desc=1e-9).lam_desc == 1e-9
+    for lam_ref, lam_desc in ((0.0, None), (-1.0, None), (1.0, 0.0), (1.0, -1.0)):
+        with pytest.raises(InputError, match=f"ridge penalties must be > 0, got {lam_ref}, {lam_desc}"):
+            MetaConfig(lam_ref=lam_ref, lam_desc=lam_desc)
