@@ -314,3 +314,17 @@ def test_a_bad_reference_calibration_is_named_with_its_lut_message_cut_to_120_ch
         FewShotModel.from_dict(_lut_record(reference_calibrations=[bad, None]), where="f.json")
     assert exc.value.message == ("f.json: malformed few-shot latency model (reference_calibrations[0] is not a "
                                  f"calibration ({lut.value.message[:120]}))")
+
+
+def test_a_bad_device_name_in_a_record_is_named_cut_to_40_characters():
+    with pytest.raises(InputError, match=f"bad device or space name '-{'x' * 39}'"):
+        FewShotModel.from_dict(_lut_record(device="-" + "x" * 60))
+
+
+def test_a_malformed_model_is_refused_before_save_model_writes_anything(tmp_path):
+    good = FewShotModel.from_dict(_lut_record())
+    bad = FewShotModel(**{**good.__dict__, "n_points": 0})
+    with pytest.raises(InputError, match="n_points must be a whole number from 1"):
+        save_model(tmp_path / "luts", bad)
+    assert list(tmp_path.iterdir()) == []
+    assert save_model(tmp_path / "luts", good) == tmp_path / "luts" / "new" / "fewshot" / "mbv3-tiny.json"
