@@ -188,3 +188,14 @@ def test_a_table_without_the_arch_or_index_column_or_a_latency_column_is_one_inp
     path.write_text(f"index,arch,cifar10_test\n0,{_arch(np.random.default_rng(0))},90.0\n")
     with pytest.raises(InputError, match="no latency \\(\\*_ms\\) columns"):
         HwTable(path)
+
+
+def test_short_rows_read_as_missing_cells_and_unparsed_cells_give_no_descriptors(tmp_path):
+    arch = _arch(np.random.default_rng(0))
+    path = tmp_path / "t.csv"
+    path.write_text(f"index,arch,a_ms\n0,{arch},2.0\n1,{arch}\n2\n")
+    t = HwTable(path)
+    assert t.arch == [arch, arch, ""] and t.latency["a_ms"][0] == 2.0 and np.isnan(t.latency["a_ms"][1:]).all()
+    assert t.descriptors.shape == (3, 0) and t.descriptor_names == []  # the empty arch does not parse
+    counts, names = op_counts(["|nor_conv_3x3~0|", "junk"])
+    assert counts.shape == (2, 0) and names == []
