@@ -328,3 +328,4 @@ def test_a_malformed_model_is_refused_before_save_model_writes_anything(tmp_path
         save_model(tmp_path / "luts", bad)
     assert list(tmp_path.iterdir()) == []
     assert save_model(tmp_path / "luts", good) == tmp_path / "luts" / "new" / "fewshot" / "mbv3-tiny.json"
+    assert load_model(tmp_path / "luts", "new", "mbv3-tiny") == good
