@@ -32,6 +32,15 @@ def test_digits_subset_is_seeded():
     assert not torch.equal(a, c)
     with pytest.raises(InputError):
         load_digits_images(n=0)
+    with pytest.raises(InputError, match="channels must be positive, got 0"):
+        load_digits_images(n=4, channels=0)
+    with pytest.raises(InputError, match="resolution must be a positive integer, got 0"):
+        load_digits_images(resolution=0, n=4)
+    assert load_digits_images(resolution=1, n=5)[0].shape == (5, 3, 1, 1)  # the smallest resolution
+    assert load_digits_images(resolution=8, n=1)[0].shape == (1, 3, 8, 8)  # the smallest subset
+    d, yd = load_digits_images(n=4)  # the defaults: 32 x 32, seed 0, 3 channels
+    e, ye = load_digits_images(32, n=4, seed=0, channels=3)
+    assert d.shape == (4, 3, 32, 32) and torch.equal(d, e) and torch.equal(yd, ye)
 
 
 def test_npz_nhwc_uint8_and_nchw_float(tmp_path):
@@ -72,6 +81,14 @@ def test_npz_of_images_as_narrow_as_their_channels(tmp_path):
     np.savez(tmp_path / "cube.npz", x=rng.random((20, 3, 3, 3), dtype=np.float32), y=y)
     with pytest.raises(InputError, match="cannot tell the channel axis of shape"):
         load_npz(tmp_path / "cube.npz")
+
+
+def test_resizing_interpolates_between_pixel_centres(tmp_path):
+    """2 pixels 0 and 1 across become 4: the new centres sit at -0.25, 0.25, 0.75 and 1.25 old pixels, so
+    0, 0.25, 0.75 and 1 (the ends held); corner-aligned sampling gave 0, 1/3, 2/3, 1."""
+    np.savez(tmp_path / "two.npz", x=np.array([[[0.0, 1.0], [0.0, 1.0]]], np.float32), y=np.zeros(1, np.int64))
+    row = load_npz(tmp_path / "two.npz", resolution=4).x[0, 0, 2].numpy()  # normalised: an affine map of the pixels
+    assert np.allclose((row - row[0]) / (row[3] - row[0]), [0, 0.25, 0.75, 1], atol=1e-6)
 
 
 @pytest.mark.parametrize("arrays, message", [
@@ -161,6 +178,31 @@ def test_split_and_batch_are_seeded_and_disjoint():
     tiny = ImageData(data.x[:1], data.y[:1], 10, "tiny")
     with pytest.raises(InputError):
         tiny.split()
+    for bad in (0.0, 1.0):
+        with pytest.raises(InputError, match="val_fraction must be in"):
+            data.split(bad)
+    # both parts non-empty: 2 x 0.9 rounds to 2 and 10 x 0.01 to 0, each part keeps one
+    assert [len(part) for part in ImageData(data.x[:2], data.y[:2], 10, "two").split(0.9)] == [1, 1]
+    ten = ImageData(data.x[:10], data.y[:10], 10, "ten")
+    assert [len(part) for part in ten.split(0.01)] == [9, 1] and [len(part) for part in ten.split(0.99)] == [1, 9]
+    assert torch.equal(data.batch(32)[0], xb)  # seed 0 by default
+    train, val = data.split()  # the defaults: a fifth held out, seed 0
+    assert len(val) == round(1797 * 0.2) and torch.equal(val.y, data.split(0.2, seed=0)[1].y)
+
+
+def test_subset_keeps_each_class_in_proportion_and_the_order():
+    """Classes of 2 and 5 images: 2 of them are 2 x 2/7 and 2 x 5/7 of a class, one each; of classes of 1 and
+    4 images, 2 x 1/5 rounds to none of the first."""
+    x = torch.arange(7, dtype=torch.float32).reshape(7, 1, 1, 1)
+    data = ImageData(x, torch.tensor([0, 0, 1, 1, 1, 1, 1]), 2, "d")
+    small = ImageData(x[1:6], data.y[1:6], 2, "s")
+    for seed in range(4):
+        part = data.subset(2, seed=seed)
+        assert part.y.tolist() == [0, 1] and part.x.flatten().tolist() == sorted(part.x.flatten().tolist())
+        assert small.subset(2, seed=seed).y.tolist() == [1, 1]
+        assert data.subset(4, seed=seed).y.tolist() == [0, 1, 1, 1]  # 4 x 2/7 = 1.1 and 4 x 5/7 = 2.9
+    assert torch.equal(data.subset(3).x, data.subset(3, seed=0).x)  # the default seed
+    assert torch.equal(data.subset(7).x, x) and torch.equal(data.subset(8).x, x)
 
 
 def _folder(root, classes=("cat", "dog"), n=3):
@@ -180,14 +222,16 @@ def test_an_image_folder_reads_as_torchvision_reads_it(tmp_path):
     from torchvision import datasets, transforms
 
     root = _folder(tmp_path / "imgs")
-    (root / "dog" / "sub").mkdir()
-    Image.fromarray(np.full((9, 13), 7, np.uint8)).save(root / "dog" / "sub" / "grey.png")
+    # folders in the order of their paths as text: "dog/a b" before "dog/a/b" (' ' < '/'), as ImageFolder
+    for value, sub in ((7, "a/b"), (9, "a b")):
+        (root / "dog" / sub).mkdir(parents=True)
+        Image.fromarray(np.full((9, 13), value, np.uint8)).save(root / "dog" / sub / "grey.png")
     Image.fromarray(np.full((9, 13, 4), 200, np.uint8)).save(root / "cat" / "rgba.png")
     tf = transforms.Compose([transforms.Resize((16, 16)), transforms.ToTensor()])
     ref = datasets.ImageFolder(str(root), transform=tf)
     data = load_image_folder(root, resolution=16)
     x = torch.stack([ref[i][0] for i in range(len(ref))])
-    assert len(data) == len(ref) == 8
+    assert len(data) == len(ref) == 9
     assert data.y.tolist() == [ref[i][1] for i in range(len(ref))]
     assert torch.equal(data.x, _normalise(x))
 
@@ -197,6 +241,13 @@ def test_an_image_folder_reads_as_torchvision_reads_it(tmp_path):
     (lambda d: (d / "cat" / "loop").symlink_to(".."), "a folder met twice", True),
     (lambda d: (d / "cat" / "x.jpg").write_bytes(b"junk"), "not an image", True),
     (lambda d: (d / "cat" / "x.png").symlink_to(d / "nothing"), "a link to nothing", True),
+    (lambda d: (d / "cat" / "x.png").symlink_to(d / "cat" / "x.png"),  # a loop
+     r"cannot read this image \(Too many levels of symbolic links\)", True),
+    # PIL warns from 89 million pixels and refuses 179 million
+    (lambda d: __import__("PIL.Image").Image.new("1", (10_000, 9_000)).save(d / "cat" / "big.png"),
+     "over the limit of 67,108,864 pixels", True),
+    (lambda d: __import__("PIL.Image").Image.new("1", (14_000, 13_000)).save(d / "cat" / "big.png"),
+     "not a readable image", True),
     (lambda d: __import__("PIL.Image").Image.new("1", (8193, 8192)).save(d / "cat" / "big.png"),
      "over the limit of 67,108,864 pixels", True),
     (lambda d: (d / "bird").mkdir(), "class folder 'bird' holds no", True),
@@ -206,10 +257,14 @@ def test_an_image_folder_reads_as_torchvision_reads_it(tmp_path):
 ])
 def test_a_hostile_image_folder_is_one_error(tmp_path, plant, fragment, before_a_run):
     """torchvision's ImageFolder hung on the FIFO and let PIL's errors out as tracebacks."""
+    import warnings
+
     root = _folder(tmp_path / "imgs")
     plant(root)
-    with pytest.raises(InputError, match=fragment):
-        load_image_folder(root, resolution=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # PIL's DecompressionBombWarning must not reach stderr
+        with pytest.raises(InputError, match=fragment):
+            load_image_folder(root, resolution=8)
     if before_a_run:
         with pytest.raises(InputError, match=fragment):
             check_dataset(root)  # listing and headers only, before a run folder exists
@@ -218,13 +273,70 @@ def test_a_hostile_image_folder_is_one_error(tmp_path, plant, fragment, before_a
 
 
 def test_an_image_folder_too_large_for_memory_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    from PIL import Image
+
     import edgenas.image_folder as image_folder
     import edgenas.limits as limits
 
     root = _folder(tmp_path / "imgs")
     with pytest.raises(InputError, match="more than 5 images"):
         image_folder.list_image_folder(root, max_images=5)
+    assert len(image_folder.list_image_folder(root, max_images=6).files) == 6  # as many as allowed
     monkeypatch.setattr(limits, "MAX_DATASET_BYTES", 6 * 3 * 16 * 16 * 4 - 1)
     assert len(load_image_folder(root, resolution=15)) == 6
     with pytest.raises(InputError, match="need 0.0 GB of memory"):
         load_image_folder(root, resolution=16)
+    monkeypatch.setattr(limits, "MAX_DATASET_BYTES", 6 * 3 * 16 * 16 * 4)  # the limit itself fits
+    assert len(load_image_folder(root, resolution=16)) == 6
+    monkeypatch.undo()
+    with pytest.raises(InputError, match="r: 10,000,000 images at 64x64 need 457.8 GB of memory, over the 4 GB limit"):
+        image_folder.check_size(10_000_000, 64, "r")  # 10 million x 3 x 64 x 64 x 4 bytes
+    Image.new("1", (8192, 8192)).save(root / "cat" / "big.png")  # as many pixels as allowed: a header to read
+    check_dataset(root)
+    (root / "dog" / "loop").symlink_to(root / "dog" / "loop")  # a link to itself, not an image: skipped
+    assert len(image_folder.list_image_folder(root).files) == 7
+
+
+def test_an_image_removed_after_the_listing_is_one_error(tmp_path):
+    from edgenas.image_folder import check_headers, list_image_folder, open_rgb
+
+    listing = list_image_folder(_folder(tmp_path / "imgs"))
+    (tmp_path / "imgs" / "dog" / "1.png").unlink()
+    with pytest.raises(InputError, match=r"1.png: cannot read this image \(No such file or directory\)"):
+        check_headers(listing)
+    with pytest.raises(InputError, match=r"1.png: cannot read this image \(No such file or directory\)"):
+        open_rgb(tmp_path / "imgs" / "dog" / "1.png")
+
+
+def test_a_folder_nested_past_the_longest_path_is_one_error(tmp_path):
+    """Folders nested deeper than a path can name (PATH_MAX, 4096 bytes) cannot be read by their path."""
+    root = _folder(tmp_path / "imgs")
+    fd = os.open(root / "cat", os.O_RDONLY)
+    for _ in range(20):  # 20 x 251 bytes
+        os.mkdir("d" * 250, dir_fd=fd)
+        fd, old = os.open("d" * 250, os.O_RDONLY, dir_fd=fd), fd
+        os.close(old)
+    os.close(fd)
+    for load in (load_image_folder, check_dataset):
+        with pytest.raises(InputError, match=r"cannot read this folder of the image folder \(File name too long\)"):
+            load(root)
+
+
+def test_listing_what_is_not_a_folder_is_one_error(tmp_path):
+    from edgenas.image_folder import list_image_folder
+
+    (tmp_path / "file").write_text("x")
+    for path, fragment in ((tmp_path / "missing", "no such folder"), (tmp_path / "file", "a file"),
+                           (tmp_path / ("x" * 300), r"cannot read the image folder \(File name too long\)")):
+        with pytest.raises(InputError, match=fragment):
+            list_image_folder(path)
+
+
+@pytest.mark.parametrize("plant", [lambda d: None, lambda d: (d / "a.png").write_bytes(b"")])
+def test_a_folder_without_class_folders_is_one_error(tmp_path, plant):
+    """No class folder (an empty folder, or images with no class folder around them): one error, not an empty
+    listing that torch.stack refuses with an internal error."""
+    plant(tmp_path)
+    for load in (load_image_folder, check_dataset):
+        with pytest.raises(InputError, match="not an image folder \\(no class sub-folders\\)"):
+            load(tmp_path)
