@@ -123,6 +123,22 @@ def test_params_and_flops_match_nb201_figures():
     assert make_proxy("params").score(big, x) == 1_531_546
 
 
+def test_cost_objectives_are_the_nb201_figures_and_build_once(monkeypatch):
+    """``--minimise params`` / ``flops``: the same NAS-Bench-201 figures, one network built per architecture."""
+    from edgenas.evaluate.cost import cost_functions
+    from edgenas.spaces import get_space
+
+    space = get_space("nb201")
+    built = []
+    build = space.build_model
+    monkeypatch.setattr(space, "build_model", lambda arch: built.append(arch) or build(arch))
+    fns = cost_functions(space)
+    big = space.from_string("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|"
+                            "nor_conv_3x3~2|")
+    assert fns["params"](big) == 1_531_546 and fns["flops"](big) == 220_119_680
+    assert fns["params"](big) == 1_531_546 and len(built) == 1
+
+
 def test_naswot_duplicate_inputs_make_singular_kernel(batch):
     x, y = batch
     dup = (torch.cat([x[:8], x[:1]]), torch.cat([y[:8], y[:1]]))
