@@ -91,6 +91,9 @@ def test_fidelity_table_joins_the_two_files(space, valid):
     assert ev.evaluate([arch])[0] == pytest.approx(90.7693)
     assert ev.inner.lookup([arch], "cifar10_test_12ep")[0] == pytest.approx(88.22)
     assert np.isfinite(ev.inner.lookup([arch], "cifar10_test")[0])  # from nb201_hw.csv
+    first = space.from_string("|avg_pool_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|nor_conv_1x1~0|skip_connect~1|"
+                              "skip_connect~2|")
+    assert ev.evaluate([first, arch]).tolist() == pytest.approx([81.9827, 90.7693])  # the table's rows 0 and 1
     with pytest.raises(InputError, match="no column 'nope'"):
         make_evaluator("nb201-fidelity", space, table=valid, column="nope")
 
