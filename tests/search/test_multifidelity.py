@@ -96,6 +96,11 @@ def test_fidelity_table_joins_the_two_files(space, valid):
     assert ev.evaluate([first, arch]).tolist() == pytest.approx([81.9827, 90.7693])  # the table's rows 0 and 1
     with pytest.raises(InputError, match="no column 'nope'"):
         make_evaluator("nb201-fidelity", space, table=valid, column="nope")
+    hw = str(Path(valid).with_name("nb201_hw.csv"))
+    assert ev.inner.describe() == {"name": "nb201-fidelity", "metric": "cifar10_valid (%)", "column": "cifar10_valid",
+                                   "tables": [valid, hw], "report": []}
+    with pytest.raises(InputError, match="nb201 table not found: .*missing.csv"):
+        make_evaluator("nb201-fidelity", space, table=str(Path(valid).with_name("missing.csv")), column="cifar10_valid")
 
 
 def test_cli_multifidelity_search_and_bad_ladder(cli, valid, tmp_path, monkeypatch):
