@@ -103,6 +103,8 @@ def test_fidelity_table_joins_the_two_files(space, valid):
         make_evaluator("nb201-fidelity", space, table=str(Path(valid).with_name("missing.csv")), column="cifar10_valid")
     with pytest.raises(InputError, match="needs table=PATH to nb201_valid.csv"):
         make_evaluator("nb201-fidelity", space, column="cifar10_valid")
+    with pytest.raises(InputError, match="needs the nb201 space, not 'mbv3-tiny'"):
+        make_evaluator("nb201-fidelity", space_of("mbv3-tiny"), table=valid, column="cifar10_valid")
 
 
 def test_cli_multifidelity_search_and_bad_ladder(cli, valid, tmp_path, monkeypatch):
