@@ -83,6 +83,39 @@ def test_npz_of_images_as_narrow_as_their_channels(tmp_path):
         load_npz(tmp_path / "cube.npz")
 
 
+def test_npz_of_oblong_images_in_either_layout(tmp_path, monkeypatch):
+    """10 x 14 images, NCHW and NHWC: one axis of 3 is the channels; at exactly the memory limit, read."""
+    import edgenas.limits as limits
+
+    x = np.random.default_rng(0).random((4, 3, 10, 14), dtype=np.float32)
+    np.savez(tmp_path / "nchw.npz", x=x, y=np.arange(4))
+    np.savez(tmp_path / "nhwc.npz", x=x.transpose(0, 2, 3, 1), y=np.arange(4))
+    a, b = load_npz(tmp_path / "nchw.npz"), load_npz(tmp_path / "nhwc.npz")
+    assert a.x.shape == b.x.shape == (4, 3, 10, 14) and torch.equal(a.x, b.x)
+    monkeypatch.setattr(limits, "MAX_DATASET_BYTES", 4 * 3 * 10 * 14 * 4)  # x as float32
+    assert len(load_npz(tmp_path / "nchw.npz")) == 4
+    monkeypatch.setattr(limits, "MAX_DATASET_BYTES", 4 * 3 * 10 * 14 * 4 - 1)
+    with pytest.raises(InputError, match=r"array 'x' of shape \(4, 3, 10, 14\) needs 0.0 GB"):
+        load_npz(tmp_path / "nchw.npz")
+
+
+@pytest.mark.parametrize("version", [(1, 0), (2, 0), (3, 0)])
+def test_npz_members_in_each_npy_format(tmp_path, version):
+    """numpy.savez writes .npy format 1.0, or 2.0 for a header over 64 KiB; 3.0 (UTF-8 field names) is refused."""
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "v.npz", "w") as z:
+        with z.open("x.npy", "w") as f:
+            np.lib.format.write_array(f, np.zeros((2, 3, 4, 4), np.float32), version=version)
+        with z.open("y.npy", "w") as f:
+            np.lib.format.write_array(f, np.arange(2), version=version)
+    if version == (3, 0):
+        with pytest.raises(InputError, match="array 'x' is in .npy format 3.0"):
+            load_npz(tmp_path / "v.npz")
+    else:
+        assert load_npz(tmp_path / "v.npz").x.shape == (2, 3, 4, 4)
+
+
 def test_resizing_interpolates_between_pixel_centres(tmp_path):
     """2 pixels 0 and 1 across become 4: the new centres sit at -0.25, 0.25, 0.75 and 1.25 old pixels, so
     0, 0.25, 0.75 and 1 (the ends held); corner-aligned sampling gave 0, 1/3, 2/3, 1."""
@@ -99,6 +132,7 @@ def test_resizing_interpolates_between_pixel_centres(tmp_path):
     ({"x": np.full((4, 3, 8, 8), "a"), "y": np.zeros(4, np.int64)}, "holds <U1 values"),  # an internal error
     ({"x": np.ones((4, 3, 8, 8), np.complex64), "y": np.zeros(4, np.int64)}, "holds complex64 values"),
     ({"x": np.full((4, 3, 8, 8), 1e300), "y": np.zeros(4, np.int64)}, "NaN or infinite"),  # no overflow warning
+    ({"x": np.zeros((0, 3, 8, 8)), "y": np.zeros(0, np.int64)}, "no images"),
 ])
 def test_npz_errors(tmp_path, arrays, message):
     import warnings
@@ -134,12 +168,15 @@ def _save_npy(path, array):
     (lambda p: _save_npy(p, np.zeros(3)), "not a zip archive"),  # a .npy file named .npz
     (lambda p: p.write_text("hello"), "not a zip archive"),
     (lambda p: os.mkfifo(p), "not a regular file"),
+    (lambda p: p.mkdir(), "cannot read dataset .*d.npz: Is a directory"),
     (lambda p: None, "does not exist"),
 ])
 def test_a_file_that_is_not_an_npz_is_one_error(tmp_path, make, fragment):
     make(tmp_path / "d.npz")
     with pytest.raises(InputError, match=fragment):
         load_dataset(tmp_path / "d.npz")
+    with pytest.raises(InputError, match=fragment):
+        check_dataset(tmp_path / "d.npz")  # before a run starts
 
 
 def test_image_folder_and_dispatch(tmp_path):
