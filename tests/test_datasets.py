@@ -377,3 +377,13 @@ def test_a_folder_without_class_folders_is_one_error(tmp_path, plant):
     for load in (load_image_folder, check_dataset):
         with pytest.raises(InputError, match="not an image folder \\(no class sub-folders\\)"):
             load(tmp_path)
+
+
+def test_an_npz_whose_image_data_is_damaged_is_one_error(tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.arange(2 * 3 * 4 * 4, dtype=np.uint8).reshape(2, 3, 4, 4), y=np.array([0, 1]))
+    raw = bytearray((tmp_path / "d.npz").read_bytes())
+    at = raw.index(bytes(range(16, 32)))      # the first pixels' bytes: the header is whole, the CRC no longer holds
+    raw[at] ^= 0xFF
+    (tmp_path / "d.npz").write_bytes(bytes(raw))
+    with pytest.raises(InputError, match=r"d.npz: not a readable .npz file \(Bad CRC-32"):
+        load_npz(tmp_path / "d.npz")
