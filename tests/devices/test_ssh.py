@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -330,3 +331,189 @@ def test_bench_many_partial_file_survives_sshd_kill(sshd, device, project, agent
     assert len(result["reused"]) >= 1 and set(result["reused"]) < {"relu8", "relu16", "relu32"}
     assert set(result["results"]) == {"relu8", "relu16", "relu32"}
     assert partial.read_text().count("\n") == 3
+
+
+# -- the login: defaults, refusals and what a failed or ended login leaves running ---------------------
+
+def _transports(before: set | None = None) -> set:
+    """The paramiko connections whose thread runs (with ``before``: waits up to 5 s for the others to end)."""
+    import paramiko
+    deadline = time.monotonic() + 5
+    while True:
+        alive = {t for t in threading.enumerate() if isinstance(t, paramiko.Transport) and t.is_alive()}
+        if before is None or alive <= before or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.05)
+
+
+def test_ssh_config_defaults_edges_and_refusals_without_a_server(tmp_path, monkeypatch):
+    """Port 22 when neither the profile nor ~/.ssh/config sets one; ports 1 and 65535 are ports; a chain of
+    jump hosts is refused by ``resolve_target`` itself; a config that is not text is one InputError."""
+    config = tmp_path / "ssh_config"
+    monkeypatch.setenv("EDGENAS_SSH_CONFIG", str(config))  # not there: an empty config
+    assert resolve_target(DeviceProfile(name="cfg", host="myjet")).port == 22
+    for port in (1, 65535):
+        config.write_text(f"Host myjet\n  Port {port}\n")
+        assert resolve_target(DeviceProfile(name="cfg", host="myjet")).port == port
+    config.write_text(f"Host myjet\n  Port {'9' * 60}\n")  # the value is shown cut to 40 characters
+    with pytest.raises(InputError, match=f"Port '{'9' * 40}' in {config}"):
+        resolve_target(DeviceProfile(name="cfg", host="myjet"))
+    config.write_text("Host myjet\n  ProxyJump a,b\n")
+    with pytest.raises(InputError, match="is a chain of jump hosts"):
+        resolve_target(DeviceProfile(name="cfg", host="myjet"))
+    with pytest.raises(InputError, match="device 'cfg' has no jump host"):
+        jump_profile(DeviceProfile(name="cfg", host="other"))
+    config.write_bytes(b"Host myjet\n  HostName \xff\xfe\n")
+    with pytest.raises(InputError, match=f"cannot read SSH config {config}"):
+        resolve_target(DeviceProfile(name="cfg", host="myjet"))
+
+
+def test_importing_the_login_quiets_paramikos_log():
+    """paramiko logs a failed handshake with a traceback; with no logging configured Python printed it on
+    stderr after edgenas' one-line error. A library user (no CLI) gets the NullHandler from the import."""
+    code = ("import logging, edgenas.devices.login\n"
+            "print([type(h).__name__ for h in logging.getLogger('paramiko').handlers])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['NullHandler']"
+
+
+def test_a_passphrase_key_a_connect_timeout_and_ctrl_c_during_the_login(sshd, project, tmp_path, monkeypatch):
+    import paramiko
+
+    sshd.trust(project)
+    locked = tmp_path / "locked_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "s3cret", "-f", str(locked)], check=True)
+    with pytest.raises(DeviceError, match=f"key file {locked} is protected by a passphrase") as exc:
+        SSHTransport(sshd.profile("orin", key_file=str(locked)), project)
+    assert "ssh-add" in exc.value.hint
+
+    def no_answer(*args, **kwargs):  # a TCP connect whose SYN is dropped
+        raise socket.timeout("timed out")
+
+    monkeypatch.setattr(socket, "create_connection", no_answer)
+    with pytest.raises(DeviceError, match="device 'slow': connection to .* timed out after 2 s") as exc:
+        fetch_host_key(sshd.profile("slow", connect_timeout_s=2.0), project)
+    assert "connect_timeout_s" in exc.value.hint
+    monkeypatch.undo()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(paramiko.SSHClient, "connect", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        SSHTransport(sshd.profile(), project)
+
+
+def test_the_keepalive_is_the_profiles_and_at_least_one_second(sshd, project, monkeypatch):
+    import paramiko
+
+    sshd.trust(project)
+    asked, real = [], paramiko.Transport.set_keepalive
+
+    def spy(self, interval):
+        asked.append(interval)
+        return real(self, interval)
+
+    monkeypatch.setattr(paramiko.Transport, "set_keepalive", spy)
+    for keepalive in (0.5, 7.9):
+        with SSHTransport(sshd.profile(keepalive_s=keepalive), project):
+            pass
+    assert asked == [1, 7]
+
+
+def test_a_login_that_fails_or_ends_leaves_no_ssh_connection_open(sshd_factory, project, tmp_path):
+    """Every way out of a login (refused key, host-key fetch, closing, a jump host that cannot reach the
+    target or a target with an unknown key behind it) closes its connections, the jump host's included."""
+    jump, target = sshd_factory(), sshd_factory()
+    jump.trust(project)
+    before = _transports()
+    other = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    with pytest.raises(DeviceError, match="authentication failed"):
+        SSHTransport(jump.profile(key_file=str(other)), project)
+    assert _transports(before) == before
+    assert fetch_host_key(jump.profile(), project)[1] == jump.fingerprint
+    assert _transports(before) == before
+    via = target.profile(proxy_jump=f"127.0.0.1:{jump.port}")
+    assert fetch_host_key(via, project)[1] == target.fingerprint
+    assert _transports(before) == before
+    with pytest.raises(HostKeyError, match="unknown SSH host key"):
+        SSHTransport(via, project)
+    assert _transports(before) == before
+    target.trust(project)
+    with SSHTransport(via, project) as t:
+        assert t.run(["true"])[0] == 0
+    assert _transports(before) == before
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]  # nothing listens there
+    with pytest.raises(DeviceError, match=f"jump host .*:{jump.port} could not reach 127.0.0.1:{closed}") as exc:
+        SSHTransport(jump.profile("far", port=closed, proxy_jump=f"127.0.0.1:{jump.port}"), project)
+    assert "AllowTcpForwarding" in exc.value.hint and "Connect failed" in str(exc.value), str(exc.value)
+    assert _transports(before) == before
+    with pytest.raises(DeviceError, match=f"connection refused by .*:{closed}"):
+        fetch_host_key(jump.profile("far", port=closed), project)
+
+
+def test_a_peer_closing_is_found_up_to_eight_causes_deep():
+    from edgenas.devices.login import _closed_by_peer
+
+    def chain(depth: int) -> BaseException:
+        exc: BaseException = EOFError()
+        for n in range(depth):
+            outer = RuntimeError(n)
+            outer.__cause__ = exc
+            exc = outer
+        return exc
+
+    assert _closed_by_peer(chain(0)) and _closed_by_peer(chain(7))
+    assert not _closed_by_peer(chain(8)) and not _closed_by_peer(RuntimeError())
+
+
+def test_without_a_key_file_the_key_comes_from_ssh_agent(sshd, project, tmp_path, monkeypatch):
+    sshd.trust(project)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.ssh keys: only the agent has one
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+        subprocess.run(["ssh-add", "-q", str(sshd.client_key)], check=True, capture_output=True)
+        with SSHTransport(sshd.profile(key_file=None), project) as t:
+            assert t.run(["echo", "via agent"])[1] == "via agent\n"
+    finally:
+        agent.terminate()
+        agent.wait(10)
+
+
+def test_a_host_that_no_longer_has_the_recorded_key_type_still_offers_its_key(sshd, project, tmp_path):
+    """The recorded key types are asked for first, not only: an RSA key on record for a host that now has
+    only an ed25519 key still gets its ed25519 key (which the trust rules then judge)."""
+    old = tmp_path / "old_rsa"
+    subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", str(old)], check=True)
+    project.known_hosts.parent.mkdir(parents=True, exist_ok=True)
+    project.known_hosts.write_text(sshd.known_hosts_line(old) + "\n")
+    assert fetch_host_key(sshd.profile(), project) == ("ssh-ed25519", sshd.fingerprint)
+
+
+def test_a_server_that_speaks_another_ssh_version_is_named_as_it_is(project):
+    """Not every SSH error is a missing handshake: a server that answers "SSH-1.5-..." is reported with
+    paramiko's own reason, not as "no SSH handshake ... raise connect_timeout_s"."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(5)
+
+        def answer_old_version() -> None:
+            conn, _ = server.accept()
+            with conn:
+                conn.sendall(b"SSH-1.5-OldServer\r\n")
+                time.sleep(2)
+
+        threading.Thread(target=answer_old_version, daemon=True).start()
+        profile = DeviceProfile(name="old", host="127.0.0.1", port=server.getsockname()[1], connect_timeout_s=5)
+        with pytest.raises(DeviceError) as exc:
+            fetch_host_key(profile, project)
+    assert "device 'old': cannot connect to" in str(exc.value) and "Incompatible version" in str(exc.value)
+    assert "no SSH handshake" not in str(exc.value)

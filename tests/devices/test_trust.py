@@ -78,7 +78,7 @@ def test_changed_host_key_refused_then_replaced_deliberately(sshd, project):
     with pytest.raises(HostKeyError) as exc:
         SSHTransport(profile, project)
     msg = str(exc.value)
-    assert "CHANGED" in msg and old in msg and new in msg and "--replace" in msg
+    assert "CHANGED" in msg and old in msg and new in msg and "--replace" in msg and "jump host" not in msg
     assert exc.value.known_fingerprints == [old] and exc.value.fingerprint == new
     with pytest.raises(HostKeyError, match="CHANGED"):
         trust_host(project, profile)  # trusting again is not enough: replacing must be deliberate
