@@ -139,7 +139,7 @@ def test_the_host_name_user_port_and_key_of_the_ssh_config_are_the_ones_used(tmp
                                              "device 'cfg': proxy_jump")
 
 
-@pytest.mark.parametrize("port", ["abc", "0", "70000"])
+@pytest.mark.parametrize("port", ["abc", "0", "65536", "70000"])
 def test_a_bad_port_in_ssh_config_is_one_input_error_naming_the_file(project, tmp_path, monkeypatch, port):
     """``Port abc`` in ~/.ssh/config ended every SSH command as ``internal error: ValueError``."""
     config = tmp_path / "ssh_config"
@@ -517,3 +517,13 @@ def test_a_server_that_speaks_another_ssh_version_is_named_as_it_is(project):
             fetch_host_key(profile, project)
     assert "device 'old': cannot connect to" in str(exc.value) and "Incompatible version" in str(exc.value)
     assert "no SSH handshake" not in str(exc.value)
+
+
+def test_a_work_dir_of_the_home_or_under_it_is_the_sftp_home(sshd, project):
+    import pwd
+
+    sshd.trust(project)
+    home = pwd.getpwuid(os.getuid()).pw_dir  # where sshd's sftp-server starts
+    for workdir, want in (("~", home), ("~/edgenas work", f"{home}/edgenas work")):
+        with SSHTransport(sshd.profile(workdir=workdir), project) as t:
+            assert t.workdir == want
