@@ -176,6 +176,93 @@ def test_woa_a_decreases_linearly_from_2_to_0(space, formula):
     assert seen == pytest.approx([2.0, 1.5, 1.0, 0.5, 0.0])
 
 
+class _Draws:
+    """An rng whose draws are given: ``random()`` in turn, ``uniform()`` -> ``l``, ``integers()`` -> ``index``."""
+
+    def __init__(self, *draws, l=0.0, index=0):
+        self.draws, self.l, self.index = list(draws), l, index
+
+    def random(self):
+        return self.draws.pop(0)
+
+    def uniform(self, low, high):
+        return self.l
+
+    def integers(self, n):
+        return self.index
+
+
+def test_woa_moves_are_the_three_moves_of_the_paper_by_hand(space):
+    """Generation 2 of 4: a = 1, so A = 2 r1 - 1 and C = 2 r2; the whale is at 0.2, the best at 0.6."""
+    w = WOA(space, np.random.default_rng(0), population=4, generations=4)
+    w.gen, star = 2, np.full(space.dim, 0.6)
+    w.X[:] = 0.2
+    w.X[1] = 0.9
+    w.rng = _Draws(0.25, 0.5, 0.1)  # A = -0.5, C = 1, p < 0.5: encircling, 0.6 + 0.5 |0.6 - 0.2|
+    x, attack = w.move(0, star)
+    assert attack and x == pytest.approx(np.full(space.dim, 0.8))
+    w.rng = _Draws(1.0, 0.25, 0.1, index=1)  # A = 1 (not < 1): search around whale 1, 0.9 - |0.5 * 0.9 - 0.2|
+    x, attack = w.move(0, star)
+    assert not attack and x == pytest.approx(np.full(space.dim, 0.65))
+    w.rng = _Draws(0.25, 0.5, 0.5, l=-1.0)  # p = 0.5: the spiral, 0.4 e^-1 cos(-2 pi) + 0.6
+    x, attack = w.move(0, star)
+    assert attack and x == pytest.approx(np.full(space.dim, 0.6 + 0.4 * math.exp(-1.0)))
+    w.rng = _Draws(0.25, 0.5, 0.9, l=0.5)  # 0.4 e^0.5 cos(pi) + 0.6 = -0.0595: clipped to the cube
+    assert w.move(0, star)[0] == pytest.approx(np.zeros(space.dim))
+    w = WOA(space, np.random.default_rng(0), population=4, generations=4, b=2.0)
+    w.gen = 2
+    w.X[:] = 0.2
+    w.rng = _Draws(0.25, 0.5, 0.5, l=-1.0)  # b = 2: 0.4 e^-2 + 0.6
+    assert w.move(0, star)[0] == pytest.approx(np.full(space.dim, 0.6 + 0.4 * math.exp(-2.0)))
+
+
+def test_a_woa_whale_always_moves_an_ri_iwoa_whale_only_to_no_worse_and_the_best_is_kept(space):
+    rng = np.random.default_rng(0)
+    a1, a2 = space.sample(rng), space.sample(rng)
+    x1, x2 = np.full(space.dim, 0.1), np.full(space.dim, 0.9)
+    good, worse = Result((1.0,)), Result((2.0,))
+    for cls, moves in ((WOA, True), (RIIWOA, False)):
+        w = cls(space, np.random.default_rng(0), population=4, generations=4)
+        w.waiting = {space.arch_id(a1): [(0, x1)], space.arch_id(a2): [(0, x2)]}
+        w.tell([a1], [good])
+        w.tell([a2], [worse])
+        assert {space.arch_id(a1), space.arch_id(a2)} <= w.seen  # what it is told it never asks for
+        assert (w.fit[0] is worse, list(w.X[0]) == list(x2)) == (moves, moves), cls
+        assert w.best[1] is a1 and w.best[2] is good and list(w.best[0]) == list(x1)
+
+
+def test_a_woa_whale_keeps_its_position_unless_its_architecture_was_repaired(space):
+    """A novel feasible architecture is queued at the whale's own position; a seen one is mutated and the
+    whale moved onto what was queued."""
+    w = WOA(space, np.random.default_rng(0), population=4, generations=4)
+    arch = space.sample(np.random.default_rng(1))
+    x = space.encode(arch) + 0.01  # inside the same cell, off its centre
+    assert space.arch_id(space.decode(x)) == space.arch_id(arch)
+    w._enqueue(0, x, arch)
+    assert w.queue[-1][1] is x and w.queue[-1][2] is arch
+    w._enqueue(1, x, arch)  # now seen: repaired
+    _, moved, repaired = w.queue[-1]
+    assert space.arch_id(repaired) != space.arch_id(arch) and space.arch_id(space.decode(moved)) == \
+        space.arch_id(repaired)
+
+
+def test_woa_asked_for_more_than_a_population_before_any_result_samples_another_one(space):
+    w = WOA(space, np.random.default_rng(0), population=4, generations=4)
+    archs = w.ask(8)  # no best whale yet: the second generation is sampled too
+    assert len({space.arch_id(a) for a in archs}) == 8 and w.gen == 1
+
+
+def test_ri_iwoas_mutation_operator_rewrites_attack_moves_only(space):
+    calls = []
+    s = RIIWOA(space, np.random.default_rng(0), population=4, generations=4,
+               mutation_operator=lambda arch, rng: calls.append(arch) or arch)
+    x = np.full(space.dim, 0.5)
+    s._place(0, x, attack=False)
+    assert calls == []
+    s._place(1, x + 0.3, attack=True)
+    assert [space.arch_id(a) for a in calls] == [space.arch_id(space.decode(x + 0.3))]
+
+
 def test_riiwoa_frame_is_orthonormal_even_when_population_collapses(space, formula):
     s = RIIWOA(space, np.random.default_rng(0), population=6, budget=60, rotate_every=1)
     problem = Problem(space, formula)
