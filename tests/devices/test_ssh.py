@@ -527,3 +527,15 @@ def test_a_work_dir_of_the_home_or_under_it_is_the_sftp_home(sshd, project):
     for workdir, want in (("~", home), ("~/edgenas work", f"{home}/edgenas work")):
         with SSHTransport(sshd.profile(workdir=workdir), project) as t:
             assert t.workdir == want
+
+
+def test_without_a_key_file_or_agent_a_key_in_the_users_ssh_folder_is_used(sshd, project, tmp_path, monkeypatch):
+    import shutil
+
+    sshd.trust(project)
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    shutil.copy(sshd.client_key, home / ".ssh" / "id_ed25519")
+    monkeypatch.setenv("HOME", str(home))  # the fixture unset SSH_AUTH_SOCK: no agent
+    with SSHTransport(sshd.profile(key_file=None), project) as t:
+        assert t.run(["echo", "via ~/.ssh"])[1] == "via ~/.ssh\n"
