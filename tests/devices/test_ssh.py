@@ -539,3 +539,14 @@ def test_without_a_key_file_or_agent_a_key_in_the_users_ssh_folder_is_used(sshd,
     monkeypatch.setenv("HOME", str(home))  # the fixture unset SSH_AUTH_SOCK: no agent
     with SSHTransport(sshd.profile(key_file=None), project) as t:
         assert t.run(["echo", "via ~/.ssh"])[1] == "via ~/.ssh\n"
+
+
+def test_an_upload_the_device_hashes_differently_is_removed_and_refused(device, project, tmp_path, monkeypatch):
+    src = tmp_path / "blob.bin"
+    src.write_bytes(b"payload")
+    with SSHTransport(device, project) as t:
+        monkeypatch.setattr(t, "remote_sha256", lambda paths: {p: "0" * 64 for p in paths})
+        with pytest.raises(DeviceError, match="upload of .*blob.bin arrived corrupted") as exc:
+            t.put_file(src, "models/blob.bin")
+        assert "retry" in exc.value.hint and t.uploads == []
+    assert list((Path(device.workdir) / "models").iterdir()) == []  # neither the file nor its temporary copy
