@@ -13,6 +13,7 @@ import threading
 import time
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -550,3 +551,24 @@ def test_an_upload_the_device_hashes_differently_is_removed_and_refused(device, 
             t.put_file(src, "models/blob.bin")
         assert "retry" in exc.value.hint and t.uploads == []
     assert list((Path(device.workdir) / "models").iterdir()) == []  # neither the file nor its temporary copy
+
+
+def test_a_download_too_large_or_hashed_differently_leaves_no_local_file(device, project, tmp_path, monkeypatch):
+    on_device = Path(device.workdir) / "models" / "big.bin"
+    on_device.parent.mkdir(parents=True)
+    on_device.write_bytes(b"x" * 1000)
+    local = tmp_path / "got" / "big.bin"
+    with SSHTransport(device, project) as t:
+        with pytest.raises(DeviceError, match="big.bin on the device is larger than .* nothing was copied"):
+            t.get_file("models/big.bin", local, max_bytes=999)
+        assert t.get_file("models/big.bin", local, max_bytes=1000) and local.read_bytes() == b"x" * 1000
+        local.unlink()
+        real_stat = t._sftp.stat
+        monkeypatch.setattr(t._sftp, "stat", lambda path: SimpleNamespace(st_size=None))  # no size: the copy stops
+        with pytest.raises(DeviceError, match="big.bin on the device is larger than .* nothing was copied"):
+            t.get_file("models/big.bin", local, max_bytes=999)
+        monkeypatch.setattr(t._sftp, "stat", real_stat)
+        monkeypatch.setattr(t, "remote_sha256", lambda paths: {p: "0" * 64 for p in paths})
+        with pytest.raises(DeviceError, match="download of .*big.bin arrived corrupted"):
+            t.get_file("models/big.bin", local)
+    assert list(local.parent.iterdir()) == []  # no file and no temporary copy
