@@ -220,6 +220,8 @@ def test_put_and_get_are_hash_checked_and_quoted(device, project, tmp_path):
         with pytest.raises(DeviceError, match="does not exist on the device"):
             t.get_file("models/nope.bin", tmp_path / "nope.bin")
         assert not (tmp_path / "nope.bin").exists() and not list(back.parent.glob(".*part"))
+        with pytest.raises(DeviceError, match="sleep did not finish within 1 s"):
+            t.run(["sleep", "5"], timeout_s=1)
         with pytest.raises(InputError):
             t.put_file(src, "../escape.bin")
         # removal: the file goes, a missing one is no error, a link goes and what it points at stays
@@ -557,7 +559,7 @@ def test_a_download_too_large_or_hashed_differently_leaves_no_local_file(device,
     on_device = Path(device.workdir) / "models" / "big.bin"
     on_device.parent.mkdir(parents=True)
     on_device.write_bytes(b"x" * 1000)
-    local = tmp_path / "got" / "big.bin"
+    local = tmp_path / "got" / "deep" / "big.bin"
     with SSHTransport(device, project) as t:
         with pytest.raises(DeviceError, match="big.bin on the device is larger than .* nothing was copied"):
             t.get_file("models/big.bin", local, max_bytes=999)
@@ -567,6 +569,8 @@ def test_a_download_too_large_or_hashed_differently_leaves_no_local_file(device,
         monkeypatch.setattr(t._sftp, "stat", lambda path: SimpleNamespace(st_size=None))  # no size: the copy stops
         with pytest.raises(DeviceError, match="big.bin on the device is larger than .* nothing was copied"):
             t.get_file("models/big.bin", local, max_bytes=999)
+        assert t.get_file("models/big.bin", local, max_bytes=1000) and local.read_bytes() == b"x" * 1000
+        local.unlink()
         monkeypatch.setattr(t._sftp, "stat", real_stat)
         monkeypatch.setattr(t, "remote_sha256", lambda paths: {p: "0" * 64 for p in paths})
         with pytest.raises(DeviceError, match="download of .*big.bin arrived corrupted"):
