@@ -186,6 +186,7 @@ class _Draws:
         return self.draws.pop(0)
 
     def uniform(self, low, high):
+        assert (low, high) == (-1.0, 1.0)
         return self.l
 
     def integers(self, n):
@@ -250,6 +251,7 @@ def test_woa_asked_for_more_than_a_population_before_any_result_samples_another_
     w = WOA(space, np.random.default_rng(0), population=4, generations=4)
     archs = w.ask(8)  # no best whale yet: the second generation is sampled too
     assert len({space.arch_id(a) for a in archs}) == 8 and w.gen == 1
+    assert {space.arch_id(a) for a in archs} == w.seen
 
 
 def test_ri_iwoas_mutation_operator_rewrites_attack_moves_only(space):
