@@ -220,6 +220,7 @@ def test_put_and_get_are_hash_checked_and_quoted(device, project, tmp_path):
         with pytest.raises(DeviceError, match="does not exist on the device"):
             t.get_file("models/nope.bin", tmp_path / "nope.bin")
         assert not (tmp_path / "nope.bin").exists() and not list(back.parent.glob(".*part"))
+        assert t.run(["sh", "-c", "echo out; echo oops >&2; exit 3"]) == (3, "out\n", "oops\n")
         with pytest.raises(DeviceError, match="sleep did not finish within 1 s"):
             t.run(["sleep", "5"], timeout_s=1)
         with pytest.raises(InputError):
