@@ -205,6 +205,8 @@ def test_woa_moves_are_the_three_moves_of_the_paper_by_hand(space):
     w.rng = _Draws(1.0, 0.25, 0.1, index=1)  # A = 1 (not < 1): search around whale 1, 0.9 - |0.5 * 0.9 - 0.2|
     x, attack = w.move(0, star)
     assert not attack and x == pytest.approx(np.full(space.dim, 0.65))
+    w.rng = _Draws(0.0, 0.5, 0.1, index=1)  # A = -1: 0.9 + |0.9 - 0.2| = 1.6, clipped to the cube
+    assert w.move(0, star)[0] == pytest.approx(np.ones(space.dim))
     w.rng = _Draws(0.25, 0.5, 0.5, l=-1.0)  # p = 0.5: the spiral, 0.4 e^-1 cos(-2 pi) + 0.6
     x, attack = w.move(0, star)
     assert attack and x == pytest.approx(np.full(space.dim, 0.6 + 0.4 * math.exp(-1.0)))
@@ -227,6 +229,7 @@ def test_a_woa_whale_always_moves_an_ri_iwoa_whale_only_to_no_worse_and_the_best
         w.waiting = {space.arch_id(a1): [(0, x1)], space.arch_id(a2): [(0, x2)]}
         w.tell([a1], [good])
         w.tell([a2], [worse])
+        w.tell([space.sample(rng)], [Result((1.0,))])  # a tie does not replace the best
         assert {space.arch_id(a1), space.arch_id(a2)} <= w.seen  # what it is told it never asks for
         assert (w.fit[0] is worse, list(w.X[0]) == list(x2)) == (moves, moves), cls
         assert w.best[1] is a1 and w.best[2] is good and list(w.best[0]) == list(x1)
@@ -252,6 +255,19 @@ def test_woa_asked_for_more_than_a_population_before_any_result_samples_another_
     archs = w.ask(8)  # no best whale yet: the second generation is sampled too
     assert len({space.arch_id(a) for a in archs}) == 8 and w.gen == 1
     assert {space.arch_id(a) for a in archs} == w.seen
+
+
+def test_woa_samples_its_first_generation_at_its_whales_positions_then_moves_them(space, formula):
+    w = WOA(space, np.random.default_rng(0), population=4, generations=4)
+    problem = Problem(space, formula)
+    moved, real = [], w.move
+    w.move = lambda i, star: moved.append(i) or real(i, star)
+    archs = w.ask(4)
+    assert moved == [] and all(space.arch_id(space.decode(w.waiting[space.arch_id(a)][0][1])) == space.arch_id(a)
+                               for a in archs)
+    w.tell(archs, [problem.to_result(r) for r in problem.evaluate(archs)])
+    w.ask(4)
+    assert moved == [0, 1, 2, 3]
 
 
 def test_ri_iwoas_mutation_operator_rewrites_attack_moves_only(space):
