@@ -217,6 +217,11 @@ def test_woa_moves_are_the_three_moves_of_the_paper_by_hand(space):
     w.X[:] = 0.2
     w.rng = _Draws(0.25, 0.5, 0.5, l=-1.0)  # b = 2: 0.4 e^-2 + 0.6
     assert w.move(0, star)[0] == pytest.approx(np.full(space.dim, 0.6 + 0.4 * math.exp(-2.0)))
+    r = RIIWOA(space, np.random.default_rng(0), population=4, generations=4)
+    r.gen, r.frame = 2, (np.eye(space.dim), np.full(space.dim, 0.1))  # moved to a centre and back: the same move
+    r.X[:] = 0.2
+    r.rng = _Draws(0.25, 0.5, 0.1)
+    assert r.move(0, star)[0] == pytest.approx(np.full(space.dim, 0.8))
 
 
 def test_a_woa_whale_always_moves_an_ri_iwoa_whale_only_to_no_worse_and_the_best_is_kept(space):
