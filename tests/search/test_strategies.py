@@ -210,6 +210,8 @@ def test_woa_moves_are_the_three_moves_of_the_paper_by_hand(space):
     w.rng = _Draws(0.25, 0.5, 0.5, l=-1.0)  # p = 0.5: the spiral, 0.4 e^-1 cos(-2 pi) + 0.6
     x, attack = w.move(0, star)
     assert attack and x == pytest.approx(np.full(space.dim, 0.6 + 0.4 * math.exp(-1.0)))
+    w.rng = _Draws(0.25, 0.5, 0.9, l=1 / 6)  # cos(pi / 3) = 0.5: 0.2 e^(1/6) + 0.6
+    assert w.move(0, star)[0] == pytest.approx(np.full(space.dim, 0.6 + 0.2 * math.exp(1 / 6)))
     w.rng = _Draws(0.25, 0.5, 0.9, l=0.5)  # 0.4 e^0.5 cos(pi) + 0.6 = -0.0595: clipped to the cube
     assert w.move(0, star)[0] == pytest.approx(np.zeros(space.dim))
     w = WOA(space, np.random.default_rng(0), population=4, generations=4, b=2.0)
