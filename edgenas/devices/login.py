@@ -57,6 +57,17 @@ def _ssh_config(path: Path) -> paramiko.SSHConfig:
         raise InputError(f"cannot read SSH config {path}: {exc}") from None
 
 
+def _local_user(device: str) -> str:
+    """This machine's user name: ssh's default login, and what paramiko's config look-up expands ``%u`` to
+    (it asks whatever the config holds). A uid with no passwd entry and no $USER, as in a container run with
+    ``--user 1234``, has none: Python raises KeyError or OSError, which was an internal error."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        raise InputError(f"device '{device}': this machine's user has no name (no passwd entry, no $USER), "
+                         "which ssh needs", hint="set USER in the environment, e.g. USER=me") from None
+
+
 def resolve_target(profile: DeviceProfile) -> SSHTarget:
     """Profile values win; missing ones come from ``~/.ssh/config`` (HostName, Port, User, IdentityFile,
     ProxyJump), then the defaults (port 22, the local user name, ssh-agent).
@@ -64,12 +75,13 @@ def resolve_target(profile: DeviceProfile) -> SSHTarget:
     The host is checked before the config is looked up (a ``Match exec`` runs with it in a shell), and
     what the config gives back is checked before it is used."""
     check_host(profile.host, f"device '{profile.name}': host")
+    local_user = _local_user(profile.name)
     path = ssh_config_path()
     cfg = _ssh_config(path).lookup(profile.host.strip("[]"))
     in_config = f"in {path} for {profile.host}"
     hostname = check_host(cfg.get("hostname", profile.host), f"HostName {in_config}", hint=f"fix {path}")
     user = profile.user or (check_user(cfg["user"], f"User {in_config}", hint=f"fix {path}")
-                            if cfg.get("user") else getpass.getuser())
+                            if cfg.get("user") else local_user)
     key_files = (profile.key_file,) if profile.key_file else tuple(cfg.get("identityfile", ()))
     jump = profile.proxy_jump or cfg.get("proxyjump")
     jump_from = f"device '{profile.name}': proxy_jump" if profile.proxy_jump else f"ProxyJump {in_config}"

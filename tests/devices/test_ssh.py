@@ -577,3 +577,24 @@ def test_a_download_too_large_or_hashed_differently_leaves_no_local_file(device,
         with pytest.raises(DeviceError, match="download of .*big.bin arrived corrupted"):
             t.get_file("models/big.bin", local)
     assert list(local.parent.iterdir()) == []  # no file and no temporary copy
+
+
+def test_a_local_user_without_a_name_is_one_input_error(tmp_path, monkeypatch):
+    """A uid with no passwd entry and no $USER (a container run with --user 1234) has no name for ssh's
+    default login, nor for paramiko's config look-up (%u): getpass.getuser() raised, an internal error."""
+    import pwd
+
+    monkeypatch.setenv("EDGENAS_SSH_CONFIG", str(tmp_path / "none"))
+    for var in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.delenv(var, raising=False)
+
+    def no_entry(uid):
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
+    for user in (None, "jetson"):
+        with pytest.raises(InputError, match="device 'box': this machine's user has no name") as exc:
+            resolve_target(DeviceProfile(name="box", host="10.0.0.7", user=user))
+        assert exc.value.hint == "set USER in the environment, e.g. USER=me"
+    monkeypatch.setenv("USER", "me")
+    assert resolve_target(DeviceProfile(name="box", host="10.0.0.7")).user == "me"
