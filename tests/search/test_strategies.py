@@ -74,6 +74,22 @@ def test_constrained_search_proposes_only_feasible(space, name, formula, Lat):
     assert all(r.feasible for r in results)
 
 
+@pytest.mark.parametrize("name", ALL)
+def test_a_search_under_a_budget_most_architectures_break_by_less_than_it_proposes_only_feasible(space, name,
+                                                                                                formula, Lat):
+    """The budget above leaves only the degenerate cells, broken by several budgets; here nearly 90% of the
+    cells break it by less than one budget (a violation in (0, 1]), which must be repaired as well."""
+    lat = Lat(space, seed=2)
+    budget = float(np.quantile(lat.predict_many([space.sample(np.random.default_rng(i)) for i in range(300)]), 0.1))
+    problem = Problem(space, formula, [DeviceTarget("dev", lat, budget)])
+    v = problem.violation(space.all_archs()[::7])
+    assert np.mean((v > 0) & (v <= 1)) > 0.8
+    opts = {"budget": 40} if name in ("woa", "ri-iwoa") else {}
+    strat = make_strategy(name, space, np.random.default_rng(1), feasibility=problem, **opts)
+    _, results = drive(strat, problem, 40)
+    assert all(r.feasible for r in results)
+
+
 def test_infeasible_budget_raises_at_once_naming_device(space, formula, Lat):
     lat = Lat(space)
     ms, _ = lat.min_latency()
