@@ -25,8 +25,9 @@ C, N, NUM_CLASSES, RES = 16, 5, 10, 32
 STAGES = ((C, RES), (2 * C, RES // 2), (4 * C, RES // 4))  # (channels, spatial size)
 
 _KEY = re.compile(r"^nb201-(stem|op|reduction|head)-(.+)\Z")
-#: the numbers after each kind of block key (channels, size, classes: at most 6 ASCII digits each)
-_KEY_NUMBERS = {kind: re.compile(pattern.replace("N", "[0-9]{1,6}") + r"\Z") for kind, pattern in {
+#: the numbers after each kind of block key (channels, size, classes: counts from 1, at most 6 ASCII digits each,
+#: no leading zero, as in mbv3 keys)
+_KEY_NUMBERS = {kind: re.compile(pattern.replace("N", "[1-9][0-9]{0,5}") + r"\Z") for kind, pattern in {
     "stem": r"c(?P<c>N)-s(?P<s>N)", "op": r"c(?P<c>N)-s(?P<s>N)",
     "reduction": r"c(?P<c_in>N)to(?P<c>N)-s(?P<s>N)", "head": r"c(?P<c>N)-s(?P<s>N)-k(?P<k>N)"}.items()}
 

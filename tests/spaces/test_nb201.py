@@ -164,7 +164,10 @@ def test_edges_name_the_nodes_of_each_gene_as_the_arch_string_does(space):
                                  "nb201-stem-x16-s32", "nb201-stem-c16-s32 ", "nb201-stem-c+16-s32",
                                  "nb201-stem-c1_6-s32", "nb201-op-nor_conv_3x3-c16-s32-s3", "nb201-head-c64-s8-q10",
                                  "nb201-reduction-x16to32-s32",
-                                 "nb201-stem-c\u0661\u0666-s32", "nb201-stem-c1234567-s32"])
+                                 "nb201-stem-c\u0661\u0666-s32", "nb201-stem-c1234567-s32",
+                                 # a count of 0 built a block of empty tensors; a leading zero a second key of it
+                                 "nb201-stem-c0-s32", "nb201-op-nor_conv_3x3-c0-s32", "nb201-head-c64-s8-k0",
+                                 "nb201-reduction-c16to32-s0", "nb201-stem-c016-s32"])
 def test_a_foreign_block_key_is_an_input_error(space, key):
     for call in (space.build_block, space.block_input_shape):
         with pytest.raises(InputError, match="block key"):
