@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import warnings
 
@@ -45,10 +46,59 @@ def test_malformed_or_inconsistent_keys(key):
         build_block(key)
 
 
+def test_a_spec_is_a_value():
+    s = BlockSpec.parse(KEY)
+    assert {s, BlockSpec.parse(KEY)} == {s}  # hashable: equal keys, one spec
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.stride = 1
+
+
+@pytest.mark.parametrize("key", [None, 5, KEY.encode(), [KEY]])
+def test_a_key_that_is_not_a_string_is_an_input_error(key):
+    with pytest.raises(InputError, match="block key must be a string"):
+        BlockSpec.parse(key)
+
+
+def test_fields_a_plain_key_does_not_name():
+    """Conv_1, AvgPool2D, Conv_2 and Logits keys name no kernel, stride, expansion, skip or SE: a 1x1 layer at
+    stride 1 without them; the stem is a 3x3 conv with h-swish at the stride its sizes give."""
+    for key in ("Conv_1-input:7x7x160-output:7x7x960", "AvgPool2D-input:7x7x960-output:1x1x960",
+                "Conv_2-input:1x1x960-output:1x1x1280", "Logits-input:1x1x1280-output:1000"):
+        s = BlockSpec.parse(key)
+        assert (s.expand, s.kernel, s.stride, s.idskip, s.se) == (0, 1, 1, False, False)
+    s = BlockSpec.parse("Conv-input:224x224x3-output:112x112x24")
+    assert (s.expand, s.kernel, s.stride, s.idskip, s.se, s.hs) == (0, 3, 2, False, False, True)
+    assert BlockSpec.parse("Logits-input:1x1x1280-output:1000").out_hw == (1, 1)  # a vector: 1x1 of 1000
+
+
+def test_a_key_of_a_non_square_input_round_trips():
+    for key in ("Conv-input:224x160x3-output:112x80x24", "Conv_1-input:7x5x160-output:7x5x960",
+                "expanded_conv-input:56x40x24-output:28x20x32-expand:72-kernel:3-stride:2-idskip:0-se:0-hs:0"):
+        s = BlockSpec.parse(key)
+        assert s.key == key and s.input_shape == (1, s.in_ch, s.in_hw[0], s.in_hw[1])
+    assert BlockSpec.parse("Conv_1-input:7x5x160-output:7x5x960").input_shape == (1, 160, 7, 5)
+
+
 def test_ceil_spatial_rule():
     BlockSpec.parse("expanded_conv-input:41x41x32-output:21x21x48-expand:96-kernel:3-stride:2-idskip:0-se:1-hs:0")
     with pytest.raises(InputError, match="does not follow"):
         BlockSpec.parse("expanded_conv-input:41x41x32-output:20x20x48-expand:96-kernel:3-stride:2-idskip:0-se:1-hs:0")
+
+
+def test_a_stride_other_than_1_or_2_is_refused_where_the_sizes_follow_from_it():
+    with pytest.raises(InputError, match="stride 3 must be 1 or 2"):  # 48 / 3 = 16
+        BlockSpec.parse("expanded_conv-input:48x48x24-output:16x16x32-expand:72-kernel:3-stride:3-idskip:0-se:0-hs:0")
+
+
+@pytest.mark.parametrize("key", [
+    "expanded_conv-input:56x56x24-output:28x28x24-expand:72-kernel:3-stride:2-idskip:1-se:0-hs:0",  # stride 2
+    "expanded_conv-input:28x28x24-output:28x28x40-expand:72-kernel:3-stride:1-idskip:1-se:0-hs:0",  # 24 -> 40
+])
+def test_an_identity_skip_needs_both_stride_1_and_equal_channels(key):
+    with pytest.raises(InputError, match="idskip:1 needs stride 1 and in == out channels"):
+        BlockSpec.parse(key)
+    assert BlockSpec.parse("expanded_conv-input:28x28x40-output:28x28x40-expand:120-kernel:5-stride:1-idskip:1-se:1-"
+                           "hs:0").idskip
 
 
 @pytest.mark.parametrize("name", ["mbv3-small", "ofa-mbv3", "ofa-mbv3-w12"])
