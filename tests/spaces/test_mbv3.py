@@ -297,3 +297,30 @@ def test_a_list_of_the_wrong_length_says_what_each_entry_is():
     with pytest.raises(InputError, match="ks has 19 entries, expected 20") as err:
         get_space("ofa-mbv3").from_dict(ofa_dict(ks=[7] * 19))
     assert err.value.hint == "ks and e have one entry per block slot (n_stages * max_depth), d one per stage"
+
+
+def test_make_divisible_rounds_to_the_nearest_multiple_never_more_than_10_percent_down():
+    from edgenas.spaces.mbv3_config import make_divisible
+
+    assert [make_divisible(v) for v in (36, 12, 3, 144 * 1.2)] == [40, 16, 8, 176]  # half up; 8 at least
+    assert [make_divisible(v) for v in (19.2, 35.9)] == [24, 40]  # 16 and 32 are over 10 % down: one step up
+    assert make_divisible(10, 9) == 9  # exactly 10 % down is kept
+    assert make_divisible(12, 8, min_value=24) == 24
+
+
+def test_block_keys_of_ofa_mbv3_worked_out_by_hand():
+    """Once-for-All's MobileNetV3 at width 1.0 and 224 px: stem 16 at stride 2, stages 24, 40, 80, 112, 160 at
+    strides 2, 2, 2, 1, 2 (h-swish from the third, SE in the second, fourth and fifth), head 960, 1280, 1000."""
+    space = get_space("ofa-mbv3")
+    arch = space.from_dict({"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5, "r": 224})
+    mb = "expanded_conv-input:{}-output:{}-expand:{}-kernel:3-stride:{}-idskip:{}-se:{}-hs:{}"
+    assert space.block_keys(arch) == [
+        "Conv-input:224x224x3-output:112x112x16",
+        mb.format("112x112x16", "112x112x16", 16, 1, 1, 0, 0),
+        mb.format("112x112x16", "56x56x24", 48, 2, 0, 0, 0), mb.format("56x56x24", "56x56x24", 72, 1, 1, 0, 0),
+        mb.format("56x56x24", "28x28x40", 72, 2, 0, 1, 0), mb.format("28x28x40", "28x28x40", 120, 1, 1, 1, 0),
+        mb.format("28x28x40", "14x14x80", 120, 2, 0, 0, 1), mb.format("14x14x80", "14x14x80", 240, 1, 1, 0, 1),
+        mb.format("14x14x80", "14x14x112", 240, 1, 0, 1, 1), mb.format("14x14x112", "14x14x112", 336, 1, 1, 1, 1),
+        mb.format("14x14x112", "7x7x160", 336, 2, 0, 1, 1), mb.format("7x7x160", "7x7x160", 480, 1, 1, 1, 1),
+        "Conv_1-input:7x7x160-output:7x7x960", "AvgPool2D-input:7x7x960-output:1x1x960",
+        "Conv_2-input:1x1x960-output:1x1x1280", "Logits-input:1x1x1280-output:1000"]
