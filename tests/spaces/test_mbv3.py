@@ -324,3 +324,18 @@ def test_block_keys_of_ofa_mbv3_worked_out_by_hand():
         mb.format("14x14x112", "7x7x160", 336, 2, 0, 1, 1), mb.format("7x7x160", "7x7x160", 480, 1, 1, 1, 1),
         "Conv_1-input:7x7x160-output:7x7x960", "AvgPool2D-input:7x7x960-output:1x1x960",
         "Conv_2-input:1x1x960-output:1x1x1280", "Logits-input:1x1x1280-output:1000"]
+
+
+def test_width_1_2_rounds_every_width_of_width_1_0_up_by_a_fifth():
+    from edgenas.spaces.mbv3_config import OFA_MBV3_W12
+
+    c = OFA_MBV3_W12  # 19.2 -> 24 (16 is over 10 % down), 28.8 -> 32, 134.4 -> 136, 960 x 1.2 = 1152
+    assert (c.stem_width, c.first_block_width, c.final_expand_width, c.feature_mix_width) == (24, 24, 1152, 1536)
+    assert c.stage_widths == (32, 48, 96, 136, 192)
+
+
+def test_an_architecture_is_a_hashable_value():
+    a = get_space("mbv3-tiny").from_dict({"ks": [3, 5, 5, 3], "e": [4, 3, 4, 4], "d": [2, 1], "r": 16})
+    assert {a, dataclasses.replace(a)} == {a}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        a.r = 32
