@@ -70,7 +70,7 @@ def reference_predictors(project: Project, space: Any, exclude: str) -> list[tup
 
     store, out = LutStore(project.luts_dir), []
     root = Path(project.luts_dir)
-    # a folder that is no device's (luts/.git, "old tables") is no reference: it refused the command
+    # a folder that is no device's (luts/.git, "old tables") is passed over (it was refused as a device name)
     for d in sorted(p.name for p in root.iterdir() if p.is_dir() and NAME_RE.match(p.name)) if root.is_dir() else []:
         if d == exclude or not store.list(d, space.name):
             continue
