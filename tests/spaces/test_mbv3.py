@@ -326,6 +326,32 @@ def test_block_keys_of_ofa_mbv3_worked_out_by_hand():
         "Conv_2-input:1x1x960-output:1x1x1280", "Logits-input:1x1x1280-output:1000"]
 
 
+def test_block_keys_of_mbv3_small_worked_out_by_hand():
+    """The CPU demo space at 32 px: stem 16 at stride 1, first block 16, stages 16, 24, 40, 48, 64 at strides
+    2, 2, 2, 1, 2 (OFA's activations and SE: h-swish from the third, SE in the second, fourth and fifth), head
+    192, 256, 10 classes."""
+    space = get_space("mbv3-small")
+    arch = space.from_dict({"ks": [3] * 20, "e": [3] * 20, "d": [2] * 5, "r": 32})
+    mb = "expanded_conv-input:{}-output:{}-expand:{}-kernel:3-stride:{}-idskip:{}-se:{}-hs:{}"
+    assert space.block_keys(arch) == [
+        "Conv-input:32x32x3-output:32x32x16",
+        mb.format("32x32x16", "32x32x16", 16, 1, 1, 0, 0),
+        mb.format("32x32x16", "16x16x16", 48, 2, 0, 0, 0), mb.format("16x16x16", "16x16x16", 48, 1, 1, 0, 0),
+        mb.format("16x16x16", "8x8x24", 48, 2, 0, 1, 0), mb.format("8x8x24", "8x8x24", 72, 1, 1, 1, 0),
+        mb.format("8x8x24", "4x4x40", 72, 2, 0, 0, 1), mb.format("4x4x40", "4x4x40", 120, 1, 1, 0, 1),
+        mb.format("4x4x40", "4x4x48", 120, 1, 0, 1, 1), mb.format("4x4x48", "4x4x48", 144, 1, 1, 1, 1),
+        mb.format("4x4x48", "2x2x64", 144, 2, 0, 1, 1), mb.format("2x2x64", "2x2x64", 192, 1, 1, 1, 1),
+        "Conv_1-input:2x2x64-output:2x2x192", "AvgPool2D-input:2x2x192-output:1x1x192",
+        "Conv_2-input:1x1x192-output:1x1x256", "Logits-input:1x1x256-output:10"]
+
+
+def test_a_space_configuration_is_frozen():
+    from edgenas.spaces.mbv3_config import MBV3_SMALL
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        MBV3_SMALL.stem_width = 8
+
+
 def test_width_1_2_rounds_every_width_of_width_1_0_up_by_a_fifth():
     from edgenas.spaces.mbv3_config import OFA_MBV3_W12
 
