@@ -192,6 +192,8 @@ def test_image_folder_and_dispatch(tmp_path):
     assert data.x.shape == (6, 3, 16, 16) and data.num_classes == 2
     assert data.y.tolist() == [0, 0, 0, 1, 1, 1]
     assert load_dataset(str(tmp_path), resolution=8).x.shape == (6, 3, 8, 8)
+    # without a resolution (a search task's data): 32 x 32, through either function
+    assert load_dataset(str(tmp_path)).x.shape == load_image_folder(tmp_path).x.shape == (6, 3, 32, 32)
     with pytest.raises(InputError):
         load_dataset(tmp_path / "nothing-here")
     with pytest.raises(InputError):
