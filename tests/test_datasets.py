@@ -64,6 +64,11 @@ def test_npz_nhwc_uint8_and_nchw_float(tmp_path):
     assert grey.x.shape == (20, 3, 12, 12) and torch.equal(grey.x[:, 0], grey.x[:, 2])
     np.savez(tmp_path / "rgba.npz", x=np.concatenate([x, x[..., :1]], axis=-1), y=y)
     assert torch.equal(load_npz(tmp_path / "rgba.npz").x, data.x)
+    # NCHW of 1 and 4 channels too: grey repeated, alpha dropped
+    np.savez(tmp_path / "g1.npz", x=x[..., :1].transpose(0, 3, 1, 2), y=y)
+    assert torch.equal(load_npz(tmp_path / "g1.npz").x, grey.x)
+    np.savez(tmp_path / "rgba_nchw.npz", x=np.concatenate([x, x[..., :1]], axis=-1).transpose(0, 3, 1, 2), y=y)
+    assert torch.equal(load_npz(tmp_path / "rgba_nchw.npz").x, data.x)
 
 
 def test_npz_of_images_as_narrow_as_their_channels(tmp_path):
