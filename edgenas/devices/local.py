@@ -48,7 +48,9 @@ class LocalChannel(AgentChannel):
         assert self.proc.stdout is not None
         limit = transport.MAX_LINE_BYTES
         for raw in iter(lambda: self.proc.stdout.readline(limit + 1), b""):  # type: ignore[union-attr]
-            if len(raw) > limit:  # the rest is not read: the agent is stopped when the channel closes
+            # at most ``limit`` bytes before the newline, as over SSH; the rest is not read: the agent is
+            # stopped when the channel closes
+            if len(raw) > limit and not raw.endswith(b"\n"):
                 self._lines.put(_TOO_LONG)
                 return
             self._lines.put(raw.decode("utf-8", "replace").rstrip("\r\n"))

@@ -294,13 +294,13 @@ def test_a_channel_reports_the_agents_exit_and_a_line_too_long_at_every_later_re
 
     monkeypatch.setattr(transport, "MAX_LINE_BYTES", 100)
     with LocalTransport(project) as t:
-        path, version = script_zipapp(tmp_path, "import sys\nprint('x' * 99, flush=True)\nsys.exit(3)\n")
+        path, version = script_zipapp(tmp_path, "import sys\nprint('x' * 100, flush=True)\nsys.exit(3)\n")
         ch = t.start_agent(path, version)
-        assert ch.recv_line(30) == "x" * 99  # 100 bytes with its newline: the longest line allowed
+        assert ch.recv_line(30) == "x" * 100  # 100 bytes before its newline: the longest line allowed, as over SSH
         for _ in range(2):  # the exit is seen by every later read, not only the first
             with pytest.raises(DeviceError, match="agent exited with code 3"):
                 ch.recv_line(30)
-        path, version = script_zipapp(tmp_path, "import time\nprint('x' * 100, flush=True)\ntime.sleep(60)\n")
+        path, version = script_zipapp(tmp_path, "import time\nprint('x' * 101, flush=True)\ntime.sleep(60)\n")
         ch = t.start_agent(path, version)
         for _ in range(2):
             with pytest.raises(DeviceError, match="the agent sent a line of more than"):

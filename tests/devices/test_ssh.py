@@ -598,3 +598,55 @@ def test_a_local_user_without_a_name_is_one_input_error(tmp_path, monkeypatch):
         assert exc.value.hint == "set USER in the environment, e.g. USER=me"
     monkeypatch.setenv("USER", "me")
     assert resolve_target(DeviceProfile(name="box", host="10.0.0.7")).user == "me"
+
+
+class _FakeChannel:
+    """What SSHAgentChannel reads from a paramiko channel: stdout in the given chunks, then the end, and an exit
+    status of 3."""
+
+    def __init__(self, chunks):
+        self.chunks, self.status_event, self.closed = list(chunks), threading.Event(), False
+        self.status_event.set()
+
+    def settimeout(self, s):
+        pass
+
+    def recv(self, n):
+        return self.chunks.pop(0) if self.chunks else b""
+
+    def recv_stderr(self, n):
+        return b""
+
+    def exit_status_ready(self):
+        return True
+
+    def recv_exit_status(self):
+        return 3
+
+
+def _agent_lines(chunks, n):
+    """The first ``n`` lines an SSH agent channel reads from ``chunks``, then the error of the next read."""
+    from types import SimpleNamespace
+
+    from edgenas.devices.ssh import SSHAgentChannel
+
+    ch = SSHAgentChannel(_FakeChannel(chunks), "dev", SimpleNamespace(is_active=lambda: True, target="dev"))
+    lines = [ch.recv_line(10) for _ in range(n)]
+    with pytest.raises(DeviceError) as exc:
+        ch.recv_line(10)
+    return lines, str(exc.value)
+
+
+def test_an_ssh_agent_channel_splits_lines_across_chunks_and_refuses_one_over_the_limit(monkeypatch):
+    from edgenas.devices import transport
+
+    monkeypatch.setattr(transport, "MAX_LINE_BYTES", 10)
+    for chunks in ([b"ab\ncd", b"ef\r\n", b"0123456789\n", b"\n"], [b"ab\ncd", b"ef\r\n", b"0123456789", b"\n\n"]):
+        lines, err = _agent_lines(chunks, 4)   # 10 bytes, whole or waiting for its newline: the longest line
+        assert lines == ["ab", "cdef", "0123456789", ""] and "the agent exited with status 3" in err
+    lines, err = _agent_lines([b"ok\n01234", b"567890\nnext\n"], 1)     # 11 bytes before the newline
+    assert lines == ["ok"] and "the agent sent a line of more than" in err
+    lines, err = _agent_lines([b"0123456789", b"0"], 0)                # 11 bytes and no newline yet: refused at once
+    assert "the agent sent a line of more than" in err
+    lines, err = _agent_lines([b'{"id": 1}'], 0)                       # output that ends with no newline: no answer
+    assert "the agent exited with status 3 (the agent's output ended)" in err
