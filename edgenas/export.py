@@ -58,7 +58,7 @@ def export_arch(space: SearchSpace, arch: Any, out_dir: Path, *, opset: int = 17
     check_export(space, arch, out_dir, opset=opset, force=force)
     onnx_path, manifest_path = out_dir / "model.onnx", out_dir / "manifest.json"
     record = space.to_dict(arch)
-    if not force and onnx_path.exists() and manifest_path.exists():
+    if not force and onnx_path.is_file() and manifest_path.exists():  # a FIFO there hung the hash: export again
         try:
             man = Manifest.load(manifest_path)
             if (same_network(space, man.arch, arch) and man.opset == opset and man.dynamic_batch == dynamic_batch

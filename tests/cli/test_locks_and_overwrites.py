@@ -129,3 +129,47 @@ def test_two_records_of_one_network_share_its_default_export_folder(cli, proj):
     (proj / "c.json").write_text(json.dumps(c))
     third = cli("export", str(proj / "c.json"), "--json")
     assert third.code == 0 and third.json()["onnx"] != first.json()["onnx"]
+
+
+def test_an_export_whose_model_file_is_a_fifo_is_done_again_not_hashed(tmp_path):
+    """A FIFO planted at an export's model.onnx (its manifest intact) hung every later export and deploy of the
+    architecture: the check for reuse hashed it, waiting for a writer. Here a writer answers any reader with the
+    old model's bytes, so the old code ends (reusing the FIFO) instead of hanging."""
+    import errno
+    import os
+    import threading
+    import time
+
+    import numpy as np
+
+    from edgenas.export import export_arch
+    from edgenas.spaces import get_space
+
+    space = get_space("mbv3-tiny")
+    arch = space.sample(np.random.default_rng(0))
+    out = tmp_path / "exp"
+    first = export_arch(space, arch, out)
+    model = out / "model.onnx"
+    old = model.read_bytes()
+    model.unlink()
+    os.mkfifo(model)
+
+    def answer_a_reader() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and model.is_fifo():
+            try:
+                fd = os.open(model, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as exc:       # ENXIO: nobody reads it (yet)
+                assert exc.errno == errno.ENXIO
+                time.sleep(0.05)
+                continue
+            os.set_blocking(fd, True)
+            os.write(fd, old)
+            os.close(fd)
+            return
+
+    writer = threading.Thread(target=answer_a_reader, daemon=True)
+    writer.start()
+    again = export_arch(space, arch, out)
+    writer.join(70)
+    assert not again.reused and model.is_file() and not model.is_fifo() and again.sha256 == first.sha256
