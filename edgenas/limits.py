@@ -194,6 +194,11 @@ class UnreadableValue(ValueError):
     malformed JSON is, so that every reader's handling of malformed JSON applies."""
 
 
+class TooDeep(UnreadableValue):
+    """JSON nested deeper than ``json.loads`` reads (its ``RecursionError``, which readers that catch only
+    ``ValueError`` let through as an internal error)."""
+
+
 def _float_sized_int(text: str) -> int:
     v = int(text)
     if not -FIRST_OVERFLOW < v < FIRST_OVERFLOW:
@@ -218,9 +223,12 @@ def loads_json(data: bytes | str) -> Any:
     of the parse)."""
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
     long_int = raw.translate(_DIGITS_AS_ZEROS).find(b"0" * 309) >= 0
-    if not long_int and _SURROGATE.search(raw) is None:
-        return json.loads(data)
-    obj = json.loads(data, parse_int=_float_sized_int) if long_int else json.loads(data)
+    try:
+        if not long_int and _SURROGATE.search(raw) is None:
+            return json.loads(data)
+        obj = json.loads(data, parse_int=_float_sized_int) if long_int else json.loads(data)
+    except RecursionError:
+        raise TooDeep("nested too deeply") from None
     stack = [obj]
     while stack:  # (json.loads has bounded the depth: deeper is a RecursionError)
         o = stack.pop()
@@ -238,14 +246,12 @@ def loads_json_limited(data: bytes | str, where: str, max_depth: int = MAX_DEPTH
     """``json.loads`` with the depth limit; malformed JSON is one ``InputError`` naming ``where``."""
     try:
         obj = loads_json(data)
-    except RecursionError:
-        raise InputError(f"{where}: nested too deeply", hint="this is not an edgenas record") from None
     except UnicodeDecodeError:
         raise InputError(f"{where}: not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise InputError(f"malformed {where}: {exc.msg} at line {exc.lineno} column {exc.colno}",
                          hint="fix the JSON syntax") from None
-    except UnreadableValue as exc:  # too large for a float, or not text
+    except UnreadableValue as exc:  # too large for a float, not text, or nested too deeply
         raise InputError(f"{where}: {exc}", hint="this is not an edgenas record") from None
     except ValueError:  # an integer of more than 4,300 digits (Python's limit)
         raise InputError(f"{where}: a number too large to read", hint="this is not an edgenas record") from None

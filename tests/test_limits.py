@@ -138,6 +138,15 @@ def test_json_that_cannot_be_read_is_one_input_error(data, message):
     assert exc.value.message == message
 
 
+def test_json_deeper_than_the_parser_reads_is_a_value_error_of_its_own():
+    """json.loads' RecursionError passed readers that catch ValueError, as malformed JSON is (fleet refresh's look
+    for the last drift check ended with an internal error); a long int or a surrogate takes the other parse."""
+    for data in ("[" * 100_000 + "]" * 100_000, "[" * 100_000 + "1" * 400, b"[" * 100_000 + b'"\\ud800"'):
+        with pytest.raises(limits.TooDeep, match="^nested too deeply$") as exc:
+            limits.loads_json(data)
+        assert isinstance(exc.value, ValueError)
+
+
 def test_json_integers_are_refused_exactly_where_a_float_cannot_hold_them():
     """``float(10**400)`` is an OverflowError: such an int reached range checks as one, deep in the code."""
     import sys

@@ -165,7 +165,7 @@ def last_verified(project: Project, device: str, lut: Lut) -> dict[str, Any] | N
     for line in reversed(lines):
         try:
             rec = loads_json(line)
-        except ValueError:  # JSONDecodeError, or a value no record holds (limits.UnreadableValue)
+        except ValueError:  # JSONDecodeError, a value no record holds or too deep (limits.UnreadableValue)
             continue
         if isinstance(rec, dict) and rec.get("space") == lut.space \
                 and rec.get("fingerprint_hash") == lut.fingerprint_hash:

@@ -70,9 +70,7 @@ def _parse(text: str, what: str) -> Any:
     ``InputError`` the parsers promise (a search ended with an internal error instead of an invalid proposal)."""
     try:
         obj = loads_json(text)
-    except RecursionError:
-        raise InputError(f"{what} does not parse: nested too deeply") from None
-    except ValueError as exc:  # JSONDecodeError, or a value no record holds (limits.UnreadableValue)
+    except ValueError as exc:  # JSONDecodeError, or a value no record holds or too deep (limits.UnreadableValue)
         raise InputError(f"{what} does not parse: {getattr(exc, 'msg', exc)}") from None
     return check_depth(obj, what)  # shallower than the recursion limit, but deeper than any mutation
 

@@ -38,7 +38,7 @@ def read_jsonl(path: Path, since: int = 0) -> tuple[list[Any], int]:
             continue
         try:
             out.append(loads_json(line))
-        except (ValueError, RecursionError):  # bad JSON, bad UTF-8, a value no record holds (UnreadableValue)
+        except ValueError:  # bad JSON, bad UTF-8, a value no record holds or too deep (UnreadableValue)
             raise InputError(f"malformed line {n + 1} in {path}", hint=_DAMAGED) from None
     return out, end
 

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from edgenas.errors import InputError
-from edgenas.limits import loads_json
+from edgenas.limits import TooDeep, loads_json
 from edgenas.store.base import MeasurementStore, duplicate, matches
 from edgenas.store.record import Measurement
 
@@ -35,18 +35,18 @@ class JsonlStore(MeasurementStore):
                 loads_json(tail)
                 lines.append(tail)
                 complete = len(data)
-            except (ValueError, RecursionError):  # bad JSON, bad UTF-8, a value no record holds, too deep
+            except ValueError:  # bad JSON, bad UTF-8, a value no record holds, too deep (limits.UnreadableValue)
                 pass  # torn write from a crash: ignored
         for no, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
                 obj = loads_json(line)
+            except TooDeep:  # deeper than json.loads reads; from_dict refuses what is less deep
+                raise InputError(f"{self.path}: line {no} is nested too deeply",
+                                 hint="fix or remove that line") from None
             except ValueError as exc:  # bad JSON, bad UTF-8, a value no record holds (limits.UnreadableValue)
                 raise InputError(f"{self.path}: line {no} is not valid JSON ({exc})",
-                                 hint="fix or remove that line") from None
-            except RecursionError:  # deeper than json.loads reads; from_dict refuses what is less deep
-                raise InputError(f"{self.path}: line {no} is nested too deeply",
                                  hint="fix or remove that line") from None
             out.append(Measurement.from_dict(obj, where=f"{self.path} line {no}"))
         return out, complete

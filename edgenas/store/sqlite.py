@@ -13,7 +13,7 @@ from contextlib import closing
 from pathlib import Path
 
 from edgenas.errors import InputError
-from edgenas.limits import loads_json
+from edgenas.limits import TooDeep, loads_json
 from edgenas.store.base import MeasurementStore, duplicate
 from edgenas.store.record import Measurement
 from edgenas.store.sqlite_wal import enable_wal
@@ -91,10 +91,10 @@ class SQLiteStore(MeasurementStore):
         for seq, text in rows:
             try:
                 data = loads_json(text)
+            except TooDeep:  # deeper than json.loads reads; from_dict refuses what is less deep
+                raise InputError(f"{self.path}: row {seq} holds JSON nested too deeply") from None
             except ValueError as exc:  # JSONDecodeError, or a value no record holds (limits.UnreadableValue)
                 raise InputError(f"{self.path}: row {seq} holds malformed JSON: {getattr(exc, 'msg', exc)}") from None
-            except RecursionError:  # deeper than json.loads reads; from_dict refuses what is less deep
-                raise InputError(f"{self.path}: row {seq} holds JSON nested too deeply") from None
             out.append(Measurement.from_dict(data, where=f"{self.path} row {seq}"))
         return out
 

@@ -459,8 +459,8 @@ def test_the_last_check_of_this_very_table_is_found(project):
     record_verified(project, "fake", dataclasses.replace(lut, fingerprint_hash="d" * 64), dataclasses.replace(
         check, speed_change=-0.5))  # another device's table: not this one's check
     with open(project.luts_dir / "fake" / "verified.jsonl", "a") as fh:
-        fh.write("not json\n")
-    rec = last_verified(project, "fake", lut)
+        fh.write("not json\n" + "[" * 100_000 + "]" * 100_000 + "\n")   # nested too deeply: a RecursionError was
+    rec = last_verified(project, "fake", lut)                                   # an internal error of fleet refresh
     assert (rec["speed_change"], rec["reference_ms"], rec["nominal_ms"], rec["rescaled"]) == (0.3, 2.6, 2.0, False)
     rescaled = dataclasses.replace(lut, reference={"sha256": "e" * 64, "ms": 2.6})  # a rescale changes the nominal
     assert last_verified(project, "fake", rescaled) is None
