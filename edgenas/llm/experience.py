@@ -21,7 +21,7 @@ from typing import Any, Iterable
 
 from edgenas.errors import InputError
 from edgenas.io import atomic_write_json, atomic_write_text, read_json
-from edgenas.limits import is_whole, loads_json_limited
+from edgenas.limits import is_number, is_whole, loads_json_limited
 
 
 class JsonlLog:
@@ -120,7 +120,7 @@ class ExperienceBuffer:
         for n, x in enumerate(d["items"], 1):
             if not (isinstance(x, dict) and set(x) == _FIELDS and is_whole(x["proposal"])
                     and all(isinstance(x[k], str) for k in ("prompt", "think", "completion"))
-                    and isinstance(x["delta"], (int, float)) and not isinstance(x["delta"], bool)):
+                    and is_number(x["delta"])):
                 raise InputError(f"{path}: malformed experience entry {n}",
                                  hint="each has a whole proposal number, three texts and a delta")
             buf.items.append(Experience(**x))
