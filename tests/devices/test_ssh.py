@@ -650,3 +650,25 @@ def test_an_ssh_agent_channel_splits_lines_across_chunks_and_refuses_one_over_th
     assert "the agent sent a line of more than" in err
     lines, err = _agent_lines([b'{"id": 1}'], 0)                       # output that ends with no newline: no answer
     assert "the agent exited with status 3 (the agent's output ended)" in err
+
+
+class _NoStatusChannel(_FakeChannel):
+    """A channel that closed with no exit status at all (the connection to sshd stayed up)."""
+
+    def exit_status_ready(self):
+        return False
+
+    def recv_exit_status(self):
+        raise AssertionError("no exit status to wait for")
+
+
+def test_an_ssh_agent_channel_closed_with_no_exit_status_reads_as_killed():
+    from types import SimpleNamespace
+
+    from edgenas.devices.ssh import SSHAgentChannel
+
+    ch = SSHAgentChannel(_NoStatusChannel([b"ok\n"]), "dev", SimpleNamespace(is_active=lambda: True, target="dev"))
+    assert ch.recv_line(10) == "ok"
+    with pytest.raises(DeviceError) as exc:
+        ch.recv_line(10)
+    assert "the agent was killed by a signal (the agent's output ended)" in str(exc.value)
