@@ -66,12 +66,9 @@ def reference_predictors(project: Project, space: Any, exclude: str) -> list[tup
     """(device, fingerprint hash, predictor) for every other device with a usable LUT for ``space``."""
     from edgenas.latency.predictor import LatencyPredictor
     from edgenas.latency.store import LutStore
-    from edgenas.safenames import NAME_RE
 
     store, out = LutStore(project.luts_dir), []
-    root = Path(project.luts_dir)
-    # a folder that is no device's (luts/.git, "old tables") is passed over (it was refused as a device name)
-    for d in sorted(p.name for p in root.iterdir() if p.is_dir() and NAME_RE.match(p.name)) if root.is_dir() else []:
+    for d in store.devices():  # luts/.git and other folders no device could have are passed over
         if d == exclude or not store.list(d, space.name):
             continue
         try:

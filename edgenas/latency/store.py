@@ -25,7 +25,7 @@ from typing import Any
 from edgenas.errors import InputError
 from edgenas.io import read_json, sha256_file
 from edgenas.latency.lut import Lut, future_dated, utc
-from edgenas.safenames import HASH_RE, LUT_FILE_RE, check_hash, check_name
+from edgenas.safenames import HASH_RE, LUT_FILE_RE, NAME_RE, check_hash, check_name
 
 
 def lut_filename(space: str, fingerprint_hash: str) -> str:
@@ -38,6 +38,14 @@ class LutStore:
 
     def device_dir(self, device: str) -> Path:
         return Path(self.root) / check_name(device, "device name")
+
+    def devices(self) -> list[str]:
+        """The devices with a folder here, sorted; a folder no device could have (``.git``, "old tables")
+        is passed over, as ``check_name`` would refuse its name."""
+        root = Path(self.root)
+        if not root.is_dir():
+            return []
+        return sorted(p.name for p in root.iterdir() if p.is_dir() and NAME_RE.match(p.name))
 
     def path_for(self, device: str, space: str, fingerprint_hash: str) -> Path:
         """Every part is checked: a device's answers never become a path outside ``luts/DEVICE/``."""

@@ -314,11 +314,10 @@ class FolderSource(DataSource):
         return read_evaluations(path / "evaluations.jsonl", since=since)
 
     def devices(self) -> list[str]:
-        d = Path(self.project.luts_dir)
-        if not d.is_dir():
-            return []
-        return sorted(p.name for p in d.iterdir()
-                      if p.is_dir() and NAME_RE.match(p.name) and ".." not in p.name and self._inside(p))
+        from edgenas.latency.store import LutStore
+
+        d = Path(self.project.luts_dir)  # a folder reached through a link out of the project is not served
+        return [n for n in LutStore(d).devices() if ".." not in n and self._inside(d / n)]
 
     def _device_dir(self, device: str) -> Path:
         check_name(device, "device")

@@ -127,6 +127,14 @@ def test_only_files_named_space_fphash12_json_are_listed_as_tables(tmp_path):
     assert store.list("dev") == sorted([path, longest])
 
 
+def test_the_devices_are_the_folders_a_device_name_could_have(tmp_path):
+    assert LutStore(tmp_path / "luts").devices() == []  # no luts/ yet
+    for name in ("pi4", "orin.nano", ".git", "old tables", "-x", "a" * 65, "b" * 64):
+        (tmp_path / "luts" / name).mkdir(parents=True)
+    (tmp_path / "luts" / "notes.json").write_text("{}")  # a file is no device
+    assert LutStore(tmp_path / "luts").devices() == ["b" * 64, "orin.nano", "pi4"]
+
+
 @pytest.mark.parametrize("field, value", [("device", "dev\n"), ("space", "mbv3-tiny\n"),
                                           ("fingerprint_hash", "a" * 64 + "\n")])
 def test_a_trailing_newline_is_not_a_name(field, value):
