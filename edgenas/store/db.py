@@ -175,10 +175,25 @@ def writable(path: Path) -> bool:
 
 def readonly_uri(path: Path) -> str:
     """A read-only SQLite URI of ``path``; ``immutable`` where the file or its folder cannot be written: a
-    WAL database there cannot be opened otherwise (its -shm file cannot be made), and nobody writes it."""
+    WAL database there cannot be opened otherwise (its -shm file cannot be made), and nobody writes it.
+
+    Not where a -wal file beside it holds changes (a writer killed, or a copy taken while one ran): read as
+    immutable the file was without them, rows and even tables missing, and no error. It is read through
+    the -shm file beside it, or refused when there is none (SQLite cannot read the -wal without one)."""
     from urllib.parse import quote
 
-    return f"file:{quote(str(path))}?mode=ro" + ("" if writable(path) else "&immutable=1")
+    uri = f"file:{quote(str(path))}?mode=ro"
+    if writable(path):
+        return uri
+    wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
+    if not (wal.is_file() and wal.stat().st_size > 0):
+        return uri + "&immutable=1"
+    if shm.is_file() and os.access(shm, os.R_OK):
+        return uri
+    raise DatabaseError(f"database {path} has changes in {wal.name} that SQLite cannot read in a folder edgenas "
+                        f"cannot write (no {shm.name} beside them)",
+                        hint=f"open it once where its folder can be written, which folds {wal.name} into it; "
+                             f"or copy {path.name} with {wal.name} to such a folder and give --db sqlite:///COPY")
 
 
 def sqlite_path(url: str) -> Path | None:
@@ -224,8 +239,10 @@ def create_engine(url: str, *, create_parent: bool = False, readonly: bool = Fal
         if readonly and path is not None and path.is_file() and not writable(path):
             import sqlite3
 
+            uri = readonly_uri(path)  # refused here, once, where the file cannot be read whole
+
             def connect() -> sqlite3.Connection:
-                con = sqlite3.connect(readonly_uri(path), uri=True, timeout=BUSY_TIMEOUT_S)
+                con = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S)
                 con.text_factory = _text
                 return con
 

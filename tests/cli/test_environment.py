@@ -82,6 +82,43 @@ def test_a_project_this_user_cannot_write_can_still_be_read(with_run):
         subprocess.run(["chmod", "-R", "u+w", str(with_run)], check=True)
 
 
+
+_DROP_ROOT = (("setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner", "--inh-caps", "-all", "--")
+              if os.geteuid() == 0 else ())
+_KILLED_WRITER = ("import os, sqlite3, sys\n"
+                  "con = sqlite3.connect(sys.argv[1])\n"
+                  "con.execute('PRAGMA wal_autocheckpoint = 0')\n"
+                  "con.execute(\"UPDATE runs SET strategy = 'in-the-wal'\")\n"
+                  "con.commit()\n"
+                  "os._exit(0)\n")  # no close, no checkpoint: the change stays in the -wal file, as after a kill
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None and os.geteuid() == 0, reason="needs setpriv to drop root's rights")
+def test_a_read_only_project_whose_changes_are_still_in_the_wal_shows_them_or_says_it_cannot(with_run):
+    """A read-only project's database was opened as immutable, which reads the file without its -wal: a change
+    its writer committed and left there (killed before a checkpoint) was missing, with no error."""
+    (db,) = (with_run / ".edgenas").glob("*.db")
+    subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(db)], check=True, timeout=60)
+    wal, shm = Path(f"{db}-wal"), Path(f"{db}-shm")
+    assert wal.stat().st_size > 0 and shm.is_file()
+    subprocess.run(["chmod", "-R", "a-w", str(with_run)], check=True)
+    try:
+        listed = edgenas(["runs", "list", "--json"], with_run, prefix=_DROP_ROOT)
+        assert listed.returncode == 0, listed.stderr
+        assert [r["strategy"] for r in json.loads(listed.stdout)] == ["in-the-wal"]
+    finally:
+        subprocess.run(["chmod", "-R", "u+w", str(with_run)], check=True)
+    shm.unlink()  # without its -shm file, SQLite cannot read the -wal in a folder it cannot write: refused
+    before = {p.name: p.read_bytes() for p in db.parent.iterdir() if p.is_file()}
+    subprocess.run(["chmod", "-R", "a-w", str(with_run)], check=True)
+    try:
+        res = edgenas(["runs", "list"], with_run, prefix=_DROP_ROOT)
+        assert res.returncode == 6 and len(res.stderr.splitlines()) == 1, res.stderr  # a database error
+        assert f"has changes in {wal.name} that SQLite cannot read" in res.stderr, res.stderr
+    finally:
+        subprocess.run(["chmod", "-R", "u+w", str(with_run)], check=True)
+    assert {p.name: p.read_bytes() for p in db.parent.iterdir() if p.is_file()} == before
+
 def test_a_database_url_that_keeps_nothing_is_refused(fresh, cli, monkeypatch):
     """`sqlite://` (in memory) was accepted: a search recorded into it, and it was gone when the command ended."""
     one_line_error(cli("runs", "list", "--db", "sqlite://"), "in-memory database")
