@@ -8,7 +8,6 @@ their latency budgets (LUT-based), or a benchmark table with a latency column. I
 from __future__ import annotations
 
 import dataclasses
-import math
 import shlex
 import time
 from dataclasses import dataclass, field
@@ -22,7 +21,8 @@ from edgenas.io import atomic_write_json, read_json
 from edgenas.limits import is_finite, is_number
 from edgenas.project import Project
 from edgenas.quiet import sigint_ignored
-from edgenas.search.run_files import check_request_fields, check_tables, check_warm_start, resume_or_new
+from edgenas.search.run_files import (check_config, check_request_fields, check_tables, check_warm_start,
+                                      resume_or_new)
 
 REQUEST_SCHEMA = 1
 QUANTILE_SAMPLES = 2000
@@ -435,14 +435,13 @@ def _with_recorded_budgets(req: SearchRequest, out_dir: Path) -> SearchRequest:
     path = out_dir / "config.json"
     if req.max_latency_quantile is None or not path.is_file():
         return req
-    try:
-        devices = read_json(path, "run config").get("devices")
-        budgets = tuple(float(b) for _, b in devices)
-    except (InputError, AttributeError, TypeError, ValueError):
+    try:  # checked as the resume checks it: a budget of "0.0001" or true was read as one, and refused as too low
+        budgets = tuple(b for _, b in check_config(read_json(path, "run config"), path).get("devices", []))
+    except InputError:
         return req
-    if not budgets or not all(math.isfinite(b) and b > 0 for b in budgets):
+    if not budgets or not all(b is not None and b > 0 for b in budgets):
         return req
-    return dataclasses.replace(req, max_latency_ms=budgets, max_latency_quantile=None)
+    return dataclasses.replace(req, max_latency_ms=tuple(float(b) for b in budgets), max_latency_quantile=None)
 
 
 #: the run folder's record of each device's latency table when the run started (its SHA-256), so that a
