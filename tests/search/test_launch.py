@@ -87,3 +87,21 @@ def test_a_damaged_budget_in_a_quantile_runs_config_is_reported_as_damage_on_res
     (run / "config.json").write_text(json.dumps(cfg))
     res = cli("search", "--resume", str(run))
     assert res.code == 2 and "malformed 'devices'" in res.err and "0.0001 ms" not in res.err, res.err
+
+
+def test_a_ladder_needs_a_multi_fidelity_strategy_and_its_rungs_name_the_evaluators(tmp_path):
+    from edgenas.search.launch import build_problem
+    from edgenas.search.mf_launch import build_problems
+
+    valid = HW.with_name("nb201_valid.csv")
+    ladder = (f"nb201-fidelity:table={valid},column=cifar10_valid_12ep",
+              f"nb201-fidelity:table={valid},column=cifar10_valid,cost=2")
+    with pytest.raises(InputError, match="--ladder needs --strategy sh or hyperband, not 'random'"):
+        build_problems(Project(tmp_path), SearchRequest(space="nb201", ladder=ladder, strategy="random"), build_problem)
+    with pytest.raises(InputError, match="give the evaluators as --ladder rungs, not --evaluator"):
+        build_problems(Project(tmp_path), SearchRequest(space="nb201", ladder=ladder, strategy="sh",
+                                                        evaluator="params"), build_problem)
+    problems, config = build_problems(Project(tmp_path), SearchRequest(space="nb201", ladder=ladder, strategy="sh",
+                                                                      budget=9, seed=3), build_problem)
+    assert [p.accuracy_name for p in problems] == ["cifar10_valid_12ep", "cifar10_valid"]
+    assert (config.mode, config.candidates, config.eta, config.seed, config.devices) == ("sh", 9, 3, 3, ())
