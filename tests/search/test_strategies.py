@@ -872,3 +872,13 @@ def test_takes_only_a_novel_feasible_proposal():
     s.mark_seen([(0, 1)])
     assert s.takes((0, 0)) and not s.takes(None) and not s.takes((0, 1))
     assert not s.takes((1, 1))                                               # violation 1: infeasible
+
+
+def test_random_search_never_asks_for_what_it_was_told(space):
+    """What a random search is told (a resume's replay, a warm start's evaluations) is seen: the samples it would
+    have drawn first are skipped."""
+    first = make_strategy("random", space, np.random.default_rng(0)).ask(5)
+    s = make_strategy("random", space, np.random.default_rng(0))
+    s.tell(first[:2], [Result((-1.0,)), Result((-2.0,))])
+    again = [space.arch_id(a) for a in s.ask(5)]
+    assert len(set(again)) == 5 and not {space.arch_id(a) for a in first[:2]} & set(again)
