@@ -569,3 +569,15 @@ def test_device_similarity_finds_a_past_lut_and_a_past_fewshot_model(tmp_path, m
     # made it 1.0 against a model that happens to order the probe as it was sampled)
     by_position = type("ByPosition", (), {"predict_many": lambda self, archs: np.arange(len(archs), dtype=float)})()
     assert sim(by_position, RunDevice("flat", "fewshot", "d" * 64, None, None, 5.0)) == 0.0
+
+
+def test_the_transferred_share_is_at_least_one_at_most_the_budget_and_none_at_a_ratio_of_0(db, tmp_path):
+    """round(--transfer-ratio x population), but at least one architecture, never more than the budget, and
+    none at all for a ratio of 0."""
+    proj = Project(tmp_path)
+    launch_search(proj, _req(budget=30, strategy="random"), tmp_path / "src", db=db)
+    for n, (ratio, budget) in enumerate(((0.01, 6), (1.0, 3), (0.0, 4))):
+        launch_search(proj, _req(strategy="evolution", warm_start=("auto",), transfer_ratio=ratio, budget=budget,
+                                 seed=n + 1), tmp_path / f"w{n}", db=db)
+        warm = json.loads((tmp_path / f"w{n}" / "warm_start.json").read_text())
+        assert len(warm["transferred"]) == (1, 3, 0)[n], (ratio, budget)
