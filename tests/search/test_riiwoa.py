@@ -43,15 +43,15 @@ def test_ri_iwoa_penalises_an_infeasible_point_by_its_violation_above_every_feas
 
 
 def test_ri_iwoa_frame_is_the_better_half_of_the_told_whales(space):
-    s = RIIWOA(space, np.random.default_rng(0), population=6, generations=4)
-    s.X = np.array([[0.1 * (i + 1)] * space.dim for i in range(6)])
-    s.X[:, 0] = [0.9, 0.1, 0.5, 0.3, 0.7, 0.2]       # not collinear: a full covariance needs no help
-    s.fit = [Result((v,)) for v in (5.0, 1.0, 6.0, 2.0, 4.0, 3.0)]  # the best three: whales 1, 3, 5
+    s = RIIWOA(space, np.random.default_rng(0), population=8, generations=4)
+    s.X = np.array([[0.1 * (i + 1)] * space.dim for i in range(8)])
+    s.X[:, 0] = [0.9, 0.1, 0.5, 0.3, 0.7, 0.2, 0.8, 0.4]       # not collinear
+    s.fit = [Result((v,)) for v in (5.0, 1.0, 6.0, 2.0, 4.0, 3.0, 8.0, 7.0)]  # the best four: whales 1, 3, 5, 4
     s._update_frame()
     B, centre = s.frame
-    assert centre == pytest.approx(s.X[[1, 3, 5]].mean(axis=0))
+    assert centre == pytest.approx(s.X[[1, 3, 5, 4]].mean(axis=0))
     assert np.allclose(B.T @ B, np.eye(space.dim), atol=1e-8)
-    s.fit = [None, Result((1.0,)), None, Result((2.0,)), None, Result((3.0,))]   # three told: enough
+    s.fit = [None, Result((1.0,)), None, Result((2.0,)), None, Result((3.0,)), None, None]   # three told: enough
     s._update_frame()
     assert s.frame[1] == pytest.approx(s.X[[1, 3, 5]].mean(axis=0))
     s.fit[5] = None                                   # two: no frame (the coordinate axes)
@@ -60,7 +60,8 @@ def test_ri_iwoa_frame_is_the_better_half_of_the_told_whales(space):
 
 
 @pytest.mark.parametrize("rotate_every, rotated", [(1, [False, True, True, True]),
-                                                   (2, [False, False, True, True])])
+                                                   (2, [False, False, True, True]),
+                                                   (3, [False, False, False, True])])
 def test_ri_iwoa_rotates_every_rotate_every_generations(space, formula, rotate_every, rotated):
     """The frame is estimated before generation g + 1 when g + 1 is a multiple of rotate_every (not before
     the first, random one), from the whales then told."""
