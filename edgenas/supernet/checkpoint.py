@@ -183,6 +183,23 @@ def _read_tensors(path: Path, expected_sha: Any) -> dict[str, torch.Tensor]:
         raise InputError(f"{path}: not a readable safetensors file ({exc})") from None
 
 
+_DAMAGED = "the checkpoint was edited or damaged; train again or restore it"
+
+
+def _tensors_problem(tensors: dict[str, torch.Tensor], expected: dict[str, torch.Tensor],
+                     partial: bool = False) -> str | None:
+    """What is wrong with tensors meant for ``expected`` (all of its keys unless ``partial``): a key missing
+    or unknown, another shape or dtype, a NaN or infinity."""
+    missing = [] if partial else sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(tensors)
+                   if (expected[k].shape, expected[k].dtype) != (tensors[k].shape, tensors[k].dtype))
+    if missing or unexpected or wrong:
+        return f"do not fit (missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shape or type {wrong[:3]})"
+    nonfinite = sorted(k for k, v in tensors.items() if v.is_floating_point() and not bool(v.isfinite().all()))
+    return f"hold NaN or infinite values ({nonfinite[:3]})" if nonfinite else None
+
+
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read and validate a checkpoint; anything missing or malformed raises one ``InputError``."""
     d = checkpoint_dir(path)
@@ -197,6 +214,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
                          hint=f"this edgenas reads schema {SCHEMA}")
     config = config_from_dict(meta.get("config"), str(d / META))
     bad = _meta_problem(meta)
+    if not bad and meta["space"] != config.name:
+        bad = f"'space' is '{meta['space']}' but the config is the {config.name} supernet's"
     if bad:
         raise InputError(f"{d / META}: {bad}", hint="the checkpoint's supernet.json was edited or damaged; "
                                                      "train again or restore it")
@@ -212,12 +231,19 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     except (ValueError, TypeError) as exc:
         raise InputError(f"{d / META}: cannot build the supernet ({exc})") from None
     expected = supernet.state_dict()
-    missing = sorted(set(expected) - set(weights))
-    unexpected = sorted(set(weights) - set(expected))
-    bad = sorted(k for k in set(expected) & set(weights) if expected[k].shape != weights[k].shape)
-    if missing or unexpected or bad:
-        raise InputError(f"{d / files['weights']} does not fit the {config.name} supernet "
-                         f"(missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shape {bad[:3]})")
+    bad = _tensors_problem(weights, expected)
+    if bad:
+        raise InputError(f"{d / files['weights']}: the weights of the {config.name} supernet {bad}", hint=_DAMAGED)
+    params = {f"momentum/{k}": p for k, p in supernet.named_parameters()}
+    bad = _tensors_problem({k: v for k, v in optim.items() if k != TORCH_RNG}, params, partial=True)
+    if bad:
+        raise InputError(f"{d / files['optimizer']}: the momentum buffers {bad}", hint=_DAMAGED)
+    if TORCH_RNG in optim:
+        try:
+            torch.Generator().set_state(optim[TORCH_RNG])
+        except (RuntimeError, TypeError) as exc:
+            raise InputError(f"{d / files['optimizer']}: '{TORCH_RNG}' is not a torch generator state ({exc})",
+                             hint=_DAMAGED) from None
     supernet.load_state_dict(weights)
     return Checkpoint(supernet.eval(), meta, optim, d)
 

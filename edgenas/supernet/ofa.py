@@ -45,10 +45,14 @@ def load_ofa_weights(supernet: MBV3Supernet, path: str | Path) -> MBV3Supernet:
     expected = supernet.state_dict()
     missing = sorted(k for k in expected if k not in state and not k.endswith("num_batches_tracked"))
     unexpected = sorted(k for k in state if k not in expected)
-    wrong = sorted(k for k in state if k in expected and state[k].shape != expected[k].shape)
+    wrong = sorted(k for k in state if k in expected and (state[k].shape != expected[k].shape or state[k].is_complex()))
     if missing or unexpected or wrong:
         raise InputError(f"{path} does not fit the {supernet.config.name} supernet: "
                          f"missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shape {wrong[:3]}",
                          hint="check the preset (width 1.0 -> ofa-mbv3, 1.2 -> ofa-mbv3-w12)")
+    nonfinite = sorted(k for k, v in state.items()  # as the supernet's dtype: a float64 1e300 is inf in float32
+                       if expected[k].is_floating_point() and not bool(v.to(expected[k].dtype).isfinite().all()))
+    if nonfinite:
+        raise InputError(f"{path}: NaN or infinite values in {nonfinite[:3]}", hint="convert OFA's .pth again")
     supernet.load_state_dict(state, strict=False)
     return supernet

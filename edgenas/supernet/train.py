@@ -196,6 +196,9 @@ def train_supernet(cfg: TrainConfig, *, resume: bool = False, progress: Progress
         if strip(saved) != strip(cfg.to_dict()):
             raise InputError(f"{out} was trained with different settings; resume needs the same ones",
                              hint=f"saved: {saved}")
+        if state.supernet.config != config:  # the file's own config, not what --space names
+            raise InputError(f"{out} holds a supernet of another config than the {cfg.space} space's",
+                             hint="resume with the edgenas and space it was trained with, or train again")
         net = state.supernet
         opt = _optimizer(net, cfg)
         _restore_momentum(net, opt, state.optimizer_tensors)

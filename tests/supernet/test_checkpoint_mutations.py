@@ -8,9 +8,11 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from edgenas.errors import InputError
 from edgenas.supernet import TrainConfig, load_checkpoint, train_supernet
+from edgenas.supernet.checkpoint import TORCH_RNG
 from tests.mutations import DELETE, field_paths, one_field_edits
 
 VALUES = [None, "x", -1, 10**30, 1e308, [], {}, True, 0.5, "../weights-00000002.safetensors"]
@@ -54,3 +56,101 @@ def test_resume_with_a_damaged_generator_state_is_one_error(checkpoint, tmp_path
     (d / "supernet.json").write_text(json.dumps(meta))
     with pytest.raises(InputError, match="numpy generator state"):
         train_supernet(TrainConfig(**dict(cfg.to_dict(), out=str(d))), resume=True)
+
+
+def _edit_tensors(d, which, edit):
+    """Rewrite the checkpoint's ``which`` tensor file with ``edit(tensors)`` applied, its SHA-256 updated (as
+    anyone editing a checkpoint can)."""
+    from safetensors.torch import load, save
+
+    from edgenas.io import sha256_bytes
+
+    meta = json.loads((d / "supernet.json").read_text())
+    path = d / meta["files"][which]
+    tensors = load(path.read_bytes())
+    edit(tensors)
+    data = save(tensors)
+    path.write_bytes(data)
+    meta["sha256"][which] = sha256_bytes(data)
+    (d / "supernet.json").write_text(json.dumps(meta))
+
+
+def _first(tensors, prefix=""):
+    return next(k for k, v in sorted(tensors.items()) if k.startswith(prefix) and v.is_floating_point())
+
+
+def _set(key_of, value_of):
+    def edit(t):
+        k = key_of(t)
+        t[k] = value_of(t[k])
+    return edit
+
+
+TENSOR_EDITS = {  # a checkpoint once loaded all of these; resuming from the optimizer ones was a torch traceback
+    "nan weight": ("weights", _set(_first, lambda v: torch.full_like(v, float("nan"))), "NaN or infinite"),
+    "float64 weight past float32": ("weights", _set(_first, lambda v: v.double() * 1e300), "wrong shape or type"),
+    "int weight": ("weights", _set(_first, lambda v: v.long()), "wrong shape or type"),
+    "inf momentum": ("optimizer", _set(lambda t: _first(t, "momentum/"), lambda v: v + float("inf")),
+                     "NaN or infinite"),
+    "momentum of another shape": ("optimizer", _set(lambda t: _first(t, "momentum/"), lambda v: v[:1]),
+                                  "wrong shape or type"),
+    "momentum of no parameter": ("optimizer", lambda t: t.update({"momentum/nope": torch.zeros(2)}), "unexpected"),
+    "zero torch rng state": ("optimizer", _set(lambda t: TORCH_RNG, torch.zeros_like), "generator state"),
+    "float torch rng state": ("optimizer", _set(lambda t: TORCH_RNG, lambda v: v.float()), "generator state"),
+    "short torch rng state": ("optimizer", _set(lambda t: TORCH_RNG, lambda v: v[:7]), "generator state"),
+}
+
+
+@pytest.mark.parametrize("name", TENSOR_EDITS)
+def test_a_tensor_file_of_nan_other_dtypes_or_a_bad_optimizer_state_is_one_input_error(checkpoint, tmp_path, name):
+    src, cfg = checkpoint
+    which, edit, message = TENSOR_EDITS[name]
+    d = tmp_path / "ck"
+    shutil.copytree(src, d)
+    _edit_tensors(d, which, edit)
+    with pytest.raises(InputError, match=message) as err:
+        load_checkpoint(d)
+    assert json.loads((d / "supernet.json").read_text())["files"][which] in str(err.value)
+
+
+def test_resuming_from_a_bad_momentum_buffer_is_one_input_error(checkpoint, tmp_path):
+    src, cfg = checkpoint
+    d = tmp_path / "ck"
+    shutil.copytree(src, d)
+    _edit_tensors(d, "optimizer", TENSOR_EDITS["momentum of another shape"][1])
+    meta = json.loads((d / "supernet.json").read_text())
+    meta["step"] = 1  # so that training goes on
+    (d / "supernet.json").write_text(json.dumps(meta))
+    with pytest.raises(InputError, match="momentum buffers do not fit"):
+        train_supernet(TrainConfig(**dict(cfg.to_dict(), out=str(d))), resume=True)
+
+
+def test_a_record_whose_space_is_not_its_config_is_refused(checkpoint, tmp_path):
+    """``space`` said mbv3-small over mbv3-tiny's config: the checkpoint loaded as either, depending on the
+    reader, and resuming mbv3-small trained mbv3-tiny."""
+    src, cfg = checkpoint
+    d = tmp_path / "ck"
+    shutil.copytree(src, d)
+    meta = json.loads((d / "supernet.json").read_text())
+    meta["space"] = meta["train_config"]["space"] = "mbv3-small"
+    (d / "supernet.json").write_text(json.dumps(meta))
+    with pytest.raises(InputError, match="'space' is 'mbv3-small' but the config is the mbv3-tiny supernet's"):
+        load_checkpoint(d)
+    with pytest.raises(InputError, match="'space' is 'mbv3-small'"):
+        train_supernet(TrainConfig(**dict(meta["train_config"], out=str(d))), resume=True)
+
+
+def test_resume_refuses_a_config_other_than_its_spaces(checkpoint, tmp_path):
+    """mbv3-tiny's widths under the name mbv3-small: resuming mbv3-small trained that network on."""
+    src, cfg = checkpoint
+    d = tmp_path / "ck"
+    shutil.copytree(src, d)
+    meta = json.loads((d / "supernet.json").read_text())
+    meta["space"] = meta["config"]["name"] = meta["train_config"]["space"] = "mbv3-small"
+    meta["step"] = 1
+    (d / "supernet.json").write_text(json.dumps(meta))
+    before = sorted((p.name, p.read_bytes()) for p in d.iterdir())
+    assert load_checkpoint(d).supernet.config.name == "mbv3-small"  # a config of its own: it loads
+    with pytest.raises(InputError, match="another config than the mbv3-small space's"):
+        train_supernet(TrainConfig(**dict(meta["train_config"], out=str(d))), resume=True)
+    assert sorted((p.name, p.read_bytes()) for p in d.iterdir()) == before

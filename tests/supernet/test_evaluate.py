@@ -97,3 +97,19 @@ def test_ofa_named_weights_load_by_name(space, tmp_path):
                if not k.endswith("num_batches_tracked"))
     with pytest.raises(InputError, match="does not fit"):
         load_ofa_weights(MBV3Supernet(get_space("ofa-mbv3").config), tmp_path / "ofa.safetensors")
+
+
+@pytest.mark.parametrize("bad", ["nan", "float64 past float32"])
+def test_ofa_weights_with_nan_or_infinity_are_refused_and_change_nothing(space, tmp_path, bad):
+    """A converted OFA file holding a NaN (or a float64 that is infinite as float32) loaded, and every
+    sub-network it scored was garbage."""
+    src = MBV3Supernet(space.config)
+    state = {k: v.contiguous() for k, v in src.state_dict().items() if not k.endswith("num_batches_tracked")}
+    key = "classifier.linear.weight"
+    state[key] = state[key].clone().fill_(float("nan")) if bad == "nan" else state[key].double() * 1e300
+    save_file(state, str(tmp_path / "ofa.safetensors"))
+    dst = MBV3Supernet(space.config)
+    before = {k: v.clone() for k, v in dst.state_dict().items()}
+    with pytest.raises(InputError, match=r"NaN or infinite values in \['classifier.linear.weight'\]"):
+        load_ofa_weights(dst, tmp_path / "ofa.safetensors")
+    assert all(torch.equal(before[k], v) for k, v in dst.state_dict().items())
