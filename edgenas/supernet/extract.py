@@ -108,9 +108,13 @@ def space_for(supernet: MBV3Supernet) -> Any:
 def extract_subnet(supernet: MBV3Supernet, arch: MBV3Arch, space: Any = None) -> nn.Sequential:
     """A standalone copy of ``arch`` with the supernet's weights, in eval mode.
 
-    The supernet's active architecture is restored afterwards.
+    The supernet's active architecture is restored afterwards. A supernet of another config than the
+    space's (a checkpoint of an older preset, an edited one) is an ``InputError``.
     """
+    from edgenas.supernet.evaluate import check_space_matches
+
     space = space if space is not None else space_for(supernet)
+    check_space_matches(supernet.config, space, "the supernet")
     model = space.build_model(arch)
     previous = supernet.active_arch
     supernet.set_active(arch)

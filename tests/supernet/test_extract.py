@@ -57,3 +57,57 @@ def test_extracted_subnet_exports_to_onnx(space, perturbed, tmp_path):
     with torch.no_grad():
         ref = model(x).numpy()
     assert np.abs(got - ref).max() < 1e-4
+
+
+def test_a_supernet_of_another_config_than_its_space_is_one_input_error(space):
+    """A checkpoint's supernet with a stem width of its own extracted into the space's blocks: the copy died
+    in a RuntimeError (``ExtractionError``) naming a weight, not the checkpoint's config."""
+    import dataclasses
+
+    from edgenas.errors import InputError
+    from edgenas.supernet import MBV3Supernet
+
+    net = MBV3Supernet(dataclasses.replace(space.config, stem_width=space.config.stem_width + 8))
+    with pytest.raises(InputError, match="another 'mbv3-small'.*stem_width"):
+        extract_subnet(net, net.largest_arch())
+    with pytest.raises(InputError, match="another 'mbv3-small'.*stem_width"):
+        extract_subnet(net, net.largest_arch(), space)
+
+
+def _misfits(net, space):
+    """(model edit, message) pairs: the space's model of the active arch, changed so that it no longer fits."""
+    import copy
+
+    def first_se(model):
+        return next(b for b in model[2:] if getattr(b, "se", None) is not None)
+
+    def set_attr(pick, name, value):
+        def edit(model):
+            setattr(pick(model), name, value(model) if callable(value) else value)
+        return edit
+
+    return [
+        (set_attr(lambda m: m[1], "residual", lambda m: not m[1].residual), "residual shortcut"),
+        (set_attr(first_se, "se", None), "squeeze-excite"),
+        (set_attr(lambda m: m[2], "expand", None), "no expansion conv"),
+        (set_attr(lambda m: m[1], "expand", lambda m: copy.deepcopy(m[2].expand)), "first block must have no"),
+        (lambda m: m.append(torch.nn.Identity()), "blocks, the supernet path"),
+    ]
+
+
+def test_copy_weights_refuses_a_model_that_does_not_fit_the_active_path(space, perturbed):
+    from edgenas.supernet.extract import ExtractionError, copy_weights
+
+    net = perturbed(7)
+    large, small = net.largest_arch(), net.smallest_arch()
+    net.set_active(large)
+    for other in (small, type(large)(ks=large.ks, e=small.e, d=large.d, r=large.r),
+                  type(large)(ks=small.ks, e=large.e, d=large.d, r=large.r)):  # depth, width, kernel
+        with pytest.raises(ExtractionError):
+            copy_weights(space.build_model(other), net)
+    for edit, message in _misfits(net, space):
+        model = space.build_model(large)
+        edit(model)
+        with pytest.raises(ExtractionError, match=message):
+            copy_weights(model, net)
+    assert net.active_arch == large
