@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -118,3 +119,35 @@ def test_bn_recalibration_sets_statistics_of_the_subnet(space, perturbed):
     new = net.first_conv.bn.running_mean
     assert (new - old).abs().max() > 0.1
     assert torch.allclose(new, (means[0] + means[1]) / 2, atol=1e-4)
+
+
+def test_recalibration_restores_momenta_and_eval_mode_even_on_a_failing_batch(space, perturbed):
+    from edgenas.supernet.bn import batchnorms
+
+    net = perturbed(8)
+    arch = net.smallest_arch()
+    net.set_active(arch)
+    stats = {k: v.clone() for k, v in net.state_dict().items() if "running" in k}
+    net.train()
+    assert recalibrate_bn(net, []) == 0 and not net.training  # no batches: statistics untouched
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in stats.items())
+    with pytest.raises(RuntimeError):  # 4 input channels: the stem conv fails mid-way
+        recalibrate_bn(net, [torch.randn(2, 4, 16, 16)], resolution=arch.r)
+    assert not net.training and {bn.momentum for bn in batchnorms(net)} == {0.1}
+    assert recalibrate_bn(net, [torch.randn(4, 3, 16, 16)], resolution=arch.r) == 1
+    assert not net.training and {bn.momentum for bn in batchnorms(net)} == {0.1}
+
+
+def test_bn_state_holds_only_running_statistics_and_restores_them(perturbed):
+    from edgenas.supernet.bn import bn_state, load_bn_state
+
+    net = perturbed(9)
+    saved = bn_state(net)
+    assert saved and all(k.rsplit(".", 1)[-1] in ("running_mean", "running_var", "num_batches_tracked")
+                         for k in saved)
+    assert len(saved) == 3 * len([m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)])
+    reference = {k: v.clone() for k, v in net.state_dict().items()}
+    recalibrate_bn(net, [torch.randn(4, 3, 32, 32)])
+    assert not all(torch.equal(reference[k], v) for k, v in net.state_dict().items())
+    load_bn_state(net, saved)
+    assert all(torch.equal(reference[k], v) for k, v in net.state_dict().items())

@@ -113,3 +113,36 @@ def test_ofa_weights_with_nan_or_infinity_are_refused_and_change_nothing(space, 
     with pytest.raises(InputError, match=r"NaN or infinite values in \['classifier.linear.weight'\]"):
         load_ofa_weights(dst, tmp_path / "ofa.safetensors")
     assert all(torch.equal(before[k], v) for k, v in dst.state_dict().items())
+
+
+def _ofa_edits():
+    first = "first_conv.conv.weight"
+    return {
+        "missing": (lambda s: s.pop(first), rf"missing \['{first}'\], unexpected \[\], wrong shape \[\]"),
+        "unexpected": (lambda s: s.update({"head.weight": torch.zeros(2)}),
+                       r"missing \[\], unexpected \['head.weight'\], wrong shape \[\]"),
+        "wrong shape": (lambda s: s.update({first: s[first][:1].clone()}),
+                        rf"missing \[\], unexpected \[\], wrong shape \['{first}'\]"),
+        "complex": (lambda s: s.update({first: s[first].to(torch.complex64)}), rf"wrong shape \['{first}'\]"),
+    }
+
+
+@pytest.mark.parametrize("name", list(_ofa_edits()) + ["no file", "not safetensors"])
+def test_each_misfit_of_ofa_weights_is_named_and_changes_nothing(tmp_path, name):
+    tiny = get_space("mbv3-tiny").config
+    state = {k: v.clone() for k, v in MBV3Supernet(tiny).state_dict().items()}
+    path = tmp_path / "ofa.safetensors"
+    if name == "no file":
+        message = "OFA weights not found"
+    elif name == "not safetensors":
+        path.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{not js}")
+        message = "not a readable safetensors file"
+    else:
+        edit, message = _ofa_edits()[name]
+        edit(state)
+        save_file(state, str(path))
+    dst = MBV3Supernet(tiny)
+    before = {k: v.clone() for k, v in dst.state_dict().items()}
+    with pytest.raises(InputError, match=message):
+        load_ofa_weights(dst, path)
+    assert all(torch.equal(before[k], v) for k, v in dst.state_dict().items())
