@@ -154,3 +154,54 @@ def test_resume_refuses_a_config_other_than_its_spaces(checkpoint, tmp_path):
     with pytest.raises(InputError, match="another config than the mbv3-small space's"):
         train_supernet(TrainConfig(**dict(meta["train_config"], out=str(d))), resume=True)
     assert sorted((p.name, p.read_bytes()) for p in d.iterdir()) == before
+
+
+def test_save_returns_the_record_and_keeps_only_the_files_of_its_step(tmp_path):
+    from edgenas.spaces import get_space
+    from edgenas.supernet import MBV3Supernet
+    from edgenas.supernet.checkpoint import save_checkpoint
+
+    net = MBV3Supernet(get_space("mbv3-tiny").config)
+    momentum = {"momentum/classifier.linear.bias": torch.arange(10.0)}
+    (tmp_path / "notes.txt").write_text("kept")
+    for step in (1, 2):
+        with torch.no_grad():
+            net.classifier.linear.bias.fill_(step)
+        path = save_checkpoint(tmp_path, net, {"step": step}, momentum)
+        assert path == tmp_path / "supernet.json"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "optimizer-00000002.safetensors",
+                                                          "supernet.json", "weights-00000002.safetensors"]
+    state = load_checkpoint(path)
+    assert state.meta["step"] == 2 and state.path == tmp_path and not state.supernet.training
+    assert all(torch.equal(v, state.supernet.state_dict()[k]) for k, v in net.state_dict().items())
+    assert sorted(state.optimizer_tensors) == sorted([*momentum, TORCH_RNG])
+    assert torch.equal(state.optimizer_tensors["momentum/classifier.linear.bias"], torch.arange(10.0))
+
+
+def _write(d, meta, files=None):
+    (d / "supernet.json").write_text(json.dumps(meta))
+    for name, data in (files or {}).items():
+        (d / name).write_bytes(data)
+
+
+def _flip_last_byte(data):
+    return data[:-1] + bytes([data[-1] ^ 1])
+
+
+def test_a_missing_changed_or_unreadable_tensor_file_is_one_input_error(checkpoint, tmp_path):
+    src, cfg = checkpoint
+    meta = json.loads((src / "supernet.json").read_text())
+    weights = meta["files"]["weights"]
+    cases = [
+        (lambda d: (d / weights).unlink(), "supernet checkpoint file missing"),
+        (lambda d: (d / weights).write_bytes(_flip_last_byte((d / weights).read_bytes())), "SHA-256 differs"),
+        (lambda d: _write(d, {**meta, "sha256": {}}, {weights: b"\x00" * 64}), "not a readable safetensors file"),
+        (lambda d: _write(d, {**meta, "sha256": {}, "files": {**meta["files"], "weights": meta["files"]["optimizer"]}}),
+         "weights of the mbv3-tiny supernet do not fit"),
+    ]
+    for i, (damage, message) in enumerate(cases):
+        d = tmp_path / str(i)
+        shutil.copytree(src, d)
+        damage(d)
+        with pytest.raises(InputError, match=message):
+            load_checkpoint(d / "supernet.json")
