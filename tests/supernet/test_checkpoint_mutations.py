@@ -205,3 +205,41 @@ def test_a_missing_changed_or_unreadable_tensor_file_is_one_input_error(checkpoi
         damage(d)
         with pytest.raises(InputError, match=message):
             load_checkpoint(d / "supernet.json")
+
+
+def test_load_supernet_and_a_tensor_file_past_the_limit(checkpoint, tmp_path):
+    """``load_supernet`` is the checkpoint's supernet; a tensor file over ``MAX_TENSOR_BYTES`` (1 GiB) is refused
+    from its size, unread (a sparse file: nothing is written or read)."""
+    from edgenas.supernet import load_supernet
+    from edgenas.supernet.checkpoint import MAX_TENSOR_BYTES
+
+    src, cfg = checkpoint
+    net = load_supernet(src)
+    assert not net.training
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in load_checkpoint(src).supernet.state_dict().items())
+    d = tmp_path / "ck"
+    shutil.copytree(src, d)
+    weights = d / json.loads((d / "supernet.json").read_text())["files"]["weights"]
+    assert MAX_TENSOR_BYTES == 1 << 30
+    with open(weights, "r+b") as fh:
+        fh.truncate(MAX_TENSOR_BYTES + 1)
+    with pytest.raises(InputError, match="over the 1024 MB limit"):
+        load_supernet(d)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda d: (d / "supernet.json").unlink(), "no supernet checkpoint at .*supernet.json not found"),
+    (lambda d: _write(d, [1, 2]), "is not an edgenas supernet checkpoint"),
+    (lambda d: _write(d, {**json.loads((d / "supernet.json").read_text()), "format": "edgenas-run"}),
+     "is not an edgenas supernet checkpoint"),
+    (lambda d: _write(d, {**json.loads((d / "supernet.json").read_text()), "schema": 2}),
+     "unsupported checkpoint schema 2"),
+])
+def test_a_record_of_another_format_or_schema_is_refused_by_name(checkpoint, tmp_path, edit, message):
+    """(The one-field edits above only count refusals: a format or schema no longer checked still loaded.)"""
+    src, cfg = checkpoint
+    d = tmp_path / "ck"
+    shutil.copytree(src, d)
+    edit(d)
+    with pytest.raises(InputError, match=message):
+        load_checkpoint(d)
