@@ -224,17 +224,22 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if not isinstance(files, dict) or not all(isinstance(files.get(k), str) and _FILE_RE.match(files[k])
                                                for k in ("weights", "optimizer")):
         raise InputError(f"{d / META}: missing or bad 'files' entry")
-    weights = _read_tensors(d / files["weights"], shas.get("weights"))
-    optim = _read_tensors(d / files["optimizer"], shas.get("optimizer"))
-    try:
-        supernet = MBV3Supernet(config)
+    try:  # shapes only (torch's meta device holds no data): a config within its limits can still ask for
+        with torch.device("meta"):  # a 31 GiB network (four stages of width 4096), built before any check
+            shape = MBV3Supernet(config)
     except (ValueError, TypeError) as exc:
         raise InputError(f"{d / META}: cannot build the supernet ({exc})") from None
-    expected = supernet.state_dict()
+    expected = shape.state_dict()
+    size = sum(t.numel() * t.element_size() for t in expected.values())
+    if size > MAX_TENSOR_BYTES:
+        raise InputError(f"{d / META}: its config is a supernet of {size / (1 << 30):.1f} GiB, more than a weights "
+                         f"file may hold ({MAX_TENSOR_BYTES >> 30} GiB)", hint=_DAMAGED)
+    weights = _read_tensors(d / files["weights"], shas.get("weights"))
+    optim = _read_tensors(d / files["optimizer"], shas.get("optimizer"))
     bad = _tensors_problem(weights, expected)
     if bad:
         raise InputError(f"{d / files['weights']}: the weights of the {config.name} supernet {bad}", hint=_DAMAGED)
-    params = {f"momentum/{k}": p for k, p in supernet.named_parameters()}
+    params = {f"momentum/{k}": p for k, p in shape.named_parameters()}
     bad = _tensors_problem({k: v for k, v in optim.items() if k != TORCH_RNG}, params, partial=True)
     if bad:
         raise InputError(f"{d / files['optimizer']}: the momentum buffers {bad}", hint=_DAMAGED)
@@ -244,6 +249,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         except (RuntimeError, TypeError) as exc:
             raise InputError(f"{d / files['optimizer']}: '{TORCH_RNG}' is not a torch generator state ({exc})",
                              hint=_DAMAGED) from None
+    supernet = MBV3Supernet(config)
     supernet.load_state_dict(weights)
     return Checkpoint(supernet.eval(), meta, optim, d)
 

@@ -243,3 +243,22 @@ def test_a_record_of_another_format_or_schema_is_refused_by_name(checkpoint, tmp
     edit(d)
     with pytest.raises(InputError, match=message):
         load_checkpoint(d)
+
+
+def test_a_config_of_a_network_larger_than_a_weights_file_may_hold_is_refused_before_it_is_built(checkpoint, tmp_path):
+    """A config within every per-field limit could still describe a 31 GiB network (mbv3-tiny's stages at width
+    4096, expansion 16, kernel 15): it was built, weights and all, before it was compared with the weights file
+    (at most 1 GiB), and the process ran out of memory instead of refusing the file."""
+    import resource
+
+    src, cfg = checkpoint
+    d = tmp_path / "ck"
+    shutil.copytree(src, d)
+    meta = json.loads((d / "supernet.json").read_text())
+    n = len(meta["config"]["stage_widths"])
+    meta["config"].update(stage_widths=[4096] * n, e_choices=[16], ks_choices=[15])
+    (d / "supernet.json").write_text(json.dumps(meta))
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(InputError, match=r"its config is a supernet of \d+\.\d GiB, more than a weights file may hold"):
+        load_checkpoint(d)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss < 200_000   # KiB: nothing of it was allocated
