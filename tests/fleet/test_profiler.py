@@ -1,0 +1,122 @@
+"""``profile_device`` on the ``local`` device with the real agent, some of its answers made hostile where a
+test needs it (``hostile.py``): what a profile reports, what it leaves on the host and the device, and
+what the device says must not make the host write a table it cannot read back."""
+
+from __future__ import annotations
+
+import pytest
+
+import edgenas.limits
+from edgenas.errors import DeviceError, InputError, RuntimeMissingError
+from edgenas.fleet.profiler import profile_device
+from edgenas.latency.lut import EntryStats, Lut
+from edgenas.project import Project
+from tests.fleet.hostile import hostile_agent, use_agent
+
+FAST = {"warmup_min_n": 3, "warmup_min_s": 0.01, "min_n": 5, "min_s": 0.02, "max_s": 0.3}
+#: each bench_many call first reports junk, then a valid 0 and one past its batch's end, then the real work
+PROGRESS = ("real_bm = M['bench_many']\n"
+            "def bench_many(w, p, pr):\n"
+            "    n = len(p['items'])\n"
+            "    for junk in ('x', [1], {'done': 'x'}, {'done': -1}, {'done': n + 1}, {'done': True}, {'done': 0}):\n"
+            "        pr(junk)\n"
+            "    return real_bm(w, p, pr)\n"
+            "M['bench_many'] = bench_many\n")
+
+
+def files_under(root) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def test_a_profile_reports_what_it_did_and_a_second_one_reuses_the_table(tmp_path, monkeypatch):
+    use_agent(monkeypatch, hostile_agent(tmp_path, PROGRESS))
+    project = Project(tmp_path / "proj")
+    seen: list[tuple[int, int]] = []
+
+    def progress(name: str, done: int, total: int) -> None:
+        if name == "time blocks on local":  # (the export's progress is the export's)
+            seen.append((done, total))
+
+    res = profile_device(project, "local", "nb201", protocol=FAST, batch_size=8, progress=progress)
+    lut = Lut.load(res.lut_path)
+    assert (res.device, res.space, res.n_entries, res.reused_lut, res.measured, res.resumed, res.exported) == (
+        "local", "nb201", 19, False, 19, 0, 19)
+    assert res.fingerprint_hash == lut.fingerprint_hash and res.unstable == len(lut.unstable_keys)
+    assert res.runs_per_sample == 1 and lut.sync is None and res.wall_s > 0
+    assert (res.calibrated, res.recalibrated, res.calibration_note, res.power_mode_note) == (False, None, None, None)
+    assert res.to_dict()["lut_path"] == str(res.lut_path) and res.to_dict()["recalibrated"] is None
+    # batches of 8, 8 and 3: the agent's 0 and each of its entries (the junk ignored), then the host's count
+    want = []
+    for base, n in ((0, 8), (8, 8), (16, 3)):
+        want += [(base + i, 19) for i in range(n + 1)] + [(base + n, 19)]
+    assert seen == want
+    on_device = project.local_workdir / "luts" / res.lut_path.name
+    assert on_device.read_bytes() == res.lut_path.read_bytes()
+    assert files_under(project.local_workdir / "partial") == []  # the table is saved: its entries file is gone
+
+    on_device.unlink()  # a device that lost its copy gets it back from a profile that reuses the table
+    again = profile_device(project, "local", "nb201", protocol=FAST)
+    assert (again.lut_path, again.n_entries, again.reused_lut, again.measured, again.resumed, again.exported) == (
+        res.lut_path, 19, True, 0, 0, 0)
+    assert (again.runs_per_sample, again.calibrated, again.unstable) == (1, False, res.unstable)
+    assert on_device.read_bytes() == res.lut_path.read_bytes()
+
+
+def test_a_device_without_the_profiles_runtime_is_refused_before_anything_is_timed(tmp_path, monkeypatch):
+    patch = ("real_info = M['info']\n"
+             "def info(w, p, pr):\n"
+             "    r = real_info(w, p, pr)\n"
+             "    r['runtimes']['onnxruntime'] = None\n"
+             "    return r\n"
+             "M['info'] = info\n")
+    use_agent(monkeypatch, hostile_agent(tmp_path, patch))
+    project = Project(tmp_path / "proj")
+    with pytest.raises(RuntimeMissingError, match="runtime 'onnxruntime' is not available") as exc:
+        profile_device(project, "local", "nb201", protocol=FAST)
+    assert exc.value.device == "local" and "install it on the device" in exc.value.hint
+    assert files_under(project.luts_dir) == [] and not project.block_cache.exists()
+
+
+def test_a_planted_link_in_the_lut_folder_is_refused_before_the_device_is_started(tmp_path):
+    project = Project(tmp_path / "proj")
+    (tmp_path / "elsewhere").mkdir()
+    project.luts_dir.mkdir(parents=True)
+    (project.luts_dir / "local").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(InputError):
+        profile_device(project, "local", "nb201", protocol=FAST)
+    assert not project.state_dir.exists() and files_under(tmp_path / "elsewhere") == []
+
+
+def test_a_fingerprint_that_makes_a_table_too_large_to_read_back_writes_nothing(tmp_path, monkeypatch):
+    """A list of 200,000 zeros in the fingerprint is 0.4 MB in the info answer and 1.8 MB in the indented
+    table: over a 1 MB limit, the table was written, and every later command on the device (profile
+    included) refused it as damaged."""
+    patch = ("real_info = M['info']\n"
+             "def info(w, p, pr):\n"
+             "    r = real_info(w, p, pr)\n"
+             "    r['fingerprint']['pad'] = [0] * 200_000\n"
+             "    return r\n"
+             "M['info'] = info\n")
+    use_agent(monkeypatch, hostile_agent(tmp_path, patch))
+    monkeypatch.setattr(edgenas.limits, "MAX_JSON_BYTES", 1 << 20)  # EDGENAS_MAX_INPUT_MB=1
+    project = Project(tmp_path / "proj")
+    with pytest.raises(DeviceError, match=r"the table would be 1\.\d MB, over the 1 MB limit for LUT files \(its "
+                                          r"fingerprint, from the agent's info answer, is 0\.6 MB\)") as exc:
+        profile_device(project, "local", "nb201", protocol=FAST)
+    assert exc.value.device == "local" and "nothing was written" in exc.value.hint
+    assert files_under(project.luts_dir) == [] and files_under(project.local_workdir / "luts") == []
+
+
+def test_the_size_checked_is_the_size_of_the_file_a_save_writes(tmp_path, monkeypatch):
+    from edgenas.fleet.profiler import _check_size
+
+    st = EntryStats(n=10, median_ms=1.0, mean_ms=1.0, std_ms=0.0, cov=0.0, p90_ms=1.0, p99_ms=1.0, min_ms=1.0,
+                    max_ms=1.0)
+    lut = Lut(device="d", space="nb201", fingerprint={"cpu": "caf\u00e9", "pad": [0] * 100}, fingerprint_hash="ab" * 32,
+              runtime="onnxruntime", precision="fp32", threads=1, protocol={}, overhead=st, entries={"k": st})
+    size = lut.save(tmp_path / "t.json").stat().st_size
+    monkeypatch.setattr(edgenas.limits, "MAX_JSON_BYTES", size)
+    _check_size("d", lut)  # exactly at the limit: Lut.load reads it
+    monkeypatch.setattr(edgenas.limits, "MAX_JSON_BYTES", size - 1)
+    with pytest.raises(DeviceError, match="over the"):
+        _check_size("d", lut)
