@@ -4,12 +4,16 @@ what the device says must not make the host write a table it cannot read back.""
 
 from __future__ import annotations
 
+import dataclasses
+import time
+
 import pytest
 
 import edgenas.limits
 from edgenas.errors import DeviceError, InputError, RuntimeMissingError
 from edgenas.fleet.profiler import profile_device
 from edgenas.latency.lut import EntryStats, Lut
+from edgenas.latency.store import LutStore
 from edgenas.project import Project
 from tests.fleet.hostile import hostile_agent, use_agent
 
@@ -37,14 +41,20 @@ def test_a_profile_reports_what_it_did_and_a_second_one_reuses_the_table(tmp_pat
         if name == "time blocks on local":  # (the export's progress is the export's)
             seen.append((done, total))
 
-    res = profile_device(project, "local", "nb201", protocol=FAST, batch_size=8, progress=progress)
+    # forced with no table yet: a first profile all the same (its partial file is named by no old table)
+    t0 = time.perf_counter()
+    res = profile_device(project, "local", "nb201", force=True, protocol=FAST, batch_size=8, progress=progress)
+    took = time.perf_counter() - t0
     lut = Lut.load(res.lut_path)
     assert (res.device, res.space, res.n_entries, res.reused_lut, res.measured, res.resumed, res.exported) == (
         "local", "nb201", 19, False, 19, 0, 19)
     assert res.fingerprint_hash == lut.fingerprint_hash and res.unstable == len(lut.unstable_keys)
-    assert res.runs_per_sample == 1 and lut.sync is None and res.wall_s > 0
+    assert LutStore(project.luts_dir).last_fingerprint("local") == res.fingerprint_hash  # what `choose` goes by
+    assert res.runs_per_sample == 1 and lut.sync is None and 0 < res.wall_s <= took
     assert (res.calibrated, res.recalibrated, res.calibration_note, res.power_mode_note) == (False, None, None, None)
     assert res.to_dict()["lut_path"] == str(res.lut_path) and res.to_dict()["recalibrated"] is None
+    with pytest.raises(dataclasses.FrozenInstanceError):  # a record of what happened
+        res.measured = 0
     # batches of 8, 8 and 3: the agent's 0 and each of its entries (the junk ignored), then the host's count
     want = []
     for base, n in ((0, 8), (8, 8), (16, 3)):
@@ -85,6 +95,26 @@ def test_a_planted_link_in_the_lut_folder_is_refused_before_the_device_is_starte
     with pytest.raises(InputError):
         profile_device(project, "local", "nb201", protocol=FAST)
     assert not project.state_dir.exists() and files_under(tmp_path / "elsewhere") == []
+
+
+@pytest.mark.parametrize("change, needle", [
+    ("r['results'].pop(sorted(r['results'])[0])", r"agent returned no result for 1 blocks \(first: "),
+    ("[v.update(ratio=1e6, ref_ms=1e6) for v in r['results'].values()]",
+     r"the agent's timings make a bad table: .*over 1e\+07"),  # each number plausible, their product not
+])
+def test_timings_that_make_no_table_are_one_device_error_and_write_none(tmp_path, monkeypatch, change, needle):
+    patch = ("real_bm = M['bench_many']\n"
+             "def bench_many(w, p, pr):\n"
+             "    r = real_bm(w, p, pr)\n"
+             f"    {change}\n"
+             "    return r\n"
+             "M['bench_many'] = bench_many\n")
+    use_agent(monkeypatch, hostile_agent(tmp_path, patch))
+    project = Project(tmp_path / "proj")
+    with pytest.raises(DeviceError, match=needle) as exc:
+        profile_device(project, "local", "nb201", protocol=FAST)
+    assert exc.value.device == "local"
+    assert files_under(project.luts_dir) == [] and files_under(project.local_workdir / "luts") == []
 
 
 def test_a_fingerprint_that_makes_a_table_too_large_to_read_back_writes_nothing(tmp_path, monkeypatch):
