@@ -1,0 +1,107 @@
+"""``edgenas.cli.main``: how each way a command can end reaches the user: a usage error with the command's
+``--help``, help for a bare group, Ctrl-C or SIGTERM while waiting on a device, what to do after an
+interruption, a full disk or a bug behind stdout, and a stream that is not UTF-8. Found by mutation testing:
+these branches of ``main`` were run by slow tests only, or by none."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("args, line", [
+    (("runs", "show"), "error: Missing argument 'run'. (see: edgenas runs show --help)"),
+    (("nosuch",), "error: No such command 'nosuch'. (see: edgenas --help)"),
+    (("list", "--bogus", "[red]x"), "error: No such option: --bogus (see: edgenas list --help)"),
+])
+def test_a_usage_error_is_one_line_naming_the_commands_help(fresh, cli, args, line):
+    res = cli(*args)
+    assert (res.code, res.out, res.err) == (2, "", line + "\n")
+
+
+def test_a_bare_group_shows_its_help_and_exits_0(fresh, cli):
+    for args, shown in (((), "profile"), (("device",), "trust")):
+        res = cli(*args)
+        assert res.code == 0 and "Usage: edgenas" in res.out + res.err and shown in res.out + res.err
+    assert list(fresh.iterdir()) == []
+
+
+def test_an_error_is_printed_as_text_with_its_hint(fresh, cli):
+    res = cli("runs", "show", "[bold]x[/bold]")  # markup in an echoed value is text
+    assert res.code == 2 and res.err == ("error: '[bold]x[/bold]' is not a run id (run ids are hex strings; "
+                                         "see: edgenas runs list)\n")
+
+
+def test_a_full_disk_behind_stdout_is_one_line_and_a_bug_one_line_unless_debugging(fresh, cli, monkeypatch):
+    with open("/dev/full", "w", encoding="utf-8") as full:
+        monkeypatch.setattr(sys, "stdout", full)
+        res = cli("list", "--json")
+    assert res.code == 6 and res.err.startswith("error: cannot write a file: the disk is full"), res.err
+    assert len(res.err.splitlines()) == 1
+    closed = open(os.devnull, "w", encoding="utf-8")
+    closed.close()  # writing to it is a ValueError: not the user's fault, an internal error
+    monkeypatch.setattr(sys, "stdout", closed)
+    res = cli("list", "--json")
+    assert res.code == 70 and res.err == ("internal error: ValueError: I/O operation on closed file. (re-run with "
+                                          "EDGENAS_DEBUG=1 for a traceback and report it)\n")
+    monkeypatch.setenv("EDGENAS_DEBUG", "1")
+    with pytest.raises(ValueError, match="closed file"):
+        cli("list", "--json")
+
+
+def test_what_to_do_after_an_interruption_depends_on_the_command(monkeypatch):
+    from edgenas.cli import _interrupted_hint
+
+    kept = "the files written are complete; run it again to go on (the blocks already timed are kept)"
+    assert _interrupted_hint(["profile", "pi", "--space", "nb201"]) == kept
+    assert _interrupted_hint(["--json", "fleet", "refresh", "--space", "nb201"]) == kept
+    assert _interrupted_hint(["device", "add", "pi", "--fewshot", "5"]) == \
+        "the architectures measured so far are kept; run it again to measure the rest and fit the model"
+    assert _interrupted_hint(["supernet", "train", "--out", "sn"]).startswith("the checkpoints written are complete")
+    plain = "the files written are complete; run the command again"
+    for argv in (["fleet", "status"], ["device", "info", "pi"], ["lut", "profile"], ["runs", "profile"], []):
+        assert _interrupted_hint(argv) == plain, argv
+    monkeypatch.setattr(sys, "argv", ["edgenas", "profile", "local"])
+    assert _interrupted_hint(None) == kept
+
+
+@pytest.mark.parametrize("sig, code, what", [(signal.SIGINT, 130, "interrupted"),
+                                             (signal.SIGTERM, 143, "terminated (SIGTERM)")])
+def test_ctrl_c_or_sigterm_while_a_device_keeps_silent_is_one_line(tmp_path, sig, code, what):
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        (tmp_path / "profiles").mkdir()
+        (tmp_path / "profiles" / "mute.toml").write_text(
+            f'[device]\nname = "mute"\nhost = "127.0.0.1"\nport = {server.getsockname()[1]}\nconnect_timeout_s = 60\n')
+        env = dict(os.environ, PYTHONPATH=str(ROOT), EDGENAS_PROJECT=str(tmp_path), EDGENAS_NO_PROGRESS="1")
+        env.pop("EDGENAS_DEBUG", None)
+        p = subprocess.Popen([sys.executable, "-c", "from edgenas.cli import main; main()", "device", "info", "mute"],
+                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        conn, _ = server.accept()  # the command waits for an SSH banner that never comes
+        with conn:
+            time.sleep(0.3)
+            p.send_signal(sig)
+            out, err = p.communicate(timeout=60)
+    assert (p.returncode, out, err) == (code, "", f"error: {what}; the files written are complete; run the command "
+                                                  "again\n")
+
+
+def test_a_stream_that_is_not_utf8_prints_what_it_can(tmp_path):
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "bad.toml").write_text('[device]\nname = "bad"\nruntime = "réal"\n', encoding="utf-8")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), EDGENAS_PROJECT=str(tmp_path), PYTHONIOENCODING="ascii")
+    res = subprocess.run([sys.executable, "-c", "from edgenas.cli import main; main()", "device", "list"],
+                         cwd=tmp_path, env=env, capture_output=True, encoding="ascii", timeout=120)
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    assert "runtime 'r?al' is not one of" in res.stdout
