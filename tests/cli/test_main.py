@@ -42,20 +42,22 @@ def test_an_error_is_printed_as_text_with_its_hint(fresh, cli):
 
 
 def test_a_full_disk_behind_stdout_is_one_line_and_a_bug_one_line_unless_debugging(fresh, cli, monkeypatch):
-    with open("/dev/full", "w", encoding="utf-8") as full:
-        monkeypatch.setattr(sys, "stdout", full)
-        res = cli("list", "--json")
+    full = open("/dev/full", "w", encoding="utf-8")
+    monkeypatch.setattr(sys, "stdout", full)
+    res = cli("device", "list", "--json")
+    with pytest.raises(OSError):  # what is left in its buffer cannot be written either (the file is closed)
+        full.close()
     assert res.code == 6 and res.err.startswith("error: cannot write a file: the disk is full"), res.err
     assert len(res.err.splitlines()) == 1
     closed = open(os.devnull, "w", encoding="utf-8")
     closed.close()  # writing to it is a ValueError: not the user's fault, an internal error
     monkeypatch.setattr(sys, "stdout", closed)
-    res = cli("list", "--json")
+    res = cli("device", "list", "--json")
     assert res.code == 70 and res.err == ("internal error: ValueError: I/O operation on closed file. (re-run with "
                                           "EDGENAS_DEBUG=1 for a traceback and report it)\n")
     monkeypatch.setenv("EDGENAS_DEBUG", "1")
     with pytest.raises(ValueError, match="closed file"):
-        cli("list", "--json")
+        cli("device", "list", "--json")
 
 
 def test_what_to_do_after_an_interruption_depends_on_the_command(monkeypatch):
