@@ -107,3 +107,23 @@ def test_a_stream_that_is_not_utf8_prints_what_it_can(tmp_path):
                          cwd=tmp_path, env=env, capture_output=True, encoding="ascii", timeout=120)
     assert res.returncode == 0 and res.stderr == "", res.stderr
     assert "runtime 'r?al' is not one of" in res.stdout
+
+
+def test_a_read_that_fails_for_want_of_file_descriptors_is_said_as_such(fresh, cli):
+    """A reader says "cannot read ..." (exit 2, bad input) for any OSError: ``main`` tells EMFILE apart."""
+    import resource
+
+    (fresh / "t.json").write_text("{}")
+    first = cli("lut", "show", "t.json")  # everything the command imports is loaded now
+    assert first.code == 2 and "too many open files" not in first.err
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lowest_free = os.open(os.devnull, os.O_RDONLY)
+    os.close(lowest_free)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))  # no descriptor left to open
+    try:
+        res = cli("lut", "show", "t.json")
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert (res.code, res.out) == (6, "") and res.err.startswith("error: too many open files"), res.err
+    assert "(raise the limit on open files (ulimit -n), or close other programs)" in res.err
+    assert len(res.err.splitlines()) == 1
