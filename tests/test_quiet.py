@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,9 +16,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def python(code: str, **env: str) -> subprocess.CompletedProcess:
+    """``code`` in a new Python with Ctrl-C at its default (a job started in the background of a non-interactive
+    shell, as CI may be, inherits it ignored; Python then installs no KeyboardInterrupt handler)."""
     full = {k: v for k, v in os.environ.items() if k != "EDGENAS_DEBUG"}
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                          env={**full, "PYTHONPATH": str(ROOT), **env})
+                          env={**full, "PYTHONPATH": str(ROOT), **env},
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 THREADS = """
