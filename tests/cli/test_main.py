@@ -29,9 +29,15 @@ def test_a_usage_error_is_one_line_naming_the_commands_help(fresh, cli, args, li
 
 
 def test_a_bare_group_shows_its_help_and_exits_0(fresh, cli):
-    for args, shown in (((), "profile"), (("device",), "trust")):
-        res = cli(*args)
-        assert res.code == 0 and "Usage: edgenas" in res.out + res.err and shown in res.out + res.err
+    res = cli()
+    assert res.code == 0 and "Usage: edgenas [OPTIONS] COMMAND [ARGS]..." in res.out + res.err
+    listed = (res.out + res.err).split("Commands:")[1].split()
+    for command in ("profile", "search", "export", "deploy", "measure", "list", "report", "serve", "device", "lut",
+                    "fleet", "supernet", "runs", "db"):  # every module registered its commands
+        assert command in listed, command
+    res = cli("device")
+    assert res.code == 0 and "Usage: edgenas device" in res.out + res.err
+    assert {"list", "trust", "info", "add"} <= set((res.out + res.err).split("Commands:")[1].split())
     assert list(fresh.iterdir()) == []
 
 
@@ -127,3 +133,12 @@ def test_a_read_that_fails_for_want_of_file_descriptors_is_said_as_such(fresh, c
     assert (res.code, res.out) == (6, "") and res.err.startswith("error: too many open files"), res.err
     assert "(raise the limit on open files (ulimit -n), or close other programs)" in res.err
     assert len(res.err.splitlines()) == 1
+
+
+def test_a_closed_stdout_is_one_line_before_the_command_runs(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), EDGENAS_PROJECT=str(tmp_path))
+    res = subprocess.run(["bash", "-c", f"{sys.executable} -c 'from edgenas.cli import main; main()' device list >&-"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 6 and res.stderr == ("error: stdout is closed; the command has nowhere to print its "
+                                                  "results (run it with stdout open; to discard the output, "
+                                                  "redirect it: >/dev/null)\n"), res.stderr

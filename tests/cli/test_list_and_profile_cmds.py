@@ -1,0 +1,43 @@
+"""``edgenas list`` and ``edgenas profile`` as text: each registry under its heading, a strategy's options
+with their per-space defaults, and a profile's summary line and table path. Found by mutation testing: the
+text of both commands was checked by no test (only ``--json``)."""
+
+from __future__ import annotations
+
+import re
+
+
+def test_list_shows_each_registry_and_each_strategys_options(fresh, cli):
+    reg = cli("list", "--json").json()
+    res = cli("list")
+    assert res.code == 0 and res.err == "", res.err
+    lines = res.out.splitlines()
+    headings = [line for line in lines if not line.startswith(" ")]
+    assert headings == ["spaces", "evaluators", "strategies", "runtimes"]
+    for kind in headings:
+        for name, help_ in reg[kind].items():
+            assert f"  {name:<16} {help_}" in lines, name
+    pad = " " * 19 + "options: "
+    hyperband = lines.index(f"  {'hyperband':<16} {reg['strategies']['hyperband']}")
+    assert lines[hyperband + 1] == pad + "ladder=[], eta=3"  # a tuple default shown as JSON's list
+    darts = lines[lines.index(f"  {'darts':<16} {reg['strategies']['darts']}") + 1]
+    assert darts.startswith(pad) and "skip_dropout=0.0 (not for mbv3)" in darts and "lr=0.025 (mbv3: 0.05)" in darts
+    random = lines.index(f"  {'random':<16} {reg['strategies']['random']}")
+    assert not lines[random + 1].startswith(pad)  # no options: no line
+    assert not any(line.startswith(pad) for line in lines[:lines.index("strategies")])
+    assert reg["strategy_options"]["hyperband"] == {"ladder": [], "eta": 3}
+    assert reg["strategy_options_per_space"]["darts"]["skip_dropout"] == {"mbv3": None}
+
+
+def test_profile_says_what_it_measured_or_reused_and_where_the_table_is(fresh, cli):
+    res = cli("profile", "local", "--space", "mbv3-tiny")
+    assert res.code == 0, res.err
+    first, lut = res.out.splitlines()[:2]
+    again = cli("profile", "local", "--space", "mbv3-tiny", "--json").json()
+    assert again["reused_lut"] and lut == f"LUT: {again['lut_path']}"
+    assert re.fullmatch(rf"local / mbv3-tiny: {again['n_entries']} entries, measured {again['n_entries']} blocks, "
+                        r"\d+ unstable, \d+\.\d s", first), first
+    said = cli("profile", "local", "--space", "mbv3-tiny")
+    assert re.fullmatch(rf"local / mbv3-tiny: {again['n_entries']} entries, reused existing LUT, "
+                        rf"{again['unstable']} unstable, \d+\.\d s", said.out.splitlines()[0]), said.out
+    assert said.out.splitlines()[1:] == [lut] and said.err == ""

@@ -1,0 +1,51 @@
+"""``edgenas report``: where each kind of report goes by default, what ``--json`` says of it, two run folders
+of the same name told apart by their paths, and the fleet page of an inventory. Found by mutation testing:
+the default paths, the ``--json`` record and the re-labelling of runs with one id were checked by no test."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from tests.cli.test_bad_input import one_line_error
+
+TABLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "nb201" / "nb201_hw.csv"
+SEARCH = ("search", "--space", "nb201", "--table", str(TABLE), "--latency-column", "raspi4_ms",
+          "--max-latency-ms", "20", "--budget", "6")
+
+
+def _title(path: Path) -> str:
+    return re.search(r"<title>(.*?)</title>", path.read_text()).group(1)
+
+
+def test_run_and_compare_reports_go_where_they_say(fresh, cli):
+    for name, strategy, seed in (("a", "evolution", "1"), ("b", "random", "2")):
+        assert cli(*SEARCH, "--strategy", strategy, "--seed", seed, "--out", f"runs/{name}").code == 0
+    res = cli("report", "runs/a", "--json")
+    assert res.code == 0 and res.err == "", res.err
+    written = fresh / "runs" / "a" / "report.html"
+    assert res.json() == {"kind": "run", "path": "runs/a/report.html", "bytes": written.stat().st_size}
+    res = cli("report", "runs/a", "--out", "mine.html", "--force")
+    assert (res.code, res.out) == (0, "report written: mine.html\n") and (fresh / "mine.html").is_file()
+    res = cli("report", "--compare", "runs/a", "runs/b", "--json")
+    assert res.code == 0 and res.json()["kind"] == "compare" and res.json()["path"] == "compare-report.html"
+    assert _title(fresh / "compare-report.html") == "edgenas: comparing a, b"  # the runs' ids
+    (fresh / "other").mkdir()
+    shutil.copytree(fresh / "runs" / "a", fresh / "other" / "a")  # the same id twice: told apart by path
+    assert cli("report", "--compare", "runs/a", "other/a", "--out", "dup.html").code == 0
+    assert _title(fresh / "dup.html") == "edgenas: comparing runs/a, other/a"
+
+
+def test_a_fleet_report_of_an_inventory_names_its_devices(fresh, cli):
+    one_line_error(cli("report", "--fleet"), "no device to report on")
+    (fresh / "profiles").mkdir()
+    (fresh / "profiles" / "fleet.toml").write_text('[fleet]\ndevices = ["local"]\n')
+    res = cli("report", "--fleet", "--inventory", "profiles/fleet.toml", "--json")
+    assert res.code == 0 and res.json() == {"kind": "fleet", "path": "fleet-report.html",
+                                            "bytes": (fresh / "fleet-report.html").stat().st_size}, res.err
+    assert "local" in (fresh / "fleet-report.html").read_text()
+    one_line_error(cli("report", "--fleet", "--device", "local"), "give one of --compare, --fleet, --device "
+                                                                  "(got fleet, device)")
+    one_line_error(cli("report", "--device", "local", "runs/a"), "--device takes no run folder")
+    one_line_error(cli("report", "--inventory", "x.toml", "runs/a"), "--inventory goes with --fleet only")
