@@ -39,6 +39,7 @@ def test_run_and_compare_reports_go_where_they_say(fresh, cli):
 
 def test_a_fleet_report_of_an_inventory_names_its_devices(fresh, cli):
     one_line_error(cli("report", "--fleet"), "no device to report on")
+    assert list(fresh.iterdir()) == []
     (fresh / "profiles").mkdir()
     (fresh / "profiles" / "fleet.toml").write_text('[fleet]\ndevices = ["local"]\n')
     res = cli("report", "--fleet", "--inventory", "profiles/fleet.toml", "--json")
@@ -49,3 +50,35 @@ def test_a_fleet_report_of_an_inventory_names_its_devices(fresh, cli):
                                                                   "(got fleet, device)")
     one_line_error(cli("report", "--device", "local", "runs/a"), "--device takes no run folder")
     one_line_error(cli("report", "--inventory", "x.toml", "runs/a"), "--inventory goes with --fleet only")
+
+
+def test_serve_says_where_it_serves_once_it_listens(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    root = tmp_path / "p[bold]x"  # markup in the project's path is text
+    root.mkdir()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, EDGENAS_PROJECT=str(root), PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    env.pop("EDGENAS_TOKEN", None)
+    proc = subprocess.Popen([sys.executable, "-c", "from edgenas.cli import main; main()", "serve", "--port",
+                             str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        line = proc.stdout.readline()  # said once the port is bound (uvicorn listens on it a moment later)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert line == f"edgenas serving {root} on http://127.0.0.1:{port}/ (API docs: /docs; Ctrl-C stops)\n"
