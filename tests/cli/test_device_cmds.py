@@ -6,6 +6,7 @@ the user's known_hosts were checked by no test."""
 from __future__ import annotations
 
 import io
+import re
 import sys
 
 import pytest
@@ -139,3 +140,37 @@ def test_device_trust_json_with_a_jump_host_nests_the_jump_hosts_row(fresh, cli,
     res = cli("device", "trust", "tj", "--yes", "--json")
     assert res.code == 0, res.err
     assert res.json() == {**_row(target, project, "tj"), "jump_host": _row(jump, project, "tj")}
+
+
+@pytest.mark.ssh
+def test_ctrl_c_at_the_question_on_a_terminal_aborts_and_records_nothing(fresh, sshd):
+    import os
+    import pty
+    import signal
+    import subprocess
+    import time
+    from pathlib import Path
+
+    project = Project(fresh)
+    write_profile(project, sshd.profile("dev"))
+    main, sub = pty.openpty()
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]), EDGENAS_PROJECT=str(fresh))
+    proc = subprocess.Popen([sys.executable, "-c", "from edgenas.cli import main; main()", "device", "trust", "dev"],
+                            stdin=sub, stdout=sub, stderr=sub, env=env, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    os.close(sub)
+    seen, deadline = b"", time.monotonic() + 60
+    while b"[y/N]" not in seen and time.monotonic() < deadline:
+        seen += os.read(main, 4096)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C at the question
+    try:
+        while True:
+            seen += os.read(main, 4096)
+    except OSError:  # EIO: the process is gone
+        pass
+    os.close(main)
+    assert proc.wait(timeout=60) == 130
+    text = re.sub(r"\x1b\[[0-9;]*m", "", seen.decode())  # (red on a terminal)
+    last = text.rstrip().splitlines()[-1]
+    assert last.startswith("Trust this key") and last.endswith("aborted") and "Traceback" not in text, text
+    assert not project.known_hosts.exists()
