@@ -37,14 +37,17 @@ def project() -> Project:
         check_utf8_path(Project.default().root, "the project folder (the current folder)")
         return Project.default()
     try:  # '~nobody/x' names no home; a link loop has no real path: each is the variable's fault
-        path = Path(named).expanduser().absolute()
+        # the folder a link leads to is the project: a link to a missing folder needs that folder's parent (a
+        # link to an unmounted /mnt/usb/proj made a new tree in the mount point)
+        path = Path(named).expanduser().absolute().resolve(strict=False)
+        shown = named if str(path) == named else f"{named} ({path})"
         if path.exists() and not path.is_dir():
-            raise InputError(f"EDGENAS_PROJECT names {named}, which is not a folder", hint="fix or unset the variable")
+            raise InputError(f"EDGENAS_PROJECT names {shown}, which is not a folder", hint="fix or unset the variable")
         if not path.exists() and not path.parent.is_dir():
-            raise InputError(f"EDGENAS_PROJECT names {named}, whose parent folder does not exist",
+            raise InputError(f"EDGENAS_PROJECT names {shown}, whose parent folder does not exist",
                              hint="create the project folder, or fix or unset the variable")
         check_utf8_path(path, "the project folder (EDGENAS_PROJECT)")
-        return Project(path.resolve(strict=False))
+        return Project(path)
     except (RuntimeError, OSError) as exc:
         raise InputError(f"EDGENAS_PROJECT names {named}, which is not a usable folder ({exc})",
                          hint="fix or unset the variable") from None

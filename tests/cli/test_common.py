@@ -18,6 +18,7 @@ import pytest
 from edgenas.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[2]
+TABLE = ROOT.parent / "shared" / "data" / "nb201" / "nb201_hw.csv"
 
 
 def test_without_the_variable_the_project_is_the_current_folder(tmp_path, monkeypatch):
@@ -159,3 +160,25 @@ def test_a_table_on_a_terminal_fits_it_and_plain_text_is_not_coloured():
     assert len(rows) > 1 and all(len(line) <= 40 for line in rows), text
     assert "".join(text.split()).count("x") >= 100 and "123" in text  # the long value folded, not cut
     assert ("word " * 30 + "'quoted' 42") in text and "error: 'quoted' 42 [1]" in text  # plain text is not coloured
+
+
+def test_a_link_to_a_project_folder_under_a_missing_parent_is_refused(tmp_path, monkeypatch, cli):
+    """A link to a missing folder (an unmounted /mnt/usb/proj) passed the parent check on the link's own folder,
+    and a search then made the whole tree, its database included, under the missing parent."""
+    from edgenas.cli._common import project
+    from tests.cli.test_bad_input import one_line_error
+
+    link = tmp_path / "proj"
+    link.symlink_to(tmp_path / "unmounted" / "deep" / "proj")
+    monkeypatch.setenv("EDGENAS_PROJECT", str(link))
+    res = cli("search", "--space", "nb201", "--table", str(TABLE), "--latency-column", "raspi4_ms",
+              "--max-latency-ms", "20", "--budget", "3", "--out", str(tmp_path / "r"))
+    one_line_error(res, f"EDGENAS_PROJECT names {link} ({tmp_path}/unmounted/deep/proj), whose parent folder "
+                        "does not exist")
+    assert not (tmp_path / "unmounted").exists() and not (tmp_path / "r").exists()
+    (tmp_path / "unmounted" / "deep").mkdir(parents=True)  # a link to a folder yet to be made, in one that is
+    assert project().root == (tmp_path / "unmounted" / "deep" / "proj").resolve()
+    (tmp_path / "real").mkdir()
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path / "to-real"))
+    (tmp_path / "to-real").symlink_to(tmp_path / "real")
+    assert project().root == (tmp_path / "real").resolve()
