@@ -50,6 +50,9 @@ def test_a_fleet_report_of_an_inventory_names_its_devices(fresh, cli):
                                                                   "(got fleet, device)")
     one_line_error(cli("report", "--device", "local", "runs/a"), "--device takes no run folder")
     one_line_error(cli("report", "--inventory", "x.toml", "runs/a"), "--inventory goes with --fleet only")
+    for runs in ((), ("runs/a", "runs/b")):
+        one_line_error(cli("report", *runs), "give one run folder (or --compare RUN RUN ..., --device NAME, --fleet) "
+                                             "(e.g. edgenas report demo-run)")
 
 
 def test_serve_says_where_it_serves_once_it_listens(tmp_path):
