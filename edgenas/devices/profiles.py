@@ -262,10 +262,16 @@ def _known(project: Project) -> str:
 
 
 def _is_device_file(path: Path) -> bool:
+    """A regular file of UTF-8 text with a ``[device]`` table (within the input size limit): a FIFO named
+    ``x.toml`` blocked, for ever, every command that lists the devices (``device list``, each unknown-device
+    hint), and a link to /dev/zero was read without end; ``load_profile`` says what is wrong with such a file."""
+    from edgenas.limits import read_bytes_limited
+
     try:
-        return re.search(r"^\[device\]", path.read_text(encoding="utf-8"), re.MULTILINE) is not None
-    except (OSError, UnicodeDecodeError):
+        text = read_bytes_limited(path, "device profile").decode("utf-8")
+    except (InputError, UnicodeDecodeError):
         return False
+    return re.search(r"^\[device\]", text, re.MULTILINE) is not None
 
 
 def load_profile(project: Project, name: str) -> DeviceProfile:

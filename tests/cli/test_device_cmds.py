@@ -6,6 +6,7 @@ the user's known_hosts were checked by no test."""
 from __future__ import annotations
 
 import io
+import json
 import re
 import sys
 
@@ -174,3 +175,26 @@ def test_ctrl_c_at_the_question_on_a_terminal_aborts_and_records_nothing(fresh, 
     last = text.rstrip().splitlines()[-1]
     assert last.startswith("Trust this key") and last.endswith("aborted") and "Traceback" not in text, text
     assert not project.known_hosts.exists()
+
+
+def test_a_fifo_among_the_profiles_blocks_no_command(tmp_path):
+    """``device list`` and every unknown-device hint read each ``profiles/*.toml``: a FIFO blocked them for ever."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    _toml(tmp_path, "g", 'name = "g"\nhost = "gpu.lan"\n')
+    os.mkfifo(tmp_path / "profiles" / "f.toml")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]), EDGENAS_PROJECT=str(tmp_path))
+
+    def edgenas(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", "from edgenas.cli import main; main()", *args], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=60)
+
+    res = edgenas("device", "list", "--json")
+    assert res.returncode == 0 and [r["name"] for r in json.loads(res.stdout)] == ["g", "local"], res.stderr
+    res = edgenas("device", "info", "nosuch")
+    assert res.returncode == 2 and len(res.stderr.splitlines()) == 1 and "known devices: g, local" in res.stderr, \
+        res.stderr
+    res = edgenas("device", "info", "f")  # named: one line saying what it is
+    assert res.returncode == 2 and "is not a regular file" in res.stderr and len(res.stderr.splitlines()) == 1
