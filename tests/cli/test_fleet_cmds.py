@@ -28,13 +28,16 @@ def _fleet(root, n: int) -> list[str]:
 
 def test_fleet_status_shows_each_device_and_says_why_one_is_unreachable(fresh, cli):
     _fleet(fresh, 1)
+    (fresh / "profiles" / "pc.toml").write_text('[device]\nname = "pc"\ntransport = "local"\npower_mode = "MAXN"\n')
+    (fresh / "profiles" / "fleet.toml").write_text('[fleet]\ndevices = ["d00", "local", "pc"]\n')
     res = cli("fleet", "status", "--space", "mbv3-tiny", "--space", "nb201", "--json")
     assert res.code == 0 and res.err == "", res.err
     rows = {r["device"]: r for r in res.json()}
     assert not rows["d00"]["reachable"] and "connection refused" in rows["d00"]["error"]
     assert rows["local"]["reachable"] and rows["local"]["luts"] == {"mbv3-tiny": "missing", "nb201": "missing"}
     res = cli("fleet", "status", "--space", "mbv3-tiny", "--space", "nb201")
-    assert res.code == 0 and res.err == "", res.err
+    assert res.code == 0 and res.err == ("warning: pc: the profile expects power mode MAXN, and the device reports "
+                                         "none (no nvpmodel answer)\n"), res.err
     lines = res.out.splitlines()
     assert "LUT mbv3-tiny" in lines[1] and "LUT nb201" in lines[1]
     cells = {line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]] for line in lines

@@ -35,9 +35,10 @@ def test_a_bare_group_shows_its_help_and_exits_0(fresh, cli):
     for command in ("profile", "search", "export", "deploy", "measure", "list", "report", "serve", "device", "lut",
                     "fleet", "supernet", "runs", "db"):  # every module registered its commands
         assert command in listed, command
-    res = cli("device")
-    assert res.code == 0 and "Usage: edgenas device" in res.out + res.err
-    assert {"list", "trust", "info", "add"} <= set((res.out + res.err).split("Commands:")[1].split())
+    for group, commands in (("device", {"list", "trust", "info", "add"}), ("fleet", {"status", "refresh"})):
+        res = cli(group)
+        assert res.code == 0 and f"Usage: edgenas {group}" in res.out + res.err
+        assert commands <= set((res.out + res.err).split("Commands:")[1].split())
     assert list(fresh.iterdir()) == []
 
 

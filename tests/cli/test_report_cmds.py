@@ -26,6 +26,9 @@ def test_run_and_compare_reports_go_where_they_say(fresh, cli):
     assert res.code == 0 and res.err == "", res.err
     written = fresh / "runs" / "a" / "report.html"
     assert res.json() == {"kind": "run", "path": "runs/a/report.html", "bytes": written.stat().st_size}
+    (fresh / "mine.html").write_text("<p>my notes</p>")
+    one_line_error(cli("report", "runs/a", "--out", "mine.html"), "mine.html exists and is not an edgenas report")
+    assert (fresh / "mine.html").read_text() == "<p>my notes</p>"
     res = cli("report", "runs/a", "--out", "mine.html", "--force")
     assert (res.code, res.out) == (0, "report written: mine.html\n") and (fresh / "mine.html").is_file()
     res = cli("report", "--compare", "runs/a", "runs/b", "--json")
@@ -49,6 +52,7 @@ def test_a_fleet_report_of_an_inventory_names_its_devices(fresh, cli):
     one_line_error(cli("report", "--fleet", "--device", "local"), "give one of --compare, --fleet, --device "
                                                                   "(got fleet, device)")
     one_line_error(cli("report", "--device", "local", "runs/a"), "--device takes no run folder")
+    one_line_error(cli("report", "--device", "../luts"), "invalid device name '../luts'")
     one_line_error(cli("report", "--inventory", "x.toml", "runs/a"), "--inventory goes with --fleet only")
     for runs in ((), ("runs/a", "runs/b")):
         one_line_error(cli("report", *runs), "give one run folder (or --compare RUN RUN ..., --device NAME, --fleet) "
