@@ -31,6 +31,7 @@ def test_a_usage_error_is_one_line_naming_the_commands_help(fresh, cli, args, li
 def test_a_bare_group_shows_its_help_and_exits_0(fresh, cli):
     res = cli()
     assert res.code == 0 and "Usage: edgenas [OPTIONS] COMMAND [ARGS]..." in res.out + res.err
+    assert "--install-completion" not in res.out + res.err  # no shell-completion options
     listed = (res.out + res.err).split("Commands:")[1].split()
     for command in ("profile", "search", "export", "deploy", "measure", "list", "report", "serve", "device", "lut",
                     "fleet", "supernet", "runs", "db"):  # every module registered its commands
@@ -143,3 +144,47 @@ def test_a_closed_stdout_is_one_line_before_the_command_runs(tmp_path):
     assert res.returncode == 6 and res.stderr == ("error: stdout is closed; the command has nowhere to print its "
                                                   "results (run it with stdout open; to discard the output, "
                                                   "redirect it: >/dev/null)\n"), res.stderr
+
+
+HOOKS = """
+import logging, signal, threading
+from edgenas.cli import main
+from edgenas.quiet import on_sigterm
+try:
+    main(["device", "list", "--json"])
+except SystemExit as exc:
+    assert not exc.code, exc.code
+logging.getLogger("paramiko.transport").error("Exception (client): Error reading SSH banner")
+t = threading.Thread(target=lambda: 1 / 0, name="late")
+t.start()
+t.join()
+print(signal.getsignal(signal.SIGTERM) is on_sigterm)
+"""
+
+
+def _python(code: str, *args: str, **env: str) -> subprocess.CompletedProcess:
+    full = {k: v for k, v in os.environ.items() if k not in ("EDGENAS_DEBUG", "EDGENAS_MAX_INPUT_MB")}
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120,
+                          env={**full, "PYTHONPATH": str(ROOT), **env})
+
+
+def test_main_quiets_paramiko_and_other_threads_and_takes_sigterm(tmp_path):
+    res = _python(HOOKS, EDGENAS_PROJECT=str(tmp_path))
+    assert res.stdout.endswith("]\nTrue\n"), res.stdout + res.stderr
+    assert res.stderr == "edgenas: background thread late stopped: ZeroDivisionError: division by zero\n"
+
+
+def test_a_malformed_input_limit_is_one_line_before_anything_runs(tmp_path):
+    res = _python("from edgenas.cli import main; main()", "device", "list", EDGENAS_PROJECT=str(tmp_path),
+                  EDGENAS_MAX_INPUT_MB="lots")
+    assert res.returncode == 2 and res.stdout == "" and len(res.stderr.splitlines()) == 1, res.stderr
+    assert res.stderr.startswith("error: ") and "EDGENAS_MAX_INPUT_MB" in res.stderr
+
+
+def test_edgenas_debug_shows_a_bug_as_a_plain_traceback(tmp_path):
+    """Not typer's framed one, which lists every local variable of every frame (a token among them)."""
+    code = ("import os, sys\nclosed = open(os.devnull, 'w')\nclosed.close()\nsys.stdout = closed\n"
+            "from edgenas.cli import main\nmain()")
+    res = _python(code, "device", "list", "--json", EDGENAS_PROJECT=str(tmp_path), EDGENAS_DEBUG="1")
+    assert res.returncode == 1 and res.stderr.startswith("Traceback (most recent call last):"), res.stderr
+    assert "ValueError: I/O operation on closed file." in res.stderr and "╭" not in res.stderr
