@@ -188,3 +188,15 @@ def test_edgenas_debug_shows_a_bug_as_a_plain_traceback(tmp_path):
     res = _python(code, "device", "list", "--json", EDGENAS_PROJECT=str(tmp_path), EDGENAS_DEBUG="1")
     assert res.returncode == 1 and res.stderr.startswith("Traceback (most recent call last):"), res.stderr
     assert "ValueError: I/O operation on closed file." in res.stderr and "╭" not in res.stderr
+
+
+def test_a_command_that_ends_with_an_exit_code_exits_with_it(fresh, cli):
+    """``fleet refresh`` with a failed device ends with exit 3 (typer returns the code to ``main``)."""
+    with socket.socket() as s:  # a port nothing listens on (once closed)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (fresh / "profiles").mkdir()
+    (fresh / "profiles" / "gone.toml").write_text(f'[device]\nname = "gone"\nhost = "127.0.0.1"\nport = {port}\n')
+    (fresh / "profiles" / "fleet.toml").write_text('[fleet]\ndevices = ["gone"]\n')
+    res = cli("fleet", "refresh", "--space", "mbv3-tiny", "--json")
+    assert res.code == 3 and [r["status"] for r in res.json()] == ["failed"], res.err
