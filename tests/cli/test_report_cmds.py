@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import socket
 from pathlib import Path
 
 from tests.cli.test_bad_input import one_line_error
@@ -49,6 +50,13 @@ def test_a_fleet_report_of_an_inventory_names_its_devices(fresh, cli):
     assert res.code == 0 and res.json() == {"kind": "fleet", "path": "fleet-report.html",
                                             "bytes": (fresh / "fleet-report.html").stat().st_size}, res.err
     assert "local" in (fresh / "fleet-report.html").read_text()
+    with socket.socket() as s:  # a port nothing listens on (once closed)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (fresh / "profiles" / "gone.toml").write_text(f'[device]\nname = "gone"\nhost = "127.0.0.1"\nport = {port}\n')
+    (fresh / "profiles" / "fleet.toml").write_text('[fleet]\ndevices = ["gone", "local"]\n')
+    assert cli("report", "--fleet", "--probe", "--out", "probed.html").code == 0
+    assert "connection refused by" in (fresh / "probed.html").read_text()  # --probe contacted each device
     one_line_error(cli("report", "--fleet", "--device", "local"), "give one of --compare, --fleet, --device "
                                                                   "(got fleet, device)")
     one_line_error(cli("report", "--device", "local", "runs/a"), "--device takes no run folder")
@@ -89,3 +97,9 @@ def test_serve_says_where_it_serves_once_it_listens(tmp_path):
         proc.terminate()
         proc.wait(timeout=30)
     assert line == f"edgenas serving {root} on http://127.0.0.1:{port}/ (API docs: /docs; Ctrl-C stops)\n"
+
+
+def test_serve_binds_loopback_port_8765_unless_told(fresh, cli):
+    res = cli("serve", "--help")
+    text = " ".join(res.out.split())
+    assert res.code == 0 and "TCP port [default: 8765]" in text and "[default: 127.0.0.1]" in text
