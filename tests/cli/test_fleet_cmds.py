@@ -72,3 +72,8 @@ def test_drift_floor_reaches_the_drift_check(proj, cli):
     [row] = res.json()
     assert row["device"] == "local" and row["status"] == "verified" and row["threshold"] >= 0.45, row
     assert row["reason"].endswith(f"<= {row['threshold']:.1%}")
+
+
+def test_fleet_refresh_times_four_devices_at_once_unless_told(fresh, cli):
+    res = cli("fleet", "refresh", "--help")
+    assert res.code == 0 and "devices refreshed at once [default: 4]" in " ".join(res.out.split())
