@@ -144,7 +144,10 @@ def test_device_trust_json_with_a_jump_host_nests_the_jump_hosts_row(fresh, cli,
 
 
 @pytest.mark.ssh
-def test_ctrl_c_at_the_question_on_a_terminal_aborts_and_records_nothing(fresh, sshd):
+@pytest.mark.parametrize("sig, code, said", [
+    ("SIGINT", 130, "aborted"),
+    ("SIGTERM", 143, "error: terminated (SIGTERM); the files written are complete; run the command again")])
+def test_ctrl_c_or_sigterm_at_the_question_on_a_terminal_ends_it_and_records_nothing(fresh, sshd, sig, code, said):
     import os
     import pty
     import signal
@@ -163,17 +166,17 @@ def test_ctrl_c_at_the_question_on_a_terminal_aborts_and_records_nothing(fresh, 
     seen, deadline = b"", time.monotonic() + 60
     while b"[y/N]" not in seen and time.monotonic() < deadline:
         seen += os.read(main, 4096)
-    proc.send_signal(signal.SIGINT)  # Ctrl-C at the question
+    proc.send_signal(getattr(signal, sig))  # Ctrl-C (or a kill) at the question
     try:
         while True:
             seen += os.read(main, 4096)
     except OSError:  # EIO: the process is gone
         pass
     os.close(main)
-    assert proc.wait(timeout=60) == 130
+    assert proc.wait(timeout=60) == code
     text = re.sub(r"\x1b\[[0-9;]*m", "", seen.decode())  # (red on a terminal)
     last = text.rstrip().splitlines()[-1]
-    assert last.startswith("Trust this key") and last.endswith("aborted") and "Traceback" not in text, text
+    assert last.startswith("Trust this key") and last.endswith(said) and "Traceback" not in text, text
     assert not project.known_hosts.exists()
 
 
