@@ -200,3 +200,23 @@ def test_a_command_that_ends_with_an_exit_code_exits_with_it(fresh, cli):
     (fresh / "profiles" / "fleet.toml").write_text('[fleet]\ndevices = ["gone"]\n')
     res = cli("fleet", "refresh", "--space", "mbv3-tiny", "--json")
     assert res.code == 3 and [r["status"] for r in res.json()] == ["failed"], res.err
+
+
+def test_an_os_error_that_is_no_disk_problem_is_an_internal_error(tmp_path):
+    """Only the disk's and the file system's errors (a full disk, a read-only one, permissions) are the user's:
+    another OSError (here writing to a descriptor closed under Python) is a bug, one line and exit 70."""
+    code = "import os\nos.close(1)\nfrom edgenas.cli import main\nmain()"
+    res = _python(code, "device", "list", "--json", EDGENAS_PROJECT=str(tmp_path))
+    assert res.returncode == 70 and res.stderr == ("internal error: OSError: [Errno 9] Bad file descriptor (re-run "
+                                                   "with EDGENAS_DEBUG=1 for a traceback and report it)\n"), res.stderr
+
+
+def test_main_prints_to_a_stream_without_an_encoding(fresh, cli, monkeypatch):
+    """A Python caller may collect the output in an ``io.StringIO`` (no encoding, nothing to reconfigure)."""
+    import io
+    import json
+
+    buffer = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", buffer)
+    res = cli("device", "list", "--json")
+    assert res.code == 0 and [r["name"] for r in json.loads(buffer.getvalue())] == ["local"], res.err
