@@ -201,3 +201,11 @@ def test_a_fifo_among_the_profiles_blocks_no_command(tmp_path):
         res.stderr
     res = edgenas("device", "info", "f")  # named: one line saying what it is
     assert res.returncode == 2 and "is not a regular file" in res.stderr and len(res.stderr.splitlines()) == 1
+
+
+def test_replace_yes_without_a_fingerprint_is_refused_before_any_contact(fresh, cli):
+    _toml(fresh, "dev", 'name = "dev"\nhost = "127.0.0.1"\nport = 9\n')  # nothing to reach: it is never tried
+    one_line_error(cli("device", "trust", "dev", "--replace", "--yes"),
+                   "--replace --yes replaces a changed host key without showing it to you: it needs --fingerprint "
+                   "(or --jump-fingerprint) SHA256:... of the new key")
+    assert sorted(p.name for p in fresh.iterdir()) == ["profiles"]
