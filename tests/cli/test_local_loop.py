@@ -437,6 +437,9 @@ def test_a_rebuilt_table_is_fitted_on_the_stored_measurements(proj, cli, tmp_pat
     said = cli("profile", "local", "--space", "mbv3-tiny", "--force")
     assert said.code == 0, said.err
     assert "LUT calibration fitted on the device's 2 stored measurements" in " ".join(said.out.split())
+    shares = re.search(r"within ±10% (\d+)% raw, (\d+)% calibrated", " ".join(said.out.split()))
+    assert shares and all(0 <= int(v) <= 100 for v in shares.groups()), said.out  # percentages of the 2
+    assert all(int(v) in (0, 50, 100) for v in shares.groups()), said.out
     as_json = cli("profile", "local", "--space", "mbv3-tiny", "--force", "--json")
     assert as_json.code == 0, as_json.err
     got = as_json.json()  # the same record as deploy's `recalibrated`
