@@ -123,6 +123,10 @@ def _fetch_one(s: Any, store: LutStore, n: str) -> tuple[str, Lut, str]:
         raise DeviceError(s.device, f"LUT {n} holds space '{lut.space}' and fingerprint "
                                     f"{lut.fingerprint_hash[:12]}, which do not match its name; nothing was written")
     store.path_for(s.device, lut.space, lut.fingerprint_hash)  # the names it gives are valid path parts
+    try:  # a compact table the host would write indented past the size it can read back
+        lut.check_size()
+    except InputError as exc:
+        raise DeviceError(s.device, f"LUT {n}: {exc.message}", hint=exc.hint) from None
     return n, lut, got
 
 

@@ -13,7 +13,6 @@ host (``luts/``) and on the device. Until that last step the previous LUT is unt
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,7 +167,10 @@ def _profile_device(project: Project, s: Session, space: SearchSpace, *, force: 
     # raw until the next deploy or `lut calibrate`
     fit, note = fit_new_table(project, lut, space)
     lut = fit.lut if fit else lut
-    _check_size(s.device, lut)
+    try:  # before anything is written, on the device or here
+        lut.check_size()
+    except InputError as exc:
+        raise DeviceError(s.device, exc.message, hint=exc.hint) from None
     # the device first, then the host: a failure on the way (a full disk on either) leaves the host's table,
     # and so the name of the partial file, as they were, and the same command resumes instead of timing again
     send_to_device(project, s, lut)
@@ -180,17 +182,3 @@ def _profile_device(project: Project, s: Session, space: SearchSpace, *, force: 
                          time.perf_counter() - t0, runs_per_sample(proto), fit is not None, refit, note,
                          info.power_mode_note(s.profile.power_mode))
 
-
-def _check_size(device: str, lut: Lut) -> None:
-    """Refuse a table the host could not read back: the fingerprint is the device's, as large as one answer
-    may be, and the file is written indented (a list of 200,000 zeros, 0.4 MB in the answer, is 1.8 MB in
-    the table), which ``Lut.load`` then refused as damaged on every later command."""
-    from edgenas.limits import MAX_JSON_BYTES
-
-    size = len(json.dumps(lut.to_dict(), indent=2)) + 1  # the bytes ``Lut.save`` writes (ASCII: one per char)
-    if size > MAX_JSON_BYTES:
-        raise DeviceError(device, f"the table would be {size / (1 << 20):.1f} MB, over the "
-                                  f"{MAX_JSON_BYTES / (1 << 20):g} MB limit for LUT files (its fingerprint, from "
-                                  f"the agent's info answer, is {len(json.dumps(lut.fingerprint)) / (1 << 20):.1f} MB)",
-                          hint="nothing was written; check the device's fingerprint (edgenas device info "
-                               f"{device} --json) and reinstall the agent")

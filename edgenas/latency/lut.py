@@ -12,6 +12,7 @@ call at a time: what one inference pays once for waiting on the device (``sync_e
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -384,10 +385,29 @@ class Lut:
                                  f"over {MAX_MS:g}", hint=rebuild)
         return lut
 
+    def saved_bytes(self) -> int:
+        """The size of the file ``save`` writes: indented JSON, all ASCII (one byte a character)."""
+        return len(json.dumps(self.to_dict(), indent=2)) + 1
+
+    def check_size(self) -> None:
+        """One ``InputError`` for a table whose file ``Lut.load`` could not read back: the fingerprint is the
+        device's, as large as one answer may be, and the file is indented (a list of 200,000 zeros, 0.4 MB in
+        an answer, is 1.8 MB here), so every later command refused the table as damaged."""
+        from edgenas import limits
+
+        size = self.saved_bytes()
+        if size > limits.MAX_JSON_BYTES:
+            raise InputError(f"the table of device '{self.device}' would be {size / (1 << 20):.1f} MB, over the "
+                             f"{limits.MAX_JSON_BYTES / (1 << 20):g} MB limit for LUT files (its fingerprint, from "
+                             f"the device, is {len(json.dumps(self.fingerprint)) / (1 << 20):.1f} MB)",
+                             hint=f"nothing was written; check the device's fingerprint (edgenas device info "
+                                  f"{self.device} --json) and reinstall the agent")
+
     def save(self, path: str | Path) -> Path:
-        """Validate by round trip, then write atomically."""
+        """Validate by round trip, check the size of the file, then write atomically."""
         data = self.to_dict()
         Lut.from_dict(data, where=str(path))
+        self.check_size()
         return atomic_write_json(path, data)
 
     @classmethod

@@ -130,23 +130,26 @@ def test_a_fingerprint_that_makes_a_table_too_large_to_read_back_writes_nothing(
     use_agent(monkeypatch, hostile_agent(tmp_path, patch))
     monkeypatch.setattr(edgenas.limits, "MAX_JSON_BYTES", 1 << 20)  # EDGENAS_MAX_INPUT_MB=1
     project = Project(tmp_path / "proj")
-    with pytest.raises(DeviceError, match=r"the table would be 1\.\d MB, over the 1 MB limit for LUT files \(its "
-                                          r"fingerprint, from the agent's info answer, is 0\.6 MB\)") as exc:
+    with pytest.raises(DeviceError, match=r"the table of device 'local' would be 1\.\d MB, over the 1 MB limit for LUT "
+                                          r"files \(its fingerprint, from the device, is 0\.6 MB\)") as exc:
         profile_device(project, "local", "nb201", protocol=FAST)
     assert exc.value.device == "local" and "nothing was written" in exc.value.hint
     assert files_under(project.luts_dir) == [] and files_under(project.local_workdir / "luts") == []
 
 
 def test_the_size_checked_is_the_size_of_the_file_a_save_writes(tmp_path, monkeypatch):
-    from edgenas.fleet.profiler import _check_size
-
     st = EntryStats(n=10, median_ms=1.0, mean_ms=1.0, std_ms=0.0, cov=0.0, p90_ms=1.0, p99_ms=1.0, min_ms=1.0,
                     max_ms=1.0)
     lut = Lut(device="d", space="nb201", fingerprint={"cpu": "caf\u00e9", "pad": [0] * 100}, fingerprint_hash="ab" * 32,
               runtime="onnxruntime", precision="fp32", threads=1, protocol={}, overhead=st, entries={"k": st})
     size = lut.save(tmp_path / "t.json").stat().st_size
+    assert lut.saved_bytes() == size
     monkeypatch.setattr(edgenas.limits, "MAX_JSON_BYTES", size)
-    _check_size("d", lut)  # exactly at the limit: Lut.load reads it
+    lut.check_size()  # exactly at the limit: Lut.load reads it
+    assert Lut.load(tmp_path / "t.json") == lut
     monkeypatch.setattr(edgenas.limits, "MAX_JSON_BYTES", size - 1)
-    with pytest.raises(DeviceError, match="over the"):
-        _check_size("d", lut)
+    with pytest.raises(InputError, match="over the"):
+        lut.check_size()
+    with pytest.raises(InputError, match="over the"):  # every writer of a table: nothing is written
+        lut.save(tmp_path / "u.json")
+    assert not (tmp_path / "u.json").exists()

@@ -336,6 +336,20 @@ def test_lut_pull_refuses_a_table_the_device_says_is_over_the_limit(setup, tmp_p
     assert files_under(project.luts_dir) == []
 
 
+
+def test_lut_pull_refuses_a_compact_table_the_host_would_write_past_the_size_it_reads(setup, monkeypatch):
+    """The device's file is compact JSON; the host writes tables indented. A fingerprint of 200,000 zeros is a
+    0.4 MB file on the device and 1.8 MB on the host: over a 1 MB limit, it was stored, and every later command
+    refused the device's table as damaged."""
+    import edgenas.limits
+
+    project, prof = setup
+    on_device(prof, NAME, lut_dict("dev", fingerprint={"pad": [0] * 200_000}))
+    monkeypatch.setattr(edgenas.limits, "MAX_JSON_BYTES", 1 << 20)  # EDGENAS_MAX_INPUT_MB=1
+    with pytest.raises(DeviceError, match=rf"LUT {NAME}: the table of device 'dev' would be 1\.\d MB, over the 1 MB"):
+        pull_luts(project, prof)
+    assert files_under(project.luts_dir) == []
+
 @pytest.mark.parametrize("changes", [{"fingerprint_hash": "cd" * 32}, {"space": "nb201"}])
 def test_lut_pull_refuses_a_table_that_is_not_the_one_its_name_says(setup, changes):
     """A table listed as mbv3-tiny-abab... but holding another space or fingerprint is not stored under either."""
