@@ -233,3 +233,63 @@ def test_ct_prior_evaluator_ranks_within_batch():
     assert scores[2] == -math.inf and scores[3] == -math.inf  # NaN net; all-`none` has no gradient
     assert np.all((scores[:2] >= 0) & (scores[:2] <= 1))
     assert sorted(scores[:2].round(6).tolist()) in ([0.0, 1.0], [0.4, 0.6])
+
+
+def test_gradient_proxies_use_train_mode_and_fresh_gradients(batch):
+    """A model handed over in eval mode, or with gradients left from a first score, scores as a fresh one."""
+    for name in ("snip", "grad_norm"):
+        fresh = make_proxy(name).score(small_net(), batch)
+        model = small_net().eval()
+        assert make_proxy(name).score(model, batch) == fresh  # batch statistics, not the untrained running ones
+        assert make_proxy(name).score(model, batch) == fresh  # the first score's gradients are not added to
+
+
+def test_a_finite_output_with_an_infinite_loss_scores_neg_inf():
+    """Logits of +-3e38 are finite float32, their cross-entropy for the low class is inf: no backward."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(1, 2, bias=False))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.tensor([[3e38], [-3e38]]))
+    x, y = torch.ones(4, 1, 1, 1), torch.ones(4, dtype=torch.int64)
+    assert torch.isfinite(model(x)).all()
+    for name in ("snip", "grad_norm", "trainability"):
+        assert make_proxy(name).score(model, (x, y)) == -math.inf
+    assert model[1].weight.grad is None
+
+
+def test_option_errors_list_the_known_options():
+    with pytest.raises(InputError) as err:
+        make_proxy("naswot", groups=3)
+    assert err.value.hint == "options: none"
+    with pytest.raises(InputError) as err:
+        make_proxy("trainability", max_rows=3)
+    assert err.value.hint == "options: groups, lr" and "max_rows" in err.value.message
+
+
+def test_positive_int_and_float_options():
+    from edgenas.evaluate.proxies.base import positive_float, positive_int
+
+    positive_int({"k": 1}, "k", "p")  # the default minimum is 1
+    with pytest.raises(InputError, match="integer >= 1"):
+        positive_int({"k": 0}, "k", "p")
+    for bad in (0, 0.0, -0.5, True, "fast", None, math.inf, math.nan, "inf", "nan", "1e400"):
+        with pytest.raises(InputError, match="option lr must be a positive finite number"):
+            make_proxy("trainability", lr=bad)
+    assert make_proxy("trainability", lr=2).options["lr"] == 2
+    options = {"lr": "0.05"}
+    positive_float(options, "lr", "p")
+    assert options == {"lr": 0.05}
+
+
+def test_decimal_lr_from_the_command_line_is_taken():
+    """``--eval-opt lr=0.05`` arrives as the text '0.05' (decimals stay text): it was refused as not a number."""
+    from edgenas.cli.cmd_search import _options
+
+    space = TinyNB201Space()
+    opts = _options(["lr=0.05", "groups=2", "batch_size=8"])
+    assert opts["lr"] == "0.05"
+    for name in ("trainability", "ct_prior"):
+        ev = make_evaluator(name, space, **opts)
+        assert ev.describe()["lr"] == 0.05 and ev.describe()["groups"] == 2
+    with pytest.raises(InputError, match="positive finite number, got 'fast'"):
+        make_evaluator("ct_prior", space, lr="fast")
+

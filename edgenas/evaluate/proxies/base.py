@@ -84,9 +84,15 @@ def positive_int(options: dict[str, Any], key: str, proxy: str, minimum: int = 1
 
 
 def positive_float(options: dict[str, Any], key: str, proxy: str) -> None:
+    """A positive, finite number; text (``--eval-opt lr=0.05`` arrives as text) is converted in ``options``."""
     value = options[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise InputError(f"proxy '{proxy}': option {key} must be a positive number, got {value!r}")
+    if isinstance(value, str):
+        try:
+            value = options[key] = float(value)
+        except ValueError:
+            pass  # refused below, with the text
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise InputError(f"proxy '{proxy}': option {key} must be a positive finite number, got {value!r}")
 
 
 def loss_and_output(model: nn.Module, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
