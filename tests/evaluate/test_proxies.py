@@ -293,3 +293,10 @@ def test_decimal_lr_from_the_command_line_is_taken():
     with pytest.raises(InputError, match="positive finite number, got 'fast'"):
         make_evaluator("ct_prior", space, lr="fast")
 
+
+@pytest.mark.parametrize("seed", [-1, 2 ** 64, 1.0, True])
+def test_a_seed_numpy_or_torch_refuses_is_refused_at_construction(seed):
+    """seed=-1 failed at the first evaluation in numpy (ValueError), 2**64 in torch.manual_seed (RuntimeError)."""
+    for name in ("naswot", "ct_prior"):
+        with pytest.raises(InputError, match="seed must be an integer from 0"):
+            make_evaluator(name, TinyNB201Space(), seed=seed, batch_size=8)

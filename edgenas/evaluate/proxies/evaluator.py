@@ -25,6 +25,7 @@ from edgenas.evaluate.base import EVALUATORS, Evaluator
 from edgenas.datasets import ImageData, check_dataset, load_dataset, load_digits_images
 from edgenas.evaluate.proxies.base import NEG_INF, PROXIES, Batch, Proxy, finite_or_neg_inf, make_proxy
 from edgenas.evaluate.proxies.ct import Compression, Trainability, ct_prior_combine
+from edgenas.limits import check_seed
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,7 @@ class ProxyEvaluator(Evaluator):
     def __init__(self, space: Any, proxy: Proxy, *, seed: int = 0, data: str | Path = "digits",
                  batch_size: int = 64, device: str = "cpu") -> None:
         super().__init__(space)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise InputError(f"seed must be an integer, got {seed!r}")
+        check_seed(seed, "seed")  # a negative one failed at the first batch (numpy), one >= 2**64 in torch
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 2:
             raise InputError(f"batch_size must be an integer >= 2, got {batch_size!r}")
         data = str(data)
