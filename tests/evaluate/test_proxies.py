@@ -300,3 +300,188 @@ def test_a_seed_numpy_or_torch_refuses_is_refused_at_construction(seed):
     for name in ("naswot", "ct_prior"):
         with pytest.raises(InputError, match="seed must be an integer from 0"):
             make_evaluator(name, TinyNB201Space(), seed=seed, batch_size=8)
+
+
+def _weights(layer: nn.Module, *rows: list[float]) -> nn.Module:
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor(rows, dtype=layer.weight.dtype).reshape(layer.weight.shape))
+    return layer
+
+
+def test_data_proxies_score_in_train_mode_whatever_mode_they_are_given(batch):
+    """A model handed over in eval mode scores as a fresh (train-mode) one: batch-statistics BatchNorm."""
+    for name in ("naswot", "jacob_cov", "compression", "trainability"):
+        fresh = make_proxy(name).score(small_net(), batch)
+        assert make_proxy(name).score(small_net().eval(), batch) == fresh, name
+
+
+def test_naswot_kernel_counts_agreeing_units():
+    """Codes (1, 0, 1) and (1, 1, 0) agree on 1 of 3 units: K = [[3, 1], [1, 3]], log det = log 8."""
+    x = torch.tensor([[1.0, -1.0, 2.0], [0.5, 3.0, -2.0]]).reshape(2, 3, 1, 1)
+    y = torch.zeros(2, dtype=torch.int64)
+    assert make_proxy("naswot").score(nn.Sequential(nn.ReLU(), nn.Flatten()), (x, y)) == pytest.approx(math.log(8))
+    assert make_proxy("naswot").score(nn.Sequential(nn.Flatten()), (x, y)) == -math.inf  # no activation: no code
+
+
+def test_synflow_is_the_hand_computed_flow_without_batchnorm_and_stale_gradients():
+    """w = (1, -2), v = -3 taken as |w|, |v|: R = 9, dR/dw = 3, dR/dv = 3: 1*3 + 2*3 + 3*3 = 18."""
+    def net(bn: bool) -> nn.Module:
+        layers = [nn.Flatten(), _weights(nn.Linear(2, 1, bias=False), [1.0, -2.0])]
+        layers += [nn.BatchNorm1d(1)] if bn else []
+        return nn.Sequential(nn.Sequential(*layers), _weights(nn.Linear(1, 1, bias=False), [-3.0]))
+
+    x = (torch.zeros(1, 2, 1, 1), torch.zeros(1, dtype=torch.int64))
+    assert make_proxy("synflow").score(net(False), x) == 18.0
+    assert make_proxy("synflow").score(net(True), x) == 18.0  # BatchNorm (nested) removed, not run in eval mode
+    model = net(False)
+    make_proxy("snip").score(model, (torch.randn(4, 2, 1, 1), torch.zeros(4, dtype=torch.int64)))
+    assert model[1].weight.grad is not None
+    assert make_proxy("synflow").score(model, x) == 18.0  # the copy's gradients are zeroed first
+
+
+def test_synflow_runs_in_float64():
+    """40 layers of weight 10: R = 1e40 overflows float32 but not float64."""
+    layers = [nn.Flatten()] + [_weights(nn.Linear(1, 1, bias=False), [10.0]) for _ in range(40)]
+    score = make_proxy("synflow").score(nn.Sequential(*layers), (torch.zeros(1, 1, 1, 1), torch.zeros(1)))
+    assert score == pytest.approx(40 * 1e40)
+
+
+def test_jacob_cov_of_identical_jacobians():
+    """Both rows of J are w = (1, 2, 3): C = [[1, 1], [1, 1]], eigenvalues 0 and 2."""
+    model = nn.Sequential(nn.Flatten(), _weights(nn.Linear(3, 1, bias=False), [1.0, 2.0, 3.0]))
+    x, y = torch.randn(2, 3, 1, 1), torch.zeros(2, dtype=torch.int64)
+    k = 1e-5
+    expected = -(math.log(k) + 1 / k + math.log(2 + k) + 1 / (2 + k))
+    assert make_proxy("jacob_cov").score(model, (x, y)) == pytest.approx(expected, rel=1e-9)
+
+
+def test_params_counts_only_trainable_parameters():
+    model = nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 5))
+    model[0].requires_grad_(False)
+    assert make_proxy("params").score(model, (torch.zeros(1, 3), torch.zeros(1))) == 15.0
+
+
+def test_count_macs_keeps_the_models_mode():
+    model = small_net()
+    count_macs(model, (1, 3, 16, 16))
+    assert model.training
+    model.eval()
+    count_macs(model, (1, 3, 16, 16))
+    assert not model.training
+    conv = nn.Conv2d(4, 8, 3, padding=1, groups=2)
+    assert count_macs(conv, (1, 4, 5, 5)) == 8 * 25 * 2 * 9
+    assert count_macs(nn.Flatten(), (1, 3, 2, 2)) == 0
+
+
+def test_compression_is_the_log_effective_rank_of_centred_features():
+    """Channels x, y orthogonal with equal norms and a constant one (centred to 0): H = log 2;
+    two of the four rows (max_rows=2) are rank 1 once centred: H = 0."""
+    conv = nn.Conv2d(2, 3, 1)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[0, 0] = conv.weight[1, 1] = 1.0
+        conv.bias.copy_(torch.tensor([0.0, 0.0, 5.0]))
+    x = torch.tensor([[1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, -1.0]]).reshape(1, 2, 2, 2)
+    batch = (x, torch.zeros(1, dtype=torch.int64))
+    assert make_proxy("compression").score(conv, batch) == pytest.approx(math.log(2))
+    assert make_proxy("compression", max_rows=4).score(conv, batch) == pytest.approx(math.log(2))
+    assert make_proxy("compression", max_rows=2).score(conv, batch) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_trainability_takes_the_sgd_step_and_refuses_zero_noise(batch):
+    scores = [make_proxy("trainability", lr=lr).score(small_net(), batch) for lr in (0.01, 1.0)]
+    assert all(math.isfinite(s) for s in scores) and scores[0] != scores[1]
+    assert make_proxy("trainability").score(small_net(["none"] * 6), batch) == -math.inf  # no gradient at all
+    x, y = batch
+    assert make_proxy("trainability").score(small_net(), (x[:1], y[:1])) == -math.inf  # one image: one group
+
+
+def test_a_bad_dataset_file_is_refused_when_the_proxy_is_made(tmp_path):
+    """Before the first evaluation: a bad dataset leaves no run folder behind."""
+    bad = tmp_path / "images.npz"
+    bad.write_bytes(b"not a zip file")
+    with pytest.raises(InputError, match="images.npz"):
+        make_evaluator("naswot", TinyNB201Space(), data=str(bad), batch_size=8)
+
+
+def test_ct_prior_through_an_executor_ranks_the_whole_batch_in_one_task():
+    """Scored one architecture per task, every finite ct_prior score would be 0.5 (a batch of one)."""
+    from edgenas.evaluate.executor import EvalSpec, ExecutorEvaluator, make_executor
+
+    space = TinyNB201Space()
+    local = EVALUATORS.get("ct_prior")(space, seed=0, batch_size=8, groups=2)
+    spec = EvalSpec.make("ct_prior", "tiny-nb201-proxy-test", options={"batch_size": 8, "groups": 2})
+    scores = ExecutorEvaluator(spec, make_executor("inprocess"), local).evaluate([GOOD, OTHER])
+    assert np.array_equal(scores, local.evaluate([GOOD, OTHER])) and scores[0] != scores[1]
+
+
+def test_proxy_factories_defaults_and_description():
+    for name in ("naswot", "ct_prior"):
+        d = EVALUATORS.get(name)(TinyNB201Space()).describe()
+        assert (d["name"], d["seed"], d["data"], d["batch_size"], d["device"]) == (name, 0, "digits", 64, "cpu")
+    d = EVALUATORS.get("ct_prior")(TinyNB201Space()).describe()
+    assert (d["max_rows"], d["groups"], d["lr"]) == (512, 4, 0.01) and "rank(trainability)" in d["metric"]
+    from edgenas.evaluate.proxies import CTPriorEvaluator, ProxyEvaluator
+
+    assert ProxyEvaluator(TinyNB201Space(), make_proxy("naswot")).describe()["batch_size"] == 64
+    d = CTPriorEvaluator(TinyNB201Space()).describe()
+    assert (d["name"], d["seed"], d["max_rows"], d["groups"], d["lr"]) == ("ct_prior", 0, 512, 4, 0.01)
+    for name, hint in (("naswot", "its options: batch_size, data, device"),
+                       ("trainability", "its options: batch_size, data, device, groups, lr"),
+                       ("ct_prior", "its options: batch_size, data, device, groups, lr, max_rows")):
+        with pytest.raises(InputError, match=f"evaluator '{name}': unknown option.s. colour") as err:
+            make_evaluator(name, TinyNB201Space(), colour="red")
+        assert err.value.hint == hint
+    with pytest.raises(InputError, match="dataset '/no/such/folder' does not exist") as err:
+        make_evaluator("snip", TinyNB201Space(), data="/no/such/folder")
+    assert "an image folder" in err.value.hint
+
+
+def test_devices_that_cannot_run_a_network_are_refused():
+    cases = [("banana", "unknown torch device"), ("meta", "cannot run a network")]
+    if not torch.cuda.is_available():
+        cases.append(("cuda", "not available on this machine"))
+    for device, message in cases:
+        with pytest.raises(InputError, match=message):
+            make_evaluator("naswot", TinyNB201Space(), device=device, batch_size=8)
+
+
+def test_batches_take_the_space_input_shape_and_channels(tmp_path):
+    """A dataset's (RGB) images are cut to the space's channels or, for more, channel 0 repeated; resized to
+    a non-square input; data-free proxies get one image of zeros."""
+    path = tmp_path / "rgb.npz"
+    np.savez(path, x=np.random.default_rng(0).random((6, 3, 8, 8)).astype(np.float32), y=np.arange(6) % 3)
+    ev = EVALUATORS.get("naswot")(TinyNB201Space(), data=str(path), batch_size=4)
+    x3, y = ev.batch_for((1, 3, 8, 8))
+    assert x3.shape == (4, 3, 8, 8) and y.shape == (4,) and not torch.equal(x3[:, 1], x3[:, 0])
+    assert ev.batch_for((1, 3, 8, 8))[0] is x3  # cached
+    assert torch.equal(ev.batch_for((1, 1, 8, 8))[0], x3[:, :1])
+    x4 = ev.batch_for((1, 4, 8, 8))[0]
+    assert x4.shape == (4, 4, 8, 8) and all(torch.equal(x4[:, i], x3[:, 0]) for i in range(4))
+    wide = torch.nn.functional.interpolate(x3[:, :1], size=(8, 12), mode="bilinear", align_corners=False)
+    assert torch.equal(ev.batch_for((1, 1, 8, 12))[0], wide)
+    zeros = ev.batch_for((1, 2, 5, 7), needs_data=False)
+    assert zeros[0].shape == (1, 2, 5, 7) and not zeros[0].any() and zeros[1].shape == (1,)
+    digits = EVALUATORS.get("naswot")(TinyNB201Space(), batch_size=2).batch_for((1, 3, 8, 12))[0]
+    assert digits.shape == (2, 3, 8, 12)  # batch_size 2 is the smallest
+
+
+def test_an_edgenas_error_while_scoring_is_raised_not_scored():
+    """A user's error (here a proxy's own InputError) is not a broken network: it stops the evaluation."""
+    from edgenas.evaluate.proxies import Proxy, ProxyEvaluator
+
+    class Refusing(Proxy):
+        name = "refusing"
+
+        def score(self, model, batch):
+            raise InputError("refused")
+
+    with pytest.raises(InputError, match="refused"):
+        ProxyEvaluator(TinyNB201Space(), Refusing(), batch_size=4).evaluate([GOOD])
+
+
+def test_a_network_that_fails_is_logged_with_its_proxy_and_architecture(caplog):
+    space = TinyNB201Space()
+    with caplog.at_level("WARNING", logger="edgenas.evaluate.proxies.evaluator"):
+        assert EVALUATORS.get("naswot")(space, batch_size=4).evaluate([RAISING])[0] == -math.inf
+    assert f"proxy naswot failed on {space.arch_id(RAISING)}" in caplog.text
