@@ -73,3 +73,19 @@ def test_a_factory_is_given_only_the_options_it_takes(tmp_path):
     with pytest.raises(InputError, match="seed is not an evaluator option"):
         build_evaluator("tabular", space, 0, {"table": str(table), "seed": 1})
     assert {"tabular", "naswot", "ct_prior", "supernet"} <= set(evaluator_names())
+
+
+def test_the_interface_defaults():
+    """An evaluator that states nothing reports no columns and describes itself by name and metric;
+    ``make_evaluator`` seeds with 0 unless told."""
+
+    class Bare(Evaluator):
+        name, metric = "bare", "nothing"
+
+        def evaluate(self, archs):
+            return np.zeros(len(archs))
+
+    space = SPACES.get("nb201")
+    bare = Bare(space)
+    assert bare.report(_archs(space, 1)) == {} and bare.describe() == {"name": "bare", "metric": "nothing"}
+    assert make_evaluator("params", space).describe()["seed"] == 0
