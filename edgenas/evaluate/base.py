@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from edgenas.errors import InputError
+from edgenas.errors import EdgenasError, InputError
 from edgenas.registry import Registry
 
 
@@ -43,6 +43,24 @@ class Evaluator(ABC):
         return {"name": self.name, "metric": self.metric}
 
 
+def scores_of(evaluator: Any, archs: Sequence[Any]) -> np.ndarray:
+    """``evaluator.evaluate(archs)`` as float64, checked to be one score per architecture: a plugin's list
+    one short was cut by ``zip`` (and an architecture then missing from the cache, an internal KeyError), or
+    an IndexError in the search."""
+    got = evaluator.evaluate(list(archs))
+    try:
+        scores = np.asarray(got, dtype=float)
+    except (TypeError, ValueError) as exc:
+        scores, bad = None, f"not numbers ({type(exc).__name__})"
+    if scores is not None:
+        bad = None if scores.shape == (len(archs),) else f"of shape {scores.shape}"
+    if bad:
+        name = getattr(evaluator, "name", "") or type(evaluator).__name__
+        raise EdgenasError(f"evaluator '{name}' returned scores {bad} for {len(archs)} architectures",
+                           hint="its evaluate() must return one number per architecture, in order")
+    return scores
+
+
 class CachedEvaluator(Evaluator):
     """Wraps an evaluator with a cache keyed by ``space.arch_id`` (each network scored once)."""
 
@@ -62,7 +80,7 @@ class CachedEvaluator(Evaluator):
                 todo[i] = a
         if todo:
             self.calls += len(todo)
-            scores = np.asarray(self.inner.evaluate(list(todo.values())), dtype=float)
+            scores = scores_of(self.inner, list(todo.values()))
             for i, s in zip(todo, scores):
                 self.cache[i] = float(s) if np.isfinite(s) else float("-inf")
         return np.array([self.cache[i] for i in ids], dtype=float)

@@ -29,7 +29,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from edgenas.errors import EdgenasError, InputError
-from edgenas.evaluate.base import Evaluator
+from edgenas.evaluate.base import Evaluator, scores_of
 from edgenas.quiet import sigint_ignored
 from edgenas.registry import Registry
 
@@ -87,7 +87,7 @@ def evaluate_records(spec: EvalSpec, records: Sequence[Mapping[str, Any]]) -> li
     if torch:
         torch.set_num_threads(1)
     try:
-        scores = np.asarray(ev.evaluate(archs), dtype=float)
+        scores = scores_of(ev, archs)
     finally:
         if torch:
             torch.set_num_threads(threads)

@@ -140,7 +140,9 @@ class Problem:
     def evaluate(self, archs: Sequence[Any]) -> list[dict[str, Any]]:
         """One record per architecture: ``objectives``, ``latency_ms``, ``constraints``, ``feasible`` and,
         when the evaluator reports columns it does not optimise, ``report``."""
-        acc = np.asarray(self.evaluator.evaluate(list(archs)), dtype=float)
+        from edgenas.evaluate.base import scores_of
+
+        acc = scores_of(self.evaluator, archs)
         reported = self.evaluator.report(list(archs)) if hasattr(self.evaluator, "report") else {}
         lat = self.latencies(archs)
         extra = {k: [float(fn(a)) for a in archs] for k, fn in self.extra.items()}

@@ -89,3 +89,36 @@ def test_the_interface_defaults():
     bare = Bare(space)
     assert bare.report(_archs(space, 1)) == {} and bare.describe() == {"name": "bare", "metric": "nothing"}
     assert make_evaluator("params", space).describe()["seed"] == 0
+
+
+class Miscounting(Evaluator):
+    """A faulty plugin: its scores are not one number per architecture."""
+
+    name = "miscounting"
+
+    def __init__(self, space, answer) -> None:
+        super().__init__(space)
+        self.answer = answer
+
+    def evaluate(self, archs):
+        return self.answer(archs)
+
+
+@pytest.mark.parametrize("answer, shown", [(lambda archs: [1.0] * (len(archs) - 1), "of shape (2,)"),
+                                           (lambda archs: [[1.0]] * len(archs), "of shape (3, 1)"),
+                                           (lambda archs: ["high"] * len(archs), "not numbers (ValueError)"),
+                                           (lambda archs: [None, {}, 1.0], "not numbers (TypeError)")])
+def test_a_plugin_that_does_not_return_one_score_per_architecture_is_one_error(answer, shown):
+    """One score short was cut by zip in the cache (then an internal KeyError), or an IndexError in a search."""
+    from edgenas.errors import EdgenasError
+    from edgenas.search import Problem
+
+    space = SPACES.get("nb201")
+    archs = _archs(space, 3)
+    for ev in (CachedEvaluator(Miscounting(space, answer)), Problem(space, Miscounting(space, answer))):
+        with pytest.raises(EdgenasError) as exc:
+            ev.evaluate(archs)
+        assert type(exc.value) is EdgenasError
+        assert exc.value.message == f"evaluator 'miscounting' returned scores {shown} for 3 architectures"
+    ev = CachedEvaluator(Miscounting(space, lambda archs: [float(len(archs))] * len(archs)))
+    assert ev.evaluate(archs).tolist() == [3.0] * 3  # one per architecture: taken
