@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import threading
+import warnings
 
 import pytest
 
@@ -21,6 +22,16 @@ def test_add_then_list_returns_equal_records(store, make):
     assert store.get(ms[2].id) == ms[2]
     with pytest.raises(InputError, match="no measurement with id"):
         store.get("nope")
+
+
+def test_adding_and_listing_warn_of_nothing(store, make):
+    """A command that records a measurement prints no library warning (a table's key declared without its
+    autoincrement had SQLAlchemy warn on every insert)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        store.add(make())
+        store.list()
+    assert [w for w in caught if not issubclass(w.category, ResourceWarning)] == []
 
 
 def test_filters_and_count(store, make):
