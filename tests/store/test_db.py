@@ -256,6 +256,9 @@ def test_closing_a_handle_or_its_store_lets_go_of_the_file(tmp_path, make):
     assert store.count() == 1 and _held(path)
     store.close()
     assert _held(path) == []
+    with ExperimentDB(f"sqlite:///{path}").measurements as store:  # a store as a context manager closes too
+        assert store.count() == 1 and _held(path)
+    assert _held(path) == []
 
 
 def test_an_edgenas_database_with_a_table_of_the_users_own_still_opens(db, db_url, make):

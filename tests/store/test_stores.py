@@ -45,6 +45,8 @@ def test_filters_and_count(store, make):
     assert store.count(device="a", space="mbv3-small") == 2
     assert store.count(device="a", space="mbv3-small", fingerprint_hash="2" * 64) == 1
     assert store.count(fingerprint_hash="1" * 64) == 2
+    assert [(m.device, m.space) for m in store.list(fingerprint_hash="2" * 64)] == [("b", "mbv3-small"),
+                                                                                 ("a", "mbv3-small")]
     assert store.count(device="zzz") == 0 and store.list(device="zzz") == []
     for kw in ({}, {"device": "a"}, {"space": "nb201"}, {"fingerprint_hash": "2" * 64}):
         assert store.count(**kw) == len(store.list(**kw))
