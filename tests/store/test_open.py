@@ -143,3 +143,18 @@ def test_no_legacy_file_imports_nothing_and_makes_none(tmp_path, no_env_db):
     with ExperimentDB(project=project) as db:
         assert import_legacy_measurements(db, project) == 0
     assert not project.measurements_dir.exists()
+
+
+def test_a_reader_of_a_fresh_server_database_lets_go_of_its_connection(pg_url):
+    """A fresh (empty) PostgreSQL database: the reader gets the empty stand-in, and the handle that found it empty
+    is closed, not left to the garbage collector with its server connection (``edgenas serve`` opens one a
+    request)."""
+    import gc
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with open_db(pg_url, readonly=True) as db:
+            assert db.url == "sqlite://" and db.measurements.list() == []
+        gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
