@@ -118,3 +118,76 @@ def test_op_counts_columns_are_the_ops_seen_or_the_ops_given():
     assert names == ["n_none", "n_nor_conv_3x3", "n_skip_connect"] and X.sum() == 12
     X2, names2 = op_counts(cells[:1], OPS)
     assert names2 == [f"n_{o}" for o in sorted(OPS)] and X2[0, names2.index("n_nor_conv_3x3")] == 6
+
+
+def test_ensemble_arguments_and_call_order_are_checked():
+    """A mismatched name list, features of another width (wider too: no column is silently dropped), a call
+    before fit: each is one ``InputError``; ``describe`` names every member; records are schema 1."""
+    X, y, names = _synthetic(seed=2)
+    assert FewShotEnsemble([False, True, False], graph_columns=[0, 2]).graph_columns == [0, 2]
+    with pytest.raises(InputError, match="graph columns must be descriptor"):
+        FewShotEnsemble([False, True], graph_columns=[2])
+    with pytest.raises(InputError, match="2 feature names for 3 columns"):
+        FewShotEnsemble([True, False, False], ["a", "b"])
+    e = FewShotEnsemble([True] + [False] * len(names))
+    with pytest.raises(InputError, match="before fit"):
+        e.predict(X[:3])
+    with pytest.raises(InputError, match="before fit"):
+        e.to_dict()
+    with pytest.raises(InputError, match="shape"):
+        e.fit(np.column_stack([X[:20], X[:20, :1]]), y[:20])
+    with pytest.raises(InputError, match="shape"):
+        e.fit(X[0], y[:1])
+    e.fit(X[:20], y[:20])
+    assert set(e.describe()["members"]) == {"all", "references"} and e.describe()["model"] == "ensemble"
+    rec = e.to_dict()
+    assert rec["schema"] == 1 and rec["kind"] == "fewshot-ensemble"
+    # every column a latency: the "references" member would repeat "all", so there is none
+    lat = np.column_stack([X[:, 0], X[:, 0] * 1.5 + 0.1])
+    assert [n for n, _, _ in FewShotEnsemble([True, True]).fit(lat[:20], y[:20]).members] == ["all"]
+
+
+def test_stratified_selection_takes_one_or_every_candidate_and_refuses_non_finite_scores():
+    score = np.random.default_rng(1).normal(size=50)
+    assert select_stratified(score, 1, 0).shape == (1,)
+    assert sorted(select_stratified(score, 50, 0).tolist()) == list(range(50))
+    with pytest.raises(InputError, match="cannot choose 51 of 50"):
+        select_stratified(score, 51, 0)
+    score[7] = np.nan
+    with pytest.raises(InputError, match="finite"):
+        select_stratified(score, 5, 0)
+
+
+def test_graph_member_from_min_k_ridge_points_on():
+    from edgenas.latency.fewshot import MIN_K_RIDGE
+
+    X, y, names = _synthetic(seed=3)
+    e = FewShotEnsemble([True] + [False] * len(names), None, list(range(1, X.shape[1])))
+    assert [n for n, _, _ in e.fit(X[:MIN_K_RIDGE], y[:MIN_K_RIDGE]).members] == ["all", "references", "graph"]
+    assert [n for n, _, _ in e.fit(X[:MIN_K_RIDGE - 1], y[:MIN_K_RIDGE - 1]).members] == ["all", "references"]
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda r: r.update(is_latency=[1] + [0] * (len(r["is_latency"]) - 1)), "is_latency must be a list of true/false"),
+    (lambda r: r.update(graph_columns="1"), "graph_columns and members must be lists"),
+    (lambda r: r.update(members={"all": 1}), "graph_columns and members must be lists"),
+    (lambda r: r.update(members=[]), "no members"),
+    (lambda r: r["members"][0].update(name=5), "a member must have a name and columns"),
+    (lambda r: r["members"].append([]), "a member must have a name and columns"),
+    (lambda r: r["members"][0].update(columns="0"), "a member must have a name and columns"),
+    (lambda r: r["members"][1].update(columns=[]), "has columns outside"),
+    (lambda r: r["members"][0].update(columns=[99] * len(r["members"][0]["columns"])), "has columns outside"),
+    (lambda r: r["members"][1].update(columns=[len(r["is_latency"])]), r"has columns outside 0\.\.9\)"),
+    (lambda r: r["members"][1].update(columns=[1]), "its latency flags do not match its columns"),
+    (lambda r: r["members"][1].update(name="m" * 60, columns=[1]), f"member '{'m' * 40}': its latency flags"),
+    (lambda r: r["members"][1].update(name="m" * 60, columns=[99]), f"member '{'m' * 40}' has columns outside"),
+    (lambda r: r["members"][1].update(name="m" * 60, columns=["x"]), f"a column of member '{'m' * 40}' must be"),
+])
+def test_an_edited_ensemble_record_names_what_is_wrong(edit, message):
+    X, y, names = _synthetic(seed=1)
+    rec = FewShotEnsemble([True] + [False] * len(names)).fit(X[:20], y[:20]).to_dict()
+    assert [m["name"] for m in rec["members"]] == ["all", "references"]
+    rec = json.loads(json.dumps(rec))
+    edit(rec)
+    with pytest.raises(InputError, match=message):
+        FewShotEnsemble.from_dict(rec)
