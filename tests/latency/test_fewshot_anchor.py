@@ -138,3 +138,79 @@ def test_the_anchor_pulls_the_correction_toward_the_nearest_references_non_addit
     pulled = TableCorrected(n, config=DEFAULT, anchor=True).fit(X[idx], strong[idx])
     assert pulled.anchor.source == 0 and pulled.w[:2].sum() > 1.8
     assert TableCorrected(n, config=DEFAULT).fit(X[idx], strong[idx]).w[:2].sum() > 1.8
+
+
+def test_bad_arguments_are_one_input_error():
+    L, D, y = _world(n=40)
+    for lam in (0.0, -1.0, float("nan")):
+        with pytest.raises(InputError, match="ridge penalty must be > 0"):
+            Anchor(lam)
+    assert Anchor(0.5).fit(L, D, y).lam == 0.5  # any penalty > 0
+    for log_refs, desc in ((L[:, 0], D), (L, D[:, 0]), (L[:30], D), (L[:, :0], D)):
+        with pytest.raises(InputError, match=r"need log references \(n, >= 1\) and descriptors"):
+            Anchor().fit(log_refs, desc, y[:log_refs.shape[0]])
+    bad = L.copy()
+    bad[3, 2] = np.inf
+    with pytest.raises(InputError, match="must be finite"):
+        Anchor().fit(bad, D, y)
+    a = Anchor().fit(L, D, y)
+    assert a.describe() == {"anchor_source": 1, "anchor_lam": a.lam}
+    bad = D.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(InputError, match="must be finite"):
+        a.predict(L, bad)
+
+
+def test_targets_are_checked_and_leave_one_out_starts_at_five_points():
+    L, D, y = _world(n=40, noise=0.05)
+    for target in (y[:-1], y * 0, np.where(np.arange(40) == 5, np.nan, y), -y):
+        with pytest.raises(InputError, match="need one finite target latency > 0 per row"):
+            Anchor().fit(L, D, target)
+    with pytest.raises(InputError, match="need one finite target latency > 0 per row"):
+        Anchor().fit(L[:0], D[:0], y[:0])
+    strong = y * np.exp(0.9 * D[:, 0])  # leave-one-out prefers the least shrinkage (as above)
+    assert Anchor().fit(L[:5], D[:5], strong[:5]).lam == LAMS[0] != DEFAULT_LAM
+
+
+def test_the_nearest_reference_is_judged_by_the_spread_of_its_ratio_not_its_level():
+    from edgenas.latency.fewshot_anchor import nearest_reference
+
+    rng = np.random.default_rng(5)
+    y = rng.uniform(2.0, 20.0, 30)
+    close_but_slower = np.log(y) + 3.0 + rng.normal(0, 0.01, 30)  # 20x off, in step with y
+    same_level = np.log(y) + rng.normal(0, 0.2, 30)
+    assert nearest_reference(np.column_stack([same_level, close_but_slower]), y) == 1
+    assert nearest_reference(np.column_stack([close_but_slower - 6.0, same_level]), y) == 0
+
+
+def test_a_descriptor_constant_over_the_points_is_no_division_by_zero():
+    L, D, y = _world(n=60)
+    D = D.copy()
+    D[:20, 1] = 4.0  # constant over the 20 fitted points
+    a = Anchor().fit(L[:20], D[:20], y[:20])
+    p = a.predict(L, D)
+    assert np.isfinite(p).all() and np.mean(np.abs(p[20:] / y[20:] - 1) <= 0.10) > 0.9
+    assert np.array_equal(Anchor.from_dict(json.loads(json.dumps(a.to_dict())), 3).predict(L, D), p)
+
+
+def test_an_unfitted_anchor_has_no_record_and_a_record_must_match_its_ratio_model():
+    assert Anchor().describe() == {"anchor_source": -1, "anchor_lam": None}
+    with pytest.raises(InputError, match="to_dict called before fit"):
+        Anchor().to_dict()
+    L, D, y = _world()
+    rec = json.loads(json.dumps(Anchor().fit(L[:20], D[:20], y[:20]).to_dict()))
+    with pytest.raises(InputError, match="descriptor statistics do not match the ratio model"):
+        Anchor.from_dict(dict(rec, mu=[0.0] * 3, scale=[1.0] * 3), 3)
+    ratio = dict(rec["ratio"], n_refs=1)
+    with pytest.raises(InputError, match="malformed|do not match"):
+        Anchor.from_dict(dict(rec, ratio=ratio), 3)
+
+
+def test_the_descriptors_units_do_not_matter():
+    """The descriptors are standardised over the points: in other units (x 0.01, a spread below 1, or
+    x 100), the same anchor."""
+    L, D, y = _world(n=200, noise=0.03)
+    p = Anchor().fit(L[:20], D[:20], y[:20]).predict(L, D)
+    for scale in (0.01, 100.0):
+        q = Anchor().fit(L[:20], D[:20] * scale, y[:20]).predict(L, D * scale)
+        np.testing.assert_allclose(q, p, rtol=1e-9)
