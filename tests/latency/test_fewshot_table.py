@@ -11,7 +11,7 @@ from edgenas.errors import InputError
 from edgenas.latency.fewshot import cell_encoding
 from edgenas.latency.fewshot_meta import DEFAULT, MetaFewShot, select_architectures
 from edgenas.latency.fewshot_model import model_features
-from edgenas.latency.fewshot_table import TableCorrected, TableReferences
+from edgenas.latency.fewshot_table import MIN_ROWS, TableCorrected, TableReferences
 from edgenas.spaces import get_space
 from edgenas.spaces.nb201 import OPS
 
@@ -244,3 +244,169 @@ def test_table_config_builds_the_table_features_once_for_both_models_and_every_k
     np.testing.assert_array_equal(measured, want)
     np.testing.assert_array_equal(X, real(SPACE, cells, [], tref))
     assert not X.flags.writeable and not measured.flags.writeable  # shared: read-only
+
+
+def test_measured_cells_are_the_tables_own_rows_in_gene_order(tmp_path):
+    """``measured_cells``: each cell the table measured (a cell given twice: its last row), with the values
+    the table has for it; ``parts`` of no architecture is empty, not one row. ``MIN_ROWS`` rows are enough."""
+    path, _, _ = make_table(tmp_path / "t.csv", n=MIN_ROWS - 1)
+    lines = path.read_text().splitlines()
+    lines.append(lines[1].split(",", 1)[0] + "," + ",".join(lines[1].split(",")[1:2] + ["1.5", "2.5", "3.5"]))
+    path.write_text("\n".join(lines) + "\n")
+    tref = TableReferences.build(path, SPACE)
+    rows = {}
+    for line in lines[1:]:
+        _, arch, *values = line.split(",")
+        rows[arch] = [float(v) for v in values]
+    cells, measured = tref.measured_cells(SPACE)
+    strings = [SPACE.to_dict(c)["arch"] for c in cells]
+    assert sorted(strings) == sorted(rows) and measured.shape == (len(rows), 3)
+    order = np.ravel_multi_index(SPACE.genes_matrix(cells).T, SPACE.gene_sizes())
+    assert (np.diff(order) > 0).all()  # gene order, each cell once
+    np.testing.assert_allclose(measured, [rows[s] for s in strings], rtol=1e-5)  # 6 significant digits, stored
+    assert rows[lines[1].split(",")[1]] == [1.5, 2.5, 3.5] and tref.rows == MIN_ROWS
+    add, nonadd = tref.parts(SPACE, [])
+    assert add.shape == nonadd.shape == (0, 3)
+    with pytest.raises(InputError, match="table references of 'nb201' cannot serve 'mbv3-tiny'"):
+        tref.parts(get_space("mbv3-tiny"), [])
+
+
+def test_record_names_and_digest_are_checked_whole(table):
+    """A column name of 1 + 63 characters before ``_ms`` is the longest; a newline after a name or the
+    digest, a name from '/' or ' ', a digest with '/' are refused; records are schema 1."""
+    import dataclasses
+
+    tref, _, _ = table
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        tref.rows = 1  # a record: shared by every model fitted on it
+    rec = tref.to_dict()
+    assert rec["schema"] == 1 and rec["kind"] == "table-references"
+    # stored short (the record holds 2 x 15,625 values a column): 5 decimals of a log ratio, 6 digits of a time
+    assert np.array_equal(tref.nonadditive, np.round(tref.nonadditive, 5))
+    assert np.array_equal(tref.additive, [[float(f"{v:.6g}") for v in row] for row in tref.additive])
+    longest = "a" * 64 + "_ms"
+    assert TableReferences.from_dict(dict(rec, columns=[longest, "b_ms", "c_ms"]), SPACE).columns[0] == longest
+    for name in ("a" * 65 + "_ms", "arm_a_ms\n", "/arm_ms", " arm_ms"):
+        with pytest.raises(InputError, match="bad latency column name"):
+            TableReferences.from_dict(dict(rec, columns=[name, "b_ms", "c_ms"]), SPACE)
+    for digest in (rec["sha256"] + "\n", "/" + rec["sha256"][1:], rec["sha256"][:63]):
+        with pytest.raises(InputError, match="sha256 a SHA-256 in hex"):
+            TableReferences.from_dict(dict(rec, sha256=digest), SPACE)
+
+
+def _edited(rec, **fields):
+    return dict(rec, **fields)  # from_dict changes nothing it reads
+
+
+def test_an_edited_references_record_is_one_input_error_naming_what_is_wrong(table):
+    from edgenas.latency.fewshot import MAX_LATENCY_COLUMNS, MAX_MS, MIN_MS
+
+    tref, _, _ = table
+    rec = json.loads(json.dumps(tref.to_dict()))
+    n = len(rec["measured"][0])
+    known = next(i for i, v in enumerate(rec["measured"][0]) if v is not None)
+
+    def measured(value):
+        m = json.loads(json.dumps(rec["measured"]))
+        m[1][known] = value
+        return m
+
+    cases = [
+        (dict(schema=2), "not table references of schema 1"), (dict(schema=True), "not table references"),
+        (dict(kind="table"), "not table references"), (dict(source=5), "source must be a file name"),
+        (dict(source=""), "not printable"), (dict(source="t" * 252 + ".csv"), "not printable"),
+        (dict(columns=[]), "expected 1 to 16 distinct columns, got 0"),
+        (dict(columns=["arm_a_ms", "arm_a_ms", "gpu_ms"]), "distinct columns, got 3"),
+        (dict(columns=[f"c{i}_ms" for i in range(MAX_LATENCY_COLUMNS + 1)]), "distinct columns, got 17"),
+        (dict(measured=rec["measured"][:2]), "measured: expected 3 lists"),
+        (dict(measured={"a": 1}), "measured: expected 3 lists"),
+        (dict(measured=rec["measured"][:2] + [rec["measured"][2][:-1]]), f"expected 3 lists of {n} values"),
+        (dict(measured=measured("5")), "values must be numbers or null"),
+        (dict(measured=measured(True)), "values must be numbers or null"),
+        (dict(measured=measured(MIN_MS / 2)), "measured values must be latencies"),
+        (dict(measured=measured(MAX_MS * 2)), "measured values must be latencies"),
+        (dict(measured=measured(-1)), "measured values must be latencies"),
+        (dict(rows=0), "rows must be a whole number from 1"), (dict(rows=n + 1), "rows must be a whole number"),
+        (dict(rows=True), "rows must be a whole number"), (dict(columns=[5, "b_ms", "c_ms"]), "list of strings"),
+        (dict(additive=[[0.0] * n] + rec["additive"][1:]), "additive must hold finite numbers > 0"),
+        (dict(nonadditive=rec["nonadditive"][:2] + [[float("nan")] * n]), "nonadditive must hold finite numbers"),
+        (dict(nonadditive=rec["nonadditive"][:2]), "nonadditive: expected 3 lists"),
+    ]
+    for fields, message in cases:
+        with pytest.raises(InputError, match=message):
+            TableReferences.from_dict(_edited(rec, **fields), SPACE)
+    for value in (MIN_MS, MAX_MS, 7):  # the bounds are latencies; an int is a number
+        back = TableReferences.from_dict(_edited(rec, measured=measured(value), rows=n), SPACE)
+        assert back.measured[known, 1] == value and back.rows == n
+    assert TableReferences.from_dict(_edited(rec, rows=1), SPACE).rows == 1
+    assert TableReferences.from_dict(_edited(rec, source="t" * 251 + ".csv"), SPACE).source.endswith(".csv")
+
+
+def test_table_corrected_arguments_and_records_are_checked(table):
+    """Too few references, features too narrow or with a non-finite non-additive part, targets that are no
+    latencies, an additive part <= 0 where the anchor takes its log: one ``InputError`` each; a record whose
+    parts do not fit together is one too; below ``MIN_K`` points the correction is 0."""
+    from edgenas.latency.fewshot_meta import MIN_K
+
+    tref, archs, y = table
+    X = model_features(SPACE, archs[:40], [], tref)
+    y, n = y[:40], len(tref.columns)
+    with pytest.raises(InputError, match="at least one reference column"):
+        TableCorrected(0)
+    model = TableCorrected(n, config=DEFAULT, anchor=True)
+    for features in (X[:, :2 * n - 1], X[0]):
+        with pytest.raises(InputError, match=f"features must have at least {2 * n} columns"):
+            model.fit(features, y)
+    bad = X.copy()
+    bad[4, -1] = np.nan
+    with pytest.raises(InputError, match="non-additive parts must be finite"):
+        model.fit(bad, y)
+    for target in (y[:-1], np.where(np.arange(40) == 3, 0.0, y), np.where(np.arange(40) == 3, np.inf, y), y[:0]):
+        with pytest.raises(InputError, match="need one finite target latency > 0 per row"):
+            model.fit(X[:target.size] if target.size == 0 else X, target)
+    bad = X.copy()
+    bad[2, 0] = -1.0
+    with pytest.raises(InputError, match="additive parts > 0"):
+        model.fit(bad, y)
+    few = TableCorrected(n, config=DEFAULT).fit(X[:MIN_K - 1], y[:MIN_K - 1])
+    assert np.array_equal(few.w, np.zeros(n)) and few.describe()["correction_weights"] == [0.0] * n
+    assert np.any(TableCorrected(n, config=DEFAULT).fit(X[:MIN_K], y[:MIN_K]).w != 0)
+
+    fitted = TableCorrected(n, ["f"] * X.shape[1], config=DEFAULT, anchor=True).fit(X, y)
+    rec = json.loads(json.dumps(fitted.to_dict()))
+    assert rec["kind"] == "fewshot-meta-table" and rec["feature_names"] == ["f"] * X.shape[1]
+    back = TableCorrected.from_dict(rec)
+    assert back.feature_names == ["f"] * X.shape[1] and back.use_anchor and back.anchor_lam == fitted.anchor.lam
+    d = back.describe()
+    assert d["model"] == "meta-table" and d["correction_weights"] == [round(float(v), 4) for v in fitted.w]
+    assert d["anchor_source"] == fitted.anchor.source and "averaged_with" not in d
+    for edit, message in (
+            (dict(kind="fewshot-meta"), "not a fewshot-meta-table record"),
+            (dict(n_refs=0), "n_refs must be a whole number from 1"),
+            (dict(n_refs=17), "n_refs must be a whole number from 1 to 16"),
+            (dict(w=[0.0] * (n - 1)), f"w must hold {n} numbers"),
+            (dict(n_refs=n - 1, w=[0.0] * (n - 1)), "correction weights do not match the references"),
+            (dict(inner=[1]), "inner must be a JSON object"),
+            (dict(feature_names="f"), "feature_names must be a list of strings")):
+        with pytest.raises(InputError, match=message):
+            TableCorrected.from_dict(dict(rec, **edit))
+    plain = json.loads(json.dumps(TableCorrected(n - 1, config=DEFAULT, plain_config=DEFAULT).fit(
+        X[:, 1:], y).to_dict()))["plain"]
+    with pytest.raises(InputError, match="the plain model does not match the corrected one"):
+        TableCorrected.from_dict(dict(rec, plain=plain))
+
+
+def test_the_additive_part_is_floored_at_a_thousandth_of_the_median(tmp_path):
+    """Where the per-edge fit goes to 0 or below (a latency that falls off faster than linearly with the
+    number of 'none' edges), the additive part is a thousandth of the column's median, not less."""
+    rng = np.random.default_rng(4)
+    genes = rng.integers(0, len(OPS), (120, 6))
+    nones = (genes == OPS.index("none")).sum(axis=1)
+    y = 100.0 * np.exp(-1.5 * nones) * np.exp(rng.normal(0, 0.01, 120))
+    cells = [SPACE.to_dict(SPACE.from_genes(g))["arch"] for g in genes]
+    path = tmp_path / "t.csv"
+    path.write_text("index,arch,a_ms\n" + "".join(f"{i},{c},{v:.6g}\n" for i, (c, v) in enumerate(zip(cells, y))))
+    tref = TableReferences.build(path, SPACE)
+    floor = 1e-3 * np.median(np.array([float(f"{v:.6g}") for v in y]))
+    assert tref.additive.min() == pytest.approx(floor, rel=1e-5)
+    assert np.mean(np.isclose(tref.additive[:, 0], floor, rtol=1e-5)) > 0.01  # many cells are on the floor
