@@ -59,6 +59,9 @@ MIN_ROWS = 50  # table rows with every column measured, at least
 TREE_ITERATIONS = 300
 RIDGE = 0.05  # on the correction weights
 ROUNDS = 3  # fits of the additive model and of the correction, each
+#: the largest non-additive part (a log ratio) a record may hold: e^100 is far past MAX_MS / MIN_MS (e^30), and
+#: a built part stays within about 40; more overflows the fits of a refit that reads the record
+MAX_LOG_RATIO = 100.0
 
 
 def _space_ops(space: Any) -> tuple[str, ...]:
@@ -111,6 +114,9 @@ class TableReferences:
             raise InputError(f"{table.path.name}: no latency column {', '.join(unknown)}" if unknown
                              else f"{table.path.name}: no latency columns to use",
                              hint=f"its latency columns: {', '.join(table.ms_columns)}")
+        twice = [c for c in cols if cols.count(c) > 1]
+        if twice:  # the record would hold it twice, and no reading accepts that
+            raise InputError(f"{table.path.name}: latency column {twice[0]} given twice", hint="name each column once")
         cells = []
         for i, text in enumerate(table.arch):
             try:
@@ -139,8 +145,8 @@ class TableReferences:
                     rows[:, one_hot], np.log(y / np.maximum(A @ w, floor)))
                 add[:, j] = np.maximum(G @ w, floor)
                 nonadd[:, j] = trees.predict(grid[:, one_hot])
-        bad = [c for j, c in enumerate(cols) if not (np.isfinite(add[:, j]).all() and np.isfinite(nonadd[:, j]).all()
-                                                     and (add[:, j] > 0).all())]
+        bad = [c for j, c in enumerate(cols) if not (np.isfinite(add[:, j]).all() and (add[:, j] > 0).all()
+                                                     and (np.abs(nonadd[:, j]) <= MAX_LOG_RATIO).all())]
         if bad:
             raise InputError(f"{table.path.name}: latency column {bad[0]} gives no usable per-edge model",
                              hint=f"check its values (whole-model latencies in ms, {MIN_MS:g} to {MAX_MS:g})")
@@ -165,7 +171,8 @@ class TableReferences:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], space: Any) -> "TableReferences":
         """Checked against ``space``: one value per architecture of it and column, finite, additive > 0,
-        measured values (null where the table lacks the cell) from ``MIN_MS`` to ``MAX_MS``."""
+        non-additive within +-``MAX_LOG_RATIO``, measured values (null where the table lacks the cell) from
+        ``MIN_MS`` to ``MAX_MS``."""
         with reading_model("table references"):
             if not is_schema(d.get("schema"), TABLE_SCHEMA) or d.get("kind") != "table-references":
                 raise ValueError(f"not table references of schema {TABLE_SCHEMA}")
@@ -181,6 +188,8 @@ class TableReferences:
             n = math.prod(_sizes(space))
             add = _columns(d["additive"], "additive", len(columns), n, positive=True)
             nonadd = _columns(d["nonadditive"], "nonadditive", len(columns), n)
+            if not (np.abs(nonadd) <= MAX_LOG_RATIO).all():
+                raise ValueError(f"nonadditive: log ratios must be from -{MAX_LOG_RATIO:g} to {MAX_LOG_RATIO:g}")
             measured = d["measured"]
             if not isinstance(measured, list) or len(measured) != len(columns) or any(
                     not isinstance(col, list) or len(col) != n for col in measured):

@@ -283,6 +283,8 @@ def test_record_names_and_digest_are_checked_whole(table):
     assert rec["schema"] == 1 and rec["kind"] == "table-references"
     # stored short (the record holds 2 x 15,625 values a column): 5 decimals of a log ratio, 6 digits of a time
     assert np.array_equal(tref.nonadditive, np.round(tref.nonadditive, 5))
+    # the non-additive part is the log ratio of the measured to the additive: none for the purely additive GPU
+    assert np.median(np.abs(tref.nonadditive[:, 2])) < 0.01 < np.median(np.abs(tref.nonadditive[:, 0]))
     assert np.array_equal(tref.additive, [[float(f"{v:.6g}") for v in row] for row in tref.additive])
     longest = "a" * 64 + "_ms"
     assert TableReferences.from_dict(dict(rec, columns=[longest, "b_ms", "c_ms"]), SPACE).columns[0] == longest
@@ -339,6 +341,11 @@ def test_an_edited_references_record_is_one_input_error_naming_what_is_wrong(tab
         back = TableReferences.from_dict(_edited(rec, measured=measured(value), rows=n), SPACE)
         assert back.measured[known, 1] == value and back.rows == n
     assert TableReferences.from_dict(_edited(rec, rows=1), SPACE).rows == 1
+    for k in (1, MAX_LATENCY_COLUMNS):  # one column, and as many as a table may have
+        cols = [f"c{i}_ms" for i in range(k)]
+        back = TableReferences.from_dict(_edited(rec, columns=cols, **{
+            part: [rec[part][i % 3] for i in range(k)] for part in ("additive", "nonadditive", "measured")}), SPACE)
+        assert back.columns == tuple(cols) and back.additive.shape == (n, k)
     assert TableReferences.from_dict(_edited(rec, source="t" * 251 + ".csv"), SPACE).source.endswith(".csv")
 
 
@@ -394,6 +401,12 @@ def test_table_corrected_arguments_and_records_are_checked(table):
         X[:, 1:], y).to_dict()))["plain"]
     with pytest.raises(InputError, match="the plain model does not match the corrected one"):
         TableCorrected.from_dict(dict(rec, plain=plain))
+    from edgenas.latency.fewshot_anchor import Anchor
+
+    L = np.log(X[:, :n]) + X[:, -n:]
+    other = Anchor().fit(L, X[:, n:n + 1], y).to_dict()  # one descriptor: the model has more
+    with pytest.raises(InputError, match="the anchor's descriptors do not match the model's"):
+        TableCorrected.from_dict(dict(rec, anchor=other))
 
 
 def test_the_additive_part_is_floored_at_a_thousandth_of_the_median(tmp_path):
@@ -407,6 +420,38 @@ def test_the_additive_part_is_floored_at_a_thousandth_of_the_median(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("index,arch,a_ms\n" + "".join(f"{i},{c},{v:.6g}\n" for i, (c, v) in enumerate(zip(cells, y))))
     tref = TableReferences.build(path, SPACE)
+    assert tref.rows == 120 and (y < 1).any()  # a latency under 1 ms is one
     floor = 1e-3 * np.median(np.array([float(f"{v:.6g}") for v in y]))
     assert tref.additive.min() == pytest.approx(floor, rel=1e-5)
     assert np.mean(np.isclose(tref.additive[:, 0], floor, rtol=1e-5)) > 0.01  # many cells are on the floor
+
+
+def test_a_non_additive_part_no_table_gives_is_refused_when_the_record_is_read(table):
+    """A non-additive part of 1e6 (or -800: e^800 overflows) passed the record's check (``load_model``, which
+    ``deploy`` runs before it writes anything) and failed only in the fit of the refit after the measurement,
+    as "target latencies must be finite and > 0"; now reading the record refuses it. A built table's parts
+    are far inside the bound (nb201_hw.csv's within 7)."""
+    from edgenas.latency.fewshot_table import MAX_LOG_RATIO
+
+    tref, _, _ = table
+    assert np.abs(tref.nonadditive).max() < MAX_LOG_RATIO / 2
+    rec = json.loads(json.dumps(tref.to_dict()))
+    for v in (1e6, -800.0, MAX_LOG_RATIO * 1.01):
+        bad = json.loads(json.dumps(rec))
+        bad["nonadditive"][2][7] = v
+        with pytest.raises(InputError, match="nonadditive: log ratios must be from -100 to 100"):
+            TableReferences.from_dict(bad, SPACE)
+    rec["nonadditive"][2][7] = -MAX_LOG_RATIO
+    assert TableReferences.from_dict(rec, SPACE).nonadditive[7, 2] == -MAX_LOG_RATIO
+
+
+def test_a_column_named_twice_is_refused_before_anything_is_fitted(tmp_path):
+    """``build(columns=[c, c])`` wrote references whose record no reading accepts ("distinct columns")."""
+    path, _, _ = make_table(tmp_path / "t.csv", n=60)
+    with pytest.raises(InputError, match="latency column arm_a_ms given twice"):
+        TableReferences.build(path, SPACE, columns=["arm_a_ms", "gpu_ms", "arm_a_ms"])
+    lines = path.read_text().splitlines()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("\n".join(lines[:3] + ["2," + "x" * 200 + ",1,2,3"] + lines[4:]) + "\n")
+    with pytest.raises(InputError, match=f"row 3: '{'x' * 80}' is not a nb201 cell"):  # cut to 80 characters
+        TableReferences.build(bad, SPACE)
