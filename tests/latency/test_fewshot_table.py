@@ -455,3 +455,7 @@ def test_a_column_named_twice_is_refused_before_anything_is_fitted(tmp_path):
     bad.write_text("\n".join(lines[:3] + ["2," + "x" * 200 + ",1,2,3"] + lines[4:]) + "\n")
     with pytest.raises(InputError, match=f"row 3: '{'x' * 80}' is not a nb201 cell"):  # cut to 80 characters
         TableReferences.build(bad, SPACE)
+
+
+def test_one_reference_column_is_enough():
+    assert TableCorrected(1).n_refs == 1 and TableCorrected(1).w.shape == (1,)
