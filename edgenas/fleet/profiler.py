@@ -181,4 +181,3 @@ def _profile_device(project: Project, s: Session, space: SearchSpace, *, force: 
                          len(entries) - resumed, resumed, exported, len(lut.unstable_keys),
                          time.perf_counter() - t0, runs_per_sample(proto), fit is not None, refit, note,
                          info.power_mode_note(s.profile.power_mode))
-
