@@ -80,7 +80,8 @@ def live_page(run: Any, plotly_src: str, token: str | None, interval_ms: int = 1
     device = next(iter(run.budgets), None)
     cfg = {"api": f"/api/runs/{run.id}/evaluations", "run": f"/api/runs/{run.id}", "token": token,
            "objective": run.objective, "device": device, "budget": run.budgets.get(device) if device else None,
-           "interval": interval_ms, "xlabel": latency_title(device, device in run.table_columns),
+           "interval": interval_ms,
+           "xlabel": latency_title(device, device in run.table_columns) if device else "latency (ms; no device)",
            "ylabel": acc_title(run.objective, run.objective_unit, run.higher_is_better),
            "sign": 1 if run.higher_is_better else -1}
     body = ("<p id='live-status' class='note'>connecting…</p>"

@@ -75,3 +75,4 @@ def test_a_run_without_devices_has_no_device_and_no_budget():
     page = live_page(_run({"space": "s", "strategy": "random"}), "p.js", None)
     cfg = _cfg(page)
     assert cfg["device"] is None and cfg["budget"] is None and "s, random, device -" in page
+    assert cfg["xlabel"] == "latency (ms; no device)"  # it was "predicted latency on None (ms)"
