@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edgenas.errors import InputError
+from edgenas.errors import EdgenasError, InputError
 from edgenas.spaces.mbv3_config import PRESETS, MBV3Arch, MBV3Config
 from edgenas.supernet import checkpoint as ckpt
 from edgenas.supernet.model import MBV3Supernet, resize
@@ -224,7 +224,15 @@ def train_supernet(cfg: TrainConfig, *, resume: bool = False, progress: Progress
     except OSError as exc:
         raise disk_error(exc, f"--out folder {out}") from None
 
+    def diverged(why: str) -> EdgenasError:
+        kept = (f"the checkpoint of step {ckpt.load_checkpoint(out).meta['step']} in {out} is unchanged"
+                if (out / ckpt.META).exists() else "no checkpoint was saved")
+        return EdgenasError(f"supernet training diverged at step {step} ({why}); {kept}",
+                            hint=f"train again with a lower --lr (this run's is {cfg.lr:g})")
+
     def save() -> Path:
+        if not all(bool(t.isfinite().all()) for t in net.state_dict().values() if t.is_floating_point()):
+            raise diverged("weights that are NaN or infinite")  # a checkpoint no load would take
         meta = {"train_config": cfg.to_dict(), "step": step, "total_steps": total,
                 "rng": rng.bit_generator.state, "history": history, "num_classes": train.num_classes}
         try:
@@ -244,8 +252,10 @@ def train_supernet(cfg: TrainConfig, *, resume: bool = False, progress: Progress
         archs += [net.random_arch(rng) for _ in range(cfg.n_random)]
         opt.zero_grad(set_to_none=True)
         metrics = sandwich_step(net, train.x[idx], train.y[idx], archs)
-        opt.step()
         step += 1
+        if not all(math.isfinite(v) for v in metrics.values()):  # before the step: the weights stay finite
+            raise diverged("a loss that is NaN or infinite")
+        opt.step()
         metrics["lr"] = opt.param_groups[0]["lr"]
         history.append({k: round(v, 6) for k, v in metrics.items()})
         if step % cfg.checkpoint_every == 0 or step == total:

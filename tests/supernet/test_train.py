@@ -107,3 +107,21 @@ def test_malformed_checkpoints_raise_input_error(trained, tmp_path):
     (bad / "supernet.json").write_text(json.dumps({**meta, "format": "something-else"}))
     with pytest.raises(InputError, match="not an edgenas supernet"):
         load_supernet(bad)
+
+
+def test_a_run_that_diverges_stops_and_keeps_its_last_checkpoint(tmp_path):
+    """At the largest learning rate allowed the weights of mbv3-tiny turn NaN within 16 steps: training went on,
+    saved them over the last good checkpoint, and that file was then refused by every load."""
+    from edgenas.errors import EdgenasError
+
+    out = tmp_path / "ck"
+    cfg = TrainConfig(space="mbv3-tiny", steps=16, checkpoint_every=2, batch_size=8, n_random=0, out=str(out),
+                      seed=0, lr=10.0)
+    with pytest.raises(EdgenasError, match=r"supernet training diverged at step \d+ \((a loss|weights) that (is|are) "
+                                           r"NaN or infinite\); the checkpoint of step \d+ in .* is unchanged") as exc:
+        train_supernet(cfg)
+    assert exc.value.hint == "train again with a lower --lr (this run's is 10)"
+    kept = int(exc.value.message.split("the checkpoint of step ")[1].split()[0])
+    assert load_checkpoint(out).meta["step"] == kept < 16  # the last good one loads
+    assert sorted(p.name for p in out.iterdir()) == [f"optimizer-{kept:08d}.safetensors", "supernet.json",
+                                                      f"weights-{kept:08d}.safetensors"]
