@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from edgenas.errors import InputError
+from edgenas.errors import InputError, OutputError
 from edgenas.io import atomic_write_text
 from edgenas.report import figures as F
 from edgenas.report.html import Section, esc, render_page, table_html
@@ -107,9 +107,9 @@ def write_html(text: str, out: str | os.PathLike, *, force: bool = False) -> Pat
     (``--out best.json`` once turned a run's record into 5 MB of HTML)."""
     out = Path(out)
     if out.exists() and out.is_dir():
-        raise InputError(f"{out} is a folder", hint="give a file name, e.g. --out report.html")
+        raise OutputError(f"{out} is a folder", hint="give a file name, e.g. --out report.html")
     if (out.exists() or out.is_symlink()) and not force and not _is_report(out):
-        raise InputError(f"{out} exists and is not an edgenas report", hint="choose another --out, or add --force")
+        raise OutputError(f"{out} exists and is not an edgenas report", hint="choose another --out, or add --force")
     from edgenas.outdirs import check_out_file
 
     check_out_file(out)

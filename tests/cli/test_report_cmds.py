@@ -28,7 +28,9 @@ def test_run_and_compare_reports_go_where_they_say(fresh, cli):
     written = fresh / "runs" / "a" / "report.html"
     assert res.json() == {"kind": "run", "path": "runs/a/report.html", "bytes": written.stat().st_size}
     (fresh / "mine.html").write_text("<p>my notes</p>")
-    one_line_error(cli("report", "runs/a", "--out", "mine.html"), "mine.html exists and is not an edgenas report")
+    res = cli("report", "runs/a", "--out", "mine.html")
+    one_line_error(res, "mine.html exists and is not an edgenas report")
+    assert res.code == 6  # an output that cannot be written, as export's
     assert (fresh / "mine.html").read_text() == "<p>my notes</p>"
     res = cli("report", "runs/a", "--out", "mine.html", "--force")
     assert (res.code, res.out) == (0, "report written: mine.html\n") and (fresh / "mine.html").is_file()

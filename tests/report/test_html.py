@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edgenas.errors import InputError
+from edgenas.errors import InputError, OutputError
 from edgenas.report import pages
 from edgenas.report.html import GENERATOR_META, Section, render_page, table_html
 from edgenas.report.source import RunData
@@ -111,17 +111,17 @@ def test_write_html_replaces_a_report_but_no_other_file(tmp_path):
     other = tmp_path / "notes.html"
     for text in ("<p>mine</p>", "<!DOCTYPE html><p>mine</p>", GENERATOR_META):   # not starting as a report does
         other.write_text(text)
-        with pytest.raises(InputError, match="exists and is not an edgenas report"):
+        with pytest.raises(OutputError, match="exists and is not an edgenas report"):
             pages.write_html(page, other)
         assert other.read_text() == text
     pages.write_html(page, other, force=True)
     assert other.read_text() == page
     link = tmp_path / "link.html"                        # a link, even to a report, is not replaced
     link.symlink_to(out)
-    with pytest.raises(InputError, match="is not an edgenas report"):
+    with pytest.raises(OutputError, match="is not an edgenas report"):
         pages.write_html(page, link)
     assert link.is_symlink() and out.read_text() == page + "again"
-    with pytest.raises(InputError, match="is a folder"):
+    with pytest.raises(OutputError, match="is a folder"):
         pages.write_html(page, tmp_path)
 
 
@@ -134,7 +134,7 @@ def test_a_file_that_cannot_be_read_is_not_taken_for_a_report(tmp_path, monkeypa
         raise PermissionError(13, "Permission denied")
 
     monkeypatch.setattr(pages, "open", unreadable, raising=False)
-    with pytest.raises(InputError, match="is not an edgenas report"):
+    with pytest.raises(OutputError, match="is not an edgenas report"):
         pages.write_html("<p>", out)
 
 def test_a_report_the_file_system_refuses_is_one_output_error(tmp_path, monkeypatch):
