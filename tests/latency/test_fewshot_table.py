@@ -459,3 +459,22 @@ def test_a_column_named_twice_is_refused_before_anything_is_fitted(tmp_path):
 
 def test_one_reference_column_is_enough():
     assert TableCorrected(1).n_refs == 1 and TableCorrected(1).w.shape == (1,)
+
+
+def test_a_table_corrected_model_takes_features_with_no_descriptors_and_anchors_from_its_fifth_point():
+    """Features of exactly ``2 * n_refs`` columns (additive and non-additive parts, no descriptors) are a
+    model's; one fewer is refused. The anchor is fitted from ``MIN_LOO`` (5) measured points, not 4."""
+    from edgenas.latency.fewshot_anchor import MIN_LOO
+
+    rng = np.random.default_rng(0)
+    add = rng.uniform(1.0, 10.0, size=(12, 2))
+    nonadd = rng.normal(0.0, 0.05, size=(12, 2))
+    X = np.hstack([add, nonadd])
+    y = add @ np.array([0.7, 0.4]) * np.exp(nonadd[:, 0])
+    model = TableCorrected(2).fit(X, y)
+    assert model.predict(X).shape == (12,) and np.isfinite(model.predict(X)).all()
+    with pytest.raises(InputError, match=r"features must have at least 4 columns, got shape \(12, 3\)"):
+        TableCorrected(2).fit(X[:, 1:], y)
+    assert MIN_LOO == 5
+    assert TableCorrected(2, anchor=True).fit(X[:MIN_LOO], y[:MIN_LOO]).anchor is not None
+    assert TableCorrected(2, anchor=True).fit(X[:MIN_LOO - 1], y[:MIN_LOO - 1]).anchor is None
