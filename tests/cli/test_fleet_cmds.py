@@ -70,8 +70,11 @@ def test_drift_floor_reaches_the_drift_check(proj, cli):
     res = cli("fleet", "refresh", "--space", "mbv3-tiny", "--drift-floor", "0.45", "--json")
     assert res.code == 0, res.err
     [row] = res.json()
-    assert row["device"] == "local" and row["status"] == "verified" and row["threshold"] >= 0.45, row
-    assert row["reason"].endswith(f"<= {row['threshold']:.1%}")
+    assert row["device"] == "local" and row["threshold"] >= 0.45, row
+    # the check's verdict depends on how busy this machine is now against when the table was built: a shape
+    # kept (a speed change on a busy machine is noted after it), or a table rebuilt because it drifted past it
+    sign = {"verified": "<=", "rescaled": "<=", "refreshed": ">"}[row["status"]]
+    assert f"drift {row['drift']:.1%} {sign} {row['threshold']:.1%}" in row["reason"], row
 
 
 def test_fleet_refresh_times_four_devices_at_once_unless_told(fresh, cli):
