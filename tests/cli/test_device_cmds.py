@@ -213,18 +213,13 @@ def test_replace_yes_without_a_fingerprint_is_refused_before_any_contact(fresh, 
 
 @pytest.mark.ssh
 def test_device_info_cuts_a_huge_key_or_value_from_the_device(sshd, tmp_path, monkeypatch, cli):
-    from tests.fleet.hostile import hostile_agent, use_agent
+    from tests.fleet.hostile import answering, hostile_agent, use_agent
     from tests.fleet.hostile import write_profile as write_device
 
     project = Project(tmp_path / "proj")
     sshd.trust(project)
     write_device(project, sshd.profile("dev"))
-    patch = ("real_info = M['info']\n"
-             "def info(w, p, pr):\n"
-             "    r = real_info(w, p, pr)\n"
-             "    r['fingerprint']['k' * 400] = {'v': 'x' * 2000}\n"
-             "    return r\n"
-             "M['info'] = info\n")
+    patch = answering("info", "r['fingerprint']['k' * 400] = {'v': 'x' * 2000}")
     use_agent(monkeypatch, hostile_agent(tmp_path, patch))
     monkeypatch.setenv("EDGENAS_PROJECT", str(project.root))
     res = cli("device", "info", "dev")

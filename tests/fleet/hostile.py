@@ -47,3 +47,14 @@ def write_profile(project, prof) -> None:
         lines.append(f"{f} = {json.dumps(getattr(prof, f))}")
     project.profiles_dir.mkdir(parents=True, exist_ok=True)
     (project.profiles_dir / f"{prof.name}.toml").write_text("\n".join(lines) + "\n")
+
+
+def answering(method: str, *changes: str) -> str:
+    """An agent patch whose ``method`` gives the real answer ``r`` after the lines ``changes`` edit it."""
+    fn = method.replace(".", "_")
+    return (f"real_{fn} = M[{method!r}]\n"
+            f"def {fn}(w, p, pr):\n"
+            f"    r = real_{fn}(w, p, pr)\n"
+            + "".join(f"    {c}\n" for c in changes)
+            + "    return r\n"
+            f"M[{method!r}] = {fn}\n")

@@ -12,7 +12,7 @@ from edgenas.devices.session import open_session
 from edgenas.errors import AgentError, RuntimeMissingError
 from edgenas.fleet.engine import build_engine_on_device, fallback_runtime, require_tensorrt, timing_cache_path
 from edgenas.project import Project
-from tests.fleet.hostile import hostile_agent, use_agent, write_profile
+from tests.fleet.hostile import answering, hostile_agent, use_agent, write_profile
 
 HAVE_TRT = importlib.util.find_spec("tensorrt") is not None
 
@@ -91,11 +91,6 @@ def test_a_device_over_ssh_is_asked_whether_it_has_tensorrt(sshd, tmp_path, monk
         with pytest.raises(RuntimeMissingError, match="cannot build a TensorRT engine") as exc:
             require_tensorrt(project, "dev")
         assert exc.value.device == "dev"
-    patch = ("real_info = M['info']\n"
-             "def info(w, p, pr):\n"
-             "    r = real_info(w, p, pr)\n"
-             "    r['runtimes']['tensorrt'] = {'version': '10.3'}\n"
-             "    return r\n"
-             "M['info'] = info\n")
+    patch = answering("info", "r['runtimes']['tensorrt'] = {'version': '10.3'}")
     use_agent(monkeypatch, hostile_agent(tmp_path, patch))
     assert require_tensorrt(project, "dev") is None  # a device that says it has TensorRT goes on

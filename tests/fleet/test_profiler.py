@@ -15,7 +15,7 @@ from edgenas.fleet.profiler import profile_device
 from edgenas.latency.lut import EntryStats, Lut
 from edgenas.latency.store import LutStore
 from edgenas.project import Project
-from tests.fleet.hostile import hostile_agent, use_agent
+from tests.fleet.hostile import answering, hostile_agent, use_agent
 
 FAST = {"warmup_min_n": 3, "warmup_min_s": 0.01, "min_n": 5, "min_s": 0.02, "max_s": 0.3}
 #: each bench_many call first reports junk, then a valid 0 and one past its batch's end, then the real work
@@ -73,12 +73,7 @@ def test_a_profile_reports_what_it_did_and_a_second_one_reuses_the_table(tmp_pat
 
 
 def test_a_device_without_the_profiles_runtime_is_refused_before_anything_is_timed(tmp_path, monkeypatch):
-    patch = ("real_info = M['info']\n"
-             "def info(w, p, pr):\n"
-             "    r = real_info(w, p, pr)\n"
-             "    r['runtimes']['onnxruntime'] = None\n"
-             "    return r\n"
-             "M['info'] = info\n")
+    patch = answering("info", "r['runtimes']['onnxruntime'] = None")
     use_agent(monkeypatch, hostile_agent(tmp_path, patch))
     project = Project(tmp_path / "proj")
     with pytest.raises(RuntimeMissingError, match="runtime 'onnxruntime' is not available") as exc:
@@ -121,12 +116,7 @@ def test_a_fingerprint_that_makes_a_table_too_large_to_read_back_writes_nothing(
     """A list of 200,000 zeros in the fingerprint is 0.4 MB in the info answer and 1.8 MB in the indented
     table: over a 1 MB limit, the table was written, and every later command on the device (profile
     included) refused it as damaged."""
-    patch = ("real_info = M['info']\n"
-             "def info(w, p, pr):\n"
-             "    r = real_info(w, p, pr)\n"
-             "    r['fingerprint']['pad'] = [0] * 200_000\n"
-             "    return r\n"
-             "M['info'] = info\n")
+    patch = answering("info", "r['fingerprint']['pad'] = [0] * 200_000")
     use_agent(monkeypatch, hostile_agent(tmp_path, patch))
     monkeypatch.setattr(edgenas.limits, "MAX_JSON_BYTES", 1 << 20)  # EDGENAS_MAX_INPUT_MB=1
     project = Project(tmp_path / "proj")

@@ -15,7 +15,7 @@ from edgenas.fleet.lutsync import pull_luts
 from edgenas.devices.trust import trust_host
 from edgenas.latency.lut import EntryStats, Lut
 from edgenas.project import Project
-from tests.fleet.hostile import hostile_agent, use_agent, write_profile
+from tests.fleet.hostile import answering, hostile_agent, use_agent, write_profile
 
 pytestmark = pytest.mark.ssh
 
@@ -123,14 +123,9 @@ EVIL_TEXT = "\x1b[31m[/x][bold]evil[/bold]\x1b]0;pwned\x07\rX\x9b2J"
 def test_device_text_is_escaped_and_stripped_of_controls(setup, tmp_path, monkeypatch, cli):
     project, prof = setup
     write_profile(project, prof)
-    patch = (f"EVIL = {EVIL_TEXT!r}\nreal_info = M['info']\n"
-             "def info(w, p, pr):\n"
-             "    r = real_info(w, p, pr)\n"
-             "    r['fingerprint']['evil'] = EVIL\n"
-             "    r['agent_version'] = EVIL\n"
-             "    r['fingerprint']['model'] = 'Orin\\nruntimes: tensorrt 99 (forged)'\n"
-             "    return r\n"
-             "M['info'] = info\n")
+    patch = f"EVIL = {EVIL_TEXT!r}\n" + answering(
+        "info", "r['fingerprint']['evil'] = EVIL", "r['agent_version'] = EVIL",
+        "r['fingerprint']['model'] = 'Orin\\nruntimes: tensorrt 99 (forged)'")
     use_agent(monkeypatch, hostile_agent(tmp_path, patch))
     monkeypatch.setenv("EDGENAS_PROJECT", str(project.root))
     res = cli("device", "info", "dev")
@@ -247,12 +242,7 @@ def test_an_oversized_or_deeply_nested_answer_is_one_error(setup, tmp_path, monk
 
 def lut_get_answering(change: str) -> str:
     """An agent patch whose ``lut.get`` gives the real answer ``r`` after the line ``change`` edits it."""
-    return ("real_get = M['lut.get']\n"
-            "def get(w, p, pr):\n"
-            "    r = real_get(w, p, pr)\n"
-            f"    {change}\n"
-            "    return r\n"
-            "M['lut.get'] = get\n")
+    return answering("lut.get", change)
 
 
 def test_lut_pull_stops_at_the_size_limit_whatever_size_the_device_claims(setup, tmp_path, monkeypatch):
