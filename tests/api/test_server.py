@@ -19,15 +19,10 @@ import pytest
 
 from edgenas.errors import InputError
 from edgenas.project import Project
+from tests.ports import free_port as _free_port
 
 pytest.importorskip("fastapi", reason="needs fastapi (the test extra)")
 uvicorn = pytest.importorskip("uvicorn", reason="needs uvicorn (the test extra)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _open_fds() -> int:

@@ -13,15 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.ports import free_port as _free_port
+
 httpx = pytest.importorskip("httpx", reason="needs httpx (the test extra)")
 pytest.importorskip("fastapi", reason="needs fastapi (the test extra)")
 uvicorn = pytest.importorskip("uvicorn", reason="needs uvicorn (the test extra)")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager
