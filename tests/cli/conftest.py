@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-FAST = {"warmup_min_n": 3, "warmup_min_s": 0.01, "min_n": 5, "min_s": 0.02, "max_s": 0.3}
+from tests.protocols import FAST
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.protocols import FAST
+
 
 def test_profile_reuses_then_force_keeps_history(proj, cli):
     res = cli("profile", "local", "--space", "mbv3-tiny", "--json")
@@ -401,9 +403,6 @@ def test_lut_calibrate_without_measurements_of_the_current_fingerprint_is_one_er
     assert "no measurements of 'mbv3-tiny' on 'local' with the current fingerprint" in res.err
     assert "lut calibrate local --space mbv3-tiny --measure 10" in res.err
     assert snapshot(proj) == before
-
-
-FAST = {"warmup_min_n": 3, "min_n": 5, "min_s": 0.02, "max_s": 0.3}
 
 
 def test_a_rebuilt_table_is_fitted_on_the_stored_measurements(proj, cli, tmp_path):

@@ -226,7 +226,7 @@ def test_truncated_local_lut_says_profile_force_rebuilds_it(cli, proj):
     from edgenas.fleet.profiler import profile_device
     from edgenas.project import Project
 
-    from tests.cli.conftest import FAST  # noqa: I001
+    from tests.protocols import FAST  # noqa: I001
 
     (lut,) = (proj / "luts" / "local").glob("mbv3-tiny-*.json")
     lut.write_bytes(lut.read_bytes()[:200])

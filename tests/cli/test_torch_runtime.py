@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from tests.cli.conftest import FAST
+from tests.protocols import FAST
 
 torch = pytest.importorskip("torch")
 

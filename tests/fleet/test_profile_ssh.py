@@ -18,11 +18,11 @@ from edgenas.devices.session import open_session
 from edgenas.latency.lut import Lut
 from edgenas.latency.store import LutStore, lut_filename
 from edgenas.project import Project
+from tests.protocols import FAST
 
 pytestmark = pytest.mark.ssh
 
 SPACE = "mbv3-tiny"
-FAST = {"warmup_min_n": 3, "warmup_min_s": 0.01, "min_n": 5, "min_s": 0.02, "max_s": 0.3}
 SLOW = dict(FAST, min_s=0.15, max_s=0.4)  # slow enough per block that a kill lands mid-run
 
 

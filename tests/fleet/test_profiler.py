@@ -16,8 +16,8 @@ from edgenas.latency.lut import EntryStats, Lut
 from edgenas.latency.store import LutStore
 from edgenas.project import Project
 from tests.fleet.hostile import answering, hostile_agent, use_agent
+from tests.protocols import FAST
 
-FAST = {"warmup_min_n": 3, "warmup_min_s": 0.01, "min_n": 5, "min_s": 0.02, "max_s": 0.3}
 #: each bench_many call first reports junk, then a valid 0 and one past its batch's end, then the real work
 PROGRESS = ("real_bm = M['bench_many']\n"
             "def bench_many(w, p, pr):\n"

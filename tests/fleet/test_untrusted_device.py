@@ -16,6 +16,7 @@ from edgenas.devices.trust import trust_host
 from edgenas.latency.lut import EntryStats, Lut
 from edgenas.project import Project
 from tests.fleet.hostile import answering, hostile_agent, use_agent, write_profile
+from tests.protocols import FAST
 
 pytestmark = pytest.mark.ssh
 
@@ -164,7 +165,6 @@ def test_replacing_a_changed_host_key_needs_its_fingerprint(sshd, tmp_path, monk
     assert project.known_hosts.read_text() != before
 
 
-FAST = {"warmup_min_n": 3, "warmup_min_s": 0.01, "min_n": 5, "min_s": 0.02, "max_s": 0.3}
 JUNK_PROGRESS = ("real_bm = M['bench_many']\n"
                  "def bench_many(w, p, pr):\n"
                  "    for junk in ('x', [1], {'done': 'x'}, {'done': -5}, {'done': 10**9}, {'done': True}):\n"
@@ -324,7 +324,6 @@ def test_lut_pull_refuses_a_table_the_device_says_is_over_the_limit(setup, tmp_p
     with pytest.raises(DeviceError, match=f"LUT {NAME} is {claim} bytes, over the {MAX_JSON_BYTES} limit"):
         pull_luts(project, prof)
     assert files_under(project.luts_dir) == []
-
 
 
 def test_lut_pull_refuses_a_compact_table_the_host_would_write_past_the_size_it_reads(setup, monkeypatch):

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from edgenas.project import Project
+from tests.protocols import FAST
 
-FAST = {"warmup_min_n": 3, "warmup_min_s": 0.01, "min_n": 5, "min_s": 0.02, "max_s": 0.3}
 NB201_CSV = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "nb201" / "nb201_hw.csv"
 
 

@@ -11,8 +11,7 @@ import torch
 
 from edgenas.errors import InputError
 from edgenas.search.darts_nb201 import BudgetDerivation, DartsNB201, ExpectedLatency, derivable_probs, derive
-
-FAST = {"warmup_min_n": 3, "warmup_min_s": 0.01, "min_n": 5, "min_s": 0.02, "max_s": 0.3}
+from tests.protocols import FAST
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import json
 import numpy as np
 import pytest
 import torch
+from tests.protocols import FAST
 
-FAST = {"warmup_min_n": 3, "warmup_min_s": 0.01, "min_n": 5, "min_s": 0.02, "max_s": 0.3}
 SPACE = "mbv3-tiny"
 
 
