@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from edgenas.errors import InputError
-from edgenas.io import atomic_write_json, read_json
+from edgenas.io import atomic_write_text, read_json
 from edgenas.limits import is_finite
 from edgenas.textsafe import brief
 
@@ -87,6 +87,11 @@ def _whole(v: Any, where: str) -> int:
 def _cap(field: str) -> float:
     """The largest value a STATS field may hold: ``MAX_MS`` for times and the reference ratio."""
     return MAX_MS if field.endswith("_ms") or field == "ratio" else math.inf
+
+
+def _file_text(data: dict[str, Any]) -> str:
+    """A table's file, indented JSON: what ``save`` writes and ``saved_bytes`` sizes (one serialisation for both)."""
+    return json.dumps(data, indent=2) + "\n"
 
 
 _Z90 = 1.2815515655446004  # the 90th percentile of the standard normal
@@ -387,15 +392,15 @@ class Lut:
 
     def saved_bytes(self) -> int:
         """The size of the file ``save`` writes: indented JSON, all ASCII (one byte a character)."""
-        return len(json.dumps(self.to_dict(), indent=2)) + 1
+        return len(_file_text(self.to_dict()))
 
-    def check_size(self) -> None:
+    def check_size(self, size: int | None = None) -> None:
         """One ``InputError`` for a table whose file ``Lut.load`` could not read back: the fingerprint is the
         device's, as large as one answer may be, and the file is indented (a list of 200,000 zeros, 0.4 MB in
         an answer, is 1.8 MB here), so every later command refused the table as damaged."""
         from edgenas import limits
 
-        size = self.saved_bytes()
+        size = self.saved_bytes() if size is None else size
         if size > limits.MAX_JSON_BYTES:
             raise InputError(f"the table of device '{self.device}' would be {size / (1 << 20):.1f} MB, over the "
                              f"{limits.MAX_JSON_BYTES / (1 << 20):g} MB limit for LUT files (its fingerprint, from "
@@ -407,8 +412,9 @@ class Lut:
         """Validate by round trip, check the size of the file, then write atomically."""
         data = self.to_dict()
         Lut.from_dict(data, where=str(path))
-        self.check_size()
-        return atomic_write_json(path, data)
+        text = _file_text(data)
+        self.check_size(len(text))
+        return atomic_write_text(path, text)
 
     @classmethod
     def load(cls, path: str | Path) -> "Lut":

@@ -165,14 +165,14 @@ def test_deploy_whose_table_cannot_be_written_keeps_one_measurement_and_says_so(
 
     from edgenas.latency import lut as lut_mod
 
-    real = lut_mod.atomic_write_json
+    real = lut_mod.atomic_write_text
 
-    def full_disk(path, obj):
+    def full_disk(path, text):
         if Path(path).parent == proj / "luts" / "local":
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
-        return real(path, obj)
+        return real(path, text)
 
-    monkeypatch.setattr(lut_mod, "atomic_write_json", full_disk)
+    monkeypatch.setattr(lut_mod, "atomic_write_text", full_disk)
     _deploy_keeps_table_and_one_measurement(proj, cli, tmp_path, 1, contextlib.nullcontext(),
                                             "the disk is full", "lut calibrate local")
 
