@@ -125,12 +125,14 @@ def _trust_one(proj, prof, jump: bool, fingerprint: str | None, *, yes: bool, re
 
 
 def _confirm(question: str, flag: str) -> None:
+    import contextlib
     import sys
 
     try:
         if sys.stdin is None:  # closed (0<&-): input() would raise "lost sys.stdin"
             raise typer.Abort()
-        ok = typer.confirm(question, default=False, err=True)
+        with contextlib.redirect_stdout(sys.stderr):  # click's prompt writes its last space to stdout (--json's)
+            ok = typer.confirm(question, default=False, err=True)
     except (click.exceptions.Abort, typer.Abort):  # EOF on stdin, or Ctrl-C
         if sys.stdin is not None and sys.stdin.isatty():
             raise

@@ -84,7 +84,8 @@ def register(app: typer.Typer) -> None:
             print_table(t)
             for r in rows:
                 if r.power_mode_note:
-                    warn(f"{esc(r.device)}: {esc(r.power_mode_note)}: its new table was timed in this mode")
+                    table = "its new table was" if r.status == "refreshed" else "its table was checked and"
+                    warn(f"{esc(r.device)}: {esc(r.power_mode_note)}: {table} timed in this mode")
         from edgenas.fleet.refresh import stale_runs_after
 
         n_stale = stale_runs_after(proj, rows)

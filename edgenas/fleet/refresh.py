@@ -73,7 +73,7 @@ class DeviceRefresh:
     wall_s: float = 0.0
     #: the reference's time now / the table's nominal ``reference.ms`` - 1 (None without a reference)
     speed_change: float | None = None
-    #: a rebuilt table was timed in another power mode than the profile expects, or in none reported
+    #: the table (rebuilt or kept) was timed in another power mode than the profile expects, or in none reported
     power_mode_note: str | None = None
 
     def __post_init__(self) -> None:  # a device's error text can be megabytes: the row and its file keep a line
@@ -106,8 +106,9 @@ def refresh_device(project: Project, profile: Any, space: str, *, protocol: dict
             else:
                 check = measure_drift(s, project, lut, protocol, floor=drift_floor)
                 shape = f"{'shape ' if check.basis == 'ratio' else ''}drift {check.drift:.1%}"
-                if not check.drifted:
-                    return _keep(project, s, store, lut, check, shape, t0)
+                if not check.drifted:  # the table's mode is the device's now (the fingerprint holds it)
+                    return _keep(project, s, store, lut, check, shape, t0,
+                                 info.power_mode_note(s.profile.power_mode))
                 reason = f"{shape} > {check.threshold:.1%}"
         res = profile_device(project, profile, space, force=lut is not None, protocol=protocol)
         if res.recalibrated:
@@ -125,10 +126,10 @@ def refresh_device(project: Project, profile: Any, space: str, *, protocol: dict
 
 
 def _keep(project: Project, session: Session, store: LutStore, lut: Lut, check: DriftCheck, shape: str,
-          t0: float) -> DeviceRefresh:
+          t0: float, power_mode_note: str | None = None) -> DeviceRefresh:
     """The table's shape held: record the check, and rescale its nominal speed if a change persisted."""
     row = dict(space=lut.space, fingerprint_hash=lut.fingerprint_hash, drift=check.drift,
-               threshold=check.threshold, speed_change=check.speed_change,
+               threshold=check.threshold, speed_change=check.speed_change, power_mode_note=power_mode_note,
                lut_path=str(store.path_for(session.device, lut.space, lut.fingerprint_hash)))
     speed_off = check.speed_change is not None and abs(check.speed_change) > SPEED_TOLERANCE
     previous = last_verified(project, session.device, lut)

@@ -41,6 +41,10 @@ def load_ofa_weights(supernet: MBV3Supernet, path: str | Path) -> MBV3Supernet:
     except (SafetensorError, OSError, ValueError) as exc:
         raise InputError(f"{path}: not a readable safetensors file ({exc})",
                          hint="convert OFA's .pth as described in edgenas.supernet.ofa") from None
+    twice = sorted(k for k in raw if k.startswith("module.") and k.removeprefix("module.") in raw)
+    if twice:  # a DataParallel name and a plain one for the same weight: which one is OFA's cannot be told
+        raise InputError(f"{path} names {len(twice)} weight(s) twice, with and without 'module.': {twice[:3]}",
+                         hint="convert OFA's .pth again, from one state dict")
     state = {k.removeprefix("module."): v for k, v in raw.items()}
     expected = supernet.state_dict()
     missing = sorted(k for k in expected if k not in state and not k.endswith("num_batches_tracked"))

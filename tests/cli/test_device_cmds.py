@@ -94,14 +94,14 @@ def test_device_trust_asks_and_records_only_on_yes(fresh, cli, sshd, monkeypatch
     write_profile(project, sshd.profile("dev"))
     monkeypatch.setattr(sys, "stdin", io.StringIO("n\n"))
     res = cli("device", "trust", "dev")  # the key, the question, and after the answer the error
-    assert res.code == InputError.exit_code and res.out.strip() == "", res.err
-    assert res.err.endswith("[y/N]:error: host key not trusted (compare the fingerprint with the host's (ssh-keygen "
+    assert res.code == InputError.exit_code and res.out == "", res.err
+    assert res.err.endswith("[y/N]: error: host key not trusted (compare the fingerprint with the host's (ssh-keygen "
                             "-lf /etc/ssh/ssh_host_ed25519_key.pub on it) and re-run)\n"), res.err
     assert not project.known_hosts.exists()
     monkeypatch.setattr(sys, "stdin", io.StringIO("y\n"))
     res = cli("device", "trust", "dev")
     assert res.code == 0, res.err
-    assert res.out.lstrip().startswith("trusted dev (")  # (click's prompt writes a space to stdout)
+    assert res.out.startswith("trusted dev (")  # click's prompt wrote its last space to stdout
     assert res.out.endswith(f": {sshd.fingerprint} -> {project.known_hosts}\n")
     assert "Trust this key and record it in the project's known_hosts?" in res.err
     assert project.known_hosts.read_text().splitlines() == [sshd.known_hosts_line()]

@@ -49,6 +49,12 @@ def test_device_info_and_fleet_refresh_say_the_power_mode_too(fresh, cli):
     assert res.code == 0, res.err
     [row] = res.json()
     assert row["status"] == "refreshed" and "reports none" in row["power_mode_note"]
+    # the table is kept now (the largest floor: a busy machine's drift does not rebuild it); its rows had no note
+    res = cli("fleet", "refresh", "--space", "mbv3-tiny", "--drift-floor", "0.5")
+    assert res.code == 0 and "pc: the profile expects power mode MAXN, and the device reports none (no nvpmodel " \
+        "answer): its table was checked and timed in this mode" in " ".join(res.err.split()), res.err
+    [row] = cli("fleet", "refresh", "--space", "mbv3-tiny", "--drift-floor", "0.5", "--json").json()
+    assert row["status"] in ("verified", "rescaled") and "reports none" in row["power_mode_note"]
 
 
 def test_deploy_with_a_provider_the_device_lacks_is_refused_before_the_export(fresh, cli):

@@ -124,6 +124,9 @@ def _ofa_edits():
         "wrong shape": (lambda s: s.update({first: s[first][:1].clone()}),
                         rf"missing \[\], unexpected \[\], wrong shape \['{first}'\]"),
         "complex": (lambda s: s.update({first: s[first].to(torch.complex64)}), rf"wrong shape \['{first}'\]"),
+        # one weight under its DataParallel name too: the file's order decided which of the two was loaded
+        "twice": (lambda s: s.update({f"module.{first}": s[first] + 1}),
+                  rf"names 1 weight\(s\) twice, with and without 'module.': \['module.{first}'\]"),
     }
 
 
