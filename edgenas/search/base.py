@@ -83,6 +83,16 @@ class Feasibility(Protocol):
     def anchors(self) -> list[Any]: ...
 
 
+#: the largest population (or CMA-ES popsize) a strategy takes: WOA and CMA-ES allocate per member up front, and
+#: 10**12 was a 43.7 TiB array (an internal error) or a CMA-ES that never asked; a search rarely uses 1,000
+MAX_POPULATION = 100_000
+
+
+def population_option(default: int | None, least: int) -> "Option":
+    """A population size option: an integer from ``least`` to ``MAX_POPULATION``."""
+    return Option(default, int, lambda v: least <= v <= MAX_POPULATION, f"must be from {least} to {MAX_POPULATION}")
+
+
 @dataclass(frozen=True)
 class Option:
     """A declared strategy option: default, type and a check (message when it fails). ``per_space``: the
@@ -99,7 +109,7 @@ class Option:
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
 
-def _convert(strategy: str, key: str, value: Any, kind: type) -> Any:
+def convert_option(strategy: str, key: str, value: Any, kind: type) -> Any:
     """An option's value as its declared type: ``bool("false")`` is True and ``int(5.5)`` is 5, so both are
     spelled out; a float must be finite (inf or 1e308 made strategies fail mid-run)."""
     want = {bool: "true or false", float: "a finite number", int: "an integer", str: "a string",
@@ -159,7 +169,7 @@ class Strategy(ABC):
         for key, opt in cls.options.items():
             value = options.get(key, opt.default)
             if value is not None:
-                value = _convert(cls.name, key, value, opt.type)
+                value = convert_option(cls.name, key, value, opt.type)
             if value is not None and not opt.check(value):
                 raise InputError(f"strategy '{cls.name}': option {key}={value!r} {opt.message}")
             out[key] = value

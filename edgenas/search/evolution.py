@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Mapping, Sequence
 
-from edgenas.search.base import STRATEGIES, Option, Result, Strategy, rank_key
+from edgenas.search.base import STRATEGIES, Option, Result, Strategy, population_option, rank_key
 
 
 @STRATEGIES.register("evolution", aliases=("rea",),
@@ -24,7 +24,7 @@ from edgenas.search.base import STRATEGIES, Option, Result, Strategy, rank_key
 class RegularizedEvolution(Strategy):
     batch_hint = 1
     options = {
-        "population": Option(20, int, lambda v: v >= 2, "must be >= 2"),
+        "population": population_option(20, 2),
         "tournament": Option(5, int, lambda v: v >= 1, "must be >= 1"),
         "mutation_rate": Option(None, float, lambda v: 0.0 < v <= 1.0, "must be in (0, 1]"),
         "llm_share": Option(0.0, float, lambda v: 0.0 <= v <= 1.0, "must be in [0, 1]"),

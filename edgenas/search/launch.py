@@ -224,9 +224,10 @@ def build_problem(project: Project, req: SearchRequest, note: Callable[[str], No
     if req.strategy_options or (req.population is not None and config.strategy in STRATEGIES):
         # unknown or bad options fail here, before the run folder is touched; --population too (it reaches the
         # strategy as an option: --population 3 of nsga2 was refused after the folder was written)
-        from edgenas.search.run import strategy_options
+        from edgenas.search.run import strategy_options, with_objectives
 
-        STRATEGIES.get(config.strategy).validate_options(strategy_options(config, None))
+        opts = with_objectives(config, problem, strategy_options(config, None))
+        STRATEGIES.get(config.strategy).validate_options(opts)
     return problem, config
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from edgenas.search.base import STRATEGIES, Option, Result, Strategy
+from edgenas.search.base import STRATEGIES, Option, Result, Strategy, population_option
 from edgenas.search.operators import (GeneMutation, RankCrowdingSurvival, TournamentSelection,
                                       UniformCrossover, rank_and_crowding)
 
@@ -19,7 +19,7 @@ from edgenas.search.operators import (GeneMutation, RankCrowdingSurvival, Tourna
 class NSGA2(Strategy):
     batch_hint = None  # the population
     options = {
-        "population": Option(20, int, lambda v: v >= 4, "must be >= 4"),
+        "population": population_option(20, 4),
         "tournament": Option(2, int, lambda v: v >= 1, "must be >= 1"),
         "crossover_prob": Option(0.9, float, lambda v: 0.0 <= v <= 1.0, "must be in [0, 1]"),
         "mutation_rate": Option(None, float, lambda v: 0.0 < v <= 1.0, "must be in (0, 1]"),

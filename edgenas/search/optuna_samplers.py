@@ -37,7 +37,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from edgenas.errors import InputError
-from edgenas.search.base import STRATEGIES, Option, Result, Strategy
+from edgenas.search.base import STRATEGIES, Option, Result, Strategy, population_option
 
 #: what CMA-ES is told for an infeasible candidate, plus its violation: above any feasible value (only ranks matter)
 INFEASIBLE = 1e12
@@ -231,7 +231,7 @@ class CMAES(OptunaStrategy):
     single_objective = True
     options = {**OptunaStrategy.base_options,
                "sigma0": Option(None, float, lambda v: v > 0, "must be > 0"),
-               "popsize": Option(None, int, lambda v: v >= 2, "must be >= 2")}
+               "popsize": population_option(None, 2)}
 
     def make_sampler(self, seed: int, constraints_func: Any) -> Any:
         return self.optuna.samplers.CmaEsSampler(seed=seed, sigma0=self.opts["sigma0"],
@@ -242,7 +242,7 @@ class CMAES(OptunaStrategy):
 class OptunaNSGA2(OptunaStrategy):
     name = "optuna-nsga2"
     options = {**OptunaStrategy.base_options,
-               "population": Option(20, int, lambda v: v >= 2, "must be >= 2")}
+               "population": population_option(20, 2)}
 
     def make_sampler(self, seed: int, constraints_func: Any) -> Any:
         return self.optuna.samplers.NSGAIISampler(seed=seed, constraints_func=constraints_func,

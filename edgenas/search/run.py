@@ -23,7 +23,7 @@ import numpy as np
 from edgenas.errors import InputError
 from edgenas.io import atomic_write_json, open_log_for_append, read_json
 from edgenas.limits import is_number
-from edgenas.search.base import STRATEGIES, Trial, make_strategy
+from edgenas.search.base import STRATEGIES, Trial, convert_option, make_strategy
 from edgenas.search.problem import Problem
 from edgenas.search.results import SearchResult, summarise, write_results
 from edgenas.search.run_files import check_checkpoint, check_config, read_evaluations, resume_or_new
@@ -100,14 +100,27 @@ def strategy_options(config: SearchConfig, hooks: Mapping[str, Any] | None) -> d
     return {**opts, **(hooks or {})}
 
 
+def with_objectives(config: SearchConfig, problem: Problem, opts: dict[str, Any]) -> dict[str, Any]:
+    """``opts`` with the strategy's ``n_objectives``: the search's count unless given. Fewer optimise the first
+    ones; more made every trial fail, and the study sampled at random (10**12 was a ``MemoryError``)."""
+    if "n_objectives" not in STRATEGIES.get(config.strategy).options:
+        return opts
+    names = problem.objective_names
+    opts = {"n_objectives": len(names), **opts}
+    n = convert_option(config.strategy, "n_objectives", opts["n_objectives"], int)
+    if n > len(names):
+        raise InputError(f"strategy '{config.strategy}': option n_objectives={n} is more than the search's "
+                         f"{len(names)} objective(s) ({', '.join(names)})",
+                         hint=f"drop n_objectives (it is {len(names)}), or give fewer to optimise the first ones")
+    return opts
+
+
 def build_strategy(config: SearchConfig, problem: Problem, hooks: Mapping[str, Any] | None = None,
                    initial_population: Sequence[Any] = ()) -> tuple[Any, int]:
     """The strategy a run uses (seeded, with the config's and the strategy's default options) and the
     number of architectures asked for per round. Benchmarks call this to drive strategies exactly as
     ``run_search`` (and so ``edgenas search``) does."""
-    opts = strategy_options(config, hooks)
-    if "n_objectives" in STRATEGIES.get(config.strategy).options:
-        opts.setdefault("n_objectives", len(problem.objective_names))
+    opts = with_objectives(config, problem, strategy_options(config, hooks))
     strategy = make_strategy(config.strategy, problem.space, np.random.default_rng(config.seed),
                              feasibility=problem if problem.constrained else None,
                              initial_population=initial_population, **opts)

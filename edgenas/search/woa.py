@@ -20,10 +20,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edgenas.search.base import STRATEGIES, Option, Result, Strategy, rank_key
+from edgenas.search.base import STRATEGIES, Option, Result, Strategy, population_option, rank_key
 
 WOA_OPTIONS = {
-    "population": Option(20, int, lambda v: v >= 2, "must be >= 2"),
+    "population": population_option(20, 2),
     "budget": Option(None, int, lambda v: v >= 1, "must be >= 1"),
     "generations": Option(None, int, lambda v: v >= 1, "must be >= 1"),
     "b": Option(1.0, float, lambda v: 0 < v <= 100, "must be in (0, 100]"),  # exp(b l) for l in [-1, 1]

@@ -25,6 +25,15 @@ TABLE = ["--space", "nb201", "--table", str(SHARED / "nb201_hw.csv"), "--budget"
     (["--strategy", "tpe", "--strategy-opt", "multivariate=maybe"], "multivariate='maybe' is not true or false"),
     (["--strategy", "evolution", "--strategy-opt", "population=5.5"], "population=5.5 is not an integer"),
     (["--executor", "process", "--workers", "10000"], "--workers must be an integer from 1 to"),
+    # a population allocated up front: 10**12 was a 43.7 TiB array (exit 70); CMA-ES's popsize never asked
+    (["--strategy", "woa", "--population", "1000000000000"], "population=1000000000000 must be from 2 to 100000"),
+    (["--strategy", "ri-iwoa", "--strategy-opt", "population=100001"], "population=100001 must be from 2 to 100000"),
+    (["--strategy", "cmaes", "--strategy-opt", "popsize=100001"], "popsize=100001 must be from 2 to 100000"),
+    (["--strategy", "nsga2", "--population", "100001"], "population=100001 must be from 4 to 100000"),
+    # more objectives than the search has: every trial failed and the study sampled at random (10**12: MemoryError)
+    (["--strategy", "tpe", "--strategy-opt", "n_objectives=2"],
+     "n_objectives=2 is more than the search's 1 objective(s) (cifar10_test)"),
+    (["--strategy", "gp", "--strategy-opt", "n_objectives=1000000000000"], "is more than the search's 1 objective"),
 ])
 def test_a_strategy_or_executor_option_that_would_fail_mid_run_is_refused_first(fresh, cli, args, fragment):
     one_line_error(cli("search", *TABLE, *args, "--out", "r"), fragment)

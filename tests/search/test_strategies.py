@@ -43,7 +43,7 @@ def test_options_are_validated(space):
     rng = np.random.default_rng(0)
     with pytest.raises(InputError, match="unknown option"):
         make_strategy("evolution", space, rng, populaton=10)
-    with pytest.raises(InputError, match="must be >= 2"):
+    with pytest.raises(InputError, match="must be from 2 to 100000"):
         make_strategy("evolution", space, rng, population=1)
     with pytest.raises(InputError, match="not an integer"):
         make_strategy("nsga2", space, rng, population="many")
