@@ -13,3 +13,16 @@ def slow_task(spec, records):
         (Path(os.environ["EDGENAS_TEST_MARKS"]) / str(r["n"])).touch()
     time.sleep(3.0)
     return [0.0] * len(records)
+
+
+def pid_task(spec, records):
+    """The worker's process id, at once (the pool's own task function is not run)."""
+    return [float(os.getpid())] * len(records)
+
+
+def interruptible_task(spec, records):
+    """The executor's own task function, its evaluation a 6 s sleep: Ctrl-C in the worker interrupts it."""
+    from edgenas.evaluate import executor
+
+    executor.evaluate_records = lambda spec, records: time.sleep(6.0) or [0.0] * len(records)  # this worker only
+    return executor._run_task(spec, records)

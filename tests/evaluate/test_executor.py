@@ -230,3 +230,88 @@ def test_unreachable_ray_address_is_one_red_line(cli, tmp_path, monkeypatch):
     assert r.code != 0
     assert "Ray cluster at 127.0.0.1:1" in r.err and "Traceback" not in r.err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_spec_made_without_seed_or_options_and_one_given_seed_as_an_option(monkeypatch):
+    """The seed defaults to 0 whichever way a spec is made; ``seed`` among the options is refused when the spec
+    is made, before any worker rebuilds it."""
+    assert EvalSpec("compression", "nb201") == EvalSpec.make("compression", "nb201") == \
+        EvalSpec("compression", "nb201", 0, "{}")
+    with pytest.raises(InputError, match="evaluator 'compression': seed is not an evaluator option"):
+        EvalSpec.make("compression", "nb201", 1, {"seed": 2})
+
+
+def test_the_in_process_executor_as_a_context_and_its_defaults(monkeypatch):
+    """Called directly, ``map`` runs one architecture per task; an EdgenasError of an evaluation reaches the
+    caller as it is (it says what to do), not as an ExecutorError; ``with`` gives the executor itself."""
+    from edgenas.evaluate import executor
+    from edgenas.evaluate.base import Evaluator
+
+    space = get_space("nb201")
+    archs = _archs(space, 3)
+    ids = [space.arch_id(a) for a in archs]
+
+    class Fake(Evaluator):
+        name, metric = "fake", "fake score"
+
+        def __init__(self):
+            super().__init__(space)
+            self.batches = []
+
+        def evaluate(self, batch):
+            if any(space.arch_id(a) == ids[2] for a in batch):
+                raise InputError("no such table row")
+            self.batches.append([space.arch_id(a) for a in batch])
+            return np.arange(len(batch), dtype=float)
+
+    fake, spec = Fake(), EvalSpec("fake-direct", "nb201")
+    monkeypatch.setattr(executor, "_BUILT", {spec: fake})
+    with make_executor("inprocess") as ex:
+        assert isinstance(ex, executor.InProcessExecutor) and ex.describe() == {"name": "inprocess"}
+        assert ex.map(spec, [space.to_dict(a) for a in archs[:2]]) == [0.0, 0.0]
+        assert fake.batches == [[ids[0]], [ids[1]]]
+        with pytest.raises(InputError, match="no such table row"):
+            ex.map(spec, [space.to_dict(a) for a in archs])
+
+
+def test_leaving_a_process_pool_ends_its_workers():
+    """``with make_executor("process")``: the workers are gone when the block is left."""
+    with make_executor("process", workers=1) as ex:
+        assert ex.describe() == {"name": "process", "workers": 1}
+        ex._start_workers()
+        procs = list(ex._pool._processes.values())  # no public way before 3.14
+        assert len(procs) == 1 and procs[0].is_alive()
+    assert not procs[0].is_alive()
+
+
+def test_ctrl_c_in_the_workers_interrupts_a_running_evaluation_and_no_idle_worker(monkeypatch):
+    """The first map starts every worker; Ctrl-C (the terminal sends it to the workers too) leaves an idle
+    worker as it was, and ends an evaluation that runs, the parent getting the KeyboardInterrupt."""
+    from edgenas.evaluate import executor
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))  # the workers are spawned with this sys.path
+    from _slow_task import interruptible_task, pid_task
+
+    def ctrl_c(pids):
+        for pid in pids:
+            os.kill(pid, signal.SIGINT)
+
+    spec = EvalSpec.make("compression", "nb201")
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # as a terminal delivers it
+    try:
+        monkeypatch.setattr(executor, "_run_task", pid_task)
+        with make_executor("process", workers=2) as ex:
+            pid = ex.map(spec, [{"n": 0}])[0]
+            procs = list(ex._pool._processes.values())  # no public way before 3.14
+            assert len(procs) == 2 and int(pid) in {p.pid for p in procs}
+            ctrl_c(p.pid for p in procs)
+            time.sleep(1.0)
+            assert all(p.is_alive() for p in procs)
+            monkeypatch.setattr(executor, "_run_task", interruptible_task)
+            threading.Timer(1.5, ctrl_c, ([p.pid for p in procs],)).start()
+            t0 = time.monotonic()
+            with pytest.raises(KeyboardInterrupt):
+                ex.map(spec, [{"n": 1}])
+            assert time.monotonic() - t0 < 5.0
+    finally:
+        signal.signal(signal.SIGINT, previous)
