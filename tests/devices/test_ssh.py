@@ -672,3 +672,135 @@ def test_an_ssh_agent_channel_closed_with_no_exit_status_reads_as_killed():
     with pytest.raises(DeviceError) as exc:
         ch.recv_line(10)
     assert "the agent was killed by a signal (the agent's output ended)" in str(exc.value)
+
+
+class _OpenChannel(_FakeChannel):
+    """A channel whose agent sent the given chunks and then stays up, sending nothing more; sendall fails as
+    a broken pipe does."""
+
+    def recv(self, n):
+        if self.chunks or self.closed:
+            return self.chunks.pop(0) if self.chunks else b""
+        time.sleep(0.05)
+        raise socket.timeout()
+
+    def recv_stderr(self, n):
+        if self.closed:
+            return b""
+        time.sleep(0.05)
+        raise socket.timeout()
+
+    def exit_status_ready(self):
+        return False
+
+    def sendall(self, data):
+        raise BrokenPipeError("broken pipe")
+
+
+def test_an_ssh_agent_channel_keeps_failing_after_the_first_failure_and_says_when_sending_fails(monkeypatch):
+    """After an over-long line, or the end of the output, every later read raises again (it does not wait for a
+    line that cannot come, nor return one sent after the over-long one); a failed send is a DeviceError."""
+    from edgenas.devices import transport
+    from edgenas.devices.ssh import SSHAgentChannel
+
+    monkeypatch.setattr(transport, "MAX_LINE_BYTES", 10)
+    conn, opened = SimpleNamespace(is_active=lambda: True, target="dev"), []
+
+    def channel(kind, chunks):
+        opened.append(kind(chunks))
+        return SSHAgentChannel(opened[-1], "dev", conn)
+
+    try:
+        for kind in (_OpenChannel, _FakeChannel):
+            ch = channel(kind, [b"ok\n01234", b"567890\n", b"next\n"])
+            assert ch.recv_line(10) == "ok"
+            for thread in ch._threads if kind is _FakeChannel else ():
+                thread.join(5)  # every chunk read: "next" is not delivered all the same
+            for _ in range(2):
+                with pytest.raises(DeviceError, match="the agent sent a line of more than|the agent's output ended"):
+                    ch.recv_line(0.5)
+        ch = channel(_FakeChannel, [b"ok\n"])
+        assert ch.recv_line(10) == "ok"
+        for _ in range(2):
+            with pytest.raises(DeviceError, match="the agent exited with status 3 .the agent's output ended."):
+                ch.recv_line(0.5)
+        with pytest.raises(DeviceError, match="sending to the agent failed .BrokenPipeError.") as exc:
+            channel(_OpenChannel, []).send_line('{"id": 1}')
+        assert exc.value.device == "dev"
+        ch = channel(_OpenChannel, [b"01234567890"])
+        for _ in range(2):
+            with pytest.raises(DeviceError, match="the agent sent a line of more than"):
+                ch.recv_line(0.5)
+        ch = channel(_OpenChannel, [])  # an agent silent for longer than the channel's timeout is still heard
+        for timeout_s in (0, -5):  # a deadline reached: no wait
+            t0 = time.monotonic()
+            assert ch.recv_line(timeout_s) is None and time.monotonic() - t0 < 0.5
+        assert ch.recv_line(0.3) is None
+        opened[-1].chunks.append(b"late\n")
+        assert ch.recv_line(5) == "late"
+    finally:
+        for chan in opened:  # the reader threads end
+            chan.closed = True
+
+
+def test_the_pid_line_of_the_agents_shell_is_one_plain_process_number():
+    from edgenas.devices.ssh import _PID_RE
+
+    assert _PID_RE.match("edgenas-pid 4194304").group(1) == "4194304"
+    for bad in ("edgenas-pid 12 34", "edgenas-pid 1/2", "edgenas-pid 12345678901", "edgenas-pid ", "edgenas-pid -1",
+                "banner edgenas-pid 1"):
+        assert _PID_RE.match(bad) is None, bad
+
+
+def test_a_helper_commands_output_is_kept_up_to_one_mb_the_start_of_stdout_and_the_end_of_stderr(device, project):
+    script = "yes abcdefg | head -c 3000000; yes oops | head -c 3000000 >&2; echo LAST >&2"
+    with SSHTransport(device, project) as t:
+        status, out, err = t.run(["sh", "-c", script])
+    assert status == 0 and out == ("abcdefg\n" * (1 << 17)) and len(err) == 1 << 20 and err.endswith("oops\nLAST\n")
+
+
+_EXIT_WITH_AN_OPEN_CHANNEL = """
+import socket, sys, threading, time
+from types import SimpleNamespace
+from edgenas.devices.ssh import SSHAgentChannel
+
+class Silent:
+    closed, status_event = False, threading.Event()
+    def settimeout(self, s):
+        pass
+    def recv(self, n):
+        time.sleep(0.05)
+        raise socket.timeout()
+    recv_stderr = recv
+
+SSHAgentChannel(Silent(), "dev", SimpleNamespace(is_active=lambda: True, target="dev"))
+print("started", flush=True)
+"""
+
+
+def test_a_command_that_ends_with_an_agent_channel_still_open_exits():
+    """The readers of a channel nobody closed (an error on the way out) do not keep the command running."""
+    res = subprocess.run([sys.executable, "-c", _EXIT_WITH_AN_OPEN_CHANNEL], capture_output=True, text=True,
+                         timeout=30, env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2])))
+    assert (res.returncode, res.stdout) == (0, "started\n"), res.stderr
+
+
+class _LateStderrChannel(_FakeChannel):
+    """An agent whose output ends at once and whose last words on stderr arrive a moment later."""
+
+    def __init__(self, chunks):
+        super().__init__(chunks)
+        self.stderr = [b"Traceback: boom\n"]
+
+    def recv_stderr(self, n):
+        time.sleep(0.3)
+        return self.stderr.pop(0) if self.stderr else b""
+
+
+def test_the_error_of_an_ended_agent_waits_a_moment_for_its_stderr():
+    from edgenas.devices.ssh import SSHAgentChannel
+
+    ch = SSHAgentChannel(_LateStderrChannel([]), "dev", SimpleNamespace(is_active=lambda: True, target="dev"))
+    with pytest.raises(DeviceError, match="the agent exited with status 3 .the agent's output ended.; agent stderr:"
+                                          "\nTraceback: boom"):
+        ch.recv_line(10)
