@@ -804,3 +804,61 @@ def test_the_error_of_an_ended_agent_waits_a_moment_for_its_stderr():
     with pytest.raises(DeviceError, match="the agent exited with status 3 .the agent's output ended.; agent stderr:"
                                           "\nTraceback: boom"):
         ch.recv_line(10)
+
+
+def _zipapp(path: Path, main: str) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("__main__.py", main)
+    return path
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_closing_an_agent_channel_ends_the_agent_politely_or_by_its_pid(device, project, tmp_path):
+    """Closing stdin ends an agent that reads it; one that does not is killed by the pid its shell gave,
+    and the connection stays up for the next agent (the device is this machine: its processes are seen here)."""
+    polite = _zipapp(tmp_path / "polite.pyz", "import sys\nsys.stdin.read()\n")
+    stubborn = _zipapp(tmp_path / "stubborn.pyz", "import time\ntime.sleep(60)\n")
+    with SSHTransport(device, project) as t:
+        for app, most in ((polite, 2.5), (stubborn, 12.0)):
+            channel = t.start_agent(app, app.stem)
+            assert channel.alive() and _running(channel.remote_pid)
+            t0 = time.monotonic()
+            channel.close()
+            assert time.monotonic() - t0 < most and not channel.alive()
+            deadline = time.monotonic() + 5
+            while _running(channel.remote_pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not _running(channel.remote_pid)
+            channel.close()  # again: nothing to do
+        assert t._conn.is_active()
+
+
+class _NotFoundChannel(_FakeChannel):
+    """A shell that could not find the agent's Python: status 127 and its complaint on stderr."""
+
+    def __init__(self, chunks):
+        super().__init__(chunks)
+        self.stderr = [b"sh: 1: exec: /opt/py3: not found\n"]
+
+    def recv_stderr(self, n):
+        return self.stderr.pop(0) if self.stderr else b""
+
+    def recv_exit_status(self):
+        return 127
+
+
+def test_an_agent_command_not_found_says_to_set_python_in_the_profile():
+    from edgenas.devices.ssh import SSHAgentChannel
+
+    ch = SSHAgentChannel(_NotFoundChannel([]), "dev", SimpleNamespace(is_active=lambda: True, target="dev"))
+    with pytest.raises(DeviceError, match="the agent could not start: command not found; agent stderr:\n"
+                                          "sh: 1: exec: /opt/py3: not found") as exc:
+        ch.recv_line(10)
+    assert exc.value.device == "dev" and "set python in the profile" in exc.value.hint
