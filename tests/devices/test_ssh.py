@@ -820,18 +820,20 @@ def _running(pid: int) -> bool:
         return False
 
 
-def test_closing_an_agent_channel_ends_the_agent_politely_or_by_its_pid(device, project, tmp_path):
-    """Closing stdin ends an agent that reads it; one that does not is killed by the pid its shell gave,
-    and the connection stays up for the next agent (the device is this machine: its processes are seen here)."""
+def test_closing_an_agent_channel_ends_the_agent_politely_or_by_its_pid(sshd, device, project, tmp_path):
+    """Closing stdin ends an agent that reads it (no kill sent); one that does not is killed by the pid its
+    shell gave, and the connection stays up for the next agent (the device is this machine: its processes are
+    seen here, and sshd logs each command)."""
     polite = _zipapp(tmp_path / "polite.pyz", "import sys\nsys.stdin.read()\n")
     stubborn = _zipapp(tmp_path / "stubborn.pyz", "import time\ntime.sleep(60)\n")
     with SSHTransport(device, project) as t:
-        for app, most in ((polite, 2.5), (stubborn, 12.0)):
+        for app, most, kills in ((polite, 2.5, 0), (stubborn, 12.0, 1)):
             channel = t.start_agent(app, app.stem)
             assert channel.alive() and _running(channel.remote_pid)
-            t0 = time.monotonic()
+            sessions, t0 = sshd.log.count("Starting session: command"), time.monotonic()
             channel.close()
             assert time.monotonic() - t0 < most and not channel.alive()
+            assert sshd.log.count("Starting session: command") == sessions + kills
             deadline = time.monotonic() + 5
             while _running(channel.remote_pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
