@@ -864,3 +864,46 @@ def test_an_agent_command_not_found_says_to_set_python_in_the_profile():
                                           "sh: 1: exec: /opt/py3: not found") as exc:
         ch.recv_line(10)
     assert exc.value.device == "dev" and "set python in the profile" in exc.value.hint
+
+
+def test_a_device_whose_sftp_fails_is_one_device_error_and_leaves_no_connection(sshd, project):
+    """sshd re-reads its configuration on SIGHUP: here one without the SFTP subsystem."""
+    sshd.trust(project)
+    config = sshd.dir / "sshd_config"
+    config.write_text(config.read_text().replace("Subsystem sftp internal-sftp\n", ""))
+    os.kill(sshd.proc.pid, signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while "Subsystem" in config.read_text() or not _listening(sshd.port):
+        assert time.monotonic() < deadline, sshd.log
+        time.sleep(0.1)
+    before = _transports()
+    with pytest.raises(DeviceError, match="opening SFTP failed: ") as exc:
+        SSHTransport(sshd.profile(), project)
+    assert exc.value.device == "dev" and "permissions of the work dir" in exc.value.hint
+    assert _transports(before) == before
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            return s.recv(4).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+def test_a_file_operation_that_fails_says_so_or_that_the_connection_was_lost(sshd, device, project, tmp_path):
+    src = tmp_path / "blob.bin"
+    src.write_bytes(b"payload")
+    with SSHTransport(device, project) as t:
+        Path(device.workdir).mkdir(parents=True, exist_ok=True)
+        Path(device.workdir, "afile").write_text("a file where a folder is wanted")
+        with pytest.raises(DeviceError, match=r"uploading blob.bin to .*/afile/blob.bin failed: \w+") as exc:
+            t.put_file(src, "afile/blob.bin")
+        assert "check free disk space" in exc.value.hint and t._conn.is_active()
+        sshd.kill()
+        deadline = time.monotonic() + 10
+        while t._conn.is_active() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with pytest.raises(DeviceError, match=r"lost the SSH connection to .* while uploading blob.bin to ") as exc:
+            t.put_file(src, "models/blob.bin")
+        assert "finished results on the device are kept" in exc.value.hint
