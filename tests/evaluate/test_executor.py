@@ -274,13 +274,23 @@ def test_the_in_process_executor_as_a_context_and_its_defaults(monkeypatch):
             ex.map(spec, [space.to_dict(a) for a in archs])
 
 
-def test_leaving_a_process_pool_ends_its_workers():
-    """``with make_executor("process")``: the workers are gone when the block is left."""
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def test_leaving_a_process_pool_ends_its_workers_and_an_idle_worker_takes_no_cpu():
+    """``with make_executor("process")``: the workers are gone when the block is left. An idle worker (its
+    thread that watches for the parent's end included) uses next to no CPU."""
     with make_executor("process", workers=1) as ex:
         assert ex.describe() == {"name": "process", "workers": 1}
         ex._start_workers()
         procs = list(ex._pool._processes.values())  # no public way before 3.14
         assert len(procs) == 1 and procs[0].is_alive()
+        time.sleep(0.5)
+        used = _cpu_s(procs[0].pid)
+        time.sleep(2.0)
+        assert _cpu_s(procs[0].pid) - used < 0.2
     assert not procs[0].is_alive()
 
 
