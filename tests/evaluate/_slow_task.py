@@ -21,8 +21,13 @@ def pid_task(spec, records):
 
 
 def interruptible_task(spec, records):
-    """The executor's own task function, its evaluation a 6 s sleep: Ctrl-C in the worker interrupts it."""
+    """The executor's own task function, its evaluation a sleep (6 s, or the first record's ``sleep_s``): Ctrl-C in
+    the worker interrupts it."""
     from edgenas.evaluate import executor
 
-    executor.evaluate_records = lambda spec, records: time.sleep(6.0) or [0.0] * len(records)  # this worker only
+    def sleep(spec, records):
+        time.sleep(float(records[0].get("sleep_s", 6.0)))
+        return [0.0] * len(records)
+
+    executor.evaluate_records = sleep  # in this worker only
     return executor._run_task(spec, records)

@@ -323,5 +323,14 @@ def test_ctrl_c_in_the_workers_interrupts_a_running_evaluation_and_no_idle_worke
             with pytest.raises(KeyboardInterrupt):
                 ex.map(spec, [{"n": 1}])
             assert time.monotonic() - t0 < 5.0
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a command run with Ctrl-C ignored: its workers ignore it too
+        with make_executor("process", workers=1) as ex:
+            ex._start_workers()
+            threading.Timer(1.0, ctrl_c, (list(ex._pool._processes),)).start()
+            try:
+                result = ex.map(spec, [{"n": 2, "sleep_s": 2.5}])
+            except KeyboardInterrupt:  # not out of the test: pytest would stop
+                result = "interrupted"
+            assert result == [0.0]
     finally:
         signal.signal(signal.SIGINT, previous)
