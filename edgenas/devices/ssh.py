@@ -213,6 +213,9 @@ class SSHTransport(Transport):
                                   hint="the device or network is slow; raise call_timeout_s") from None
             raise DeviceError(self.device, f"{action} failed: {type(exc).__name__}: {exc}",
                               hint="check free disk space and permissions of the work dir on the device") from None
+        except UnicodeError:  # paramiko decodes the SFTP server's messages strictly: a broken or hostile server
+            raise DeviceError(self.device, f"{action} failed: the device's SFTP server sent text that is not UTF-8",
+                              hint="check the SSH server of the device (its sftp-server)") from None
 
     def _expand_workdir(self, workdir: str) -> str:
         home = self._sftp.normalize(".")  # OpenSSH's sftp-server starts in the user's home

@@ -788,22 +788,28 @@ def test_a_command_that_ends_with_an_agent_channel_still_open_exits():
 class _LateStderrChannel(_FakeChannel):
     """An agent whose output ends at once and whose last words on stderr arrive a moment later."""
 
-    def __init__(self, chunks):
+    def __init__(self, chunks, stderr=b"Traceback: boom\n"):
         super().__init__(chunks)
-        self.stderr = [b"Traceback: boom\n"]
+        self.stderr = [stderr]
 
     def recv_stderr(self, n):
         time.sleep(0.3)
         return self.stderr.pop(0) if self.stderr else b""
 
 
-def test_the_error_of_an_ended_agent_waits_a_moment_for_its_stderr():
+def test_the_error_of_an_ended_agent_waits_a_moment_for_its_stderr_and_shows_its_last_1500_characters():
     from edgenas.devices.ssh import SSHAgentChannel
 
-    ch = SSHAgentChannel(_LateStderrChannel([]), "dev", SimpleNamespace(is_active=lambda: True, target="dev"))
+    conn = SimpleNamespace(is_active=lambda: True, target="dev")
+    ch = SSHAgentChannel(_LateStderrChannel([]), "dev", conn)
     with pytest.raises(DeviceError, match="the agent exited with status 3 .the agent's output ended.; agent stderr:"
                                           "\nTraceback: boom"):
         ch.recv_line(10)
+    ch = SSHAgentChannel(_LateStderrChannel([], b"x" * 10000 + b"END\n"), "dev", conn)
+    with pytest.raises(DeviceError) as exc:
+        ch.recv_line(10)
+    assert "; agent stderr:\n" + "x" * 1497 + "END (" in str(exc.value)
+    assert ch.stderr_tail() == "x" * 4092 + "END\n"
 
 
 def _zipapp(path: Path, main: str) -> Path:
@@ -869,13 +875,7 @@ def test_an_agent_command_not_found_says_to_set_python_in_the_profile():
 def test_a_device_whose_sftp_fails_is_one_device_error_and_leaves_no_connection(sshd, project):
     """sshd re-reads its configuration on SIGHUP: here one without the SFTP subsystem."""
     sshd.trust(project)
-    config = sshd.dir / "sshd_config"
-    config.write_text(config.read_text().replace("Subsystem sftp internal-sftp\n", ""))
-    os.kill(sshd.proc.pid, signal.SIGHUP)
-    deadline = time.monotonic() + 10
-    while "Subsystem" in config.read_text() or not _listening(sshd.port):
-        assert time.monotonic() < deadline, sshd.log
-        time.sleep(0.1)
+    _reconfigure(sshd, "Subsystem sftp internal-sftp\n", "")
     before = _transports()
     with pytest.raises(DeviceError, match="opening SFTP failed: ") as exc:
         SSHTransport(sshd.profile(), project)
@@ -883,12 +883,15 @@ def test_a_device_whose_sftp_fails_is_one_device_error_and_leaves_no_connection(
     assert _transports(before) == before
 
 
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-            return s.recv(4).startswith(b"SSH-")
-    except OSError:
-        return False
+def _reconfigure(sshd, old: str, new: str) -> None:
+    """Change sshd's configuration and make it re-read it (SIGHUP: it restarts itself on the same port)."""
+    config, listening = sshd.dir / "sshd_config", sshd.log.count("Server listening on")
+    config.write_text(config.read_text().replace(old, new))
+    os.kill(sshd.proc.pid, signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while sshd.log.count("Server listening on") == listening:
+        assert time.monotonic() < deadline, sshd.log
+        time.sleep(0.05)
 
 
 def test_a_file_operation_that_fails_says_so_or_that_the_connection_was_lost(sshd, device, project, tmp_path):
@@ -907,3 +910,41 @@ def test_a_file_operation_that_fails_says_so_or_that_the_connection_was_lost(ssh
         with pytest.raises(DeviceError, match=r"lost the SSH connection to .* while uploading blob.bin to ") as exc:
             t.put_file(src, "models/blob.bin")
         assert "finished results on the device are kept" in exc.value.hint
+
+
+_SFTP_SERVER = r"""
+import struct, sys
+inp, out = sys.stdin.buffer, sys.stdout.buffer
+def packet():
+    size = inp.read(4)
+    if len(size) < 4:
+        sys.exit(0)
+    return inp.read(struct.unpack(">I", size)[0])
+def send(kind, body):
+    out.write(struct.pack(">IB", len(body) + 1, kind) + body)
+    out.flush()
+packet()
+send(2, struct.pack(">I", 3))  # VERSION 3
+while True:  # every request: the test's answer
+    request_id = packet()[1:5]
+    ANSWER
+"""
+
+
+@pytest.mark.parametrize("answer, needle", [
+    ("", "timed out while opening SFTP"),  # a server that never answers
+    ("send(101, request_id + struct.pack('>I', 4) + struct.pack('>I', 4) + b'\\xff\\xfe\\xfd!' + struct.pack('>I', 0))",
+     "opening SFTP failed: the device's SFTP server sent text that is not UTF-8")])
+def test_an_sftp_server_that_never_answers_or_sends_text_that_is_not_utf8_is_one_device_error(sshd, project, tmp_path,
+                                                                                               answer, needle):
+    """A hostile or broken device: paramiko decodes the SFTP server's messages strictly, and the
+    UnicodeDecodeError was an internal error of every command that logged in."""
+    server = tmp_path / "sftp_server.py"
+    server.write_text(_SFTP_SERVER.replace("ANSWER", answer or "pass"))
+    sshd.trust(project)
+    _reconfigure(sshd, "internal-sftp", f"{sys.executable} {server}")
+    before = _transports()
+    with pytest.raises(DeviceError, match=needle) as exc:
+        SSHTransport(sshd.profile(call_timeout_s=1.0), project)
+    assert exc.value.device == "dev"
+    assert _transports(before) == before
