@@ -334,3 +334,28 @@ def test_ctrl_c_in_the_workers_interrupts_a_running_evaluation_and_no_idle_worke
             assert result == [0.0]
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+_WORKERS_CANNOT_START = """
+import sys
+if __name__ != "__main__":  # a spawned worker imports this script first: here it cannot
+    sys.exit(3)
+from edgenas.errors import EdgenasError
+from edgenas.evaluate.executor import EvalSpec, ProcessExecutor
+try:
+    ProcessExecutor(workers=1).map(EvalSpec.make("compression", "nb201"), [{"n": 0}])
+except EdgenasError as exc:
+    print(exc, exc.hint, sep="\\n")
+"""
+
+
+def test_a_process_pool_whose_workers_cannot_start_says_so(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "script.py"
+    script.write_text(_WORKERS_CANNOT_START)
+    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2])))
+    assert res.stdout.startswith("process pool: a worker did not start (BrokenProcessPool"), res.stdout + res.stderr
+    assert "check that this Python can start subprocesses" in res.stdout
