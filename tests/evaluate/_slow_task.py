@@ -31,3 +31,10 @@ def interruptible_task(spec, records):
 
     executor.evaluate_records = sleep  # in this worker only
     return executor._run_task(spec, records)
+
+
+def input_error_task(spec, records):
+    """An evaluation that finds bad input (an EdgenasError) in the worker."""
+    from edgenas.errors import InputError
+
+    raise InputError("no such table row")

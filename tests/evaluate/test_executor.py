@@ -359,3 +359,16 @@ def test_a_process_pool_whose_workers_cannot_start_says_so(tmp_path):
                          env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2])))
     assert res.stdout.startswith("process pool: a worker did not start (BrokenProcessPool"), res.stdout + res.stderr
     assert "check that this Python can start subprocesses" in res.stdout
+
+
+def test_an_edgenas_error_in_a_pool_worker_reaches_the_caller_as_it_is(monkeypatch):
+    """It says what to do; wrapped as "an evaluation failed" it would not."""
+    from edgenas.evaluate import executor
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))  # the workers are spawned with this sys.path
+    from _slow_task import input_error_task
+
+    monkeypatch.setattr(executor, "_run_task", input_error_task)
+    with make_executor("process", workers=1) as ex:
+        with pytest.raises(InputError, match="no such table row"):
+            ex.map(EvalSpec.make("compression", "nb201"), [{"n": 0}])
