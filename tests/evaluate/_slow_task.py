@@ -38,3 +38,8 @@ def input_error_task(spec, records):
     from edgenas.errors import InputError
 
     raise InputError("no such table row")
+
+
+def crashing_task(spec, records):
+    """An evaluation that fails in the worker with an error that is not an EdgenasError."""
+    raise RuntimeError("boom in the worker")

@@ -366,9 +366,12 @@ def test_an_edgenas_error_in_a_pool_worker_reaches_the_caller_as_it_is(monkeypat
     from edgenas.evaluate import executor
 
     monkeypatch.syspath_prepend(str(Path(__file__).parent))  # the workers are spawned with this sys.path
-    from _slow_task import input_error_task
+    from _slow_task import crashing_task, input_error_task
 
     monkeypatch.setattr(executor, "_run_task", input_error_task)
     with make_executor("process", workers=1) as ex:
         with pytest.raises(InputError, match="no such table row"):
+            ex.map(EvalSpec.make("compression", "nb201"), [{"n": 0}])
+        monkeypatch.setattr(executor, "_run_task", crashing_task)  # any other error: one ExecutorError
+        with pytest.raises(executor.ExecutorError, match=r"process pool: an evaluation failed \(RuntimeError: boom"):
             ex.map(EvalSpec.make("compression", "nb201"), [{"n": 0}])
