@@ -282,9 +282,11 @@ class LLMOperator:
         first = self._next_logged("proposal")
         if first is not None:
             recs = [first] + [self._next_logged("proposal", offset=k) for k in range(1, len(rows))]
-            if any(r is None for r in recs) or [r.get("parent") for r in recs] != pids:
-                raise InputError(f"cannot resume: LLM proposals {self.n_events}.. were made for other parents",
-                                 hint="the code or the seed changed")
+            # one logged batch, of these parents (a batch replayed in parts, or two as one, was no error)
+            if any(r is None for r in recs) or [(r["parent"], r["batch"], r["of"]) for r in recs] != [
+                    (p, self.n_events, len(rows)) for p in pids]:
+                raise InputError(f"cannot resume: LLM proposals {self.n_events}.. were made in another batch or "
+                                 "for other parents", hint="the code or the seed changed")
         else:
             if self.preload_error is not None:
                 self._fail(self.preload_error)

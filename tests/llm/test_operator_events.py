@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from edgenas.errors import LLMError
+from edgenas.errors import InputError, LLMError
 from edgenas.llm.engine import Proposal
 from edgenas.llm.experience import read_all
 from edgenas.llm.operator import LLMOperator, LLMSettings
@@ -32,7 +32,7 @@ class Scripted:
 
 def operator(model, tmp_path, engine=None, **opts):
     space = get_space("nb201")
-    settings = LLMSettings(model=str(model), lora_every=0, **opts)
+    settings = LLMSettings(**{"model": str(model), "lora_every": 0, **opts})
     op = LLMOperator(space, settings, tmp_path, seed=0, objective="cifar100_test")
     if engine is not None:
         op.engine, op.engine_round = engine, 0
@@ -140,3 +140,124 @@ def test_no_parents_is_no_proposal_and_mutate_is_one_child_of_the_model(tiny_mod
     child = op.mutate(parent, Result((-60.0,)), None)
     (rec,) = read_all(tmp_path)["proposals"]
     assert rec["valid"] and rec["novel"] and space.to_dict(child) == rec["child"] != space.to_dict(parent)
+
+
+VALID = 'edge_1_0", "value": "none"}'
+
+
+def logged_run(model, tmp_path, n=2):
+    """A run folder whose log holds one batch of ``n`` proposals for the parent ARCH."""
+    space, op = operator(model, tmp_path, Scripted([VALID] * n))
+    op.mutate_many([space.from_string(ARCH)] * n, [Result((-60.0,))] * n, set())
+    return space, tmp_path / "llm" / "proposals.jsonl"
+
+
+OTHER = "proposals 0.. were made in another batch or for other parents"
+
+
+@pytest.mark.parametrize("edit, parents, needle", [
+    (lambda recs: recs, 1, OTHER),                    # the batch was of 2: it was replayed as two of 1
+    (lambda recs: recs, 3, OTHER),                    # the log ends after 2
+    (lambda recs: recs, "other", OTHER),
+    (lambda recs: [{**recs[0], "of": 1}, {**recs[1], "batch": 1, "of": 1}], 2, OTHER),   # two batches of 1
+    (lambda recs: [{**r, "event": r["event"] + 1} for r in recs], 2, "LLM event 0 in .* is not a proposal"),
+    (lambda recs: [{**recs[0], "event": 1}, {**recs[1], "event": 0}], 2, "LLM event 0 in .* is not a proposal"),
+    (lambda recs: [{"event": 0, "kind": "lora", "round": 1}] + recs, 2, "LLM event 0 in .* is not a proposal"),
+])
+def test_a_log_that_does_not_line_up_with_the_search_is_one_error_on_resume(tiny_model, tmp_path, edit, parents,
+                                                                             needle):
+    space, log = logged_run(tiny_model, tmp_path)
+    log.write_text("".join(json.dumps(r) + "\n" for r in edit([json.loads(x) for x in log.read_text().splitlines()])))
+    before = log.read_bytes()
+    space, op = operator(tiny_model, tmp_path, Scripted())
+    op.load_log()
+    other = space.from_string("|none~0|+|none~0|none~1|+|avg_pool_3x3~0|nor_conv_1x1~1|none~2|")
+    k = 2 if parents == "other" else parents
+    archs = [space.from_string(ARCH)] * (k - 1) + [other if parents == "other" else space.from_string(ARCH)]
+    with pytest.raises(InputError, match=needle) as info:
+        op.mutate_many(archs, [Result((-60.0,))] * k, set())
+    assert info.value.hint == "the code or the seed changed"
+    assert log.read_bytes() == before and op.engine.calls == []
+
+
+def test_a_batch_cut_short_is_dropped_and_made_again_and_a_whole_one_is_replayed(tiny_model, tmp_path):
+    space, log = logged_run(tiny_model, tmp_path)
+    whole = log.read_text()
+    log.write_text(whole.splitlines(keepends=True)[0])           # the second of the batch was never written
+    space, op = operator(tiny_model, tmp_path, Scripted([VALID, VALID]))
+    op.load_log()
+    assert op.replay == [] and log.read_text() == ""
+    op.mutate_many([space.from_string(ARCH)] * 2, [Result((-60.0,))] * 2, set())
+    assert len(op.engine.calls) == 1 and log.read_text() == whole
+    space, op = operator(tiny_model, tmp_path, Scripted())
+    op.load_log()
+    assert len(op.replay) == 2
+    children = op.mutate_many([space.from_string(ARCH)] * 2, [Result((-60.0,))] * 2, set())
+    assert [space.to_dict(c) for c in children] == [json.loads(x)["child"] for x in whole.splitlines()]
+    assert op.engine.calls == [] and op.n_events == 2 and op.cursor == 2 and log.read_text() == whole
+
+
+@pytest.mark.parametrize("line", ['{"proposal": "0"}', '{"round": 0}', '{"proposal": -1}'])
+def test_an_outcome_without_its_proposal_number_is_one_error_on_resume(tiny_model, tmp_path, line):
+    logged_run(tiny_model, tmp_path)
+    (tmp_path / "llm" / "outcomes.jsonl").write_text('{"proposal": 0}\n' + line + "\n")
+    space, op = operator(tiny_model, tmp_path)
+    with pytest.raises(InputError, match=r"line 2 of .*outcomes\.jsonl has no proposal number"):
+        op.load_log()
+
+
+@pytest.mark.parametrize("damage, word", [("remove", "missing"), ("link", "a link")])
+def test_a_missing_or_linked_adapter_of_a_replayed_update_is_one_error(tiny_model, tmp_path, damage, word):
+    """A resumed run replays a logged LoRA update, then needs the model: the update's adapter folder must be
+    there (it is removed, or a link planted in its place, only by hand)."""
+    space, log = logged_run(tiny_model, tmp_path, n=1)
+    log.write_text(log.read_text() + json.dumps({"event": 1, "kind": "lora", "round": 1}) + "\n")
+    if damage == "link":
+        (tmp_path / "elsewhere").mkdir()
+        (tmp_path / "llm" / "adapter-1").symlink_to(tmp_path / "elsewhere")
+    space, op = operator(tiny_model, tmp_path, lora_every=1)
+    op.load_log()
+    parent = space.from_string(ARCH)
+    (child,) = op.mutate_many([parent], [Result((-60.0,))], set())
+    op.observe(parent, child, Result((-60.0,)), Result((-65.0,)), "llm")    # the logged update is replayed
+    assert op.round == 1 and op.n_events == 2 and op.engine is None
+    with pytest.raises(InputError, match=f"cannot resume: .*adapter-1 is {word}") as info:
+        op.mutate_many([parent], [Result((-60.0,))], set())
+    assert info.value.hint == "the run folder is damaged"
+
+
+class Failing:
+    def propose_many(self, *args, **kwargs):
+        self.calls = getattr(self, "calls", 0) + 1
+        raise LLMError("the model failed to generate: boom")
+
+
+def test_a_generation_that_fails_is_one_error_or_one_logged_fallback(tiny_model, tmp_path):
+    space, op = operator(tiny_model, tmp_path / "a", Failing())
+    parent = space.from_string(ARCH)
+    with pytest.raises(LLMError, match="boom"):
+        op.mutate_many([parent] * 2, [Result((-60.0,))] * 2, set())
+    assert not (tmp_path / "a" / "llm" / "proposals.jsonl").exists()
+    space, op = operator(tiny_model, tmp_path / "b", Failing(), fallback=True)
+    for _ in range(2):
+        assert op.mutate_many([parent] * 2, [Result((-60.0,))] * 2, set()) == [None, None]
+    (rec,) = read_all(tmp_path / "b")["proposals"]
+    assert rec == {"event": 0, "kind": "fallback", "reason": "the model failed to generate: boom"}
+    assert op.engine.calls == 1 and op.disabled and op.n_events == 1
+
+
+def test_lora_updates_every_lora_every_successes_and_keep_the_last_two_adapters(tiny_model, tmp_path):
+    space, op = operator(tiny_model, tmp_path, think_tokens=2, lora_every=2, lora_steps=1, lora_lr=0.05)
+    parents = [space.from_genes(np.full(6, g)) for g in (1, 2, 3)] * 2
+    children = op.mutate_many(parents, [Result((-60.0,))] * 6, set())
+    engine = op.engine
+    for parent, child in zip(parents, children):
+        op.observe(parent, child, Result((-60.0,)), Result((-61.0,)), "llm")
+    loras = [r for r in read_all(tmp_path)["proposals"] if r["kind"] == "lora"]
+    assert [(r["event"], r["round"], r["adapter"], r["buffer"]) for r in loras] == [
+        (6, 1, "adapter-1", 2), (7, 2, "adapter-2", 4), (8, 3, "adapter-3", 6)]
+    assert sorted(p.name for p in (tmp_path / "llm").glob("adapter-*")) == ["adapter-2", "adapter-3"]
+    assert op.round == 3 and op.n_events == 9 and op.successes == 0
+    assert op.engine is engine                       # the loaded model carries the updates: not loaded again
+    op.mutate_many(parents[:1], [Result((-60.0,))], set())
+    assert read_all(tmp_path)["proposals"][-1]["round"] == 3 and op.engine is engine
