@@ -189,3 +189,34 @@ def test_same_key_same_onnx_subgraph(tmp_path):
         nodes_c, init_c = onnx_graph(build_block(other), shape, tmp_path / "c.onnx")
         shapes_a = sorted(v.shape for v in init_a.values())
         assert nodes_c != nodes_a or sorted(v.shape for v in init_c.values()) != shapes_a
+
+
+def test_block_weights_follow_the_documented_init_from_a_fixed_seed():
+    """Convs kaiming-normal over fan-out (a depthwise conv's fan-out is k * k), linear N(0, 0.01), biases 0, BN
+    the identity; the seed is the key's SHA-256, the same in every process and every release."""
+    from edgenas.spaces.mbv3_blocks import key_seed
+
+    key = "expanded_conv-input:7x7x160-output:7x7x160-expand:960-kernel:7-stride:1-idskip:1-se:1-hs:1"
+    assert key_seed(key) == 1154989054696745609
+    m = build_block(key)
+    for conv, fan_out in ((m.expand.conv, 960), (m.depthwise.conv, 7 * 7), (m.se.reduce, 240), (m.se.expand, 960),
+                          (m.project.conv, 160)):
+        assert float(conv.weight.std()) == pytest.approx((2 / fan_out) ** 0.5, rel=0.03)
+    assert not m.se.reduce.bias.any() and not m.se.expand.bias.any()
+    for bn in (m.expand.bn, m.depthwise.bn, m.project.bn):
+        assert bn.weight.eq(1).all() and bn.running_var.eq(1).all()
+        assert not bn.bias.any() and not bn.running_mean.any()
+    head = build_block("Conv_2-input:1x1x960-output:1x1x1280")  # conv with a bias, no BN
+    assert [name for name, _ in head.named_children()] == ["conv", "act"]
+    assert float(head.conv.weight.std()) == pytest.approx((2 / 1280) ** 0.5, rel=0.03) and not head.conv.bias.any()
+    logits = build_block("Logits-input:1x1x1280-output:1000")
+    assert float(logits.linear.weight.std()) == pytest.approx(0.01, rel=0.03) and not logits.linear.bias.any()
+
+
+def test_an_identity_skip_adds_the_input_to_the_projection():
+    m = build_block("expanded_conv-input:8x8x16-output:8x8x16-expand:48-kernel:3-stride:1-idskip:1-se:1-hs:1")
+    x = torch.randn(1, 16, 8, 8)
+    with torch.no_grad():
+        y = m(x)
+        m.residual = False
+        assert torch.allclose(y, x + m(x)) and not torch.allclose(y, m(x))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
 from edgenas.errors import InputError
-from edgenas.spaces.nb201_net import build_nb201_network, parse_nb201_string
+from edgenas.spaces.nb201_net import (NB201Cell, ResidualReduction, build_nb201_network, make_op,
+                                      parse_nb201_string)
 
 torch.set_num_threads(1)
 
@@ -81,3 +84,64 @@ def test_deterministic_init_and_other_sizes():
         assert torch.equal(pa, pb)
     x = torch.randn(1, 3, 16, 16)
     assert a.eval()(x).shape == (1, 5)
+
+
+def test_a_string_naming_an_unknown_op_is_refused_by_name():
+    s = "|nor_conv_3x3~0|+|nor_conv_3x3~0|conv_5x5~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+    with pytest.raises(InputError, match="unknown NAS-Bench-201 op 'conv_5x5'"):
+        parse_nb201_string(s)
+    with pytest.raises(InputError, match="unknown NAS-Bench-201 op 'conv_5x5'"):
+        build_nb201_network(s)
+
+
+def test_relus_are_not_in_place_so_hooks_see_the_pre_activation():
+    """NASWOT reads each ReLU's input in a forward hook: an in-place ReLU would have overwritten it."""
+    torch.manual_seed(0)
+    net = build_nb201_network(["nor_conv_3x3", "skip_connect", "nor_conv_1x1", "avg_pool_3x3", "nor_conv_3x3",
+                               "skip_connect"], C=4, N=1).eval()
+    seen = []
+    relus = [m for m in net.modules() if isinstance(m, torch.nn.ReLU)]
+    for m in relus:
+        m.register_forward_hook(lambda mod, inp, out: seen.append(bool((inp[0] < 0).any())))
+    with torch.no_grad():
+        net(torch.randn(2, 3, 8, 8))
+    assert len(seen) == len(relus) == 3 * 3 + 2 * 2 + 1 and all(seen)  # cells, reductions, lastact
+
+
+def test_a_cell_sums_its_skip_paths_in_string_order():
+    """With skip_connect / none edges, a cell's output is its input times the number of skip paths from node 0
+    to node 3; the edges are in NAS-Bench-201 string order 1<-0, 2<-0, 2<-1, 3<-0, 3<-1, 3<-2."""
+    x = torch.randn(1, 2, 3, 3)
+    for on in itertools.product((0, 1), repeat=6):
+        cell = NB201Cell(["skip_connect" if b else "none" for b in on], 2)
+        paths = on[3] + on[0] * on[4] + on[1] * on[5] + on[0] * on[2] * on[5]  # 0-3, 0-1-3, 0-2-3, 0-1-2-3
+        assert torch.allclose(cell(x), x * paths), on
+
+
+@pytest.mark.parametrize("text", [
+    "|none~0|+|none~0|none~1|",  # two nodes: three ops
+    "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|+|none~0|none~1|none~2|none~3|",  # four nodes: ten
+    "|none~0|none~1|+|none~0|+|none~0|none~1|none~2|",  # six ops, but two edges into node 1
+    "|none~0|+|none~0|none~1|+|none~0|none~2|none~1|",  # sources out of order
+    "|none~0|+|none~0|none~1|+|none~0|none~1|none|",  # no source
+    "|none~0|+|none~0|none~1|+|none~0|none~1|none~two|",
+])
+def test_a_string_that_is_not_three_nodes_of_numbered_edges_is_malformed(text):
+    with pytest.raises(InputError, match="malformed NAS-Bench-201 architecture string"):
+        parse_nb201_string(text)
+
+
+def test_a_reduction_block_adds_its_shortcut_to_its_conv_branch():
+    torch.manual_seed(0)
+    block = ResidualReduction(2, 4).eval()
+    x = torch.randn(1, 2, 8, 8)
+    with torch.no_grad():
+        y, shortcut, branch = block(x), block.shortcut(x), block.conv_b(block.conv_a(x))
+    assert y.shape == (1, 4, 4, 4) and torch.allclose(y, shortcut + branch)
+    assert not torch.allclose(y, shortcut) and not torch.allclose(y, branch)
+
+
+def test_the_average_pool_leaves_out_the_padding():
+    """NAS-Bench-201's avg_pool_3x3 has count_include_pad=False: a constant image stays constant to its corners."""
+    x = torch.ones(1, 2, 4, 4)
+    assert torch.equal(make_op("avg_pool_3x3", 2)(x), x)
