@@ -146,8 +146,12 @@ class MBV3Space(SearchSpace[MBV3Arch]):
     def _check_genes(self, genes: Any, cast: bool = True) -> np.ndarray:
         """Gene vectors as a 2-D array, range-checked; as int64 unless ``cast`` is false (then in the
         caller's dtype where index arithmetic on it cannot overflow or turn to floats, else int64)."""
-        g = np.atleast_2d(np.asarray(genes))
         sizes = self._sizes
+        try:
+            g = np.atleast_2d(np.asarray(genes))
+        except ValueError:  # numpy's "inhomogeneous shape": rows of different lengths
+            raise InputError(f"gene vectors must have {len(sizes)} entries each, got rows of different lengths") \
+                from None
         require(g.ndim == 2 and g.shape[1] == len(sizes),
                 f"gene vectors must have {len(sizes)} entries, got shape {g.shape}")
         require(np.issubdtype(g.dtype, np.integer), f"genes must be integers, got {g.dtype}")
@@ -268,7 +272,7 @@ class MBV3Space(SearchSpace[MBV3Arch]):
         slots = np.where(active, t.slot[ri[:, None], np.arange(n)[None, :], ksi, ei], -1)
         full = np.concatenate([t.fixed[ri, :2], slots, t.fixed[ri, 2:]], axis=1)
         full = np.take_along_axis(full, np.argsort(full < 0, axis=1, kind="stable"), axis=1)
-        return full[:, : int((full >= 0).sum(axis=1).max())]
+        return full[:, : int((full >= 0).sum(axis=1).max(initial=0))]  # no genes: (0, 0), as the tables give
 
     def block_labels(self, arch: MBV3Arch) -> list[tuple[str, str]]:
         """(label, LUT block key) of every block in network order; a slot's label names its genes

@@ -365,3 +365,30 @@ def test_an_architecture_is_a_hashable_value():
     assert {a, dataclasses.replace(a)} == {a}
     with pytest.raises(dataclasses.FrozenInstanceError):
         a.r = 32
+
+
+def test_a_space_with_too_many_depth_patterns_to_tabulate_gives_the_same_key_matrix():
+    """Ten stages of depth 1..3 have 3 ** 10 = 59,049 depth patterns, over the 50,000 that are tabulated (one
+    Python loop step each): key_index_matrix takes the general path, with the same result as the loop."""
+    from edgenas.spaces.mbv3_config import MBV3_TINY
+
+    cfg = dataclasses.replace(MBV3_TINY, name="deep", stage_widths=(8,) * 10, stage_strides=(1,) * 10,
+                              stage_act=("relu",) * 10, stage_se=(False,) * 10, d_choices=(1, 2, 3))
+    space = MBV3Space(cfg)
+    assert space._compaction is None
+    genes = space.sample_genes(np.random.default_rng(0), 40)
+    fast = space.key_index_matrix(genes)
+    assert fast.dtype == np.int64 and np.array_equal(fast, SearchSpace.key_index_matrix(space, genes))
+    assert np.array_equal(space.key_index_matrix(genes.astype(np.uint8)), fast)
+    for s in (space, get_space("mbv3-small")):  # no genes, no blocks: on either path
+        assert s.key_index_matrix(np.zeros((0, s.dim), dtype=np.int64)).shape == (0, 0)
+
+
+def test_gene_rows_of_different_lengths_are_an_input_error():
+    space = get_space("mbv3-tiny")
+    good = list(map(int, space.to_genes(space.sample(np.random.default_rng(0)))))
+    for bad in ([good, good[:-1]], [good, [good]]):
+        with pytest.raises(InputError, match="got rows of different lengths"):
+            space.key_index_matrix(bad)
+        with pytest.raises(InputError, match="got rows of different lengths"):
+            space.from_genes(bad)
