@@ -1,0 +1,119 @@
+"""``edgenas.export`` in process: what a default export is, when an export is reused, and what
+``check_export`` refuses up front (``deploy`` and ``fleet`` call both without the CLI's flags)."""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+
+from edgenas.errors import InputError, OutputError
+from edgenas.export import check_export, export_arch
+from edgenas.spaces import get_space
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    space = get_space("mbv3-tiny")
+    return space, space.sample(np.random.default_rng(0))
+
+
+def test_a_default_export_is_opset_17_with_a_static_batch_unsimplified_and_reused_as_it_is(tiny, tmp_path):
+    """The library's defaults are the CLI's: ``deploy`` and ``fleet`` export with them and must find (reuse) what
+    ``edgenas export`` made, and a default export asks for no simplifier (absent here: a RuntimeWarning)."""
+    from exporters.manifest import Manifest
+
+    space, arch = tiny
+    out = tmp_path / "exp"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = export_arch(space, arch, out)
+    assert not [w for w in caught if issubclass(w.category, RuntimeWarning)], [str(w.message) for w in caught]
+    assert not first.reused and first.onnx_path == out / "model.onnx"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        first.reused = True  # type: ignore[misc]  # a result, not a state to change
+    man = Manifest.load(first.manifest_path)
+    assert (man.opset, man.dynamic_batch) == (17, False)
+    model = onnx.load(str(first.onnx_path))
+    assert [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [17]
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 1
+    again = export_arch(space, arch, out, opset=17, dynamic_batch=False)
+    assert again.reused and again.sha256 == first.sha256 and again.input_shape == first.input_shape
+
+
+def test_an_export_with_another_opset_or_batch_mode_is_made_again_not_reused(tiny, tmp_path):
+    from exporters.manifest import Manifest
+
+    space, arch = tiny
+    out = tmp_path / "exp"
+    export_arch(space, arch, out)
+    newer = export_arch(space, arch, out, opset=18)
+    assert not newer.reused and Manifest.load(newer.manifest_path).opset == 18
+    dynamic = export_arch(space, arch, out, opset=18, dynamic_batch=True)
+    assert not dynamic.reused and Manifest.load(dynamic.manifest_path).dynamic_batch
+    assert export_arch(space, arch, out, opset=18, dynamic_batch=True).reused
+
+
+def test_check_export_refuses_by_default_what_export_arch_would_refuse(tiny, tmp_path):
+    """``deploy`` calls ``check_export`` before it opens a device session: a bad opset, an --out that is a
+    file, or a foreign non-empty folder must be refused there, and ``export_arch`` without ``force`` writes
+    nothing into a foreign folder."""
+    space, arch = tiny
+    with pytest.raises(InputError, match="opset 999 is newer"):
+        check_export(space, arch, tmp_path / "new", opset=999)
+    a_file = tmp_path / "file"
+    a_file.write_text("not a folder")
+    with pytest.raises(OutputError, match="existing file"):
+        check_export(space, arch, a_file)
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "model.onnx").write_bytes(b"someone else's model")
+    with pytest.raises(OutputError, match="--force"):
+        check_export(space, arch, foreign)
+    with pytest.raises(OutputError, match="--force"):
+        export_arch(space, arch, foreign)
+    assert [p.name for p in foreign.iterdir()] == ["model.onnx"]
+    assert (foreign / "model.onnx").read_bytes() == b"someone else's model"
+    assert not (tmp_path / "new").exists()
+
+
+def test_same_network_is_false_for_a_record_of_no_architecture(tiny):
+    from edgenas.export import same_network
+
+    space, arch = tiny
+    assert same_network(space, space.to_dict(arch), arch) is True
+    assert same_network(space, {"space": "mbv3-tiny", "ks": "not a list"}, arch) is False
+
+
+def test_a_full_disk_during_an_export_is_one_output_error_and_leaves_no_folder(tiny, tmp_path):
+    """A write past the file-size limit fails with EFBIG (SIGXFSZ ignored), as a full disk does with ENOSPC:
+    ``export_arch`` raises one ``OutputError`` (not the bare OSError) and removes the folder it made."""
+    import resource
+    import signal
+
+    space, arch = tiny
+    out = tmp_path / "new" / "exp"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (8000, hard))
+    try:
+        with pytest.raises(OutputError, match="disk is full"):
+            export_arch(space, arch, out)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, old)
+    assert not (tmp_path / "new").exists()
+
+
+def test_the_default_export_folder_is_named_by_the_space_and_12_hex_digits_of_the_arch_hash(tiny, tmp_path):
+    """The name is how a project finds an earlier export of the architecture again (deploy, calibrate)."""
+    from edgenas.export import arch_hash, default_export_dir
+    from edgenas.project import Project
+
+    space, arch = tiny
+    folder = default_export_dir(Project(tmp_path), space, arch)
+    assert folder == tmp_path / "exports" / f"mbv3-tiny-{arch_hash(space, arch)[:12]}"
+    assert len(folder.name) == len("mbv3-tiny-") + 12
