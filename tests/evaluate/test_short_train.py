@@ -76,3 +76,31 @@ def test_decimal_options_reach_the_evaluator_from_the_command_line(cli, tmp_path
                   "--out", str(tmp_path / opt.replace("=", "-")), "--json")
         assert res.code == 0, (opt, res.err)
 
+
+
+@pytest.mark.parametrize("opts", [dict(epochs=1000), dict(epochs=0.01), dict(batch_size=2), dict(lr=1e-6),
+                                  dict(val_fraction=0.01), dict(val_fraction=0.99), dict(limit=10)])
+def test_options_at_the_edges_of_their_ranges_are_accepted(opts):
+    ev = make_evaluator("train", get_space("mbv3-tiny"), **opts).inner
+    assert all(ev.describe()[k] == v for k, v in opts.items()), ev.describe()
+
+
+@pytest.mark.parametrize("key, value", [("epochs", 1000.5), ("epochs", -1), ("epochs", True), ("batch_size", 1),
+                                        ("batch_size", 4.0), ("batch_size", True), ("lr", 0), ("lr", -0.1),
+                                        ("val_fraction", 0.0), ("val_fraction", 1.0), ("val_fraction", 1),
+                                        ("limit", 9), ("limit", 10.0), ("limit", True)])
+def test_options_outside_their_ranges_are_refused(key, value):
+    with pytest.raises(InputError, match=f"bad option {key}="):
+        make_evaluator("train", get_space("mbv3-tiny"), **{key: value})
+
+
+def test_a_dataset_with_more_classes_than_the_head_is_refused_and_its_channels_are_kept(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "eleven.npz", x=rng.random((33, 16, 16, 3), dtype=np.float32), y=np.arange(33) % 11)
+    space = get_space("mbv3-tiny")  # a 10-class head
+    with pytest.raises(InputError, match="has 11 classes"):
+        make_evaluator("train", space, data=str(tmp_path / "eleven.npz"))
+    np.savez(tmp_path / "rgb.npz", x=rng.random((30, 16, 16, 3), dtype=np.float32), y=np.arange(30) % 3)
+    ev = make_evaluator("train", space, data=str(tmp_path / "rgb.npz")).inner
+    train, _ = ev._dataset(space.input_shape(space.sample(rng)))
+    assert train.x.shape[1] == 3 and not bool((train.x[:, 0] == train.x[:, 1]).all())  # not channel 0 three times
