@@ -49,7 +49,9 @@ def test_an_export_with_another_opset_or_batch_mode_is_made_again_not_reused(tin
 
     space, arch = tiny
     out = tmp_path / "exp"
-    export_arch(space, arch, out)
+    steps: list[tuple[str, int, int]] = []
+    export_arch(space, arch, out, progress=lambda *step: steps.append(step))
+    assert steps == [("export", i, 3) for i in range(4)]
     newer = export_arch(space, arch, out, opset=18)
     assert not newer.reused and Manifest.load(newer.manifest_path).opset == 18
     dynamic = export_arch(space, arch, out, opset=18, dynamic_batch=True)
