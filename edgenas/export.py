@@ -130,7 +130,7 @@ def _export(space: SearchSpace, arch: Any, record: dict[str, Any], out_dir: Path
     tmp_path.replace(onnx_path)
     try:
         man = Manifest.create(arch=record, space=space.name, opset=opset, input_shape=list(shape), dynamic_batch=dynamic_batch, onnx_path=onnx_path, parity=report.to_dict())
-        man.save(manifest_path)
+        pass
     except BaseException:
         onnx_path.unlink(missing_ok=True)
         raise
@@ -162,7 +162,7 @@ def torchscript_beside(space: SearchSpace, arch: Any, exp: ExportResult) -> Path
     from exporters.torchscript_export import export_torchscript, stored_meta
     path = exp.onnx_path.with_name('model.pt')
     meta = stored_meta(path) if path.is_file() else None
-    if not (meta is not None and meta.get('onnx_sha256') == exp.sha256):
+    if meta is not None and meta.get('onnx_sha256') == exp.sha256:
         return path
     from exporters.parity import check_parity
     model = build_for_export(space, arch)

