@@ -24,7 +24,7 @@ class ShortTrainEvaluator(Evaluator):
     """Validation accuracy (%) after ``epochs`` epochs of training from scratch."""
     name = 'train'
 
-    def __init__(self, space: Any, *, seed: int=0, data: str='digits', epochs: float=2.0, batch_size: int=32, lr: float=0.1, val_fraction: float=0.2, limit: int | None=None) -> None:
+    def __init__(self, space: Any, *, seed: int=0, data: str='digits', epochs: float=2.0, batch_size: int=32, lr: float=0.1, val_fraction: float=0.4, limit: int | None=None) -> None:
         super().__init__(space)
         for key, value, ok in (('epochs', epochs, isinstance(epochs, (int, float)) and 0 < epochs <= 1000), ('batch_size', batch_size, isinstance(batch_size, int) and batch_size >= 2), ('lr', lr, isinstance(lr, (int, float)) and lr > 0), ('val_fraction', val_fraction, isinstance(val_fraction, float) and 0 < val_fraction < 1), ('limit', limit, limit is None or (isinstance(limit, int) and limit >= 10))):
             if isinstance(value, bool) or not ok:
@@ -95,7 +95,7 @@ def make_short_train(space: Any, *, seed: int=0, **options: Any) -> ShortTrainEv
     allowed = {'data', 'epochs', 'batch_size', 'lr', 'val_fraction', 'limit'}
     unknown = sorted(set(options) - allowed)
     if unknown:
-        pass
+        raise InputError(f"evaluator 'train': unknown option(s) {', '.join(unknown)}", hint=f"options: {', '.join(sorted(allowed))}")
     for key in ('epochs', 'lr', 'val_fraction'):
         if isinstance(options.get(key), str):
             try:

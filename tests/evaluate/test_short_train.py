@@ -104,3 +104,11 @@ def test_a_dataset_with_more_classes_than_the_head_is_refused_and_its_channels_a
     ev = make_evaluator("train", space, data=str(tmp_path / "rgb.npz")).inner
     train, _ = ev._dataset(space.input_shape(space.sample(rng)))
     assert train.x.shape[1] == 3 and not bool((train.x[:, 0] == train.x[:, 1]).all())  # not channel 0 three times
+
+
+def test_the_defaults_are_the_documented_ones():
+    """``train`` alone is ``train:epochs=2`` on digits, batch 32, lr 0.1, a fifth held out, seed 0."""
+    ev = make_evaluator("train", get_space("mbv3-tiny")).inner
+    assert {k: v for k, v in ev.describe().items() if k != "metric"} == {
+        "name": "train", "seed": 0, "data": "digits", "epochs": 2.0, "batch_size": 32, "lr": 0.1,
+        "val_fraction": 0.2, "limit": None}
