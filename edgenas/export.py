@@ -4,16 +4,20 @@ The export folder holds ``model.onnx`` and ``manifest.json``; an export whose ma
 architecture, opset and batch mode and whose ONNX file still has the recorded SHA-256 is reused. For
 devices whose runtime is ``torch``, ``model.pt`` (TorchScript) is traced beside it when first needed.
 """
+
 from __future__ import annotations
+
 import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+
 from edgenas.errors import ExportError, InputError
 from edgenas.project import Project
 from edgenas.spaces.base import SearchSpace
+
 
 @dataclass(frozen=True)
 class ExportResult:
@@ -25,34 +29,44 @@ class ExportResult:
     input_shape: tuple[int, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        return {'onnx': str(self.onnx_path), 'manifest': str(self.manifest_path), 'sha256': self.sha256, 'reused': self.reused, 'parity': self.parity, 'input_shape': list(self.input_shape)}
+        return {"onnx": str(self.onnx_path), "manifest": str(self.manifest_path), "sha256": self.sha256,
+                "reused": self.reused, "parity": self.parity, "input_shape": list(self.input_shape)}
+
 
 def arch_hash(space: SearchSpace, arch: Any) -> str:
     return hashlib.sha256(space.arch_id(arch).encode()).hexdigest()
 
-def default_export_dir(project: Project, space: SearchSpace, arch: Any) -> Path:
-    return project.root / 'exports' / f'{space.name}-{arch_hash(space, arch)[:12]}'
 
-def export_arch(space: SearchSpace, arch: Any, out_dir: Path, *, opset: int=17, dynamic_batch: bool=False, simplify: bool=False, precision: str='fp32', force: bool=False, progress: Callable[[str, int, int], None] | None=None) -> ExportResult:
+def default_export_dir(project: Project, space: SearchSpace, arch: Any) -> Path:
+    return project.root / "exports" / f"{space.name}-{arch_hash(space, arch)[:12]}"
+
+
+def export_arch(space: SearchSpace, arch: Any, out_dir: Path, *, opset: int = 17,
+                dynamic_batch: bool = False, simplify: bool = False, precision: str = "fp32",
+                force: bool = False, progress: Callable[[str, int, int], None] | None = None) -> ExportResult:
     """Export ``arch`` to ``out_dir/model.onnx`` (checked, parity-tested) with a manifest.
 
     A non-empty ``out_dir`` that is not an export of this architecture is refused unless ``force``;
     a failed export (check, parity, full disk) leaves no file and no folder it created behind."""
     from exporters.errors import ExportCheckError
     from exporters.manifest import Manifest
+
     from edgenas.io import sha256_file
     from edgenas.outdirs import DISK_ERRNOS, disk_error, new_out_dir
+
     out_dir = Path(out_dir)
     check_export(space, arch, out_dir, opset=opset, force=force)
-    onnx_path, manifest_path = (out_dir / 'model.onnx', out_dir / 'manifest.json')
+    onnx_path, manifest_path = out_dir / "model.onnx", out_dir / "manifest.json"
     record = space.to_dict(arch)
-    if not force and onnx_path.is_file() and manifest_path.exists():
+    if not force and onnx_path.is_file() and manifest_path.exists():  # a FIFO there hung the hash: export again
         try:
             man = Manifest.load(manifest_path)
-            if same_network(space, man.arch, arch) and man.opset == opset and (man.dynamic_batch == dynamic_batch) and (man.onnx_sha256 == sha256_file(onnx_path)):
-                return ExportResult(onnx_path, manifest_path, man.onnx_sha256, True, dict(man.parity), tuple(man.input_shape))
+            if (same_network(space, man.arch, arch) and man.opset == opset and man.dynamic_batch == dynamic_batch
+                    and man.onnx_sha256 == sha256_file(onnx_path)):
+                return ExportResult(onnx_path, manifest_path, man.onnx_sha256, True, dict(man.parity),
+                                    tuple(man.input_shape))
         except (ExportCheckError, InputError, ValueError, KeyError, TypeError):
-            pass
+            pass  # stale or foreign manifest: export again
     step = progress or (lambda name, done, total: None)
     try:
         with new_out_dir(out_dir):
@@ -60,15 +74,18 @@ def export_arch(space: SearchSpace, arch: Any, out_dir: Path, *, opset: int=17, 
     except OSError as exc:
         if exc.errno not in DISK_ERRNOS:
             raise
-        raise disk_error(exc, f'the export to {out_dir}') from None
+        raise disk_error(exc, f"the export to {out_dir}") from None
 
-def check_export(space: SearchSpace, arch: Any, out_dir: Path, *, opset: int=17, force: bool=False) -> None:
+
+def check_export(space: SearchSpace, arch: Any, out_dir: Path, *, opset: int = 17, force: bool = False) -> None:
     """Refuse what ``export_arch`` would refuse (the opset, a folder it could not or must not write) before
     anything is written: commands that export after other work (``deploy`` opens a device session first,
     ``export --format trt`` may ask the device) call it up front, so bad input starts no session."""
     from exporters.errors import ExportCheckError
     from exporters.onnx_export import check_opset
+
     from edgenas.outdirs import check_out_dir
+
     try:
         check_opset(opset)
     except ExportCheckError as exc:
@@ -77,7 +94,11 @@ def check_export(space: SearchSpace, arch: Any, out_dir: Path, *, opset: int=17,
     check_out_dir(out_dir)
     if not force:
         _refuse_foreign_folder(out_dir, space, arch)
-PARTIAL_NAME = '.model.onnx.partial'
+
+
+#: the temporary file an export writes before its checks pass; one left behind (``kill -9``) is ours to replace
+PARTIAL_NAME = ".model.onnx.partial"
+
 
 def same_network(space: SearchSpace, record: Any, arch: Any) -> bool:
     """Whether an export's recorded architecture is the network ``arch`` is: compared as the space's canonical
@@ -88,38 +109,51 @@ def same_network(space: SearchSpace, record: Any, arch: Any) -> bool:
     except (InputError, ValueError, KeyError, TypeError, AttributeError):
         return False
 
+
 def _refuse_foreign_folder(out_dir: Path, space: SearchSpace, arch: Any) -> None:
     """An existing, non-empty folder is written only when it holds an export of this very architecture (or
     only the temporary file of an export killed before it finished, which refused every later export and
     deploy of the architecture to its folder)."""
-    if not out_dir.is_dir() or not any((p.name != PARTIAL_NAME for p in out_dir.iterdir())):
+    if not out_dir.is_dir() or not any(p.name != PARTIAL_NAME for p in out_dir.iterdir()):
         return
     from exporters.errors import ExportCheckError
     from exporters.manifest import Manifest
+
     from edgenas.errors import OutputError
-    manifest = out_dir / 'manifest.json'
+
+    manifest = out_dir / "manifest.json"
     try:
         same = manifest.is_file() and same_network(space, Manifest.load(manifest).arch, arch)
     except (ExportCheckError, InputError, ValueError, KeyError, TypeError, OSError):
         same = False
     if not same:
-        raise OutputError(f'--out {out_dir} is not empty and holds no edgenas export of this architecture', hint='choose an empty or new folder, or pass --force to overwrite model.onnx and manifest.json there')
+        raise OutputError(f"--out {out_dir} is not empty and holds no edgenas export of this architecture",
+                          hint="choose an empty or new folder, or pass --force to overwrite model.onnx and "
+                               "manifest.json there")
 
-def _export(space: SearchSpace, arch: Any, record: dict[str, Any], out_dir: Path, opset: int, dynamic_batch: bool, simplify: bool, precision: str, step: Callable[[str, int, int], None]) -> ExportResult:
+
+def _export(space: SearchSpace, arch: Any, record: dict[str, Any], out_dir: Path, opset: int,
+            dynamic_batch: bool, simplify: bool, precision: str, step: Callable[[str, int, int], None]
+            ) -> ExportResult:
     from exporters.errors import ExportCheckError
     from exporters.manifest import Manifest
     from exporters.onnx_export import export_onnx
     from exporters.parity import check_parity
-    onnx_path, manifest_path = (out_dir / 'model.onnx', out_dir / 'manifest.json')
-    step('export', 0, 3)
+
+    onnx_path, manifest_path = out_dir / "model.onnx", out_dir / "manifest.json"
+    step("export", 0, 3)
     model = build_for_export(space, arch)
     shape = tuple(space.input_shape(arch))
+    # Export to a temporary name so a failed check never leaves a half-valid model.onnx behind.
     tmp_path = out_dir / PARTIAL_NAME
     try:
-        info = export_onnx(model, shape, tmp_path, opset=opset, dynamic_batch=dynamic_batch, simplify=simplify)
-        step('export', 1, 3)
-        report = dataclasses.replace(check_parity(model, tmp_path, precision=precision, batch=1), onnx_path=str(onnx_path))
-        step('export', 2, 3)
+        info = export_onnx(model, shape, tmp_path, opset=opset, dynamic_batch=dynamic_batch,
+                           simplify=simplify)
+        step("export", 1, 3)
+        # checked under its temporary name, reported under the name it is kept (or refused) as
+        report = dataclasses.replace(check_parity(model, tmp_path, precision=precision, batch=1),
+                                     onnx_path=str(onnx_path))
+        step("export", 2, 3)
         report.raise_if_failed()
     except ExportCheckError as exc:
         tmp_path.unlink(missing_ok=True)
@@ -129,13 +163,15 @@ def _export(space: SearchSpace, arch: Any, record: dict[str, Any], out_dir: Path
         raise
     tmp_path.replace(onnx_path)
     try:
-        man = Manifest.create(arch=record, space=space.name, opset=opset, input_shape=list(shape), dynamic_batch=dynamic_batch, onnx_path=onnx_path, parity=report.to_dict())
+        man = Manifest.create(arch=record, space=space.name, opset=opset, input_shape=list(shape),
+                              dynamic_batch=dynamic_batch, onnx_path=onnx_path, parity=report.to_dict())
         man.save(manifest_path)
     except BaseException:
-        onnx_path.unlink(missing_ok=True)
+        onnx_path.unlink(missing_ok=True)  # a model without its manifest is no export
         raise
-    step('export', 3, 3)
+    step("export", 3, 3)
     return ExportResult(onnx_path, manifest_path, info.sha256, False, report.to_dict(), shape)
+
 
 def build_for_export(space: SearchSpace, arch: Any) -> Any:
     """The architecture's network, its weights drawn from a seed of its id: an export of the same record
@@ -143,16 +179,20 @@ def build_for_export(space: SearchSpace, arch: Any) -> Any:
     initialisation drew from the global generator: every export differed, and the two files beside each
     other were two networks). The caller's random state is left as it was."""
     import torch
+
     from edgenas.spaces.mbv3_blocks import key_seed
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(key_seed(space.arch_id(arch)))
         return space.build_model(arch).eval()
 
+
 def parity_summary(parity: dict[str, Any]) -> str:
     try:
-        return json.dumps({k: parity[k] for k in ('max_abs', 'median_abs', 'passed') if k in parity})
+        return json.dumps({k: parity[k] for k in ("max_abs", "median_abs", "passed") if k in parity})
     except TypeError:
         return str(parity)
+
 
 def torchscript_beside(space: SearchSpace, arch: Any, exp: ExportResult) -> Path:
     """``model.pt`` beside the export's ``model.onnx``: the same model traced to TorchScript, with its input
@@ -160,16 +200,22 @@ def torchscript_beside(space: SearchSpace, arch: Any, exp: ExportResult) -> Path
     the file is missing or was traced for another ONNX file."""
     from exporters.errors import ExportCheckError
     from exporters.torchscript_export import export_torchscript, stored_meta
-    path = exp.onnx_path.with_name('model.pt')
+
+    path = exp.onnx_path.with_name("model.pt")
     meta = stored_meta(path) if path.is_file() else None
-    if meta is not None and meta.get('onnx_sha256') == exp.sha256:
+    if meta is not None and meta.get("onnx_sha256") == exp.sha256:
         return path
     from exporters.parity import check_parity
+
     model = build_for_export(space, arch)
-    if exp.reused and (not check_parity(model, exp.onnx_path, batch=1).passed):
-        pass
+    if exp.reused and not check_parity(model, exp.onnx_path, batch=1).passed:
+        # an export made before the weights were seeded (nb201): tracing this network would put another one
+        # beside model.onnx
+        raise ExportError(f"{exp.onnx_path} holds other weights than this edgenas builds for the architecture "
+                          "(it was exported by an earlier version), so model.pt would be another network",
+                          hint="export it again with --force, which makes both files from one network")
     try:
-        export_torchscript(model, tuple(exp.input_shape), path, meta={'onnx_sha256': exp.sha256, 'space': space.name})
+        export_torchscript(model, tuple(exp.input_shape), path, meta={"onnx_sha256": exp.sha256, "space": space.name})
     except ExportCheckError as exc:
         raise ExportError(str(exc)) from None
     return path
