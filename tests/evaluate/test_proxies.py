@@ -485,3 +485,66 @@ def test_a_network_that_fails_is_logged_with_its_proxy_and_architecture(caplog):
     with caplog.at_level("WARNING", logger="edgenas.evaluate.proxies.evaluator"):
         assert EVALUATORS.get("naswot")(space, batch_size=4).evaluate([RAISING])[0] == -math.inf
     assert f"proxy naswot failed on {space.arch_id(RAISING)}" in caplog.text
+
+
+def test_count_macs_feeds_its_zeros_where_the_model_is():
+    """On the meta device (shapes only) as on a GPU: an input made on the CPU would not meet the weights."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Flatten(), nn.Linear(4 * 5 * 5, 2)).to("meta")
+    assert count_macs(model, (1, 3, 5, 5)) == 4 * 25 * 3 * 9 + 2 * 100
+
+
+def test_data_free_proxies_never_read_the_dataset(tmp_path):
+    """synflow, params and flops score a batch of zeros: a dataset gone after construction does not matter to
+    them, where naswot needs its images."""
+    path = tmp_path / "images.npz"
+    np.savez(path, x=np.random.default_rng(0).random((6, 3, 8, 8)).astype(np.float32), y=np.arange(6) % 3)
+    evaluators = {name: EVALUATORS.get(name)(TinyNB201Space(), data=str(path), batch_size=4)
+                  for name in ("synflow", "params", "flops", "naswot")}
+    path.unlink()
+    for name in ("synflow", "params", "flops"):
+        assert math.isfinite(evaluators[name].evaluate([GOOD])[0]), name
+    with pytest.raises(InputError):
+        evaluators["naswot"].evaluate([GOOD])
+
+
+def test_compression_of_a_layer_with_constant_features_adds_nothing():
+    """All-zero weights: every feature column is constant, centred to 0, no singular value: H = 0, not NaN.
+    One live channel: one direction, H = log 1 = 0 (the other channels' zero singular values are left out)."""
+    conv = nn.Conv2d(2, 3, 1)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.bias.zero_()
+    batch = (torch.randn(2, 2, 3, 3), torch.zeros(2, dtype=torch.int64))
+    assert make_proxy("compression").score(conv, batch) == 0.0
+    with torch.no_grad():
+        conv.weight[0, 0] = 1.0
+    assert make_proxy("compression").score(conv, batch) == 0.0
+
+
+def test_trainability_of_micro_batches_that_agree_exactly_is_neg_inf():
+    """Four copies of one image and label, two groups: the same gradient twice, noise 0, no ratio."""
+    model = nn.Sequential(nn.Flatten(), _weights(nn.Linear(3, 2, bias=False), [1.0, 0.0, -1.0], [0.5, 2.0, 0.0]))
+    x = torch.tensor([1.0, 2.0, 3.0]).reshape(1, 3, 1, 1).repeat(4, 1, 1, 1)
+    batch = (x, torch.zeros(4, dtype=torch.int64))
+    assert make_proxy("trainability", groups=2).score(model, batch) == -math.inf
+    assert math.isfinite(make_proxy("trainability", groups=2).score(model, (x * torch.arange(1.0, 5.0).reshape(
+        4, 1, 1, 1), batch[1])))
+
+
+def test_count_macs_runs_in_eval_mode_and_leaves_batchnorm_statistics_alone():
+    model = small_net()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    count_macs(model, (1, 3, 16, 16))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert count_macs(nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.BatchNorm1d(3)), (1, 4, 1, 1)) == 12
+
+
+def test_jacob_cov_of_a_constant_jacobian_row_is_neg_inf_without_numpy_warnings():
+    """J = (1, 1, 1) for every input: no correlation is defined (std 0), scored -inf before numpy divides by 0."""
+    import warnings
+
+    model = nn.Sequential(nn.Flatten(), _weights(nn.Linear(3, 1, bias=False), [1.0, 1.0, 1.0]))
+    x, y = torch.randn(2, 3, 1, 1), torch.zeros(2, dtype=torch.int64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert make_proxy("jacob_cov").score(model, (x, y)) == -math.inf
