@@ -548,3 +548,15 @@ def test_jacob_cov_of_a_constant_jacobian_row_is_neg_inf_without_numpy_warnings(
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert make_proxy("jacob_cov").score(model, (x, y)) == -math.inf
+
+
+@pytest.mark.parametrize("name", ["naswot", "compression", "flops"])
+def test_proxies_take_their_hooks_off_the_model(name, batch):
+    """A hook left on would count into a finished score at every later forward pass, and a model carrying a
+    local function cannot be pickled (as one sent to a worker is)."""
+    import pickle
+
+    model = small_net()
+    assert math.isfinite(make_proxy(name).score(model, batch))
+    assert not any(m._forward_hooks for m in model.modules())
+    pickle.dumps(model)
