@@ -560,3 +560,13 @@ def test_proxies_take_their_hooks_off_the_model(name, batch):
     assert math.isfinite(make_proxy(name).score(model, batch))
     assert not any(m._forward_hooks for m in model.modules())
     pickle.dumps(model)
+
+
+def test_trainability_is_the_hand_computed_gradient_signal_to_noise_ratio():
+    """W = 0, x1 = (1, 0) of class 0, x2 = (0, 1) of class 1; after the step W x1 = lr (1/4, -1/4) and
+    W x2 = -W x1, so with a = sigmoid(-lr / 2) the micro-batch gradients are g1 = [[-a, 0], [a, 0]] and
+    g2 = [[0, a], [0, -a]]: ||g1 + g2||^2 = ||g1 - g2||^2 = 4 a^2, score log 1 = 0 (each g_k taken afresh,
+    not added to the gradients before it)."""
+    model = nn.Sequential(nn.Flatten(), _weights(nn.Linear(2, 2, bias=False), [0.0, 0.0], [0.0, 0.0]))
+    batch = (torch.eye(2).reshape(2, 2, 1, 1), torch.tensor([0, 1]))
+    assert make_proxy("trainability", groups=2, lr=0.5).score(model, batch) == pytest.approx(0.0, abs=1e-12)
