@@ -22,6 +22,8 @@ class SupernetEvaluator(Evaluator):
         from edgenas.supernet.checkpoint import load_checkpoint
         from edgenas.supernet.evaluate import SubnetScorer, check_space_matches
 
+        checkpoint, data = (str(v) if isinstance(v, int) and not isinstance(v, bool) else v  # --eval-opt data=5:
+                            for v in (checkpoint, data))  # the command line made a number of the name
         if not isinstance(checkpoint, (str, os.PathLike)) or not str(checkpoint):
             raise InputError("the supernet evaluator needs checkpoint=PATH",
                              hint="train one with 'edgenas supernet train'")
@@ -32,7 +34,9 @@ class SupernetEvaluator(Evaluator):
                              hint="train a supernet for this space or search the checkpoint's space")
         check_space_matches(state.supernet.config, space, f"supernet checkpoint {checkpoint}")
         tc = state.meta.get("train_config") or {}
-        data = data or tc.get("data") or "digits"
+        if data is not None and not isinstance(data, (str, os.PathLike)):
+            raise InputError(f"supernet evaluator: data must be 'digits', a .npz file or an image folder, got {data!r}")
+        data = str(data or tc.get("data") or "digits")
         for name, v, low in (("calib_batches", calib_batches, 0), ("calib_batch_size", calib_batch_size, 1),
                              ("batch_size", batch_size, 1)):
             if isinstance(v, bool) or not isinstance(v, int) or v < low:

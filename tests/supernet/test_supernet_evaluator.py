@@ -11,6 +11,7 @@ import torch
 
 from edgenas.errors import InputError
 from edgenas.evaluate import make_evaluator
+from edgenas.evaluate.base import EVALUATORS
 from edgenas.evaluate.supernet_eval import SupernetEvaluator
 from edgenas.spaces import get_space
 from edgenas.supernet import TrainConfig, train_supernet
@@ -43,12 +44,29 @@ def test_defaults_and_description(tiny):
                  "checkpoint": str(path), "data": "digits", "calib_batches": 4, "calib_batch_size": 64,
                  "batch_size": 256, "seed": 0}
     assert SupernetEvaluator(space, checkpoint=path).describe()["seed"] == 0
+    assert EVALUATORS.get("supernet")(space, checkpoint=str(path)).describe()["seed"] == 0
+    with pytest.raises(InputError, match="unknown option.s. epochs") as err:
+        make_evaluator("supernet", space, checkpoint=str(path), epochs=3)
+    assert err.value.hint == "known: checkpoint, data, calib_batches, calib_batch_size, batch_size"
 
 
-@pytest.mark.parametrize("checkpoint", ["", None, 3])
+def test_a_checkpoint_of_the_space_as_it_was_is_refused(tiny, tmp_path):
+    space, path = tiny
+    old = tmp_path / "old"
+    shutil.copytree(path, old)
+    meta = json.loads((old / "supernet.json").read_text())
+    meta["config"]["resolutions"] = [20]  # mbv3-tiny runs at 16 today
+    (old / "supernet.json").write_text(json.dumps(meta))
+    with pytest.raises(InputError, match="trained for another 'mbv3-tiny'.*resolutions: supernet"):
+        make_evaluator("supernet", space, checkpoint=str(old))
+
+
+@pytest.mark.parametrize("checkpoint", ["", None, 2.5, True])
 def test_an_empty_or_missing_checkpoint_is_refused(tiny, checkpoint):
     with pytest.raises(InputError, match="the supernet evaluator needs checkpoint=PATH"):
         make_evaluator("supernet", tiny[0], checkpoint=checkpoint)
+    with pytest.raises(InputError, match="the supernet evaluator needs checkpoint=PATH"):
+        make_evaluator("supernet", tiny[0])
 
 
 @pytest.mark.parametrize("name, bad, low", [
@@ -85,3 +103,24 @@ def test_a_checkpoint_without_val_fraction_holds_out_a_fifth(tiny, tmp_path):
 
     fifth = score(val_fraction=0.2)
     assert score(val_fraction=None) == fifth and score(val_fraction=0.4) != fifth
+
+
+def test_numbers_the_command_line_made_of_names_are_names(tiny, tmp_path, monkeypatch):
+    """``--eval-opt checkpoint=123 --eval-opt data=5`` arrive as the integers 123 and 5: a folder 123 was refused as
+    no checkpoint at all, data=5 raised pathlib's TypeError and data=0 took the checkpoint's data unasked."""
+    from edgenas.cli.cmd_search import _options
+
+    space, path = tiny
+    shutil.copytree(path, tmp_path / "123")
+    monkeypatch.chdir(tmp_path)
+    opts = _options(["checkpoint=123", "data=5"])
+    assert opts == {"checkpoint": 123, "data": 5}
+    with pytest.raises(InputError, match="unknown dataset '5'"):
+        make_evaluator("supernet", space, **opts)
+    with pytest.raises(InputError, match="unknown dataset '0'"):
+        make_evaluator("supernet", space, checkpoint=123, data=0)
+    assert make_evaluator("supernet", space, checkpoint=123).describe()["checkpoint"] == "123"
+    for bad in (["digits"], 2.5, True):
+        with pytest.raises(InputError, match="supernet evaluator: data must be 'digits', a .npz file or an image "
+                                             "folder, got"):
+            make_evaluator("supernet", space, checkpoint=123, data=bad)
