@@ -570,3 +570,16 @@ def test_trainability_is_the_hand_computed_gradient_signal_to_noise_ratio():
     model = nn.Sequential(nn.Flatten(), _weights(nn.Linear(2, 2, bias=False), [0.0, 0.0], [0.0, 0.0]))
     batch = (torch.eye(2).reshape(2, 2, 1, 1), torch.tensor([0, 1]))
     assert make_proxy("trainability", groups=2, lr=0.5).score(model, batch) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_snip_and_grad_norm_are_hand_computed():
+    """x = (1, 0) of class 0, W1 = I, W2 = [[1, 0], [0, 0]]: logits (1, 0), dL/dlogits = (-b, b) with b = 1 / (1 + e);
+    dW2 = [[-b, 0], [b, 0]], dW1 = [[-b, 0], [0, 0]]. snip = |1 * -b| + |1 * -b| = 2b; grad_norm = b sqrt 2 + b."""
+    def model() -> nn.Module:
+        return nn.Sequential(nn.Flatten(), _weights(nn.Linear(2, 2, bias=False), [1.0, 0.0], [0.0, 1.0]),
+                             _weights(nn.Linear(2, 2, bias=False), [1.0, 0.0], [0.0, 0.0]))
+
+    batch = (torch.tensor([1.0, 0.0]).reshape(1, 2, 1, 1), torch.tensor([0]))
+    b = 1 / (1 + math.e)
+    assert make_proxy("snip").score(model(), batch) == pytest.approx(2 * b, rel=1e-6)
+    assert make_proxy("grad_norm").score(model(), batch) == pytest.approx(b * (1 + math.sqrt(2)), rel=1e-6)
