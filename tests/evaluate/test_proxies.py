@@ -583,3 +583,40 @@ def test_snip_and_grad_norm_are_hand_computed():
     b = 1 / (1 + math.e)
     assert make_proxy("snip").score(model(), batch) == pytest.approx(2 * b, rel=1e-6)
     assert make_proxy("grad_norm").score(model(), batch) == pytest.approx(b * (1 + math.sqrt(2)), rel=1e-6)
+
+
+def test_naswot_counts_a_zero_pre_activation_as_inactive():
+    """ReLU(0) = 0: codes (0, 1) and (0, 1) agree on both units, K = [[2, 2], [2, 2]] is singular; counting 0 as
+    active would make the codes (1, 1) and (0, 1), K = [[2, 1], [1, 2]], log det = log 3."""
+    x = torch.tensor([[0.0, 1.0], [-1.0, 1.0]]).reshape(2, 2, 1, 1)
+    y = torch.zeros(2, dtype=torch.int64)
+    assert make_proxy("naswot").score(nn.Sequential(nn.ReLU(), nn.Flatten()), (x, y)) == -math.inf
+    x = torch.tensor([[0.5, -1.0], [-1.0, 0.5]]).reshape(2, 2, 1, 1)  # codes (1, 0), (0, 1): K = 2 I, log 4
+    assert make_proxy("naswot").score(nn.Sequential(nn.ReLU(), nn.Flatten()), (x, y)) == pytest.approx(math.log(4))
+
+
+def test_trainability_without_signal_or_after_a_step_that_overflows_is_neg_inf():
+    """x2 = -x1 of one class (W = 0): the two gradients are opposite, their mean is 0 (no step, no signal): -inf
+    without numpy's divide-by-zero warning. Inputs of 1e36 step the weights to 2.5e38 (lr 1000): the
+    micro-batch logits overflow, the loss is not finite, -inf."""
+    import warnings
+
+    def model() -> nn.Module:
+        return nn.Sequential(nn.Flatten(), _weights(nn.Linear(2, 2, bias=False), [0.0, 0.0], [0.0, 0.0]))
+
+    batch = (torch.tensor([[1.0, 0.0], [-1.0, 0.0]]).reshape(2, 2, 1, 1), torch.tensor([0, 0]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert make_proxy("trainability", groups=2).score(model(), batch) == -math.inf
+    batch = (torch.eye(2).reshape(2, 2, 1, 1), torch.tensor([0, 1]))
+    assert math.isfinite(make_proxy("trainability", groups=2).score(model(), batch))
+    assert make_proxy("trainability", groups=2, lr=1000).score(model(), (batch[0] * 1e36, batch[1])) == -math.inf
+
+
+def test_a_learning_rate_past_the_largest_is_refused():
+    """lr=1e39 passed as a positive finite number, then the step raised RuntimeError (alpha past float32) on
+    every network: a run of -inf scores."""
+    assert make_proxy("trainability", lr=1000).options["lr"] == 1000
+    for name in ("trainability", "ct_prior"):
+        with pytest.raises(InputError, match="option lr must be at most 1000, got 1e.39"):
+            make_evaluator(name, TinyNB201Space(), lr="1e39", batch_size=8)

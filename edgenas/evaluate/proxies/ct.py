@@ -10,7 +10,7 @@ compression
     its features onto few directions compresses more and scores lower).
 
 trainability
-    One plain SGD step (``lr``) on the whole batch's cross-entropy, then the batch is cut into
+    One plain SGD step (``lr``, at most ``MAX_LR``) on the whole batch's cross-entropy, then the batch is cut into
     ``groups`` equal micro-batches (the remainder of a batch not a multiple of ``groups`` left out) and
     the gradient ``g_k`` of the conv/linear weights is taken on
     each. With ``m = mean_k g_k``, score = ``log(||m||^2 / mean_k ||g_k - m||^2)``: the gradient
@@ -31,12 +31,14 @@ import torch
 from scipy.stats import rankdata
 from torch import nn
 
+from edgenas.errors import InputError
 from edgenas.evaluate.proxies.base import (
     NEG_INF, PROXIES, Batch, Proxy, backward_once, finite_or_neg_inf, loss_and_output, positive_float,
     positive_int, weight_layers,
 )
 
 CT_WEIGHTS = {"compression": 0.4, "trainability": 0.6}
+MAX_LR = 1000.0  #: trainability's one SGD step: far past any useful rate, well inside float16's range
 
 
 @PROXIES.register("compression", help="sum over conv layers of log effective rank of features")
@@ -88,6 +90,8 @@ class Trainability(Proxy):
     def check_options(self) -> None:
         positive_int(self.options, "groups", self.name, minimum=2)
         positive_float(self.options, "lr", self.name)
+        if self.options["lr"] > MAX_LR:  # past float32's range the step itself raised, for every network
+            raise InputError(f"proxy '{self.name}': option lr must be at most {MAX_LR:g}, got {self.options['lr']!r}")
 
     def score(self, model: nn.Module, batch: Batch) -> float:
         x, y = batch
