@@ -620,3 +620,14 @@ def test_a_learning_rate_past_the_largest_is_refused():
     for name in ("trainability", "ct_prior"):
         with pytest.raises(InputError, match="option lr must be at most 1000, got 1e.39"):
             make_evaluator(name, TinyNB201Space(), lr="1e39", batch_size=8)
+
+
+def test_compression_does_not_depend_on_the_scale_of_the_features():
+    """The effective rank of small features (singular values 0.2 and 0.2) is that of large ones: log 2."""
+    conv = nn.Conv2d(2, 2, 1, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(torch.eye(2).reshape(2, 2, 1, 1))
+    x = torch.tensor([[1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, -1.0]]).reshape(1, 2, 2, 2)
+    for scale in (0.1, 10.0):
+        batch = (x * scale, torch.zeros(1, dtype=torch.int64))
+        assert make_proxy("compression").score(conv, batch) == pytest.approx(math.log(2))
