@@ -631,3 +631,17 @@ def test_compression_does_not_depend_on_the_scale_of_the_features():
     for scale in (0.1, 10.0):
         batch = (x * scale, torch.zeros(1, dtype=torch.int64))
         assert make_proxy("compression").score(conv, batch) == pytest.approx(math.log(2))
+
+
+def test_compression_keeps_max_rows_rows_however_few_channels():
+    """4 rows of 3 channels, max_rows=3: a subset of 3 rows (every one of which has an effective rank other than
+    the whole matrix's log 2), though the layer has only 3 channels."""
+    conv = nn.Conv2d(2, 3, 1)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[0, 0] = conv.weight[1, 1] = 1.0
+        conv.bias.zero_()
+    x = torch.tensor([[1.0, -1.0], [1.0, -1.0], [1.0, 1.0], [-1.0, -1.0]]).reshape(1, 2, 2, 2)
+    batch = (x, torch.zeros(1, dtype=torch.int64))
+    assert make_proxy("compression", max_rows=4).score(conv, batch) == pytest.approx(math.log(2))
+    assert make_proxy("compression", max_rows=3).score(conv, batch) != pytest.approx(math.log(2))
