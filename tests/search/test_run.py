@@ -298,7 +298,7 @@ def test_a_population_the_strategy_refuses_writes_no_run_folder(cli, table, tmp_
     for pop in ("3", "2"):
         res = cli("search", "--space", "nb201", "--table", str(table), "--strategy", "nsga2", "--population", pop,
                   "--budget", "12", "--out", str(tmp_path / "r"))
-        assert res.code == 2 and "population" in res.err and "must be >= 4" in res.err, res.err
+        assert res.code == 2 and "population" in res.err and "must be from 4 to 100000" in res.err, res.err
         assert not (tmp_path / "r").exists()
     res = cli("search", "--space", "nb201", "--table", str(table), "--strategy", "nsga2", "--population", "4",
               "--budget", "12", "--out", str(tmp_path / "r"))
