@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from edgenas.errors import InputError, OutputError, SearchInterrupted
+from tests.procs import running
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLE = ROOT.parent / "shared" / "data" / "nb201" / "nb201_hw.csv"
@@ -309,17 +310,10 @@ def test_process_pool_workers_end_when_the_command_is_killed():
     pids = [int(x) for x in p.stdout.readline().split()]
     assert len(pids) == 2
 
-    def alive(pid: int) -> bool:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                return f.read().split(")")[-1].split()[0] != "Z"
-        except FileNotFoundError:
-            return False
-
-    assert all(alive(pid) for pid in pids)
+    assert all(running(pid) for pid in pids)
     p.kill()
     p.wait(30)
-    _wait_for(lambda: not any(alive(pid) for pid in pids), timeout=20)
+    _wait_for(lambda: not any(running(pid) for pid in pids), timeout=20)
 
 
 def test_port_that_never_speaks_ssh_gives_one_line_every_time(tmp_path):

@@ -24,6 +24,7 @@ from edgenas.devices.session import open_session, open_transport
 from edgenas.devices.ssh import SSHTransport
 from edgenas.devices.trust import fetch_host_key
 from edgenas.project import Project
+from tests.procs import running
 
 pytestmark = pytest.mark.ssh
 
@@ -818,14 +819,6 @@ def _zipapp(path: Path, main: str) -> Path:
     return path
 
 
-def _running(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def test_closing_an_agent_channel_ends_the_agent_politely_or_by_its_pid(sshd, device, project, tmp_path):
     """Closing stdin ends an agent that reads it (no kill sent); one that does not is killed by the pid its
     shell gave, and the connection stays up for the next agent (the device is this machine: its processes are
@@ -835,15 +828,15 @@ def test_closing_an_agent_channel_ends_the_agent_politely_or_by_its_pid(sshd, de
     with SSHTransport(device, project) as t:
         for app, most, kills in ((polite, 2.5, 0), (stubborn, 12.0, 1)):
             channel = t.start_agent(app, app.stem)
-            assert channel.alive() and _running(channel.remote_pid)
+            assert channel.alive() and running(channel.remote_pid)
             sessions, t0 = sshd.log.count("Starting session: command"), time.monotonic()
             channel.close()
             assert time.monotonic() - t0 < most and not channel.alive()
             assert sshd.log.count("Starting session: command") == sessions + kills
             deadline = time.monotonic() + 5
-            while _running(channel.remote_pid) and time.monotonic() < deadline:
+            while running(channel.remote_pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            assert not _running(channel.remote_pid)
+            assert not running(channel.remote_pid)
             channel.close()  # again: nothing to do
         assert t._conn.is_active()
 
