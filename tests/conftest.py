@@ -62,6 +62,7 @@ class SshdServer:
     port: int
     client_key: Path
     proc: subprocess.Popen | None = None
+    extra_config: str = ""  # more sshd_config lines, from the next (re)start
     host_key: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -121,7 +122,7 @@ AllowTcpForwarding yes
 MaxStartups 100
 Subsystem sftp internal-sftp
 LogLevel VERBOSE
-""")
+{self.extra_config}""")
         log = open(self.dir / "sshd.log", "ab")
         self.proc = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(self.dir / "sshd_config")],
                                      stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)

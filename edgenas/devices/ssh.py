@@ -53,7 +53,10 @@ for p in sys.argv[1:]:
         out[p] = None
 print(json.dumps(out))
 """
-_PID_RE = re.compile(r"^edgenas-pid ([0-9]{1,10})\Z")
+#: The device user's shell may print before running a command (start-up files that write even when not
+#: interactive): a command's own output starts after a line only this call could print, and the first line
+#: of the agent's shell names a nonce the same way.
+_PID_LINE = "edgenas-pid-{nonce} ([0-9]{{1,10}})"
 #: the most output of a helper command (``run``) kept: enough for any hash listing, bounded against a flood
 _RUN_OUTPUT_MAX = 1 << 20
 _LOST_HINT = "check that the device is up and reachable, then retry; finished results on the device are kept"
@@ -241,19 +244,26 @@ class SSHTransport(Transport):
     def run(self, argv: list[str], timeout_s: float | None = None) -> tuple[int, str, str]:
         """Run a command (each argument quoted) on the device; ``(status, stdout, stderr)``."""
         timeout_s = timeout_s or self.profile.call_timeout_s
-        cmd = " ".join(shlex.quote(a) for a in argv)
+        nonce = uuid.uuid4().hex
+        cmd = f"printf '\\nedgenas-{nonce}\\n' && " + " ".join(shlex.quote(a) for a in argv)
+        tag = f"\nedgenas-{nonce}\n".encode()
         with self._guard(f"running {argv[0]}"):
             chan = self._conn.transport.open_session(timeout=self.profile.connect_timeout_s)
             try:
                 chan.settimeout(timeout_s)
                 chan.exec_command(cmd)
                 out, err, deadline = bytearray(), bytearray(), time.monotonic() + timeout_s
+                started = False  # the tag was seen: what follows is the command's own output
                 while not (chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready()):
                     if time.monotonic() > deadline:
                         raise DeviceError(self.device, f"{argv[0]} did not finish within {timeout_s:g} s",
                                           hint="raise call_timeout_s in the profile")
                     if chan.recv_ready():
                         out += chan.recv(65536)
+                        if not started:
+                            at = out.find(tag)
+                            started = at >= 0
+                            del out[:at + len(tag) if started else -len(tag)]  # the shell's own text goes
                         del out[_RUN_OUTPUT_MAX:]  # read on (the command must not block), keep the start
                     elif chan.recv_stderr_ready():
                         err += chan.recv_stderr(65536)
@@ -262,6 +272,7 @@ class SSHTransport(Transport):
                         raise EOFError("channel closed")
                     else:
                         time.sleep(0.005)
+                out = out if started else b""
                 return chan.recv_exit_status(), out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
             finally:
                 chan.close()
@@ -348,17 +359,24 @@ class SSHTransport(Transport):
         if self.remote_sha256([remote]).get(remote) != sha256_file(zipapp):
             self.put_file(Path(zipapp), rel)
         argv = [self.profile.python, remote, "serve", "--workdir", self.workdir]
-        cmd = "echo edgenas-pid $$ && exec " + " ".join(shlex.quote(a) for a in argv)
+        nonce = uuid.uuid4().hex
+        cmd = f"printf '\\nedgenas-pid-{nonce} %s\\n' $$ && exec " + " ".join(shlex.quote(a) for a in argv)
         with self._guard("starting the agent"):
             chan = self._conn.transport.open_session(timeout=self.profile.connect_timeout_s)
             chan.exec_command(cmd)
         channel = SSHAgentChannel(chan, self.device, self._conn)
         self._channels.append(channel)
-        first = channel.recv_line(self.profile.connect_timeout_s)
-        pid = _PID_RE.match(first) if first is not None else None
+        pid_line, got, pid = re.compile(_PID_LINE.format(nonce=nonce)), None, None
+        deadline = time.monotonic() + self.profile.connect_timeout_s
+        for _ in range(1000):  # the shell's own lines come first, if any
+            line = channel.recv_line(deadline - time.monotonic())
+            got = line or got
+            pid = pid_line.fullmatch(line) if line is not None else None
+            if line is None or pid:
+                break
         if pid is None:
             channel.close()
-            raise DeviceError(self.device, f"the agent did not start (got {clean(repr(first), 200)})",
+            raise DeviceError(self.device, f"the agent did not start (got {clean(repr(got), 200)})",
                               hint="check that a POSIX shell is the login shell of the device user")
         channel.remote_pid = int(pid.group(1))
         return channel

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -744,13 +745,14 @@ def test_an_ssh_agent_channel_keeps_failing_after_the_first_failure_and_says_whe
             chan.closed = True
 
 
-def test_the_pid_line_of_the_agents_shell_is_one_plain_process_number():
-    from edgenas.devices.ssh import _PID_RE
+def test_the_pid_line_of_the_agents_shell_is_one_plain_process_number_after_this_starts_nonce():
+    from edgenas.devices.ssh import _PID_LINE
 
-    assert _PID_RE.match("edgenas-pid 4194304").group(1) == "4194304"
-    for bad in ("edgenas-pid 12 34", "edgenas-pid 1/2", "edgenas-pid 12345678901", "edgenas-pid ", "edgenas-pid -1",
-                "banner edgenas-pid 1"):
-        assert _PID_RE.match(bad) is None, bad
+    pid_line = re.compile(_PID_LINE.format(nonce="ab12"))
+    assert pid_line.fullmatch("edgenas-pid-ab12 4194304").group(1) == "4194304"
+    for bad in ("edgenas-pid-ab12 12 34", "edgenas-pid-ab12 1/2", "edgenas-pid-ab12 12345678901", "edgenas-pid-ab12 ",
+                "edgenas-pid-ab12 -1", "banner edgenas-pid-ab12 1", "edgenas-pid-ab13 1", "edgenas-pid 1"):
+        assert pid_line.fullmatch(bad) is None, bad
 
 
 def test_a_helper_commands_output_is_kept_up_to_one_mb_the_start_of_stdout_and_the_end_of_stderr(device, project):
@@ -941,3 +943,22 @@ def test_an_sftp_server_that_never_answers_or_sends_text_that_is_not_utf8_is_one
         SSHTransport(sshd.profile(call_timeout_s=1.0), project)
     assert exc.value.device == "dev"
     assert _transports(before) == before
+
+
+def test_a_login_shell_that_prints_before_each_command_still_runs_the_agent(sshd, device, project, agent_pyz):
+    """Start-up files that print for non-interactive shells (a banner in ~/.bashrc before its interactive check)
+    put text before every command's own output: the agent and the device-side hashing still work."""
+    home = sshd.dir / "home"  # bash run by sshd sources $HOME/.bashrc; sshd's SetEnv points HOME here
+    home.mkdir()
+    (home / ".bashrc").write_text("echo 'Welcome to the board'\necho '{\"not\": \"ours\"}'\necho edgenas-pid 1\n"
+                                  "printf 'no newline'\n")
+    sshd.extra_config = f"SetEnv HOME={home}\n"
+    sshd.restart()
+    with SSHTransport(device, project) as t:
+        _, stdout, _ = t._conn.client.exec_command("true")
+        assert stdout.read().startswith(b"Welcome to the board\n")  # the login shell does print
+        assert t.run(["echo", "ours"])[:2] == (0, "ours\n") and t.run(["sh", "-c", "exit 3"])[:2] == (3, "")
+        with client_for(t, agent_pyz) as client:
+            assert client.ping() and t.uploads
+    with SSHTransport(device, project) as t, client_for(t, agent_pyz) as client:
+        assert client.ping() and t.uploads == []  # the device's hash was read: no second upload
