@@ -157,9 +157,9 @@ class ProcessExecutor(Executor):
         # a command started with Ctrl-C ignored (a background job of a script) keeps it ignored in its workers
         ignored = threading.current_thread() is threading.main_thread() and \
             signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-        self._pool = _Pool(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                           initializer=_quiet_worker, initargs=(ignored, os.getpid()))
-        self._started = False
+        self._new_pool = lambda: _Pool(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_quiet_worker, initargs=(ignored, os.getpid()))
+        self._pool, self._started = self._new_pool(), False
 
     def map(self, spec: EvalSpec, records: Sequence[Mapping[str, Any]], *,
             batch_relative: bool = False) -> list[float]:
@@ -177,21 +177,22 @@ class ProcessExecutor(Executor):
                 except Exception as exc:  # a worker crashed (BrokenProcessPool) or raised
                     raise ExecutorError(f"process pool: an evaluation failed ({type(exc).__name__}: {exc})",
                                         hint="re-run with --resume; finished evaluations are kept") from None
-        except KeyboardInterrupt:
-            self._abort(futures)
+        except BaseException:  # Ctrl-C, or an evaluation failed: the batch's other results would be dropped
+            self._abort()
             raise
         return out
 
-    def _abort(self, futures: Sequence[Any]) -> None:
-        """Ctrl-C: cancel what has not started and end the workers. The pool moves tasks into its call queue
-        ahead of time, where ``cancel_futures`` cannot reach them: a worker took one up after the interrupt
-        and the command waited for it to finish (a whole training on a ``train`` rung)."""
-        for f in futures:
-            f.cancel()
+    def _abort(self) -> None:
+        """Cancel what has not started and end the workers; a later ``map`` starts new ones. The pool moves
+        tasks into its call queue ahead of time, where ``cancel_futures`` cannot reach them: after a Ctrl-C or
+        a failed evaluation a worker took one up and the command waited for it to finish (a whole training on
+        a ``train`` rung) only to drop its result. The pool's own thread cancels the futures (on Python 3.11
+        cancelling one here first made that thread's ``set_exception`` raise ``InvalidStateError``)."""
         for proc in list((getattr(self._pool, "_processes", None) or {}).values()):  # no public way before 3.14
             if proc.is_alive():
                 proc.terminate()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool, self._started = self._new_pool(), False
 
     def _start_workers(self) -> None:
         """Start every worker now, with Ctrl-C ignored only while they are spawned (a few milliseconds, once

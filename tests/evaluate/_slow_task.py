@@ -43,3 +43,10 @@ def input_error_task(spec, records):
 def crashing_task(spec, records):
     """An evaluation that fails in the worker with an error that is not an EdgenasError."""
     raise RuntimeError("boom in the worker")
+
+
+def failing_first_task(spec, records):
+    """Record 0 fails at once; the others note that they started and sleep (as ``slow_task``)."""
+    if records[0]["n"] == 0:
+        raise RuntimeError("boom at once")
+    return slow_task(spec, records)

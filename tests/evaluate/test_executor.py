@@ -36,6 +36,7 @@ def test_process_pool_gives_the_in_process_scores_in_submission_order():
         assert ev.evaluate(archs[::-1]).tolist() == base[::-1].tolist()
 
 
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")  # no traceback from a thread
 def test_ctrl_c_ends_the_process_pool_without_starting_queued_evaluations(tmp_path, monkeypatch):
     """The pool moves tasks into its call queue ahead of time, where cancel_futures cannot reach them: after a
     Ctrl-C a worker took one up and the command waited for it to finish (a whole training on a train rung)."""
@@ -61,6 +62,31 @@ def test_ctrl_c_ends_the_process_pool_without_starting_queued_evaluations(tmp_pa
         signal.signal(signal.SIGINT, previous)
     time.sleep(4.0)  # long enough for a queued task to have started and noted it
     assert sorted(p.name for p in marks.iterdir()) == ["0"]
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")  # no traceback from a thread
+def test_a_failed_evaluation_ends_the_pools_queued_and_running_ones_and_the_next_batch_gets_new_workers(
+        tmp_path, monkeypatch):
+    """The batch's results are dropped when one evaluation fails: the command waited for the queued and running
+    ones (each a whole training on a ``train`` rung) before it said so."""
+    from edgenas.evaluate import executor
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))  # the workers are spawned with this sys.path
+    from _slow_task import failing_first_task, pid_task
+
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    monkeypatch.setenv("EDGENAS_TEST_MARKS", str(marks))
+    spec = EvalSpec.make("compression", "nb201")
+    with make_executor("process", workers=1) as ex:
+        ex._start_workers()
+        monkeypatch.setattr(executor, "_run_task", failing_first_task)
+        with pytest.raises(executor.ExecutorError, match="boom at once"):
+            ex.map(spec, [{"n": i} for i in range(4)])
+        time.sleep(4.0)  # long enough for the queued task after the running one to have started and noted it
+        assert {p.name for p in marks.iterdir()} <= {"1"}  # the one worker may have taken record 1 up already
+        monkeypatch.setattr(executor, "_run_task", pid_task)
+        assert ex.map(spec, [{"n": 5}])[0] > 0  # new workers
 
 
 def test_an_evaluation_that_raises_is_one_executor_error_in_process_too(monkeypatch):
