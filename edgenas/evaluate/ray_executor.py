@@ -3,7 +3,8 @@
 Tasks are submitted all at once and collected in submission order. A task whose worker process dies
 (killed, out of memory, node lost) is retried by Ray up to ``max_retries`` times; an exception raised by
 the evaluation itself is not retried (the same seed would fail the same way) and becomes one
-``ExecutorError``. ``ray.get`` waits at most ``timeout_s`` per batch. By default this package's code
+``ExecutorError``; the batch's other tasks are then cancelled (their results would be dropped; they went on
+holding the cluster's CPUs), as on a timeout (``timeout_s`` per batch) or Ctrl-C. By default this package's code
 is shipped to the workers with the job (``py_modules``), so cluster nodes need only the dependencies
 (torch, numpy, ...), not an edgenas install.
 """
@@ -107,12 +108,14 @@ class RayExecutor(Executor):
         refs = [self._remote.remote(spec, t) for t in _tasks(spec, [dict(r) for r in records], batch_relative)]
         try:
             chunks = ray.get(refs, timeout=self.timeout_s)  # a list in submission order
-        except ray.exceptions.GetTimeoutError:
-            for r in refs:
+        except BaseException as exc:
+            for r in refs:  # the batch fails as a whole: its other tasks would only hold the cluster's CPUs
                 ray.cancel(r, force=True)
-            raise ExecutorError(f"ray: evaluations did not finish within {self.timeout_s:g} s",
-                                hint="raise the timeout or check the cluster's workers") from None
-        except ray.exceptions.RayError as exc:
+            if isinstance(exc, ray.exceptions.GetTimeoutError):
+                raise ExecutorError(f"ray: evaluations did not finish within {self.timeout_s:g} s",
+                                    hint="raise the timeout or check the cluster's workers") from None
+            if not isinstance(exc, ray.exceptions.RayError):  # Ctrl-C
+                raise
             first = str(exc).strip().splitlines()
             # only a lost worker or node is retried; an evaluation that raised is not (retry_exceptions=False)
             raised = isinstance(exc, ray.exceptions.RayTaskError)

@@ -248,6 +248,49 @@ def test_ray_search_survives_a_killed_worker_and_matches_in_process(ray_head, cl
         json.loads((tmp_path / "local" / "best.json").read_text())["arch"]
 
 
+def _processes_titled(prefix: bytes) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(prefix):
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.mark.slow
+def test_a_failed_ray_evaluation_cancels_the_batchs_other_tasks(ray_head):
+    """The batch's results are dropped when one task fails; its other tasks (each a training) went on holding
+    the cluster's CPUs."""
+    import ray
+
+    from edgenas.evaluate.executor import ExecutorError
+    from edgenas.evaluate.ray_executor import RayExecutor
+
+    def edgenas_test_sleeper(spec, records):  # pickled by value: the cluster's workers need not import tests/
+        import time
+        if records[0]["n"] == 0:
+            time.sleep(1.0)
+            raise RuntimeError("boom in a task")
+        time.sleep(30.0)
+        return [0.0]
+
+    ex = RayExecutor(ray_head.address, max_retries=0)
+    try:
+        ex._remote = ray.remote(num_cpus=1, max_retries=0, retry_exceptions=False)(edgenas_test_sleeper)
+        t0 = time.monotonic()
+        with pytest.raises(ExecutorError, match="not retried: it raised.*boom in a task"):
+            ex.map(EvalSpec.make("compression", "nb201"), [{"n": i} for i in range(4)])
+        assert time.monotonic() - t0 < 20.0
+        deadline = time.monotonic() + 10.0
+        while _processes_titled(b"ray::edgenas_test_sleeper") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _processes_titled(b"ray::edgenas_test_sleeper") == []
+    finally:
+        ex.close()
+
+
 def test_unreachable_ray_address_is_one_red_line(cli, tmp_path, monkeypatch):
     pytest.importorskip("ray", reason="Ray is not installed")
     monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path / "proj"))
