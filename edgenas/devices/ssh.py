@@ -41,6 +41,9 @@ from edgenas.textsafe import clean
 _EOF = object()
 _TOO_LONG = object()
 _HASH_SCRIPT = """import hashlib, json, sys
+if sys.version_info < (3, 8):  # the agent's oldest; this script itself runs on Python 2 too
+    sys.stderr.write('edgenas-old-python %d.%d\\n' % sys.version_info[:2])
+    sys.exit(3)
 out = {}
 for p in sys.argv[1:]:
     try:
@@ -289,6 +292,12 @@ class SSHTransport(Transport):
                       if p in paths}
             if len(result) != len(set(paths)):
                 result = None
+        old = re.fullmatch(r"edgenas-old-python ([0-9]{1,3}\.[0-9]{1,3})", err.strip()) if status == 3 else None
+        if old:
+            raise DeviceError(self.device, f"{self.profile.python} on the device is Python {old.group(1)}; the edgenas "
+                              "agent needs Python 3.8 or newer",
+                              hint="set python in the profile to a newer Python on the device (JetPack 4: "
+                                   "apt install python3.8, then python: /usr/bin/python3.8)")
         if not isinstance(result, dict):
             raise DeviceError(self.device, f"hashing files with {self.profile.python} failed (status {status}): "
                               f"{err.strip()[-500:]}",

@@ -3,6 +3,7 @@ is installed once and reused, and a dead connection or agent is reported promptl
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import re
@@ -962,3 +963,30 @@ def test_a_login_shell_that_prints_before_each_command_still_runs_the_agent(sshd
             assert client.ping() and t.uploads
     with SSHTransport(device, project) as t, client_for(t, agent_pyz) as client:
         assert client.ping() and t.uploads == []  # the device's hash was read: no second upload
+
+
+def _old_pythons() -> list[str]:
+    """Interpreters older than the agent's 3.8 (JetPack 4 ships 3.6), where this machine has them (pyenv)."""
+    found = []
+    for pattern in ("~/.pyenv/versions/2.7*/bin/python2.7", "~/.pyenv/versions/3.6*/bin/python3.6",
+                    "~/.pyenv/versions/3.7*/bin/python3.7"):
+        for exe in sorted(glob.glob(os.path.expanduser(pattern)))[:1]:
+            if subprocess.run([exe, "-c", "import sys; assert sys.version_info < (3, 8)"],
+                              capture_output=True, timeout=30).returncode == 0:
+                found.append(exe)
+    return found
+
+
+@pytest.mark.skipif(not _old_pythons(), reason="no Python older than 3.8 on this machine (pyenv's 2.7, 3.6, 3.7)")
+def test_a_device_python_older_than_the_agents_is_named_with_what_to_do(sshd, project, agent_pyz):
+    """JetPack 4 (Jetson Nano) ships Python 3.6: the agent died with a SyntaxError and the hint 'retry'."""
+    sshd.trust(project)
+    for exe in _old_pythons():
+        version = subprocess.run([exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                                 capture_output=True, text=True, timeout=30).stdout.strip()
+        with SSHTransport(sshd.profile(python=exe), project) as t:
+            with pytest.raises(DeviceError) as exc:
+                t.start_agent(*agent_pyz)
+            assert t.uploads == []
+        assert f"{exe} on the device is Python {version}; the edgenas agent needs Python 3.8 or newer" in str(exc.value)
+        assert "set python in the profile" in exc.value.hint
