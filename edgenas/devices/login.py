@@ -3,7 +3,8 @@
 The SSH login (``open_connection``) uses paramiko with strict host keys (``known_hosts.StrictHostKeyPolicy``,
 a ``RejectPolicy``), ``connect_timeout_s`` for TCP connect, banner, authentication and channel opens,
 the profile's key file or else ssh-agent, and optionally one ProxyJump host tunnelled in a
-``direct-tcpip`` channel and checked by the same host-key rules. Every failure is a ``DeviceError``
+``direct-tcpip`` channel and checked by the same host-key rules, or else ``~/.ssh/config``'s ProxyCommand
+(run by ``/bin/sh`` as OpenSSH runs it). Every failure is a ``DeviceError``
 naming the device (``HostKeyError`` for host keys) that says what to do.
 To open an agent on a device, use ``session.open_session``.
 """
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import getpass
 import os
+import select
+import shlex
 import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,6 +26,7 @@ from edgenas.devices.profiles import DeviceProfile, check_host, check_user, pars
 from edgenas.devices.known_hosts import StrictHostKeyPolicy, load_known_hosts, known_host_name, verify_host_key
 from edgenas.project import Project
 from edgenas.quiet import silence_library_logs
+from edgenas.textsafe import clean
 
 silence_library_logs()  # paramiko logs handshake failures with tracebacks; ours is one line
 
@@ -36,6 +40,7 @@ class SSHTarget:
     key_files: tuple[str, ...]
     proxy_jump: str | None
     jump_from: str = ""  # where proxy_jump was set, for messages
+    proxy_command: str | None = None  # ~/.ssh/config's ProxyCommand, its %h %p %r expanded; not with a jump
 
     @property
     def known_name(self) -> str:
@@ -89,9 +94,11 @@ def resolve_target(profile: DeviceProfile) -> SSHTarget:
         jump = None
     else:
         parse_jump(jump, jump_from)  # a chain or a bad name is refused here, before anything looks it up
+    command = cfg.get("proxycommand") if jump is None else None
     return SSHTarget(hostname=hostname.strip("[]"), port=profile.port or _config_port(cfg.get("port"), in_config),
                      user=user, key_files=tuple(os.path.expanduser(k) for k in key_files),
-                     proxy_jump=jump, jump_from=jump_from)
+                     proxy_jump=jump, jump_from=jump_from,
+                     proxy_command=command if (command or "").lower() not in ("", "none") else None)
 
 
 def _config_port(value: str | None, in_config: str) -> int:
@@ -134,7 +141,9 @@ class SSHConnection:
 
 
 def _tunnel(profile: DeviceProfile, project: Project, target: SSHTarget) -> tuple[object, list[SSHConnection]]:
-    """A socket-like channel to ``target`` through its jump host, or ``(None, [])`` without one."""
+    """A socket-like channel to ``target`` through its jump host or ProxyCommand, or ``(None, [])``."""
+    if target.proxy_command:  # the user's own ~/.ssh/config line; the host in it was checked before look-up
+        return _ProxyCommand("/bin/sh -c " + shlex.quote("exec " + target.proxy_command)), []
     if not target.proxy_jump:
         return None, []
     hop = open_connection(jump_profile(profile), project, device=profile.name)
@@ -186,9 +195,30 @@ def open_connection(profile: DeviceProfile, project: Project, *, device: str | N
             hop.close()
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
+        if isinstance(sock, paramiko.ProxyCommand) and sock.process.poll() not in (None, -15):
+            raise _proxy_command_error(sock, device, target) from None
         raise _connect_error(exc, device, profile, target, project) from None
     client.get_transport().set_keepalive(max(1, int(profile.keepalive_s)))
     return SSHConnection(client, target, hops)
+
+
+class _ProxyCommand(paramiko.ProxyCommand):
+    """paramiko's, but a command that has ended reads as the end of the stream at once (paramiko's ``recv``
+    spun until the login's timeout)."""
+
+    def recv(self, size: int) -> bytes:
+        ready, _, _ = select.select([self.process.stdout], [], [], self.timeout)
+        if not ready:
+            raise socket.timeout()
+        return os.read(self.process.stdout.fileno(), size)  # b"": the packetizer's EOFError
+
+
+def _proxy_command_error(sock: paramiko.ProxyCommand, device: str, target: SSHTarget) -> DeviceError:
+    """The ProxyCommand ended before the login did: its status and the end of what it wrote to stderr."""
+    err = sock.process.stderr.read(65536).decode("utf-8", "replace").strip()
+    return DeviceError(device, f"ProxyCommand for {target} in {ssh_config_path()} exited with status "
+                               f"{sock.process.returncode}" + (f": {clean(err[-500:], 500)}" if err else ""),
+                       hint="run the ProxyCommand line by hand to see why, or fix it")
 
 
 def _closed_by_peer(exc: BaseException) -> bool:
@@ -267,6 +297,8 @@ def fetch_server_key(profile: DeviceProfile, project: Project, *, key_types: tup
         transport.start_client(timeout=t)
         return transport.get_remote_server_key(), target
     except (paramiko.SSHException, OSError, EOFError) as exc:
+        if isinstance(sock, paramiko.ProxyCommand) and sock.process.poll() not in (None, -15):
+            raise _proxy_command_error(sock, profile.name, target) from None
         raise _connect_error(exc, profile.name, profile, target, project) from None
     finally:
         if transport is not None:

@@ -3,6 +3,7 @@ is installed once and reused, and a dead connection or agent is reported promptl
 
 from __future__ import annotations
 
+import getpass
 import glob
 import hashlib
 import os
@@ -990,3 +991,47 @@ def test_a_device_python_older_than_the_agents_is_named_with_what_to_do(sshd, pr
             assert t.uploads == []
         assert f"{exe} on the device is Python {version}; the edgenas agent needs Python 3.8 or newer" in str(exc.value)
         assert "set python in the profile" in exc.value.hint
+
+
+_RELAY = """
+import os, socket, sys, threading
+host, port, marker = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+with open(marker, "a") as f:
+    f.write(host + "\\n")
+if host == "dead.invalid":
+    sys.exit("bastion: no route to " + host)
+conn = socket.create_connection(("127.0.0.1", port))
+
+def upstream():
+    for chunk in iter(lambda: os.read(0, 65536), b""):
+        conn.sendall(chunk)
+    conn.shutdown(socket.SHUT_WR)
+
+threading.Thread(target=upstream, daemon=True).start()
+for chunk in iter(lambda: conn.recv(65536), b""):
+    os.write(1, chunk)
+"""
+
+
+def test_a_proxycommand_of_the_ssh_config_carries_the_login_and_one_that_fails_says_so(sshd, project, agent_pyz,
+                                                                                       tmp_path, monkeypatch):
+    """A ProxyCommand line (ssh -W, cloudflared, AWS SSM) was ignored: edgenas dialled the host itself."""
+    relay, marker, config = tmp_path / "relay.py", tmp_path / "proxied", tmp_path / "ssh_config"
+    relay.write_text(_RELAY)
+    config.write_text(f"Host jet\n  HostName jet.invalid\nHost dead\n  HostName dead.invalid\n"
+                      f"Host *\n  Port {sshd.port}\n  ProxyCommand {sys.executable} {relay} %h %p {marker}\n")
+    monkeypatch.setenv("EDGENAS_SSH_CONFIG", str(config))
+    key_type, b64 = Path(str(sshd.host_key) + ".pub").read_text().split()[:2]
+    Path(project.known_hosts).parent.mkdir(parents=True, exist_ok=True)
+    Path(project.known_hosts).write_text(f"[jet.invalid]:{sshd.port} {key_type} {b64}\n")
+    assert fetch_host_key(sshd.profile(host="jet"), project)[1] == sshd.fingerprint
+    with SSHTransport(sshd.profile(host="jet"), project) as t, client_for(t, agent_pyz) as client:
+        assert client.ping()
+    assert marker.read_text().split() == ["jet.invalid", "jet.invalid"]
+    t0 = time.monotonic()
+    with pytest.raises(DeviceError) as exc:
+        SSHTransport(sshd.profile(host="dead", connect_timeout_s=20.0), project)
+    assert time.monotonic() - t0 < 10.0  # not the login's timeout
+    assert f"ProxyCommand for {getpass.getuser()}@dead.invalid:{sshd.port} in {config} exited with status 1: " \
+           "bastion: no route to dead.invalid" in str(exc.value)
+    assert marker.read_text().split()[-1] == "dead.invalid"
