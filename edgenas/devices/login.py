@@ -16,12 +16,14 @@ import os
 import select
 import shlex
 import socket
+import subprocess
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import paramiko
 
 from edgenas.errors import DeviceError, HostKeyError, InputError
+from edgenas.devices.ssh_config import read_config
 from edgenas.devices.profiles import DeviceProfile, check_host, check_user, parse_jump
 from edgenas.devices.known_hosts import StrictHostKeyPolicy, load_known_hosts, known_host_name, verify_host_key
 from edgenas.project import Project
@@ -55,13 +57,6 @@ def ssh_config_path() -> Path:
     return Path(os.environ.get("EDGENAS_SSH_CONFIG") or Path.home() / ".ssh" / "config")
 
 
-def _ssh_config(path: Path) -> paramiko.SSHConfig:
-    try:
-        return paramiko.SSHConfig.from_path(str(path)) if path.is_file() else paramiko.SSHConfig()
-    except (OSError, UnicodeDecodeError, paramiko.ConfigParseError) as exc:
-        raise InputError(f"cannot read SSH config {path}: {exc}") from None
-
-
 def _local_user(device: str) -> str:
     """This machine's user name: ssh's default login, and what paramiko's config look-up expands ``%u`` to
     (it asks whatever the config holds). A uid with no passwd entry and no $USER, as in a container run with
@@ -75,14 +70,14 @@ def _local_user(device: str) -> str:
 
 def resolve_target(profile: DeviceProfile) -> SSHTarget:
     """Profile values win; missing ones come from ``~/.ssh/config`` (HostName, Port, User, IdentityFile,
-    ProxyJump), then the defaults (port 22, the local user name, ssh-agent).
+    ProxyJump, ProxyCommand; ``Include`` lines read), then the defaults (port 22, the local user name, ssh-agent).
 
     The host is checked before the config is looked up (a ``Match exec`` runs with it in a shell), and
     what the config gives back is checked before it is used."""
     check_host(profile.host, f"device '{profile.name}': host")
     local_user = _local_user(profile.name)
     path = ssh_config_path()
-    cfg = _ssh_config(path).lookup(profile.host.strip("[]"))
+    cfg = read_config(path).lookup(profile.host.strip("[]"))
     in_config = f"in {path} for {profile.host}"
     hostname = check_host(cfg.get("hostname", profile.host), f"HostName {in_config}", hint=f"fix {path}")
     user = profile.user or (check_user(cfg["user"], f"User {in_config}", hint=f"fix {path}")
@@ -190,12 +185,13 @@ def open_connection(profile: DeviceProfile, project: Project, *, device: str | N
         inner = getattr(transport, "saved_exception", None)
         if inner is not None and "no existing session" in str(exc).lower():
             exc = inner  # the real cause (e.g. the banner timeout) stayed in the transport thread
+        proxy_ended = _proxy_ended(sock, exc)  # before closing the client ends it
         client.close()
         for hop in hops:
             hop.close()
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
-        if isinstance(sock, paramiko.ProxyCommand) and sock.process.poll() not in (None, -15):
+        if proxy_ended:
             raise _proxy_command_error(sock, device, target) from None
         raise _connect_error(exc, device, profile, target, project) from None
     client.get_transport().set_keepalive(max(1, int(profile.keepalive_s)))
@@ -211,6 +207,18 @@ class _ProxyCommand(paramiko.ProxyCommand):
         if not ready:
             raise socket.timeout()
         return os.read(self.process.stdout.fileno(), size)  # b"": the packetizer's EOFError
+
+
+def _proxy_ended(sock: object, exc: BaseException) -> bool:
+    """Whether a login failed because its ProxyCommand ended (waited for briefly: its output ends first)."""
+    if not isinstance(sock, paramiko.ProxyCommand) or isinstance(exc, (
+            KeyboardInterrupt, paramiko.AuthenticationException, paramiko.BadHostKeyException)):
+        return False
+    try:
+        sock.process.wait(timeout=1.0)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
 
 
 def _proxy_command_error(sock: paramiko.ProxyCommand, device: str, target: SSHTarget) -> DeviceError:
@@ -297,7 +305,7 @@ def fetch_server_key(profile: DeviceProfile, project: Project, *, key_types: tup
         transport.start_client(timeout=t)
         return transport.get_remote_server_key(), target
     except (paramiko.SSHException, OSError, EOFError) as exc:
-        if isinstance(sock, paramiko.ProxyCommand) and sock.process.poll() not in (None, -15):
+        if _proxy_ended(sock, exc):
             raise _proxy_command_error(sock, profile.name, target) from None
         raise _connect_error(exc, profile.name, profile, target, project) from None
     finally:
