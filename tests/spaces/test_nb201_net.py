@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from edgenas.errors import InputError
+from edgenas.spaces import get_space
 from edgenas.spaces.nb201_net import (NB201Cell, ResidualReduction, build_nb201_network, make_op,
                                       parse_nb201_string)
 
@@ -145,3 +146,26 @@ def test_the_average_pool_leaves_out_the_padding():
     """NAS-Bench-201's avg_pool_3x3 has count_include_pad=False: a constant image stays constant to its corners."""
     x = torch.ones(1, 2, 4, 4)
     assert torch.equal(make_op("avg_pool_3x3", 2)(x), x)
+
+
+Z = "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|"
+
+
+@pytest.mark.parametrize("text", [
+    " " + Z, Z + "\n", "\t" + Z + " ",  # space around the string (strip() took it)
+    Z.replace("|none~0|+", "||none~0||+", 1), Z.replace("|", ""), Z[1:], Z[:-1],  # not one bar each side of a node
+    Z.replace("~1", "~ 1", 1), Z.replace("~1", "~01", 1), Z.replace("~1", "~+1", 1), Z.replace("~2", "~0_2"),
+    Z.replace("~1", "~\u0661", 1), Z.replace("~0", "~-0", 1), Z.replace("~1", "~1 ", 1),  # int() took these for 0..2
+])
+def test_a_string_not_exactly_in_the_nb201_form_is_malformed_as_the_nb201_space_says(text):
+    with pytest.raises(InputError, match="malformed NAS-Bench-201 architecture string"):
+        parse_nb201_string(text)
+    with pytest.raises(InputError, match="malformed NAS-Bench-201 architecture string"):
+        get_space("nb201").from_string(text)
+    assert parse_nb201_string(Z) == get_space("nb201").from_string(Z).ops == ("none",) * 6
+
+
+@pytest.mark.parametrize("arch", [None, 5, [Z], Z.encode()])
+def test_an_arch_that_is_not_a_string_is_malformed(arch):
+    with pytest.raises(InputError, match="malformed NAS-Bench-201 architecture string"):
+        parse_nb201_string(arch)
