@@ -98,12 +98,25 @@ class NB201Space(SearchSpace[NB201Arch]):
     def to_genes(self, arch: NB201Arch) -> np.ndarray:
         return np.array([OPS.index(o) for o in arch.ops], dtype=np.int64)
 
+    @staticmethod
+    def _check_genes(genes: Any, rows: bool) -> np.ndarray:
+        """One gene vector (``rows`` false) or a matrix of them as int64, every entry an integer in 0..4;
+        floats, rows of different lengths or of another width are an InputError, as in mbv3."""
+        what = f"nb201 genes must be {len(EDGES)} integers in 0..{len(OPS) - 1}" + (" per row" if rows else "")
+        try:
+            given = np.asarray(genes)  # floats were cut to integers (0.7 was gene 0), as mbv3 does not
+        except ValueError:  # numpy's "inhomogeneous shape": rows of different lengths
+            raise InputError(f"{what}, got rows of different lengths") from None
+        if rows:
+            given = np.atleast_2d(given)
+        require(np.issubdtype(given.dtype, np.integer) and given.ndim == (2 if rows else 1)
+                and given.shape[-1:] == (len(EDGES),) and bool(np.all((given >= 0) & (given < len(OPS)))),
+                f"{what}, got " + (f"{given.ravel().tolist()}" if given.size <= 4 * len(EDGES)
+                                   else f"an array of shape {given.shape} ({given.dtype})"))
+        return given.astype(np.int64)
+
     def from_genes(self, genes: Sequence[int] | np.ndarray) -> NB201Arch:
-        given = np.asarray(genes)  # floats were cut to integers (0.7 was gene 0), as mbv3 does not
-        require(np.issubdtype(given.dtype, np.integer) and given.shape == (len(EDGES),)
-                and bool(np.all((given >= 0) & (given < len(OPS)))),
-                f"nb201 genes must be 6 integers in 0..{len(OPS) - 1}, got {given.ravel().tolist()}")
-        g = given.astype(np.int64)
+        g = self._check_genes(genes, rows=False)
         return self._stamp(NB201Arch(tuple(OPS[i] for i in g)), g)
 
     def all_archs(self) -> list[NB201Arch]:
@@ -135,7 +148,7 @@ class NB201Space(SearchSpace[NB201Arch]):
 
     def key_index_matrix(self, genes: np.ndarray) -> np.ndarray:
         """Vectorised ``block_keys`` as indices into ``key_vocab()``: shape ``(n, 94)``."""
-        g = np.atleast_2d(np.asarray(genes, dtype=np.int64))
+        g = self._check_genes(genes, rows=True)  # -1 was op 4, 0.7 op 0, rows of 5 gave fewer keys
         vocab = {k: i for i, k in enumerate(self.key_vocab())}
         fixed = lambda k: np.full((len(g), 1), vocab[k], dtype=np.int64)  # noqa: E731
         template = self.block_keys(NB201Arch(("none",) * 6))

@@ -198,3 +198,28 @@ def test_a_block_built_from_its_key_alone(space, key, shape_in, shape_out, param
     assert space.block_input_shape(key) == shape_in
     assert block(torch.zeros(shape_in)).shape == shape_out
     assert params is None or sum(p.numel() for p in block.parameters()) == params
+
+
+@pytest.mark.parametrize("bad", [[[0] * 6, [0] * 5], [[0] * 6, [[0] * 6]], [0, 0, 0, 0, 0, [0]]])
+def test_gene_rows_of_different_lengths_are_an_input_error_as_in_mbv3(space, bad):
+    for method in (space.from_genes, space.key_index_matrix):  # numpy's ValueError "inhomogeneous shape" before
+        with pytest.raises(InputError, match=r"^nb201 genes must be 6 integers in 0\.\.4( per row)?, got rows of "
+                                             r"different lengths$"):
+            method(bad)
+
+
+def test_the_key_matrix_refuses_what_from_genes_refuses(space):
+    genes = space.to_genes(space.sample(np.random.default_rng(0)))
+    assert space.key_index_matrix(genes).tolist() == space.key_index_matrix([genes, genes])[:1].tolist()
+    assert space.key_index_matrix(genes.astype(np.uint8)).tolist() == space.key_index_matrix(genes).tolist()
+    vocab = space.key_vocab()
+    assert [vocab[i] for i in space.key_index_matrix(genes)[0]] == space.block_keys(space.from_genes(genes))
+    # a row of 5 or 7 gave 79 or 109 keys, a gene of -1 was op 4 (avg_pool_3x3), 0.7 and True were op 0 and 1
+    for bad, got in ((np.zeros((2, 5), int), "[0, 0, 0, 0, 0, 0, 0, 0, 0, 0]"), ([[0] * 7], "[0, 0, 0, 0, 0, 0, 0]"),
+                     ([[0] * 5 + [-1]], "[0, 0, 0, 0, 0, -1]"), ([[0] * 5 + [5]], "[0, 0, 0, 0, 0, 5]"),
+                     (np.full((1, 6), 0.7), "[0.7, 0.7, 0.7, 0.7, 0.7, 0.7]"), ([[True] * 6], "[True, True"),
+                     (np.zeros((1, 2, 6), int), "[0, 0"),
+                     (np.zeros((100, 5), int), "an array of shape (100, 5) (int64)")):
+        with pytest.raises(InputError, match=r"^nb201 genes must be 6 integers in 0\.\.4 per row, got ") as err:
+            space.key_index_matrix(bad)
+        assert got in str(err.value)
