@@ -392,3 +392,14 @@ def test_gene_rows_of_different_lengths_are_an_input_error():
             space.key_index_matrix(bad)
         with pytest.raises(InputError, match="got rows of different lengths"):
             space.from_genes(bad)
+
+
+def test_a_block_input_shape_is_read_from_its_key_and_its_block_runs_on_it():
+    space = get_space("mbv3-tiny")
+    keys = space.block_keys(space.from_dict({"ks": [3, 5, 5, 3], "e": [4, 3, 4, 4], "d": [2, 1], "r": 16}))
+    assert [space.block_input_shape(k) for k in keys] == [
+        (1, 3, 16, 16), (1, 8, 16, 16), (1, 8, 16, 16), (1, 8, 8, 8), (1, 8, 8, 8), (1, 16, 4, 4), (1, 32, 4, 4),
+        (1, 32, 1, 1), (1, 32, 1, 1)]
+    with torch.no_grad():
+        y = space.build_block(keys[4])(torch.zeros(space.block_input_shape(keys[4])))  # stride 2, 8 -> 16
+    assert y.shape == (1, 16, 4, 4)
