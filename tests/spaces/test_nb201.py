@@ -219,7 +219,8 @@ def test_the_key_matrix_refuses_what_from_genes_refuses(space):
                      ([[0] * 5 + [-1]], "[0, 0, 0, 0, 0, -1]"), ([[0] * 5 + [5]], "[0, 0, 0, 0, 0, 5]"),
                      (np.full((1, 6), 0.7), "[0.7, 0.7, 0.7, 0.7, 0.7, 0.7]"), ([[True] * 6], "[True, True"),
                      (np.zeros((1, 2, 6), int), "[0, 0"),
-                     (np.zeros((100, 5), int), "an array of shape (100, 5) (int64)")):
+                     (np.zeros((4, 6)), "[0.0, 0.0"),  # up to 24 entries listed, more in a word
+                     (np.zeros((5, 5), int), "an array of shape (5, 5) (int64)")):
         with pytest.raises(InputError, match=r"^nb201 genes must be 6 integers in 0\.\.4 per row, got ") as err:
             space.key_index_matrix(bad)
         assert got in str(err.value)
