@@ -87,12 +87,14 @@ def test_deterministic_init_and_other_sizes():
     assert a.eval()(x).shape == (1, 5)
 
 
-def test_a_string_naming_an_unknown_op_is_refused_by_name():
+def test_a_string_naming_an_unknown_op_is_refused_with_the_known_ops():
     s = "|nor_conv_3x3~0|+|nor_conv_3x3~0|conv_5x5~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
-    with pytest.raises(InputError, match="unknown NAS-Bench-201 op 'conv_5x5'"):
-        parse_nb201_string(s)
-    with pytest.raises(InputError, match="unknown NAS-Bench-201 op 'conv_5x5'"):
-        build_nb201_network(s)
+    for parse in (parse_nb201_string, build_nb201_network):
+        with pytest.raises(InputError, match="malformed NAS-Bench-201 architecture string") as exc:
+            parse(s)
+        assert "conv_5x5" in str(exc.value) and "with ops none, skip_connect, nor_conv_1x1" in exc.value.hint
+    with pytest.raises(InputError, match="unknown NAS-Bench-201 op 'conv_5x5'"):  # the ops list as such
+        build_nb201_network(["conv_5x5"] + ["none"] * 5)
 
 
 def test_relus_are_not_in_place_so_hooks_see_the_pre_activation():
