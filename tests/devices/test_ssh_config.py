@@ -61,3 +61,21 @@ def test_an_include_loop_or_a_bad_include_line_is_one_input_error_naming_the_fil
     with pytest.raises(InputError, match=message) as exc:
         resolve_target(DeviceProfile(name="cfg", host="myjet"))
     assert str(config) in str(exc.value)
+
+
+def test_includes_nest_sixteen_deep_as_in_openssh_and_a_comment_on_an_include_line_names_no_file(
+        tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "comment").write_text("Host myjet\n  User from-a-comment\n")
+    files = [tmp_path / f"f{i}.conf" for i in range(18)]
+    for here, there in zip(files, files[1:]):
+        here.write_text(f"Include {there}  # comment\n")
+    files[16].write_text("Host myjet\n  User deep\n")  # the main file is depth 0: this one is 16 deep
+    files[0].write_text("Include  # no file: ~/.ssh/comment is not read\n" + files[0].read_text())
+    monkeypatch.setenv("EDGENAS_SSH_CONFIG", str(files[0]))
+    assert resolve_target(DeviceProfile(name="cfg", host="myjet")).user == "deep"
+    files[16].write_text(f"Include {files[17]}\n")
+    files[17].write_text("Host myjet\n  User deeper\n")
+    with pytest.raises(InputError, match=f"SSH config {files[17]}: Include nested more than 16 deep"):
+        resolve_target(DeviceProfile(name="cfg", host="myjet"))
