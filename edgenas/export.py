@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -185,13 +184,6 @@ def build_for_export(space: SearchSpace, arch: Any) -> Any:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(key_seed(space.arch_id(arch)))
         return space.build_model(arch).eval()
-
-
-def parity_summary(parity: dict[str, Any]) -> str:
-    try:
-        return json.dumps({k: parity[k] for k in ("max_abs", "median_abs", "passed") if k in parity})
-    except TypeError:
-        return str(parity)
 
 
 def torchscript_beside(space: SearchSpace, arch: Any, exp: ExportResult) -> Path:
