@@ -130,3 +130,133 @@ def test_torchscript_beside_returns_the_model_pt_it_traced_and_then_the_one_it_f
     assert made == tmp_path / "exp" / "model.pt" and made.is_file()
     mtime = made.stat().st_mtime_ns
     assert torchscript_beside(space, arch, exp) == made and made.stat().st_mtime_ns == mtime  # found, not traced
+
+
+class _Rebuilt:
+    """A space as it is, except that each network it builds is wrapped by ``wrap``: a user's network that the
+    export's checks must catch."""
+
+    def __init__(self, space, wrap):
+        self._space, self._wrap = space, wrap
+
+    def __getattr__(self, name):
+        return getattr(self._space, name)
+
+    def build_model(self, arch):
+        return self._wrap(self._space.build_model(arch))
+
+
+def _counting(inner):
+    """A network whose output adds how often it ran: a Python number, so the ONNX file keeps the count it was
+    traced with while PyTorch's outputs move on."""
+    import torch
+
+    class Counting(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner, self.calls = inner, 0
+
+        def forward(self, x):
+            self.calls += 1
+            return self.inner(x) + self.calls
+
+    return Counting()
+
+
+def _failing_after_export(inner):
+    """A network that reads a device once it has been exported, and the read fails (EIO: not a disk error)."""
+    import errno
+
+    import torch
+
+    class Failing(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner, self.exported = inner, False
+
+        def forward(self, x):
+            if torch.onnx.is_in_onnx_export():
+                self.exported = True
+            elif self.exported:  # the parity check's run
+                raise OSError(errno.EIO, "Input/output error", "/dev/sensor0")
+            return self.inner(x)
+
+    return Failing()
+
+
+def _files(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+def test_an_export_that_fails_its_parity_check_is_one_export_error_and_changes_nothing(tiny, tmp_path):
+    """The ONNX model's outputs differ from PyTorch's: one ``ExportError`` naming the file it would have been,
+    no new folder left, and an earlier export in the folder (``--force``) kept as it was, with no temporary
+    file beside it."""
+    from edgenas.errors import ExportError
+
+    space, arch = tiny
+    with pytest.raises(ExportError, match=r"parity failed for .*exp.model\.onnx: output: max_abs="):
+        export_arch(_Rebuilt(space, _counting), arch, tmp_path / "new" / "exp")
+    assert not (tmp_path / "new").exists()
+    kept = export_arch(space, arch, tmp_path / "exp")
+    before = _files(tmp_path / "exp")
+    with pytest.raises(ExportError, match="parity failed"):
+        export_arch(_Rebuilt(space, _counting), arch, tmp_path / "exp", force=True)
+    assert _files(tmp_path / "exp") == before and export_arch(space, arch, tmp_path / "exp").sha256 == kept.sha256
+
+
+def test_an_os_error_that_is_no_disk_error_while_exporting_is_raised_as_it_is_and_changes_nothing(tiny, tmp_path):
+    """Only a disk error (full, read-only, not permitted...) is told as "cannot write the export"; another
+    OSError reaches the caller as it was raised, and still leaves no folder and no temporary file behind."""
+    import errno
+
+    space, arch = tiny
+    with pytest.raises(OSError) as caught:
+        export_arch(_Rebuilt(space, _failing_after_export), arch, tmp_path / "new" / "exp")
+    assert type(caught.value) is OSError and caught.value.errno == errno.EIO, repr(caught.value)
+    assert not (tmp_path / "new").exists()
+    export_arch(space, arch, tmp_path / "exp")
+    before = _files(tmp_path / "exp")
+    with pytest.raises(OSError, match="Input/output error"):
+        export_arch(_Rebuilt(space, _failing_after_export), arch, tmp_path / "exp", force=True)
+    assert _files(tmp_path / "exp") == before
+
+
+def test_a_manifest_that_cannot_be_written_leaves_no_model_onnx_without_it(tiny, tmp_path):
+    """A folder standing where manifest.json goes (``--force``): one ``OutputError``, and the model.onnx already
+    moved into place is removed again (a model without its manifest is no export)."""
+    space, arch = tiny
+    out = tmp_path / "exp"
+    (out / "manifest.json").mkdir(parents=True)
+    (out / "manifest.json" / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match="Is a directory"):
+        export_arch(space, arch, out, force=True)
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == ["manifest.json", "manifest.json/notes.txt"]
+
+
+def test_torchscript_beside_traces_a_reused_export_and_refuses_a_network_its_file_would_not_be(tiny, tmp_path):
+    """A reused export of today's network gets its model.pt (its parity with the network checked first); a network
+    whose TorchScript file would compute something else is refused with one ``ExportError`` and no model.pt."""
+    from edgenas.errors import ExportError
+    from edgenas.export import torchscript_beside
+
+    space, arch = tiny
+    export_arch(space, arch, tmp_path / "exp")
+    reused = export_arch(space, arch, tmp_path / "exp")
+    assert reused.reused and torchscript_beside(space, arch, reused) == tmp_path / "exp" / "model.pt"
+    other = export_arch(space, arch, tmp_path / "other")
+    with pytest.raises(ExportError, match="TorchScript file differs from the module"):
+        torchscript_beside(_Rebuilt(space, _counting), arch, other)
+    assert sorted(_files(tmp_path / "other")) == ["manifest.json", "model.onnx"]
+
+
+def test_a_network_that_fails_on_its_input_shape_is_one_export_error_before_any_file(tiny, tmp_path):
+    import torch
+
+    from edgenas.errors import ExportError
+
+    space, arch = tiny
+    with pytest.raises(ExportError, match="the module fails on an input of shape"):  # a head of 3, after 10 logits
+        export_arch(_Rebuilt(space, lambda inner: torch.nn.Sequential(inner, torch.nn.Linear(3, 3))), arch,
+                    tmp_path / "exp")
+    assert not (tmp_path / "exp").exists()
