@@ -112,3 +112,131 @@ def test_the_defaults_are_the_documented_ones():
     assert {k: v for k, v in ev.describe().items() if k != "metric"} == {
         "name": "train", "seed": 0, "data": "digits", "epochs": 2.0, "batch_size": 32, "lr": 0.1,
         "val_fraction": 0.2, "limit": None}
+    from edgenas.evaluate.short_train import ShortTrainEvaluator, make_short_train
+
+    for direct in (ShortTrainEvaluator(get_space("mbv3-tiny")), make_short_train(get_space("mbv3-tiny"))):
+        assert direct.describe() == ev.describe()  # the class and its factory, called without the registry
+
+
+class _Watched:
+    """A space as it is, except that every network it builds records its forward passes (training flag,
+    gradients on, batch size) and keeps its initial weights: what a short training did, seen from the network."""
+
+    def __init__(self, space):
+        self._space, self.models, self.initial, self.calls = space, [], [], []
+
+    def __getattr__(self, name):
+        return getattr(self._space, name)
+
+    def build_model(self, arch):
+        import copy
+
+        import torch
+
+        model = self._space.build_model(arch)
+        self.models.append(model)
+        self.initial.append(copy.deepcopy(model.state_dict()))
+        model.register_forward_pre_hook(
+            lambda m, args: self.calls.append((m.training, torch.is_grad_enabled(), len(args[0]))))
+        return model
+
+
+@pytest.fixture(scope="module")
+def nb201(tmp_path_factory):
+    """The nb201 space, one of its cells, and 100 random 32x32 images of 10 classes (nb201's input; digits took
+    seconds to load at that size)."""
+    rng = np.random.default_rng(0)
+    data = tmp_path_factory.mktemp("nb201") / "noise.npz"
+    np.savez(data, x=rng.random((100, 32, 32, 3), dtype=np.float32), y=np.arange(100) % 10)
+    space = get_space("nb201")
+    return space, space.sample(rng), str(data)
+
+
+@pytest.mark.slow
+def test_nb201_training_takes_the_steps_asked_for_then_scores_every_held_out_image_in_eval_mode(nb201):
+    """round(epochs x batches per epoch) optimiser steps (at least one), a short last batch, every step moving
+    the weights; then one pass over the held-out images in eval mode (BatchNorm's running statistics) without
+    gradients."""
+    import torch
+
+    space, arch, data = nb201
+    for opts, batches in ((dict(limit=30, batch_size=10, epochs=1.4), [10, 10, 4, 10]),  # 24 to train on: 3 a epoch
+                          (dict(limit=10, epochs=1), [8]),  # 8 to train on, fewer than a batch: one step an epoch
+                          (dict(limit=30, batch_size=10, epochs=0.01), [10])):  # less than a step is one step
+        watched = _Watched(space)
+        ev = make_evaluator("train", watched, data=data, **opts).inner
+        _, val = ev._dataset(space.input_shape(arch))
+        score = ev.train_one(arch)
+        assert watched.calls == [(True, True, b) for b in batches] + [(False, False, len(val))], opts
+        trained, initial = watched.models[-1].state_dict(), watched.initial[-1]
+        assert all(not torch.equal(trained[k], initial[k]) for k in trained if k.endswith(".weight")), opts
+        with torch.no_grad():  # the score: the trained network's accuracy (%) on the held-out images
+            right = int((watched.models[-1].eval()(val.x).argmax(1) == val.y).sum())
+        assert score == 100.0 * right / len(val), opts
+
+
+def test_nb201_training_is_seeded_whatever_the_global_random_state(nb201):
+    """nb201's cells draw their initial weights from torch's global generator: the seed fixes them (and the batch
+    order), so the same seed trains the same network after any other use of torch's generator."""
+    import torch
+
+    space, arch, data = nb201
+    finals = []
+    for seed, global_seed in ((0, 1), (0, 2), (1, 1)):
+        torch.manual_seed(global_seed)
+        watched = _Watched(space)
+        make_evaluator("train", watched, data=data, seed=seed, limit=10, epochs=2).inner.train_one(arch)
+        finals.append(watched.models[-1].state_dict())
+    same, other = (all(torch.equal(finals[0][k], f[k]) for k in f) for f in finals[1:])
+    assert same and not other
+
+
+def test_the_images_kept_and_held_out_are_the_same_whatever_the_evaluators_seed(tmp_path):
+    """``limit`` keeps subset seed 0's images and holds out split seed 0's fifth of them, with any evaluator
+    seed: scores are comparable across seeds and with other tools that hold out the same images."""
+    import torch
+
+    from edgenas.datasets import load_dataset
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "rgb.npz", x=rng.random((30, 16, 16, 3), dtype=np.float32), y=np.arange(30) % 3)
+    space = get_space("mbv3-tiny")
+    shape = space.input_shape(space.sample(rng))
+    ev = make_evaluator("train", space, seed=5, data=str(tmp_path / "rgb.npz"), limit=20).inner
+    train, val = ev._dataset(shape)
+    want_train, want_val = load_dataset(str(tmp_path / "rgb.npz"), shape[2]).subset(20, seed=0).split(0.2, seed=0)
+    assert torch.equal(val.x, want_val.x) and torch.equal(val.y, want_val.y) and len(val) == 4
+    assert torch.equal(train.x, want_train.x) and torch.equal(train.y, want_train.y)
+
+
+@pytest.mark.slow
+def test_a_network_that_fails_to_train_scores_minus_inf_and_an_input_error_is_raised(tmp_path):
+    """A broken network must not crash a search (it scores -inf and the next one is trained); a user's error (the
+    data file gone before a network of another resolution needs it) is raised, not scored."""
+    import torch
+
+    from edgenas.errors import InputError
+
+    space = get_space("mbv3-small")
+    rng = np.random.default_rng(0)
+    data = tmp_path / "noise.npz"
+    np.savez(data, x=rng.random((20, 32, 32, 3), dtype=np.float32), y=np.arange(20) % 10)
+    archs = [space.sample(np.random.default_rng(i)) for i in range(30)]
+    first = space.input_shape(space.sample(np.random.default_rng(0)))  # the resolution the evaluator loads first
+    same = [a for a in archs if space.input_shape(a) == first][:2]
+    other = next(a for a in archs if space.input_shape(a) != first)
+
+    class OneBroken:
+        def __getattr__(self, name):
+            return getattr(space, name)
+
+        def build_model(self, arch):
+            model = space.build_model(arch)
+            return torch.nn.Sequential(model, torch.nn.Linear(3, 3)) if arch == same[0] else model  # 10 logits in
+
+    ev = make_evaluator("train", OneBroken(), data=str(data), limit=10, epochs=0.01).inner
+    scores = ev.evaluate(same)
+    assert scores.shape == (2,) and scores[0] == -np.inf and 0.0 <= scores[1] <= 100.0, scores
+    data.unlink()
+    with pytest.raises(InputError, match="does not exist"):
+        ev.evaluate([same[1], other])
