@@ -260,3 +260,20 @@ def test_a_network_that_fails_on_its_input_shape_is_one_export_error_before_any_
         export_arch(_Rebuilt(space, lambda inner: torch.nn.Sequential(inner, torch.nn.Linear(3, 3))), arch,
                     tmp_path / "exp")
     assert not (tmp_path / "exp").exists()
+
+
+def test_an_nb201_export_is_the_same_file_whatever_the_global_random_state(tmp_path):
+    """nb201's layers draw their initial weights from torch's global generator: the export seeds it from the
+    architecture's id, so another use of the generator before it changes nothing (in one process, exports that
+    followed each other drew the same weights either way), and leaves the caller's state as it was."""
+    import torch
+
+    space = get_space("nb201")
+    arch = space.sample(np.random.default_rng(0))
+    torch.manual_seed(1)
+    first = export_arch(space, arch, tmp_path / "a")
+    torch.manual_seed(2)
+    state = torch.random.get_rng_state()
+    second = export_arch(space, arch, tmp_path / "b")
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert second.sha256 == first.sha256 and second.onnx_path.read_bytes() == first.onnx_path.read_bytes()
