@@ -243,3 +243,30 @@ def test_a_network_that_fails_to_train_scores_minus_inf_and_an_input_error_is_ra
     data.unlink()
     with pytest.raises(InputError, match="does not exist"):
         ev.evaluate([same[1], other])
+
+
+def test_nb201_training_is_sgd_with_nesterov_momentum_weight_decay_and_a_cosine_rate(nb201):
+    """The recipe, step by step from the same initial weights and batch order: SGD (momentum 0.9, Nesterov,
+    weight decay 5e-4) at ``lr`` annealed to 0 over the steps (cosine), on seeded permutations of the images."""
+    import torch
+    import torch.nn.functional as F
+
+    space, arch, data = nb201
+    watched = _Watched(space)
+    ev = make_evaluator("train", watched, data=data, seed=3, limit=10, epochs=3, lr=0.05).inner
+    train, _ = ev._dataset(space.input_shape(arch))
+    ev.train_one(arch)
+    model = space.build_model(arch).train()
+    model.load_state_dict(watched.initial[0])
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4, nesterov=True)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 3)
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(3):  # 8 images to train on, one batch an epoch
+        perm = torch.randperm(len(train), generator=gen)
+        loss = F.cross_entropy(model(train.x[perm]), train.y[perm])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    trained = watched.models[0].state_dict()
+    assert all(torch.equal(trained[k], v) for k, v in model.state_dict().items())
