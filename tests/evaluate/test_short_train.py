@@ -213,7 +213,7 @@ def test_the_images_kept_and_held_out_are_the_same_whatever_the_evaluators_seed(
 
 
 @pytest.mark.slow
-def test_a_network_that_fails_to_train_scores_minus_inf_and_an_input_error_is_raised(tmp_path):
+def test_a_network_that_fails_to_train_scores_minus_inf_and_an_input_error_is_raised(tmp_path, caplog):
     """A broken network must not crash a search (it scores -inf and the next one is trained); a user's error (the
     data file gone before a network of another resolution needs it) is raised, not scored."""
     import torch
@@ -238,8 +238,10 @@ def test_a_network_that_fails_to_train_scores_minus_inf_and_an_input_error_is_ra
             return torch.nn.Sequential(model, torch.nn.Linear(3, 3)) if arch == same[0] else model  # 10 logits in
 
     ev = make_evaluator("train", OneBroken(), data=str(data), limit=10, epochs=0.01).inner
-    scores = ev.evaluate(same)
+    with caplog.at_level("WARNING", logger="edgenas.evaluate.short_train"):
+        scores = ev.evaluate(same)
     assert scores.shape == (2,) and scores[0] == -np.inf and 0.0 <= scores[1] <= 100.0, scores
+    assert [r.getMessage().split(": ")[0] for r in caplog.records] == [f"training failed on {space.arch_id(same[0])}"]
     data.unlink()
     with pytest.raises(InputError, match="does not exist"):
         ev.evaluate([same[1], other])
