@@ -85,12 +85,18 @@ POOL_ROUNDS = 8
 
 def _pool(space: Any, refs: list[tuple[str, str, Any]], seed: int, n: int | None = None,
           table: Any = None) -> tuple[list[Any], np.ndarray]:
-    """A seeded pool of ``n`` distinct architectures (all of a smaller space) and their features
-    (``fewshot_model.model_features``). Drawn with replacement, 2,000 nb201 cells held 1,889 distinct
-    ones, and about 1 in 100 random choices of 20 measured a cell twice (and left it out of its own
-    leave-one-out fit in name only)."""
+    """A seeded pool of ``n`` distinct architectures (``_draw``) and their features
+    (``fewshot_model.model_features``)."""
     from edgenas.latency.fewshot_model import model_features
 
+    archs = _draw(space, seed, n)
+    return archs, model_features(space, archs, [r[2] for r in refs], table)
+
+
+def _draw(space: Any, seed: int, n: int | None = None) -> list[Any]:
+    """``n`` distinct architectures (all of a smaller space), seeded. Drawn with replacement, 2,000 nb201
+    cells held 1,889 distinct ones, and about 1 in 100 random choices of 20 measured a cell twice (and left
+    it out of its own leave-one-out fit in name only)."""
     n = POOL if n is None else n
     rng, seen, archs = np.random.default_rng(seed), set(), []
     for _ in range(POOL_ROUNDS):
@@ -102,7 +108,7 @@ def _pool(space: Any, refs: list[tuple[str, str, Any]], seed: int, n: int | None
                 archs.append(arch)
         if len(archs) == n:
             break
-    return archs, model_features(space, archs, [r[2] for r in refs], table)
+    return archs
 
 
 @_quiet
@@ -245,7 +251,7 @@ def add_fewshot(project: Project, device: str, space_name: str, k: int, *, seed:
     from edgenas.devices.session import open_session
     from edgenas.fleet.measure import measure_model, model_file, reference_model
     from edgenas.latency.fewshot_meta import select_architectures
-    from edgenas.latency.fewshot_model import check_not_linked, model_path
+    from edgenas.latency.fewshot_model import check_not_linked, model_features, model_path
     from edgenas.latency.fewshot_table import TableReferences
     from edgenas.spaces import get_space
     from edgenas.store import Measurement, check_db_url
@@ -261,11 +267,15 @@ def add_fewshot(project: Project, device: str, space_name: str, k: int, *, seed:
     luts = Path(project.luts_dir)  # a planted link where the record goes: refused now, not after the measurements
     check_not_linked(luts, model_path(luts, profile.name, space.name))
     check_db_url()  # where the measurements go: refused before the device measures
+    pool = _draw(space, seed)  # more points than the space's pool holds (mbv3-tiny: 400) are refused here, not
+    if k > len(pool):  # after the device was opened
+        raise InputError(f"--fewshot {k} is more than the {len(pool)} distinct architectures of '{space.name}' "
+                         "to choose from", hint=f"measure at most {len(pool)}")
     with open_session(project, profile) as s:
         fp_hash, rt = s.info().fingerprint_hash, s.runtime_params()
         ref_path = reference_model(project, rt["runtime"])
         refs = [] if tref else reference_predictors(project, space, exclude=s.device)
-        pool, X = _pool(space, refs, seed, table=tref)
+        X = model_features(space, pool, [r[2] for r in refs], tref)
         config, _ = _choose(space, X, refs, k, tref)  # what to measure: chosen on the references alone
         n_refs = len(tref.columns) if tref else len(refs)
         X = X[:, :-n_refs] if tref else X  # the additive parts and descriptors choose

@@ -311,6 +311,21 @@ def test_fewshot_count_bounds_and_a_bad_database_url_are_refused_before_measurin
     assert list(fresh.rglob("*")) == []  # the state folder (the agent's work dir, the reference model) too
 
 
+def test_more_points_than_the_space_holds_are_refused_before_the_device_is_opened(fresh, cli):
+    """mbv3-tiny has 400 networks: ``--fewshot 450`` passed the 1..500 check and was refused by the selection
+    ("cannot choose 450 of 400 candidates") only once the device was open and the state folder written (the
+    agent, the reference model); now before, and in the flag's words. 400 itself is the whole space."""
+    res = cli("device", "add", "local", "--fewshot", "450", "--space", "mbv3-tiny")
+    assert res.code == 2 and len(res.err.strip().splitlines()) == 1, res.err
+    assert "--fewshot 450 is more than the 400 distinct architectures of 'mbv3-tiny'" in res.err, res.err
+    assert "measure at most 400" in res.err
+    assert list(fresh.rglob("*")) == []
+    from edgenas.fleet.fewshot import _draw
+    from edgenas.spaces import get_space
+
+    assert len(_draw(get_space("mbv3-tiny"), 0)) == 400
+
+
 def test_a_folder_in_luts_that_is_no_device_or_holds_a_broken_table_is_no_reference(proj):
     """``luts/.git`` (tables kept in git) or ``luts/old tables`` refused ``device add --fewshot`` with "invalid
     device name '.git'": such a folder is no device, so no reference; nor is a device whose table is broken,
