@@ -148,9 +148,13 @@ class FewShotPredictor:
         if self.model == "mean":
             return np.full(Z.shape[0], np.exp(self._mean))
         if self.model == "single":
+            if self.reference >= Z.shape[1]:
+                raise InputError(f"the model reads feature column {self.reference}, the features have {Z.shape[1]}")
             x = np.asarray(features, dtype=float)[:, self.reference]
             return apply_calibration(self._cal, x)
         mu, sd, keep, w, ybar = self._ridge
+        if keep.size != Z.shape[1]:
+            raise InputError(f"{Z.shape[1]} feature columns but the model takes {keep.size}")
         if self.model == "additive":
             X = np.asarray(features, dtype=float)
             return np.maximum(ybar + ((X[:, keep] - mu[keep]) / sd[keep]) @ w, self._floor)
@@ -186,7 +190,8 @@ class FewShotPredictor:
             if lat is not None and (not isinstance(lat, list) or not all(isinstance(b, bool) for b in lat)):
                 raise ValueError("is_latency must be a list of true/false")
             names = d.get("feature_names")
-            m = cls(is_latency=lat, feature_names=None if names is None else record_strings(names, "feature_names"))
+            m = cls(is_latency=lat, feature_names=None if names is None else record_strings(
+                names, "feature_names", None if lat is None else len(lat)))
             m.model = str(d["model"])
             m.loo_mse = float("nan") if d.get("loo_mse") is None else record_number(d["loo_mse"], "loo_mse", low=0)
             m.alpha = None if d.get("alpha") is None else record_number(d["alpha"], "alpha", positive=True)
@@ -195,7 +200,8 @@ class FewShotPredictor:
                 m._mean = record_number(d["mean"], "mean")
             elif m.model == "single":
                 m._cal = Calibration.from_dict(d["calibration"])
-                if m.reference is None or (lat is not None and (m.reference >= len(lat) or not lat[m.reference])):
+                if m.reference is None or (lat is not None and (m.reference >= len(lat) or not lat[m.reference])) \
+                        or (names is not None and m.reference >= len(names)):
                     raise ValueError("single model without a reference latency column")
             elif m.model in ("ridge", "additive"):
                 mu = record_vector(d["mu"], "mu")

@@ -199,3 +199,123 @@ def test_short_rows_read_as_missing_cells_and_unparsed_cells_give_no_descriptors
     assert t.descriptors.shape == (3, 0) and t.descriptor_names == []  # the empty arch does not parse
     counts, names = op_counts(["|nor_conv_3x3~0|", "junk"])
     assert counts.shape == (2, 0) and names == []
+
+
+def test_ridge_takes_part_from_five_points_and_a_record_needs_a_fit():
+    """``MIN_K_RIDGE``: four points of a product of two references are one reference's calibration, five are
+    ridge's; ``describe`` of a ridge model names no reference; ``to_dict`` before ``fit`` is an InputError."""
+    rng = np.random.default_rng(1)
+    ref = rng.uniform(1, 20, (10, 3))
+    y = ref[:, 0] * ref[:, 1]
+    assert FewShotPredictor(additive=False).fit(ref[:4], y[:4]).model == "single"
+    ridge = FewShotPredictor(feature_names=["a", "b", "c"], additive=False).fit(ref[:5], y[:5])
+    assert ridge.model == "ridge" and ridge.describe()["reference"] is None and ridge.to_dict()["floor"] == 0.0
+    np.testing.assert_allclose(ridge.predict(ref[5:]), y[5:], rtol=0.01)
+    with pytest.raises(InputError, match="to_dict called before fit"):
+        FewShotPredictor().to_dict()
+
+
+def test_features_and_targets_of_the_wrong_shape_or_value_are_named():
+    """Each check of ``fit``'s and ``predict``'s input says what is wrong (a fitted model, so that nothing
+    later in the fit is what refuses them)."""
+    m = FewShotPredictor(is_latency=[True, False]).fit([[1.0, 0.0], [2.0, 1.0], [4.0, 0.0]], [2.0, 4.0, 8.0])
+    for features, message in (([1.0, 2.0], "features must be a 2-D array \\(n, F\\), got shape \\(2,\\)"),
+                              ([[1.0]], "1 feature columns but is_latency has 2"),
+                              ([[np.nan, 0.0]], "features must be finite"),
+                              ([[1.0, np.inf]], "features must be finite"),
+                              ([[0.0, 1.0]], "latency features > 0"), ([[-1.0, 1.0]], "latency features > 0")):
+        with pytest.raises(InputError, match=message):
+            m.predict(features)
+    assert m.predict([[1.0, -1.0]]).shape == (1,)  # a descriptor may be negative
+    for y, message in (([1.0, 2.0], "need one target per row: 3 rows, 2 targets"), ([], "3 rows, 0 targets")):
+        with pytest.raises(InputError, match=message):
+            FewShotPredictor().fit([[1.0], [2.0], [3.0]], y)
+    with pytest.raises(InputError, match="need one target per row: 0 rows, 0 targets"):
+        FewShotPredictor().fit(np.zeros((0, 1)), [])
+    for y in ([1.0, np.nan], [1.0, -2.0], [np.inf, 1.0]):
+        with pytest.raises(InputError, match="target latencies must be finite and > 0"):
+            FewShotPredictor().fit([[1.0], [2.0]], y)
+
+
+def test_two_points_rank_the_references_and_five_admit_the_additive_model():
+    """From two points on, each reference is scored on the point left out (one point keeps the first);
+    from ``MIN_K_RIDGE`` (5) points on, the additive model competes: an exactly additive device is it."""
+    ref = np.array([[5.0, 1.0], [1.0, 3.0]])
+    m = FewShotPredictor().fit(ref, 2.0 * ref[:, 1])
+    assert (m.model, m.reference) == ("single", 1) and m.loo_mse == pytest.approx(0.0, abs=1e-20)
+    np.testing.assert_allclose(m.predict([[7.0, 4.0]]), [8.0])
+    X = np.random.default_rng(0).integers(0, 5, (10, 2)).astype(float)
+    y = 1.0 + 2.0 * X[:, 0] + 3.0 * X[:, 1]
+    assert FewShotPredictor(is_latency=[False, False]).fit(X[:4], y[:4]).model == "ridge"
+    additive = FewShotPredictor(is_latency=[False, False]).fit(X[:5], y[:5])
+    assert additive.model == "additive"
+    np.testing.assert_allclose(additive.predict(X[5:]), y[5:], rtol=1e-3)
+    floor = y[:5].min() / 10  # a prediction below a tenth of the fastest point measured is floored there
+    assert additive.to_dict()["floor"] == floor and additive.predict([[-9.0, -9.0]]).tolist() == [floor]
+
+
+def test_descriptors_alone_take_ridge_from_three_points():
+    """With no reference latency, two points are their geometric mean and three a ridge fit in log space."""
+    X = np.array([[0.0], [1.0], [2.0], [3.0]])
+    y = np.exp(X[:, 0])
+    mean = FewShotPredictor(is_latency=[False]).fit(X[:2], y[:2])
+    assert mean.model == "mean"
+    np.testing.assert_allclose(mean.predict(X[2:]), [np.exp(0.5)] * 2)
+    ridge = FewShotPredictor(is_latency=[False]).fit(X[:3], y[:3])
+    assert ridge.model == "ridge" and ridge.predict(X[3:])[0] > y[2]
+    flat = FewShotPredictor(is_latency=[False]).fit(np.ones((3, 1)), [1.0, 2.0, 4.0])  # nothing to fit on
+    assert (flat.model, flat.alpha, flat.to_dict()["keep"]) == ("ridge", 1e-4, [False])  # every alpha ties: the first
+    np.testing.assert_allclose(flat.predict([[5.0]]), [2.0])
+
+
+def _refit_without_each_point(Z, y, alpha, additive):
+    """Leave-one-out by brute force: ridge (intercept not penalised) on the columns standardised over all
+    points, refitted without each point in turn; its error in log space (``additive``: of the prediction
+    floored at a tenth of the fastest point)."""
+    k = len(y)
+    A = np.hstack([np.ones((k, 1)), (Z - Z.mean(axis=0)) / Z.std(axis=0)])
+    penalty = np.diag([0.0] + [alpha] * Z.shape[1])
+    err = []
+    for i in range(k):
+        keep = np.arange(k) != i
+        pred = A[i] @ np.linalg.solve(A[keep].T @ A[keep] + penalty, A[keep].T @ y[keep])
+        err.append(np.log(max(pred, y.min() / 10) / y[i]) if additive else y[i] - pred)
+    return float(np.mean(np.square(err)))
+
+
+@pytest.mark.parametrize("additive", [False, True])
+def test_ridges_leave_one_out_error_is_that_of_refitting_without_each_point(additive):
+    """The hat-matrix shortcut is exact: the error it gives is brute force's, at the alpha it picks, and that
+    alpha is the one of ``ALPHAS`` with the smallest brute-force error."""
+    from edgenas.latency.fewshot import ALPHAS
+
+    rng = np.random.default_rng(7)
+    Z = rng.uniform(0.0, 3.0, (8, 3))
+    y = 1.0 + Z @ np.array([1.0, 0.5, 0.2]) + rng.normal(0, 0.3, 8)
+    got = FewShotPredictor()._ridge_candidate(Z, y, additive=additive)
+    assert got["model"] == ("additive" if additive else "ridge")
+    assert got["loo_mse"] == pytest.approx(_refit_without_each_point(Z, y, got["alpha"], additive), rel=1e-9)
+    brute = [_refit_without_each_point(Z, y, a, additive) for a in ALPHAS]
+    assert got["alpha"] == ALPHAS[int(np.argmin(brute))]
+
+
+def test_a_record_whose_names_or_columns_do_not_fit_the_features_is_one_input_error():
+    """``from_dict`` read ``feature_names`` of another length than ``is_latency`` (``describe`` then failed with
+    an IndexError), and a record without ``is_latency`` (every column a latency) whose reference column or
+    ridge width the features do not have (``predict`` failed with an IndexError)."""
+    single = FewShotPredictor(is_latency=[False, True], feature_names=["n", "ref"]).fit([[3.0, 4.0]], [8.0])
+    with pytest.raises(InputError, match="feature_names must hold 2 names, got 1"):
+        FewShotPredictor.from_dict({**single.to_dict(), "feature_names": ["n"]})
+    free = FewShotPredictor(feature_names=["a", "b"]).fit([[3.0, 4.0]], [8.0]).to_dict()
+    assert FewShotPredictor.from_dict({**free, "reference": 1}).describe()["reference"] == "b"
+    with pytest.raises(InputError, match="single model without a reference latency column"):
+        FewShotPredictor.from_dict({**free, "reference": 2})
+    unnamed = FewShotPredictor.from_dict({**free, "feature_names": None, "reference": 7})
+    with pytest.raises(InputError, match="the model reads feature column 7, the features have 2"):
+        unnamed.predict([[1.0, 2.0]])
+    X = np.random.default_rng(0).uniform(1.0, 5.0, (10, 2))
+    ridge = FewShotPredictor.from_dict(FewShotPredictor(additive=False).fit(X, X[:, 0] * X[:, 1]).to_dict())
+    assert ridge.model == "ridge" and ridge.predict(X).shape == (10,)
+    for width in (1, 3):
+        with pytest.raises(InputError, match=f"{width} feature columns but the model takes 2"):
+            ridge.predict(np.ones((1, width)))
