@@ -540,3 +540,27 @@ def test_an_interrupted_fewshot_keeps_its_measurements_and_the_same_command_goes
     assert len({json.dumps(m.arch, sort_keys=True) for m in after}) == 4 and model_path_of(proj).exists()
     res = cli("device", "add", "local", "--fewshot", "4", "--space", "mbv3-tiny", "--json")
     assert res.code == 0 and res.json()["measured_now"] == 0 and res.json()["n_points"] == 4, res.err
+
+
+def test_a_model_is_saved_from_one_measurement_and_none_is_refused_before_anything_is_written(tmp_path):
+    """``_save`` fits and writes the record from one measurement on (no leave-one-out share below 3: NaN), the
+    record keeping the pool seed its configuration was chosen on; with no measurement it is one InputError
+    and nothing is written."""
+    import math
+
+    import edgenas.fleet.fewshot as fewshot
+    from edgenas.errors import InputError
+    from edgenas.project import Project
+    from edgenas.spaces import get_space
+
+    space, project = get_space("nb201"), Project(tmp_path)
+    archs = fewshot._pool(space, [], 0, n=1)[0]
+    with pytest.raises(InputError, match="no measurements of 'nb201' on 'local' to fit a few-shot model on"):
+        fewshot._save(project, "local", space, "a" * 64, "onnxruntime", [], np.array([]), [], None, 3)
+    assert list(tmp_path.iterdir()) == []
+    path, loo, described = fewshot._save(project, "local", space, "a" * 64, "onnxruntime", archs, np.array([2.0]),
+                                         [], None, 3)
+    assert path == tmp_path / "luts" / "local" / "fewshot" / "nb201.json" and math.isnan(loo)
+    rec = json.loads(path.read_text())
+    assert rec["n_points"] == 1 and rec["ensemble"]["inner"]["pool_seed"] == 3 == described["inner"]["pool_seed"]
+    assert fewshot.latency_model(project, "local", space).predict(archs[0]) > 0
