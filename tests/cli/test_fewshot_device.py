@@ -564,3 +564,27 @@ def test_a_model_is_saved_from_one_measurement_and_none_is_refused_before_anythi
     rec = json.loads(path.read_text())
     assert rec["n_points"] == 1 and rec["ensemble"]["inner"]["pool_seed"] == 3 == described["inner"]["pool_seed"]
     assert fewshot.latency_model(project, "local", space).predict(archs[0]) > 0
+
+
+def test_a_model_on_two_reference_luts_records_them_their_calibrations_and_names(proj, monkeypatch):
+    """On reference LUTs, ``_save``'s record names each reference (device, LUT fingerprint hash) in order, with
+    its calibration (none here), and the regressor's features are the references' predictions, then the
+    descriptors; the model follows a device twice as slow as ref-a."""
+    import edgenas.fleet.fewshot as fewshot
+    from edgenas.project import Project
+    from edgenas.spaces import get_space
+
+    monkeypatch.setattr(fewshot, "POOL", 150)
+    _two_reference_luts(proj)
+    project, space = Project(proj), get_space("mbv3-tiny")
+    refs = fewshot.reference_predictors(project, space, exclude="local")
+    archs = fewshot._pool(space, refs, 1, n=8)[0]
+    y = 2.0 * np.array([refs[0][2].predict(a) for a in archs])
+    path, loo, described = fewshot._save(project, "local", space, "a" * 64, "onnxruntime", archs, y, refs, None, 0)
+    rec = json.loads(path.read_text())
+    assert [r[0] for r in rec["references"]] == ["ref-a", "ref-b"]
+    assert rec["references"] == [[d, h] for d, h, _ in refs] and rec["reference_calibrations"] == [None, None]
+    assert rec["ensemble"]["feature_names"] == ["ref-a", "ref-b", *rec["descriptor_names"]]
+    assert rec["ensemble"]["n_refs"] == 2 and described["inner"]["pool_seed"] == 0
+    pred = fewshot.latency_model(project, "local", space).predict_many(archs)
+    assert np.median(np.abs(np.log(pred / y))) < np.log(1.2)

@@ -329,3 +329,15 @@ def test_a_malformed_model_is_refused_before_save_model_writes_anything(tmp_path
     assert list(tmp_path.iterdir()) == []
     assert save_model(tmp_path / "luts", good) == tmp_path / "luts" / "new" / "fewshot" / "mbv3-tiny.json"
     assert load_model(tmp_path / "luts", "new", "mbv3-tiny") == good
+
+
+def test_the_plain_model_averaged_in_is_fitted_with_the_configuration_chosen_for_it(record, tmp_path):
+    """``_fit`` on table references averages in a plain model whose configuration ``table_config(plain=True)``
+    chose for the plain model, not the table-corrected one's; the record keeps what chose it (``inner.plain``)."""
+    from edgenas.fleet.fewshot import table_config
+
+    path, _, _ = make_table(tmp_path / "hw.csv", n=400)  # the fixture's table, byte for byte
+    config, inner = table_config(SPACE, TableReferences.build(path, SPACE), 6, plain=True)
+    ensemble = record[0]["ensemble"]
+    assert ensemble["plain"]["config"] == config.to_dict() and ensemble["inner"]["plain"] == json.loads(
+        json.dumps(inner))
