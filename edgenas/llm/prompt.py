@@ -119,8 +119,9 @@ def shared_prompt(space: Any, objective: str, *, history: Sequence[Outcome] = ()
     """What every prompt of one batch shares: ``static_prompt`` and the recent mutations (so its KV is
     computed once per batch, not once per row)."""
     lines = [static_prompt(space, objective, max_genes)]
-    good = [h for h in history if h.improved][-n_history:]
-    bad = [h for h in history if not h.improved][-n_history:]
+    # the last n_history of each (``[-0:]`` is the whole list: history=0 told the last outcome)
+    good = [h for h in history if h.improved][-n_history:] if n_history > 0 else []
+    bad = [h for h in history if not h.improved][-n_history:] if n_history > 0 else []
     if good:
         lines.append("Mutations that helped: " + "; ".join(f"{_short(h.mutation)} ({_delta(h)})" for h in good))
     if bad:

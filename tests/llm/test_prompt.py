@@ -205,6 +205,7 @@ def test_shared_prompt_tells_the_last_n_helpful_and_unhelpful_mutations_in_short
     assert shared_prompt(space, "acc", history=h[:2], n_history=3) == static + (
         '\nMutations that helped: edge_1_0="none" (+0.5)\nMutations that did not: edge_2_0="none" (-1.25)')
     assert shared_prompt(space, "acc", history=h[1:2]) == static + '\nMutations that did not: edge_2_0="none" (-1.25)'
+    assert shared_prompt(space, "acc", history=h, n_history=0) == static     # history=0 told the last of each
     four = [Outcome(f'{{"gene": "edge_{g}", "value": "none"}}', "llm", True, 1.0) for g in ("1_0", "2_0", "2_1", "3_0")]
     told = static + '\nMutations that helped: ' + "; ".join(f'edge_{g}="none" (+1)' for g in ("2_0", "2_1", "3_0"))
     assert shared_prompt(space, "acc", history=four) == told                       # the last 3 by default
