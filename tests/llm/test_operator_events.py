@@ -4,6 +4,8 @@ the logged fallback of a model that fails to load, and the one-parent ``mutate``
 from a scripted engine (a real one is constrained to valid mutations, so it never writes a bad one)."""
 
 import json
+import resource
+import shutil
 
 import numpy as np
 import pytest
@@ -21,13 +23,13 @@ ARCH = "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_1x1~1|
 class Scripted:
     """Stands in for the loaded model: each call returns the next completions, in order."""
 
-    def __init__(self, *batches):
-        self.batches, self.calls = list(batches), []
+    def __init__(self, *batches, seconds=0.5):
+        self.batches, self.calls, self.seconds = list(batches), [], seconds
 
     def propose_many(self, prompts, choices, seed, static="", shared=""):
         self.calls.append({"prompts": list(prompts), "choices": [list(c) for c in choices], "seed": seed,
                            "static": static, "shared": shared})
-        return [Proposal(f"think {k}", c, 0.5, 7, k % 2) for k, c in enumerate(self.batches.pop(0))]
+        return [Proposal(f"think {k}", c, self.seconds, 7, k % 2) for k, c in enumerate(self.batches.pop(0))]
 
 
 def operator(model, tmp_path, engine=None, **opts):
@@ -261,3 +263,118 @@ def test_lora_updates_every_lora_every_successes_and_keep_the_last_two_adapters(
     assert op.engine is engine                       # the loaded model carries the updates: not loaded again
     op.mutate_many(parents[:1], [Result((-60.0,))], set())
     assert read_all(tmp_path)["proposals"][-1]["round"] == 3 and op.engine is engine
+
+
+def test_after_a_lora_update_the_next_proposal_is_the_one_a_resumed_run_makes(tiny_model, tmp_path):
+    """The engine forgets the prompt prefix it cached with the weights before an update: the run goes on
+    exactly as a run resumed right after the update (its model loaded afresh with the saved adapter)."""
+    opts = {"think_tokens": 64, "temperature": 0.1, "lora_every": 1, "lora_steps": 1, "lora_lr": 1.0}
+    parent = get_space("nb201").from_string(ARCH)
+
+    def one_success(op):
+        (child,) = op.mutate_many([parent], [Result((-60.0,))], set())
+        op.observe(parent, child, Result((-60.0,)), Result((-61.0,)), "llm")     # one success: one update
+
+    space, op = operator(tiny_model, tmp_path / "a", **opts)
+    one_success(op)
+    assert op.round == 1 and op.engine_round == 1
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    op.mutate_many([parent], [Result((-60.0,))], set())
+    space, again = operator(tiny_model, tmp_path / "b", **opts)
+    again.load_log()
+    one_success(again)                                   # replayed: proposal 0 and the update
+    assert again.engine is None and again.round == 1
+    again.mutate_many([parent], [Result((-60.0,))], set())
+    a, b = (read_all(tmp_path / d)["proposals"] for d in "ab")
+    assert [r["kind"] for r in a] == ["proposal", "lora", "proposal"]
+    keys = ("event", "round", "seed", "prompt", "think", "completion", "child")
+    assert [{k: r[k] for k in keys} for r in (a[2], b[2])] == [{k: a[2][k] for k in keys}] * 2
+
+
+def test_an_update_whose_model_no_longer_loads_is_one_error_or_one_logged_fallback_replayed_on_resume(tmp_path):
+    """A resumed run replays its proposals without the model and needs it first for a LoRA update: a model
+    that no longer loads is one error (nothing logged), or with fallback allowed one logged fallback in the
+    update's place, which a later resume replays without loading the model."""
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\x07" * 200)            # the right magic, then garbage
+    run = tmp_path / "run"
+    space, log = logged_run(broken, run, n=1)
+    parent = space.from_string(ARCH)
+
+    def resumed(**opts):
+        space, op = operator(broken, run, lora_every=1, **opts)
+        op.load_log()
+        (child,) = op.mutate_many([parent], [Result((-60.0,))], set())      # replayed: no model
+        return op, child
+
+    op, child = resumed()
+    before = log.read_bytes()
+    with pytest.raises(LLMError, match="cannot load model"):
+        op.observe(parent, child, Result((-60.0,)), Result((-65.0,)), "llm")
+    assert log.read_bytes() == before and op.round == 0 and op.n_events == 1 and not op.disabled
+    op, child = resumed(fallback=True)
+    op.observe(parent, child, Result((-60.0,)), Result((-65.0,)), "llm")
+    recs = read_all(run)["proposals"]
+    assert [(r["event"], r["kind"]) for r in recs] == [(0, "proposal"), (1, "fallback")]
+    assert "cannot load model" in recs[1]["reason"] and not list((run / "llm").glob("adapter-*"))
+    assert op.disabled and op.round == 0 and op.n_events == 2 and op.engine is None
+    assert op.mutate_many([parent], [Result((-60.0,))], set()) == [None]
+    after = log.read_bytes()
+    op, child = resumed(fallback=True)
+    op.observe(parent, child, Result((-60.0,)), Result((-65.0,)), "llm")   # the fallback is replayed
+    assert op.disabled and op.round == 0 and op.n_events == 2 and op.cursor == 2 and op.engine is None
+    assert op.mutate_many([parent], [Result((-60.0,))], set()) == [None] and log.read_bytes() == after
+
+
+def test_history_0_tells_no_mutation_and_history_n_the_last_n_of_the_last_4n_outcomes(tiny_model, tmp_path):
+    """``history`` is how many helped and how many not-helped mutations the prompt tells, of the last
+    4 x ``history`` outcomes (history=0 told the last outcome: ``[-0:]`` is the whole list)."""
+    parent = get_space("nb201").from_string(ARCH)
+    worse = [get_space("nb201").from_genes(np.full(6, g)) for g in range(5)]
+    for n in (0, 1):
+        space, op = operator(tiny_model, tmp_path / str(n), Scripted([VALID], [VALID], [VALID]), history=n)
+        (child,) = op.mutate_many([parent], [Result((-60.0,))], set())
+        op.observe(parent, child, Result((-60.0,)), Result((-61.0,)), "llm")
+        op.observe(parent, worse[0], Result((-60.0,)), Result((-59.0,)), "usual")
+        op.mutate_many([parent], [Result((-60.0,))], set())
+        for w in worse[1:4]:                             # the success is 5 outcomes back: not told
+            op.observe(parent, w, Result((-60.0,)), Result((-59.0,)), "usual")
+        op.mutate_many([parent], [Result((-60.0,))], set())
+        told = [("Mutations that helped" in c["shared"], "Mutations that did not" in c["shared"])
+                for c in op.engine.calls]
+        assert told == ([(False, False)] * 3 if n == 0 else [(False, False), (True, True), (False, True)])
+        assert all(c["shared"] in c["prompts"][0] for c in op.engine.calls)
+
+
+def test_logged_seconds_memory_and_losses_are_rounded_in_their_units(tiny_model, tmp_path):
+    """A proposal's seconds to 4 places, the peak memory in MB (getrusage's KiB / 1024) to 1 place, a LoRA
+    update's losses to 5 places."""
+    def peak():
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+    space, op = operator(tiny_model, tmp_path / "a", Scripted([VALID], seconds=1 / 3))
+    before = peak()
+    op.mutate_many([space.from_string(ARCH)], [Result((-60.0,))], set())
+    (rec,) = read_all(tmp_path / "a")["proposals"]
+    assert rec["seconds"] == 0.3333 and before <= rec["peak_rss_mb"] <= peak()
+    space, op = operator(tiny_model, tmp_path / "b", think_tokens=2, lora_every=1, lora_steps=2, lora_lr=0.05)
+    parent = space.from_string(ARCH)
+    (child,) = op.mutate_many([parent], [Result((-60.0,))], set())
+    before = peak()
+    op.observe(parent, child, Result((-60.0,)), Result((-61.0,)), "llm")
+    prop, lora = read_all(tmp_path / "b")["proposals"]
+    assert lora["kind"] == "lora" and before <= lora["peak_rss_mb"] <= peak() and lora["steps"] == 2
+    for r, k, places in [(prop, "seconds", 4), (prop, "peak_rss_mb", 1), (lora, "loss_first", 5),
+                         (lora, "loss_last", 5), (lora, "seconds", 5), (lora, "peak_rss_mb", 1)]:
+        assert r[k] == round(r[k], places) and r[k] > 0, (k, r[k])
+
+
+def test_a_malformed_event_is_named_by_its_line_on_resume(tiny_model, tmp_path):
+    space, log = logged_run(tiny_model, tmp_path, n=3)
+    recs = [json.loads(x) for x in log.read_text().splitlines()]
+    log.write_text("".join(json.dumps(r) + "\n" for r in [recs[0], {**recs[1], "kind": "proposal?"}, recs[2]]))
+    before = log.read_bytes()
+    space, op = operator(tiny_model, tmp_path)
+    with pytest.raises(InputError, match=r"^line 2 of .*proposals\.jsonl: malformed 'kind'"):
+        op.load_log()
+    assert log.read_bytes() == before
