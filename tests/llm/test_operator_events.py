@@ -357,6 +357,7 @@ def test_logged_seconds_memory_and_losses_are_rounded_in_their_units(tiny_model,
     op.mutate_many([space.from_string(ARCH)], [Result((-60.0,))], set())
     (rec,) = read_all(tmp_path / "a")["proposals"]
     assert rec["seconds"] == 0.3333 and before <= rec["peak_rss_mb"] <= peak()
+    assert rec["peak_rss_mb"] == round(rec["peak_rss_mb"], 1)
     space, op = operator(tiny_model, tmp_path / "b", think_tokens=2, lora_every=1, lora_steps=2, lora_lr=0.05)
     parent = space.from_string(ARCH)
     (child,) = op.mutate_many([parent], [Result((-60.0,))], set())
