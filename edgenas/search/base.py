@@ -97,13 +97,16 @@ def population_option(default: int | None, least: int) -> "Option":
 class Option:
     """A declared strategy option: default, type and a check (message when it fails). ``per_space``: the
     default for a family of spaces where it differs (``{"mbv3": 0.01}``; None there: it does not apply),
-    what ``edgenas list`` shows beside the default."""
+    what ``edgenas list`` shows beside the default. ``listed``: what ``edgenas list`` shows instead of a
+    default that a search replaces (``n_objectives``: the search's count); None: not listed, an option that
+    does nothing in this strategy (kept so that the requests that give it still read)."""
 
     default: Any
     type: type
     check: Callable[[Any], bool] = field(default=lambda v: True)
     message: str = ""
     per_space: Mapping[str, Any] = field(default_factory=dict)
+    listed: str | None = ""
 
 
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")

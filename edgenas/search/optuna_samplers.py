@@ -31,6 +31,7 @@ run does. optuna is imported when a strategy is built, not when edgenas is.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Any, ClassVar, Sequence
 
@@ -66,7 +67,7 @@ class OptunaStrategy(Strategy):
     codec: ClassVar[str] = "categorical"          # or "continuous" (space.encode / decode)
     single_objective: ClassVar[bool] = False
     base_options: ClassVar[dict[str, Option]] = {
-        "n_objectives": Option(1, int, lambda v: v >= 1, "must be >= 1"),
+        "n_objectives": Option(1, int, lambda v: v >= 1, "must be >= 1", listed="the search's objective count"),
     }
 
     def __init__(self, space: Any, rng: Any, **kwargs: Any) -> None:
@@ -229,7 +230,8 @@ class CMAES(OptunaStrategy):
     name = "cmaes"
     codec = "continuous"
     single_objective = True
-    options = {**OptunaStrategy.base_options,
+    options = {**OptunaStrategy.base_options,   # n_objectives does nothing here (one scalar): not listed
+               "n_objectives": dataclasses.replace(OptunaStrategy.base_options["n_objectives"], listed=None),
                "sigma0": Option(None, float, lambda v: v > 0, "must be > 0"),
                "popsize": population_option(None, 2)}
 

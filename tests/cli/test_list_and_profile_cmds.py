@@ -41,3 +41,20 @@ def test_profile_says_what_it_measured_or_reused_and_where_the_table_is(fresh, c
     assert re.fullmatch(rf"local / mbv3-tiny: {again['n_entries']} entries, reused existing LUT, "
                         rf"{again['unstable']} unstable, \d+\.\d s", said.out.splitlines()[0]), said.out
     assert said.out.splitlines()[1:] == [lut] and said.err == ""
+
+
+def test_list_shows_n_objectives_as_the_searchs_count_and_not_for_cma_es(fresh, cli):
+    """It showed n_objectives=1 for TPE, GP and optuna's NSGA-II, whose search optimises all its objectives unless
+    the option is given, and for CMA-ES, which optimises one scalar whatever it is."""
+    reg = cli("list", "--json").json()
+    lines = cli("list").out.splitlines()
+
+    def options(name):
+        return lines[lines.index(f"  {name:<16} {reg['strategies'][name]}") + 1]
+
+    for name in ("tpe", "gp", "optuna-nsga2"):
+        assert "options: n_objectives=(the search's objective count), " in options(name), options(name)
+        assert reg["strategy_options"][name]["n_objectives"] is None
+    assert "n_objectives" not in options("cmaes") and options("cmaes").endswith("options: sigma0=None, popsize=None")
+    assert reg["strategy_options"]["cmaes"] == {"sigma0": None, "popsize": None}
+    assert reg["strategy_options"]["tpe"]["n_startup_trials"] == 10
