@@ -1,0 +1,57 @@
+"""``SearchRequest`` as ``request.json`` holds it, and the request's plain numbers at their bounds (mutation
+audit): a request file of schema 1 with only a space reads back with the defaults a search documents, anything
+else is refused as not a request, and [0, 1] / > 0 include and exclude what they say."""
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgenas.errors import InputError
+from edgenas.search.launch import SearchRequest, _check_numbers
+
+HW = Path(__file__).resolve().parents[2].parent / "shared/data/nb201/nb201_hw.csv"
+
+
+def test_a_request_json_with_only_a_space_reads_back_with_the_documented_defaults():
+    req = SearchRequest.from_json({"schema": 1, "space": "nb201"})
+    assert req == SearchRequest(space="nb201")
+    assert (req.strategy, req.budget, req.seed, req.checkpoint_every, req.eta) == ("tpe", 100, 0, 10, 3)
+    assert (req.transfer_ratio, req.min_similarity, req.max_wall_s) == (0.5, 0.6, None)
+    full = SearchRequest(space="nb201", devices=("a", "b"), max_latency_ms=(5.0, 7.5), table=(str(HW), str(HW)),
+                         minimise=("params",), warm_start=("auto",), ladder=("params",), strategy_options={"x": 1})
+    assert full.to_json()["schema"] == 1
+    assert SearchRequest.from_json(full.to_json()) == full
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        req.budget = 5  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("record", [[1, 2], "nb201", None, {"schema": 2, "space": "nb201"}, {"space": "nb201"},
+                                    {"schema": "1", "space": "nb201"}])
+def test_anything_but_a_request_of_schema_1_is_refused(record):
+    with pytest.raises(InputError, match="^r.json: not a search request of schema 1$"):
+        SearchRequest.from_json(record, "r.json")
+
+
+@pytest.mark.parametrize("v", [0.0, 1.0, 0.25])
+def test_a_ratio_and_a_similarity_of_0_or_1_are_in_range(v):
+    _check_numbers(SearchRequest(space="nb201", transfer_ratio=v, min_similarity=v))
+
+
+@pytest.mark.parametrize("field, flag", [("transfer_ratio", "--transfer-ratio"),
+                                         ("min_similarity", "--min-similarity")])
+@pytest.mark.parametrize("v", [1.5, -0.01, float("nan"), True])
+def test_a_ratio_or_a_similarity_outside_0_1_is_refused(field, flag, v):
+    with pytest.raises(InputError, match=f"^{flag} must be in \\[0, 1\\], got ") as exc:
+        _check_numbers(SearchRequest(space="nb201", **{field: v}))
+    assert exc.value.hint == f"e.g. {flag} 0.5"
+
+
+def test_a_time_budget_is_any_number_of_seconds_above_0():
+    for ok in (None, 0.5, 1e-3, 600):
+        _check_numbers(SearchRequest(space="nb201", max_wall_s=ok))
+    for bad in (0, 0.0, -1.0, np.inf, np.nan):
+        with pytest.raises(InputError, match="^--time-budget must be a number of seconds > 0") as exc:
+            _check_numbers(SearchRequest(space="nb201", max_wall_s=bad))
+        assert exc.value.hint == "e.g. --time-budget 600"
