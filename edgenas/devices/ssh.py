@@ -379,7 +379,7 @@ class SSHTransport(Transport):
         deadline = time.monotonic() + self.profile.connect_timeout_s
         for _ in range(1000):  # the shell's own lines come first, if any
             line = channel.recv_line(deadline - time.monotonic())
-            got = line or got
+            got = got or line  # the first line with text: a shell says there what went wrong
             pid = pid_line.fullmatch(line) if line is not None else None
             if line is None or pid:
                 break

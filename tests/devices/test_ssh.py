@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -1035,3 +1036,23 @@ def test_a_proxycommand_of_the_ssh_config_carries_the_login_and_one_that_fails_s
     assert f"ProxyCommand for {getpass.getuser()}@dead.invalid:{sshd.port} in {config} exited with status 1: " \
            "bastion: no route to dead.invalid" in str(exc.value)
     assert marker.read_text().split()[-1] == "dead.invalid"
+
+
+def test_a_shell_that_never_prints_the_pid_line_is_a_clear_device_error_and_a_bad_agent_version_an_input_error(
+        sshd, device, project, agent_pyz):
+    """The start command's pid line is how the host knows the agent's shell ran it (a login shell that is not
+    POSIX, or one that rewrites ``printf``, does not print it)."""
+    home = sshd.dir / "home"
+    home.mkdir()
+    (home / ".bashrc").write_text('printf() { case "$1" in *edgenas-pid*) echo not-a-pid;; *) builtin printf "$@";; '
+                                  "esac; }\n")
+    sshd.extra_config = f"SetEnv HOME={home}\n"
+    sshd.restart()
+    with SSHTransport(replace(device, connect_timeout_s=2.0), project) as t:
+        with pytest.raises(InputError, match="agent version '../x' is not a plain name"):
+            t.start_agent(agent_pyz[0], "../x")
+        t0 = time.monotonic()
+        with pytest.raises(DeviceError, match="the agent did not start \\(got 'not-a-pid'\\)") as exc:
+            t.start_agent(*agent_pyz)
+        assert time.monotonic() - t0 < 10.0  # the connect timeout (2 s) and the hash call, not for ever
+        assert "POSIX shell" in exc.value.hint and all(not c.alive() for c in t._channels)
