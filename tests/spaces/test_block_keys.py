@@ -201,16 +201,16 @@ def test_block_weights_follow_the_documented_init_from_a_fixed_seed():
     m = build_block(key)
     for conv, fan_out in ((m.expand.conv, 960), (m.depthwise.conv, 7 * 7), (m.se.reduce, 240), (m.se.expand, 960),
                           (m.project.conv, 160)):
-        assert float(conv.weight.std()) == pytest.approx((2 / fan_out) ** 0.5, rel=0.03)
+        assert float(conv.weight.detach().std()) == pytest.approx((2 / fan_out) ** 0.5, rel=0.03)
     assert not m.se.reduce.bias.any() and not m.se.expand.bias.any()
     for bn in (m.expand.bn, m.depthwise.bn, m.project.bn):
         assert bn.weight.eq(1).all() and bn.running_var.eq(1).all()
         assert not bn.bias.any() and not bn.running_mean.any()
     head = build_block("Conv_2-input:1x1x960-output:1x1x1280")  # conv with a bias, no BN
     assert [name for name, _ in head.named_children()] == ["conv", "act"]
-    assert float(head.conv.weight.std()) == pytest.approx((2 / 1280) ** 0.5, rel=0.03) and not head.conv.bias.any()
+    assert float(head.conv.weight.detach().std()) == pytest.approx((2 / 1280) ** 0.5, rel=0.03) and not head.conv.bias.any()
     logits = build_block("Logits-input:1x1x1280-output:1000")
-    assert float(logits.linear.weight.std()) == pytest.approx(0.01, rel=0.03) and not logits.linear.bias.any()
+    assert float(logits.linear.weight.detach().std()) == pytest.approx(0.01, rel=0.03) and not logits.linear.bias.any()
 
 
 def test_an_identity_skip_adds_the_input_to_the_projection():
