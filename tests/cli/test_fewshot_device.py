@@ -341,6 +341,7 @@ def test_a_folder_in_luts_that_is_no_device_or_holds_a_broken_table_is_no_refere
     (proj / "luts" / "aaa" / good.name).write_text("{")
     refs = reference_predictors(Project(proj), get_space("mbv3-tiny"), exclude="local")
     assert [r[0] for r in refs] == ["ref-a"]
+    assert reference_predictors(Project(proj), get_space("mbv3-tiny"), exclude="ref-a") == []  # its own LUT: none
 
 
 def _only_run(cli):
