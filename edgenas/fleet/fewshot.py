@@ -370,11 +370,16 @@ def _matching_refs(project: Project, space: Any, model: Any) -> list[tuple[str, 
 
 def check_record(project: Project, device: str, space: Any) -> None:
     """Read and check the device's few-shot record for ``space``, if it has one: a damaged, misplaced or
-    linked record is one ``InputError``. A command that would use it after writing (``deploy``: its export
-    and measurement) calls this first, so that such a record refuses it before anything is written."""
+    linked record is one ``InputError``, and so is one whose reference LUTs are gone where the device has no
+    LUT of the space (a deploy then predicts with the record). A command that would use it after writing
+    (``deploy``: its export and measurement) calls this first, so that such a record refuses it before
+    anything is written."""
     from edgenas.latency.fewshot_model import load_model
+    from edgenas.latency.store import LutStore
 
-    load_model(project.luts_dir, device, space.name)
+    model = load_model(project.luts_dir, device, space.name)
+    if model is not None and not LutStore(project.luts_dir).list(device, space.name):
+        _matching_refs(project, space, model)
 
 
 def latency_model(project: Project, device: str, space: Any) -> Any | None:

@@ -589,3 +589,37 @@ def test_a_model_on_two_reference_luts_records_them_their_calibrations_and_names
     assert rec["ensemble"]["n_refs"] == 2 and described["inner"]["pool_seed"] == 0
     pred = fewshot.latency_model(project, "local", space).predict_many(archs)
     assert np.median(np.abs(np.log(pred / y))) < np.log(1.2)
+
+
+def test_a_record_whose_reference_lut_is_gone_refuses_a_deploy_before_its_export_and_measurement(proj, tmp_path):
+    """A device with no LUT predicts a deploy with its few-shot record, whose features are its reference LUTs'
+    predictions: with one of those gone, the deploy exported and measured, then stopped on "which is gone"
+    (a second try measured again). ``check_record`` now resolves the references of such a device first; a
+    device with a LUT of its own is not refused for its record's references."""
+    import edgenas.fleet.fewshot as fewshot
+    from edgenas.errors import InputError
+    from edgenas.fleet.deploy import deploy
+    from edgenas.project import Project
+    from edgenas.spaces import get_space
+    from edgenas.store import open_store
+
+    _two_reference_luts(proj)
+    project, space = Project(proj), get_space("mbv3-tiny")
+    refs = fewshot.reference_predictors(project, space, exclude="local")
+    archs = fewshot._pool(space, refs, 0, n=3)[0]
+    y = np.array([refs[0][2].predict(a) for a in archs])
+    fewshot._save(project, "local", space, "a" * 64, "onnxruntime", archs, y, refs, None, 0)
+    fewshot.check_record(project, "local", space)
+    (gone,) = (proj / "luts" / "ref-b").glob("mbv3-tiny-*.json")
+    gone.unlink()
+    for call in (lambda: fewshot.check_record(project, "local", space),
+                 lambda: deploy(project, "local", space, archs[0], export_dir=tmp_path / "exp")):
+        with pytest.raises(InputError, match="rests on the LUT of 'ref-b'.*which is gone"):
+            call()
+    assert not (tmp_path / "exp").exists() and open_store(project).list(device="local") == []
+    from edgenas.latency.lut import Lut
+    from edgenas.latency.store import LutStore
+
+    (kept,) = (proj / "luts" / "ref-a").glob("mbv3-tiny-*.json")
+    LutStore(proj / "luts").save(dataclasses.replace(Lut.load(kept), device="local"))
+    fewshot.check_record(project, "local", space)  # a device with a LUT of its own predicts with that
