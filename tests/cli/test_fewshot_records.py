@@ -96,9 +96,10 @@ def test_pool_seed_is_the_records_own_or_0_where_it_keeps_none(project):
 
 def test_check_record_passes_no_record_and_a_good_one_and_refuses_a_damaged_one(project, tmp_path):
     """``check_record`` (what a deploy calls before its export): nothing for a device with no record (and
-    nothing written), nothing for a sound record, one ``InputError`` naming the file for a damaged one."""
+    nothing written), nothing for a sound record, one ``InputError`` naming the file for a damaged one.
+    ``latency_model``: the record's model, None for a device without one."""
     from edgenas.errors import InputError
-    from edgenas.fleet.fewshot import _pool, _save, check_record
+    from edgenas.fleet.fewshot import _pool, _save, check_record, latency_model
     from edgenas.spaces import get_space
 
     space = get_space("nb201")
@@ -106,6 +107,8 @@ def test_check_record_passes_no_record_and_a_good_one_and_refuses_a_damaged_one(
     path, _, _ = _save(project, "local", space, FP, "onnxruntime", _pool(space, [], 0, n=1)[0], np.array([2.0]),
                        [], None, 0)
     assert check_record(project, "local", space) is None
+    assert latency_model(project, "local", space).predict(_pool(space, [], 0, n=1)[0][0]) > 0
+    assert latency_model(project, "other", space) is None
     rec = json.loads(path.read_text())
     path.write_text(json.dumps(dict(rec, n_points=0)))
     with pytest.raises(InputError, match="nb201.json") as exc:
@@ -161,3 +164,10 @@ def test_table_config_remembers_64_answers_and_the_features_of_one_table_at_a_ti
     assert len(ff._TABLE_CONFIGS) == 64
     ff.table_config(space, b, 4)
     assert list(ff._TABLE_CONFIGS) == [(False, "huber", b.sha256, b.columns, "nb201", 4)]
+
+
+def test_the_hint_after_an_interrupted_run_counts_what_is_kept_and_what_is_left():
+    from edgenas.fleet.fewshot import _kept_text
+
+    assert _kept_text(2, 5) == ("the 2 of 5 architectures measured before are kept: the same command measures "
+                                "the other 3 and fits the model")
