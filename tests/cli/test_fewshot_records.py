@@ -149,6 +149,8 @@ def test_table_config_remembers_64_answers_and_the_features_of_one_table_at_a_ti
     most 64 answers (the 65th starts it afresh); an answer remembered is the same, and the default model is
     the table-corrected one, not the plain one."""
     import edgenas.fleet.fewshot as ff
+    from edgenas.latency.fewshot_meta import choose_config, config_grid
+    from edgenas.latency.fewshot_table import TableCorrected
     from edgenas.spaces import get_space
 
     space, (a, b) = get_space("nb201"), small_tables
@@ -156,6 +158,10 @@ def test_table_config_remembers_64_answers_and_the_features_of_one_table_at_a_ti
     assert first == ff.table_config(space, a, 6, plain=False) and ff.table_config(space, a, 6) == first
     assert list(ff._TABLE_FEATURES) == [(a.sha256, a.columns, "nb201")]
     assert ff.table_config(space, a, 6, plain=True) != first  # chosen for the plain model: another answer
+    # each column in turn the new device, its non-additive part left out of its task too (paired)
+    X, measured = ff._TABLE_FEATURES[(a.sha256, a.columns, "nb201")]
+    assert first == choose_config(X, 3, 6, targets=measured, paired=True, configs=config_grid("huber"),
+                                  model=lambda n, c: TableCorrected(n, None, c))
     ff.table_config(space, b, 3)
     assert list(ff._TABLE_FEATURES) == [(b.sha256, b.columns, "nb201")]
     assert len(ff._TABLE_CONFIGS) == 3
