@@ -61,19 +61,19 @@ def test_a_deploy_refits_only_the_record_of_its_fingerprint_and_runtime_on_the_s
     space = get_space("nb201")
     archs = _pool(space, [], 0, n=3)[0]
     store = _keep(project, _measurements(space, archs, [(i, "local", FP, "onnxruntime", 2.0 + i) for i in range(3)]))
-    assert not refit_after_deploy(project, "local", space, FP, "onnxruntime", store)
+    assert refit_after_deploy(project, "local", space, FP, "onnxruntime", store) is False
     assert not (tmp_path / "luts").exists()
     path, _, _ = _save(project, "local", space, FP, "onnxruntime", archs[:2], np.array([2.0, 3.0]), [], None, 3)
     before = path.read_text()
     for fp, runtime in ((OTHER_FP, "onnxruntime"), (FP, "torch"), (OTHER_FP, "torch")):
-        assert not refit_after_deploy(project, "local", space, fp, runtime, store), (fp, runtime)
+        assert refit_after_deploy(project, "local", space, fp, runtime, store) is False, (fp, runtime)
         assert path.read_text() == before
-    assert refit_after_deploy(project, "local", space, FP, "onnxruntime", store)
+    assert refit_after_deploy(project, "local", space, FP, "onnxruntime", store) is True
     rec = json.loads(path.read_text())
     assert rec["n_points"] == 3 and rec["ensemble"]["inner"]["pool_seed"] == 3
     del rec["ensemble"]["inner"]["pool_seed"]  # a record from before the pool seed was kept
     path.write_text(json.dumps(rec))
-    assert refit_after_deploy(project, "local", space, FP, "onnxruntime", store)
+    assert refit_after_deploy(project, "local", space, FP, "onnxruntime", store) is True
     assert json.loads(path.read_text())["ensemble"]["inner"]["pool_seed"] == 0
 
 
