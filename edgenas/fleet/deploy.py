@@ -160,8 +160,13 @@ def deploy(project: Project, device: Any, space: SearchSpace, arch: Any, *, runt
     elif calibrate:  # no LUT yet: a few-shot model (if any) learns from this measurement
         from edgenas.fleet.fewshot import refit_after_deploy
 
-        if refit_after_deploy(project, s.device, space, fp_hash, rt["runtime"], store):
-            pnote = "no LUT yet; the few-shot model was refitted with this measurement"
+        try:
+            if refit_after_deploy(project, s.device, space, fp_hash, rt["runtime"], store):
+                pnote = "no LUT yet; the few-shot model was refitted with this measurement"
+        except (EdgenasError, OSError) as exc:  # as above: the command failed, and running it again stored a copy
+            why = exc.message if isinstance(exc, EdgenasError) else disk_error(exc, "the few-shot model").message
+            pnote = (f"the few-shot model was not refitted: {why}; the measurement is stored, so the next deploy "
+                     "refits it with every stored measurement")
     return DeployResult(m, exp.onnx_path, rel, n_cal, "; ".join(x for x in (note, pnote) if x), nominal,
                         recalibrated)
 

@@ -465,3 +465,34 @@ def test_a_profile_with_an_unreadable_database_keeps_its_table_uncalibrated(proj
     assert said.code == 0, said.err
     assert "not fitted on the stored measurements" in " ".join(said.out.split()) and "Traceback" not in said.err
     assert db.read_bytes() == b"not a database" * 100
+
+
+def test_a_few_shot_refit_that_cannot_be_written_keeps_one_measurement_and_says_so(proj, cli, tmp_path, monkeypatch):
+    """As for a table (above): a full disk when a deploy refitted the device's few-shot model ended the command
+    after its measurement was stored, and running it again stored a second copy."""
+    import errno
+
+    from edgenas.fleet import fewshot
+    from edgenas.project import Project
+    from edgenas.spaces import get_space
+    from edgenas.store import open_store
+
+    space = get_space("nb201")  # no table of it on `local`: a deploy predicts with, and refits, the record
+    fp = json.loads(next((proj / "luts" / "local").glob("mbv3-tiny-*.json")).read_text())["fingerprint_hash"]
+    archs = fewshot._pool(space, [], 0, n=3)[0]
+    path, _, _ = fewshot._save(Project(proj), "local", space, fp, "onnxruntime", archs[:2], np.array([2.0, 3.0]), [],
+                               None, 0)
+    before = path.read_bytes()
+
+    def full_disk(*_, **__):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(fewshot, "_save", full_disk)
+    arch = tmp_path / "arch.json"
+    arch.write_text(json.dumps(space.to_dict(archs[2])))
+    res = cli("deploy", "local", str(arch), "--out", str(tmp_path / "exp"), "--json")
+    assert res.code == 0, res.err
+    d = res.json()
+    assert "the few-shot model was not refitted: " in d["note"] and "the disk is full" in d["note"], d["note"]
+    assert path.read_bytes() == before
+    assert [m.id for m in open_store(Project(proj)).list(device="local", space="nb201")] == [d["measurement_id"]]
