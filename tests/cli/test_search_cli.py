@@ -1,0 +1,90 @@
+"""``edgenas search``'s own layer (edgenas/cli/cmd_search.py; mutation audit): KEY=VALUE flags, flags a search
+would ignore, where a re-run's evaluations run, the library's notes on stderr, and the lines it prints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.cli.test_bad_input import one_line_error
+
+TABLE = Path(__file__).resolve().parents[2].parent / "shared/data/nb201/nb201_hw.csv"
+NB201 = ("search", "--space", "nb201", "--table", str(TABLE))
+
+
+@pytest.fixture
+def table(fresh):
+    if not TABLE.exists():
+        pytest.skip(f"reference table not found: {TABLE}")
+    return TABLE
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--eval-opt", "batch_size"], "evaluator option 'batch_size' is not KEY=VALUE (e.g. --eval-opt batch_size=32)"),
+    (["--eval-opt", " =3"], "evaluator option ' =3' has no KEY before '='"),
+    (["--strategy-opt", "=0.1"], "strategy option '=0.1' has no KEY before '=' (e.g. --strategy-opt lambda_lr=0.01)"),
+    (["--strategy", "evolution", "--llm-share", "0.5", "--llm-opt", "think_tokens"],
+     "LLM option 'think_tokens' is not KEY=VALUE (e.g. --llm-opt think_tokens=16)"),
+    # a strategy without a population recorded --population and read nothing
+    (["--strategy", "random", "--population", "8"], "--strategy random has no population: --population would be"),
+    (["--strategy", "tpe", "--population", "8", "--seed", "2"], "--strategy tpe has no population"),
+    (["--strategy", "evolution", "--eta", "2"], "--eta is an option of --strategy sh or hyperband, not 'evolution'"),
+    (["--strategy", "darts", "--budget", "5"], "--strategy darts does not read --budget (drop --budget; size the run "
+                                              "with --epochs)"),
+    (["--workers", "2"], "--workers needs --executor process or ray (add --executor process, or drop --workers)"),
+    (["--ray-address", "127.0.0.1:1"], "--ray-address needs --executor ray"),
+])
+def test_bad_search_flags_are_one_line_and_create_nothing(table, cli, fresh, args, fragment):
+    one_line_error(cli(*NB201, *args, "--out", "r"), fragment)
+    assert sorted(p.name for p in fresh.iterdir()) == []
+
+
+def test_key_values_are_numbers_where_they_parse():
+    from edgenas.cli.cmd_search import _llm_settings, _options, _strategy_options
+
+    opts = _strategy_options(["a=3", "b=0.5", "c=x=y", "d=1e3"])
+    assert opts == {"a": 3, "b": 0.5, "c": "x=y", "d": 1000.0} and type(opts["a"]) is int
+    assert _options(["batch_size=32", "column=1e3", "lr=0.1"]) == {"batch_size": 32, "column": "1e3", "lr": "0.1"}
+    assert _llm_settings(None, None, False, []) == {}
+    assert _llm_settings("m", "a", True, ["think_tokens=16"]) == {"think_tokens": 16, "model": "m", "adapter": "a",
+                                                                  "fallback": True}
+
+
+def test_a_warm_start_may_size_its_share_with_population(table, cli, fresh):
+    """--population with --warm-start sizes the transferred share of the first asks, population or not."""
+    first = cli(*NB201, "--budget", "4", "--out", "a", "--json")
+    assert first.code == 0, first.err
+    res = cli(*NB201, "--strategy", "random", "--population", "2", "--warm-start", first.json()["run_id"],
+              "--budget", "4", "--out", "b", "--json")
+    assert res.code == 0, res.err
+    assert res.json()["evaluations"] == 4 and "past run" in res.json()["warm_start"]
+
+
+def test_notes_go_to_stderr_and_warnings_in_their_own_words(capsys):
+    from edgenas.cli.cmd_search import _say
+
+    capsys.readouterr()
+    _say("LUT for local: [x].json")
+    _say("warning: the table [y] changed")
+    out, err = capsys.readouterr()
+    assert out == "" and err.splitlines() == ["LUT for local: [x].json", "warning: the table [y] changed"]
+
+
+def test_the_human_summary_names_the_budget_the_best_and_the_run(table, cli, fresh):
+    args = (*NB201, "--latency-column", "raspi4_ms", "--max-latency-ms", "20", "--report", "cifar100_test",
+            "--budget", "4", "--seed", "3")
+    s = cli(*args, "--out", "j", "--json").json()  # the same seed: the same search
+    res = cli(*args, "--out", "r")
+    assert res.code == 0, res.err
+    lines = res.out.splitlines()
+    assert lines[0] == f"budget on raspi4_ms: 20 ms (fastest possible {s['min_latency_ms']['raspi4_ms']:.4g} ms)"
+    assert lines[1] == (f"best cifar10_test = {s['objective_value']:.4g}; cifar100_test = "
+                        f"{s['report']['cifar100_test']:.4g}; predicted latency: raspi4_ms "
+                        f"{s['latency_ms']['raspi4_ms']:.4g} ms")
+    assert lines[-1].startswith("4 evaluations; Pareto front (cifar10_test vs predicted latency): raspi4_ms ")
+    run_id = json.loads(cli("runs", "list", "--json").out)
+    assert lines[-1].endswith("run folder r (best.json, pareto.json, evaluations.jsonl), run id "
+                              + next(r["id"] for r in run_id if r["out_dir"].endswith("/r")))
+    assert len(lines) == 3
