@@ -206,18 +206,20 @@ def register(app: typer.Typer) -> None:
         if strategy == "darts":  # its flags are options of the darts strategy
             sopts = {"data": data, "epochs": epochs, "latency_weight": latency_weight, "skip_dropout": skip_dropout,
                      **sopts}
-        req = None
+        # checked before a re-run too: it runs where --executor says (it ignored these flags)
+        if ray_address is not None and executor != "ray":
+            raise InputError("--ray-address needs --executor ray")
+        if workers is not None and executor == "inprocess":  # it evaluates in this process: one worker
+            raise InputError("--workers needs --executor process or ray",
+                             hint="add --executor process, or drop --workers")
+        req = rerun_of = None
         if rerun is not None:
             if resume is not None or space:
                 raise InputError("--rerun repeats a recorded search; give no --space or --resume with it")
             from edgenas.search.rerun import rerun_request
 
             req, folder, rerun_of = rerun_request(proj, rerun, db_url=db, out_dir=out_dir)
-            with progress_bar(quiet=json_out) as bar:
-                problem, config, result = launch_search(proj, req, folder, db_url=db, rerun_of=rerun_of,
-                                                   progress=lambda d, t: bar("search", d, t), note=_say)
-            return _print(problem, config, result, json_out)
-        if resume is None:
+        elif resume is None:
             if not space:
                 raise InputError("missing --space", hint="e.g. --space mbv3-small (edgenas list shows all)")
             req = SearchRequest(space=space, devices=tuple(device), max_latency_ms=tuple(max_latency_ms),
@@ -231,17 +233,14 @@ def register(app: typer.Typer) -> None:
                                 min_similarity=min_similarity,
                                 llm_share=llm_share, llm=_llm_settings(llm_model, llm_adapter, llm_fallback, llm_opt),
                                 ladder=tuple(ladder), eta=eta, strategy_options=sopts)
-        folder = resume or out_dir or proj.runs_dir / f"{space}-{strategy}-s{seed}"
-        if ray_address is not None and executor != "ray":
-            raise InputError("--ray-address needs --executor ray")
-        if workers is not None and executor == "inprocess":  # it evaluates in this process: one worker
-            raise InputError("--workers needs --executor process or ray",
-                             hint="add --executor process, or drop --workers")
+        if rerun is None:
+            folder = resume or out_dir or proj.runs_dir / f"{space}-{strategy}-s{seed}"
         opts = {"address": ray_address} if executor == "ray" else {}
         ex = make_executor(executor, workers=workers, **opts)
         try:
             with progress_bar(quiet=json_out) as bar:
                 problem, config, result = launch_search(proj, req, folder, resume=resume is not None, db_url=db,
+                                                        rerun_of=rerun_of,
                                                         progress=lambda d, t: bar("search", d, t), note=_say,
                                                         executor=ex,
                                                         more_wall_s=time_budget if resume is not None else None)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.test_bad_input import one_line_error
+from tests.cli.test_hostile_files import tree
 
 TABLE = Path(__file__).resolve().parents[2].parent / "shared/data/nb201/nb201_hw.csv"
 NB201 = ("search", "--space", "nb201", "--table", str(TABLE))
@@ -60,6 +61,26 @@ def test_a_warm_start_may_size_its_share_with_population(table, cli, fresh):
               "--budget", "4", "--out", "b", "--json")
     assert res.code == 0, res.err
     assert res.json()["evaluations"] == 4 and "past run" in res.json()["warm_start"]
+
+
+def test_a_rerun_runs_where_executor_says(table, cli, fresh):
+    """--rerun accepted --executor, --workers and --ray-address and ignored them all: a --workers that a new
+    search refused ran the re-run in this process anyway."""
+    first = cli(*NB201, "--budget", "3", "--out", "runs/a", "--json")
+    assert first.code == 0, first.err
+    rid = first.json()["run_id"]
+    before = tree(fresh)
+    one_line_error(cli("search", "--rerun", rid, "--workers", "2"), "--workers needs --executor process or ray")
+    one_line_error(cli("search", "--rerun", rid, "--ray-address", "127.0.0.1:1"), "--ray-address needs --executor ray")
+    one_line_error(cli("search", "--rerun", rid, "--executor", "process", "--workers", "0"),
+                   "--workers must be an integer from 1 to")
+    one_line_error(cli("search", "--rerun", rid, "--resume", "runs/a"), "--rerun repeats a recorded search; give no")
+    assert tree(fresh) == before
+    res = cli("search", "--rerun", rid, "--executor", "process", "--workers", "1", "--json")
+    assert res.code == 0, res.err
+    s = res.json()
+    assert s["evaluations"] == 3 and s["out_dir"].endswith("runs/a-rerun-1") and s["run_id"] != rid
+    assert json.loads((fresh / "runs/a-rerun-1/warm_start.json").read_text())["rerun_of"] == rid
 
 
 def test_notes_go_to_stderr_and_warnings_in_their_own_words(capsys):
