@@ -58,9 +58,11 @@ def test_a_warm_start_may_size_its_share_with_population(table, cli, fresh):
     first = cli(*NB201, "--budget", "4", "--out", "a", "--json")
     assert first.code == 0, first.err
     res = cli(*NB201, "--strategy", "random", "--population", "2", "--warm-start", first.json()["run_id"],
-              "--budget", "4", "--out", "b", "--json")
+              "--budget", "4", "--out", "b")
     assert res.code == 0, res.err
-    assert res.json()["evaluations"] == 4 and "past run" in res.json()["warm_start"]
+    lines = res.out.splitlines()
+    assert lines[1].startswith("warm start: ") and "from 1 past run(s)" in lines[1], res.out
+    assert lines[2].startswith("4 evaluations; ")
 
 
 def test_a_rerun_runs_where_executor_says(table, cli, fresh):
@@ -98,7 +100,7 @@ def test_the_human_summary_names_the_budget_the_best_and_the_run(table, cli, fre
             "--budget", "4", "--seed", "3")
     s = cli(*args, "--out", "j", "--json").json()  # the same seed: the same search
     res = cli(*args, "--out", "r")
-    assert res.code == 0, res.err
+    assert res.code == 0 and res.err == "", res.err  # no note, no warning (it stopped at its --budget)
     lines = res.out.splitlines()
     assert lines[0] == f"budget on raspi4_ms: 20 ms (fastest possible {s['min_latency_ms']['raspi4_ms']:.4g} ms)"
     assert lines[1] == (f"best cifar10_test = {s['objective_value']:.4g}; cifar100_test = "
@@ -109,3 +111,62 @@ def test_the_human_summary_names_the_budget_the_best_and_the_run(table, cli, fre
     assert lines[-1].endswith("run folder r (best.json, pareto.json, evaluations.jsonl), run id "
                               + next(r["id"] for r in run_id if r["out_dir"].endswith("/r")))
     assert len(lines) == 3
+
+
+def test_a_time_budget_that_ran_out_at_once_says_so(table, cli, fresh):
+    res = cli(*NB201, "--time-budget", "0.000001", "--out", "r")
+    assert res.code == 0, res.err
+    lines = res.out.splitlines()
+    assert lines[0] == ("the --time-budget ran out before the first evaluation; raise it (or resume with "
+                        "--time-budget S)")
+    assert lines[1].startswith("0 evaluations; Pareto front (cifar10_test vs predicted latency): 0 points; "
+                               "run folder r ")
+    assert len(lines) == 2
+
+
+def test_a_multi_fidelity_summary_names_its_rungs_and_a_percent_metric(table, cli, fresh):
+    valid = TABLE.parent / "nb201_valid.csv"
+    args = ("search", "--space", "nb201", "--strategy", "sh", "--budget", "9",
+            "--ladder", f"nb201-fidelity:table={valid},column=cifar10_valid_12ep",
+            "--ladder", f"nb201-fidelity:table={valid},column=cifar10_valid,cost=2")
+    s = cli(*args, "--out", "j", "--json").json()
+    res = cli(*args, "--out", "r")
+    assert res.code == 0, res.err
+    lines = res.out.splitlines()
+    assert lines[0] == f"best cifar10_valid = {s['objective_value']:.4g}%; predicted latency: n/a (no --device)"
+    rungs = ", ".join(f"{r}: {n}" for r, n in zip(s["ladder"], (9, 3)))
+    assert s["ladder"][0].endswith("column=cifar10_valid_12ep") and len(s["ladder"]) == 2
+    assert lines[1] == f"sh over the ladder (evaluations per rung) {rungs}; cost {s['cost']:.4g}"
+    assert lines[2].startswith("12 evaluations; Pareto front (cifar10_valid vs predicted latency): ")
+
+
+def _darts_text(rec, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from edgenas.cli import cmd_search
+
+    buf = io.StringIO()
+    monkeypatch.setattr(cmd_search, "out", Console(file=buf, width=300, color_system=None))
+    cmd_search._print_darts(rec, json_out=False)
+    return buf.getvalue().splitlines()
+
+
+def test_the_darts_summary_of_an_mbv3_space_and_of_budgets(monkeypatch, tmp_path, capsys):
+    from edgenas.cli import cmd_search
+
+    rec = {"arch": {"r": 160, "d": [2, 3], "ks": [3, 5], "e": [4, 6]}, "latency_ms": {"pi": 3.14159, "jet": 1.5},
+           "budgets_ms": {"pi": 4.0, "jet": None}, "derivation": "argmax", "within_budget": True,
+           "out_dir": str(tmp_path / "r")}
+    assert _darts_text(rec, monkeypatch) == [
+        "derived r=160 d=[2, 3] ks=[3, 5] e=[4, 6]; predicted latency: pi 3.142 ms (budget 4), jet 1.5 ms",
+        f"run folder {tmp_path / 'r'} (best.json, history.json, checkpoint)"]
+    rec = {**rec, "derivation": "repaired", "repair_steps": 3, "within_budget": False, "latency_ms": {}}
+    lines = _darts_text(rec, monkeypatch)
+    assert lines[0] == ("derived r=160 d=[2, 3] ks=[3, 5] e=[4, 6]; predicted latency: n/a (the argmax network "
+                        "missed the budget: repaired, 3 steps)")
+    assert lines[1] == "no cell meets every budget"
+    capsys.readouterr()
+    cmd_search._print_darts(rec, json_out=True)
+    assert json.loads(capsys.readouterr().out) == {**rec, "run_id": None}  # no config.json in the folder
