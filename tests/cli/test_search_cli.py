@@ -4,6 +4,7 @@ would ignore, where a re-run's evaluations run, the library's notes on stderr, a
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,13 @@ def test_key_values_are_numbers_where_they_parse():
                                                                   "fallback": True}
 
 
+def test_the_defaults_budget_100_seed_0_and_a_folder_named_after_them(table, cli, fresh):
+    res = cli(*NB201, "--strategy", "random", "--json")
+    assert res.code == 0, res.err
+    assert res.json()["evaluations"] == 100 and res.json()["out_dir"].endswith("runs/nb201-random-s0")
+    assert json.loads((fresh / "runs/nb201-random-s0/request.json").read_text())["seed"] == 0
+
+
 def test_a_warm_start_may_size_its_share_with_population(table, cli, fresh):
     """--population with --warm-start sizes the transferred share of the first asks, population or not."""
     first = cli(*NB201, "--budget", "4", "--out", "a", "--json")
@@ -63,6 +71,20 @@ def test_a_warm_start_may_size_its_share_with_population(table, cli, fresh):
     lines = res.out.splitlines()
     assert lines[1].startswith("warm start: ") and "from 1 past run(s)" in lines[1], res.out
     assert lines[2].startswith("4 evaluations; ")
+
+
+def _live_workers() -> list[str]:
+    """This process's children that are pool workers and still running (not exited, not zombies)."""
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if stat[1] == str(os.getpid()) and stat[0] != "Z" and b"spawn_main" in cmd:
+            out.append(pid)
+    return out
 
 
 def test_a_rerun_runs_where_executor_says(table, cli, fresh):
@@ -80,6 +102,7 @@ def test_a_rerun_runs_where_executor_says(table, cli, fresh):
     assert tree(fresh) == before
     res = cli("search", "--rerun", rid, "--executor", "process", "--workers", "1", "--json")
     assert res.code == 0, res.err
+    assert _live_workers() == []  # the pool was shut down when the search ended
     s = res.json()
     assert s["evaluations"] == 3 and s["out_dir"].endswith("runs/a-rerun-1") and s["run_id"] != rid
     assert json.loads((fresh / "runs/a-rerun-1/warm_start.json").read_text())["rerun_of"] == rid
