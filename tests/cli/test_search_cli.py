@@ -58,7 +58,16 @@ def test_the_defaults_budget_100_seed_0_and_a_folder_named_after_them(table, cli
     res = cli(*NB201, "--strategy", "random", "--json")
     assert res.code == 0, res.err
     assert res.json()["evaluations"] == 100 and res.json()["out_dir"].endswith("runs/nb201-random-s0")
-    assert json.loads((fresh / "runs/nb201-random-s0/request.json").read_text())["seed"] == 0
+    req = json.loads((fresh / "runs/nb201-random-s0/request.json").read_text())
+    assert (req["seed"], req["transfer_ratio"], req["min_similarity"], req["eta"]) == (0, 0.5, 0.6, 3)
+
+
+def test_help_shows_the_darts_defaults(cli):
+    """What --strategy darts trains with when its flags are not given (a DARTS run is too slow to check here)."""
+    text = " ".join(cli("search", "--help").out.split())
+    for flag, default in (("--epochs <int>", "10"), ("--latency-weight <float>", "0.0"),
+                          ("--skip-dropout <float>", "0.0"), ("--data <str>", "digits")):
+        assert flag in text and f"[default: {default}]" in text.split(flag, 1)[1].split(" --", 1)[0], flag
 
 
 def test_a_warm_start_may_size_its_share_with_population(table, cli, fresh):
