@@ -68,6 +68,12 @@ def test_help_shows_the_darts_defaults(cli):
     for flag, default in (("--epochs <int>", "10"), ("--latency-weight <float>", "0.0"),
                           ("--skip-dropout <float>", "0.0"), ("--data <str>", "digits")):
         assert flag in text and f"[default: {default}]" in text.split(flag, 1)[1].split(" --", 1)[0], flag
+    assert "[default:" not in text.split("--strategy <str>", 1)[1].split(" --", 1)[0]  # not "None": it names tpe
+
+
+def test_a_search_without_a_space_is_one_line(fresh, cli):
+    one_line_error(cli("search", "--budget", "3", "--seed", "1"), "missing --space (e.g. --space mbv3-small")
+    assert sorted(p.name for p in fresh.iterdir()) == []
 
 
 def test_a_warm_start_may_size_its_share_with_population(table, cli, fresh):
