@@ -60,6 +60,7 @@ def test_the_defaults_budget_100_seed_0_and_a_folder_named_after_them(table, cli
     assert res.json()["evaluations"] == 100 and res.json()["out_dir"].endswith("runs/nb201-random-s0")
     req = json.loads((fresh / "runs/nb201-random-s0/request.json").read_text())
     assert (req["seed"], req["transfer_ratio"], req["min_similarity"], req["eta"]) == (0, 0.5, 0.6, 3)
+    assert req["table"] == str(TABLE)  # one --table is recorded as a path, two or more as a list
 
 
 def test_help_shows_the_darts_defaults(cli):
@@ -205,6 +206,9 @@ def test_the_darts_summary_of_an_mbv3_space_and_of_budgets(monkeypatch, tmp_path
     assert lines[0] == ("derived r=160 d=[2, 3] ks=[3, 5] e=[4, 6]; predicted latency: n/a (the argmax network "
                         "missed the budget: repaired, 3 steps)")
     assert lines[1] == "no cell meets every budget"
+    cell = {"arch": {"arch": "|none~0|"}, "skip_edges": 1, "latency_ms": {}, "budgets_ms": {}, "derivation": "argmax",
+            "argmax_arch": "|none~0|", "within_budget": True, "out_dir": "r"}
+    assert _darts_text(cell, monkeypatch)[0] == "derived |none~0|; skip edges 1; predicted latency: n/a"
     capsys.readouterr()
     cmd_search._print_darts(rec, json_out=True)
     assert json.loads(capsys.readouterr().out) == {**rec, "run_id": None}  # no config.json in the folder
