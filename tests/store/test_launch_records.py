@@ -1,0 +1,43 @@
+"""What ``launch_search`` records in the experiment database and the run folder around a warm start (mutation
+audit of search/launch.py): a run it re-runs is in ``warm_start.json``, where a re-import finds it, and a warm start
+from a run the database does not have is refused before a database is made."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edgenas.errors import InputError
+from edgenas.project import Project
+from edgenas.search.launch import SearchRequest, import_run, launch_search
+from edgenas.store import open_db
+from edgenas.store.runs import list_runs
+
+from .conftest import TABLE
+
+
+def _req(**kw) -> SearchRequest:
+    return SearchRequest(**{"space": "nb201", "table": str(TABLE), "objective": "cifar10_test", "budget": 6,
+                            "seed": 0, **kw})
+
+
+def test_a_warm_started_rerun_names_its_origin_in_warm_start_json_and_a_reimport_keeps_it(tmp_path):
+    proj = Project(tmp_path)
+    db = open_db(f"sqlite:///{tmp_path / 'e.db'}", proj)
+    launch_search(proj, _req(), tmp_path / "src", db=db)
+    [src] = list_runs(db)
+    launch_search(proj, _req(warm_start=(src.id,), seed=1), tmp_path / "again", db=db, rerun_of=src.id)
+    assert json.loads((tmp_path / "again" / "warm_start.json").read_text())["rerun_of"] == src.id
+    assert import_run(db, proj, tmp_path / "again").rerun_of == src.id    # `runs import` reads it back
+    launch_search(proj, _req(warm_start=(src.id,), seed=2), tmp_path / "plain", db=db)
+    assert "rerun_of" not in json.loads((tmp_path / "plain" / "warm_start.json").read_text())
+    assert import_run(db, proj, tmp_path / "plain").rerun_of is None
+
+
+def test_a_warm_start_from_a_run_no_database_has_is_refused_before_one_is_made(tmp_path, monkeypatch):
+    monkeypatch.delenv("EDGENAS_DB", raising=False)
+    proj = Project(tmp_path)
+    with pytest.raises(InputError, match="no run 'ab12' in the experiment database"):
+        launch_search(proj, _req(warm_start=("ab12",)), tmp_path / "new")
+    assert list(tmp_path.iterdir()) == []
