@@ -41,3 +41,17 @@ def test_a_warm_start_from_a_run_no_database_has_is_refused_before_one_is_made(t
     with pytest.raises(InputError, match="no run 'ab12' in the experiment database"):
         launch_search(proj, _req(warm_start=("ab12",)), tmp_path / "new")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_reimported_multi_fidelity_run_keeps_its_devices_table_hash(tmp_path):
+    proj = Project(tmp_path)
+    db = open_db(f"sqlite:///{tmp_path / 'e.db'}", proj)
+    valid = TABLE.with_name("nb201_valid.csv")
+    req = SearchRequest(space="nb201", table=str(TABLE), latency_column="raspi4_ms",
+                        strategy="sh", budget=4, seed=3,
+                        ladder=(f"nb201-fidelity:table={valid},column=cifar10_valid_12ep",
+                                f"nb201-fidelity:table={valid},column=cifar10_valid,cost=2"))
+    launch_search(proj, req, tmp_path / "sh", db=db)
+    [ran] = list_runs(db)
+    assert ran.devices[0].lut_hash is not None
+    assert import_run(db, proj, tmp_path / "sh").devices == ran.devices   # rebuilt as the run built it
