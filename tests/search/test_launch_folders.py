@@ -124,3 +124,24 @@ def test_a_rerun_of_a_driver_strategy_records_what_it_reruns_and_takes_no_warm_s
     assert not (tmp_path / "first" / "warm_start.json").exists()
     launch_search(Project(tmp_path), None, tmp_path / "again", resume=True, record=False, rerun_of="ab0000000001")
     assert json.loads((tmp_path / "again" / "warm_start.json").read_text())["rerun_of"] == "ab0000000001"
+
+
+def test_a_ladder_or_a_time_budget_given_to_a_strategy_that_cannot_use_it_is_refused(tmp_path):
+    from pathlib import Path
+
+    from edgenas.project import Project
+    from edgenas.search.launch import SearchRequest, launch_search
+
+    hw = Path(__file__).resolve().parents[2].parent / "shared/data/nb201/nb201_hw.csv"
+    with pytest.raises(InputError, match="--ladder needs --strategy sh or hyperband, not 'random'"):
+        launch_search(Project(tmp_path), SearchRequest(space="nb201", table=str(hw), strategy="random", budget=3,
+                                                       ladder=("params",)), tmp_path / "r", record=False)
+    with pytest.raises(InputError, match="'darts' runs its epochs to the end") as exc:
+        launch_search(Project(tmp_path), SearchRequest(space="nb201", strategy="darts", max_wall_s=5.0),
+                      tmp_path / "d", record=False)
+    assert exc.value.hint == "drop --time-budget, and size the run with --epochs"
+    with pytest.raises(InputError, match="'sh' runs its ladder to the end") as exc:
+        launch_search(Project(tmp_path), SearchRequest(space="nb201", strategy="sh", max_wall_s=5.0,
+                                                       ladder=("params",)), tmp_path / "s", record=False)
+    assert exc.value.hint == "drop --time-budget, and size the run with --budget and --ladder"
+    assert list(tmp_path.iterdir()) == []

@@ -55,3 +55,9 @@ def test_a_reimported_multi_fidelity_run_keeps_its_devices_table_hash(tmp_path):
     [ran] = list_runs(db)
     assert ran.devices[0].lut_hash is not None
     assert import_run(db, proj, tmp_path / "sh").devices == ran.devices   # rebuilt as the run built it
+
+
+def test_an_auto_warm_start_in_a_project_without_a_database_makes_one_and_transfers_nothing(tmp_path, monkeypatch):
+    monkeypatch.delenv("EDGENAS_DB", raising=False)
+    launch_search(Project(tmp_path), _req(warm_start=("auto",)), tmp_path / "new")
+    assert json.loads((tmp_path / "new" / "warm_start.json").read_text())["transferred"] == []
