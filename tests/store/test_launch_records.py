@@ -61,3 +61,21 @@ def test_an_auto_warm_start_in_a_project_without_a_database_makes_one_and_transf
     monkeypatch.delenv("EDGENAS_DB", raising=False)
     launch_search(Project(tmp_path), _req(warm_start=("auto",)), tmp_path / "new")
     assert json.loads((tmp_path / "new" / "warm_start.json").read_text())["transferred"] == []
+
+
+def test_a_finished_run_the_database_cannot_record_is_one_error_saying_how_to_import_it(tmp_path):
+    import sqlite3
+
+    from edgenas.store import DatabaseError
+
+    proj = Project(tmp_path)
+    db = open_db(f"sqlite:///{tmp_path / 'e.db'}", proj)
+    con = sqlite3.connect(tmp_path / "e.db")
+    con.execute("DROP TABLE evaluations")                      # damaged after it was opened
+    con.commit()
+    con.close()
+    with pytest.raises(DatabaseError, match="the search finished and its run folder .* is complete, but recording "
+                                            "it in the experiment database failed") as exc:
+        launch_search(proj, _req(budget=4), tmp_path / "r", db=db)
+    assert exc.value.hint == f"fix the database, then: edgenas runs import {tmp_path / 'r'}"
+    assert (tmp_path / "r" / "best.json").exists()
