@@ -122,6 +122,8 @@ def test_a_rerun_of_a_driver_strategy_records_what_it_reruns_and_takes_no_warm_s
                 "latency tables"}
     launch_search(Project(tmp_path), req, tmp_path / "first", record=False)
     assert not (tmp_path / "first" / "warm_start.json").exists()
+    tables = json.loads((tmp_path / "first" / "tables.json").read_text())
+    assert tables["schema"] == 1 and list(tables["tables"]) == []                # no latency device
     launch_search(Project(tmp_path), None, tmp_path / "again", resume=True, record=False, rerun_of="ab0000000001")
     assert json.loads((tmp_path / "again" / "warm_start.json").read_text())["rerun_of"] == "ab0000000001"
 
