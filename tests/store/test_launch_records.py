@@ -79,3 +79,25 @@ def test_a_finished_run_the_database_cannot_record_is_one_error_saying_how_to_im
         launch_search(proj, _req(budget=4), tmp_path / "r", db=db)
     assert exc.value.hint == f"fix the database, then: edgenas runs import {tmp_path / 'r'}"
     assert (tmp_path / "r" / "best.json").exists()
+
+
+def test_a_resume_interrupted_after_its_table_changed_is_still_an_interruption(tmp_path):
+    """Only a replay mismatch is blamed on a changed table; a Ctrl-C is said as one."""
+    from edgenas.errors import SearchInterrupted
+
+    table = tmp_path / "hw.csv"
+    table.write_text(TABLE.read_text())
+    req = _req(table=str(table), latency_column="raspi4_ms", budget=8)
+
+    def stop(done, total):
+        if done >= 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(SearchInterrupted):
+        launch_search(Project(tmp_path), req, tmp_path / "r", record=False, progress=stop)
+    lines = table.read_text().splitlines()
+    cells = lines[1].split(",")
+    cells[5] = str(float(cells[5]) * 1.5)                      # a re-measured device
+    table.write_text("\n".join([lines[0], ",".join(cells), *lines[2:]]) + "\n")
+    with pytest.raises(SearchInterrupted, match="search interrupted"):
+        launch_search(Project(tmp_path), None, tmp_path / "r", resume=True, record=False, progress=stop)
