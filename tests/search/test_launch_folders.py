@@ -147,3 +147,11 @@ def test_a_ladder_or_a_time_budget_given_to_a_strategy_that_cannot_use_it_is_ref
                                                        ladder=("params",)), tmp_path / "s", record=False)
     assert exc.value.hint == "drop --time-budget, and size the run with --budget and --ladder"
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_resumed_quantile_run_keeps_a_recorded_budget_under_one_millisecond(tmp_path):
+    from edgenas.search.launch import SearchRequest, _with_recorded_budgets
+
+    (tmp_path / "config.json").write_text(json.dumps({"space": "nb201", "devices": [["a", 0.5], ["b", 1.0]]}))
+    got = _with_recorded_budgets(SearchRequest(space="nb201", max_latency_quantile=0.3), tmp_path)
+    assert (got.max_latency_ms, got.max_latency_quantile) == ((0.5, 1.0), None)
