@@ -208,7 +208,8 @@ def test_block_weights_follow_the_documented_init_from_a_fixed_seed():
         assert not bn.bias.any() and not bn.running_mean.any()
     head = build_block("Conv_2-input:1x1x960-output:1x1x1280")  # conv with a bias, no BN
     assert [name for name, _ in head.named_children()] == ["conv", "act"]
-    assert float(head.conv.weight.detach().std()) == pytest.approx((2 / 1280) ** 0.5, rel=0.03) and not head.conv.bias.any()
+    assert float(head.conv.weight.detach().std()) == pytest.approx((2 / 1280) ** 0.5, rel=0.03)
+    assert not head.conv.bias.any()
     logits = build_block("Logits-input:1x1x1280-output:1000")
     assert float(logits.linear.weight.detach().std()) == pytest.approx(0.01, rel=0.03) and not logits.linear.bias.any()
 
