@@ -292,7 +292,7 @@ class SSHTransport(Transport):
                       if p in paths}
             if len(result) != len(set(paths)):
                 result = None
-        old = re.fullmatch(r"edgenas-old-python ([0-9]{1,3}\.[0-9]{1,3})", err.strip()) if status == 3 else None
+        old = re.search(r"^edgenas-old-python ([0-9]{1,3}\.[0-9]{1,3})$", err, re.M) if status == 3 else None
         if old:
             raise DeviceError(self.device, f"{self.profile.python} on the device is Python {old.group(1)}; the edgenas "
                               "agent needs Python 3.8 or newer",

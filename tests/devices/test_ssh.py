@@ -981,7 +981,13 @@ def _old_pythons() -> list[str]:
 
 @pytest.mark.skipif(not _old_pythons(), reason="no Python older than 3.8 on this machine (pyenv's 2.7, 3.6, 3.7)")
 def test_a_device_python_older_than_the_agents_is_named_with_what_to_do(sshd, project, agent_pyz):
-    """JetPack 4 (Jetson Nano) ships Python 3.6: the agent died with a SyntaxError and the hint 'retry'."""
+    """JetPack 4 (Jetson Nano) ships Python 3.6: the agent died with a SyntaxError and the hint 'retry'. The
+    device user's start-up files may write to stderr first."""
+    home = sshd.dir / "home"
+    home.mkdir()
+    (home / ".bashrc").write_text("echo 'conda: command not found' >&2\n")
+    sshd.extra_config = f"SetEnv HOME={home}\n"
+    sshd.restart()
     sshd.trust(project)
     for exe in _old_pythons():
         version = subprocess.run([exe, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
