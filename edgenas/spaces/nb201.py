@@ -18,8 +18,8 @@ import numpy as np
 from edgenas.errors import InputError
 from edgenas.spaces import SPACES
 from edgenas.spaces.base import ARCH_SCHEMA, SearchSpace, require
+from edgenas.spaces.nb201_string import OPS, arch_string, parse_arch_string
 
-OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 EDGES: tuple[tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
 C, N, NUM_CLASSES, RES = 16, 5, 10, 32
 STAGES = ((C, RES), (2 * C, RES // 2), (4 * C, RES // 4))  # (channels, spatial size)
@@ -39,35 +39,6 @@ class NB201Arch:
     @property
     def string(self) -> str:
         return arch_string(self.ops)
-
-
-def arch_string(ops: Sequence[str]) -> str:
-    it = iter(ops)
-    return "+".join("|" + "|".join(f"{next(it)}~{j}" for j in range(i)) + "|" for i in (1, 2, 3))
-
-
-def parse_arch_string(text: str) -> tuple[str, ...]:
-    """Strict parser: exactly three nodes with 1, 2, 3 ``op~j`` entries, known ops, ``j`` in order."""
-    bad = InputError(f"malformed NAS-Bench-201 architecture string {text!r}",
-                     hint="expected |op~0|+|op~0|op~1|+|op~0|op~1|op~2| with ops " + ", ".join(OPS))
-    if not isinstance(text, str):
-        raise bad
-    nodes = text.split("+")
-    if len(nodes) != 3:
-        raise bad
-    ops: list[str] = []
-    for i, node in enumerate(nodes, start=1):
-        if not (node.startswith("|") and node.endswith("|")) or len(node) < 2:
-            raise bad
-        parts = node[1:-1].split("|")
-        if len(parts) != i:
-            raise bad
-        for j, part in enumerate(parts):
-            op, sep, src = part.partition("~")
-            if not sep or src != str(j) or op not in OPS:
-                raise bad
-            ops.append(op)
-    return tuple(ops)
 
 
 class NB201Space(SearchSpace[NB201Arch]):

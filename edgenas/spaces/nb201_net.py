@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from edgenas.errors import InputError
+from edgenas.spaces.nb201_string import parse_arch_string
 
 NB201_OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 #: (to_node, from_node) of the six edges, in NAS-Bench-201 string order
@@ -121,8 +122,6 @@ class NB201Network(nn.Module):
 def parse_nb201_string(arch: str) -> tuple[str, ...]:
     """``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|`` -> the six ops in edge order, as the nb201 space parses it
     (this parser took " |...| ", "||none~0||", "~01" and other strings no table holds)."""
-    from edgenas.spaces.nb201 import parse_arch_string
-
     return parse_arch_string(arch)
 
 
