@@ -36,7 +36,7 @@ def test_anything_but_a_request_of_schema_1_is_refused(record):
 
 @pytest.mark.parametrize("v", [0.0, 1.0, 0.25])
 def test_a_ratio_and_a_similarity_of_0_or_1_are_in_range(v):
-    _check_numbers(SearchRequest(space="nb201", transfer_ratio=v, min_similarity=v))
+    assert _check_numbers(SearchRequest(space="nb201", transfer_ratio=v, min_similarity=v)) is None  # no refusal
 
 
 @pytest.mark.parametrize("field, flag", [("transfer_ratio", "--transfer-ratio"),
