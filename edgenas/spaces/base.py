@@ -229,6 +229,15 @@ class SearchSpace(ABC, Generic[A]):
         return 10
 
 
+def gene_array(genes: Any, what: str) -> np.ndarray:
+    """``np.asarray(genes)``; rows of different lengths (numpy's "inhomogeneous shape" ``ValueError``) are one
+    ``InputError``: ``what``, then "got rows of different lengths"."""
+    try:
+        return np.asarray(genes)
+    except ValueError:
+        raise InputError(f"{what}, got rows of different lengths") from None
+
+
 def require(cond: bool, message: str, hint: str | None = None) -> None:
     """Raise ``InputError(message)`` unless ``cond``."""
     if not cond:

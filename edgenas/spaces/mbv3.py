@@ -16,7 +16,7 @@ import numpy as np
 
 from edgenas.errors import InputError
 from edgenas.spaces import SPACES
-from edgenas.spaces.base import ARCH_SCHEMA, SearchSpace, require
+from edgenas.spaces.base import ARCH_SCHEMA, SearchSpace, gene_array, require
 from edgenas.spaces.mbv3_keys import BlockSpec, conv_out
 from edgenas.spaces.mbv3_config import (MBV3_SMALL, MBV3_TINY, OFA_MBV3, OFA_MBV3_W12, MBV3Arch, MBV3Config,
                                          make_divisible)
@@ -147,11 +147,7 @@ class MBV3Space(SearchSpace[MBV3Arch]):
         """Gene vectors as a 2-D array, range-checked; as int64 unless ``cast`` is false (then in the
         caller's dtype where index arithmetic on it cannot overflow or turn to floats, else int64)."""
         sizes = self._sizes
-        try:
-            g = np.atleast_2d(np.asarray(genes))
-        except ValueError:  # numpy's "inhomogeneous shape": rows of different lengths
-            raise InputError(f"gene vectors must have {len(sizes)} entries each, got rows of different lengths") \
-                from None
+        g = np.atleast_2d(gene_array(genes, f"gene vectors must have {len(sizes)} entries each"))
         require(g.ndim == 2 and g.shape[1] == len(sizes),
                 f"gene vectors must have {len(sizes)} entries, got shape {g.shape}")
         require(np.issubdtype(g.dtype, np.integer), f"genes must be integers, got {g.dtype}")

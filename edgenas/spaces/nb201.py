@@ -17,7 +17,7 @@ import numpy as np
 
 from edgenas.errors import InputError
 from edgenas.spaces import SPACES
-from edgenas.spaces.base import ARCH_SCHEMA, SearchSpace, require
+from edgenas.spaces.base import ARCH_SCHEMA, SearchSpace, gene_array, require
 from edgenas.spaces.nb201_string import OPS, arch_string, parse_arch_string
 
 EDGES: tuple[tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
@@ -74,10 +74,7 @@ class NB201Space(SearchSpace[NB201Arch]):
         """One gene vector (``rows`` false) or a matrix of them as int64, every entry an integer in 0..4;
         floats, rows of different lengths or of another width are an InputError, as in mbv3."""
         what = f"nb201 genes must be {len(EDGES)} integers in 0..{len(OPS) - 1}" + (" per row" if rows else "")
-        try:
-            given = np.asarray(genes)  # floats were cut to integers (0.7 was gene 0), as mbv3 does not
-        except ValueError:  # numpy's "inhomogeneous shape": rows of different lengths
-            raise InputError(f"{what}, got rows of different lengths") from None
+        given = gene_array(genes, what)  # floats were cut to integers (0.7 was gene 0), as mbv3 does not
         if rows:
             given = np.atleast_2d(given)
         require(np.issubdtype(given.dtype, np.integer) and given.ndim == (2 if rows else 1)
