@@ -28,9 +28,9 @@ import torch
 from torch import nn
 
 from edgenas.errors import InputError
-from edgenas.spaces.nb201_string import parse_arch_string
+from edgenas.spaces.nb201_string import OPS, parse_arch_string
 
-NB201_OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+NB201_OPS: tuple[str, ...] = OPS  # the space's op names, one list
 #: (to_node, from_node) of the six edges, in NAS-Bench-201 string order
 NB201_EDGES: tuple[tuple[int, int], ...] = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
 
