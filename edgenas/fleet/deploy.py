@@ -154,8 +154,7 @@ def deploy(project: Project, device: Any, space: SearchSpace, arch: Any, *, runt
             recalibrated = refit_calibration(project, s.device, space, fp_hash, rt["runtime"], store)
         except (EdgenasError, OSError) as exc:  # a profile rewriting the table, a full disk: the measurement is
             # kept (an OSError of the table's write was the CLI's "run it again", which stored it a second time)
-            why = exc.message if isinstance(exc, EdgenasError) else disk_error(exc, "the table").message
-            pnote = (f"the calibration was not refitted: {why}; the measurement is stored, so "
+            pnote = (f"the calibration was not refitted: {_why(exc, 'the table')}; the measurement is stored, so "
                      f"`edgenas lut calibrate {s.device} --space {space.name}` fits it later")
     elif calibrate:  # no LUT yet: a few-shot model (if any) learns from this measurement
         from edgenas.fleet.fewshot import refit_after_deploy
@@ -164,11 +163,15 @@ def deploy(project: Project, device: Any, space: SearchSpace, arch: Any, *, runt
             if refit_after_deploy(project, s.device, space, fp_hash, rt["runtime"], store):
                 pnote = "no LUT yet; the few-shot model was refitted with this measurement"
         except (EdgenasError, OSError) as exc:  # as above: the command failed, and running it again stored a copy
-            why = exc.message if isinstance(exc, EdgenasError) else disk_error(exc, "the few-shot model").message
-            pnote = (f"the few-shot model was not refitted: {why}; the measurement is stored, so the next deploy "
-                     "refits it with every stored measurement")
+            pnote = (f"the few-shot model was not refitted: {_why(exc, 'the few-shot model')}; the measurement is "
+                     "stored, so the next deploy refits it with every stored measurement")
     return DeployResult(m, exp.onnx_path, rel, n_cal, "; ".join(x for x in (note, pnote) if x), nominal,
                         recalibrated)
+
+
+def _why(exc: Exception, what: str) -> str:
+    """What a failed refit after a stored measurement says: the error's message, or a write's disk error."""
+    return exc.message if isinstance(exc, EdgenasError) else disk_error(exc, what).message
 
 
 def measure_onnx(project: Project, device: Any, model: Path, *, runtime: str | None = None,
