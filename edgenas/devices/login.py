@@ -17,6 +17,7 @@ import select
 import shlex
 import socket
 import subprocess
+import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -200,7 +201,27 @@ def open_connection(profile: DeviceProfile, project: Project, *, device: str | N
 
 class _ProxyCommand(paramiko.ProxyCommand):
     """paramiko's, but a command that has ended reads as the end of the stream at once (paramiko's ``recv``
-    spun until the login's timeout)."""
+    spun until the login's timeout), and its stderr is read as it comes, keeping the last 64 KiB (no one read
+    paramiko's pipe: a chatty command, ``ssh -vvv -W``, stopped once it was full)."""
+
+    def __init__(self, command_line: str):
+        super().__init__(command_line)
+        self.stderr_tail = bytearray()
+        self._drain = threading.Thread(target=self._read_stderr, name="edgenas-proxy-stderr", daemon=True)
+        self._drain.start()
+
+    def _read_stderr(self) -> None:
+        try:
+            for chunk in iter(lambda: os.read(self.process.stderr.fileno(), 65536), b""):
+                self.stderr_tail += chunk
+                del self.stderr_tail[:-65536]
+        except (OSError, ValueError):  # the pipe closed under us: nothing more to keep
+            pass
+
+    def stderr_text(self) -> str:
+        """What the command wrote to stderr (its last 64 KiB), once it has ended."""
+        self._drain.join(timeout=1.0)
+        return bytes(self.stderr_tail).decode("utf-8", "replace").strip()
 
     def recv(self, size: int) -> bytes:
         ready, _, _ = select.select([self.process.stdout], [], [], self.timeout)
@@ -211,7 +232,7 @@ class _ProxyCommand(paramiko.ProxyCommand):
 
 def _proxy_ended(sock: object, exc: BaseException) -> bool:
     """Whether a login failed because its ProxyCommand ended (waited for briefly: its output ends first)."""
-    if not isinstance(sock, paramiko.ProxyCommand) or isinstance(exc, (
+    if not isinstance(sock, _ProxyCommand) or isinstance(exc, (
             KeyboardInterrupt, paramiko.AuthenticationException, paramiko.BadHostKeyException)):
         return False
     try:
@@ -221,9 +242,9 @@ def _proxy_ended(sock: object, exc: BaseException) -> bool:
     return True
 
 
-def _proxy_command_error(sock: paramiko.ProxyCommand, device: str, target: SSHTarget) -> DeviceError:
+def _proxy_command_error(sock: _ProxyCommand, device: str, target: SSHTarget) -> DeviceError:
     """The ProxyCommand ended before the login did: its status and the end of what it wrote to stderr."""
-    err = sock.process.stderr.read(65536).decode("utf-8", "replace").strip()
+    err = sock.stderr_text()
     return DeviceError(device, f"ProxyCommand for {target} in {ssh_config_path()} exited with status "
                                f"{sock.process.returncode}" + (f": {clean(err[-500:], 500)}" if err else ""),
                        hint="run the ProxyCommand line by hand to see why, or fix it")

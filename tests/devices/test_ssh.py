@@ -1007,6 +1007,8 @@ with open(marker, "a") as f:
     f.write(host + "\\n")
 if host == "dead.invalid":
     sys.exit("bastion: no route to " + host)
+if host == "chatty.invalid":  # ssh -vvv -W: more debug lines than a pipe holds, before and during the session
+    os.write(2, b"debug3: " * 40000)
 conn = socket.create_connection(("127.0.0.1", port))
 
 def upstream():
@@ -1042,6 +1044,24 @@ def test_a_proxycommand_of_the_ssh_config_carries_the_login_and_one_that_fails_s
     assert f"ProxyCommand for {getpass.getuser()}@dead.invalid:{sshd.port} in {config} exited with status 1: " \
            "bastion: no route to dead.invalid" in str(exc.value)
     assert marker.read_text().split()[-1] == "dead.invalid"
+
+
+def test_a_proxycommand_that_writes_much_to_stderr_still_carries_the_login(sshd, project, agent_pyz, tmp_path,
+                                                                          monkeypatch):
+    """Its stderr was a pipe no one read: past 64 KiB (``ssh -vvv -W``) the command stopped and the login hung
+    until its timeout."""
+    relay, marker, config = tmp_path / "relay.py", tmp_path / "proxied", tmp_path / "ssh_config"
+    relay.write_text(_RELAY)
+    config.write_text(f"Host chatty\n  HostName chatty.invalid\n  Port {sshd.port}\n"
+                      f"  ProxyCommand {sys.executable} {relay} %h %p {marker}\n")
+    monkeypatch.setenv("EDGENAS_SSH_CONFIG", str(config))
+    key_type, b64 = Path(str(sshd.host_key) + ".pub").read_text().split()[:2]
+    Path(project.known_hosts).parent.mkdir(parents=True, exist_ok=True)
+    Path(project.known_hosts).write_text(f"[chatty.invalid]:{sshd.port} {key_type} {b64}\n")
+    with SSHTransport(sshd.profile(host="chatty", connect_timeout_s=5.0), project) as t, \
+            client_for(t, agent_pyz) as client:
+        assert client.ping()
+    assert marker.read_text().split() == ["chatty.invalid"]
 
 
 def test_a_shell_that_never_prints_the_pid_line_is_a_clear_device_error_and_a_bad_agent_version_an_input_error(
