@@ -80,6 +80,11 @@ def is_whole(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
+def is_schema(v: Any, number: int) -> bool:
+    """A record's ``schema`` is ``number``: an int (JSON's ``true`` and ``1.0`` equal 1 in Python)."""
+    return type(v) is int and v == number
+
+
 def is_count(v: Any) -> bool:
     """A whole number from 0 to ``MAX_INT`` (an int, or a float such as ``3.0``)."""
     return is_finite(v) and float(v).is_integer() and 0 <= v <= MAX_INT

@@ -33,8 +33,9 @@ from typing import Any, Mapping
 import numpy as np
 
 from edgenas.errors import InputError
-from edgenas.latency.fewshot_records import is_schema, reading_model, record_count, record_number, record_vector
+from edgenas.latency.fewshot_records import reading_model, record_count, record_number, record_vector
 from edgenas.latency.fewshot_meta import MetaConfig, MetaFewShot
+from edgenas.limits import is_schema
 
 ANCHOR_SCHEMA = 1
 LAMS = (3.0, 10.0, 30.0, 100.0)

@@ -32,7 +32,8 @@ import numpy as np
 
 from edgenas.errors import InputError
 from edgenas.latency.fewshot import MIN_K_RIDGE, FewShotPredictor
-from edgenas.latency.fewshot_records import is_schema, reading_model, record_count, record_strings
+from edgenas.latency.fewshot_records import reading_model, record_count, record_strings
+from edgenas.limits import is_schema
 
 ENSEMBLE_SCHEMA = 1
 

@@ -48,8 +48,9 @@ import numpy as np
 
 from edgenas.errors import InputError
 from edgenas.latency.fewshot_records import (
-    is_schema, reading_model, record_count, record_number, record_strings, record_table, record_vector,
+    reading_model, record_count, record_number, record_strings, record_table, record_vector,
 )
+from edgenas.limits import is_schema
 
 META_SCHEMA = 1
 MIN_K = 3

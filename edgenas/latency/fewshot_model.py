@@ -29,10 +29,11 @@ import numpy as np
 
 from edgenas.errors import InputError
 from edgenas.latency.fewshot import graph_descriptors, op_counts
-from edgenas.latency.fewshot_records import is_schema, reading_model, record_count, record_number, record_strings
+from edgenas.latency.fewshot_records import reading_model, record_count, record_number, record_strings
 from edgenas.latency.fewshot_ensemble import FewShotEnsemble
 from edgenas.latency.fewshot_meta import MetaFewShot
 from edgenas.latency.fewshot_table import TableCorrected, TableReferences
+from edgenas.limits import is_schema
 from edgenas.safenames import NAME_RE
 
 MODEL_SCHEMA = 1

@@ -96,9 +96,3 @@ def record_table(value: Any, what: str) -> dict:
     if not isinstance(value, dict):
         raise ValueError(f"{what} must be a JSON object, got {_short(value)}")
     return dict(value)
-
-
-def is_schema(value: Any, number: int) -> bool:
-    """A record's ``schema`` is ``number`` (an int: ``true`` is not 1)."""
-    return type(value) is int and value == number
-

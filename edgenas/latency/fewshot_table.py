@@ -47,10 +47,11 @@ import numpy as np
 from edgenas.errors import InputError
 from edgenas.latency.fewshot import MAX_LATENCY_COLUMNS, MAX_MS, MIN_MS, HwTable, cell_encoding
 from edgenas.latency.fewshot_records import (
-    is_schema, reading_model, record_count, record_strings, record_table, record_vector,
+    reading_model, record_count, record_strings, record_table, record_vector,
 )
 from edgenas.latency.fewshot_anchor import MIN_LOO as ANCHOR_MIN_K, Anchor
 from edgenas.latency.fewshot_meta import DEFAULT, MIN_K, MetaConfig, MetaFewShot, huber_irls
+from edgenas.limits import is_schema
 
 TABLE_SCHEMA = 1
 _COLUMN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}_ms\Z")

@@ -22,7 +22,7 @@ from typing import Any, Mapping
 
 from edgenas.errors import InputError
 from edgenas.io import atomic_write_text, read_json
-from edgenas.limits import is_finite
+from edgenas.limits import is_finite, is_schema
 from edgenas.textsafe import brief
 
 LUT_SCHEMA = 1
@@ -336,7 +336,7 @@ class Lut:
     def from_dict(cls, d: Any, where: str = "LUT") -> "Lut":
         if not isinstance(d, Mapping):
             raise InputError(f"{where}: expected a JSON object")
-        if d.get("schema") != LUT_SCHEMA:
+        if not is_schema(d.get("schema"), LUT_SCHEMA):
             raise InputError(f"{where}: unsupported schema {d.get('schema')!r} (expected {LUT_SCHEMA})",
                              hint="re-profile the device with this edgenas version")
         for key, typ in (("device", str), ("space", str), ("fingerprint_hash", str), ("runtime", str),

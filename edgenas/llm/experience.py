@@ -21,7 +21,7 @@ from typing import Any, Iterable
 
 from edgenas.errors import InputError
 from edgenas.io import atomic_write_json, atomic_write_text, read_json
-from edgenas.limits import is_number, is_whole, loads_json_limited
+from edgenas.limits import is_number, is_schema, is_whole, loads_json_limited
 
 
 class JsonlLog:
@@ -111,7 +111,7 @@ class ExperienceBuffer:
     @classmethod
     def load(cls, path: Path) -> "ExperienceBuffer":
         d = read_json(path, "experience buffer")
-        if not isinstance(d, dict) or d.get("schema") != 1 or not isinstance(d.get("items"), list):
+        if not isinstance(d, dict) or not is_schema(d.get("schema"), 1) or not isinstance(d.get("items"), list):
             raise InputError(f"{path}: not an experience buffer of schema 1")
         size = d.get("size")
         if not is_whole(size) or not 1 <= size <= 1_000_000:  # buffer_size's range: a KeyError, a deque's errors

@@ -18,7 +18,7 @@ import numpy as np
 
 from edgenas.errors import InputError
 from edgenas.io import atomic_write_json, read_json
-from edgenas.limits import is_finite, is_number
+from edgenas.limits import is_finite, is_number, is_schema
 from edgenas.project import Project
 from edgenas.quiet import sigint_ignored
 from edgenas.search.run_files import (check_config, check_request_fields, check_tables, check_warm_start,
@@ -76,7 +76,7 @@ class SearchRequest:
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any], where: str = "request.json") -> "SearchRequest":
-        if not isinstance(d, Mapping) or d.get("schema") != REQUEST_SCHEMA:
+        if not isinstance(d, Mapping) or not is_schema(d.get("schema"), REQUEST_SCHEMA):
             raise InputError(f"{where}: not a search request of schema {REQUEST_SCHEMA}")
         d = {k: v for k, v in check_request_fields(d, where).items() if k != "schema"}
         d["devices"], d["max_latency_ms"] = tuple(d.get("devices", ())), tuple(d.get("max_latency_ms", ()))

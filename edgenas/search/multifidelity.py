@@ -26,6 +26,7 @@ import numpy as np
 
 from edgenas.errors import InputError
 from edgenas.io import atomic_write_json, open_log_for_append, read_json
+from edgenas.limits import is_schema
 from edgenas.search.base import Trial, make_strategy, rank_key
 from edgenas.search.ladder import Bracket, Rung, brackets
 from edgenas.search.problem import Problem
@@ -67,7 +68,7 @@ class MFConfig:
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> "MFConfig":
-        if d.get("schema") != MF_SCHEMA or d.get("kind") != "multi-fidelity":
+        if not is_schema(d.get("schema"), MF_SCHEMA) or d.get("kind") != "multi-fidelity":
             raise InputError("not a multi-fidelity run config")
         return cls(space=d["space"], rungs=tuple(Rung.from_json(r) for r in d["ladder"]), mode=d["mode"],
                    candidates=int(d["candidates"]), eta=int(d["eta"]), seed=int(d["seed"]),

@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from edgenas.errors import InputError
+from edgenas.limits import is_schema
 from edgenas.spaces import SPACES
 from edgenas.spaces.base import ARCH_SCHEMA, SearchSpace, gene_array, require
 from edgenas.spaces.mbv3_keys import BlockSpec, conv_out
@@ -73,7 +74,7 @@ class MBV3Space(SearchSpace[MBV3Arch]):
             require(data["space"] in (self.name, *self.aliases),
                     f"architecture is for space {data['space']!r}, not {self.name!r}")
         if "schema" in data:
-            require(data["schema"] == ARCH_SCHEMA, f"unsupported architecture schema {data['schema']!r}",
+            require(is_schema(data["schema"], ARCH_SCHEMA), f"unsupported architecture schema {data['schema']!r}",
                     hint=f"this edgenas reads schema {ARCH_SCHEMA}")
         require(data.get("wid") is None, "only wid=None (no width choice) is supported")
         missing = [f for f in _FIELDS if f not in data]

@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from edgenas.errors import InputError
+from edgenas.limits import is_schema
 from edgenas.spaces import SPACES
 from edgenas.spaces.base import ARCH_SCHEMA, SearchSpace, gene_array, require
 from edgenas.spaces.nb201_string import OPS, arch_string, parse_arch_string
@@ -49,7 +50,7 @@ class NB201Space(SearchSpace[NB201Arch]):
     def from_dict(self, data: Mapping[str, Any]) -> NB201Arch:
         require(isinstance(data, Mapping), "nb201 architecture: expected a JSON object")
         require(data.get("space") == self.name, f"not an nb201 architecture (space={data.get('space')!r})")
-        require(data.get("schema") == ARCH_SCHEMA, f"nb201 architecture: unsupported schema "
+        require(is_schema(data.get("schema"), ARCH_SCHEMA), f"nb201 architecture: unsupported schema "
                                                    f"{data.get('schema')!r}", hint=f"expected {ARCH_SCHEMA}")
         extra = sorted(set(data) - {"space", "schema", "arch"})
         require(not extra, f"nb201 architecture: unknown key(s) {', '.join(extra)}")

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 from edgenas.errors import InputError
 from edgenas.latency.lut import EntryStats
-from edgenas.limits import check_depth
+from edgenas.limits import check_depth, is_schema
 
 MEASUREMENT_SCHEMA = 1
 
@@ -67,7 +67,7 @@ class Measurement:
     def from_dict(cls, d: Any, where: str = "measurement") -> "Measurement":
         if not isinstance(d, Mapping):
             raise InputError(f"{where}: expected a JSON object")
-        if d.get("schema") != MEASUREMENT_SCHEMA:
+        if not is_schema(d.get("schema"), MEASUREMENT_SCHEMA):
             raise InputError(f"{where}: unsupported schema {d.get('schema')!r} "
                              f"(expected {MEASUREMENT_SCHEMA})", hint="upgrade edgenas")
         names = {f.name for f in fields(cls)}
@@ -107,7 +107,7 @@ def _validate(m: Measurement) -> None:
             raise InputError(f"'{name}' must be a finite number >= 0 or null, got {v!r}")
     if isinstance(m.created_at, bool) or not isinstance(m.created_at, (int, float)):
         raise InputError(f"'created_at' must be a number, got {m.created_at!r}")
-    if m.schema != MEASUREMENT_SCHEMA:
+    if not is_schema(m.schema, MEASUREMENT_SCHEMA):
         raise InputError(f"unsupported schema {m.schema!r} (expected {MEASUREMENT_SCHEMA})")
     # what the experiment database reads a record back as (``store.rows``): no deeper, no integer a float cannot
     # hold, no lone surrogate; one accepted here was a damaged row there at every later read

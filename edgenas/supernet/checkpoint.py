@@ -28,7 +28,7 @@ from safetensors.torch import save as st_save
 
 from edgenas.errors import InputError
 from edgenas.io import atomic_write_bytes, atomic_write_json, read_json, sha256_bytes
-from edgenas.limits import read_bytes_limited
+from edgenas.limits import is_schema, read_bytes_limited
 from edgenas.spaces.mbv3_config import PRESETS, MBV3Config
 from edgenas.supernet.model import MBV3Supernet
 
@@ -209,7 +209,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     meta = read_json(d / META, "supernet checkpoint")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise InputError(f"{d / META} is not an edgenas supernet checkpoint")
-    if meta.get("schema") != SCHEMA:
+    if not is_schema(meta.get("schema"), SCHEMA):
         raise InputError(f"{d / META}: unsupported checkpoint schema {meta.get('schema')!r}",
                          hint=f"this edgenas reads schema {SCHEMA}")
     config = config_from_dict(meta.get("config"), str(d / META))

@@ -157,8 +157,8 @@ def test_a_record_linked_from_outside_the_project_is_refused(record, tmp_path):
 
 def test_the_record_checkers_accept_what_a_fitted_record_holds_and_name_what_they_refuse():
     """The checkers every model reads its part of a record with (``fewshot_records``), value by value."""
-    from edgenas.latency.fewshot_records import (is_schema, record_count, record_number, record_strings,
-                                                 record_table, record_vector)
+    from edgenas.latency.fewshot_records import record_count, record_number, record_strings, record_table, record_vector
+    from edgenas.limits import is_schema
 
     n = record_number(3, "x")
     assert n == 3.0 and type(n) is float

@@ -179,6 +179,8 @@ def test_the_largest_cost_may_be_max_ms_but_not_more():
 @pytest.mark.parametrize("doc, message", [
     ([TABLE], "LUT: expected a JSON object"),
     (_with(schema=2), "LUT: unsupported schema 2 (expected 1)"),
+    (_with(schema=True), "LUT: unsupported schema True (expected 1)"),  # True == 1 in Python
+    (_with(schema=1.0), "LUT: unsupported schema 1.0 (expected 1)"),
     ({k: v for k, v in TABLE.items() if k != "schema"}, "LUT: unsupported schema None (expected 1)"),
     (_with(entries={}), "LUT: has no entries"),
     (_with(calibration="loglinear"), "LUT: malformed 'calibration' (an object or null)"),

@@ -93,6 +93,7 @@ def test_the_buffer_keeps_the_last_items_and_saves_each_addition(tmp_path):
 @pytest.mark.parametrize("obj", [
     [1],
     {"schema": 2, "size": 4, "items": []},
+    {"schema": True, "size": 4, "items": []},  # True == 1 in Python
     {"size": 4, "items": []},
     {"schema": 1, "size": 4, "items": {}},
     {"schema": 1, "size": 4},

@@ -28,7 +28,8 @@ def test_a_request_json_with_only_a_space_reads_back_with_the_documented_default
 
 
 @pytest.mark.parametrize("record", [[1, 2], "nb201", None, {"schema": 2, "space": "nb201"}, {"space": "nb201"},
-                                    {"schema": "1", "space": "nb201"}])
+                                    {"schema": "1", "space": "nb201"}, {"schema": True, "space": "nb201"},
+                                    {"schema": 1.0, "space": "nb201"}])
 def test_anything_but_a_request_of_schema_1_is_refused(record):
     with pytest.raises(InputError, match="^r.json: not a search request of schema 1$"):
         SearchRequest.from_json(record, "r.json")

@@ -296,6 +296,8 @@ def test_mf_config_checks_plans_hyperband_and_refuses_a_ladder_of_other_length(s
     with pytest.raises(InputError, match="not a multi-fidelity run config"):
         MFConfig.from_json({**hb.to_json(), "schema": 2})
     with pytest.raises(InputError, match="not a multi-fidelity run config"):
+        MFConfig.from_json({**hb.to_json(), "schema": True})  # True == 1 in Python
+    with pytest.raises(InputError, match="not a multi-fidelity run config"):
         MFConfig.from_json({**hb.to_json(), "kind": "search"})
     problems = [Problem(space, GeneScore(space, np.ones(6)), []) for _ in range(2)]
     with pytest.raises(InputError, match="2 problems for a ladder of 3 rungs"):

@@ -69,6 +69,7 @@ def test_ofa_dicts_accepted():
     ({"depth": 3}, "unknown key(s) depth"),
     ({"space": "nb201"}, "not 'ofa-mbv3'"),
     ({"schema": 2}, "unsupported architecture schema 2"),
+    ({"schema": True}, "unsupported architecture schema True"),  # True == 1 in Python
     ({"wid": 1.2}, "wid=None"),
 ])
 def test_validation_errors(change, message):

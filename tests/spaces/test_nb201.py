@@ -75,6 +75,8 @@ def test_bad_records(space):
         space.from_dict({"space": "nb201", "schema": 1})
     with pytest.raises(InputError, match="schema"):
         space.from_dict({"space": "nb201", "schema": 2, "arch": S})
+    with pytest.raises(InputError, match="unsupported schema True"):  # True == 1 in Python
+        space.from_dict({"space": "nb201", "schema": True, "arch": S})
     with pytest.raises(InputError, match="unknown key"):
         space.from_dict({"space": "nb201", "schema": 1, "arch": S, "ks": [3]})
     with pytest.raises(InputError, match=r"nb201 genes must be 6 integers in 0\.\.4, got \[0, 1, 2, 3, 4, 5\]"):

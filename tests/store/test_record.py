@@ -28,6 +28,7 @@ def test_records_do_not_share_mutable_state(make):
     (lambda d: d.update(extra=1), "unknown fields extra"),
     (lambda d: d.pop("stats"), "missing fields stats"),
     (lambda d: d.update(schema=2), "unsupported schema 2"),
+    (lambda d: d.update(schema=True), "unsupported schema True"),  # True == 1 in Python
     (lambda d: d["stats"].pop("median_ms"), "missing median_ms"),
     (lambda d: d.update(predicted_ms=float("nan")), "predicted_ms"),
     (lambda d: d.update(device=""), "'device' must be a non-empty string"),
@@ -73,6 +74,8 @@ def test_a_record_made_in_code_is_checked_as_one_read_from_a_file(make):
     m = make()
     with pytest.raises(InputError, match=r"unsupported schema 2 \(expected 1\)"):
         dataclasses.replace(m, schema=2)
+    with pytest.raises(InputError, match=r"unsupported schema 1.0 \(expected 1\)"):
+        dataclasses.replace(m, schema=1.0)
     with pytest.raises(InputError, match="measurement is not JSON-serialisable"):
         dataclasses.replace(m, state={"temps": {1, 2}})
     for bad, text in ((10 ** 400, "a number too large to read"), ("\ud800", "text that is not Unicode")):

@@ -234,6 +234,8 @@ def test_load_supernet_and_a_tensor_file_past_the_limit(checkpoint, tmp_path):
      "is not an edgenas supernet checkpoint"),
     (lambda d: _write(d, {**json.loads((d / "supernet.json").read_text()), "schema": 2}),
      "unsupported checkpoint schema 2"),
+    (lambda d: _write(d, {**json.loads((d / "supernet.json").read_text()), "schema": True}),
+     "unsupported checkpoint schema True"),  # True == 1 in Python
 ])
 def test_a_record_of_another_format_or_schema_is_refused_by_name(checkpoint, tmp_path, edit, message):
     """(The one-field edits above only count refusals: a format or schema no longer checked still loaded.)"""
