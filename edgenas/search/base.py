@@ -98,8 +98,8 @@ class Option:
     """A declared strategy option: default, type and a check (message when it fails). ``per_space``: the
     default for a family of spaces where it differs (``{"mbv3": 0.01}``; None there: it does not apply),
     what ``edgenas list`` shows beside the default. ``listed``: what ``edgenas list`` shows instead of a
-    default that a search replaces (``n_objectives``: the search's count); None: not listed, an option that
-    does nothing in this strategy (kept so that the requests that give it still read)."""
+    default that a search replaces (``n_objectives``: the search's count); None: not listed, an option with
+    one allowed value in this strategy (CMA-ES's ``n_objectives``: 1, kept so that the requests that give it read)."""
 
     default: Any
     type: type

@@ -230,8 +230,10 @@ class CMAES(OptunaStrategy):
     name = "cmaes"
     codec = "continuous"
     single_objective = True
-    options = {**OptunaStrategy.base_options,   # n_objectives does nothing here (one scalar): not listed
-               "n_objectives": dataclasses.replace(OptunaStrategy.base_options["n_objectives"], listed=None),
+    options = {**OptunaStrategy.base_options,   # one scalar: n_objectives may only say so (not listed)
+               "n_objectives": dataclasses.replace(
+                   OptunaStrategy.base_options["n_objectives"], check=lambda v: v == 1, listed=None,
+                   message="must be 1: cmaes optimises one scalar (tpe, gp or optuna-nsga2 optimise several)"),
                "sigma0": Option(None, float, lambda v: v > 0, "must be > 0"),
                "popsize": population_option(None, 2)}
 

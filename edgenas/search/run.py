@@ -102,8 +102,10 @@ def strategy_options(config: SearchConfig, hooks: Mapping[str, Any] | None) -> d
 
 def with_objectives(config: SearchConfig, problem: Problem, opts: dict[str, Any]) -> dict[str, Any]:
     """``opts`` with the strategy's ``n_objectives``: the search's count unless given. Fewer optimise the first
-    ones; more made every trial fail, and the study sampled at random (10**12 was a ``MemoryError``)."""
-    if "n_objectives" not in STRATEGIES.get(config.strategy).options:
+    ones; more made every trial fail, and the study sampled at random (10**12 was a ``MemoryError``). A
+    strategy of one scalar (CMA-ES) is left as given: its option checks that it is 1."""
+    cls = STRATEGIES.get(config.strategy)
+    if "n_objectives" not in cls.options or getattr(cls, "single_objective", False):
         return opts
     names = problem.objective_names
     opts = {"n_objectives": len(names), **opts}

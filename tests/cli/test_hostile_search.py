@@ -34,6 +34,9 @@ TABLE = ["--space", "nb201", "--table", str(SHARED / "nb201_hw.csv"), "--budget"
     (["--strategy", "tpe", "--strategy-opt", "n_objectives=2"],
      "n_objectives=2 is more than the search's 1 objective(s) (cifar10_test)"),
     (["--strategy", "gp", "--strategy-opt", "n_objectives=1000000000000"], "is more than the search's 1 objective"),
+    # CMA-ES optimises one scalar: n_objectives=2 was accepted and did nothing
+    (["--strategy", "cmaes", "--strategy-opt", "n_objectives=2"], "option n_objectives=2 must be 1: cmaes optimises one "
+                                                                   "scalar (tpe, gp or optuna-nsga2 optimise several)"),
 ])
 def test_a_strategy_or_executor_option_that_would_fail_mid_run_is_refused_first(fresh, cli, args, fragment):
     one_line_error(cli("search", *TABLE, *args, "--out", "r"), fragment)

@@ -431,7 +431,8 @@ def test_optuna_option_bounds():
                     (CMAES, {"sigma0": 0.01}), (CMAES, {"popsize": 2}), (OptunaNSGA2, {"population": 2})):
         assert cls.validate_options(ok)[next(iter(ok))] == next(iter(ok.values()))
     for cls, bad in ((TPE, {"n_objectives": 0}), (TPE, {"n_startup_trials": -1}), (GP, {"n_startup_trials": -1}),
-                     (CMAES, {"sigma0": 0.0}), (CMAES, {"popsize": 1}), (OptunaNSGA2, {"population": 1})):
+                     (CMAES, {"sigma0": 0.0}), (CMAES, {"popsize": 1}), (CMAES, {"n_objectives": 2}),
+                     (OptunaNSGA2, {"population": 1})):
         with pytest.raises(InputError, match="must be"):
             cls.validate_options(bad)
 

@@ -439,6 +439,8 @@ def test_a_runs_strategy_gets_its_population_budget_and_objectives_from_the_conf
     assert (woa.opts["population"], woa.opts["budget"], batch) == (6, 30, 6)
     tpe, batch = build_strategy(config("tpe", 30), problem)
     assert tpe.opts["n_objectives"] == 2 and batch == 1
+    cma, _ = build_strategy(config("cmaes", 30), problem)  # one scalar: not told two (its option must be 1)
+    assert cma.opts["n_objectives"] == 1 and cma.n_obj == 1
 
 
 def test_a_run_killed_before_its_first_evaluation_resumes_as_a_new_run(full_table, tmp_path):
