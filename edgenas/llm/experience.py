@@ -25,10 +25,15 @@ from edgenas.limits import is_number, is_schema, is_whole, loads_json_limited
 
 
 class JsonlLog:
-    """An append-only JSON-lines file, flushed and fsynced per line; created on the first append."""
+    """An append-only JSON-lines file, flushed and fsynced per line; created on the first append.
+
+    Reading changes nothing: a torn last line (kill -9), or records dropped with ``keep_only``, leave the file
+    on the next append (a resume refused after reading left the folder changed; a report reading a run cut it)."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self._whole: int | None = None                  # the bytes of whole lines, when a torn one follows
+        self._kept: list[dict[str, Any]] | None = None  # what the file is to hold before the next append
 
     def read(self) -> list[dict[str, Any]]:
         from edgenas.io import read_log_bytes
@@ -37,9 +42,7 @@ class JsonlLog:
         if data is None:
             return []
         end = data.rfind(b"\n") + 1
-        if end < len(data):
-            with open(self.path, "r+b") as fh:
-                fh.truncate(end)
+        self._whole = end if end < len(data) else None
         out = []
         for n, line in enumerate(data[:end].splitlines(), start=1):
             try:  # depth-limited: a line of 100,000 nested lists was a RecursionError (an internal error)
@@ -54,9 +57,19 @@ class JsonlLog:
     def append(self, rec: dict[str, Any]) -> None:
         self.append_many([rec])
 
+    def keep_only(self, recs: list[dict[str, Any]]) -> None:
+        """The file is to hold ``recs`` (a torn batch dropped on resume): rewritten before the next append."""
+        self._kept = list(recs)
+
     def append_many(self, recs: list[dict[str, Any]]) -> None:
-        """Append records in one write (one fsync)."""
+        """Append records in one write (one fsync), after what ``read`` and ``keep_only`` left to do."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self._kept is not None:
+            self.rewrite(self._kept)
+        elif self._whole is not None:
+            with open(self.path, "r+b") as fh:
+                fh.truncate(self._whole)
+        self._kept = self._whole = None
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write("".join(json.dumps(rec, sort_keys=True) + "\n" for rec in recs))
             fh.flush()

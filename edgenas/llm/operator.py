@@ -198,7 +198,7 @@ class LLMOperator:
             have = [r for r in self.replay if r.get("batch") == first]
             if len(have) < int(tail["of"]):
                 self.replay = self.replay[: len(self.replay) - len(have)]
-                self.log.rewrite(self.replay)
+                self.log.keep_only(self.replay)  # on the next append: a refused resume changes nothing
         outcomes = self.outcome_log.read()
         bad = next((n for n, r in enumerate(outcomes, 1) if not is_whole(r.get("proposal"))), None)
         if bad is not None:

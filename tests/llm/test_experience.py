@@ -22,17 +22,24 @@ def test_a_log_appends_one_sorted_line_per_record_and_reads_them_back(tmp_path):
     assert len(log.read()) == 3
 
 
-def test_a_torn_last_line_is_cut_off_and_a_whole_file_is_left_alone(tmp_path):
+def test_a_torn_last_line_is_skipped_on_reading_and_cut_off_by_the_next_append(tmp_path):
+    """Reading cut it off the file: a report reading a run changed it, and so did a resume then refused."""
     path = tmp_path / "proposals.jsonl"
-    path.write_bytes(b'{"event": 0}\n{"event": 1}\n{"ev')          # kill -9 while the last line was written
-    assert JsonlLog(path).read() == [{"event": 0}, {"event": 1}]
-    assert path.read_bytes() == b'{"event": 0}\n{"event": 1}\n'
+    torn = b'{"event": 0}\n{"event": 1}\n{"ev'                       # kill -9 while the last line was written
+    path.write_bytes(torn)
     os.utime(path, (1_600_000_000, 1_600_000_000))
+    log = JsonlLog(path)
+    assert log.read() == [{"event": 0}, {"event": 1}]
     assert JsonlLog(path).read() == [{"event": 0}, {"event": 1}]
-    assert path.read_bytes() == b'{"event": 0}\n{"event": 1}\n'
-    assert path.stat().st_mtime == 1_600_000_000                     # a whole log is only read, not touched
+    assert path.read_bytes() == torn and path.stat().st_mtime == 1_600_000_000    # only read, not touched
+    log.append({"event": 2})
+    assert path.read_bytes() == b'{"event": 0}\n{"event": 1}\n{"event": 2}\n'
+    assert log.read() == [{"event": 0}, {"event": 1}, {"event": 2}]
     path.write_bytes(b'{"ev')
-    assert JsonlLog(path).read() == [] and path.read_bytes() == b""
+    log = JsonlLog(path)
+    assert log.read() == [] and path.read_bytes() == b'{"ev'
+    log.append_many([])
+    assert path.read_bytes() == b""
 
 
 @pytest.mark.parametrize("line, why", [

@@ -188,7 +188,7 @@ def test_a_batch_cut_short_is_dropped_and_made_again_and_a_whole_one_is_replayed
     log.write_text(whole.splitlines(keepends=True)[0])           # the second of the batch was never written
     space, op = operator(tiny_model, tmp_path, Scripted([VALID, VALID]))
     op.load_log()
-    assert op.replay == [] and log.read_text() == ""
+    assert op.replay == [] and log.read_text() == whole.splitlines(keepends=True)[0]   # dropped on the next append
     op.mutate_many([space.from_string(ARCH)] * 2, [Result((-60.0,))] * 2, set())
     assert len(op.engine.calls) == 1 and log.read_text() == whole
     space, op = operator(tiny_model, tmp_path, Scripted())
@@ -201,11 +201,15 @@ def test_a_batch_cut_short_is_dropped_and_made_again_and_a_whole_one_is_replayed
 
 @pytest.mark.parametrize("line", ['{"proposal": "0"}', '{"round": 0}', '{"proposal": -1}'])
 def test_an_outcome_without_its_proposal_number_is_one_error_on_resume(tiny_model, tmp_path, line):
-    logged_run(tiny_model, tmp_path)
+    """And the log is left as it was: a batch cut short was dropped from it before the outcomes were read."""
+    space, log = logged_run(tiny_model, tmp_path)
+    log.write_text(log.read_text().splitlines(keepends=True)[0] + '{"eve')     # a batch of 2 cut short, torn
+    before = log.read_bytes()
     (tmp_path / "llm" / "outcomes.jsonl").write_text('{"proposal": 0}\n' + line + "\n")
     space, op = operator(tiny_model, tmp_path)
     with pytest.raises(InputError, match=r"line 2 of .*outcomes\.jsonl has no proposal number"):
         op.load_log()
+    assert log.read_bytes() == before
 
 
 @pytest.mark.parametrize("damage, word", [("remove", "missing"), ("link", "a link")])
