@@ -1,0 +1,149 @@
+"""Online LoRA without a search (``edgenas.llm.lora``): the adapter attached, trained, saved and loaded back;
+damaged adapters and a diverging update are one error (found by the mutation audit, 6 December)."""
+
+import json
+
+import pytest
+
+from edgenas.errors import LLMError, LLMInputError
+
+PROMPT, THINK, COMPLETION = "Propose a mutation.", " the gene is faster", 'edge_1_0", "value": "none"}'
+
+
+def _base(tiny_model):
+    import torch
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(0)
+    return LlamaForCausalLM.from_pretrained(tiny_model)
+
+
+def _engine(tiny_model, adapter=None):
+    import torch
+    from transformers import AutoTokenizer
+
+    from edgenas.llm import lora
+    from edgenas.llm.engine import Engine
+
+    torch.manual_seed(0)
+    return Engine(lora.attach(_base(tiny_model), adapter), AutoTokenizer.from_pretrained(tiny_model))
+
+
+def test_a_new_adapter_is_rank_8_alpha_16_on_q_and_v_and_only_it_trains(tiny_model):
+    from edgenas.llm import lora
+
+    model = lora.attach(_base(tiny_model))
+    cfg = model.peft_config["default"]
+    assert (cfg.r, cfg.lora_alpha, cfg.lora_dropout, set(cfg.target_modules)) == (8, 16, 0.0, {"q_proj", "v_proj"})
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n and (".q_proj." in n or ".v_proj." in n) for n in trainable)
+
+
+def test_a_model_without_q_and_v_projections_is_refused_by_name():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from edgenas.llm import lora
+
+    gpt2 = GPT2LMHeadModel(GPT2Config(vocab_size=50, n_positions=16, n_embd=8, n_layer=1, n_head=2))
+    with pytest.raises(LLMInputError, match="the model has no q_proj, v_proj modules for LoRA"):
+        lora.attach(gpt2)
+
+
+def test_save_then_attach_gives_the_same_weights_and_the_base_record(tiny_model, tmp_path):
+    from edgenas.llm import lora
+    from edgenas.llm.model import base_signature
+
+    eng = _engine(tiny_model)
+    folder = tmp_path / "adapter-1"
+    (tmp_path / "adapter-1.tmp").write_text("a file left by a crash")
+    folder.write_text("a file where the adapter goes")
+    assert lora.save(eng.model, folder) == folder
+    assert folder.is_dir() and not (tmp_path / "adapter-1.tmp").exists()
+    assert json.loads((folder / "edgenas_base.json").read_text()) == base_signature(eng.model.get_base_model().config)
+    lora.save(eng.model, folder)   # over the adapter saved before
+    again = lora.attach(_base(tiny_model), folder)
+    want = {k: v for k, v in eng.model.state_dict().items() if "lora_" in k}
+    have = again.state_dict()
+    assert want and all(have[k].equal(v) for k, v in want.items())
+    assert any(p.requires_grad for p in again.parameters())   # a loaded adapter goes on learning
+
+
+@pytest.mark.parametrize("damage", [
+    lambda d: (d / "adapter_config.json").write_text("not json"),
+    lambda d: (d / "adapter_model.safetensors").write_bytes(b"\x07" * 100),
+])
+def test_a_damaged_adapter_is_one_input_error_and_stays_as_it_was(tiny_model, tmp_path, damage):
+    from edgenas.llm import lora
+
+    folder = lora.save(lora.attach(_base(tiny_model)), tmp_path / "ad")
+    damage(folder)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    with pytest.raises(LLMInputError, match="cannot load adapter .* onto this model"):
+        lora.attach(_base(tiny_model), folder)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_an_update_is_a_function_of_the_seed_and_learns_on_the_answer(tiny_model):
+    import torch
+
+    from edgenas.llm import lora
+
+    examples = [(PROMPT, THINK, COMPLETION), ("Another prompt, longer than the first one.", "", COMPLETION),
+                ("A third prompt", " skip is cheaper", 'edge_2_1", "value": "skip_connect"}'),
+                ("Latency over budget: 2 ms", " pooling", 'edge_3_0", "value": "avg_pool_3x3"}')]
+    runs = []
+    for seed in (3, 3, 4):
+        eng = _engine(tiny_model)
+        stats = lora.train(eng, examples, steps=3, lr=1e-2, batch=1, seed=seed)
+        assert not eng.model.training and stats["steps"] == 3 and stats["seconds"] > 0
+        runs.append((stats, {k: v.clone() for k, v in eng.model.named_parameters() if "lora_B" in k}))
+    (a, wa), (b, wb), (c, wc) = runs
+    assert (a["loss_first"], a["loss_last"]) == (b["loss_first"], b["loss_last"])
+    assert all(wa[k].equal(wb[k]) for k in wa) and any(not wa[k].equal(wc[k]) for k in wa)
+    assert any(v.abs().sum() > 0 for v in wa.values())
+    # the first loss is the base model's loss on the answer (reasoning, mutation head, completion, end token) alone
+    eng = _engine(tiny_model)
+    stats = lora.train(eng, examples[:1], steps=1, lr=1e-2, batch=4, seed=0)
+    a_ids = eng.encode(eng.head(PROMPT))[0]
+    b_ids = torch.cat([eng.encode(eng.middle(THINK) + COMPLETION)[0], torch.tensor([eng.tok.eos_token_id])])
+    with torch.no_grad():
+        logits = _base(tiny_model)(input_ids=torch.cat([a_ids, b_ids])[None]).logits[0]
+    want = torch.nn.functional.cross_entropy(logits[len(a_ids) - 1:-1], b_ids)
+    assert stats["loss_first"] == pytest.approx(float(want), rel=1e-5)
+
+
+def test_two_steps_on_one_example_are_two_adamw_steps_from_fresh_gradients(tiny_model):
+    """Without ``zero_grad`` the second step would follow the sum of both steps' gradients."""
+    import torch
+
+    from edgenas.llm import lora
+
+    eng = _engine(tiny_model)
+    ref = _engine(tiny_model)
+    params = [p for p in ref.model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-2, weight_decay=0.0)
+    a_ids = ref.encode(ref.head(PROMPT))[0]
+    ids = torch.cat([a_ids, ref.encode(ref.middle(THINK) + COMPLETION)[0], torch.tensor([ref.tok.eos_token_id])])
+    labels = ids.clone()
+    labels[: len(a_ids)] = -100
+    ref.model.train()
+    for _ in range(2):
+        opt.zero_grad()
+        ref.model(input_ids=ids[None], labels=labels[None]).loss.backward()
+        opt.step()
+    lora.train(eng, [(PROMPT, THINK, COMPLETION)], steps=2, lr=1e-2, batch=1, seed=0)
+    have, want = dict(eng.model.named_parameters()), dict(ref.model.named_parameters())
+    assert all(torch.allclose(have[n], want[n], atol=1e-6) for n, p in want.items() if p.requires_grad)
+
+
+def test_a_diverging_update_is_one_error_and_leaves_the_model_in_eval_mode(tiny_model):
+    import torch
+
+    from edgenas.llm import lora
+
+    eng = _engine(tiny_model)
+    with torch.no_grad():
+        next(p for n, p in eng.model.named_parameters() if "lora_A" in n)[0, 0] = float("inf")
+    with pytest.raises(LLMError, match="a LoRA update diverged"):
+        lora.train(eng, [(PROMPT, THINK, COMPLETION)], steps=2, lr=1e-3, batch=1, seed=0)
+    assert not eng.model.training
