@@ -181,7 +181,8 @@ def check_adapter(path: str, source: ModelSource) -> Path:
             raise LLMInputError(f"{meta} is damaged", hint="remove it, or use another adapter")
         have = model_signature(source)
         if want != have:
-            diff = ", ".join(f"{k} {want.get(k)!r} != {have.get(k)!r}" for k in have if want.get(k) != have.get(k))
+            keys = [*have, *(k for k in want if k not in have)]   # a key too many is named too, not "()"
+            diff = ", ".join(f"{k} {want.get(k)!r} != {have.get(k)!r}" for k in keys if want.get(k) != have.get(k))
             raise LLMInputError(f"adapter {path!r} was trained for another base model ({diff})",
                            hint="use an adapter trained with this --llm-model, or none")
     return p.resolve()

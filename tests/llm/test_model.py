@@ -136,6 +136,21 @@ def test_an_adapter_for_another_base_names_what_differs(tiny_model, tmp_path):
     assert "another base model (hidden_size 48 != 32, num_hidden_layers 9 != 2)" in str(info.value)
 
 
+def test_a_base_record_with_a_key_too_many_or_too_few_names_it(tiny_model, tmp_path):
+    """A record with the five right values and one key more said "trained for another base model ()": nothing named."""
+    from edgenas.llm.model import check_adapter, resolve_model
+
+    ad = _adapter(tiny_model, tmp_path / "ad")
+    want = json.loads((ad / "edgenas_base.json").read_text())
+    source = resolve_model(str(tiny_model))
+    (ad / "edgenas_base.json").write_text(json.dumps({**want, "rope_theta": 1.0}))
+    with pytest.raises(LLMInputError, match=r"another base model \(rope_theta 1.0 != None\)"):
+        check_adapter(str(ad), source)
+    (ad / "edgenas_base.json").write_text(json.dumps({k: v for k, v in want.items() if k != "vocab_size"}))
+    with pytest.raises(LLMInputError, match=r"another base model \(vocab_size None != \d+\)"):
+        check_adapter(str(ad), source)
+
+
 def test_an_adapter_on_a_model_whose_configuration_does_not_read_is_one_input_error(tiny_model, tmp_path):
     from edgenas.llm.model import check_adapter, resolve_model
 
