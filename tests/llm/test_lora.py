@@ -147,3 +147,16 @@ def test_a_diverging_update_is_one_error_and_leaves_the_model_in_eval_mode(tiny_
     with pytest.raises(LLMError, match="a LoRA update diverged"):
         lora.train(eng, [(PROMPT, THINK, COMPLETION)], steps=2, lr=1e-3, batch=1, seed=0)
     assert not eng.model.training
+
+
+def test_attach_refuses_an_adapter_folder_holding_a_fifo(tiny_model, tmp_path):
+    """On resume ``attach`` loads ``adapter-K`` straight from the run folder (no ``check_adapter``): a FIFO there
+    would hang peft's loader, so attach checks the folder itself."""
+    import os
+
+    from edgenas.llm import lora
+
+    folder = lora.save(lora.attach(_base(tiny_model)), tmp_path / "adapter-1")
+    os.mkfifo(folder / "notes")
+    with pytest.raises(LLMInputError, match="'notes' in adapter .* is not a regular file"):
+        lora.attach(_base(tiny_model), folder)

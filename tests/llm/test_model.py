@@ -213,3 +213,19 @@ def test_a_tokenizer_without_padding_pads_with_its_end_token_and_one_without_an_
     with pytest.raises(LLMError, match="its tokenizer has no end-of-sequence token"):
         load_model(resolve_model(str(no_eos)), cache=False)
     assert os.listdir(no_eos)   # nothing was removed
+
+
+def test_a_fifo_in_an_adapter_is_refused_when_the_adapter_is_checked(tiny_model, tmp_path):
+    from edgenas.llm.model import check_adapter, resolve_model
+
+    ad = _adapter(tiny_model, tmp_path / "ad")
+    os.mkfifo(ad / "extra.bin")
+    with pytest.raises(LLMInputError, match="'extra.bin' in adapter .* is not a regular file"):
+        check_adapter(str(ad), resolve_model(str(tiny_model)))
+
+
+def test_a_loader_error_is_told_by_its_first_line_at_most_200_characters():
+    from edgenas.llm.model import _short
+
+    assert _short(ValueError("  bad header\nsecond line")) == "bad header"
+    assert _short(RuntimeError(" ")) == "RuntimeError" and _short(RuntimeError("x" * 300)) == "x" * 200
