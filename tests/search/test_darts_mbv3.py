@@ -287,3 +287,163 @@ def test_import_keeps_the_devices_of_a_run_whose_budget_todays_table_cannot_meet
     rec = import_run(open_db(f"sqlite:///{tmp_path / 'imported.db'}"), Project(proj), tmp_path / "run")
     assert rec.objective == "accuracy"
     assert [(d.device, d.kind, d.lut_hash, d.budget_ms) for d in rec.devices] == [("local", "lut", started, budget)]
+
+
+def _peaked(relax, ke, d, r, gap=100.0):
+    """Architecture weights whose every decision puts (almost) all its probability on one choice."""
+    with torch.no_grad():
+        for alpha, idx in ((relax.alpha_ke, ke), (relax.alpha_d, d), (relax.alpha_r[None], (r,))):
+            alpha.zero_()
+            for row, i in enumerate(idx):
+                alpha[row, i] = gap
+
+
+def test_every_sample_and_the_argmax_decode_to_the_choices_the_weights_favour():
+    from edgenas.search.darts_mbv3 import MBV3Relaxation
+    from edgenas.spaces import get_space
+
+    c = get_space(SPACE).config
+    relax = MBV3Relaxation(c)
+    n_e, n_k = len(c.e_choices), len(c.ks_choices)
+    ke = tuple((i * 5 + 1) % (n_k * n_e) for i in range(c.n_slots))
+    d = tuple((s + 1) % len(c.d_choices) for s in range(c.n_stages))
+    r = len(c.resolutions) - 1
+    _peaked(relax, ke, d, r)
+    gen = torch.Generator().manual_seed(0)
+    for path in (relax.argmax(), relax.sample(gen), relax.gumbel_sample(gen, 0.5), relax.gumbel_sample(gen, 5.0)):
+        assert (path.ke, path.d, path.r) == (ke, d, r)
+    arch = relax.to_arch(ke, d, r)
+    assert arch.ks == tuple(c.ks_choices[i // n_e] for i in ke) and arch.e == tuple(c.e_choices[i % n_e] for i in ke)
+    assert arch.d == tuple(c.d_choices[i] for i in d) and arch.r == c.resolutions[r]
+    assert len(set(arch.ks)) > 1 and len(set(arch.e)) > 1  # both halves of the joint index are read
+    p_ke, p_d, p_r = (p.detach() for p in relax.probs())
+    assert torch.allclose(p_ke.sum(-1), torch.ones(c.n_slots)) and float(p_ke[0, ke[0]]) > 0.99
+    assert float(p_d[0, d[0]]) > 0.99 and float(p_r[r]) > 0.99 and float(p_r.sum()) == pytest.approx(1.0)
+    uniform = MBV3Relaxation(c)  # from zeros: every choice equally likely, drawn in proportion
+    draws = [uniform.sample(gen).r for _ in range(200)]
+    assert set(draws) == set(range(len(c.resolutions)))
+
+
+def test_a_sampled_path_runs_the_supernets_own_network_and_its_gates_reach_only_the_decisions_it_took():
+    """The sampled forward is ``MBV3Supernet.forward`` of the sampled network (the gates are 1 in value);
+    the architecture step's gradient reaches the logits of every decision the path took, and only those."""
+    from edgenas.search.darts_mbv3 import MBV3Relaxation, sampled_forward
+    from edgenas.spaces import get_space
+    from edgenas.supernet.model import MBV3Supernet, resize
+
+    c = get_space(SPACE).config
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        net = MBV3Supernet(c).eval()
+        x = torch.randn(2, c.in_channels, max(c.resolutions), max(c.resolutions))
+    relax = MBV3Relaxation(c)
+    gen = torch.Generator().manual_seed(1)
+    small = (0,) * c.n_stages  # the shallowest stages: slots past depth 1 are skipped
+    paths = [relax.sample(gen) for _ in range(3)] + [relax.gumbel_sample(gen, 1.0) for _ in range(3)]
+    for path in paths:
+        arch = relax.to_arch(path.ke, path.d, path.r)
+        y = sampled_forward(net, relax, x, path)
+        net.set_active(arch)
+        assert torch.allclose(y, net(resize(x, arch.r)), atol=1e-5)
+    _peaked(relax, [0] * c.n_slots, small, 0, gap=30.0)  # the sampled depths are the smallest ...
+    path = relax.gumbel_sample(torch.Generator().manual_seed(2), 20.0)  # ... and the soft sample is not one-hot
+    assert path.d == small
+    sampled_forward(net, relax, x, path).square().sum().backward()
+    ran = [j < c.d_choices[0] for j in range(c.max_depth)] * c.n_stages
+    rows = relax.alpha_ke.grad.abs().sum(-1)
+    assert all((float(g) > 0) == took for g, took in zip(rows, ran)), rows
+    assert (relax.alpha_d.grad.abs().sum(-1) > 0).all() and relax.alpha_r.grad is not None
+
+
+@pytest.mark.parametrize("bad, fragment", [
+    ({"lr": 0.0}, "lr, arch_lr > 0"), ({"arch_lr": 0.0}, "lr, arch_lr > 0"), ({"lambda_lr": -0.01}, ">= 0"),
+    ({"latency_weight": -0.01}, ">= 0"), ({"tau_end": 0.0}, "0 < tau_end"),
+    ({"tau_start": 1.0, "tau_end": 1.5}, "tau_end <= tau_start"), ({"arch_warmup": 1.0}, "< 1"),
+    ({"latency_warmup": -0.1}, "0 <= arch_warmup"), ({"lambda_rule": "min"}, "'min'"),
+    ({"epochs": 0}, "epochs must be"), ({"batch_size": 0}, "batch_size must be"), ({"seed": -1}, "seed must be"),
+    ({"space": "nb201"}, "nb201"),
+])
+def test_the_config_refuses_each_setting_out_of_range(bad, fragment):
+    from edgenas.errors import InputError
+    from edgenas.search.darts_mbv3_train import MbDartsConfig
+
+    with pytest.raises(InputError) as exc:
+        MbDartsConfig(**{"space": SPACE, **bad})
+    assert fragment in str(exc.value)
+
+
+def test_the_config_takes_its_edge_values_anneals_tau_and_reads_back_its_own_record():
+    from edgenas.errors import InputError
+    from edgenas.search.darts_mbv3_train import MbDartsConfig
+
+    edge = MbDartsConfig(space=SPACE, lambda_lr=0.0, latency_weight=0.0, arch_warmup=0.0, latency_warmup=0.0,
+                         tau_start=2.0, tau_end=2.0, lambda_rule="max", epochs=1, devices=(("a", 3), ("b", None)))
+    assert edge.devices == (("a", 3.0), ("b", None)) and edge.tau(0) == 2.0
+    cfg = MbDartsConfig(space=SPACE, epochs=5, tau_start=4.0, tau_end=0.25)
+    assert [cfg.tau(e) for e in range(5)] == pytest.approx([4.0, 2.0, 1.0, 0.5, 0.25])
+    assert MbDartsConfig(space=SPACE, epochs=1).tau(0) == 5.0
+    assert MbDartsConfig.from_json(edge.to_json()) == edge and edge.to_json()["schema"] == 4
+    with pytest.raises(InputError, match="schema 3"):
+        MbDartsConfig.from_json({**edge.to_json(), "schema": 3})
+
+
+def test_budgets_pair_with_devices_none_one_for_all_or_one_each():
+    from edgenas.errors import InputError
+    from edgenas.search.darts_launch import device_budgets
+
+    assert device_budgets([], []) == () and device_budgets(["a", "b"], []) == (("a", None), ("b", None))
+    assert device_budgets(["a", "b"], [3.0]) == (("a", 3.0), ("b", 3.0))
+    assert device_budgets(["a", "b"], [3.0, 4.0]) == (("a", 3.0), ("b", 4.0))
+    with pytest.raises(InputError, match="2 latency budgets for 3 devices"):
+        device_budgets(["a", "b", "c"], [3.0, 4.0])
+    with pytest.raises(InputError, match="needs a device"):
+        device_budgets([], [3.0])
+
+
+def test_the_mbv3_config_takes_given_options_only_and_refuses_the_nb201_ones_before_anything_is_written(tmp_path):
+    from edgenas.errors import InputError
+    from edgenas.project import Project
+    from edgenas.search.darts_launch import mbv3_darts_config, prepare_darts
+    from edgenas.search.drivers import Darts
+    from edgenas.search.launch import SearchRequest
+
+    def config(space="mbv3-tiny", **given):
+        req = SearchRequest(space=space, strategy="darts", devices=("a", "b"), max_latency_ms=(2.0, 3.0), seed=4,
+                            strategy_options=given)
+        return req, Darts.validate_options(given)
+
+    cfg = mbv3_darts_config(*config(lr=0.1, lambda_rule="max", epochs=2, latency_weight=0.5, data="x.npz"))
+    assert (cfg.space, cfg.seed, cfg.devices, cfg.lr, cfg.lambda_rule) == (SPACE, 4, (("a", 2.0), ("b", 3.0)),
+                                                                         0.1, "max")
+    assert (cfg.epochs, cfg.latency_weight, cfg.data) == (2, 0.5, "x.npz")
+    assert (cfg.arch_lr, cfg.batch_size) == (0.01, 32)  # not given: the relaxation's defaults, not nb201's
+    for key, value in (("skip_dropout", 0.2), ("selection", "alpha"), ("pt_samples", 5)):
+        with pytest.raises(InputError, match=f"{key} applies to the nb201 cell"):
+            mbv3_darts_config(*config(**{key: value}))
+    req, opts = config("nb201", lambda_rule="max")
+    with pytest.raises(InputError, match="lambda_rule applies to the mbv3 spaces"):
+        prepare_darts(Project(tmp_path / "proj"), req, opts, tmp_path / "run")
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_calibrated_table_gives_the_calibrated_prediction_and_a_table_of_another_space_is_refused(tiny_project):
+    import dataclasses
+
+    from edgenas.errors import InputError
+    from edgenas.latency.lut import Calibration
+    from edgenas.latency.predictor import LatencyPredictor
+    from edgenas.search.darts_mbv3_latency import ExpectedLatencyMBV3
+    from edgenas.spaces import get_space
+
+    pred = _predictor(tiny_project)
+    space = pred.space
+    cal = LatencyPredictor(dataclasses.replace(pred.lut, calibration=Calibration("loglinear", {"a": 0.4, "b": 1.3}, 3)),
+                           space)
+    term = ExpectedLatencyMBV3("local", cal, space)
+    rng = np.random.default_rng(3)
+    _assert_lut_sum_at_one_hot(term, cal, space, rng, 4)
+    arch = space.sample(rng)
+    assert cal.predict_many([arch])[0] != pytest.approx(pred.predict_many([arch])[0], rel=1e-3)  # it does calibrate
+    with pytest.raises(InputError, match="needs a per-block LUT for the mbv3-small space"):
+        ExpectedLatencyMBV3("local", pred, get_space("mbv3-small"))
+
