@@ -54,6 +54,9 @@ def prepare_darts(project: Project, req: Any, options: Mapping[str, Any], out_di
 
     if resume:
         saved = read_json(Path(out_dir) / "config.json", "run config")
+        if not isinstance(saved, dict):
+            raise InputError(f"{Path(out_dir) / 'config.json'}: not a DARTS run config (a JSON object)",
+                             hint="the run folder is damaged; start a new search with the options you want")
         if saved.get("space", "nb201") != "nb201":
             return _prepare_mbv3(project, MbDartsConfig.from_json(saved))
         config = DartsConfig.from_json(saved)

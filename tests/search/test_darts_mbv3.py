@@ -447,3 +447,17 @@ def test_a_calibrated_table_gives_the_calibrated_prediction_and_a_table_of_anoth
     with pytest.raises(InputError, match="needs a per-block LUT for the mbv3-small space"):
         ExpectedLatencyMBV3("local", pred, get_space("mbv3-small"))
 
+
+@pytest.mark.parametrize("text", ["[1, 2]", '"mbv3-tiny"', "null", "3"])
+def test_resuming_a_run_whose_config_is_no_object_is_one_error_and_changes_nothing(tmp_path, text):
+    from edgenas.errors import InputError
+    from edgenas.project import Project
+    from edgenas.search.darts_launch import prepare_darts
+    from edgenas.search.launch import SearchRequest
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(text)
+    with pytest.raises(InputError, match="not a DARTS run config"):
+        prepare_darts(Project(tmp_path / "proj"), SearchRequest(space=SPACE, strategy="darts"), {}, run, resume=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["run"] and (run / "config.json").read_text() == text
