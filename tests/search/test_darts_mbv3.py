@@ -461,3 +461,61 @@ def test_resuming_a_run_whose_config_is_no_object_is_one_error_and_changes_nothi
     with pytest.raises(InputError, match="not a DARTS run config"):
         prepare_darts(Project(tmp_path / "proj"), SearchRequest(space=SPACE, strategy="darts"), {}, run, resume=True)
     assert [p.name for p in tmp_path.iterdir()] == ["run"] and (run / "config.json").read_text() == text
+
+
+def test_a_run_refuses_mismatched_devices_a_taken_folder_a_missing_or_changed_run_and_a_wide_dataset(tmp_path):
+    from edgenas.errors import InputError
+    from edgenas.search.darts_mbv3_train import MbDartsConfig, run_mbv3_darts
+
+    x = np.zeros((24, 3, 16, 16), dtype=np.float32)
+    np.savez(tmp_path / "wide.npz", x=x, y=np.arange(24) % 12)  # 12 classes; the tiny head has 10
+    cfg = MbDartsConfig(space=SPACE, data=str(tmp_path / "wide.npz"), epochs=1)
+    with pytest.raises(InputError, match=r"latency models \['x'\] do not match"):
+        run_mbv3_darts(cfg, [("x", None)], tmp_path / "run")
+    with pytest.raises(InputError, match="holds no DARTS run to resume"):
+        run_mbv3_darts(cfg, [], tmp_path / "run", resume=True)
+    with pytest.raises(InputError, match="has 12 classes; the mbv3-tiny head has 10"):
+        run_mbv3_darts(cfg, [], tmp_path / "run")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wide.npz"]
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(cfg.to_json()))
+    with pytest.raises(InputError, match="already holds a search run"):
+        run_mbv3_darts(cfg, [], run)
+    with pytest.raises(InputError, match="the config differs"):
+        run_mbv3_darts(MbDartsConfig(space=SPACE, data=cfg.data, epochs=2), [], run, resume=True)
+    (run / "config.json").write_text(json.dumps({**cfg.to_json(), "schema": 3}))
+    with pytest.raises(InputError, match="schema 3"):
+        run_mbv3_darts(cfg, [], run, resume=True)
+    assert [p.name for p in run.iterdir()] == ["config.json"]
+
+
+def test_one_architecture_step_moves_the_multiplier_by_each_rule_and_a_latency_weight_lowers_the_latency(
+        tiny_project, tmp_path):
+    """One epoch of one batch: one architecture step from uniform weights. The derived rule steps by the
+    derived network's clipped excess; the first ("max") rule by the larger of E[latency] (uniform, before
+    the step) and the derived latency, unclipped. Without a budget the multiplier stays 0 and a latency
+    weight pulls the expected latency down."""
+    from edgenas.search.darts_mbv3 import MBV3Relaxation
+    from edgenas.search.darts_mbv3_latency import ExpectedLatencyMBV3
+    from edgenas.search.darts_mbv3_train import MbDartsConfig, run_mbv3_darts
+
+    pred = _predictor(tiny_project)
+    with torch.no_grad():
+        uniform = float(ExpectedLatencyMBV3("local", pred, pred.space)(*MBV3Relaxation(pred.space.config).probs()))
+    b = pred.min_latency()[0] * 1.0001
+
+    def epoch(name, devices, **kw):
+        cfg = MbDartsConfig(space=SPACE, data=str(tiny_project / "small.npz"), epochs=1, seed=0, devices=devices,
+                            **kw)
+        run_mbv3_darts(cfg, [("local", pred)], tmp_path / name)
+        return json.loads((tmp_path / name / "history.json").read_text())["history"][0]
+
+    h = epoch("derived", (("local", b),), lambda_lr=0.5)
+    assert h["lambda"][0] == pytest.approx(0.5 * min(1.0, h["derived_ms"]["local"] / b - 1.0))
+    h = epoch("max", (("local", b),), lambda_lr=0.5, lambda_rule="max")
+    assert h["lambda"][0] == pytest.approx(0.5 * (max(uniform, h["derived_ms"]["local"]) / b - 1.0))
+    plain = epoch("plain", (("local", None),), arch_lr=0.2)
+    weighted = epoch("weighted", (("local", None),), arch_lr=0.2, latency_weight=100.0)
+    assert plain["lambda"] == weighted["lambda"] == [0.0]
+    assert weighted["expected_ms"]["local"] < min(uniform, plain["expected_ms"]["local"])
