@@ -81,6 +81,9 @@ class MbDartsConfig(RunConfig):
         if self.lambda_rule not in LAMBDA_RULES:
             raise InputError(f"darts: lambda_rule must be one of {', '.join(LAMBDA_RULES)}, got {self.lambda_rule!r}")
         self._normalise_devices()
+        for name, b in self.devices:  # a budget divides: 0 stopped the run mid-epoch, NaN was never met nor missed
+            if b is not None and not (math.isfinite(b) and b > 0):
+                raise InputError(f"darts: the latency budget of device '{name}' must be a number of ms > 0, got {b!r}")
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "MbDartsConfig":

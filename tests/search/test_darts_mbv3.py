@@ -361,7 +361,9 @@ def test_a_sampled_path_runs_the_supernets_own_network_and_its_gates_reach_only_
     ({"tau_start": 1.0, "tau_end": 1.5}, "tau_end <= tau_start"), ({"arch_warmup": 1.0}, "< 1"),
     ({"latency_warmup": -0.1}, "0 <= arch_warmup"), ({"lambda_rule": "min"}, "'min'"),
     ({"epochs": 0}, "epochs must be"), ({"batch_size": 0}, "batch_size must be"), ({"seed": -1}, "seed must be"),
-    ({"space": "nb201"}, "nb201"),
+    ({"space": "nb201"}, "nb201"), ({"devices": (("a", 0.0),)}, "budget of device 'a' must be"),
+    ({"devices": (("a", 1.0), ("b", -2.0))}, "device 'b'"), ({"devices": (("a", float("nan")),)}, "nan"),
+    ({"devices": (("a", float("inf")),)}, "inf"),
 ])
 def test_the_config_refuses_each_setting_out_of_range(bad, fragment):
     from edgenas.errors import InputError
