@@ -32,6 +32,8 @@ class DartsProblem:
 def device_budgets(devices: Sequence[str], budgets: Sequence[float]) -> tuple[tuple[str, float | None], ...]:
     """(device, budget or None) pairs: no budget, one for every device, or one per device."""
     b = list(budgets)
+    if len(set(devices)) != len(devices):  # the run's records are keyed by name: one budget was lost
+        raise InputError(f"device listed twice: {', '.join(devices)}", hint="give each device once")
     if b and len(b) not in (1, len(devices)):
         raise InputError(f"{len(b)} latency budgets for {len(devices)} devices")
     if b and not devices:

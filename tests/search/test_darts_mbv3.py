@@ -402,6 +402,19 @@ def test_budgets_pair_with_devices_none_one_for_all_or_one_each():
         device_budgets([], [3.0])
 
 
+def test_a_device_listed_twice_is_refused_before_the_run_folder(cli, tiny_project, tmp_path, monkeypatch):
+    """``--device local --device local``: the run trained two latency terms under one name, and its
+    best.json kept one of the two budgets."""
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tiny_project))
+    monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
+    for space in (SPACE, "nb201"):
+        r = cli("search", "--space", space, "--strategy", "darts", "--device", "local", "--device", "local",
+                "--max-latency-ms", "1000", "--max-latency-ms", "2000", "--epochs", "1",
+                "--data", str(tiny_project / "small.npz"), "--out", str(tmp_path / "run"))
+        assert r.code == 2 and "device listed twice: local, local" in r.err and "Traceback" not in r.err, r.err
+    assert not (tmp_path / "run").exists()
+
+
 def test_the_mbv3_config_takes_given_options_only_and_refuses_the_nb201_ones_before_anything_is_written(tmp_path):
     from edgenas.errors import InputError
     from edgenas.project import Project
