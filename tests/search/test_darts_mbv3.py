@@ -535,3 +535,20 @@ def test_one_architecture_step_moves_the_multiplier_by_each_rule_and_a_latency_w
     weighted = epoch("weighted", (("local", None),), arch_lr=0.2, latency_weight=100.0)
     assert plain["lambda"] == weighted["lambda"] == [0.0]
     assert weighted["expected_ms"]["local"] < min(uniform, plain["expected_ms"]["local"])
+
+
+def test_both_samplers_draw_each_choice_with_its_probability():
+    """The weight step's multinomial draw and the architecture step's Gumbel-max draw both follow softmax(alpha)
+    (with the Gumbel noise subtracted instead of added, the least likely of 4 choices came half as often)."""
+    from edgenas.search.darts_mbv3 import MBV3Relaxation
+    from edgenas.spaces import get_space
+
+    relax = MBV3Relaxation(get_space(SPACE).config)
+    n = relax.alpha_ke.shape[1]
+    p = torch.arange(1, n + 1, dtype=torch.float64) / (n * (n + 1) / 2)
+    with torch.no_grad():
+        relax.alpha_ke.copy_(p.log().expand_as(relax.alpha_ke))
+    gen = torch.Generator().manual_seed(0)
+    for draw in (lambda: relax.sample(gen), lambda: relax.gumbel_sample(gen, 1.0)):
+        ke = torch.tensor([draw().ke for _ in range(1000)]).flatten()
+        assert torch.allclose(torch.bincount(ke, minlength=n).double() / ke.numel(), p, atol=0.02)
