@@ -552,3 +552,16 @@ def test_both_samplers_draw_each_choice_with_its_probability():
     for draw in (lambda: relax.sample(gen), lambda: relax.gumbel_sample(gen, 1.0)):
         ke = torch.tensor([draw().ke for _ in range(1000)]).flatten()
         assert torch.allclose(torch.bincount(ke, minlength=n).double() / ke.numel(), p, atol=0.02)
+
+
+def test_a_budget_of_exactly_the_fastest_networks_latency_is_accepted(tiny_project):
+    from edgenas.errors import InfeasibleError
+    from edgenas.project import Project
+    from edgenas.search.darts_mbv3_launch import latency_models
+    from edgenas.search.darts_mbv3_train import MbDartsConfig
+
+    lo = _predictor(tiny_project).min_latency()[0]
+    got = latency_models(Project(tiny_project), MbDartsConfig(space=SPACE, devices=(("local", lo),)))
+    assert [n for n, _ in got] == ["local"] and got[0][1].min_latency()[0] == lo
+    with pytest.raises(InfeasibleError, match="fastest is"):
+        latency_models(Project(tiny_project), MbDartsConfig(space=SPACE, devices=(("local", lo * 0.999),)))
