@@ -53,7 +53,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edgenas.errors import InputError
+from edgenas.errors import EdgenasError, InputError
 from edgenas.io import atomic_write_json, read_json
 from edgenas.limits import is_finite, is_whole
 from edgenas.search.darts_nb201 import BudgetDerivation, DartsNB201, ExpectedLatency, derivable_probs, derive
@@ -212,11 +212,17 @@ def _opt_state(opt: torch.optim.Optimizer, prefix: str) -> dict[str, torch.Tenso
 
 
 def _load_opt_state(opt: torch.optim.Optimizer, prefix: str, tensors: dict[str, torch.Tensor]) -> None:
+    """Each state tensor must be a float of its parameter's shape (``step``: a scalar), else ``ValueError``: torch
+    takes any tensor here and fails only at the next step, mid-epoch."""
     sd = opt.state_dict()
+    params = [p for g in opt.param_groups for p in g["params"]]
     state: dict[int, dict[str, Any]] = {}
     for key, v in tensors.items():
         if key.startswith(prefix + "."):
             _, i, k = key.split(".", 2)
+            p = params[int(i)] if 0 <= int(i) < len(params) else None
+            if p is None or not v.is_floating_point() or v.shape != (() if k == "step" else p.shape):
+                raise ValueError(key)
             state.setdefault(int(i), {})[k] = v
     sd["state"] = state
     opt.load_state_dict(sd)
@@ -264,12 +270,14 @@ def load_checkpoint(ck_json: Path, ck_tensors: Path, modules: dict[str, torch.nn
     meta = meta if isinstance(meta, dict) else {}
     epoch, lam, history = meta.get("epoch"), meta.get("lambda"), meta.get("history")
     if not (is_whole(epoch) and epoch >= 1 and isinstance(lam, list) and len(lam) == n_multipliers
-            and all(is_finite(x) for x in lam) and isinstance(history, list) and len(history) == epoch
+            and all(is_finite(x) and x >= 0 for x in lam) and isinstance(history, list) and len(history) == epoch
             and all(isinstance(h, dict) and all(f in h and HISTORY_FIELDS[f](h[f]) for f in history_fields)
                     for h in history)):
         raise InputError(f"{ck_json}: malformed checkpoint (epoch, lambda or history)", hint=_DAMAGED)
     try:
         tensors = load_file(str(ck_tensors))
+        if not all(bool(v.isfinite().all()) for v in tensors.values() if v.is_floating_point()):
+            raise ValueError("NaN or infinite values")
         for p, m in modules.items():
             m.load_state_dict({k[len(p) + 1:]: v for k, v in tensors.items() if k.startswith(p + ".")})
         for p, opt in opts.items():
@@ -321,6 +329,16 @@ def run_darts(config: DartsConfig, latency: Sequence[tuple[str, Any]], out_dir: 
     if resume and ck_json.exists():
         start, lam, history = load_checkpoint(ck_json, ck_tensors, {"net": net}, {"w_opt": w_opt, "a_opt": a_opt},
                                               len(terms))
+        if start > config.epochs:
+            raise InputError(f"{ck_json}: a checkpoint of epoch {start} in a run of {config.epochs} epochs",
+                             hint=_DAMAGED)
+
+    def diverged(epoch: int, what: str) -> EdgenasError:
+        kept = f"the checkpoint of epoch {epoch} in {out} is unchanged" if epoch else "no checkpoint was saved"
+        return EdgenasError(f"DARTS training diverged in epoch {epoch + 1} ({what} NaN or infinite); {kept}",
+                            hint=f"start a new search with a lower lr or arch_lr (--strategy-opt; this run's: "
+                                 f"{config.lr:g}, {config.arch_lr:g})")
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -336,6 +354,8 @@ def run_darts(config: DartsConfig, latency: Sequence[tuple[str, Any]], out_dir: 
             ce_sum, steps = 0.0, 0
             for ti, vi in zip(tb, vb):
                 loss = F.cross_entropy(net(train.x[ti]), train.y[ti])
+                if not math.isfinite(float(loss.detach())):  # before the step: the weights stay finite
+                    raise diverged(epoch, "a training loss")
                 w_opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(net.weights(), 5.0)
@@ -349,6 +369,8 @@ def run_darts(config: DartsConfig, latency: Sequence[tuple[str, Any]], out_dir: 
                 exp_ms = [t(p) for t in terms]
                 if epoch >= warmup:
                     a_loss = latency_terms(a_loss, exp_ms, budgets, lam, config.latency_weight)
+                if not math.isfinite(float(a_loss.detach())):
+                    raise diverged(epoch, "an architecture loss")
                 a_opt.zero_grad(set_to_none=True)
                 a_loss.backward()
                 a_opt.step()
@@ -356,6 +378,8 @@ def run_darts(config: DartsConfig, latency: Sequence[tuple[str, Any]], out_dir: 
                 for i, (t, e, b) in enumerate(zip(terms, exp_ms, budgets)):
                     if b is not None and epoch >= warmup:  # over = the derived (argmax) cell is over
                         lam[i] = multiplier_step(lam[i], t.of_argmax(p), b, config.lambda_lr)
+            if not all(bool(t.isfinite().all()) for t in net.state_dict().values() if t.is_floating_point()):
+                raise diverged(epoch, "weights")  # the last step's, which no loss has seen
             top = derive(net.alpha)
             fit = derivation(net.alpha)
             arch = fit or top

@@ -1,0 +1,137 @@
+"""DARTS on nb201 without a LUT (no devices): checkpoints a user or a damaged disk may hand back, a diverging
+run, and the latency term's sign and weight (mutation audit)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from edgenas.errors import EdgenasError, InputError
+from edgenas.search.darts_nb201 import DartsNB201
+from edgenas.search.darts_train import (DartsConfig, latency_terms, load_checkpoint, multiplier_step,
+                                        run_darts, save_checkpoint)
+
+
+def _trained(tmp_path):
+    """A tiny supernet after one weight step and one architecture step, its checkpoint saved."""
+    torch.manual_seed(0)
+    net = DartsNB201(C=2, N=1)
+    w_opt = torch.optim.SGD(net.weights(), lr=0.1, momentum=0.9)
+    a_opt = torch.optim.Adam([net.alpha], lr=0.1)
+    x, y = torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 3])
+    for opt in (w_opt, a_opt):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+    meta = {"epoch": 1, "lambda": [0.5], "history": [{"epoch": 1}]}
+    save_checkpoint(tmp_path / "ck.json", tmp_path / "ck.safetensors", meta, {"net": net},
+                    {"w_opt": w_opt, "a_opt": a_opt})
+    return net, w_opt, a_opt
+
+
+def _load(tmp_path):
+    net = DartsNB201(C=2, N=1)
+    w_opt = torch.optim.SGD(net.weights(), lr=0.1, momentum=0.9)
+    a_opt = torch.optim.Adam([net.alpha], lr=0.1)
+    got = load_checkpoint(tmp_path / "ck.json", tmp_path / "ck.safetensors", {"net": net},
+                          {"w_opt": w_opt, "a_opt": a_opt}, 1, history_fields=("epoch",))
+    return got, net, w_opt, a_opt
+
+
+def test_a_checkpoint_restores_weights_alphas_and_both_optimisers(tmp_path):
+    net, w_opt, a_opt = _trained(tmp_path)
+    (epoch, lam, history), net2, w2, a2 = _load(tmp_path)
+    assert (epoch, lam, history) == (1, [0.5], [{"epoch": 1}])
+    assert all(torch.equal(v, net2.state_dict()[k]) for k, v in net.state_dict().items())
+    for old, new in ((w_opt, w2), (a_opt, a2)):
+        s_old, s_new = old.state_dict()["state"], new.state_dict()["state"]
+        assert s_old.keys() == s_new.keys() and len(s_old) > 0
+        assert all(torch.equal(s_old[i][k], s_new[i][k]) for i in s_old for k in s_old[i])
+
+
+@pytest.mark.parametrize("key, value", [
+    ("w_opt.0.momentum_buffer", torch.zeros(3)),           # not its parameter's shape: failed mid-epoch
+    ("a_opt.0.exp_avg", torch.zeros(6, 4)),
+    ("a_opt.0.step", torch.zeros(2)),                      # a step is one number
+    ("w_opt.0.momentum_buffer", None),                     # an integer buffer: "can't be cast" at the step
+    ("w_opt.999.momentum_buffer", torch.zeros(1)),         # no such parameter
+    ("net.alpha", torch.full((6, 5), float("nan"))),       # NaN alphas: a garbage cell, silently
+    ("net.classifier.weight", None),                       # an infinite weight
+])
+def test_a_damaged_checkpoint_is_one_input_error_and_left_as_it_was(tmp_path, key, value):
+    from safetensors.torch import load_file, save_file
+
+    _trained(tmp_path)
+    tensors = load_file(str(tmp_path / "ck.safetensors"))
+    if value is None and key.startswith("w_opt"):
+        value = tensors[key].to(torch.int64)
+    elif value is None:
+        value = tensors[key].clone()
+        value[0, 0] = float("inf")
+    save_file({**tensors, key: value}, str(tmp_path / "ck.safetensors"))
+    before = {f.name: f.read_bytes() for f in tmp_path.iterdir()}
+    with pytest.raises(InputError, match="cannot restore the checkpoint"):
+        _load(tmp_path)
+    assert {f.name: f.read_bytes() for f in tmp_path.iterdir()} == before
+
+
+@pytest.mark.parametrize("lam", [[-1.0], [float("nan")], [], [0.5, 0.5], ["1"]])
+def test_a_checkpoint_with_bad_multipliers_is_refused(tmp_path, lam):
+    _trained(tmp_path)
+    meta = json.loads((tmp_path / "ck.json").read_text())
+    (tmp_path / "ck.json").write_text(json.dumps(dict(meta, **{"lambda": lam})))
+    with pytest.raises(InputError, match="malformed checkpoint"):  # multipliers are >= 0 (dual ascent, floored)
+        _load(tmp_path)
+
+
+def test_the_latency_term_adds_lambda_over_budget_or_the_fixed_weight():
+    ce = torch.tensor(1.0)
+    e = [torch.tensor(4.0), torch.tensor(6.0)]
+    # a budget: lambda * E / budget; no budget: the fixed weight per ms, nothing when it is 0
+    assert float(latency_terms(ce, e, [2.0, None], [0.5, 9.0], 0.25)) == pytest.approx(1 + 0.5 * 4 / 2 + 0.25 * 6)
+    assert float(latency_terms(ce, e, [None, None], [9.0, 9.0], 0.0)) == 1.0
+    assert float(latency_terms(ce, e, [8.0, 3.0], [0.0, 1.0], 5.0)) == pytest.approx(1 + 6 / 3)
+    a = torch.zeros(2, requires_grad=True)
+    latency_terms(ce, [a.sum() * 3, a.sum()], [None, None], [0.0, 0.0], 0.5).backward()
+    assert torch.all(a.grad == 2.0)  # the gradient pushes the expected latency down, with its weight
+    assert multiplier_step(1.0, 1.5, 1.0, 0.1) == pytest.approx(1.05)   # over by 50%: up
+    assert multiplier_step(1.0, 1.0, 1.0, 0.1) == 1.0                    # on budget: unchanged
+
+
+@pytest.fixture
+def tiny_data(tmp_path):
+    from edgenas.datasets import load_digits_images
+
+    x, y = load_digits_images(32, n=32, seed=0)
+    np.savez(tmp_path / "tiny.npz", x=x.numpy(), y=y.numpy())
+    return str(tmp_path / "tiny.npz")
+
+
+def _config(data, **kw):
+    return DartsConfig(data=data, epochs=1, batch_size=8, C=2, seed=0, selection="alpha", arch_warmup=0.0, **kw)
+
+
+def test_a_diverging_run_is_one_error_not_a_cell_of_nan_alphas(tiny_data, tmp_path):
+    cfg = _config(tiny_data, lr=1e30)  # a user's lr (unbounded): NaN within the first epoch
+    with pytest.raises(EdgenasError, match="diverged in epoch 1 .*no checkpoint was saved"):
+        run_darts(cfg, [], tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoint.json").exists() and not (tmp_path / "run" / "best.json").exists()
+
+
+def test_resume_refuses_a_checkpoint_past_the_last_epoch(tiny_data, tmp_path):
+    cfg = _config(tiny_data)
+    run_darts(cfg, [], tmp_path / "run")
+    edited = tmp_path / "edited"
+    shutil.copytree(tmp_path / "run", edited)
+    meta = json.loads((edited / "checkpoint.json").read_text())
+    meta["history"].append(dict(meta["history"][-1], epoch=2))  # a well-formed record of an epoch never run
+    (edited / "checkpoint.json").write_text(json.dumps(dict(meta, epoch=2)))
+    before = {f.name: f.read_bytes() for f in edited.iterdir()}
+    with pytest.raises(InputError, match="checkpoint of epoch 2 in a run of 1 epochs"):
+        run_darts(cfg, [], edited, resume=True)  # it was taken: 2 evaluations of a 1-epoch run
+    assert {f.name: f.read_bytes() for f in edited.iterdir()} == before
+    assert run_darts(cfg, [], tmp_path / "run", resume=True)["evaluations"] == 1  # the run as saved resumes
