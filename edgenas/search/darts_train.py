@@ -83,8 +83,12 @@ class RunConfig:
             raise InputError(f"darts: seed must be an integer from 0 to {MAX_SEED:,}, got {seed!r}")
 
     def _normalise_devices(self) -> None:
+        """Budgets are ms > 0 (or None): a budget of 0 divided the multiplier's step by zero mid-run."""
         object.__setattr__(self, "devices", tuple((str(n), None if b is None else float(b))
                                                   for n, b in self.devices))  # type: ignore[attr-defined]
+        for n, b in self.devices:  # type: ignore[attr-defined]
+            if b is not None and not (math.isfinite(b) and b > 0):
+                raise InputError(f"darts: device '{n}': a latency budget must be a number of ms > 0, got {b!r}")
 
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)  # type: ignore[call-overload]

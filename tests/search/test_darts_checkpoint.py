@@ -135,3 +135,14 @@ def test_resume_refuses_a_checkpoint_past_the_last_epoch(tiny_data, tmp_path):
         run_darts(cfg, [], edited, resume=True)  # it was taken: 2 evaluations of a 1-epoch run
     assert {f.name: f.read_bytes() for f in edited.iterdir()} == before
     assert run_darts(cfg, [], tmp_path / "run", resume=True)["evaluations"] == 1  # the run as saved resumes
+
+
+@pytest.mark.parametrize("budget", [0.0, -1.0, float("nan"), float("inf")])
+def test_a_budget_that_is_not_a_positive_number_of_ms_is_refused(budget):
+    with pytest.raises(InputError, match="a latency budget must be a number of ms > 0"):
+        DartsConfig(devices=(("local", budget),))  # 0: ZeroDivisionError in the multiplier's step, mid-run
+    if budget == 0.0:  # a run folder's config.json is a file a user can edit
+        with pytest.raises(InputError, match="latency budget"):
+            DartsConfig.from_json({**DartsConfig().to_json(), "devices": [["local", 0]]})
+    assert DartsConfig(devices=(("local", 2), ("other", None))).devices == (("local", 2.0), ("other", None))
+
