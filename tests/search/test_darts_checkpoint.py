@@ -146,3 +146,22 @@ def test_a_budget_that_is_not_a_positive_number_of_ms_is_refused(budget):
             DartsConfig.from_json({**DartsConfig().to_json(), "devices": [["local", 0]]})
     assert DartsConfig(devices=(("local", 2), ("other", None))).devices == (("local", 2.0), ("other", None))
 
+
+
+def test_the_alphas_stay_frozen_in_the_warm_up_epochs_while_the_weights_train(tiny_data, tmp_path):
+    from safetensors.torch import load_file
+
+    cfg = DartsConfig(data=tiny_data, epochs=2, batch_size=8, C=2, seed=0, selection="alpha", arch_warmup=0.5)
+    seen = []
+
+    def progress(done, total):  # each epoch's checkpoint, as it is when the epoch is reported
+        t = load_file(str(tmp_path / "run" / "checkpoint.safetensors"))
+        seen.append((done, total, t["net.alpha"], t["net.stem.0.weight"], any(k.startswith("a_opt.") for k in t)))
+
+    run_darts(cfg, [], tmp_path / "run", progress=progress)
+    torch.manual_seed(0)
+    init = DartsNB201(2, 1, 10, 0.0)  # run_darts's own initialisation for this seed
+    assert [(s[0], s[1]) for s in seen] == [(1, 2), (2, 2)]
+    assert torch.equal(seen[0][2], init.alpha.detach()) and not seen[0][4]  # epoch 1 of 2: the warm-up
+    assert not torch.equal(seen[0][3], init.stem[0].weight.detach())        # ... while the weights trained
+    assert not torch.equal(seen[1][2], init.alpha.detach()) and seen[1][4]   # then an Adam step on the alphas
