@@ -291,3 +291,38 @@ def test_the_darts_summary_says_how_the_cell_was_chosen(monkeypatch, derivation,
     cmd_search._print_darts(rec, json_out=False)
     text = buf.getvalue()
     assert says in text and not_says not in text, text
+
+
+def test_the_multiplier_sees_the_latency_of_the_argmax_cell(nb201_project):
+    pred = _predictor(nb201_project)
+    term = ExpectedLatency("local", pred)
+    for seed in range(3):
+        alpha = torch.randn(6, 5, generator=torch.Generator().manual_seed(seed))
+        top = derive(alpha)
+        assert term.of_argmax(derivable_probs(alpha)) == pytest.approx(pred.predict(top), rel=1e-9)
+        assert term.of_arch(top) == pytest.approx(pred.predict(top), rel=1e-12)
+
+
+def test_when_only_cells_with_none_fit_the_choice_is_the_most_probable_of_them(nb201_project):
+    from edgenas.spaces import get_space
+
+    pred = _predictor(nb201_project)
+
+    class OneMsPerOp:  # this LUT's costs plus 1 ms per op that is not `none`: only cells with `none` fit
+        def predict_many(self, genes):
+            return pred.predict_many(genes) + (np.asarray(genes) != 0).sum(axis=1)
+
+    budget = pred.min_latency()[0] + 3.5
+    tight = BudgetDerivation([("slow", OneMsPerOp())], [budget])
+    assert tight.includes_none
+    space = get_space("nb201")
+    genes = np.array([space.to_genes(a) for a in space.all_archs()])
+    fitting = genes[OneMsPerOp().predict_many(genes) <= budget]
+    firsts = []
+    for seed in range(3):
+        alpha = torch.randn(6, 5, generator=torch.Generator().manual_seed(seed))
+        logp = torch.log_softmax(alpha.double(), dim=-1).numpy()  # `none` is a choice here, with its probability
+        best = fitting[np.argmax(logp[np.arange(6), fitting].sum(axis=1))]
+        assert np.array_equal(np.asarray(space.to_genes(tight(alpha))), best)
+        firsts.append(np.array_equal(best, fitting[0]))
+    assert not all(firsts)  # the most probable, not merely the first cell that fits
