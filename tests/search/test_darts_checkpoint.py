@@ -100,6 +100,9 @@ def test_the_latency_term_adds_lambda_over_budget_or_the_fixed_weight():
     assert torch.all(a.grad == 2.0)  # the gradient pushes the expected latency down, with its weight
     assert multiplier_step(1.0, 1.5, 1.0, 0.1) == pytest.approx(1.05)   # over by 50%: up
     assert multiplier_step(1.0, 1.0, 1.0, 0.1) == 1.0                    # on budget: unchanged
+    assert multiplier_step(0.5, 0.25, 1.0, 0.1) == pytest.approx(0.425)  # under by 75%: down
+    assert multiplier_step(0.0, 9.0, 1.0, 0.1) == pytest.approx(0.1)     # a clipped step
+    assert multiplier_step(0.01, 0.0, 1.0, 0.1) == 0.0                   # floored at 0
 
 
 @pytest.fixture
