@@ -168,3 +168,16 @@ def test_the_alphas_stay_frozen_in_the_warm_up_epochs_while_the_weights_train(ti
     assert torch.equal(seen[0][2], init.alpha.detach()) and not seen[0][4]  # epoch 1 of 2: the warm-up
     assert not torch.equal(seen[0][3], init.stem[0].weight.detach())        # ... while the weights trained
     assert not torch.equal(seen[1][2], init.alpha.detach()) and seen[1][4]   # then an Adam step on the alphas
+
+
+def test_expected_latency_needs_a_lut_of_the_nb201_space():
+    from types import SimpleNamespace
+
+    from edgenas.search.darts_nb201 import ExpectedLatency
+    from edgenas.spaces import get_space
+
+    for model in (object(), SimpleNamespace(key_cost={"k": 1.0}, space=None),
+                  SimpleNamespace(key_cost={"k": 1.0}, space=get_space("mbv3-small")),  # another space's LUT
+                  SimpleNamespace(key_cost={}, space=get_space("nb201"))):
+        with pytest.raises(InputError, match="per-block LUT for the nb201 space"):
+            ExpectedLatency("x", model)
