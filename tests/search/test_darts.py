@@ -326,3 +326,17 @@ def test_when_only_cells_with_none_fit_the_choice_is_the_most_probable_of_them(n
         assert np.array_equal(np.asarray(space.to_genes(tight(alpha))), best)
         firsts.append(np.array_equal(best, fitting[0]))
     assert not all(firsts)  # the most probable, not merely the first cell that fits
+
+
+def test_expected_latency_applies_the_luts_calibration_as_a_ratio(nb201_project):
+    from types import SimpleNamespace
+
+    pred = _predictor(nb201_project)
+    plain = ExpectedLatency("local", SimpleNamespace(key_cost=pred.key_cost, space=pred.space,
+                                                     overhead_ms=pred.overhead_ms))
+    calibrated = ExpectedLatency("local", SimpleNamespace(key_cost=pred.key_cost, space=pred.space,
+                                                          overhead_ms=pred.overhead_ms,
+                                                          _calibrate=lambda raw: 2.0 * raw + 1.0))
+    probs = torch.softmax(torch.randn(6, 5, generator=torch.Generator().manual_seed(0)), dim=-1)
+    raw = float(plain(probs))
+    assert float(calibrated(probs)) == pytest.approx(2.0 * raw + 1.0, rel=1e-9)

@@ -103,6 +103,7 @@ def test_the_latency_term_adds_lambda_over_budget_or_the_fixed_weight():
     assert multiplier_step(0.5, 0.25, 1.0, 0.1) == pytest.approx(0.425)  # under by 75%: down
     assert multiplier_step(0.0, 9.0, 1.0, 0.1) == pytest.approx(0.1)     # a clipped step
     assert multiplier_step(0.01, 0.0, 1.0, 0.1) == 0.0                   # floored at 0
+    assert multiplier_step(0.2, 3.0, 2.0, 0.1) == pytest.approx(0.25)    # relative to the budget: 3 ms of 2
 
 
 @pytest.fixture
