@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 from edgenas.errors import InputError
 from edgenas.io import atomic_write_json, read_json
+from edgenas.limits import is_schema
 from edgenas.search.darts_mbv3 import MBV3Relaxation, sampled_forward
 from edgenas.search.darts_mbv3_latency import ExpectedLatencyMBV3, repair_to_budget
 from edgenas.search.darts_train import (RunConfig, _batches, latency_terms, load_checkpoint,
@@ -80,10 +81,7 @@ class MbDartsConfig(RunConfig):
             raise InputError("darts: need 0 <= arch_warmup, latency_warmup < 1")
         if self.lambda_rule not in LAMBDA_RULES:
             raise InputError(f"darts: lambda_rule must be one of {', '.join(LAMBDA_RULES)}, got {self.lambda_rule!r}")
-        self._normalise_devices()
-        for name, b in self.devices:  # a budget divides: 0 stopped the run mid-epoch, NaN was never met nor missed
-            if b is not None and not (math.isfinite(b) and b > 0):
-                raise InputError(f"darts: the latency budget of device '{name}' must be a number of ms > 0, got {b!r}")
+        self._normalise_devices()  # and budgets of ms > 0: 0 stopped the run mid-epoch, NaN was never met nor missed
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "MbDartsConfig":
@@ -95,7 +93,7 @@ class MbDartsConfig(RunConfig):
 
 
 def _check_schema(d: dict[str, Any]) -> None:
-    if d.get("schema") != MB_DARTS_SCHEMA:
+    if not is_schema(d.get("schema"), MB_DARTS_SCHEMA):
         raise InputError(f"an mbv3 DARTS run of schema {d.get('schema')!r}; this edgenas resumes schema {MB_DARTS_SCHEMA}",
                          hint="the multiplier rule and warm-ups changed: start a new run")
 

@@ -55,7 +55,7 @@ import torch.nn.functional as F
 
 from edgenas.errors import EdgenasError, InputError
 from edgenas.io import atomic_write_json, read_json
-from edgenas.limits import is_finite, is_whole
+from edgenas.limits import is_finite, is_schema, is_whole
 from edgenas.search.darts_nb201 import BudgetDerivation, DartsNB201, ExpectedLatency, derivable_probs, derive
 from edgenas.search.darts_pt import SELECTIONS, perturbation_scores, pt_subset
 
@@ -172,7 +172,7 @@ class DartsConfig(RunConfig):
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "DartsConfig":
-        if d.get("schema") != DARTS_SCHEMA:
+        if not is_schema(d.get("schema"), DARTS_SCHEMA):
             raise InputError(f"a DARTS run of schema {d.get('schema')!r}; this edgenas resumes schema {DARTS_SCHEMA}",
                              hint="the derivation (now DARTS-PT selection) changed: start a new run")
         return cls._from_fields(d)

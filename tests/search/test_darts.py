@@ -260,7 +260,7 @@ def test_darts_bad_input_is_one_red_line(cli, tmp_path, monkeypatch):
         ExpectedLatency("x", object())
     from edgenas.search.darts_train import DartsConfig
 
-    for old in (1, 2):  # schema 2: no `selection` (alpha-magnitude derivation)
+    for old in (1, 2, 3.0):  # schema 2: no `selection` (alpha-magnitude derivation); 3.0: not the int 3
         with pytest.raises(InputError, match=f"schema {old}"):
             DartsConfig.from_json({**DartsConfig().to_json(), "schema": old})
     with pytest.raises(InputError, match="selection must be one of alpha, pt"):

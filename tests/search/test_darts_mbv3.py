@@ -362,7 +362,7 @@ def test_a_sampled_path_runs_the_supernets_own_network_and_its_gates_reach_only_
     ({"tau_start": 1.0, "tau_end": 1.5}, "tau_end <= tau_start"), ({"arch_warmup": 1.0}, "< 1"),
     ({"latency_warmup": -0.1}, "0 <= arch_warmup"), ({"lambda_rule": "min"}, "'min'"),
     ({"epochs": 0}, "epochs must be"), ({"batch_size": 0}, "batch_size must be"), ({"seed": -1}, "seed must be"),
-    ({"space": "nb201"}, "nb201"), ({"devices": (("a", 0.0),)}, "budget of device 'a' must be"),
+    ({"space": "nb201"}, "nb201"), ({"devices": (("a", 0.0),)}, "device 'a': a latency budget must be"),
     ({"devices": (("a", 1.0), ("b", -2.0))}, "device 'b'"), ({"devices": (("a", float("nan")),)}, "nan"),
     ({"devices": (("a", float("inf")),)}, "inf"),
 ])
@@ -388,6 +388,8 @@ def test_the_config_takes_its_edge_values_anneals_tau_and_reads_back_its_own_rec
     assert MbDartsConfig.from_json(edge.to_json()) == edge and edge.to_json()["schema"] == 4
     with pytest.raises(InputError, match="schema 3"):
         MbDartsConfig.from_json({**edge.to_json(), "schema": 3})
+    with pytest.raises(InputError, match="schema 4.0"):  # 4.0 == 4 in Python
+        MbDartsConfig.from_json({**edge.to_json(), "schema": 4.0})
 
 
 def test_budgets_pair_with_devices_none_one_for_all_or_one_each():
