@@ -41,8 +41,9 @@ from edgenas.io import atomic_write_json, read_json
 from edgenas.limits import is_schema
 from edgenas.search.darts_mbv3 import MBV3Relaxation, sampled_forward
 from edgenas.search.darts_mbv3_latency import ExpectedLatencyMBV3, repair_to_budget
-from edgenas.search.darts_train import (RunConfig, _batches, latency_terms, load_checkpoint,
-                                         multiplier_step, save_checkpoint, warmup_epochs)
+from edgenas.search.darts_train import (RunConfig, _batches, check_start, diverged_error, finite_weights,
+                                         latency_terms, load_checkpoint, multiplier_step, save_checkpoint,
+                                         warmup_epochs)
 
 MB_DARTS_SCHEMA = 4  # 3: the first multiplier rule, no warm-ups
 LAMBDA_RULES = ("derived", "max")
@@ -151,6 +152,7 @@ def run_mbv3_darts(config: MbDartsConfig, latency: Sequence[tuple[str, Any]], ou
         start, lam, history = load_checkpoint(ck_json, ck_tensors, {"net": net, "alpha": relax},
                                               {"w_opt": w_opt, "a_opt": a_opt}, len(terms),
                                               ("epoch", "arch", "derived_ms"))
+        check_start(start, config, ck_json)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -166,6 +168,8 @@ def run_mbv3_darts(config: MbDartsConfig, latency: Sequence[tuple[str, Any]], ou
             ce_sum, steps = 0.0, 0
             for ti, vi in zip(tb, vb):
                 loss = F.cross_entropy(sampled_forward(net, relax, train.x[ti], relax.sample(gen)), train.y[ti])
+                if not math.isfinite(float(loss.detach())):  # before the step: the weights stay finite
+                    raise diverged_error(config, out, epoch, "a training loss")
                 w_opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
@@ -180,6 +184,8 @@ def run_mbv3_darts(config: MbDartsConfig, latency: Sequence[tuple[str, Any]], ou
                 exp_ms = [t(*probs) for t in terms]
                 if epoch >= warmup:
                     a_loss = latency_terms(a_loss, exp_ms, budgets, lam, config.latency_weight)
+                if not math.isfinite(float(a_loss.detach())):
+                    raise diverged_error(config, out, epoch, "an architecture loss")
                 a_opt.zero_grad(set_to_none=True)
                 a_loss.backward()
                 a_opt.step()
@@ -194,6 +200,8 @@ def run_mbv3_darts(config: MbDartsConfig, latency: Sequence[tuple[str, Any]], ou
                         else:  # the first rule: the relaxed network OR its derived one, unclipped
                             worst = max(float(e.detach()), t.of_arch(now))
                             lam[i] = max(0.0, lam[i] + config.lambda_lr * (worst / b - 1.0))
+            if not (finite_weights(net) and finite_weights(relax)):
+                raise diverged_error(config, out, epoch, "weights")  # the last step's, which no loss has seen
             am = relax.argmax()
             arch = space.canonical(relax.to_arch(am.ke, am.d, am.r))
             with torch.no_grad():

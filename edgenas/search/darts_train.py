@@ -260,6 +260,26 @@ HISTORY_FIELDS: dict[str, Callable[[Any], bool]] = {
     "derivation": lambda v: isinstance(v, str), "argmax_arch": lambda v: isinstance(v, str), "argmax_ms": _ms}
 
 
+def check_start(start: int, config: RunConfig, ck_json: Path) -> None:
+    """A checkpoint's epoch is one of the run's (one past its last was taken: more evaluations than epochs)."""
+    if start > config.epochs:  # type: ignore[attr-defined]
+        raise InputError(f"{ck_json}: a checkpoint of epoch {start} in a run of "
+                         f"{config.epochs} epochs", hint=_DAMAGED)  # type: ignore[attr-defined]
+
+
+def diverged_error(config: RunConfig, out: Path, epoch: int, what: str) -> EdgenasError:
+    """A NaN or infinite loss or weight in ``epoch`` (0-based; a learning rate too high): one error, the last
+    checkpoint as it was (a run went on and wrote a cell of NaN alphas)."""
+    kept = f"the checkpoint of epoch {epoch} in {out} is unchanged" if epoch else "no checkpoint was saved"
+    return EdgenasError(f"DARTS training diverged in epoch {epoch + 1} ({what} NaN or infinite); {kept}",
+                        hint=f"start a new search with a lower lr or arch_lr (--strategy-opt; this run's: "
+                             f"{config.lr:g}, {config.arch_lr:g})")  # type: ignore[attr-defined]
+
+
+def finite_weights(module: torch.nn.Module) -> bool:
+    return all(bool(t.isfinite().all()) for t in module.state_dict().values() if t.is_floating_point())
+
+
 def load_checkpoint(ck_json: Path, ck_tensors: Path, modules: dict[str, torch.nn.Module],
                     opts: dict[str, torch.optim.Optimizer], n_multipliers: int,
                     history_fields: Sequence[str] = tuple(HISTORY_FIELDS)) -> tuple[int, list[float], list[Any]]:
@@ -333,15 +353,10 @@ def run_darts(config: DartsConfig, latency: Sequence[tuple[str, Any]], out_dir: 
     if resume and ck_json.exists():
         start, lam, history = load_checkpoint(ck_json, ck_tensors, {"net": net}, {"w_opt": w_opt, "a_opt": a_opt},
                                               len(terms))
-        if start > config.epochs:
-            raise InputError(f"{ck_json}: a checkpoint of epoch {start} in a run of {config.epochs} epochs",
-                             hint=_DAMAGED)
+        check_start(start, config, ck_json)
 
     def diverged(epoch: int, what: str) -> EdgenasError:
-        kept = f"the checkpoint of epoch {epoch} in {out} is unchanged" if epoch else "no checkpoint was saved"
-        return EdgenasError(f"DARTS training diverged in epoch {epoch + 1} ({what} NaN or infinite); {kept}",
-                            hint=f"start a new search with a lower lr or arch_lr (--strategy-opt; this run's: "
-                                 f"{config.lr:g}, {config.arch_lr:g})")
+        return diverged_error(config, out, epoch, what)
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -382,7 +397,7 @@ def run_darts(config: DartsConfig, latency: Sequence[tuple[str, Any]], out_dir: 
                 for i, (t, e, b) in enumerate(zip(terms, exp_ms, budgets)):
                     if b is not None and epoch >= warmup:  # over = the derived (argmax) cell is over
                         lam[i] = multiplier_step(lam[i], t.of_argmax(p), b, config.lambda_lr)
-            if not all(bool(t.isfinite().all()) for t in net.state_dict().values() if t.is_floating_point()):
+            if not finite_weights(net):
                 raise diverged(epoch, "weights")  # the last step's, which no loss has seen
             top = derive(net.alpha)
             fit = derivation(net.alpha)

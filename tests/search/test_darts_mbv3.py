@@ -567,3 +567,24 @@ def test_a_budget_of_exactly_the_fastest_networks_latency_is_accepted(tiny_proje
     assert [n for n, _ in got] == ["local"] and got[0][1].min_latency()[0] == lo
     with pytest.raises(InfeasibleError, match="fastest is"):
         latency_models(Project(tiny_project), MbDartsConfig(space=SPACE, devices=(("local", lo * 0.999),)))
+
+
+def test_a_diverging_run_is_one_error_and_a_checkpoint_past_the_last_epoch_is_refused(tiny_project, tmp_path):
+    """As on nb201: an lr too high went on and derived a network from NaN weights, and a checkpoint.json edited
+    to an epoch past the run's last was taken (more evaluations than epochs)."""
+    from edgenas.errors import EdgenasError, InputError
+    from edgenas.search.darts_mbv3_train import MbDartsConfig, run_mbv3_darts
+
+    data = str(tiny_project / "small.npz")
+    with pytest.raises(EdgenasError, match="diverged in epoch 1 .*no checkpoint was saved"):
+        run_mbv3_darts(MbDartsConfig(space=SPACE, data=data, epochs=1, seed=0, lr=1e30), [], tmp_path / "nan")
+    assert sorted(p.name for p in (tmp_path / "nan").iterdir()) == ["config.json"]
+    cfg = MbDartsConfig(space=SPACE, data=data, epochs=1, seed=0)
+    run_mbv3_darts(cfg, [], tmp_path / "run")
+    ck = tmp_path / "run" / "checkpoint.json"
+    meta = json.loads(ck.read_text())
+    ck.write_text(json.dumps(dict(meta, epoch=2, history=meta["history"] + [dict(meta["history"][-1], epoch=2)])))
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
+    with pytest.raises(InputError, match="checkpoint of epoch 2 in a run of 1 epochs"):
+        run_mbv3_darts(cfg, [], tmp_path / "run", resume=True)
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()} == before
