@@ -1,0 +1,163 @@
+"""The Ray executor's checks before it connects (no head needed: real sockets that answer as something other
+than Ray), and a batch that runs past its timeout or loses its worker on a REAL local head: one
+``ExecutorError`` saying which, the batch's other tasks cancelled, and ``close`` leaving Ray shut down."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+
+import pytest
+
+from edgenas.errors import InputError
+from edgenas.evaluate.executor import EvalSpec, ExecutorError, max_workers
+
+pytest.importorskip("ray", reason="Ray is not installed (pip install 'edgenas[ray]')")
+
+
+class _Server:
+    """A TCP server on 127.0.0.1 that answers every connection with ``reply`` and closes it."""
+
+    def __init__(self, reply: bytes) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        self.reply = reply
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(64)
+                conn.sendall(self.reply)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def server():
+    made: list[_Server] = []
+
+    def make(reply: bytes) -> _Server:
+        made.append(_Server(reply))
+        return made[-1]
+    yield make
+    for s in made:
+        s.close()
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", ":6379", "127.0.0.1:port", "127.0.0.1:"])
+def test_an_address_without_host_and_port_is_refused_before_anything_connects(address):
+    from edgenas.evaluate.ray_executor import _check_reachable
+
+    with pytest.raises(InputError, match="is not HOST:PORT"):
+        _check_reachable(address)
+
+
+def test_what_answers_at_the_address_decides(server):
+    from edgenas.evaluate.ray_executor import _check_reachable
+
+    settings = bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # an empty HTTP/2 SETTINGS frame: what a gRPC server sends
+    _check_reachable(server(settings).address)
+    _check_reachable("ray://" + server(settings + b"more").address)  # the scheme is not part of HOST:PORT
+    for reply in (b"HTTP/1.1 400 Bad Request\r\n\r\n", settings[:8], b"", bytes([0, 0, 0, 1, 0, 0, 0, 0, 0])):
+        with pytest.raises(ExecutorError, match="answers, but not as a Ray cluster"):
+            _check_reachable(server(reply).address)
+    closed = server(b"")
+    address = closed.address
+    closed.close()
+    with pytest.raises(ExecutorError, match=f"cannot connect to the Ray cluster at {address}"):
+        _check_reachable(address)
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"address": ""}, "is not an address"), ({"address": "127.0.0.1 :6379"}, "is not an address"),
+    ({"address": 6379}, "is not an address"),
+    ({"workers": 0}, "--workers must be an integer >= 1"), ({"workers": True}, "--workers must be an integer"),
+    ({"workers": 2.0}, "--workers must be an integer"),
+    ({"workers": max_workers() + 1}, f"at most {max_workers()}"),
+    ({"timeout_s": 0.0}, "timeout_s > 0"), ({"timeout_s": float("nan")}, "timeout_s > 0"),
+    ({"max_retries": -1}, "max_retries >= 0"),
+])
+def test_bad_settings_are_refused_before_ray_starts(kwargs, fragment):
+    import ray
+
+    from edgenas.evaluate.ray_executor import RayExecutor
+
+    with pytest.raises(InputError, match=fragment):
+        RayExecutor(**kwargs)
+    assert not ray.is_initialized()
+
+
+def test_as_many_workers_as_allowed_pass_the_check_and_an_address_is_checked_first(server):
+    """``max_workers()`` itself is allowed for a local head; with an address the local limit does not apply,
+    and a wrong address is refused before ``ray.init`` (which would retry it for minutes)."""
+    import ray
+
+    from edgenas.evaluate.ray_executor import RayExecutor
+
+    with pytest.raises(ExecutorError, match="not as a Ray cluster"):
+        RayExecutor(server(b"HTTP/1.1 400 Bad Request\r\n\r\n").address, workers=max_workers() + 1)
+    assert not ray.is_initialized()
+
+
+def _sleep_then(spec, records):  # pickled by value: the cluster's workers need not import tests/
+    import os
+    import time
+
+    if records[0]["n"] == 0 and records[0].get("exit"):
+        time.sleep(0.5)
+        os._exit(1)  # the worker process dies: Ray's worker-lost error, not the task's own
+    time.sleep(30.0)
+    return [0.0]
+
+
+def _titled(prefix: bytes) -> list[int]:
+    pids = []
+    for entry in os.scandir("/proc"):
+        try:
+            if entry.name.isdigit() and open(f"/proc/{entry.name}/cmdline", "rb").read().startswith(prefix):
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
+def _gone(prefix: bytes, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while _titled(prefix) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return _titled(prefix) == []
+
+
+@pytest.mark.slow
+def test_a_batch_past_its_timeout_or_with_a_lost_worker_is_one_error_and_cancelled(ray_head):
+    import ray
+
+    from edgenas.evaluate.ray_executor import RayExecutor
+
+    ex = RayExecutor(ray_head.address, max_retries=0, timeout_s=1.5)
+    try:
+        assert ex.describe() == {"name": "ray", "address": ray_head.address, "max_retries": 0}
+        ex._remote = ray.remote(num_cpus=1, max_retries=0, retry_exceptions=False)(_sleep_then)
+        t0 = time.monotonic()
+        with pytest.raises(ExecutorError, match=r"ray: evaluations did not finish within 1.5 s \(raise the timeout"):
+            ex.map(EvalSpec.make("compression", "nb201"), [{"n": i} for i in range(3)])
+        assert time.monotonic() - t0 < 15.0
+        assert _gone(b"ray::_sleep_then"), "a timed-out batch's tasks went on running"
+
+        ex.timeout_s = 60.0
+        with pytest.raises(ExecutorError, match=r"ray: an evaluation failed after 0 retries \(") as err:
+            ex.map(EvalSpec.make("compression", "nb201"), [{"n": i, "exit": True} for i in range(2)])
+        assert "not retried" not in str(err.value)
+        assert _gone(b"ray::_sleep_then"), "the batch's other task went on running"
+    finally:
+        ex.close()
+    assert not ray.is_initialized()
+    ex.close()  # a second close is a no-op
