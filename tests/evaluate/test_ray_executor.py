@@ -95,9 +95,9 @@ def test_bad_settings_are_refused_before_ray_starts(kwargs, fragment):
     assert not ray.is_initialized()
 
 
-def test_as_many_workers_as_allowed_pass_the_check_and_an_address_is_checked_first(server):
-    """``max_workers()`` itself is allowed for a local head; with an address the local limit does not apply,
-    and a wrong address is refused before ``ray.init`` (which would retry it for minutes)."""
+def test_an_address_lifts_the_local_worker_limit_and_is_checked_before_ray_starts(server):
+    """With an address the local head's worker limit does not apply, and an address that is no Ray cluster is
+    refused before ``ray.init`` (which would retry it for minutes)."""
     import ray
 
     from edgenas.evaluate.ray_executor import RayExecutor
