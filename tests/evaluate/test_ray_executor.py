@@ -161,3 +161,40 @@ def test_a_batch_past_its_timeout_or_with_a_lost_worker_is_one_error_and_cancell
         ex.close()
     assert not ray.is_initialized()
     ex.close()  # a second close is a no-op
+
+
+class _FlakyRay:
+    """Stands in for the ``ray`` module: ``init`` raises ConnectionError ``fails`` times, then connects."""
+
+    def __init__(self, fails: int) -> None:
+        self.fails, self.calls = fails, []
+
+    def init(self, **kwargs) -> None:
+        self.calls.append(kwargs)
+        if len(self.calls) <= self.fails:
+            raise ConnectionError(f"missed deadline {len(self.calls)}")
+
+
+def test_a_busy_head_is_tried_three_times_two_seconds_apart(monkeypatch):
+    from edgenas.evaluate.ray_executor import _init_with_retries
+
+    slept: list[float] = []
+    monkeypatch.setattr(time, "sleep", slept.append)
+    ok = _FlakyRay(fails=2)
+    _init_with_retries(ok, {"address": "a:1"})
+    assert ok.calls == [{"address": "a:1"}] * 3 and slept == [2.0, 2.0]
+    slept.clear()
+    down = _FlakyRay(fails=3)
+    with pytest.raises(ConnectionError, match="missed deadline 3"):
+        _init_with_retries(down, {})
+    assert len(down.calls) == 3 and slept == [2.0, 2.0]
+
+
+def test_a_peer_that_accepts_and_says_nothing_times_out_as_one_error():
+    from edgenas.evaluate.ray_executor import _check_reachable
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # the kernel accepts; nothing ever answers
+        t0 = time.monotonic()
+        with pytest.raises(ExecutorError, match="cannot connect to the Ray cluster at .*: timed out"):
+            _check_reachable(f"127.0.0.1:{silent.getsockname()[1]}", timeout_s=0.5)
+        assert time.monotonic() - t0 < 3.0
