@@ -1,0 +1,50 @@
+"""``edgenas lut list|show|pull`` as text and JSON on a real profiled ``local`` table, and where ``lut show``
+says a table was measured (``_provider``: a file value, so only the known names)."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from edgenas.cli.cmd_lut import _provider
+
+
+@pytest.mark.parametrize("runtime, fingerprint, said", [
+    ("tensorrt", {"settings": {"provider": "cpu"}}, None),  # an engine always runs on the GPU
+    ("onnxruntime", {}, "cpu"), ("onnxruntime", {"settings": "cuda"}, "cpu"),
+    ("onnxruntime", {"settings": {}}, "cpu"), ("onnxruntime", {"settings": {"provider": "cpu"}}, "cpu"),
+    ("onnxruntime", {"settings": {"provider": "cuda"}}, "cuda"),
+    ("onnxruntime", {"settings": {"provider": "tensorrt"}}, "tensorrt"),
+    ("onnxruntime", {"settings": {"provider": "[red]x[/red]"}}, "unknown"),
+    ("onnxruntime", {"settings": {"provider": ["cuda"]}}, "unknown"),
+])
+def test_the_provider_a_table_names_is_one_of_the_known_ones(runtime, fingerprint, said):
+    assert _provider(SimpleNamespace(runtime=runtime, fingerprint=fingerprint)) == said
+
+
+def test_lut_list_show_and_pull_as_text_and_json(proj, cli):
+    from edgenas.latency.lut import Lut
+
+    path = next((proj / "luts" / "local").glob("mbv3-tiny-*.json"))
+    rel = str(path.relative_to(proj))
+    listed = cli("lut", "list", "local", "--json").json()
+    assert listed["device"] == "local" and rel in listed["in_project"]
+    text = cli("lut", "list", "local").out.splitlines()
+    assert text[0] == "on local" and text[len(listed["on_device"]) + 1] == "in project"
+    for line, e in zip(text[1:], listed["on_device"]):
+        assert line.split() == [e["name"], str(e["size"]), "B", "sha256", e["sha256"][:12] + "…"]
+    assert f"  {rel}" in text[len(listed["on_device"]) + 2:]
+
+    lut = Lut.load(path)
+    shown = cli("lut", "show", str(path), "--json").json()
+    assert (shown["device"], shown["space"], shown["provider"]) == ("local", "mbv3-tiny", "cpu")
+    assert (shown["entries"], shown["unstable"], shown["calibration"]) == (len(lut.entries), len(lut.unstable_keys),
+                                                                          None)
+    said = cli("lut", "show", str(path)).out.splitlines()
+    assert said == [f"{k:>18}: {v}" for k, v in shown.items()]
+
+    pulled = cli("lut", "pull", "local").out.splitlines()
+    assert f"pulled {path.name} -> {path}" in pulled
+    assert json.loads(path.read_text())["entries"]
