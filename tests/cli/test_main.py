@@ -36,7 +36,10 @@ def test_a_bare_group_shows_its_help_and_exits_0(fresh, cli):
     for command in ("profile", "search", "export", "deploy", "measure", "list", "report", "serve", "device", "lut",
                     "fleet", "supernet", "runs", "db"):  # every module registered its commands
         assert command in listed, command
-    for group, commands in (("device", {"list", "trust", "info", "add"}), ("fleet", {"status", "refresh"})):
+    for group, commands in (("device", {"list", "trust", "info", "add"}), ("fleet", {"status", "refresh"}),
+                            ("supernet", {"train", "eval"}), ("db", {"upgrade"}),
+                            ("lut", {"list", "pull", "show", "calibrate", "import-ofa"}),
+                            ("runs", {"list", "show", "compare", "import", "stale"})):
         res = cli(group)
         assert res.code == 0 and f"Usage: edgenas {group}" in res.out + res.err
         assert commands <= set((res.out + res.err).split("Commands:")[1].split())
