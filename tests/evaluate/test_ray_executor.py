@@ -147,6 +147,11 @@ def test_a_batch_past_its_timeout_or_with_a_lost_worker_is_one_error_and_cancell
     ex = RayExecutor(ray_head.address, max_retries=0, timeout_s=1.5)
     try:
         assert ex.describe() == {"name": "ray", "address": ray_head.address, "max_retries": 0}
+        assert ray.get_runtime_context().runtime_env.get("py_modules"), "edgenas was not shipped with the job"
+        joined = RayExecutor(ray_head.address)  # Ray is up already: it uses that connection and leaves it open
+        assert joined.describe()["max_retries"] == 3 and joined.timeout_s == 3600.0
+        joined.close()
+        assert ray.is_initialized()
         ex._remote = ray.remote(num_cpus=1, max_retries=0, retry_exceptions=False)(_sleep_then)
         t0 = time.monotonic()
         with pytest.raises(ExecutorError, match=r"ray: evaluations did not finish within 1.5 s \(raise the timeout"):
@@ -175,6 +180,17 @@ class _FlakyRay:
         self.calls.append(kwargs)
         if len(self.calls) <= self.fails:
             raise ConnectionError(f"missed deadline {len(self.calls)}")
+
+
+def test_without_ray_installed_the_executor_says_how_to_install_it(monkeypatch):
+    import sys
+
+    from edgenas.evaluate.ray_executor import RayExecutor
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # what ``import ray`` finds where Ray is not installed
+    with pytest.raises(InputError, match="the ray executor needs Ray") as err:
+        RayExecutor()
+    assert "pip install 'edgenas[ray]'" in str(err.value)
 
 
 def test_a_busy_head_is_tried_three_times_two_seconds_apart(monkeypatch):
