@@ -17,8 +17,13 @@ from edgenas.evaluate.executor import EvalSpec, ExecutorError, max_workers
 pytest.importorskip("ray", reason="Ray is not installed (pip install 'edgenas[ray]')")
 
 
+#: what an HTTP/2 client sends first: the connection preface and an empty SETTINGS frame (RFC 9113, 3.4)
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
 class _Server:
-    """A TCP server on 127.0.0.1 that answers every connection with ``reply`` and closes it."""
+    """A TCP server on 127.0.0.1 that answers every connection that opens with the HTTP/2 preface with
+    ``reply`` (as strict as a gRPC server: anything else gets no answer) and closes it."""
 
     def __init__(self, reply: bytes) -> None:
         self.sock = socket.create_server(("127.0.0.1", 0))
@@ -34,9 +39,10 @@ class _Server:
                 return
             with conn:  # the whole preface read first: closing on unread bytes resets the connection
                 got = b""
-                while len(got) < 33 and (chunk := conn.recv(64)):
+                while len(got) < len(PREFACE) and (chunk := conn.recv(64)):
                     got += chunk
-                conn.sendall(self.reply)
+                if got == PREFACE:
+                    conn.sendall(self.reply)
 
     def close(self) -> None:
         self.sock.close()
@@ -144,7 +150,7 @@ def test_a_batch_past_its_timeout_or_with_a_lost_worker_is_one_error_and_cancell
 
     from edgenas.evaluate.ray_executor import RayExecutor
 
-    ex = RayExecutor(ray_head.address, max_retries=0, timeout_s=1.5)
+    ex = RayExecutor(ray_head.address, workers=2, max_retries=0, timeout_s=1.5)  # workers: a local head's only
     try:
         assert ex.describe() == {"name": "ray", "address": ray_head.address, "max_retries": 0}
         assert ray.get_runtime_context().runtime_env.get("py_modules"), "edgenas was not shipped with the job"
