@@ -51,6 +51,8 @@ def test_supernet_eval_scores_each_file_and_refuses_mixed_spaces(fresh, cli, tmp
     rows = json.loads(res.out)
     assert [r["arch_file"] for r in rows] == [str(a), str(b)]
     assert all(isinstance(r["accuracy"], float) and 0.0 <= r["accuracy"] <= 100.0 for r in rows)
+    one = cli("supernet", "eval", str(a), "--checkpoint", "sn", "--json")  # one file: its space is the space
+    assert one.code == 0 and json.loads(one.out) == rows[:1], one.err
 
     res = cli("supernet", "eval", str(a), str(b), "--checkpoint", "sn")
     assert res.code == 0, res.err
