@@ -48,8 +48,10 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
 
     addr = address.split("://", 1)[-1]
     host, sep, port = addr.rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        raise InputError(f"--ray-address {address!r} is not HOST:PORT", hint="e.g. 127.0.0.1:6379")
+    # ASCII digits, and a port that exists: the socket library reads other scripts' digits and wraps 71915 to 6379
+    if not sep or not host or not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        raise InputError(f"--ray-address {address!r} is not HOST:PORT (a port from 1 to 65535)",
+                         hint="e.g. 127.0.0.1:6379")
     try:
         with socket.create_connection((host, int(port)), timeout=timeout_s) as sock:
             sock.sendall(_H2_PREFACE)

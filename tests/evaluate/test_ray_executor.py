@@ -60,7 +60,10 @@ def server():
         s.close()
 
 
-@pytest.mark.parametrize("address", ["127.0.0.1", ":6379", "127.0.0.1:port", "127.0.0.1:"])
+@pytest.mark.parametrize("address", ["127.0.0.1", ":6379", "127.0.0.1:port", "127.0.0.1:",
+                                     # no port: the socket library wrapped 71915 round to 6379 (a typo reached
+                                     # another cluster's port) and read other scripts' digits
+                                     "127.0.0.1:71915", "127.0.0.1:0", "127.0.0.1:\u0666\u0663\u0667\u0669"])
 def test_an_address_without_host_and_port_is_refused_before_anything_connects(address):
     from edgenas.evaluate.ray_executor import _check_reachable
 
@@ -222,3 +225,12 @@ def test_a_peer_that_accepts_and_says_nothing_times_out_as_one_error():
         with pytest.raises(ExecutorError, match="cannot connect to the Ray cluster at .*: timed out"):
             _check_reachable(f"127.0.0.1:{silent.getsockname()[1]}", timeout_s=0.5)
         assert time.monotonic() - t0 < 3.0
+
+
+def test_a_port_that_does_not_exist_is_one_red_line_and_no_run_folder(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path / "proj"))
+    r = cli("search", "--space", "mbv3-tiny", "--budget", "2", "--executor", "ray",
+            "--ray-address", "127.0.0.1:71915", "--out", str(tmp_path / "run"))
+    assert r.code == InputError.exit_code and r.err.count("\n") == 1 and "Traceback" not in r.err
+    assert "'127.0.0.1:71915' is not HOST:PORT (a port from 1 to 65535)" in r.err
+    assert not (tmp_path / "run").exists()
