@@ -118,6 +118,10 @@ def test_an_address_lifts_the_local_worker_limit_and_is_checked_before_ray_start
     assert not ray.is_initialized()
 
 
+def _tenfold(spec, records):  # pickled by value, as _sleep_then
+    return [10.0 * r["n"] for r in records]
+
+
 def _sleep_then(spec, records):  # pickled by value: the cluster's workers need not import tests/
     import os
     import time
@@ -153,7 +157,7 @@ def test_a_batch_past_its_timeout_or_with_a_lost_worker_is_one_error_and_cancell
 
     from edgenas.evaluate.ray_executor import RayExecutor
 
-    ex = RayExecutor(ray_head.address, workers=2, max_retries=0, timeout_s=1.5)  # workers: a local head's only
+    ex = RayExecutor(ray_head.address, workers=2, max_retries=0, timeout_s=120.0)  # workers: a local head's only
     try:
         assert ex.describe() == {"name": "ray", "address": ray_head.address, "max_retries": 0}
         assert ray.get_runtime_context().runtime_env.get("py_modules"), "edgenas was not shipped with the job"
@@ -161,7 +165,12 @@ def test_a_batch_past_its_timeout_or_with_a_lost_worker_is_one_error_and_cancell
         assert joined.describe()["max_retries"] == 3 and joined.timeout_s == 3600.0
         joined.close()
         assert ray.is_initialized()
+        ex._remote = ray.remote(num_cpus=1, max_retries=0, retry_exceptions=False)(_tenfold)
+        spec = EvalSpec.make("compression", "nb201")
+        for batch_relative in (False, True):  # a task per record, or the batch as one: in submission order
+            assert ex.map(spec, [{"n": i} for i in range(4)], batch_relative=batch_relative) == [0.0, 10.0, 20.0, 30.0]
         ex._remote = ray.remote(num_cpus=1, max_retries=0, retry_exceptions=False)(_sleep_then)
+        ex.timeout_s = 1.5
         t0 = time.monotonic()
         with pytest.raises(ExecutorError, match=r"ray: evaluations did not finish within 1.5 s \(raise the timeout"):
             ex.map(EvalSpec.make("compression", "nb201"), [{"n": i} for i in range(3)])
