@@ -50,3 +50,14 @@ def test_runs_as_text_round_what_json_keeps_and_say_what_each_run_is(fresh, cli,
     again = cli("db", "upgrade", "--json").json()
     assert again["revision_before"] == again["revision"] and again["imported_measurements"] == 0
     assert up.code == 0 and up.out == f"{again['database']}: already at schema {again['revision']}\n"
+
+
+def test_values_as_the_tables_print_them():
+    from edgenas.cli.cmd_runs import _fmt, _warm_use
+
+    assert [_fmt(None), _fmt(7), _fmt(0.123456), _fmt(20.123456, "g"), _fmt(True)] == \
+        ["-", "7", "0.1235", "20.1235", "True"]
+    assert _fmt("[red]x[/red]") == r"\[red]x\[/red]"  # text from the database is not markup
+    assert _warm_use({"excluded": "other\ntask"}, 0, 0.5) == "excluded: other task"
+    assert _warm_use({"used": False}, 0, 0.5) == "not used (similarity below 0.5)"
+    assert _warm_use({"used": True, "excluded": None}, 3, 0.5) == "used: 3 transferred"
