@@ -55,7 +55,9 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
     try:
         with socket.create_connection((host, int(port)), timeout=timeout_s) as sock:
             sock.sendall(_H2_PREFACE)
-            head = sock.recv(9, socket.MSG_WAITALL)  # fewer only if the peer closes
+            head = b""  # MSG_WAITALL does not wait on a socket with a timeout: read until 9 bytes or the peer closes
+            while len(head) < 9 and (chunk := sock.recv(9 - len(head))):
+                head += chunk
     except OSError as exc:
         raise ExecutorError(f"cannot connect to the Ray cluster at {address}: {exc.strerror or exc}",
                             hint="start one with 'ray start --head' and pass its address") from None

@@ -25,10 +25,10 @@ class _Server:
     """A TCP server on 127.0.0.1 that answers every connection that opens with the HTTP/2 preface with
     ``reply`` (as strict as a gRPC server: anything else gets no answer) and closes it."""
 
-    def __init__(self, reply: bytes) -> None:
+    def __init__(self, reply: bytes, hold_s: float = 0.0, piece: int = 1 << 16) -> None:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
-        self.reply = reply
+        self.reply, self.hold_s, self.piece = reply, hold_s, piece
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
@@ -42,7 +42,10 @@ class _Server:
                 while len(got) < len(PREFACE) and (chunk := conn.recv(64)):
                     got += chunk
                 if got == PREFACE:
-                    conn.sendall(self.reply)
+                    for i in range(0, len(self.reply), self.piece):  # a reply in pieces: how TCP may deliver it
+                        conn.sendall(self.reply[i:i + self.piece])
+                        time.sleep(0.05 if self.piece < len(self.reply) else 0)
+                time.sleep(self.hold_s)  # a server keeps the connection open: the reply's 9 bytes are enough
 
     def close(self) -> None:
         self.sock.close()
@@ -52,8 +55,8 @@ class _Server:
 def server():
     made: list[_Server] = []
 
-    def make(reply: bytes) -> _Server:
-        made.append(_Server(reply))
+    def make(reply: bytes, hold_s: float = 0.0, piece: int = 1 << 16) -> _Server:
+        made.append(_Server(reply, hold_s, piece))
         return made[-1]
     yield make
     for s in made:
@@ -63,7 +66,8 @@ def server():
 @pytest.mark.parametrize("address", ["127.0.0.1", ":6379", "127.0.0.1:port", "127.0.0.1:",
                                      # no port: the socket library wrapped 71915 round to 6379 (a typo reached
                                      # another cluster's port) and read other scripts' digits
-                                     "127.0.0.1:71915", "127.0.0.1:0", "127.0.0.1:\u0666\u0663\u0667\u0669"])
+                                     "127.0.0.1:71915", "127.0.0.1:0", "127.0.0.1:65536",
+                                     "127.0.0.1:\u0666\u0663\u0667\u0669"])
 def test_an_address_without_host_and_port_is_refused_before_anything_connects(address):
     from edgenas.evaluate.ray_executor import _check_reachable
 
@@ -77,6 +81,10 @@ def test_what_answers_at_the_address_decides(server):
     settings = bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # an empty HTTP/2 SETTINGS frame: what a gRPC server sends
     _check_reachable(server(settings).address)
     _check_reachable("ray://" + server(settings + b"more").address)  # the scheme is not part of HOST:PORT
+    t0 = time.monotonic()
+    _check_reachable(server(settings, hold_s=5.0).address, timeout_s=2.0)  # no wait for more than the frame
+    assert time.monotonic() - t0 < 1.5
+    _check_reachable(server(settings, hold_s=1.0, piece=4).address)  # the frame in three pieces is still one frame
     for reply in (b"HTTP/1.1 400 Bad Request\r\n\r\n", settings[:8], b"", bytes([0, 0, 0, 1, 0, 0, 0, 0, 0])):
         with pytest.raises(ExecutorError, match="answers, but not as a Ray cluster"):
             _check_reachable(server(reply).address)
