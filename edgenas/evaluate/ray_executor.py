@@ -49,7 +49,7 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
     addr = address.split("://", 1)[-1]
     host, sep, port = addr.rpartition(":")
     # ASCII digits, and a port that exists: the socket library reads other scripts' digits and wraps 71915 to 6379
-    if not sep or not host or not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+    if not sep or not host or not (port.isascii() and port.isdigit() and len(port) <= 5 and 0 < int(port) < 65536):
         raise InputError(f"--ray-address {address!r} is not HOST:PORT (a port from 1 to 65535)",
                          hint="e.g. 127.0.0.1:6379")
     try:

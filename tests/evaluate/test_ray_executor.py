@@ -67,7 +67,8 @@ def server():
                                      # no port: the socket library wrapped 71915 round to 6379 (a typo reached
                                      # another cluster's port) and read other scripts' digits
                                      "127.0.0.1:71915", "127.0.0.1:0", "127.0.0.1:65536",
-                                     "127.0.0.1:\u0666\u0663\u0667\u0669"])
+                                     "127.0.0.1:\u0666\u0663\u0667\u0669",
+                                     "127.0.0.1:" + "0" * 4400 + "1"])  # past int()'s 4300 digits: a ValueError
 def test_an_address_without_host_and_port_is_refused_before_anything_connects(address):
     from edgenas.evaluate.ray_executor import _check_reachable
 
