@@ -89,7 +89,7 @@ class DeviceInfo:
             return (f"onnxruntime provider {want} is not available; the device's onnxruntime has: "
                     f"{', '.join(str(p) for p in listed) or 'none'}")
         version = entry.get("version") if isinstance(entry, Mapping) else None
-        major = re.match(r"(\d+)\.", str(version)) if version is not None else None
+        major = re.match(r"(\d{1,6})\.", str(version)) if version is not None else None
         if name == "tensorrt" and params.get("precision", "fp32") != "fp32" and major and int(major.group(1)) >= 11:
             return (f"TensorRT {version} builds every layer in the type its ONNX graph gives it, and edgenas exports "
                     f"fp32 graphs: a {params.get('precision')} engine cannot be built (set precision = \"fp32\")")

@@ -100,7 +100,7 @@ def resolve_target(profile: DeviceProfile) -> SSHTarget:
 def _config_port(value: str | None, in_config: str) -> int:
     if value is None:
         return 22
-    if not (value.isascii() and value.isdigit() and 1 <= int(value) <= 65535):
+    if not (value.isascii() and value.isdigit() and len(value) <= 5 and 1 <= int(value) <= 65535):
         raise InputError(f"Port {value[:40]!r} {in_config} is not a port number 1-65535",
                          hint="fix the Port line there, or set port in the profile")
     return int(value)

@@ -319,7 +319,7 @@ def _cell_edges(a: str) -> list[tuple[int, int, str]] | None:
     for i, group in enumerate(a.strip().strip("|").split("|+|")):
         for tok in group.split("|"):
             op, sep, src = tok.partition("~")
-            if not sep or not src.isdigit() or int(src) > i:
+            if not sep or not (src.isascii() and src.isdigit() and len(src) < 4) or int(src) > i:
                 return None
             edges.append((int(src), i + 1, op))
     return edges or None

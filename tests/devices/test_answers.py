@@ -197,3 +197,6 @@ def test_a_tensorrt_11_device_cannot_build_fp16_from_an_fp32_graph():
     assert info.unmeasurable({"runtime": "tensorrt", "precision": "fp32"}) is None
     old = DeviceInfo.from_answer("orin", {**GOOD, "runtimes": {**trt, "tensorrt": {"version": "10.3.0"}}})
     assert old.unmeasurable({"runtime": "tensorrt", "precision": "fp16"}) is None
+    # a device's version of 4,400 digits: int() refuses more than 4,300 (a ValueError); no such TensorRT
+    odd = DeviceInfo.from_answer("odd", {**GOOD, "runtimes": {**trt, "tensorrt": {"version": "1" * 4400 + ".0"}}})
+    assert odd.unmeasurable({"runtime": "tensorrt", "precision": "fp16"}) is None
