@@ -97,7 +97,7 @@ def test_sort_channels_keeps_largest_and_orders_importance(space, perturbed):
         after_small = net(x[..., :24, :24])
         net.set_active(net.largest_arch())
         after_large = net(x)
-    assert (before_large - after_large).abs().max() < 1e-5
+    assert (before_large - after_large).abs().max() < 1e-4 * before_large.abs().max()  # sums in another order
     assert (before_small - after_small).abs().max() > 1e-4  # narrow slices now keep other channels
     for block in net.blocks[1:]:
         imp = block.conv.point_linear.conv.conv.weight.abs().sum((0, 2, 3))

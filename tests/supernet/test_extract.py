@@ -20,10 +20,11 @@ def test_extracted_subnets_match_supernet_path(space, perturbed):
         model = extract_subnet(net, arch, space)
         assert isinstance(model, torch.nn.Sequential)
         assert len(model) == len(space.block_keys(arch))
-        x = torch.randn(2, 3, arch.r, arch.r)
+        x, other = torch.randn(2, 3, arch.r, arch.r), torch.randn(2, 3, arch.r, arch.r)
         net.set_active(arch)
         with torch.no_grad():
             ref, out = net(x), model(x)
+            assert (net(other) - ref).abs().max() > 0.01, "outputs that ignore the input hide a wrong copy"
         assert ref.abs().max() > 0.1, "degenerate outputs would hide a wrong copy"
         assert (ref - out).abs().max() < 1e-5, arch
         assert net.active_arch == arch
