@@ -151,3 +151,24 @@ def test_bn_state_holds_only_running_statistics_and_restores_them(perturbed):
     assert not all(torch.equal(reference[k], v) for k, v in net.state_dict().items())
     load_bn_state(net, saved)
     assert all(torch.equal(reference[k], v) for k, v in net.state_dict().items())
+
+
+def test_recalibration_forgets_the_statistics_of_earlier_batches(space, perturbed):
+    """Statistics are reset first: a network that saw other data (trained, ``num_batches_tracked`` > 0)
+    ends with the same statistics as a fresh copy recalibrated on the same batches."""
+    import copy
+
+    seen = perturbed(10)
+    arch = seen.smallest_arch()
+    seen.set_active(arch)
+    fresh = copy.deepcopy(seen)
+    seen.train()
+    with torch.no_grad():
+        for _ in range(3):
+            seen(torch.randn(4, 3, arch.r, arch.r) * 3 - 2)
+    batches = [torch.randn(6, 3, arch.r, arch.r) for _ in range(2)]
+    assert recalibrate_bn(seen, batches) == recalibrate_bn(fresh, batches) == 2
+    a, b = seen.state_dict(), fresh.state_dict()
+    stats = [k for k in a if k.rsplit(".", 1)[-1] in ("running_mean", "running_var", "num_batches_tracked")]
+    assert stats and all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in stats)
+    assert int(a["first_conv.bn.num_batches_tracked"]) == 2
