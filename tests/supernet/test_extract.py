@@ -36,6 +36,8 @@ def test_extraction_restores_active_arch_and_is_independent(space, perturbed):
     net.set_active(large)
     model = extract_subnet(net, small, space)
     assert net.active_arch == large
+    counts = {int(m.num_batches_tracked) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    assert counts == {int(net.first_conv.bn.num_batches_tracked)} != {0}  # the statistics' count comes along
     x = torch.randn(1, 3, small.r, small.r)
     with torch.no_grad():
         before = model(x)
@@ -106,6 +108,8 @@ def test_copy_weights_refuses_a_model_that_does_not_fit_the_active_path(space, p
                   type(large)(ks=small.ks, e=large.e, d=large.d, r=large.r)):  # depth, width, kernel
         with pytest.raises(ExtractionError):
             copy_weights(space.build_model(other), net)
+    fits = space.build_model(large)
+    assert copy_weights(fits, net) is fits
     for edit, message in _misfits(net, space):
         model = space.build_model(large)
         edit(model)
