@@ -172,3 +172,18 @@ def test_recalibration_forgets_the_statistics_of_earlier_batches(space, perturbe
     stats = [k for k in a if k.rsplit(".", 1)[-1] in ("running_mean", "running_var", "num_batches_tracked")]
     assert stats and all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in stats)
     assert int(a["first_conv.bn.num_batches_tracked"]) == 2
+
+
+def test_set_active_refuses_an_architecture_of_another_shape_and_changes_nothing(space):
+    net = MBV3Supernet(space.config)
+    large, small = net.largest_arch(), net.smallest_arch()
+    net.set_active(small)
+    kernels = [b.conv.depth_conv.conv.active_kernel_size for b in net.blocks[1:]]
+    for bad in (type(large)(ks=large.ks + (3,), e=large.e, d=large.d, r=large.r),
+                type(large)(ks=large.ks, e=large.e + (3,), d=large.d, r=large.r),
+                type(large)(ks=large.ks, e=large.e, d=large.d + (2,), r=large.r),
+                type(large)(ks=large.ks, e=large.e, d=(1,) + large.d[1:], r=large.r)):
+        with pytest.raises(ValueError, match="does not fit|not in"):
+            net.set_active(bad)
+        assert net.active_arch == small
+        assert [b.conv.depth_conv.conv.active_kernel_size for b in net.blocks[1:]] == kernels
