@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from edgenas.supernet import MBV3Supernet, recalibrate_bn
-from edgenas.supernet.dynamic import DynamicPointConv2d, DynamicSeparableConv2d
+from edgenas.supernet.dynamic import DynamicPointConv2d, DynamicSeparableConv2d, build_act
 
 
 def test_smaller_kernel_is_transformed_centre_of_largest():
@@ -187,3 +187,11 @@ def test_set_active_refuses_an_architecture_of_another_shape_and_changes_nothing
             net.set_active(bad)
         assert net.active_arch == small
         assert [b.conv.depth_conv.conv.active_kernel_size for b in net.blocks[1:]] == kernels
+
+
+def test_an_unknown_activation_or_kernel_is_refused():
+    assert isinstance(build_act("relu"), torch.nn.ReLU) and isinstance(build_act("hswish"), torch.nn.Hardswish)
+    with pytest.raises(ValueError, match="unknown activation 'gelu'"):
+        build_act("gelu")
+    with pytest.raises(ValueError, match="kernel 9 not in"):
+        DynamicSeparableConv2d(8, (3, 5, 7), stride=1).active_filter(8, 9)
