@@ -42,14 +42,15 @@ def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor], *,
     """Reset and re-estimate BN running statistics from ``batches`` (inputs only).
 
     Inputs are resized to ``resolution`` when given. The model is left in eval mode. Returns the
-    number of batches used; with none, the statistics are left untouched.
+    number of batches used; with none, the statistics are left untouched, and a batch the model
+    cannot run leaves them as they were before the call (its error is raised).
     """
     batches = list(batches)
     if not batches:
         model.eval()
         return 0
     bns = batchnorms(model)
-    momenta = [bn.momentum for bn in bns]
+    momenta, saved = [bn.momentum for bn in bns], bn_state(model)
     for bn in bns:
         bn.reset_running_stats()
         bn.momentum = None  # cumulative average over the batches
@@ -57,6 +58,9 @@ def recalibrate_bn(model: nn.Module, batches: Iterable[torch.Tensor], *,
     try:
         for x in batches:
             model(resize(x, resolution) if resolution is not None else x)
+    except BaseException:
+        load_bn_state(model, saved)
+        raise
     finally:
         for bn, m in zip(bns, momenta):
             bn.momentum = m

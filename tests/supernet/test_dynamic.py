@@ -134,6 +134,10 @@ def test_recalibration_restores_momenta_and_eval_mode_even_on_a_failing_batch(sp
     with pytest.raises(RuntimeError):  # 4 input channels: the stem conv fails mid-way
         recalibrate_bn(net, [torch.randn(2, 4, 16, 16)], resolution=arch.r)
     assert not net.training and {bn.momentum for bn in batchnorms(net)} == {0.1}
+    with pytest.raises(RuntimeError):  # a good batch, then a bad one: the statistics are those of before
+        recalibrate_bn(net, [torch.randn(2, 3, 16, 16), torch.randn(2, 4, 16, 16)], resolution=arch.r)
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in stats.items())
+    assert {int(bn.num_batches_tracked) for bn in batchnorms(net)} == {1}
     assert recalibrate_bn(net, [torch.randn(4, 3, 16, 16)], resolution=arch.r) == 1
     assert not net.training and {bn.momentum for bn in batchnorms(net)} == {0.1}
 
