@@ -199,3 +199,21 @@ def test_an_unknown_activation_or_kernel_is_refused():
         build_act("gelu")
     with pytest.raises(ValueError, match="kernel 9 not in"):
         DynamicSeparableConv2d(8, (3, 5, 7), stride=1).active_filter(8, 9)
+
+
+def test_initial_weights_follow_ofa(space):
+    """Convs He-normal (fan out) without bias, BN gammas one except the last of each residual block
+    (zero: each residual block starts as the identity), classifier N(0, 0.01) with a zero bias."""
+    torch.manual_seed(0)
+    net = MBV3Supernet(space.config)
+    expand = net.blocks[1].conv.inverted_bottleneck.conv.conv.weight  # 1x1, fan out = its output channels
+    assert abs(expand.std().item() - (2 / expand.shape[0]) ** 0.5) < 0.1 * (2 / expand.shape[0]) ** 0.5
+    se = next(b.conv.depth_conv.se.fc for b in net.blocks[1:] if b.conv.use_se)
+    assert se.reduce.bias.abs().sum() == 0 and se.expand.bias.abs().sum() == 0
+    assert abs(net.classifier.linear.weight.std().item() - 0.01) < 0.002
+    assert net.classifier.linear.bias.abs().sum() == 0
+    for block in net.blocks[1:]:
+        gamma = block.conv.point_linear.bn.bn.weight
+        assert torch.equal(gamma, torch.zeros_like(gamma) if block.has_shortcut else torch.ones_like(gamma))
+    assert any(not b.has_shortcut for b in net.blocks[1:]) and any(b.has_shortcut for b in net.blocks[1:])
+    assert torch.equal(net.first_conv.bn.weight, torch.ones_like(net.first_conv.bn.weight))
