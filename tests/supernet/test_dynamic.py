@@ -217,3 +217,12 @@ def test_initial_weights_follow_ofa(space):
         assert torch.equal(gamma, torch.zeros_like(gamma) if block.has_shortcut else torch.ones_like(gamma))
     assert any(not b.has_shortcut for b in net.blocks[1:]) and any(b.has_shortcut for b in net.blocks[1:])
     assert torch.equal(net.first_conv.bn.weight, torch.ones_like(net.first_conv.bn.weight))
+
+
+def test_block_sort_channels_returns_the_order_it_applied(perturbed):
+    block = perturbed(11).blocks[-1].conv
+    pl, ib = block.point_linear.conv.conv.weight, block.inverted_bottleneck.conv.conv.weight
+    pl_before, ib_before = pl.clone(), ib.clone()
+    order = block.sort_channels()
+    assert sorted(order.tolist()) == list(range(pl.shape[1])) and order.tolist() != sorted(order.tolist())
+    assert torch.equal(pl, pl_before[:, order]) and torch.equal(ib, ib_before[order])
