@@ -226,3 +226,25 @@ def test_block_sort_channels_returns_the_order_it_applied(perturbed):
     order = block.sort_channels()
     assert sorted(order.tolist()) == list(range(pl.shape[1])) and order.tolist() != sorted(order.tolist())
     assert torch.equal(pl, pl_before[:, order]) and torch.equal(ib, ib_before[order])
+
+
+def test_random_architectures_draw_every_choice(space):
+    net, c = MBV3Supernet(space.config), space.config
+    archs = [net.random_arch(np.random.default_rng(s)) for s in range(40)]
+    assert {k for a in archs for k in a.ks} == set(c.ks_choices)
+    assert {e for a in archs for e in a.e} == set(c.e_choices)
+    assert {d for a in archs for d in a.d} == set(c.d_choices) and {a.r for a in archs} == set(c.resolutions)
+
+
+def test_dynamic_bn_updates_its_statistics_only_in_train_mode():
+    from edgenas.supernet.dynamic import DynamicBatchNorm2d
+
+    bn = DynamicBatchNorm2d(8)
+    x = torch.randn(6, 4, 5, 5) * 2 + 3
+    bn.eval()
+    bn(x)
+    assert int(bn.bn.num_batches_tracked) == 0 and torch.equal(bn.bn.running_mean, torch.zeros(8))
+    bn.train()
+    bn(x)  # momentum 0.1 on the first 4 channels, the others untouched
+    assert int(bn.bn.num_batches_tracked) == 1 and torch.equal(bn.bn.running_mean[4:], torch.zeros(4))
+    assert torch.allclose(bn.bn.running_mean[:4], 0.1 * x.mean((0, 2, 3)), atol=1e-6)
