@@ -14,6 +14,7 @@ from edgenas.supernet.dynamic import DynamicPointConv2d, DynamicSeparableConv2d,
 def test_smaller_kernel_is_transformed_centre_of_largest():
     torch.manual_seed(0)
     conv = DynamicSeparableConv2d(8, (3, 5, 7), stride=1)
+    assert {n for n, _ in conv.named_parameters()} == {"conv.weight", "7to5_matrix", "5to3_matrix"}  # OFA's names
     w = conv.conv.weight
     # identity transforms: the 5x5 and 3x3 filters are the centre crops of the 7x7 one
     assert torch.equal(conv.active_filter(8, 5), w[:, :, 1:6, 1:6])
@@ -37,6 +38,7 @@ def test_smaller_kernel_is_transformed_centre_of_largest():
 
 def test_narrow_width_uses_the_same_parameters():
     conv = DynamicPointConv2d(16, 32)
+    assert [n for n, _ in conv.named_parameters()] == ["conv.weight"]  # no bias, as in OFA
     conv.active_out_channel = 12
     w = conv.active_weight(10)
     assert w.shape == (12, 10, 1, 1) and w.data_ptr() == conv.conv.weight.data_ptr()
