@@ -250,3 +250,8 @@ def test_dynamic_bn_updates_its_statistics_only_in_train_mode():
     bn(x)  # momentum 0.1 on the first 4 channels, the others untouched
     assert int(bn.bn.num_batches_tracked) == 1 and torch.equal(bn.bn.running_mean[4:], torch.zeros(4))
     assert torch.allclose(bn.bn.running_mean[:4], 0.1 * x.mean((0, 2, 3)), atol=1e-6)
+    bn.bn.reset_running_stats()
+    bn.bn.momentum = None  # cumulative average, as in BN recalibration
+    bn(x)
+    bn(x[:, :4] * 0 + 1)
+    assert torch.allclose(bn.bn.running_mean[:4], (x.mean((0, 2, 3)) + 1) / 2, atol=1e-5)
