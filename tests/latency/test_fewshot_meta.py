@@ -255,3 +255,24 @@ def test_ridge_penalties_of_a_configuration_must_be_positive():
     for lam_ref, lam_desc in ((0.0, None), (-1.0, None), (1.0, 0.0), (1.0, -1.0)):
         with pytest.raises(InputError, match=f"ridge penalties must be > 0, got {lam_ref}, {lam_desc}"):
             MetaConfig(lam_ref=lam_ref, lam_desc=lam_desc)
+
+
+def test_features_that_are_not_references_then_descriptors_are_one_input_error():
+    """``fit``, ``predict`` and ``choose_config`` read features as ``[references | descriptors]``: a flat row,
+    fewer columns than references, a non-finite value or a reference latency <= 0 is one ``InputError``."""
+    X = np.array([[1.0, 2.0, 0.5], [2.0, 3.0, 0.1], [4.0, 5.0, 0.3]])
+    y = np.array([2.0, 4.0, 8.0])
+    fitted = MetaFewShot(2).fit(X, y)
+    for features in (X[0], X[:, :1]):
+        with pytest.raises(InputError, match="features must be a 2-D array with at least 2 reference columns"):
+            MetaFewShot(2).fit(features, y[:features.shape[0]])
+    with pytest.raises(InputError, match="at least 4 reference columns, got shape"):
+        MetaFewShot(4).fit(X, y)
+    for i, j, v in ((0, 2, np.nan), (1, 0, np.inf), (2, 1, 0.0), (0, 0, -1.0)):
+        bad = X.copy()
+        bad[i, j] = v
+        with pytest.raises(InputError, match="features must be finite, and reference latencies > 0"):
+            MetaFewShot(2).fit(bad, y)
+        with pytest.raises(InputError, match="features must be finite, and reference latencies > 0"):
+            fitted.predict(bad)
+    assert MetaFewShot(2).fit(np.where(X == 0.1, -0.1, X), y).kind == "ridge"  # a descriptor may be <= 0
