@@ -276,3 +276,42 @@ def test_features_that_are_not_references_then_descriptors_are_one_input_error()
         with pytest.raises(InputError, match="features must be finite, and reference latencies > 0"):
             fitted.predict(bad)
     assert MetaFewShot(2).fit(np.where(X == 0.1, -0.1, X), y).kind == "ridge"  # a descriptor may be <= 0
+
+
+def test_what_to_measure_is_chosen_by_the_references_else_the_first_descriptor():
+    """``selection_score``: the references' mean log latency, else the log of the first descriptor (0 where
+    it is not positive), else nothing to go by; ``k`` may be every candidate, not one more."""
+    from edgenas.latency.fewshot_meta import selection_score
+
+    X = np.array([[2.0, 8.0, 5.0], [4.0, 2.0, -1.0], [1.0, 1.0, 0.0]])
+    np.testing.assert_allclose(selection_score(X, 2), np.log([4.0, 2.0 ** 1.5, 1.0]), rtol=1e-12)
+    np.testing.assert_allclose(selection_score(X[:, 2:], 0), np.log([5.0 + 1e-9, 1e-9, 1e-9]), rtol=1e-12)
+    assert selection_score(np.zeros((3, 0)), 0).tolist() == [0.0, 0.0, 0.0]
+    for rule in ("random", "stratified"):
+        every = select_architectures(X, 2, 3, 0, rule)
+        assert sorted(every.tolist()) == [0, 1, 2] and every.dtype == np.int64
+        with pytest.raises(InputError, match="cannot choose 4 of 3 candidates"):
+            select_architectures(X, 2, 4, 0, rule)
+    scores = np.array([[10.0], [1.0], [5.0], [0.1]])  # no references: strata of the descriptor
+    for seed in range(6):
+        low, high = select_architectures(scores, 0, 2, seed, "stratified")
+        assert low in (1, 3) and high in (0, 2)
+
+
+def test_choosing_the_configuration_needs_two_references_three_points_and_a_pool_to_score_on():
+    lat, E = _devices(n=40)
+    X = np.column_stack([lat[:, :3], E[:, :2]])
+    configs = (MetaConfig("ms", 1e-2, None, "random", "squared"), MetaConfig("log", 1.0, 10.0, "random", "squared"))
+    best, info = choose_config(X, 3, 5, configs=configs, seeds=(0,))
+    assert best in configs and info["tasks"] == 3 and info["k"] == 5 and 0 <= info["inner_within10"] <= 1
+    assert choose_config(X, 3, 5, configs=configs, seeds=(0,)) == (best, info)  # deterministic
+    for n_refs, k, reason in ((1, 5, "fewer than 2 references"), (3, 2, "k < 3")):
+        chosen, why = choose_config(X, n_refs, k, configs=configs, seeds=(0,))
+        assert chosen == MetaConfig(loss="squared") and why == {"tasks": 0, "reason": reason}
+    assert choose_config(X, 3, 10, configs=configs, seeds=(0,), n_pool=10)[1] == {"tasks": 0,
+                                                                                 "reason": "pool too small"}
+    assert choose_config(X, 3, 9, configs=configs, seeds=(0,), n_pool=10)[1]["tasks"] == 3
+    for targets in (lat[:, :2], np.where(np.arange(40)[:, None] == 5, 0.0, lat[:, :3]),
+                    np.where(np.arange(40)[:, None] == 5, np.nan, lat[:, :3])):
+        with pytest.raises(InputError, match="inner targets must be finite, > 0 and of shape"):
+            choose_config(X, 3, 5, targets=targets, configs=configs, seeds=(0,))
