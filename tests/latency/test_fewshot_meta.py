@@ -315,3 +315,23 @@ def test_choosing_the_configuration_needs_two_references_three_points_and_a_pool
                     np.where(np.arange(40)[:, None] == 5, np.nan, lat[:, :3])):
         with pytest.raises(InputError, match="inner targets must be finite, > 0 and of shape"):
             choose_config(X, 3, 5, targets=targets, configs=configs, seeds=(0,))
+
+
+def test_the_default_configuration_the_record_schema_and_hubers_weights_are_as_documented():
+    """``DEFAULT`` (what fewer than 2 references or ``MIN_K`` points get) is frozen and hashable; records are
+    schema 1; Huber's weights are 1 within ``HUBER_C`` (1.345) robust scales (1.4826 x the median absolute
+    residual, at least ``SCALE_FLOOR``, 1%) and ``HUBER_C s / |r|`` beyond."""
+    import dataclasses
+
+    assert DEFAULT.to_dict() == {"space": "ms", "lam_ref": 0.01, "lam_desc": None, "selection": "stratified",
+                                 "loss": "huber"}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        DEFAULT.space = "log"
+    assert {DEFAULT: 1}[MetaConfig()] == 1
+    rec = MetaFewShot(1).fit([[1.0], [2.0]], [2.0, 4.0]).to_dict()
+    assert (rec["schema"], rec["kind"], rec["fit"]) == (1, "fewshot-meta", "ratio")
+    floor = huber_weights(np.array([0.0, 0.0, 0.0, 0.01, -0.02, 0.5]))  # median 0: the scale is the 1% floor
+    np.testing.assert_allclose(floor, [1, 1, 1, 1, 1.345 * 0.01 / 0.02, 1.345 * 0.01 / 0.5], rtol=1e-12)
+    s = 1.4826 * 0.1
+    w = huber_weights(np.array([0.1, -0.1, 0.1, 0.1, -0.5, 1.345 * s]))
+    np.testing.assert_allclose(w, [1, 1, 1, 1, 1.345 * s / 0.5, 1], rtol=1e-12)
