@@ -10,7 +10,7 @@ import pytest
 
 from edgenas.errors import InputError
 from edgenas.latency.fewshot import HwTable, cell_encoding
-from edgenas.latency.fewshot_meta import (CONFIGS, DEFAULT, MetaConfig, MetaFewShot, choose_config,
+from edgenas.latency.fewshot_meta import (CONFIGS, DEFAULT, LOSSES, MetaConfig, MetaFewShot, choose_config,
                                           config_grid, fit_new_device, huber_weights, select_architectures)
 
 NB201 = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "nb201" / "nb201_hw.csv"
@@ -338,3 +338,19 @@ def test_the_default_configuration_the_record_schema_and_hubers_weights_are_as_d
     s = 1.4826 * 0.1
     w = huber_weights(np.array([0.1, -0.1, 0.1, 0.1, -0.5, 1.345 * s]))
     np.testing.assert_allclose(w, [1, 1, 1, 1, 1.345 * s / 0.5, 1], rtol=1e-12)
+
+
+def test_a_target_of_zero_is_refused_and_an_ms_fit_is_floored_at_a_tenth_of_the_fastest_point():
+    """In ``"ms"`` space a linear fit can go to 0 ms or below off its points: it is floored at a tenth of the
+    smallest measured latency. Without references the descriptors' penalty is 1 unless configured."""
+    R, y = np.array([[1.0], [2.0], [3.0], [4.0]]), np.array([1.0, 3.0, 5.0, 7.0])  # y = 2 R - 1
+    with pytest.raises(InputError, match="target latencies must be finite and > 0"):
+        MetaFewShot(1).fit(R, np.where(y == 3.0, 0.0, y))
+    for loss in LOSSES:
+        m = MetaFewShot(1, config=MetaConfig("ms", 1e-3, None, "random", loss)).fit(R, y)
+        p = m.predict([[0.1], [3.0]])
+        assert p[0] == 0.1 and p[1] == pytest.approx(5.0, rel=1e-3) and m.to_dict()["floor"] == 0.1
+    D = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 1.0]])
+    default = MetaFewShot(0).fit(D, y).predict(D)
+    assert np.array_equal(default, MetaFewShot(0, config=MetaConfig(lam_desc=1.0)).fit(D, y).predict(D))
+    assert not np.allclose(default, MetaFewShot(0, config=MetaConfig(lam_desc=2.0)).fit(D, y).predict(D))
