@@ -354,3 +354,9 @@ def test_a_target_of_zero_is_refused_and_an_ms_fit_is_floored_at_a_tenth_of_the_
     default = MetaFewShot(0).fit(D, y).predict(D)
     assert np.array_equal(default, MetaFewShot(0, config=MetaConfig(lam_desc=1.0)).fit(D, y).predict(D))
     assert not np.allclose(default, MetaFewShot(0, config=MetaConfig(lam_desc=2.0)).fit(D, y).predict(D))
+
+
+def test_an_unfitted_model_neither_predicts_nor_writes_a_record():
+    for call in (lambda m: m.predict([[1.0]]), lambda m: m.to_dict()):
+        with pytest.raises(InputError, match="called before fit"):
+            call(MetaFewShot(1))
