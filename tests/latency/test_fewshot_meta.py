@@ -276,6 +276,9 @@ def test_features_that_are_not_references_then_descriptors_are_one_input_error()
         with pytest.raises(InputError, match="features must be finite, and reference latencies > 0"):
             fitted.predict(bad)
     assert MetaFewShot(2).fit(np.where(X == 0.1, -0.1, X), y).kind == "ridge"  # a descriptor may be <= 0
+    for features in (X[:, :2], X[0], np.column_stack([X, X[:, 2]])):  # the references alone, a row, one more
+        with pytest.raises(InputError, match=r"features must have shape \(n, 3\), got"):
+            fitted.predict(features)
     for rows, targets, counts in ((X, y[:2], "3 rows, 2 targets"), (X[:0], y[:0], "0 rows, 0 targets")):
         with pytest.raises(InputError, match=f"need one target per row: {counts}"):
             MetaFewShot(2).fit(rows, targets)
