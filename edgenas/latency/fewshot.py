@@ -29,10 +29,9 @@ import numpy as np
 from edgenas.errors import InputError
 from edgenas.latency.calibration import apply_calibration, fit_calibration
 from edgenas.latency.fewshot_records import (
-    reading_model, record_count, record_number, record_strings, record_vector,
+    is_schema, reading_model, record_count, record_number, record_strings, record_vector,
 )
 from edgenas.latency.lut import MAX_MS, Calibration
-from edgenas.limits import is_schema
 
 MIN_K_RIDGE = 5
 FEWSHOT_SCHEMA = 1
@@ -319,7 +318,8 @@ def _cell_edges(a: str) -> list[tuple[int, int, str]] | None:
     for i, group in enumerate(a.strip().strip("|").split("|+|")):
         for tok in group.split("|"):
             op, sep, src = tok.partition("~")
-            if not sep or not (src.isascii() and src.isdigit() and len(src) < 4) or int(src) > i:
+            # ASCII digits only, and few: int() refuses '²' (a digit to isdigit) and 5,000 digits with a ValueError
+            if not sep or not (src.isascii() and src.isdigit()) or len(src) > 6 or int(src) > i:
                 return None
             edges.append((int(src), i + 1, op))
     return edges or None
