@@ -363,3 +363,15 @@ def test_an_unfitted_model_neither_predicts_nor_writes_a_record():
     for call in (lambda m: m.predict([[1.0]]), lambda m: m.to_dict()):
         with pytest.raises(InputError, match="called before fit"):
             call(MetaFewShot(1))
+
+
+def test_either_loss_recovers_a_device_that_is_a_sum_of_its_references():
+    """In ``"ms"`` space a device whose latency is ``2 R0 + R1`` is fitted from 5 points to within 0.2% (1% off them),
+    with the squared loss as with Huber's (the squared fit was checked only against slow readings)."""
+    R = np.array([[1.0, 2.0], [2.0, 1.0], [3.0, 5.0], [4.0, 3.0], [5.0, 4.0]])
+    y = 2 * R[:, 0] + R[:, 1]
+    new = np.array([[10.0, 1.0], [0.5, 8.0]])
+    for loss in LOSSES:
+        m = MetaFewShot(2, config=MetaConfig("ms", 1e-3, None, "random", loss)).fit(R, y)
+        np.testing.assert_allclose(m.predict(np.vstack([R, new])), np.r_[y, 2 * new[:, 0] + new[:, 1]], rtol=1e-2)
+        assert np.abs(m.predict(R) / y - 1).max() < 2e-3
