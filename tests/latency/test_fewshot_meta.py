@@ -10,7 +10,7 @@ import pytest
 
 from edgenas.errors import InputError
 from edgenas.latency.fewshot import HwTable, cell_encoding
-from edgenas.latency.fewshot_meta import (CONFIGS, DEFAULT, LOSSES, MetaConfig, MetaFewShot, choose_config,
+from edgenas.latency.fewshot_meta import (CONFIGS, DEFAULT, LOSSES, SPACES, MetaConfig, MetaFewShot, choose_config,
                                           config_grid, fit_new_device, huber_weights, select_architectures)
 
 NB201 = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "nb201" / "nb201_hw.csv"
@@ -375,3 +375,13 @@ def test_either_loss_recovers_a_device_that_is_a_sum_of_its_references():
         m = MetaFewShot(2, config=MetaConfig("ms", 1e-3, None, "random", loss)).fit(R, y)
         np.testing.assert_allclose(m.predict(np.vstack([R, new])), np.r_[y, 2 * new[:, 0] + new[:, 1]], rtol=1e-2)
         assert np.abs(m.predict(R) / y - 1).max() < 2e-3
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("space", SPACES)
+def test_a_larger_ridge_penalty_shrinks_the_fit_towards_the_mean(loss, space):
+    R = np.array([[1.0, 2.0], [2.0, 1.0], [3.0, 5.0], [4.0, 3.0], [5.0, 4.0]])
+    y = 2 * R[:, 0] + R[:, 1]
+    spread = [float(np.std(np.log(MetaFewShot(2, config=MetaConfig(space, lam, None, "random", loss)).fit(R, y)
+                                  .predict(R)))) for lam in (1e-3, 1.0, 100.0)]
+    assert abs(spread[0] - np.std(np.log(y))) < 1e-2 and spread[0] > spread[1] > spread[2] and spread[2] < 0.05
