@@ -143,3 +143,12 @@ def test_the_size_checked_is_the_size_of_the_file_a_save_writes(tmp_path, monkey
     with pytest.raises(InputError, match="over the"):  # every writer of a table: nothing is written
         lut.save(tmp_path / "u.json")
     assert not (tmp_path / "u.json").exists()
+
+
+def test_a_runtime_whose_calls_overlap_has_its_one_call_wait_timed_on_the_trivial_model(tmp_path):
+    """``runs_per_sample`` > 1 (a GPU's runtime): samples of back-to-back calls, and the trivial model timed
+    once more one call at a time (``Lut.sync``: at least 200 samples, no reference ratio)."""
+    res = profile_device(Project(tmp_path / "proj"), "local", "nb201", protocol=dict(FAST, runs_per_sample=2))
+    lut = Lut.load(res.lut_path)
+    assert res.runs_per_sample == 2 and lut.protocol["runs_per_sample"] == 2 and lut.overhead.k == 2
+    assert lut.sync is not None and lut.sync.k == 1 and lut.sync.n >= 200 and lut.sync.ratio is None
