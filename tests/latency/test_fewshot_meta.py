@@ -311,6 +311,7 @@ def test_choosing_the_configuration_needs_two_references_three_points_and_a_pool
     best, info = choose_config(X, 3, 5, configs=configs, seeds=(0,))
     assert best in configs and info["tasks"] == 3 and info["k"] == 5 and 0 <= info["inner_within10"] <= 1
     assert choose_config(X, 3, 5, configs=configs, seeds=(0,)) == (best, info)  # deterministic
+    assert choose_config(X[:, [0, 1, 3, 4]], 2, 5, configs=configs, seeds=(0,))[1]["tasks"] == 2  # 2 are enough
     for n_refs, k, reason in ((1, 5, "fewer than 2 references"), (3, 2, "k < 3")):
         chosen, why = choose_config(X, n_refs, k, configs=configs, seeds=(0,))
         assert chosen == MetaConfig(loss="squared") and why == {"tasks": 0, "reason": reason}
