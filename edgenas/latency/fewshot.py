@@ -29,9 +29,10 @@ import numpy as np
 from edgenas.errors import InputError
 from edgenas.latency.calibration import apply_calibration, fit_calibration
 from edgenas.latency.fewshot_records import (
-    is_schema, reading_model, record_count, record_number, record_strings, record_vector,
+    reading_model, record_count, record_number, record_strings, record_vector,
 )
 from edgenas.latency.lut import MAX_MS, Calibration
+from edgenas.limits import is_schema
 
 MIN_K_RIDGE = 5
 FEWSHOT_SCHEMA = 1

@@ -30,8 +30,6 @@ def test_graph_descriptors_separate_live_from_dead_edges():
     assert row["live_skip_connect"] == 1 and row["output_reachable"] == 1
     assert dict(zip(names, g[1]))["output_reachable"] == 0
     assert graph_descriptors(["resnet18"])[0].shape == (1, 0)  # not a cell: no descriptors
-    for src in ("\u00b2", "\u0661", "0" * 4400):  # str.isdigit, but a ValueError or another script's digit in int()
-        assert graph_descriptors([f"|nor_conv_3x3~{src}|+|none~0|none~1|+|none~0|none~1|none~2|"])[0].shape == (1, 0)
 
 
 def _synthetic(n=600, seed=0):
