@@ -249,8 +249,8 @@ def save_checkpoint(ck_json: Path, ck_tensors: Path, meta: dict[str, Any], modul
 
 
 def _ms(v: Any) -> bool:
-    """Latencies by device name."""
-    return isinstance(v, dict) and all(isinstance(k, str) and is_finite(x) for k, x in v.items())
+    """Latencies by device name (ms >= 0)."""
+    return isinstance(v, dict) and all(isinstance(k, str) and is_finite(x) and x >= 0 for k, x in v.items())
 
 
 #: what each epoch of a checkpoint's history must hold, and what each field must be (nb201's records; the

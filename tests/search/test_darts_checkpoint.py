@@ -88,6 +88,22 @@ def test_a_checkpoint_with_bad_multipliers_is_refused(tmp_path, lam):
         _load(tmp_path)
 
 
+@pytest.mark.parametrize("field", ["derived_ms", "argmax_ms"])
+@pytest.mark.parametrize("ms", [{"local": "1.5"}, {"local": -1.0}, {"local": None}, {"1": 1.0, "local": [1.0]}, [1.0]])
+def test_a_history_record_of_latencies_that_are_not_ms_by_device_is_refused(tmp_path, field, ms):
+    """(They were copied into best.json and the run's records on resume.)"""
+    net, w_opt, a_opt = _trained(tmp_path)
+    meta = json.loads((tmp_path / "ck.json").read_text())
+    good = {"epoch": 1, "arch": "cell", "derived_ms": {"local": 1.5}, "derivation": "pt", "argmax_arch": "cell",
+            "argmax_ms": {"local": 0.0}}
+    args = (tmp_path / "ck.json", tmp_path / "ck.safetensors", {"net": net}, {"w_opt": w_opt, "a_opt": a_opt}, 1)
+    (tmp_path / "ck.json").write_text(json.dumps(dict(meta, history=[good])))
+    assert load_checkpoint(*args)[2] == [good]  # every field checked (the default), a good record read
+    (tmp_path / "ck.json").write_text(json.dumps(dict(meta, history=[{**good, field: ms}])))
+    with pytest.raises(InputError, match="malformed checkpoint"):
+        load_checkpoint(*args)
+
+
 def test_the_latency_term_adds_lambda_over_budget_or_the_fixed_weight():
     ce = torch.tensor(1.0)
     e = [torch.tensor(4.0), torch.tensor(6.0)]
