@@ -4,6 +4,7 @@ latency budgets need more digits than the report keeps (``--json`` keeps the num
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 TABLE = Path(__file__).resolve().parents[2].parent / "shared/data/nb201/nb201_hw.csv"
@@ -61,3 +62,54 @@ def test_values_as_the_tables_print_them():
     assert _warm_use({"excluded": "other\ntask"}, 0, 0.5) == "excluded: other task"
     assert _warm_use({"used": False}, 0, 0.5) == "not used (similarity below 0.5)"
     assert _warm_use({"used": True, "excluded": None}, 3, 0.5) == "used: 3 transferred"
+
+
+def test_runs_show_says_what_best_json_reported_and_what_a_warm_start_drew_from(fresh, cli, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    _search(cli, "a", 1, "20")
+    src = json.loads(cli("runs", "list", "--json").out)[0]["id"]
+    res = cli("search", "--space", "nb201", "--table", str(TABLE), "--latency-column", "raspi4_ms",
+              "--max-latency-ms", "20", "--strategy", "random", "--population", "2", "--budget", "4", "--seed", "3",
+              "--report", "cifar100_test", "--warm-start", src, "--out", "b", "--json")
+    assert res.code == 0, res.err
+    rid = res.json()["run_id"]
+    shown = cli("runs", "show", rid, "--json").json()
+    assert shown["id"] == rid and shown["fronts"] and shown["warm_start"]["candidates"][0]["run_id"] == src
+    best = json.loads((fresh / "b" / "best.json").read_text())
+    assert shown["best_report"] == {"cifar100_test": best["report"]["cifar100_test"]}
+    said = cli("runs", "show", rid).out.splitlines()
+    assert f"reported for it (best.json): cifar100_test = {best['report']['cifar100_test']:.4g}" in said
+    gave = sum(t["from_run"] == src for t in shown["warm_start"]["transferred"])
+    assert f"  {src}: similarity 1.00 (task 1.00, device 1.00) used: {gave} transferred" in said
+    assert f"warm start: {shown['warm_start']['note']}" in said
+    lut_hash = shown["devices"][0]["lut_hash"]
+    assert said[2] == f"device raspi4_ms (table): budget 20 ms, fingerprint table:raspi4_ms, table {lut_hash[:12]}"
+    con = sqlite3.connect(fresh / ".edgenas/edgenas.db", isolation_level=None)
+    con.execute(f"UPDATE run_devices SET fingerprint_hash='{'0123456789abcdef' * 2}', lut_hash=NULL "
+                f"WHERE run_id='{rid}'")
+    con.close()
+    said = cli("runs", "show", rid).out.splitlines()
+    assert said[2] == "device raspi4_ms (table): budget 20 ms, fingerprint 0123456789abcdef, table -"
+
+    for damaged in (dict(best, number=best["number"] + 1), dict(best, report=[1]), dict(best, number="x"), [best],
+                    dict(best, report={"cifar100_test": None, "x": True})):  # another run's best, or damaged
+        (fresh / "b" / "best.json").write_text(json.dumps(damaged))
+        assert cli("runs", "show", rid, "--json").json()["best_report"] is None
+        again = cli("runs", "show", rid)
+        assert again.code == 0 and not any(x.startswith("reported for it") for x in again.out.splitlines())
+    (fresh / "b" / "best.json").unlink()
+    assert cli("runs", "show", rid, "--json").json()["best_report"] is None
+    again = cli("search", "--rerun", src, "--json")
+    assert again.code == 0, again.err
+    said = cli("runs", "show", again.json()["run_id"]).out.splitlines()
+    assert said[-1] == f"re-run of {src}"
+    assert not any(x.startswith("re-run of") for x in cli("runs", "show", src).out.splitlines())
+
+    # a damaged record is a row of its own, under the same ten columns, and one warning line
+    con = sqlite3.connect(fresh / ".edgenas/edgenas.db", isolation_level=None)
+    con.execute(f"UPDATE runs SET task='null' WHERE id='{src}'")
+    con.close()
+    listed = cli("runs", "list")
+    line = next(x for x in listed.out.splitlines() if src in x)
+    assert [c.strip() for c in line.strip("│ \n").split("│")] == [src] + ["-"] * 4 + ["damaged"] + ["-"] * 4
+    assert listed.err.count("\n") == 1 and listed.err.startswith("warning: ") and "column task" in listed.err
