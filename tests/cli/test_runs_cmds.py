@@ -113,3 +113,34 @@ def test_runs_show_says_what_best_json_reported_and_what_a_warm_start_drew_from(
     line = next(x for x in listed.out.splitlines() if src in x)
     assert [c.strip() for c in line.strip("│ \n").split("│")] == [src] + ["-"] * 4 + ["damaged"] + ["-"] * 4
     assert listed.err.count("\n") == 1 and listed.err.startswith("warning: ") and "column task" in listed.err
+
+
+def test_runs_import_compare_and_db_upgrade_as_text_and_json(fresh, cli, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    up = cli("db", "upgrade", "--json").json()  # no database yet: it is made at this schema
+    assert up["revision_before"] is None and up["revision"] and up["imported_measurements"] == 0
+    (fresh / ".edgenas/edgenas.db").unlink()
+    said = cli("db", "upgrade")
+    assert (said.code, said.out) == (0, f"{up['database']}: upgraded from empty to schema {up['revision']}\n")
+    _search(cli, "a", 1, "20")
+    _search(cli, "b", 2, "20")
+    rows = json.loads(cli("runs", "list", "--json").out)
+    (fresh / ".edgenas/edgenas.db").unlink()
+    imported = cli("runs", "import", "a", "--json").json()
+    assert [r["id"] for r in imported] == [rows[0]["id"]] and imported[0]["out_dir"] == str(fresh / "a")
+    assert {k: v for k, v in imported[0].items() if k != "created_at"} == \
+        {k: v for k, v in rows[0].items() if k != "created_at"}
+    said = cli("runs", "import", "b")
+    assert (said.code, said.out) == (0, f"imported run {rows[1]['id']}: nb201 / evolution, 6 evaluations, from "
+                                        f"{fresh / 'b'}\n")
+    compared = cli("runs", "compare", rows[0]["id"], rows[1]["id"], "--json").json()
+    assert [r["id"] for r in compared] == [rows[0]["id"], rows[1]["id"]]
+    assert [r["budgets_ms"] for r in compared] == [{"raspi4_ms": 20.0}] * 2
+    assert [(r["dataset"], r["strategy"], r["evaluations"], r["transferred"]) for r in compared] == \
+        [("cifar10", "evolution", 6, 0)] * 2
+    text = cli("runs", "compare", rows[0]["id"], rows[1]["id"]).out
+    for r in compared:
+        line = next(x for x in text.splitlines() if r["id"] in x)
+        cells = [c.strip() for c in line.strip("│ \n").split("│")]
+        assert cells == [r["id"], "cifar10", "evolution", "6", format(r["best_value"], ".4g"),
+                         str(r["best_reached_at"]), "raspi4_ms<=20", "-"]
