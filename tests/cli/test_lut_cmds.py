@@ -4,6 +4,7 @@ says a table was measured (``_provider``: a file value, so only the known names)
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -48,3 +49,26 @@ def test_lut_list_show_and_pull_as_text_and_json(proj, cli):
     pulled = cli("lut", "pull", "local").out.splitlines()
     assert f"pulled {path.name} -> {path}" in pulled
     assert json.loads(path.read_text())["entries"]
+
+
+def test_lut_pull_from_a_device_holding_none_says_so(fresh, cli):
+    assert cli("lut", "pull", "local", "--json").json() == []
+    res = cli("lut", "pull", "local")
+    assert (res.code, res.out) == (0, "local holds no LUT to pull (build one there with: edgenas profile local)\n")
+    assert not (fresh / "luts").exists()
+
+
+def test_lut_import_ofa_as_text_and_json(fresh, cli):
+    from edgenas.latency.lut import Lut
+
+    (fresh / "ofa").mkdir()
+    (fresh / "ofa/160_lookup_table.yaml").write_text("Conv-input:160x160x3-output:80x80x24:\n  count: 498\n"
+                                                     "  mean: 1.5\n  std: 0.01\n")
+    res = cli("lut", "import-ofa", "ofa", "--device", "n10", "--json")
+    assert res.code == 0, res.err
+    said = res.json()
+    path = fresh / "luts/n10" / Path(said["path"]).name
+    assert said == {"device": "n10", "space": "ofa-mbv3-w12", "path": str(path), "entries": 1}
+    assert Lut.load(path).entries["Conv-input:160x160x3-output:80x80x24"].median_ms == 1.5
+    res = cli("lut", "import-ofa", "ofa", "--device", "n10")
+    assert (res.code, res.out) == (0, f"imported 1 entries for ofa-mbv3-w12 -> {path}\n")
