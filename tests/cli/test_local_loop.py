@@ -100,6 +100,10 @@ def test_search_export_deploy_calibrate(proj, cli, tmp_path):
     assert shown["calibration"]["n_points"] == 2
     again = cli("lut", "calibrate", "local", "--space", "mbv3-tiny", "--json").json()
     assert again["n_points"] == 2 and again["params"] == pytest.approx(d2["recalibrated"]["params"])
+    said = cli("lut", "calibrate", "local", "--space", "mbv3-tiny").out  # as text: the same fit, in two lines
+    assert " ".join(said.split()) == (f"local / mbv3-tiny: calibrated on 2 measurements (0 new); within ±10%: raw "
+                                      f"{100 * again['within10_raw']:.0f}% -> calibrated "
+                                      f"{100 * again['within10_calibrated']:.0f}% LUT: {c['lut_path']}")
     # a measurement lut calibrate --measure takes is recorded with the prediction of the table as calibrated
     # then, as deploy records its own (the report compares them): it stored the raw sum as both before
     from edgenas.latency.calibration import apply_calibration
