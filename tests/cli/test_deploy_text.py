@@ -1,0 +1,45 @@
+"""``edgenas deploy`` (and ``edgenas measure``) as text on the profiled ``local`` table: every line of the
+result, in its numbers' forms, and "measurement" in the singular and the plural as the calibration grows."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+
+NUM = r"[-+]?\d[\d.e+-]*"
+
+
+def test_deploy_as_text_says_each_part_of_its_result(proj, cli, tmp_path, monkeypatch):
+    from edgenas.spaces import get_space
+
+    monkeypatch.setenv("COLUMNS", "300")
+    space = get_space("mbv3-tiny")
+    arch = tmp_path / "arch.json"
+    arch.write_text(json.dumps(space.to_dict(space.sample(np.random.default_rng(3)))))
+    said = []
+    for _ in range(2):
+        res = cli("deploy", "local", str(arch), "--out", str(tmp_path / "exp"))
+        assert res.code == 0, res.err
+        said.append(res.out.splitlines())
+    for lines, cal, refit in ((said[0], r"raw LUT sum", "1 measurement"),
+                              (said[1], r"calibrated on 1 measurement", "2 measurements")):
+        assert len(lines) == 5, lines
+        assert re.fullmatch(rf"local \(onnxruntime\): measured {NUM} ms \(median of window medians; CoV "
+                            rf"\d\.\d{{3}}, (stable|UNSTABLE)\)", lines[0]), lines[0]
+        assert re.fullmatch(rf"at the device's nominal speed: {NUM} ms \(ratio \d\.\d{{3}} to the reference, CoV "
+                            rf"\d\.\d{{3}}\)", lines[1]), lines[1]
+        assert re.fullmatch(rf"predicted {NUM} ms \({cal}\); error [-+]\d+\.\d% against the measurement at "
+                            rf"nominal speed", lines[2]), lines[2]
+        assert re.fullmatch(rf"LUT calibration refitted on {refit}: within ±10% \d+% raw, \d+% calibrated",
+                            lines[3]), lines[3]
+        assert re.fullmatch(r"cold start: session \d+\.\d ms, first run \d+\.\d\d ms", lines[4]), lines[4]
+
+    # edgenas measure: any ONNX file, here the export deploy made
+    res = cli("measure", "local", str(tmp_path / "exp" / "model.onnx"))
+    assert res.code == 0, res.err
+    assert re.fullmatch(rf"local: median {NUM} ms, p90 {NUM} ms, CoV \d\.\d{{3}} \((stable|UNSTABLE)\), n=\d+\n",
+                        res.out), res.out
+    m = cli("measure", "local", str(tmp_path / "exp" / "model.onnx"), "--json").json()
+    assert m["device"] == "local" and 0 < m["stats"]["median_ms"] <= m["stats"]["p90_ms"] and m["stats"]["n"] > 0
