@@ -126,6 +126,9 @@ def test_runs_import_compare_and_db_upgrade_as_text_and_json(fresh, cli, monkeyp
     _search(cli, "b", 2, "20")
     rows = json.loads(cli("runs", "list", "--json").out)
     (fresh / ".edgenas/edgenas.db").unlink()
+    bad = cli("runs", "import", "a", "c")  # every folder is checked first: no database, "a" not imported
+    assert bad.code == 2 and bad.err.startswith("error: ") and bad.err.count("\n") == 1, bad.err
+    assert not (fresh / ".edgenas/edgenas.db").exists()
     imported = cli("runs", "import", "a", "--json").json()
     assert [r["id"] for r in imported] == [rows[0]["id"]] and imported[0]["out_dir"] == str(fresh / "a")
     assert {k: v for k, v in imported[0].items() if k != "created_at"} == \
