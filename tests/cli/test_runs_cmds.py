@@ -3,7 +3,9 @@ latency budgets need more digits than the report keeps (``--json`` keeps the num
 
 from __future__ import annotations
 
+import csv
 import json
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -147,3 +149,26 @@ def test_runs_import_compare_and_db_upgrade_as_text_and_json(fresh, cli, monkeyp
         cells = [c.strip() for c in line.strip("│ \n").split("│")]
         assert cells == [r["id"], "cifar10", "evolution", "6", format(r["best_value"], ".4g"),
                          str(r["best_reached_at"]), "raspi4_ms<=20", "-"]
+
+
+def test_runs_stale_names_each_stale_run_and_how_to_rerun_it(fresh, cli, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")
+    table = fresh / "hw.csv"
+    rows = list(csv.reader(TABLE.open(newline="")))
+    col = rows[0].index("raspi4_ms")
+    for r in rows[1:]:
+        r[col] = repr(float(r[col]) / 100)  # every network fits 20 ms, until the table is the real one again
+    with table.open("w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    res = cli("search", "--space", "nb201", "--table", str(table), "--latency-column", "raspi4_ms",
+              "--max-latency-ms", "0.2", "--strategy", "evolution", "--budget", "4", "--seed", "1", "--out", "a",
+              "--json")
+    assert res.code == 0, res.err
+    shutil.copy(TABLE, table)  # 100 times slower: over its budget
+    stale = cli("runs", "stale", "--json").json()
+    [s] = stale["stale"]
+    assert stale["checked"] == 1 and s["run_id"] == res.json()["run_id"] and s["status"] == "over_budget"
+    said = cli("runs", "stale")
+    assert said.code == 0 and said.out.splitlines() == [
+        "1 of 1 finished runs are stale", f"{s['run_id']} (over_budget): {' '.join(s['reason'].split())}",
+        "re-run one with: edgenas search --rerun RUN_ID"], said.out
