@@ -7,6 +7,7 @@ import json
 import re
 
 import numpy as np
+import pytest
 
 NUM = r"[-+]?\d[\d.e+-]*"
 
@@ -34,8 +35,11 @@ def test_deploy_as_text_says_each_part_of_its_result(proj, cli, tmp_path, monkey
                             rf"\d\.\d{{3}}\)", lines[1]), lines[1]
         assert re.fullmatch(rf"predicted {NUM} ms \({cal}\); error [-+]\d+\.\d% against the measurement at "
                             rf"nominal speed", lines[2]), lines[2]
-        assert re.fullmatch(rf"LUT calibration refitted on {refit}: within ±10% \d+% raw, \d+% calibrated",
-                            lines[3]), lines[3]
+        m = re.fullmatch(rf"LUT calibration refitted on {refit}: within ±10% (\d+)% raw, (\d+)% calibrated", lines[3])
+        assert m and {m[1], m[2]} <= ({"0", "100"} if refit[0] == "1" else {"0", "50", "100"}), lines[3]
+        err = re.search(rf"^predicted ({NUM}) ms .*; error ([-+]\d+\.\d)% against", lines[2])
+        nominal_ms = float(re.search(r": (\S+) ms", lines[1])[1])
+        assert float(err[2]) == pytest.approx(100 * (float(err[1]) / nominal_ms - 1), abs=0.15), lines[2]
         assert re.fullmatch(r"cold start: session \d+\.\d ms, first run \d+\.\d\d ms", lines[4]), lines[4]
         predicted, nominal = re.search(r"^predicted (\S+) ms", lines[2])[1], re.search(r": (\S+) ms", lines[1])[1]
         assert lines[5] == (f"chosen network: validation accuracy 91.2%; latency predicted {predicted} ms, measured "
