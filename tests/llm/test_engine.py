@@ -6,9 +6,9 @@ import time
 import numpy as np
 import pytest
 
-from edgenas.errors import LLMInputError
+from edgenas.errors import LLMError, LLMInputError
 from edgenas.llm.codec import mutation_prefix, valid_mutations
-from edgenas.llm.prompt import ANSWER_HEAD, MUTATION_HEAD, build_prompt, static_prompt
+from edgenas.llm.prompt import ANSWER_HEAD, MUTATION_HEAD, Outcome, build_prompt, shared_prompt, static_prompt
 from edgenas.spaces import get_space
 
 
@@ -41,7 +41,8 @@ def test_the_head_is_the_prompt_then_the_answer_head_in_the_chat_template_when_t
     assert eng.head("Hi.") == "Hi.\n" + ANSWER_HEAD
     assert eng.middle(" think") == " think" + MUTATION_HEAD
     tok = copy.copy(parts[1])
-    tok.chat_template = "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}<assistant>"
+    tok.chat_template = ("{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
+                         "{% if add_generation_prompt %}<assistant>{% endif %}")
     assert _engine((parts[0], tok)).head("Hi.") == "<user>Hi.<assistant>" + ANSWER_HEAD
 
 
@@ -104,3 +105,144 @@ def test_a_finite_model_passes_its_check_and_an_infinite_weight_is_named(parts):
         model.model.layers[1].mlp.up_proj.weight[3, 2] = float("-inf")
     with pytest.raises(LLMInputError, match="weight model.layers.1.mlp.up_proj.weight is not finite"):
         _engine((model, parts[1])).check_finite()
+
+
+def test_generation_runs_on_the_engines_thread_count(parts):
+    import torch
+
+    _, _, prompts, choices, _ = parts
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        _engine(parts, threads=1).propose(prompts[0], choices[0], 0)
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(1)
+        _engine(parts, threads=2).propose(prompts[0], choices[0], 0)
+        assert torch.get_num_threads() == 2
+        _engine(parts, threads=1).check_finite()   # its forward pass too
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_the_batchs_shared_history_is_cached_on_top_of_the_fixed_prefix_and_changes_no_proposal(parts):
+    import torch
+
+    model, tok, _, choices, static = parts
+    space = get_space("nb201")
+    history = [Outcome('{"gene": "edge_1_0", "value": "none"}', "llm", True, 1.5),
+               Outcome('{"gene": "edge_2_1", "value": "skip_connect"}', "usual", False, -0.5)]
+    parents = [space.sample(np.random.default_rng(1)) for _ in range(3)]
+    prompts = [build_prompt(space, p, objective="cifar100_test", objectives={"cifar100_test": 61.0 + i},
+                            history=history) for i, p in enumerate(parents)]
+    shared = shared_prompt(space, "cifar100_test", history=history)
+    eng = _engine(parts, think_tokens=6)
+    heads = [eng.head(p) for p in prompts]
+    rows = [eng.encode(h)[0].tolist() for h in heads]
+    n, cache = eng._prefix(static, shared, heads, rows)
+    n_static = len(eng._cache_key)
+    assert n_static == len(eng.encode(static)[0]) - 1   # less the last token, which could merge with what follows
+    assert 2 <= n_static < n < len(rows[0]) and cache.get_seq_length() == n
+    assert eng._cache.get_seq_length() == n_static   # the cached fixed prefix is not extended
+    with torch.no_grad():
+        whole = model(input_ids=torch.tensor([rows[0][:n]]), use_cache=True).past_key_values
+    for mine, ref in zip(cache.layers, whole.layers):
+        assert torch.allclose(mine.keys, ref.keys, atol=1e-5) and torch.allclose(mine.values, ref.values, atol=1e-5)
+    # a shared text that is not in every prompt (or no longer than the fixed one) falls back to the fixed prefix
+    assert eng._prefix(static, shared + " and more", heads, rows)[0] == n_static
+    assert eng._prefix(static, static, heads, rows)[0] == n_static
+    plain = [(p.think, p.completion) for p in eng.propose_many(prompts, choices, 3)]
+    assert [(p.think, p.completion) for p in eng.propose_many(prompts, choices, 3, static=static)] == plain
+    assert [(p.think, p.completion) for p in eng.propose_many(prompts, choices, 3, static=static, shared=shared)] \
+        == plain
+
+
+def test_a_prefix_is_cached_only_where_every_row_starts_with_its_tokens(parts):
+    _, _, prompts, _, static = parts
+    eng = _engine(parts)
+    heads = [eng.head(p) for p in prompts[:2]]
+    rows = [eng.encode(h)[0].tolist() for h in heads]
+    # "You improve a" is 3 tokens: 2 are cached; "You improve" is 2: 1 token is too short to cache
+    assert eng._ids_upto("You improve a", heads, rows) == rows[0][:2] and len(eng.encode("You improve a")[0]) == 3
+    assert eng._ids_upto("You improve", heads, rows) is None
+    moved = [heads[0], "Note.\n" + heads[1]]   # the fixed text, but not at the start of every row
+    assert eng._ids_upto(static, moved, [eng.encode(h)[0].tolist() for h in moved]) is None
+    assert eng._prefix(static, "", moved, [eng.encode(h)[0].tolist() for h in moved]) == (0, None)
+
+
+def test_generation_reads_the_cached_prefix_instead_of_recomputing_it_and_positions_skip_the_padding(parts):
+    model, _, prompts, choices, static = parts
+    eng = _engine(parts, think_tokens=2)
+    seen = []
+    hook = model.model.register_forward_pre_hook(
+        lambda mod, args, kw: seen.append((kw["input_ids"].shape, kw.get("position_ids"))), with_kwargs=True)
+    try:
+        eng.propose_many(prompts, choices, 0, static=static)
+    finally:
+        hook.remove()
+    lengths = [len(eng.encode(eng.head(p))[0]) for p in prompts]
+    width, n_pre = max(lengths), len(eng._cache_key)
+    # the prefix once, then the first step of generate reads only the rows' own tokens
+    assert seen[0][0] == (1, n_pre) and seen[1][0] == (3, width - n_pre)
+    for i, n in enumerate(lengths):   # each row's own tokens follow its prefix; the padding between is skipped
+        assert seen[1][1][i, width - n:].tolist() == list(range(n_pre, n))
+        assert seen[2][1][i].tolist() == [n]
+
+
+def test_a_tokenizer_without_a_pad_token_pads_with_its_end_of_text(parts, tiny_model):
+    from transformers import AutoTokenizer
+
+    model, _, prompts, choices, static = parts
+    tok = AutoTokenizer.from_pretrained(tiny_model)   # a copy would share its special tokens with the fixture's
+    tok.pad_token = None
+    assert tok.pad_token_id is None
+    props = _engine((model, tok)).propose_many(prompts[:2], choices[:2], 0, static=static)
+    assert all(p.completion in ch for p, ch in zip(props, choices))
+
+
+def test_a_failed_generation_is_one_llm_error(parts, tiny_model):
+    from transformers import AutoTokenizer
+
+    model, _, prompts, choices, _ = parts
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    tok.pad_token, tok.eos_token = None, None   # nothing to pad with
+    with pytest.raises(LLMError, match="the model failed to generate") as err:
+        _engine((model, tok)).propose(prompts[0], choices[0], 0)
+    assert "out of memory" not in str(err.value)
+
+
+def test_a_model_whose_outputs_are_not_finite_fails_its_check(parts):
+    import copy
+
+    import torch
+
+    model = copy.deepcopy(parts[0])
+    with torch.no_grad():
+        model.model.norm.weight.fill_(3e38)   # finite, but the logits overflow
+    eng = _engine((model, parts[1]))
+    assert eng._nonfinite_weight() is None
+    with pytest.raises(LLMInputError, match="outputs are not finite"):
+        eng.check_finite()
+
+
+def test_a_proposal_is_a_frozen_record(parts):
+    import dataclasses
+
+    p = _engine(parts).propose(parts[2][0], parts[3][0], 0)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.completion = "x"
+
+
+def test_the_engine_defaults(parts):
+    from edgenas.llm.engine import Engine
+
+    eng = Engine(parts[0], parts[1])
+    assert (eng.threads, eng.temperature, eng.think_tokens, eng.max_genes) == (1, 0.8, 24, 1)
+
+
+def test_proposing_puts_the_model_in_evaluation_mode(parts):
+    import copy
+
+    model = copy.deepcopy(parts[0]).train()
+    _engine((model, parts[1])).propose(parts[2][0], parts[3][0], 0)
+    assert not model.training
