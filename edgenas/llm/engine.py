@@ -49,8 +49,14 @@ class Engine:
     def head(self, prompt: str) -> str:
         """The chat-formatted prompt, ending with the answer head (never with a lone space)."""
         if getattr(self.tok, "chat_template", None):
-            text = self.tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                                add_generation_prompt=True)
+            try:
+                text = self.tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                                    add_generation_prompt=True)
+            except Exception as exc:  # noqa: BLE001 - a damaged template (tokenizer files) is one clear error
+                from edgenas.llm.model import _short
+
+                raise LLMInputError(f"the model's chat template failed: {_short(exc)}",
+                                    hint="the tokenizer's chat_template is damaged; use another model") from None
         else:
             text = f"{prompt}\n"
         return text + ANSWER_HEAD

@@ -246,3 +246,16 @@ def test_proposing_puts_the_model_in_evaluation_mode(parts):
     model = copy.deepcopy(parts[0]).train()
     _engine((model, parts[1])).propose(parts[2][0], parts[3][0], 0)
     assert not model.training
+
+
+def test_a_damaged_chat_template_is_one_clear_error_before_anything_is_generated(parts, tiny_model):
+    from transformers import AutoTokenizer
+
+    model, _, prompts, choices, _ = parts
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    tok.chat_template = "{% for m in messages %}{{ m['content'] }{% endfor %}"   # a syntax error
+    eng = _engine((model, tok))
+    for call in (eng.check_finite, lambda: eng.propose(prompts[0], choices[0], 0)):
+        with pytest.raises(LLMInputError, match="the model's chat template failed: unexpected '}'"):
+            call()
+
