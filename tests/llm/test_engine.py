@@ -259,3 +259,13 @@ def test_a_damaged_chat_template_is_one_clear_error_before_anything_is_generated
         with pytest.raises(LLMInputError, match="the model's chat template failed: unexpected '}'"):
             call()
 
+
+def test_max_genes_lets_a_proposal_change_up_to_that_many_genes(parts):
+    from edgenas.llm.codec import Change
+
+    space = get_space("nb201")
+    for max_genes in (1, 2, 3):
+        eng = _engine(parts, max_genes=max_genes)
+        sizes = [len(Change.parse(space, mutation_prefix() + p.completion, max_genes).mutations)
+                 for seed in range(3) for p in eng.propose_many(parts[2], parts[3], seed)]
+        assert max(sizes) == max_genes   # these seeds reach the limit (a fixed tiny model)
