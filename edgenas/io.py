@@ -129,9 +129,24 @@ def read_log_bytes(path: Path) -> bytes | None:
         return fh.read()
 
 
-def open_log_for_append(path: Path) -> IO[str]:
+class _LogFile(io.TextIOWrapper):
+    """A text log whose file is cut to ``whole`` bytes before its first write (``open_log_for_append``)."""
+
+    whole: int | None = None
+
+    def write(self, s: str) -> int:
+        if self.whole is not None:
+            self.flush()
+            os.ftruncate(self.fileno(), self.whole)
+            self.whole = None
+        return super().write(s)
+
+
+def open_log_for_append(path: Path, *, whole: int | None = None) -> IO[str]:
     """``path`` opened to append lines, created if missing; never through a link (a planted
-    ``evaluations.jsonl -> /elsewhere`` would have the search write outside its folder)."""
+    ``evaluations.jsonl -> /elsewhere`` would have the search write outside its folder). ``whole``: the
+    length of the file's complete lines, when a torn last line (kill -9) follows; it is cut off just before
+    the first write, so a resume refused before anything is written leaves the file as it was."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
     except OSError as exc:
@@ -139,4 +154,6 @@ def open_log_for_append(path: Path) -> IO[str]:
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
         raise InputError(f"{path} is not a regular file", hint=_LOG_DAMAGED)
-    return os.fdopen(fd, "a", encoding="utf-8")
+    log = _LogFile(io.BufferedWriter(io.FileIO(fd, "a")), encoding="utf-8")
+    log.whole = whole
+    return log

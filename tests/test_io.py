@@ -162,6 +162,14 @@ def test_a_log_opened_for_append_is_created_and_appended_to(tmp_path):
         fh.write("é\n")
     assert eio.read_log_bytes(log) == "a\né\n".encode()
     assert oct(log.stat().st_mode & 0o777) == oct(0o644 & ~current_umask())
+    log.write_bytes(b'{"n": 0}\n{"n')                                  # a torn last line (kill -9)
+    with eio.open_log_for_append(log, whole=9):
+        pass                                                            # nothing written: the file as it was
+    assert log.read_bytes() == b'{"n": 0}\n{"n'
+    with eio.open_log_for_append(log, whole=9) as fh:
+        fh.write('{"n": 1}\n')
+        fh.write('{"n": 2}\n')                                          # cut once, before the first write
+    assert log.read_bytes() == b'{"n": 0}\n{"n": 1}\n{"n": 2}\n'
 
 
 def current_umask() -> int:

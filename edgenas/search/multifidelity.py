@@ -110,11 +110,11 @@ def run_multifidelity(config: MFConfig, problems: Sequence[Problem], out_dir: st
             diff = sorted(k for k in set(old) | set(config.to_json()) if old.get(k) != config.to_json().get(k))
             raise ResumeRefused(f"cannot resume {out}: the config differs in {', '.join(diff)}",
                                 hint="resume with the original settings or use a new folder")
-        logged = _read_log(log_path)  # config.json is this config already: a refused replay changes nothing
+        logged, whole = _read_log(log_path)  # config.json is this config already: a refused replay changes nothing
     else:
         if log_path.exists() or ckpt_path.exists():
             raise InputError(f"{out} already holds a search run", hint=resume_or_new(out))
-        logged = []
+        logged, whole = [], None
         atomic_write_json(cfg_path, config.to_json())
     space = problems[0].space
     total = sum(sum(s) for _, s in config.plan())
@@ -127,7 +127,7 @@ def run_multifidelity(config: MFConfig, problems: Sequence[Problem], out_dir: st
         atomic_write_json(ckpt_path, {"schema": MF_SCHEMA, "status": status, "n_evaluations": len(trials),
                                       "cost": cost, "elapsed_s": time.monotonic() - t0})
 
-    with open_log_for_append(log_path) as log:
+    with open_log_for_append(log_path, whole=whole) as log:
         def evaluate(bracket: int, rung: int, archs: list[Any]) -> list[dict[str, Any]]:
             nonlocal cost
             recs, todo = replay_or_evaluate(problems[rung], archs, len(trials), logged, log, t0, out, "the schedule",

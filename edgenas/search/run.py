@@ -81,13 +81,12 @@ class SearchConfig:
             raise InputError(f"malformed search config: {exc}") from None
 
 
-def _read_log(path: Path) -> list[dict[str, Any]]:
-    """The checked records of the evaluation log's complete lines; a torn last line (kill -9) is cut
-    off the file, so the next record starts on a line of its own."""
+def _read_log(path: Path) -> tuple[list[dict[str, Any]], int | None]:
+    """The checked records of the evaluation log's complete lines, and their length in bytes when a torn
+    last line (kill -9) follows: ``open_log_for_append(path, whole=...)`` cuts it off before the next record
+    (a resume refused after reading had already cut it)."""
     logged, end = read_evaluations(path)
-    if path.exists() and path.stat().st_size > end:
-        os.truncate(path, end)
-    return logged
+    return logged, end if path.exists() and path.stat().st_size > end else None
 
 
 def strategy_options(config: SearchConfig, hooks: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -221,13 +220,13 @@ def run_search(config: SearchConfig, problem: Problem, out_dir: str | os.PathLik
         if diff:
             raise ResumeRefused(f"cannot resume {out}: the config differs in {', '.join(diff)}",
                                 hint="resume with the original settings or use a new folder")
-        logged = _read_log(log_path)
+        logged, whole = _read_log(log_path)
         prev = check_checkpoint(read_json(ckpt_path, "checkpoint"), ckpt_path) if ckpt_path.exists() else {}
         elapsed0 = float(prev.get("elapsed_s", logged[-1]["wall_s"] if logged else 0.0))
     else:
         if log_path.exists() or ckpt_path.exists():
             raise InputError(f"{out} already holds a search run", hint=resume_or_new(out))
-        logged, elapsed0 = [], 0.0
+        logged, whole, elapsed0 = [], None, 0.0
     if more_wall_s is not None:
         config = dataclasses.replace(config, max_wall_s=elapsed0 + more_wall_s)
     trials: list[Trial] = []
@@ -263,7 +262,7 @@ def run_search(config: SearchConfig, problem: Problem, out_dir: str | os.PathLik
     seen: set[str] = set()
     repeats = 0  # consecutive evaluations of architectures the run had already evaluated
     give_up = exhausted_after(batch)
-    with open_log_for_append(log_path) as log:
+    with open_log_for_append(log_path, whole=whole) as log:
         while len(trials) < config.budget_evals:
             if repeats >= give_up and len(trials) >= len(logged):
                 stopped = "exhausted"

@@ -557,7 +557,7 @@ def test_a_log_whose_architecture_is_not_what_the_strategy_proposes_refuses_the_
     log = tmp_path / "evaluations.jsonl"
     rows = [json.loads(x) for x in log.read_text().splitlines()]
     rows[2]["arch"] = rows[4]["arch"]                                  # a real architecture, not the third proposed
-    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"number": 6, "ar')  # and a torn last line
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     with pytest.raises(InputError, match="evaluation 2 in the log is not what the strategy proposes on replay"):
         run_search(config("random", 6), problem_for(full_table), tmp_path, resume=True)
