@@ -588,3 +588,24 @@ def test_a_diverging_run_is_one_error_and_a_checkpoint_past_the_last_epoch_is_re
     with pytest.raises(InputError, match="checkpoint of epoch 2 in a run of 1 epochs"):
         run_mbv3_darts(cfg, [], tmp_path / "run", resume=True)
     assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()} == before
+
+
+def test_the_weight_step_trains_the_supernet(tiny_project, tmp_path):
+    """The stem, the head and the sampled paths leave their initial values after an epoch (the weight step's
+    backward and step were each removable with every test passing)."""
+    from safetensors.torch import load_file
+
+    from edgenas.search.darts_mbv3_train import MbDartsConfig, run_mbv3_darts
+    from edgenas.spaces import get_space
+    from edgenas.supernet.model import MBV3Supernet
+
+    cfg = MbDartsConfig(space=SPACE, data=str(tiny_project / "small.npz"), epochs=1, seed=0)
+    run_mbv3_darts(cfg, [], tmp_path / "run")
+    after = load_file(str(tmp_path / "run" / "checkpoint.safetensors"))
+    with torch.random.fork_rng():
+        torch.manual_seed(cfg.seed)
+        before = MBV3Supernet(get_space(SPACE).config).state_dict()
+    weights = [k for k, v in before.items() if v.is_floating_point() and v.dim() >= 2]
+    moved = {k for k in weights if not torch.equal(before[k], after[f"net.{k}"])}
+    # a path that no sample took (a fourth block at depth 3, a 5x5-to-3x3 transform) keeps its initial weights
+    assert {k for k in weights if not k.startswith("blocks.")} <= moved and len(moved) > len(weights) / 2
