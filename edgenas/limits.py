@@ -80,6 +80,12 @@ def is_whole(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
+def port_number(text: str) -> int | None:
+    """The TCP port ``text`` names (ASCII digits, 1-65535), else None: ``int()`` reads other scripts' digits and
+    refuses more than 4,300 of them with a ``ValueError``, and the socket library wraps 71915 round to 6379."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 5 and 0 < int(text) < 65536 else None
+
+
 def is_schema(v: Any, number: int) -> bool:
     """A record's ``schema`` is ``number``: an int (JSON's ``true`` and ``1.0`` equal 1 in Python)."""
     return type(v) is int and v == number

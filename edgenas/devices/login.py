@@ -27,6 +27,7 @@ from edgenas.errors import DeviceError, HostKeyError, InputError
 from edgenas.devices.ssh_config import read_config
 from edgenas.devices.profiles import DeviceProfile, check_host, check_user, parse_jump
 from edgenas.devices.known_hosts import StrictHostKeyPolicy, load_known_hosts, known_host_name, verify_host_key
+from edgenas.limits import port_number
 from edgenas.project import Project
 from edgenas.quiet import silence_library_logs
 from edgenas.textsafe import clean
@@ -100,10 +101,11 @@ def resolve_target(profile: DeviceProfile) -> SSHTarget:
 def _config_port(value: str | None, in_config: str) -> int:
     if value is None:
         return 22
-    if not (value.isascii() and value.isdigit() and len(value) <= 5 and 1 <= int(value) <= 65535):
+    port = port_number(value)
+    if port is None:
         raise InputError(f"Port {value[:40]!r} {in_config} is not a port number 1-65535",
                          hint="fix the Port line there, or set port in the profile")
-    return int(value)
+    return port
 
 
 def jump_profile(profile: DeviceProfile) -> DeviceProfile:

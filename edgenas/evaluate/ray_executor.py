@@ -18,6 +18,7 @@ from edgenas.errors import InputError
 from edgenas.evaluate.executor import (
     EXECUTORS, EvalSpec, Executor, ExecutorError, _tasks, evaluate_records, max_workers,
 )
+from edgenas.limits import port_number
 
 
 def _ray():
@@ -47,13 +48,13 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
     import socket
 
     addr = address.split("://", 1)[-1]
-    host, sep, port = addr.rpartition(":")
-    # ASCII digits, and a port that exists: the socket library reads other scripts' digits and wraps 71915 to 6379
-    if not sep or not host or not (port.isascii() and port.isdigit() and len(port) <= 5 and 0 < int(port) < 65536):
+    host, sep, text = addr.rpartition(":")
+    port = port_number(text)
+    if not sep or not host or port is None:
         raise InputError(f"--ray-address {address!r} is not HOST:PORT (a port from 1 to 65535)",
                          hint="e.g. 127.0.0.1:6379")
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout_s) as sock:
+        with socket.create_connection((host, port), timeout=timeout_s) as sock:
             sock.sendall(_H2_PREFACE)
             head = b""  # MSG_WAITALL does not wait on a socket with a timeout: read until 9 bytes or the peer closes
             while len(head) < 9 and (chunk := sock.recv(9 - len(head))):
