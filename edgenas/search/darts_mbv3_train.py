@@ -41,7 +41,7 @@ from edgenas.io import atomic_write_json, read_json
 from edgenas.limits import is_schema
 from edgenas.search.darts_mbv3 import MBV3Relaxation, sampled_forward
 from edgenas.search.darts_mbv3_latency import ExpectedLatencyMBV3, repair_to_budget
-from edgenas.search.darts_train import (RunConfig, _batches, check_start, diverged_error, finite_weights,
+from edgenas.search.darts_train import (RunConfig, _batches, all_finite, check_start, diverged_error,
                                          latency_terms, load_checkpoint, multiplier_step, save_checkpoint,
                                          warmup_epochs)
 
@@ -200,7 +200,7 @@ def run_mbv3_darts(config: MbDartsConfig, latency: Sequence[tuple[str, Any]], ou
                         else:  # the first rule: the relaxed network OR its derived one, unclipped
                             worst = max(float(e.detach()), t.of_arch(now))
                             lam[i] = max(0.0, lam[i] + config.lambda_lr * (worst / b - 1.0))
-            if not (finite_weights(net) and finite_weights(relax)):
+            if not all_finite([*net.state_dict().values(), *relax.state_dict().values()]):
                 raise diverged_error(config, out, epoch, "weights")  # the last step's, which no loss has seen
             am = relax.argmax()
             arch = space.canonical(relax.to_arch(am.ke, am.d, am.r))

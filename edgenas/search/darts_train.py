@@ -47,7 +47,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -276,8 +276,9 @@ def diverged_error(config: RunConfig, out: Path, epoch: int, what: str) -> Edgen
                              f"{config.lr:g}, {config.arch_lr:g})")  # type: ignore[attr-defined]
 
 
-def finite_weights(module: torch.nn.Module) -> bool:
-    return all(bool(t.isfinite().all()) for t in module.state_dict().values() if t.is_floating_point())
+def all_finite(tensors: Iterable[torch.Tensor]) -> bool:
+    """Whether every floating-point tensor of ``tensors`` holds finite values only."""
+    return all(bool(t.isfinite().all()) for t in tensors if t.is_floating_point())
 
 
 def load_checkpoint(ck_json: Path, ck_tensors: Path, modules: dict[str, torch.nn.Module],
@@ -300,7 +301,7 @@ def load_checkpoint(ck_json: Path, ck_tensors: Path, modules: dict[str, torch.nn
         raise InputError(f"{ck_json}: malformed checkpoint (epoch, lambda or history)", hint=_DAMAGED)
     try:
         tensors = load_file(str(ck_tensors))
-        if not all(bool(v.isfinite().all()) for v in tensors.values() if v.is_floating_point()):
+        if not all_finite(tensors.values()):
             raise ValueError("NaN or infinite values")
         for p, m in modules.items():
             m.load_state_dict({k[len(p) + 1:]: v for k, v in tensors.items() if k.startswith(p + ".")})
@@ -355,9 +356,6 @@ def run_darts(config: DartsConfig, latency: Sequence[tuple[str, Any]], out_dir: 
                                               len(terms))
         check_start(start, config, ck_json)
 
-    def diverged(epoch: int, what: str) -> EdgenasError:
-        return diverged_error(config, out, epoch, what)
-
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -374,7 +372,7 @@ def run_darts(config: DartsConfig, latency: Sequence[tuple[str, Any]], out_dir: 
             for ti, vi in zip(tb, vb):
                 loss = F.cross_entropy(net(train.x[ti]), train.y[ti])
                 if not math.isfinite(float(loss.detach())):  # before the step: the weights stay finite
-                    raise diverged(epoch, "a training loss")
+                    raise diverged_error(config, out, epoch, "a training loss")
                 w_opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(net.weights(), 5.0)
@@ -389,7 +387,7 @@ def run_darts(config: DartsConfig, latency: Sequence[tuple[str, Any]], out_dir: 
                 if epoch >= warmup:
                     a_loss = latency_terms(a_loss, exp_ms, budgets, lam, config.latency_weight)
                 if not math.isfinite(float(a_loss.detach())):
-                    raise diverged(epoch, "an architecture loss")
+                    raise diverged_error(config, out, epoch, "an architecture loss")
                 a_opt.zero_grad(set_to_none=True)
                 a_loss.backward()
                 a_opt.step()
@@ -397,8 +395,8 @@ def run_darts(config: DartsConfig, latency: Sequence[tuple[str, Any]], out_dir: 
                 for i, (t, e, b) in enumerate(zip(terms, exp_ms, budgets)):
                     if b is not None and epoch >= warmup:  # over = the derived (argmax) cell is over
                         lam[i] = multiplier_step(lam[i], t.of_argmax(p), b, config.lambda_lr)
-            if not finite_weights(net):
-                raise diverged(epoch, "weights")  # the last step's, which no loss has seen
+            if not all_finite(net.state_dict().values()):
+                raise diverged_error(config, out, epoch, "weights")  # the last step's, which no loss has seen
             top = derive(net.alpha)
             fit = derivation(net.alpha)
             arch = fit or top
