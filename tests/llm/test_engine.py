@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from edgenas.errors import LLMError, LLMInputError
-from edgenas.llm.codec import mutation_prefix, valid_mutations
-from edgenas.llm.prompt import ANSWER_HEAD, MUTATION_HEAD, Outcome, build_prompt, shared_prompt, static_prompt
+from edgenas.llm.codec import mutation_prefix
+from edgenas.llm.prompt import ANSWER_HEAD, MUTATION_HEAD, Outcome, build_prompt, shared_prompt
 from edgenas.spaces import get_space
+from tests.llm.parents import nb201_prompts
 
 
 @pytest.fixture(scope="module")
@@ -18,14 +19,8 @@ def parts(tiny_model):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     model, tok = AutoModelForCausalLM.from_pretrained(tiny_model).eval(), AutoTokenizer.from_pretrained(tiny_model)
-    space = get_space("nb201")
-    rng = np.random.default_rng(1)
-    parents = [space.sample(rng) for _ in range(3)]
-    prompts = [build_prompt(space, p, objective="cifar100_test", objectives={"cifar100_test": 61.0 + i})
-               for i, p in enumerate(parents)]
-    head = len(mutation_prefix())
-    choices = [[m.to_text()[head:] for m in valid_mutations(space, p)] for p in parents]
-    return model, tok, prompts, choices, static_prompt(space, "cifar100_test")
+    _, prompts, choices, static = nb201_prompts(3, 1, 61.0)
+    return model, tok, prompts, choices, static
 
 
 def _engine(parts, **kw):

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from edgenas.latency.predictor import LatencyPredictor
-from edgenas.llm.codec import mutation_prefix, valid_mutations
+from edgenas.llm.codec import valid_mutations
 from edgenas.llm.prompt import DeviceInfo, Outcome, build_prompt, shared_prompt, static_prompt
 from edgenas.spaces import get_space
+from tests.llm.parents import nb201_prompts
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "latency"))
 from test_predictor import make_lut  # noqa: E402
@@ -63,13 +64,7 @@ def test_batched_proposals_match_single_ones_and_stay_valid(tiny_model):
 
     model, tok = AutoModelForCausalLM.from_pretrained(tiny_model).eval(), AutoTokenizer.from_pretrained(tiny_model)
     space = get_space("nb201")
-    rng = np.random.default_rng(0)
-    parents = [space.sample(rng) for _ in range(5)]
-    prompts = [build_prompt(space, p, objective="cifar100_test", objectives={"cifar100_test": 60.0 + i})
-               for i, p in enumerate(parents)]
-    head = len(mutation_prefix())
-    choices = [[m.to_text()[head:] for m in valid_mutations(space, p)] for p in parents]
-    static = static_prompt(space, "cifar100_test")
+    parents, prompts, choices, static = nb201_prompts(5, 0, 60.0)
     eng = Engine(model, tok, threads=1, think_tokens=5, temperature=1.5)
     # the cached prefix changes nothing: one row with the cache == the same row without it
     a = eng.propose(prompts[0], choices[0], 7)
