@@ -369,6 +369,17 @@ def test_export_refuses_before_it_writes(proj, cli, snapshot, tmp_path):
     assert snapshot(proj) == before and not (proj / "exports").exists()
 
 
+def test_export_trt_refuses_bad_flags_before_it_asks_the_device(proj, cli, snapshot, tmp_path):
+    """No --device: engines are built on one. A bad opset is the opset's error, not the device's (where TensorRT
+    exists, a session is not started for an export that cannot be made)."""
+    arch = good_arch(tmp_path)
+    before = snapshot(proj)
+    one_line_error(cli("export", str(arch), "--format", "trt"), "--format trt needs --device")
+    one_line_error(cli("export", str(arch), "--format", "trt", "--device", "local", "--opset", "5"),
+                   "opset 5 is too old")
+    assert snapshot(proj) == before and not (proj / "exports").exists()
+
+
 @pytest.mark.parametrize("flags, fragment", [
     (["--lr", "nan"], "lr in (0, 10]"), (["--lr", "inf"], "lr in (0, 10]"),
     (["--epochs", "inf"], "epochs in (0, 1e6]"), (["--epochs", "nan"], "epochs in (0, 1e6]"),

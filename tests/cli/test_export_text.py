@@ -4,6 +4,7 @@ gives them."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 
@@ -24,3 +25,32 @@ def test_export_as_text_says_what_json_holds(fresh, cli, tmp_path, monkeypatch):
         f"ONNX: {tmp_path / 'exp' / 'model.onnx'} (exported, sha256 {e['sha256'][:12]}…)",
         f"TorchScript: {e['torchscript']} (input shape {e['input_shape']} stored inside)",
         f"parity vs PyTorch: max |diff| {p['max_abs']:.2e}, median {p['median_abs']:.2e} -> pass"]
+
+
+def test_export_options_reach_the_model_and_its_manifest(fresh, cli, tmp_path):
+    """The defaults are opset 17 and a static batch of 1; --opset and --dynamic-batch are an export of their
+    own in the same folder (not the earlier one reused), and --json names the files in the project."""
+    import onnx
+
+    from edgenas.spaces import get_space
+
+    space = get_space("mbv3-tiny")
+    arch = tmp_path / "arch.json"
+    arch.write_text(json.dumps(space.to_dict(space.sample(np.random.default_rng(3)))))
+    seen = []
+    for extra, opset, dynamic in (((), 17, False), (("--opset", "18", "--dynamic-batch"), 18, True)):
+        res = cli("export", str(arch), *extra, "--json")
+        assert res.code == 0, res.err
+        e = res.json()
+        assert sorted(e) == ["engine", "input_shape", "manifest", "onnx", "parity", "reused", "sha256", "torchscript"]
+        assert not e["reused"] and e["engine"] is None and e["torchscript"] is None
+        folder = Path(e["onnx"]).parent
+        assert Path(e["manifest"]).parent == folder and folder.parent == fresh / "exports"
+        man = json.loads(Path(e["manifest"]).read_text())
+        assert (man["opset"], man["dynamic_batch"]) == (opset, dynamic)
+        model = onnx.load(e["onnx"])
+        assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) == opset
+        batch = model.graph.input[0].type.tensor_type.shape.dim[0]
+        assert (batch.dim_param != "") is dynamic and (batch.dim_value == 1) is not dynamic
+        seen.append(e["onnx"])
+    assert seen[0] == seen[1]  # one architecture, one default folder
