@@ -99,7 +99,9 @@ def _profile_device(project: Project, s: Session, space: SearchSpace, *, force: 
     store.remember_fingerprint(s.device, fp_hash)
     if existing.exists() and not force:
         try:
-            lut = Lut.load(existing)  # validates; a corrupt file is an error, not silently rebuilt
+            # validates; a corrupt file is an error, not silently rebuilt, and so is another device's or
+            # fingerprint's table lying at this one's path (it was reused, pushed, and refused by every reader)
+            lut = store.load(existing, s.device)
         except InputError as exc:
             raise InputError(f"the LUT {existing} is damaged: {exc.message}",
                              hint=f"rebuild it with: edgenas profile {s.device} --space {space.name} --force "

@@ -152,3 +152,29 @@ def test_a_runtime_whose_calls_overlap_has_its_one_call_wait_timed_on_the_trivia
     lut = Lut.load(res.lut_path)
     assert res.runs_per_sample == 2 and lut.protocol["runs_per_sample"] == 2 and lut.overhead.k == 2
     assert lut.sync is not None and lut.sync.k == 1 and lut.sync.n >= 200 and lut.sync.ratio is None
+
+
+def test_a_damaged_table_or_another_devices_at_the_tables_path_is_refused_not_reused_or_pushed(tmp_path):
+    """A table whose contents name another device (copied into ``luts/local/`` by hand) was "reused": the
+    profile pushed it to the device and reported success, while every command that reads the table refused it
+    ("re-profile"), and re-profiling reused it again. Like a damaged file, it is one error saying --force."""
+    from edgenas.devices.session import open_session
+
+    project = Project(tmp_path / "proj")
+    with open_session(project, "local") as s:
+        fp = s.info().fingerprint_hash
+    st = EntryStats(n=10, median_ms=1.0, mean_ms=1.0, std_ms=0.0, cov=0.0, p90_ms=1.0, p99_ms=1.0, min_ms=1.0,
+                    max_ms=1.0)
+    foreign = Lut(device="jetson-b", space="nb201", fingerprint={"cpu": "other"}, fingerprint_hash=fp,
+                  runtime="onnxruntime", precision="fp32", threads=1, protocol={}, overhead=st, entries={"k": st})
+    path = LutStore(project.luts_dir).path_for("local", "nb201", fp)
+    path.parent.mkdir(parents=True)
+    for make, needle in ((lambda: foreign.save(path), r"holds device 'jetson-b'"),
+                         (lambda: path.write_text('{"device": "local", "entries": '), "malformed")):
+        make()
+        before, on_device = path.read_bytes(), files_under(project.local_workdir / "luts")
+        with pytest.raises(InputError, match=needle) as exc:
+            profile_device(project, "local", "nb201", protocol=FAST)
+        assert exc.value.message.startswith(f"the LUT {path} is damaged: ")
+        assert "edgenas profile local --space nb201 --force" in exc.value.hint
+        assert path.read_bytes() == before and files_under(project.local_workdir / "luts") == on_device
