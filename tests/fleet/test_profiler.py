@@ -65,7 +65,9 @@ def test_a_profile_reports_what_it_did_and_a_second_one_reuses_the_table(tmp_pat
     assert files_under(project.local_workdir / "partial") == []  # the table is saved: its entries file is gone
 
     on_device.unlink()  # a device that lost its copy gets it back from a profile that reuses the table
+    t0 = time.perf_counter()
     again = profile_device(project, "local", "nb201", protocol=FAST)
+    assert 0 < again.wall_s <= time.perf_counter() - t0
     assert (again.lut_path, again.n_entries, again.reused_lut, again.measured, again.resumed, again.exported) == (
         res.lut_path, 19, True, 0, 0, 0)
     assert (again.runs_per_sample, again.calibrated, again.unstable) == (1, False, res.unstable)
