@@ -264,3 +264,40 @@ def test_max_genes_lets_a_proposal_change_up_to_that_many_genes(parts):
         sizes = [len(Change.parse(space, mutation_prefix() + p.completion, max_genes).mutations)
                  for seed in range(3) for p in eng.propose_many(parts[2], parts[3], seed)]
         assert max(sizes) == max_genes   # these seeds reach the limit (a fixed tiny model)
+
+
+def _one_token_model(parts, token: int, logit: float):
+    """The tiny model with constant logits: ``logit`` for ``token``, 0 for every other one."""
+    import copy
+
+    import torch
+
+    model = copy.deepcopy(parts[0])
+    head = torch.nn.Linear(model.lm_head.in_features, model.lm_head.out_features, bias=True)
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.zero_()
+        head.bias[token] = logit
+    model.lm_head = head
+    return model
+
+
+def test_sampling_keeps_the_top_95_percent_at_the_engines_temperature(parts):
+    """Generation samples at the engine's temperature from the nucleus of 95% (``top_p``) with no top-k cut:
+    a token of 95.5% after the temperature is the only one the free reasoning writes (no nucleus: about one
+    token in 22 would be another); at a higher temperature the reasoning varies (a top-k cut of 1 would keep it)."""
+    import math
+
+    from edgenas.llm.decoding import free_tokens, token_table
+
+    _, tok, prompts, choices, _ = parts
+    by_text, texts = token_table(tok)
+    word = next(i for i in free_tokens(tok) if texts[i].strip().isalpha() and len(texts[i].strip()) >= 4)
+    n = len(free_tokens(tok))                      # the free phase allows these tokens (and the choices' starts)
+    logit = 1.5 * math.log(0.955 / 0.045 * n)      # 95.5% at temperature 1.5 against at most 4.5% for the rest
+    model = _one_token_model(parts, word, logit)
+    eng = _engine((model, tok), think_tokens=8)
+    thinks = [p.think for seed in range(12) for p in eng.propose_many(prompts, choices, seed)]
+    assert thinks == [texts[word] * 8] * len(thinks)
+    hot = _engine((model, tok), think_tokens=8, temperature=3.0)   # about 15%: the reasoning varies
+    assert len({p.think for seed in range(3) for p in hot.propose_many(prompts, choices, seed)}) > 3
