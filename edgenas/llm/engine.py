@@ -58,8 +58,16 @@ class Engine:
                 raise LLMInputError(f"the model's chat template failed: {_short(exc)}",
                                     hint="the tokenizer's chat_template is damaged; use another model") from None
         else:
-            text = f"{prompt}\n"
+            text = f"{self._bos()}{prompt}\n"
         return text + ANSWER_HEAD
+
+    def _bos(self) -> str:
+        """The beginning-of-text token where the tokenizer starts every text with it (Llama's does), else "":
+        without a chat template (which writes it itself) the prompt is read as the tokenizer encodes it."""
+        bos = getattr(self.tok, "bos_token_id", None)
+        if bos is None or self.tok("", add_special_tokens=True).input_ids[:1] != [bos]:
+            return ""
+        return self.tok.bos_token
 
     def middle(self, think: str) -> str:
         """The text between the head and the mutation's choice: the reasoning as generated, then the

@@ -301,3 +301,40 @@ def test_sampling_keeps_the_top_95_percent_at_the_engines_temperature(parts):
     assert thinks == [texts[word] * 8] * len(thinks)
     hot = _engine((model, tok), think_tokens=8, temperature=3.0)   # about 15%: the reasoning varies
     assert len({p.think for seed in range(3) for p in hot.propose_many(prompts, choices, seed)}) > 3
+
+
+def _bos_parts(parts, tiny_model, chat_template=None):
+    """The tiny model with a tokenizer that starts every text with ``<s>`` by itself, as Llama's does."""
+    import copy
+
+    from tokenizers.processors import TemplateProcessing
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model)
+    tok.add_special_tokens({"bos_token": "<s>"})
+    tok._tokenizer.post_processor = TemplateProcessing(single="<s> $A", special_tokens=[("<s>", tok.bos_token_id)])
+    tok.chat_template = chat_template
+    model = copy.deepcopy(parts[0])
+    model.resize_token_embeddings(len(tok))
+    return model, tok
+
+
+def test_the_model_sees_one_beginning_of_text_token_with_or_without_a_chat_template(parts, tiny_model):
+    """A tokenizer that adds ``<s>`` (BOS) to every text: the model reads it once, first - from the chat template
+    (which writes it; encoding must not add a second) or, without a template, as the tokenizer itself would
+    encode the prompt; the reasoning and the mutation encoded for training carry none."""
+    _, _, prompts, choices, static = parts
+    template = ("{{ bos_token }}{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}{% endfor %}"
+                "{% if add_generation_prompt %}<assistant>{% endif %}")
+    for chat_template in (template, None):
+        model, tok = _bos_parts(parts, tiny_model, chat_template)
+        bos = tok.bos_token_id
+        assert tok("Hi.").input_ids[0] == bos
+        eng = _engine((model, tok))
+        ids = eng.encode(eng.head("Hi."))[0].tolist()
+        assert ids[0] == bos and ids.count(bos) == 1
+        if chat_template is None:
+            assert ids == tok("Hi.\n" + ANSWER_HEAD).input_ids
+        assert bos not in eng.encode(eng.middle(" think") + '{"gene"')[0].tolist()
+        props = eng.propose_many(prompts[:2], choices[:2], 0, static=static)
+        assert all(p.completion in ch for p, ch in zip(props, choices))
