@@ -51,7 +51,8 @@ def attach(model: Any, adapter: str | os.PathLike | None = None) -> Any:
 
 def train(engine: Any, examples: Sequence[tuple[str, str, str]], *, steps: int, lr: float, batch: int,
           seed: int) -> dict[str, float]:
-    """``steps`` AdamW steps on (prompt, think, completion) examples; returns losses and seconds."""
+    """``steps`` AdamW steps on (prompt, think, completion) examples; returns losses and seconds. An update
+    that fails (out of memory, diverged) is one ``LLMError`` and leaves the adapter as it was before it."""
     import torch
 
     engine._setup(seed)
@@ -66,6 +67,7 @@ def train(engine: Any, examples: Sequence[tuple[str, str, str]], *, steps: int, 
         labels[: len(a)] = -100
         rows.append((ids, labels))
     params = [p for p in model.parameters() if p.requires_grad]
+    before = [p.detach().clone() for p in params]   # a failed update (out of memory, diverged) is undone
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(seed)
     losses = []
@@ -90,10 +92,9 @@ def train(engine: Any, examples: Sequence[tuple[str, str, str]], *, steps: int, 
             if not (all(math.isfinite(v) for v in losses) and all(bool(torch.isfinite(p).all()) for p in params)):
                 raise LLMError("a LoRA update diverged (its loss or weights are not finite)",
                                hint="lower --llm-opt lora_lr, or turn LoRA off (lora_every=0)")
-    except LLMError:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        if is_oom(exc):
+    except Exception as exc:  # noqa: BLE001 - a failed update is undone: the adapter stays as it was
+        _restore(params, before)
+        if not isinstance(exc, LLMError) and is_oom(exc):
             raise LLMError("out of memory during a LoRA update",
                            hint="lower --llm-opt lora_batch, or turn LoRA off (lora_every=0)") from None
         raise
@@ -101,6 +102,16 @@ def train(engine: Any, examples: Sequence[tuple[str, str, str]], *, steps: int, 
         model.eval()
     return {"loss_first": losses[0], "loss_last": losses[-1], "seconds": time.perf_counter() - t0,
             "steps": steps}
+
+
+def _restore(params: Sequence[Any], before: Sequence[Any]) -> None:
+    """Put the weights back and drop their gradients (what a step half made, and the memory it held)."""
+    import torch
+
+    with torch.no_grad():
+        for p, b in zip(params, before):
+            p.copy_(b)
+            p.grad = None
 
 
 def save(model: Any, folder: Path) -> Path:
