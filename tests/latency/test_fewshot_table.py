@@ -478,3 +478,15 @@ def test_a_table_corrected_model_takes_features_with_no_descriptors_and_anchors_
     assert MIN_LOO == 5
     assert TableCorrected(2, anchor=True).fit(X[:MIN_LOO], y[:MIN_LOO]).anchor is not None
     assert TableCorrected(2, anchor=True).fit(X[:MIN_LOO - 1], y[:MIN_LOO - 1]).anchor is None
+
+
+def test_the_anchor_reads_each_references_smoothed_latency_its_additive_part_times_its_non_additive_part():
+    """A new device that is reference 1's smoothed latency itself (additive part x exp(non-additive part)):
+    the anchor takes reference 1 and predicts the device exactly from those smoothed latencies (mutation audit)."""
+    rng = np.random.default_rng(3)
+    add = rng.uniform(1.0, 10.0, size=(12, 3))
+    nonadd = rng.normal(0.0, 0.3, size=(12, 3))
+    y = add[:, 1] * np.exp(nonadd[:, 1])
+    model = TableCorrected(3, anchor=True).fit(np.hstack([add, nonadd]), y)
+    assert model.anchor.source == 1
+    np.testing.assert_allclose(model.anchor.predict(np.log(add) + nonadd, np.zeros((12, 0))), y, rtol=1e-9)
