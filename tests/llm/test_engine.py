@@ -303,8 +303,9 @@ def test_sampling_keeps_the_top_95_percent_at_the_engines_temperature(parts):
     assert len({p.think for seed in range(3) for p in hot.propose_many(prompts, choices, seed)}) > 3
 
 
-def _bos_parts(parts, tiny_model, chat_template=None):
-    """The tiny model with a tokenizer that starts every text with ``<s>`` by itself, as Llama's does."""
+def _bos_parts(parts, tiny_model, chat_template=None, single="<s> $A"):
+    """The tiny model with a tokenizer that starts every text with ``<s>`` by itself, as Llama's does (``single``:
+    its template for one text)."""
     import copy
 
     from tokenizers.processors import TemplateProcessing
@@ -312,7 +313,8 @@ def _bos_parts(parts, tiny_model, chat_template=None):
 
     tok = AutoTokenizer.from_pretrained(tiny_model)
     tok.add_special_tokens({"bos_token": "<s>"})
-    tok._tokenizer.post_processor = TemplateProcessing(single="<s> $A", special_tokens=[("<s>", tok.bos_token_id)])
+    tok._tokenizer.post_processor = TemplateProcessing(single=single, special_tokens=[("<s>", tok.bos_token_id),
+                                                                                       ("<eos>", tok.eos_token_id)])
     tok.chat_template = chat_template
     model = copy.deepcopy(parts[0])
     model.resize_token_embeddings(len(tok))
@@ -338,3 +340,7 @@ def test_the_model_sees_one_beginning_of_text_token_with_or_without_a_chat_templ
         assert bos not in eng.encode(eng.middle(" think") + '{"gene"')[0].tolist()
         props = eng.propose_many(prompts[:2], choices[:2], 0, static=static)
         assert all(p.completion in ch for p, ch in zip(props, choices))
+    model, tok = _bos_parts(parts, tiny_model, single="<s> $A <eos>")   # an end token too: the BOS all the same
+    assert _engine((model, tok)).head("Hi.") == "<s>Hi.\n" + ANSWER_HEAD
+    model, tok = _bos_parts(parts, tiny_model, single="$A")   # a BOS token the tokenizer does not add: none
+    assert tok.bos_token_id is not None and _engine((model, tok)).head("Hi.") == "Hi.\n" + ANSWER_HEAD
