@@ -93,3 +93,134 @@ def test_calibration_fit_is_drawn_only_where_there_is_one():
     assert fig.layout.xaxis.range == pytest.approx((0.76, 4.24))
     none = F.calibration_figure(CalibrationData("pi", "s", [1.0], [2.0], [], [], {}, None))
     assert [t.name for t in none.data] == ["measurements", "measured = LUT sum"]
+
+
+def test_pareto_figure_draws_groups_front_star_and_the_runs_budget():
+    pts = [Point(0, 2.0, 0.5, True, "<a0>"), Point(1, 4.0, 0.7, True, "a1"), Point(2, 9.0, 0.9, False, "a2")]
+    d = ParetoData("<pi>", "<acc>", "%", pts, pts[:2], 5.0, pts[1])
+    fig = F.pareto_figure(d)
+    assert [t.name for t in fig.data] == ["feasible", "over budget", "Pareto front", "chosen (#1)"]
+    assert [t.x for t in fig.data] == [(2.0, 4.0), (9.0,), (2.0, 4.0), (4.0,)]
+    assert [t.y for t in fig.data] == [(0.5, 0.7), (0.9,), (0.5, 0.7), (0.7,)]
+    assert [t.marker.color for t in fig.data[:2]] == ["#8fa6c7", "#e8a9a4"] and fig.data[2].mode == "lines+markers"
+    assert fig.data[0].customdata == ([0, "&lt;a0&gt;"], [1, "a1"]) and fig.data[3].customdata == ([1, "a1"],)
+    assert fig.data[2].customdata[0] == [0, "&lt;a0&gt;"] and fig.data[3].marker.symbol == "star"
+    assert all("a0" not in t.hovertemplate for t in fig.data)          # labels are data, not template
+    assert [s.x0 for s in fig.layout.shapes] == [5.0] and [a.text for a in fig.layout.annotations] == ["budget 5 ms"]
+    assert fig.layout.xaxis.title.text == "predicted latency on &lt;pi&gt; (ms)"
+    assert fig.layout.yaxis.title.text == "&lt;acc&gt; (%)"
+    assert fig.layout.height == 420 and fig.layout.margin.b == 60 and fig.layout.legend.y == 1.02
+    # no budget, nothing chosen, nothing feasible: no line, no star, no front
+    bare = F.pareto_figure(ParetoData("pi", "loss", "", pts[2:], [], None, None, False, True))
+    assert [t.name for t in bare.data] == ["over budget"] and bare.layout.shapes == ()
+    assert bare.layout.xaxis.title.text == "latency in the table's column pi (ms)"
+    assert bare.layout.yaxis.title.text == "loss (lower is better)"
+    assert F.pareto_figure(ParetoData("pi", "acc", "", [], [], 3.0, None)).data == ()
+
+
+def test_convergence_figure_titles_both_panels():
+    from edgenas.report.run_data import ConvergenceData
+
+    fig = F.convergence_figure(ConvergenceData("<acc>", "%", [1, 2, 3], [0.5, 1.0, 2.0], [None, 0.4, 0.6]))
+    assert [(t.x, t.y) for t in fig.data] == [((1, 2, 3), (None, 0.4, 0.6)), ((0.5, 1.0, 2.0), (None, 0.4, 0.6))]
+    assert fig.layout.xaxis.title.text == "evaluations (count)" and fig.layout.xaxis2.title.text == "wall time (s)"
+    assert fig.layout.yaxis.title.text == fig.layout.yaxis2.title.text == "&lt;acc&gt; (%)"
+    assert fig.layout.height == 380 and fig.layout.showlegend is False
+    loss = F.convergence_figure(ConvergenceData("train_loss", "", [1], [0.1], [2.0], False))
+    assert loss.layout.yaxis2.title.text == "train_loss (lower is better)"
+
+
+def test_deployment_figure_stars_the_chosen_and_spans_an_identity_line():
+    from edgenas.report.run_data import Deployment
+
+    deps = [Deployment("<pi>", 4.0, 5.0, True, "<m>abcdefgh", -0.2), Deployment("q", 2.0, 2.0, False, "n1", 0.0),
+            Deployment("<pi>", 6.0, 5.0, False, "m2", 0.2)]
+    fig = F.deployment_figure(deps)
+    assert [t.name for t in fig.data] == ["&lt;pi&gt;", "q", "predicted = measured"]
+    pi = fig.data[0]
+    assert pi.x == (4.0, 6.0) and pi.y == (5.0, 5.0) and pi.marker.color == F.PALETTE[0]
+    assert pi.marker.size == (15, 9) and pi.marker.symbol == ("star", "circle")
+    assert pi.customdata == (["&lt;m&gt;abcde", -20.0, "chosen"], ["m2", 20.0, ""])
+    assert fig.data[1].marker.color == F.PALETTE[1]
+    assert fig.data[2].x == fig.data[2].y == pytest.approx(F.identity_range([4.0, 5.0, 2.0, 2.0, 6.0, 5.0]))
+    assert fig.layout.xaxis.range == fig.layout.yaxis.range == pytest.approx((1.68, 6.32))
+    assert fig.layout.xaxis.title.text == "predicted latency when measured (ms)"
+
+
+def test_compare_convergence_names_each_run_as_text():
+    from edgenas.report.run_data import ConvergenceData
+
+    runs = [f"r{i}" for i in range(10)] + ["<b>"]
+    conv = {r: ConvergenceData("acc", "%", [1], [0.0], [float(i)]) for i, r in enumerate(runs)}
+    c = CompareData(runs, "acc", "%", [], conv, {}, [], {}, {})
+    fig = F.compare_convergence_figure(c)
+    assert [t.name for t in fig.data] == runs[:10] + ["&lt;b&gt;"]
+    assert [t.line.color for t in fig.data] == F.PALETTE + F.PALETTE[:1]       # colours cycle
+    assert fig.layout.yaxis.title.text == "best feasible acc (%)" and fig.layout.height == 400
+
+
+def test_hypervolume_bars_per_device_and_run():
+    from edgenas.report.compare_data import HypervolumeRow
+
+    rows = [HypervolumeRow("<a>", "pi", 0.5, 3), HypervolumeRow("b", "pi", 0.25, 1), HypervolumeRow("<a>", "q", 1.0, 2)]
+    c = CompareData(["<a>", "b"], "acc", "", ["pi", "q"], {}, {}, rows, {}, {})
+    fig = F.hypervolume_figure(c)
+    assert [(t.name, t.x, t.y, t.text) for t in fig.data] == [
+        ("pi", ("&lt;a&gt;", "b"), (0.5, 0.25), ("0.500", "0.250")), ("q", ("&lt;a&gt;",), (1.0,), ("1.000",))]
+    assert fig.data[0].customdata == ([3], [1]) and fig.data[1].marker.color == F.PALETTE[1]
+    assert fig.layout.barmode == "group" and fig.layout.yaxis.range == (0, 1.1)
+
+
+def _heatmap(resolutions=(128, 160)):
+    from edgenas.report.device_data import HeatPanel, LutHeatmap
+
+    panels = [HeatPanel(s, r, [3, 5], [4, 6], [[1.0 * s, 2.0], [float("nan"), r / 10]], [[0, 2], [0, 0]],
+                        [[["k"], ["k"]], [["k"], ["k"]]]) for r in resolutions for s in (1, 2)]
+    return LutHeatmap("pi", "mbv3", "f", list(resolutions), 2, panels, 2, 16)
+
+
+def test_heatmap_shows_the_first_resolution_and_switches_with_a_dropdown():
+    fig = F.heatmap_figure(_heatmap())
+    heat = [t for t in fig.data if t.type == "heatmap"]
+    assert len(fig.data) == 8 and [t.visible for t in fig.data] == [True] * 4 + [False] * 4
+    assert [t.showscale for t in heat] == [False, True, False, True]
+    assert {(t.zmin, t.zmax) for t in heat} == {(1.0, 16.0)}                      # NaN cells left out of the scale
+    assert [list(r) for r in heat[0].text] == [["1", "2<br>2 unstable"], ["nan", "12.8"]]
+    assert [list(r) for r in heat[0].customdata] == [["stable", "2 unstable"], ["stable", "stable"]]
+    assert fig.data[1].x == (1.32,) and fig.data[1].y == (0.3,)                  # the red cross: kernel 0, expand 1
+    assert heat[0].hovertemplate.startswith("r=128, stage 1<br>")
+    buttons = fig.layout.updatemenus[0].buttons
+    assert [b.label for b in buttons] == ["resolution 128", "resolution 160"]
+    assert [b.args[0]["visible"] for b in buttons] == [[True] * 4 + [False] * 4, [False] * 4 + [True] * 4]
+    assert fig.layout.xaxis.ticktext == ("4", "6") and fig.layout.yaxis.ticktext == ("3", "5")
+    assert fig.layout.yaxis.title.text == "kernel size" and fig.layout.yaxis2.title.text is None
+    one = F.heatmap_figure(_heatmap((224,)))
+    assert one.layout.updatemenus == () and all(t.visible for t in one.data)
+
+
+def test_entries_are_names_as_text_and_red_when_unstable():
+    fig = F.entries_figure([("<k1>", 2.0, True), ("k2", 1.0, False)], "<pi>")
+    bar = fig.data[0]
+    assert bar.y == ("&lt;k1&gt;", "k2") and bar.x == (2.0, 1.0) and bar.marker.color == ("#1f77b4", "#d62728")
+    assert fig.layout.xaxis.title.text == "cost on &lt;pi&gt; (ms); red: unstable"
+    assert fig.layout.height == 300 and F.entries_figure([("k", 1.0, True)] * 20, "pi").layout.height == 520
+
+
+def test_fleet_figure_in_percent_with_gaps_for_unknowns():
+    from edgenas.report.device_data import FleetRow
+
+    rows = [FleetRow("<pi>", "yes", "f", 2.5, 0.01, 0.05, None, [], "0"),
+            FleetRow("q", "no", "-", None, None, None, None, [], "0")]
+    fig = F.fleet_figure(rows)
+    assert [t.x for t in fig.data] == [("&lt;pi&gt;", "q")] * 3
+    assert [t.y for t in fig.data] == [(2.5, None), (1.0, None), (5.0, None)]
+    assert fig.layout.margin.b == 110 and fig.layout.legend.y == -0.25     # legend below the subplot titles
+    assert fig.layout.yaxis.title.text == "hours since profiled"
+
+
+def test_drift_figure_in_percent_with_rescaled_checks_as_diamonds():
+    d = DriftData("pi", [0.0, 7200.0], [0.01, 0.02], [0.05, 0.05], [None, -0.1], [False, True], ["s", "s"])
+    fig = F.drift_figure(d)
+    assert [t.y for t in fig.data] == [(1.0, 2.0), (5.0, 5.0), (None, -10.0)]
+    assert fig.data[2].marker.symbol == ("circle", "diamond") and fig.data[2].marker.size == (7, 12)
+    assert fig.layout.xaxis.title.text == "time of the check (UTC)" and fig.layout.xaxis.range is None
