@@ -154,3 +154,117 @@ def test_a_report_the_file_system_refuses_is_one_output_error(tmp_path, monkeypa
 def test_utc_of_a_time_that_is_no_time():
     assert pages._utc(0) == "1970-01-01 00:00" and pages._utc(86400 * 365 + 3660.5) == "1971-01-01 01:01"
     assert pages._utc(1e300) == "?" and pages._utc(float("nan")) == "?"
+
+
+def _source(root):
+    from edgenas.project import Project
+    from edgenas.report.source import FolderSource
+
+    return FolderSource(Project(root))
+
+
+def _sections(page):
+    """(title, note) of each section of a page, in order."""
+    import re
+
+    return re.findall(r"<section><h2>(.*?)</h2>(?:<p class='note'>(.*?)</p>)?", page)
+
+
+def test_a_run_with_no_evaluation_is_a_page_with_every_name_escaped(tmp_path):
+    run = _run("<r>", config={"devices": [["<pi>", 10.0], ["q", None]], "strategy": "<s>", "seed": 7})
+    page = pages.run_page(run, _source(tmp_path), plotly_src="p.js")
+    assert "<r>" not in page and "<pi>" not in page and "<s>" not in page
+    assert "<title>edgenas run &lt;r&gt;</title>" in page
+    rows = ("<tr><td>space</td><td>nb201</td></tr><tr><td>strategy</td><td>&lt;s&gt;</td></tr>"
+            "<tr><td>seed</td><td>7</td></tr><tr><td>status</td><td>empty</td></tr>"
+            "<tr><td>evaluations</td><td>0</td></tr><tr><td>objective</td><td>accuracy</td></tr>"
+            "<tr><td>budgets</td><td>&lt;pi&gt;: 10 ms, q: - ms</td></tr>"
+            "<tr><td>chosen</td><td>none feasible yet</td></tr>")
+    assert rows in page
+    pareto = ("0 evaluations; 0 on the front (feasible, no other feasible one is both more accurate and faster); "
+              "the star is the chosen architecture; hover for details.")
+    assert _sections(page) == [
+        ("Summary", ""), ("Pareto front on &lt;pi&gt;", pareto), ("Pareto front on q", pareto),
+        ("Convergence", "The best feasible accuracy found so far."),
+        ("Where the chosen network spends its time",
+         "&lt;pi&gt;: no feasible architecture yet; q: no feasible architecture yet"),
+        ("Deployments: predicted vs measured", "No measurement yet (edgenas deploy DEVICE runs/&lt;r&gt;/best.json).")]
+    assert [page.count(f'id="plot-{n}"') for n in range(5)] == [0, 1, 1, 1, 0]      # two fronts, one convergence
+
+
+def test_a_table_run_says_its_latencies_are_a_measured_column(tmp_path):
+    req = {"table": "t.csv", "latency_column": "pi", "objective": "cifar10_test"}
+    evs = [{"number": 0, "objectives": {"cifar10_test": 50.0}, "latency_ms": {"pi": 12.0}, "feasible": False,
+            "arch": {"arch": "<a>"}}]
+    page = pages.run_page(_run(request=req, evaluations=evs), _source(tmp_path), plotly_src="p.js")
+    assert ("No measurement yet (edgenas deploy DEVICE runs/r/best.json measures the chosen network on a device of "
+            "yours; this run&#x27;s latencies are a benchmark table&#x27;s measured column).") in page
+    assert "1 evaluations; 0 on the front" in page and "&lt;a&gt;" in page and "<a>" not in page
+    assert "latency in the table's column pi (ms)" in page
+    # a run without budgets has no front section and says so in its summary
+    page = pages.run_page(_run(config={"devices": []}), _source(tmp_path), plotly_src="p.js")
+    assert "<tr><td>budgets</td><td>none</td></tr>" in page and "Pareto front" not in page
+    assert "No measurement yet (edgenas deploy DEVICE runs/r/best.json)." in page
+
+
+def test_a_darts_run_page_speaks_of_loss(tmp_path):
+    run = _run(config={"kind": "darts", "epochs": 2, "space": "mbv3-tiny"})
+    page = pages.run_page(run, _source(tmp_path), plotly_src="p.js")
+    assert ("0 evaluations (DARTS measures no accuracy: each is the network derived after an epoch, at that "
+            "epoch&#x27;s training loss of the supernet); 0 on the front (feasible, no other feasible one is both "
+            "of lower loss and faster)") in page
+    assert "The lowest training loss of a feasible derived network so far." in page
+
+
+def test_the_page_of_a_device_without_a_table(tmp_path):
+    from edgenas.project import Project
+    from edgenas.store import Measurement, open_store
+
+    (tmp_path / "luts" / "fs" / "fewshot").mkdir(parents=True)
+    src = _source(tmp_path)
+    page = pages.device_page(src, "fs", plotly_src="p.js")
+    assert _sections(page) == [("Tables", "No LUT yet: edgenas profile fs --space SPACE builds one."),
+                               ("Whole-model measurements", "No whole-model measurement of this device yet.")]
+    assert "<table>" not in page and "no LUT yet · generated" in page
+    (tmp_path / "luts" / "fs" / "fewshot" / "mbv3-tiny.json").write_text("{}")
+    stats = {"n": 40, "k": 4, "warmup_n": 12, "median_ms": 5.0, "mean_ms": 5.0, "std_ms": 0.01, "cov": 0.002,
+             "p90_ms": 5.5, "p99_ms": 5.7, "min_ms": 4.5, "max_ms": 6.0, "stable": True, "total_s": 0.41}
+
+    def measure(x, created_at, predicted_ms=4.0, space="nb201"):
+        with open_store(Project(tmp_path)) as store:
+            store.add(Measurement(device="fs", space=space, arch={"space": space, "schema": 1, "x": x},
+                                  artifact_sha256="a" * 64, runtime="<ort>", precision="fp32",
+                                  fingerprint_hash="f" * 64, stats=stats, predicted_ms=predicted_ms,
+                                  created_at=created_at))
+
+    measure(1, 0.0)
+    measure(2, 86400.0 + 60, None)
+    page = pages.device_page(src, "fs", plotly_src="p.js")
+    assert _sections(page) == [
+        ("Tables", "No LUT yet: search predicts this device&#x27;s latency from its few-shot model of mbv3-tiny "
+                   "(edgenas device add fs --fewshot K) until a profile builds a table (edgenas profile fs --space "
+                   "mbv3-tiny or edgenas profile fs --space nb201)."),
+        ("Whole-model measurements", "The 2 newest of 2 measurements (UTC); the prediction is the one made before "
+                                     "each was taken.")]
+    assert ("<tr><td>nb201</td><td>1970-01-02 00:01</td><td>&lt;ort&gt;</td><td>fp32</td><td class='num'>5</td>"
+            "<td class='num'>-</td><td class='num'>-</td></tr>"
+            "<tr><td>nb201</td><td>1970-01-01 00:00</td><td>&lt;ort&gt;</td><td>fp32</td><td class='num'>5</td>"
+            "<td class='num'>4</td><td class='num'>-20.0%</td></tr>") in page
+    (tmp_path / "luts" / "fs" / ("mbv3-small-" + "a" * 12 + ".json")).write_text('{"broken": 1}')
+    page = pages.device_page(src, "fs", plotly_src="p.js")
+    assert _sections(page)[0] == (
+        "Tables", "1 table file(s) cannot be read (mbv3-small-aaaaaaaaaaaa.json): rebuild them with edgenas profile fs "
+                  "--space mbv3-small --force or edgenas profile fs --space mbv3-tiny --force or edgenas profile fs "
+                  "--space nb201 --force.")
+    assert "damaged tables · generated" in page
+
+
+def test_the_fleet_page_of_a_device_never_profiled(tmp_path):
+    src = _source(tmp_path)
+    with pytest.raises(InputError, match="no device to report on"):
+        pages.fleet_page(src, plotly_src="p.js")
+    page = pages.fleet_page(src, ["<q>"], plotly_src="p.js")
+    assert ("<tr><td>&lt;q&gt;</td><td>unknown</td><td>-</td><td class='num'>-</td><td class='num'>-</td>"
+            "<td class='num'>-</td><td class='num'>-</td><td>-</td>") in page
+    assert "<q>" not in page and _sections(page) == [("Devices", "One row per device.")]
+    assert "1 device(s) · generated" in page
