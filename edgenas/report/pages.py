@@ -149,17 +149,20 @@ def compare_page(runs: Sequence[RunData], *, plotly_src: str | None = None) -> s
     rows = [(r.id, r.space, r.strategy, r.config.get("seed"), _evaluations(r), r.status) for r in runs]
     sections = [Section("Runs", "" if len(spaces) == 1 else "Note: the runs search different spaces.",
                         html=table_html(("run", "space", "strategy", "seed", "evaluations", "status"), rows))]
-    sections.append(Section("Convergence", "Best feasible accuracy after each evaluation, per run.",
+    what = "accuracy" if c.higher_is_better else "training loss"   # DARTS runs: a loss, lower is better
+    sections.append(Section("Convergence",
+                            "Best feasible accuracy after each evaluation, per run." if c.higher_is_better
+                            else "Lowest training loss of a feasible derived network after each epoch, per run.",
                             [F.compare_convergence_figure(c)]))
     for d in c.devices:
         sections.append(Section(f"Fronts on {d}", "Each run's feasible Pareto front.", [F.compare_fronts_figure(c, d)]))
     if c.hypervolume:
-        ref = "; ".join(f"{d}: accuracy {a:.4g}, latency {lat:.4g} ms" for d, (a, lat) in c.reference.items())
+        ref = "; ".join(f"{d}: {what} {a:.4g}, latency {lat:.4g} ms" for d, (a, lat) in c.reference.items())
         hv_rows = [(r.run, r.device, f"{r.hypervolume:.4f}", r.n_front) for r in c.hypervolume]
         sections.append(Section(
             "Hypervolume per run",
             "Fraction of the box between the worst point seen in any run (reference: " + ref + ") and the best "
-            "accuracy / lowest latency seen, dominated by each run's front. Higher is better.",
+            f"{what} / lowest latency seen, dominated by each run's front. Higher is better.",
             [F.hypervolume_figure(c)],
             table_html(("run", "device", "hypervolume", "front size"), hv_rows, (False, False, True, True))))
     return render_page("edgenas: comparing " + ", ".join(c.runs), f"{len(runs)} runs", sections,

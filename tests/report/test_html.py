@@ -268,3 +268,18 @@ def test_the_fleet_page_of_a_device_never_profiled(tmp_path):
             "<td class='num'>-</td><td class='num'>-</td><td>-</td>") in page
     assert "<q>" not in page and _sections(page) == [("Devices", "One row per device.")]
     assert "1 device(s) · generated" in page
+
+
+def test_compare_page_of_darts_runs_speaks_of_their_loss():
+    """DARTS runs' objective is a training loss (lower is better): the notes called it accuracy."""
+    def ev(number, loss, ms):
+        return {"number": number, "objectives": {"train_loss": loss}, "latency_ms": {"pi": ms}, "feasible": ms <= 10}
+
+    runs = [_run(id, config={"kind": "darts", "epochs": 2, "space": "mbv3-tiny"}, evaluations=evs)
+            for id, evs in (("a", [ev(0, 2.0, 4.0), ev(1, 1.5, 8.0)]), ("b", [ev(0, 1.8, 3.0), ev(1, 1.2, 9.0)]))]
+    notes = dict(_sections(pages.compare_page(runs, plotly_src="p.js")))
+    assert notes["Convergence"] == "Lowest training loss of a feasible derived network after each epoch, per run."
+    assert notes["Hypervolume per run"] == (
+        "Fraction of the box between the worst point seen in any run (reference: pi: training loss 2, latency 10 ms) "
+        "and the best training loss / lowest latency seen, dominated by each run&#x27;s front. Higher is better.")
+    assert "accuracy" not in "".join(notes.values())
