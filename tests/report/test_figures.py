@@ -224,3 +224,33 @@ def test_drift_figure_in_percent_with_rescaled_checks_as_diamonds():
     assert [t.y for t in fig.data] == [(1.0, 2.0), (5.0, 5.0), (None, -10.0)]
     assert fig.data[2].marker.symbol == ("circle", "diamond") and fig.data[2].marker.size == (7, 12)
     assert fig.layout.xaxis.title.text == "time of the check (UTC)" and fig.layout.xaxis.range is None
+
+
+def test_every_figure_titles_its_axes_and_keeps_its_size():
+    from edgenas.report.compare_data import HypervolumeRow
+    from edgenas.report.device_data import FleetRow
+    from edgenas.report.run_data import ConvergenceData, Deployment
+
+    conv = F.convergence_figure(ConvergenceData("acc", "%", [1, 2], [0.5, 1.0], [0.1, 0.2]))
+    assert [(t.xaxis, t.yaxis) for t in conv.data] == [("x", "y"), ("x2", "y2")]      # one panel each
+    assert "xaxis3" not in conv.layout and "yaxis3" not in conv.layout and conv.layout.font.size == 13
+    assert conv.layout.xaxis.domain[1] < conv.layout.xaxis2.domain[0] and conv.layout.yaxis.domain == (0.0, 1.0)
+    c = CompareData(["a"], "acc", "", ["pi"], {"a": ConvergenceData("acc", "", [1], [0.0], [1.0])}, {},
+                    [HypervolumeRow("a", "pi", 0.5, 1)], {}, {})
+    assert F.compare_convergence_figure(c).layout.xaxis.title.text == "evaluations (count)"
+    assert F.hypervolume_figure(c).layout.xaxis.title.text == "run"
+    entries = F.entries_figure([("k", 1.0, True)], "pi").layout
+    assert entries.yaxis.title.text == "block key" and entries.yaxis.autorange == "reversed"
+    assert entries.yaxis.automargin is True and entries.yaxis.tickfont.size == 11
+    cal = F.calibration_figure(CalibrationData("pi", "s", [1.0, 3.0], [2.0, 4.0], [], [], {}, None)).layout
+    assert cal.yaxis.title.text == "measured at nominal speed (ms)" and cal.yaxis.range == pytest.approx((0.76, 4.24))
+    assert cal.height == 420
+    drift = F.drift_figure(DriftData("pi", [0.0], [0.01], [0.05], [None], [False], ["s"])).layout
+    assert drift.yaxis.title.text == "median change of sentinel ratios (%)"
+    assert drift.yaxis2.title.text == "reference time / nominal - 1 (%)"
+    fleet = F.fleet_figure([FleetRow("pi", "yes", "f", 2.5, 0.01, 0.05, None, [], "0")]).layout
+    assert fleet.xaxis.title.text == fleet.xaxis2.title.text == "device"
+    assert fleet.yaxis2.title.text == "median sentinel change (%)" and fleet.height == 430
+    dep = F.deployment_figure([Deployment("pi", 4.0, 5.0, True, "m", -0.2)]).layout
+    assert dep.height == 420 and dep.yaxis.title.text == "measured latency at nominal speed (ms)"
+    assert F.breakdown_figure(BreakdownData(None, [Breakdown("pi", 1.0, 1.0, [], "f")])).layout.yaxis.automargin

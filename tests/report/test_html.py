@@ -283,3 +283,10 @@ def test_compare_page_of_darts_runs_speaks_of_their_loss():
         "Fraction of the box between the worst point seen in any run (reference: pi: training loss 2, latency 10 ms) "
         "and the best training loss / lowest latency seen, dominated by each run&#x27;s front. Higher is better.")
     assert "accuracy" not in "".join(notes.values())
+
+
+def test_write_html_under_a_file_names_the_file(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(OutputError, match=r"--out .*r\.html lies under .*f, which is a file"):
+        pages.write_html("<p>", tmp_path / "f" / "r.html")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"] and (tmp_path / "f").read_text() == "x"
