@@ -254,3 +254,17 @@ def test_every_figure_titles_its_axes_and_keeps_its_size():
     dep = F.deployment_figure([Deployment("pi", 4.0, 5.0, True, "m", -0.2)]).layout
     assert dep.height == 420 and dep.yaxis.title.text == "measured latency at nominal speed (ms)"
     assert F.breakdown_figure(BreakdownData(None, [Breakdown("pi", 1.0, 1.0, [], "f")])).layout.yaxis.automargin
+
+
+def test_two_panel_figures_put_each_trace_in_its_panel():
+    from edgenas.report.device_data import FleetRow, HeatPanel, LutHeatmap
+
+    drift = F.drift_figure(DriftData("pi", [0.0], [0.01], [0.05], [None], [False], ["s"]))
+    assert [t.xaxis for t in drift.data] == ["x", "x", "x2"] and "xaxis3" not in drift.layout
+    assert drift.layout.yaxis.domain == (0.0, 1.0)
+    fleet = F.fleet_figure([FleetRow("pi", "yes", "f", 2.5, 0.01, 0.05, None, [], "0")])
+    assert [t.xaxis for t in fleet.data] == ["x", "x2", "x2"] and "xaxis3" not in fleet.layout
+    nan = float("nan")   # a table of no finite cost: a scale of 0..1, not an error
+    h = LutHeatmap("pi", "s", "f", [128], 1, [HeatPanel(1, 128, [3], [4], [[nan]], [[0]], [[[]]])], 0, 1)
+    heat = F.heatmap_figure(h)
+    assert (heat.data[0].zmin, heat.data[0].zmax) == (0, 1) and "xaxis2" not in heat.layout

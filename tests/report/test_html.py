@@ -265,7 +265,8 @@ def test_the_fleet_page_of_a_device_never_profiled(tmp_path):
         pages.fleet_page(src, plotly_src="p.js")
     page = pages.fleet_page(src, ["<q>"], plotly_src="p.js")
     assert ("<tr><td>&lt;q&gt;</td><td>unknown</td><td>-</td><td class='num'>-</td><td class='num'>-</td>"
-            "<td class='num'>-</td><td class='num'>-</td><td>-</td>") in page
+            "<td class='num'>-</td><td class='num'>-</td><td>-</td><td>n/a (no experiment database)</td>"
+            "<td>not probed (edgenas fleet refresh, or report --fleet --probe)</td></tr>") in page
     assert "<q>" not in page and _sections(page) == [("Devices", "One row per device.")]
     assert "1 device(s) · generated" in page
 
@@ -290,3 +291,10 @@ def test_write_html_under_a_file_names_the_file(tmp_path):
     with pytest.raises(OutputError, match=r"--out .*r\.html lies under .*f, which is a file"):
         pages.write_html("<p>", tmp_path / "f" / "r.html")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f"] and (tmp_path / "f").read_text() == "x"
+
+
+def test_a_file_is_a_report_only_with_the_generator_mark_in_its_first_256_bytes(tmp_path):
+    head = "<!DOCTYPE html>"
+    for pad, report in ((256 - len(head) - len(GENERATOR_META), True), (257 - len(head) - len(GENERATOR_META), False)):
+        (tmp_path / "p.html").write_text(head + " " * pad + GENERATOR_META + "<p>")
+        assert pages._is_report(tmp_path / "p.html") is report
