@@ -298,3 +298,20 @@ def test_a_file_is_a_report_only_with_the_generator_mark_in_its_first_256_bytes(
     for pad, report in ((256 - len(head) - len(GENERATOR_META), True), (257 - len(head) - len(GENERATOR_META), False)):
         (tmp_path / "p.html").write_text(head + " " * pad + GENERATOR_META + "<p>")
         assert pages._is_report(tmp_path / "p.html") is report
+
+
+def test_a_measurement_under_a_millisecond_or_of_zero_on_a_device_page(tmp_path):
+    from edgenas.project import Project
+    from edgenas.store import Measurement, open_store
+
+    (tmp_path / "luts" / "fs").mkdir(parents=True)
+    for x, median in ((1, 0.5), (2, 0.0)):
+        stats = {"n": 40, "k": 4, "warmup_n": 12, "median_ms": median, "mean_ms": median, "std_ms": 0.0, "cov": 0.0,
+                 "p90_ms": median, "p99_ms": median, "min_ms": median, "max_ms": median, "stable": True, "total_s": 0.1}
+        with open_store(Project(tmp_path)) as store:
+            store.add(Measurement(device="fs", space="nb201", arch={"space": "nb201", "schema": 1, "x": x},
+                                  artifact_sha256="a" * 64, runtime="ort", precision="fp32", fingerprint_hash="f" * 64,
+                                  stats=stats, predicted_ms=1.0, created_at=float(x)))
+    page = pages.device_page(_source(tmp_path), "fs", plotly_src="p.js")
+    assert "<td class='num'>0.5</td><td class='num'>1</td><td class='num'>+100.0%</td>" in page
+    assert "<td class='num'>0</td><td class='num'>1</td><td class='num'>-</td>" in page     # no error of a 0 ms
