@@ -1,0 +1,165 @@
+"""``run_darts``'s epoch loop and ``_finish`` on a synthetic nb201 table (no profiling) and a 2-channel supernet:
+resume after a kill, the multiplier's sign, clipping, floor and warm-up, budgets None vs set, the cosine
+schedule, best.json naming the network the history chose, and a resume refusing a changed run (mutation audit)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from edgenas.errors import InputError
+from edgenas.latency.lut import EntryStats, Lut
+from edgenas.latency.predictor import LatencyPredictor
+from edgenas.search.darts_train import NONE_FITS, DartsConfig, run_darts
+from edgenas.spaces import get_space
+
+
+def _st(ms: float) -> EntryStats:
+    return EntryStats(n=1, median_ms=ms, mean_ms=ms, std_ms=0.0, cov=0.0, p90_ms=ms, p99_ms=ms, min_ms=ms, max_ms=ms)
+
+
+@pytest.fixture(scope="module")
+def pred() -> LatencyPredictor:
+    space = get_space("nb201")
+    rng = np.random.default_rng(4)
+    lut = Lut(device="t", space=space.name, fingerprint={}, fingerprint_hash="0" * 64, runtime="none",
+              precision="fp32", threads=1, protocol={}, overhead=_st(0.05),
+              entries={k: _st(float(rng.uniform(0.1, 2.0))) for k in space.key_vocab()}, created_at=0.0)
+    return LatencyPredictor(lut, space)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> str:
+    from edgenas.datasets import load_digits_images
+
+    x, y = load_digits_images(32, n=32, seed=0)
+    path = tmp_path_factory.mktemp("loop") / "tiny.npz"
+    np.savez(path, x=x.numpy(), y=y.numpy())
+    return str(path)
+
+
+def _cfg(data, budget, **kw):
+    """3 epochs of 2 steps (16 images a half, batches of 8); the latency term starts with epoch 2."""
+    base = dict(data=data, epochs=3, batch_size=8, C=2, seed=2, selection="alpha", arch_warmup=0.0,
+                latency_warmup=0.34, lambda_lr=0.5, devices=(("t", budget),))
+    return DartsConfig(**{**base, **kw})
+
+
+def _history(folder):
+    return json.loads((folder / "history.json").read_text())
+
+
+def _files(folder):
+    return {f.name: f.read_bytes() for f in folder.iterdir()}
+
+
+def test_a_run_killed_after_an_epoch_resumes_to_what_an_uninterrupted_run_reaches(pred, data, tmp_path,
+                                                                                interrupt_darts_after):
+    from safetensors.torch import load_file
+
+    cfg = _cfg(data, pred.min_latency()[0] * 1.2, skip_dropout=0.3, selection="pt", pt_samples=8)
+    full = run_darts(cfg, [("t", pred)], tmp_path / "full")
+    disarm = interrupt_darts_after(1)
+    with pytest.raises(KeyboardInterrupt):
+        run_darts(cfg, [("t", pred)], tmp_path / "part")
+    disarm()
+    assert len(json.loads((tmp_path / "part" / "checkpoint.json").read_text())["history"]) == 1
+    assert not (tmp_path / "part" / "best.json").exists()
+    again = run_darts(cfg, [("t", pred)], tmp_path / "part", resume=True)
+    strip = lambda h: [{k: v for k, v in e.items() if k != "epoch_s"} for e in h["history"]]  # noqa: E731
+    assert strip(_history(tmp_path / "part")) == strip(_history(tmp_path / "full"))
+    assert [e["epoch"] for e in _history(tmp_path / "part")["history"]] == [1, 2, 3]
+    assert {k: v for k, v in again.items() if k != "pt_s"} == {k: v for k, v in full.items() if k != "pt_s"}
+    a, b = (load_file(str(tmp_path / f / "checkpoint.safetensors")) for f in ("full", "part"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # a run killed before its first checkpoint (config.json only) resumes from epoch 1
+    (tmp_path / "early").mkdir()
+    (tmp_path / "early" / "config.json").write_text((tmp_path / "full" / "config.json").read_text())
+    run_darts(cfg, [("t", pred)], tmp_path / "early", resume=True)
+    assert strip(_history(tmp_path / "early")) == strip(_history(tmp_path / "full"))
+
+
+def test_the_multiplier_rises_by_clipped_steps_over_budget_and_stays_at_zero_under_it(pred, data, tmp_path):
+    lo = pred.min_latency()[0]
+    run_darts(_cfg(data, lo * 0.5), [("t", pred)], tmp_path / "over")  # every cell is over: +lambda_lr a step
+    hist = _history(tmp_path / "over")["history"]
+    assert [h["lambda"] for h in hist] == [[0.0], [1.0], [2.0]]  # warm-up epoch, then 2 steps of +0.5 each
+    assert all(h["derivation"] == NONE_FITS for h in hist)
+    run_darts(_cfg(data, 1e6), [("t", pred)], tmp_path / "under")  # every cell is far under: floored at 0
+    assert [h["lambda"] for h in _history(tmp_path / "under")["history"]] == [[0.0]] * 3
+    # no budget: no multiplier at all (a fixed penalty instead), every cell within "budget"
+    rec = run_darts(_cfg(data, None, latency_weight=0.5), [("t", pred)], tmp_path / "none")
+    assert [h["lambda"] for h in _history(tmp_path / "none")["history"]] == [[0.0]] * 3
+    assert rec["budgets_ms"] == {"t": None} and rec["within_budget"]
+
+
+def test_best_json_names_the_network_the_history_chose(pred, data, tmp_path):
+    lo = pred.min_latency()[0]
+    for selection, budget in (("alpha", lo * 1.2), ("pt", lo * 0.5)):
+        out = tmp_path / f"{selection}-{budget:.3f}"
+        rec = run_darts(_cfg(data, budget, selection=selection, pt_samples=8), [("t", pred)], out)
+        hist = _history(out)["history"]
+        last = hist[-1]
+        assert json.loads((out / "best.json").read_text()) == rec
+        assert _history(out)["schema"] == 3 and hist == json.loads((out / "checkpoint.json").read_text())["history"]
+        assert rec["epoch"] == 3 and rec["alpha_arch"] == last["arch"] and rec["argmax_arch"] == last["argmax_arch"]
+        assert rec["alpha_ms"] == last["derived_ms"] and rec["argmax_ms"] == last["argmax_ms"]
+        arch = get_space("nb201").from_string(rec["arch"]["arch"])
+        assert rec["latency_ms"] == {"t": pytest.approx(float(pred.predict(arch)))}
+        assert rec["within_budget"] == (rec["latency_ms"]["t"] <= budget) and rec["budgets_ms"] == {"t": budget}
+        assert rec["skip_edges"] == arch.ops.count("skip_connect") and rec["none_edges"] == arch.ops.count("none")
+        if selection == "alpha":  # the last epoch's cell, the last of 3 evaluations
+            assert rec["arch"]["arch"] == last["arch"] and rec["derivation"] == last["derivation"]
+            assert (rec["number"], rec["evaluations"], rec["pt_scores"]) == (2, 3, None)
+        else:  # DARTS-PT's pick: a fourth evaluation
+            assert (rec["number"], rec["evaluations"]) == (3, 4) and len(rec["pt_scores"]) == 6
+        if budget < lo:  # nothing fits: the alpha argmax, said to be that
+            assert rec["derivation"] == NONE_FITS and rec["arch"]["arch"] == last["argmax_arch"]
+            assert not rec["within_budget"]
+        else:
+            assert rec["within_budget"] and rec["derivation"] in (("argmax", "budget") if selection == "alpha"
+                                                                   else ("pt", "pt-budget"))
+        for h in hist:
+            cell = get_space("nb201").from_string(h["arch"])
+            top = get_space("nb201").from_string(h["argmax_arch"])
+            assert h["skip_edges"] == cell.ops.count("skip_connect") and h["none_edges"] == cell.ops.count("none")
+            assert h["derived_ms"] == {"t": pytest.approx(float(pred.predict(cell)))}
+            assert h["argmax_ms"] == {"t": pytest.approx(float(pred.predict(top)))}
+            assert 1.0 < h["train_loss"] < 3.5 and math.isfinite(h["expected_ms"]["t"])
+            assert h["derivation"] == (NONE_FITS if budget < lo else "argmax" if cell == top else "budget")
+
+
+def test_the_weights_follow_a_cosine_schedule_over_the_epochs(pred, data, tmp_path, monkeypatch):
+    seen = []
+    real = torch.optim.SGD.step
+
+    def step(self, *a, **kw):  # records the learning rate each weight step is taken with
+        seen.append(self.param_groups[0]["lr"])
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", step)
+    run_darts(_cfg(data, None, lr=0.1), [("t", pred)], tmp_path / "run")
+    want = [0.05 * (1 + math.cos(math.pi * e / 3)) for e in range(3) for _ in range(2)]
+    assert seen == pytest.approx(want)
+
+
+def test_a_resume_refuses_a_changed_config_a_missing_run_and_a_new_run_refuses_a_taken_folder(pred, data, tmp_path):
+    cfg = _cfg(data, pred.min_latency()[0] * 1.2, epochs=1)
+    run_darts(cfg, [("t", pred)], tmp_path / "run")
+    before = _files(tmp_path / "run")
+    for changed in (_cfg(data, pred.min_latency()[0] * 1.3, epochs=1), _cfg(data, None, epochs=1),
+                    _cfg(data, pred.min_latency()[0] * 1.2, epochs=2)):
+        with pytest.raises(InputError, match="cannot resume .*: the config differs"):
+            run_darts(changed, [("t", pred)], tmp_path / "run", resume=True)
+    with pytest.raises(InputError, match="already holds a search run"):
+        run_darts(cfg, [("t", pred)], tmp_path / "run")
+    with pytest.raises(InputError, match="do not match the config's devices"):
+        run_darts(cfg, [("u", pred)], tmp_path / "run", resume=True)
+    assert _files(tmp_path / "run") == before
+    with pytest.raises(InputError, match="holds no DARTS run to resume"):
+        run_darts(cfg, [("t", pred)], tmp_path / "none", resume=True)
+    assert not (tmp_path / "none").exists()
