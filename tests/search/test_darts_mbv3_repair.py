@@ -1,0 +1,147 @@
+"""The budget repair of the mbv3 relaxation's derived network, on a synthetic table of ``mbv3-tiny`` (no profiling:
+each test runs in well under a second): the log-probability it trades, the single changes it considers, the
+change it takes, and what it returns when no network fits (mutation audit)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from edgenas.latency.lut import EntryStats, Lut
+from edgenas.latency.predictor import LatencyPredictor
+from edgenas.search.darts_mbv3_latency import ExpectedLatencyMBV3, _log_prob, _neighbours, repair_to_budget
+from edgenas.spaces import get_space
+from edgenas.spaces.mbv3_config import MBV3Arch
+
+
+def _st(ms: float) -> EntryStats:
+    return EntryStats(n=1, median_ms=ms, mean_ms=ms, std_ms=0.0, cov=0.0, p90_ms=ms, p99_ms=ms, min_ms=ms, max_ms=ms)
+
+
+def _pred(seed: int = 0) -> LatencyPredictor:
+    space = get_space("mbv3-tiny")
+    rng = np.random.default_rng(seed)
+    lut = Lut(device="t", space=space.name, fingerprint={}, fingerprint_hash="0" * 64, runtime="none",
+              precision="fp32", threads=1, protocol={}, overhead=_st(0.05),
+              entries={k: _st(float(rng.uniform(0.1, 3.0))) for k in space.key_vocab()}, created_at=0.0)
+    return LatencyPredictor(lut, space)
+
+
+def _logp(seed: int) -> dict[str, np.ndarray]:
+    c = get_space("mbv3-tiny").config
+    rng = np.random.default_rng(seed)
+
+    def norm(a: np.ndarray) -> np.ndarray:
+        return a - np.log(np.exp(a).sum(-1, keepdims=True))
+
+    return {"ke": norm(rng.normal(size=(c.n_slots, len(c.ks_choices) * len(c.e_choices)))),
+            "d": norm(rng.normal(size=(c.n_stages, len(c.d_choices)))), "r": norm(rng.normal(size=len(c.resolutions)))}
+
+
+def _all(space) -> list[MBV3Arch]:
+    """Every canonical network of the space (mbv3-tiny: 4 slots of 2x2 choices, 2 stages of depth 1 or 2)."""
+    c = space.config
+    out = set()
+    for ks in itertools.product(c.ks_choices, repeat=c.n_slots):
+        for e in itertools.product(c.e_choices, repeat=c.n_slots):
+            for d in itertools.product(c.d_choices, repeat=c.n_stages):
+                for r in c.resolutions:
+                    out.add(space.canonical(MBV3Arch(ks, e, d, r)))
+    return sorted(out, key=repr)
+
+
+def test_the_log_probability_sums_the_resolution_each_depth_and_only_the_active_blocks():
+    space = get_space("mbv3-tiny")
+    c, n_e = space.config, len(space.config.e_choices)
+    logp = _logp(1)
+    for arch in _all(space)[::7]:
+        want = logp["r"][c.resolutions.index(arch.r)]
+        for s, d in enumerate(arch.d):
+            want += logp["d"][s][c.d_choices.index(d)]
+            for j in range(c.max_depth):
+                i = s * c.max_depth + j
+                if j < d:  # a skipped slot's kernel and expand are not decisions of the network
+                    want += logp["ke"][i][c.ks_choices.index(arch.ks[i]) * n_e + c.e_choices.index(arch.e[i])]
+        assert _log_prob(arch, logp, c) == pytest.approx(want, abs=1e-12)
+    # a probability: exp(log p) over every network of the space sums to 1
+    assert sum(np.exp(_log_prob(a, logp, c)) for a in _all(space)) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_the_neighbours_are_every_single_change_of_one_decision():
+    space = get_space("mbv3-tiny")
+    c = space.config
+    for arch in _all(space)[::5]:
+        got = _neighbours(arch, c)
+        want = []
+        for other in _all(space):
+            stages = [s for s in range(c.n_stages) if arch.d[s] != other.d[s]]
+            blocks = [i for i in range(c.n_slots) if (arch.ks[i], arch.e[i]) != (other.ks[i], other.e[i])]
+            if other.r == arch.r and not stages and len(blocks) == 1:  # another kernel/expand in one block
+                want.append(other)
+            elif other.r == arch.r and len(stages) == 1 and other.d[stages[0]] < arch.d[stages[0]] and \
+                    space.canonical(MBV3Arch(arch.ks, arch.e, other.d, arch.r)) == other:
+                want.append(other)  # a smaller depth in one stage (never a larger one), the rest kept
+            elif other.r != arch.r and not stages and not blocks:
+                want.append(other)  # another resolution
+        assert sorted(map(space.canonical, got), key=repr) == want and len(got) == len(set(got))
+    small = get_space("mbv3-small")  # three resolutions (mbv3-tiny has one): each other one is a neighbour
+    arch = small.sample(np.random.default_rng(0))
+    moved = [a for a in _neighbours(arch, small.config) if a.r != arch.r]
+    assert sorted(a.r for a in moved) == sorted(r for r in small.config.resolutions if r != arch.r)
+    assert all((a.ks, a.e, a.d) == (arch.ks, arch.e, arch.d) for a in moved)
+
+
+def test_the_repair_takes_the_change_that_gives_up_least_probability_per_unit_of_excess():
+    space = get_space("mbv3-tiny")
+    pred = _pred(0)
+    logp = _logp(2)
+    c = space.config
+    archs = _all(space)
+    lat = pred.predict_many(archs)
+    start = archs[int(np.argmax(lat))]
+    here, top = _log_prob(start, logp, c), float(lat.max())
+    cands = [space.canonical(a) for a in _neighbours(start, c)]
+    nl = pred.predict_many(cands)
+    for budget in (top * 0.98, top * 0.9):
+        gain = (top / budget - 1) - np.maximum(0.0, nl / budget - 1)
+        rate = [(max(here - _log_prob(a, logp, c), 0.0) + 1e-9) / g if g > 1e-12 else np.inf
+                for a, g in zip(cands, gain)]
+        first = cands[int(np.argmin(rate))]
+        arch, steps, how = repair_to_budget(space, start, logp, [pred], [budget])
+        assert float(pred.predict_many([arch])[0]) <= budget and how == "greedy repair" and steps >= 1
+        if float(pred.predict_many([first])[0]) <= budget:  # one change is enough: the best one by the rule
+            assert (arch, steps) == (first, 1)
+    # from the most probable network (what the repair starts from), with a budget that every faster neighbour
+    # meets: each removes the whole excess, so the one giving up the least log-probability is taken
+    for seed in range(4):
+        lp = _logp(seed)
+        mode = max(archs, key=lambda a: _log_prob(a, lp, c))
+        ms = float(pred.predict_many([mode])[0])
+        faster = [a for a in map(space.canonical, _neighbours(mode, c)) if float(pred.predict_many([a])[0]) < ms]
+        budget = float(max(pred.predict_many(faster)))
+        best = max(faster, key=lambda a: _log_prob(a, lp, c))
+        assert repair_to_budget(space, mode, lp, [pred], [budget]) == (best, 1, "greedy repair")
+    assert ExpectedLatencyMBV3("t", pred, space).of_arch(arch) == pytest.approx(float(pred.predict_many([arch])[0]))
+    # a device without a budget is no constraint; a network within every budget is kept as it is
+    for budgets in ([None], [top], [None, top + 1]):
+        models = [pred] * len(budgets)
+        assert repair_to_budget(space, start, logp, models, budgets) == (start, 0, "argmax")
+
+
+def test_a_budget_below_every_network_ends_with_the_fastest_reached_and_says_none_fits():
+    space = get_space("mbv3-tiny")
+    fast, slow = _pred(0), _pred(5)
+    archs = _all(space)
+    start = archs[int(np.argmax(fast.predict_many(archs)))]
+    lo = fast.min_latency()[0]
+    arch, steps, how = repair_to_budget(space, start, _logp(3), [fast], [lo * 0.5])
+    assert how == "none met every budget" and steps >= 1
+    assert float(fast.predict_many([arch])[0]) == pytest.approx(lo)  # the greedy descent ends at the fastest
+    # the greedy path can stall where another device's fastest network meets every budget: that one is returned
+    lo_s, fastest_s = slow.min_latency()
+    budgets = [float(fast.predict_many([fastest_s])[0]), lo_s]
+    arch, _, how = repair_to_budget(space, start, _logp(3), [fast, slow], budgets)
+    assert float(fast.predict_many([arch])[0]) <= budgets[0] and float(slow.predict_many([arch])[0]) <= lo_s
+    assert how in ("greedy repair", "fastest network")
