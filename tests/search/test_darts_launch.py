@@ -94,6 +94,12 @@ def test_a_resumed_mbv3_run_is_prepared_as_mbv3_from_its_config(project, tmp_pat
     (tmp_path / "run" / "config.json").write_text(json.dumps(run.config.to_json()))
     again = prepare_darts(project, None, {}, tmp_path / "run", resume=True)
     assert again.config == run.config and [t.name for t in again.problem.devices] == ["a"]
+    rec = again.run(tmp_path / "run", True, None)  # resumed: no checkpoint yet, so from epoch 1
+    assert rec["out_dir"] == str(tmp_path / "run") and (tmp_path / "run" / "best.json").exists()
+    with pytest.raises(InputError):  # a bad --data: refused here, not after the folder is made
+        prepare_darts(project, req, {"data": str(tmp_path / "missing.npz"), "epochs": 1, "latency_weight": 0.0,
+                                     "lr": 0.2}, tmp_path / "other")
+    assert not (tmp_path / "other").exists()
 
 
 def test_budgets_pair_with_devices_and_the_mbv3_config_takes_falsy_nb201_options():

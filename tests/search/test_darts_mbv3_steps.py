@@ -22,10 +22,12 @@ def data(tmp_path):
 
 def test_each_weight_step_starts_from_zeroed_gradients_and_is_clipped(data, tmp_path, monkeypatch):
     weights: list[torch.Tensor] = []
+    alphas: list[torch.Tensor] = []
     events: list[tuple[str, float]] = []
     clipped: list[tuple[float, bool]] = []
-    sgd_init, clip, backward, sgd_step = (torch.optim.SGD.__init__, torch.nn.utils.clip_grad_norm_,
-                                          torch.Tensor.backward, torch.optim.SGD.step)
+    sgd_init, adam_init, clip, backward, sgd_step = (torch.optim.SGD.__init__, torch.optim.Adam.__init__,
+                                                     torch.nn.utils.clip_grad_norm_, torch.Tensor.backward,
+                                                     torch.optim.SGD.step)
 
     def norm() -> float:
         return float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in weights if p.grad is not None])))
@@ -35,8 +37,14 @@ def test_each_weight_step_starts_from_zeroed_gradients_and_is_clipped(data, tmp_
         weights.extend(params)
         sgd_init(self, params, *a, **kw)
 
-    def spy_backward(self, *a, **kw):  # whether any weight still holds a gradient when a backward starts
-        events.append(("backward", float(any(p.grad is not None for p in weights))))
+    def init_adam(self, params, *a, **kw):  # the architecture weights
+        params = list(params)
+        alphas.extend(params)
+        adam_init(self, params, *a, **kw)
+
+    def spy_backward(self, *a, **kw):  # which gradients are already held when a backward starts
+        events.append(("backward", float(any(p.grad is not None for p in weights))
+                       + 2 * float(any(p.grad is not None for p in alphas))))
         return backward(self, *a, **kw)
 
     def spy_clip(params, max_norm, *a, **kw):
@@ -51,6 +59,7 @@ def test_each_weight_step_starts_from_zeroed_gradients_and_is_clipped(data, tmp_
         return sgd_step(self, *a, **kw)
 
     monkeypatch.setattr(torch.optim.SGD, "__init__", init)
+    monkeypatch.setattr(torch.optim.Adam, "__init__", init_adam)
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy_clip)
     monkeypatch.setattr(torch.Tensor, "backward", spy_backward)
     monkeypatch.setattr(torch.optim.SGD, "step", spy_step)
@@ -62,7 +71,8 @@ def test_each_weight_step_starts_from_zeroed_gradients_and_is_clipped(data, tmp_
     assert steps == 4 and kinds == ["backward", "clip", "step", "backward"] * steps  # weight then architecture
     for i in range(steps):
         started, pre, post = (events[4 * i + j][1] for j in range(3))
-        assert started == 0.0, f"weight step {i + 1} began with the last steps' gradients"
+        assert int(started) & 1 == 0, f"weight step {i + 1} began with the last steps' gradients"
         assert post == pytest.approx(min(pre, 5.0), rel=1e-4)  # the step takes the clipped gradient
+        assert events[4 * i + 3][1] == 1.0, f"architecture step {i + 1} began with earlier alpha gradients"
     assert clipped == [(5.0, True)] * steps  # all the supernet's weights, to a norm of 5
     assert max(v for k, v in events if k == "clip") > 5.0  # lr 20: later steps' gradients exceed the clip
