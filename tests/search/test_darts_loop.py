@@ -142,8 +142,8 @@ def test_the_weights_follow_a_cosine_schedule_over_the_epochs(pred, data, tmp_pa
         return real(self, *a, **kw)
 
     monkeypatch.setattr(torch.optim.SGD, "step", step)
-    run_darts(_cfg(data, None, lr=0.1), [("t", pred)], tmp_path / "run")
-    want = [0.05 * (1 + math.cos(math.pi * e / 3)) for e in range(3) for _ in range(2)]
+    run_darts(_cfg(data, None, lr=0.1, arch_warmup=0.34), [("t", pred)], tmp_path / "run")  # epoch 1: weights only
+    want = [0.05 * (1 + math.cos(math.pi * e / 3)) for e in range(3) for _ in range(2)]  # both steps of every epoch
     assert seen == pytest.approx(want)
 
 
@@ -172,6 +172,7 @@ def test_each_weight_step_starts_from_zeroed_gradients_and_is_clipped(data, tmp_
     alphas: list[torch.Tensor] = []
     events: list[tuple[str, float]] = []
     clipped: list[tuple[float, bool]] = []
+    losses: list[float] = []
     sgd_init, adam_init, clip, backward, sgd_step = (torch.optim.SGD.__init__, torch.optim.Adam.__init__,
                                                      torch.nn.utils.clip_grad_norm_, torch.Tensor.backward,
                                                      torch.optim.SGD.step)
@@ -189,6 +190,7 @@ def test_each_weight_step_starts_from_zeroed_gradients_and_is_clipped(data, tmp_
     def spy_backward(self, *a, **kw):  # which gradients are already held when a backward starts
         events.append(("backward", float(any(p.grad is not None for p in weights))
                        + 2 * float(any(p.grad is not None for p in alphas))))
+        losses.append(float(self.detach()))
         return backward(self, *a, **kw)
 
     def spy_clip(params, max_norm, *a, **kw):
@@ -218,6 +220,8 @@ def test_each_weight_step_starts_from_zeroed_gradients_and_is_clipped(data, tmp_
         # the architecture step: the weight step's backward reached the alphas too; they were zeroed since
         assert events[4 * i + 3][1] == 1.0, f"architecture step {i + 1} began with the weight step's alpha gradients"
     assert clipped == [(5.0, True)] * 2
+    # the epoch's train_loss is the mean of its weight steps' losses
+    assert _history(tmp_path / "run")["history"][0]["train_loss"] == pytest.approx((losses[0] + losses[2]) / 2)
 
 
 def test_the_latency_term_enters_the_architecture_loss_only_after_its_warm_up(pred, data, tmp_path):
@@ -231,3 +235,12 @@ def test_the_latency_term_enters_the_architecture_loss_only_after_its_warm_up(pr
     strip = lambda h: {k: v for k, v in h.items() if k != "epoch_s"}  # noqa: E731
     assert strip(hist[0.0][0]) == strip(hist[5.0][0])
     assert hist[5.0][1]["expected_ms"]["t"] < hist[0.0][1]["expected_ms"]["t"]
+
+
+def test_a_non_finite_training_loss_is_named_as_such_in_the_epoch_it_happens(data, tmp_path):
+    """lr 1e30: the second weight step's loss is NaN (the architecture frozen: no architecture loss to see it)."""
+    from edgenas.errors import EdgenasError
+
+    cfg = _cfg(data, None, epochs=2, arch_warmup=0.5, lr=1e30, devices=())
+    with pytest.raises(EdgenasError, match=r"diverged in epoch 1 \(a training loss NaN or infinite\)"):
+        run_darts(cfg, [], tmp_path / "run")
