@@ -50,6 +50,9 @@ MAX_NODES = 1_000_000
 MAX_DATASET_BYTES = 4 << 30
 #: the largest evaluation number, seed or count a record may hold (SQLite's INTEGER is 64-bit)
 MAX_INT = 2 ** 63 - 1
+#: the largest learning rate a training loop takes: far past any that trains (those diverge, and say so), and
+#: inside float32 after torch's own scaling (Adam's lr / bias correction): 1e39 overflowed at the first step
+MAX_LEARNING_RATE = 1e30
 #: the smallest integer ``float()`` overflows on (halfway from the largest float to 2**1024 rounds up, to even):
 #: JSON, YAML and TOML read 400 digits as an int, and no edgenas number is one
 FIRST_OVERFLOW = 2 ** 1024 - 2 ** 970

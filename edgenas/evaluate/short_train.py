@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from edgenas.errors import EdgenasError, InputError
 from edgenas.evaluate.base import EVALUATORS, Evaluator
 from edgenas.datasets import ImageData, load_dataset
+from edgenas.limits import MAX_LEARNING_RATE
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +38,13 @@ class ShortTrainEvaluator(Evaluator):
         super().__init__(space)
         for key, value, ok in (("epochs", epochs, isinstance(epochs, (int, float)) and 0 < epochs <= 1000),
                                ("batch_size", batch_size, isinstance(batch_size, int) and batch_size >= 2),
-                               ("lr", lr, isinstance(lr, (int, float)) and lr > 0),
+                               ("lr", lr, isinstance(lr, (int, float)) and 0 < lr <= MAX_LEARNING_RATE),
                                ("val_fraction", val_fraction, isinstance(val_fraction, float)
                                 and 0 < val_fraction < 1),
                                ("limit", limit, limit is None or (isinstance(limit, int) and limit >= 10))):
             if isinstance(value, bool) or not ok:
                 raise InputError(f"evaluator 'train': bad option {key}={value!r}",
-                                 hint="epochs in (0, 1000], batch_size >= 2, lr > 0, 0 < val_fraction < 1, "
+                                 hint=f"epochs in (0, 1000], batch_size >= 2, lr in (0, {MAX_LEARNING_RATE:g}], 0 < val_fraction < 1, "
                                       "limit >= 10")
         self.seed, self.data, self.epochs = int(seed), str(data), float(epochs)
         self.batch_size, self.lr, self.val_fraction, self.limit = batch_size, float(lr), val_fraction, limit

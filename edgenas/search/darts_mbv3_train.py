@@ -75,9 +75,9 @@ class MbDartsConfig(RunConfig):
         space_config(self.space)  # an mbv3 space, else InputError
         self._check_seed()
         self._check_ints(("epochs", "batch_size"))
-        if not (self.lr > 0 and self.arch_lr > 0 and self.lambda_lr >= 0 and self.latency_weight >= 0
-                and 0 < self.tau_end <= self.tau_start):
-            raise InputError("darts: need lr, arch_lr > 0; lambda_lr, latency_weight >= 0; 0 < tau_end <= tau_start")
+        self._check_rates()
+        if not (self.lambda_lr >= 0 and self.latency_weight >= 0 and 0 < self.tau_end <= self.tau_start):
+            raise InputError("darts: need lambda_lr, latency_weight >= 0; 0 < tau_end <= tau_start")
         if not (0 <= self.arch_warmup < 1 and 0 <= self.latency_warmup < 1):
             raise InputError("darts: need 0 <= arch_warmup, latency_warmup < 1")
         if self.lambda_rule not in LAMBDA_RULES:

@@ -55,7 +55,7 @@ import torch.nn.functional as F
 
 from edgenas.errors import EdgenasError, InputError
 from edgenas.io import atomic_write_json, read_json
-from edgenas.limits import is_finite, is_schema, is_whole
+from edgenas.limits import MAX_LEARNING_RATE, is_finite, is_schema, is_whole
 from edgenas.search.darts_nb201 import BudgetDerivation, DartsNB201, ExpectedLatency, derivable_probs, derive
 from edgenas.search.darts_pt import SELECTIONS, perturbation_scores, pt_subset
 
@@ -75,6 +75,14 @@ class RunConfig:
             v, high = getattr(self, k), _INT_MAX.get(k, 1_000_000)
             if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= high:
                 raise InputError(f"darts: {k} must be an integer from 1 to {high:,}, got {v!r}")
+
+    def _check_rates(self) -> None:
+        """lr and arch_lr in (0, MAX_LEARNING_RATE]: 1e39 was torch's "value cannot be converted to type float
+        without overflow" at the first step."""
+        lr, arch_lr = getattr(self, "lr"), getattr(self, "arch_lr")
+        if not (0 < lr <= MAX_LEARNING_RATE and 0 < arch_lr <= MAX_LEARNING_RATE):
+            raise InputError(f"darts: need lr, arch_lr > 0 and at most {MAX_LEARNING_RATE:g}, "
+                             f"got lr={lr!r}, arch_lr={arch_lr!r}")
 
     def _check_seed(self) -> None:
         """Epoch seeds are ``seed * 100003 + epoch`` and must stay within torch's 64 bits."""
@@ -164,9 +172,10 @@ class DartsConfig(RunConfig):
             raise InputError(f"darts: selection must be one of {', '.join(SELECTIONS)}, got {self.selection!r}")
         self._check_ints(("epochs", "batch_size", "C", "N", "pt_samples"))
         self._check_seed()
-        if not (self.lr > 0 and self.arch_lr > 0 and self.lambda_lr >= 0 and self.latency_weight >= 0
+        self._check_rates()
+        if not (self.lambda_lr >= 0 and self.latency_weight >= 0
                 and 0 <= self.skip_dropout < 1 and 0 <= self.arch_warmup < 1 and 0 <= self.latency_warmup < 1):
-            raise InputError("darts: need lr, arch_lr > 0; lambda_lr, latency_weight >= 0; "
+            raise InputError("darts: need lambda_lr, latency_weight >= 0; "
                              "0 <= skip_dropout, arch_warmup, latency_warmup < 1")
         self._normalise_devices()
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edgenas.errors import InputError
+from edgenas.limits import MAX_LEARNING_RATE
 from edgenas.search.base import STRATEGIES, Driver, DriverRun, Option
 
 
@@ -61,6 +62,7 @@ class Hyperband(_MultiFidelity):
 
 
 _NB201 = {"mbv3": None}  # an option of the nb201 cell only
+_LR = f"must be in (0, {MAX_LEARNING_RATE:g}]"
 
 
 @STRATEGIES.register("darts", help="first-order DARTS (nb201 cell; mbv3: ProxylessNAS-style sampled paths) "
@@ -81,8 +83,8 @@ class Darts(Driver):
                               "must be derived (nb201's multiplier rule) or max (mbv3's first rule)",
                               {"nb201": None}),
         # the mbv3 relaxation's own defaults (darts_mbv3_train.MbDartsConfig; a test keeps them equal)
-        "arch_lr": Option(3e-3, float, lambda v: v > 0, "must be > 0", {"mbv3": 0.01}),
-        "lr": Option(0.025, float, lambda v: v > 0, "must be > 0", {"mbv3": 0.05}),
+        "arch_lr": Option(3e-3, float, lambda v: 0 < v <= MAX_LEARNING_RATE, _LR, {"mbv3": 0.01}),
+        "lr": Option(0.025, float, lambda v: 0 < v <= MAX_LEARNING_RATE, _LR, {"mbv3": 0.05}),
         "batch_size": Option(64, int, lambda v: v >= 1, "must be >= 1", {"mbv3": 32}),
     }
 

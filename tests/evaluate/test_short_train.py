@@ -78,7 +78,7 @@ def test_decimal_options_reach_the_evaluator_from_the_command_line(cli, tmp_path
 
 
 
-@pytest.mark.parametrize("opts", [dict(epochs=1000), dict(epochs=0.01), dict(batch_size=2), dict(lr=1e-6),
+@pytest.mark.parametrize("opts", [dict(epochs=1000), dict(epochs=0.01), dict(batch_size=2), dict(lr=1e-6), dict(lr=1e30),
                                   dict(val_fraction=0.01), dict(val_fraction=0.99), dict(limit=10)])
 def test_options_at_the_edges_of_their_ranges_are_accepted(opts):
     ev = make_evaluator("train", get_space("mbv3-tiny"), **opts).inner
@@ -87,6 +87,7 @@ def test_options_at_the_edges_of_their_ranges_are_accepted(opts):
 
 @pytest.mark.parametrize("key, value", [("epochs", 1000.5), ("epochs", -1), ("epochs", True), ("batch_size", 1),
                                         ("batch_size", 4.0), ("batch_size", True), ("lr", 0), ("lr", -0.1),
+                                        ("lr", 1e39), ("lr", float("inf")),  # 1e39: every network failed
                                         ("val_fraction", 0.0), ("val_fraction", 1.0), ("val_fraction", 1),
                                         ("limit", 9), ("limit", 10.0), ("limit", True)])
 def test_options_outside_their_ranges_are_refused(key, value):

@@ -244,3 +244,17 @@ def test_a_non_finite_training_loss_is_named_as_such_in_the_epoch_it_happens(dat
     cfg = _cfg(data, None, epochs=2, arch_warmup=0.5, lr=1e30, devices=())
     with pytest.raises(EdgenasError, match=r"diverged in epoch 1 \(a training loss NaN or infinite\)"):
         run_darts(cfg, [], tmp_path / "run")
+
+
+@pytest.mark.parametrize("key", ["lr", "arch_lr"])
+def test_a_learning_rate_past_the_bound_is_refused_before_the_run_not_an_overflow_at_its_first_step(data, tmp_path,
+                                                                                                  key):
+    """1e39 was torch's RuntimeError "value cannot be converted to type float without overflow" at the first
+    step; the bound itself is a rate the run takes (and diverges with, by name)."""
+    from edgenas.errors import EdgenasError
+
+    with pytest.raises(InputError, match=rf"at most 1e\+30, got .*{key}=1e\+39"):
+        _cfg(data, None, devices=(), **{key: 1e39})
+    cfg = _cfg(data, None, epochs=1, arch_warmup=0.0, devices=(), **{key: 1e30})
+    with pytest.raises(EdgenasError, match=r"training diverged in epoch 1 \("):
+        run_darts(cfg, [], tmp_path / "run")

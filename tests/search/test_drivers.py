@@ -72,8 +72,8 @@ def test_driver_options_are_checked_before_anything_is_written(cli, valid, tmp_p
     ("darts", "lambda_lr", (0.0,), (-0.01,)),
     ("darts", "arch_warmup", (0.0, 0.99), (-0.01, 1.0)),
     ("darts", "latency_warmup", (0.0, 0.99), (-0.01, 1.0)),
-    ("darts", "arch_lr", (1e-9,), (0.0,)),
-    ("darts", "lr", (1e-9,), (0.0,)),
+    ("darts", "arch_lr", (1e-9, 1e30), (0.0, 1.0000000000000002e30)),
+    ("darts", "lr", (1e-9, 1e30), (0.0, 1e39)),   # 1e39 overflowed torch's first step
     ("darts", "batch_size", (1,), (0,)),
     ("darts", "selection", ("alpha", "pt"), ("argmax",)),
     ("darts", "lambda_rule", ("derived", "max"), ("min",)),
