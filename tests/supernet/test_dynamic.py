@@ -104,6 +104,9 @@ def test_sort_channels_keeps_largest_and_orders_importance(space, perturbed):
     for block in net.blocks[1:]:
         imp = block.conv.point_linear.conv.conv.weight.abs().sum((0, 2, 3))
         assert torch.all(imp[:-1] >= imp[1:])
+        if block.conv.use_se:  # the squeeze-excite hidden units too, by the L1 norm of their expand weights
+            se = block.conv.depth_conv.se.fc.expand.weight.abs().sum((0, 2, 3))
+            assert torch.all(se[:-1] >= se[1:])
 
 
 def test_bn_recalibration_sets_statistics_of_the_subnet(space, perturbed):
