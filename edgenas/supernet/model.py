@@ -105,8 +105,12 @@ class MBV3Supernet(nn.Module):
         if len(arch.ks) != c.n_slots or len(arch.e) != c.n_slots or len(arch.d) != c.n_stages:
             raise ValueError(f"architecture does not fit {c.name}: need {c.n_slots} ks/e and "
                              f"{c.n_stages} depths")
-        if not all(d in c.d_choices for d in arch.d):
-            raise ValueError(f"depths {arch.d} not in {c.d_choices}")
+        # before any block changes: an unknown kernel would fail only in forward, and an expand ratio
+        # past the largest would silently run the largest width
+        for name, values, choices in (("kernel sizes", arch.ks, c.ks_choices),
+                                      ("expand ratios", arch.e, c.e_choices), ("depths", arch.d, c.d_choices)):
+            if not all(v in choices for v in values):
+                raise ValueError(f"{name} {values} not in {choices}")
         for i, block in enumerate(self.blocks[1:]):
             block.conv.set_active(arch.ks[i], arch.e[i])
         self.active_arch = arch

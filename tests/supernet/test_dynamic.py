@@ -187,15 +187,18 @@ def test_set_active_refuses_an_architecture_of_another_shape_and_changes_nothing
     net = MBV3Supernet(space.config)
     large, small = net.largest_arch(), net.smallest_arch()
     net.set_active(small)
-    kernels = [b.conv.depth_conv.conv.active_kernel_size for b in net.blocks[1:]]
+    kernels = [(b.conv.depth_conv.conv.active_kernel_size, b.conv.active_middle) for b in net.blocks[1:]]
     for bad in (type(large)(ks=large.ks + (3,), e=large.e, d=large.d, r=large.r),
                 type(large)(ks=large.ks, e=large.e + (3,), d=large.d, r=large.r),
                 type(large)(ks=large.ks, e=large.e, d=large.d + (2,), r=large.r),
-                type(large)(ks=large.ks, e=large.e, d=(1,) + large.d[1:], r=large.r)):
+                type(large)(ks=large.ks, e=large.e, d=(1,) + large.d[1:], r=large.r),
+                type(large)(ks=(4,) + large.ks[1:], e=large.e, d=large.d, r=large.r),  # no such kernel
+                type(large)(ks=large.ks, e=large.e[:-1] + (8,), d=large.d, r=large.r),  # wider than stored
+                type(large)(ks=large.ks, e=(1,) + large.e[1:], d=large.d, r=large.r)):  # narrower than any
         with pytest.raises(ValueError, match="does not fit|not in"):
             net.set_active(bad)
         assert net.active_arch == small
-        assert [b.conv.depth_conv.conv.active_kernel_size for b in net.blocks[1:]] == kernels
+        assert [(b.conv.depth_conv.conv.active_kernel_size, b.conv.active_middle) for b in net.blocks[1:]] == kernels
 
 
 def test_an_unknown_activation_or_kernel_is_refused():
