@@ -7,7 +7,8 @@ The URL is ``--db`` / ``url=`` if given, else ``$EDGENAS_DB``, else the project'
 
 On open the schema revision is compared with the newest migration this code ships:
 
-* a fresh database (no tables) is migrated to the newest revision at once;
+* a fresh database (no tables, or only alembic's empty stamp table: at revision ``base``) is migrated to
+  the newest revision at once;
 * an older revision is an error that says to run ``edgenas db upgrade``;
 * a revision this code does not know (written by a newer edgenas) is an error: nothing is changed;
 * tables without an edgenas revision (another application's database) are an error, found through a
@@ -334,9 +335,9 @@ def current_revision(connection: sa.Connection, url: str | None = None) -> str |
                             f"({', '.join(str(h) for h in heads)}): its alembic_version table was damaged or edited",
                             hint="restore it from a backup")
     rev = heads[0] if heads else None
-    if rev is None and sa.inspect(connection).get_table_names():
+    if rev is None and set(sa.inspect(connection).get_table_names()) - {"alembic_version"}:
         return "?"  # another application's tables, or edgenas's while another process migrates a fresh file
-    return rev
+    return rev  # None also for alembic's empty stamp table alone: a database at ``base`` (downgraded) is fresh
 
 
 def foreign_tables(connection: sa.Connection) -> set[str]:

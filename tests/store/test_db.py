@@ -603,3 +603,35 @@ def test_a_path_the_system_cannot_follow_is_named_in_the_systems_words(tmp_path)
     with pytest.raises(DatabaseError) as info:
         dbmod.check_sqlite_target(tmp_path / "loop", "sqlite:///loop")
     assert info.value.message == f"cannot open database sqlite:///loop: {os.strerror(errno.ELOOP)}"
+
+
+def test_a_database_downgraded_to_base_is_fresh_and_db_upgrade_migrates_it(tmp_path, cli, monkeypatch):
+    """The real migration's ``downgrade`` to ``base`` (what ``alembic downgrade base`` leaves) keeps only alembic's
+    empty stamp table: revision ``base``, not a set-up that was interrupted. ``edgenas db upgrade`` takes it to
+    the newest revision ("from empty"), and so does opening it, as a fresh database is."""
+    from alembic import command
+
+    urls = []
+    for name in ("cli.db", "open.db"):
+        url = f"sqlite:///{tmp_path / name}"
+        ExperimentDB(url).close()
+        engine = dbmod.create_engine(url)
+        with engine.begin() as con:
+            command.downgrade(dbmod._alembic_config(con), "base")
+        engine.dispose()
+        con = sqlite3.connect(tmp_path / name)
+        assert {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")} == {"alembic_version"}
+        assert con.execute("SELECT * FROM alembic_version").fetchall() == []
+        con.close()
+        urls.append(url)
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
+    res = cli("db", "upgrade", "--db", urls[0], "--json")
+    assert res.code == 0, res.err
+    assert json.loads(res.out)["revision_before"] is None and json.loads(res.out)["revision"] == dbmod.head_revision()
+    with ExperimentDB(urls[1], migrate=False, readonly=True) as db:  # a reader migrates nothing
+        assert db.opened_revision is None
+    for url in urls:
+        with ExperimentDB(url) as db:
+            assert db.revision() == dbmod.head_revision()
+            with db.read() as con:
+                assert set(sa.inspect(con).get_table_names()) == set(metadata.tables) | {"alembic_version"}
