@@ -11,8 +11,9 @@ On open the schema revision is compared with the newest migration this code ship
   the newest revision at once;
 * an older revision is an error that says to run ``edgenas db upgrade``;
 * a revision this code does not know (written by a newer edgenas) is an error: nothing is changed;
-* tables without an edgenas revision (another application's database) are an error, found through a
-  read-only connection before anything is written, so the file is left exactly as it was.
+* tables without an edgenas revision (another application's database, alembic's stamp of its own or none)
+  are an error, found through a read-only connection before anything is written, so the file is left
+  exactly as it was.
 
 An SQLite path is checked before anything is opened or created next to it (``check_sqlite_target``): a
 folder, a FIFO, a device, a link loop or a new file in a missing folder is refused (only the project's
@@ -447,12 +448,22 @@ def check_revision(con: sa.Connection, *, allow_old: bool = False, url: str | No
         raise DatabaseError(f"database {where} holds tables but no edgenas schema revision",
                             hint="point --db / EDGENAS_DB at an edgenas database or a new one")
     if rev is not None and rev not in known_revisions():
-        raise DatabaseError(f"database {where} has schema revision {rev}, newer than this edgenas knows "
-                            f"(newest {head}); nothing was changed", hint="upgrade edgenas")
+        raise unknown_revision(where, rev, set(sa.inspect(con).get_table_names()))
     if rev not in (None, head) and not allow_old:
         raise DatabaseError(f"database {where} has schema revision {rev}; this edgenas needs {head}",
                             hint="run: edgenas db upgrade")
     return rev
+
+
+def unknown_revision(where: str, rev: str, tables: set[str]) -> DatabaseError:
+    """The error for a schema revision this edgenas does not know: a newer edgenas's database, or (none of
+    edgenas's tables) another application's that alembic manages too."""
+    if not tables & (EDGENAS_TABLES - {"alembic_version"}):
+        return DatabaseError(f"database {where} holds another application's schema (revision {rev}), not "
+                             "edgenas's; nothing was changed",
+                             hint="point --db / EDGENAS_DB at an edgenas database or a new one")
+    return DatabaseError(f"database {where} has schema revision {rev}, newer than this edgenas knows "
+                         f"(newest {head_revision()}); nothing was changed", hint="upgrade edgenas")
 
 
 def translate(exc: BaseException, url: str) -> DatabaseError:

@@ -45,6 +45,8 @@ class ExperimentDB:
             rev, names = dbmod.peek_sqlite(path, self.url)
             if rev is None and names - dbmod.EDGENAS_TABLES:
                 raise self._foreign()
+            if rev is not None and rev not in dbmod.known_revisions():  # another application's alembic, or newer
+                raise dbmod.unknown_revision(self.where, rev, names)
             if rev is None and not names and not migrate:  # fresh: nothing to read, and nothing is written
                 return
         if check:

@@ -635,3 +635,35 @@ def test_a_database_downgraded_to_base_is_fresh_and_db_upgrade_migrates_it(tmp_p
             assert db.revision() == dbmod.head_revision()
             with db.read() as con:
                 assert set(sa.inspect(con).get_table_names()) == set(metadata.tables) | {"alembic_version"}
+
+
+def test_another_applications_alembic_database_is_refused_as_such_and_left_alone(db_url, tmp_path, cli, monkeypatch):
+    """Another application that alembic manages too keeps its own stamp in ``alembic_version``: it was called a
+    database of a newer edgenas ("upgrade edgenas"), and an SQLite file was switched to WAL mode on the way
+    (a -wal and a -shm file beside it, its header rewritten) although the message said nothing was changed."""
+    eng = sa.create_engine(db_url)
+    with eng.begin() as con:
+        con.execute(sa.text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)"))
+        con.execute(sa.text("INSERT INTO alembic_version VALUES ('a1b2c3d4e5f6')"))
+        con.execute(sa.text("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)"))
+        con.execute(sa.text("INSERT INTO users VALUES (1, 'ann')"))
+    eng.dispose()
+    path = dbmod.sqlite_path(db_url)
+    beside = (lambda: sorted(p for p in os.listdir(path.parent) if p.startswith(path.name))) if path else None
+    before = (path.read_bytes(), beside()) if path else None
+    for open_it in (lambda: ExperimentDB(db_url), lambda: ExperimentDB(db_url, migrate=False, readonly=True),
+                    lambda: ExperimentDB(db_url, migrate=False, check=False).upgrade()):
+        with pytest.raises(DatabaseError, match=r"holds another application's schema \(revision a1b2c3d4e5f6\), not "
+                                                r"edgenas's; nothing was changed") as info:
+            open_it()
+        assert info.value.hint == "point --db / EDGENAS_DB at an edgenas database or a new one"
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
+    res = cli("db", "upgrade", "--db", db_url)
+    assert res.code == 6 and "another application's schema" in res.err and len(res.err.strip().splitlines()) == 1
+    if path:
+        assert (path.read_bytes(), beside()) == before  # no -wal, -shm or .migrate.lock either
+    eng = sa.create_engine(db_url)
+    with eng.connect() as con:
+        assert set(sa.inspect(con).get_table_names()) == {"alembic_version", "users"}
+        assert con.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "a1b2c3d4e5f6"
+    eng.dispose()
