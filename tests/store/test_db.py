@@ -684,3 +684,19 @@ def test_a_first_set_up_that_fails_removes_the_migration_lock_it_made(tmp_path):
         dbmod.upgrade(engine)
     engine.dispose()
     assert not (tmp_path / "e.db.migrate.lock").exists()
+
+
+def test_another_applications_sqlite_file_without_alembic_is_left_byte_for_byte(tmp_path):
+    """Refused from the read-only look before the engine's first connection, which would switch the file to WAL
+    mode (its header rewritten, a -wal and a -shm file beside it)."""
+    path = tmp_path / "other.db"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+    con.execute("INSERT INTO users VALUES (1, 'ann')")
+    con.commit()
+    con.close()
+    before = path.read_bytes()
+    for kw in ({}, {"migrate": False, "readonly": True}, {"migrate": False, "check": False}):
+        with pytest.raises(DatabaseError, match="holds tables but no edgenas schema revision; nothing was changed"):
+            ExperimentDB(f"sqlite:///{path}", **kw)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["other.db"]
