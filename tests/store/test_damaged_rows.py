@@ -92,3 +92,17 @@ def test_the_hint_names_the_run_folder_or_a_placeholder():
     assert "(edgenas runs import runs/r1)" in run_hint("runs/r1")
     for odd in (None, "", 5, ["runs/r1"]):
         assert "(edgenas runs import RUN_FOLDER)" in run_hint(odd)
+
+
+def test_a_measurement_record_of_the_wrong_shape_is_one_error_naming_its_row(tmp_path, make):
+    """A measurement row whose record is JSON but no measurement: listing or getting it is one error naming the
+    row, not a None among the measurements."""
+    with ExperimentDB(f"sqlite:///{tmp_path / 'e.db'}") as db:
+        m = make()
+        db.measurements.add(m)
+        with db.begin() as con:
+            con.execute(sa.text("UPDATE measurements SET record = '{\"device\": 3}'"))
+        for read in (db.measurements.list, lambda: db.measurements.get(m.id)):
+            with pytest.raises(DamagedRowError, match="table measurements, row 1, column record") as info:
+                read()
+            assert info.value.key == "row 1" and "restore the database from a backup" in info.value.hint
