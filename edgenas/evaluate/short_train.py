@@ -44,8 +44,8 @@ class ShortTrainEvaluator(Evaluator):
                                ("limit", limit, limit is None or (isinstance(limit, int) and limit >= 10))):
             if isinstance(value, bool) or not ok:
                 raise InputError(f"evaluator 'train': bad option {key}={value!r}",
-                                 hint=f"epochs in (0, 1000], batch_size >= 2, lr in (0, {MAX_LEARNING_RATE:g}], 0 < val_fraction < 1, "
-                                      "limit >= 10")
+                                 hint=f"epochs in (0, 1000], batch_size >= 2, lr in (0, {MAX_LEARNING_RATE:g}], "
+                                      "0 < val_fraction < 1, limit >= 10")
         self.seed, self.data, self.epochs = int(seed), str(data), float(epochs)
         self.batch_size, self.lr, self.val_fraction, self.limit = batch_size, float(lr), val_fraction, limit
         self.metric = f"{self.data} validation accuracy after {self.epochs:g} epochs (%)"

@@ -78,8 +78,8 @@ def test_decimal_options_reach_the_evaluator_from_the_command_line(cli, tmp_path
 
 
 
-@pytest.mark.parametrize("opts", [dict(epochs=1000), dict(epochs=0.01), dict(batch_size=2), dict(lr=1e-6), dict(lr=1e30),
-                                  dict(val_fraction=0.01), dict(val_fraction=0.99), dict(limit=10)])
+@pytest.mark.parametrize("opts", [dict(epochs=1000), dict(epochs=0.01), dict(batch_size=2), dict(lr=1e-6),
+                                  dict(lr=1e30), dict(val_fraction=0.01), dict(val_fraction=0.99), dict(limit=10)])
 def test_options_at_the_edges_of_their_ranges_are_accepted(opts):
     ev = make_evaluator("train", get_space("mbv3-tiny"), **opts).inner
     assert all(ev.describe()[k] == v for k, v in opts.items()), ev.describe()
