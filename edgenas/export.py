@@ -1,7 +1,8 @@
 """Export an architecture: PyTorch model -> checked ONNX + parity report + manifest.
 
 The export folder holds ``model.onnx`` and ``manifest.json``; an export whose manifest names the same
-architecture, opset and batch mode and whose ONNX file still has the recorded SHA-256 is reused. For
+architecture, opset and batch mode and whose ONNX file still has the recorded SHA-256 is reused (not for
+``simplify``, which the manifest does not record: a simplified export is made anew each time). For
 devices whose runtime is ``torch``, ``model.pt`` (TorchScript) is traced beside it when first needed.
 """
 
@@ -57,7 +58,9 @@ def export_arch(space: SearchSpace, arch: Any, out_dir: Path, *, opset: int = 17
     check_export(space, arch, out_dir, opset=opset, force=force)
     onnx_path, manifest_path = out_dir / "model.onnx", out_dir / "manifest.json"
     record = space.to_dict(arch)
-    if not force and onnx_path.is_file() and manifest_path.exists():  # a FIFO there hung the hash: export again
+    # a FIFO there hung the hash: export again; and so does --simplify (no manifest says a graph was simplified,
+    # so a plain export there was reused for it)
+    if not force and not simplify and onnx_path.is_file() and manifest_path.exists():
         try:
             man = Manifest.load(manifest_path)
             if (same_network(space, man.arch, arch) and man.opset == opset and man.dynamic_batch == dynamic_batch

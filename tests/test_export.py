@@ -57,6 +57,10 @@ def test_an_export_with_another_opset_or_batch_mode_is_made_again_not_reused(tin
     dynamic = export_arch(space, arch, out, opset=18, dynamic_batch=True)
     assert not dynamic.reused and Manifest.load(dynamic.manifest_path).dynamic_batch
     assert export_arch(space, arch, out, opset=18, dynamic_batch=True).reused
+    with warnings.catch_warnings():   # no simplifier here: the export goes on unsimplified, with a warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        # the manifest does not say whether a graph was simplified: --simplify never takes a plain export
+        assert not export_arch(space, arch, out, opset=18, dynamic_batch=True, simplify=True).reused
 
 
 def test_check_export_refuses_by_default_what_export_arch_would_refuse(tiny, tmp_path):
