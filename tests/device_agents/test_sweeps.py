@@ -176,11 +176,16 @@ def test_bench_many_in_sweeps_on_onnxruntime(fast, bench_models):
     out = bench.bench_many(str(work), params, seen.append)
     assert sorted(out["results"]) == [f"b{i}" for i in range(4)] and sorted(out["measured"]) == sorted(out["results"])
     assert [p["done"] for p in seen] == [1, 2, 3, 4]
-    # a fresh session per sweep, for every model and the reference alike
-    assert opened.count("ref.onnx") == 3 and all(opened.count(f"m{i}.onnx") == 3 for i in range(4))
-    assert sorted(closed) == sorted(opened)
+    # a fresh session per sweep, for every model and the reference alike: 3 sweeps, or more where a busy
+    # machine left a model's samples too spread after the third (the extra sweeps; CI saw 4 under load 8)
+    sweeps = opened.count("ref.onnx")
+    assert sweeps >= 3 and sorted(closed) == sorted(opened)
+    for i in range(4):
+        st = out["results"][f"b{i}"]
+        assert opened.count(f"m{i}.onnx") == st["sessions"] and 3 <= st["sessions"] <= sweeps
+        assert st["stable"] is True or sweeps > 3   # an unsettled model is what makes an extra sweep
     for key, st in out["results"].items():
-        assert st["sessions"] == 3 and st["k"] == 1 and st["n"] >= 15 and st["stable"] is True
+        assert st["k"] == 1 and st["n"] >= 15
         assert st["ratio"] > 0 and st["ref_ms"] > 0 and st["min_ms"] <= st["median_ms"] <= st["max_ms"]
         assert out["cold_start"][key]["session_ms"] > 0
     lines = [json.loads(l) for l in (work / "partial/s.jsonl").read_text().splitlines()]
