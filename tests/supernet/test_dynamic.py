@@ -261,3 +261,19 @@ def test_dynamic_bn_updates_its_statistics_only_in_train_mode():
     bn(x)
     bn(x[:, :4] * 0 + 1)
     assert torch.allclose(bn.bn.running_mean[:4], (x.mean((0, 2, 3)) + 1) / 2, atol=1e-5)
+
+
+def test_dynamic_bn_without_running_statistics_normalises_by_the_batch_and_leaves_them_alone():
+    """With ``track_running_stats`` off (as ``nn.BatchNorm2d`` reads it), train and eval mode both normalise by
+    the batch, and neither moves the stored statistics nor counts the batch."""
+    from edgenas.supernet.dynamic import DynamicBatchNorm2d
+
+    bn = DynamicBatchNorm2d(8)
+    bn.bn.track_running_stats = False
+    x = torch.randn(6, 4, 5, 5) * 2 + 3
+    for train in (True, False):
+        bn.train(train)
+        y = bn(x)
+        assert torch.allclose(y.mean((0, 2, 3)), torch.zeros(4), atol=1e-5)
+        assert torch.equal(bn.bn.running_mean, torch.zeros(8)) and torch.equal(bn.bn.running_var, torch.ones(8))
+        assert int(bn.bn.num_batches_tracked) == 0
