@@ -328,7 +328,7 @@ def test_an_edited_references_record_is_one_input_error_naming_what_is_wrong(tab
         (dict(measured=measured(MIN_MS / 2)), "measured values must be latencies"),
         (dict(measured=measured(MAX_MS * 2)), "measured values must be latencies"),
         (dict(measured=measured(-1)), "measured values must be latencies"),
-        (dict(rows=0), "rows must be a whole number from 1"), (dict(rows=n + 1), "rows must be a whole number"),
+        (dict(rows=0), "rows must be a whole number from 1"), (dict(rows=2 ** 63), "rows must be a whole number"),
         (dict(rows=True), "rows must be a whole number"), (dict(columns=[5, "b_ms", "c_ms"]), "list of strings"),
         (dict(additive=[[0.0] * n] + rec["additive"][1:]), "additive must hold finite numbers > 0"),
         (dict(nonadditive=rec["nonadditive"][:2] + [[float("nan")] * n]), "nonadditive must hold finite numbers"),
@@ -490,3 +490,19 @@ def test_the_anchor_reads_each_references_smoothed_latency_its_additive_part_tim
     model = TableCorrected(3, anchor=True).fit(np.hstack([add, nonadd]), y)
     assert model.anchor.source == 1
     np.testing.assert_allclose(model.anchor.predict(np.log(add) + nonadd, np.zeros((12, 0))), y, rtol=1e-9)
+
+
+def test_a_table_giving_a_cell_twice_beyond_the_spaces_size_makes_a_record_that_reads_back(tmp_path):
+    """A cell given twice counts twice in ``rows`` (the table rows used): every cell of the space and one of
+    them again built references of 15,626 rows whose record no reading accepted ("rows must be a whole number
+    from 1 to 15625"), and refitting, which the message advised, wrote the same record again."""
+    cells = [SPACE.to_dict(a)["arch"] for a in SPACE.all_archs()]
+    values = np.random.default_rng(0).uniform(1.0, 2.0, len(cells) + 1)
+    path = tmp_path / "t.csv"
+    path.write_text("index,arch,a_ms\n" + "".join(f"{i},{c},{v:.4f}\n" for i, (c, v) in
+                                                   enumerate(zip(cells + cells[:1], values))))
+    tref = TableReferences.build(path, SPACE)
+    assert tref.rows == len(cells) + 1
+    back = TableReferences.from_dict(json.loads(json.dumps(tref.to_dict())), SPACE)
+    assert back.rows == tref.rows and np.array_equal(back.measured, tref.measured)
+    assert back.measured[0, 0] == float(f"{values[-1]:.4f}")  # the cell given twice: its last row
