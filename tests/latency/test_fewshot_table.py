@@ -506,3 +506,25 @@ def test_a_table_giving_a_cell_twice_beyond_the_spaces_size_makes_a_record_that_
     back = TableReferences.from_dict(json.loads(json.dumps(tref.to_dict())), SPACE)
     assert back.rows == tref.rows and np.array_equal(back.measured, tref.measured)
     assert back.measured[0, 0] == float(f"{values[-1]:.4f}")  # the cell given twice: its last row
+
+
+def test_the_parts_are_per_edge_least_squares_and_trees_on_the_one_hot_edges(tmp_path):
+    """As the module says: the additive part is the column's per-edge least squares on ``cell_encoding`` (floored
+    at a thousandth of its median), the non-additive part 300 gradient-boosted trees on the one-hot edges fitted
+    to log(measured / additive), both over every cell of the space (as stored: 6 significant digits, 5 decimals)."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    path, _, _ = make_table(tmp_path / "t.csv", n=200, devices=("a_ms",), strength=(1.0,))
+    tref = TableReferences.build(path, SPACE)
+    rows = [line.split(",") for line in path.read_text().splitlines()[1:]]
+    y = np.array([float(r[2]) for r in rows])
+    E, _ = cell_encoding([r[1] for r in rows], OPS)
+    grid, _ = cell_encoding([SPACE.to_dict(a)["arch"] for a in SPACE.all_archs()], OPS)
+    A, G = np.column_stack([E, np.ones(len(E))]), np.column_stack([grid, np.ones(len(grid))])
+    w = np.linalg.lstsq(A, y, rcond=None)[0]
+    floor = 1e-3 * float(np.median(y))
+    np.testing.assert_allclose(tref.additive[:, 0], np.maximum(G @ w, floor), rtol=1e-5)
+    edges = slice(0, 6 * len(OPS))
+    trees = HistGradientBoostingRegressor(max_iter=300, random_state=0).fit(
+        E[:, edges], np.log(y / np.maximum(A @ w, floor)))
+    np.testing.assert_allclose(tref.nonadditive[:, 0], trees.predict(grid[:, edges]), rtol=0, atol=1e-5)
