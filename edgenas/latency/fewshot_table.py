@@ -56,7 +56,7 @@ from edgenas.limits import is_schema
 TABLE_SCHEMA = 1
 _COLUMN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}_ms\Z")
 _SHA256 = re.compile(r"^[0-9a-f]{64}\Z")
-MIN_ROWS = 50  # table rows with every column measured, at least
+MIN_ROWS = 50  # distinct cells with every column measured, at least (a cell given twice counts once)
 TREE_ITERATIONS = 300
 RIDGE = 0.05  # on the correction weights
 ROUNDS = 3  # fits of the additive model and of the correction, each
@@ -127,8 +127,10 @@ class TableReferences:
                                  hint="arch must read like '|op~0|+|op~0|op~1|+|op~0|op~1|op~2|'") from None
         Y = np.column_stack([table.latency[c] for c in cols])
         ok = np.isfinite(Y).all(axis=1) & (Y > 0).all(axis=1)
-        if ok.sum() < MIN_ROWS:
-            raise InputError(f"{table.path.name}: only {int(ok.sum())} rows have every latency column "
+        kept = _rows(space, [c for c, keep in zip(cells, ok) if keep])
+        distinct = len(np.unique(kept))  # 60 rows of one cell fitted a per-edge model on that one cell
+        if distinct < MIN_ROWS:
+            raise InputError(f"{table.path.name}: only {distinct} distinct cells have every latency column "
                              f"measured, at least {MIN_ROWS} are needed",
                              hint=f"a latency is a number of ms from {MIN_MS:g} to {MAX_MS:g}; others count as missing")
         strings = [space.to_dict(a)["arch"] for a in space.all_archs()]  # in gene order
@@ -152,7 +154,7 @@ class TableReferences:
             raise InputError(f"{table.path.name}: latency column {bad[0]} gives no usable per-edge model",
                              hint=f"check its values (whole-model latencies in ms, {MIN_MS:g} to {MAX_MS:g})")
         measured = np.full(add.shape, np.nan)
-        measured[_rows(space, [c for c, keep in zip(cells, ok) if keep])] = Y[ok]
+        measured[kept] = Y[ok]
         return cls(space.name, table.path.name, table.sha256, tuple(cols), int(ok.sum()), _sig6(add),
                    np.round(nonadd, 5), _sig6(measured))
 

@@ -248,10 +248,15 @@ def test_table_config_builds_the_table_features_once_for_both_models_and_every_k
 
 def test_measured_cells_are_the_tables_own_rows_in_gene_order(tmp_path):
     """``measured_cells``: each cell the table measured (a cell given twice: its last row), with the values
-    the table has for it; ``parts`` of no architecture is empty, not one row. ``MIN_ROWS`` rows are enough."""
-    path, _, _ = make_table(tmp_path / "t.csv", n=MIN_ROWS - 1)
+    the table has for it; ``parts`` of no architecture is empty, not one row. ``MIN_ROWS`` distinct cells are
+    enough, and a cell given twice counts once towards them (60 rows of one cell made a per-edge model of it)."""
+    path, genes, _ = make_table(tmp_path / "t.csv", n=MIN_ROWS)
+    assert len({tuple(g) for g in genes}) == MIN_ROWS
     lines = path.read_text().splitlines()
     lines.append(lines[1].split(",", 1)[0] + "," + ",".join(lines[1].split(",")[1:2] + ["1.5", "2.5", "3.5"]))
+    path.write_text("\n".join(lines[:2] + lines[3:]) + "\n")   # 49 distinct cells in 50 rows
+    with pytest.raises(InputError, match=f"only {MIN_ROWS - 1} distinct cells have every latency column"):
+        TableReferences.build(path, SPACE)
     path.write_text("\n".join(lines) + "\n")
     tref = TableReferences.build(path, SPACE)
     rows = {}
@@ -264,7 +269,7 @@ def test_measured_cells_are_the_tables_own_rows_in_gene_order(tmp_path):
     order = np.ravel_multi_index(SPACE.genes_matrix(cells).T, SPACE.gene_sizes())
     assert (np.diff(order) > 0).all()  # gene order, each cell once
     np.testing.assert_allclose(measured, [rows[s] for s in strings], rtol=1e-5)  # 6 significant digits, stored
-    assert rows[lines[1].split(",")[1]] == [1.5, 2.5, 3.5] and tref.rows == MIN_ROWS
+    assert rows[lines[1].split(",")[1]] == [1.5, 2.5, 3.5] and tref.rows == MIN_ROWS + 1
     add, nonadd = tref.parts(SPACE, [])
     assert add.shape == nonadd.shape == (0, 3)
     with pytest.raises(InputError, match="table references of 'nb201' cannot serve 'mbv3-tiny'"):
