@@ -605,6 +605,18 @@ def test_a_path_the_system_cannot_follow_is_named_in_the_systems_words(tmp_path)
     assert info.value.message == f"cannot open database sqlite:///loop: {os.strerror(errno.ELOOP)}"
 
 
+def test_check_sqlite_target_says_whether_the_file_exists_and_refuses_a_missing_folder_unless_told(tmp_path):
+    """Its answer (does the file exist?) and its default (no folder is made for a path given by the user)."""
+    (tmp_path / "e.db").write_bytes(b"")
+    assert dbmod.check_sqlite_target(tmp_path / "e.db", "e") is True
+    assert dbmod.check_sqlite_target(tmp_path / "e.db", "e", create_parent=True) is True
+    assert dbmod.check_sqlite_target(tmp_path / "new.db", "new") is False
+    assert dbmod.check_sqlite_target(tmp_path / "no" / "new.db", "new", create_parent=True) is False
+    with pytest.raises(DatabaseError, match=f"database w: the folder {tmp_path}/no does not exist"):
+        dbmod.check_sqlite_target(tmp_path / "no" / "new.db", "w")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.db"]
+
+
 def test_a_database_downgraded_to_base_is_fresh_and_db_upgrade_migrates_it(tmp_path, cli, monkeypatch):
     """The real migration's ``downgrade`` to ``base`` (what ``alembic downgrade base`` leaves) keeps only alembic's
     empty stamp table: revision ``base``, not a set-up that was interrupted. ``edgenas db upgrade`` takes it to
