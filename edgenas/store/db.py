@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Iterator
@@ -52,8 +53,8 @@ class DatabaseError(EdgenasError):
 
 
 def default_url(project: Project | None = None) -> str:
-    project = project or Project.default()
-    return f"sqlite:///{project.state_dir / 'edgenas.db'}"
+    project = project or Project.default()  # the path escaped: a project in "a?b" or "100%41" is not in "a" or "100A"
+    return sa.URL.create("sqlite", database=str(project.state_dir / "edgenas.db")).render_as_string(hide_password=False)
 
 
 def resolve_url(url: str | None = None, project: Project | None = None) -> str:
@@ -69,8 +70,8 @@ def refuse_in_memory(url: str | None) -> None:
     except Exception:  # noqa: BLE001 - an unparsable URL: opening it gives the one clear error
         return
     if u is not None and u.get_backend_name() == "sqlite" and _sqlite_path(u) is None:  # no file: in memory
-        raise DatabaseError(f"'{given}' is an in-memory database: what a command records there is gone when it "
-                            "ends", hint="give sqlite:///PATH of a file, or a server URL")
+        raise DatabaseError(f"'{describe(given)}' is an in-memory database: what a command records there is gone "
+                            "when it ends", hint="give sqlite:///PATH of a file, or a server URL")
 
 
 def database_exists(project: Project, url: str | None = None) -> bool:
@@ -148,11 +149,11 @@ def peek_sqlite(path: Path, url: str) -> tuple[str | None, set[str]]:
 
 
 def describe(url: str) -> str:
-    """The URL with any password masked (for messages)."""
+    """The URL with any password masked (for messages), an unparsable one's too."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - an unparsable URL is shown as given
-        return url
+    except Exception:  # noqa: BLE001 - an unparsable URL is shown as given, but for what may be a password
+        return re.sub(r"(://[^/@]*?:)[^/]*@", r"\1***@", url)
 
 
 def check_writable(url: str) -> None:
@@ -184,7 +185,7 @@ def readonly_uri(path: Path) -> str:
     the -shm file beside it, or refused when there is none (SQLite cannot read the -wal without one)."""
     from urllib.parse import quote
 
-    uri = f"file:{quote(str(path))}?mode=ro"
+    uri = f"file://{quote(os.path.abspath(path))}?mode=ro"  # an empty authority: a path of "//x" is not host x
     if writable(path):
         return uri
     wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
@@ -226,10 +227,14 @@ def create_engine(url: str, *, create_parent: bool = False, readonly: bool = Fal
     try:
         u = make_url(url)
     except Exception as exc:  # noqa: BLE001 - sqlalchemy raises ArgumentError and others
-        raise DatabaseError(f"'{url}' is not a database URL ({exc})",
+        shown = describe(url)  # the parser's words may quote a password: not said where one was masked
+        raise DatabaseError(f"'{shown}' is not a database URL" + (f" ({exc})" if shown == url else ""),
                             hint="e.g. sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB") from None
     backend = u.get_backend_name()
     if backend == "sqlite":
+        if u.query.get("uri") not in (None, "false", "0"):  # SQLite then opens a file: URI, not the path checked here
+            raise DatabaseError(f"database {describe(url)}: SQLite URI filenames (uri=true) are not supported",
+                                hint="give sqlite:///PATH of the database file, without ?uri=")
         path = _sqlite_path(u)
         if path is not None and not check_sqlite_target(path, describe(url), create_parent=create_parent) \
                 and create_parent:
@@ -249,7 +254,10 @@ def create_engine(url: str, *, create_parent: bool = False, readonly: bool = Fal
                 return con
 
             return sa.create_engine("sqlite://", creator=connect)
-        engine = sa.create_engine(u, connect_args={"timeout": BUSY_TIMEOUT_S})
+        try:
+            engine = sa.create_engine(u, connect_args={"timeout": BUSY_TIMEOUT_S})
+        except sa.exc.ArgumentError as exc:  # NoSuchModuleError: a driver SQLAlchemy does not know
+            raise _unsupported(url, exc) from None
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_con, _record) -> None:  # noqa: ANN001
@@ -270,8 +278,15 @@ def create_engine(url: str, *, create_parent: bool = False, readonly: bool = Fal
         except ImportError:
             raise DatabaseError("PostgreSQL support needs psycopg 3",
                                 hint="pip install 'psycopg[binary]'") from None
-    raise DatabaseError(f"unsupported database '{describe(url)}'",
-                        hint="use sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB")
+        except sa.exc.ArgumentError as exc:  # NoSuchModuleError: a driver SQLAlchemy does not know
+            raise _unsupported(url, exc) from None
+    raise _unsupported(url)
+
+
+def _unsupported(url: str, exc: Exception | None = None) -> DatabaseError:
+    said = f" ({str(exc).strip().splitlines()[0]})" if exc is not None and str(exc).strip() else ""
+    return DatabaseError(f"unsupported database '{describe(url)}'{said}",
+                         hint="use sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB")
 
 
 def _alembic_config(connection: sa.Connection):

@@ -19,7 +19,7 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from edgenas.store import DatabaseError, ExperimentDB, open_store
+from edgenas.store import DatabaseError, ExperimentDB, open_db, open_store
 from edgenas.store import db as dbmod
 from edgenas.store.schema import metadata
 
@@ -102,6 +102,53 @@ def test_password_is_hidden_in_messages(tmp_path):
 def test_bad_urls(url, match):
     with pytest.raises(DatabaseError, match=match):
         ExperimentDB(url)
+
+
+@pytest.mark.parametrize("url,problem", [
+    ("postgresql+psycopg://edgenas:s3cret@127.0.0.1:port/x", "is not a database URL"),
+    ("postgresql+psycopg://edgenas:s3c@ret:s3cret@h:5432x/x", "is not a database URL"),  # the parser quotes a part
+    ("sqlite://edgenas:s3cret@/", "is an in-memory database"),
+    ("postgresql+nodriver://edgenas:s3cret@h/x", "unsupported database"),
+])
+def test_a_password_in_a_url_that_is_refused_is_never_shown(tmp_path, cli, monkeypatch, url, problem):
+    """A URL that cannot be parsed, keeps nothing or names an unknown driver was printed back as given, password
+    and all: the password is masked wherever the URL is named."""
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
+    monkeypatch.delenv("EDGENAS_DB", raising=False)
+    r = cli("runs", "list", "--db", url)
+    assert r.code == 6 and len(r.err.splitlines()) == 1 and problem in r.err, r.err
+    assert "s3c" not in r.err and "edgenas:***@" in r.err, r.err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("driver", ["sqlite+nodriver", "postgresql+nodriver"])
+def test_a_driver_sqlalchemy_does_not_know_is_one_clear_error_and_creates_nothing(tmp_path, cli, monkeypatch,
+                                                                                  driver):
+    """``sqlite+nodriver://`` (a typo of the driver) was an internal error (exit 70) from SQLAlchemy's plugin loader."""
+    url = f"{driver}:///{tmp_path}/e.db" if driver.startswith("sqlite") else f"{driver}://u@127.0.0.1:1/db"
+    with pytest.raises(DatabaseError, match=f"unsupported database '{re.escape(url)}' .*nodriver") as info:
+        ExperimentDB(url)
+    assert info.value.hint.startswith("use sqlite:///PATH")
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
+    r = cli("db", "upgrade", "--db", url)
+    assert r.code == 6 and len(r.err.splitlines()) == 1 and "unsupported database" in r.err, r.err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("query", ["file::memory:?uri=true", "file:e.db?mode=memory&uri=true", "e.db?uri=1"])
+def test_an_sqlite_uri_filename_is_refused_and_creates_nothing(tmp_path, cli, monkeypatch, query):
+    """``?uri=true`` has SQLite open a ``file:`` URI, not the path edgenas checked: an in-memory database (a search
+    recorded into it was gone) or another file, with a stray ``.migrate.lock`` named after the URI."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
+    monkeypatch.delenv("EDGENAS_DB", raising=False)
+    url = f"sqlite:///{query}"
+    with pytest.raises(DatabaseError, match="SQLite URI filenames"):
+        ExperimentDB(url)
+    r = cli("db", "upgrade", "--db", url)
+    assert r.code == 6 and len(r.err.splitlines()) == 1 and "uri=true" in r.err, r.err
+    assert list(tmp_path.iterdir()) == []
+    dbmod.create_engine(f"sqlite:///{tmp_path}/e.db?uri=false").dispose()  # the default, said outright
 
 
 def test_corrupt_sqlite_file_is_reported_and_left_alone(tmp_path, cli, monkeypatch):
@@ -615,6 +662,19 @@ def test_check_sqlite_target_says_whether_the_file_exists_and_refuses_a_missing_
     with pytest.raises(DatabaseError, match=f"database w: the folder {tmp_path}/no does not exist"):
         dbmod.check_sqlite_target(tmp_path / "no" / "new.db", "w")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.db"]
+
+
+def test_a_database_path_beginning_with_two_slashes_opens_as_the_same_file(tmp_path, no_env_db, make):
+    """``sqlite://///PATH`` (a path of ``//PATH``, the same file to the system): its check through SQLite's URI
+    ``file://PATH`` took the path's first folder for a host ("invalid uri authority"), read or written."""
+    with ExperimentDB(f"sqlite:///{tmp_path}/e.db") as db:
+        db.measurements.add(make())
+    url = f"sqlite:////{tmp_path}/e.db"
+    with ExperimentDB(url) as db:
+        assert db.opened_revision == dbmod.head_revision() and len(db.measurements.list()) == 1
+    with open_db(url, readonly=True) as db:
+        assert len(db.measurements.list()) == 1
+    assert dbmod.readonly_uri(tmp_path / "e.db") == f"file://{tmp_path}/e.db?mode=ro"
 
 
 def test_a_database_downgraded_to_base_is_fresh_and_db_upgrade_migrates_it(tmp_path, cli, monkeypatch):

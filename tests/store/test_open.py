@@ -12,6 +12,7 @@ from edgenas.errors import InputError
 from edgenas.project import Project
 from edgenas.store import (DatabaseError, DbMeasurementStore, ExperimentDB, InMemoryStore, JsonlStore, SQLiteStore,
                            check_db_url, import_legacy_measurements, open_db, open_store)
+from edgenas.store import db as dbmod
 
 
 def _fds_on(path: Path) -> int:
@@ -43,6 +44,21 @@ def test_open_db_opens_the_given_projects_database(tmp_path, elsewhere, make):
     with open_db(None, project, readonly=True) as db:
         assert db.url == f"sqlite:///{project.state_dir / 'edgenas.db'}" and db.measurements.count() == 1
     assert list(elsewhere.iterdir()) == []
+
+
+@pytest.mark.parametrize("folder", ["what?", "100%41"])
+def test_a_project_in_a_folder_whose_name_a_url_would_read_otherwise_keeps_its_database_inside(tmp_path, no_env_db,
+                                                                                              make, folder):
+    """The project's URL was ``sqlite:///`` + its path as it is: in a folder "what?" the database was the file
+    "what" beside it (the rest read as the URL's query), in "100%41" it was made in a new folder "100A"."""
+    root = tmp_path / folder / "proj"
+    root.mkdir(parents=True)
+    with open_db(None, Project(root)) as db:
+        db.measurements.add(make())
+    assert sorted(p.name for p in tmp_path.iterdir()) == [folder]
+    assert (root / ".edgenas" / "edgenas.db").is_file() and dbmod.database_exists(Project(root))
+    with open_db(None, Project(root), readonly=True) as db:
+        assert len(db.measurements.list()) == 1
 
 
 def test_a_reader_of_a_project_without_a_database_gets_an_empty_one_and_nothing_is_made(tmp_path, elsewhere):
