@@ -486,7 +486,9 @@ def translate(exc: BaseException, url: str) -> DatabaseError:
     from edgenas.outdirs import fds_exhausted
 
     where = describe(url)
-    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    cause = getattr(exc, "orig", None) or exc
+    said = str(cause).strip()
+    text = said.splitlines()[0] if said else type(cause).__name__  # a driver error may say nothing at all
     low = text.lower()
     if "database is locked" in low or "database table is locked" in low:
         return DatabaseError(f"database {where} is locked by another writer ({text})",

@@ -458,6 +458,11 @@ def test_an_error_of_no_known_kind_is_named_as_the_driver_gives_it():
                           "postgresql+psycopg://u:pw@h/db")
     assert err.message == "database postgresql+psycopg://u:***@h/db: UNIQUE constraint failed: runs.id"
     assert dbmod.translate(ValueError(""), "sqlite:///e.db").message == "database sqlite:///e.db: ValueError"
+    silent = sa.exc.OperationalError("SELECT 1", {}, sqlite3.OperationalError())  # a driver error that says nothing
+    assert dbmod.translate(silent, "sqlite:///e.db").message == ("cannot reach database sqlite:///e.db "
+                                                                 "(OperationalError)")
+    blank = sa.exc.IntegrityError("INSERT", {}, sqlite3.IntegrityError(" \n"))
+    assert dbmod.translate(blank, "sqlite:///e.db").message == "database sqlite:///e.db: IntegrityError"
     closed = sa.exc.InterfaceError("SELECT 1", {}, Exception("connection already closed"))
     assert dbmod.translate(closed, "sqlite:///e.db").message.startswith("cannot reach database sqlite:///e.db")
 
