@@ -133,6 +133,9 @@ def test_a_driver_sqlalchemy_does_not_know_is_one_clear_error_and_creates_nothin
     r = cli("db", "upgrade", "--db", url)
     assert r.code == 6 and len(r.err.splitlines()) == 1 and "unsupported database" in r.err, r.err
     assert list(tmp_path.iterdir()) == []
+    with pytest.raises(DatabaseError) as info:  # a backend edgenas does not use: nothing more to say
+        ExperimentDB("mysql://u:pw@h/db")
+    assert info.value.message == "unsupported database 'mysql://u:***@h/db'"
 
 
 @pytest.mark.parametrize("query", ["file::memory:?uri=true", "file:e.db?mode=memory&uri=true", "e.db?uri=1"])
@@ -667,6 +670,18 @@ def test_check_sqlite_target_says_whether_the_file_exists_and_refuses_a_missing_
     with pytest.raises(DatabaseError, match=f"database w: the folder {tmp_path}/no does not exist"):
         dbmod.check_sqlite_target(tmp_path / "no" / "new.db", "w")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.db"]
+
+
+def test_a_project_state_folder_that_cannot_be_made_is_one_clear_error(tmp_path, no_env_db):
+    """The project's own ``.edgenas/`` is made on first use; where it cannot be (here a link to nothing stands
+    there) that is said, not SQLite's "unable to open database file" later."""
+    from edgenas.project import Project
+
+    (tmp_path / ".edgenas").symlink_to(tmp_path / "gone")
+    with pytest.raises(DatabaseError, match="cannot create the folder of database sqlite:///.*: File exists") as info:
+        ExperimentDB(None, Project(tmp_path))
+    assert info.value.hint == "check the project folder and its permissions"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".edgenas"]
 
 
 def test_a_database_path_beginning_with_two_slashes_opens_as_the_same_file(tmp_path, no_env_db, make):
