@@ -37,6 +37,7 @@ def open_db(url: str | None = None, project: Project | None = None, *, readonly:
     dbmod.refuse_in_memory(url)
     if not readonly:
         return ExperimentDB(url, project)
+    dbmod.check_driver(url)   # no file at the path is an empty database, but not for a driver that does not exist
     if dbmod.database_exists(project, url):
         handle = ExperimentDB(url, project, migrate=False, readonly=True)
         if handle.opened_revision is not None:

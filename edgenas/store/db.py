@@ -88,6 +88,21 @@ def database_exists(project: Project, url: str | None = None) -> bool:
     return path is None or os.path.lexists(path)
 
 
+def check_driver(url: str | None) -> None:
+    """Refuse, without connecting, a URL (``url`` or ``$EDGENAS_DB``) whose driver SQLAlchemy does not know: a
+    reading command with ``sqlite+nodriver:///missing.db`` found no file, listed nothing and exited 0."""
+    given = url or os.environ.get(ENV_VAR)
+    try:
+        u = make_url(given) if given else None
+    except Exception:  # noqa: BLE001 - an unparsable URL: opening it gives the one clear error
+        return
+    try:
+        if u is not None:
+            u.get_dialect()
+    except sa.exc.ArgumentError as exc:  # NoSuchModuleError
+        raise _unsupported(given, exc) from None
+
+
 def is_default(url: str | None) -> bool:
     """Whether ``url`` leaves the choice to the project (no URL, no ``$EDGENAS_DB``): its own ``.edgenas/``."""
     return not (url or os.environ.get(ENV_VAR))

@@ -132,6 +132,10 @@ def test_a_driver_sqlalchemy_does_not_know_is_one_clear_error_and_creates_nothin
     monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
     r = cli("db", "upgrade", "--db", url)
     assert r.code == 6 and len(r.err.splitlines()) == 1 and "unsupported database" in r.err, r.err
+    # a reading command: no file at the path reads as an empty database, but a driver that does not exist is
+    # no database at all (it listed nothing, exit 0)
+    r = cli("runs", "list", "--db", url)
+    assert r.code == 6 and len(r.err.splitlines()) == 1 and "unsupported database" in r.err, r.err
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(DatabaseError) as info:  # a backend edgenas does not use: nothing more to say
         ExperimentDB("mysql://u:pw@h/db")
