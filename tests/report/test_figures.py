@@ -268,3 +268,53 @@ def test_two_panel_figures_put_each_trace_in_its_panel():
     h = LutHeatmap("pi", "s", "f", [128], 1, [HeatPanel(1, 128, [3], [4], [[nan]], [[0]], [[[]]])], 0, 1)
     heat = F.heatmap_figure(h)
     assert (heat.data[0].zmin, heat.data[0].zmax) == (0, 1) and "xaxis2" not in heat.layout
+
+
+def test_heatmap_panels_are_titled_by_stage_and_keep_room_for_the_dropdown():
+    fig = F.heatmap_figure(_heatmap())
+    assert [a.text for a in fig.layout.annotations] == ["stage 1", "stage 2"]
+    crosses = [t for t in fig.data if t.type == "scatter"]
+    # the red crosses sit in the cells' top-right corners: a cross in the last column is not cut at the edge
+    assert len(crosses) == 4 and all(t.cliponaxis is False and t.showlegend is False for t in crosses)
+    assert {(t.marker.symbol, t.marker.size, t.marker.color, t.marker.line.width, t.marker.line.color)
+            for t in crosses} == {("x", 14, "#ff3b30", 1, "white")}
+    assert fig.layout.showlegend is False
+    m = fig.layout.margin
+    assert (m.l, m.r, m.t, m.b) == (70, 30, 100, 60)           # a top margin for the dropdown above the titles
+    menu = fig.layout.updatemenus[0]
+    assert (menu.x, menu.xanchor, menu.y, menu.yanchor) == (1.0, "right", 1.45, "top")
+
+
+def test_the_marks_keep_their_colours_and_sizes():
+    """The look the pages rely on: the chosen star bigger than the front's markers and those bigger than the
+    points, budget lines 2 px dashed red, a series one colour in both panels of a figure."""
+    from edgenas.report.device_data import FleetRow
+    from edgenas.report.run_data import ConvergenceData
+
+    pts = [Point(0, 2.0, 0.5, True, "a0"), Point(1, 4.0, 0.7, True, "a1")]
+    pareto = F.pareto_figure(ParetoData("pi", "acc", "", pts, pts, 5.0, pts[1]))
+    assert [t.marker.size for t in pareto.data] == [7, 8, 18]
+    assert (pareto.data[2].marker.line.width, pareto.data[2].marker.line.color) == (1, "#5a4500")
+    assert pareto.data[1].line.width == 2 and pareto.data[1].line.color == "#1d4f91"
+    fronts = F.compare_fronts_figure(_compare([BudgetLine(20.0, ["a", "b"])]), "pi")
+    for fig in (pareto, fronts):
+        assert [(s.line.width, s.line.dash, s.line.color) for s in fig.layout.shapes] == [(2, "dash", "#b3261e")]
+    assert [(t.line.width, t.line.color) for t in fronts.data] == [(2, F.PALETTE[0]), (2, F.PALETTE[1])]
+    conv = F.convergence_figure(ConvergenceData("acc", "", [1, 2], [0.5, 1.0], [0.1, 0.2]))
+    assert [t.line.color for t in conv.data] == [F.PALETTE[0]] * 2
+    c = CompareData(["a", "b"], "acc", "", ["pi"], {r: ConvergenceData("acc", "", [1], [0.0], [1.0]) for r in "ab"},
+                    {}, [], {}, {})
+    assert [(t.line.width, t.line.color) for t in F.compare_convergence_figure(c).data] == [
+        (2, F.PALETTE[0]), (2, F.PALETTE[1])]
+    cal = F.calibration_figure(CalibrationData("pi", "s", [1.0], [2.0], [1.0], [2.0], {"a": 0.5, "b": 0.9}, 0.01))
+    assert cal.data[0].marker.color == F.PALETTE[0] and (cal.data[1].line.color, cal.data[1].line.width) == (
+        F.PALETTE[1], 2)
+    drift = F.drift_figure(DriftData("pi", [0.0], [0.01], [0.05], [None], [False], ["s"]))
+    assert [t.line.color for t in drift.data] == [F.PALETTE[0], "#b3261e", F.PALETTE[2]]
+    assert drift.data[1].marker.size == 14 and drift.data[1].marker.symbol == "line-ew-open"
+    bars = F.breakdown_figure(BreakdownData(None, [Breakdown("pi", 1.0, 1.0, [BlockShare(0, "s", "k", 1.0, 1.0)],
+                                                             "f")]))
+    assert (bars.data[0].marker.line.width, bars.data[0].marker.line.color) == (1, "white")  # segments apart
+    fleet = F.fleet_figure([FleetRow("pi", "yes", "f", 2.5, 0.01, 0.05, None, [], "0")])
+    assert [t.marker.color for t in fleet.data] == [F.PALETTE[0], F.PALETTE[2], "#b3261e"]
+    assert fleet.data[2].marker.size == 30 and fleet.data[2].marker.line.width == 3
