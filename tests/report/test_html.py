@@ -315,3 +315,31 @@ def test_a_measurement_under_a_millisecond_or_of_zero_on_a_device_page(tmp_path)
     page = pages.device_page(_source(tmp_path), "fs", plotly_src="p.js")
     assert "<td class='num'>0.5</td><td class='num'>1</td><td class='num'>+100.0%</td>" in page
     assert "<td class='num'>0</td><td class='num'>1</td><td class='num'>-</td>" in page     # no error of a 0 ms
+
+
+def test_a_device_page_names_at_most_10_damaged_tables_and_lists_the_200_newest_measurements(tmp_path):
+    from edgenas.project import Project
+    from edgenas.store import Measurement, open_store
+
+    lut_dir = tmp_path / "luts" / "fs"
+    lut_dir.mkdir(parents=True)
+    names = [f"nb201-{i:012x}.json" for i in range(12)]
+    for n in names:
+        (lut_dir / n).write_text('{"broken": 1}')
+    stats = {"n": 40, "k": 4, "warmup_n": 12, "median_ms": 5.0, "mean_ms": 5.0, "std_ms": 0.01, "cov": 0.002,
+             "p90_ms": 5.5, "p99_ms": 5.7, "min_ms": 4.5, "max_ms": 6.0, "stable": True, "total_s": 0.41}
+    with open_store(Project(tmp_path)) as store:
+        for x in range(201):
+            store.add(Measurement(device="fs", space="nb201", arch={"space": "nb201", "schema": 1, "x": x},
+                                  artifact_sha256="a" * 64, runtime="ort", precision="fp32", fingerprint_hash="f" * 64,
+                                  stats=stats, predicted_ms=4.0, created_at=60.0 * x))
+    page = pages.device_page(_source(tmp_path), "fs", plotly_src="p.js")
+    assert _sections(page) == [
+        ("Tables", f"12 table file(s) cannot be read ({', '.join(names[:10])}): rebuild them with edgenas profile fs "
+                   "--space nb201 --force."),
+        ("Whole-model measurements", "The 200 newest of 201 measurements (UTC); the prediction is the one made before "
+                                     "each was taken.")]
+    import re
+
+    times = re.findall(r"<tr><td>nb201</td><td>(.*?)</td>", page)
+    assert len(times) == 200 and times[0] == "1970-01-01 03:20" and times[-1] == "1970-01-01 00:01"
