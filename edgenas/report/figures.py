@@ -131,6 +131,9 @@ def breakdown_figure(d: Any) -> Any:
 
 
 def identity_range(values: Sequence[float]) -> tuple[float, float]:
+    """The axes' span of a predicted-vs-measured plot; a NaN (a LUT sum that could not be computed) is left out
+    (``min`` and ``max`` kept a first NaN)."""
+    values = [v for v in values if v == v]
     lo, hi = min(values), max(values)
     pad = 0.08 * (hi - lo if hi > lo else max(hi, 1e-3))
     return max(lo - pad, 0.0), hi + pad

@@ -318,3 +318,15 @@ def test_the_marks_keep_their_colours_and_sizes():
     fleet = F.fleet_figure([FleetRow("pi", "yes", "f", 2.5, 0.01, 0.05, None, [], "0")])
     assert [t.marker.color for t in fleet.data] == [F.PALETTE[0], F.PALETTE[2], "#b3261e"]
     assert fleet.data[2].marker.size == 30 and fleet.data[2].marker.line.width == 3
+
+
+def test_a_lut_sum_that_could_not_be_computed_is_left_out_of_the_calibration_axes():
+    """``calibration_data`` gives NaN for a measurement without a stored raw prediction when the table cannot
+    predict: the axes and the identity line were NaN when that measurement came first (``min`` keeps a first
+    NaN), so the line vanished; they span the finite values in any order."""
+    nan = float("nan")
+    for raw in ([nan, 1.0], [1.0, nan]):
+        fig = F.calibration_figure(CalibrationData("pi", "s", raw, [2.0, 2.0], [], [], {}, None))
+        assert fig.layout.xaxis.range == fig.layout.yaxis.range == pytest.approx((0.92, 2.08))
+        assert fig.data[1].x == pytest.approx((0.92, 2.08))
+    assert F.identity_range([nan, 2.0, 4.0]) == pytest.approx((1.84, 4.16))
