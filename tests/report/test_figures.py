@@ -307,6 +307,7 @@ def test_the_marks_keep_their_colours_and_sizes():
     assert [(t.line.width, t.line.color) for t in F.compare_convergence_figure(c).data] == [
         (2, F.PALETTE[0]), (2, F.PALETTE[1])]
     cal = F.calibration_figure(CalibrationData("pi", "s", [1.0], [2.0], [1.0], [2.0], {"a": 0.5, "b": 0.9}, 0.01))
+    assert cal.data[0].marker.size == 9
     assert cal.data[0].marker.color == F.PALETTE[0] and (cal.data[1].line.color, cal.data[1].line.width) == (
         F.PALETTE[1], 2)
     drift = F.drift_figure(DriftData("pi", [0.0], [0.01], [0.05], [None], [False], ["s"]))
