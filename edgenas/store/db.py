@@ -288,17 +288,17 @@ def create_engine(url: str, *, create_parent: bool = False, readonly: bool = Fal
     if backend == "postgresql":
         if u.drivername == "postgresql":
             u = u.set(drivername="postgresql+psycopg")
+        if u.drivername != "postgresql+psycopg":  # asyncpg or psycopg2 was "needs psycopg 3", with psycopg 3 there
+            raise _unsupported(url, f"driver '{u.get_driver_name()}': edgenas talks to PostgreSQL through psycopg 3")
         try:
             return sa.create_engine(u, connect_args={"connect_timeout": CONNECT_TIMEOUT_S}, pool_pre_ping=True)
         except ImportError:
             raise DatabaseError("PostgreSQL support needs psycopg 3",
                                 hint="pip install 'psycopg[binary]'") from None
-        except sa.exc.ArgumentError as exc:  # NoSuchModuleError: a driver SQLAlchemy does not know
-            raise _unsupported(url, exc) from None
     raise _unsupported(url)
 
 
-def _unsupported(url: str, exc: Exception | None = None) -> DatabaseError:
+def _unsupported(url: str, exc: Exception | str | None = None) -> DatabaseError:
     said = f" ({str(exc).strip().splitlines()[0]})" if exc is not None and str(exc).strip() else ""
     return DatabaseError(f"unsupported database '{describe(url)}'{said}",
                          hint="use sqlite:///PATH or postgresql+psycopg://USER@HOST:PORT/DB")

@@ -510,6 +510,16 @@ def test_a_plain_postgresql_url_is_reached_through_psycopg_3():
     engine.dispose()
 
 
+@pytest.mark.parametrize("driver", ["asyncpg", "psycopg2", "pg8000"])
+def test_a_postgresql_driver_other_than_psycopg_3_is_named_not_called_a_missing_psycopg_3(driver):
+    """``postgresql+asyncpg://`` (not installed; async besides) said "PostgreSQL support needs psycopg 3", which
+    is installed: the message names the driver given and the one edgenas uses."""
+    with pytest.raises(DatabaseError) as info:
+        dbmod.create_engine(f"postgresql+{driver}://u:pw@127.0.0.1:5432/db")
+    assert info.value.message == (f"unsupported database 'postgresql+{driver}://u:***@127.0.0.1:5432/db' (driver "
+                                  f"'{driver}': edgenas talks to PostgreSQL through psycopg 3)")
+
+
 def test_a_database_stamped_with_two_revisions_is_one_clear_error_and_left_alone(tmp_path, cli, monkeypatch):
     """An ``alembic_version`` table holding two rows (edited by hand, or damaged): alembic's own error escaped as
     an internal error (exit 70), from every command and from ``edgenas serve``."""
