@@ -164,11 +164,13 @@ def peek_sqlite(path: Path, url: str) -> tuple[str | None, set[str]]:
 
 
 def describe(url: str) -> str:
-    """The URL with any password masked (for messages), an unparsable one's too."""
+    """The URL with any password masked (for messages), an unparsable one's too, and a ``?password=`` that
+    libpq reads as the password."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        shown = make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - an unparsable URL is shown as given, but for what may be a password
-        return re.sub(r"(://[^/@]*?:)[^/]*@", r"\1***@", url)
+        shown = re.sub(r"(://[^/@]*?:)[^/]*@", r"\1***@", url)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", shown, flags=re.IGNORECASE)
 
 
 def check_writable(url: str) -> None:

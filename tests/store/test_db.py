@@ -109,6 +109,9 @@ def test_bad_urls(url, match):
     ("postgresql+psycopg://edgenas:s3c@ret:s3cret@h:5432x/x", "is not a database URL"),  # the parser quotes a part
     ("sqlite://edgenas:s3cret@/", "is an in-memory database"),
     ("postgresql+nodriver://edgenas:s3cret@h/x", "unsupported database"),
+    # libpq reads a password from the query too: a server that refuses the connection
+    ("postgresql+psycopg://edgenas:s3cret@127.0.0.1:1/x?password=s3cret2", "cannot reach"),
+    ("postgresql+asyncpg://edgenas:s3cret@h/x?sslmode=require&Password=s3cret2", "unsupported database"),
 ])
 def test_a_password_in_a_url_that_is_refused_is_never_shown(tmp_path, cli, monkeypatch, url, problem):
     """A URL that cannot be parsed, keeps nothing or names an unknown driver was printed back as given, password
