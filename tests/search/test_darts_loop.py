@@ -258,3 +258,108 @@ def test_a_learning_rate_past_the_bound_is_refused_before_the_run_not_an_overflo
     cfg = _cfg(data, None, epochs=1, arch_warmup=0.0, devices=(), **{key: 1e30})
     with pytest.raises(EdgenasError, match=r"training diverged in epoch 1 \("):
         run_darts(cfg, [], tmp_path / "run")
+
+
+def test_an_epoch_of_one_step_records_that_steps_loss_and_the_run_folder_may_be_nested(data, tmp_path, monkeypatch):
+    """16 images a half in one batch of 16: train_loss is the one weight step's loss (not halved); the run folder's
+    missing parents are made."""
+    losses: list[float] = []
+    backward = torch.Tensor.backward
+
+    def spy(self, *a, **kw):  # the weight step's loss, then the architecture step's
+        losses.append(float(self.detach()))
+        return backward(self, *a, **kw)
+
+    monkeypatch.setattr(torch.Tensor, "backward", spy)
+    run_darts(_cfg(data, None, epochs=1, batch_size=16, devices=()), [], tmp_path / "a" / "b")
+    assert len(losses) == 2
+    assert _history(tmp_path / "a" / "b")["history"][0]["train_loss"] == pytest.approx(losses[0])
+
+
+def test_a_dataset_of_more_than_ten_classes_is_refused_before_the_run_folder_exists(tmp_path):
+    from edgenas.datasets import load_digits_images
+
+    x, y = load_digits_images(32, n=32, seed=0)
+    y = y.numpy().copy()
+    y[0] = 10  # 11 classes
+    np.savez(tmp_path / "eleven.npz", x=x.numpy(), y=y)
+    with pytest.raises(InputError, match="has 11 classes; the nb201 network has 10"):
+        run_darts(_cfg(str(tmp_path / "eleven.npz"), None, devices=()), [], tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_optimisers_take_dartss_settings(data, tmp_path, monkeypatch):
+    """SGD with momentum 0.9 and weight decay 3e-4 on the weights, Adam with betas (0.5, 0.999) and weight decay
+    1e-3 on the alphas (Liu et al., 2019), at the config's rates (recorded at each step through torch's own)."""
+    seen: dict[str, list[dict]] = {"sgd": [], "adam": []}
+    steps = {"sgd": torch.optim.SGD.step, "adam": torch.optim.Adam.step}
+
+    def spy(kind):
+        def step(self, *a, **kw):
+            seen[kind].append({k: v for k, v in self.param_groups[0].items() if k != "params"})
+            return steps[kind](self, *a, **kw)
+        return step
+
+    monkeypatch.setattr(torch.optim.SGD, "step", spy("sgd"))
+    monkeypatch.setattr(torch.optim.Adam, "step", spy("adam"))
+    run_darts(_cfg(data, None, epochs=1, lr=0.04, arch_lr=0.002, devices=()), [], tmp_path / "run")
+    assert len(seen["sgd"]) == len(seen["adam"]) == 2
+    for g in seen["sgd"]:
+        assert (g["lr"], g["momentum"], g["weight_decay"], g["nesterov"]) == (pytest.approx(0.04), 0.9, 3e-4, False)
+    for g in seen["adam"]:
+        assert (g["lr"], g["betas"], g["weight_decay"]) == (0.002, (0.5, 0.999), 1e-3)
+
+
+def test_the_pt_pick_is_labelled_pt_only_when_no_budget_changed_it_and_a_cell_at_the_budget_is_within_it(pred, data,
+                                                                                                       tmp_path):
+    """lambda_lr 0: a budget changes nothing in the training, so the DARTS-PT scores are the same with and without
+    one; a budget of exactly the free pick's latency keeps it ("pt", within budget); a lower one moves the pick
+    ("pt-budget", within budget)."""
+    lo = pred.min_latency()[0]
+    runs = {}
+    for name, budget in (("free", 1e6), ("at", None), ("under", None)):
+        if name == "at":
+            budget = runs["free"]["latency_ms"]["t"]
+        elif name == "under":
+            budget = (lo + runs["free"]["latency_ms"]["t"]) / 2
+        runs[name] = run_darts(_cfg(data, budget, lambda_lr=0.0, selection="pt", pt_samples=8), [("t", pred)],
+                               tmp_path / name)
+        assert runs[name]["pt_s"] == round(runs[name]["pt_s"], 3)
+        assert 0 <= runs[name]["pt_s"] < 600  # seconds, to the ms
+        assert all(0 <= h["epoch_s"] == round(h["epoch_s"], 3) < 600 for h in _history(tmp_path / name)["history"])
+    free, at, under = runs["free"], runs["at"], runs["under"]
+    assert free["latency_ms"]["t"] > lo * 1.01, "the free pick is the fastest cell: pick another seed"
+    assert at["pt_scores"] == free["pt_scores"] == under["pt_scores"]
+    assert (free["derivation"], at["derivation"], under["derivation"]) == ("pt", "pt", "pt-budget")
+    assert at["arch"] == free["arch"] != under["arch"]
+    assert at["within_budget"] and under["within_budget"] and at["latency_ms"] == at["budgets_ms"]
+    assert under["latency_ms"]["t"] <= under["budgets_ms"]["t"]
+
+
+def test_a_non_finite_architecture_loss_is_named_as_such_and_keeps_the_last_checkpoint(pred, data, tmp_path):
+    """lambda_lr 1e308 over budget: the multiplier reaches 1e308 after epoch 2's first step and the next
+    architecture loss is infinite, while the training loss is finite."""
+    from edgenas.errors import EdgenasError
+
+    cfg = _cfg(data, pred.min_latency()[0] * 0.5, lambda_lr=1e308)
+    with pytest.raises(EdgenasError, match=r"diverged in epoch 2 \(an architecture loss NaN or infinite\); "
+                                           r"the checkpoint of epoch 1 in .* is unchanged"):
+        run_darts(cfg, [("t", pred)], tmp_path / "run")
+    assert json.loads((tmp_path / "run" / "checkpoint.json").read_text())["epoch"] == 1
+    assert not (tmp_path / "run" / "best.json").exists()
+
+
+def test_the_callers_thread_count_is_restored_after_a_run_and_after_a_diverged_one(data, tmp_path):
+    """The epochs run on one thread; the caller's count comes back, also when the run stops with an error."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        run_darts(_cfg(data, None, epochs=1, batch_size=16, devices=()), [], tmp_path / "run")
+        assert torch.get_num_threads() == 2
+        from edgenas.errors import EdgenasError
+
+        with pytest.raises(EdgenasError, match="diverged"):
+            run_darts(_cfg(data, None, epochs=1, lr=1e30, devices=()), [], tmp_path / "nan")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
