@@ -134,8 +134,9 @@ def run_mbv3_darts(config: MbDartsConfig, latency: Sequence[tuple[str, Any]], ou
     data = load_dataset(config.data, max(c.resolutions))
     if data.num_classes > c.num_classes:
         raise InputError(f"dataset {config.data!r} has {data.num_classes} classes; the {c.name} head has {c.num_classes}")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(cfg_path, config.to_json())
+    if not resume:  # a resumed run's config.json holds this config: a refused resume leaves it as it was
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(cfg_path, config.to_json())
     train, val = data.split(0.5, seed=config.seed)
     with torch.random.fork_rng():
         torch.manual_seed(config.seed)

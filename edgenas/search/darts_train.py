@@ -350,8 +350,9 @@ def run_darts(config: DartsConfig, latency: Sequence[tuple[str, Any]], out_dir: 
     data = load_dataset(config.data, 32)
     if data.num_classes > 10:
         raise InputError(f"dataset {config.data!r} has {data.num_classes} classes; the nb201 network has 10")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(cfg_path, config.to_json())
+    if not resume:  # a resumed run's config.json holds this config: a refused resume leaves it as it was
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(cfg_path, config.to_json())
     train, val = data.split(0.5, seed=config.seed)
     torch.manual_seed(config.seed)
     net = DartsNB201(config.C, config.N, 10, config.skip_dropout)

@@ -363,3 +363,25 @@ def test_the_callers_thread_count_is_restored_after_a_run_and_after_a_diverged_o
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("damage", ["checkpoint.json", "checkpoint.safetensors"])
+def test_a_refused_resume_leaves_the_run_folder_byte_for_byte(data, tmp_path, damage):
+    """A config.json in another layout than edgenas writes (compact: an editor, a script) is the same config and
+    resumes; a resume refused for its checkpoint rewrote it all the same."""
+    cfg = _cfg(data, None, epochs=1, devices=())
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(cfg.to_json()))
+    history = [{"epoch": 1, "arch": "cell", "derived_ms": {}, "derivation": "argmax", "argmax_arch": "cell",
+                "argmax_ms": {}}]
+    meta = {"schema": 3, "epoch": 1, "lambda": [], "history": history}
+    if damage == "checkpoint.json":
+        meta["lambda"] = [-1.0]
+    (run / "checkpoint.json").write_text(json.dumps(meta))
+    if damage != "checkpoint.json":
+        (run / "checkpoint.safetensors").write_bytes(b"not safetensors")
+    before = _files(run)
+    with pytest.raises(InputError, match="malformed checkpoint|cannot restore the checkpoint"):
+        run_darts(cfg, [], run, resume=True)
+    assert _files(run) == before

@@ -610,3 +610,23 @@ def test_the_weight_step_trains_the_supernet(tiny_project, tmp_path):
     moved = {k for k in weights if not torch.equal(before[k], after[f"net.{k}"])}
     # a path that no sample took (a fourth block at depth 3, a 5x5-to-3x3 transform) keeps its initial weights
     assert {k for k in weights if not k.startswith("blocks.")} <= moved and len(moved) > len(weights) / 2
+
+
+def test_a_resume_refused_for_its_checkpoint_leaves_the_run_folder_byte_for_byte(tmp_path):
+    """As on nb201: a config.json in another layout (compact) is the same config; the refused resume rewrote it."""
+    from edgenas.datasets import load_digits_images
+    from edgenas.errors import InputError
+    from edgenas.search.darts_mbv3_train import MB_DARTS_SCHEMA, MbDartsConfig, run_mbv3_darts
+
+    x, y = load_digits_images(16, n=24, seed=0)
+    np.savez(tmp_path / "d.npz", x=x.numpy(), y=y.numpy())
+    cfg = MbDartsConfig(space=SPACE, data=str(tmp_path / "d.npz"), epochs=1)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(cfg.to_json()))
+    (run / "checkpoint.json").write_text(json.dumps({"schema": MB_DARTS_SCHEMA, "epoch": 1, "lambda": [-1.0],
+                                                     "history": [{"epoch": 1, "arch": {}, "derived_ms": {}}]}))
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    with pytest.raises(InputError, match="malformed checkpoint"):
+        run_mbv3_darts(cfg, [], run, resume=True)
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
