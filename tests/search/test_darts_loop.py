@@ -350,9 +350,11 @@ def test_a_non_finite_architecture_loss_is_named_as_such_and_keeps_the_last_chec
 
 
 def test_the_callers_thread_count_is_restored_after_a_run_and_after_a_diverged_one(data, tmp_path):
-    """The epochs run on one thread; the caller's count comes back, also when the run stops with an error."""
+    """The epochs run on one thread; the caller's count comes back, also when the run stops with an error. (The
+    first run's folder exists, empty: a new run may start there.)"""
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
+    (tmp_path / "run").mkdir()
     try:
         run_darts(_cfg(data, None, epochs=1, batch_size=16, devices=()), [], tmp_path / "run")
         assert torch.get_num_threads() == 2
