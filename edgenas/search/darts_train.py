@@ -78,11 +78,14 @@ class RunConfig:
 
     def _check_rates(self) -> None:
         """lr and arch_lr in (0, MAX_LEARNING_RATE]: 1e39 was torch's "value cannot be converted to type float
-        without overflow" at the first step."""
+        without overflow" at the first step; lambda_lr and latency_weight finite."""
         lr, arch_lr = getattr(self, "lr"), getattr(self, "arch_lr")
         if not (0 < lr <= MAX_LEARNING_RATE and 0 < arch_lr <= MAX_LEARNING_RATE):
             raise InputError(f"darts: need lr, arch_lr > 0 and at most {MAX_LEARNING_RATE:g}, "
                              f"got lr={lr!r}, arch_lr={arch_lr!r}")
+        for k in ("lambda_lr", "latency_weight"):  # inf diverged at once, and config.json then held Infinity
+            if not math.isfinite(getattr(self, k)):
+                raise InputError(f"darts: {k} must be a finite number, got {getattr(self, k)!r}")
 
     def _check_seed(self) -> None:
         """Epoch seeds are ``seed * 100003 + epoch`` and must stay within torch's 64 bits."""
@@ -281,8 +284,8 @@ def diverged_error(config: RunConfig, out: Path, epoch: int, what: str) -> Edgen
     checkpoint as it was (a run went on and wrote a cell of NaN alphas)."""
     kept = f"the checkpoint of epoch {epoch} in {out} is unchanged" if epoch else "no checkpoint was saved"
     return EdgenasError(f"DARTS training diverged in epoch {epoch + 1} ({what} NaN or infinite); {kept}",
-                        hint=f"start a new search with a lower lr or arch_lr (--strategy-opt; this run's: "
-                             f"{config.lr:g}, {config.arch_lr:g})")  # type: ignore[attr-defined]
+                        hint=f"start a new search with a lower lr, arch_lr or lambda_lr (--strategy-opt; this "
+                             f"run's: {config.lr:g}, {config.arch_lr:g}, {config.lambda_lr:g})")  # type: ignore
 
 
 def all_finite(tensors: Iterable[torch.Tensor]) -> bool:

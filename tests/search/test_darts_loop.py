@@ -255,6 +255,9 @@ def test_a_learning_rate_past_the_bound_is_refused_before_the_run_not_an_overflo
 
     with pytest.raises(InputError, match=rf"at most 1e\+30, got .*{key}=1e\+39"):
         _cfg(data, None, devices=(), **{key: 1e39})
+    for other in ("lambda_lr", "latency_weight"):  # inf diverged at once, and config.json held Infinity
+        with pytest.raises(InputError, match=f"{other} must be a finite number, got inf"):
+            _cfg(data, None, devices=(), **{other: float("inf")})
     cfg = _cfg(data, None, epochs=1, arch_warmup=0.0, devices=(), **{key: 1e30})
     with pytest.raises(EdgenasError, match=r"training diverged in epoch 1 \("):
         run_darts(cfg, [], tmp_path / "run")

@@ -359,6 +359,8 @@ def test_a_sampled_path_runs_the_supernets_own_network_and_its_gates_reach_only_
 @pytest.mark.parametrize("bad, fragment", [
     ({"lr": 0.0}, "lr, arch_lr > 0"), ({"arch_lr": 0.0}, "lr, arch_lr > 0"), ({"lambda_lr": -0.01}, ">= 0"),
     ({"lr": 1e39}, "at most 1e+30"), ({"arch_lr": float("nan")}, "arch_lr=nan"),
+    ({"lambda_lr": float("inf")}, "lambda_lr must be a finite number"),
+    ({"latency_weight": float("inf")}, "latency_weight must be a finite number"),
     ({"latency_weight": -0.01}, ">= 0"), ({"tau_end": 0.0}, "0 < tau_end"),
     ({"tau_start": 1.0, "tau_end": 1.5}, "tau_end <= tau_start"), ({"arch_warmup": 1.0}, "< 1"),
     ({"latency_warmup": -0.1}, "0 <= arch_warmup"), ({"lambda_rule": "min"}, "'min'"),
