@@ -225,3 +225,85 @@ def test_a_diverged_update_leaves_the_adapter_as_it_was(tiny_model):
         lora.train(eng, [(PROMPT, THINK, COMPLETION)], steps=2, lr=1e-3, batch=1, seed=0)
     after = dict(eng.model.named_parameters())
     assert all(torch.equal(after[n], p) and after[n].grad is None for n, p in before.items())
+
+
+def test_an_update_runs_in_training_mode_on_the_engines_threads_and_is_seeded_by_its_seed_alone(tiny_model):
+    """With the model's own dropout on, an update depends on its seed and not on the global generator's state
+    (the replay of a run is exact); its forward passes run in training mode, on the engine's thread count."""
+    import torch
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    from edgenas.llm import lora
+    from edgenas.llm.engine import Engine
+
+    before = torch.get_num_threads()
+    runs = []
+    try:
+        for disturb in (1, 2):
+            torch.manual_seed(0)
+            base = LlamaForCausalLM.from_pretrained(tiny_model, attention_dropout=0.5)
+            eng = Engine(lora.attach(base), AutoTokenizer.from_pretrained(tiny_model), threads=1)
+            modes = []
+            hook = base.model.register_forward_pre_hook(lambda mod, args: modes.append(mod.training))
+            torch.manual_seed(disturb)
+            torch.set_num_threads(2)
+            stats = lora.train(eng, [(PROMPT, THINK, COMPLETION)], steps=2, lr=1e-2, batch=1, seed=5)
+            hook.remove()
+            assert modes == [True, True] and not eng.model.training and torch.get_num_threads() == 1
+            runs.append((stats["loss_first"], stats["loss_last"],
+                         {k: v.clone() for k, v in eng.model.named_parameters() if "lora_B" in k}))
+    finally:
+        torch.set_num_threads(before)
+    (a1, a2, wa), (b1, b2, wb) = runs
+    assert (a1, a2) == (b1, b2) and all(wa[k].equal(wb[k]) for k in wa)
+
+
+def test_an_update_reports_its_own_duration(tiny_model):
+    import time
+
+    from edgenas.llm import lora
+
+    eng = _engine(tiny_model)
+    t0 = time.perf_counter()
+    stats = lora.train(eng, [(PROMPT, THINK, COMPLETION)], steps=1, lr=1e-2, batch=1, seed=0)
+    assert 0 < stats["seconds"] <= time.perf_counter() - t0
+
+
+def test_a_batch_of_answers_of_different_lengths_is_padded_out_of_the_loss(tiny_model):
+    """Two examples of different lengths in one step: the loss is the mean over both answers' tokens, as if
+    each were read alone (the padding of the shorter one is neither attended to nor scored)."""
+    import torch
+
+    from edgenas.llm import lora
+
+    examples = [(PROMPT, THINK, COMPLETION), ("A much longer prompt than the first one, with more words in it.",
+                                              " pooling is cheaper here", 'edge_3_0", "value": "avg_pool_3x3"}')]
+    eng = _engine(tiny_model)
+    base = _base(tiny_model)
+    logits, targets = [], []
+    for prompt, think, completion in examples:
+        a_ids = eng.encode(eng.head(prompt))[0]
+        b_ids = torch.cat([eng.encode(eng.middle(think) + completion)[0], torch.tensor([eng.tok.eos_token_id])])
+        with torch.no_grad():
+            logits.append(base(input_ids=torch.cat([a_ids, b_ids])[None]).logits[0][len(a_ids) - 1:-1])
+        targets.append(b_ids)
+    want = torch.nn.functional.cross_entropy(torch.cat(logits), torch.cat(targets))
+    stats = lora.train(eng, examples, steps=1, lr=1e-2, batch=2, seed=0)
+    assert stats["loss_first"] == pytest.approx(float(want), rel=1e-4)
+
+
+def test_a_model_whose_q_and_v_modules_take_no_adapter_is_one_llm_error():
+    """Modules named q_proj and v_proj that peft cannot wrap (not linear layers): one ``LLMError`` naming the
+    cause, with a hint to turn LoRA off."""
+    import torch
+
+    from edgenas.llm import lora
+
+    class Odd(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q_proj, self.v_proj = torch.nn.ReLU(), torch.nn.ReLU()
+
+    with pytest.raises(LLMError, match="cannot attach a LoRA adapter to this model: ") as err:
+        lora.attach(Odd())
+    assert not isinstance(err.value, LLMInputError) and "lora_every=0" in err.value.hint
