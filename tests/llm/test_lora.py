@@ -307,3 +307,30 @@ def test_a_model_whose_q_and_v_modules_take_no_adapter_is_one_llm_error():
     with pytest.raises(LLMError, match="cannot attach a LoRA adapter to this model: ") as err:
         lora.attach(Odd())
     assert not isinstance(err.value, LLMInputError) and "lora_every=0" in err.value.hint
+
+
+def test_an_update_that_fails_otherwise_is_not_called_out_of_memory_and_is_undone(tiny_model):
+    """A step that fails for another reason (here the model's second forward pass) leaves the adapter as it was
+    before the update, and its error is not reported as running out of memory."""
+    import torch
+
+    from edgenas.llm import lora
+
+    eng = _engine(tiny_model)
+    calls = []
+
+    def fail_second(mod, args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("the second step failed")
+
+    before = {n: p.detach().clone() for n, p in eng.model.named_parameters() if p.requires_grad}
+    hook = eng.model.get_base_model().model.register_forward_pre_hook(fail_second)
+    try:
+        with pytest.raises(RuntimeError, match="the second step failed") as err:
+            lora.train(eng, [(PROMPT, THINK, COMPLETION)], steps=2, lr=1e-2, batch=1, seed=0)
+    finally:
+        hook.remove()
+    assert "out of memory" not in str(err.value) and not eng.model.training
+    after = dict(eng.model.named_parameters())
+    assert all(torch.equal(after[n], p) and after[n].grad is None for n, p in before.items())
