@@ -229,3 +229,24 @@ def test_a_loader_error_is_told_by_its_first_line_at_most_200_characters():
 
     assert _short(ValueError("  bad header\nsecond line")) == "bad header"
     assert _short(RuntimeError(" ")) == "RuntimeError" and _short(RuntimeError("x" * 300)) == "x" * 200
+
+
+def test_a_loaded_base_is_cached_per_process_and_transformers_logs_only_errors(tiny_model, tmp_path):
+    """The second load of a model reads nothing from disk (the folder may be gone by then) and gives equal
+    weights; loading leaves transformers logging errors only, without progress bars."""
+    import torch
+    import transformers
+
+    from edgenas.llm.model import load_model, resolve_model
+
+    if torch.cuda.is_available():
+        pytest.skip("loads on the CPU")
+    folder = shutil.copytree(tiny_model, tmp_path / "m")
+    source = resolve_model(str(folder))
+    a, _ = load_model(source)
+    assert transformers.logging.get_verbosity() == transformers.logging.ERROR
+    assert not transformers.utils.logging.is_progress_bar_enabled()
+    shutil.rmtree(folder)
+    b, tok = load_model(source)
+    assert b is not a and tok.eos_token == "<eos>"
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
