@@ -250,3 +250,17 @@ def test_a_loaded_base_is_cached_per_process_and_transformers_logs_only_errors(t
     b, tok = load_model(source)
     assert b is not a and tok.eos_token == "<eos>"
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_quiet_silences_library_warnings_only_while_it_lasts():
+    import warnings
+
+    from edgenas.llm.model import quiet
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with quiet():
+            warnings.warn("a library's own deprecation", FutureWarning)
+        assert seen == []
+        warnings.warn("after", UserWarning)
+        assert [str(w.message) for w in seen] == ["after"]
