@@ -264,3 +264,19 @@ def test_quiet_silences_library_warnings_only_while_it_lasts():
         assert seen == []
         warnings.warn("after", UserWarning)
         assert [str(w.message) for w in seen] == ["after"]
+
+
+def test_a_model_that_cannot_be_read_and_an_adapter_that_is_a_file_are_one_error_each(tmp_path):
+    """A path whose first bytes do not read (``/proc/self/mem`` at offset 0: an I/O error) and an adapter path
+    that is a file, not a folder: one ``LLMError`` each, with the system's reason; a source is a frozen record."""
+    import dataclasses
+
+    from edgenas.llm.model import ModelSource, check_regular_files, resolve_model
+
+    with pytest.raises(LLMError, match=r"cannot read model '/proc/self/mem': Input/output error"):
+        resolve_model("/proc/self/mem")
+    (tmp_path / "ad").write_text("not a folder")
+    with pytest.raises(LLMError, match="cannot read adapter 'ad': Not a directory"):
+        check_regular_files(tmp_path / "ad", "adapter 'ad'")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ModelSource("m", tmp_path).gguf_file = "x.gguf"
