@@ -280,3 +280,14 @@ def test_a_model_that_cannot_be_read_and_an_adapter_that_is_a_file_are_one_error
         check_regular_files(tmp_path / "ad", "adapter 'ad'")
     with pytest.raises(dataclasses.FrozenInstanceError):
         ModelSource("m", tmp_path).gguf_file = "x.gguf"
+
+
+def test_without_transformers_the_llm_operator_says_what_to_install(monkeypatch):
+    import sys
+
+    from edgenas.llm.model import LLM_EXTRA_HINT, _require_transformers
+
+    monkeypatch.setitem(sys.modules, "transformers", None)   # the import fails as if it were not installed
+    with pytest.raises(LLMError, match="the LLM operator needs transformers and peft") as err:
+        _require_transformers()
+    assert err.value.hint == LLM_EXTRA_HINT
