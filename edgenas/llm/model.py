@@ -172,7 +172,7 @@ def check_adapter(path: str, source: ModelSource) -> Path:
                        hint="give the adapter-K folder of a past run's llm/ folder")
     check_regular_files(p, f"adapter {path!r}")
     meta = p / ADAPTER_META
-    if meta.is_file():
+    if meta.exists():   # a folder there is a damaged record, not a missing one
         try:
             want = loads_json_limited(read_bytes_limited(meta, "adapter record", MAX_ARCH_BYTES), str(meta))
         except InputError:  # too large, bad JSON, bad UTF-8, a 4,300-digit int

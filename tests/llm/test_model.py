@@ -291,3 +291,19 @@ def test_without_transformers_the_llm_operator_says_what_to_install(monkeypatch)
     with pytest.raises(LLMError, match="the LLM operator needs transformers and peft") as err:
         _require_transformers()
     assert err.value.hint == LLM_EXTRA_HINT
+
+
+def test_a_base_record_that_is_a_folder_is_damaged_not_absent(tiny_model, tmp_path):
+    """A folder where ``edgenas_base.json`` goes is a damaged record, not a missing one: the adapter is refused,
+    not loaded unchecked onto a base model it was not trained for (found by the mutation audit, 6 December)."""
+    from edgenas.llm.model import check_adapter, resolve_model
+
+    ad = _adapter(tiny_model, tmp_path / "ad")
+    record = (ad / "edgenas_base.json").read_text()
+    (ad / "edgenas_base.json").unlink()
+    (ad / "edgenas_base.json").mkdir()
+    (ad / "edgenas_base.json" / "record.json").write_text(record)
+    other = _copy(tiny_model, tmp_path / "other", lambda c: c.update(vocab_size=c["vocab_size"] + 8))
+    for base in (tiny_model, other):
+        with pytest.raises(LLMInputError, match="edgenas_base.json is damaged"):
+            check_adapter(str(ad), resolve_model(str(base)))
