@@ -94,10 +94,13 @@ def train(engine: Any, examples: Sequence[tuple[str, str, str]], *, steps: int, 
                                hint="lower --llm-opt lora_lr, or turn LoRA off (lora_every=0)")
     except Exception as exc:  # noqa: BLE001 - a failed update is undone: the adapter stays as it was
         _restore(params, before)
-        if not isinstance(exc, LLMError) and is_oom(exc):
+        if isinstance(exc, LLMError):
+            raise
+        if is_oom(exc):
             raise LLMError("out of memory during a LoRA update",
                            hint="lower --llm-opt lora_batch, or turn LoRA off (lora_every=0)") from None
-        raise
+        # as generation's failures: the operator takes an LLMError (stop, or --llm-fallback), not a traceback
+        raise LLMError(f"a LoRA update failed: {_short(exc)}", hint="turn LoRA off (lora_every=0)") from None
     finally:
         model.eval()
     return {"loss_first": losses[0], "loss_last": losses[-1], "seconds": time.perf_counter() - t0,
