@@ -154,5 +154,6 @@ def test_values_that_are_no_latency_are_left_out_and_the_fit_is_quiet(tmp_path):
 
 def test_a_table_without_a_usable_row_is_one_line_before_anything_is_measured(fresh, cli, tmp_path):
     path = _extreme_table(tmp_path, ["1e300"] * 360)
-    one_line_error(cli(*_commands(path)[0]), "only 40 distinct cells have every latency column measured", "1e-06 to 1e+07")
+    one_line_error(cli(*_commands(path)[0]), "only 40 distinct cells have every latency column measured",
+                   "1e-06 to 1e+07")
     assert list(fresh.iterdir()) == []
