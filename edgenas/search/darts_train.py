@@ -283,9 +283,10 @@ def diverged_error(config: RunConfig, out: Path, epoch: int, what: str) -> Edgen
     """A NaN or infinite loss or weight in ``epoch`` (0-based; a learning rate too high): one error, the last
     checkpoint as it was (a run went on and wrote a cell of NaN alphas)."""
     kept = f"the checkpoint of epoch {epoch} in {out} is unchanged" if epoch else "no checkpoint was saved"
+    rates = f"{config.lr:g}, {config.arch_lr:g}, {config.lambda_lr:g}"  # type: ignore[attr-defined]
     return EdgenasError(f"DARTS training diverged in epoch {epoch + 1} ({what} NaN or infinite); {kept}",
                         hint=f"start a new search with a lower lr, arch_lr or lambda_lr (--strategy-opt; this "
-                             f"run's: {config.lr:g}, {config.arch_lr:g}, {config.lambda_lr:g})")  # type: ignore
+                             f"run's: {rates})")
 
 
 def all_finite(tensors: Iterable[torch.Tensor]) -> bool:
