@@ -168,60 +168,14 @@ def test_a_resume_refuses_a_changed_config_a_missing_run_and_a_new_run_refuses_a
 def test_each_weight_step_starts_from_zeroed_gradients_and_is_clipped(data, tmp_path, monkeypatch):
     """The architecture step back-propagates into the weights too: without the weight optimiser's zero_grad the
     next weight step took those gradients as well (observed through torch's own calls, the project's unchanged)."""
-    weights: list[torch.Tensor] = []
-    alphas: list[torch.Tensor] = []
-    events: list[tuple[str, float]] = []
-    clipped: list[tuple[float, bool]] = []
-    losses: list[float] = []
-    sgd_init, adam_init, clip, backward, sgd_step = (torch.optim.SGD.__init__, torch.optim.Adam.__init__,
-                                                     torch.nn.utils.clip_grad_norm_, torch.Tensor.backward,
-                                                     torch.optim.SGD.step)
+    from tests.search.darts_steps import check_steps, watch_steps
 
-    def init(self, params, *a, **kw):
-        params = list(params)
-        weights.extend(params)
-        sgd_init(self, params, *a, **kw)
-
-    def init_adam(self, params, *a, **kw):
-        params = list(params)
-        alphas.extend(params)
-        adam_init(self, params, *a, **kw)
-
-    def spy_backward(self, *a, **kw):  # which gradients are already held when a backward starts
-        events.append(("backward", float(any(p.grad is not None for p in weights))
-                       + 2 * float(any(p.grad is not None for p in alphas))))
-        losses.append(float(self.detach()))
-        return backward(self, *a, **kw)
-
-    def spy_clip(params, max_norm, *a, **kw):
-        params = list(params)
-        total = clip(params, max_norm, *a, **kw)
-        clipped.append((max_norm, len(params) == len(weights) and all(p is q for p, q in zip(params, weights))))
-        events.append(("clip", float(total)))
-        return total
-
-    def spy_step(self, *a, **kw):
-        grads = [p.grad.norm() for p in weights if p.grad is not None]
-        events.append(("step", float(torch.linalg.vector_norm(torch.stack(grads)))))
-        return sgd_step(self, *a, **kw)
-
-    monkeypatch.setattr(torch.optim.SGD, "__init__", init)
-    monkeypatch.setattr(torch.optim.Adam, "__init__", init_adam)
-    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy_clip)
-    monkeypatch.setattr(torch.Tensor, "backward", spy_backward)
-    monkeypatch.setattr(torch.optim.SGD, "step", spy_step)
+    steps = watch_steps(monkeypatch)
     run_darts(_cfg(data, None, epochs=1, devices=()), [], tmp_path / "run")
-    kinds = [k for k, _ in events]
-    assert kinds == ["backward", "clip", "step", "backward"] * 2  # 2 steps: weights, then the architecture
-    for i in range(2):
-        started, pre, post = (events[4 * i + j][1] for j in range(3))
-        assert int(started) & 1 == 0, f"weight step {i + 1} began with the last steps' gradients"
-        assert post == pytest.approx(min(pre, 5.0), rel=1e-4)
-        # the architecture step: the weight step's backward reached the alphas too; they were zeroed since
-        assert events[4 * i + 3][1] == 1.0, f"architecture step {i + 1} began with the weight step's alpha gradients"
-    assert clipped == [(5.0, True)] * 2
+    check_steps(steps, 2)  # 2 steps: weights, then the architecture
     # the epoch's train_loss is the mean of its weight steps' losses
-    assert _history(tmp_path / "run")["history"][0]["train_loss"] == pytest.approx((losses[0] + losses[2]) / 2)
+    assert _history(tmp_path / "run")["history"][0]["train_loss"] == pytest.approx(
+        (steps.losses[0] + steps.losses[2]) / 2)
 
 
 def test_the_latency_term_enters_the_architecture_loss_only_after_its_warm_up(pred, data, tmp_path):
