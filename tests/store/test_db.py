@@ -266,6 +266,7 @@ def test_a_first_set_up_that_fails_half_way_leaves_no_table_behind(tmp_path):
     with pytest.raises(sa.exc.DatabaseError, match="not authorized"):
         dbmod.upgrade(engine)
     engine.dispose()
+    assert not (tmp_path / "e.db.migrate.lock").exists()  # the lock it made goes with it (one there before stays)
     con = sqlite3.connect(path)
     assert con.execute("SELECT name FROM sqlite_master").fetchall() == []  # runs, run_devices, evaluations: gone
     con.close()
@@ -776,23 +777,6 @@ def test_another_applications_alembic_database_is_refused_as_such_and_left_alone
         assert set(sa.inspect(con).get_table_names()) == {"alembic_version", "users"}
         assert con.execute(sa.text("SELECT version_num FROM alembic_version")).scalar_one() == "a1b2c3d4e5f6"
     eng.dispose()
-
-
-def test_a_first_set_up_that_fails_removes_the_migration_lock_it_made(tmp_path):
-    """The ``.migrate.lock`` a failed migration created is removed with it (one that was there before stays: see
-    above): nothing of edgenas's is left beside the file. SQLite itself refuses the first table here."""
-    path = tmp_path / "e.db"
-    engine = dbmod.create_engine(f"sqlite:///{path}")
-
-    @sa.event.listens_for(engine, "connect")
-    def _refuse_runs(dbapi_con, _record) -> None:  # noqa: ANN001
-        dbapi_con.set_authorizer(lambda action, a1, *_: sqlite3.SQLITE_DENY
-                                 if action == sqlite3.SQLITE_CREATE_TABLE and a1 == "runs" else sqlite3.SQLITE_OK)
-
-    with pytest.raises(sa.exc.DatabaseError, match="not authorized"):
-        dbmod.upgrade(engine)
-    engine.dispose()
-    assert not (tmp_path / "e.db.migrate.lock").exists()
 
 
 def test_another_applications_sqlite_file_without_alembic_is_left_byte_for_byte(tmp_path):
