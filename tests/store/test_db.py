@@ -524,6 +524,12 @@ def test_a_postgresql_driver_other_than_psycopg_3_is_named_not_called_a_missing_
                                   f"'{driver}': edgenas talks to PostgreSQL through psycopg 3)")
 
 
+def _three_openings(url):
+    """Opening ``url`` to write (migrating a fresh database), to read only, and for ``edgenas db upgrade``."""
+    return (lambda: ExperimentDB(url), lambda: ExperimentDB(url, migrate=False, readonly=True),
+            lambda: ExperimentDB(url, migrate=False, check=False).upgrade())
+
+
 def test_a_database_stamped_with_two_revisions_is_one_clear_error_and_left_alone(tmp_path, cli, monkeypatch):
     """An ``alembic_version`` table holding two rows (edited by hand, or damaged): alembic's own error escaped as
     an internal error (exit 70), from every command and from ``edgenas serve``."""
@@ -535,8 +541,7 @@ def test_a_database_stamped_with_two_revisions_is_one_clear_error_and_left_alone
     con.commit()
     con.close()
     before = _stamp_and_tables(path)
-    for open_it in (lambda: ExperimentDB(url), lambda: ExperimentDB(url, migrate=False, readonly=True),
-                    lambda: ExperimentDB(url, migrate=False, check=False).upgrade()):
+    for open_it in _three_openings(url):
         with pytest.raises(DatabaseError, match=r"database sqlite:///\S+ has several schema revisions "
                                                 r"\(0001, 0002\): its alembic_version table was damaged") as info:
             open_it()
@@ -761,8 +766,7 @@ def test_another_applications_alembic_database_is_refused_as_such_and_left_alone
     path = dbmod.sqlite_path(db_url)
     beside = (lambda: sorted(p for p in os.listdir(path.parent) if p.startswith(path.name))) if path else None
     before = (path.read_bytes(), beside()) if path else None
-    for open_it in (lambda: ExperimentDB(db_url), lambda: ExperimentDB(db_url, migrate=False, readonly=True),
-                    lambda: ExperimentDB(db_url, migrate=False, check=False).upgrade()):
+    for open_it in _three_openings(db_url):
         with pytest.raises(DatabaseError, match=r"holds another application's schema \(revision a1b2c3d4e5f6\), not "
                                                 r"edgenas's; nothing was changed") as info:
             open_it()
