@@ -524,10 +524,14 @@ def test_a_postgresql_driver_other_than_psycopg_3_is_named_not_called_a_missing_
                                   f"'{driver}': edgenas talks to PostgreSQL through psycopg 3)")
 
 
-def _three_openings(url):
-    """Opening ``url`` to write (migrating a fresh database), to read only, and for ``edgenas db upgrade``."""
-    return (lambda: ExperimentDB(url), lambda: ExperimentDB(url, migrate=False, readonly=True),
-            lambda: ExperimentDB(url, migrate=False, check=False).upgrade())
+def _refused_by_every_opening(url, match, hint):
+    """Opening ``url`` to write (migrating a fresh database), to read only, and for ``edgenas db upgrade``:
+    each is one ``DatabaseError`` matching ``match`` with ``hint``."""
+    for open_it in (lambda: ExperimentDB(url), lambda: ExperimentDB(url, migrate=False, readonly=True),
+                    lambda: ExperimentDB(url, migrate=False, check=False).upgrade()):
+        with pytest.raises(DatabaseError, match=match) as info:
+            open_it()
+        assert info.value.hint == hint
 
 
 def test_a_database_stamped_with_two_revisions_is_one_clear_error_and_left_alone(tmp_path, cli, monkeypatch):
@@ -541,11 +545,8 @@ def test_a_database_stamped_with_two_revisions_is_one_clear_error_and_left_alone
     con.commit()
     con.close()
     before = _stamp_and_tables(path)
-    for open_it in _three_openings(url):
-        with pytest.raises(DatabaseError, match=r"database sqlite:///\S+ has several schema revisions "
-                                                r"\(0001, 0002\): its alembic_version table was damaged") as info:
-            open_it()
-        assert info.value.hint == "restore it from a backup"
+    _refused_by_every_opening(url, r"database sqlite:///\S+ has several schema revisions \(0001, 0002\): its "
+                                   r"alembic_version table was damaged", "restore it from a backup")
     monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
     for args in (("runs", "list"), ("db", "upgrade")):
         res = cli(*args, "--db", url)
@@ -766,11 +767,9 @@ def test_another_applications_alembic_database_is_refused_as_such_and_left_alone
     path = dbmod.sqlite_path(db_url)
     beside = (lambda: sorted(p for p in os.listdir(path.parent) if p.startswith(path.name))) if path else None
     before = (path.read_bytes(), beside()) if path else None
-    for open_it in _three_openings(db_url):
-        with pytest.raises(DatabaseError, match=r"holds another application's schema \(revision a1b2c3d4e5f6\), not "
-                                                r"edgenas's; nothing was changed") as info:
-            open_it()
-        assert info.value.hint == "point --db / EDGENAS_DB at an edgenas database or a new one"
+    _refused_by_every_opening(db_url, r"holds another application's schema \(revision a1b2c3d4e5f6\), not "
+                                      r"edgenas's; nothing was changed",
+                              "point --db / EDGENAS_DB at an edgenas database or a new one")
     monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
     res = cli("db", "upgrade", "--db", db_url)
     assert res.code == 6 and "another application's schema" in res.err and len(res.err.strip().splitlines()) == 1
