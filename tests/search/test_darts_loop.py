@@ -209,28 +209,27 @@ def test_a_learning_rate_past_the_bound_is_refused_before_the_run_not_an_overflo
 
     with pytest.raises(InputError, match=rf"at most 1e\+30, got .*{key}=1e\+39"):
         _cfg(data, None, devices=(), **{key: 1e39})
-    for other in ("lambda_lr", "latency_weight"):  # inf diverged at once, and config.json held Infinity
-        with pytest.raises(InputError, match=f"{other} must be a finite number, got inf"):
-            _cfg(data, None, devices=(), **{other: float("inf")})
     cfg = _cfg(data, None, epochs=1, arch_warmup=0.0, devices=(), **{key: 1e30})
     with pytest.raises(EdgenasError, match=r"training diverged in epoch 1 \("):
         run_darts(cfg, [], tmp_path / "run")
 
 
+@pytest.mark.parametrize("key", ["lambda_lr", "latency_weight"])
+def test_an_infinite_multiplier_rate_or_latency_weight_is_refused(data, key):
+    """inf diverged at once, and the run's config.json held Infinity, which its resume refused as damaged."""
+    with pytest.raises(InputError, match=f"{key} must be a finite number, got inf"):
+        _cfg(data, None, devices=(), **{key: float("inf")})
+
+
 def test_an_epoch_of_one_step_records_that_steps_loss_and_the_run_folder_may_be_nested(data, tmp_path, monkeypatch):
     """16 images a half in one batch of 16: train_loss is the one weight step's loss (not halved); the run folder's
     missing parents are made."""
-    losses: list[float] = []
-    backward = torch.Tensor.backward
+    from tests.search.darts_steps import watch_steps
 
-    def spy(self, *a, **kw):  # the weight step's loss, then the architecture step's
-        losses.append(float(self.detach()))
-        return backward(self, *a, **kw)
-
-    monkeypatch.setattr(torch.Tensor, "backward", spy)
+    steps = watch_steps(monkeypatch)
     run_darts(_cfg(data, None, epochs=1, batch_size=16, devices=()), [], tmp_path / "a" / "b")
-    assert len(losses) == 2
-    assert _history(tmp_path / "a" / "b")["history"][0]["train_loss"] == pytest.approx(losses[0])
+    assert len(steps.losses) == 2  # the weight step's loss, then the architecture step's
+    assert _history(tmp_path / "a" / "b")["history"][0]["train_loss"] == pytest.approx(steps.losses[0])
 
 
 def test_a_dataset_of_more_than_ten_classes_is_refused_before_the_run_folder_exists(tmp_path):
