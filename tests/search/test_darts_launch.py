@@ -10,16 +10,12 @@ import numpy as np
 import pytest
 
 from edgenas.errors import InfeasibleError, InputError
-from edgenas.latency.lut import EntryStats, Lut
 from edgenas.latency.store import LutStore
 from edgenas.project import Project
 from edgenas.search.darts_launch import device_budgets, mbv3_darts_config, prepare_darts
 from edgenas.search.launch import SearchRequest
 from edgenas.spaces import get_space
-
-
-def _st(ms: float) -> EntryStats:
-    return EntryStats(n=1, median_ms=ms, mean_ms=ms, std_ms=0.0, cov=0.0, p90_ms=ms, p99_ms=ms, min_ms=ms, max_ms=ms)
+from tests.search.tables import random_lut
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +25,7 @@ def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("darts-launch")
     for device, seed in (("a", 1), ("b", 2)):
         for name in ("nb201", "mbv3-tiny"):
-            space = get_space(name)
-            rng = np.random.default_rng(seed)
-            LutStore(Project(root).luts_dir).save(Lut(
-                device=device, space=name, fingerprint={}, fingerprint_hash="0" * 64, runtime="none",
-                precision="fp32", threads=1, protocol={}, overhead=_st(0.05),
-                entries={k: _st(float(rng.uniform(0.1, 2.0))) for k in space.key_vocab()}, created_at=0.0))
+            LutStore(Project(root).luts_dir).save(random_lut(name, seed, device=device))
     x, y = load_digits_images(32, n=32, seed=0)
     np.savez(root / "tiny.npz", x=x.numpy(), y=y.numpy())
     return Project(root)

@@ -12,24 +12,15 @@ import pytest
 import torch
 
 from edgenas.errors import InputError
-from edgenas.latency.lut import EntryStats, Lut
 from edgenas.latency.predictor import LatencyPredictor
 from edgenas.search.darts_train import NONE_FITS, DartsConfig, run_darts
 from edgenas.spaces import get_space
-
-
-def _st(ms: float) -> EntryStats:
-    return EntryStats(n=1, median_ms=ms, mean_ms=ms, std_ms=0.0, cov=0.0, p90_ms=ms, p99_ms=ms, min_ms=ms, max_ms=ms)
+from tests.search.tables import random_lut
 
 
 @pytest.fixture(scope="module")
 def pred() -> LatencyPredictor:
-    space = get_space("nb201")
-    rng = np.random.default_rng(4)
-    lut = Lut(device="t", space=space.name, fingerprint={}, fingerprint_hash="0" * 64, runtime="none",
-              precision="fp32", threads=1, protocol={}, overhead=_st(0.05),
-              entries={k: _st(float(rng.uniform(0.1, 2.0))) for k in space.key_vocab()}, created_at=0.0)
-    return LatencyPredictor(lut, space)
+    return LatencyPredictor(random_lut("nb201", 4), get_space("nb201"))
 
 
 @pytest.fixture(scope="module")

@@ -9,24 +9,15 @@ import itertools
 import numpy as np
 import pytest
 
-from edgenas.latency.lut import EntryStats, Lut
 from edgenas.latency.predictor import LatencyPredictor
 from edgenas.search.darts_mbv3_latency import ExpectedLatencyMBV3, _log_prob, _neighbours, repair_to_budget
 from edgenas.spaces import get_space
+from tests.search.tables import random_lut
 from edgenas.spaces.mbv3_config import MBV3Arch
 
 
-def _st(ms: float) -> EntryStats:
-    return EntryStats(n=1, median_ms=ms, mean_ms=ms, std_ms=0.0, cov=0.0, p90_ms=ms, p99_ms=ms, min_ms=ms, max_ms=ms)
-
-
 def _pred(seed: int = 0) -> LatencyPredictor:
-    space = get_space("mbv3-tiny")
-    rng = np.random.default_rng(seed)
-    lut = Lut(device="t", space=space.name, fingerprint={}, fingerprint_hash="0" * 64, runtime="none",
-              precision="fp32", threads=1, protocol={}, overhead=_st(0.05),
-              entries={k: _st(float(rng.uniform(0.1, 3.0))) for k in space.key_vocab()}, created_at=0.0)
-    return LatencyPredictor(lut, space)
+    return LatencyPredictor(random_lut("mbv3-tiny", seed, high_ms=3.0), get_space("mbv3-tiny"))
 
 
 def _logp(seed: int) -> dict[str, np.ndarray]:
