@@ -163,7 +163,7 @@ def test_attach_refuses_an_adapter_folder_holding_a_fifo(tiny_model, tmp_path):
 
 
 OOM_SCRIPT = """
-import resource, sys
+import sys
 import torch
 torch.set_num_threads(1)
 from transformers import AutoTokenizer, LlamaForCausalLM
@@ -178,13 +178,12 @@ huge = ("You improve a neural network architecture. " * 20000,) + small[1:]   # 
 seed = next(s for s in range(100) if torch.randperm(2, generator=torch.Generator().manual_seed(s)).tolist() == [0, 1])
 lora.train(eng, [small], steps=1, lr=1e-2, batch=1, seed=0)   # lazy imports before the cap
 before = {n: p.detach().clone() for n, p in eng.model.named_parameters() if p.requires_grad}
-vm = int(open("/proc/self/status").read().split("VmSize:")[1].split()[0]) * 1024
-resource.setrlimit(resource.RLIMIT_AS, (vm + 200 * 2**20, resource.RLIM_INFINITY))
+cap(200)
 try:   # the first step (the small example) fits, the second (the huge one: GBs of attention) does not
     lora.train(eng, [small, huge], steps=2, lr=1e-2, batch=1, seed=seed)
 except LLMError as exc:
     print(f"{exc} | {exc.hint}")
-resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+uncap()
 after = dict(eng.model.named_parameters())
 print("unchanged" if all(torch.equal(after[n], p) for n, p in before.items()) else "changed",
       "training" if eng.model.training else "eval", sum(p.grad is not None for p in after.values()))
@@ -196,16 +195,9 @@ def test_out_of_memory_during_an_update_is_one_error_and_leaves_the_adapter_as_i
     """Out of memory for real (a subprocess whose address space is capped) on an update's second step, after
     its first step changed the adapter: one ``LLMError`` that says so, and the adapter as it was before the
     update (no half-made update, no gradients held), the model in evaluation mode."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
+    from tests.llm.capped import run_capped
 
-    script = tmp_path / "capped.py"
-    script.write_text(OOM_SCRIPT)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "OMP_NUM_THREADS": "1"}
-    res = subprocess.run([sys.executable, str(script), str(tiny_model)], env=env, capture_output=True, text=True,
-                         timeout=300)
+    res = run_capped(OOM_SCRIPT, tmp_path, tiny_model)
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
     assert len(lines) == 2 and lines[0].startswith("out of memory during a LoRA update"), res.stdout

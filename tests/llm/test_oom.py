@@ -3,18 +3,13 @@ a 16M-parameter model: one red line naming the problem, exit code 6, no run fold
 --llm-fallback the search goes on with the usual operators."""
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.llm.capped import run_capped
 
-SCRIPT = textwrap.dedent("""
-    import resource, sys
+SCRIPT = """
+    import sys
     import torch
     torch.set_num_threads(1)
     import peft, transformers.models.llama.modeling_llama  # noqa: F401  (imported before the cap)
@@ -23,11 +18,9 @@ SCRIPT = textwrap.dedent("""
     import edgenas.evaluate.tabular, edgenas.cli.cmd_search, edgenas.evaluate.executor  # noqa: F401
     import edgenas.store, edgenas.search.record, edgenas.search.stale  # noqa: F401,E401  (the experiment database)
     import alembic.command, alembic.config, alembic.script, alembic.operations, alembic.runtime.migration  # noqa: F401,E401
-    vm = int(open("/proc/self/status").read().split("VmSize:")[1].split()[0]) * 1024
-    cap = vm + 60 * 2**20  # the 16M-parameter model needs 64 MB (float32)
-    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    cap(60, hard=True)  # the 16M-parameter model needs 64 MB (float32)
     main(sys.argv[1:])
-""")
+"""
 
 
 @pytest.fixture(scope="module")
@@ -46,15 +39,12 @@ def big_model(tiny_model, tmp_path_factory):
 
 @pytest.mark.slow
 def test_out_of_memory_is_one_line_or_falls_back(big_model, table, tmp_path):
-    script = tmp_path / "capped.py"
-    script.write_text(SCRIPT)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "EDGENAS_NO_PROGRESS": "1", "EDGENAS_PROJECT": str(tmp_path)}
+    env = {"EDGENAS_NO_PROGRESS": "1", "EDGENAS_PROJECT": str(tmp_path)}
 
     def search(out, *extra):
-        return subprocess.run([sys.executable, str(script), "search", "--space", "nb201", "--table", str(table),
-                               "--objective", "cifar100_test", "--strategy", "llm-evolution", "--budget", "10",
-                               "--population", "5", "--llm-model", str(big_model), "--out", str(tmp_path / out),
-                               "--json", *extra], env=env, capture_output=True, text=True, timeout=300)
+        return run_capped(SCRIPT, tmp_path, "search", "--space", "nb201", "--table", table, "--objective",
+                          "cifar100_test", "--strategy", "llm-evolution", "--budget", "10", "--population", "5",
+                          "--llm-model", big_model, "--out", tmp_path / out, "--json", *extra, env=env)
 
     res = search("run")
     lines = [ln for ln in res.stderr.strip().splitlines() if ln.strip()]
