@@ -3,12 +3,11 @@ the cached prefix and the time per proposal (found by the mutation audit, 6 Dece
 
 import time
 
-import numpy as np
 import pytest
 
 from edgenas.errors import LLMError, LLMInputError
 from edgenas.llm.codec import mutation_prefix
-from edgenas.llm.prompt import ANSWER_HEAD, MUTATION_HEAD, Outcome, build_prompt, shared_prompt
+from edgenas.llm.prompt import ANSWER_HEAD, MUTATION_HEAD, Outcome, shared_prompt
 from edgenas.spaces import get_space
 from tests.llm.parents import nb201_prompts
 
@@ -123,14 +122,11 @@ def test_generation_runs_on_the_engines_thread_count(parts):
 def test_the_batchs_shared_history_is_cached_on_top_of_the_fixed_prefix_and_changes_no_proposal(parts):
     import torch
 
-    model, tok, _, choices, static = parts
-    space = get_space("nb201")
+    model, tok, _, _, static = parts
     history = [Outcome('{"gene": "edge_1_0", "value": "none"}', "llm", True, 1.5),
                Outcome('{"gene": "edge_2_1", "value": "skip_connect"}', "usual", False, -0.5)]
-    parents = [space.sample(np.random.default_rng(1)) for _ in range(3)]
-    prompts = [build_prompt(space, p, objective="cifar100_test", objectives={"cifar100_test": 61.0 + i},
-                            history=history) for i, p in enumerate(parents)]
-    shared = shared_prompt(space, "cifar100_test", history=history)
+    _, prompts, choices, _ = nb201_prompts(3, 1, 61.0, history)   # the fixture's parents, with the history
+    shared = shared_prompt(get_space("nb201"), "cifar100_test", history=history)
     eng = _engine(parts, think_tokens=6)
     heads = [eng.head(p) for p in prompts]
     rows = [eng.encode(h)[0].tolist() for h in heads]
