@@ -269,7 +269,7 @@ def _ms(v: Any) -> bool:
 #: mbv3 relaxation's hold ``epoch``, ``arch`` and ``derived_ms`` of these)
 HISTORY_FIELDS: dict[str, Callable[[Any], bool]] = {
     "epoch": is_whole, "arch": lambda v: isinstance(v, (str, dict)), "derived_ms": _ms,
-    "derivation": lambda v: isinstance(v, str), "argmax_arch": lambda v: isinstance(v, str), "argmax_ms": _ms}
+    "derivation": lambda v: v in ("argmax", "budget", NONE_FITS), "argmax_arch": lambda v: isinstance(v, str), "argmax_ms": _ms}
 
 
 def check_start(start: int, config: RunConfig, ck_json: Path) -> None:
@@ -440,8 +440,9 @@ def run_darts(config: DartsConfig, latency: Sequence[tuple[str, Any]], out_dir: 
 
 def _finish(config, space, terms, budgets, history, net, out: Path, derivation: BudgetDerivation,
             pt: tuple[np.ndarray, float] | None) -> dict[str, Any]:
-    chosen = history[-1]
+    chosen = history[-1]  # a checkpoint's on a resume (a file): its cells parsed, their latencies predicted anew
     alpha_arch = space.from_string(chosen["arch"])  # the alpha selection (log-probabilities)
+    argmax = space.from_string(chosen["argmax_arch"])
     arch, derived_by = alpha_arch, chosen["derivation"]
     if pt is not None:  # no cell within every budget: the alpha argmax stays, labelled as such
         fit = derivation.pick(pt[0])
@@ -456,9 +457,10 @@ def _finish(config, space, terms, budgets, history, net, out: Path, derivation: 
               "within_budget": all(b is None or ms[t.name] <= b for t, b in zip(terms, budgets)),
               "epoch": chosen["epoch"], "selection": config.selection, "derivation": derived_by,
               "number": len(history) if pt is not None else len(history) - 1,  # PT's pick: one more evaluation
-              "alpha_arch": chosen["arch"], "alpha_ms": dict(chosen["derived_ms"]),
-              "argmax_arch": chosen["argmax_arch"],
-              "argmax_ms": dict(chosen["argmax_ms"]), "skip_edges": arch.ops.count("skip_connect"),
+              "alpha_arch": space.to_dict(alpha_arch)["arch"],
+              "alpha_ms": {t.name: t.of_arch(alpha_arch) for t in terms},
+              "argmax_arch": space.to_dict(argmax)["arch"],
+              "argmax_ms": {t.name: t.of_arch(argmax) for t in terms}, "skip_edges": arch.ops.count("skip_connect"),
               "none_edges": arch.ops.count("none"), "pool_edges": arch.ops.count("avg_pool_3x3"),
               "pt_scores": None if pt is None else pt[0].tolist(), "pt_s": None if pt is None else round(pt[1], 3),
               "alpha_softmax": probs, "strategy": "darts", "evaluations": len(history) + (pt is not None),

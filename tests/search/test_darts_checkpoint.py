@@ -94,7 +94,7 @@ def test_a_history_record_of_latencies_that_are_not_ms_by_device_is_refused(tmp_
     """(They were copied into best.json and the run's records on resume.)"""
     net, w_opt, a_opt = _trained(tmp_path)
     meta = json.loads((tmp_path / "ck.json").read_text())
-    good = {"epoch": 1, "arch": "cell", "derived_ms": {"local": 1.5}, "derivation": "pt", "argmax_arch": "cell",
+    good = {"epoch": 1, "arch": "cell", "derived_ms": {"local": 1.5}, "derivation": "budget", "argmax_arch": "cell",
             "argmax_ms": {"local": 0.0}}
     args = (tmp_path / "ck.json", tmp_path / "ck.safetensors", {"net": net}, {"w_opt": w_opt, "a_opt": a_opt}, 1)
     (tmp_path / "ck.json").write_text(json.dumps(dict(meta, history=[good])))

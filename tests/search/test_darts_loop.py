@@ -124,6 +124,29 @@ def test_best_json_names_the_network_the_history_chose(pred, data, tmp_path):
             assert h["derivation"] == (NONE_FITS if budget < lo else "argmax" if cell == top else "budget")
 
 
+def test_a_resumed_run_predicts_best_jsons_latencies_and_checks_its_cells(pred, data, tmp_path):
+    """The last history record of a checkpoint (a file) is not copied into best.json: its cells are parsed and
+    their latencies predicted by the run's model (a forged 0.001 ms did reach alpha_ms / argmax_ms)."""
+    cfg = _cfg(data, pred.min_latency()[0] * 1.2)
+    full = run_darts(cfg, [("t", pred)], tmp_path / "full")
+    ck = tmp_path / "full" / "checkpoint.json"
+    meta = json.loads(ck.read_text())
+
+    def resume_with(**last):
+        ck.write_text(json.dumps(dict(meta, history=[*meta["history"][:-1], {**meta["history"][-1], **last}])))
+        for name in ("best.json", "history.json"):
+            (tmp_path / "full" / name).unlink(missing_ok=True)
+        return run_darts(cfg, [("t", pred)], tmp_path / "full", resume=True)
+
+    rec = resume_with(derived_ms={"t": 0.001}, argmax_ms={"t": 1e6})
+    assert rec == full and rec["alpha_ms"] != {"t": 0.001} and rec["argmax_ms"] != {"t": 1e6}
+    assert json.loads((tmp_path / "full" / "best.json").read_text()) == full
+    for field, value in (("argmax_arch", "<b>x</b>"), ("arch", "|conv~0|"), ("derivation", "[red]pt")):
+        with pytest.raises(InputError):
+            resume_with(**{field: value})
+        assert not (tmp_path / "full" / "best.json").exists()
+
+
 def test_the_weights_follow_a_cosine_schedule_over_the_epochs(pred, data, tmp_path, monkeypatch):
     seen = []
     real = torch.optim.SGD.step
