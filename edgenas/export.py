@@ -29,7 +29,8 @@ class ExportResult:
     input_shape: tuple[int, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"onnx": str(self.onnx_path), "manifest": str(self.manifest_path), "sha256": self.sha256,
+        # a file's path is FILE_path in every --json (deploy's onnx_path, profile's lut_path)
+        return {"onnx_path": str(self.onnx_path), "manifest_path": str(self.manifest_path), "sha256": self.sha256,
                 "reused": self.reused, "parity": self.parity, "input_shape": list(self.input_shape)}
 
 

@@ -64,7 +64,7 @@ def register(app: typer.Typer) -> None:
 
                 engine = build_engine_on_device(proj, device, res.onnx_path, out_dir=res.onnx_path.parent)
         if json_out:
-            emit_json(dict(res.to_dict(), engine=engine, torchscript=str(torchscript) if torchscript else None))
+            emit_json(dict(res.to_dict(), engine=engine, torchscript_path=str(torchscript) if torchscript else None))
             return
         out.print(f"ONNX: {esc(res.onnx_path)} ({'reused' if res.reused else 'exported'}, sha256 {res.sha256[:12]}…)")
         if torchscript:

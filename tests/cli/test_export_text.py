@@ -20,10 +20,10 @@ def test_export_as_text_says_what_json_holds(fresh, cli, tmp_path, monkeypatch):
     assert res.code == 0, res.err
     e = cli("export", str(arch), "--out", str(tmp_path / "exp"), "--format", "torchscript", "--json").json()
     p = e["parity"]
-    assert e["reused"] and e["torchscript"] == str(tmp_path / "exp" / "model.pt") and e["engine"] is None
+    assert e["reused"] and e["torchscript_path"] == str(tmp_path / "exp" / "model.pt") and e["engine"] is None
     assert res.out.splitlines() == [
         f"ONNX: {tmp_path / 'exp' / 'model.onnx'} (exported, sha256 {e['sha256'][:12]}…)",
-        f"TorchScript: {e['torchscript']} (input shape {e['input_shape']} stored inside)",
+        f"TorchScript: {e['torchscript_path']} (input shape {e['input_shape']} stored inside)",
         f"parity vs PyTorch: max |diff| {p['max_abs']:.2e}, median {p['median_abs']:.2e} -> pass"]
 
 
@@ -42,15 +42,16 @@ def test_export_options_reach_the_model_and_its_manifest(fresh, cli, tmp_path):
         res = cli("export", str(arch), *extra, "--json")
         assert res.code == 0, res.err
         e = res.json()
-        assert sorted(e) == ["engine", "input_shape", "manifest", "onnx", "parity", "reused", "sha256", "torchscript"]
-        assert not e["reused"] and e["engine"] is None and e["torchscript"] is None
-        folder = Path(e["onnx"]).parent
-        assert Path(e["manifest"]).parent == folder and folder.parent == fresh / "exports"
-        man = json.loads(Path(e["manifest"]).read_text())
+        assert sorted(e) == ["engine", "input_shape", "manifest_path", "onnx_path", "parity", "reused", "sha256",
+                             "torchscript_path"]
+        assert not e["reused"] and e["engine"] is None and e["torchscript_path"] is None
+        folder = Path(e["onnx_path"]).parent
+        assert Path(e["manifest_path"]).parent == folder and folder.parent == fresh / "exports"
+        man = json.loads(Path(e["manifest_path"]).read_text())
         assert (man["opset"], man["dynamic_batch"]) == (opset, dynamic)
-        model = onnx.load(e["onnx"])
+        model = onnx.load(e["onnx_path"])
         assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) == opset
         batch = model.graph.input[0].type.tensor_type.shape.dim[0]
         assert (batch.dim_param != "") is dynamic and (batch.dim_value == 1) is not dynamic
-        seen.append(e["onnx"])
+        seen.append(e["onnx_path"])
     assert seen[0] == seen[1]  # one architecture, one default folder

@@ -124,11 +124,11 @@ def test_two_records_of_one_network_share_its_default_export_folder(cli, proj):
     assert first.code == 0, first.err
     second = cli("export", str(proj / "b.json"), "--json")
     assert second.code == 0, second.err
-    assert second.json()["onnx"] == first.json()["onnx"] and second.json()["reused"]
+    assert second.json()["onnx_path"] == first.json()["onnx_path"] and second.json()["reused"]
     c = dict(a, ks=[3, 5, 5, 3])  # another network: its own folder
     (proj / "c.json").write_text(json.dumps(c))
     third = cli("export", str(proj / "c.json"), "--json")
-    assert third.code == 0 and third.json()["onnx"] != first.json()["onnx"]
+    assert third.code == 0 and third.json()["onnx_path"] != first.json()["onnx_path"]
 
 
 def test_an_export_whose_model_file_is_a_fifo_is_done_again_not_hashed(tmp_path):

@@ -77,7 +77,7 @@ def test_deploy_runtime_override_and_export_format(proj, cli, tmp_path):
     e = cli("export", str(arch), "--out", str(tmp_path / "exp"), "--format", "torchscript", "--json")
     assert e.code == 0, e.err
     pt = tmp_path / "exp" / "model.pt"
-    assert e.json()["torchscript"] == str(pt) and pt.is_file()
+    assert e.json()["torchscript_path"] == str(pt) and pt.is_file()
     before = pt.stat().st_mtime_ns
     again = cli("export", str(arch), "--out", str(tmp_path / "exp"), "--format", "torchscript", "--json")
     assert again.code == 0 and pt.stat().st_mtime_ns == before  # traced once per ONNX file
