@@ -49,7 +49,7 @@ def register(app: typer.Typer) -> None:
             return
         for p in pulled:
             kept = " (kept the host's calibration: same timings, newer fit)" if p["kept_calibration"] else ""
-            out.print(f"pulled {esc(p['name'])} -> {esc(p['path'])}{kept}")
+            out.print(f"pulled {esc(p['name'])} -> {esc(p['lut_path'])}{kept}")
         if not pulled:
             out.print(f"{esc(device)} holds no LUT to pull (build one there with: edgenas profile {esc(device)})")
 
@@ -116,7 +116,7 @@ def register(app: typer.Typer) -> None:
         lut = import_ofa_lut(yaml_dir, device=device)
         path = LutStore(project().luts_dir).save(lut)
         if json_out:
-            emit_json({"device": lut.device, "space": lut.space, "path": str(path), "entries": len(lut.entries)})
+            emit_json({"device": lut.device, "space": lut.space, "lut_path": str(path), "entries": len(lut.entries)})
             return
         out.print(f"imported {len(lut.entries)} entries for {esc(lut.space)} -> {esc(path)}")
 

@@ -191,7 +191,7 @@ def measure_onnx(project: Project, device: Any, model: Path, *, runtime: str | N
             raise RuntimeMissingError(s.device, f"runtime '{rt}' is not available; the device has: "
                                                 f"{', '.join(have) or 'none'}", hint="pass --runtime with one it has")
         out = measure_model(s, Path(model), runtime=rt, progress=progress, reference=reference_model(project, rt))
-        return {"device": s.device, "model": str(model), **out.to_dict()}
+        return {"device": s.device, "model_path": str(model), **out.to_dict()}
 
 
 #: the most input elements (all inputs together, dynamic sizes counted as 1, as the agent draws them) a model

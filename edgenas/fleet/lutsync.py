@@ -78,7 +78,7 @@ def pull_luts(project: Project, device: str, *, name: str | None = None) -> list
         lut, kept = keep_host_calibration(lut, host)
         path = store.save(lut)
         # sha256 is the stored file's: with the host's calibration kept it is not the device's copy (device_sha256)
-        pulled.append({"name": n, "path": str(path), "sha256": sha256_file(path), "device_sha256": got,
+        pulled.append({"name": n, "lut_path": str(path), "sha256": sha256_file(path), "device_sha256": got,
                        "kept_calibration": kept})
     return pulled
 

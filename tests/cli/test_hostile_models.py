@@ -83,9 +83,10 @@ def test_measure_refuses_a_model_the_device_could_not_run_on_the_host(fresh, cli
 
 def test_a_model_with_dynamic_sizes_is_still_measured(fresh, cli, tmp_path):
     # named and negative sizes are drawn as 1, and the inputs' check leaves them alone
-    res = cli("measure", "local", str(onnx_model(tmp_path / "in" / "m.onnx", ["batch", -1, 8])), "--json")
+    model = onnx_model(tmp_path / "in" / "m.onnx", ["batch", -1, 8])
+    res = cli("measure", "local", str(model), "--json")
     assert res.code == 0, res.err
-    assert res.json()["stats"]["n"] > 0
+    assert res.json()["stats"]["n"] > 0 and res.json()["model_path"] == str(model)
 
 
 @pytest.fixture(scope="module")

@@ -282,7 +282,7 @@ def test_pull_keeps_the_hosts_calibration_of_the_same_table(proj, cli):
     cal = Calibration("loglinear", {"a": 0.1, "b": 0.95}, 4)
     store.save(lut.with_calibration(cal))
     pulled = {p["name"]: p for p in cli("lut", "pull", "local", "--json").json()}
-    assert pulled[path.name]["kept_calibration"] is True
+    assert pulled[path.name]["kept_calibration"] is True and pulled[path.name]["lut_path"] == str(path)
     assert Lut.load(path).calibration == cal and Lut.load(path).entries == lut.entries
     # the hash given is the stored file's (it was the device's copy, without the host's calibration)
     assert pulled[path.name]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()

@@ -67,8 +67,8 @@ def test_lut_import_ofa_as_text_and_json(fresh, cli):
     res = cli("lut", "import-ofa", "ofa", "--device", "n10", "--json")
     assert res.code == 0, res.err
     said = res.json()
-    path = fresh / "luts/n10" / Path(said["path"]).name
-    assert said == {"device": "n10", "space": "ofa-mbv3-w12", "path": str(path), "entries": 1}
+    path = fresh / "luts/n10" / Path(said["lut_path"]).name
+    assert said == {"device": "n10", "space": "ofa-mbv3-w12", "lut_path": str(path), "entries": 1}
     assert Lut.load(path).entries["Conv-input:160x160x3-output:80x80x24"].median_ms == 1.5
     res = cli("lut", "import-ofa", "ofa", "--device", "n10")
     assert (res.code, res.out) == (0, f"imported 1 entries for ofa-mbv3-w12 -> {path}\n")
