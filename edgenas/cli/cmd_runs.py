@@ -114,7 +114,10 @@ def register(app: typer.Typer) -> None:
         fronts = run_fronts(handle, r.id)
         reported = _best_report(r)
         if json_out:
-            emit_json(dict(r.to_dict(), fronts=fronts, best_report=reported))
+            # 'evaluations' as runs list, compare, import, search and GET /api/runs/{id} (the record's field
+            # is named after its database column)
+            shown = {("evaluations" if k == "n_evaluations" else k): v for k, v in r.to_dict().items()}
+            emit_json(dict(shown, fronts=fronts, best_report=reported))
             return
         out.print(f"run [bold]{esc(r.id)}[/bold] ({esc(r.status)}): {esc(r.space)} / {esc(r.strategy)} "
                   f"seed {_fmt(r.seed)}, {_fmt(r.n_evaluations)} evaluations; folder {esc(r.out_dir)}")

@@ -60,7 +60,8 @@ class ProfileResult:
     power_mode_note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        d = dict(self.__dict__)
+        # 'entries' as lut show and lut import-ofa count them (and as 'measured', 'unstable' here: no n_)
+        d = {("entries" if k == "n_entries" else k): v for k, v in self.__dict__.items()}
         d["lut_path"] = str(self.lut_path)
         d["recalibrated"] = self.recalibrated.to_dict() if self.recalibrated is not None else None
         return d

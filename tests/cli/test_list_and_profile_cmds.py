@@ -35,10 +35,10 @@ def test_profile_says_what_it_measured_or_reused_and_where_the_table_is(fresh, c
     first, lut = res.out.splitlines()[:2]
     again = cli("profile", "local", "--space", "mbv3-tiny", "--json").json()
     assert again["reused_lut"] and lut == f"LUT: {again['lut_path']}"
-    assert re.fullmatch(rf"local / mbv3-tiny: {again['n_entries']} entries, measured {again['n_entries']} blocks, "
+    assert re.fullmatch(rf"local / mbv3-tiny: {again['entries']} entries, measured {again['entries']} blocks, "
                         r"\d+ unstable, \d+\.\d s", first), first
     said = cli("profile", "local", "--space", "mbv3-tiny")
-    assert re.fullmatch(rf"local / mbv3-tiny: {again['n_entries']} entries, reused existing LUT, "
+    assert re.fullmatch(rf"local / mbv3-tiny: {again['entries']} entries, reused existing LUT, "
                         rf"{again['unstable']} unstable, \d+\.\d s", said.out.splitlines()[0]), said.out
     assert said.out.splitlines()[1:] == [lut] and said.err == ""
 

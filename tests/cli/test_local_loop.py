@@ -17,7 +17,7 @@ def test_profile_reuses_then_force_keeps_history(proj, cli):
     res = cli("profile", "local", "--space", "mbv3-tiny", "--json")
     assert res.code == 0, res.err
     first = res.json()
-    assert first["reused_lut"] is True and first["n_entries"] == 22
+    assert first["reused_lut"] is True and first["entries"] == 22
     lut_path = proj / first["lut_path"] if not first["lut_path"].startswith("/") else first["lut_path"]
     old = open(lut_path).read()
     from edgenas.fleet.profiler import profile_device

@@ -146,6 +146,7 @@ def test_a_multi_fidelity_run_keeps_its_task_and_objective_when_imported_again(c
     (run,) = json.loads(cli("runs", "list", "--json").out)
     before = json.loads(cli("runs", "show", run["id"], "--json").out)
     assert before["task"]["dataset"] == "cifar10" and before["objective"] == "cifar10_valid"
+    assert before["evaluations"] == run["evaluations"] == 12 and "n_evaluations" not in before  # 9 + 3 on rung 2
     assert cli("runs", "import", str(tmp_path / "sh")).code == 0
     after = json.loads(cli("runs", "show", run["id"], "--json").out)
     assert (after["objective"], after["best_value"], after["task"]) == ("cifar10_valid", before["best_value"],
