@@ -533,3 +533,62 @@ def test_the_parts_are_per_edge_least_squares_and_trees_on_the_one_hot_edges(tmp
     trees = HistGradientBoostingRegressor(max_iter=300, random_state=0).fit(
         E[:, edges], np.log(y / np.maximum(A @ w, floor)))
     np.testing.assert_allclose(tref.nonadditive[:, 0], trees.predict(grid[:, edges]), rtol=0, atol=1e-5)
+
+
+def test_the_additive_model_and_the_correction_are_fitted_in_turn_rounds_times_each(table):
+    """As the module says: ``MetaFewShot`` on y / exp(correction), then the correction weights (ridge on the log
+    ratio, with the configuration's loss) given it, in turn ``ROUNDS`` times each from no correction, with either
+    loss; each round still moves the fit on these points, and the module's docstring gives the same count (a
+    fourth round, or a second, went unseen by every test: mutation audit)."""
+    import edgenas.latency.fewshot_table as ft
+    from edgenas.latency.fewshot_meta import MetaConfig, huber_irls
+
+    tref, archs, y = table
+    X = model_features(SPACE, archs, [], tref)
+    n = len(tref.columns)
+    idx = select_architectures(X[:, :-n], n, 20, 0, "stratified")
+    features, t = X[idx], y[idx]
+    F, H = features[:, :-n], features[:, -n:]  # views, as the model takes them: the same sums to the last bit
+    for config in (DEFAULT, MetaConfig(loss="squared")):
+        corr, fits = np.zeros(t.size), []
+        for _ in range(ft.ROUNDS):
+            meta = MetaFewShot(n, None, config).fit(F, t / np.exp(corr))
+            target = np.log(t / meta.predict(F))
+
+            def solve(weights, target=target):
+                return np.linalg.solve(H.T @ (H * weights[:, None]) + ft.RIDGE * np.eye(n), H.T @ (weights * target))
+
+            w = solve(np.ones(t.size)) if config.loss == "squared" else huber_irls(
+                solve, lambda w, target=target: target - H @ w, t.size)
+            corr = H @ w
+            fits.append(meta.predict(X[:, :-n]) * np.exp(X[:, -n:] @ w))
+        model = TableCorrected(n, config=config).fit(features, t)
+        assert np.array_equal(model.w, w) and np.array_equal(model.predict(X), fits[-1])
+        steps = [np.abs(np.log(b / a)).max() for a, b in zip(fits, fits[1:])]  # converging; the last round counts
+        assert all(b < a for a, b in zip(steps, steps[1:])) and steps[-1] > 1e-5
+    counts = {1: "once", 2: "twice", 3: "three times", 4: "four times", 5: "five times"}
+    assert f"fitted in turn on the measured points, {counts[ft.ROUNDS]} each" in " ".join(ft.__doc__.split())
+
+
+def test_over_10000_rows_the_trees_early_stopping_is_seeded(tmp_path):
+    """Over 10,000 rows scikit-learn's gradient boosting holds 10% of them out to stop early, drawn with its
+    ``random_state``: the non-additive part is the trees' of ``random_state=0`` (the same table builds the same
+    references), and another seed gives other trees on this table (mutation audit)."""
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    from edgenas.latency.fewshot_table import TREE_ITERATIONS
+
+    path, _, _ = make_table(tmp_path / "t.csv", n=10_001, devices=("a_ms",), strength=(0.0,))
+    tref = TableReferences.build(path, SPACE)
+    rows = [line.split(",") for line in path.read_text().splitlines()[1:]]
+    y = np.array([float(r[2]) for r in rows])
+    E, _ = cell_encoding([r[1] for r in rows], OPS)
+    grid, _ = cell_encoding([SPACE.to_dict(a)["arch"] for a in SPACE.all_archs()], OPS)
+    A = np.column_stack([E, np.ones(len(E))])
+    log_ratio = np.log(y / np.maximum(A @ np.linalg.lstsq(A, y, rcond=None)[0], 1e-3 * float(np.median(y))))
+    edges = slice(0, 6 * len(OPS))
+    parts = [np.round(HistGradientBoostingRegressor(max_iter=TREE_ITERATIONS, random_state=seed).fit(
+        E[:, edges], log_ratio).predict(grid[:, edges]), 5) for seed in (0, 1)]
+    assert tref.rows == 10_001 and np.array_equal(tref.nonadditive[:, 0], parts[0])
+    assert not np.array_equal(parts[0], parts[1])
+
