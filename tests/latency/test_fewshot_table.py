@@ -592,3 +592,38 @@ def test_over_10000_rows_the_trees_early_stopping_is_seeded(tmp_path):
     assert tref.rows == 10_001 and np.array_equal(tref.nonadditive[:, 0], parts[0])
     assert not np.array_equal(parts[0], parts[1])
 
+
+
+def test_targets_and_additive_parts_of_0_are_refused_by_the_model_itself_and_sub_millisecond_ones_fitted():
+    """A target of 0 ms, or an additive part of 0 where the anchor takes its log, is this model's one
+    ``InputError`` with or without the anchor, not a later one from the models inside it; latencies under 1 ms
+    are fitted like any others: the same points in hundredths of their values predict hundredths (mutation audit)."""
+    rng = np.random.default_rng(0)
+    add = rng.uniform(1.0, 10.0, size=(12, 2))
+    nonadd = rng.normal(0.0, 0.05, size=(12, 2))
+    X, small = np.hstack([add, nonadd]), np.hstack([add / 100, nonadd])
+    y = add @ np.array([0.7, 0.4]) * np.exp(nonadd[:, 0])
+    assert (y / 100).max() < 1.0
+    for anchor in (False, True):
+        want = TableCorrected(2, anchor=anchor).fit(X, y).predict(X) / 100
+        np.testing.assert_allclose(TableCorrected(2, anchor=anchor).fit(small, y / 100).predict(small), want,
+                                   rtol=1e-12)
+        with pytest.raises(InputError, match="need one finite target latency > 0 per row"):
+            TableCorrected(2, anchor=anchor).fit(X, np.where(np.arange(12) == 3, 0.0, y))
+    zero = X.copy()
+    zero[2, 0] = 0.0
+    with pytest.raises(InputError, match="features must be finite, and additive parts > 0"):
+        TableCorrected(2, anchor=True).fit(zero, y)
+
+
+def test_a_bad_column_name_and_the_file_name_are_cut_to_80_characters_in_the_message(table):
+    """Names from a file or a record end up on the terminal: the message shows the first 80 characters of each
+    (mutation audit)."""
+    tref, _, _ = table
+    rec = dict(tref.to_dict(), source="s" * 100 + ".csv", columns=["x" * 100 + " _ms", "b_ms", "c_ms"])
+    with pytest.raises(InputError) as err:
+        TableReferences.from_dict(rec, SPACE)
+    assert err.value.message == f"table references: '{'s' * 80}': bad latency column name '{'x' * 80}'"
+    with pytest.raises(InputError) as err:
+        TableReferences.from_dict(dict(rec, source="s" * 100 + "\n.csv", columns=["a_ms", "b_ms", "c_ms"]), SPACE)
+    assert err.value.message == f"table references: the table's file name '{'s' * 80}' is not printable"
