@@ -32,7 +32,7 @@ from edgenas.project import Project
 from edgenas.search.base import repair_toward_anchor
 from edgenas.search.task import task_similarity
 from edgenas.store.experiment import ExperimentDB
-from edgenas.store.runs import RunDevice, RunRecord, get_run, list_runs, run_evaluations
+from edgenas.store.runs import RunDevice, RunRecord, best_evaluations, get_run, list_runs
 
 WARM_SCHEMA = 1
 TRANSFER_RATIO = 0.5
@@ -193,7 +193,7 @@ def plan_warm_start(db: ExperimentDB, project: Project, problem: Any, request: A
         return [], record
     per_run = []
     for _, _, _, r in used:
-        evs = [e for e in run_evaluations(db, r.id)
+        evs = [e for e in best_evaluations(db, r.id, 5 * n)  # the database's order, checked on what it gives
                if math.isfinite(float(e.objectives.get(r.objective, -math.inf)))]
         evs.sort(key=lambda e: (-float(e.objectives[r.objective]), e.number))
         per_run.append((r, evs[: 5 * n]))

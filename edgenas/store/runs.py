@@ -254,11 +254,15 @@ def get_run(db: ExperimentDB, ref: str) -> RunRecord:
     return _decode_run(db, r, devs)
 
 
-def _children(db: ExperimentDB, table: sa.Table, run_id: str, order: Sequence[Any]) -> list[dict[str, Any]]:
-    """The rows of ``table`` (evaluations, fronts) of run ``run_id``, checked; a damaged one names the run."""
+def _children(db: ExperimentDB, table: sa.Table, run_id: str, order: Sequence[Any], *, where: Any = None,
+              limit: int | None = None) -> list[dict[str, Any]]:
+    """The rows of ``table`` (evaluations, fronts) of run ``run_id`` (those ``where`` selects, the first ``limit``
+    in ``order``), checked; a damaged one names the run."""
+    q = sa.select(*raw_columns(table, db.dialect)).where(table.c.run_id == run_id)
+    if where is not None:
+        q = q.where(where)
     with db.read() as con:
-        rows = con.execute(sa.select(*raw_columns(table, db.dialect)).where(table.c.run_id == run_id)
-                           .order_by(*order)).all()
+        rows = con.execute(q.order_by(*order).limit(limit)).all()
         out_dir = con.execute(sa.select(runs.c.out_dir).where(runs.c.id == run_id)).scalar() if rows else None
     hint = run_hint(out_dir)
     what = "evaluation" if table is evaluations else "front row"
@@ -266,11 +270,24 @@ def _children(db: ExperimentDB, table: sa.Table, run_id: str, order: Sequence[An
                        key=f"run {run_id}, {what} {r.number if table is evaluations else r.position}") for r in rows]
 
 
+def _evaluation(r: Mapping[str, Any]) -> Evaluation:
+    objectives = {k: (-float("inf") if v is None else v) for k, v in r["objectives"].items()}
+    return Evaluation(r["number"], r["arch"], objectives, r["latency_ms"], r["constraints"], r["feasible"],
+                      float(r["wall_s"]))
+
+
 def run_evaluations(db: ExperimentDB, run_id: str) -> list[Evaluation]:
-    rows = _children(db, evaluations, run_id, [evaluations.c.number])
-    return [Evaluation(r["number"], r["arch"], {k: (-float("inf") if v is None else v)
-                                                for k, v in r["objectives"].items()},
-                       r["latency_ms"], r["constraints"], r["feasible"], float(r["wall_s"])) for r in rows]
+    return [_evaluation(r) for r in _children(db, evaluations, run_id, [evaluations.c.number])]
+
+
+def best_evaluations(db: ExperimentDB, run_id: str, limit: int) -> list[Evaluation]:
+    """The run's ``limit`` best evaluations by its primary objective (the ``value`` column ``save_run`` fills),
+    best first, of equal value the first evaluated; those of no finite value (null) are left out. Selected in
+    the database: a warm start read every evaluation of every run it drew from (200 runs of 1,000 in the
+    database: 200,000 rows decoded and checked) to keep the best few of each."""
+    order = [evaluations.c.value.desc(), evaluations.c.number]
+    return [_evaluation(r) for r in _children(db, evaluations, run_id, order, where=evaluations.c.value.is_not(None),
+                                              limit=max(int(limit), 0))]
 
 
 def run_fronts(db: ExperimentDB, run_id: str) -> dict[str, list[int]]:

@@ -19,7 +19,7 @@ from edgenas.search.launch import SearchRequest, launch_search
 from edgenas.search.warmstart import TEST_LEAK, diverse, hamming, plan_warm_start
 from edgenas.spaces import get_space
 from edgenas.search.task import _card
-from edgenas.store.runs import get_run, list_runs, run_evaluations, save_run
+from edgenas.store.runs import best_evaluations, get_run, list_runs, run_evaluations, save_run
 
 from .conftest import TABLE
 
@@ -368,6 +368,22 @@ def test_the_plan_takes_each_runs_best_in_turn_most_similar_and_newest_run_first
     assert _plan(db, tmp_path, 2, exclude=("a001",))[0] == [("b002", 2), ("b002", 0)]
     taken, record = _plan(db, tmp_path, 0)  # --transfer-ratio 0: it said "no past run is similar enough (best 1.0000)"
     assert taken == [] and record["note"] == "no slot to transfer into (--transfer-ratio 0): nothing transferred"
+
+
+def test_a_runs_best_evaluations_are_its_evaluations_ranked_then_cut(db, tmp_path):
+    """What a warm start reads of a past run, selected by the database (best value first, of equal values the
+    first evaluated; no value: left out), is what ranking every evaluation of it gave: on a search of the
+    table and on a run with tied values and evaluations without one."""
+    launch_search(Project(tmp_path), _req(budget=60), tmp_path / "r", db=db)
+    a = [_g(i, i, i, i, i, i) for i in range(5)]
+    _past(db, "e007", a + a, [70.0, None, 90.0, 70.0, None, 90.0, 70.0, 50.0, None, 90.0])
+    for run in list_runs(db):
+        ranked = sorted((e for e in run_evaluations(db, run.id)
+                         if np.isfinite(e.objectives.get(run.objective, -np.inf))),
+                        key=lambda e: (-e.objectives[run.objective], e.number))
+        for n in (0, 1, 3, 7, len(ranked), len(ranked) + 5):
+            assert best_evaluations(db, run.id, n) == ranked[:n], (run.id, n)
+    assert [e.number for e in best_evaluations(db, "e007", 10)] == [2, 5, 9, 0, 3, 6, 7]
 
 
 def test_the_plan_keeps_architectures_apart_among_the_best_five_per_slot(db, tmp_path):
