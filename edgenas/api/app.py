@@ -208,14 +208,14 @@ def create_app(source: DataSource, token: str | None = None, *, local_only: bool
         out = []
         for r in source.run_ids():  # one damaged folder is listed as such, not a failed listing
             try:
-                out.append(source.run(r).summary())
+                out.append(source.run(r, evaluations=False).summary())
             except InputError as exc:
                 out.append({"id": r, "status": "damaged", "error": one_line(exc.message)})
         return out
 
     @app.get("/api/runs/{run_id}", tags=["runs"], summary="One run: config, request, best, status")
     def run(run_id: str) -> dict[str, Any]:
-        r = source.run(run_id)
+        r = source.run(run_id, evaluations=False)
         return {**r.summary(), "config": r.config, "request": r.request, "best": r.best,
                 "checkpoint": r.checkpoint}
 

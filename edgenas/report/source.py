@@ -16,11 +16,14 @@ import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from edgenas.errors import InputError
 from edgenas.io import read_json
 from edgenas.project import Project
+
+if TYPE_CHECKING:
+    from edgenas.search.run_files import LogTally
 
 #: a run folder holds ``config.json`` and a log: the evaluations, or a DARTS run's checkpoint (its epochs)
 RUN_LOGS = ("evaluations.jsonl", "checkpoint.json")
@@ -47,7 +50,9 @@ PERCENT_EVALUATORS = ("tabular", "nb201-fidelity", "train", "supernet")
 @dataclass(frozen=True)
 class RunData:
     """Everything in one run folder, parsed (evaluations as the JSON records of ``evaluations.jsonl``; a DARTS
-    run's are its epochs, the network derived at each one's end, as the experiment database indexes them)."""
+    run's are its epochs, the network derived at each one's end, as the experiment database indexes them).
+    ``logged``: the log counted and checked instead (``load_run_dir(..., tally=...)``; ``evaluations`` is then
+    empty), for what needs only the summary."""
 
     id: str
     path: Path
@@ -57,6 +62,11 @@ class RunData:
     pareto: dict[str, Any] | None
     best: dict[str, Any] | None
     checkpoint: dict[str, Any] | None
+    logged: LogTally | None = None
+
+    @property
+    def n_evaluations(self) -> int:
+        return self.logged.records if self.logged is not None else len(self.evaluations)
 
     @property
     def space(self) -> str:
@@ -89,7 +99,7 @@ class RunData:
         done = "complete" if self.darts else (self.checkpoint or {}).get("status")
         if done in ("complete", "stopped") and self.best is not None:
             return str(done)
-        return "running" if self.evaluations else "empty"
+        return "running" if self.n_evaluations else "empty"
 
     @property
     def best_number(self) -> int | None:
@@ -116,6 +126,8 @@ class RunData:
             return str(req.get("objective", "cifar10_test"))
         if req.get("evaluator"):
             return str(req["evaluator"])
+        if self.logged is not None:
+            return self.logged.objective or "accuracy"
         for e in self.evaluations:
             keys = [k for k in e.get("objectives", {}) if k not in ("params", "flops")]
             if keys:
@@ -141,7 +153,7 @@ class RunData:
 
     def summary(self) -> dict[str, Any]:
         return {"id": self.id, "space": self.space, "strategy": self.strategy,
-                "status": self.status, "evaluations": len(self.evaluations),
+                "status": self.status, "evaluations": self.n_evaluations,
                 "budget_evals": self.config.get("budget_evals"), "devices": self.budgets,
                 "objective": self.objective, "seed": self.config.get("seed")}
 
@@ -193,9 +205,12 @@ def load_evaluations(path: Path, config: dict[str, Any], best: dict[str, Any] | 
     return darts_log(path, config, best or {})
 
 
-def load_run_dir(path: str | Path, run_id: str | None = None) -> RunData:
+def load_run_dir(path: str | Path, run_id: str | None = None, *,
+                 tally: Callable[[Path], LogTally] | None = None) -> RunData:
     """Parse a run folder (any path the user names; the API goes through ``FolderSource.run``); the
-    files' fields are checked where ``runs import`` checks them (``edgenas.search.run_files``)."""
+    files' fields are checked where ``runs import`` checks them (``edgenas.search.run_files``). ``tally``:
+    the evaluation log is counted and checked by it, not loaded (``RunData.logged``; a DARTS run's few epochs
+    are loaded all the same)."""
     from edgenas.safenames import check_utf8_path
     from edgenas.search import run_files as rf
 
@@ -215,9 +230,11 @@ def load_run_dir(path: str | Path, run_id: str | None = None) -> RunData:
         raise InputError(f"{path / 'request.json'}: expected a JSON object", hint="the run folder is damaged")
     config = rf.check_config(config, path / "config.json")
     best, checkpoint = read("best.json", rf.check_best), read("checkpoint.json", rf.check_checkpoint)
+    counted = tally is not None and not is_darts(config)
     return RunData(id=run_id or path.name, path=path, config=config, request=request,
-                   evaluations=load_evaluations(path, config, best), pareto=read("pareto.json", rf.check_pareto),
-                   best=best, checkpoint=checkpoint)
+                   evaluations=[] if counted else load_evaluations(path, config, best),
+                   pareto=read("pareto.json", rf.check_pareto), best=best, checkpoint=checkpoint,
+                   logged=tally(path / "evaluations.jsonl") if counted else None)
 
 
 class DataSource(ABC):
@@ -227,7 +244,8 @@ class DataSource(ABC):
     def run_ids(self) -> list[str]: ...
 
     @abstractmethod
-    def run(self, run_id: str) -> RunData: ...
+    def run(self, run_id: str, *, evaluations: bool = True) -> RunData:
+        """``evaluations=False``: for the summary only (``RunData.logged``)."""
 
     @abstractmethod
     def evaluations(self, run_id: str, since: int = 0) -> list[dict[str, Any]]: ...
@@ -266,6 +284,8 @@ class DataSource(ABC):
 class FolderSource(DataSource):
     project: Project
     extra_runs: tuple[Path, ...] = field(default=())
+    #: each evaluation log's last count (``_tally``), by path
+    _tallies: dict[str, LogTally] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def root(self) -> Path:
@@ -304,8 +324,17 @@ class FolderSource(DataSource):
                 return base / run_id
         raise NotFoundError(f"no run '{run_id}' in {self.root}", hint="GET /api/runs lists the runs")
 
-    def run(self, run_id: str) -> RunData:
-        return load_run_dir(self._run_path(run_id), run_id)
+    def run(self, run_id: str, *, evaluations: bool = True) -> RunData:
+        return load_run_dir(self._run_path(run_id), run_id, tally=None if evaluations else self._tally)
+
+    def _tally(self, log: Path) -> LogTally:
+        """The log counted, going on from this source's last count of it (``tally_evaluations``): the API's
+        listing and run summary, asked again and again (the live view polls), check only what was appended."""
+        from edgenas.search.run_files import tally_evaluations
+
+        key = str(log)
+        self._tallies[key] = tally_evaluations(log, self._tallies.get(key))
+        return self._tallies[key]
 
     def evaluations(self, run_id: str, since: int = 0) -> list[dict[str, Any]]:
         path, since = self._run_path(run_id), max(int(since), 0)

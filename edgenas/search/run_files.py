@@ -13,6 +13,8 @@ than refuses when it is damaged.
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -52,9 +54,63 @@ def read_evaluations(path: Path, since: int = 0) -> tuple[list[dict[str, Any]], 
     for i, rec in enumerate(recs, since):
         check_evaluation(rec, path, i + 1)
         if rec["number"] != i:
-            raise InputError(f"{path}: record {i + 1} is evaluation number {rec['number']}, expected {i} "
-                             "(the numbers must run 0, 1, 2, ... in order)", hint=_DAMAGED)
+            raise _out_of_order(path, i, rec["number"])
     return recs, end
+
+
+def _out_of_order(path: Path, i: int, number: Any) -> InputError:
+    return InputError(f"{path}: record {i + 1} is evaluation number {number}, expected {i} "
+                      "(the numbers must run 0, 1, 2, ... in order)", hint=_DAMAGED)
+
+
+@dataclass(frozen=True)
+class LogTally:
+    """An evaluation log's complete lines counted and checked as ``read_evaluations`` checks them, the records
+    not kept (``tally_evaluations``): ``records``; ``lines`` (blank ones too); ``end``, their length in bytes,
+    and ``digest``, a hash of those bytes; ``objective``, the first objective name of a record other than
+    ``params`` and ``flops`` (what a run's summary falls back on), None when none has one."""
+
+    records: int
+    lines: int
+    end: int
+    digest: bytes
+    objective: str | None
+
+
+def _digest(data: bytes | memoryview) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+def tally_evaluations(path: Path, after: LogTally | None = None) -> LogTally:
+    """The ``LogTally`` of the log at ``path``: what a run's summary needs (its count, and whether every record
+    is one), without the records, which for 100,000 evaluations took 5 s and 300 MB. ``after``, an earlier
+    tally of the same log, is gone on from when the bytes it counted are still the log's first ones (the
+    digest): a log is appended to, so a server asked again (the live view polls the run) checks only the
+    records written since; any other change is counted from the start."""
+    data = read_log_bytes(path)
+    if data is None:
+        return LogTally(0, 0, 0, _digest(b""), None)
+    end = data.rfind(b"\n") + 1
+    view = memoryview(data)
+    if after is not None and after.end <= end and _digest(view[:after.end]) == after.digest:
+        start, records, lines, objective = after.end, after.records, after.lines, after.objective
+    else:
+        start, records, lines, objective = 0, 0, 0, None
+    for line in data[start:end].splitlines():
+        lines += 1
+        if not line.strip():
+            continue
+        try:
+            rec = loads_json(line)
+        except ValueError:  # as read_jsonl
+            raise InputError(f"malformed line {lines} in {path}", hint=_DAMAGED) from None
+        check_evaluation(rec, path, records + 1)
+        if rec["number"] != records:
+            raise _out_of_order(path, records, rec["number"])
+        if objective is None:
+            objective = next((k for k in rec["objectives"] if k not in ("params", "flops")), None)
+        records += 1
+    return LogTally(records, lines, end, _digest(view[:end]), objective)
 
 
 def bad_evaluation_field(rec: Any) -> str | None:

@@ -253,3 +253,71 @@ def test_a_darts_runs_history_that_is_a_link_is_refused(dproj, tmp_path):
     (run / "history.json").symlink_to(tmp_path / "history.json")
     with pytest.raises(InputError, match="history.json is a symbolic link"):
         load_run_dir(run)
+
+
+def _table_run(tmp_path):
+    """A search of the NB-201 table in ``tmp_path/runs/r`` (no database), and the source of its project."""
+    from edgenas.project import Project
+    from edgenas.report.source import FolderSource
+    from edgenas.search.launch import SearchRequest, launch_search
+
+    from .conftest import NB201_CSV
+
+    req = SearchRequest(space="nb201", table=str(NB201_CSV), objective="cifar10_test", budget=30, seed=0)
+    launch_search(Project(tmp_path), req, tmp_path / "runs" / "r", record=False)
+    return tmp_path / "runs" / "r", FolderSource(Project(tmp_path))
+
+
+def test_a_summary_counts_the_log_as_loading_it_did(tmp_path):
+    """The API's listing and run summary count and check the log (``evaluations=False``) instead of loading it:
+    the same summary, on a finished run, one appended to with a torn last line (no pareto.json: the objective
+    from the records), and the same error for a record damaged in place."""
+    import json
+
+    from edgenas.errors import InputError
+
+    path, src = _table_run(tmp_path)
+    light = src.run("r", evaluations=False)
+    assert light.evaluations == [] and light.logged.records == 30
+    assert light.summary() == src.run("r").summary() and light.summary()["evaluations"] == 30
+    log = path / "evaluations.jsonl"
+    first = json.loads(log.read_text().splitlines()[0])
+    (path / "pareto.json").unlink()
+    (path / "request.json").unlink()
+    (path / "checkpoint.json").write_text(json.dumps({"status": "running"}))
+    with open(log, "a") as f:
+        f.write(json.dumps({**first, "number": 30, "objectives": {"params": 1.0, "acc": 1.0}}) + "\n\n{\"numb")
+    light, full = src.run("r", evaluations=False), src.run("r")
+    assert light.summary() == full.summary() and light.summary()["evaluations"] == 31
+    assert light.objective == full.objective == "cifar10_test" and light.status == "running"
+    text = log.read_text().replace('"number": 3,', '"number": 4,', 1)
+    log.write_text(text)
+    with pytest.raises(InputError) as counted:
+        src.run("r", evaluations=False)
+    with pytest.raises(InputError) as loaded:
+        src.run("r")
+    assert counted.value.message == loaded.value.message and "record 4 is evaluation number 4" in loaded.value.message
+
+
+def test_a_recount_checks_only_what_was_appended_to_the_log(tmp_path):
+    """A tally goes on from an earlier one while the bytes it counted are the log's first ones (the live view
+    polls the run summary: a run of 100,000 evaluations was parsed whole every second); after any other change
+    it counts from the start. The earlier tally's objective is a marker: kept, nothing before was read again."""
+    import dataclasses
+    import json
+
+    from edgenas.search.run_files import tally_evaluations
+
+    path, _ = _table_run(tmp_path)
+    log = path / "evaluations.jsonl"
+    before = tally_evaluations(log)
+    assert (before.records, before.lines, before.end, before.objective) == (30, 30, log.stat().st_size, "cifar10_test")
+    marked = dataclasses.replace(before, objective="marker")
+    first = json.loads(log.read_text().splitlines()[0])
+    with open(log, "a") as f:
+        f.write(json.dumps({**first, "number": 30}) + "\n")
+    after = tally_evaluations(log, marked)
+    assert (after.records, after.lines, after.objective) == (31, 31, "marker")
+    assert tally_evaluations(log) == dataclasses.replace(after, objective="cifar10_test")
+    log.write_bytes(log.read_bytes().replace(b"cifar10_test", b"cifar10_tesT", 1))  # same length, other bytes
+    assert tally_evaluations(log, marked).objective == "cifar10_tesT"
