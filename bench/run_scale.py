@@ -9,7 +9,8 @@ size by logging its records again under the next numbers (the format a search th
 writes; its ``best.json``, ``pareto.json`` and checkpoint stay the real ones); and ``--runs`` copies of the
 smallest run in ``runs/``, indexed with ``edgenas runs import`` (the database a warm start reads). Each
 operation is then a fresh process of the CLI, or of the API (``FolderSource`` behind a ``TestClient``: the
-request alone is timed, in the process), the checkouts taking turns, so load on a shared machine hits both
+request alone is timed, in the process; ``again_median_s``: the same request again, as a server is asked
+again), the checkouts taking turns, so load on a shared machine hits both
 alike: ``runs list`` and ``runs show`` over the database, ``GET /api/runs`` over the run folders, ``report``
 and ``GET /api/runs/ID`` of each size, and a warm-started search (``--warm-start auto``, ``--budget 10``, on a
 fresh copy of the database each time) whose wall time is mostly its start-up. ``peak_rss_mb`` is the process's
@@ -45,7 +46,11 @@ t = time.perf_counter()
 r = client.get(sys.argv[1])
 elapsed = time.perf_counter() - t
 assert r.status_code == 200, r.text[:300]
-print(json.dumps({"request_s": elapsed, "body": r.json()}))
+t = time.perf_counter()
+again = client.get(sys.argv[1])
+again_s = time.perf_counter() - t
+assert again.json() == r.json()
+print(json.dumps({"request_s": elapsed, "again_s": again_s, "body": r.json()}))
 """
 
 
@@ -168,6 +173,7 @@ def main() -> None:
                if not a.only or any(s in k for s in a.only)}
         times = {c: {k: [] for k in ops} for c in checkouts}
         rss = {c: {k: [] for k in ops} for c in checkouts}
+        again: dict[str, dict[str, list[float]]] = {c: {k: [] for k in ops} for c in checkouts}
         seen: dict[str, dict[str, object]] = {k: {} for k in ops}
         for i in range(a.repeats):
             for name, (where, args) in ops.items():
@@ -183,6 +189,7 @@ def main() -> None:
                     wall, peak, stdout = run_once(checkout, fix / where, cmd)
                     if argv[0] == "API":
                         wall = json.loads(stdout)["request_s"]
+                        again[c][name].append(json.loads(stdout)["again_s"])
                     times[c][name].append(wall)
                     rss[c][name].append(peak)
                     seen[name][c] = _comparable(name, stdout, scratch / "out")
@@ -192,7 +199,9 @@ def main() -> None:
     for name in ops:
         row: dict[str, object] = {c: {"median_s": round(statistics.median(times[c][name]), 3),
                                       "min_s": round(min(times[c][name]), 3),
-                                      "peak_rss_mb": round(max(rss[c][name]), 1)} for c in checkouts}
+                                      "peak_rss_mb": round(max(rss[c][name]), 1),
+                                      **({"again_median_s": round(statistics.median(again[c][name]), 3)}
+                                         if again[c][name] else {})} for c in checkouts}
         if a.baseline:
             row["ratio"] = round(row["baseline"]["median_s"] / row["this"]["median_s"], 2)
             row["same_output"] = seen[name]["this"] == seen[name]["baseline"]
