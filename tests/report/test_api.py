@@ -569,7 +569,7 @@ def test_out_of_file_descriptors_is_a_503_from_the_handler_and_the_middleware(cl
     from edgenas.errors import InputError
     from edgenas.report.source import FolderSource
 
-    def cannot_read(self, run_id):
+    def cannot_read(self, run_id, evaluations=True):  # FolderSource.run's signature
         try:
             raise OSError(errno.EMFILE, "Too many open files")
         except OSError as exc:
@@ -620,7 +620,7 @@ def test_an_edgenas_error_not_about_the_input_is_a_500_in_the_error_shape(client
 def test_a_bug_with_a_long_message_is_one_bounded_line(client, monkeypatch, capsys):
     from edgenas.report.source import FolderSource
 
-    def bug(self, run_id):
+    def bug(self, run_id, evaluations=True):  # FolderSource.run's signature
         raise ZeroDivisionError("x" * 1000)
 
     monkeypatch.setattr(FolderSource, "run", bug)
