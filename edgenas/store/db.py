@@ -175,22 +175,40 @@ def describe(url: str) -> str:
 
 def check_writable(url: str) -> None:
     """Refuse an SQLite database file this process cannot write (read-only or immutable, or its folder, where
-    SQLite keeps its journal), so a search fails before it runs, not when it records its result. Servers
-    are checked by their first write."""
+    SQLite keeps its journal, or a -wal or -shm file beside it), so a search fails before it runs, not when it
+    records its result. Servers are checked by their first write."""
     try:
         path = _sqlite_path(make_url(url))
     except Exception:  # noqa: BLE001 - create_engine has refused a bad URL already
         return
     if path is None or not path.is_file():  # a new file: creating it (open_db) fails first where it cannot be
         return
-    if not writable(path):  # SQLite's journal
+    if not _file_writable(path):  # SQLite's journal
         raise DatabaseError(f"database {describe(url)} is read-only for edgenas (the file or its folder)",
+                            hint="check their permissions, or give another --db")
+    if beside := _read_only_beside(path):
+        raise DatabaseError(f"database {describe(url)} is read-only for edgenas "
+                            f"({' and '.join(f.name for f in beside)} beside it)",
                             hint="check their permissions, or give another --db")
 
 
 def writable(path: Path) -> bool:
-    """Whether SQLite can write ``path`` (a journal or WAL file goes next to it, in its folder)."""
+    """Whether SQLite can write ``path``: the file, its folder (a journal or WAL file goes next to it) and any
+    -wal or -shm file beside it (with one read-only, SQLite reads the database but every write fails, "attempt
+    to write a readonly database": a search found it out when it recorded its result)."""
+    return _file_writable(path) and not _read_only_beside(path)
+
+
+def _file_writable(path: Path) -> bool:
     return os.access(path, os.R_OK | os.W_OK) and os.access(path.parent, os.W_OK | os.X_OK)
+
+
+def _read_only_beside(path: Path) -> list[Path]:
+    """The -wal and -shm files beside ``path`` that SQLite cannot both read and write (one that appeared
+    meanwhile is asked again: another writer's, which its last connection removes)."""
+    rw = os.R_OK | os.W_OK
+    return [f for f in (Path(f"{path}-wal"), Path(f"{path}-shm"))
+            if not (os.access(f, rw) or not os.path.lexists(f) or os.access(f, rw))]
 
 
 def readonly_uri(path: Path) -> str:
@@ -210,8 +228,9 @@ def readonly_uri(path: Path) -> str:
         return uri + "&immutable=1"
     if shm.is_file() and os.access(shm, os.R_OK):
         return uri
-    raise DatabaseError(f"database {path} has changes in {wal.name} that SQLite cannot read in a folder edgenas "
-                        f"cannot write (no {shm.name} beside them)",
+    why = (f"{shm.name} beside them cannot be read" if os.path.lexists(shm)  # another user's, kept from others
+           else f"no {shm.name} beside them, and edgenas cannot write the file or its folder")
+    raise DatabaseError(f"database {path} has changes in {wal.name} that SQLite cannot read ({why})",
                         hint=f"open it once where its folder can be written, which folds {wal.name} into it; "
                              f"or copy {path.name} with {wal.name} to such a folder and give --db sqlite:///COPY")
 

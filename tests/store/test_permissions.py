@@ -1,0 +1,131 @@
+"""The experiment database where this user may not read or write all of it: a -wal or -shm file beside it that
+another user left read-only or unreadable, a project that cannot be written, and an ``OSError`` while it is
+opened (``ExperimentDB.guard``). Driven through the CLI as a user would meet them: a reading command works or
+says in one red line why it cannot; a writing command is one red line (exit 6), before anything runs, and
+nothing changes.
+
+The commands run in a real subprocess without root's right to ignore file modes (``setpriv`` drops the
+capabilities; the files stay root's, so their owner bits decide). Another user (``setpriv --reuid``) would not
+do here: the interpreter lives under ``/root``, which only root may enter."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TABLE = ROOT.parent / "shared" / "data" / "nb201" / "nb201_hw.csv"
+SEARCH = ("search", "--space", "nb201", "--table", str(TABLE), "--latency-column", "raspi4_ms",
+          "--max-latency-ms", "20", "--strategy", "evolution", "--budget", "4", "--seed", "1")
+DROP_ROOT = (("setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner", "--inh-caps", "-all", "--")
+             if os.geteuid() == 0 else ())
+
+pytestmark = pytest.mark.skipif(os.geteuid() == 0 and shutil.which("setpriv") is None,
+                                reason="running as root, and setpriv (util-linux) is missing to drop root's "
+                                       "right to ignore file modes")
+
+#: a writer killed before its checkpoint: the change is in the -wal file only, read through the -shm file
+KILLED_WRITER = ("import os, sqlite3, sys\n"
+                 "con = sqlite3.connect(sys.argv[1])\n"
+                 "con.execute('PRAGMA wal_autocheckpoint = 0')\n"
+                 "con.execute(\"UPDATE runs SET strategy = 'in-the-wal'\")\n"
+                 "con.commit()\n"
+                 "os._exit(0)\n")
+
+
+def edgenas(project: Path, *args: str, pythonpath: Path = ROOT) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(pythonpath), EDGENAS_PROJECT=str(project), EDGENAS_NO_PROGRESS="1",
+               OMP_NUM_THREADS="1")
+    env.pop("EDGENAS_DB", None)
+    env.pop("EDGENAS_DEBUG", None)
+    return subprocess.run([*DROP_ROOT, sys.executable, "-c", "from edgenas.cli import main; main()", *args],
+                          cwd=project, env=env, capture_output=True, text=True, timeout=300)
+
+
+def one_red_line(res: subprocess.CompletedProcess, *words: str, code: int = 6) -> None:
+    assert res.returncode == code and len(res.stderr.splitlines()) == 1, (res.returncode, res.stderr)
+    assert res.stderr.startswith("error: ") and "Traceback" not in res.stderr, res.stderr
+    for w in words:
+        assert w in res.stderr, res.stderr
+
+
+def files(root: Path) -> dict[str, str]:
+    """Every file under ``root`` -> SHA-256 of its bytes (the database and what lies beside it included)."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    """A project with one indexed search (its run folder ``runs/r1``)."""
+    project = tmp_path_factory.mktemp("perm") / "proj"
+    project.mkdir()
+    res = edgenas(project, *SEARCH, "--out", "runs/r1")
+    assert res.returncode == 0, res.stderr
+    return project
+
+
+@pytest.fixture
+def project(template, tmp_path):
+    """A copy of the template whose last change is still in the -wal file (its writer was killed)."""
+    root = tmp_path / "proj"
+    shutil.copytree(template, root)
+    db = root / ".edgenas/edgenas.db"
+    subprocess.run([sys.executable, "-c", KILLED_WRITER, str(db)], check=True, timeout=60)
+    assert Path(f"{db}-wal").stat().st_size > 0 and Path(f"{db}-shm").is_file()
+    yield root
+    subprocess.run(["chmod", "-R", "u+rw", str(root)], check=True)
+
+
+def strategies(res: subprocess.CompletedProcess) -> list[str]:
+    assert res.returncode == 0, res.stderr
+    return [r["strategy"] for r in json.loads(res.stdout)]
+
+
+@pytest.mark.parametrize("end", ["-wal", "-shm"])
+def test_a_read_only_wal_or_shm_file_stops_a_search_before_it_runs(project, end):
+    """Another user's -wal or -shm file, readable but not writable: SQLite reads the database, and every write
+    fails ("attempt to write a readonly database"). A search ran to its end, wrote its run folder and only then
+    failed to record it; the reading commands read it, changes in the -wal included."""
+    beside = project / f".edgenas/edgenas.db{end}"
+    beside.chmod(0o444)
+    before = files(project)
+    one_red_line(edgenas(project, *SEARCH, "--out", "runs/r2"),
+                 f"is read-only for edgenas (edgenas.db{end} beside it)", "check their permissions")
+    assert not (project / "runs/r2").exists() and files(project) == before
+    assert strategies(edgenas(project, "runs", "list", "--json")) == ["in-the-wal"]
+    after = files(project)  # a reader may update the -shm file's index (SQLite's shared memory), nothing else
+    assert {k: v for k, v in after.items() if not k.endswith("-shm")} == \
+        {k: v for k, v in before.items() if not k.endswith("-shm")}
+
+
+def test_an_unreadable_shm_file_is_one_clear_error_or_not_needed(project, tmp_path):
+    """Another user's -shm file this user cannot read: where the -wal holds changes, a reading command cannot see
+    them and says so, naming the -shm file (it said "no edgenas.db-shm beside them", with one there, or "unable
+    to open database file"); a search is refused before it runs; where the -wal holds nothing, the -shm is not
+    needed and the database reads as it is."""
+    db = project / ".edgenas/edgenas.db"
+    shm = Path(f"{db}-shm")
+    shm.chmod(0o200)
+    before = files(tmp_path)
+    for writable_project in (True, False):
+        if not writable_project:
+            subprocess.run(["chmod", "-R", "a-w", str(project)], check=True)
+        for args in (("runs", "list"), ("report", "runs/r1", "--out", str(tmp_path / "r.html"))):
+            one_red_line(edgenas(project, *args), "has changes in edgenas.db-wal that SQLite cannot read",
+                         "edgenas.db-shm beside them cannot be read", "copy edgenas.db with edgenas.db-wal")
+        subprocess.run(["chmod", "-R", "u+w", str(project)], check=True)
+        shm.chmod(0o200)
+    one_red_line(edgenas(project, *SEARCH, "--out", "runs/r2"), "(edgenas.db-shm beside it)")
+    assert files(tmp_path) == before and not (project / "runs/r2").exists()
+    Path(f"{db}-wal").write_bytes(b"")  # a -wal that holds nothing: the database is its file, as it is
+    listed = edgenas(project, "runs", "list", "--json")
+    assert strategies(listed) == ["evolution"]
+    assert edgenas(project, "runs", "show", json.loads(listed.stdout)[0]["id"]).returncode == 0
