@@ -129,3 +129,44 @@ def test_an_unreadable_shm_file_is_one_clear_error_or_not_needed(project, tmp_pa
     listed = edgenas(project, "runs", "list", "--json")
     assert strategies(listed) == ["evolution"]
     assert edgenas(project, "runs", "show", json.loads(listed.stdout)[0]["id"]).returncode == 0
+
+
+def test_a_project_this_user_cannot_write_is_read_and_not_written(project, tmp_path):
+    """The database file and its folder read-only (the whole project): every reading command works (the -wal's
+    change read through the -shm file), every writing one is one red line and changes nothing."""
+    subprocess.run(["chmod", "-R", "a-w", str(project)], check=True)
+    before = files(project)
+    listed = edgenas(project, "runs", "list", "--json")
+    assert strategies(listed) == ["in-the-wal"]
+    run_id = json.loads(listed.stdout)[0]["id"]
+    for args in (("runs", "show", run_id), ("runs", "stale"), ("report", "runs/r1", "--out", str(tmp_path / "r.html"))):
+        res = edgenas(project, *args)
+        assert res.returncode == 0 and "error" not in res.stderr, (args, res.stderr)
+    assert (tmp_path / "r.html").stat().st_size > 0
+    one_red_line(edgenas(project, "runs", "import", "runs/r1"), "cannot open database", "readonly database")
+    one_red_line(edgenas(project, "db", "upgrade"), "check the folder's permissions")
+    one_red_line(edgenas(project, *SEARCH, "--db", f"sqlite:///{project / '.edgenas/edgenas.db'}", "--out",
+                         str(tmp_path / "r2")), "is read-only for edgenas (the file or its folder)")
+    assert files(project) == before and not (tmp_path / "r2").exists()
+
+
+def test_an_os_error_while_the_database_is_opened_is_one_database_error(template, tmp_path):
+    """``ExperimentDB.guard`` turns an ``OSError`` met while the database is opened (here: a new database's
+    migration cannot read edgenas's own migration script) into one ``DatabaseError`` naming the database and
+    the file: one red line, exit 6, no migration lock left behind, no run folder; never a traceback, nor
+    "cannot write" the script, as the CLI's last resort for an ``OSError`` would say."""
+    copy = tmp_path / "install"
+    shutil.copytree(ROOT / "edgenas", copy / "edgenas", ignore=shutil.ignore_patterns("__pycache__"))
+    script = next((copy / "edgenas/store/migrations/versions").glob("0001_*.py"))
+    script.chmod(0)
+    project = tmp_path / "proj"
+    project.mkdir()
+    try:
+        for args in (("runs", "import", str(template / "runs/r1")), (*SEARCH, "--out", "runs/r2"),
+                     ("db", "upgrade")):
+            one_red_line(edgenas(project, *args, pythonpath=copy), "error: cannot open database sqlite:///",
+                         "Permission denied", script.name)
+            assert not (project / "runs").exists()
+            assert [p.name for p in (project / ".edgenas").iterdir() if "lock" in p.name] == []
+    finally:
+        script.chmod(0o644)
