@@ -623,8 +623,30 @@ def test_a_refused_database_is_let_go_at_once(tmp_path):
             with pytest.raises(DatabaseError, match="newer than this edgenas knows"):
                 ExperimentDB(f"sqlite:///{path}", migrate=not readonly, readonly=readonly)
             assert _held(path) == []
+        con = sqlite3.connect(path)  # a stamp of two revisions: refused once the engine has connected
+        con.execute("UPDATE alembic_version SET version_num = '0001'")
+        con.execute("INSERT INTO alembic_version VALUES ('9999')")
+        con.commit()
+        con.close()
+        for readonly in (False, True, False):
+            with pytest.raises(DatabaseError, match="several schema revisions"):
+                ExperimentDB(f"sqlite:///{path}", migrate=not readonly, readonly=readonly)
+            assert _held(path) == []
     finally:
         gc.enable()
+
+
+def test_reading_an_empty_database_file_leaves_it_empty(tmp_path, cli, monkeypatch, no_env_db):
+    """An empty file (``touch edgenas.db``) is a fresh database: a reading command lists nothing and leaves it
+    as it is, never opened through the engine (which switches the file to WAL mode, writing its header)."""
+    path = tmp_path / "e.db"
+    path.touch()
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
+    res = cli("runs", "list", "--json", "--db", f"sqlite:///{path}")
+    assert res.code == 0 and json.loads(res.out) == [], res.err
+    with ExperimentDB(f"sqlite:///{path}", migrate=False, readonly=True) as db:
+        assert db.opened_revision is None
+    assert path.stat().st_size == 0 and sorted(p.name for p in tmp_path.iterdir()) == ["e.db"]
 
 
 def test_opening_a_database_leaves_no_advisory_lock_held(pg_db):
