@@ -212,8 +212,9 @@ def _read_only_beside(path: Path) -> list[Path]:
 
 
 def readonly_uri(path: Path) -> str:
-    """A read-only SQLite URI of ``path``; ``immutable`` where the file or its folder cannot be written: a
-    WAL database there cannot be opened otherwise (its -shm file cannot be made), and nobody writes it.
+    """A read-only SQLite URI of ``path``; ``immutable`` where it cannot be written (``writable``: the file, its
+    folder, a -wal or -shm file beside it): a WAL database there cannot be opened otherwise (its -shm file
+    cannot be made, or not used), and nobody writes it.
 
     Not where a -wal file beside it holds changes (a writer killed, or a copy taken while one ran): read as
     immutable the file was without them, rows and even tables missing, and no error. It is read through
