@@ -102,7 +102,7 @@ def deploy(project: Project, device: Any, space: SearchSpace, arch: Any, *, runt
 
     check_record(project, profile.name, space)  # a damaged or linked few-shot record: refused before any file
     if store is None:
-        check_db_url()  # where the measurement goes: refused before the device measures
+        check_db_url(None, project)  # where the measurement goes: refused before the device measures
     with open_session(project, profile) as s:  # the device is checked before anything is written
         rt_name, note = choose_runtime(s.device, wanted, s.info(wanted))
         info = s.info(rt_name)

@@ -266,7 +266,7 @@ def add_fewshot(project: Project, device: str, space_name: str, k: int, *, seed:
     profile = load_profile(project, device)  # an unknown device is refused before anything is written
     luts = Path(project.luts_dir)  # a planted link where the record goes: refused now, not after the measurements
     check_not_linked(luts, model_path(luts, profile.name, space.name))
-    check_db_url()  # where the measurements go: refused before the device measures
+    check_db_url(None, project)  # where the measurements go: refused before the device measures
     pool = _draw(space, seed)  # more points than the space's pool holds (mbv3-tiny: 400) are refused here, not
     if k > len(pool):  # after the device was opened
         raise InputError(f"--fewshot {k} is more than the {len(pool)} distinct architectures of '{space.name}' "

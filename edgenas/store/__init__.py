@@ -48,16 +48,18 @@ def open_db(url: str | None = None, project: Project | None = None, *, readonly:
     return empty
 
 
-def check_db_url(url: str | None = None) -> None:
+def check_db_url(url: str | None = None, project: Project | None = None) -> None:
     """Refuse, without opening or creating anything, a database URL (``url`` or ``$EDGENAS_DB``) that opening
-    would refuse: a command that measures on a device checks it first (a deploy measured for minutes, then
-    refused the URL and kept nothing)."""
+    would refuse, and an SQLite file (``project``'s by default) this process cannot write: a command that
+    measures on a device checks it first (a deploy measured for minutes, then refused the URL, or found the
+    database read-only, and kept nothing)."""
     from edgenas.store import db as dbmod
 
     dbmod.refuse_in_memory(url)
     given = url or os.environ.get(dbmod.ENV_VAR)
     if given:
         dbmod.create_engine(given).dispose()
+    dbmod.check_writable(dbmod.resolve_url(url, project or Project.default()))
 
 
 def open_store(project: Project | None = None, kind: str = "db", url: str | None = None) -> MeasurementStore:

@@ -170,3 +170,15 @@ def test_an_os_error_while_the_database_is_opened_is_one_database_error(template
             assert [p.name for p in (project / ".edgenas").iterdir() if "lock" in p.name] == []
     finally:
         script.chmod(0o644)
+
+
+@pytest.mark.parametrize("command", ["deploy", "fewshot"])
+def test_a_read_only_shm_file_stops_a_measurement_before_the_device_measures(project, tmp_path, command):
+    """``deploy`` and ``device add --fewshot`` store what they measure in the database: a read-only -shm file
+    beside it (every write fails) is refused before the device measures, not after minutes of it."""
+    Path(project / ".edgenas/edgenas.db-shm").chmod(0o444)
+    before = files(project)
+    args = (("deploy", "local", "runs/r1/best.json", "--out", str(tmp_path / "exp")) if command == "deploy"
+            else ("device", "add", "local", "--fewshot", "3", "--space", "mbv3-tiny"))
+    one_red_line(edgenas(project, *args), "is read-only for edgenas (edgenas.db-shm beside it)")
+    assert files(project) == before and not (tmp_path / "exp").exists()
