@@ -370,6 +370,15 @@ def _fds_error(what: str, fds: OSError) -> DatabaseError:
     return error
 
 
+def check_migrations() -> None:
+    """Refuse to open any database when edgenas's own migrations cannot be read (their folder's permissions, a
+    damaged install): alembic finds no revision then, a new database was left unmigrated and then refused as
+    lacking "part of the edgenas schema", and a good one was "newer than this edgenas knows"."""
+    if _revisions()[0] is None:
+        raise DatabaseError(f"cannot read edgenas's database migrations in {MIGRATIONS / 'versions'}",
+                            hint="check that folder's permissions, or reinstall edgenas")
+
+
 def head_revision() -> str:
     return _revisions()[0]
 

@@ -29,6 +29,8 @@ class ExperimentDB:
         is opened read-only."""
         self.url = dbmod.resolve_url(url, project)
         self.where = dbmod.describe(self.url)
+        with self.guard():  # an unreadable migration script: one error naming the database
+            dbmod.check_migrations()  # before the engine makes the database's folder
         self.engine = dbmod.create_engine(self.url, create_parent=dbmod.is_default(url), readonly=readonly)
         #: the revision found on opening ("?": tables without edgenas's stamp; None: fresh)
         self.opened_revision: str | None = None

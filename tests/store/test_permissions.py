@@ -153,8 +153,8 @@ def test_a_project_this_user_cannot_write_is_read_and_not_written(project, tmp_p
 def test_an_os_error_while_the_database_is_opened_is_one_database_error(template, tmp_path):
     """``ExperimentDB.guard`` turns an ``OSError`` met while the database is opened (here: a new database's
     migration cannot read edgenas's own migration script) into one ``DatabaseError`` naming the database and
-    the file: one red line, exit 6, no migration lock left behind, no run folder; never a traceback, nor
-    "cannot write" the script, as the CLI's last resort for an ``OSError`` would say."""
+    the file: one red line, exit 6, nothing made in the project (no database, lock or run folder); never a
+    traceback, nor "cannot write" the script, as the CLI's last resort for an ``OSError`` would say."""
     copy = tmp_path / "install"
     shutil.copytree(ROOT / "edgenas", copy / "edgenas", ignore=shutil.ignore_patterns("__pycache__"))
     script = next((copy / "edgenas/store/migrations/versions").glob("0001_*.py"))
@@ -166,8 +166,7 @@ def test_an_os_error_while_the_database_is_opened_is_one_database_error(template
                      ("db", "upgrade")):
             one_red_line(edgenas(project, *args, pythonpath=copy), "error: cannot open database sqlite:///",
                          "Permission denied", script.name)
-            assert not (project / "runs").exists()
-            assert [p.name for p in (project / ".edgenas").iterdir() if "lock" in p.name] == []
+            assert list(project.iterdir()) == []  # no run folder, no database, no migration lock
     finally:
         script.chmod(0o644)
 
@@ -182,3 +181,27 @@ def test_a_read_only_shm_file_stops_a_measurement_before_the_device_measures(pro
             else ("device", "add", "local", "--fewshot", "3", "--space", "mbv3-tiny"))
     one_red_line(edgenas(project, *args), "is read-only for edgenas (edgenas.db-shm beside it)")
     assert files(project) == before and not (tmp_path / "exp").exists()
+
+
+def test_migrations_that_cannot_be_read_are_one_error_before_any_database_is_opened(template, tmp_path):
+    """edgenas's migration folder unreadable (a damaged install): alembic found no revision, a new database was
+    left unmigrated (a 4 KB file and a migration lock) and refused as lacking "part of the edgenas schema", and
+    a good one read as unknown. Every command that opens a database now says what cannot be read, and a new
+    project is left without a database."""
+    copy = tmp_path / "install"
+    shutil.copytree(ROOT / "edgenas", copy / "edgenas", ignore=shutil.ignore_patterns("__pycache__"))
+    versions = copy / "edgenas/store/migrations/versions"
+    versions.chmod(0)
+    fresh = tmp_path / "proj"
+    fresh.mkdir()
+    try:
+        for project, args in ((fresh, ("runs", "import", str(template / "runs/r1"))),
+                              (fresh, (*SEARCH, "--out", "runs/r2")), (fresh, ("db", "upgrade")),
+                              (template, ("runs", "list"))):
+            before = files(project)
+            one_red_line(edgenas(project, *args, pythonpath=copy), "cannot read edgenas's database migrations",
+                         str(versions), "check that folder's permissions")
+            assert files(project) == before and not (project / "runs/r2").exists()
+        assert not (fresh / ".edgenas").exists()
+    finally:
+        versions.chmod(0o755)
