@@ -4,6 +4,7 @@ change it takes, and what it returns when no network fits (mutation audit)."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 from edgenas.latency.predictor import LatencyPredictor
 from edgenas.search.darts_mbv3_latency import ExpectedLatencyMBV3, _log_prob, _neighbours, repair_to_budget
 from edgenas.spaces import get_space
-from tests.search.tables import random_lut
+from tests.search.tables import one_sample, random_lut
 from edgenas.spaces.mbv3_config import MBV3Arch
 
 
@@ -136,3 +137,29 @@ def test_a_budget_below_every_network_ends_with_the_fastest_reached_and_says_non
     arch, _, how = repair_to_budget(space, start, _logp(3), [fast, slow], budgets)
     assert float(fast.predict_many([arch])[0]) <= budgets[0] and float(slow.predict_many([arch])[0]) <= lo_s
     assert how in ("greedy repair", "fastest network")
+
+
+def test_a_repair_stalled_in_a_local_minimum_falls_back_to_the_fastest_network():
+    """mbv3-small's resolution changes every block's key: a network cheap at one resolution whose every single
+    change (another block, another resolution) is slower stalls the greedy descent above budget, though the
+    fastest network, at another resolution with other blocks, meets it: that one is returned, with no steps."""
+    space = get_space("mbv3-small")
+    c = space.config
+    n = c.n_slots
+    slow_r = space.canonical(MBV3Arch((3,) * n, (3,) * n, (min(c.d_choices),) * c.n_stages, c.resolutions[0]))
+    first = range(c.max_depth)  # the first stage only: the last runs at 2x2 at both resolutions (shared keys)
+    fast_r = space.canonical(MBV3Arch(tuple(7 if i in first else 3 for i in range(n)),
+                                      tuple(6 if i in first else 3 for i in range(n)), slow_r.d, c.resolutions[-1]))
+    lut = random_lut("mbv3-small", 0)
+    ms = dict.fromkeys(lut.entries, 2.0) | dict.fromkeys(space.block_keys(slow_r), 0.5) \
+        | dict.fromkeys(space.block_keys(fast_r), 0.2)
+    pred = LatencyPredictor(dataclasses.replace(lut, entries={k: one_sample(v) for k, v in ms.items()}), space)
+    stuck, lo = (float(pred.predict_many([a])[0]) for a in (slow_r, fast_r))
+    assert pred.min_latency()[1] == fast_r and lo < stuck
+    assert min(pred.predict_many([space.canonical(a) for a in _neighbours(slow_r, c)])) > stuck  # a local minimum
+    logp = {"ke": np.zeros((n, 9)), "d": np.zeros((c.n_stages, 3)), "r": np.zeros(3)}
+    for budget in (lo, (lo + stuck) / 2):
+        assert repair_to_budget(space, slow_r, logp, [pred], [budget]) == (fast_r, 0, "fastest network")
+    arch, steps, how = repair_to_budget(space, slow_r, logp, [pred], [lo * 0.99])  # below the fastest: kept
+    assert (arch, steps, how) == (slow_r, 0, "none met every budget")
+
