@@ -121,9 +121,10 @@ class LatencyPredictor:
         Exact when the space's ``min_latency`` is; the calibration is strictly increasing, so the
         minimiser of the raw sum is also the minimiser of the calibrated prediction.
         """
-        net, arch = self.space.min_latency(self.key_cost)
-        ms = float(self._calibrate(np.array([net + self.overhead_ms]))[0])
-        return ms, arch
+        _, arch = self.space.min_latency(self.key_cost)
+        # that network's prediction as predict_many sums it: the space's sum (in another order) could be one
+        # bit lower, and then a budget of exactly it, which launches accept, was missed by every network
+        return float(self.predict_many([arch])[0]), arch
 
     def describe(self) -> dict[str, Any]:
         lut, cal = self.lut, self.lut.calibration

@@ -163,3 +163,17 @@ def test_a_repair_stalled_in_a_local_minimum_falls_back_to_the_fastest_network()
     arch, steps, how = repair_to_budget(space, slow_r, logp, [pred], [lo * 0.99])  # below the fastest: kept
     assert (arch, steps, how) == (slow_r, 0, "none met every budget")
 
+
+def test_a_budget_of_exactly_the_fastest_latency_is_met_by_the_repair():
+    """``min_latency`` is the bound a launch accepts a budget at; it summed the blocks in another order than
+    ``predict_many``, one bit lower for these tables, and the repair then found every network over that budget
+    ("none met every budget", within_budget false)."""
+    space = get_space("mbv3-tiny")
+    archs = _all(space)
+    for seed in (2, 7, 11):
+        pred = _pred(seed)
+        lo, fastest = pred.min_latency()
+        assert lo == float(pred.predict_many([fastest])[0]) == float(pred.predict_many(archs).min())
+        start = archs[int(np.argmax(pred.predict_many(archs)))]
+        arch, steps, how = repair_to_budget(space, start, _logp(3), [pred], [lo])
+        assert how == "greedy repair" and float(pred.predict_many([arch])[0]) <= lo
