@@ -632,3 +632,25 @@ def test_a_resume_refused_for_its_checkpoint_leaves_the_run_folder_byte_for_byte
     with pytest.raises(InputError, match="malformed checkpoint"):
         run_mbv3_darts(cfg, [], run, resume=True)
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def test_a_finite_loss_whose_step_leaves_non_finite_weights_is_one_error_and_the_last_checkpoint_is_kept(tmp_path):
+    """lr 1e12 with the alphas frozen (one step an epoch): epoch 2's loss is finite, but its step (weight decay on
+    weights of ~1e13) overflows them; no later loss sees them, and the run went on to checkpoint and derive a
+    network from NaN weights unless the weights themselves are checked."""
+    from safetensors.torch import load_file
+
+    from edgenas.datasets import load_digits_images
+    from edgenas.errors import EdgenasError
+    from edgenas.search.darts_mbv3_train import MbDartsConfig, run_mbv3_darts
+
+    x, y = load_digits_images(16, n=24, seed=0)
+    np.savez(tmp_path / "d.npz", x=x.numpy(), y=y.numpy())
+    cfg = MbDartsConfig(space=SPACE, data=str(tmp_path / "d.npz"), epochs=3, batch_size=12, lr=7e11, arch_warmup=0.7)
+    with pytest.raises(EdgenasError, match=r"diverged in epoch 2 \(weights NaN or infinite\); the checkpoint of "
+                                           r"epoch 1 .* is unchanged"):
+        run_mbv3_darts(cfg, [], tmp_path / "run")
+    run = tmp_path / "run"
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.json", "checkpoint.safetensors", "config.json"]
+    assert json.loads((run / "checkpoint.json").read_text())["epoch"] == 1
+    assert all(bool(t.isfinite().all()) for t in load_file(str(run / "checkpoint.safetensors")).values())
