@@ -654,3 +654,25 @@ def test_a_finite_loss_whose_step_leaves_non_finite_weights_is_one_error_and_the
     assert sorted(p.name for p in run.iterdir()) == ["checkpoint.json", "checkpoint.safetensors", "config.json"]
     assert json.loads((run / "checkpoint.json").read_text())["epoch"] == 1
     assert all(bool(t.isfinite().all()) for t in load_file(str(run / "checkpoint.safetensors")).values())
+
+
+def test_a_run_trains_on_one_thread_and_gives_the_callers_threads_back(tmp_path):
+    """One intra-op thread while it trains, the caller's count after it, also after an error (the tests run with
+    OMP_NUM_THREADS=1: either call was removable with every test passing)."""
+    from edgenas.datasets import load_digits_images
+    from edgenas.errors import EdgenasError
+    from edgenas.search.darts_mbv3_train import MbDartsConfig, run_mbv3_darts
+
+    x, y = load_digits_images(16, n=24, seed=0)
+    np.savez(tmp_path / "d.npz", x=x.numpy(), y=y.numpy())
+    seen, before = [], torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        cfg = MbDartsConfig(space=SPACE, data=str(tmp_path / "d.npz"), epochs=2, batch_size=12)
+        run_mbv3_darts(cfg, [], tmp_path / "run", progress=lambda e, n: seen.append((e, n, torch.get_num_threads())))
+        assert seen == [(1, 2, 1), (2, 2, 1)] and torch.get_num_threads() == 2
+        with pytest.raises(EdgenasError, match="diverged"):
+            run_mbv3_darts(MbDartsConfig(space=SPACE, data=cfg.data, epochs=1, lr=1e30), [], tmp_path / "nan")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
