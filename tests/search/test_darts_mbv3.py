@@ -676,3 +676,22 @@ def test_a_run_trains_on_one_thread_and_gives_the_callers_threads_back(tmp_path)
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_same_seed_gives_the_same_search_whatever_torchs_global_state(tmp_path):
+    """The supernet's initial weights come from the run's seed, not from torch's global generator (the seeding
+    was removable: resume restores the weights, and no test ran one config twice)."""
+    from edgenas.datasets import load_digits_images
+    from edgenas.search.darts_mbv3_train import MbDartsConfig, run_mbv3_darts
+
+    x, y = load_digits_images(16, n=24, seed=0)
+    np.savez(tmp_path / "d.npz", x=x.numpy(), y=y.numpy())
+    cfg = MbDartsConfig(space=SPACE, data=str(tmp_path / "d.npz"), epochs=1, batch_size=12, arch_warmup=0.0)
+    runs = []
+    for name, state in (("a", 1), ("b", 2)):
+        with torch.random.fork_rng():  # the global state of the other tests is left as it was
+            torch.manual_seed(state)
+            rec = run_mbv3_darts(cfg, [], tmp_path / name)
+        hist = json.loads((tmp_path / name / "history.json").read_text())["history"]
+        runs.append((rec["probs"], rec["arch"], [{k: v for k, v in h.items() if k != "epoch_s"} for h in hist]))
+    assert runs[0] == runs[1]
