@@ -28,3 +28,20 @@ def test_each_weight_step_starts_from_zeroed_gradients_and_is_clipped(data, tmp_
     run_mbv3_darts(cfg, [], tmp_path / "run")
     check_steps(steps, 4)  # 4 weight steps, each then an architecture step
     assert max(v for k, v in steps.events if k == "clip") > 5.0  # lr 20: later steps' gradients exceed the clip
+
+
+def test_an_epochs_train_loss_is_the_mean_of_its_weight_steps_losses_and_its_time_is_in_ms(data, tmp_path,
+                                                                                           monkeypatch):
+    import json
+
+    from tests.search.darts_steps import watch_steps
+
+    for bs, n in ((4, 4), (16, 1)):  # four steps, and one
+        steps = watch_steps(monkeypatch)
+        cfg = MbDartsConfig(space="mbv3-tiny", data=data, epochs=1, batch_size=bs, seed=0, arch_warmup=0.0)
+        run_mbv3_darts(cfg, [], tmp_path / f"run{bs}")
+        (h,) = json.loads((tmp_path / f"run{bs}" / "history.json").read_text())["history"]
+        weight_losses = steps.losses[0::2]  # each weight step's backward, then the architecture step's
+        assert len(weight_losses) == n and h["train_loss"] == pytest.approx(float(np.mean(weight_losses)), rel=1e-6)
+        assert 0 < h["epoch_s"] < 600 and round(h["epoch_s"], 3) == h["epoch_s"]
+        monkeypatch.undo()
