@@ -695,3 +695,33 @@ def test_the_same_seed_gives_the_same_search_whatever_torchs_global_state(tmp_pa
         hist = json.loads((tmp_path / name / "history.json").read_text())["history"]
         runs.append((rec["probs"], rec["arch"], [{k: v for k, v in h.items() if k != "epoch_s"} for h in hist]))
     assert runs[0] == runs[1]
+
+
+def test_a_device_without_a_budget_beside_one_with_a_budget_of_exactly_its_fastest(tmp_path):
+    """Only the budgeted device's multiplier moves (listed second: skipping the first must not end the update),
+    best.json's within_budget reads the budgeted one only, and a budget of exactly the fastest network's latency
+    is met; one below it is not (synthetic tables, no profiling)."""
+    from edgenas.datasets import load_digits_images
+    from edgenas.latency.predictor import LatencyPredictor
+    from edgenas.search.darts_mbv3_train import MbDartsConfig, run_mbv3_darts
+    from edgenas.spaces import get_space
+    from tests.search.tables import random_lut
+
+    x, y = load_digits_images(16, n=24, seed=0)
+    np.savez(tmp_path / "d.npz", x=x.numpy(), y=y.numpy())
+    space = get_space(SPACE)
+    models = [(n, LatencyPredictor(random_lut(SPACE, seed, device=n, high_ms=3.0), space))
+              for n, seed in (("a", 0), ("b", 2))]
+    lo = models[1][1].min_latency()[0]
+    for name, budget in (("exact", lo), ("below", lo * 0.9)):
+        cfg = MbDartsConfig(space=SPACE, data=str(tmp_path / "d.npz"), epochs=1, batch_size=12, lambda_lr=0.5,
+                            arch_warmup=0.0, latency_warmup=0.0, devices=(("a", None), ("b", budget)))
+        rec = run_mbv3_darts(cfg, models, tmp_path / name)
+        (h,) = json.loads((tmp_path / name / "history.json").read_text())["history"]
+        assert h["lambda"][0] == 0.0 and h["lambda"][1] == pytest.approx(
+            0.5 * min(1.0, h["derived_ms"]["b"] / budget - 1.0)) and h["lambda"][1] > 0
+        assert rec["budgets_ms"] == {"a": None, "b": budget} and rec["latency_ms"]["b"] >= lo
+        if name == "exact":
+            assert rec["within_budget"] and rec["latency_ms"]["b"] == lo and rec["derivation"] != "argmax"
+        else:
+            assert not rec["within_budget"] and rec["derivation"] == "none met every budget"
