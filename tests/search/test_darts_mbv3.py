@@ -695,6 +695,7 @@ def test_the_same_seed_gives_the_same_search_whatever_torchs_global_state(tmp_pa
         hist = json.loads((tmp_path / name / "history.json").read_text())["history"]
         runs.append((rec["probs"], rec["arch"], [{k: v for k, v in h.items() if k != "epoch_s"} for h in hist]))
     assert runs[0] == runs[1]
+    assert (rec["derivation"], rec["number"], rec["evaluations"]) == ("argmax", 0, 1)  # the epoch's own network
 
 
 def test_a_device_without_a_budget_beside_one_with_a_budget_of_exactly_its_fastest(tmp_path):
@@ -723,5 +724,6 @@ def test_a_device_without_a_budget_beside_one_with_a_budget_of_exactly_its_faste
         assert rec["budgets_ms"] == {"a": None, "b": budget} and rec["latency_ms"]["b"] >= lo
         if name == "exact":
             assert rec["within_budget"] and rec["latency_ms"]["b"] == lo and rec["derivation"] != "argmax"
+            assert (rec["number"], rec["evaluations"]) == (1, 2)  # the repaired network: one past the epoch's
         else:
             assert not rec["within_budget"] and rec["derivation"] == "none met every budget"
