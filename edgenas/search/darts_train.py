@@ -310,7 +310,7 @@ def load_checkpoint(ck_json: Path, ck_tensors: Path, modules: dict[str, torch.nn
     if not (is_whole(epoch) and epoch >= 1 and isinstance(lam, list) and len(lam) == n_multipliers
             and all(is_finite(x) and x >= 0 for x in lam) and isinstance(history, list) and len(history) == epoch
             and all(isinstance(h, dict) and all(f in h and HISTORY_FIELDS[f](h[f]) for f in history_fields)
-                    for h in history)):
+                    and h.get("epoch") == i + 1 for i, h in enumerate(history))):  # numbered 1..n: best.json reads it
         raise InputError(f"{ck_json}: malformed checkpoint (epoch, lambda or history)", hint=_DAMAGED)
     try:
         tensors = load_file(str(ck_tensors))

@@ -727,3 +727,30 @@ def test_a_device_without_a_budget_beside_one_with_a_budget_of_exactly_its_faste
             assert (rec["number"], rec["evaluations"]) == (1, 2)  # the repaired network: one past the epoch's
         else:
             assert not rec["within_budget"] and rec["derivation"] == "none met every budget"
+
+
+def test_a_checkpoint_whose_history_is_not_numbered_by_epoch_is_refused_and_the_run_folder_kept(tmp_path):
+    """A finished run resumed from its last checkpoint derives from that history: an epoch edited to 7 in a run
+    of one epoch went into best.json (and the run's evaluation numbers, which darts_log takes from it)."""
+    from edgenas.datasets import load_digits_images
+    from edgenas.errors import InputError
+    from edgenas.search.darts_mbv3_train import MbDartsConfig, run_mbv3_darts
+
+    x, y = load_digits_images(16, n=24, seed=0)
+    np.savez(tmp_path / "d.npz", x=x.numpy(), y=y.numpy())
+    cfg = MbDartsConfig(space=SPACE, data=str(tmp_path / "d.npz"), epochs=1, batch_size=12)
+    run = tmp_path / "run"
+    run_mbv3_darts(cfg, [], run)
+    (run / "best.json").unlink()
+    (run / "history.json").unlink()  # killed after the last checkpoint: resume derives and writes both
+    meta = json.loads((run / "checkpoint.json").read_text())
+    for epoch in (7, 0, True):
+        meta["history"][0]["epoch"] = epoch
+        (run / "checkpoint.json").write_text(json.dumps(meta))
+        before = {p.name: p.read_bytes() for p in run.iterdir()}
+        with pytest.raises(InputError, match="malformed checkpoint"):
+            run_mbv3_darts(cfg, [], run, resume=True)
+        assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    meta["history"][0]["epoch"] = 1
+    (run / "checkpoint.json").write_text(json.dumps(meta))
+    assert run_mbv3_darts(cfg, [], run, resume=True)["epoch"] == 1
