@@ -654,6 +654,10 @@ def test_a_finite_loss_whose_step_leaves_non_finite_weights_is_one_error_and_the
     assert sorted(p.name for p in run.iterdir()) == ["checkpoint.json", "checkpoint.safetensors", "config.json"]
     assert json.loads((run / "checkpoint.json").read_text())["epoch"] == 1
     assert all(bool(t.isfinite().all()) for t in load_file(str(run / "checkpoint.safetensors")).values())
+    # lr 1e30 and the alphas trained from the first epoch: the weight step's loss is finite, the architecture
+    # step's forward (on the overflowed weights) is not, and the error says which loss it was
+    with pytest.raises(EdgenasError, match=r"diverged in epoch 1 \(an architecture loss NaN or infinite\); no chec"):
+        run_mbv3_darts(MbDartsConfig(space=SPACE, data=cfg.data, epochs=1, batch_size=12, lr=1e30), [], tmp_path / "a")
 
 
 def test_a_run_trains_on_one_thread_and_gives_the_callers_threads_back(tmp_path):

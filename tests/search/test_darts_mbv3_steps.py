@@ -45,3 +45,13 @@ def test_an_epochs_train_loss_is_the_mean_of_its_weight_steps_losses_and_its_tim
         assert len(weight_losses) == n and h["train_loss"] == pytest.approx(float(np.mean(weight_losses)), rel=1e-6)
         assert 0 < h["epoch_s"] < 600 and round(h["epoch_s"], 3) == h["epoch_s"]
         monkeypatch.undo()
+
+
+def test_an_epoch_with_the_alphas_frozen_takes_a_weight_step_on_every_batch(data, tmp_path, monkeypatch):
+    from tests.search.darts_steps import watch_steps
+
+    steps = watch_steps(monkeypatch)
+    cfg = MbDartsConfig(space="mbv3-tiny", data=data, epochs=2, batch_size=4, seed=0, arch_warmup=0.5)
+    run_mbv3_darts(cfg, [], tmp_path / "run")  # epoch 1 frozen (weights only), epoch 2 both steps
+    frozen, both = ["backward", "clip", "step"], ["backward", "clip", "step", "backward"]
+    assert [k for k, _ in steps.events] == frozen * 4 + both * 4
