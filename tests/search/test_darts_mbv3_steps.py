@@ -55,3 +55,20 @@ def test_an_epoch_with_the_alphas_frozen_takes_a_weight_step_on_every_batch(data
     run_mbv3_darts(cfg, [], tmp_path / "run")  # epoch 1 frozen (weights only), epoch 2 both steps
     frozen, both = ["backward", "clip", "step"], ["backward", "clip", "step", "backward"]
     assert [k for k, _ in steps.events] == frozen * 4 + both * 4
+
+
+def test_the_weight_steps_learning_rate_follows_a_cosine_over_the_epochs(data, tmp_path, monkeypatch):
+    import math
+
+    import torch
+
+    lrs, step = [], torch.optim.SGD.step
+
+    def spy(self, *a, **kw):
+        lrs.append(self.param_groups[0]["lr"])
+        return step(self, *a, **kw)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", spy)
+    cfg = MbDartsConfig(space="mbv3-tiny", data=data, epochs=4, batch_size=16, seed=0, lr=0.2)
+    run_mbv3_darts(cfg, [], tmp_path / "run")  # one step an epoch
+    assert lrs == pytest.approx([0.1 * (1 + math.cos(math.pi * e / 4)) for e in range(4)], rel=1e-12)
