@@ -95,7 +95,8 @@ class MbDartsConfig(RunConfig):
 
 def _check_schema(d: dict[str, Any]) -> None:
     if not is_schema(d.get("schema"), MB_DARTS_SCHEMA):
-        raise InputError(f"an mbv3 DARTS run of schema {d.get('schema')!r}; this edgenas resumes schema {MB_DARTS_SCHEMA}",
+        raise InputError(f"an mbv3 DARTS run of schema {d.get('schema')!r}; this edgenas resumes schema "
+                         f"{MB_DARTS_SCHEMA}",
                          hint="the multiplier rule and warm-ups changed: start a new run")
 
 
@@ -133,7 +134,8 @@ def run_mbv3_darts(config: MbDartsConfig, latency: Sequence[tuple[str, Any]], ou
         raise InputError(f"{out} already holds a search run", hint=resume_or_new(out))
     data = load_dataset(config.data, max(c.resolutions))
     if data.num_classes > c.num_classes:
-        raise InputError(f"dataset {config.data!r} has {data.num_classes} classes; the {c.name} head has {c.num_classes}")
+        raise InputError(f"dataset {config.data!r} has {data.num_classes} classes; the {c.name} head has "
+                         f"{c.num_classes}")
     if not resume:  # a resumed run's config.json holds this config: a refused resume leaves it as it was
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(cfg_path, config.to_json())
@@ -223,16 +225,16 @@ def run_mbv3_darts(config: MbDartsConfig, latency: Sequence[tuple[str, Any]], ou
 
 
 def _finish(space, terms, budgets, history, relax: MBV3Relaxation, out: Path) -> dict[str, Any]:
-    argmax = space.from_dict(history[-1]["arch"])
+    argmax = space.from_dict(history[-1]["arch"])  # a checkpoint's on a resume (a file): its latency predicted anew
     arch, steps, how = repair_to_budget(space, argmax, _logp(relax), [t.model for t in terms], budgets)
     lat = {t.name: t.of_arch(arch) for t in terms}
     within = all(b is None or lat[t.name] <= b for t, b in zip(terms, budgets))
     with torch.no_grad():
         pk, pd, pr = (p.tolist() for p in relax.probs())
-    repaired = space.to_dict(arch) != history[-1]["arch"]  # one more evaluation, numbered after the epochs'
+    repaired = arch != argmax  # one more evaluation, numbered after the epochs'
     record = {"arch": space.to_dict(arch), "objectives": {}, "latency_ms": lat,
               "budgets_ms": {t.name: b for t, b in zip(terms, budgets)}, "within_budget": within,
-              "argmax_arch": history[-1]["arch"], "argmax_latency_ms": dict(history[-1]["derived_ms"]),
+              "argmax_arch": space.to_dict(argmax), "argmax_latency_ms": {t.name: t.of_arch(argmax) for t in terms},
               "derivation": how, "repair_steps": steps, "epoch": history[-1]["epoch"],
               "number": len(history) if repaired else len(history) - 1,
               "probs": {"ke": pk, "d": pd, "r": pr}, "strategy": "darts",

@@ -758,3 +758,28 @@ def test_a_checkpoint_whose_history_is_not_numbered_by_epoch_is_refused_and_the_
     meta["history"][0]["epoch"] = 1
     (run / "checkpoint.json").write_text(json.dumps(meta))
     assert run_mbv3_darts(cfg, [], run, resume=True)["epoch"] == 1
+
+
+def test_a_resumed_run_predicts_the_argmax_latency_in_best_json(tmp_path):
+    """A finished run resumed from its last checkpoint (a file) derives from that history: the argmax network is
+    parsed and its latency predicted by the run's model; a forged derived_ms (0.001 ms) went into best.json's
+    argmax_latency_ms."""
+    from edgenas.datasets import load_digits_images
+    from edgenas.latency.predictor import LatencyPredictor
+    from edgenas.search.darts_mbv3_train import MbDartsConfig, run_mbv3_darts
+    from edgenas.spaces import get_space
+    from tests.search.tables import random_lut
+
+    x, y = load_digits_images(16, n=24, seed=0)
+    np.savez(tmp_path / "d.npz", x=x.numpy(), y=y.numpy())
+    models = [("a", LatencyPredictor(random_lut(SPACE, 0, device="a", high_ms=3.0), get_space(SPACE)))]
+    cfg = MbDartsConfig(space=SPACE, data=str(tmp_path / "d.npz"), epochs=1, batch_size=12, devices=(("a", None),))
+    run = tmp_path / "run"
+    full = run_mbv3_darts(cfg, models, run)
+    meta = json.loads((run / "checkpoint.json").read_text())
+    meta["history"][0]["derived_ms"] = {"a": 0.001}
+    (run / "checkpoint.json").write_text(json.dumps(meta))
+    (run / "best.json").unlink()
+    rec = run_mbv3_darts(cfg, models, run, resume=True)
+    assert rec == full and rec["argmax_latency_ms"]["a"] == pytest.approx(models[0][1].predict(
+        get_space(SPACE).from_dict(rec["argmax_arch"])), rel=1e-12) and rec["argmax_latency_ms"]["a"] > 0.01
