@@ -21,6 +21,8 @@ def pareto_mask(F: np.ndarray) -> np.ndarray:
     n = len(F)
     if n == 0:
         return np.zeros(0, dtype=bool)
+    if F.ndim == 2 and F.shape[1] == 2:
+        return _pareto_mask_2d(F)
     order = np.lexsort(F.T[::-1])  # lexicographic: no later point can dominate an earlier one
     mask = np.zeros(n, dtype=bool)
     front: list[int] = []
@@ -33,6 +35,29 @@ def pareto_mask(F: np.ndarray) -> np.ndarray:
         mask[i] = True
     return mask
 
+
+
+def _pareto_mask_2d(F: np.ndarray) -> np.ndarray:
+    """``pareto_mask`` of two objectives in one sort and a running minimum, no loop in Python: the loop compares
+    each row with the front so far, which for a report's 100,000 evaluations took 20 s. A row is dominated when a
+    row of smaller first value has a second value no larger, or a row of the same first value a smaller second
+    value (the first of its group in lexicographic order). A row holding NaN dominates nothing and nothing
+    dominates it, as in the loop (every comparison with NaN is false): it is kept."""
+    nan = np.isnan(F).any(axis=1)
+    mask = nan.copy()
+    idx = np.flatnonzero(~nan)
+    if not idx.size:
+        return mask
+    G = F[idx]
+    order = np.lexsort((G[:, 1], G[:, 0]))
+    a, b = G[order, 0], G[order, 1]
+    first = np.ones(len(a), dtype=bool)
+    first[1:] = a[1:] != a[:-1]
+    start = np.maximum.accumulate(np.where(first, np.arange(len(a)), 0))   # where each row's group begins
+    before = np.minimum.accumulate(b)[start - 1]                           # over smaller first values (start > 0)
+    dominated = ((start > 0) & (before <= b)) | (b > b[start])
+    mask[idx[order]] = ~dominated
+    return mask
 
 _BLOCK_PAIRS = 1 << 20  # pairs compared at once: about 10 MB of scratch at any population size
 
