@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 
 from edgenas.report import figures as F
@@ -95,16 +98,37 @@ def test_calibration_fit_is_drawn_only_where_there_is_one():
     assert [t.name for t in none.data] == ["measurements", "measured = LUT sum"]
 
 
+
+def values(a):
+    """A trace's data as a tuple of plain values, whether the figure holds a tuple or an array (large series)."""
+    return tuple(np.asarray(a, dtype=object).tolist())
+
+
+def written(fig):
+    """Each trace's x, y and customdata as the page's JSON holds them, typed arrays (``bdata``) decoded."""
+    import base64
+
+    def plain(v):
+        if isinstance(v, dict) and "bdata" in v:
+            return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"])).tolist()
+        return v
+
+    return [{k: plain(t[k]) for k in ("x", "y", "customdata") if k in t} for t in json.loads(fig.to_json())["data"]]
+
 def test_pareto_figure_draws_groups_front_star_and_the_runs_budget():
     pts = [Point(0, 2.0, 0.5, True, "<a0>"), Point(1, 4.0, 0.7, True, "a1"), Point(2, 9.0, 0.9, False, "a2")]
     d = ParetoData("<pi>", "<acc>", "%", pts, pts[:2], 5.0, pts[1])
     fig = F.pareto_figure(d)
     assert [t.name for t in fig.data] == ["feasible", "over budget", "Pareto front", "chosen (#1)"]
-    assert [t.x for t in fig.data] == [(2.0, 4.0), (9.0,), (2.0, 4.0), (4.0,)]
-    assert [t.y for t in fig.data] == [(0.5, 0.7), (0.9,), (0.5, 0.7), (0.7,)]
+    assert [values(t.x) for t in fig.data] == [(2.0, 4.0), (9.0,), (2.0, 4.0), (4.0,)]
+    assert [values(t.y) for t in fig.data] == [(0.5, 0.7), (0.9,), (0.5, 0.7), (0.7,)]
     assert [t.marker.color for t in fig.data[:2]] == ["#8fa6c7", "#e8a9a4"] and fig.data[2].mode == "lines+markers"
-    assert fig.data[0].customdata == ([0, "&lt;a0&gt;"], [1, "a1"]) and fig.data[3].customdata == ([1, "a1"],)
+    assert values(fig.data[0].customdata) == ([0, "&lt;a0&gt;"], [1, "a1"])
+    assert values(fig.data[3].customdata) == ([1, "a1"],)
     assert fig.data[2].customdata[0] == [0, "&lt;a0&gt;"] and fig.data[3].marker.symbol == "star"
+    assert written(fig)[:2] == [  # what the page holds
+        {"x": [2.0, 4.0], "y": [0.5, 0.7], "customdata": [[0, "&lt;a0&gt;"], [1, "a1"]]},
+        {"x": [9.0], "y": [0.9], "customdata": [[2, "a2"]]}]
     assert all("a0" not in t.hovertemplate for t in fig.data)          # labels are data, not template
     assert [s.x0 for s in fig.layout.shapes] == [5.0] and [a.text for a in fig.layout.annotations] == ["budget 5 ms"]
     assert fig.layout.xaxis.title.text == "predicted latency on &lt;pi&gt; (ms)"
@@ -122,7 +146,9 @@ def test_convergence_figure_titles_both_panels():
     from edgenas.report.run_data import ConvergenceData
 
     fig = F.convergence_figure(ConvergenceData("<acc>", "%", [1, 2, 3], [0.5, 1.0, 2.0], [None, 0.4, 0.6]))
-    assert [(t.x, t.y) for t in fig.data] == [((1, 2, 3), (None, 0.4, 0.6)), ((0.5, 1.0, 2.0), (None, 0.4, 0.6))]
+    assert [(values(t.x), values(t.y)) for t in fig.data] == [((1, 2, 3), (None, 0.4, 0.6)),
+                                                              ((0.5, 1.0, 2.0), (None, 0.4, 0.6))]
+    assert written(fig) == [{"x": [1, 2, 3], "y": [None, 0.4, 0.6]}, {"x": [0.5, 1.0, 2.0], "y": [None, 0.4, 0.6]}]
     assert fig.layout.xaxis.title.text == "evaluations (count)" and fig.layout.xaxis2.title.text == "wall time (s)"
     assert fig.layout.yaxis.title.text == fig.layout.yaxis2.title.text == "&lt;acc&gt; (%)"
     assert fig.layout.height == 380 and fig.layout.showlegend is False
