@@ -46,9 +46,9 @@ def register(app: typer.Typer) -> None:
             raise InputError("give one run folder (or --compare RUN RUN ..., --device NAME, --fleet)",
                              hint="e.g. edgenas report demo-run")
         if kind == "compare":
-            loaded = [load_run_dir(r) for r in runs]
+            loaded = [load_run_dir(r, columns=True) for r in runs]
             if len({r.id for r in loaded}) < len(loaded):
-                loaded = [load_run_dir(r, str(r)) for r in runs]
+                loaded = [load_run_dir(r, str(r), columns=True) for r in runs]
             text, default = pages.compare_page(loaded), Path("compare-report.html")
         elif kind == "device":
             check_name(device, "device")
@@ -67,7 +67,7 @@ def register(app: typer.Typer) -> None:
                     status = {s.device: s for s in fleet_status(proj, profiles, [])}
             text, default = pages.fleet_page(source, names, status), Path("fleet-report.html")
         else:
-            run = load_run_dir(runs[0])
+            run = load_run_dir(runs[0], columns=True)
             text, default = pages.run_page(run, source), runs[0] / "report.html"
         path = pages.write_html(text, out_path or default, force=force)
         if json_out:

@@ -22,7 +22,7 @@ def _fmt(v: Any, spec: str = ".4g") -> str:
 def _evaluations(run: RunData) -> str:
     """How many evaluations, and of what: a budget of evaluations, a multi-fidelity run's first bracket, a
     DARTS run's epochs."""
-    n, config = len(run.evaluations), run.config
+    n, config = run.n_evaluations, run.config
     if config.get("budget_evals") is not None:
         return f"{n} of {config['budget_evals']}"
     if config.get("candidates") is not None:

@@ -19,12 +19,13 @@ from typing import Any
 import numpy as np
 
 from edgenas.limits import is_finite
+from edgenas.report.columns import arch_label
 from edgenas.report.source import DataSource, RunData
 from edgenas.search.pareto import pareto_mask
 from edgenas.search.results import best_key
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Point:
     number: int
     latency_ms: float
@@ -91,25 +92,17 @@ class Deployment:
     error: float                 # predicted / measured - 1
 
 
-def arch_label(arch: Any) -> str:
-    if not isinstance(arch, dict):
-        return ""
-    if "arch" in arch:
-        return str(arch["arch"])
-    return " ".join(f"{k}={arch[k]}" for k in ("r", "d", "ks", "e") if k in arch)
-
-
 def pareto_data(run: RunData, device: str) -> ParetoData:
-    acc, sign = run.objective, (1.0 if run.higher_is_better else -1.0)
-    pts = []
-    for e in run.evaluations:
-        a, lat = e.get("objectives", {}).get(acc), e.get("latency_ms", {}).get(device)
-        if is_finite(a) and is_finite(lat):
-            pts.append(Point(int(e["number"]), float(lat), float(a), bool(e.get("feasible")), arch_label(e.get("arch"))))
+    acc, sign, c = run.objective, (1.0 if run.higher_is_better else -1.0), run.cols
+    a, lat = c.objective_values(acc), c.latencies(device)
+    idx = np.flatnonzero(np.isfinite(a) & np.isfinite(lat))
+    pts = [Point(n, x, y, f, c.labels[i]) for i, n, x, y, f in zip(
+        idx.tolist(), c.number[idx].tolist(), lat[idx].tolist(), a[idx].tolist(), c.feasible[idx].tolist())]
     ok = [p for p in pts if p.feasible]
     front: list[Point] = []
     if ok:
-        mask = pareto_mask(np.array([[-sign * p.accuracy, p.latency_ms] for p in ok]))
+        good = idx[c.feasible[idx]]
+        mask = pareto_mask(np.column_stack([-sign * a[good], lat[good]]))
         front = sorted((p for p, m in zip(ok, mask) if m), key=lambda p: (p.latency_ms, -sign * p.accuracy, p.number))
     chosen, budget = None, run.budgets.get(device)
     if run.best_number is not None:
@@ -132,34 +125,27 @@ def _running_best(run: RunData) -> int | None:
     """The number of the evaluation a running search would choose now (``results.best_key``): on accuracy, then
     its latencies on every device as shares of their budgets (not only the plotted device's), then the extra
     objectives it minimises, then the first."""
-    budgets = run.budgets
+    budgets, c = run.budgets, run.cols
     extra = [k for k in ("params", "flops") if k in ((run.request or {}).get("minimise") or ())]
+    a = c.objective_values(run.objective)
+    lats = [c.latencies(d) for d in budgets]     # NaN where not finite, as best_key wants
+    extras = [c.objective_values(k) for k in extra]
     keyed = {}
-    for e in run.evaluations:
-        obj, lat = e.get("objectives", {}), e.get("latency_ms", {})
-        if e.get("feasible") and is_finite(obj.get(run.objective)):
-            keyed[int(e["number"])] = best_key(
-                float(obj[run.objective]), [_number(lat.get(d)) for d in budgets], list(budgets.values()),
-                [_number(obj.get(k)) for k in extra], int(e["number"]))
+    for i in np.flatnonzero(c.feasible & np.isfinite(a)).tolist():
+        number = int(c.number[i])
+        keyed[number] = best_key(float(a[i]), [float(x[i]) for x in lats], list(budgets.values()),
+                                 [float(x[i]) for x in extras], number)
     return max(keyed, key=keyed.__getitem__) if keyed else None
 
 
-def _number(v: Any) -> float:
-    return float(v) if is_finite(v) else float("nan")
-
-
 def convergence_data(run: RunData) -> ConvergenceData:
-    acc, sign = run.objective, (1.0 if run.higher_is_better else -1.0)
-    best: float | None = None
-    numbers, wall, curve = [], [], []
-    for i, e in enumerate(run.evaluations):
-        a = e.get("objectives", {}).get(acc)
-        if e.get("feasible") and is_finite(a) and (best is None or sign * a > sign * best):
-            best = float(a)
-        numbers.append(i + 1)
-        wall.append(float(e.get("wall_s", 0.0)))
-        curve.append(best)
-    return ConvergenceData(acc, run.objective_unit, numbers, wall, curve, run.higher_is_better)
+    acc, sign, c = run.objective, (1.0 if run.higher_is_better else -1.0), run.cols
+    a = c.objective_values(acc)
+    # the best so far as a running maximum of the signed values (-inf: none feasible yet); sign * (sign * a) is a
+    running = np.maximum.accumulate(np.where(c.feasible & np.isfinite(a), sign * a, -np.inf)) if len(c) else a
+    curve = [None if r == -np.inf else sign * r for r in running.tolist()]
+    return ConvergenceData(acc, run.objective_unit, list(range(1, len(c) + 1)), c.wall_s.tolist(), curve,
+                           run.higher_is_better)
 
 
 def block_stages(space: Any, arch: Any) -> list[str]:
@@ -196,7 +182,8 @@ def breakdown_data(run: RunData, source: DataSource) -> BreakdownData:
             num = p[0].number if p and p[0] else None
         else:
             num = _running_best(run)
-        arch_rec = next((e["arch"] for e in run.evaluations if e.get("number") == num), None)
+        at = np.flatnonzero(run.cols.number == num) if num is not None else []
+        arch_rec = run.cols.archs[at[0]] if len(at) else None
     if arch_rec is None:
         return BreakdownData(None, [], {d: "no feasible architecture yet" for d in run.budgets})
     space = get_space(run.space)

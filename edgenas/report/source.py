@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -23,6 +24,7 @@ from edgenas.io import read_json
 from edgenas.project import Project
 
 if TYPE_CHECKING:
+    from edgenas.report.columns import Columns
     from edgenas.search.run_files import LogTally
 
 #: a run folder holds ``config.json`` and a log: the evaluations, or a DARTS run's checkpoint (its epochs)
@@ -52,7 +54,8 @@ class RunData:
     """Everything in one run folder, parsed (evaluations as the JSON records of ``evaluations.jsonl``; a DARTS
     run's are its epochs, the network derived at each one's end, as the experiment database indexes them).
     ``logged``: the log counted and checked instead (``load_run_dir(..., tally=...)``; ``evaluations`` is then
-    empty), for what needs only the summary."""
+    empty), for what needs only the summary. ``columns``: the log read into columns instead (``load_run_dir(...,
+    columns=True)``; ``evaluations`` is then empty), for the plots; ``cols`` is them either way."""
 
     id: str
     path: Path
@@ -63,10 +66,20 @@ class RunData:
     best: dict[str, Any] | None
     checkpoint: dict[str, Any] | None
     logged: LogTally | None = None
+    columns: Columns | None = None
 
     @property
     def n_evaluations(self) -> int:
-        return self.logged.records if self.logged is not None else len(self.evaluations)
+        if self.logged is not None:
+            return self.logged.records
+        return len(self.columns) if self.columns is not None else len(self.evaluations)
+
+    @cached_property
+    def cols(self) -> Columns:
+        """The evaluations as columns: ``columns``, else made from ``evaluations`` (once)."""
+        from edgenas.report.columns import Columns
+
+        return self.columns if self.columns is not None else Columns.from_records(self.evaluations)
 
     @property
     def space(self) -> str:
@@ -128,6 +141,8 @@ class RunData:
             return str(req["evaluator"])
         if self.logged is not None:
             return self.logged.objective or "accuracy"
+        if self.columns is not None:
+            return self.columns.objective or "accuracy"
         for e in self.evaluations:
             keys = [k for k in e.get("objectives", {}) if k not in ("params", "flops")]
             if keys:
@@ -206,11 +221,12 @@ def load_evaluations(path: Path, config: dict[str, Any], best: dict[str, Any] | 
 
 
 def load_run_dir(path: str | Path, run_id: str | None = None, *,
-                 tally: Callable[[Path], LogTally] | None = None) -> RunData:
+                 tally: Callable[[Path], LogTally] | None = None, columns: bool = False) -> RunData:
     """Parse a run folder (any path the user names; the API goes through ``FolderSource.run``); the
     files' fields are checked where ``runs import`` checks them (``edgenas.search.run_files``). ``tally``:
-    the evaluation log is counted and checked by it, not loaded (``RunData.logged``; a DARTS run's few epochs
-    are loaded all the same)."""
+    the evaluation log is counted and checked by it, not loaded (``RunData.logged``); ``columns``: read into
+    columns, not kept as records (``RunData.columns``, what the report's plots need). A DARTS run's few epochs
+    are loaded all the same."""
     from edgenas.safenames import check_utf8_path
     from edgenas.search import run_files as rf
 
@@ -231,10 +247,14 @@ def load_run_dir(path: str | Path, run_id: str | None = None, *,
     config = rf.check_config(config, path / "config.json")
     best, checkpoint = read("best.json", rf.check_best), read("checkpoint.json", rf.check_checkpoint)
     counted = tally is not None and not is_darts(config)
+    as_columns = columns and not counted and not is_darts(config)
+    if as_columns:
+        from edgenas.report.columns import read_columns
     return RunData(id=run_id or path.name, path=path, config=config, request=request,
-                   evaluations=[] if counted else load_evaluations(path, config, best),
+                   evaluations=[] if counted or as_columns else load_evaluations(path, config, best),
                    pareto=read("pareto.json", rf.check_pareto), best=best, checkpoint=checkpoint,
-                   logged=tally(path / "evaluations.jsonl") if counted else None)
+                   logged=tally(path / "evaluations.jsonl") if counted else None,
+                   columns=read_columns(path / "evaluations.jsonl") if as_columns else None)
 
 
 class DataSource(ABC):

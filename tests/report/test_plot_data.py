@@ -636,3 +636,73 @@ def test_fleet_rows_by_hand():
     assert [(r.reachable, r.note) for r in rows.values()] == [("yes", ""), ("no", "refused"),
                                                               ("unknown", rows["ghost"].note), ("no", "")]
     assert (rows["ghost"].fingerprint, rows["ghost"].spaces, rows["ghost"].last_drift) == ("-", [], None)
+
+
+def _plots(run):
+    """What the run page plots of ``run`` (every device's Pareto data, the convergence, the running best's arch)."""
+    from edgenas.report.run_data import _running_best, convergence_data, pareto_data
+
+    return ({d: pareto_data(run, d) for d in run.budgets}, convergence_data(run), _running_best(run),
+            run.objective, run.n_evaluations)
+
+
+def test_the_report_reads_a_log_into_columns_and_plots_the_same_as_from_its_records(tmp_path):
+    """``report`` reads the log into columns (100,000 records as dicts held 200 MB): the same points, front,
+    chosen point, curve and running best as the records give, on a log with an objective and a device some
+    records lack, values that are null, NaN or infinite, an extra objective first, repeated architectures."""
+    from edgenas.report.source import load_run_dir
+
+    inf, nan = float("inf"), float("nan")
+    recs = [{"objectives": {"params": 3.0}, "latency_ms": {"pi": 4.0}, "feasible": True},
+            {"objectives": {"params": 2.0, "acc": 50.0}, "latency_ms": {"pi": 5.0}, "feasible": True, "wall_s": 1.5},
+            {"objectives": {"acc": None}, "latency_ms": {"pi": 3.0, "nano": 1.0}, "feasible": True},
+            {"objectives": {"acc": 60.0}, "latency_ms": {"pi": inf, "nano": 2.0}, "feasible": True},
+            {"objectives": {"acc": 61.0}, "latency_ms": {"pi": 12.0, "nano": 2.0}, "feasible": False},
+            {"objectives": {"acc": nan}, "latency_ms": {"pi": 1.0}, "feasible": True},
+            {"objectives": {"acc": 55.0, "params": 1.0}, "latency_ms": {"pi": 7.0, "nano": None}, "feasible": True},
+            {"objectives": {"acc": 60.0}, "latency_ms": {"pi": 8.0, "nano": 3.0}, "feasible": True, "wall_s": 9.0}]
+    run_dir = tmp_path / "r"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(json.dumps({"space": "nb201", "devices": [["pi", 10.0], ["nano", None]]}))
+    (run_dir / "request.json").write_text(json.dumps({"space": "nb201", "minimise": ["params"]}))
+    with open(run_dir / "evaluations.jsonl", "w") as log:
+        for i, r in enumerate(recs * 3):   # each architecture three times
+            log.write(json.dumps({"number": i, "arch": {"space": "nb201", "arch": f"|a{i % len(recs)}~0|"},
+                                  "constraints": {}, **r}) + "\n")
+    records, columns = load_run_dir(run_dir), load_run_dir(run_dir, columns=True)
+    assert columns.evaluations == [] and len(records.evaluations) == 24 and columns.columns is not None
+    assert repr(_plots(columns)) == repr(_plots(records))           # repr: NaN compares unequal to itself
+    pareto, conv, running, objective, n = _plots(columns)
+    assert (objective, n, running) == ("acc", 24, 7)    # 60 as #3, faster (#3 is infinitely slow on pi)
+    assert [p.number for p in pareto["pi"].front] == [1, 9, 17, 6, 14, 22, 7, 15, 23]
+    assert [p.number for p in pareto["pi"].points][:4] == [1, 4, 6, 7] and len(pareto["nano"].points) == 9
+    assert conv.wall_s[:2] == [0.0, 1.5] and conv.best[:4] == [None, 50.0, 50.0, 60.0] and conv.best[-1] == 60.0
+    cols = columns.columns
+    assert cols.archs[0] is cols.archs[8] is cols.archs[16] and cols.archs[0] == {"space": "nb201", "arch": "|a0~0|"}
+    assert cols.labels[1] is cols.labels[9] and cols.labels[1] == "|a1~0|"
+
+def test_a_damaged_log_is_the_same_error_read_into_columns(tmp_path):
+    from edgenas.errors import InputError
+    from edgenas.report.source import load_run_dir
+
+    run_dir = tmp_path / "r"
+    run_dir.mkdir()
+    (run_dir / "config.json").write_text(json.dumps({"space": "nb201", "devices": [["pi", 10.0]]}))
+    good = {"arch": {"arch": "x"}, "objectives": {"acc": 1.0}, "latency_ms": {"pi": 1.0}, "feasible": True}
+    for bad in ("{not json", json.dumps({**good, "number": 5}), json.dumps({**good, "number": 1, "feasible": 1})):
+        (run_dir / "evaluations.jsonl").write_text(json.dumps({**good, "number": 0}) + "\n\n" + bad + "\n")
+        errors = []
+        for columns in (False, True):
+            with pytest.raises(InputError) as exc:
+                load_run_dir(run_dir, columns=columns)
+            errors.append(str(exc.value))
+        assert errors[0] == errors[1] and "evaluations.jsonl" in errors[0]
+
+
+def test_the_projects_runs_plot_the_same_from_columns(rproj):
+    from edgenas.report.source import load_run_dir
+
+    runs = [p for p in (rproj / "runs").iterdir() if (p / "evaluations.jsonl").exists()]
+    assert len(runs) >= 3
+    for r in runs:
+        assert repr(_plots(load_run_dir(r, columns=True))) == repr(_plots(load_run_dir(r))), r.name
