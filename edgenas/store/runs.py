@@ -255,10 +255,11 @@ def get_run(db: ExperimentDB, ref: str) -> RunRecord:
 
 
 def _children(db: ExperimentDB, table: sa.Table, run_id: str, order: Sequence[Any], *, where: Any = None,
-              limit: int | None = None) -> list[dict[str, Any]]:
+              limit: int | None = None, only: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """The rows of ``table`` (evaluations, fronts) of run ``run_id`` (those ``where`` selects, the first ``limit``
-    in ``order``), checked; a damaged one names the run."""
-    q = sa.select(*raw_columns(table, db.dialect)).where(table.c.run_id == run_id)
+    in ``order``; ``only`` these columns, ``number`` among them), checked; a damaged one names the run."""
+    cols = [c for c in raw_columns(table, db.dialect) if only is None or c.name in only]
+    q = sa.select(*cols).where(table.c.run_id == run_id)
     if where is not None:
         q = q.where(where)
     with db.read() as con:
@@ -278,6 +279,14 @@ def _evaluation(r: Mapping[str, Any]) -> Evaluation:
 
 def run_evaluations(db: ExperimentDB, run_id: str) -> list[Evaluation]:
     return [_evaluation(r) for r in _children(db, evaluations, run_id, [evaluations.c.number])]
+
+
+def evaluation_values(db: ExperimentDB, run_id: str) -> list[tuple[int, float | None, bool]]:
+    """``(number, value, feasible)`` of each of the run's evaluations in order: the primary objective that
+    ``save_run`` stores in ``value`` (None where not finite), not the records. ``runs compare`` decoded every
+    evaluation's JSON columns for these two fields: 15 s and 340 MB with a run of 100,000 evaluations."""
+    rows = _children(db, evaluations, run_id, [evaluations.c.number], only=("number", "value", "feasible"))
+    return [(r["number"], r["value"], r["feasible"]) for r in rows]
 
 
 def best_evaluations(db: ExperimentDB, run_id: str, limit: int) -> list[Evaluation]:
