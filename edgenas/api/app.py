@@ -226,7 +226,7 @@ def create_app(source: DataSource, token: str | None = None, *, local_only: bool
 
     @app.get("/api/runs/{run_id}/fronts", tags=["runs"], summary="Per device: the feasible Pareto front")
     def fronts(run_id: str) -> dict[str, Any]:
-        r = source.run(run_id)
+        r = source.run(run_id, columns=True)
         out = {}
         for d in r.budgets:
             p = pareto_data(r, d)
@@ -314,7 +314,7 @@ def create_app(source: DataSource, token: str | None = None, *, local_only: bool
 
     @app.get("/runs/{run_id}", response_class=HTMLResponse, tags=["pages"], summary="Run report")
     def run_report(run_id: str) -> HTMLResponse:
-        return html(pages.run_page(source.run(run_id), source, plotly_src=PLOTLY_PATH))
+        return html(pages.run_page(source.run(run_id, columns=True), source, plotly_src=PLOTLY_PATH))
 
     @app.get("/runs/{run_id}/live", response_class=HTMLResponse, tags=["pages"], summary="Live view of a run")
     def run_live(run_id: str, request: Request, interval_ms: int = Query(1000, ge=200, le=60000)) -> HTMLResponse:
@@ -325,7 +325,7 @@ def create_app(source: DataSource, token: str | None = None, *, local_only: bool
         if len(run) > MAX_COMPARE:
             raise InputError(f"too many runs to compare ({len(run)}); at most {MAX_COMPARE}",
                              hint="pick fewer run= parameters")
-        return html(pages.compare_page([source.run(r) for r in run], plotly_src=PLOTLY_PATH))
+        return html(pages.compare_page([source.run(r, columns=True) for r in run], plotly_src=PLOTLY_PATH))
 
     @app.get("/devices/{device}", response_class=HTMLResponse, tags=["pages"], summary="Device report")
     def device_report(device: str) -> HTMLResponse:

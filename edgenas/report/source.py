@@ -264,8 +264,9 @@ class DataSource(ABC):
     def run_ids(self) -> list[str]: ...
 
     @abstractmethod
-    def run(self, run_id: str, *, evaluations: bool = True) -> RunData:
-        """``evaluations=False``: for the summary only (``RunData.logged``)."""
+    def run(self, run_id: str, *, evaluations: bool = True, columns: bool = False) -> RunData:
+        """``evaluations=False``: for the summary only (``RunData.logged``); ``columns``: for the plots only
+        (``RunData.columns``)."""
 
     @abstractmethod
     def evaluations(self, run_id: str, since: int = 0) -> list[dict[str, Any]]: ...
@@ -344,8 +345,9 @@ class FolderSource(DataSource):
                 return base / run_id
         raise NotFoundError(f"no run '{run_id}' in {self.root}", hint="GET /api/runs lists the runs")
 
-    def run(self, run_id: str, *, evaluations: bool = True) -> RunData:
-        return load_run_dir(self._run_path(run_id), run_id, tally=None if evaluations else self._tally)
+    def run(self, run_id: str, *, evaluations: bool = True, columns: bool = False) -> RunData:
+        return load_run_dir(self._run_path(run_id), run_id, tally=None if evaluations else self._tally,
+                            columns=columns)
 
     def _tally(self, log: Path) -> LogTally:
         """The log counted, going on from this source's last count of it (``tally_evaluations``): the API's
