@@ -7,23 +7,28 @@ The fixtures are built once, with this checkout's code: a real search (``nb201``
 ``raspi4_ms`` at most 20 ms, ``--budget`` the smallest size) whose ``evaluations.jsonl`` is then extended to each
 size by logging its records again under the next numbers (the format a search that repeats architectures
 writes; its ``best.json``, ``pareto.json`` and checkpoint stay the real ones); and ``--runs`` copies of the
-smallest run in ``runs/``, indexed with ``edgenas runs import`` (the database a warm start reads). Each
+smallest run in ``runs/``, indexed with ``edgenas runs import`` (the database a warm start reads); and the runs
+of every size indexed in a database of their own (``runs compare`` of them all). Each
 operation is then a fresh process of the CLI, or of the API (``FolderSource`` behind a ``TestClient``: the
 request alone is timed, in the process; ``again_median_s``: the same request again, as a server is asked
 again), the checkouts taking turns, so load on a shared machine hits both
 alike: ``runs list`` and ``runs show`` over the database, ``GET /api/runs`` over the run folders, ``report``
-and ``GET /api/runs/ID`` of each size, and a warm-started search (``--warm-start auto``, ``--budget 10``, on a
-fresh copy of the database each time) whose wall time is mostly its start-up. ``peak_rss_mb`` is the process's
+and ``GET /api/runs/ID`` of each size, ``runs compare`` of the runs of every size, and a warm-started search
+(``--warm-start auto``, ``--budget 10``, on a fresh copy of the database each time) whose wall time is mostly
+its start-up. ``peak_rss_mb`` is the process's
 peak resident memory (``wait4``). ``ratio`` is the baseline's median over this checkout's (above 1: this one is
-faster); ``same_output`` compares the two checkouts' JSON output (and a warm start's ``warm_start.json``).
+faster); ``same_output`` compares the two checkouts' JSON output (and a warm start's ``warm_start.json``; a
+report's page, byte for byte but its time stamp).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -112,10 +117,21 @@ def build(fix: Path, sizes: list[int], n_runs: int, table: Path) -> dict[str, st
     t = time.perf_counter()
     _, _, out = run_once(ROOT, many, _cli(ROOT, many, ["runs", "import", *folders, "--json"]))
     import_s = time.perf_counter() - t
-    return {"first_run": json.loads(out)[0]["id"], "build_s": f"{built_s:.1f}", "import_s": f"{import_s:.1f}"}
+    return {"first_run": json.loads(out)[0]["id"], "build_s": f"{built_s:.1f}", "import_s": f"{import_s:.1f}",
+            **build_compared(fix, sizes)}
 
 
-def operations(sizes: list[int], n_runs: int, table: Path, first_id: str) -> dict[str, tuple[str, list[str]]]:
+def build_compared(fix: Path, sizes: list[int]) -> dict[str, list[str]]:
+    """``compared/``: a project whose database indexes the runs ``big/rN`` of every size (``runs compare``)."""
+    proj = fix / "compared"
+    proj.mkdir()
+    folders = [str(fix / "big" / f"r{n}") for n in sizes]
+    _, _, out = run_once(ROOT, proj, _cli(ROOT, proj, ["runs", "import", *folders, "--json"]))
+    return {"compared_runs": [r["id"] for r in json.loads(out)]}
+
+
+def operations(sizes: list[int], n_runs: int, table: Path, first_id: str,
+               compared: list[str]) -> dict[str, tuple[str, list[str]]]:
     """name -> (fixture project, argv after the interpreter; 'API' first for an API request)."""
     ops: dict[str, tuple[str, list[str]]] = {
         f"runs list ({n_runs} runs)": ("many", ["runs", "list", "--json"]),
@@ -130,6 +146,8 @@ def operations(sizes: list[int], n_runs: int, table: Path, first_id: str) -> dic
         ops[f"GET /api/runs/ID ({n} evaluations)"] = ("big", ["API", f"/api/runs/r{n}"])
         ops[f"report ({n} evaluations)"] = ("big", ["report", f"r{n}", "--out", "{out}.html", "--json"])
     ops[f"GET /api/runs ({len(sizes)} runs of {'/'.join(map(str, sizes))})"] = ("big", ["API", "/api/runs"])
+    ops[f"runs compare ({len(sizes)} runs of {'/'.join(map(str, sizes))})"] = (
+        "compared", ["runs", "compare", *compared, "--json"])
     return ops
 
 
@@ -142,7 +160,9 @@ def _comparable(name: str, stdout: str, out: Path | None) -> object:
         warm = json.loads((out / "warm_start.json").read_text())
         return {"warm_start": warm, "best": doc.get("best"), "objective_value": doc.get("objective_value")}
     if name.startswith("report"):
-        return {k: v for k, v in doc.items() if k not in ("out", "path", "report")}
+        page = re.sub(rb"generated \d{4}-\d\d-\d\d \d\d:\d\d UTC", b"", Path(doc["path"]).read_bytes())
+        return {**{k: v for k, v in doc.items() if k not in ("out", "path", "report")},
+                "page_sha256": hashlib.sha256(page).hexdigest()}
     return doc
 
 
@@ -166,10 +186,13 @@ def main() -> None:
             made_now = build(fix, sizes, a.runs, a.table)
             made.write_text(json.dumps({"sizes": sizes, "runs": a.runs, **made_now}))
         built = json.loads(made.read_text())
+        if "compared_runs" not in built:  # fixtures of an earlier version of this script
+            built.update(build_compared(fix, built["sizes"]))
+            made.write_text(json.dumps(built))
         if (built["sizes"], built["runs"]) != (sizes, a.runs):
             raise SystemExit(f"{fix} holds fixtures of other --sizes/--runs: {built}")
         db = fix / "many" / ".edgenas" / "edgenas.db"
-        ops = {k: v for k, v in operations(sizes, a.runs, a.table, built["first_run"]).items()
+        ops = {k: v for k, v in operations(sizes, a.runs, a.table, built["first_run"], built["compared_runs"]).items()
                if not a.only or any(s in k for s in a.only)}
         times = {c: {k: [] for k in ops} for c in checkouts}
         rss = {c: {k: [] for k in ops} for c in checkouts}
