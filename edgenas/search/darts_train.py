@@ -269,7 +269,8 @@ def _ms(v: Any) -> bool:
 #: mbv3 relaxation's hold ``epoch``, ``arch`` and ``derived_ms`` of these)
 HISTORY_FIELDS: dict[str, Callable[[Any], bool]] = {
     "epoch": is_whole, "arch": lambda v: isinstance(v, (str, dict)), "derived_ms": _ms,
-    "derivation": lambda v: v in ("argmax", "budget", NONE_FITS), "argmax_arch": lambda v: isinstance(v, str), "argmax_ms": _ms}
+    "derivation": lambda v: v in ("argmax", "budget", NONE_FITS), "argmax_arch": lambda v: isinstance(v, str),
+    "argmax_ms": _ms}
 
 
 def check_start(start: int, config: RunConfig, ck_json: Path) -> None:

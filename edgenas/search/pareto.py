@@ -36,7 +36,6 @@ def pareto_mask(F: np.ndarray) -> np.ndarray:
     return mask
 
 
-
 def _pareto_mask_2d(F: np.ndarray) -> np.ndarray:
     """``pareto_mask`` of two objectives in one sort and a running minimum, no loop in Python: the loop compares
     each row with the front so far, which for a report's 100,000 evaluations took 20 s. A row is dominated when a
@@ -58,6 +57,7 @@ def _pareto_mask_2d(F: np.ndarray) -> np.ndarray:
     dominated = ((start > 0) & (before <= b)) | (b > b[start])
     mask[idx[order]] = ~dominated
     return mask
+
 
 _BLOCK_PAIRS = 1 << 20  # pairs compared at once: about 10 MB of scratch at any population size
 

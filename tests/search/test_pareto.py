@@ -49,7 +49,6 @@ def test_hypervolume_matches_inclusion_exclusion_on_reals(m):
         assert hypervolume(P, ref) == pytest.approx(incl_excl_hv(P, ref), rel=1e-12, abs=1e-12)
 
 
-
 def test_pareto_mask_of_two_objectives_agrees_with_pairwise_dominance_ties_infinities_and_nan_included():
     """Two objectives take a sort and a running minimum (a report's 100,000 evaluations: 20 s in the loop);
     rows on a small grid tie often, duplicates of a front point are all kept, a row with NaN is kept and
@@ -69,6 +68,7 @@ def test_pareto_mask_of_two_objectives_agrees_with_pairwise_dominance_ties_infin
             assert mask[i] == (not dominated), (F.tolist(), i)
     assert pareto_mask(np.array([[1.0, 2.0], [1.0, 2.0], [0.0, 3.0], [1.0, 3.0]])).tolist() == \
         [True, True, True, False]
+
 
 def test_hypervolume_edge_cases():
     assert hypervolume(np.empty((0, 2)), np.array([1.0, 1.0])) == 0.0
