@@ -160,8 +160,9 @@ def _comparable(name: str, stdout: str, out: Path | None) -> object:
         warm = json.loads((out / "warm_start.json").read_text())
         return {"warm_start": warm, "best": doc.get("best"), "objective_value": doc.get("objective_value")}
     if name.startswith("report"):
-        page = re.sub(rb"generated \d{4}-\d\d-\d\d \d\d:\d\d UTC", b"", Path(doc["path"]).read_bytes())
-        return {**{k: v for k, v in doc.items() if k not in ("out", "path", "report")},
+        page = re.sub(rb"generated \d{4}-\d\d-\d\d \d\d:\d\d UTC", b"",
+                      Path(doc.get("report_path") or doc["path"]).read_bytes())  # a baseline before report_path
+        return {**{k: v for k, v in doc.items() if k not in ("out", "path", "report_path", "report")},
                 "page_sha256": hashlib.sha256(page).hexdigest()}
     return doc
 

@@ -71,7 +71,7 @@ def register(app: typer.Typer) -> None:
             text, default = pages.run_page(run, source), runs[0] / "report.html"
         path = pages.write_html(text, out_path or default, force=force)
         if json_out:
-            emit_json({"kind": kind, "path": str(path), "bytes": path.stat().st_size})
+            emit_json({"kind": kind, "report_path": str(path), "bytes": path.stat().st_size})
         else:
             out.print(f"report written: {esc(str(path))}")
 

@@ -26,7 +26,7 @@ def test_run_and_compare_reports_go_where_they_say(fresh, cli):
     res = cli("report", "runs/a", "--json")
     assert res.code == 0 and res.err == "", res.err
     written = fresh / "runs" / "a" / "report.html"
-    assert res.json() == {"kind": "run", "path": "runs/a/report.html", "bytes": written.stat().st_size}
+    assert res.json() == {"kind": "run", "report_path": "runs/a/report.html", "bytes": written.stat().st_size}
     (fresh / "mine.html").write_text("<p>my notes</p>")
     res = cli("report", "runs/a", "--out", "mine.html")
     one_line_error(res, "mine.html exists and is not an edgenas report")
@@ -35,7 +35,7 @@ def test_run_and_compare_reports_go_where_they_say(fresh, cli):
     res = cli("report", "runs/a", "--out", "mine.html", "--force")
     assert (res.code, res.out) == (0, "report written: mine.html\n") and (fresh / "mine.html").is_file()
     res = cli("report", "--compare", "runs/a", "runs/b", "--json")
-    assert res.code == 0 and res.json()["kind"] == "compare" and res.json()["path"] == "compare-report.html"
+    assert res.code == 0 and res.json()["kind"] == "compare" and res.json()["report_path"] == "compare-report.html"
     assert _title(fresh / "compare-report.html") == "edgenas: comparing a, b"  # the runs' ids
     (fresh / "other").mkdir()
     shutil.copytree(fresh / "runs" / "a", fresh / "other" / "a")  # the same id twice: told apart by path
@@ -49,7 +49,7 @@ def test_a_fleet_report_of_an_inventory_names_its_devices(fresh, cli):
     (fresh / "profiles").mkdir()
     (fresh / "profiles" / "fleet.toml").write_text('[fleet]\ndevices = ["local"]\n')
     res = cli("report", "--fleet", "--inventory", "profiles/fleet.toml", "--json")
-    assert res.code == 0 and res.json() == {"kind": "fleet", "path": "fleet-report.html",
+    assert res.code == 0 and res.json() == {"kind": "fleet", "report_path": "fleet-report.html",
                                             "bytes": (fresh / "fleet-report.html").stat().st_size}, res.err
     assert "local" in (fresh / "fleet-report.html").read_text()
     with socket.socket() as s:  # a port nothing listens on (once closed)

@@ -29,7 +29,7 @@ def test_report_renders_in_chromium(rproj, cli, browser, tmp_path, monkeypatch, 
     out = tmp_path / f"{kind}.html"
     res = cli("report", *args, "--out", str(out), "--json")
     assert res.code == 0, res.err
-    assert res.json()["path"] == str(out) and res.json()["kind"] == kind
+    assert res.json()["report_path"] == str(out) and res.json()["kind"] == kind
     _check_offline(out.read_text())
     page = browser.open(out.as_uri())
     assert page.errors == []
