@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
         with progress_bar(quiet=json_out) as bar:
             path = train_supernet(cfg, resume=resume, progress=lambda done, total, *rest: bar("train", done, total))
         if json_out:
-            emit_json({"checkpoint": str(path), "config": cfg.to_dict()})
+            emit_json({"checkpoint_path": str(path), "config": cfg.to_dict()})
             return
         out.print(f"supernet checkpoint: {esc(path)}")
 
@@ -57,9 +57,9 @@ def register(app: typer.Typer) -> None:
             raise InputError(f"architectures of several spaces given: {', '.join(sorted(spaces))}")
         space = loaded[0][0]
         acc = evaluate_subnets(checkpoint, [a for _, a in loaded], data, space=space)
-        rows = [{"arch_file": str(p), "accuracy": float(x)} for p, x in zip(arch_file, acc)]
+        rows = [{"arch_path": str(p), "accuracy": float(x)} for p, x in zip(arch_file, acc)]
         if json_out:
             emit_json(rows)
             return
         for r in rows:
-            out.print(f"{r['accuracy']:6.2f}%  {esc(r['arch_file'])}")
+            out.print(f"{r['accuracy']:6.2f}%  {esc(r['arch_path'])}")

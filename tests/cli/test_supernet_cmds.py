@@ -33,7 +33,8 @@ def test_supernet_train_defaults_and_its_json_and_text_output(fresh, cli, tmp_pa
     assert (got["config"]["steps"], got["config"]["epochs"]) == (None, 5.0)  # neither given: five epochs
     assert {k: got["config"][k] for k in ("batch_size", "lr", "n_random", "seed", "checkpoint_every", "out")} == \
         {"batch_size": 64, "lr": 0.05, "n_random": 2, "seed": 0, "checkpoint_every": 100, "out": "sn"}
-    assert (fresh / got["checkpoint"]).exists()
+    assert set(got) == {"checkpoint_path", "config"}  # a file's path is FILE_path (README, --json names)
+    assert (fresh / got["checkpoint_path"]).is_file() and got["checkpoint_path"] == "sn/supernet.json"
 
     res = cli("supernet", "train", "--space", "mbv3-tiny", "--data", data, "--steps", "1", "--out", "sn2")
     assert res.code == 0, res.err
@@ -49,14 +50,14 @@ def test_supernet_eval_scores_each_file_and_refuses_mixed_spaces(fresh, cli, tmp
     res = cli("supernet", "eval", str(a), str(b), "--checkpoint", "sn", "--json")
     assert res.code == 0, res.err
     rows = json.loads(res.out)
-    assert [r["arch_file"] for r in rows] == [str(a), str(b)]
+    assert [r["arch_path"] for r in rows] == [str(a), str(b)]
     assert all(isinstance(r["accuracy"], float) and 0.0 <= r["accuracy"] <= 100.0 for r in rows)
     one = cli("supernet", "eval", str(a), "--checkpoint", "sn", "--json")  # one file: its space is the space
     assert one.code == 0 and json.loads(one.out) == rows[:1], one.err
 
     res = cli("supernet", "eval", str(a), str(b), "--checkpoint", "sn")
     assert res.code == 0, res.err
-    assert res.out.splitlines() == [f"{r['accuracy']:6.2f}%  {r['arch_file']}" for r in rows]
+    assert res.out.splitlines() == [f"{r['accuracy']:6.2f}%  {r['arch_path']}" for r in rows]
 
     other = _arch_file(tmp_path / "c.json", "mbv3-small", 0)
     before = sorted(p.name for p in (fresh / "sn").iterdir())
