@@ -36,8 +36,8 @@ class StaleRun:
     reason: str
     devices: tuple[str, ...]            # the devices whose table changed
     chosen_number: int | None = None
-    chosen_ms_then: dict[str, float] | None = None
-    chosen_ms_now: dict[str, float] | None = None
+    chosen_then_ms: dict[str, float] | None = None
+    chosen_now_ms: dict[str, float] | None = None
     better_number: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -105,7 +105,7 @@ def check_run(db: ExperimentDB, project: Project, run: RunRecord,
     chosen_now = {d: float(now[d].predict_many([chosen])[0]) for d in changed}
     over = [d.device for d in budgeted if d.device in chosen_now and chosen_now[d.device] > d.budget_ms]
     base = dict(run_id=run.id, out_dir=run.out_dir, space=run.space, devices=tuple(changed),
-                chosen_number=run.best_number, chosen_ms_then=then, chosen_ms_now=chosen_now)
+                chosen_number=run.best_number, chosen_then_ms=then, chosen_now_ms=chosen_now)
     if over:
         d = next(x for x in budgeted if x.device == over[0])
         return StaleRun(status="over_budget", reason=f"the chosen architecture (#{run.best_number}) now takes "

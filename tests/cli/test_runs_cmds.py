@@ -168,6 +168,8 @@ def test_runs_stale_names_each_stale_run_and_how_to_rerun_it(fresh, cli, monkeyp
     stale = cli("runs", "stale", "--json").json()
     [s] = stale["stale"]
     assert stale["checked"] == 1 and s["run_id"] == res.json()["run_id"] and s["status"] == "over_budget"
+    # latencies end in _ms (README, --json names): the chosen network's then (under budget) and now (over it)
+    assert s["chosen_then_ms"]["raspi4_ms"] <= 0.2 < s["chosen_now_ms"]["raspi4_ms"], s
     said = cli("runs", "stale")
     assert said.code == 0 and said.out.splitlines() == [
         "1 of 1 finished runs are stale", f"{s['run_id']} (over_budget): {' '.join(s['reason'].split())}",

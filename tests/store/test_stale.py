@@ -52,9 +52,9 @@ def test_rescaled_table_makes_runs_stale_and_rerun_fixes_them(db, db_url, tmp_pa
     runs = {r.seed: r for r in list_runs(db) if r.devices}
     for seed in (0, 1):  # checked by hand: chosen latency x 1.5 > budget
         s = by_id[runs[seed].id]
-        then = s.chosen_ms_then["raspi4_ms"]
+        then = s.chosen_then_ms["raspi4_ms"]
         assert s.status == "over_budget" and then * 1.5 > budgets[seed] >= then
-        assert s.chosen_ms_now["raspi4_ms"] == pytest.approx(then * 1.5)
+        assert s.chosen_now_ms["raspi4_ms"] == pytest.approx(then * 1.5)
     assert runs[2].id not in by_id  # 1.5x the chosen one's latency is still far below 400 ms
     monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
     r = cli("runs", "stale", "--db", db_url, "--json")
@@ -199,7 +199,7 @@ def test_a_changed_table_is_rechecked_against_the_budget_by_hand(db, tmp_path, n
         return
     [s] = stale
     assert (s.status, s.better_number) == expected and s.devices == ("raspi4_ms",) and s.chosen_number == 0
-    assert s.chosen_ms_then == {"raspi4_ms": 9.0} and s.chosen_ms_now == {"raspi4_ms": now[0]}
+    assert s.chosen_then_ms == {"raspi4_ms": 9.0} and s.chosen_now_ms == {"raspi4_ms": now[0]}
     if s.status == "over_budget":
         assert s.reason == ("the chosen architecture (#0) now takes 10.5 ms on raspi4_ms > budget 10 ms "
                             "(was 9 ms)")
@@ -230,7 +230,7 @@ def test_an_unchanged_device_still_bounds_what_is_better(db, tmp_path):
     now = {"raspi4_ms": [9.5, 11.0, 12.0, 13.0], "pixel3_ms": [4.25, 4.0, 4.5, 4.0]}
     [s] = _made_up_run(db, tmp_path, then=then, now=now, budgets={"raspi4_ms": 10.0, "pixel3_ms": 4.0}, acc=ACC)[0]
     assert s.status == "over_budget" and s.devices == ("raspi4_ms", "pixel3_ms")
-    assert s.chosen_ms_now == {"raspi4_ms": 9.5, "pixel3_ms": 4.25} and "4.25 ms on pixel3_ms > budget 4 ms" in s.reason
+    assert s.chosen_now_ms == {"raspi4_ms": 9.5, "pixel3_ms": 4.25} and "4.25 ms on pixel3_ms > budget 4 ms" in s.reason
 
 
 def test_a_table_no_longer_at_hand_is_unknown_unless_another_changed(db, tmp_path):
@@ -279,7 +279,7 @@ def test_a_fewshot_device_is_rechecked_with_its_refitted_model(db, tmp_path, mon
     monkeypatch.setattr(fewshot, "load_latency_model", lambda luts_dir, device, space: fitted.get(device))
     stale = _made_up_run(db, tmp_path, then={"orin": then}, now={"orin": then}, budgets={"orin": 10.0}, acc=ACC,
                          kinds={"orin": "fewshot"})[0]
-    assert [(s.status, s.chosen_ms_now) for s in stale] == [("over_budget", {"orin": 10.5})]
+    assert [(s.status, s.chosen_now_ms) for s in stale] == [("over_budget", {"orin": 10.5})]
     # the run's hash is of the model it ran with: the same model now is no change
     import edgenas.store.runs as runs
 
