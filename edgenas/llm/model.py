@@ -13,6 +13,7 @@ for another base model and running out of memory are turned into ``LLMError`` as
 from __future__ import annotations
 
 import copy
+import functools
 import importlib.metadata as md
 import os
 import stat
@@ -134,6 +135,27 @@ def quiet() -> Iterator[None]:
         yield
 
 
+@contextmanager
+def no_gguf_bar() -> Iterator[None]:
+    """transformers de-quantises a GGUF file (the default model's) under a plain ``tqdm.auto`` bar that its
+    ``disable_progress_bar`` does not reach: every LLM search printed it on stderr, ``--json`` and
+    ``EDGENAS_NO_PROGRESS`` or not. The loader's ``tqdm`` is held disabled for the block."""
+    try:
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:  # a transformers without it reads no GGUF file, so it draws no such bar
+        yield
+        return
+    bar = getattr(gguf_utils, "tqdm", None)
+    if bar is None:
+        yield
+        return
+    gguf_utils.tqdm = functools.partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = bar
+
+
 def _require_transformers() -> Any:
     try:
         import transformers
@@ -229,7 +251,7 @@ def load_model(source: ModelSource, *, dtype: str = "float32", cache: bool = Tru
                 raise LLMError(f"unsupported model dtype {dtype!r} on the CPU", hint="use float32 or bfloat16")
             kwargs["dtype"] = getattr(torch, dtype)
         try:
-            with quiet():  # trust_remote_code=False: a folder's own Python code never runs
+            with quiet(), no_gguf_bar():  # trust_remote_code=False: a folder's own Python code never runs
                 tok = tf.AutoTokenizer.from_pretrained(str(source.folder), gguf_file=source.gguf_file,
                                                        trust_remote_code=False)
                 model = tf.AutoModelForCausalLM.from_pretrained(str(source.folder), **kwargs)
