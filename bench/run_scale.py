@@ -11,10 +11,12 @@ smallest run in ``runs/``, indexed with ``edgenas runs import`` (the database a 
 of every size indexed in a database of their own (``runs compare`` of them all). Each
 operation is then a fresh process of the CLI, or of the API (``FolderSource`` behind a ``TestClient``: the
 request alone is timed, in the process; ``again_median_s``: the same request again, as a server is asked
-again), the checkouts taking turns, so load on a shared machine hits both
-alike: ``runs list`` and ``runs show`` over the database, ``GET /api/runs`` over the run folders, ``report``
-and ``GET /api/runs/ID`` of each size, ``runs compare`` of the runs of every size, and a warm-started search
-(``--warm-start auto``, ``--budget 10``, on a fresh copy of the database each time) whose wall time is mostly
+again, or of a poll the next one, as the live page polls: ``since`` the number it got to), the checkouts
+taking turns, so load on a shared machine hits both alike: ``runs list`` and ``runs show`` over the database,
+``GET /api/runs`` over the run folders, ``report``, ``GET /api/runs/ID``, the live page ``GET /runs/ID/live``
+and a poll of its last 10 evaluations (``GET /api/runs/ID/evaluations?since=N``) of each size, ``runs
+compare`` of the runs of every size, and a warm-started search (``--warm-start auto``, ``--budget 10``, on a
+fresh copy of the database each time) whose wall time is mostly
 its start-up. ``peak_rss_mb`` is the process's
 peak resident memory (``wait4``). ``ratio`` is the baseline's median over this checkout's (above 1: this one is
 faster); ``same_output`` compares the two checkouts' JSON output (and a warm start's ``warm_start.json``; a
@@ -51,11 +53,15 @@ t = time.perf_counter()
 r = client.get(sys.argv[1])
 elapsed = time.perf_counter() - t
 assert r.status_code == 200, r.text[:300]
+html = r.headers["content-type"].startswith("text/html")
+body = r.text if html else r.json()
+then = sys.argv[2] if len(sys.argv) > 2 else sys.argv[1]
 t = time.perf_counter()
-again = client.get(sys.argv[1])
+again = client.get(then)
 again_s = time.perf_counter() - t
-assert again.json() == r.json()
-print(json.dumps({"request_s": elapsed, "again_s": again_s, "body": r.json()}))
+assert again.status_code == 200, again.text[:300]
+assert then != sys.argv[1] or (again.text if html else again.json()) == body
+print(json.dumps({"request_s": elapsed, "again_s": again_s, "body": body}))
 """
 
 
@@ -145,6 +151,9 @@ def operations(sizes: list[int], n_runs: int, table: Path, first_id: str,
     for n in sizes:
         ops[f"GET /api/runs/ID ({n} evaluations)"] = ("big", ["API", f"/api/runs/r{n}"])
         ops[f"report ({n} evaluations)"] = ("big", ["report", f"r{n}", "--out", "{out}.html", "--json"])
+        ops[f"GET /runs/ID/live ({n} evaluations)"] = ("big", ["API", f"/runs/r{n}/live"])
+        ops[f"GET /api/runs/ID/evaluations?since={n - 10} ({n} evaluations)"] = (
+            "big", ["API", f"/api/runs/r{n}/evaluations?since={n - 10}", f"/api/runs/r{n}/evaluations?since={n}"])
     ops[f"GET /api/runs ({len(sizes)} runs of {'/'.join(map(str, sizes))})"] = ("big", ["API", "/api/runs"])
     ops[f"runs compare ({len(sizes)} runs of {'/'.join(map(str, sizes))})"] = (
         "compared", ["runs", "compare", *compared, "--json"])
@@ -208,7 +217,7 @@ def main() -> None:
                     if "{db}" in args:
                         shutil.copy(db, fresh_db)
                     argv = [x.format(db=f"sqlite:///{fresh_db}", out=scratch / "out") for x in args]
-                    cmd = ([sys.executable, "-c", _API, argv[1]] if argv[0] == "API"
+                    cmd = ([sys.executable, "-c", _API, *argv[1:]] if argv[0] == "API"
                            else _cli(checkout, fix / where, argv))
                     wall, peak, stdout = run_once(checkout, fix / where, cmd)
                     if argv[0] == "API":
