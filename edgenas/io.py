@@ -111,6 +111,14 @@ def read_log_bytes(path: Path) -> bytes | None:
     """The bytes of an append-only log (``evaluations.jsonl``, a device's ``verified.jsonl``); None when
     there is none. A link, a device file (``/dev/zero`` never ends) or a file over ``MAX_LOG_BYTES`` is
     one ``InputError`` before anything is read."""
+    got = read_log_tail(path, 0)
+    return None if got is None else got[0]
+
+
+def read_log_tail(path: Path, offset: int) -> tuple[bytes, os.stat_result] | None:
+    """The bytes of the log at ``path`` from byte ``offset`` on (none when it is shorter), and its ``stat``
+    (which file it is: a reader that remembers where it stopped goes on from there only in the same file);
+    checked as ``read_log_bytes`` checks it, the size limit on the whole file."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
@@ -126,7 +134,9 @@ def read_log_bytes(path: Path) -> bytes | None:
             raise InputError(f"{path} is {st.st_size / (1 << 20):.0f} MB, over the "
                              f"{MAX_LOG_BYTES / (1 << 20):g} MB limit for logs",
                              hint="check the folder; EDGENAS_MAX_INPUT_MB raises the limit (logs get 32 times it)")
-        return fh.read()
+        if offset:
+            fh.seek(offset)
+        return fh.read(), st
 
 
 class _LogFile(io.TextIOWrapper):

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from edgenas.errors import InputError
-from edgenas.io import read_log_bytes
+from edgenas.io import read_log_bytes, read_log_tail
 from edgenas.kinds import is_budget_ms, is_run_id, is_scores, is_warm_start
 from edgenas.limits import is_count, is_finite, loads_json
 
@@ -56,6 +56,66 @@ def read_evaluations(path: Path, since: int = 0) -> tuple[list[dict[str, Any]], 
         if rec["number"] != i:
             raise _out_of_order(path, i, rec["number"])
     return recs, end
+
+
+@dataclass(frozen=True)
+class LogMark:
+    """Where a reader of an evaluation log stopped (``read_evaluations_after``): ``records`` records (and
+    ``lines`` lines, blank ones too) end at byte ``offset``; ``file``, the log's device and inode, and ``tail``,
+    the bytes just before ``offset``: the same file with the same bytes there is taken to be the same log,
+    appended to since."""
+
+    records: int
+    lines: int
+    offset: int
+    file: tuple[int, int]
+    tail: bytes
+
+
+#: the bytes before a ``LogMark`` compared again (the end of its last record or two)
+_MARK_TAIL = 512
+
+
+def read_evaluations_after(path: Path, since: int = 0,
+                           mark: LogMark | None = None) -> tuple[list[dict[str, Any]], LogMark | None]:
+    """The log's evaluation records from number ``since`` on, each checked as ``read_evaluations`` checks it
+    (the records before ``since`` are counted, not parsed), and a ``LogMark`` at the end of its complete lines
+    (None when there is no log). ``mark``, one of an earlier call: when it is at or before record ``since`` and
+    still holds (same file, same bytes before it) the log is read from there only, so a live view polling a
+    run of 100,000 evaluations every second reads what was appended, not the whole log. ``since`` counts
+    records: a blank line is skipped, not counted (``read_evaluations`` numbers records so too)."""
+    start = mark if mark is not None and mark.records <= since else None
+    got = read_log_tail(path, max(start.offset - len(start.tail), 0) if start else 0)
+    if got is None:
+        return [], None
+    data, st = got
+    file = (st.st_dev, st.st_ino)
+    if start is not None and not (start.file == file and start.offset <= st.st_size
+                                  and data[:len(start.tail)] == start.tail):
+        start = None   # another file, or not the one it was: read it from the start
+        data, st = read_log_tail(path, 0) or (b"", st)
+        file = (st.st_dev, st.st_ino)
+    skip = len(start.tail) if start else 0
+    base = start.offset - skip if start else 0
+    end = data.rfind(b"\n") + 1
+    records, lines = (start.records, start.lines) if start else (0, 0)
+    out = []
+    for line in data[skip:max(end, skip)].splitlines():
+        lines += 1
+        if not line.strip():
+            continue
+        if records >= since:
+            try:
+                rec = loads_json(line)
+            except ValueError:  # as read_jsonl
+                raise InputError(f"malformed line {lines} in {path}", hint=_DAMAGED) from None
+            check_evaluation(rec, path, records + 1)
+            if rec["number"] != records:
+                raise _out_of_order(path, records, rec["number"])
+            out.append(rec)
+        records += 1
+    stop = max(end, skip)
+    return out, LogMark(records, lines, base + stop, file, bytes(data[max(stop - _MARK_TAIL, 0):stop]))
 
 
 def _out_of_order(path: Path, i: int, number: Any) -> InputError:

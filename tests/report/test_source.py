@@ -321,3 +321,81 @@ def test_a_recount_checks_only_what_was_appended_to_the_log(tmp_path):
     assert tally_evaluations(log) == dataclasses.replace(after, objective="cifar10_test")
     log.write_bytes(log.read_bytes().replace(b"cifar10_test", b"cifar10_tesT", 1))  # same length, other bytes
     assert tally_evaluations(log, marked).objective == "cifar10_tesT"
+
+
+def _append(log, *lines: str) -> None:
+    with open(log, "a") as f:
+        f.write("".join(lines))
+
+
+def test_a_poll_after_an_append_returns_exactly_the_new_records(tmp_path):
+    """The live view polls ``evaluations(run, since=N)`` with the number it got to: each poll returns the records
+    appended since, read from where the last poll stopped (the mark's count of lines goes on: a line damaged there
+    is named by its number in the whole log), a torn last line left for the next poll."""
+    import dataclasses
+    import json
+
+    from edgenas.errors import InputError
+    from edgenas.search.run_files import read_evaluations_after
+
+    path, src = _table_run(tmp_path)
+    log = path / "evaluations.jsonl"
+    records = [json.loads(x) for x in log.read_text().splitlines()]
+    assert src.evaluations("r", 0) == records and src.evaluations("r", 30) == []
+    new = [{**records[k], "number": 30 + k} for k in range(3)]
+    torn = json.dumps({**records[0], "number": 33})
+    _append(log, *(json.dumps(r) + "\n" for r in new), torn[:40])
+    assert src.evaluations("r", 30) == new
+    _append(log, torn[40:] + "\n")
+    assert src.evaluations("r", 33) == [json.loads(torn)] and src.evaluations("r", 34) == []
+    assert src.evaluations("r", 31) == [*new[1:], json.loads(torn)]  # behind the last poll: read from the start
+    _, mark = read_evaluations_after(log, 34)
+    assert (mark.records, mark.lines, mark.offset) == (34, 34, log.stat().st_size)
+    _append(log, "{\"number\": 34,\n")
+    with pytest.raises(InputError, match=r"malformed line 35 in .*evaluations.jsonl"):
+        src.evaluations("r", 34)
+    with pytest.raises(InputError, match="malformed line 1035 in"):  # counted on from the mark, not again
+        read_evaluations_after(log, 34, dataclasses.replace(mark, lines=1034))
+
+
+def test_a_poll_reads_the_log_again_when_it_is_not_the_one_it_marked(tmp_path):
+    """A mark holds for the same file with the same bytes before it: a log replaced (another file), cut shorter
+    or changed just before the mark is read from the start; so is a poll behind the mark."""
+    import json
+    import os
+
+    from edgenas.search.run_files import read_evaluations_after
+
+    path, _ = _table_run(tmp_path)
+    log = path / "evaluations.jsonl"
+    records = [json.loads(x) for x in log.read_text().splitlines()]
+    _, mark = read_evaluations_after(log, 30)
+    assert read_evaluations_after(log, 30, mark) == ([], mark)
+    other = [{**r, "wall_s": 1.0} for r in records]
+    text = "".join(json.dumps(r) + "\n" for r in other)
+    (path / "new.jsonl").write_text(text)
+    os.replace(path / "new.jsonl", log)                           # another file (a new inode)
+    assert read_evaluations_after(log, 29, mark)[0] == other[29:]
+    _, mark = read_evaluations_after(log, 30)
+    log.write_text(text.replace('"wall_s": 1.0}', '"wall_s": 2.0}'))  # the same file, other bytes before the mark
+    assert read_evaluations_after(log, 29, mark)[0] == [{**other[29], "wall_s": 2.0}]
+    _, mark = read_evaluations_after(log, 30)
+    log.write_text("".join(json.dumps(r) + "\n" for r in records[:20]))   # cut shorter
+    assert read_evaluations_after(log, 19, mark)[0] == records[19:20]
+    assert read_evaluations_after(log, 25, mark) == ([], read_evaluations_after(log, 20)[1])
+
+
+def test_a_poll_counts_records_not_blank_lines(tmp_path):
+    """``since`` is the number of the first record wanted (the live page polls with the count it got): a blank
+    line in the log (the report, ``runs import`` and the summary skip it) made every poll past it fail, 'record
+    11 is evaluation number 9, expected 10', and the live page wait forever."""
+    import json
+
+    path, src = _table_run(tmp_path)
+    log = path / "evaluations.jsonl"
+    lines = log.read_text().splitlines(True)
+    records = [json.loads(x) for x in lines]
+    log.write_text("".join(lines[:5]) + "\n" + "".join(lines[5:]))
+    for since in (4, 10, 29, 30):
+        assert src.evaluations("r", since) == records[since:], since
+
