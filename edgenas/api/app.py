@@ -318,7 +318,9 @@ def create_app(source: DataSource, token: str | None = None, *, local_only: bool
 
     @app.get("/runs/{run_id}/live", response_class=HTMLResponse, tags=["pages"], summary="Live view of a run")
     def run_live(run_id: str, request: Request, interval_ms: int = Query(1000, ge=200, le=60000)) -> HTMLResponse:
-        return html(live_page(source.run(run_id), PLOTLY_PATH, request.query_params.get("token"), interval_ms))
+        # the page needs the run's settings, not its records (its script polls for them): the log is counted
+        return html(live_page(source.run(run_id, evaluations=False), PLOTLY_PATH, request.query_params.get("token"),
+                              interval_ms))
 
     @app.get("/compare", response_class=HTMLResponse, tags=["pages"], summary="Compare runs (?run=A&run=B)")
     def compare(run: list[str] = Query(...)) -> HTMLResponse:

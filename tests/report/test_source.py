@@ -399,3 +399,24 @@ def test_a_poll_counts_records_not_blank_lines(tmp_path):
     for since in (4, 10, 29, 30):
         assert src.evaluations("r", since) == records[since:], since
 
+
+def test_the_live_page_reads_the_run_s_settings_not_its_records(tmp_path):
+    """The live page needs the run's settings (its script polls for the records): it counts the log, the same
+    page as from the records loaded (no pareto.json or request.json: the objective from the log), and a damaged
+    log is the same one error."""
+    from starlette.testclient import TestClient
+
+    from edgenas.api.app import PLOTLY_PATH, create_app
+    from edgenas.api.live import live_page
+
+    path, src = _table_run(tmp_path)
+    (path / "pareto.json").unlink()
+    (path / "request.json").unlink()
+    client = TestClient(create_app(src))
+    page = client.get("/runs/r/live?interval_ms=300")
+    assert page.status_code == 200 and page.text == live_page(src.run("r"), PLOTLY_PATH, None, 300)
+    assert '"objective": "cifar10_test"' in page.text
+    log = path / "evaluations.jsonl"
+    log.write_text(log.read_text().replace('"number": 3,', '"number": 4,', 1))
+    r = client.get("/runs/r/live")
+    assert r.status_code == 400 and "record 4 is evaluation number 4" in r.json()["error"]
