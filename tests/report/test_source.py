@@ -420,3 +420,29 @@ def test_the_live_page_reads_the_run_s_settings_not_its_records(tmp_path):
     log.write_text(log.read_text().replace('"number": 3,', '"number": 4,', 1))
     r = client.get("/runs/r/live")
     assert r.status_code == 400 and "record 4 is evaluation number 4" in r.json()["error"]
+
+
+def test_the_api_s_polls_follow_an_append_and_refuse_a_damaged_line(tmp_path):
+    """Over HTTP as the live page polls: ``next`` is the number to poll with; an append is answered with exactly
+    the new records; a damaged line appended is one 400 naming its line, and nothing is written."""
+    import json
+
+    from starlette.testclient import TestClient
+
+    from edgenas.api.app import create_app
+
+    path, src = _table_run(tmp_path)
+    log = path / "evaluations.jsonl"
+    records = [json.loads(x) for x in log.read_text().splitlines()]
+    client = TestClient(create_app(src))
+    first = client.get("/api/runs/r/evaluations?since=0").json()
+    assert (first["next"], first["evaluations"]) == (30, records)
+    new = [{**records[k], "number": 30 + k} for k in range(2)]
+    _append(log, *(json.dumps(r) + "\n" for r in new))
+    assert client.get("/api/runs/r/evaluations?since=30").json() == {"run": "r", "since": 30, "next": 32,
+                                                                      "evaluations": new}
+    _append(log, json.dumps({**records[0], "number": 32})[:-1] + ",}\n")
+    size = log.stat().st_size
+    r = client.get("/api/runs/r/evaluations?since=32")
+    assert r.status_code == 400 and r.json()["error"] == f"malformed line 33 in {log}"
+    assert r.json()["hint"] == "the run folder is damaged" and log.stat().st_size == size
