@@ -120,19 +120,22 @@ def test_a_damaged_run_row_is_one_error_naming_table_run_and_column(dproj, cli, 
     assert _files(dproj) == before  # nothing changed
 
 
-@pytest.mark.parametrize("table,change,column", [
-    ("evaluations", "objectives='[1]'", "objectives"),
-    ("evaluations", "arch='{'", "arch"),
-    ("evaluations", "feasible='yy'", "feasible"),
-    ("run_devices", "budget_ms='x'", "budget_ms"),
-    ("fronts", "number='x'", "number"),
+@pytest.mark.parametrize("table,change,column,command", [
+    ("evaluations", "objectives='[1]'", "objectives", "rerun"),  # compare reads number, value and feasible only
+    ("evaluations", "arch='{'", "arch", "rerun"),                # a re-run's warm start reads the best rows whole
+    ("evaluations", "feasible='yy'", "feasible", "compare"),
+    ("evaluations", "value='x'", "value", "compare"),
+    ("run_devices", "budget_ms='x'", "budget_ms", "compare"),
+    ("fronts", "number='x'", "number", "show"),
 ])
-def test_damaged_rows_of_a_runs_other_tables_are_one_error(dproj, cli, table, change, column):
+def test_damaged_rows_of_a_runs_other_tables_are_one_error(dproj, cli, table, change, column, command):
     rid = _run_id(dproj)
     _sql(dproj, f"UPDATE {table} SET {change}")
-    args = {"evaluations": ("runs", "compare", rid, rid), "run_devices": ("runs", "compare", rid, rid),
-            "fronts": ("runs", "show", rid)}[table]
+    args = {"compare": ("runs", "compare", rid, rid), "show": ("runs", "show", rid),
+            "rerun": ("search", "--rerun", rid)}[command]
+    before = _files(dproj)
     one_line_error(cli(*args), "damaged row", f"table {table}", f"run {rid}", f"column {column}")
+    assert _files(dproj) == before
     if table == "run_devices":  # cmd_runs formatted the budget with :g unchecked
         one_line_error(cli("runs", "show", rid), f"table {table}", f"column {column}")
         assert cli("runs", "list", "--json").json()[0]["status"] == "damaged"
