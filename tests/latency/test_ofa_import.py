@@ -94,7 +94,7 @@ def test_cli_import_says_what_it_filed_and_under_which_device(cli, tmp_path, mon
     assert res.code == 0, res.err
     got = res.json()
     assert (got["device"], got["space"], got["entries"]) == ("n10", "ofa-mbv3-w12", 870)
-    assert Path(got["path"]).parent == tmp_path / "luts" / "n10" and Path(got["path"]).is_file()
+    assert Path(got["lut_path"]).parent == tmp_path / "luts" / "n10" and Path(got["lut_path"]).is_file()
 
 
 def _one_file(folder, text, res=160):
