@@ -387,6 +387,8 @@ def test_the_config_takes_its_edge_values_anneals_tau_and_reads_back_its_own_rec
     assert edge.devices == (("a", 3.0), ("b", None)) and edge.tau(0) == 2.0
     cfg = MbDartsConfig(space=SPACE, epochs=5, tau_start=4.0, tau_end=0.25)
     assert [cfg.tau(e) for e in range(5)] == pytest.approx([4.0, 2.0, 1.0, 0.5, 0.25])
+    two = MbDartsConfig(space=SPACE, epochs=2, tau_start=4.0, tau_end=0.25)  # the last epoch's is tau_end
+    assert [two.tau(e) for e in range(2)] == pytest.approx([4.0, 0.25])
     assert MbDartsConfig(space=SPACE, epochs=1).tau(0) == 5.0
     assert MbDartsConfig.from_json(edge.to_json()) == edge and edge.to_json()["schema"] == 4
     with pytest.raises(InputError, match="schema 3"):
@@ -579,8 +581,12 @@ def test_a_diverging_run_is_one_error_and_a_checkpoint_past_the_last_epoch_is_re
     from edgenas.search.darts_mbv3_train import MbDartsConfig, run_mbv3_darts
 
     data = str(tiny_project / "small.npz")
-    with pytest.raises(EdgenasError, match="diverged in epoch 1 .*no checkpoint was saved"):
-        run_mbv3_darts(MbDartsConfig(space=SPACE, data=data, epochs=1, seed=0, lr=1e30), [], tmp_path / "nan")
+    # the alphas frozen in epoch 1: its first weight step's loss is finite, the second's (on the overflowed
+    # weights) is not, and the error names that loss (without its check the weights' named the wrong one)
+    with pytest.raises(EdgenasError, match=r"diverged in epoch 1 \(a training loss NaN or infinite\); no checkpoint "
+                                           r"was saved"):
+        run_mbv3_darts(MbDartsConfig(space=SPACE, data=data, epochs=2, batch_size=16, seed=0, lr=1e30,
+                                     arch_warmup=0.5), [], tmp_path / "nan")
     assert sorted(p.name for p in (tmp_path / "nan").iterdir()) == ["config.json"]
     cfg = MbDartsConfig(space=SPACE, data=data, epochs=1, seed=0)
     run_mbv3_darts(cfg, [], tmp_path / "run")
@@ -783,3 +789,31 @@ def test_a_resumed_run_predicts_the_argmax_latency_in_best_json(tmp_path):
     rec = run_mbv3_darts(cfg, models, run, resume=True)
     assert rec == full and rec["argmax_latency_ms"]["a"] == pytest.approx(models[0][1].predict(
         get_space(SPACE).from_dict(rec["argmax_arch"])), rel=1e-12) and rec["argmax_latency_ms"]["a"] > 0.01
+
+
+def test_a_new_run_in_a_folder_with_a_stray_checkpoint_but_no_config_starts_from_epoch_1(tmp_path):
+    """A folder that exists (an empty one was refused by mkdir) holding another run's checkpoint files but no
+    config.json is no run to resume: a new run trains from its own seed and overwrites them."""
+    import shutil
+
+    from edgenas.datasets import load_digits_images
+    from edgenas.search.darts_mbv3_train import MbDartsConfig, run_mbv3_darts
+
+    x, y = load_digits_images(16, n=24, seed=0)
+    np.savez(tmp_path / "d.npz", x=x.numpy(), y=y.numpy())
+    cfg = MbDartsConfig(space=SPACE, data=str(tmp_path / "d.npz"), epochs=1, batch_size=12, arch_warmup=0.0)
+    hist = lambda p: [{k: v for k, v in h.items() if k != "epoch_s"}
+                      for h in json.loads((p / "history.json").read_text())["history"]]
+    run_mbv3_darts(cfg, [], tmp_path / "fresh")
+    (tmp_path / "empty").mkdir()
+    run_mbv3_darts(cfg, [], tmp_path / "empty")
+    run_mbv3_darts(MbDartsConfig(space=SPACE, data=cfg.data, epochs=1, batch_size=12, arch_warmup=0.0, seed=5), [],
+                   tmp_path / "other")
+    assert hist(tmp_path / "other") != hist(tmp_path / "fresh")
+    stray = tmp_path / "stray"
+    stray.mkdir()
+    for name in ("checkpoint.json", "checkpoint.safetensors"):
+        shutil.copy(tmp_path / "other" / name, stray / name)
+    run_mbv3_darts(cfg, [], stray)
+    assert hist(stray) == hist(tmp_path / "empty") == hist(tmp_path / "fresh")
+    assert json.loads((stray / "config.json").read_text()) == cfg.to_json()

@@ -72,3 +72,30 @@ def test_the_weight_steps_learning_rate_follows_a_cosine_over_the_epochs(data, t
     cfg = MbDartsConfig(space="mbv3-tiny", data=data, epochs=4, batch_size=16, seed=0, lr=0.2)
     run_mbv3_darts(cfg, [], tmp_path / "run")  # one step an epoch
     assert lrs == pytest.approx([0.1 * (1 + math.cos(math.pi * e / 4)) for e in range(4)], rel=1e-12)
+
+
+def test_the_optimisers_take_the_mbv3_settings(data, tmp_path, monkeypatch):
+    """SGD with nesterov momentum 0.9 and weight decay 3e-5 on the weights (the supernet trainer's), Adam with
+    betas (0.5, 0.999) and no weight decay on the alphas, at the config's rates (recorded at each step through
+    torch's own; each setting was changeable with every test passing)."""
+    import torch
+
+    seen: dict[str, list[dict]] = {"sgd": [], "adam": []}
+    steps = {"sgd": torch.optim.SGD.step, "adam": torch.optim.Adam.step}
+
+    def spy(kind):
+        def step(self, *a, **kw):
+            seen[kind].append({k: v for k, v in self.param_groups[0].items() if k != "params"})
+            return steps[kind](self, *a, **kw)
+        return step
+
+    monkeypatch.setattr(torch.optim.SGD, "step", spy("sgd"))
+    monkeypatch.setattr(torch.optim.Adam, "step", spy("adam"))
+    cfg = MbDartsConfig(space="mbv3-tiny", data=data, epochs=1, batch_size=8, seed=0, arch_warmup=0.0, lr=0.04,
+                        arch_lr=0.002)
+    run_mbv3_darts(cfg, [], tmp_path / "run")
+    assert len(seen["sgd"]) == len(seen["adam"]) == 2
+    for g in seen["sgd"]:
+        assert (g["lr"], g["momentum"], g["nesterov"], g["weight_decay"]) == (pytest.approx(0.04), 0.9, True, 3e-5)
+    for g in seen["adam"]:
+        assert (g["lr"], g["betas"], g["weight_decay"]) == (0.002, (0.5, 0.999), 0.0)
