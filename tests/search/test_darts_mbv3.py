@@ -791,6 +791,41 @@ def test_a_resumed_run_predicts_the_argmax_latency_in_best_json(tmp_path):
         get_space(SPACE).from_dict(rec["argmax_arch"])), rel=1e-12) and rec["argmax_latency_ms"]["a"] > 0.01
 
 
+def test_a_checkpoint_whose_network_is_not_one_of_the_space_is_refused_naming_it_and_the_run_folder_kept(
+        tmp_path, interrupt_darts_after):
+    """An arch edited in checkpoint.json: a finished run's resume failed in the space's own error, which named no
+    file, and a run resumed mid-way trained on and wrote the edited network into history.json."""
+    import re
+
+    from edgenas.datasets import load_digits_images
+    from edgenas.errors import InputError
+    from edgenas.search.darts_mbv3_train import MbDartsConfig, run_mbv3_darts
+
+    x, y = load_digits_images(16, n=24, seed=0)
+    np.savez(tmp_path / "d.npz", x=x.numpy(), y=y.numpy())
+    cfg = MbDartsConfig(space=SPACE, data=str(tmp_path / "d.npz"), epochs=2, batch_size=12)
+    disarm = interrupt_darts_after(1)
+    with pytest.raises(KeyboardInterrupt):
+        run_mbv3_darts(cfg, [], tmp_path / "part")  # stopped after epoch 1's checkpoint
+    disarm()
+    full = run_mbv3_darts(cfg, [], tmp_path / "full")
+    for run in (tmp_path / "part", tmp_path / "full"):
+        ck = run / "checkpoint.json"
+        meta = json.loads(ck.read_text())
+        good = meta["history"][-1]["arch"]
+        for bad in (SPACE, {}, dict(good, d=[9] * len(good["d"])), dict(good, space="mbv3-small")):
+            meta["history"][-1]["arch"] = bad
+            ck.write_text(json.dumps(meta))
+            before = {p.name: p.read_bytes() for p in run.iterdir()}
+            what = f"{ck}: malformed checkpoint (epoch {meta['epoch']}'s arch"
+            with pytest.raises(InputError, match=re.escape(what)):
+                run_mbv3_darts(cfg, [], run, resume=True)
+            assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+        meta["history"][-1]["arch"] = good
+        ck.write_text(json.dumps(meta))
+        assert run_mbv3_darts(cfg, [], run, resume=True)["arch"] == full["arch"]
+
+
 def test_a_new_run_in_a_folder_with_a_stray_checkpoint_but_no_config_starts_from_epoch_1(tmp_path):
     """A folder that exists (an empty one was refused by mkdir) holding another run's checkpoint files but no
     config.json is no run to resume: a new run trains from its own seed and overwrites them."""
