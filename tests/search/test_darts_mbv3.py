@@ -827,8 +827,8 @@ def test_a_checkpoint_whose_network_is_not_one_of_the_space_is_refused_naming_it
 
 
 def test_a_new_run_in_a_folder_with_a_stray_checkpoint_but_no_config_starts_from_epoch_1(tmp_path):
-    """A folder that exists (an empty one was refused by mkdir) holding another run's checkpoint files but no
-    config.json is no run to resume: a new run trains from its own seed and overwrites them."""
+    """A folder that exists holding another run's checkpoint files but no config.json is no run to resume: a new run
+    trains from its own seed and overwrites them, as in an empty folder or one whose parents do not exist yet."""
     import shutil
 
     from edgenas.datasets import load_digits_images
@@ -839,16 +839,17 @@ def test_a_new_run_in_a_folder_with_a_stray_checkpoint_but_no_config_starts_from
     cfg = MbDartsConfig(space=SPACE, data=str(tmp_path / "d.npz"), epochs=1, batch_size=12, arch_warmup=0.0)
     hist = lambda p: [{k: v for k, v in h.items() if k != "epoch_s"}
                       for h in json.loads((p / "history.json").read_text())["history"]]
-    run_mbv3_darts(cfg, [], tmp_path / "fresh")
+    fresh = tmp_path / "new" / "er" / "fresh"  # its parents created too
+    run_mbv3_darts(cfg, [], fresh)
     (tmp_path / "empty").mkdir()
     run_mbv3_darts(cfg, [], tmp_path / "empty")
     run_mbv3_darts(MbDartsConfig(space=SPACE, data=cfg.data, epochs=1, batch_size=12, arch_warmup=0.0, seed=5), [],
                    tmp_path / "other")
-    assert hist(tmp_path / "other") != hist(tmp_path / "fresh")
+    assert hist(tmp_path / "other") != hist(fresh)
     stray = tmp_path / "stray"
     stray.mkdir()
     for name in ("checkpoint.json", "checkpoint.safetensors"):
         shutil.copy(tmp_path / "other" / name, stray / name)
     run_mbv3_darts(cfg, [], stray)
-    assert hist(stray) == hist(tmp_path / "empty") == hist(tmp_path / "fresh")
+    assert hist(stray) == hist(tmp_path / "empty") == hist(fresh)
     assert json.loads((stray / "config.json").read_text()) == cfg.to_json()
