@@ -280,6 +280,21 @@ def check_start(start: int, config: RunConfig, ck_json: Path) -> None:
                          f"{config.epochs} epochs", hint=_DAMAGED)  # type: ignore[attr-defined]
 
 
+def check_cells(space: Any, history: Sequence[dict[str, Any]], ck_json: Path) -> None:
+    """Every epoch's cells in a checkpoint (the derived and the argmax one) are the space's, checked before
+    anything is trained or written and naming the file: a run resumed part way trained on and wrote a forged
+    cell into history.json (best.json derives from the last)."""
+    for h in history:
+        for f in ("arch", "argmax_arch"):
+            try:
+                if not isinstance(h[f], str):
+                    raise InputError("not a cell string")
+                space.from_string(h[f])
+            except InputError as exc:
+                raise InputError(f"{ck_json}: malformed checkpoint (epoch {h['epoch']}'s {f}: {exc.message})",
+                                 hint=_DAMAGED) from None
+
+
 def diverged_error(config: RunConfig, out: Path, epoch: int, what: str) -> EdgenasError:
     """A NaN or infinite loss or weight in ``epoch`` (0-based; a learning rate too high): one error, the last
     checkpoint as it was (a run went on and wrote a cell of NaN alphas)."""
@@ -370,6 +385,7 @@ def run_darts(config: DartsConfig, latency: Sequence[tuple[str, Any]], out_dir: 
         start, lam, history = load_checkpoint(ck_json, ck_tensors, {"net": net}, {"w_opt": w_opt, "a_opt": a_opt},
                                               len(terms))
         check_start(start, config, ck_json)
+        check_cells(space, history, ck_json)
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -147,6 +147,26 @@ def test_a_resumed_run_predicts_best_jsons_latencies_and_checks_its_cells(pred, 
         assert not (tmp_path / "full" / "best.json").exists()
 
 
+@pytest.mark.parametrize("field,value", [("arch", "|conv~0|"), ("argmax_arch", "|none~0|+|none~0|none~1|"),
+                                         ("arch", "")])
+def test_a_run_resumed_part_way_refuses_a_forged_cell_before_it_trains(pred, data, tmp_path, interrupt_darts_after,
+                                                                       field, value):
+    """A checkpoint's cells are checked on resume, naming the file: a run stopped after epoch 1 of 3 trained on
+    and wrote the forged cell into history.json. The run folder is left byte for byte."""
+    cfg = _cfg(data, pred.min_latency()[0] * 1.2)
+    disarm = interrupt_darts_after(1)
+    with pytest.raises(KeyboardInterrupt):
+        run_darts(cfg, [("t", pred)], tmp_path / "part")
+    disarm()
+    ck = tmp_path / "part" / "checkpoint.json"
+    meta = json.loads(ck.read_text())
+    ck.write_text(json.dumps(dict(meta, history=[{**meta["history"][0], field: value}])))
+    before = _files(tmp_path / "part")
+    with pytest.raises(InputError, match=f"checkpoint.json: malformed checkpoint \\(epoch 1's {field}"):
+        run_darts(cfg, [("t", pred)], tmp_path / "part", resume=True)
+    assert _files(tmp_path / "part") == before
+
+
 def test_the_weights_follow_a_cosine_schedule_over_the_epochs(pred, data, tmp_path, monkeypatch):
     seen = []
     real = torch.optim.SGD.step
