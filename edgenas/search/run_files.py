@@ -105,17 +105,23 @@ def read_evaluations_after(path: Path, since: int = 0,
         if not line.strip():
             continue
         if records >= since:
-            try:
-                rec = loads_json(line)
-            except ValueError:  # as read_jsonl
-                raise InputError(f"malformed line {lines} in {path}", hint=_DAMAGED) from None
-            check_evaluation(rec, path, records + 1)
-            if rec["number"] != records:
-                raise _out_of_order(path, records, rec["number"])
-            out.append(rec)
+            out.append(_checked_record(line, path, lines, records))
         records += 1
     stop = max(end, skip)
     return out, LogMark(records, lines, base + stop, file, bytes(data[max(stop - _MARK_TAIL, 0):stop]))
+
+
+def _checked_record(line: bytes, path: Path, line_no: int, number: int) -> dict[str, Any]:
+    """One line of an evaluation log parsed and checked as its record ``number`` (``line_no`` counts blank lines
+    too, as ``read_jsonl`` does)."""
+    try:
+        rec = loads_json(line)
+    except ValueError:  # as read_jsonl
+        raise InputError(f"malformed line {line_no} in {path}", hint=_DAMAGED) from None
+    check_evaluation(rec, path, number + 1)
+    if rec["number"] != number:
+        raise _out_of_order(path, number, rec["number"])
+    return rec
 
 
 def _out_of_order(path: Path, i: int, number: Any) -> InputError:
@@ -162,13 +168,7 @@ def tally_evaluations(path: Path, after: LogTally | None = None, *,
         lines += 1
         if not line.strip():
             continue
-        try:
-            rec = loads_json(line)
-        except ValueError:  # as read_jsonl
-            raise InputError(f"malformed line {lines} in {path}", hint=_DAMAGED) from None
-        check_evaluation(rec, path, records + 1)
-        if rec["number"] != records:
-            raise _out_of_order(path, records, rec["number"])
+        rec = _checked_record(line, path, lines, records)
         if objective is None:
             objective = next((k for k in rec["objectives"] if k not in ("params", "flops")), None)
         if visit is not None:
