@@ -71,3 +71,20 @@ def check_steps(s: Steps, n: int) -> None:
         assert post == pytest.approx(min(pre, 5.0), rel=1e-4)  # the step takes the clipped gradient
         assert s.events[4 * i + 3][1] == 1.0, f"architecture step {i + 1} began with earlier alpha gradients"
     assert s.clipped == [(5.0, True)] * n
+
+
+def watch_optimiser_settings(monkeypatch) -> dict[str, list[dict]]:
+    """Each SGD and Adam step's settings (its first parameter group less the parameters), recorded through
+    torch's own steps: ``{"sgd": [...], "adam": [...]}``."""
+    seen: dict[str, list[dict]] = {"sgd": [], "adam": []}
+    steps = {"sgd": torch.optim.SGD.step, "adam": torch.optim.Adam.step}
+
+    def spy(kind):
+        def step(self, *a, **kw):
+            seen[kind].append({k: v for k, v in self.param_groups[0].items() if k != "params"})
+            return steps[kind](self, *a, **kw)
+        return step
+
+    monkeypatch.setattr(torch.optim.SGD, "step", spy("sgd"))
+    monkeypatch.setattr(torch.optim.Adam, "step", spy("adam"))
+    return seen

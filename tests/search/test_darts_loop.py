@@ -281,17 +281,9 @@ def test_a_dataset_of_more_than_ten_classes_is_refused_before_the_run_folder_exi
 def test_the_optimisers_take_dartss_settings(data, tmp_path, monkeypatch):
     """SGD with momentum 0.9 and weight decay 3e-4 on the weights, Adam with betas (0.5, 0.999) and weight decay
     1e-3 on the alphas (Liu et al., 2019), at the config's rates (recorded at each step through torch's own)."""
-    seen: dict[str, list[dict]] = {"sgd": [], "adam": []}
-    steps = {"sgd": torch.optim.SGD.step, "adam": torch.optim.Adam.step}
+    from tests.search.darts_steps import watch_optimiser_settings
 
-    def spy(kind):
-        def step(self, *a, **kw):
-            seen[kind].append({k: v for k, v in self.param_groups[0].items() if k != "params"})
-            return steps[kind](self, *a, **kw)
-        return step
-
-    monkeypatch.setattr(torch.optim.SGD, "step", spy("sgd"))
-    monkeypatch.setattr(torch.optim.Adam, "step", spy("adam"))
+    seen = watch_optimiser_settings(monkeypatch)
     run_darts(_cfg(data, None, epochs=1, lr=0.04, arch_lr=0.002, devices=()), [], tmp_path / "run")
     assert len(seen["sgd"]) == len(seen["adam"]) == 2
     for g in seen["sgd"]:

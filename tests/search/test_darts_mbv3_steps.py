@@ -78,19 +78,9 @@ def test_the_optimisers_take_the_mbv3_settings(data, tmp_path, monkeypatch):
     """SGD with nesterov momentum 0.9 and weight decay 3e-5 on the weights (the supernet trainer's), Adam with
     betas (0.5, 0.999) and no weight decay on the alphas, at the config's rates (recorded at each step through
     torch's own; each setting was changeable with every test passing)."""
-    import torch
+    from tests.search.darts_steps import watch_optimiser_settings
 
-    seen: dict[str, list[dict]] = {"sgd": [], "adam": []}
-    steps = {"sgd": torch.optim.SGD.step, "adam": torch.optim.Adam.step}
-
-    def spy(kind):
-        def step(self, *a, **kw):
-            seen[kind].append({k: v for k, v in self.param_groups[0].items() if k != "params"})
-            return steps[kind](self, *a, **kw)
-        return step
-
-    monkeypatch.setattr(torch.optim.SGD, "step", spy("sgd"))
-    monkeypatch.setattr(torch.optim.Adam, "step", spy("adam"))
+    seen = watch_optimiser_settings(monkeypatch)
     cfg = MbDartsConfig(space="mbv3-tiny", data=data, epochs=1, batch_size=8, seed=0, arch_warmup=0.0, lr=0.04,
                         arch_lr=0.002)
     run_mbv3_darts(cfg, [], tmp_path / "run")
