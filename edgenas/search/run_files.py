@@ -46,16 +46,12 @@ def read_jsonl(path: Path, since: int = 0) -> tuple[list[Any], int]:
 
 
 def read_evaluations(path: Path, since: int = 0) -> tuple[list[dict[str, Any]], int]:
-    """A run's evaluation records from number ``since`` on (the live view polls with the next number; the
-    lines before it are not parsed again), each checked and numbered in order (evaluation ``i`` on line
-    ``i + 1``: resume replays them by position and the database keys them by number), and the byte length
-    of the complete lines (``read_jsonl``)."""
-    recs, end = read_jsonl(path, since)
-    for i, rec in enumerate(recs, since):
-        check_evaluation(rec, path, i + 1)
-        if rec["number"] != i:
-            raise _out_of_order(path, i, rec["number"])
-    return recs, end
+    """A run's evaluation records from number ``since`` on, each checked and numbered in order (evaluation
+    ``i`` is the log's record ``i + 1``: resume replays them by position and the database keys them by number),
+    and the byte length of the complete lines (a torn last line left out, as ``read_jsonl`` leaves it):
+    ``read_evaluations_after`` without a mark to go on from."""
+    recs, mark = read_evaluations_after(path, since)
+    return recs, 0 if mark is None else mark.offset
 
 
 @dataclass(frozen=True)
