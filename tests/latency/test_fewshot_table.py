@@ -521,6 +521,17 @@ def test_the_parts_are_per_edge_least_squares_and_trees_on_the_one_hot_edges(tmp
 
     path, _, _ = make_table(tmp_path / "t.csv", n=200, devices=("a_ms",), strength=(1.0,))
     tref = TableReferences.build(path, SPACE)
+    E, grid, additive, log_ratio = _by_hand(path)
+    np.testing.assert_allclose(tref.additive[:, 0], additive, rtol=1e-5)
+    edges = slice(0, 6 * len(OPS))
+    trees = HistGradientBoostingRegressor(max_iter=300, random_state=0).fit(E[:, edges], log_ratio)
+    np.testing.assert_allclose(tref.nonadditive[:, 0], trees.predict(grid[:, edges]), rtol=0, atol=1e-5)
+
+
+def _by_hand(path):
+    """What ``TableReferences.build`` computes from a table of one column, by hand: the rows' edge encodings,
+    every cell's, the per-edge least squares over every cell (floored at a thousandth of the median) and the
+    rows' log ratio to it."""
     rows = [line.split(",") for line in path.read_text().splitlines()[1:]]
     y = np.array([float(r[2]) for r in rows])
     E, _ = cell_encoding([r[1] for r in rows], OPS)
@@ -528,11 +539,7 @@ def test_the_parts_are_per_edge_least_squares_and_trees_on_the_one_hot_edges(tmp
     A, G = np.column_stack([E, np.ones(len(E))]), np.column_stack([grid, np.ones(len(grid))])
     w = np.linalg.lstsq(A, y, rcond=None)[0]
     floor = 1e-3 * float(np.median(y))
-    np.testing.assert_allclose(tref.additive[:, 0], np.maximum(G @ w, floor), rtol=1e-5)
-    edges = slice(0, 6 * len(OPS))
-    trees = HistGradientBoostingRegressor(max_iter=300, random_state=0).fit(
-        E[:, edges], np.log(y / np.maximum(A @ w, floor)))
-    np.testing.assert_allclose(tref.nonadditive[:, 0], trees.predict(grid[:, edges]), rtol=0, atol=1e-5)
+    return E, grid, np.maximum(G @ w, floor), np.log(y / np.maximum(A @ w, floor))
 
 
 def test_the_additive_model_and_the_correction_are_fitted_in_turn_rounds_times_each(table):
@@ -580,18 +587,12 @@ def test_over_10000_rows_the_trees_early_stopping_is_seeded(tmp_path):
 
     path, _, _ = make_table(tmp_path / "t.csv", n=10_001, devices=("a_ms",), strength=(0.0,))
     tref = TableReferences.build(path, SPACE)
-    rows = [line.split(",") for line in path.read_text().splitlines()[1:]]
-    y = np.array([float(r[2]) for r in rows])
-    E, _ = cell_encoding([r[1] for r in rows], OPS)
-    grid, _ = cell_encoding([SPACE.to_dict(a)["arch"] for a in SPACE.all_archs()], OPS)
-    A = np.column_stack([E, np.ones(len(E))])
-    log_ratio = np.log(y / np.maximum(A @ np.linalg.lstsq(A, y, rcond=None)[0], 1e-3 * float(np.median(y))))
+    E, grid, _, log_ratio = _by_hand(path)
     edges = slice(0, 6 * len(OPS))
     parts = [np.round(HistGradientBoostingRegressor(max_iter=TREE_ITERATIONS, random_state=seed).fit(
         E[:, edges], log_ratio).predict(grid[:, edges]), 5) for seed in (0, 1)]
     assert tref.rows == 10_001 and np.array_equal(tref.nonadditive[:, 0], parts[0])
     assert not np.array_equal(parts[0], parts[1])
-
 
 
 def test_targets_and_additive_parts_of_0_are_refused_by_the_model_itself_and_sub_millisecond_ones_fitted():
