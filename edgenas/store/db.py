@@ -61,14 +61,20 @@ def resolve_url(url: str | None = None, project: Project | None = None) -> str:
     return url or os.environ.get(ENV_VAR) or default_url(project)
 
 
+def _given_url(url: str | None) -> tuple[str | None, sa.URL | None]:
+    """The URL given (``url`` or ``$EDGENAS_DB``; None for the project's default) and its parse, None where it
+    does not parse: opening it gives the one clear error."""
+    given = url or os.environ.get(ENV_VAR)
+    try:
+        return given, make_url(given) if given else None
+    except Exception:  # noqa: BLE001 - an unparsable URL: opening it gives the one clear error
+        return given, None
+
+
 def refuse_in_memory(url: str | None) -> None:
     """A given URL (``--db``, ``$EDGENAS_DB``) of an in-memory SQLite database is refused: a search recorded
     into it is gone when the command ends, without a word."""
-    given = url or os.environ.get(ENV_VAR)
-    try:
-        u = make_url(given) if given else None
-    except Exception:  # noqa: BLE001 - an unparsable URL: opening it gives the one clear error
-        return
+    given, u = _given_url(url)
     if u is not None and u.get_backend_name() == "sqlite" and _sqlite_path(u) is None:  # no file: in memory
         raise DatabaseError(f"'{describe(given)}' is an in-memory database: what a command records there is gone "
                             "when it ends", hint="give sqlite:///PATH of a file, or a server URL")
@@ -91,16 +97,12 @@ def database_exists(project: Project, url: str | None = None) -> bool:
 def check_driver(url: str | None) -> None:
     """Refuse, without connecting, a URL (``url`` or ``$EDGENAS_DB``) whose driver SQLAlchemy does not know: a
     reading command with ``sqlite+nodriver:///missing.db`` found no file, listed nothing and exited 0."""
-    given = url or os.environ.get(ENV_VAR)
-    try:
-        u = make_url(given) if given else None
-    except Exception:  # noqa: BLE001 - an unparsable URL: opening it gives the one clear error
-        return
+    given, u = _given_url(url)
     try:
         if u is not None:
             u.get_dialect()
     except sa.exc.ArgumentError as exc:  # NoSuchModuleError
-        raise _unsupported(given, exc) from None
+        raise _unsupported(str(given), exc) from None
 
 
 def is_default(url: str | None) -> bool:
