@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
 
 import typer
@@ -236,16 +238,20 @@ def register(app: typer.Typer) -> None:
         if rerun is None:
             folder = resume or out_dir or proj.runs_dir / f"{space}-{strategy}-s{seed}"
         opts = {"address": ray_address} if executor == "ray" else {}
-        ex = make_executor(executor, workers=workers, **opts)
-        try:
-            with progress_bar(quiet=json_out) as bar:
-                problem, config, result = launch_search(proj, req, folder, resume=resume is not None, db_url=db,
-                                                        rerun_of=rerun_of,
-                                                        progress=lambda d, t: bar("search", d, t), note=_say,
-                                                        executor=ex,
-                                                        more_wall_s=time_budget if resume is not None else None)
-        finally:
-            ex.close()
+        # stdout carries this command's output only (with --json, one JSON document): what a library prints
+        # there while the search runs goes to stderr. Ray's driver prints a lost worker's error on stdout,
+        # from a thread of its own that ``ex.close()`` (``ray.shutdown``) ends.
+        with contextlib.redirect_stdout(sys.stderr):
+            ex = make_executor(executor, workers=workers, **opts)
+            try:
+                with progress_bar(quiet=json_out) as bar:
+                    problem, config, result = launch_search(proj, req, folder, resume=resume is not None, db_url=db,
+                                                            rerun_of=rerun_of,
+                                                            progress=lambda d, t: bar("search", d, t), note=_say,
+                                                            executor=ex,
+                                                            more_wall_s=time_budget if resume is not None else None)
+            finally:
+                ex.close()
         _print(problem, config, result, json_out)
 
 

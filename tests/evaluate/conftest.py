@@ -76,6 +76,7 @@ def ray_head(tmp_path_factory):
     finally:
         import ray
 
+        connected = ray.is_initialized() or _gcs_client_threads()
         if ray.is_initialized():
             ray.shutdown()
         head.stop()
@@ -83,3 +84,17 @@ def ray_head(tmp_path_factory):
             os.environ.pop("RAY_AUTH_MODE", None)
         else:
             os.environ["RAY_AUTH_MODE"] = old_auth
+    # after ray.shutdown() a driver keeps Ray's GCS client and its threads, and Ray may end the process with a
+    # silent _Exit(1) later: in CI that ended the whole test run (see ray_cases)
+    assert not connected, "a test ran a Ray driver in pytest's own process: run it with ray_cases.run_as_driver"
+
+
+def _gcs_client_threads() -> list[str]:
+    """The threads of this process that Ray's GCS client started (Linux names them ``gcs_client_io_s...``)."""
+    names = []
+    for task in os.scandir("/proc/self/task"):
+        try:
+            names.append(Path(task.path, "comm").read_text().strip())
+        except OSError:
+            continue
+    return [n for n in names if n.startswith("gcs_client")]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -15,6 +17,7 @@ import pytest
 from edgenas.errors import InputError
 from edgenas.evaluate.executor import EvalSpec, ExecutorEvaluator, make_executor
 from edgenas.spaces import get_space
+from tests.evaluate.ray_cases import run_as_driver, titled
 
 
 def _archs(space, n, seed=0):
@@ -193,19 +196,6 @@ def test_in_process_scores_come_in_order_one_task_per_architecture_or_one_batch(
     assert (spec.seed, spec.options_json, spec.options) == (3, '{"a": [2], "b": 1}', {"a": [2], "b": 1})
 
 
-def _evaluating_workers() -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cmd = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if cmd.startswith(b"ray::evaluate_records"):
-                pids.append(int(entry.name))
-    return pids
-
-
 def _log(run: Path) -> list[dict]:
     lines = [json.loads(x) for x in (run / "evaluations.jsonl").read_text().splitlines()]
     for rec in lines:
@@ -215,6 +205,7 @@ def _log(run: Path) -> list[dict]:
 
 @pytest.mark.slow
 def test_ray_search_survives_a_killed_worker_and_matches_in_process(ray_head, cli, tmp_path, monkeypatch):
+    """The Ray search runs as a command of its own (its driver never in this process, see ``ray_cases``)."""
     monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path / "proj"))
     monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
     args = ["search", "--space", "mbv3-tiny", "--strategy", "random", "--budget", "4", "--seed", "1",
@@ -225,9 +216,9 @@ def test_ray_search_survives_a_killed_worker_and_matches_in_process(ray_head, cl
     killed: list[int] = []
 
     def killer() -> None:  # kill -9 the first worker seen running an evaluation
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 240
         while time.monotonic() < deadline and not killed:
-            for pid in _evaluating_workers():
+            for pid in titled(b"ray::evaluate_records"):
                 time.sleep(0.3)  # well into the evaluation
                 try:
                     os.kill(pid, signal.SIGKILL)
@@ -239,56 +230,22 @@ def test_ray_search_survives_a_killed_worker_and_matches_in_process(ray_head, cl
 
     t = threading.Thread(target=killer, daemon=True)
     t.start()
-    r = cli(*args, "--out", str(tmp_path / "ray"), "--executor", "ray", "--ray-address", ray_head.address)
+    res = subprocess.run([sys.executable, "-m", "edgenas", *args, "--out", str(tmp_path / "ray"), "--executor", "ray",
+                          "--ray-address", ray_head.address], capture_output=True, text=True, timeout=300)
     t.join(timeout=5)
-    assert r.code == 0, r.err
+    assert res.returncode == 0, res.stderr[-3000:]
+    # stdout is the JSON document alone: Ray's driver printed the lost worker's error there, from a thread
+    assert json.loads(res.stdout)["evaluations"] == 4, res.stdout[-3000:]
+    assert "Traceback" not in res.stderr
     assert killed, "no Ray worker was seen evaluating"
     assert _log(tmp_path / "ray") == _log(tmp_path / "local")
     assert json.loads((tmp_path / "ray" / "best.json").read_text())["arch"] == \
         json.loads((tmp_path / "local" / "best.json").read_text())["arch"]
 
 
-def _processes_titled(prefix: bytes) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(prefix):
-                pids.append(int(entry.name))
-        except OSError:
-            continue
-    return pids
-
-
 @pytest.mark.slow
 def test_a_failed_ray_evaluation_cancels_the_batchs_other_tasks(ray_head):
-    """The batch's results are dropped when one task fails; its other tasks (each a training) went on holding
-    the cluster's CPUs."""
-    import ray
-
-    from edgenas.evaluate.executor import ExecutorError
-    from edgenas.evaluate.ray_executor import RayExecutor
-
-    def edgenas_test_sleeper(spec, records):  # pickled by value: the cluster's workers need not import tests/
-        import time
-        if records[0]["n"] == 0:
-            time.sleep(1.0)
-            raise RuntimeError("boom in a task")
-        time.sleep(30.0)
-        return [0.0]
-
-    ex = RayExecutor(ray_head.address, max_retries=0)
-    try:
-        ex._remote = ray.remote(num_cpus=1, max_retries=0, retry_exceptions=False)(edgenas_test_sleeper)
-        t0 = time.monotonic()
-        with pytest.raises(ExecutorError, match="not retried: it raised.*boom in a task"):
-            ex.map(EvalSpec.make("compression", "nb201"), [{"n": i} for i in range(4)])
-        assert time.monotonic() - t0 < 20.0
-        deadline = time.monotonic() + 10.0
-        while _processes_titled(b"ray::edgenas_test_sleeper") and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert _processes_titled(b"ray::edgenas_test_sleeper") == []
-    finally:
-        ex.close()
+    run_as_driver("failed_evaluation_cancels_the_batch", ray_head.address)
 
 
 def test_unreachable_ray_address_is_one_red_line(cli, tmp_path, monkeypatch):

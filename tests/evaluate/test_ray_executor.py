@@ -1,10 +1,10 @@
 """The Ray executor's checks before it connects (no head needed: real sockets that answer as something other
 than Ray), and a batch that runs past its timeout or loses its worker on a REAL local head: one
-``ExecutorError`` saying which, the batch's other tasks cancelled, and ``close`` leaving Ray shut down."""
+``ExecutorError`` saying which, the batch's other tasks cancelled, and ``close`` leaving Ray shut down. A test
+that connects runs its driver in a process of its own (``ray_cases``)."""
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
@@ -12,7 +12,8 @@ import time
 import pytest
 
 from edgenas.errors import InputError
-from edgenas.evaluate.executor import EvalSpec, ExecutorError, max_workers
+from edgenas.evaluate.executor import ExecutorError, max_workers
+from tests.evaluate.ray_cases import run_as_driver
 
 pytest.importorskip("ray", reason="Ray is not installed (pip install 'edgenas[ray]')")
 
@@ -127,74 +128,9 @@ def test_an_address_lifts_the_local_worker_limit_and_is_checked_before_ray_start
     assert not ray.is_initialized()
 
 
-def _tenfold(spec, records):  # pickled by value, as _sleep_then
-    return [10.0 * r["n"] for r in records]
-
-
-def _sleep_then(spec, records):  # pickled by value: the cluster's workers need not import tests/
-    import os
-    import time
-
-    if records[0]["n"] == 0 and records[0].get("exit"):
-        time.sleep(0.5)
-        os._exit(1)  # the worker process dies: Ray's worker-lost error, not the task's own
-    time.sleep(30.0)
-    return [0.0]
-
-
-def _titled(prefix: bytes) -> list[int]:
-    pids = []
-    for entry in os.scandir("/proc"):
-        try:
-            if entry.name.isdigit() and open(f"/proc/{entry.name}/cmdline", "rb").read().startswith(prefix):
-                pids.append(int(entry.name))
-        except OSError:
-            continue
-    return pids
-
-
-def _gone(prefix: bytes, timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while _titled(prefix) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return _titled(prefix) == []
-
-
 @pytest.mark.slow
 def test_a_batch_past_its_timeout_or_with_a_lost_worker_is_one_error_and_cancelled(ray_head):
-    import ray
-
-    from edgenas.evaluate.ray_executor import RayExecutor
-
-    ex = RayExecutor(ray_head.address, workers=2, max_retries=0, timeout_s=120.0)  # workers: a local head's only
-    try:
-        assert ex.describe() == {"name": "ray", "address": ray_head.address, "max_retries": 0}
-        assert ray.get_runtime_context().runtime_env.get("py_modules"), "edgenas was not shipped with the job"
-        joined = RayExecutor(ray_head.address)  # Ray is up already: it uses that connection and leaves it open
-        assert joined.describe()["max_retries"] == 3 and joined.timeout_s == 3600.0
-        joined.close()
-        assert ray.is_initialized()
-        ex._remote = ray.remote(num_cpus=1, max_retries=0, retry_exceptions=False)(_tenfold)
-        spec = EvalSpec.make("compression", "nb201")
-        for batch_relative in (False, True):  # a task per record, or the batch as one: in submission order
-            assert ex.map(spec, [{"n": i} for i in range(4)], batch_relative=batch_relative) == [0.0, 10.0, 20.0, 30.0]
-        ex._remote = ray.remote(num_cpus=1, max_retries=0, retry_exceptions=False)(_sleep_then)
-        ex.timeout_s = 1.5
-        t0 = time.monotonic()
-        with pytest.raises(ExecutorError, match=r"ray: evaluations did not finish within 1.5 s \(raise the timeout"):
-            ex.map(EvalSpec.make("compression", "nb201"), [{"n": i} for i in range(3)])
-        assert time.monotonic() - t0 < 15.0
-        assert _gone(b"ray::_sleep_then"), "a timed-out batch's tasks went on running"
-
-        ex.timeout_s = 60.0
-        with pytest.raises(ExecutorError, match=r"ray: an evaluation failed after 0 retries \(") as err:
-            ex.map(EvalSpec.make("compression", "nb201"), [{"n": i, "exit": True} for i in range(2)])
-        assert "not retried" not in str(err.value)
-        assert _gone(b"ray::_sleep_then"), "the batch's other task went on running"
-    finally:
-        ex.close()
-    assert not ray.is_initialized()
-    ex.close()  # a second close is a no-op
+    run_as_driver("timeout_or_lost_worker_is_one_error", ray_head.address)
 
 
 class _FlakyRay:
