@@ -41,9 +41,9 @@ from edgenas.io import atomic_write_json, read_json
 from edgenas.limits import is_schema
 from edgenas.search.darts_mbv3 import MBV3Relaxation, sampled_forward
 from edgenas.search.darts_mbv3_latency import ExpectedLatencyMBV3, repair_to_budget
-from edgenas.search.darts_train import (_DAMAGED, RunConfig, _batches, all_finite, check_start, diverged_error,
-                                         latency_terms, load_checkpoint, multiplier_step, save_checkpoint,
-                                         warmup_epochs)
+from edgenas.search.darts_train import (RunConfig, _batches, all_finite, check_history_archs, check_start,
+                                         diverged_error, latency_terms, load_checkpoint, multiplier_step,
+                                         save_checkpoint, warmup_epochs)
 
 MB_DARTS_SCHEMA = 4  # 3: the first multiplier rule, no warm-ups
 LAMBDA_RULES = ("derived", "max")
@@ -98,17 +98,6 @@ def _check_schema(d: dict[str, Any]) -> None:
         raise InputError(f"an mbv3 DARTS run of schema {d.get('schema')!r}; this edgenas resumes schema "
                          f"{MB_DARTS_SCHEMA}",
                          hint="the multiplier rule and warm-ups changed: start a new run")
-
-
-def _check_archs(space, history: list[dict[str, Any]], ck_json: Path) -> None:
-    """Every epoch's network in a checkpoint is one of the space's (best.json derives from the last, history.json
-    lists them all): before anything is trained or written, and naming the file."""
-    for h in history:
-        try:
-            space.from_dict(h["arch"])
-        except InputError as exc:
-            raise InputError(f"{ck_json}: malformed checkpoint (epoch {h['epoch']}'s arch: {exc.message})",
-                             hint=_DAMAGED) from None
 
 
 def _logp(relax: MBV3Relaxation) -> dict[str, np.ndarray]:
@@ -167,7 +156,7 @@ def run_mbv3_darts(config: MbDartsConfig, latency: Sequence[tuple[str, Any]], ou
                                               {"w_opt": w_opt, "a_opt": a_opt}, len(terms),
                                               ("epoch", "arch", "derived_ms"))
         check_start(start, config, ck_json)
-        _check_archs(space, history, ck_json)
+        check_history_archs(history, ck_json, space.from_dict)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

@@ -280,19 +280,25 @@ def check_start(start: int, config: RunConfig, ck_json: Path) -> None:
                          f"{config.epochs} epochs", hint=_DAMAGED)  # type: ignore[attr-defined]
 
 
-def check_cells(space: Any, history: Sequence[dict[str, Any]], ck_json: Path) -> None:
-    """Every epoch's cells in a checkpoint (the derived and the argmax one) are the space's, checked before
-    anything is trained or written and naming the file: a run resumed part way trained on and wrote a forged
-    cell into history.json (best.json derives from the last)."""
+def check_history_archs(history: Sequence[dict[str, Any]], ck_json: Path, parse: Callable[[Any], Any],
+                        fields: Sequence[str] = ("arch",)) -> None:
+    """Every epoch's networks in a checkpoint (each history record's ``fields``, read by the space's ``parse``) are
+    the space's, checked before anything is trained or written and naming the file: a run resumed part way trained
+    on and wrote a forged one into history.json (best.json derives from the last)."""
     for h in history:
-        for f in ("arch", "argmax_arch"):
+        for f in fields:
             try:
-                if not isinstance(h[f], str):
-                    raise InputError("not a cell string")
-                space.from_string(h[f])
+                parse(h[f])
             except InputError as exc:
                 raise InputError(f"{ck_json}: malformed checkpoint (epoch {h['epoch']}'s {f}: {exc.message})",
                                  hint=_DAMAGED) from None
+
+
+def _cell(space: Any, text: Any) -> Any:
+    """An nb201 cell string of the checkpoint's history, read by the space."""
+    if not isinstance(text, str):
+        raise InputError("not a cell string")
+    return space.from_string(text)
 
 
 def diverged_error(config: RunConfig, out: Path, epoch: int, what: str) -> EdgenasError:
@@ -385,7 +391,7 @@ def run_darts(config: DartsConfig, latency: Sequence[tuple[str, Any]], out_dir: 
         start, lam, history = load_checkpoint(ck_json, ck_tensors, {"net": net}, {"w_opt": w_opt, "a_opt": a_opt},
                                               len(terms))
         check_start(start, config, ck_json)
-        check_cells(space, history, ck_json)
+        check_history_archs(history, ck_json, lambda v: _cell(space, v), ("arch", "argmax_arch"))
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
