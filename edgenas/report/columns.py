@@ -18,6 +18,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from edgenas.limits import is_finite
+from edgenas.search.run_files import main_objective, tally_evaluations
 
 #: architectures compared for sharing under one label (a label many records share, e.g. none, costs no more)
 _SHARE_TRIES = 4
@@ -93,7 +94,7 @@ class ColumnBuilder:
         self._put(self.objectives, objectives, n)
         self._put(self.latency_ms, rec.get("latency_ms", {}), n)
         if self.objective is None:
-            self.objective = next((k for k in objectives or {} if k not in ("params", "flops")), None)
+            self.objective = main_objective(objectives or {})
         arch = rec.get("arch")
         label = arch_label(arch)
         bucket = self._shared.setdefault(label, [])
@@ -121,8 +122,6 @@ class ColumnBuilder:
 def read_columns(path: Path) -> Columns:
     """The columns of the evaluation log at ``path``, read and checked as ``read_evaluations`` reads it (the
     same errors), a record at a time."""
-    from edgenas.search.run_files import tally_evaluations
-
     build = ColumnBuilder()
     tally_evaluations(path, visit=build.add)
     return build.done()

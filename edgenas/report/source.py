@@ -143,10 +143,12 @@ class RunData:
             return self.logged.objective or "accuracy"
         if self.columns is not None:
             return self.columns.objective or "accuracy"
+        from edgenas.search.run_files import main_objective
+
         for e in self.evaluations:
-            keys = [k for k in e.get("objectives", {}) if k not in ("params", "flops")]
-            if keys:
-                return keys[0]
+            name = main_objective(e.get("objectives", {}))
+            if name is not None:
+                return name
         return "accuracy"
 
     @property

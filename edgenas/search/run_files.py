@@ -25,6 +25,14 @@ from edgenas.limits import is_count, is_finite, loads_json
 
 _DAMAGED = "the run folder is damaged"
 
+#: what a record may hold beside the searched objective: a network's costs (``search --minimise``)
+COST_OBJECTIVES = ("params", "flops")
+
+
+def main_objective(objectives: Mapping[str, Any]) -> str | None:
+    """The objective a record's search optimised: its first one that is not a cost (None when it has none)."""
+    return next((k for k in objectives if k not in COST_OBJECTIVES), None)
+
 
 def read_jsonl(path: Path, since: int = 0) -> tuple[list[Any], int]:
     """The JSON values of the complete lines of ``path`` from line ``since`` on (blank lines skipped),
@@ -166,7 +174,7 @@ def tally_evaluations(path: Path, after: LogTally | None = None, *,
             continue
         rec = _checked_record(line, path, lines, records)
         if objective is None:
-            objective = next((k for k in rec["objectives"] if k not in ("params", "flops")), None)
+            objective = main_objective(rec["objectives"])
         if visit is not None:
             visit(rec)
         records += 1
