@@ -111,7 +111,11 @@ def register(app: typer.Typer) -> None:
             out.print(f"[yellow]{esc(res.note)}[/yellow]")
         if res.predicted_ms is not None:
             n = res.calibration_points
-            cal = f"calibrated on {n} measurement{'s' if n != 1 else ''}" if n else "raw LUT sum"
+            many = f"{n} measurement{'s' if n != 1 else ''}"
+            if res.measurement.lut_fingerprint is None:  # no LUT: the few-shot model predicted it
+                cal = f"few-shot model on {many}"
+            else:
+                cal = f"calibrated on {many}" if n else "raw LUT sum"
             against = "the measurement at nominal speed" if res.measured_nominal_ms is not None else "the measurement"
             out.print(f"predicted {res.predicted_ms:.4g} ms ({cal}); "
                       f"error {100 * res.rel_error:+.1f}% against {against}")

@@ -302,9 +302,12 @@ def _print(problem, config, result, json_out: bool) -> None:
         out.print(f"language model: {m['proposals']} proposals (valid {pct(m['valid'])}, novel "
                   f"{pct(m['novel'])}, improving {pct(m['improving'])}), {m['lora_updates']} LoRA updates"
                   + (", fell back to the usual operators" if m["fallbacks"] else ""))
-    fronts = esc(", ".join(f"{n} {k}" for n, k in s["front_sizes"].items()))
-    out.print(f"{s['evaluations']} evaluations; Pareto front ({esc(s['objective'])} vs predicted latency): "
-              f"{fronts or s['pareto_size']} points; run folder {esc(s['out_dir'])} "
+    points = lambda n: f"{n} point{'' if n == 1 else 's'}"  # noqa: E731
+    fronts = esc(", ".join(f"{n} {points(k)}" for n, k in s["front_sizes"].items()))
+    n_eval = s["evaluations"]
+    out.print(f"{n_eval} evaluation{'' if n_eval == 1 else 's'}; "
+              f"Pareto front ({esc(s['objective'])} vs predicted latency): "
+              f"{fronts or points(s['pareto_size'])}; run folder {esc(s['out_dir'])} "
               "(best.json, pareto.json, evaluations.jsonl)" + (f", run id {s['run_id']}" if s.get("run_id") else ""))
 
 

@@ -113,6 +113,11 @@ def test_fewshot_add_then_search_and_deploy_use_it(proj, cli, tmp_path):
     dep = d.json()
     assert dep["predicted_ms"] > 0 and "the few-shot model was refitted with this measurement" in dep["note"]
     assert json.loads(open(res_path := model_path_of(proj)).read())["n_points"] == 6, res_path
+    # as text: the prediction names the few-shot model (it said "calibrated on 6 measurements", of no LUT)
+    d = cli("deploy", "local", str(run / "best.json"), "--out", str(tmp_path / "exp-text"))
+    assert d.code == 0, d.err
+    assert re.search(r"^predicted \S+ ms \(few-shot model on 6 measurements\); error ", d.out, re.M), d.out
+    assert json.loads(res_path.read_text())["n_points"] == 7
     # the run records the few-shot model (its hash), so `runs stale` re-checks the run with the refitted
     # model instead of calling its latency table "no longer at hand"
     shown = json.loads(cli("runs", "show", _only_run(cli), "--json").out)
@@ -135,7 +140,7 @@ def test_fewshot_add_then_search_and_deploy_use_it(proj, cli, tmp_path):
     assert d.code == 0, d.err
     note = d.json()["note"]
     assert d.json()["predicted_ms"] is None and "fitted at fingerprint 000000000000" in note, note
-    assert "edgenas device add local --fewshot 6 --space mbv3-tiny" in note and "no LUT" not in note, note
+    assert "edgenas device add local --fewshot 7 --space mbv3-tiny" in note and "no LUT" not in note, note
 
 
 @pytest.mark.slow

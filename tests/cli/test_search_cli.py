@@ -145,7 +145,9 @@ def test_the_human_summary_names_the_budget_the_best_and_the_run(table, cli, fre
     assert lines[1] == (f"best cifar10_test = {s['objective_value']:.4g}; cifar100_test = "
                         f"{s['report']['cifar100_test']:.4g}; predicted latency: raspi4_ms "
                         f"{s['latency_ms']['raspi4_ms']:.4g} ms")
-    assert lines[-1].startswith("4 evaluations; Pareto front (cifar10_test vs predicted latency): raspi4_ms ")
+    n = s["front_sizes"]["raspi4_ms"]
+    assert lines[-1].startswith("4 evaluations; Pareto front (cifar10_test vs predicted latency): raspi4_ms "
+                                f"{n} point{'' if n == 1 else 's'}; ")
     run_id = json.loads(cli("runs", "list", "--json").out)
     assert lines[-1].endswith("run folder r (best.json, pareto.json, evaluations.jsonl), run id "
                               + next(r["id"] for r in run_id if r["out_dir"].endswith("/r")))
@@ -161,6 +163,13 @@ def test_a_time_budget_that_ran_out_at_once_says_so(table, cli, fresh):
     assert lines[1].startswith("0 evaluations; Pareto front (cifar10_test vs predicted latency): 0 points; "
                                "run folder r ")
     assert len(lines) == 2
+
+
+def test_one_evaluation_is_one_point_in_the_summary(table, cli, fresh):
+    res = cli(*NB201, "--budget", "1", "--out", "r")
+    assert res.code == 0, res.err
+    assert res.out.splitlines()[-1].startswith(
+        "1 evaluation; Pareto front (cifar10_test vs predicted latency): 1 point; run folder r ")
 
 
 def test_a_multi_fidelity_summary_names_its_rungs_and_a_percent_metric(table, cli, fresh):
