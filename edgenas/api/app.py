@@ -183,7 +183,11 @@ def create_app(source: DataSource, token: str | None = None, *, local_only: bool
         allow = [m.strip() for m in headers.get("Allow", "").split(",") if m.strip()]
         if "GET" in allow and "HEAD" not in allow:
             headers["Allow"] = ", ".join([*allow, "HEAD"])
-        return JSONResponse({"error": one_line(exc.detail)}, status_code=exc.status_code, headers=headers or None)
+        body = {"error": one_line(exc.detail)}
+        if exc.status_code == 404 and exc.detail == "Not Found":  # no route: Starlette's own detail
+            body["error"] = f"no such path: {one_line(request.url.path, 200)}"
+            body["hint"] = "the API's paths are listed at /docs; the pages start at /"
+        return JSONResponse(body, status_code=exc.status_code, headers=headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def bad_query(request: Request, exc: RequestValidationError):  # type: ignore[no-untyped-def]

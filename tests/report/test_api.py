@@ -109,6 +109,13 @@ def test_missing_and_refused_names(api, rproj, tmp_path):
     assert api.get("/api/devices/local/luts/ofa-mbv3").status_code == 404
     assert api.get("/runs/no-such-run").status_code == 404
     assert api.get("/compare", params={"run": ["evo", "nope"]}).status_code == 404
+    # a path the server does not have: it was {"error": "Not Found"}, with no hint where the paths are
+    for url in ("/api/nope", "/runs/evo/nope", "/api/runs/evo/evaluations/x"):
+        r = api.get(url)
+        assert r.status_code == 404 and r.json() == {
+            "error": f"no such path: {url}", "hint": "the API's paths are listed at /docs; the pages start at /"}, url
+    r = api.get("/nope/" + "z" * 5_000)
+    assert r.status_code == 404 and len(r.json()["error"]) < 300 and "more characters" in r.json()["error"]
     # a run folder outside the project, linked into runs/: neither listed nor served
     outside = tmp_path / "outside-run"
     outside.mkdir()
@@ -638,7 +645,7 @@ def test_allow_and_not_found_headers(client):
         r = client.post(url)
         assert r.status_code == 405 and sorted(m.strip() for m in r.headers["allow"].split(",")) == ["GET", "HEAD"]
     r = client.get("/no-such-page")
-    assert r.status_code == 404 and "allow" not in r.headers and r.json() == {"error": "Not Found"}
+    assert r.status_code == 404 and "allow" not in r.headers and r.json()["error"] == "no such path: /no-such-page"
     for name in ("index.html", "nope.js"):
         r = client.get(f"/static/swagger/{name}")
         assert r.status_code == 404 and r.json() == {"error": f"no such file: {name}"}, name
