@@ -56,7 +56,7 @@ def one(project: str, cfg_json: dict, out: str) -> dict:
     rec = run_mbv3_darts(cfg, models, out)
     hist = json.loads((Path(out) / "history.json").read_text())["history"]
     return {"arch": rec["arch"], "latency_ms": rec["latency_ms"]["local"],
-            "argmax_latency_ms": rec["argmax_latency_ms"]["local"], "within_budget": rec["within_budget"],
+            "argmax_latency_ms": rec["argmax_ms"]["local"], "within_budget": rec["within_budget"],
             "derivation": rec["derivation"], "repair_steps": rec["repair_steps"],
             "derived_ms_per_epoch": [h["derived_ms"]["local"] for h in hist],
             "expected_ms_per_epoch": [h["expected_ms"]["local"] for h in hist],

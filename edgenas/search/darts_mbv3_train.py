@@ -235,7 +235,7 @@ def _finish(space, terms, budgets, history, relax: MBV3Relaxation, out: Path) ->
     repaired = arch != argmax  # one more evaluation, numbered after the epochs'
     record = {"arch": space.to_dict(arch), "objectives": {}, "latency_ms": lat,
               "budgets_ms": {t.name: b for t, b in zip(terms, budgets)}, "within_budget": within,
-              "argmax_arch": space.to_dict(argmax), "argmax_latency_ms": {t.name: t.of_arch(argmax) for t in terms},
+              "argmax_arch": space.to_dict(argmax), "argmax_ms": {t.name: t.of_arch(argmax) for t in terms},
               "derivation": how, "repair_steps": steps, "epoch": history[-1]["epoch"],
               "number": len(history) if repaired else len(history) - 1,
               "probs": {"ke": pk, "d": pd, "r": pr}, "strategy": "darts",
