@@ -226,7 +226,12 @@ def _quiet_worker(ignored: bool = False, parent: int | None = None) -> None:
     the parent says how to resume. An idle worker ignores it: interrupted while waiting for work, it printed
     a traceback; ended at once, it broke the pool before the parent's own interrupt arrived. ``ignored``:
     the parent ignores Ctrl-C, and so does the worker. ``parent``: the command's process id; the worker
-    ends when that process does (``_end_with_parent``)."""
+    ends when that process does (``_end_with_parent``). What the worker writes to its standard output goes to
+    its standard error: the command's stdout is for its results (``--json``), and a worker's is never one."""
+    try:
+        os.dup2(2, 1)
+    except OSError:  # no standard error to send it to: left as it is
+        pass
     if not ignored:
         signal.signal(signal.SIGINT, _on_sigint)
     if parent is not None:

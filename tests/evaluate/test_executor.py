@@ -305,6 +305,22 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
+def test_a_process_pool_worker_writes_to_the_commands_stderr_not_its_stdout():
+    """A worker's writes to file descriptor 1 (a library's print, a C extension's message) went into the
+    command's stdout, before or inside its --json output; the search's redirect covers only this process."""
+    script = ("import os, sys\n"
+              "from edgenas.evaluate.executor import make_executor\n"
+              "with make_executor('process', workers=1) as ex:\n"
+              "    ex._start_workers()\n"
+              "    ex._pool.submit(os.write, 1, b'FROM-THE-WORKER\\n').result()\n"
+              "    ex._pool.submit(print, 'PRINTED-IN-THE-WORKER').result()\n"
+              "print('{\"ok\": true}')\n")
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == '{"ok": true}\n', res.stdout
+    assert "FROM-THE-WORKER" in res.stderr and "PRINTED-IN-THE-WORKER" in res.stderr, res.stderr
+
+
 def test_leaving_a_process_pool_ends_its_workers_and_an_idle_worker_takes_no_cpu():
     """``with make_executor("process")``: the workers are gone when the block is left. An idle worker (its
     thread that watches for the parent's end included) uses next to no CPU."""
