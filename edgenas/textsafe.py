@@ -34,6 +34,11 @@ def brief(value: Any, max_len: int = 60) -> str:
     return clean(repr(value), max_len)
 
 
+def counted(n: int, noun: str) -> str:
+    """``n`` and ``noun``, in the plural unless ``n`` is 1: "1 point", "0 points", "6 measurements"."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 #: the most characters of a message (and of its hint) an error line shows
 LINE_MAX = 1000
 

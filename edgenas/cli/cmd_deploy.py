@@ -8,7 +8,7 @@ import typer
 
 from edgenas.cli._common import emit_json, out, progress_bar, project
 from edgenas.errors import InputError
-from edgenas.textsafe import esc
+from edgenas.textsafe import counted, esc
 
 
 def register(app: typer.Typer) -> None:
@@ -111,7 +111,7 @@ def register(app: typer.Typer) -> None:
             out.print(f"[yellow]{esc(res.note)}[/yellow]")
         if res.predicted_ms is not None:
             n = res.calibration_points
-            many = f"{n} measurement{'s' if n != 1 else ''}"
+            many = counted(n, "measurement")
             if res.measurement.lut_fingerprint is None:  # no LUT: the few-shot model predicted it
                 cal = f"few-shot model on {many}"
             else:
@@ -121,7 +121,7 @@ def register(app: typer.Typer) -> None:
                       f"error {100 * res.rel_error:+.1f}% against {against}")
         if res.recalibrated is not None:
             r = res.recalibrated
-            out.print(f"LUT calibration refitted on {r.n_points} measurement{'s' if r.n_points != 1 else ''}: "
+            out.print(f"LUT calibration refitted on {counted(r.n_points, 'measurement')}: "
                       f"within ±10% {100 * r.within10_raw:.0f}% raw, {100 * r.within10_calibrated:.0f}% calibrated")
         cs = res.cold_start
         if cs:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from edgenas.cli._common import emit_json, out, progress_bar, project, warn
-from edgenas.textsafe import esc
+from edgenas.textsafe import counted, esc
 
 #: whole models to measure for the calibration the hint after a GPU profile suggests (the H200 runs of
 #: bench/RESULTS.md calibrated on five to seven)
@@ -38,8 +38,8 @@ def register(app: typer.Typer) -> None:
             warn(f"{esc(res.power_mode_note)}: the table was timed in this mode")
         if res.recalibrated:
             r = res.recalibrated
-            out.print(f"LUT calibration fitted on the device's {r.n_points} stored measurement"
-                      f"{'s' if r.n_points != 1 else ''}: within ±10% {100 * r.within10_raw:.0f}% raw, "
+            out.print(f"LUT calibration fitted on the device's {counted(r.n_points, 'stored measurement')}"
+                      f": within ±10% {100 * r.within10_raw:.0f}% raw, "
                       f"{100 * r.within10_calibrated:.0f}% calibrated")
         if res.calibration_note:
             out.print(f"[yellow]not fitted on the stored measurements ({esc(res.calibration_note)}); "

@@ -10,7 +10,7 @@ import typer
 
 from edgenas.cli._common import emit_json, note, out, progress_bar, project, warn
 from edgenas.errors import InputError
-from edgenas.textsafe import esc
+from edgenas.textsafe import counted, esc
 
 
 def _key_values(pairs: list[str], what: str, example: str, floats: bool = True) -> dict[str, object]:
@@ -302,12 +302,10 @@ def _print(problem, config, result, json_out: bool) -> None:
         out.print(f"language model: {m['proposals']} proposals (valid {pct(m['valid'])}, novel "
                   f"{pct(m['novel'])}, improving {pct(m['improving'])}), {m['lora_updates']} LoRA updates"
                   + (", fell back to the usual operators" if m["fallbacks"] else ""))
-    points = lambda n: f"{n} point{'' if n == 1 else 's'}"  # noqa: E731
-    fronts = esc(", ".join(f"{n} {points(k)}" for n, k in s["front_sizes"].items()))
-    n_eval = s["evaluations"]
-    out.print(f"{n_eval} evaluation{'' if n_eval == 1 else 's'}; "
+    fronts = esc(", ".join(f"{n} {counted(k, 'point')}" for n, k in s["front_sizes"].items()))
+    out.print(f"{counted(s['evaluations'], 'evaluation')}; "
               f"Pareto front ({esc(s['objective'])} vs predicted latency): "
-              f"{fronts or points(s['pareto_size'])}; run folder {esc(s['out_dir'])} "
+              f"{fronts or counted(s['pareto_size'], 'point')}; run folder {esc(s['out_dir'])} "
               "(best.json, pareto.json, evaluations.jsonl)" + (f", run id {s['run_id']}" if s.get("run_id") else ""))
 
 

@@ -50,7 +50,7 @@ from edgenas.latency.lut import Lut
 from edgenas.latency.store import LutStore, fingerprint_changes
 from edgenas.locks import file_lock
 from edgenas.project import Project
-from edgenas.textsafe import one_line
+from edgenas.textsafe import counted, one_line
 
 
 class RefreshStatus(enum.StrEnum):
@@ -112,8 +112,7 @@ def refresh_device(project: Project, profile: Any, space: str, *, protocol: dict
                 reason = f"{shape} > {check.threshold:.1%}"
         res = profile_device(project, profile, space, force=lut is not None, protocol=protocol)
         if res.recalibrated:
-            n = res.recalibrated.n_points
-            reason += f"; calibrated on {n} stored measurement{'s' if n != 1 else ''}"
+            reason += f"; calibrated on {counted(res.recalibrated.n_points, 'stored measurement')}"
         return DeviceRefresh(res.device, RefreshStatus.REFRESHED, reason, space, res.fingerprint_hash,
                              check.drift if check else None, check.threshold if check else None,
                              str(res.lut_path), time.perf_counter() - t0,
