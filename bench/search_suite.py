@@ -31,6 +31,7 @@ registered. Command line (one JSON file per strategy, then one table over them):
 
     python bench/search_suite.py run evolution --seeds 30 --out bench/suite/evolution.json
     python bench/search_suite.py table bench/suite/*.json --markdown
+    python bench/search_suite.py table bench/search_suite_results.json bench/suite/tpe.json --markdown  # tpe run again
 """
 
 from __future__ import annotations
@@ -207,35 +208,47 @@ def merge(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def summarise(results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """Ranks per task (1 = best median reported value, ties share the mean rank) and over the suite."""
-    names = list(results)
-    tasks = [t for t in results[names[0]]["tasks"] if all(t in results[n]["tasks"] for n in names)]
+def row(result: Mapping[str, Any], tasks: Sequence[str]) -> dict[str, Any]:
+    """One strategy's row of the summary (its ranks are added by ``rank``)."""
+    ts = result["tasks"]
+    seeds = [len(ts[t].get("values", ())) or result["n_seeds"] for t in tasks]
+    return {"n_seeds": max(seeds), "min_seeds": min(seeds), "options": result["options"],
+            "ms_per_eval": round(float(np.median([ts[t]["ms_per_eval"] for t in tasks])), 3),
+            "ms_per_round": round(float(np.median([ts[t]["ms_per_round"] for t in tasks])), 3),
+            "tasks": {t: {"median": ts[t]["reported"]["median"], "iqr": ts[t]["reported"]["iqr"],
+                          "regret": ts[t]["regret"]["median"]} for t in tasks}}
+
+
+def rank(rows: Mapping[str, Mapping[str, Any]], optima: Mapping[str, float]) -> dict[str, Any]:
+    """Ranks per task (1 = best median reported value, ties share the mean rank) and over the suite, of the
+    tasks every row has."""
+    names = list(rows)
+    tasks = [t for t in rows[names[0]]["tasks"] if all(t in rows[n]["tasks"] for n in names)]
     ranks: dict[str, dict[str, float]] = {n: {} for n in names}
     for t in tasks:
-        med = np.array([results[n]["tasks"][t]["reported"]["median"] or -np.inf for n in names])
+        med = np.array([rows[n]["tasks"][t]["median"] or -np.inf for n in names])
         for i, n in enumerate(names):
             ranks[n][t] = float(np.sum(med > med[i]) + (np.sum(med == med[i]) + 1) / 2)
-    rows = {}
+    out = {}
     for n in names:
         r = np.array([ranks[n][t] for t in tasks])
-        ms = [results[n]["tasks"][t]["ms_per_eval"] for t in tasks]
-        seeds = [len(results[n]["tasks"][t].get("values", ())) or results[n]["n_seeds"] for t in tasks]
-        rows[n] = {"median_rank": float(np.median(r)), "mean_rank": round(float(r.mean()), 3),
-                   "ranks": ranks[n], "n_seeds": max(seeds), "min_seeds": min(seeds),
-                   "options": results[n]["options"],
-                   "ms_per_eval": round(float(np.median(ms)), 3),
-                   "ms_per_round": round(float(np.median([results[n]["tasks"][t]["ms_per_round"] for t in tasks])), 3),
-                   "tasks": {t: {"median": results[n]["tasks"][t]["reported"]["median"],
-                                 "iqr": results[n]["tasks"][t]["reported"]["iqr"],
-                                 "regret": results[n]["tasks"][t]["regret"]["median"]} for t in tasks}}
-    order = sorted(names, key=lambda n: (rows[n]["median_rank"], rows[n]["mean_rank"]))
-    optima = {t: results[names[0]]["tasks"][t]["optimum"] for t in tasks}
+        out[n] = {"median_rank": float(np.median(r)), "mean_rank": round(float(r.mean()), 3), "ranks": ranks[n],
+                  **{k: v for k, v in rows[n].items() if k not in ("median_rank", "mean_rank", "ranks", "tasks")},
+                  "tasks": {t: rows[n]["tasks"][t] for t in tasks}}
+    order = sorted(names, key=lambda n: (out[n]["median_rank"], out[n]["mean_rank"]))
     # the default of `edgenas search` is picked among strategies measured on enough seeds on every task
-    enough = [n for n in order if rows[n]["min_seeds"] >= MIN_SEEDS_FOR_DEFAULT] or order
-    return {"tasks": tasks, "optima": optima, "order": order, "best": enough[0],
+    enough = [n for n in order if out[n]["min_seeds"] >= MIN_SEEDS_FOR_DEFAULT] or order
+    return {"tasks": tasks, "optima": {t: optima[t] for t in tasks}, "order": order, "best": enough[0],
             "best_rule": f"best median rank (then mean rank) among strategies with >= {MIN_SEEDS_FOR_DEFAULT} "
-                         "seeds on every task", "strategies": rows}
+                         "seeds on every task", "strategies": out}
+
+
+def summarise(results: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """``rank`` over the rows of ``run_strategy`` results (the tasks every one has)."""
+    names = list(results)
+    tasks = [t for t in results[names[0]]["tasks"] if all(t in results[n]["tasks"] for n in names)]
+    optima = {t: results[names[0]]["tasks"][t]["optimum"] for t in tasks}
+    return rank({n: row(results[n], tasks) for n in names}, optima)
 
 
 def markdown(summary: Mapping[str, Any]) -> str:
@@ -274,7 +287,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     r.add_argument("--quantile", type=float, help=f"budget the device tasks at this quantile instead of "
                                                   f"{QUANTILE} (tasks named TASK~qQ; tighter: more repairs)")
     r.add_argument("--queries", type=int, help="evaluations per run instead of each task's (tasks named TASK~nN)")
-    t = sub.add_parser("table", help="ranks and a markdown table from `run` JSON files")
+    t = sub.add_parser("table", help="ranks and a markdown table from `run` JSON files (and the rows of earlier "
+                                     "`table --out` summaries, each replaced by a strategy's new run)")
     t.add_argument("files", nargs="+")
     t.add_argument("--markdown", action="store_true")
     t.add_argument("--out", help="write the summary JSON here and the markdown table next to it (.md)")
@@ -307,12 +321,22 @@ def main(argv: Sequence[str] | None = None) -> None:
             Path(args.out).write_text(text + "\n")
         print(text)
     else:
-        results = {}
+        results: dict[str, Any] = {}
+        kept: dict[str, Any] = {}   # rows of an earlier summary, each replaced by a strategy run again
+        optima: dict[str, float] = {}
         for f in args.files:   # files of the same strategy (other seeds) are merged
             d = json.loads(Path(f).read_text())
+            if "strategies" in d:
+                kept.update(d["strategies"])
+                optima.update(d["optima"])
+                continue
             key = d.get("label", d["strategy"])
             results[key] = merge(results[key], d) if key in results else d
-        s = summarise(results)
+        if results:
+            new = summarise(results)
+            optima.update(new["optima"])
+            kept = {**{n: r for n, r in kept.items() if n not in results}, **new["strategies"]}
+        s = rank(kept, optima)
         if args.out:
             Path(args.out).write_text(json.dumps(s, indent=1) + "\n")
             Path(args.out).with_suffix(".md").write_text(markdown(s) + "\n")

@@ -266,7 +266,7 @@ REPAIR_TRIES = 8
 
 
 def repair_toward_anchor(space: Any, feasibility: Feasibility | None, arch: Any, rng: np.random.Generator, *,
-                         avoid: set[str] | None = None) -> Any:
+                         avoid: set[str] | None = None, anchors: Sequence[Any] | None = None) -> Any:
     """Move ``arch`` gene by gene (random order) toward a min-latency anchor; the first feasible step.
 
     With ``avoid`` (the architecture ids a search has seen), the first feasible step not in it: the paths
@@ -274,10 +274,11 @@ def repair_toward_anchor(space: Any, feasibility: Feasibility | None, arch: Any,
     Raspberry Pi 4, 14 of 200 random-search evaluations repeated one). Up to ``REPAIR_TRIES`` paths, each
     another anchor and gene order (one predictor call of at most D architectures each), then 4 D mutations
     of the feasible steps met (one call); when all of these were seen, that step. Never loops. Returns
-    ``arch`` unchanged without constraints or anchors."""
+    ``arch`` unchanged without constraints or anchors. ``anchors``: walk toward these (feasible
+    architectures) instead of ``feasibility.anchors()``."""
     if feasibility is None:
         return arch
-    anchors = feasibility.anchors()
+    anchors = feasibility.anchors() if anchors is None else list(anchors)
     if not anchors:
         return arch
     first, feasible = None, []  # the first path's answer; every feasible step met
