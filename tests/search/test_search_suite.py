@@ -63,6 +63,27 @@ def test_summarise_ranks():
     assert "| x | 9.00 |" in suite.markdown(s)
 
 
+def test_a_table_over_an_earlier_summary_replaces_the_rows_of_strategies_run_again(tmp_path):
+    """``table SUMMARY RUN``: the summary's rows as they were, but the strategy of RUN's row, ranks recomputed."""
+    import json
+
+    def fake(meds, name):
+        return {"strategy": name, "n_seeds": 30, "options": {}, "tasks": {
+            t: {"reported": {"median": m, "iqr": [m, m]}, "regret": {"median": 9.0 - m}, "optimum": 9.0,
+                "ms_per_eval": 1.0, "ms_per_round": 1.0} for t, m in meds.items()}}
+
+    earlier = suite.summarise({"a": fake({"x": 3, "y": 1}, "a"), "b": fake({"x": 2, "y": 2}, "b")})
+    (tmp_path / "summary.json").write_text(json.dumps(earlier))
+    (tmp_path / "b.json").write_text(json.dumps(fake({"x": 4, "y": 3}, "b")))
+    suite.main(["table", str(tmp_path / "summary.json"), str(tmp_path / "b.json"), "--out", str(tmp_path / "new.json")])
+    new = json.loads((tmp_path / "new.json").read_text())
+    assert new["order"] == ["b", "a"] and new["strategies"]["b"]["ranks"] == {"x": 1.0, "y": 1.0}
+    assert new["strategies"]["a"]["tasks"] == earlier["strategies"]["a"]["tasks"]      # kept as it was
+    assert new["strategies"]["b"]["tasks"]["x"] == {"median": 4, "iqr": [4, 4], "regret": 5.0}
+    suite.main(["table", str(tmp_path / "summary.json"), "--out", str(tmp_path / "same.json")])
+    assert json.loads((tmp_path / "same.json").read_text()) == earlier                 # a summary alone: itself
+
+
 def test_merge_runs_of_other_seeds():
     def run(values):
         return {"strategy": "x", "options": {}, "n_seeds": len(values), "seeds": [0, len(values) - 1],
