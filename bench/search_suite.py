@@ -104,6 +104,40 @@ def task_problem(task: Task, table: Table) -> tuple[Problem, dict[str, Any]]:
                      "optimum": float(table.columns[task.report][ok].max())}
 
 
+def build(strategy: str | Callable[..., Any], problem: Problem, budget: int, seed: int,
+          options: Mapping[str, Any] | None = None, hooks: Mapping[str, Any] | None = None) -> tuple[Any, int]:
+    """The strategy as ``edgenas search`` builds it for this problem, and its batch per ask/tell round."""
+    if callable(strategy):
+        s = strategy(problem.space, np.random.default_rng(seed), problem if problem.constrained else None)
+        return s, s.batch_hint or s.opts.get("population") or 1
+    config = SearchConfig(space="nb201", strategy=strategy, budget_evals=budget, seed=seed,
+                          devices=tuple((d.name, d.budget_ms) for d in problem.devices),
+                          strategy_options=dict(options or {}))
+    return build_strategy(config, problem, hooks)
+
+
+def drive_built(s: Any, batch: int, problem: Problem, budget: int,
+                trace: list[float] | None = None) -> tuple[list[dict[str, Any]], float, int]:
+    """``drive`` with a strategy ``build`` made; ``trace``: each evaluation's CPU seconds appended (its round's
+    ask + tell, shared evenly by the round's evaluations)."""
+    recs: list[dict[str, Any]] = []
+    spent, rounds = 0.0, 0
+    while len(recs) < budget:
+        t0 = time.process_time()
+        archs = s.ask(min(batch, budget - len(recs)))
+        round_s = time.process_time() - t0
+        got = [dict(r, arch_id=problem.space.arch_id(a)) for a, r in zip(archs, problem.evaluate(archs))]
+        results = [problem.to_result(r) for r in got]
+        t0 = time.process_time()
+        s.tell(archs, results)
+        round_s += time.process_time() - t0
+        if trace is not None:
+            trace += [round_s / len(archs)] * len(archs)
+        spent, rounds = spent + round_s, rounds + 1
+        recs += got
+    return recs, spent, rounds
+
+
 def drive(strategy: str | Callable[..., Any], problem: Problem, budget: int, seed: int,
           options: Mapping[str, Any] | None = None,
           hooks: Mapping[str, Any] | None = None) -> tuple[list[dict[str, Any]], float, int]:
@@ -111,28 +145,7 @@ def drive(strategy: str | Callable[..., Any], problem: Problem, budget: int, see
     CPU seconds in ask+tell, rounds).
 
     CPU time of this process (``time.process_time``), not wall time: the machines these run on are shared."""
-    if callable(strategy):
-        s = strategy(problem.space, np.random.default_rng(seed), problem if problem.constrained else None)
-        batch = s.batch_hint or s.opts.get("population") or 1
-    else:
-        config = SearchConfig(space="nb201", strategy=strategy, budget_evals=budget, seed=seed,
-                              devices=tuple((d.name, d.budget_ms) for d in problem.devices),
-                              strategy_options=dict(options or {}))
-        s, batch = build_strategy(config, problem, hooks)
-    recs: list[dict[str, Any]] = []
-    spent, rounds = 0.0, 0
-    while len(recs) < budget:
-        t0 = time.process_time()
-        archs = s.ask(min(batch, budget - len(recs)))
-        spent += time.process_time() - t0
-        got = [dict(r, arch_id=problem.space.arch_id(a)) for a, r in zip(archs, problem.evaluate(archs))]
-        results = [problem.to_result(r) for r in got]
-        t0 = time.process_time()
-        s.tell(archs, results)
-        spent += time.process_time() - t0
-        rounds += 1
-        recs += got
-    return recs, spent, rounds
+    return drive_built(*build(strategy, problem, budget, seed, options, hooks), problem, budget)
 
 
 def chosen(recs: Sequence[Mapping[str, Any]], task: Task) -> float:

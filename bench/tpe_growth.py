@@ -7,13 +7,14 @@ here on the same task and seeds, in one process:
 
 * ``ask`` (the baseline, edgenas up to 34b38ca; ``--strategy-opt rejected=ask`` since): ask the study again,
   up to ``max_tries`` = 20 times, then enqueue a random feasible architecture;
-* ``repair`` (the default since): repair the rejected proposal toward a fast anchor (the repair every edgenas
-  strategy uses) and enqueue the repaired architecture as the next trial.
+* ``repair`` (the default since): repair the rejected proposal, gene by gene toward the device's fastest
+  architecture or a random feasible one, and enqueue the repaired architecture as the next trial.
 
 Task: the search suite's ``c10-valid@raspi4`` (optimise CIFAR-10 validation accuracy, report test accuracy,
 Raspberry Pi 4 latency at most its 30th percentile; ``--quantile`` for another budget), driven as
-``edgenas search`` drives TPE (``bench.search_suite.drive``). Per mode: CPU ms per evaluation (ask + tell)
-in windows of ``--window`` evaluations, the study's trials per evaluation, and the reported value chosen.
+``edgenas search`` drives TPE (``bench.search_suite.build`` and ``drive_built``). Per mode: CPU ms per
+evaluation (ask + tell) in windows of ``--window`` evaluations, the study's trials per evaluation, and the
+reported value chosen.
 
 Usage: python bench/tpe_growth.py [--evals 1000] [--seeds 3] [--quantile 0.3] [--out F.json]
 (``--quantile 0.04``: a budget 625 of the 15,625 cells meet, where asking again chose better.)
@@ -26,7 +27,6 @@ import json
 import os
 import platform
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -34,30 +34,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.search_suite import DATA, TASKS, chosen, load_suite_table, task_problem  # noqa: E402
-from edgenas.search import SearchConfig  # noqa: E402
-from edgenas.search.run import build_strategy  # noqa: E402
+from bench.search_suite import DATA, TASKS, build, chosen, drive_built, load_suite_table, task_problem  # noqa: E402
 
 MODES = ("ask", "repair")
 
 
 def one_run(problem, task, evals: int, seed: int, window: int, mode: str) -> dict:
-    config = SearchConfig(space="nb201", strategy="tpe", budget_evals=evals, seed=seed,
-                          devices=tuple((d.name, d.budget_ms) for d in problem.devices),
-                          strategy_options={"rejected": mode})
-    s, batch = build_strategy(config, problem, None)
-    recs, cpu = [], []
-    while len(recs) < evals:
-        t0 = time.process_time()
-        archs = s.ask(min(batch, evals - len(recs)))
-        spent = time.process_time() - t0
-        got = [dict(r, arch_id=problem.space.arch_id(a)) for a, r in zip(archs, problem.evaluate(archs))]
-        results = [problem.to_result(r) for r in got]
-        t0 = time.process_time()
-        s.tell(archs, results)
-        spent += time.process_time() - t0
-        cpu += [spent / len(archs)] * len(archs)   # ask + tell, not the table lookup
-        recs += got
+    s, batch = build("tpe", problem, evals, seed, {"rejected": mode})
+    cpu: list[float] = []
+    recs, _, _ = drive_built(s, batch, problem, evals, trace=cpu)   # ask + tell, not the table lookup
     ms = 1000 * np.asarray(cpu)
     return {"seed": seed, "trials": len(s.study.trials), "trials_per_eval": round(len(s.study.trials) / evals, 2),
             "ms_per_eval_by_window": [round(float(ms[i:i + window].mean()), 2) for i in range(0, evals, window)],

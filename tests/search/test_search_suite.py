@@ -49,12 +49,14 @@ def test_run_strategy_reports_test_of_best_valid(table):
     assert suite.chosen(recs, task) == best["report"]["cifar10_test"]
 
 
-def test_summarise_ranks():
-    def fake(meds):
-        return {"n_seeds": 30, "options": {}, "tasks": {
-            t: {"reported": {"median": m, "iqr": [m, m]}, "regret": {"median": 1.0}, "optimum": 9.0,
-                "ms_per_eval": 1.0, "ms_per_round": 1.0} for t, m in meds.items()}}
+def fake(meds, name="x"):
+    """A ``run_strategy`` result with these medians per task (optimum 9)."""
+    return {"strategy": name, "n_seeds": 30, "options": {}, "tasks": {
+        t: {"reported": {"median": m, "iqr": [m, m]}, "regret": {"median": 9.0 - m}, "optimum": 9.0,
+            "ms_per_eval": 1.0, "ms_per_round": 1.0} for t, m in meds.items()}}
 
+
+def test_summarise_ranks():
     s = suite.summarise({"a": fake({"x": 3, "y": 1, "z": 2}), "b": fake({"x": 2, "y": 2, "z": 2}),
                          "c": fake({"x": 1, "y": 3, "z": 1})})
     assert s["strategies"]["b"]["ranks"] == {"x": 2.0, "y": 2.0, "z": 1.5}
@@ -66,11 +68,6 @@ def test_summarise_ranks():
 def test_a_table_over_an_earlier_summary_replaces_the_rows_of_strategies_run_again(tmp_path):
     """``table SUMMARY RUN``: the summary's rows as they were, but the strategy of RUN's row, ranks recomputed."""
     import json
-
-    def fake(meds, name):
-        return {"strategy": name, "n_seeds": 30, "options": {}, "tasks": {
-            t: {"reported": {"median": m, "iqr": [m, m]}, "regret": {"median": 9.0 - m}, "optimum": 9.0,
-                "ms_per_eval": 1.0, "ms_per_round": 1.0} for t, m in meds.items()}}
 
     earlier = suite.summarise({"a": fake({"x": 3, "y": 1}, "a"), "b": fake({"x": 2, "y": 2}, "b")})
     (tmp_path / "summary.json").write_text(json.dumps(earlier))
