@@ -483,6 +483,60 @@ def test_repaired_proposals_step_toward_an_anchor_and_keep_the_study_small(space
     assert len(trials) <= 3 * 60
 
 
+def _budget_problem(space, formula, Lat, quantile):
+    lat = Lat(space)
+    sample = [space.sample(np.random.default_rng(i)) for i in range(300)]
+    return Problem(space, formula, [DeviceTarget("dev", lat, float(np.quantile(lat.predict_many(sample), quantile)))])
+
+
+def test_a_repair_that_lands_on_a_known_or_infeasible_architecture_is_dropped(space, formula, Lat):
+    """A repair can end on an architecture already evaluated, or still over the budget (every step of its path
+    seen or over it): it is not asked; the sampler proposes again, each rejected proposal repaired, and after
+    ``max_tries`` a novel feasible architecture is enqueued."""
+    problem = _budget_problem(space, formula, Lat, 0.3)
+    s = make_strategy("tpe", space, np.random.default_rng(0), feasibility=problem)
+    known, = s.ask(1)
+    s.tell([known], [Result((-50.0,), 0.0)])
+    sample = [space.sample(np.random.default_rng(100 + i)) for i in range(300)]
+    v = problem.violation(sample)
+    over = sample[int(np.argmin(np.where(v > 0, v, np.inf)))]   # the least over the budget
+    assert 0 < problem.violation([over])[0] < 0.1
+    repaired, before = [], len(s.study.trials)
+    s._repair_rejected = lambda arch, avoid: repaired.append(avoid) or (known, over)[len(repaired) % 2]
+    # every proposal of the sampler is rejected (the predictor's check); ``over`` is by its own excess
+    s.violation = lambda arch: problem.violation([arch])[0] if space.arch_id(arch) == space.arch_id(over) else 2.0
+    arch, = s.ask(1)
+    assert len(repaired) == s.max_tries and all(space.arch_id(known) in avoid for avoid in repaired)
+    assert space.arch_id(arch) not in {space.arch_id(known), space.arch_id(over)}
+    assert problem.violation([arch])[0] <= 0
+    assert len(s.study.trials) == before + s.max_tries + 1       # the rejected proposals, then the enqueued one
+    assert "fixed_params" in s.study.trials[-1].system_attrs
+
+
+def test_a_repairs_random_target_is_an_anchor_only_within_the_budget(space, formula, Lat, monkeypatch):
+    """The second repair target (a random architecture ``propose`` gives) joins the device's fastest only when it
+    meets the budget: a target over it, however slightly, would pull repairs off the feasible region."""
+    import edgenas.search.optuna_samplers as samplers
+
+    problem = _budget_problem(space, formula, Lat, 0.3)
+    s = make_strategy("tpe", space, np.random.default_rng(0), feasibility=problem)
+    sample = [space.sample(np.random.default_rng(100 + i)) for i in range(300)]
+    v = problem.violation(sample)
+    over = sample[int(np.argmin(np.where(v > 0, v, np.inf)))]   # the least over the budget
+    within = sample[int(np.flatnonzero(v <= 0)[0])]
+    assert 0 < problem.violation([over])[0] < 0.1
+    seen = []
+    monkeypatch.setattr(samplers, "repair_toward_anchor",
+                        lambda space_, feasibility, arch, rng, *, avoid=None, anchors=None: seen.append(anchors))
+    rejected = sample[int(np.argmax(v))]
+    for target in (over, within):
+        s.propose = lambda make, avoid=None: target
+        s._repair_rejected(rejected, set())
+    ids = [[space.arch_id(a) for a in anchors] for anchors in seen]
+    fastest = [space.arch_id(a) for a in problem.anchors()]
+    assert ids == [fastest, fastest + [space.arch_id(within)]]
+
+
 def test_optuna_option_bounds():
     from edgenas.search.optuna_samplers import CMAES, GP, TPE, OptunaNSGA2
 
