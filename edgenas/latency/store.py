@@ -252,6 +252,12 @@ class LutChoice:
             made = f"dated {utc(self.lut.created_at)}, in the future"
         return f"LUT for {self.lut.device}: {self.path.name} (fingerprint {self.lut.fingerprint_hash[:12]}, {made})"
 
+    def notes(self) -> list[str]:
+        """What a command that predicts with this table says first (``warning: `` lines in yellow): which table,
+        a device that last reported another fingerprint, dates in the future."""
+        return ([self.describe()] + (["warning: " + self.warning] if self.warning else [])
+                + ["warning: " + w for w in self.lut.clock_warnings()])
+
     @property
     def warning(self) -> str | None:
         if self.current:

@@ -48,7 +48,7 @@ def darts_config(space: str, devices: Sequence[str], budgets: Sequence[float], *
 
 
 def prepare_darts(project: Project, req: Any, options: Mapping[str, Any], out_dir: Path, *,
-                  resume: bool = False) -> DriverRun:
+                  resume: bool = False, note: Callable[[str], None] | None = None) -> DriverRun:
     from edgenas.datasets import check_dataset
     from edgenas.latency.predictor import LatencyPredictor
     from edgenas.latency.store import LutStore
@@ -60,10 +60,10 @@ def prepare_darts(project: Project, req: Any, options: Mapping[str, Any], out_di
             raise InputError(f"{Path(out_dir) / 'config.json'}: not a DARTS run config (a JSON object)",
                              hint="the run folder is damaged; start a new search with the options you want")
         if saved.get("space", "nb201") != "nb201":
-            return _prepare_mbv3(project, MbDartsConfig.from_json(saved))
+            return _prepare_mbv3(project, MbDartsConfig.from_json(saved), note)
         config = DartsConfig.from_json(saved)
     elif req.space != "nb201":
-        return _prepare_mbv3(project, mbv3_darts_config(req, options))
+        return _prepare_mbv3(project, mbv3_darts_config(req, options), note)
     else:
         if dict(req.strategy_options).get("lambda_rule") not in (None, "derived"):
             raise InputError("darts: lambda_rule applies to the mbv3 spaces; nb201 uses the derived rule")
@@ -72,7 +72,12 @@ def prepare_darts(project: Project, req: Any, options: Mapping[str, Any], out_di
     check_dataset(config.data)  # a bad --data is refused before the run folder exists
     space = get_space(config.space)
     store = LutStore(project.luts_dir)
-    models = [(name, LatencyPredictor(store.latest(name, space.name), space)) for name, _ in config.devices]
+    models = []
+    for name, _ in config.devices:
+        choice = store.choose(name, space.name)  # the one lookup policy (latency/store.py), as every search's
+        for n in choice.notes() if note else ():
+            note(n)
+        models.append((name, LatencyPredictor(choice.lut, space)))
     for (name, budget), (_, m) in zip(config.devices, models):
         if budget is not None:
             ms, _ = m.min_latency()
@@ -106,13 +111,13 @@ def mbv3_darts_config(req: Any, options: Mapping[str, Any]) -> MbDartsConfig:
                          latency_weight=options["latency_weight"], devices=devices, **extra)
 
 
-def _prepare_mbv3(project: Project, config: MbDartsConfig) -> DriverRun:
+def _prepare_mbv3(project: Project, config: MbDartsConfig, note: Callable[[str], None] | None = None) -> DriverRun:
     from edgenas.datasets import check_dataset
     from edgenas.search.darts_mbv3_launch import latency_models
     from edgenas.search.darts_mbv3_train import run_mbv3_darts
 
     check_dataset(config.data)  # a bad --data is refused before the run folder exists
-    models = latency_models(project, config)  # no LUT, or a budget below the fastest network: refused here
+    models = latency_models(project, config, note)  # no LUT, or a budget below the fastest network: refused here
     problem = DartsProblem(tuple(DeviceTarget(n, m, b) for (n, b), (_, m) in zip(config.devices, models)))
 
     def run(folder: Path, resume: bool, progress: Callable[[int, int], None] | None) -> dict[str, Any]:

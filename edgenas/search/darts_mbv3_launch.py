@@ -6,14 +6,15 @@ budget below the fastest network of the space on that device (exact, ``min_laten
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from edgenas.errors import InfeasibleError, InputError
 from edgenas.project import Project
 from edgenas.search.darts_mbv3_train import MbDartsConfig
 
 
-def latency_models(project: Project, config: MbDartsConfig) -> list[tuple[str, Any]]:
+def latency_models(project: Project, config: MbDartsConfig,
+                   note: Callable[[str], None] | None = None) -> list[tuple[str, Any]]:
     from edgenas.latency.predictor import LatencyPredictor
     from edgenas.latency.store import LutStore
     from edgenas.spaces import get_space
@@ -25,7 +26,10 @@ def latency_models(project: Project, config: MbDartsConfig) -> list[tuple[str, A
         if not store.list(name, space.name):
             raise InputError(f"device '{name}' has no LUT for the {space.name} space",
                              hint=f"profile it first: edgenas profile {name} --space {space.name}")
-        m = LatencyPredictor(store.latest(name, space.name), space)
+        choice = store.choose(name, space.name)
+        for n in choice.notes() if note else ():
+            note(n)
+        m = LatencyPredictor(choice.lut, space)
         if budget is not None:
             ms, _ = m.min_latency()
             if budget < ms:

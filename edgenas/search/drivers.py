@@ -43,7 +43,7 @@ class _MultiFidelity(Driver):
             raise InputError(f"--strategy {cls.name} needs a --ladder of evaluators, cheapest first",
                              hint="e.g. --ladder compression:keep=3 --ladder train:epochs=2,cost=40")
         cls.validate_options({"ladder": tuple(req.ladder), "eta": req.eta})
-        problems, config = build_problems(project, req, build_problem, executor)
+        problems, config = build_problems(project, req, build_problem, executor, note)
 
         def run(folder: Path, resume: bool, progress: Callable[[int, int], None] | None) -> Any:
             return run_multifidelity(config, problems, folder, resume=resume, progress=progress)
@@ -99,4 +99,4 @@ class Darts(Driver):
         if req.max_latency_quantile is not None:
             raise InputError("--strategy darts takes --max-latency-ms budgets, not --max-latency-quantile")
         opts = cls.validate_options(dict(req.strategy_options))
-        return prepare_darts(project, req, opts, Path(out_dir), resume=resume)
+        return prepare_darts(project, req, opts, Path(out_dir), resume=resume, note=note)

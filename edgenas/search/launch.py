@@ -161,12 +161,8 @@ def build_problem(project: Project, req: SearchRequest, note: Callable[[str], No
                     models.append((d, fewshot))
                     continue
             choice = store.choose(d, space.name)  # the same policy as deploy's (latency/store.py)
-            if note:
-                note(choice.describe())
-                if choice.warning:
-                    note("warning: " + choice.warning)
-                for w in choice.lut.clock_warnings():
-                    note("warning: " + w)
+            for n in choice.notes() if note else ():
+                note(n)
             models.append((d, LatencyPredictor(choice.lut, space)))
     names = [n for n, _ in models]
     budgets = _budgets(req, names)
@@ -350,6 +346,7 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
     tables = table_hashes(project, problem)
     changed = changed_tables_notes(out_dir / TABLES_FILE, tables) if resume else []
     notes.extend(changed)
+    notes.extend(uncalibrated_budget_notes(req, problem))
     if record and db is None:
         from edgenas.store import open_db
         from edgenas.store.db import check_writable, database_exists, resolve_url
@@ -372,8 +369,19 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
     with new_out_dir(out_dir, "--out", leftovers=(LOCK_NAME,)) as folder, run_lock(folder, f"run folder {folder}"):
         if not resume:
             _check_new_run_folder(folder)
-        for n in notes if note else ():
-            note(n)
+        pending = list(notes) if note else []
+
+        def say_notes() -> None:
+            while pending:
+                note(pending.pop(0))  # type: ignore[misc]
+
+        def progressed(done: int, total: int) -> None:
+            say_notes()
+            if progress is not None:
+                progress(done, total)
+
+        if not resume:  # a resume's notes wait for its first progress: the run checks the folder's files first,
+            say_notes()  # and a resume they refuse prints its one error line only
         started = None if resume else time.time()  # a resume's start is not the run's (the folder's files say it)
         try:
             if not resume:
@@ -382,10 +390,11 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
                 if warm is not None:
                     atomic_write_json(folder / "warm_start.json", warm)
             if is_driver(req.strategy):
-                result = prepared.run(folder, resume, progress)
+                result = prepared.run(folder, resume, progressed)
             else:
-                result = run_search(config, problem, folder, resume=resume, progress=progress,
+                result = run_search(config, problem, folder, resume=resume, progress=progressed,
                                     initial_population=initial, strategy_hooks=hooks, more_wall_s=more_wall_s)
+            say_notes()  # a resume with nothing left to run
         except BaseException as exc:
             from edgenas.outdirs import DISK_ERRNOS
             from edgenas.search.run import ReplayMismatch, ResumeRefused
@@ -425,6 +434,24 @@ def _absolute_paths(opts: Mapping[str, Any]) -> dict[str, Any]:
         return [absolute(x) for x in v] if isinstance(v, (list, tuple)) else v
 
     return {k: absolute(v) if k in PATH_OPTIONS else v for k, v in opts.items()}
+
+
+def uncalibrated_budget_notes(req: SearchRequest, problem: Any) -> list[str]:
+    """A warning for each device whose budget in ms (``--max-latency-ms``) is checked against a LUT that no
+    whole-model measurement has calibrated yet: against its blocks' raw sum, which read 14-24% below whole
+    mbv3-small networks in four of bench/lut_protocol.py's checks on ONNX Runtime (README, Quickstart), so a
+    network chosen under the budget can break it on the device. A quantile budget (``req`` as asked, not a
+    resume's recorded one) orders the networks alike either way: no warning."""
+    from edgenas.latency.predictor import LatencyPredictor
+
+    if req.max_latency_quantile is not None:
+        return []
+    return [f"warning: the LUT of '{t.name}' is not calibrated to whole networks yet, so its budget of "
+            f"{t.budget_ms:g} ms is checked against the blocks' raw sum, which can miss a whole network by 10% "
+            f"or more; fit it first: edgenas lut calibrate {t.name} --space {req.space} --measure 10 "
+            "(each deploy refits it too)"
+            for t in getattr(problem, "devices", ())
+            if t.budget_ms is not None and isinstance(t.model, LatencyPredictor) and t.model.calibration_points == 0]
 
 
 def _with_recorded_budgets(req: SearchRequest, out_dir: Path) -> SearchRequest:

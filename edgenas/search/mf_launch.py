@@ -20,8 +20,9 @@ from edgenas.search.multifidelity import MODES, MFConfig, MFResult
 
 
 def build_problems(project: Project, req: Any, build_problem: Callable[..., Any],
-                   executor: Any = None) -> tuple[list[Any], MFConfig]:
-    """One problem per rung, each built by ``build_problem`` (``launch.build_problem``, passed in)."""
+                   executor: Any = None, note: Callable[[str], None] | None = None) -> tuple[list[Any], MFConfig]:
+    """One problem per rung, each built by ``build_problem`` (``launch.build_problem``, passed in); the first
+    rung's says its ``note``s (which LUT, a capped budget), the same for every rung."""
     mode = req.strategy
     if mode not in MODES:
         raise InputError(f"--ladder needs --strategy sh or hyperband, not '{mode}'")
@@ -29,10 +30,10 @@ def build_problems(project: Project, req: Any, build_problem: Callable[..., Any]
         raise InputError("give the evaluators as --ladder rungs, not --evaluator, with a multi-fidelity strategy")
     rungs = parse_ladder(req.ladder)
     problems = []
-    for rung in rungs:
+    for i, rung in enumerate(rungs):
         sub = dataclasses.replace(req, strategy="random", evaluator=rung.evaluator,
                                   evaluator_options=rung.options, ladder=(), strategy_options={})
-        problem, _ = build_problem(project, sub, executor=executor)
+        problem, _ = build_problem(project, sub, note if i == 0 else None, executor=executor)
         if rung.evaluator == "nb201-fidelity":
             problem.accuracy_name = str(rung.options.get("column", "cifar10_valid_12ep"))
         problems.append(problem)
