@@ -80,6 +80,7 @@ def test_gp_sampler_small_budget(space, formula):
     asked, results = drive(s, problem, 15)
     assert len(set(asked)) == 15
     assert s.study.sampler.__class__.__name__ == "GPSampler"
+    assert s.study.sampler._deterministic is True   # an evaluation's value is exact: no noise to model
     again = drive(make_strategy("gp", space, np.random.default_rng(0), n_startup_trials=5), problem, 15)[0]
     assert again == asked
 
