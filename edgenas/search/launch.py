@@ -370,18 +370,22 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
         if not resume:
             _check_new_run_folder(folder)
         pending = list(notes) if note else []
+        # a resume's notes wait until it has replayed its log and goes on: a resume refused meanwhile (a damaged
+        # file, a replay that no longer matches) prints its one error line only
+        logged = _records_logged(folder) if resume else 0
 
         def say_notes() -> None:
             while pending:
                 note(pending.pop(0))  # type: ignore[misc]
 
         def progressed(done: int, total: int) -> None:
-            say_notes()
+            if done > logged:
+                say_notes()
             if progress is not None:
                 progress(done, total)
 
-        if not resume:  # a resume's notes wait for its first progress: the run checks the folder's files first,
-            say_notes()  # and a resume they refuse prints its one error line only
+        if not resume:
+            say_notes()
         started = None if resume else time.time()  # a resume's start is not the run's (the folder's files say it)
         try:
             if not resume:
@@ -436,11 +440,19 @@ def _absolute_paths(opts: Mapping[str, Any]) -> dict[str, Any]:
     return {k: absolute(v) if k in PATH_OPTIONS else v for k, v in opts.items()}
 
 
+def _records_logged(folder: Path) -> int:
+    """How many evaluations a run folder's log holds (its non-blank lines: the run checks them as it replays)."""
+    from edgenas.io import read_log_bytes
+
+    data = read_log_bytes(folder / "evaluations.jsonl")
+    return 0 if data is None else sum(1 for line in data.splitlines() if line.strip())
+
+
 def uncalibrated_budget_notes(req: SearchRequest, problem: Any) -> list[str]:
     """A warning for each device whose budget in ms (``--max-latency-ms``) is checked against a LUT that no
     whole-model measurement has calibrated yet: against its blocks' raw sum, which read 14-24% below whole
-    mbv3-small networks in four of bench/lut_protocol.py's checks on ONNX Runtime (README, Quickstart), so a
-    network chosen under the budget can break it on the device. A quantile budget (``req`` as asked, not a
+    mbv3-small networks in four of bench/lut_protocol.py's checks on ONNX Runtime (README, Quickstart) and 5%
+    above them in another (bench/e2e_local.py), so a network chosen under the budget can break it on the device. A quantile budget (``req`` as asked, not a
     resume's recorded one) orders the networks alike either way: no warning."""
     from edgenas.latency.predictor import LatencyPredictor
 

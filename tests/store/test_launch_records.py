@@ -101,3 +101,31 @@ def test_a_resume_interrupted_after_its_table_changed_is_still_an_interruption(t
     table.write_text("\n".join([lines[0], ",".join(cells), *lines[2:]]) + "\n")
     with pytest.raises(SearchInterrupted, match="search interrupted"):
         launch_search(Project(tmp_path), None, tmp_path / "r", resume=True, record=False, progress=stop)
+
+
+def test_a_resumes_notes_are_said_once_its_replay_is_through(tmp_path):
+    """A resume's notes (here: its table changed since the run started) wait until the run has replayed its log:
+    a resume refused meanwhile prints its one error line only. They come before the first new evaluation's
+    progress."""
+    from edgenas.errors import SearchInterrupted
+
+    table = tmp_path / "hw.csv"
+    table.write_text(TABLE.read_text())
+    req = _req(table=str(table), latency_column="raspi4_ms", budget=8)
+    notes, seen = [], []
+
+    def stop(done, total):
+        if done >= 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(SearchInterrupted):
+        launch_search(Project(tmp_path), req, tmp_path / "r", record=False, progress=stop, note=notes.append)
+    lines = table.read_text().splitlines()
+    cells = lines[-1].split(",")
+    cells[5] = str(float(cells[5]) * 1.01)                     # a re-measured cell, far from every decision
+    table.write_text("\n".join([*lines[:-1], ",".join(cells)]) + "\n")
+    notes.clear()
+    launch_search(Project(tmp_path), None, tmp_path / "r", resume=True, record=False,
+                  progress=lambda done, total: seen.append((done, len(notes))), note=notes.append)
+    assert [n for d, n in seen if d <= 3] == [0, 0, 0] and all(n == 1 for d, n in seen if d > 3), seen
+    assert "changed since this run started" in notes[0] and len(notes) == 1
