@@ -452,8 +452,9 @@ def uncalibrated_budget_notes(req: SearchRequest, problem: Any) -> list[str]:
     """A warning for each device whose budget in ms (``--max-latency-ms``) is checked against a LUT that no
     whole-model measurement has calibrated yet: against its blocks' raw sum, which read 14-24% below whole
     mbv3-small networks in four of bench/lut_protocol.py's checks on ONNX Runtime (README, Quickstart) and 5%
-    above them in another (bench/e2e_local.py), so a network chosen under the budget can break it on the device. A quantile budget (``req`` as asked, not a
-    resume's recorded one) orders the networks alike either way: no warning."""
+    above them in another (bench/e2e_local.py), so a network chosen under the budget can break it on the device.
+    A quantile budget (``req`` as asked, not a resume's recorded one) orders the networks alike either way: no
+    warning."""
     from edgenas.latency.predictor import LatencyPredictor
 
     if req.max_latency_quantile is not None:

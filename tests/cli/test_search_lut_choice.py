@@ -57,7 +57,8 @@ def test_a_budget_in_ms_on_an_uncalibrated_table_warns_and_says_how_to_calibrate
     assert res.code == 0 and said in res.err, res.err                      # still raw: said again
     lut = Lut.load(real)
     real.unlink()
-    LutStore(proj / "luts").save(dataclasses.replace(lut, calibration=Calibration("loglinear", {"a": 0.1, "b": 1.0}, 3)))
+    fitted = Calibration("loglinear", {"a": 0.1, "b": 1.0}, 3)
+    LutStore(proj / "luts").save(dataclasses.replace(lut, calibration=fitted))
     res = cli(*base, "--max-latency-ms", "5", "--out", str(proj / "r3"))
     assert res.code == 0 and "not calibrated" not in res.err, res.err
 
