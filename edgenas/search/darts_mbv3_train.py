@@ -157,6 +157,8 @@ def run_mbv3_darts(config: MbDartsConfig, latency: Sequence[tuple[str, Any]], ou
                                               ("epoch", "arch", "derived_ms"))
         check_start(start, config, ck_json)
         check_history_archs(history, ck_json, space.from_dict)
+        if progress is not None:  # the epochs a resume starts from, once its checkpoint is checked (a search
+            progress(start, config.epochs)  # then says its notes; a bar shows them at once)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:

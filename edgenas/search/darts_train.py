@@ -392,6 +392,8 @@ def run_darts(config: DartsConfig, latency: Sequence[tuple[str, Any]], out_dir: 
                                               len(terms))
         check_start(start, config, ck_json)
         check_history_archs(history, ck_json, lambda v: _cell(space, v), ("arch", "argmax_arch"))
+        if progress is not None:  # the epochs a resume starts from, once its checkpoint is checked (a search
+            progress(start, config.epochs)  # then says its notes; a bar shows them at once)
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

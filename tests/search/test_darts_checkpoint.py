@@ -150,11 +150,12 @@ def test_resume_refuses_a_checkpoint_past_the_last_epoch(tiny_data, tmp_path):
     meta = json.loads((edited / "checkpoint.json").read_text())
     meta["history"].append(dict(meta["history"][-1], epoch=2))  # a well-formed record of an epoch never run
     (edited / "checkpoint.json").write_text(json.dumps(dict(meta, epoch=2)))
-    before = {f.name: f.read_bytes() for f in edited.iterdir()}
+    before, seen = {f.name: f.read_bytes() for f in edited.iterdir()}, []
     with pytest.raises(InputError, match="checkpoint of epoch 2 in a run of 1 epochs"):
-        run_darts(cfg, [], edited, resume=True)  # it was taken: 2 evaluations of a 1-epoch run
-    assert {f.name: f.read_bytes() for f in edited.iterdir()} == before
-    assert run_darts(cfg, [], tmp_path / "run", resume=True)["evaluations"] == 1  # the run as saved resumes
+        run_darts(cfg, [], edited, resume=True, progress=lambda *a: seen.append(a))  # 2 evaluations of 1 epoch
+    assert {f.name: f.read_bytes() for f in edited.iterdir()} == before and not seen   # refused before any report
+    res = run_darts(cfg, [], tmp_path / "run", resume=True, progress=lambda *a: seen.append(a))
+    assert res["evaluations"] == 1 and seen == [(1, 1)]   # the run as saved resumes, its epochs reported at once
 
 
 @pytest.mark.parametrize("budget", [0.0, -1.0, float("nan"), float("inf")])

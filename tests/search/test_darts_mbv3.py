@@ -754,16 +754,18 @@ def test_a_checkpoint_whose_history_is_not_numbered_by_epoch_is_refused_and_the_
     (run / "best.json").unlink()
     (run / "history.json").unlink()  # killed after the last checkpoint: resume derives and writes both
     meta = json.loads((run / "checkpoint.json").read_text())
+    seen = []
     for epoch in (7, 0, True):
         meta["history"][0]["epoch"] = epoch
         (run / "checkpoint.json").write_text(json.dumps(meta))
         before = {p.name: p.read_bytes() for p in run.iterdir()}
         with pytest.raises(InputError, match="malformed checkpoint"):
-            run_mbv3_darts(cfg, [], run, resume=True)
-        assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+            run_mbv3_darts(cfg, [], run, resume=True, progress=lambda *a: seen.append(a))
+        assert {p.name: p.read_bytes() for p in run.iterdir()} == before and not seen  # refused before any report
     meta["history"][0]["epoch"] = 1
     (run / "checkpoint.json").write_text(json.dumps(meta))
-    assert run_mbv3_darts(cfg, [], run, resume=True)["epoch"] == 1
+    assert run_mbv3_darts(cfg, [], run, resume=True, progress=lambda *a: seen.append(a))["epoch"] == 1
+    assert seen == [(1, 1)]  # the epochs a resume starts from, reported once its checkpoint is checked
 
 
 def test_a_resumed_run_predicts_the_argmax_latency_in_best_json(tmp_path):
