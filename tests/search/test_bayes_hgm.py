@@ -23,6 +23,13 @@ def drive(strategy, problem, budget):
     return asked, results
 
 
+def _budget_problem(space, formula, Lat, quantile):
+    """A device whose budget is the ``quantile`` of 300 seeded random architectures' latency."""
+    lat = Lat(space)
+    sample = [space.sample(np.random.default_rng(i)) for i in range(300)]
+    return Problem(space, formula, [DeviceTarget("dev", lat, float(np.quantile(lat.predict_many(sample), quantile)))])
+
+
 @pytest.mark.parametrize("name", OPTUNA + ["hgm"])
 def test_deterministic_novel_and_better_than_random(space, formula, name):
     problem = Problem(space, formula)
@@ -38,10 +45,7 @@ def test_deterministic_novel_and_better_than_random(space, formula, name):
 
 @pytest.mark.parametrize("name", OPTUNA + ["hgm"])
 def test_constrained_proposals_are_feasible(space, formula, Lat, name):
-    lat = Lat(space)
-    sample = [space.sample(np.random.default_rng(i)) for i in range(300)]
-    budget = float(np.quantile(lat.predict_many(sample), 0.3))
-    problem = Problem(space, formula, [DeviceTarget("dev", lat, budget)])
+    problem = _budget_problem(space, formula, Lat, 0.3)
     s = make_strategy(name, space, np.random.default_rng(1), feasibility=problem)
     asked, results = drive(s, problem, 40)
     assert all(r.feasible for r in results)
@@ -188,9 +192,7 @@ def test_cmaes_ranks_every_infeasible_candidate_below_every_feasible_one(space, 
     generation raised that worst above penalties told before it, and infeasible candidates outranked it."""
     from edgenas.search.optuna_samplers import INFEASIBLE
 
-    lat = Lat(space)
-    budget = float(np.quantile(lat.predict_many([space.sample(np.random.default_rng(i)) for i in range(300)]), 0.3))
-    problem = Problem(space, formula, [DeviceTarget("dev", lat, budget)])
+    problem = _budget_problem(space, formula, Lat, 0.3)
     s = make_strategy("cmaes", space, np.random.default_rng(0), feasibility=problem)
     archs = s.ask(2)
     s.tell(archs, [Result((-15.0,), 0.0), Result((-14.0,), 2.0)])   # a good feasible one, an infeasible one
@@ -460,9 +462,7 @@ def test_repaired_proposals_step_toward_an_anchor_and_keep_the_study_small(space
         return out
 
     monkeypatch.setattr(samplers, "repair_toward_anchor", spy)
-    lat = Lat(space)
-    sample = [space.sample(np.random.default_rng(i)) for i in range(300)]
-    problem = Problem(space, formula, [DeviceTarget("dev", lat, float(np.quantile(lat.predict_many(sample), 0.1)))])
+    problem = _budget_problem(space, formula, Lat, 0.1)
     s = make_strategy(name, space, np.random.default_rng(1), feasibility=problem)
     asked, results = drive(s, problem, 60)
     assert all(r.feasible for r in results) and len(set(asked)) == 60
@@ -482,12 +482,6 @@ def test_repaired_proposals_step_toward_an_anchor_and_keep_the_study_small(space
     assert len(repaired) >= 20 and all(space.arch_id(space.from_genes(np.array(
         [t.params[f"g{i}"] for i in range(space.dim)]))) in outs for t in repaired)
     assert len(trials) <= 3 * 60
-
-
-def _budget_problem(space, formula, Lat, quantile):
-    lat = Lat(space)
-    sample = [space.sample(np.random.default_rng(i)) for i in range(300)]
-    return Problem(space, formula, [DeviceTarget("dev", lat, float(np.quantile(lat.predict_many(sample), quantile)))])
 
 
 def test_a_repair_that_lands_on_a_known_or_infeasible_architecture_is_dropped(space, formula, Lat):
