@@ -20,7 +20,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from edgenas.errors import InputError
 from edgenas.io import read_json, sha256_file
@@ -121,6 +121,16 @@ class LutStore:
             return None
         fp = rec.get("fingerprint_hash") if isinstance(rec, dict) else None
         return fp if isinstance(fp, str) and HASH_RE.match(fp) else None
+
+    def predictor(self, device: str, space: Any, note: Callable[[str], None] | None = None) -> Any:
+        """A search's latency model of ``device`` for ``space`` (a space object): a ``LatencyPredictor`` of the
+        table ``choose`` picks, whose ``notes`` are said through ``note`` first."""
+        from edgenas.latency.predictor import LatencyPredictor
+
+        choice = self.choose(device, space.name)
+        for n in choice.notes() if note else ():
+            note(n)
+        return LatencyPredictor(choice.lut, space)
 
     def choose(self, device: str, space: str, fingerprint_hash: str | None = None,
                fingerprint: Mapping[str, Any] | None = None) -> "LutChoice":

@@ -50,7 +50,6 @@ def darts_config(space: str, devices: Sequence[str], budgets: Sequence[float], *
 def prepare_darts(project: Project, req: Any, options: Mapping[str, Any], out_dir: Path, *,
                   resume: bool = False, note: Callable[[str], None] | None = None) -> DriverRun:
     from edgenas.datasets import check_dataset
-    from edgenas.latency.predictor import LatencyPredictor
     from edgenas.latency.store import LutStore
     from edgenas.spaces import get_space
 
@@ -72,12 +71,7 @@ def prepare_darts(project: Project, req: Any, options: Mapping[str, Any], out_di
     check_dataset(config.data)  # a bad --data is refused before the run folder exists
     space = get_space(config.space)
     store = LutStore(project.luts_dir)
-    models = []
-    for name, _ in config.devices:
-        choice = store.choose(name, space.name)  # the one lookup policy (latency/store.py), as every search's
-        for n in choice.notes() if note else ():
-            note(n)
-        models.append((name, LatencyPredictor(choice.lut, space)))
+    models = [(name, store.predictor(name, space, note)) for name, _ in config.devices]
     for (name, budget), (_, m) in zip(config.devices, models):
         if budget is not None:
             ms, _ = m.min_latency()

@@ -15,7 +15,6 @@ from edgenas.search.darts_mbv3_train import MbDartsConfig
 
 def latency_models(project: Project, config: MbDartsConfig,
                    note: Callable[[str], None] | None = None) -> list[tuple[str, Any]]:
-    from edgenas.latency.predictor import LatencyPredictor
     from edgenas.latency.store import LutStore
     from edgenas.spaces import get_space
 
@@ -26,10 +25,7 @@ def latency_models(project: Project, config: MbDartsConfig,
         if not store.list(name, space.name):
             raise InputError(f"device '{name}' has no LUT for the {space.name} space",
                              hint=f"profile it first: edgenas profile {name} --space {space.name}")
-        choice = store.choose(name, space.name)
-        for n in choice.notes() if note else ():
-            note(n)
-        m = LatencyPredictor(choice.lut, space)
+        m = store.predictor(name, space, note)
         if budget is not None:
             ms, _ = m.min_latency()
             if budget < ms:

@@ -146,7 +146,6 @@ def build_problem(project: Project, req: SearchRequest, note: Callable[[str], No
     elif req.latency_column:
         raise InputError("--latency-column needs --table")
     if req.devices:
-        from edgenas.latency.predictor import LatencyPredictor
         from edgenas.latency.store import LutStore
 
         store = LutStore(project.luts_dir)
@@ -160,10 +159,7 @@ def build_problem(project: Project, req: SearchRequest, note: Callable[[str], No
                         note(f"device '{d}' has no LUT for {space.name} yet: latency from its few-shot model")
                     models.append((d, fewshot))
                     continue
-            choice = store.choose(d, space.name)  # the same policy as deploy's (latency/store.py)
-            for n in choice.notes() if note else ():
-                note(n)
-            models.append((d, LatencyPredictor(choice.lut, space)))
+            models.append((d, store.predictor(d, space, note)))  # the same policy as deploy's (latency/store.py)
     names = [n for n, _ in models]
     budgets = _budgets(req, names)
     if (req.max_latency_ms or req.max_latency_quantile is not None) and not models:  # it was dropped without a word
