@@ -20,7 +20,8 @@ def register(app: typer.Typer) -> None:
                device: str = typer.Option(None, "--device", help="device that builds the TensorRT engine"),
                opset: int = typer.Option(17, "--opset", help="ONNX opset (17 or newer)"),
                dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="export a dynamic batch axis"),
-               simplify: bool = typer.Option(False, "--simplify", help="simplify the graph (needs onnxslim)"),
+               simplify: bool = typer.Option(False, "--simplify",
+                                             help="simplify the graph (needs onnxslim or onnxsim)"),
                force: bool = typer.Option(False, "--force", help="overwrite a folder that is not this architecture's export"),
                json_out: bool = typer.Option(False, "--json", help="print the result as JSON")) -> None:
         """Export an architecture to checked ONNX (and TorchScript or a TensorRT engine).

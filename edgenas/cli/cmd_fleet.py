@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from edgenas.cli._common import emit_json, err, out, print_table, progress_bar, project, results_table, warn
+from edgenas.cli._common import emit_json, err, note, out, print_table, progress_bar, project, results_table, warn
 from edgenas.textsafe import esc
 
 
@@ -66,6 +66,7 @@ def register(app: typer.Typer) -> None:
         """
         from edgenas.fleet.inventory import load_inventory
         from edgenas.fleet.refresh import refresh_fleet
+        from edgenas.spaces import get_space
 
         proj = project()
         inv = load_inventory(proj, inventory)
@@ -74,6 +75,9 @@ def register(app: typer.Typer) -> None:
                                  only_failed=only_failed, progress=bar,
                                  **({} if drift_floor is None else {"drift_floor": drift_floor}))
         failed = [r for r in rows if r.failed]
+        space = get_space(space).name  # refresh_fleet checked it: its name, not an alias, in the lines below
+        if only_failed and not rows:
+            _say_nothing_to_retry(proj, space, inventory, group)
         if json_out:
             emit_json([r.to_dict() for r in rows])
         else:
@@ -95,5 +99,33 @@ def register(app: typer.Typer) -> None:
         if failed:  # one red line on stderr, as every error (the exit code alone said it)
             names = ", ".join(r.device for r in failed[:10]) + (", ..." if len(failed) > 10 else "")
             err.print(f"[bold red]error:[/bold red] [red]{len(failed)} of {len(rows)} device(s) failed: {esc(names)} "
-                      "(see their rows; retry them: edgenas fleet refresh --only-failed)[/red]")
+                      f"(see their rows; retry them: {esc(_retry_command(space, inventory, group))})[/red]")
             raise typer.Exit(code=3)
+
+
+def _retry_command(space: str, inventory: Path | None, group: str | None) -> str:
+    """The command that retries a refresh's failed devices: ``--only-failed`` reads the failures of one space
+    (``--space``, whose default is mbv3-small), among the devices of the inventory and group given."""
+    import shlex
+
+    args = ["edgenas", "fleet", "refresh", "--only-failed", "--space", space]
+    args += ["--inventory", str(inventory)] if inventory is not None else []
+    args += ["--group", group] if group is not None else []
+    return shlex.join(args)
+
+
+def _say_nothing_to_retry(proj, space: str, inventory: Path | None, group: str | None) -> None:
+    """Why ``--only-failed`` retried no device: none failed the last refresh of this space, or those that did are
+    not among the devices selected, or the failures were another space's (``--space`` was not repeated)."""
+    from edgenas.fleet.refresh import failed_last_time
+
+    failed = failed_last_time(proj)
+    if space in failed:
+        warn(f"no device to retry: the device(s) that failed the last refresh of {esc(space)} "
+             f"({esc(', '.join(failed[space][:10]))}) are not in this inventory or group")
+    elif failed:
+        other = next(iter(failed))
+        warn(f"no device failed the last refresh of {esc(space)}; the last refresh of {esc(other)} failed on "
+             f"{esc(', '.join(failed[other][:10]))}: retry them with {esc(_retry_command(other, inventory, group))}")
+    else:
+        note(f"no device failed the last refresh of {esc(space)}: nothing to retry")

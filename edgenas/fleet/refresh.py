@@ -267,6 +267,19 @@ def _read_last(project: Project) -> list[dict[str, Any]]:
     return last_refresh_rows(data)
 
 
+def failed_last_time(project: Project) -> dict[str, list[str]]:
+    """The devices each space's last refresh failed on (what ``--only-failed`` retries), names sorted; a row of a
+    space this build does not know (an edited record) is left out."""
+    from edgenas.spaces import space_names
+
+    known = set(space_names())
+    failed: dict[str, set[str]] = {}
+    for r in _read_last(project):
+        if r["status"] == RefreshStatus.FAILED and r["space"] in known:
+            failed.setdefault(r["space"], set()).add(r["device"])
+    return {sp: sorted(names) for sp, names in sorted(failed.items())}
+
+
 def last_refresh_rows(data: Any) -> list[dict[str, Any]]:
     """The rows of a last-refresh record as ``DeviceRefresh.to_dict`` writes them (device, space and status
     text); any other row (edited, damaged) is left out, and a record that is not a list has none."""

@@ -1,7 +1,8 @@
 """``edgenas fleet status | refresh``: a row per device, as text and as ``--json``, an unreachable device said
 as such, failures as one red line naming at most ten devices, and ``--drift-floor`` reaching the drift check.
 Real devices: ``local`` and profiles whose port refuses connections. Found by mutation testing: the text of
-both commands, the cut after ten failed devices and ``--drift-floor`` were checked by no test."""
+both commands, the cut after ten failed devices and ``--drift-floor`` were checked by no test. The retry a
+failure suggests repeats the space, inventory and group; ``--only-failed`` that finds nothing to retry says why."""
 
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ def test_fleet_refresh_rows_and_one_red_line_naming_at_most_ten_failed_devices(f
     res = cli("fleet", "refresh", "--space", "mbv3-tiny", "--group", "down")
     assert res.code == 3
     one_line_error(res, f"11 of 11 device(s) failed: {', '.join(names[:10])}, ... (see their rows; retry them: "
-                        "edgenas fleet refresh --only-failed)")
+                        "edgenas fleet refresh --only-failed --space mbv3-tiny --group down)")
     rows = [line for line in res.out.splitlines() if line.startswith("│")]
     assert [r.split("│")[1].strip() for r in rows] == names
     assert all(r.split("│")[2].strip() == "failed" and "connection refused" in r for r in rows)
@@ -80,3 +81,29 @@ def test_drift_floor_reaches_the_drift_check(proj, cli):
 def test_fleet_refresh_times_four_devices_at_once_unless_told(fresh, cli):
     res = cli("fleet", "refresh", "--help")
     assert res.code == 0 and "devices refreshed at once [default: 4]" in " ".join(res.out.split())
+
+
+def test_only_failed_retries_the_space_it_is_given_and_says_why_it_retried_nothing(fresh, cli):
+    """``--only-failed`` reads the failures of ``--space`` (default mbv3-small): the retry the failure line
+    suggests names the space (and the inventory and group given), and a retry of another space, or of devices
+    outside the inventory, says why nothing was retried instead of printing an empty table."""
+    names = _fleet(fresh, 2)
+    res = cli("fleet", "refresh", "--only-failed", "--space", "mbv3-tiny", "--json")
+    assert res.code == 0 and res.json() == [], res.err
+    assert res.err == "no device failed the last refresh of mbv3-tiny: nothing to retry\n"
+    res = cli("fleet", "refresh", "--space", "mbv3-tiny", "--group", "down")
+    assert res.code == 3
+    one_line_error(res, "2 of 2 device(s) failed: d00, d01 (see their rows; retry them: edgenas fleet refresh "
+                        "--only-failed --space mbv3-tiny --group down)")
+    res = cli("fleet", "refresh", "--only-failed", "--json")  # the default space: mbv3-small
+    assert res.code == 0 and res.json() == [], res.err
+    assert res.err == ("warning: no device failed the last refresh of mbv3-small; the last refresh of mbv3-tiny "
+                       "failed on d00, d01: retry them with edgenas fleet refresh --only-failed --space mbv3-tiny\n")
+    (fresh / "only-local.toml").write_text('[fleet]\ndevices = ["local"]\n')
+    res = cli("fleet", "refresh", "--only-failed", "--space", "mbv3-tiny", "--inventory", "only-local.toml")
+    assert res.code == 0 and res.err == ("warning: no device to retry: the device(s) that failed the last refresh "
+                                         "of mbv3-tiny (d00, d01) are not in this inventory or group\n"), res.err
+    res = cli("fleet", "refresh", "--only-failed", "--space", "mbv3-tiny", "--group", "ten", "--json")
+    assert res.code == 3 and [(r["device"], r["status"]) for r in res.json()] == [(names[0], "failed")]
+    one_line_error(res, "1 of 1 device(s) failed: d00 (see their rows; retry them: edgenas fleet refresh "
+                        "--only-failed --space mbv3-tiny --group ten)")

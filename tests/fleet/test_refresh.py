@@ -231,4 +231,5 @@ def test_cli_refresh_exit_code_is_non_zero_when_a_device_failed(sshd, tmp_path, 
     assert res.code == 3
     # one red line on stderr, as every error (the exit code alone said it)
     assert res.err.strip().splitlines() == [
-        "error: 1 of 1 device(s) failed: dev-gone (see their rows; retry them: edgenas fleet refresh --only-failed)"]
+        "error: 1 of 1 device(s) failed: dev-gone (see their rows; retry them: edgenas fleet refresh --only-failed "
+        f"--space {SPACE})"]
