@@ -49,17 +49,21 @@ def open_db(url: str | None = None, project: Project | None = None, *, readonly:
 
 
 def check_db_url(url: str | None = None, project: Project | None = None) -> None:
-    """Refuse, without opening or creating anything, a database URL (``url`` or ``$EDGENAS_DB``) that opening
-    would refuse, and an SQLite file (``project``'s by default) this process cannot write: a command that
-    measures on a device checks it first (a deploy measured for minutes, then refused the URL, or found the
-    database read-only, and kept nothing)."""
+    """Refuse, without creating or changing anything, a database URL (``url`` or ``$EDGENAS_DB``) that opening
+    would refuse, an SQLite file (``project``'s by default) this process cannot write, and a database that
+    exists but cannot be used (damaged, another application's, another schema revision: opened read-only):
+    a command that measures on a device checks it first (a deploy measured for minutes, then refused the
+    URL, found the database read-only or damaged, and kept nothing)."""
     from edgenas.store import db as dbmod
 
+    project = project or Project.default()
     dbmod.refuse_in_memory(url)
     given = url or os.environ.get(dbmod.ENV_VAR)
     if given:
         dbmod.create_engine(given).dispose()
-    dbmod.check_writable(dbmod.resolve_url(url, project or Project.default()))
+    dbmod.check_writable(dbmod.resolve_url(url, project))
+    if dbmod.database_exists(project, url):
+        open_db(url, project, readonly=True).close()
 
 
 def open_store(project: Project | None = None, kind: str = "db", url: str | None = None) -> MeasurementStore:

@@ -135,7 +135,34 @@ def check_sqlite_target(path: Path, where: str, *, create_parent: bool = False) 
         raise DatabaseError(f"database {where} is a folder, not a database file", hint=hint)
     if not stat.S_ISREG(st.st_mode):
         raise DatabaseError(f"database {where} is not a regular file (a FIFO, a device or a socket)", hint=hint)
+    if st.st_size:  # an empty file is a new database to SQLite
+        _check_sqlite_header(path, where, st.st_size)
     return True
+
+
+#: the first 16 bytes of every SQLite 3 database file
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _check_sqlite_header(path: Path, where: str, size: int) -> None:
+    """Refuse a file that cannot be an SQLite database from its first page alone, before SQLite opens it: it
+    makes the -wal and -shm files of a WAL database (which edgenas's are) before it reads a page, and leaves
+    them when the file turns out to be something else or cut short."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(100)
+    except OSError:  # unreadable: SQLite's opening says so, as for any database
+        return
+    damaged = "move the file aside (a new one is created) or restore it from a backup"
+    if len(head) < 100 or not head.startswith(SQLITE_MAGIC):
+        raise DatabaseError(f"database {where} is damaged or not a SQLite file (no SQLite header)", hint=damaged)
+    page = int.from_bytes(head[16:18], "big")
+    page = 65536 if page == 1 else page
+    if page < 512 or page & (page - 1):
+        raise DatabaseError(f"database {where} is damaged (its header gives a page size of {page})", hint=damaged)
+    if size < page:
+        raise DatabaseError(f"database {where} is damaged: cut short at {size} bytes, less than its first "
+                            f"{page}-byte page", hint=damaged)
 
 
 #: the tables of the edgenas schema (and alembic's stamp): a database holding others is not edgenas's
@@ -148,6 +175,8 @@ def peek_sqlite(path: Path, url: str) -> tuple[str | None, set[str]]:
     so another application's database can be refused as it is."""
     import sqlite3
 
+    beside = [Path(f"{path}-wal"), Path(f"{path}-shm")]
+    made = [f for f in beside if not os.path.lexists(f)]
     try:
         con = sqlite3.connect(readonly_uri(path), uri=True, timeout=BUSY_TIMEOUT_S)
     except sqlite3.Error as exc:
@@ -160,9 +189,24 @@ def peek_sqlite(path: Path, url: str) -> tuple[str | None, set[str]]:
             rev = row[0] if row else None
         return rev, names
     except sqlite3.Error as exc:
-        raise translate(exc, url) from None
+        error, damaged = translate(exc, url), says_damaged(str(exc))
     finally:
         con.close()
+    if damaged:
+        _remove_made(made)
+    raise error
+
+
+def _remove_made(made: list[Path]) -> None:
+    """Remove the -wal and -shm files SQLite made beside a database it then found damaged (it leaves them):
+    those that were not there before, the -wal file while it is empty (no process wrote to a file SQLite
+    cannot read)."""
+    wal = [f for f in made if f.name.endswith("-wal")]
+    if any(f.is_file() and f.stat().st_size for f in wal):
+        return
+    for f in made:
+        with contextlib.suppress(OSError):
+            f.unlink()
 
 
 def describe(url: str) -> str:
@@ -529,6 +573,12 @@ def unknown_revision(where: str, rev: str, tables: set[str]) -> DatabaseError:
                          f"(newest {head_revision()}); nothing was changed", hint="upgrade edgenas")
 
 
+def says_damaged(text: str) -> bool:
+    """Whether an SQLite error's text says the file is damaged or not a database."""
+    low = text.lower()
+    return "file is not a database" in low or "malformed" in low or "disk image" in low
+
+
 def translate(exc: BaseException, url: str) -> DatabaseError:
     """One clear ``DatabaseError`` for a driver error."""
     from edgenas.outdirs import fds_exhausted
@@ -541,7 +591,7 @@ def translate(exc: BaseException, url: str) -> DatabaseError:
     if "database is locked" in low or "database table is locked" in low:
         return DatabaseError(f"database {where} is locked by another writer ({text})",
                              hint=f"another process held the write lock for over {BUSY_TIMEOUT_S:.0f} s; retry")
-    if "file is not a database" in low or "malformed" in low or "disk image" in low:
+    if says_damaged(low):
         return DatabaseError(f"database {where} is damaged or not a SQLite file ({text})",
                              hint="move the file aside (a new one is created) or restore it from a backup")
     if "could not decode to utf-8" in low:

@@ -138,6 +138,27 @@ def test_deploy_refuses_a_bad_database_url_before_measuring(proj, cli, tmp_path,
     assert not (tmp_path / "exp").exists()
 
 
+@pytest.mark.parametrize("damage", ["not a database", "cut short"])
+def test_deploy_refuses_a_damaged_database_before_exporting_or_measuring(proj, cli, tmp_path, damage):
+    """A deploy into a damaged database exported, pushed and measured the model, and only then refused the
+    database (the measurement lost): it is refused first, and nothing is made, -wal and -shm files included."""
+    from tests.cli.test_bad_input import good_arch
+
+    arch = good_arch(tmp_path)
+    db = proj / ".edgenas" / "edgenas.db"
+    if damage == "cut short":
+        assert cli("db", "upgrade").code == 0
+        with open(db, "r+b") as f:
+            f.truncate(100)
+    else:
+        db.parent.mkdir(exist_ok=True)
+        db.write_text("hello\n")
+    before = sorted(p.relative_to(proj) for p in proj.rglob("*"))
+    one_line_error(cli("deploy", "local", str(arch), "--out", str(tmp_path / "exp")),
+                   f"database sqlite:///{db} is damaged")
+    assert not (tmp_path / "exp").exists() and sorted(p.relative_to(proj) for p in proj.rglob("*")) == before
+
+
 def test_tables_keep_their_values_when_piped_or_narrow(with_run, cli, monkeypatch):
     """Piped (80 columns) or narrow, `runs list` cut the values: `nb2…`, `evo…`, `ras…`."""
     monkeypatch.setenv("EDGENAS_PROJECT", str(with_run))

@@ -506,6 +506,55 @@ def test_checking_a_database_url_before_a_deploy_creates_nothing(tmp_path, no_en
     assert list(tmp_path.iterdir()) == []
 
 
+def _damaged_copy(tmp_path, how: str):
+    """A real edgenas database (WAL mode), then damaged ``how``."""
+    path = tmp_path / "e.db"
+    ExperimentDB(f"sqlite:///{path}").close()
+    data = bytearray(path.read_bytes())
+    if how == "garbage":
+        path.write_bytes(b"hello\n" * 40)
+    elif how == "page size":
+        data[16:18] = (3000).to_bytes(2, "big")
+        path.write_bytes(bytes(data))
+    elif how == "cut short":
+        path.write_bytes(bytes(data[:100]))
+    else:  # the schema page overwritten past the header: SQLite finds it out only when it reads the page
+        data[100:4096] = b"\xa5" * (4096 - 100)
+        path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("how, said", [("garbage", "no SQLite header"),
+                                       ("page size", "its header gives a page size of 3000"),
+                                       ("cut short", "cut short at 100 bytes, less than its first 4096-byte page"),
+                                       ("schema page", "(database disk image is malformed)")])
+def test_a_damaged_database_is_refused_without_leaving_wal_or_shm_files(tmp_path, no_env_db, how, said):
+    """SQLite makes a WAL database's -wal and -shm files when it opens it, before it reads a page, and left them
+    beside a database it then found damaged: every refusing command made two files. The first page is checked
+    before SQLite opens the file, and the files SQLite made for a database it found damaged are removed."""
+    from edgenas.store import check_db_url
+
+    path = _damaged_copy(tmp_path, how)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    for open_it in (lambda: ExperimentDB(f"sqlite:///{path}"), lambda: open_db(f"sqlite:///{path}", readonly=True),
+                    lambda: check_db_url(f"sqlite:///{path}")):
+        with pytest.raises(DatabaseError) as info:
+            open_it()
+        assert info.value.message.startswith(f"database sqlite:///{path} is damaged") and said in info.value.message
+        assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_files_beside_a_damaged_database_that_were_there_are_kept(tmp_path, no_env_db):
+    """Only the -wal and -shm files SQLite made now are removed: a -wal file that holds pages, or one that was
+    there before, is another writer's."""
+    path = _damaged_copy(tmp_path, "schema page")
+    wal = tmp_path / "e.db-wal"
+    wal.write_bytes(b"")
+    with pytest.raises(DatabaseError, match="is damaged"):
+        ExperimentDB(f"sqlite:///{path}")
+    assert wal.exists()
+
+
 def test_a_plain_postgresql_url_is_reached_through_psycopg_3():
     """``postgresql://`` names SQLAlchemy's default driver, psycopg2, which edgenas does not install: such a URL
     was "PostgreSQL support needs psycopg 3" with psycopg 3 there."""
