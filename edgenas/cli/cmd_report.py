@@ -45,6 +45,8 @@ def register(app: typer.Typer) -> None:
         if kind == "run" and len(runs) != 1:
             raise InputError("give one run folder (or --compare RUN RUN ..., --device NAME, --fleet)",
                              hint="e.g. edgenas report demo-run")
+        if out_path is not None:  # before the runs are read and the page built (seconds for a long run)
+            pages.check_html_out(out_path, force=force)
         if kind == "compare":
             loaded = [load_run_dir(r, columns=True) for r in runs]
             if len({r.id for r in loaded}) < len(loaded):

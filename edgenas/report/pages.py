@@ -105,6 +105,18 @@ def run_page(run: RunData, source: DataSource, *, plotly_src: str | None = None)
 def write_html(text: str, out: str | os.PathLike, *, force: bool = False) -> Path:
     """Write a page to ``out``, replacing an earlier edgenas report there but no other file unless ``force``
     (``--out best.json`` once turned a run's record into 5 MB of HTML)."""
+    out = check_html_out(out, force=force)
+    try:
+        return atomic_write_text(out, text)
+    except OSError as exc:  # any reason the file system gives (e.g. ENOENT in /proc): one line, nothing left
+        from edgenas.outdirs import disk_error
+
+        raise disk_error(exc, f"the report {out}", hint="choose a --out path in a folder you can write to") from None
+
+
+def check_html_out(out: str | os.PathLike, *, force: bool = False) -> Path:
+    """Refuse an ``out`` that ``write_html`` would refuse (a folder, another file without ``force``, a path it
+    cannot write): ``report`` checks it before it reads the runs and builds the page, which takes seconds."""
     out = Path(out)
     if out.exists() and out.is_dir():
         raise OutputError(f"{out} is a folder", hint="give a file name, e.g. --out report.html")
@@ -113,12 +125,7 @@ def write_html(text: str, out: str | os.PathLike, *, force: bool = False) -> Pat
     from edgenas.outdirs import check_out_file
 
     check_out_file(out)
-    try:
-        return atomic_write_text(out, text)
-    except OSError as exc:  # any reason the file system gives (e.g. ENOENT in /proc): one line, nothing left
-        from edgenas.outdirs import disk_error
-
-        raise disk_error(exc, f"the report {out}", hint="choose a --out path in a folder you can write to") from None
+    return out
 
 
 def _is_report(path: Path) -> bool:

@@ -9,6 +9,8 @@ import shutil
 import socket
 from pathlib import Path
 
+import pytest
+
 from tests.cli.test_bad_input import one_line_error
 
 TABLE = Path(__file__).resolve().parents[3] / "shared" / "data" / "nb201" / "nb201_hw.csv"
@@ -105,3 +107,17 @@ def test_serve_binds_loopback_port_8765_unless_told(fresh, cli):
     res = cli("serve", "--help")
     text = " ".join(res.out.split())
     assert res.code == 0 and "TCP port [default: 8765]" in text and "[default: 127.0.0.1]" in text
+
+
+def test_a_refused_out_is_refused_before_the_runs_are_read(fresh, cli, monkeypatch):
+    """``report --out`` of another file was refused after the runs were read and the page built (seconds for
+    100,000 evaluations): it is checked first."""
+    from edgenas.report import source
+
+    (fresh / "mine.html").write_text("<p>my notes</p>")
+    read = []
+    monkeypatch.setattr(source, "load_run_dir", lambda *a, **k: read.append(a) or pytest.fail("read a run"))
+    for args in (("runs/a",), ("--compare", "runs/a", "runs/b")):
+        one_line_error(cli("report", *args, "--out", "mine.html"), "mine.html exists and is not an edgenas report")
+    one_line_error(cli("report", "--fleet", "--out", "."), ". is a folder")
+    assert read == [] and (fresh / "mine.html").read_text() == "<p>my notes</p>"
