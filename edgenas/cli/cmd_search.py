@@ -10,18 +10,22 @@ import typer
 
 from edgenas.cli._common import emit_json, note, out, progress_bar, project, warn
 from edgenas.errors import InputError
+from edgenas.once import both_set, check_once
 from edgenas.textsafe import counted, esc
 
 
 def _key_values(pairs: list[str], what: str, example: str, floats: bool = True) -> dict[str, object]:
-    """``KEY=VALUE`` flags as a dict: integers, floats (when ``floats``), else strings."""
+    """``KEY=VALUE`` flags as a dict: integers, floats (when ``floats``), else strings. A key given twice is
+    refused (the last value was kept without a word); the flag is the one ``example`` shows."""
     opts: dict[str, object] = {}
+    given: list[tuple[str, str]] = []
     for p in pairs:
         if "=" not in p:
             raise InputError(f"{what} option '{p}' is not KEY=VALUE", hint=f"e.g. {example}")
         k, v = p.split("=", 1)
         if not k.strip():
             raise InputError(f"{what} option '{p}' has no KEY before '='", hint=f"e.g. {example}")
+        given.append((k, v))
         opts[k] = v
         for conv in (int, float) if floats else (int,):
             try:
@@ -29,6 +33,7 @@ def _key_values(pairs: list[str], what: str, example: str, floats: bool = True) 
                 break
             except ValueError:
                 pass
+    check_once(example.split(" ", 1)[0], given)
     return opts
 
 
@@ -51,6 +56,11 @@ def _say(message: str) -> None:
 
 def _llm_settings(model: str | None, adapter: str | None, fallback: bool, pairs: list[str]) -> dict[str, object]:
     opts = _key_values(pairs, "LLM", "--llm-opt think_tokens=16")
+    for flag, key, given, value in (("--llm-model", "model", model is not None, model),
+                                    ("--llm-adapter", "adapter", adapter is not None, adapter),
+                                    ("--llm-fallback", "fallback", fallback, None)):
+        if given and key in opts:  # the flag's value replaced the option's below, without a word
+            raise both_set(flag, value, "--llm-opt", key, opts[key], f"the language model's {key}")
     if model is not None:
         opts["model"] = model
     if adapter is not None:
@@ -115,6 +125,16 @@ def _check_population(strategy: str, *, warm: bool) -> None:
         return
     raise InputError(f"--strategy {strategy} has no population: --population would be ignored",
                      hint="drop --population (with --warm-start it sizes the transferred share of the first asks)")
+
+
+def _darts_options(given: list[str], sopts: dict[str, object], flags: dict[str, object]) -> dict[str, object]:
+    """The darts strategy's options: its flags' values (``--epochs``), and ``--strategy-opt`` over them. A flag
+    given with its ``--strategy-opt`` twin is refused: the option won, and the flag was ignored without a word."""
+    for key, value in flags.items():
+        flag = "--" + key.replace("_", "-")
+        if flag in given and key in sopts:
+            raise both_set(flag, value, "--strategy-opt", key, sopts[key], f"darts's {key}")
+    return {**flags, **sopts}
 
 
 def register(app: typer.Typer) -> None:
@@ -206,8 +226,8 @@ def register(app: typer.Typer) -> None:
         proj = project()
         sopts = _strategy_options(strategy_opt)
         if strategy == "darts":  # its flags are options of the darts strategy
-            sopts = {"data": data, "epochs": epochs, "latency_weight": latency_weight, "skip_dropout": skip_dropout,
-                     **sopts}
+            sopts = _darts_options(_given(ctx), sopts, {"data": data, "epochs": epochs,
+                                                        "latency_weight": latency_weight, "skip_dropout": skip_dropout})
         # checked before a re-run too: it runs where --executor says (it ignored these flags)
         if ray_address is not None and executor != "ray":
             raise InputError("--ray-address needs --executor ray")

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from edgenas.errors import InputError
+from edgenas.once import check_once
 
 
 def _value(text: str) -> Any:
@@ -27,6 +28,18 @@ def _value(text: str) -> Any:
         except ValueError:
             pass
     return text
+
+
+def _pairs(text: str, rest: str) -> list[tuple[str, Any]]:
+    """The ``key=value`` pairs of a rung's text after its ``:`` (``rest``), in order, repeats kept."""
+    pairs = []
+    for part in filter(None, (p.strip() for p in rest.split(","))):
+        if "=" not in part:
+            raise InputError(f"ladder rung '{text}': '{part}' is not KEY=VALUE",
+                             hint="e.g. --ladder compression --ladder train:epochs=2,keep=3")
+        k, v = part.split("=", 1)
+        pairs.append((k.strip(), _value(v.strip())))
+    return pairs
 
 
 @dataclass(frozen=True)
@@ -51,13 +64,7 @@ class Rung:
     @classmethod
     def parse(cls, text: str) -> "Rung":
         name, _, rest = text.strip().partition(":")
-        opts: dict[str, Any] = {}
-        for part in filter(None, (p.strip() for p in rest.split(","))):
-            if "=" not in part:
-                raise InputError(f"ladder rung '{text}': '{part}' is not KEY=VALUE",
-                                 hint="e.g. --ladder compression --ladder train:epochs=2,keep=3")
-            k, v = part.split("=", 1)
-            opts[k.strip()] = _value(v.strip())
+        opts: dict[str, Any] = dict(_pairs(text, rest))
         cost, keep = opts.pop("cost", None), opts.pop("keep", None)
         if cost is not None and not isinstance(cost, (int, float)):
             raise InputError(f"ladder rung '{text}': cost={cost!r} is not a number")
@@ -99,6 +106,31 @@ def parse_ladder(texts: Sequence[str]) -> tuple[Rung, ...]:
         raise InputError(f"ladder costs must not decrease from rung to rung, got {costs}",
                          hint="order the rungs cheapest first and give each its cost=")
     return rungs
+
+
+def check_new_ladder(texts: Sequence[Any]) -> None:
+    """Refuse what a new ladder gives twice: a key within one rung (``keep=2,keep=1`` kept the last without a
+    word), or a rung of the same evaluator with the same options as an earlier one (its ``keep=`` and ``cost=``
+    aside). An evaluator scores an architecture by the architecture, the search's seed and its options alone
+    (``edgenas.evaluate``; a resume replays on it), so such a rung scored the survivors of the first again, to
+    the same values: it spent evaluations and cost, changed only how many were kept (the first rung's ``keep=``
+    says that), and ``best.json``'s scores per rung, keyed by the rung's label, held one of the two.
+
+    Not part of ``parse_ladder``: a recorded ladder (``--resume``, ``--rerun``) runs as it was recorded. A text
+    that is not a string is left to the strategy's option check."""
+    rungs: list[Rung] = []
+    for text in texts:
+        if not isinstance(text, str):
+            continue
+        pairs = _pairs(text, text.strip().partition(":")[2])
+        check_once(f"--ladder rung '{text}':", pairs, hint="give each key of a rung once")
+        rung = Rung.parse(text)
+        for i, earlier in enumerate(rungs):
+            if (earlier.evaluator, earlier.options) == (rung.evaluator, rung.options):
+                raise InputError(f"--ladder rung {len(rungs) + 1} repeats rung {i + 1} ('{rung.label()}'): the same "
+                                 "evaluator and options score alike", hint="give each rung once; keep= sets how many "
+                                                                           "go on")
+        rungs.append(rung)
 
 
 @dataclass(frozen=True)

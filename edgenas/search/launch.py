@@ -309,6 +309,10 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
         raise InputError("nothing to search: give --space (or --resume RUN_DIR)")
     else:
         _check_new_run_folder(out_dir)
+        if rerun_of is None:  # a re-run's request is a recorded one: it runs as recorded (edgenas.search.repeats)
+            from edgenas.search.repeats import check_new_request
+
+            check_new_request(req)
     from edgenas.search.base import STRATEGIES, is_driver
 
     _check_numbers(dataclasses.replace(req, max_wall_s=more_wall_s) if more_wall_s is not None else req)

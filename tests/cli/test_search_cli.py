@@ -37,6 +37,30 @@ def table(fresh):
                                               "with --epochs)"),
     (["--workers", "2"], "--workers needs --executor process or ray (add --executor process, or drop --workers)"),
     (["--ray-address", "127.0.0.1:1"], "--ray-address needs --executor ray"),
+    # a setting given twice: one was kept and the other dropped without a word (edgenas/once.py)
+    (["--eval-opt", "epochs=1", "--eval-opt", "epochs=2"], "--eval-opt epochs is given twice: 1 and 2 (give it once)"),
+    (["--strategy", "evolution", "--strategy-opt", "tournament=2", "--strategy-opt", "tournament=3"],
+     "--strategy-opt tournament is given twice: 2 and 3 (give it once)"),
+    (["--strategy", "evolution", "--llm-share", "0.5", "--llm-opt", "think_tokens=8", "--llm-opt", "think_tokens=8",
+      "--llm-opt", "think_tokens=9"], "--llm-opt think_tokens is given 3 times: 8, 8 and 9 (give it once)"),
+    (["--minimise", "params", "--minimise", "params"], "--minimise params is given twice (give it once)"),
+    (["--report", "cifar100_test", "--report", "cifar100_test"], "--report cifar100_test is given twice (give it"),
+    (["--strategy", "sh", "--ladder", "params:keep=2,keep=1"],
+     "--ladder rung 'params:keep=2,keep=1': keep is given twice: 2 and 1 (give each key of a rung once)"),
+    (["--strategy", "hyperband", "--ladder", "params", "--ladder", "params:cost=2"],
+     "--ladder rung 2 repeats rung 1 ('params'): the same evaluator and options score alike (give each rung once"),
+    # a dedicated flag and its twin option, as --eta with --strategy-opt eta= (tests/search/test_drivers.py)
+    (["--strategy", "evolution", "--strategy-opt", "population=4", "--population", "6"],
+     "--population 6 and --strategy-opt population=4 both set evolution's population (give it once, as --population)"),
+    (["--strategy", "evolution", "--llm-share", "0.5", "--strategy-opt", "llm_share=0.9"],
+     "--llm-share 0.5 and --strategy-opt llm_share=0.9 both set evolution's llm_share (give it once, as --llm-share)"),
+    (["--strategy", "darts", "--epochs", "3", "--strategy-opt", "epochs=1"],
+     "--epochs 3 and --strategy-opt epochs=1 both set darts's epochs (give it once, as --epochs)"),
+    (["--strategy", "darts", "--data", "digits", "--strategy-opt", "data=digits"], "both set darts's data"),
+    (["--strategy", "evolution", "--llm-share", "0.5", "--llm-model", "a", "--llm-opt", "model=b"],
+     "--llm-model a and --llm-opt model=b both set the language model's model (give it once, as --llm-model)"),
+    (["--strategy", "evolution", "--llm-share", "0.5", "--llm-fallback", "--llm-opt", "fallback=1"],
+     "--llm-fallback and --llm-opt fallback=1 both set the language model's fallback"),
 ])
 def test_bad_search_flags_are_one_line_and_create_nothing(table, cli, fresh, args, fragment):
     one_line_error(cli(*NB201, *args, "--out", "r"), fragment)
@@ -122,6 +146,28 @@ def test_a_rerun_runs_where_executor_says(table, cli, fresh):
     s = res.json()
     assert s["evaluations"] == 3 and s["out_dir"].endswith("runs/a-rerun-1") and s["run_id"] != rid
     assert json.loads((fresh / "runs/a-rerun-1/warm_start.json").read_text())["rerun_of"] == rid
+
+
+def test_a_recorded_request_that_gives_a_setting_twice_resumes_and_reruns_as_recorded(table, cli, fresh, monkeypatch):
+    """A run of an earlier edgenas may have recorded --minimise params twice, or --population beside --strategy-opt
+    population=: its resume and its re-run read that request back and run it as it ran. Only a new request is
+    checked for settings given twice."""
+    from edgenas.search import repeats
+
+    args = ("--strategy", "evolution", "--population", "6", "--strategy-opt", "population=4", "--minimise", "params",
+            "--minimise", "params", "--budget", "3")
+    with monkeypatch.context() as m:
+        m.setattr(repeats, "check_new_request", lambda req: None)  # as an earlier edgenas recorded it
+        first = cli(*NB201, *args, "--out", "runs/a", "--json")
+    assert first.code == 0, first.err
+    req = json.loads((fresh / "runs/a/request.json").read_text())
+    assert (req["minimise"], req["population"], req["strategy_options"]) == (["params", "params"], 6, {"population": 4})
+    one_line_error(cli(*NB201, *args, "--out", "runs/b"), "--minimise params is given twice")
+    res = cli("search", "--resume", "runs/a", "--json")
+    assert res.code == 0 and res.json()["evaluations"] == 3, res.err
+    res = cli("search", "--rerun", first.json()["run_id"], "--json")
+    assert res.code == 0 and res.json()["out_dir"].endswith("runs/a-rerun-1"), res.err
+    assert json.loads((fresh / "runs/a-rerun-1/request.json").read_text())["minimise"] == ["params", "params"]
 
 
 def test_notes_go_to_stderr_and_warnings_in_their_own_words(capsys):

@@ -63,7 +63,7 @@ def test_a_budget_in_ms_on_an_uncalibrated_table_warns_and_says_how_to_calibrate
     assert res.code == 0 and "not calibrated" not in res.err, res.err
 
 
-@pytest.mark.parametrize("how", [("--strategy", "sh", "--budget", "2", "--ladder", "params", "--ladder", "params"),
+@pytest.mark.parametrize("how", [("--strategy", "sh", "--budget", "2", "--ladder", "params", "--ladder", "flops"),
                                  ("--strategy", "darts", "--strategy-opt", "epochs=1")], ids=["sh", "darts"])
 def test_the_drivers_say_which_table_they_use_and_warn_on_another_fingerprint(cli, proj, how):
     """``sh``, ``hyperband`` and ``darts`` chose the table by the same policy but said nothing of it: a DARTS run

@@ -56,3 +56,28 @@ def test_a_time_budget_is_any_number_of_seconds_above_0():
         with pytest.raises(InputError, match="^--time-budget must be a number of seconds > 0") as exc:
             _check_numbers(SearchRequest(space="nb201", max_wall_s=bad))
         assert exc.value.hint == "e.g. --time-budget 600"
+
+
+@pytest.mark.parametrize("kw, msg", [
+    ({"minimise": ("params", "flops", "params")}, "--minimise params is given twice (give it once)"),
+    ({"report": ("cifar100_test", "cifar100_test")}, "--report cifar100_test is given twice (give it once)"),
+    ({"strategy": "evolution", "population": 6, "strategy_options": {"population": 4}},
+     "--population 6 and --strategy-opt population=4 both set evolution's population (give it once, as --population)"),
+    ({"strategy": "ri-iwoa", "llm_share": 0.5, "strategy_options": {"llm_share": 0.9}},
+     "--llm-share 0.5 and --strategy-opt llm_share=0.9 both set ri-iwoa's llm_share (give it once, as --llm-share)"),
+    ({"strategy": "sh", "table": None, "ladder": ("params", "params:keep=1")}, "--ladder rung 2 repeats rung 1"),
+])
+def test_a_new_request_from_python_that_gives_a_setting_twice_is_refused_before_the_folder(tmp_path, kw, msg):
+    """The checks are the library's (``edgenas.search.repeats``): a request built in Python is refused as the CLI's
+    is, before anything is written; a re-run's recorded request is not checked (it runs as recorded)."""
+    from edgenas.project import Project
+    from edgenas.search.launch import launch_search
+
+    req = SearchRequest(**{"space": "nb201", "table": str(HW), "strategy": "random", "budget": 2, **kw})
+    with pytest.raises(InputError) as exc:
+        launch_search(Project(tmp_path / "proj"), req, tmp_path / "r", record=False)
+    assert str(exc.value).startswith(msg), str(exc.value)
+    assert list(tmp_path.iterdir()) == []
+    if "minimise" in kw:
+        launch_search(Project(tmp_path / "proj"), req, tmp_path / "r", record=False, rerun_of="ab0000000001")
+        assert (tmp_path / "r" / "best.json").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import time
 from pathlib import Path
 
@@ -43,6 +44,24 @@ def test_ladder_parsing_and_hyperband_brackets():
                      (["train:cost=9", "compression:cost=1"], "must not decrease"), ([], "empty ladder")):
         with pytest.raises(InputError, match=msg):
             parse_ladder(bad)
+
+
+def test_a_new_ladder_gives_no_key_of_a_rung_and_no_rung_twice():
+    """``keep=2,keep=1`` kept 1 without a word; a rung of the same evaluator and options as an earlier one scored
+    the survivors again, to the same values (its keep= and cost= aside). A recorded ladder still parses as it was
+    recorded (a resume, a re-run)."""
+    from edgenas.search.ladder import check_new_ladder
+
+    check_new_ladder(["compression:keep=3", "train:epochs=2,cost=40", "train:epochs=4,cost=80", 7])  # 7: not a rung
+    for bad, msg in ((["train:epochs=2,keep=3,epochs=4"], "rung 'train:epochs=2,keep=3,epochs=4': epochs is given "
+                                                          "twice: 2 and 4"),
+                     (["compression", "compression"], "rung 2 repeats rung 1 ('compression')"),
+                     (["train:epochs=2,lr=0.1", "params", "train:lr=0.1,epochs=2.0,keep=2,cost=9"],
+                      "rung 3 repeats rung 1 ")):
+        with pytest.raises(InputError, match=re.escape(msg)):
+            check_new_ladder(bad)
+        assert parse_ladder(bad)  # as a resume reads it back
+    assert parse_ladder(["compression:keep=2,keep=1"])[0].keep == 1
 
 
 def test_successive_halving_climbs_to_200_epochs(space, valid, tmp_path):
