@@ -605,10 +605,13 @@ def _index_stopped(db: Any, project: Project, folder: Path, problem: Any, rerun_
 
 
 def _population(req: SearchRequest, config: Any) -> int:
+    """The population a warm start's share is of: ``--population``, else the strategy's population option
+    (``--strategy-opt population=4`` sized nothing here: the share was of the default 20), else its default."""
     from edgenas.search.base import STRATEGIES
 
     opt = STRATEGIES.get(config.strategy).options.get("population")
-    return int(req.population or (opt.default if opt is not None else 0) or 20)
+    given = req.population or (req.strategy_options.get("population") if opt is not None else None)
+    return int(given or (opt.default if opt is not None else 0) or 20)
 
 
 def _warm_start(project: Project, db: Any, req: SearchRequest, problem: Any, config: Any, out_dir: Path,

@@ -113,6 +113,18 @@ def test_a_warm_start_may_size_its_share_with_population(table, cli, fresh):
     assert lines[2].startswith("4 evaluations; ")
 
 
+def test_a_warm_start_share_is_of_the_population_set_with_strategy_opt(table, cli, fresh):
+    """--strategy-opt population=4 is the population as --population 4 is: the transferred share was of the
+    default population of 20 (6 of the past run's 6 architectures, not 2)."""
+    first = cli(*NB201, "--strategy", "random", "--budget", "6", "--out", "a", "--json")
+    assert first.code == 0, first.err
+    for out, how in (("b", ("--population", "4")), ("c", ("--strategy-opt", "population=4"))):
+        res = cli(*NB201, "--strategy", "evolution", *how, "--warm-start", first.json()["run_id"], "--budget", "8",
+                  "--out", out)
+        assert res.code == 0, res.err
+        assert len(json.loads((fresh / out / "warm_start.json").read_text())["transferred"]) == 2, how
+
+
 def _live_workers() -> list[str]:
     """This process's children that are pool workers and still running (not exited, not zombies)."""
     out = []
