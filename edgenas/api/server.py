@@ -11,9 +11,10 @@ import socket
 import threading
 from typing import Any, Callable, Iterator
 
-from edgenas.api.hosts import is_loopback
+from edgenas.api.hosts import is_host, is_loopback
 from edgenas.errors import InputError
 from edgenas.project import Project
+from edgenas.textsafe import shown
 
 #: what the requests import lazily, imported before serving: 60 requests at once out of file descriptors left
 #: an import failed halfway and the next "cannot import name ..." (a 500 for the rest of the server's life)
@@ -39,14 +40,17 @@ def check_bind(host: str, port: int, token: str | None) -> str | None:
     """The token to require (None: none); refuses a non-loopback address without one."""
     if not 0 < port < 65536:
         raise InputError(f"--port must be in 1..65535, got {port}")
+    if host.startswith("[") and host.endswith("]"):  # URL notation: '[::1]' read as a remote name
+        raise InputError(f"--host takes an address without brackets, got {host!r}", hint=f"--host {host[1:-1]}")
+    if not is_host(host):  # checked before the token: '\x1b[31mhost' is no address, whether a token is given or not
+        raise InputError(f"--host '{shown(host)}' is not an address: give an IP address or a host name",
+                         hint="e.g. --host 127.0.0.1, or --host 0.0.0.0 with --token")
     token = token or os.environ.get("EDGENAS_TOKEN") or None
     if token is not None and len(token) < 8:
         raise InputError("the token is too short (fewer than 8 characters)", hint="use e.g. `openssl rand -hex 16`")
     if token is not None and not re.fullmatch(r"[!-~]+", token):
         raise InputError("the token holds spaces or characters other than printable ASCII",
                          hint="use e.g. `openssl rand -hex 16`")
-    if host.startswith("[") and host.endswith("]"):  # URL notation: '[::1]' read as a remote name
-        raise InputError(f"--host takes an address without brackets, got {host!r}", hint=f"--host {host[1:-1]}")
     if not is_loopback(host) and not token:
         raise InputError(f"serving on {host} (not this machine only) needs a token",
                          hint="pass --token or set EDGENAS_TOKEN; every request must then carry it")

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from edgenas.errors import InputError
 from edgenas.io import read_json
 from edgenas.project import Project
+from edgenas.textsafe import shown
 
 if TYPE_CHECKING:
     from edgenas.report.columns import Columns
@@ -236,7 +237,7 @@ def load_run_dir(path: str | Path, run_id: str | None = None, *,
     check_utf8_path(path, "run folder")
     config = _read_json(path / "config.json")
     if config is None:
-        raise NotFoundError(f"{path} is not a search run (no config.json)",
+        raise NotFoundError(f"{shown(path)} is not a search run (no config.json)",
                             hint="give the folder passed to edgenas search --out")
 
     def read(name: str, check: Any) -> dict[str, Any] | None:

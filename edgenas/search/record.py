@@ -40,6 +40,7 @@ from edgenas.search.run_files import (
 from edgenas.search.task import describe_task
 from edgenas.store.experiment import ExperimentDB
 from edgenas.store.runs import Evaluation, RunDevice, RunRecord, run_identity, save_run
+from edgenas.textsafe import shown
 
 RUN_FILES = ("config.json", "evaluations.jsonl")
 #: written once when a run begins (``config.json`` again on every resume: the earliest of them is the start)
@@ -109,7 +110,7 @@ def check_run_folder(out_dir: str | os.PathLike) -> Path:
     darts = isinstance(config, Mapping) and config.get("kind") == "darts"
     missing = [f for f in RUN_FILES if not (out / f).exists() and not (darts and f == "evaluations.jsonl")]
     if missing:
-        raise InputError(f"{out} is not a search run folder (no {', '.join(missing)})",
+        raise InputError(f"{shown(out)} is not a search run folder (no {', '.join(missing)})",
                          hint="give the --out folder of an edgenas search")
     _check_space(check_config(config, out / "config.json")["space"], out / "config.json")
     return out

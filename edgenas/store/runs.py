@@ -20,6 +20,7 @@ from edgenas.locks import run_lock_held
 from edgenas.store.experiment import ExperimentDB
 from edgenas.store.rows import DamagedRowError, decode_row, key_of, raw_columns, run_hint
 from edgenas.store.schema import evaluations, fronts, run_devices, runs
+from edgenas.textsafe import shown
 
 #: config fields a resume may change (``search --resume RUN --time-budget S`` extends ``max_wall_s``): they do
 #: not make another run, so a run's id (``search.record.run_id_for``) and the same-run check leave them out
@@ -234,7 +235,7 @@ def list_runs(db: ExperimentDB, *, space: str | None = None, device: str | None 
 def resolve_run_id(db: ExperimentDB, ref: str) -> str:
     """The full id of the run named by ``ref`` (an id or a unique prefix of one)."""
     if not ref or not all(c in "0123456789abcdef" for c in ref):
-        raise InputError(f"'{ref}' is not a run id", hint="run ids are hex strings; see: edgenas runs list")
+        raise InputError(f"'{shown(ref)}' is not a run id", hint="run ids are hex strings; see: edgenas runs list")
     with db.read() as con:
         ids = con.execute(sa.select(runs.c.id).where(runs.c.id.like(f"{ref}%")).limit(3)).scalars().all()
     if not ids:

@@ -78,14 +78,29 @@ def test_bracketed_hosts_are_refused_even_with_a_token(host):
     assert info.value.hint == f"--host {host[1:-1]}"
 
 
-@pytest.mark.parametrize("host", ["[::1", "::1]", "example.org"])
-def test_a_host_with_one_bracket_or_a_name_is_no_bracket_error_and_needs_a_token(host, monkeypatch):
+@pytest.mark.parametrize("host", ["example.org", "my_box.lan.", "10.0.0.7", "fe80::1%eth0"])
+def test_a_host_name_or_address_off_loopback_needs_a_token(host, monkeypatch):
     from edgenas.api.server import check_bind
 
     monkeypatch.delenv("EDGENAS_TOKEN", raising=False)
     assert check_bind(host, 8765, "abcdefghijkl") == "abcdefghijkl"
     with pytest.raises(InputError, match="needs a token"):
         check_bind(host, 8765, None)
+
+
+@pytest.mark.parametrize("host, shown", [("[::1", "[::1"), ("::1]", "::1]"), ("", ""), ("a..b", "a..b"),
+                                         ("\x1b[31mhost", "\\x1b[31mhost"), ("host\n", "host\\n"),
+                                         ("http://h", "http://h"), ("-h", "-h"), ("h\udc9b", "h\\udc9b")])
+def test_a_host_that_is_no_address_or_name_is_refused_before_the_token_check(host, shown, monkeypatch):
+    """'\x1b[31mhost' said "serving on host ... needs a token": the escape dropped, as if no address were wrong."""
+    from edgenas.api.server import check_bind
+
+    monkeypatch.delenv("EDGENAS_TOKEN", raising=False)
+    for token in (None, "abcdefghijkl"):
+        with pytest.raises(InputError) as info:
+            check_bind(host, 8765, token)
+        assert info.value.message == f"--host '{shown}' is not an address: give an IP address or a host name"
+        assert "brackets" not in str(info.value) and "--host 127.0.0.1" in info.value.hint
 
 
 def test_bind_gives_a_listening_socket_that_reuses_the_address():

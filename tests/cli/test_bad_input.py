@@ -252,6 +252,8 @@ def test_error_inside_a_progress_block_is_the_only_line_in_a_real_process(tmp_pa
     (("device", "add", "nosuch", "--fewshot", "5"), "unknown device"),  # no reference block exported
     (("lut", "calibrate", "local"), "no LUT"),                        # no agent started, nothing installed
     (("runs", "show", "nosuch"), "not a run id"),                     # no experiment database created
+    (("runs", "show", "\x1b[31m"), "error: '\\x1b[31m' is not a run id"),  # it said "'' is not a run id"
+    (("runs", "import", "\x1b[31m.\n"), "error: \\x1b[31m.\\n is not a search run folder"),
     (("runs", "compare", "a1", "b2"), "no run"),
     (("runs", "import", "."), "not a search run folder"),
     (("search", "--rerun", "abc123"), "no run"),
@@ -303,7 +305,11 @@ def test_an_error_echoing_a_huge_or_multi_line_value_is_still_one_short_line(pro
 def test_one_line_cuts_and_joins():
     from edgenas.textsafe import one_line
 
-    assert one_line("a\n  b\tc\x1b[31m d") == "a b c d"
+    # newlines and tabs are spaces; other controls are shown escaped, as repr shows them: dropped, the line
+    # named another value ('\x1b[31mr1' read as run r1)
+    assert one_line("a\n  b\tc\x1b[31m d") == "a b c\\x1b[31m d"
+    assert one_line("\r\x9b2J\u202e\udc9b\x00\x7f\x1c") == "\\r\\x9b2J\\u202e\\udc9b\\x00\\x7f\\x1c"
+    assert one_line("tab\there\r\nthere") == "tab here there" and one_line("[/x] é €") == "[/x] é €"
     assert one_line("x" * 12, 10) == "x" * 10 + "… (2 more characters)"
     assert one_line("short", 10) == "short"
 
@@ -320,6 +326,10 @@ def test_text_is_cut_only_over_its_limit_and_keeps_all_but_controls():
     # CSI, OSC titles, 8-bit CSI and bidi overrides go; slashes, spaces, tabs and newlines stay
     assert clean("\x1b[31mred\x1b[0m \x1b]0;pwned\x07a/b\x9b2J\u202ec\td\n") == "red a/bc\td\n"
     assert esc("[bold]a\nb\tc\x1b[2J") == "\\[bold]a b c"
+    # a lone surrogate (an undecodable byte of a file name: b"\x9b" is an 8-bit CSI) is no character: shown
+    # escaped, never dropped (it would name another file) nor written as its raw byte
+    assert clean("x\udc9b31mRED\udcff") == esc("x\udc9b31mRED\udcff") == "x\\udc9b31mRED\\udcff"
+    assert brief("\udc9b") == "'\\udc9b'" and clean("\ud800\udfff") == "\\ud800\\udfff"
 
 
 def test_the_safe_console_ignores_a_zero_size_and_prints_emoji_codes_as_text(monkeypatch):

@@ -226,3 +226,28 @@ def test_device_info_cuts_a_huge_key_or_value_from_the_device(sshd, tmp_path, mo
     assert res.code == 0, res.err
     lines = res.out.splitlines()
     assert "  " + "k" * 299 + "…" in lines and "    v: " + "x" * 996 + "…" in lines
+
+
+def test_device_list_escapes_the_undecodable_bytes_of_a_profile_file_name(tmp_path):
+    """A profile file named with bytes that are no UTF-8 (read as lone surrogates) was printed as its raw
+    bytes: 0x9b is an 8-bit CSI (``x\x9b31mRED`` turned a terminal red), 0xff no text at all. Each byte now
+    prints as ``repr`` shows it, in the name column as in the error."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    (tmp_path / "profiles").mkdir()
+    text = b'[device]\nname = "laptop"\n'
+    for stem in (b"x\x9b31mRED\x9b0m", b"bad\xff"):
+        with open(os.path.join(os.fsencode(tmp_path / "profiles"), stem + b".toml"), "wb") as f:
+            f.write(text)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]), EDGENAS_PROJECT=str(tmp_path),
+               PYTHONUTF8="1", COLUMNS="200")
+    res = subprocess.run([sys.executable, "-c", "from edgenas.cli import main; main()", "device", "list"],
+                         cwd=tmp_path, env=env, capture_output=True, timeout=60)
+    assert res.returncode == 0 and res.stderr == b"", res.stderr
+    assert b"\x9b" not in res.stdout and b"\xff" not in res.stdout and b"\x1b" not in res.stdout, res.stdout
+    assert res.stdout.decode().splitlines() == [
+        "bad\\udcff        invalid: invalid device name 'bad\\udcff'",
+        "local            -                        onnxruntime/cpu    fp32  threads=1",
+        "x\\udc9b31mRED\\udc9b0m invalid: invalid device name 'x\\udc9b31mRED\\udc9b0m'"]

@@ -7,6 +7,7 @@ import pytest
 
 @pytest.mark.parametrize("args, needle", [
     (["report", "no-such-run"], "not a search run"),
+    (["report", "\x1b[31mruns/evo"], "error: \\x1b[31mruns/evo is not a search run"),  # named runs/evo itself
     (["report"], "give one run folder"),
     (["report", "runs/evo", "runs/rnd"], "give one run folder"),
     (["report", "--compare", "runs/evo"], "at least two runs"),
@@ -18,6 +19,7 @@ import pytest
     (["serve", "--token", "short"], "too short"),
     (["serve", "--port", "70000"], "--port must be"),
     (["serve", "--host", "[::1]"], "--host takes an address without brackets"),  # it said "needs a token"
+    (["serve", "--host", "\x1b[31mhost"], "--host '\\x1b[31mhost' is not an address"),  # "serving on host"
 ])
 def test_bad_input(rproj, cli, snapshot, monkeypatch, args, needle):
     monkeypatch.chdir(rproj)
