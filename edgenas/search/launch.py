@@ -21,13 +21,11 @@ from edgenas.io import atomic_write_json, read_json
 from edgenas.limits import is_finite, is_number, is_schema
 from edgenas.project import Project
 from edgenas.quiet import sigint_ignored
-from edgenas.search.run_files import (check_config, check_request_fields, check_tables, check_warm_start,
-                                      resume_or_new)
+from edgenas.search.run_files import (DEFAULT_EVALUATOR, accuracy_name, check_config, check_request_fields,
+                                      check_tables, check_warm_start, resume_or_new)
 
 REQUEST_SCHEMA = 1
 QUANTILE_SAMPLES = 2000
-#: the proxy with the best rank correlation in bench/proxies_nb201.py, and it beats the parameter count
-DEFAULT_EVALUATOR = "compression"
 #: the strategy with the best median rank over bench/search_suite.py (see bench/RESULTS.md)
 DEFAULT_STRATEGY = "tpe"
 
@@ -203,7 +201,7 @@ def build_problem(project: Project, req: SearchRequest, note: Callable[[str], No
 
         fns = cost_functions(space)
         extra = {k: fns[k] for k in req.minimise}
-    problem = Problem(space, evaluator, targets, accuracy_name=req.objective if name == "tabular" else name,
+    problem = Problem(space, evaluator, targets, accuracy_name=accuracy_name(name, req.table, req.objective),
                       params=extra.get("params"), flops=extra.get("flops"))
     config = SearchConfig(space=space.name, strategy=req.strategy, budget_evals=budget_evals,
                           max_wall_s=req.max_wall_s, seed=req.seed, population=req.population,

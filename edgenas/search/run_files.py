@@ -5,7 +5,10 @@ report and the API (``report/source.py``) read the same ``config.json``, ``best.
 ``pareto.json``, ``checkpoint.json`` and ``evaluations.jsonl`` records, and check them here, so a field
 of the wrong type is one ``InputError`` naming the file and the field, never a TypeError deep in a
 plot or a number SQLite cannot store. Only the fields these readers use are checked; values a search
-writes (NaN or -inf scores, ``null`` latencies) stay valid. A value is checked with the predicate the
+writes (NaN or -inf scores) stay valid. A record must also be one the run could have written
+(``bad_evaluation_value``): ``wall_s`` from 0 to ``MAX_WALL_S``, on a feasible evaluation latencies that are
+numbers from 0 (a ``null`` one is left alone), latencies only for the devices of its ``config.json`` and, for an
+ask/tell run with a ``request.json``, its objectives exactly (``LogShape``). A value is checked with the predicate the
 experiment database's reader (``store/rows.py``) uses for the column it lands in (``edgenas.kinds``): a folder
 that imports must read back. ``tables.json`` (``check_tables``) is read by a resume only, which warns rather
 than refuses when it is damaged.
@@ -14,6 +17,7 @@ than refuses when it is damaged.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -22,8 +26,17 @@ from edgenas.errors import InputError
 from edgenas.io import read_log_bytes, read_log_tail
 from edgenas.kinds import is_budget_ms, is_run_id, is_scores, is_warm_start
 from edgenas.limits import is_count, is_finite, loads_json
+from edgenas.textsafe import brief
 
 _DAMAGED = "the run folder is damaged"
+
+#: the evaluator a search without ``--evaluator`` or ``--table`` scores with: the proxy with the best rank
+#: correlation in bench/proxies_nb201.py (it beats the parameter count)
+DEFAULT_EVALUATOR = "compression"
+
+#: the most seconds a record's ``wall_s`` (the time the run had run) may say: 10^9 s is 31 years; a run's clock
+#: starts at 0 and goes on from its checkpoint's ``elapsed_s`` when resumed (checked against the same limit)
+MAX_WALL_S = 1e9  # (the error says 10^9)
 
 #: what a record may hold beside the searched objective: a network's costs (``search --minimise``)
 COST_OBJECTIVES = ("params", "flops")
@@ -51,6 +64,57 @@ def read_jsonl(path: Path, since: int = 0) -> tuple[list[Any], int]:
         except ValueError:  # bad JSON, bad UTF-8, a value no record holds or too deep (UnreadableValue)
             raise InputError(f"malformed line {n + 1} in {path}", hint=_DAMAGED) from None
     return out, end
+
+
+def accuracy_name(evaluator: str | None, table: Any, objective: str) -> str:
+    """The name of the objective a search scores (``Problem.accuracy_name``) for a request's ``--evaluator``,
+    ``--table`` and ``--objective``: the table's column with the tabular evaluator, else the evaluator's name."""
+    name = evaluator or ("tabular" if table else DEFAULT_EVALUATOR)
+    return objective if name == "tabular" else name
+
+
+@dataclass(frozen=True)
+class LogShape:
+    """What the records of one run's log may name, from its other files (``log_shape``): ``devices``, the
+    devices of its ``config.json`` (a latency for another is damage); ``objectives``, the names every record of
+    an ask/tell run holds, its accuracy's and the costs it minimises (``Problem.evaluate``). None: not known
+    (a folder without the file; a multi-fidelity run, whose rungs score under names of their own)."""
+
+    devices: frozenset[str] | None = None
+    objectives: frozenset[str] | None = None
+
+
+def _readable(path: Path) -> Any:
+    """The JSON of ``path``, or None when it is missing or unreadable (its reader names that damage)."""
+    from edgenas.io import read_json
+
+    if not path.is_file():
+        return None
+    try:
+        return read_json(path, path.name)
+    except InputError:
+        return None
+
+
+def log_shape(folder: Path) -> LogShape:
+    """The ``LogShape`` of the run in ``folder``: two small files read once per log read, not per record."""
+    config = _readable(folder / "config.json")
+    if not isinstance(config, Mapping):
+        return LogShape()
+    try:
+        config = check_config(config, folder / "config.json")
+    except InputError:
+        return LogShape()
+    devices = frozenset(n for n, _ in config["devices"]) if "devices" in config else None
+    request = _readable(folder / "request.json") if "kind" not in config else None  # an ask/tell run's config
+    if not isinstance(request, Mapping) or request.get("ladder") or not isinstance(request.get("objective"), str):
+        return LogShape(devices)
+    try:
+        check_request_fields(request, folder / "request.json")
+    except InputError:
+        return LogShape(devices)
+    main = accuracy_name(request.get("evaluator"), request.get("table"), request["objective"])
+    return LogShape(devices, frozenset((main, *request.get("minimise", ()))))
 
 
 def read_evaluations(path: Path, since: int = 0) -> tuple[list[dict[str, Any]], int]:
@@ -89,6 +153,7 @@ def read_evaluations_after(path: Path, since: int = 0,
     run of 100,000 evaluations every second reads what was appended, not the whole log. ``since`` counts
     records: a blank line is skipped, not counted (``read_evaluations`` numbers records so too)."""
     start = mark if mark is not None and mark.records <= since else None
+    shape = log_shape(path.parent)
     got = read_log_tail(path, max(start.offset - len(start.tail), 0) if start else 0)
     if got is None:
         return [], None
@@ -109,20 +174,20 @@ def read_evaluations_after(path: Path, since: int = 0,
         if not line.strip():
             continue
         if records >= since:
-            out.append(_checked_record(line, path, lines, records))
+            out.append(_checked_record(line, path, lines, records, shape))
         records += 1
     stop = max(end, skip)
     return out, LogMark(records, lines, base + stop, file, bytes(data[max(stop - _MARK_TAIL, 0):stop]))
 
 
-def _checked_record(line: bytes, path: Path, line_no: int, number: int) -> dict[str, Any]:
-    """One line of an evaluation log parsed and checked as its record ``number`` (``line_no`` counts blank lines
-    too, as ``read_jsonl`` does)."""
+def _checked_record(line: bytes, path: Path, line_no: int, number: int, shape: LogShape) -> dict[str, Any]:
+    """One line of an evaluation log parsed and checked as its record ``number`` of a run of ``shape``
+    (``line_no`` counts blank lines too, as ``read_jsonl`` does)."""
     try:
         rec = loads_json(line)
     except ValueError:  # as read_jsonl
         raise InputError(f"malformed line {line_no} in {path}", hint=_DAMAGED) from None
-    check_evaluation(rec, path, number + 1)
+    check_evaluation(rec, path, number + 1, shape)
     if rec["number"] != number:
         raise _out_of_order(path, number, rec["number"])
     return rec
@@ -162,6 +227,7 @@ def tally_evaluations(path: Path, after: LogTally | None = None, *,
     data = read_log_bytes(path)
     if data is None:
         return LogTally(0, 0, 0, _digest(b""), None)
+    shape = log_shape(path.parent)
     end = data.rfind(b"\n") + 1
     view = memoryview(data)
     if after is not None and after.end <= end and _digest(view[:after.end]) == after.digest:
@@ -172,7 +238,7 @@ def tally_evaluations(path: Path, after: LogTally | None = None, *,
         lines += 1
         if not line.strip():
             continue
-        rec = _checked_record(line, path, lines, records)
+        rec = _checked_record(line, path, lines, records, shape)
         if objective is None:
             objective = main_objective(rec["objectives"])
         if visit is not None:
@@ -201,8 +267,35 @@ def bad_evaluation_field(rec: Any) -> str | None:
     return None
 
 
-def check_evaluation(rec: Any, path: Path, line: int) -> dict[str, Any]:
-    bad = bad_evaluation_field(rec)
+def bad_evaluation_value(rec: Mapping[str, Any], shape: LogShape = LogShape()) -> str | None:
+    """The first field of a well-typed record (``bad_evaluation_field``) that no run of ``shape`` writes, and
+    why, else None. A run's clock starts at 0; its latency models give finite times from 0 (LUT, table and
+    few-shot predictors refuse anything else); it records a latency per device of its config and, per
+    evaluation, the same objectives. A ``null`` latency is left alone (no writer's, but the
+    database reads one as a NaN or infinity it could not store)."""
+    # (read once per record of a log of 100,000: each test is a comparison or one set operation in C)
+    wall = rec.get("wall_s", 0.0)
+    if not 0 <= wall <= MAX_WALL_S:
+        return f"'wall_s' ({wall!r}: the seconds the run had run, from 0 to 10^9)"
+    latency, objectives = rec["latency_ms"], rec["objectives"]
+    devices, names = shape.devices, shape.objectives
+    if devices is not None and not devices.issuperset(latency):
+        other = next(d for d in latency if d not in devices)
+        known = ", ".join(brief(d) for d in sorted(devices)) or "none"
+        return f"'latency_ms' (a latency for {brief(other)}, not one of the run's devices: {known})"
+    if rec["feasible"]:
+        for ms in latency.values():
+            if ms is not None and not 0 <= ms < math.inf:
+                device = next(d for d, v in latency.items() if v is ms)
+                return f"'latency_ms' ({ms!r} ms on {brief(device)} for a feasible evaluation)"
+    if names is not None and not (len(objectives) == len(names) and names.issuperset(objectives)):
+        got, want = (", ".join(brief(k) for k in sorted(keys)) for keys in (objectives, names))
+        return f"'objectives' ({got or 'none'}, not the run's {want})"
+    return None
+
+
+def check_evaluation(rec: Any, path: Path, line: int, shape: LogShape = LogShape()) -> dict[str, Any]:
+    bad = bad_evaluation_field(rec) or bad_evaluation_value(rec, shape)
     if bad:
         raise InputError(f"{path}: line {line} is not an evaluation record (malformed {bad})", hint=_DAMAGED)
     return rec
@@ -282,8 +375,8 @@ def check_checkpoint(ckpt: Any, path: Path) -> dict[str, Any]:
         raise InputError(f"{path}: expected a JSON object", hint=_DAMAGED)
     if not isinstance(ckpt.get("status", ""), str):
         raise _fail(path, "'status'")
-    elapsed = ckpt.get("elapsed_s", 0.0)
-    if not (is_finite(elapsed) and elapsed >= 0):
+    elapsed = ckpt.get("elapsed_s", 0.0)  # a resume's records' wall_s go on from it: the same limit
+    if not (is_finite(elapsed) and 0 <= elapsed <= MAX_WALL_S):
         raise _fail(path, "'elapsed_s' (seconds)")
     return dict(ckpt)
 

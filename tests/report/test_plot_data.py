@@ -656,7 +656,7 @@ def test_the_report_reads_a_log_into_columns_and_plots_the_same_as_from_its_reco
     recs = [{"objectives": {"params": 3.0}, "latency_ms": {"pi": 4.0}, "feasible": True},
             {"objectives": {"params": 2.0, "acc": 50.0}, "latency_ms": {"pi": 5.0}, "feasible": True, "wall_s": 1.5},
             {"objectives": {"acc": None}, "latency_ms": {"pi": 3.0, "nano": 1.0}, "feasible": True},
-            {"objectives": {"acc": 60.0}, "latency_ms": {"pi": inf, "nano": 2.0}, "feasible": True},
+            {"objectives": {"acc": 60.0}, "latency_ms": {"pi": inf, "nano": 2.0}, "feasible": False},
             {"objectives": {"acc": 61.0}, "latency_ms": {"pi": 12.0, "nano": 2.0}, "feasible": False},
             {"objectives": {"acc": nan}, "latency_ms": {"pi": 1.0}, "feasible": True},
             {"objectives": {"acc": 55.0, "params": 1.0}, "latency_ms": {"pi": 7.0, "nano": None}, "feasible": True},
@@ -673,10 +673,10 @@ def test_the_report_reads_a_log_into_columns_and_plots_the_same_as_from_its_reco
     assert columns.evaluations == [] and len(records.evaluations) == 24 and columns.columns is not None
     assert repr(_plots(columns)) == repr(_plots(records))           # repr: NaN compares unequal to itself
     pareto, conv, running, objective, n = _plots(columns)
-    assert (objective, n, running) == ("acc", 24, 7)    # 60 as #3, faster (#3 is infinitely slow on pi)
+    assert (objective, n, running) == ("acc", 24, 7)    # 60 as #3, feasible (#3, infinitely slow on pi, is not)
     assert [p.number for p in pareto["pi"].front] == [1, 9, 17, 6, 14, 22, 7, 15, 23]
     assert [p.number for p in pareto["pi"].points][:4] == [1, 4, 6, 7] and len(pareto["nano"].points) == 9
-    assert conv.wall_s[:2] == [0.0, 1.5] and conv.best[:4] == [None, 50.0, 50.0, 60.0] and conv.best[-1] == 60.0
+    assert conv.wall_s[:2] == [0.0, 1.5] and conv.best[:4] == [None, 50.0, 50.0, 50.0] and conv.best[-1] == 60.0
     cols = columns.columns
     assert cols.archs[0] is cols.archs[8] is cols.archs[16] and cols.archs[0] == {"space": "nb201", "arch": "|a0~0|"}
     assert cols.labels[1] is cols.labels[9] and cols.labels[1] == "|a1~0|"

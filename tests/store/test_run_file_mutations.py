@@ -142,6 +142,51 @@ def test_each_field_of_an_evaluation_record_is_checked(edit, field):
     assert rf.check_evaluation(GOOD_EVAL, "e.jsonl", 1) is GOOD_EVAL
 
 
+@pytest.mark.parametrize("edit, why", [
+    ({"wall_s": -1e308}, "'wall_s' (-1e+308"), ({"wall_s": -0.001}, "'wall_s'"), ({"wall_s": 2e9}, "'wall_s'"),
+    ({"latency_ms": {"d": float("nan")}}, "'latency_ms' (nan ms on 'd' for a feasible evaluation)"),
+    ({"latency_ms": {"d": -1.0}}, "'latency_ms' (-1.0 ms"), ({"latency_ms": {"d": float("-inf")}}, "'latency_ms'"),
+    ({"latency_ms": {"d": 1.0, "\x1b[31mEVIL": 1.0}},
+     "'latency_ms' (a latency for '\\x1b[31mEVIL', not one of the run's devices: 'd')"),
+    ({"objectives": {"\x1b[31mEVIL\nline": 1.0}}, "'objectives' ('\\x1b[31mEVIL\\nline', not the run's 'accuracy')"),
+    ({"objectives": {}}, "'objectives' (none, not the run's 'accuracy')")])
+def test_a_record_no_run_writes_is_refused_by_its_value(edit, why):
+    shape = rf.LogShape(devices=frozenset({"d"}), objectives=frozenset({"accuracy"}))
+    assert rf.bad_evaluation_value(GOOD_EVAL, shape) is None
+    assert rf.bad_evaluation_value({**GOOD_EVAL, **edit}, shape).startswith(why)
+
+
+def test_a_run_writes_null_or_infinite_latencies_only_where_they_are_its_own():
+    """A null latency, NaN ms on an infeasible evaluation, wall_s 0 and, where the run's devices and objectives
+    are not known (no config.json, request.json), any names are left alone."""
+    shape = rf.LogShape(devices=frozenset({"d"}), objectives=frozenset({"accuracy", "params"}))
+    ok = {**GOOD_EVAL, "objectives": {"params": 1.0, "accuracy": float("-inf")}, "wall_s": 0}
+    for edit in ({}, {"latency_ms": {"d": None}}, {"latency_ms": {}}, {"wall_s": 1e9},
+                 {"feasible": False, "latency_ms": {"d": float("nan")}}, {"feasible": False, "latency_ms": {"d": -1}}):
+        assert rf.bad_evaluation_value({**ok, **edit}, shape) is None, edit
+    assert rf.bad_evaluation_value({**ok, "latency_ms": {"x": 1.0}, "objectives": {"y": 2.0}}) is None
+
+
+def test_the_shape_of_a_run_comes_from_its_config_and_request(tmp_path):
+    assert rf.log_shape(tmp_path) == rf.LogShape()
+    (tmp_path / "config.json").write_text(json.dumps({"space": "nb201", "devices": [["a", 5.0], ["b", None]]}))
+    assert rf.log_shape(tmp_path) == rf.LogShape(frozenset({"a", "b"}))
+    request = {"space": "nb201", "table": "t.csv", "objective": "cifar10_valid", "minimise": ["flops"]}
+    (tmp_path / "request.json").write_text(json.dumps(request))
+    assert rf.log_shape(tmp_path).objectives == frozenset({"cifar10_valid", "flops"})
+    (tmp_path / "request.json").write_text(json.dumps({**request, "table": None}))  # the default evaluator's name
+    assert rf.log_shape(tmp_path).objectives == frozenset({"compression", "flops"})
+    (tmp_path / "request.json").write_text(json.dumps({**request, "evaluator": "synflow"}))
+    assert rf.log_shape(tmp_path).objectives == frozenset({"synflow", "flops"})
+    # each rung of a multi-fidelity run scores under a name of its own; a damaged request names its damage elsewhere
+    for other in ({**request, "ladder": ["nb201-fidelity:epochs=12"]}, {**request, "minimise": 5}, [1]):
+        (tmp_path / "request.json").write_text(json.dumps(other))
+        assert rf.log_shape(tmp_path) == rf.LogShape(frozenset({"a", "b"}))
+    (tmp_path / "config.json").write_text(json.dumps({"space": "nb201"}))  # no devices recorded: not known
+    assert rf.log_shape(tmp_path) == rf.LogShape()
+
+
+
 def test_resume_or_new_quotes_the_folder():
     hint = "resume it: edgenas search --resume 'my runs/a'; or choose another --out folder"
     assert rf.resume_or_new("my runs/a") == hint
@@ -196,7 +241,8 @@ def test_check_checkpoint_takes_a_word_and_seconds_from_0():
     assert rf.check_checkpoint({}, "k.json") == {}
     assert rf.check_checkpoint({"status": "running", "elapsed_s": 0}, "k.json")["elapsed_s"] == 0
     for bad, match in (({"status": 1}, "'status'"), ({"elapsed_s": -0.5}, "'elapsed_s'"),
-                       ({"elapsed_s": float("inf")}, "'elapsed_s'"), ({"elapsed_s": None}, "'elapsed_s'")):
+                       ({"elapsed_s": float("inf")}, "'elapsed_s'"), ({"elapsed_s": None}, "'elapsed_s'"),
+                       ({"elapsed_s": 1e308}, "'elapsed_s'")):  # a resume's records' wall_s would go on from it
         with pytest.raises(InputError, match=f"k.json: malformed {match}"):
             rf.check_checkpoint(bad, "k.json")
     with pytest.raises(InputError, match="expected a JSON object"):

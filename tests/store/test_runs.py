@@ -116,6 +116,67 @@ def test_import_of_a_malformed_record_is_one_error_naming_it(db, tmp_path, chang
     assert list_runs(db) == []
 
 
+@pytest.mark.parametrize("change, field", [
+    (lambda r: r["latency_ms"].update(raspi4_ms=float("nan")), "'latency_ms' (nan ms on 'raspi4_ms' for a feasible"),
+    (lambda r: r["latency_ms"].update(raspi4_ms=-2.0), "'latency_ms' (-2.0 ms on 'raspi4_ms' for a feasible"),
+    (lambda r: r["latency_ms"].update(raspi4_ms=float("inf")), "'latency_ms' (inf ms on 'raspi4_ms'"),
+    (lambda r: r.update(wall_s=-1e308), "'wall_s' (-1e+308: the seconds the run had run, from 0 to 10^9)"),
+    (lambda r: r.update(wall_s=1e308), "'wall_s' (1e+308"),
+    (lambda r: r["latency_ms"].update({"\x1b[31mEVIL": 1.0}),
+     "'latency_ms' (a latency for '\\x1b[31mEVIL', not one of the run's devices: 'raspi4_ms')"),
+    (lambda r: r.update(objectives={"\x1b[31mEVIL\nline": 1.0}),
+     "'objectives' ('\\x1b[31mEVIL\\nline', not the run's 'cifar10_test')"),
+    (lambda r: r["objectives"].update(params=1.0), "'objectives' ('cifar10_test', 'params', not the run's"),
+])
+def test_a_record_no_run_writes_is_one_error_naming_its_line_and_field(db, tmp_path, cli, monkeypatch, change, field):
+    """A feasible evaluation of NaN ms (stored as null), a wall_s of -1e308, a latency for a device the run did not
+    ask for, objectives that are not the run's: each was imported (and reported) without a word."""
+    out = tmp_path / "old"
+    launch_search(Project(tmp_path), _req(budget=4, latency_column="raspi4_ms", max_latency_ms=(1000.0,)), out,
+                  record=False)
+    log = out / "evaluations.jsonl"
+    lines = log.read_text().splitlines()
+    rec = json.loads(lines[2])
+    assert rec["feasible"] and list(rec["latency_ms"]) == ["raspi4_ms"] and list(rec["objectives"]) == ["cifar10_test"]
+    change(rec)
+    lines[2] = json.dumps(rec)
+    log.write_text("\n".join(lines) + "\n")
+    message = f"{log}: line 3 is not an evaluation record (malformed {field}"
+    with pytest.raises(InputError) as info:
+        index_run(db, Project(tmp_path), out)
+    assert info.value.message.startswith(message) and info.value.hint == "the run folder is damaged"
+    assert list_runs(db) == []
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    for args in (("runs", "import", str(out)), ("report", str(out), "--out", "r.html")):
+        res = cli(*args)
+        assert res.code == 2 and res.out == "" and res.err.startswith(f"error: {message}"), res.err
+        assert len(res.err.splitlines()) == 1 and "\x1b" not in res.err and "Traceback" not in res.err
+    assert not (tmp_path / "r.html").exists() and {p.name: p.read_bytes() for p in out.iterdir()} == before
+    with pytest.raises(InputError, match="line 3 is not an evaluation record"):  # nor a resume on it
+        launch_search(Project(tmp_path), _req(budget=6, latency_column="raspi4_ms", max_latency_ms=(1000.0,)), out,
+                      record=False, resume=True)
+
+
+def test_what_a_run_writes_reads_back_null_latencies_and_infeasible_nan_included(db, tmp_path):
+    """The checks refuse nothing a run writes: a run with --minimise, resumed, and records an edit could leave
+    that are still a run's (a null latency; NaN or infinite ms on an infeasible evaluation; a wall_s of 0)."""
+    out = tmp_path / "r"
+    req = _req(budget=5, latency_column="raspi4_ms", max_latency_ms=(10.0,), minimise=("params",))
+    launch_search(Project(tmp_path), req, out, record=False)
+    launch_search(Project(tmp_path), req, out, record=False, resume=True)  # (replays the log it reads)
+    log = out / "evaluations.jsonl"
+    recs = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(recs) == 5 and all(set(r["objectives"]) == {"cifar10_test", "params"} for r in recs)
+    recs[0]["latency_ms"]["raspi4_ms"], recs[0]["wall_s"] = None, 0.0
+    recs[1].update(feasible=False, latency_ms={"raspi4_ms": float("nan")})
+    recs[2].update(feasible=False, latency_ms={"raspi4_ms": float("inf")})
+    recs[3].update(latency_ms={})  # a device not measured
+    log.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    assert len(run_evaluations(db, index_run(db, Project(tmp_path), out).id)) == 5
+
+
 @pytest.mark.parametrize("name, text, match", [
     ("best.json", "[1, 2]", "expected a JSON object"), ("pareto.json", '{"front": [5]}', "malformed front"),
     ("best.json", '{"objectives": {"cifar10_test": "x"}}', "malformed 'objectives'"),
