@@ -96,6 +96,17 @@ def _readable(path: Path) -> Any:
         return None
 
 
+def _ask_tell(strategy: Any) -> bool:
+    """Whether ``strategy`` is a registered ask/tell strategy, whose records ``Problem.evaluate`` writes: a
+    driver (a plugin's too) writes its own records, under objective names of its own."""
+    from edgenas.search.base import STRATEGIES, Driver
+
+    try:
+        return isinstance(strategy, str) and not issubclass(STRATEGIES.get(strategy), Driver)
+    except InputError:  # a strategy this edgenas does not know (a plugin not installed here)
+        return False
+
+
 def log_shape(folder: Path) -> LogShape:
     """The ``LogShape`` of the run in ``folder``: two small files read once per log read, not per record."""
     config = _readable(folder / "config.json")
@@ -107,7 +118,8 @@ def log_shape(folder: Path) -> LogShape:
         return LogShape()
     devices = frozenset(n for n, _ in config["devices"]) if "devices" in config else None
     request = _readable(folder / "request.json") if "kind" not in config else None  # an ask/tell run's config
-    if not isinstance(request, Mapping) or request.get("ladder") or not isinstance(request.get("objective"), str):
+    if not isinstance(request, Mapping) or request.get("ladder") or not isinstance(request.get("objective"), str) \
+            or not _ask_tell(request.get("strategy")):
         return LogShape(devices)
     try:
         check_request_fields(request, folder / "request.json")

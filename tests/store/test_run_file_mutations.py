@@ -171,7 +171,8 @@ def test_the_shape_of_a_run_comes_from_its_config_and_request(tmp_path):
     assert rf.log_shape(tmp_path) == rf.LogShape()
     (tmp_path / "config.json").write_text(json.dumps({"space": "nb201", "devices": [["a", 5.0], ["b", None]]}))
     assert rf.log_shape(tmp_path) == rf.LogShape(frozenset({"a", "b"}))
-    request = {"space": "nb201", "table": "t.csv", "objective": "cifar10_valid", "minimise": ["flops"]}
+    request = {"space": "nb201", "strategy": "tpe", "table": "t.csv", "objective": "cifar10_valid",
+               "minimise": ["flops"]}
     (tmp_path / "request.json").write_text(json.dumps(request))
     assert rf.log_shape(tmp_path).objectives == frozenset({"cifar10_valid", "flops"})
     (tmp_path / "request.json").write_text(json.dumps({**request, "table": None}))  # the default evaluator's name
@@ -179,7 +180,10 @@ def test_the_shape_of_a_run_comes_from_its_config_and_request(tmp_path):
     (tmp_path / "request.json").write_text(json.dumps({**request, "evaluator": "synflow"}))
     assert rf.log_shape(tmp_path).objectives == frozenset({"synflow", "flops"})
     # each rung of a multi-fidelity run scores under a name of its own; a damaged request names its damage elsewhere
-    for other in ({**request, "ladder": ["nb201-fidelity:epochs=12"]}, {**request, "minimise": 5}, [1]):
+    # a driver (sh; a plugin's, or one not installed here) writes records of its own
+    for other in ({**request, "ladder": ["nb201-fidelity:epochs=12"]}, {**request, "minimise": 5}, [1],
+                  {**request, "strategy": "sh"}, {**request, "strategy": "a-plugin-not-installed"},
+                  {**request, "strategy": None}):
         (tmp_path / "request.json").write_text(json.dumps(other))
         assert rf.log_shape(tmp_path) == rf.LogShape(frozenset({"a", "b"}))
     (tmp_path / "config.json").write_text(json.dumps({"space": "nb201"}))  # no devices recorded: not known
