@@ -46,7 +46,7 @@ def read_json(path: str | os.PathLike, what: str = "JSON file", *, limit: int | 
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise InputError(f"cannot read {what} {path}: not UTF-8 text") from None
-    return loads_json_limited(text, f"{what} {path}")
+    return loads_json_limited(text, f"{what} {path}", unique_keys=True)
 
 
 def read_toml(path: str | os.PathLike, what: str = "TOML file") -> dict[str, Any]:

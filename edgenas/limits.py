@@ -213,6 +213,25 @@ class TooDeep(UnreadableValue):
     ``ValueError`` let through as an internal error)."""
 
 
+class DuplicateKey(UnreadableValue):
+    """A key given twice in one JSON object: ``json.loads`` keeps the last one silently (an architecture file's
+    second ``"d"`` was the one exported, a LUT's second ``"threads"`` the one used), as PyYAML did before
+    ``_unique_key_loader``; tomllib refuses them itself."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads``' ``object_pairs_hook`` for documents: the object, or ``DuplicateKey`` naming the key.
+    Building the dict and comparing lengths is the whole cost for an object without repeats."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise DuplicateKey(f"the key {_short_repr(key)} is given twice in one object")
+            seen.add(key)
+    return obj
+
+
 def _float_sized_int(text: str) -> int:
     v = int(text)
     if not -FIRST_OVERFLOW < v < FIRST_OVERFLOW:
@@ -227,20 +246,22 @@ _DIGITS_AS_ZEROS = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))
 _SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
 
 
-def loads_json(data: bytes | str) -> Any:
+def loads_json(data: bytes | str, *, unique_keys: bool = False) -> Any:
     """``json.loads`` that refuses, as ``UnreadableValue`` (a ``ValueError``, as malformed JSON is), what JSON
     allows and later code fails on deep in its checks: an integer a float cannot hold (``float()``,
     ``math.isfinite`` and numpy raise ``OverflowError``) and a lone surrogate (``"\\ud800"``: writing the
     string as UTF-8 raises ``UnicodeEncodeError``; a pair, an emoji, is fine). (Python itself refuses ints
     of more than 4,300 digits, as a ``ValueError``.) Only text holding 309 digits in a row or a surrogate is
     looked at closer, so ordinary records parse at ``json.loads``' speed (the two scans take about a tenth
-    of the parse)."""
+    of the parse). ``unique_keys``: a key given twice in one object is a ``DuplicateKey`` (documents; the
+    line logs, read a line at a time, are left at ``json.loads``' own speed)."""
     raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else bytes(data)
     long_int = raw.translate(_DIGITS_AS_ZEROS).find(b"0" * 309) >= 0
+    hook = _unique_keys if unique_keys else None
     try:
         if not long_int and _SURROGATE.search(raw) is None:
-            return json.loads(data)
-        obj = json.loads(data, parse_int=_float_sized_int) if long_int else json.loads(data)
+            return json.loads(data, object_pairs_hook=hook)
+        obj = json.loads(data, object_pairs_hook=hook, parse_int=_float_sized_int if long_int else None)
     except RecursionError:
         raise TooDeep("nested too deeply") from None
     stack = [obj]
@@ -256,15 +277,19 @@ def loads_json(data: bytes | str) -> Any:
     return obj
 
 
-def loads_json_limited(data: bytes | str, where: str, max_depth: int = MAX_DEPTH) -> Any:
-    """``json.loads`` with the depth limit; malformed JSON is one ``InputError`` naming ``where``."""
+def loads_json_limited(data: bytes | str, where: str, max_depth: int = MAX_DEPTH, *, unique_keys: bool = False
+                       ) -> Any:
+    """``json.loads`` with the depth limit; malformed JSON is one ``InputError`` naming ``where``, as is (with
+    ``unique_keys``: a document, not a log line or a database value) a key given twice in one object."""
     try:
-        obj = loads_json(data)
+        obj = loads_json(data, unique_keys=unique_keys)
     except UnicodeDecodeError:
         raise InputError(f"{where}: not UTF-8 text") from None
     except json.JSONDecodeError as exc:
         raise InputError(f"malformed {where}: {exc.msg} at line {exc.lineno} column {exc.colno}",
                          hint="fix the JSON syntax") from None
+    except DuplicateKey as exc:
+        raise InputError(f"{where}: {exc}", hint="keep one of them: edgenas does not guess which was meant") from None
     except UnreadableValue as exc:  # too large for a float, not text, or nested too deeply
         raise InputError(f"{where}: {exc}", hint="this is not an edgenas record") from None
     except ValueError:  # an integer of more than 4,300 digits (Python's limit)

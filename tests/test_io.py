@@ -41,6 +41,31 @@ def test_read_json_takes_its_own_limit_and_refuses_what_is_not_utf8(tmp_path):
         eio.read_json(f, "record")
 
 
+@pytest.mark.parametrize("text, key", [
+    ('{"space": "mbv3-tiny", "d": [1, 1], "r": 16, "d": [2, 2]}', "'d'"),  # the second "d" was exported
+    ('{"entries": {"a": {"n": 1}}, "threads": 1, "threads": 4}', "'threads'"),
+    ('[{"x": {"a": 1, "a": 1}}]', "'a'"),  # nested, and the same value twice
+])
+def test_a_json_document_with_a_key_given_twice_is_one_error_naming_the_key_and_the_file(tmp_path, text, key):
+    f = tmp_path / "r.json"
+    f.write_text(text)
+    with pytest.raises(InputError) as exc:
+        eio.read_json(f, "record")
+    assert exc.value.message == f"record {f}: the key {key} is given twice in one object"
+    assert exc.value.hint == "keep one of them: edgenas does not guess which was meant"
+    f.write_text('{"a": {"b": 1}, "b": {"a": 2}, "c": [{"b": 3}, {"b": 4}]}')  # the same key in other objects
+    assert eio.read_json(f, "record") == {"a": {"b": 1}, "b": {"a": 2}, "c": [{"b": 3}, {"b": 4}]}
+
+
+def test_a_key_given_twice_is_found_on_the_slower_path_too_and_log_lines_keep_the_fast_one():
+    """Text with a 309-digit number or a surrogate is parsed by a second call: it checks keys too. A log line
+    (``loads_json`` without ``unique_keys``) is read as ``json.loads`` reads it, at its speed."""
+    for text in ('{"a": 1, "a": "\\ud83d\\ude00"}', '{"a": 1, "a": ' + "1" * 309 + "}"):
+        with pytest.raises(limits.DuplicateKey):
+            limits.loads_json(text, unique_keys=True)
+    assert limits.loads_json('{"a": 1, "a": 2}') == {"a": 2}
+
+
 @pytest.mark.parametrize("data, needle", [
     (b"a = [1,\n", "malformed settings {f}: "),
     (b"a = '\xff'\n", "malformed settings {f}: "),

@@ -111,7 +111,7 @@ def _fetch_one(s: Any, store: LutStore, n: str) -> tuple[str, Lut, str]:
             raise DeviceError(s.device, f"LUT {n} arrived corrupted", hint="retry the pull; nothing was written")
         raw = local.read_bytes()
     try:
-        lut = Lut.from_dict(loads_json_limited(raw, where), where=where)
+        lut = Lut.from_dict(loads_json_limited(raw, where, unique_keys=True), where=where)
     except InputError as exc:
         raise DeviceError(s.device, f"LUT {meta['path']} on the device is invalid: {exc.message}",
                           hint=f"re-profile it: edgenas profile {s.device} --space {n.rsplit('-', 1)[0]} --force; "

@@ -34,6 +34,8 @@ def good_arch(tmp_path):
     ('{"space": "mbv9", "ks": [3]}', "unknown search space"),
     ('{"ks": [3, 3]}', "space"),
     ('[1, 2, 3]', "expected a JSON object"),
+    ('{"space": "mbv3-tiny", "schema": 1, "ks": [3, 3, 3, 3], "e": [3, 3, 3, 3], "d": [1, 1], "r": 16, "d": [2, 2]}',
+     "the key 'd' is given twice in one object"),  # exported with d = [2, 2]
 ])
 def test_malformed_or_unknown_arch(proj, cli, snapshot, tmp_path, content, fragment):
     bad = tmp_path / "bad.json"
