@@ -36,12 +36,23 @@ def atomic_write_json(path: str | os.PathLike, obj: Any, *, compact: bool = Fals
     return atomic_write_text(path, text + "\n")
 
 
+def _no_bom(data: bytes, what: str, path: Path) -> None:
+    """A JSON or TOML file that starts with a UTF-8 byte-order mark (Windows editors write one) is refused
+    with that said: the parsers' own errors were "Invalid statement (at line 1, column 1)" (tomllib) and
+    "Unexpected UTF-8 BOM (decode using utf-8-sig)" (json). (A CSV table's BOM is skipped: spreadsheets
+    export one, and it is no column name.)"""
+    if data.startswith(b"\xef\xbb\xbf"):
+        raise InputError(f"{what} {path} starts with a byte-order mark (BOM)",
+                         hint="save it as UTF-8 without a BOM (the encoding 'UTF-8', not 'UTF-8 with BOM')")
+
+
 def read_json(path: str | os.PathLike, what: str = "JSON file", *, limit: int | None = None) -> Any:
     """Read JSON; a missing, oversized, too deeply nested or malformed file is one ``InputError``."""
     from edgenas.limits import MAX_JSON_BYTES, loads_json_limited, read_bytes_limited
 
     path = Path(path)
     data = read_bytes_limited(path, what, limit or MAX_JSON_BYTES)
+    _no_bom(data, what, path)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -54,6 +65,7 @@ def read_toml(path: str | os.PathLike, what: str = "TOML file") -> dict[str, Any
 
     path = Path(path)
     data = read_bytes_limited(path, what)
+    _no_bom(data, what, path)
     try:
         return check_depth(tomllib.loads(data.decode("utf-8")), f"{what} {path}")
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

@@ -66,6 +66,20 @@ def test_a_key_given_twice_is_found_on_the_slower_path_too_and_log_lines_keep_th
     assert limits.loads_json('{"a": 1, "a": 2}') == {"a": 2}
 
 
+@pytest.mark.parametrize("name, reader", [("r.json", eio.read_json), ("s.toml", eio.read_toml)])
+def test_a_json_or_toml_file_with_a_byte_order_mark_is_refused_saying_so(tmp_path, name, reader):
+    """tomllib said "Invalid statement (at line 1, column 1)", json "Unexpected UTF-8 BOM (decode using
+    utf-8-sig)"; the file is refused as before, with what to do."""
+    f = tmp_path / name
+    f.write_bytes(b"\xef\xbb\xbf" + (b'{"a": 1}' if name.endswith(".json") else b"a = 1\n"))
+    with pytest.raises(InputError) as exc:
+        reader(f, "settings")
+    assert exc.value.message == f"settings {f} starts with a byte-order mark (BOM)"
+    assert exc.value.hint == "save it as UTF-8 without a BOM (the encoding 'UTF-8', not 'UTF-8 with BOM')"
+    f.write_bytes(f.read_bytes()[3:])
+    assert reader(f, "settings") == {"a": 1}
+
+
 @pytest.mark.parametrize("data, needle", [
     (b"a = [1,\n", "malformed settings {f}: "),
     (b"a = '\xff'\n", "malformed settings {f}: "),

@@ -124,6 +124,9 @@ def test_malformed_profile(proj, cli, tmp_path):
     one_line_error(cli("device", "info", "board"), "password")
     (proj / "profiles" / "board.toml").write_text('[device\nname = "board"\n')
     one_line_error(cli("device", "info", "board"), "malformed")
+    # saved by a Windows editor: tomllib's "Invalid statement (at line 1, column 1)" said nothing of the mark
+    (proj / "profiles" / "board.toml").write_bytes(b'\xef\xbb\xbf[device]\nname = "board"\nhost = "h"\n')
+    one_line_error(cli("device", "info", "board"), "board.toml starts with a byte-order mark", "without a BOM")
 
 
 def test_missing_runtime_names_what_the_device_has(proj, cli, snapshot, tmp_path):
