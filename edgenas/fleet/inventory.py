@@ -108,7 +108,8 @@ def _load_toml(project: Project, path: Path) -> Inventory:
                          hint="allowed: [fleet], [groups], [group_settings.NAME]")
     fleet = data.get("fleet")
     if not isinstance(fleet, dict) or not isinstance(fleet.get("devices"), list) or not fleet["devices"]:
-        raise InputError(f"{where}: [fleet] needs devices = [\"name\", ...]")
+        raise InputError(f"{where}: [fleet] needs devices = [\"name\", ...]",
+                         hint="list at least one device, a name of profiles/NAME.toml")
     names = fleet["devices"]
     if not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
         raise InputError(f"{where}: devices must be distinct profile names")
@@ -175,6 +176,10 @@ def _load_ansible(project: Project, path: Path) -> Inventory:
 
     walk("all", data["all"], ())
     hosts = tree.resolved()
+    if not hosts:  # as a fleet.toml of devices = []: a fleet command over no device only printed an empty table
+        raise InputError(f"{where}: no hosts; an Ansible inventory needs at least one, under all: or a group in it",
+                         hint="e.g. all: {hosts: {orin-nano: {ansible_host: orin.lab}}}; "
+                              "see profiles/inventory.example.yaml")
     profiles = []
     for h, hv in hosts.items():
         settings: dict[str, Any] = {}

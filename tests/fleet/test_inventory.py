@@ -226,6 +226,9 @@ def test_ansible_host_without_ansible_host_uses_its_name(project, tmp_path):
     ("all:\n  hosts:\n    a: [1, 2\n", "malformed YAML inventory"),
     ("just a string\n", "top-level 'all:'"),
     ("ungrouped:\n  hosts:\n    a:\n", "top-level 'all:'"),
+    # no host at all was read as a fleet of none (an empty table), while a fleet.toml of devices = [] is refused
+    ("all: {}\n", "no hosts; an Ansible inventory needs at least one"),
+    ("all:\n  hosts:\n  children:\n    jetsons:\n      hosts: {}\n", "no hosts; an Ansible inventory needs"),
     ("all:\n  children:\n    jetsons: [a, b]\n", "group 'jetsons' must be a mapping"),
     ("all:\n  hosts:\n    a:\n      ansible_host: a.lab\n      edgenas_password: hunter2\n",
      "password.*not allowed"),
