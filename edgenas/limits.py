@@ -56,6 +56,9 @@ MAX_LEARNING_RATE = 1e30
 #: the smallest integer ``float()`` overflows on (halfway from the largest float to 2**1024 rounds up, to even):
 #: JSON, YAML and TOML read 400 digits as an int, and no edgenas number is one
 FIRST_OVERFLOW = 2 ** 1024 - 2 ** 970
+#: the latest time (seconds since 1970) a record may state: the end of the year 9999 UTC, the last a date shows.
+#: A LUT dated 1e300 was "dated ?, in the future", and the newest table by its date, chosen over every real one
+MAX_TIME = 253402300799.0
 
 
 def check_env() -> None:

@@ -22,7 +22,7 @@ from typing import Any, Mapping
 
 from edgenas.errors import InputError
 from edgenas.io import atomic_write_text, read_json
-from edgenas.limits import is_finite, is_schema
+from edgenas.limits import MAX_TIME, is_finite, is_schema
 from edgenas.textsafe import brief
 
 LUT_SCHEMA = 1
@@ -74,6 +74,16 @@ def _number(v: Any, where: str, allow_inf: bool = False, cap: float = math.inf) 
     if v > cap and not math.isinf(v):
         raise InputError(f"{where} must be at most {cap:g}, got {_short(v)}")
     return v
+
+
+def _time(v: Any, where: str, hint: str | None = None) -> float:
+    """A record's time (``created_at``, ``fitted_at``): seconds since 1970, from 0 (unknown: an imported table)
+    to ``MAX_TIME``. A date ahead of the host's clock is read (``future_dated``), one no date can show is not:
+    -1e300 was refused and 1e300 taken."""
+    if not (is_finite(v) and 0 <= v <= MAX_TIME):
+        raise InputError(f"{where} must be a time from 0 to {MAX_TIME:.0f} (9999-12-31 UTC) in seconds since 1970, "
+                         f"got {_short(v)}", hint=hint)
+    return float(v)
 
 
 def _whole(v: Any, where: str) -> int:
@@ -194,6 +204,13 @@ class Calibration:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], source: str = "LUT") -> "Calibration":
         where = f"malformed calibration in {source}:"
+        missing = [k for k in ("model", "params", "n_points") if k not in d]
+        if missing:  # the KeyError said only 'params'
+            raise InputError(f"{where} missing field{'s' * (len(missing) > 1)} {', '.join(map(repr, missing))}",
+                             hint=_CAL_HINT)
+        if not isinstance(d["params"], Mapping):
+            raise InputError(f"{where} params must be an object such as {{\"a\": 0.1, \"b\": 1.0}}, "
+                             f"got {_short(d['params'])}", hint=_CAL_HINT)
         try:
             params = dict(d["params"])
             bad = next((k for k, v in params.items() if not is_finite(v)), None)
@@ -202,7 +219,7 @@ class Calibration:
                                  hint=_CAL_HINT)
             cal = cls(model=str(d["model"]), params={k: float(v) for k, v in params.items()},
                       n_points=_whole(d["n_points"], f"{where} n_points"),
-                      fitted_at=float(_number(d.get("fitted_at", 0.0), f"{where} fitted_at")),
+                      fitted_at=_time(d.get("fitted_at", 0.0), f"{where} fitted_at"),
                       residual=float(_number(d.get("residual", 0.0), f"{where} residual")))
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"{where} {exc}") from None
@@ -379,7 +396,7 @@ class Lut:
             threads=_whole(d.get("threads", 0), f"{where}: threads"), protocol=dict(d["protocol"]),
             overhead=EntryStats.from_dict(d.get("overhead"), f"{where}: overhead"),
             entries=entries, calibration=calibration,
-            created_at=float(_number(d.get("created_at", 0.0), f"{where}: created_at")), schema=LUT_SCHEMA,
+            created_at=_time(d.get("created_at", 0.0), f"{where}: created_at", rebuild), schema=LUT_SCHEMA,
             reference=dict(ref) if ref is not None else None, sync=sync,
         )
         if lut.normalised:  # medians are capped where they are read; a cost here is ratio x reference

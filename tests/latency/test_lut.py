@@ -211,6 +211,36 @@ def test_every_calibration_parameter_is_a_finite_number(params, bad):
     assert exc.value.message == f"malformed calibration in LUT: parameter {bad}"
 
 
+@pytest.mark.parametrize("drop, edit, message", [
+    (("params",), {}, "missing field 'params'"),  # was the KeyError's text: 'params'
+    (("model", "n_points"), {}, "missing fields 'model', 'n_points'"),
+    ((), {"params": [["a", 0.1], ["b", 1.0]]}, "params must be an object such as {\"a\": 0.1, \"b\": 1.0}, got "),
+])
+def test_a_calibration_missing_a_field_or_with_params_not_an_object_says_which(drop, edit, message):
+    cal = {**{k: v for k, v in CAL.items() if k not in drop}, **edit}
+    with pytest.raises(InputError) as exc:
+        Lut.from_dict(_with(calibration=cal))
+    assert exc.value.message.startswith(f"malformed calibration in LUT: {message}"), exc.value.message
+    assert exc.value.hint == "rebuild the table: edgenas profile dev --space mbv3-tiny --force"
+
+
+@pytest.mark.parametrize("t", [1e300, -1e300, -1, 253402300800, 253402300799.5])
+def test_a_date_no_clock_shows_is_refused_as_the_table_s_or_its_calibration_s(t):
+    """A table dated 1e300 was read ("dated ?, in the future") and chosen over every real one as the newest,
+    while -1e300 was refused: every date must lie from 1970 to the end of the year 9999."""
+    want = "must be a time from 0 to 253402300799 (9999-12-31 UTC) in seconds since 1970, got "
+    for doc, where in ((_with(created_at=t), "LUT: created_at"),
+                       (_with(calibration={**CAL, "fitted_at": t}), "malformed calibration in LUT: fitted_at")):
+        with pytest.raises(InputError) as exc:
+            Lut.from_dict(doc)
+        assert exc.value.message.startswith(f"{where} {want}"), exc.value.message
+        assert exc.value.hint == "rebuild the table: edgenas profile dev --space mbv3-tiny --force"
+    last = Lut.from_dict(_with(created_at=253402300799, calibration={**CAL, "fitted_at": 253402300799}))
+    assert [w.split(", in the future")[0] for w in last.clock_warnings(now=1000.0)] == [
+        "LUT dev/mbv3-tiny is dated 9999-12-31 23:59 UTC", "the calibration of LUT dev/mbv3-tiny is dated 9999-12-31 "
+        "23:59 UTC"]
+
+
 def test_a_calibration_built_in_code_and_one_read_from_json_get_the_same_defaults():
     cal = Calibration.from_dict({k: v for k, v in CAL.items() if k != "residual"})
     assert cal == Calibration("loglinear", {"a": 0.1, "b": 1.0}, 4, fitted_at=500.0)
@@ -269,6 +299,7 @@ def test_a_number_too_large_for_a_float_is_one_input_error(edit, tmp_path):
     with pytest.raises(InputError, match="a number too large to read") as exc:
         Lut.load(path)
     assert str(path) in exc.value.message
-    with pytest.raises(InputError, match="must be a finite number|malformed 'reference' \\(needs a hex sha256") as exc:
+    with pytest.raises(InputError, match="must be a (finite number|time)|malformed 'reference' \\(needs a hex sha256"
+                       ) as exc:
         Lut.from_dict(_with(**edit), where=f"LUT {path}")
     assert str(path) in exc.value.message
