@@ -141,7 +141,7 @@ _SCHEMA: dict[str, tuple[tuple[type, ...], str]] = {
     "user": ((str,), "a string"), "key_file": ((str,), "a path"), "proxy_jump": ((str,), "a string"),
     "python": ((str,), "a string"), "workdir": ((str,), "a string"), "runtime": ((str,), "a string"),
     "provider": ((str,), "a string"), "precision": ((str,), "a string"), "threads": ((int,), "an integer"),
-    "power_mode": ((str,), "a string"), "connect_timeout_s": ((int, float), "a number"),
+    "power_mode": ((str, int), "a mode name or whole number"), "connect_timeout_s": ((int, float), "a number"),
     "call_timeout_s": ((int, float), "a number"), "keepalive_s": ((int, float), "a number"),
     "transport": ((str,), "a string"),
 }
@@ -171,6 +171,8 @@ def profile_from_dict(data: dict[str, Any], *, where: str = "<dict>") -> DeviceP
             raise _bad(where, f"{key} {value[:80]!r} contains a control character",
                        hint=f"write {key} as plain text")
     values = dict(data)
+    if isinstance(values.get("power_mode"), int):
+        values["power_mode"] = _mode_number(where, values["power_mode"])
     name = values.get("name", "")
     if not NAME_RE.match(name):
         raise _bad(where, f"name {name!r} must be 1-64 letters, digits, '.', '_' or '-'")
@@ -214,6 +216,15 @@ def profile_from_dict(data: dict[str, Any], *, where: str = "<dict>") -> DeviceP
         if key in values:
             values[key] = float(values[key])
     return DeviceProfile(**values)
+
+
+def _mode_number(where: str, mode: int) -> str:
+    """``power_mode = 2``: the README calls the setting the mode's "name or number", and nvpmodel numbers its
+    modes 0, 1, 2, ...; it is kept as the text it is compared as (``DeviceInfo.power_mode_mismatch``)."""
+    if mode < 0:
+        raise _bad(where, f"power_mode {mode} is no mode number (nvpmodel numbers them from 0)",
+                   hint='write the mode\'s name or number, e.g. power_mode = "MAXN" or power_mode = 0')
+    return str(mode)
 
 
 def _check_ssh_names(where: str, values: dict[str, Any]) -> None:

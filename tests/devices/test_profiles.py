@@ -166,6 +166,10 @@ def test_passwords_and_secrets_refused(project, key):
     ('proxy_jump = "bastion:0"', "port 0 out of range"),
     ('proxy_jump = "bastion:65536"', "port 65536 out of range"),
     ('proxy_jump = "bastion:000022"', "must be one '[user@]host[:port]'"),
+    # a mode is its name or number (whole, from 0): these are neither
+    ("power_mode = -1", "power_mode -1 is no mode number (nvpmodel numbers them from 0)"),
+    ("power_mode = 2.0", "power_mode must be a mode name or whole number, got float 2.0"),
+    ("power_mode = true", "power_mode must be a mode name or whole number, got bool True"),
 ])
 def test_invalid_values_give_one_clear_error(project, line, needle):
     text = "\n".join(ln for ln in GOOD.splitlines() if not ln.startswith(line.split(" =")[0] + " "))
@@ -174,6 +178,14 @@ def test_invalid_values_give_one_clear_error(project, line, needle):
         load_profile(project, "board")
     assert needle in str(exc.value)
     assert "board.toml" in str(exc.value)
+
+
+@pytest.mark.parametrize("line", ["power_mode = 2", 'power_mode = "2"'])
+def test_a_power_mode_is_its_name_or_its_number_written_with_or_without_quotes(project, line):
+    """The README says the setting is the mode's "name or number"; a number unquoted was refused as "must be
+    a string, got int 2". Either way it is the text the device's mode is compared with."""
+    write(project, "board", GOOD.replace('power_mode = "MAXN"', line))
+    assert load_profile(project, "board").power_mode == "2"
 
 
 def test_missing_host_and_name_mismatch_and_bad_toml(project):
