@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from edgenas.errors import InputError
-from edgenas.limits import MAX_JSON_BYTES, read_table_bytes
+from edgenas.limits import MAX_JSON_BYTES, over_limit, read_table_bytes
 from exporters._io import atomic_write_bytes, sha256_bytes, sha256_file  # one copy for the host (and the device)
 
 __all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text", "open_log_for_append", "read_csv",
@@ -143,8 +143,7 @@ def read_log_tail(path: Path, offset: int) -> tuple[bytes, os.stat_result] | Non
         raise InputError(f"{path} is not a regular file", hint=_LOG_DAMAGED)
     with os.fdopen(fd, "rb") as fh:
         if st.st_size > MAX_LOG_BYTES:
-            raise InputError(f"{path} is {st.st_size / (1 << 20):.0f} MB, over the "
-                             f"{MAX_LOG_BYTES / (1 << 20):g} MB limit for logs",
+            raise InputError(f"{path} is {over_limit(st.st_size, MAX_LOG_BYTES)} for logs",
                              hint="check the folder; EDGENAS_MAX_INPUT_MB raises the limit (logs get 32 times it)")
         if offset:
             fh.seek(offset)

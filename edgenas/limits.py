@@ -61,6 +61,33 @@ FIRST_OVERFLOW = 2 ** 1024 - 2 ** 970
 MAX_TIME = 253402300799.0
 
 
+#: sizes from a quarter MB up are stated in MB (of 2^20 bytes), smaller ones in bytes
+_MB_FROM = 1 << 18
+
+
+def size_text(n: int) -> str:
+    """``n`` bytes as a message states a file's size: MB to a tenth ("3.0 MB"), or bytes under a quarter MB
+    ("1,000 bytes", where "0.0 MB" said nothing)."""
+    return f"{n / (1 << 20):.1f} MB" if n >= _MB_FROM else f"{n:,} bytes"
+
+
+def limit_text(n: int, *, before_limit: bool = True) -> str:
+    """A size limit of ``n`` bytes: "32 MB", "0.25 MB", or under a quarter MB in bytes ("1,000-byte" before the
+    word "limit", else "1,000 bytes"): EDGENAS_MAX_INPUT_MB=0.0000001 is a limit of 0 bytes, which "the 0 MB
+    limit" hid, and 1,000 bytes were "0.000953674 MB"."""
+    if n >= _MB_FROM:
+        return f"{n / (1 << 20):g} MB"
+    return f"{n:,}-byte" if before_limit else f"{n:,} bytes"
+
+
+def over_limit(size: int, limit: int) -> str:
+    """"SIZE, over the LIMIT limit": in MB where they show the size over the limit, else in bytes (a limit of 0
+    bytes was "0.0 MB, over the 0 MB limit"; a file a byte over 32 MB "32.0 MB, over the 32 MB limit")."""
+    if limit >= _MB_FROM and float(f"{size / (1 << 20):.1f}") > float(f"{limit / (1 << 20):g}"):  # as printed
+        return f"{size_text(size)}, over the {limit_text(limit)} limit"
+    return f"{size:,} bytes, over the {limit:,}-byte limit"
+
+
 def check_env() -> None:
     """One ``InputError`` for a malformed ``EDGENAS_MAX_INPUT_MB``."""
     if _ENV_PROBLEM:
@@ -131,8 +158,9 @@ def read_bytes_limited(path: str | os.PathLike, what: str, limit: int = MAX_JSON
         with open_regular(path, what) as fh:
             size = os.fstat(fh.fileno()).st_size
             if size > limit:
-                raise InputError(f"{what} {path} is {size / (1 << 20):.1f} MB, over the {limit / (1 << 20):g} MB "
-                                 f"limit for {limit_of}", hint=hint)
+                if limit == MAX_JSON_BYTES and _LIMIT_MB < 32:  # the setting, not the file, may be what is wrong
+                    hint = f"{hint}; EDGENAS_MAX_INPUT_MB={_LIMIT_MB:g} lowered the limit from 32 MB"
+                raise InputError(f"{what} {path} is {over_limit(size, limit)} for {limit_of}", hint=hint)
             chunks, total = [], 0  # in steps: fh.read(limit + 1) would allocate the whole limit each time
             while total <= limit:
                 chunk = fh.read(min(1 << 20, limit + 1 - total))
@@ -150,7 +178,7 @@ def read_bytes_limited(path: str | os.PathLike, what: str, limit: int = MAX_JSON
     except OSError as exc:
         raise InputError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     if len(data) > limit:  # grew while we read, or a special file
-        raise InputError(f"{what} {path} is over the {limit / (1 << 20):g} MB limit for {limit_of}")
+        raise InputError(f"{what} {path} is over the {limit_text(limit)} limit for {limit_of}")
     return data
 
 

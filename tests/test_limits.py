@@ -48,7 +48,7 @@ def test_a_file_of_exactly_the_limit_is_read_and_one_byte_more_refused_on_its_st
     f = tmp_path / "t.json"
     f.write_bytes(b"x" * 100)
     assert limits.read_bytes_limited(f, "record", 100) == b"x" * 100
-    with pytest.raises(InputError, match="over the .* MB limit for records"):
+    with pytest.raises(InputError, match="is 100 bytes, over the 99-byte limit for records"):
         limits.read_bytes_limited(f, "record", 99)
     big = tmp_path / "big.json"
     big.write_bytes(b" " * (3 << 20))
@@ -56,6 +56,29 @@ def test_a_file_of_exactly_the_limit_is_read_and_one_byte_more_refused_on_its_st
         limits.read_bytes_limited(big, "record", 1 << 20, hint="use a smaller one")
     assert exc.value.message == f"record {big} is 3.0 MB, over the 1 MB limit for records"
     assert exc.value.hint == "use a smaller one"
+
+
+@pytest.mark.parametrize("size, limit, text", [
+    (3 << 20, 1 << 20, "3.0 MB, over the 1 MB limit"),
+    (89, 0, "89 bytes, over the 0-byte limit"),  # EDGENAS_MAX_INPUT_MB=0.0000001: "0.0 MB, over the 0 MB limit"
+    (1001, 1000, "1,001 bytes, over the 1,000-byte limit"),  # was "0.0 MB, over the 0.000953674 MB limit"
+    ((32 << 20) + 1, 32 << 20, "33,554,433 bytes, over the 33,554,432-byte limit"),  # was "32.0 MB, over the 32 MB"
+    (int(1.36 * 2 ** 20), int(1.3 * 2 ** 20), "1.4 MB, over the 1.3 MB limit"),
+])
+def test_a_size_over_a_limit_is_stated_so_that_it_reads_over_it(size, limit, text):
+    assert limits.over_limit(size, limit) == text
+    assert limits.size_text(1000) == "1,000 bytes" and limits.limit_text(0, before_limit=False) == "0 bytes"
+
+
+def test_a_file_over_a_lowered_limit_names_the_setting(tmp_path, monkeypatch):
+    monkeypatch.setattr(limits, "_LIMIT_MB", 1e-7)
+    monkeypatch.setattr(limits, "MAX_JSON_BYTES", 0)
+    f = tmp_path / "t.json"
+    f.write_bytes(b"{}")
+    with pytest.raises(InputError) as exc:
+        limits.read_bytes_limited(f, "record", limits.MAX_JSON_BYTES)
+    assert exc.value.message == f"record {f} is 2 bytes, over the 0-byte limit for records"
+    assert exc.value.hint.endswith("; EDGENAS_MAX_INPUT_MB=1e-07 lowered the limit from 32 MB")
 
 
 def test_a_table_over_the_limit_names_the_setting_that_raises_it(tmp_path, monkeypatch):
@@ -93,7 +116,7 @@ def test_a_file_larger_than_one_read_is_read_whole(tmp_path):
 
 def test_a_file_that_states_no_size_is_still_refused_past_the_limit():
     """/proc files are regular files of size 0 whatever they hold: the limit is checked on what was read."""
-    with pytest.raises(InputError, match="/proc/self/status is over the 0.000976562 MB limit for records"):
+    with pytest.raises(InputError, match="/proc/self/status is over the 1,024-byte limit for records"):
         limits.read_bytes_limited("/proc/self/status", "record", 1024)
     assert b"Name:" in limits.read_bytes_limited("/proc/self/status", "record", 1 << 20)
 

@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 
 from edgenas.errors import DeviceError
-from edgenas.limits import MAX_JSON_BYTES
+from edgenas.limits import MAX_JSON_BYTES, limit_text
 
 #: the longest line an agent may send (every answer is one line): longer is a broken or hostile agent,
 #: and reading on would only fill the host's memory; ``EDGENAS_MAX_INPUT_MB`` raises it
@@ -24,14 +24,14 @@ MAX_LINE_BYTES = MAX_JSON_BYTES
 
 def file_too_large(device: str, remote: str, max_bytes: int) -> DeviceError:
     """The error ``get_file`` raises for a file over its ``max_bytes`` (nothing is kept on the host)."""
-    return DeviceError(device, f"{remote} on the device is larger than {max_bytes / (1 << 20):g} MB, the limit "
-                               "for this file; nothing was copied",
+    return DeviceError(device, f"{remote} on the device is larger than {limit_text(max_bytes, before_limit=False)}, "
+                               "the limit for this file; nothing was copied",
                        hint="check the file on the device; if it is really this large, raise EDGENAS_MAX_INPUT_MB")
 
 
 def line_too_long(device: str) -> DeviceError:
     """The error a channel raises once its agent has sent a line over ``MAX_LINE_BYTES``."""
-    return DeviceError(device, f"the agent sent a line of more than {MAX_LINE_BYTES / (1 << 20):g} MB, "
+    return DeviceError(device, f"the agent sent a line of more than {limit_text(MAX_LINE_BYTES, before_limit=False)}, "
                                "the limit for one answer; the connection is closed",
                        hint="reinstall the agent; if its answers are really this large, raise EDGENAS_MAX_INPUT_MB")
 

@@ -419,9 +419,9 @@ class Lut:
 
         size = self.saved_bytes() if size is None else size
         if size > limits.MAX_JSON_BYTES:
-            raise InputError(f"the table of device '{self.device}' would be {size / (1 << 20):.1f} MB, over the "
-                             f"{limits.MAX_JSON_BYTES / (1 << 20):g} MB limit for LUT files (its fingerprint, from "
-                             f"the device, is {len(json.dumps(self.fingerprint)) / (1 << 20):.1f} MB)",
+            over, fingerprint = limits.over_limit(size, limits.MAX_JSON_BYTES), len(json.dumps(self.fingerprint))
+            raise InputError(f"the table of device '{self.device}' would be {over} for LUT files (its fingerprint, "
+                             f"from the device, is {limits.size_text(fingerprint)})",
                              hint=f"nothing was written; check the device's fingerprint (edgenas device info "
                                   f"{self.device} --json) and reinstall the agent")
 

@@ -223,7 +223,8 @@ def test_load_supernet_and_a_tensor_file_past_the_limit(checkpoint, tmp_path):
     assert MAX_TENSOR_BYTES == 1 << 30
     with open(weights, "r+b") as fh:
         fh.truncate(MAX_TENSOR_BYTES + 1)
-    with pytest.raises(InputError, match="over the 1024 MB limit"):
+    # a byte over: in bytes, where "1024.0 MB, over the 1024 MB limit" hid which is larger
+    with pytest.raises(InputError, match="is 1,073,741,825 bytes, over the 1,073,741,824-byte limit"):
         load_supernet(d)
 
 
