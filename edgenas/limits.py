@@ -147,13 +147,18 @@ def open_regular(path: str | os.PathLike, what: str, hint: str = "check the path
         raise
 
 
+def plural(noun: str) -> str:
+    """``noun`` + s, a consonant's y as ies ("YAML inventories", not "inventorys")."""
+    return f"{noun[:-1]}ies" if noun.endswith("y") and noun[-2:-1] not in tuple("aeiou") else f"{noun}s"
+
+
 def read_bytes_limited(path: str | os.PathLike, what: str, limit: int = MAX_JSON_BYTES, *,
                        limit_of: str | None = None, hint: str = "check the path; this is not an edgenas record"
                        ) -> bytes:
     """The bytes of ``path`` (``open_regular``), refusing (without reading it) a file larger than ``limit``:
     "over the limit for ``limit_of``" (default: ``what`` + s), with ``hint``."""
     path = Path(path)
-    limit_of = limit_of or f"{what}s"
+    limit_of = limit_of or plural(what)
     try:
         with open_regular(path, what) as fh:
             size = os.fstat(fh.fileno()).st_size

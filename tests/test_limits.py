@@ -70,6 +70,16 @@ def test_a_size_over_a_limit_is_stated_so_that_it_reads_over_it(size, limit, tex
     assert limits.size_text(1000) == "1,000 bytes" and limits.limit_text(0, before_limit=False) == "0 bytes"
 
 
+def test_the_files_a_limit_is_for_are_named_in_the_plural(tmp_path):
+    """An inventory over the limit was over the limit "for YAML inventorys"."""
+    f = tmp_path / "inv.yml"
+    f.write_bytes(b"x" * 10)
+    with pytest.raises(InputError) as exc:
+        limits.read_bytes_limited(f, "YAML inventory", 9)
+    assert exc.value.message.endswith("over the 9-byte limit for YAML inventories")
+    assert [limits.plural(w) for w in ("key", "table", "fleet inventory")] == ["keys", "tables", "fleet inventories"]
+
+
 def test_a_file_over_a_lowered_limit_names_the_setting(tmp_path, monkeypatch):
     monkeypatch.setattr(limits, "_LIMIT_MB", 1e-7)
     monkeypatch.setattr(limits, "MAX_JSON_BYTES", 0)
