@@ -127,7 +127,8 @@ def test_a_calibration_the_predictor_would_refuse_is_refused_where_the_table_is_
     """A table pulled from a device (or edited) with a calibration of another model or a slope <= 0 was
     stored, passed ``lut show``, and failed only in a later search with a line that named neither the device
     nor the file. A fit dated in the future is no such damage (the host clock was ahead): it is read, with a
-    warning (``lut pull`` does not take it for newer: test_local_loop.py); a date < 0 or not finite is not."""
+    warning (``lut pull`` does not take it for newer: test_local_loop.py); a date < 0, past the year 9999 or not
+    finite is not."""
     import time
 
     from edgenas.latency.lut import EntryStats, Lut
@@ -144,8 +145,9 @@ def test_a_calibration_the_predictor_would_refuse_is_refused_where_the_table_is_
                             ({"params": {"a": 1.0}}, "calibration: params 'a' and 'b' must be finite"),
                             ({"params": {"a": 0.0, "b": 1e5}}, "calibration a=0, b=100000 is outside what a fit"),
                             ({"params": {"a": -800.0, "b": 1.0}}, "calibration a=-800, b=1 is outside what a fit"),
-                            ({"fitted_at": -1.0}, "fitted_at must be a finite number >= 0"),
-                            ({"fitted_at": math.inf}, "fitted_at must be a finite number >= 0")):
+                            ({"fitted_at": -1.0}, "fitted_at must be a time from 0 to 253402300799"),
+                            ({"fitted_at": math.inf}, "fitted_at must be a time from 0 to 253402300799"),
+                            ({"fitted_at": 1e300}, "fitted_at must be a time from 0 to 253402300799")):
         with pytest.raises(InputError, match=f"LUT luts/x.json: {needle}"):
             Lut.from_dict({**good, "calibration": {**cal, **changed}}, where="LUT luts/x.json")
     assert Lut.from_dict({**good, "calibration": {**cal, "fitted_at": time.time() + 60}}).calibration is not None
