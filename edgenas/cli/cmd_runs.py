@@ -172,13 +172,17 @@ def register(app: typer.Typer) -> None:
                 db: str = typer.Option(None, "--db", help=DB_HELP),
                 json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
         """Index run folders (e.g. made before the database) into the experiment database."""
-        from edgenas.search.launch import import_run
+        from edgenas.search.launch import import_run, read_import
         from edgenas.search.record import check_run_folder
         from edgenas.store import open_db
+        from edgenas.store.db import database_exists
 
         for f in folder:  # every folder is checked before the database is opened (or created)
             check_run_folder(f)
         proj = project()
+        if not database_exists(proj, db):  # read whole first: a damaged log or record must not leave a new database
+            for f in folder:
+                read_import(proj, f)
         handle = open_db(db, proj)
         recs = [import_run(handle, proj, f) for f in folder]
         if json_out:

@@ -547,8 +547,16 @@ def import_run(db: Any, project: Project, out_dir: Path | str) -> Any:
     own, and its budgets: ``index_run`` takes them from the folder). A budget today's table cannot meet
     (rescaled since) rebuilds it without budgets: its devices are recorded all the same, so ``runs stale``
     finds the run. A ``request.json`` that ``search --rerun`` could not read back is refused here."""
+    from edgenas.store.runs import save_run
+
+    return save_run(db, *read_import(project, out_dir))
+
+
+def read_import(project: Project, out_dir: Path | str) -> Any:
+    """What ``import_run`` saves of a run folder (``record.read_run``), read and checked without the database:
+    ``runs import`` reads every folder so before it creates one."""
     from edgenas.errors import EdgenasError, InfeasibleError
-    from edgenas.search.record import index_run
+    from edgenas.search.record import read_run
 
     problem = None
     req_path = Path(out_dir) / "request.json"
@@ -563,7 +571,7 @@ def import_run(db: Any, project: Project, out_dir: Path | str) -> Any:
                                            resume=False)
         except EdgenasError:
             problem = None  # its table or LUT is gone: the devices are recorded without hashes
-    return index_run(db, project, out_dir, problem=problem)
+    return read_run(project, out_dir, problem=problem)
 
 
 def _rebuilt_problem(project: Project, req: SearchRequest, out_dir: Path, *, resume: bool = True) -> Any:

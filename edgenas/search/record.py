@@ -143,6 +143,15 @@ def index_run(db: ExperimentDB, project: Project, out_dir: str | os.PathLike, *,
 
     Without ``problem`` the devices are recorded without table hashes (``launch.import_run`` rebuilds
     the problem from the folder's request first)."""
+    return save_run(db, *read_run(project, out_dir, problem=problem, status=status, rerun_of=rerun_of,
+                                  created_at=created_at))
+
+
+def read_run(project: Project, out_dir: str | os.PathLike, *, problem: Any = None, status: str | None = None,
+             rerun_of: str | None = None, created_at: float | None = None
+             ) -> tuple[RunRecord, list[Evaluation], dict[str, list[int]]]:
+    """The record, evaluations and fronts ``index_run`` saves of the run in ``out_dir``, every file checked;
+    nothing is opened but the folder's files."""
     out = check_run_folder(out_dir)
     config = check_config(read_json(out / "config.json", "run config"), out / "config.json")
     request = _object(out / "request.json", "search request") or None
@@ -188,7 +197,7 @@ def index_run(db: ExperimentDB, project: Project, out_dir: str | os.PathLike, *,
         best_number=best_number,
         best_value=best_obj.get(objective), best_arch=best.get("arch"),
         warm_start=warm, rerun_of=rerun_of if rerun_of is not None else (warm or {}).get("rerun_of"))
-    return save_run(db, rec, evals, fronts)
+    return rec, evals, fronts
 
 
 def as_recorded(out: Path, config: Mapping[str, Any], devices: tuple[RunDevice, ...]) -> tuple[RunDevice, ...]:

@@ -128,9 +128,18 @@ def test_runs_import_compare_and_db_upgrade_as_text_and_json(fresh, cli, monkeyp
     _search(cli, "b", 2, "20")
     rows = json.loads(cli("runs", "list", "--json").out)
     (fresh / ".edgenas/edgenas.db").unlink()
+    before = sorted(p.name for p in (fresh / ".edgenas").iterdir())
     bad = cli("runs", "import", "a", "c")  # every folder is checked first: no database, "a" not imported
     assert bad.code == 2 and bad.err.startswith("error: ") and bad.err.count("\n") == 1, bad.err
     assert not (fresh / ".edgenas/edgenas.db").exists()
+    # a damaged record is found by reading the folder, which came after the database was made: it was left
+    shutil.copytree(fresh / "a", fresh / "d")
+    log = (fresh / "d" / "evaluations.jsonl").read_text().splitlines()
+    log[2] = json.dumps({**json.loads(log[2]), "wall_s": -1e308})
+    (fresh / "d" / "evaluations.jsonl").write_text("\n".join(log) + "\n")
+    bad = cli("runs", "import", "a", "d")
+    assert bad.code == 2 and "line 3 is not an evaluation record (malformed 'wall_s'" in bad.err, bad.err
+    assert bad.err.count("\n") == 1 and sorted(p.name for p in (fresh / ".edgenas").iterdir()) == before
     imported = cli("runs", "import", "a", "--json").json()
     assert [r["id"] for r in imported] == [rows[0]["id"]] and imported[0]["out_dir"] == str(fresh / "a")
     assert {k: v for k, v in imported[0].items() if k != "created_at"} == \
