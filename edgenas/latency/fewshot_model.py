@@ -33,7 +33,7 @@ from edgenas.latency.fewshot_records import reading_model, record_count, record_
 from edgenas.latency.fewshot_ensemble import FewShotEnsemble
 from edgenas.latency.fewshot_meta import MetaFewShot
 from edgenas.latency.fewshot_table import TableCorrected, TableReferences
-from edgenas.limits import is_schema
+from edgenas.limits import MAX_TIME, is_schema
 from edgenas.safenames import NAME_RE
 
 MODEL_SCHEMA = 1
@@ -157,7 +157,7 @@ class FewShotModel:
             m = cls(device=words[0], space=words[1], fingerprint_hash=words[2], runtime=words[3], references=refs,
                     descriptor_names=tuple(record_strings(d["descriptor_names"], "descriptor_names")),
                     ensemble=dict(d["ensemble"]), n_points=record_count(d["n_points"], "n_points", low=1),
-                    created_at=record_number(d.get("created_at", 0.0), "created_at", low=0),
+                    created_at=record_number(d.get("created_at", 0.0), "created_at", low=0, high=MAX_TIME),
                     table=None if d.get("table") is None else dict(d["table"]),
                     reference_calibrations=_calibrations(d.get("reference_calibrations"), len(refs)))
             for name in (m.device, m.space, *(r[0] for r in refs)):

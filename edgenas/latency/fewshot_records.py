@@ -39,9 +39,11 @@ def reading_model(where: str = "") -> Iterator[None]:
                          hint="refit it: edgenas device add DEVICE --fewshot 20") from None
 
 
-def record_number(value: Any, what: str, *, low: float | None = None, positive: bool = False) -> float:
-    """A finite number of a few-shot record (an int or a float; not a bool, not a string), at least ``low``,
-    > 0 with ``positive``; else a ``ValueError`` naming ``what`` (``reading_model`` makes it an InputError)."""
+def record_number(value: Any, what: str, *, low: float | None = None, high: float | None = None,
+                  positive: bool = False) -> float:
+    """A finite number of a few-shot record (an int or a float; not a bool, not a string), at least ``low`` and
+    at most ``high``, > 0 with ``positive``; else a ``ValueError`` naming ``what`` (``reading_model`` makes it an
+    InputError)."""
     try:
         ok = is_finite(value) and math.isfinite(float(value))
     except OverflowError:  # an int too large for a float
@@ -51,6 +53,8 @@ def record_number(value: Any, what: str, *, low: float | None = None, positive: 
     v = float(value)
     if (positive and not v > 0) or (low is not None and v < low):
         raise ValueError(f"{what} must be {'> 0' if positive else f'>= {low:g}'}, got {v:g}")
+    if high is not None and v > high:
+        raise ValueError(f"{what} must be <= {high:.0f}, got {v:g}")
     return v
 
 

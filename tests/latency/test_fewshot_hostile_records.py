@@ -276,6 +276,7 @@ def test_a_record_on_reference_luts_is_read_field_by_field():
             ({"references": [], "table": {"kind": "other"}}, "table references come instead of reference LUTs"),
             ({"n_points": 0}, "n_points must be a whole number from 1"),
             ({"created_at": -1}, "created_at must be >= 0"),
+            ({"created_at": 1e300}, "created_at must be <= 253402300799, got 1e"),
             ({"descriptor_names": ["d0", "d1", "d2"]}, width),
             ({"references": [["a", "aa"]]}, "does not take the features of 1 reference LUTs"),
             ({"reference_calibrations": [None]}, "reference_calibrations must be a list of 2 calibrations"),
