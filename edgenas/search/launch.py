@@ -21,8 +21,8 @@ from edgenas.io import atomic_write_json, read_json
 from edgenas.limits import is_finite, is_number, is_schema
 from edgenas.project import Project
 from edgenas.quiet import sigint_ignored
-from edgenas.search.run_files import (DEFAULT_EVALUATOR, accuracy_name, check_config, check_request_fields,
-                                      check_tables, check_warm_start, resume_or_new)
+from edgenas.search.run_files import (accuracy_name, check_config, check_request_fields, check_tables,
+                                      check_warm_start, evaluator_name, resume_or_new)
 
 REQUEST_SCHEMA = 1
 QUANTILE_SAMPLES = 2000
@@ -169,7 +169,7 @@ def build_problem(project: Project, req: SearchRequest, note: Callable[[str], No
         rng = np.random.default_rng(req.seed)
         sample = [space.sample(rng) for _ in range(QUANTILE_SAMPLES)]
         budgets = [float(np.quantile(m.predict_many(sample), q)) for _, m in models]
-    name = req.evaluator or ("tabular" if req.table else DEFAULT_EVALUATOR)
+    name = evaluator_name(req.evaluator, req.table)
     opts = dict(req.evaluator_options)
     if name == "tabular":
         if not req.table:

@@ -66,10 +66,16 @@ def read_jsonl(path: Path, since: int = 0) -> tuple[list[Any], int]:
     return out, end
 
 
+def evaluator_name(evaluator: str | None, table: Any) -> str:
+    """The evaluator a request's ``--evaluator`` and ``--table`` name: the one given, else the tabular one with a
+    table, else ``DEFAULT_EVALUATOR``."""
+    return evaluator or ("tabular" if table else DEFAULT_EVALUATOR)
+
+
 def accuracy_name(evaluator: str | None, table: Any, objective: str) -> str:
     """The name of the objective a search scores (``Problem.accuracy_name``) for a request's ``--evaluator``,
     ``--table`` and ``--objective``: the table's column with the tabular evaluator, else the evaluator's name."""
-    name = evaluator or ("tabular" if table else DEFAULT_EVALUATOR)
+    name = evaluator_name(evaluator, table)
     return objective if name == "tabular" else name
 
 
