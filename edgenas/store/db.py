@@ -140,6 +140,8 @@ def check_sqlite_target(path: Path, where: str, *, create_parent: bool = False) 
     return True
 
 
+#: what to do about a damaged database file (``_check_sqlite_header``, ``translate``)
+DAMAGED_HINT = "move the file aside (a new one is created) or restore it from a backup"
 #: the first 16 bytes of every SQLite 3 database file
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -153,16 +155,17 @@ def _check_sqlite_header(path: Path, where: str, size: int) -> None:
             head = f.read(100)
     except OSError:  # unreadable: SQLite's opening says so, as for any database
         return
-    damaged = "move the file aside (a new one is created) or restore it from a backup"
     if len(head) < 100 or not head.startswith(SQLITE_MAGIC):
-        raise DatabaseError(f"database {where} is damaged or not a SQLite file (no SQLite header)", hint=damaged)
+        raise DatabaseError(f"database {where} is damaged or not a SQLite file (no SQLite header)",
+                            hint=DAMAGED_HINT)
     page = int.from_bytes(head[16:18], "big")
     page = 65536 if page == 1 else page
     if page < 512 or page & (page - 1):
-        raise DatabaseError(f"database {where} is damaged (its header gives a page size of {page})", hint=damaged)
+        raise DatabaseError(f"database {where} is damaged (its header gives a page size of {page})",
+                            hint=DAMAGED_HINT)
     if size < page:
         raise DatabaseError(f"database {where} is damaged: cut short at {size} bytes, less than its first "
-                            f"{page}-byte page", hint=damaged)
+                            f"{page}-byte page", hint=DAMAGED_HINT)
 
 
 #: the tables of the edgenas schema (and alembic's stamp): a database holding others is not edgenas's
@@ -592,8 +595,7 @@ def translate(exc: BaseException, url: str) -> DatabaseError:
         return DatabaseError(f"database {where} is locked by another writer ({text})",
                              hint=f"another process held the write lock for over {BUSY_TIMEOUT_S:.0f} s; retry")
     if says_damaged(low):
-        return DatabaseError(f"database {where} is damaged or not a SQLite file ({text})",
-                             hint="move the file aside (a new one is created) or restore it from a backup")
+        return DatabaseError(f"database {where} is damaged or not a SQLite file ({text})", hint=DAMAGED_HINT)
     if "could not decode to utf-8" in low:
         return DatabaseError(f"database {where} holds text that is not UTF-8 ({text})",
                              hint="it was edited or damaged: restore it from a backup")
