@@ -176,15 +176,17 @@ def register(app: typer.Typer) -> None:
         from edgenas.search.record import check_run_folder
         from edgenas.store import open_db
         from edgenas.store.db import database_exists
+        from edgenas.store.runs import save_run
 
         for f in folder:  # every folder is checked before the database is opened (or created)
             check_run_folder(f)
         proj = project()
-        if not database_exists(proj, db):  # read whole first: a damaged log or record must not leave a new database
-            for f in folder:
-                read_import(proj, f)
-        handle = open_db(db, proj)
-        recs = [import_run(handle, proj, f) for f in folder]
+        # no database yet: every folder is read whole first (a damaged log or record must not leave a new
+        # database behind), and what was read is saved; else each is read and saved in turn
+        read = None if database_exists(proj, db) else [read_import(proj, f) for f in folder]
+        with open_db(db, proj) as handle:
+            recs = ([save_run(handle, *r) for r in read] if read is not None
+                    else [import_run(handle, proj, f) for f in folder])
         if json_out:
             emit_json([_summary(r) for r in recs])
             return
@@ -223,9 +225,9 @@ def register(app: typer.Typer) -> None:
         from edgenas.store import ExperimentDB, import_legacy_measurements
 
         proj = project()
-        handle = ExperimentDB(db, proj, migrate=False, check=False)
-        before, after = handle.upgrade()
-        n = import_legacy_measurements(handle, proj)
+        with ExperimentDB(db, proj, migrate=False, check=False) as handle:  # closed (its WAL checkpointed) here
+            before, after = handle.upgrade()
+            n = import_legacy_measurements(handle, proj)
         res = {"database": handle.where, "revision_before": before, "revision": after, "imported_measurements": n}
         if json_out:
             emit_json(res)
