@@ -67,6 +67,30 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
                             hint="pass the address 'ray start --head' printed (port 6379 by default)")
 
 
+def _cancel_unfinished(ray, refs: Sequence[Any], grace_s: float = 10.0) -> None:
+    """Cancel the tasks of ``refs`` that have not finished, again until each has, for at most ``grace_s``.
+
+    Ray's ``cancel`` is best effort, and in Ray 2.60 it fails two ways that a batch larger than the cluster
+    meets: a task whose result is already visible (``ray.get`` has just raised its error) but whose reply the
+    driver has not finished handling is failed twice, and Ray's core aborts the driver ("Tried to complete
+    task that was not pending"); and a queued task pushed to a worker as the cancel arrives is not found
+    there and runs on. So a finished task is never cancelled (each is checked just before), and a task still
+    unresolved after a second is cancelled again."""
+    import time
+
+    deadline = time.monotonic() + grace_s
+    unfinished = list(refs)
+    while unfinished:
+        for ref in unfinished:
+            if not ray.wait([ref], timeout=0, fetch_local=False)[0]:
+                ray.cancel(ref, force=True)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        _, unfinished = ray.wait(unfinished, num_returns=len(unfinished), timeout=min(1.0, left),
+                                 fetch_local=False)
+
+
 #: the HTTP/2 client connection preface and an empty SETTINGS frame (RFC 9113, section 3.4)
 _H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
 
@@ -114,8 +138,7 @@ class RayExecutor(Executor):
         try:
             chunks = ray.get(refs, timeout=self.timeout_s)  # a list in submission order
         except BaseException as exc:
-            for r in refs:  # the batch fails as a whole: its other tasks would only hold the cluster's CPUs
-                ray.cancel(r, force=True)
+            _cancel_unfinished(ray, refs)  # the batch fails as a whole: its other tasks would only hold CPUs
             if isinstance(exc, ray.exceptions.GetTimeoutError):
                 raise ExecutorError(f"ray: evaluations did not finish within {self.timeout_s:g} s",
                                     hint="raise the timeout or check the cluster's workers") from None
