@@ -636,6 +636,10 @@ def _warm_start(project: Project, db: Any, req: SearchRequest, problem: Any, con
 
     sources = [_folder_run_id(db, project, Path(s)) if s != "auto" and Path(s).is_dir() else s
                for s in req.warm_start]
+    for given, rid in zip(req.warm_start, sources):  # a run named by its id and by its folder: one run, twice
+        if sources.count(rid) > 1 and given != rid:
+            raise InputError(f"--warm-start names run {rid} twice (its folder {given} is that run)",
+                             hint="give each run once")
     n = min(config.budget_evals, max(1, round(req.transfer_ratio * _population(req, config)))) \
         if req.transfer_ratio > 0 else 0
     archs, warm = plan_warm_start(db, project, problem, req, sources, n=n, min_similarity=req.min_similarity,

@@ -27,7 +27,7 @@ def check_new_request(req: Any) -> None:
     from edgenas.search.multifidelity import MODES
 
     # a field that is not a sequence (report="cifar100_test" from Python) is left to the checks that say so
-    for flag, given in (("--minimise", req.minimise), ("--report", req.report)):
+    for flag, given in (("--minimise", req.minimise), ("--report", req.report), ("--warm-start", req.warm_start)):
         if isinstance(given, (list, tuple)):
             check_once(flag, ((v, None) for v in given))
     strategy = STRATEGIES.get(req.strategy)

@@ -61,6 +61,7 @@ def test_a_time_budget_is_any_number_of_seconds_above_0():
 @pytest.mark.parametrize("kw, msg", [
     ({"minimise": ("params", "flops", "params")}, "--minimise params is given twice (give it once)"),
     ({"report": ("cifar100_test", "cifar100_test")}, "--report cifar100_test is given twice (give it once)"),
+    ({"warm_start": ("ab0000000001", "ab0000000001")}, "--warm-start ab0000000001 is given twice (give it once)"),
     ({"strategy": "evolution", "population": 6, "strategy_options": {"population": 4}},
      "--population 6 and --strategy-opt population=4 both set evolution's population (give it once, as --population)"),
     ({"strategy": "ri-iwoa", "llm_share": 0.5, "strategy_options": {"llm_share": 0.9}},

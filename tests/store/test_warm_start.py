@@ -212,6 +212,13 @@ def test_warm_start_from_an_indexed_run_folder_keeps_its_devices(db, tmp_path):
     cand = json.loads((tmp_path / "new" / "warm_start.json").read_text())["candidates"][0]
     assert cand["run_id"] == old.id and cand["device_similarity"] == 1.0 and cand["used"]
     assert get_run(db, old.id).devices == old.devices
+    # the run by its id and by its folder is one run named twice: its candidates and transfers were counted twice
+    from edgenas.errors import InputError
+
+    with pytest.raises(InputError, match=f"^--warm-start names run {old.id} twice \\(its folder .*old is that run\\)"):
+        launch_search(proj, _req(warm_start=(old.id, str(tmp_path / "old")), budget=20, **lat), tmp_path / "twice",
+                      db=db)
+    assert not (tmp_path / "twice").exists()
 
 
 def test_bad_warm_start_settings(db, tmp_path):
