@@ -104,6 +104,7 @@ def main() -> None:
     import signal
 
     import ray
+    from rich.console import Console
     from rich.progress import Progress
 
     tmp = Path(tempfile.mkdtemp(prefix="ray_cancel_"))
@@ -112,7 +113,7 @@ def main() -> None:
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     t0 = time.monotonic()
     try:
-        with Progress(transient=True) as bar:
+        with Progress(console=Console(stderr=True), transient=True) as bar:  # stdout: the JSON alone
             task = bar.add_task("failed batches", total=2 * args.runs)
             for i in range(args.runs):
                 for mode in (MODES if i % 2 == 0 else MODES[::-1]):
