@@ -584,20 +584,25 @@ def _rebuilt_problem(project: Project, req: SearchRequest, out_dir: Path, *, res
     return build_problem(project, req)[0]
 
 
-def _folder_run_id(db: Any, project: Project, folder: Path) -> str:
-    """The id of the run in ``folder``: as indexed when it ran, or indexed now as ``runs import`` does (an
-    older folder was never in the database). Re-indexing an indexed run without its problem recorded its
-    devices as unknown, and the warm start then found it too dissimilar to transfer from."""
+def _folder_run_id(folder: Path) -> str:
+    """The id of the run in ``folder``, from its files alone (the database is not opened)."""
     from edgenas.search.record import check_run_folder, run_id_for
     from edgenas.search.run_files import check_config
-    from edgenas.store.runs import resolve_run_id
 
     out = check_run_folder(folder)
-    rid = run_id_for(out, check_config(read_json(out / "config.json", "run config"), out / "config.json"))
+    return run_id_for(out, check_config(read_json(out / "config.json", "run config"), out / "config.json"))
+
+
+def _indexed(db: Any, project: Project, folder: Path, rid: str) -> str:
+    """The run ``rid`` of ``folder`` as indexed when it ran, or indexed now as ``runs import`` does (an older
+    folder was never in the database). Re-indexing an indexed run without its problem recorded its devices as
+    unknown, and the warm start then found it too dissimilar to transfer from."""
+    from edgenas.store.runs import resolve_run_id
+
     try:
         return resolve_run_id(db, rid)
     except InputError:
-        return import_run(db, project, out).id
+        return import_run(db, project, folder).id
 
 
 def _index_stopped(db: Any, project: Project, folder: Path, problem: Any, rerun_of: str | None,
@@ -634,12 +639,18 @@ def _warm_start(project: Project, db: Any, req: SearchRequest, problem: Any, con
         raise InputError("a warm start needs the experiment database", hint="do not disable it for --warm-start")
     from edgenas.search.warmstart import plan_warm_start
 
-    sources = [_folder_run_id(db, project, Path(s)) if s != "auto" and Path(s).is_dir() else s
-               for s in req.warm_start]
-    for given, rid in zip(req.warm_start, sources):  # a run named by its id and by its folder: one run, twice
-        if sources.count(rid) > 1 and given != rid:
-            raise InputError(f"--warm-start names run {rid} twice (its folder {given} is that run)",
-                             hint="give each run once")
+    from edgenas.store.runs import resolve_run_id
+
+    # each source named as the run it is, before a folder is indexed: a run named twice (by its id and its
+    # folder, by two spellings of its folder, by a prefix of its id) is refused with the database unchanged
+    folders = {i: Path(s) for i, s in enumerate(req.warm_start) if s != "auto" and Path(s).is_dir()}
+    ids = [_folder_run_id(folders[i]) if i in folders else s if s == "auto" else resolve_run_id(db, s)
+           for i, s in enumerate(req.warm_start)]
+    for given, rid in zip(req.warm_start, ids):
+        if ids.count(rid) > 1 and given != rid:
+            what = f"its folder {given}" if Path(given).is_dir() else f"'{given}'"
+            raise InputError(f"--warm-start names run {rid} twice ({what} is that run)", hint="give each run once")
+    sources = [_indexed(db, project, folders[i], rid) if i in folders else rid for i, rid in enumerate(ids)]
     n = min(config.budget_evals, max(1, round(req.transfer_ratio * _population(req, config)))) \
         if req.transfer_ratio > 0 else 0
     archs, warm = plan_warm_start(db, project, problem, req, sources, n=n, min_similarity=req.min_similarity,

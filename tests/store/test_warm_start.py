@@ -192,6 +192,13 @@ def test_warm_started_run_resumes_exactly(db, tmp_path):
 def test_warm_start_from_a_run_folder_indexes_it(db, tmp_path):
     proj = Project(tmp_path)
     launch_search(proj, _req(budget=20), tmp_path / "old", record=False)
+    # one folder spelt two ways is one run named twice: refused before it is indexed (the database unchanged)
+    from edgenas.errors import InputError
+
+    with pytest.raises(InputError, match="^--warm-start names run [0-9a-f]+ twice \\(its folder .*/old is that run"):
+        launch_search(proj, _req(warm_start=(str(tmp_path / "old"), str(tmp_path / "old") + "/"), budget=20),
+                      tmp_path / "twice", db=db)
+    assert list_runs(db) == [] and not (tmp_path / "twice").exists()
     launch_search(proj, _req(objective="imagenet16_test", warm_start=(str(tmp_path / "old"),), budget=20),
                   tmp_path / "new", db=db)
     warm = json.loads((tmp_path / "new" / "warm_start.json").read_text())
@@ -219,6 +226,8 @@ def test_warm_start_from_an_indexed_run_folder_keeps_its_devices(db, tmp_path):
         launch_search(proj, _req(warm_start=(old.id, str(tmp_path / "old")), budget=20, **lat), tmp_path / "twice",
                       db=db)
     assert not (tmp_path / "twice").exists()
+    with pytest.raises(InputError, match=f"^--warm-start names run {old.id} twice \\('{old.id[:6]}' is that run\\)"):
+        launch_search(proj, _req(warm_start=(old.id[:6], old.id), budget=20, **lat), tmp_path / "twice", db=db)
 
 
 def test_bad_warm_start_settings(db, tmp_path):
