@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 from edgenas.errors import InputError
 from edgenas.latency.lut import EntryStats
-from edgenas.limits import check_depth, is_schema
+from edgenas.limits import MAX_TIME, check_depth, is_schema
 
 MEASUREMENT_SCHEMA = 1
 
@@ -107,6 +107,9 @@ def _validate(m: Measurement) -> None:
             raise InputError(f"'{name}' must be a finite number >= 0 or null, got {v!r}")
     if isinstance(m.created_at, bool) or not isinstance(m.created_at, (int, float)):
         raise InputError(f"'created_at' must be a number, got {m.created_at!r}")
+    if not 0 <= m.created_at <= MAX_TIME:  # NaN too: a time no date shows, sorted nowhere (the report's '?')
+        raise InputError(f"'created_at' must be a time from 0 to {MAX_TIME:.0f} (9999-12-31 UTC) in seconds since "
+                         f"1970, got {m.created_at!r}")
     if not is_schema(m.schema, MEASUREMENT_SCHEMA):
         raise InputError(f"unsupported schema {m.schema!r} (expected {MEASUREMENT_SCHEMA})")
     # what the experiment database reads a record back as (``store.rows``): no deeper, no integer a float cannot

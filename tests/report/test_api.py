@@ -397,12 +397,22 @@ def test_the_page_of_a_device_without_a_lut_shows_its_measurements(api, rproj):
     assert "few-shot model of mbv3-tiny" in r.text
     assert ">5<" in r.text and ">4<" in r.text and "-20.0%" in r.text  # measured, predicted, error
     assert api.get("/devices/nope").status_code == 404
-    # a time that is no time (an edited record) is '?', not an OverflowError (a 500)
-    open_store(Project(rproj)).add(Measurement(
-        device="fs", space="mbv3-tiny", arch={"space": "mbv3-tiny", "schema": 1, "x": 2}, artifact_sha256="b" * 64,
-        runtime="onnxruntime", precision="fp32", fingerprint_hash="f" * 64, stats=stats, created_at=1e300))
+    # a time no date shows (a record edited in the database) is a damaged row named with what to do, not a '?'
+    # sorted among the dates (and not an OverflowError, a 500)
+    import sqlite3
+    from contextlib import closing
+
+    edit = "UPDATE measurements SET record = json_set(record, '$.created_at', {}) WHERE device = 'fs'"
+    with closing(sqlite3.connect(rproj / ".edgenas" / "edgenas.db")) as con, con:
+        kept = con.execute("SELECT json_extract(record, '$.created_at') FROM measurements WHERE device = 'fs'").fetchone()
+        con.execute(edit.format("1e300"))
     r = api.get("/devices/fs")
-    assert r.status_code == 200 and ">?<" in r.text, r.text[-500:]
+    assert r.status_code == 400 and r.json()["error"].startswith("damaged row"), r.text[-500:]
+    assert "'created_at' must be a time from 0 to 253402300799" in r.json()["error"]
+    assert "delete that measurement row" in r.json()["hint"]
+    with closing(sqlite3.connect(rproj / ".edgenas" / "edgenas.db")) as con, con:
+        con.execute(edit.format(repr(kept[0])))  # the other tests' project as it was
+    assert api.get("/devices/fs").status_code == 200
     # a damaged table is named, with the command that rebuilds it; no few-shot model is claimed
     (rproj / "luts" / "dm").mkdir()
     for space in ("mbv3-tiny", "mbv3-small"):

@@ -37,6 +37,9 @@ def test_records_do_not_share_mutable_state(make):
     (lambda d: d.update(lut_fingerprint=5), "'lut_fingerprint' must be a string or null, got 5"),
     (lambda d: d.update(created_at="x"), "'created_at' must be a number, got 'x'"),
     (lambda d: d.update(created_at=True), "'created_at' must be a number, got True"),
+    (lambda d: d.update(created_at=1e300), r"'created_at' must be a time from 0 to 253402300799 \(9999-12-31 UTC\)"),
+    (lambda d: d.update(created_at=-1.0), "'created_at' must be a time from 0 .* got -1.0"),
+    (lambda d: d.update(created_at=float("nan")), "'created_at' must be a time from 0 .* got nan"),
     (lambda d: d.pop("schema"), r"unsupported schema None \(expected 1\)"),
 ])
 def test_strict_parsing(change, match, make):
