@@ -72,6 +72,9 @@ def test_a_warm_starts_population_is_the_requests_the_strategys_default_or_20():
     assert _population(request(population=7), config("evolution")) == 7
     assert _population(request(), config("evolution")) == 20                 # its default
     assert _population(request(), config("random")) == 20                    # no population of its own
+    # the strategy's own option sizes it (the share was of the default 20); one it does not take does not
+    assert _population(request(strategy_options={"population": 4}), config("evolution")) == 4
+    assert _population(request(strategy_options={"population": 4}), config("random")) == 20
 
 
 def test_a_damaged_budget_in_a_quantile_runs_config_is_reported_as_damage_on_resume(tmp_path, cli, monkeypatch):
@@ -105,3 +108,9 @@ def test_a_ladder_needs_a_multi_fidelity_strategy_and_its_rungs_name_the_evaluat
                                                                       budget=9, seed=3), build_problem)
     assert [p.accuracy_name for p in problems] == ["cifar10_valid_12ep", "cifar10_valid"]
     assert (config.mode, config.candidates, config.eta, config.seed, config.devices) == ("sh", 9, 3, 3, ())
+    # every rung is built as a problem of the same request; the first says its notes, once for the ladder
+    notes: list[str] = []
+    build_problems(Project(tmp_path), SearchRequest(space="nb201", ladder=("params", "flops", "params:cost=2"),
+                                                    strategy="sh", budget=20000), build_problem, note=notes.append)
+    assert notes == ["warning: --budget 20000 is more than space 'nb201' has architectures (15625 at most): "
+                     "capped at 15625"]

@@ -67,6 +67,9 @@ def test_a_time_budget_is_any_number_of_seconds_above_0():
     ({"strategy": "ri-iwoa", "llm_share": 0.5, "strategy_options": {"llm_share": 0.9}},
      "--llm-share 0.5 and --strategy-opt llm_share=0.9 both set ri-iwoa's llm_share (give it once, as --llm-share)"),
     ({"strategy": "sh", "table": None, "ladder": ("params", "params:keep=1")}, "--ladder rung 2 repeats rung 1"),
+    # a strategy that takes no ladder says so, not that a rung it would never run repeats another
+    ({"strategy": "evolution", "ladder": ("params", "params:keep=1")},
+     "--ladder needs --strategy sh or hyperband, not 'evolution'"),
 ])
 def test_a_new_request_from_python_that_gives_a_setting_twice_is_refused_before_the_folder(tmp_path, kw, msg):
     """The checks are the library's (``edgenas.search.repeats``): a request built in Python is refused as the CLI's
