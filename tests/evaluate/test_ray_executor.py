@@ -145,6 +145,39 @@ class _FlakyRay:
             raise ConnectionError(f"missed deadline {len(self.calls)}")
 
 
+class _DeafRay:
+    """Stands in for the ``ray`` module where a cancel is lost (Ray's is best effort; a local head does not lose
+    one on demand): task ``"done"`` has finished, every other runs on whatever is cancelled. ``wait`` advances
+    a clock of its own by its timeout instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.now, self.cancelled = 0.0, []
+
+    def wait(self, refs, num_returns=1, timeout=None, fetch_local=True):
+        assert fetch_local is False  # a result is never fetched just to learn that it exists
+        self.now += timeout
+        ready = [r for r in refs if r == "done"][:num_returns]
+        return ready, [r for r in refs if r not in ready]
+
+    def cancel(self, ref, force=False):
+        assert force is True and len(self.cancelled) < 100, "cancelled on and on"
+        self.cancelled.append(ref)
+
+
+def test_a_task_that_ignores_its_cancel_is_cancelled_each_second_for_10_seconds_then_left(monkeypatch):
+    """``_cancel_unfinished`` never cancels a finished task (Ray 2.60 aborted the driver) and gives up on one
+    that runs on after 10 s: a batch's error is raised then, not never."""
+    from edgenas.evaluate.ray_executor import _cancel_unfinished
+
+    ray = _DeafRay()
+    monkeypatch.setattr(time, "monotonic", lambda: ray.now)
+    _cancel_unfinished(ray, ["done", "a", "b"])
+    assert ray.cancelled == ["a", "b"] * 11 and ray.now == 10.0  # at 0, 1, ..., 10 s
+    ray = _DeafRay()
+    _cancel_unfinished(ray, ["a"], grace_s=2.5)
+    assert ray.cancelled == ["a"] * 4 and ray.now == 2.5  # at 0, 1, 2 and 2.5 s
+
+
 def test_without_ray_installed_the_executor_says_how_to_install_it(monkeypatch):
     import sys
 
