@@ -610,7 +610,7 @@ def _index_stopped(db: Any, project: Project, folder: Path, problem: Any, rerun_
     """Index a run that stopped early (interrupted, failed), quietly: the run folder stays the record."""
     if db is not None and (folder / "config.json").exists():
         try:
-            _index(db, project, folder, problem, "stopped", rerun_of, started, quiet=True)
+            _index(db, project, folder, problem, "stopped", rerun_of, started)
         except Exception:  # the original error is the one to report
             pass
 
@@ -661,17 +661,13 @@ def _warm_start(project: Project, db: Any, req: SearchRequest, problem: Any, con
 
 
 def _index(db: Any, project: Project, out_dir: Path, problem: Any, status: str | None, rerun_of: str | None,
-           started: float | None, quiet: bool = False) -> None:
+           started: float | None) -> None:
     from edgenas.search.record import index_run
     from edgenas.store import DatabaseError
 
     try:
         index_run(db, project, out_dir, problem=problem, status=status, rerun_of=rerun_of, created_at=started)
-    except Exception as exc:  # noqa: BLE001 - while another error propagates, it wins
-        if quiet:
-            return
-        if not isinstance(exc, DatabaseError):
-            raise
+    except DatabaseError as exc:
         raise DatabaseError(f"the search finished and its run folder {out_dir} is complete, but recording it in "
                             f"the experiment database failed: {exc.message}",
                             hint=f"fix the database, then: edgenas runs import {out_dir}") from None
