@@ -404,7 +404,8 @@ def test_the_page_of_a_device_without_a_lut_shows_its_measurements(api, rproj):
 
     edit = "UPDATE measurements SET record = json_set(record, '$.created_at', {}) WHERE device = 'fs'"
     with closing(sqlite3.connect(rproj / ".edgenas" / "edgenas.db")) as con, con:
-        kept = con.execute("SELECT json_extract(record, '$.created_at') FROM measurements WHERE device = 'fs'").fetchone()
+        kept = con.execute("SELECT json_extract(record, '$.created_at') FROM measurements "
+                           "WHERE device = 'fs'").fetchone()
         con.execute(edit.format("1e300"))
     r = api.get("/devices/fs")
     assert r.status_code == 400 and r.json()["error"].startswith("damaged row"), r.text[-500:]
