@@ -638,7 +638,6 @@ def _warm_start(project: Project, db: Any, req: SearchRequest, problem: Any, con
     if db is None:
         raise InputError("a warm start needs the experiment database", hint="do not disable it for --warm-start")
     from edgenas.search.warmstart import plan_warm_start
-
     from edgenas.store.runs import resolve_run_id
 
     # each source named as the run it is, before a folder is indexed: a run named twice (by its id and its
@@ -646,9 +645,9 @@ def _warm_start(project: Project, db: Any, req: SearchRequest, problem: Any, con
     folders = {i: Path(s) for i, s in enumerate(req.warm_start) if s != "auto" and Path(s).is_dir()}
     ids = [_folder_run_id(folders[i]) if i in folders else s if s == "auto" else resolve_run_id(db, s)
            for i, s in enumerate(req.warm_start)]
-    for given, rid in zip(req.warm_start, ids):
+    for i, (given, rid) in enumerate(zip(req.warm_start, ids)):
         if ids.count(rid) > 1 and given != rid:
-            what = f"its folder {given}" if Path(given).is_dir() else f"'{given}'"
+            what = f"its folder {given}" if i in folders else f"'{given}'"
             raise InputError(f"--warm-start names run {rid} twice ({what} is that run)", hint="give each run once")
     sources = [_indexed(db, project, folders[i], rid) if i in folders else rid for i, rid in enumerate(ids)]
     n = min(config.budget_evals, max(1, round(req.transfer_ratio * _population(req, config)))) \
