@@ -16,7 +16,7 @@ from typing import Any, Mapping
 from edgenas.errors import BadAnswerError, InputError
 from edgenas.latency.lut import EntryStats
 from edgenas.safenames import SHA256_RE
-from edgenas.textsafe import clean
+from edgenas.textsafe import clean, one_line
 
 #: a cold-start field: ``session_ms``, ``first_run_ms``, ...
 _COLD_KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}\Z")
@@ -70,7 +70,7 @@ class DeviceInfo:
             return None
         mm = self.power_mode_mismatch(expected)
         if mm is not None:
-            return f"power mode is {mm['actual']}, the profile expects {mm['expected']}"
+            return f"power mode is {one_line(mm['actual'], 80)}, the profile expects {one_line(mm['expected'], 80)}"
         if self.power_mode() is None:
             return f"the profile expects power mode {expected}, and the device reports none (no nvpmodel answer)"
         return None

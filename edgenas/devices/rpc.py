@@ -31,10 +31,26 @@ class AgentRuntimeMissingError(AgentError, RuntimeMissingError):
 _TOO_DEEP = object()
 
 
-def _unreadable(msg: Any) -> str | None:
+def _loads(line: str) -> tuple[Any, str | None]:
+    """A line parsed, and the first NaN, Infinity or -Infinity it holds (None where none): JSON has no such
+    numbers and the agent sends null for them, but Python's parser takes them, and a device's NaN went on
+    into its LUT file (which strict JSON readers then refuse)."""
+    found: list[str] = []
+
+    def constant(name: str) -> None:
+        found.append(name)
+
+    msg = json.loads(line, parse_constant=constant)
+    return msg, (found[0] if found else None)
+
+
+def _unreadable(msg: Any, nonfinite: str | None = None) -> str | None:
     """What makes a parsed line no agent message, or None: nesting deeper than ``MAX_DEPTH`` levels (no
     edgenas answer comes close), a number too large for a float, text that is not Unicode
-    (``limits.check_depth``); each was an internal error deep in the host's checks of the answer."""
+    (``limits.check_depth``); each was an internal error deep in the host's checks of the answer. Also a
+    ``nonfinite`` number (``_loads``), which the protocol sends as null."""
+    if nonfinite is not None:
+        return f"with the number {nonfinite} (the protocol sends null for a number that is not finite)"
     try:
         check_depth(msg, "answer")
         return None
@@ -90,13 +106,13 @@ class AgentClient:
             if line is None:
                 continue
             try:
-                msg = json.loads(line)
+                msg, nonfinite = _loads(line)
             except (ValueError, RecursionError):
                 continue  # e.g. a login banner before the agent starts (or junk nested too deeply to parse)
             hello = msg.get("hello") if isinstance(msg, dict) else None
             if not isinstance(hello, dict):
                 continue
-            problem = _unreadable(msg)
+            problem = _unreadable(msg, nonfinite)
             if problem is not None:
                 self.channel.close()
                 raise self._fail("agent start", f"the agent sent a hello {problem}")
@@ -143,13 +159,13 @@ class AgentClient:
                 if line is None:
                     continue
                 try:
-                    msg = json.loads(line)
+                    msg, nonfinite = _loads(line)
                 except RecursionError:
-                    msg = _TOO_DEEP
+                    msg, nonfinite = _TOO_DEEP, None
                 except ValueError:
                     continue
                 problem = f"nested more than {MAX_DEPTH} levels deep" if msg is _TOO_DEEP else \
-                    _unreadable(msg) if isinstance(msg, dict) and msg.get("id") == req_id else None
+                    _unreadable(msg, nonfinite) if isinstance(msg, dict) and msg.get("id") == req_id else None
                 if problem is not None:
                     self._broken = "the agent sent a malformed answer"
                     err = self._fail(what, f"the agent sent an answer {problem}")

@@ -41,6 +41,8 @@ def device_status(project: Project, profile: Any, spaces: list[str]) -> DeviceSt
             info = s.info()  # within the profile's call_timeout_s, as every other call
     except EdgenasError as exc:
         return DeviceStatus(profile.name, False, error=str(exc))
+    except Exception as exc:  # a bug on one device must not take the others' rows down (as refresh_device)
+        return DeviceStatus(profile.name, False, error=f"internal error {type(exc).__name__}: {exc}")
     fp = info.fingerprint_hash
     try:
         store.remember_fingerprint(profile.name, fp)  # also checks the device's answer is a hex hash

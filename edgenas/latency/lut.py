@@ -22,7 +22,7 @@ from typing import Any, Mapping
 
 from edgenas.errors import InputError
 from edgenas.io import atomic_write_text, read_json
-from edgenas.limits import MAX_TIME, is_finite, is_schema
+from edgenas.limits import MAX_INT, MAX_TIME, is_finite, is_schema
 from edgenas.textsafe import brief
 
 LUT_SCHEMA = 1
@@ -94,9 +94,18 @@ def _whole(v: Any, where: str) -> int:
     return int(n)
 
 
+#: the longest a timing may say it took in all (``total_s``, seconds: about 116 days)
+MAX_TOTAL_S = 1e7
+#: the STATS fields that count (samples, runs per sample, warm-up runs, sessions)
+_COUNTS = frozenset({"n", "k", "warmup_n", "ref_k", "sessions"})
+
+
 def _cap(field: str) -> float:
-    """The largest value a STATS field may hold: ``MAX_MS`` for times and the reference ratio."""
-    return MAX_MS if field.endswith("_ms") or field == "ratio" else math.inf
+    """The largest value a STATS field may hold: ``MAX_MS`` for times and the reference ratio, ``MAX_INT`` for
+    counts, ``MAX_TOTAL_S`` for the timing's total (a device's n = 1e300 was stored as 301 digits)."""
+    if field.endswith("_ms") or field == "ratio":
+        return MAX_MS
+    return MAX_INT if field in _COUNTS else MAX_TOTAL_S if field == "total_s" else math.inf
 
 
 def _file_text(data: dict[str, Any]) -> str:

@@ -182,6 +182,9 @@ def test_an_answer_nested_too_deeply_is_one_device_error_and_ends_the_connection
     ("1" + "0" * 400, "with a number too large to read"),  # JSON's int; float() of it was an OverflowError
     ('"\\ud800"', "with text that is not Unicode"),  # writing it as UTF-8 was a UnicodeEncodeError
     ('{"\\udfff": 1}', "with text that is not Unicode"),  # in a key too
+    # no JSON number; the agent sends null: a device's NaN went on into its LUT file, which JSON readers refuse
+    ('{"ram_mb": NaN}', "with the number NaN (the protocol sends null for a number that is not finite)"),
+    ("-Infinity", "with the number -Infinity"),
 ])
 def test_an_answer_with_a_value_no_record_holds_is_one_device_error(script_zipapp, transport, tmp_path, value,
                                                                      problem):
@@ -200,6 +203,24 @@ def test_a_hello_with_a_value_no_record_holds_is_one_device_error(script_zipapp,
     assert exc.value.message.startswith("device 'bench-box': agent start: the agent sent a hello with text that "
                                         "is not Unicode")
     assert not channel.alive()
+
+
+def test_a_hello_or_progress_with_nan_is_one_device_error(script_zipapp, transport, tmp_path):
+    hello = "{\"hello\": {\"protocol\": 1, \"cpus\": Infinity}}"
+    path, version = script_zipapp(tmp_path, f"import sys\nprint({hello!r}, flush=True)\nsys.stdin.read()\n")
+    with pytest.raises(DeviceError, match="agent start: the agent sent a hello with the number Infinity"):
+        AgentClient(transport.start_agent(path, version), "bench-box", hello_timeout_s=20)
+    c, error = refused_call(script_zipapp, transport, tmp_path,
+                            "'{\"id\": %d, \"progress\": {\"done\": NaN}}' % req['id']")
+    assert "call 'lut.list' (id 1): the agent sent an answer with the number NaN" in error
+    assert not c.channel.alive()
+
+
+def test_another_calls_line_with_nan_is_skipped_as_a_stray_line(script_zipapp, transport, tmp_path):
+    path, version = script_zipapp(tmp_path, answering("'{\"id\": 99, \"result\": NaN}'\n"
+                                                      "json.dumps({'id': req['id'], 'result': {'ok': 1}})"))
+    with AgentClient(transport.start_agent(path, version), "bench-box") as c:
+        assert c.call("lut.list", timeout_s=20) == {"ok": 1}
 
 
 def test_an_answer_nested_64_levels_deep_is_an_answer(script_zipapp, transport, tmp_path):

@@ -106,6 +106,24 @@ def test_a_device_that_fails_is_its_own_failed_row(project, monkeypatch):
         assert reason in row.reason and 0.01 <= row.wall_s < 60
 
 
+def test_a_bug_on_one_device_is_its_own_status_row(project, monkeypatch):
+    """An exception that is no edgenas error (paramiko's SFTPError from a device whose login shell prints)
+    left ``fleet status`` with no row at all, the healthy devices' lost with it: an internal error."""
+    from edgenas.fleet import status
+
+    real = status.open_session
+
+    def session(project, profile):
+        if profile.name == "board":
+            raise RuntimeError("Garbage packet received")
+        return real(project, profile)
+
+    monkeypatch.setattr(status, "open_session", session)
+    rows = status.fleet_status(project, [LOCAL_PROFILE, dataclasses.replace(LOCAL_PROFILE, name="board")], ["nb201"])
+    assert [(r.device, r.reachable) for r in rows] == [("local", True), ("board", False)]
+    assert rows[1].error == "internal error RuntimeError: Garbage packet received"
+
+
 def _stats(ms: float) -> EntryStats:
     return EntryStats(n=20, median_ms=ms, mean_ms=ms, std_ms=0.01 * ms, cov=0.01, p90_ms=ms * 1.02,
                       p99_ms=ms * 1.05, min_ms=ms * 0.98, max_ms=ms * 1.1)

@@ -13,7 +13,8 @@ import statistics
 import pytest
 
 from edgenas.errors import InputError
-from edgenas.latency.lut import MAX_MS, MAX_WINDOWS, Calibration, EntryStats, Lut, future_dated
+from edgenas.latency.lut import MAX_MS, MAX_TOTAL_S, MAX_WINDOWS, Calibration, EntryStats, Lut, future_dated
+from edgenas.limits import MAX_INT
 
 GOOD = {"n": 5, "median_ms": 2.0, "mean_ms": 2.1, "std_ms": 0.1, "cov": 0.05, "p90_ms": 2.2, "p99_ms": 2.3,
         "min_ms": 1.9, "max_ms": 2.4}
@@ -46,9 +47,19 @@ def test_times_and_the_reference_ratio_are_capped_at_max_ms(field):
     assert exc.value.message == f"e: {field} must be at most 1e+07, got 10000001.0"
 
 
-def test_counts_and_spreads_are_not_capped_and_a_spread_may_be_infinite():
+def test_spreads_are_not_capped_and_a_spread_may_be_infinite():
     out = EntryStats.check({**GOOD, "cov": 1e9, "k": 10**9, "ratio_cov": float("inf")}, "e")
     assert (out["cov"], out["k"], out["ratio_cov"]) == (1e9, 10**9, float("inf"))
+
+
+@pytest.mark.parametrize("field", ["n", "k", "warmup_n", "ref_k", "sessions", "total_s"])
+def test_counts_and_the_total_time_are_capped(field):
+    """A device's n = k = 1e300 was stored as 301 digits, and total_s = 1e308 as it came."""
+    cap = MAX_INT if field != "total_s" else MAX_TOTAL_S
+    assert EntryStats.check({**GOOD, field: cap}, "e")[field] == cap
+    with pytest.raises(InputError) as exc:
+        EntryStats.check({**GOOD, field: 1e300}, "e")
+    assert exc.value.message == f"e: {field} must be at most {cap:g}, got 1e+300"
 
 
 @pytest.mark.parametrize("n, ok", [(1, True), (1.0, True), (0, False), (2.5, False)])
