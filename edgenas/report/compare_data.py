@@ -64,16 +64,25 @@ def compare_data(runs: Sequence[RunData]) -> CompareData:
         budgets = {r.budgets.get(d) for r in runs}
         lat_ref = budgets.pop() if len(budgets) == 1 and None not in budgets else float(lat.max())
         lat_ref = max(lat_ref, float(lat.max()))
-        ref = np.array([-acc.min(), lat_ref])
-        box = (acc.max() - acc.min()) * (lat_ref - lat.min())
         refs[d] = (float(sign * acc.min()), float(lat_ref))
+        # in the box's own units, the reference corner at (1, 1): the hypervolume is the share of the box
+        best, worst, fastest = float(acc.max()), float(acc.min()), float(lat.min())
         for r in runs:
             pts = fronts[d][r.id].front
-            F = np.array([[-sign * p.accuracy, p.latency_ms] for p in pts]).reshape(-1, 2)
-            hv = hypervolume(F, ref) / box if box > 0 else 0.0
-            rows.append(HypervolumeRow(r.id, d, float(hv), len(pts)))
+            if not (best > worst and lat_ref > fastest):  # an empty box
+                rows.append(HypervolumeRow(r.id, d, 0.0, len(pts)))
+                continue
+            F = np.array([[_share(best, sign * p.accuracy, best, worst) for p in pts],
+                          [_share(p.latency_ms, fastest, lat_ref, fastest) for p in pts]]).T
+            rows.append(HypervolumeRow(r.id, d, float(hypervolume(F, np.ones(2))), len(pts)))
     return CompareData([r.id for r in runs], objective, runs[0].objective_unit, common, conv, fronts, rows, refs,
                        {d: budget_lines(runs, d) for d in common}, runs[0].higher_is_better)
+
+
+def _share(a: float, b: float, hi: float, lo: float) -> float:
+    """(a - b) / (hi - lo), taken in halves: finite for any finite numbers (accepted objectives of -1e308 and
+    1e308 made a box of inf, numpy's overflow warnings on the terminal and hypervolumes of nan)."""
+    return (a / 2 - b / 2) / (hi / 2 - lo / 2)
 
 
 def budget_lines(runs: Sequence[RunData], device: str) -> list[BudgetLine]:

@@ -205,6 +205,9 @@ def breakdown_data(run: RunData, source: DataSource) -> BreakdownData:
             missing[device] = str(exc)
             continue
         raw = pred.predict_raw(arch)
+        if not raw > 0:  # every cost 0: a table edited by hand (a device's timings are > 0); no shares of 0 ms
+            missing[device] = "its LUT gives this network 0 ms (no block has a cost): rebuild the table"
+            continue
         blocks = [BlockShare(0, "overhead", "runtime overhead (once per inference)", pred.overhead_ms,
                              pred.overhead_ms / raw)]
         blocks += [BlockShare(i + 1, st, k, pred.key_cost[k], pred.key_cost[k] / raw)
@@ -214,6 +217,7 @@ def breakdown_data(run: RunData, source: DataSource) -> BreakdownData:
 
 
 def deployment_data(run: RunData, source: DataSource) -> list[Deployment]:
+    from edgenas.errors import InputError
     from edgenas.spaces import get_space
 
     space = get_space(run.space)
@@ -225,7 +229,10 @@ def deployment_data(run: RunData, source: DataSource) -> list[Deployment]:
             measured = m.stats.get("nominal_ms") or m.stats.get("median_ms")
             if m.predicted_ms is None or not is_finite(measured) or measured <= 0:
                 continue
-            same = chosen_id is not None and space.arch_id(space.from_dict(m.arch)) == chosen_id
+            try:
+                same = chosen_id is not None and space.arch_id(space.from_dict(m.arch)) == chosen_id
+            except InputError:  # a row edited or written by another version: the device page lists it, no run
+                continue
             out.append(Deployment(device, float(m.predicted_ms), float(measured), same, m.id,
                                   float(m.predicted_ms) / float(measured) - 1.0))
     return out

@@ -12,6 +12,7 @@ the source answers ``NotFoundError`` (the API turns that into a 404); nothing ou
 
 from __future__ import annotations
 
+import os
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -190,8 +191,9 @@ def _not_a_link(path: Path) -> Path:
 
 def _read_json(path: Path) -> Any:
     """A record of a run folder (None when absent), read within the size and depth limits; never
-    through a link."""
-    if not _not_a_link(path).is_file():
+    through a link. A FIFO or a folder in its place is refused (``read_json``), not taken for no record: a
+    FIFO best.json showed a finished run as running, with no chosen network."""
+    if not os.path.lexists(_not_a_link(path)):
         return None
     return read_json(path, "run record")
 
@@ -247,6 +249,8 @@ def load_run_dir(path: str | Path, run_id: str | None = None, *,
     request = _read_json(path / "request.json")
     if request is not None and not isinstance(request, dict):
         raise InputError(f"{path / 'request.json'}: expected a JSON object", hint="the run folder is damaged")
+    if request is not None:  # its fields' types, as runs import checks them: "minimise": 5 was a TypeError
+        rf.check_request_fields(request, path / "request.json")
     config = rf.check_config(config, path / "config.json")
     best, checkpoint = read("best.json", rf.check_best), read("checkpoint.json", rf.check_checkpoint)
     counted = tally is not None and not is_darts(config)

@@ -10,6 +10,7 @@ import does not make it newer), and replaces a copy of the same run in the same 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping, Sequence
 
@@ -273,9 +274,13 @@ def _children(db: ExperimentDB, table: sa.Table, run_id: str, order: Sequence[An
 
 
 def _evaluation(r: Mapping[str, Any]) -> Evaluation:
-    objectives = {k: (-float("inf") if v is None else v) for k, v in r["objectives"].items()}
-    return Evaluation(r["number"], r["arch"], objectives, r["latency_ms"], r["constraints"], r["feasible"],
-                      float(r["wall_s"]))
+    """A row as the record it was saved from, but for what ``_clean`` stored as null (a NaN or an infinity): an
+    objective is then the worst, -inf, and a latency or a constraint +inf (the stale check's float(None) was a
+    TypeError)."""
+    objectives = {k: (-math.inf if v is None else v) for k, v in r["objectives"].items()}
+    latency, constraints = ({k: (math.inf if v is None else v) for k, v in r[c].items()}
+                            for c in ("latency_ms", "constraints"))
+    return Evaluation(r["number"], r["arch"], objectives, latency, constraints, r["feasible"], float(r["wall_s"]))
 
 
 def run_evaluations(db: ExperimentDB, run_id: str) -> list[Evaluation]:

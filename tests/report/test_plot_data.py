@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -288,7 +289,8 @@ def _running_two_device_run(tmp_path, minimise):
     run.mkdir()
     (run / "config.json").write_text(json.dumps({"space": "nb201", "strategy": "random", "seed": 0,
                                                  "devices": [["a", 10.0], ["b", 1.0]]}))
-    (run / "request.json").write_text(json.dumps({"table": "t.csv", "objective": "acc", "minimise": minimise}))
+    (run / "request.json").write_text(json.dumps({"space": "nb201", "table": "t.csv", "objective": "acc",
+                                                  "minimise": minimise}))
     arch = {"arch": "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|none~0|avg_pool_3x3~1|nor_conv_3x3~2|"}
     rows = [(90.0, {"a": 2.0, "b": 0.9}, 1.0, True), (91.0, {"a": 1.0, "b": 0.95}, 1.0, True),
             (91.0, {"a": 5.0, "b": 0.2}, 1.0, True), (91.0, {"a": 5.0, "b": 0.2}, 0.5, True),
@@ -392,6 +394,17 @@ def test_compare_data_by_hand():
     # budgets that differ: the box ends at the largest latency seen, 8 (20 x 6; r: 10 x 4, b: 15 x 2)
     c = compare_data([a, replace(b, config={"devices": [["pi", 20.0]]})])
     assert c.reference == {"pi": (40.0, 8.0)} and [h.hypervolume for h in c.hypervolume] == pytest.approx([1 / 3, 0.25])
+    # numbers at the ends of the float range: the box (2e308 x 1e308) was inf, its shares nan, with numpy's
+    # overflow warnings on the terminal
+    huge = _made_run([ev(0, -1e308, 1e-3), ev(1, 1e308, 5e307), ev(2, 0.0, 0.5)], request={"evaluator": "acc"},
+                     config={"devices": [["pi", 1e308]]})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        hv = [h.hypervolume for h in compare_data([huge, replace(huge, id="b", evaluations=huge.evaluations[:1])])
+              .hypervolume]
+    # the box: accuracy -1e308..1e308, latency 1e-3..1e308. Of r's points, (0, 0.5 ms) dominates the lower half of
+    # the accuracies at every latency, (1e308, 5e307 ms) the upper half from 5e307 ms on, half the latencies: 3/4
+    assert hv == pytest.approx([0.75, 0.0])
     # one feasible point in both runs: an empty box, no hypervolume
     one = _made_run([ev(0, 50.0, 4.0)], request={"evaluator": "acc"})
     assert [h.hypervolume for h in compare_data([one, replace(one, id="b")]).hypervolume] == [0.0, 0.0]
@@ -706,3 +719,26 @@ def test_the_projects_runs_plot_the_same_from_columns(rproj):
     assert len(runs) >= 3
     for r in runs:
         assert repr(_plots(load_run_dir(r, columns=True))) == repr(_plots(load_run_dir(r))), r.name
+
+
+def test_a_lut_of_zero_costs_gives_no_breakdown_and_a_bad_measurement_row_no_deployment():
+    """A table whose every cost is 0 ms (edited: a device's timings are > 0) was a ZeroDivisionError, and one
+    measurement row whose architecture is not of the space made every run page of the space one error
+    naming no row (the device page lists such a row)."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from edgenas.report.run_data import breakdown_data, deployment_data
+    from edgenas.spaces import get_space
+
+    space = get_space("nb201")
+    arch = space.to_dict(space.sample(np.random.default_rng(0)))
+    zero = dataclasses.replace(_made_lut("nb201", {k: _stats(0.0) for k in space.key_vocab()}), overhead=_stats(0.0))
+    run = _made_run([], best={"arch": arch})
+    bd = breakdown_data(run, SimpleNamespace(luts=lambda device: [zero]))
+    assert bd.devices == [] and bd.missing == {"pi": "its LUT gives this network 0 ms (no block has a cost): "
+                                                     "rebuild the table"}
+    ms = [SimpleNamespace(id="bad", predicted_ms=4.0, stats={"median_ms": 5.0}, arch={"arch": "|conv~9|"}),
+          SimpleNamespace(id="good", predicted_ms=4.0, stats={"median_ms": 5.0}, arch=arch)]
+    deps = deployment_data(run, SimpleNamespace(measurements=lambda device, space: ms))
+    assert [(x.measurement_id, x.chosen) for x in deps] == [("good", True)]

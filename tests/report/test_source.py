@@ -240,6 +240,29 @@ def test_a_folder_that_is_no_run_or_has_a_damaged_request(tmp_path):
     (tmp_path / "request.json").write_text("[1, 2]")
     with pytest.raises(InputError, match="request.json: expected a JSON object"):
         load_run_dir(tmp_path)
+    # its fields' types, as runs import checks them: a "minimise" of 5 was a TypeError (exit 70, the API's 500)
+    (tmp_path / "request.json").write_text('{"space": "nb201", "minimise": 5}')
+    (tmp_path / "evaluations.jsonl").write_text("")
+    with pytest.raises(InputError, match="request.json: malformed 'minimise' \\('5'\\)"):
+        load_run_dir(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["best.json", "checkpoint.json", "pareto.json", "request.json", "config.json"])
+@pytest.mark.parametrize("kind", ["fifo", "folder"])
+def test_a_run_record_that_is_no_file_is_refused_not_taken_for_none(tmp_path, name, kind):
+    """A FIFO best.json was no best.json: a finished run showed as running, with no chosen network."""
+    import os
+
+    from edgenas.errors import InputError
+    from edgenas.report.source import load_run_dir
+
+    (tmp_path / "config.json").write_text('{"space": "nb201"}')
+    (tmp_path / "evaluations.jsonl").write_text("")
+    (tmp_path / name).unlink(missing_ok=True)
+    os.mkfifo(tmp_path / name) if kind == "fifo" else (tmp_path / name).mkdir()
+    with pytest.raises(InputError, match=f"{name} is a folder, not a file" if kind == "folder" else
+                       f"{name}.* not a regular file"):
+        load_run_dir(tmp_path)
 
 
 def test_a_darts_runs_history_that_is_a_link_is_refused(dproj, tmp_path):

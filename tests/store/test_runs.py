@@ -557,20 +557,23 @@ def test_a_damaged_run_does_not_hide_the_runs_after_it(db, tmp_path):
 
 
 def test_values_that_are_not_finite_are_stored_as_null(db, tmp_path):
-    """PostgreSQL's JSON refuses NaN and infinity: they are stored as null (read back as -inf, the worst)."""
+    """PostgreSQL's JSON refuses NaN and infinity: they are stored as null, read back as the worst: an objective
+    -inf, a latency or a constraint (latency - budget) +inf (a null latency was a TypeError in the stale check)."""
     from edgenas.store.runs import Evaluation
     from edgenas.store.schema import evaluations
 
     nan, inf = float("nan"), float("inf")
     save_run(db, _record("aaa111111111", tmp_path, best_value=nan),
-             [Evaluation(0, {"op": 1}, {"cifar10_test": nan, "loss": inf}, {"d": -inf}, {"c": 1.5})])
+             [Evaluation(0, {"op": 1}, {"cifar10_test": nan, "loss": inf}, {"d": nan, "e": 2.0}, {"c": 1.5, "d": nan})])
     with db.read() as con:
         row = con.execute(sa.select(evaluations.c.objectives, evaluations.c.latency_ms, evaluations.c.constraints,
                                     evaluations.c.value)).one()
     assert (row.objectives, row.latency_ms, row.constraints, row.value) == (
-        {"cifar10_test": None, "loss": None}, {"d": None}, {"c": 1.5}, None)
+        {"cifar10_test": None, "loss": None}, {"d": None, "e": 2.0}, {"c": 1.5, "d": None}, None)
     assert get_run(db, "aaa").best_value is None
-    assert run_evaluations(db, "aaa111111111")[0].objectives == {"cifar10_test": -inf, "loss": -inf}
+    (e,) = run_evaluations(db, "aaa111111111")
+    assert (e.objectives, e.latency_ms, e.constraints) == ({"cifar10_test": -inf, "loss": -inf}, {"d": inf, "e": 2.0},
+                                                           {"c": 1.5, "d": inf})
 
 
 def test_reindexing_a_run_whose_row_was_deleted_alone_replaces_its_orphaned_rows(tmp_path):

@@ -159,9 +159,11 @@ def _write_table(path, **ms) -> None:
 
 
 def _made_up_run(db, tmp_path, *, then: dict, now: dict, budgets: dict, acc, best: int = 0,
-                 refs: dict | None = None, kinds: dict | None = None, rid: str = "abc123", table=None):
+                 refs: dict | None = None, kinds: dict | None = None, rid: str = "abc123", table=None,
+                 recorded: dict | None = None):
     """A finished run that chose evaluation ``best``: ``then[device]`` are the four evaluations' latencies
-    when it ran (the table's hash of that time is recorded), ``now[device]`` the table's values today."""
+    when it ran (the table's hash of that time is recorded), ``now[device]`` the table's values today;
+    ``recorded[device]``: the evaluations' latencies instead of ``then``'s."""
     from edgenas.search.record import column_hash
     from edgenas.store.runs import Evaluation, RunDevice, RunRecord, save_run
 
@@ -171,7 +173,8 @@ def _made_up_run(db, tmp_path, *, then: dict, now: dict, budgets: dict, acc, bes
     devices = tuple(RunDevice(d, (kinds or {}).get(d, "table"), lut_hash=column_hash(np.asarray(then[d], float)),
                               lut_ref=(refs or {}).get(d, f"{table}#{d}"), budget_ms=b) for d, b in budgets.items())
     evals = [Evaluation(number=i, arch=space.to_dict(space.from_string(a)), objectives={"cifar10_test": acc[i]},
-                        latency_ms={d: float(then[d][i]) for d in then}) for i, a in enumerate(ARCHS)]
+                        latency_ms={d: float({**then, **(recorded or {})}[d][i]) for d in then})
+             for i, a in enumerate(ARCHS)]
     rec = RunRecord(id=rid, created_at=1.0, status="complete", space="nb201", strategy="evolution", seed=0,
                     objective="cifar10_test", out_dir=str(tmp_path / rid), config={}, task={}, devices=devices,
                     n_evaluations=4, best_number=best, best_value=acc[best], best_arch=dict(evals[best].arch))
@@ -231,6 +234,17 @@ def test_an_unchanged_device_still_bounds_what_is_better(db, tmp_path):
     [s] = _made_up_run(db, tmp_path, then=then, now=now, budgets={"raspi4_ms": 10.0, "pixel3_ms": 4.0}, acc=ACC)[0]
     assert s.status == "over_budget" and s.devices == ("raspi4_ms", "pixel3_ms")
     assert s.chosen_now_ms == {"raspi4_ms": 9.5, "pixel3_ms": 4.25} and "4.25 ms on pixel3_ms > budget 4 ms" in s.reason
+
+
+def test_an_unknown_recorded_latency_meets_no_budget(db, tmp_path):
+    """A NaN latency (an infeasible evaluation's) is stored as null: read back as None, the check of the unchanged
+    device's budget was float(None), a TypeError (exit 70 in runs stale, report --fleet and the API's /fleet)."""
+    then = {"raspi4_ms": [9.0, 11.0, 12.0, 13.0], "pixel3_ms": [3.0, 4.0, 4.5, 4.0]}
+    now = {"raspi4_ms": [9.0, 5.0, 5.0, 6.0], "pixel3_ms": then["pixel3_ms"]}
+    # #3 (93) fits raspi4 now, but its pixel3 latency is unknown: #1 (91, 4 ms on pixel3) is the better one
+    [s] = _made_up_run(db, tmp_path, then=then, now=now, budgets={"raspi4_ms": 10.0, "pixel3_ms": 4.0}, acc=ACC,
+                       recorded={"pixel3_ms": [3.0, 4.0, 4.5, float("nan")]})[0]
+    assert (s.status, s.better_number, s.devices) == ("not_best", 1, ("raspi4_ms",))
 
 
 def test_a_table_no_longer_at_hand_is_unknown_unless_another_changed(db, tmp_path):
