@@ -241,6 +241,25 @@ def check_writable(url: str) -> None:
                             hint="check their permissions, or give another --db")
 
 
+def _read_as_it_is(path: Path) -> bool:
+    """Whether a reading command opens ``path`` read-only (``readonly_uri``, no pragmas): where it cannot be
+    written, and where it is not in WAL mode (byte 18 of its header is 2 in WAL mode), which a connection of its
+    own switches (``serve`` turned a copy made by VACUUM INTO, in the rollback journal, into a WAL file), unless
+    a -journal or -wal file lies beside it (a killed writer's: only a connection that can write rolls it back or
+    folds it in). Not the usual WAL file: a read-only connection leaves the -wal and -shm files it needs, where
+    one of its own removes them when it closes last (a server's requests overlap: -wal files were left)."""
+    if not writable(path):
+        return True
+    if os.path.lexists(f"{path}-journal") or os.path.lexists(f"{path}-wal"):
+        return False
+    try:
+        with open(path, "rb") as f:
+            head = f.read(20)
+    except OSError:  # SQLite's opening says why
+        return False
+    return len(head) == 20 and head[18] != 2
+
+
 def writable(path: Path) -> bool:
     """Whether SQLite can write ``path``: the file, its folder (a journal or WAL file goes next to it) and any
     -wal or -shm file beside it (with one read-only, SQLite reads the database but every write fails, "attempt
@@ -308,8 +327,9 @@ def _text(data: bytes) -> str | bytes:
 def create_engine(url: str, *, create_parent: bool = False, readonly: bool = False) -> Engine:
     """The engine for ``url``; an SQLite path is checked first (``check_sqlite_target``), and its folder
     created only when ``create_parent`` (the project's own database). ``readonly`` (a reading command) opens
-    an SQLite file it cannot write read-only, without the WAL switch: a read-only project's runs could not be
-    listed ("attempt to write a readonly database")."""
+    an SQLite file read-only, without the WAL switch, where it cannot write it or the file is in another journal
+    mode (``_read_as_it_is``; a read-only project's runs could not be listed: "attempt to write a readonly
+    database")."""
     try:
         u = make_url(url)
     except Exception as exc:  # noqa: BLE001 - sqlalchemy raises ArgumentError and others
@@ -329,7 +349,7 @@ def create_engine(url: str, *, create_parent: bool = False, readonly: bool = Fal
             except OSError as exc:
                 raise DatabaseError(f"cannot create the folder of database {describe(url)}: {exc.strerror or exc}",
                                     hint="check the project folder and its permissions") from None
-        if readonly and path is not None and path.is_file() and not writable(path):
+        if readonly and path is not None and path.is_file() and _read_as_it_is(path):
             import sqlite3
 
             uri = readonly_uri(path)  # refused here, once, where the file cannot be read whole

@@ -205,3 +205,28 @@ def test_migrations_that_cannot_be_read_are_one_error_before_any_database_is_ope
         assert not (fresh / ".edgenas").exists()
     finally:
         versions.chmod(0o755)
+
+
+def stat_of(folder: Path) -> tuple[list[str], int]:
+    return sorted(p.name for p in folder.iterdir()), folder.stat().st_mtime_ns
+
+
+def test_reading_commands_leave_a_database_in_another_journal_mode_as_it_is(project, tmp_path):
+    """Reading commands (``serve``'s requests among them) opened a writable database as a writer does: a file in
+    the rollback journal (a VACUUM INTO copy) was switched to WAL mode. Now it is read as it is; the usual WAL
+    file is read by a connection of its own (which removes the -wal and -shm files it makes when it closes)."""
+    import sqlite3
+
+    db = project / ".edgenas/edgenas.db"
+    con = sqlite3.connect(db)  # the killed writer's -wal folded in, then the file switched to the rollback journal
+    assert con.execute("PRAGMA journal_mode = DELETE").fetchone() == ("delete",)
+    con.close()
+    before, listing = files(project), stat_of(db.parent)
+    assert not {"edgenas.db-wal", "edgenas.db-shm"} & set(listing[0])
+    reads = ("runs", "list", "--json"), ("runs", "stale"), ("report", "runs/r1", "--out", str(tmp_path / "a.html"))
+    for args in reads:
+        res = edgenas(project, *args)
+        assert res.returncode == 0 and "error" not in res.stderr, (args, res.stderr)
+    assert strategies(edgenas(project, "runs", "list", "--json")) == ["in-the-wal"]
+    assert files(project) == before and stat_of(db.parent) == listing
+    assert sqlite3.connect(f"file:{db}?mode=ro", uri=True).execute("PRAGMA journal_mode").fetchone() == ("delete",)
