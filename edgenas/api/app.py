@@ -27,6 +27,11 @@ PLOTLY_PATH = "/static/plotly.min.js"
 #: the most runs one /compare page shows (each is read and plotted)
 MAX_COMPARE = 20
 SWAGGER_PATH = "/static/swagger"  # Swagger UI's own files, served from the swagger-ui-bundle package (no CDN)
+#: what every answer says besides: no guessing a JSON answer's type, no page inside another site's frame, and no
+#: ``Referer`` header that would carry a ``?token=`` of the page's address to where a link leads
+SAFE_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"}
+#: the pages' scripts are their own (plotly.js and Swagger UI from this server, the data inline)
+PAGE_POLICY = "default-src 'self' 'unsafe-inline' 'unsafe-eval' data: blob:; frame-ancestors 'none'"
 
 
 def _lut_summary(t: Any) -> dict[str, Any]:
@@ -168,6 +173,12 @@ def create_app(source: DataSource, token: str | None = None, *, local_only: bool
             return JSONResponse({"error": f"internal error: {line}",
                                  "hint": "please report it with the request that caused it"}, status_code=500)
 
+    @app.middleware("http")  # around require_token: its own answers (421, 401, 500) get the headers too
+    async def safe_headers(request: Request, call_next):  # type: ignore[no-untyped-def]
+        response = await call_next(request)
+        response.headers.update(SAFE_HEADERS)
+        return response
+
     @app.exception_handler(EdgenasError)
     async def edgenas_error(request: Request, exc: EdgenasError):  # type: ignore[no-untyped-def]
         if (busy := fdlimit.response_for(exc)) is not None:  # "cannot read ...: Too many open files" was a 400
@@ -204,7 +215,7 @@ def create_app(source: DataSource, token: str | None = None, *, local_only: bool
     app.add_middleware(HeadAsGet)
 
     def html(text: str) -> HTMLResponse:
-        return HTMLResponse(text, headers={"Content-Security-Policy": "default-src 'self' 'unsafe-inline' 'unsafe-eval' data: blob:"})
+        return HTMLResponse(text, headers={"Content-Security-Policy": PAGE_POLICY})
 
     # ------------------------------------------------------------------ JSON
     @app.get("/api/runs", tags=["runs"], summary="All runs with their status")
@@ -294,7 +305,7 @@ def create_app(source: DataSource, token: str | None = None, *, local_only: bool
         from urllib.parse import quote
 
         t = request.query_params.get("token")
-        return HTMLResponse(swagger_page("/openapi.json" + (f"?token={quote(t, safe='')}" if t else ""), t))
+        return html(swagger_page("/openapi.json" + (f"?token={quote(t, safe='')}" if t else ""), t))
 
     def q(request: Request) -> str:
         from urllib.parse import quote

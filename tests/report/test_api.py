@@ -140,6 +140,21 @@ def test_missing_and_refused_names(api, rproj, tmp_path):
         assert "more characters" in err
 
 
+def test_every_answer_says_no_sniffing_no_framing_no_referrer(rproj):
+    """A JSON answer had no X-Content-Type-Options, no page said it may not be framed, /docs had no policy, and
+    a link followed from a page opened with ?token= would send the token on in its Referer header."""
+    with serving(rproj, token="s3cret-token") as base, httpx.Client(base_url=base, timeout=30) as c:
+        answers = [c.get(url, params={"token": "s3cret-token"}) for url in (
+            "/api/runs", "/api/runs/nope", "/", "/runs/evo", "/docs", "/static/plotly.min.js", "/no-such-path")]
+        answers.append(c.get("/api/runs"))  # the token check's own 401
+        assert [r.status_code for r in answers] == [200, 404, 200, 200, 200, 200, 404, 401]
+        for r in answers:
+            assert (r.headers["x-content-type-options"], r.headers["x-frame-options"],
+                    r.headers["referrer-policy"]) == ("nosniff", "DENY", "no-referrer"), r.url
+        for r in answers[2:5]:  # the pages, the docs among them
+            assert r.headers["content-security-policy"].endswith("; frame-ancestors 'none'"), r.url
+
+
 def test_token_required(rproj):
     with serving(rproj, token="s3cret-token") as base, httpx.Client(base_url=base, timeout=30) as c:
         for url in ("/api/runs", "/api/runs/evo", "/", "/docs", "/openapi.json", "/runs/evo"):
