@@ -143,8 +143,9 @@ def fit_to_measurements(lut: Any, space: Any, ms: list[Any]) -> Fit:
     """``lut`` with the log-linear LUT-sum -> measured correction fitted on the measurements ``ms``."""
     from edgenas.latency.calibration import fit_calibration
     from edgenas.latency.predictor import LatencyPredictor
+    from edgenas.store.base import measured_archs
 
-    archs = [space.from_dict(m.arch) for m in ms]
+    archs = measured_archs(space, ms)
     measured = np.array([nominal_now(m.stats, lut) for m in ms])
     raw = LatencyPredictor(lut, space).predict_raw_many(archs)
     cal = fit_calibration(raw, measured)

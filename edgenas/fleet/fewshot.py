@@ -218,8 +218,10 @@ def _fit(space: Any, archs: list[Any], y: np.ndarray, refs: list[tuple[str, str,
 
 
 def _measurements(store: Any, device: str, space: Any, fp_hash: str, runtime: str) -> tuple[list[Any], np.ndarray]:
+    from edgenas.store.base import measured_archs
+
     ms = [m for m in store.list(device=device, space=space.name, fingerprint_hash=fp_hash) if m.runtime == runtime]
-    return [space.from_dict(m.arch) for m in ms], np.array([float(m.stats["median_ms"]) for m in ms])
+    return measured_archs(space, ms), np.array([float(m.stats["median_ms"]) for m in ms])
 
 
 def _save(project: Project, device: str, space: Any, fp_hash: str, runtime: str, archs: list[Any],

@@ -632,7 +632,11 @@ def _warm_start(project: Project, db: Any, req: SearchRequest, problem: Any, con
         if not path.exists():
             return [], None
         warm = check_warm_start(read_json(path, "warm start"), path)
-        return [problem.space.from_dict(t["arch"]) for t in warm.get("transferred", [])], warm
+        try:
+            return [problem.space.from_dict(t["arch"]) for t in warm.get("transferred", [])], warm
+        except InputError as exc:  # (it named no file)
+            raise InputError(f"{path}: a transferred architecture: {exc.message}", hint="the run folder was "
+                             "edited or damaged: restore the file, or start a new run") from None
     if not req.warm_start:
         return [], None
     if db is None:
@@ -665,7 +669,8 @@ def _index(db: Any, project: Project, out_dir: Path, problem: Any, status: str |
     from edgenas.store import DatabaseError
 
     try:
-        index_run(db, project, out_dir, problem=problem, status=status, rerun_of=rerun_of, created_at=started)
+        index_run(db, project, out_dir, problem=problem, status=status, rerun_of=rerun_of, created_at=started,
+                  own=True)
     except DatabaseError as exc:
         raise DatabaseError(f"the search finished and its run folder {out_dir} is complete, but recording it in "
                             f"the experiment database failed: {exc.message}",

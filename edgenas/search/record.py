@@ -106,6 +106,10 @@ def check_run_folder(out_dir: str | os.PathLike) -> Path:
 
     out = Path(out_dir)
     check_utf8_path(out, "run folder")
+    link = next((f for f in (*START_FILES, *RESULT_FILES, "warm_start.json") if (out / f).is_symlink()), None)
+    if link is not None:  # as the report refuses one: what is indexed is the folder's own record
+        raise InputError(f"{out / link} is a symbolic link; a run's records are files of their own folder",
+                         hint="replace the link with the file itself")
     config = read_json(out / "config.json", "run config") if (out / "config.json").exists() else None
     darts = isinstance(config, Mapping) and config.get("kind") == "darts"
     missing = [f for f in RUN_FILES if not (out / f).exists() and not (darts and f == "evaluations.jsonl")]
@@ -138,20 +142,38 @@ def _canonical_space(name: str) -> str:
 
 def index_run(db: ExperimentDB, project: Project, out_dir: str | os.PathLike, *, problem: Any = None,
               status: str | None = None, rerun_of: str | None = None,
-              created_at: float | None = None) -> RunRecord:
+              created_at: float | None = None, own: bool = False) -> RunRecord:
     """Save the run in ``out_dir`` into ``db`` (replacing an earlier copy); returns its record.
 
     Without ``problem`` the devices are recorded without table hashes (``launch.import_run`` rebuilds
-    the problem from the folder's request first)."""
+    the problem from the folder's request first). ``own``: see ``read_run``."""
     return save_run(db, *read_run(project, out_dir, problem=problem, status=status, rerun_of=rerun_of,
-                                  created_at=created_at))
+                                  created_at=created_at, own=own))
+
+
+def _check_archs(space_name: str, out: Path, logged: list[dict[str, Any]], best: Mapping[str, Any]) -> None:
+    """Each logged architecture and the chosen one, one of the space (``space.from_dict``; about 30 us each)."""
+    from edgenas.spaces import get_space
+
+    space = get_space(space_name)
+    named = [(f"{out / 'evaluations.jsonl'}: evaluation {r['number']}", r["arch"]) for r in logged]
+    if best.get("arch") is not None:
+        named.append((f"{out / 'best.json'}", best["arch"]))
+    for where, arch in named:
+        try:
+            space.from_dict(arch)
+        except InputError as exc:
+            raise InputError(f"{where}: {exc.message}", hint="the run folder was edited or damaged: restore the "
+                             "file, or start a new search") from None
 
 
 def read_run(project: Project, out_dir: str | os.PathLike, *, problem: Any = None, status: str | None = None,
-             rerun_of: str | None = None, created_at: float | None = None
+             rerun_of: str | None = None, created_at: float | None = None, own: bool = False
              ) -> tuple[RunRecord, list[Evaluation], dict[str, list[int]]]:
     """The record, evaluations and fronts ``index_run`` saves of the run in ``out_dir``, every file checked;
-    nothing is opened but the folder's files."""
+    nothing is opened but the folder's files. Each architecture is one of the run's space, unless ``own`` (the
+    records this search wrote, or replayed and checked): an edited one was imported, and every later warm start
+    from the database failed on it ("r=99 is not one of 24, 28, 32", naming no run)."""
     out = check_run_folder(out_dir)
     config = check_config(read_json(out / "config.json", "run config"), out / "config.json")
     request = _object(out / "request.json", "search request") or None
@@ -173,6 +195,8 @@ def read_run(project: Project, out_dir: str | os.PathLike, *, problem: Any = Non
         objective = "accuracy" if darts else str(first or (request or {}).get("objective") or "accuracy")
     best = check_best(_object(out / "best.json", "best"), out / "best.json")
     logged = darts_log(out, config, best) if darts else read_evaluations(out / "evaluations.jsonl")[0]
+    if not (own or darts):
+        _check_archs(str(config["space"]), out, logged, best)
     evals = [Evaluation(int(r["number"]), r["arch"], r["objectives"], r["latency_ms"], r.get("constraints", {}),
                         bool(r["feasible"]), float(r.get("wall_s", 0.0))) for r in logged]
     ckpt = check_checkpoint(_object(out / "checkpoint.json", "checkpoint"), out / "checkpoint.json")

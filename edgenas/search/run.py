@@ -153,15 +153,19 @@ def replay_or_evaluate(problem: Problem, archs: Sequence[Any], start: int, logge
     for j, arch in enumerate(archs):
         if start + j < len(logged):
             rec = logged[start + j]
-            if any(rec.get(k) != v for k, v in tags.items()) or \
-                    space.arch_id(space.from_dict(rec["arch"])) != space.arch_id(arch):
+            try:
+                was = space.from_dict(rec["arch"])
+            except InputError as exc:  # refused, not indexed as a stopped run (it was, naming no file)
+                raise ResumeRefused(f"cannot resume {out}: evaluation {start + j} in the log: {exc.message}",
+                                    hint="the log was edited or damaged: start a new run") from None
+            if any(rec.get(k) != v for k, v in tags.items()) or space.arch_id(was) != space.arch_id(arch):
                 raise ReplayMismatch(f"cannot resume {out}: evaluation {start + j} in the log is not "
                                      f"what {proposer} proposes on replay",
                                      hint="the code or the seed changed, or the log was edited; start a new run")
             missing = _unreplayable(problem, rec)
             if missing:
-                raise InputError(f"cannot resume {out}: evaluation {start + j} in the log has no {missing}",
-                                 hint="the run folder is damaged; start a new run")
+                raise ResumeRefused(f"cannot resume {out}: evaluation {start + j} in the log has no {missing}",
+                                    hint="the run folder is damaged; start a new run")
             records[j] = dict(rec)
     todo = [j for j, r in enumerate(records) if r is None]
     if todo:

@@ -24,6 +24,7 @@ import numpy as np
 from edgenas.errors import EdgenasError
 from edgenas.project import Project
 from edgenas.store.experiment import ExperimentDB
+from edgenas.store.rows import row_arch, run_hint
 from edgenas.store.runs import RunDevice, RunRecord, list_runs, run_evaluations
 
 
@@ -99,7 +100,8 @@ def check_run(db: ExperimentDB, project: Project, run: RunRecord,
     if not changed:
         return None
     evals = run_evaluations(db, run.id)
-    chosen = space.from_dict(run.best_arch)
+    hint = run_hint(run.out_dir)
+    chosen = row_arch(space, run.best_arch, db.where, "runs", f"run {run.id}", hint=hint)
     then = {d: float(e.latency_ms[d]) for e in evals if e.number == run.best_number for d in changed
             if d in e.latency_ms}
     chosen_now = {d: float(now[d].predict_many([chosen])[0]) for d in changed}
@@ -111,7 +113,8 @@ def check_run(db: ExperimentDB, project: Project, run: RunRecord,
         return StaleRun(status="over_budget", reason=f"the chosen architecture (#{run.best_number}) now takes "
                         f"{chosen_now[d.device]:.4g} ms on {d.device} > budget {d.budget_ms:.4g} ms "
                         f"(was {then.get(d.device, float('nan')):.4g} ms)", **base)
-    archs = [space.from_dict(e.arch) for e in evals]
+    archs = [row_arch(space, e.arch, db.where, "evaluations", f"run {run.id}, evaluation {e.number}", hint=hint)
+             for e in evals]
     lat = {d: np.asarray(now[d].predict_many(archs), float) for d in changed}
     ok = np.ones(len(evals), bool)
     for d in budgeted:

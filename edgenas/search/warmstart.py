@@ -32,6 +32,7 @@ from edgenas.project import Project
 from edgenas.search.base import repair_toward_anchor
 from edgenas.search.task import task_similarity
 from edgenas.store.experiment import ExperimentDB
+from edgenas.store.rows import row_arch, run_hint
 from edgenas.store.runs import RunDevice, RunRecord, best_evaluations, get_run, list_runs
 
 WARM_SCHEMA = 1
@@ -201,7 +202,8 @@ def plan_warm_start(db: ExperimentDB, project: Project, problem: Any, request: A
     for k in range(max(len(evs) for _, evs in per_run)):
         for r, evs in per_run:
             if k < len(evs):
-                arch = space.from_dict(evs[k].arch)
+                arch = row_arch(space, evs[k].arch, db.where, "evaluations", f"run {r.id}, evaluation {evs[k].number}",
+                                hint=run_hint(r.out_dir))
                 key = space.arch_id(arch)
                 if key not in seen:
                     seen.add(key)

@@ -10,9 +10,24 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
+from typing import Any, Sequence
 
 from edgenas.errors import InputError
 from edgenas.store.record import Measurement
+
+
+def measured_archs(space: Any, ms: Sequence[Measurement]) -> list[Any]:
+    """The architectures of the measurements ``ms`` of ``space``; one that is not of the space (a record edited)
+    is one ``InputError`` naming the measurement: ``lut calibrate`` said only "r=99 is not one of 24, 28, 32"."""
+    out = []
+    for m in ms:
+        try:
+            out.append(space.from_dict(m.arch))
+        except InputError as exc:
+            raise InputError(f"measurement {m.id} ({m.device}, {m.space}): {exc.message}",
+                             hint="the measurement store was edited or damaged: delete that measurement, or "
+                                  "restore the store from a backup") from None
+    return out
 
 
 class MeasurementStore(ABC):

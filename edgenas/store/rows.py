@@ -29,6 +29,16 @@ class DamagedRowError(InputError):
         self.table, self.key, self.column = table, key, column
 
 
+def row_arch(space: Any, arch: Any, where: str, table: str, key: str, *, hint: str) -> Any:
+    """``space.from_dict(arch)`` of an architecture read from a row: one that is not of the space (edited, or
+    imported before imports checked) is that row's ``DamagedRowError``; it was a bare "r=99 is not one of 24, 28,
+    32" that named no database, table or row."""
+    try:
+        return space.from_dict(arch)
+    except InputError as exc:
+        raise DamagedRowError(where, table, key, "arch", exc.message, hint=hint) from None
+
+
 def raw_columns(table: sa.Table, dialect: str) -> list[Any]:
     """The table's columns for a ``select`` that leaves decoding to ``decode_row``: a JSON column as its
     text (PostgreSQL: cast to text; SQLite holds the text itself), any other without the driver-side

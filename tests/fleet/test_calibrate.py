@@ -91,3 +91,22 @@ def test_a_fit_reports_the_share_of_predictions_within_10_percent_before_and_aft
     assert fit.lut is fitted and fit.n_points == 4 and fit.params == {"a": -0.05, "b": 1.0} and fit.residual == 0.25
     # raw: off by 10% (counted), 20%, 0% and 5%; calibrated (x 0.95): 4.5%, 14%, 5% and 9.75%
     assert fit.within10_raw == 0.75 and fit.within10_calibrated == 0.75
+
+
+def test_a_measurement_of_an_architecture_not_of_its_space_is_named():
+    """``lut calibrate`` over a measurement whose record was edited said only "r=99 is not one of 24, 28, 32"."""
+    import pytest
+
+    from edgenas.errors import InputError
+    from edgenas.spaces import get_space
+    from edgenas.store.base import measured_archs
+
+    space = get_space("mbv3-tiny")
+    good = space.to_dict(space.sample(np.random.default_rng(0)))
+    ms = [SimpleNamespace(id="m-good", device="pi", space="mbv3-tiny", arch=good),
+          SimpleNamespace(id="m-bad", device="pi", space="mbv3-tiny", arch={**good, "r": 99})]
+    assert measured_archs(space, ms[:1]) == [space.from_dict(good)]
+    with pytest.raises(InputError) as exc:
+        measured_archs(space, ms)
+    assert exc.value.message.startswith("measurement m-bad (pi, mbv3-tiny): r=99 is not one of")
+    assert "delete that measurement" in exc.value.hint

@@ -433,6 +433,10 @@ def test_a_resume_the_replay_refuses_changes_neither_the_folder_nor_the_database
     ("warm_start.json", lambda d: d.update(transferred=[], rerun_of="../../etc"), "malformed 'rerun_of'"),
     ("warm_start.json", lambda d: d.update(candidates=[{"run_id": "ab"}]), "malformed 'candidates'"),
     ("evaluations.jsonl", lambda d: d.update(constraints={"raspi4_ms": "x"}), "malformed 'constraints'"),
+    # an architecture not of the space: imported, every warm start from the database then failed on it, naming
+    # no run; a resume refused it as a bare error and indexed the run as stopped
+    ("evaluations.jsonl", lambda d: d["arch"].update(arch="|bogus~0|+|none~0|none~1|+|none~0|none~1|none~2|"),
+     "evaluation 2(:| in the log:) malformed NAS-Bench-201 architecture string '|bogus~0|"),
 ])
 def test_a_folder_the_database_reader_would_call_damaged_is_refused_by_import_and_resume(
         db, tmp_path, name, edit, match):
@@ -450,6 +454,26 @@ def test_a_folder_the_database_reader_would_call_damaged_is_refused_by_import_an
         index_run(db, Project(tmp_path), out)
     with pytest.raises(InputError, match=match):
         launch_search(Project(tmp_path), None, out, resume=True, db=db)
+    assert list_runs(db) == []
+
+
+def test_import_refuses_a_chosen_architecture_not_of_the_space_and_records_that_are_links(db, tmp_path):
+    """``report`` refused a run whose best.json is a link, ``runs import`` read it through the link; an edited
+    chosen architecture was imported as it was."""
+    out = tmp_path / "r"
+    launch_search(Project(tmp_path), _req(budget=3), out, record=False)
+    best = json.loads((out / "best.json").read_text())
+    elsewhere = tmp_path / "best.json"
+    elsewhere.write_text(json.dumps(best))
+    (out / "best.json").unlink()
+    (out / "best.json").symlink_to(elsewhere)
+    with pytest.raises(InputError, match="r/best.json is a symbolic link; a run's records are files of their own"):
+        index_run(db, Project(tmp_path), out)
+    (out / "best.json").unlink()
+    best["arch"]["arch"] = "|conv_9x9~0|+|none~0|none~1|+|none~0|none~1|none~2|"
+    (out / "best.json").write_text(json.dumps(best))
+    with pytest.raises(InputError, match="r/best.json: malformed NAS-Bench-201 architecture string"):
+        index_run(db, Project(tmp_path), out)
     assert list_runs(db) == []
 
 

@@ -101,6 +101,27 @@ def test_auto_warm_start_from_a_similar_run(db, tmp_path):
     assert rec.warm_start["transferred"][0]["from_run"] == src.id
 
 
+def test_an_edited_architecture_row_is_a_damaged_row_naming_the_run_and_evaluation(db, tmp_path):
+    """An evaluation row whose architecture is not of its space (imported before imports checked them, or edited)
+    made every later warm start one bare line, "malformed NAS-Bench-201 architecture string ...", naming no row."""
+    import sqlalchemy as sa
+
+    from edgenas.errors import InputError
+    from edgenas.store.schema import evaluations
+
+    proj = Project(tmp_path)
+    launch_search(proj, _req(budget=20), tmp_path / "c10", db=db)
+    src = list_runs(db)[0]
+    bogus = {"space": "nb201", "schema": 1, "arch": "|conv~0|+|none~0|none~1|+|none~0|none~1|none~2|"}
+    with db.engine.begin() as con:
+        con.execute(sa.update(evaluations).where(evaluations.c.number == src.best_number).values(arch=bogus))
+    with pytest.raises(InputError) as exc:
+        launch_search(proj, _req(objective="cifar100_test", warm_start=("auto",), seed=4), tmp_path / "w", db=db)
+    assert exc.value.message.startswith(f"damaged row in the experiment database {db.where}: table evaluations, run "
+                                        f"{src.id}, evaluation {src.best_number}, column arch: malformed NAS-Bench-201")
+    assert str(tmp_path / "c10") in exc.value.hint and not (tmp_path / "w").exists()
+
+
 def test_a_validation_search_takes_nothing_from_a_run_ranked_by_test_accuracy(db, tmp_path, cli, monkeypatch,
                                                                               db_url):
     """The standard protocol (optimise cifar10_valid, report cifar10_test): `auto` took the ten best
