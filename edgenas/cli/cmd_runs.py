@@ -181,9 +181,13 @@ def register(app: typer.Typer) -> None:
         for f in folder:  # every folder is checked before the database is opened (or created)
             check_run_folder(f)
         proj = project()
-        # no database yet: every folder is read whole first (a damaged log or record must not leave a new
-        # database behind), and what was read is saved; else each is read and saved in turn
-        read = None if database_exists(proj, db) else [read_import(proj, f) for f in folder]
+        # every folder is read whole and checked before anything is saved (a damaged log or record must not leave
+        # a new database behind, nor the folders before it imported) and what was read is saved; several into a
+        # database are read again as each is saved, not held all at once
+        read = [read_import(proj, f) for f in folder] if len(folder) == 1 or not database_exists(proj, db) else None
+        if read is None:
+            for f in folder:
+                read_import(proj, f)
         with open_db(db, proj) as handle:
             recs = ([save_run(handle, *r) for r in read] if read is not None
                     else [import_run(handle, proj, f) for f in folder])

@@ -30,6 +30,7 @@ last refresh is kept in ``.edgenas/fleet/last-refresh.json`` for ``--only-failed
 from __future__ import annotations
 
 import dataclasses
+import os
 import enum
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -202,7 +203,7 @@ def refresh_fleet(project: Project, profiles: list[Any], space: str, *, concurre
 
     space = get_space(space).name  # unknown space: one clear error before any device is touched; aliases
     if only_failed:
-        last = _read_last(project)
+        last = _read_last(project, strict=True)
         failed = {r["device"] for r in last if r.get("status") == RefreshStatus.FAILED and r.get("space") == space}
         profiles = [p for p in profiles if p.name in failed]
     results: list[DeviceRefresh] = []
@@ -256,13 +257,22 @@ def prepare_blocks(project: Project, space: str, progress: Progress | None = Non
     return new
 
 
-def _read_last(project: Project) -> list[dict[str, Any]]:
+def _read_last(project: Project, *, strict: bool = False) -> list[dict[str, Any]]:
+    """The last-refresh record's rows; a damaged record (not JSON, not a list, a FIFO, too large) as if there
+    were none, the next refresh writing it anew; ``strict`` (``--only-failed``, which retries what it lists):
+    one ``InputError``. It said "nothing to retry", and the refresh then wrote an empty record over it."""
     path = last_refresh_path(project)
-    if not path.exists():
+    if not os.path.lexists(path):
         return []
     try:
         data = read_json(path, "last refresh record")
-    except InputError:  # damaged, a FIFO, too large: as if there were none
+        if strict and not isinstance(data, list):
+            raise InputError(f"last refresh record {path}: expected a list of rows")
+    except InputError as exc:
+        if strict:
+            raise InputError(f"cannot tell which devices failed last time: {exc.message}",
+                             hint="refresh without --only-failed (it writes the record anew), or restore the "
+                                  "file") from None
         return []
     return last_refresh_rows(data)
 

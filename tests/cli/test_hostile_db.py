@@ -309,6 +309,22 @@ def test_import_refuses_a_run_folder_of_an_unknown_space(dproj, cli):
     assert cli("runs", "stale").code == 0
 
 
+def test_import_of_several_folders_into_a_database_imports_none_when_one_is_damaged(dproj, cli):
+    """Into an existing database each folder was read and saved in turn: the good folder named first was
+    imported, and the command still said only that the second was damaged (exit 2)."""
+    shutil.copytree(dproj / "runs/r1", dproj / "good")
+    shutil.copytree(dproj / "runs/r1", dproj / "bad")
+    lines = (dproj / "bad/evaluations.jsonl").read_text().splitlines()
+    rec = json.loads(lines[2])
+    rec["latency_ms"] = {k: -1 for k in rec["latency_ms"]} or {"raspi4_ms": -1}
+    (dproj / "bad/evaluations.jsonl").write_text("\n".join([*lines[:2], json.dumps(rec), *lines[3:]]) + "\n")
+    before, listed = _files(dproj / ".edgenas"), cli("runs", "list", "--json").json()
+    one_line_error(cli("runs", "import", "good", "bad"), "bad/evaluations.jsonl: line 3 is not an evaluation record")
+    assert _files(dproj / ".edgenas") == before and cli("runs", "list", "--json").json() == listed
+    assert [r["out_dir"] for r in cli("runs", "import", "good", "runs/r1", "--json").json()] == [
+        str(dproj / "good"), str(dproj / "runs/r1")]
+
+
 def test_import_refuses_a_run_folder_whose_request_and_config_name_other_spaces(dproj, cli):
     """Indexed as the config's space, it was re-run (`search --rerun`) as the request's."""
     shutil.copytree(dproj / "runs/r1", dproj / "runs/r2")

@@ -75,6 +75,26 @@ def test_a_damaged_last_refresh_record_counts_as_none(project, monkeypatch):
         assert {r["device"] for r in rows} == ({"dev-a", "dev-b"} if good in junk else {"dev-b"})
 
 
+@pytest.mark.parametrize("text", ["garbage{", '{"device": "dev-a"}'])
+def test_only_failed_refuses_a_record_it_cannot_read_and_changes_nothing(project, monkeypatch, text):
+    """A record that is not JSON, or not a list of rows, read as no failures: "nothing to retry", exit 0, and
+    the record was written anew, empty, over the only list of what had failed."""
+    from edgenas.errors import InputError
+
+    monkeypatch.setattr(refresh, "prepare_blocks", lambda *a, **k: 0)
+    monkeypatch.setattr(refresh, "refresh_device",
+                        lambda project, p, space, **k: DeviceRefresh(p.name, RefreshStatus.FAILED, "canned", space))
+    path = last_refresh_path(project)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    profiles = [dataclasses.replace(LOCAL_PROFILE, name=n) for n in ("dev-a", "dev-b")]
+    with pytest.raises(InputError, match="cannot tell which devices failed last time: .*last refresh record") as exc:
+        refresh_fleet(project, profiles, "nb201", only_failed=True)
+    assert "refresh without --only-failed" in exc.value.hint and path.read_text() == text
+    assert [r.device for r in refresh_fleet(project, profiles, "nb201")] == ["dev-a", "dev-b"]  # written anew
+    assert {r["device"] for r in json.loads(path.read_text())} == {"dev-a", "dev-b"}
+
+
 def test_a_devices_error_text_is_one_line_in_status_and_refresh_rows():
     """A device's 2 MB error message made 4 MB of ``fleet status`` output and of last-refresh.json."""
     from edgenas.fleet.status import DeviceStatus
@@ -221,6 +241,8 @@ def test_a_refresh_replaces_its_own_rows_of_the_record_and_keeps_the_other_space
     refresh_fleet(project, [dataclasses.replace(LOCAL_PROFILE, name=n) for n in ("dev-a", "dev-b")], "nb201")
     rows = [(r["device"], r["space"], r["status"]) for r in json.loads(path.read_text())]
     assert rows == [("dev-a", "mbv3-tiny", "failed"), ("dev-a", "nb201", "verified"), ("dev-b", "nb201", "verified")]
-    path.write_text('[{"device": "dev-a", "space": "nb201", "status": "fai')  # cut short: as if there were none
-    assert refresh_fleet(project, [dataclasses.replace(LOCAL_PROFILE, name="dev-a")], "nb201", only_failed=True) == []
-    assert json.loads(path.read_text()) == []
+    path.write_text('[{"device": "dev-a", "space": "nb201", "status": "fai')  # cut short: as if there were none,
+    assert [r.device for r in refresh_fleet(project, [dataclasses.replace(LOCAL_PROFILE, name="dev-a")], "nb201")
+            ] == ["dev-a"]  # and written anew; --only-failed refuses it (the test above)
+    assert [(r["device"], r["space"], r["status"]) for r in json.loads(path.read_text())] == [
+        ("dev-a", "nb201", "verified")]
