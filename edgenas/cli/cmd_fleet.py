@@ -28,7 +28,8 @@ def register(app: typer.Typer) -> None:
 
         proj = project()
         inv = load_inventory(proj, inventory)
-        rows = fleet_status(proj, inv.select(group), list(space))
+        space = list(dict.fromkeys(space))  # a space given twice is one column
+        rows = fleet_status(proj, inv.select(group), space)
         if json_out:
             emit_json([r.to_dict() for r in rows])
             return
