@@ -30,8 +30,8 @@ last refresh is kept in ``.edgenas/fleet/last-refresh.json`` for ``--only-failed
 from __future__ import annotations
 
 import dataclasses
-import os
 import enum
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
