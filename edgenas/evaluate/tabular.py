@@ -1,16 +1,18 @@
 """Tabular benchmarks: accuracy and measured latency looked up in CSVs (NAS-Bench-201 style).
 
-A table's first two columns are ``index, arch``; every other column is a number: ``*_ms`` columns are
-latencies, the rest metrics (``cifar10_test``, ``cifar10_valid_12ep``, ...). Several tables of the same
-architectures (e.g. ``nb201_hw.csv`` and ``nb201_valid.csv``) are joined on ``index`` and checked on
-``arch`` (``join_tables``). ``tabular`` (an ``EVALUATORS`` entry) scores an architecture by one column
-(``objective``, what the search optimises) and can look up others it does not optimise (``report``, e.g.
-the test accuracy of a search run on validation accuracy); ``TableLatency`` serves one ``*_ms`` column as
-a latency model (``predict_many`` / exact ``min_latency``), e.g. for ``--latency-column raspi4_ms``.
+A table's first two columns are ``index, arch`` (each once: a whole number, a NAS-Bench-201 cell string);
+every other column is a number: ``*_ms`` columns are latencies, the rest metrics (``cifar10_test``,
+``cifar10_valid_12ep``, ...). Several tables of the same architectures (e.g. ``nb201_hw.csv`` and
+``nb201_valid.csv``) are joined on ``index`` and checked on ``arch`` (``join_tables``). ``tabular`` (an
+``EVALUATORS`` entry) scores an architecture by one column (``objective``, what the search optimises) and can
+look up others it does not optimise (``report``, e.g. the test accuracy of a search run on validation
+accuracy); ``TableLatency`` serves one ``*_ms`` column as a latency model (``predict_many`` / exact
+``min_latency``), e.g. for ``--latency-column raspi4_ms``.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from functools import lru_cache
@@ -86,13 +88,25 @@ def _load(path: str, mtime: float) -> Table:
     if len(set(archs)) != len(archs):
         raise InputError(f"benchmark table {p}: an architecture appears twice")
     arr = np.asarray(values, dtype=float)
+    if len(np.unique(arr[:, 0])) != len(arr):  # one table was not checked, two were (join_tables)
+        raise InputError(f"benchmark table {p}: an index appears twice",
+                         hint="the first column numbers the architectures 0, 1, 2, ..., each once")
     names = [header[0], *header[2:]]
     return Table(p, archs, {c: arr[:, i] for i, c in enumerate(names)})
 
 
+@lru_cache(maxsize=1)
+def _cells() -> frozenset[str]:
+    """Every NAS-Bench-201 cell string (``parse_arch_string`` accepts exactly these)."""
+    from edgenas.spaces.nb201_string import OPS, arch_string
+
+    return frozenset(arch_string(ops) for ops in itertools.product(OPS, repeat=6))
+
+
 def _parse_rows(p: Path, header: list[str], rows: list[list[str]]) -> tuple[list[str], list[list[float]]]:
-    """Each row's arch string and its numbers (``index`` first); a row that is not whole numbers and
-    finite values is one ``InputError`` naming its line."""
+    """Each row's arch string and its numbers (``index`` first); a row that is not a nb201 cell, whole numbers
+    and finite values is one ``InputError`` naming its line."""
+    cells = _cells()
     archs: list[str] = []
     values: list[list[float]] = []
     for n, row in enumerate(rows, start=2):
@@ -109,6 +123,9 @@ def _parse_rows(p: Path, header: list[str], rows: list[list[str]]) -> tuple[list
         if not (nums[0].is_integer() and 0 <= nums[0] < 2 ** 53):  # novm: float's; 5.5 was joined as 5
             raise InputError(f"benchmark table {p}, line {n}: index {row[0]!r} is not a whole number from 0",
                              hint="the first column numbers the architectures 0, 1, 2, ...")
+        if row[1] not in cells:  # a search on such a table scored nothing and wrote its run
+            raise InputError(f"benchmark table {p}, line {n}: {row[1][:80]!r} is not a nb201 cell",
+                             hint="arch must read like '|op~0|+|op~0|op~1|+|op~0|op~1|op~2|'")
         archs.append(row[1])
         values.append(nums)
     return archs, values
@@ -146,9 +163,7 @@ def join_tables(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> Table
         return tables[0]
     base = tables[0]
     index = base.columns["index"]
-    pos = {int(v): i for i, v in enumerate(index)}
-    if len(pos) != len(index):
-        raise InputError(f"benchmark table {base.path}: an index appears twice")
+    pos = {int(v): i for i, v in enumerate(index)}  # each index once (_load)
     columns = dict(base.columns)
     for t in tables[1:]:
         other = t.columns["index"]
@@ -159,7 +174,7 @@ def join_tables(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> Table
         for i, r in enumerate(order):
             if t.archs[i] != base.archs[r]:
                 raise InputError(f"benchmark tables {base.path.name} and {t.path.name} disagree on "
-                                 f"index {int(other[i])}: {t.archs[i]!r} vs {base.archs[r]!r}",
+                                 f"index {int(other[i])}: {base.archs[r]!r} vs {t.archs[i]!r}",
                                  hint="the tables must list the same architecture for each index")
         for name, col in t.columns.items():
             if name == "index":

@@ -157,3 +157,27 @@ def test_a_table_without_a_usable_row_is_one_line_before_anything_is_measured(fr
     one_line_error(cli(*_commands(path)[0]), "only 40 distinct cells have every latency column measured",
                    "1e-06 to 1e+07")
     assert list(fresh.iterdir()) == []
+
+
+
+@pytest.mark.parametrize("arch, fragment", [
+    (lambda n, a: f"|bogus~0|{n}", "line 2: '|bogus~0|1' is not a nb201 cell"),
+    (lambda n, a: a, "junk.csv: an index appears twice"),
+])
+def test_one_search_table_is_checked_like_several(fresh, cli, tmp_path, arch, fragment):
+    """A single ``--table`` of no nb201 cells, or of index 0 on every row, ran: "no feasible architecture
+    found", exit 0, a run folder and a database row (join_tables checked indices only with two tables)."""
+    if not TABLE.exists():
+        pytest.skip(f"reference table not found at {TABLE}")
+    with open(TABLE) as fh:
+        lines = [next(fh).rstrip("\n") for _ in range(61)]
+    for n in range(1, len(lines)):  # as the audit made it: index 0, arch replaced
+        _, a, rest = lines[n].split(",", 2)
+        lines[n] = f"0,{arch(n, a)},{rest}"
+    table = tmp_path / "junk.csv"
+    table.write_text("\n".join(lines) + "\n")
+    res = cli("search", "--space", "nb201", "--strategy", "random", "--budget", "5", "--table", str(table),
+              "--out", "t1")
+    one_line_error(res, fragment)
+    assert res.code == 2
+    assert list(fresh.iterdir()) == []

@@ -124,7 +124,8 @@ def test_join_tables_on_index_checked_on_arch(tmp_path, space):
     assert {k: v.tolist() for k, v in ev.report(archs).items()} == {"cifar10_test": [93.5, 10.0]}
     assert TableLatency([hw, va], "dev_ms", space).predict_many(archs).tolist() == [12.5, 0.5]
     wrong = small(tmp_path, f"index,arch,c10_valid\n0,{B},9.0\n1,{A},91.0\n", "wrong.csv")
-    with pytest.raises(InputError, match="disagree on index 0"):
+    with pytest.raises(InputError, match=rf"hw.csv and wrong.csv disagree on index 0: '{re.escape(A)}' vs "
+                                         rf"'{re.escape(B)}'"):  # each in the order of the file names
         join_tables([hw, wrong])
     fewer = small(tmp_path, f"index,arch,c10_valid\n0,{A},91.0\n", "fewer.csv")
     with pytest.raises(InputError, match="same indices"):
@@ -190,6 +191,9 @@ def test_genes_find_their_own_row_of_the_real_table(space):
     (f"0,{A},93.5,inf,40\n", "line 2: a value is not finite"),
     (f"0,{A},93.5,70,nan\n", "line 2: a value is not finite"),
     (f"0,{B},10,1,1\n9007199254740992,{A},93.5,70,40\n", "line 3: index '9007199254740992' is not a whole number"),
+    (f"0,{A},93.5,70,40\n0,{B},10,1,1\n", "t.csv: an index appears twice"),
+    (f"0,{A},93.5,70,40\n1,|bogus~0|2,10,1,1\n", r"line 3: '\|bogus~0\|2' is not a nb201 cell"),
+    (f"0,{A},93.5,70,40\n1,{B} ,10,1,1\n", "line 3: .* is not a nb201 cell"),  # looked up, never found
 ])
 def test_a_bad_table_is_one_input_error(tmp_path, body, message):
     with pytest.raises(InputError, match=message):
@@ -205,8 +209,9 @@ def test_blank_lines_are_skipped_and_the_largest_exact_index_is_read(tmp_path):
 def test_a_joined_table_with_an_index_twice_is_refused(tmp_path):
     hw = small(tmp_path, f"{HEAD}\n0,{A},93.5,70,40\n0,{B},10,1,1\n", "hw.csv")
     va = small(tmp_path, f"index,arch,c10_valid\n0,{A},91.0\n1,{B},9.0\n", "va.csv")
-    with pytest.raises(InputError, match="hw.csv: an index appears twice"):
-        join_tables([hw, va])
+    for tables in ([hw, va], [va, hw], [hw], hw):  # one table was not checked: a search found nothing and said so
+        with pytest.raises(InputError, match="hw.csv: an index appears twice"):
+            join_tables(tables)
     with pytest.raises(InputError, match="no benchmark table given"):
         join_tables([])
     other = small(tmp_path, f"index,arch,c10_valid\n0,{A},91.0\n2,{B},9.0\n", "other.csv")  # as many rows
