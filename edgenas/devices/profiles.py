@@ -18,14 +18,14 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from edgenas.devices.runtimes import RUNTIMES as RUNTIME_REGISTRY, precisions_for, provider_for, runtime_names
+from edgenas.devices.runtimes import (MAX_THREADS, PRECISIONS, RUNTIMES as RUNTIME_REGISTRY, precisions_for,
+                                      provider_for, runtime_names)
 from edgenas.errors import InputError
 from edgenas.io import read_toml
 from edgenas.project import Project
 from edgenas.safenames import NAME_RE
 
 RUNTIMES = tuple(runtime_names())  # the names in ``runtimes.RUNTIMES``
-PRECISIONS = ("fp32", "fp16", "int8")
 TRANSPORTS = ("ssh", "local")
 _SECRET_RE = re.compile(r"pass|secret|token|credential|private_key", re.IGNORECASE)
 #: control characters (ESC, newline, ...) and bidirectional overrides: a profile value ends up in commands,
@@ -199,8 +199,8 @@ def profile_from_dict(data: dict[str, Any], *, where: str = "<dict>") -> DeviceP
     port = values.get("port")
     if port is not None and not 1 <= port <= 65535:
         raise _bad(where, f"port {port} out of range 1-65535")
-    if not 1 <= values.get("threads", 1) <= 1024:
-        raise _bad(where, f"threads {values['threads']} out of range 1-1024")
+    if not 1 <= values.get("threads", 1) <= MAX_THREADS:
+        raise _bad(where, f"threads {values['threads']} out of range 1-{MAX_THREADS}")
     for key in ("connect_timeout_s", "call_timeout_s", "keepalive_s"):
         if key in values and not 0 < values[key] <= 86400:
             raise _bad(where, f"{key} must be > 0 and at most 86400 seconds, got {values[key]}")

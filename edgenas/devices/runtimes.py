@@ -25,6 +25,10 @@ class Runtime:
 
 
 RUNTIMES: Registry[Runtime] = Registry("runtime")
+#: every precision a runtime can measure in (``precisions_for`` gives each runtime's own)
+PRECISIONS = ("fp32", "fp16", "int8")
+#: the most threads a profile, and so a table timed with it, may name
+MAX_THREADS = 1024
 
 for _rt in (
     Runtime("onnxruntime", False, "ONNX Runtime on the CPU, or its CUDA/TensorRT execution provider "

@@ -47,6 +47,10 @@ CALIBRATION_SLOPES = (0.5, 1.5)
 CALIBRATION_MAX_OFFSET = 20.0
 #: what to do about a damaged calibration (``lut calibrate`` loads the table first, so it cannot repair one)
 _CAL_HINT = "rebuild the table: edgenas profile DEVICE --space SPACE --force"
+#: what a table imported from published numbers (``lut import-ofa``) names as its runtime and precision: not
+#: known (nor its threads: 0)
+IMPORTED_RUNTIME = "unknown (OFA published tables)"
+UNKNOWN_PRECISION = "unknown"
 #: how far in the future a table's ``created_at`` or its calibration's ``fitted_at`` may lie before it is
 #: called future-dated (clock differences between hosts); such a record is read and used as any other
 FUTURE_SLACK_S = 86400.0
@@ -86,9 +90,9 @@ def _time(v: Any, where: str, hint: str | None = None) -> float:
     return float(v)
 
 
-def _whole(v: Any, where: str) -> int:
+def _whole(v: Any, where: str, cap: float = math.inf) -> int:
     """A count (threads, calibration points): a whole number >= 0; 2.5 is refused, not cut to 2."""
-    n = _number(v, where)
+    n = _number(v, where, cap=cap)
     if n != int(n):
         raise InputError(f"{where} must be a whole number, got {_short(v)}")
     return int(n)
@@ -376,6 +380,14 @@ class Lut:
             if not rx.match(d[key]):
                 raise InputError(f"{where}: malformed '{key}' {d[key][:80]!r}",
                                  hint="a plain name (letters, digits, '.', '_', '-') or a hex hash")
+        from edgenas.devices.runtimes import MAX_THREADS, PRECISIONS, runtime_names
+
+        rebuild = f"rebuild the table: edgenas profile {d['device']} --space {d['space']} --force"
+        for key, known in (("runtime", (*runtime_names(), IMPORTED_RUNTIME)),
+                           ("precision", (*PRECISIONS, UNKNOWN_PRECISION))):
+            if d[key] not in known:  # 'onnx\x1b[2Jruntime' was read, and shown as onnxruntime
+                raise InputError(f"{where}: unknown {key} {_short(d[key])} (known: {', '.join(map(repr, known))})",
+                                 hint=rebuild)
         bad = next((k for k in d["entries"] if not BLOCK_KEY_RE.match(k)), None)
         if bad is not None:
             raise InputError(f"{where}: malformed block key {bad[:80]!r}",
@@ -394,7 +406,6 @@ class Lut:
         if ref is not None and ref["ms"] > MAX_MS:
             raise InputError(f"{where}: the reference's ms must be at most {MAX_MS:g}, got {_short(ref['ms'])}")
         sync = EntryStats.from_dict(d["sync"], f"{where}: sync") if "sync" in d else None
-        rebuild = f"rebuild the table: edgenas profile {d['device']} --space {d['space']} --force"
         try:  # lut calibrate loads the table first, so it cannot repair a damaged calibration: a new table can
             calibration = Calibration.from_dict(cal, where) if cal else None
         except InputError as exc:
@@ -402,7 +413,7 @@ class Lut:
         lut = cls(
             device=d["device"], space=d["space"], fingerprint=dict(d["fingerprint"]),
             fingerprint_hash=d["fingerprint_hash"], runtime=d["runtime"], precision=d["precision"],
-            threads=_whole(d.get("threads", 0), f"{where}: threads"), protocol=dict(d["protocol"]),
+            threads=_whole(d.get("threads", 0), f"{where}: threads", MAX_THREADS), protocol=dict(d["protocol"]),
             overhead=EntryStats.from_dict(d.get("overhead"), f"{where}: overhead"),
             entries=entries, calibration=calibration,
             created_at=_time(d.get("created_at", 0.0), f"{where}: created_at", rebuild), schema=LUT_SCHEMA,

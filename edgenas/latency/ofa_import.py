@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from edgenas.errors import InputError
-from edgenas.latency.lut import EntryStats, Lut
+from edgenas.latency.lut import IMPORTED_RUNTIME, UNKNOWN_PRECISION, EntryStats, Lut
 
 FINGERPRINT = {"source": "once-for-all note10 tables"}
 _Z90, _Z99, _ZMAX = 1.2816, 2.3263, 3.0
@@ -103,7 +103,7 @@ def import_ofa_lut(yaml_dir: str | Path, *, device: str = "note10", space: str =
     }
     fp_hash = hashlib.sha256(json.dumps(FINGERPRINT, sort_keys=True).encode()).hexdigest()
     lut = Lut(device=device, space=space, fingerprint=dict(FINGERPRINT), fingerprint_hash=fp_hash,
-              runtime="unknown (OFA published tables)", precision="unknown", threads=0, protocol=protocol,
+              runtime=IMPORTED_RUNTIME, precision=UNKNOWN_PRECISION, threads=0, protocol=protocol,
               overhead=EntryStats(n=1, median_ms=0.0, mean_ms=0.0, std_ms=0.0, cov=0.0, p90_ms=0.0,
                                   p99_ms=0.0, min_ms=0.0, max_ms=0.0),
               entries=entries, created_at=0.0)

@@ -10,6 +10,8 @@ from types import SimpleNamespace
 import pytest
 
 from edgenas.cli.cmd_lut import _provider
+from tests.cli.test_bad_input import one_line_error
+from tests.latency.test_lut import TABLE
 
 
 @pytest.mark.parametrize("runtime, fingerprint, said", [
@@ -72,3 +74,18 @@ def test_lut_import_ofa_as_text_and_json(fresh, cli):
     assert Lut.load(path).entries["Conv-input:160x160x3-output:80x80x24"].median_ms == 1.5
     res = cli("lut", "import-ofa", "ofa", "--device", "n10")
     assert (res.code, res.out) == (0, f"imported 1 entries for ofa-mbv3-w12 -> {path}\n")
+
+
+@pytest.mark.parametrize("edit, shown", [({"runtime": "onnx\x1b[2Jruntime"}, "'onnx\\x1b[2Jruntime'"),
+                                         ({"precision": "fp\u202e32"}, "'fp\\u202e32'"),
+                                         ({"runtime": "bogus", "precision": "fp99"}, "'bogus'")])
+def test_lut_show_refuses_a_runtime_or_precision_it_does_not_know_and_shows_it_escaped(fresh, cli, edit, shown):
+    """``lut show`` printed 'onnx\\x1b[2Jruntime' as onnxruntime and 'fp\\u202e32' as fp32 (controls stripped):
+    what it shows differed from the file, and 'bogus' or 'fp99' were shown as read."""
+    path = fresh / "t.json"
+    path.write_text(json.dumps({**TABLE, **edit}))
+    res = cli("lut", "show", "t.json")
+    one_line_error(res)
+    assert res.code == 2 and res.out == ""
+    assert res.err.startswith("error: LUT t.json: unknown ") and shown in res.err, res.err
+    assert "\x1b" not in res.err and "\u202e" not in res.err

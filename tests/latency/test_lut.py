@@ -205,6 +205,39 @@ def test_a_document_that_is_no_table_is_one_input_error(doc, message):
     assert exc.value.message == message
 
 
+KNOWN_RUNTIMES = "(known: 'onnxruntime', 'tensorrt', 'torch', 'unknown (OFA published tables)')"
+
+
+@pytest.mark.parametrize("edit, message", [
+    ({"runtime": "bogus"}, f"LUT: unknown runtime 'bogus' {KNOWN_RUNTIMES}"),
+    ({"runtime": "onnx\x1b[2Jruntime"}, f"LUT: unknown runtime 'onnx\\x1b[2Jruntime' {KNOWN_RUNTIMES}"),
+    ({"runtime": "ONNXRuntime"}, f"LUT: unknown runtime 'ONNXRuntime' {KNOWN_RUNTIMES}"),
+    ({"precision": "fp99"}, "LUT: unknown precision 'fp99' (known: 'fp32', 'fp16', 'int8', 'unknown')"),
+    ({"precision": "fp\u202e32"}, "LUT: unknown precision 'fp\\u202e32' (known: 'fp32', 'fp16', 'int8', 'unknown')"),
+    ({"threads": 10 ** 30}, f"LUT: threads must be at most 1024, got {10 ** 30}"),
+    ({"threads": 1025}, "LUT: threads must be at most 1024, got 1025"),
+])
+def test_runtime_precision_and_threads_are_ones_edgenas_knows(edit, message):
+    """Any runtime and precision were read ('bogus', 'fp99'), and with control characters shown as another
+    value ('onnx\\x1b[2Jruntime' as onnxruntime by lut show); 10**30 threads too."""
+    with pytest.raises(InputError) as exc:
+        Lut.from_dict(_with(**edit))
+    assert exc.value.message == message
+    if "threads" not in edit:
+        assert exc.value.hint == "rebuild the table: edgenas profile dev --space mbv3-tiny --force"
+
+
+def test_every_runtime_precision_and_thread_count_a_profile_may_name_is_read():
+    from edgenas.devices.runtimes import MAX_THREADS, PRECISIONS, runtime_names
+    from edgenas.latency.lut import IMPORTED_RUNTIME, UNKNOWN_PRECISION
+
+    for runtime in (*runtime_names(), IMPORTED_RUNTIME):
+        for precision in (*PRECISIONS, UNKNOWN_PRECISION):
+            for threads in (0, 1, MAX_THREADS):  # 0: not known (an imported table)
+                lut = Lut.from_dict(_with(runtime=runtime, precision=precision, threads=threads))
+                assert (lut.runtime, lut.precision, lut.threads) == (runtime, precision, threads)
+
+
 def test_a_table_without_threads_or_dates_reads_them_as_0():
     d = {k: v for k, v in TABLE.items() if k not in ("threads", "created_at")}
     cal = {k: v for k, v in CAL.items() if k not in ("fitted_at", "residual")}

@@ -41,8 +41,9 @@ def _lut_files(root):
 
 
 def test_the_page_of_a_profiled_device_matches_its_files(rproj):
-    """The tables row per LUT file (hostile runtime and precision escaped), the entries list capped at 40 (an
-    nb201 table of 45 entries), the calibration's points and fit, and the drift check's numbers."""
+    """The tables row per LUT file (a table of a runtime or precision edgenas does not know, markup say, is not
+    read), the entries list capped at 40 (an nb201 table of 45 entries), the calibration's points and fit, and the
+    drift check's numbers."""
     from edgenas.latency.lut import Lut
     from edgenas.store import open_store
 
@@ -51,10 +52,11 @@ def test_the_page_of_a_profiled_device_matches_its_files(rproj):
     first = next(iter(d["entries"].values()))
     for i in range(45 - len(d["entries"])):
         d["entries"][f"nb201-extra-{i}"] = {**first, "ratio": first["ratio"] * (1.5 + i / 7)}
-    d["runtime"], d["precision"] = "<b>ort</b>&co", "fp<32>"
+    files["nb201"].write_text(json.dumps({**d, "runtime": "<b>ort</b>&co", "precision": "fp<32>"}))
+    page = pages.device_page(FolderSource(Project(rproj)), "local", plotly_src="p.js")
+    assert "ort</b>" not in page and "fp<32>" not in page and "<td>nb201</td>" not in page  # skipped: damaged
     files["nb201"].write_text(json.dumps(d))
     page = pages.device_page(FolderSource(Project(rproj)), "local", plotly_src="p.js")
-    assert "<b>ort</b>" not in page and "fp<32>" not in page
 
     raw = {s: json.loads(p.read_text()) for s, p in files.items()}
     order = sorted(raw, key=lambda s: -raw[s]["created_at"])          # newest first

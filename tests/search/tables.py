@@ -17,6 +17,6 @@ def random_lut(space_name: str, seed: int, *, device: str = "t", high_ms: float 
     """A table of ``space_name`` for ``device``: every block from 0.1 to ``high_ms`` ms, 0.05 ms overhead."""
     space = get_space(space_name)
     rng = np.random.default_rng(seed)
-    return Lut(device=device, space=space.name, fingerprint={}, fingerprint_hash="0" * 64, runtime="none",
+    return Lut(device=device, space=space.name, fingerprint={}, fingerprint_hash="0" * 64, runtime="onnxruntime",
                precision="fp32", threads=1, protocol={}, overhead=one_sample(0.05),
                entries={k: one_sample(float(rng.uniform(0.1, high_ms))) for k in space.key_vocab()}, created_at=0.0)
