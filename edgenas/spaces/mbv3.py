@@ -79,7 +79,7 @@ class MBV3Space(SearchSpace[MBV3Arch]):
         require(data.get("wid") is None, "only wid=None (no width choice) is supported")
         missing = [f for f in _FIELDS if f not in data]
         require(not missing, f"missing key(s) {', '.join(missing)} in {self.name} architecture",
-                hint='e.g. "r": 224')
+                hint="e.g. " + ", ".join(self._example(f) for f in missing))
         r = data["r"]
         if isinstance(r, (list, tuple)):
             require(len(r) == 1, f"r must be an integer or a one-element list, got {len(r)} entries")
@@ -88,6 +88,14 @@ class MBV3Space(SearchSpace[MBV3Arch]):
                         d=self._seq("d", data["d"], c.n_stages), r=_int("r", r))
         self._check(arch)
         return arch
+
+    def _example(self, name: str) -> str:
+        """``"name": value`` of the space's largest network: a missing key's example ("r": 224 was given for every
+        space, and mbv3-small's resolutions are 24, 28, 32)."""
+        c = self.config
+        choices, n = {"ks": (c.ks_choices, c.n_slots), "e": (c.e_choices, c.n_slots), "d": (c.d_choices, c.n_stages),
+                      "r": (c.resolutions, 0)}[name]
+        return f'"{name}": {max(choices) if not n else [max(choices)] * n}'
 
     def _seq(self, name: str, v: Any, n: int) -> tuple[int, ...]:
         require(isinstance(v, (list, tuple)), f"{name} must be a list, got {type(v).__name__}")

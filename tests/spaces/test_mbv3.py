@@ -88,6 +88,24 @@ def test_missing_key_and_non_mapping():
         space.from_dict([1, 2])  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("name", [*PRESETS, "mbv3-tiny"])
+@pytest.mark.parametrize("keys", [("r",), ("ks",), ("e",), ("d",), ("ks", "e", "d", "r")])
+def test_a_missing_key_s_example_is_a_value_of_that_space(name, keys):
+    """The hint said "r": 224 for every space, which mbv3-small (24, 28, 32) and mbv3-tiny (16) refuse: each
+    missing key's example now comes from the space's config, and put back it makes a valid record."""
+    space = get_space(name)
+    rec = space.to_dict(space.sample(np.random.default_rng(0)))
+    with pytest.raises(InputError) as err:
+        space.from_dict({k: v for k, v in rec.items() if k not in keys})
+    assert err.value.message == f"missing key(s) {', '.join(keys)} in {name} architecture"
+    assert err.value.hint.startswith("e.g. ")
+    example = json.loads("{" + err.value.hint[len("e.g. "):] + "}")
+    assert list(example) == list(keys)
+    space.from_dict({**rec, **example})  # a valid record: no InputError
+    if keys == ("r",):
+        assert example == {"r": max(space.config.resolutions)}  # mbv3-small: 32, not 224
+
+
 @pytest.mark.parametrize("name", PRESETS)
 def test_operators_valid_and_seeded(name):
     space = get_space(name)
