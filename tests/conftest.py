@@ -29,6 +29,8 @@ from typing import Callable, Iterator
 
 import pytest
 
+from tests.procs import descendants
+
 _KILL_LOCK = threading.Lock()
 SSHD = Path(os.environ.get("EDGENAS_SSHD") or "/usr/sbin/sshd")
 
@@ -37,23 +39,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
 
 
 @dataclass
@@ -146,7 +131,7 @@ LogLevel VERBOSE
             proc, self.proc = self.proc, None
         if proc is None:
             return
-        for pid in [proc.pid, *_descendants(proc.pid)]:
+        for pid in [proc.pid, *descendants(proc.pid)]:
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:

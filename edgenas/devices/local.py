@@ -1,8 +1,9 @@
 """The embedded ``local`` device: the agent as a subprocess of this machine.
 
 ``LocalTransport`` installs the zipapp by hash in ``<project>/.edgenas/devices/local/agent/`` and starts
-``PYTHON agent.pyz serve --workdir W``. Two background threads drain the agent's stdout (into a queue of
-lines) and stderr (into a bounded tail), so neither pipe can fill up and deadlock. Files move by
+``PYTHON agent.pyz serve --workdir W`` in a session of its own. Two background threads drain the agent's stdout
+(into a bounded queue of lines: ``transport.LineQueue``) and stderr (into a bounded tail), so stderr cannot fill up
+and deadlock, and a flood of lines waits for the host. Closing stops the agent and its process group. Files move by
 atomic copy, checked by SHA-256.
 """
 
@@ -11,8 +12,8 @@ from __future__ import annotations
 import collections
 import hashlib
 import os
-import queue
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -32,10 +33,12 @@ _STDERR_KEEP = 16 * 1024
 class LocalChannel(AgentChannel):
     """A local agent subprocess's line streams."""
 
-    def __init__(self, proc: subprocess.Popen, device: str) -> None:
+    def __init__(self, proc: subprocess.Popen, device: str, *, own_group: bool = False) -> None:
         self.proc = proc
         self.device = device
-        self._lines: "queue.Queue[object]" = queue.Queue()
+        self._group = proc.pid if own_group else None  # the process group the agent leads (its session's)
+        self._lines = transport.LineQueue()
+        self._end: object | None = None  # _EOF or _TOO_LONG once read: every later read fails the same way
         self._stderr: collections.deque[bytes] = collections.deque()
         self._stderr_size = 0
         self._stderr_lock = threading.Lock()
@@ -53,7 +56,8 @@ class LocalChannel(AgentChannel):
             if len(raw) > limit and not raw.endswith(b"\n"):
                 self._lines.put(_TOO_LONG)
                 return
-            self._lines.put(raw.decode("utf-8", "replace").rstrip("\r\n"))
+            # waits while the queue is full; once the channel is closed, read on to the end, keeping nothing
+            self._lines.put(raw.decode("utf-8", "replace").rstrip("\r\n"), len(raw))
         self._lines.put(_EOF)
 
     def _pump_stderr(self) -> None:
@@ -85,17 +89,14 @@ class LocalChannel(AgentChannel):
             raise self._exited() from None
 
     def recv_line(self, timeout_s: float) -> str | None:
-        try:
-            item = self._lines.get(timeout=max(timeout_s, 0.0))
-        except queue.Empty:
-            return None
-        if item is _EOF:
-            self._lines.put(_EOF)  # every later call sees the exit too
-            raise self._exited()
-        if item is _TOO_LONG:
-            self._lines.put(_TOO_LONG)
+        if self._end is None:
+            item = self._lines.get(timeout_s)
+            if item is not _EOF and item is not _TOO_LONG:
+                return item  # type: ignore[return-value]
+            self._end = item
+        if self._end is _TOO_LONG:
             raise transport.line_too_long(self.device)
-        return item  # type: ignore[return-value]
+        raise self._exited()
 
     def stderr_tail(self) -> str:
         with self._stderr_lock:
@@ -105,7 +106,18 @@ class LocalChannel(AgentChannel):
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def _signal(self, sig: int) -> None:
+        """Send ``sig`` to the agent's process group (what it started goes too), or to the agent alone."""
+        try:
+            if self._group is not None:
+                os.killpg(self._group, sig)
+            else:
+                self.proc.send_signal(sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
     def close(self) -> None:
+        self._lines.close()  # a reader waiting for room in the queue reads on
         if self.proc.poll() is None:
             try:
                 if self.proc.stdin is not None:
@@ -115,15 +127,24 @@ class LocalChannel(AgentChannel):
             try:
                 self.proc.wait(timeout=3)
             except subprocess.TimeoutExpired:
-                self.proc.terminate()
+                self._signal(signal.SIGTERM)
                 try:
                     self.proc.wait(timeout=3)
                 except subprocess.TimeoutExpired:
-                    self.proc.kill()
+                    self._signal(signal.SIGKILL)
                     self.proc.wait()
+        # a process the agent started may still hold its pipes (a runtime's worker): its group is killed. A pipe
+        # is closed only once its reader has ended: closing it under a reader blocks, or fails that reader
+        readers = {self.proc.stdout: self._threads[0], self.proc.stderr: self._threads[1]}
+        for t in readers.values():
+            t.join(timeout=0.5)
+        if any(t.is_alive() for t in readers.values()) and self._group is not None:
+            self._signal(signal.SIGKILL)  # a member of the group holds the pipe, most likely: the id is still its
+            for t in readers.values():
+                t.join(timeout=2)
         for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
             try:
-                if stream is not None:
+                if stream is not None and not (stream in readers and readers[stream].is_alive()):
                     stream.close()
             except OSError:
                 pass
@@ -194,10 +215,10 @@ class LocalTransport(Transport):
         try:
             proc = subprocess.Popen([self.python, str(dest), "serve", "--workdir", str(self.workdir)],
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    cwd=str(self.workdir))
+                                    cwd=str(self.workdir), start_new_session=True)
         except OSError as exc:
             raise DeviceError(self.device, f"cannot start the agent: {exc}") from None
-        channel = LocalChannel(proc, self.device)
+        channel = LocalChannel(proc, self.device, own_group=True)
         self._channels.append(channel)
         return channel
 

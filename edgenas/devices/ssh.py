@@ -6,7 +6,9 @@ and are renamed only after the device itself hashed them; the agent zipapp is up
 ``WORKDIR/agent/edgenas-agent-<version>.pyz`` only when the device lacks a file with its hash.
 ``start_agent`` runs ``PYTHON PYZ serve --workdir WORKDIR`` on an exec channel (command line built with
 ``shlex.quote``; a POSIX login shell is assumed) and returns an ``SSHAgentChannel`` whose stdout and
-stderr are drained by two threads, so neither stream can fill up and block the other.
+stderr are drained by two threads, so neither stream can fill up and block the other (stdout into a bounded
+queue of lines: a flood waits for the host). paramiko waits for the answer to an exec or subsystem request
+with no time limit: each waits at most ``connect_timeout_s`` here (``_answered``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import posixpath
-import queue
 import re
 import shlex
 import socket
@@ -24,7 +25,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import paramiko
 
@@ -65,12 +66,45 @@ _RUN_OUTPUT_MAX = 1 << 20
 _LOST_HINT = "check that the device is up and reachable, then retry; finished results on the device are kept"
 
 
+def _answered(chan: paramiko.Channel, request: Callable[[], None], timeout_s: float) -> bool:
+    """Send an exec or subsystem ``request`` on ``chan``; False if the device did not answer within ``timeout_s``
+    (``chan`` is closed then, which ends paramiko's wait). A refusal raises as paramiko does."""
+    lock, ended, late = threading.Lock(), threading.Event(), []
+
+    def watch() -> None:
+        if ended.wait(timeout_s):
+            return
+        with lock:
+            if ended.is_set():
+                return
+            late.append(True)
+        try:
+            chan.close()
+        except (OSError, EOFError, paramiko.SSHException):
+            pass
+
+    def finish() -> bool:
+        with lock:
+            ended.set()
+            return not late
+
+    threading.Thread(target=watch, daemon=True, name="edgenas-ssh-request").start()
+    try:
+        request()
+    except (OSError, EOFError, paramiko.SSHException):
+        if finish():
+            raise
+        return False
+    return finish()
+
+
 class SSHAgentChannel(AgentChannel):
     """The agent's stdin/stdout/stderr on a paramiko exec channel."""
 
     def __init__(self, chan: paramiko.Channel, device: str, conn) -> None:
         self.device, self._chan, self._conn = device, chan, conn
-        self._lines: queue.Queue = queue.Queue()
+        self._lines = transport.LineQueue()
+        self._end: object | None = None  # _EOF or _TOO_LONG once read: every later read fails the same way
         self._stderr = bytearray()
         self._lock = threading.Lock()
         self.remote_pid: int | None = None
@@ -117,7 +151,7 @@ class SSHAgentChannel(AgentChannel):
             if len(line) > limit:
                 too_long = True
                 break
-            self._lines.put(line.decode("utf-8", "replace").rstrip("\r"))
+            self._lines.put(line.decode("utf-8", "replace").rstrip("\r"), len(line))  # waits while the queue is full
         if too_long:
             self._too_long = True
             self._buf = bytearray()
@@ -135,17 +169,14 @@ class SSHAgentChannel(AgentChannel):
             raise self._ended_error(f"sending to the agent failed ({type(exc).__name__})") from None
 
     def recv_line(self, timeout_s: float) -> str | None:
-        try:
-            item = self._lines.get(timeout=max(0.0, timeout_s))
-        except queue.Empty:
-            return None
-        if item is _EOF:
-            self._lines.put(_EOF)  # every later call fails the same way
-            raise self._ended_error("the agent's output ended")
-        if item is _TOO_LONG:
-            self._lines.put(_TOO_LONG)
+        if self._end is None:
+            item = self._lines.get(timeout_s)
+            if item is not _EOF and item is not _TOO_LONG:
+                return item  # type: ignore[return-value]
+            self._end = item
+        if self._end is _TOO_LONG:
             raise transport.line_too_long(self.device)
-        return item
+        raise self._ended_error("the agent's output ended")
 
     def _ended_error(self, what: str) -> DeviceError:
         self._chan.status_event.wait(2.0)  # exit status, or the channel closing, follows EOF shortly
@@ -172,14 +203,15 @@ class SSHAgentChannel(AgentChannel):
 
     def close(self) -> None:
         """Close stdin (the agent exits on EOF), wait a little, then kill it by its pid and close."""
+        self._lines.close()  # the reader reads on, keeping nothing
         if self._chan.closed:
             return
         try:
             self._chan.shutdown_write()
             if not self._chan.status_event.wait(3.0) and self.remote_pid and self._conn.is_active():
                 chan = self._conn.transport.open_session(timeout=5.0)
-                chan.exec_command(f"kill -9 {int(self.remote_pid)}")
-                chan.status_event.wait(5.0)
+                if _answered(chan, lambda: chan.exec_command(f"kill -9 {int(self.remote_pid)}"), 5.0):
+                    chan.status_event.wait(5.0)
                 chan.close()
         except (OSError, EOFError, paramiko.SSHException):
             pass
@@ -196,9 +228,11 @@ class SSHTransport(Transport):
         self._channels: list[SSHAgentChannel] = []
         self._conn = open_connection(profile, project)
         try:
-            with self._guard("opening SFTP"):
-                self._sftp = self._conn.client.open_sftp()
-                self._sftp.get_channel().settimeout(profile.call_timeout_s)
+            with self._guard("opening SFTP"):  # as paramiko's open_sftp, with timeouts from the start
+                chan = self._conn.transport.open_session(timeout=profile.connect_timeout_s)
+                chan.settimeout(profile.call_timeout_s)
+                self._request(chan, "start SFTP", lambda: chan.invoke_subsystem("sftp"))
+                self._sftp = paramiko.SFTPClient(chan)
                 self.workdir = self._expand_workdir(profile.workdir)
         except BaseException:
             self._conn.close()
@@ -219,9 +253,23 @@ class SSHTransport(Transport):
                                   hint="the device or network is slow; raise call_timeout_s") from None
             raise DeviceError(self.device, f"{action} failed: {type(exc).__name__}: {exc}",
                               hint="check free disk space and permissions of the work dir on the device") from None
+        except paramiko.SFTPError as exc:  # not an OSError: what came is no SFTP, e.g. a login shell's greeting
+            raise DeviceError(self.device, f"{action} failed: the device's SFTP server sent something other than "
+                                           f"SFTP ({clean(str(exc), 100)})",
+                              hint="a start-up file of the device user's shell (e.g. ~/.bashrc) that prints text "
+                                   "also in non-interactive sessions breaks SFTP: make it print only in interactive "
+                                   "ones") from None
         except UnicodeError:  # paramiko decodes the SFTP server's messages strictly: a broken or hostile server
             raise DeviceError(self.device, f"{action} failed: the device's SFTP server sent text that is not UTF-8",
                               hint="check the SSH server of the device (its sftp-server)") from None
+
+    def _request(self, chan: paramiko.Channel, what: str, request: Callable[[], None]) -> None:
+        """``_answered`` with the profile's ``connect_timeout_s``; no answer in time is a ``DeviceError``."""
+        if not _answered(chan, request, self.profile.connect_timeout_s):
+            raise DeviceError(self.device, f"the device's SSH server did not answer the request to {what} within "
+                                           f"{self.profile.connect_timeout_s:g} s",
+                              hint="the SSH server of the device is stuck or overloaded: check the device (log in "
+                                   "by hand), or raise connect_timeout_s")
 
     def _expand_workdir(self, workdir: str) -> str:
         home = self._sftp.normalize(".")  # OpenSSH's sftp-server starts in the user's home
@@ -254,7 +302,7 @@ class SSHTransport(Transport):
             chan = self._conn.transport.open_session(timeout=self.profile.connect_timeout_s)
             try:
                 chan.settimeout(timeout_s)
-                chan.exec_command(cmd)
+                self._request(chan, f"run {argv[0]}", lambda: chan.exec_command(cmd))
                 out, err, deadline = bytearray(), bytearray(), time.monotonic() + timeout_s
                 started = False  # the tag was seen: what follows is the command's own output
                 while not (chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready()):
@@ -335,18 +383,21 @@ class SSHTransport(Transport):
             raise DeviceError(self.device, f"{remote} does not exist on the device", hint="check the path")
         if max_bytes is not None:
             with self._guard(f"reading the size of {remote}"):
-                if (self._sftp.stat(remote).st_size or 0) > max_bytes:
-                    raise transport.file_too_large(self.device, remote, max_bytes)
-
-        def stop_when_over(done: int, total: int) -> None:  # the file may grow while it is copied
-            if max_bytes is not None and done > max_bytes:
+                size = self._sftp.stat(remote).st_size or 0
+            if size > max_bytes:
                 raise transport.file_too_large(self.device, remote, max_bytes)
-
         local.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{local.name}.", suffix=".part", dir=local.parent)
         try:
-            with os.fdopen(fd, "wb") as fh, self._guard(f"downloading {remote}"):
-                self._sftp.getfo(remote, fh, callback=stop_when_over)
+            with os.fdopen(fd, "wb") as fh, self._guard(f"downloading {remote}"), self._sftp.open(remote, "rb") as fr:
+                if max_bytes is not None:  # read ahead only the size checked (getfo asks again and trusts the answer)
+                    fr.prefetch(size)
+                done = 0
+                for chunk in iter(lambda: fr.read(1 << 20), b""):
+                    done += len(chunk)
+                    if max_bytes is not None and done > max_bytes:  # the file may grow while it is copied
+                        raise transport.file_too_large(self.device, remote, max_bytes)
+                    fh.write(chunk)
                 fh.flush()
                 os.fsync(fh.fileno())
             got = sha256_file(tmp)
@@ -372,7 +423,7 @@ class SSHTransport(Transport):
         cmd = f"printf '\\nedgenas-pid-{nonce} %s\\n' $$ && exec " + " ".join(shlex.quote(a) for a in argv)
         with self._guard("starting the agent"):
             chan = self._conn.transport.open_session(timeout=self.profile.connect_timeout_s)
-            chan.exec_command(cmd)
+            self._request(chan, "start the agent", lambda: chan.exec_command(cmd))
         channel = SSHAgentChannel(chan, self.device, self._conn)
         self._channels.append(channel)
         pid_line, got, pid = re.compile(_PID_LINE.format(nonce=nonce)), None, None

@@ -3,7 +3,7 @@
 A transport knows one device. It installs the agent zipapp in the device's work dir when the device
 lacks that version (the zipapp's SHA-256 is its version), starts ``PYTHON agent.pyz serve --workdir W``
 and hands back an ``AgentChannel``: the agent's stdin/stdout as JSON lines (stderr drained in the
-background so large outputs never deadlock). Files move with ``put_file``/``get_file``, always checked
+background so large outputs never deadlock; stdout lines held in a bounded ``LineQueue``, so a flood waits). Files move with ``put_file``/``get_file``, always checked
 by SHA-256. ``LocalTransport`` (a subprocess, for the embedded ``local`` device) and ``SSHTransport``
 (paramiko, strict host keys) implement it; ``AgentClient`` (``edgenas.devices.rpc``) speaks the protocol
 over any channel.
@@ -11,6 +11,8 @@ over any channel.
 
 from __future__ import annotations
 
+import collections
+import threading
 from abc import ABC, abstractmethod
 from pathlib import Path
 
@@ -20,6 +22,11 @@ from edgenas.limits import MAX_JSON_BYTES, limit_text
 #: the longest line an agent may send (every answer is one line): longer is a broken or hostile agent,
 #: and reading on would only fill the host's memory; ``EDGENAS_MAX_INPUT_MB`` raises it
 MAX_LINE_BYTES = MAX_JSON_BYTES
+#: the most lines of an agent held on the host before they are read (the progress of a call, or a flood from a broken
+#: or hostile agent): with as many waiting, a channel stops reading its agent's output, and the agent waits in turn
+MAX_QUEUED_LINES = 4096
+#: the same for bytes (a longer line still passes alone, up to ``MAX_LINE_BYTES``)
+MAX_QUEUED_BYTES = 8 << 20
 
 
 def file_too_large(device: str, remote: str, max_bytes: int) -> DeviceError:
@@ -34,6 +41,54 @@ def line_too_long(device: str) -> DeviceError:
     return DeviceError(device, f"the agent sent a line of more than {limit_text(MAX_LINE_BYTES, before_limit=False)}, "
                                "the limit for one answer; the connection is closed",
                        hint="reinstall the agent; if its answers are really this large, raise EDGENAS_MAX_INPUT_MB")
+
+
+class LineQueue:
+    """The lines a channel's reader thread received and ``recv_line`` has not taken yet, at most
+    ``MAX_QUEUED_LINES`` and ``MAX_QUEUED_BYTES``: ``put`` waits for room (so the reader stops reading and
+    the agent's pipe or SSH window fills up) until ``close``, after which nothing more is kept."""
+
+    def __init__(self) -> None:
+        self.max_lines, self.max_bytes = MAX_QUEUED_LINES, MAX_QUEUED_BYTES
+        self._items: collections.deque[tuple[object, int]] = collections.deque()
+        self._bytes = 0
+        self._closed = False
+        self._cond = threading.Condition()
+
+    def put(self, item: object, size: int = 0) -> bool:
+        """Queue ``item`` of ``size`` bytes once there is room; False (nothing kept) once closed."""
+        with self._cond:
+            while not self._closed and self._items and (len(self._items) >= self.max_lines
+                                                        or self._bytes + size > self.max_bytes):
+                self._cond.wait()
+            if self._closed:
+                return False
+            self._items.append((item, size))
+            self._bytes += size
+            self._cond.notify_all()
+            return True
+
+    def get(self, timeout_s: float) -> object | None:
+        """The oldest item, waiting up to ``timeout_s`` for one; ``None`` if none came."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._items, max(timeout_s, 0.0)):
+                return None
+            item, size = self._items.popleft()
+            self._bytes -= size
+            self._cond.notify_all()
+            return item
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._items)
+
+    def close(self) -> None:
+        """Drop what is queued and end every wait of ``put``; idempotent."""
+        with self._cond:
+            self._closed = True
+            self._items.clear()
+            self._bytes = 0
+            self._cond.notify_all()
 
 
 class AgentChannel(ABC):

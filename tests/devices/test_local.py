@@ -520,3 +520,100 @@ def test_a_transport_makes_its_work_dir_and_its_parents_and_opens_again_on_it(tm
     for _ in range(2):
         with LocalTransport(project, device="d1") as t:
             assert t.workdir == project.local_workdir_of("d1") and t.workdir.is_dir()
+
+
+def test_an_agent_that_floods_its_output_while_no_call_reads_waits_for_the_host(project, tmp_path, monkeypatch):
+    """Lines nobody reads yet are held up to ``MAX_QUEUED_LINES``, then the agent waits for its pipe: unbounded,
+    the host grew by hundreds of MB a second while busy elsewhere between two calls. Closing still ends the agent
+    and both readers (one waiting for room in the queue)."""
+    from tests.fleet.hostile import FLOOD, hostile_agent
+    from tests.procs import rss_mb
+
+    with LocalTransport(project) as t:
+        ch = t.start_agent(*hostile_agent(tmp_path, FLOOD))
+        assert '"hello"' in ch.recv_line(30)
+        before = rss_mb()
+        time.sleep(2)
+        assert rss_mb() - before < 64
+        t0 = time.monotonic()
+        ch.close()
+        for thread in ch._threads:
+            thread.join(5)
+        assert time.monotonic() - t0 < 8 and not ch.alive() and not any(x.is_alive() for x in ch._threads)
+
+
+def test_a_call_that_times_out_while_its_agent_floods_is_one_error_and_no_reader_dies(project, tmp_path, monkeypatch):
+    """Closing the channel after the timeout closed the agent's stdout while its reader was inside readline: the
+    reader died with "ValueError: PyMemoryView_FromBuffer()", a stray line after the error (in some runs)."""
+    import dataclasses
+    import threading
+
+    from edgenas.devices.profiles import LOCAL_PROFILE
+    from tests.fleet.hostile import FLOOD, hostile_agent, use_agent
+
+    died: list[str] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: died.append(f"{args.exc_type.__name__}: "
+                                                                          f"{args.exc_value}"))
+    use_agent(monkeypatch, hostile_agent(tmp_path, FLOOD))
+    with open_session(project, dataclasses.replace(LOCAL_PROFILE, call_timeout_s=5.0)) as s:
+        with pytest.raises(DeviceError, match="call 'ping' .id 1.: timed out after 1 s"):
+            s.call("ping", timeout_s=1)
+        ch = s.client.channel
+    for thread in ch._threads:
+        thread.join(5)
+    assert not ch.alive() and not any(x.is_alive() for x in ch._threads) and died == []
+
+
+def test_many_progress_lines_of_one_call_all_arrive_also_while_the_host_is_slow_to_take_them(project, tmp_path,
+                                                                                            monkeypatch):
+    """The bounded queue makes the agent wait, never drops a line: three queues full of progress, the first one
+    taken only after a second."""
+    from edgenas.devices import transport
+    from tests.fleet.hostile import hostile_agent, use_agent
+
+    n = 3 * transport.MAX_QUEUED_LINES
+    use_agent(monkeypatch, hostile_agent(tmp_path, f"M['ping'] = lambda w, p, pr: [pr({{'i': i}}) for i in "
+                                                   f"range({n})] and {{'pong': True}}\n"))
+    seen: list[int] = []
+
+    def slow_at_first(progress: dict) -> None:
+        if not seen:
+            time.sleep(1)
+        seen.append(progress["i"])
+
+    with open_session(project, "local") as s:
+        assert s.call("ping", timeout_s=30, on_progress=slow_at_first) == {"pong": True}
+    assert seen == list(range(n))
+
+
+def test_closing_an_agent_whose_child_still_holds_its_pipes_ends_both_at_once(project, tmp_path, monkeypatch):
+    """A process the agent started (a runtime's worker) kept its output pipes open: closing waited for it to end
+    (a minute here), blocked in closing a pipe whose reader was inside readline. The agent's process group goes."""
+    from tests.fleet.hostile import hostile_agent, use_agent
+    from tests.procs import running
+
+    child_pid = tmp_path / "child.pid"
+    use_agent(monkeypatch, hostile_agent(tmp_path, (
+        "import os, time\n"
+        "real_hello = server.Server.hello\n"
+        "def hello(self):\n"
+        "    real_hello(self)\n"
+        "    if os.fork() == 0:\n"
+        f"        open({str(child_pid)!r}, 'w').write(str(os.getpid()))\n"
+        "        time.sleep(60)\n"
+        "        os._exit(0)\n"
+        "server.Server.hello = hello\n")))
+    with open_session(project, "local") as s:
+        assert s.client.ping()
+        deadline = time.monotonic() + 10
+        while not child_pid.exists() or not child_pid.read_text():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        pid = int(child_pid.read_text())
+        assert running(pid)
+        t0 = time.monotonic()
+    assert time.monotonic() - t0 < 8
+    deadline = time.monotonic() + 5  # its pipes close as it exits, a moment before it is gone
+    while running(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not running(pid)

@@ -28,7 +28,7 @@ from edgenas.devices.session import open_session, open_transport
 from edgenas.devices.ssh import SSHTransport
 from edgenas.devices.trust import fetch_host_key
 from edgenas.project import Project
-from tests.procs import running
+from tests.procs import descendants, rss_mb, running
 
 pytestmark = pytest.mark.ssh
 
@@ -1071,3 +1071,166 @@ def test_a_shell_that_never_prints_the_pid_line_is_a_clear_device_error_and_a_ba
             t.start_agent(*agent_pyz)
         assert time.monotonic() - t0 < 10.0  # the connect timeout (2 s) and the hash call, not for ever
         assert "POSIX shell" in exc.value.hint and all(not c.alive() for c in t._channels)
+
+
+# -- a device that stalls, floods or lies: bounded in time and memory -------------------------------
+
+def _within(seconds: float, fn):
+    """``fn()``, run in a thread: its result or its error, or a test failure once it takes longer than ``seconds``
+    (it waited for ever before; the thread is left to end when the server goes)."""
+    box: dict = {}
+
+    def run() -> None:
+        try:
+            box["result"] = fn()
+        except BaseException as exc:  # handed to the test
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still waiting after {seconds} s"
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
+@pytest.mark.parametrize("script, needle, hint", [
+    ("cat >/dev/null", "timed out while opening SFTP", "raise call_timeout_s"),  # reads, never says its version
+    ("echo 'Welcome to the board'\nexec PYTHON SERVER",
+     "opening SFTP failed: the device's SFTP server sent something other than SFTP .Garbage packet received.",
+     "prints text also in non-interactive sessions")], ids=["silent", "after-a-greeting"])
+def test_an_sftp_server_that_never_starts_or_comes_after_a_greeting_is_one_device_error_in_time(
+        sshd, project, tmp_path, script, needle, hint):
+    """paramiko's ``open_sftp`` waited for the server's version with no time limit (the channel's timeout was set
+    after it returned); and text a shell's start-up file prints (an echo in ~/.bashrc, run by the shell that starts
+    the subsystem) made paramiko raise ``SFTPError``, no ``OSError``: an internal error (exit 70)."""
+    server = tmp_path / "sftp_server.py"
+    server.write_text(_SFTP_SERVER.replace("ANSWER", "pass"))
+    subsystem = tmp_path / "sftp-subsystem"
+    subsystem.write_text("#!/bin/sh\n" + script.replace("PYTHON", sys.executable).replace("SERVER", str(server)) + "\n")
+    subsystem.chmod(0o755)
+    sshd.trust(project)
+    _reconfigure(sshd, "internal-sftp", str(subsystem))
+    before, t0 = _transports(), time.monotonic()
+    with pytest.raises(DeviceError, match=needle) as exc:
+        _within(20, lambda: SSHTransport(sshd.profile(connect_timeout_s=2.0, call_timeout_s=2.0), project))
+    assert time.monotonic() - t0 < 10 and exc.value.device == "dev" and hint in exc.value.hint
+    assert _transports(before) == before
+
+
+def test_a_device_that_never_answers_the_request_to_run_a_command_is_one_device_error_in_time(sshd, project,
+                                                                                              tmp_path, monkeypatch):
+    """paramiko waits for the answer to an exec request with no time limit: one stuck device held a whole
+    ``fleet refresh``. Here the device's sshd stops (SIGSTOP) once a channel is open, before it answers."""
+    from edgenas.io import sha256_file
+
+    sshd.trust(project)
+    app = _zipapp(tmp_path / "app.pyz", "")
+    with SSHTransport(sshd.profile(connect_timeout_s=2.0, call_timeout_s=5.0), project) as t:
+        real_open, stopped = t._conn.transport.open_session, []
+
+        def open_then_stop(**kwargs):
+            chan = real_open(**kwargs)
+            stopped.extend(descendants(sshd.proc.pid))
+            for pid in stopped:
+                os.kill(pid, signal.SIGSTOP)
+            return chan
+
+        monkeypatch.setattr(t._conn.transport, "open_session", open_then_stop)
+        try:
+            for what, action in ((f"run {sys.executable}", lambda: t.run([sys.executable, "-c", "pass"])),
+                                 ("start the agent", lambda: t.start_agent(app, "app"))):
+                t0 = time.monotonic()
+                with pytest.raises(DeviceError, match=f"SSH server did not answer the request to {re.escape(what)} "
+                                                      "within 2 s") as exc:
+                    _within(15, action)
+                assert time.monotonic() - t0 < 6 and exc.value.device == "dev"
+                assert "raise connect_timeout_s" in exc.value.hint
+                for pid in stopped:
+                    os.kill(pid, signal.SIGCONT)
+                stopped.clear()
+                monkeypatch.setattr(t, "remote_sha256", lambda paths: {p: sha256_file(app) for p in paths})
+        finally:
+            for pid in stopped:
+                os.kill(pid, signal.SIGCONT)
+
+
+_LYING_SFTP_SERVER = r"""
+import os, struct, sys
+inp, out = sys.stdin.buffer, sys.stdout.buffer
+def packet():
+    size = inp.read(4)
+    if len(size) < 4:
+        sys.exit(0)
+    return inp.read(struct.unpack(">I", size)[0])
+def send(kind, body):
+    out.write(struct.pack(">IB", len(body) + 1, kind) + body)
+    out.flush()
+def string(data):
+    return struct.pack(">I", len(data)) + data
+def status(request_id, code):
+    send(101, request_id + struct.pack(">I", code) + string(b"") + string(b""))
+packet()
+send(2, struct.pack(">I", 3))
+stats, files = 0, {}
+while True:
+    msg = packet()
+    kind, request_id, body = msg[0], msg[1:5], msg[5:]
+    name = body[4:4 + struct.unpack(">I", body[:4])[0]]  # the path, or the handle
+    if kind == 16:  # REALPATH
+        send(104, request_id + struct.pack(">I", 1) + string(b"/") + string(b"/") + struct.pack(">I", 0))
+    elif kind in (7, 8, 17):  # LSTAT, FSTAT, STAT: the true size once, then CLAIM (the file 'grew' in between)
+        stats += 1
+        size = os.path.getsize(name) if stats == 1 else CLAIM
+        send(105, request_id + struct.pack(">IQ", 1, size))
+    elif kind == 3:  # OPEN
+        files[b"h"] = open(name, "rb")
+        send(102, request_id + string(b"h"))
+    elif kind == 5:  # READ handle offset length: each offset asked for is logged
+        offset, length = struct.unpack(">QI", body[4 + len(name):16 + len(name)])
+        with open(LOG, "a") as f:
+            f.write(f"{offset}\n")
+        files[name].seek(offset)
+        data = files[name].read(length)
+        send(103, request_id + string(data)) if data else status(request_id, 1)  # EOF
+    else:  # CLOSE, and what this test does not need
+        status(request_id, 0 if kind == 4 else 8)
+"""
+
+
+def test_a_download_reads_ahead_no_further_than_the_size_checked(sshd, project, tmp_path):
+    """``getfo`` asked the file's size again and read ahead all of what the device claimed then: a device that
+    said 1 TiB the second time took the host to 3.9 GB of memory. Here it says 256 MiB; the limit is 200 kB."""
+    log = tmp_path / "furthest-read"
+    server = tmp_path / "lying_sftp_server.py"
+    server.write_text(_LYING_SFTP_SERVER.replace("CLAIM", str(1 << 28)).replace("LOG", repr(str(log))))
+    sshd.trust(project)
+    _reconfigure(sshd, "internal-sftp", f"{sys.executable} {server}")
+    device = sshd.profile(connect_timeout_s=5.0, call_timeout_s=10.0)
+    content = os.urandom(100_000)
+    (Path(device.workdir) / "luts").mkdir(parents=True)
+    (Path(device.workdir) / "luts" / "t.json").write_bytes(content)
+    with SSHTransport(device, project) as t:
+        got = _within(30, lambda: t.get_file("luts/t.json", tmp_path / "t.json", max_bytes=200_000))
+    assert got == hashlib.sha256(content).hexdigest() and (tmp_path / "t.json").read_bytes() == content
+    assert max(int(offset) for offset in log.read_text().split("\n")[:-1]) <= len(content)  # whole lines only
+
+
+def test_an_agent_that_floods_its_output_over_ssh_waits_for_the_host(device, project, tmp_path):
+    """Lines nobody reads yet are held up to ``MAX_QUEUED_LINES``; then the reader stops and the SSH window fills
+    up, and the agent waits. Unbounded, the host grew by hundreds of MB a second. Closing ends both readers."""
+    from tests.fleet.hostile import FLOOD, hostile_agent
+
+    with SSHTransport(device, project) as t:
+        channel = t.start_agent(*hostile_agent(tmp_path, FLOOD))
+        assert '"hello"' in channel.recv_line(30)
+        before = rss_mb()
+        time.sleep(2)
+        assert rss_mb() - before < 64
+        t0 = time.monotonic()
+        channel.close()
+        for thread in channel._threads:
+            thread.join(5)
+        assert time.monotonic() - t0 < 8 and not channel.alive()
+        assert not any(thread.is_alive() for thread in channel._threads)

@@ -58,3 +58,21 @@ def answering(method: str, *changes: str) -> str:
             + "".join(f"    {c}\n" for c in changes)
             + "    return r\n"
             f"M[{method!r}] = {fn}\n")
+
+
+#: An agent patch: after its hello a thread writes short lines to the agent's output as fast as it can, for ever
+#: (a debug print in a loop of a broken agent, or a hostile one), and ``ping`` never answers.
+FLOOD = (
+    "import os, threading, time\n"
+    "real_hello = server.Server.hello\n"
+    "def hello(self):\n"
+    "    real_hello(self)\n"
+    "    fd = self._out.fileno()\n"
+    "    def flood():\n"
+    "        chunk = b'xx\\n' * 100000\n"
+    "        while True:\n"
+    "            os.write(fd, chunk)\n"
+    "    threading.Thread(target=flood, daemon=True).start()\n"
+    "server.Server.hello = hello\n"
+    "M['ping'] = lambda w, p, pr: time.sleep(3600)\n"
+)
