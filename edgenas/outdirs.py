@@ -4,7 +4,7 @@
 write. ``new_out_dir`` creates the folder (and missing parents) and, if the block fails, removes the
 folders it created as long as they are empty again, so a failed command leaves nothing behind.
 ``disk_error`` turns an ``OSError`` from writing (disk full, file too large, read-only, permission)
-into one clear ``OutputError``.
+into one clear ``OutputError``; ``escaped_error`` says what an ``OSError`` no caller translated was.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from edgenas.errors import OutputError
+from edgenas.errors import EdgenasError, InputError, OutputError
 
 #: the process (or the system) has no file descriptor left: ``ulimit -n``, not the input nor a bug
 FD_ERRNOS = {errno.EMFILE, errno.ENFILE}
@@ -68,17 +68,20 @@ def check_out_dir(path: str | os.PathLike, flag: str = "--out") -> Path:
 
     p = Path(path)
     check_utf8_path(p, flag)
-    if p.exists() and not p.is_dir():
-        raise OutputError(f"{flag} {p} is an existing file, not a folder", hint="choose a folder path")
-    a = p
-    while not a.exists() and a != a.parent:
-        if a.is_symlink():  # to nothing, or a loop: absent to exists(), mkdir would say a bare "File exists"
-            what = f"{flag} {a}" if a == p else f"{flag} {p}: {a}"
-            raise OutputError(f"{what} is a symbolic link to a missing target or a link loop",
-                              hint="remove or fix the link, or choose another folder")
-        a = a.parent
-    if not a.is_dir():
-        raise OutputError(f"{flag} {p} lies under {a}, which is a file", hint="choose a folder path")
+    try:  # a lookup that fails (a name too long) is this output's: said here, not taken for an input's
+        if p.exists() and not p.is_dir():
+            raise OutputError(f"{flag} {p} is an existing file, not a folder", hint="choose a folder path")
+        a = p
+        while not a.exists() and a != a.parent:
+            if a.is_symlink():  # to nothing, or a loop: absent to exists(), mkdir would say a bare "File exists"
+                what = f"{flag} {a}" if a == p else f"{flag} {p}: {a}"
+                raise OutputError(f"{what} is a symbolic link to a missing target or a link loop",
+                                  hint="remove or fix the link, or choose another folder")
+            a = a.parent
+        if not a.is_dir():
+            raise OutputError(f"{flag} {p} lies under {a}, which is a file", hint="choose a folder path")
+    except OSError as exc:
+        raise disk_error(exc, f"{flag} folder {p}") from None
     if not os.access(a, os.W_OK | os.X_OK):
         raise OutputError(f"{flag} {p}: folder {a} is not writable", hint="choose a folder you can write to")
     return p
@@ -89,10 +92,13 @@ def check_out_file(path: str | os.PathLike, flag: str = "--out") -> Path:
     unwritable folder (``mkdir`` said only "File exists" of a --out under a file)."""
     p = Path(path)
     a = p.parent
-    while not a.exists() and not a.is_symlink() and a != a.parent:
-        a = a.parent
-    if a.exists() and not a.is_dir():
-        raise OutputError(f"{flag} {p} lies under {a}, which is a file", hint="choose a path in a folder")
+    try:
+        while not a.exists() and not a.is_symlink() and a != a.parent:
+            a = a.parent
+        if a.exists() and not a.is_dir():
+            raise OutputError(f"{flag} {p} lies under {a}, which is a file", hint="choose a path in a folder")
+    except OSError as exc:
+        raise disk_error(exc, f"{flag} {p}") from None
     check_out_dir(p.parent, flag)
     return p
 
@@ -119,6 +125,21 @@ def disk_error(exc: OSError, what: str, hint: str | None = None, *, then: str | 
     named = exc.filename and not isinstance(exc.filename, int)  # an int is a file descriptor, no name
     return OutputError(f"cannot write {what}: {reason}" + (f" ({exc.filename})" if named else ""),
                        hint=hint or f"{_remedy(exc)}, then {then or 'run it again'}")
+
+
+def escaped_error(exc: OSError) -> EdgenasError:
+    """The user error for an ``OSError`` of ``DISK_ERRNOS`` that no caller translated (``cli.main``). A name
+    longer than the file system allows (ENAMETOOLONG) is an input's: outputs are looked at before anything is
+    written (``check_out_dir``, ``check_out_file``), which say so themselves, so the lookup that escaped was of
+    a path given to be read (``measure local`` of a 256-character name said "cannot write", exit 6). Else the
+    disk's or the environment's."""
+    if exc.errno in FD_ERRNOS:
+        return fd_error(exc)
+    named = exc.filename and not isinstance(exc.filename, int)
+    if exc.errno == errno.ENAMETOOLONG and named:
+        return InputError(f"cannot read {exc.filename}: {exc.strerror or 'File name too long'}",
+                          hint="check the path: it, or a name in it, is longer than the file system allows")
+    return disk_error(exc, exc.filename or "a file")
 
 
 @contextmanager
@@ -157,5 +178,7 @@ def _remove_empty(created: list[Path]) -> None:
             d.rmdir()
         except FileNotFoundError:  # never made: the mkdir of it or of a folder above it failed
             continue
-        except OSError:
+        except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:  # never made either (--out x/NAME: x was left behind)
+                continue
             return

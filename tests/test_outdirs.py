@@ -10,8 +10,8 @@ import pytest
 
 from edgenas import outdirs
 from edgenas.errors import InputError, OutputError
-from edgenas.outdirs import (check_out_dir, check_out_file, disk_error, fd_error, fds_exhausted, new_out_dir,
-                             out_of_fds)
+from edgenas.outdirs import (check_out_dir, check_out_file, disk_error, escaped_error, fd_error, fds_exhausted,
+                             new_out_dir, out_of_fds)
 
 
 def test_an_out_folder_that_is_a_file_lies_under_one_or_under_a_dangling_link_is_refused(tmp_path):
@@ -104,6 +104,30 @@ def test_a_folder_that_cannot_be_made_is_one_output_error_and_nothing_stays(tmp_
         with new_out_dir(tmp_path / "a" / "b" / "c"):
             pass
     assert exc.value.hint == "free some space, then run it again" and os.listdir(tmp_path) == []
+
+
+def test_an_out_path_with_a_name_too_long_is_an_output_error_and_leaves_no_folder(tmp_path):
+    """Said by the checks of outputs themselves (``escaped_error`` calls an escaped ENAMETOOLONG an input's)."""
+    long = "x" * 256
+    with pytest.raises(OutputError, match=f"^cannot write --res folder {tmp_path}/{long}: File name too long"):
+        check_out_dir(tmp_path / long, "--res")
+    with pytest.raises(OutputError, match=f"^cannot write --out {tmp_path}/{long}/r.html: File name too long"):
+        check_out_file(tmp_path / long / "r.html")
+    with pytest.raises(OutputError, match=f"^cannot write --out folder {tmp_path}/a/{long}: File name too long"):
+        with new_out_dir(tmp_path / "a" / long):
+            pass
+    assert os.listdir(tmp_path) == []  # `a`, made before the name too long failed, was left behind
+
+
+def test_an_os_error_no_caller_translated_is_an_inputs_only_for_a_name_too_long():
+    long = escaped_error(OSError(errno.ENAMETOOLONG, "File name too long", "/x/aaa"))
+    assert isinstance(long, InputError) and long.exit_code == 2
+    assert long.message == "cannot read /x/aaa: File name too long" and "longer than the file system" in long.hint
+    full = escaped_error(OSError(errno.ENOSPC, "No space left on device", "/x/r.json"))
+    assert isinstance(full, OutputError) and full.message.startswith("cannot write /x/r.json: the disk is full")
+    assert isinstance(escaped_error(OSError(errno.EACCES, "Permission denied", "/x")), OutputError)
+    assert escaped_error(OSError(errno.EMFILE, "Too many open files")).hint == outdirs.FD_HINT
+    assert isinstance(escaped_error(OSError(errno.ENAMETOOLONG, "File name too long")), OutputError)  # no name
 
 
 @pytest.mark.parametrize("code, remedy", [

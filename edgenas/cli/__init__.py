@@ -116,11 +116,11 @@ def main(argv: list[str] | None = None) -> None:
                   f" (see: edgenas {esc(sub + ' ' if sub else '')}--help)")
         sys.exit(exc.exit_code)
     except OSError as exc:  # the disk or the file system, not a bug: one line (issue 10)
-        from edgenas.outdirs import DISK_ERRNOS, FD_ERRNOS, disk_error, fd_error
+        from edgenas.outdirs import DISK_ERRNOS, escaped_error
 
         if exc.errno not in DISK_ERRNOS or env_flag("EDGENAS_DEBUG"):
             _internal(err, exc)
-        e = fd_error(exc) if exc.errno in FD_ERRNOS else disk_error(exc, exc.filename or "a file")
+        e = escaped_error(exc)  # a name too long is an input's (exit 2), else the disk's
         err.print(f"[bold red]error:[/bold red] [red]{_line(e)}[/red]")
         sys.exit(e.exit_code)
     except KeyboardInterrupt:

@@ -117,12 +117,17 @@ def write_html(text: str, out: str | os.PathLike, *, force: bool = False) -> Pat
 def check_html_out(out: str | os.PathLike, *, force: bool = False) -> Path:
     """Refuse an ``out`` that ``write_html`` would refuse (a folder, another file without ``force``, a path it
     cannot write): ``report`` checks it before it reads the runs and builds the page, which takes seconds."""
+    from edgenas.outdirs import check_out_file, disk_error
+
     out = Path(out)
-    if out.exists() and out.is_dir():
-        raise OutputError(f"{out} is a folder", hint="give a file name, e.g. --out report.html")
-    if (out.exists() or out.is_symlink()) and not force and not _is_report(out):
-        raise OutputError(f"{out} exists and is not an edgenas report", hint="choose another --out, or add --force")
-    from edgenas.outdirs import check_out_file
+    try:  # a lookup that fails (a name too long) is this output's, not an input's
+        if out.exists() and out.is_dir():
+            raise OutputError(f"{out} is a folder", hint="give a file name, e.g. --out report.html")
+        if (out.exists() or out.is_symlink()) and not force and not _is_report(out):
+            raise OutputError(f"{out} exists and is not an edgenas report",
+                              hint="choose another --out, or add --force")
+    except OSError as exc:
+        raise disk_error(exc, f"the report {out}", hint="choose a --out path in a folder you can write to") from None
 
     check_out_file(out)
     return out

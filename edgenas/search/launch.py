@@ -296,12 +296,13 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
 
     out_dir = Path(out_dir)
     req_path = out_dir / "request.json"
+    if resume:
+        _check_resume_folder(out_dir)
     check_out_dir(out_dir, "--resume" if resume else "--out")
     _check_no_links(out_dir)
     if resume:
         if not req_path.exists():
-            raise InputError(f"{out_dir} holds no search to resume (no request.json)",
-                             hint="check the folder, or start a new search with --out")
+            raise _nothing_to_resume(out_dir)
         req = SearchRequest.from_json(read_json(req_path, "search request"), str(req_path))
     elif req is None:
         raise InputError("nothing to search: give --space (or --resume RUN_DIR)")
@@ -515,6 +516,26 @@ def changed_tables_notes(path: Path, now: dict[str, str | None]) -> list[str]:
 RUN_FOLDER_NAMES = ("config.json", "request.json", "evaluations.jsonl", "checkpoint.json", "best.json",
                     "pareto.json", "warm_start.json", TABLES_FILE, "history.json", "checkpoint.safetensors",
                     "report.html", "llm")
+
+
+def _check_resume_folder(folder: Path) -> None:
+    """``--resume`` names a run folder to read before anything is written there: a file, a missing folder or a
+    path that cannot be looked at (a name too long) is bad input, exit 2 (``check_out_dir`` called a file an
+    output's problem, exit 6)."""
+    try:
+        is_dir, exists = folder.is_dir(), folder.exists()
+    except OSError as exc:
+        raise InputError(f"cannot read --resume {folder}: {exc.strerror or exc}", hint="check the path") from None
+    if exists and not is_dir:
+        raise InputError(f"--resume {folder} is a file, not a run folder",
+                         hint="give the run's folder (the search's --out), which holds request.json")
+    if not is_dir:
+        raise _nothing_to_resume(folder)
+
+
+def _nothing_to_resume(folder: Path) -> InputError:
+    return InputError(f"{folder} holds no search to resume (no request.json)",
+                      hint="check the folder, or start a new search with --out")
 
 
 def _check_no_links(folder: Path) -> None:

@@ -179,6 +179,9 @@ def train_supernet(cfg: TrainConfig, *, resume: bool = False, progress: Progress
     rng = np.random.default_rng(cfg.seed)
     history: list[dict[str, float]] = []
     step = 0
+    from edgenas.outdirs import DISK_ERRNOS, check_out_dir, disk_error
+
+    check_out_dir(out)  # before its files are looked for: a name too long is said of --out, not as an input's
     if (out / ckpt.META).exists() and not resume:
         raise InputError(f"a supernet checkpoint already exists in {out}",
                          hint="--resume continues its training; or choose another --out folder")
@@ -216,9 +219,6 @@ def train_supernet(cfg: TrainConfig, *, resume: bool = False, progress: Progress
             net = MBV3Supernet(config)
         opt = _optimizer(net, cfg)
 
-    from edgenas.outdirs import DISK_ERRNOS, check_out_dir, disk_error
-
-    check_out_dir(out)
     try:  # now, not at the first checkpoint (100 steps in by default)
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -273,6 +273,40 @@ def test_bad_input_on_a_fresh_project_creates_nothing(fresh, cli, args, fragment
     assert sorted(p.relative_to(fresh) for p in fresh.rglob("*")) == []
 
 
+@pytest.mark.parametrize("args", [
+    ("measure", "local", "{long}.onnx"), ("runs", "import", "{long}"), ("report", "{long}"),
+    ("supernet", "eval", "{arch}", "--checkpoint", "{long}"), ("fleet", "status", "--inventory", "{long}"),
+    ("search", "--resume", "{long}"), ("lut", "import-ofa", "{long}"),
+])
+def test_an_input_path_with_a_name_too_long_is_bad_input_not_an_output_error(fresh, cli, tmp_path, args):
+    """ENAMETOOLONG of a path given to be read: "cannot read", exit 2 (it was "cannot write ...", exit 6)."""
+    long, arch = tmp_path / ("x" * 256), good_arch(tmp_path)
+    res = cli(*(a.format(long=long, arch=arch) for a in args))
+    one_line_error(res, "error: cannot read ", str(long), "File name too long")
+    assert res.code == 2 and "cannot write" not in res.err
+    assert sorted(p.relative_to(fresh) for p in fresh.rglob("*")) == []
+
+
+def test_an_out_path_with_a_name_too_long_stays_an_output_error_and_leaves_nothing(fresh, cli, tmp_path):
+    arch = good_arch(tmp_path)
+    for out in (fresh / ("x" * 256), fresh / "new" / ("x" * 256)):  # `new` was made and left behind
+        res = cli("export", str(arch), "--out", str(out))
+        one_line_error(res, f"cannot write --out folder {out}: File name too long")
+        assert res.code == 6
+    assert sorted(p.relative_to(fresh) for p in fresh.rglob("*")) == []
+
+
+def test_resuming_a_file_is_bad_input(fresh, cli, tmp_path):
+    best = tmp_path / "best.json"
+    best.write_text("{}")
+    res = cli("search", "--resume", str(best))  # it was check_out_dir's "is an existing file", exit 6
+    one_line_error(res, f"--resume {best} is a file, not a run folder")
+    res2 = cli("search", "--resume", str(best / "run"))  # "lies under a file", exit 6
+    one_line_error(res2, f"{best / 'run'} holds no search to resume")
+    assert (res.code, res2.code) == (2, 2) and best.read_text() == "{}"
+    assert sorted(p.relative_to(fresh) for p in fresh.rglob("*")) == []
+
+
 def test_reading_runs_of_a_fresh_project_lists_none_and_creates_nothing(tmp_path, monkeypatch, cli):
     monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
     monkeypatch.delenv("EDGENAS_DB", raising=False)

@@ -90,14 +90,19 @@ def test_a_resume_warns_of_each_table_that_changed_and_of_a_record_it_cannot_rea
 def test_an_out_that_is_a_file_or_under_one_is_refused_before_anything_is_written(tmp_path):
     from pathlib import Path
 
-    from edgenas.errors import OutputError
+    from edgenas.errors import InputError, OutputError
     from edgenas.project import Project
     from edgenas.search.launch import SearchRequest, launch_search
 
     hw = Path(__file__).resolve().parents[2].parent / "shared/data/nb201/nb201_hw.csv"
     (tmp_path / "f").write_text("mine\n")
-    with pytest.raises(OutputError, match=f"--resume {tmp_path / 'f'} is an existing file, not a folder"):
+    # the folder to resume is read first: a file there is bad input (exit 2), not an output's problem (6)
+    with pytest.raises(InputError, match=f"--resume {tmp_path / 'f'} is a file, not a run folder"):
         launch_search(Project(tmp_path), None, tmp_path / "f", resume=True)
+    with pytest.raises(InputError, match=f"{tmp_path / 'f' / 'run'} holds no search to resume"):
+        launch_search(Project(tmp_path), None, tmp_path / "f" / "run", resume=True)
+    with pytest.raises(InputError, match=f"cannot read --resume {tmp_path / ('r' * 256)}: File name too long"):
+        launch_search(Project(tmp_path), None, tmp_path / ("r" * 256), resume=True)
     req = SearchRequest(space="nb201", table=str(hw), latency_column="raspi4_ms", strategy="random", budget=3)
     under = f"--out {tmp_path / 'f' / 'run'} lies under {tmp_path / 'f'}, which is a file"
     with pytest.raises(OutputError, match=under):
