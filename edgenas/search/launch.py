@@ -8,6 +8,7 @@ their latency budgets (LUT-based), or a benchmark table with a latency column. I
 from __future__ import annotations
 
 import dataclasses
+import errno
 import shlex
 import time
 from dataclasses import dataclass, field
@@ -351,7 +352,7 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
         from edgenas.store.db import check_writable, database_exists, resolve_url
         from edgenas.store.runs import resolve_run_id
 
-        refs = [] if resume else [s for s in req.warm_start if s != "auto" and not Path(s).is_dir()]
+        refs = [] if resume else [s for s in req.warm_start if s != "auto" and not _is_folder(s)]
         if refs and not database_exists(project, db_url):  # no database, no such run: refused before one is made
             resolve_run_id(open_db(db_url, project, readonly=True), refs[0])
         check_writable(resolve_url(db_url, project))
@@ -646,6 +647,17 @@ def _population(req: SearchRequest, config: Any) -> int:
     return int(given or (opt.default if opt is not None else 0) or 20)
 
 
+def _is_folder(source: str) -> bool:
+    """Whether a ``--warm-start`` source is a run folder, not a run id: a name longer than the file system allows
+    names no folder (is_dir raised, "cannot read"), so it is answered as an id ("no run")."""
+    try:
+        return Path(source).is_dir()
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        return False
+
+
 def _warm_start(project: Project, db: Any, req: SearchRequest, problem: Any, config: Any, out_dir: Path,
                 resume: bool, rerun_of: str | None) -> tuple[list[Any], dict[str, Any] | None]:
     path = out_dir / "warm_start.json"
@@ -667,7 +679,7 @@ def _warm_start(project: Project, db: Any, req: SearchRequest, problem: Any, con
 
     # each source named as the run it is, before a folder is indexed: a run named twice (by its id and its
     # folder, by two spellings of its folder, by a prefix of its id) is refused with the database unchanged
-    folders = {i: Path(s) for i, s in enumerate(req.warm_start) if s != "auto" and Path(s).is_dir()}
+    folders = {i: Path(s) for i, s in enumerate(req.warm_start) if s != "auto" and _is_folder(s)}
     ids = [_folder_run_id(folders[i]) if i in folders else s if s == "auto" else resolve_run_id(db, s)
            for i, s in enumerate(req.warm_start)]
     for i, (given, rid) in enumerate(zip(req.warm_start, ids)):

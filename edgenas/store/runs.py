@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 import sqlalchemy as sa
 
 from edgenas.errors import InputError
+from edgenas.kinds import is_run_id
 from edgenas.locks import run_lock_held
 from edgenas.store.experiment import ExperimentDB
 from edgenas.store.rows import DamagedRowError, decode_row, key_of, raw_columns, run_hint
@@ -237,11 +238,14 @@ def resolve_run_id(db: ExperimentDB, ref: str) -> str:
     """The full id of the run named by ``ref`` (an id or a unique prefix of one)."""
     if not ref or not all(c in "0123456789abcdef" for c in ref):
         raise InputError(f"'{shown(ref)}' is not a run id", hint="run ids are hex strings; see: edgenas runs list")
+    hint = "see: edgenas runs list (older run folders: edgenas runs import DIR)"
+    if not is_run_id(ref):  # longer than any id: not asked (SQLite called a LIKE of 50,000 digits too complex, exit 6)
+        raise InputError(f"no run '{ref[:16]}…' ({len(ref):,} digits; a run id has at most 64) in the experiment "
+                         f"database {db.where}", hint=hint)
     with db.read() as con:
         ids = con.execute(sa.select(runs.c.id).where(runs.c.id.like(f"{ref}%")).limit(3)).scalars().all()
     if not ids:
-        raise InputError(f"no run '{ref}' in the experiment database {db.where}",
-                         hint="see: edgenas runs list (older run folders: edgenas runs import DIR)")
+        raise InputError(f"no run '{ref}' in the experiment database {db.where}", hint=hint)
     if len(ids) > 1:
         raise InputError(f"run id prefix '{ref}' is ambiguous ({', '.join(ids)}, ...)", hint="give more characters")
     return ids[0]

@@ -401,6 +401,36 @@ def test_an_unknown_run_to_warm_start_from_creates_no_database(fresh, cli, tmp_p
     assert list(root.iterdir()) == []
 
 
+@pytest.mark.parametrize("args", [
+    ("runs", "show", "{ref}"), ("runs", "compare", "{ref}", "b1"), ("search", "--rerun", "{ref}"),
+    ("search", "--space", "nb201", "--table", "{table}", "--objective", "acc", "--budget", "1", "--warm-start", "{ref}",
+     "--out", "r"),
+])
+def test_a_run_reference_longer_than_any_id_is_no_run(fresh, cli, snapshot, tmp_path, args):
+    """A run id has at most 64 digits: a reference of 50,000 is "no run", exit 2 (it was "cannot reach database
+    ... LIKE or GLOB pattern too complex", exit 6; --warm-start's "File name too long")."""
+    table = tmp_path / "hw.csv"
+    arch = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+    table.write_text(f"index,arch,acc\n0,{arch},93.5\n")
+    run = cli("search", "--space", "nb201", "--table", str(table), "--objective", "acc", "--budget", "1", "--out", "r0")
+    assert run.code == 0, run.err  # a run to match: SQLite refused the pattern only when it had a row to test
+    before = snapshot(fresh), _dump(fresh / ".edgenas" / "edgenas.db")  # (a WAL checkpoint changes the bytes)
+    res = cli(*(a.format(ref="a" * 50_000, table=table) for a in args))
+    one_line_error(res, "error: no run 'aaaaaaaaaaaaaaaa…' (50,000 digits; a run id has at most 64)")
+    assert res.code == 2 and len(res.err) < 400
+    assert (snapshot(fresh), _dump(fresh / ".edgenas" / "edgenas.db")) == before
+
+
+def _dump(db) -> list[str]:
+    import sqlite3
+
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return list(con.iterdump())
+    finally:
+        con.close()
+
+
 def test_export_refuses_before_it_writes(proj, cli, snapshot, tmp_path):
     arch = good_arch(tmp_path)
     before = snapshot(proj)

@@ -562,6 +562,19 @@ def test_a_run_id_prefix_of_several_runs_is_ambiguous(db, tmp_path):
         get_run(db, "abd")
 
 
+def test_a_run_reference_longer_than_any_id_is_no_run_without_a_query(db, tmp_path):
+    """Ids have at most 64 digits (the column's length): a longer reference is "no run" before the LIKE query
+    (SQLite refused one of 50,000 digits as too complex: "cannot reach database", exit 6)."""
+    rid = "a" * 64
+    save_run(db, _record(rid, tmp_path / "r"))
+    assert get_run(db, rid).id == rid and get_run(db, "a" * 12).id == rid
+    for ref in (rid + "a", "a" * 50_000):
+        with pytest.raises(InputError, match=rf"^no run 'a{{16}}…' \({len(ref):,} digits; a run id has at most 64\) "
+                                             "in the experiment database") as info:
+            get_run(db, ref)
+        assert info.value.exit_code == 2 and "edgenas runs list" in info.value.hint
+
+
 def test_another_run_in_the_same_folder_is_not_replaced(db, tmp_path):
     """Only a copy of the same run (its id, or the same config under another id) is replaced by saving a run."""
     save_run(db, _record("aaa111111111", tmp_path / "r", config={"seed": 0}, created_at=1.0))
