@@ -44,6 +44,41 @@ def test_a_default_export_is_opset_17_with_a_static_batch_unsimplified_and_reuse
     assert again.reused and again.sha256 == first.sha256 and again.input_shape == first.input_shape
 
 
+def _edit_parity(m, **kw):
+    m["parity"].update(kw)
+
+
+@pytest.mark.parametrize("edit", [
+    lambda m: _edit_parity(m, passed=False),  # printed "-> FAIL" with exit 0; deploy measured it
+    lambda m: m["parity"]["outputs"][0].update(passed=False),
+    lambda m: m["parity"]["tolerances"].update(atol=1.0),  # passed at a tolerance edgenas does not use
+    lambda m: _edit_parity(m, max_abs=None),  # the CLI's {:.2e} of it was an internal error
+    lambda m: _edit_parity(m, precision="fp16"),
+    lambda m: m.update(parity=None),  # (dict(None) failed, so this one was made again already)
+    lambda m: m.update(input_shape=[1, 3, 1_000_000_000, 28]),  # reused, and handed on as the input shape
+    lambda m: m.update(space="mbv3-small"),
+    lambda m: m.update(onnx_file="other.onnx"),
+], ids=["failed", "output-failed", "tolerance", "max-abs-null", "precision", "no-parity", "input-shape", "space",
+        "file"])
+def test_an_export_whose_manifest_does_not_vouch_for_it_is_made_again(tiny, tmp_path, edit):
+    """A manifest is reused only when it says what this export would and records a passed parity check (edgenas
+    writes none that does not): an edited or damaged one is replaced by the export made and checked again."""
+    import json
+
+    space, arch = tiny
+    first = export_arch(space, arch, tmp_path / "exp")
+    honest = json.loads(first.manifest_path.read_text())
+    edited = json.loads(first.manifest_path.read_text())
+    edit(edited)
+    first.manifest_path.write_text(json.dumps(edited))
+    again = export_arch(space, arch, tmp_path / "exp")
+    assert not again.reused and again.sha256 == first.sha256 and again.parity["passed"] is True
+    assert again.input_shape == tuple(space.input_shape(arch)) == first.input_shape
+    now = json.loads(again.manifest_path.read_text())
+    assert {k: v for k, v in now.items() if k != "created_at"} == {k: v for k, v in honest.items() if k != "created_at"}
+    assert export_arch(space, arch, tmp_path / "exp").reused  # and the new manifest is reused
+
+
 def test_an_export_with_another_opset_or_batch_mode_is_made_again_not_reused(tiny, tmp_path):
     from exporters.manifest import Manifest
 

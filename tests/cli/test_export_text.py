@@ -55,3 +55,35 @@ def test_export_options_reach_the_model_and_its_manifest(fresh, cli, tmp_path):
         assert (batch.dim_param != "") is dynamic and (batch.dim_value == 1) is not dynamic
         seen.append(e["onnx_path"])
     assert seen[0] == seen[1]  # one architecture, one default folder
+
+
+def test_export_and_deploy_check_a_hand_edited_manifest_again(fresh, cli, tmp_path):
+    """A manifest that says the parity check failed (edgenas writes none), or gives another input shape than the
+    space's, is not reused: ``export`` printed "-> FAIL" with exit 0 and ``deploy`` measured that export."""
+    from edgenas.spaces import get_space
+
+    space = get_space("mbv3-tiny")
+    arch = tmp_path / "arch.json"
+    a = space.sample(np.random.default_rng(3))
+    arch.write_text(json.dumps(space.to_dict(a)))
+    exp = tmp_path / "exp"
+    assert cli("export", str(arch), "--out", str(exp)).code == 0
+    manifest = exp / "manifest.json"
+    honest = json.loads(manifest.read_text())
+
+    def edit(**fields):
+        m = json.loads(manifest.read_text())
+        m.update(fields)
+        manifest.write_text(json.dumps(m))
+
+    edit(parity=dict(honest["parity"], passed=False))
+    res = cli("export", str(arch), "--out", str(exp))
+    assert res.code == 0 and "(exported, sha256" in res.out and res.out.rstrip().endswith("-> pass"), res.out
+    assert json.loads(manifest.read_text())["parity"]["passed"] is True
+    for fields in ({"parity": dict(honest["parity"], passed=False)}, {"input_shape": [1, 3, 1_000_000_000, 28]}):
+        edit(**fields)
+        res = cli("deploy", "local", str(arch), "--out", str(exp), "--no-calibrate", "--json")
+        assert res.code == 0, res.err
+        m = json.loads(manifest.read_text())
+        assert m["parity"]["passed"] is True and m["onnx_sha256"] == honest["onnx_sha256"]  # made again, so
+        assert m["input_shape"] == honest["input_shape"] == list(space.input_shape(a))  # measured as checked
