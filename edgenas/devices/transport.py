@@ -3,9 +3,10 @@
 A transport knows one device. It installs the agent zipapp in the device's work dir when the device
 lacks that version (the zipapp's SHA-256 is its version), starts ``PYTHON agent.pyz serve --workdir W``
 and hands back an ``AgentChannel``: the agent's stdin/stdout as JSON lines (stderr drained in the
-background so large outputs never deadlock; stdout lines held in a bounded ``LineQueue``, so a flood waits). Files move with ``put_file``/``get_file``, always checked
-by SHA-256. ``LocalTransport`` (a subprocess, for the embedded ``local`` device) and ``SSHTransport``
-(paramiko, strict host keys) implement it; ``AgentClient`` (``edgenas.devices.rpc``) speaks the protocol
+background so large outputs never deadlock; stdout lines held in a bounded ``LineQueue``, so a flood
+waits). Files move with ``put_file``/``get_file``, always checked by SHA-256. ``LocalTransport`` (a
+subprocess, for the embedded ``local`` device) and ``SSHTransport`` (paramiko, strict host keys)
+implement it; ``AgentClient`` (``edgenas.devices.rpc``) speaks the protocol
 over any channel.
 """
 
