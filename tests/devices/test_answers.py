@@ -193,7 +193,8 @@ def test_a_power_mode_the_agent_could_not_read_is_none():
 def test_a_power_mode_note_keeps_a_line_of_the_devices_mode():
     """The note quoted the device's mode whole: 8,000,000 characters made fleet refresh's record of the last
     refresh (shared by every device) larger than it can be read, and --only-failed forgot the failures."""
-    long = DeviceInfo.from_answer("jet", {**GOOD, "fingerprint": {"performance": {"nvpmodel": "\x1b[31m" + "é" * 10**6}}})
+    mode = "\x1b[31m" + "é" * 10**6
+    long = DeviceInfo.from_answer("jet", {**GOOD, "fingerprint": {"performance": {"nvpmodel": mode}}})
     note = long.power_mode_note("MAXN")
     assert note.startswith("power mode is \\x1b[31méé") and note.endswith("the profile expects MAXN")
     assert len(note) < 200 and "\x1b" not in note
