@@ -522,7 +522,10 @@ RUN_FOLDER_NAMES = ("config.json", "request.json", "evaluations.jsonl", "checkpo
 def _check_resume_folder(folder: Path) -> None:
     """``--resume`` names a run folder to read before anything is written there: a file, a missing folder or a
     path that cannot be looked at (a name too long) is bad input, exit 2 (``check_out_dir`` called a file an
-    output's problem, exit 6)."""
+    output's problem, exit 6); a name that is not UTF-8 text first, as ``check_out_dir`` says it."""
+    from edgenas.safenames import check_utf8_path
+
+    check_utf8_path(folder, "--resume")
     try:
         is_dir, exists = folder.is_dir(), folder.exists()
     except OSError as exc:
