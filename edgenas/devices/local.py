@@ -25,8 +25,6 @@ from edgenas.devices.transport import AgentChannel, Transport
 from edgenas.io import sha256_file
 from edgenas.project import Project
 
-_EOF = object()
-_TOO_LONG = object()
 _STDERR_KEEP = 16 * 1024
 
 
@@ -38,7 +36,6 @@ class LocalChannel(AgentChannel):
         self.device = device
         self._group = proc.pid if own_group else None  # the process group the agent leads (its session's)
         self._lines = transport.LineQueue()
-        self._end: object | None = None  # _EOF or _TOO_LONG once read: every later read fails the same way
         self._stderr: collections.deque[bytes] = collections.deque()
         self._stderr_size = 0
         self._stderr_lock = threading.Lock()
@@ -54,11 +51,11 @@ class LocalChannel(AgentChannel):
             # at most ``limit`` bytes before the newline, as over SSH; the rest is not read: the agent is
             # stopped when the channel closes
             if len(raw) > limit and not raw.endswith(b"\n"):
-                self._lines.put(_TOO_LONG)
+                self._lines.end(transport.LINE_TOO_LONG)
                 return
             # waits while the queue is full; once the channel is closed, read on to the end, keeping nothing
             self._lines.put(raw.decode("utf-8", "replace").rstrip("\r\n"), len(raw))
-        self._lines.put(_EOF)
+        self._lines.end(transport.OUTPUT_ENDED)
 
     def _pump_stderr(self) -> None:
         assert self.proc.stderr is not None
@@ -89,14 +86,7 @@ class LocalChannel(AgentChannel):
             raise self._exited() from None
 
     def recv_line(self, timeout_s: float) -> str | None:
-        if self._end is None:
-            item = self._lines.get(timeout_s)
-            if item is not _EOF and item is not _TOO_LONG:
-                return item  # type: ignore[return-value]
-            self._end = item
-        if self._end is _TOO_LONG:
-            raise transport.line_too_long(self.device)
-        raise self._exited()
+        return self._lines.line(timeout_s, self.device, self._exited)
 
     def stderr_tail(self) -> str:
         with self._stderr_lock:

@@ -39,8 +39,6 @@ from edgenas.project import Project
 from edgenas.safenames import SHA256_RE
 from edgenas.textsafe import clean
 
-_EOF = object()
-_TOO_LONG = object()
 _HASH_SCRIPT = """import hashlib, json, sys
 if sys.version_info < (3, 8):  # the agent's oldest; this script itself runs on Python 2 too
     sys.stderr.write('edgenas-old-python %d.%d\\n' % sys.version_info[:2])
@@ -104,7 +102,6 @@ class SSHAgentChannel(AgentChannel):
     def __init__(self, chan: paramiko.Channel, device: str, conn) -> None:
         self.device, self._chan, self._conn = device, chan, conn
         self._lines = transport.LineQueue()
-        self._end: object | None = None  # _EOF or _TOO_LONG once read: every later read fails the same way
         self._stderr = bytearray()
         self._lock = threading.Lock()
         self.remote_pid: int | None = None
@@ -133,7 +130,7 @@ class SSHAgentChannel(AgentChannel):
 
     def _on_stdout(self, data: bytes) -> None:
         if not data:
-            self._lines.put(_EOF)
+            self._lines.end(transport.OUTPUT_ENDED)
             return
         if self._too_long:
             return
@@ -155,7 +152,7 @@ class SSHAgentChannel(AgentChannel):
         if too_long:
             self._too_long = True
             self._buf = bytearray()
-            self._lines.put(_TOO_LONG)
+            self._lines.end(transport.LINE_TOO_LONG)
 
     def _on_stderr(self, data: bytes) -> None:
         with self._lock:
@@ -169,14 +166,7 @@ class SSHAgentChannel(AgentChannel):
             raise self._ended_error(f"sending to the agent failed ({type(exc).__name__})") from None
 
     def recv_line(self, timeout_s: float) -> str | None:
-        if self._end is None:
-            item = self._lines.get(timeout_s)
-            if item is not _EOF and item is not _TOO_LONG:
-                return item  # type: ignore[return-value]
-            self._end = item
-        if self._end is _TOO_LONG:
-            raise transport.line_too_long(self.device)
-        raise self._ended_error("the agent's output ended")
+        return self._lines.line(timeout_s, self.device, lambda: self._ended_error("the agent's output ended"))
 
     def _ended_error(self, what: str) -> DeviceError:
         self._chan.status_event.wait(2.0)  # exit status, or the channel closing, follows EOF shortly

@@ -16,6 +16,7 @@ import collections
 import threading
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import Callable
 
 from edgenas.errors import DeviceError
 from edgenas.limits import MAX_JSON_BYTES, limit_text
@@ -44,23 +45,29 @@ def line_too_long(device: str) -> DeviceError:
                        hint="reinstall the agent; if its answers are really this large, raise EDGENAS_MAX_INPUT_MB")
 
 
+#: what a channel's reader queues last (``LineQueue.end``): the agent's output ended, or it sent a line over
+#: ``MAX_LINE_BYTES`` (the rest is not read)
+OUTPUT_ENDED, LINE_TOO_LONG = object(), object()
+
+
 class LineQueue:
     """The lines a channel's reader thread received and ``recv_line`` has not taken yet, at most
     ``MAX_QUEUED_LINES`` and ``MAX_QUEUED_BYTES``: ``put`` waits for room (so the reader stops reading and
-    the agent's pipe or SSH window fills up) until ``close``, after which nothing more is kept."""
+    the agent's pipe or SSH window fills up) until ``close``, after which nothing more is kept. The reader ends
+    it with ``end``; ``line`` then fails the same way at every later call."""
 
     def __init__(self) -> None:
-        self.max_lines, self.max_bytes = MAX_QUEUED_LINES, MAX_QUEUED_BYTES
         self._items: collections.deque[tuple[object, int]] = collections.deque()
         self._bytes = 0
         self._closed = False
+        self._ended: object | None = None  # the end marker once taken
         self._cond = threading.Condition()
 
     def put(self, item: object, size: int = 0) -> bool:
         """Queue ``item`` of ``size`` bytes once there is room; False (nothing kept) once closed."""
         with self._cond:
-            while not self._closed and self._items and (len(self._items) >= self.max_lines
-                                                        or self._bytes + size > self.max_bytes):
+            while not self._closed and self._items and (len(self._items) >= MAX_QUEUED_LINES
+                                                        or self._bytes + size > MAX_QUEUED_BYTES):
                 self._cond.wait()
             if self._closed:
                 return False
@@ -69,19 +76,26 @@ class LineQueue:
             self._cond.notify_all()
             return True
 
-    def get(self, timeout_s: float) -> object | None:
-        """The oldest item, waiting up to ``timeout_s`` for one; ``None`` if none came."""
-        with self._cond:
-            if not self._cond.wait_for(lambda: self._items, max(timeout_s, 0.0)):
-                return None
-            item, size = self._items.popleft()
-            self._bytes -= size
-            self._cond.notify_all()
-            return item
+    def end(self, marker: object) -> None:
+        """Queue the end of the output, ``OUTPUT_ENDED`` or ``LINE_TOO_LONG``, after the lines before it."""
+        self.put(marker)
 
-    def __len__(self) -> int:
+    def line(self, timeout_s: float, device: str, ended: Callable[[], DeviceError]) -> str | None:
+        """The oldest line, waiting up to ``timeout_s`` for one; ``None`` if none came. Once the end is taken,
+        this and every later call raise: ``line_too_long``, or ``ended()`` (the channel's own error)."""
         with self._cond:
-            return len(self._items)
+            if self._ended is None:
+                if not self._cond.wait_for(lambda: self._items, max(timeout_s, 0.0)):
+                    return None
+                item, size = self._items.popleft()
+                self._bytes -= size
+                self._cond.notify_all()
+                if item is not OUTPUT_ENDED and item is not LINE_TOO_LONG:
+                    return item  # type: ignore[return-value]
+                self._ended = item
+        if self._ended is LINE_TOO_LONG:
+            raise line_too_long(device)
+        raise ended()
 
     def close(self) -> None:
         """Drop what is queued and end every wait of ``put``; idempotent."""
