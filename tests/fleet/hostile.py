@@ -76,3 +76,23 @@ FLOOD = (
     "server.Server.hello = hello\n"
     "M['ping'] = lambda w, p, pr: time.sleep(3600)\n"
 )
+
+
+def check_flood_waits(channel) -> None:
+    """A channel of a ``FLOOD`` agent, after its hello: two seconds of flood grow the host by less than 64 MB
+    (the lines wait in a bounded queue, then the agent on its pipe or SSH window), and closing ends the agent and
+    both reader threads (one waiting for room in the queue) within 8 s."""
+    import time
+
+    from tests.procs import rss_mb
+
+    assert '"hello"' in channel.recv_line(30)
+    before = rss_mb()
+    time.sleep(2)
+    assert rss_mb() - before < 64
+    t0 = time.monotonic()
+    channel.close()
+    for thread in channel._threads:
+        thread.join(5)
+    assert time.monotonic() - t0 < 8 and not channel.alive()
+    assert not any(thread.is_alive() for thread in channel._threads)
