@@ -668,11 +668,9 @@ def _warm_start(project: Project, db: Any, req: SearchRequest, problem: Any, con
         if not path.exists():
             return [], None
         warm = check_warm_start(read_json(path, "warm start"), path)
-        try:
-            return [problem.space.from_dict(t["arch"]) for t in warm.get("transferred", [])], warm
-        except InputError as exc:  # (it named no file)
-            raise InputError(f"{path}: a transferred architecture: {exc.message}", hint="the run folder was "
-                             "edited or damaged: restore the file, or start a new run") from None
+        hint = "the run folder was edited or damaged: restore the file, or start a new run"
+        return [problem.space.from_record(t["arch"], f"{path}: a transferred architecture", hint=hint)
+                for t in warm.get("transferred", [])], warm
     if not req.warm_start:
         return [], None
     if db is None:

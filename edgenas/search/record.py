@@ -160,11 +160,8 @@ def _check_archs(space_name: str, out: Path, logged: list[dict[str, Any]], best:
     if best.get("arch") is not None:
         named.append((f"{out / 'best.json'}", best["arch"]))
     for where, arch in named:
-        try:
-            space.from_dict(arch)
-        except InputError as exc:
-            raise InputError(f"{where}: {exc.message}", hint="the run folder was edited or damaged: restore the "
-                             "file, or start a new search") from None
+        space.from_record(arch, where, hint="the run folder was edited or damaged: restore the file, or start a "
+                                            "new search")
 
 
 def read_run(project: Project, out_dir: str | os.PathLike, *, problem: Any = None, status: str | None = None,

@@ -153,11 +153,9 @@ def replay_or_evaluate(problem: Problem, archs: Sequence[Any], start: int, logge
     for j, arch in enumerate(archs):
         if start + j < len(logged):
             rec = logged[start + j]
-            try:
-                was = space.from_dict(rec["arch"])
-            except InputError as exc:  # refused, not indexed as a stopped run (it was, naming no file)
-                raise ResumeRefused(f"cannot resume {out}: evaluation {start + j} in the log: {exc.message}",
-                                    hint="the log was edited or damaged: start a new run") from None
+            # refused, not indexed as a stopped run (it was, naming no file)
+            was = space.from_record(rec["arch"], f"cannot resume {out}: evaluation {start + j} in the log",
+                                    hint="the log was edited or damaged: start a new run", error=ResumeRefused)
             if any(rec.get(k) != v for k, v in tags.items()) or space.arch_id(was) != space.arch_id(arch):
                 raise ReplayMismatch(f"cannot resume {out}: evaluation {start + j} in the log is not "
                                      f"what {proposer} proposes on replay",

@@ -35,10 +35,7 @@ def arch_from_dict(data: Any, *, source: str = "architecture") -> tuple[SearchSp
     if not isinstance(name, str):
         raise InputError(f"{source}: missing \"space\" key", hint='add e.g. "space": "mbv3-small"')
     space = get_space(name)
-    try:
-        return space, space.from_dict(data)
-    except InputError as exc:
-        raise InputError(f"{source}: {exc.message}", hint=exc.hint) from None
+    return space, space.from_record(data, source)
 
 
 def load_arch(path: str | Path) -> tuple[SearchSpace, Any]:

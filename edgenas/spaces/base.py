@@ -41,6 +41,16 @@ class SearchSpace(ABC, Generic[A]):
     def from_dict(self, data: Mapping[str, Any]) -> A:
         """Parse and validate an architecture record; raise ``InputError`` on anything wrong."""
 
+    def from_record(self, data: Any, where: str, *, hint: str | None = None,
+                    error: type[InputError] = InputError) -> A:
+        """``from_dict`` of a record read from somewhere: its error names ``where`` ("r=99 is not one of 24, 28,
+        32" named no file, evaluation or row), with ``hint`` in place of the space's own when given, as ``error``
+        (a refused resume's ``ResumeRefused``)."""
+        try:
+            return self.from_dict(data)
+        except InputError as exc:
+            raise error(f"{where}: {exc.message}", hint=exc.hint if hint is None else hint) from None
+
     @abstractmethod
     def to_dict(self, arch: A) -> dict[str, Any]:
         """The JSON record, with ``"space"`` and ``"schema"`` keys."""
