@@ -21,6 +21,7 @@ from typing import Any
 from edgenas.api import fdlimit
 from edgenas.api.hosts import host_is_loopback
 from edgenas.errors import EdgenasError, InputError
+from edgenas.limits import MAX_INT
 from edgenas.report.source import DataSource, NotFoundError
 
 PLOTLY_PATH = "/static/plotly.min.js"
@@ -143,7 +144,9 @@ def create_app(source: DataSource, token: str | None = None, *, local_only: bool
     from edgenas.report.run_data import pareto_data
     from edgenas.textsafe import one_line
 
-    app = FastAPI(docs_url=None, title="edgenas", version="1", description="Read-only API over runs, devices, LUTs and "
+    # redirect_slashes off: Starlette's 307 for "/api/runs/" was built from the request's Host header, so a
+    # forged Host sent the client (and its ?token=) elsewhere; a trailing slash is a 404 whose hint names the path
+    app = FastAPI(docs_url=None, redirect_slashes=False, title="edgenas", version="1", description="Read-only API over runs, devices, LUTs and "
                   "measurements of an edgenas project, with report pages and a live view of running searches.")
 
     app.openapi_version = "3.0.3"  # Swagger UI 4 (the bundled one) reads 3.0; the schema uses nothing of 3.1
@@ -198,6 +201,9 @@ def create_app(source: DataSource, token: str | None = None, *, local_only: bool
         if exc.status_code == 404 and exc.detail == "Not Found":  # no route: Starlette's own detail
             body["error"] = f"no such path: {one_line(request.url.path, 200)}"
             body["hint"] = "the API's paths are listed at /docs; the pages start at /"
+            path = request.url.path
+            if len(path) > 1 and path.endswith("/"):
+                body["hint"] = f"without the trailing slash: {one_line(path.rstrip('/') or '/', 200)}"
         return JSONResponse(body, status_code=exc.status_code, headers=headers or None)
 
     @app.exception_handler(RequestValidationError)
@@ -235,7 +241,7 @@ def create_app(source: DataSource, token: str | None = None, *, local_only: bool
                 "checkpoint": r.checkpoint}
 
     @app.get("/api/runs/{run_id}/evaluations", tags=["runs"], summary="Evaluations, from line `since` on")
-    def evaluations(run_id: str, since: int = Query(0, ge=0)) -> dict[str, Any]:
+    def evaluations(run_id: str, since: int = Query(0, ge=0, le=MAX_INT)) -> dict[str, Any]:
         evs = source.evaluations(run_id, since)
         return {"run": run_id, "since": since, "next": since + len(evs), "evaluations": evs}
 

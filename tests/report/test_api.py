@@ -168,6 +168,12 @@ def test_token_required(rproj):
         assert c.get("/static/plotly.min.js").status_code == 200   # public library code only
         assert c.get("/static/swagger/swagger-ui.css").status_code == 200
         assert "/openapi.json?token=s3cret-token" in c.get("/docs", params={"token": "s3cret-token"}).text
+        # a trailing slash was Starlette's 307 to the request's own Host header, token and all: a forged Host
+        # sent the client elsewhere. It is a 404 whose hint names the path
+        for path in ("/api/runs/", "/api/runs/evo/", "/runs/evo/"):
+            r = c.get(path, params={"token": "s3cret-token"}, headers={"Host": "evil.example:80"})
+            assert r.status_code == 404 and "location" not in r.headers, path
+            assert r.json()["hint"] == f"without the trailing slash: {path[:-1]}", path
     # a token with characters that mean something in a URL: the index's links carry it encoded (they broke)
     with serving(rproj, token="se+cret&x=1#") as base, httpx.Client(base_url=base, timeout=30) as c:
         index = c.get("/", params={"token": "se+cret&x=1#"})
@@ -333,7 +339,8 @@ def test_the_api_speaks_http_and_its_own_error_shape(api, rproj):
     that is no name was accepted as a measurement filter; /fleet left the database's WAL files in the project
     (an open read connection)."""
     for url in ("/api/runs/evo/evaluations?since=-1", "/api/runs/evo/evaluations?since=abc",
-                "/runs/evo/live?interval_ms=5", "/api/runs/evo/evaluations?since=" + "9" * 5000 + "x"):
+                "/runs/evo/live?interval_ms=5", "/api/runs/evo/evaluations?since=" + "9" * 5000 + "x",
+                "/api/runs/evo/evaluations?since=" + "9" * 4000):  # a number past any line: echoed back whole
         r = api.get(url)
         assert r.status_code == 400 and set(r.json()) == {"error", "hint"} and len(r.text) < 600, (url, r.text)
     r = api.post("/api/runs")
