@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import shlex
 import time
 from dataclasses import dataclass, field
@@ -347,6 +348,7 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
     changed = changed_tables_notes(out_dir / TABLES_FILE, tables) if resume else []
     notes.extend(changed)
     notes.extend(uncalibrated_budget_notes(req, problem))
+    open_later: Callable[[], Any] | None = None  # a resume's new database: made once it has a run to record
     if record and db is None:
         from edgenas.store import open_db
         from edgenas.store.db import check_writable, database_exists, resolve_url
@@ -356,7 +358,10 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
         if refs and not database_exists(project, db_url):  # no database, no such run: refused before one is made
             resolve_run_id(open_db(db_url, project, readonly=True), refs[0])
         check_writable(resolve_url(db_url, project))
-        db = open_db(db_url, project)  # an unreachable database fails here, before anything is written
+        if resume and not database_exists(project, db_url):  # a resume the replay refuses makes no database
+            open_later = functools.partial(open_db, db_url, project)
+        else:
+            db = open_db(db_url, project)  # an unreachable database fails here, before anything is written
     if not is_driver(req.strategy):
         initial, warm = _warm_start(project, db, req, problem, config, out_dir, resume, rerun_of)
     elif rerun_of and not resume:  # a driver takes no warm start: the record only says what it re-runs
@@ -404,7 +409,7 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
             from edgenas.search.run import ReplayMismatch, ResumeRefused
 
             if not isinstance(exc, ResumeRefused):  # a refused resume changed nothing, its record neither
-                _index_stopped(db, project, folder, problem, rerun_of, started)
+                _index_stopped(db, project, folder, problem, rerun_of, started, open_later)
             if isinstance(exc, ReplayMismatch) and changed:  # not the code or the seed: the budgets now bind
                 raise InputError(f"{exc.message}: a latency table changed since the run started, and the "
                                  "strategy's choices between feasible and infeasible candidates with it",
@@ -417,11 +422,11 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
                 raise disk_error(exc, f"the run folder {out_dir}",
                                  then=resume_hint if req_path.exists() else None) from None
             raise
-        if db is not None:
+        if db is not None or open_later is not None:
             # Ctrl-C held off for this one transaction: in the middle it rolled the index back, and the database
             # said stopped (or nothing) while the folder said complete
             with sigint_ignored():
-                _index(db, project, folder, problem, None, rerun_of, started)
+                _index(db, project, folder, problem, None, rerun_of, started, open_later)
     return problem, config, result
 
 
@@ -631,11 +636,11 @@ def _indexed(db: Any, project: Project, folder: Path, rid: str) -> str:
 
 
 def _index_stopped(db: Any, project: Project, folder: Path, problem: Any, rerun_of: str | None,
-                   started: float | None) -> None:
+                   started: float | None, open_later: Callable[[], Any] | None = None) -> None:
     """Index a run that stopped early (interrupted, failed), quietly: the run folder stays the record."""
-    if db is not None and (folder / "config.json").exists():
+    if (db is not None or open_later is not None) and (folder / "config.json").exists():
         try:
-            _index(db, project, folder, problem, "stopped", rerun_of, started)
+            _index(db, project, folder, problem, "stopped", rerun_of, started, open_later)
         except Exception:  # the original error is the one to report
             pass
 
@@ -698,12 +703,13 @@ def _warm_start(project: Project, db: Any, req: SearchRequest, problem: Any, con
 
 
 def _index(db: Any, project: Project, out_dir: Path, problem: Any, status: str | None, rerun_of: str | None,
-           started: float | None) -> None:
+           started: float | None, open_later: Callable[[], Any] | None = None) -> None:
+    """Record the run in ``db``, or in the database ``open_later`` makes (a resume's first)."""
     from edgenas.search.record import index_run
     from edgenas.store import DatabaseError
 
     try:
-        index_run(db, project, out_dir, problem=problem, status=status, rerun_of=rerun_of, created_at=started,
+        index_run(db if db is not None else open_later(), project, out_dir, problem=problem, status=status, rerun_of=rerun_of, created_at=started,
                   own=True)
     except DatabaseError as exc:
         raise DatabaseError(f"the search finished and its run folder {out_dir} is complete, but recording it in "

@@ -18,7 +18,7 @@ from edgenas.locks import run_lock
 from edgenas.project import Project
 from edgenas.search.launch import SearchRequest, launch_search
 from edgenas.search.launch import import_run as index_run
-from edgenas.store import ExperimentDB
+from edgenas.store import ExperimentDB, open_db
 from edgenas.store.runs import get_run, list_runs, run_evaluations, run_fronts, save_run
 from edgenas.store.schema import runs as run_rows
 
@@ -426,6 +426,27 @@ def test_a_resume_the_replay_refuses_changes_neither_the_folder_nor_the_database
         launch_search(Project(tmp_path), None, out, resume=True, db=db)
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == files
     assert _run_rows(db) == rows and get_run(db, rows[0][0]).status == "complete"
+
+
+def test_a_refused_resume_in_a_project_without_a_database_makes_none(tmp_path):
+    """A resume refused on replay made the project's database (opened before the replay, to fail early on an
+    unreachable one): bad input must change nothing. A resume that runs makes it and records the run."""
+    proj, out = Project(tmp_path), tmp_path / "q"
+    launch_search(proj, _req(budget=20, strategy="evolution", latency_column="raspi4_ms",
+                             max_latency_quantile=0.3), out, record=False)
+    good = (out / "config.json").read_text()
+    cfg = json.loads(good)
+    _set_budget(0.9)(cfg)
+    (out / "config.json").write_text(json.dumps(cfg))
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    with pytest.raises(InputError, match="is not what the strategy proposes on replay"):
+        launch_search(proj, None, out, resume=True)
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    assert not (proj.state_dir / "edgenas.db").exists()
+    (out / "config.json").write_text(good)
+    launch_search(proj, None, out, resume=True)
+    rows = list_runs(open_db(None, proj, readonly=True))
+    assert [(r.status, r.n_evaluations) for r in rows] == [("complete", 20)] and rows[0].out_dir.endswith("q")
 
 
 @pytest.mark.parametrize("name, edit, match", [
