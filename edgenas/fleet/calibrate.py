@@ -86,13 +86,14 @@ def calibrate_device(project: Project, device: str, space_name: str, *, measure:
         ref_sha = sha256_file(ref_path)
         for i, arch in enumerate(archs):
             exp = export_arch(space, arch, default_export_dir(project, space, arch))
-            out = measure_model(s, model_file(rt["runtime"], space, arch, exp), reference=ref_path)
+            timed = model_file(rt["runtime"], space, arch, exp)
+            out = measure_model(s, timed, reference=ref_path)
             # the raw sum and the prediction of the table as calibrated then, as deploy records them (the
             # report's predicted vs measured)
             raw, predicted = float(pred.predict_raw_many([arch])[0]), float(pred.predict_many([arch])[0])
             stats, _ = measurement_stats(out.raw_stats, lut, ref_sha)
             store.add(Measurement(
-                device=s.device, space=space.name, arch=space.to_dict(arch), artifact_sha256=exp.sha256,
+                device=s.device, space=space.name, arch=space.to_dict(arch), artifact_sha256=sha256_file(timed),
                 runtime=rt["runtime"], precision=rt["precision"], fingerprint_hash=fp_hash,
                 stats=stats, cold_start=dict(out.cold_start),
                 state=dict(out.state), predicted_raw_ms=raw, predicted_ms=predicted,
@@ -107,10 +108,12 @@ def nominal_now(stats: dict[str, Any], lut: Any) -> float:
     """A stored measurement in the units of ``lut``'s predictions: at the table's nominal speed now.
 
     A measurement timed against the table's speed reference stored ``nominal_ms`` (its ratio to the
-    reference x the table's reference time then); a ``fleet refresh`` may since have rescaled that time,
-    so the ratio is taken times today's. Without a ratio, the stored nominal or raw median."""
+    reference x the table's reference time then), or, taken before the table existed, the reference's SHA-256
+    (``ref_sha256``); a ``fleet refresh`` may since have rescaled the table's reference time, so the ratio is
+    taken times today's. Without a ratio to this table's reference, the stored nominal or raw median."""
     ratio = stats.get("ratio")
-    if lut.normalised and stats.get("nominal_ms") is not None and ratio:
+    if lut.normalised and ratio and (stats.get("nominal_ms") is not None
+                                     or stats.get("ref_sha256") == lut.reference.get("sha256")):
         return float(ratio) * float(lut.reference["ms"])
     return float(stats.get("nominal_ms") or stats["median_ms"])
 

@@ -115,8 +115,8 @@ def deploy(project: Project, device: Any, space: SearchSpace, arch: Any, *, runt
         fingerprint, fp_hash = info.fingerprint, info.fingerprint_hash
         ref_path = reference_model(project, rt_name)
         exp = export_arch(space, arch, out_dir, progress=progress)
-        out = measure_model(s, model_file(rt_name, space, arch, exp), runtime=rt_name, progress=progress,
-                            reference=ref_path)
+        timed = model_file(rt_name, space, arch, exp)  # the ONNX file, or for torch the TorchScript beside it
+        out = measure_model(s, timed, runtime=rt_name, progress=progress, reference=ref_path)
         rt = s.runtime_params(rt_name)
         other = rt != s.runtime_params()  # --runtime or the TensorRT fallback: the device did not change
     lut, pnote = current_lut_or_none(project, s.device, space, fp_hash, remember=not other, fingerprint=fingerprint)
@@ -142,7 +142,7 @@ def deploy(project: Project, device: Any, space: SearchSpace, arch: Any, *, runt
     compare = nominal if nominal is not None else float(stats["median_ms"])
     rel = None if predicted is None else (predicted - compare) / compare
     m = Measurement(device=s.device, space=space.name, arch=space.to_dict(arch),
-                    artifact_sha256=exp.sha256, runtime=rt["runtime"], precision=rt["precision"],
+                    artifact_sha256=sha256_file(timed), runtime=rt["runtime"], precision=rt["precision"],
                     fingerprint_hash=fp_hash, stats=stats, cold_start=dict(out.cold_start),
                     state=dict(out.state), predicted_raw_ms=raw, predicted_ms=predicted,
                     lut_fingerprint=lut.fingerprint_hash if lut is not None else None)

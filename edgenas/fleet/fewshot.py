@@ -251,7 +251,8 @@ def add_fewshot(project: Project, device: str, space_name: str, k: int, *, seed:
     from edgenas.export import default_export_dir, export_arch
     from edgenas.devices.profiles import load_profile
     from edgenas.devices.session import open_session
-    from edgenas.fleet.measure import measure_model, model_file, reference_model
+    from edgenas.fleet.measure import measure_model, measurement_stats, model_file, reference_model
+    from edgenas.io import sha256_file
     from edgenas.latency.fewshot_meta import select_architectures
     from edgenas.latency.fewshot_model import check_not_linked, model_features, model_path
     from edgenas.latency.fewshot_table import TableReferences
@@ -276,6 +277,7 @@ def add_fewshot(project: Project, device: str, space_name: str, k: int, *, seed:
     with open_session(project, profile) as s:
         fp_hash, rt = s.info().fingerprint_hash, s.runtime_params()
         ref_path = reference_model(project, rt["runtime"])
+        ref_sha = sha256_file(ref_path)
         refs = [] if tref else reference_predictors(project, space, exclude=s.device)
         X = model_features(space, pool, [r[2] for r in refs], tref)
         config, _ = _choose(space, X, refs, k, tref)  # what to measure: chosen on the references alone
@@ -288,12 +290,13 @@ def add_fewshot(project: Project, device: str, space_name: str, k: int, *, seed:
         try:
             for i, arch in enumerate(todo):
                 exp = export_arch(space, arch, default_export_dir(project, space, arch))
-                out = measure_model(s, model_file(rt["runtime"], space, arch, exp), reference=ref_path,
-                                    protocol=protocol)
+                timed = model_file(rt["runtime"], space, arch, exp)
+                out = measure_model(s, timed, reference=ref_path, protocol=protocol)
                 measured.append(Measurement(
-                    device=s.device, space=space.name, arch=space.to_dict(arch), artifact_sha256=exp.sha256,
+                    device=s.device, space=space.name, arch=space.to_dict(arch), artifact_sha256=sha256_file(timed),
                     runtime=rt["runtime"], precision=rt["precision"], fingerprint_hash=fp_hash,
-                    stats=dict(out.raw_stats), cold_start=dict(out.cold_start), state=dict(out.state)))
+                    stats=measurement_stats(out.raw_stats, None, ref_sha)[0], cold_start=dict(out.cold_start),
+                    state=dict(out.state)))
                 if progress:
                     progress(f"measure architectures on {s.device}", len(chosen) - len(todo) + i + 1, len(chosen))
         except (DeviceError, KeyboardInterrupt) as exc:

@@ -260,9 +260,17 @@ def bench_many_results(device: str, out: Any, batch: list[str]) -> tuple[dict[st
 
 
 def measurement_stats(stats: dict[str, Any], lut: Any, reference_sha: str) -> tuple[dict[str, Any], float | None]:
-    """The STATS a ``Measurement`` stores: the agent's, plus ``nominal_ms`` where the LUT allows it."""
+    """The STATS a ``Measurement`` stores: the agent's, plus ``nominal_ms`` where the LUT allows it, and with a
+    ratio the SHA-256 of the reference it was timed against (``ref_sha256``). A measurement taken before the
+    device had a table (``device add --fewshot``, a first ``deploy``) has no ``nominal_ms``; the reference's hash
+    lets a later table's calibration count it at nominal speed all the same (``calibrate.nominal_now``)."""
     nominal = nominal_ms(stats, lut, reference_sha)
-    return (dict(stats, nominal_ms=nominal) if nominal is not None else dict(stats)), nominal
+    out = {k: v for k, v in stats.items() if k != "ref_sha256"}  # the host's word on what it timed, not the agent's
+    if out.get("ratio"):
+        out["ref_sha256"] = reference_sha
+    if nominal is not None:
+        out["nominal_ms"] = nominal
+    return out, nominal
 
 
 def check_model_suffix(runtime: str, path: Path) -> None:

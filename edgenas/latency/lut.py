@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -32,7 +33,10 @@ _STAT_FIELDS = ("n", "median_ms", "mean_ms", "std_ms", "cov", "p90_ms", "p99_ms"
 #: ("positive"), >= 0 ("number"), >= 0 or infinite ("spread": a CoV of a zero mean), a list of numbers
 _OPTIONAL_FIELDS = {"k": "count", "warmup_n": "count", "total_s": "number", "ci_rel": "spread",
                     "ratio": "positive", "ratio_cov": "spread", "ratio_ci_rel": "spread", "ref_ms": "positive",
-                    "ref_k": "count", "sessions": "count", "nominal_ms": "positive", "window_medians_ms": "list"}
+                    "ref_k": "count", "sessions": "count", "nominal_ms": "positive", "window_medians_ms": "list",
+                    "ref_sha256": "sha256"}
+#: a SHA-256 as edgenas writes it (``ref_sha256``: the speed reference a measurement's ratio was timed against)
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 #: the most window medians a STATS object may list
 MAX_WINDOWS = 1000
 #: the longest time (ms) a statistic, a reference or an entry's cost may state (about 2.8 hours): a
@@ -164,6 +168,11 @@ class EntryStats:
         for f, kind in _OPTIONAL_FIELDS.items():
             v = d.get(f)
             if v is None:
+                continue
+            if kind == "sha256":
+                if not isinstance(v, str) or not _SHA256.fullmatch(v):
+                    raise InputError(f"{where}: {f} must be a SHA-256 (64 hex digits), got {_short(v)}")
+                out[f] = v
                 continue
             if kind == "list":
                 if not isinstance(v, list) or len(v) > MAX_WINDOWS:

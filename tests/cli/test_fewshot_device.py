@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -83,7 +84,22 @@ def test_fewshot_add_then_search_and_deploy_use_it(proj, cli, tmp_path):
     assert rec["ensemble"]["kind"] == "fewshot-meta" and res.model["model"] == "meta"
     assert rec["ensemble"]["feature_names"][0] == "ref-a"  # the reference's part is named by its device
     assert rec["reference_calibrations"] == [None]  # ref-a's table was not calibrated when it was fitted
-    model, _ = _fits_its_measurements(project, space, 5)
+    model, ms = _fits_its_measurements(project, space, 5)
+    # timed before local had a table, each records the reference its ratio was taken against, so a table
+    # profiled later counts it at nominal speed (they counted at raw speed, mixed with nominal ones), and the
+    # hash of the file it timed
+    from edgenas.fleet.calibrate import nominal_now
+    from edgenas.fleet.measure import reference_model
+    from edgenas.io import sha256_file
+
+    ref_sha = sha256_file(reference_model(project, "onnxruntime"))
+    assert all(m.stats["ref_sha256"] == ref_sha and "nominal_ms" not in m.stats for m in ms)
+    from edgenas.export import default_export_dir
+
+    assert all(m.artifact_sha256 == sha256_file(default_export_dir(project, space, space.from_dict(m.arch))
+                                                / "model.onnx") for m in ms)
+    later = SimpleNamespace(normalised=True, reference={"ms": 0.5, "sha256": ref_sha})
+    assert [nominal_now(m.stats, later) for m in ms] == [m.stats["ratio"] * 0.5 for m in ms]
 
     # a deploy on ref-a refits ref-a's calibration: local's predictions, made from ref-a's as they were at
     # the fit, do not move (they moved by the new correction, about 28% here, before it was kept)

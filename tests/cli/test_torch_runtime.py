@@ -32,6 +32,7 @@ def _arch_file(tmp_path, seed: int = 3):
 
 def test_torch_profile_deploy_calibrate(proj, cli, tmp_path):
     from edgenas.fleet.profiler import profile_device
+    from edgenas.io import sha256_file
     from edgenas.latency.lut import Lut
     from edgenas.project import Project
     from edgenas.store import open_store
@@ -64,6 +65,9 @@ def test_torch_profile_deploy_calibrate(proj, cli, tmp_path):
     assert meta["onnx_sha256"] == manifest["onnx_sha256"] and meta["input_shapes"] == [manifest["input_shape"]]
     (m,) = open_store(Project(proj)).list(device="cpu-torch")
     assert m.runtime == "torch" and m.fingerprint_hash == lut.fingerprint_hash
+    # the hash of the file that was timed, the TorchScript one (it was the ONNX file's)
+    assert m.artifact_sha256 == d["artifact_sha256"] == sha256_file(tmp_path / "exp" / "model.pt")
+    assert m.stats["ref_sha256"] == lut.reference["sha256"]
 
     shown = cli("lut", "show", str(res.lut_path), "--json").json()
     assert (shown["runtime"], shown["provider"], shown["precision"]) == ("torch", "cpu", "fp32")

@@ -43,11 +43,15 @@ def test_diverse_archs_are_spread_over_the_predicted_range_of_a_seeded_sample():
 
 
 def test_a_stored_measurement_counts_at_the_tables_nominal_speed_now():
-    lut = SimpleNamespace(normalised=True, reference={"ms": 2.0})
+    lut = SimpleNamespace(normalised=True, reference={"ms": 2.0, "sha256": "ab" * 32})
     # timed against the reference: its ratio x the table's reference time today (a refresh may have rescaled it)
     assert nominal_now({"ratio": 1.5, "nominal_ms": 9.0, "median_ms": 7.0}, lut) == 3.0
-    # no ratio, or no nominal time stored (the table was not timed against that reference): as stored
+    # timed before the table existed (no nominal time then) against the reference the table has: the same. These
+    # counted at raw speed, so a few-shot device's first calibration mixed raw and nominal times
+    assert nominal_now({"ratio": 1.5, "ref_sha256": "ab" * 32, "median_ms": 7.0}, lut) == 3.0
+    # no ratio, or a ratio to another reference (or to one not known): as stored
     assert nominal_now({"ratio": None, "nominal_ms": 9.0, "median_ms": 7.0}, lut) == 9.0
+    assert nominal_now({"ratio": 1.5, "ref_sha256": "cd" * 32, "median_ms": 7.0}, lut) == 7.0
     assert nominal_now({"ratio": 1.5, "median_ms": 7.0}, lut) == 7.0
     assert nominal_now({"median_ms": 7.0}, lut) == 7.0
     # a table without a reference time (not normalised): the stored nominal time

@@ -89,17 +89,21 @@ def test_the_median_may_equal_the_largest_sample_but_not_exceed_it():
     ({"window_medians_ms": 1.0}, f"e: window_medians_ms must be a list of at most {MAX_WINDOWS} numbers"),
     ({"window_medians_ms": [1.0, -1.0]}, "e: window_medians_ms must be a finite number >= 0, got -1.0"),
     ({"window_medians_ms": [1.0], "ref_ms": 0.0}, "e: ref_ms must be a finite number > 0, got 0.0"),  # after a list
+    ({"ref_sha256": "AB" * 32}, f"e: ref_sha256 must be a SHA-256 (64 hex digits), got '{'AB' * 32}'"),
+    ({"ref_sha256": "ab" * 32 + "\n"}, "e: ref_sha256 must be a SHA-256 (64 hex digits), got "),
+    ({"ref_sha256": 5}, "e: ref_sha256 must be a SHA-256 (64 hex digits), got 5"),
 ])
 def test_an_optional_field_of_the_wrong_kind_is_one_input_error(edit, message):
     with pytest.raises(InputError) as exc:
         EntryStats.check({**GOOD, **edit}, "e")
-    assert exc.value.message == message
+    assert exc.value.message.startswith(message) and (message.endswith(" got ") or exc.value.message == message)
 
 
 def test_optional_fields_are_kept_as_given():
     out = EntryStats.check({**GOOD, "stable": False, "k": None, "warmup_n": 3.0, "ratio": 0.5,
-                            "window_medians_ms": [1.0] * MAX_WINDOWS, "ref_ms": 2.0}, "e")
+                            "window_medians_ms": [1.0] * MAX_WINDOWS, "ref_ms": 2.0, "ref_sha256": "0a" * 32}, "e")
     assert (out["stable"], out["warmup_n"], out["ratio"], out["ref_ms"]) == (False, 3.0, 0.5, 2.0)
+    assert out["ref_sha256"] == "0a" * 32
     assert out["window_medians_ms"] == [1.0] * MAX_WINDOWS and "k" not in out
 
 
