@@ -63,6 +63,32 @@ def run_lock(folder: str | os.PathLike, what: str | None = None) -> "contextmana
     return file_lock(folder / LOCK_NAME, what or f"run folder {folder}")
 
 
+@contextmanager
+def run_read(folder: str | os.PathLike) -> Iterator[None]:
+    """Hold ``folder``'s run lock shared while the run in it is read for the experiment database (``runs import``,
+    a warm start indexing a folder). A search writing the folder holds the lock, and its folder is refused: an
+    import read a running search's log one file at a time, and its snapshot, saved after the search's own final
+    record, replaced that with fewer evaluations and no best. A search started meanwhile (a resume) is refused as
+    by another writer until the read ends. Nothing is created: a folder without a lock file was never locked."""
+    try:
+        fd = os.open(Path(folder) / LOCK_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:  # none (never locked), or one no search made (a link, unreadable): nothing to share
+        fd = None
+    try:
+        if fd is not None and stat.S_ISREG(os.fstat(fd).st_mode):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+                raise OutputError(f"run folder {folder} is being written by a running search (pid {holder})",
+                                  hint="a search records itself in the experiment database when it ends or stops; "
+                                       "read it then") from None
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # the shared lock goes with it
+
+
 def run_lock_held(folder: str | os.PathLike) -> bool | None:
     """Whether a process holds ``folder``'s run lock (``run_lock``) now; None when that cannot be told.
     Probed with a shared, non-blocking ``flock`` on the lock file opened read-only, so nothing in the

@@ -11,7 +11,7 @@ import os
 import pytest
 
 from edgenas.errors import OutputError
-from edgenas.locks import LOCK_NAME, file_lock, run_lock, run_lock_held
+from edgenas.locks import LOCK_NAME, file_lock, run_lock, run_lock_held, run_read
 
 
 def fds() -> int:
@@ -126,3 +126,28 @@ def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_a_run_read_shares_the_lock_refuses_a_held_one_and_creates_nothing(tmp_path):
+    """``runs import`` of a running search's folder saved a snapshot over the search's own final record."""
+    run = tmp_path / "run"
+    run.mkdir()
+    before = fds()
+    with run_read(run), run_read(run):  # never locked: nothing to share, nothing made; two readers at once
+        assert not (run / LOCK_NAME).exists()
+    with run_lock(run):  # a search writes it
+        with pytest.raises(OutputError, match=rf"^run folder {run} is being written by a running search "
+                                              rf"\(pid {os.getpid()}\) \(a search records itself"):
+            with run_read(run):
+                pass
+    with run_read(run):  # a search (a resume) that starts while the folder is read is refused, as by a writer
+        assert run_lock_held(run) is False  # a reader is no search
+        with pytest.raises(OutputError, match="is in use by another edgenas process"):
+            with run_lock(run):
+                pass
+    assert run_lock_held(run) is False and fds() == before
+    (run / LOCK_NAME).unlink()
+    os.mkfifo(run / LOCK_NAME)  # no search made this: no lock to share, and the read does not hang on it
+    with run_read(run):
+        pass
+    assert fds() == before

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from pathlib import Path
 
@@ -172,7 +173,8 @@ def register(app: typer.Typer) -> None:
                 db: str = typer.Option(None, "--db", help=DB_HELP),
                 json_out: bool = typer.Option(False, "--json", help="print as JSON")) -> None:
         """Index run folders (e.g. made before the database) into the experiment database."""
-        from edgenas.search.launch import import_run, read_import
+        from edgenas.locks import run_read
+        from edgenas.search.launch import read_import
         from edgenas.search.record import check_run_folder
         from edgenas.store import open_db
         from edgenas.store.db import database_exists
@@ -181,16 +183,20 @@ def register(app: typer.Typer) -> None:
         for f in folder:  # every folder is checked before the database is opened (or created)
             check_run_folder(f)
         proj = project()
-        # every folder is read whole and checked before anything is saved (a damaged log or record must not leave
-        # a new database behind, nor the folders before it imported) and what was read is saved; several into a
-        # database are read again as each is saved, not held all at once
-        read = [read_import(proj, f) for f in folder] if len(folder) == 1 or not database_exists(proj, db) else None
-        if read is None:
-            for f in folder:
-                read_import(proj, f)
-        with open_db(db, proj) as handle:
-            recs = ([save_run(handle, *r) for r in read] if read is not None
-                    else [import_run(handle, proj, f) for f in folder])
+        with contextlib.ExitStack() as stack:
+            for f in folder:  # none is a running search's (read, it was saved over the search's own final record)
+                stack.enter_context(run_read(f))
+            # every folder is read whole and checked before anything is saved (a damaged log or record must not
+            # leave a new database behind, nor the folders before it imported) and what was read is saved; several
+            # into a database are read again as each is saved, not held all at once
+            several = len(folder) > 1 and database_exists(proj, db)
+            read = None if several else [read_import(proj, f) for f in folder]
+            if read is None:
+                for f in folder:
+                    read_import(proj, f)
+            with open_db(db, proj) as handle:
+                recs = ([save_run(handle, *r) for r in read] if read is not None
+                        else [save_run(handle, *read_import(proj, f)) for f in folder])
         if json_out:
             emit_json([_summary(r) for r in recs])
             return

@@ -577,9 +577,11 @@ def import_run(db: Any, project: Project, out_dir: Path | str) -> Any:
     own, and its budgets: ``index_run`` takes them from the folder). A budget today's table cannot meet
     (rescaled since) rebuilds it without budgets: its devices are recorded all the same, so ``runs stale``
     finds the run. A ``request.json`` that ``search --rerun`` could not read back is refused here."""
+    from edgenas.locks import run_read
     from edgenas.store.runs import save_run
 
-    return save_run(db, *read_import(project, out_dir))
+    with run_read(out_dir):  # not a running search's folder: its snapshot would replace its own final record
+        return save_run(db, *read_import(project, out_dir))
 
 
 def read_import(project: Project, out_dir: Path | str) -> Any:

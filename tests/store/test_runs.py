@@ -13,11 +13,13 @@ import shutil
 import pytest
 import sqlalchemy as sa
 
-from edgenas.errors import InputError, SearchInterrupted
+from edgenas.errors import InputError, OutputError, SearchInterrupted
 from edgenas.locks import run_lock
 from edgenas.project import Project
 from edgenas.search.launch import SearchRequest, launch_search
+from edgenas.search.launch import import_run
 from edgenas.search.launch import import_run as index_run
+from edgenas.search.record import index_run as record_run
 from edgenas.store import ExperimentDB, open_db
 from edgenas.store.runs import get_run, list_runs, run_evaluations, run_fronts, save_run
 from edgenas.store.schema import runs as run_rows
@@ -282,19 +284,33 @@ def _interrupted(tmp_path, at: int = 12):
 
 def test_import_of_an_interrupted_run_records_it_stopped_unless_a_search_holds_it(db, tmp_path):
     out = _interrupted(tmp_path)
-    with run_lock(out):  # a search is running in it: it is running
-        held = index_run(db, Project(tmp_path), out)
+    with run_lock(out):  # a search is running in it: it is running (``runs import`` refuses such a folder)
+        held = record_run(db, Project(tmp_path), out)
     assert held.status == "running" and held.finished_at is None
     run = index_run(db, Project(tmp_path), out)  # nobody holds it: it was interrupted
     assert run.status == "stopped" and get_run(db, run.id).status == "stopped"
     assert get_run(db, run.id).finished_at == (out / "evaluations.jsonl").stat().st_mtime
 
 
+def test_runs_import_refuses_the_folder_of_a_running_search_and_changes_nothing(db, tmp_path):
+    """An import read a running search's folder one file at a time and saved that snapshot; saved after the
+    search's own final record, it replaced it (a complete run of 1,500 evaluations recorded with 1,498 and no
+    best, or as stopped)."""
+    out = _interrupted(tmp_path)
+    done = index_run(db, Project(tmp_path), out)
+    rows = _run_rows(db)
+    with run_lock(out):  # a search is running in it (flock: another open file of this process is another holder)
+        with pytest.raises(OutputError, match=f"^run folder {out} is being written by a running search"):
+            import_run(db, Project(tmp_path), out)
+    assert _run_rows(db) == rows and get_run(db, done.id).status == "stopped"
+    assert import_run(db, Project(tmp_path), out).id == done.id  # once it has stopped
+
+
 def test_a_run_imported_while_it_ran_reads_stopped_once_nobody_holds_it(db, tmp_path):
     """Imported while its search ran, then the search was killed (kill -9): runs list said running for ever."""
     out = _interrupted(tmp_path)
     with run_lock(out):
-        held = index_run(db, Project(tmp_path), out)
+        held = record_run(db, Project(tmp_path), out)
         assert get_run(db, held.id).status == "running" and [r.id for r in list_runs(db, status="running")]
     assert get_run(db, held.id).status == "stopped"  # its process is gone: the lock with it
     assert [r.id for r in list_runs(db, status="stopped")] == [held.id] and not list_runs(db, status="running")
