@@ -618,11 +618,11 @@ def _rebuilt_problem(project: Project, req: SearchRequest, out_dir: Path, *, res
 
 def _folder_run_id(folder: Path) -> str:
     """The id of the run in ``folder``, from its files alone (the database is not opened)."""
-    from edgenas.search.record import check_run_folder, run_id_for
+    from edgenas.search.record import check_run_folder, folder_run_id
     from edgenas.search.run_files import check_config
 
     out = check_run_folder(folder)
-    return run_id_for(out, check_config(read_json(out / "config.json", "run config"), out / "config.json"))
+    return folder_run_id(out, check_config(read_json(out / "config.json", "run config"), out / "config.json"))
 
 
 def _indexed(db: Any, project: Project, folder: Path, rid: str) -> str:

@@ -49,10 +49,15 @@ START_FILES = ("request.json", "tables.json", "config.json")
 RESULT_FILES = ("evaluations.jsonl", "checkpoint.json", "best.json", "pareto.json", "history.json")
 
 
-def run_id_for(out_dir: Path, config: Mapping[str, Any]) -> str:
-    """The run's id: its folder and its config, less what a resume may change (a run resumed with more time
-    stays one run; an id of a run that never had a time limit is what it always was)."""
+def run_id_for(out_dir: Path, config: Mapping[str, Any], request: Mapping[str, Any] | None = None) -> str:
+    """The run's id: its folder, its config and its ``request.json`` (where it has one), less what a resume may
+    change (a run resumed with more time stays one run; an id of a run that never had a time limit is what it
+    always was). The request holds what the config does not (the objective, the tables, the evaluator): two
+    searches in one folder path (on two machines sharing a database, or one after the other) that differed only
+    there had one id, and the second's record replaced the first's."""
     text = str(Path(out_dir).resolve()) + "\n" + json.dumps(run_identity(config), sort_keys=True)
+    if request:
+        text += "\n" + json.dumps(run_identity(request), sort_keys=True)
     # surrogateescape: a folder name that is not valid in a non-UTF-8 locale (its bytes kept as surrogates)
     return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:12]
 
@@ -88,6 +93,11 @@ def describe_device(project: Project, target: Any) -> RunDevice:
         return RunDevice(target.name, "fewshot", m.fingerprint_hash, record_hash(m),
                          str(model_path(project.luts_dir, m.device, m.space)), target.budget_ms)
     return RunDevice(target.name, "other", None, None, None, target.budget_ms)
+
+
+def folder_run_id(out: Path, config: Mapping[str, Any]) -> str:
+    """The id of the run in ``out`` (``run_id_for``) with its checked ``config`` and its ``request.json`` as read."""
+    return run_id_for(out, config, _object(out / "request.json", "search request"))
 
 
 def _object(path: Path, what: str) -> dict[str, Any]:
@@ -209,7 +219,7 @@ def read_run(project: Project, out_dir: str | os.PathLike, *, problem: Any = Non
     best_obj = best.get("objectives") or {}
     best_number = darts_best_number(best) if darts else best.get("number")
     rec = RunRecord(
-        id=run_id_for(out, config), created_at=created_at or _file_time(out, START_FILES, min),
+        id=run_id_for(out, config, request), created_at=created_at or _file_time(out, START_FILES, min),
         status=run_status, space=str(config["space"]),
         strategy=str(config.get("strategy") or config.get("mode") or config.get("kind") or "?"),
         seed=int(config.get("seed") or 0), objective=str(objective), out_dir=str(out.resolve()), config=config,

@@ -37,12 +37,12 @@ def summary(problem: Any, result: Any, archs: Any = None) -> dict[str, Any]:
 def run_id_of(out_dir: Any) -> str | None:
     """The run's id in the experiment database (``edgenas runs show ID``), from its folder and config; None
     for a folder whose config cannot be read."""
-    from edgenas.search.record import run_id_for
+    from edgenas.search.record import folder_run_id
     from edgenas.search.run_files import check_config
 
     path = Path(out_dir) / "config.json"
     try:
-        return run_id_for(Path(out_dir), check_config(read_json(path, "run config"), path))
+        return folder_run_id(Path(out_dir), check_config(read_json(path, "run config"), path))
     except (InputError, OSError):
         return None
 

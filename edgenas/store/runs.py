@@ -150,14 +150,22 @@ def _insert_run(con: Any, rec: RunRecord, evals: Sequence[Evaluation],
 def _earlier_copies(db: ExperimentDB, con: Any, rec: RunRecord) -> list[tuple[str, float | None]]:
     """(id, created_at) of the rows ``rec`` replaces (``save_run``); a damaged value reads as None (the
     copy of ``rec``'s id is replaced all the same, as ``runs import`` promises for a damaged row)."""
-    cols = [c for c in raw_columns(runs, db.dialect) if c.name in ("id", "created_at", "config")]
+    cols = [c for c in raw_columns(runs, db.dialect) if c.name in ("id", "created_at", "config", "request")]
     rows = con.execute(sa.select(*cols).where(sa.or_(runs.c.id == rec.id, runs.c.out_dir == rec.out_dir))).all()
     out = []
     for r in rows:
         config = _decoded(db, r, "config")
-        if r.id == rec.id or (config is not None and same_run(config, rec.config)):
+        if r.id == rec.id or (config is not None and same_run(config, rec.config)
+                              and _same_request(_decoded(db, r, "request"), rec.request)):
             out.append((str(r.id), _decoded(db, r, "created_at")))
     return out
+
+
+def _same_request(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> bool:
+    """Whether two recorded requests can be one run's: equal but for what a resume may change, or one of them
+    not recorded (a run indexed before it had one). A search in the same folder with the same config and another
+    objective or table is another run (an earlier version gave both one id)."""
+    return not a or not b or run_identity(a) == run_identity(b)
 
 
 def _decoded(db: ExperimentDB, r: Any, column: str) -> Any:

@@ -22,6 +22,7 @@ from edgenas.search.launch import import_run as index_run
 from edgenas.search.record import index_run as record_run
 from edgenas.store import ExperimentDB, open_db
 from edgenas.store.runs import get_run, list_runs, run_evaluations, run_fronts, save_run
+from edgenas.store import schema
 from edgenas.store.schema import runs as run_rows
 
 from .conftest import TABLE
@@ -391,8 +392,9 @@ def test_a_phantom_copy_of_a_run_is_replaced_and_ids_without_a_time_limit_are_un
     launch_search(Project(tmp_path), _req(budget=10), out, db=db)
     [run] = list_runs(db)
     config = json.loads((out / "config.json").read_text())
-    assert config["max_wall_s"] is None  # the id as every earlier edgenas computed it
-    text = str(out.resolve()) + "\n" + json.dumps(config, sort_keys=True)
+    assert config["max_wall_s"] is None  # the files as they are: no field of them nulled
+    request = json.loads((out / "request.json").read_text())
+    text = str(out.resolve()) + "\n" + json.dumps(config, sort_keys=True) + "\n" + json.dumps(request, sort_keys=True)
     assert run.id == hashlib.sha256(text.encode()).hexdigest()[:12]
     # what an earlier edgenas left after a resume with more time: the same run under another id, and a
     # re-run of it; another run in another folder is left alone
@@ -406,6 +408,40 @@ def test_a_phantom_copy_of_a_run_is_replaced_and_ids_without_a_time_limit_are_un
     now = {r.id: r for r in list_runs(db)}
     assert set(now) == {run.id, "ba9876543210"} and now["ba9876543210"].rerun_of == run.id
     assert now[run.id].created_at == run.created_at - 100  # the older copy's: when the run began
+
+
+def test_two_searches_in_one_folder_path_that_differ_only_in_their_request_are_two_runs(db, tmp_path):
+    """The id hashed the folder and config.json only, which holds no objective, table or evaluator: a second
+    search in the same path (another machine sharing the database, or the first folder moved away) with another
+    objective got the first's id, and its record replaced the first's."""
+    first = launch_search(Project(tmp_path), _req(budget=10), tmp_path / "r", db=db)[2]
+    shutil.move(tmp_path / "r", tmp_path / "kept")
+    launch_search(Project(tmp_path), _req(budget=10, objective="cifar100_test"), tmp_path / "r", db=db)
+    runs = {r.objective: r for r in list_runs(db)}
+    assert set(runs) == {"cifar10_test", "cifar100_test"} and runs["cifar10_test"].n_evaluations == 10
+    assert runs["cifar10_test"].best_value == first.best.objectives["cifar10_test"]
+    index_run(db, Project(tmp_path), tmp_path / "r")  # a re-import is the same run still
+    assert {r.id for r in list_runs(db)} == {r.id for r in runs.values()}
+
+
+def test_a_run_indexed_under_an_earlier_id_is_replaced_by_its_re_import(db, tmp_path):
+    """An earlier edgenas left the id of the folder and config alone: a re-import (a resume, a warm start from the
+    folder) replaces that row with the run under today's id, and a re-run of it points at the new id."""
+    out = tmp_path / "r"
+    launch_search(Project(tmp_path), _req(budget=10), out, db=db)
+    [run] = list_runs(db)
+    old = hashlib.sha256((str(out.resolve()) + "\n" + json.dumps(run.config, sort_keys=True)).encode()).hexdigest()
+    with db.begin() as con:  # the row as that edgenas wrote it, under its id
+        row = dict(con.execute(sa.select(run_rows).where(run_rows.c.id == run.id)).one()._mapping)
+        con.execute(run_rows.insert().values(**{**row, "id": old[:12]}))
+        for t in (schema.evaluations, schema.fronts, schema.run_devices):
+            con.execute(t.delete().where(t.c.run_id == run.id))
+        con.execute(run_rows.delete().where(run_rows.c.id == run.id))
+    assert [r.id for r in list_runs(db)] == [old[:12]]
+    save_run(db, dataclasses.replace(run, id="ba9876543210", out_dir=str(tmp_path / "rerun"), rerun_of=old[:12]))
+    index_run(db, Project(tmp_path), out)
+    now = {r.id: r for r in list_runs(db)}
+    assert set(now) == {run.id, "ba9876543210"} and now["ba9876543210"].rerun_of == run.id
 
 
 def test_a_moved_folder_imports_as_another_run(db, tmp_path):
