@@ -113,3 +113,11 @@ def run_lock_held(folder: str | os.PathLike) -> bool | None:
         return False
     finally:
         os.close(fd)
+
+
+def status_now(status: str, folder: str | os.PathLike) -> str:
+    """A run's recorded ``status`` as it stands now: ``stopped`` for a ``running`` one whose folder's run lock
+    nobody holds (killed: by kill -9 or SIGTERM its checkpoint still says running), else ``status`` as it is (a
+    held lock, or a folder this machine cannot see). The one rule ``runs import``, the database's reader and the
+    report and API apply."""
+    return "stopped" if status == "running" and run_lock_held(folder) is False else status

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from edgenas.errors import InputError
 from edgenas.io import read_json
+from edgenas.locks import status_now
 from edgenas.project import Project
 from edgenas.textsafe import shown
 
@@ -110,11 +111,14 @@ class RunData:
 
     @property
     def status(self) -> str:
+        """``complete`` or ``stopped`` by the checkpoint once ``best.json`` is written; before that ``running``
+        (``empty`` with no evaluation), ``stopped`` where no search holds the folder's run lock (killed: the live
+        view polled such a run for ever), as ``runs list`` says (``status_now``)."""
         # DARTS writes no status: its best.json is written when training ends (as the database reads it)
         done = "complete" if self.darts else (self.checkpoint or {}).get("status")
         if done in ("complete", "stopped") and self.best is not None:
             return str(done)
-        return "running" if self.n_evaluations else "empty"
+        return status_now("running", self.path) if self.n_evaluations else "empty"
 
     @property
     def best_number(self) -> int | None:

@@ -32,7 +32,7 @@ import numpy as np
 
 from edgenas.errors import InputError
 from edgenas.io import read_json
-from edgenas.locks import run_lock_held
+from edgenas.locks import status_now
 from edgenas.project import Project
 from edgenas.search.run_files import (
     bad_evaluation_field, check_best, check_checkpoint, check_config, check_evaluation, check_pareto,
@@ -255,7 +255,7 @@ def checkpoint_status(out: Path, ckpt: Mapping[str, Any]) -> str:
     """The run's status by its checkpoint; ``running`` only while a search holds the folder's run lock (an
     interrupted run's checkpoint still says ``running``, and ``runs import`` recorded it as running)."""
     status = "complete" if ckpt.get("status") == "complete" else ckpt.get("status") or "running"
-    return "stopped" if status == "running" and run_lock_held(out) is False else status
+    return status_now(status, out)
 
 
 def _file_time(out: Path, names: tuple[str, ...], pick: Any) -> float:

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from edgenas.errors import InputError
 from edgenas.kinds import is_run_id
-from edgenas.locks import run_lock_held
+from edgenas.locks import status_now
 from edgenas.store.experiment import ExperimentDB
 from edgenas.store.rows import DamagedRowError, decode_row, key_of, raw_columns, run_hint
 from edgenas.store.schema import evaluations, fronts, run_devices, runs
@@ -190,8 +190,8 @@ def _decode_run(db: ExperimentDB, r: Any, devs: Sequence[Any]) -> RunRecord:
         dev = decode_row(x, "run_devices", where=db.where, key=key, hint=hint)
         devices.append(RunDevice(dev["device"], dev["kind"], dev["fingerprint_hash"], dev["lut_hash"], dev["lut_ref"],
                                  None if dev["budget_ms"] is None else float(dev["budget_ms"])))
-    if d.get("status") == "running" and d.get("out_dir") and run_lock_held(d["out_dir"]) is False:
-        d = dict(d, status="stopped")  # imported while it ran, then killed: no process holds its folder now
+    if d.get("out_dir"):  # imported while it ran, then killed: no process holds its folder now
+        d = dict(d, status=status_now(d.get("status"), d["out_dir"]))
     return RunRecord(**d, devices=tuple(devices))
 
 

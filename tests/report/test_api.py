@@ -269,7 +269,10 @@ def test_serve_out_of_file_descriptors_answers_503_without_tracebacks(rproj):
 
 @pytest.mark.slow
 def test_live_page_follows_a_running_search(rproj, browser, tmp_path):
-    """A run whose evaluations arrive while the page is open: the page's plots grow with them."""
+    """A run whose evaluations arrive while the page is open: the page's plots grow with them. Running while a
+    search holds its run lock: once none does (killed), the page says the run stopped (it polled for ever)."""
+    from edgenas.locks import run_lock
+
     src = rproj / "runs" / "evo"
     live = rproj / "runs" / "live"
     live.mkdir()
@@ -278,23 +281,26 @@ def test_live_page_follows_a_running_search(rproj, browser, tmp_path):
     lines = (src / "evaluations.jsonl").read_text().splitlines(keepends=True)
     (live / "evaluations.jsonl").write_text("".join(lines[:10]))
     with serving(rproj) as base:
-        page = browser.open(f"{base}/runs/live/live?interval_ms=300",
-                            wait_js="document.body.dataset.evaluations === '10'")
-        assert page.errors == [] and len(page.plots) == 2
-        with open(live / "evaluations.jsonl", "a") as fh:
-            fh.write("".join(lines[10:25]))
-            fh.write(lines[25][:20])              # a torn line being written: not shown yet
-        page = browser.open_wait("document.body.dataset.evaluations === '25'")
-        assert page, "the page did not pick up the new evaluations"
-        n = browser.evaluate("document.getElementById('live-front').data.map(t => t.x.length)")
-        feas = sum(json.loads(x)["feasible"] for x in lines[:25])
-        assert n == [feas, 25 - feas]
-        status = browser.evaluate("document.getElementById('live-status').textContent")
-        assert status.startswith("25 evaluations") and "running" in status
-        shot = browser.screenshot(tmp_path / "live.png")
-        if os.environ.get("EDGENAS_SCREENSHOT_DIR"):
-            Path(os.environ["EDGENAS_SCREENSHOT_DIR"]).mkdir(parents=True, exist_ok=True)
-            shutil.copy(shot, Path(os.environ["EDGENAS_SCREENSHOT_DIR"]) / shot.name)
+        with run_lock(live):  # a search is writing it
+            page = browser.open(f"{base}/runs/live/live?interval_ms=300",
+                                wait_js="document.body.dataset.evaluations === '10'")
+            assert page.errors == [] and len(page.plots) == 2
+            with open(live / "evaluations.jsonl", "a") as fh:
+                fh.write("".join(lines[10:25]))
+                fh.write(lines[25][:20])              # a torn line being written: not shown yet
+            page = browser.open_wait("document.body.dataset.evaluations === '25'")
+            assert page, "the page did not pick up the new evaluations"
+            n = browser.evaluate("document.getElementById('live-front').data.map(t => t.x.length)")
+            feas = sum(json.loads(x)["feasible"] for x in lines[:25])
+            assert n == [feas, 25 - feas]
+            status = browser.evaluate("document.getElementById('live-status').textContent")
+            assert status.startswith("25 evaluations") and "running" in status
+            shot = browser.screenshot(tmp_path / "live.png")
+            if os.environ.get("EDGENAS_SCREENSHOT_DIR"):
+                Path(os.environ["EDGENAS_SCREENSHOT_DIR"]).mkdir(parents=True, exist_ok=True)
+                shutil.copy(shot, Path(os.environ["EDGENAS_SCREENSHOT_DIR"]) / shot.name)
+        # the search was killed: no process holds its lock
+        assert browser.open_wait("document.getElementById('live-status').textContent.includes('run stopped')")
 
 
 @pytest.mark.parametrize("header, local", [

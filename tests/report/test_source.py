@@ -291,6 +291,30 @@ def _table_run(tmp_path):
     return tmp_path / "runs" / "r", FolderSource(Project(tmp_path))
 
 
+def test_a_run_nobody_holds_is_stopped_in_the_api_and_the_report_as_in_runs_list(tmp_path):
+    """A search killed (kill -9, SIGTERM) leaves its checkpoint saying running and no best.json: /api/runs and
+    ``report`` said running for ever (and the live page polled it for ever) while ``runs list`` said stopped.
+    Running only while a search holds the folder's run lock."""
+    import json
+
+    from starlette.testclient import TestClient
+
+    from edgenas.api.app import create_app
+    from edgenas.locks import run_lock
+    from edgenas.report.pages import run_sections
+
+    path, src = _table_run(tmp_path)
+    (path / "best.json").unlink()
+    (path / "checkpoint.json").write_text(json.dumps({"status": "running"}))
+    client = TestClient(create_app(src))
+    with run_lock(path):
+        assert src.run("r").status == "running" and client.get("/api/runs").json()[0]["status"] == "running"
+    assert src.run("r").status == src.run("r", evaluations=False).status == "stopped"
+    assert [(r["id"], r["status"]) for r in client.get("/api/runs").json()] == [("r", "stopped")]
+    assert client.get("/api/runs/r").json()["status"] == "stopped"
+    assert "<td>status</td><td>stopped</td>" in run_sections(src.run("r"), src)[0].html   # edgenas report's page
+
+
 def test_a_summary_counts_the_log_as_loading_it_did(tmp_path):
     """The API's listing and run summary count and check the log (``evaluations=False``) instead of loading it:
     the same summary, on a finished run, one appended to with a torn last line (no pareto.json: the objective
@@ -298,6 +322,7 @@ def test_a_summary_counts_the_log_as_loading_it_did(tmp_path):
     import json
 
     from edgenas.errors import InputError
+    from edgenas.locks import run_lock
 
     path, src = _table_run(tmp_path)
     light = src.run("r", evaluations=False)
@@ -311,8 +336,9 @@ def test_a_summary_counts_the_log_as_loading_it_did(tmp_path):
     with open(log, "a") as f:
         f.write(json.dumps({**first, "number": 30, "objectives": {"params": 1.0, "acc": 1.0}}) + "\n\n{\"numb")
     light, full = src.run("r", evaluations=False), src.run("r")
-    assert light.summary() == full.summary() and light.summary()["evaluations"] == 31
-    assert light.objective == full.objective == "cifar10_test" and light.status == "running"
+    with run_lock(path):  # a search is writing it (its status is asked of the lock when read)
+        assert light.summary() == full.summary() and light.summary()["evaluations"] == 31
+        assert light.objective == full.objective == "cifar10_test" and light.status == "running"
     text = log.read_text().replace('"number": 3,', '"number": 4,', 1)
     log.write_text(text)
     with pytest.raises(InputError) as counted:
