@@ -930,7 +930,7 @@ def test_a_runs_evaluation_values_are_its_records_objective_without_the_records(
               (-inf, True), (0.6, True), (0.2, True)]
     evals = [Evaluation(i, {"op": i}, {} if v is None else {"cifar10_test": v, "params": 9.0}, {"pi": 1.0}, {}, f)
              for i, (v, f) in enumerate(scores)]
-    save_run(db, _record("aaa111111111", tmp_path), evals)
+    save_run(db, _record("aaa111111111", tmp_path, best_value=0.6), evals)
     values = evaluation_values(db, "aaa111111111")
     records = run_evaluations(db, "aaa111111111")
     assert [n for n, _, _ in values] == list(range(10)) and [f for _, _, f in values] == [f for _, f in scores]
@@ -938,4 +938,4 @@ def test_a_runs_evaluation_values_are_its_records_objective_without_the_records(
         e.objectives.get("cifar10_test", -math.inf) for e in records]
     assert [v for _, v, _ in values] == [None, None, None, 0.7, 0.5, 0.9, 0.6, None, 0.6, 0.2]
     assert compare_runs(db, ["aaa1", "aaa1"])[0]["best_reached_at"] == 7 == best_reached_at(
-        [e.objectives.get("cifar10_test", -math.inf) for e in records], [e.feasible for e in records])
+        [e.objectives.get("cifar10_test", -math.inf) for e in records], [e.feasible for e in records], 0.6)
