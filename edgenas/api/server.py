@@ -65,6 +65,18 @@ def build_app(project: Project, token: str | None = None, host: str | None = Non
     return create_app(FolderSource(project), token, local_only=token is None and host is not None and is_loopback(host))
 
 
+def check_database(project: Project) -> None:
+    """Refuse, before serving, an experiment database that every reading command refuses (a newer edgenas's
+    schema, another application's, a damaged file, an unreachable server): opened read-only once, as ``runs
+    list`` opens it, for its one ``DatabaseError`` (exit 6). The server said it served, then answered 500 on the
+    pages and API paths that read it. No database is no error: the server reads the run folders."""
+    from edgenas.store import open_db
+    from edgenas.store.db import database_exists
+
+    if database_exists(project):
+        open_db(None, project, readonly=True).close()
+
+
 def bind(host: str, port: int) -> socket.socket:
     """A socket bound to ``host:port``, or one ``InputError`` (a port in use, an unknown address), so the
     command fails before it says it serves and before uvicorn logs an error of its own."""
@@ -96,6 +108,7 @@ def serve(project: Project, host: str = "127.0.0.1", port: int = 8765, token: st
         import uvicorn
     except ImportError:
         raise InputError("edgenas serve needs uvicorn and fastapi", hint="pip install 'edgenas[serve]'") from None
+    check_database(project)
     app = build_app(project, token, host)
     preload()
     server_class = _quiet_server()

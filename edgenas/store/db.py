@@ -172,14 +172,26 @@ def _check_sqlite_header(path: Path, where: str, size: int) -> None:
 EDGENAS_TABLES = frozenset({"runs", "run_devices", "evaluations", "fronts", "measurements", "alembic_version"})
 
 
-def peek_sqlite(path: Path, url: str) -> tuple[str | None, set[str]]:
+@contextlib.contextmanager
+def peek_sqlite(path: Path, url: str) -> Iterator[tuple[str | None, set[str]]]:
     """(revision, table names) of an existing SQLite file, read through a read-only connection without
     the pragmas of ``create_engine`` (which switch the file to WAL mode): nothing in the file changes,
-    so another application's database can be refused as it is."""
+    so another application's database can be refused as it is. A ``DatabaseError`` in the block (the caller
+    refusing what it found) or in the reading removes the -wal and -shm files the read-only connection made
+    beside a WAL file (``_fold_made``): each refusal of a newer edgenas's database left an empty -wal and a
+    32 KB -shm beside it."""
+    made = [f for f in (Path(f"{path}-wal"), Path(f"{path}-shm")) if not os.path.lexists(f)]
+    try:
+        yield _peek(path, url, made)
+    except DatabaseError:
+        _fold_made(path, made)
+        raise
+
+
+def _peek(path: Path, url: str, made: list[Path]) -> tuple[str | None, set[str]]:
+    """``peek_sqlite``'s reading; a damaged file's -wal and -shm files it made are removed (``_remove_made``)."""
     import sqlite3
 
-    beside = [Path(f"{path}-wal"), Path(f"{path}-shm")]
-    made = [f for f in beside if not os.path.lexists(f)]
     try:
         con = sqlite3.connect(readonly_uri(path), uri=True, timeout=BUSY_TIMEOUT_S)
     except sqlite3.Error as exc:
@@ -210,6 +222,26 @@ def _remove_made(made: list[Path]) -> None:
     for f in made:
         with contextlib.suppress(OSError):
             f.unlink()
+
+
+def _fold_made(path: Path, made: list[Path]) -> None:
+    """Remove the -wal and -shm files a read-only connection made beside the WAL file ``path`` that is then
+    refused (only a connection that may write removes them): through such a connection, opened, read and closed,
+    which removes them as SQLite does when it is the last one to close, so those another process opened
+    meanwhile stay its own (unlinking them, as ``_remove_made`` does, could split its readers and writers
+    between two -shm files). Only while the -wal is empty: nothing is written to the file."""
+    import sqlite3
+    from urllib.parse import quote
+
+    wal = Path(f"{path}-wal")
+    if not any(os.path.lexists(f) for f in made) or (wal.is_file() and wal.stat().st_size):
+        return
+    with contextlib.suppress(sqlite3.Error):  # best effort: the refusal is the error to report
+        con = sqlite3.connect(f"file://{quote(os.path.abspath(path))}?mode=rw", uri=True, timeout=1.0)
+        try:
+            con.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()  # opens the WAL: closing removes it
+        finally:
+            con.close()
 
 
 def describe(url: str) -> str:

@@ -44,11 +44,11 @@ class ExperimentDB:
         """The schema check (and a fresh database's migration) on opening."""
         path = dbmod.sqlite_path(self.url)
         if path is not None and path.is_file():  # checked before the engine switches the file to WAL mode
-            rev, names = dbmod.peek_sqlite(path, self.url)
-            if rev is None and names - dbmod.EDGENAS_TABLES:
-                raise self._foreign()
-            if rev is not None and rev not in dbmod.known_revisions():  # another application's alembic, or newer
-                raise dbmod.unknown_revision(self.where, rev, names)
+            with dbmod.peek_sqlite(path, self.url) as (rev, names):  # refused: no -wal or -shm file of it left
+                if rev is None and names - dbmod.EDGENAS_TABLES:
+                    raise self._foreign()
+                if rev is not None and rev not in dbmod.known_revisions():  # another application's, or newer
+                    raise dbmod.unknown_revision(self.where, rev, names)
             if rev is None and not names and not migrate:  # fresh: nothing to read, and nothing is written
                 return
         if check:

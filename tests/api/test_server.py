@@ -211,6 +211,48 @@ def test_serve_refuses_a_bad_bind_before_anything_else(tmp_path):
     assert called == []
 
 
+def test_serve_refuses_a_database_every_reading_command_refuses_before_it_says_it_serves(tmp_path, cli,
+                                                                                           monkeypatch):
+    """A newer edgenas's database: serve said it served, then answered 500 on /runs/ID and /api/measurements (200
+    on /api/runs). Refused at start-up now, with the red line and exit code of every other command, before it
+    binds the port, and with no -wal or -shm file left beside it."""
+    import sqlite3
+
+    from edgenas.api.server import serve
+    from edgenas.store import DatabaseError, ExperimentDB
+
+    ExperimentDB(None, Project(tmp_path)).close()
+    path = tmp_path / ".edgenas" / "edgenas.db"
+    con = sqlite3.connect(path)
+    con.execute("UPDATE alembic_version SET version_num = '0002'")
+    con.commit()
+    con.close()
+    monkeypatch.delenv("EDGENAS_DB", raising=False)
+
+    def served() -> None:
+        raise AssertionError("serve said it serves")
+
+    with pytest.raises(DatabaseError, match="schema revision 0002, newer than this edgenas knows"):
+        serve(Project(tmp_path), port=_free_port(), ready=served)
+    monkeypatch.setattr("edgenas.api.server.bind", lambda *_: served())
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
+    res = cli("serve", "--port", str(_free_port()))
+    assert res.code == 6 and "newer than this edgenas knows" in res.err and len(res.err.splitlines()) == 1, res.err
+    assert "serving" not in res.out and sorted(p.name for p in path.parent.glob("edgenas.db-*")) == []
+
+
+def test_serve_starts_on_a_good_database_and_on_none(tmp_path, monkeypatch):
+    """The start-up check reads a database that is there and creates none where there is none."""
+    from edgenas.api.server import check_database
+    from edgenas.store import ExperimentDB
+
+    monkeypatch.delenv("EDGENAS_DB", raising=False)
+    check_database(Project(tmp_path))
+    assert not (tmp_path / ".edgenas").exists()
+    ExperimentDB(None, Project(tmp_path)).close()
+    check_database(Project(tmp_path))
+
+
 def test_serve_says_ready_once_bound_answers_and_stops_on_sigterm_with_exit_0(tmp_path):
     """A real process: ``ready`` runs once the port is bound (binding it again fails) and the modules requests
     import lazily are imported, the API answers,

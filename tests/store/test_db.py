@@ -77,6 +77,57 @@ def test_cli_newer_schema_is_one_red_line(db, db_url, cli, monkeypatch, tmp_path
     assert "Traceback" not in r.err and len(r.err.strip().splitlines()) == 1
 
 
+def _project_database_of_revision(tmp_path, rev: str):
+    """The path of ``tmp_path``'s own experiment database (``.edgenas/edgenas.db``, WAL mode), stamped ``rev``."""
+    from edgenas.project import Project
+
+    ExperimentDB(None, Project(tmp_path)).close()
+    path = tmp_path / ".edgenas" / "edgenas.db"
+    con = sqlite3.connect(path)
+    con.execute("UPDATE alembic_version SET version_num = ?", (rev,))
+    con.commit()
+    con.close()
+    return path
+
+
+def _beside(path) -> list[str]:
+    return sorted(p.name for p in path.parent.glob(path.name + "-*"))
+
+
+def test_a_refused_newer_database_is_left_without_the_wal_and_shm_files_its_check_made(tmp_path, cli, monkeypatch):
+    """Each refusal of a newer edgenas's database (exit 6, the file unchanged) left an empty -wal and a 32 KB -shm
+    beside it: the read-only connection that read its revision made them, and only one that may write removes
+    them when it closes. The refusal removes them so, as SQLite does; another connection's stay its own."""
+    path = _project_database_of_revision(tmp_path, "0002")
+    data = path.read_bytes()
+    _refused_by_every_opening(f"sqlite:///{path}", "schema revision 0002, newer than this edgenas knows",
+                              "upgrade edgenas")
+    assert _beside(path) == []
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
+    monkeypatch.delenv("EDGENAS_DB", raising=False)
+    for args in (("runs", "list"), ("runs", "show", "abc"), ("runs", "stale"), ("db", "upgrade")):
+        res = cli(*args)
+        assert res.code == 6 and "newer than this edgenas" in res.err and len(res.err.splitlines()) == 1, args
+        assert _beside(path) == [], args
+    assert path.read_bytes() == data
+    other: list[sqlite3.Connection] = []
+    peek = dbmod._peek
+
+    def peek_then_another_opens(*args):   # another process opens the database between the check and the refusal
+        found = peek(*args)
+        other.append(sqlite3.connect(path))
+        other[0].execute("SELECT count(*) FROM runs").fetchall()
+        return found
+
+    monkeypatch.setattr(dbmod, "_peek", peek_then_another_opens)
+    with pytest.raises(DatabaseError, match="newer than this edgenas"):
+        ExperimentDB(f"sqlite:///{path}", migrate=False, readonly=True)
+    assert _beside(path) == ["edgenas.db-shm", "edgenas.db-wal"]  # the other connection's: not unlinked under it
+    assert other[0].execute("SELECT count(*) FROM runs").fetchone() == (0,)  # and it reads on
+    other[0].close()
+    assert _beside(path) == [] and path.read_bytes() == data
+
+
 def test_unreachable_postgresql_is_one_clear_error(tmp_path, cli, monkeypatch):
     url = f"postgresql+psycopg://edgenas@127.0.0.1:{_free_port()}/nothing"
     t0 = time.monotonic()
