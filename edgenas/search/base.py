@@ -178,6 +178,14 @@ class Strategy(ABC):
             out[key] = value
         return out
 
+    @classmethod
+    def recorded_options(cls, options: Mapping[str, Any], *, new: bool) -> dict[str, Any]:
+        """``options`` as a run records them (``config.json``) and replays them. A strategy whose default changed
+        spells out the options it affects: a ``new`` run's current choice, so that it replays as it ran whatever
+        the default becomes; for a run recorded before the option existed (``new=False``), what it ran with
+        (evolution's ``mutation``: ``per-gene``). The base class: ``options`` as given."""
+        return dict(options)
+
     @abstractmethod
     def ask(self, n: int) -> list[Any]:
         """Propose ``n`` architectures to evaluate next."""
@@ -359,6 +367,12 @@ def make_strategy(name: str, space: Any, rng: np.random.Generator, *,
         raise InputError(f"strategy '{cls.name}' runs its own search loop and has no ask/tell",
                          hint="run it with edgenas search (launch_search)")
     return cls(space, rng, feasibility=feasibility, **options)
+
+
+def recorded_options(name: str, options: Mapping[str, Any], *, new: bool) -> dict[str, Any]:
+    """``Strategy.recorded_options`` of the registered strategy ``name`` (a driver's: ``options`` as given)."""
+    cls = STRATEGIES.get(name)
+    return cls.recorded_options(options, new=new) if issubclass(cls, Strategy) else dict(options)
 
 
 def strategy_names() -> list[str]:

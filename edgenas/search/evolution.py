@@ -4,6 +4,12 @@ The population is a queue of the last ``population`` evaluated architectures; ea
 of the winner of a tournament of ``tournament`` members sampled without replacement; the oldest member
 dies when a child is told. Constraints follow Deb's rules (feasible first, then smaller violation).
 
+``mutation``: ``one`` changes exactly one gene, chosen uniformly, to another value (Real et al.'s mutation and
+the NAS-Bench-201 REA baseline's); ``per-gene`` resamples each gene with probability ``mutation_rate`` (1/D by
+default; at least one changes), so on NAS-Bench-201 about a quarter of the children differ from their parent
+in 2-5 edges. A run recorded before the option existed ran ``per-gene`` and replays so
+(``recorded_options``); giving ``mutation_rate`` alone means ``per-gene``.
+
 With a language-model operator (``llm_operator``, see ``edgenas.llm``) a share ``llm_share`` of the
 children are the model's mutation of the tournament winner (a proposal that is not novel or not
 feasible falls back to the usual mutation); every child's result is reported back to the operator.
@@ -16,7 +22,12 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Mapping, Sequence
 
+from edgenas.errors import InputError
 from edgenas.search.base import STRATEGIES, Option, Result, Strategy, population_option, rank_key
+
+#: the mutations, and the one a new run uses unless told (measured in bench/RESULTS.md, "Evolution's mutation")
+MUTATIONS = ("one", "per-gene")
+DEFAULT_MUTATION = "one"
 
 
 @STRATEGIES.register("evolution", aliases=("rea",),
@@ -26,6 +37,7 @@ class RegularizedEvolution(Strategy):
     options = {
         "population": population_option(20, 2),
         "tournament": Option(5, int, lambda v: v >= 1, "must be >= 1"),
+        "mutation": Option(DEFAULT_MUTATION, str, lambda v: v in MUTATIONS, "must be one or per-gene"),
         "mutation_rate": Option(None, float, lambda v: 0.0 < v <= 1.0, "must be in (0, 1]"),
         "llm_share": Option(0.0, float, lambda v: 0.0 <= v <= 1.0, "must be in [0, 1]"),
         "llm_batch": Option(8, int, lambda v: v >= 1, "must be >= 1"),
@@ -39,6 +51,29 @@ class RegularizedEvolution(Strategy):
         self.origin: dict[str, tuple[Any, Result, str]] = {}   # child id -> (parent, its result, source)
         if self.llm is not None and self.opts["llm_share"] > 0:
             self.batch_hint = self.opts["llm_batch"]   # a generation's model children come from one call
+
+    @classmethod
+    def validate_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The declared checks, and ``mutation_rate``: the per-gene mutation's, so given alone it means
+        ``mutation=per-gene`` (as before the option existed), and it is refused with ``mutation=one``."""
+        opts = super().validate_options(options)
+        if opts["mutation_rate"] is not None:
+            if options.get("mutation") is None:
+                opts["mutation"] = "per-gene"
+            elif opts["mutation"] != "per-gene":
+                raise InputError(f"strategy '{cls.name}': option mutation_rate is the rate of mutation=per-gene, "
+                                 f"not of mutation={opts['mutation']} (exactly one gene changes)",
+                                 hint="drop mutation_rate, or give mutation=per-gene")
+        return opts
+
+    @classmethod
+    def recorded_options(cls, options: Mapping[str, Any], *, new: bool) -> dict[str, Any]:
+        """``options`` with ``mutation`` spelled out: a new run's choice, or ``per-gene`` for a run recorded
+        before the option existed (``new=False``), which is what it ran with."""
+        if options.get("mutation") is not None:
+            return dict(options)
+        old = not new or options.get("mutation_rate") is not None
+        return {**options, "mutation": "per-gene" if old else cls.options["mutation"].default}
 
     @classmethod
     def before_children(cls, options: Mapping[str, Any], batch_size: int | None) -> int:
@@ -55,8 +90,13 @@ class RegularizedEvolution(Strategy):
         idx = self.rng.choice(len(members), size=size, replace=False)
         return min((members[i] for i in idx), key=lambda m: rank_key(m[1]))
 
+    def _mutate(self, parent: Any) -> Any:
+        if self.opts["mutation"] == "one":
+            return self.space.mutate_genes(parent, self.rng)[0]
+        return self.space.mutate(parent, self.rng, self.opts["mutation_rate"])
+
     def _usual(self, parent: Any, res: Result) -> Any:
-        child = self.propose(lambda: self.space.mutate(parent, self.rng, self.opts["mutation_rate"]))
+        child = self.propose(lambda: self._mutate(parent))
         self.origin[self.space.arch_id(child)] = (parent, res, "usual")
         return child
 

@@ -84,15 +84,8 @@ class HGM(Strategy):
         return (1 - self.opts["explore"]) * c / c.sum() + self.opts["explore"] * u / u.sum()
 
     def mutate(self, arch: Any) -> tuple[Any, tuple[tuple[int, int], ...]]:
-        genes = self.space.to_genes(arch).copy()
-        k = min(self.opts["genes"], int((self.sizes > 1).sum()))
-        which = self.rng.choice(len(genes), size=k, replace=False, p=self.gene_probs())
-        ops = []
-        for i in which:
-            v = int(self.rng.choice(len(self.value_counts[i]), p=self.value_probs(int(i), int(genes[i]))))
-            genes[i] = v
-            ops.append((int(i), v))
-        return self.space.from_genes(genes), tuple(ops)
+        """``genes`` genes changed, drawn from the learned distributions, and the changes ``(gene, value)``."""
+        return self.space.mutate_genes(arch, self.rng, self.opts["genes"], self.gene_probs(), self.value_probs)
 
     def mutation_distribution(self) -> dict[str, Any]:
         """The learned operator distribution (for reports and tests)."""

@@ -314,7 +314,10 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
             from edgenas.search.repeats import check_new_request
 
             check_new_request(req)
-    from edgenas.search.base import STRATEGIES, is_driver
+    from edgenas.search.base import STRATEGIES, is_driver, recorded_options
+
+    if not resume:  # the request records the choices a default would make (evolution's mutation), as run
+        req = dataclasses.replace(req, strategy_options=recorded_options(req.strategy, req.strategy_options, new=True))
 
     _check_numbers(dataclasses.replace(req, max_wall_s=more_wall_s) if more_wall_s is not None else req)
     if more_wall_s is not None and not resume:

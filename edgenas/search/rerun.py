@@ -1,7 +1,8 @@
 """``edgenas search --rerun RUN_ID``: repeat a recorded search, warm-started from it.
 
 The request is the recorded one (space, evaluator, devices and budgets, strategy, budget, seed), with
-``warm_start`` set to the run itself; latency now comes from each device's current table. The strategies
+``warm_start`` set to the run itself (and the options a run recorded before they existed as it ran them:
+evolution's ``mutation=per-gene``); latency now comes from each device's current table. The strategies
 that run their own loop (``sh``, ``hyperband``, ``darts``) take no warm start: theirs is the same search
 again on today's tables (``runs stale`` suggests a re-run for them too). The new run goes to
 ``<old folder>-rerun-N`` (or ``--out``) and records what it re-runs.
@@ -20,7 +21,7 @@ from edgenas.search.launch import SearchRequest
 def rerun_request(project: Project, ref: str, *, db_url: str | None = None,
                   out_dir: Path | None = None) -> tuple[SearchRequest, Path, str]:
     """The request of the re-run of ``ref``, its folder, and the id of the run it re-runs."""
-    from edgenas.search.base import is_driver
+    from edgenas.search.base import is_driver, recorded_options
     from edgenas.store import open_db
     from edgenas.store.runs import get_run
 
@@ -29,8 +30,9 @@ def rerun_request(project: Project, ref: str, *, db_url: str | None = None,
         raise InputError(f"run {run.id} has no recorded search request (request.json)",
                          hint="re-run it by hand with the same settings and --warm-start " + run.id)
     req = SearchRequest.from_json(run.request, where=f"run {run.id}: request")
-    if not is_driver(req.strategy):
-        req = dataclasses.replace(req, warm_start=(run.id,))
+    if not is_driver(req.strategy):  # a run recorded before an option existed re-runs with what it ran with
+        req = dataclasses.replace(req, warm_start=(run.id,),
+                                  strategy_options=recorded_options(req.strategy, req.strategy_options, new=False))
     if out_dir is None:
         base = Path(run.out_dir)
         n = 1

@@ -23,7 +23,7 @@ import numpy as np
 from edgenas.errors import InputError
 from edgenas.io import atomic_write_json, open_log_for_append, read_json
 from edgenas.limits import is_number
-from edgenas.search.base import STRATEGIES, Trial, convert_option, make_strategy
+from edgenas.search.base import STRATEGIES, Trial, convert_option, make_strategy, recorded_options
 from edgenas.search.problem import Problem
 from edgenas.search.results import SearchResult, summarise, write_results
 from edgenas.search.run_files import check_checkpoint, check_config, read_evaluations, resume_or_new
@@ -117,10 +117,15 @@ def with_objectives(config: SearchConfig, problem: Problem, opts: dict[str, Any]
 
 
 def build_strategy(config: SearchConfig, problem: Problem, hooks: Mapping[str, Any] | None = None,
-                   initial_population: Sequence[Any] = ()) -> tuple[Any, int]:
+                   initial_population: Sequence[Any] = (), *, recorded: bool = False) -> tuple[Any, int]:
     """The strategy a run uses (seeded, with the config's and the strategy's default options) and the
     number of architectures asked for per round. Benchmarks call this to drive strategies exactly as
-    ``run_search`` (and so ``edgenas search``) does."""
+    ``run_search`` (and so ``edgenas search``) does. ``recorded``: ``config`` is a run folder's, where an
+    option it lacks that the strategy spells out (``Strategy.recorded_options``) means what a run recorded
+    before the option existed ran with."""
+    if recorded:
+        spelled = recorded_options(config.strategy, config.strategy_options, new=False)
+        config = dataclasses.replace(config, strategy_options=spelled)
     opts = with_objectives(config, problem, strategy_options(config, hooks))
     strategy = make_strategy(config.strategy, problem.space, np.random.default_rng(config.seed),
                              feasibility=problem if problem.constrained else None,
@@ -194,6 +199,20 @@ def _unreplayable(problem: Problem, rec: Mapping[str, Any]) -> str | None:
 EXHAUSTED_AFTER = 100
 
 
+def _with_recorded_choices(config: SearchConfig, old: Mapping[str, Any]) -> SearchConfig:
+    """A resume's ``config`` with the run's recorded value of each option the strategy spells out
+    (``Strategy.recorded_options``) and ``config`` leaves out: a new run records its choice (``mutation=one``)
+    in ``config.json`` only when it was not asked for, and the request (or the caller's config) still leaves
+    it out. A run recorded before the option existed has none to take: it replays what it ran with."""
+    given = dict(config.strategy_options)
+    recorded = old.get("strategy_options")
+    if not isinstance(recorded, Mapping):
+        return config
+    spelled = recorded_options(config.strategy, given, new=True)
+    take = {k: recorded[k] for k in spelled if k not in given and k in recorded}
+    return dataclasses.replace(config, strategy_options={**given, **take}) if take else config
+
+
 def exhausted_after(batch: int) -> int:
     return max(EXHAUSTED_AFTER, 2 * int(batch))
 
@@ -217,6 +236,7 @@ def run_search(config: SearchConfig, problem: Problem, out_dir: str | os.PathLik
                          f"{[(d.name, d.budget_ms) for d in problem.devices]}")
     if resume and cfg_path.exists():
         old = check_config(read_json(cfg_path, "run config"), cfg_path)
+        config = _with_recorded_choices(config, old)
         mine = config.to_json()
         diff = sorted(k for k in set(old) | set(mine) if k != "max_wall_s" and old.get(k) != mine.get(k))
         if diff:
@@ -229,6 +249,9 @@ def run_search(config: SearchConfig, problem: Problem, out_dir: str | os.PathLik
         if log_path.exists() or ckpt_path.exists():
             raise InputError(f"{out} already holds a search run", hint=resume_or_new(out))
         logged, whole, elapsed0 = [], None, 0.0
+        if not resume:  # a resume with no config.json is a request an earlier edgenas may have recorded
+            spelled = recorded_options(config.strategy, config.strategy_options, new=True)
+            config = dataclasses.replace(config, strategy_options=spelled)
     if more_wall_s is not None:
         config = dataclasses.replace(config, max_wall_s=elapsed0 + more_wall_s)
     trials: list[Trial] = []
@@ -243,7 +266,7 @@ def run_search(config: SearchConfig, problem: Problem, out_dir: str | os.PathLik
             config_saved = True
 
     save_config_once_replayed()  # a new run's (or one with nothing logged yet), before anything else
-    strategy, batch = build_strategy(config, problem, strategy_hooks, initial_population)
+    strategy, batch = build_strategy(config, problem, strategy_hooks, initial_population, recorded=True)
     t0 = time.monotonic() - elapsed0
     clock_started = not logged
     stopped = "budget"

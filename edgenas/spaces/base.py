@@ -19,7 +19,7 @@ import json
 import uuid
 from abc import ABC, abstractmethod
 from functools import cached_property
-from typing import Any, Generic, Iterable, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Generic, Iterable, Mapping, Sequence, TypeVar
 
 import numpy as np
 
@@ -154,6 +154,31 @@ class SearchSpace(ABC, Generic[A]):
             choices = [c for c in range(sizes[i]) if c != genes[i]]
             genes[i] = rng.choice(choices)
         return self.from_genes(genes)
+
+    def mutate_genes(self, arch: A, rng: np.random.Generator, k: int = 1, gene_p: np.ndarray | None = None,
+                     value_p: Callable[[int, int], np.ndarray] | None = None) -> tuple[A, tuple[tuple[int, int], ...]]:
+        """Change exactly ``k`` distinct genes (at most the genes with a choice), each to another value, and
+        the changes made, ``(gene, value)`` each. Uniform by default: one gene is Real et al.'s (2019) mutation
+        and the NAS-Bench-201 REA baseline's; ``gene_p`` (zero where a gene has one choice) and ``value_p(gene,
+        current)`` (zero at ``current``) draw them from other distributions (HGM's learned ones)."""
+        sizes = np.asarray(self.gene_sizes())
+        genes = self.to_genes(arch).copy()
+        mutable = (sizes > 1).astype(float)
+        k = min(k, int(mutable.sum()))
+        if k == 0:  # no gene has a choice
+            return arch, ()
+        if gene_p is None:
+            gene_p = mutable / max(mutable.sum(), 1.0)
+        ops = []
+        for i in rng.choice(len(genes), size=k, replace=False, p=gene_p):
+            if value_p is None:
+                p = (np.arange(sizes[i]) != genes[i]) / (sizes[i] - 1.0)
+            else:
+                p = value_p(int(i), int(genes[i]))
+            v = int(rng.choice(int(sizes[i]), p=p))
+            genes[i] = v
+            ops.append((int(i), v))
+        return self.from_genes(genes), tuple(ops)
 
     def crossover(self, a: A, b: A, rng: np.random.Generator) -> A:
         """Uniform crossover of the gene vectors."""

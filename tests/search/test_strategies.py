@@ -525,7 +525,7 @@ def test_evolution_samples_until_the_population_is_asked_for_then_mutates_tourna
 def test_evolution_options_bounds_and_first_child(space):
     from edgenas.search.evolution import RegularizedEvolution as REA
 
-    assert REA.validate_options({}) == {"population": 20, "tournament": 5, "mutation_rate": None,
+    assert REA.validate_options({}) == {"population": 20, "tournament": 5, "mutation": "one", "mutation_rate": None,
                                         "llm_share": 0.0, "llm_batch": 8}
     for ok in ({"population": 2}, {"tournament": 1}, {"mutation_rate": 1.0}, {"llm_share": 0.0},
                {"llm_share": 1.0}, {"llm_batch": 1}):
