@@ -32,6 +32,7 @@ registered. Command line (one JSON file per strategy, then one table over them):
     python bench/search_suite.py run evolution --seeds 30 --out bench/suite/evolution.json
     python bench/search_suite.py table bench/suite/*.json --markdown
     python bench/search_suite.py table bench/search_suite_results.json bench/suite/tpe.json --markdown  # tpe run again
+    python bench/search_suite.py run evolution --opt mutation=per-gene --label evolution-per-gene --out F.json
 """
 
 from __future__ import annotations
@@ -297,6 +298,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     r.add_argument("--tasks", nargs="*", default=None, help="task names (default: all)")
     r.add_argument("--data", default=str(DATA), help="folder with nb201_hw.csv and nb201_valid.csv")
     r.add_argument("--out", help="write the JSON here as well")
+    r.add_argument("--label", help="the strategy's name in `table` (one strategy with other options: "
+                                   "evolution-one, evolution-per-gene)")
     r.add_argument("--quantile", type=float, help=f"budget the device tasks at this quantile instead of "
                                                   f"{QUANTILE} (tasks named TASK~qQ; tighter: more repairs)")
     r.add_argument("--queries", type=int, help="evaluations per run instead of each task's (tasks named TASK~nN)")
@@ -326,6 +329,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             tasks = [replace(t, name=f"{t.name}~n{args.queries}", budget=args.queries) for t in tasks]
         res = run_strategy(args.strategy, opts, seeds=range(args.seed_offset, args.seed_offset + args.seeds),
                            tasks=tasks, data=args.data)
+        if args.label:
+            res["label"] = args.label
         res["seconds"] = round(time.time() - t0, 1)
         res["machine"] = f"{platform.machine()}, {os.cpu_count()} CPUs"
         text = json.dumps(res, indent=1)
