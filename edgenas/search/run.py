@@ -201,8 +201,8 @@ EXHAUSTED_AFTER = 100
 
 def _with_recorded_choices(config: SearchConfig, old: Mapping[str, Any]) -> SearchConfig:
     """A resume's ``config`` with the run's recorded value of each option the strategy spells out
-    (``Strategy.recorded_options``) and ``config`` leaves out: a new run records its choice (``mutation=one``)
-    in ``config.json`` only when it was not asked for, and the request (or the caller's config) still leaves
+    (``Strategy.recorded_options``) and ``config`` leaves out: ``run_search`` wrote a new run's choice
+    (``mutation=one``) into ``config.json``, and a caller resuming with the config it started from still leaves
     it out. A run recorded before the option existed has none to take: it replays what it ran with."""
     given = dict(config.strategy_options)
     recorded = old.get("strategy_options")
