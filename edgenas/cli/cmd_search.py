@@ -351,6 +351,8 @@ def _print_darts(rec, json_out: bool) -> None:
                "pt": " (chosen by perturbation, DARTS-PT)",
                "pt-budget": " [yellow](chosen by perturbation, DARTS-PT; the first choice missed the budget: the "
                             "best one within it)[/yellow]",
+               "pt-latency": " (chosen by perturbation, DARTS-PT, among the cells no slower than the alpha-selected "
+                             "one: the latency weight's trade-off)",
                "none met every budget": " [yellow](the most probable cell)[/yellow]"}.get(rec["derivation"], "")
         out.print(f"[green]derived[/green] {esc(rec['arch']['arch'])}; skip edges {rec['skip_edges']}; "
                   f"predicted latency: {lat or 'n/a'}{how}")

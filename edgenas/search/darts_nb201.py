@@ -100,6 +100,8 @@ class DartsNB201(nn.Module):
 
 
 NONE = OPS.index("none")
+#: the derivation's label when no cell meets every budget (the alpha argmax is kept); mbv3's word too
+NONE_FITS = "none met every budget"
 
 
 def derivable_probs(alpha: torch.Tensor) -> torch.Tensor:

@@ -28,8 +28,12 @@ otherwise "budget"). These four changes are the remedy for the collapse seen in 
 Final selection (``selection``): "pt" (default) re-scores the ops after training with DARTS-PT
 (``darts_pt``: the drop of held-out accuracy when an op is masked out of the trained supernet, on
 ``pt_samples`` images of the alpha half) and ``BudgetDerivation.pick``s the best-scoring cell within
-budget; "alpha" keeps the epoch-end cell (log-probabilities). ``best.json`` records both
-(``arch`` and ``alpha_arch``); the per-epoch cells in the history are always alpha-selected.
+budget; "alpha" keeps the epoch-end cell (log-probabilities). With ``latency_weight`` > 0, the PT cell is
+also held, on each device without a budget, to the alpha-selected cell's latency (``darts_pt.pt_pick``:
+the scores measure accuracy only, and the weight did not reach the delivered cell). ``best.json`` records
+both (``arch`` and ``alpha_arch``, and ``pt_budgets_ms``, the limits the PT pick was held to); the
+per-epoch cells in the history are always alpha-selected. That rule is part of the finish, not of the
+training: a run checkpointed before it (schema 3 too) resumes and finishes by it.
 
 Skip-connection collapse (DARTS's known failure) is measured: the history holds the derived cell's
 number of ``skip_connect`` edges per epoch. ``skip_dropout`` applies P-DARTS's remedy (Chen et al.,
@@ -56,12 +60,11 @@ import torch.nn.functional as F
 from edgenas.errors import EdgenasError, InputError
 from edgenas.io import atomic_write_json, read_json
 from edgenas.limits import MAX_LEARNING_RATE, is_finite, is_schema, is_whole
-from edgenas.search.darts_nb201 import BudgetDerivation, DartsNB201, ExpectedLatency, derivable_probs, derive
-from edgenas.search.darts_pt import SELECTIONS, perturbation_scores, pt_subset
+from edgenas.search.darts_nb201 import (NONE_FITS, BudgetDerivation, DartsNB201, ExpectedLatency, derivable_probs,
+                                        derive)
+from edgenas.search.darts_pt import SELECTIONS, latency_limits, perturbation_scores, pt_pick, pt_subset
 
 DARTS_SCHEMA = 3
-#: the derivation's label when no cell meets every budget (the alpha argmax is kept); mbv3's word too
-NONE_FITS = "none met every budget"
 
 
 class RunConfig:
@@ -468,17 +471,17 @@ def _finish(config, space, terms, budgets, history, net, out: Path, derivation: 
     chosen = history[-1]  # a checkpoint's on a resume (a file): its cells parsed, their latencies predicted anew
     alpha_arch = space.from_string(chosen["arch"])  # the alpha selection (log-probabilities)
     argmax = space.from_string(chosen["argmax_arch"])
-    arch, derived_by = alpha_arch, chosen["derivation"]
-    if pt is not None:  # no cell within every budget: the alpha argmax stays, labelled as such
-        fit = derivation.pick(pt[0])
-        arch = fit or alpha_arch
-        derived_by = (NONE_FITS if fit is None else
-                      "pt" if arch == BudgetDerivation([], []).pick(pt[0]) else "pt-budget")
+    arch, derived_by, limits = alpha_arch, chosen["derivation"], None
+    if pt is not None:  # with a latency weight, no slower than the alpha cell on the unbudgeted devices
+        limits = latency_limits(terms, budgets, config.latency_weight, alpha_arch)
+        arch, derived_by = pt_pick(pt[0], derivation, alpha_arch, limits, [(t.name, t.model) for t in terms])
+        limits = None if derived_by == NONE_FITS else limits
     ms = {t.name: t.of_arch(arch) for t in terms}
     with torch.no_grad():
         probs = net.probs().tolist()
     record = {"arch": space.to_dict(arch), "objectives": {}, "latency_ms": ms,
               "budgets_ms": {t.name: b for t, b in zip(terms, budgets)},
+              "pt_budgets_ms": None if limits is None else {t.name: b for t, b in zip(terms, limits)},
               "within_budget": all(b is None or ms[t.name] <= b for t, b in zip(terms, budgets)),
               "epoch": chosen["epoch"], "selection": config.selection, "derivation": derived_by,
               "number": len(history) if pt is not None else len(history) - 1,  # PT's pick: one more evaluation

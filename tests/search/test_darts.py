@@ -273,6 +273,7 @@ def test_darts_bad_input_is_one_red_line(cli, tmp_path, monkeypatch):
 @pytest.mark.parametrize("derivation, says, not_says", [
     ("pt", "chosen by perturbation", "missed the budget"),  # it said "missed the budget" with no budget at all
     ("pt-budget", "the first choice missed the budget", "most probable cell"),
+    ("pt-latency", "no slower than the alpha-selected one", "missed the budget"),
     ("budget", "the most probable cell, |skip_connect~0|, missed the budget", "perturbation"),
     ("argmax", "derived", "missed"),
     ("none met every budget", "the most probable cell", "within it"),

@@ -318,6 +318,33 @@ def test_the_pt_pick_is_labelled_pt_only_when_no_budget_changed_it_and_a_cell_at
     assert under["latency_ms"]["t"] <= under["budgets_ms"]["t"]
 
 
+def test_a_latency_weight_holds_the_pt_pick_to_the_alpha_cells_latency_a_weight_of_0_does_not(pred, data, tmp_path,
+                                                                                              monkeypatch,
+                                                                                              interrupt_darts_after):
+    """PT scores made up to rise with each op's cost, so PT's own choice is the slowest cell (what a weight of 30
+    delivered, 6x slower than the alpha cell: audit finding 1). With a latency weight and no budget the delivered
+    cell is no slower than the alpha-selected one ("pt-latency", its latency recorded as the limit), also when a
+    run killed after epoch 1 resumes; with a weight of 0 it is PT's own choice, as before."""
+    from edgenas.search import darts_train
+    from edgenas.search.darts_nb201 import NONE, BudgetDerivation, ExpectedLatency
+
+    scores = np.tile(ExpectedLatency("t", pred).per_op.numpy(), (6, 1))
+    scores[:, NONE] = 0.0
+    monkeypatch.setattr(darts_train, "perturbation_scores", lambda net, x, y: scores.copy())
+    slowest = get_space("nb201").to_dict(BudgetDerivation([("t", pred)], [None]).pick(scores))
+    cfg = {w: _cfg(data, None, latency_weight=w, selection="pt", pt_samples=8) for w in (0.0, 5.0)}
+    w0, w5 = (run_darts(cfg[w], [("t", pred)], tmp_path / f"w{w}") for w in (0.0, 5.0))
+    assert (w0["arch"], w0["derivation"], w0["pt_budgets_ms"]) == (slowest, "pt", None)
+    assert w5["pt_budgets_ms"] == w5["alpha_ms"] and w5["latency_ms"]["t"] <= w5["alpha_ms"]["t"]
+    assert w5["derivation"] == "pt-latency" and w5["latency_ms"]["t"] < w0["latency_ms"]["t"]
+    disarm = interrupt_darts_after(1)
+    with pytest.raises(KeyboardInterrupt):
+        run_darts(cfg[5.0], [("t", pred)], tmp_path / "part")
+    disarm()
+    again = run_darts(cfg[5.0], [("t", pred)], tmp_path / "part", resume=True)
+    assert {k: v for k, v in again.items() if k != "pt_s"} == {k: v for k, v in w5.items() if k != "pt_s"}
+
+
 def test_a_non_finite_architecture_loss_is_named_as_such_and_keeps_the_last_checkpoint(pred, data, tmp_path):
     """lambda_lr 1e308 over budget: the multiplier reaches 1e308 after epoch 2's first step and the next
     architecture loss is infinite, while the training loss is finite."""
