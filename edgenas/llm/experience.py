@@ -102,11 +102,19 @@ class ExperienceBuffer:
     def __init__(self, size: int, path: Path | None = None) -> None:
         self.items: deque[Experience] = deque(maxlen=size)
         self.path = path
+        self.unsaved = False   # added to since the last save (``add(save=False)``: a resume's replay)
 
-    def add(self, item: Experience) -> None:
+    def add(self, item: Experience, save: bool = True) -> None:
         self.items.append(item)
+        self.unsaved = True
+        if save:
+            self.save_now()
+
+    def save_now(self) -> None:
+        """Save to ``path`` (if it has one)."""
         if self.path is not None:
             self.save(self.path)
+        self.unsaved = False
 
     def __len__(self) -> int:
         return len(self.items)

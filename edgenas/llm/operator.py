@@ -14,6 +14,7 @@ Seeds come from the operator's own generator, drawn the same way whether an even
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import resource
 import shutil
@@ -25,7 +26,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from edgenas.errors import EdgenasError, InputError, LLMError
-from edgenas.limits import is_whole
+from edgenas.limits import is_whole, loads_json_limited
 from edgenas.llm.codec import Change, Mutation, gene_specs, mutation_prefix, valid_mutations
 from edgenas.llm.experience import Experience, ExperienceBuffer, JsonlLog
 from edgenas.llm.prompt import DeviceInfo, Outcome, build_prompt, shared_prompt, static_prompt
@@ -36,15 +37,20 @@ _EVENT_FIELDS: dict[str, dict[str, Any]] = {
     "proposal": {"batch": is_whole, "of": lambda v: is_whole(v) and v >= 1, "round": is_whole,
                  "parent": lambda v: isinstance(v, str), "prompt": lambda v: isinstance(v, str),
                  "think": lambda v: isinstance(v, str), "completion": lambda v: isinstance(v, str),
-                 "child": lambda v: isinstance(v, dict)},
+                 "child": lambda v: isinstance(v, dict), "valid": lambda v: isinstance(v, bool),
+                 "novel": lambda v: isinstance(v, bool)},
     "lora": {"round": is_whole},
     "fallback": {},
 }
 
 
-def _check_event(rec: dict[str, Any], path: Path, line: int, space: Any) -> dict[str, Any]:
+def _check_event(rec: dict[str, Any], path: Path, line: int, space: Any, max_genes: int = 3) -> dict[str, Any]:
     """A line of ``proposals.jsonl`` checked before it is replayed (one error naming the line); a proposal's
-    ``child`` must be an architecture of ``space`` (a bad one was an error naming neither file nor line)."""
+    ``child`` must be an architecture of ``space`` (a bad one was an error naming neither file nor line), and
+    what it says must be what the operator would have logged (``_forged``): its text reaches later prompts and
+    the LoRA training data, and a run folder is anyone's to edit."""
+    from edgenas.search.run import ResumeRefused
+
     kind = rec.get("kind")
     fields = _EVENT_FIELDS.get(kind) if isinstance(kind, str) else None
     bad = "kind" if fields is None else ("event" if not is_whole(rec.get("event")) else
@@ -56,9 +62,59 @@ def _check_event(rec: dict[str, Any], path: Path, line: int, space: Any) -> dict
         except InputError as exc:
             bad, why = "child", f": {exc.message}"
     if bad is not None:
-        raise InputError(f"line {line} of {path}: malformed '{bad}' of a language-model event{why}",
-                         hint="the run folder is damaged; start a new run")
+        raise ResumeRefused(f"line {line} of {path}: malformed '{bad}' of a language-model event{why}",
+                            hint="the run folder is damaged; start a new run")
+    wrong = _forged(rec, space, max_genes) if kind == "proposal" else None
+    if wrong is not None:
+        raise ResumeRefused(f"cannot resume: language-model event {rec['event']} (line {line} of {path}) is not "
+                            f"what the model's answer gives: {wrong}",
+                            hint="the run folder was edited or damaged; start a new run")
     return rec
+
+
+def _forged(rec: dict[str, Any], space: Any, max_genes: int) -> str | None:
+    """What a logged proposal says that its own parts contradict (None: nothing). Its reasoning is one line (the
+    free phase ends at the first line break); its parent is an architecture id; its completion is a change
+    that turns that parent into the logged child (``valid`` when the child is another network; a change that
+    sets its genes to the child's values, and the parent's back, gives the parent), or text that is no
+    change at all (then the child is the parent and ``valid`` is false)."""
+    if "\n" in rec["think"]:
+        return "its reasoning has a line break"
+    try:
+        parent = space.from_dict(loads_json_limited(rec["parent"], "parent"))
+        same = space.arch_id(parent) == rec["parent"]
+    except InputError:
+        same = False
+    if not same:
+        return "its parent is not an architecture id"
+    child = space.from_dict(rec["child"])
+    change = logged_change(space, rec["completion"], max_genes)
+    if change is None:
+        return None if space.arch_id(child) == rec["parent"] and rec["valid"] is False else \
+            "its completion is no mutation, but its child is not its parent or it is logged valid"
+    specs = gene_specs(space)
+    names = [s.name for s in specs]
+    genes, back = space.to_genes(child), space.to_genes(parent)
+    undone = genes.copy()
+    for m in change.mutations:
+        i = names.index(m.gene)
+        value = specs[i].values[int(genes[i])]
+        if type(value) is not type(m.value) or value != m.value:
+            return f"its child does not have {m.gene} = {json.dumps(m.value)}"
+        undone[i] = back[i]
+    if space.arch_id(space.from_genes(undone)) != rec["parent"]:
+        return "its completion does not turn its parent into its child"
+    if rec["valid"] is not (space.arch_id(child) != rec["parent"]):
+        return f"it is logged {'valid' if rec['valid'] else 'invalid'}"
+    return None
+
+
+def logged_change(space: Any, completion: str, max_genes: int) -> Change | None:
+    """The change a logged (or just written) completion makes, or None when it is no change."""
+    try:
+        return Change.parse(space, completion, max_genes)
+    except InputError:
+        return None
 
 
 #: the numeric settings' ranges (inclusive; ``_ABOVE_ZERO``: the low end excluded): a temperature of 1e-300
@@ -190,7 +246,8 @@ class LLMOperator:
 
     def load_log(self) -> None:
         """Read what an interrupted run logged (resume); call before the search starts."""
-        self.replay = [_check_event(rec, self.log.path, n, self.space) for n, rec in enumerate(self.log.read(), 1)]
+        self.replay = [_check_event(rec, self.log.path, n, self.space, self.settings.max_genes)
+                       for n, rec in enumerate(self.log.read(), 1)]
         # a batch of proposals cut short (kill -9 while it was written) is dropped: it is made again
         tail = self.replay[-1] if self.replay else None
         if tail and tail.get("kind") == "proposal" and "batch" in tail:
@@ -287,6 +344,7 @@ class LLMOperator:
                     (p, self.n_events, len(rows)) for p in pids]:
                 raise InputError(f"cannot resume: LLM proposals {self.n_events}.. were made in another batch or "
                                  "for other parents", hint="the code or the seed changed")
+            self._check_replayed(recs, [parents[i] for i in rows], [results[i] for i in rows])
         else:
             if self.preload_error is not None:
                 self._fail(self.preload_error)
@@ -306,19 +364,39 @@ class LLMOperator:
         self.n_events += len(recs)
         return out
 
-    def _propose(self, parents: Sequence[Any], results: Sequence[Any], seed: int,
-                 seen: set[str]) -> list[dict[str, Any]] | None:
-        static = static_prompt(self.space, self.objective, self.settings.max_genes)
-        prompts, choices, muts_all = [], [], []
+    def _prompts(self, parents: Sequence[Any], results: Sequence[Any]) -> list[str]:
+        """The prompt of each parent, built from the search's own state (never from logged text)."""
+        prompts = []
         for parent, result in zip(parents, results):
             objectives = {self.objective: -result.values[0]} if np.isfinite(result.values[0]) else {}
             prompts.append(build_prompt(self.space, parent, objective=self.objective, objectives=objectives,
                                         devices=self.devices, history=list(self.history),
                                         n_history=self.settings.history, max_genes=self.settings.max_genes))
-            muts = valid_mutations(self.space, parent)
-            muts_all.append(muts)
-            head = len(mutation_prefix())
-            choices.append([m.to_text()[head:] for m in muts])
+        return prompts
+
+    def _check_replayed(self, recs: Sequence[dict[str, Any]], parents: Sequence[Any], results: Sequence[Any]) -> None:
+        """Replayed proposals must be what this run would log: the child their completion makes of the parent
+        (``_check_event`` saw only the parent's id), and the prompt built here; else the resume is refused before
+        the operator writes anything (``observe`` saves nothing while events are replayed)."""
+        from edgenas.search.run import ReplayMismatch
+
+        for rec, parent, prompt in zip(recs, parents, self._prompts(parents, results)):
+            change = logged_change(self.space, rec["completion"], self.settings.max_genes)
+            child = parent if change is None else change.apply(self.space, parent)
+            what = ("child" if self.space.to_dict(child) != rec["child"] else
+                    "prompt" if prompt != rec["prompt"] else None)
+            if what is not None:
+                raise ReplayMismatch(f"cannot resume: the {what} of LLM event {rec['event']} in {self.log.path} is "
+                                     "not the one the search makes on replay",
+                                     hint="the run folder was edited, or the code or the seed changed; start a new run")
+
+    def _propose(self, parents: Sequence[Any], results: Sequence[Any], seed: int,
+                 seen: set[str]) -> list[dict[str, Any]] | None:
+        static = static_prompt(self.space, self.objective, self.settings.max_genes)
+        prompts, choices = self._prompts(parents, results), []
+        head = len(mutation_prefix())
+        for parent in parents:
+            choices.append([m.to_text()[head:] for m in valid_mutations(self.space, parent)])
         try:
             shared = shared_prompt(self.space, self.objective, history=list(self.history),
                                    n_history=self.settings.history, max_genes=self.settings.max_genes)
@@ -354,18 +432,22 @@ class LLMOperator:
         delta = _delta(child_result, parent_result)
         change = describe_change(self.space, parent, child)
         rec = self.pending.pop(self.space.arch_id(child), None) if source == "llm" else None
+        made = logged_change(self.space, rec["completion"], self.settings.max_genes) if rec is not None else None
         if rec is not None:
-            change = rec["completion"]
+            change = made.to_text() if made is not None else change   # checked text, never the log's own
             n = int(rec["event"])
             if n not in self.logged_outcomes:
                 self.outcome_log.append({"proposal": n, "round": rec["round"], "improved": improved,
                                          "delta": None if np.isnan(delta) else delta})
                 self.logged_outcomes.add(n)
         self.history.append(Outcome(change, source, improved, delta))
-        if rec is None or not improved:
+        replaying = self.cursor < len(self.replay)   # a resume refused later must find experience.json as it was
+        if not replaying and self.buffer.unsaved:
+            self.buffer.save_now()
+        if rec is None or made is None or not improved:
             return
         self.buffer.add(Experience(int(rec["event"]), rec["prompt"], rec["think"],
-                                   rec["completion"][len(mutation_prefix()):], delta))
+                                   change[len(mutation_prefix()):], delta), save=not replaying)
         self.successes += 1
         if self.settings.lora_every and self.successes >= self.settings.lora_every:
             self.successes = 0

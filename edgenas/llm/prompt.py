@@ -10,6 +10,7 @@ of a different token than the one the model would produce.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -145,16 +146,23 @@ def build_prompt(space: Any, arch: Any, *, objective: str, objectives: Mapping[s
 
 
 def _short(mutation: str) -> str:
-    """A mutation JSON as ``gene="value"`` pairs (half the tokens of the JSON); other text unchanged."""
+    """A mutation JSON as ``gene="value"`` pairs (half the tokens of the JSON), or ``N genes changed``
+    (``describe_change``); any other text is never shown (a prompt holds no text it did not make itself).
+    Gene names and values are written as JSON: a string's quotes and line breaks are escaped."""
     try:
         obj = json.loads(mutation)
     except ValueError:  # JSONDecodeError, or a 4,300-digit int
-        return mutation
+        return mutation if re.fullmatch(r"[0-9]+ genes changed", mutation) else "(not a mutation)"
     if isinstance(obj, dict) and {"gene", "value"} <= set(obj) <= {"gene", "value", "and"}:
         items = [obj, *(obj.get("and") or [])]
-        if all(isinstance(x, dict) and "gene" in x and "value" in x for x in items):
-            return " + ".join(f"{x['gene']}={json.dumps(x['value'])}" for x in items)
-    return mutation
+        if all(isinstance(x, dict) and isinstance(x.get("gene"), str) and "value" in x for x in items):
+            return " + ".join(f"{_name(x['gene'])}={json.dumps(x['value'])}" for x in items)
+    return "(not a mutation)"
+
+
+def _name(gene: str) -> str:
+    """A gene name as it is (``edge_1_0``), or as JSON where it is not a plain name."""
+    return gene if re.fullmatch(r"[A-Za-z0-9_]+", gene) else json.dumps(gene)
 
 
 def _delta(h: Outcome) -> str:
