@@ -85,7 +85,7 @@ def summarise_llm(run_dir):
     d = read_all(run_dir)
     props = [p for p in d["proposals"] if p["kind"] == "proposal"]
     loras = [p for p in d["proposals"] if p["kind"] == "lora"]
-    out_by = {o["proposal"]: o for o in d["outcomes"]}
+    out_by = {o["proposal"]: o for o in d["outcomes"] if not o.get("infeasible")}   # evaluated children only
     phases = {}
     for name, sel in (("before_lora", lambda p: p["round"] == 0), ("after_lora", lambda p: p["round"] > 0)):
         ps = [p for p in props if sel(p)]

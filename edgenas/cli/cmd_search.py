@@ -319,8 +319,10 @@ def _print(problem, config, result, json_out: bool) -> None:
     if s.get("llm"):
         m = s["llm"]
         pct = lambda v: "n/a" if v is None else f"{100 * v:.0f}%"  # noqa: E731
+        over = "" if m.get("infeasible") is None else f", {m['infeasible']} of them over a latency budget"
         out.print(f"language model: {m['proposals']} proposals (valid {pct(m['valid'])}, novel "
-                  f"{pct(m['novel'])}, improving {pct(m['improving'])}), {m['lora_updates']} LoRA updates"
+                  f"{pct(m['novel'])}; {m['used']} children evaluated, improving {pct(m['improving'])}; "
+                  f"{m['replaced']} replaced by usual mutations{over}), {m['lora_updates']} LoRA updates"
                   + (", fell back to the usual operators" if m["fallbacks"] else ""))
     fronts = esc(", ".join(f"{n} {counted(k, 'point')}" for n, k in s["front_sizes"].items()))
     out.print(f"{counted(s['evaluations'], 'evaluation')}; "

@@ -169,8 +169,14 @@ def summary(run_dir: str | os.PathLike) -> dict[str, Any] | None:
         return None
     d = read_all(run_dir)
     props = [p for p in d["proposals"] if p.get("kind") == "proposal"]
+    used = [o for o in d["outcomes"] if not o.get("infeasible")]
+    logs_infeasible = not props or all(p.get("log", 1) >= 2 for p in props)
     return {"proposals": len(props), "valid": share(p.get("valid") for p in props),
             "novel": share(p.get("novel") for p in props),
-            "improving": share(o.get("improved") for o in d["outcomes"]),
+            # of the model's children that were evaluated (``used``), not of all proposals
+            "improving": share(o.get("improved") for o in used),
+            "used": len(used), "replaced": len(props) - len(used),
+            # of the replaced: valid and novel but over a latency budget (None: the log, of version 1, says not)
+            "infeasible": sum(bool(o.get("infeasible")) for o in d["outcomes"]) if logs_infeasible else None,
             "lora_updates": sum(p.get("kind") == "lora" for p in d["proposals"]),
             "fallbacks": sum(p.get("kind") == "fallback" for p in d["proposals"])}

@@ -32,6 +32,11 @@ from edgenas.llm.experience import Experience, ExperienceBuffer, JsonlLog
 from edgenas.llm.prompt import DeviceInfo, Outcome, build_prompt, shared_prompt, static_prompt
 
 
+#: the version of ``proposals.jsonl`` this code writes (``"log"`` of every proposal; absent: 1). Version 2 tells
+#: the model a proposal its strategy replaced because the child is over a latency budget (``infeasible``);
+#: a run logged in version 1 goes on without that on resume, so its replay and its continuation stay exact
+LOG_VERSION = 2
+
 #: the fields a replayed event must carry, by kind, and what each must be
 _EVENT_FIELDS: dict[str, dict[str, Any]] = {
     "proposal": {"batch": is_whole, "of": lambda v: is_whole(v) and v >= 1, "round": is_whole,
@@ -56,6 +61,8 @@ def _check_event(rec: dict[str, Any], path: Path, line: int, space: Any, max_gen
     bad = "kind" if fields is None else ("event" if not is_whole(rec.get("event")) else
                                          next((k for k, ok in fields.items() if not ok(rec.get(k))), None))
     why = ""
+    if bad is None and kind == "proposal" and rec.get("log", 1) not in (1, LOG_VERSION):
+        bad = "log"
     if bad is None and kind == "proposal":
         try:
             space.from_dict(rec["child"])
@@ -233,6 +240,7 @@ class LLMOperator:
         self.engine: Any = None
         self.engine_round = -1
         self.preload_error: LLMError | None = None
+        self.version = LOG_VERSION                            # a resume takes its log's (``load_log``)
 
     def preload(self) -> None:
         """Load the model now (a new run: a bad model fails before anything is written). With fallback
@@ -256,6 +264,13 @@ class LLMOperator:
             if len(have) < int(tail["of"]):
                 self.replay = self.replay[: len(self.replay) - len(have)]
                 self.log.keep_only(self.replay)  # on the next append: a refused resume changes nothing
+        versions = {r.get("log", 1) for r in self.replay if r.get("kind") == "proposal"}
+        if len(versions) > 1:
+            from edgenas.search.run import ResumeRefused
+
+            raise ResumeRefused(f"{self.log.path} mixes proposals of log versions {sorted(versions)}",
+                                hint="the run folder was edited or damaged; start a new run")
+        self.version = versions.pop() if versions else LOG_VERSION
         outcomes = self.outcome_log.read()
         bad = next((n for n, r in enumerate(outcomes, 1) if not is_whole(r.get("proposal"))), None)
         if bad is not None:
@@ -421,7 +436,8 @@ class LLMOperator:
                          "parent": self.space.arch_id(parent), "seed": seed, "round": self.round, "prompt": prompt,
                          "think": p.think, "completion": text, "valid": valid, "novel": novel,
                          "child": self.space.to_dict(child), "seconds": round(p.seconds, 4), "tokens": p.tokens,
-                         "dead_ends": p.dead_ends, "peak_rss_mb": rss})
+                         "dead_ends": p.dead_ends, "peak_rss_mb": rss,
+                         **({"log": self.version} if self.version > 1 else {})})
         self.log.append_many(recs)
         return recs
 
@@ -452,6 +468,23 @@ class LLMOperator:
         if self.settings.lora_every and self.successes >= self.settings.lora_every:
             self.successes = 0
             self._update()
+
+    def infeasible(self, child: Any) -> None:
+        """A model's child that its strategy replaced by a usual mutation because it is over a latency budget
+        (valid and novel, never evaluated): its outcome is logged (``infeasible``) and the model is told it
+        failed, as an infeasible evaluated child is (log version 2; a run of version 1 goes on as it was)."""
+        if self.version < 2:
+            return
+        rec = self.pending.pop(self.space.arch_id(child), None)
+        made = logged_change(self.space, rec["completion"], self.settings.max_genes) if rec is not None else None
+        if made is None:
+            return
+        n = int(rec["event"])
+        if n not in self.logged_outcomes:
+            self.outcome_log.append({"proposal": n, "round": rec["round"], "improved": False, "delta": None,
+                                     "infeasible": True})
+            self.logged_outcomes.add(n)
+        self.history.append(Outcome(made.to_text(), "llm", False, float("nan")))
 
     def _update(self) -> None:
         from edgenas.llm import lora

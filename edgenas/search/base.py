@@ -218,6 +218,15 @@ class Strategy(ABC):
         """Whether a proposed child (a language model's; None = no proposal) is novel and feasible."""
         return child is not None and self.space.arch_id(child) not in self.seen and self.violation(child) <= 0
 
+    def takes_from(self, llm: Any, child: Any) -> bool:
+        """``takes``; a novel child over a latency budget is told to the model's operator ``llm``
+        (``infeasible``): it was replaced without a trace, and the model never heard of it."""
+        if self.takes(child):
+            return True
+        if child is not None and self.space.arch_id(child) not in self.seen:
+            llm.infeasible(child)
+        return False
+
     def propose(self, make: Callable[[], Any], *, avoid: set[str] | None = None) -> Any:
         """A candidate from ``make()``, preferring novel and feasible ones.
 

@@ -123,7 +123,7 @@ class RegularizedEvolution(Strategy):
         if asked:
             children = self.llm.mutate_many([p for _, p, _ in asked], [r for _, _, r in asked], self.seen)
             for (k, parent, res), child in zip(asked, children):
-                if self.takes(child):
+                if self.takes_from(self.llm, child):
                     self.origin[self.space.arch_id(child)] = (parent, res, "llm")
                 else:
                     child = self._usual(parent, res)

@@ -129,7 +129,7 @@ class RIIWOA(WOA):
         for i, x, arch, by_model in moves:
             if by_model:
                 child = next(children)
-                if self.takes(child):
+                if self.takes_from(self.llm, child):
                     self.origin[self.space.arch_id(child)] = (parent, res)
                     arch = child
             self._enqueue(i, x, arch)

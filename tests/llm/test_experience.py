@@ -151,8 +151,8 @@ def test_share_is_the_true_fraction_or_none():
 def test_summary_counts_a_runs_events(tmp_path):
     assert summary(tmp_path) is None                       # no llm folder: no language model in this run
     (tmp_path / "llm").mkdir()
-    assert summary(tmp_path) == {"proposals": 0, "valid": None, "novel": None, "improving": None,
-                                 "lora_updates": 0, "fallbacks": 0}
+    assert summary(tmp_path) == {"proposals": 0, "valid": None, "novel": None, "improving": None, "used": 0,
+                                 "replaced": 0, "infeasible": 0, "lora_updates": 0, "fallbacks": 0}
     assert read_all(tmp_path) == {"proposals": [], "outcomes": [], "experience": None}
     JsonlLog(tmp_path / "llm" / "proposals.jsonl").append_many([
         {"kind": "proposal", "valid": True, "novel": True},
@@ -164,8 +164,17 @@ def test_summary_counts_a_runs_events(tmp_path):
         {"kind": "lora"}])
     JsonlLog(tmp_path / "llm" / "outcomes.jsonl").append_many([{"proposal": 0, "improved": True},
                                                               {"proposal": 1, "improved": False}])
-    assert summary(tmp_path) == {"proposals": 4, "valid": 0.75, "novel": 0.5, "improving": 0.5,
-                                 "lora_updates": 2, "fallbacks": 1}
+    # a log of version 1 (no "log" field) did not record the proposals replaced for being over a budget
+    assert summary(tmp_path) == {"proposals": 4, "valid": 0.75, "novel": 0.5, "improving": 0.5, "used": 2,
+                                 "replaced": 2, "infeasible": None, "lora_updates": 2, "fallbacks": 1}
+    (tmp_path / "llm" / "proposals.jsonl").unlink()
+    JsonlLog(tmp_path / "llm" / "proposals.jsonl").append_many(
+        [{"kind": "proposal", "valid": True, "novel": True, "log": 2}] * 4)
+    JsonlLog(tmp_path / "llm" / "outcomes.jsonl").append(
+        {"proposal": 2, "improved": False, "delta": None, "infeasible": True})
+    # improving is a share of the evaluated children: the one over its budget is replaced, not used
+    assert summary(tmp_path) == {"proposals": 4, "valid": 1.0, "novel": 1.0, "improving": 0.5, "used": 2,
+                                 "replaced": 2, "infeasible": 1, "lora_updates": 0, "fallbacks": 0}
     ExperienceBuffer(4, tmp_path / "llm" / "experience.json").add(_exp(3))
     assert read_all(os.fspath(tmp_path))["experience"]["items"][0]["proposal"] == 3
 

@@ -20,7 +20,8 @@ CHANGE = '{"gene": "edge_3_2", "value": "nor_conv_1x1"}'
 
 def _proposal(space, **edit):
     rec = {"event": 3, "kind": "proposal", "batch": 2, "of": 1, "round": 0,
-           "parent": space.arch_id(space.from_string(ARCH)), "prompt": "x", "think": "t", "completion": CHANGE, "valid": True, "novel": True,
+           "parent": space.arch_id(space.from_string(ARCH)), "prompt": "x", "think": "t", "completion": CHANGE,
+           "valid": True, "novel": True,
            "child": space.to_dict(space.from_string(CHILD))}
     rec.update(edit)
     return {k: v for k, v in rec.items() if v is not _DROP}
@@ -184,7 +185,8 @@ def test_a_proposal_whose_parts_do_not_agree_is_refused(tmp_path, edit, why):
     from edgenas.search.run import ResumeRefused
 
     space = get_space("nb201")
-    with pytest.raises(ResumeRefused, match=rf"^cannot resume: language-model event 3 \(line 5 of .*p\.jsonl\) .*{why}"):
+    needle = rf"^cannot resume: language-model event 3 \(line 5 of .*p\.jsonl\) .*{why}"
+    with pytest.raises(ResumeRefused, match=needle):
         _check_event(_proposal(space, **edit), tmp_path / "p.jsonl", 5, space)
 
 

@@ -347,3 +347,62 @@ def test_a_forged_proposal_is_refused_on_resume_and_the_folder_is_left_as_it_was
     with pytest.raises(ResumeRefused, match=needle):
         launch_search(Project(tmp_path), None, run, resume=True)
     assert _folder(run) == before
+
+
+def test_a_model_child_over_the_budget_is_logged_told_and_counted_as_replaced(tiny_model, table, tmp_path):
+    """A valid, novel proposal whose child is over a latency budget was replaced by a usual mutation without a
+    trace: no outcome, the model never told, and the summary's shares as if it had been evaluated."""
+    from edgenas.llm.experience import summary
+
+    out = tmp_path / "run"
+    req = dataclasses.replace(request(table, tiny_model, budget=40, lora_every=0, history=50), max_latency_ms=(5.0,))
+    launch_search(Project(tmp_path), req, out)
+    files = read_all(out)
+    props = {p["event"]: p for p in files["proposals"] if p["kind"] == "proposal"}
+    assert all(p["log"] == 2 for p in props.values())
+    evaluated = {json.dumps(e["arch"], sort_keys=True) for e in evaluations(out)}
+    over = [o for o in files["outcomes"] if o.get("infeasible")]
+    assert over, "no proposal was over the budget: tighten it"
+    for o in over:
+        p = props[o["proposal"]]
+        assert p["valid"] and p["novel"] and json.dumps(p["child"], sort_keys=True) not in evaluated
+        assert o["improved"] is False and o["delta"] is None
+    told = [p for p in props.values() if p["event"] > over[0]["proposal"] and "(infeasible)" in p["prompt"]]
+    assert told                                                      # the next prompts say it failed
+    s = summary(out)
+    used = [o for o in files["outcomes"] if not o.get("infeasible")]
+    assert s["used"] == len(used) and s["infeasible"] == len(over) and s["replaced"] == len(props) - len(used)
+    assert s["improving"] == sum(o["improved"] for o in used) / len(used)
+    # a resume replays it exactly
+    cut = tmp_path / "cut"
+    shutil.copytree(out, cut)
+    lines = (cut / "evaluations.jsonl").read_text().splitlines(keepends=True)
+    (cut / "evaluations.jsonl").write_text("".join(lines[:20]))
+    (cut / "checkpoint.json").unlink()
+    launch_search(Project(tmp_path), None, cut, resume=True)
+    assert strip(evaluations(cut)) == strip(evaluations(out))
+    assert read_all(cut)["proposals"] == files["proposals"] and read_all(cut)["outcomes"] == files["outcomes"]
+
+
+def test_a_run_logged_before_infeasible_proposals_were_told_resumes_as_it_was(tiny_model, table, tmp_path):
+    """A log without "log" (version 1): the resumed run does not tell the model of replaced proposals either, so
+    its replay (whose prompts are checked) and what follows are what the code that logged it made."""
+    import edgenas.llm.operator as operator_mod
+
+    full = tmp_path / "full"
+    req = dataclasses.replace(request(table, tiny_model, budget=40, lora_every=0), max_latency_ms=(5.0,))
+    old = operator_mod.LOG_VERSION
+    operator_mod.LOG_VERSION = 1                          # the code before version 2
+    try:
+        launch_search(Project(tmp_path), req, full)
+    finally:
+        operator_mod.LOG_VERSION = old
+    files = read_all(full)
+    assert not any("log" in p for p in files["proposals"]) and not any(o.get("infeasible") for o in files["outcomes"])
+    cut = tmp_path / "cut"
+    shutil.copytree(full, cut)
+    lines = (cut / "evaluations.jsonl").read_text().splitlines(keepends=True)
+    (cut / "evaluations.jsonl").write_text("".join(lines[:20]))
+    (cut / "checkpoint.json").unlink()
+    launch_search(Project(tmp_path), None, cut, resume=True)
+    assert strip(evaluations(cut)) == strip(evaluations(full)) and read_all(cut) == files
