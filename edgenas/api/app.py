@@ -146,8 +146,9 @@ def create_app(source: DataSource, token: str | None = None, *, local_only: bool
 
     # redirect_slashes off: Starlette's 307 for "/api/runs/" was built from the request's Host header, so a
     # forged Host sent the client (and its ?token=) elsewhere; a trailing slash is a 404 whose hint names the path
-    app = FastAPI(docs_url=None, redirect_slashes=False, title="edgenas", version="1", description="Read-only API over runs, devices, LUTs and "
-                  "measurements of an edgenas project, with report pages and a live view of running searches.")
+    app = FastAPI(docs_url=None, redirect_slashes=False, title="edgenas", version="1",
+                  description="Read-only API over runs, devices, LUTs and measurements of an edgenas project, with "
+                              "report pages and a live view of running searches.")
 
     app.openapi_version = "3.0.3"  # Swagger UI 4 (the bundled one) reads 3.0; the schema uses nothing of 3.1
 

@@ -714,8 +714,8 @@ def _index(db: Any, project: Project, out_dir: Path, problem: Any, status: str |
     from edgenas.store import DatabaseError
 
     try:
-        index_run(db if db is not None else open_later(), project, out_dir, problem=problem, status=status, rerun_of=rerun_of, created_at=started,
-                  own=True)
+        index_run(db if db is not None else open_later(), project, out_dir, problem=problem, status=status,
+                  rerun_of=rerun_of, created_at=started, own=True)
     except DatabaseError as exc:
         raise DatabaseError(f"the search finished and its run folder {out_dir} is complete, but recording it in "
                             f"the experiment database failed: {exc.message}",
