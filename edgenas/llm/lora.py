@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -41,12 +42,33 @@ def attach(model: Any, adapter: str | os.PathLike | None = None) -> Any:
             cfg = LoraConfig(r=RANK, lora_alpha=ALPHA, target_modules=list(TARGETS), lora_dropout=0.0,
                              bias="none", task_type="CAUSAL_LM")
             return get_peft_model(model, cfg)
-    except Exception as exc:  # noqa: BLE001 - a mismatched adapter is the usual cause
+    except Exception as exc:  # noqa: BLE001 - a mismatched or damaged adapter
         if adapter is None:
             raise LLMError(f"cannot attach a LoRA adapter to this model: {_short(exc)}",
                            hint="turn LoRA off (--llm-opt lora_every=0)") from None
-        raise LLMInputError(f"cannot load adapter {str(adapter)!r} onto this model: {_short(exc)}",
-                            hint="the adapter was probably trained for another base model") from None
+        why, hint = _load_failure(exc)
+        raise LLMInputError(f"cannot load adapter {str(adapter)!r} onto this model: {why}", hint=hint) from None
+
+
+_SIZE_MISMATCH = re.compile(r"size mismatch for (\S+): copying a param with shape torch\.Size\((\[[^\]]*\])\) from "
+                            r"checkpoint, the shape in current model is torch\.Size\((\[[^\]]*\])\)")
+
+
+def _load_failure(exc: BaseException) -> tuple[str, str]:
+    """Why peft could not load an adapter, and what to do: a rank or shape that does not fit the model, a damaged
+    file, or else peft's own first line (not always a base model's mismatch, as the one hint had said)."""
+    text = str(exc)
+    if "size mismatch" in text:  # load_state_dict's RuntimeError, one line per tensor
+        m = _SIZE_MISMATCH.search(text)
+        shown = (f"{'.'.join(m[1].split('.')[-5:-1])} is {m[2]} in its weights file and {m[3]} in this model "
+                 "with its adapter_config.json" if m else "size mismatch")
+        return (f"its weights' shapes do not fit ({shown})",
+                "it was trained for another base model, or its adapter_config.json (the rank r) is not its weights': "
+                "use an adapter of this --llm-model")
+    if isinstance(exc, (json.JSONDecodeError, UnicodeDecodeError)) or "safetensor" in text.lower() \
+            or "header" in text.lower():
+        return (f"a file of it is damaged ({_short(exc)})", "use another adapter, or the run's own adapter-K again")
+    return _short(exc), "check that it is a LoRA adapter of this --llm-model (peft's save_pretrained)"
 
 
 def train(engine: Any, examples: Sequence[tuple[str, str, str]], *, steps: int, lr: float, batch: int,

@@ -184,6 +184,8 @@ def model_signature(source: ModelSource) -> dict[str, Any]:
 
 
 ADAPTER_META = "edgenas_base.json"
+#: the adapter's weights: safetensors only (peft's default; ``adapter_model.bin``, a pickle, is refused)
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
 
 
 def check_adapter(path: str, source: ModelSource) -> Path:
@@ -193,6 +195,13 @@ def check_adapter(path: str, source: ModelSource) -> Path:
         raise LLMInputError(f"{path!r} is not a LoRA adapter folder (no adapter_config.json)",
                        hint="give the adapter-K folder of a past run's llm/ folder")
     check_regular_files(p, f"adapter {path!r}")
+    if not (p / ADAPTER_WEIGHTS).is_file():  # peft would fall back to a pickle, then to a model hub by that name
+        pickled = (p / "adapter_model.bin").exists()
+        raise LLMInputError(f"adapter {path!r} holds its weights as a pickle (adapter_model.bin), which edgenas "
+                            "does not load: a pickle can run code" if pickled else
+                            f"adapter {path!r} holds no weights (no {ADAPTER_WEIGHTS})",
+                            hint="give an adapter saved with safetensors: the adapter-K folder of a past run's llm/ "
+                                 "folder, or peft's save_pretrained (safe_serialization=True)")
     meta = p / ADAPTER_META
     if meta.exists():   # a folder there is a damaged record, not a missing one
         try:

@@ -78,9 +78,43 @@ def test_a_damaged_adapter_is_one_input_error_and_stays_as_it_was(tiny_model, tm
     folder = lora.save(lora.attach(_base(tiny_model)), tmp_path / "ad")
     damage(folder)
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
-    with pytest.raises(LLMInputError, match="cannot load adapter .* onto this model"):
+    with pytest.raises(LLMInputError, match="cannot load adapter .* onto this model: a file of it is damaged") as info:
         lora.attach(_base(tiny_model), folder)
+    assert "another base model" not in info.value.hint
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_an_adapter_that_does_not_fit_or_holds_a_pickle_is_named_for_what_it_is(tiny_model, tmp_path):
+    """Every load failure said "the adapter was probably trained for another base model": a rank that is not
+    its weights' (peft's bare "Error(s) in loading state_dict"), a pickle adapter_model.bin (torch's advice to load
+    it with weights_only=False), no weights at all (peft's "Repo id must be in the form ..."); a pickle was loaded
+    when it held plain tensors."""
+    import torch
+
+    from edgenas.llm import lora
+    from edgenas.llm.model import check_adapter, resolve_model
+
+    folder = lora.save(lora.attach(_base(tiny_model)), tmp_path / "ad")
+    cfg = json.loads((folder / "adapter_config.json").read_text())
+    (folder / "adapter_config.json").write_text(json.dumps({**cfg, "r": 4}))
+    with pytest.raises(LLMInputError) as info:
+        lora.attach(_base(tiny_model), folder)
+    assert "its weights' shapes do not fit (self_attn.q_proj.lora_A.default is [8, 32] in its weights file and " \
+           "[4, 32] in this model" in info.value.message
+    assert "adapter_config.json (the rank r)" in info.value.hint
+    source = resolve_model(str(tiny_model))
+    (folder / "adapter_config.json").write_text(json.dumps(cfg))
+    assert check_adapter(str(folder), source) == folder.resolve()
+    from safetensors.torch import load_file
+
+    torch.save(load_file(str(folder / "adapter_model.safetensors")), folder / "adapter_model.bin")
+    (folder / "adapter_model.safetensors").unlink()
+    with pytest.raises(LLMInputError, match=r"holds its weights as a pickle \(adapter_model.bin\), which edgenas "
+                                            r"does not load: a pickle can run code"):
+        check_adapter(str(folder), source)
+    (folder / "adapter_model.bin").unlink()
+    with pytest.raises(LLMInputError, match=r"holds no weights \(no adapter_model.safetensors\)"):
+        check_adapter(str(folder), source)
 
 
 def test_an_update_is_a_function_of_the_seed_and_learns_on_the_answer(tiny_model):
