@@ -15,19 +15,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.ports import free_port as _free_port
+from tests.ports import free_ports
 
 
 class RayHead:
     def __init__(self, tmp: Path) -> None:
-        self.port = _free_port()
+        self.port, agent_port = free_ports(2)  # distinct: one port twice stopped the head from starting
         self.address = f"127.0.0.1:{self.port}"
         self.temp_dir = tmp
         ray_bin = Path(sys.executable).with_name("ray")
         cmd = [str(ray_bin), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
                "--port", str(self.port), "--num-cpus", "2", "--include-dashboard=false",
                "--disable-usage-stats", "--temp-dir", str(tmp),
-               "--dashboard-agent-listen-port", str(_free_port()),
+               "--dashboard-agent-listen-port", str(agent_port),
                "--min-worker-port", "30000", "--max-worker-port", "30999"]
         # token auth off for this private head (and for the test's driver, see ray_head): a shared
         # ~/.ray token written by another local Ray instance must not lock the test out

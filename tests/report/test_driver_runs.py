@@ -10,6 +10,7 @@ import shutil
 
 import pytest
 
+from edgenas.locks import run_lock
 from edgenas.project import Project
 from edgenas.report import figures as F
 from edgenas.report import pages
@@ -134,7 +135,8 @@ def test_a_ladder_of_percent_evaluators_has_a_percent_axis(dproj):
     shutil.copytree(dproj / "runs" / "sh", running)
     for f in ("best.json", "pareto.json", "checkpoint.json"):
         (running / f).unlink()
-    assert src.run("sh-running").status == "running" and src.run("sh-running").objective_unit == "%"
+    with run_lock(running):  # a search is writing it (no one holds the lock of a killed one: stopped)
+        assert src.run("sh-running").status == "running" and src.run("sh-running").objective_unit == "%"
     assert src.run("evo").objective_unit == ""   # a proxy's score stays a score
     if (dproj / "runs/hb").exists():
         assert src.run("hb").objective_unit == "%"
