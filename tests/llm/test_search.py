@@ -38,6 +38,15 @@ def strip(recs, keys=("seconds", "peak_rss_mb", "wall_s")):
     return [{k: v for k, v in r.items() if k not in keys} for r in recs]
 
 
+def killed_copy(run, cut, k):
+    """A copy of ``run`` in ``cut`` as if killed after ``k`` evaluations (its log cut there, no checkpoint)."""
+    shutil.copytree(run, cut)
+    lines = (cut / "evaluations.jsonl").read_text().splitlines(keepends=True)
+    (cut / "evaluations.jsonl").write_text("".join(lines[:k]))
+    (cut / "checkpoint.json").unlink()
+    return cut
+
+
 def test_llm_evolution_proposals_are_valid_logged_and_trained_on(tiny_model, table, tmp_path):
     out = tmp_path / "run"
     _, _, result = launch_search(Project(tmp_path), request(table, tiny_model), out)
@@ -78,11 +87,7 @@ def test_same_seed_same_run(tiny_model, table, tmp_path):
 def test_resume_replays_the_log_without_the_model(tiny_model, table, tmp_path, monkeypatch):
     full = tmp_path / "full"
     launch_search(Project(tmp_path), request(table, tiny_model), full)
-    cut = tmp_path / "cut"
-    shutil.copytree(full, cut)
-    lines = (cut / "evaluations.jsonl").read_text().splitlines(keepends=True)
-    (cut / "evaluations.jsonl").write_text("".join(lines[:17]))   # as if killed after 17 evaluations
-    (cut / "checkpoint.json").unlink()
+    cut = killed_copy(full, tmp_path / "cut", 17)
     import edgenas.llm.model as model_mod
 
     def no_model(*a, **k):
@@ -103,11 +108,7 @@ def test_a_batch_cut_short_by_kill9_is_made_again(tiny_model, table, tmp_path):
     first = min(i for i, p in enumerate(recs) if p["batch"] == b)
     children = {json.dumps(p["child"], sort_keys=True) for p in recs if p["batch"] == b}
     k = min(i for i, e in enumerate(evaluations(full)) if json.dumps(e["arch"], sort_keys=True) in children)
-    cut = tmp_path / "cut"
-    shutil.copytree(full, cut)
-    lines = (cut / "evaluations.jsonl").read_text().splitlines(keepends=True)
-    (cut / "evaluations.jsonl").write_text("".join(lines[:k]))
-    (cut / "checkpoint.json").unlink()
+    cut = killed_copy(full, tmp_path / "cut", k)
     plines = (cut / "llm" / "proposals.jsonl").read_text().splitlines(keepends=True)
     # killed while the batch was written: its first record whole, the second torn
     (cut / "llm" / "proposals.jsonl").write_text("".join(plines[:first + 1]) + plines[first + 1][:25])
@@ -374,11 +375,7 @@ def test_a_model_child_over_the_budget_is_logged_told_and_counted_as_replaced(ti
     assert s["used"] == len(used) and s["infeasible"] == len(over) and s["replaced"] == len(props) - len(used)
     assert s["improving"] == sum(o["improved"] for o in used) / len(used)
     # a resume replays it exactly
-    cut = tmp_path / "cut"
-    shutil.copytree(out, cut)
-    lines = (cut / "evaluations.jsonl").read_text().splitlines(keepends=True)
-    (cut / "evaluations.jsonl").write_text("".join(lines[:20]))
-    (cut / "checkpoint.json").unlink()
+    cut = killed_copy(out, tmp_path / "cut", 20)
     launch_search(Project(tmp_path), None, cut, resume=True)
     assert strip(evaluations(cut)) == strip(evaluations(out))
     assert read_all(cut)["proposals"] == files["proposals"] and read_all(cut)["outcomes"] == files["outcomes"]
@@ -399,10 +396,6 @@ def test_a_run_logged_before_infeasible_proposals_were_told_resumes_as_it_was(ti
         operator_mod.LOG_VERSION = old
     files = read_all(full)
     assert not any("log" in p for p in files["proposals"]) and not any(o.get("infeasible") for o in files["outcomes"])
-    cut = tmp_path / "cut"
-    shutil.copytree(full, cut)
-    lines = (cut / "evaluations.jsonl").read_text().splitlines(keepends=True)
-    (cut / "evaluations.jsonl").write_text("".join(lines[:20]))
-    (cut / "checkpoint.json").unlink()
+    cut = killed_copy(full, tmp_path / "cut", 20)
     launch_search(Project(tmp_path), None, cut, resume=True)
     assert strip(evaluations(cut)) == strip(evaluations(full)) and read_all(cut) == files
