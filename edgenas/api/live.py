@@ -3,7 +3,8 @@
 Two plots: accuracy vs predicted latency on the run's first device (every evaluation, feasible ones in
 blue, over-budget ones in red, the budget as a dashed line; of a multi-fidelity run, those of its last
 rung) and the best feasible accuracy vs the evaluation count. A status line says how many evaluations
-arrived and when; the page keeps polling until the run's checkpoint says complete.
+arrived and when; the page keeps polling until the run is complete or stopped (``RunData.status``: a
+search killed, before its first evaluation too, is stopped).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from edgenas.errors import InputError
 from edgenas.io import read_json
-from edgenas.locks import status_now
+from edgenas.locks import run_lock_held, status_now
 from edgenas.project import Project
 from edgenas.textsafe import shown
 
@@ -112,13 +112,22 @@ class RunData:
     @property
     def status(self) -> str:
         """``complete`` or ``stopped`` by the checkpoint once ``best.json`` is written; before that ``running``
-        (``empty`` with no evaluation), ``stopped`` where no search holds the folder's run lock (killed: the live
-        view polled such a run for ever), as ``runs list`` says (``status_now``)."""
+        while a search holds the folder's run lock, ``stopped`` where none does (killed: the live view polled such
+        a run for ever), as ``runs list`` says (``status_now``). With no evaluation yet the lock decides too: a
+        search starting up (profiling, its first batch) is running, one killed then is stopped (it read
+        ``empty``, and the live page polled it for ever). ``empty``: nothing recorded and no search to ask (no log
+        nor checkpoint, or a lock this machine cannot probe)."""
         # DARTS writes no status: its best.json is written when training ends (as the database reads it)
         done = "complete" if self.darts else (self.checkpoint or {}).get("status")
         if done in ("complete", "stopped") and self.best is not None:
             return str(done)
-        return status_now("running", self.path) if self.n_evaluations else "empty"
+        if self.n_evaluations:
+            return status_now("running", self.path)
+        held = run_lock_held(self.path)
+        if held:
+            return "running"
+        started = any(os.path.lexists(self.path / f) for f in RUN_LOGS)  # a search ran here
+        return "stopped" if held is False and started else "empty"
 
     @property
     def best_number(self) -> int | None:

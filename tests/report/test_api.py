@@ -303,6 +303,26 @@ def test_live_page_follows_a_running_search(rproj, browser, tmp_path):
         assert browser.open_wait("document.getElementById('live-status').textContent.includes('run stopped')")
 
 
+@pytest.mark.slow
+def test_live_page_of_a_search_killed_before_its_first_evaluation_stops(rproj, browser):
+    """A search with nothing logged yet: running while it holds its run lock, and once none does (killed while
+    starting up) the page says the run stopped. It read ``empty``, and the page polled it for ever."""
+    from edgenas.locks import run_lock
+
+    src, live = rproj / "runs" / "evo", rproj / "runs" / "starting"
+    live.mkdir()
+    for f in ("config.json", "request.json"):
+        (live / f).write_text((src / f).read_text())
+    (live / "evaluations.jsonl").write_text("")
+    status = "document.getElementById('live-status').textContent"
+    with serving(rproj) as base:
+        with run_lock(live):  # a search is starting up in it
+            page = browser.open(f"{base}/runs/starting/live?interval_ms=300",
+                                wait_js=f"{status}.startsWith('0 evaluations')")
+            assert page.errors == [] and "running" in browser.evaluate(status)
+        assert browser.open_wait(f"{status}.includes('run stopped')"), browser.evaluate(status)
+
+
 @pytest.mark.parametrize("header, local", [
     ("localhost", True), ("LOCALHOST:8765", True), ("127.0.0.1:8765", True), ("127.8.9.1", True),
     ("[::1]:8765", True),

@@ -315,6 +315,38 @@ def test_a_run_nobody_holds_is_stopped_in_the_api_and_the_report_as_in_runs_list
     assert "<td>status</td><td>stopped</td>" in run_sections(src.run("r"), src)[0].html   # edgenas report's page
 
 
+def test_a_run_with_no_evaluation_yet_is_running_while_held_and_stopped_once_nobody_holds_it(tmp_path):
+    """A search starting up (its first batch not yet logged) holds its run lock: running. Killed then, its folder
+    holds an empty log and nobody holds the lock: stopped. Both read ``empty`` whatever the lock said, and the
+    live page, which stops only on complete or stopped, polled the killed run for ever. A folder with nothing
+    logged and no lock file at all stays ``empty`` where it cannot be asked (``report PATH`` of a moved one)."""
+    from starlette.testclient import TestClient
+
+    from edgenas.api.app import create_app
+    from edgenas.locks import run_lock
+    from edgenas.report.pages import run_sections
+    from edgenas.report.source import load_run_dir
+
+    path, src = _table_run(tmp_path)
+    for f in ("best.json", "pareto.json", "checkpoint.json"):
+        (path / f).unlink()
+    (path / "evaluations.jsonl").write_text("")
+    client = TestClient(create_app(src))
+    with run_lock(path):  # a search is starting up in it
+        assert src.run("r").status == src.run("r", evaluations=False).status == "running"
+        assert [(r["id"], r["status"], r["evaluations"]) for r in client.get("/api/runs").json()] \
+            == [("r", "running", 0)]
+        assert client.get("/api/runs/r").json()["status"] == "running"
+    assert src.run("r").status == src.run("r", evaluations=False).status == "stopped"   # killed
+    assert [(r["id"], r["status"]) for r in client.get("/api/runs").json()] == [("r", "stopped")]
+    assert client.get("/api/runs/r").json()["status"] == "stopped"
+    assert "<td>status</td><td>stopped</td>" in run_sections(src.run("r"), src)[0].html   # edgenas report's page
+    (path / "evaluations.jsonl").unlink()   # nothing logged at all (killed before the log was opened)
+    assert load_run_dir(path).status == "empty"
+    with run_lock(path):
+        assert load_run_dir(path).status == "running"
+
+
 def test_a_summary_counts_the_log_as_loading_it_did(tmp_path):
     """The API's listing and run summary count and check the log (``evaluations=False``) instead of loading it:
     the same summary, on a finished run, one appended to with a torn last line (no pareto.json: the objective
