@@ -141,7 +141,7 @@ def create_app(source: DataSource, token: str | None = None, *, local_only: bool
     from edgenas.api.live import live_page
     from edgenas.report import pages
     from edgenas.report.html import esc, plotly_js
-    from edgenas.report.run_data import pareto_data
+    from edgenas.report.run_data import best_so_far, pareto_data
     from edgenas.textsafe import one_line
 
     # redirect_slashes off: Starlette's 307 for "/api/runs/" was built from the request's Host header, so a
@@ -237,9 +237,14 @@ def create_app(source: DataSource, token: str | None = None, *, local_only: bool
 
     @app.get("/api/runs/{run_id}", tags=["runs"], summary="One run: config, request, best, status")
     def run(run_id: str) -> dict[str, Any]:
+        """``best``: the run's best.json; ``best_so_far``: of a stopped run that wrote none (killed or interrupted
+        before it ended), the feasible evaluation it would have chosen of those it logged, else null (the log is
+        read for it only then: the live page asks this of a running search every second)."""
         r = source.run(run_id, evaluations=False)
-        return {**r.summary(), "config": r.config, "request": r.request, "best": r.best,
-                "checkpoint": r.checkpoint}
+        status = r.status
+        so_far = best_so_far(source.run(run_id, columns=True)) if status == "stopped" and r.best is None else None
+        return {**r.summary(), "status": status, "config": r.config, "request": r.request, "best": r.best,
+                "best_so_far": so_far, "checkpoint": r.checkpoint}
 
     @app.get("/api/runs/{run_id}/evaluations", tags=["runs"], summary="Evaluations, from line `since` on")
     def evaluations(run_id: str, since: int = Query(0, ge=0, le=MAX_INT)) -> dict[str, Any]:

@@ -129,7 +129,8 @@ def register(app: typer.Typer) -> None:
             out.print(f"device {esc(d.device)} ({esc(d.kind)}): budget {_fmt(d.budget_ms)} ms, "
                       f"fingerprint {_fmt((d.fingerprint_hash or '-')[:16])}, table {_fmt((d.lut_hash or '-')[:12])}")
         arch = r.best_arch.get("arch", r.best_arch) if isinstance(r.best_arch, dict) else r.best_arch
-        out.print(f"best: {esc(r.objective)} = {_fmt(r.best_value)} (#{_fmt(r.best_number)}) {_fmt(arch)}")
+        what = "best so far (the run stopped)" if r.status == "stopped" else "best"  # killed: of what it logged
+        out.print(f"{what}: {esc(r.objective)} = {_fmt(r.best_value)} (#{_fmt(r.best_number)}) {_fmt(arch)}")
         if reported:
             said = ", ".join(f"{esc(k)} = {_fmt(v)}" for k, v in reported.items())
             out.print(f"reported for it (best.json): {said}")

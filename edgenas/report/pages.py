@@ -11,7 +11,8 @@ from edgenas.errors import InputError, OutputError
 from edgenas.io import atomic_write_text
 from edgenas.report import figures as F
 from edgenas.report.html import Section, esc, render_page, table_html
-from edgenas.report.run_data import (breakdown_data, convergence_data, deployment_data, pareto_data)
+from edgenas.report.run_data import (best_so_far, breakdown_data, convergence_data, deployment_data,
+                                      pareto_data)
 from edgenas.report.source import DataSource, RunData
 
 
@@ -41,7 +42,13 @@ def _chosen(run: RunData) -> str:
             (" (within budget)" if best.get("within_budget") else " (over budget)")
         return f"derived after epoch {best.get('epoch')} ({best.get('derivation', '-')}): {latency}{fits}"
     if best.get("number") is None:
-        return "none feasible yet"
+        so_far = best_so_far(run)
+        if so_far is None:
+            return "none feasible yet"
+        latency = ", ".join(f"{d} {_fmt(v)} ms" for d, v in so_far["latency_ms"].items())
+        why = "the run stopped before it chose one" if run.status == "stopped" else "the search is running"
+        return (f"#{so_far['number']}: {run.objective} = {_fmt(so_far['objectives'].get(run.objective))}, {latency} "
+                f"(the best feasible so far: {why})")
     return f"#{best['number']}: {run.objective} = {_fmt((best.get('objectives') or {}).get(run.objective))}, {latency}"
 
 

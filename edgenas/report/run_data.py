@@ -138,6 +138,21 @@ def _running_best(run: RunData) -> int | None:
     return max(keyed, key=keyed.__getitem__) if keyed else None
 
 
+def best_so_far(run: RunData) -> dict[str, Any] | None:
+    """The best so far of an ask/tell run that has written no best.json (a search writes it when it ends: one
+    running, or stopped by kill -9, SIGTERM or Ctrl-C), as best.json's fields: the evaluation it would choose now
+    (``_running_best``, the plots' star), as ``runs import`` records a stopped run's (``record.stopped_best``).
+    None where best.json is written, for DARTS and multi-fidelity runs, or with no feasible evaluation."""
+    if run.best is not None or run.darts or run.last_rung is not None:
+        return None
+    number, c = _running_best(run), run.cols
+    if number is None:
+        return None
+    i = int(np.flatnonzero(c.number == number)[0])
+    return {"arch": c.archs[i], "objectives": {k: float(v[i]) for k, v in c.objectives.items() if np.isfinite(v[i])},
+            "latency_ms": {d: float(v[i]) for d, v in c.latency_ms.items() if np.isfinite(v[i])}, "number": number}
+
+
 def convergence_data(run: RunData) -> ConvergenceData:
     acc, sign, c = run.objective, (1.0 if run.higher_is_better else -1.0), run.cols
     a = c.objective_values(acc)

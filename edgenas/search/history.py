@@ -11,7 +11,7 @@ from edgenas.store.runs import evaluation_values, get_run
 
 def best_reached_at(values: Sequence[float], feasible: Sequence[bool], best: float | None) -> int | None:
     """1-based number of evaluations after which a feasible one first scored ``best``, the run's recorded best
-    value (a tie later is not a new best); None for a run with no best (one stopped before it chose any) or one
+    value (a tie later is not a new best); None for a run with no best (none of its evaluations feasible) or one
     none of whose feasible evaluations scored it."""
     if best is None or not math.isfinite(best):
         return None
@@ -20,8 +20,9 @@ def best_reached_at(values: Sequence[float], feasible: Sequence[bool], best: flo
 
 def compare_runs(db: ExperimentDB, refs: Sequence[str]) -> list[dict[str, Any]]:
     """One row per run: its best value as recorded (``runs show``'s, from its ``best.json``; a multi-fidelity
-    run's is its last rung's) and after how many evaluations it was first reached, both of that one best. A run
-    interrupted before it chose one (SIGTERM, kill -9) has neither (its row gave a null best beside the count of
+    run's is its last rung's) and after how many evaluations it was first reached, both of that one best. An
+    ask/tell run stopped before it wrote best.json (SIGTERM, kill -9, Ctrl-C) is recorded with its best so far
+    (``record.stopped_best``); one recorded with none has neither (its row gave a null best beside the count of
     evaluations to its log's best)."""
     rows = []
     for ref in refs:

@@ -216,6 +216,8 @@ def read_run(project: Project, out_dir: str | os.PathLike, *, problem: Any = Non
     if darts:
         ckpt = {"status": "complete"} if best else {}
     run_status = status or checkpoint_status(out, ckpt)
+    if not best and run_status == "stopped" and not darts and "ladder" not in config:
+        best = stopped_best(config, request, problem, str(objective), logged)
     best_obj = best.get("objectives") or {}
     best_number = darts_best_number(best) if darts else best.get("number")
     rec = RunRecord(
@@ -249,6 +251,31 @@ def as_recorded(out: Path, config: Mapping[str, Any], devices: tuple[RunDevice, 
         recorded = {d.device: None for d in devices}
     return tuple(dataclasses.replace(d, lut_hash=recorded[d.device]) if d.device in recorded else d
                  for d in devices)
+
+
+def stopped_best(config: Mapping[str, Any], request: Mapping[str, Any] | None, problem: Any, objective: str,
+                 logged: list[dict[str, Any]]) -> dict[str, Any]:
+    """The best so far of a stopped ask/tell run that wrote no best.json (killed, interrupted: it writes one only
+    when it ends), as best.json's fields: what it would have chosen had it stopped after the evaluations it
+    logged (``results.choose_best``, ``summarise``'s choice, on the budgets it ran with), {} when none is
+    feasible. Such a run was recorded with no best at all though it had feasible evaluations. Records without a
+    number for the objective or a device's latency (a null the log kept for a NaN) are no candidates."""
+    from edgenas.limits import is_number
+    from edgenas.search.base import Trial
+    from edgenas.search.results import choose_best
+    from edgenas.spaces import get_space
+
+    budgets = {str(n): None if b is None else float(b) for n, b in config.get("devices", [])}
+    extra = list(problem.extra) if problem is not None else \
+        [k for k in ("params", "flops") if k in ((request or {}).get("minimise") or ())]
+    trials = [Trial.from_json(r) for r in logged]
+    trials = [t for t in trials if all(is_number(t.objectives.get(k)) for k in (objective, *extra))
+              and all(is_number(t.latency_ms.get(d)) for d in budgets)]
+    t = choose_best(trials, get_space(str(config["space"])), objective, budgets, extra)
+    if t is None:
+        return {}
+    return {"arch": dict(t.arch), "objectives": dict(t.objectives), "latency_ms": dict(t.latency_ms),
+            "number": t.number}
 
 
 def checkpoint_status(out: Path, ckpt: Mapping[str, Any]) -> str:

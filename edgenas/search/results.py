@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -68,15 +68,30 @@ def best_key(accuracy: float, latency_ms: Sequence[float], budgets_ms: Sequence[
     return (accuracy, -lat, tuple(-finite(v) for v in extra), -number)
 
 
-def _best_key(t: Trial, problem: Any) -> tuple[Any, ...]:
-    return best_key(t.objectives[problem.accuracy_name], [t.latency_ms[d.name] for d in problem.devices],
-                    [d.budget_ms for d in problem.devices], [t.objectives[k] for k in problem.extra], t.number)
+def choose_best(trials: Sequence[Trial], space: Any, accuracy: str, budgets_ms: Mapping[str, float | None],
+                extra: Sequence[str]) -> Trial | None:
+    """The run's best of ``trials`` (None when none is feasible): of the first evaluation of each architecture,
+    feasible and of finite ``accuracy``, the one of largest ``best_key`` on the devices of ``budgets_ms`` (each
+    one's budget, in the run's order) and the ``extra`` objectives. What ``summarise`` writes to best.json, and
+    what a stopped run that wrote none (killed, interrupted) would have chosen of what it logged."""
+    return _best_of(_feasible_firsts(trials, space, accuracy), accuracy, budgets_ms, extra)
+
+
+def _feasible_firsts(trials: Sequence[Trial], space: Any, accuracy: str) -> list[Trial]:
+    return _first_of_each([t for t in trials if t.feasible and np.isfinite(t.objectives[accuracy])], space)
+
+
+def _best_of(ok: Sequence[Trial], accuracy: str, budgets_ms: Mapping[str, float | None],
+             extra: Sequence[str]) -> Trial | None:
+    return max(ok, key=lambda t: best_key(t.objectives[accuracy], [t.latency_ms[d] for d in budgets_ms],
+                                          list(budgets_ms.values()), [t.objectives[k] for k in extra], t.number)
+               ) if ok else None
 
 
 def summarise(trials: list[Trial], problem: Any, out_dir: Path, stopped: str) -> SearchResult:
     acc = problem.accuracy_name
-    ok = _first_of_each([t for t in trials if t.feasible and np.isfinite(t.objectives[acc])], problem.space)
-    best = max(ok, key=lambda t: _best_key(t, problem)) if ok else None
+    ok = _feasible_firsts(trials, problem.space, acc)
+    best = _best_of(ok, acc, {d.name: d.budget_ms for d in problem.devices}, list(problem.extra))
     neg_acc = np.array([-t.objectives[acc] for t in ok])
     fronts = {d.name: _front(ok, [neg_acc, np.array([t.latency_ms[d.name] for t in ok])])
               for d in problem.devices}

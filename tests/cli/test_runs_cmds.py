@@ -183,3 +183,22 @@ def test_runs_stale_names_each_stale_run_and_how_to_rerun_it(fresh, cli, monkeyp
     assert said.code == 0 and said.out.splitlines() == [
         "1 of 1 finished runs are stale", f"{s['run_id']} (over_budget): {' '.join(s['reason'].split())}",
         "re-run one with: edgenas search --rerun RUN_ID"], said.out
+
+
+def test_a_run_killed_before_it_wrote_best_json_lists_and_shows_its_best_so_far(fresh, cli, monkeypatch):
+    """kill -9 leaves no best.json: ``runs import`` recorded the run with no best, and runs list showed "-"
+    beside its evaluations. Its best so far is what the search would have chosen of them (the best.json it wrote
+    when it ended, removed here), and ``runs show`` says it is a stopped run's."""
+    monkeypatch.setenv("COLUMNS", "200")
+    _search(cli, "a", 1, "20")
+    chosen = json.loads((fresh / "a" / "best.json").read_text())
+    for f in ("best.json", "pareto.json"):
+        (fresh / "a" / f).unlink()
+    (fresh / "a" / "checkpoint.json").write_text(json.dumps({"status": "running"}))  # killed: nobody holds it
+    assert cli("runs", "import", "a").code == 0
+    [row] = json.loads(cli("runs", "list", "--json").out)
+    assert (row["status"], row["best_number"], row["best_value"]) == \
+        ("stopped", chosen["number"], chosen["objectives"]["cifar10_test"])
+    shown = cli("runs", "show", row["id"]).out.splitlines()
+    assert shown[3].startswith(f"best so far (the run stopped): cifar10_test = {row['best_value']:.4g} "
+                               f"(#{chosen['number']}) |")

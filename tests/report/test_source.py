@@ -347,6 +347,54 @@ def test_a_run_with_no_evaluation_yet_is_running_while_held_and_stopped_once_nob
         assert load_run_dir(path).status == "running"
 
 
+def test_a_killed_run_shows_the_best_it_would_have_chosen_in_the_api_and_the_report(tmp_path):
+    """A search killed before it wrote best.json showed no best at all in the API and the report's summary ("none
+    feasible yet") though it had feasible evaluations. Its best so far is what the search chooses of the same
+    log: the best.json a finished run wrote of it (removed here, as a kill leaves the folder), marked as a stopped
+    run's; none while a search holds the folder (the live page asks every second) or where best.json is written."""
+    import json
+
+    from starlette.testclient import TestClient
+
+    from edgenas.api.app import create_app
+    from edgenas.locks import run_lock
+    from edgenas.project import Project
+    from edgenas.report.pages import run_sections
+    from edgenas.report.source import FolderSource
+    from edgenas.search.launch import SearchRequest, launch_search
+
+    from .conftest import NB201_CSV
+
+    path = tmp_path / "runs" / "r"
+    launch_search(Project(tmp_path), SearchRequest(space="nb201", table=str(NB201_CSV), objective="cifar10_test",
+                                                   latency_column="raspi4_ms", max_latency_ms=(8.0,), budget=40,
+                                                   seed=0), path, record=False)
+    src, client = FolderSource(Project(tmp_path)), TestClient(create_app(FolderSource(Project(tmp_path))))
+    chosen = json.loads((path / "best.json").read_text())
+    logged = [json.loads(x) for x in (path / "evaluations.jsonl").read_text().splitlines()]
+    assert chosen["number"] is not None and sum(e["feasible"] for e in logged) > 1   # a choice among several
+    assert not any(e["feasible"] for e in logged if e["objectives"]["cifar10_test"] > chosen["objectives"][
+        "cifar10_test"])
+    assert client.get("/api/runs/r").json()["best_so_far"] is None                 # finished: its best.json
+    (path / "best.json").unlink()
+    (path / "pareto.json").unlink()
+    (path / "checkpoint.json").write_text(json.dumps({"status": "running"}))      # killed
+    first = next(e for e in logged if e["number"] == chosen["number"])
+    with open(path / "evaluations.jsonl", "a") as fh:   # after it: one more accurate but over budget, and it again
+        fh.write(json.dumps({**first, "number": 40, "objectives": {"cifar10_test": 99.0}, "feasible": False,
+                             "latency_ms": {"raspi4_ms": 9.0}, "constraints": {"raspi4_ms": 1.0}}) + "\n")
+        fh.write(json.dumps({**first, "number": 41}) + "\n")
+    with run_lock(path):
+        assert client.get("/api/runs/r").json()["best_so_far"] is None             # running: not read
+    got = client.get("/api/runs/r").json()
+    assert got["status"] == "stopped" and got["best"] is None
+    assert got["best_so_far"] == {k: chosen[k] for k in ("arch", "objectives", "latency_ms", "number")}
+    row = run_sections(src.run("r", columns=True), src)[0].html
+    assert (f"<td>chosen</td><td>#{chosen['number']}: cifar10_test = {chosen['objectives']['cifar10_test']:.4g}, "
+            f"raspi4_ms {chosen['latency_ms']['raspi4_ms']:.4g} ms (the best feasible so far: the run stopped before "
+            "it chose one)</td>") in row
+
+
 def test_a_summary_counts_the_log_as_loading_it_did(tmp_path):
     """The API's listing and run summary count and check the log (``evaluations=False``) instead of loading it:
     the same summary, on a finished run, one appended to with a torn last line (no pareto.json: the objective

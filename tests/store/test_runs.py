@@ -270,6 +270,36 @@ def test_an_interrupted_search_is_recorded_as_stopped(db, tmp_path):
     assert again.created_at == run.created_at  # not the resume's start: the run began before it
 
 
+def test_a_stopped_run_is_recorded_with_the_best_it_would_have_chosen(db, tmp_path):
+    """A search stops without best.json (Ctrl-C, SIGTERM, kill -9: it writes one when it ends) and was recorded
+    with no best though it had feasible evaluations. Its best so far is what the search chooses of what it logged:
+    the best.json a finished run wrote of the same log (removed, as a kill leaves the folder), whether the run's
+    problem is rebuilt (``runs import``) or not; a Ctrl-C'd run indexes its own."""
+    def progress(done, total):
+        if done == 12:
+            raise KeyboardInterrupt
+
+    with pytest.raises(SearchInterrupted):
+        launch_search(Project(tmp_path), _req(latency_column="raspi4_ms", max_latency_ms=(6.0,)), tmp_path / "c",
+                      db=db, progress=progress)
+    [run] = list_runs(db)
+    logged = [json.loads(x) for x in (tmp_path / "c" / "evaluations.jsonl").read_text().splitlines()]
+    top = max(e["objectives"]["cifar10_test"] for e in logged if e["feasible"])
+    assert run.status == "stopped" and not (tmp_path / "c" / "best.json").exists() and len(logged) == 12
+    assert run.best_value == top and logged[run.best_number]["objectives"]["cifar10_test"] == top
+    assert run.best_arch == logged[run.best_number]["arch"]
+    out = tmp_path / "k"
+    launch_search(Project(tmp_path), _req(latency_column="raspi4_ms", max_latency_ms=(6.0,), seed=3), out, db=db)
+    chosen = json.loads((out / "best.json").read_text())
+    for f in ("best.json", "pareto.json"):
+        (out / f).unlink()
+    (out / "checkpoint.json").write_text(json.dumps({"status": "running"}))  # killed: nobody holds it
+    for killed in (index_run(db, Project(tmp_path), out), record_run(db, Project(tmp_path), out)):  # problem or not
+        assert killed.status == "stopped" and get_run(db, killed.id).status == "stopped"
+        assert (killed.best_number, killed.best_arch) == (chosen["number"], chosen["arch"])
+        assert killed.best_value == chosen["objectives"]["cifar10_test"]
+
+
 def _interrupted(tmp_path, at: int = 12):
     """A run folder (not indexed) whose search was interrupted at evaluation ``at``: its checkpoint says
     running."""
