@@ -131,15 +131,36 @@ def escaped_error(exc: OSError) -> EdgenasError:
     """The user error for an ``OSError`` of ``DISK_ERRNOS`` that no caller translated (``cli.main``). A name
     longer than the file system allows (ENAMETOOLONG) is an input's: outputs are looked at before anything is
     written (``check_out_dir``, ``check_out_file``), which say so themselves, so the lookup that escaped was of
-    a path given to be read (``measure local`` of a 256-character name said "cannot write", exit 6). Else the
-    disk's or the environment's."""
+    a path given to be read (``measure local`` of a 256-character name said "cannot write", exit 6); so is a
+    permission-denied one whose path cannot be looked up now (``lookup_denied``). Else the disk's or the
+    environment's."""
     if exc.errno in FD_ERRNOS:
         return fd_error(exc)
     named = exc.filename and not isinstance(exc.filename, int)
     if exc.errno == errno.ENAMETOOLONG and named:
         return InputError(f"cannot read {exc.filename}: {exc.strerror or 'File name too long'}",
                           hint="check the path: it, or a name in it, is longer than the file system allows")
+    if exc.errno in (errno.EACCES, errno.EPERM) and named and lookup_denied(exc.filename):
+        return InputError(f"cannot read {exc.filename}: permission denied (a folder on its path may not be "
+                          "searched by this user)",
+                          hint="check the path; give this user read and search permission (r and x) on each folder "
+                               "on it, or copy the file somewhere it can read")
     return disk_error(exc, exc.filename or "a file")
+
+
+def lookup_denied(path: str | os.PathLike) -> bool:
+    """Whether even looking ``path`` up is refused for want of permission: a folder on its path this user may not
+    search (no x). A lookup (``exists``, ``is_dir``, ``is_symlink``) of an input in such a folder escaped as a
+    ``PermissionError`` and was told "cannot write" (exit 6); outputs are looked at before anything is written
+    (``check_out_dir``, ``check_out_file``), which say so themselves. A path that can be looked up was refused
+    something else (a write): that stays the disk's."""
+    try:
+        os.lstat(path)
+    except PermissionError:
+        return True
+    except (OSError, ValueError):
+        return False
+    return False
 
 
 @contextmanager

@@ -287,6 +287,61 @@ def test_an_input_path_with_a_name_too_long_is_bad_input_not_an_output_error(fre
     assert sorted(p.relative_to(fresh) for p in fresh.rglob("*")) == []
 
 
+def _deny_lookups_under(monkeypatch, folder):
+    """Every lookup and open of a path under ``folder`` fails with EACCES, as for a user who may not search the
+    folder (no x): chmod does not stop root, whom the tests may run as."""
+    import errno
+
+    def denied(fn):
+        def call(path, *a, **kw):
+            if not isinstance(path, int) and os.path.abspath(os.fsdecode(path)).startswith(f"{folder}{os.sep}"):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fsdecode(path))
+            return fn(path, *a, **kw)
+        return call
+
+    for name in ("stat", "lstat", "open", "scandir", "listdir", "access"):
+        monkeypatch.setattr(os, name, denied(getattr(os, name)))
+
+
+@pytest.mark.parametrize("args", [
+    ("measure", "local", "{secret}/m.onnx"), ("report", "{secret}/run"), ("fleet", "status", "--inventory",
+                                                                            "{secret}/fleet.toml"),
+    ("export", "{secret}/arch.json"), ("search", "--resume", "{secret}/run"),
+])
+def test_an_input_in_a_folder_this_user_may_not_search_is_unreadable_input_not_unwritable(fresh, cli, tmp_path,
+                                                                                         monkeypatch, args):
+    """A lookup (``exists``, ``is_dir``, ``is_symlink``) of an input in a folder the user may not search escaped as
+    a PermissionError and was told "cannot write ...: Permission denied", exit 6: the input cannot be read."""
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    _deny_lookups_under(monkeypatch, secret)
+    res = cli(*(a.format(secret=secret) for a in args))
+    one_line_error(res, "error: cannot read ", str(secret), "permission denied")
+    assert res.code == 2 and "cannot write" not in res.err
+    assert sorted(p.relative_to(fresh) for p in fresh.rglob("*")) == []
+
+
+def test_an_escaped_permission_error_names_an_unreadable_input_only_where_its_path_cannot_be_looked_up(
+        tmp_path, monkeypatch):
+    """``escaped_error`` of EACCES: an input's (cannot read, exit 2, what to do) where the path cannot even be looked
+    up; a write refused of a path that can be stays the disk's ("cannot write", exit 6)."""
+    import errno
+
+    from edgenas.errors import InputError, OutputError
+    from edgenas.outdirs import escaped_error
+
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    _deny_lookups_under(monkeypatch, secret)
+    e = escaped_error(PermissionError(errno.EACCES, "Permission denied", str(secret / "in.json")))
+    assert isinstance(e, InputError) and e.exit_code == 2
+    assert e.message == f"cannot read {secret}/in.json: permission denied (a folder on its path may not be searched " \
+                        "by this user)"
+    assert "read and search permission (r and x) on each folder" in e.hint
+    w = escaped_error(PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "out.json")))
+    assert isinstance(w, OutputError) and w.exit_code == 6 and w.message.startswith("cannot write")
+
+
 def test_an_out_path_with_a_name_too_long_stays_an_output_error_and_leaves_nothing(fresh, cli, tmp_path):
     arch = good_arch(tmp_path)
     for out in (fresh / ("x" * 256), fresh / "new" / ("x" * 256)):  # `new` was made and left behind
