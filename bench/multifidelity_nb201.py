@@ -38,6 +38,8 @@ def full_fidelity(name, space, valid_ev, test_of, evals, seed, opts):
 
     while n < evals:
         archs = s.ask(min(s.batch_hint or s.opts.get("population") or 1, evals - n))
+        if not archs:  # random search without replacement: the space is drawn
+            break
         v = valid_ev.evaluate(archs)
         s.tell(archs, [Result((-float(x),)) for x in v])
         for a, x in zip(archs, v):

@@ -52,6 +52,8 @@ def drive(name, problem, budget, seed, opts):
     recs = []
     while len(recs) < budget:
         archs = s.ask(min(batch, budget - len(recs)))
+        if not archs:  # random search without replacement: nothing new within the budget is left
+            break
         got = problem.evaluate(archs)
         s.tell(archs, [problem.to_result(r) for r in got])
         recs += got

@@ -275,6 +275,29 @@ def register(app: typer.Typer) -> None:
         _print(problem, config, result, json_out)
 
 
+def _exhausted_note(problem, config, s, multifidelity: bool) -> str:
+    """Why a search ended before its budget: random draws without replacement found nothing new that meets the
+    budgets (every evaluation distinct; a multi-fidelity run's brackets drew fewer candidates than planned), or
+    a strategy proposed only architectures it had evaluated, ``EXHAUSTED_AFTER`` times in a row."""
+    from edgenas.search.draws import DRAW_TRIES, listable
+    from edgenas.search.run import EXHAUSTED_AFTER
+
+    what = ("architecture that meets the latency budget" if any(b is not None for b in s["budgets_ms"].values())
+            else "architecture of the space")
+    why = (f"every {what} has been drawn" if listable(problem.space)
+           else f"no other {what} was found in {DRAW_TRIES} samples and a repair")
+    if multifidelity:
+        return (f"warning: the brackets drew {s['distinct']} distinct candidates, fewer than planned: random draws "
+                f"are without replacement, and {why}")
+    if s["distinct"] == s["evaluations"]:
+        return (f"warning: the search stopped after {s['evaluations']} of {config.budget_evals} evaluations, all "
+                f"distinct: random draws are without replacement, and {why}")
+    return (f"warning: the search stopped after {s['evaluations']} of {config.budget_evals} evaluations: for "
+            f"{EXHAUSTED_AFTER} or more in a row it proposed only architectures it had already evaluated "
+            f"({s['distinct']} distinct in all). What meets the latency budget looks exhausted; a larger "
+            "--budget would only repeat them")
+
+
 def _print(problem, config, result, json_out: bool) -> None:
     from edgenas.search.summary import summary
     from edgenas.search.mf_launch import MFResult, mf_summary
@@ -283,12 +306,7 @@ def _print(problem, config, result, json_out: bool) -> None:
         return _print_darts(result, json_out)
     s = mf_summary(problem, config, result) if isinstance(result, MFResult) else summary(problem, result)
     if s.get("stopped") == "exhausted":  # on stderr, so --json users see it too
-        from edgenas.search.run import EXHAUSTED_AFTER
-
-        _say(f"warning: the search stopped after {s['evaluations']} of {config.budget_evals} evaluations: for "
-             f"{EXHAUSTED_AFTER} or more in a row it proposed only architectures it had already evaluated "
-             f"({s['distinct']} distinct in all). What meets the latency budget looks exhausted; a larger "
-             "--budget would only repeat them")
+        _say(_exhausted_note(problem, config, s, isinstance(result, MFResult)))
     if json_out:
         emit_json(s)
         return

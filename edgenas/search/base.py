@@ -188,7 +188,8 @@ class Strategy(ABC):
 
     @abstractmethod
     def ask(self, n: int) -> list[Any]:
-        """Propose ``n`` architectures to evaluate next."""
+        """Propose ``n`` architectures to evaluate next; fewer only when nothing is left to propose (random
+        search without replacement, its feasible space exhausted): the run then ends (``run_search``)."""
 
     @abstractmethod
     def tell(self, archs: Sequence[Any], results: Sequence[Result]) -> None:
@@ -200,11 +201,16 @@ class Strategy(ABC):
 
         Every strategy draws the members of its first population through this, so each accepts an
         initial population (a warm start) without changing ask/tell."""
+        arch = self.next_initial()
+        return arch if arch is not None else self.propose(lambda: self.space.sample(self.rng))
+
+    def next_initial(self) -> Any | None:
+        """The next architecture of the initial population not yet seen (taken from it), or None."""
         while self.initial:
             arch = self.initial.pop(0)
             if self.space.arch_id(arch) not in self.seen:
                 return arch
-        return self.propose(lambda: self.space.sample(self.rng))
+        return None
 
     def mark_seen(self, archs: Sequence[Any]) -> None:
         self.seen.update(self.space.arch_id(a) for a in archs)
@@ -348,6 +354,7 @@ class Driver:
     name: ClassVar[str] = ""
     options: ClassVar[dict[str, Option]] = {}
     validate_options = classmethod(Strategy.validate_options.__func__)  # type: ignore[attr-defined]
+    recorded_options = classmethod(Strategy.recorded_options.__func__)  # type: ignore[attr-defined]
 
     @classmethod
     def prepare(cls, project: Any, req: Any, out_dir: Any, *, resume: bool = False, executor: Any = None,
@@ -379,9 +386,9 @@ def make_strategy(name: str, space: Any, rng: np.random.Generator, *,
 
 
 def recorded_options(name: str, options: Mapping[str, Any], *, new: bool) -> dict[str, Any]:
-    """``Strategy.recorded_options`` of the registered strategy ``name`` (a driver's: ``options`` as given)."""
-    cls = STRATEGIES.get(name)
-    return cls.recorded_options(options, new=new) if issubclass(cls, Strategy) else dict(options)
+    """``Strategy.recorded_options`` of the registered strategy ``name`` (a driver's own: multi-fidelity's
+    ``sampling``)."""
+    return STRATEGIES.get(name).recorded_options(options, new=new)
 
 
 def strategy_names() -> list[str]:

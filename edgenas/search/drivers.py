@@ -14,6 +14,7 @@ from typing import Any, Callable
 from edgenas.errors import InputError
 from edgenas.limits import MAX_LEARNING_RATE
 from edgenas.search.base import STRATEGIES, Driver, DriverRun, Option
+from edgenas.search.draws import DEFAULT_SAMPLING, OLD_SAMPLING, SAMPLINGS
 
 
 def _no_warm_start(req: Any) -> None:
@@ -27,7 +28,18 @@ class _MultiFidelity(Driver):
         "ladder": Option((), tuple, lambda v: len(v) >= 1 and all(isinstance(x, str) for x in v),
                          "needs at least one rung EVAL[:key=value,...] (--ladder, cheapest first)"),
         "eta": Option(3, int, lambda v: 2 <= v <= 1000, "must be from 2 to 1000 (--eta)"),
+        # how the brackets draw their candidates (edgenas.search.draws): the one strategy option it takes
+        "sampling": Option(DEFAULT_SAMPLING, str, lambda v: v in SAMPLINGS,
+                           "must be without-replacement or novel-first"),
     }
+
+    @classmethod
+    def recorded_options(cls, options: Any, *, new: bool) -> dict[str, Any]:
+        """``options`` with ``sampling`` spelled out: a new run's choice, or ``novel-first`` for a run recorded
+        before the option existed (``new=False``), which is what its brackets drew with."""
+        if options.get("sampling") is not None:
+            return dict(options)
+        return {**options, "sampling": DEFAULT_SAMPLING if new else OLD_SAMPLING}
 
     @classmethod
     def prepare(cls, project: Any, req: Any, out_dir: Any, *, resume: bool = False, executor: Any = None,
@@ -37,12 +49,14 @@ class _MultiFidelity(Driver):
         from edgenas.search.multifidelity import run_multifidelity
 
         _no_warm_start(req)
-        if req.strategy_options:
+        if set(req.strategy_options) - {"sampling"}:
             raise InputError(f"strategy {cls.name}: give the rungs as --ladder and --eta, not as strategy options")
         if not req.ladder:
             raise InputError(f"--strategy {cls.name} needs a --ladder of evaluators, cheapest first",
                              hint="e.g. --ladder compression:keep=3 --ladder train:epochs=2,cost=40")
-        cls.validate_options({"ladder": tuple(req.ladder), "eta": req.eta})
+        # a request recorded without sampling (before the option existed) drew novel-first: it resumes so
+        cls.validate_options({"ladder": tuple(req.ladder), "eta": req.eta,
+                              "sampling": req.strategy_options.get("sampling", OLD_SAMPLING)})
         problems, config = build_problems(project, req, build_problem, executor, note)
 
         def run(folder: Path, resume: bool, progress: Callable[[int, int], None] | None) -> Any:

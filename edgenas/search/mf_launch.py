@@ -3,7 +3,8 @@
 Each rung becomes its own ``Problem`` (same space, devices and budgets; that rung's evaluator), built
 by ``launch.build_problem`` so latency models, budgets and evaluator options are validated exactly as
 for a single-fidelity search, before the run folder is touched. ``--budget`` is the number of
-candidates of the (first) bracket. The ``sh`` / ``hyperband`` drivers (``edgenas.search.drivers``)
+candidates of the (first) bracket; a request without ``sampling`` (recorded before the option) draws them
+``novel-first``, as it did. The ``sh`` / ``hyperband`` drivers (``edgenas.search.drivers``)
 call ``build_problems``; ``launch_search`` runs the search under its lock and indexes it.
 """
 
@@ -15,6 +16,7 @@ from typing import Any, Callable
 
 from edgenas.errors import InputError
 from edgenas.project import Project
+from edgenas.search.draws import OLD_SAMPLING
 from edgenas.search.ladder import parse_ladder
 from edgenas.search.multifidelity import MODES, MFConfig, MFResult
 
@@ -38,7 +40,7 @@ def build_problems(project: Project, req: Any, build_problem: Callable[..., Any]
             problem.accuracy_name = str(rung.options.get("column", "cifar10_valid_12ep"))
         problems.append(problem)
     config = MFConfig(space=problems[0].space.name, rungs=rungs, mode=mode, candidates=req.budget,
-                      eta=req.eta, seed=req.seed,
+                      eta=req.eta, seed=req.seed, sampling=req.strategy_options.get("sampling", OLD_SAMPLING),
                       devices=tuple((d.name, d.budget_ms) for d in problems[0].devices))
     return problems, config
 

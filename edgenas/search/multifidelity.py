@@ -1,7 +1,9 @@
 """Multi-fidelity search: successive halving and Hyperband over a ladder of evaluators.
 
-Each bracket samples fresh candidates (seeded random search, feasible-first under the latency
-budgets), evaluates them all on its first rung, keeps the best (``Rung.survivors``: Deb's
+Each bracket samples fresh candidates (seeded random search within the latency budgets; ``sampling``:
+``without-replacement``, new runs, draws none that an earlier bracket drew and leaves a bracket short when
+nothing new meets the budgets; ``novel-first``, runs recorded before the option, may draw one again,
+``edgenas.search.draws``), evaluates them all on its first rung, keeps the best (``Rung.survivors``: Deb's
 feasibility-first order, then the rung's accuracy) and evaluates those on the next rung, up to the
 last one. ``sh`` is one bracket from the cheapest rung (Jamieson & Talwalkar 2016); ``hyperband``
 runs brackets that trade many cheap screenings against few expensive ones (Li et al. 2018).
@@ -28,6 +30,7 @@ from edgenas.errors import InputError
 from edgenas.io import atomic_write_json, open_log_for_append, read_json
 from edgenas.limits import is_schema
 from edgenas.search.base import Trial, make_strategy, rank_key
+from edgenas.search.draws import DEFAULT_SAMPLING, OLD_SAMPLING, SAMPLINGS
 from edgenas.search.ladder import Bracket, Rung, brackets
 from edgenas.search.problem import Problem
 from edgenas.search.results import SearchResult, summarise, write_results
@@ -49,10 +52,13 @@ class MFConfig:
     eta: int = 3
     seed: int = 0
     devices: tuple[tuple[str, float | None], ...] = ()
+    sampling: str = DEFAULT_SAMPLING  # a config.json without it is a run's from before: OLD_SAMPLING
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise InputError(f"unknown multi-fidelity mode '{self.mode}'", hint="use sh or hyperband")
+        if self.sampling not in SAMPLINGS:
+            raise InputError(f"unknown sampling '{self.sampling}'", hint=f"use {' or '.join(SAMPLINGS)}")
         if len(self.rungs) < 1:
             raise InputError("a multi-fidelity search needs a ladder of at least one rung")
         if isinstance(self.candidates, bool) or not isinstance(self.candidates, int) or self.candidates < 1:
@@ -62,9 +68,12 @@ class MFConfig:
                                                   for n, b in self.devices))
 
     def to_json(self) -> dict[str, Any]:
-        return {"schema": MF_SCHEMA, "kind": "multi-fidelity", "space": self.space, "mode": self.mode,
-                "ladder": [r.to_json() for r in self.rungs], "candidates": self.candidates,
-                "eta": self.eta, "seed": self.seed, "devices": [list(d) for d in self.devices]}
+        """The record; ``sampling`` only when it is not ``novel-first``, so that a run recorded before the option
+        keeps its config.json (and its run id) and resumes against it."""
+        d = {"schema": MF_SCHEMA, "kind": "multi-fidelity", "space": self.space, "mode": self.mode,
+             "ladder": [r.to_json() for r in self.rungs], "candidates": self.candidates,
+             "eta": self.eta, "seed": self.seed, "devices": [list(d) for d in self.devices]}
+        return d if self.sampling == OLD_SAMPLING else {**d, "sampling": self.sampling}
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> "MFConfig":
@@ -72,7 +81,7 @@ class MFConfig:
             raise InputError("not a multi-fidelity run config")
         return cls(space=d["space"], rungs=tuple(Rung.from_json(r) for r in d["ladder"]), mode=d["mode"],
                    candidates=int(d["candidates"]), eta=int(d["eta"]), seed=int(d["seed"]),
-                   devices=tuple(tuple(x) for x in d.get("devices", ())))
+                   devices=tuple(tuple(x) for x in d.get("devices", ())), sampling=d.get("sampling", OLD_SAMPLING))
 
     def plan(self) -> list[tuple[Bracket, list[int]]]:
         """Per bracket, the number of candidates evaluated on each of its rungs."""
@@ -144,10 +153,19 @@ def run_multifidelity(config: MFConfig, problems: Sequence[Problem], out_dir: st
                 progress(len(trials), total)
             return recs  # type: ignore[return-value]
 
+        drawn: set[str] = set()  # every bracket's candidates so far: without replacement, not drawn again
+        short = False            # a bracket drew fewer than planned: nothing new met the budgets
         for b in brackets(config.mode, config.rungs, config.candidates, config.eta):
             sampler = make_strategy("random", space, np.random.default_rng([config.seed, b.index]),
-                                    feasibility=problems[0] if problems[0].constrained else None)
+                                    feasibility=problems[0] if problems[0].constrained else None,
+                                    sampling=config.sampling)
+            if config.sampling != OLD_SAMPLING:
+                sampler.seen.update(drawn)
             cands = sampler.ask(b.n)
+            drawn.update(space.arch_id(a) for a in cands)
+            short = short or len(cands) < b.n
+            if not cands:
+                continue
             for r in range(b.start, len(config.rungs)):
                 recs = evaluate(b.index, r, cands)
                 if r == len(config.rungs) - 1:
@@ -158,7 +176,8 @@ def run_multifidelity(config: MFConfig, problems: Sequence[Problem], out_dir: st
     checkpoint("complete")
     last = len(config.rungs) - 1
     # the last rung's evaluations (summarise keeps each architecture's first)
-    result = summarise([t for rung, t in trials if rung == last], problems[last], out, "budget")
+    result = summarise([t for rung, t in trials if rung == last], problems[last], out,
+                       "exhausted" if short else "budget")
     write_results(result, problems[last], out)
     best = read_json(out / "best.json", "best.json")
     best.update({"evaluations": len(trials), "metric": problems[last].evaluator.metric,

@@ -2,10 +2,10 @@
 
 The request is the recorded one (space, evaluator, devices and budgets, strategy, budget, seed), with
 ``warm_start`` set to the run itself (and the options a run recorded before they existed as it ran them:
-evolution's ``mutation=per-gene``); latency now comes from each device's current table. The strategies
-that run their own loop (``sh``, ``hyperband``, ``darts``) take no warm start: theirs is the same search
-again on today's tables (``runs stale`` suggests a re-run for them too). The new run goes to
-``<old folder>-rerun-N`` (or ``--out``) and records what it re-runs.
+evolution's ``mutation=per-gene``, random's and multi-fidelity's ``sampling=novel-first``); latency now comes
+from each device's current table. The strategies that run their own loop (``sh``, ``hyperband``, ``darts``)
+take no warm start: theirs is the same search again on today's tables (``runs stale`` suggests a re-run for
+them too). The new run goes to ``<old folder>-rerun-N`` (or ``--out``) and records what it re-runs.
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ def rerun_request(project: Project, ref: str, *, db_url: str | None = None,
         raise InputError(f"run {run.id} has no recorded search request (request.json)",
                          hint="re-run it by hand with the same settings and --warm-start " + run.id)
     req = SearchRequest.from_json(run.request, where=f"run {run.id}: request")
-    if not is_driver(req.strategy):  # a run recorded before an option existed re-runs with what it ran with
-        req = dataclasses.replace(req, warm_start=(run.id,),
-                                  strategy_options=recorded_options(req.strategy, req.strategy_options, new=False))
+    # a run recorded before an option existed re-runs with what it ran with (a driver's too: sh's sampling)
+    req = dataclasses.replace(req, strategy_options=recorded_options(req.strategy, req.strategy_options, new=False))
+    if not is_driver(req.strategy):
+        req = dataclasses.replace(req, warm_start=(run.id,))
     if out_dir is None:
         base = Path(run.out_dir)
         n = 1

@@ -26,7 +26,7 @@ class SearchResult:
     pareto: list[Trial]
     n_evaluations: int
     out_dir: Path
-    stopped: str                      # "budget", "wall_time" or "exhausted" (only repeats were left)
+    stopped: str                      # "budget", "wall_time" or "exhausted" (nothing new left to evaluate)
     trials: list[Trial] = field(default_factory=list, repr=False)
 
 

@@ -300,6 +300,9 @@ def run_search(config: SearchConfig, problem: Problem, out_dir: str | os.PathLik
                     stopped = "wall_time"
                     break
             archs = strategy.ask(min(batch, config.budget_evals - len(trials)))
+            if not archs:  # nothing new meets the budgets (random search without replacement): the run is complete
+                stopped = "exhausted"
+                break
             if len(trials) + len(archs) > len(logged):  # a batch that ends past the log evaluates afresh
                 start_clock()
             records, _ = replay_or_evaluate(problem, archs, len(trials), logged, log, t0, out, "the strategy")

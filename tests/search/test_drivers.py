@@ -21,11 +21,12 @@ def test_drivers_are_listed_with_their_options_and_have_no_ask_tell(cli, tmp_pat
     assert r.code == 0
     reg = r.json()
     assert {"sh", "hyperband", "darts", "evolution"} <= set(reg["strategies"])
-    assert reg["strategy_options"]["sh"] == {"ladder": [], "eta": 3}
+    assert reg["strategy_options"]["sh"] == {"ladder": [], "eta": 3, "sampling": "without-replacement"}
+    assert reg["strategy_options"]["random"] == {"sampling": "without-replacement"}
     assert reg["strategy_options"]["darts"]["latency_warmup"] == 0.4
     assert reg["strategy_options"]["evolution"]["population"] == 20
     text = cli("list").out
-    assert "hyperband" in text and "options: ladder=[], eta=3" in text
+    assert "hyperband" in text and "options: ladder=[], eta=3, sampling=without-replacement" in text
     # the mbv3 relaxation has its own defaults (list showed nb201's only) and takes no nb201-only option
     assert reg["strategy_options_per_space"]["darts"]["lr"] == {"mbv3": 0.05}
     assert "lr=0.025 (mbv3: 0.05)" in text and "selection=pt (not for mbv3)" in text
@@ -54,6 +55,10 @@ def test_driver_options_are_checked_before_anything_is_written(cli, valid, tmp_p
         (["--space", "nb201", "--strategy", "evolution", "--ladder", rung], "--ladder needs --strategy sh"),
         (["--space", "nb201", "--strategy", "random", "--strategy-opt", "population=3"],
          "unknown option(s) population"),
+        (["--space", "nb201", "--strategy", "random", "--strategy-opt", "sampling=twice"],
+         "sampling='twice' must be without-replacement or novel-first"),
+        (["--space", "nb201", "--strategy", "sh", "--ladder", rung, "--strategy-opt", "sampling=twice"],
+         "sampling='twice' must be without-replacement or novel-first"),
     ]
     for args, message in cases:
         r = cli("search", *args, "--out", str(out))

@@ -82,7 +82,8 @@ def test_recorded_options_spell_out_the_mutation_a_run_used():
     assert recorded_options("evolution", {"population": 8}, new=False) == {"population": 8, "mutation": "per-gene"}
     assert recorded_options("evolution", {"mutation": "one"}, new=False) == {"mutation": "one"}
     assert recorded_options("llm-evolution", {}, new=False) == {"mutation": "per-gene"}
-    assert recorded_options("random", {}, new=True) == {} and recorded_options("hyperband", {}, new=True) == {}
+    assert recorded_options("tpe", {}, new=True) == {} and recorded_options("darts", {}, new=True) == {}
+    # random's and hyperband's sampling: tests/search/test_random_draws.py
 
 
 @pytest.mark.parametrize("mutation", ["one", "per-gene"])

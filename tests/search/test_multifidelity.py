@@ -332,7 +332,8 @@ def test_an_architecture_two_brackets_evaluate_on_one_rung_costs_once(space, Lat
     rungs = (Rung("r0"), Rung("r1", cost=5.0))
     problems = [Problem(space, GeneScore(space, np.arange(1.0, 7.0) * s), [DeviceTarget("dev", lat, ms)],
                         accuracy_name=f"s{i}") for i, s in enumerate((1, -1))]   # only the fastest is feasible
-    cfg = MFConfig(space="nb201", rungs=rungs, mode="hyperband", candidates=4, eta=2, seed=0)
+    # novel-first (a run recorded before sampling existed): each bracket may draw what an earlier one drew
+    cfg = MFConfig(space="nb201", rungs=rungs, mode="hyperband", candidates=4, eta=2, seed=0, sampling="novel-first")
     res = run_multifidelity(cfg, problems, tmp_path / "run")
     log = [json.loads(x) for x in (tmp_path / "run" / "evaluations.jsonl").read_text().splitlines()]
     pairs = [(r["rung"], json.dumps(r["arch"], sort_keys=True)) for r in log]

@@ -222,16 +222,22 @@ def test_resume_after_sigkill_matches_uninterrupted_run(full_table, tmp_path, st
         assert (out / name).read_text() == (tmp_path / "ref" / name).read_text()
 
 
+#: random search as it drew before draws without replacement (a run recorded then): it could repeat a cell
+NOVEL_FIRST = {"strategy_options": {"sampling": "novel-first"}}
+
+
 @pytest.mark.parametrize("strategy", ["evolution", "random"])
 def test_a_search_that_has_seen_everything_feasible_stops_instead_of_repeating_it(full_table, tmp_path, strategy):
     """With a tight latency budget, a search spent the rest of its budget re-evaluating what it had seen (on
-    nb201, 10,724 of 15,625 evaluations; random and evolution alike), silently, at 5x the cost of a new one."""
+    nb201, 10,724 of 15,625 evaluations; random and evolution alike), silently, at 5x the cost of a new one.
+    (Random search without replacement ends without a repeat: tests/search/test_random_draws.py.)"""
     from edgenas.search.run import EXHAUSTED_AFTER
 
     lat = np.array([float(x.split(",")[-1]) for x in full_table.read_text().splitlines()[1:]])
     budget_ms = float(np.sort(lat)[59])                              # 60 architectures meet it
     feasible = int((lat <= budget_ms).sum())
-    res = run_search(config(strategy, 3000, budget_ms=budget_ms), problem_for(full_table, budget_ms), tmp_path)
+    kw = NOVEL_FIRST if strategy == "random" else {}
+    res = run_search(config(strategy, 3000, budget_ms=budget_ms, **kw), problem_for(full_table, budget_ms), tmp_path)
     ids = [t.arch["arch"] for t in res.trials]
     assert res.stopped == "exhausted" and res.n_evaluations < 3000
     assert len({a for a, t in zip(ids, res.trials) if t.feasible}) >= 0.9 * feasible   # it had found them
@@ -246,21 +252,33 @@ def test_a_search_that_has_seen_everything_feasible_stops_instead_of_repeating_i
     (cut / "config.json").write_text((tmp_path / "config.json").read_text())
     lines = (tmp_path / "evaluations.jsonl").read_text().splitlines(keepends=True)
     (cut / "evaluations.jsonl").write_text("".join(lines[:len(lines) // 2]))
-    again = run_search(config(strategy, 3000, budget_ms=budget_ms), problem_for(full_table, budget_ms), cut,
+    again = run_search(config(strategy, 3000, budget_ms=budget_ms, **kw), problem_for(full_table, budget_ms), cut,
                        resume=True)
     assert again.stopped == "exhausted" and [t.arch for t in again.trials] == [t.arch for t in res.trials]
 
 
-def test_the_cli_says_why_a_search_stopped_early(table, cli, tmp_path, monkeypatch):
+@pytest.mark.parametrize("sampling", ["without-replacement", "novel-first"])
+def test_the_cli_says_why_a_search_stopped_early(table, cli, tmp_path, monkeypatch, sampling):
+    """Random search without replacement ends as the last cell within the budget is drawn (all distinct); as it
+    drew before (novel-first), after 100 repeats in a row."""
     monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
     monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
     res = cli("search", "--space", "nb201", "--table", str(table), "--objective", "cifar10_test", "--latency-column",
               "raspi4_ms", "--max-latency-ms", "2", "--strategy", "random", "--budget", "1200", "--seed", "0",
-              "--out", str(tmp_path / "r"), "--json")
+              "--strategy-opt", f"sampling={sampling}", "--out", str(tmp_path / "r"), "--json")
     assert res.code == 0, res.err
     s = res.json()
-    assert s["stopped"] == "exhausted" and s["evaluations"] < 1200 and s["distinct"] < s["evaluations"]
-    assert "warning: the search stopped after" in res.err and f"({s['distinct']} distinct in all)" in res.err
+    assert s["stopped"] == "exhausted" and s["evaluations"] < 1200
+    if sampling == "novel-first":
+        assert s["distinct"] < s["evaluations"]
+        assert "warning: the search stopped after" in res.err and f"({s['distinct']} distinct in all)" in res.err
+    else:
+        rows = [x.split(",") for x in table.read_text().splitlines()]
+        col = rows[0].index("raspi4_ms")
+        assert s["distinct"] == s["evaluations"] == sum(float(r[col]) <= 2 for r in rows[1:])  # each, once
+        assert (f"warning: the search stopped after {s['evaluations']} of 1200 evaluations, all distinct: random "
+                "draws are without replacement, and every architecture that meets the latency budget has been "
+                "drawn") in " ".join(res.err.split())
     rows = json.loads(cli("runs", "list", "--json").out)
     assert [(r["status"], r["evaluations"]) for r in rows] == [("complete", s["evaluations"])]
 
@@ -361,16 +379,16 @@ def test_a_search_stops_after_exactly_100_repeats_in_a_row(full_table, tmp_path)
 
     lat = np.array([float(x.split(",")[-1]) for x in full_table.read_text().splitlines()[1:]])
     budget_ms = float(np.sort(lat)[19])                              # 20 architectures meet it
-    res = run_search(config("random", 3000, budget_ms=budget_ms, batch_size=1), problem_for(full_table, budget_ms),
-                     tmp_path)
+    res = run_search(config("random", 3000, budget_ms=budget_ms, batch_size=1, **NOVEL_FIRST),
+                     problem_for(full_table, budget_ms), tmp_path)
     ids = [t.arch["arch"] for t in res.trials]
     assert res.stopped == "exhausted"
     assert all(a in ids[:len(ids) - 100 + i] for i, a in enumerate(ids[-100:]))
     assert ids[-101] not in ids[:-101]
     # resumed (killed as it wrote its results), it stops where it stopped, evaluating nothing more
     log = (tmp_path / "evaluations.jsonl").read_bytes()
-    again = run_search(config("random", 3000, budget_ms=budget_ms, batch_size=1), problem_for(full_table, budget_ms),
-                       tmp_path, resume=True)
+    again = run_search(config("random", 3000, budget_ms=budget_ms, batch_size=1, **NOVEL_FIRST),
+                       problem_for(full_table, budget_ms), tmp_path, resume=True)
     assert again.stopped == "exhausted" and (tmp_path / "evaluations.jsonl").read_bytes() == log
     # rounds of more than 50 architectures: the run stops after two rounds of repeats in a row
     assert [exhausted_after(b) for b in (1, 50, 51, 60)] == [100, 100, 102, 120]

@@ -18,11 +18,13 @@ ALL = ["random", "evolution", "nsga2", "woa", "ri-iwoa"]
 
 
 def drive(strategy, problem, budget, batch=None):
-    """Plain ask/tell loop; returns the asked arch ids and results."""
+    """Plain ask/tell loop; returns the asked arch ids and results (fewer when the strategy has nothing left)."""
     asked, results = [], []
     batch = batch or strategy.batch_hint or strategy.opts.get("population") or 1
     while len(asked) < budget:
         archs = strategy.ask(min(batch, budget - len(asked)))
+        if not archs:  # random search without replacement: nothing new meets the budget
+            break
         recs = problem.evaluate(archs)
         res = [problem.to_result(r) for r in recs]
         strategy.tell(archs, res)
@@ -112,7 +114,7 @@ def test_repair_is_bounded_and_reaches_feasibility(space, formula, Lat):
     lat = Lat(space, seed=4)
     ms, anchor = lat.min_latency()
     problem = Problem(space, formula, [DeviceTarget("dev", lat, ms)])  # only the optimum
-    strat = make_strategy("random", space, np.random.default_rng(0), feasibility=problem)
+    strat = make_strategy("random", space, np.random.default_rng(0), feasibility=problem, sampling="novel-first")
     archs = strat.ask(3)
     assert problem.violation(archs[:1])[0] == 0.0  # found by repair toward the min-latency arch
     assert space.arch_id(archs[0]) == space.arch_id(anchor)
