@@ -12,7 +12,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from edgenas.devices.agent_bundle import ensure_agent_bundle
 from edgenas.devices.answers import DeviceInfo
@@ -73,18 +73,31 @@ class Session:
 
     def push(self, local: Path, subdir: str = "models") -> str:
         """Upload a file named by its SHA-256 unless the device has it; returns the remote path."""
-        digest = sha256_file(local)
-        remote = f"{subdir}/{digest}{Path(local).suffix}"
-        if remote in self._pushed.values():
-            return remote
-        stat = self.call("file.stat", {"path": remote}, timeout_s=self.quick_timeout_s)
-        if not (isinstance(stat, dict) and stat.get("exists") is True and stat.get("sha256") == digest):
-            got = self.transport.put_file(Path(local), remote)
-            if got != digest:
-                raise DeviceError(self.device, f"upload of {local} arrived corrupted (sha256 {got[:12]}…)",
+        return self.push_many([local], subdir)[0]
+
+    def push_many(self, paths: Sequence[Path], subdir: str = "models") -> list[str]:
+        """``push`` of several files (a batch of a table's blocks), their remote paths in order: what the device
+        lacks goes up in one ``put_files`` (over SSH, checked by one hashing command on the device, not one per
+        file)."""
+        remotes, digests, missing = [], {}, {}  # missing: remote path -> local file
+        for local in paths:
+            digest = sha256_file(local)
+            remote = f"{subdir}/{digest}{Path(local).suffix}"
+            remotes.append(remote)
+            if remote in self._pushed.values() or remote in digests:
+                continue
+            digests[remote] = digest
+            stat = self.call("file.stat", {"path": remote}, timeout_s=self.quick_timeout_s)
+            if not (isinstance(stat, dict) and stat.get("exists") is True and stat.get("sha256") == digest):
+                missing[remote] = Path(local)
+        got = self.transport.put_files([(local, remote) for remote, local in missing.items()])
+        for (remote, local), sha in zip(missing.items(), got):
+            if sha != digests[remote]:
+                raise DeviceError(self.device, f"upload of {local} arrived corrupted (sha256 {sha[:12]}…)",
                                   hint="check the device's disk and retry")
-        self._pushed[str(local)] = remote
-        return remote
+        for local, remote in zip(paths, remotes):
+            self._pushed[str(local)] = remote
+        return remotes
 
     def forget(self, remote_rel: str) -> None:
         """Remove a file the host no longer needs from the device (a finished table's partial file); best

@@ -25,7 +25,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import paramiko
 
@@ -215,6 +215,7 @@ class SSHTransport(Transport):
     def __init__(self, profile: DeviceProfile, project: Project) -> None:
         self.profile, self.project, self.device = profile, project, profile.name
         self.uploads: list[str] = []  # remote paths written by put_file, in order
+        self._dirs: set[str] = set()  # device folders made or seen by this connection (no SFTP stat again)
         self._channels: list[SSHAgentChannel] = []
         self._conn = open_connection(profile, project)
         try:
@@ -274,13 +275,18 @@ class SSHTransport(Transport):
         return posixpath.join(self.workdir, rel)
 
     def _makedirs(self, path: str) -> None:
+        """Make ``path``'s folders on the device, each looked at once per connection (an upload looked at every
+        folder of its path again, one SFTP round trip each)."""
         cur = ""
         for part in path.strip("/").split("/"):
             cur += "/" + part
+            if cur in self._dirs:
+                continue
             try:
                 self._sftp.stat(cur)
             except FileNotFoundError:
                 self._sftp.mkdir(cur)
+            self._dirs.add(cur)
 
     def run(self, argv: list[str], timeout_s: float | None = None) -> tuple[int, str, str]:
         """Run a command (each argument quoted) on the device; ``(status, stdout, stderr)``."""
@@ -343,20 +349,50 @@ class SSHTransport(Transport):
         return result
 
     def put_file(self, local: Path, remote_rel: str) -> str:
-        remote = self._remote(remote_rel)
-        want = sha256_file(local)
-        tmp = f"{remote}.part-{uuid.uuid4().hex[:8]}"
-        with self._guard(f"uploading {Path(local).name} to {remote}"):
-            self._makedirs(posixpath.dirname(remote))
-            self._sftp.put(str(local), tmp)
-            got = self.remote_sha256([tmp]).get(tmp)
-            if got != want:
-                self._sftp.remove(tmp)
-                raise DeviceError(self.device, f"upload of {local} arrived corrupted (sha256 {got} != {want})",
-                                  hint="check the device's disk and retry")
-            self._sftp.posix_rename(tmp, remote)
-        self.uploads.append(remote)
-        return want
+        return self.put_files([(Path(local), remote_rel)])[0]
+
+    def put_files(self, files: Sequence[tuple[Path, str]]) -> list[str]:
+        """Each file to a temporary name beside its remote path, all of them hashed on the device by one command,
+        then each renamed into place: one Python started on the device for the lot. Uploading a table's blocks
+        one by one started one per block (most of the upload time of a profile over SSH). Any upload the device
+        hashes differently: every temporary file is removed, nothing is renamed, ``DeviceError``."""
+        staged: list[tuple[Path, str, str, str]] = []  # local, remote, temporary name, its SHA-256
+        for local, rel in files:
+            remote = self._remote(rel)
+            staged.append((Path(local), remote, f"{remote}.part-{uuid.uuid4().hex[:8]}", sha256_file(local)))
+        if not staged:
+            return []
+        placed = 0  # temporary files renamed into place
+        try:
+            for local, remote, tmp, _ in staged:
+                with self._guard(f"uploading {local.name} to {remote}"):
+                    self._makedirs(posixpath.dirname(remote))
+                    self._sftp.put(str(local), tmp)
+            got = self.remote_sha256([tmp for *_, tmp, _ in staged])
+            for local, _, tmp, want in staged:
+                if got.get(tmp) != want:
+                    raise DeviceError(self.device, f"upload of {local} arrived corrupted (sha256 {got.get(tmp)} "
+                                                   f"!= {want})", hint="check the device's disk and retry")
+            for local, remote, tmp, _ in staged:
+                with self._guard(f"uploading {local.name} to {remote}"):
+                    self._sftp.posix_rename(tmp, remote)
+                placed += 1
+                self.uploads.append(remote)
+        except BaseException:
+            self._remove_quietly([tmp for _, _, tmp, _ in staged[placed:]])
+            raise
+        return [want for *_, want in staged]
+
+    def _remove_quietly(self, paths: Sequence[str]) -> None:
+        """Remove what an upload left, best effort: not on a lost connection, and no more after one failure (each
+        could wait the call timeout of a device that stopped answering)."""
+        for path in paths:
+            if not self._conn.is_active():
+                return
+            try:
+                self._sftp.remove(path)
+            except (OSError, EOFError, paramiko.SSHException):
+                return
 
     def remove_file(self, remote_rel: str) -> None:
         remote = self._remote(remote_rel)

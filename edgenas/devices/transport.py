@@ -16,7 +16,7 @@ import collections
 import threading
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from edgenas.errors import DeviceError
 from edgenas.limits import MAX_JSON_BYTES, limit_text
@@ -143,6 +143,11 @@ class Transport(ABC):
     @abstractmethod
     def put_file(self, local: Path, remote_rel: str) -> str:
         """Copy a file into the work dir (path relative to it); verify and return its SHA-256."""
+
+    def put_files(self, files: Sequence[tuple[Path, str]]) -> list[str]:
+        """``put_file`` of each (local path, remote path) pair; their SHA-256s in order. A transport that can check
+        several uploads at once (SSH: one hashing command on the device) does so."""
+        return [self.put_file(Path(local), rel) for local, rel in files]
 
     @abstractmethod
     def get_file(self, remote_rel: str, local: Path, max_bytes: int | None = None) -> str:

@@ -96,7 +96,7 @@ def measure_drift(session: Session, project: Project, lut: Lut, protocol: dict[s
         raise InputError(f"the {lut.space} table of '{lut.device}' holds none of the space's block keys",
                          hint=f"re-profile: edgenas profile {lut.device} --space {lut.space}")
     paths, _ = export_blocks(project, space, keys, runtime=lut.runtime)
-    items = [{"key": k, "model": session.push(paths[k])} for k in keys]
+    items = [{"key": k, "model": m} for k, m in zip(keys, session.push_many([paths[k] for k in keys]))]
     params = dict(session.runtime_params(lut.runtime), items=items)
     # timed as the table was: in runs where its entries were (a table's protocol is file data, checked)
     params["protocol"] = {**lut_protocol_for(params), "runs_per_sample": runs_per_sample(lut.protocol),

@@ -128,7 +128,7 @@ def _profile_device(project: Project, s: Session, space: SearchSpace, *, force: 
     ref_remote = s.push(ref_path)
     for start in range(0, len(keys), batch_size):
         batch = keys[start:start + batch_size]
-        items = [{"key": k, "model": s.push(paths[k])} for k in batch]
+        items = [{"key": k, "model": m} for k, m in zip(batch, s.push_many([paths[k] for k in batch]))]
 
         def on_progress(p: dict[str, Any], base: int = done, n: int = len(batch)) -> None:
             got = p.get("done")

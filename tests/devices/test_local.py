@@ -227,6 +227,9 @@ class _FakeDevice:
         self.files[remote_rel] = "0" * 64 if self.corrupt else hashlib.sha256(local.read_bytes()).hexdigest()
         return self.files[remote_rel]
 
+    def put_files(self, files):
+        return [self.put_file(local, rel) for local, rel in files]
+
     def remove_file(self, remote_rel):
         self.removed.append(remote_rel)
         raise DeviceError("local", "the connection is gone") if remote_rel == "a" else OSError("disk gone")

@@ -1216,3 +1216,48 @@ def test_an_agent_that_floods_its_output_over_ssh_waits_for_the_host(device, pro
 
     with SSHTransport(device, project) as t:
         check_flood_waits(t.start_agent(*hostile_agent(tmp_path, FLOOD)))
+
+
+def test_many_uploads_are_hashed_by_one_command_and_one_bad_one_places_none(device, project, tmp_path, monkeypatch):
+    """``put_files``: one Python started on the device for a batch (it was one per file: most of a profile's upload
+    time); an upload of the batch the device hashes differently leaves no file of the batch, final or temporary."""
+    srcs = []
+    for i in range(5):
+        srcs.append(tmp_path / f"b{i}.bin")
+        srcs[-1].write_bytes(b"payload %d" % i)
+    models = Path(device.workdir) / "models"
+    with SSHTransport(device, project) as t:
+        real, hashed = t.remote_sha256, []
+        monkeypatch.setattr(t, "remote_sha256", lambda paths: hashed.append(list(paths)) or real(paths))
+        shas = t.put_files([(src, f"models/deep/b{i}.bin") for i, src in enumerate(srcs)])
+        assert shas == [hashlib.sha256(src.read_bytes()).hexdigest() for src in srcs]
+        assert len(hashed) == 1 and len(hashed[0]) == 5
+        assert sorted(p.name for p in (models / "deep").iterdir()) == [f"b{i}.bin" for i in range(5)]
+        assert t.uploads == [f"{device.workdir}/models/deep/b{i}.bin" for i in range(5)]
+
+        def one_bad(paths):
+            got = real(paths)
+            return {p: "0" * 64 if p.startswith(f"{device.workdir}/models/b3.bin") else h for p, h in got.items()}
+
+        monkeypatch.setattr(t, "remote_sha256", one_bad)
+        with pytest.raises(DeviceError, match=r"upload of .*b3\.bin arrived corrupted"):
+            t.put_files([(src, f"models/b{i}.bin") for i, src in enumerate(srcs)])
+        assert len(t.uploads) == 5  # the first batch's only
+    assert sorted(p.name for p in models.iterdir()) == ["deep"]  # no file of the bad batch, no temporary one
+
+
+def test_a_session_pushes_a_batch_once_and_skips_what_the_device_has(sshd, device, project, agent_pyz, tmp_path,
+                                                                     monkeypatch):
+    from edgenas.devices.session import Session
+
+    srcs = [tiny_model(tmp_path / f"relu{n}.onnx", n) for n in (1, 2, 3)]
+    with SSHTransport(device, project) as t:
+        s, s2 = Session(device, t, client_for(t, agent_pyz)), Session(device, t, client_for(t, agent_pyz))
+        calls = []
+        real = t.put_files
+        monkeypatch.setattr(t, "put_files", lambda files: calls.append([r for _, r in files]) or real(files))
+        first = s.push_many(srcs[:2])
+        assert len(calls) == 1 and calls[0] == first and len(set(first)) == 2
+        again = s.push_many([srcs[1], srcs[0], srcs[1], srcs[2]])  # one new: it alone goes up
+        assert again == [first[1], first[0], first[1], again[3]] and calls[1] == [again[3]]
+        assert s2.push_many(srcs) == [first[0], first[1], again[3]] and calls[2] == []  # the device has them all

@@ -284,6 +284,9 @@ class _ScriptedDevice:
     def push(self, path, subdir="models"):
         return f"{subdir}/{path.name}"
 
+    def push_many(self, paths, subdir="models"):
+        return [self.push(p, subdir) for p in paths]
+
     def runtime_params(self, runtime=None):
         return {"runtime": runtime}
 
