@@ -15,6 +15,7 @@ listed again (its re-run is checked instead).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -46,10 +47,17 @@ class StaleRun:
 
 
 def current_model(project: Project, space: Any, dev: RunDevice) -> tuple[Any | None, str | None]:
-    """(the device's latency model now, its hash); (None, None) when it is no longer at hand."""
+    """(the device's latency model now, its hash); (None, None) when it is no longer at hand. A device that ran on
+    its few-shot model and has been profiled since is predicted by its LUT, as a search there would be now (it
+    was checked against the refitted few-shot model, which nothing uses once a LUT exists)."""
     from edgenas.search.record import column_hash, record_hash
 
     try:
+        if dev.kind == "fewshot":
+            from edgenas.latency.store import LutStore
+
+            if LutStore(project.luts_dir).list(dev.device, space.name):  # as ``launch.build_problem`` chooses
+                return current_model(project, space, dataclasses.replace(dev, kind="lut"))
         if dev.kind == "table" and dev.lut_ref and "#" in dev.lut_ref:
             from edgenas.evaluate.tabular import TableLatency
 

@@ -305,6 +305,33 @@ def test_a_fewshot_device_is_rechecked_with_its_refitted_model(db, tmp_path, mon
     assert [s.status for s in find_stale(db, Project(tmp_path))[0]] == ["unknown"]
 
 
+def test_a_fewshot_device_profiled_since_is_rechecked_with_its_lut(db, tmp_path, monkeypatch):
+    """A run chose under the device's few-shot model; the device has a LUT now, which a search there would use: the
+    run is checked against that LUT (it was checked against the few-shot model, unchanged, and called fine)."""
+    import edgenas.latency.fewshot_model as fewshot
+    import edgenas.store.runs as runs
+    from edgenas.latency.predictor import LatencyPredictor
+    from edgenas.search.record import record_hash
+
+    then = [9.0, 11.0, 12.0, 13.0]
+    model = type("Rec", (), {"to_dict": lambda _: {"ms": then}})()
+    same = type("Fitted", (), {"model": model, "predict_many": lambda _, archs: np.array([9.0] * len(archs))})()
+    monkeypatch.setattr(fewshot, "load_latency_model", lambda luts_dir, device, space: same)
+    _made_up_run(db, tmp_path, then={"orin": then}, now={"orin": then}, budgets={"orin": 10.0}, acc=ACC,
+                 kinds={"orin": "fewshot"})
+    [run] = runs.list_runs(db)
+    dev = dataclasses.replace(run.devices[0], lut_hash=record_hash(model))  # recorded: the model it ran with
+    runs.save_run(db, dataclasses.replace(run, devices=(dev,)), runs.run_evaluations(db, run.id))
+    assert find_stale(db, Project(tmp_path))[0] == []  # the few-shot model is unchanged
+    lut = dataclasses.replace(_lut(40.0), device="orin")
+    LutStore(Project(tmp_path).luts_dir).save(lut)
+    space = get_space("nb201")
+    ms = LatencyPredictor(lut, space).predict_many([space.from_string(a) for a in ARCHS])
+    assert ms[0] > 10.0
+    [s] = find_stale(db, Project(tmp_path))[0]
+    assert (s.status, s.devices) == ("over_budget", ("orin",)) and s.chosen_now_ms == {"orin": float(ms[0])}
+
+
 def test_a_rerun_request_is_the_recorded_one_warm_started_from_it_in_the_next_free_folder(tmp_path):
     from edgenas.errors import InputError
     from edgenas.search.rerun import rerun_request
