@@ -31,9 +31,10 @@ def test_a_run_with_no_best_was_not_said_to_reach_it():
 
 
 def test_compare_takes_a_stopped_runs_best_and_when_it_was_reached_from_one_record(tmp_path):
-    """A search killed before it wrote best.json is indexed as stopped with no best (runs show: ``best: -``);
-    runs compare said ``"best_value": null`` beside a ``best_reached_at`` of its log's best. Both are of its
-    recorded best now: none for the stopped run, the same as before for a complete one."""
+    """A search killed before it wrote best.json is indexed as stopped with its best so far (``stopped_best``: what
+    it would have chosen of the evaluations it logged; it had none, and runs compare said ``"best_value": null``
+    beside a ``best_reached_at`` of its log's best). Both are of its recorded best: the killed run evaluated what
+    the complete one did, so the two agree."""
     from edgenas.search.record import index_run
 
     db = ExperimentDB(f"sqlite:///{tmp_path / 'edgenas.db'}")
@@ -45,13 +46,14 @@ def test_compare_takes_a_stopped_runs_best_and_when_it_was_reached_from_one_reco
         (tmp_path / "killed" / "best.json").unlink()   # what SIGTERM leaves: no best, a checkpoint saying running
         (tmp_path / "killed" / "checkpoint.json").write_text('{"status": "running"}')
         done, killed = (index_run(db, Project(tmp_path), tmp_path / n) for n in ("done", "killed"))
-        assert (killed.status, killed.best_value, killed.n_evaluations) == ("stopped", None, 8)
+        assert (killed.status, killed.n_evaluations) == ("stopped", 8) and done.best_value is not None
+        assert (killed.best_value, killed.best_number) == (done.best_value, done.best_number)
         rows = {r["id"]: r for r in compare_runs(db, [done.id, killed.id])}
-        assert (rows[killed.id]["best_value"], rows[killed.id]["best_reached_at"]) == (None, None)
         evals = run_evaluations(db, done.id)
         first = next(i for i, e in enumerate(evals, 1)
                      if e.feasible and e.objectives["cifar10_test"] == done.best_value)
-        assert (rows[done.id]["best_value"], rows[done.id]["best_reached_at"]) == (done.best_value, first)
+        for run in (done, killed):
+            assert (rows[run.id]["best_value"], rows[run.id]["best_reached_at"]) == (done.best_value, first)
     finally:
         db.close()
 
