@@ -19,13 +19,13 @@ def test_list_shows_each_registry_and_each_strategys_options(fresh, cli):
             assert f"  {name:<16} {help_}" in lines, name
     pad = " " * 19 + "options: "
     hyperband = lines.index(f"  {'hyperband':<16} {reg['strategies']['hyperband']}")
-    assert lines[hyperband + 1] == pad + "ladder=[], eta=3"  # a tuple default shown as JSON's list
+    assert lines[hyperband + 1] == pad + "ladder=[], eta=3, sampling=without-replacement"  # a tuple: JSON's list
     darts = lines[lines.index(f"  {'darts':<16} {reg['strategies']['darts']}") + 1]
     assert darts.startswith(pad) and "skip_dropout=0.0 (not for mbv3)" in darts and "lr=0.025 (mbv3: 0.05)" in darts
     random = lines.index(f"  {'random':<16} {reg['strategies']['random']}")
-    assert not lines[random + 1].startswith(pad)  # no options: no line
-    assert not any(line.startswith(pad) for line in lines[:lines.index("strategies")])
-    assert reg["strategy_options"]["hyperband"] == {"ladder": [], "eta": 3}
+    assert lines[random + 1] == pad + "sampling=without-replacement"
+    assert not any(line.startswith(pad) for line in lines[:lines.index("strategies")])  # no options: no line
+    assert reg["strategy_options"]["hyperband"] == {"ladder": [], "eta": 3, "sampling": "without-replacement"}
     assert reg["strategy_options_per_space"]["darts"]["skip_dropout"] == {"mbv3": None}
 
 
