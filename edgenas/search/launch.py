@@ -218,9 +218,28 @@ def build_problem(project: Project, req: SearchRequest, note: Callable[[str], No
         # strategy as an option: --population 3 of nsga2 was refused after the folder was written)
         from edgenas.search.run import strategy_options, with_objectives
 
+        _check_llm_share(req, config)  # --llm-share is a flag: said as such, not as an unknown option llm_share
+
         opts = with_objectives(config, problem, strategy_options(config, None))
         STRATEGIES.get(config.strategy).validate_options(opts)
     return problem, config
+
+
+def _llm_strategies() -> list[str]:
+    """The strategies with a language-model operator (for a hint only: asking every strategy's options imports
+    optuna and scipy)."""
+    from edgenas.search.base import STRATEGIES
+
+    return [n for n in STRATEGIES.names() if "llm_share" in STRATEGIES.get(n).options]
+
+
+def _check_llm_share(req: SearchRequest, config: Any) -> None:
+    """``--llm-share`` of a strategy without a language-model operator: one error saying so."""
+    from edgenas.search.base import STRATEGIES
+
+    if req.llm_share is not None and "llm_share" not in STRATEGIES.get(config.strategy).options:
+        raise InputError(f"strategy {config.strategy} has no language-model operator",
+                         hint=f"use one of {', '.join(_llm_strategies())}")
 
 
 def uses_llm(req: SearchRequest, config: Any) -> bool:
@@ -228,18 +247,12 @@ def uses_llm(req: SearchRequest, config: Any) -> bool:
     from edgenas.search.base import STRATEGIES
 
     spec = STRATEGIES.get(config.strategy).options
-
-    def llm_ones() -> list[str]:  # for a hint only: asking every strategy's options imports optuna and scipy
-        return [n for n in STRATEGIES.names() if "llm_share" in STRATEGIES.get(n).options]
-
-    if req.llm_share is not None and "llm_share" not in spec:
-        raise InputError(f"strategy {config.strategy} has no language-model operator",
-                         hint=f"use one of {', '.join(llm_ones())}")
+    _check_llm_share(req, config)
     if "llm_share" in spec:
         STRATEGIES.get(config.strategy).validate_options(config.strategy_options)  # before the folder exists
     share = config.strategy_options.get("llm_share", spec["llm_share"].default) if "llm_share" in spec else 0
     if req.llm and not share:
-        mixed = " or ".join(n for n in llm_ones() if n != "llm-evolution")
+        mixed = " or ".join(n for n in _llm_strategies() if n != "llm-evolution")
         raise InputError(f"--llm-* options given but strategy {config.strategy} uses no language model",
                          hint=f"use --strategy {mixed} with --llm-share, or --strategy llm-evolution")
     return bool(share)
