@@ -253,29 +253,10 @@ class Strategy(ABC):
     def _novel(self, make: Callable[[], Any], avoid: set[str]) -> tuple[Any | None, Any | None]:
         """``propose``'s search among ``max_tries`` candidates of ``make``: (a novel candidate, feasible
         where it can be, or None; the repair that came out already seen, or None)."""
-        if self.feasibility is None:
-            for _ in range(self.max_tries):
-                cand = make()
-                if self.space.arch_id(cand) not in avoid:
-                    return cand, None
-            return None, None
-        best, best_v = None, np.inf
-        chunk = 10  # feasibility is checked in batches: one predictor call per chunk of candidates
-        for start in range(0, self.max_tries, chunk):
-            size = min(chunk, self.max_tries - start)  # the last chunk: what is left of max_tries
-            cands = [c for c in (make() for _ in range(size)) if self.space.arch_id(c) not in avoid]
-            if not cands:
-                continue
-            v = np.asarray(self.feasibility.violation(cands), dtype=float)
-            ok = np.flatnonzero(v <= 0.0)
-            if ok.size:
-                return cands[int(ok[0])], None
-            i = int(np.argmin(v))
-            if v[i] < best_v:
-                best, best_v = cands[i], float(v[i])
-        if best is None:
-            return None, None
-        repaired = self.repair(best, avoid)
+        cand, closest = novel_feasible(self.space, self.feasibility, make, avoid, self.max_tries)
+        if cand is not None or closest is None:
+            return cand, None
+        repaired = self.repair(closest, avoid)
         return (repaired, None) if self.space.arch_id(repaired) not in avoid else (None, repaired)
 
     def repair(self, arch: Any, avoid: set[str] | None = None) -> Any:
@@ -286,6 +267,36 @@ class Strategy(ABC):
 
 #: paths toward an anchor ``repair_toward_anchor`` tries (one predictor call each) for a step not yet seen
 REPAIR_TRIES = 8
+
+
+def novel_feasible(space: Any, feasibility: Feasibility | None, make: Callable[[], Any], avoid: set[str],
+                   tries: int, chunk: Callable[[int], int] = lambda start: 10) -> tuple[Any | None, Any | None]:
+    """Up to ``tries`` candidates of ``make``: (the first not in ``avoid`` that meets the budgets, or None; the
+    least violating one met not in ``avoid``, for a repair, or None). The budgets are checked ``chunk(start)``
+    candidates at a time (one predictor call each; ``start``: how many were made before); without
+    ``feasibility``, the first novel one. ``Strategy.propose`` and random search's draws (``draws``) take
+    their candidates through this."""
+    if feasibility is None:
+        for _ in range(tries):
+            cand = make()
+            if space.arch_id(cand) not in avoid:
+                return cand, None
+        return None, None
+    closest, closest_v, start = None, np.inf, 0
+    while start < tries:
+        size = min(chunk(start), tries - start)  # the last chunk: what is left of tries
+        start += size
+        cands = [c for c in (make() for _ in range(size)) if space.arch_id(c) not in avoid]
+        if not cands:
+            continue
+        v = np.asarray(feasibility.violation(cands), dtype=float)
+        ok = np.flatnonzero(v <= 0.0)
+        if ok.size:
+            return cands[int(ok[0])], None
+        i = int(np.argmin(v))
+        if v[i] < closest_v:
+            closest, closest_v = cands[i], float(v[i])
+    return None, closest
 
 
 def repair_toward_anchor(space: Any, feasibility: Feasibility | None, arch: Any, rng: np.random.Generator, *,

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from edgenas.search.base import Feasibility, repair_toward_anchor
+from edgenas.search.base import Feasibility, novel_feasible, repair_toward_anchor
 
 #: the ways random search draws, and the one a new run uses unless told
 SAMPLINGS = ("without-replacement", "novel-first")
@@ -77,29 +77,10 @@ class DistinctDraws:
 
     def _sample(self, seen: set[str], tries: int) -> tuple[Any | None, Any | None]:
         """Up to ``tries`` uniform samples: (the first novel feasible one or None, the least violating novel
-        one met, for a repair). The first ``FIRST_TRIES`` as ``Strategy._novel`` takes them."""
-        space = self.space
-        if self.feasibility is None:
-            for _ in range(tries):
-                cand = space.sample(self.rng)
-                if space.arch_id(cand) not in seen:
-                    return cand, None
-            return None, None
-        closest, closest_v, start = None, np.inf, 0
-        while start < tries:
-            size = min(FIRST_CHUNK if start < FIRST_TRIES else CHUNK, tries - start)
-            start += size
-            cands = [c for c in (space.sample(self.rng) for _ in range(size)) if space.arch_id(c) not in seen]
-            if not cands:
-                continue
-            v = np.asarray(self.feasibility.violation(cands), dtype=float)
-            ok = np.flatnonzero(v <= 0.0)
-            if ok.size:
-                return cands[int(ok[0])], None
-            i = int(np.argmin(v))
-            if v[i] < closest_v:
-                closest, closest_v = cands[i], float(v[i])
-        return None, closest
+        one met, for a repair). The first ``FIRST_TRIES`` as ``Strategy._novel`` takes them, in predictor calls of
+        ``FIRST_CHUNK``; the rest in calls of ``CHUNK``."""
+        return novel_feasible(self.space, self.feasibility, lambda: self.space.sample(self.rng), seen, tries,
+                              lambda start: FIRST_CHUNK if start < FIRST_TRIES else CHUNK)
 
     def _repaired(self, closest: Any | None, seen: set[str]) -> Any | None:
         """``closest`` walked toward a fastest architecture, when that gives one novel and feasible."""
