@@ -108,10 +108,15 @@ _LOG_DAMAGED = "the folder is damaged; move the file aside"
 MAX_LOG_BYTES = 32 * MAX_JSON_BYTES
 
 
-def _link_error(path: Path, exc: OSError) -> Exception:
+def _link_error(path: Path, exc: OSError, *, reading: bool = False) -> Exception:
+    """The error of opening a log. ``reading``: opened to read (``read_log_tail``), where a refused permission is
+    the input's (``report RUN`` of a log this user may not read was told "cannot write the log", exit 6)."""
     if exc.errno == errno.ELOOP:
         return InputError(f"{path} is a symbolic link; a log is a file of its own folder",
                           hint="replace the link with the file itself, or use another folder")
+    if reading and exc.errno in (errno.EACCES, errno.EPERM):
+        return InputError(f"cannot read the log {path}: permission denied",
+                          hint="give this user read permission on it, or run as the user who wrote it")
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT):
         from edgenas.outdirs import disk_error  # the file is fine: its permissions or its disk are not
 
@@ -136,7 +141,7 @@ def read_log_tail(path: Path, offset: int) -> tuple[bytes, os.stat_result] | Non
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise _link_error(path, exc) from None
+        raise _link_error(path, exc, reading=True) from None
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):  # checked before fdopen, which refuses a folder with a bare IsADirectoryError
         os.close(fd)

@@ -44,6 +44,7 @@ def file_lock(lock_path: str | os.PathLike, what: str, hint: str | None = None) 
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
             raise OutputError(f"{what} is in use by another edgenas process (pid {holder})",
                               hint=hint or "wait for it to finish, or use another folder") from None
+        was = _contents(fd)
         try:  # who holds it, for the message above (best effort)
             os.ftruncate(fd, 0)
             os.pwrite(fd, str(os.getpid()).encode(), 0)
@@ -52,9 +53,37 @@ def file_lock(lock_path: str | os.PathLike, what: str, hint: str | None = None) 
         try:
             yield path
         finally:
+            _restore(fd, was)
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def _contents(fd: int) -> tuple[bytes, os.stat_result] | None:
+    """A lock file's bytes and times before its holder wrote its pid; None for one just created (empty)."""
+    st = os.fstat(fd)
+    if st.st_size == 0 or st.st_size > 64:  # a pid is a few digits: anything else is not worth keeping
+        return None
+    try:
+        return os.pread(fd, 64, 0), st
+    except OSError:
+        return None
+
+
+def _restore(fd: int, was: tuple[bytes, os.stat_result] | None) -> None:
+    """Put a lock file back as its holder found it, still holding the lock (a later holder's pid is never
+    overwritten): the pid is only read while the lock is held, and a refused ``search --resume`` left the run
+    folder changed (its lock file's pid and time) though nothing else in it was. Through the descriptor: the
+    folder may be gone (a new run's folder removed on failure). Best effort, as the write was."""
+    if was is None:
+        return
+    data, st = was
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, data, 0)
+        os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+    except OSError:
+        pass
 
 
 def run_lock(folder: str | os.PathLike, what: str | None = None) -> "contextmanager[Path]":  # type: ignore[valid-type]

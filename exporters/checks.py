@@ -28,6 +28,9 @@ def load_checked(path: str | Path) -> onnx.ModelProto:
         raise ExportCheckError(f"ONNX file {path} is empty", hint=_HINT)
     try:
         model = onnx.load(str(path))
+    except PermissionError:  # the file is fine: this user may not read it ("corrupt or truncated" sent to re-export)
+        raise ExportCheckError(f"cannot read ONNX file {path}: permission denied",
+                               hint="give this user read permission on it, or copy it somewhere it can read") from None
     except (DecodeError, RuntimeWarning, ValueError, OSError) as exc:
         raise ExportCheckError(
             f"{path} is not a readable ONNX model (corrupt or truncated): {exc}", hint=_HINT

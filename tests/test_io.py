@@ -176,18 +176,25 @@ def test_a_log_that_is_a_link_a_fifo_or_a_folder_is_one_input_error_and_no_descr
     assert (tmp_path / "target").read_text() == "x\n"
 
 
-@pytest.mark.parametrize("code, kind, message", [
-    (errno.EACCES, OutputError, "cannot write the log {p}: Permission denied"),
-    (errno.EROFS, OutputError, "cannot write the log {p}: Read-only file system"),
-    (errno.EIO, InputError, "cannot open {p}: Input/output error"),
+@pytest.mark.parametrize("code, kind, message, reading", [
+    (errno.EACCES, OutputError, "cannot write the log {p}: Permission denied", False),
+    (errno.EACCES, InputError, "cannot read the log {p}: permission denied", True),
+    (errno.EPERM, InputError, "cannot read the log {p}: permission denied", True),
+    (errno.EROFS, OutputError, "cannot write the log {p}: Read-only file system", None),
+    (errno.EIO, InputError, "cannot open {p}: Input/output error", None),
 ])
-def test_a_log_the_system_refuses_is_named_as_a_disk_or_a_damaged_folder(tmp_path, monkeypatch, code, kind, message):
+def test_a_log_the_system_refuses_is_named_as_a_disk_or_a_damaged_folder(tmp_path, monkeypatch, code, kind, message,
+                                                                        reading):
+    """``reading``: only the reader's (True) or the appender's (False) error, else both. A log this user may not
+    read is the input's ("cannot read", exit 2): it was "cannot write the log" for a reader too (``report RUN``)."""
     def refuse(*args, **kwargs):
         raise OSError(code, os.strerror(code))
 
     log = tmp_path / "evaluations.jsonl"
     monkeypatch.setattr(eio.os, "open", refuse)
-    for call in (eio.read_log_bytes, eio.open_log_for_append):
+    calls = {True: (eio.read_log_bytes,), False: (eio.open_log_for_append,)}.get(
+        reading, (eio.read_log_bytes, eio.open_log_for_append))
+    for call in calls:
         with pytest.raises(kind) as exc:
             call(log)
         assert type(exc.value) is kind and exc.value.message == message.format(p=log)

@@ -44,6 +44,28 @@ def test_a_held_lock_refuses_a_second_holder_with_the_first_ones_pid_until_relea
     assert fds() == before
 
 
+@pytest.mark.parametrize("fails", [False, True])
+def test_a_lock_file_found_is_left_as_it_was_and_a_new_one_keeps_the_pid(tmp_path, fails):
+    """The pid is for the message while the lock is held: a lock file found (a run folder's, from its search) is
+    put back as it was, bytes and time, when released, so a refused ``search --resume`` changes nothing in the
+    folder. A lock file made now keeps the pid (an empty file would say "pid ?")."""
+    old = tmp_path / "old.lock"
+    old.write_text("4242")
+    os.utime(old, ns=(1_000_000_000, 2_000_000_000))
+    try:
+        with file_lock(old, "the run"):
+            assert old.read_text() == str(os.getpid())
+            if fails:
+                raise RuntimeError("refused")
+    except RuntimeError:
+        assert fails
+    assert old.read_text() == "4242" and old.stat().st_mtime_ns == 2_000_000_000
+    new = tmp_path / "new.lock"
+    with file_lock(new, "the run"):
+        pass
+    assert new.read_text() == str(os.getpid())
+
+
 def test_a_holder_that_wrote_no_pid_is_named_as_unknown(tmp_path):
     path = tmp_path / "x.lock"
     fd = os.open(path, os.O_RDWR | os.O_CREAT)

@@ -157,6 +157,49 @@ def test_a_report_under_a_file_and_a_log_that_cannot_be_opened_are_said_as_such(
     assert "Operation not permitted" in res.err and "damaged" not in res.err
 
 
+def _tree(root: Path) -> dict[str, tuple[bytes, int]]:
+    return {str(f.relative_to(root)): (f.read_bytes(), f.stat().st_mtime_ns) for f in sorted(root.rglob("*"))
+            if f.is_file()}
+
+
+#: ``edgenas ARGS`` in a process whose opens of an ``evaluations.jsonl`` to read are refused as the kernel refuses a
+#: file this user may not read (chmod does not stop root, whom the tests may run as)
+_UNREADABLE_LOG = """
+import errno, os, sys
+real_open = os.open
+def unreadable(path, flags, *a):
+    if str(path).endswith("evaluations.jsonl") and not flags & (os.O_WRONLY | os.O_RDWR):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+    return real_open(path, flags, *a)
+os.open = unreadable
+from edgenas.cli import main
+main(sys.argv[1:])
+"""
+
+
+@pytest.mark.parametrize("args", [("report", "{run}", "--out", "{tmp}/r.html"), ("search", "--resume", "{run}")])
+def test_a_log_this_user_may_not_read_is_unreadable_input_not_an_unwritable_one(tmp_path, args):
+    """A run's ``evaluations.jsonl`` this user may not read (mode 000, another user's run) was "cannot write the
+    log ...: Permission denied (check the path and its permissions ...)", exit 6, from ``report`` too, which writes
+    no log: opening a log to read it took the appender's errors. A refused resume also rewrote the run's lock file
+    (its pid and time). Processes of their own: in-process database connections change the -wal and -shm files
+    when they are collected."""
+    run = tmp_path / "run"
+    code, _, err = run_edgenas(["search", "--space", "nb201", "--table", str(TABLE), "--strategy", "random",
+                                "--budget", "3", "--out", str(run)], tmp_path)
+    assert code == 0, err
+    (run / "checkpoint.json").unlink()  # an interrupted run, to be resumed
+    before = _tree(tmp_path)
+    res = subprocess.run([sys.executable, "-c", _UNREADABLE_LOG, *(a.format(run=run, tmp=tmp_path) for a in args)],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT), EDGENAS_PROJECT=str(tmp_path)))
+    assert res.returncode == InputError.exit_code and one_line(res.stderr), res.stderr
+    said = " ".join(res.stderr.split())
+    assert f"cannot read the log {run}/evaluations.jsonl: permission denied" in said
+    assert "cannot write" not in said and "give this user read permission" in said
+    assert _tree(tmp_path) == before
+
+
 @pytest.mark.parametrize("name, says", [
     ("best.json", "a folder stands where the file goes: move it away, then resume with: edgenas search --resume"),
     ("evaluations.jsonl", "evaluations.jsonl is not a regular file"),

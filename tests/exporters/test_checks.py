@@ -80,3 +80,24 @@ def test_valid_protobuf_that_fails_checker(tmp_path):
         load_checked(path)
     text = _one_line(info.value)
     assert "bad_graph.onnx fails the ONNX checker" in text and "ghost" in text
+
+
+def test_a_model_this_user_may_not_read_is_said_so_not_called_corrupt(exported, monkeypatch):
+    """A model file of mode 000 was "is not a readable ONNX model (corrupt or truncated): [Errno 13] ...", and the
+    hint sent the user to export it again. chmod does not stop root, so the open is refused as the kernel would."""
+    import builtins
+    import errno
+
+    real_open = builtins.open
+
+    def refused(path, *a, **kw):
+        if not isinstance(path, int) and os.fspath(path) == str(exported.path):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, *a, **kw)
+
+    monkeypatch.setattr(builtins, "open", refused)
+    with pytest.raises(ExportCheckError) as info:
+        load_checked(exported.path)
+    text = _one_line(info.value)
+    assert f"cannot read ONNX file {exported.path}: permission denied" in text and "corrupt" not in text
+    assert "read permission" in info.value.hint
