@@ -61,6 +61,12 @@ print(json.dumps(out))
 _PID_LINE = "edgenas-pid-{nonce} ([0-9]{{1,10}})"
 #: the most output of a helper command (``run``) kept: enough for any hash listing, bounded against a flood
 _RUN_OUTPUT_MAX = 1 << 20
+#: the most bytes of quoted paths in one hashing command: the device's shell gets the whole command line as one
+#: argument, and Linux takes at most 128 KiB in one (MAX_ARG_STRLEN); more paths go to further commands
+_HASH_ARGS_MAX = 64 << 10
+#: the most paths in one: its answer (each path JSON-escaped, up to 6 bytes a character, and a hash) stays well
+#: within what ``run`` keeps of a command's output
+_HASH_PATHS_MAX = 1000
 _LOST_HINT = "check that the device is up and reachable, then retry; finished results on the device are kept"
 
 
@@ -325,16 +331,32 @@ class SSHTransport(Transport):
                 chan.close()
 
     def remote_sha256(self, paths: list[str]) -> dict[str, str | None]:
-        """SHA-256 of absolute device paths, computed on the device (``None`` for missing files)."""
+        """SHA-256 of absolute device paths, computed on the device (``None`` for missing files); as many paths
+        as one command line takes per hashing command (a long list was one command that no shell ran)."""
+        result: dict[str, str | None] = {}
+        chunk: list[str] = []
+        size = 0
+        for path in dict.fromkeys(paths):
+            if chunk and (size + len(shlex.quote(path)) + 1 > _HASH_ARGS_MAX or len(chunk) >= _HASH_PATHS_MAX):
+                result.update(self._hash_chunk(chunk))
+                chunk, size = [], 0
+            chunk.append(path)
+            size += len(shlex.quote(path)) + 1
+        if chunk:
+            result.update(self._hash_chunk(chunk))
+        return result
+
+    def _hash_chunk(self, paths: list[str]) -> dict[str, str | None]:
         status, out, err = self.run([self.profile.python, "-S", "-c", _HASH_SCRIPT, *paths])
         try:
             result = json.loads(out) if status == 0 else None
         except (ValueError, RecursionError):
             result = None
         if isinstance(result, dict):  # a hash is 64 hex digits or None (no such file); anything else: no answer
+            wanted = set(paths)
             result = {p: h if isinstance(h, str) and SHA256_RE.match(h) else None for p, h in result.items()
-                      if p in paths}
-            if len(result) != len(set(paths)):
+                      if p in wanted}
+            if len(result) != len(wanted):
                 result = None
         old = re.search(r"^edgenas-old-python ([0-9]{1,3}\.[0-9]{1,3})$", err, re.M) if status == 3 else None
         if old:

@@ -1261,3 +1261,23 @@ def test_a_session_pushes_a_batch_once_and_skips_what_the_device_has(sshd, devic
         again = s.push_many([srcs[1], srcs[0], srcs[1], srcs[2]])  # one new: it alone goes up
         assert again == [first[1], first[0], first[1], again[3]] and calls[1] == [again[3]]
         assert s2.push_many(srcs) == [first[0], first[1], again[3]] and calls[2] == []  # the device has them all
+
+
+def test_many_long_paths_are_hashed_in_several_commands(device, project, monkeypatch):
+    """``remote_sha256`` of more paths than one command line takes (the device's shell said "Argument list too
+    long" and the hashing "failed", hinting at the profile's python): as many commands as needed, all answered."""
+    folder = Path(device.workdir) / "models"
+    folder.mkdir(parents=True)
+    names = [f"{'x' * 150}-{i}.onnx" for i in range(1200)]  # ~190 KiB of paths: over Linux's 128 KiB
+    for name in names[:3]:
+        (folder / name).write_bytes(name.encode())
+    with SSHTransport(device, project) as t:
+        real, commands = t.run, []
+        monkeypatch.setattr(t, "run", lambda argv, timeout_s=None: commands.append(argv) or real(argv, timeout_s))
+        paths = [f"{t.workdir}/models/{name}" for name in names]
+        got = t.remote_sha256(paths + paths[:2])  # a path named twice is hashed once
+    assert got == {p: hashlib.sha256(n.encode()).hexdigest() if i < 3 else None
+                   for i, (p, n) in enumerate(zip(paths, names))}
+    assert len(commands) >= 2 and sum(len(c) - 4 for c in commands) == 1200
+    assert all(sum(len(a) + 3 for a in c) < 128 << 10 for c in commands)
+
