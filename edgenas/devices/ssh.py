@@ -282,7 +282,7 @@ class SSHTransport(Transport):
 
     def _makedirs(self, path: str) -> None:
         """Make ``path``'s folders on the device, each looked at once per connection (an upload looked at every
-        folder of its path again, one SFTP round trip each)."""
+        folder of its path again, one SFTP round trip each); an upload that finds one gone has them made again."""
         cur = ""
         for part in path.strip("/").split("/"):
             cur += "/" + part
@@ -389,7 +389,12 @@ class SSHTransport(Transport):
             for local, remote, tmp, _ in staged:
                 with self._guard(f"uploading {local.name} to {remote}"):
                     self._makedirs(posixpath.dirname(remote))
-                    self._sftp.put(str(local), tmp)
+                    try:
+                        self._sftp.put(str(local), tmp)
+                    except FileNotFoundError:  # a folder seen before was removed on the device since: made again
+                        self._dirs.clear()
+                        self._makedirs(posixpath.dirname(remote))
+                        self._sftp.put(str(local), tmp)
             got = self.remote_sha256([tmp for *_, tmp, _ in staged])
             for local, _, tmp, want in staged:
                 if got.get(tmp) != want:

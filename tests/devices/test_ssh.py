@@ -1281,3 +1281,18 @@ def test_many_long_paths_are_hashed_in_several_commands(device, project, monkeyp
     assert len(commands) >= 2 and sum(len(c) - 4 for c in commands) == 1200
     assert all(sum(len(a) + 3 for a in c) < 128 << 10 for c in commands)
 
+
+def test_an_upload_after_the_device_removed_its_folder_makes_it_again(device, project, tmp_path):
+    """The folders an upload made are not looked at again on this connection; one removed on the device since
+    (its work dir cleaned during a long search) is made again, not a failed upload ("No such file")."""
+    import shutil
+
+    src = tmp_path / "a.bin"
+    src.write_bytes(b"payload")
+    models = Path(device.workdir) / "models"
+    with SSHTransport(device, project) as t:
+        t.put_files([(src, "models/deep/a.bin")])
+        shutil.rmtree(models)
+        assert t.put_files([(src, "models/deep/a.bin"), (src, "models/deep/b.bin")]) == \
+            [hashlib.sha256(b"payload").hexdigest()] * 2
+    assert sorted(p.name for p in (models / "deep").iterdir()) == ["a.bin", "b.bin"]
