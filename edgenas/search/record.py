@@ -35,7 +35,7 @@ from edgenas.io import read_json
 from edgenas.locks import status_now
 from edgenas.project import Project
 from edgenas.search.run_files import (
-    bad_evaluation_field, check_best, check_checkpoint, check_config, check_evaluation, check_pareto,
+    accuracy_name, bad_evaluation_field, check_best, check_checkpoint, check_config, check_evaluation, check_pareto,
     check_request_fields, check_tables, check_warm_start, read_evaluations)
 from edgenas.search.task import describe_task
 from edgenas.store.experiment import ExperimentDB
@@ -199,7 +199,7 @@ def read_run(project: Project, out_dir: str | os.PathLike, *, problem: Any = Non
                         for n, b in config.get("devices", []))
         pareto = check_pareto(_object(out / "pareto.json", "pareto"), out / "pareto.json")
         first = (pareto.get("objectives") or [None])[0]  # DARTS measures no accuracy: its problem's name
-        objective = "accuracy" if darts else str(first or (request or {}).get("objective") or "accuracy")
+        objective = "accuracy" if darts else str(first or _scored(request) or "accuracy")
     best = check_best(_object(out / "best.json", "best"), out / "best.json")
     logged = darts_log(out, config, best) if darts else read_evaluations(out / "evaluations.jsonl")[0]
     if not (own or darts):
@@ -231,6 +231,16 @@ def read_run(project: Project, out_dir: str | os.PathLike, *, problem: Any = Non
         best_value=best_obj.get(objective), best_arch=best.get("arch"),
         warm_start=warm, rerun_of=rerun_of if rerun_of is not None else (warm or {}).get("rerun_of"))
     return rec, evals, fronts
+
+
+def _scored(request: Mapping[str, Any] | None) -> str | None:
+    """The objective a run scored by its request (``Problem.accuracy_name``): the table's column ``--objective``
+    with the tabular evaluator, else the evaluator's name. A stopped run has no pareto.json to say it, and
+    ``--objective`` (cifar10_test by default) was taken for every evaluator: no evaluation of a proxy's run held
+    it, so ``runs import`` recorded the run under it, with no best so far."""
+    if request is None:
+        return None
+    return accuracy_name(request.get("evaluator"), request.get("table"), request.get("objective"))
 
 
 def as_recorded(out: Path, config: Mapping[str, Any], devices: tuple[RunDevice, ...]) -> tuple[RunDevice, ...]:

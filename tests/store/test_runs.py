@@ -300,6 +300,28 @@ def test_a_stopped_run_is_recorded_with_the_best_it_would_have_chosen(db, tmp_pa
         assert killed.best_value == chosen["objectives"]["cifar10_test"]
 
 
+
+def test_a_stopped_run_of_another_evaluator_imported_without_its_tables_keeps_its_objective_and_best(db, tmp_path):
+    """A run scored by an evaluator of its own (``nb201-fidelity``: its objective is the evaluator's name) killed
+    before it wrote pareto.json and best.json, imported where its tables are gone (its problem is not rebuilt):
+    it was recorded under ``--objective`` (cifar10_test, which no evaluation holds) with no best so far."""
+    shutil.copy(TABLE, tmp_path / "hw.csv")
+    shutil.copy(TABLE.parent / "nb201_valid.csv", tmp_path / "valid.csv")
+    req = _req(table=str(tmp_path / "hw.csv"), latency_column="raspi4_ms", max_latency_ms=(6.0,),
+               evaluator="nb201-fidelity", evaluator_options={"table": str(tmp_path / "valid.csv"),
+                                                              "column": "cifar10_valid_12ep"})
+    out = tmp_path / "k"
+    launch_search(Project(tmp_path), req, out, record=False)
+    chosen = json.loads((out / "best.json").read_text())
+    for f in ("best.json", "pareto.json"):
+        (out / f).unlink()
+    (out / "checkpoint.json").write_text(json.dumps({"status": "running"}))  # killed: nobody holds it
+    (tmp_path / "valid.csv").unlink()
+    run = index_run(db, Project(tmp_path), out)
+    assert (run.status, run.objective) == ("stopped", "nb201-fidelity")
+    assert (run.best_number, run.best_arch) == (chosen["number"], chosen["arch"])
+    assert run.best_value == chosen["objectives"]["nb201-fidelity"] == get_run(db, run.id).best_value
+
 def _interrupted(tmp_path, at: int = 12):
     """A run folder (not indexed) whose search was interrupted at evaluation ``at``: its checkpoint says
     running."""
