@@ -34,7 +34,7 @@ from edgenas.search.draws import DEFAULT_SAMPLING, OLD_SAMPLING, SAMPLINGS
 from edgenas.search.ladder import Bracket, Rung, brackets
 from edgenas.search.problem import Problem
 from edgenas.search.results import SearchResult, summarise, write_results
-from edgenas.search.run import ResumeRefused, _read_log, replay_or_evaluate
+from edgenas.search.run import ReplayMismatch, ResumeRefused, _read_log, replay_or_evaluate
 from edgenas.search.run_files import check_config, resume_or_new
 
 MF_SCHEMA = 1
@@ -173,6 +173,10 @@ def run_multifidelity(config: MFConfig, problems: Sequence[Problem], out_dir: st
                 results = [problems[r].to_result(rec) for rec in recs]
                 order = sorted(range(len(cands)), key=lambda i: (rank_key(results[i]), i))
                 cands = [cands[i] for i in order[:config.rungs[r].survivors(len(cands), config.eta)]]
+        if len(trials) < len(logged):  # brackets drew fewer on replay (nothing new met the budgets) than they had
+            raise ReplayMismatch(f"cannot resume {out}: the schedule ends after {len(trials)} evaluations, and the "
+                                 f"log holds {len(logged)}",
+                                 hint="the code or the seed changed, or the log was edited; start a new run")
     checkpoint("complete")
     last = len(config.rungs) - 1
     # the last rung's evaluations (summarise keeps each architecture's first)

@@ -301,6 +301,10 @@ def run_search(config: SearchConfig, problem: Problem, out_dir: str | os.PathLik
                     break
             archs = strategy.ask(min(batch, config.budget_evals - len(trials)))
             if not archs:  # nothing new meets the budgets (random search without replacement): the run is complete
+                if len(trials) < len(logged):  # ... but it went on: the replay differs (a latency table changed)
+                    raise ReplayMismatch(f"cannot resume {out}: the strategy proposes nothing more after "
+                                         f"{len(trials)} evaluations, and the log holds {len(logged)}",
+                                         hint="the code or the seed changed, or the log was edited; start a new run")
                 stopped = "exhausted"
                 break
             if len(trials) + len(archs) > len(logged):  # a batch that ends past the log evaluates afresh

@@ -256,3 +256,79 @@ def test_under_a_loose_budget_the_new_draws_are_the_old_ones():
                                                          sampling=s).ask(300)]
              for s in ("without-replacement", "novel-first")}
     assert draws["without-replacement"] == draws["novel-first"]
+
+
+class Reversed(Fixed):
+    """``Fixed``'s latencies turned around (the fastest of ``Fixed`` is the slowest here): under the same budget
+    on two devices, one ``Fixed`` and one ``Reversed``, no architecture meets both."""
+
+    def __init__(self, space, seed=0):
+        super().__init__(space, seed)
+        lat = super().predict_many(space.all_archs())
+        self.top, self.low, self.slowest = float(lat.max()), float(lat.min()), space.all_archs()[int(np.argmax(lat))]
+
+    def predict_many(self, archs):
+        return self.top + self.low - super().predict_many(archs)
+
+    def min_latency(self):
+        return self.low, self.slowest
+
+
+def two_devices(space, second):
+    """Devices a (``Fixed``) and b (``second``) under the same budget, which 5% of the space meets on a."""
+    a = Fixed(space)
+    budget = float(np.quantile(a.predict_many(space.all_archs()), 0.05))
+    return [DeviceTarget("a", a, budget), DeviceTarget("b", second, budget)], (("a", budget), ("b", budget))
+
+
+def cut_log(folder, lines):
+    log = Path(folder) / "evaluations.jsonl"
+    log.write_text("".join(log.read_text().splitlines(keepends=True)[:lines]))
+    (Path(folder) / "checkpoint.json").unlink()
+
+
+def test_a_resume_whose_draws_run_out_before_the_log_ends_is_refused_not_complete(tables, tmp_path):
+    """A resume replays the run; the draws without replacement end it where nothing new meets the budgets. Where
+    a latency model changed so that nothing meets them together any more, the replay drew nothing at once and the
+    run was written complete ("exhausted") with no evaluation, its log of 20 left beside an empty best.json."""
+    from edgenas.evaluate.tabular import make_tabular
+    from edgenas.search import SearchConfig, run_search
+    from edgenas.search.run import ReplayMismatch
+
+    space = SPACES.get("nb201")
+    same, devices = two_devices(space, Fixed(space))
+    changed, _ = two_devices(space, Reversed(space))
+    config = SearchConfig(space="nb201", strategy="random", budget_evals=30, seed=0, devices=devices)
+    evaluator = make_tabular(space, table=HW)
+    run_search(config, Problem(space, evaluator, same), tmp_path / "r")
+    cut_log(tmp_path / "r", 20)
+    before = {f.name: f.read_bytes() for f in (tmp_path / "r").iterdir()}
+    with pytest.raises(ReplayMismatch, match="proposes nothing more after 0 evaluations, and the log holds 20"):
+        run_search(config, Problem(space, evaluator, changed), tmp_path / "r", resume=True)
+    assert {f.name: f.read_bytes() for f in (tmp_path / "r").iterdir()} == before  # the folder as it was
+    assert run_search(config, Problem(space, evaluator, same), tmp_path / "r", resume=True).n_evaluations == 30
+
+
+def test_a_multi_fidelity_resume_whose_brackets_draw_fewer_than_its_log_is_refused(tables, tmp_path):
+    from edgenas.evaluate import make_evaluator
+    from edgenas.search.ladder import parse_ladder
+    from edgenas.search.multifidelity import MFConfig, run_multifidelity
+    from edgenas.search.run import ReplayMismatch
+
+    space = SPACES.get("nb201")
+    rungs = parse_ladder([f"nb201-fidelity:table={VALID},column=cifar10_valid_12ep",
+                          f"nb201-fidelity:table={VALID},column=cifar10_valid,cost=16.67"])
+
+    def problems(devices):
+        return [Problem(space, make_evaluator(r.evaluator, space, **r.options), devices,
+                        accuracy_name=r.options["column"]) for r in rungs]
+
+    same, devices = two_devices(space, Fixed(space))
+    changed, _ = two_devices(space, Reversed(space))
+    config = MFConfig(space="nb201", rungs=rungs, mode="hyperband", candidates=9, eta=3, seed=0, devices=devices)
+    run_multifidelity(config, problems(same), tmp_path / "r")
+    cut_log(tmp_path / "r", 15)
+    before = {f.name: f.read_bytes() for f in (tmp_path / "r").iterdir()}
+    with pytest.raises(ReplayMismatch, match="the schedule ends after 0 evaluations, and the log holds 15"):
+        run_multifidelity(config, problems(changed), tmp_path / "r", resume=True)
+    assert {f.name: f.read_bytes() for f in (tmp_path / "r").iterdir()} == before
