@@ -63,8 +63,14 @@ class Rung:
 
     @classmethod
     def parse(cls, text: str) -> "Rung":
-        name, _, rest = text.strip().partition(":")
-        opts: dict[str, Any] = dict(_pairs(text, rest))
+        return cls.from_pairs(text, _pairs(text, text.strip().partition(":")[2]))
+
+    @classmethod
+    def from_pairs(cls, text: str, pairs: Sequence[tuple[str, Any]]) -> "Rung":
+        """The rung of ``text`` whose ``key=value`` pairs ``_pairs`` has parsed (the last of a repeated key):
+        ``check_new_ladder`` checks the pairs for repeats and builds the rung from the same parse."""
+        name = text.strip().partition(":")[0]
+        opts: dict[str, Any] = dict(pairs)
         cost, keep = opts.pop("cost", None), opts.pop("keep", None)
         if cost is not None and not isinstance(cost, (int, float)):
             raise InputError(f"ladder rung '{text}': cost={cost!r} is not a number")
@@ -124,7 +130,7 @@ def check_new_ladder(texts: Sequence[Any]) -> None:
             continue
         pairs = _pairs(text, text.strip().partition(":")[2])
         check_once(f"--ladder rung '{text}':", pairs, hint="give each key of a rung once")
-        rung = Rung.parse(text)
+        rung = Rung.from_pairs(text, pairs)   # parsed once: the pairs just checked
         for i, earlier in enumerate(rungs):
             if (earlier.evaluator, earlier.options) == (rung.evaluator, rung.options):
                 raise InputError(f"--ladder rung {len(rungs) + 1} repeats rung {i + 1} ('{rung.label()}'): the same "

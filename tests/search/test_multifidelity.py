@@ -64,6 +64,25 @@ def test_a_new_ladder_gives_no_key_of_a_rung_and_no_rung_twice():
     assert parse_ladder(["compression:keep=2,keep=1"])[0].keep == 1
 
 
+def test_a_new_ladder_parses_each_rung_once(monkeypatch):
+    """``check_new_ladder`` split each rung's text into its pairs twice (for the repeat check, then ``Rung.parse``);
+    now once, to the same rungs and the same errors."""
+    from edgenas.search import ladder
+
+    calls = []
+    real = ladder._pairs
+    monkeypatch.setattr(ladder, "_pairs", lambda text, rest: calls.append(text) or real(text, rest))
+    ladder.check_new_ladder(["compression:keep=3", "train:epochs=2,cost=40"])
+    assert calls == ["compression:keep=3", "train:epochs=2,cost=40"]
+    assert ladder.Rung.from_pairs("train:epochs=2,cost=40", real("train:epochs=2,cost=40", "epochs=2,cost=40")) \
+        == ladder.Rung.parse("train:epochs=2,cost=40") == Rung("train", {"epochs": 2}, 40.0)
+    for bad, msg in ((["train:cost=x"], "ladder rung 'train:cost=x': cost='x' is not a number"),
+                     (["train:keep=[1]"], "ladder rung 'train:keep=[1]': keep='[1]' is not a number"),
+                     ([" :keep=2"], "the evaluator name is missing")):
+        with pytest.raises(InputError, match=re.escape(msg)):
+            ladder.check_new_ladder(bad)
+
+
 def test_successive_halving_climbs_to_200_epochs(space, valid, tmp_path):
     rungs = _ladder(valid)
     cfg = MFConfig(space="nb201", rungs=rungs, mode="sh", candidates=27, eta=3, seed=4)
