@@ -177,6 +177,10 @@ def run_multifidelity(config: MFConfig, problems: Sequence[Problem], out_dir: st
             raise ReplayMismatch(f"cannot resume {out}: the schedule ends after {len(trials)} evaluations, and the "
                                  f"log holds {len(logged)}",
                                  hint="the code or the seed changed, or the log was edited; start a new run")
+    if progress is not None and len(trials) != total:
+        # brackets left short (nothing new met the budgets): the run is complete at what it did, and its bar
+        # ends there, not short of a planned total it will never reach
+        progress(len(trials), len(trials))
     checkpoint("complete")
     last = len(config.rungs) - 1
     # the last rung's evaluations (summarise keeps each architecture's first)

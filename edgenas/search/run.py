@@ -320,6 +320,9 @@ def run_search(config: SearchConfig, problem: Problem, out_dir: str | os.PathLik
             strategy.tell(archs, [problem.to_result(r) for r in records])
             if progress is not None:
                 progress(len(trials), config.budget_evals)
+    if progress is not None and stopped == "exhausted":
+        # complete short of the budget: the bar ends at what was done (a run stopped by its time budget stays short)
+        progress(len(trials), len(trials))
     save_config_once_replayed()
     start_clock()  # a resume that only replayed: its elapsed time is the run's, not the replay's
     checkpoint("complete" if stopped in ("budget", "exhausted") else "stopped")

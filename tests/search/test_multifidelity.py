@@ -360,6 +360,27 @@ def test_an_architecture_two_brackets_evaluate_on_one_rung_costs_once(space, Lat
     assert res.cost == sum(rungs[rung].cost for rung, _ in set(pairs))
 
 
+def test_a_ladder_whose_brackets_are_left_short_ends_its_progress_at_what_it_did(space, Lat, tmp_path):
+    """Brackets that drew fewer candidates than planned (nothing new met the budget) left the progress bar short of
+    its planned total at the end of a complete run (2/10); its last report is now the evaluations done, of as many."""
+    from edgenas.search import DeviceTarget
+
+    lat = Lat(space, seed=4)
+    ms, _ = lat.min_latency()
+    problems = [Problem(space, GeneScore(space, np.arange(1.0, 7.0) * s), [DeviceTarget("dev", lat, ms)],
+                        accuracy_name=f"s{i}") for i, s in enumerate((1, -1))]   # only the fastest is feasible
+    cfg = MFConfig(space="nb201", rungs=(Rung("r0"), Rung("r1", cost=5.0)), mode="hyperband", candidates=4, eta=2,
+                   seed=0, devices=(("dev", ms),))
+    planned = sum(sum(sizes) for _, sizes in cfg.plan())
+    for run in ("run", "again"):   # a new run, then a resume of it that only replays
+        seen = []
+        res = run_multifidelity(cfg, problems, tmp_path / "run", resume=run == "again",
+                                progress=lambda done, total: seen.append((done, total)))
+        n = len((tmp_path / "run" / "evaluations.jsonl").read_text().splitlines())
+        assert res.result.stopped == "exhausted" and n == sum(res.rung_counts) < planned
+        assert seen[-1] == (n, n) and all(total == planned for _, total in seen[:-1])
+
+
 def test_a_resumed_ladder_counts_its_seconds_on_from_the_last_logged_evaluation(space, tmp_path):
     rungs = (Rung("r0"), Rung("r1", cost=2.0))
     problems = [Problem(space, GeneScore(space, np.arange(1.0, 7.0) * s), [], accuracy_name=f"s{i}")

@@ -379,10 +379,13 @@ def test_a_search_stops_after_exactly_100_repeats_in_a_row(full_table, tmp_path)
 
     lat = np.array([float(x.split(",")[-1]) for x in full_table.read_text().splitlines()[1:]])
     budget_ms = float(np.sort(lat)[19])                              # 20 architectures meet it
+    seen = []
     res = run_search(config("random", 3000, budget_ms=budget_ms, batch_size=1, **NOVEL_FIRST),
-                     problem_for(full_table, budget_ms), tmp_path)
+                     problem_for(full_table, budget_ms), tmp_path, progress=lambda d, t: seen.append((d, t)))
     ids = [t.arch["arch"] for t in res.trials]
     assert res.stopped == "exhausted"
+    # complete short of its budget: the progress ends at what was done (it stayed at N/3000)
+    assert seen[-1] == (len(ids), len(ids)) and all(t == 3000 for _, t in seen[:-1])
     assert all(a in ids[:len(ids) - 100 + i] for i, a in enumerate(ids[-100:]))
     assert ids[-101] not in ids[:-101]
     # resumed (killed as it wrote its results), it stops where it stopped, evaluating nothing more
