@@ -241,6 +241,7 @@ class LLMOperator:
         self.engine_round = -1
         self.preload_error: LLMError | None = None
         self.version = LOG_VERSION                            # a resume takes its log's (``load_log``)
+        self.held: list[dict[str, Any]] | None = None         # outcomes kept back while a resume replays (``hold``)
 
     def preload(self) -> None:
         """Load the model now (a new run: a bad model fails before anything is written). With fallback
@@ -277,6 +278,42 @@ class LLMOperator:
             raise InputError(f"line {bad} of {self.outcome_log.path} has no proposal number",
                              hint="the run folder is damaged")
         self.logged_outcomes = {int(r["proposal"]) for r in outcomes}
+
+    def hold(self) -> None:
+        """A resumed run starts replaying its evaluations (``Strategy.replay_starts``): until ``release`` the
+        operator writes nothing it need not (outcomes the log lacks are kept back, ``experience.json`` is not
+        saved), so a resume refused meanwhile leaves the folder as it was."""
+        self.held = []
+
+    def replay_pending(self) -> bool:
+        """Whether logged events are still to replay (``load_log``)."""
+        return self.cursor < len(self.replay)
+
+    def release(self, check: bool = True) -> None:
+        """The resumed run's replay has ended (``Strategy.replay_ends``): before its first new evaluation is
+        written (the run loop keeps new evaluations back while ``replay_pending``), or at the end of the run.
+        ``check``: every logged event has replayed by then; one past the end of the run (added to the log) is
+        refused. Then what was kept back is written."""
+        if check and self.replay_pending():
+            from edgenas.search.run import ResumeRefused
+
+            raise ResumeRefused(f"cannot resume: {self.log.path} holds {len(self.replay) - self.cursor} "
+                                f"language-model event(s) past the end of the run (from event "
+                                f"{self.replay[self.cursor].get('event')} on)",
+                                hint="the run folder was edited or damaged; start a new run")
+        held, self.held = self.held, None
+        if held:
+            self.outcome_log.append_many(held)
+        if held is not None and self.buffer.unsaved:
+            self.buffer.save_now()
+
+    def _outcome(self, rec: dict[str, Any]) -> None:
+        """Log a proposal's outcome, or keep it back while a resume replays (``hold``)."""
+        if self.held is not None:
+            self.held.append(rec)
+        else:
+            self.outcome_log.append(rec)
+        self.logged_outcomes.add(int(rec["proposal"]))
 
     # ----------------------------------------------------------------- events
     def _next_logged(self, kind: str, offset: int = 0) -> dict[str, Any] | None:
@@ -453,11 +490,11 @@ class LLMOperator:
             change = made.to_text() if made is not None else change   # checked text, never the log's own
             n = int(rec["event"])
             if n not in self.logged_outcomes:
-                self.outcome_log.append({"proposal": n, "round": rec["round"], "improved": improved,
-                                         "delta": None if np.isnan(delta) else delta})
-                self.logged_outcomes.add(n)
+                self._outcome({"proposal": n, "round": rec["round"], "improved": improved,
+                               "delta": None if np.isnan(delta) else delta})
         self.history.append(Outcome(change, source, improved, delta))
-        replaying = self.cursor < len(self.replay)   # a resume refused later must find experience.json as it was
+        # a resume refused later must find experience.json as it was (``release`` saves it)
+        replaying = self.held is not None or self.cursor < len(self.replay)
         if not replaying and self.buffer.unsaved:
             self.buffer.save_now()
         if rec is None or made is None or not improved:
@@ -481,9 +518,8 @@ class LLMOperator:
             return
         n = int(rec["event"])
         if n not in self.logged_outcomes:
-            self.outcome_log.append({"proposal": n, "round": rec["round"], "improved": False, "delta": None,
-                                     "infeasible": True})
-            self.logged_outcomes.add(n)
+            self._outcome({"proposal": n, "round": rec["round"], "improved": False, "delta": None,
+                           "infeasible": True})
         self.history.append(Outcome(made.to_text(), "llm", False, float("nan")))
 
     def _update(self) -> None:

@@ -150,6 +150,8 @@ class Strategy(ABC):
     batch_hint: ClassVar[int | None] = 1
     #: max tries to find a novel, feasible candidate before repairing toward an anchor
     max_tries: ClassVar[int] = 50
+    #: a language-model operator (``edgenas.llm``; ``llm_operator``), of the strategies that take one
+    llm: Any = None
 
     def __init__(self, space: Any, rng: np.random.Generator, *, feasibility: Feasibility | None = None,
                  initial_population: Sequence[Any] = (), **options: Any) -> None:
@@ -194,6 +196,27 @@ class Strategy(ABC):
     @abstractmethod
     def tell(self, archs: Sequence[Any], results: Sequence[Result]) -> None:
         """Report the results of architectures returned by ``ask`` (same order)."""
+
+    def replay_starts(self) -> None:
+        """A resumed run replays its log from here (``run_search``): what the strategy keeps in the run folder
+        beside it (its language model's log, ``edgenas.llm``) is written to only once ``replay_ends`` has
+        checked it, so a resume refused meanwhile leaves the folder as it was."""
+        if self.llm is not None:
+            self.llm.hold()
+
+    def replay_pending(self) -> bool:
+        """Whether the strategy's own log (its language model's) still holds events to replay: the run loop
+        keeps new evaluations back meanwhile (``run_search``), so an event there that the search refuses on
+        replay leaves the folder as it was."""
+        return self.llm is not None and self.llm.replay_pending()
+
+    def replay_ends(self, check: bool = True) -> None:
+        """The resumed run's log has replayed: called before its first new evaluation is written, or at the end of
+        a run that evaluated nothing new. ``check``: what the strategy keeps beside the log must have replayed
+        too, else ``ResumeRefused`` (a run stopped by its time limit before it asked again may still hold the
+        proposals of the batch it was evaluating when it was killed: ``check=False``)."""
+        if self.llm is not None:
+            self.llm.release(check)
 
     # ----------------------------------------------------------------- helpers
     def initial_or_sample(self) -> Any:

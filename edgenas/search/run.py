@@ -11,6 +11,7 @@ uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -145,14 +146,17 @@ class ReplayMismatch(ResumeRefused):
 
 def replay_or_evaluate(problem: Problem, archs: Sequence[Any], start: int, logged: Sequence[Mapping[str, Any]],
                        log: IO[str], t0: float, out: Path, proposer: str,
-                       tags: Mapping[str, Any] | None = None) -> tuple[list[dict[str, Any]], list[int]]:
+                       tags: Mapping[str, Any] | None = None,
+                       write: Callable[[list[dict[str, Any]]], None] | None = None
+                       ) -> tuple[list[dict[str, Any]], list[int]]:
     """The log records of ``archs``, evaluations ``start``, ``start + 1``, ... of a run.
 
     Those already in ``logged`` (a resumed run's log) are checked against what is proposed now (the
     architecture and the ``tags``, e.g. a multi-fidelity bracket and rung; a mismatch means the code or
     the seed changed) and reused, never recomputed; the others are evaluated with ``problem``, appended
-    to ``log`` in order and fsynced. Returns the records and the indices of the fresh ones. Shared by
-    the run loop and the multi-fidelity driver, so both resume by the same rule."""
+    to ``log`` in order and fsynced (``write``: given to it instead, in order, to write or keep back). Returns
+    the records and the indices of the fresh ones. Shared by the run loop and the multi-fidelity driver, so both
+    resume by the same rule."""
     space, tags = problem.space, dict(tags or {})
     records: list[dict[str, Any]] = [None] * len(archs)  # type: ignore[list-item]
     for j, arch in enumerate(archs):
@@ -176,11 +180,16 @@ def replay_or_evaluate(problem: Problem, archs: Sequence[Any], start: int, logge
         for j, rec in zip(todo, fresh):
             records[j] = {"number": start + j, **tags, "arch": space.to_dict(archs[j]), **rec,
                           "wall_s": round(time.monotonic() - t0, 6)}
-        for j in todo:  # in order: the log is the evaluation sequence
-            log.write(json.dumps(records[j]) + "\n")
+        (write or functools.partial(append_records, log))([records[j] for j in todo])  # in order: the sequence
+    return records, todo
+
+
+def append_records(log: IO[str], records: Sequence[Mapping[str, Any]]) -> None:
+    """Append evaluation records to the run's log, in order, flushed and fsynced."""
+    if records:
+        log.write("".join(json.dumps(r) + "\n" for r in records))
         log.flush()
         os.fsync(log.fileno())
-    return records, todo
 
 
 def _unreplayable(problem: Problem, rec: Mapping[str, Any]) -> str | None:
@@ -256,17 +265,44 @@ def run_search(config: SearchConfig, problem: Problem, out_dir: str | os.PathLik
         config = dataclasses.replace(config, max_wall_s=elapsed0 + more_wall_s)
     trials: list[Trial] = []
     config_saved = False
+    replay_checked = not resume  # a resume: until the strategy has checked what it keeps beside the log
 
     def save_config_once_replayed() -> None:
-        """config.json (a resume's new time limit) once the log has replayed: a resume the replay refuses
-        (``ReplayMismatch``) must leave the folder as it was."""
+        """config.json (a resume's new time limit) once the log has replayed and the strategy's files checked
+        (``end_replay``): a resume the replay refuses (``ReplayMismatch``) must leave the folder as it was."""
         nonlocal config_saved
-        if not config_saved and len(trials) >= len(logged):
+        if not config_saved and replay_checked and len(trials) >= len(logged):
             atomic_write_json(cfg_path, config.to_json())
             config_saved = True
 
-    save_config_once_replayed()  # a new run's (or one with nothing logged yet), before anything else
+    save_config_once_replayed()  # a new run's, before anything else
     strategy, batch = build_strategy(config, problem, strategy_hooks, initial_population, recorded=True)
+    if resume:
+        strategy.replay_starts()
+
+    def end_replay(check: bool = True) -> None:
+        """A resume's replay is over: before its first new evaluation is written, or at the end of the run. The
+        strategy refuses what it still had to replay (``Strategy.replay_ends``), then writes what it kept back;
+        then config.json."""
+        nonlocal replay_checked
+        if not replay_checked:
+            strategy.replay_ends(check)
+            replay_checked = True
+        save_config_once_replayed()
+
+    held: list[dict[str, Any]] = []  # new evaluations kept back while the strategy replays its own log
+
+    def write(records: list[dict[str, Any]], log: IO[str]) -> None:
+        """New evaluations, appended once the strategy has nothing left to replay. Its own log (its language
+        model's) may run ahead of the evaluations: by the batch a killed run was evaluating, or further when
+        ``evaluations.jsonl`` was cut back (the batches after are evaluated again on the logged proposals). An
+        event there that the replay refuses (``ReplayMismatch``) was found only after the batches before it had
+        been appended; they are kept back until the strategy's log has replayed."""
+        held.extend(records)
+        if replay_checked or not strategy.replay_pending():
+            end_replay()
+            append_records(log, held)
+            held.clear()
     t0 = time.monotonic() - elapsed0
     clock_started = not logged
     stopped = "budget"
@@ -309,21 +345,25 @@ def run_search(config: SearchConfig, problem: Problem, out_dir: str | os.PathLik
                 break
             if len(trials) + len(archs) > len(logged):  # a batch that ends past the log evaluates afresh
                 start_clock()
-            records, _ = replay_or_evaluate(problem, archs, len(trials), logged, log, t0, out, "the strategy")
+            records, _ = replay_or_evaluate(problem, archs, len(trials), logged, log, t0, out, "the strategy",
+                                            write=functools.partial(write, log=log))
             for arch, rec in zip(archs, records):
                 trials.append(Trial.from_json(rec))
                 aid = problem.space.arch_id(arch)
                 repeats = repeats + 1 if aid in seen else 0
                 seen.add(aid)
-                if not replaying and len(trials) % config.checkpoint_every == 0:
+                if not replaying and not held and len(trials) % config.checkpoint_every == 0:
                     checkpoint("running")
             strategy.tell(archs, [problem.to_result(r) for r in records])
             if progress is not None:
                 progress(len(trials), config.budget_evals)
+        # stopped by its time limit, the run may not have asked again for the batch it was evaluating when killed;
+        # else what the strategy logged past the run's end is refused, and the evaluations kept back with it
+        end_replay(check=stopped != "wall_time")
+        append_records(log, held)
     if progress is not None and stopped == "exhausted":
         # complete short of the budget: the bar ends at what was done (a run stopped by its time budget stays short)
         progress(len(trials), len(trials))
-    save_config_once_replayed()
     start_clock()  # a resume that only replayed: its elapsed time is the run's, not the replay's
     checkpoint("complete" if stopped in ("budget", "exhausted") else "stopped")
     result = summarise(trials, problem, out, stopped)

@@ -399,3 +399,74 @@ def test_a_run_logged_before_infeasible_proposals_were_told_resumes_as_it_was(ti
     cut = killed_copy(full, tmp_path / "cut", 20)
     launch_search(Project(tmp_path), None, cut, resume=True)
     assert strip(evaluations(cut)) == strip(evaluations(full)) and read_all(cut) == files
+
+
+def _state(run):
+    """Every file's bytes and every file's and folder's mtime under ``run`` (the folder itself included); the run
+    lock's file only by its name: whoever locks the folder writes their pid in it, before anything is checked."""
+    from edgenas.locks import LOCK_NAME
+
+    return {str(p.relative_to(run)): None if p.name == LOCK_NAME else
+            (p.read_bytes() if p.is_file() else None, p.lstat().st_mtime_ns)
+            for p in [Path(run), *sorted(Path(run).rglob("*"))]}
+
+
+def test_a_forged_event_past_the_evaluations_is_refused_before_anything_is_evaluated(tiny_model, table, cli, tmp_path,
+                                                                                      monkeypatch):
+    """``evaluations.jsonl`` trimmed so that a forged language-model event lies past it: the resume evaluated
+    (and appended) the batches up to the forged one, and only then refused, leaving the folder changed. A run
+    killed leaves its model's log at most the batch it was evaluating ahead of its evaluations; more than that
+    is refused before the first new evaluation, in one line."""
+    run = tmp_path / "run"
+    launch_search(Project(tmp_path), request(table, tiny_model, lora_every=0), run)
+    log = run / "llm" / "proposals.jsonl"
+    recs = [json.loads(line) for line in log.read_text().splitlines()]
+    recs[-1]["prompt"] += FORGED            # the last proposal: checked only when its batch is asked on replay
+    log.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in recs))
+    evals = evaluations(run)
+    (run / "evaluations.jsonl").write_text("".join(json.dumps(e) + "\n" for e in evals[:10]))  # in the 2nd batch
+    (run / "checkpoint.json").unlink()
+    outcomes = run / "llm" / "outcomes.jsonl"   # outcomes the replay logs again: kept back until it is checked
+    outcomes.write_text("".join(outcomes.read_text().splitlines(keepends=True)[:1]))
+    before = _state(run)
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
+    monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
+    res = cli("search", "--resume", str(run))
+    assert res.code != 0 and "Traceback" not in res.err + res.out
+    lines = [ln for ln in res.err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: cannot resume"), res.err
+    assert "proposals.jsonl" in lines[0] and "start a new run" in lines[0], lines[0]
+    assert _state(run) == before
+
+
+def test_outcomes_the_log_lacks_are_logged_again_once_the_replay_is_checked(tiny_model, table, tmp_path):
+    """A resume keeps back the outcomes it logs again (and experience.json) until the replay has ended and its
+    language-model log is checked (``LLMOperator.release``); then they are written, in order."""
+    full = tmp_path / "full"
+    launch_search(Project(tmp_path), request(table, tiny_model, lora_every=0), full)
+    cut = killed_copy(full, tmp_path / "cut", 17)
+    outcomes = cut / "llm" / "outcomes.jsonl"
+    outcomes.write_text("".join(outcomes.read_text().splitlines(keepends=True)[:2]))
+    (cut / "llm" / "experience.json").unlink()
+    launch_search(Project(tmp_path), None, cut, resume=True)
+    assert strip(evaluations(cut)) == strip(evaluations(full))
+    assert read_all(cut) == read_all(full)
+
+
+def test_an_event_added_past_the_end_of_the_run_is_refused_and_the_folder_left_as_it_was(tiny_model, table,
+                                                                                          tmp_path):
+    """An event appended to a complete run's language-model log was never replayed (``--resume`` rc 0, the event
+    kept); no run logs one past its last evaluation."""
+    from edgenas.search.run import ResumeRefused
+
+    run = tmp_path / "run"
+    launch_search(Project(tmp_path), request(table, tiny_model, lora_every=0), run)
+    log = run / "llm" / "proposals.jsonl"
+    n = len(log.read_text().splitlines())
+    with open(log, "a") as fh:
+        fh.write(json.dumps({"event": n, "kind": "fallback", "reason": "INJECTED"}) + "\n")
+    before = _state(run)
+    with pytest.raises(ResumeRefused, match=f"proposals.jsonl holds 1 language-model event.* past the end of the run "
+                                            f"\\(from event {n} on\\)"):
+        launch_search(Project(tmp_path), None, run, resume=True)
+    assert _state(run) == before
