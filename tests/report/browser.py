@@ -1,14 +1,17 @@
 """A real headless Chromium driven over the DevTools protocol (websocket-client), for report tests.
 
 ``Browser.open(url)`` loads a page, waits until every plotly div has drawn (or a timeout), and returns
-what the page logged: console errors, uncaught exceptions, failed loads; ``screenshot(path)`` saves a
-full-page PNG. Chromium runs with a fresh profile and no network services of its own.
+what the page logged: console errors, uncaught exceptions, failed loads, and apart from them every
+Content-Security-Policy violation (``securitypolicyviolation`` events, and console or log messages of any level
+that speak of the policy); ``screenshot(path)`` saves a full-page PNG. Chromium runs with a fresh profile and no
+network services of its own.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -36,10 +39,18 @@ PLOTS_JS = """(() => {
 })()"""
 
 
+#: run in every page before its own scripts (DevTools-injected, so no page policy stops it): keeps the page's
+#: Content-Security-Policy violations
+CSP_LISTENER = """window.__cspViolations = [];
+document.addEventListener('securitypolicyviolation', e => window.__cspViolations.push(
+  [e.effectiveDirective, e.blockedURI, e.sourceFile + ':' + e.lineNumber, e.sample].join(' ')));"""
+
+
 @dataclass
 class PageResult:
     errors: list[str] = field(default_factory=list)
     plots: list[dict] = field(default_factory=list)
+    csp: list[str] = field(default_factory=list)     # policy violations and messages about the policy
 
 
 class Browser:
@@ -65,6 +76,7 @@ class Browser:
         self.events: list[dict] = []
         for m in ("Page.enable", "Runtime.enable", "Log.enable"):
             self.call(m)
+        self.call("Page.addScriptToEvaluateOnNewDocument", source=CSP_LISTENER)
 
     def call(self, method: str, **params):
         self._id += 1
@@ -110,6 +122,22 @@ class Browser:
                 out.append("log: " + p["entry"].get("text", "") + " " + p["entry"].get("url", ""))
         return out
 
+    def csp_reports(self) -> list[str]:
+        """The open page's policy violations (its ``securitypolicyviolation`` events) and every console or log
+        message, of any level, that speaks of the policy (plotly.js warns "probably due to strict CSP")."""
+        out = [f"violation: {v}" for v in (self.evaluate("window.__cspViolations || []") or [])]
+        for ev in self.events:
+            m, p = ev["method"], ev.get("params", {})
+            if m == "Runtime.consoleAPICalled":
+                text = " ".join(str(a.get("value", a.get("description", ""))) for a in p.get("args", []))
+            elif m == "Log.entryAdded":
+                text = p.get("entry", {}).get("text", "")
+            else:
+                continue
+            if re.search(r"content.security.policy|\bcsp\b", text, re.IGNORECASE):
+                out.append(f"message: {text[:300]}")
+        return out
+
     def open(self, url: str, *, wait_js: str | None = None, timeout_s: float = 30.0) -> PageResult:
         # leave the previous page first: a page still polling a stopped server must not log into this one
         self.call("Page.navigate", url="about:blank")
@@ -127,7 +155,7 @@ class Browser:
                 pass
             time.sleep(0.1)
         self._drain(0.5)
-        return PageResult(self.errors(), self.evaluate(PLOTS_JS) or [])
+        return PageResult(self.errors(), self.evaluate(PLOTS_JS) or [], self.csp_reports())
 
     def open_wait(self, cond: str, timeout_s: float = 20.0) -> bool:
         """Wait (on the page already open) until the JS expression ``cond`` is true."""
