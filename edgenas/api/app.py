@@ -14,9 +14,10 @@ the plotly.js bundle must carry it (``Authorization: Bearer TOKEN`` or ``?token=
 import dataclasses
 import hmac
 import json
+import secrets
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from edgenas.api import fdlimit
 from edgenas.api.hosts import host_is_loopback
@@ -31,8 +32,19 @@ SWAGGER_PATH = "/static/swagger"  # Swagger UI's own files, served from the swag
 #: what every answer says besides: no guessing a JSON answer's type, no page inside another site's frame, and no
 #: ``Referer`` header that would carry a ``?token=`` of the page's address to where a link leads
 SAFE_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"}
-#: the pages' scripts are their own (plotly.js and Swagger UI from this server, the data inline)
-PAGE_POLICY = "default-src 'self' 'unsafe-inline' 'unsafe-eval' data: blob:; frame-ancestors 'none'"
+#: the pages' policy (``page_policy``): scripts are this server's files (plotly.js, Swagger UI) and the inline
+#: ones it wrote into this response, which carry its nonce; no 'unsafe-inline', no 'unsafe-eval' (neither plotly.js
+#: nor Swagger UI needs eval), so markup that got into a page around the escaping runs no script. Styles of the
+#: pages with plots stay 'unsafe-inline' (as ``html.FILE_POLICY`` says: plotly.js's own <style> elements and style
+#: attributes, which no nonce or hash can name); the index and /docs (Swagger UI styles through the DOM only, no
+#: violation in Chromium) allow this server's style sheets only
+PAGE_POLICY = ("default-src 'self'; script-src 'self' 'nonce-{nonce}'; style-src {styles}; img-src 'self' data: blob:; "
+               "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+
+def page_policy(nonce: str, *, inline_styles: bool) -> str:
+    """The Content-Security-Policy of a page whose inline scripts carry ``nonce``."""
+    return PAGE_POLICY.format(nonce=nonce, styles="'self' 'unsafe-inline'" if inline_styles else "'self'")
 
 
 def _lut_summary(t: Any) -> dict[str, Any]:
@@ -47,12 +59,14 @@ def _js(value: Any) -> str:
     return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def swagger_page(spec_url: str, token: str | None) -> str:
-    """Swagger UI over ``spec_url``, its files from this server; a token goes with every request it makes."""
+def swagger_page(spec_url: str, token: str | None, nonce: str) -> str:
+    """Swagger UI over ``spec_url``, its files from this server; a token goes with every request it makes. Its
+    script carries ``nonce``, the one the response's policy names."""
     settings = {"url": spec_url, "dom_id": "#swagger-ui", "layout": "BaseLayout", "deepLinking": True}
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>edgenas API</title>"
             f"<link rel='icon' href='data:,'><link rel='stylesheet' href='{SWAGGER_PATH}/swagger-ui.css'></head>"
-            f"<body><div id='swagger-ui'></div><script src='{SWAGGER_PATH}/swagger-ui-bundle.js'></script><script>"
+            f"<body><div id='swagger-ui'></div><script src='{SWAGGER_PATH}/swagger-ui-bundle.js'></script>"
+            f"<script nonce='{nonce}'>"
             f"const token = {_js(token)};\n"
             f"window.ui = SwaggerUIBundle(Object.assign({_js(settings)}, {{\n"
             "  presets: [SwaggerUIBundle.presets.apis, SwaggerUIBundle.SwaggerUIStandalonePreset],\n"
@@ -221,8 +235,12 @@ def create_app(source: DataSource, token: str | None = None, *, local_only: bool
     # outermost (added last): a HEAD is answered as its GET without the body, the token check's 401 included
     app.add_middleware(HeadAsGet)
 
-    def html(text: str) -> HTMLResponse:
-        return HTMLResponse(text, headers={"Content-Security-Policy": PAGE_POLICY})
+    def html(render: Callable[[str], str], *, inline_styles: bool = True) -> HTMLResponse:
+        """The page ``render(nonce)`` writes, under a policy that runs the inline scripts carrying that nonce only
+        (a new one for every response)."""
+        nonce = secrets.token_urlsafe(18)
+        return HTMLResponse(render(nonce),
+                            headers={"Content-Security-Policy": page_policy(nonce, inline_styles=inline_styles)})
 
     # ------------------------------------------------------------------ JSON
     @app.get("/api/runs", tags=["runs"], summary="All runs with their status")
@@ -317,7 +335,8 @@ def create_app(source: DataSource, token: str | None = None, *, local_only: bool
         from urllib.parse import quote
 
         t = request.query_params.get("token")
-        return html(swagger_page("/openapi.json" + (f"?token={quote(t, safe='')}" if t else ""), t))
+        return html(lambda n: swagger_page("/openapi.json" + (f"?token={quote(t, safe='')}" if t else ""), t, n),
+                    inline_styles=False)
 
     def q(request: Request) -> str:
         from urllib.parse import quote
@@ -334,34 +353,38 @@ def create_app(source: DataSource, token: str | None = None, *, local_only: bool
             f"<td>{esc(s.get('evaluations', '-'))}</td>"
             f"<td><a href='/runs/{esc(s['id'])}/live{tq}'>live</a></td></tr>" for s in runs())
         devs = "".join(f"<li><a href='/devices/{esc(d)}{tq}'>{esc(d)}</a></li>" for d in source.devices())
-        return html("<!DOCTYPE html><html><head><meta charset='utf-8'><title>edgenas</title><link rel='icon' href='data:,'></head><body>"
+        return html(lambda _: "<!DOCTYPE html><html><head><meta charset='utf-8'><title>edgenas</title>"
+                    "<link rel='icon' href='data:,'></head><body>"
                     "<h1>edgenas</h1><h2>Runs</h2><table><tr><th>run</th><th>space</th><th>strategy</th>"
                     f"<th>status</th><th>evaluations</th><th></th></tr>{rows}</table><h2>Devices</h2><ul>{devs}</ul>"
-                    f"<p><a href='/fleet{tq}'>fleet</a> · <a href='/docs{tq}'>API docs</a></p></body></html>")
+                    f"<p><a href='/fleet{tq}'>fleet</a> · <a href='/docs{tq}'>API docs</a></p></body></html>",
+                    inline_styles=False)
 
     @app.get("/runs/{run_id}", response_class=HTMLResponse, tags=["pages"], summary="Run report")
     def run_report(run_id: str) -> HTMLResponse:
-        return html(pages.run_page(source.run(run_id, columns=True), source, plotly_src=PLOTLY_PATH))
+        run = source.run(run_id, columns=True)
+        return html(lambda n: pages.run_page(run, source, plotly_src=PLOTLY_PATH, nonce=n))
 
     @app.get("/runs/{run_id}/live", response_class=HTMLResponse, tags=["pages"], summary="Live view of a run")
     def run_live(run_id: str, request: Request, interval_ms: int = Query(1000, ge=200, le=60000)) -> HTMLResponse:
         # the page needs the run's settings, not its records (its script polls for them): the log is counted
-        return html(live_page(source.run(run_id, evaluations=False), PLOTLY_PATH, request.query_params.get("token"),
-                              interval_ms))
+        run = source.run(run_id, evaluations=False)
+        return html(lambda n: live_page(run, PLOTLY_PATH, request.query_params.get("token"), interval_ms, nonce=n))
 
     @app.get("/compare", response_class=HTMLResponse, tags=["pages"], summary="Compare runs (?run=A&run=B)")
     def compare(run: list[str] = Query(...)) -> HTMLResponse:
         if len(run) > MAX_COMPARE:
             raise InputError(f"too many runs to compare ({len(run)}); at most {MAX_COMPARE}",
                              hint="pick fewer run= parameters")
-        return html(pages.compare_page([source.run(r, columns=True) for r in run], plotly_src=PLOTLY_PATH))
+        loaded = [source.run(r, columns=True) for r in run]
+        return html(lambda n: pages.compare_page(loaded, plotly_src=PLOTLY_PATH, nonce=n))
 
     @app.get("/devices/{device}", response_class=HTMLResponse, tags=["pages"], summary="Device report")
     def device_report(device: str) -> HTMLResponse:
-        return html(pages.device_page(source, device, plotly_src=PLOTLY_PATH))
+        return html(lambda n: pages.device_page(source, device, plotly_src=PLOTLY_PATH, nonce=n))
 
     @app.get("/fleet", response_class=HTMLResponse, tags=["pages"], summary="Fleet report")
     def fleet() -> HTMLResponse:
-        return html(pages.fleet_page(source, plotly_src=PLOTLY_PATH))
+        return html(lambda n: pages.fleet_page(source, plotly_src=PLOTLY_PATH, nonce=n))
 
     return app

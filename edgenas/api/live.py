@@ -21,8 +21,7 @@ def _js_json(v: Any) -> str:
     return json.dumps(v).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-_SCRIPT = """<script>
-(function () {
+_SCRIPT = """(function () {
   const cfg = %(cfg)s;
   let next = 0, best = null, done = false;
   const status = document.getElementById('live-status');
@@ -74,10 +73,11 @@ _SCRIPT = """<script>
   }
   poll();
 })();
-</script>"""
+"""
 
 
-def live_page(run: Any, plotly_src: str, token: str | None, interval_ms: int = 1000) -> str:
+def live_page(run: Any, plotly_src: str, token: str | None, interval_ms: int = 1000, nonce: str | None = None) -> str:
+    """The page; ``nonce``: the server's for this response, which its script carries (``html.render_page``)."""
     device = next(iter(run.budgets), None)
     cfg = {"api": f"/api/runs/{run.id}/evaluations", "run": f"/api/runs/{run.id}", "token": token,
            "objective": run.objective, "device": device, "budget": run.budgets.get(device) if device else None,
@@ -91,7 +91,7 @@ def live_page(run: Any, plotly_src: str, token: str | None, interval_ms: int = 1
     return render_page(f"edgenas live: {run.id}", f"{run.space}, {run.strategy}, device {device or '-'}",
                        [Section("Evaluations as they arrive", f"Polls every {interval_ms} ms." + _rungs_note(run),
                                 html=body)],
-                       plotly_src=plotly_src, extra_body=_SCRIPT % {"cfg": _js_json(cfg)})
+                       plotly_src=plotly_src, script=_SCRIPT % {"cfg": _js_json(cfg)}, nonce=nonce)
 
 
 def _rungs_note(run: Any) -> str:

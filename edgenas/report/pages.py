@@ -105,8 +105,10 @@ def run_sections(run: RunData, source: DataSource) -> list[Section]:
     return sections
 
 
-def run_page(run: RunData, source: DataSource, *, plotly_src: str | None = None) -> str:
-    return render_page(f"edgenas run {run.id}", f"{run.path}", run_sections(run, source), plotly_src=plotly_src)
+def run_page(run: RunData, source: DataSource, *, plotly_src: str | None = None, nonce: str | None = None) -> str:
+    """The run report; ``nonce``: the server's for this response (its scripts carry it; ``html.render_page``)."""
+    return render_page(f"edgenas run {run.id}", f"{run.path}", run_sections(run, source), plotly_src=plotly_src,
+                       nonce=nonce)
 
 
 def write_html(text: str, out: str | os.PathLike, *, force: bool = False) -> Path:
@@ -154,7 +156,7 @@ def _is_report(path: Path) -> bool:
     return head.startswith(b"<!DOCTYPE html>") and GENERATOR_META.encode() in head
 
 
-def compare_page(runs: Sequence[RunData], *, plotly_src: str | None = None) -> str:
+def compare_page(runs: Sequence[RunData], *, plotly_src: str | None = None, nonce: str | None = None) -> str:
     from edgenas.report.compare_data import compare_data
 
     if len(runs) < 2:
@@ -185,15 +187,15 @@ def compare_page(runs: Sequence[RunData], *, plotly_src: str | None = None) -> s
             [F.hypervolume_figure(c)],
             table_html(("run", "device", "hypervolume", "front size"), hv_rows, (False, False, True, True))))
     return render_page("edgenas: comparing " + ", ".join(c.runs), f"{len(runs)} runs", sections,
-                       plotly_src=plotly_src)
+                       plotly_src=plotly_src, nonce=nonce)
 
 
-def device_page(source: DataSource, device: str, *, plotly_src: str | None = None) -> str:
+def device_page(source: DataSource, device: str, *, plotly_src: str | None = None, nonce: str | None = None) -> str:
     from edgenas.report.device_data import calibration_data, drift_data, lut_entries, lut_heatmap
 
     luts = source.luts(device)
     if not luts:  # a device added from a few measurements (edgenas device add --fewshot): what it has
-        return _device_without_lut_page(source, device, plotly_src=plotly_src)
+        return _device_without_lut_page(source, device, plotly_src=plotly_src, nonce=nonce)
     sections = []
     rows = [(t.space, t.fingerprint_hash[:12], t.runtime, t.precision, len(t.entries), len(t.unstable_keys),
              "-" if t.reference is None else f"{t.reference['ms']:.4g}",
@@ -228,10 +230,11 @@ def device_page(source: DataSource, device: str, *, plotly_src: str | None = Non
                                 "(luts/DEVICE/verified.jsonl); diamonds: the table was rescaled.", [F.drift_figure(dd)]))
     else:
         sections.append(Section("Drift checks", "No drift check recorded yet (edgenas fleet refresh)."))
-    return render_page(f"edgenas device {device}", f"{len(luts)} table(s)", sections, plotly_src=plotly_src)
+    return render_page(f"edgenas device {device}", f"{len(luts)} table(s)", sections, plotly_src=plotly_src,
+                       nonce=nonce)
 
 
-def _device_without_lut_page(source: DataSource, device: str, *, plotly_src: str | None) -> str:
+def _device_without_lut_page(source: DataSource, device: str, *, plotly_src: str | None, nonce: str | None) -> str:
     """The page of a device with no readable LUT: its damaged table files (if any), its few-shot models (if
     any), its whole-model measurements, and how to build a table. It was a 400 "has no LUT" whose hint named
     no space."""
@@ -260,7 +263,7 @@ def _device_without_lut_page(source: DataSource, device: str, *, plotly_src: str
         ("space", "measured at", "runtime", "precision", "measured (ms)", "predicted (ms)", "error"), rows,
         (False, False, False, False, True, True, True)) if rows else ""))
     return render_page(f"edgenas device {device}", "no LUT yet" if not damaged else "damaged tables", sections,
-                       plotly_src=plotly_src)
+                       plotly_src=plotly_src, nonce=nonce)
 
 
 def _utc(t: float) -> str:
@@ -272,7 +275,7 @@ def _utc(t: float) -> str:
 
 
 def fleet_page(source: DataSource, devices: list[str] | None = None, probe: dict[str, Any] | None = None, *,
-               plotly_src: str | None = None) -> str:
+               plotly_src: str | None = None, nonce: str | None = None) -> str:
     from edgenas.report.device_data import fleet_rows
 
     rows = fleet_rows(source, devices, probe=probe)
@@ -291,4 +294,4 @@ def fleet_page(source: DataSource, devices: list[str] | None = None, probe: dict
         (False, False, False, True, True, True, True, False, False, False))
     return render_page("edgenas fleet", f"{len(rows)} device(s)",
                        [Section("Devices", "One row per device.", [F.fleet_figure(rows)], table)],
-                       plotly_src=plotly_src)
+                       plotly_src=plotly_src, nonce=nonce)

@@ -65,7 +65,7 @@ def test_names_from_run_files_cannot_end_the_script():
     evil = "</script><script>alert(1)</script>&amp;"
     run = _run({"space": "s", "strategy": "random", "devices": [["pi4", 1.0]]}, pareto={"objectives": [evil]})
     page = live_page(run, "p.js", None)
-    script = page[page.index("<script>\n(function"):]
+    script = page[page.index("<script>(function"):]
     assert script.count("</script>") == 1 and "<script>alert" not in page
     assert _cfg(page)["objective"] == evil
     assert _js_json("<&>") == '"\\u003c\\u0026\\u003e"' and json.loads(_js_json("<&>")) == "<&>"

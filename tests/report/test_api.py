@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import threading
@@ -155,6 +156,33 @@ def test_every_answer_says_no_sniffing_no_framing_no_referrer(rproj):
             assert r.headers["content-security-policy"].endswith("; frame-ancestors 'none'"), r.url
 
 
+def _directives(policy: str) -> dict[str, list[str]]:
+    return {d.split()[0]: d.split()[1:] for d in policy.split(";") if d.strip()}
+
+
+def test_page_scripts_run_by_the_response_s_nonce_only(api):
+    """The policy allowed 'unsafe-inline' and 'unsafe-eval' for scripts: any <script> that got into a page ran.
+    Now every page's inline scripts carry a nonce, a new one per response, the only one its header names."""
+    seen = set()
+    for url in ("/", "/runs/evo", "/runs/evo/live", "/compare?run=evo&run=rnd", "/devices/local", "/fleet", "/docs",
+                "/runs/evo"):
+        r = api.get(url)
+        d = _directives(r.headers["content-security-policy"])
+        nonces = [s[len("'nonce-"):-1] for s in d["script-src"] if s.startswith("'nonce-")]
+        assert d["script-src"] == ["'self'", f"'nonce-{nonces[0]}'"] and len(nonces[0]) >= 22, url
+        assert d["default-src"] == ["'self'"] and d["object-src"] == ["'none'"] and d["base-uri"] == ["'none'"], url
+        assert d["frame-ancestors"] == ["'none'"] and "'unsafe-eval'" not in r.headers["content-security-policy"]
+        # plotly.js styles its mode bar with <style> elements of its own: the plot pages allow inline styles
+        assert d["style-src"] == (["'self'"] if url in ("/", "/docs") else ["'self'", "'unsafe-inline'"]), url
+        assert nonces[0] not in seen, url                    # the same page asked twice: another nonce
+        seen.add(nonces[0])
+        tags = re.findall(r"<script[^>]*>", r.text)
+        inline = [t for t in tags if "src=" not in t]
+        assert inline == [f"<script nonce='{nonces[0]}'>"] * len(inline), (url, tags)
+        assert len(inline) >= (0 if url == "/" else 1) and "<meta http-equiv" not in r.text, url
+        assert not re.search(r"<[^>]+\son[a-z]+\s*=", r.text), url       # no inline event handler
+
+
 def test_token_required(rproj):
     with serving(rproj, token="s3cret-token") as base, httpx.Client(base_url=base, timeout=30) as c:
         for url in ("/api/runs", "/api/runs/evo", "/", "/docs", "/openapi.json", "/runs/evo"):
@@ -284,7 +312,7 @@ def test_live_page_follows_a_running_search(rproj, browser, tmp_path):
         with run_lock(live):  # a search is writing it
             page = browser.open(f"{base}/runs/live/live?interval_ms=300",
                                 wait_js="document.body.dataset.evaluations === '10'")
-            assert page.errors == [] and len(page.plots) == 2
+            assert page.errors == [] and page.csp == [] and len(page.plots) == 2
             with open(live / "evaluations.jsonl", "a") as fh:
                 fh.write("".join(lines[10:25]))
                 fh.write(lines[25][:20])              # a torn line being written: not shown yet
@@ -295,6 +323,7 @@ def test_live_page_follows_a_running_search(rproj, browser, tmp_path):
             assert n == [feas, 25 - feas]
             status = browser.evaluate("document.getElementById('live-status').textContent")
             assert status.startswith("25 evaluations") and "running" in status
+            assert browser.csp_reports() == []
             shot = browser.screenshot(tmp_path / "live.png")
             if os.environ.get("EDGENAS_SCREENSHOT_DIR"):
                 Path(os.environ["EDGENAS_SCREENSHOT_DIR"]).mkdir(parents=True, exist_ok=True)
@@ -522,7 +551,7 @@ def test_swagger_try_it_out_sends_the_token(rproj, browser):
 
         page = browser.open(f"{base}/docs?token={quote(token, safe='')}",
                             wait_js="document.querySelectorAll('.opblock').length > 5")
-        assert page.errors == [], page.errors
+        assert page.errors == [] and page.csp == [], page.errors + page.csp
         # open GET /api/runs, press "Try it out", then "Execute": Swagger UI makes the request itself
         browser.evaluate("document.querySelector('.opblock-summary-path[data-path=\"/api/runs\"]')"
                          ".closest('.opblock-summary-control').click()")
@@ -536,8 +565,88 @@ def test_swagger_try_it_out_sends_the_token(rproj, browser):
                                   ".response-col_status').textContent.trim()")
         body = browser.evaluate("document.querySelector('.opblock.is-open .live-responses-table tbody "
                                 ".response-col_description').textContent")
+        assert browser.csp_reports() == []   # its response shown, highlighted, under /docs' policy
     assert status == "200", (status, body)
     assert '"evo"' in body
+
+
+@pytest.mark.slow
+def test_every_page_draws_under_its_policy_without_a_violation(rproj, browser):
+    """Every page the server serves, in Chromium under its Content-Security-Policy (scripts by nonce, no eval):
+    its plots drawn (or Swagger UI's operations listed), and no policy violation, no message about the policy."""
+    runs = ["evo", "rnd"] + (["nb201"] if (rproj / "runs" / "nb201").exists() else [])   # nb201: a table's run
+    pages = [("/runs/evo", 4), *((f"/runs/{r}", 2) for r in runs[1:]), ("/compare?run=evo&run=rnd", 3),
+             ("/devices/local", 4), ("/fleet", 1), ("/", 0)]
+    with serving(rproj) as base, httpx.Client(base_url=base, timeout=30) as c:
+        for url, n_plots in pages:
+            page = browser.open(base + url)
+            assert page.errors == [] and page.csp == [], (url, page.errors, page.csp)
+            # every plot of the page drawn
+            divs = re.findall(r"class=.plotly-graph-div", c.get(url).text)
+            assert len(page.plots) == len(divs) >= n_plots, (url, page.plots)
+            for p in page.plots:
+                assert p["svg"] and p["marks"] > 0 and p["w"] > 300 and p["h"] > 150, (url, p)
+        # hover a point, open the mode bar, download a plot as PNG: plotly.js's own styles and images
+        browser.open(f"{base}/runs/evo")
+        assert browser.evaluate("""(async () => {
+          const d = document.getElementById('plot-1');
+          Plotly.Fx.hover(d, [{curveNumber: 0, pointNumber: 0}]);
+          d.dispatchEvent(new MouseEvent('mousemove', {bubbles: true}));
+          const png = await Plotly.toImage(d, {format: 'png', width: 400, height: 300});
+          return d.querySelectorAll('.modebar-btn').length > 3 && png.startsWith('data:image/png;base64,')
+                 && document.querySelectorAll('.hoverlayer .hovertext').length > 0;
+        })()"""), "hover, mode bar or PNG export failed"
+        browser._drain(0.5)
+        assert browser.csp_reports() == []
+        page = browser.open(f"{base}/runs/evo/live?interval_ms=300",
+                            wait_js="document.getElementById('live-status').textContent.includes('run complete')")
+        assert page.errors == [] and page.csp == [] and len(page.plots) == 2
+        assert browser.evaluate("document.getElementById('live-front').data.map(t => t.x.length)") != [0, 0]
+        page = browser.open(f"{base}/docs", wait_js="document.querySelectorAll('.opblock').length > 5")
+        assert page.errors == [] and page.csp == [], page.errors + page.csp
+        paths = browser.evaluate("Array.from(document.querySelectorAll('.opblock-summary-path'))"
+                                 ".map(e => e.dataset.path)")
+        assert "/api/runs" in paths and "/api/runs/{run_id}/evaluations" in paths
+
+
+#: what markup that got into a page around its escaping would do: a <script> element and an event handler
+#: attribute added to the page, each setting a flag if it runs; then a script with the page's own nonce (it runs:
+#: the check is no blanket ban) tries eval once DevTools' evaluation has returned (code run within it may eval
+#: whatever the policy)
+INJECT = """(() => {
+  const s = document.createElement('script');
+  s.textContent = 'window.injected = 1';
+  document.body.appendChild(s);
+  const b = document.createElement('button');
+  b.setAttribute('onclick', 'window.handler = 1');
+  document.body.appendChild(b);
+  b.click();
+  const ok = document.createElement('script');
+  ok.nonce = (document.querySelector('script[nonce]') || {}).nonce || '';
+  ok.textContent = "window.withNonce = 1; setTimeout(() => { try { eval('window.evaluated = 1'); } " +
+                   "catch (e) { window.evalError = e.name; } }, 0);";
+  document.body.appendChild(ok);
+})()"""
+RAN = "[window.injected, window.handler, window.evaluated, window.evalError, window.withNonce]"
+
+
+@pytest.mark.slow
+def test_a_script_without_the_page_s_nonce_does_not_run(rproj, browser):
+    """Under the old policy ('unsafe-inline' 'unsafe-eval') all three ran; now none does, and each is a violation
+    the browser reports; a script carrying the page's nonce still runs."""
+    with serving(rproj) as base:
+        for url in ("/runs/evo", "/docs"):
+            page = browser.open(base + url, wait_js="document.readyState === 'complete'")
+            assert page.csp == [], page.csp
+            browser.evaluate(INJECT)
+            assert browser.open_wait("window.evalError || window.evaluated", timeout_s=5), url
+            assert browser.evaluate(RAN) == [None, None, None, "EvalError", 1], url
+            browser._drain(0.3)
+            reports = browser.csp_reports()
+            for directive in ("script-src-elem", "script-src-attr", "script-src"):
+                assert any(r.startswith(f"violation: {directive} inline") or
+                           (directive == "script-src" and r.startswith("violation: script-src eval"))
+                           for r in reports), (url, directive, reports)
 
 
 # ----------------------------------------------------------------------------- in process (no server)

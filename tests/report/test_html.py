@@ -39,11 +39,43 @@ def test_render_page_escapes_titles_and_notes_and_numbers_its_plots(tmp_path):
     assert bad not in page and page.count("&lt;script&gt;x&lt;/script&gt;") == 5   # title twice, subtitle, h2, note
     assert "<script src='p.js?a=&#x27;1&#x27;'></script>" in page
     assert page.count("<p class='note'>") == 1 and "<h2>two</h2>" in page and "<b>trusted</b></section>" in page
-    assert [page.count(f'id="plot-{n}"') for n in range(5)] == [0, 1, 1, 1, 0]
+    assert [page.count(f"id='plot-{n}'") for n in range(5)] == [0, 1, 1, 1, 0]
     assert page.count("<html") == page.count("<body") == 1       # the plots are parts of one document
     assert '"displaylogo": false' in page and '"responsive": true' in page
     (tmp_path / "p.html").write_text(page)
     assert pages._is_report(tmp_path / "p.html")          # the generator mark within the first 256 bytes
+
+
+def test_inline_scripts_carry_the_nonce_or_are_named_by_hash_in_the_page_s_own_policy():
+    """Plotly's ``to_html`` wrote <script> elements no policy could name but by 'unsafe-inline'; every inline
+    script is render_page's now: served, each carries the response's nonce; as a file, the page's <meta> policy
+    names each by its SHA-256, and nothing in a figure's text ends a script early."""
+    import html
+    import re
+
+    import plotly.graph_objects as go
+
+    from edgenas.report.html import script_hash
+
+    bad = "</script><script>alert(1)</script><!--"
+    sections = [Section("s", "", [go.Figure(go.Scatter(x=[1], y=[2], name=bad)), go.Figure()])]
+    served = render_page("t", "s", sections, plotly_src="/p.js", script="go();", nonce="N0nce")
+    tags = re.findall(r"<script[^>]*>", served)
+    assert tags == ["<script src='/p.js'>"] + ["<script nonce='N0nce'>"] * 3 and "http-equiv" not in served
+    assert bad not in served and "alert(1)" in served              # the name is in the page, as JSON text only
+    for plotly_src in (None, "/p.js"):
+        page = render_page("t", "s", sections, plotly_src=plotly_src, script="go();")
+        policy = html.unescape(re.search(r"http-equiv='Content-Security-Policy' content=\"([^\"]+)\"", page).group(1))
+        directives = {d.split()[0]: d.split()[1:] for d in policy.split(";")}
+        scripts = re.findall(r"<script>(.*?)</script>", page, re.DOTALL)
+        assert len(scripts) == (4 if plotly_src is None else 3) and scripts[-1] == "go();"
+        assert directives["script-src"] == ["'self'"] * bool(plotly_src) + [script_hash(js) for js in scripts]
+        assert directives["default-src"] == ["'none'"] and "'unsafe-eval'" not in policy
+        assert directives["style-src"] == ["'unsafe-inline'"]   # plotly.js's own <style> elements (FILE_POLICY)
+    assert script_hash("go();") == "'sha256-bYOqbsii8BMz1hC57p5sZG4K4cMuk6QQDiwupM2aRMM='"   # openssl dgst -sha256
+    # the parser reads CR LF as LF: a script is written, and hashed, as the browser will read it
+    page = render_page("t", "s", [], plotly_src="/p.js", script="a();\r\nb();\rc();")
+    assert "<script>a();\nb();\nc();</script>" in page and html.escape(script_hash("a();\nb();\nc();")) in page
 
 
 @pytest.mark.parametrize("config, best, evaluated", [
@@ -189,7 +221,7 @@ def test_a_run_with_no_evaluation_is_a_page_with_every_name_escaped(tmp_path):
         ("Where the chosen network spends its time",
          "&lt;pi&gt;: no feasible architecture yet; q: no feasible architecture yet"),
         ("Deployments: predicted vs measured", "No measurement yet (edgenas deploy DEVICE runs/&lt;r&gt;/best.json).")]
-    assert [page.count(f'id="plot-{n}"') for n in range(5)] == [0, 1, 1, 1, 0]      # two fronts, one convergence
+    assert [page.count(f"id='plot-{n}'") for n in range(5)] == [0, 1, 1, 1, 0]      # two fronts, one convergence
 
 
 def test_a_table_run_says_its_latencies_are_a_measured_column(tmp_path):

@@ -547,7 +547,8 @@ def test_the_live_page_reads_the_run_s_settings_not_its_records(tmp_path):
     (path / "request.json").unlink()
     client = TestClient(create_app(src))
     page = client.get("/runs/r/live?interval_ms=300")
-    assert page.status_code == 200 and page.text == live_page(src.run("r"), PLOTLY_PATH, None, 300)
+    nonce = page.headers["content-security-policy"].split("'nonce-")[1].split("'")[0]
+    assert page.status_code == 200 and page.text == live_page(src.run("r"), PLOTLY_PATH, None, 300, nonce=nonce)
     assert '"objective": "cifar10_test"' in page.text
     log = path / "evaluations.jsonl"
     log.write_text(log.read_text().replace('"number": 3,', '"number": 4,', 1))
