@@ -21,7 +21,7 @@ import shutil
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -242,6 +242,7 @@ class LLMOperator:
         self.preload_error: LLMError | None = None
         self.version = LOG_VERSION                            # a resume takes its log's (``load_log``)
         self.held: list[dict[str, Any]] | None = None         # outcomes kept back while a resume replays (``hold``)
+        self.evaluations: Callable[[], tuple[int, int]] | None = None   # a resume's (replayed, logged) (``hold``)
 
     def preload(self) -> None:
         """Load the model now (a new run: a bad model fails before anything is written). With fallback
@@ -279,11 +280,14 @@ class LLMOperator:
                              hint="the run folder is damaged")
         self.logged_outcomes = {int(r["proposal"]) for r in outcomes}
 
-    def hold(self) -> None:
+    def hold(self, evaluations: Callable[[], tuple[int, int]] | None = None) -> None:
         """A resumed run starts replaying its evaluations (``Strategy.replay_starts``): until ``release`` the
         operator writes nothing it need not (outcomes the log lacks are kept back, ``experience.json`` is not
-        saved), so a resume refused meanwhile leaves the folder as it was."""
+        saved), so a resume refused meanwhile leaves the folder as it was. ``evaluations``: how many of the run's
+        logged evaluations have replayed, and how many it holds; a new model event is refused while some are
+        left (``_new_event``)."""
         self.held = []
+        self.evaluations = evaluations
 
     def replay_pending(self) -> bool:
         """Whether logged events are still to replay (``load_log``)."""
@@ -301,7 +305,7 @@ class LLMOperator:
                                 f"language-model event(s) past the end of the run (from event "
                                 f"{self.replay[self.cursor].get('event')} on)",
                                 hint="the run folder was edited or damaged; start a new run")
-        held, self.held = self.held, None
+        held, self.held, self.evaluations = self.held, None, None
         if held:
             self.outcome_log.append_many(held)
         if held is not None and self.buffer.unsaved:
@@ -325,6 +329,26 @@ class LLMOperator:
             self.cursor += 1
             return rec
         return None
+
+    def _new_event(self) -> None:
+        """The operator is to make a new event (call the model, update the adapter), found missing from the log.
+        Each event is fsynced before the evaluations that follow it (a batch's proposals before its children are
+        evaluated, an update before the next batch is asked), so a kill leaves the log ahead of
+        ``evaluations.jsonl``, never behind: while logged evaluations are left to replay, the model's log was cut
+        or edited. Refused here, before the model is loaded or anything is written (the model was called again,
+        its events appended, and the resume refused later if its answers differed, or went on rewriting the
+        log when they did not)."""
+        if self.evaluations is None:
+            return
+        done, logged = self.evaluations()
+        if done < logged:
+            from edgenas.search.run import ResumeRefused
+
+            raise ResumeRefused(f"cannot resume: {self.log.path} holds {len(self.replay)} language-model event(s), "
+                                f"fewer than the run's evaluations need: evaluations.jsonl holds {logged}, and its "
+                                f"evaluation {done} was made after event {self.n_events}, which the log lacks",
+                                hint="the model's log was cut or edited; restore it from a copy of the run folder, "
+                                     "or start a new run")
 
     def _record(self, rec: dict[str, Any]) -> dict[str, Any]:
         rec = {"event": self.n_events, **rec}
@@ -398,6 +422,7 @@ class LLMOperator:
                                  "for other parents", hint="the code or the seed changed")
             self._check_replayed(recs, [parents[i] for i in rows], [results[i] for i in rows])
         else:
+            self._new_event()
             if self.preload_error is not None:
                 self._fail(self.preload_error)
                 return out
@@ -530,6 +555,7 @@ class LLMOperator:
             return
         rec = self._next_logged("lora")
         if rec is None:
+            self._new_event()
             s = self.settings
             try:
                 engine = self._engine()

@@ -197,12 +197,13 @@ class Strategy(ABC):
     def tell(self, archs: Sequence[Any], results: Sequence[Result]) -> None:
         """Report the results of architectures returned by ``ask`` (same order)."""
 
-    def replay_starts(self) -> None:
+    def replay_starts(self, evaluations: Callable[[], tuple[int, int]] | None = None) -> None:
         """A resumed run replays its log from here (``run_search``): what the strategy keeps in the run folder
         beside it (its language model's log, ``edgenas.llm``) is written to only once ``replay_ends`` has
-        checked it, so a resume refused meanwhile leaves the folder as it was."""
+        checked it, so a resume refused meanwhile leaves the folder as it was. ``evaluations``: how many of the
+        log's evaluations have replayed, and how many it holds (the model's log must not end before them)."""
         if self.llm is not None:
-            self.llm.hold()
+            self.llm.hold(evaluations)
 
     def replay_pending(self) -> bool:
         """Whether the strategy's own log (its language model's) still holds events to replay: the run loop

@@ -278,7 +278,7 @@ def run_search(config: SearchConfig, problem: Problem, out_dir: str | os.PathLik
     save_config_once_replayed()  # a new run's, before anything else
     strategy, batch = build_strategy(config, problem, strategy_hooks, initial_population, recorded=True)
     if resume:
-        strategy.replay_starts()
+        strategy.replay_starts(lambda: (len(trials), len(logged)))
 
     def end_replay(check: bool = True) -> None:
         """A resume's replay is over: before its first new evaluation is written, or at the end of the run. The

@@ -470,3 +470,62 @@ def test_an_event_added_past_the_end_of_the_run_is_refused_and_the_folder_left_a
                                             f"\\(from event {n} on\\)"):
         launch_search(Project(tmp_path), None, run, resume=True)
     assert _state(run) == before
+
+
+@pytest.mark.parametrize("keep", ["batches", "torn", "lora"])
+def test_a_model_log_cut_short_of_the_evaluations_is_refused_before_the_model_is_called(tiny_model, table, cli,
+                                                                                        tmp_path, monkeypatch, keep):
+    """``llm/proposals.jsonl`` cut (whole batches, a batch torn, a LoRA update dropped) while ``evaluations.jsonl``
+    is intact: the resume loaded the model and called it again for the events the log lacked, appending them
+    (training and saving adapters), then refused the evaluations that did not match (a changed model), or went
+    on, rc 0, rewriting the run's files (this deterministic one). A model event is fsynced before the
+    evaluations that follow it, so no kill leaves the log short of them: one line, before the model is loaded or
+    anything is written."""
+    run = tmp_path / "run"
+    launch_search(Project(tmp_path), request(table, tiny_model, lora_every=0 if keep != "lora" else 1), run)
+    log = run / "llm" / "proposals.jsonl"
+    lines = log.read_text().splitlines(keepends=True)
+    recs = [json.loads(x) for x in lines]
+    if keep == "lora":
+        k = next(i for i, r in enumerate(recs) if r["kind"] == "lora")
+        cut = "".join(lines[:k])
+    else:
+        b = sorted({r["batch"] for r in recs if r["kind"] == "proposal"})[2]        # the third batch on: gone
+        first = min(i for i, r in enumerate(recs) if r.get("batch") == b)
+        cut = "".join(lines[:first]) + (lines[first][:25] if keep == "torn" else "")
+    log.write_text(cut)
+    held = len(cut.splitlines()) if keep != "torn" else len(cut.splitlines()) - 1
+    monkeypatch.setattr("edgenas.llm.model.load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    before = _state(run)
+    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
+    monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
+    res = cli("search", "--resume", str(run))
+    assert res.code != 0 and "Traceback" not in res.err + res.out
+    lines = [ln for ln in res.err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: cannot resume"), res.err
+    assert f"proposals.jsonl holds {held} language-model event" in lines[0], lines[0]
+    assert "evaluations.jsonl" in lines[0] and "start a new run" in lines[0], lines[0]
+    assert _state(run) == before
+
+
+def test_a_run_killed_before_its_update_was_logged_resumes_exactly(tiny_model, table, tmp_path, monkeypatch):
+    """The one model event a kill may leave out while the evaluations before it are written: a LoRA update, made
+    as the batch it learns from is told. Its evaluations all replay, so the update is made again (no other
+    evaluation is logged: the next batch is asked only after the update was logged)."""
+    full = tmp_path / "full"
+    launch_search(Project(tmp_path), request(table, tiny_model), full)
+    lines = (full / "llm" / "proposals.jsonl").read_text().splitlines(keepends=True)
+    recs = [json.loads(x) for x in lines]
+    k = next(i for i, r in enumerate(recs) if r["kind"] == "lora")
+    # every proposal gives one child, evaluated after the random population of 8
+    cut = killed_copy(full, tmp_path / "cut", 8 + sum(r["kind"] == "proposal" for r in recs[:k]))
+    (cut / "llm" / "proposals.jsonl").write_text("".join(lines[:k]))
+    loaded = []
+    import edgenas.llm.model as model_mod
+
+    real = model_mod.load_model
+    monkeypatch.setattr(model_mod, "load_model", lambda *a, **kw: loaded.append(1) or real(*a, **kw))
+    launch_search(Project(tmp_path), None, cut, resume=True)
+    assert loaded                                            # the update was made again, with the model
+    assert strip(evaluations(cut)) == strip(evaluations(full))
+    assert strip(read_all(cut)["proposals"]) == strip(read_all(full)["proposals"])
