@@ -127,7 +127,7 @@ def drive_built(s: Any, batch: int, problem: Problem, budget: int,
         t0 = time.process_time()
         archs = s.ask(min(batch, budget - len(recs)))
         round_s = time.process_time() - t0
-        if not archs:  # random search without replacement: nothing new within the budget is left
+        if not archs:  # draws without replacement (sampling): nothing new within the budget is left
             break
         got = [dict(r, arch_id=problem.space.arch_id(a)) for a, r in zip(archs, problem.evaluate(archs))]
         results = [problem.to_result(r) for r in got]

@@ -152,6 +152,8 @@ class Strategy(ABC):
     max_tries: ClassVar[int] = 50
     #: a language-model operator (``edgenas.llm``; ``llm_operator``), of the strategies that take one
     llm: Any = None
+    #: each option a run recorded before it existed lacks, and what that run ran with (``recorded_options``)
+    recorded_before: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, space: Any, rng: np.random.Generator, *, feasibility: Feasibility | None = None,
                  initial_population: Sequence[Any] = (), **options: Any) -> None:
@@ -162,6 +164,12 @@ class Strategy(ABC):
         self.seen: set[str] = set()
         #: architectures proposed before any sampled one (a warm start); each is asked for once, in order
         self.initial: list[Any] = list(initial_population)
+        #: uniform draws without replacement (option ``sampling``, ``edgenas.search.draws``), or None
+        self.draws = None
+        if self.opts.get("sampling") == "without-replacement":
+            from edgenas.search.draws import DistinctDraws  # draws builds on this module
+
+            self.draws = DistinctDraws(space, feasibility, rng)
 
     @classmethod
     def validate_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -185,8 +193,12 @@ class Strategy(ABC):
         """``options`` as a run records them (``config.json``) and replays them. A strategy whose default changed
         spells out the options it affects: a ``new`` run's current choice, so that it replays as it ran whatever
         the default becomes; for a run recorded before the option existed (``new=False``), what it ran with
-        (evolution's ``mutation``: ``per-gene``). The base class: ``options`` as given."""
-        return dict(options)
+        (``recorded_before``: ``sampling``'s ``novel-first``; evolution's ``mutation``: ``per-gene``)."""
+        out = dict(options)
+        for key, before in cls.recorded_before.items():
+            if out.get(key) is None:
+                out[key] = cls.options[key].default if new else before
+        return out
 
     @abstractmethod
     def ask(self, n: int) -> list[Any]:
@@ -220,13 +232,20 @@ class Strategy(ABC):
             self.llm.release(check)
 
     # ----------------------------------------------------------------- helpers
-    def initial_or_sample(self) -> Any:
+    def initial_or_sample(self) -> Any | None:
         """The next architecture of the initial population not yet seen, else a (novel, feasible) sample.
 
         Every strategy draws the members of its first population through this, so each accepts an
-        initial population (a warm start) without changing ask/tell."""
+        initial population (a warm start) without changing ask/tell. With ``sampling=without-replacement``
+        the sample is a draw (``draws``): never one seen, and None when nothing new meets the budgets (the
+        strategy's ask then returns fewer, and the run ends "exhausted"); ``novel-first`` (a run recorded
+        before the option) is ``propose``'s, which repeated one under a tight budget while others were left."""
         arch = self.next_initial()
-        return arch if arch is not None else self.propose(lambda: self.space.sample(self.rng))
+        if arch is not None:
+            return arch
+        if self.draws is not None:
+            return self.draws.draw(self.seen)
+        return self.propose(lambda: self.space.sample(self.rng))
 
     def next_initial(self) -> Any | None:
         """The next architecture of the initial population not yet seen (taken from it), or None."""
@@ -262,12 +281,15 @@ class Strategy(ABC):
 
         Bounded: at most ``max_tries`` calls of ``make``; then the least-violating candidate is repaired
         toward the known minimum-latency architecture (``repair``). When everything ``make`` gave, or its
-        repair, was seen (a mutation of a converged whale or parent), as many uniform samples; a duplicate
-        (the repair's, where there was one) only when these were all seen too. Never loops forever.
+        repair, was seen (a mutation of a converged whale or parent), as many uniform samples (with ``draws``,
+        a draw: the same samples, then uniform over what is new and within the budgets); a duplicate (the
+        repair's, where there was one) only when these were all seen too. Never loops forever.
         """
         avoid = self.seen if avoid is None else avoid
         cand, repaired = self._novel(make, avoid)
-        if cand is None:
+        if cand is None and self.draws is not None:
+            cand = self.draws.draw(avoid)
+        elif cand is None:
             cand, repaired_too = self._novel(lambda: self.space.sample(self.rng), avoid)
             repaired = repaired if repaired is not None else repaired_too
         if cand is not None:
@@ -388,6 +410,7 @@ class Driver:
 
     name: ClassVar[str] = ""
     options: ClassVar[dict[str, Option]] = {}
+    recorded_before: ClassVar[Mapping[str, Any]] = {}
     validate_options = classmethod(Strategy.validate_options.__func__)  # type: ignore[attr-defined]
     recorded_options = classmethod(Strategy.recorded_options.__func__)  # type: ignore[attr-defined]
 

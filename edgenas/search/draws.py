@@ -1,4 +1,5 @@
-"""Random draws without replacement from what meets the latency budgets (``random``'s ``sampling`` option).
+"""Random draws without replacement from what meets the latency budgets (option ``sampling``: ``random``'s, the
+first population and uniform fills of ``evolution``, ``nsga2``, ``hgm``, ``woa`` and ``ri-iwoa``, Hyperband's).
 
 ``without-replacement`` (new runs): each draw is an architecture the search has not drawn nor been told, that
 meets every latency budget, uniform over those (over gene vectors, as ``SearchSpace.sample``); when none is left
@@ -7,7 +8,7 @@ search did before: ``Strategy.propose``'s 50 tries, then a repair toward a faste
 when those were all drawn, so under a tight budget a slot of the search budget went to a cell already evaluated
 (on nb201 with the Raspberry Pi 4 budget at the 0.65% quantile, 81 draws held 75 distinct while 107 cells met
 it). A run recorded before the option existed has none, ran ``novel-first`` and replays so
-(``RandomSearch.recorded_options``, ``MFConfig.sampling``).
+(``Strategy.recorded_before``, ``MFConfig.sampling``).
 
 A draw takes up to 50 uniform samples (``FIRST_TRIES``), checked for novelty and, 10 at a time in one predictor
 call, for the budgets: exactly as ``novel-first`` takes them, so the two draw alike until that one would have
@@ -25,13 +26,15 @@ from typing import Any
 
 import numpy as np
 
-from edgenas.search.base import Feasibility, novel_feasible, repair_toward_anchor
+from edgenas.search.base import Feasibility, Option, novel_feasible, repair_toward_anchor
 
 #: the ways random search draws, and the one a new run uses unless told
 SAMPLINGS = ("without-replacement", "novel-first")
 DEFAULT_SAMPLING = "without-replacement"
 #: what a run recorded before the option existed drew with
 OLD_SAMPLING = "novel-first"
+#: the option, as each strategy that draws declares it (with ``recorded_before = {"sampling": OLD_SAMPLING}``)
+SAMPLING = Option(DEFAULT_SAMPLING, str, lambda v: v in SAMPLINGS, "must be without-replacement or novel-first")
 #: uniform samples a draw takes as ``novel-first`` does (``Strategy.max_tries``), in predictor calls of ``CHUNK``
 FIRST_TRIES, FIRST_CHUNK = 50, 10
 #: a space of at most this many gene vectors is listed whole once the first tries find nothing new and feasible

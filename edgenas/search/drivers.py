@@ -14,7 +14,7 @@ from typing import Any, Callable
 from edgenas.errors import InputError
 from edgenas.limits import MAX_LEARNING_RATE
 from edgenas.search.base import STRATEGIES, Driver, DriverRun, Option
-from edgenas.search.draws import DEFAULT_SAMPLING, OLD_SAMPLING, SAMPLINGS
+from edgenas.search.draws import OLD_SAMPLING, SAMPLING
 
 
 def _no_warm_start(req: Any) -> None:
@@ -29,17 +29,9 @@ class _MultiFidelity(Driver):
                          "needs at least one rung EVAL[:key=value,...] (--ladder, cheapest first)"),
         "eta": Option(3, int, lambda v: 2 <= v <= 1000, "must be from 2 to 1000 (--eta)"),
         # how the brackets draw their candidates (edgenas.search.draws): the one strategy option it takes
-        "sampling": Option(DEFAULT_SAMPLING, str, lambda v: v in SAMPLINGS,
-                           "must be without-replacement or novel-first"),
+        "sampling": SAMPLING,
     }
-
-    @classmethod
-    def recorded_options(cls, options: Any, *, new: bool) -> dict[str, Any]:
-        """``options`` with ``sampling`` spelled out: a new run's choice, or ``novel-first`` for a run recorded
-        before the option existed (``new=False``), which is what its brackets drew with."""
-        if options.get("sampling") is not None:
-            return dict(options)
-        return {**options, "sampling": DEFAULT_SAMPLING if new else OLD_SAMPLING}
+    recorded_before = {"sampling": OLD_SAMPLING}  # a run recorded before the option: its brackets drew novel-first
 
     @classmethod
     def prepare(cls, project: Any, req: Any, out_dir: Any, *, resume: bool = False, executor: Any = None,

@@ -10,6 +10,11 @@ default; at least one changes), so on NAS-Bench-201 about a quarter of the child
 in 2-5 edges. A run recorded before the option existed ran ``per-gene`` and replays so
 (``recorded_options``); giving ``mutation_rate`` alone means ``per-gene``.
 
+``sampling`` (``edgenas.search.draws``): ``without-replacement`` (new runs) draws the first population, and the
+uniform samples that stand in for a mutation that found nothing new, without replacement from what meets the
+budgets; when nothing new is left for the first population, ask returns fewer and the run ends. ``novel-first``
+(runs recorded before the option) could repeat a member under a tight budget while other cells were left.
+
 With a language-model operator (``llm_operator``, see ``edgenas.llm``) a share ``llm_share`` of the
 children are the model's mutation of the tournament winner (a proposal that is not novel or not
 feasible falls back to the usual mutation); every child's result is reported back to the operator.
@@ -24,6 +29,7 @@ from typing import Any, Mapping, Sequence
 
 from edgenas.errors import InputError
 from edgenas.search.base import STRATEGIES, Option, Result, Strategy, population_option, rank_key
+from edgenas.search.draws import OLD_SAMPLING, SAMPLING
 
 #: the mutations, and the one a new run uses unless told (measured in bench/RESULTS.md, "Evolution's mutation")
 MUTATIONS = ("one", "per-gene")
@@ -41,7 +47,9 @@ class RegularizedEvolution(Strategy):
         "mutation_rate": Option(None, float, lambda v: 0.0 < v <= 1.0, "must be in (0, 1]"),
         "llm_share": Option(0.0, float, lambda v: 0.0 <= v <= 1.0, "must be in [0, 1]"),
         "llm_batch": Option(8, int, lambda v: v >= 1, "must be >= 1"),
+        "sampling": SAMPLING,
     }
+    recorded_before = {"sampling": OLD_SAMPLING}
 
     def __init__(self, space: Any, rng: Any, *, llm_operator: Any = None, **kwargs: Any) -> None:
         super().__init__(space, rng, **kwargs)
@@ -70,8 +78,9 @@ class RegularizedEvolution(Strategy):
     def recorded_options(cls, options: Mapping[str, Any], *, new: bool) -> dict[str, Any]:
         """``options`` with ``mutation`` spelled out: a new run's choice, or ``per-gene`` for a run recorded
         before the option existed (``new=False``), which is what it ran with."""
+        options = super().recorded_options(options, new=new)  # sampling
         if options.get("mutation") is not None:
-            return dict(options)
+            return options
         old = not new or options.get("mutation_rate") is not None
         return {**options, "mutation": "per-gene" if old else cls.options["mutation"].default}
 
@@ -103,13 +112,17 @@ class RegularizedEvolution(Strategy):
     def ask(self, n: int) -> list[Any]:
         """``n`` children. With the model on, every slot first draws its parent and whether the model
         writes it; the model's children are then made in one batched call (``mutate_many``); a proposal
-        that is not novel or not feasible falls back to the usual mutation."""
+        that is not novel or not feasible falls back to the usual mutation. Fewer (the first population's
+        members drawn so far) when nothing new is left to draw for it (``sampling=without-replacement``)."""
         use_llm = self.llm is not None and self.opts["llm_share"] > 0
         out: list[Any] = [None] * n
         asked: list[tuple[int, Any, Result]] = []
         for k in range(n):
             if len(self.population) + self.pending < self.opts["population"] or not self.population:
                 arch = self.initial_or_sample()
+                if arch is None:  # a slot of the first population, and every slot after it
+                    out = out[:k]
+                    break
             else:
                 parent, res = self._tournament()
                 if use_llm and self.rng.random() < self.opts["llm_share"]:

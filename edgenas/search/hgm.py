@@ -23,6 +23,11 @@ prior 1 each, mixed with ``explore`` of the uniform distribution). The operator 
 ``learn_rate`` to the counts of the genes and values it used, so operators that produced improvements
 become more likely.
 
+``sampling`` (``edgenas.search.draws``): ``without-replacement`` (new runs) draws the roots, and the uniform
+samples that stand in for a mutation that found nothing new, without replacement from what meets the budgets
+(when nothing new is left for a root, ask returns fewer and the run ends); ``novel-first`` (runs recorded before
+the option) could repeat a root under a tight budget while other cells were left.
+
 Deterministic given the seed and the results told: ``run_search``'s log replay resumes it exactly, and
 the run log is the result cache (an architecture is never proposed twice).
 """
@@ -34,6 +39,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from edgenas.search.base import STRATEGIES, Option, Result, Strategy, rank_key
+from edgenas.search.draws import OLD_SAMPLING, SAMPLING
 
 
 def _dominates(a: np.ndarray, b: np.ndarray) -> bool:
@@ -52,7 +58,9 @@ class HGM(Strategy):
         "explore": Option(0.2, float, lambda v: 0.0 <= v <= 1.0, "must be in [0, 1]"),
         # which member of the sampled clade is mutated: its best architecture, or the clade's root node
         "expand": Option("best", str, lambda v: v in ("best", "node"), "must be best or node"),
+        "sampling": SAMPLING,
     }
+    recorded_before = {"sampling": OLD_SAMPLING}
 
     def __init__(self, space: Any, rng: Any, **kwargs: Any) -> None:
         super().__init__(space, rng, **kwargs)
@@ -108,6 +116,8 @@ class HGM(Strategy):
         for _ in range(n):
             if len(self.archs) + len(self.pending) < self.opts["init"] or not self.archs:
                 arch = self.initial_or_sample()  # a warm start's architectures first
+                if arch is None:  # a root drawn without replacement: nothing new is left
+                    break
                 meta: tuple[int, tuple[tuple[int, int], ...]] = (-1, ())
             else:
                 parent = self.select()

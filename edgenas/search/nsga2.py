@@ -4,6 +4,11 @@ Generation 0 is random; each later generation's offspring are made by tournament
 (rank, crowding), crossover and mutation of the current parents; once ``population`` offspring have
 been told, parents and offspring compete in rank-and-crowding survival. ``ask`` may be called with any
 ``n``: offspring are produced from the current parents on demand.
+
+``sampling`` (``edgenas.search.draws``): ``without-replacement`` (new runs) draws generation 0, and the uniform
+samples that stand in for offspring that found nothing new, without replacement from what meets the budgets
+(generation 0 is short, and the run ends, when nothing new is left); ``novel-first`` (runs recorded before the
+option) could repeat a cell under a tight budget while others were left.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from edgenas.search.base import STRATEGIES, Option, Result, Strategy, population_option
+from edgenas.search.draws import OLD_SAMPLING, SAMPLING
 from edgenas.search.operators import (GeneMutation, RankCrowdingSurvival, TournamentSelection,
                                       UniformCrossover, rank_and_crowding)
 
@@ -23,7 +29,9 @@ class NSGA2(Strategy):
         "tournament": Option(2, int, lambda v: v >= 1, "must be >= 1"),
         "crossover_prob": Option(0.9, float, lambda v: 0.0 <= v <= 1.0, "must be in [0, 1]"),
         "mutation_rate": Option(None, float, lambda v: 0.0 < v <= 1.0, "must be in (0, 1]"),
+        "sampling": SAMPLING,
     }
+    recorded_before = {"sampling": OLD_SAMPLING}
 
     def __init__(self, space: Any, rng: Any, **kwargs: Any) -> None:
         super().__init__(space, rng, **kwargs)
@@ -39,7 +47,8 @@ class NSGA2(Strategy):
     def population(self) -> int:
         return self.opts["population"]
 
-    def _make_child(self) -> Any:
+    def _make_child(self) -> Any | None:
+        """An offspring of the parents; before there are any, a member of generation 0 (None: none is left)."""
         if not self.parents:
             return self.initial_or_sample()
         if self._rank is None:
@@ -56,6 +65,8 @@ class NSGA2(Strategy):
         out = []
         for _ in range(n):
             arch = self._make_child()
+            if arch is None:  # generation 0 drawn without replacement: nothing new is left
+                break
             self.mark_seen([arch])
             out.append(arch)
         return out

@@ -7,12 +7,10 @@ feasible samples but repeats one when its bounded tries and repair find none (``
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
-import numpy as np
-
-from edgenas.search.base import STRATEGIES, Feasibility, Option, Result, Strategy
-from edgenas.search.draws import DEFAULT_SAMPLING, OLD_SAMPLING, SAMPLINGS, DistinctDraws
+from edgenas.search.base import STRATEGIES, Result, Strategy
+from edgenas.search.draws import OLD_SAMPLING, SAMPLING
 
 
 @STRATEGIES.register("random", help="uniform random sampling (feasible, without replacement)")
@@ -20,38 +18,19 @@ class RandomSearch(Strategy):
     """Uniform random sampling; the baseline every other strategy must beat."""
 
     batch_hint = 16
-    options = {
-        "sampling": Option(DEFAULT_SAMPLING, str, lambda v: v in SAMPLINGS,
-                           "must be without-replacement or novel-first"),
-    }
-
-    def __init__(self, space: Any, rng: np.random.Generator, *, feasibility: Feasibility | None = None,
-                 initial_population: Sequence[Any] = (), **options: Any) -> None:
-        super().__init__(space, rng, feasibility=feasibility, initial_population=initial_population, **options)
-        self.draws = DistinctDraws(space, feasibility, rng) if self.opts["sampling"] == DEFAULT_SAMPLING else None
-
-    @classmethod
-    def recorded_options(cls, options: Mapping[str, Any], *, new: bool) -> dict[str, Any]:
-        """``options`` with ``sampling`` spelled out: a new run's choice, or ``novel-first`` for a run recorded
-        before the option existed (``new=False``), which is what it drew with."""
-        if options.get("sampling") is not None:
-            return dict(options)
-        return {**options, "sampling": DEFAULT_SAMPLING if new else OLD_SAMPLING}
+    options = {"sampling": SAMPLING}
+    recorded_before = {"sampling": OLD_SAMPLING}  # a run recorded before the option drew novel-first
 
     def ask(self, n: int) -> list[Any]:
         """``n`` architectures; fewer (none) only without replacement, when nothing new meets the budgets."""
         out = []
         for _ in range(n):
-            arch = self.initial_or_sample() if self.draws is None else self._draw()
+            arch = self.initial_or_sample()
             if arch is None:
                 break
             self.mark_seen([arch])
             out.append(arch)
         return out
-
-    def _draw(self) -> Any | None:
-        arch = self.next_initial()
-        return arch if arch is not None else self.draws.draw(self.seen)
 
     def tell(self, archs: Sequence[Any], results: Sequence[Result]) -> None:
         self.mark_seen(archs)

@@ -2,10 +2,11 @@
 
 The request is the recorded one (space, evaluator, devices and budgets, strategy, budget, seed), with
 ``warm_start`` set to the run itself (and the options a run recorded before they existed as it ran them:
-evolution's ``mutation=per-gene``, random's and multi-fidelity's ``sampling=novel-first``); latency now comes
-from each device's current table. The strategies that run their own loop (``sh``, ``hyperband``, ``darts``)
-take no warm start: theirs is the same search again on today's tables (``runs stale`` suggests a re-run for
-them too). The new run goes to ``<old folder>-rerun-N`` (or ``--out``) and records what it re-runs.
+evolution's ``mutation=per-gene``; ``sampling=novel-first`` of random, multi-fidelity and the strategies that draw
+their first population); latency now comes from each device's current table. The strategies that run their own
+loop (``sh``, ``hyperband``, ``darts``) take no warm start: theirs is the same search again on today's tables
+(``runs stale`` suggests a re-run for them too). The new run goes to ``<old folder>-rerun-N`` (or ``--out``) and
+records what it re-runs.
 """
 
 from __future__ import annotations

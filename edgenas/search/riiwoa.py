@@ -168,6 +168,8 @@ class RIIWOA(WOA):
         return None
 
     def ask(self, n: int) -> list[Any]:
+        if self.drawn_out and not self.queue:  # the first whales found nothing new to draw: the run ends
+            return []
         if self.best is None or self.gen + 1 < self.generations or self.queue:
             return super().ask(n)
         arch = self._nm_request()

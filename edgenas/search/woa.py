@@ -11,6 +11,12 @@ and generation, with ``a`` falling linearly from 2 to 0 over the generations, ``
 ``X*`` is the best architecture found so far (Deb's feasibility-first order). A decoded position that
 was already evaluated or violates a budget is replaced by a bounded repair (mutation, then a move
 toward the min-latency architecture) and the whale is moved onto it.
+
+``sampling`` (``edgenas.search.draws``): ``without-replacement`` (new runs) draws the first whales, and the
+uniform samples that stand in for a repair that found nothing new, without replacement from what meets the
+budgets (when nothing new is left for a first whale, the first generation is short and the run ends);
+``novel-first`` (runs recorded before the option) could place two whales on one cell under a tight budget while
+other cells were left.
 """
 
 from __future__ import annotations
@@ -21,12 +27,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from edgenas.search.base import STRATEGIES, Option, Result, Strategy, population_option, rank_key
+from edgenas.search.draws import OLD_SAMPLING, SAMPLING
 
 WOA_OPTIONS = {
     "population": population_option(20, 2),
     "budget": Option(None, int, lambda v: v >= 1, "must be >= 1"),
     "generations": Option(None, int, lambda v: v >= 1, "must be >= 1"),
     "b": Option(1.0, float, lambda v: 0 < v <= 100, "must be in (0, 100]"),  # exp(b l) for l in [-1, 1]
+    "sampling": SAMPLING,
 }
 
 
@@ -34,6 +42,7 @@ WOA_OPTIONS = {
 class WOA(Strategy):
     batch_hint = None
     options = WOA_OPTIONS
+    recorded_before = {"sampling": OLD_SAMPLING}
 
     def __init__(self, space: Any, rng: Any, **kwargs: Any) -> None:
         super().__init__(space, rng, **kwargs)
@@ -46,6 +55,7 @@ class WOA(Strategy):
         self.best: tuple[np.ndarray, Any, Result] | None = None
         self.queue: list[tuple[int, np.ndarray, Any]] = []
         self.waiting: dict[str, list[tuple[int, np.ndarray]]] = {}
+        self.drawn_out = False  # the first whales ran out of new cells to draw: no generation follows
 
     # ---------------------------------------------------------------- moves
     @property
@@ -99,6 +109,9 @@ class WOA(Strategy):
         if self.gen == 0 or self.best is None:
             for i in range(self.N):
                 arch = self.initial_or_sample()
+                if arch is None:  # drawn without replacement: nothing new is left
+                    self.drawn_out = True
+                    return
                 x = (self.space.to_genes(arch) + self.rng.random(len(self.sizes))) / self.sizes
                 self.mark_seen([arch])
                 self.queue.append((i, np.clip(x, 0.0, 1.0), arch))
@@ -112,8 +125,10 @@ class WOA(Strategy):
     def ask(self, n: int) -> list[Any]:
         out = []
         for _ in range(n):
-            if not self.queue:
+            if not self.queue and not self.drawn_out:
                 self._next_generation()
+            if not self.queue:  # the first whales drawn so far, and then none
+                break
             i, x, arch = self.queue.pop(0)
             self.waiting.setdefault(self.space.arch_id(arch), []).append((i, x))
             out.append(arch)

@@ -24,6 +24,10 @@ def test_list_shows_each_registry_and_each_strategys_options(fresh, cli):
     assert darts.startswith(pad) and "skip_dropout=0.0 (not for mbv3)" in darts and "lr=0.025 (mbv3: 0.05)" in darts
     random = lines.index(f"  {'random':<16} {reg['strategies']['random']}")
     assert lines[random + 1] == pad + "sampling=without-replacement"
+    for name in ("evolution", "llm-evolution", "nsga2", "hgm", "woa", "ri-iwoa"):  # their first population's draws
+        shown = lines[lines.index(f"  {name:<16} {reg['strategies'][name]}") + 1]
+        assert shown.startswith(pad) and "sampling=without-replacement" in shown.split(", "), name
+        assert reg["strategy_options"][name]["sampling"] == "without-replacement"
     assert not any(line.startswith(pad) for line in lines[:lines.index("strategies")])  # no options: no line
     assert reg["strategy_options"]["hyperband"] == {"ladder": [], "eta": 3, "sampling": "without-replacement"}
     assert reg["strategy_options_per_space"]["darts"]["skip_dropout"] == {"mbv3": None}

@@ -174,7 +174,8 @@ def test_a_recorded_request_that_gives_a_setting_twice_resumes_and_reruns_as_rec
     assert first.code == 0, first.err
     req = json.loads((fresh / "runs/a/request.json").read_text())
     assert (req["minimise"], req["population"], req["strategy_options"]) == (["params", "params"], 6,
-                                                                        {"population": 4, "mutation": "one"})
+                                                                        {"population": 4, "mutation": "one",
+                                                                         "sampling": "without-replacement"})
     one_line_error(cli(*NB201, *args, "--out", "runs/b"), "--minimise params is given twice")
     res = cli("search", "--resume", "runs/a", "--json")
     assert res.code == 0 and res.json()["evaluations"] == 3, res.err

@@ -305,7 +305,7 @@ def test_hgm_never_mutates_a_gene_with_one_value_and_changes_genes_distinct_gene
 
 def test_hgm_option_bounds(space):
     assert HGM.validate_options({}) == {"init": 10, "tau_growth": 2.0, "genes": 1, "learn_rate": 1.0,
-                                        "explore": 0.2, "expand": "best"}
+                                        "explore": 0.2, "expand": "best", "sampling": "without-replacement"}
     for ok in ({"init": 1}, {"genes": 1}, {"tau_growth": 0}, {"tau_growth": 1e6}, {"learn_rate": 0},
                {"learn_rate": 1e6}, {"explore": 0}, {"explore": 1}, {"expand": "node"}):
         assert HGM.validate_options(ok)[next(iter(ok))] == next(iter(ok.values()))

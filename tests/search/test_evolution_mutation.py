@@ -77,11 +77,14 @@ def test_the_default_mutation_is_one_and_a_rate_alone_means_per_gene():
 
 
 def test_recorded_options_spell_out_the_mutation_a_run_used():
-    assert recorded_options("evolution", {}, new=True) == {"mutation": "one"}
-    assert recorded_options("rea", {"mutation_rate": 0.2}, new=True) == {"mutation_rate": 0.2, "mutation": "per-gene"}
-    assert recorded_options("evolution", {"population": 8}, new=False) == {"population": 8, "mutation": "per-gene"}
-    assert recorded_options("evolution", {"mutation": "one"}, new=False) == {"mutation": "one"}
-    assert recorded_options("llm-evolution", {}, new=False) == {"mutation": "per-gene"}
+    new, old = {"sampling": "without-replacement"}, {"sampling": "novel-first"}  # tests/search/test_first_draws.py
+    assert recorded_options("evolution", {}, new=True) == {"mutation": "one", **new}
+    assert recorded_options("rea", {"mutation_rate": 0.2}, new=True) == {"mutation_rate": 0.2, "mutation": "per-gene",
+                                                                         **new}
+    assert recorded_options("evolution", {"population": 8}, new=False) == {"population": 8, "mutation": "per-gene",
+                                                                           **old}
+    assert recorded_options("evolution", {"mutation": "one", **new}, new=False) == {"mutation": "one", **new}
+    assert recorded_options("llm-evolution", {}, new=False) == {"mutation": "per-gene", **old}
     assert recorded_options("tpe", {}, new=True) == {} and recorded_options("darts", {}, new=True) == {}
     # random's and hyperband's sampling: tests/search/test_random_draws.py
 

@@ -528,7 +528,7 @@ def test_evolution_options_bounds_and_first_child(space):
     from edgenas.search.evolution import RegularizedEvolution as REA
 
     assert REA.validate_options({}) == {"population": 20, "tournament": 5, "mutation": "one", "mutation_rate": None,
-                                        "llm_share": 0.0, "llm_batch": 8}
+                                        "llm_share": 0.0, "llm_batch": 8, "sampling": "without-replacement"}
     for ok in ({"population": 2}, {"tournament": 1}, {"mutation_rate": 1.0}, {"llm_share": 0.0},
                {"llm_share": 1.0}, {"llm_batch": 1}):
         assert REA.validate_options(ok)[next(iter(ok))] == next(iter(ok.values()))
@@ -669,7 +669,7 @@ def test_nsga2_option_bounds():
     from edgenas.search.nsga2 import NSGA2
 
     assert NSGA2.validate_options({}) == {"population": 20, "tournament": 2, "crossover_prob": 0.9,
-                                          "mutation_rate": None}
+                                          "mutation_rate": None, "sampling": "without-replacement"}
     for ok in ({"population": 4}, {"tournament": 1}, {"crossover_prob": 0.0}, {"crossover_prob": 1.0},
                {"mutation_rate": 1.0}):
         assert NSGA2.validate_options(ok)[next(iter(ok))] == next(iter(ok.values()))

@@ -348,8 +348,10 @@ def test_a_rerun_request_is_the_recorded_one_warm_started_from_it_in_the_next_fr
                                objective="cifar10_test", out_dir=str(tmp_path / folder), config={}, task={},
                                request=None if r is None else r.to_json()), [])
     again, out, of = rerun_request(proj, "ab0000000001", db_url=url)
-    # a request recorded without evolution's mutation is an earlier edgenas's: re-run as it ran, per gene
-    assert again == dataclasses.replace(req, warm_start=("ab0000000001",), strategy_options={"mutation": "per-gene"})
+    # a request recorded without evolution's mutation and sampling is an earlier edgenas's: re-run as it ran, per
+    # gene, its first population drawn novel-first
+    assert again == dataclasses.replace(req, warm_start=("ab0000000001",),
+                                        strategy_options={"mutation": "per-gene", "sampling": "novel-first"})
     assert (out, of) == (tmp_path / "r-rerun-1", "ab0000000001")
     (tmp_path / "r-rerun-1").mkdir()
     assert rerun_request(proj, "ab0000000001", db_url=url)[1] == tmp_path / "r-rerun-2"
