@@ -123,8 +123,11 @@ def register(app: typer.Typer) -> None:
 
 def _provider(lut: object) -> str | None:
     """Where the table was measured, from its fingerprint's settings (a file value: only the known names);
-    None for TensorRT engines, which always run on the GPU."""
-    if getattr(lut, "runtime", None) == "tensorrt":
+    None for TensorRT engines, which always run on the GPU, and for tables edgenas did not measure (OFA's
+    published ones, ``lut import-ofa``: a Note10's said "provider: cpu", which nothing recorded)."""
+    from edgenas.latency.lut import IMPORTED_RUNTIME
+
+    if getattr(lut, "runtime", None) in ("tensorrt", IMPORTED_RUNTIME):
         return None
     settings = getattr(lut, "fingerprint", {}).get("settings")
     provider = settings.get("provider") if isinstance(settings, dict) else None

@@ -16,6 +16,7 @@ from tests.latency.test_lut import TABLE
 
 @pytest.mark.parametrize("runtime, fingerprint, said", [
     ("tensorrt", {"settings": {"provider": "cpu"}}, None),  # an engine always runs on the GPU
+    ("unknown (OFA published tables)", {}, None),  # lut import-ofa: nothing says where it was measured
     ("onnxruntime", {}, "cpu"), ("onnxruntime", {"settings": "cuda"}, "cpu"),
     ("onnxruntime", {"settings": {}}, "cpu"), ("onnxruntime", {"settings": {"provider": "cpu"}}, "cpu"),
     ("onnxruntime", {"settings": {"provider": "cuda"}}, "cuda"),
