@@ -78,6 +78,20 @@ class InfeasibleError(EdgenasError):
         self.min_latency_ms = min_latency_ms
 
 
+class JointInfeasibleError(InfeasibleError):
+    """Latency budgets that each device can meet alone but no architecture meets together (exit 4, as one too
+    low; ``edgenas.search.joint``). ``budgets``: the budgets in ms, by device; ``needed``: per device, the
+    smallest budget there that an architecture meeting every other budget takes (where one does; known in a
+    listed space only); ``min_latency_ms``: the smallest of the devices' minima (what ``InfeasibleError``
+    carries)."""
+
+    def __init__(self, message: str, *, budgets: dict[str, float], needed: dict[str, float],
+                 min_latency_ms: float, hint: str | None = None) -> None:
+        super().__init__(message, min_latency_ms=min_latency_ms, hint=hint)
+        self.budgets = dict(budgets)
+        self.needed = dict(needed)
+
+
 class ExportError(EdgenasError):
     """Export failed a check (ONNX checker, parity with PyTorch beyond tolerance, TensorRT build)."""
 

@@ -278,10 +278,25 @@ def register(app: typer.Typer) -> None:
 def _exhausted_note(problem, config, s, multifidelity: bool) -> str:
     """Why a search ended before its budget: random draws without replacement found nothing new that meets the
     budgets (every evaluation distinct; a multi-fidelity run's brackets drew fewer candidates than planned), or
-    a strategy proposed only architectures it had evaluated, ``EXHAUSTED_AFTER`` times in a row."""
+    a strategy proposed only architectures it had evaluated, ``EXHAUSTED_AFTER`` times in a row. Under budgets on
+    several devices with nothing found within them all, it says that none met them together (a new run under
+    budgets that certainly exclude each other is refused before it starts: ``edgenas.search.joint``), not that
+    every architecture within them had been drawn."""
     from edgenas.search.draws import DRAW_TRIES, listable
     from edgenas.search.run import EXHAUSTED_AFTER
 
+    together = _budgets_together(s)
+    if together and s["best"] is None:  # several budgets, and nothing met them all: not "every one was drawn"
+        why = (f"no architecture of the space meets {together} together" if listable(problem.space)
+               else f"no architecture that meets {together} together was found in {DRAW_TRIES} samples and a repair")
+        if multifidelity:
+            return f"warning: the brackets drew no candidate: {why}; loosen a budget"
+        stop = f"warning: the search stopped after {s['evaluations']} of {config.budget_evals} evaluations"
+        if s["distinct"] == s["evaluations"]:
+            return f"{stop}: {why}; loosen a budget"
+        return (f"{stop}: for {EXHAUSTED_AFTER} or more in a row it proposed only architectures it had already "
+                f"evaluated ({s['distinct']} distinct in all), none of which meets {together} together; loosen a "
+                "budget")
     what = ("architecture that meets the latency budget" if any(b is not None for b in s["budgets_ms"].values())
             else "architecture of the space")
     why = (f"every {what} has been drawn" if listable(problem.space)
@@ -296,6 +311,16 @@ def _exhausted_note(problem, config, s, multifidelity: bool) -> str:
             f"{EXHAUSTED_AFTER} or more in a row it proposed only architectures it had already evaluated "
             f"({s['distinct']} distinct in all). What meets the latency budget looks exhausted; a larger "
             "--budget would only repeat them")
+
+
+def _budgets_together(s) -> str | None:
+    """The latency budgets of a summary, said as one phrase when there are two or more (None for one or none):
+    what a search that found nothing within them all says it did not meet together. Not escaped for markup."""
+    budgets = [(name, b) for name, b in s["budgets_ms"].items() if b is not None]
+    if len(budgets) < 2:
+        return None
+    said = [f"'{name}' ({b:.4g} ms)" for name, b in budgets]
+    return "the latency budgets of " + ", ".join(said[:-1]) + " and " + said[-1]
 
 
 def _print(problem, config, result, json_out: bool) -> None:
@@ -318,6 +343,9 @@ def _print(problem, config, result, json_out: bool) -> None:
         if s["evaluations"] == 0 and s.get("stopped") == "wall_time":  # nothing was infeasible: time ran out
             out.print("[yellow]the --time-budget ran out before the first evaluation; raise it (or resume with "
                       "--time-budget S)[/yellow]")
+        elif together := _budgets_together(s):  # several budgets: what was not met is them together
+            out.print(f"[yellow]no architecture found that meets {esc(together)} together; loosen a budget, or raise "
+                      "the number of evaluations[/yellow]")
         else:
             out.print("[yellow]no feasible architecture found; raise the budget or the number of "
                       "evaluations[/yellow]")

@@ -347,10 +347,14 @@ def launch_search(project: Project, req: SearchRequest | None, out_dir: Path, *,
         prepared = STRATEGIES.get(req.strategy).prepare(project, asked, out_dir, resume=resume, executor=executor,
                                                         note=notes.append)
         problem, config = prepared.problem, prepared.config
+        if not resume:  # budgets each device meets alone but no architecture together: refused before anything
+            notes.extend(filter(None, [_check_joint(req, problem)]))
     else:
         if req.ladder:
             raise InputError(f"--ladder needs --strategy sh or hyperband, not '{req.strategy}'")
         problem, config = build_problem(project, asked, notes.append, executor)  # validated before the folder is used
+        if not resume:  # as a driver's, and before a language model is loaded
+            notes.extend(filter(None, [_check_joint(req, problem)]))
         if uses_llm(req, config):
             hooks["llm_operator"] = op = build_llm_operator(req, problem, out_dir)
             idle = idle_model_note(config)
@@ -532,6 +536,15 @@ def changed_tables_notes(path: Path, now: dict[str, str | None]) -> list[str]:
             "`lut calibrate`, a fleet refresh or a new profile): the evaluations left are predicted with today's "
             "table, so the result can differ from an uninterrupted run"
             for d, h in now.items() if d in recorded and recorded[d] != h]
+
+
+def _check_joint(req: SearchRequest, problem: Any) -> str | None:
+    """``joint.check_joint`` for a new run's problem (a driver's too: DARTS's has no ``space``)."""
+    from edgenas.search.joint import check_joint
+    from edgenas.spaces import get_space
+
+    space = getattr(problem, "space", None) or get_space(req.space)
+    return check_joint(space, problem.devices, quantile=req.max_latency_quantile is not None, seed=req.seed)
 
 
 #: what a search writes in its folder (DARTS's weights and history; the language model's ``llm/``)
