@@ -243,8 +243,11 @@ def test_where_it_cannot_be_told_the_search_runs_warned_and_ends_saying_nothing_
     assert "drawn" not in note
     from edgenas.cli.cmd_search import _print
 
-    config = dataclasses.replace(config, strategy="evolution", budget_evals=3)
-    result = run_search(config, problem, tmp_path / "e")  # evaluates what it proposes, none within both
+    # evolution drawing as before (its first population without replacement ends as random does): it evaluates
+    # what it proposes, none within both
+    config = dataclasses.replace(config, strategy="evolution", budget_evals=3,
+                                 strategy_options={"sampling": "novel-first"})
+    result = run_search(config, problem, tmp_path / "e")
     assert result.n_evaluations == 3 and result.best is None
     capsys.readouterr()
     _print(problem, config, result, False)
