@@ -411,6 +411,19 @@ def _state(run):
             for p in [Path(run), *sorted(Path(run).rglob("*"))]}
 
 
+def _refused_resume(cli, run, project, monkeypatch) -> str:
+    """``edgenas search --resume RUN`` refused: its one error line; the folder left as it was (bytes and times)."""
+    before = _state(run)
+    monkeypatch.setenv("EDGENAS_PROJECT", str(project))
+    monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
+    res = cli("search", "--resume", str(run))
+    assert res.code != 0 and "Traceback" not in res.err + res.out
+    lines = [ln for ln in res.err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: cannot resume"), res.err
+    assert _state(run) == before
+    return lines[0]
+
+
 def test_a_forged_event_past_the_evaluations_is_refused_before_anything_is_evaluated(tiny_model, table, cli, tmp_path,
                                                                                       monkeypatch):
     """``evaluations.jsonl`` trimmed so that a forged language-model event lies past it: the resume evaluated
@@ -428,15 +441,8 @@ def test_a_forged_event_past_the_evaluations_is_refused_before_anything_is_evalu
     (run / "checkpoint.json").unlink()
     outcomes = run / "llm" / "outcomes.jsonl"   # outcomes the replay logs again: kept back until it is checked
     outcomes.write_text("".join(outcomes.read_text().splitlines(keepends=True)[:1]))
-    before = _state(run)
-    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
-    monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
-    res = cli("search", "--resume", str(run))
-    assert res.code != 0 and "Traceback" not in res.err + res.out
-    lines = [ln for ln in res.err.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: cannot resume"), res.err
-    assert "proposals.jsonl" in lines[0] and "start a new run" in lines[0], lines[0]
-    assert _state(run) == before
+    line = _refused_resume(cli, run, tmp_path, monkeypatch)
+    assert "proposals.jsonl" in line and "start a new run" in line, line
 
 
 def test_outcomes_the_log_lacks_are_logged_again_once_the_replay_is_checked(tiny_model, table, tmp_path):
@@ -496,16 +502,9 @@ def test_a_model_log_cut_short_of_the_evaluations_is_refused_before_the_model_is
     log.write_text(cut)
     held = len(cut.splitlines()) if keep != "torn" else len(cut.splitlines()) - 1
     monkeypatch.setattr("edgenas.llm.model.load_model", lambda *a, **k: pytest.fail("the model was loaded"))
-    before = _state(run)
-    monkeypatch.setenv("EDGENAS_PROJECT", str(tmp_path))
-    monkeypatch.setenv("EDGENAS_NO_PROGRESS", "1")
-    res = cli("search", "--resume", str(run))
-    assert res.code != 0 and "Traceback" not in res.err + res.out
-    lines = [ln for ln in res.err.splitlines() if ln.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: cannot resume"), res.err
-    assert f"proposals.jsonl holds {held} language-model event" in lines[0], lines[0]
-    assert "evaluations.jsonl" in lines[0] and "start a new run" in lines[0], lines[0]
-    assert _state(run) == before
+    line = _refused_resume(cli, run, tmp_path, monkeypatch)
+    assert f"proposals.jsonl holds {held} language-model event" in line, line
+    assert "evaluations.jsonl" in line and "start a new run" in line, line
 
 
 def test_a_run_killed_before_its_update_was_logged_resumes_exactly(tiny_model, table, tmp_path, monkeypatch):
