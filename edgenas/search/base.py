@@ -11,15 +11,17 @@ scalar constraint violation (``0`` = feasible), so strategies never need to know
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Mapping, Protocol, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 
 from edgenas.errors import InputError
 from edgenas.registry import Registry
+from edgenas.search.candidates import Feasibility, novel_feasible, repair_toward_anchor
+from edgenas.search.draws import DistinctDraws
+from edgenas.search.options import Option, convert_option
 
 
 @dataclass(frozen=True)
@@ -75,72 +77,6 @@ class Trial:
                    report=d.get("report", {}))
 
 
-class Feasibility(Protocol):
-    """Cheap pre-evaluation constraint check (predicted latency only), provided by a ``Problem``."""
-
-    def violation(self, archs: Sequence[Any]) -> np.ndarray: ...
-
-    def anchors(self) -> list[Any]: ...
-
-
-#: the largest population (or CMA-ES popsize) a strategy takes: WOA and CMA-ES allocate per member up front, and
-#: 10**12 was a 43.7 TiB array (an internal error) or a CMA-ES that never asked; a search rarely uses 1,000
-MAX_POPULATION = 100_000
-
-
-def population_option(default: int | None, least: int) -> "Option":
-    """A population size option: an integer from ``least`` to ``MAX_POPULATION``."""
-    return Option(default, int, lambda v: least <= v <= MAX_POPULATION, f"must be from {least} to {MAX_POPULATION}")
-
-
-@dataclass(frozen=True)
-class Option:
-    """A declared strategy option: default, type and a check (message when it fails). ``per_space``: the
-    default for a family of spaces where it differs (``{"mbv3": 0.01}``; None there: it does not apply),
-    what ``edgenas list`` shows beside the default. ``listed``: what ``edgenas list`` shows instead of a
-    default that a search replaces (``n_objectives``: the search's count); None: not listed, an option with
-    one allowed value in this strategy (CMA-ES's ``n_objectives``: 1, kept so that the requests that give it read)."""
-
-    default: Any
-    type: type
-    check: Callable[[Any], bool] = field(default=lambda v: True)
-    message: str = ""
-    per_space: Mapping[str, Any] = field(default_factory=dict)
-    listed: str | None = ""
-
-
-_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
-
-
-def convert_option(strategy: str, key: str, value: Any, kind: type) -> Any:
-    """An option's value as its declared type: ``bool("false")`` is True and ``int(5.5)`` is 5, so both are
-    spelled out; a float must be finite (inf or 1e308 made strategies fail mid-run)."""
-    want = {bool: "true or false", float: "a finite number", int: "an integer", str: "a string",
-            tuple: "a list"}.get(kind, f"a {kind.__name__}")
-    bad = InputError(f"strategy '{strategy}': option {key}={value!r} is not {want}")
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text not in _TRUE + _FALSE:
-            raise bad
-        return text in _TRUE
-    if isinstance(value, bool) and kind in (int, float):
-        raise bad
-    if kind is int and isinstance(value, float):
-        if not (math.isfinite(value) and value.is_integer()):
-            raise bad
-        return int(value)
-    if not isinstance(value, kind):
-        try:
-            value = kind(value)
-        except (TypeError, ValueError, OverflowError):
-            raise bad from None
-    if kind is float and not math.isfinite(value):
-        raise bad
-    return value
-
-
 class Strategy(ABC):
     """Base class: ``ask(n)`` proposes ``n`` architectures, ``tell(archs, results)`` reports them."""
 
@@ -167,8 +103,6 @@ class Strategy(ABC):
         #: uniform draws without replacement (option ``sampling``, ``edgenas.search.draws``), or None
         self.draws = None
         if self.opts.get("sampling") == "without-replacement":
-            from edgenas.search.draws import DistinctDraws  # draws builds on this module
-
             self.draws = DistinctDraws(space, feasibility, rng)
 
     @classmethod
@@ -309,81 +243,6 @@ class Strategy(ABC):
         """Move ``arch`` gene by gene toward the anchor (min-latency arch) until feasible, preferring an
         architecture not in ``avoid``: <= D steps a try, ``REPAIR_TRIES`` tries."""
         return repair_toward_anchor(self.space, self.feasibility, arch, self.rng, avoid=avoid)
-
-
-#: paths toward an anchor ``repair_toward_anchor`` tries (one predictor call each) for a step not yet seen
-REPAIR_TRIES = 8
-
-
-def novel_feasible(space: Any, feasibility: Feasibility | None, make: Callable[[], Any], avoid: set[str],
-                   tries: int, chunk: Callable[[int], int] = lambda start: 10) -> tuple[Any | None, Any | None]:
-    """Up to ``tries`` candidates of ``make``: (the first not in ``avoid`` that meets the budgets, or None; the
-    least violating one met not in ``avoid``, for a repair, or None). The budgets are checked ``chunk(start)``
-    candidates at a time (one predictor call each; ``start``: how many were made before); without
-    ``feasibility``, the first novel one. ``Strategy.propose`` and random search's draws (``draws``) take
-    their candidates through this."""
-    if feasibility is None:
-        for _ in range(tries):
-            cand = make()
-            if space.arch_id(cand) not in avoid:
-                return cand, None
-        return None, None
-    closest, closest_v, start = None, np.inf, 0
-    while start < tries:
-        size = min(chunk(start), tries - start)  # the last chunk: what is left of tries
-        start += size
-        cands = [c for c in (make() for _ in range(size)) if space.arch_id(c) not in avoid]
-        if not cands:
-            continue
-        v = np.asarray(feasibility.violation(cands), dtype=float)
-        ok = np.flatnonzero(v <= 0.0)
-        if ok.size:
-            return cands[int(ok[0])], None
-        i = int(np.argmin(v))
-        if v[i] < closest_v:
-            closest, closest_v = cands[i], float(v[i])
-    return None, closest
-
-
-def repair_toward_anchor(space: Any, feasibility: Feasibility | None, arch: Any, rng: np.random.Generator, *,
-                         avoid: set[str] | None = None, anchors: Sequence[Any] | None = None) -> Any:
-    """Move ``arch`` gene by gene (random order) toward a min-latency anchor; the first feasible step.
-
-    With ``avoid`` (the architecture ids a search has seen), the first feasible step not in it: the paths
-    of one anchor meet near it, so repairs kept returning the same few cells (under a 5 ms budget on the
-    Raspberry Pi 4, 14 of 200 random-search evaluations repeated one). Up to ``REPAIR_TRIES`` paths, each
-    another anchor and gene order (one predictor call of at most D architectures each), then 4 D mutations
-    of the feasible steps met (one call); when all of these were seen, that step. Never loops. Returns
-    ``arch`` unchanged without constraints or anchors. ``anchors``: walk toward these (feasible
-    architectures) instead of ``feasibility.anchors()``."""
-    if feasibility is None:
-        return arch
-    anchors = feasibility.anchors() if anchors is None else list(anchors)
-    if not anchors:
-        return arch
-    first, feasible = None, []  # the first path's answer; every feasible step met
-    for _ in range(REPAIR_TRIES if avoid else 1):
-        anchor = anchors[int(rng.integers(len(anchors)))]
-        genes, target = space.to_genes(arch).copy(), space.to_genes(anchor)
-        steps = []  # the architecture after each gene moved, in a random order: one predictor call for all
-        for i in rng.permutation(len(genes)):
-            if genes[i] != target[i]:
-                genes[i] = target[i]
-                steps.append(space.from_genes(genes))
-        if not steps:
-            return arch
-        ok = np.flatnonzero(np.asarray(feasibility.violation(steps), dtype=float) <= 0.0)
-        if first is None:
-            first = steps[int(ok[0])] if ok.size else steps[-1]
-        fresh = next((steps[i] for i in ok if not avoid or space.arch_id(steps[i]) not in avoid), None)
-        if fresh is not None:
-            return fresh
-        feasible += [steps[i] for i in ok]
-    if avoid and feasible:  # every path met the seen: mutations of the feasible steps, in one predictor call
-        near = [space.mutate(feasible[int(rng.integers(len(feasible)))], rng) for _ in range(4 * len(genes))]
-        ok = np.flatnonzero(np.asarray(feasibility.violation(near), dtype=float) <= 0.0)
-        return next((near[i] for i in ok if space.arch_id(near[i]) not in avoid), first)
-    return first
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from edgenas.search.base import Feasibility, Option, novel_feasible, repair_toward_anchor
+from edgenas.search.candidates import Feasibility, novel_feasible, repair_toward_anchor
+from edgenas.search.options import Option
 
 #: the ways random search draws, and the one a new run uses unless told
 SAMPLINGS = ("without-replacement", "novel-first")

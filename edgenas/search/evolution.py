@@ -28,7 +28,8 @@ from collections import deque
 from typing import Any, Mapping, Sequence
 
 from edgenas.errors import InputError
-from edgenas.search.base import STRATEGIES, Option, Result, Strategy, population_option, rank_key
+from edgenas.search.base import STRATEGIES, Result, Strategy, rank_key
+from edgenas.search.options import Option, population_option
 from edgenas.search.draws import OLD_SAMPLING, SAMPLING
 
 #: the mutations, and the one a new run uses unless told (measured in bench/RESULTS.md, "Evolution's mutation")

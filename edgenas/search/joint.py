@@ -33,7 +33,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from edgenas.errors import JointInfeasibleError
-from edgenas.search.base import novel_feasible, repair_toward_anchor
+from edgenas.search.candidates import novel_feasible, repair_toward_anchor
 from edgenas.search.draws import listable
 from edgenas.search.problem import plain_ms
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from edgenas.search.base import STRATEGIES, Option, Result, Strategy, population_option
+from edgenas.search.base import STRATEGIES, Result, Strategy
+from edgenas.search.options import Option, population_option
 from edgenas.search.draws import OLD_SAMPLING, SAMPLING
 from edgenas.search.operators import (GeneMutation, RankCrowdingSurvival, TournamentSelection,
                                       UniformCrossover, rank_and_crowding)

@@ -44,7 +44,9 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from edgenas.errors import InputError
-from edgenas.search.base import STRATEGIES, Option, Result, Strategy, population_option, repair_toward_anchor
+from edgenas.search.base import STRATEGIES, Result, Strategy
+from edgenas.search.candidates import repair_toward_anchor
+from edgenas.search.options import Option, population_option
 
 #: what CMA-ES is told for an infeasible candidate, plus its violation: above any feasible value (only ranks matter)
 INFEASIBLE = 1e12

@@ -24,7 +24,8 @@ import numpy as np
 from edgenas.errors import InputError
 from edgenas.io import atomic_write_json, open_log_for_append, read_json
 from edgenas.limits import is_number
-from edgenas.search.base import STRATEGIES, Trial, convert_option, make_strategy, recorded_options
+from edgenas.search.base import STRATEGIES, Trial, make_strategy, recorded_options
+from edgenas.search.options import convert_option
 from edgenas.search.problem import Problem
 from edgenas.search.results import SearchResult, summarise, write_results
 from edgenas.search.run_files import check_checkpoint, check_config, read_evaluations, resume_or_new

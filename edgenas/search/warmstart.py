@@ -29,7 +29,7 @@ import numpy as np
 
 from edgenas.errors import EdgenasError, InputError
 from edgenas.project import Project
-from edgenas.search.base import repair_toward_anchor
+from edgenas.search.candidates import repair_toward_anchor
 from edgenas.search.task import task_similarity
 from edgenas.store.experiment import ExperimentDB
 from edgenas.store.rows import row_arch, run_hint

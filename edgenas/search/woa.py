@@ -26,7 +26,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edgenas.search.base import STRATEGIES, Option, Result, Strategy, population_option, rank_key
+from edgenas.search.base import STRATEGIES, Result, Strategy, rank_key
+from edgenas.search.options import Option, population_option
 from edgenas.search.draws import OLD_SAMPLING, SAMPLING
 
 WOA_OPTIONS = {

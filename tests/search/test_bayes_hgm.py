@@ -5,7 +5,8 @@ import pytest
 
 from edgenas.errors import InputError
 from edgenas.search import DeviceTarget, Problem, make_strategy
-from edgenas.search.base import Result, repair_toward_anchor
+from edgenas.search.base import Result
+from edgenas.search.candidates import repair_toward_anchor
 from edgenas.search.hgm import HGM
 
 OPTUNA = ["tpe", "cmaes", "optuna-nsga2"]   # gp: below, with a smaller budget (it is slow)

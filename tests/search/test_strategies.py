@@ -8,8 +8,8 @@ import pytest
 
 from edgenas.errors import InfeasibleError, InputError
 from edgenas.search import DeviceTarget, Problem, make_strategy, strategy_names
-from edgenas.search.base import (REPAIR_TRIES, STRATEGIES, Driver, DriverRun, Option, Result, Strategy, Trial,
-                                 rank_key, repair_toward_anchor)
+from edgenas.search.base import STRATEGIES, Driver, DriverRun, Option, Result, Strategy, Trial, rank_key
+from edgenas.search.candidates import REPAIR_TRIES, repair_toward_anchor
 from edgenas.search.riiwoa import RIIWOA
 from edgenas.search.woa import WOA
 
