@@ -13,7 +13,6 @@ the plotly.js bundle must carry it (``Authorization: Bearer TOKEN`` or ``?token=
 # no ``from __future__ import annotations``: FastAPI reads the route annotations at run time
 import dataclasses
 import hmac
-import json
 import secrets
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ from edgenas.api import fdlimit
 from edgenas.api.hosts import host_is_loopback
 from edgenas.errors import EdgenasError, InputError
 from edgenas.limits import MAX_INT
+from edgenas.report.html import script_json
 from edgenas.report.source import DataSource, NotFoundError
 
 PLOTLY_PATH = "/static/plotly.min.js"
@@ -54,11 +54,6 @@ def _lut_summary(t: Any) -> dict[str, Any]:
             "calibration": t.calibration.to_dict() if t.calibration else None}
 
 
-def _js(value: Any) -> str:
-    """``value`` as a JavaScript literal safe inside a <script> element (no ``</script>``, no ``<!--``)."""
-    return json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
 def swagger_page(spec_url: str, token: str | None, nonce: str) -> str:
     """Swagger UI over ``spec_url``, its files from this server; a token goes with every request it makes. Its
     script carries ``nonce``, the one the response's policy names."""
@@ -67,8 +62,8 @@ def swagger_page(spec_url: str, token: str | None, nonce: str) -> str:
             f"<link rel='icon' href='data:,'><link rel='stylesheet' href='{SWAGGER_PATH}/swagger-ui.css'></head>"
             f"<body><div id='swagger-ui'></div><script src='{SWAGGER_PATH}/swagger-ui-bundle.js'></script>"
             f"<script nonce='{nonce}'>"
-            f"const token = {_js(token)};\n"
-            f"window.ui = SwaggerUIBundle(Object.assign({_js(settings)}, {{\n"
+            f"const token = {script_json(token)};\n"
+            f"window.ui = SwaggerUIBundle(Object.assign({script_json(settings)}, {{\n"
             "  presets: [SwaggerUIBundle.presets.apis, SwaggerUIBundle.SwaggerUIStandalonePreset],\n"
             "  requestInterceptor: (req) => {\n"
             "    if (token && !req.headers.Authorization) req.headers.Authorization = 'Bearer ' + token;\n"

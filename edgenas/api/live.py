@@ -9,16 +9,10 @@ search killed, before its first evaluation too, is stopped).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from edgenas.report.figures import acc_title, latency_title
-from edgenas.report.html import Section, render_page
-
-
-def _js_json(v: Any) -> str:
-    """JSON safe to put inside a <script> element."""
-    return json.dumps(v).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+from edgenas.report.html import Section, render_page, script_json
 
 
 _SCRIPT = """(function () {
@@ -91,7 +85,7 @@ def live_page(run: Any, plotly_src: str, token: str | None, interval_ms: int = 1
     return render_page(f"edgenas live: {run.id}", f"{run.space}, {run.strategy}, device {device or '-'}",
                        [Section("Evaluations as they arrive", f"Polls every {interval_ms} ms." + _rungs_note(run),
                                 html=body)],
-                       plotly_src=plotly_src, script=_SCRIPT % {"cfg": _js_json(cfg)}, nonce=nonce)
+                       plotly_src=plotly_src, script=_SCRIPT % {"cfg": script_json(cfg)}, nonce=nonce)
 
 
 def _rungs_note(run: Any) -> str:

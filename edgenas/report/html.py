@@ -54,10 +54,16 @@ def _as_parsed(js: str) -> str:
     return js.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def _script_safe(json_text: str) -> str:
+def script_safe(json_text: str) -> str:
     """JSON text safe inside a <script> element (no ``</script>``, no ``<!--``): ``<`` and ``>`` escaped (plotly.py
     escapes them too; this does not count on it)."""
     return json_text.replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+def script_json(value: Any) -> str:
+    """``value`` as a JavaScript literal safe inside a <script> element (``script_safe``, and ``&`` escaped too:
+    the server's own scripts, the live page's and Swagger UI's settings)."""
+    return script_safe(json.dumps(value)).replace("&", "\\u0026")
 
 
 def script_hash(js: str) -> str:
@@ -86,8 +92,8 @@ def _plot_script(fig: Any, div_id: str) -> str:
     from plotly.io.json import to_json_plotly
 
     fig_dict = fig.to_dict()
-    data, layout = (_script_safe(to_json_plotly(fig_dict.get(k, d))) for k, d in (("data", []), ("layout", {})))
-    return f"Plotly.newPlot({_script_safe(json.dumps(div_id))}, {data}, {layout}, {json.dumps(PLOT_CONFIG)});"
+    data, layout = (script_safe(to_json_plotly(fig_dict.get(k, d))) for k, d in (("data", []), ("layout", {})))
+    return f"Plotly.newPlot({script_safe(json.dumps(div_id))}, {data}, {layout}, {json.dumps(PLOT_CONFIG)});"
 
 
 @dataclass

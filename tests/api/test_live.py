@@ -6,7 +6,8 @@ import json
 import re
 from pathlib import Path
 
-from edgenas.api.live import _js_json, live_page
+from edgenas.api.live import live_page
+from edgenas.report.html import script_json as _js_json
 from edgenas.report.source import RunData
 
 
